@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs and starts what the project's tests and demo need on a fresh machine (Debian, root),
+# and does nothing that is already done. Called by ops/test.sh; safe to run by hand.
+#
+#   ops/setup.sh            apt packages + PostgreSQL running
+#
+# Tools that take long to build are cached under $SSC_TOOLS (default /var/cache/ssc/tools), outside
+# the checkout, so later runs on the same machine reuse them.
+set -euo pipefail
+
+SSC_TOOLS=${SSC_TOOLS:-/var/cache/ssc/tools}
+export SSC_TOOLS
+mkdir -p "$SSC_TOOLS"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# ---- Debian packages -------------------------------------------------------------------------
+# pcscd + vsmartcard-vpcd + pcsc-tools: the real PC/SC stack the virtual card is reached through.
+# libpcsclite-dev + pkg-config: the `pcsc` crate links libpcsclite.
+# cmake + libsasl2-dev: rdkafka builds librdkafka from source.
+APT_PACKAGES=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config cmake build-essential
+  libsasl2-dev libssl-dev postgresql-client)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# ---- PostgreSQL (127.0.0.1:5432, trust auth, database `test`) ---------------------------------
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 -q || { log "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+
+# ---- cargo-nextest ---------------------------------------------------------------------------
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+log "ready"
