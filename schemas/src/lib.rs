@@ -2,3 +2,7 @@
 //! network: the ISO 8583 message specs and the codec that interprets them, the shared domain
 //! types, the settlement events and the SQL migrations. Other crates meet only here.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod domain;
+pub mod events;
+pub mod migrations;
