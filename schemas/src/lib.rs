@@ -5,4 +5,5 @@
 
 pub mod domain;
 pub mod events;
+pub mod iso8583;
 pub mod migrations;

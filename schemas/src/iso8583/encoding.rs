@@ -1,0 +1,658 @@
+//! Wire encodings of field data and of length prefixes.
+//!
+//! ISO 8583 fixes the meaning of a field but not its bytes: the same `n 6` STAN is six ASCII
+//! digits on jPOS's `IFA_NUMERIC`, three packed-BCD bytes on `IFB_NUMERIC`, six EBCDIC bytes on a
+//! mainframe link. Each piece here converts between the *wire* bytes and the field's *logical*
+//! value (one Latin-1 byte per character for text, raw bytes for `b`), and checks wire bytes
+//! without allocating so the decoder's hot path stays allocation-free.
+
+use std::borrow::Cow;
+
+use super::content::Content;
+use super::ebcdic::{CP037_DECODE, CP037_ENCODE, CP1047_DECODE, CP1047_ENCODE};
+use super::error::{Error, FieldRef};
+
+/// Where encoded bytes go: a `Vec<u8>` or a `bytes::BytesMut` (both grow as needed, so
+/// encoding never panics on a full buffer).
+pub trait Sink {
+    /// Appends one byte.
+    fn push(&mut self, b: u8);
+    /// Appends bytes.
+    fn extend_from_slice(&mut self, b: &[u8]);
+    /// Bytes written so far.
+    fn len(&self) -> usize;
+    /// True if nothing was written.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    #[inline]
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        Vec::extend_from_slice(self, b);
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl Sink for bytes::BytesMut {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        bytes::BufMut::put_u8(self, b);
+    }
+    #[inline]
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        bytes::BytesMut::extend_from_slice(self, b);
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        bytes::BytesMut::len(self)
+    }
+}
+
+/// How a field's data bytes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataEncoding {
+    /// One ASCII (Latin-1) byte per character (jPOS `IFA_*`, `IF_CHAR`).
+    Ascii,
+    /// One EBCDIC cp037 byte per character.
+    Ebcdic037,
+    /// One EBCDIC cp1047 byte per character.
+    Ebcdic1047,
+    /// Packed BCD, two digits per byte. Odd lengths are padded with a `0` nibble on the left
+    /// (`right_aligned`, jPOS `IFB_NUMERIC` with pad=true) or on the right (jPOS pad=false,
+    /// moov `BCD`). For `x+n` the sign is one ASCII byte before the BCD digits (jPOS
+    /// `IFB_AMOUNT`). For `z` the nibbles A-F are the ISO 7811 characters `:;<=>?`.
+    Bcd {
+        /// Pad nibble on the left (value right-aligned) if true, on the right if false.
+        left_pad: bool,
+    },
+    /// Raw bytes (`b` fields: jPOS `IFB_BINARY`).
+    Binary,
+    /// Raw bytes written as two upper-case ASCII hex characters each (jPOS `IFA_BINARY`).
+    Hex,
+}
+
+impl DataEncoding {
+    /// Parses a spec name: `ascii`, `ebcdic` (= `cp037`), `cp037`, `cp1047`, `bcd`
+    /// (left-padded), `bcd_rpad`, `binary`, `hex`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ascii" => Self::Ascii,
+            "ebcdic" | "cp037" => Self::Ebcdic037,
+            "cp1047" => Self::Ebcdic1047,
+            "bcd" => Self::Bcd { left_pad: true },
+            "bcd_rpad" => Self::Bcd { left_pad: false },
+            "binary" => Self::Binary,
+            "hex" => Self::Hex,
+            _ => return None,
+        })
+    }
+
+    /// The spec name of this encoding.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ascii => "ascii",
+            Self::Ebcdic037 => "cp037",
+            Self::Ebcdic1047 => "cp1047",
+            Self::Bcd { left_pad: true } => "bcd",
+            Self::Bcd { left_pad: false } => "bcd_rpad",
+            Self::Binary => "binary",
+            Self::Hex => "hex",
+        }
+    }
+
+    /// Whether this encoding can carry values of `content`.
+    pub fn supports(self, content: Content) -> bool {
+        match self {
+            Self::Ascii | Self::Ebcdic037 | Self::Ebcdic1047 => content.is_text(),
+            Self::Bcd { .. } => matches!(
+                content,
+                Content::Numeric | Content::Track | Content::SignedAmount
+            ),
+            Self::Binary | Self::Hex => content == Content::Binary,
+        }
+    }
+
+    /// Wire bytes needed for `units` logical units (characters, digits or bytes).
+    #[inline]
+    pub fn wire_len(self, content: Content, units: usize) -> usize {
+        match self {
+            Self::Ascii | Self::Ebcdic037 | Self::Ebcdic1047 | Self::Binary => units,
+            Self::Hex => units * 2,
+            Self::Bcd { .. } => {
+                if content == Content::SignedAmount && units > 0 {
+                    1 + (units - 1).div_ceil(2)
+                } else {
+                    units.div_ceil(2)
+                }
+            }
+        }
+    }
+
+    /// Checks wire bytes holding `units` units of `content` without allocating. `strict`
+    /// also checks the content class (jPOS-compatible specs are not strict: jPOS packagers do
+    /// not validate characters).
+    #[inline]
+    pub fn check(
+        self,
+        at: FieldRef,
+        content: Content,
+        wire: &[u8],
+        units: usize,
+        strict: bool,
+    ) -> Result<(), Error> {
+        match self {
+            Self::Ascii => {
+                if strict {
+                    content.validate(at, wire)?;
+                }
+                Ok(())
+            }
+            Self::Ebcdic037 | Self::Ebcdic1047 => {
+                if strict {
+                    let table = self.decode_table();
+                    for (i, &b) in wire.iter().enumerate() {
+                        if !content.allows(i, table[b as usize]) {
+                            return Err(Error::InvalidContent {
+                                at,
+                                content,
+                                position: i,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Self::Binary => Ok(()),
+            Self::Hex => match wire.iter().position(|b| !b.is_ascii_hexdigit()) {
+                None => Ok(()),
+                Some(position) => Err(Error::InvalidContent {
+                    at,
+                    content,
+                    position: position / 2,
+                }),
+            },
+            Self::Bcd { left_pad } => check_bcd(at, content, wire, units, left_pad, strict),
+        }
+    }
+
+    /// Converts wire bytes to the logical value. Borrows when the two are the same bytes.
+    pub fn decode<'a>(self, content: Content, wire: &'a [u8], units: usize) -> Cow<'a, [u8]> {
+        match self {
+            Self::Ascii | Self::Binary => Cow::Borrowed(wire),
+            Self::Ebcdic037 | Self::Ebcdic1047 => {
+                let t = self.decode_table();
+                Cow::Owned(wire.iter().map(|&b| t[b as usize]).collect())
+            }
+            Self::Hex => Cow::Owned(
+                wire.chunks(2)
+                    .map(|p| (hex_val(p[0]) << 4) | p.get(1).map_or(0, |&c| hex_val(c)))
+                    .collect(),
+            ),
+            Self::Bcd { left_pad } => {
+                let mut out = Vec::with_capacity(units);
+                decode_bcd(content, wire, units, left_pad, &mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Decodes into a caller's stack buffer (used for short numeric checks such as dates).
+    pub fn decode_into(self, content: Content, wire: &[u8], units: usize, out: &mut Vec<u8>) {
+        match self {
+            Self::Bcd { left_pad } => decode_bcd(content, wire, units, left_pad, out),
+            _ => out.extend_from_slice(&self.decode(content, wire, units)),
+        }
+    }
+
+    /// Appends the wire form of a logical value. The value must already be validated for
+    /// the content class; characters a BCD nibble cannot hold are reported.
+    pub fn encode(
+        self,
+        at: FieldRef,
+        content: Content,
+        logical: &[u8],
+        out: &mut impl Sink,
+    ) -> Result<(), Error> {
+        match self {
+            Self::Ascii | Self::Binary => out.extend_from_slice(logical),
+            Self::Ebcdic037 | Self::Ebcdic1047 => {
+                let t = self.encode_table();
+                for &b in logical {
+                    out.push(t[b as usize]);
+                }
+            }
+            Self::Hex => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                for &b in logical {
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xF) as usize]);
+                }
+            }
+            Self::Bcd { left_pad } => encode_bcd(at, content, logical, left_pad, out)?,
+        }
+        Ok(())
+    }
+
+    fn decode_table(self) -> &'static [u8; 256] {
+        match self {
+            Self::Ebcdic1047 => &CP1047_DECODE,
+            _ => &CP037_DECODE,
+        }
+    }
+
+    fn encode_table(self) -> &'static [u8; 256] {
+        match self {
+            Self::Ebcdic1047 => &CP1047_ENCODE,
+            _ => &CP037_ENCODE,
+        }
+    }
+}
+
+/// Characters of the 16 nibble values for track data (ISO 7811-2 track 2 character set).
+const TRACK_NIBBLES: &[u8; 16] = b"0123456789:;<=>?";
+/// Characters of the 16 nibble values for other BCD content (A-F only appear when lenient).
+const HEX_NIBBLES: &[u8; 16] = b"0123456789ABCDEF";
+
+#[inline]
+fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// Iterates the `units` meaningful nibbles of a BCD run, skipping the pad nibble.
+#[inline]
+fn bcd_nibbles(wire: &[u8], units: usize, left_pad: bool) -> impl Iterator<Item = u8> + '_ {
+    let skip = usize::from(left_pad && units % 2 == 1);
+    wire.iter()
+        .flat_map(|b| [b >> 4, b & 0x0F])
+        .skip(skip)
+        .take(units)
+}
+
+fn check_bcd(
+    at: FieldRef,
+    content: Content,
+    wire: &[u8],
+    units: usize,
+    left_pad: bool,
+    strict: bool,
+) -> Result<(), Error> {
+    let (digits, units, position0) = if content == Content::SignedAmount && units > 0 {
+        if strict && wire.first().is_none_or(|&s| s != b'C' && s != b'D') {
+            return Err(Error::InvalidContent {
+                at,
+                content,
+                position: 0,
+            });
+        }
+        (&wire[1.min(wire.len())..], units - 1, 1)
+    } else {
+        (wire, units, 0)
+    };
+    // The pad nibble must be zero so that re-encoding gives the same bytes.
+    if units % 2 == 1 {
+        let pad = if left_pad {
+            digits.first().map(|b| b >> 4)
+        } else {
+            digits.last().map(|b| b & 0x0F)
+        };
+        if pad.is_some_and(|p| p != 0) {
+            return Err(Error::InvalidContent {
+                at,
+                content,
+                position: if left_pad {
+                    position0
+                } else {
+                    position0 + units
+                },
+            });
+        }
+    }
+    if content == Content::Track || !strict {
+        return Ok(());
+    }
+    match bcd_nibbles(digits, units, left_pad).position(|n| n > 9) {
+        None => Ok(()),
+        Some(i) => Err(Error::InvalidContent {
+            at,
+            content,
+            position: position0 + i,
+        }),
+    }
+}
+
+fn decode_bcd(content: Content, wire: &[u8], units: usize, left_pad: bool, out: &mut Vec<u8>) {
+    let (digits, units) = if content == Content::SignedAmount && units > 0 {
+        if let Some(&s) = wire.first() {
+            out.push(s);
+        }
+        (&wire[1.min(wire.len())..], units - 1)
+    } else {
+        (wire, units)
+    };
+    let table = if content == Content::Track {
+        TRACK_NIBBLES
+    } else {
+        HEX_NIBBLES
+    };
+    out.extend(bcd_nibbles(digits, units, left_pad).map(|n| table[n as usize]));
+}
+
+fn nibble_of(at: FieldRef, content: Content, position: usize, c: u8) -> Result<u8, Error> {
+    Ok(match c {
+        b'0'..=b'9' => c - b'0',
+        b'A'..=b'F' => c - b'A' + 10,
+        b':'..=b'?' if content == Content::Track => c - b':' + 10,
+        _ => {
+            return Err(Error::InvalidContent {
+                at,
+                content,
+                position,
+            })
+        }
+    })
+}
+
+fn encode_bcd(
+    at: FieldRef,
+    content: Content,
+    logical: &[u8],
+    left_pad: bool,
+    out: &mut impl Sink,
+) -> Result<(), Error> {
+    let (digits, offset) = if content == Content::SignedAmount && !logical.is_empty() {
+        out.push(logical[0]);
+        (&logical[1..], 1)
+    } else {
+        (logical, 0)
+    };
+    let odd = digits.len() % 2 == 1;
+    let mut half: Option<u8> = if odd && left_pad { Some(0) } else { None };
+    for (i, &c) in digits.iter().enumerate() {
+        let n = nibble_of(at, content, offset + i, c)?;
+        match half.take() {
+            Some(h) => out.push((h << 4) | n),
+            None => half = Some(n),
+        }
+    }
+    if let Some(h) = half {
+        out.push(h << 4);
+    }
+    Ok(())
+}
+
+/// How the length of a variable-length field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrefixEncoding {
+    /// Decimal ASCII digits (`IFA_LL*`).
+    Ascii,
+    /// Decimal EBCDIC digits (0xF0-0xF9).
+    Ebcdic,
+    /// Packed BCD, right-aligned (`IFB_LL*`: LL = 1 byte, LLL = 2 bytes `0x01 0x23`).
+    Bcd,
+    /// Packed BCD, left-aligned (moov `BCD`: LLL 8 = `0x00 0x80`).
+    BcdRightPad,
+    /// Big-endian binary integer.
+    Binary,
+    /// Upper-case ASCII hex digits (moov `HEX`).
+    Hex,
+}
+
+impl PrefixEncoding {
+    /// Parses a spec name: `ascii`, `ebcdic`, `bcd`, `bcd_rpad`, `binary`, `hex`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ascii" => Self::Ascii,
+            "ebcdic" => Self::Ebcdic,
+            "bcd" => Self::Bcd,
+            "bcd_rpad" => Self::BcdRightPad,
+            "binary" => Self::Binary,
+            "hex" => Self::Hex,
+            _ => return None,
+        })
+    }
+}
+
+/// A length prefix: encoding and width (decimal digits, hex digits, or bytes for binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    /// Encoding of the length.
+    pub encoding: PrefixEncoding,
+    /// Digits (or bytes for [`PrefixEncoding::Binary`]).
+    pub width: u8,
+}
+
+impl Prefix {
+    /// Bytes the prefix takes on the wire.
+    #[inline]
+    pub fn wire_len(self) -> usize {
+        let w = usize::from(self.width);
+        match self.encoding {
+            PrefixEncoding::Ascii | PrefixEncoding::Ebcdic | PrefixEncoding::Hex => w,
+            PrefixEncoding::Binary => w,
+            PrefixEncoding::Bcd | PrefixEncoding::BcdRightPad => w.div_ceil(2),
+        }
+    }
+
+    /// The largest length the prefix can express.
+    pub fn capacity(self) -> usize {
+        let w = u32::from(self.width);
+        match self.encoding {
+            PrefixEncoding::Binary => (1usize << (8 * w.min(4))) - 1,
+            PrefixEncoding::Hex => (1usize << (4 * w.min(8))) - 1,
+            _ => 10usize.pow(w.min(9)) - 1,
+        }
+    }
+
+    /// Reads a length from exactly [`Self::wire_len`] bytes.
+    #[inline]
+    pub fn read(self, at: FieldRef, b: &[u8]) -> Result<usize, Error> {
+        let bad = Error::InvalidLengthPrefix { at };
+        let mut n: usize = 0;
+        match self.encoding {
+            PrefixEncoding::Ascii => {
+                for &c in b {
+                    if !c.is_ascii_digit() {
+                        return Err(bad);
+                    }
+                    n = n * 10 + usize::from(c - b'0');
+                }
+            }
+            PrefixEncoding::Ebcdic => {
+                for &c in b {
+                    if !(0xF0..=0xF9).contains(&c) {
+                        return Err(bad);
+                    }
+                    n = n * 10 + usize::from(c - 0xF0);
+                }
+            }
+            PrefixEncoding::Hex => {
+                for &c in b {
+                    if !c.is_ascii_hexdigit() {
+                        return Err(bad);
+                    }
+                    n = n * 16 + usize::from(hex_val(c));
+                }
+            }
+            PrefixEncoding::Binary => {
+                for &c in b {
+                    n = (n << 8) | usize::from(c);
+                }
+            }
+            PrefixEncoding::Bcd | PrefixEncoding::BcdRightPad => {
+                let w = usize::from(self.width);
+                let left_pad = self.encoding == PrefixEncoding::Bcd;
+                if w % 2 == 1 {
+                    let pad = if left_pad {
+                        b.first().map(|x| x >> 4)
+                    } else {
+                        b.last().map(|x| x & 0xF)
+                    };
+                    if pad.is_some_and(|p| p != 0) {
+                        return Err(bad);
+                    }
+                }
+                for d in bcd_nibbles(b, w, left_pad) {
+                    if d > 9 {
+                        return Err(bad);
+                    }
+                    n = n * 10 + usize::from(d);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Appends the prefix for `len` (the caller checked `len <= capacity`).
+    pub fn write(self, len: usize, out: &mut impl Sink) {
+        let w = usize::from(self.width);
+        match self.encoding {
+            PrefixEncoding::Ascii | PrefixEncoding::Ebcdic => {
+                let zero = if self.encoding == PrefixEncoding::Ascii {
+                    b'0'
+                } else {
+                    0xF0
+                };
+                for i in (0..w).rev() {
+                    out.push(zero + ((len / 10usize.pow(i as u32)) % 10) as u8);
+                }
+            }
+            PrefixEncoding::Hex => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                for i in (0..w).rev() {
+                    out.push(HEX[(len >> (4 * i)) & 0xF]);
+                }
+            }
+            PrefixEncoding::Binary => {
+                for i in (0..w).rev() {
+                    out.push((len >> (8 * i)) as u8);
+                }
+            }
+            PrefixEncoding::Bcd | PrefixEncoding::BcdRightPad => {
+                let mut digits = [0u8; 10];
+                for (i, d) in digits[..w].iter_mut().rev().enumerate() {
+                    *d = b'0' + ((len / 10usize.pow(i as u32)) % 10) as u8;
+                }
+                let left_pad = self.encoding == PrefixEncoding::Bcd;
+                // Digits are valid by construction; encode_bcd cannot fail on them.
+                let _ = encode_bcd(
+                    FieldRef::field(0),
+                    Content::Numeric,
+                    &digits[..w],
+                    left_pad,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AT: FieldRef = FieldRef::field(2);
+
+    fn enc(e: DataEncoding, c: Content, v: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        e.encode(AT, c, v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn bcd_odd_length_pads_on_the_configured_side() {
+        let left = DataEncoding::Bcd { left_pad: true };
+        let right = DataEncoding::Bcd { left_pad: false };
+        assert_eq!(enc(left, Content::Numeric, b"123"), [0x01, 0x23]);
+        assert_eq!(enc(right, Content::Numeric, b"123"), [0x12, 0x30]);
+        assert_eq!(&*left.decode(Content::Numeric, &[0x01, 0x23], 3), b"123");
+        assert_eq!(&*right.decode(Content::Numeric, &[0x12, 0x30], 3), b"123");
+    }
+
+    #[test]
+    fn bcd_track_maps_separator_to_d_nibble() {
+        let right = DataEncoding::Bcd { left_pad: false };
+        assert_eq!(enc(right, Content::Track, b"12=3"), [0x12, 0xD3]);
+        assert_eq!(&*right.decode(Content::Track, &[0x12, 0xD3], 4), b"12=3");
+    }
+
+    #[test]
+    fn bcd_signed_amount_keeps_ascii_sign() {
+        let left = DataEncoding::Bcd { left_pad: true };
+        assert_eq!(
+            enc(left, Content::SignedAmount, b"C00000100"),
+            [b'C', 0x00, 0x00, 0x01, 0x00]
+        );
+        assert_eq!(left.wire_len(Content::SignedAmount, 9), 5);
+    }
+
+    #[test]
+    fn bcd_check_rejects_nonzero_pad_and_letters() {
+        let left = DataEncoding::Bcd { left_pad: true };
+        assert!(left
+            .check(AT, Content::Numeric, &[0x11, 0x23], 3, true)
+            .is_err());
+        assert!(left
+            .check(AT, Content::Numeric, &[0x1A, 0x23], 4, true)
+            .is_err());
+        assert!(left
+            .check(AT, Content::Numeric, &[0x1A, 0x23], 4, false)
+            .is_ok());
+    }
+
+    #[test]
+    fn prefixes_round_trip() {
+        let cases = [
+            (PrefixEncoding::Ascii, 3, 44, b"044".to_vec()),
+            (PrefixEncoding::Bcd, 3, 44, vec![0x00, 0x44]),
+            (PrefixEncoding::BcdRightPad, 3, 8, vec![0x00, 0x80]),
+            (PrefixEncoding::Binary, 2, 300, vec![0x01, 0x2C]),
+            (PrefixEncoding::Hex, 1, 11, b"B".to_vec()),
+            (PrefixEncoding::Ebcdic, 2, 37, vec![0xF3, 0xF7]),
+        ];
+        for (encoding, width, len, wire) in cases {
+            let p = Prefix { encoding, width };
+            let mut out = Vec::new();
+            p.write(len, &mut out);
+            assert_eq!(out, wire, "{encoding:?}");
+            assert_eq!(p.read(AT, &wire).unwrap(), len);
+        }
+    }
+
+    #[test]
+    fn prefix_rejects_non_digits() {
+        let p = Prefix {
+            encoding: PrefixEncoding::Ascii,
+            width: 2,
+        };
+        assert_eq!(
+            p.read(AT, b"1A"),
+            Err(Error::InvalidLengthPrefix { at: AT })
+        );
+    }
+
+    #[test]
+    fn hex_encoding_is_upper_case() {
+        assert_eq!(
+            enc(DataEncoding::Hex, Content::Binary, &[0xCA, 0xFE]),
+            b"CAFE"
+        );
+        assert_eq!(
+            &*DataEncoding::Hex.decode(Content::Binary, b"cafe", 2),
+            &[0xCA, 0xFE]
+        );
+    }
+}

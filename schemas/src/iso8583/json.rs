@@ -1,0 +1,1 @@
+//! JSON form of messages (CLI).
