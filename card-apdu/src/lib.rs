@@ -10,6 +10,8 @@ pub mod tags;
 pub mod tlv;
 pub mod channel;
 pub mod emv;
+pub mod issuer;
+pub mod kiosk;
 mod hexser;
 pub mod perso;
 pub mod vcard;

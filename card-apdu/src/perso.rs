@@ -70,7 +70,7 @@ impl Drop for Secret {
 }
 
 impl Secret {
-    fn key(&self, field: &'static str) -> Result<CardKey, PersoError> {
+    pub(crate) fn key(&self, field: &'static str) -> Result<CardKey, PersoError> {
         CardKey::from_hex(&self.0).map_err(|_| bad(field, "expected 32 hex characters"))
     }
     fn pin(&self, field: &'static str) -> Result<ClearPin, PersoError> {
