@@ -253,11 +253,18 @@ fn moov_advice_with_expiry_date_is_rejected_as_unexpected_field() {
 
 #[test]
 fn moov_reversal_with_impossible_date_is_rejected_as_bad_date() {
-    for file in ["iso_reversal_message_error_date.dat", "error_message.dat"] {
-        let (spec, wire) = moov("moov87", file);
-        let err = spec.decode(&wire).unwrap_err();
-        assert!(matches!(err, Error::InvalidDate { .. }), "{file}: {err}");
-    }
+    let (spec, wire) = moov("moov87", "iso_reversal_message_error_date.dat");
+    let err = spec.decode(&wire).unwrap_err();
+    assert!(matches!(err, Error::InvalidDate { .. }), "{err}");
+}
+
+#[test]
+fn moov_error_message_is_a_truncated_reversal() {
+    let (spec, wire) = moov("moov87", "error_message.dat");
+    assert!(matches!(
+        spec.decode(&wire),
+        Err(Error::Truncated { at, .. }) if at == FieldRef::field(55)
+    ));
 }
 
 #[test]

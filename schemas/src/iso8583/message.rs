@@ -375,6 +375,7 @@ impl<'a> Message<'a> {
     /// Copies every field into an owned message (same MTI and spec).
     pub fn to_owned_message(&self) -> OwnedMessage<'a> {
         let mut out = OwnedMessage::new(self.spec, self.mti());
+        out.set_secondary_bitmap_always(self.present.contains(1));
         for id in self.fields() {
             if let Ok(v) = self.get(id) {
                 out.put_unchecked(id, &v);
@@ -392,6 +393,7 @@ impl<'a> Message<'a> {
         let mti = self.mti().response()?;
         let allowed = self.spec.rule(mti.0).and_then(|r| r.allowed);
         let mut out = OwnedMessage::new(self.spec, mti);
+        out.set_secondary_bitmap_always(self.present.contains(1));
         for id in self.fields() {
             if NOT_ECHOED.contains(&id) || allowed.is_some_and(|a| !a.contains(id)) {
                 continue;

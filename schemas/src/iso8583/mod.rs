@@ -23,8 +23,11 @@
 //! req.set_str(2, "6214830012345678")?
 //!     .set_str(3, "000000")?
 //!     .set_amount(4, Decimal::new(12345, 2), 2)? // 123.45 CNY -> "000000012345"
+//!     .set_str(7, "0611191024")? // MMDDhhmmss, checked
 //!     .set_u64(11, 42)? // -> "000042"
 //!     .set_str(41, "KIOSK001")?
+//!     .set_str(49, "156")?
+//!     .set_path("62.3", b"MZ2024000123")? // medical bill number (positional sub-field)
 //!     .set_path("55.9F26", &[0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0])?;
 //! let mut wire = Vec::new();
 //! spec.encode(&req, &mut wire)?;
@@ -35,6 +38,7 @@
 //! assert_eq!(msg.get_str(11)?, "000042");
 //! assert_eq!(msg.get_amount(4, 2)?, Decimal::new(12345, 2));
 //! assert_eq!(&msg.get_path("55.9F26")?[..2], &[0x12, 0x34]);
+//! assert_eq!(msg.get_path_str("62.3")?, "MZ2024000123");
 //! // Debug/Display never show card secrets.
 //! assert!(format!("{msg:?}").contains("621483******5678"));
 //!

@@ -28,6 +28,7 @@ pub struct OwnedMessage<'s> {
     present: FieldSet,
     spans: [(u32, u32); 193],
     data: Vec<u8>,
+    secondary_always: bool,
 }
 
 impl<'s> OwnedMessage<'s> {
@@ -39,6 +40,7 @@ impl<'s> OwnedMessage<'s> {
             present: FieldSet::EMPTY,
             spans: [(0, 0); 193],
             data: Vec::with_capacity(512),
+            secondary_always: false,
         }
     }
 
@@ -60,6 +62,13 @@ impl<'s> OwnedMessage<'s> {
     /// The spec the values were checked against.
     pub fn spec(&self) -> &'s Spec {
         self.spec
+    }
+
+    /// Sends a secondary bitmap even when no field above 64 is present (some hosts always
+    /// send one; a decoded message that had one keeps it, so it re-encodes identically).
+    pub fn set_secondary_bitmap_always(&mut self, always: bool) -> &mut Self {
+        self.secondary_always = always;
+        self
     }
 
     /// Whether data field `id` is present.
@@ -247,6 +256,7 @@ pub(crate) fn encode(
     } else {
         // Re-check (and re-pad) every value against the target spec.
         let mut checked = OwnedMessage::new(spec, msg.mti);
+        checked.secondary_always = msg.secondary_always;
         for id in msg.fields() {
             checked.set(id, msg.value(id))?;
         }
@@ -273,7 +283,7 @@ pub(crate) fn encode_body(
         }
         present.insert(65);
     }
-    if present.word(1) != 0 {
+    if present.word(1) != 0 || msg.secondary_always {
         if !spec.secondary {
             return Err(Error::InvalidBitmap {
                 reason: "fields above 64 need a secondary bitmap",
