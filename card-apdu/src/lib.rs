@@ -15,6 +15,7 @@ pub mod kiosk;
 mod hexser;
 pub mod perso;
 pub mod vcard;
+pub mod vpcd;
 
 /// Masks a PAN for logs and human output: first 6 and last 4 digits (PCI DSS 3.4).
 pub fn mask_pan(pan: &str) -> String {
