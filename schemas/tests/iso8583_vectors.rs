@@ -254,8 +254,14 @@ fn moov_advice_with_expiry_date_is_rejected_as_unexpected_field() {
 #[test]
 fn moov_reversal_with_impossible_date_is_rejected_as_bad_date() {
     let (spec, wire) = moov("moov87", "iso_reversal_message_error_date.dat");
-    let err = spec.decode(&wire).unwrap_err();
-    assert!(matches!(err, Error::InvalidDate { .. }), "{err}");
+    // Field 13 (local transaction date, MMDD) reads 9099.
+    assert_eq!(
+        spec.decode(&wire).unwrap_err(),
+        Error::InvalidDate {
+            at: FieldRef::field(13),
+            format: "MMDD"
+        }
+    );
 }
 
 #[test]
