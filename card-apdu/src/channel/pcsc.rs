@@ -218,6 +218,17 @@ impl PcscChannel {
         self.card.as_ref().ok_or(ChannelError::CardReset)
     }
 
+    /// Resets the card: a cold reset (`unpower`, the card loses power and with it every security
+    /// state) or a warm reset (`SCardReconnect` with `SCARD_UNPOWER_CARD` / `SCARD_RESET_CARD`).
+    pub fn reset_card(&mut self, unpower: bool) -> Result<(), ChannelError> {
+        self.connected()?;
+        let share = self.share;
+        let card = self.card.as_mut().ok_or(ChannelError::CardReset)?;
+        let disposition = if unpower { Disposition::UnpowerCard } else { Disposition::ResetCard };
+        let result = card.reconnect(share, Protocols::ANY, disposition);
+        result.map_err(|e| self.lost(e))
+    }
+
     /// Runs `f` inside an exclusive PC/SC transaction (`SCardBeginTransaction` …
     /// `SCardEndTransaction`): no other application can interleave APDUs during the flow.
     pub fn transaction<R>(&mut self, f: impl FnOnce(&mut PcscTransaction<'_>) -> R) -> Result<R, ChannelError> {
