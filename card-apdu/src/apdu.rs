@@ -70,7 +70,14 @@ pub struct Command {
 impl Command {
     /// A case-1 command (header only).
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8) -> Self {
-        Self { cla, ins, p1, p2, data: Vec::new(), ne: None }
+        Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data: Vec::new(),
+            ne: None,
+        }
     }
 
     /// Adds a data field (cases 3 and 4).
@@ -155,7 +162,12 @@ impl Command {
                 Case::TwoShort
             }
             [0, rest @ ..] if rest.len() >= 2 => Self::parse_extended(&mut cmd, rest)?,
-            [0, rest @ ..] => return Err(ApduError::LengthMismatch { lc: 0, body: rest.len() }),
+            [0, rest @ ..] => {
+                return Err(ApduError::LengthMismatch {
+                    lc: 0,
+                    body: rest.len(),
+                })
+            }
             [lc, rest @ ..] => {
                 let lc = usize::from(*lc);
                 if rest.len() == lc {
@@ -166,7 +178,10 @@ impl Command {
                     cmd.ne = rest.last().map(|le| short_ne(*le));
                     Case::FourShort
                 } else {
-                    return Err(ApduError::LengthMismatch { lc, body: rest.len() });
+                    return Err(ApduError::LengthMismatch {
+                        lc,
+                        body: rest.len(),
+                    });
                 }
             }
         };
@@ -188,10 +203,16 @@ impl Command {
             Ok(Case::ThreeExtended)
         } else if tail.len() == n + 2 {
             cmd.data = tail[..n].to_vec();
-            cmd.ne = Some(extended_ne(usize::from(u16::from_be_bytes([tail[n], tail[n + 1]]))));
+            cmd.ne = Some(extended_ne(usize::from(u16::from_be_bytes([
+                tail[n],
+                tail[n + 1],
+            ]))));
             Ok(Case::FourExtended)
         } else {
-            Err(ApduError::LengthMismatch { lc: n, body: tail.len() })
+            Err(ApduError::LengthMismatch {
+                lc: n,
+                body: tail.len(),
+            })
         }
     }
 
@@ -209,7 +230,11 @@ impl Command {
             .map(|(i, part)| {
                 let last = i + 1 == count;
                 Command {
-                    cla: if last { self.cla } else { self.cla | CLA_CHAINING },
+                    cla: if last {
+                        self.cla
+                    } else {
+                        self.cla | CLA_CHAINING
+                    },
                     ins: self.ins,
                     p1: self.p1,
                     p2: self.p2,
@@ -247,12 +272,18 @@ pub struct Response {
 impl Response {
     /// A response with data and `9000`.
     pub fn ok(data: impl Into<Vec<u8>>) -> Self {
-        Self { data: data.into(), sw: StatusWord::Success }
+        Self {
+            data: data.into(),
+            sw: StatusWord::Success,
+        }
     }
 
     /// A response carrying only a status word.
     pub fn status(sw: StatusWord) -> Self {
-        Self { data: Vec::new(), sw }
+        Self {
+            data: Vec::new(),
+            sw,
+        }
     }
 
     /// Parses `data || SW1 SW2`.
@@ -260,7 +291,10 @@ impl Response {
         let Some((data, sw)) = bytes.split_last_chunk::<2>() else {
             return Err(ApduError::ResponseTooShort(bytes.len()));
         };
-        Ok(Self { data: data.to_vec(), sw: StatusWord::from_u16(u16::from_be_bytes(*sw)) })
+        Ok(Self {
+            data: data.to_vec(),
+            sw: StatusWord::from_u16(u16::from_be_bytes(*sw)),
+        })
     }
 
     /// Encodes `data || SW1 SW2`.
@@ -288,21 +322,51 @@ mod tests {
     #[test]
     fn all_seven_cases_encode_and_parse() {
         roundtrip(Command::new(0, 0x44, 0, 0), Case::One, "00440000");
-        roundtrip(Command::new(0, 0x84, 0, 0).with_ne(8), Case::TwoShort, "0084000008");
-        roundtrip(Command::new(0, 0xB0, 0, 0).with_ne(256), Case::TwoShort, "00B0000000");
-        roundtrip(Command::new(0, 0x20, 0, 0).with_data([0x12, 0x34, 0x56]), Case::ThreeShort, "0020000003123456");
         roundtrip(
-            Command::new(0, 0xA4, 4, 0).with_data([0xA0, 0]).with_ne(256),
+            Command::new(0, 0x84, 0, 0).with_ne(8),
+            Case::TwoShort,
+            "0084000008",
+        );
+        roundtrip(
+            Command::new(0, 0xB0, 0, 0).with_ne(256),
+            Case::TwoShort,
+            "00B0000000",
+        );
+        roundtrip(
+            Command::new(0, 0x20, 0, 0).with_data([0x12, 0x34, 0x56]),
+            Case::ThreeShort,
+            "0020000003123456",
+        );
+        roundtrip(
+            Command::new(0, 0xA4, 4, 0)
+                .with_data([0xA0, 0])
+                .with_ne(256),
             Case::FourShort,
             "00A4040002A00000",
         );
-        roundtrip(Command::new(0, 0xB0, 0, 0).with_ne(65_536), Case::TwoExtended, "00B00000000000");
-        roundtrip(Command::new(0, 0xB0, 0, 0).with_ne(300), Case::TwoExtended, "00B0000000012C");
+        roundtrip(
+            Command::new(0, 0xB0, 0, 0).with_ne(65_536),
+            Case::TwoExtended,
+            "00B00000000000",
+        );
+        roundtrip(
+            Command::new(0, 0xB0, 0, 0).with_ne(300),
+            Case::TwoExtended,
+            "00B0000000012C",
+        );
         let big = vec![0xAB; 300];
         let wire3 = format!("00D60000{}{}", "00012C", "AB".repeat(300));
-        roundtrip(Command::new(0, 0xD6, 0, 0).with_data(big.clone()), Case::ThreeExtended, &wire3);
+        roundtrip(
+            Command::new(0, 0xD6, 0, 0).with_data(big.clone()),
+            Case::ThreeExtended,
+            &wire3,
+        );
         let wire4 = format!("00880000{}{}0000", "00012C", "AB".repeat(300));
-        roundtrip(Command::new(0, 0x88, 0, 0).with_data(big).with_ne(65_536), Case::FourExtended, &wire4);
+        roundtrip(
+            Command::new(0, 0x88, 0, 0).with_data(big).with_ne(65_536),
+            Case::FourExtended,
+            &wire4,
+        );
     }
 
     #[test]
@@ -312,13 +376,22 @@ mod tests {
             Command::parse(&[0, 0x20, 0, 0, 3, 1, 2]),
             Err(ApduError::LengthMismatch { lc: 3, body: 2 })
         );
-        assert_eq!(Command::parse(&[0, 0xB0, 0, 0, 0, 1]), Err(ApduError::LengthMismatch { lc: 0, body: 1 }));
-        assert_eq!(Command::parse(&[0, 0xB0, 0, 0, 0, 0, 0, 1]), Err(ApduError::ExtendedLcZero));
+        assert_eq!(
+            Command::parse(&[0, 0xB0, 0, 0, 0, 1]),
+            Err(ApduError::LengthMismatch { lc: 0, body: 1 })
+        );
+        assert_eq!(
+            Command::parse(&[0, 0xB0, 0, 0, 0, 0, 0, 1]),
+            Err(ApduError::ExtendedLcZero)
+        );
     }
 
     #[test]
     fn chaining_sets_cla_bit_on_all_but_last() {
-        let chain = Command::new(0x80, 0xE2, 0, 0).with_data(vec![1; 600]).with_ne(256).into_chain(255);
+        let chain = Command::new(0x80, 0xE2, 0, 0)
+            .with_data(vec![1; 600])
+            .with_ne(256)
+            .into_chain(255);
         assert_eq!(chain.len(), 3);
         assert_eq!(chain[0].cla, 0x90);
         assert_eq!(chain[1].cla, 0x90);

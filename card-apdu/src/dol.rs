@@ -96,7 +96,11 @@ pub fn build<'a>(entries: &[DolEntry], lookup: impl Fn(TagNum) -> Option<&'a [u8
     let mut out = Vec::with_capacity(data_len(entries));
     for e in entries {
         let value = lookup(e.tag).unwrap_or(&[]);
-        let format = if value.is_empty() { Format::B } else { format_of(e.tag) };
+        let format = if value.is_empty() {
+            Format::B
+        } else {
+            format_of(e.tag)
+        };
         fit(value, e.len, format, &mut out);
     }
     out
@@ -122,10 +126,16 @@ fn fit(value: &[u8], len: usize, format: Format, out: &mut Vec<u8>) {
 }
 
 /// Splits DOL-related data back into (tag, value) pairs (the card side of GPO / GENERATE AC).
-pub fn split<'d>(entries: &[DolEntry], data: &'d [u8]) -> Result<Vec<(TagNum, &'d [u8])>, DolError> {
+pub fn split<'d>(
+    entries: &[DolEntry],
+    data: &'d [u8],
+) -> Result<Vec<(TagNum, &'d [u8])>, DolError> {
     let expected = data_len(entries);
     if data.len() != expected {
-        return Err(DolError::DataLength { expected, actual: data.len() });
+        return Err(DolError::DataLength {
+            expected,
+            actual: data.len(),
+        });
     }
     let mut pos = 0;
     Ok(entries
@@ -170,7 +180,13 @@ mod tests {
         );
         let parts = split(&entries, &data).expect("splits");
         assert_eq!(parts[0], (tags::AMOUNT_AUTHORISED, &data[..6]));
-        assert_eq!(split(&entries, &data[1..]), Err(DolError::DataLength { expected: 31, actual: 30 }));
+        assert_eq!(
+            split(&entries, &data[1..]),
+            Err(DolError::DataLength {
+                expected: 31,
+                actual: 30
+            })
+        );
     }
 
     #[test]

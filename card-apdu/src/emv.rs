@@ -56,7 +56,11 @@ pub enum Field55Error {
     #[error("field 55 lacks tag {0:X}")]
     Missing(TagNum),
     #[error("tag {tag:X} has {actual} bytes, expected {expected}")]
-    Length { tag: TagNum, expected: usize, actual: usize },
+    Length {
+        tag: TagNum,
+        expected: usize,
+        actual: usize,
+    },
     #[error("issuer application data (9F10) not understood")]
     Iad,
 }
@@ -97,12 +101,22 @@ impl Iad {
             IAD_ALGORITHM_SM4 => CardAlgorithm::Sm4,
             _ => return None,
         };
-        Some(Self { dki, cvn, cvr: [c0, c1, c2, c3], algorithm })
+        Some(Self {
+            dki,
+            cvn,
+            cvr: [c0, c1, c2, c3],
+            algorithm,
+        })
     }
 }
 
 /// Builds the cryptogram input from terminal values (each exactly its length), AIP, ATC and CVR.
-pub fn ac_input<'a>(terminal: impl Fn(TagNum) -> Option<&'a [u8]>, aip: [u8; 2], atc: [u8; 2], cvr: [u8; 4]) -> Vec<u8> {
+pub fn ac_input<'a>(
+    terminal: impl Fn(TagNum) -> Option<&'a [u8]>,
+    aip: [u8; 2],
+    atc: [u8; 2],
+    cvr: [u8; 4],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(29 + 8);
     for (tag, len) in AC_TERMINAL_ELEMENTS {
         let v = terminal(tag).unwrap_or(&[]);
@@ -129,7 +143,11 @@ pub struct CryptogramData {
 
 fn fixed<const N: usize>(tlvs: &[tlv::Tlv], tag: TagNum) -> Result<[u8; N], Field55Error> {
     let v = tlv::find_value(tlvs, tag).ok_or(Field55Error::Missing(tag))?;
-    v.try_into().map_err(|_| Field55Error::Length { tag, expected: N, actual: v.len() })
+    v.try_into().map_err(|_| Field55Error::Length {
+        tag,
+        expected: N,
+        actual: v.len(),
+    })
 }
 
 /// Rebuilds the cryptogram input and reads AC, CID, ATC and IAD from field-55 bytes.
@@ -138,7 +156,11 @@ pub fn ac_input_from_field55(field55: &[u8]) -> Result<CryptogramData, Field55Er
     for (tag, len) in AC_TERMINAL_ELEMENTS {
         let v = tlv::find_value(&tlvs, tag).ok_or(Field55Error::Missing(tag))?;
         if v.len() != len {
-            return Err(Field55Error::Length { tag, expected: len, actual: v.len() });
+            return Err(Field55Error::Length {
+                tag,
+                expected: len,
+                actual: v.len(),
+            });
         }
     }
     let aip = fixed::<2>(&tlvs, tags::AIP)?;
@@ -148,7 +170,13 @@ pub fn ac_input_from_field55(field55: &[u8]) -> Result<CryptogramData, Field55Er
     let iad_bytes = tlv::find_value(&tlvs, tags::IAD).ok_or(Field55Error::Missing(tags::IAD))?;
     let iad = Iad::parse(iad_bytes).ok_or(Field55Error::Iad)?;
     let input = ac_input(|t| tlv::find_value(&tlvs, t), aip, atc, iad.cvr);
-    Ok(CryptogramData { ac, cid, atc, iad, input })
+    Ok(CryptogramData {
+        ac,
+        cid,
+        atc,
+        iad,
+        input,
+    })
 }
 
 /// Cryptogram Information Data values (EMV Book 3 Table 15).

@@ -54,7 +54,13 @@ impl IssuerSim {
     pub fn from_perso(file: &PersoFile) -> Result<Self, PersoError> {
         let set = |i: &Option<crate::perso::ImkPerso>| -> Result<Option<ImkSet>, PersoError> {
             i.as_ref()
-                .map(|k| Ok(ImkSet { ac: k.ac.key("imk.ac")?, smi: k.smi.key("imk.smi")?, smc: k.smc.key("imk.smc")? }))
+                .map(|k| {
+                    Ok(ImkSet {
+                        ac: k.ac.key("imk.ac")?,
+                        smi: k.smi.key("imk.smi")?,
+                        smc: k.smc.key("imk.smc")?,
+                    })
+                })
                 .transpose()
         };
         let p = &file.ssse.province_keys;
@@ -75,30 +81,63 @@ impl IssuerSim {
         }
     }
 
-    fn card_mk(&self, alg: CardAlgorithm, pick: impl Fn(&ImkSet) -> &CardKey, pan: &str, psn: &str) -> Result<CardKey, KioskError> {
-        let imk = self.imks(alg).ok_or_else(|| KioskError::Backend("no issuer master key for the algorithm".into()))?;
-        cc::derive_icc_master_key(alg, pick(imk), pan, psn).map_err(|e| KioskError::Backend(e.to_string()))
+    fn card_mk(
+        &self,
+        alg: CardAlgorithm,
+        pick: impl Fn(&ImkSet) -> &CardKey,
+        pan: &str,
+        psn: &str,
+    ) -> Result<CardKey, KioskError> {
+        let imk = self
+            .imks(alg)
+            .ok_or_else(|| KioskError::Backend("no issuer master key for the algorithm".into()))?;
+        cc::derive_icc_master_key(alg, pick(imk), pan, psn)
+            .map_err(|e| KioskError::Backend(e.to_string()))
     }
 
     /// Verifies the ARQC in `field55`; approves with `arc` if valid (else answers `05`), and
     /// returns ARPC method 1 ‖ ARC as tag 91.
-    pub fn authorise(&self, pan: &str, psn: &str, field55: &[u8], arc: [u8; 2]) -> Result<Authorisation, KioskError> {
-        let data = emv::ac_input_from_field55(field55).map_err(|e| KioskError::Backend(e.to_string()))?;
+    pub fn authorise(
+        &self,
+        pan: &str,
+        psn: &str,
+        field55: &[u8],
+        arc: [u8; 2],
+    ) -> Result<Authorisation, KioskError> {
+        let data =
+            emv::ac_input_from_field55(field55).map_err(|e| KioskError::Backend(e.to_string()))?;
         let alg = data.iad.algorithm;
         let mk = self.card_mk(alg, |s| &s.ac, pan, psn)?;
         let sk = cc::derive_ac_session_key(alg, &mk, data.atc);
-        let arqc_valid = data.cid == emv::cid::ARQC && cc::verify_ac(alg, &sk, &data.input, &data.ac);
+        let arqc_valid =
+            data.cid == emv::cid::ARQC && cc::verify_ac(alg, &sk, &data.input, &data.ac);
         let arc = if arqc_valid { arc } else { *b"05" };
         let arpc = cc::arpc_method_1(alg, &sk, &data.ac, arc);
         let mut iad = arpc.to_vec();
         iad.extend_from_slice(&arc);
-        Ok(Authorisation { arqc_valid, response: IssuerResponse { arc, issuer_authentication_data: Some(iad), scripts: Vec::new() } })
+        Ok(Authorisation {
+            arqc_valid,
+            response: IssuerResponse {
+                arc,
+                issuer_authentication_data: Some(iad),
+                scripts: Vec::new(),
+            },
+        })
     }
 
     /// Builds one issuer script template (71 or 72) holding `cmd`, MACed for the cryptogram in
     /// `field55` (ARQC or AAC).
-    pub fn script(&self, pan: &str, psn: &str, field55: &[u8], template: u8, script_id: [u8; 4], cmd: &ScriptCommand) -> Result<Vec<u8>, KioskError> {
-        let d: CryptogramData = emv::ac_input_from_field55(field55).map_err(|e| KioskError::Backend(e.to_string()))?;
+    pub fn script(
+        &self,
+        pan: &str,
+        psn: &str,
+        field55: &[u8],
+        template: u8,
+        script_id: [u8; 4],
+        cmd: &ScriptCommand,
+    ) -> Result<Vec<u8>, KioskError> {
+        let d: CryptogramData =
+            emv::ac_input_from_field55(field55).map_err(|e| KioskError::Backend(e.to_string()))?;
         let alg = d.iad.algorithm;
         let (ins, p2, body) = match cmd {
             ScriptCommand::ApplicationBlock => (0x1E, 0x00, Vec::new()),
@@ -107,7 +146,12 @@ impl IssuerSim {
             ScriptCommand::PinChange(pin) => {
                 let mk_smc = self.card_mk(alg, |s| &s.smc, pan, psn)?;
                 let sk_smc = cc::derive_sm_session_key(alg, &mk_smc, d.atc, d.ac);
-                (0x24, 0x02, cc::encrypt_pin_change(alg, &sk_smc, pin).map_err(|e| KioskError::Backend(e.to_string()))?)
+                (
+                    0x24,
+                    0x02,
+                    cc::encrypt_pin_change(alg, &sk_smc, pin)
+                        .map_err(|e| KioskError::Backend(e.to_string()))?,
+                )
             }
         };
         let mk_smi = self.card_mk(alg, |s| &s.smi, pan, psn)?;
@@ -120,29 +164,62 @@ impl IssuerSim {
         apdu.extend_from_slice(&mac);
         Ok(tlv::encode_constructed(
             u32::from(template),
-            &[tlv::encode(t::ISSUER_SCRIPT_ID, &script_id), tlv::encode(t::ISSUER_SCRIPT_COMMAND, &apdu)],
+            &[
+                tlv::encode(t::ISSUER_SCRIPT_ID, &script_id),
+                tlv::encode(t::ISSUER_SCRIPT_COMMAND, &apdu),
+            ],
         ))
     }
 
     fn ssse_key(&self, province: &CardKey, card_id: &str) -> Result<CardKey, KioskError> {
-        let city = card_id.get(..6).ok_or_else(|| KioskError::Backend("card identification code too short".into()))?;
-        cc::derive_ssse_card_key_from_province(self.ssse_alg, province, city, card_id).map_err(|e| KioskError::Backend(e.to_string()))
+        let city = card_id
+            .get(..6)
+            .ok_or_else(|| KioskError::Backend("card identification code too short".into()))?;
+        cc::derive_ssse_card_key_from_province(self.ssse_alg, province, city, card_id)
+            .map_err(|e| KioskError::Backend(e.to_string()))
     }
 }
 
 impl SsseBackend for IssuerSim {
-    fn verify_internal_auth(&mut self, card_id: &str, challenge: &[u8], response: &[u8]) -> Result<bool, KioskError> {
+    fn verify_internal_auth(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        response: &[u8],
+    ) -> Result<bool, KioskError> {
         let k = self.ssse_key(&self.province_internal, card_id)?;
-        Ok(cc::verify_ssse_internal_auth(self.ssse_alg, &k, challenge, response))
+        Ok(cc::verify_ssse_internal_auth(
+            self.ssse_alg,
+            &k,
+            challenge,
+            response,
+        ))
     }
 
-    fn external_auth_cryptogram(&mut self, card_id: &str, card_challenge: &[u8]) -> Result<Vec<u8>, KioskError> {
+    fn external_auth_cryptogram(
+        &mut self,
+        card_id: &str,
+        card_challenge: &[u8],
+    ) -> Result<Vec<u8>, KioskError> {
         let k = self.ssse_key(&self.province_external, card_id)?;
-        cc::ssse_external_auth_cryptogram(self.ssse_alg, &k, card_challenge).map_err(|e| KioskError::Backend(e.to_string()))
+        cc::ssse_external_auth_cryptogram(self.ssse_alg, &k, card_challenge)
+            .map_err(|e| KioskError::Backend(e.to_string()))
     }
 
-    fn pin_unblock_mac(&mut self, card_id: &str, challenge: &[u8], lc: u8, new_pin_bcd: &[u8]) -> Result<[u8; 4], KioskError> {
+    fn pin_unblock_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        lc: u8,
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], KioskError> {
         let k = self.ssse_key(&self.province_pin_unblock, card_id)?;
-        Ok(crate::vcard::ssse::pin_unblock_mac(self.ssse_alg, &k, challenge, lc, new_pin_bcd))
+        Ok(crate::vcard::ssse::pin_unblock_mac(
+            self.ssse_alg,
+            &k,
+            challenge,
+            lc,
+            new_pin_bcd,
+        ))
     }
 }

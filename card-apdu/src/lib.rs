@@ -4,16 +4,16 @@
 //! social-security card (SSSE + PBOC debit) served to vsmartcard's vpcd, and the kiosk flows.
 
 pub mod apdu;
+pub mod channel;
 pub mod dol;
+pub mod emv;
+mod hexser;
+pub mod issuer;
+pub mod kiosk;
+pub mod perso;
 pub mod sw;
 pub mod tags;
 pub mod tlv;
-pub mod channel;
-pub mod emv;
-pub mod issuer;
-pub mod kiosk;
-mod hexser;
-pub mod perso;
 pub mod vcard;
 pub mod vpcd;
 
@@ -22,5 +22,10 @@ pub fn mask_pan(pan: &str) -> String {
     if pan.len() < 11 {
         return "*".repeat(pan.len());
     }
-    format!("{}{}{}", &pan[..6], "*".repeat(pan.len() - 10), &pan[pan.len() - 4..])
+    format!(
+        "{}{}{}",
+        &pan[..6],
+        "*".repeat(pan.len() - 10),
+        &pan[pan.len() - 4..]
+    )
 }

@@ -39,7 +39,10 @@ use crate::tags::ssse as id;
 #[derive(Debug, thiserror::Error)]
 pub enum PersoError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parsing personalisation data: {0}")]
     Syntax(String),
     #[error("field {field}: {reason}")]
@@ -49,7 +52,10 @@ pub enum PersoError {
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> PersoError {
-    PersoError::Field { field, reason: reason.into() }
+    PersoError::Field {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// A secret string from the file (key hex or PIN): never printed, zeroised on drop.
@@ -200,9 +206,14 @@ fn default_label() -> String {
 impl PersoFile {
     /// Reads a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<Self, PersoError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PersoError::Io { path: path.display().to_string(), source })?;
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        let text = std::fs::read_to_string(path).map_err(|source| PersoError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
             Self::from_json(&text)
         } else {
             Self::from_toml(&text)
@@ -216,8 +227,13 @@ impl PersoFile {
 
     /// Parses JSON.
     pub fn from_json(text: &str) -> Result<Self, PersoError> {
-        serde_json::from_str(text)
-            .map_err(|e| PersoError::Syntax(format!("JSON error at line {} column {}", e.line(), e.column())))
+        serde_json::from_str(text).map_err(|e| {
+            PersoError::Syntax(format!(
+                "JSON error at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 }
 
@@ -278,7 +294,10 @@ pub struct CardProfile {
 impl fmt::Debug for CardProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CardProfile")
-            .field("card_identification_code", &hex::encode_upper(self.ssse.card_identification_code))
+            .field(
+                "card_identification_code",
+                &hex::encode_upper(self.ssse.card_identification_code),
+            )
             .field("pan", &crate::mask_pan(&self.pboc.pan))
             .finish_non_exhaustive()
     }
@@ -306,7 +325,10 @@ fn bcd_exact<const N: usize>(field: &'static str, digits: &str) -> Result<[u8; N
 
 fn ascii_fixed(field: &'static str, s: &str, len: usize) -> Result<Vec<u8>, PersoError> {
     if !s.is_ascii() || s.len() > len {
-        return Err(bad(field, format!("expected at most {len} ASCII characters")));
+        return Err(bad(
+            field,
+            format!("expected at most {len} ASCII characters"),
+        ));
     }
     let mut v = s.as_bytes().to_vec();
     v.resize(len, b' ');
@@ -327,7 +349,10 @@ pub fn gbk_name(name: &str) -> Result<Vec<u8>, PersoError> {
 impl CardProfile {
     /// Builds a card profile, deriving per-card keys with hsm-sim's rules.
     pub fn from_perso(file: &PersoFile) -> Result<Self, PersoError> {
-        Ok(Self { ssse: ssse_profile(&file.ssse)?, pboc: pboc_profile(&file.pboc)? })
+        Ok(Self {
+            ssse: ssse_profile(&file.ssse)?,
+            pboc: pboc_profile(&file.pboc)?,
+        })
     }
 
     /// Loads and derives in one step.
@@ -342,25 +367,51 @@ fn ssse_profile(p: &SssePerso) -> Result<SsseProfile, PersoError> {
     hex::decode_to_slice(&p.card_identification_code, &mut cic)
         .map_err(|_| bad("card_identification_code", "expected 32 hex characters"))?;
     let derive = |province: &Secret, field| -> Result<CardKey, PersoError> {
-        Ok(cc::derive_ssse_card_key_from_province(alg, &province.key(field)?, &p.city_code, &p.card_identification_code)?)
+        Ok(cc::derive_ssse_card_key_from_province(
+            alg,
+            &province.key(field)?,
+            &p.city_code,
+            &p.card_identification_code,
+        )?)
     };
     let ethnicity = bcd_exact::<1>("ethnicity", &p.ethnicity)?;
     let ef05 = vec![
         (id::CARD_IDENTIFICATION_CODE, cic.to_vec()),
         (id::CARD_TYPE, ascii_fixed("card_type", &p.card_type, 1)?),
-        (id::SPEC_VERSION, ascii_fixed("spec_version", &p.spec_version, 4)?),
+        (
+            id::SPEC_VERSION,
+            ascii_fixed("spec_version", &p.spec_version, 4)?,
+        ),
         (id::INIT_ORG, ascii_fixed("init_org", &p.init_org, 12)?),
-        (id::ISSUE_DATE, bcd_exact::<4>("issue_date", &p.issue_date)?.to_vec()),
-        (id::EXPIRY_DATE, bcd_exact::<4>("expiry_date", &p.expiry_date)?.to_vec()),
-        (id::CARD_NUMBER, ascii_fixed("card_number", &p.card_number, 9)?),
+        (
+            id::ISSUE_DATE,
+            bcd_exact::<4>("issue_date", &p.issue_date)?.to_vec(),
+        ),
+        (
+            id::EXPIRY_DATE,
+            bcd_exact::<4>("expiry_date", &p.expiry_date)?.to_vec(),
+        ),
+        (
+            id::CARD_NUMBER,
+            ascii_fixed("card_number", &p.card_number, 9)?,
+        ),
     ];
     let ef06 = vec![
-        (id::SOCIAL_SECURITY_NUMBER, ascii_fixed("social_security_number", &p.social_security_number, 18)?),
+        (
+            id::SOCIAL_SECURITY_NUMBER,
+            ascii_fixed("social_security_number", &p.social_security_number, 18)?,
+        ),
         (id::NAME, gbk_name(&p.name)?),
         (id::SEX, ascii_fixed("sex", &p.sex, 1)?),
         (id::ETHNICITY, ethnicity.to_vec()),
-        (id::BIRTHPLACE, bcd_exact::<3>("birthplace", &p.birthplace)?.to_vec()),
-        (id::BIRTH_DATE, bcd_exact::<4>("birth_date", &p.birth_date)?.to_vec()),
+        (
+            id::BIRTHPLACE,
+            bcd_exact::<3>("birthplace", &p.birthplace)?.to_vec(),
+        ),
+        (
+            id::BIRTH_DATE,
+            bcd_exact::<4>("birth_date", &p.birth_date)?.to_vec(),
+        ),
     ];
     if !(1..=15).contains(&p.pin_tries_max) {
         return Err(bad("ssse.pin_tries_max", "must be 1..=15"));
@@ -378,9 +429,20 @@ fn ssse_profile(p: &SssePerso) -> Result<SsseProfile, PersoError> {
     })
 }
 
-fn pboc_keys(alg: CardAlgorithm, imk: &ImkPerso, pan: &str, psn: &str) -> Result<PbocKeys, PersoError> {
-    let d = |s: &Secret, f| -> Result<CardKey, PersoError> { Ok(cc::derive_icc_master_key(alg, &s.key(f)?, pan, psn)?) };
-    Ok(PbocKeys { mk_ac: d(&imk.ac, "imk.ac")?, mk_smi: d(&imk.smi, "imk.smi")?, mk_smc: d(&imk.smc, "imk.smc")? })
+fn pboc_keys(
+    alg: CardAlgorithm,
+    imk: &ImkPerso,
+    pan: &str,
+    psn: &str,
+) -> Result<PbocKeys, PersoError> {
+    let d = |s: &Secret, f| -> Result<CardKey, PersoError> {
+        Ok(cc::derive_icc_master_key(alg, &s.key(f)?, pan, psn)?)
+    };
+    Ok(PbocKeys {
+        mk_ac: d(&imk.ac, "imk.ac")?,
+        mk_smi: d(&imk.smi, "imk.smi")?,
+        mk_smc: d(&imk.smc, "imk.smc")?,
+    })
 }
 
 fn pboc_profile(p: &PbocPerso) -> Result<PbocProfile, PersoError> {
@@ -388,12 +450,19 @@ fn pboc_profile(p: &PbocPerso) -> Result<PbocProfile, PersoError> {
         return Err(bad("pan", "expected 12 to 19 digits"));
     }
     if p.imk_tdes.is_none() && p.imk_sm4.is_none() {
-        return Err(bad("pboc", "at least one of imk_tdes / imk_sm4 is required"));
+        return Err(bad(
+            "pboc",
+            "at least one of imk_tdes / imk_sm4 is required",
+        ));
     }
     if !(1..=15).contains(&p.pin_tries_max) {
         return Err(bad("pboc.pin_tries_max", "must be 1..=15"));
     }
-    let keys = |alg, imk: &Option<ImkPerso>| imk.as_ref().map(|k| pboc_keys(alg, k, &p.pan, &p.psn)).transpose();
+    let keys = |alg, imk: &Option<ImkPerso>| {
+        imk.as_ref()
+            .map(|k| pboc_keys(alg, k, &p.pan, &p.psn))
+            .transpose()
+    };
     let service = bcd(&format!("0{}", p.service_code))
         .filter(|v| v.len() == 2)
         .ok_or_else(|| bad("service_code", "expected 3 digits"))?;

@@ -94,7 +94,9 @@ impl StatusWord {
             (0x62, 0x82) => Self::EndOfFile,
             (0x62, 0x83) => Self::SelectedFileInvalidated,
             (0x63, 0x00) => Self::AuthenticationFailed,
-            (0x63, n) if n & 0xF0 == 0xC0 => Self::VerifyFailed { tries_left: n & 0x0F },
+            (0x63, n) if n & 0xF0 == 0xC0 => Self::VerifyFailed {
+                tries_left: n & 0x0F,
+            },
             (0x64, 0x00) => Self::ExecutionError,
             (0x65, 0x81) => Self::MemoryFailure,
             (0x67, 0x00) => Self::WrongLength,
@@ -190,7 +192,9 @@ impl fmt::Display for StatusWord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04X}", self.to_u16())?;
         match self {
-            Self::VerifyFailed { tries_left } => write!(f, " (verification failed, {tries_left} tries left)"),
+            Self::VerifyFailed { tries_left } => {
+                write!(f, " (verification failed, {tries_left} tries left)")
+            }
             Self::AuthenticationMethodBlocked => f.write_str(" (authentication method blocked)"),
             Self::SecurityStatusNotSatisfied => f.write_str(" (security status not satisfied)"),
             Self::FileNotFound => f.write_str(" (file or application not found)"),
@@ -216,7 +220,13 @@ mod tests {
 
     #[test]
     fn pin_counter_and_blocked_are_distinct() {
-        assert_eq!(StatusWord::from_u16(0x63C2), StatusWord::VerifyFailed { tries_left: 2 });
-        assert_eq!(StatusWord::from_u16(0x6983), StatusWord::AuthenticationMethodBlocked);
+        assert_eq!(
+            StatusWord::from_u16(0x63C2),
+            StatusWord::VerifyFailed { tries_left: 2 }
+        );
+        assert_eq!(
+            StatusWord::from_u16(0x6983),
+            StatusWord::AuthenticationMethodBlocked
+        );
     }
 }

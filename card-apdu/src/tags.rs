@@ -181,7 +181,11 @@ mod tests {
     #[test]
     fn dictionary_has_no_duplicates() {
         for (i, a) in DICTIONARY.iter().enumerate() {
-            assert!(DICTIONARY[i + 1..].iter().all(|b| b.tag != a.tag), "{:X}", a.tag);
+            assert!(
+                DICTIONARY[i + 1..].iter().all(|b| b.tag != a.tag),
+                "{:X}",
+                a.tag
+            );
         }
     }
 
@@ -190,6 +194,9 @@ mod tests {
         assert_eq!(format_of(AMOUNT_AUTHORISED), Format::N);
         assert_eq!(format_of(PAN), Format::Cn);
         assert_eq!(format_of(0xDF7F), Format::B);
-        assert_eq!(describe(APPLICATION_CRYPTOGRAM).map(|t| t.name), Some("Application Cryptogram"));
+        assert_eq!(
+            describe(APPLICATION_CRYPTOGRAM).map(|t| t.name),
+            Some("Application Cryptogram")
+        );
     }
 }

@@ -39,7 +39,9 @@ pub fn parse_one(input: &[u8]) -> Result<Tlv, TlvError> {
     let mut all = parse_all(input)?;
     match all.len() {
         1 => Ok(all.remove(0)),
-        0 => Err(TlvError::Truncated { offset: input.len() }),
+        0 => Err(TlvError::Truncated {
+            offset: input.len(),
+        }),
         _ => Err(TlvError::Inconsistent { offset: 0 }),
     }
 }
@@ -60,7 +62,9 @@ fn parse_seq(input: &[u8], base: usize, depth: usize) -> Result<Vec<Tlv>, TlvErr
         let start = pos + tag_len + len_len;
         let end = start.checked_add(len).filter(|e| *e <= input.len());
         let Some(end) = end else {
-            return Err(TlvError::Truncated { offset: base + start });
+            return Err(TlvError::Truncated {
+                offset: base + start,
+            });
         };
         let body = &input[start..end];
         let value = if tag.is_constructed() {
@@ -68,7 +72,8 @@ fn parse_seq(input: &[u8], base: usize, depth: usize) -> Result<Vec<Tlv>, TlvErr
         } else {
             Value::Primitive(body.to_vec())
         };
-        let tlv = Tlv::new(tag, value).map_err(|_| TlvError::Inconsistent { offset: base + pos })?;
+        let tlv =
+            Tlv::new(tag, value).map_err(|_| TlvError::Inconsistent { offset: base + pos })?;
         out.push(tlv);
         pos = end;
     }
@@ -107,13 +112,17 @@ fn read_len(input: &[u8], offset: usize) -> Result<(usize, usize), TlvError> {
         return Err(TlvError::BadLength { offset });
     }
     let bytes = input.get(1..=n).ok_or(TlvError::Truncated { offset })?;
-    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
     Ok((len, 1 + n))
 }
 
 /// The number of a tag, e.g. `0x9F26`.
 pub fn tag_num(tag: &Tag) -> TagNum {
-    tag.to_bytes().iter().fold(0, |acc, b| (acc << 8) | TagNum::from(*b))
+    tag.to_bytes()
+        .iter()
+        .fold(0, |acc, b| (acc << 8) | TagNum::from(*b))
 }
 
 /// Finds the first object with `tag`, depth first, looking inside every constructed template.
@@ -203,17 +212,29 @@ mod tests {
         let bytes = hex::decode(FCI).expect("hex");
         let tlvs = parse_all(&bytes).expect("parses");
         assert_eq!(tlvs.len(), 1);
-        assert_eq!(find_value(&tlvs, 0x84), Some(&hex::decode("A000000333010101").expect("hex")[..]));
+        assert_eq!(
+            find_value(&tlvs, 0x84),
+            Some(&hex::decode("A000000333010101").expect("hex")[..])
+        );
         assert_eq!(find_value(&tlvs, 0x9F4D), Some(&[0x0B, 0x0A][..]));
-        assert_eq!(find_value(&tlvs, 0x9F38), Some(&hex::decode("9F02069F3704").expect("hex")[..]));
+        assert_eq!(
+            find_value(&tlvs, 0x9F38),
+            Some(&hex::decode("9F02069F3704").expect("hex")[..])
+        );
         assert!(find(&tlvs, 0xBF0C).is_some());
     }
 
     #[test]
     fn truncated_value_is_an_error() {
-        assert_eq!(parse_all(&[0x5A, 0x08, 0x62, 0x12]), Err(TlvError::Truncated { offset: 2 }));
+        assert_eq!(
+            parse_all(&[0x5A, 0x08, 0x62, 0x12]),
+            Err(TlvError::Truncated { offset: 2 })
+        );
         assert_eq!(parse_all(&[0x9F]), Err(TlvError::Truncated { offset: 0 }));
-        assert_eq!(parse_all(&[0x5A, 0x82, 0x01]), Err(TlvError::Truncated { offset: 1 }));
+        assert_eq!(
+            parse_all(&[0x5A, 0x82, 0x01]),
+            Err(TlvError::Truncated { offset: 1 })
+        );
     }
 
     #[test]

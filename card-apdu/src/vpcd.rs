@@ -30,7 +30,8 @@ pub const CTRL_RESET: u8 = 0x02;
 pub const CTRL_GET_ATR: u8 = 0x04;
 
 fn send(stream: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
-    let len = u16::try_from(payload.len()).map_err(|_| std::io::Error::other("response longer than 65535 bytes"))?;
+    let len = u16::try_from(payload.len())
+        .map_err(|_| std::io::Error::other("response longer than 65535 bytes"))?;
     let mut buf = Vec::with_capacity(payload.len() + 2);
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(payload);
@@ -111,7 +112,12 @@ pub fn serve_tcp(stream: &mut TcpStream, card: &mut VirtualCard) -> std::io::Res
 
 /// Connects to a listening vpcd at `addr` and serves it; when the connection drops (pcscd
 /// stopped or restarted) waits `retry` and connects again, until `stop` is set.
-pub fn run_client(addr: impl ToSocketAddrs + Clone, card: &mut VirtualCard, retry: Duration, stop: &AtomicBool) {
+pub fn run_client(
+    addr: impl ToSocketAddrs + Clone,
+    card: &mut VirtualCard,
+    retry: Duration,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         match TcpStream::connect(addr.clone()) {
             Ok(mut stream) => {
@@ -125,7 +131,11 @@ pub fn run_client(addr: impl ToSocketAddrs + Clone, card: &mut VirtualCard, retr
 }
 
 /// Accepts connections from a vpcd configured to dial the card, serving one at a time.
-pub fn run_listener(listener: &TcpListener, card: &mut VirtualCard, stop: &AtomicBool) -> std::io::Result<()> {
+pub fn run_listener(
+    listener: &TcpListener,
+    card: &mut VirtualCard,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     for stream in listener.incoming() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -166,18 +176,29 @@ mod tests {
     fn control_bytes_and_apdus_follow_the_vpcd_framing() {
         let text = include_str!("../testdata/demo-card.toml");
         let file = crate::perso::PersoFile::from_toml(text).expect("perso");
-        let mut card = VirtualCard::new(crate::perso::CardProfile::from_perso(&file).expect("profile"));
+        let mut card =
+            VirtualCard::new(crate::perso::CardProfile::from_perso(&file).expect("profile"));
         // power on, get ATR, SELECT PPSE (case 4), unknown INS, power off.
-        let input = hex::decode("00010100010400140 0A404000E325041592E5359532E444446303100 0004 00010000 000100".replace(' ', ""))
-            .expect("hex");
-        let mut io = Duplex { input: std::io::Cursor::new(input), output: Vec::new() };
+        let input = hex::decode(
+            "00010100010400140 0A404000E325041592E5359532E444446303100 0004 00010000 000100"
+                .replace(' ', ""),
+        )
+        .expect("hex");
+        let mut io = Duplex {
+            input: std::io::Cursor::new(input),
+            output: Vec::new(),
+        };
         serve(&mut io, &mut card).expect("serve");
         let atr = crate::vcard::default_atr();
         assert_eq!(&io.output[..2], &(atr.len() as u16).to_be_bytes());
         assert_eq!(&io.output[2..2 + atr.len()], &atr[..]);
         let rest = &io.output[2 + atr.len()..];
         let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        assert_eq!(&rest[2 + n - 2..2 + n], &[0x90, 0x00], "SELECT PPSE answers 9000");
+        assert_eq!(
+            &rest[2 + n - 2..2 + n],
+            &[0x90, 0x00],
+            "SELECT PPSE answers 9000"
+        );
         let tail = &rest[2 + n..];
         assert_eq!(tail, &[0x00, 0x02, 0x6D, 0x00], "unknown INS answers 6D00");
         assert!(!card.is_powered());

@@ -38,10 +38,21 @@ fn back_end_authenticates_the_card_and_pays_through_the_relay() {
         let mut card = SsseCard::open(&mut ch).expect("select");
         let auth = card.authenticate(&mut issuer, true).expect("authenticate");
         assert!(auth.card_authenticated && auth.backend_authenticated);
-        let mut s = start_payment(&mut ch, &Terminal::default(), &PaymentRequest::new(500, [0x26, 1, 1], [0, 0, 0])).expect("start");
-        let a = issuer.authorise(&s.pan, &s.request.psn, &s.request.field55, *b"00").expect("authorise");
+        let mut s = start_payment(
+            &mut ch,
+            &Terminal::default(),
+            &PaymentRequest::new(500, [0x26, 1, 1], [0, 0, 0]),
+        )
+        .expect("start");
+        let a = issuer
+            .authorise(&s.pan, &s.request.psn, &s.request.field55, *b"00")
+            .expect("authorise");
         assert!(a.arqc_valid);
-        assert!(complete_payment(&mut ch, &mut s, &a.response).expect("complete").approved);
+        assert!(
+            complete_payment(&mut ch, &mut s, &a.response)
+                .expect("complete")
+                .approved
+        );
     }
     assert_eq!(agent.join().expect("agent"), vec![true]);
 }
@@ -60,7 +71,10 @@ fn unknown_frame_kind_gets_an_error_frame_and_only_that_connection_closes() {
 
     // The next driver is served normally.
     let mut ch = RelayChannel::connect(addr, Duration::from_secs(5)).expect("connect");
-    let basics = SsseCard::open(&mut ch).expect("select").read_basics().expect("read");
+    let basics = SsseCard::open(&mut ch)
+        .expect("select")
+        .read_basics()
+        .expect("read");
     assert_eq!(basics.name, "张三");
     drop(ch);
     assert_eq!(agent.join().expect("agent"), vec![false, true]);
@@ -70,7 +84,8 @@ fn unknown_frame_kind_gets_an_error_frame_and_only_that_connection_closes() {
 fn oversized_frame_length_is_refused() {
     let (addr, agent) = agent(1);
     let mut bad = TcpStream::connect(addr).expect("connect");
-    bad.write_all(&(relay::FRAME_LEN_MAX as u32 + 1).to_be_bytes()).expect("write");
+    bad.write_all(&(relay::FRAME_LEN_MAX as u32 + 1).to_be_bytes())
+        .expect("write");
     let mut rest = Vec::new();
     let _ = bad.read_to_end(&mut rest);
     assert_eq!(agent.join().expect("agent"), vec![false]);

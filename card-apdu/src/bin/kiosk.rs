@@ -97,7 +97,10 @@ enum Cmd {
 }
 
 fn read_pin(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Result<ClearPin, String> {
-    let mut line = lines.next().ok_or("no PIN on stdin")?.map_err(|e| e.to_string())?;
+    let mut line = lines
+        .next()
+        .ok_or("no PIN on stdin")?
+        .map_err(|e| e.to_string())?;
     let pin = ClearPin::new(line.trim()).map_err(|_| "PIN must be 4 to 12 digits".to_string());
     zeroize::Zeroize::zeroize(&mut line);
     pin
@@ -109,15 +112,23 @@ fn open(args: &Args) -> Result<Box<dyn CardChannel>, String> {
         return Ok(Box::new(MemoryChannel::new(VirtualCard::new(profile))));
     }
     if let Some(addr) = &args.relay {
-        return Ok(Box::new(RelayChannel::connect(addr.as_str(), Duration::from_secs(args.wait)).map_err(|e| e.to_string())?));
+        return Ok(Box::new(
+            RelayChannel::connect(addr.as_str(), Duration::from_secs(args.wait))
+                .map_err(|e| e.to_string())?,
+        ));
     }
-    let reader = pcsc::wait_for_card(args.reader.as_deref(), Duration::from_secs(args.wait)).map_err(|e| e.to_string())?;
-    Ok(Box::new(PcscChannel::connect(&reader, true).map_err(|e| e.to_string())?))
+    let reader = pcsc::wait_for_card(args.reader.as_deref(), Duration::from_secs(args.wait))
+        .map_err(|e| e.to_string())?;
+    Ok(Box::new(
+        PcscChannel::connect(&reader, true).map_err(|e| e.to_string())?,
+    ))
 }
 
 fn today() -> ([u8; 3], [u8; 3]) {
     // UTC date and time as BCD from the system clock (no calendar crate: civil-from-days).
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -130,12 +141,23 @@ fn today() -> ([u8; 3], [u8; 3]) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let bcd = |v: i64| ((v / 10 % 10) as u8) << 4 | (v % 10) as u8;
     let s = secs % 86_400;
-    ([bcd(y % 100), bcd(m), bcd(d)], [bcd((s / 3600) as i64), bcd((s / 60 % 60) as i64), bcd((s % 60) as i64)])
+    (
+        [bcd(y % 100), bcd(m), bcd(d)],
+        [
+            bcd((s / 3600) as i64),
+            bcd((s / 60 % 60) as i64),
+            bcd((s % 60) as i64),
+        ],
+    )
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
     } else {
         println!("{}", human());
     }
@@ -149,8 +171,15 @@ fn fail(json: bool, e: &KioskError) -> ExitCode {
         _ => (1, "error"),
     };
     if json {
-        let tries = if let KioskError::PinWrong { tries_left } = e { Some(*tries_left) } else { None };
-        println!("{}", serde_json::json!({ "error": kind, "message": e.to_string(), "tries_left": tries }));
+        let tries = if let KioskError::PinWrong { tries_left } = e {
+            Some(*tries_left)
+        } else {
+            None
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "error": kind, "message": e.to_string(), "tries_left": tries })
+        );
     } else {
         eprintln!("kiosk: {e}");
     }
@@ -166,7 +195,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             readers
                 .iter()
                 .map(|r| match &r.atr {
-                    Some(atr) => format!("{}: card present, ATR {}", r.name, hex::encode_upper(atr)),
+                    Some(atr) => {
+                        format!("{}: card present, ATR {}", r.name, hex::encode_upper(atr))
+                    }
                     None => format!("{}: no card", r.name),
                 })
                 .collect::<Vec<_>>()
@@ -225,7 +256,13 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     })
 }
 
-fn pay(ch: &mut dyn CardChannel, json: bool, amount: Decimal, issuer: Option<&std::path::Path>, no_sm: bool) -> Result<Result<(), KioskError>, String> {
+fn pay(
+    ch: &mut dyn CardChannel,
+    json: bool,
+    amount: Decimal,
+    issuer: Option<&std::path::Path>,
+    no_sm: bool,
+) -> Result<Result<(), KioskError>, String> {
     let fen = (amount * Decimal::from(100)).normalize();
     if fen.is_sign_negative() || fen.fract() != Decimal::ZERO {
         return Err("amount must be a non-negative number of yuan with at most 2 decimals".into());
@@ -233,24 +270,36 @@ fn pay(ch: &mut dyn CardChannel, json: bool, amount: Decimal, issuer: Option<&st
     let fen = u64::try_from(fen).map_err(|_| "amount too large".to_string())?;
     let (date, time) = today();
     let started = Instant::now();
-    let terminal = Terminal { supports_sm: !no_sm, ..Terminal::default() };
+    let terminal = Terminal {
+        supports_sm: !no_sm,
+        ..Terminal::default()
+    };
     let mut session = match start_payment(ch, &terminal, &PaymentRequest::new(fen, date, time)) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
     let Some(path) = issuer else {
         let r = &session.request;
-        print(json, &serde_json::json!({"status": "pending_switch", "online_request": r}), || {
-            format!(
+        print(
+            json,
+            &serde_json::json!({"status": "pending_switch", "online_request": r}),
+            || {
+                format!(
                 "PAN {} PSN {} amount {} fen, {} ARQC {} ATC {}\nfield 55 ({} bytes): {}\nPENDING: the switch does not exist yet; this is the ISO 8583 field 55 the kiosk would send.",
                 r.pan_masked, r.psn, r.amount_fen, r.algorithm, hex::encode_upper(&r.arqc), r.atc, r.field55.len(), hex::encode_upper(&r.field55)
             )
-        });
+            },
+        );
         return Ok(Ok(()));
     };
     let file = PersoFile::load(path).map_err(|e| e.to_string())?;
     let issuer = IssuerSim::from_perso(&file).map_err(|e| e.to_string())?;
-    let auth = match issuer.authorise(&session.pan, &session.request.psn, &session.request.field55, *b"00") {
+    let auth = match issuer.authorise(
+        &session.pan,
+        &session.request.psn,
+        &session.request.field55,
+        *b"00",
+    ) {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };

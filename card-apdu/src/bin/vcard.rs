@@ -44,11 +44,17 @@ struct Args {
 fn load(args: &Args) -> Result<Vec<VirtualCard>, String> {
     if args.card.is_empty() {
         let file = PersoFile::from_toml(DEMO_CARD).map_err(|e| e.to_string())?;
-        return Ok(vec![VirtualCard::new(CardProfile::from_perso(&file).map_err(|e| e.to_string())?)]);
+        return Ok(vec![VirtualCard::new(
+            CardProfile::from_perso(&file).map_err(|e| e.to_string())?,
+        )]);
     }
     args.card
         .iter()
-        .map(|p| CardProfile::load(p).map(VirtualCard::new).map_err(|e| format!("{}: {e}", p.display())))
+        .map(|p| {
+            CardProfile::load(p)
+                .map(VirtualCard::new)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
         .collect()
 }
 
@@ -88,7 +94,9 @@ fn main() -> std::process::ExitCode {
             let host = args.vpcd_host.clone();
             let port = args.vpcd_port.saturating_add(slot as u16);
             eprintln!("vcard: card {slot} → vpcd at {host}:{port} ({card:?})");
-            std::thread::spawn(move || vpcd::run_client((host.as_str(), port), &mut card, retry, &STOP))
+            std::thread::spawn(move || {
+                vpcd::run_client((host.as_str(), port), &mut card, retry, &STOP)
+            })
         })
         .collect();
     for h in handles {

@@ -15,7 +15,10 @@ impl MemoryChannel {
     /// Powers the card on and wraps it.
     pub fn new(mut card: VirtualCard) -> Self {
         card.power_on();
-        Self { card, apdu_count: 0 }
+        Self {
+            card,
+            apdu_count: 0,
+        }
     }
 
     /// The card behind the channel (to inspect or power-cycle it in tests).

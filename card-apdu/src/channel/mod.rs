@@ -71,11 +71,17 @@ pub trait CardChannel {
     }
 }
 
-fn exchange_one<C: CardChannel + ?Sized>(ch: &mut C, command: &Command) -> Result<Response, ChannelError> {
+fn exchange_one<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    command: &Command,
+) -> Result<Response, ChannelError> {
     let mut response = Response::from_bytes(&ch.transmit_raw(&command.to_bytes()?)?)?;
     if let StatusWord::WrongLe(exact) = response.sw {
         // EMV Book 1 §9.3.1.1: resend the same command with Le = SW2 (00 meaning 256).
-        let retry = Command { ne: Some(if exact == 0 { 256 } else { usize::from(exact) }), ..command.clone() };
+        let retry = Command {
+            ne: Some(if exact == 0 { 256 } else { usize::from(exact) }),
+            ..command.clone()
+        };
         response = Response::from_bytes(&ch.transmit_raw(&retry.to_bytes()?)?)?;
     }
     let mut data = std::mem::take(&mut response.data);
@@ -85,7 +91,11 @@ fn exchange_one<C: CardChannel + ?Sized>(ch: &mut C, command: &Command) -> Resul
         if rounds > GET_RESPONSE_ROUNDS_MAX {
             return Err(ChannelError::TooManyGetResponses);
         }
-        let get = Command::new(command.cla & 0x03, 0xC0, 0, 0).with_ne(if n == 0 { 256 } else { usize::from(n) });
+        let get = Command::new(command.cla & 0x03, 0xC0, 0, 0).with_ne(if n == 0 {
+            256
+        } else {
+            usize::from(n)
+        });
         response = Response::from_bytes(&ch.transmit_raw(&get.to_bytes()?)?)?;
         data.append(&mut response.data);
     }
@@ -139,8 +149,17 @@ mod tests {
 
     #[test]
     fn get_response_collects_all_data() {
-        let mut card = Scripted { answers: vec![vec![0x61, 0x03], vec![1, 2, 3, 0x61, 0x02], vec![4, 5, 0x90, 0]], seen: vec![] };
-        let r = card.transmit(&Command::new(0, 0xA4, 4, 0).with_data([0xA0]).with_ne(256)).expect("ok");
+        let mut card = Scripted {
+            answers: vec![
+                vec![0x61, 0x03],
+                vec![1, 2, 3, 0x61, 0x02],
+                vec![4, 5, 0x90, 0],
+            ],
+            seen: vec![],
+        };
+        let r = card
+            .transmit(&Command::new(0, 0xA4, 4, 0).with_data([0xA0]).with_ne(256))
+            .expect("ok");
         assert_eq!(r, Response::ok([1, 2, 3, 4, 5]));
         assert_eq!(card.seen[1], vec![0, 0xC0, 0, 0, 3]);
         assert_eq!(card.seen[2], vec![0, 0xC0, 0, 0, 2]);
@@ -148,23 +167,36 @@ mod tests {
 
     #[test]
     fn wrong_le_is_resent_with_exact_length() {
-        let mut card = Scripted { answers: vec![vec![0x6C, 0x10], [vec![7; 16], vec![0x90, 0]].concat()], seen: vec![] };
-        let r = card.transmit(&Command::new(0, 0xB2, 1, 0x0C).with_ne(256)).expect("ok");
+        let mut card = Scripted {
+            answers: vec![vec![0x6C, 0x10], [vec![7; 16], vec![0x90, 0]].concat()],
+            seen: vec![],
+        };
+        let r = card
+            .transmit(&Command::new(0, 0xB2, 1, 0x0C).with_ne(256))
+            .expect("ok");
         assert_eq!(r.data.len(), 16);
         assert_eq!(card.seen[1], vec![0, 0xB2, 1, 0x0C, 0x10]);
     }
 
     #[test]
     fn endless_get_response_is_bounded() {
-        let mut card = Scripted { answers: vec![vec![0x61, 0x01]; GET_RESPONSE_ROUNDS_MAX + 2], seen: vec![] };
+        let mut card = Scripted {
+            answers: vec![vec![0x61, 0x01]; GET_RESPONSE_ROUNDS_MAX + 2],
+            seen: vec![],
+        };
         let r = card.transmit(&Command::new(0, 0xCA, 0x9F, 0x36).with_ne(256));
         assert!(matches!(r, Err(ChannelError::TooManyGetResponses)));
     }
 
     #[test]
     fn long_data_is_chained_and_stops_at_first_error() {
-        let mut card = Scripted { answers: vec![vec![0x90, 0], vec![0x6A, 0x80]], seen: vec![] };
-        let r = card.transmit(&Command::new(0, 0xDA, 0, 0).with_data(vec![0; 600])).expect("ok");
+        let mut card = Scripted {
+            answers: vec![vec![0x90, 0], vec![0x6A, 0x80]],
+            seen: vec![],
+        };
+        let r = card
+            .transmit(&Command::new(0, 0xDA, 0, 0).with_data(vec![0; 600]))
+            .expect("ok");
         assert_eq!(r.sw, StatusWord::IncorrectData);
         assert_eq!(card.seen.len(), 2);
         assert_eq!(card.seen[0][0], 0x10);

@@ -55,7 +55,10 @@ pub fn list_readers() -> Result<Vec<ReaderInfo>, ChannelError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let mut states: Vec<ReaderState> = names.into_iter().map(|n| ReaderState::new(n, State::UNAWARE)).collect();
+    let mut states: Vec<ReaderState> = names
+        .into_iter()
+        .map(|n| ReaderState::new(n, State::UNAWARE))
+        .collect();
     ctx.get_status_change(Duration::from_millis(0), &mut states)?;
     Ok(states.iter().map(info_of).collect())
 }
@@ -80,7 +83,11 @@ impl PcscMonitor {
     pub fn new() -> Result<Self, ChannelError> {
         let ctx = establish()?;
         let mut states = vec![ReaderState::new(::pcsc::PNP_NOTIFICATION(), State::UNAWARE)];
-        states.extend(reader_names(&ctx)?.into_iter().map(|n| ReaderState::new(n, State::UNAWARE)));
+        states.extend(
+            reader_names(&ctx)?
+                .into_iter()
+                .map(|n| ReaderState::new(n, State::UNAWARE)),
+        );
         Ok(Self { ctx, states })
     }
 
@@ -100,7 +107,10 @@ impl PcscMonitor {
                 let was = cur.contains(State::PRESENT);
                 let is = ev.contains(State::PRESENT);
                 if is && !was {
-                    events.push(CardEvent::CardInserted { reader: name, atr: rs.atr().to_vec() });
+                    events.push(CardEvent::CardInserted {
+                        reader: name,
+                        atr: rs.atr().to_vec(),
+                    });
                 } else if was && !is {
                     events.push(CardEvent::CardRemoved { reader: name });
                 }
@@ -115,7 +125,8 @@ impl PcscMonitor {
         let names = reader_names(&self.ctx)?;
         let before = self.states.len();
         self.states.retain(|rs| {
-            rs.name() == ::pcsc::PNP_NOTIFICATION() || names.iter().any(|n| n.as_c_str() == rs.name())
+            rs.name() == ::pcsc::PNP_NOTIFICATION()
+                || names.iter().any(|n| n.as_c_str() == rs.name())
         });
         if self.states.len() != before {
             events.push(CardEvent::ReaderRemoved("(reader)".into()));
@@ -136,7 +147,9 @@ pub fn wait_for_card(filter: Option<&str>, timeout: Duration) -> Result<String, 
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(readers) = list_readers() {
-            let hit = readers.into_iter().find(|r| r.card_present && filter.is_none_or(|f| r.name.contains(f)));
+            let hit = readers
+                .into_iter()
+                .find(|r| r.card_present && filter.is_none_or(|f| r.name.contains(f)));
             if let Some(r) = hit {
                 return Ok(r.name);
             }
@@ -162,12 +175,17 @@ impl PcscChannel {
     /// Connects to the card in `reader`; `exclusive` keeps every other application out for the
     /// life of the connection (`SCARD_SHARE_EXCLUSIVE`).
     pub fn connect(reader: &str, exclusive: bool) -> Result<Self, ChannelError> {
-        let reader = CString::new(reader).map_err(|_| ChannelError::NoSuchReader(reader.to_owned()))?;
+        let reader =
+            CString::new(reader).map_err(|_| ChannelError::NoSuchReader(reader.to_owned()))?;
         let mut ch = Self {
             ctx: None,
             card: None,
             reader,
-            share: if exclusive { ShareMode::Exclusive } else { ShareMode::Shared },
+            share: if exclusive {
+                ShareMode::Exclusive
+            } else {
+                ShareMode::Shared
+            },
             reconnect_timeout: RECONNECT_TIMEOUT_DEFAULT,
         };
         ch.try_connect()?;
@@ -185,11 +203,15 @@ impl PcscChannel {
             self.ctx = Some(establish()?);
         }
         let ctx = self.ctx.as_ref().ok_or(ChannelError::CardReset)?;
-        let card = ctx.connect(&self.reader, self.share, Protocols::ANY).map_err(|e| match e {
-            Error::UnknownReader | Error::ReaderUnavailable => ChannelError::NoSuchReader(self.reader()),
-            Error::NoSmartcard | Error::RemovedCard => ChannelError::NoCard(self.reader()),
-            e => e.into(),
-        })?;
+        let card = ctx
+            .connect(&self.reader, self.share, Protocols::ANY)
+            .map_err(|e| match e {
+                Error::UnknownReader | Error::ReaderUnavailable => {
+                    ChannelError::NoSuchReader(self.reader())
+                }
+                Error::NoSmartcard | Error::RemovedCard => ChannelError::NoCard(self.reader()),
+                e => e.into(),
+            })?;
         self.card = Some(card);
         Ok(())
     }
@@ -224,14 +246,21 @@ impl PcscChannel {
         self.connected()?;
         let share = self.share;
         let card = self.card.as_mut().ok_or(ChannelError::CardReset)?;
-        let disposition = if unpower { Disposition::UnpowerCard } else { Disposition::ResetCard };
+        let disposition = if unpower {
+            Disposition::UnpowerCard
+        } else {
+            Disposition::ResetCard
+        };
         let result = card.reconnect(share, Protocols::ANY, disposition);
         result.map_err(|e| self.lost(e))
     }
 
     /// Runs `f` inside an exclusive PC/SC transaction (`SCardBeginTransaction` …
     /// `SCardEndTransaction`): no other application can interleave APDUs during the flow.
-    pub fn transaction<R>(&mut self, f: impl FnOnce(&mut PcscTransaction<'_>) -> R) -> Result<R, ChannelError> {
+    pub fn transaction<R>(
+        &mut self,
+        f: impl FnOnce(&mut PcscTransaction<'_>) -> R,
+    ) -> Result<R, ChannelError> {
         self.connected()?;
         let card = self.card.as_mut().ok_or(ChannelError::CardReset)?;
         let tx = card.transaction()?;
@@ -245,8 +274,14 @@ impl PcscChannel {
                 self.card = None;
                 ChannelError::CardReset
             }
-            Error::NoService | Error::ServiceStopped | Error::InvalidHandle | Error::ReaderUnavailable
-            | Error::UnknownReader | Error::CommError | Error::NoSmartcard | Error::InvalidParameter => {
+            Error::NoService
+            | Error::ServiceStopped
+            | Error::InvalidHandle
+            | Error::ReaderUnavailable
+            | Error::UnknownReader
+            | Error::CommError
+            | Error::NoSmartcard
+            | Error::InvalidParameter => {
                 self.card = None;
                 self.ctx = None;
                 ChannelError::Pcsc(e)

@@ -39,7 +39,9 @@ pub const KIND_ERROR: u8 = 0x7F;
 pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> Result<(), ChannelError> {
     let len = payload.len() + 1;
     if len > FRAME_LEN_MAX {
-        return Err(ChannelError::Relay(format!("frame of {len} bytes exceeds {FRAME_LEN_MAX}")));
+        return Err(ChannelError::Relay(format!(
+            "frame of {len} bytes exceeds {FRAME_LEN_MAX}"
+        )));
     }
     let mut buf = Vec::with_capacity(5 + payload.len());
     buf.extend_from_slice(&(len as u32).to_be_bytes());
@@ -60,7 +62,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<(u8, Vec<u8>)>, ChannelErr
     }
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 || len > FRAME_LEN_MAX {
-        return Err(ChannelError::Relay(format!("frame length {len} outside 1..={FRAME_LEN_MAX}")));
+        return Err(ChannelError::Relay(format!(
+            "frame length {len} outside 1..={FRAME_LEN_MAX}"
+        )));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
@@ -70,14 +74,23 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<(u8, Vec<u8>)>, ChannelErr
 
 /// The agent side: answers relay requests on `stream` with `card` until the driver closes.
 /// A malformed or unknown request gets an ERROR frame and ends this connection only.
-pub fn serve<S: Read + Write, C: CardChannel + ?Sized>(stream: &mut S, card: &mut C) -> Result<(), ChannelError> {
+pub fn serve<S: Read + Write, C: CardChannel + ?Sized>(
+    stream: &mut S,
+    card: &mut C,
+) -> Result<(), ChannelError> {
     while let Some((kind, payload)) = read_frame(stream)? {
         let answer = match kind {
             KIND_TRANSMIT => card.transmit_raw(&payload).map(|r| (KIND_RESPONSE, r)),
             KIND_ATR => card.atr().map(|a| (KIND_ATR_RESPONSE, a)),
             other => {
-                write_frame(stream, KIND_ERROR, format!("unknown request kind {other:02X}").as_bytes())?;
-                return Err(ChannelError::Relay(format!("unknown request kind {other:02X}")));
+                write_frame(
+                    stream,
+                    KIND_ERROR,
+                    format!("unknown request kind {other:02X}").as_bytes(),
+                )?;
+                return Err(ChannelError::Relay(format!(
+                    "unknown request kind {other:02X}"
+                )));
             }
         };
         match answer {
@@ -120,8 +133,12 @@ impl<S: Read + Write> RelayChannel<S> {
         write_frame(&mut self.stream, kind, payload)?;
         match read_frame(&mut self.stream)? {
             Some((k, body)) if k == expect => Ok(body),
-            Some((KIND_ERROR, body)) => Err(ChannelError::Relay(String::from_utf8_lossy(&body).into_owned())),
-            Some((k, _)) => Err(ChannelError::Relay(format!("unexpected answer kind {k:02X}"))),
+            Some((KIND_ERROR, body)) => Err(ChannelError::Relay(
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
+            Some((k, _)) => Err(ChannelError::Relay(format!(
+                "unexpected answer kind {k:02X}"
+            ))),
             None => Err(ChannelError::Relay("agent closed the connection".into())),
         }
     }

@@ -16,7 +16,10 @@ pub enum KioskError {
     #[error(transparent)]
     Channel(#[from] ChannelError),
     #[error("{command} refused by the card: {sw}")]
-    Card { command: &'static str, sw: StatusWord },
+    Card {
+        command: &'static str,
+        sw: StatusWord,
+    },
     #[error("wrong PIN, {tries_left} tries left")]
     PinWrong { tries_left: u8 },
     #[error("PIN blocked")]
@@ -36,21 +39,33 @@ pub enum KioskError {
 }
 
 /// Sends `cmd` and returns the response, whatever its status word.
-pub(crate) fn send<C: CardChannel + ?Sized>(ch: &mut C, cmd: Command) -> Result<Response, KioskError> {
+pub(crate) fn send<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    cmd: Command,
+) -> Result<Response, KioskError> {
     Ok(ch.transmit(&cmd)?)
 }
 
 /// Sends `cmd` and requires `9000`.
-pub(crate) fn send_ok<C: CardChannel + ?Sized>(ch: &mut C, name: &'static str, cmd: Command) -> Result<Vec<u8>, KioskError> {
+pub(crate) fn send_ok<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    name: &'static str,
+    cmd: Command,
+) -> Result<Vec<u8>, KioskError> {
     let r = send(ch, cmd)?;
     if r.sw == StatusWord::Success {
         Ok(r.data)
     } else {
-        Err(KioskError::Card { command: name, sw: r.sw })
+        Err(KioskError::Card {
+            command: name,
+            sw: r.sw,
+        })
     }
 }
 
 /// SELECT by DF name, first occurrence, FCI requested (ISO/IEC 7816-4 §11.2.2).
 pub fn select_by_name(name: &[u8]) -> Command {
-    Command::new(0x00, 0xA4, 0x04, 0x00).with_data(name).with_ne(256)
+    Command::new(0x00, 0xA4, 0x04, 0x00)
+        .with_data(name)
+        .with_ne(256)
 }

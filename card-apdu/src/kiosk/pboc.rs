@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{send, send_ok, select_by_name, KioskError};
+use super::{select_by_name, send, send_ok, KioskError};
 use crate::apdu::Command;
 use crate::channel::CardChannel;
 use crate::dol;
@@ -79,7 +79,15 @@ impl PaymentRequest {
         use rand::RngCore;
         let mut un = [0u8; 4];
         rand::thread_rng().fill_bytes(&mut un);
-        Self { amount_fen, transaction_type: 0x00, date, time, unpredictable_number: un, sequence_counter: 1, allow_blocked: false }
+        Self {
+            amount_fen,
+            transaction_type: 0x00,
+            date,
+            time,
+            unpredictable_number: un,
+            sequence_counter: 1,
+            allow_blocked: false,
+        }
     }
 }
 
@@ -172,18 +180,25 @@ fn find_aid<C: CardChannel + ?Sized>(ch: &mut C) -> Result<Vec<u8>, KioskError> 
         let pse = send(ch, select_by_name(PSE_NAME))?;
         if pse.sw == StatusWord::Success {
             for rec in 1..=8u8 {
-                let r = send(ch, Command::new(0x00, 0xB2, rec, (1 << 3) | 0x04).with_ne(256))?;
+                let r = send(
+                    ch,
+                    Command::new(0x00, 0xB2, rec, (1 << 3) | 0x04).with_ne(256),
+                )?;
                 if r.sw != StatusWord::Success {
                     break;
                 }
-                let tlvs = tlv::parse_all(&r.data).map_err(|e| KioskError::CardData(e.to_string()))?;
+                let tlvs =
+                    tlv::parse_all(&r.data).map_err(|e| KioskError::CardData(e.to_string()))?;
                 collect_entries(&tlvs, &mut entries);
             }
         }
     }
     entries.retain(|(aid, _)| aid.starts_with(&PBOC_DEBIT_AID[..5]));
     entries.sort_by_key(|(_, prio)| *prio);
-    Ok(entries.into_iter().next().map_or_else(|| PBOC_DEBIT_AID.to_vec(), |(aid, _)| aid))
+    Ok(entries
+        .into_iter()
+        .next()
+        .map_or_else(|| PBOC_DEBIT_AID.to_vec(), |(aid, _)| aid))
 }
 
 fn collect_entries(tlvs: &[tlv::Tlv], out: &mut Vec<(Vec<u8>, u8)>) {
@@ -191,7 +206,9 @@ fn collect_entries(tlvs: &[tlv::Tlv], out: &mut Vec<(Vec<u8>, u8)>) {
         if tlv::tag_num(t.tag()) == t::DIRECTORY_ENTRY {
             let kids = tlv::children(t);
             if let Some(aid) = tlv::find_value(kids, t::AID) {
-                let prio = tlv::find_value(kids, t::APPLICATION_PRIORITY).and_then(|p| p.first().copied()).unwrap_or(0x0F);
+                let prio = tlv::find_value(kids, t::APPLICATION_PRIORITY)
+                    .and_then(|p| p.first().copied())
+                    .unwrap_or(0x0F);
                 out.push((aid.to_vec(), prio & 0x0F));
             }
         } else {
@@ -213,7 +230,11 @@ fn merge(data: &mut BTreeMap<TagNum, Vec<u8>>, bytes: &[u8]) -> Result<(), Kiosk
 }
 
 /// Runs the card side of a PBOC payment up to the ARQC.
-pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, req: &PaymentRequest) -> Result<PaymentSession, KioskError> {
+pub fn start_payment<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    terminal: &Terminal,
+    req: &PaymentRequest,
+) -> Result<PaymentSession, KioskError> {
     let mut apdus = 0usize;
     let aid = find_aid(ch)?;
     apdus += 3;
@@ -223,7 +244,12 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
         StatusWord::SelectedFileInvalidated if req.allow_blocked => {}
         StatusWord::SelectedFileInvalidated => return Err(KioskError::ApplicationBlocked),
         StatusWord::FileNotFound => return Err(KioskError::NoApplication),
-        sw => return Err(KioskError::Card { command: "SELECT", sw }),
+        sw => {
+            return Err(KioskError::Card {
+                command: "SELECT",
+                sw,
+            })
+        }
     }
     let mut data: BTreeMap<TagNum, Vec<u8>> = BTreeMap::new();
     merge(&mut data, &fci.data)?;
@@ -231,7 +257,10 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
     let mut merchant = terminal.merchant_name.as_bytes().to_vec();
     merchant.truncate(20);
     let terminal_values: [(TagNum, Vec<u8>); 18] = [
-        (t::SM_ALGORITHM_SUPPORT, vec![u8::from(terminal.supports_sm)]),
+        (
+            t::SM_ALGORITHM_SUPPORT,
+            vec![u8::from(terminal.supports_sm)],
+        ),
         (t::AMOUNT_AUTHORISED, amount.to_vec()),
         (t::AMOUNT_OTHER, vec![0; 6]),
         (t::TERMINAL_COUNTRY, terminal.country.to_vec()),
@@ -246,21 +275,38 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
         (t::TERMINAL_TYPE, vec![terminal.terminal_type]),
         (t::IFD_SERIAL, terminal.ifd_serial.to_vec()),
         (t::APP_VERSION_TERMINAL, vec![0x00, 0x30]),
-        (t::TRANSACTION_SEQUENCE_COUNTER, crate::perso::bcd(&format!("{:08}", req.sequence_counter % 100_000_000)).unwrap_or_default()),
+        (
+            t::TRANSACTION_SEQUENCE_COUNTER,
+            crate::perso::bcd(&format!("{:08}", req.sequence_counter % 100_000_000))
+                .unwrap_or_default(),
+        ),
         (t::CVM_RESULTS, vec![0x42, 0x03, 0x00]),
         (t::DF_NAME, aid.clone()),
     ];
     data.extend(terminal_values);
 
-    let pdol = data.get(&t::PDOL).map(|p| dol::parse(p)).transpose().map_err(card_data)?.unwrap_or_default();
+    let pdol = data
+        .get(&t::PDOL)
+        .map(|p| dol::parse(p))
+        .transpose()
+        .map_err(card_data)?
+        .unwrap_or_default();
     let pdol_data = dol::build(&pdol, |tag| data.get(&tag).map(Vec::as_slice));
     let mut gpo_data = vec![t::COMMAND_TEMPLATE as u8];
     tlv::encode_len(pdol_data.len(), &mut gpo_data);
     gpo_data.extend_from_slice(&pdol_data);
-    let gpo = send(ch, Command::new(0x80, 0xA8, 0x00, 0x00).with_data(gpo_data).with_ne(256))?;
+    let gpo = send(
+        ch,
+        Command::new(0x80, 0xA8, 0x00, 0x00)
+            .with_data(gpo_data)
+            .with_ne(256),
+    )?;
     apdus += 1;
     if gpo.sw != StatusWord::Success {
-        return Err(KioskError::Card { command: "GET PROCESSING OPTIONS", sw: gpo.sw });
+        return Err(KioskError::Card {
+            command: "GET PROCESSING OPTIONS",
+            sw: gpo.sw,
+        });
     }
     match gpo.data.split_first() {
         // Format 1 (tag 80): AIP ‖ AFL.
@@ -275,7 +321,10 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
         }
         _ => merge(&mut data, &gpo.data)?,
     }
-    let afl = data.get(&t::AFL).cloned().ok_or_else(|| card_data("no AFL"))?;
+    let afl = data
+        .get(&t::AFL)
+        .cloned()
+        .ok_or_else(|| card_data("no AFL"))?;
     if afl.len() % 4 != 0 {
         return Err(card_data("AFL length not a multiple of 4"));
     }
@@ -285,17 +334,29 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
             return Err(card_data("AFL entry invalid"));
         }
         for rec in first..=last {
-            let r = send_ok(ch, "READ RECORD", Command::new(0x00, 0xB2, rec, (sfi << 3) | 0x04).with_ne(256))?;
+            let r = send_ok(
+                ch,
+                "READ RECORD",
+                Command::new(0x00, 0xB2, rec, (sfi << 3) | 0x04).with_ne(256),
+            )?;
             apdus += 1;
             merge(&mut data, &r)?;
         }
     }
-    let cdol1 = dol::parse(data.get(&t::CDOL1).ok_or_else(|| card_data("no CDOL1"))?).map_err(card_data)?;
-    let cdol2 = dol::parse(data.get(&t::CDOL2).ok_or_else(|| card_data("no CDOL2"))?).map_err(card_data)?;
+    let cdol1 =
+        dol::parse(data.get(&t::CDOL1).ok_or_else(|| card_data("no CDOL1"))?).map_err(card_data)?;
+    let cdol2 =
+        dol::parse(data.get(&t::CDOL2).ok_or_else(|| card_data("no CDOL2"))?).map_err(card_data)?;
     let pan_bcd = data.get(&t::PAN).ok_or_else(|| card_data("no PAN"))?;
     let pan: String = hex::encode(pan_bcd).trim_end_matches('f').to_owned();
     let gac_data = dol::build(&cdol1, |tag| data.get(&tag).map(Vec::as_slice));
-    let gac = send_ok(ch, "GENERATE AC", Command::new(0x80, 0xAE, cid::ARQC, 0x00).with_data(gac_data).with_ne(256))?;
+    let gac = send_ok(
+        ch,
+        "GENERATE AC",
+        Command::new(0x80, 0xAE, cid::ARQC, 0x00)
+            .with_data(gac_data)
+            .with_ne(256),
+    )?;
     apdus += 1;
     parse_gac(&mut data, &gac)?;
 
@@ -304,18 +365,47 @@ pub fn start_payment<C: CardChannel + ?Sized>(ch: &mut C, terminal: &Terminal, r
     let request = OnlineRequest {
         field55,
         pan_masked: crate::mask_pan(&pan),
-        psn: format!("{:03}", data.get(&t::PAN_SEQUENCE_NUMBER).map_or(0, |v| v.first().map_or(0, |b| (b >> 4) * 10 + (b & 0x0F)))),
-        expiry_yymm: data.get(&t::EXPIRY_DATE).map(|v| hex::encode(&v[..v.len().min(2)])).unwrap_or_default(),
+        psn: format!(
+            "{:03}",
+            data.get(&t::PAN_SEQUENCE_NUMBER)
+                .map_or(0, |v| v.first().map_or(0, |b| (b >> 4) * 10 + (b & 0x0F)))
+        ),
+        expiry_yymm: data
+            .get(&t::EXPIRY_DATE)
+            .map(|v| hex::encode(&v[..v.len().min(2)]))
+            .unwrap_or_default(),
         aid: hex::encode_upper(&aid),
-        cid: data.get(&t::CID).and_then(|v| v.first().copied()).unwrap_or(0),
-        atc: data.get(&t::ATC).map_or(0, |v| v.iter().fold(0u16, |a, b| (a << 8) | u16::from(*b))),
-        arqc: data.get(&t::APPLICATION_CRYPTOGRAM).cloned().unwrap_or_default(),
-        algorithm: iad.map_or("unknown", |i| if i.algorithm == hsm_sim::card_crypto::CardAlgorithm::Sm4 { "SM4" } else { "3DES" }).into(),
+        cid: data
+            .get(&t::CID)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0),
+        atc: data
+            .get(&t::ATC)
+            .map_or(0, |v| v.iter().fold(0u16, |a, b| (a << 8) | u16::from(*b))),
+        arqc: data
+            .get(&t::APPLICATION_CRYPTOGRAM)
+            .cloned()
+            .unwrap_or_default(),
+        algorithm: iad
+            .map_or("unknown", |i| {
+                if i.algorithm == hsm_sim::card_crypto::CardAlgorithm::Sm4 {
+                    "SM4"
+                } else {
+                    "3DES"
+                }
+            })
+            .into(),
         amount_fen: req.amount_fen,
         apdu_count: apdus,
     };
     let track2 = data.get(&t::TRACK2_EQUIVALENT).cloned().unwrap_or_default();
-    Ok(PaymentSession { request, pan, track2, data, cdol2 })
+    Ok(PaymentSession {
+        request,
+        pan,
+        track2,
+        data,
+        cdol2,
+    })
 }
 
 fn parse_gac(data: &mut BTreeMap<TagNum, Vec<u8>>, gac: &[u8]) -> Result<(), KioskError> {
@@ -338,16 +428,31 @@ fn parse_gac(data: &mut BTreeMap<TagNum, Vec<u8>>, gac: &[u8]) -> Result<(), Kio
 
 /// Field 55 from the collected data, in [`emv::FIELD55_TAGS`] order, skipping absent tags.
 fn build_field55(data: &BTreeMap<TagNum, Vec<u8>>) -> Vec<u8> {
-    emv::FIELD55_TAGS.iter().filter_map(|tag| data.get(tag).map(|v| tlv::encode(*tag, v))).collect::<Vec<_>>().concat()
+    emv::FIELD55_TAGS
+        .iter()
+        .filter_map(|tag| data.get(tag).map(|v| tlv::encode(*tag, v)))
+        .collect::<Vec<_>>()
+        .concat()
 }
 
 /// Completes the payment with the issuer's answer: EXTERNAL AUTHENTICATE, scripts 71, second
 /// GENERATE AC (TC if the issuer approved and authenticated, else AAC), scripts 72.
-pub fn complete_payment<C: CardChannel + ?Sized>(ch: &mut C, session: &mut PaymentSession, resp: &IssuerResponse) -> Result<PaymentOutcome, KioskError> {
+pub fn complete_payment<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    session: &mut PaymentSession,
+    resp: &IssuerResponse,
+) -> Result<PaymentOutcome, KioskError> {
     let mut tvr = [0u8; 5];
     let mut issuer_authentication = None;
-    if let Some(iad) = resp.issuer_authentication_data.as_ref().filter(|_| session.request.cid == cid::ARQC) {
-        let r = send(ch, Command::new(0x00, 0x82, 0x00, 0x00).with_data(iad.clone()))?;
+    if let Some(iad) = resp
+        .issuer_authentication_data
+        .as_ref()
+        .filter(|_| session.request.cid == cid::ARQC)
+    {
+        let r = send(
+            ch,
+            Command::new(0x00, 0x82, 0x00, 0x00).with_data(iad.clone()),
+        )?;
         let ok = r.sw == StatusWord::Success;
         if !ok {
             tvr[4] |= 0x40; // TVR byte 5 b7: issuer authentication failed.
@@ -370,19 +475,39 @@ pub fn complete_payment<C: CardChannel + ?Sized>(ch: &mut C, session: &mut Payme
         });
     }
     let approved_by_issuer = matches!(&resp.arc, b"00" | b"10" | b"11");
-    session.data.insert(t::AUTHORISATION_RESPONSE_CODE, resp.arc.to_vec());
+    session
+        .data
+        .insert(t::AUTHORISATION_RESPONSE_CODE, resp.arc.to_vec());
     session.data.insert(t::TVR, tvr.to_vec());
-    let p1 = if approved_by_issuer { cid::TC } else { cid::AAC };
-    let gac_data = dol::build(&session.cdol2, |tag| session.data.get(&tag).map(Vec::as_slice));
-    let gac = send_ok(ch, "GENERATE AC", Command::new(0x80, 0xAE, p1, 0x00).with_data(gac_data).with_ne(256))?;
+    let p1 = if approved_by_issuer {
+        cid::TC
+    } else {
+        cid::AAC
+    };
+    let gac_data = dol::build(&session.cdol2, |tag| {
+        session.data.get(&tag).map(Vec::as_slice)
+    });
+    let gac = send_ok(
+        ch,
+        "GENERATE AC",
+        Command::new(0x80, 0xAE, p1, 0x00)
+            .with_data(gac_data)
+            .with_ne(256),
+    )?;
     let mut second = BTreeMap::new();
     parse_gac(&mut second, &gac)?;
     run_scripts(ch, &resp.scripts, 0x72, &mut scripts, &mut tvr)?;
-    let cid = second.get(&t::CID).and_then(|v| v.first().copied()).unwrap_or(cid::AAC);
+    let cid = second
+        .get(&t::CID)
+        .and_then(|v| v.first().copied())
+        .unwrap_or(cid::AAC);
     Ok(PaymentOutcome {
         approved: cid == cid::TC,
         cid,
-        cryptogram: second.get(&t::APPLICATION_CRYPTOGRAM).cloned().unwrap_or_default(),
+        cryptogram: second
+            .get(&t::APPLICATION_CRYPTOGRAM)
+            .cloned()
+            .unwrap_or_default(),
         issuer_authentication,
         scripts,
         tvr: tvr.to_vec(),
@@ -398,17 +523,26 @@ fn run_scripts<C: CardChannel + ?Sized>(
 ) -> Result<(), KioskError> {
     for bytes in templates {
         let tlvs = tlv::parse_all(bytes).map_err(card_data)?;
-        for script in tlvs.iter().filter(|s| tlv::tag_num(s.tag()) == u32::from(which)) {
+        for script in tlvs
+            .iter()
+            .filter(|s| tlv::tag_num(s.tag()) == u32::from(which))
+        {
             let kids = tlv::children(script);
-            let script_id = tlv::find_value(kids, t::ISSUER_SCRIPT_ID).unwrap_or(&[]).to_vec();
+            let script_id = tlv::find_value(kids, t::ISSUER_SCRIPT_ID)
+                .unwrap_or(&[])
+                .to_vec();
             let mut status = Vec::new();
             let mut ok = true;
-            for cmd in kids.iter().filter(|k| tlv::tag_num(k.tag()) == t::ISSUER_SCRIPT_COMMAND) {
+            for cmd in kids
+                .iter()
+                .filter(|k| tlv::tag_num(k.tag()) == t::ISSUER_SCRIPT_COMMAND)
+            {
                 let raw = match cmd.value() {
                     tlv::Value::Primitive(v) => v.clone(),
                     tlv::Value::Constructed(_) => continue,
                 };
-                let r = crate::apdu::Response::from_bytes(&ch.transmit_raw(&raw)?).map_err(card_data)?;
+                let r = crate::apdu::Response::from_bytes(&ch.transmit_raw(&raw)?)
+                    .map_err(card_data)?;
                 status.push(r.sw.to_string());
                 // EMV Book 3 §10.10: 9000, 62xx, 63xx continue; anything else ends the script.
                 let [sw1, _] = r.sw.to_bytes();
@@ -418,7 +552,12 @@ fn run_scripts<C: CardChannel + ?Sized>(
                     break;
                 }
             }
-            out.push(ScriptResult { template: which, script_id, status, ok });
+            out.push(ScriptResult {
+                template: which,
+                script_id,
+                status,
+                ok,
+            });
         }
     }
     Ok(())

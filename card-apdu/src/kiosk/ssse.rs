@@ -6,7 +6,7 @@
 use hsm_sim::card_crypto::ClearPin;
 use rand::RngCore;
 
-use super::{send, send_ok, select_by_name, KioskError};
+use super::{select_by_name, send, send_ok, KioskError};
 use crate::apdu::Command;
 use crate::channel::CardChannel;
 use crate::sw::StatusWord;
@@ -18,11 +18,26 @@ use crate::vcard::SSSE_AID;
 /// identification code (its first 6 characters are the issuing city's area code).
 pub trait SsseBackend {
     /// Checks the card's INTERNAL AUTHENTICATE answer to `challenge`.
-    fn verify_internal_auth(&mut self, card_id: &str, challenge: &[u8], response: &[u8]) -> Result<bool, KioskError>;
+    fn verify_internal_auth(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        response: &[u8],
+    ) -> Result<bool, KioskError>;
     /// The EXTERNAL AUTHENTICATE cryptogram for the card's challenge.
-    fn external_auth_cryptogram(&mut self, card_id: &str, card_challenge: &[u8]) -> Result<Vec<u8>, KioskError>;
+    fn external_auth_cryptogram(
+        &mut self,
+        card_id: &str,
+        card_challenge: &[u8],
+    ) -> Result<Vec<u8>, KioskError>;
     /// The MAC of a PIN UNBLOCK command (see [`crate::vcard::ssse::pin_unblock_mac`]).
-    fn pin_unblock_mac(&mut self, card_id: &str, challenge: &[u8], lc: u8, new_pin_bcd: &[u8]) -> Result<[u8; 4], KioskError>;
+    fn pin_unblock_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        lc: u8,
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], KioskError>;
 }
 
 /// What `iReadCardBas` returns: EF05 and EF06 decoded.
@@ -82,7 +97,9 @@ pub fn pin_bcd(pin: &ClearPin) -> Vec<u8> {
 }
 
 fn ascii(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).trim_end_matches([' ', '\0']).to_owned()
+    String::from_utf8_lossy(v)
+        .trim_end_matches([' ', '\0'])
+        .to_owned()
 }
 
 /// An open SSSE application (selected); dropped security state when the card is deselected.
@@ -98,7 +115,10 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
         match r.sw {
             StatusWord::Success => Ok(Self { ch, card_id: None }),
             StatusWord::FileNotFound => Err(KioskError::NoApplication),
-            sw => Err(KioskError::Card { command: "SELECT SSSE", sw }),
+            sw => Err(KioskError::Card {
+                command: "SELECT SSSE",
+                sw,
+            }),
         }
     }
 
@@ -114,10 +134,18 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
 
     /// READ RECORD by identifier in the current EF: `00 B2 id 00`.
     fn read(&mut self, record: u8) -> Result<Vec<u8>, KioskError> {
-        let data = send_ok(self.ch, "READ RECORD", Command::new(0x00, 0xB2, record, 0x00).with_ne(256))?;
+        let data = send_ok(
+            self.ch,
+            "READ RECORD",
+            Command::new(0x00, 0xB2, record, 0x00).with_ne(256),
+        )?;
         match data.as_slice() {
-            [rid, len, value @ ..] if *rid == record && usize::from(*len) == value.len() => Ok(value.to_vec()),
-            _ => Err(KioskError::CardData(format!("record {record:02X} is not id-length-value"))),
+            [rid, len, value @ ..] if *rid == record && usize::from(*len) == value.len() => {
+                Ok(value.to_vec())
+            }
+            _ => Err(KioskError::CardData(format!(
+                "record {record:02X} is not id-length-value"
+            ))),
         }
     }
 
@@ -134,7 +162,10 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
         self.select_ef(crate::vcard::ssse::FID_EF06)?;
         let ssn = ascii(&self.read(id::SOCIAL_SECURITY_NUMBER)?);
         let name_raw = self.read(id::NAME)?;
-        let end = name_raw.iter().position(|b| *b == 0).unwrap_or(name_raw.len());
+        let end = name_raw
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(name_raw.len());
         let (name, _, malformed) = encoding_rs::GBK.decode(&name_raw[..end]);
         if malformed {
             return Err(KioskError::CardData("name is not valid GBK".into()));
@@ -172,7 +203,10 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
 
     /// VERIFY (`00 20 00 00 Lc PIN`): Ok on 9000, typed errors for 63Cx and 6983.
     pub fn verify_pin(&mut self, pin: &ClearPin) -> Result<(), KioskError> {
-        let r = send(self.ch, Command::new(0x00, 0x20, 0x00, 0x00).with_data(pin_bcd(pin)))?;
+        let r = send(
+            self.ch,
+            Command::new(0x00, 0x20, 0x00, 0x00).with_data(pin_bcd(pin)),
+        )?;
         pin_status(r.sw, "VERIFY")
     }
 
@@ -183,7 +217,10 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
             StatusWord::Success => Ok(None),
             StatusWord::VerifyFailed { tries_left } => Ok(Some(tries_left)),
             StatusWord::AuthenticationMethodBlocked => Ok(Some(0)),
-            sw => Err(KioskError::Card { command: "VERIFY", sw }),
+            sw => Err(KioskError::Card {
+                command: "VERIFY",
+                sw,
+            }),
         }
     }
 
@@ -192,51 +229,95 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
         let mut data = pin_bcd(old);
         data.push(0xFF);
         data.extend(pin_bcd(new));
-        let r = send(self.ch, Command::new(0x80, 0x5E, 0x01, 0x00).with_data(data))?;
+        let r = send(
+            self.ch,
+            Command::new(0x80, 0x5E, 0x01, 0x00).with_data(data),
+        )?;
         pin_status(r.sw, "CHANGE PIN")
     }
 
     /// PIN UNBLOCK with a new PIN: GET CHALLENGE, the back end MACs the command, `84 2C 00 00`.
-    pub fn unblock_pin(&mut self, backend: &mut dyn SsseBackend, new: &ClearPin) -> Result<(), KioskError> {
+    pub fn unblock_pin(
+        &mut self,
+        backend: &mut dyn SsseBackend,
+        new: &ClearPin,
+    ) -> Result<(), KioskError> {
         let card_id = self.card_id()?;
-        let challenge = send_ok(self.ch, "GET CHALLENGE", Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8))?;
+        let challenge = send_ok(
+            self.ch,
+            "GET CHALLENGE",
+            Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8),
+        )?;
         let pin = pin_bcd(new);
         let lc = (pin.len() + 4) as u8;
         let mac = backend.pin_unblock_mac(&card_id, &challenge, lc, &pin)?;
         let mut data = pin;
         data.extend_from_slice(&mac);
-        send_ok(self.ch, "PIN UNBLOCK", Command::new(0x84, 0x2C, 0x00, 0x00).with_data(data)).map(|_| ())
+        send_ok(
+            self.ch,
+            "PIN UNBLOCK",
+            Command::new(0x84, 0x2C, 0x00, 0x00).with_data(data),
+        )
+        .map(|_| ())
     }
 
     /// Online card authentication: INTERNAL AUTHENTICATE on a fresh terminal challenge checked by
     /// the back end; with `mutual`, also EXTERNAL AUTHENTICATE of the back end to the card.
-    pub fn authenticate(&mut self, backend: &mut dyn SsseBackend, mutual: bool) -> Result<AuthenticationResult, KioskError> {
+    pub fn authenticate(
+        &mut self,
+        backend: &mut dyn SsseBackend,
+        mutual: bool,
+    ) -> Result<AuthenticationResult, KioskError> {
         let card_id = self.card_id()?;
         let mut challenge = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut challenge);
-        let response = send_ok(self.ch, "INTERNAL AUTHENTICATE", Command::new(0x00, 0x88, 0x00, 0x00).with_data(challenge).with_ne(256))?;
+        let response = send_ok(
+            self.ch,
+            "INTERNAL AUTHENTICATE",
+            Command::new(0x00, 0x88, 0x00, 0x00)
+                .with_data(challenge)
+                .with_ne(256),
+        )?;
         if !backend.verify_internal_auth(&card_id, &challenge, &response)? {
             return Err(KioskError::CardNotAuthentic);
         }
         let mut backend_authenticated = false;
         if mutual {
-            let card_challenge = send_ok(self.ch, "GET CHALLENGE", Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8))?;
+            let card_challenge = send_ok(
+                self.ch,
+                "GET CHALLENGE",
+                Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8),
+            )?;
             let cryptogram = backend.external_auth_cryptogram(&card_id, &card_challenge)?;
-            let r = send(self.ch, Command::new(0x00, 0x82, 0x00, 0x00).with_data(cryptogram))?;
+            let r = send(
+                self.ch,
+                Command::new(0x00, 0x82, 0x00, 0x00).with_data(cryptogram),
+            )?;
             match r.sw {
                 StatusWord::Success => backend_authenticated = true,
                 StatusWord::AuthenticationFailed => return Err(KioskError::BackendNotAuthentic),
-                sw => return Err(KioskError::Card { command: "EXTERNAL AUTHENTICATE", sw }),
+                sw => {
+                    return Err(KioskError::Card {
+                        command: "EXTERNAL AUTHENTICATE",
+                        sw,
+                    })
+                }
             }
         }
-        Ok(AuthenticationResult { card_identification_code: card_id, card_authenticated: true, backend_authenticated })
+        Ok(AuthenticationResult {
+            card_identification_code: card_id,
+            card_authenticated: true,
+            backend_authenticated,
+        })
     }
 }
 
 fn pin_status(sw: StatusWord, command: &'static str) -> Result<(), KioskError> {
     match sw {
         StatusWord::Success => Ok(()),
-        StatusWord::VerifyFailed { tries_left: 0 } | StatusWord::AuthenticationMethodBlocked => Err(KioskError::PinBlocked),
+        StatusWord::VerifyFailed { tries_left: 0 } | StatusWord::AuthenticationMethodBlocked => {
+            Err(KioskError::PinBlocked)
+        }
         StatusWord::VerifyFailed { tries_left } => Err(KioskError::PinWrong { tries_left }),
         sw => Err(KioskError::Card { command, sw }),
     }

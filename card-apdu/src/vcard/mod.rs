@@ -69,7 +69,9 @@ pub struct VirtualCard {
 
 impl std::fmt::Debug for VirtualCard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VirtualCard").field("atr", &hex::encode_upper(&self.atr)).finish_non_exhaustive()
+        f.debug_struct("VirtualCard")
+            .field("atr", &hex::encode_upper(&self.atr))
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +175,9 @@ impl VirtualCard {
     }
 
     fn chain_part(&mut self, cmd: Command) -> Response {
-        let entry = self.chain.get_or_insert_with(|| (cmd.ins, cmd.p1, cmd.p2, Vec::new()));
+        let entry = self
+            .chain
+            .get_or_insert_with(|| (cmd.ins, cmd.p1, cmd.p2, Vec::new()));
         if (entry.0, entry.1, entry.2) != (cmd.ins, cmd.p1, cmd.p2) {
             self.chain = None;
             return Response::status(StatusWord::LastCommandOfChainExpected);
@@ -202,9 +206,16 @@ impl VirtualCard {
     }
 
     fn hold(&mut self, rest: Vec<u8>, now: Vec<u8>) -> Response {
-        let announce = if rest.len() >= 256 { 0 } else { rest.len() as u8 };
+        let announce = if rest.len() >= 256 {
+            0
+        } else {
+            rest.len() as u8
+        };
         self.pending = Some(Pending { data: rest });
-        Response { data: now, sw: StatusWord::BytesAvailable(announce) }
+        Response {
+            data: now,
+            sw: StatusWord::BytesAvailable(announce),
+        }
     }
 
     /// ISO/IEC 7816-4 §5.3.4: data longer than Ne, or data for a command sent without Le (the
@@ -238,11 +249,15 @@ impl VirtualCard {
         match self.selected {
             Selected::Ssse => self.ssse.process(cmd, case),
             Selected::Pboc => self.pboc.process(cmd, case),
-            Selected::Pse | Selected::Ppse => self.pboc.process_directory(cmd, self.selected == Selected::Pse),
+            Selected::Pse | Selected::Ppse => self
+                .pboc
+                .process_directory(cmd, self.selected == Selected::Pse),
             Selected::Mf => match cmd.ins {
                 0xA4 => Response::status(StatusWord::FileNotFound),
                 0x84 => self.ssse.process(cmd, case),
-                0xB2 | 0xB0 | 0x20 | 0x88 | 0x82 => Response::status(StatusWord::CommandNotAllowedNoCurrentEf),
+                0xB2 | 0xB0 | 0x20 | 0x88 | 0x82 => {
+                    Response::status(StatusWord::CommandNotAllowedNoCurrentEf)
+                }
                 _ => Response::status(StatusWord::InsNotSupported),
             },
         }

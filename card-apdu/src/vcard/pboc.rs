@@ -32,25 +32,53 @@ pub const CVN: u8 = 0x01;
 /// PDOL: terminal SM support (DF69), amount, currency, country.
 pub fn pdol() -> Vec<DolEntry> {
     vec![
-        DolEntry { tag: t::SM_ALGORITHM_SUPPORT, len: 1 },
-        DolEntry { tag: t::AMOUNT_AUTHORISED, len: 6 },
-        DolEntry { tag: t::TRANSACTION_CURRENCY, len: 2 },
-        DolEntry { tag: t::TERMINAL_COUNTRY, len: 2 },
+        DolEntry {
+            tag: t::SM_ALGORITHM_SUPPORT,
+            len: 1,
+        },
+        DolEntry {
+            tag: t::AMOUNT_AUTHORISED,
+            len: 6,
+        },
+        DolEntry {
+            tag: t::TRANSACTION_CURRENCY,
+            len: 2,
+        },
+        DolEntry {
+            tag: t::TERMINAL_COUNTRY,
+            len: 2,
+        },
     ]
 }
 
 /// CDOL1: the cryptogram's terminal elements plus time and merchant name.
 pub fn cdol1() -> Vec<DolEntry> {
-    let mut v: Vec<DolEntry> = emv::AC_TERMINAL_ELEMENTS.iter().map(|&(tag, len)| DolEntry { tag, len }).collect();
-    v.push(DolEntry { tag: t::TRANSACTION_TIME, len: 3 });
-    v.push(DolEntry { tag: t::MERCHANT_NAME, len: 20 });
+    let mut v: Vec<DolEntry> = emv::AC_TERMINAL_ELEMENTS
+        .iter()
+        .map(|&(tag, len)| DolEntry { tag, len })
+        .collect();
+    v.push(DolEntry {
+        tag: t::TRANSACTION_TIME,
+        len: 3,
+    });
+    v.push(DolEntry {
+        tag: t::MERCHANT_NAME,
+        len: 20,
+    });
     v
 }
 
 /// CDOL2: authorisation response code then the cryptogram's terminal elements.
 pub fn cdol2() -> Vec<DolEntry> {
-    let mut v = vec![DolEntry { tag: t::AUTHORISATION_RESPONSE_CODE, len: 2 }];
-    v.extend(emv::AC_TERMINAL_ELEMENTS.iter().map(|&(tag, len)| DolEntry { tag, len }));
+    let mut v = vec![DolEntry {
+        tag: t::AUTHORISATION_RESPONSE_CODE,
+        len: 2,
+    }];
+    v.extend(
+        emv::AC_TERMINAL_ELEMENTS
+            .iter()
+            .map(|&(tag, len)| DolEntry { tag, len }),
+    );
     v
 }
 
@@ -86,7 +114,10 @@ fn track2(p: &PbocProfile) -> Vec<u8> {
     let exp = hex::encode(&p.expiry_date[..2]);
     let svc = hex::encode(p.service_code);
     let digits = format!("{}D{}{}00000", p.pan, exp, &svc[1..]);
-    let mut nibbles: Vec<u8> = digits.bytes().map(|b| if b == b'D' { 0x0D } else { b - b'0' }).collect();
+    let mut nibbles: Vec<u8> = digits
+        .bytes()
+        .map(|b| if b == b'D' { 0x0D } else { b - b'0' })
+        .collect();
     if nibbles.len() % 2 == 1 {
         nibbles.push(0x0F);
     }
@@ -107,7 +138,10 @@ impl PbocApplet {
         let psn = bcd(&format!("{:0>2}", p.psn)).unwrap_or_else(|| vec![0]);
         let sfi1 = vec![template(
             t::READ_RECORD_TEMPLATE,
-            &[tlv(t::TRACK2_EQUIVALENT, &track2(&p)), tlv(t::CARDHOLDER_NAME, &iso8859(&p.cardholder_name))],
+            &[
+                tlv(t::TRACK2_EQUIVALENT, &track2(&p)),
+                tlv(t::CARDHOLDER_NAME, &iso8859(&p.cardholder_name)),
+            ],
         )];
         let sfi2 = vec![
             template(
@@ -120,7 +154,10 @@ impl PbocApplet {
                     tlv(t::ISSUER_COUNTRY, &p.issuer_country),
                     tlv(t::AUC, &[0xFF, 0x00]),
                     // CVM list: online enciphered PIN if supported, else signature, else none.
-                    tlv(t::CVM_LIST, &[0, 0, 0, 0, 0, 0, 0, 0, 0x42, 0x03, 0x1E, 0x03, 0x1F, 0x00]),
+                    tlv(
+                        t::CVM_LIST,
+                        &[0, 0, 0, 0, 0, 0, 0, 0, 0x42, 0x03, 0x1E, 0x03, 0x1F, 0x00],
+                    ),
                     tlv(t::IAC_DEFAULT, &[0xD8, 0x40, 0x00, 0xA8, 0x00]),
                     tlv(t::IAC_DENIAL, &[0x00, 0x10, 0x00, 0x00, 0x00]),
                     tlv(t::IAC_ONLINE, &[0xD8, 0x40, 0x04, 0xF8, 0x00]),
@@ -174,11 +211,20 @@ impl PbocApplet {
     /// FCI of the PSE (contact: SFI of the directory) or the PPSE (directory entries inline).
     pub fn pse_fci(&mut self, contact: bool) -> Response {
         let (name, prop) = if contact {
-            (super::PSE_NAME, vec![tlv(t::SFI, &[0x01]), tlv(t::LANGUAGE_PREFERENCE, b"zhen")])
+            (
+                super::PSE_NAME,
+                vec![tlv(t::SFI, &[0x01]), tlv(t::LANGUAGE_PREFERENCE, b"zhen")],
+            )
         } else {
-            (super::PPSE_NAME, vec![tlv(t::FCI_ISSUER_DISCRETIONARY, &self.entry())])
+            (
+                super::PPSE_NAME,
+                vec![tlv(t::FCI_ISSUER_DISCRETIONARY, &self.entry())],
+            )
         };
-        Response::ok(template(t::FCI_TEMPLATE, &[tlv(t::DF_NAME, name), template(t::FCI_PROPRIETARY, &prop)]))
+        Response::ok(template(
+            t::FCI_TEMPLATE,
+            &[tlv(t::DF_NAME, name), template(t::FCI_PROPRIETARY, &prop)],
+        ))
     }
 
     /// Commands while the PSE or PPSE is selected: the PSE directory record.
@@ -210,12 +256,19 @@ impl PbocApplet {
                         tlv(t::PDOL, &dol::encode(&pdol())),
                         tlv(t::LANGUAGE_PREFERENCE, b"zhen"),
                         tlv(t::ISSUER_CODE_TABLE, &[0x01]),
-                        tlv(t::FCI_ISSUER_DISCRETIONARY, &tlv(t::LOG_ENTRY, &[0x0B, 0x0A])),
+                        tlv(
+                            t::FCI_ISSUER_DISCRETIONARY,
+                            &tlv(t::LOG_ENTRY, &[0x0B, 0x0A]),
+                        ),
                     ],
                 ),
             ],
         );
-        let sw = if self.blocked { StatusWord::SelectedFileInvalidated } else { StatusWord::Success };
+        let sw = if self.blocked {
+            StatusWord::SelectedFileInvalidated
+        } else {
+            StatusWord::Success
+        };
         Response { data: fci, sw }
     }
 
@@ -230,7 +283,9 @@ impl PbocApplet {
             (0x00, 0x82) => self.external_authenticate(cmd),
             (0x84, 0x1E | 0x18 | 0x24) => self.script(cmd),
             (0x00, 0xA4) => Err(StatusWord::FileNotFound),
-            (_, 0xA8 | 0xB2 | 0xCA | 0x20 | 0xAE | 0x82 | 0x1E | 0x18 | 0x24) => Err(StatusWord::ClaNotSupported),
+            (_, 0xA8 | 0xB2 | 0xCA | 0x20 | 0xAE | 0x82 | 0x1E | 0x18 | 0x24) => {
+                Err(StatusWord::ClaNotSupported)
+            }
             _ => Err(StatusWord::InsNotSupported),
         };
         r.unwrap_or_else(Response::status)
@@ -253,7 +308,9 @@ impl PbocApplet {
             _ => return Err(StatusWord::WrongLength),
         };
         let values = dol::split(&entries, data).map_err(|_| StatusWord::WrongLength)?;
-        let terminal_sm = values.iter().any(|(tag, v)| *tag == t::SM_ALGORITHM_SUPPORT && *v == [0x01]);
+        let terminal_sm = values
+            .iter()
+            .any(|(tag, v)| *tag == t::SM_ALGORITHM_SUPPORT && *v == [0x01]);
         let alg = if terminal_sm && self.profile.keys_sm4.is_some() {
             CardAlgorithm::Sm4
         } else if self.profile.keys_tdes.is_some() {
@@ -265,8 +322,15 @@ impl PbocApplet {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
         self.atc += 1;
-        self.tx = Tx { alg: Some(alg), cvr: [0x03, 0, 0, 0], ..Tx::default() };
-        Ok(Response::ok(template(t::RESPONSE_FORMAT_2, &[tlv(t::AIP, &AIP), tlv(t::AFL, &AFL)])))
+        self.tx = Tx {
+            alg: Some(alg),
+            cvr: [0x03, 0, 0, 0],
+            ..Tx::default()
+        };
+        Ok(Response::ok(template(
+            t::RESPONSE_FORMAT_2,
+            &[tlv(t::AIP, &AIP), tlv(t::AFL, &AFL)],
+        )))
     }
 
     fn read_record(&mut self, cmd: &Command) -> Result<Response, StatusWord> {
@@ -278,7 +342,9 @@ impl PbocApplet {
             2 => &self.sfi2,
             _ => return Err(StatusWord::FileNotFound),
         };
-        let rec = records.get(usize::from(cmd.p1) - 1).ok_or(StatusWord::RecordNotFound)?;
+        let rec = records
+            .get(usize::from(cmd.p1) - 1)
+            .ok_or(StatusWord::RecordNotFound)?;
         Ok(Response::ok(rec.clone()))
     }
 
@@ -308,7 +374,9 @@ impl PbocApplet {
         if cmd.data[0] >> 4 != 2 || !(4..=12).contains(&len) {
             return Err(StatusWord::IncorrectData);
         }
-        let pin = super::ssse::pin_from_bcd(&cmd.data[1..]).filter(|p| p.len() == len).ok_or(StatusWord::IncorrectData)?;
+        let pin = super::ssse::pin_from_bcd(&cmd.data[1..])
+            .filter(|p| p.len() == len)
+            .ok_or(StatusWord::IncorrectData)?;
         self.tx.cvr[1] |= 0x04;
         if pin.ct_eq(&self.pin) {
             self.pin_tries_left = self.profile.pin_tries_max;
@@ -324,7 +392,11 @@ impl PbocApplet {
 
     fn session_key(&self, alg: CardAlgorithm) -> Result<cc::CardKey, StatusWord> {
         let keys = self.keys(alg).ok_or(StatusWord::ConditionsNotSatisfied)?;
-        Ok(cc::derive_ac_session_key(alg, &keys.mk_ac, self.atc.to_be_bytes()))
+        Ok(cc::derive_ac_session_key(
+            alg,
+            &keys.mk_ac,
+            self.atc.to_be_bytes(),
+        ))
     }
 
     fn generate_ac(&mut self, cmd: &Command) -> Result<Response, StatusWord> {
@@ -341,8 +413,15 @@ impl PbocApplet {
         let values = dol::split(&dol_entries, &cmd.data).map_err(|_| StatusWord::WrongLength)?;
         let value = |tag| values.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
         let cid = if second {
-            let approved = matches!(value(t::AUTHORISATION_RESPONSE_CODE), Some(b"00" | b"10" | b"11"));
-            let cid = if requested == cid::TC && approved && self.tx.issuer_auth == Some(true) { cid::TC } else { cid::AAC };
+            let approved = matches!(
+                value(t::AUTHORISATION_RESPONSE_CODE),
+                Some(b"00" | b"10" | b"11")
+            );
+            let cid = if requested == cid::TC && approved && self.tx.issuer_auth == Some(true) {
+                cid::TC
+            } else {
+                cid::AAC
+            };
             self.tx.cvr[1] = (self.tx.cvr[1] & 0x3F) | if cid == cid::TC { 0x40 } else { 0x00 };
             if self.tx.issuer_auth == Some(false) {
                 self.tx.cvr[1] |= 0x08;
@@ -353,7 +432,11 @@ impl PbocApplet {
             }
             cid
         } else {
-            let cid = if self.blocked || requested == cid::AAC { cid::AAC } else { cid::ARQC };
+            let cid = if self.blocked || requested == cid::AAC {
+                cid::AAC
+            } else {
+                cid::ARQC
+            };
             // CVR byte 2: b8-7 = 10 (second GAC not yet requested), b6-5 = first AC type.
             self.tx.cvr[1] |= 0x80 | if cid == cid::ARQC { 0x20 } else { 0x00 };
             cid
@@ -364,17 +447,31 @@ impl PbocApplet {
         if !second {
             self.tx.first = Some(FirstAc { cid, ac });
         }
-        let iad = Iad { dki: DKI, cvn: CVN, cvr: self.tx.cvr, algorithm: alg };
+        let iad = Iad {
+            dki: DKI,
+            cvn: CVN,
+            cvr: self.tx.cvr,
+            algorithm: alg,
+        };
         Ok(Response::ok(template(
             t::RESPONSE_FORMAT_2,
-            &[tlv(t::CID, &[cid]), tlv(t::ATC, &atc), tlv(t::APPLICATION_CRYPTOGRAM, &ac), tlv(t::IAD, &iad.to_bytes())],
+            &[
+                tlv(t::CID, &[cid]),
+                tlv(t::ATC, &atc),
+                tlv(t::APPLICATION_CRYPTOGRAM, &ac),
+                tlv(t::IAD, &iad.to_bytes()),
+            ],
         )))
     }
 
     fn external_authenticate(&mut self, cmd: &Command) -> Result<Response, StatusWord> {
         let alg = self.tx.alg.ok_or(StatusWord::ConditionsNotSatisfied)?;
         let first = match self.tx.first {
-            Some(f) if f.cid == cid::ARQC && !self.tx.second_done && self.tx.issuer_auth.is_none() => f,
+            Some(f)
+                if f.cid == cid::ARQC && !self.tx.second_done && self.tx.issuer_auth.is_none() =>
+            {
+                f
+            }
             _ => return Err(StatusWord::ConditionsNotSatisfied),
         };
         let [a0, a1, a2, a3, a4, a5, a6, a7, arc0, arc1] = cmd.data[..] else {
@@ -403,7 +500,10 @@ impl PbocApplet {
             let keys = self.keys(alg).ok_or(StatusWord::ConditionsNotSatisfied)?;
             let sk_smi = cc::derive_sm_session_key(alg, &keys.mk_smi, atc, first.ac);
             let sk_smc = cc::derive_sm_session_key(alg, &keys.mk_smc, atc, first.ac);
-            (cc::script_mac(alg, &sk_smi, header, atc, &first.ac, body), sk_smc)
+            (
+                cc::script_mac(alg, &sk_smi, header, atc, &first.ac, body),
+                sk_smc,
+            )
         };
         // CVR byte 3 high nibble: number of issuer script commands processed.
         self.tx.cvr[2] = self.tx.cvr[2].saturating_add(0x10).max(0x10);
@@ -416,7 +516,8 @@ impl PbocApplet {
             (0x18, 0, 0, 0) => self.blocked = false,
             (0x24, 0, 0, 0) => self.pin_tries_left = self.profile.pin_tries_max,
             (0x24, 0, 2, 16) => {
-                let pin = cc::decrypt_pin_change(alg, &sk_smc, body).map_err(|_| StatusWord::IncorrectData)?;
+                let pin = cc::decrypt_pin_change(alg, &sk_smc, body)
+                    .map_err(|_| StatusWord::IncorrectData)?;
                 self.pin = pin;
                 self.pin_tries_left = self.profile.pin_tries_max;
             }

@@ -74,7 +74,13 @@ pub struct SsseApplet {
 }
 
 /// The 4-byte MAC of a PIN UNBLOCK command (see the module doc). Host side and card side.
-pub fn pin_unblock_mac(alg: CardAlgorithm, k_pin_unblock: &CardKey, challenge: &[u8], lc: u8, new_pin_bcd: &[u8]) -> [u8; 4] {
+pub fn pin_unblock_mac(
+    alg: CardAlgorithm,
+    k_pin_unblock: &CardKey,
+    challenge: &[u8],
+    lc: u8,
+    new_pin_bcd: &[u8],
+) -> [u8; 4] {
     let mut msg = Vec::with_capacity(challenge.len() + 5 + new_pin_bcd.len());
     msg.extend_from_slice(challenge);
     msg.extend_from_slice(&[0x84, 0x2C, 0x00, 0x00, lc]);
@@ -102,7 +108,11 @@ pub fn pin_from_bcd(bytes: &[u8]) -> Option<ClearPin> {
 impl SsseApplet {
     /// Issues the application from its profile.
     pub fn new(p: SsseProfile) -> Self {
-        let empty_df = || (1..=DF_RECORDS).map(|id| (id, vec![0u8; DF_RECORD_LEN])).collect::<Vec<_>>();
+        let empty_df = || {
+            (1..=DF_RECORDS)
+                .map(|id| (id, vec![0u8; DF_RECORD_LEN]))
+                .collect::<Vec<_>>()
+        };
         Self {
             algorithm: p.algorithm,
             ef05: p.ef05,
@@ -125,12 +135,18 @@ impl SsseApplet {
 
     /// SELECT by DF name answered with the FCI (6F: 84 DF name, A5 proprietary).
     pub fn select(&mut self) -> Response {
-        self.session = Session { dir: Some(Dir::Ddf), ..Session::default() };
+        self.session = Session {
+            dir: Some(Dir::Ddf),
+            ..Session::default()
+        };
         let fci = crate::tlv::encode_constructed(
             crate::tags::FCI_TEMPLATE,
             &[
                 crate::tlv::encode(crate::tags::DF_NAME, &super::SSSE_AID),
-                crate::tlv::encode(crate::tags::FCI_PROPRIETARY, &crate::tlv::encode(0x9F08, &[0x03, 0x00])),
+                crate::tlv::encode(
+                    crate::tags::FCI_PROPRIETARY,
+                    &crate::tlv::encode(0x9F08, &[0x03, 0x00]),
+                ),
             ],
         );
         Response::ok(fci)
@@ -149,7 +165,9 @@ impl SsseApplet {
             (0x00, 0x84) => self.get_challenge(cmd),
             (0x00, 0x88) => self.internal_authenticate(cmd),
             (0x00, 0x82) => self.external_authenticate(cmd),
-            (_, 0xA4 | 0xB2 | 0xDC | 0x20 | 0x5E | 0x2C | 0x84 | 0x88 | 0x82) => sw(StatusWord::ClaNotSupported),
+            (_, 0xA4 | 0xB2 | 0xDC | 0x20 | 0x5E | 0x2C | 0x84 | 0x88 | 0x82) => {
+                sw(StatusWord::ClaNotSupported)
+            }
             _ => sw(StatusWord::InsNotSupported),
         }
     }
@@ -185,7 +203,10 @@ impl SsseApplet {
     fn file(&self, p2: u8) -> Result<Ef, StatusWord> {
         let dir = self.session.dir.unwrap_or(Dir::Ddf);
         match (p2 >> 3, dir) {
-            (0, _) => self.session.ef.ok_or(StatusWord::CommandNotAllowedNoCurrentEf),
+            (0, _) => self
+                .session
+                .ef
+                .ok_or(StatusWord::CommandNotAllowedNoCurrentEf),
             (0x05, Dir::Ddf) => Ok(Ef::Ef05),
             (0x06, Dir::Ddf) => Ok(Ef::Ef06),
             (0x15, Dir::Df(_)) => Ok(Ef::Ef15),
@@ -208,7 +229,10 @@ impl SsseApplet {
             0b100 if p1 >= 1 && usize::from(p1) <= records.len() => Ok(usize::from(p1) - 1),
             0b100 if p1 == 0 => Err(StatusWord::IncorrectP1P2),
             0b100 => Err(StatusWord::RecordNotFound),
-            0b000 => records.iter().position(|(id, _)| *id == p1).ok_or(StatusWord::RecordNotFound),
+            0b000 => records
+                .iter()
+                .position(|(id, _)| *id == p1)
+                .ok_or(StatusWord::RecordNotFound),
             _ => Err(StatusWord::IncorrectP1P2),
         }
     }
@@ -245,7 +269,11 @@ impl SsseApplet {
             let (id, value) = &mut records[i];
             // The data field is the whole record as SIMPLE-TLV: id, length, value.
             match cmd.data.as_slice() {
-                [rid, len, rest @ ..] if *rid == *id && usize::from(*len) == rest.len() && rest.len() == value.len() => {
+                [rid, len, rest @ ..]
+                    if *rid == *id
+                        && usize::from(*len) == rest.len()
+                        && rest.len() == value.len() =>
+                {
                     value.copy_from_slice(rest);
                     Ok(())
                 }
@@ -268,7 +296,9 @@ impl SsseApplet {
             if self.session.pin_verified {
                 return Response::status(StatusWord::Success);
             }
-            return Response::status(StatusWord::VerifyFailed { tries_left: self.pin_tries_left });
+            return Response::status(StatusWord::VerifyFailed {
+                tries_left: self.pin_tries_left,
+            });
         }
         if !(2..=6).contains(&cmd.data.len()) {
             return Response::status(StatusWord::WrongLength);
@@ -290,7 +320,9 @@ impl SsseApplet {
             if self.pin_tries_left == 0 {
                 Response::status(StatusWord::AuthenticationMethodBlocked)
             } else {
-                Response::status(StatusWord::VerifyFailed { tries_left: self.pin_tries_left })
+                Response::status(StatusWord::VerifyFailed {
+                    tries_left: self.pin_tries_left,
+                })
             }
         }
     }
@@ -327,7 +359,13 @@ impl SsseApplet {
             return Response::status(StatusWord::WrongLength);
         }
         let (pin_bcd, mac) = cmd.data.split_at(cmd.data.len() - 4);
-        let expected = pin_unblock_mac(self.algorithm, &self.k_pin_unblock, &challenge, cmd.data.len() as u8, pin_bcd);
+        let expected = pin_unblock_mac(
+            self.algorithm,
+            &self.k_pin_unblock,
+            &challenge,
+            cmd.data.len() as u8,
+            pin_bcd,
+        );
         if !ct_eq(&expected, mac) {
             return Response::status(StatusWord::SecureMessagingDataIncorrect);
         }
