@@ -92,24 +92,24 @@ impl Content {
     /// Whether `c` (a Latin-1 byte) may appear at `position` of a value of this class.
     #[inline]
     pub fn allows(self, position: usize, c: u8) -> bool {
-        let special = (0x20..=0x7E).contains(&c) && !c.is_ascii_alphanumeric();
+        if self == Self::SignedAmount && position == 0 {
+            return c == b'C' || c == b'D';
+        }
+        CLASSES[c as usize] & self.bit() != 0
+    }
+
+    /// Bit of this class in [`CLASSES`] (`x+n` checks its digits with the `n` bit).
+    const fn bit(self) -> u16 {
         match self {
-            Self::Numeric => c.is_ascii_digit(),
-            Self::Alpha => c.is_ascii_alphabetic() || c == b' ',
-            Self::AlphaNumeric => c.is_ascii_alphanumeric() || c == b' ',
-            Self::AlphaNumericSpecial => (0x20..=0x7E).contains(&c),
-            Self::AlphaSpecial => c.is_ascii_alphabetic() || special,
-            Self::NumericSpecial => c.is_ascii_digit() || special,
-            Self::Special => special,
-            Self::Binary => true,
-            Self::Track => c.is_ascii_digit() || matches!(c, b'A'..=b'F' | b':'..=b'?'),
-            Self::SignedAmount => {
-                if position == 0 {
-                    c == b'C' || c == b'D'
-                } else {
-                    c.is_ascii_digit()
-                }
-            }
+            Self::Numeric | Self::SignedAmount => 1,
+            Self::Alpha => 2,
+            Self::AlphaNumeric => 4,
+            Self::AlphaNumericSpecial => 8,
+            Self::AlphaSpecial => 16,
+            Self::NumericSpecial => 32,
+            Self::Special => 64,
+            Self::Binary => 128,
+            Self::Track => 256,
         }
     }
 
@@ -119,29 +119,109 @@ impl Content {
         if self == Self::Binary {
             return Ok(());
         }
-        if self == Self::Numeric {
-            // Hot path: most fields are numeric.
-            return match value.iter().position(|c| !c.is_ascii_digit()) {
-                None => Ok(()),
-                Some(position) => Err(Error::InvalidContent {
-                    at,
-                    content: self,
-                    position,
-                }),
-            };
+        let (skip, rest) = match (self, value.split_first()) {
+            (Self::SignedAmount, Some((&sign, rest))) => {
+                if sign != b'C' && sign != b'D' {
+                    return Err(Error::InvalidContent {
+                        at,
+                        content: self,
+                        position: 0,
+                    });
+                }
+                (1, rest)
+            }
+            _ => (0, value),
+        };
+        if swar_all_in(self, rest) {
+            return Ok(());
         }
-        match value
-            .iter()
-            .enumerate()
-            .position(|(i, &c)| !self.allows(i, c))
-        {
+        let bit = self.bit();
+        match rest.iter().position(|&c| CLASSES[c as usize] & bit == 0) {
             None => Ok(()),
             Some(position) => Err(Error::InvalidContent {
                 at,
                 content: self,
-                position,
+                position: skip + position,
             }),
         }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes at a time: true if every byte is in `lo..=hi` (`hi` < 0x80). May answer false
+/// for valid input (the caller then checks byte by byte), never true for invalid input.
+#[inline]
+fn swar_range(v: &[u8], lo: u8, hi: u8) -> bool {
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        // Any byte >= 0x80, < lo (borrow sets its high bit), or > hi (carry sets it).
+        let below = x.wrapping_sub(ONES * u64::from(lo)) & !x;
+        let above = x.wrapping_add(ONES * u64::from(127 - hi)) | x;
+        if (below | above) & HIGHS != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| (lo..=hi).contains(&b))
+}
+
+/// Fast acceptance for the common classes: digits and printable ASCII.
+#[inline]
+fn swar_all_in(content: Content, v: &[u8]) -> bool {
+    match content {
+        Content::Numeric | Content::SignedAmount => swar_range(v, b'0', b'9'),
+        Content::AlphaNumericSpecial => swar_range(v, 0x20, 0x7E),
+        _ => false,
+    }
+}
+
+/// For each byte, the set of content classes (by [`Content::bit`]) that allow it.
+static CLASSES: [u16; 256] = {
+    let all = [
+        Content::Numeric,
+        Content::Alpha,
+        Content::AlphaNumeric,
+        Content::AlphaNumericSpecial,
+        Content::AlphaSpecial,
+        Content::NumericSpecial,
+        Content::Special,
+        Content::Binary,
+        Content::Track,
+    ];
+    let mut t = [0u16; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut i = 0;
+        while i < all.len() {
+            if allows_char(all[i], c as u8) {
+                t[c] |= all[i].bit();
+            }
+            i += 1;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Whether a character (not the `x+n` sign position) belongs to a class.
+const fn allows_char(content: Content, c: u8) -> bool {
+    let digit = c.is_ascii_digit();
+    let alpha = c.is_ascii_alphabetic();
+    let special = c >= 0x20 && c <= 0x7E && !digit && !alpha;
+    match content {
+        Content::Numeric | Content::SignedAmount => digit,
+        Content::Alpha => alpha || c == b' ',
+        Content::AlphaNumeric => alpha || digit || c == b' ',
+        Content::AlphaNumericSpecial => c >= 0x20 && c <= 0x7E,
+        Content::AlphaSpecial => alpha || special,
+        Content::NumericSpecial => digit || special,
+        Content::Special => special,
+        Content::Binary => true,
+        Content::Track => digit || (c >= b'A' && c <= b'F') || (c >= b':' && c <= b'?'),
     }
 }
 
@@ -184,43 +264,44 @@ impl DateFormat {
 
     /// Checks a digit string against the layout (month 01-12, day 01-31 and not past the
     /// month's end, hour 00-23, minute and second 00-59).
+    #[inline]
     pub fn validate(self, at: FieldRef, v: &[u8]) -> Result<(), Error> {
         let bad = Error::InvalidDate {
             at,
             format: self.layout,
         };
-        if v.len() != self.layout.len() || !v.iter().all(u8::is_ascii_digit) {
+        let l = self.layout.as_bytes();
+        if v.len() != l.len() || !v.iter().all(u8::is_ascii_digit) {
             return Err(bad);
         }
-        let l = self.layout.as_bytes();
-        let mut month = None;
-        let mut day = None;
-        let mut i = 0;
-        while i + 1 < l.len() {
-            let two = u32::from(v[i] - b'0') * 10 + u32::from(v[i + 1] - b'0');
-            match &l[i..i + 2] {
-                b"MM" => month = Some(two),
-                b"DD" => day = Some(two),
-                b"hh" if two > 23 => return Err(bad),
-                b"mm" | b"ss" if two > 59 => return Err(bad),
-                _ => {}
-            }
-            i += 2;
-        }
-        if let Some(m) = month {
-            if !(1..=12).contains(&m) {
-                return Err(bad);
-            }
-        }
-        if let Some(d) = day {
-            let max = match month {
-                Some(2) => 29,
-                Some(4 | 6 | 9 | 11) => 30,
-                _ => 31,
+        let mut month = 0;
+        let mut day = 0;
+        for (pair, digits) in l.chunks_exact(2).zip(v.chunks_exact(2)) {
+            let two = (digits[0] - b'0') * 10 + (digits[1] - b'0');
+            let ok = match pair[0] {
+                b'M' => {
+                    month = two;
+                    (1..=12).contains(&two)
+                }
+                b'D' => {
+                    day = two;
+                    two >= 1
+                }
+                b'h' => two <= 23,
+                b'm' | b's' => two <= 59,
+                _ => true,
             };
-            if !(1..=max).contains(&d) {
+            if !ok {
                 return Err(bad);
             }
+        }
+        let day_max = match month {
+            2 => 29,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        if day > day_max {
+            return Err(bad);
         }
         Ok(())
     }
@@ -256,6 +337,38 @@ mod tests {
     fn track_accepts_separator_and_rejects_letters_past_f() {
         assert!(Content::Track.validate(AT, b"6214=2512D?FFF").is_ok());
         assert!(Content::Track.validate(AT, b"III").is_err());
+    }
+
+    #[test]
+    fn eight_byte_checks_agree_with_the_byte_by_byte_rule() {
+        for content in [Content::Numeric, Content::AlphaNumericSpecial] {
+            for bad in 0..=255u8 {
+                for pos in 0..19 {
+                    let mut v = if content == Content::Numeric {
+                        b"0123456789012345678".to_vec()
+                    } else {
+                        b"Az09 ~!{}[]<>?/.,:;".to_vec()
+                    };
+                    v[pos] = bad;
+                    let expect = allows_char(content, bad);
+                    assert_eq!(
+                        content.validate(AT, &v).is_ok(),
+                        expect,
+                        "{content:?} {bad:#04x}@{pos}"
+                    );
+                    if !expect {
+                        assert_eq!(
+                            content.validate(AT, &v),
+                            Err(Error::InvalidContent {
+                                at: AT,
+                                content,
+                                position: pos
+                            })
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

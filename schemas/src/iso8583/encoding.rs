@@ -205,11 +205,33 @@ impl DataEncoding {
         }
     }
 
-    /// Decodes into a caller's stack buffer (used for short numeric checks such as dates).
-    pub fn decode_into(self, content: Content, wire: &[u8], units: usize, out: &mut Vec<u8>) {
+    /// Decodes up to `out.len()` numeric characters into a stack buffer (MTI, dates);
+    /// returns how many were written. Longer values are cut (callers then reject them).
+    #[inline]
+    pub(crate) fn decode_digits(self, wire: &[u8], units: usize, out: &mut [u8]) -> usize {
+        let n = units.min(out.len());
         match self {
-            Self::Bcd { left_pad } => decode_bcd(content, wire, units, left_pad, out),
-            _ => out.extend_from_slice(&self.decode(content, wire, units)),
+            Self::Ascii | Self::Binary | Self::Hex => {
+                let n = n.min(wire.len());
+                out[..n].copy_from_slice(&wire[..n]);
+                n
+            }
+            Self::Ebcdic037 | Self::Ebcdic1047 => {
+                let t = self.decode_table();
+                let n = n.min(wire.len());
+                for (o, &b) in out.iter_mut().zip(&wire[..n]) {
+                    *o = t[b as usize];
+                }
+                n
+            }
+            Self::Bcd { left_pad } => {
+                let mut k = 0;
+                for (o, d) in out.iter_mut().zip(bcd_nibbles(wire, n, left_pad)) {
+                    *o = HEX_NIBBLES[d as usize];
+                    k += 1;
+                }
+                k
+            }
         }
     }
 

@@ -9,12 +9,17 @@ use super::encoding::Sink;
 use super::error::{Error, FieldRef};
 use super::spec::{FieldSpec, Length};
 
-/// Where a field's data lies in the input: byte offset and length in logical units.
+/// Where a field's data lies in the input: byte offset and length in logical units. Both fit
+/// in 16 bits because a message is at most [`MESSAGE_LEN_MAX`] bytes (what a 2-byte length
+/// header can frame); this keeps a decoded message's span table at 772 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
-    pub start: u32,
-    pub units: u32,
+    pub start: u16,
+    pub units: u16,
 }
+
+/// The largest message the decoder accepts.
+pub const MESSAGE_LEN_MAX: usize = 0xFFFF;
 
 /// Reads field `f` at `pos`; returns its span and the position after it.
 #[inline]
@@ -43,7 +48,7 @@ pub(crate) fn read(
             (n, pos + plen)
         }
     };
-    let wire_len = f.encoding.wire_len(f.content, units);
+    let wire_len = f.wire_len(units);
     let available = buf.len() - data_pos;
     if available < wire_len {
         return Err(Error::Truncated {
@@ -54,13 +59,23 @@ pub(crate) fn read(
     let wire = &buf[data_pos..data_pos + wire_len];
     f.encoding.check(at, f.content, wire, units, strict)?;
     if let Some(format) = f.format {
-        let mut digits = Vec::with_capacity(12);
-        f.encoding.decode_into(f.content, wire, units, &mut digits);
-        format.validate(at, &digits)?;
+        // Dates are at most 12 digits: decode on the stack, not the heap.
+        let mut digits = [0u8; 16];
+        let n = f.encoding.decode_digits(wire, units, &mut digits);
+        format.validate(at, &digits[..n])?;
     }
+    // Callers bound `buf` to MESSAGE_LEN_MAX bytes, and units never exceed wire bytes by
+    // more than 2x (BCD), so a too-large value can only come from a lying prefix: refuse it.
+    let (Ok(start), Ok(units16)) = (u16::try_from(data_pos), u16::try_from(units)) else {
+        return Err(Error::TooLong {
+            at,
+            len: units,
+            max: MESSAGE_LEN_MAX,
+        });
+    };
     let span = Span {
-        start: data_pos as u32,
-        units: units as u32,
+        start,
+        units: units16,
     };
     Ok((span, data_pos + wire_len))
 }
@@ -69,7 +84,7 @@ pub(crate) fn read(
 #[inline]
 pub(crate) fn wire<'a>(f: &FieldSpec, buf: &'a [u8], span: Span) -> &'a [u8] {
     let start = span.start as usize;
-    let len = f.encoding.wire_len(f.content, span.units as usize);
+    let len = f.wire_len(usize::from(span.units));
     &buf[start..start + len]
 }
 

@@ -108,6 +108,13 @@ pub struct Message<'a> {
 
 /// Decodes a whole message (MTI if the spec has one, bitmaps, fields) from `buf`.
 pub(crate) fn decode<'a>(spec: &'a Spec, buf: &'a [u8]) -> Result<Message<'a>, Error> {
+    if buf.len() > field::MESSAGE_LEN_MAX {
+        return Err(Error::TooLong {
+            at: FieldRef::field(0),
+            len: buf.len(),
+            max: field::MESSAGE_LEN_MAX,
+        });
+    }
     let mut pos = 0;
     let mti = match spec.mti {
         None => None,
@@ -122,12 +129,10 @@ pub(crate) fn decode<'a>(spec: &'a Spec, buf: &'a [u8]) -> Result<Message<'a>, E
             let wire = &buf[..len];
             enc.check(FieldRef::field(0), Content::Numeric, wire, 4, true)
                 .map_err(|_| Error::InvalidMti)?;
-            let mut digits = Vec::with_capacity(4);
-            enc.decode_into(Content::Numeric, wire, 4, &mut digits);
-            let b: [u8; 4] = digits
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::InvalidMti)?;
+            let mut b = [0u8; 4];
+            if enc.decode_digits(wire, 4, &mut b) != 4 {
+                return Err(Error::InvalidMti);
+            }
             pos = len;
             Some(Mti::from_bytes(b)?)
         }
@@ -183,16 +188,21 @@ fn decode_fields(msg: &mut Message<'_>, mut pos: usize) -> Result<usize, Error> 
             msg.present.set_word(2, tertiary);
         }
     }
-    let present = msg.present;
-    for id in present.iter() {
-        if id == 1 || (id == 65 && spec.tertiary) {
-            continue;
+    for w in 0..3 {
+        let mut bits = msg.present.word(w);
+        while bits != 0 {
+            let lead = bits.leading_zeros();
+            bits &= !(1u64 << (63 - lead));
+            let id = (w as u16) * 64 + lead as u16 + 1;
+            if id == 1 || (id == 65 && spec.tertiary) {
+                continue;
+            }
+            let at = FieldRef::field(id);
+            let f = spec.field(id).ok_or(Error::UndefinedField { at })?;
+            let (span, next) = field::read(f, at, buf, pos, spec.strict)?;
+            msg.spans[usize::from(id)] = span;
+            pos = next;
         }
-        let at = FieldRef::field(id);
-        let f = spec.field(id).ok_or(Error::UndefinedField { at })?;
-        let (span, next) = field::read(f, at, buf, pos, spec.strict)?;
-        msg.spans[usize::from(id)] = span;
-        pos = next;
     }
     Ok(pos)
 }
@@ -203,6 +213,13 @@ pub(crate) fn decode_sub<'a>(
     buf: &'a [u8],
     parent: u16,
 ) -> Result<Message<'a>, Error> {
+    if buf.len() > field::MESSAGE_LEN_MAX {
+        return Err(Error::TooLong {
+            at: FieldRef::field(parent),
+            len: buf.len(),
+            max: field::MESSAGE_LEN_MAX,
+        });
+    }
     let mut msg = Message {
         spec,
         buf,

@@ -64,9 +64,23 @@ pub struct FieldSpec {
     pub mask: Mask,
     /// Inner structure, if the field has addressable sub-fields.
     pub sub: Option<Box<SubSpec>>,
+    /// `wire bytes = (units * mul + add) >> shift` (0 units → 0 bytes), precomputed from the
+    /// encoding so the decoder's inner loop has no branch on it.
+    pub(crate) wire: (u8, u8, u8),
 }
 
 impl FieldSpec {
+    /// Wire bytes of `units` units of this field.
+    #[inline]
+    pub(crate) fn wire_len(&self, units: usize) -> usize {
+        let (mul, add, shift) = self.wire;
+        if units == 0 {
+            0
+        } else {
+            (units * usize::from(mul) + usize::from(add)) >> shift
+        }
+    }
+
     /// Maximum number of units the field holds.
     pub fn max_units(&self) -> usize {
         match self.length {
@@ -593,7 +607,13 @@ fn compile_field(
             Some(Box::new(SubSpec::Message(Box::new(inner))))
         }
     };
-    Ok(FieldSpec {
+    let wire = match encoding {
+        DataEncoding::Hex => (2, 0, 0),
+        DataEncoding::Bcd { .. } if content == Content::SignedAmount => (1, 2, 1),
+        DataEncoding::Bcd { .. } => (1, 1, 1),
+        _ => (1, 0, 0),
+    };
+    let spec = FieldSpec {
         id,
         name: f.name.clone().unwrap_or_default(),
         content,
@@ -602,7 +622,10 @@ fn compile_field(
         format,
         mask,
         sub,
-    })
+        wire,
+    };
+    debug_assert!((0..40).all(|u| spec.wire_len(u) == encoding.wire_len(content, u)));
+    Ok(spec)
 }
 
 fn parse_id(spec: &str, k: &str, max: u16) -> Result<u16, SpecError> {
