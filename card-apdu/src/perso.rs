@@ -145,8 +145,8 @@ pub struct SsseKeysPerso {
     pub pin_unblock: Secret,
 }
 
-/// PBOC section.
-#[derive(Debug, Deserialize)]
+/// PBOC section. `Debug` masks the PAN (first 6, last 4) and never shows keys or the PIN.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PbocPerso {
     pub pan: String,
@@ -170,6 +170,18 @@ pub struct PbocPerso {
     pub atc: u16,
     pub imk_tdes: Option<ImkPerso>,
     pub imk_sm4: Option<ImkPerso>,
+}
+
+impl fmt::Debug for PbocPerso {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PbocPerso")
+            .field("pan", &crate::mask_pan(&self.pan))
+            .field("psn", &self.psn)
+            .field("atc", &self.atc)
+            .field("tdes", &self.imk_tdes.is_some())
+            .field("sm4", &self.imk_sm4.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One algorithm's issuer master keys.

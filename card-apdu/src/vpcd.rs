@@ -203,4 +203,28 @@ mod tests {
         assert_eq!(tail, &[0x00, 0x02, 0x6D, 0x00], "unknown INS answers 6D00");
         assert!(!card.is_powered());
     }
+
+    #[test]
+    fn listening_mode_serves_a_vpcd_that_dials_in() {
+        let text = include_str!("../testdata/demo-card.toml");
+        let file = crate::perso::PersoFile::from_toml(text).expect("perso");
+        let mut card =
+            VirtualCard::new(crate::perso::CardProfile::from_perso(&file).expect("profile"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let server = std::thread::spawn(move || run_listener(&listener, &mut card, &STOP));
+        let mut vpcd = TcpStream::connect(addr).expect("connect");
+        vpcd.write_all(&[0, 1, CTRL_POWER_ON, 0, 1, CTRL_GET_ATR])
+            .expect("write");
+        let mut len = [0u8; 2];
+        vpcd.read_exact(&mut len).expect("len");
+        let mut atr = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        vpcd.read_exact(&mut atr).expect("atr");
+        assert_eq!(atr, crate::vcard::default_atr());
+        drop(vpcd);
+        STOP.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(addr); // wakes the accept loop so it sees the stop flag
+        server.join().expect("join").expect("listener");
+    }
 }

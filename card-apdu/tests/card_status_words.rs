@@ -280,3 +280,19 @@ fn unpowered_card_and_power_cycle() {
     ch.card_mut().power_on();
     assert!(raw(&mut ch, SELECT_SSSE).ends_with("9000"));
 }
+
+#[test]
+fn contact_pse_lists_the_debit_application() {
+    let (mut ch, _) = common::demo();
+    let fci = raw(&mut ch, "00A404000E315041592E5359532E444446303100");
+    assert!(
+        fci.contains("880101") && fci.ends_with("9000"),
+        "FCI names SFI 1: {fci}"
+    );
+    let rec = raw(&mut ch, "00B2010C00");
+    assert!(
+        rec.starts_with("70") && rec.contains("4F08A000000333010101"),
+        "{rec}"
+    );
+    assert_eq!(raw(&mut ch, "00B2020C00"), "6A83");
+}

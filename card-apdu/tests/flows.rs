@@ -379,3 +379,36 @@ fn pboc_mk_ac_matches_the_published_sm4_example() {
         "016F6E76BD8E6FB4A17C28C4B05E03A8"
     );
 }
+
+#[test]
+fn debug_output_masks_pan_and_hides_secrets() {
+    let file = common::demo_file();
+    let text = format!("{file:?}");
+    assert!(!text.contains("6288660100000304"), "{text}");
+    assert!(text.contains("628866******0304"), "{text}");
+    assert!(!text.contains("F23BF4AE92B554C116139D4F67322667"), "{text}");
+    assert!(
+        text.contains("pin: ****") && !text.contains("pin: \""),
+        "{text}"
+    );
+    let profile = card_apdu::perso::CardProfile::from_perso(&file).expect("profile");
+    assert!(!format!("{profile:?}").contains("6288660100000304"));
+}
+
+#[test]
+fn payment_uses_nine_apdus_through_ppse() {
+    let (mut ch, issuer) = common::demo();
+    let mut s = start_payment(&mut ch, &Terminal::default(), &request(100)).expect("start");
+    // SELECT PPSE, SELECT AID, GPO, READ RECORD ×3, GENERATE AC.
+    assert_eq!(s.request.apdu_count, 7);
+    let before = ch.apdu_count();
+    let auth = issuer
+        .authorise(&s.pan, &s.request.psn, &s.request.field55, *b"00")
+        .expect("auth");
+    complete_payment(&mut ch, &mut s, &auth.response).expect("complete");
+    assert_eq!(
+        ch.apdu_count() - before,
+        2,
+        "EXTERNAL AUTHENTICATE, GENERATE AC"
+    );
+}

@@ -103,6 +103,32 @@ fn exchange_one<C: CardChannel + ?Sized>(
     Ok(response)
 }
 
+/// Wraps a channel and counts the APDUs that cross it (GET RESPONSE and resends included).
+pub struct Counted<C> {
+    pub inner: C,
+    pub apdus: usize,
+}
+
+impl<C> Counted<C> {
+    /// Starts counting at zero.
+    pub fn new(inner: C) -> Self {
+        Self { inner, apdus: 0 }
+    }
+}
+
+impl<C: CardChannel> CardChannel for Counted<C> {
+    fn transmit_raw(&mut self, command: &[u8]) -> Result<Vec<u8>, ChannelError> {
+        self.apdus += 1;
+        self.inner.transmit_raw(command)
+    }
+    fn atr(&mut self) -> Result<Vec<u8>, ChannelError> {
+        self.inner.atr()
+    }
+    fn supports_extended_length(&self) -> bool {
+        self.inner.supports_extended_length()
+    }
+}
+
 impl<C: CardChannel + ?Sized> CardChannel for &mut C {
     fn transmit_raw(&mut self, command: &[u8]) -> Result<Vec<u8>, ChannelError> {
         (**self).transmit_raw(command)

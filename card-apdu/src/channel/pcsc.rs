@@ -123,14 +123,16 @@ impl PcscMonitor {
 
     fn refresh_readers(&mut self, events: &mut Vec<CardEvent>) -> Result<(), ChannelError> {
         let names = reader_names(&self.ctx)?;
-        let before = self.states.len();
-        self.states.retain(|rs| {
-            rs.name() == ::pcsc::PNP_NOTIFICATION()
-                || names.iter().any(|n| n.as_c_str() == rs.name())
-        });
-        if self.states.len() != before {
-            events.push(CardEvent::ReaderRemoved("(reader)".into()));
-        }
+        let pnp = ::pcsc::PNP_NOTIFICATION();
+        let gone: Vec<String> = self
+            .states
+            .iter()
+            .filter(|rs| rs.name() != pnp && !names.iter().any(|n| n.as_c_str() == rs.name()))
+            .map(|rs| rs.name().to_string_lossy().into_owned())
+            .collect();
+        self.states
+            .retain(|rs| rs.name() == pnp || names.iter().any(|n| n.as_c_str() == rs.name()));
+        events.extend(gone.into_iter().map(CardEvent::ReaderRemoved));
         for n in names {
             if !self.states.iter().any(|rs| rs.name() == n.as_c_str()) {
                 events.push(CardEvent::ReaderAdded(n.to_string_lossy().into_owned()));

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::{select_by_name, send, send_ok, KioskError};
 use crate::apdu::Command;
-use crate::channel::CardChannel;
+use crate::channel::{CardChannel, Counted};
 use crate::dol;
 use crate::emv::{self, cid, Iad};
 use crate::sw::StatusWord;
@@ -235,9 +235,18 @@ pub fn start_payment<C: CardChannel + ?Sized>(
     terminal: &Terminal,
     req: &PaymentRequest,
 ) -> Result<PaymentSession, KioskError> {
-    let mut apdus = 0usize;
+    let mut counted = Counted::new(ch);
+    let mut session = run_until_arqc(&mut counted, terminal, req)?;
+    session.request.apdu_count = counted.apdus;
+    Ok(session)
+}
+
+fn run_until_arqc<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    terminal: &Terminal,
+    req: &PaymentRequest,
+) -> Result<PaymentSession, KioskError> {
     let aid = find_aid(ch)?;
-    apdus += 3;
     let fci = send(ch, select_by_name(&aid))?;
     match fci.sw {
         StatusWord::Success => {}
@@ -301,7 +310,6 @@ pub fn start_payment<C: CardChannel + ?Sized>(
             .with_data(gpo_data)
             .with_ne(256),
     )?;
-    apdus += 1;
     if gpo.sw != StatusWord::Success {
         return Err(KioskError::Card {
             command: "GET PROCESSING OPTIONS",
@@ -339,7 +347,6 @@ pub fn start_payment<C: CardChannel + ?Sized>(
                 "READ RECORD",
                 Command::new(0x00, 0xB2, rec, (sfi << 3) | 0x04).with_ne(256),
             )?;
-            apdus += 1;
             merge(&mut data, &r)?;
         }
     }
@@ -357,7 +364,6 @@ pub fn start_payment<C: CardChannel + ?Sized>(
             .with_data(gac_data)
             .with_ne(256),
     )?;
-    apdus += 1;
     parse_gac(&mut data, &gac)?;
 
     let field55 = build_field55(&data);
@@ -396,7 +402,7 @@ pub fn start_payment<C: CardChannel + ?Sized>(
             })
             .into(),
         amount_fen: req.amount_fen,
-        apdu_count: apdus,
+        apdu_count: 0,
     };
     let track2 = data.get(&t::TRACK2_EQUIVALENT).cloned().unwrap_or_default();
     Ok(PaymentSession {
