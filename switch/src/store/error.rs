@@ -1,0 +1,76 @@
+//! Errors of the store: [`StoreError`] for operations, [`DecisionError`] for one decision of a
+//! group commit (cloneable, so a batch-wide failure can be reported to every caller).
+
+use super::model::{AccountId, HoldId, TransactionId};
+
+/// An operation on the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (connection, constraint, I/O).
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running the embedded migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse back into its domain type: the database was changed
+    /// outside the switch, or a migration is missing.
+    #[error("corrupt stored value in {column}")]
+    Corrupt {
+        /// `table.column` of the bad value.
+        column: &'static str,
+    },
+    /// The record to change does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change is not allowed in the record's current state.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// PAN protection (hashing, sealing, opening) failed.
+    #[error("pan protection: {0}")]
+    Pan(#[from] super::pan_protector::PanProtectError),
+    /// The audit chain does not verify at this sequence number.
+    #[error("audit chain broken at entry {audit_seq}")]
+    AuditChainBroken {
+        /// First entry whose hash or link does not match.
+        audit_seq: i64,
+    },
+    /// A value does not fit its column (e.g. a count above `i64::MAX`).
+    #[error("value out of range: {0}")]
+    OutOfRange(&'static str),
+}
+
+/// Why one decision was not committed. Every other decision of its batch is unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    /// Terminal + STAN + RRN + transmission time (+ message class) already recorded.
+    #[error("duplicate transmission of transaction {existing:?}")]
+    Duplicate {
+        /// The transaction that holds the key (None when another node won a race for it).
+        existing: Option<TransactionId>,
+    },
+    /// A debit, hold or capture would take the account's available balance below zero.
+    #[error("insufficient funds on account {0:?}")]
+    InsufficientFunds(AccountId),
+    /// The decision names an account that does not exist.
+    #[error("unknown account {0:?}")]
+    UnknownAccount(AccountId),
+    /// The decision captures or releases a hold that does not exist.
+    #[error("unknown hold {0:?}")]
+    UnknownHold(HoldId),
+    /// The hold was already captured or released.
+    #[error("hold {0:?} is not pending")]
+    HoldNotPending(HoldId),
+    /// A capture above the held amount.
+    #[error("capture exceeds hold {0:?}")]
+    CaptureExceedsHold(HoldId),
+    /// The decision is malformed (caught before touching the database).
+    #[error("invalid decision: {0}")]
+    Invalid(String),
+    /// The database rejected this decision alone (constraint), after it was retried on its
+    /// own.
+    #[error("rejected by the database: {0}")]
+    Rejected(String),
+    /// The batch could not be committed (database unavailable). The decision is not durable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}

@@ -1,0 +1,204 @@
+//! Persistence of the switch: cards, accounts and holds, transactions, the reversal queue, the
+//! outbox of settlement events and the audit log, behind one [`Store`] trait with two
+//! backends, [`SqliteStore`] (embedded default, WAL) and [`PostgresStore`].
+//!
+//! The data plane writes only through [`Store::commit_decisions`]: one call is one database
+//! transaction holding many decisions (group commit), fed by the single [`writer`] task so
+//! that a response leaves only after its decision is durable. Everything else (reference data,
+//! reversal acknowledgements, outbox relay marks, audit) is low-volume control-plane traffic.
+//!
+//! Schema: `schemas/migrations/{sqlite,postgres}`, run by [`SqliteStore::open`] and
+//! [`PostgresStore::connect`] at start-up.
+
+mod audit;
+mod error;
+mod migrate;
+mod model;
+mod pan_protector;
+pub mod plan;
+mod postgres;
+mod sql;
+mod sqlite;
+pub mod testkit;
+pub mod writer;
+
+pub use error::{DecisionError, StoreError};
+pub use model::*;
+pub use pan_protector::{DataKeyPanProtector, PanProtectError, PanProtector};
+pub use postgres::{PostgresConfig, PostgresStore};
+pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
+
+use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
+use std::future::Future;
+
+/// Most decisions one [`Store::commit_decisions`] call accepts.
+pub const DECISIONS_PER_BATCH_MAX: usize = 1024;
+/// Most rows one read of the outbox or reversal queue returns.
+pub const ROWS_PER_READ_MAX: u32 = 10_000;
+
+/// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
+pub trait Store: Send + Sync + 'static {
+    // ---- reference data (control plane) ----
+
+    /// Adds or renames an institution.
+    fn upsert_institution(
+        &self,
+        institution: &Institution,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// All institutions.
+    fn institutions(&self) -> impl Future<Output = Result<Vec<Institution>, StoreError>> + Send;
+    /// Adds or replaces a BIN route.
+    fn put_bin_route(&self, route: &BinRoute)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// All BIN routes.
+    fn bin_routes(&self) -> impl Future<Output = Result<Vec<BinRoute>, StoreError>> + Send;
+    /// The issuing bank of a PAN: the route with the longest matching prefix.
+    fn route_for_pan(
+        &self,
+        pan: &Pan,
+    ) -> impl Future<Output = Result<Option<InstitutionId>, StoreError>> + Send;
+
+    // ---- cards ----
+
+    /// Issues a card (PAN hashed and sealed by the store's `PanProtector`).
+    fn issue_card(&self, card: &NewCard) -> impl Future<Output = Result<CardId, StoreError>> + Send;
+    /// Looks a card up by PAN (through its keyed hash).
+    fn card_by_pan(&self, pan: &Pan)
+        -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
+    /// The clear PAN of a card (to build a bank leg or a reversal).
+    fn card_pan(&self, card_id: CardId) -> impl Future<Output = Result<Pan, StoreError>> + Send;
+    /// Changes a card's status (and with it, its place on the hot list).
+    fn set_card_status(
+        &self,
+        card_id: CardId,
+        status: CardStatus,
+        reason: Option<&str>,
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Cards on the hot list (lost, stolen, blocked).
+    fn hot_list(&self) -> impl Future<Output = Result<Vec<Card>, StoreError>> + Send;
+
+    // ---- accounts and holds ----
+
+    /// Opens an account with an opening balance (journalled).
+    fn open_account(
+        &self,
+        account: &NewAccount,
+        at_us: i64,
+    ) -> impl Future<Output = Result<AccountId, StoreError>> + Send;
+    /// An account and its balances.
+    fn account(
+        &self,
+        account_id: AccountId,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    /// The accounts of a card.
+    fn accounts_for_card(
+        &self,
+        card_id: CardId,
+    ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
+    /// Sum of an account's journal (opening + credits - debits - captures): equals
+    /// `balance_fen` unless something bypassed the store.
+    fn journal_balance(
+        &self,
+        account_id: AccountId,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// A hold.
+    fn hold(&self, hold_id: HoldId) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
+    /// Pending holds past their expiry (for the pipeline to release with an event).
+    fn expired_holds(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Hold>, StoreError>> + Send;
+
+    // ---- decisions (data plane) ----
+
+    /// The transaction already holding this duplicate-detection key, if any. A hint for the
+    /// pipeline; the authoritative check is made again at commit.
+    fn find_duplicate(
+        &self,
+        key: &DuplicateKey,
+    ) -> impl Future<Output = Result<Option<TransactionId>, StoreError>> + Send;
+    /// Commits many decisions in one database transaction (group commit). Each decision is
+    /// all-or-nothing (transaction row, legs, balance ops, duplicate key, outbox event,
+    /// reversal), and a decision that fails leaves the others committed. At most
+    /// [`DECISIONS_PER_BATCH_MAX`].
+    fn commit_decisions(
+        &self,
+        batch: Vec<Decision>,
+        now_us: i64,
+    ) -> impl Future<Output = BatchOutcome> + Send;
+    /// Transactions with this RRN (a retrieval reference repeats across a request, its
+    /// reversal and its repeats), oldest first.
+    fn transactions_by_rrn(
+        &self,
+        rrn: &Rrn,
+    ) -> impl Future<Output = Result<Vec<StoredTransaction>, StoreError>> + Send;
+    /// Deletes duplicate-detection keys older than the retransmission window.
+    fn purge_duplicate_keys(
+        &self,
+        older_than_us: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- reversal queue (store-and-forward) ----
+
+    /// Pending reversals due at `now_us`, oldest due first.
+    fn due_reversals(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PendingReversal>, StoreError>> + Send;
+    /// Records a send attempt that was not acknowledged, and when to retry.
+    fn record_reversal_attempt(
+        &self,
+        reversal_id: ReversalId,
+        next_attempt_at_us: i64,
+        response_code: Option<ResponseCode>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a reversal acknowledged (0430 received). Acknowledging twice is harmless.
+    fn ack_reversal(
+        &self,
+        reversal_id: ReversalId,
+        response_code: ResponseCode,
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // ---- outbox ----
+
+    /// Outbox rows with `outbox_seq > after_seq`, in sequence order. Sequences are gap-free
+    /// and commit-ordered, so a relay that keeps `after_seq` as its cursor never skips a row.
+    fn outbox_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
+    /// Rows not yet relayed, in sequence order.
+    fn unrelayed_outbox(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
+    /// Marks rows as published by a relay. Returns how many were newly marked.
+    fn mark_outbox_relayed(
+        &self,
+        outbox_seqs: &[i64],
+        at_us: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- audit ----
+
+    /// Appends to the hash-chained audit log.
+    fn append_audit(
+        &self,
+        entry: &AuditEntry,
+    ) -> impl Future<Output = Result<AuditRecord, StoreError>> + Send;
+    /// Recomputes the chain; returns the number of entries or where it breaks.
+    fn verify_audit_chain(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Microseconds since the Unix epoch, the time unit of every `*_at_us` column.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

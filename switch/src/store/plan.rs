@@ -1,0 +1,404 @@
+//! The group-commit planner: decides, in memory, which decisions of a batch commit and what
+//! they write.
+//!
+//! A batch is applied as one database transaction with a handful of set-oriented statements
+//! (one per table) instead of one round trip per row, which is what makes group commit fast.
+//! That needs every per-decision check done up front: the backend loads the rows the batch
+//! touches (locking them on PostgreSQL), this module replays the decisions in submission order
+//! against those rows, and a decision that would break a rule (duplicate, insufficient funds,
+//! hold not pending) is left out without disturbing the others. Anything the planner cannot see
+//! (a foreign key to an unknown institution, a race with another node) makes the database
+//! reject the batch; the backend then retries each decision on its own.
+
+use super::error::DecisionError;
+use super::model::{
+    AccountId, BalanceOp, Decision, DuplicateKey, HoldId, HoldState, MovementKind, TransactionId,
+};
+use std::collections::{HashMap, HashSet};
+
+/// Rows a batch needs loaded before it can be planned.
+#[derive(Debug, Default)]
+pub struct BatchKeys {
+    /// Holds captured or released by the batch (load these first, then their accounts).
+    pub holds: Vec<HoldId>,
+    /// Accounts named directly by balance ops.
+    pub accounts: Vec<AccountId>,
+    /// Duplicate-detection keys of the batch.
+    pub duplicate_keys: Vec<DuplicateKey>,
+}
+
+impl BatchKeys {
+    /// Collects the keys of the valid decisions, sorted and deduplicated (sorted ids give a
+    /// fixed lock order on PostgreSQL, so concurrent nodes cannot deadlock).
+    pub fn of(decisions: &[&Decision]) -> Self {
+        let mut keys = BatchKeys::default();
+        for d in decisions {
+            keys.duplicate_keys.push(d.transaction.duplicate_key());
+            for op in &d.balance_ops {
+                match op {
+                    BalanceOp::Debit { account_id, .. }
+                    | BalanceOp::Credit { account_id, .. }
+                    | BalanceOp::PlaceHold { account_id, .. } => keys.accounts.push(*account_id),
+                    BalanceOp::CaptureHold { hold_id, .. } | BalanceOp::ReleaseHold { hold_id } => {
+                        keys.holds.push(*hold_id)
+                    }
+                }
+            }
+        }
+        keys.holds.sort();
+        keys.holds.dedup();
+        keys.accounts.sort();
+        keys.accounts.dedup();
+        keys
+    }
+}
+
+/// An account as loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Ledger balance.
+    pub balance_fen: i64,
+    /// Held amount.
+    pub held_fen: i64,
+}
+
+/// A hold as loaded or as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRow {
+    /// Account.
+    pub account_id: AccountId,
+    /// Authorizing transaction.
+    pub transaction_id: TransactionId,
+    /// Held amount.
+    pub amount_fen: i64,
+    /// Captured amount.
+    pub captured_fen: i64,
+    /// State.
+    pub state: HoldState,
+    /// Creation time.
+    pub created_at_us: i64,
+    /// Expiry.
+    pub expires_at_us: i64,
+    /// When captured or released.
+    pub closed_at_us: Option<i64>,
+}
+
+/// State loaded from the database for one batch.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Accounts by id (those that exist).
+    pub accounts: HashMap<AccountId, AccountRow>,
+    /// Holds by id (those that exist).
+    pub holds: HashMap<HoldId, HoldRow>,
+    /// Keys already recorded, with their transaction.
+    pub duplicate_keys: HashMap<DuplicateKey, TransactionId>,
+}
+
+/// One journal row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementRow {
+    /// Account.
+    pub account_id: AccountId,
+    /// Transaction.
+    pub transaction_id: TransactionId,
+    /// Hold concerned, if any.
+    pub hold_id: Option<HoldId>,
+    /// Kind.
+    pub kind: MovementKind,
+    /// Amount moved.
+    pub amount_fen: i64,
+    /// Balance after.
+    pub balance_after_fen: i64,
+    /// Held after.
+    pub held_after_fen: i64,
+}
+
+/// What a planned batch writes, besides the per-decision rows (transaction, legs, key, event,
+/// reversal) of the accepted decisions.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Per decision: accepted, or why not.
+    pub verdicts: Vec<Result<(), DecisionError>>,
+    /// Final balances of changed accounts, sorted by id.
+    pub accounts: Vec<(AccountId, AccountRow)>,
+    /// Holds created by the batch, in their final state.
+    pub new_holds: Vec<(HoldId, HoldRow)>,
+    /// Existing holds whose state changed, in their final state.
+    pub changed_holds: Vec<(HoldId, HoldRow)>,
+    /// Journal rows, in application order.
+    pub movements: Vec<MovementRow>,
+}
+
+impl Plan {
+    /// Indices of accepted decisions.
+    pub fn accepted(&self) -> impl Iterator<Item = usize> + '_ {
+        self.verdicts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.is_ok().then_some(i))
+    }
+}
+
+enum Undo {
+    Account(AccountId, AccountRow),
+    Hold(HoldId, Option<HoldRow>),
+}
+
+struct Planner {
+    loaded: Loaded,
+    new_hold_ids: HashSet<HoldId>,
+    dirty_accounts: HashSet<AccountId>,
+    dirty_holds: HashSet<HoldId>,
+    txn_ids: HashSet<TransactionId>,
+    undo: Vec<Undo>,
+    movements: Vec<MovementRow>,
+    now_us: i64,
+}
+
+/// Replays `decisions` in order against `loaded`. `pre` holds verdicts decided before loading
+/// (invalid decisions): `Some(err)` entries are kept as they are and skipped.
+pub fn plan(
+    decisions: &[Decision],
+    pre: Vec<Option<DecisionError>>,
+    loaded: Loaded,
+    now_us: i64,
+) -> Plan {
+    let mut p = Planner {
+        loaded,
+        new_hold_ids: HashSet::new(),
+        dirty_accounts: HashSet::new(),
+        dirty_holds: HashSet::new(),
+        txn_ids: HashSet::new(),
+        undo: Vec::new(),
+        movements: Vec::new(),
+        now_us,
+    };
+    let mut verdicts = Vec::with_capacity(decisions.len());
+    for (d, pre) in decisions.iter().zip(pre) {
+        let verdict = match pre {
+            Some(err) => Err(err),
+            None => p.apply(d),
+        };
+        verdicts.push(verdict);
+    }
+    p.finish(verdicts)
+}
+
+impl Planner {
+    fn apply(&mut self, d: &Decision) -> Result<(), DecisionError> {
+        let key = d.transaction.duplicate_key();
+        if let Some(existing) = self.loaded.duplicate_keys.get(&key) {
+            return Err(DecisionError::Duplicate {
+                existing: Some(*existing),
+            });
+        }
+        let txn_id = d.transaction.transaction_id;
+        if self.txn_ids.contains(&txn_id) {
+            return Err(DecisionError::Invalid("transaction id used twice".into()));
+        }
+        self.undo.clear();
+        let movements_before = self.movements.len();
+        for op in &d.balance_ops {
+            if let Err(e) = self.apply_op(txn_id, op) {
+                self.rollback(movements_before);
+                return Err(e);
+            }
+        }
+        for u in self.undo.drain(..) {
+            match u {
+                Undo::Account(id, _) => self.dirty_accounts.insert(id),
+                Undo::Hold(id, _) => self.dirty_holds.insert(id),
+            };
+        }
+        self.txn_ids.insert(txn_id);
+        self.loaded.duplicate_keys.insert(key, txn_id);
+        Ok(())
+    }
+
+    fn rollback(&mut self, movements_before: usize) {
+        self.movements.truncate(movements_before);
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Account(id, row) => {
+                    self.loaded.accounts.insert(id, row);
+                }
+                Undo::Hold(id, Some(row)) => {
+                    self.loaded.holds.insert(id, row);
+                }
+                Undo::Hold(id, None) => {
+                    self.loaded.holds.remove(&id);
+                    self.new_hold_ids.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn account(&mut self, id: AccountId) -> Result<AccountRow, DecisionError> {
+        let row = *self
+            .loaded
+            .accounts
+            .get(&id)
+            .ok_or(DecisionError::UnknownAccount(id))?;
+        self.undo.push(Undo::Account(id, row));
+        Ok(row)
+    }
+
+    fn pending_hold(&mut self, id: HoldId) -> Result<HoldRow, DecisionError> {
+        let row = self
+            .loaded
+            .holds
+            .get(&id)
+            .cloned()
+            .ok_or(DecisionError::UnknownHold(id))?;
+        if row.state != HoldState::Pending {
+            return Err(DecisionError::HoldNotPending(id));
+        }
+        self.undo.push(Undo::Hold(id, Some(row.clone())));
+        Ok(row)
+    }
+
+    fn record(
+        &mut self,
+        account_id: AccountId,
+        row: AccountRow,
+        transaction_id: TransactionId,
+        hold_id: Option<HoldId>,
+        kind: MovementKind,
+        amount_fen: i64,
+    ) {
+        debug_assert!(row.balance_fen >= 0 && row.held_fen >= 0 && row.held_fen <= row.balance_fen);
+        self.loaded.accounts.insert(account_id, row);
+        self.movements.push(MovementRow {
+            account_id,
+            transaction_id,
+            hold_id,
+            kind,
+            amount_fen,
+            balance_after_fen: row.balance_fen,
+            held_after_fen: row.held_fen,
+        });
+    }
+
+    fn apply_op(&mut self, txn: TransactionId, op: &BalanceOp) -> Result<(), DecisionError> {
+        match op {
+            BalanceOp::Debit {
+                account_id,
+                amount_fen,
+            } => {
+                let mut a = self.account(*account_id)?;
+                let amount = amount_fen.get();
+                if a.balance_fen - a.held_fen < amount {
+                    return Err(DecisionError::InsufficientFunds(*account_id));
+                }
+                a.balance_fen -= amount;
+                self.record(*account_id, a, txn, None, MovementKind::Debit, amount);
+            }
+            BalanceOp::Credit {
+                account_id,
+                amount_fen,
+            } => {
+                let mut a = self.account(*account_id)?;
+                let amount = amount_fen.get();
+                a.balance_fen = a
+                    .balance_fen
+                    .checked_add(amount)
+                    .ok_or_else(|| DecisionError::Invalid("balance overflow".into()))?;
+                self.record(*account_id, a, txn, None, MovementKind::Credit, amount);
+            }
+            BalanceOp::PlaceHold {
+                hold_id,
+                account_id,
+                amount_fen,
+                expires_at_us,
+            } => {
+                if self.loaded.holds.contains_key(hold_id) {
+                    return Err(DecisionError::Invalid("hold id used twice".into()));
+                }
+                let mut a = self.account(*account_id)?;
+                let amount = amount_fen.get();
+                if a.balance_fen - a.held_fen < amount {
+                    return Err(DecisionError::InsufficientFunds(*account_id));
+                }
+                a.held_fen += amount;
+                self.undo.push(Undo::Hold(*hold_id, None));
+                self.new_hold_ids.insert(*hold_id);
+                self.loaded.holds.insert(
+                    *hold_id,
+                    HoldRow {
+                        account_id: *account_id,
+                        transaction_id: txn,
+                        amount_fen: amount,
+                        captured_fen: 0,
+                        state: HoldState::Pending,
+                        created_at_us: self.now_us,
+                        expires_at_us: *expires_at_us,
+                        closed_at_us: None,
+                    },
+                );
+                self.record(*account_id, a, txn, Some(*hold_id), MovementKind::Hold, amount);
+            }
+            BalanceOp::CaptureHold {
+                hold_id,
+                amount_fen,
+            } => {
+                let mut h = self.pending_hold(*hold_id)?;
+                let amount = amount_fen.get();
+                if amount > h.amount_fen {
+                    return Err(DecisionError::CaptureExceedsHold(*hold_id));
+                }
+                let mut a = self.account(h.account_id)?;
+                a.held_fen -= h.amount_fen;
+                a.balance_fen -= amount;
+                h.state = HoldState::Captured;
+                h.captured_fen = amount;
+                h.closed_at_us = Some(self.now_us);
+                let account_id = h.account_id;
+                self.loaded.holds.insert(*hold_id, h);
+                self.record(account_id, a, txn, Some(*hold_id), MovementKind::Capture, amount);
+            }
+            BalanceOp::ReleaseHold { hold_id } => {
+                let mut h = self.pending_hold(*hold_id)?;
+                let mut a = self.account(h.account_id)?;
+                a.held_fen -= h.amount_fen;
+                h.state = HoldState::Released;
+                h.closed_at_us = Some(self.now_us);
+                let (account_id, amount) = (h.account_id, h.amount_fen);
+                self.loaded.holds.insert(*hold_id, h);
+                self.record(account_id, a, txn, Some(*hold_id), MovementKind::Release, amount);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, verdicts: Vec<Result<(), DecisionError>>) -> Plan {
+        let mut accounts: Vec<(AccountId, AccountRow)> = self
+            .dirty_accounts
+            .iter()
+            .filter_map(|id| self.loaded.accounts.get(id).map(|row| (*id, *row)))
+            .collect();
+        accounts.sort_by_key(|(id, _)| *id);
+        let mut new_holds = Vec::new();
+        let mut changed_holds = Vec::new();
+        let mut dirty: Vec<HoldId> = self.dirty_holds.drain().collect();
+        dirty.sort();
+        for id in dirty {
+            if let Some(row) = self.loaded.holds.get(&id) {
+                if self.new_hold_ids.contains(&id) {
+                    new_holds.push((id, row.clone()));
+                } else {
+                    changed_holds.push((id, row.clone()));
+                }
+            }
+        }
+        Plan {
+            verdicts,
+            accounts,
+            new_holds,
+            changed_holds,
+            movements: self.movements,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

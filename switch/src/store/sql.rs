@@ -1,0 +1,974 @@
+//! What the two backends share: the batch rows (encoded as JSON arrays so each table takes one
+//! statement with constant SQL, whatever the batch size), the per-dialect SQL text, and the
+//! [`impl_store!`] macro that implements [`super::Store`] once for both drivers.
+//!
+//! Why a macro rather than generics: sqlx's generic bounds (`Executor`, `Encode`, `Decode` for
+//! every bound type, higher-ranked over lifetimes) make generic async code over `Database`
+//! unreadable and fragile; the same code instantiated per concrete driver is plain sqlx.
+
+use super::model::{Decision, TransactionRecord};
+use super::plan::Plan;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// SQL text that differs between SQLite and PostgreSQL. Every statement takes its rows as one
+/// JSON array parameter (`$1`), read with `json_each` / `jsonb_array_elements`.
+pub struct Dialect {
+    /// Suffix locking rows read for update (`FOR UPDATE` on PostgreSQL; SQLite has one
+    /// writer, so nothing).
+    pub lock: &'static str,
+    /// `account_id, balance_fen, held_fen` of the ids in `$1`.
+    pub load_accounts: &'static str,
+    /// Hold rows of the ids in `$1`.
+    pub load_holds: &'static str,
+    /// Existing duplicate keys among `$1`.
+    pub load_duplicate_keys: &'static str,
+    /// Inserts transaction rows.
+    pub insert_txns: &'static str,
+    /// Inserts legs.
+    pub insert_legs: &'static str,
+    /// Inserts duplicate keys.
+    pub insert_duplicate_keys: &'static str,
+    /// Inserts holds.
+    pub insert_holds: &'static str,
+    /// Updates hold states.
+    pub update_holds: &'static str,
+    /// Updates balances.
+    pub update_accounts: &'static str,
+    /// Inserts journal rows.
+    pub insert_movements: &'static str,
+    /// Inserts outbox rows.
+    pub insert_outbox: &'static str,
+    /// Inserts reversal-queue rows.
+    pub insert_reversals: &'static str,
+    /// Marks the outbox sequences in `$2` relayed at `$1`.
+    pub mark_relayed: &'static str,
+}
+
+/// A UUID as 32 lowercase hex digits (SQLite `unhex`, PostgreSQL `::uuid` both read it).
+pub fn hex(id: Uuid) -> String {
+    id.simple().to_string()
+}
+
+fn opt_hex(id: Option<Uuid>) -> Value {
+    id.map_or(Value::Null, |u| Value::String(hex(u)))
+}
+
+/// Rows of the accepted decisions, one JSON array per table.
+pub struct BatchRows {
+    /// `txn` rows.
+    pub txns: String,
+    /// `txn_leg` rows.
+    pub legs: String,
+    /// `duplicate_key` rows.
+    pub duplicate_keys: String,
+    /// `reversal_queue` rows.
+    pub reversals: String,
+    /// Number of legs (skip the statement when zero).
+    pub leg_count: usize,
+    /// Number of reversals.
+    pub reversal_count: usize,
+}
+
+fn txn_row(t: &TransactionRecord, event_id: Option<Uuid>) -> Value {
+    json!([
+        hex(t.transaction_id.0),
+        t.kind.as_sql(),
+        t.mti,
+        t.processing_code,
+        t.card_id.map(|c| c.0),
+        t.pan_masked,
+        t.acquirer.as_str(),
+        t.issuer.as_ref().map(|i| i.as_str()),
+        t.terminal_id.as_str(),
+        t.stan.to_string(),
+        t.rrn.as_str(),
+        t.transmission_at.as_str(),
+        t.amount_fen.get(),
+        if t.is_approved() { "approved" } else { "declined" },
+        t.response_code.as_str(),
+        opt_hex(t.original_transaction_id.map(|o| o.0)),
+        opt_hex(event_id),
+        t.decided_at_us,
+    ])
+}
+
+/// Builds the per-decision rows of the accepted decisions.
+pub fn batch_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> BatchRows {
+    let (mut txns, mut legs, mut keys, mut reversals) = (vec![], vec![], vec![], vec![]);
+    for i in plan.accepted() {
+        let d = &decisions[i];
+        let t = &d.transaction;
+        let id = hex(t.transaction_id.0);
+        txns.push(txn_row(t, d.event.as_ref().map(|e| e.event_id)));
+        for leg in &d.legs {
+            legs.push(json!([
+                id,
+                leg.leg_no,
+                super::model::leg_kind_sql(leg.kind),
+                leg.institution.as_str(),
+                leg.account_id.map(|a| a.0),
+                leg.amount_fen.get(),
+            ]));
+        }
+        let k = t.duplicate_key();
+        keys.push(json!([
+            k.terminal_id.as_str(),
+            k.stan.to_string(),
+            k.rrn.as_str(),
+            k.transmission_at.as_str(),
+            k.message_class,
+            id,
+            now_us,
+        ]));
+        if let Some(r) = &d.reversal {
+            reversals.push(json!([
+                hex(r.reversal_id.0),
+                id,
+                r.destination.as_str(),
+                r.reason.as_sql(),
+                r.amount_fen.get(),
+                r.stan.to_string(),
+                r.transmission_at.as_str(),
+                r.first_attempt_at_us,
+                now_us,
+            ]));
+        }
+    }
+    BatchRows {
+        txns: Value::Array(txns).to_string(),
+        leg_count: legs.len(),
+        legs: Value::Array(legs).to_string(),
+        duplicate_keys: Value::Array(keys).to_string(),
+        reversal_count: reversals.len(),
+        reversals: Value::Array(reversals).to_string(),
+    }
+}
+
+/// Balance, hold and journal rows of a plan.
+pub fn plan_rows(plan: &Plan, now_us: i64) -> [String; 4] {
+    let accounts: Vec<Value> = plan
+        .accounts
+        .iter()
+        .map(|(id, a)| json!([id.0, a.balance_fen, a.held_fen]))
+        .collect();
+    let new_holds: Vec<Value> = plan
+        .new_holds
+        .iter()
+        .map(|(id, h)| {
+            json!([
+                hex(id.0),
+                h.account_id.0,
+                hex(h.transaction_id.0),
+                h.amount_fen,
+                h.captured_fen,
+                h.state.as_sql(),
+                h.created_at_us,
+                h.expires_at_us,
+                h.closed_at_us,
+            ])
+        })
+        .collect();
+    let changed_holds: Vec<Value> = plan
+        .changed_holds
+        .iter()
+        .map(|(id, h)| json!([hex(id.0), h.state.as_sql(), h.captured_fen, h.closed_at_us]))
+        .collect();
+    let movements: Vec<Value> = plan
+        .movements
+        .iter()
+        .map(|m| {
+            json!([
+                m.account_id.0,
+                hex(m.transaction_id.0),
+                opt_hex(m.hold_id.map(|h| h.0)),
+                m.kind.as_sql(),
+                m.amount_fen,
+                m.balance_after_fen,
+                m.held_after_fen,
+                now_us,
+            ])
+        })
+        .collect();
+    [
+        Value::Array(accounts).to_string(),
+        Value::Array(new_holds).to_string(),
+        Value::Array(changed_holds).to_string(),
+        Value::Array(movements).to_string(),
+    ]
+}
+
+/// Outbox rows for the accepted decisions with events, numbered from `first_seq`. Returns the
+/// JSON rows and each decision's sequence number.
+pub fn outbox_rows(
+    decisions: &[Decision],
+    plan: &Plan,
+    first_seq: i64,
+    now_us: i64,
+) -> (String, Vec<Option<i64>>) {
+    let mut seqs = vec![None; decisions.len()];
+    let mut rows = Vec::new();
+    let mut seq = first_seq;
+    for i in plan.accepted() {
+        if let Some(event) = &decisions[i].event {
+            // Serialising a validated event cannot fail; an empty payload would be rejected by
+            // consumers, never silently accepted.
+            let payload = event.to_json().unwrap_or_default();
+            rows.push(json!([
+                seq,
+                hex(event.event_id),
+                event.partition_key().as_str(),
+                event.event_type.as_str(),
+                event.schema_version,
+                payload,
+                now_us,
+            ]));
+            seqs[i] = Some(seq);
+            seq += 1;
+        }
+    }
+    (Value::Array(rows).to_string(), seqs)
+}
+
+/// Number of accepted decisions carrying an event.
+pub fn event_count(decisions: &[Decision], plan: &Plan) -> i64 {
+    plan.accepted()
+        .filter(|i| decisions[*i].event.is_some())
+        .count() as i64
+}
+
+/// Maps a batch-level database error to what each caller is told.
+pub fn classify(e: &sqlx::Error) -> super::DecisionError {
+    use super::DecisionError;
+    match e {
+        sqlx::Error::Database(db) => {
+            let msg = db.message().to_owned();
+            match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation if msg.contains("duplicate_key") => {
+                    DecisionError::Duplicate { existing: None }
+                }
+                sqlx::error::ErrorKind::Other => DecisionError::Unavailable(msg),
+                _ => DecisionError::Rejected(msg),
+            }
+        }
+        other => DecisionError::Unavailable(other.to_string()),
+    }
+}
+
+/// Implements `Store` for a backend struct that has `read: Pool<$db>`, `write: Pool<$db>`,
+/// `pan: Arc<dyn PanProtector>`, an async `begin_write()` and a `DIALECT` constant.
+macro_rules! impl_store {
+    ($store:ty, $db:ty) => {
+        mod shared_impl {
+            use super::*;
+            use crate::store::audit;
+            use crate::store::model::*;
+            use crate::store::plan::{self, AccountRow, BatchKeys, HoldRow, Loaded};
+            use crate::store::sql::{self, hex};
+            use crate::store::{DecisionError, StoreError, DECISIONS_PER_BATCH_MAX, ROWS_PER_READ_MAX};
+            use schemas::domain::*;
+            use sqlx::Row;
+
+            type Tx = sqlx::Transaction<'static, $db>;
+            type DbRow = <$db as sqlx::Database>::Row;
+
+            fn corrupt(column: &'static str) -> StoreError {
+                StoreError::Corrupt { column }
+            }
+
+            fn parse<T, E>(column: &'static str, r: Result<T, E>) -> Result<T, StoreError> {
+                r.map_err(|_| corrupt(column))
+            }
+
+            fn institution(row: &DbRow) -> Result<Institution, StoreError> {
+                Ok(Institution {
+                    institution_id: parse("institution.institution_id", InstitutionId::parse(row.try_get("institution_id")?))?,
+                    name: row.try_get("name")?,
+                    kind: InstitutionKind::from_sql(row.try_get("kind")?).ok_or(corrupt("institution.kind"))?,
+                })
+            }
+
+            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason";
+
+            fn card(row: &DbRow) -> Result<Card, StoreError> {
+                let cic: Option<String> = row.try_get("card_identification_code")?;
+                Ok(Card {
+                    card_id: CardId(row.try_get("card_id")?),
+                    pan_masked: row.try_get("pan_masked")?,
+                    card_identification_code: match cic {
+                        Some(c) => Some(parse("card.card_identification_code", CardIdentificationCode::parse(&c))?),
+                        None => None,
+                    },
+                    issuer: parse("card.issuer_institution_id", InstitutionId::parse(row.try_get("issuer_institution_id")?))?,
+                    expiry_yymm: row.try_get("expiry_yymm")?,
+                    status: CardStatus::from_sql(row.try_get("status")?).ok_or(corrupt("card.status"))?,
+                    status_reason: row.try_get("status_reason")?,
+                })
+            }
+
+            const ACCOUNT_COLUMNS: &str = "account_id, institution_id, card_id, kind, balance_fen, held_fen";
+
+            fn account(row: &DbRow) -> Result<Account, StoreError> {
+                Ok(Account {
+                    account_id: AccountId(row.try_get("account_id")?),
+                    institution: parse("account.institution_id", InstitutionId::parse(row.try_get("institution_id")?))?,
+                    card_id: row.try_get::<Option<i64>, _>("card_id")?.map(CardId),
+                    kind: AccountKind::from_sql(row.try_get("kind")?).ok_or(corrupt("account.kind"))?,
+                    balance_fen: row.try_get("balance_fen")?,
+                    held_fen: row.try_get("held_fen")?,
+                })
+            }
+
+            const HOLD_COLUMNS: &str = "hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us";
+
+            fn hold_row(row: &DbRow) -> Result<(HoldId, HoldRow), StoreError> {
+                Ok((
+                    HoldId(row.try_get("hold_id")?),
+                    HoldRow {
+                        account_id: AccountId(row.try_get("account_id")?),
+                        transaction_id: TransactionId(row.try_get("transaction_id")?),
+                        amount_fen: row.try_get("amount_fen")?,
+                        captured_fen: row.try_get("captured_fen")?,
+                        state: HoldState::from_sql(row.try_get("state")?).ok_or(corrupt("hold.state"))?,
+                        created_at_us: row.try_get("created_at_us")?,
+                        expires_at_us: row.try_get("expires_at_us")?,
+                        closed_at_us: row.try_get("closed_at_us")?,
+                    },
+                ))
+            }
+
+            fn hold(row: &DbRow) -> Result<Hold, StoreError> {
+                let (hold_id, h) = hold_row(row)?;
+                Ok(Hold {
+                    hold_id,
+                    account_id: h.account_id,
+                    transaction_id: h.transaction_id,
+                    amount_fen: h.amount_fen,
+                    captured_fen: h.captured_fen,
+                    state: h.state,
+                    expires_at_us: h.expires_at_us,
+                })
+            }
+
+            const TXN_COLUMNS: &str = "transaction_id, kind, mti, processing_code, card_id, pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, transmission_at, amount_fen, response_code, original_transaction_id, event_id, decided_at_us";
+
+            fn txn(row: &DbRow) -> Result<(TransactionRecord, Option<uuid::Uuid>), StoreError> {
+                let issuer: Option<String> = row.try_get("issuer_institution_id")?;
+                let record = TransactionRecord {
+                    transaction_id: TransactionId(row.try_get("transaction_id")?),
+                    kind: TransactionKind::from_sql(row.try_get("kind")?).ok_or(corrupt("txn.kind"))?,
+                    mti: row.try_get("mti")?,
+                    processing_code: row.try_get("processing_code")?,
+                    card_id: row.try_get::<Option<i64>, _>("card_id")?.map(CardId),
+                    pan_masked: row.try_get("pan_masked")?,
+                    acquirer: parse("txn.acquirer_institution_id", InstitutionId::parse(row.try_get("acquirer_institution_id")?))?,
+                    issuer: match issuer {
+                        Some(i) => Some(parse("txn.issuer_institution_id", InstitutionId::parse(&i))?),
+                        None => None,
+                    },
+                    terminal_id: parse("txn.terminal_id", TerminalId::parse(row.try_get("terminal_id")?))?,
+                    stan: parse("txn.stan", Stan::parse(row.try_get("stan")?))?,
+                    rrn: parse("txn.rrn", Rrn::parse(row.try_get("rrn")?))?,
+                    transmission_at: parse("txn.transmission_at", TransmissionDateTime::parse(row.try_get("transmission_at")?))?,
+                    amount_fen: parse("txn.amount_fen", AmountFen::new(row.try_get("amount_fen")?))?,
+                    response_code: parse("txn.response_code", ResponseCode::parse(row.try_get("response_code")?))?,
+                    original_transaction_id: row.try_get::<Option<uuid::Uuid>, _>("original_transaction_id")?.map(TransactionId),
+                    decided_at_us: row.try_get("decided_at_us")?,
+                };
+                Ok((record, row.try_get("event_id")?))
+            }
+
+            fn leg(row: &DbRow) -> Result<TxnLeg, StoreError> {
+                Ok(TxnLeg {
+                    leg_no: parse("txn_leg.leg_no", u8::try_from(row.try_get::<i64, _>("leg_no")?))?,
+                    kind: leg_kind_from_sql(row.try_get("kind")?).ok_or(corrupt("txn_leg.kind"))?,
+                    institution: parse("txn_leg.institution_id", InstitutionId::parse(row.try_get("institution_id")?))?,
+                    account_id: row.try_get::<Option<i64>, _>("account_id")?.map(AccountId),
+                    amount_fen: parse("txn_leg.amount_fen", AmountFen::new(row.try_get("amount_fen")?))?,
+                })
+            }
+
+            const REVERSAL_COLUMNS: &str = "reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, attempts, next_attempt_at_us";
+
+            fn reversal(row: &DbRow) -> Result<PendingReversal, StoreError> {
+                Ok(PendingReversal {
+                    reversal_id: ReversalId(row.try_get("reversal_id")?),
+                    original_transaction_id: TransactionId(row.try_get("original_transaction_id")?),
+                    destination: parse("reversal_queue.destination_institution_id", InstitutionId::parse(row.try_get("destination_institution_id")?))?,
+                    reason: ReversalReason::from_sql(row.try_get("reason")?).ok_or(corrupt("reversal_queue.reason"))?,
+                    amount_fen: row.try_get("amount_fen")?,
+                    stan: parse("reversal_queue.stan", Stan::parse(row.try_get("stan")?))?,
+                    transmission_at: parse("reversal_queue.transmission_at", TransmissionDateTime::parse(row.try_get("transmission_at")?))?,
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at_us: row.try_get("next_attempt_at_us")?,
+                })
+            }
+
+            const OUTBOX_COLUMNS: &str = "outbox_seq, event_id, partition_key, event_type, schema_version, payload, created_at_us, relayed_at_us";
+
+            fn outbox(row: &DbRow) -> Result<OutboxRecord, StoreError> {
+                Ok(OutboxRecord {
+                    outbox_seq: row.try_get("outbox_seq")?,
+                    event_id: row.try_get("event_id")?,
+                    partition_key: row.try_get("partition_key")?,
+                    event_type: row.try_get("event_type")?,
+                    schema_version: row.try_get("schema_version")?,
+                    payload: row.try_get("payload")?,
+                    created_at_us: row.try_get("created_at_us")?,
+                    relayed_at_us: row.try_get("relayed_at_us")?,
+                })
+            }
+
+            fn limit(n: u32) -> i64 {
+                i64::from(n.min(ROWS_PER_READ_MAX))
+            }
+
+            fn hash32(column: &'static str, v: Vec<u8>) -> Result<[u8; 32], StoreError> {
+                <[u8; 32]>::try_from(v.as_slice()).map_err(|_| corrupt(column))
+            }
+
+            impl $store {
+                /// Loads (and on PostgreSQL locks) the rows a batch touches.
+                async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
+                    let d = &Self::DIALECT;
+                    let mut loaded = Loaded::default();
+                    let mut account_ids = keys.accounts.clone();
+                    if !keys.holds.is_empty() {
+                        let ids: Vec<String> = keys.holds.iter().map(|h| hex(h.0)).collect();
+                        let rows = sqlx::query(d.load_holds)
+                            .bind(serde_json::Value::from(ids).to_string())
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        for row in &rows {
+                            let (id, h) = hold_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                            account_ids.push(h.account_id);
+                            loaded.holds.insert(id, h);
+                        }
+                    }
+                    account_ids.sort();
+                    account_ids.dedup();
+                    if !account_ids.is_empty() {
+                        let ids: Vec<i64> = account_ids.iter().map(|a| a.0).collect();
+                        let rows = sqlx::query(d.load_accounts)
+                            .bind(serde_json::Value::from(ids).to_string())
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        for row in &rows {
+                            loaded.accounts.insert(
+                                AccountId(row.try_get("account_id")?),
+                                AccountRow { balance_fen: row.try_get("balance_fen")?, held_fen: row.try_get("held_fen")? },
+                            );
+                        }
+                    }
+                    if !keys.duplicate_keys.is_empty() {
+                        let rows: Vec<serde_json::Value> = keys.duplicate_keys.iter().map(|k| serde_json::json!([
+                            k.terminal_id.as_str(), k.stan.to_string(), k.rrn.as_str(), k.transmission_at.as_str(), k.message_class,
+                        ])).collect();
+                        let found = sqlx::query(d.load_duplicate_keys)
+                            .bind(serde_json::Value::from(rows).to_string())
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        for row in &found {
+                            let decode = |e: StoreError| sqlx::Error::Decode(Box::new(e));
+                            let key = DuplicateKey {
+                                terminal_id: parse("duplicate_key.terminal_id", TerminalId::parse(row.try_get("terminal_id")?)).map_err(decode)?,
+                                stan: parse("duplicate_key.stan", Stan::parse(row.try_get("stan")?)).map_err(decode)?,
+                                rrn: parse("duplicate_key.rrn", Rrn::parse(row.try_get("rrn")?)).map_err(decode)?,
+                                transmission_at: parse("duplicate_key.transmission_at", TransmissionDateTime::parse(row.try_get("transmission_at")?)).map_err(decode)?,
+                                message_class: row.try_get("message_class")?,
+                            };
+                            loaded.duplicate_keys.insert(key, TransactionId(row.try_get("transaction_id")?));
+                        }
+                    }
+                    Ok(loaded)
+                }
+
+                /// Writes a planned batch: one statement per table.
+                async fn write(tx: &mut Tx, decisions: &[Decision], plan: &plan::Plan, now_us: i64) -> Result<Vec<Option<i64>>, sqlx::Error> {
+                    let d = &Self::DIALECT;
+                    if plan.accepted().next().is_none() {
+                        return Ok(vec![None; decisions.len()]);
+                    }
+                    let rows = sql::batch_rows(decisions, plan, now_us);
+                    sqlx::query(d.insert_txns).bind(rows.txns).execute(&mut **tx).await?;
+                    if rows.leg_count > 0 {
+                        sqlx::query(d.insert_legs).bind(rows.legs).execute(&mut **tx).await?;
+                    }
+                    sqlx::query(d.insert_duplicate_keys).bind(rows.duplicate_keys).execute(&mut **tx).await?;
+                    let [accounts, new_holds, changed_holds, movements] = sql::plan_rows(plan, now_us);
+                    if !plan.new_holds.is_empty() {
+                        sqlx::query(d.insert_holds).bind(new_holds).execute(&mut **tx).await?;
+                    }
+                    if !plan.changed_holds.is_empty() {
+                        sqlx::query(d.update_holds).bind(changed_holds).execute(&mut **tx).await?;
+                    }
+                    if !plan.accounts.is_empty() {
+                        let updated = sqlx::query(d.update_accounts).bind(accounts).execute(&mut **tx).await?;
+                        debug_assert_eq!(updated.rows_affected(), plan.accounts.len() as u64);
+                    }
+                    if !plan.movements.is_empty() {
+                        sqlx::query(d.insert_movements).bind(movements).execute(&mut **tx).await?;
+                    }
+                    if rows.reversal_count > 0 {
+                        sqlx::query(d.insert_reversals).bind(rows.reversals).execute(&mut **tx).await?;
+                    }
+                    // Last, so the sequence row is locked only from here to the commit.
+                    let events = sql::event_count(decisions, plan);
+                    if events == 0 {
+                        return Ok(vec![None; decisions.len()]);
+                    }
+                    let next: i64 = sqlx::query_scalar(
+                        "UPDATE outbox_sequence SET next_seq = next_seq + $1 WHERE id = 1 RETURNING next_seq",
+                    )
+                    .bind(events)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let (outbox_rows, seqs) = sql::outbox_rows(decisions, plan, next - events, now_us);
+                    sqlx::query(d.insert_outbox).bind(outbox_rows).execute(&mut **tx).await?;
+                    Ok(seqs)
+                }
+
+                /// One database transaction for the whole batch.
+                async fn try_batch(&self, decisions: &[Decision], now_us: i64) -> Result<Vec<Result<Committed, DecisionError>>, sqlx::Error> {
+                    let pre: Vec<Option<DecisionError>> = decisions
+                        .iter()
+                        .map(|d| d.validate().err().map(DecisionError::Invalid))
+                        .collect();
+                    let valid: Vec<&Decision> = decisions.iter().zip(&pre).filter(|(_, p)| p.is_none()).map(|(d, _)| d).collect();
+                    let keys = BatchKeys::of(&valid);
+                    let mut tx = self.begin_write().await?;
+                    let loaded = Self::load(&mut tx, &keys).await?;
+                    let plan = plan::plan(decisions, pre, loaded, now_us);
+                    let seqs = Self::write(&mut tx, decisions, &plan, now_us).await?;
+                    tx.commit().await?;
+                    Ok(plan
+                        .verdicts
+                        .into_iter()
+                        .zip(decisions)
+                        .zip(seqs)
+                        .map(|((v, d), outbox_seq)| v.map(|()| Committed { transaction_id: d.transaction.transaction_id, outbox_seq }))
+                        .collect())
+                }
+            }
+
+            impl crate::store::Store for $store {
+                async fn upsert_institution(&self, i: &Institution) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO institution (institution_id, name, kind, created_at_us) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (institution_id) DO UPDATE SET name = excluded.name, kind = excluded.kind",
+                    )
+                    .bind(i.institution_id.as_str())
+                    .bind(&i.name)
+                    .bind(i.kind.as_sql())
+                    .bind(crate::store::now_us())
+                    .execute(&self.write)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
+                    let rows = sqlx::query("SELECT institution_id, name, kind FROM institution ORDER BY institution_id")
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter().map(institution).collect()
+                }
+
+                async fn put_bin_route(&self, r: &BinRoute) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO bin_route (bin_prefix, issuer_institution_id) VALUES ($1, $2) \
+                         ON CONFLICT (bin_prefix) DO UPDATE SET issuer_institution_id = excluded.issuer_institution_id",
+                    )
+                    .bind(&r.bin_prefix)
+                    .bind(r.issuer.as_str())
+                    .execute(&self.write)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn bin_routes(&self) -> Result<Vec<BinRoute>, StoreError> {
+                    let rows = sqlx::query("SELECT bin_prefix, issuer_institution_id FROM bin_route ORDER BY bin_prefix")
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(BinRoute {
+                                bin_prefix: row.try_get("bin_prefix")?,
+                                issuer: parse("bin_route.issuer_institution_id", InstitutionId::parse(row.try_get("issuer_institution_id")?))?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn route_for_pan(&self, pan: &Pan) -> Result<Option<InstitutionId>, StoreError> {
+                    // A PAN has at least 12 digits, so there are always 12 candidate prefixes.
+                    let digits = pan.expose_digits();
+                    let mut q = sqlx::query(
+                        "SELECT issuer_institution_id FROM bin_route WHERE bin_prefix IN \
+                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ORDER BY length(bin_prefix) DESC LIMIT 1",
+                    );
+                    for len in 1..=12 {
+                        q = q.bind(&digits[..len]);
+                    }
+                    match q.fetch_optional(&self.read).await? {
+                        Some(row) => Ok(Some(parse("bin_route.issuer_institution_id", InstitutionId::parse(row.try_get("issuer_institution_id")?))?)),
+                        None => Ok(None),
+                    }
+                }
+
+                async fn issue_card(&self, c: &NewCard) -> Result<CardId, StoreError> {
+                    let hash = self.pan.lookup_hash(&c.pan);
+                    let sealed = self.pan.seal(&c.pan)?;
+                    let now = crate::store::now_us();
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO card (pan_hash, pan_ciphertext, pan_masked, card_identification_code, issuer_institution_id, \
+                         expiry_yymm, status, status_changed_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING card_id",
+                    )
+                    .bind(hash.to_vec())
+                    .bind(sealed)
+                    .bind(c.pan.masked())
+                    .bind(c.card_identification_code.as_ref().map(|x| x.as_str().to_owned()))
+                    .bind(c.issuer.as_str())
+                    .bind(&c.expiry_yymm)
+                    .bind(c.status.as_sql())
+                    .bind(now)
+                    .fetch_one(&self.write)
+                    .await?;
+                    Ok(CardId(id))
+                }
+
+                async fn card_by_pan(&self, pan: &Pan) -> Result<Option<Card>, StoreError> {
+                    let hash = self.pan.lookup_hash(pan);
+                    let row = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM card WHERE pan_hash = $1"))
+                        .bind(hash.to_vec())
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.as_ref().map(card).transpose()
+                }
+
+                async fn card_pan(&self, card_id: CardId) -> Result<Pan, StoreError> {
+                    let sealed: Vec<u8> = sqlx::query_scalar("SELECT pan_ciphertext FROM card WHERE card_id = $1")
+                        .bind(card_id.0)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or(StoreError::NotFound("card"))?;
+                    Ok(self.pan.open(&sealed)?)
+                }
+
+                async fn set_card_status(&self, card_id: CardId, status: CardStatus, reason: Option<&str>, at_us: i64) -> Result<(), StoreError> {
+                    let done = sqlx::query("UPDATE card SET status = $1, status_reason = $2, status_changed_at_us = $3 WHERE card_id = $4")
+                        .bind(status.as_sql())
+                        .bind(reason)
+                        .bind(at_us)
+                        .bind(card_id.0)
+                        .execute(&self.write)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("card"));
+                    }
+                    Ok(())
+                }
+
+                async fn hot_list(&self) -> Result<Vec<Card>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {CARD_COLUMNS} FROM card WHERE status IN ('lost', 'stolen', 'blocked') ORDER BY card_id"
+                    ))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(card).collect()
+                }
+
+                async fn open_account(&self, a: &NewAccount, at_us: i64) -> Result<AccountId, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO account (institution_id, card_id, kind, balance_fen, held_fen, created_at_us) \
+                         VALUES ($1, $2, $3, $4, 0, $5) RETURNING account_id",
+                    )
+                    .bind(a.institution.as_str())
+                    .bind(a.card_id.map(|c| c.0))
+                    .bind(a.kind.as_sql())
+                    .bind(a.opening_balance.get())
+                    .bind(at_us)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO account_movement (account_id, kind, amount_fen, balance_after_fen, held_after_fen, at_us) \
+                         VALUES ($1, 'opening', $2, $2, 0, $3)",
+                    )
+                    .bind(id)
+                    .bind(a.opening_balance.get())
+                    .bind(at_us)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(AccountId(id))
+                }
+
+                async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+                    let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE account_id = $1"))
+                        .bind(id.0)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.as_ref().map(account).transpose()
+                }
+
+                async fn accounts_for_card(&self, card_id: CardId) -> Result<Vec<Account>, StoreError> {
+                    let rows = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE card_id = $1 ORDER BY account_id"))
+                        .bind(card_id.0)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter().map(account).collect()
+                }
+
+                async fn journal_balance(&self, id: AccountId) -> Result<i64, StoreError> {
+                    Ok(sqlx::query_scalar(
+                        "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'opening' THEN amount_fen WHEN 'credit' THEN amount_fen \
+                         WHEN 'debit' THEN -amount_fen WHEN 'capture' THEN -amount_fen ELSE 0 END), 0) AS BIGINT) \
+                         FROM account_movement WHERE account_id = $1",
+                    )
+                    .bind(id.0)
+                    .fetch_one(&self.read)
+                    .await?)
+                }
+
+                async fn hold(&self, id: HoldId) -> Result<Option<Hold>, StoreError> {
+                    let row = sqlx::query(&format!("SELECT {HOLD_COLUMNS} FROM hold WHERE hold_id = $1"))
+                        .bind(id.0)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.as_ref().map(hold).transpose()
+                }
+
+                async fn expired_holds(&self, now_us: i64, n: u32) -> Result<Vec<Hold>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {HOLD_COLUMNS} FROM hold WHERE state = 'pending' AND expires_at_us <= $1 ORDER BY expires_at_us LIMIT $2"
+                    ))
+                    .bind(now_us)
+                    .bind(limit(n))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(hold).collect()
+                }
+
+                async fn find_duplicate(&self, k: &DuplicateKey) -> Result<Option<TransactionId>, StoreError> {
+                    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+                        "SELECT transaction_id FROM duplicate_key WHERE terminal_id = $1 AND stan = $2 AND rrn = $3 \
+                         AND transmission_at = $4 AND message_class = $5",
+                    )
+                    .bind(k.terminal_id.as_str())
+                    .bind(k.stan.to_string())
+                    .bind(k.rrn.as_str())
+                    .bind(k.transmission_at.as_str())
+                    .bind(&k.message_class)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    Ok(id.map(TransactionId))
+                }
+
+                async fn commit_decisions(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
+                    if batch.len() > DECISIONS_PER_BATCH_MAX {
+                        let err = DecisionError::Invalid(format!("batch above {DECISIONS_PER_BATCH_MAX} decisions"));
+                        return BatchOutcome { results: vec![Err(err); batch.len()], db_transactions: 0 };
+                    }
+                    match self.try_batch(&batch, now_us).await {
+                        Ok(results) => BatchOutcome { results, db_transactions: 1 },
+                        Err(e) if batch.len() == 1 => BatchOutcome { results: vec![Err(sql::classify(&e))], db_transactions: 1 },
+                        Err(e) => {
+                            // Something the planner could not see (a foreign key, another node's
+                            // race) failed the batch: retry each decision alone so only the
+                            // offender fails.
+                            tracing::warn!(error = %e, batch = batch.len(), "group commit failed; retrying decisions one by one");
+                            let mut results = Vec::with_capacity(batch.len());
+                            for d in batch.chunks(1) {
+                                results.push(match self.try_batch(d, now_us).await {
+                                    Ok(mut r) => r.pop().unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
+                                    Err(e) => Err(sql::classify(&e)),
+                                });
+                            }
+                            let db_transactions = 1 + u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                            BatchOutcome { results, db_transactions }
+                        }
+                    }
+                }
+
+                async fn transactions_by_rrn(&self, rrn: &Rrn) -> Result<Vec<StoredTransaction>, StoreError> {
+                    let rows = sqlx::query(&format!("SELECT {TXN_COLUMNS} FROM txn WHERE rrn = $1 ORDER BY decided_at_us, transaction_id"))
+                        .bind(rrn.as_str())
+                        .fetch_all(&self.read)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let (record, event_id) = txn(row)?;
+                        let legs = sqlx::query(
+                            "SELECT leg_no, kind, institution_id, account_id, amount_fen FROM txn_leg WHERE transaction_id = $1 ORDER BY leg_no",
+                        )
+                        .bind(record.transaction_id.0)
+                        .fetch_all(&self.read)
+                        .await?;
+                        let legs = legs.iter().map(leg).collect::<Result<Vec<_>, _>>()?;
+                        out.push(StoredTransaction { record, legs, event_id });
+                    }
+                    Ok(out)
+                }
+
+                async fn purge_duplicate_keys(&self, older_than_us: i64) -> Result<u64, StoreError> {
+                    let done = sqlx::query("DELETE FROM duplicate_key WHERE created_at_us < $1")
+                        .bind(older_than_us)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn due_reversals(&self, now_us: i64, n: u32) -> Result<Vec<PendingReversal>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {REVERSAL_COLUMNS} FROM reversal_queue WHERE state = 'pending' AND next_attempt_at_us <= $1 \
+                         ORDER BY next_attempt_at_us, created_at_us LIMIT $2"
+                    ))
+                    .bind(now_us)
+                    .bind(limit(n))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(reversal).collect()
+                }
+
+                async fn record_reversal_attempt(&self, id: ReversalId, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE reversal_queue SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = $2 \
+                         WHERE reversal_id = $3 AND state = 'pending'",
+                    )
+                    .bind(next_attempt_at_us)
+                    .bind(rc.map(|c| c.as_str().to_owned()))
+                    .bind(id.0)
+                    .execute(&self.write)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("pending reversal"));
+                    }
+                    Ok(())
+                }
+
+                async fn ack_reversal(&self, id: ReversalId, rc: ResponseCode, at_us: i64) -> Result<(), StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE reversal_queue SET state = 'acknowledged', acknowledged_at_us = $1, last_response_code = $2 \
+                         WHERE reversal_id = $3 AND state = 'pending'",
+                    )
+                    .bind(at_us)
+                    .bind(rc.as_str())
+                    .bind(id.0)
+                    .execute(&self.write)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM reversal_queue WHERE reversal_id = $1")
+                            .bind(id.0)
+                            .fetch_optional(&self.read)
+                            .await?;
+                        if exists.is_none() {
+                            return Err(StoreError::NotFound("reversal"));
+                        }
+                    }
+                    Ok(())
+                }
+
+                async fn outbox_after(&self, after_seq: i64, n: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+                    let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE outbox_seq > $1 ORDER BY outbox_seq LIMIT $2"))
+                        .bind(after_seq)
+                        .bind(limit(n))
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter().map(outbox).collect()
+                }
+
+                async fn unrelayed_outbox(&self, n: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE relayed_at_us IS NULL ORDER BY outbox_seq LIMIT $1"
+                    ))
+                    .bind(limit(n))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(outbox).collect()
+                }
+
+                async fn mark_outbox_relayed(&self, seqs: &[i64], at_us: i64) -> Result<u64, StoreError> {
+                    if seqs.is_empty() {
+                        return Ok(0);
+                    }
+                    let done = sqlx::query(Self::DIALECT.mark_relayed)
+                        .bind(at_us)
+                        .bind(serde_json::Value::from(seqs.to_vec()).to_string())
+                        .execute(&self.write)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn append_audit(&self, e: &AuditEntry) -> Result<AuditRecord, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let head = sqlx::query(&format!("SELECT last_seq, last_hash FROM audit_head WHERE id = 1{}", Self::DIALECT.lock))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let last_seq: i64 = head.try_get("last_seq")?;
+                    let prev = hash32("audit_head.last_hash", head.try_get("last_hash")?)?;
+                    let audit_seq = last_seq + 1;
+                    let entry_hash = audit::entry_hash(&prev, audit_seq, e);
+                    sqlx::query(
+                        "INSERT INTO audit_log (audit_seq, at_us, actor, action, subject, detail, prev_hash, entry_hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(audit_seq)
+                    .bind(e.at_us)
+                    .bind(&e.actor)
+                    .bind(&e.action)
+                    .bind(&e.subject)
+                    .bind(&e.detail)
+                    .bind(prev.to_vec())
+                    .bind(entry_hash.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE audit_head SET last_seq = $1, last_hash = $2 WHERE id = 1")
+                        .bind(audit_seq)
+                        .bind(entry_hash.to_vec())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(AuditRecord { audit_seq, entry_hash })
+                }
+
+                async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
+                    const PAGE: i64 = 10_000;
+                    let mut prev = audit::GENESIS_HASH;
+                    let mut expected_seq = 1i64;
+                    loop {
+                        let rows = sqlx::query(
+                            "SELECT audit_seq, at_us, actor, action, subject, detail, prev_hash, entry_hash FROM audit_log \
+                             WHERE audit_seq >= $1 ORDER BY audit_seq LIMIT $2",
+                        )
+                        .bind(expected_seq)
+                        .bind(PAGE)
+                        .fetch_all(&self.read)
+                        .await?;
+                        if rows.is_empty() {
+                            return Ok(u64::try_from(expected_seq - 1).unwrap_or(0));
+                        }
+                        for row in &rows {
+                            let audit_seq: i64 = row.try_get("audit_seq")?;
+                            let entry = AuditEntry {
+                                at_us: row.try_get("at_us")?,
+                                actor: row.try_get("actor")?,
+                                action: row.try_get("action")?,
+                                subject: row.try_get("subject")?,
+                                detail: row.try_get("detail")?,
+                            };
+                            let stored_prev = hash32("audit_log.prev_hash", row.try_get("prev_hash")?)?;
+                            let stored = hash32("audit_log.entry_hash", row.try_get("entry_hash")?)?;
+                            if audit_seq != expected_seq || stored_prev != prev || audit::entry_hash(&prev, audit_seq, &entry) != stored {
+                                return Err(StoreError::AuditChainBroken { audit_seq: expected_seq });
+                            }
+                            prev = stored;
+                            expected_seq += 1;
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

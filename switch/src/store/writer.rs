@@ -1,0 +1,196 @@
+//! The single writer: group commit of decisions.
+//!
+//! Pipeline tasks [`WriterHandle::submit`] a [`Decision`] and wait; one writer task takes
+//! whatever is queued (up to `batch_size_max`), commits it as one database transaction through
+//! [`Store::commit_decisions`], and only then answers each caller with its own result. So a
+//! response leaves the switch only after its decision is durable, and durability costs one
+//! fsync per batch rather than per message: under load, batches grow by themselves while the
+//! previous commit is in flight.
+//!
+//! Limits: the queue holds at most `queue_depth_max` decisions. [`WriterHandle::submit`] waits
+//! for room (back-pressure); [`WriterHandle::try_submit`] fails fast with
+//! [`WriteError::Overloaded`] so a link can decline (91/96) instead of queueing without bound.
+
+use super::model::{BatchOutcome, Committed, Decision};
+use super::{DecisionError, Store, DECISIONS_PER_BATCH_MAX};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Default bound of the submission queue.
+pub const QUEUE_DEPTH_MAX_DEFAULT: usize = 8_192;
+/// Default bound of one group commit.
+pub const BATCH_SIZE_MAX_DEFAULT: usize = 512;
+
+/// Writer limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Decisions waiting for the writer, at most.
+    pub queue_depth_max: usize,
+    /// Decisions per database transaction, at most (≤ [`DECISIONS_PER_BATCH_MAX`]).
+    pub batch_size_max: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            queue_depth_max: QUEUE_DEPTH_MAX_DEFAULT,
+            batch_size_max: BATCH_SIZE_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Why a submission has no commit result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The queue is full (`try_submit` only).
+    #[error("writer queue full")]
+    Overloaded,
+    /// The writer task has stopped; the decision was not committed.
+    #[error("writer stopped")]
+    Closed,
+    /// The store refused this decision.
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
+}
+
+/// Where the writer commits batches: any [`Store`], or a test double.
+pub trait DecisionSink: Send + Sync + 'static {
+    /// Commits one batch (see [`Store::commit_decisions`]).
+    fn commit(&self, batch: Vec<Decision>, now_us: i64) -> impl Future<Output = BatchOutcome> + Send;
+}
+
+impl<S: Store> DecisionSink for S {
+    fn commit(&self, batch: Vec<Decision>, now_us: i64) -> impl Future<Output = BatchOutcome> + Send {
+        self.commit_decisions(batch, now_us)
+    }
+}
+
+/// Counters of the writer, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches handed to the store.
+    pub batches: u64,
+    /// Database transactions those batches used (more than `batches` only after retries).
+    pub db_transactions: u64,
+    /// Decisions processed (committed or refused).
+    pub decisions: u64,
+    /// Largest batch so far.
+    pub batch_size_peak: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    db_transactions: AtomicU64,
+    decisions: AtomicU64,
+    batch_size_peak: AtomicU64,
+}
+
+struct Job {
+    decision: Decision,
+    reply: oneshot::Sender<Result<Committed, DecisionError>>,
+}
+
+/// A cloneable handle to submit decisions to the writer. The writer stops when every handle
+/// is dropped, after committing what was queued.
+#[derive(Clone)]
+pub struct WriterHandle {
+    queue: mpsc::Sender<Job>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").field("stats", &self.stats()).finish()
+    }
+}
+
+/// Starts the writer task on the current tokio runtime.
+pub fn spawn<S: DecisionSink>(
+    sink: Arc<S>,
+    config: WriterConfig,
+) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    let (queue, rx) = mpsc::channel(config.queue_depth_max.max(1));
+    let counters = Arc::new(Counters::default());
+    let batch_size_max = config.batch_size_max.clamp(1, DECISIONS_PER_BATCH_MAX);
+    let task = tokio::spawn(run(sink, rx, batch_size_max, counters.clone()));
+    (WriterHandle { queue, counters }, task)
+}
+
+async fn run<S: DecisionSink>(
+    sink: Arc<S>,
+    mut rx: mpsc::Receiver<Job>,
+    batch_size_max: usize,
+    counters: Arc<Counters>,
+) {
+    let mut jobs = Vec::with_capacity(batch_size_max);
+    loop {
+        if rx.recv_many(&mut jobs, batch_size_max).await == 0 {
+            break; // every handle dropped and the queue is empty
+        }
+        let (decisions, replies): (Vec<Decision>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.decision, j.reply)).unzip();
+        let n = decisions.len() as u64;
+        let outcome = sink.commit(decisions, super::now_us()).await;
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .db_transactions
+            .fetch_add(u64::from(outcome.db_transactions), Ordering::Relaxed);
+        counters.decisions.fetch_add(n, Ordering::Relaxed);
+        counters.batch_size_peak.fetch_max(n, Ordering::Relaxed);
+        let mut results = outcome.results.into_iter();
+        for reply in replies {
+            let result = results
+                .next()
+                .unwrap_or(Err(DecisionError::Unavailable("store returned too few results".into())));
+            // A caller that gave up waiting is not an error: its decision is committed anyway.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Submits a decision, waiting for queue room, and returns once it is committed (or
+    /// refused).
+    pub async fn submit(&self, decision: Decision) -> Result<Committed, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { decision, reply })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        Ok(answer.await.map_err(|_| WriteError::Closed)??)
+    }
+
+    /// Submits a decision if the queue has room, else fails at once with `Overloaded`.
+    pub async fn try_submit(&self, decision: Decision) -> Result<Committed, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Job { decision, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WriteError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
+            })?;
+        Ok(answer.await.map_err(|_| WriteError::Closed)??)
+    }
+
+    /// Decisions queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        WriterStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            db_transactions: c.db_transactions.load(Ordering::Relaxed),
+            decisions: c.decisions.load(Ordering::Relaxed),
+            batch_size_peak: c.batch_size_peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
