@@ -12,9 +12,11 @@ fn testdata(name: &str) -> Vec<u8> {
 
 /// `(id, value bytes)` of each `<field>` of a jPOS XML message (binary fields hex-decoded).
 /// Only top-level fields: nested `<isomsg id=...>` blocks are returned separately by id.
-fn xml_fields(xml: &str) -> (Vec<(u16, Vec<u8>)>, Vec<(u16, Vec<(u16, Vec<u8>)>)>) {
+type Fields = Vec<(u16, Vec<u8>)>;
+
+fn xml_fields(xml: &str) -> (Fields, Vec<(u16, Fields)>) {
     let mut top = Vec::new();
-    let mut nested: Vec<(u16, Vec<(u16, Vec<u8>)>)> = Vec::new();
+    let mut nested: Vec<(u16, Fields)> = Vec::new();
     let mut depth = 0;
     for line in xml.lines() {
         let line = line.trim();

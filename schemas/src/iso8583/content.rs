@@ -258,7 +258,7 @@ impl DateFormat {
     }
 
     /// Number of digits of the layout.
-    pub fn len(self) -> usize {
+    pub fn digits(self) -> usize {
         self.layout.len()
     }
 

@@ -92,7 +92,7 @@ pub fn from_json<'s>(spec: &'s Spec, text: &str) -> Result<OwnedMessage<'s>, Jso
 /// Decodes hex (upper or lower case, spaces and newlines ignored).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if digits.len() & 1 == 1 {
         return None;
     }
     digits

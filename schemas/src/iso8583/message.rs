@@ -59,7 +59,7 @@ impl Mti {
 
     /// Whether this is a request or advice (function digit even) rather than a response.
     pub fn is_request(&self) -> bool {
-        (self.0[2] - b'0') % 2 == 0
+        (self.0[2] - b'0') & 1 == 0
     }
 
     /// The MTI of the response to this request: function digit + 1 (0200→0210, 0420→0430,

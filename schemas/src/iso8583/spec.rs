@@ -544,10 +544,10 @@ fn compile_field(
         Some(s) => {
             let fmt = DateFormat::parse(s)
                 .ok_or_else(|| invalid(spec, format!("field {id}: unknown format {s:?}")))?;
-            if content != Content::Numeric || length != Length::Fixed(fmt.len()) {
+            if content != Content::Numeric || length != Length::Fixed(fmt.digits()) {
                 return Err(invalid(
                     spec,
-                    format!("field {id}: format {s} needs n {}", fmt.len()),
+                    format!("field {id}: format {s} needs n {}", fmt.digits()),
                 ));
             }
             Some(fmt)

@@ -53,6 +53,9 @@ fn index(seg: &str) -> Result<u16, Error> {
     })
 }
 
+/// A positional sub-field's spec and logical value.
+pub(crate) type SubValue<'s, 'v> = (&'s FieldSpec, Cow<'v, [u8]>);
+
 /// Parses a positional field into (sub-field spec, logical value) pairs, in order, stopping
 /// after `until` if given.
 pub(crate) fn positional<'s, 'v>(
@@ -61,7 +64,7 @@ pub(crate) fn positional<'s, 'v>(
     value: &Cow<'v, [u8]>,
     strict: bool,
     until: Option<u16>,
-) -> Result<Vec<(&'s FieldSpec, Cow<'v, [u8]>)>, Error> {
+) -> Result<Vec<SubValue<'s, 'v>>, Error> {
     let bytes: &[u8] = value;
     let mut pos = 0;
     let mut out = Vec::with_capacity(subs.len());

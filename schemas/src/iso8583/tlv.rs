@@ -133,7 +133,7 @@ pub fn validate(buf: &[u8], at: FieldRef) -> Result<(), Error> {
 
 /// Parses a tag written in hex (`"9F26"`).
 pub fn parse_tag(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 6 || s.len() % 2 != 0 {
+    if s.is_empty() || s.len() > 6 || s.len() & 1 == 1 {
         return None;
     }
     u32::from_str_radix(s, 16).ok()
