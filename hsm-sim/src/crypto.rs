@@ -13,7 +13,9 @@ use crate::keys::{ClearKey, KeyAlgorithm};
 
 /// Fill `buf` from the operating system's CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), HsmError> {
-    SystemRandom::new().fill(buf).map_err(|_| HsmError::Internal)
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| HsmError::Internal)
 }
 
 /// An expanded working key of any supported algorithm.
@@ -43,11 +45,21 @@ impl WorkingCipher {
         let b = key.bytes();
         let bad = |_| HsmError::IncompatibleKeyLength;
         Ok(match key.scheme().algorithm() {
-            KeyAlgorithm::Tdes2 => WorkingCipher::Tdes2(Box::new(des::TdesEde2::new_from_slice(b).map_err(bad)?)),
-            KeyAlgorithm::Tdes3 => WorkingCipher::Tdes3(Box::new(des::TdesEde3::new_from_slice(b).map_err(bad)?)),
-            KeyAlgorithm::Sm4 => WorkingCipher::Sm4(Box::new(sm4::Sm4::new_from_slice(b).map_err(bad)?)),
-            KeyAlgorithm::Aes128 => WorkingCipher::Aes128(Box::new(aes::Aes128::new_from_slice(b).map_err(bad)?)),
-            KeyAlgorithm::Aes256 => WorkingCipher::Aes256(Box::new(aes::Aes256::new_from_slice(b).map_err(bad)?)),
+            KeyAlgorithm::Tdes2 => {
+                WorkingCipher::Tdes2(Box::new(des::TdesEde2::new_from_slice(b).map_err(bad)?))
+            }
+            KeyAlgorithm::Tdes3 => {
+                WorkingCipher::Tdes3(Box::new(des::TdesEde3::new_from_slice(b).map_err(bad)?))
+            }
+            KeyAlgorithm::Sm4 => {
+                WorkingCipher::Sm4(Box::new(sm4::Sm4::new_from_slice(b).map_err(bad)?))
+            }
+            KeyAlgorithm::Aes128 => {
+                WorkingCipher::Aes128(Box::new(aes::Aes128::new_from_slice(b).map_err(bad)?))
+            }
+            KeyAlgorithm::Aes256 => {
+                WorkingCipher::Aes256(Box::new(aes::Aes256::new_from_slice(b).map_err(bad)?))
+            }
         })
     }
 

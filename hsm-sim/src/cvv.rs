@@ -40,7 +40,12 @@ fn digits_ok(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
 }
 
 /// Compute a 3-digit CVV with a double-length CVK (16 clear bytes).
-pub fn compute_cvv(cvk: &[u8; 16], pan: &str, expiry_yymm: &str, service_code: &str) -> Result<String, HsmError> {
+pub fn compute_cvv(
+    cvk: &[u8; 16],
+    pan: &str,
+    expiry_yymm: &str,
+    service_code: &str,
+) -> Result<String, HsmError> {
     if !digits_ok(pan, 12..=19) {
         return Err(HsmError::InvalidAccount);
     }
@@ -48,10 +53,11 @@ pub fn compute_cvv(cvk: &[u8; 16], pan: &str, expiry_yymm: &str, service_code: &
         return Err(HsmError::InvalidInput);
     }
     let mut nib = [0u8; 32];
-    for (n, d) in nib
-        .iter_mut()
-        .zip(pan.bytes().chain(expiry_yymm.bytes()).chain(service_code.bytes()))
-    {
+    for (n, d) in nib.iter_mut().zip(
+        pan.bytes()
+            .chain(expiry_yymm.bytes())
+            .chain(service_code.bytes()),
+    ) {
         *n = d - b'0';
     }
     let mut blocks = [0u8; 16];
@@ -69,7 +75,12 @@ pub fn compute_cvv(cvk: &[u8; 16], pan: &str, expiry_yymm: &str, service_code: &
     b.decrypt_block(&mut r);
     a.encrypt_block(&mut r);
     let hexn: Vec<u8> = r.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
-    let mut out: String = hexn.iter().filter(|&&n| n <= 9).take(3).map(|&n| char::from(b'0' + n)).collect();
+    let mut out: String = hexn
+        .iter()
+        .filter(|&&n| n <= 9)
+        .take(3)
+        .map(|&n| char::from(b'0' + n))
+        .collect();
     for &n in hexn.iter().filter(|&&n| n > 9) {
         if out.len() == 3 {
             break;
@@ -88,7 +99,10 @@ mod tests {
         // CVK 9999999999999999 8888888888888888, PAN 2222222222222222, expiry 3333, SC 111 → 361.
         let mut k = [0u8; 16];
         hex::decode_to_slice("99999999999999998888888888888888", &mut k).expect("hex");
-        assert_eq!(compute_cvv(&k, "2222222222222222", "3333", "111").expect("cvv"), "361");
+        assert_eq!(
+            compute_cvv(&k, "2222222222222222", "3333", "111").expect("cvv"),
+            "361"
+        );
     }
 
     #[test]
@@ -101,7 +115,13 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let k = [1u8; 16];
-        assert_eq!(compute_cvv(&k, "12AB", "3333", "111"), Err(HsmError::InvalidAccount));
-        assert_eq!(compute_cvv(&k, "2222222222222222", "333", "111"), Err(HsmError::InvalidInput));
+        assert_eq!(
+            compute_cvv(&k, "12AB", "3333", "111"),
+            Err(HsmError::InvalidAccount)
+        );
+        assert_eq!(
+            compute_cvv(&k, "2222222222222222", "333", "111"),
+            Err(HsmError::InvalidInput)
+        );
     }
 }

@@ -129,7 +129,7 @@ impl HsmError {
     }
 
     /// The same failure reported against the destination key of a two-key command.
-    pub(crate) fn as_destination(self) -> HsmError {
+    pub(crate) fn into_destination(self) -> HsmError {
         match self {
             HsmError::SourceKeyParity => HsmError::DestinationKeyParity,
             other => other,

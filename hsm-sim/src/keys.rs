@@ -263,7 +263,12 @@ impl fmt::Debug for KeyToken {
 
 impl fmt::Display for KeyToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.scheme.as_char(), hex::encode_upper(&self.ciphertext))
+        write!(
+            f,
+            "{}{}",
+            self.scheme.as_char(),
+            hex::encode_upper(&self.ciphertext)
+        )
     }
 }
 
@@ -587,7 +592,10 @@ mod tests {
     #[test]
     fn malformed_tokens_are_rejected_with_codes() {
         assert_eq!("Q0123".parse::<KeyToken>(), Err(HsmError::InvalidKeyScheme));
-        assert_eq!("U0123".parse::<KeyToken>(), Err(HsmError::IncompatibleKeyLength));
+        assert_eq!(
+            "U0123".parse::<KeyToken>(),
+            Err(HsmError::IncompatibleKeyLength)
+        );
         assert_eq!(
             "UZZ23456789ABCDEF0123456789ABCDEF".parse::<KeyToken>(),
             Err(HsmError::InvalidInput)

@@ -10,10 +10,15 @@ pub mod block;
 pub mod card_crypto;
 pub mod crypto;
 pub mod cvv;
+pub mod datakey;
 pub mod error;
+pub mod hsm;
 pub mod keys;
 pub mod lmk;
 pub mod mac;
 pub mod pin;
+pub mod soft;
 
 pub use error::HsmError;
+pub use hsm::Hsm;
+pub use soft::SoftHsm;

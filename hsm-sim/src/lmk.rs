@@ -26,7 +26,8 @@ use crate::error::HsmError;
 pub const LMK_PAIR_COUNT: usize = 20;
 
 /// Key-type variants 0-9 applied to the first byte of the LMK pair's left half.
-pub const KEY_TYPE_VARIANTS: [u8; 10] = [0x00, 0xA6, 0x5A, 0x6A, 0xDE, 0x2B, 0x50, 0x74, 0x9C, 0xFA];
+pub const KEY_TYPE_VARIANTS: [u8; 10] =
+    [0x00, 0xA6, 0x5A, 0x6A, 0xDE, 0x2B, 0x50, 0x74, 0x9C, 0xFA];
 
 /// Scheme (key-length) variants applied to the first byte of the pair's right half, per part.
 pub const DOUBLE_LENGTH_VARIANTS: [u8; 2] = [0xA6, 0x5A];
@@ -96,7 +97,11 @@ pub struct LmkSet {
 
 impl std::fmt::Debug for LmkSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LmkSet(****, kcv {})", hex::encode_upper(self.check_value))
+        write!(
+            f,
+            "LmkSet(****, kcv {})",
+            hex::encode_upper(self.check_value)
+        )
     }
 }
 
@@ -205,12 +210,19 @@ impl LmkSet {
     }
 
     fn schedule(&self, pair: usize, variant: usize, part: PartVariant) -> &des::TdesEde2 {
-        let idx = (pair.min(LMK_PAIR_COUNT - 1) * 10 + variant.min(9)) * PART_VARIANTS + part.index();
+        let idx =
+            (pair.min(LMK_PAIR_COUNT - 1) * 10 + variant.min(9)) * PART_VARIANTS + part.index();
         &self.schedules[idx]
     }
 
     /// Encrypt one 8-byte part of a key under (pair, variant, part).
-    pub(crate) fn encrypt_part(&self, pair: usize, variant: usize, part: PartVariant, block: &mut [u8]) {
+    pub(crate) fn encrypt_part(
+        &self,
+        pair: usize,
+        variant: usize,
+        part: PartVariant,
+        block: &mut [u8],
+    ) {
         if block.len() == 8 {
             self.schedule(pair, variant, part)
                 .encrypt_block(GenericArray::from_mut_slice(block));
@@ -218,7 +230,13 @@ impl LmkSet {
     }
 
     /// Decrypt one 8-byte part of a key under (pair, variant, part).
-    pub(crate) fn decrypt_part(&self, pair: usize, variant: usize, part: PartVariant, block: &mut [u8]) {
+    pub(crate) fn decrypt_part(
+        &self,
+        pair: usize,
+        variant: usize,
+        part: PartVariant,
+        block: &mut [u8],
+    ) {
         if block.len() == 8 {
             self.schedule(pair, variant, part)
                 .decrypt_block(GenericArray::from_mut_slice(block));
@@ -231,7 +249,9 @@ mod tests {
     use super::*;
 
     fn comp(fill: u8) -> Vec<String> {
-        (0..LMK_PAIR_COUNT).map(|_| hex::encode_upper([fill; 16])).collect()
+        (0..LMK_PAIR_COUNT)
+            .map(|_| hex::encode_upper([fill; 16]))
+            .collect()
     }
 
     #[test]
@@ -258,7 +278,7 @@ mod tests {
         let direct = LmkSet::from_pairs(&[[0x03; 16]; LMK_PAIR_COUNT]);
         assert_eq!(set.check_value(), direct.check_value());
         assert_eq!(
-            LmkSet::from_components(&[v1.clone()]).map(|_| ()),
+            LmkSet::from_components(std::slice::from_ref(&v1)).map(|_| ()),
             Err(HsmError::InvalidInput)
         );
         let bad = comp(0x03);

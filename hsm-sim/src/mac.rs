@@ -152,7 +152,8 @@ mod tests {
             assert_eq!(hex::encode_upper(m), "F1D30F6849312CA4");
         }
         // Method 2 adds 80 00 00 00 → a different MAC.
-        let m2 = compute_mac(&k, &c, MacAlgorithm::Iso9797Alg3, MacPadding::Method2, data).expect("m");
+        let m2 =
+            compute_mac(&k, &c, MacAlgorithm::Iso9797Alg3, MacPadding::Method2, data).expect("m");
         assert_ne!(hex::encode_upper(m2), "F1D30F6849312CA4");
     }
 
@@ -160,8 +161,10 @@ mod tests {
     fn x919_with_distinct_halves_differs_from_single_des() {
         let (k, c) = key(KeyScheme::U, "0123456789ABCDEFFEDCBA9876543210");
         let data = b"7654321 Now is the time for ";
-        let a3 = compute_mac(&k, &c, MacAlgorithm::Iso9797Alg3, MacPadding::Method1, data).expect("m");
-        let a1 = compute_mac(&k, &c, MacAlgorithm::Iso9797Alg1, MacPadding::Method1, data).expect("m");
+        let a3 =
+            compute_mac(&k, &c, MacAlgorithm::Iso9797Alg3, MacPadding::Method1, data).expect("m");
+        let a1 =
+            compute_mac(&k, &c, MacAlgorithm::Iso9797Alg1, MacPadding::Method1, data).expect("m");
         assert_ne!(a3, a1);
         assert_ne!(hex::encode_upper(&a3), "F1D30F6849312CA4");
     }

@@ -190,7 +190,11 @@ fn encode_des_block(
     Ok(block)
 }
 
-fn decode_pin_field(nib: &[u8], control: u8, fill_ok: impl Fn(u8) -> bool) -> Result<ClearPin, HsmError> {
+fn decode_pin_field(
+    nib: &[u8],
+    control: u8,
+    fill_ok: impl Fn(u8) -> bool,
+) -> Result<ClearPin, HsmError> {
     if nib[0] != control {
         return Err(HsmError::InvalidPinBlock);
     }
@@ -215,7 +219,11 @@ fn decode_pin_field(nib: &[u8], control: u8, fill_ok: impl Fn(u8) -> bool) -> Re
     pin
 }
 
-fn decode_des_block(format: PinBlockFormat, mut block: [u8; 8], account12: &str) -> Result<ClearPin, HsmError> {
+fn decode_des_block(
+    format: PinBlockFormat,
+    mut block: [u8; 8],
+    account12: &str,
+) -> Result<ClearPin, HsmError> {
     if format != PinBlockFormat::Iso1 {
         let pan = account12_field(account12)?;
         for (b, p) in block.iter_mut().zip(pan) {
@@ -342,6 +350,19 @@ pub fn decrypt_pin_block(
     }
 }
 
+/// The clear ISO format 0 block of `pin` and the 12-digit account (for PINs under the LMK).
+pub(crate) fn encrypt_pin_block_clear_iso0(
+    pin: &ClearPin,
+    account12: &str,
+) -> Result<[u8; 8], HsmError> {
+    encode_des_block(PinBlockFormat::Iso0, pin, account12)
+}
+
+/// Decode a clear ISO format 0 block against the 12-digit account.
+pub(crate) fn decode_clear_iso0(block: [u8; 8], account12: &str) -> Result<ClearPin, HsmError> {
+    decode_des_block(PinBlockFormat::Iso0, block, account12)
+}
+
 /// A 16-digit decimalisation table (error 25 otherwise).
 fn decimalisation(table: &str) -> Result<[u8; 16], HsmError> {
     let b = table.as_bytes();
@@ -357,7 +378,10 @@ fn decimalisation(table: &str) -> Result<[u8; 16], HsmError> {
 
 /// IBM 3624 validation block: the validation data (up to 16 hex characters; each `N` replaced
 /// in order by the last 5 digits of the 12-digit account number) right-padded with `F`.
-pub fn ibm3624_validation_block(validation_data: &str, account12: &str) -> Result<[u8; 8], HsmError> {
+pub fn ibm3624_validation_block(
+    validation_data: &str,
+    account12: &str,
+) -> Result<[u8; 8], HsmError> {
     let acc = account12.as_bytes();
     if acc.len() != 12 || !acc.iter().all(u8::is_ascii_digit) {
         return Err(HsmError::InvalidAccount);
@@ -381,7 +405,11 @@ pub fn ibm3624_validation_block(validation_data: &str, account12: &str) -> Resul
     Ok(pack(&nib))
 }
 
-fn natural_pin(pvk: &WorkingCipher, table: &str, validation: [u8; 8]) -> Result<[u8; 16], HsmError> {
+fn natural_pin(
+    pvk: &WorkingCipher,
+    table: &str,
+    validation: [u8; 8],
+) -> Result<[u8; 16], HsmError> {
     if !pvk.is_des() {
         return Err(HsmError::IncompatibleKeyLength);
     }
@@ -431,7 +459,10 @@ pub fn ibm3624_verify(
         return Err(HsmError::InvalidInput);
     }
     let computed = ibm3624_offset(pvk, pin, table, validation)?;
-    Ok(crate::block::ct_eq(&computed.as_bytes()[..check_len], &off[..check_len]))
+    Ok(crate::block::ct_eq(
+        &computed.as_bytes()[..check_len],
+        &off[..check_len],
+    ))
 }
 
 /// The natural PIN plus `offset` (IBM 3624 PIN derivation; used for issuance tests).
@@ -451,7 +482,12 @@ pub fn ibm3624_pin_from_offset(
 }
 
 /// Visa PVV (4 digits) for `pin` (first 4 digits used).
-pub fn visa_pvv(pvk: &WorkingCipher, pin: &ClearPin, account12: &str, pvki: u8) -> Result<String, HsmError> {
+pub fn visa_pvv(
+    pvk: &WorkingCipher,
+    pin: &ClearPin,
+    account12: &str,
+    pvki: u8,
+) -> Result<String, HsmError> {
     if !pvk.is_des() {
         return Err(HsmError::IncompatibleKeyLength);
     }
@@ -475,7 +511,12 @@ pub fn visa_pvv(pvk: &WorkingCipher, pin: &ClearPin, account12: &str, pvki: u8) 
     pvk.encrypt_block(&mut block);
     let hexn = unpack(&block);
     block.zeroize();
-    let mut pvv: String = hexn.iter().filter(|&&n| n <= 9).take(4).map(|&n| char::from(b'0' + n)).collect();
+    let mut pvv: String = hexn
+        .iter()
+        .filter(|&&n| n <= 9)
+        .take(4)
+        .map(|&n| char::from(b'0' + n))
+        .collect();
     for &n in hexn.iter().filter(|&&n| n > 9) {
         if pvv.len() == 4 {
             break;
@@ -517,7 +558,12 @@ mod tests {
     #[test]
     fn malformed_clear_format_0_blocks_are_error_20() {
         let acc = "555555123456";
-        for bad in ["241261AAAAEDCBA9", "0F1261AAAAEDCBA9", "041261AAAAEDCBAA", "051261AAAAEDCBA9"] {
+        for bad in [
+            "241261AAAAEDCBA9",
+            "0F1261AAAAEDCBA9",
+            "041261AAAAEDCBAA",
+            "051261AAAAEDCBA9",
+        ] {
             let mut raw = [0u8; 8];
             hex::decode_to_slice(bad, &mut raw).expect("hex");
             assert_eq!(
@@ -542,13 +588,18 @@ mod tests {
             let p = pin("853201");
             let a = encrypt_pin_block(key, fmt, &p, pan).expect("enc");
             assert_eq!(a.as_bytes().len(), fmt.block_len());
-            assert_eq!(decrypt_pin_block(key, fmt, &a, pan).expect("dec").expose(), "853201");
+            assert_eq!(
+                decrypt_pin_block(key, fmt, &a, pan).expect("dec").expose(),
+                "853201"
+            );
             let b = encrypt_pin_block(key, fmt, &p, pan).expect("enc");
             assert_eq!(a == b, fmt == PinBlockFormat::Iso0, "{fmt:?}");
         }
         // Format 4 binds the full PAN: another PAN fails the structure check.
         let blk = encrypt_pin_block(&aes, PinBlockFormat::Iso4, &pin("1234"), pan).expect("e");
-        assert!(decrypt_pin_block(&aes, PinBlockFormat::Iso4, &blk, "6228480402564890026").is_err());
+        assert!(
+            decrypt_pin_block(&aes, PinBlockFormat::Iso4, &blk, "6228480402564890026").is_err()
+        );
         // Format/key mismatches are refused.
         assert_eq!(
             encrypt_pin_block(&tdes, PinBlockFormat::Iso4, &pin("1234"), pan).map(|_| ()),
@@ -566,13 +617,24 @@ mod tests {
         assert_eq!(ibm3624_offset(&pvk, &pin("4524"), t, v).expect("o"), "0000");
         assert_eq!(ibm3624_offset(&pvk, &pin("1234"), t, v).expect("o"), "7710");
         assert_eq!(ibm3624_offset(&pvk, &pin("0000"), t, v).expect("o"), "6586");
-        assert_eq!(ibm3624_pin_from_offset(&pvk, t, v, "1111").expect("p").expose(), "5635");
+        assert_eq!(
+            ibm3624_pin_from_offset(&pvk, t, v, "1111")
+                .expect("p")
+                .expose(),
+            "5635"
+        );
         assert!(ibm3624_verify(&pvk, &pin("1234"), t, v, "7710FFFFFFFF", 4).expect("v"));
         assert!(!ibm3624_verify(&pvk, &pin("1235"), t, v, "7710FFFFFFFF", 4).expect("v"));
         // Validation data shorter than 16 is F-padded: "11223344556677" → …88 differs.
         let v14 = ibm3624_validation_block("11223344556677", "000000000000").expect("v");
-        assert_eq!(ibm3624_offset(&pvk, &pin("5518"), t, v14).expect("o"), "0000");
-        assert_eq!(ibm3624_offset(&pvk, &pin("1234"), "123456789012345A", v).map(|_| ()), Err(HsmError::DecimalisationTable));
+        assert_eq!(
+            ibm3624_offset(&pvk, &pin("5518"), t, v14).expect("o"),
+            "0000"
+        );
+        assert_eq!(
+            ibm3624_offset(&pvk, &pin("1234"), "123456789012345A", v).map(|_| ()),
+            Err(HsmError::DecimalisationTable)
+        );
     }
 
     #[test]
@@ -595,9 +657,17 @@ mod tests {
 
     #[test]
     fn format_codes_parse() {
-        for f in [PinBlockFormat::Iso0, PinBlockFormat::Iso1, PinBlockFormat::Iso3, PinBlockFormat::Iso4] {
+        for f in [
+            PinBlockFormat::Iso0,
+            PinBlockFormat::Iso1,
+            PinBlockFormat::Iso3,
+            PinBlockFormat::Iso4,
+        ] {
             assert_eq!(PinBlockFormat::from_code(f.code()), Ok(f));
         }
-        assert_eq!(PinBlockFormat::from_code("99"), Err(HsmError::InvalidPinBlockFormat));
+        assert_eq!(
+            PinBlockFormat::from_code("99"),
+            Err(HsmError::InvalidPinBlockFormat)
+        );
     }
 }
