@@ -32,6 +32,15 @@ pub struct PinBlockIn {
     pub pan: String,
 }
 
+/// A translated PIN block and the PIN length the HSM saw (payShield returns it too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranslatedPin {
+    /// The PIN block under the destination key.
+    pub block: EncryptedPinBlock,
+    /// Number of PIN digits (4..=12).
+    pub pin_length: u8,
+}
+
 /// How to verify a PIN.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PinVerificationMethod {
@@ -166,7 +175,7 @@ pub trait Hsm: Send + Sync {
         zpk: &Zpk,
         pin: &PinBlockIn,
         out_format: PinBlockFormat,
-    ) -> Result<EncryptedPinBlock, HsmError>;
+    ) -> Result<TranslatedPin, HsmError>;
 
     /// PIN from one zone key to another, possibly changing format (payShield CC).
     async fn translate_pin_zpk_to_zpk(
@@ -175,7 +184,7 @@ pub trait Hsm: Send + Sync {
         destination: &Zpk,
         pin: &PinBlockIn,
         out_format: PinBlockFormat,
-    ) -> Result<EncryptedPinBlock, HsmError>;
+    ) -> Result<TranslatedPin, HsmError>;
 
     /// Verify a PIN by IBM 3624 offset or Visa PVV (payShield DA/DC/EA/EC).
     async fn verify_pin(

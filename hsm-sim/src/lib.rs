@@ -3,11 +3,18 @@
 //! - [`card_crypto`]: pure functions on clear card keys (EMV/PBOC/SSSE), shared by the software
 //!   HSM and the virtual card so both sides compute the same cryptograms.
 //! - [`lmk`], [`keys`]: the LMK set and typed, LMK-encrypted key tokens.
-//! - [`pin`], [`cvv`], [`mac`], [`crypto`]: host-side computations on unwrapped keys.
+//! - [`pin`], [`cvv`], [`mac`], [`crypto`], [`datakey`]: host-side computations on unwrapped keys.
+//! - [`hsm`]: the object-safe async [`Hsm`] trait; [`soft`]: the in-process software HSM.
+//! - [`codec`], [`commands`], [`server`], [`client`], [`audit`]: the payShield-style host
+//!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod block;
 pub mod card_crypto;
+pub mod client;
+pub mod codec;
+pub mod commands;
 pub mod crypto;
 pub mod cvv;
 pub mod datakey;
@@ -17,8 +24,10 @@ pub mod keys;
 pub mod lmk;
 pub mod mac;
 pub mod pin;
+pub mod server;
 pub mod soft;
 
+pub use client::{ClientConfig, HsmClient};
 pub use error::HsmError;
 pub use hsm::Hsm;
 pub use soft::SoftHsm;

@@ -24,7 +24,7 @@ use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::hsm::{
     ArpcMethod, ArqcOutcome, ArqcRequest, Diagnostics, GeneratedKey, Hsm, PinBlockIn,
-    PinVerificationMethod, ScriptContext, SsseCardRef, RANDOM_LEN_MAX,
+    PinVerificationMethod, ScriptContext, SsseCardRef, TranslatedPin, RANDOM_LEN_MAX,
 };
 use crate::keys::{
     ClearKey, Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
@@ -159,10 +159,14 @@ impl SoftHsm {
         dst: Result<Arc<CachedKey>, HsmError>,
         pin: &PinBlockIn,
         out_format: PinBlockFormat,
-    ) -> Result<EncryptedPinBlock, HsmError> {
+    ) -> Result<TranslatedPin, HsmError> {
         let dst = dst.map_err(HsmError::into_destination)?;
         let clear = self.decrypt_pin(&src, pin)?;
-        pin::encrypt_pin_block(&dst.cipher, out_format, &clear, &pin.pan)
+        let block = pin::encrypt_pin_block(&dst.cipher, out_format, &clear, &pin.pan)?;
+        Ok(TranslatedPin {
+            block,
+            pin_length: clear.len() as u8,
+        })
     }
 
     fn card_key(key: &CachedKey, alg: CardAlgorithm) -> Result<&CardCipher, HsmError> {
@@ -521,7 +525,7 @@ impl Hsm for SoftHsm {
         zpk: &Zpk,
         pin: &PinBlockIn,
         out_format: PinBlockFormat,
-    ) -> Result<EncryptedPinBlock, HsmError> {
+    ) -> Result<TranslatedPin, HsmError> {
         let src = self.unwrap_typed(tpk)?;
         self.translate(src, self.unwrap_typed(zpk), pin, out_format)
     }
@@ -532,7 +536,7 @@ impl Hsm for SoftHsm {
         destination: &Zpk,
         pin: &PinBlockIn,
         out_format: PinBlockFormat,
-    ) -> Result<EncryptedPinBlock, HsmError> {
+    ) -> Result<TranslatedPin, HsmError> {
         let src = self.unwrap_typed(source)?;
         self.translate(src, self.unwrap_typed(destination), pin, out_format)
     }
@@ -809,4 +813,23 @@ impl Hsm for SoftHsm {
             firmware: concat!("hsm-sim-", env!("CARGO_PKG_VERSION")).to_string(),
         })
     }
+}
+
+/// XM: a new data key as clear hex (64 characters) and its LMK token.
+pub(crate) async fn data_key_parts(hsm: &SoftHsm) -> Result<(Vec<u8>, DataKeyToken), HsmError> {
+    let clear = ClearKey::random(KeyScheme::B)?;
+    let token = DataKeyToken::from_token(clear.wrap(&hsm.lmk, KeyType::DataKey));
+    Ok((hex::encode_upper(clear.bytes()).into_bytes(), token))
+}
+
+/// XO: a stored data key as clear hex.
+pub(crate) async fn unwrap_data_key_hex(
+    hsm: &SoftHsm,
+    token: &DataKeyToken,
+) -> Result<Vec<u8>, HsmError> {
+    if token.token().scheme() != KeyScheme::B {
+        return Err(HsmError::InvalidKeyScheme);
+    }
+    let clear = ClearKey::unwrap(&hsm.lmk, KeyType::DataKey, token.token())?;
+    Ok(hex::encode_upper(clear.bytes()).into_bytes())
 }

@@ -50,7 +50,8 @@ async fn tpk_to_zpk_translation_reencrypts_the_same_pin_and_converts_formats() {
     let out = h
         .translate_pin_tpk_to_zpk(&tpk, &zpk, &pin, PinBlockFormat::Iso0)
         .await
-        .expect("translate");
+        .expect("translate")
+        .block;
     assert_eq!(out, clear_block(ZPK_CLEAR, "041261AAAAEDCBA9"));
     // ZPK→ZPK with a format change 0 → 3 and back to 0 gives the original block.
     let zpk2: Zpk = tok(&h, KeyScheme::U, "4040404040404040E0E0E0E0E0E0E0E0");
@@ -66,7 +67,8 @@ async fn tpk_to_zpk_translation_reencrypts_the_same_pin_and_converts_formats() {
             PinBlockFormat::Iso3,
         )
         .await
-        .expect("to format 3");
+        .expect("to format 3")
+        .block;
     let back = h
         .translate_pin_zpk_to_zpk(
             &zpk2,
@@ -79,7 +81,8 @@ async fn tpk_to_zpk_translation_reencrypts_the_same_pin_and_converts_formats() {
             PinBlockFormat::Iso0,
         )
         .await
-        .expect("back");
+        .expect("back")
+        .block;
     assert_eq!(back, clear_block(ZPK_CLEAR, "041261AAAAEDCBA9"));
 }
 
@@ -154,7 +157,8 @@ async fn format_4_translation_with_an_aes_zpk() {
     let f4 = h
         .translate_pin_tpk_to_zpk(&tpk, &aes_zpk, &pin, PinBlockFormat::Iso4)
         .await
-        .expect("f4");
+        .expect("f4")
+        .block;
     assert_eq!(f4.as_bytes().len(), 16);
     let back = h
         .translate_pin_zpk_to_zpk(
@@ -168,7 +172,8 @@ async fn format_4_translation_with_an_aes_zpk() {
             PinBlockFormat::Iso0,
         )
         .await
-        .expect("back");
+        .expect("back")
+        .block;
     assert_eq!(back, clear_block(ZPK_CLEAR, "041261AAAAEDCBA9"));
 }
 

@@ -1,0 +1,120 @@
+//! `hsm-sim`: the software payment HSM served over the payShield host-command protocol.
+//!
+//! ```text
+//! hsm-sim [--listen 127.0.0.1:1500] [--header-len 4] [--connections-max 256]
+//!         [--lmk-component FILE --lmk-component FILE ...]   (production: 2+ components)
+//!         [--audit-log FILE]
+//!         [--latency-ms N] [--error-ppm N] [--error-code CC] [--drop-ppm N] [--seed N]
+//! ```
+//! Without `--lmk-component` the published test LMK is used (development only; a warning is
+//! logged). Stops on Ctrl-C / SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hsm_sim::audit::AuditLog;
+use hsm_sim::lmk::LmkSet;
+use hsm_sim::server::{FaultConfig, Server, ServerConfig, LISTEN_DEFAULT};
+use hsm_sim::SoftHsm;
+
+struct Args {
+    listen: String,
+    config: ServerConfig,
+    components: Vec<PathBuf>,
+    audit: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        listen: LISTEN_DEFAULT.to_string(),
+        config: ServerConfig::default(),
+        components: Vec::new(),
+        audit: None,
+    };
+    let mut faults = FaultConfig::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number"))
+        };
+        match flag.as_str() {
+            "--listen" => a.listen = value()?,
+            "--header-len" => a.config.header_len = num(value()?)? as usize,
+            "--connections-max" => a.config.connections_max = num(value()?)? as usize,
+            "--lmk-component" => a.components.push(PathBuf::from(value()?)),
+            "--audit-log" => a.audit = Some(PathBuf::from(value()?)),
+            "--latency-ms" => faults.latency_ms = num(value()?)?,
+            "--error-ppm" => faults.error_per_million = num(value()?)?.min(1_000_000) as u32,
+            "--error-code" => faults.error_code = value()?,
+            "--drop-ppm" => faults.drop_per_million = num(value()?)?.min(1_000_000) as u32,
+            "--seed" => faults.seed = num(value()?)?,
+            "--help" | "-h" => return Err("usage: see the crate documentation of hsm-sim".into()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.config.header_len > 32 {
+        return Err("--header-len must be at most 32".into());
+    }
+    a.config.faults = faults;
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hsm-sim: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let lmk = if args.components.is_empty() {
+        tracing::warn!("no --lmk-component given: using the published TEST LMK (development only)");
+        LmkSet::test_lmk()
+    } else {
+        match LmkSet::from_component_files(&args.components) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hsm-sim: LMK components rejected (error {})", e.code());
+                return std::process::ExitCode::from(2);
+            }
+        }
+    };
+    tracing::info!(lmk_kcv = %hex::encode_upper(lmk.check_value()), "LMK loaded");
+    let audit = match args.audit {
+        Some(p) => match AuditLog::open(p).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("hsm-sim: audit log: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hsm-sim: cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::from(1);
+        }
+    };
+    tracing::info!(addr = %args.listen, "hsm-sim listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+    });
+    let server = Server::new(Arc::new(SoftHsm::new(lmk)), args.config, audit);
+    match server.serve(listener, stop_rx).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hsm-sim: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
