@@ -66,7 +66,9 @@ pub struct CardCipher {
 
 #[derive(Clone)]
 enum Inner {
-    Tdes(Box<des::TdesEde2>),
+    /// Two single-DES schedules (K_L, K_R): EDE2 is E_L(D_R(E_L(x))). Two schedules instead of
+    /// `TdesEde2`'s three, and the same schedules serve the retail MAC.
+    Tdes(Box<(des::Des, des::Des)>),
     Sm4(Box<sm4::Sm4>),
 }
 
@@ -80,9 +82,10 @@ impl CardCipher {
     /// Expand a 16-byte key for `alg`.
     pub fn new(alg: crate::card_crypto::CardAlgorithm, key: &[u8; 16]) -> Self {
         let inner = match alg {
-            crate::card_crypto::CardAlgorithm::Tdes => {
-                Inner::Tdes(Box::new(des::TdesEde2::new(GenericArray::from_slice(key))))
-            }
+            crate::card_crypto::CardAlgorithm::Tdes => Inner::Tdes(Box::new((
+                des::Des::new(GenericArray::from_slice(&key[..8])),
+                des::Des::new(GenericArray::from_slice(&key[8..])),
+            ))),
             crate::card_crypto::CardAlgorithm::Sm4 => {
                 Inner::Sm4(Box::new(sm4::Sm4::new(GenericArray::from_slice(key))))
             }
@@ -112,7 +115,10 @@ impl CardCipher {
         debug_assert_eq!(block.len(), self.block_len());
         match &self.inner {
             Inner::Tdes(c) if block.len() == 8 => {
-                c.encrypt_block(GenericArray::from_mut_slice(block))
+                let b = GenericArray::from_mut_slice(block);
+                c.0.encrypt_block(b);
+                c.1.decrypt_block(b);
+                c.0.encrypt_block(b);
             }
             Inner::Sm4(c) if block.len() == 16 => {
                 c.encrypt_block(GenericArray::from_mut_slice(block))
@@ -126,7 +132,10 @@ impl CardCipher {
         debug_assert_eq!(block.len(), self.block_len());
         match &self.inner {
             Inner::Tdes(c) if block.len() == 8 => {
-                c.decrypt_block(GenericArray::from_mut_slice(block))
+                let b = GenericArray::from_mut_slice(block);
+                c.0.decrypt_block(b);
+                c.1.encrypt_block(b);
+                c.0.decrypt_block(b);
             }
             Inner::Sm4(c) if block.len() == 16 => {
                 c.decrypt_block(GenericArray::from_mut_slice(block))
@@ -197,6 +206,27 @@ impl CardCipher {
             prev = this;
         }
         Some(out)
+    }
+
+    /// The card MAC on already padded data: ISO/IEC 9797-1 MAC algorithm 3 for 3DES (single-DES
+    /// CBC under K_L, final D_R/E_L), plain CBC-MAC for SM4; the final block (8 or 16 bytes).
+    pub(crate) fn card_mac_padded(&self, padded: &[u8]) -> [u8; 16] {
+        match &self.inner {
+            Inner::Tdes(c) => {
+                let mut h = [0u8; 16];
+                let b = GenericArray::from_mut_slice(&mut h[..8]);
+                for chunk in padded.chunks(8) {
+                    for (x, y) in b.iter_mut().zip(chunk) {
+                        *x ^= y;
+                    }
+                    c.0.encrypt_block(b);
+                }
+                c.1.decrypt_block(b);
+                c.0.encrypt_block(b);
+                h
+            }
+            Inner::Sm4(_) => self.cbc_mac_padded(padded),
+        }
     }
 
     /// Plain CBC-MAC (ISO/IEC 9797-1 MAC algorithm 1 with this cipher, zero IV) over data that

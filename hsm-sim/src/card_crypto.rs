@@ -43,6 +43,8 @@
 //!   `Sm4`: SM4 CBC-MAC, zero IV, padding method 2 to 16 bytes, leftmost 8 bytes of the final
 //!   block (the PBOC/GM SM4 MAC).
 //! - `verify_ac(alg, &sk_ac, data, arqc: &[u8; 8]) -> bool` (constant time).
+//! - `mac_with`, `verify_ac_with`, `arpc_method_1_with` take a `CardCipher` (expanded key) to
+//!   avoid re-expanding a session key used twice.
 //! - `arpc_method_1(alg, &sk, arqc, arc: [u8; 2]) -> [u8; 8]` — E(SK, ARQC ⊕ (ARC || 00×6));
 //!   for SM4 the 8-byte value is followed by 00×8 to fill the block, leftmost 8 bytes returned
 //!   (EMV Book 2 §8.2.1).
@@ -83,7 +85,7 @@
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use crate::block::CardCipher;
-use crate::block::{adjust_odd_parity, ct_eq, pad_method_2, retail_mac};
+use crate::block::{adjust_odd_parity, ct_eq, pad_method_2};
 
 /// Block cipher of a card application: double-length 3DES or SM4. Keys are 16 bytes for both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -439,21 +441,26 @@ pub fn derive_sm_session_key(
 
 /// The card MAC: ISO 9797-1 alg 3 + padding 2 (3DES) or SM4 CBC-MAC + padding 2, leftmost 8.
 pub fn mac(alg: CardAlgorithm, key: &CardKey, message: &[u8]) -> [u8; 8] {
-    let padded = pad_method_2(message, alg.block_len());
+    mac_with(&key.cipher(alg), message)
+}
+
+/// [`mac`] on an expanded key.
+pub fn mac_with(key: &CardCipher, message: &[u8]) -> [u8; 8] {
+    let padded = pad_method_2(message, key.block_len());
+    let h = key.card_mac_padded(&padded);
     let mut out = [0u8; 8];
-    match alg {
-        CardAlgorithm::Tdes => out = retail_mac(key.expose(), &padded),
-        CardAlgorithm::Sm4 => {
-            let h = key.cipher(alg).cbc_mac_padded(&padded);
-            out.copy_from_slice(&h[..8]);
-        }
-    }
+    out.copy_from_slice(&h[..8]);
     out
 }
 
 /// ARQC / TC / AAC over the transaction data (EMV Book 2 §8.1.2, A1.2).
 pub fn generate_ac(alg: CardAlgorithm, sk_ac: &CardKey, data: &[u8]) -> [u8; 8] {
     mac(alg, sk_ac, data)
+}
+
+/// [`verify_ac`] on an expanded session key.
+pub fn verify_ac_with(sk_ac: &CardCipher, data: &[u8], ac: &[u8; 8]) -> bool {
+    ct_eq(&mac_with(sk_ac, data), ac)
 }
 
 /// Constant-time check of a received application cryptogram.
@@ -463,11 +470,16 @@ pub fn verify_ac(alg: CardAlgorithm, sk_ac: &CardKey, data: &[u8], ac: &[u8; 8])
 
 /// ARPC method 1: E(SK, ARQC ⊕ (ARC || 00×6)) (EMV Book 2 §8.2.1).
 pub fn arpc_method_1(alg: CardAlgorithm, sk: &CardKey, arqc: &[u8; 8], arc: [u8; 2]) -> [u8; 8] {
+    arpc_method_1_with(&sk.cipher(alg), arqc, arc)
+}
+
+/// [`arpc_method_1`] on an expanded session key.
+pub fn arpc_method_1_with(sk: &CardCipher, arqc: &[u8; 8], arc: [u8; 2]) -> [u8; 8] {
     let mut block = [0u8; 16];
     block[..8].copy_from_slice(arqc);
     block[0] ^= arc[0];
     block[1] ^= arc[1];
-    sk.cipher(alg).encrypt_block(&mut block[..alg.block_len()]);
+    sk.encrypt_block(&mut block[..sk.block_len()]);
     let mut out = [0u8; 8];
     out.copy_from_slice(&block[..8]);
     out

@@ -47,6 +47,9 @@ struct CachedKey {
     card: Option<(CardAlgorithm, CardCipher)>,
 }
 
+/// Unwrapped keys by token, one entry per key type the token was used as.
+type KeyCache = HashMap<KeyToken, Vec<(KeyType, Arc<CachedKey>)>>;
+
 /// A PIN encrypted under the LMK (16 hex digits; see the module doc).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LmkPin(pub String);
@@ -60,7 +63,8 @@ impl std::fmt::Debug for LmkPin {
 /// The in-process software HSM.
 pub struct SoftHsm {
     lmk: Arc<LmkSet>,
-    cache: RwLock<HashMap<(KeyType, KeyToken), Arc<CachedKey>>>,
+    /// token → unwrapped key per key type (a token is looked up without cloning it).
+    cache: RwLock<KeyCache>,
 }
 
 impl std::fmt::Debug for SoftHsm {
@@ -114,10 +118,12 @@ impl SoftHsm {
     }
 
     fn unwrap(&self, key_type: KeyType, token: &KeyToken) -> Result<Arc<CachedKey>, HsmError> {
-        let cache_key = (key_type, token.clone());
         if let Ok(map) = self.cache.read() {
-            if let Some(k) = map.get(&cache_key) {
-                return Ok(Arc::clone(k));
+            if let Some(hit) = map
+                .get(token)
+                .and_then(|v| v.iter().find(|(kt, _)| *kt == key_type))
+            {
+                return Ok(Arc::clone(&hit.1));
             }
         }
         let clear = ClearKey::unwrap(&self.lmk, key_type, token)?;
@@ -135,7 +141,9 @@ impl SoftHsm {
             if map.len() >= KEY_CACHE_ENTRIES_MAX {
                 map.clear();
             }
-            map.insert(cache_key, Arc::clone(&entry));
+            map.entry(token.clone())
+                .or_default()
+                .push((key_type, Arc::clone(&entry)));
         }
         Ok(entry)
     }
@@ -321,7 +329,8 @@ impl SoftHsm {
         let imk = self.unwrap_typed(&req.imk_ac)?;
         let mk = self.icc_key(&imk, req.algorithm, &req.pan, &req.psn)?;
         let sk = card_crypto::derive_ac_session_key(req.algorithm, &mk, req.atc);
-        let verified = card_crypto::verify_ac(req.algorithm, &sk, &req.transaction_data, &req.arqc);
+        let sk_cipher = sk.cipher(req.algorithm);
+        let verified = card_crypto::verify_ac_with(&sk_cipher, &req.transaction_data, &req.arqc);
         if !verified {
             return Ok(ArqcOutcome {
                 verified,
@@ -331,7 +340,7 @@ impl SoftHsm {
         let arpc = match req.arpc {
             ArpcMethod::None => None,
             ArpcMethod::Method1 { arc } => {
-                Some(card_crypto::arpc_method_1(req.algorithm, &sk, &req.arqc, arc).to_vec())
+                Some(card_crypto::arpc_method_1_with(&sk_cipher, &req.arqc, arc).to_vec())
             }
             ArpcMethod::Method2 {
                 csu,
