@@ -28,8 +28,9 @@ use crate::cvv::CvvKind;
 use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::hsm::{
-    ArpcMethod, ArqcOutcome, ArqcRequest, Diagnostics, GeneratedKey, Hsm, PinBlockIn,
-    PinVerificationMethod, ScriptContext, SsseCardRef, TranslatedPin,
+    ArpcMethod, ArqcOutcome, ArqcRequest, CardKeyDerivation, CardMasterKey, Diagnostics,
+    GeneratedKey, Hsm, PinBlockIn, PinVerificationMethod, ScriptContext, SsseCardRef,
+    TranslatedPin,
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
@@ -767,6 +768,35 @@ impl Hsm for HsmClient {
         let key = DataKey::from_bytes(raw);
         zeroize::Zeroize::zeroize(&mut raw);
         key
+    }
+
+    async fn derive_card_key_under_zmk(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zmk: &Zmk,
+    ) -> Result<(String, [u8; 3]), HsmError> {
+        let (kt, tok) = master.parts();
+        let how = match derivation {
+            CardKeyDerivation::Emv {
+                algorithm,
+                pan,
+                psn,
+            } => {
+                format!("E{}{}", alg_char(*algorithm), pan_field(pan, psn)?)
+            }
+            CardKeyDerivation::Ssse(card) => format!(
+                "S{}{}{}",
+                alg_char(card.algorithm),
+                card.city_code,
+                card.card_id
+            ),
+        };
+        let out = self
+            .text(b"XQ", format!("{}{tok}{how}{}", kt.code(), zmk.token()))
+            .await?;
+        let at = out.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
+        Ok((out[..at].to_string(), parse_kcv(&out[at..])?))
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {

@@ -43,6 +43,7 @@
 //! | XE | PIN change/unblock data | alg(1) MK-SMC type(3: 001/70D) key block(16) fmt(2) PAN-len(2) PAN PSN(2) ATC(4h) ARQC(16h) | enciphered PIN data (hex) |
 //! | XG | SSSE internal auth verify | alg(1) key city(6) card-id(32) len(2h) challenge(hex) response(hex, one block) | — (01 = mismatch) |
 //! | XI | SSSE external auth | alg(1) key city(6) card-id(32) len(2h) challenge(hex) | cryptogram (hex) |
+//! | XQ | derive card key, export under ZMK (personalisation) | type(3) master token derivation(1: E/S) alg(1) [E: PAN-len(2) PAN PSN(2) \| S: city(6) card-id(32)] ZMK | key under ZMK (U/G + 32h) KCV(6) |
 //! | XK | random bytes | length(3) | hex |
 //! | XM | new data key | — | clear key(64h) token(B + 64h) |
 //! | XO | unwrap data key | token | clear key(64h) |
@@ -56,7 +57,8 @@ use crate::codec::Fields;
 use crate::cvv::CvvKind;
 use crate::error::HsmError;
 use crate::hsm::{
-    ArpcMethod, ArqcRequest, Hsm, PinBlockIn, PinVerificationMethod, ScriptContext, SsseCardRef,
+    ArpcMethod, ArqcRequest, CardKeyDerivation, CardMasterKey, Hsm, PinBlockIn,
+    PinVerificationMethod, ScriptContext, SsseCardRef,
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, MacKey, PinKey, Pvk,
@@ -176,6 +178,7 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
         b"XC" => xc(hsm, &mut f).await,
         b"XE" => xe(hsm, &mut f).await,
         b"XG" | b"XI" => ssse(hsm, command, &mut f).await,
+        b"XQ" => xq(hsm, &mut f).await,
         b"XK" => {
             let n = f.number(3)?;
             Ok(hex::encode_upper(hsm.random_bytes(n).await?).into_bytes())
@@ -715,4 +718,50 @@ async fn ssse(hsm: &SoftHsm, command: [u8; 2], f: &mut Fields<'_>) -> Result<Vec
         )
         .into_bytes())
     }
+}
+
+async fn xq(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
+    let kt = key_type(f)?;
+    let t = f.token()?;
+    let master = match kt {
+        KeyType::ImkAc => CardMasterKey::ImkAc(ImkAc::from_token(t)),
+        KeyType::ImkSmi => CardMasterKey::ImkSmi(ImkSmi::from_token(t)),
+        KeyType::ImkSmc => CardMasterKey::ImkSmc(ImkSmc::from_token(t)),
+        KeyType::SsseInternalAuth => {
+            CardMasterKey::SsseInternalAuth(SsseInternalAuthKey::from_token(t))
+        }
+        KeyType::SsseExternalAuth => {
+            CardMasterKey::SsseExternalAuth(SsseExternalAuthKey::from_token(t))
+        }
+        KeyType::SssePinUnblock => {
+            CardMasterKey::SssePinUnblock(crate::keys::SssePinUnblockKey::from_token(t))
+        }
+        KeyType::SsseLineProtection => {
+            CardMasterKey::SsseLineProtection(crate::keys::SsseLineProtectionKey::from_token(t))
+        }
+        _ => return Err(HsmError::InvalidKeyType),
+    };
+    let kind = f.take(1)?[0];
+    let algorithm = alg(f)?;
+    let derivation = match kind {
+        b'E' => {
+            let (pan, psn) = pan_psn(f)?;
+            CardKeyDerivation::Emv {
+                algorithm,
+                pan,
+                psn,
+            }
+        }
+        b'S' => CardKeyDerivation::Ssse(SsseCardRef {
+            algorithm,
+            city_code: f.text(6)?.to_string(),
+            card_id: f.text(32)?.to_string(),
+        }),
+        _ => return Err(HsmError::InvalidInput),
+    };
+    let zmk: Zmk = typed(f)?;
+    let (under, kcv) = hsm
+        .derive_card_key_under_zmk(&master, &derivation, &zmk)
+        .await?;
+    Ok(format!("{under}{}", kcv_hex(kcv)).into_bytes())
 }

@@ -145,6 +145,57 @@ pub struct SsseCardRef {
     pub card_id: String,
 }
 
+/// A card master key held by the issuer (the parent of per-card keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardMasterKey {
+    /// EMV/PBOC issuer master key for AC.
+    ImkAc(crate::keys::ImkAc),
+    /// EMV/PBOC issuer master key for script integrity.
+    ImkSmi(ImkSmi),
+    /// EMV/PBOC issuer master key for script confidentiality.
+    ImkSmc(ImkSmc),
+    /// SSSE province key for internal authentication.
+    SsseInternalAuth(SsseInternalAuthKey),
+    /// SSSE province key for external authentication.
+    SsseExternalAuth(SsseExternalAuthKey),
+    /// SSSE province key for PIN unblock/reload.
+    SssePinUnblock(crate::keys::SssePinUnblockKey),
+    /// SSSE province key for line protection.
+    SsseLineProtection(crate::keys::SsseLineProtectionKey),
+}
+
+impl CardMasterKey {
+    /// Key type and token.
+    pub fn parts(&self) -> (KeyType, &KeyToken) {
+        use crate::keys::TypedKey;
+        match self {
+            CardMasterKey::ImkAc(k) => (KeyType::ImkAc, k.token()),
+            CardMasterKey::ImkSmi(k) => (KeyType::ImkSmi, k.token()),
+            CardMasterKey::ImkSmc(k) => (KeyType::ImkSmc, k.token()),
+            CardMasterKey::SsseInternalAuth(k) => (KeyType::SsseInternalAuth, k.token()),
+            CardMasterKey::SsseExternalAuth(k) => (KeyType::SsseExternalAuth, k.token()),
+            CardMasterKey::SssePinUnblock(k) => (KeyType::SssePinUnblock, k.token()),
+            CardMasterKey::SsseLineProtection(k) => (KeyType::SsseLineProtection, k.token()),
+        }
+    }
+}
+
+/// How a per-card key is derived from its master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardKeyDerivation {
+    /// EMV option A (3DES) / PBOC SM4 from PAN and PSN (only for IMK-AC/SMI/SMC).
+    Emv {
+        /// Algorithm of the card application.
+        algorithm: CardAlgorithm,
+        /// PAN digits.
+        pan: String,
+        /// PAN sequence number digits.
+        psn: String,
+    },
+    /// SSSE three-level dispersal (only for SSSE province keys).
+    Ssse(SsseCardRef),
+}
+
 /// A new key: its LMK token, optionally the same key under a ZMK, and its check value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GeneratedKey {
@@ -341,6 +392,15 @@ pub trait Hsm: Send + Sync {
 
     /// Unwrap a stored data key.
     async fn unwrap_data_key(&self, token: &DataKeyToken) -> Result<DataKey, HsmError>;
+
+    /// Personalisation: derive a per-card key from its master key and return it under a ZMK
+    /// (scheme `U` for 3DES, `G` for SM4) with its check value (project command XQ).
+    async fn derive_card_key_under_zmk(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zmk: &Zmk,
+    ) -> Result<(String, [u8; 3]), HsmError>;
 
     /// Status: LMK check value and firmware (payShield NC).
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError>;

@@ -23,8 +23,9 @@ use crate::cvv::{compute_cvv, CvvKind};
 use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::hsm::{
-    ArpcMethod, ArqcOutcome, ArqcRequest, Diagnostics, GeneratedKey, Hsm, PinBlockIn,
-    PinVerificationMethod, ScriptContext, SsseCardRef, TranslatedPin, RANDOM_LEN_MAX,
+    ArpcMethod, ArqcOutcome, ArqcRequest, CardKeyDerivation, CardMasterKey, Diagnostics,
+    GeneratedKey, Hsm, PinBlockIn, PinVerificationMethod, ScriptContext, SsseCardRef,
+    TranslatedPin, RANDOM_LEN_MAX,
 };
 use crate::keys::{
     ClearKey, Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
@@ -814,6 +815,36 @@ impl Hsm for SoftHsm {
         let key = DataKey::from_bytes(raw);
         raw.zeroize();
         key
+    }
+
+    async fn derive_card_key_under_zmk(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zmk: &Zmk,
+    ) -> Result<(String, [u8; 3]), HsmError> {
+        let (kt, tok) = master.parts();
+        let m = self.unwrap(kt, tok)?;
+        let is_emv_key = matches!(kt, KeyType::ImkAc | KeyType::ImkSmi | KeyType::ImkSmc);
+        let (alg, card_key) = match derivation {
+            CardKeyDerivation::Emv {
+                algorithm,
+                pan,
+                psn,
+            } if is_emv_key => (*algorithm, self.icc_key(&m, *algorithm, pan, psn)?),
+            CardKeyDerivation::Ssse(card) if !is_emv_key => {
+                (card.algorithm, self.ssse_card_key(&m, card)?)
+            }
+            _ => return Err(HsmError::FunctionNotPermitted),
+        };
+        let z = self.unwrap_typed(zmk).map_err(HsmError::into_destination)?;
+        let scheme = KeyScheme::for_card_algorithm(alg);
+        let mut bytes = card_key.expose().to_vec();
+        Self::zmk_crypt(&z.clear, scheme, &mut bytes, true)?;
+        Ok((
+            format!("{}{}", scheme.as_char(), hex::encode_upper(&bytes)),
+            card_key.check_value(alg),
+        ))
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {

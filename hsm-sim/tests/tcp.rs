@@ -721,3 +721,87 @@ async fn key_operations_are_written_to_a_verifiable_hash_chain() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn personalisation_exports_the_same_card_keys_the_card_computes() {
+    use hsm_sim::hsm::{CardKeyDerivation, CardMasterKey};
+    let (addr, soft, _stop) = start(ServerConfig::default(), None).await;
+    let client = HsmClient::new(ClientConfig::new(addr));
+    let zmk: Zmk = tok(&soft, KeyScheme::U, "4040404040404040E0E0E0E0E0E0E0E0");
+    let zmk_clear = CardKey::from_hex("4040404040404040E0E0E0E0E0E0E0E0").expect("zmk");
+    // Decrypt an exported key the way the personalisation bureau does (scheme U/G parts under the
+    // ZMK with the A6/5A variants on the ZMK's right half).
+    let open = |under: &str| -> Vec<u8> {
+        let mut out = hex::decode(&under[1..]).expect("hex");
+        for (i, part) in out.chunks_mut(8).enumerate() {
+            let mut k = *zmk_clear.expose();
+            k[8] ^= [0xA6, 0x5A][i];
+            let c = hsm_sim::crypto::WorkingCipher::new(
+                &ClearKey::new(KeyScheme::U, k.to_vec()).expect("k"),
+            )
+            .expect("c");
+            c.decrypt_block(part);
+        }
+        out
+    };
+    for (alg, scheme, clear) in [
+        (CardAlgorithm::Tdes, KeyScheme::U, IMK),
+        (
+            CardAlgorithm::Sm4,
+            KeyScheme::G,
+            "F23BF4AE92B554C116139D4F67322667",
+        ),
+    ] {
+        let imk: ImkAc = tok(&soft, scheme, clear);
+        let how = CardKeyDerivation::Emv {
+            algorithm: alg,
+            pan: "6228480402564890018".into(),
+            psn: "01".into(),
+        };
+        let (under, kcv) = client
+            .derive_card_key_under_zmk(&CardMasterKey::ImkAc(imk.clone()), &how, &zmk)
+            .await
+            .expect("XQ");
+        let expect = card_crypto::derive_icc_master_key(
+            alg,
+            &CardKey::from_hex(clear).expect("k"),
+            "6228480402564890018",
+            "01",
+        )
+        .expect("mk");
+        assert_eq!(open(&under), expect.expose().to_vec());
+        assert_eq!(kcv, expect.check_value(alg));
+        // An IMK cannot be dispersed the SSSE way: 29.
+        let card = SsseCardRef {
+            algorithm: alg,
+            city_code: "410100".into(),
+            card_id: "410100D15600000500B1C2D3E4F50617".into(),
+        };
+        let e = client
+            .derive_card_key_under_zmk(
+                &CardMasterKey::ImkAc(imk),
+                &CardKeyDerivation::Ssse(card.clone()),
+                &zmk,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "29");
+        let ia: SsseInternalAuthKey = tok(&soft, scheme, clear);
+        let (under, _) = client
+            .derive_card_key_under_zmk(
+                &CardMasterKey::SsseInternalAuth(ia),
+                &CardKeyDerivation::Ssse(card.clone()),
+                &zmk,
+            )
+            .await
+            .expect("XQ ssse");
+        let expect = card_crypto::derive_ssse_card_key_from_province(
+            alg,
+            &CardKey::from_hex(clear).expect("k"),
+            "410100",
+            &card.card_id,
+        )
+        .expect("ck");
+        assert_eq!(open(&under), expect.expose().to_vec());
+    }
+}
