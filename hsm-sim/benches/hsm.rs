@@ -93,6 +93,24 @@ fn pin_setup(h: &SoftHsm) -> (Tpk, Zpk, PinBlockIn) {
     (tpk, zpk, pin)
 }
 
+fn primitives(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primitives");
+    g.throughput(Throughput::Elements(1));
+    let k = CardKey::from_hex(IMK).expect("k");
+    for alg in [CardAlgorithm::Tdes, CardAlgorithm::Sm4] {
+        let cipher = k.cipher(alg);
+        let mut block = [0u8; 16];
+        let n = alg.block_len();
+        g.bench_function(format!("block_encrypt_{alg:?}"), |b| {
+            b.iter(|| cipher.encrypt_block(std::hint::black_box(&mut block[..n])))
+        });
+        g.bench_function(format!("key_schedule_{alg:?}"), |b| {
+            b.iter(|| std::hint::black_box(&k).cipher(alg))
+        });
+    }
+    g.finish();
+}
+
 fn in_process(c: &mut Criterion) {
     let h = SoftHsm::with_test_lmk();
     let mut g = c.benchmark_group("in_process");
@@ -212,5 +230,5 @@ fn tcp_pipelined(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, in_process, tcp_pipelined);
+criterion_group!(benches, primitives, in_process, tcp_pipelined);
 criterion_main!(benches);

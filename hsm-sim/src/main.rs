@@ -106,7 +106,19 @@ async fn main() -> std::process::ExitCode {
     tracing::info!(addr = %args.listen, "hsm-sim listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
     let server = Server::new(Arc::new(SoftHsm::new(lmk)), args.config, audit);
