@@ -9,7 +9,8 @@
 //!   a reader task per connection matches responses to waiting callers by header, so many
 //!   requests are in flight on one connection ([`ClientConfig::in_flight_max`] per connection).
 //! - Timeouts: a request not answered within [`ClientConfig::timeout_ms`] fails with
-//!   [`HsmError::Unavailable`]; a late answer is discarded.
+//!   [`HsmError::Unavailable`]. That connection is then retired (no new requests on it), so a
+//!   late answer can never be matched to a newer request that reused its header.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +66,13 @@ impl ClientConfig {
             in_flight_max: 512,
         }
     }
+}
+
+/// In-flight bound per connection: the configured maximum, but at most half the header space
+/// (a 0-character header allows one request at a time).
+fn in_flight_bound(config: &ClientConfig) -> usize {
+    let space = 10usize.saturating_pow(config.header_len.min(19) as u32);
+    config.in_flight_max.min(space / 2).max(1)
 }
 
 type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Response>>>>;
@@ -150,7 +158,7 @@ impl Conn {
             tx,
             pending,
             alive,
-            permits: Arc::new(Semaphore::new(config.in_flight_max.max(1))),
+            permits: Arc::new(Semaphore::new(in_flight_bound(config))),
         }))
     }
 }
@@ -213,18 +221,24 @@ impl HsmClient {
             .acquire()
             .await
             .map_err(|_| HsmError::Unavailable("closed".into()))?;
-        let header = self.header();
+        let (tx, rx) = oneshot::channel();
+        let header = {
+            // A header is unique among this connection's pending requests (the permit bound is
+            // below the header space, so a free one always exists).
+            let mut pending = conn.pending.lock().map_err(|_| HsmError::Internal)?;
+            let mut h = self.header();
+            while pending.contains_key(&h) {
+                h = self.header();
+            }
+            pending.insert(h.clone(), tx);
+            h
+        };
         let req = Request {
             header: header.clone(),
             command: *command,
             body: body.to_vec(),
         };
         let bytes = frame(&req.encode())?;
-        let (tx, rx) = oneshot::channel();
-        conn.pending
-            .lock()
-            .map_err(|_| HsmError::Internal)?
-            .insert(header.clone(), tx);
         if conn.tx.send(bytes).await.is_err() {
             conn.alive.store(false, Ordering::Release);
             return Err(HsmError::Unavailable("connection closed".into()));
@@ -236,6 +250,9 @@ impl HsmClient {
                 if let Ok(mut m) = conn.pending.lock() {
                     m.remove(&header);
                 }
+                // A late answer could later match a reused header: retire this connection so
+                // no new request is sent on it (requests already in flight still complete).
+                conn.alive.store(false, Ordering::Release);
                 Err(HsmError::Unavailable("timeout".into()))
             }
         }

@@ -805,3 +805,61 @@ async fn personalisation_exports_the_same_card_keys_the_card_computes() {
         assert_eq!(open(&under), expect.expose().to_vec());
     }
 }
+
+#[tokio::test]
+async fn a_connection_that_timed_out_is_retired() {
+    // A fake HSM: the first connection swallows requests; later ones echo (B2 → B3 00 data).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            n += 1;
+            let silent = n == 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(k) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if k == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                    while let Ok(Some((p, used))) = split_frame(&buf) {
+                        let p = p.to_vec();
+                        buf.drain(..used);
+                        if silent {
+                            continue;
+                        }
+                        let mut resp = p[..4].to_vec();
+                        resp.extend_from_slice(b"B300");
+                        resp.extend_from_slice(&p[10..]);
+                        let _ = s.write_all(&frame(&resp).expect("frame")).await;
+                    }
+                }
+            });
+        }
+    });
+    let mut cfg = ClientConfig::new(addr);
+    cfg.connections = 1;
+    cfg.timeout_ms = 100;
+    let client = HsmClient::new(cfg);
+    assert_eq!(
+        client.call(b"B2", b"0003abc").await,
+        Err(HsmError::Unavailable("timeout".into()))
+    );
+    assert_eq!(
+        client
+            .call(b"B2", b"0003xyz")
+            .await
+            .expect("second connection"),
+        b"xyz"
+    );
+}
