@@ -863,3 +863,29 @@ async fn a_connection_that_timed_out_is_retired() {
         b"xyz"
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_and_the_rest_keep_working() {
+    let (addr, _soft, _stop) = start(
+        ServerConfig {
+            connections_max: 1,
+            ..ServerConfig::default()
+        },
+        None,
+    )
+    .await;
+    let first = HsmClient::new(ClientConfig {
+        connections: 1,
+        ..ClientConfig::new(addr)
+    });
+    assert!(first.diagnostics().await.is_ok());
+    let second = HsmClient::new(ClientConfig {
+        connections: 1,
+        ..ClientConfig::new(addr)
+    });
+    assert!(matches!(
+        second.diagnostics().await,
+        Err(HsmError::Unavailable(_))
+    ));
+    assert!(first.diagnostics().await.is_ok());
+}
