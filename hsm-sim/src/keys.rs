@@ -13,7 +13,8 @@
 //!
 //! Schemes: `U` double-length 3DES (variant), `T` triple-length 3DES (variant), `X` double-length
 //! X9.17 (no length variant); project schemes `G` (SM4-128) and `A` (AES-128) wrapped like `U`,
-//! and `B` (AES-256, four parts with variants A6, 5A, 6A, DE).
+//! and `B` (AES-256, four parts with variants A6, 5A, 6A, DE). SM4 and AES keys have no parity
+//! bits, so their tokens carry a 4-byte LMK tag (see `lmk_tag`): `G` + 32 + 8 hex digits.
 
 use std::fmt;
 use std::str::FromStr;
@@ -210,6 +211,15 @@ impl KeyScheme {
         }
     }
 
+    /// Length of the LMK tag appended to tokens of non-DES schemes (no parity bits to check).
+    pub fn tag_len(self) -> usize {
+        if self.is_des() {
+            0
+        } else {
+            4
+        }
+    }
+
     /// Algorithm of keys in this scheme.
     pub fn algorithm(self) -> KeyAlgorithm {
         match self {
@@ -279,7 +289,7 @@ impl FromStr for KeyToken {
         let first = chars.next().ok_or(HsmError::InvalidInput)?;
         let scheme = KeyScheme::from_char(first)?;
         let body = chars.as_str();
-        if body.len() != scheme.key_len() * 2 {
+        if body.len() != (scheme.key_len() + scheme.tag_len()) * 2 {
             return Err(HsmError::IncompatibleKeyLength);
         }
         let ciphertext = hex::decode(body).map_err(|_| HsmError::InvalidInput)?;
@@ -295,7 +305,7 @@ impl KeyToken {
 
     /// Length of the token text for `scheme` (1 + 2 × key length).
     pub fn text_len(scheme: KeyScheme) -> usize {
-        1 + scheme.key_len() * 2
+        1 + (scheme.key_len() + scheme.tag_len()) * 2
     }
 
     /// Parse a token at the start of `s` (used by the host-command codec). Returns the token and
@@ -376,17 +386,32 @@ impl ClearKey {
         for (i, part) in ciphertext.chunks_mut(8).enumerate() {
             lmk.encrypt_part(pair, variant, self.scheme.part_variant(i), part);
         }
+        if self.scheme.tag_len() > 0 {
+            let tag = lmk_tag(lmk, pair, variant, &ciphertext);
+            ciphertext.extend_from_slice(&tag);
+        }
         KeyToken {
             scheme: self.scheme,
             ciphertext,
         }
     }
 
-    /// Unwrap a token that must be of `key_type`; DES keys must have odd parity (error 10),
-    /// which is how a token of another key type is detected.
+    /// Unwrap a token that must be of `key_type`. DES keys must have odd parity and SM4/AES
+    /// tokens must carry a valid LMK tag (error 10 otherwise): that is how a token of another key
+    /// type is detected.
     pub fn unwrap(lmk: &LmkSet, key_type: KeyType, token: &KeyToken) -> Result<ClearKey, HsmError> {
         let (pair, variant) = key_type.lmk_slot();
-        let mut bytes = token.ciphertext.clone();
+        let key_len = token.scheme.key_len();
+        let (enc, tag) = token
+            .ciphertext
+            .split_at_checked(key_len)
+            .ok_or(HsmError::IncompatibleKeyLength)?;
+        if token.scheme.tag_len() > 0
+            && !crate::block::ct_eq(&lmk_tag(lmk, pair, variant, enc), tag)
+        {
+            return Err(HsmError::SourceKeyParity);
+        }
+        let mut bytes = enc.to_vec();
         for (i, part) in bytes.chunks_mut(8).enumerate() {
             lmk.decrypt_part(pair, variant, token.scheme.part_variant(i), part);
         }
@@ -409,6 +434,20 @@ impl ClearKey {
         }
         Ok(ClearKey { scheme, bytes })
     }
+}
+
+/// Tag of a non-DES token: the first 4 bytes of a 3DES CBC-MAC over its ciphertext under the
+/// key type's LMK pair and variant without a length variant (a key distinct from the ones that
+/// encrypt the parts, which all carry a length variant).
+fn lmk_tag(lmk: &LmkSet, pair: usize, variant: usize, ciphertext: &[u8]) -> [u8; 4] {
+    let mut h = [0u8; 8];
+    for chunk in ciphertext.chunks(8) {
+        for (x, c) in h.iter_mut().zip(chunk) {
+            *x ^= c;
+        }
+        lmk.encrypt_part(pair, variant, PartVariant::None, &mut h);
+    }
+    [h[0], h[1], h[2], h[3]]
 }
 
 /// Implemented by every typed key wrapper.
@@ -552,7 +591,14 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_another_key_type() {
         let lmk = LmkSet::test_lmk();
-        for scheme in [KeyScheme::U, KeyScheme::T, KeyScheme::X] {
+        for scheme in [
+            KeyScheme::U,
+            KeyScheme::T,
+            KeyScheme::X,
+            KeyScheme::G,
+            KeyScheme::A,
+            KeyScheme::B,
+        ] {
             let k = ClearKey::random(scheme).expect("rng");
             let tok = k.wrap(&lmk, KeyType::Zpk);
             let text = tok.to_string();

@@ -687,3 +687,31 @@ fn the_hsm_trait_is_object_safe() {
     let h: std::sync::Arc<dyn Hsm> = std::sync::Arc::new(hsm());
     drop(h);
 }
+
+#[tokio::test]
+async fn sm4_and_aes_tokens_of_another_key_type_are_refused_by_their_lmk_tag() {
+    let h = hsm();
+    let imk_ac: ImkAc = tok(&h, KeyScheme::G, SM4_MDK);
+    let as_smi = ImkSmi::from_token(imk_ac.token().clone());
+    let ctx = ScriptContext {
+        algorithm: CardAlgorithm::Sm4,
+        pan: PAN.into(),
+        psn: "01".into(),
+        atc: [0, 1],
+        arqc: [0; 8],
+    };
+    let e = h
+        .issuer_script_mac(&as_smi, &ctx, [0x84, 0x1E, 0, 0, 4], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "10");
+    let zak: Zak = tok(&h, KeyScheme::A, "2B7E151628AED2A6ABF7158809CF4F3C");
+    let as_tak = MacKey::Tak(Tak::from_token(zak.token().clone()));
+    assert_eq!(
+        h.generate_mac(&as_tak, MacAlgorithm::AesCmac, MacPadding::Method1, b"")
+            .await
+            .unwrap_err()
+            .code(),
+        "10"
+    );
+}
