@@ -857,7 +857,7 @@ macro_rules! impl_store {
                     .execute(&self.write)
                     .await?;
                     if done.rows_affected() == 0 {
-                        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM reversal_queue WHERE reversal_id = $1")
+                        let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM reversal_queue WHERE reversal_id = $1")
                             .bind(id.0)
                             .fetch_optional(&self.read)
                             .await?;

@@ -1,1 +1,152 @@
+use super::*;
+use crate::store::model::{CardId, HoldState};
+use crate::store::testkit::{self, inst, Fixture};
+use schemas::domain::{Pan, ResponseCode};
+use schemas::events::sample::ids;
 
+fn fx() -> Fixture {
+    Fixture {
+        hospital: inst(ids::HOSPITAL),
+        fund: inst(ids::INSURANCE_FUND),
+        bank: inst(ids::BANK),
+        pan: Pan::parse("6228480012345678").unwrap(),
+        card_id: CardId(1),
+        personal: AccountId(10),
+        pooled: AccountId(11),
+    }
+}
+
+fn loaded(balance: i64) -> Loaded {
+    let mut l = Loaded::default();
+    l.accounts.insert(
+        AccountId(10),
+        AccountRow {
+            balance_fen: balance,
+            held_fen: 0,
+        },
+    );
+    l
+}
+
+fn run(decisions: &[Decision], loaded: Loaded) -> Plan {
+    plan(decisions, vec![None; decisions.len()], loaded, 1)
+}
+
+#[test]
+fn debits_apply_in_order_and_the_one_that_overdraws_is_left_out() {
+    let f = fx();
+    let batch = [
+        testkit::debit(&f, f.personal, 1, 60),
+        testkit::debit(&f, f.personal, 2, 50),
+        testkit::debit(&f, f.personal, 3, 40),
+    ];
+    let p = run(&batch, loaded(100));
+    assert_eq!(p.verdicts[0], Ok(()));
+    assert_eq!(
+        p.verdicts[1],
+        Err(DecisionError::InsufficientFunds(f.personal))
+    );
+    assert_eq!(p.verdicts[2], Ok(()));
+    assert_eq!(
+        p.accounts,
+        vec![(
+            f.personal,
+            AccountRow {
+                balance_fen: 0,
+                held_fen: 0
+            }
+        )]
+    );
+    let after: Vec<i64> = p.movements.iter().map(|m| m.balance_after_fen).collect();
+    assert_eq!(after, vec![40, 0]);
+}
+
+#[test]
+fn a_failing_decision_undoes_its_own_earlier_ops() {
+    let f = fx();
+    let mut d = testkit::debit(&f, f.personal, 1, 30);
+    d.balance_ops.push(BalanceOp::Debit {
+        account_id: AccountId(99),
+        amount_fen: schemas::domain::AmountFen::new(1).unwrap(),
+    });
+    let p = run(&[d], loaded(100));
+    assert_eq!(
+        p.verdicts[0],
+        Err(DecisionError::UnknownAccount(AccountId(99)))
+    );
+    assert!(p.accounts.is_empty());
+    assert!(p.movements.is_empty());
+}
+
+#[test]
+fn a_hold_placed_and_captured_in_one_batch_is_written_once_in_its_final_state() {
+    let f = fx();
+    let (place, hold_id) = testkit::hold(&f, f.personal, 1, 80);
+    let capture = testkit::capture(&f, hold_id, 2, 50);
+    let p = run(&[place, capture], loaded(100));
+    assert!(p.verdicts.iter().all(Result::is_ok));
+    assert_eq!(p.new_holds.len(), 1);
+    assert_eq!(p.new_holds[0].1.state, HoldState::Captured);
+    assert_eq!(p.new_holds[0].1.captured_fen, 50);
+    assert!(p.changed_holds.is_empty());
+    assert_eq!(
+        p.accounts[0].1,
+        AccountRow {
+            balance_fen: 50,
+            held_fen: 0
+        }
+    );
+}
+
+#[test]
+fn holds_reserve_funds_and_cannot_be_closed_twice() {
+    let f = fx();
+    let (place, hold_id) = testkit::hold(&f, f.personal, 1, 80);
+    let debit = testkit::debit(&f, f.personal, 2, 30);
+    let release = testkit::release(&f, hold_id, 3, 80);
+    let release_again = testkit::release(&f, hold_id, 4, 80);
+    let p = run(&[place, debit, release, release_again], loaded(100));
+    assert_eq!(p.verdicts[0], Ok(()));
+    assert_eq!(
+        p.verdicts[1],
+        Err(DecisionError::InsufficientFunds(f.personal))
+    );
+    assert_eq!(p.verdicts[2], Ok(()));
+    assert_eq!(p.verdicts[3], Err(DecisionError::HoldNotPending(hold_id)));
+}
+
+#[test]
+fn a_capture_above_the_hold_is_refused() {
+    let f = fx();
+    let (place, hold_id) = testkit::hold(&f, f.personal, 1, 80);
+    let p = run(&[place, testkit::capture(&f, hold_id, 2, 81)], loaded(100));
+    assert_eq!(p.verdicts[1], Err(DecisionError::CaptureExceedsHold(hold_id)));
+}
+
+#[test]
+fn the_second_of_two_identical_keys_in_a_batch_is_a_duplicate() {
+    let f = fx();
+    let first = testkit::decline(&f, 7, 10, ResponseCode::InsufficientFunds);
+    let mut second = testkit::debit(&f, f.personal, 7, 10);
+    second.transaction.transaction_id = TransactionId(uuid::Uuid::now_v7());
+    let p = run(&[first.clone(), second], loaded(100));
+    assert_eq!(p.verdicts[0], Ok(()));
+    assert_eq!(
+        p.verdicts[1],
+        Err(DecisionError::Duplicate {
+            existing: Some(first.transaction.transaction_id)
+        })
+    );
+    assert!(p.accounts.is_empty(), "the duplicate moved no money");
+}
+
+#[test]
+fn keys_are_sorted_for_a_stable_lock_order() {
+    let f = fx();
+    let a = testkit::debit(&f, AccountId(5), 1, 1);
+    let b = testkit::debit(&f, AccountId(3), 2, 1);
+    let c = testkit::debit(&f, AccountId(5), 3, 1);
+    let keys = BatchKeys::of(&[&a, &b, &c]);
+    assert_eq!(keys.accounts, vec![AccountId(3), AccountId(5)]);
+    assert_eq!(keys.duplicate_keys.len(), 3);
+}

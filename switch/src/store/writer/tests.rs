@@ -1,1 +1,153 @@
+use super::*;
+use crate::store::model::CardId;
+use crate::store::testkit::{self, inst, Fixture};
+use schemas::domain::{Pan, ResponseCode};
+use schemas::events::sample::ids;
+use std::sync::Mutex;
+use tokio::sync::Semaphore;
 
+/// A sink that records batch sizes and commits only when the test lets it.
+struct GatedSink {
+    gate: Semaphore,
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl DecisionSink for GatedSink {
+    async fn commit(&self, batch: Vec<Decision>, _now_us: i64) -> BatchOutcome {
+        self.sizes.lock().unwrap().push(batch.len());
+        // Closed only when the test is over; an error here just means "go".
+        let _permit = self.gate.acquire().await;
+        BatchOutcome {
+            results: batch
+                .iter()
+                .map(|d| {
+                    if d.transaction.response_code == ResponseCode::SystemMalfunction {
+                        Err(DecisionError::Rejected("test".into()))
+                    } else {
+                        Ok(Committed {
+                            transaction_id: d.transaction.transaction_id,
+                            outbox_seq: None,
+                        })
+                    }
+                })
+                .collect(),
+            db_transactions: 1,
+        }
+    }
+}
+
+fn fx() -> Fixture {
+    Fixture {
+        hospital: inst(ids::HOSPITAL),
+        fund: inst(ids::INSURANCE_FUND),
+        bank: inst(ids::BANK),
+        pan: Pan::parse("6228480012345678").unwrap(),
+        card_id: CardId(1),
+        personal: crate::store::AccountId(1),
+        pooled: crate::store::AccountId(2),
+    }
+}
+
+fn sink(permits: usize) -> Arc<GatedSink> {
+    Arc::new(GatedSink {
+        gate: Semaphore::new(permits),
+        sizes: Mutex::new(vec![]),
+    })
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_try_submit_with_overloaded() {
+    let s = sink(0);
+    let (w, _task) = spawn(
+        s.clone(),
+        WriterConfig {
+            queue_depth_max: 4,
+            batch_size_max: 1,
+        },
+    );
+    let f = fx();
+    let mut waiting = Vec::new();
+    // One is taken by the (blocked) writer, four fill the queue.
+    for seq in 0..5 {
+        let w = w.clone();
+        let d = testkit::decline(&f, seq, 1, ResponseCode::DoNotHonour);
+        waiting.push(tokio::spawn(async move { w.submit(d).await }));
+        tokio::task::yield_now().await;
+    }
+    while w.queue_depth() < 4 {
+        tokio::task::yield_now().await;
+    }
+    let refused = w
+        .try_submit(testkit::decline(&f, 99, 1, ResponseCode::DoNotHonour))
+        .await;
+    assert_eq!(refused, Err(WriteError::Overloaded));
+    s.gate.add_permits(1_000);
+    for h in waiting {
+        assert!(h.await.unwrap().is_ok());
+    }
+    assert_eq!(w.stats().decisions, 5);
+}
+
+#[tokio::test]
+async fn batches_never_exceed_batch_size_max_and_each_caller_gets_its_own_result() {
+    let s = sink(0);
+    let (w, _task) = spawn(
+        s.clone(),
+        WriterConfig {
+            queue_depth_max: 64,
+            batch_size_max: 3,
+        },
+    );
+    let f = fx();
+    let mut waiting = Vec::new();
+    for seq in 0..10u32 {
+        let code = if seq == 4 {
+            ResponseCode::SystemMalfunction
+        } else {
+            ResponseCode::DoNotHonour
+        };
+        let d = testkit::decline(&f, seq, 1, code);
+        let id = d.transaction.transaction_id;
+        let w = w.clone();
+        waiting.push((id, tokio::spawn(async move { w.submit(d).await })));
+    }
+    // Wait until the writer holds its first batch and the rest is queued behind it.
+    loop {
+        let taken: usize = s.sizes.lock().unwrap().iter().sum();
+        if taken > 0 && taken + w.queue_depth() == 10 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    s.gate.add_permits(1_000);
+    for (i, (id, h)) in waiting.into_iter().enumerate() {
+        let r = h.await.unwrap();
+        if i == 4 {
+            assert_eq!(r, Err(WriteError::Decision(DecisionError::Rejected("test".into()))));
+        } else {
+            assert_eq!(r.unwrap().transaction_id, id);
+        }
+    }
+    let sizes = s.sizes.lock().unwrap().clone();
+    assert!(sizes.iter().all(|n| *n <= 3), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 10);
+    assert!(sizes.len() < 10, "queued decisions were grouped: {sizes:?}");
+}
+
+#[tokio::test]
+async fn the_writer_stops_after_draining_when_every_handle_is_dropped() {
+    let s = sink(1_000);
+    let (w, task) = spawn(s.clone(), WriterConfig::default());
+    let f = fx();
+    let pending = {
+        let w = w.clone();
+        tokio::spawn(async move {
+            w.submit(testkit::decline(&f, 1, 1, ResponseCode::DoNotHonour))
+                .await
+        })
+    };
+    assert!(pending.await.unwrap().is_ok());
+    drop(w);
+    task.await.unwrap();
+    assert_eq!(s.sizes.lock().unwrap().iter().sum::<usize>(), 1);
+}

@@ -1,0 +1,501 @@
+//! The store test suite, run unchanged against every backend (store_sqlite.rs,
+//! store_postgres.rs). Each case states one rule of the store.
+
+#![allow(dead_code)]
+
+use schemas::domain::{Pan, ResponseCode};
+use schemas::events::sample::ids;
+use std::collections::HashMap;
+use std::sync::Arc;
+use switch::store::testkit::{self, inst, Fixture};
+use switch::store::writer::{self, WriteError, WriterConfig};
+use switch::store::*;
+
+/// Opens a fresh, isolated store of one backend, and can reopen it on the same data.
+pub trait Harness: Sized {
+    /// The backend.
+    type S: Store;
+    /// SQL that removes the audit log's append-only triggers.
+    const DISABLE_AUDIT_TRIGGERS: &'static str;
+    /// A new empty store.
+    fn new() -> impl std::future::Future<Output = Self>;
+    /// The store.
+    fn store(&self) -> Arc<Self::S>;
+    /// Closes the store and opens it again on the same data (a restart).
+    fn reopen(&mut self) -> impl std::future::Future<Output = ()>;
+    /// Runs SQL directly, bypassing the store (to play an attacker or an operator).
+    fn raw_execute(&self, sql: &str) -> impl std::future::Future<Output = Result<u64, String>>;
+    /// Removes the test's data.
+    fn cleanup(self) -> impl std::future::Future<Output = ()>;
+}
+
+async fn seeded<H: Harness>(personal_fen: i64) -> (H, Fixture) {
+    let h = H::new().await;
+    let fx = testkit::seed(&*h.store(), personal_fen, 1_000_000_000)
+        .await
+        .expect("seed");
+    (h, fx)
+}
+
+async fn commit_one<S: Store>(s: &S, d: Decision) -> Result<Committed, DecisionError> {
+    let mut out = s.commit_decisions(vec![d], now_us()).await;
+    assert_eq!(out.results.len(), 1);
+    out.results.remove(0)
+}
+
+async fn balance<S: Store>(s: &S, id: AccountId) -> (i64, i64) {
+    let a = s.account(id).await.unwrap().expect("account exists");
+    assert_eq!(
+        s.journal_balance(id).await.unwrap(),
+        a.balance_fen,
+        "balance equals the sum of its journal"
+    );
+    (a.balance_fen, a.held_fen)
+}
+
+pub async fn reference_data_cards_and_routing<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let names: Vec<String> = s
+        .institutions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.institution_id.to_string())
+        .collect();
+    assert!(names.contains(&ids::BANK.to_owned()));
+    s.upsert_institution(&Institution {
+        institution_id: inst("01030000"),
+        name: "Second Bank".into(),
+        kind: InstitutionKind::Bank,
+    })
+    .await
+    .unwrap();
+    s.put_bin_route(&BinRoute {
+        bin_prefix: "62284800".into(),
+        issuer: inst("01030000"),
+    })
+    .await
+    .unwrap();
+    let other = Pan::parse("6228470000000000").unwrap();
+    assert_eq!(
+        s.route_for_pan(&fx.pan).await.unwrap(),
+        Some(inst("01030000")),
+        "the longest prefix wins"
+    );
+    assert_eq!(s.route_for_pan(&Pan::parse("6228489900000000").unwrap()).await.unwrap(), Some(fx.bank.clone()));
+    assert_eq!(s.route_for_pan(&other).await.unwrap(), None);
+    assert_eq!(s.bin_routes().await.unwrap().len(), 2);
+
+    let card = s.card_by_pan(&fx.pan).await.unwrap().expect("card found by PAN");
+    assert_eq!(card.card_id, fx.card_id);
+    assert_eq!(card.pan_masked, "622848******5678");
+    assert_eq!(card.status.decline_code(), None);
+    assert_eq!(s.card_pan(fx.card_id).await.unwrap(), fx.pan);
+    assert!(s.card_by_pan(&other).await.unwrap().is_none());
+    assert!(matches!(s.card_pan(CardId(999_999)).await, Err(StoreError::NotFound(_))));
+
+    assert!(s.hot_list().await.unwrap().is_empty());
+    s.set_card_status(fx.card_id, CardStatus::Lost, Some("reported by phone"), now_us())
+        .await
+        .unwrap();
+    let hot = s.hot_list().await.unwrap();
+    assert_eq!(hot.len(), 1);
+    assert_eq!(hot[0].status.decline_code(), Some(ResponseCode::LostCard));
+    assert_eq!(hot[0].status_reason.as_deref(), Some("reported by phone"));
+    assert!(matches!(
+        s.set_card_status(CardId(999_999), CardStatus::Lost, None, 0).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.accounts_for_card(fx.card_id).await.unwrap().len(), 1);
+    h.cleanup().await;
+}
+
+pub async fn balances_never_go_negative<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let out = s
+        .commit_decisions(
+            vec![
+                testkit::debit(&fx, fx.personal, 1, 60),
+                testkit::debit(&fx, fx.personal, 2, 50),
+                testkit::debit(&fx, fx.personal, 3, 40),
+            ],
+            now_us(),
+        )
+        .await;
+    assert!(out.results[0].is_ok());
+    assert_eq!(out.results[1], Err(DecisionError::InsufficientFunds(fx.personal)));
+    assert!(out.results[2].is_ok());
+    assert_eq!(out.db_transactions, 1);
+    assert_eq!(balance(&*s, fx.personal).await, (0, 0));
+    assert_eq!(
+        commit_one(&*s, testkit::debit(&fx, fx.personal, 4, 1)).await,
+        Err(DecisionError::InsufficientFunds(fx.personal))
+    );
+
+    // Many concurrent spenders through the writer: never more than the balance is spent.
+    let (w, _task) = writer::spawn(s.clone(), WriterConfig::default());
+    let second = s
+        .open_account(
+            &NewAccount {
+                institution: fx.fund.clone(),
+                card_id: Some(fx.card_id),
+                kind: AccountKind::PersonalMedical,
+                opening_balance: schemas::domain::AmountFen::new(1_000).unwrap(),
+            },
+            now_us(),
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for seq in 100..150u32 {
+        let w = w.clone();
+        let d = testkit::debit(&fx, second, seq, 70);
+        tasks.push(tokio::spawn(async move { w.submit(d).await }));
+    }
+    let mut approved = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => approved += 1,
+            Err(WriteError::Decision(DecisionError::InsufficientFunds(_))) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(approved, 14, "1000 fen pays 14 debits of 70");
+    assert_eq!(balance(&*s, second).await, (1_000 - 14 * 70, 0));
+    h.cleanup().await;
+}
+
+pub async fn holds_reserve_capture_and_release<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let (place, hold_id) = testkit::hold(&fx, fx.personal, 1, 80);
+    commit_one(&*s, place).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (100, 80));
+    assert_eq!(
+        commit_one(&*s, testkit::debit(&fx, fx.personal, 2, 21)).await,
+        Err(DecisionError::InsufficientFunds(fx.personal)),
+        "held funds are not available"
+    );
+    commit_one(&*s, testkit::capture(&fx, hold_id, 3, 50)).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (50, 0));
+    let hold = s.hold(hold_id).await.unwrap().unwrap();
+    assert_eq!((hold.state, hold.captured_fen), (HoldState::Captured, 50));
+    assert_eq!(
+        commit_one(&*s, testkit::capture(&fx, hold_id, 4, 10)).await,
+        Err(DecisionError::HoldNotPending(hold_id))
+    );
+
+    let (place, second) = testkit::hold(&fx, fx.personal, 5, 30);
+    commit_one(&*s, place).await.unwrap();
+    assert_eq!(
+        commit_one(&*s, testkit::capture(&fx, second, 6, 31)).await,
+        Err(DecisionError::CaptureExceedsHold(second))
+    );
+    commit_one(&*s, testkit::release(&fx, second, 7, 30)).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (50, 0));
+    assert_eq!(s.hold(second).await.unwrap().unwrap().state, HoldState::Released);
+    let unknown = HoldId(uuid::Uuid::now_v7());
+    assert_eq!(
+        commit_one(&*s, testkit::release(&fx, unknown, 8, 1)).await,
+        Err(DecisionError::UnknownHold(unknown))
+    );
+    let (mut place, expiring) = testkit::hold(&fx, fx.personal, 9, 10);
+    if let BalanceOp::PlaceHold { expires_at_us, .. } = &mut place.balance_ops[0] {
+        *expires_at_us = 1;
+    }
+    commit_one(&*s, place).await.unwrap();
+    let expired = s.expired_holds(now_us(), 10).await.unwrap();
+    assert_eq!(expired.iter().map(|h| h.hold_id).collect::<Vec<_>>(), vec![expiring]);
+    h.cleanup().await;
+}
+
+async fn nothing_left_of<S: Store>(s: &S, d: &Decision) {
+    assert!(s.transactions_by_rrn(&d.transaction.rrn).await.unwrap().is_empty());
+    assert!(s.find_duplicate(&d.transaction.duplicate_key()).await.unwrap().is_none());
+    let outbox = s.outbox_after(0, 10_000).await.unwrap();
+    let event_id = d.event.as_ref().map(|e| e.event_id);
+    assert!(outbox.iter().all(|o| Some(o.event_id) != event_id));
+    let due = s.due_reversals(i64::MAX, 10_000).await.unwrap();
+    let reversal_id = d.reversal.as_ref().map(|r| r.reversal_id);
+    assert!(due.iter().all(|r| Some(r.reversal_id) != reversal_id));
+}
+
+pub async fn a_failing_decision_leaves_nothing_behind<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    // Fails in the planner: its second op names an unknown account.
+    let mut bad = testkit::debit(&fx, fx.personal, 1, 30);
+    bad.balance_ops.push(BalanceOp::Debit {
+        account_id: AccountId(987_654),
+        amount_fen: schemas::domain::AmountFen::new(1).unwrap(),
+    });
+    bad.reversal = testkit::bank_timeout(&fx, 1, 30).reversal;
+    assert_eq!(
+        commit_one(&*s, bad.clone()).await,
+        Err(DecisionError::UnknownAccount(AccountId(987_654)))
+    );
+    nothing_left_of(&*s, &bad).await;
+    assert_eq!(balance(&*s, fx.personal).await, (100, 0));
+
+    // Fails in the database: the acquirer is not an institution (foreign key). The batch is
+    // retried decision by decision; the good ones commit, the bad one leaves nothing.
+    let mut fk = testkit::debit(&fx, fx.personal, 2, 10);
+    fk.transaction.acquirer = inst("99999999");
+    let good_a = testkit::debit(&fx, fx.personal, 3, 10);
+    let good_b = testkit::bank_timeout(&fx, 4, 10);
+    let out = s
+        .commit_decisions(vec![good_a.clone(), fk.clone(), good_b.clone()], now_us())
+        .await;
+    assert!(out.results[0].is_ok(), "{:?}", out.results[0]);
+    assert!(matches!(out.results[1], Err(DecisionError::Rejected(_))), "{:?}", out.results[1]);
+    assert!(out.results[2].is_ok());
+    assert_eq!(out.db_transactions, 4, "one failed group commit + three retries");
+    nothing_left_of(&*s, &fk).await;
+    assert_eq!(balance(&*s, fx.personal).await, (90, 0));
+    assert_eq!(s.transactions_by_rrn(&good_b.transaction.rrn).await.unwrap().len(), 1);
+
+    // Caught before the database: a decline that moves money.
+    let mut invalid = testkit::decline(&fx, 5, 10, ResponseCode::DoNotHonour);
+    invalid.balance_ops = testkit::debit(&fx, fx.personal, 5, 10).balance_ops;
+    assert!(matches!(commit_one(&*s, invalid).await, Err(DecisionError::Invalid(_))));
+    assert_eq!(balance(&*s, fx.personal).await, (90, 0));
+    h.cleanup().await;
+}
+
+pub async fn duplicates_are_detected<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let first = testkit::debit(&fx, fx.personal, 42, 10);
+    let key = first.transaction.duplicate_key();
+    assert_eq!(s.find_duplicate(&key).await.unwrap(), None);
+    let committed = commit_one(&*s, first.clone()).await.unwrap();
+    assert_eq!(s.find_duplicate(&key).await.unwrap(), Some(committed.transaction_id));
+
+    // A retransmission: same terminal, STAN, RRN and time, new transaction id.
+    let again = testkit::debit(&fx, fx.personal, 42, 10);
+    assert_eq!(
+        commit_one(&*s, again).await,
+        Err(DecisionError::Duplicate { existing: Some(committed.transaction_id) })
+    );
+    assert_eq!(balance(&*s, fx.personal).await, (90, 0), "charged once");
+
+    // Its reversal may carry the same references (another message class).
+    let mut reversal = testkit::decline(&fx, 42, 10, ResponseCode::Approved);
+    reversal.transaction.mti = "0400".into();
+    reversal.transaction.kind = TransactionKind::Reversal;
+    reversal.transaction.original_transaction_id = Some(committed.transaction_id);
+    reversal.balance_ops = vec![BalanceOp::Credit {
+        account_id: fx.personal,
+        amount_fen: schemas::domain::AmountFen::new(10).unwrap(),
+    }];
+    commit_one(&*s, reversal).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (100, 0));
+    assert_eq!(s.transactions_by_rrn(&first.transaction.rrn).await.unwrap().len(), 2);
+
+    // Keys older than the retransmission window can be purged.
+    assert_eq!(s.purge_duplicate_keys(now_us() + 1).await.unwrap(), 2);
+    assert_eq!(s.find_duplicate(&key).await.unwrap(), None);
+    h.cleanup().await;
+}
+
+pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
+    let (mut h, fx) = seeded::<H>(100).await;
+    let timeout = testkit::bank_timeout(&fx, 7, 25);
+    let reversal_id = timeout.reversal.as_ref().unwrap().reversal_id;
+    commit_one(&*h.store(), timeout.clone()).await.unwrap();
+    h.reopen().await;
+    let s = h.store();
+    let due = s.due_reversals(now_us(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].reversal_id, reversal_id);
+    assert_eq!(due[0].original_transaction_id, timeout.transaction.transaction_id);
+    assert_eq!((due[0].amount_fen, due[0].attempts), (25, 0));
+
+    let later = now_us() + 60_000_000;
+    s.record_reversal_attempt(reversal_id, later, Some(ResponseCode::IssuerUnavailable))
+        .await
+        .unwrap();
+    assert!(s.due_reversals(now_us(), 10).await.unwrap().is_empty());
+    let due = s.due_reversals(later, 10).await.unwrap();
+    assert_eq!(due[0].attempts, 1, "the next send is a repeat (0421)");
+
+    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us()).await.unwrap();
+    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us()).await.unwrap();
+    assert!(s.due_reversals(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        s.record_reversal_attempt(reversal_id, later, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.ack_reversal(ReversalId(uuid::Uuid::now_v7()), ResponseCode::Approved, 0).await,
+        Err(StoreError::NotFound(_))
+    ));
+    h.cleanup().await;
+}
+
+pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000_000).await;
+    let s = h.store();
+    let second = {
+        s.upsert_institution(&Institution {
+            institution_id: inst("3100002"),
+            name: "Second Hospital".into(),
+            kind: InstitutionKind::Hospital,
+        })
+        .await
+        .unwrap();
+        Fixture { hospital: inst("3100002"), ..fx.clone() }
+    };
+    let (w, _task) = writer::spawn(s.clone(), WriterConfig { queue_depth_max: 64, batch_size_max: 8 });
+    let mut tasks = Vec::new();
+    for (base, f) in [(1_000u32, fx.clone()), (2_000u32, second.clone())] {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..40 {
+                // Each institution's decisions are submitted one after the other.
+                let c = w.submit(testkit::debit(&f, f.personal, base + i, 1)).await.unwrap();
+                seqs.push(c.outbox_seq.unwrap());
+            }
+            seqs
+        }));
+    }
+    let mut returned = Vec::new();
+    for t in tasks {
+        returned.push(t.await.unwrap());
+    }
+    let rows = s.outbox_after(0, 1_000).await.unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.outbox_seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>(), "gap-free, in commit order");
+    let mut by_partition: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in &rows {
+        let event = schemas::events::SettlementEvent::from_json(&r.payload).unwrap();
+        assert_eq!(event.event_id, r.event_id);
+        assert_eq!(event.partition_key().as_str(), r.partition_key);
+        by_partition.entry(r.partition_key.clone()).or_default().push(r.outbox_seq);
+    }
+    assert_eq!(by_partition[ids::HOSPITAL], returned[0], "hospital 1 in submission order");
+    assert_eq!(by_partition["3100002"], returned[1], "hospital 2 in submission order");
+
+    assert_eq!(s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(), 30);
+    assert_eq!(s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(), 0);
+    let rest = s.unrelayed_outbox(1_000).await.unwrap();
+    assert_eq!(rest.first().map(|r| r.outbox_seq), Some(31));
+    assert_eq!(rest.len(), 50);
+    assert_eq!(s.outbox_after(75, 1_000).await.unwrap().len(), 5);
+    h.cleanup().await;
+}
+
+pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000_000).await;
+    let s = h.store();
+    let (w, _task) = writer::spawn(s.clone(), WriterConfig { queue_depth_max: 1_024, batch_size_max: 64 });
+    let n = 300u32;
+    let mut tasks = Vec::new();
+    for seq in 0..n {
+        let w = w.clone();
+        let d = if seq % 10 == 0 {
+            testkit::debit(&fx, fx.personal, 10_000, 1) // same key every time: duplicates
+        } else {
+            testkit::debit(&fx, fx.personal, 10_000 + seq, 1)
+        };
+        let id = d.transaction.transaction_id;
+        tasks.push((id, seq, tokio::spawn(async move { w.submit(d).await })));
+    }
+    let (mut ok, mut dup) = (0, 0);
+    for (id, _seq, t) in tasks {
+        match t.await.unwrap() {
+            Ok(c) => {
+                assert_eq!(c.transaction_id, id, "each caller gets its own result");
+                ok += 1;
+            }
+            Err(WriteError::Decision(DecisionError::Duplicate { .. })) => dup += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, dup), (271, 29), "one of the 30 same-key submissions wins");
+    let stats = w.stats();
+    assert_eq!(stats.decisions, u64::from(n));
+    assert!(stats.db_transactions < u64::from(n), "{stats:?}");
+    assert!(stats.batch_size_peak > 1, "{stats:?}");
+    assert_eq!(balance(&*s, fx.personal).await.0, 1_000_000 - 271);
+    assert_eq!(s.outbox_after(0, 10_000).await.unwrap().len(), 271);
+    h.cleanup().await;
+}
+
+pub async fn transactions_are_found_by_rrn_with_their_legs<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let d = testkit::debit(&fx, fx.personal, 555, 30);
+    commit_one(&*s, d.clone()).await.unwrap();
+    let found = s.transactions_by_rrn(&d.transaction.rrn).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record, d.transaction);
+    assert_eq!(found[0].legs, d.legs);
+    assert_eq!(found[0].event_id, d.event.as_ref().map(|e| e.event_id));
+    h.cleanup().await;
+}
+
+pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
+    let h = H::new().await;
+    let s = h.store();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), 0);
+    let mut last = None;
+    for i in 0..3 {
+        let r = s
+            .append_audit(&AuditEntry {
+                actor: "operator-7".into(),
+                action: "card.status".into(),
+                subject: format!("card:{i}"),
+                detail: r#"{"status":"lost"}"#.into(),
+                at_us: now_us(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.audit_seq, i + 1);
+        assert_ne!(Some(r.entry_hash), last);
+        last = Some(r.entry_hash);
+    }
+    assert_eq!(s.verify_audit_chain().await.unwrap(), 3);
+    assert!(
+        h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2").await.is_err(),
+        "the log refuses updates"
+    );
+    assert!(h.raw_execute("DELETE FROM audit_log WHERE audit_seq = 3").await.is_err());
+    h.raw_execute(H::DISABLE_AUDIT_TRIGGERS).await.unwrap();
+    h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2").await.unwrap();
+    assert!(matches!(
+        s.verify_audit_chain().await,
+        Err(StoreError::AuditChainBroken { audit_seq: 2 })
+    ));
+    h.cleanup().await;
+}
+
+/// Generates one `#[tokio::test]` per suite case for a harness.
+#[macro_export]
+macro_rules! store_suite {
+    ($harness:ty) => {
+        $crate::store_suite!(@cases $harness;
+            reference_data_cards_and_routing,
+            balances_never_go_negative,
+            holds_reserve_capture_and_release,
+            a_failing_decision_leaves_nothing_behind,
+            duplicates_are_detected,
+            the_reversal_queue_survives_a_restart,
+            the_outbox_is_gap_free_and_ordered_per_institution,
+            group_commit_uses_fewer_transactions_than_decisions,
+            transactions_are_found_by_rrn_with_their_legs,
+            the_audit_log_is_a_verifiable_append_only_chain,
+        );
+    };
+    (@cases $harness:ty; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                store_suite::$case::<$harness>().await;
+            }
+        )*
+    };
+}
