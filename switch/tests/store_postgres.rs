@@ -75,7 +75,10 @@ impl Harness for Postgres {
             .connect()
             .await
             .map_err(|e| e.to_string())?;
-        let done = sqlx::query(sql).execute(&mut conn).await.map_err(|e| e.to_string());
+        let done = sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string());
         let _ = conn.close().await;
         done.map(|d| d.rows_affected())
     }

@@ -46,7 +46,10 @@ impl Harness for Sqlite {
             .connect()
             .await
             .map_err(|e| e.to_string())?;
-        let done = sqlx::query(sql).execute(&mut conn).await.map_err(|e| e.to_string());
+        let done = sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string());
         let _ = conn.close().await;
         done.map(|d| d.rows_affected())
     }

@@ -48,8 +48,10 @@ pub trait Store: Send + Sync + 'static {
     /// All institutions.
     fn institutions(&self) -> impl Future<Output = Result<Vec<Institution>, StoreError>> + Send;
     /// Adds or replaces a BIN route.
-    fn put_bin_route(&self, route: &BinRoute)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_bin_route(
+        &self,
+        route: &BinRoute,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// All BIN routes.
     fn bin_routes(&self) -> impl Future<Output = Result<Vec<BinRoute>, StoreError>> + Send;
     /// The issuing bank of a PAN: the route with the longest matching prefix.
@@ -61,10 +63,13 @@ pub trait Store: Send + Sync + 'static {
     // ---- cards ----
 
     /// Issues a card (PAN hashed and sealed by the store's `PanProtector`).
-    fn issue_card(&self, card: &NewCard) -> impl Future<Output = Result<CardId, StoreError>> + Send;
+    fn issue_card(&self, card: &NewCard)
+        -> impl Future<Output = Result<CardId, StoreError>> + Send;
     /// Looks a card up by PAN (through its keyed hash).
-    fn card_by_pan(&self, pan: &Pan)
-        -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
+    fn card_by_pan(
+        &self,
+        pan: &Pan,
+    ) -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
     /// The clear PAN of a card (to build a bank leg or a reversal).
     fn card_pan(&self, card_id: CardId) -> impl Future<Output = Result<Pan, StoreError>> + Send;
     /// Changes a card's status (and with it, its place on the hot list).
@@ -103,7 +108,10 @@ pub trait Store: Send + Sync + 'static {
         account_id: AccountId,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// A hold.
-    fn hold(&self, hold_id: HoldId) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
+    fn hold(
+        &self,
+        hold_id: HoldId,
+    ) -> impl Future<Output = Result<Option<Hold>, StoreError>> + Send;
     /// Pending holds past their expiry (for the pipeline to release with an event).
     fn expired_holds(
         &self,

@@ -91,7 +91,10 @@ sql_enum!(
 impl CardStatus {
     /// True for the statuses on the hot list.
     pub fn is_hot_listed(self) -> bool {
-        matches!(self, CardStatus::Lost | CardStatus::Stolen | CardStatus::Blocked)
+        matches!(
+            self,
+            CardStatus::Lost | CardStatus::Stolen | CardStatus::Blocked
+        )
     }
 
     /// The ISO 8583 response code to decline with, or `None` if the card may transact.
@@ -492,15 +495,16 @@ impl Decision {
         if t.mti.len() != 4 || !t.mti.bytes().all(|b| b.is_ascii_digit()) {
             return Err("mti must be 4 digits".into());
         }
-        if t.processing_code.len() != 6 || !t.processing_code.bytes().all(|b| b.is_ascii_digit())
-        {
+        if t.processing_code.len() != 6 || !t.processing_code.bytes().all(|b| b.is_ascii_digit()) {
             return Err("processing code must be 6 digits".into());
         }
         if self.legs.len() > LEGS_PER_DECISION_MAX {
             return Err(format!("more than {LEGS_PER_DECISION_MAX} legs"));
         }
         if self.balance_ops.len() > BALANCE_OPS_PER_DECISION_MAX {
-            return Err(format!("more than {BALANCE_OPS_PER_DECISION_MAX} balance ops"));
+            return Err(format!(
+                "more than {BALANCE_OPS_PER_DECISION_MAX} balance ops"
+            ));
         }
         if !t.is_approved() && (!self.balance_ops.is_empty() || self.event.is_some()) {
             return Err("a declined decision cannot move money or publish an event".into());

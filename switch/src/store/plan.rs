@@ -335,7 +335,14 @@ impl Planner {
                         closed_at_us: None,
                     },
                 );
-                self.record(*account_id, a, txn, Some(*hold_id), MovementKind::Hold, amount);
+                self.record(
+                    *account_id,
+                    a,
+                    txn,
+                    Some(*hold_id),
+                    MovementKind::Hold,
+                    amount,
+                );
             }
             BalanceOp::CaptureHold {
                 hold_id,
@@ -354,7 +361,14 @@ impl Planner {
                 h.closed_at_us = Some(self.now_us);
                 let account_id = h.account_id;
                 self.loaded.holds.insert(*hold_id, h);
-                self.record(account_id, a, txn, Some(*hold_id), MovementKind::Capture, amount);
+                self.record(
+                    account_id,
+                    a,
+                    txn,
+                    Some(*hold_id),
+                    MovementKind::Capture,
+                    amount,
+                );
             }
             BalanceOp::ReleaseHold { hold_id } => {
                 let mut h = self.pending_hold(*hold_id)?;
@@ -364,7 +378,14 @@ impl Planner {
                 h.closed_at_us = Some(self.now_us);
                 let (account_id, amount) = (h.account_id, h.amount_fen);
                 self.loaded.holds.insert(*hold_id, h);
-                self.record(account_id, a, txn, Some(*hold_id), MovementKind::Release, amount);
+                self.record(
+                    account_id,
+                    a,
+                    txn,
+                    Some(*hold_id),
+                    MovementKind::Release,
+                    amount,
+                );
             }
         }
         Ok(())

@@ -49,13 +49,18 @@ impl std::fmt::Debug for PostgresStore {
 fn valid_schema(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit()
 }
 
 impl PostgresStore {
     /// Connects, creates the schema if configured, and runs the embedded migrations.
-    pub async fn connect(config: &PostgresConfig, pan: Arc<dyn PanProtector>) -> Result<Self, StoreError> {
+    pub async fn connect(
+        config: &PostgresConfig,
+        pan: Arc<dyn PanProtector>,
+    ) -> Result<Self, StoreError> {
         let mut options = PgConnectOptions::from_str(&config.url)?;
         if let Some(schema) = &config.schema {
             if !valid_schema(schema) {
@@ -76,7 +81,11 @@ impl PostgresStore {
             .await?
             .run(&pool)
             .await?;
-        Ok(Self { read: pool.clone(), write: pool, pan })
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+            pan,
+        })
     }
 
     /// Drops a schema and everything in it (test clean-up).

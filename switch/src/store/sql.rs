@@ -85,7 +85,11 @@ fn txn_row(t: &TransactionRecord, event_id: Option<Uuid>) -> Value {
         t.rrn.as_str(),
         t.transmission_at.as_str(),
         t.amount_fen.get(),
-        if t.is_approved() { "approved" } else { "declined" },
+        if t.is_approved() {
+            "approved"
+        } else {
+            "declined"
+        },
         t.response_code.as_str(),
         opt_hex(t.original_transaction_id.map(|o| o.0)),
         opt_hex(event_id),

@@ -61,7 +61,10 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database and runs the embedded migrations.
-    pub async fn open(config: &SqliteConfig, pan: Arc<dyn PanProtector>) -> Result<Self, StoreError> {
+    pub async fn open(
+        config: &SqliteConfig,
+        pan: Arc<dyn PanProtector>,
+    ) -> Result<Self, StoreError> {
         let base = SqliteConnectOptions::new()
             .filename(&config.path)
             .journal_mode(SqliteJournalMode::Wal)

@@ -47,9 +47,17 @@ pub async fn seed<S: Store>(
     let at = super::now_us();
     for (id, name, kind) in [
         (ids::HOSPITAL, "City Hospital", InstitutionKind::Hospital),
-        (ids::INSURANCE_FUND, "Medical Insurance Fund", InstitutionKind::InsuranceFund),
+        (
+            ids::INSURANCE_FUND,
+            "Medical Insurance Fund",
+            InstitutionKind::InsuranceFund,
+        ),
         (ids::BANK, "Bank of the Province", InstitutionKind::Bank),
-        (ids::SOCIAL_SECURITY_FUND, "Social Security Fund", InstitutionKind::SocialSecurityFund),
+        (
+            ids::SOCIAL_SECURITY_FUND,
+            "Social Security Fund",
+            InstitutionKind::SocialSecurityFund,
+        ),
     ] {
         store
             .upsert_institution(&Institution {
@@ -206,7 +214,14 @@ fn leg(fx: &Fixture, account: AccountId, amount_fen: i64) -> TxnLeg {
 
 /// An approved purchase debiting `account`, with its event.
 pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Decision {
-    let t = transaction(fx, TransactionKind::Purchase, "0200", seq, amount_fen, ResponseCode::Approved);
+    let t = transaction(
+        fx,
+        TransactionKind::Purchase,
+        "0200",
+        seq,
+        amount_fen,
+        ResponseCode::Approved,
+    );
     let event = event(fx, &t, EventType::Purchase, None);
     Decision {
         legs: vec![leg(fx, account, amount_fen)],
@@ -223,7 +238,14 @@ pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Dec
 /// An approved pre-authorization placing a hold on `account`.
 pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Decision, HoldId) {
     let hold_id = HoldId(Uuid::now_v7());
-    let t = transaction(fx, TransactionKind::Preauthorization, "0100", seq, amount_fen, ResponseCode::Approved);
+    let t = transaction(
+        fx,
+        TransactionKind::Preauthorization,
+        "0100",
+        seq,
+        amount_fen,
+        ResponseCode::Approved,
+    );
     let event = event(fx, &t, EventType::AuthorizationHold, Some(hold_id));
     let d = Decision {
         legs: vec![leg(fx, account, amount_fen)],
@@ -242,7 +264,14 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
 
 /// An approved completion capturing `amount_fen` of a hold.
 pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Decision {
-    let t = transaction(fx, TransactionKind::Completion, "0220", seq, amount_fen, ResponseCode::Approved);
+    let t = transaction(
+        fx,
+        TransactionKind::Completion,
+        "0220",
+        seq,
+        amount_fen,
+        ResponseCode::Approved,
+    );
     let event = event(fx, &t, EventType::Completion, Some(hold_id));
     Decision {
         legs: vec![],
@@ -258,7 +287,14 @@ pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Deci
 
 /// An approved release of a hold.
 pub fn release(fx: &Fixture, hold_id: HoldId, seq: u32, held_fen: i64) -> Decision {
-    let t = transaction(fx, TransactionKind::HoldRelease, "0400", seq, held_fen, ResponseCode::Approved);
+    let t = transaction(
+        fx,
+        TransactionKind::HoldRelease,
+        "0400",
+        seq,
+        held_fen,
+        ResponseCode::Approved,
+    );
     let event = event(fx, &t, EventType::HoldRelease, Some(hold_id));
     Decision {
         legs: vec![],

@@ -58,11 +58,19 @@ pub enum WriteError {
 /// Where the writer commits batches: any [`Store`], or a test double.
 pub trait DecisionSink: Send + Sync + 'static {
     /// Commits one batch (see [`Store::commit_decisions`]).
-    fn commit(&self, batch: Vec<Decision>, now_us: i64) -> impl Future<Output = BatchOutcome> + Send;
+    fn commit(
+        &self,
+        batch: Vec<Decision>,
+        now_us: i64,
+    ) -> impl Future<Output = BatchOutcome> + Send;
 }
 
 impl<S: Store> DecisionSink for S {
-    fn commit(&self, batch: Vec<Decision>, now_us: i64) -> impl Future<Output = BatchOutcome> + Send {
+    fn commit(
+        &self,
+        batch: Vec<Decision>,
+        now_us: i64,
+    ) -> impl Future<Output = BatchOutcome> + Send {
         self.commit_decisions(batch, now_us)
     }
 }
@@ -103,7 +111,9 @@ pub struct WriterHandle {
 
 impl std::fmt::Debug for WriterHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterHandle").field("stats", &self.stats()).finish()
+        f.debug_struct("WriterHandle")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -142,9 +152,9 @@ async fn run<S: DecisionSink>(
         counters.batch_size_peak.fetch_max(n, Ordering::Relaxed);
         let mut results = outcome.results.into_iter();
         for reply in replies {
-            let result = results
-                .next()
-                .unwrap_or(Err(DecisionError::Unavailable("store returned too few results".into())));
+            let result = results.next().unwrap_or(Err(DecisionError::Unavailable(
+                "store returned too few results".into(),
+            )));
             // A caller that gave up waiting is not an error: its decision is committed anyway.
             let _ = reply.send(result);
         }

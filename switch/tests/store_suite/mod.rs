@@ -83,28 +83,46 @@ pub async fn reference_data_cards_and_routing<H: Harness>() {
         Some(inst("01030000")),
         "the longest prefix wins"
     );
-    assert_eq!(s.route_for_pan(&Pan::parse("6228489900000000").unwrap()).await.unwrap(), Some(fx.bank.clone()));
+    assert_eq!(
+        s.route_for_pan(&Pan::parse("6228489900000000").unwrap())
+            .await
+            .unwrap(),
+        Some(fx.bank.clone())
+    );
     assert_eq!(s.route_for_pan(&other).await.unwrap(), None);
     assert_eq!(s.bin_routes().await.unwrap().len(), 2);
 
-    let card = s.card_by_pan(&fx.pan).await.unwrap().expect("card found by PAN");
+    let card = s
+        .card_by_pan(&fx.pan)
+        .await
+        .unwrap()
+        .expect("card found by PAN");
     assert_eq!(card.card_id, fx.card_id);
     assert_eq!(card.pan_masked, "622848******5678");
     assert_eq!(card.status.decline_code(), None);
     assert_eq!(s.card_pan(fx.card_id).await.unwrap(), fx.pan);
     assert!(s.card_by_pan(&other).await.unwrap().is_none());
-    assert!(matches!(s.card_pan(CardId(999_999)).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.card_pan(CardId(999_999)).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     assert!(s.hot_list().await.unwrap().is_empty());
-    s.set_card_status(fx.card_id, CardStatus::Lost, Some("reported by phone"), now_us())
-        .await
-        .unwrap();
+    s.set_card_status(
+        fx.card_id,
+        CardStatus::Lost,
+        Some("reported by phone"),
+        now_us(),
+    )
+    .await
+    .unwrap();
     let hot = s.hot_list().await.unwrap();
     assert_eq!(hot.len(), 1);
     assert_eq!(hot[0].status.decline_code(), Some(ResponseCode::LostCard));
     assert_eq!(hot[0].status_reason.as_deref(), Some("reported by phone"));
     assert!(matches!(
-        s.set_card_status(CardId(999_999), CardStatus::Lost, None, 0).await,
+        s.set_card_status(CardId(999_999), CardStatus::Lost, None, 0)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.accounts_for_card(fx.card_id).await.unwrap().len(), 1);
@@ -125,7 +143,10 @@ pub async fn balances_never_go_negative<H: Harness>() {
         )
         .await;
     assert!(out.results[0].is_ok());
-    assert_eq!(out.results[1], Err(DecisionError::InsufficientFunds(fx.personal)));
+    assert_eq!(
+        out.results[1],
+        Err(DecisionError::InsufficientFunds(fx.personal))
+    );
     assert!(out.results[2].is_ok());
     assert_eq!(out.db_transactions, 1);
     assert_eq!(balance(&*s, fx.personal).await, (0, 0));
@@ -178,7 +199,9 @@ pub async fn holds_reserve_capture_and_release<H: Harness>() {
         Err(DecisionError::InsufficientFunds(fx.personal)),
         "held funds are not available"
     );
-    commit_one(&*s, testkit::capture(&fx, hold_id, 3, 50)).await.unwrap();
+    commit_one(&*s, testkit::capture(&fx, hold_id, 3, 50))
+        .await
+        .unwrap();
     assert_eq!(balance(&*s, fx.personal).await, (50, 0));
     let hold = s.hold(hold_id).await.unwrap().unwrap();
     assert_eq!((hold.state, hold.captured_fen), (HoldState::Captured, 50));
@@ -193,9 +216,14 @@ pub async fn holds_reserve_capture_and_release<H: Harness>() {
         commit_one(&*s, testkit::capture(&fx, second, 6, 31)).await,
         Err(DecisionError::CaptureExceedsHold(second))
     );
-    commit_one(&*s, testkit::release(&fx, second, 7, 30)).await.unwrap();
+    commit_one(&*s, testkit::release(&fx, second, 7, 30))
+        .await
+        .unwrap();
     assert_eq!(balance(&*s, fx.personal).await, (50, 0));
-    assert_eq!(s.hold(second).await.unwrap().unwrap().state, HoldState::Released);
+    assert_eq!(
+        s.hold(second).await.unwrap().unwrap().state,
+        HoldState::Released
+    );
     let unknown = HoldId(uuid::Uuid::now_v7());
     assert_eq!(
         commit_one(&*s, testkit::release(&fx, unknown, 8, 1)).await,
@@ -207,13 +235,24 @@ pub async fn holds_reserve_capture_and_release<H: Harness>() {
     }
     commit_one(&*s, place).await.unwrap();
     let expired = s.expired_holds(now_us(), 10).await.unwrap();
-    assert_eq!(expired.iter().map(|h| h.hold_id).collect::<Vec<_>>(), vec![expiring]);
+    assert_eq!(
+        expired.iter().map(|h| h.hold_id).collect::<Vec<_>>(),
+        vec![expiring]
+    );
     h.cleanup().await;
 }
 
 async fn nothing_left_of<S: Store>(s: &S, d: &Decision) {
-    assert!(s.transactions_by_rrn(&d.transaction.rrn).await.unwrap().is_empty());
-    assert!(s.find_duplicate(&d.transaction.duplicate_key()).await.unwrap().is_none());
+    assert!(s
+        .transactions_by_rrn(&d.transaction.rrn)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .find_duplicate(&d.transaction.duplicate_key())
+        .await
+        .unwrap()
+        .is_none());
     let outbox = s.outbox_after(0, 10_000).await.unwrap();
     let event_id = d.event.as_ref().map(|e| e.event_id);
     assert!(outbox.iter().all(|o| Some(o.event_id) != event_id));
@@ -249,17 +288,33 @@ pub async fn a_failing_decision_leaves_nothing_behind<H: Harness>() {
         .commit_decisions(vec![good_a.clone(), fk.clone(), good_b.clone()], now_us())
         .await;
     assert!(out.results[0].is_ok(), "{:?}", out.results[0]);
-    assert!(matches!(out.results[1], Err(DecisionError::Rejected(_))), "{:?}", out.results[1]);
+    assert!(
+        matches!(out.results[1], Err(DecisionError::Rejected(_))),
+        "{:?}",
+        out.results[1]
+    );
     assert!(out.results[2].is_ok());
-    assert_eq!(out.db_transactions, 4, "one failed group commit + three retries");
+    assert_eq!(
+        out.db_transactions, 4,
+        "one failed group commit + three retries"
+    );
     nothing_left_of(&*s, &fk).await;
     assert_eq!(balance(&*s, fx.personal).await, (90, 0));
-    assert_eq!(s.transactions_by_rrn(&good_b.transaction.rrn).await.unwrap().len(), 1);
+    assert_eq!(
+        s.transactions_by_rrn(&good_b.transaction.rrn)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Caught before the database: a decline that moves money.
     let mut invalid = testkit::decline(&fx, 5, 10, ResponseCode::DoNotHonour);
     invalid.balance_ops = testkit::debit(&fx, fx.personal, 5, 10).balance_ops;
-    assert!(matches!(commit_one(&*s, invalid).await, Err(DecisionError::Invalid(_))));
+    assert!(matches!(
+        commit_one(&*s, invalid).await,
+        Err(DecisionError::Invalid(_))
+    ));
     assert_eq!(balance(&*s, fx.personal).await, (90, 0));
     h.cleanup().await;
 }
@@ -271,13 +326,18 @@ pub async fn duplicates_are_detected<H: Harness>() {
     let key = first.transaction.duplicate_key();
     assert_eq!(s.find_duplicate(&key).await.unwrap(), None);
     let committed = commit_one(&*s, first.clone()).await.unwrap();
-    assert_eq!(s.find_duplicate(&key).await.unwrap(), Some(committed.transaction_id));
+    assert_eq!(
+        s.find_duplicate(&key).await.unwrap(),
+        Some(committed.transaction_id)
+    );
 
     // A retransmission: same terminal, STAN, RRN and time, new transaction id.
     let again = testkit::debit(&fx, fx.personal, 42, 10);
     assert_eq!(
         commit_one(&*s, again).await,
-        Err(DecisionError::Duplicate { existing: Some(committed.transaction_id) })
+        Err(DecisionError::Duplicate {
+            existing: Some(committed.transaction_id)
+        })
     );
     assert_eq!(balance(&*s, fx.personal).await, (90, 0), "charged once");
 
@@ -292,7 +352,13 @@ pub async fn duplicates_are_detected<H: Harness>() {
     }];
     commit_one(&*s, reversal).await.unwrap();
     assert_eq!(balance(&*s, fx.personal).await, (100, 0));
-    assert_eq!(s.transactions_by_rrn(&first.transaction.rrn).await.unwrap().len(), 2);
+    assert_eq!(
+        s.transactions_by_rrn(&first.transaction.rrn)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Keys older than the retransmission window can be purged.
     assert_eq!(s.purge_duplicate_keys(now_us() + 1).await.unwrap(), 2);
@@ -310,7 +376,10 @@ pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
     let due = s.due_reversals(now_us(), 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].reversal_id, reversal_id);
-    assert_eq!(due[0].original_transaction_id, timeout.transaction.transaction_id);
+    assert_eq!(
+        due[0].original_transaction_id,
+        timeout.transaction.transaction_id
+    );
     assert_eq!((due[0].amount_fen, due[0].attempts), (25, 0));
 
     let later = now_us() + 60_000_000;
@@ -321,15 +390,20 @@ pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
     let due = s.due_reversals(later, 10).await.unwrap();
     assert_eq!(due[0].attempts, 1, "the next send is a repeat (0421)");
 
-    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us()).await.unwrap();
-    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us()).await.unwrap();
+    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    s.ack_reversal(reversal_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
     assert!(s.due_reversals(i64::MAX, 10).await.unwrap().is_empty());
     assert!(matches!(
         s.record_reversal_attempt(reversal_id, later, None).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        s.ack_reversal(ReversalId(uuid::Uuid::now_v7()), ResponseCode::Approved, 0).await,
+        s.ack_reversal(ReversalId(uuid::Uuid::now_v7()), ResponseCode::Approved, 0)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     h.cleanup().await;
@@ -346,9 +420,18 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
         })
         .await
         .unwrap();
-        Fixture { hospital: inst("3100002"), ..fx.clone() }
+        Fixture {
+            hospital: inst("3100002"),
+            ..fx.clone()
+        }
     };
-    let (w, _task) = writer::spawn(s.clone(), WriterConfig { queue_depth_max: 64, batch_size_max: 8 });
+    let (w, _task) = writer::spawn(
+        s.clone(),
+        WriterConfig {
+            queue_depth_max: 64,
+            batch_size_max: 8,
+        },
+    );
     let mut tasks = Vec::new();
     for (base, f) in [(1_000u32, fx.clone()), (2_000u32, second.clone())] {
         let w = w.clone();
@@ -356,7 +439,10 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
             let mut seqs = Vec::new();
             for i in 0..40 {
                 // Each institution's decisions are submitted one after the other.
-                let c = w.submit(testkit::debit(&f, f.personal, base + i, 1)).await.unwrap();
+                let c = w
+                    .submit(testkit::debit(&f, f.personal, base + i, 1))
+                    .await
+                    .unwrap();
                 seqs.push(c.outbox_seq.unwrap());
             }
             seqs
@@ -368,19 +454,39 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
     }
     let rows = s.outbox_after(0, 1_000).await.unwrap();
     let seqs: Vec<i64> = rows.iter().map(|r| r.outbox_seq).collect();
-    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>(), "gap-free, in commit order");
+    assert_eq!(
+        seqs,
+        (1..=80).collect::<Vec<i64>>(),
+        "gap-free, in commit order"
+    );
     let mut by_partition: HashMap<String, Vec<i64>> = HashMap::new();
     for r in &rows {
         let event = schemas::events::SettlementEvent::from_json(&r.payload).unwrap();
         assert_eq!(event.event_id, r.event_id);
         assert_eq!(event.partition_key().as_str(), r.partition_key);
-        by_partition.entry(r.partition_key.clone()).or_default().push(r.outbox_seq);
+        by_partition
+            .entry(r.partition_key.clone())
+            .or_default()
+            .push(r.outbox_seq);
     }
-    assert_eq!(by_partition[ids::HOSPITAL], returned[0], "hospital 1 in submission order");
-    assert_eq!(by_partition["3100002"], returned[1], "hospital 2 in submission order");
+    assert_eq!(
+        by_partition[ids::HOSPITAL],
+        returned[0],
+        "hospital 1 in submission order"
+    );
+    assert_eq!(
+        by_partition["3100002"], returned[1],
+        "hospital 2 in submission order"
+    );
 
-    assert_eq!(s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(), 30);
-    assert_eq!(s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(), 0);
+    assert_eq!(
+        s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(),
+        30
+    );
+    assert_eq!(
+        s.mark_outbox_relayed(&seqs[..30], now_us()).await.unwrap(),
+        0
+    );
     let rest = s.unrelayed_outbox(1_000).await.unwrap();
     assert_eq!(rest.first().map(|r| r.outbox_seq), Some(31));
     assert_eq!(rest.len(), 50);
@@ -391,7 +497,13 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
 pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
     let (h, fx) = seeded::<H>(1_000_000).await;
     let s = h.store();
-    let (w, _task) = writer::spawn(s.clone(), WriterConfig { queue_depth_max: 1_024, batch_size_max: 64 });
+    let (w, _task) = writer::spawn(
+        s.clone(),
+        WriterConfig {
+            queue_depth_max: 1_024,
+            batch_size_max: 64,
+        },
+    );
     let n = 300u32;
     let mut tasks = Vec::new();
     for seq in 0..n {
@@ -415,7 +527,11 @@ pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
-    assert_eq!((ok, dup), (271, 29), "one of the 30 same-key submissions wins");
+    assert_eq!(
+        (ok, dup),
+        (271, 29),
+        "one of the 30 same-key submissions wins"
+    );
     let stats = w.stats();
     assert_eq!(stats.decisions, u64::from(n));
     assert!(stats.db_transactions < u64::from(n), "{stats:?}");
@@ -460,12 +576,19 @@ pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
     }
     assert_eq!(s.verify_audit_chain().await.unwrap(), 3);
     assert!(
-        h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2").await.is_err(),
+        h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2")
+            .await
+            .is_err(),
         "the log refuses updates"
     );
-    assert!(h.raw_execute("DELETE FROM audit_log WHERE audit_seq = 3").await.is_err());
+    assert!(h
+        .raw_execute("DELETE FROM audit_log WHERE audit_seq = 3")
+        .await
+        .is_err());
     h.raw_execute(H::DISABLE_AUDIT_TRIGGERS).await.unwrap();
-    h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2").await.unwrap();
+    h.raw_execute("UPDATE audit_log SET actor = 'mallory' WHERE audit_seq = 2")
+        .await
+        .unwrap();
     assert!(matches!(
         s.verify_audit_chain().await,
         Err(StoreError::AuditChainBroken { audit_seq: 2 })

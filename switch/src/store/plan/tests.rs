@@ -120,7 +120,10 @@ fn a_capture_above_the_hold_is_refused() {
     let f = fx();
     let (place, hold_id) = testkit::hold(&f, f.personal, 1, 80);
     let p = run(&[place, testkit::capture(&f, hold_id, 2, 81)], loaded(100));
-    assert_eq!(p.verdicts[1], Err(DecisionError::CaptureExceedsHold(hold_id)));
+    assert_eq!(
+        p.verdicts[1],
+        Err(DecisionError::CaptureExceedsHold(hold_id))
+    );
 }
 
 #[test]

@@ -123,7 +123,10 @@ async fn batches_never_exceed_batch_size_max_and_each_caller_gets_its_own_result
     for (i, (id, h)) in waiting.into_iter().enumerate() {
         let r = h.await.unwrap();
         if i == 4 {
-            assert_eq!(r, Err(WriteError::Decision(DecisionError::Rejected("test".into()))));
+            assert_eq!(
+                r,
+                Err(WriteError::Decision(DecisionError::Rejected("test".into())))
+            );
         } else {
             assert_eq!(r.unwrap().transaction_id, id);
         }
