@@ -112,9 +112,13 @@ impl PostgresStore {
 
     const DIALECT: Dialect = Dialect {
     lock: " FOR UPDATE",
-    load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id IN (SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)) ORDER BY account_id FOR UPDATE",
-    load_holds: "SELECT hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us FROM hold WHERE hold_id IN (SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb)) ORDER BY hold_id FOR UPDATE",
-    load_duplicate_keys: "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j JOIN duplicate_key AS d ON d.terminal_id = j->>0 AND d.stan = j->>1 AND d.rrn = j->>2 AND d.transmission_at = j->>3 AND d.message_class = j->>4",
+    // `= ANY(ARRAY(...))` is an index scan over the ids whatever the table statistics say.
+    load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY account_id FOR UPDATE",
+    load_holds: "SELECT hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us FROM hold WHERE hold_id = ANY(ARRAY(SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))) ORDER BY hold_id FOR UPDATE",
+    // One index probe per key, whatever the statistics say: the LIMIT keeps the planner from
+    // flattening the subquery into a join, which on a young, fast-growing table it planned as a
+    // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
+    load_duplicate_keys: "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 LIMIT 1) AS d",
     mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
     insert_txns: "INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, transmission_at, amount_fen, decision, response_code, original_transaction_id, event_id, decided_at_us) SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, (r->>12)::bigint, r->>13, r->>14, (r->>15)::uuid, (r->>16)::uuid, (r->>17)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
     insert_legs: "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, account_id, amount_fen) SELECT (r->>0)::uuid, (r->>1)::bigint, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
