@@ -47,6 +47,7 @@ impl Harness for Postgres {
     type S = PostgresStore;
     const DISABLE_AUDIT_TRIGGERS: &'static str =
         "DROP TRIGGER audit_log_no_update_or_delete ON audit_log";
+    const DISABLE_AUDIT_DELETE_TRIGGER: &'static str = "SELECT 1";
 
     async fn new() -> Self {
         let mut config = PostgresConfig::new(url());

@@ -23,6 +23,7 @@ async fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
 impl Harness for Sqlite {
     type S = SqliteStore;
     const DISABLE_AUDIT_TRIGGERS: &'static str = "DROP TRIGGER audit_log_no_update";
+    const DISABLE_AUDIT_DELETE_TRIGGER: &'static str = "DROP TRIGGER audit_log_no_delete";
 
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -66,4 +67,22 @@ async fn the_database_file_is_in_wal_mode() {
     let h = Sqlite::new().await;
     assert!(h.dir.path().join("switch.db-wal").exists());
     h.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_the_batch_at_once_without_retries() {
+    use switch::store::{testkit, DecisionError, Store};
+    let h = Sqlite::new().await;
+    let s = h.store();
+    let fx = testkit::seed(&*s, 100, 0).await.unwrap();
+    s.close().await;
+    let batch = (1..=3)
+        .map(|i| testkit::debit(&fx, fx.personal, i, 1))
+        .collect();
+    let out = s.commit_decisions(batch, switch::store::now_us()).await;
+    assert_eq!(out.db_transactions, 1);
+    assert!(out
+        .results
+        .iter()
+        .all(|r| matches!(r, Err(DecisionError::Unavailable(_)))));
 }

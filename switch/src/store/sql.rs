@@ -775,7 +775,12 @@ macro_rules! impl_store {
                     }
                     match self.try_batch(&batch, now_us).await {
                         Ok(results) => BatchOutcome { results, db_transactions: 1 },
-                        Err(e) if batch.len() == 1 => BatchOutcome { results: vec![Err(sql::classify(&e))], db_transactions: 1 },
+                        // Not an answer from the database (connection, I/O, pool timeout): retrying
+                        // each decision would only multiply the wait. Nothing was committed.
+                        Err(e) if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) => {
+                            let err = sql::classify(&e);
+                            BatchOutcome { results: vec![Err(err); batch.len()], db_transactions: 1 }
+                        }
                         Err(e) => {
                             // Something the planner could not see (a foreign key, another node's
                             // race) failed the batch: retry each decision alone so only the
@@ -949,6 +954,13 @@ macro_rules! impl_store {
                         .fetch_all(&self.read)
                         .await?;
                         if rows.is_empty() {
+                            // The head names the last entry appended: a shorter chain lost its tail.
+                            let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM audit_head WHERE id = 1")
+                                .fetch_one(&self.read)
+                                .await?;
+                            if last_seq != expected_seq - 1 {
+                                return Err(StoreError::AuditChainBroken { audit_seq: expected_seq });
+                            }
                             return Ok(u64::try_from(expected_seq - 1).unwrap_or(0));
                         }
                         for row in &rows {

@@ -17,6 +17,8 @@ pub trait Harness: Sized {
     type S: Store;
     /// SQL that removes the audit log's append-only triggers.
     const DISABLE_AUDIT_TRIGGERS: &'static str;
+    /// SQL that removes the audit log's delete trigger (no-op where one trigger covers both).
+    const DISABLE_AUDIT_DELETE_TRIGGER: &'static str;
     /// A new empty store.
     fn new() -> impl std::future::Future<Output = Self>;
     /// The store.
@@ -593,6 +595,23 @@ pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
         s.verify_audit_chain().await,
         Err(StoreError::AuditChainBroken { audit_seq: 2 })
     ));
+    h.raw_execute("UPDATE audit_log SET actor = 'operator-7' WHERE audit_seq = 2")
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), 3, "restored");
+    h.raw_execute(H::DISABLE_AUDIT_DELETE_TRIGGER)
+        .await
+        .unwrap();
+    h.raw_execute("DELETE FROM audit_log WHERE audit_seq = 3")
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.verify_audit_chain().await,
+            Err(StoreError::AuditChainBroken { audit_seq: 3 })
+        ),
+        "a truncated tail is detected through the chain head"
+    );
     h.cleanup().await;
 }
 
