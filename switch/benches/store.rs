@@ -85,10 +85,18 @@ async fn sqlite(name: &'static str, sync: SqliteSync, dir: &tempfile::TempDir) -
     }
 }
 
+fn pg_url() -> String {
+    std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn bench_schema() -> String {
+    format!("store_bench_{}", std::process::id())
+}
+
 async fn postgres() -> Target {
-    let url = std::env::var("SWITCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("store_bench_{}", std::process::id());
+    let url = pg_url();
+    let schema = bench_schema();
     let mut config = PostgresConfig::new(url.clone());
     config.schema = Some(schema.clone());
     PostgresStore::drop_schema(&url, &schema)
@@ -144,6 +152,9 @@ fn group_commit(c: &mut Criterion) {
         );
     }
     group.finish();
+    drop(targets);
+    rt.block_on(PostgresStore::drop_schema(&pg_url(), &bench_schema()))
+        .expect("drop bench schema");
 }
 
 criterion_group!(benches, group_commit);
