@@ -111,6 +111,7 @@ impl PostgresStore {
     }
 
     const DIALECT: Dialect = Dialect {
+    bind_rows: false,
     lock: " FOR UPDATE",
     // `= ANY(ARRAY(...))` is an index scan over the ids whatever the table statistics say.
     load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY account_id FOR UPDATE",

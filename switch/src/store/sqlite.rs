@@ -104,6 +104,7 @@ impl SqliteStore {
     }
 
     const DIALECT: Dialect = Dialect {
+    bind_rows: true,
     lock: "",
     load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id IN (SELECT value FROM json_each($1))",
     load_holds: "SELECT hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us FROM hold WHERE hold_id IN (SELECT unhex(value) FROM json_each($1))",
