@@ -17,8 +17,10 @@ mod model;
 mod pan_protector;
 pub mod plan;
 mod postgres;
+mod postgres_unnest;
 mod sql;
 mod sqlite;
+mod sqlite_values;
 pub mod testkit;
 pub mod writer;
 

@@ -110,8 +110,17 @@ impl PostgresStore {
         self.write.begin().await
     }
 
+    /// Rows as `UNNEST` of typed arrays (see `postgres_unnest`).
+    async fn write_batch(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        decisions: &[super::Decision],
+        plan: &super::plan::Plan,
+        now_us: i64,
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        super::postgres_unnest::write_batch(tx, decisions, plan, now_us, &Self::DIALECT).await
+    }
+
     const DIALECT: Dialect = Dialect {
-    bind_rows: false,
     lock: " FOR UPDATE",
     // `= ANY(ARRAY(...))` is an index scan over the ids whatever the table statistics say.
     load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY account_id FOR UPDATE",
@@ -121,15 +130,9 @@ impl PostgresStore {
     // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
     load_duplicate_keys: "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 LIMIT 1) AS d",
     mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
-    insert_txns: "INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, transmission_at, amount_fen, decision, response_code, original_transaction_id, event_id, decided_at_us) SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, (r->>12)::bigint, r->>13, r->>14, (r->>15)::uuid, (r->>16)::uuid, (r->>17)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_legs: "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, account_id, amount_fen) SELECT (r->>0)::uuid, (r->>1)::bigint, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_duplicate_keys: "INSERT INTO duplicate_key (terminal_id, stan, rrn, transmission_at, message_class, transaction_id, created_at_us) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::uuid, (r->>6)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
     insert_holds: "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT (r->>0)::uuid, (r->>1)::bigint, (r->>2)::uuid, (r->>3)::bigint, (r->>4)::bigint, r->>5, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_movements: "INSERT INTO account_movement (account_id, transaction_id, hold_id, kind, amount_fen, balance_after_fen, held_after_fen, at_us) SELECT (r->>0)::bigint, (r->>1)::uuid, (r->>2)::uuid, r->>3, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_outbox: "INSERT INTO outbox (outbox_seq, event_id, partition_key, event_type, schema_version, payload, created_at_us) SELECT (r->>0)::bigint, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, (r->>6)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
     insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r",
     update_holds: "UPDATE hold SET state = r->>1, captured_fen = (r->>2)::bigint, closed_at_us = (r->>3)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE hold.hold_id = (r->>0)::uuid",
-    update_accounts: "UPDATE account SET balance_fen = (r->>1)::bigint, held_fen = (r->>2)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE account.account_id = (r->>0)::bigint",
     };
 }
 

@@ -1,23 +1,20 @@
-//! What the two backends share: the batch rows (encoded as JSON arrays so each table takes one
-//! statement with constant SQL, whatever the batch size), the per-dialect SQL text, and the
-//! [`impl_store!`] macro that implements [`super::Store`] once for both drivers.
+//! What the two backends share: the per-dialect SQL text (batch reads and the rare batch
+//! writes take their rows as one JSON array parameter, so the SQL is constant whatever the
+//! batch size), and the [`impl_store!`] macro that implements [`super::Store`] once for both
+//! drivers. The hot batch writes are per backend: `sqlite_values`, `postgres_unnest`.
 //!
 //! Why a macro rather than generics: sqlx's generic bounds (`Executor`, `Encode`, `Decode` for
 //! every bound type, higher-ranked over lifetimes) make generic async code over `Database`
 //! unreadable and fragile; the same code instantiated per concrete driver is plain sqlx.
 
-use super::model::{Decision, TransactionRecord};
+use super::model::Decision;
 use super::plan::Plan;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// SQL text that differs between SQLite and PostgreSQL. Every statement takes its rows as one
+/// SQL text that differs between SQLite and PostgreSQL. Each statement takes its rows as one
 /// JSON array parameter (`$1`), read with `json_each` / `jsonb_array_elements`.
 pub struct Dialect {
-    /// Write the hot tables with multi-row `VALUES` and bound parameters instead of one JSON
-    /// parameter (faster on SQLite, where binding is in-process; PostgreSQL keeps one
-    /// constant statement per table).
-    pub bind_rows: bool,
     /// Suffix locking rows read for update (`FOR UPDATE` on PostgreSQL; SQLite has one
     /// writer, so nothing).
     pub lock: &'static str,
@@ -27,22 +24,10 @@ pub struct Dialect {
     pub load_holds: &'static str,
     /// Existing duplicate keys among `$1`.
     pub load_duplicate_keys: &'static str,
-    /// Inserts transaction rows.
-    pub insert_txns: &'static str,
-    /// Inserts legs.
-    pub insert_legs: &'static str,
-    /// Inserts duplicate keys.
-    pub insert_duplicate_keys: &'static str,
     /// Inserts holds.
     pub insert_holds: &'static str,
     /// Updates hold states.
     pub update_holds: &'static str,
-    /// Updates balances.
-    pub update_accounts: &'static str,
-    /// Inserts journal rows.
-    pub insert_movements: &'static str,
-    /// Inserts outbox rows.
-    pub insert_outbox: &'static str,
     /// Inserts reversal-queue rows.
     pub insert_reversals: &'static str,
     /// Marks the outbox sequences in `$2` relayed at `$1`.
@@ -58,99 +43,28 @@ fn opt_hex(id: Option<Uuid>) -> Value {
     id.map_or(Value::Null, |u| Value::String(hex(u)))
 }
 
-/// Rows of the accepted decisions, one JSON array per table.
-pub struct BatchRows {
-    /// `txn` rows.
-    pub txns: String,
-    /// `txn_leg` rows.
-    pub legs: String,
-    /// `duplicate_key` rows.
-    pub duplicate_keys: String,
-    /// `reversal_queue` rows.
-    pub reversals: String,
-    /// Number of legs (skip the statement when zero).
-    pub leg_count: usize,
-    /// Number of reversals.
-    pub reversal_count: usize,
-}
-
-fn txn_row(t: &TransactionRecord, event_id: Option<Uuid>) -> Value {
-    json!([
-        hex(t.transaction_id.0),
-        t.kind.as_sql(),
-        t.mti,
-        t.processing_code,
-        t.card_id.map(|c| c.0),
-        t.pan_masked,
-        t.acquirer.as_str(),
-        t.issuer.as_ref().map(|i| i.as_str()),
-        t.terminal_id.as_str(),
-        t.stan.to_string(),
-        t.rrn.as_str(),
-        t.transmission_at.as_str(),
-        t.amount_fen.get(),
-        if t.is_approved() {
-            "approved"
-        } else {
-            "declined"
-        },
-        t.response_code.as_str(),
-        opt_hex(t.original_transaction_id.map(|o| o.0)),
-        opt_hex(event_id),
-        t.decided_at_us,
-    ])
-}
-
-/// Builds the per-decision rows of the accepted decisions.
-pub fn batch_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> BatchRows {
-    let (mut txns, mut legs, mut keys, mut reversals) = (vec![], vec![], vec![], vec![]);
-    for i in plan.accepted() {
-        let d = &decisions[i];
-        let t = &d.transaction;
-        let id = hex(t.transaction_id.0);
-        txns.push(txn_row(t, d.event.as_ref().map(|e| e.event_id)));
-        for leg in &d.legs {
-            legs.push(json!([
-                id,
-                leg.leg_no,
-                super::model::leg_kind_sql(leg.kind),
-                leg.institution.as_str(),
-                leg.account_id.map(|a| a.0),
-                leg.amount_fen.get(),
-            ]));
-        }
-        let k = t.duplicate_key();
-        keys.push(json!([
-            k.terminal_id.as_str(),
-            k.stan.to_string(),
-            k.rrn.as_str(),
-            k.transmission_at.as_str(),
-            k.message_class,
-            id,
-            now_us,
-        ]));
-        if let Some(r) = &d.reversal {
-            reversals.push(json!([
-                hex(r.reversal_id.0),
-                id,
-                r.destination.as_str(),
-                r.reason.as_sql(),
-                r.amount_fen.get(),
-                r.stan.to_string(),
-                r.transmission_at.as_str(),
-                r.first_attempt_at_us,
-                now_us,
-            ]));
-        }
-    }
-    BatchRows {
-        txns: Value::Array(txns).to_string(),
-        leg_count: legs.len(),
-        legs: Value::Array(legs).to_string(),
-        duplicate_keys: Value::Array(keys).to_string(),
-        reversal_count: reversals.len(),
-        reversals: Value::Array(reversals).to_string(),
-    }
+/// `reversal_queue` rows of the accepted decisions, as one JSON array.
+pub fn reversal_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> String {
+    let rows: Vec<Value> = plan
+        .accepted()
+        .filter_map(|i| {
+            let d = &decisions[i];
+            d.reversal.as_ref().map(|r| {
+                json!([
+                    hex(r.reversal_id.0),
+                    hex(d.transaction.transaction_id.0),
+                    r.destination.as_str(),
+                    r.reason.as_sql(),
+                    r.amount_fen.get(),
+                    r.stan.to_string(),
+                    r.transmission_at.as_str(),
+                    r.first_attempt_at_us,
+                    now_us,
+                ])
+            })
+        })
+        .collect();
+    Value::Array(rows).to_string()
 }
 
 /// Balance, hold and journal rows of a plan.
@@ -206,38 +120,6 @@ pub fn plan_rows(plan: &Plan, now_us: i64) -> [String; 4] {
     ]
 }
 
-/// Outbox rows for the accepted decisions with events, numbered from `first_seq`. Returns the
-/// JSON rows and each decision's sequence number.
-pub fn outbox_rows(
-    decisions: &[Decision],
-    plan: &Plan,
-    first_seq: i64,
-    now_us: i64,
-) -> (String, Vec<Option<i64>>) {
-    let mut seqs = vec![None; decisions.len()];
-    let mut rows = Vec::new();
-    let mut seq = first_seq;
-    for i in plan.accepted() {
-        if let Some(event) = &decisions[i].event {
-            // Serialising a validated event cannot fail; an empty payload would be rejected by
-            // consumers, never silently accepted.
-            let payload = event.to_json().unwrap_or_default();
-            rows.push(json!([
-                seq,
-                hex(event.event_id),
-                event.partition_key().as_str(),
-                event.event_type.as_str(),
-                event.schema_version,
-                payload,
-                now_us,
-            ]));
-            seqs[i] = Some(seq);
-            seq += 1;
-        }
-    }
-    (Value::Array(rows).to_string(), seqs)
-}
-
 /// Number of accepted decisions carrying an event.
 pub fn event_count(decisions: &[Decision], plan: &Plan) -> i64 {
     plan.accepted()
@@ -264,7 +146,9 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 }
 
 /// Implements `Store` for a backend struct that has `read: Pool<$db>`, `write: Pool<$db>`,
-/// `pan: Arc<dyn PanProtector>`, an async `begin_write()` and a `DIALECT` constant.
+/// `pan: Arc<dyn PanProtector>`, an async `begin_write()`, an async `write_batch()` (choosing
+/// how rows reach the database: `sqlite_values`, `postgres_unnest`) and a `DIALECT`
+/// constant.
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
         mod shared_impl {
@@ -491,192 +375,6 @@ macro_rules! impl_store {
                     Ok(loaded)
                 }
 
-                /// Writes a planned batch: one statement per table.
-                async fn write(tx: &mut Tx, decisions: &[Decision], plan: &plan::Plan, now_us: i64) -> Result<Vec<Option<i64>>, sqlx::Error> {
-                    let d = &Self::DIALECT;
-                    if plan.accepted().next().is_none() {
-                        return Ok(vec![None; decisions.len()]);
-                    }
-                    let rows = sql::batch_rows(decisions, plan, now_us);
-                    sqlx::query(d.insert_txns).bind(rows.txns).execute(&mut **tx).await?;
-                    if rows.leg_count > 0 {
-                        sqlx::query(d.insert_legs).bind(rows.legs).execute(&mut **tx).await?;
-                    }
-                    sqlx::query(d.insert_duplicate_keys).bind(rows.duplicate_keys).execute(&mut **tx).await?;
-                    let [accounts, new_holds, changed_holds, movements] = sql::plan_rows(plan, now_us);
-                    if !plan.new_holds.is_empty() {
-                        sqlx::query(d.insert_holds).bind(new_holds).execute(&mut **tx).await?;
-                    }
-                    if !plan.changed_holds.is_empty() {
-                        sqlx::query(d.update_holds).bind(changed_holds).execute(&mut **tx).await?;
-                    }
-                    if !plan.accounts.is_empty() {
-                        let updated = sqlx::query(d.update_accounts).bind(accounts).execute(&mut **tx).await?;
-                        debug_assert_eq!(updated.rows_affected(), plan.accounts.len() as u64);
-                    }
-                    if !plan.movements.is_empty() {
-                        sqlx::query(d.insert_movements).bind(movements).execute(&mut **tx).await?;
-                    }
-                    if rows.reversal_count > 0 {
-                        sqlx::query(d.insert_reversals).bind(rows.reversals).execute(&mut **tx).await?;
-                    }
-                    // Last, so the sequence row is locked only from here to the commit.
-                    let events = sql::event_count(decisions, plan);
-                    if events == 0 {
-                        return Ok(vec![None; decisions.len()]);
-                    }
-                    let next: i64 = sqlx::query_scalar(
-                        "UPDATE outbox_sequence SET next_seq = next_seq + $1 WHERE id = 1 RETURNING next_seq",
-                    )
-                    .bind(events)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    let (outbox_rows, seqs) = sql::outbox_rows(decisions, plan, next - events, now_us);
-                    sqlx::query(d.insert_outbox).bind(outbox_rows).execute(&mut **tx).await?;
-                    Ok(seqs)
-                }
-
-                /// Like `write`, with the hot tables written as chunks of multi-row `VALUES`.
-                async fn write_bound(tx: &mut Tx, decisions: &[Decision], plan: &plan::Plan, now_us: i64) -> Result<Vec<Option<i64>>, sqlx::Error> {
-                    use sqlx::QueryBuilder;
-                    const ROWS_PER_STATEMENT: usize = 32;
-                    let d = &Self::DIALECT;
-                    let accepted: Vec<&Decision> = plan.accepted().map(|i| &decisions[i]).collect();
-                    if accepted.is_empty() {
-                        return Ok(vec![None; decisions.len()]);
-                    }
-                    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, pan_masked, acquirer_institution_id, \
-                             issuer_institution_id, terminal_id, stan, rrn, transmission_at, amount_fen, decision, response_code, \
-                             original_transaction_id, event_id, decided_at_us) ",
-                        );
-                        q.push_values(chunk, |mut b, dec| {
-                            let t = &dec.transaction;
-                            b.push_bind(t.transaction_id.0)
-                                .push_bind(t.kind.as_sql())
-                                .push_bind(t.mti.clone())
-                                .push_bind(t.processing_code.clone())
-                                .push_bind(t.card_id.map(|c| c.0))
-                                .push_bind(t.pan_masked.clone())
-                                .push_bind(t.acquirer.as_str().to_owned())
-                                .push_bind(t.issuer.as_ref().map(|i| i.as_str().to_owned()))
-                                .push_bind(t.terminal_id.as_str().to_owned())
-                                .push_bind(t.stan.to_string())
-                                .push_bind(t.rrn.as_str().to_owned())
-                                .push_bind(t.transmission_at.as_str().to_owned())
-                                .push_bind(t.amount_fen.get())
-                                .push_bind(if t.is_approved() { "approved" } else { "declined" })
-                                .push_bind(t.response_code.as_str().to_owned())
-                                .push_bind(t.original_transaction_id.map(|o| o.0))
-                                .push_bind(dec.event.as_ref().map(|e| e.event_id))
-                                .push_bind(t.decided_at_us);
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    let legs: Vec<(uuid::Uuid, &TxnLeg)> = accepted.iter().flat_map(|dec| dec.legs.iter().map(|l| (dec.transaction.transaction_id.0, l))).collect();
-                    for chunk in legs.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, account_id, amount_fen) ");
-                        q.push_values(chunk, |mut b, (id, l)| {
-                            b.push_bind(*id)
-                                .push_bind(i64::from(l.leg_no))
-                                .push_bind(leg_kind_sql(l.kind))
-                                .push_bind(l.institution.as_str().to_owned())
-                                .push_bind(l.account_id.map(|a| a.0))
-                                .push_bind(l.amount_fen.get());
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO duplicate_key (terminal_id, stan, rrn, transmission_at, message_class, transaction_id, created_at_us) ",
-                        );
-                        q.push_values(chunk, |mut b, dec| {
-                            let k = dec.transaction.duplicate_key();
-                            b.push_bind(k.terminal_id.as_str().to_owned())
-                                .push_bind(k.stan.to_string())
-                                .push_bind(k.rrn.as_str().to_owned())
-                                .push_bind(k.transmission_at.as_str().to_owned())
-                                .push_bind(k.message_class)
-                                .push_bind(dec.transaction.transaction_id.0)
-                                .push_bind(now_us);
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    let [_, new_holds, changed_holds, _] = sql::plan_rows(plan, now_us);
-                    if !plan.new_holds.is_empty() {
-                        sqlx::query(d.insert_holds).bind(new_holds).execute(&mut **tx).await?;
-                    }
-                    if !plan.changed_holds.is_empty() {
-                        sqlx::query(d.update_holds).bind(changed_holds).execute(&mut **tx).await?;
-                    }
-                    for chunk in plan.accounts.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new("UPDATE account SET balance_fen = v.column2, held_fen = v.column3 FROM (");
-                        q.push_values(chunk, |mut b, (id, a)| {
-                            b.push_bind(id.0).push_bind(a.balance_fen).push_bind(a.held_fen);
-                        });
-                        q.push(") AS v WHERE account.account_id = v.column1");
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    for chunk in plan.movements.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO account_movement (account_id, transaction_id, hold_id, kind, amount_fen, balance_after_fen, held_after_fen, at_us) ",
-                        );
-                        q.push_values(chunk, |mut b, m| {
-                            b.push_bind(m.account_id.0)
-                                .push_bind(m.transaction_id.0)
-                                .push_bind(m.hold_id.map(|h| h.0))
-                                .push_bind(m.kind.as_sql())
-                                .push_bind(m.amount_fen)
-                                .push_bind(m.balance_after_fen)
-                                .push_bind(m.held_after_fen)
-                                .push_bind(now_us);
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    if accepted.iter().any(|dec| dec.reversal.is_some()) {
-                        let rows = sql::batch_rows(decisions, plan, now_us);
-                        sqlx::query(d.insert_reversals).bind(rows.reversals).execute(&mut **tx).await?;
-                    }
-                    let events = sql::event_count(decisions, plan);
-                    let mut seqs = vec![None; decisions.len()];
-                    if events == 0 {
-                        return Ok(seqs);
-                    }
-                    let next: i64 = sqlx::query_scalar(
-                        "UPDATE outbox_sequence SET next_seq = next_seq + $1 WHERE id = 1 RETURNING next_seq",
-                    )
-                    .bind(events)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    let mut seq = next - events;
-                    let mut outbox = Vec::with_capacity(events as usize);
-                    for i in plan.accepted() {
-                        if let Some(e) = &decisions[i].event {
-                            let payload = e.to_json().map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-                            outbox.push((seq, e, payload));
-                            seqs[i] = Some(seq);
-                            seq += 1;
-                        }
-                    }
-                    for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO outbox (outbox_seq, event_id, partition_key, event_type, schema_version, payload, created_at_us) ",
-                        );
-                        q.push_values(chunk, |mut b, (seq, e, payload)| {
-                            b.push_bind(*seq)
-                                .push_bind(e.event_id)
-                                .push_bind(e.partition_key().as_str().to_owned())
-                                .push_bind(e.event_type.as_str())
-                                .push_bind(i64::from(e.schema_version))
-                                .push_bind(payload.clone())
-                                .push_bind(now_us);
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    Ok(seqs)
-                }
-
                 /// One database transaction for the whole batch.
                 async fn try_batch(&self, decisions: &[Decision], now_us: i64) -> Result<Vec<Result<Committed, DecisionError>>, sqlx::Error> {
                     let pre: Vec<Option<DecisionError>> = decisions
@@ -688,11 +386,7 @@ macro_rules! impl_store {
                     let mut tx = self.begin_write().await?;
                     let loaded = Self::load(&mut tx, &keys).await?;
                     let plan = plan::plan(decisions, pre, loaded, now_us);
-                    let seqs = if Self::DIALECT.bind_rows {
-                        Self::write_bound(&mut tx, decisions, &plan, now_us).await?
-                    } else {
-                        Self::write(&mut tx, decisions, &plan, now_us).await?
-                    };
+                    let seqs = Self::write_batch(&mut tx, decisions, &plan, now_us).await?;
                     tx.commit().await?;
                     Ok(plan
                         .verdicts
