@@ -14,5 +14,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 # Tests that need PostgreSQL, pcscd or the broker fail (never skip) when those are missing.
-cargo nextest run --workspace --locked --no-fail-fast
+# Doctests first, so the run closes on nextest's summary line of the whole suite.
 cargo test --workspace --locked --doc
+cargo nextest run --workspace --locked --no-fail-fast
