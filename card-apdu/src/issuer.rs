@@ -210,16 +210,10 @@ impl SsseBackend for IssuerSim {
         &mut self,
         card_id: &str,
         challenge: &[u8],
-        lc: u8,
         new_pin_bcd: &[u8],
     ) -> Result<[u8; 4], KioskError> {
         let k = self.ssse_key(&self.province_pin_unblock, card_id)?;
-        Ok(crate::vcard::ssse::pin_unblock_mac(
-            self.ssse_alg,
-            &k,
-            challenge,
-            lc,
-            new_pin_bcd,
-        ))
+        cc::ssse_pin_unblock_mac(self.ssse_alg, &k, challenge, new_pin_bcd)
+            .map_err(|e| KioskError::Backend(e.to_string()))
     }
 }

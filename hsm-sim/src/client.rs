@@ -35,7 +35,7 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, Tpk, TypedKey, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
@@ -599,6 +599,35 @@ impl Hsm for HsmClient {
             hex::encode_upper(card_challenge)
         );
         hex::decode(self.text(b"XI", body).await?).map_err(|_| HsmError::InvalidInput)
+    }
+
+    async fn ssse_pin_unblock_mac(
+        &self,
+        key: &SssePinUnblockKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], HsmError> {
+        if challenge.len() > 0xFF || new_pin_bcd.len() > 0xFF {
+            return Err(HsmError::InvalidInput);
+        }
+        let mut body = format!(
+            "{}{}{}{}{:02X}{}{:02X}{}",
+            alg_char(card.algorithm),
+            key.token(),
+            card.city_code,
+            card.card_id,
+            challenge.len(),
+            hex::encode_upper(challenge),
+            new_pin_bcd.len(),
+            hex::encode_upper(new_pin_bcd)
+        );
+        // The body carries the new PIN: wipe it once sent.
+        let out = self.call(b"XU", body.as_bytes()).await;
+        zeroize::Zeroize::zeroize(&mut body);
+        let mut mac = [0u8; 4];
+        hex::decode_to_slice(out?, &mut mac).map_err(|_| HsmError::InvalidInput)?;
+        Ok(mac)
     }
 
     async fn generate_mac(

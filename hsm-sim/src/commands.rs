@@ -43,6 +43,7 @@
 //! | XE | PIN change/unblock data | alg(1) MK-SMC type(3: 001/70D) key block(16) fmt(2) PAN-len(2) PAN PSN(2) ATC(4h) ARQC(16h) | enciphered PIN data (hex) |
 //! | XG | SSSE internal auth verify | alg(1) key city(6) card-id(32) len(2h) challenge(hex) response(hex, one block) | — (01 = mismatch) |
 //! | XI | SSSE external auth | alg(1) key city(6) card-id(32) len(2h) challenge(hex) | cryptogram (hex) |
+//! | XU | SSSE PIN UNBLOCK MAC ([`crate::card_crypto::ssse_pin_unblock_mac`]) | alg(1) key city(6) card-id(32) len(2h) challenge(hex) PIN-len(2h) BCD PIN field(hex) | MAC(8h) |
 //! | XQ | derive card key, export under ZMK (personalisation) | type(3) master token derivation(1: E/S) alg(1) [E: PAN-len(2) PAN PSN(2) \| S: city(6) card-id(32)] ZMK | key under ZMK (U/G + 32h) KCV(6) |
 //! | XK | random bytes | length(3) | hex |
 //! | XM | new data key | — | clear key(64h) token(B + 64h) |
@@ -62,7 +63,7 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, Tak, Tpk, TypedKey, Zak, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tak, Tpk, TypedKey, Zak, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
@@ -177,7 +178,7 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
         b"XA" => xa(hsm, &mut f).await,
         b"XC" => xc(hsm, &mut f).await,
         b"XE" => xe(hsm, &mut f).await,
-        b"XG" | b"XI" => ssse(hsm, command, &mut f).await,
+        b"XG" | b"XI" | b"XU" => ssse(hsm, command, &mut f).await,
         b"XQ" => xq(hsm, &mut f).await,
         b"XK" => {
             let n = f.number(3)?;
@@ -703,7 +704,16 @@ async fn ssse(hsm: &SoftHsm, command: [u8; 2], f: &mut Fields<'_>) -> Result<Vec
     };
     let n = f.hex_number(2)?;
     let challenge = f.hex_bytes(n)?;
-    if &command == b"XG" {
+    if &command == b"XU" {
+        let n = f.hex_number(2)?;
+        let mut pin = f.hex_bytes(n)?;
+        let key = SssePinUnblockKey::from_token(token);
+        let mac = hsm
+            .ssse_pin_unblock_mac(&key, &card, &challenge, &pin)
+            .await;
+        pin.zeroize();
+        Ok(hex::encode_upper(mac?).into_bytes())
+    } else if &command == b"XG" {
         let response = f.hex_bytes(algorithm.block_len())?;
         let key = SsseInternalAuthKey::from_token(token);
         verified(
@@ -733,9 +743,7 @@ async fn xq(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
         KeyType::SsseExternalAuth => {
             CardMasterKey::SsseExternalAuth(SsseExternalAuthKey::from_token(t))
         }
-        KeyType::SssePinUnblock => {
-            CardMasterKey::SssePinUnblock(crate::keys::SssePinUnblockKey::from_token(t))
-        }
+        KeyType::SssePinUnblock => CardMasterKey::SssePinUnblock(SssePinUnblockKey::from_token(t)),
         KeyType::SsseLineProtection => {
             CardMasterKey::SsseLineProtection(crate::keys::SsseLineProtectionKey::from_token(t))
         }

@@ -15,7 +15,7 @@ use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::keys::{
     Cvk, DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, Tpk, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
@@ -326,6 +326,17 @@ pub trait Hsm: Send + Sync {
         card: &SsseCardRef,
         card_challenge: &[u8],
     ) -> Result<Vec<u8>, HsmError>;
+
+    /// The 4-byte MAC of an SSSE PIN UNBLOCK command carrying `new_pin_bcd` (the BCD PIN field,
+    /// 2–6 bytes), after the card's GET CHALLENGE answer `challenge`, under the card's
+    /// PIN-unblock key dispersed from `key`. See [`crate::card_crypto::ssse_pin_unblock_mac`].
+    async fn ssse_pin_unblock_mac(
+        &self,
+        key: &SssePinUnblockKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], HsmError>;
 
     /// Generate a MAC (payShield M6).
     async fn generate_mac(

@@ -29,7 +29,7 @@ use crate::hsm::{
 };
 use crate::keys::{
     ClearKey, Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, Tpk, TypedKey, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zmk, Zpk,
 };
 use crate::lmk::{LmkSet, PartVariant};
 use crate::mac::{compute_mac, MacAlgorithm, MacPadding};
@@ -708,6 +708,23 @@ impl Hsm for SoftHsm {
             card.algorithm,
             &k,
             card_challenge,
+        )?)
+    }
+
+    async fn ssse_pin_unblock_mac(
+        &self,
+        key: &SssePinUnblockKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], HsmError> {
+        let m = self.unwrap_typed(key)?;
+        let k = self.ssse_card_key(&m, card)?;
+        Ok(card_crypto::ssse_pin_unblock_mac(
+            card.algorithm,
+            &k,
+            challenge,
+            new_pin_bcd,
         )?)
     }
 

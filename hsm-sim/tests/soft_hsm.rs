@@ -452,6 +452,34 @@ async fn ssse_authentication_through_the_hsm_matches_the_card() {
         assert!(card_crypto::verify_ssse_external_auth(
             alg, &card_key, &challenge, &crypt
         ));
+        // PIN UNBLOCK MAC under the card's dispersed PIN-unblock key, as the card checks it.
+        let pu: SssePinUnblockKey = tok(&h, scheme, province);
+        let pin = [0x12, 0x34, 0x56];
+        let mac = h
+            .ssse_pin_unblock_mac(&pu, &card, &challenge, &pin)
+            .await
+            .expect("mac");
+        assert_eq!(
+            mac,
+            card_crypto::ssse_pin_unblock_mac(alg, &card_key, &challenge, &pin).expect("m")
+        );
+        let other_card = SsseCardRef {
+            card_id: "410100D15600000500B1C2D3E4F50618".into(),
+            ..card.clone()
+        };
+        assert_ne!(
+            mac,
+            h.ssse_pin_unblock_mac(&pu, &other_card, &challenge, &pin)
+                .await
+                .expect("mac")
+        );
+        assert_eq!(
+            h.ssse_pin_unblock_mac(&pu, &card, &challenge, &[0x12])
+                .await
+                .unwrap_err()
+                .code(),
+            HsmError::DataLength.code()
+        );
         let bad_city = SsseCardRef {
             city_code: "41A100".into(),
             ..card

@@ -349,6 +349,24 @@ async fn client_and_soft_hsm_agree_on_every_function() {
         &challenge,
         &crypt
     ));
+    let pu: SssePinUnblockKey = tok(&soft, KeyScheme::G, IMK);
+    let pin = [0x12, 0x34, 0x56, 0x7F];
+    let mac = remote
+        .ssse_pin_unblock_mac(&pu, &card, &challenge, &pin)
+        .await
+        .expect("XU");
+    assert_eq!(
+        mac,
+        card_crypto::ssse_pin_unblock_mac(CardAlgorithm::Sm4, &ck, &challenge, &pin).expect("m")
+    );
+    assert_eq!(
+        remote
+            .ssse_pin_unblock_mac(&pu, &card, &challenge, &[0x11; 7])
+            .await
+            .unwrap_err()
+            .code(),
+        HsmError::DataLength.code()
+    );
 
     // MACs.
     let tak: Tak = tok(&soft, KeyScheme::U, "0123456789ABCDEF0123456789ABCDEF");

@@ -30,12 +30,12 @@ pub trait SsseBackend {
         card_id: &str,
         card_challenge: &[u8],
     ) -> Result<Vec<u8>, KioskError>;
-    /// The MAC of a PIN UNBLOCK command (see [`crate::vcard::ssse::pin_unblock_mac`]).
+    /// The MAC of a PIN UNBLOCK command carrying `new_pin_bcd` (see
+    /// [`hsm_sim::card_crypto::ssse_pin_unblock_mac`]).
     fn pin_unblock_mac(
         &mut self,
         card_id: &str,
         challenge: &[u8],
-        lc: u8,
         new_pin_bcd: &[u8],
     ) -> Result<[u8; 4], KioskError>;
 }
@@ -249,8 +249,7 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
             Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8),
         )?;
         let pin = pin_bcd(new);
-        let lc = (pin.len() + 4) as u8;
-        let mac = backend.pin_unblock_mac(&card_id, &challenge, lc, &pin)?;
+        let mac = backend.pin_unblock_mac(&card_id, &challenge, &pin)?;
         let mut data = pin;
         data.extend_from_slice(&mac);
         send_ok(

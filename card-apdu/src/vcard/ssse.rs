@@ -9,9 +9,10 @@
 //! PIN-unblock key), GET CHALLENGE, INTERNAL AUTHENTICATE and EXTERNAL AUTHENTICATE with the
 //! per-card keys (3DES or SM4, hsm-sim's `card_crypto`).
 //!
-//! PIN UNBLOCK MAC ("line protection", this project's convention until hsm-sim names one):
+//! PIN UNBLOCK MAC ("line protection", this project's convention):
 //! `card_crypto::mac(alg, K_pin_unblock, challenge ‖ 84 2C 00 00 Lc ‖ new PIN)`, leftmost 4 bytes,
-//! where `challenge` is the card's last GET CHALLENGE answer. See [`pin_unblock_mac`].
+//! where `challenge` is the card's last GET CHALLENGE answer; defined once, for host and card, in
+//! [`hsm_sim::card_crypto::ssse_pin_unblock_mac`].
 
 use hsm_sim::card_crypto::{self as cc, CardAlgorithm, CardKey, ClearPin};
 use rand::RngCore;
@@ -71,22 +72,6 @@ pub struct SsseApplet {
     k_external: CardKey,
     k_pin_unblock: CardKey,
     session: Session,
-}
-
-/// The 4-byte MAC of a PIN UNBLOCK command (see the module doc). Host side and card side.
-pub fn pin_unblock_mac(
-    alg: CardAlgorithm,
-    k_pin_unblock: &CardKey,
-    challenge: &[u8],
-    lc: u8,
-    new_pin_bcd: &[u8],
-) -> [u8; 4] {
-    let mut msg = Vec::with_capacity(challenge.len() + 5 + new_pin_bcd.len());
-    msg.extend_from_slice(challenge);
-    msg.extend_from_slice(&[0x84, 0x2C, 0x00, 0x00, lc]);
-    msg.extend_from_slice(new_pin_bcd);
-    let m = cc::mac(alg, k_pin_unblock, &msg);
-    [m[0], m[1], m[2], m[3]]
 }
 
 /// Decodes a BCD PIN field (digits, `F` filler allowed only at the end) to a [`ClearPin`].
@@ -359,13 +344,11 @@ impl SsseApplet {
             return Response::status(StatusWord::WrongLength);
         }
         let (pin_bcd, mac) = cmd.data.split_at(cmd.data.len() - 4);
-        let expected = pin_unblock_mac(
-            self.algorithm,
-            &self.k_pin_unblock,
-            &challenge,
-            cmd.data.len() as u8,
-            pin_bcd,
-        );
+        let Ok(expected) =
+            cc::ssse_pin_unblock_mac(self.algorithm, &self.k_pin_unblock, &challenge, pin_bcd)
+        else {
+            return Response::status(StatusWord::WrongLength);
+        };
         if !ct_eq(&expected, mac) {
             return Response::status(StatusWord::SecureMessagingDataIncorrect);
         }
