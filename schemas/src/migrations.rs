@@ -19,18 +19,32 @@ pub struct Migration {
 }
 
 /// Migrations for SQLite (3.37+, STRICT tables), in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    description: "switch_core",
-    sql: include_str!("../migrations/sqlite/0001_switch_core.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "switch_core",
+        sql: include_str!("../migrations/sqlite/0001_switch_core.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "card_issuance_data",
+        sql: include_str!("../migrations/sqlite/0002_card_issuance_data.sql"),
+    },
+];
 
 /// Migrations for PostgreSQL (13+), in order.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    description: "switch_core",
-    sql: include_str!("../migrations/postgres/0001_switch_core.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "switch_core",
+        sql: include_str!("../migrations/postgres/0001_switch_core.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "card_issuance_data",
+        sql: include_str!("../migrations/postgres/0002_card_issuance_data.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -245,6 +245,39 @@ pub struct NewCard {
     pub expiry_yymm: String,
     /// Initial status.
     pub status: CardStatus,
+    /// What the switch verifies the card against.
+    pub issuance: CardIssuance,
+}
+
+sql_enum!(
+    /// Cryptography of the card's debit application.
+    IccAlgorithm {
+        /// EMV option A, 3DES (EMV Book 2 A1.4).
+        Tdes = "tdes",
+        /// PBOC 3.0 SM4.
+        Sm4 = "sm4",
+    }
+);
+
+/// Issuance data of a card: no secret, but what online PIN and ARQC checks need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardIssuance {
+    /// PAN sequence number (EMV tag 5F34), two digits.
+    pub pan_sequence_number: String,
+    /// The debit application's algorithm, `None` for a card without a chip application.
+    pub icc_algorithm: Option<IccAlgorithm>,
+    /// IBM 3624 PIN offset, `None` when the issuing bank verifies the PIN.
+    pub pin_offset: Option<String>,
+}
+
+impl Default for CardIssuance {
+    fn default() -> Self {
+        Self {
+            pan_sequence_number: "00".to_owned(),
+            icc_algorithm: None,
+            pin_offset: None,
+        }
+    }
 }
 
 /// A stored card (never with its clear PAN).
@@ -264,6 +297,8 @@ pub struct Card {
     pub status: CardStatus,
     /// Why the status was last changed.
     pub status_reason: Option<String>,
+    /// Issuance data.
+    pub issuance: CardIssuance,
 }
 
 /// An account to open.

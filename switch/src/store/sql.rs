@@ -180,7 +180,7 @@ macro_rules! impl_store {
                 })
             }
 
-            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason";
+            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset";
 
             fn card(row: &DbRow) -> Result<Card, StoreError> {
                 let cic: Option<String> = row.try_get("card_identification_code")?;
@@ -195,6 +195,14 @@ macro_rules! impl_store {
                     expiry_yymm: row.try_get("expiry_yymm")?,
                     status: CardStatus::from_sql(row.try_get("status")?).ok_or(corrupt("card.status"))?,
                     status_reason: row.try_get("status_reason")?,
+                    issuance: CardIssuance {
+                        pan_sequence_number: row.try_get("pan_sequence_number")?,
+                        icc_algorithm: match row.try_get::<Option<String>, _>("icc_algorithm")? {
+                            Some(a) => Some(IccAlgorithm::from_sql(&a).ok_or(corrupt("card.icc_algorithm"))?),
+                            None => None,
+                        },
+                        pin_offset: row.try_get("pin_offset")?,
+                    },
                 })
             }
 
@@ -468,7 +476,8 @@ macro_rules! impl_store {
                     let now = crate::store::now_us();
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO card (pan_hash, pan_ciphertext, pan_masked, card_identification_code, issuer_institution_id, \
-                         expiry_yymm, status, status_changed_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING card_id",
+                         expiry_yymm, status, status_changed_at_us, created_at_us, pan_sequence_number, icc_algorithm, pin_offset) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) RETURNING card_id",
                     )
                     .bind(hash.to_vec())
                     .bind(sealed)
@@ -478,6 +487,9 @@ macro_rules! impl_store {
                     .bind(&c.expiry_yymm)
                     .bind(c.status.as_sql())
                     .bind(now)
+                    .bind(&c.issuance.pan_sequence_number)
+                    .bind(c.issuance.icc_algorithm.map(IccAlgorithm::as_sql))
+                    .bind(&c.issuance.pin_offset)
                     .fetch_one(&self.write)
                     .await?;
                     Ok(CardId(id))

@@ -81,6 +81,11 @@ pub async fn seed<S: Store>(
             issuer: inst(ids::BANK),
             expiry_yymm: "3012".into(),
             status: CardStatus::Active,
+            issuance: CardIssuance {
+                pan_sequence_number: "01".into(),
+                icc_algorithm: Some(IccAlgorithm::Sm4),
+                pin_offset: Some("1234".into()),
+            },
         })
         .await?;
     let fen = |v: i64| AmountFen::new(v).map_err(|_| StoreError::OutOfRange("opening balance"));

@@ -102,6 +102,9 @@ pub async fn reference_data_cards_and_routing<H: Harness>() {
     assert_eq!(card.card_id, fx.card_id);
     assert_eq!(card.pan_masked, "622848******5678");
     assert_eq!(card.status.decline_code(), None);
+    assert_eq!(card.issuance.pan_sequence_number, "01");
+    assert_eq!(card.issuance.icc_algorithm, Some(IccAlgorithm::Sm4));
+    assert_eq!(card.issuance.pin_offset.as_deref(), Some("1234"));
     assert_eq!(s.card_pan(fx.card_id).await.unwrap(), fx.pan);
     assert!(s.card_by_pan(&other).await.unwrap().is_none());
     assert!(matches!(
