@@ -146,6 +146,36 @@ fn missing_mandatory_field_is_refused_on_encode_too() {
 }
 
 #[test]
+fn a_request_missing_a_mandatory_field_can_still_be_read_to_answer_it_with_30() {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.message(Mti::new("0200").unwrap());
+    m.set_u64(11, 77).unwrap().set_str(41, "KIOSK009").unwrap();
+    let mut wire = Vec::new();
+    spec.encode_unchecked(&m, &mut wire).unwrap();
+    assert!(matches!(
+        spec.decode(&wire),
+        Err(Error::MissingField { .. })
+    ));
+    let lenient = spec.decode_unchecked(&wire).unwrap();
+    assert_eq!(lenient.get_u64(11).unwrap(), 77);
+    assert_eq!(spec.peek_mti(&wire), Some(Mti::new("0200").unwrap()));
+    let mut answer = lenient.to_response().unwrap();
+    answer.set_str(39, "30").unwrap();
+    let mut out = Vec::new();
+    assert!(
+        spec.encode(&answer, &mut out).is_err(),
+        "0210 rules need 3, 4, 7 ..."
+    );
+    spec.encode_unchecked(&answer, &mut out).unwrap();
+    let back = spec.decode_unchecked(&out).unwrap();
+    assert_eq!(back.mti().as_str(), "0210");
+    assert_eq!(back.get_str(39).unwrap(), "30");
+    // Garbage: no MTI to read, and a malformed field stays an error even without rules.
+    assert_eq!(spec.peek_mti(b"02x0"), None);
+    assert!(spec.decode_unchecked(&wire[..wire.len() - 3]).is_err());
+}
+
+#[test]
 fn tertiary_bitmap_carries_fields_129_to_192() {
     let spec = Spec::from_toml_str(
         r#"

@@ -8,3 +8,7 @@ ALTER TABLE card ADD COLUMN pan_sequence_number TEXT NOT NULL DEFAULT '00'
     CHECK (length(pan_sequence_number) = 2);
 ALTER TABLE card ADD COLUMN icc_algorithm TEXT CHECK (icc_algorithm IN ('tdes', 'sm4'));
 ALTER TABLE card ADD COLUMN pin_offset TEXT CHECK (length(pin_offset) BETWEEN 4 AND 12);
+-- The cardholder's medical-insurance scheme, the first key of the bill-split policy table:
+-- 'employee' (城镇职工基本医疗保险) or 'resident' (城乡居民基本医疗保险); NULL when uninsured.
+ALTER TABLE card ADD COLUMN insurance_category TEXT
+    CHECK (insurance_category IN ('employee', 'resident'));

@@ -108,6 +108,16 @@ pub struct Message<'a> {
 
 /// Decodes a whole message (MTI if the spec has one, bitmaps, fields) from `buf`.
 pub(crate) fn decode<'a>(spec: &'a Spec, buf: &'a [u8]) -> Result<Message<'a>, Error> {
+    decode_with(spec, buf, true)
+}
+
+/// [`decode`] with or without the spec's presence rules (`rules = false` lets a switch read a
+/// request that lacks a mandatory field, to answer it with response code 30).
+pub(crate) fn decode_with<'a>(
+    spec: &'a Spec,
+    buf: &'a [u8],
+    rules: bool,
+) -> Result<Message<'a>, Error> {
     if buf.len() > field::MESSAGE_LEN_MAX {
         return Err(Error::TooLong {
             at: FieldRef::field(0),
@@ -150,7 +160,7 @@ pub(crate) fn decode<'a>(spec: &'a Spec, buf: &'a [u8]) -> Result<Message<'a>, E
             count: buf.len() - end,
         });
     }
-    if let Some(mti) = mti {
+    if let (true, Some(mti)) = (rules, mti) {
         check_rules(spec, mti, &msg.present)?;
     }
     Ok(msg)

@@ -98,6 +98,35 @@ impl Spec {
         owned::encode(self, msg, out)
     }
 
+    /// Decodes like [`Spec::decode`] but without the per-MTI presence rules: every field must
+    /// still be well formed. For a switch answering a request that lacks a mandatory field with
+    /// response code 30 while echoing its STAN and terminal; never for processing.
+    pub fn decode_unchecked<'a>(&'a self, buf: &'a [u8]) -> Result<Message<'a>, Error> {
+        message::decode_with(self, buf, false)
+    }
+
+    /// Encodes without the per-MTI presence rules: only for format-error answers (response
+    /// code 30) to requests that did not carry what the rules need.
+    pub fn encode_unchecked(
+        &self,
+        msg: &OwnedMessage<'_>,
+        out: &mut impl Sink,
+    ) -> Result<(), Error> {
+        owned::encode_with(self, msg, out, false)
+    }
+
+    /// The MTI at the start of `buf`, if it can be read even though the rest may be malformed.
+    pub fn peek_mti(&self, buf: &[u8]) -> Option<Mti> {
+        let enc = self.mti?;
+        let len = enc.wire_len(Content::Numeric, 4);
+        let wire = buf.get(..len)?;
+        enc.check(FieldRef::field(0), Content::Numeric, wire, 4, true)
+            .ok()?;
+        let mut b = [0u8; 4];
+        (enc.decode_digits(wire, 4, &mut b) == 4).then_some(())?;
+        Mti::from_bytes(b).ok()
+    }
+
     /// A new, empty message of this spec.
     pub fn message(&self, mti: Mti) -> OwnedMessage<'_> {
         OwnedMessage::new(self, mti)

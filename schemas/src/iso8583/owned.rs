@@ -241,8 +241,20 @@ pub(crate) fn encode(
     msg: &OwnedMessage<'_>,
     out: &mut impl Sink,
 ) -> Result<(), Error> {
+    encode_with(spec, msg, out, true)
+}
+
+/// [`encode`] with or without the spec's presence rules.
+pub(crate) fn encode_with(
+    spec: &Spec,
+    msg: &OwnedMessage<'_>,
+    out: &mut impl Sink,
+    rules: bool,
+) -> Result<(), Error> {
     let same_spec = std::ptr::eq(spec, msg.spec);
-    message::check_rules(spec, msg.mti, &msg.present)?;
+    if rules {
+        message::check_rules(spec, msg.mti, &msg.present)?;
+    }
     if let Some(enc) = spec.mti {
         enc.encode(
             FieldRef::field(0),

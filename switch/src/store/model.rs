@@ -268,7 +268,19 @@ pub struct CardIssuance {
     pub icc_algorithm: Option<IccAlgorithm>,
     /// IBM 3624 PIN offset, `None` when the issuing bank verifies the PIN.
     pub pin_offset: Option<String>,
+    /// The cardholder's medical-insurance scheme, `None` when not insured.
+    pub insurance_category: Option<InsuranceCategory>,
 }
+
+sql_enum!(
+    /// A cardholder's basic medical-insurance scheme (the policy table's first key).
+    InsuranceCategory {
+        /// Urban employees' basic medical insurance (城镇职工).
+        Employee = "employee",
+        /// Urban and rural residents' basic medical insurance (城乡居民).
+        Resident = "resident",
+    }
+);
 
 impl Default for CardIssuance {
     fn default() -> Self {
@@ -276,6 +288,7 @@ impl Default for CardIssuance {
             pan_sequence_number: "00".to_owned(),
             icc_algorithm: None,
             pin_offset: None,
+            insurance_category: None,
         }
     }
 }

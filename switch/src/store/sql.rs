@@ -180,7 +180,7 @@ macro_rules! impl_store {
                 })
             }
 
-            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset";
+            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset, insurance_category";
 
             fn card(row: &DbRow) -> Result<Card, StoreError> {
                 let cic: Option<String> = row.try_get("card_identification_code")?;
@@ -202,6 +202,10 @@ macro_rules! impl_store {
                             None => None,
                         },
                         pin_offset: row.try_get("pin_offset")?,
+                        insurance_category: match row.try_get::<Option<String>, _>("insurance_category")? {
+                            Some(c) => Some(InsuranceCategory::from_sql(&c).ok_or(corrupt("card.insurance_category"))?),
+                            None => None,
+                        },
                     },
                 })
             }
@@ -476,8 +480,8 @@ macro_rules! impl_store {
                     let now = crate::store::now_us();
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO card (pan_hash, pan_ciphertext, pan_masked, card_identification_code, issuer_institution_id, \
-                         expiry_yymm, status, status_changed_at_us, created_at_us, pan_sequence_number, icc_algorithm, pin_offset) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) RETURNING card_id",
+                         expiry_yymm, status, status_changed_at_us, created_at_us, pan_sequence_number, icc_algorithm, pin_offset, insurance_category) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING card_id",
                     )
                     .bind(hash.to_vec())
                     .bind(sealed)
@@ -490,6 +494,7 @@ macro_rules! impl_store {
                     .bind(&c.issuance.pan_sequence_number)
                     .bind(c.issuance.icc_algorithm.map(IccAlgorithm::as_sql))
                     .bind(&c.issuance.pin_offset)
+                    .bind(c.issuance.insurance_category.map(InsuranceCategory::as_sql))
                     .fetch_one(&self.write)
                     .await?;
                     Ok(CardId(id))

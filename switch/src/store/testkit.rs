@@ -85,6 +85,7 @@ pub async fn seed<S: Store>(
                 pan_sequence_number: "01".into(),
                 icc_algorithm: Some(IccAlgorithm::Sm4),
                 pin_offset: Some("1234".into()),
+                insurance_category: Some(InsuranceCategory::Employee),
             },
         })
         .await?;
