@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod acquirer;
+pub mod demo;
 pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
