@@ -8,8 +8,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod acquirer;
+pub mod app;
 pub mod demo;
 pub mod gateway;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod store;
