@@ -5,4 +5,7 @@
 //! links, the authorization pipeline and the binary arrive on top of it (issue 5).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod banksim;
+pub mod gateway;
+pub mod link;
 pub mod store;
