@@ -1,11 +1,19 @@
 //! The authorization switch of the social-security card network.
 //!
-//! For now this crate holds the persistence layer ([`store`]): the `Store` trait with its
-//! SQLite and PostgreSQL backends, the group-commit writer and the transactional outbox. The
-//! links, the authorization pipeline and the binary arrive on top of it (issue 5).
+//! - [`store`]: the `Store` trait with its SQLite and PostgreSQL backends, the group-commit
+//!   writer and the transactional outbox;
+//! - [`pipeline`]: the authorization pipeline (checks, bill split, routing, decisions);
+//! - [`gateway`]: how the pipeline reaches the banks;
+//! - [`metrics`]: counters and latency for `/metrics` and the demo screen;
+//! - [`link`]: the issuer links to the banks (MUX, sign-on, echo, key exchange, reconnection)
+//!   and the store-and-forward reversal forwarder;
+//! - [`banksim`]: a simulated bank issuer host for the demo and the tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod acquirer;
 pub mod banksim;
 pub mod gateway;
 pub mod link;
+pub mod metrics;
+pub mod pipeline;
 pub mod store;

@@ -144,6 +144,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         rrn: &Rrn,
     ) -> impl Future<Output = Result<Vec<StoredTransaction>, StoreError>> + Send;
+    /// One transaction by id, with its legs.
+    fn transaction(
+        &self,
+        id: TransactionId,
+    ) -> impl Future<Output = Result<Option<StoredTransaction>, StoreError>> + Send;
     /// Deletes duplicate-detection keys older than the retransmission window.
     fn purge_duplicate_keys(
         &self,

@@ -332,6 +332,19 @@ macro_rules! impl_store {
             }
 
             impl $store {
+                /// A transaction row with its legs.
+                async fn with_legs(&self, row: &DbRow) -> Result<StoredTransaction, StoreError> {
+                    let (record, event_id) = txn(row)?;
+                    let legs = sqlx::query(
+                        "SELECT leg_no, kind, institution_id, account_id, amount_fen FROM txn_leg WHERE transaction_id = $1 ORDER BY leg_no",
+                    )
+                    .bind(record.transaction_id.0)
+                    .fetch_all(&self.read)
+                    .await?;
+                    let legs = legs.iter().map(leg).collect::<Result<Vec<_>, _>>()?;
+                    Ok(StoredTransaction { record, legs, event_id })
+                }
+
                 /// Loads (and on PostgreSQL locks) the rows a batch touches.
                 async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
                     let d = &Self::DIALECT;
@@ -666,17 +679,20 @@ macro_rules! impl_store {
                         .await?;
                     let mut out = Vec::with_capacity(rows.len());
                     for row in &rows {
-                        let (record, event_id) = txn(row)?;
-                        let legs = sqlx::query(
-                            "SELECT leg_no, kind, institution_id, account_id, amount_fen FROM txn_leg WHERE transaction_id = $1 ORDER BY leg_no",
-                        )
-                        .bind(record.transaction_id.0)
-                        .fetch_all(&self.read)
-                        .await?;
-                        let legs = legs.iter().map(leg).collect::<Result<Vec<_>, _>>()?;
-                        out.push(StoredTransaction { record, legs, event_id });
+                        out.push(self.with_legs(row).await?);
                     }
                     Ok(out)
+                }
+
+                async fn transaction(&self, id: TransactionId) -> Result<Option<StoredTransaction>, StoreError> {
+                    let row = sqlx::query(&format!("SELECT {TXN_COLUMNS} FROM txn WHERE transaction_id = $1"))
+                        .bind(id.0)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    match row {
+                        Some(row) => Ok(Some(self.with_legs(&row).await?)),
+                        None => Ok(None),
+                    }
                 }
 
                 async fn purge_duplicate_keys(&self, older_than_us: i64) -> Result<u64, StoreError> {

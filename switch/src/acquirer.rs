@@ -1,0 +1,312 @@
+//! The acquirer side: the TCP (or TLS, or mutual-TLS) server that kiosks, hospital systems and
+//! acquiring banks connect to.
+//!
+//! Why it looks like this (mini-redis's `Connection` and jPOS's channel, in tokio): each
+//! connection has a reader that cuts frames (length header + optional TPDU, bounded size) and a
+//! writer that sends answers; between them, every request runs as its own task so a slow bank
+//! leg never holds up the next request on the same connection (responses may come back out of
+//! order; clients match them by STAN, as ISO 8583 intends). Everything is bounded:
+//!
+//! - connections (`connections_max`): past it, new connections are closed at once;
+//! - requests in flight per connection (`in_flight_per_connection_max`): past it the reader
+//!   stops reading that socket, so one flooding client only slows itself;
+//! - answers waiting to be written (same bound): a client that does not read its answers stalls
+//!   only its own connection;
+//! - frame size (`frame_len_max`): an oversize frame closes that connection;
+//! - idle time (`idle_timeout`): a silent connection is closed.
+//!
+//! A frame that does not decode is answered 30 when its MTI can be read, else the connection is
+//! closed (see `Pipeline::process`).
+
+use crate::metrics::Metrics;
+use crate::pipeline::{LinkContext, Pipeline, Reply};
+use crate::store::Store;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// TLS settings of a listener.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The server configuration (certificate chain, key, client verification).
+    pub config: Arc<tokio_rustls::rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSettings { .. }")
+    }
+}
+
+/// Why TLS settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    File {
+        /// Which file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the combination.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+impl TlsSettings {
+    /// Loads a certificate chain and key (PEM); with `client_ca`, clients must present a
+    /// certificate signed by it (mutual TLS).
+    pub fn from_pem_files(
+        cert_chain: &str,
+        key: &str,
+        client_ca: Option<&str>,
+    ) -> Result<Self, TlsError> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let file_err = |path: &str, e: &dyn std::fmt::Display| TlsError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_chain)
+            .map_err(|e| file_err(cert_chain, &e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| file_err(cert_chain, &e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, &e))? {
+                    roots
+                        .add(c.map_err(|e| file_err(ca, &e))?)
+                        .map_err(|e| TlsError::Config(e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// One acquirer listener.
+#[derive(Debug, Clone)]
+pub struct AcquirerListener {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Dialect and default acquirer.
+    pub link: LinkContext,
+    /// Length header.
+    pub header: LengthHeader,
+    /// Whether frames carry a TPDU.
+    pub tpdu: bool,
+    /// Largest frame accepted.
+    pub frame_len_max: usize,
+    /// Most connections at once.
+    pub connections_max: usize,
+    /// Most requests in flight per connection.
+    pub in_flight_per_connection_max: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// TLS, when configured.
+    pub tls: Option<TlsSettings>,
+}
+
+impl AcquirerListener {
+    /// Defaults: ssc87, 2-byte binary length, 127.0.0.1:8583, 8 KiB frames.
+    pub fn ssc87(listen: SocketAddr) -> Result<Self, schemas::iso8583::SpecError> {
+        Ok(Self {
+            listen,
+            link: LinkContext {
+                spec: schemas::iso8583::spec("ssc87")?,
+                default_acquirer: None,
+            },
+            header: LengthHeader::Binary2,
+            tpdu: false,
+            frame_len_max: schemas::iso8583::framing::FRAME_LEN_MAX_DEFAULT,
+            connections_max: 10_000,
+            in_flight_per_connection_max: 256,
+            idle_timeout: Duration::from_secs(300),
+            tls: None,
+        })
+    }
+
+    fn codec(&self) -> FrameCodec {
+        let c = FrameCodec::new(self.header).with_frame_len_max(self.frame_len_max);
+        if self.tpdu {
+            c.with_tpdu()
+        } else {
+            c
+        }
+    }
+}
+
+/// Binds the listener (so callers know the port before serving).
+pub async fn bind(cfg: &AcquirerListener) -> std::io::Result<TcpListener> {
+    TcpListener::bind(cfg.listen).await
+}
+
+/// Serves connections until `shutdown` turns true.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    cfg: AcquirerListener,
+    pipeline: Arc<Pipeline<S>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = Arc::new(cfg);
+    let connections = Arc::new(Semaphore::new(cfg.connections_max));
+    let acceptor = cfg
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached, closing");
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let metrics = Arc::clone(pipeline.metrics());
+        metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        let (pipeline, cfg, shutdown) =
+            (Arc::clone(&pipeline), Arc::clone(&cfg), shutdown.clone());
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            match acceptor {
+                Some(acceptor) => match acceptor.accept(socket).await {
+                    Ok(tls) => connection(tls, peer, &cfg, pipeline, shutdown).await,
+                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                },
+                None => connection(socket, peer, &cfg, pipeline, shutdown).await,
+            }
+            metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: T,
+    peer: SocketAddr,
+    cfg: &AcquirerListener,
+    pipeline: Arc<Pipeline<S>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (rd, wr) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(rd, cfg.codec());
+    let mut sink = FramedWrite::new(wr, cfg.codec());
+    let bound = cfg.in_flight_per_connection_max.max(1);
+    let (tx, mut rx) = mpsc::channel::<Option<Frame>>(bound);
+    let in_flight = Arc::new(Semaphore::new(bound));
+    let close = Arc::new(tokio::sync::Notify::new());
+    let writer = tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            match item {
+                Some(frame) => {
+                    if sink.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        let _ = sink.close().await;
+    });
+    loop {
+        let next = tokio::select! {
+            n = tokio::time::timeout(cfg.idle_timeout, frames.next()) => n,
+            _ = shutdown.changed() => break,
+            _ = close.notified() => {
+                tracing::info!(%peer, "unreadable request, closing connection");
+                break;
+            }
+        };
+        let frame = match next {
+            Err(_) => {
+                tracing::info!(%peer, "idle connection closed");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::info!(%peer, error = %e, "bad frame, closing connection");
+                pipeline
+                    .metrics()
+                    .malformed
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
+        let (pipeline, tx, link) = (Arc::clone(&pipeline), tx.clone(), cfg.link.clone());
+        let close = Arc::clone(&close);
+        tokio::spawn(async move {
+            let reply = pipeline.process(&frame.message, &link).await;
+            let out = match reply {
+                Reply::Send(bytes) => Some(Frame {
+                    tpdu: frame.tpdu.map(|t| t.reply()),
+                    message: Bytes::from(bytes),
+                }),
+                Reply::Nothing => {
+                    drop(permit);
+                    return;
+                }
+                Reply::Close => {
+                    close.notify_one();
+                    None
+                }
+            };
+            let _ = tx.send(out).await;
+            drop(permit);
+        });
+    }
+    // Let requests in flight finish and their answers go out, then close.
+    let _ = in_flight.acquire_many(bound as u32).await;
+    let _ = tx.send(None).await;
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Shared by tests and the demo: how many acquirer connections are open.
+pub fn open_connections(metrics: &Metrics) -> u64 {
+    metrics.connections_open.load(Ordering::Relaxed)
+}

@@ -1,0 +1,183 @@
+//! Counters and latency histograms of the switch, rendered in the Prometheus text format for
+//! `/metrics` and summarised for the demo's live screen.
+//!
+//! Why our own: a handful of counters and one histogram per service do not justify a metrics
+//! framework; these are lock-free on the hot path except the per-code map, which is touched
+//! once per response.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds (µs) of the latency buckets.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_000, 3_000, 5_000, 7_500, 10_000, 20_000, 50_000, 100_000, 250_000,
+    1_000_000, 5_000_000,
+];
+
+/// A cumulative latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe_us(&self, us: u64) {
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The bucket bound under which `q` (0..1) of the observations fall, in µs.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let target = ((n as f64) * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= target {
+                return Some(LATENCY_BUCKETS_US[i]);
+            }
+        }
+        None
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS_US[i] as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count());
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() {
+            String::new()
+        } else {
+            format!("{{{plain}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braces} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count());
+    }
+}
+
+/// Everything the switch counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Responses by (service, response code).
+    responses: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// End-to-end latency of authorizations (request decoded → response encoded).
+    pub latency: Histogram,
+    /// Frames that could not be decoded (answered 30 or connection closed).
+    pub malformed: AtomicU64,
+    /// Acquirer connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Acquirer connections open now.
+    pub connections_open: AtomicU64,
+    /// Decisions approved by stand-in while a bank was unreachable.
+    pub stand_in_approvals: AtomicU64,
+    /// Reversals queued for banks.
+    pub reversals_queued: AtomicU64,
+    /// Holds released at expiry.
+    pub holds_released: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one response.
+    pub fn count_response(&self, service: &'static str, code: &str) {
+        if let Ok(mut m) = self.responses.lock() {
+            *m.entry((service, code.to_owned())).or_insert(0) += 1;
+        }
+    }
+
+    /// Responses by (service, code).
+    pub fn responses(&self) -> BTreeMap<(&'static str, String), u64> {
+        self.responses.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// All responses so far.
+    pub fn responses_total(&self) -> u64 {
+        self.responses().values().sum()
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP switch_responses_total Responses sent, by service and ISO 8583 response code.\n");
+        out.push_str("# TYPE switch_responses_total counter\n");
+        for ((service, code), n) in self.responses() {
+            let _ = writeln!(
+                out,
+                "switch_responses_total{{service=\"{service}\",code=\"{code}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP switch_authorization_seconds Time from request decoded to response ready.\n");
+        out.push_str("# TYPE switch_authorization_seconds histogram\n");
+        self.latency
+            .render(&mut out, "switch_authorization_seconds", "");
+        let counters = [
+            ("switch_malformed_frames_total", "Frames that could not be decoded.", &self.malformed),
+            ("switch_connections_accepted_total", "Acquirer connections accepted.", &self.connections_accepted),
+            ("switch_stand_in_approvals_total", "Approvals given in stand-in for an unreachable bank.", &self.stand_in_approvals),
+            ("switch_reversals_queued_total", "Reversals queued store-and-forward for banks.", &self.reversals_queued),
+            ("switch_holds_released_total", "Authorization holds released at expiry.", &self.holds_released),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switch_connections_open Acquirer connections open.\n# TYPE switch_connections_open gauge\nswitch_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets_and_render_is_prometheus_text() {
+        let m = Metrics::default();
+        for us in [100, 400, 900, 900, 4_000] {
+            m.latency.observe_us(us);
+        }
+        assert_eq!(m.latency.quantile_us(0.5), Some(1_000));
+        assert_eq!(m.latency.quantile_us(0.99), Some(5_000));
+        m.count_response("medical_bill", "00");
+        m.count_response("medical_bill", "00");
+        m.count_response("medical_bill", "51");
+        let text = m.render(&[("switch_writer_queue_depth", "Writer queue.", 3)]);
+        assert!(text.contains("switch_responses_total{service=\"medical_bill\",code=\"00\"} 2"));
+        assert!(text.contains("switch_authorization_seconds_bucket{le=\"+Inf\"} 5"));
+        assert!(text.contains("switch_authorization_seconds_count 5"));
+        assert!(text.contains("switch_writer_queue_depth 3"));
+        assert_eq!(m.responses_total(), 3);
+    }
+}

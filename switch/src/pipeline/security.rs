@@ -1,0 +1,276 @@
+//! The cryptographic steps of the pipeline, each done by the `Hsm` and never in the switch:
+//!
+//! - **MAC** (ISO 9797-1 algorithm 3, ANSI X9.19 retail MAC) of a message from an acquirer that
+//!   has a terminal authentication key: computed over the message bytes before field 64/128;
+//! - **PIN**: verification against the card's IBM 3624 offset (the switch verifies for the
+//!   insurance legs) or translation TPK → ZPK for the card's bank (ISO 9564-1 format 0);
+//! - **ARQC** verification and **ARPC** method 1 (EMV Book 2 §8.1–8.2; PBOC 3.0 for SM4): the
+//!   transaction data is rebuilt from field 55 exactly as the card MACed it
+//!   (`card_apdu::emv::ac_input_from_field55`), and the ARPC answered in tag 91 with its ARC.
+
+use crate::store::IccAlgorithm;
+use card_apdu::{emv, tags, tlv};
+use hsm_sim::card_crypto::CardAlgorithm;
+use hsm_sim::hsm::{ArpcMethod, ArqcRequest, PinBlockIn, PinVerificationMethod};
+use hsm_sim::keys::{ImkAc, MacKey, PinKey, Pvk, Tak, Tpk, Zpk};
+use hsm_sim::mac::{MacAlgorithm, MacPadding};
+use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
+use hsm_sim::Hsm;
+use schemas::domain::{Pan, ResponseCode};
+
+/// Keys of one acquirer (a hospital, a job centre, a bank acquiring at its devices).
+#[derive(Clone, Debug)]
+pub struct AcquirerKeys {
+    /// The key its terminals encrypt PIN blocks under.
+    pub tpk: Tpk,
+    /// The key its messages are MACed with; `None`: no MAC expected.
+    pub tak: Option<Tak>,
+}
+
+/// The issuer-side keys the switch verifies cards with (LMK tokens).
+#[derive(Clone, Debug)]
+pub struct IssuerKeys {
+    /// Issuer master key for AC of 3DES cards.
+    pub imk_ac_tdes: Option<ImkAc>,
+    /// Issuer master key for AC of SM4 cards.
+    pub imk_ac_sm4: Option<ImkAc>,
+    /// PIN verification key of the IBM 3624 offsets.
+    pub pvk: Pvk,
+    /// Decimalisation table (16 digits).
+    pub decimalisation_table: String,
+    /// Digits compared (the shortest PIN allowed), 4..=12.
+    pub pin_check_length: u8,
+}
+
+/// IBM 3624 validation data for a PAN: its 12-digit account number (ISO 9564-1 format 0 uses
+/// the same digits), so an offset is bound to its card.
+pub fn pin_validation_data(pan: &Pan) -> Result<String, ResponseCode> {
+    hsm_sim::pin::account_number_12(pan.expose_digits()).map_err(|_| ResponseCode::FormatError)
+}
+
+fn pin_in(pan: &Pan, block: &[u8; 8]) -> Result<PinBlockIn, ResponseCode> {
+    Ok(PinBlockIn {
+        block: EncryptedPinBlock::from_bytes(block.to_vec())
+            .map_err(|_| ResponseCode::FormatError)?,
+        format: PinBlockFormat::Iso0,
+        pan: pan.expose_digits().to_owned(),
+    })
+}
+
+/// Verifies a PIN block under the acquirer's TPK against the card's offset: `Ok(())`, 55 when
+/// the PIN is wrong, 96 when the HSM fails.
+pub async fn verify_pin(
+    hsm: &dyn Hsm,
+    keys: &IssuerKeys,
+    tpk: &Tpk,
+    pan: &Pan,
+    block: &[u8; 8],
+    offset: &str,
+) -> Result<(), ResponseCode> {
+    let method = PinVerificationMethod::Ibm3624 {
+        pvk: keys.pvk.clone(),
+        decimalisation_table: keys.decimalisation_table.clone(),
+        validation_data: pin_validation_data(pan)?,
+        offset: offset.to_owned(),
+        check_length: keys.pin_check_length,
+    };
+    match hsm
+        .verify_pin(&PinKey::Tpk(tpk.clone()), &pin_in(pan, block)?, &method)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ResponseCode::IncorrectPin),
+        Err(e) => {
+            tracing::warn!(hsm_error = e.code(), "PIN verification failed in the HSM");
+            // A PIN block that does not decrypt to a valid format 0 block is a wrong PIN.
+            if e.code() == "20" || e.code() == "24" {
+                Err(ResponseCode::IncorrectPin)
+            } else {
+                Err(ResponseCode::SystemMalfunction)
+            }
+        }
+    }
+}
+
+/// Re-encrypts a PIN block from the acquirer's TPK to the bank's ZPK.
+pub async fn translate_pin(
+    hsm: &dyn Hsm,
+    tpk: &Tpk,
+    zpk: &Zpk,
+    pan: &Pan,
+    block: &[u8; 8],
+) -> Result<[u8; 8], ResponseCode> {
+    let out = hsm
+        .translate_pin_tpk_to_zpk(tpk, zpk, &pin_in(pan, block)?, PinBlockFormat::Iso0)
+        .await
+        .map_err(|e| {
+            tracing::warn!(hsm_error = e.code(), "PIN translation failed in the HSM");
+            if e.code() == "20" || e.code() == "24" {
+                ResponseCode::IncorrectPin
+            } else {
+                ResponseCode::SystemMalfunction
+            }
+        })?;
+    out.block
+        .as_bytes()
+        .try_into()
+        .map_err(|_| ResponseCode::SystemMalfunction)
+}
+
+/// A verified ARQC, kept to answer with an ARPC.
+#[derive(Debug, Clone)]
+pub struct VerifiedArqc {
+    /// ARPC for ARC `00`, computed with the verification (the common case costs one call).
+    pub arpc_approved: Vec<u8>,
+    request: ArqcRequest,
+}
+
+fn card_algorithm(a: IccAlgorithm) -> CardAlgorithm {
+    match a {
+        IccAlgorithm::Tdes => CardAlgorithm::Tdes,
+        IccAlgorithm::Sm4 => CardAlgorithm::Sm4,
+    }
+}
+
+/// Verifies the ARQC of field 55 for `pan`: the card's algorithm must match its issuance
+/// data, the cryptogram type must be ARQC, and the amount the card signed (9F02) must be
+/// field 4. Declines with 05 when it does not verify, 30 when field 55 is malformed.
+pub async fn verify_arqc(
+    hsm: &dyn Hsm,
+    keys: &IssuerKeys,
+    pan: &Pan,
+    psn: &str,
+    algorithm: IccAlgorithm,
+    field55: &[u8],
+    amount_fen: i64,
+) -> Result<VerifiedArqc, ResponseCode> {
+    let data = emv::ac_input_from_field55(field55).map_err(|_| ResponseCode::FormatError)?;
+    let alg = card_algorithm(algorithm);
+    if data.iad.algorithm != alg || data.cid != emv::cid::ARQC {
+        return Err(ResponseCode::DoNotHonour);
+    }
+    let tlvs = tlv::parse_all(field55).map_err(|_| ResponseCode::FormatError)?;
+    let signed_amount = tlv::find_value(&tlvs, tags::AMOUNT_AUTHORISED)
+        .map(bcd_to_u64)
+        .ok_or(ResponseCode::FormatError)?;
+    if signed_amount != Some(amount_fen.unsigned_abs()) {
+        return Err(ResponseCode::DoNotHonour);
+    }
+    let imk = match alg {
+        CardAlgorithm::Tdes => keys.imk_ac_tdes.clone(),
+        CardAlgorithm::Sm4 => keys.imk_ac_sm4.clone(),
+    }
+    .ok_or(ResponseCode::DoNotHonour)?;
+    let request = ArqcRequest {
+        algorithm: alg,
+        imk_ac: imk,
+        pan: pan.expose_digits().to_owned(),
+        psn: psn.to_owned(),
+        atc: data.atc,
+        transaction_data: data.input,
+        arqc: data.ac,
+        arpc: ArpcMethod::Method1 { arc: *b"00" },
+    };
+    let outcome = hsm
+        .verify_arqc_and_generate_arpc(&request)
+        .await
+        .map_err(|e| {
+            tracing::warn!(hsm_error = e.code(), "ARQC verification failed in the HSM");
+            ResponseCode::SystemMalfunction
+        })?;
+    match (outcome.verified, outcome.arpc) {
+        (true, Some(arpc)) => Ok(VerifiedArqc {
+            arpc_approved: arpc,
+            request,
+        }),
+        _ => Err(ResponseCode::DoNotHonour),
+    }
+}
+
+fn bcd_to_u64(b: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for byte in b {
+        for nibble in [byte >> 4, byte & 0x0F] {
+            if nibble > 9 {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(nibble))?;
+        }
+    }
+    Some(v)
+}
+
+impl VerifiedArqc {
+    /// Field 55 of the response: tag 91 = ARPC ‖ ARC (method 1) for the final response code.
+    pub async fn response_field55(&self, hsm: &dyn Hsm, code: ResponseCode) -> Option<Vec<u8>> {
+        let arc: [u8; 2] = code.as_str().as_bytes().try_into().ok()?;
+        let arpc = if &arc == b"00" {
+            self.arpc_approved.clone()
+        } else {
+            let mut req = self.request.clone();
+            req.arpc = ArpcMethod::Method1 { arc };
+            hsm.verify_arqc_and_generate_arpc(&req).await.ok()?.arpc?
+        };
+        let mut iad = arpc;
+        iad.extend_from_slice(&arc);
+        Some(tlv::encode(tags::ISSUER_AUTHENTICATION_DATA, &iad))
+    }
+}
+
+/// Verifies the MAC of a message from an acquirer with a TAK: field 64 (or 128) is the last
+/// 8 bytes of the message, and the MAC covers everything before it.
+pub async fn verify_mac(
+    hsm: &dyn Hsm,
+    tak: &Tak,
+    message: &[u8],
+    mac: Option<[u8; 8]>,
+) -> Result<(), ResponseCode> {
+    let mac = mac.ok_or(ResponseCode::MacFailure)?;
+    let covered = message
+        .len()
+        .checked_sub(8)
+        .and_then(|n| message.get(..n))
+        .ok_or(ResponseCode::MacFailure)?;
+    match hsm
+        .verify_mac(
+            &MacKey::Tak(tak.clone()),
+            MacAlgorithm::Iso9797Alg3,
+            MacPadding::Method1,
+            covered,
+            &mac,
+        )
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ResponseCode::MacFailure),
+        Err(e) => {
+            tracing::warn!(hsm_error = e.code(), "MAC verification failed in the HSM");
+            Err(ResponseCode::MacFailure)
+        }
+    }
+}
+
+/// The MAC of an outgoing message whose last 8 bytes are the MAC field (zeros when called).
+pub async fn generate_mac(hsm: &dyn Hsm, tak: &Tak, covered: &[u8]) -> Option<[u8; 8]> {
+    let mac = hsm
+        .generate_mac(
+            &MacKey::Tak(tak.clone()),
+            MacAlgorithm::Iso9797Alg3,
+            MacPadding::Method1,
+            covered,
+        )
+        .await
+        .ok()?;
+    mac.get(..8)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bcd_to_u64;
+
+    #[test]
+    fn amount_authorised_is_read_as_bcd_and_bad_nibbles_are_refused() {
+        assert_eq!(bcd_to_u64(&[0x00, 0x00, 0x00, 0x01, 0x23, 0x45]), Some(12_345));
+        assert_eq!(bcd_to_u64(&[0x1A]), None);
+    }
+}
