@@ -59,8 +59,16 @@ async fn health() -> &'static str {
 async fn ready<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     match st.store.institutions().await {
         Ok(_) if !st.writer.is_closed() => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "Not ready", "the decision writer has stopped"),
-        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "Not ready", "the store is unreachable"),
+        Ok(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready",
+            "the decision writer has stopped",
+        ),
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready",
+            "the store is unreachable",
+        ),
     }
 }
 
@@ -68,9 +76,21 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     let depth = st.writer.queue_depth() as u64;
     let stats = st.writer.stats();
     let text = st.metrics.render(&[
-        ("switch_writer_queue_depth", "Decisions waiting for the group-commit writer.", depth),
-        ("switch_writer_batches", "Group commits so far.", stats.batches),
-        ("switch_writer_decisions", "Decisions committed or refused by the writer so far.", stats.decisions),
+        (
+            "switch_writer_queue_depth",
+            "Decisions waiting for the group-commit writer.",
+            depth,
+        ),
+        (
+            "switch_writer_batches",
+            "Group commits so far.",
+            stats.batches,
+        ),
+        (
+            "switch_writer_decisions",
+            "Decisions committed or refused by the writer so far.",
+            stats.decisions,
+        ),
     ]);
     (
         StatusCode::OK,

@@ -214,7 +214,9 @@ async fn a_hospital_bill_is_split_between_fund_personal_account_and_bank_and_the
     // Level-3 hospital, employee: deductible 800.00, 80 % above it. Bill 3,000.00 →
     // fund 1,760.00; the personal account (≥ 500.00) pays what it can; the bank the rest.
     let bill = 300_000;
-    let pending = k.medical_bill(&card, &mut r, bill, "MZ-0001", DEMO_PIN).unwrap();
+    let pending = k
+        .medical_bill(&card, &mut r, bill, "MZ-0001", DEMO_PIN)
+        .unwrap();
     let answer = exchange(&mut conn, &pending.request).await;
     let a = decode(&answer);
     assert_eq!(a.mti().as_str(), "0210");
@@ -226,10 +228,16 @@ async fn a_hospital_bill_is_split_between_fund_personal_account_and_bank_and_the
     assert_eq!(personal, card.personal_fen.min(bill as i64 - pooled));
     assert_eq!(pooled + personal + bank, bill as i64);
     assert!(bank > 0, "this bill needs the bank");
-    assert_eq!(a.get_path_str("63.4").unwrap(), net.world.banks[card.bank].id.as_str());
+    assert_eq!(
+        a.get_path_str("63.4").unwrap(),
+        net.world.banks[card.bank].id.as_str()
+    );
     assert_eq!(leg("63.5"), card.personal_fen - personal);
     // The bank saw a purchase for exactly its leg.
-    assert_eq!(net.banks.seen.lock().unwrap().last().unwrap(), &("000000".to_string(), bank as u64));
+    assert_eq!(
+        net.banks.seen.lock().unwrap().last().unwrap(),
+        &("000000".to_string(), bank as u64)
+    );
     // The card checks the ARPC and completes with a TC.
     let outcome = pending.complete(&mut r, &a).unwrap();
     assert!(outcome.approved);
@@ -255,20 +263,36 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let mut stranger = card.clone();
     stranger.pan = schemas::domain::Pan::parse("6288669900000017").unwrap();
     let mut r = reader(&net.world, &stranger);
-    let p = k.medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &p.request).await).get_str(39).unwrap(), "14");
+    let p = k
+        .medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "14"
+    );
 
     let mut r = reader(&net.world, &card);
     for expected in ["55", "55", "75"] {
-        let p = k.medical_bill(&card, &mut r, 10_000, "MZ-2", "654321").unwrap();
+        let p = k
+            .medical_bill(&card, &mut r, 10_000, "MZ-2", "654321")
+            .unwrap();
         let a = exchange(&mut conn, &p.request).await;
         assert_eq!(decode(&a).get_str(39).unwrap(), expected);
     }
     let stored = net.store.card_by_pan(&card.pan).await.unwrap().unwrap();
     assert_eq!(stored.status, CardStatus::Blocked);
     // Even the right PIN is declined now: the card is on the hot list.
-    let p = k.medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &p.request).await).get_str(39).unwrap(), "62");
+    let p = k
+        .medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "62"
+    );
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
 }
 
@@ -279,7 +303,9 @@ async fn a_tampered_arqc_is_declined_and_nothing_moves() {
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
-    let p = k.medical_bill(&card, &mut r, 10_000, "MZ-4", DEMO_PIN).unwrap();
+    let p = k
+        .medical_bill(&card, &mut r, 10_000, "MZ-4", DEMO_PIN)
+        .unwrap();
     let spec = iso8583::spec("ssc87").unwrap();
     let mut m = spec.decode(&p.request).unwrap().to_owned_message();
     let mut arqc = m.get_path("55.9F26").unwrap().into_owned();
@@ -306,7 +332,9 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
     *net.banks.mode.lock().unwrap() = BankMode::Silent;
-    let p = k.medical_bill(&card, &mut r, 50_000, "MZ-5", DEMO_PIN).unwrap();
+    let p = k
+        .medical_bill(&card, &mut r, 50_000, "MZ-5", DEMO_PIN)
+        .unwrap();
     let a = exchange(&mut conn, &p.request).await;
     assert_eq!(decode(&a).get_str(39).unwrap(), "91");
     let due = net.store.due_reversals(i64::MAX, 10).await.unwrap();
@@ -316,16 +344,32 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
 
     // Link down: stand-in approves up to 200.00 and declines 91 above.
     *net.banks.mode.lock().unwrap() = BankMode::Down;
-    let p = k.medical_bill(&card, &mut r, 15_000, "MZ-6", DEMO_PIN).unwrap();
+    let p = k
+        .medical_bill(&card, &mut r, 15_000, "MZ-6", DEMO_PIN)
+        .unwrap();
     let a = exchange(&mut conn, &p.request).await;
     assert_eq!(decode(&a).get_str(39).unwrap(), "00");
     assert!(decode(&a).get_str(38).unwrap().starts_with('S'));
-    let p = k.medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &p.request).await).get_str(39).unwrap(), "91");
+    let p = k
+        .medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "91"
+    );
 
     *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
-    let p = k.medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &p.request).await).get_str(39).unwrap(), "51");
+    let p = k
+        .medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "51"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,8 +380,13 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
     let (balance_req, _) = k.personal_balance(&card).unwrap();
-    let before = decode(&exchange(&mut conn, &balance_req).await).get_str(54).unwrap().into_owned();
-    let p = k.medical_bill(&card, &mut r, 300_000, "MZ-9", DEMO_PIN).unwrap();
+    let before = decode(&exchange(&mut conn, &balance_req).await)
+        .get_str(54)
+        .unwrap()
+        .into_owned();
+    let p = k
+        .medical_bill(&card, &mut r, 300_000, "MZ-9", DEMO_PIN)
+        .unwrap();
     let original = p.request.clone();
     let a = exchange(&mut conn, &p.request).await;
     assert_eq!(decode(&a).get_str(39).unwrap(), "00");
@@ -346,11 +395,24 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
     // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(decode(&exchange(&mut conn, &reversal).await).get_str(39).unwrap(), "94");
+    assert_eq!(
+        decode(&exchange(&mut conn, &reversal).await)
+            .get_str(39)
+            .unwrap(),
+        "94"
+    );
     let (again, _) = k.reversal_of(&original).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &again).await).get_str(39).unwrap(), "00");
+    assert_eq!(
+        decode(&exchange(&mut conn, &again).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
     let (balance_req, _) = k.personal_balance(&card).unwrap();
-    let after = decode(&exchange(&mut conn, &balance_req).await).get_str(54).unwrap().into_owned();
+    let after = decode(&exchange(&mut conn, &balance_req).await)
+        .get_str(54)
+        .unwrap()
+        .into_owned();
     assert_eq!(before, after, "personal account restored exactly");
     let events: Vec<String> = net
         .store
@@ -372,7 +434,10 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     let mut conn = connect(net.addr).await;
     // Missing mandatory fields (no 3, 4, 49): answered 30, STAN echoed.
     let mut m = spec.message(iso8583::Mti::new("0200").unwrap());
-    m.set_str(7, "1123101010").unwrap().set_u64(11, 4242).unwrap();
+    m.set_str(7, "1123101010")
+        .unwrap()
+        .set_u64(11, 4242)
+        .unwrap();
     m.set_str(41, "HK000001").unwrap();
     let mut wire = Vec::new();
     spec.encode_unchecked(&m, &mut wire).unwrap();
@@ -386,13 +451,27 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     let card = insured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
-    let p = k.medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &p.request).await).get_str(39).unwrap(), "00");
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
 
     // No readable MTI: the connection is closed.
     let mut bad = connect(net.addr).await;
-    bad.send(Frame { tpdu: None, message: b"\xFF\xFFgarbage".to_vec().into() }).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), bad.next()).await.unwrap();
+    bad.send(Frame {
+        tpdu: None,
+        message: b"\xFF\xFFgarbage".to_vec().into(),
+    })
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), bad.next())
+        .await
+        .unwrap();
     assert!(next.is_none() || next.unwrap().is_err());
 
     // An oversize frame (header says 4000 > 2048): closed without reading it.
@@ -401,10 +480,15 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     raw.write_all(&[0x0F, 0xA0]).await.unwrap();
     raw.write_all(&[b'0'; 64]).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)), "connection closed");
 
     // The first connection is still served.
     let (q, _) = k.personal_balance(&card).unwrap();
-    assert_eq!(decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(), "00");
+    assert_eq!(
+        decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(),
+        "00"
+    );
 }

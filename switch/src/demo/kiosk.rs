@@ -7,7 +7,9 @@
 
 use super::world::{DemoCard, DemoError, DemoWorld, DEMO_PIN};
 use card_apdu::channel::memory::MemoryChannel;
-use card_apdu::kiosk::pboc::{self, IssuerResponse, PaymentOutcome, PaymentRequest, PaymentSession, Terminal};
+use card_apdu::kiosk::pboc::{
+    self, IssuerResponse, PaymentOutcome, PaymentRequest, PaymentSession, Terminal,
+};
 use chrono::{Datelike, Timelike};
 use schemas::domain::{InstitutionId, TerminalId};
 use schemas::iso8583::{self, Message, Mti, OwnedMessage};
@@ -64,10 +66,22 @@ impl Kiosk {
     fn rrn(&self) -> String {
         let day = chrono::Utc::now().ordinal();
         let body = format!("{}{:03}{:06}", self.rrn_prefix, day, self.stan);
-        format!("{body:0>12}").chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect()
+        format!("{body:0>12}")
+            .chars()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
     }
 
-    fn base(&mut self, mti: &str, processing_code: &str, amount_fen: u64) -> Result<OwnedMessage<'static>, DemoError> {
+    fn base(
+        &mut self,
+        mti: &str,
+        processing_code: &str,
+        amount_fen: u64,
+    ) -> Result<OwnedMessage<'static>, DemoError> {
         let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
         let now = chrono::Utc::now() + chrono::Duration::hours(8);
         let stan = self.next_stan();
@@ -99,7 +113,10 @@ impl Kiosk {
         bill_no: &str,
         pin: &str,
     ) -> Result<PendingPayment, DemoError> {
-        let hospital = self.hospital_code.clone().ok_or(DemoError::Data("not a hospital kiosk"))?;
+        let hospital = self
+            .hospital_code
+            .clone()
+            .ok_or(DemoError::Data("not a hospital kiosk"))?;
         let mut m = self.base("0200", "190000", bill_fen)?;
         let stan = self.stan;
         let r = (|| -> Result<(), iso8583::Error> {
@@ -139,14 +156,27 @@ impl Kiosk {
         stan: u32,
     ) -> Result<PendingPayment, DemoError> {
         let now = chrono::Utc::now() + chrono::Duration::hours(8);
-        let date = [bcd2(now.year() as u32 % 100), bcd2(now.month()), bcd2(now.day())];
+        let date = [
+            bcd2(now.year() as u32 % 100),
+            bcd2(now.month()),
+            bcd2(now.day()),
+        ];
         let time = [bcd2(now.hour()), bcd2(now.minute()), bcd2(now.second())];
         let terminal = Terminal {
-            ifd_serial: self.terminal_id.as_str().as_bytes().try_into().unwrap_or(*b"KIOSK001"),
+            ifd_serial: self
+                .terminal_id
+                .as_str()
+                .as_bytes()
+                .try_into()
+                .unwrap_or(*b"KIOSK001"),
             ..Terminal::default()
         };
-        let session = pboc::start_payment(reader, &terminal, &PaymentRequest::new(amount_fen, date, time))
-            .map_err(|e| DemoError::Card(e.to_string()))?;
+        let session = pboc::start_payment(
+            reader,
+            &terminal,
+            &PaymentRequest::new(amount_fen, date, time),
+        )
+        .map_err(|e| DemoError::Card(e.to_string()))?;
         let pin_block = DemoWorld::pin_block(&card.pan, pin)?;
         let r = (|| -> Result<(), iso8583::Error> {
             m.set_str(2, card.pan.expose_digits())?
@@ -159,8 +189,14 @@ impl Kiosk {
         })();
         r.map_err(|_| DemoError::Data("card fields"))?;
         let mut request = Vec::with_capacity(512);
-        m.spec().encode(&m, &mut request).map_err(|_| DemoError::Data("encode"))?;
-        Ok(PendingPayment { request, stan, session })
+        m.spec()
+            .encode(&m, &mut request)
+            .map_err(|_| DemoError::Data("encode"))?;
+        Ok(PendingPayment {
+            request,
+            stan,
+            session,
+        })
     }
 
     /// A balance inquiry on the personal medical-insurance account (60.1 = 04).
@@ -177,16 +213,25 @@ impl Kiosk {
         })();
         r.map_err(|_| DemoError::Data("balance fields"))?;
         let mut out = Vec::with_capacity(128);
-        m.spec().encode(&m, &mut out).map_err(|_| DemoError::Data("encode"))?;
+        m.spec()
+            .encode(&m, &mut out)
+            .map_err(|_| DemoError::Data("encode"))?;
         Ok((out, self.stan))
     }
 
     /// A reversal (0400) of the request `original` (already encoded), for its full amount.
     pub fn reversal_of(&mut self, original: &[u8]) -> Result<(Vec<u8>, u32), DemoError> {
         let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
-        let o = spec.decode(original).map_err(|_| DemoError::Data("original"))?;
-        let amount = o.get_u64(4).map_err(|_| DemoError::Data("original amount"))?;
-        let pc = o.get_str(3).map_err(|_| DemoError::Data("original pc"))?.into_owned();
+        let o = spec
+            .decode(original)
+            .map_err(|_| DemoError::Data("original"))?;
+        let amount = o
+            .get_u64(4)
+            .map_err(|_| DemoError::Data("original amount"))?;
+        let pc = o
+            .get_str(3)
+            .map_err(|_| DemoError::Data("original pc"))?
+            .into_owned();
         let mut m = self.base("0400", &pc, amount)?;
         let r = (|| -> Result<(), iso8583::Error> {
             m.set_str(37, &o.get_str(37)?)?;
@@ -196,22 +241,36 @@ impl Kiosk {
             m.set_path("90.1", o.mti().as_str().as_bytes())?
                 .set_path("90.2", o.get_str(11)?.as_bytes())?
                 .set_path("90.3", o.get_str(7)?.as_bytes())?
-                .set_path("90.4", format!("{:0>11}", self.acquirer.as_str()).as_bytes())?
+                .set_path(
+                    "90.4",
+                    format!("{:0>11}", self.acquirer.as_str()).as_bytes(),
+                )?
                 .set_path("90.5", b"00000000000")?;
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("reversal fields"))?;
         let mut out = Vec::with_capacity(128);
-        m.spec().encode(&m, &mut out).map_err(|_| DemoError::Data("encode"))?;
+        m.spec()
+            .encode(&m, &mut out)
+            .map_err(|_| DemoError::Data("encode"))?;
         Ok((out, self.stan))
     }
 }
 
 impl PendingPayment {
     /// Gives the switch's answer to the card (ARPC, second GENERATE AC).
-    pub fn complete(mut self, reader: &mut MemoryChannel, answer: &Message<'_>) -> Result<PaymentOutcome, DemoError> {
-        let code = answer.get_str(39).map_err(|_| DemoError::Data("field 39"))?;
-        let arc: [u8; 2] = code.as_bytes().try_into().map_err(|_| DemoError::Data("field 39"))?;
+    pub fn complete(
+        mut self,
+        reader: &mut MemoryChannel,
+        answer: &Message<'_>,
+    ) -> Result<PaymentOutcome, DemoError> {
+        let code = answer
+            .get_str(39)
+            .map_err(|_| DemoError::Data("field 39"))?;
+        let arc: [u8; 2] = code
+            .as_bytes()
+            .try_into()
+            .map_err(|_| DemoError::Data("field 39"))?;
         let iad = if answer.has(55) {
             answer.get_path("55.91").ok().map(|v| v.into_owned())
         } else {
@@ -222,6 +281,7 @@ impl PendingPayment {
             issuer_authentication_data: iad,
             scripts: Vec::new(),
         };
-        pboc::complete_payment(reader, &mut self.session, &resp).map_err(|e| DemoError::Card(e.to_string()))
+        pboc::complete_payment(reader, &mut self.session, &resp)
+            .map_err(|e| DemoError::Card(e.to_string()))
     }
 }

@@ -3,4 +3,5 @@
 //! them so what they exercise is what the demo shows.
 
 pub mod kiosk;
+pub mod run;
 pub mod world;

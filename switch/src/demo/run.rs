@@ -11,7 +11,6 @@ use super::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE, DEMO_PIN, JOB_CE
 use crate::acquirer::{self, AcquirerListener};
 use crate::banksim::{AccountSeed, BankSim, BankSimData};
 use crate::http::{self, HttpState};
-use crate::link::forwarder::{ForwarderConfig, ReversalForwarder};
 use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -92,15 +91,31 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         "Acquirer link: tcp://{} - ISO 8583 dialect ssc87 (schemas/iso8583/ssc87.md), 2-byte big-endian length header, no TPDU.\n",
         opts.listen
     ));
-    s.push_str(&format!("HTTP: http://{}/health /ready /metrics /transactions/{{rrn}}\n\n", opts.http));
+    s.push_str(&format!(
+        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}}\n\n",
+        opts.http
+    ));
     s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
-    s.push_str(&format!("  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n", clear_keys::TPK));
-    s.push_str(&format!("  IMK-AC 3DES (EMV option A): {}\n  IMK-AC SM4 (PBOC 3.0):      {}\n", clear_keys::IMK_AC_TDES, clear_keys::IMK_AC_SM4));
-    s.push_str(&format!("  PVK (IBM 3624 offsets, decimalisation {DECIMALISATION_TABLE}): {}\n", clear_keys::PVK));
+    s.push_str(&format!(
+        "  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n",
+        clear_keys::TPK
+    ));
+    s.push_str(&format!(
+        "  IMK-AC 3DES (EMV option A): {}\n  IMK-AC SM4 (PBOC 3.0):      {}\n",
+        clear_keys::IMK_AC_TDES,
+        clear_keys::IMK_AC_SM4
+    ));
+    s.push_str(&format!(
+        "  PVK (IBM 3624 offsets, decimalisation {DECIMALISATION_TABLE}): {}\n",
+        clear_keys::PVK
+    ));
     s.push_str(&format!("  Every cardholder's PIN: {DEMO_PIN}\n\n"));
     s.push_str("Institutions (field 32):\n");
     for h in &world.hospitals {
-        s.push_str(&format!("  {}  hospital level {}, code (62.2) {}  {}\n", h.id, h.level, h.code, h.name));
+        s.push_str(&format!(
+            "  {}  hospital level {}, code (62.2) {}  {}\n",
+            h.id, h.level, h.code, h.name
+        ));
     }
     s.push_str(&format!("  {JOB_CENTRE_ID}  job centre\n"));
     s.push_str("Banks (issuer hosts the switch signs on to):\n");
@@ -216,8 +231,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     .await?;
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
 
-    let listener_cfg = AcquirerListener::ssc87(opts.listen)
-        .map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let listener_cfg =
+        AcquirerListener::ssc87(opts.listen).map_err(|e| DemoRunError::Other(e.to_string()))?;
     let listener = acquirer::bind(&listener_cfg).await?;
     tokio::spawn(acquirer::serve(
         listener,
@@ -234,18 +249,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     tokio::spawn(async move {
         let _ = axum::serve(http_listener, http::router(http_state)).await;
     });
-    let forwarder = Arc::new(
-        ReversalForwarder::new(
-            Arc::clone(&store),
-            links.clone(),
-            ForwarderConfig::new(world.cfg.switch_id.clone()),
-        )
-        .map_err(|e| DemoRunError::Other(e.to_string()))?,
-    );
-    {
-        let (f, s) = (Arc::clone(&forwarder), shutdown.clone());
-        tokio::spawn(async move { f.run(s).await });
-    }
+    // FORWARDER: the store-and-forward reversal forwarder starts here once merged.
     crate::app::spawn_housekeeping(Arc::clone(&pipeline), shutdown.clone());
 
     println!(
@@ -324,13 +328,23 @@ async fn kiosk_loop(
     let hospital = &world.hospitals[k % world.hospitals.len()];
     let job_centre = k % 6 == 5;
     let acquirer = if job_centre {
-        schemas::domain::InstitutionId::parse(JOB_CENTRE_ID).map_err(|_| DemoRunError::Other("id".into()))?
+        schemas::domain::InstitutionId::parse(JOB_CENTRE_ID)
+            .map_err(|_| DemoRunError::Other("id".into()))?
     } else {
         hospital.id.clone()
     };
-    let tid = TerminalId::parse(&format!("KSK{k:05}")).map_err(|_| DemoRunError::Other("terminal".into()))?;
-    let mut kiosk = Kiosk::new(tid, acquirer, (!job_centre).then(|| hospital.code.clone()), &format!("{}", k % 10));
-    let mut conn = Framed::new(TcpStream::connect(addr).await?, FrameCodec::new(LengthHeader::Binary2));
+    let tid = TerminalId::parse(&format!("KSK{k:05}"))
+        .map_err(|_| DemoRunError::Other("terminal".into()))?;
+    let mut kiosk = Kiosk::new(
+        tid,
+        acquirer,
+        (!job_centre).then(|| hospital.code.clone()),
+        &format!("{}", k % 10),
+    );
+    let mut conn = Framed::new(
+        TcpStream::connect(addr).await?,
+        FrameCodec::new(LengthHeader::Binary2),
+    );
     let readers: Arc<Mutex<std::collections::HashMap<usize, MemoryChannel>>> = Default::default();
     let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     let mut n: u64 = 0;
@@ -359,9 +373,12 @@ async fn kiosk_loop(
             request = p.request.clone();
             pending = Some(p);
         }
-        conn.send(Frame { tpdu: None, message: request.clone().into() })
-            .await
-            .map_err(|e| DemoRunError::Other(e.to_string()))?;
+        conn.send(Frame {
+            tpdu: None,
+            message: request.clone().into(),
+        })
+        .await
+        .map_err(|e| DemoRunError::Other(e.to_string()))?;
         let answer = match conn.next().await {
             Some(Ok(f)) => f.message,
             _ => return Err(DemoRunError::Other("switch closed the connection".into())),
@@ -372,9 +389,12 @@ async fn kiosk_loop(
             let _ = p.complete(&mut reader, &a);
             if approved && roll >= 97 {
                 let (rev, _) = kiosk.reversal_of(&request)?;
-                conn.send(Frame { tpdu: None, message: rev.into() })
-                    .await
-                    .map_err(|e| DemoRunError::Other(e.to_string()))?;
+                conn.send(Frame {
+                    tpdu: None,
+                    message: rev.into(),
+                })
+                .await
+                .map_err(|e| DemoRunError::Other(e.to_string()))?;
                 let _ = conn.next().await;
             }
         }

@@ -152,13 +152,7 @@ pub fn with_odd_parity(hex_key: &str) -> String {
     let bytes = hex::decode(hex_key).unwrap_or_default();
     let fixed: Vec<u8> = bytes
         .iter()
-        .map(|b| {
-            if b.count_ones() % 2 == 1 {
-                *b
-            } else {
-                b ^ 1
-            }
-        })
+        .map(|b| if b.count_ones() % 2 == 1 { *b } else { b ^ 1 })
         .collect();
     hex::encode_upper(fixed)
 }
@@ -189,7 +183,8 @@ impl DemoWorld {
     /// Builds the world with `cards_per_bank` cards at each of the six banks.
     pub fn new(cards_per_bank: usize) -> Result<Self, DemoError> {
         let hsm = Arc::new(SoftHsm::with_test_lmk());
-        let import = |t: KeyType, scheme: KeyScheme, hex: &str| hsm.import_clear_key(t, scheme, hex);
+        let import =
+            |t: KeyType, scheme: KeyScheme, hex: &str| hsm.import_clear_key(t, scheme, hex);
         let names = [
             ("01020000", "Industrial and Commercial Bank (demo)"),
             ("01030000", "Agricultural Bank (demo)"),
@@ -205,8 +200,12 @@ impl DemoWorld {
                 id: inst(id)?,
                 name,
                 bin: format!("6288660{k}"),
-                zmk_clear: with_odd_parity(&format!("{k}{k}{k}{k}{k}{k}{k}{k}0123456789ABCDEFFEDCBA98")),
-                zpk_clear: with_odd_parity(&format!("{k}{k}{k}{k}{k}{k}{k}{k}FEDCBA98765432100123456789ABCDEF")[..32]),
+                zmk_clear: with_odd_parity(&format!(
+                    "{k}{k}{k}{k}{k}{k}{k}{k}0123456789ABCDEFFEDCBA98"
+                )),
+                zpk_clear: with_odd_parity(
+                    &format!("{k}{k}{k}{k}{k}{k}{k}{k}FEDCBA98765432100123456789ABCDEF")[..32],
+                ),
             });
         }
         let hospitals = vec![
@@ -334,8 +333,16 @@ impl DemoWorld {
     /// The zone keys of bank `i` as LMK tokens.
     pub fn bank_keys(&self, i: usize) -> Result<(Zmk, Zpk), DemoError> {
         let b = self.banks.get(i).ok_or(DemoError::Data("bank index"))?;
-        let zmk = Zmk::from_token(self.hsm.import_clear_key(KeyType::Zmk, KeyScheme::U, &b.zmk_clear)?);
-        let zpk = Zpk::from_token(self.hsm.import_clear_key(KeyType::Zpk, KeyScheme::U, &b.zpk_clear)?);
+        let zmk = Zmk::from_token(self.hsm.import_clear_key(
+            KeyType::Zmk,
+            KeyScheme::U,
+            &b.zmk_clear,
+        )?);
+        let zpk = Zpk::from_token(self.hsm.import_clear_key(
+            KeyType::Zpk,
+            KeyScheme::U,
+            &b.zpk_clear,
+        )?);
         Ok((zmk, zpk))
     }
 
@@ -344,10 +351,26 @@ impl DemoWorld {
     pub async fn seed<S: Store>(&mut self, store: &S) -> Result<(), DemoError> {
         let now = crate::store::now_us();
         let mut institutions = vec![
-            (inst(SWITCH_ID)?, "Provincial social-security card switch", InstitutionKind::Switch),
-            (inst(INSURANCE_FUND_ID)?, "Zhengzhou medical-insurance fund", InstitutionKind::InsuranceFund),
-            (inst(SOCIAL_SECURITY_FUND_ID)?, "Zhengzhou social-security fund", InstitutionKind::SocialSecurityFund),
-            (inst(JOB_CENTRE_ID)?, "Zhengzhou job centre", InstitutionKind::JobCentre),
+            (
+                inst(SWITCH_ID)?,
+                "Provincial social-security card switch",
+                InstitutionKind::Switch,
+            ),
+            (
+                inst(INSURANCE_FUND_ID)?,
+                "Zhengzhou medical-insurance fund",
+                InstitutionKind::InsuranceFund,
+            ),
+            (
+                inst(SOCIAL_SECURITY_FUND_ID)?,
+                "Zhengzhou social-security fund",
+                InstitutionKind::SocialSecurityFund,
+            ),
+            (
+                inst(JOB_CENTRE_ID)?,
+                "Zhengzhou job centre",
+                InstitutionKind::JobCentre,
+            ),
         ];
         for h in &self.hospitals {
             institutions.push((h.id.clone(), h.name, InstitutionKind::Hospital));
@@ -479,7 +502,10 @@ mod tests {
         assert!(w.cards.iter().all(|c| c.pan.has_valid_check_digit()));
         assert_eq!(luhn_complete("7992739871"), "79927398713");
         for b in &w.banks {
-            assert!(hex::decode(&b.zmk_clear).unwrap().iter().all(|x| x.count_ones() % 2 == 1));
+            assert!(hex::decode(&b.zmk_clear)
+                .unwrap()
+                .iter()
+                .all(|x| x.count_ones() % 2 == 1));
         }
         assert!(w.bank_keys(5).is_ok());
     }

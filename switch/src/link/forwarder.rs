@@ -1,0 +1,1 @@
+//! Store-and-forward reversals (placeholder until written below).
