@@ -204,8 +204,7 @@ pub async fn serve<S: Store>(
         let _ = socket.set_nodelay(true);
         let metrics = Arc::clone(pipeline.metrics());
         metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
-        let (pipeline, cfg, shutdown) =
-            (Arc::clone(&pipeline), Arc::clone(&cfg), shutdown.clone());
+        let (pipeline, cfg, shutdown) = (Arc::clone(&pipeline), Arc::clone(&cfg), shutdown.clone());
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -266,10 +265,7 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 tracing::info!(%peer, error = %e, "bad frame, closing connection");
-                pipeline
-                    .metrics()
-                    .malformed
-                    .fetch_add(1, Ordering::Relaxed);
+                pipeline.metrics().malformed.fetch_add(1, Ordering::Relaxed);
                 break;
             }
             Ok(Some(Ok(f))) => f,

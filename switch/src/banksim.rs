@@ -602,6 +602,11 @@ fn encode(spec: &Spec, m: &OwnedMessage<'_>, unchecked: bool) -> Option<BytesMut
 
 fn reply<'a>(msg: &Message<'a>, code: &str) -> Option<OwnedMessage<'a>> {
     let mut r = msg.to_response().ok()?;
+    if msg.mti().as_str() == "0421" {
+        // The answer to a repeated advice is the plain advice response (ISO 8583:1987: the
+        // repeat is a property of the request, not of its response).
+        r.set_mti(iso8583::Mti::new("0430").ok()?);
+    }
     r.set_str(39, code).ok()?;
     Some(r)
 }

@@ -61,10 +61,7 @@ impl Histogram {
         for (i, b) in self.buckets.iter().enumerate() {
             cumulative += b.load(Ordering::Relaxed);
             let le = LATENCY_BUCKETS_US[i] as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count());
         let plain = labels.trim_end_matches(',');
@@ -132,19 +129,45 @@ impl Metrics {
                 "switch_responses_total{{service=\"{service}\",code=\"{code}\"}} {n}"
             );
         }
-        out.push_str("# HELP switch_authorization_seconds Time from request decoded to response ready.\n");
+        out.push_str(
+            "# HELP switch_authorization_seconds Time from request decoded to response ready.\n",
+        );
         out.push_str("# TYPE switch_authorization_seconds histogram\n");
         self.latency
             .render(&mut out, "switch_authorization_seconds", "");
         let counters = [
-            ("switch_malformed_frames_total", "Frames that could not be decoded.", &self.malformed),
-            ("switch_connections_accepted_total", "Acquirer connections accepted.", &self.connections_accepted),
-            ("switch_stand_in_approvals_total", "Approvals given in stand-in for an unreachable bank.", &self.stand_in_approvals),
-            ("switch_reversals_queued_total", "Reversals queued store-and-forward for banks.", &self.reversals_queued),
-            ("switch_holds_released_total", "Authorization holds released at expiry.", &self.holds_released),
+            (
+                "switch_malformed_frames_total",
+                "Frames that could not be decoded.",
+                &self.malformed,
+            ),
+            (
+                "switch_connections_accepted_total",
+                "Acquirer connections accepted.",
+                &self.connections_accepted,
+            ),
+            (
+                "switch_stand_in_approvals_total",
+                "Approvals given in stand-in for an unreachable bank.",
+                &self.stand_in_approvals,
+            ),
+            (
+                "switch_reversals_queued_total",
+                "Reversals queued store-and-forward for banks.",
+                &self.reversals_queued,
+            ),
+            (
+                "switch_holds_released_total",
+                "Authorization holds released at expiry.",
+                &self.holds_released,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -313,7 +313,10 @@ impl<S: Store> Pipeline<S> {
                 Err(_) => return Reply::Close,
             },
         };
-        if answer.set_str(39, ResponseCode::FormatError.as_str()).is_err() {
+        if answer
+            .set_str(39, ResponseCode::FormatError.as_str())
+            .is_err()
+        {
             return Reply::Close;
         }
         let mut out = Vec::with_capacity(128);
@@ -359,7 +362,13 @@ impl<S: Store> Pipeline<S> {
             message_class: req.mti.as_str()[..2].to_owned(),
         };
         let repeat = matches!(req.mti.as_str(), "0421" | "0401");
-        if !repeat && self.recent.lock().map(|mut r| r.seen(&key)).unwrap_or(false) {
+        if !repeat
+            && self
+                .recent
+                .lock()
+                .map(|mut r| r.seen(&key))
+                .unwrap_or(false)
+        {
             let mut out = Outcome::decline(ResponseCode::DuplicateTransmission);
             out.mac_key = mac_key;
             return (service, out);
@@ -518,10 +527,7 @@ impl<S: Store> Pipeline<S> {
     }
 
     /// Step 4: the card exists, may transact and has not expired.
-    pub(crate) async fn card_step(
-        &self,
-        req: &Request,
-    ) -> Result<Arc<CardEntry>, ResponseCode> {
+    pub(crate) async fn card_step(&self, req: &Request) -> Result<Arc<CardEntry>, ResponseCode> {
         let pan = req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
         let entry = match self.cards.lookup(&*self.store, pan).await {
             Ok(Some(e)) => e,
@@ -584,8 +590,7 @@ impl<S: Store> Pipeline<S> {
             return Ok(());
         };
         let card = entry.card.card_id;
-        match security::verify_pin(&*self.hsm, &self.keys.issuer, tpk, pan, &block, offset).await
-        {
+        match security::verify_pin(&*self.hsm, &self.keys.issuer, tpk, pan, &block, offset).await {
             Ok(()) => {
                 if let Ok(mut f) = self.pin_failures.lock() {
                     f.remove(&card);
@@ -644,7 +649,11 @@ fn set_split(answer: &mut OwnedMessage<'_>, s: &SplitFields) -> Result<(), Codec
     answer.set_path("63.1", format!("{:012}", s.pooled_fen).as_bytes())?;
     answer.set_path("63.2", format!("{:012}", s.personal_fen).as_bytes())?;
     answer.set_path("63.3", format!("{:012}", s.bank_fen).as_bytes())?;
-    let bank = s.bank.as_ref().map(|b| b.as_str().to_owned()).unwrap_or_default();
+    let bank = s
+        .bank
+        .as_ref()
+        .map(|b| b.as_str().to_owned())
+        .unwrap_or_default();
     answer.set_path("63.4", bank.as_bytes())?;
     answer.set_path(
         "63.5",

@@ -19,8 +19,8 @@
 //! | 0220 | any | – | completion of a pre-authorization (field 37 = its RRN) |
 //! | 0400, 0401, 0420, 0421 | any | – | reversal of an earlier request (field 37 = its RRN, 90) |
 
-use schemas::domain::{AmountFen, InstitutionId, Pan, ResponseCode, Rrn, Stan, TerminalId};
 use schemas::domain::TransmissionDateTime;
+use schemas::domain::{AmountFen, InstitutionId, Pan, ResponseCode, Rrn, Stan, TerminalId};
 use schemas::iso8583::{Message, Mti};
 
 /// What the request asks for.

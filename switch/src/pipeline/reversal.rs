@@ -125,8 +125,16 @@ impl<S: Store> Pipeline<S> {
             // The reversal moves the money back: credit becomes debit.
             legs.push(PlannedLeg {
                 kind: leg.kind,
-                debit: if event_type == EventType::HoldRelease { debit.clone() } else { credit.clone() },
-                credit: if event_type == EventType::HoldRelease { credit } else { debit },
+                debit: if event_type == EventType::HoldRelease {
+                    debit.clone()
+                } else {
+                    credit.clone()
+                },
+                credit: if event_type == EventType::HoldRelease {
+                    credit
+                } else {
+                    debit
+                },
                 account: leg.account_id,
                 amount_fen: leg.amount_fen.get(),
             });
@@ -202,7 +210,10 @@ impl<S: Store> Pipeline<S> {
             ),
             LegKind::Bank | LegKind::Fee if o.kind == TransactionKind::Refund => (
                 party(&o.acquirer, LedgerAccount::Merchant),
-                party(o.issuer.as_ref().unwrap_or(payer), LedgerAccount::BankSettlement),
+                party(
+                    o.issuer.as_ref().unwrap_or(payer),
+                    LedgerAccount::BankSettlement,
+                ),
             ),
             LegKind::Bank | LegKind::Fee => (
                 party(payer, LedgerAccount::BankSettlement),
@@ -213,7 +224,10 @@ impl<S: Store> Pipeline<S> {
 
     /// Releases holds past their expiry (at most `limit`), each as its own decision with a
     /// `hold_release` event. Returns how many were released.
-    pub async fn release_expired_holds(&self, limit: u32) -> Result<usize, crate::store::StoreError> {
+    pub async fn release_expired_holds(
+        &self,
+        limit: u32,
+    ) -> Result<usize, crate::store::StoreError> {
         let now = crate::store::now_us();
         let expired = self.store.expired_holds(now, limit).await?;
         let mut released = 0;

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn amount_authorised_is_read_as_bcd_and_bad_nibbles_are_refused() {
-        assert_eq!(bcd_to_u64(&[0x00, 0x00, 0x00, 0x01, 0x23, 0x45]), Some(12_345));
+        assert_eq!(
+            bcd_to_u64(&[0x00, 0x00, 0x00, 0x01, 0x23, 0x45]),
+            Some(12_345)
+        );
         assert_eq!(bcd_to_u64(&[0x1A]), None);
     }
 }

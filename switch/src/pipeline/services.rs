@@ -14,8 +14,8 @@ use super::split::{split_bill, MedicalCategory, SplitInput};
 use super::{Outcome, Pipeline, SplitFields};
 use crate::gateway::GatewayError;
 use crate::store::{
-    AccountId, BalanceOp, Decision, HoldId, ReversalId, ReversalReason,
-    ReversalRequest, Store, StoredTransaction, TransactionKind, TransactionRecord, TxnLeg,
+    AccountId, BalanceOp, Decision, HoldId, ReversalId, ReversalReason, ReversalRequest, Store,
+    StoredTransaction, TransactionKind, TransactionRecord, TxnLeg,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -23,7 +23,7 @@ use schemas::domain::{
     AmountFen, Currency, InstitutionId, ResponseCode, Stan, TransmissionDateTime,
 };
 use schemas::events::{
-    EventType, Institutions, Leg, LedgerAccount, LegKind, Party, References, SettlementEvent,
+    EventType, Institutions, LedgerAccount, Leg, LegKind, Party, References, SettlementEvent,
     SCHEMA_VERSION,
 };
 use schemas::iso8583::{self, Mti, OwnedMessage};
@@ -174,7 +174,10 @@ impl<S: Store> Pipeline<S> {
         }
         let pin_under_zpk = match pin {
             Some((tpk, block)) => {
-                let zpk = self.banks.zpk(bank).ok_or(ResponseCode::IssuerUnavailable)?;
+                let zpk = self
+                    .banks
+                    .zpk(bank)
+                    .ok_or(ResponseCode::IssuerUnavailable)?;
                 Some(security::translate_pin(&*self.hsm, tpk, &zpk, pan, &block).await?)
             }
             None => None,
@@ -184,7 +187,10 @@ impl<S: Store> Pipeline<S> {
         let (f7, f12, f13) = cst_now();
         let transmission_at =
             TransmissionDateTime::parse(&f7).map_err(|_| ResponseCode::SystemMalfunction)?;
-        let mut m = OwnedMessage::new(spec, Mti::new("0200").map_err(|_| ResponseCode::SystemMalfunction)?);
+        let mut m = OwnedMessage::new(
+            spec,
+            Mti::new("0200").map_err(|_| ResponseCode::SystemMalfunction)?,
+        );
         let built = (|| -> Result<(), iso8583::Error> {
             m.set_str(2, pan.expose_digits())?
                 .set_str(3, processing_code)?
@@ -253,7 +259,13 @@ impl<S: Store> Pipeline<S> {
         transmission_at: TransmissionDateTime,
     ) -> Outcome {
         let code = ResponseCode::IssuerUnavailable;
-        let record = self.record(req, kind, Some(entry), Some(entry.card.issuer.clone()), code);
+        let record = self.record(
+            req,
+            kind,
+            Some(entry),
+            Some(entry.card.issuer.clone()),
+            code,
+        );
         let decision = Decision {
             transaction: record,
             legs: Vec::new(),
@@ -320,48 +332,65 @@ impl<S: Store> Pipeline<S> {
             return Outcome::decline(ResponseCode::FormatError);
         };
         let Some(hospital) = self.cfg.hospitals.get(&bill.hospital_code) else {
-            return self.decline(req, kind, Some(&entry), ResponseCode::InvalidMerchant).await;
+            return self
+                .decline(req, kind, Some(&entry), ResponseCode::InvalidMerchant)
+                .await;
         };
         if hospital.institution != req.acquirer {
-            return self.decline(req, kind, Some(&entry), ResponseCode::InvalidMerchant).await;
+            return self
+                .decline(req, kind, Some(&entry), ResponseCode::InvalidMerchant)
+                .await;
         }
-        let policy = match entry.card.issuance.insurance_category {
-            Some(ins) => match self.cfg.policy.lookup(
-                ins,
-                MedicalCategory(bill.category),
-                hospital.level,
-            ) {
-                Some(p) => Some(p.clone()),
-                None => {
-                    return self
-                        .decline(req, kind, Some(&entry), ResponseCode::NotPermittedToCardholder)
-                        .await
-                }
-            },
-            None => None,
-        };
+        let policy =
+            match entry.card.issuance.insurance_category {
+                Some(ins) => match self.cfg.policy.lookup(
+                    ins,
+                    MedicalCategory(bill.category),
+                    hospital.level,
+                ) {
+                    Some(p) => Some(p.clone()),
+                    None => {
+                        return self
+                            .decline(
+                                req,
+                                kind,
+                                Some(&entry),
+                                ResponseCode::NotPermittedToCardholder,
+                            )
+                            .await
+                    }
+                },
+                None => None,
+            };
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
         let arqc = match self.arqc_step(req, &entry).await {
             Ok(a) => a,
             Err(code) => return self.decline(req, kind, Some(&entry), code).await,
         };
         if let Err(code) = self.pin_step(req, &entry, tpk).await {
-            return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await;
+            return self
+                .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                .await;
         }
         let now = crate::store::now_us();
-        let reservation =
-            match self
-                .velocity
-                .reserve(entry.card.card_id, req.amount_fen.get(), now)
-            {
-                Ok(r) => r,
-                Err(code) => {
-                    return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await
-                }
-            };
+        let reservation = match self
+            .velocity
+            .reserve(entry.card.card_id, req.amount_fen.get(), now)
+        {
+            Ok(r) => r,
+            Err(code) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                    .await
+            }
+        };
         let balance = |a: Option<AccountId>| async move {
             match a {
-                Some(a) => self.cards.available(&*self.store, a).await.map(|v| v.max(0)),
+                Some(a) => self
+                    .cards
+                    .available(&*self.store, a)
+                    .await
+                    .map(|v| v.max(0)),
                 None => Ok(0),
             }
         };
@@ -370,7 +399,13 @@ impl<S: Store> Pipeline<S> {
             balance(entry.personal).await,
         ) else {
             return self
-                .decline_with_arpc(req, kind, &entry, ResponseCode::SystemMalfunction, arqc.as_ref())
+                .decline_with_arpc(
+                    req,
+                    kind,
+                    &entry,
+                    ResponseCode::SystemMalfunction,
+                    arqc.as_ref(),
+                )
                 .await;
         };
         let split = match &policy {
@@ -398,16 +433,27 @@ impl<S: Store> Pipeline<S> {
                 Ok(BankAnswer::Approved { auth_code: a, .. }) => auth_code = a,
                 Ok(BankAnswer::StandIn) => auth_code = Some(stand_in_code(req)),
                 Ok(BankAnswer::Declined(code)) | Err(code) => {
-                    return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await
+                    return self
+                        .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                        .await
                 }
                 Ok(BankAnswer::Unanswered {
                     stan,
                     transmission_at,
                 }) => {
                     let mut out = self
-                        .decline_and_reverse(req, kind, &entry, split.bank_fen, stan, transmission_at)
+                        .decline_and_reverse(
+                            req,
+                            kind,
+                            &entry,
+                            split.bank_fen,
+                            stan,
+                            transmission_at,
+                        )
                         .await;
-                    out.field55 = self.arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable).await;
+                    out.field55 = self
+                        .arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable)
+                        .await;
                     return out;
                 }
             }
@@ -450,8 +496,22 @@ impl<S: Store> Pipeline<S> {
             }
         }
         let issuer = (split.bank_fen > 0).then(|| bank.clone());
-        let record = self.record(req, kind, Some(&entry), issuer.clone(), ResponseCode::Approved);
-        let decision = self.money_decision(record, EventType::MedicalBillSplit, &legs, ops, issuer, None, None);
+        let record = self.record(
+            req,
+            kind,
+            Some(&entry),
+            issuer.clone(),
+            ResponseCode::Approved,
+        );
+        let decision = self.money_decision(
+            record,
+            EventType::MedicalBillSplit,
+            &legs,
+            ops,
+            issuer,
+            None,
+            None,
+        );
         match self.commit(decision).await {
             Ok(_) => {
                 reservation.keep();
@@ -500,7 +560,11 @@ impl<S: Store> Pipeline<S> {
         out
     }
 
-    pub(crate) async fn arpc(&self, arqc: Option<&VerifiedArqc>, code: ResponseCode) -> Option<Vec<u8>> {
+    pub(crate) async fn arpc(
+        &self,
+        arqc: Option<&VerifiedArqc>,
+        code: ResponseCode,
+    ) -> Option<Vec<u8>> {
         match arqc {
             Some(a) => a.response_field55(&*self.hsm, code).await,
             None => None,
@@ -530,15 +594,24 @@ impl<S: Store> Pipeline<S> {
             crate::store::now_us(),
         ) {
             Ok(r) => r,
-            Err(code) => return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await,
+            Err(code) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                    .await
+            }
         };
         let amount = req.amount_fen.get();
         let pin = req.pin_block.map(|b| (tpk, b));
-        let auth_code = match self.bank_leg(req, &entry, "000000", amount, pin, true).await {
+        let auth_code = match self
+            .bank_leg(req, &entry, "000000", amount, pin, true)
+            .await
+        {
             Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
             Ok(BankAnswer::StandIn) => Some(stand_in_code(req)),
             Ok(BankAnswer::Declined(code)) | Err(code) => {
-                return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await
+                return self
+                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                    .await
             }
             Ok(BankAnswer::Unanswered {
                 stan,
@@ -547,7 +620,9 @@ impl<S: Store> Pipeline<S> {
                 let mut out = self
                     .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
                     .await;
-                out.field55 = self.arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable).await;
+                out.field55 = self
+                    .arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable)
+                    .await;
                 return out;
             }
         };
@@ -559,8 +634,22 @@ impl<S: Store> Pipeline<S> {
             account: None,
             amount_fen: amount,
         }];
-        let record = self.record(req, kind, Some(&entry), Some(bank.clone()), ResponseCode::Approved);
-        let decision = self.money_decision(record, EventType::Purchase, &legs, Vec::new(), Some(bank), None, None);
+        let record = self.record(
+            req,
+            kind,
+            Some(&entry),
+            Some(bank.clone()),
+            ResponseCode::Approved,
+        );
+        let decision = self.money_decision(
+            record,
+            EventType::Purchase,
+            &legs,
+            Vec::new(),
+            Some(bank),
+            None,
+            None,
+        );
         match self.commit(decision).await {
             Ok(_) => {
                 reservation.keep();
@@ -571,7 +660,10 @@ impl<S: Store> Pipeline<S> {
                     ..Outcome::default()
                 }
             }
-            Err(code) => self.reverse_orphan_bank_leg(req, kind, &entry, amount, code).await,
+            Err(code) => {
+                self.reverse_orphan_bank_leg(req, kind, &entry, amount, code)
+                    .await
+            }
         }
     }
 
@@ -586,11 +678,22 @@ impl<S: Store> Pipeline<S> {
             return self.decline(req, kind, Some(&entry), code).await;
         }
         let Some(account) = entry.personal else {
-            return self.decline(req, kind, Some(&entry), ResponseCode::NotPermittedToCardholder).await;
+            return self
+                .decline(
+                    req,
+                    kind,
+                    Some(&entry),
+                    ResponseCode::NotPermittedToCardholder,
+                )
+                .await;
         };
         let (ledger, available) = match self.store.account(account).await {
             Ok(Some(a)) => (a.balance_fen, a.balance_fen - a.held_fen),
-            _ => return self.decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction).await,
+            _ => {
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction)
+                    .await
+            }
         };
         let record = self.record(req, kind, Some(&entry), None, ResponseCode::Approved);
         let decision = Decision {
@@ -622,14 +725,22 @@ impl<S: Store> Pipeline<S> {
             Err(code) => return self.decline(req, kind, None, code).await,
         };
         let Some(block) = req.pin_block else {
-            return self.decline(req, kind, Some(&entry), ResponseCode::IncorrectPin).await;
+            return self
+                .decline(req, kind, Some(&entry), ResponseCode::IncorrectPin)
+                .await;
         };
         match self
             .bank_leg(req, &entry, "310000", 0, Some((tpk, block)), false)
             .await
         {
             Ok(BankAnswer::Approved { field54, .. }) => {
-                let record = self.record(req, kind, Some(&entry), Some(entry.card.issuer.clone()), ResponseCode::Approved);
+                let record = self.record(
+                    req,
+                    kind,
+                    Some(&entry),
+                    Some(entry.card.issuer.clone()),
+                    ResponseCode::Approved,
+                );
                 let decision = Decision {
                     transaction: record,
                     legs: Vec::new(),
@@ -650,7 +761,8 @@ impl<S: Store> Pipeline<S> {
                 self.decline(req, kind, Some(&entry), code).await
             }
             Ok(BankAnswer::StandIn | BankAnswer::Unanswered { .. }) => {
-                self.decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable).await
+                self.decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
+                    .await
             }
         }
     }
@@ -663,10 +775,14 @@ impl<S: Store> Pipeline<S> {
         kinds: &[TransactionKind],
         stan: Option<Stan>,
     ) -> Result<Option<StoredTransaction>, ResponseCode> {
-        let found = self.store.transactions_by_rrn(&req.rrn).await.map_err(|e| {
-            tracing::error!(error = %e, "original lookup failed");
-            ResponseCode::SystemMalfunction
-        })?;
+        let found = self
+            .store
+            .transactions_by_rrn(&req.rrn)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "original lookup failed");
+                ResponseCode::SystemMalfunction
+            })?;
         Ok(found.into_iter().find(|t| {
             let r = &t.record;
             r.is_approved()
@@ -685,23 +801,41 @@ impl<S: Store> Pipeline<S> {
         };
         let original = match self.original(req, &[TransactionKind::Purchase], None).await {
             Ok(Some(o)) => o,
-            Ok(None) => return self.decline(req, kind, Some(&entry), ResponseCode::UnableToLocateRecord).await,
+            Ok(None) => {
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::UnableToLocateRecord)
+                    .await
+            }
             Err(code) => return Outcome::decline(code),
         };
-        if original.record.card_id != Some(entry.card.card_id) || req.amount_fen > original.record.amount_fen {
-            return self.decline(req, kind, Some(&entry), ResponseCode::InvalidAmount).await;
+        if original.record.card_id != Some(entry.card.card_id)
+            || req.amount_fen > original.record.amount_fen
+        {
+            return self
+                .decline(req, kind, Some(&entry), ResponseCode::InvalidAmount)
+                .await;
         }
         let amount = req.amount_fen.get();
-        let auth_code = match self.bank_leg(req, &entry, "200000", amount, None, false).await {
+        let auth_code = match self
+            .bank_leg(req, &entry, "200000", amount, None, false)
+            .await
+        {
             Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
             Ok(BankAnswer::Declined(code)) | Err(code) => {
                 return self.decline(req, kind, Some(&entry), code).await
             }
             Ok(BankAnswer::StandIn) => {
-                return self.decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable).await
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
+                    .await
             }
-            Ok(BankAnswer::Unanswered { stan, transmission_at }) => {
-                return self.decline_and_reverse(req, kind, &entry, amount, stan, transmission_at).await
+            Ok(BankAnswer::Unanswered {
+                stan,
+                transmission_at,
+            }) => {
+                return self
+                    .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
+                    .await
             }
         };
         let bank = entry.card.issuer.clone();
@@ -712,16 +846,33 @@ impl<S: Store> Pipeline<S> {
             account: None,
             amount_fen: amount,
         }];
-        let mut record = self.record(req, kind, Some(&entry), Some(bank.clone()), ResponseCode::Approved);
+        let mut record = self.record(
+            req,
+            kind,
+            Some(&entry),
+            Some(bank.clone()),
+            ResponseCode::Approved,
+        );
         record.original_transaction_id = Some(original.record.transaction_id);
-        let decision = self.money_decision(record, EventType::Refund, &legs, Vec::new(), Some(bank), original.event_id, None);
+        let decision = self.money_decision(
+            record,
+            EventType::Refund,
+            &legs,
+            Vec::new(),
+            Some(bank),
+            original.event_id,
+            None,
+        );
         match self.commit(decision).await {
             Ok(_) => Outcome {
                 code: Some(ResponseCode::Approved),
                 auth_code,
                 ..Outcome::default()
             },
-            Err(code) => self.reverse_orphan_bank_leg(req, kind, &entry, amount, code).await,
+            Err(code) => {
+                self.reverse_orphan_bank_leg(req, kind, &entry, amount, code)
+                    .await
+            }
         }
     }
 
@@ -733,35 +884,66 @@ impl<S: Store> Pipeline<S> {
             Err(code) => return self.decline(req, kind, None, code).await,
         };
         if req.acquirer != self.cfg.social_security_fund
-            && self.institution_kind(&req.acquirer) != Some(crate::store::InstitutionKind::JobCentre)
+            && self.institution_kind(&req.acquirer)
+                != Some(crate::store::InstitutionKind::JobCentre)
         {
-            return self.decline(req, kind, Some(&entry), ResponseCode::NotPermittedToTerminal).await;
+            return self
+                .decline(
+                    req,
+                    kind,
+                    Some(&entry),
+                    ResponseCode::NotPermittedToTerminal,
+                )
+                .await;
         }
         let Some(fund_account) = self.cfg.social_security_fund_account else {
-            return self.decline(req, kind, Some(&entry), ResponseCode::InvalidTransaction).await;
+            return self
+                .decline(req, kind, Some(&entry), ResponseCode::InvalidTransaction)
+                .await;
         };
         let amount = req.amount_fen.get();
         match self.cards.available(&*self.store, fund_account).await {
             Ok(v) if v >= amount => {}
-            Ok(_) => return self.decline(req, kind, Some(&entry), ResponseCode::InsufficientFunds).await,
-            Err(_) => return self.decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction).await,
+            Ok(_) => {
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::InsufficientFunds)
+                    .await
+            }
+            Err(_) => {
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction)
+                    .await
+            }
         }
-        let auth_code = match self.bank_leg(req, &entry, "210000", amount, None, false).await {
+        let auth_code = match self
+            .bank_leg(req, &entry, "210000", amount, None, false)
+            .await
+        {
             Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
             Ok(BankAnswer::Declined(code)) | Err(code) => {
                 return self.decline(req, kind, Some(&entry), code).await
             }
             Ok(BankAnswer::StandIn) => {
-                return self.decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable).await
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
+                    .await
             }
-            Ok(BankAnswer::Unanswered { stan, transmission_at }) => {
-                return self.decline_and_reverse(req, kind, &entry, amount, stan, transmission_at).await
+            Ok(BankAnswer::Unanswered {
+                stan,
+                transmission_at,
+            }) => {
+                return self
+                    .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
+                    .await
             }
         };
         let bank = entry.card.issuer.clone();
         let legs = [PlannedLeg {
             kind: LegKind::SocialSecurityFund,
-            debit: party(&self.cfg.social_security_fund, LedgerAccount::SocialSecurityFund),
+            debit: party(
+                &self.cfg.social_security_fund,
+                LedgerAccount::SocialSecurityFund,
+            ),
             credit: party(&bank, LedgerAccount::BankSettlement),
             account: Some(fund_account),
             amount_fen: amount,
@@ -770,8 +952,22 @@ impl<S: Store> Pipeline<S> {
             account_id: fund_account,
             amount_fen: fen(amount),
         }];
-        let record = self.record(req, kind, Some(&entry), Some(bank.clone()), ResponseCode::Approved);
-        let decision = self.money_decision(record, EventType::BenefitCredit, &legs, ops, Some(bank), None, None);
+        let record = self.record(
+            req,
+            kind,
+            Some(&entry),
+            Some(bank.clone()),
+            ResponseCode::Approved,
+        );
+        let decision = self.money_decision(
+            record,
+            EventType::BenefitCredit,
+            &legs,
+            ops,
+            Some(bank),
+            None,
+            None,
+        );
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(fund_account, -amount);
@@ -781,7 +977,10 @@ impl<S: Store> Pipeline<S> {
                     ..Outcome::default()
                 }
             }
-            Err(code) => self.reverse_orphan_bank_leg(req, kind, &entry, amount, code).await,
+            Err(code) => {
+                self.reverse_orphan_bank_leg(req, kind, &entry, amount, code)
+                    .await
+            }
         }
     }
 
@@ -804,20 +1003,43 @@ impl<S: Store> Pipeline<S> {
                 Err(code) => return self.decline(req, kind, Some(&entry), code).await,
             };
             if let Err(code) = self.pin_step(req, &entry, tpk).await {
-                return self.decline_with_arpc(req, kind, &entry, code, arqc.as_ref()).await;
+                return self
+                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                    .await;
             }
         }
         let amount = req.amount_fen.get();
         let Some(account) = entry.personal else {
-            return self.advice_or(advice, self.decline(req, kind, Some(&entry), ResponseCode::NotPermittedToCardholder).await);
+            return self.advice_or(
+                advice,
+                self.decline(
+                    req,
+                    kind,
+                    Some(&entry),
+                    ResponseCode::NotPermittedToCardholder,
+                )
+                .await,
+            );
         };
         match self.cards.available(&*self.store, account).await {
             Ok(v) if v >= amount => {}
             Ok(_) => {
-                let out = self.decline_with_arpc(req, kind, &entry, ResponseCode::InsufficientFunds, arqc.as_ref()).await;
+                let out = self
+                    .decline_with_arpc(
+                        req,
+                        kind,
+                        &entry,
+                        ResponseCode::InsufficientFunds,
+                        arqc.as_ref(),
+                    )
+                    .await;
                 return self.advice_or(advice, out);
             }
-            Err(_) => return self.decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction).await,
+            Err(_) => {
+                return self
+                    .decline(req, kind, Some(&entry), ResponseCode::SystemMalfunction)
+                    .await
+            }
         }
         let record = self.record(req, kind, Some(&entry), None, ResponseCode::Approved);
         let hold_id = HoldId(record.transaction_id.0);
@@ -836,7 +1058,15 @@ impl<S: Store> Pipeline<S> {
             amount_fen: fen(amount),
             expires_at_us: expires,
         }];
-        let decision = self.money_decision(record, EventType::AuthorizationHold, &legs, ops, None, None, Some(hold_id.0));
+        let decision = self.money_decision(
+            record,
+            EventType::AuthorizationHold,
+            &legs,
+            ops,
+            None,
+            None,
+            Some(hold_id.0),
+        );
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(account, -amount);
@@ -847,7 +1077,9 @@ impl<S: Store> Pipeline<S> {
                     ..Outcome::default()
                 }
             }
-            Err(ResponseCode::DuplicateTransmission) if advice => Outcome::decline(ResponseCode::Approved),
+            Err(ResponseCode::DuplicateTransmission) if advice => {
+                Outcome::decline(ResponseCode::Approved)
+            }
             Err(code) => self.advice_or(advice, Outcome::decline(code)),
         }
     }
@@ -865,11 +1097,16 @@ impl<S: Store> Pipeline<S> {
     /// Completion (0220) of a pre-authorization (field 37 = its RRN): captures the hold.
     pub(crate) async fn completion(&self, req: &Request) -> Outcome {
         let kind = TransactionKind::Completion;
-        let original = match self.original(req, &[TransactionKind::Preauthorization], None).await {
+        let original = match self
+            .original(req, &[TransactionKind::Preauthorization], None)
+            .await
+        {
             Ok(Some(o)) => o,
             Ok(None) => {
                 // An advice is acknowledged; the missing original is recorded as a decline.
-                let _ = self.decline(req, kind, None, ResponseCode::UnableToLocateRecord).await;
+                let _ = self
+                    .decline(req, kind, None, ResponseCode::UnableToLocateRecord)
+                    .await;
                 return Outcome::decline(ResponseCode::Approved);
             }
             Err(code) => return Outcome::decline(code),
@@ -878,7 +1115,9 @@ impl<S: Store> Pipeline<S> {
         let hold = match self.store.hold(hold_id).await {
             Ok(Some(h)) => h,
             _ => {
-                let _ = self.decline(req, kind, None, ResponseCode::UnableToLocateRecord).await;
+                let _ = self
+                    .decline(req, kind, None, ResponseCode::UnableToLocateRecord)
+                    .await;
                 return Outcome::decline(ResponseCode::Approved);
             }
         };
@@ -899,7 +1138,15 @@ impl<S: Store> Pipeline<S> {
             hold_id,
             amount_fen: fen(amount),
         }];
-        let decision = self.money_decision(record, EventType::Completion, &legs, ops, None, original.event_id, Some(hold_id.0));
+        let decision = self.money_decision(
+            record,
+            EventType::Completion,
+            &legs,
+            ops,
+            None,
+            original.event_id,
+            Some(hold_id.0),
+        );
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(hold.account_id, hold.amount_fen - amount);
@@ -928,5 +1175,8 @@ fn stand_in_code(req: &Request) -> String {
 /// sign, 12 digits.
 fn additional_amount(account_type: &str, amount_type: &str, fen: i64) -> String {
     let sign = if fen < 0 { 'D' } else { 'C' };
-    format!("{account_type}{amount_type}156{sign}{:012}", fen.unsigned_abs())
+    format!(
+        "{account_type}{amount_type}156{sign}{:012}",
+        fen.unsigned_abs()
+    )
 }

@@ -245,7 +245,10 @@ mod tests {
                 personal_available_fen: 8_000,
             },
         );
-        assert_eq!((s.pooled_fen, s.personal_fen, s.bank_fen), (72_000, 8_000, 20_000));
+        assert_eq!(
+            (s.pooled_fen, s.personal_fen, s.bank_fen),
+            (72_000, 8_000, 20_000)
+        );
     }
 
     #[test]
@@ -258,7 +261,10 @@ mod tests {
                 personal_available_fen: 0,
             },
         );
-        assert_eq!((s.pooled_fen, s.personal_fen, s.bank_fen), (30_000, 0, 70_000));
+        assert_eq!(
+            (s.pooled_fen, s.personal_fen, s.bank_fen),
+            (30_000, 0, 70_000)
+        );
     }
 
     #[test]
@@ -271,7 +277,10 @@ mod tests {
                 personal_available_fen: 10_000,
             },
         );
-        assert_eq!((s.pooled_fen, s.personal_fen, s.bank_fen), (0, 10_000, 5_000));
+        assert_eq!(
+            (s.pooled_fen, s.personal_fen, s.bank_fen),
+            (0, 10_000, 5_000)
+        );
     }
 
     #[test]
@@ -301,7 +310,11 @@ mod tests {
             .unwrap();
         assert_eq!(outpatient.reimbursement_ratio, "0.80".parse().unwrap());
         assert!(t
-            .lookup(InsuranceCategory::Employee, MedicalCategory(11), HospitalLevel(9))
+            .lookup(
+                InsuranceCategory::Employee,
+                MedicalCategory(11),
+                HospitalLevel(9)
+            )
             .is_none());
         assert_eq!(t.annual_cap_fen(InsuranceCategory::Resident), 20_000_000);
     }

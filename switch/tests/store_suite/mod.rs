@@ -305,7 +305,10 @@ pub async fn a_failing_decision_leaves_nothing_behind<H: Harness>() {
     );
     nothing_left_of(&*s, &fk).await;
     assert_eq!(balance(&*s, fx.personal).await, (90, 0));
-    let by_rrn = s.transactions_by_rrn(&good_b.transaction.rrn).await.unwrap();
+    let by_rrn = s
+        .transactions_by_rrn(&good_b.transaction.rrn)
+        .await
+        .unwrap();
     assert_eq!(by_rrn.len(), 1);
     let by_id = s
         .transaction(good_b.transaction.transaction_id)
@@ -313,7 +316,11 @@ pub async fn a_failing_decision_leaves_nothing_behind<H: Harness>() {
         .unwrap()
         .expect("committed transaction found by id");
     assert_eq!(by_id, by_rrn[0]);
-    assert!(s.transaction(fk.transaction.transaction_id).await.unwrap().is_none());
+    assert!(s
+        .transaction(fk.transaction.transaction_id)
+        .await
+        .unwrap()
+        .is_none());
 
     // Caught before the database: a decline that moves money.
     let mut invalid = testkit::decline(&fx, 5, 10, ResponseCode::DoNotHonour);
