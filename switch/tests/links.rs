@@ -14,9 +14,14 @@ use hsm_sim::{Hsm, SoftHsm};
 use schemas::domain::InstitutionId;
 use schemas::iso8583::{spec, Mti, OwnedMessage};
 use switch::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
+use switch::link::forwarder::{ForwarderConfig, ReversalForwarder};
 use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, LinksOptions};
 use switch::link::mux::UnmatchedKind;
 use switch::link::transport::Framing;
+use switch::store::{
+    now_us, testkit, DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
+    Store,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // Demo/test clear keys (odd parity), never used outside tests.
@@ -48,7 +53,7 @@ fn bank_hsm() -> SoftHsm {
 struct Net {
     switch_hsm: Arc<SoftHsm>,
     bank: BankSim,
-    links: IssuerLinks,
+    links: Arc<IssuerLinks>,
     tpk: Tpk,
 }
 
@@ -139,12 +144,14 @@ async fn net(o: Options) -> Net {
     let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
     let switch_hsm = Arc::new(SoftHsm::with_test_lmk());
     let config = issuer_config(&switch_hsm, bank.addr().to_string(), &o);
-    let links = IssuerLinks::start(
-        vec![config],
-        switch_hsm.clone() as Arc<dyn Hsm>,
-        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
-    )
-    .expect("links");
+    let links = Arc::new(
+        IssuerLinks::start(
+            vec![config],
+            switch_hsm.clone() as Arc<dyn Hsm>,
+            LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+        )
+        .expect("links"),
+    );
     let tpk = Tpk::from_token(
         switch_hsm
             .import_clear_key(KeyType::Tpk, KeyScheme::U, TPK_HEX)
@@ -772,4 +779,180 @@ async fn close_after_n_messages_and_refused_connections_keep_the_link_down_then_
     n.bank.faults().set_refuse_connections(false);
     wait_state(&n.links, LinkState::SignedOn).await;
     n.links.echo(&bank_id()).await.expect("echo after recovery");
+}
+
+// ---- store-and-forward reversals ----
+
+trait Backend {
+    type S: Store;
+    async fn open(&self) -> Arc<Self::S>;
+}
+
+struct SqliteBackend(tempfile::TempDir);
+
+impl Backend for SqliteBackend {
+    type S = SqliteStore;
+    async fn open(&self) -> Arc<SqliteStore> {
+        let config = SqliteConfig::new(self.0.path().join("switch.db"));
+        Arc::new(
+            SqliteStore::open(&config, Arc::new(DataKeyPanProtector::for_tests()))
+                .await
+                .expect("open sqlite store"),
+        )
+    }
+}
+
+struct PostgresBackend(PostgresConfig);
+
+impl Backend for PostgresBackend {
+    type S = PostgresStore;
+    async fn open(&self) -> Arc<PostgresStore> {
+        match PostgresStore::connect(&self.0, Arc::new(DataKeyPanProtector::for_tests())).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => panic!(
+                "this test needs PostgreSQL at {} (run ops/setup.sh): {e}",
+                self.0.url
+            ),
+        }
+    }
+}
+
+fn forwarder_config() -> ForwarderConfig {
+    let mut c = ForwarderConfig::new(InstitutionId::parse("9999").expect("id"));
+    c.poll_interval = Duration::from_millis(20);
+    c.response_timeout = Duration::from_millis(200);
+    c.retry_backoff_min = Duration::from_millis(10);
+    c.retry_backoff_max = Duration::from_millis(50);
+    c
+}
+
+/// The bank approved a purchase whose answer never reached the switch; the switch declined
+/// with 91 and queued a reversal. The bank is down when the forwarder first looks, the switch
+/// restarts (store reopened), the first 0420 goes unanswered, and the 0421 repeat is
+/// acknowledged: the bank's balance is restored exactly once.
+async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend: &B) -> Arc<B::S> {
+    let n = net(Options::default()).await;
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 1_000_000, 1_000_000)
+        .await
+        .expect("seed");
+    assert_eq!(fx.bank, bank_id());
+    assert_eq!(fx.pan.expose_digits(), PAN);
+    let seq = 4242;
+    let amount = 12_345;
+    let decision = testkit::bank_timeout(&fx, seq, amount);
+    let rrn = decision.transaction.rrn.as_str().to_owned();
+
+    // The bank leg: processed by the bank, answer lost.
+    n.bank.faults().set_drop_responses(true);
+    let zpk = n.links.zpk(&bank_id()).expect("zpk");
+    let block = pin_under_zpk(&n, &zpk, PAN, PIN).await;
+    let leg = financial(
+        &n.links,
+        "000000",
+        PAN,
+        amount as u64,
+        &rrn,
+        "KIOSK001",
+        Some(&block),
+    );
+    let r = n
+        .links
+        .request(&bank_id(), leg, Duration::from_millis(100))
+        .await;
+    assert!(matches!(r, Err(LinkError::Timeout)), "{r:?}");
+    eventually("bank debited", || {
+        n.bank.balance_fen(PAN) == Some(1_000_000 - amount)
+    })
+    .await;
+    n.bank.faults().set_drop_responses(false);
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+
+    // Bank down: nothing is sent, nothing is recorded.
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.deferred), (1, 1));
+    drop(f);
+
+    // The switch restarts: the queue is in the store.
+    drop(store);
+    let store = backend.open().await;
+    let pending = store.due_reversals(now_us(), 10).await.expect("due");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 0);
+    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+
+    n.bank.restart().await.expect("restart");
+    wait_state(&n.links, LinkState::SignedOn).await;
+    // First 0420: the bank applies it, its answer is lost.
+    n.bank.faults().set_drop_responses(true);
+    let report = f.run_once().await.expect("poll");
+    assert_eq!(report.unanswered, 1);
+    assert_eq!(n.bank.balance_fen(PAN), Some(1_000_000));
+    n.bank.faults().set_drop_responses(false);
+
+    // The running forwarder repeats it (0421) after the back-off and gets the 0430.
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let f = Arc::new(f);
+    let runner = {
+        let f = Arc::clone(&f);
+        tokio::spawn(async move { f.run(stop_rx).await })
+    };
+    let mut delivered = false;
+    for _ in 0..1000 {
+        if store
+            .due_reversals(now_us() + 3_600_000_000, 10)
+            .await
+            .expect("due")
+            .is_empty()
+        {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send_replace(true);
+    runner.await.expect("runner");
+    assert!(delivered, "reversal never acknowledged");
+    let bank = n.bank.stats();
+    assert_eq!(bank.reversals_applied, 1);
+    assert!(bank.reversal_repeats >= 1);
+    assert_eq!(n.bank.balance_fen(PAN), Some(1_000_000));
+    assert_eq!(f.totals().0, 1);
+    store
+}
+
+#[tokio::test]
+async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_sqlite() {
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = queued_reversal_is_delivered_after_the_bank_returns(&backend).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
+    let url = std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "links_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let mut config = PostgresConfig::new(url.clone());
+    config.schema = Some(schema.clone());
+    config.connections_max = 4;
+    let backend = PostgresBackend(config);
+    let store = queued_reversal_is_delivered_after_the_bank_returns(&backend).await;
+    store.close().await;
+    PostgresStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
 }
