@@ -262,6 +262,8 @@ pub struct BankSimStats {
     pub reversals_applied: u64,
     /// Reversal messages received (including repeats).
     pub reversal_messages: u64,
+    /// Of those, repeats (0421).
+    pub reversal_repeats: u64,
 }
 
 struct Account {
@@ -314,6 +316,7 @@ struct Counters {
     key_exchanges: AtomicU64,
     reversals_applied: AtomicU64,
     reversal_messages: AtomicU64,
+    reversal_repeats: AtomicU64,
 }
 
 struct Shared {
@@ -456,6 +459,7 @@ impl BankSim {
             key_exchanges: c.key_exchanges.load(Ordering::Relaxed),
             reversals_applied: c.reversals_applied.load(Ordering::Relaxed),
             reversal_messages: c.reversal_messages.load(Ordering::Relaxed),
+            reversal_repeats: c.reversal_repeats.load(Ordering::Relaxed),
         }
     }
 }
@@ -602,6 +606,11 @@ fn encode(spec: &Spec, m: &OwnedMessage<'_>, unchecked: bool) -> Option<BytesMut
 
 fn reply<'a>(msg: &Message<'a>, code: &str) -> Option<OwnedMessage<'a>> {
     let mut r = msg.to_response().ok()?;
+    if msg.mti().as_str() == "0421" {
+        // The answer to a repeated advice is the plain advice response (ISO 8583:1987: the
+        // repeat is a property of the request, not of its response).
+        r.set_mti(iso8583::Mti::new("0430").ok()?);
+    }
     r.set_str(39, code).ok()?;
     Some(r)
 }
@@ -816,10 +825,11 @@ async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessag
 }
 
 fn reversal<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
-    shared
-        .counters
-        .reversal_messages
-        .fetch_add(1, Ordering::Relaxed);
+    let c = &shared.counters;
+    c.reversal_messages.fetch_add(1, Ordering::Relaxed);
+    if msg.mti().as_str() == "0421" {
+        c.reversal_repeats.fetch_add(1, Ordering::Relaxed);
+    }
     let Ok(pan) = msg.get_str(2) else {
         return reply(msg, "30");
     };
@@ -879,4 +889,59 @@ fn reconciliation<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage
     }
     r.set_str(66, if in_balance { "1" } else { "2" }).ok()?;
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_data() -> BankSimData {
+        BankSimData {
+            institution: "01020000".into(),
+            listen: "127.0.0.1:0".into(),
+            zmk_clear_hex: "0123456789ABCDEFFEDCBA9876543210".into(),
+            zpk_clear_hex: Some("1032547698BADCFEEFCDAB8967452301".into()),
+            pvk_clear_hex: "FEDCBA98765432100123456789ABCDEF".into(),
+            decimalisation_table: "0123456789012345".into(),
+            accounts: vec![AccountSeed {
+                pan: "6228480012345678".into(),
+                balance_fen: 50_000,
+                pin_offset: "4321".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn demo_config_is_plain_data_and_never_prints_keys_or_pans() {
+        let data = demo_data();
+        let json = serde_json::to_string(&data).expect("json");
+        let back: BankSimData = serde_json::from_str(&json).expect("parse");
+        let shown = format!("{back:?}");
+        assert!(!shown.contains("0123456789ABCDEF"));
+        assert!(!shown.contains("6228480012345678"));
+        assert!(shown.contains("622848******5678"));
+        let hsm = SoftHsm::with_test_lmk();
+        let config = back.into_config(&hsm).expect("config");
+        assert_eq!(config.institution.as_str(), "01020000");
+        assert!(config.keys.zpk.is_some());
+        let mut bad = demo_data();
+        bad.zmk_clear_hex = "0123".into();
+        assert!(bad.into_config(&hsm).is_err());
+    }
+
+    #[test]
+    fn processing_codes_map_to_services() {
+        assert!(matches!(service("000000"), Some(Service::Purchase)));
+        assert!(matches!(service("310000"), Some(Service::BalanceInquiry)));
+        assert!(matches!(service("200000"), Some(Service::Refund)));
+        assert!(matches!(service("210000"), Some(Service::BenefitCredit)));
+        assert!(service("400000").is_none());
+        assert!(service("").is_none());
+    }
+
+    #[test]
+    fn field_54_carries_the_available_balance_with_its_sign() {
+        assert_eq!(balance_field(12_345), "1002156C000000012345");
+        assert_eq!(balance_field(-5), "1002156D000000000005");
+    }
 }

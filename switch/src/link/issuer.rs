@@ -477,12 +477,20 @@ async fn supervise(link: Arc<Link>, mut shutdown: watch::Receiver<bool>) {
     link.set_state(LinkState::Down);
 }
 
-async fn read_loop(link: Arc<Link>, mut reader: FrameReader, writer: FrameWriter) {
+async fn read_loop(link: Arc<Link>, reader: FrameReader, writer: FrameWriter) {
+    read_frames(&link, reader, &writer).await;
+    // The connection is gone: nobody may queue on it any more, and whoever waits on it
+    // learns at once (the socket closes when the last writer handle is dropped).
+    link.set_writer(None);
+    link.mux.fail_all();
+}
+
+async fn read_frames(link: &Arc<Link>, mut reader: FrameReader, writer: &FrameWriter) {
     loop {
         match reader.next_message().await {
             Ok(Some(frame)) => {
                 link.touch();
-                link.on_message(&frame.message, &writer);
+                link.on_message(&frame.message, writer);
             }
             Ok(None) => {
                 tracing::info!(bank = %link.config.institution, "bank closed the connection");
