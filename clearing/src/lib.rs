@@ -48,6 +48,9 @@ pub mod consumer;
 pub mod db;
 pub mod error;
 pub mod ledger;
+pub mod recon;
 pub mod relay;
+pub mod report;
+pub mod window;
 
 pub use error::{ClearingError, Result};

@@ -220,6 +220,183 @@ pub async fn an_oversized_batch_is_refused(ledger: &Ledger) {
     assert!(ledger.apply_batch("g", &batch).await.is_err());
 }
 
+pub async fn closing_a_window_freezes_it_and_settles_every_net(ledger: &Ledger) {
+    use clearing::window;
+    let batch: Vec<_> = (0..20u32)
+        .map(|i| if i % 3 == 0 { split(i) } else { purchase(i) })
+        .enumerate()
+        .map(|(o, e)| delivery(o as i64, &e))
+        .collect();
+    apply(ledger, &batch).await;
+    assert_eq!(window::current_window(ledger).await.unwrap(), 1);
+    let closed = window::close_window(ledger).await.unwrap();
+    assert!(closed.closed);
+    assert_eq!(closed.window_id, 1);
+    assert_eq!(window::current_window(ledger).await.unwrap(), 2);
+    let postings = window::window_postings(ledger, 1, None).await.unwrap();
+    assert_eq!(closed.posting_count, postings.len() as i64);
+    assert_eq!(closed.digest, Some(window::digest_of(&postings)));
+    assert_eq!(
+        closed.net_positions.iter().map(|n| n.net_fen).sum::<i64>(),
+        0
+    );
+    // The instructions move every net to zero.
+    let mut nets: std::collections::BTreeMap<String, i64> = closed
+        .net_positions
+        .iter()
+        .map(|n| (n.institution_id.clone(), n.net_fen))
+        .collect();
+    for i in &closed.instructions {
+        *nets.get_mut(&i.payer_id).unwrap() += i.amount_fen;
+        *nets.get_mut(&i.payee_id).unwrap() -= i.amount_fen;
+    }
+    assert!(nets.values().all(|v| *v == 0));
+    // Later postings go to window 2; window 1 stays as closed.
+    apply(ledger, &[delivery(20, &purchase(99))]).await;
+    assert_eq!(
+        window::window_postings(ledger, 2, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(window::window_summary(ledger, 1).await.unwrap(), closed);
+    // Each institution recomputes its digest from its own CSV statement.
+    for n in &closed.net_positions {
+        let csv = clearing::report::render(
+            ledger,
+            &n.institution_id,
+            1,
+            clearing::report::ReportFormat::Csv,
+        )
+        .await
+        .unwrap();
+        let (recomputed, claimed) = clearing::report::verify_statement_csv(&csv).unwrap();
+        assert_eq!(hex::encode(recomputed), claimed);
+        assert_eq!(recomputed, n.digest);
+    }
+    let xml =
+        clearing::report::render(ledger, HOSPITAL, 1, clearing::report::ReportFormat::Camt053)
+            .await
+            .unwrap();
+    let entries = window::window_postings(ledger, 1, Some(HOSPITAL))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(xml.matches("<Ntry>").count(), entries);
+    assert!(xml.contains(&format!(
+        "<Amt Ccy=\"CNY\">{}.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt>",
+        closed
+            .net_positions
+            .iter()
+            .find(|n| n.institution_id == HOSPITAL)
+            .unwrap()
+            .net_fen
+            / 100
+    )));
+    assert!(matches!(
+        window::window_summary(ledger, 9).await,
+        Err(clearing::ClearingError::WindowNotFound(9))
+    ));
+}
+
+pub async fn the_medical_view_splits_totals_by_funding_source(ledger: &Ledger) {
+    let s = split(1);
+    apply(
+        ledger,
+        &[
+            delivery(0, &s),
+            delivery(1, &split(2)),
+            delivery(2, &purchase(3)),
+            delivery(3, &reversal(&s, 4)),
+        ],
+    )
+    .await;
+    let postings = clearing::window::window_postings(ledger, 1, None)
+        .await
+        .unwrap();
+    let view = clearing::report::medical_reconciliation(INSURANCE_FUND, 1, &postings);
+    assert_eq!(view.totals.events, 3);
+    assert_eq!(view.totals.pooled_fund_fen, 6_000);
+    assert_eq!(view.totals.personal_account_fen, 2_500);
+    assert_eq!(view.totals.bank_fen, 1_500);
+    assert_eq!(view.per_hospital[HOSPITAL].total_fen(), 10_000);
+    assert_eq!(view.detail.len(), 3);
+    assert!(view.to_csv().contains("totals,ALL,3,6000,2500,1500,10000"));
+}
+
+pub async fn a_0500_is_answered_in_or_out_of_balance(ledger: &Ledger) {
+    use clearing::recon;
+    use schemas::iso8583::{spec, Mti, OwnedMessage};
+    let p = purchase(1);
+    apply(
+        ledger,
+        &[
+            delivery(0, &p),
+            delivery(1, &split(2)),
+            delivery(2, &reversal(&p, 3)),
+            delivery(3, &purchase(4)),
+        ],
+    )
+    .await;
+    let spec = spec("ssc87").unwrap();
+    let build = |debits_fen: u64, net: &str, with_88: bool| {
+        let mut m = OwnedMessage::new(spec, Mti::new("0500").unwrap());
+        m.set_str(7, "1123093605")
+            .unwrap()
+            .set_u64(11, 1)
+            .unwrap()
+            .set_str(15, "1123")
+            .unwrap();
+        for (f, v) in [
+            (74, 0u64),
+            (75, 0),
+            (76, 3),
+            (77, 1),
+            (86, 0),
+            (87, 0),
+            (89, 10_000),
+        ] {
+            m.set_u64(f, v).unwrap();
+        }
+        if with_88 {
+            m.set_u64(88, debits_fen).unwrap();
+        }
+        m.set_str(97, net).unwrap().set_str(99, BANK).unwrap();
+        let mut wire = Vec::new();
+        spec.encode(&m, &mut wire).map(|_| wire)
+    };
+    // The bank paid 10000 + 1500 + 10000 and had 10000 reversed: it owes 11500.
+    let wire = build(21_500, "D0000000000011500", true).unwrap();
+    let msg = spec.decode(&wire).unwrap();
+    let (answer, report) = recon::reconcile_0500(ledger, &msg, 1).await.unwrap();
+    assert_eq!(report.mismatches, vec![], "{report:?}");
+    assert_eq!(
+        (
+            answer.mti().as_str(),
+            answer.get_str(66).unwrap().as_ref(),
+            answer.get_str(39).unwrap().as_ref()
+        ),
+        ("0510", "1", "00")
+    );
+
+    let wire = build(21_000, "D0000000000011500", true).unwrap();
+    let msg = spec.decode(&wire).unwrap();
+    let (answer, report) = recon::reconcile_0500(ledger, &msg, 1).await.unwrap();
+    assert_eq!(answer.get_str(66).unwrap().as_ref(), "2");
+    assert_eq!(report.mismatches.len(), 1);
+    assert_eq!(
+        (
+            report.mismatches[0].field,
+            report.mismatches[0].bank,
+            report.mismatches[0].ledger
+        ),
+        (88, 21_000, 21_500)
+    );
+    // Field 88 is mandatory in a 0500: the codec refuses to build one without it.
+    assert!(build(0, "C0000000000000000", false).is_err());
+}
+
 async fn balance(ledger: &Ledger, inst: &str, kind: &str) -> clearing::ledger::AccountBalance {
     ledger
         .account_balances()
@@ -246,7 +423,10 @@ macro_rules! ledger_suite {
             reversing_a_preauthorization_voids_its_hold,
             a_refund_needs_a_known_original,
             many_events_in_many_batches_equal_the_sum_of_their_legs,
-            an_oversized_batch_is_refused
+            an_oversized_batch_is_refused,
+            closing_a_window_freezes_it_and_settles_every_net,
+            the_medical_view_splits_totals_by_funding_source,
+            a_0500_is_answered_in_or_out_of_balance
         );
     };
     (@tests $open:path; $($name:ident),* $(,)?) => {
