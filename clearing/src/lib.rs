@@ -24,7 +24,7 @@
 //!
 //! # Embedded use (`switch demo`)
 //!
-//! ```text
+//! ```no_run
 //! # async fn demo() -> Result<(), clearing::ClearingError> {
 //! use clearing::embedded::{EmbeddedClearing, EmbeddedConfig};
 //! use clearing::window::WindowSchedule;
@@ -46,6 +46,7 @@
 pub mod bus;
 pub mod consumer;
 pub mod db;
+pub mod embedded;
 pub mod error;
 pub mod ledger;
 pub mod recon;

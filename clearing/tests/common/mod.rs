@@ -167,3 +167,147 @@ pub fn refund(original: &SettlementEvent, seq: u32) -> SettlementEvent {
 pub fn fresh_id() -> Uuid {
     Uuid::now_v7()
 }
+
+/// The switch's outbox, created from the switch migrations (schemas::migrations), written the
+/// way the switch writes it: the sequence row is bumped inside the committing transaction.
+pub enum TestOutbox {
+    Sqlite(sqlx::SqlitePool, tempfile::TempDir),
+    Postgres(sqlx::PgPool, String),
+}
+
+impl TestOutbox {
+    pub async fn sqlite() -> Self {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("switch.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .expect("outbox db");
+        for m in schemas::migrations::SQLITE {
+            sqlx::raw_sql(m.sql)
+                .execute(&pool)
+                .await
+                .expect("switch migration");
+        }
+        TestOutbox::Sqlite(pool, dir)
+    }
+
+    pub async fn postgres() -> Self {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        use std::str::FromStr;
+        let schema = unique_schema("clearing_outbox");
+        let base = PgConnectOptions::from_str(&pg_url()).expect("pg url");
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} (run ops/setup.sh): {e}", pg_url()));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        admin.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(base.options([("search_path", schema.as_str())]))
+            .await
+            .expect("outbox pool");
+        for m in schemas::migrations::POSTGRES {
+            sqlx::raw_sql(m.sql)
+                .execute(&pool)
+                .await
+                .expect("switch migration");
+        }
+        TestOutbox::Postgres(pool, schema)
+    }
+
+    pub fn sqlite_path(&self) -> std::path::PathBuf {
+        match self {
+            TestOutbox::Sqlite(_, dir) => dir.path().join("switch.db"),
+            TestOutbox::Postgres(..) => panic!("not a SQLite outbox"),
+        }
+    }
+
+    pub async fn source(&self) -> clearing::relay::SqlOutboxSource {
+        match self {
+            TestOutbox::Sqlite(..) => clearing::relay::SqlOutboxSource::sqlite(&self.sqlite_path())
+                .await
+                .expect("outbox source"),
+            TestOutbox::Postgres(_, schema) => {
+                clearing::relay::SqlOutboxSource::postgres(&pg_url(), Some(schema))
+                    .await
+                    .expect("outbox source")
+            }
+        }
+    }
+
+    /// Appends events in one transaction, as one group commit of the switch would.
+    pub async fn append(&self, events: &[SettlementEvent]) {
+        macro_rules! append {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.expect("begin");
+                for e in events {
+                    let seq: i64 = sqlx::query_scalar(
+                        "UPDATE outbox_sequence SET next_seq = next_seq + 1 WHERE id = 1 \
+                         RETURNING next_seq - 1",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("sequence");
+                    sqlx::query(
+                        "INSERT INTO outbox (outbox_seq, event_id, partition_key, event_type, \
+                         schema_version, payload, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(seq)
+                    .bind(e.event_id)
+                    .bind(e.partition_key().as_str())
+                    .bind(e.event_type.as_str())
+                    .bind(i64::from(e.schema_version))
+                    .bind(e.to_json().expect("json"))
+                    .bind(clearing::db::now_us())
+                    .execute(&mut *tx)
+                    .await
+                    .expect("outbox insert");
+                }
+                tx.commit().await.expect("commit");
+            }};
+        }
+        match self {
+            TestOutbox::Sqlite(pool, _) => append!(pool),
+            TestOutbox::Postgres(pool, _) => append!(pool),
+        }
+    }
+
+    pub async fn cleanup(self) {
+        match self {
+            TestOutbox::Sqlite(pool, _dir) => pool.close().await,
+            TestOutbox::Postgres(pool, schema) => {
+                pool.close().await;
+                Db::drop_pg_schema(&pg_url(), &schema)
+                    .await
+                    .expect("drop schema");
+            }
+        }
+    }
+}
+
+/// `n` distinct purchases and bill splits from a few acquirers.
+pub fn mixed_events(n: u32, base: u32) -> Vec<SettlementEvent> {
+    const ACQUIRERS: [&str; 3] = [ids::HOSPITAL, "3100002", "3100003"];
+    (0..n)
+        .map(|i| {
+            let t = if i % 4 == 0 {
+                EventType::MedicalBillSplit
+            } else {
+                EventType::Purchase
+            };
+            sample::event(t, ACQUIRERS[(i % 3) as usize], base + i)
+        })
+        .collect()
+}
