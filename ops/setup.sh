@@ -17,9 +17,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # ---- Debian packages -------------------------------------------------------------------------
 # pcscd + vsmartcard-vpcd + pcsc-tools: the real PC/SC stack the virtual card is reached through.
 # libpcsclite-dev + pkg-config: the `pcsc` crate links libpcsclite.
-# cmake + libsasl2-dev: rdkafka builds librdkafka from source.
+# cmake + libsasl2-dev + libcurl4-openssl-dev + zlib1g-dev: rdkafka builds librdkafka from source
+# (its CMake build enables libcurl when it finds the library).
 APT_PACKAGES=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config cmake build-essential
-  libsasl2-dev libssl-dev postgresql-client)
+  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
