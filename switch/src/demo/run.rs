@@ -48,6 +48,9 @@ pub struct DemoOptions {
     pub kiosks: usize,
     /// Stop after this long (`None`: until Ctrl-C).
     pub duration: Option<Duration>,
+    /// Keep the data folder's databases from an earlier run (restart after a crash) instead
+    /// of starting afresh.
+    pub keep_data: bool,
 }
 
 impl Default for DemoOptions {
@@ -61,6 +64,7 @@ impl Default for DemoOptions {
             traffic: true,
             kiosks: 6,
             duration: None,
+            keep_data: false,
         }
     }
 }
@@ -153,6 +157,7 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
 /// Runs the demo until Ctrl-C or the duration.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     std::fs::create_dir_all(&opts.data_dir)?;
+    let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
     for f in [
         "switch.db",
         "switch.db-wal",
@@ -161,7 +166,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         "clearing.db-wal",
         "clearing.db-shm",
     ] {
-        let _ = std::fs::remove_file(opts.data_dir.join(f));
+        if !resume {
+            let _ = std::fs::remove_file(opts.data_dir.join(f));
+        }
     }
     let store = Arc::new(
         SqliteStore::open(
@@ -171,7 +178,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         .await?,
     );
     let mut world = DemoWorld::new(opts.cards_per_bank)?;
-    world.seed(&*store).await?;
+    if resume {
+        world.resume();
+    } else {
+        world.seed(&*store).await?;
+    }
     let metrics = Arc::new(Metrics::default());
 
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
