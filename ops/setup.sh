@@ -2,7 +2,8 @@
 # Installs and starts what the project's tests and demo need on a fresh machine (Debian, root),
 # and does nothing that is already done. Called by ops/test.sh; safe to run by hand.
 #
-#   ops/setup.sh            apt packages + PostgreSQL running + tools (cargo-nextest, tansu)
+#   ops/setup.sh            apt packages + PostgreSQL running + test tools (nextest, tansu)
+#   ops/setup.sh demo       apt packages only: what `switch demo` needs to build and run + tools (cargo-nextest, tansu)
 #
 # Tools that take long to build are cached under $SSC_TOOLS (default /var/cache/ssc/tools), outside
 # the checkout, so later runs on the same machine reuse them.
@@ -30,6 +31,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "demo" ]; then
+  log "ready (demo)"
+  exit 0
 fi
 
 # ---- PostgreSQL (127.0.0.1:5432, trust auth, database `test`) ---------------------------------
