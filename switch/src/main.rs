@@ -50,6 +50,9 @@ enum Command {
         /// Keep the databases of an earlier run (restart after a crash).
         #[arg(long)]
         keep_data: bool,
+        /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// Run a switch node from a configuration file.
     Serve {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
                 describe,
                 duration_secs,
                 keep_data,
+                postgres,
             } => {
                 let opts = DemoOptions {
                     data_dir,
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
                     kiosks,
                     duration: duration_secs.map(Duration::from_secs),
                     keep_data,
+                    postgres_url: postgres,
                 };
                 if describe {
                     demo::describe(&opts)

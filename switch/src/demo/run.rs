@@ -51,6 +51,9 @@ pub struct DemoOptions {
     /// Keep the data folder's databases from an earlier run (restart after a crash) instead
     /// of starting afresh.
     pub keep_data: bool,
+    /// Use this PostgreSQL database (schema `switch_demo`, recreated) instead of SQLite. The
+    /// in-process clearing then stays off (it relays from the SQLite outbox).
+    pub postgres_url: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -65,6 +68,7 @@ impl Default for DemoOptions {
             kiosks: 6,
             duration: None,
             keep_data: false,
+            postgres_url: None,
         }
     }
 }
@@ -157,6 +161,24 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
 /// Runs the demo until Ctrl-C or the duration.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     std::fs::create_dir_all(&opts.data_dir)?;
+    if let Some(url) = opts.postgres_url.clone() {
+        const SCHEMA: &str = "switch_demo";
+        crate::store::PostgresStore::drop_schema(&url, SCHEMA).await?;
+        let store = Arc::new(
+            crate::store::PostgresStore::connect(
+                &crate::store::PostgresConfig {
+                    url,
+                    schema: Some(SCHEMA.into()),
+                    connections_max: 16,
+                },
+                Arc::new(DataKeyPanProtector::for_tests()),
+            )
+            .await?,
+        );
+        let mut world = DemoWorld::new(opts.cards_per_bank)?;
+        world.seed(&*store).await?;
+        return run_on(opts, store, world, false).await;
+    }
     let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
     for f in [
         "switch.db",
@@ -183,6 +205,15 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     } else {
         world.seed(&*store).await?;
     }
+    run_on(opts, store, world, true).await
+}
+
+async fn run_on<S: crate::store::Store>(
+    opts: DemoOptions,
+    store: Arc<S>,
+    world: DemoWorld,
+    with_clearing: bool,
+) -> Result<(), DemoRunError> {
     let metrics = Arc::new(Metrics::default());
 
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
@@ -274,14 +305,19 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         shutdown.clone(),
     )
     .map_err(|e| DemoRunError::Other(e.to_string()))?;
-    let clearing =
-        clearing::embedded::EmbeddedClearing::start(clearing::embedded::EmbeddedConfig::new(
-            opts.data_dir.join("switch.db"),
-            opts.data_dir.join("clearing.db"),
-            clearing::window::WindowSchedule::EveryMinutes(15),
-        ))
-        .await
-        .map_err(|e| DemoRunError::Other(format!("clearing: {e}")))?;
+    let clearing = if with_clearing {
+        Some(
+            clearing::embedded::EmbeddedClearing::start(clearing::embedded::EmbeddedConfig::new(
+                opts.data_dir.join("switch.db"),
+                opts.data_dir.join("clearing.db"),
+                clearing::window::WindowSchedule::EveryMinutes(15),
+            ))
+            .await
+            .map_err(|e| DemoRunError::Other(format!("clearing: {e}")))?,
+        )
+    } else {
+        None
+    };
     crate::app::spawn_housekeeping(Arc::clone(&pipeline), shutdown.clone());
 
     println!(
@@ -328,7 +364,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         }
         let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c}:{n}")).collect();
         let (acked, _) = forwarder.totals();
-        let clearing_line = match (clearing.stats().await, clearing.positions().await) {
+        let clearing_line = match &clearing {
+            None => "clearing: off".to_owned(),
+            Some(clearing) => match (clearing.stats().await, clearing.positions().await) {
             (Ok(st), Ok(pos)) => {
                 let fund = pos.net_fen(super::world::INSURANCE_FUND_ID);
                 format!(
@@ -340,6 +378,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
                 )
             }
             _ => "clearing: unavailable".to_owned(),
+            },
         };
         println!(
             "[{:>5.0}s] {:>6.0} tps  total {:>7}  codes {}  p50 {}µs p99 {}µs  writer queue {}  reversals queued {} acked {}  banks up {}/6  {}",
@@ -360,8 +399,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         }
     }
     let _ = shutdown_tx.send(true);
-    if let Err(e) = clearing.shutdown().await {
-        eprintln!("clearing shutdown: {e}");
+    if let Some(clearing) = clearing {
+        if let Err(e) = clearing.shutdown().await {
+            eprintln!("clearing shutdown: {e}");
+        }
     }
     links.shutdown().await;
     for b in &bank_sims {
