@@ -956,3 +956,59 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
         .await
         .expect("drop test schema");
 }
+
+#[tokio::test]
+async fn a_key_exchange_the_bank_rejects_keeps_the_current_key() {
+    // The switch holds a ZMK the bank does not share: the bank cannot import the new ZPK.
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.zmk = Zmk::from_token(
+        hsm.import_clear_key(KeyType::Zmk, KeyScheme::U, TPK_HEX)
+            .expect("other zmk"),
+    );
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    let before = links.zpk(&bank_id()).expect("zpk");
+    let bank_before = bank.current_zpk().expect("bank zpk");
+    let r = links.exchange_keys(&bank_id()).await;
+    assert!(
+        matches!(r, Err(LinkError::Declined(c)) if c.as_str() == "30"),
+        "{r:?}"
+    );
+    assert_eq!(links.zpk(&bank_id()), Some(before));
+    assert_eq!(links.previous_zpk(&bank_id()), None);
+    assert_eq!(bank.current_zpk(), Some(bank_before));
+    assert_eq!(bank.stats().key_exchanges, 0);
+}
+
+#[tokio::test]
+async fn with_key_exchange_on_sign_on_every_connection_starts_with_a_fresh_zpk() {
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.key_exchange_on_sign_on = true;
+    let configured = config.zpk.clone().expect("zpk");
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    let first = links.zpk(&bank_id()).expect("zpk");
+    assert_ne!(first, configured);
+    assert_eq!(bank.stats().key_exchanges, 1);
+    bank.stop().await;
+    wait_state(&links, LinkState::Down).await;
+    bank.restart().await.expect("restart");
+    wait_state(&links, LinkState::SignedOn).await;
+    let second = links.zpk(&bank_id()).expect("zpk");
+    assert_ne!(second, first);
+    assert_eq!(bank.stats().key_exchanges, 2);
+}
