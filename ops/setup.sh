@@ -2,7 +2,7 @@
 # Installs and starts what the project's tests and demo need on a fresh machine (Debian, root),
 # and does nothing that is already done. Called by ops/test.sh; safe to run by hand.
 #
-#   ops/setup.sh            apt packages + PostgreSQL running
+#   ops/setup.sh            apt packages + PostgreSQL running + tools (cargo-nextest, tansu)
 #
 # Tools that take long to build are cached under $SSC_TOOLS (default /var/cache/ssc/tools), outside
 # the checkout, so later runs on the same machine reuse them.
@@ -45,5 +45,15 @@ pg_isready -h 127.0.0.1 -p 5432 -q || { log "PostgreSQL is not reachable on 127.
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+# ---- tansu (Kafka-protocol broker for the clearing tests; started by ops/kafka.sh) -------------
+# Built once from crates.io into $SSC_TOOLS; its build directory is kept under /var/cache/ssc so a
+# rebuild (new version) reuses what it can.
+TANSU_VERSION=0.6.0
+if [ ! -x "$SSC_TOOLS/bin/tansu" ]; then
+  log "building tansu $TANSU_VERSION (once; takes a while)"
+  CARGO_TARGET_DIR=/var/cache/ssc/tansu-target \
+    cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore \
+    --root "$SSC_TOOLS"
 fi
 log "ready"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ops/setup.sh
+ops/kafka.sh start
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

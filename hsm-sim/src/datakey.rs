@@ -42,6 +42,16 @@ impl DataKey {
         })
     }
 
+    /// HMAC-SHA-256 of `data` under this key (RFC 2104): a deterministic, keyed lookup hash,
+    /// e.g. of a PAN, that cannot be reversed or recomputed without the key.
+    pub fn keyed_hash(&self, data: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.raw);
+        let tag = ring::hmac::sign(&key, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Encrypt `plaintext`; returns nonce || ciphertext || tag.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut nonce = [0u8; NONCE_LEN];

@@ -1,4 +1,4 @@
-//! SQL migrations of the switch (and later clearing) schema, embedded in the binary.
+//! SQL migrations of the switch schema and of clearing's ledger schema, embedded in the binary.
 //!
 //! The `.sql` files under `schemas/migrations/{sqlite,postgres}/` are the source of truth; this
 //! module embeds them so a binary runs them at start-up without the files beside it (the
@@ -6,6 +6,11 @@
 //! constraints: the switch runs one store test suite against both. Adding a migration means
 //! adding the two files and one line to each list below (a test checks the lists match the
 //! folders).
+//!
+//! Clearing keeps its own database (the double-entry ledger, positions, windows, consumer
+//! offsets): its migrations live under `schemas/migrations/clearing/{sqlite,postgres}/` and are
+//! exposed as [`CLEARING_SQLITE`] and [`CLEARING_POSTGRES`]. The two lists are independent of the
+//! switch's: each database records its own applied versions.
 
 /// One migration step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,20 @@ pub const POSTGRES: &[Migration] = &[
     },
 ];
 
+/// Migrations of clearing's ledger database for SQLite, in order.
+pub const CLEARING_SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    description: "clearing_ledger",
+    sql: include_str!("../migrations/clearing/sqlite/0001_clearing_ledger.sql"),
+}];
+
+/// Migrations of clearing's ledger database for PostgreSQL, in order.
+pub const CLEARING_POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    description: "clearing_ledger",
+    sql: include_str!("../migrations/clearing/postgres/0001_clearing_ledger.sql"),
+}];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +90,8 @@ mod tests {
     fn embedded_lists_match_the_migration_folders() {
         assert_eq!(listed(SQLITE), files("sqlite"));
         assert_eq!(listed(POSTGRES), files("postgres"));
+        assert_eq!(listed(CLEARING_SQLITE), files("clearing/sqlite"));
+        assert_eq!(listed(CLEARING_POSTGRES), files("clearing/postgres"));
     }
 
     #[test]
@@ -87,5 +108,7 @@ mod tests {
         }
         assert_eq!(tables(SQLITE), tables(POSTGRES));
         assert!(tables(SQLITE).contains(&"outbox".to_owned()));
+        assert_eq!(tables(CLEARING_SQLITE), tables(CLEARING_POSTGRES));
+        assert!(tables(CLEARING_SQLITE).contains(&"posting".to_owned()));
     }
 }

@@ -7,12 +7,19 @@
 //! - [`metrics`]: counters and latency for `/metrics` and the demo screen;
 //! - [`link`]: the issuer links to the banks (MUX, sign-on, echo, key exchange, reconnection)
 //!   and the store-and-forward reversal forwarder;
-//! - [`banksim`]: a simulated bank issuer host for the demo and the tests.
+//! - [`banksim`]: a simulated bank issuer host for the demo and the tests;
+//! - [`acquirer`]: the TCP/TLS server kiosks and acquirers connect to;
+//! - [`http`]: health, readiness, metrics and lookup by RRN;
+//! - [`demo`]: the demo world, simulated kiosks and `switch demo`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod acquirer;
+pub mod app;
 pub mod banksim;
+pub mod config;
+pub mod demo;
 pub mod gateway;
+pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod pipeline;

@@ -26,7 +26,7 @@ pub mod writer;
 
 pub use error::{DecisionError, StoreError};
 pub use model::*;
-pub use pan_protector::{DataKeyPanProtector, PanProtectError, PanProtector};
+pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
 

@@ -185,6 +185,11 @@ impl WriterHandle {
         Ok(answer.await.map_err(|_| WriteError::Closed)??)
     }
 
+    /// True when the writer task has stopped (nothing more can commit).
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Decisions queued and not yet taken by the writer.
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()

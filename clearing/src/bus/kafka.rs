@@ -1,0 +1,249 @@
+//! The Kafka settlement bus over rdkafka (librdkafka built from source): nothing here is specific
+//! to one broker, the same settings work against Apache Kafka, Redpanda or tansu.
+//!
+//! Producer: idempotent (`enable.idempotence`, which implies `acks=all` and at most 5 in-flight
+//! requests with ordering kept across retries), keyed by institution. `publish` enqueues a whole
+//! batch and waits for every acknowledgement, so the relay only advances its cursor past events
+//! the brokers hold.
+//!
+//! Consumer: one member of a consumer group, auto-commit off. The ledger stores the next offset
+//! of each partition with its postings; the consumer seeks there whenever a partition's first
+//! delivery after an assignment does not match (see `consumer`). Committing to the broker is only
+//! a hint that shortens that seek.
+
+use super::{BusError, BusSubscriber, Delivery, Outbound, SettlementBus};
+use futures_core::future::BoxFuture;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::stream_consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most messages the producer keeps queued (librdkafka `queue.buffering.max.messages`).
+pub const PRODUCER_QUEUE_MESSAGES_MAX: usize = 100_000;
+
+/// Kafka connection settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,...`, e.g. `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// How long a publish may wait for acknowledgements (and librdkafka's
+    /// `message.timeout.ms`). Must stay below the relay's lease.
+    pub publish_timeout_ms: u64,
+    /// Producer linger (batching latency), ms.
+    pub linger_ms: u64,
+}
+
+impl KafkaConfig {
+    /// Defaults for a broker list: 10 s publish timeout, 2 ms linger.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            publish_timeout_ms: 10_000,
+            linger_ms: 2,
+        }
+    }
+}
+
+/// The Kafka bus (publishing side; [`KafkaBus::subscribe`] makes consumers).
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .finish()
+    }
+}
+
+impl KafkaBus {
+    /// An idempotent producer (acks=all) for the brokers in `config`.
+    pub fn new(config: KafkaConfig) -> Result<Self, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", config.linger_ms.to_string())
+            .set("message.timeout.ms", config.publish_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                PRODUCER_QUEUE_MESSAGES_MAX.to_string(),
+            )
+            .set("broker.address.family", "v4")
+            .create()?;
+        Ok(KafkaBus { config, producer })
+    }
+
+    /// Creates `topic` with `partitions` partitions unless it exists.
+    pub async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("broker.address.family", "v4")
+            .create()?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics([&new], &opts).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(BusError::Kafka(KafkaError::AdminOp(code))),
+            }
+        }
+        Ok(())
+    }
+
+    /// A consumer-group member subscribed to `topics`.
+    pub fn subscribe(
+        &self,
+        consumer_group: &str,
+        topics: &[&str],
+    ) -> Result<KafkaSubscriber, BusError> {
+        let context = RebalanceCounter::default();
+        let epoch = context.epoch.clone();
+        let consumer: StreamConsumer<RebalanceCounter> = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("group.id", consumer_group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("broker.address.family", "v4")
+            .create_with_context(context)?;
+        consumer.subscribe(topics)?;
+        Ok(KafkaSubscriber {
+            consumer,
+            epoch,
+            seen_epoch: 0,
+        })
+    }
+}
+
+impl SettlementBus for KafkaBus {
+    fn publish<'a>(&'a self, batch: &'a [Outbound]) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let timeout = Duration::from_millis(self.config.publish_timeout_ms);
+            let mut pending = Vec::with_capacity(batch.len());
+            for m in batch {
+                let mut record = FutureRecord::to(&m.topic).key(&m.key).payload(&m.payload);
+                // Enqueue without blocking; when librdkafka's queue is full, wait for it to
+                // drain (bounded by PRODUCER_QUEUE_MESSAGES_MAX) and try again.
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    match self.producer.send_result(record) {
+                        Ok(f) => {
+                            pending.push(f);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            if tokio::time::Instant::now() >= deadline {
+                                return Err(BusError::PublishTimeout(timeout));
+                            }
+                            record = r;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err((e, _)) => return Err(BusError::Kafka(e)),
+                    }
+                }
+            }
+            for f in pending {
+                match tokio::time::timeout(timeout + Duration::from_secs(1), f).await {
+                    Err(_) | Ok(Err(_)) => return Err(BusError::PublishTimeout(timeout)),
+                    Ok(Ok(Err((e, _)))) => return Err(BusError::Kafka(e)),
+                    Ok(Ok(Ok(_))) => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Counts assignment changes so the consumer knows to re-read stored offsets.
+#[derive(Debug, Default)]
+struct RebalanceCounter {
+    epoch: Arc<AtomicU64>,
+}
+
+impl ClientContext for RebalanceCounter {}
+
+impl ConsumerContext for RebalanceCounter {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One consumer-group member.
+pub struct KafkaSubscriber {
+    consumer: StreamConsumer<RebalanceCounter>,
+    epoch: Arc<AtomicU64>,
+    seen_epoch: u64,
+}
+
+impl std::fmt::Debug for KafkaSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSubscriber").finish_non_exhaustive()
+    }
+}
+
+impl BusSubscriber for KafkaSubscriber {
+    fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, BusError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut budget = wait;
+            while out.len() < max {
+                let msg = match tokio::time::timeout(budget, self.consumer.recv()).await {
+                    Err(_) => break,
+                    Ok(Err(e)) => return Err(BusError::Kafka(e)),
+                    Ok(Ok(m)) => m,
+                };
+                out.push(Delivery {
+                    topic: msg.topic().to_owned(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                });
+                // After the first message take what is already fetched, without waiting long.
+                budget = Duration::from_millis(1);
+            }
+            Ok(out)
+        })
+    }
+
+    fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<bool, BusError> {
+        self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        )?;
+        Ok(true)
+    }
+
+    fn take_rebalanced(&mut self) -> bool {
+        let now = self.epoch.load(Ordering::SeqCst);
+        std::mem::replace(&mut self.seen_epoch, now) != now
+    }
+
+    fn applied(&mut self, offsets: &[(String, i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in offsets {
+            // A partition no longer assigned is refused by the broker: harmless, it is a hint.
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if tpl.count() > 0 {
+            let _ = self.consumer.commit(&tpl, CommitMode::Async);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Clearing's own database: connection to SQLite (embedded default, WAL) or PostgreSQL, and the
+//! migrations of `schemas::migrations::{CLEARING_SQLITE, CLEARING_POSTGRES}` run at start-up.
+//!
+//! One enum over the two pools rather than a trait object: every SQL statement is written once
+//! with `sqlx::QueryBuilder` (which numbers placeholders per dialect) and run on either pool.
+
+use crate::error::{ClearingError, Result};
+use futures_core::future::BoxFuture;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::ConnectOptions;
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the ledger lives.
+#[derive(Debug, Clone)]
+pub enum LedgerDbConfig {
+    /// A SQLite file (created if missing), WAL journal.
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+        /// Connections in the pool (readers; writes serialise on SQLite's write lock).
+        connections_max: u32,
+        /// How long a writer waits for the write lock.
+        busy_timeout_ms: u64,
+    },
+    /// A PostgreSQL database, optionally inside its own schema (tests, tenants).
+    Postgres {
+        /// `postgres://...` URL.
+        url: String,
+        /// Schema to create and use (`[a-z_][a-z0-9_]*`), or the default search path.
+        schema: Option<String>,
+        /// Connections in the pool.
+        connections_max: u32,
+    },
+}
+
+impl LedgerDbConfig {
+    /// SQLite at `path` with defaults (4 connections, 5 s busy timeout).
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        LedgerDbConfig::Sqlite {
+            path: path.into(),
+            connections_max: 4,
+            busy_timeout_ms: 5_000,
+        }
+    }
+
+    /// PostgreSQL at `url` with defaults (default schema, 8 connections).
+    pub fn postgres(url: impl Into<String>) -> Self {
+        LedgerDbConfig::Postgres {
+            url: url.into(),
+            schema: None,
+            connections_max: 8,
+        }
+    }
+
+    /// Parses `sqlite:PATH` / a bare path, or a `postgres://` URL (the CLI's `--ledger`).
+    pub fn parse(spec: &str) -> Self {
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            Self::postgres(spec)
+        } else {
+            Self::sqlite(spec.strip_prefix("sqlite:").unwrap_or(spec))
+        }
+    }
+}
+
+/// A connected ledger database.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite pool.
+    Sqlite(SqlitePool),
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+}
+
+/// A schema name we are willing to interpolate into DDL.
+pub fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// Microseconds since the Unix epoch (the `*_at_us` columns).
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl Db {
+    /// Connects and runs clearing's migrations.
+    pub async fn connect(config: &LedgerDbConfig) -> Result<Self> {
+        match config {
+            LedgerDbConfig::Sqlite {
+                path,
+                connections_max,
+                busy_timeout_ms,
+            } => {
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_millis(*busy_timeout_ms))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections((*connections_max).max(1))
+                    .connect_with(options)
+                    .await?;
+                migrator(schemas::migrations::CLEARING_SQLITE)
+                    .await?
+                    .run(&pool)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            LedgerDbConfig::Postgres {
+                url,
+                schema,
+                connections_max,
+            } => {
+                let mut options = PgConnectOptions::from_str(url)?;
+                if let Some(schema) = schema {
+                    if !valid_schema(schema) {
+                        return Err(ClearingError::Config(
+                            "schema name must be [a-z_][a-z0-9_]*".into(),
+                        ));
+                    }
+                    let mut conn = options.connect().await?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                        .execute(&mut conn)
+                        .await?;
+                    sqlx::Connection::close(conn).await?;
+                    options = options.options([("search_path", schema.as_str())]);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections((*connections_max).max(2))
+                    .connect_with(options)
+                    .await?;
+                migrator(schemas::migrations::CLEARING_POSTGRES)
+                    .await?
+                    .run(&pool)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Drops a PostgreSQL schema and everything in it (test clean-up).
+    pub async fn drop_pg_schema(url: &str, schema: &str) -> Result<()> {
+        if !valid_schema(schema) {
+            return Err(ClearingError::Config(
+                "schema name must be [a-z_][a-z0-9_]*".into(),
+            ));
+        }
+        let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut conn)
+            .await?;
+        sqlx::Connection::close(conn).await?;
+        Ok(())
+    }
+}
+
+/// A migration list from `schemas::migrations`, fed to sqlx's migrator (which records applied
+/// versions and checksums in `_sqlx_migrations` and refuses a changed migration).
+#[derive(Debug)]
+struct Embedded(&'static [schemas::migrations::Migration]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|m| {
+                    Migration::new(
+                        m.version,
+                        Cow::Borrowed(m.description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(m.sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+async fn migrator(
+    list: &'static [schemas::migrations::Migration],
+) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(list)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_schema_names_reach_ddl() {
+        assert!(valid_schema("clearing_test_1"));
+        assert!(!valid_schema("x; DROP TABLE posting"));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema(""));
+    }
+
+    #[test]
+    fn ledger_spec_parses_both_backends() {
+        assert!(matches!(
+            LedgerDbConfig::parse("postgres://u@h/db"),
+            LedgerDbConfig::Postgres { .. }
+        ));
+        match LedgerDbConfig::parse("sqlite:/tmp/l.db") {
+            LedgerDbConfig::Sqlite { path, .. } => assert_eq!(path, PathBuf::from("/tmp/l.db")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

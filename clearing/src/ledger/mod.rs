@@ -1,0 +1,775 @@
+//! The double-entry ledger: settlement events in, balanced postings, two-phase holds and live
+//! net positions out, exactly once.
+//!
+//! Exactly-once without Kafka transactions: every event id is recorded in `applied_event`
+//! (primary key), and the consumer's next offset per (group, topic, partition) is written in the
+//! same database transaction as the postings. A redelivered offset is skipped by the offset, a
+//! republished event (same id, new offset) by its id. Many deliveries go into one transaction
+//! (the batch), so the per-commit cost is paid once per batch.
+//!
+//! Accounts are `(institution, LedgerAccount)`; each keeps TigerBeetle's four running sums
+//! (debits/credits, pending/posted). An institution's net position is the sum over its accounts
+//! of `credits_posted - debits_posted`: what the network owes it. Every leg adds the same amount
+//! to one debit and one credit, so positions always sum to zero (see [`Positions::sum_fen`]).
+
+mod plan;
+
+pub use plan::{account_str, ApplyReport, HoldState, PoisonReason};
+
+use crate::bus::Delivery;
+use crate::db::{now_us, Db};
+use crate::error::{ClearingError, Result};
+use plan::{Input, Known, KnownHold, LegRow, Plan};
+use rust_decimal::Decimal;
+use sqlx::{QueryBuilder, Row};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// Most deliveries one `apply_batch` call takes (bounds bind-parameter counts and lock time).
+pub const BATCH_DELIVERIES_MAX: usize = 4_096;
+
+/// Rows per multi-row INSERT (12 columns x 400 rows stays well below SQLite's 32,766 binds).
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// An institution's live net position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstitutionPosition {
+    /// Institution id (ISO 8583 field 32/100 form).
+    pub institution_id: String,
+    /// Posted debits over all its accounts (what it paid), fen.
+    pub debits_fen: i64,
+    /// Posted credits over all its accounts (what it received), fen.
+    pub credits_fen: i64,
+    /// `credits_fen - debits_fen`: positive, the network owes it; negative, it owes.
+    pub net_fen: i64,
+}
+
+impl InstitutionPosition {
+    /// The net position in yuan.
+    pub fn net_yuan(&self) -> Decimal {
+        Decimal::new(self.net_fen, 2)
+    }
+}
+
+/// The net position between two institutions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairPosition {
+    /// The lower institution id.
+    pub institution_a: String,
+    /// The higher institution id.
+    pub institution_b: String,
+    /// What `institution_b` owes `institution_a` (negative: `a` owes `b`), fen.
+    pub net_fen: i64,
+}
+
+/// Live positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// Per institution, by id.
+    pub institutions: Vec<InstitutionPosition>,
+    /// Per pair of institutions with a non-zero history, by (a, b).
+    pub pairs: Vec<PairPosition>,
+}
+
+impl Positions {
+    /// Sum of all institutions' net positions: zero unless the ledger is broken.
+    pub fn sum_fen(&self) -> i64 {
+        self.institutions.iter().map(|p| p.net_fen).sum()
+    }
+
+    /// The net position of one institution (zero if it never appeared).
+    pub fn net_fen(&self, institution_id: &str) -> i64 {
+        self.institutions
+            .iter()
+            .find(|p| p.institution_id == institution_id)
+            .map_or(0, |p| p.net_fen)
+    }
+
+    /// Each institution's net recomputed from the pairs: equals `net_fen` for every institution.
+    pub fn net_from_pairs_fen(&self, institution_id: &str) -> i64 {
+        self.pairs
+            .iter()
+            .map(|p| {
+                if p.institution_a == institution_id {
+                    p.net_fen
+                } else if p.institution_b == institution_id {
+                    -p.net_fen
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+}
+
+/// An account's four running sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBalance {
+    /// Owner.
+    pub institution_id: String,
+    /// Which of its accounts (`LedgerAccount` in column form).
+    pub account_kind: String,
+    /// Reserved by pending holds, paying side.
+    pub debits_pending_fen: i64,
+    /// Posted, paying side.
+    pub debits_posted_fen: i64,
+    /// Reserved by pending holds, receiving side.
+    pub credits_pending_fen: i64,
+    /// Posted, receiving side.
+    pub credits_posted_fen: i64,
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Bus topic.
+    pub topic: String,
+    /// Bus partition.
+    pub partition: i32,
+    /// Bus offset.
+    pub offset: i64,
+    /// The event id, when the payload decoded far enough.
+    pub event_id: Option<Uuid>,
+    /// Stable reason code ([`PoisonReason::code`]).
+    pub reason_code: String,
+    /// Human-readable reason.
+    pub reason: String,
+    /// The payload as received (lossy UTF-8).
+    pub payload: String,
+}
+
+/// Counters over the whole ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerCounts {
+    /// Events recorded with an effect (not dead-lettered).
+    pub events_applied: i64,
+    /// Dead-letter rows.
+    pub dead_letters: i64,
+    /// Postings.
+    pub postings: i64,
+    /// Holds still pending.
+    pub holds_pending: i64,
+}
+
+/// The ledger over its database.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    db: Db,
+}
+
+/// Runs `$body` inside a write transaction on either backend, binding `$tx` to the transaction
+/// and `$lock` to the SQL that locks the window head (shared on PostgreSQL, so appliers run
+/// concurrently and only `close-window` excludes them; SQLite's BEGIN IMMEDIATE already holds the
+/// single write lock).
+macro_rules! write_tx {
+    ($db:expr, |$tx:ident, $window:ident| $body:block) => {
+        match $db {
+            Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let $window: i64 =
+                    sqlx::query_scalar("SELECT current_window_id FROM window_head WHERE id = 1")
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let $window: i64 = sqlx::query_scalar(
+                    "SELECT current_window_id FROM window_head WHERE id = 1 FOR SHARE",
+                )
+                .fetch_one(&mut *$tx)
+                .await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+/// Runs `$body` against the pool of either backend, as `$conn`.
+macro_rules! read {
+    ($db:expr, |$pool:ident| $body:block) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub(crate) use read;
+
+impl Ledger {
+    /// A ledger over a connected (migrated) database.
+    pub fn new(db: Db) -> Self {
+        Ledger { db }
+    }
+
+    /// The database, for the other clearing components sharing it.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Applies a batch of deliveries in one transaction: postings, holds, positions, dead
+    /// letters and the consumer group's offsets commit together or not at all.
+    pub async fn apply_batch(
+        &self,
+        consumer_group: &str,
+        deliveries: &[Delivery],
+    ) -> Result<ApplyReport> {
+        if deliveries.len() > BATCH_DELIVERIES_MAX {
+            return Err(ClearingError::Config(format!(
+                "batch of {} deliveries exceeds {BATCH_DELIVERIES_MAX}",
+                deliveries.len()
+            )));
+        }
+        if deliveries.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        // Decode outside the transaction: CPU work should not hold the write lock.
+        let parsed: Vec<_> = deliveries.iter().map(|d| plan::parse(&d.payload)).collect();
+        let refs = References::of(&parsed);
+        let partitions: Vec<(String, i32)> = {
+            let mut p: Vec<(String, i32)> = deliveries
+                .iter()
+                .map(|d| (d.topic.clone(), d.partition))
+                .collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        let now = now_us();
+        let report = write_tx!(&self.db, |tx, window_id| {
+            let mut stored = HashMap::new();
+            for (topic, partition) in &partitions {
+                let next: Option<i64> = sqlx::query_scalar(
+                    "SELECT next_offset FROM consumer_offset \
+                     WHERE consumer_group = $1 AND topic = $2 AND partition_no = $3",
+                )
+                .bind(consumer_group)
+                .bind(topic)
+                .bind(i64::from(*partition))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(next) = next {
+                    stored.insert((topic.clone(), *partition), next);
+                }
+            }
+            let mut known = Known::default();
+            if !refs.event_ids.is_empty() {
+                let mut qb =
+                    QueryBuilder::new("SELECT event_id FROM applied_event WHERE event_id IN (");
+                push_list(&mut qb, &refs.event_ids);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    known.recorded.insert(row.try_get::<Uuid, _>(0)?);
+                }
+            }
+            if !refs.originals.is_empty() {
+                let mut qb = QueryBuilder::new(
+                    "SELECT event_id, event_type FROM applied_event \
+                     WHERE outcome <> 'dead_letter' AND event_id IN (",
+                );
+                push_list(&mut qb, &refs.originals);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let id: Uuid = row.try_get(0)?;
+                    let kind: String = row.try_get(1)?;
+                    if let Some(t) = event_type_from_str(&kind) {
+                        known.originals.insert(id, t);
+                    }
+                }
+                let mut qb = QueryBuilder::new(
+                    "SELECT reverses_event_id FROM applied_event WHERE reverses_event_id IN (",
+                );
+                push_list(&mut qb, &refs.originals);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    known.reversed.insert(row.try_get::<Uuid, _>(0)?);
+                }
+            }
+            if !refs.holds.is_empty() {
+                let mut qb =
+                    QueryBuilder::new("SELECT hold_id, state FROM pending_hold WHERE hold_id IN (");
+                push_list(&mut qb, &refs.holds);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let id: Uuid = row.try_get(0)?;
+                    let state: String = row.try_get(1)?;
+                    let state = HoldState::parse(&state)
+                        .ok_or_else(|| ClearingError::Invariant(format!("hold state {state}")))?;
+                    known.holds.insert(
+                        id,
+                        KnownHold {
+                            state,
+                            legs: Vec::new(),
+                        },
+                    );
+                }
+                let mut qb = QueryBuilder::new(
+                    "SELECT hold_id, leg_no, debit_institution, debit_account, \
+                     credit_institution, credit_account, amount_fen \
+                     FROM pending_hold_leg WHERE hold_id IN (",
+                );
+                push_list(&mut qb, &refs.holds);
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let id: Uuid = row.try_get(0)?;
+                    let leg = LegRow {
+                        leg_no: row.try_get(1)?,
+                        debit_institution: row.try_get(2)?,
+                        debit_account: account_from_str(row.try_get(3)?)?,
+                        credit_institution: row.try_get(4)?,
+                        credit_account: account_from_str(row.try_get(5)?)?,
+                        amount_fen: row.try_get(6)?,
+                    };
+                    if let Some(h) = known.holds.get_mut(&id) {
+                        h.legs.push(leg);
+                    }
+                }
+            }
+            let inputs: Vec<Input<'_>> = deliveries
+                .iter()
+                .zip(parsed)
+                .map(|(d, parsed)| Input {
+                    topic: &d.topic,
+                    partition: d.partition,
+                    offset: d.offset,
+                    payload: &d.payload,
+                    parsed,
+                })
+                .collect();
+            let plan = plan::plan(inputs, &stored, &mut known);
+
+            for chunk in plan.applied.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO applied_event (event_id, event_type, acquirer_id, amount_fen, \
+                     occurred_at_us, applied_at_us, window_id, outcome, reverses_event_id) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.event_id)
+                        .push_bind(r.event_type)
+                        .push_bind(r.acquirer_id.as_str())
+                        .push_bind(r.amount_fen)
+                        .push_bind(r.occurred_at_us)
+                        .push_bind(now)
+                        .push_bind(window_id)
+                        .push_bind(r.outcome)
+                        .push_bind(r.reverses_event_id);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in plan.postings.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO posting (window_id, event_id, leg_no, event_type, leg_kind, \
+                     debit_institution, debit_account, credit_institution, credit_account, \
+                     amount_fen, hold_id, posted_at_us) ",
+                );
+                qb.push_values(chunk, |mut b, p| {
+                    b.push_bind(window_id)
+                        .push_bind(p.event_id)
+                        .push_bind(p.leg.leg_no)
+                        .push_bind(p.event_type)
+                        .push_bind(p.leg_kind)
+                        .push_bind(p.leg.debit_institution.as_str())
+                        .push_bind(p.leg.debit_account)
+                        .push_bind(p.leg.credit_institution.as_str())
+                        .push_bind(p.leg.credit_account)
+                        .push_bind(p.leg.amount_fen)
+                        .push_bind(p.hold_id)
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in plan.holds_new.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO pending_hold (hold_id, event_id, acquirer_id, amount_fen, state, \
+                     created_at_us) ",
+                );
+                qb.push_values(chunk, |mut b, h| {
+                    b.push_bind(h.hold_id)
+                        .push_bind(h.event_id)
+                        .push_bind(h.acquirer_id.as_str())
+                        .push_bind(h.amount_fen)
+                        .push_bind("pending")
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            let hold_legs: Vec<(Uuid, &LegRow)> = plan
+                .holds_new
+                .iter()
+                .flat_map(|h| h.legs.iter().map(move |l| (h.hold_id, l)))
+                .collect();
+            for chunk in hold_legs.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO pending_hold_leg (hold_id, leg_no, debit_institution, \
+                     debit_account, credit_institution, credit_account, amount_fen) ",
+                );
+                qb.push_values(chunk, |mut b, (hold_id, l)| {
+                    b.push_bind(*hold_id)
+                        .push_bind(l.leg_no)
+                        .push_bind(l.debit_institution.as_str())
+                        .push_bind(l.debit_account)
+                        .push_bind(l.credit_institution.as_str())
+                        .push_bind(l.credit_account)
+                        .push_bind(l.amount_fen);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for r in &plan.holds_resolved {
+                let done = sqlx::query(
+                    "UPDATE pending_hold SET state = $1, resolved_at_us = $2, \
+                     resolved_by_event_id = $3 WHERE hold_id = $4 AND state = 'pending'",
+                )
+                .bind(r.state.as_str())
+                .bind(now)
+                .bind(r.by_event_id)
+                .bind(r.hold_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(ClearingError::Invariant(format!(
+                        "hold {} was not pending when resolved",
+                        r.hold_id
+                    )));
+                }
+            }
+            // CHECK constraints apply to the proposed row of an upsert before the conflict is
+            // resolved, so decrements (holds leaving `pending`, always on existing rows) go
+            // through an UPDATE and only non-negative deltas through the upsert.
+            let (accounts, decrements): (Vec<_>, Vec<_>) =
+                plan.accounts.iter().partition(|(_, d)| d.non_negative());
+            for chunk in decrements.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "UPDATE ledger_account SET \
+                     debits_pending_fen = debits_pending_fen + v.column3, \
+                     debits_posted_fen = debits_posted_fen + v.column4, \
+                     credits_pending_fen = credits_pending_fen + v.column5, \
+                     credits_posted_fen = credits_posted_fen + v.column6 FROM (",
+                );
+                qb.push_values(chunk, |mut b, ((inst, kind), d)| {
+                    b.push_bind(inst.as_str())
+                        .push_bind(*kind)
+                        .push_bind(d.debits_pending_fen)
+                        .push_bind(d.debits_posted_fen)
+                        .push_bind(d.credits_pending_fen)
+                        .push_bind(d.credits_posted_fen);
+                });
+                qb.push(
+                    ") AS v WHERE ledger_account.institution_id = v.column1 \
+                     AND ledger_account.account_kind = v.column2",
+                );
+                let done = qb.build().execute(&mut *tx).await?;
+                if done.rows_affected() != chunk.len() as u64 {
+                    return Err(ClearingError::Invariant(
+                        "a hold was released on an account that does not exist".into(),
+                    ));
+                }
+            }
+            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO ledger_account (institution_id, account_kind, debits_pending_fen, \
+                     debits_posted_fen, credits_pending_fen, credits_posted_fen) ",
+                );
+                qb.push_values(chunk, |mut b, ((inst, kind), d)| {
+                    b.push_bind(inst.as_str())
+                        .push_bind(*kind)
+                        .push_bind(d.debits_pending_fen)
+                        .push_bind(d.debits_posted_fen)
+                        .push_bind(d.credits_pending_fen)
+                        .push_bind(d.credits_posted_fen);
+                });
+                qb.push(
+                    " ON CONFLICT (institution_id, account_kind) DO UPDATE SET \
+                     debits_pending_fen = ledger_account.debits_pending_fen + excluded.debits_pending_fen, \
+                     debits_posted_fen = ledger_account.debits_posted_fen + excluded.debits_posted_fen, \
+                     credits_pending_fen = ledger_account.credits_pending_fen + excluded.credits_pending_fen, \
+                     credits_posted_fen = ledger_account.credits_posted_fen + excluded.credits_posted_fen",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            let pairs: Vec<_> = plan.pairs.iter().filter(|(_, v)| **v != 0).collect();
+            for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO pair_position (institution_a, institution_b, net_fen) ",
+                );
+                qb.push_values(chunk, |mut b, ((a, bb), net)| {
+                    b.push_bind(a.as_str())
+                        .push_bind(bb.as_str())
+                        .push_bind(**net);
+                });
+                qb.push(
+                    " ON CONFLICT (institution_a, institution_b) DO UPDATE SET \
+                     net_fen = pair_position.net_fen + excluded.net_fen",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in plan.dead.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO dead_letter (topic, partition_no, bus_offset, event_id, \
+                     reason_code, reason, payload, received_at_us) ",
+                );
+                qb.push_values(chunk, |mut b, d| {
+                    b.push_bind(d.topic.as_str())
+                        .push_bind(i64::from(d.partition))
+                        .push_bind(d.offset)
+                        .push_bind(d.event_id)
+                        .push_bind(d.reason.code())
+                        .push_bind(text_column(&d.reason.to_string()))
+                        .push_bind(text_column(&d.payload))
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            if !plan.offsets.is_empty() {
+                let offsets: Vec<_> = plan.offsets.iter().collect();
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO consumer_offset (consumer_group, topic, partition_no, \
+                     next_offset, updated_at_us) ",
+                );
+                qb.push_values(offsets, |mut b, ((topic, partition), next)| {
+                    b.push_bind(consumer_group)
+                        .push_bind(topic.as_str())
+                        .push_bind(i64::from(*partition))
+                        .push_bind(*next)
+                        .push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (consumer_group, topic, partition_no) DO UPDATE SET \
+                     next_offset = CASE WHEN excluded.next_offset > consumer_offset.next_offset \
+                     THEN excluded.next_offset ELSE consumer_offset.next_offset END, \
+                     updated_at_us = excluded.updated_at_us",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            plan_report(&plan)
+        });
+        Ok(report)
+    }
+
+    /// The next offset the group will apply in a partition (None: never consumed).
+    pub async fn stored_offset(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>> {
+        let sql = "SELECT next_offset FROM consumer_offset \
+                   WHERE consumer_group = $1 AND topic = $2 AND partition_no = $3";
+        Ok(read!(&self.db, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(consumer_group)
+                .bind(topic)
+                .bind(i64::from(partition))
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// All stored offsets of a group: (topic, partition, next offset).
+    pub async fn stored_offsets(&self, consumer_group: &str) -> Result<Vec<(String, i32, i64)>> {
+        let sql = "SELECT topic, partition_no, next_offset FROM consumer_offset \
+                   WHERE consumer_group = $1 ORDER BY topic, partition_no";
+        let rows: Vec<(String, i64, i64)> = read!(&self.db, |pool| {
+            sqlx::query_as(sql)
+                .bind(consumer_group)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(t, p, o)| {
+                let p = i32::try_from(p)
+                    .map_err(|_| ClearingError::Invariant(format!("partition {p}")))?;
+                Ok((t, p, o))
+            })
+            .collect()
+    }
+
+    /// Live net positions per institution and per pair.
+    pub async fn positions(&self) -> Result<Positions> {
+        let inst_sql = "SELECT institution_id, CAST(SUM(debits_posted_fen) AS BIGINT), \
+                        CAST(SUM(credits_posted_fen) AS BIGINT) FROM ledger_account \
+                        GROUP BY institution_id ORDER BY institution_id";
+        let pair_sql = "SELECT institution_a, institution_b, net_fen FROM pair_position \
+                        WHERE net_fen <> 0 ORDER BY institution_a, institution_b";
+        type Rows = (Vec<(String, i64, i64)>, Vec<(String, String, i64)>);
+        let (inst, pairs): Rows = read!(&self.db, |pool| {
+            (
+                sqlx::query_as(inst_sql).fetch_all(pool).await?,
+                sqlx::query_as(pair_sql).fetch_all(pool).await?,
+            )
+        });
+        Ok(Positions {
+            institutions: inst
+                .into_iter()
+                .map(|(id, d, c)| InstitutionPosition {
+                    institution_id: id,
+                    debits_fen: d,
+                    credits_fen: c,
+                    net_fen: c - d,
+                })
+                .collect(),
+            pairs: pairs
+                .into_iter()
+                .map(|(a, b, n)| PairPosition {
+                    institution_a: a,
+                    institution_b: b,
+                    net_fen: n,
+                })
+                .collect(),
+        })
+    }
+
+    /// Every account's running sums.
+    pub async fn account_balances(&self) -> Result<Vec<AccountBalance>> {
+        let sql = "SELECT institution_id, account_kind, debits_pending_fen, debits_posted_fen, \
+                   credits_pending_fen, credits_posted_fen FROM ledger_account \
+                   ORDER BY institution_id, account_kind";
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = read!(&self.db, |pool| {
+            sqlx::query_as(sql).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(i, k, dp, dpo, cp, cpo)| AccountBalance {
+                institution_id: i,
+                account_kind: k,
+                debits_pending_fen: dp,
+                debits_posted_fen: dpo,
+                credits_pending_fen: cp,
+                credits_posted_fen: cpo,
+            })
+            .collect())
+    }
+
+    /// Dead letters, oldest first, at most `limit`.
+    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>> {
+        let sql = "SELECT topic, partition_no, bus_offset, event_id, reason_code, reason, payload \
+                   FROM dead_letter ORDER BY dead_letter_id LIMIT $1";
+        type DeadRow = (String, i64, i64, Option<Uuid>, String, String, String);
+        let rows: Vec<DeadRow> = read!(&self.db, |pool| {
+            sqlx::query_as(sql).bind(limit).fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(
+                |(topic, p, offset, event_id, reason_code, reason, payload)| {
+                    Ok(DeadLetter {
+                        topic,
+                        partition: i32::try_from(p)
+                            .map_err(|_| ClearingError::Invariant(format!("partition {p}")))?,
+                        offset,
+                        event_id,
+                        reason_code,
+                        reason,
+                        payload,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Counters over the whole ledger.
+    pub async fn counts(&self) -> Result<LedgerCounts> {
+        let sql = "SELECT \
+            (SELECT COUNT(*) FROM applied_event WHERE outcome <> 'dead_letter'), \
+            (SELECT COUNT(*) FROM dead_letter), \
+            (SELECT COUNT(*) FROM posting), \
+            (SELECT COUNT(*) FROM pending_hold WHERE state = 'pending')";
+        let (events_applied, dead_letters, postings, holds_pending): (i64, i64, i64, i64) =
+            read!(&self.db, |pool| {
+                sqlx::query_as(sql).fetch_one(pool).await?
+            });
+        Ok(LedgerCounts {
+            events_applied,
+            dead_letters,
+            postings,
+            holds_pending,
+        })
+    }
+
+    /// Sum of all posted amounts (each leg once), fen.
+    pub async fn posted_total_fen(&self) -> Result<i64> {
+        let sql = "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM posting";
+        Ok(read!(&self.db, |pool| {
+            sqlx::query_scalar(sql).fetch_one(pool).await?
+        }))
+    }
+}
+
+/// Text safe for every backend's TEXT column (PostgreSQL refuses NUL).
+fn text_column(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+fn plan_report(plan: &Plan) -> ApplyReport {
+    plan.report
+}
+
+/// What the batch refers to, for the lookups.
+struct References {
+    event_ids: Vec<Uuid>,
+    originals: Vec<Uuid>,
+    holds: Vec<Uuid>,
+}
+
+impl References {
+    fn of(parsed: &[plan::Parsed]) -> Self {
+        let mut ids = HashSet::new();
+        let mut originals = HashSet::new();
+        let mut holds = HashSet::new();
+        for p in parsed {
+            let event = match p {
+                Ok(e) => e,
+                Err(poisoned) => match &poisoned.0 {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            ids.insert(event.event_id);
+            if let Some(o) = event.references.original_event_id {
+                originals.insert(o);
+            }
+            if let Some(h) = event.references.hold_id {
+                holds.insert(h);
+            }
+        }
+        References {
+            event_ids: ids.into_iter().collect(),
+            originals: originals.into_iter().collect(),
+            holds: holds.into_iter().collect(),
+        }
+    }
+}
+
+/// Appends `a, b, c)` to an `... IN (` query.
+fn push_list<'a, DB>(qb: &mut QueryBuilder<'a, DB>, ids: &'a [Uuid])
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+}
+
+fn account_from_str(s: String) -> Result<&'static str> {
+    use schemas::events::LedgerAccount as A;
+    [
+        A::PooledFund,
+        A::PersonalAccounts,
+        A::Merchant,
+        A::BankSettlement,
+        A::SocialSecurityFund,
+        A::Fees,
+    ]
+    .into_iter()
+    .map(account_str)
+    .find(|a| *a == s)
+    .ok_or_else(|| ClearingError::Invariant(format!("account kind {s}")))
+}
+
+/// The event type of an `applied_event.event_type` column.
+pub fn event_type_from_str(s: &str) -> Option<schemas::events::EventType> {
+    schemas::events::EventType::ALL
+        .into_iter()
+        .find(|t| t.as_str() == s)
+}

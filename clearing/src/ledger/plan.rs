@@ -1,0 +1,586 @@
+//! Turning a batch of bus deliveries into ledger writes, without touching the database.
+//!
+//! The apply path is split in three so the expensive part runs once per batch, not per event:
+//! decode and validate every payload ([`parse`]), look up in one query per table what the batch
+//! refers to ([`Known`]), then [`plan`] the rows to write: postings, two-phase holds (TigerBeetle's
+//! pending → posted / voided), aggregated balance and position deltas, dead letters and the next
+//! bus offsets. Everything here is pure, so the rules are unit-tested without a database.
+
+use schemas::events::{EventError, EventType, LedgerAccount, Leg, SettlementEvent};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use uuid::Uuid;
+
+/// Why an event went to the dead-letter table instead of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoisonReason {
+    /// The payload is not UTF-8 JSON of a settlement event.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// The event carries a schema version this consumer does not know (never guessed).
+    #[error("unsupported schema version {0}")]
+    UnsupportedVersion(u16),
+    /// `SettlementEvent::validate` refused it.
+    #[error("invalid event: {0}")]
+    Invalid(EventError),
+    /// A completion or release names a hold the ledger never saw.
+    #[error("hold {0} is unknown")]
+    HoldUnknown(Uuid),
+    /// A completion or release names a hold already posted or voided.
+    #[error("hold {0} is already {1}")]
+    HoldNotPending(Uuid, &'static str),
+    /// An authorization hold reuses a hold id.
+    #[error("hold {0} already exists")]
+    HoldExists(Uuid),
+    /// A completion leg that does not match the hold (other parties, or more than held).
+    #[error("completion does not match hold {hold}: {detail}")]
+    HoldMismatch {
+        /// The hold.
+        hold: Uuid,
+        /// Which leg and why.
+        detail: String,
+    },
+    /// A reversal or refund of an event the ledger never applied.
+    #[error("original event {0} is unknown")]
+    OriginalUnknown(Uuid),
+    /// A second reversal of the same original.
+    #[error("original event {0} is already reversed")]
+    AlreadyReversed(Uuid),
+}
+
+impl PoisonReason {
+    /// Stable code stored in `dead_letter.reason_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PoisonReason::Malformed(_) => "malformed",
+            PoisonReason::UnsupportedVersion(_) => "unsupported_version",
+            PoisonReason::Invalid(_) => "invalid",
+            PoisonReason::HoldUnknown(_) => "hold_unknown",
+            PoisonReason::HoldNotPending(..) => "hold_not_pending",
+            PoisonReason::HoldExists(_) => "hold_exists",
+            PoisonReason::HoldMismatch { .. } => "hold_mismatch",
+            PoisonReason::OriginalUnknown(_) => "original_unknown",
+            PoisonReason::AlreadyReversed(_) => "already_reversed",
+        }
+    }
+}
+
+/// Column form of [`LedgerAccount`].
+pub fn account_str(account: LedgerAccount) -> &'static str {
+    match account {
+        LedgerAccount::PooledFund => "pooled_fund",
+        LedgerAccount::PersonalAccounts => "personal_accounts",
+        LedgerAccount::Merchant => "merchant",
+        LedgerAccount::BankSettlement => "bank_settlement",
+        LedgerAccount::SocialSecurityFund => "social_security_fund",
+        LedgerAccount::Fees => "fees",
+    }
+}
+
+/// Column form of a leg kind.
+fn leg_kind_str(kind: schemas::events::LegKind) -> &'static str {
+    use schemas::events::LegKind as K;
+    match kind {
+        K::PooledFund => "pooled_fund",
+        K::PersonalAccount => "personal_account",
+        K::Bank => "bank",
+        K::SocialSecurityFund => "social_security_fund",
+        K::Fee => "fee",
+    }
+}
+
+/// Only the version, read when the full decode fails, so a future version is reported as such
+/// rather than as malformed JSON.
+#[derive(serde::Deserialize)]
+struct VersionProbe {
+    schema_version: u16,
+}
+
+/// A decoded payload: a valid event, or the reason it is poison (with the event when it at least
+/// decoded, so its id is recorded).
+pub(crate) type Parsed = Result<SettlementEvent, Box<(Option<SettlementEvent>, PoisonReason)>>;
+
+/// Decodes and validates one payload.
+pub(crate) fn parse(payload: &[u8]) -> Parsed {
+    match serde_json::from_slice::<SettlementEvent>(payload) {
+        Ok(event) => match event.validate() {
+            Ok(()) => Ok(event),
+            Err(EventError::UnsupportedVersion(v)) => {
+                Err(Box::new((None, PoisonReason::UnsupportedVersion(v))))
+            }
+            Err(e) => Err(Box::new((Some(event), PoisonReason::Invalid(e)))),
+        },
+        Err(e) => match serde_json::from_slice::<VersionProbe>(payload) {
+            Ok(p) if p.schema_version != schemas::events::SCHEMA_VERSION => Err(Box::new((
+                None,
+                PoisonReason::UnsupportedVersion(p.schema_version),
+            ))),
+            _ => Err(Box::new((None, PoisonReason::Malformed(e.to_string())))),
+        },
+    }
+}
+
+/// State of a two-phase transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Reserved, not moved.
+    Pending,
+    /// Captured by a completion.
+    Posted,
+    /// Released or reversed.
+    Voided,
+}
+
+impl HoldState {
+    /// Column form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Pending => "pending",
+            HoldState::Posted => "posted",
+            HoldState::Voided => "voided",
+        }
+    }
+
+    /// From the column.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(HoldState::Pending),
+            "posted" => Some(HoldState::Posted),
+            "voided" => Some(HoldState::Voided),
+            _ => None,
+        }
+    }
+}
+
+/// One leg of a movement, in column form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LegRow {
+    pub leg_no: i64,
+    pub debit_institution: String,
+    pub debit_account: &'static str,
+    pub credit_institution: String,
+    pub credit_account: &'static str,
+    pub amount_fen: i64,
+}
+
+impl LegRow {
+    fn from_leg(leg: &Leg) -> Self {
+        LegRow {
+            leg_no: i64::from(leg.leg_no),
+            debit_institution: leg.debit.institution.as_str().to_owned(),
+            debit_account: account_str(leg.debit.account),
+            credit_institution: leg.credit.institution.as_str().to_owned(),
+            credit_account: account_str(leg.credit.account),
+            amount_fen: leg.amount_fen.get(),
+        }
+    }
+}
+
+/// What the ledger already holds about the events a batch refers to.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// Event ids already recorded (applied or dead-lettered).
+    pub recorded: HashSet<Uuid>,
+    /// Applied (not dead-lettered) events by id, with their type: originals of reversals.
+    pub originals: HashMap<Uuid, EventType>,
+    /// Originals already reversed.
+    pub reversed: HashSet<Uuid>,
+    /// Holds by id.
+    pub holds: HashMap<Uuid, KnownHold>,
+}
+
+/// A hold as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownHold {
+    pub state: HoldState,
+    pub legs: Vec<LegRow>,
+}
+
+/// Row of `applied_event`.
+#[derive(Debug, Clone)]
+pub(crate) struct AppliedRow {
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub acquirer_id: String,
+    pub amount_fen: i64,
+    pub occurred_at_us: i64,
+    pub outcome: &'static str,
+    pub reverses_event_id: Option<Uuid>,
+}
+
+/// Row of `posting`.
+#[derive(Debug, Clone)]
+pub(crate) struct PostingRow {
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub leg_kind: &'static str,
+    pub leg: LegRow,
+    pub hold_id: Option<Uuid>,
+}
+
+/// A new pending hold.
+#[derive(Debug, Clone)]
+pub(crate) struct NewHold {
+    pub hold_id: Uuid,
+    pub event_id: Uuid,
+    pub acquirer_id: String,
+    pub amount_fen: i64,
+    pub legs: Vec<LegRow>,
+}
+
+/// A hold leaving `pending`.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedHold {
+    pub hold_id: Uuid,
+    pub state: HoldState,
+    pub by_event_id: Uuid,
+}
+
+/// Row of `dead_letter`.
+#[derive(Debug, Clone)]
+pub(crate) struct DeadRow {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub event_id: Option<Uuid>,
+    pub reason: PoisonReason,
+    pub payload: String,
+}
+
+/// Signed changes to an account's four running sums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AccountDelta {
+    pub debits_pending_fen: i64,
+    pub debits_posted_fen: i64,
+    pub credits_pending_fen: i64,
+    pub credits_posted_fen: i64,
+}
+
+impl AccountDelta {
+    pub(crate) fn non_negative(&self) -> bool {
+        self.debits_pending_fen >= 0
+            && self.debits_posted_fen >= 0
+            && self.credits_pending_fen >= 0
+            && self.credits_posted_fen >= 0
+    }
+}
+
+/// Counts of what a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Events that changed the ledger (postings or holds).
+    pub applied: u64,
+    /// Events already in the ledger (same event id), delivered again.
+    pub duplicates: u64,
+    /// Deliveries at offsets the ledger had already consumed.
+    pub already_consumed: u64,
+    /// Events sent to the dead-letter table.
+    pub dead_lettered: u64,
+    /// Postings written.
+    pub postings: u64,
+}
+
+/// Everything one batch writes, in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub applied: Vec<AppliedRow>,
+    pub postings: Vec<PostingRow>,
+    pub holds_new: Vec<NewHold>,
+    pub holds_resolved: Vec<ResolvedHold>,
+    /// Keyed by (institution, account), sorted so concurrent writers lock rows in one order.
+    pub accounts: BTreeMap<(String, &'static str), AccountDelta>,
+    /// Keyed by (institution_a, institution_b) with a < b: change of what b owes a.
+    pub pairs: BTreeMap<(String, String), i64>,
+    pub dead: Vec<DeadRow>,
+    /// (topic, partition) -> next offset to consume.
+    pub offsets: BTreeMap<(String, i32), i64>,
+    pub report: ApplyReport,
+}
+
+/// One delivery as the planner sees it.
+pub(crate) struct Input<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+    pub parsed: Parsed,
+}
+
+impl Plan {
+    fn account(&mut self, institution: &str, account: &'static str) -> &mut AccountDelta {
+        self.accounts
+            .entry((institution.to_owned(), account))
+            .or_default()
+    }
+
+    fn post(&mut self, event: &SettlementEvent, leg: &Leg, amount_fen: i64, hold: Option<Uuid>) {
+        let mut row = LegRow::from_leg(leg);
+        row.amount_fen = amount_fen;
+        self.account(&row.debit_institution, row.debit_account)
+            .debits_posted_fen += amount_fen;
+        self.account(&row.credit_institution, row.credit_account)
+            .credits_posted_fen += amount_fen;
+        // Net position between institutions: the credited institution is owed by the debited.
+        let (d, c) = (&row.debit_institution, &row.credit_institution);
+        if d != c {
+            let (key, sign) = if c < d {
+                ((c.clone(), d.clone()), 1)
+            } else {
+                ((d.clone(), c.clone()), -1)
+            };
+            *self.pairs.entry(key).or_default() += sign * amount_fen;
+        }
+        self.postings.push(PostingRow {
+            event_id: event.event_id,
+            event_type: event.event_type.as_str(),
+            leg_kind: leg_kind_str(leg.kind),
+            leg: row,
+            hold_id: hold,
+        });
+        self.report.postings += 1;
+    }
+
+    fn pend(&mut self, legs: &[LegRow], sign: i64) {
+        for l in legs {
+            self.account(&l.debit_institution, l.debit_account)
+                .debits_pending_fen += sign * l.amount_fen;
+            self.account(&l.credit_institution, l.credit_account)
+                .credits_pending_fen += sign * l.amount_fen;
+        }
+    }
+
+    fn record(&mut self, event: &SettlementEvent, outcome: &'static str) {
+        self.applied.push(AppliedRow {
+            event_id: event.event_id,
+            event_type: event.event_type.as_str(),
+            acquirer_id: event.institutions.acquirer.as_str().to_owned(),
+            amount_fen: event.amount_fen.get(),
+            occurred_at_us: event.occurred_at.timestamp_micros(),
+            outcome,
+            reverses_event_id: (event.event_type == EventType::Reversal
+                && outcome != "dead_letter")
+                .then_some(event.references.original_event_id)
+                .flatten(),
+        });
+    }
+}
+
+/// Plans a batch. `stored_offsets` are the ledger's next offsets per (topic, partition);
+/// deliveries below them were consumed before and are skipped. `known` is updated as the batch
+/// goes, so an event may refer to one earlier in the same batch.
+pub(crate) fn plan(
+    inputs: Vec<Input<'_>>,
+    stored_offsets: &HashMap<(String, i32), i64>,
+    known: &mut Known,
+) -> Plan {
+    let mut plan = Plan::default();
+    for input in inputs {
+        let key = (input.topic.to_owned(), input.partition);
+        let next = plan
+            .offsets
+            .get(&key)
+            .or_else(|| stored_offsets.get(&key))
+            .copied()
+            .unwrap_or(0);
+        if input.offset < next {
+            plan.report.already_consumed += 1;
+            continue;
+        }
+        plan.offsets.insert(key, input.offset + 1);
+        let poison = |plan: &mut Plan, event: Option<&SettlementEvent>, reason: PoisonReason| {
+            plan.dead.push(DeadRow {
+                topic: input.topic.to_owned(),
+                partition: input.partition,
+                offset: input.offset,
+                event_id: event.map(|e| e.event_id),
+                reason,
+                payload: String::from_utf8_lossy(input.payload).into_owned(),
+            });
+            plan.report.dead_lettered += 1;
+        };
+        let event = match input.parsed {
+            Ok(event) => event,
+            Err(poisoned) => {
+                let (event, reason) = *poisoned;
+                match &event {
+                    Some(e) if known.recorded.insert(e.event_id) => {
+                        plan.record(e, "dead_letter");
+                        poison(&mut plan, Some(e), reason);
+                    }
+                    Some(_) => plan.report.duplicates += 1,
+                    None => poison(&mut plan, None, reason),
+                }
+                continue;
+            }
+        };
+        if !known.recorded.insert(event.event_id) {
+            plan.report.duplicates += 1;
+            continue;
+        }
+        match apply_event(&mut plan, known, &event) {
+            Ok(outcome) => {
+                plan.record(&event, outcome);
+                known.originals.insert(event.event_id, event.event_type);
+                plan.report.applied += 1;
+            }
+            Err(reason) => {
+                plan.record(&event, "dead_letter");
+                poison(&mut plan, Some(&event), reason);
+            }
+        }
+    }
+    plan
+}
+
+/// The ledger rules per event type. Returns the outcome, or why the event is poison (in which
+/// case nothing was added to the plan).
+fn apply_event(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let refs = &event.references;
+    match event.event_type {
+        EventType::AuthorizationHold => {
+            let hold_id = require_hold(refs.hold_id)?;
+            if known.holds.contains_key(&hold_id) {
+                return Err(PoisonReason::HoldExists(hold_id));
+            }
+            let legs: Vec<LegRow> = event.legs.iter().map(LegRow::from_leg).collect();
+            plan.pend(&legs, 1);
+            known.holds.insert(
+                hold_id,
+                KnownHold {
+                    state: HoldState::Pending,
+                    legs: legs.clone(),
+                },
+            );
+            plan.holds_new.push(NewHold {
+                hold_id,
+                event_id: event.event_id,
+                acquirer_id: event.institutions.acquirer.as_str().to_owned(),
+                amount_fen: event.amount_fen.get(),
+                legs,
+            });
+            Ok("held")
+        }
+        EventType::Completion => {
+            let hold_id = require_hold(refs.hold_id)?;
+            let hold = pending_hold(known, hold_id)?;
+            for leg in &event.legs {
+                let row = LegRow::from_leg(leg);
+                let held = hold.legs.iter().find(|h| h.leg_no == row.leg_no);
+                let fits = held.is_some_and(|h| {
+                    h.debit_institution == row.debit_institution
+                        && h.debit_account == row.debit_account
+                        && h.credit_institution == row.credit_institution
+                        && h.credit_account == row.credit_account
+                        && row.amount_fen <= h.amount_fen
+                });
+                if !fits {
+                    return Err(PoisonReason::HoldMismatch {
+                        hold: hold_id,
+                        detail: format!(
+                            "leg {} is not a leg of the hold or exceeds it",
+                            leg.leg_no
+                        ),
+                    });
+                }
+            }
+            // Post what was captured; the rest of the reservation is released (TigerBeetle's
+            // post_pending_transfer with an amount below the pending amount).
+            let held_legs = hold.legs.clone();
+            plan.pend(&held_legs, -1);
+            for leg in &event.legs {
+                plan.post(event, leg, leg.amount_fen.get(), Some(hold_id));
+            }
+            resolve(plan, known, hold_id, HoldState::Posted, event.event_id);
+            Ok("hold_posted")
+        }
+        EventType::HoldRelease => {
+            let hold_id = require_hold(refs.hold_id)?;
+            let held_legs = pending_hold(known, hold_id)?.legs.clone();
+            plan.pend(&held_legs, -1);
+            resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
+            Ok("hold_voided")
+        }
+        EventType::Reversal => {
+            let original = require_original(refs.original_event_id)?;
+            let original_type = *known
+                .originals
+                .get(&original)
+                .ok_or(PoisonReason::OriginalUnknown(original))?;
+            if known.reversed.contains(&original) {
+                return Err(PoisonReason::AlreadyReversed(original));
+            }
+            if original_type == EventType::AuthorizationHold {
+                // Reversing a pre-authorization voids its hold: nothing had moved.
+                let hold_id = require_hold(refs.hold_id)?;
+                let held_legs = pending_hold(known, hold_id)?.legs.clone();
+                plan.pend(&held_legs, -1);
+                resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
+                known.reversed.insert(original);
+                return Ok("hold_voided");
+            }
+            known.reversed.insert(original);
+            post_all(plan, event);
+            Ok("posted")
+        }
+        EventType::Refund => {
+            let original = require_original(refs.original_event_id)?;
+            if !known.originals.contains_key(&original) {
+                return Err(PoisonReason::OriginalUnknown(original));
+            }
+            post_all(plan, event);
+            Ok("posted")
+        }
+        EventType::Purchase | EventType::MedicalBillSplit | EventType::BenefitCredit => {
+            post_all(plan, event);
+            Ok("posted")
+        }
+    }
+}
+
+fn post_all(plan: &mut Plan, event: &SettlementEvent) {
+    for leg in &event.legs {
+        plan.post(event, leg, leg.amount_fen.get(), None);
+    }
+}
+
+fn require_hold(hold: Option<Uuid>) -> Result<Uuid, PoisonReason> {
+    hold.ok_or(PoisonReason::Invalid(EventError::MissingHold(
+        EventType::AuthorizationHold,
+    )))
+}
+
+fn require_original(original: Option<Uuid>) -> Result<Uuid, PoisonReason> {
+    original.ok_or(PoisonReason::Invalid(EventError::MissingOriginal(
+        EventType::Reversal,
+    )))
+}
+
+fn pending_hold(known: &Known, hold_id: Uuid) -> Result<&KnownHold, PoisonReason> {
+    let hold = known
+        .holds
+        .get(&hold_id)
+        .ok_or(PoisonReason::HoldUnknown(hold_id))?;
+    if hold.state != HoldState::Pending {
+        return Err(PoisonReason::HoldNotPending(hold_id, hold.state.as_str()));
+    }
+    Ok(hold)
+}
+
+fn resolve(plan: &mut Plan, known: &mut Known, hold_id: Uuid, state: HoldState, by: Uuid) {
+    if let Some(h) = known.holds.get_mut(&hold_id) {
+        h.state = state;
+    }
+    // Written after the batch's new holds, so a hold created earlier in the same batch is
+    // inserted pending and then resolved.
+    plan.holds_resolved.push(ResolvedHold {
+        hold_id,
+        state,
+        by_event_id: by,
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! The `clearing` command: consume settlement events from Kafka into the ledger, relay the
+//! switch's outbox to Kafka, and the clearing staff's commands (positions, close a window,
+//! reports).
+
+use clap::{Parser, Subcommand};
+use clearing::bus::{EventFamily, KafkaBus, KafkaConfig};
+use clearing::consumer::{self, ConsumerConfig, ConsumerStats};
+use clearing::db::{Db, LedgerDbConfig};
+use clearing::ledger::Ledger;
+use clearing::relay::{Relay, RelayConfig, RelayStats, SqlOutboxSource};
+use clearing::report::{self, ReportFormat};
+use clearing::{window, ClearingError};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+#[derive(Parser)]
+#[command(
+    name = "clearing",
+    about = "Settlement bus, double-entry ledger and settlement windows"
+)]
+struct Cli {
+    /// The ledger: a SQLite path (`sqlite:clearing.db`) or a `postgres://` URL.
+    #[arg(long, global = true, default_value = "sqlite:clearing.db")]
+    ledger: String,
+    /// PostgreSQL schema of the ledger (created if missing).
+    #[arg(long, global = true)]
+    ledger_schema: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume settlement events from Kafka and apply them to the ledger until SIGTERM/Ctrl-C.
+    Run {
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Consumer group.
+        #[arg(long, default_value = "clearing")]
+        group: String,
+        /// Topic prefix (`<prefix>.settlement.v1`).
+        #[arg(long, default_value = "ssc")]
+        topic_prefix: String,
+        /// Partitions of the topic when it has to be created.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Deliveries per ledger transaction.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+    },
+    /// Relay the switch's outbox to Kafka until SIGTERM/Ctrl-C.
+    Relay {
+        /// The switch database: a SQLite path or a `postgres://` URL.
+        #[arg(long)]
+        outbox: String,
+        /// PostgreSQL schema of the switch database.
+        #[arg(long)]
+        outbox_schema: Option<String>,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Topic prefix.
+        #[arg(long, default_value = "ssc")]
+        topic_prefix: String,
+        /// This relay's name in the lease (defaults to host and process id).
+        #[arg(long)]
+        holder: Option<String>,
+    },
+    /// Live net positions per institution and per pair.
+    Positions,
+    /// Close the open settlement window: freeze, net settlement, digest.
+    CloseWindow,
+    /// A settlement file of one institution for one window.
+    Report {
+        /// Institution id.
+        #[arg(long)]
+        institution: String,
+        /// Window id.
+        #[arg(long)]
+        window: i64,
+        /// csv, camt053 or medical.
+        #[arg(long, default_value = "csv")]
+        format: ReportFormat,
+    },
+}
+
+fn ledger_config(cli: &Cli) -> LedgerDbConfig {
+    match (LedgerDbConfig::parse(&cli.ledger), &cli.ledger_schema) {
+        (
+            LedgerDbConfig::Postgres {
+                url,
+                connections_max,
+                ..
+            },
+            Some(schema),
+        ) => LedgerDbConfig::Postgres {
+            url,
+            schema: Some(schema.clone()),
+            connections_max,
+        },
+        (config, _) => config,
+    }
+}
+
+async fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn run(cli: Cli) -> Result<(), ClearingError> {
+    let ledger = Ledger::new(Db::connect(&ledger_config(&cli)).await?);
+    match cli.command {
+        Command::Run {
+            brokers,
+            group,
+            topic_prefix,
+            partitions,
+            batch,
+        } => {
+            let bus = KafkaBus::new(KafkaConfig::new(brokers))?;
+            let topic = EventFamily::SettlementV1.topic(&topic_prefix);
+            bus.ensure_topic(&topic, partitions).await?;
+            let mut subscriber = bus.subscribe(&group, &[&topic])?;
+            let mut config = ConsumerConfig::new(group);
+            config.batch_size_max = batch;
+            let stats = ConsumerStats::default();
+            let shutdown = shutdown_signal().await;
+            tracing::info!(%topic, "consuming");
+            consumer::run(&ledger, &mut subscriber, &config, &stats, shutdown).await?;
+            println!(
+                "applied={} duplicates={} dead_lettered={}",
+                stats.events_applied.load(Ordering::Relaxed),
+                stats.duplicates.load(Ordering::Relaxed),
+                stats.dead_lettered.load(Ordering::Relaxed)
+            );
+        }
+        Command::Relay {
+            outbox,
+            outbox_schema,
+            brokers,
+            topic_prefix,
+            holder,
+        } => {
+            let source = if outbox.starts_with("postgres://") || outbox.starts_with("postgresql://")
+            {
+                SqlOutboxSource::postgres(&outbox, outbox_schema.as_deref()).await?
+            } else {
+                SqlOutboxSource::sqlite(std::path::Path::new(
+                    outbox.strip_prefix("sqlite:").unwrap_or(&outbox),
+                ))
+                .await?
+            };
+            let bus = KafkaBus::new(KafkaConfig::new(brokers))?;
+            let holder = holder.unwrap_or_else(|| format!("relay-{}", std::process::id()));
+            let mut config = RelayConfig::new("switch-outbox", holder);
+            config.topic_prefix = topic_prefix;
+            let relay = Relay::new(ledger.db(), &source, &bus, config);
+            let stats = RelayStats::default();
+            relay.run(&stats, shutdown_signal().await).await?;
+            relay.release().await?;
+            println!("published={}", stats.published.load(Ordering::Relaxed));
+        }
+        Command::Positions => {
+            let p = ledger.positions().await?;
+            println!(
+                "{:<12} {:>18} {:>18} {:>18}",
+                "institution", "debits", "credits", "net (CNY)"
+            );
+            for i in &p.institutions {
+                println!(
+                    "{:<12} {:>18} {:>18} {:>18}",
+                    i.institution_id,
+                    rust_decimal::Decimal::new(i.debits_fen, 2),
+                    rust_decimal::Decimal::new(i.credits_fen, 2),
+                    i.net_yuan()
+                );
+            }
+            println!("\n{:<12} {:<12} {:>18}", "creditor", "debtor", "owed (CNY)");
+            for pair in &p.pairs {
+                let (creditor, debtor, fen) = if pair.net_fen >= 0 {
+                    (&pair.institution_a, &pair.institution_b, pair.net_fen)
+                } else {
+                    (&pair.institution_b, &pair.institution_a, -pair.net_fen)
+                };
+                println!(
+                    "{creditor:<12} {debtor:<12} {:>18}",
+                    rust_decimal::Decimal::new(fen, 2)
+                );
+            }
+            println!("\nsum of net positions (fen): {}", p.sum_fen());
+        }
+        Command::CloseWindow => {
+            let w = window::close_window(&ledger).await?;
+            println!(
+                "window {} closed: {} postings, {} fen, digest sha256={}",
+                w.window_id,
+                w.posting_count,
+                w.posted_total_fen,
+                w.digest.map(hex::encode).unwrap_or_default()
+            );
+            for n in &w.net_positions {
+                println!(
+                    "net {} {} fen (digest {})",
+                    n.institution_id,
+                    n.net_fen,
+                    hex::encode(n.digest)
+                );
+            }
+            for i in &w.instructions {
+                println!(
+                    "instruction {}: {} pays {} {} fen",
+                    i.instruction_no, i.payer_id, i.payee_id, i.amount_fen
+                );
+            }
+        }
+        Command::Report {
+            institution,
+            window,
+            format,
+        } => {
+            print!(
+                "{}",
+                report::render(&ledger, &institution, window, format).await?
+            );
+        }
+    }
+    ledger.db().close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clearing: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! Settlement windows: when postings are cut over, what closing a window computes, and the
+//! digest participants recompute from their own reports.
+//!
+//! Exactly one window is open. Postings go to the window named by `window_head`; appliers lock
+//! that row shared and [`close_window`] locks it exclusively, so once a window is closed no
+//! posting can land in it (its postings are frozen: the table is append-only as well).
+//!
+//! Closing computes, from the window's postings:
+//! - each institution's net (credits − debits): the multilateral net settlement position;
+//! - settlement instructions, payer → payee, that settle every net with at most n − 1 transfers
+//!   (net debtors and net creditors matched in institution-id order, so the result is
+//!   deterministic);
+//! - SHA-256 digests in the canonical form below.
+//!
+//! # Canonical posting form (digests)
+//!
+//! One line per posting, fields joined by `|`, each line ending in `\n`:
+//!
+//! ```text
+//! event_id|leg_no|event_type|debit_institution|debit_account|credit_institution|credit_account|amount_fen
+//! 0190a5e2-7c4e-7b7a-9c1e-3f2a1b0c9d8e|1|purchase|01020000|bank_settlement|3100001|merchant|10000
+//! ```
+//!
+//! `event_id` in lowercase hyphenated form, `leg_no` and `amount_fen` in decimal without
+//! padding, accounts in their snake_case names. Lines are sorted by (`event_id`, `leg_no`). The
+//! **window digest** is SHA-256 over all lines of the window; an **institution digest** is
+//! SHA-256 over the lines of the postings where the institution is debit or credit party. The
+//! CSV report carries exactly those columns, so an institution recomputes its digest from its
+//! own report and compares it with the one published for the window.
+
+use crate::db::{now_us, Db};
+use crate::error::{ClearingError, Result};
+use crate::ledger::{read, Ledger};
+use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, TimeZone, Timelike, Utc};
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Beijing time (UTC+08:00, no daylight saving): daily cut-overs are given in it.
+fn beijing() -> FixedOffset {
+    // 8 hours is a valid offset; FixedOffset::east_opt only fails beyond ±24 h.
+    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is valid"))
+}
+
+/// When windows are cut over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSchedule {
+    /// Every `n` minutes, aligned to multiples of `n` minutes since the Unix epoch.
+    EveryMinutes(u32),
+    /// Once a day at this Beijing time.
+    DailyAt {
+        /// 0..=23.
+        hour: u8,
+        /// 0..=59.
+        minute: u8,
+    },
+    /// Only by `close-window`.
+    Manual,
+}
+
+impl WindowSchedule {
+    /// Parses `15m`, `daily@16:30` or `manual`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            ClearingError::Config(format!(
+                "window schedule {s:?}: use 15m, daily@HH:MM or manual"
+            ))
+        };
+        if s == "manual" {
+            return Ok(WindowSchedule::Manual);
+        }
+        if let Some(m) = s.strip_suffix('m') {
+            let n: u32 = m.parse().map_err(|_| bad())?;
+            if n == 0 || n > 7 * 24 * 60 {
+                return Err(bad());
+            }
+            return Ok(WindowSchedule::EveryMinutes(n));
+        }
+        let hm = s.strip_prefix("daily@").ok_or_else(bad)?;
+        let (h, m) = hm.split_once(':').ok_or_else(bad)?;
+        let (hour, minute): (u8, u8) =
+            (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if hour > 23 || minute > 59 {
+            return Err(bad());
+        }
+        Ok(WindowSchedule::DailyAt { hour, minute })
+    }
+
+    /// The first cut-over strictly after `t` (None for manual windows).
+    pub fn next_cutover_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match *self {
+            WindowSchedule::Manual => None,
+            WindowSchedule::EveryMinutes(n) => {
+                let step = i64::from(n) * 60;
+                let secs = t.timestamp();
+                let next = (secs.div_euclid(step) + 1) * step;
+                Utc.timestamp_opt(next, 0).single()
+            }
+            WindowSchedule::DailyAt { hour, minute } => {
+                let local = t.with_timezone(&beijing());
+                let today = local
+                    .with_hour(u32::from(hour))?
+                    .with_minute(u32::from(minute))?
+                    .with_second(0)?
+                    .with_nanosecond(0)?;
+                let at = if today > local {
+                    today
+                } else {
+                    today + ChronoDuration::days(1)
+                };
+                Some(at.with_timezone(&Utc))
+            }
+        }
+    }
+}
+
+/// One posting of a window, in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingRecord {
+    /// The event.
+    pub event_id: Uuid,
+    /// Leg number within the event.
+    pub leg_no: i64,
+    /// Event type name.
+    pub event_type: String,
+    /// Leg kind name.
+    pub leg_kind: String,
+    /// Payer.
+    pub debit_institution: String,
+    /// Payer's account.
+    pub debit_account: String,
+    /// Payee.
+    pub credit_institution: String,
+    /// Payee's account.
+    pub credit_account: String,
+    /// Amount, fen.
+    pub amount_fen: i64,
+    /// When it was posted (µs since the epoch).
+    pub posted_at_us: i64,
+}
+
+impl PostingRecord {
+    /// The canonical line (see the module docs), newline included.
+    pub fn canonical_line(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}\n",
+            self.event_id.hyphenated(),
+            self.leg_no,
+            self.event_type,
+            self.debit_institution,
+            self.debit_account,
+            self.credit_institution,
+            self.credit_account,
+            self.amount_fen
+        )
+    }
+
+    /// True if `institution` pays or receives in this posting.
+    pub fn involves(&self, institution: &str) -> bool {
+        self.debit_institution == institution || self.credit_institution == institution
+    }
+}
+
+/// SHA-256 over the canonical lines of `postings` (sorted here by event id and leg).
+pub fn digest_of(postings: &[PostingRecord]) -> [u8; 32] {
+    let mut sorted: Vec<&PostingRecord> = postings.iter().collect();
+    sorted.sort_by_key(|p| (p.event_id, p.leg_no));
+    let mut h = Sha256::new();
+    for p in sorted {
+        h.update(p.canonical_line().as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// An institution's result in a closed window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowNetPosition {
+    /// Institution.
+    pub institution_id: String,
+    /// What it paid, fen.
+    pub debits_fen: i64,
+    /// What it received, fen.
+    pub credits_fen: i64,
+    /// `credits_fen - debits_fen`.
+    pub net_fen: i64,
+    /// Its institution digest.
+    pub digest: [u8; 32],
+}
+
+/// "payer pays payee amount": one transfer of the net settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementInstruction {
+    /// 1, 2, ...
+    pub instruction_no: i64,
+    /// Net debtor.
+    pub payer_id: String,
+    /// Net creditor.
+    pub payee_id: String,
+    /// Amount, fen.
+    pub amount_fen: i64,
+}
+
+/// A window and, once closed, its settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSummary {
+    /// Window id (1, 2, ...).
+    pub window_id: i64,
+    /// Open or closed.
+    pub closed: bool,
+    /// When it opened.
+    pub opened_at_us: i64,
+    /// When it closed.
+    pub closed_at_us: Option<i64>,
+    /// Postings in it (closed windows).
+    pub posting_count: i64,
+    /// Sum of its postings, fen (closed windows).
+    pub posted_total_fen: i64,
+    /// The window digest (closed windows).
+    pub digest: Option<[u8; 32]>,
+    /// Net positions (closed windows).
+    pub net_positions: Vec<WindowNetPosition>,
+    /// Instructions (closed windows).
+    pub instructions: Vec<SettlementInstruction>,
+}
+
+/// Matches net debtors with net creditors, both in institution-id order.
+pub fn net_settlement(nets: &BTreeMap<String, i64>) -> Vec<SettlementInstruction> {
+    let mut debtors: Vec<(String, i64)> = nets
+        .iter()
+        .filter(|(_, n)| **n < 0)
+        .map(|(i, n)| (i.clone(), -n))
+        .collect();
+    let mut creditors: Vec<(String, i64)> = nets
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| (i.clone(), *n))
+        .collect();
+    let (mut d, mut c) = (0, 0);
+    let mut out = Vec::new();
+    while d < debtors.len() && c < creditors.len() {
+        let amount = debtors[d].1.min(creditors[c].1);
+        out.push(SettlementInstruction {
+            instruction_no: out.len() as i64 + 1,
+            payer_id: debtors[d].0.clone(),
+            payee_id: creditors[c].0.clone(),
+            amount_fen: amount,
+        });
+        debtors[d].1 -= amount;
+        creditors[c].1 -= amount;
+        if debtors[d].1 == 0 {
+            d += 1;
+        }
+        if creditors[c].1 == 0 {
+            c += 1;
+        }
+    }
+    out
+}
+
+const POSTING_COLUMNS: &str = "event_id, leg_no, event_type, leg_kind, debit_institution, \
+     debit_account, credit_institution, credit_account, amount_fen, posted_at_us";
+
+fn posting_from_row<R: Row>(row: &R) -> std::result::Result<PostingRecord, sqlx::Error>
+where
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(PostingRecord {
+        event_id: row.try_get(0)?,
+        leg_no: row.try_get(1)?,
+        event_type: row.try_get(2)?,
+        leg_kind: row.try_get(3)?,
+        debit_institution: row.try_get(4)?,
+        debit_account: row.try_get(5)?,
+        credit_institution: row.try_get(6)?,
+        credit_account: row.try_get(7)?,
+        amount_fen: row.try_get(8)?,
+        posted_at_us: row.try_get(9)?,
+    })
+}
+
+/// Accumulates a window's settlement while its postings stream by (sorted by event, leg).
+#[derive(Default)]
+struct Accumulator {
+    count: i64,
+    total_fen: i64,
+    window: Sha256,
+    per_institution: BTreeMap<String, (i64, i64, Sha256)>,
+}
+
+impl Accumulator {
+    fn add(&mut self, p: &PostingRecord) {
+        let line = p.canonical_line();
+        self.count += 1;
+        self.total_fen += p.amount_fen;
+        self.window.update(line.as_bytes());
+        let d = self
+            .per_institution
+            .entry(p.debit_institution.clone())
+            .or_insert_with(|| (0, 0, Sha256::new()));
+        d.0 += p.amount_fen;
+        d.2.update(line.as_bytes());
+        if p.credit_institution != p.debit_institution {
+            let c = self
+                .per_institution
+                .entry(p.credit_institution.clone())
+                .or_insert_with(|| (0, 0, Sha256::new()));
+            c.1 += p.amount_fen;
+            c.2.update(line.as_bytes());
+        } else {
+            d.1 += p.amount_fen;
+        }
+    }
+
+    fn finish(self) -> ([u8; 32], i64, i64, Vec<WindowNetPosition>) {
+        let nets = self
+            .per_institution
+            .into_iter()
+            .map(|(i, (debits, credits, h))| WindowNetPosition {
+                institution_id: i,
+                debits_fen: debits,
+                credits_fen: credits,
+                net_fen: credits - debits,
+                digest: h.finalize().into(),
+            })
+            .collect();
+        (
+            self.window.finalize().into(),
+            self.count,
+            self.total_fen,
+            nets,
+        )
+    }
+}
+
+/// The body of [`close_window`] on either backend's transaction.
+macro_rules! close_in_tx {
+    ($tx:ident, $now:expr, $lock:expr) => {{
+        let window_id: i64 = sqlx::query_scalar($lock).fetch_one(&mut *$tx).await?;
+        let mut acc = Accumulator::default();
+        {
+            let sql = format!(
+                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 \
+                 ORDER BY event_id, leg_no"
+            );
+            let mut rows = sqlx::query(&sql).bind(window_id).fetch(&mut *$tx);
+            while let Some(row) = rows.try_next().await? {
+                acc.add(&posting_from_row(&row)?);
+            }
+        }
+        let (digest, count, total, nets) = acc.finish();
+        let nets_by_id: BTreeMap<String, i64> = nets
+            .iter()
+            .map(|n| (n.institution_id.clone(), n.net_fen))
+            .collect();
+        debug_assert_eq!(nets_by_id.values().sum::<i64>(), 0);
+        for n in &nets {
+            sqlx::query(
+                "INSERT INTO window_net_position (window_id, institution_id, debits_fen, \
+                 credits_fen, net_fen, digest) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(window_id)
+            .bind(&n.institution_id)
+            .bind(n.debits_fen)
+            .bind(n.credits_fen)
+            .bind(n.net_fen)
+            .bind(&n.digest[..])
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for i in net_settlement(&nets_by_id) {
+            sqlx::query(
+                "INSERT INTO settlement_instruction (window_id, instruction_no, payer_id, \
+                 payee_id, amount_fen) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(window_id)
+            .bind(i.instruction_no)
+            .bind(&i.payer_id)
+            .bind(&i.payee_id)
+            .bind(i.amount_fen)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        let closed = sqlx::query(
+            "UPDATE settlement_window SET state = 'closed', closed_at_us = $1, \
+             posting_count = $2, posted_total_fen = $3, digest = $4 \
+             WHERE window_id = $5 AND state = 'open'",
+        )
+        .bind($now)
+        .bind(count)
+        .bind(total)
+        .bind(&digest[..])
+        .bind(window_id)
+        .execute(&mut *$tx)
+        .await?;
+        if closed.rows_affected() != 1 {
+            return Err(ClearingError::Invariant(format!(
+                "window {window_id} named by window_head is not open"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO settlement_window (window_id, state, opened_at_us) VALUES ($1, 'open', $2)",
+        )
+        .bind(window_id + 1)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("UPDATE window_head SET current_window_id = $1 WHERE id = 1")
+            .bind(window_id + 1)
+            .execute(&mut *$tx)
+            .await?;
+        window_id
+    }};
+}
+
+/// Closes the open window and opens the next, in one transaction. Returns the closed window's
+/// settlement.
+pub async fn close_window(ledger: &Ledger) -> Result<WindowSummary> {
+    let now = now_us();
+    let window_id = match ledger.db() {
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let id = close_in_tx!(
+                tx,
+                now,
+                "SELECT current_window_id FROM window_head WHERE id = 1"
+            );
+            tx.commit().await?;
+            id
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let id = close_in_tx!(
+                tx,
+                now,
+                "SELECT current_window_id FROM window_head WHERE id = 1 FOR UPDATE"
+            );
+            tx.commit().await?;
+            id
+        }
+    };
+    window_summary(ledger, window_id).await
+}
+
+/// The open window's id.
+pub async fn current_window(ledger: &Ledger) -> Result<i64> {
+    let sql = "SELECT current_window_id FROM window_head WHERE id = 1";
+    Ok(read!(ledger.db(), |pool| {
+        sqlx::query_scalar(sql).fetch_one(pool).await?
+    }))
+}
+
+/// A window with its settlement (if closed).
+pub async fn window_summary(ledger: &Ledger, window_id: i64) -> Result<WindowSummary> {
+    let sql = "SELECT state, opened_at_us, closed_at_us, posting_count, posted_total_fen, digest \
+               FROM settlement_window WHERE window_id = $1";
+    type Head = (
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<Vec<u8>>,
+    );
+    let head: Option<Head> = read!(ledger.db(), |pool| {
+        sqlx::query_as(sql)
+            .bind(window_id)
+            .fetch_optional(pool)
+            .await?
+    });
+    let (state, opened, closed_at, count, total, digest) =
+        head.ok_or(ClearingError::WindowNotFound(window_id))?;
+    let nets_sql = "SELECT institution_id, debits_fen, credits_fen, net_fen, digest \
+                    FROM window_net_position WHERE window_id = $1 ORDER BY institution_id";
+    let instr_sql = "SELECT instruction_no, payer_id, payee_id, amount_fen \
+                     FROM settlement_instruction WHERE window_id = $1 ORDER BY instruction_no";
+    type Nets = Vec<(String, i64, i64, i64, Vec<u8>)>;
+    type Instr = Vec<(i64, String, String, i64)>;
+    let (nets, instr): (Nets, Instr) = read!(ledger.db(), |pool| {
+        (
+            sqlx::query_as(nets_sql)
+                .bind(window_id)
+                .fetch_all(pool)
+                .await?,
+            sqlx::query_as(instr_sql)
+                .bind(window_id)
+                .fetch_all(pool)
+                .await?,
+        )
+    });
+    Ok(WindowSummary {
+        window_id,
+        closed: state == "closed",
+        opened_at_us: opened,
+        closed_at_us: closed_at,
+        posting_count: count.unwrap_or(0),
+        posted_total_fen: total.unwrap_or(0),
+        digest: digest.as_deref().map(to_digest).transpose()?,
+        net_positions: nets
+            .into_iter()
+            .map(|(i, d, c, n, h)| {
+                Ok(WindowNetPosition {
+                    institution_id: i,
+                    debits_fen: d,
+                    credits_fen: c,
+                    net_fen: n,
+                    digest: to_digest(&h)?,
+                })
+            })
+            .collect::<Result<_>>()?,
+        instructions: instr
+            .into_iter()
+            .map(|(n, p, q, a)| SettlementInstruction {
+                instruction_no: n,
+                payer_id: p,
+                payee_id: q,
+                amount_fen: a,
+            })
+            .collect(),
+    })
+}
+
+fn to_digest(b: &[u8]) -> Result<[u8; 32]> {
+    b.try_into()
+        .map_err(|_| ClearingError::Invariant("digest is not 32 bytes".into()))
+}
+
+/// The postings of a window (all, or those involving `institution`), in canonical order.
+pub async fn window_postings(
+    ledger: &Ledger,
+    window_id: i64,
+    institution: Option<&str>,
+) -> Result<Vec<PostingRecord>> {
+    let rows: Vec<PostingRecord> = match institution {
+        None => {
+            let sql = format!(
+                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 ORDER BY event_id, leg_no"
+            );
+            read!(ledger.db(), |pool| {
+                sqlx::query(&sql)
+                    .bind(window_id)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(posting_from_row)
+                    .collect::<std::result::Result<_, _>>()?
+            })
+        }
+        Some(inst) => {
+            let sql = format!(
+                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 \
+                 AND (debit_institution = $2 OR credit_institution = $2) ORDER BY event_id, leg_no"
+            );
+            read!(ledger.db(), |pool| {
+                sqlx::query(&sql)
+                    .bind(window_id)
+                    .bind(inst)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(posting_from_row)
+                    .collect::<std::result::Result<_, _>>()?
+            })
+        }
+    };
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_n_minutes_cuts_at_the_next_multiple() {
+        let s = WindowSchedule::parse("15m").unwrap();
+        assert_eq!(
+            s.next_cutover_after(at("2026-11-23T10:07:12Z")),
+            Some(at("2026-11-23T10:15:00Z"))
+        );
+        assert_eq!(
+            s.next_cutover_after(at("2026-11-23T10:15:00Z")),
+            Some(at("2026-11-23T10:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn daily_cut_over_is_in_beijing_time() {
+        let s = WindowSchedule::parse("daily@16:30").unwrap();
+        // 16:30 Beijing = 08:30 UTC.
+        assert_eq!(
+            s.next_cutover_after(at("2026-11-23T08:00:00Z")),
+            Some(at("2026-11-23T08:30:00Z"))
+        );
+        assert_eq!(
+            s.next_cutover_after(at("2026-11-23T08:30:00Z")),
+            Some(at("2026-11-24T08:30:00Z"))
+        );
+        assert!(WindowSchedule::parse("daily@24:00").is_err());
+        assert!(WindowSchedule::parse("0m").is_err());
+        assert_eq!(
+            WindowSchedule::Manual.next_cutover_after(at("2026-11-23T08:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn net_settlement_settles_every_net_with_at_most_n_minus_one_transfers() {
+        let nets: BTreeMap<String, i64> = [("A", -700), ("B", 300), ("C", -100), ("D", 500)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let ins = net_settlement(&nets);
+        assert!(ins.len() <= 3);
+        let mut after = nets.clone();
+        for i in &ins {
+            *after.get_mut(&i.payer_id).unwrap() += i.amount_fen;
+            *after.get_mut(&i.payee_id).unwrap() -= i.amount_fen;
+        }
+        assert!(after.values().all(|v| *v == 0), "{after:?}");
+        assert_eq!(
+            (
+                ins[0].payer_id.as_str(),
+                ins[0].payee_id.as_str(),
+                ins[0].amount_fen
+            ),
+            ("A", "B", 300)
+        );
+    }
+
+    #[test]
+    fn the_digest_does_not_depend_on_row_order() {
+        let p = |id: Uuid, leg| PostingRecord {
+            event_id: id,
+            leg_no: leg,
+            event_type: "purchase".into(),
+            leg_kind: "bank".into(),
+            debit_institution: "01020000".into(),
+            debit_account: "bank_settlement".into(),
+            credit_institution: "3100001".into(),
+            credit_account: "merchant".into(),
+            amount_fen: 100,
+            posted_at_us: 0,
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let one = digest_of(&[p(a, 1), p(b, 1), p(a, 2)]);
+        let two = digest_of(&[p(b, 1), p(a, 2), p(a, 1)]);
+        assert_eq!(one, two);
+        assert_ne!(one, digest_of(&[p(a, 1), p(b, 1)]));
+        assert!(p(a, 1)
+            .canonical_line()
+            .ends_with("|01020000|bank_settlement|3100001|merchant|100\n"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Through a real Kafka-protocol broker (127.0.0.1:9092; ops/test.sh starts tansu there via
+//! ops/kafka.sh; override with CLEARING_TEST_BROKERS). These tests FAIL when no broker listens.
+//!
+//! Thousands of events, duplicates and a poison event go through Kafka into a PostgreSQL ledger
+//! consumed by the `clearing run` binary, which is killed with SIGKILL mid-stream and restarted:
+//! the ledger must equal the sum of the events exactly.
+
+mod common;
+
+use clearing::bus::{EventFamily, KafkaBus, KafkaConfig, Outbound, SettlementBus};
+use common::{mixed_events, pg_url, Harness};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn brokers() -> String {
+    std::env::var("CLEARING_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Fails loudly (never skips) when the broker is not there.
+fn require_broker() {
+    let addr = brokers();
+    let first = addr.split(',').next().unwrap_or_default().to_owned();
+    let reachable = first
+        .parse()
+        .ok()
+        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok());
+    assert!(
+        reachable.is_some(),
+        "Kafka tests need a broker at {addr} (run ops/kafka.sh start, after ops/setup.sh)"
+    );
+}
+
+fn unique(prefix: &str) -> String {
+    common::unique_schema(prefix)
+}
+
+fn spawn_consumer(h_schema: &str, group: &str, prefix: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_clearing"))
+        .args(["--ledger", &pg_url(), "--ledger-schema", h_schema])
+        .args(["run", "--brokers", &brokers(), "--group", group])
+        .args([
+            "--topic-prefix",
+            prefix,
+            "--partitions",
+            "3",
+            "--batch",
+            "100",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn clearing run")
+}
+
+async fn wait_until<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn outbound(topic: &str, e: &schemas::events::SettlementEvent, seq: i64) -> Outbound {
+    Outbound {
+        topic: topic.to_owned(),
+        key: e.partition_key().as_str().to_owned(),
+        payload: e.to_json().unwrap().into_bytes(),
+        source_seq: seq,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_stream_leaves_the_ledger_equal_to_the_sum_of_events() {
+    require_broker();
+    let h = Harness::postgres().await;
+    let schema = match &h.config {
+        clearing::db::LedgerDbConfig::Postgres {
+            schema: Some(s), ..
+        } => s.clone(),
+        _ => unreachable!(),
+    };
+    let prefix = unique("t");
+    let group = unique("g");
+    let topic = EventFamily::SettlementV1.topic(&prefix);
+    let bus = KafkaBus::new(KafkaConfig::new(brokers())).unwrap();
+    bus.ensure_topic(&topic, 3).await.unwrap();
+
+    const TOTAL: u32 = 4_000;
+    let events = mixed_events(TOTAL, 0);
+    let expected_fen: i64 = events.iter().map(|e| e.amount_fen.get()).sum();
+    let (first, second) = events.split_at(TOTAL as usize / 2);
+    let msgs: Vec<Outbound> = first
+        .iter()
+        .enumerate()
+        .map(|(i, e)| outbound(&topic, e, i as i64))
+        .collect();
+    bus.publish(&msgs).await.unwrap();
+
+    let mut child = spawn_consumer(&schema, &group, &prefix);
+    let ledger = &h.ledger;
+    wait_until("the consumer to apply some events", 60, || async {
+        ledger.counts().await.unwrap().events_applied >= 300
+    })
+    .await;
+    child.kill().expect("SIGKILL the consumer"); // std's kill is SIGKILL on Unix
+    child.wait().unwrap();
+    let at_kill = ledger.counts().await.unwrap().events_applied;
+
+    // While it is down: the rest, 300 duplicates (a relay republishing) and one poison event.
+    let mut msgs: Vec<Outbound> = second
+        .iter()
+        .enumerate()
+        .map(|(i, e)| outbound(&topic, e, i as i64))
+        .collect();
+    msgs.extend(first[..300].iter().map(|e| outbound(&topic, e, 0)));
+    msgs.push(Outbound {
+        topic: topic.clone(),
+        key: "3100001".into(),
+        payload: b"{\"schema_version\":1,\"garbage\":true}".to_vec(),
+        source_seq: 0,
+    });
+    bus.publish(&msgs).await.unwrap();
+
+    let mut child = spawn_consumer(&schema, &group, &prefix);
+    wait_until("every event to be applied", 120, || async {
+        let c = ledger.counts().await.unwrap();
+        c.events_applied >= i64::from(TOTAL) && c.dead_letters >= 1
+    })
+    .await;
+    // Give a wrongly duplicating consumer the chance to show itself, then stop it cleanly.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clearing run exited with {status}");
+
+    let counts = ledger.counts().await.unwrap();
+    assert!(at_kill < i64::from(TOTAL), "the kill was not mid-stream");
+    assert_eq!(counts.events_applied, i64::from(TOTAL));
+    assert_eq!(counts.dead_letters, 1);
+    assert_eq!(
+        ledger.dead_letters(5).await.unwrap()[0].reason_code,
+        "malformed"
+    );
+    assert_eq!(ledger.posted_total_fen().await.unwrap(), expected_fen);
+    assert_eq!(ledger.positions().await.unwrap().sum_fen(), 0);
+    // Offsets stored for all three partitions, together covering every message published.
+    let offsets = ledger.stored_offsets(&group).await.unwrap();
+    assert_eq!(offsets.len(), 3);
+    assert_eq!(
+        offsets.iter().map(|(_, _, o)| o).sum::<i64>(),
+        i64::from(TOTAL) + 300 + 1
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_institutions_events_stay_in_order_through_kafka() {
+    require_broker();
+    let prefix = unique("t");
+    let topic = EventFamily::SettlementV1.topic(&prefix);
+    let bus = KafkaBus::new(KafkaConfig::new(brokers())).unwrap();
+    bus.ensure_topic(&topic, 3).await.unwrap();
+    let events = mixed_events(600, 0);
+    let msgs: Vec<Outbound> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| outbound(&topic, e, i as i64))
+        .collect();
+    bus.publish(&msgs).await.unwrap();
+    let mut sub = bus.subscribe(&unique("g"), &[&topic]).unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < msgs.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} consumed",
+            got.len(),
+            msgs.len()
+        );
+        use clearing::bus::BusSubscriber;
+        got.extend(
+            sub.next_batch(500, Duration::from_millis(200))
+                .await
+                .unwrap(),
+        );
+    }
+    // Per acquirer (the key), payloads arrive in publish order and on one partition.
+    let mut by_key: std::collections::HashMap<String, (i32, Vec<String>)> = Default::default();
+    for d in &got {
+        let e =
+            schemas::events::SettlementEvent::from_json(std::str::from_utf8(&d.payload).unwrap())
+                .unwrap();
+        let entry = by_key
+            .entry(e.partition_key().to_string())
+            .or_insert((d.partition, Vec::new()));
+        assert_eq!(entry.0, d.partition, "one key, one partition");
+        entry.1.push(e.event_id.to_string());
+    }
+    for (key, (_, ids)) in by_key {
+        let published: Vec<String> = events
+            .iter()
+            .filter(|e| e.partition_key().as_str() == key)
+            .map(|e| e.event_id.to_string())
+            .collect();
+        assert_eq!(ids, published, "order of {key}");
+    }
+}

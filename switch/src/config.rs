@@ -1,0 +1,541 @@
+//! `switch serve --config FILE`: a production node from a TOML file (example:
+//! `ops/switch.example.toml`). Every key in the file is an LMK token of the configured HSM
+//! (payShield-style `U…`/`G…`/`B…` text); no clear key is accepted here.
+//!
+//! The store is chosen by the database URL (`sqlite://PATH` or `postgres://…`); the node is
+//! then the same code as the demo: pipeline, acquirer listeners, issuer links, reversal
+//! forwarder, housekeeping and HTTP.
+
+use crate::acquirer::{self, AcquirerListener, TlsSettings};
+use crate::http::{self, HttpState};
+use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
+use crate::metrics::Metrics;
+use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
+use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
+use crate::pipeline::velocity::CardLimits;
+use crate::pipeline::{Hospital, LinkContext, Pipeline, PipelineConfig, PipelineKeys, StandIn};
+use crate::store::writer::{self, WriterConfig};
+use crate::store::{
+    AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
+    SqliteConfig, SqliteStore, Store,
+};
+use hsm_sim::Hsm;
+use rust_decimal::Decimal;
+use schemas::domain::InstitutionId;
+use schemas::iso8583::framing::LengthHeader;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not valid TOML for this schema.
+    #[error("configuration: {0}")]
+    Syntax(String),
+    /// A value is invalid (named, never echoed when it is a key).
+    #[error("configuration: {0}")]
+    Invalid(String),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The HSM.
+    #[error("hsm: {0}")]
+    Hsm(#[from] hsm_sim::HsmError),
+}
+
+fn invalid(what: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(what.into())
+}
+
+/// The file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Institutions and timing.
+    pub switch: SwitchSection,
+    /// Database.
+    pub database: DatabaseSection,
+    /// HSM.
+    pub hsm: HsmSection,
+    /// Issuer keys.
+    pub keys: KeysSection,
+    /// HTTP listener.
+    #[serde(default)]
+    pub http: Option<HttpSection>,
+    /// Acquirer listeners.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerSection>,
+    /// Acquirers and their keys.
+    #[serde(default, rename = "acquirer")]
+    pub acquirers: Vec<AcquirerSection>,
+    /// Banks and their links.
+    #[serde(default, rename = "bank")]
+    pub banks: Vec<BankSection>,
+    /// Designated hospitals.
+    #[serde(default, rename = "hospital")]
+    pub hospitals: Vec<HospitalSection>,
+    /// The bill-split policy table.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicySection>,
+    /// Per-card limits.
+    #[serde(default)]
+    pub limits: Option<LimitsSection>,
+}
+
+/// `[switch]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    /// This switch's institution id.
+    pub institution: String,
+    /// The medical-insurance fund.
+    pub insurance_fund: String,
+    /// The social-security fund.
+    pub social_security_fund: String,
+    /// Store account paying benefits.
+    pub social_security_fund_account: Option<i64>,
+    /// Bank leg timeout, ms.
+    #[serde(default = "default_bank_timeout_ms")]
+    pub bank_timeout_ms: u64,
+}
+
+fn default_bank_timeout_ms() -> u64 {
+    5_000
+}
+
+/// `[database]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://PATH` or `postgres://user@host:port/db`.
+    pub url: String,
+    /// PostgreSQL schema.
+    pub schema: Option<String>,
+    /// PostgreSQL pool size.
+    #[serde(default = "default_pool")]
+    pub connections_max: u32,
+    /// Data key token (scheme B) for the PAN lookup hash.
+    pub pan_hash_key: String,
+    /// Data key token (scheme B) for PAN encryption.
+    pub pan_data_key: String,
+}
+
+fn default_pool() -> u32 {
+    16
+}
+
+/// `[hsm]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmSection {
+    /// `tcp` (hsm-sim or a payShield-compatible HSM) or `soft` (in-process, test LMK: for
+    /// staging only).
+    pub kind: String,
+    /// Address for `tcp`.
+    pub address: Option<SocketAddr>,
+}
+
+/// `[keys]` (LMK tokens).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// PIN verification key.
+    pub pvk: String,
+    /// Decimalisation table.
+    pub decimalisation_table: String,
+    /// Digits compared.
+    #[serde(default = "default_check_length")]
+    pub pin_check_length: u8,
+    /// IMK-AC of 3DES cards.
+    pub imk_ac_tdes: Option<String>,
+    /// IMK-AC of SM4 cards.
+    pub imk_ac_sm4: Option<String>,
+}
+
+fn default_check_length() -> u8 {
+    6
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Spec name.
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    /// `binary2`, `ascii4` or `bcd2`.
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Frames carry a TPDU.
+    #[serde(default)]
+    pub tpdu: bool,
+    /// Largest frame.
+    pub frame_len_max: Option<usize>,
+    /// Most connections.
+    pub connections_max: Option<usize>,
+    /// Acquirer assumed when field 32 is absent.
+    pub default_acquirer: Option<String>,
+    /// PEM certificate chain (enables TLS).
+    pub tls_cert: Option<String>,
+    /// PEM private key.
+    pub tls_key: Option<String>,
+    /// PEM CA of client certificates (enables mutual TLS).
+    pub tls_client_ca: Option<String>,
+}
+
+fn default_spec() -> String {
+    "ssc87".into()
+}
+fn default_header() -> String {
+    "binary2".into()
+}
+
+/// `[[acquirer]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquirerSection {
+    /// Institution id (field 32).
+    pub institution: String,
+    /// TPK token.
+    pub tpk: String,
+    /// TAK token (MACed messages).
+    pub tak: Option<String>,
+}
+
+/// `[[bank]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankSection {
+    /// Institution id.
+    pub institution: String,
+    /// `host:port` of its issuer host.
+    pub address: String,
+    /// ZMK token.
+    pub zmk: String,
+    /// Initial ZPK token.
+    pub zpk: Option<String>,
+    /// Exchange keys after each sign-on.
+    #[serde(default)]
+    pub key_exchange_on_sign_on: bool,
+    /// Largest bank leg approved in stand-in, fen (absent: no stand-in).
+    pub stand_in_fen_max: Option<i64>,
+}
+
+/// `[[hospital]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HospitalSection {
+    /// Hospital code (62.2).
+    pub code: String,
+    /// Institution id.
+    pub institution: String,
+    /// Level 1–3.
+    pub level: u8,
+}
+
+/// `[[policy]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// `employee` or `resident`.
+    pub insurance: String,
+    /// Medical category (62.1); absent = default row.
+    pub medical_category: Option<u8>,
+    /// Hospital level.
+    pub hospital_level: u8,
+    /// Deductible, yuan.
+    pub deductible: Decimal,
+    /// Reimbursement ratio 0..=1.
+    pub ratio: Decimal,
+    /// Annual cap, yuan.
+    pub annual_cap: Decimal,
+}
+
+/// `[limits]` (fen).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Per transaction.
+    pub per_transaction_fen_max: i64,
+    /// Per day.
+    pub daily_fen_max: i64,
+    /// Count per day.
+    pub daily_count_max: u32,
+}
+
+fn inst(s: &str) -> Result<InstitutionId, ConfigError> {
+    InstitutionId::parse(s).map_err(|_| invalid(format!("institution id {s:?}")))
+}
+
+fn token<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ConfigError> {
+    s.parse()
+        .map_err(|_| invalid(format!("{what}: not a key token")))
+}
+
+impl NodeConfig {
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)?;
+        toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.message().to_owned()))
+    }
+
+    fn pipeline_config(&self) -> Result<PipelineConfig, ConfigError> {
+        let s = &self.switch;
+        let mut cfg = PipelineConfig::new(
+            inst(&s.institution)?,
+            inst(&s.insurance_fund)?,
+            inst(&s.social_security_fund)?,
+        );
+        cfg.social_security_fund_account = s.social_security_fund_account.map(AccountId);
+        cfg.bank_timeout = Duration::from_millis(s.bank_timeout_ms);
+        for h in &self.hospitals {
+            cfg.hospitals.insert(
+                h.code.clone(),
+                Hospital {
+                    institution: inst(&h.institution)?,
+                    level: HospitalLevel(h.level),
+                },
+            );
+        }
+        let mut table = PolicyTable::default();
+        for p in &self.policies {
+            let insurance = InsuranceCategory::from_sql(&p.insurance)
+                .ok_or_else(|| invalid(format!("insurance {:?}", p.insurance)))?;
+            let policy = Policy::new(p.deductible, p.ratio, p.annual_cap)
+                .map_err(|e| invalid(e.to_string()))?;
+            table.insert(
+                insurance,
+                p.medical_category.map(MedicalCategory),
+                HospitalLevel(p.hospital_level),
+                policy,
+            );
+        }
+        cfg.policy = table;
+        if let Some(l) = &self.limits {
+            cfg.limits = CardLimits {
+                per_transaction_fen_max: l.per_transaction_fen_max,
+                daily_fen_max: l.daily_fen_max,
+                daily_count_max: l.daily_count_max,
+            };
+        }
+        for b in &self.banks {
+            if let Some(max) = b.stand_in_fen_max {
+                cfg.stand_in.insert(
+                    inst(&b.institution)?,
+                    StandIn {
+                        per_transaction_fen_max: max,
+                    },
+                );
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn keys(&self) -> Result<PipelineKeys, ConfigError> {
+        let mut acquirers = HashMap::new();
+        for a in &self.acquirers {
+            acquirers.insert(
+                inst(&a.institution)?,
+                AcquirerKeys {
+                    tpk: token("tpk", &a.tpk)?,
+                    tak: a.tak.as_deref().map(|t| token("tak", t)).transpose()?,
+                },
+            );
+        }
+        let k = &self.keys;
+        Ok(PipelineKeys {
+            acquirers,
+            issuer: IssuerKeys {
+                imk_ac_tdes: k
+                    .imk_ac_tdes
+                    .as_deref()
+                    .map(|t| token("imk_ac_tdes", t))
+                    .transpose()?,
+                imk_ac_sm4: k
+                    .imk_ac_sm4
+                    .as_deref()
+                    .map(|t| token("imk_ac_sm4", t))
+                    .transpose()?,
+                pvk: token("pvk", &k.pvk)?,
+                decimalisation_table: k.decimalisation_table.clone(),
+                pin_check_length: k.pin_check_length,
+            },
+        })
+    }
+
+    fn listeners(&self) -> Result<Vec<AcquirerListener>, ConfigError> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            let mut a = AcquirerListener::ssc87(l.listen).map_err(|e| invalid(e.to_string()))?;
+            a.link = LinkContext {
+                spec: schemas::iso8583::spec(&l.spec).map_err(|e| invalid(e.to_string()))?,
+                default_acquirer: l.default_acquirer.as_deref().map(inst).transpose()?,
+            };
+            a.header = match l.header.as_str() {
+                "binary2" => LengthHeader::Binary2,
+                "ascii4" => LengthHeader::Ascii4,
+                "bcd2" => LengthHeader::Bcd2,
+                other => return Err(invalid(format!("length header {other:?}"))),
+            };
+            a.tpdu = l.tpdu;
+            if let Some(m) = l.frame_len_max {
+                a.frame_len_max = m;
+            }
+            if let Some(m) = l.connections_max {
+                a.connections_max = m;
+            }
+            a.tls = match (&l.tls_cert, &l.tls_key) {
+                (Some(c), Some(k)) => Some(
+                    TlsSettings::from_pem_files(c, k, l.tls_client_ca.as_deref())
+                        .map_err(|e| invalid(e.to_string()))?,
+                ),
+                (None, None) => None,
+                _ => return Err(invalid("tls_cert and tls_key go together")),
+            };
+            out.push(a);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a node until Ctrl-C.
+pub async fn serve(path: &Path) -> Result<(), ConfigError> {
+    let cfg = NodeConfig::load(path)?;
+    let hsm: Arc<dyn Hsm> = match (cfg.hsm.kind.as_str(), cfg.hsm.address) {
+        ("tcp", Some(addr)) => Arc::new(hsm_sim::HsmClient::new(hsm_sim::ClientConfig::new(addr))),
+        ("soft", _) => Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
+        _ => return Err(invalid("[hsm] kind = \"tcp\" with an address, or \"soft\"")),
+    };
+    let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
+        hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
+            .await?,
+        hsm.unwrap_data_key(&token("pan_data_key", &cfg.database.pan_data_key)?)
+            .await?,
+    ));
+    let url = cfg.database.url.clone();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = SqliteStore::open(&SqliteConfig::new(path), pan).await?;
+        run_node(cfg, Arc::new(store), hsm).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::connect(
+            &PostgresConfig {
+                url,
+                schema: cfg.database.schema.clone(),
+                connections_max: cfg.database.connections_max,
+            },
+            pan,
+        )
+        .await?;
+        run_node(cfg, Arc::new(store), hsm).await
+    } else {
+        Err(invalid(
+            "[database] url must start with sqlite:// or postgres://",
+        ))
+    }
+}
+
+async fn run_node<S: Store>(
+    cfg: NodeConfig,
+    store: Arc<S>,
+    hsm: Arc<dyn Hsm>,
+) -> Result<(), ConfigError> {
+    let pipeline_cfg = cfg.pipeline_config()?;
+    let mut link_configs = Vec::new();
+    for b in &cfg.banks {
+        let mut lc = IssuerConfig::new(
+            inst(&b.institution)?,
+            b.address.clone(),
+            token("zmk", &b.zmk)?,
+        );
+        lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
+        lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
+        link_configs.push(lc);
+    }
+    let links = Arc::new(
+        IssuerLinks::start(
+            link_configs,
+            Arc::clone(&hsm),
+            LinksOptions::new(pipeline_cfg.switch_id.clone()),
+        )
+        .map_err(|e| invalid(e.to_string()))?,
+    );
+    let metrics = Arc::new(Metrics::default());
+    let (writer, _task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        writer.clone(),
+        hsm,
+        links.clone(),
+        cfg.keys()?,
+        pipeline_cfg,
+        Arc::clone(&metrics),
+    )
+    .await?;
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    for l in cfg.listeners()? {
+        let listener = acquirer::bind(&l).await?;
+        tokio::spawn(acquirer::serve(
+            listener,
+            l,
+            Arc::clone(&pipeline),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(h) = &cfg.http {
+        let state = Arc::new(HttpState {
+            store: Arc::clone(&store),
+            writer: writer.clone(),
+            metrics,
+        });
+        let l = tokio::net::TcpListener::bind(h.listen).await?;
+        tokio::spawn(async move {
+            let _ = axum::serve(l, http::router(state)).await;
+        });
+    }
+    // FORWARDER
+    crate::app::spawn_housekeeping(pipeline, shutdown);
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = shutdown_tx.send(true);
+    links.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses_and_builds_the_pipeline_settings() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let p = cfg.pipeline_config().unwrap();
+        assert_eq!(p.hospitals.len(), 3);
+        assert!(p
+            .policy
+            .lookup(
+                InsuranceCategory::Employee,
+                MedicalCategory(11),
+                HospitalLevel(3)
+            )
+            .is_some());
+        assert!(cfg.keys().is_ok());
+        assert_eq!(cfg.listeners().unwrap().len(), 1);
+    }
+}

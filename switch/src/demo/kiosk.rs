@@ -1,0 +1,287 @@
+//! A simulated kiosk: a virtual card in its reader, a PIN pad holding the demo TPK, and the
+//! ISO 8583 messages a hospital or job-centre kiosk sends. Used by `switch demo` for traffic, by
+//! the tests, and as the reference an outside client can follow.
+//!
+//! The card is the real virtual card of card-apdu (PBOC GPO, records, GENERATE AC), so every
+//! ARQC is a real cryptogram and every ARPC the switch returns is checked by the card.
+
+use super::world::{DemoCard, DemoError, DemoWorld, DEMO_PIN};
+use card_apdu::channel::memory::MemoryChannel;
+use card_apdu::kiosk::pboc::{
+    self, IssuerResponse, PaymentOutcome, PaymentRequest, PaymentSession, Terminal,
+};
+use chrono::{Datelike, Timelike};
+use schemas::domain::{InstitutionId, TerminalId};
+use schemas::iso8583::{self, Message, Mti, OwnedMessage};
+
+/// One kiosk.
+pub struct Kiosk {
+    /// Field 41.
+    pub terminal_id: TerminalId,
+    /// Field 32.
+    pub acquirer: InstitutionId,
+    /// Field 62.2, for hospital kiosks.
+    pub hospital_code: Option<String>,
+    stan: u32,
+    rrn_prefix: String,
+}
+
+/// A payment waiting for the switch's answer.
+pub struct PendingPayment {
+    /// The encoded request (no framing).
+    pub request: Vec<u8>,
+    /// Its STAN.
+    pub stan: u32,
+    session: PaymentSession,
+}
+
+fn bcd2(v: u32) -> u8 {
+    (((v / 10) % 10) << 4 | (v % 10)) as u8
+}
+
+impl Kiosk {
+    /// A kiosk of `acquirer`; `rrn_prefix` (up to 4 characters) keeps RRNs of different kiosks
+    /// apart.
+    pub fn new(
+        terminal_id: TerminalId,
+        acquirer: InstitutionId,
+        hospital_code: Option<String>,
+        rrn_prefix: &str,
+    ) -> Self {
+        Self {
+            terminal_id,
+            acquirer,
+            hospital_code,
+            stan: 0,
+            rrn_prefix: rrn_prefix.chars().take(4).collect(),
+        }
+    }
+
+    fn next_stan(&mut self) -> u32 {
+        self.stan = self.stan % 999_999 + 1;
+        self.stan
+    }
+
+    /// A new RRN for the current STAN: prefix, day of year, STAN.
+    fn rrn(&self) -> String {
+        let day = chrono::Utc::now().ordinal();
+        let body = format!("{}{:03}{:06}", self.rrn_prefix, day, self.stan);
+        format!("{body:0>12}")
+            .chars()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    }
+
+    fn base(
+        &mut self,
+        mti: &str,
+        processing_code: &str,
+        amount_fen: u64,
+    ) -> Result<OwnedMessage<'static>, DemoError> {
+        let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
+        let now = chrono::Utc::now() + chrono::Duration::hours(8);
+        let stan = self.next_stan();
+        let mut m = OwnedMessage::new(spec, Mti::new(mti).map_err(|_| DemoError::Data("mti"))?);
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(3, processing_code)?
+                .set_u64(4, amount_fen)?
+                .set_str(7, &now.format("%m%d%H%M%S").to_string())?
+                .set_u64(11, u64::from(stan))?
+                .set_str(12, &now.format("%H%M%S").to_string())?
+                .set_str(13, &now.format("%m%d").to_string())?
+                .set_str(32, self.acquirer.as_str())?
+                .set_str(37, &self.rrn())?
+                .set_str(41, self.terminal_id.as_str())?
+                .set_str(49, "156")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("request field"))?;
+        Ok(m)
+    }
+
+    /// Starts a hospital bill payment of `bill_fen` with `card` in the reader: the card makes
+    /// its ARQC, the PIN pad its PIN block (`pin`), and the request is encoded.
+    pub fn medical_bill(
+        &mut self,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+        bill_fen: u64,
+        bill_no: &str,
+        pin: &str,
+    ) -> Result<PendingPayment, DemoError> {
+        let hospital = self
+            .hospital_code
+            .clone()
+            .ok_or(DemoError::Data("not a hospital kiosk"))?;
+        let mut m = self.base("0200", "190000", bill_fen)?;
+        let stan = self.stan;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_path("60.1", b"01")?
+                .set_path("60.2", b"410100")?
+                .set_path("60.3", b"01")?
+                .set_path("62.1", b"11")?
+                .set_path("62.2", hospital.as_bytes())?
+                .set_path("62.3", bill_no.as_bytes())?
+                .set_path("62.4", format!("{bill_fen:012}").as_bytes())?
+                .set_path("62.5", b"0001")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("bill fields"))?;
+        self.card_present(m, card, reader, bill_fen, pin, stan)
+    }
+
+    /// Starts a purchase paid by the card's bank.
+    pub fn bank_purchase(
+        &mut self,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+        amount_fen: u64,
+    ) -> Result<PendingPayment, DemoError> {
+        let m = self.base("0200", "000000", amount_fen)?;
+        let stan = self.stan;
+        self.card_present(m, card, reader, amount_fen, DEMO_PIN, stan)
+    }
+
+    fn card_present(
+        &mut self,
+        mut m: OwnedMessage<'static>,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+        amount_fen: u64,
+        pin: &str,
+        stan: u32,
+    ) -> Result<PendingPayment, DemoError> {
+        let now = chrono::Utc::now() + chrono::Duration::hours(8);
+        let date = [
+            bcd2(now.year() as u32 % 100),
+            bcd2(now.month()),
+            bcd2(now.day()),
+        ];
+        let time = [bcd2(now.hour()), bcd2(now.minute()), bcd2(now.second())];
+        let terminal = Terminal {
+            ifd_serial: self
+                .terminal_id
+                .as_str()
+                .as_bytes()
+                .try_into()
+                .unwrap_or(*b"KIOSK001"),
+            ..Terminal::default()
+        };
+        let session = pboc::start_payment(
+            reader,
+            &terminal,
+            &PaymentRequest::new(amount_fen, date, time),
+        )
+        .map_err(|e| DemoError::Card(e.to_string()))?;
+        let pin_block = DemoWorld::pin_block(&card.pan, pin)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, card.pan.expose_digits())?
+                .set_str(14, "3412")?
+                .set_str(22, "051")?
+                .set_str(23, "000")?
+                .set_bytes(52, &pin_block)?
+                .set_bytes(55, &session.request.field55)?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("card fields"))?;
+        let mut request = Vec::with_capacity(512);
+        m.spec()
+            .encode(&m, &mut request)
+            .map_err(|_| DemoError::Data("encode"))?;
+        Ok(PendingPayment {
+            request,
+            stan,
+            session,
+        })
+    }
+
+    /// A balance inquiry on the personal medical-insurance account (60.1 = 04).
+    pub fn personal_balance(&mut self, card: &DemoCard) -> Result<(Vec<u8>, u32), DemoError> {
+        let mut m = self.base("0200", "310000", 0)?;
+        let pin_block = DemoWorld::pin_block(&card.pan, DEMO_PIN)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, card.pan.expose_digits())?
+                .set_bytes(52, &pin_block)?
+                .set_path("60.1", b"04")?
+                .set_path("60.2", b"410100")?
+                .set_path("60.3", b"01")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("balance fields"))?;
+        let mut out = Vec::with_capacity(128);
+        m.spec()
+            .encode(&m, &mut out)
+            .map_err(|_| DemoError::Data("encode"))?;
+        Ok((out, self.stan))
+    }
+
+    /// A reversal (0400) of the request `original` (already encoded), for its full amount.
+    pub fn reversal_of(&mut self, original: &[u8]) -> Result<(Vec<u8>, u32), DemoError> {
+        let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
+        let o = spec
+            .decode(original)
+            .map_err(|_| DemoError::Data("original"))?;
+        let amount = o
+            .get_u64(4)
+            .map_err(|_| DemoError::Data("original amount"))?;
+        let pc = o
+            .get_str(3)
+            .map_err(|_| DemoError::Data("original pc"))?
+            .into_owned();
+        let mut m = self.base("0400", &pc, amount)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(37, &o.get_str(37)?)?;
+            if o.has(2) {
+                m.set_str(2, &o.get_str(2)?)?;
+            }
+            m.set_path("90.1", o.mti().as_str().as_bytes())?
+                .set_path("90.2", o.get_str(11)?.as_bytes())?
+                .set_path("90.3", o.get_str(7)?.as_bytes())?
+                .set_path(
+                    "90.4",
+                    format!("{:0>11}", self.acquirer.as_str()).as_bytes(),
+                )?
+                .set_path("90.5", b"00000000000")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("reversal fields"))?;
+        let mut out = Vec::with_capacity(128);
+        m.spec()
+            .encode(&m, &mut out)
+            .map_err(|_| DemoError::Data("encode"))?;
+        Ok((out, self.stan))
+    }
+}
+
+impl PendingPayment {
+    /// Gives the switch's answer to the card (ARPC, second GENERATE AC).
+    pub fn complete(
+        mut self,
+        reader: &mut MemoryChannel,
+        answer: &Message<'_>,
+    ) -> Result<PaymentOutcome, DemoError> {
+        let code = answer
+            .get_str(39)
+            .map_err(|_| DemoError::Data("field 39"))?;
+        let arc: [u8; 2] = code
+            .as_bytes()
+            .try_into()
+            .map_err(|_| DemoError::Data("field 39"))?;
+        let iad = if answer.has(55) {
+            answer.get_path("55.91").ok().map(|v| v.into_owned())
+        } else {
+            None
+        };
+        let resp = IssuerResponse {
+            arc,
+            issuer_authentication_data: iad,
+            scripts: Vec::new(),
+        };
+        pboc::complete_payment(reader, &mut self.session, &resp)
+            .map_err(|e| DemoError::Card(e.to_string()))
+    }
+}

@@ -1,0 +1,407 @@
+//! `switch demo`: the whole network on one machine.
+//!
+//! SQLite under a data folder, the software HSM, six simulated bank issuer hosts on their own
+//! ports with the switch's issuer links signed on to them, the acquirer server, the HTTP face,
+//! the reversal forwarder and the hold releaser, in-process clearing, and (unless
+//! `--no-traffic`) simulated hospital and job-centre kiosks with virtual cards. A line of live
+//! figures is printed every two seconds.
+
+use super::kiosk::Kiosk;
+use super::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE, DEMO_PIN, JOB_CENTRE_ID};
+use crate::acquirer::{self, AcquirerListener};
+use crate::banksim::{AccountSeed, BankSim, BankSimData};
+use crate::http::{self, HttpState};
+use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::store::writer::{self, WriterConfig};
+use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore};
+use card_apdu::channel::memory::MemoryChannel;
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use schemas::domain::TerminalId;
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// Options of `switch demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Data folder (created; the previous demo database in it is replaced).
+    pub data_dir: PathBuf,
+    /// Acquirer listener.
+    pub listen: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+    /// First port of the six bank hosts.
+    pub bank_port_base: u16,
+    /// Cards per bank.
+    pub cards_per_bank: usize,
+    /// Run simulated kiosks.
+    pub traffic: bool,
+    /// Simulated kiosks.
+    pub kiosks: usize,
+    /// Stop after this long (`None`: until Ctrl-C).
+    pub duration: Option<Duration>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("demo-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8583)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bank_port_base: 9101,
+            cards_per_bank: 50,
+            traffic: true,
+            kiosks: 6,
+            duration: None,
+        }
+    }
+}
+
+/// Why the demo stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoRunError {
+    /// Setting up the world.
+    #[error(transparent)]
+    World(#[from] super::world::DemoError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A socket or file.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Something else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What `switch demo --describe` prints: links, keys (clear, demo only), cards.
+pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
+    let world = DemoWorld::new(opts.cards_per_bank.min(3))?;
+    let mut s = String::new();
+    s.push_str("# switch demo: how to talk to it\n\n");
+    s.push_str(&format!(
+        "Acquirer link: tcp://{} - ISO 8583 dialect ssc87 (schemas/iso8583/ssc87.md), 2-byte big-endian length header, no TPDU.\n",
+        opts.listen
+    ));
+    s.push_str(&format!(
+        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}}\n\n",
+        opts.http
+    ));
+    s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
+    s.push_str(&format!(
+        "  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n",
+        clear_keys::TPK
+    ));
+    s.push_str(&format!(
+        "  IMK-AC 3DES (EMV option A): {}\n  IMK-AC SM4 (PBOC 3.0):      {}\n",
+        clear_keys::IMK_AC_TDES,
+        clear_keys::IMK_AC_SM4
+    ));
+    s.push_str(&format!(
+        "  PVK (IBM 3624 offsets, decimalisation {DECIMALISATION_TABLE}): {}\n",
+        clear_keys::PVK
+    ));
+    s.push_str(&format!("  Every cardholder's PIN: {DEMO_PIN}\n\n"));
+    s.push_str("Institutions (field 32):\n");
+    for h in &world.hospitals {
+        s.push_str(&format!(
+            "  {}  hospital level {}, code (62.2) {}  {}\n",
+            h.id, h.level, h.code, h.name
+        ));
+    }
+    s.push_str(&format!("  {JOB_CENTRE_ID}  job centre\n"));
+    s.push_str("Banks (issuer hosts the switch signs on to):\n");
+    for (i, b) in world.banks.iter().enumerate() {
+        s.push_str(&format!(
+            "  {}  BIN {}  127.0.0.1:{}  ZMK {}  {}\n",
+            b.id,
+            b.bin,
+            opts.bank_port_base + i as u16,
+            b.zmk_clear,
+            b.name
+        ));
+    }
+    s.push_str(&format!(
+        "\nCards: {} per bank, PAN = BIN + 7-digit serial from 0000001 + Luhn digit, PSN 00, expiry 3412.\n",
+        opts.cards_per_bank
+    ));
+    s.push_str("Some cards:\n");
+    for c in world.cards.iter().take(6) {
+        s.push_str(&format!(
+            "  {}  {:?}  insurance {:?}\n",
+            c.pan.expose_digits(),
+            c.algorithm,
+            c.insurance.map(|i| i.as_sql())
+        ));
+    }
+    s.push_str(
+        "\nA hospital bill: 0200, field 3 190000, 4 = 62.4, 52 PIN block under the TPK, 55 the card's\n\
+         ARQC data (9F26, 9F27, 9F10, 9F36, 9F02, ...), 60 = 01|410100|01, 62 = category|hospital code|bill no|total|items.\n\
+         The 0210 carries 39, 38, 55 (tag 91 = ARPC || ARC) and 63 (pooled | personal | bank | bank id | balance).\n",
+    );
+    Ok(s)
+}
+
+/// Runs the demo until Ctrl-C or the duration.
+pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
+    std::fs::create_dir_all(&opts.data_dir)?;
+    for f in ["switch.db", "switch.db-wal", "switch.db-shm"] {
+        let _ = std::fs::remove_file(opts.data_dir.join(f));
+    }
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(opts.data_dir.join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await?,
+    );
+    let mut world = DemoWorld::new(opts.cards_per_bank)?;
+    world.seed(&*store).await?;
+    let metrics = Arc::new(Metrics::default());
+
+    // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
+    let mut bank_sims = Vec::new();
+    let mut link_configs = Vec::new();
+    for (i, bank) in world.banks.iter().enumerate() {
+        let accounts = world
+            .cards
+            .iter()
+            .filter(|c| c.bank == i)
+            .map(|c| AccountSeed {
+                pan: c.pan.expose_digits().to_owned(),
+                balance_fen: c.bank_balance_fen,
+                pin_offset: c.pin_offset.clone(),
+            })
+            .collect();
+        let data = BankSimData {
+            institution: bank.id.as_str().to_owned(),
+            listen: format!("127.0.0.1:{}", opts.bank_port_base + i as u16),
+            zmk_clear_hex: bank.zmk_clear.clone(),
+            zpk_clear_hex: Some(bank.zpk_clear.clone()),
+            pvk_clear_hex: clear_keys::PVK.to_owned(),
+            decimalisation_table: DECIMALISATION_TABLE.to_owned(),
+            accounts,
+        };
+        let bank_hsm = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
+        let cfg = data
+            .into_config(&bank_hsm)
+            .map_err(|e| DemoRunError::Other(e.to_string()))?;
+        let sim = BankSim::start(cfg, bank_hsm)
+            .await
+            .map_err(|e| DemoRunError::Other(e.to_string()))?;
+        let (zmk, zpk) = world.bank_keys(i)?;
+        let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
+        lc.zpk = Some(zpk);
+        lc.key_exchange_on_sign_on = true;
+        lc.echo_interval = Duration::from_secs(10);
+        link_configs.push(lc);
+        bank_sims.push(sim);
+    }
+    let links = Arc::new(
+        IssuerLinks::start(
+            link_configs,
+            world.hsm.clone(),
+            LinksOptions::new(world.cfg.switch_id.clone()),
+        )
+        .map_err(|e| DemoRunError::Other(e.to_string()))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.banks.iter().any(|b| !links.is_up(&b.id)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        writer.clone(),
+        world.hsm.clone(),
+        links.clone(),
+        world.keys.clone(),
+        world.cfg.clone(),
+        Arc::clone(&metrics),
+    )
+    .await?;
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+
+    let listener_cfg =
+        AcquirerListener::ssc87(opts.listen).map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let listener = acquirer::bind(&listener_cfg).await?;
+    tokio::spawn(acquirer::serve(
+        listener,
+        listener_cfg,
+        Arc::clone(&pipeline),
+        shutdown.clone(),
+    ));
+    let http_state = Arc::new(HttpState {
+        store: Arc::clone(&store),
+        writer: writer.clone(),
+        metrics: Arc::clone(&metrics),
+    });
+    let http_listener = tokio::net::TcpListener::bind(opts.http).await?;
+    tokio::spawn(async move {
+        let _ = axum::serve(http_listener, http::router(http_state)).await;
+    });
+    // FORWARDER: the store-and-forward reversal forwarder starts here once merged.
+    crate::app::spawn_housekeeping(Arc::clone(&pipeline), shutdown.clone());
+
+    println!(
+        "switch demo: acquirer tcp://{}  http://{}  {} banks signed on  {} cards  data in {}",
+        opts.listen,
+        opts.http,
+        world.banks.iter().filter(|b| links.is_up(&b.id)).count(),
+        world.cards.len(),
+        opts.data_dir.display()
+    );
+    println!("(`switch demo --describe` prints the demo cards, keys and links; Ctrl-C stops)");
+
+    let world = Arc::new(world);
+    let sent = Arc::new(AtomicU64::new(0));
+    if opts.traffic {
+        for k in 0..opts.kiosks {
+            let (world, sent, shutdown) = (Arc::clone(&world), Arc::clone(&sent), shutdown.clone());
+            let addr = opts.listen;
+            tokio::spawn(async move {
+                if let Err(e) = kiosk_loop(k, world, addr, sent, shutdown).await {
+                    eprintln!("kiosk {k} stopped: {e}");
+                }
+            });
+        }
+    }
+
+    let started = Instant::now();
+    let mut last = (0u64, Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        let total = metrics.responses_total();
+        let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64().max(0.001);
+        last = (total, Instant::now());
+        let mut by_code: std::collections::BTreeMap<String, u64> = Default::default();
+        for ((_, code), n) in metrics.responses() {
+            *by_code.entry(code).or_default() += n;
+        }
+        let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        println!(
+            "[{:>5.0}s] {:>7.0} tps  total {:>8}  codes {}  p50 {}µs p99 {}µs  queue {}  reversals queued {}  banks up {}/6",
+            started.elapsed().as_secs_f64(),
+            rate,
+            total,
+            codes.join(" "),
+            metrics.latency.quantile_us(0.5).unwrap_or(0),
+            metrics.latency.quantile_us(0.99).unwrap_or(0),
+            writer.queue_depth(),
+            metrics.reversals_queued.load(Ordering::Relaxed),
+            world.banks.iter().filter(|b| links.is_up(&b.id)).count(),
+        );
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    links.shutdown().await;
+    for b in &bank_sims {
+        b.stop().await;
+    }
+    Ok(())
+}
+
+/// One simulated kiosk: hospital kiosks pay bills (sometimes with a wrong PIN, sometimes
+/// reversed), the job-centre kiosk asks balances.
+async fn kiosk_loop(
+    k: usize,
+    world: Arc<DemoWorld>,
+    addr: SocketAddr,
+    sent: Arc<AtomicU64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DemoRunError> {
+    let hospital = &world.hospitals[k % world.hospitals.len()];
+    let job_centre = k % 6 == 5;
+    let acquirer = if job_centre {
+        schemas::domain::InstitutionId::parse(JOB_CENTRE_ID)
+            .map_err(|_| DemoRunError::Other("id".into()))?
+    } else {
+        hospital.id.clone()
+    };
+    let tid = TerminalId::parse(&format!("KSK{k:05}"))
+        .map_err(|_| DemoRunError::Other("terminal".into()))?;
+    let mut kiosk = Kiosk::new(
+        tid,
+        acquirer,
+        (!job_centre).then(|| hospital.code.clone()),
+        &format!("{}", k % 10),
+    );
+    let mut conn = Framed::new(
+        TcpStream::connect(addr).await?,
+        FrameCodec::new(LengthHeader::Binary2),
+    );
+    let readers: Arc<Mutex<std::collections::HashMap<usize, MemoryChannel>>> = Default::default();
+    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let mut n: u64 = 0;
+    while !*shutdown.borrow() {
+        n += 1;
+        let (idx, roll, bill) = {
+            let mut rng = rand::thread_rng();
+            (
+                rng.gen_range(0..world.cards.len()),
+                rng.gen_range(0..100u32),
+                rng.gen_range(2_000..400_000u64),
+            )
+        };
+        let card = &world.cards[idx];
+        let mut reader = match readers.lock().ok().and_then(|mut r| r.remove(&idx)) {
+            Some(r) => r,
+            None => MemoryChannel::new(world.virtual_card(card)?),
+        };
+        let request;
+        let mut pending = None;
+        if job_centre || roll < 10 {
+            request = kiosk.personal_balance(card)?.0;
+        } else {
+            let pin = if roll < 13 { "000000" } else { DEMO_PIN };
+            let p = kiosk.medical_bill(card, &mut reader, bill, &format!("MZ{k}-{n}"), pin)?;
+            request = p.request.clone();
+            pending = Some(p);
+        }
+        conn.send(Frame {
+            tpdu: None,
+            message: request.clone().into(),
+        })
+        .await
+        .map_err(|e| DemoRunError::Other(e.to_string()))?;
+        let answer = match conn.next().await {
+            Some(Ok(f)) => f.message,
+            _ => return Err(DemoRunError::Other("switch closed the connection".into())),
+        };
+        sent.fetch_add(1, Ordering::Relaxed);
+        if let (Some(p), Ok(a)) = (pending, spec.decode(&answer)) {
+            let approved = a.get_str(39).map(|c| c == "00").unwrap_or(false);
+            let _ = p.complete(&mut reader, &a);
+            if approved && roll >= 97 {
+                let (rev, _) = kiosk.reversal_of(&request)?;
+                conn.send(Frame {
+                    tpdu: None,
+                    message: rev.into(),
+                })
+                .await
+                .map_err(|e| DemoRunError::Other(e.to_string()))?;
+                let _ = conn.next().await;
+            }
+        }
+        if let Ok(mut r) = readers.lock() {
+            r.insert(idx, reader);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,512 @@
+//! The demo world: institutions, keys, cards and accounts of a small province network, the same
+//! for `switch demo`, the tests and the load generator, so an outside ISO 8583 client can be
+//! pointed at a running demo with the values `switch demo --describe` prints.
+//!
+//! Every key here is a **demo key, printed in clear on purpose**. A production switch loads
+//! LMK-encrypted tokens from its configuration and never sees a clear key.
+
+use crate::pipeline::security::{pin_validation_data, AcquirerKeys, IssuerKeys};
+use crate::pipeline::split::{HospitalLevel, PolicyTable};
+use crate::pipeline::{Hospital, PipelineConfig, PipelineKeys, StandIn};
+use crate::store::{
+    AccountKind, BinRoute, CardIssuance, CardStatus, IccAlgorithm, Institution, InstitutionKind,
+    InsuranceCategory, NewAccount, NewCard, Store, StoreError,
+};
+use card_apdu::perso::{AlgorithmName, CardProfile, PersoFile};
+use card_apdu::vcard::VirtualCard;
+use hsm_sim::card_crypto::ClearPin;
+use hsm_sim::crypto::WorkingCipher;
+use hsm_sim::keys::{ClearKey, ImkAc, KeyScheme, KeyType, Pvk, Tpk, TypedKey, Zmk, Zpk};
+use hsm_sim::pin::{encrypt_pin_block, PinBlockFormat};
+use hsm_sim::{HsmError, SoftHsm};
+use schemas::domain::{AmountFen, InstitutionId, Pan};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The personalisation every demo card starts from (then gets its own PAN and identity).
+const CARD_TEMPLATE: &str = include_str!("../../../card-apdu/testdata/demo-card.toml");
+
+/// The switch's institution id.
+pub const SWITCH_ID: &str = "4101000";
+/// The medical-insurance fund of the demo city (Zhengzhou, 410100).
+pub const INSURANCE_FUND_ID: &str = "4101009";
+/// The social-security fund paying benefits.
+pub const SOCIAL_SECURITY_FUND_ID: &str = "4101008";
+/// The job centre.
+pub const JOB_CENTRE_ID: &str = "4101005";
+/// Every demo cardholder's PIN (both applications).
+pub const DEMO_PIN: &str = "123456";
+/// Decimalisation table of the demo PVK.
+pub const DECIMALISATION_TABLE: &str = "0123456789012345";
+
+/// Clear demo keys (hex). Never use outside a demo.
+pub mod clear_keys {
+    /// Terminal PIN key shared by every demo acquirer.
+    pub const TPK: &str = "0123456789ABCDEFFEDCBA9876543210";
+    /// PIN verification key of the IBM 3624 offsets.
+    pub const PVK: &str = "89ABCDEF01234567FEDCBA9876543210";
+    /// Issuer master key for AC, 3DES cards (as in card-apdu/testdata/demo-card.toml).
+    pub const IMK_AC_TDES: &str = "0123456789ABCDEFFEDCBA9876543210";
+    /// Issuer master key for AC, SM4 cards (as in demo-card.toml; the PBOC 3.0 example).
+    pub const IMK_AC_SM4: &str = "F23BF4AE92B554C116139D4F67322667";
+}
+
+/// A bank of the demo network.
+#[derive(Debug, Clone)]
+pub struct DemoBank {
+    /// Institution id.
+    pub id: InstitutionId,
+    /// Name.
+    pub name: &'static str,
+    /// Card range (8-digit BIN).
+    pub bin: String,
+    /// Zone master key shared with the switch, clear hex (demo).
+    pub zmk_clear: String,
+    /// The first zone PIN key, clear hex (demo; replaced at the first key exchange).
+    pub zpk_clear: String,
+}
+
+/// A hospital of the demo network.
+#[derive(Debug, Clone)]
+pub struct DemoHospital {
+    /// Institution id (field 32).
+    pub id: InstitutionId,
+    /// Hospital code (field 62.2).
+    pub code: String,
+    /// Name.
+    pub name: &'static str,
+    /// Level 1–3.
+    pub level: u8,
+}
+
+/// A demo card.
+#[derive(Clone)]
+pub struct DemoCard {
+    /// PAN (bank application).
+    pub pan: Pan,
+    /// Index into [`DemoWorld::banks`].
+    pub bank: usize,
+    /// Debit application algorithm.
+    pub algorithm: IccAlgorithm,
+    /// Insurance scheme.
+    pub insurance: Option<InsuranceCategory>,
+    /// Opening balance of the personal account, fen.
+    pub personal_fen: i64,
+    /// Balance at the bank, fen.
+    pub bank_balance_fen: i64,
+    /// SSSE card identification code.
+    pub card_identification_code: String,
+    /// IBM 3624 offset of [`DEMO_PIN`].
+    pub pin_offset: String,
+}
+
+impl std::fmt::Debug for DemoCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoCard")
+            .field("pan", &self.pan)
+            .field("bank", &self.bank)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the demo world could not be built or seeded.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A key or PIN operation failed.
+    #[error("hsm: {0}")]
+    Hsm(#[from] HsmError),
+    /// The store refused the seed data.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A demo card could not be personalised.
+    #[error("card: {0}")]
+    Card(String),
+    /// A demo value is malformed (a bug in this module).
+    #[error("demo data: {0}")]
+    Data(&'static str),
+}
+
+/// The whole demo world.
+pub struct DemoWorld {
+    /// The software HSM holding the demo keys (under the published test LMK).
+    pub hsm: Arc<SoftHsm>,
+    /// Banks.
+    pub banks: Vec<DemoBank>,
+    /// Hospitals.
+    pub hospitals: Vec<DemoHospital>,
+    /// Cards.
+    pub cards: Vec<DemoCard>,
+    /// Keys as LMK tokens, for the pipeline.
+    pub keys: PipelineKeys,
+    /// The pipeline configuration (institutions, hospitals, policy, stand-in).
+    pub cfg: PipelineConfig,
+}
+
+fn inst(id: &str) -> Result<InstitutionId, DemoError> {
+    InstitutionId::parse(id).map_err(|_| DemoError::Data("institution id"))
+}
+
+/// Sets odd parity on every byte of a DES key given in hex (demo key construction).
+pub fn with_odd_parity(hex_key: &str) -> String {
+    let bytes = hex::decode(hex_key).unwrap_or_default();
+    let fixed: Vec<u8> = bytes
+        .iter()
+        .map(|b| if b.count_ones() % 2 == 1 { *b } else { b ^ 1 })
+        .collect();
+    hex::encode_upper(fixed)
+}
+
+fn luhn_complete(body: &str) -> String {
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+impl DemoWorld {
+    /// Builds the world with `cards_per_bank` cards at each of the six banks.
+    pub fn new(cards_per_bank: usize) -> Result<Self, DemoError> {
+        let hsm = Arc::new(SoftHsm::with_test_lmk());
+        let import =
+            |t: KeyType, scheme: KeyScheme, hex: &str| hsm.import_clear_key(t, scheme, hex);
+        let names = [
+            ("01020000", "Industrial and Commercial Bank (demo)"),
+            ("01030000", "Agricultural Bank (demo)"),
+            ("01040000", "Bank of China (demo)"),
+            ("01050000", "Construction Bank (demo)"),
+            ("03010000", "Bank of Communications (demo)"),
+            ("04030000", "Postal Savings Bank (demo)"),
+        ];
+        let mut banks = Vec::new();
+        for (k, (id, name)) in names.iter().enumerate() {
+            let k = k + 1;
+            banks.push(DemoBank {
+                id: inst(id)?,
+                name,
+                bin: format!("6288660{k}"),
+                zmk_clear: with_odd_parity(&format!(
+                    "{k}{k}{k}{k}{k}{k}{k}{k}0123456789ABCDEFFEDCBA98"
+                )),
+                zpk_clear: with_odd_parity(
+                    &format!("{k}{k}{k}{k}{k}{k}{k}{k}FEDCBA98765432100123456789ABCDEF")[..32],
+                ),
+            });
+        }
+        let hospitals = vec![
+            DemoHospital {
+                id: inst("4101001")?,
+                code: "H41010000001".into(),
+                name: "Provincial People's Hospital (demo)",
+                level: 3,
+            },
+            DemoHospital {
+                id: inst("4101002")?,
+                code: "H41010000002".into(),
+                name: "City Second Hospital (demo)",
+                level: 2,
+            },
+            DemoHospital {
+                id: inst("4101003")?,
+                code: "H41010000003".into(),
+                name: "Community Health Centre (demo)",
+                level: 1,
+            },
+        ];
+        let pvk: Pvk = Pvk::from_token(import(KeyType::Pvk, KeyScheme::U, clear_keys::PVK)?);
+        let mut cards = Vec::new();
+        for (b, bank) in banks.iter().enumerate() {
+            for i in 0..cards_per_bank {
+                let pan = Pan::parse(&luhn_complete(&format!("{}{:07}", bank.bin, i + 1)))
+                    .map_err(|_| DemoError::Data("pan"))?;
+                let lmk_pin = hsm.encrypt_clear_pin_under_lmk(DEMO_PIN, pan.expose_digits())?;
+                let validation = pin_validation_data(&pan).map_err(|_| DemoError::Data("pan"))?;
+                let pin_offset = hsm.generate_ibm_offset_lmk(
+                    &pvk,
+                    &lmk_pin,
+                    pan.expose_digits(),
+                    DECIMALISATION_TABLE,
+                    &validation,
+                )?;
+                let n = b * cards_per_bank + i;
+                cards.push(DemoCard {
+                    algorithm: if n % 4 == 3 {
+                        IccAlgorithm::Tdes
+                    } else {
+                        IccAlgorithm::Sm4
+                    },
+                    insurance: match n % 10 {
+                        9 => None,
+                        x if x % 2 == 0 => Some(InsuranceCategory::Employee),
+                        _ => Some(InsuranceCategory::Resident),
+                    },
+                    personal_fen: 50_000 + (n as i64 % 7) * 25_000,
+                    bank_balance_fen: 2_000_000,
+                    card_identification_code: format!("410100D156000005{:016X}", n as u64 + 1),
+                    pin_offset: pin_offset.chars().take(6).collect(),
+                    pan,
+                    bank: b,
+                });
+            }
+        }
+        let tpk: Tpk = Tpk::from_token(import(KeyType::Tpk, KeyScheme::U, clear_keys::TPK)?);
+        let mut acquirers = HashMap::new();
+        let mut acquirer_ids: Vec<InstitutionId> = hospitals.iter().map(|h| h.id.clone()).collect();
+        acquirer_ids.push(inst(JOB_CENTRE_ID)?);
+        acquirer_ids.push(inst(SOCIAL_SECURITY_FUND_ID)?);
+        acquirer_ids.extend(banks.iter().map(|b| b.id.clone()));
+        for id in acquirer_ids {
+            acquirers.insert(
+                id,
+                AcquirerKeys {
+                    tpk: tpk.clone(),
+                    tak: None,
+                },
+            );
+        }
+        let keys = PipelineKeys {
+            acquirers,
+            issuer: IssuerKeys {
+                imk_ac_tdes: Some(ImkAc::from_token(import(
+                    KeyType::ImkAc,
+                    KeyScheme::U,
+                    clear_keys::IMK_AC_TDES,
+                )?)),
+                imk_ac_sm4: Some(ImkAc::from_token(import(
+                    KeyType::ImkAc,
+                    KeyScheme::G,
+                    clear_keys::IMK_AC_SM4,
+                )?)),
+                pvk,
+                decimalisation_table: DECIMALISATION_TABLE.into(),
+                pin_check_length: 6,
+            },
+        };
+        let mut cfg = PipelineConfig::new(
+            inst(SWITCH_ID)?,
+            inst(INSURANCE_FUND_ID)?,
+            inst(SOCIAL_SECURITY_FUND_ID)?,
+        );
+        cfg.policy = PolicyTable::demo();
+        for h in &hospitals {
+            cfg.hospitals.insert(
+                h.code.clone(),
+                Hospital {
+                    institution: h.id.clone(),
+                    level: HospitalLevel(h.level),
+                },
+            );
+        }
+        for b in &banks {
+            cfg.stand_in.insert(
+                b.id.clone(),
+                StandIn {
+                    per_transaction_fen_max: 20_000,
+                },
+            );
+        }
+        Ok(Self {
+            hsm,
+            banks,
+            hospitals,
+            cards,
+            keys,
+            cfg,
+        })
+    }
+
+    /// The zone keys of bank `i` as LMK tokens.
+    pub fn bank_keys(&self, i: usize) -> Result<(Zmk, Zpk), DemoError> {
+        let b = self.banks.get(i).ok_or(DemoError::Data("bank index"))?;
+        let zmk = Zmk::from_token(self.hsm.import_clear_key(
+            KeyType::Zmk,
+            KeyScheme::U,
+            &b.zmk_clear,
+        )?);
+        let zpk = Zpk::from_token(self.hsm.import_clear_key(
+            KeyType::Zpk,
+            KeyScheme::U,
+            &b.zpk_clear,
+        )?);
+        Ok((zmk, zpk))
+    }
+
+    /// Writes institutions, card ranges, cards and accounts into `store`, and sets the
+    /// benefit account in [`DemoWorld::cfg`]. Run once on an empty store.
+    pub async fn seed<S: Store>(&mut self, store: &S) -> Result<(), DemoError> {
+        let now = crate::store::now_us();
+        let mut institutions = vec![
+            (
+                inst(SWITCH_ID)?,
+                "Provincial social-security card switch",
+                InstitutionKind::Switch,
+            ),
+            (
+                inst(INSURANCE_FUND_ID)?,
+                "Zhengzhou medical-insurance fund",
+                InstitutionKind::InsuranceFund,
+            ),
+            (
+                inst(SOCIAL_SECURITY_FUND_ID)?,
+                "Zhengzhou social-security fund",
+                InstitutionKind::SocialSecurityFund,
+            ),
+            (
+                inst(JOB_CENTRE_ID)?,
+                "Zhengzhou job centre",
+                InstitutionKind::JobCentre,
+            ),
+        ];
+        for h in &self.hospitals {
+            institutions.push((h.id.clone(), h.name, InstitutionKind::Hospital));
+        }
+        for b in &self.banks {
+            institutions.push((b.id.clone(), b.name, InstitutionKind::Bank));
+        }
+        for (id, name, kind) in institutions {
+            store
+                .upsert_institution(&Institution {
+                    institution_id: id,
+                    name: name.into(),
+                    kind,
+                })
+                .await?;
+        }
+        for b in &self.banks {
+            store
+                .put_bin_route(&BinRoute {
+                    bin_prefix: b.bin.clone(),
+                    issuer: b.id.clone(),
+                })
+                .await?;
+        }
+        let fen = |v: i64| AmountFen::new(v).map_err(|_| DemoError::Data("amount"));
+        let fund = inst(INSURANCE_FUND_ID)?;
+        for c in &self.cards {
+            let card_id = store
+                .issue_card(&NewCard {
+                    pan: c.pan.clone(),
+                    card_identification_code: schemas::domain::CardIdentificationCode::parse(
+                        &c.card_identification_code,
+                    )
+                    .ok(),
+                    issuer: self.banks[c.bank].id.clone(),
+                    expiry_yymm: "3412".into(),
+                    status: CardStatus::Active,
+                    issuance: CardIssuance {
+                        pan_sequence_number: "00".into(),
+                        icc_algorithm: Some(c.algorithm),
+                        pin_offset: Some(c.pin_offset.clone()),
+                        insurance_category: c.insurance,
+                    },
+                })
+                .await?;
+            if let Some(ins) = c.insurance {
+                store
+                    .open_account(
+                        &NewAccount {
+                            institution: fund.clone(),
+                            card_id: Some(card_id),
+                            kind: AccountKind::PersonalMedical,
+                            opening_balance: fen(c.personal_fen)?,
+                        },
+                        now,
+                    )
+                    .await?;
+                store
+                    .open_account(
+                        &NewAccount {
+                            institution: fund.clone(),
+                            card_id: Some(card_id),
+                            kind: AccountKind::PooledFund,
+                            opening_balance: fen(self.cfg.policy.annual_cap_fen(ins))?,
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        let ssf = store
+            .open_account(
+                &NewAccount {
+                    institution: inst(SOCIAL_SECURITY_FUND_ID)?,
+                    card_id: None,
+                    kind: AccountKind::SocialSecurityFund,
+                    opening_balance: fen(10_000_000_000_00)?,
+                },
+                now,
+            )
+            .await?;
+        self.cfg.social_security_fund_account = Some(ssf);
+        Ok(())
+    }
+
+    /// A virtual card (SSSE + PBOC) personalised for `card`.
+    pub fn virtual_card(&self, card: &DemoCard) -> Result<VirtualCard, DemoError> {
+        let mut file =
+            PersoFile::from_toml(CARD_TEMPLATE).map_err(|e| DemoError::Card(e.to_string()))?;
+        file.pboc.pan = card.pan.expose_digits().to_owned();
+        file.pboc.psn = "00".into();
+        file.pboc.expiry_date = "341231".into();
+        file.ssse.card_identification_code = card.card_identification_code.clone();
+        file.ssse.algorithm = match card.algorithm {
+            IccAlgorithm::Sm4 => AlgorithmName::Sm4,
+            IccAlgorithm::Tdes => AlgorithmName::Tdes,
+        };
+        if card.algorithm == IccAlgorithm::Tdes {
+            file.pboc.imk_sm4 = None;
+        }
+        let profile = CardProfile::from_perso(&file).map_err(|e| DemoError::Card(e.to_string()))?;
+        Ok(VirtualCard::new(profile))
+    }
+
+    /// The PIN block (ISO 9564-1 format 0) a kiosk's PIN pad makes under the demo TPK.
+    pub fn pin_block(pan: &Pan, pin: &str) -> Result<[u8; 8], DemoError> {
+        let key = ClearKey::new(
+            KeyScheme::U,
+            hex::decode(clear_keys::TPK).map_err(|_| DemoError::Data("tpk"))?,
+        )?;
+        let cipher = WorkingCipher::new(&key)?;
+        let pin = ClearPin::new(pin).map_err(|_| DemoError::Data("pin"))?;
+        let block = encrypt_pin_block(&cipher, PinBlockFormat::Iso0, &pin, pan.expose_digits())?;
+        block
+            .as_bytes()
+            .try_into()
+            .map_err(|_| DemoError::Data("pin block"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_pans_pass_the_luhn_check_and_keys_have_odd_parity() {
+        let w = DemoWorld::new(3).unwrap();
+        assert_eq!(w.cards.len(), 18);
+        assert!(w.cards.iter().all(|c| c.pan.has_valid_check_digit()));
+        assert_eq!(luhn_complete("7992739871"), "79927398713");
+        for b in &w.banks {
+            assert!(hex::decode(&b.zmk_clear)
+                .unwrap()
+                .iter()
+                .all(|x| x.count_ones() % 2 == 1));
+        }
+        assert!(w.bank_keys(5).is_ok());
+    }
+}

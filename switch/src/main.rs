@@ -1,0 +1,121 @@
+//! The `switch` binary: `switch demo` runs the whole network on one machine; `switch serve
+//! --config FILE` runs a production node from a configuration file (see ops/).
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use switch::demo::run::{self as demo, DemoOptions};
+
+#[derive(Parser)]
+#[command(name = "switch", about = "Social-security card transaction switch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole network on this machine: SQLite, software HSM, six simulated banks,
+    /// simulated kiosks with virtual cards, and a live summary.
+    Demo {
+        /// Data folder (the demo database in it is replaced at start).
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        listen: SocketAddr,
+        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// First port of the six simulated bank hosts.
+        #[arg(long, default_value_t = 9101)]
+        bank_port_base: u16,
+        /// Cards per bank.
+        #[arg(long, default_value_t = 50)]
+        cards_per_bank: usize,
+        /// Simulated kiosks.
+        #[arg(long, default_value_t = 6)]
+        kiosks: usize,
+        /// Serve without simulated kiosks, for outside ISO 8583 clients.
+        #[arg(long)]
+        no_traffic: bool,
+        /// Print the demo cards, keys and link addresses, then exit.
+        #[arg(long)]
+        describe: bool,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_secs: Option<u64>,
+    },
+    /// Run a switch node from a configuration file.
+    Serve {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo {
+                data_dir,
+                listen,
+                http,
+                bank_port_base,
+                cards_per_bank,
+                kiosks,
+                no_traffic,
+                describe,
+                duration_secs,
+            } => {
+                let opts = DemoOptions {
+                    data_dir,
+                    listen,
+                    http,
+                    bank_port_base,
+                    cards_per_bank: cards_per_bank.max(1),
+                    traffic: !no_traffic,
+                    kiosks,
+                    duration: duration_secs.map(Duration::from_secs),
+                };
+                if describe {
+                    demo::describe(&opts)
+                        .map(|s| print!("{s}"))
+                        .map_err(|e| e.to_string())
+                } else {
+                    demo::run(opts).await.map_err(|e| e.to_string())
+                }
+            }
+            Command::Serve { config } => switch::config::serve(&config)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The authorization pipeline end to end: a kiosk with a virtual card talks ISO 8583 over TCP
+//! to the acquirer server; the pipeline checks the card, ARQC and PIN through the software HSM,
+//! splits the bill, sends the bank leg to a scripted bank, commits to SQLite and answers.
+
+use async_trait::async_trait;
+use card_apdu::channel::memory::MemoryChannel;
+use futures_util::{SinkExt, StreamExt};
+use hsm_sim::keys::Zpk;
+use schemas::domain::{InstitutionId, ResponseCode, Stan, TerminalId};
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use schemas::iso8583::{self, OwnedMessage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switch::acquirer::{self, AcquirerListener};
+use switch::demo::kiosk::Kiosk;
+use switch::demo::world::{DemoCard, DemoWorld, DEMO_PIN};
+use switch::gateway::{BankGateway, GatewayError};
+use switch::metrics::Metrics;
+use switch::pipeline::Pipeline;
+use switch::store::{writer, CardStatus, DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// What the scripted bank does with the next legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BankMode {
+    Approve,
+    Decline(ResponseCode),
+    Silent,
+    Down,
+}
+
+struct ScriptedBanks {
+    mode: Mutex<BankMode>,
+    zpks: HashMap<InstitutionId, Zpk>,
+    stan: AtomicU32,
+    seen: Mutex<Vec<(String, u64)>>,
+}
+
+#[async_trait]
+impl BankGateway for ScriptedBanks {
+    async fn send(
+        &self,
+        _bank: &InstitutionId,
+        request: OwnedMessage<'static>,
+        timeout: Duration,
+    ) -> Result<OwnedMessage<'static>, GatewayError> {
+        let mode = *self.mode.lock().unwrap();
+        self.seen.lock().unwrap().push((
+            request.get_str(3).unwrap().into_owned(),
+            request.get_u64(4).unwrap(),
+        ));
+        let answer = |code: &str| {
+            let spec = iso8583::spec("ssc87").unwrap();
+            let mut wire = Vec::new();
+            spec.encode(&request, &mut wire).unwrap();
+            let mut a = spec.decode(&wire).unwrap().to_response().unwrap();
+            a.set_str(39, code).unwrap();
+            a.set_str(38, "B12345").unwrap();
+            // Detach from `wire`: re-encode and decode into an owned message.
+            let mut out = Vec::new();
+            spec.encode(&a, &mut out).unwrap();
+            let leaked: &'static [u8] = Box::leak(out.into_boxed_slice());
+            spec.decode(leaked).unwrap().to_owned_message()
+        };
+        match mode {
+            BankMode::Approve => Ok(answer("00")),
+            BankMode::Decline(code) => Ok(answer(code.as_str())),
+            BankMode::Silent => {
+                tokio::time::sleep(timeout).await;
+                Err(GatewayError::Timeout)
+            }
+            BankMode::Down => Err(GatewayError::Unavailable),
+        }
+    }
+
+    fn is_up(&self, _bank: &InstitutionId) -> bool {
+        *self.mode.lock().unwrap() != BankMode::Down
+    }
+
+    fn zpk(&self, bank: &InstitutionId) -> Option<Zpk> {
+        self.zpks.get(bank).cloned()
+    }
+
+    fn next_stan(&self, _bank: &InstitutionId) -> Stan {
+        Stan::new(self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1).unwrap()
+    }
+}
+
+struct Net {
+    _dir: tempfile::TempDir,
+    world: DemoWorld,
+    store: Arc<SqliteStore>,
+    banks: Arc<ScriptedBanks>,
+    addr: std::net::SocketAddr,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+async fn network(cards_per_bank: usize) -> Net {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .unwrap(),
+    );
+    let mut world = DemoWorld::new(cards_per_bank).unwrap();
+    world.seed(&*store).await.unwrap();
+    world.cfg.bank_timeout = Duration::from_millis(300);
+    let mut zpks = HashMap::new();
+    for (i, b) in world.banks.iter().enumerate() {
+        zpks.insert(b.id.clone(), world.bank_keys(i).unwrap().1);
+    }
+    let banks = Arc::new(ScriptedBanks {
+        mode: Mutex::new(BankMode::Approve),
+        zpks,
+        stan: AtomicU32::new(1),
+        seen: Mutex::new(Vec::new()),
+    });
+    let (w, _task) = writer::spawn(Arc::clone(&store), writer::WriterConfig::default());
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        w,
+        world.hsm.clone(),
+        banks.clone(),
+        world.keys.clone(),
+        world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let mut cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
+    cfg.frame_len_max = 2048;
+    let listener = acquirer::bind(&cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
+    Net {
+        _dir: dir,
+        world,
+        store,
+        banks,
+        addr,
+        _shutdown: tx,
+    }
+}
+
+type Conn = Framed<TcpStream, FrameCodec>;
+
+async fn connect(addr: std::net::SocketAddr) -> Conn {
+    Framed::new(
+        TcpStream::connect(addr).await.unwrap(),
+        FrameCodec::new(LengthHeader::Binary2),
+    )
+}
+
+async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
+    conn.send(Frame {
+        tpdu: None,
+        message: request.to_vec().into(),
+    })
+    .await
+    .unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(10), conn.next())
+        .await
+        .expect("answer in time")
+        .expect("connection open")
+        .expect("well-framed answer");
+    f.message.to_vec()
+}
+
+fn hospital_kiosk(world: &DemoWorld) -> Kiosk {
+    let h = &world.hospitals[0];
+    Kiosk::new(
+        TerminalId::parse("HK000001").unwrap(),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    )
+}
+
+fn reader(world: &DemoWorld, card: &DemoCard) -> MemoryChannel {
+    MemoryChannel::new(world.virtual_card(card).unwrap())
+}
+
+fn decode(wire: &[u8]) -> iso8583::Message<'_> {
+    iso8583::spec("ssc87").unwrap().decode(wire).unwrap()
+}
+
+fn insured(world: &DemoWorld) -> DemoCard {
+    world
+        .cards
+        .iter()
+        .find(|c| {
+            c.insurance == Some(switch::store::InsuranceCategory::Employee)
+                && c.algorithm == switch::store::IccAlgorithm::Sm4
+        })
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_bill_is_split_between_fund_personal_account_and_bank_and_the_card_accepts_the_arpc(
+) {
+    let net = network(2).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    // Level-3 hospital, employee: deductible 800.00, 80 % above it. Bill 3,000.00 →
+    // fund 1,760.00; the personal account (≥ 500.00) pays what it can; the bank the rest.
+    let bill = 300_000;
+    let pending = k
+        .medical_bill(&card, &mut r, bill, "MZ-0001", DEMO_PIN)
+        .unwrap();
+    let answer = exchange(&mut conn, &pending.request).await;
+    let a = decode(&answer);
+    assert_eq!(a.mti().as_str(), "0210");
+    assert_eq!(a.get_str(39).unwrap(), "00");
+    assert_eq!(a.get_u64(11).unwrap(), u64::from(pending.stan));
+    let leg = |p: &str| a.get_path_str(p).unwrap().parse::<i64>().unwrap();
+    let (pooled, personal, bank) = (leg("63.1"), leg("63.2"), leg("63.3"));
+    assert_eq!(pooled, 176_000);
+    assert_eq!(personal, card.personal_fen.min(bill as i64 - pooled));
+    assert_eq!(pooled + personal + bank, bill as i64);
+    assert!(bank > 0, "this bill needs the bank");
+    assert_eq!(
+        a.get_path_str("63.4").unwrap(),
+        net.world.banks[card.bank].id.as_str()
+    );
+    assert_eq!(leg("63.5"), card.personal_fen - personal);
+    // The bank saw a purchase for exactly its leg.
+    assert_eq!(
+        net.banks.seen.lock().unwrap().last().unwrap(),
+        &("000000".to_string(), bank as u64)
+    );
+    // The card checks the ARPC and completes with a TC.
+    let outcome = pending.complete(&mut r, &a).unwrap();
+    assert!(outcome.approved);
+    assert_eq!(outcome.issuer_authentication, Some(true));
+    // Durable: the transaction, its legs and its outbox event.
+    let rrn = schemas::domain::Rrn::parse(&a.get_str(37).unwrap()).unwrap();
+    let stored = net.store.transactions_by_rrn(&rrn).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].legs.len(), 3);
+    let outbox = net.store.outbox_after(0, 100).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].event_type, "medical_bill_split");
+    assert_eq!(Some(outbox[0].event_id), stored[0].event_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut conn = connect(net.addr).await;
+
+    let mut stranger = card.clone();
+    stranger.pan = schemas::domain::Pan::parse("6288669900000017").unwrap();
+    let mut r = reader(&net.world, &stranger);
+    let p = k
+        .medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "14"
+    );
+
+    let mut r = reader(&net.world, &card);
+    for expected in ["55", "55", "75"] {
+        let p = k
+            .medical_bill(&card, &mut r, 10_000, "MZ-2", "654321")
+            .unwrap();
+        let a = exchange(&mut conn, &p.request).await;
+        assert_eq!(decode(&a).get_str(39).unwrap(), expected);
+    }
+    let stored = net.store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    assert_eq!(stored.status, CardStatus::Blocked);
+    // Even the right PIN is declined now: the card is on the hot list.
+    let p = k
+        .medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "62"
+    );
+    assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_arqc_is_declined_and_nothing_moves() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let p = k
+        .medical_bill(&card, &mut r, 10_000, "MZ-4", DEMO_PIN)
+        .unwrap();
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.decode(&p.request).unwrap().to_owned_message();
+    let mut arqc = m.get_path("55.9F26").unwrap().into_owned();
+    arqc[0] ^= 0x01;
+    m.set_path("55.9F26", &arqc).unwrap();
+    let mut tampered = Vec::new();
+    spec.encode(&m, &mut tampered).unwrap();
+    let a = exchange(&mut conn, &tampered).await;
+    assert_eq!(decode(&a).get_str(39).unwrap(), "05");
+    assert!(net.store.outbox_after(0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_within_limits() {
+    let net = network(2).await;
+    let card = net
+        .world
+        .cards
+        .iter()
+        .find(|c| c.insurance.is_none())
+        .unwrap()
+        .clone();
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    *net.banks.mode.lock().unwrap() = BankMode::Silent;
+    let p = k
+        .medical_bill(&card, &mut r, 50_000, "MZ-5", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    assert_eq!(decode(&a).get_str(39).unwrap(), "91");
+    let due = net.store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount_fen, 50_000);
+    assert_eq!(due[0].destination, net.world.banks[card.bank].id);
+
+    // Link down: stand-in approves up to 200.00 and declines 91 above.
+    *net.banks.mode.lock().unwrap() = BankMode::Down;
+    let p = k
+        .medical_bill(&card, &mut r, 15_000, "MZ-6", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    assert_eq!(decode(&a).get_str(39).unwrap(), "00");
+    assert!(decode(&a).get_str(38).unwrap().starts_with('S'));
+    let p = k
+        .medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "91"
+    );
+
+    *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
+    let p = k
+        .medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "51"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let (balance_req, _) = k.personal_balance(&card).unwrap();
+    let before = decode(&exchange(&mut conn, &balance_req).await)
+        .get_str(54)
+        .unwrap()
+        .into_owned();
+    let p = k
+        .medical_bill(&card, &mut r, 300_000, "MZ-9", DEMO_PIN)
+        .unwrap();
+    let original = p.request.clone();
+    let a = exchange(&mut conn, &p.request).await;
+    assert_eq!(decode(&a).get_str(39).unwrap(), "00");
+    let (reversal, _) = k.reversal_of(&original).unwrap();
+    let rev = exchange(&mut conn, &reversal).await;
+    assert_eq!(decode(&rev).mti().as_str(), "0410");
+    assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
+    // The same reversal again (a retransmission) and a second reversal: no double credit.
+    assert_eq!(
+        decode(&exchange(&mut conn, &reversal).await)
+            .get_str(39)
+            .unwrap(),
+        "94"
+    );
+    let (again, _) = k.reversal_of(&original).unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &again).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+    let (balance_req, _) = k.personal_balance(&card).unwrap();
+    let after = decode(&exchange(&mut conn, &balance_req).await)
+        .get_str(54)
+        .unwrap()
+        .into_owned();
+    assert_eq!(before, after, "personal account restored exactly");
+    let events: Vec<String> = net
+        .store
+        .outbox_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.event_type)
+        .collect();
+    assert_eq!(events, vec!["medical_bill_split", "reversal"]);
+    let due = net.store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the bank leg goes back to the bank");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaffected() {
+    let net = network(1).await;
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut conn = connect(net.addr).await;
+    // Missing mandatory fields (no 3, 4, 49): answered 30, STAN echoed.
+    let mut m = spec.message(iso8583::Mti::new("0200").unwrap());
+    m.set_str(7, "1123101010")
+        .unwrap()
+        .set_u64(11, 4242)
+        .unwrap();
+    m.set_str(41, "HK000001").unwrap();
+    let mut wire = Vec::new();
+    spec.encode_unchecked(&m, &mut wire).unwrap();
+    let a = exchange(&mut conn, &wire).await;
+    let a = spec.decode_unchecked(&a).unwrap();
+    assert_eq!(a.mti().as_str(), "0210");
+    assert_eq!(a.get_str(39).unwrap(), "30");
+    assert_eq!(a.get_u64(11).unwrap(), 4242);
+
+    // The same connection still works for a good request.
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+
+    // No readable MTI: the connection is closed.
+    let mut bad = connect(net.addr).await;
+    bad.send(Frame {
+        tpdu: None,
+        message: b"\xFF\xFFgarbage".to_vec().into(),
+    })
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), bad.next())
+        .await
+        .unwrap();
+    assert!(next.is_none() || next.unwrap().is_err());
+
+    // An oversize frame (header says 4000 > 2048): closed without reading it.
+    let mut raw = TcpStream::connect(net.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(&[0x0F, 0xA0]).await.unwrap();
+    raw.write_all(&[b'0'; 64]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "connection closed");
+
+    // The first connection is still served.
+    let (q, _) = k.personal_balance(&card).unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(),
+        "00"
+    );
+}
