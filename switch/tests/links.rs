@@ -1012,3 +1012,61 @@ async fn with_key_exchange_on_sign_on_every_connection_starts_with_a_fresh_zpk()
     assert_ne!(second, first);
     assert_eq!(bank.stats().key_exchanges, 2);
 }
+
+async fn read_frame(sock: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    sock.read_exact(&mut len).await.expect("length");
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    sock.read_exact(&mut body).await.expect("body");
+    body
+}
+
+async fn write_frame(sock: &mut tokio::net::TcpStream, m: &OwnedMessage<'_>) {
+    let mut body = Vec::new();
+    spec("ssc87")
+        .expect("spec")
+        .encode(m, &mut body)
+        .expect("encode");
+    let mut frame = (body.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    sock.write_all(&frame).await.expect("write");
+}
+
+#[tokio::test]
+async fn an_echo_test_from_the_bank_is_answered_by_the_link() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let links = IssuerLinks::start(
+        vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    let (mut sock, _) = listener.accept().await.expect("accept");
+    let s = spec("ssc87").expect("spec");
+    // Answer the sign-on.
+    let body = read_frame(&mut sock).await;
+    let sign_on = s.decode(&body).expect("decode");
+    assert_eq!(sign_on.mti().as_str(), "0800");
+    assert_eq!(sign_on.get_str(70).expect("70"), "001");
+    let mut ok = sign_on.to_response().expect("0810");
+    ok.set_str(39, "00").expect("39");
+    write_frame(&mut sock, &ok).await;
+    wait_state(&links, LinkState::SignedOn).await;
+    // The bank tests the link.
+    let mut echo = s.message(Mti::new("0800").expect("mti"));
+    echo.set_str(7, "1123093605")
+        .and_then(|m| m.set_u64(11, 777))
+        .and_then(|m| m.set_str(70, "301"))
+        .expect("fields");
+    write_frame(&mut sock, &echo).await;
+    let body = read_frame(&mut sock).await;
+    let answer = s.decode(&body).expect("decode");
+    assert_eq!(answer.mti().as_str(), "0810");
+    assert_eq!(answer.get_u64(11).expect("11"), 777);
+    assert_eq!(answer.get_str(39).expect("39"), "00");
+    assert!(links.is_up(&bank_id()));
+}
