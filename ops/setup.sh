@@ -2,7 +2,8 @@
 # Installs and starts what the project's tests and demo need on a fresh machine (Debian, root),
 # and does nothing that is already done. Called by ops/test.sh; safe to run by hand.
 #
-#   ops/setup.sh            apt packages + PostgreSQL running + tools (cargo-nextest, tansu)
+#   ops/setup.sh            apt packages + PostgreSQL running + test tools (nextest, tansu)
+#   ops/setup.sh demo       apt packages only: what `switch demo` needs to build and run + tools (cargo-nextest, tansu)
 #
 # Tools that take long to build are cached under $SSC_TOOLS (default /var/cache/ssc/tools), outside
 # the checkout, so later runs on the same machine reuse them.
@@ -17,9 +18,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # ---- Debian packages -------------------------------------------------------------------------
 # pcscd + vsmartcard-vpcd + pcsc-tools: the real PC/SC stack the virtual card is reached through.
 # libpcsclite-dev + pkg-config: the `pcsc` crate links libpcsclite.
-# cmake + libsasl2-dev: rdkafka builds librdkafka from source.
+# cmake + libsasl2-dev + libcurl4-openssl-dev + zlib1g-dev: rdkafka builds librdkafka from source
+# (its CMake build enables libcurl when it finds the library).
 APT_PACKAGES=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config cmake build-essential
-  libsasl2-dev libssl-dev postgresql-client)
+  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -29,6 +31,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "demo" ]; then
+  log "ready (demo)"
+  exit 0
 fi
 
 # ---- PostgreSQL (127.0.0.1:5432, trust auth, database `test`) ---------------------------------

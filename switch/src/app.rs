@@ -1,6 +1,8 @@
 //! What runs beside the pipeline in every switch process (demo or production): the hot-list
 //! refresh, the release of expired authorization holds, and the purge of old duplicate keys.
 
+use crate::gateway::BankGateway;
+use crate::link::forwarder::{ForwarderConfig, ForwarderError, ReversalForwarder};
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use std::sync::Arc;
@@ -48,4 +50,21 @@ pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch:
             }
         }
     });
+}
+
+/// Starts the store-and-forward reversal forwarder over `banks`.
+pub fn spawn_forwarder<S: Store, G: BankGateway>(
+    store: Arc<S>,
+    banks: Arc<G>,
+    switch_institution: schemas::domain::InstitutionId,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<ReversalForwarder<S, G>>, ForwarderError> {
+    let forwarder = Arc::new(ReversalForwarder::new(
+        store,
+        banks,
+        ForwarderConfig::new(switch_institution),
+    )?);
+    let f = Arc::clone(&forwarder);
+    tokio::spawn(async move { f.run(shutdown).await });
+    Ok(forwarder)
 }

@@ -509,7 +509,13 @@ async fn run_node<S: Store>(
             let _ = axum::serve(l, http::router(state)).await;
         });
     }
-    // FORWARDER
+    crate::app::spawn_forwarder(
+        Arc::clone(&store),
+        links.clone(),
+        inst(&cfg.switch.institution)?,
+        shutdown.clone(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
     crate::app::spawn_housekeeping(pipeline, shutdown);
     let _ = tokio::signal::ctrl_c().await;
     let _ = shutdown_tx.send(true);

@@ -47,6 +47,9 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration_secs: Option<u64>,
+        /// Keep the databases of an earlier run (restart after a crash).
+        #[arg(long)]
+        keep_data: bool,
     },
     /// Run a switch node from a configuration file.
     Serve {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
                 no_traffic,
                 describe,
                 duration_secs,
+                keep_data,
             } => {
                 let opts = DemoOptions {
                     data_dir,
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
                     traffic: !no_traffic,
                     kiosks,
                     duration: duration_secs.map(Duration::from_secs),
+                    keep_data,
                 };
                 if describe {
                     demo::describe(&opts)

@@ -48,6 +48,9 @@ pub struct DemoOptions {
     pub kiosks: usize,
     /// Stop after this long (`None`: until Ctrl-C).
     pub duration: Option<Duration>,
+    /// Keep the data folder's databases from an earlier run (restart after a crash) instead
+    /// of starting afresh.
+    pub keep_data: bool,
 }
 
 impl Default for DemoOptions {
@@ -61,6 +64,7 @@ impl Default for DemoOptions {
             traffic: true,
             kiosks: 6,
             duration: None,
+            keep_data: false,
         }
     }
 }
@@ -153,8 +157,18 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
 /// Runs the demo until Ctrl-C or the duration.
 pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     std::fs::create_dir_all(&opts.data_dir)?;
-    for f in ["switch.db", "switch.db-wal", "switch.db-shm"] {
-        let _ = std::fs::remove_file(opts.data_dir.join(f));
+    let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
+    for f in [
+        "switch.db",
+        "switch.db-wal",
+        "switch.db-shm",
+        "clearing.db",
+        "clearing.db-wal",
+        "clearing.db-shm",
+    ] {
+        if !resume {
+            let _ = std::fs::remove_file(opts.data_dir.join(f));
+        }
     }
     let store = Arc::new(
         SqliteStore::open(
@@ -164,7 +178,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
         .await?,
     );
     let mut world = DemoWorld::new(opts.cards_per_bank)?;
-    world.seed(&*store).await?;
+    if resume {
+        world.resume();
+    } else {
+        world.seed(&*store).await?;
+    }
     let metrics = Arc::new(Metrics::default());
 
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
@@ -249,7 +267,21 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     tokio::spawn(async move {
         let _ = axum::serve(http_listener, http::router(http_state)).await;
     });
-    // FORWARDER: the store-and-forward reversal forwarder starts here once merged.
+    let forwarder = crate::app::spawn_forwarder(
+        Arc::clone(&store),
+        links.clone(),
+        world.cfg.switch_id.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let clearing =
+        clearing::embedded::EmbeddedClearing::start(clearing::embedded::EmbeddedConfig::new(
+            opts.data_dir.join("switch.db"),
+            opts.data_dir.join("clearing.db"),
+            clearing::window::WindowSchedule::EveryMinutes(15),
+        ))
+        .await
+        .map_err(|e| DemoRunError::Other(format!("clearing: {e}")))?;
     crate::app::spawn_housekeeping(Arc::clone(&pipeline), shutdown.clone());
 
     println!(
@@ -269,8 +301,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
             let (world, sent, shutdown) = (Arc::clone(&world), Arc::clone(&sent), shutdown.clone());
             let addr = opts.listen;
             tokio::spawn(async move {
+                let stopping = shutdown.clone();
                 if let Err(e) = kiosk_loop(k, world, addr, sent, shutdown).await {
-                    eprintln!("kiosk {k} stopped: {e}");
+                    if !*stopping.borrow() {
+                        eprintln!("kiosk {k} stopped: {e}");
+                    }
                 }
             });
         }
@@ -292,8 +327,22 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
             *by_code.entry(code).or_default() += n;
         }
         let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        let (acked, _) = forwarder.totals();
+        let clearing_line = match (clearing.stats().await, clearing.positions().await) {
+            (Ok(st), Ok(pos)) => {
+                let fund = pos.net_fen(super::world::INSURANCE_FUND_ID);
+                format!(
+                    "clearing: {} events applied, lag {}, fund net {:.2} CNY, sum {}",
+                    st.events_applied,
+                    st.lag_events,
+                    rust_decimal::Decimal::new(fund, 2),
+                    pos.sum_fen()
+                )
+            }
+            _ => "clearing: unavailable".to_owned(),
+        };
         println!(
-            "[{:>5.0}s] {:>7.0} tps  total {:>8}  codes {}  p50 {}µs p99 {}µs  queue {}  reversals queued {}  banks up {}/6",
+            "[{:>5.0}s] {:>6.0} tps  total {:>7}  codes {}  p50 {}µs p99 {}µs  writer queue {}  reversals queued {} acked {}  banks up {}/6  {}",
             started.elapsed().as_secs_f64(),
             rate,
             total,
@@ -302,13 +351,18 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
             metrics.latency.quantile_us(0.99).unwrap_or(0),
             writer.queue_depth(),
             metrics.reversals_queued.load(Ordering::Relaxed),
+            acked,
             world.banks.iter().filter(|b| links.is_up(&b.id)).count(),
+            clearing_line,
         );
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
     }
     let _ = shutdown_tx.send(true);
+    if let Err(e) = clearing.shutdown().await {
+        eprintln!("clearing shutdown: {e}");
+    }
     links.shutdown().await;
     for b in &bank_sims {
         b.stop().await;

@@ -456,6 +456,14 @@ impl DemoWorld {
         Ok(())
     }
 
+    /// Sets what [`DemoWorld::seed`] would have set, for a store seeded by an earlier run with
+    /// the same number of cards (seeding is deterministic: two accounts per insured card, then
+    /// the social-security fund's).
+    pub fn resume(&mut self) {
+        let insured = self.cards.iter().filter(|c| c.insurance.is_some()).count() as i64;
+        self.cfg.social_security_fund_account = Some(crate::store::AccountId(2 * insured + 1));
+    }
+
     /// A virtual card (SSSE + PBOC) personalised for `card`.
     pub fn virtual_card(&self, card: &DemoCard) -> Result<VirtualCard, DemoError> {
         let mut file =

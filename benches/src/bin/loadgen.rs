@@ -1,0 +1,391 @@
+//! `loadgen`: end-to-end load against a running switch (`switch demo --no-traffic`).
+//!
+//! It prepares real requests first (virtual cards make real ARQCs, the PIN pad real PIN blocks
+//! under the demo TPK) so the timed run spends no CPU on card simulation, then drives N
+//! connections, either at a fixed total rate (open loop: latency is measured from the time each
+//! request was *due*, so a stalled switch cannot hide its queueing: no coordinated omission) or
+//! as fast as the switch answers with a window of requests in flight per connection. Every
+//! response is validated (MTI, STAN, field 39; for approved bills, 63.1 + 63.2 + 63.3 = 62.4)
+//! and latencies go into an HdrHistogram.
+//!
+//! ```text
+//! switch demo --no-traffic --cards-per-bank 500 &
+//! loadgen --cards-per-bank 500 --connections 32 --rate 10000 --duration 30
+//! ```
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use schemas::domain::TerminalId;
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switch::demo::kiosk::Kiosk;
+use switch::demo::world::{DemoWorld, DEMO_PIN};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_util::codec::Framed;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "loadgen",
+    about = "End-to-end ISO 8583 load against a switch demo"
+)]
+struct Args {
+    /// The switch's acquirer address.
+    #[arg(long, default_value = "127.0.0.1:8583")]
+    target: SocketAddr,
+    /// Must equal the demo's --cards-per-bank (the same demo world is rebuilt here).
+    #[arg(long, default_value_t = 50)]
+    cards_per_bank: usize,
+    /// Connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Total requests per second; 0 = as fast as answered (closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Requests in flight per connection in closed-loop mode.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Percent of hospital bill payments (split); the rest is split between bank purchases
+    /// and balance inquiries by --purchase.
+    #[arg(long, default_value_t = 60)]
+    bills: u32,
+    /// Percent of bank purchases.
+    #[arg(long, default_value_t = 25)]
+    purchases: u32,
+    /// Most requests prepared (the run stops early when they are used up).
+    #[arg(long, default_value_t = 400_000)]
+    prepare_max: usize,
+}
+
+/// One prepared request.
+struct Prepared {
+    wire: Vec<u8>,
+    stan: u64,
+    kind: &'static str,
+    bill_fen: Option<i64>,
+}
+
+fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
+    let total = if args.rate > 0 {
+        (args.rate * args.duration) as usize + args.connections
+    } else {
+        args.prepare_max
+    }
+    .min(args.prepare_max);
+    let hospitals = &world.hospitals;
+    let threads = 2usize;
+    let per_thread = args.connections.div_ceil(threads);
+    let chunks: Vec<Vec<Vec<Prepared>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let conns: Vec<usize> =
+                        (t * per_thread..((t + 1) * per_thread).min(args.connections)).collect();
+                    let mut out: Vec<Vec<Prepared>> = Vec::new();
+                    let mut readers: HashMap<usize, card_apdu::channel::memory::MemoryChannel> =
+                        HashMap::new();
+                    for &c in &conns {
+                        let h = &hospitals[c % hospitals.len()];
+                        let tid = TerminalId::parse(&format!("LG{c:06}")).expect("terminal id");
+                        let mut kiosk = Kiosk::new(
+                            tid,
+                            h.id.clone(),
+                            Some(h.code.clone()),
+                            &format!("{}", 5 + c % 5),
+                        );
+                        let n = total / args.connections;
+                        let mut list = Vec::with_capacity(n);
+                        for i in 0..n {
+                            let idx = (c * 7919 + i * 104_729) % world.cards.len();
+                            let card = &world.cards[idx];
+                            let roll = ((i * 37 + c * 11) % 100) as u32;
+                            let reader = readers.entry(idx).or_insert_with(|| {
+                                card_apdu::channel::memory::MemoryChannel::new(
+                                    world.virtual_card(card).expect("virtual card"),
+                                )
+                            });
+                            let p = if roll < args.bills {
+                                let bill = 5_000 + ((i as u64 * 7_331) % 300_000);
+                                kiosk
+                                    .medical_bill(
+                                        card,
+                                        reader,
+                                        bill,
+                                        &format!("LG{c}-{i}"),
+                                        DEMO_PIN,
+                                    )
+                                    .map(|p| Prepared {
+                                        wire: p.request,
+                                        stan: u64::from(p.stan),
+                                        kind: "bill",
+                                        bill_fen: Some(bill as i64),
+                                    })
+                            } else if roll < args.bills + args.purchases {
+                                let amount = 1_000 + ((i as u64 * 3_331) % 20_000);
+                                kiosk.bank_purchase(card, reader, amount).map(|p| Prepared {
+                                    wire: p.request,
+                                    stan: u64::from(p.stan),
+                                    kind: "purchase",
+                                    bill_fen: None,
+                                })
+                            } else {
+                                kiosk.personal_balance(card).map(|(w, s)| Prepared {
+                                    wire: w,
+                                    stan: u64::from(s),
+                                    kind: "balance",
+                                    bill_fen: None,
+                                })
+                            };
+                            match p {
+                                Ok(p) => list.push(p),
+                                Err(e) => eprintln!("prepare: {e}"),
+                            }
+                        }
+                        out.push(list);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("prepare thread"))
+            .collect()
+    });
+    chunks.into_iter().flatten().collect()
+}
+
+#[derive(Default)]
+struct Tally {
+    codes: BTreeMap<(String, String), u64>,
+    invalid: u64,
+    errors: u64,
+}
+
+fn validate(p: &Prepared, answer: &[u8], tally: &mut Tally) {
+    let spec = match schemas::iso8583::spec("ssc87") {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let Ok(a) = spec.decode_unchecked(answer) else {
+        tally.invalid += 1;
+        return;
+    };
+    let code = a
+        .get_str(39)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| "??".into());
+    let ok_mti = a.mti().as_str() == "0210";
+    let ok_stan = a.get_u64(11).ok() == Some(p.stan);
+    let ok_split = match (p.bill_fen, code.as_str()) {
+        (Some(bill), "00") => {
+            let leg = |x: &str| {
+                a.get_path_str(x)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(-1)
+            };
+            leg("63.1") + leg("63.2") + leg("63.3") == bill
+        }
+        _ => true,
+    };
+    if !(ok_mti && ok_stan && ok_split) {
+        tally.invalid += 1;
+    }
+    *tally.codes.entry((p.kind.to_owned(), code)).or_default() += 1;
+}
+
+async fn drive(
+    args: Args,
+    list: Vec<Prepared>,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    tally: Arc<Mutex<Tally>>,
+    start: Instant,
+) {
+    let Ok(sock) = TcpStream::connect(args.target).await else {
+        tally.lock().await.errors += 1;
+        return;
+    };
+    let _ = sock.set_nodelay(true);
+    let (mut tx, mut rx) = Framed::new(sock, FrameCodec::new(LengthHeader::Binary2)).split();
+    let list = Arc::new(list);
+    let in_flight: Arc<std::sync::Mutex<HashMap<u64, (usize, Instant)>>> = Default::default();
+    let window = Arc::new(tokio::sync::Semaphore::new(args.window.max(1)));
+    let per_conn_interval = (args.rate > 0)
+        .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    let end = start + Duration::from_secs(args.duration);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = {
+        let (list, in_flight, hist, tally, window) = (
+            Arc::clone(&list),
+            Arc::clone(&in_flight),
+            Arc::clone(&hist),
+            Arc::clone(&tally),
+            Arc::clone(&window),
+        );
+        tokio::spawn(async move {
+            let mut local = Tally::default();
+            let mut local_hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            loop {
+                let frame = tokio::select! {
+                    f = rx.next() => f,
+                    _ = &mut stop_rx => break,
+                };
+                let Some(Ok(frame)) = frame else { break };
+                let spec = schemas::iso8583::spec("ssc87").expect("spec");
+                let stan = spec
+                    .decode_unchecked(&frame.message)
+                    .ok()
+                    .and_then(|m| m.get_u64(11).ok());
+                let entry = stan.and_then(|s| in_flight.lock().ok()?.remove(&s));
+                match entry {
+                    Some((i, due)) => {
+                        let _ = local_hist.record(due.elapsed().as_micros() as u64);
+                        validate(&list[i], &frame.message, &mut local);
+                        window.add_permits(1);
+                    }
+                    None => local.invalid += 1,
+                }
+            }
+            let _ = hist.lock().await.add(&local_hist);
+            let mut t = tally.lock().await;
+            for (k, v) in local.codes {
+                *t.codes.entry(k).or_default() += v;
+            }
+            t.invalid += local.invalid;
+        })
+    };
+    for (i, p) in list.iter().enumerate() {
+        let due = match per_conn_interval {
+            Some(iv) => {
+                let due = start + iv.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => {
+                if let Ok(permit) = window.acquire().await {
+                    permit.forget();
+                }
+                Instant::now()
+            }
+        };
+        if Instant::now() > end {
+            break;
+        }
+        if let Ok(mut m) = in_flight.lock() {
+            m.insert(p.stan, (i, due));
+        }
+        if tx
+            .send(Frame {
+                tpdu: None,
+                message: p.wire.clone().into(),
+            })
+            .await
+            .is_err()
+        {
+            tally.lock().await.errors += 1;
+            break;
+        }
+    }
+    // Wait for the answers still in flight (bounded).
+    let drain_end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < drain_end && !in_flight.lock().map(|m| m.is_empty()).unwrap_or(true) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost = in_flight.lock().map(|m| m.len() as u64).unwrap_or(0);
+    tally.lock().await.errors += lost;
+    drop(tx);
+    let _ = stop_tx.send(());
+    let _ = reader.await;
+}
+
+fn main() {
+    let args = Args::parse();
+    let world = DemoWorld::new(args.cards_per_bank.max(1)).expect("demo world");
+    let t0 = Instant::now();
+    let lists = prepare(&args, &world);
+    let prepared: usize = lists.iter().map(Vec::len).sum();
+    eprintln!(
+        "prepared {prepared} requests in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let hist = Arc::new(Mutex::new(
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+        ));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let start = Instant::now() + Duration::from_millis(200);
+        let tasks: Vec<_> = lists
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(drive(
+                    args.clone(),
+                    l,
+                    Arc::clone(&hist),
+                    Arc::clone(&tally),
+                    start,
+                ))
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let elapsed = start
+            .elapsed()
+            .as_secs_f64()
+            .min(args.duration as f64 + 10.0);
+        let h = hist.lock().await;
+        let t = tally.lock().await;
+        let done: u64 = t.codes.values().sum();
+        println!(
+            "loadgen: {} connections, {} s, {}",
+            args.connections,
+            args.duration,
+            if args.rate > 0 {
+                format!("target {} tps (open loop)", args.rate)
+            } else {
+                format!("closed loop, window {}", args.window)
+            }
+        );
+        println!(
+            "  responses {done}  throughput {:.0} tps  invalid {}  errors/unanswered {}",
+            done as f64 / elapsed,
+            t.invalid,
+            t.errors
+        );
+        println!(
+            "  latency µs: p50 {}  p90 {}  p99 {}  p999 {}  max {}",
+            h.value_at_quantile(0.50),
+            h.value_at_quantile(0.90),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+        let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for ((kind, code), n) in t.codes.iter() {
+            by_kind
+                .entry(kind.clone())
+                .or_default()
+                .push(format!("{code}:{n}"));
+        }
+        for (kind, codes) in by_kind {
+            println!("  {kind:<9} {}", codes.join(" "));
+        }
+        if t.invalid > 0 {
+            std::process::exit(2);
+        }
+    });
+}
