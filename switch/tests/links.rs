@@ -1033,7 +1033,7 @@ async fn write_frame(sock: &mut tokio::net::TcpStream, m: &OwnedMessage<'_>) {
 }
 
 #[tokio::test]
-async fn an_echo_test_from_the_bank_is_answered_by_the_link() {
+async fn an_echo_test_from_the_bank_is_answered_and_garbage_is_counted_not_fatal() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -1068,5 +1068,14 @@ async fn an_echo_test_from_the_bank_is_answered_by_the_link() {
     assert_eq!(answer.mti().as_str(), "0810");
     assert_eq!(answer.get_u64(11).expect("11"), 777);
     assert_eq!(answer.get_str(39).expect("39"), "00");
+    assert!(links.is_up(&bank_id()));
+    // A well-framed message that is not ISO 8583 is counted and discarded; the link stays.
+    sock.write_all(&[0x00, 0x04, b'X', b'X', b'X', b'X'])
+        .await
+        .expect("write");
+    eventually("garbage counted", || {
+        links.stats(&bank_id()).expect("stats").undecodable == 1
+    })
+    .await;
     assert!(links.is_up(&bank_id()));
 }
