@@ -1079,3 +1079,98 @@ async fn an_echo_test_from_the_bank_is_answered_and_garbage_is_counted_not_fatal
     .await;
     assert!(links.is_up(&bank_id()));
 }
+
+/// The advices the forwarder builds carry what `ssc87.md` says: 0420 then 0421, the
+/// reversal's STAN and time, the original's RRN and terminal, 90 and 100.
+#[tokio::test]
+async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let links = Arc::new(
+        IssuerLinks::start(
+            vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
+            hsm.clone() as Arc<dyn Hsm>,
+            LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+        )
+        .expect("links"),
+    );
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 0, 0).await.expect("seed");
+    let decision = testkit::bank_timeout(&fx, 77, 3_000);
+    let t = decision.transaction.clone();
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok());
+
+    let bank = tokio::spawn(async move {
+        let s = spec("ssc87").expect("spec");
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let body = read_frame(&mut sock).await;
+        let mut ok = s
+            .decode(&body)
+            .expect("sign-on")
+            .to_response()
+            .expect("0810");
+        ok.set_str(39, "00").expect("39");
+        write_frame(&mut sock, &ok).await;
+        let mut seen = Vec::new();
+        for answer in [false, true] {
+            let body = read_frame(&mut sock).await;
+            let m = s.decode(&body).expect("advice");
+            let fields: Vec<String> = [2u16, 3, 4, 7, 11, 37, 41, 90, 100]
+                .iter()
+                .map(|id| m.get_str(*id).expect("field").into_owned())
+                .collect();
+            seen.push((m.mti().as_str().to_owned(), fields));
+            if answer {
+                let mut r = m.to_response().expect("0430");
+                r.set_mti(Mti::new("0430").expect("mti"));
+                r.set_str(39, "00").expect("39");
+                write_frame(&mut sock, &r).await;
+            }
+        }
+        seen
+    });
+    wait_state(&links, LinkState::SignedOn).await;
+    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
+        .expect("forwarder");
+    assert_eq!(f.run_once().await.expect("poll").unanswered, 1);
+    let mut acknowledged = 0;
+    for _ in 0..500 {
+        acknowledged += f.run_once().await.expect("poll").acknowledged;
+        if acknowledged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(acknowledged, 1);
+    let seen = bank.await.expect("bank");
+    let stan = format!("{:06}", t.stan.value());
+    let expected = vec![
+        PAN.to_owned(),
+        "000000".into(),
+        "000000003000".into(),
+        t.transmission_at.as_str().to_owned(),
+        stan.clone(),
+        t.rrn.as_str().to_owned(),
+        "KIOSK001".into(),
+        format!(
+            "0200{stan}{}{:0>11}{:0>11}",
+            t.transmission_at.as_str(),
+            fx.hospital.as_str(),
+            "9999"
+        ),
+        bank_id().as_str().to_owned(),
+    ];
+    assert_eq!(seen[0], ("0420".to_owned(), expected.clone()));
+    assert_eq!(seen[1], ("0421".to_owned(), expected));
+    assert!(store
+        .due_reversals(now_us() + 3_600_000_000, 10)
+        .await
+        .expect("due")
+        .is_empty());
+    store.close().await;
+}
