@@ -1174,3 +1174,24 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
         .is_empty());
     store.close().await;
 }
+
+#[tokio::test]
+async fn keys_are_exchanged_periodically_while_signed_on() {
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.key_exchange_interval = Some(Duration::from_millis(50));
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    eventually("two periodic key exchanges", || {
+        links.stats(&bank_id()).expect("stats").key_exchanges >= 2
+    })
+    .await;
+    assert!(bank.stats().key_exchanges >= 2);
+    assert!(links.previous_zpk(&bank_id()).is_some());
+}
