@@ -956,3 +956,242 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
         .await
         .expect("drop test schema");
 }
+
+#[tokio::test]
+async fn a_key_exchange_the_bank_rejects_keeps_the_current_key() {
+    // The switch holds a ZMK the bank does not share: the bank cannot import the new ZPK.
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.zmk = Zmk::from_token(
+        hsm.import_clear_key(KeyType::Zmk, KeyScheme::U, TPK_HEX)
+            .expect("other zmk"),
+    );
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    let before = links.zpk(&bank_id()).expect("zpk");
+    let bank_before = bank.current_zpk().expect("bank zpk");
+    let r = links.exchange_keys(&bank_id()).await;
+    assert!(
+        matches!(r, Err(LinkError::Declined(c)) if c.as_str() == "30"),
+        "{r:?}"
+    );
+    assert_eq!(links.zpk(&bank_id()), Some(before));
+    assert_eq!(links.previous_zpk(&bank_id()), None);
+    assert_eq!(bank.current_zpk(), Some(bank_before));
+    assert_eq!(bank.stats().key_exchanges, 0);
+}
+
+#[tokio::test]
+async fn with_key_exchange_on_sign_on_every_connection_starts_with_a_fresh_zpk() {
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.key_exchange_on_sign_on = true;
+    let configured = config.zpk.clone().expect("zpk");
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    let first = links.zpk(&bank_id()).expect("zpk");
+    assert_ne!(first, configured);
+    assert_eq!(bank.stats().key_exchanges, 1);
+    bank.stop().await;
+    wait_state(&links, LinkState::Down).await;
+    bank.restart().await.expect("restart");
+    wait_state(&links, LinkState::SignedOn).await;
+    let second = links.zpk(&bank_id()).expect("zpk");
+    assert_ne!(second, first);
+    assert_eq!(bank.stats().key_exchanges, 2);
+}
+
+async fn read_frame(sock: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    sock.read_exact(&mut len).await.expect("length");
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    sock.read_exact(&mut body).await.expect("body");
+    body
+}
+
+async fn write_frame(sock: &mut tokio::net::TcpStream, m: &OwnedMessage<'_>) {
+    let mut body = Vec::new();
+    spec("ssc87")
+        .expect("spec")
+        .encode(m, &mut body)
+        .expect("encode");
+    let mut frame = (body.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    sock.write_all(&frame).await.expect("write");
+}
+
+#[tokio::test]
+async fn an_echo_test_from_the_bank_is_answered_and_garbage_is_counted_not_fatal() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let links = IssuerLinks::start(
+        vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    let (mut sock, _) = listener.accept().await.expect("accept");
+    let s = spec("ssc87").expect("spec");
+    // Answer the sign-on.
+    let body = read_frame(&mut sock).await;
+    let sign_on = s.decode(&body).expect("decode");
+    assert_eq!(sign_on.mti().as_str(), "0800");
+    assert_eq!(sign_on.get_str(70).expect("70"), "001");
+    let mut ok = sign_on.to_response().expect("0810");
+    ok.set_str(39, "00").expect("39");
+    write_frame(&mut sock, &ok).await;
+    wait_state(&links, LinkState::SignedOn).await;
+    // The bank tests the link.
+    let mut echo = s.message(Mti::new("0800").expect("mti"));
+    echo.set_str(7, "1123093605")
+        .and_then(|m| m.set_u64(11, 777))
+        .and_then(|m| m.set_str(70, "301"))
+        .expect("fields");
+    write_frame(&mut sock, &echo).await;
+    let body = read_frame(&mut sock).await;
+    let answer = s.decode(&body).expect("decode");
+    assert_eq!(answer.mti().as_str(), "0810");
+    assert_eq!(answer.get_u64(11).expect("11"), 777);
+    assert_eq!(answer.get_str(39).expect("39"), "00");
+    assert!(links.is_up(&bank_id()));
+    // A well-framed message that is not ISO 8583 is counted and discarded; the link stays.
+    sock.write_all(&[0x00, 0x04, b'X', b'X', b'X', b'X'])
+        .await
+        .expect("write");
+    eventually("garbage counted", || {
+        links.stats(&bank_id()).expect("stats").undecodable == 1
+    })
+    .await;
+    assert!(links.is_up(&bank_id()));
+}
+
+/// The advices the forwarder builds carry what `ssc87.md` says: 0420 then 0421, the
+/// reversal's STAN and time, the original's RRN and terminal, 90 and 100.
+#[tokio::test]
+async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let links = Arc::new(
+        IssuerLinks::start(
+            vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
+            hsm.clone() as Arc<dyn Hsm>,
+            LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+        )
+        .expect("links"),
+    );
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 0, 0).await.expect("seed");
+    let decision = testkit::bank_timeout(&fx, 77, 3_000);
+    let t = decision.transaction.clone();
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok());
+
+    let bank = tokio::spawn(async move {
+        let s = spec("ssc87").expect("spec");
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let body = read_frame(&mut sock).await;
+        let mut ok = s
+            .decode(&body)
+            .expect("sign-on")
+            .to_response()
+            .expect("0810");
+        ok.set_str(39, "00").expect("39");
+        write_frame(&mut sock, &ok).await;
+        let mut seen = Vec::new();
+        for answer in [false, true] {
+            let body = read_frame(&mut sock).await;
+            let m = s.decode(&body).expect("advice");
+            let fields: Vec<String> = [2u16, 3, 4, 7, 11, 37, 41, 90, 100]
+                .iter()
+                .map(|id| m.get_str(*id).expect("field").into_owned())
+                .collect();
+            seen.push((m.mti().as_str().to_owned(), fields));
+            if answer {
+                let mut r = m.to_response().expect("0430");
+                r.set_mti(Mti::new("0430").expect("mti"));
+                r.set_str(39, "00").expect("39");
+                write_frame(&mut sock, &r).await;
+            }
+        }
+        seen
+    });
+    wait_state(&links, LinkState::SignedOn).await;
+    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
+        .expect("forwarder");
+    assert_eq!(f.run_once().await.expect("poll").unanswered, 1);
+    let mut acknowledged = 0;
+    for _ in 0..500 {
+        acknowledged += f.run_once().await.expect("poll").acknowledged;
+        if acknowledged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(acknowledged, 1);
+    let seen = bank.await.expect("bank");
+    let stan = format!("{:06}", t.stan.value());
+    let expected = vec![
+        PAN.to_owned(),
+        "000000".into(),
+        "000000003000".into(),
+        t.transmission_at.as_str().to_owned(),
+        stan.clone(),
+        t.rrn.as_str().to_owned(),
+        "KIOSK001".into(),
+        format!(
+            "0200{stan}{}{:0>11}{:0>11}",
+            t.transmission_at.as_str(),
+            fx.hospital.as_str(),
+            "9999"
+        ),
+        bank_id().as_str().to_owned(),
+    ];
+    assert_eq!(seen[0], ("0420".to_owned(), expected.clone()));
+    assert_eq!(seen[1], ("0421".to_owned(), expected));
+    assert!(store
+        .due_reversals(now_us() + 3_600_000_000, 10)
+        .await
+        .expect("due")
+        .is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn keys_are_exchanged_periodically_while_signed_on() {
+    let bank = start_bank(bank_hsm(), "127.0.0.1:0").await;
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let mut config = issuer_config(&hsm, bank.addr().to_string(), &Options::default());
+    config.key_exchange_interval = Some(Duration::from_millis(50));
+    let links = IssuerLinks::start(
+        vec![config],
+        hsm.clone() as Arc<dyn Hsm>,
+        LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+    )
+    .expect("links");
+    wait_state(&links, LinkState::SignedOn).await;
+    eventually("two periodic key exchanges", || {
+        links.stats(&bank_id()).expect("stats").key_exchanges >= 2
+    })
+    .await;
+    assert!(bank.stats().key_exchanges >= 2);
+    assert!(links.previous_zpk(&bank_id()).is_some());
+}

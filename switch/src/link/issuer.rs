@@ -218,6 +218,7 @@ struct Link {
     last_rx_ms: AtomicU64,
     key_exchanges: AtomicU64,
     connections: AtomicU64,
+    undecodable: AtomicU64,
 }
 
 impl Link {
@@ -370,6 +371,7 @@ impl Link {
         let msg = match self.spec.decode(bytes) {
             Ok(m) => m,
             Err(e) => {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(bank = %self.config.institution, error = %e,
                     "undecodable message from the bank");
                 return;
@@ -382,6 +384,7 @@ impl Link {
         let key = match MuxKey::of_response(&msg) {
             Ok(k) => k,
             Err(e) => {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(bank = %self.config.institution, error = %e,
                     "response without a matching key");
                 return;
@@ -391,8 +394,11 @@ impl Link {
             Ok(owned) => {
                 self.mux.deliver(key, owned);
             }
-            Err(e) => tracing::warn!(bank = %self.config.institution, error = %e,
-                "response could not be copied"),
+            Err(e) => {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(bank = %self.config.institution, error = %e,
+                    "response could not be copied");
+            }
         }
     }
 }
@@ -620,6 +626,9 @@ pub struct LinkStats {
     pub connections: u64,
     /// Key exchanges approved so far.
     pub key_exchanges: u64,
+    /// Messages from the bank that could not be decoded or keyed (logged, then discarded;
+    /// the request they answered times out and is reversed).
+    pub undecodable: u64,
     /// The MUX counters.
     pub mux: MuxStats,
 }
@@ -688,6 +697,7 @@ impl IssuerLinks {
                 last_rx_ms: AtomicU64::new(0),
                 key_exchanges: AtomicU64::new(0),
                 connections: AtomicU64::new(0),
+                undecodable: AtomicU64::new(0),
             });
             tasks.push(tokio::spawn(supervise(
                 Arc::clone(&link),
@@ -787,6 +797,7 @@ impl IssuerLinks {
             state: l.state(),
             connections: l.connections.load(Ordering::Relaxed),
             key_exchanges: l.key_exchanges.load(Ordering::Relaxed),
+            undecodable: l.undecodable.load(Ordering::Relaxed),
             mux: l.mux.stats(),
         })
     }
