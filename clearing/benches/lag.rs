@@ -60,7 +60,7 @@ async fn main() {
         let mut tx = pool.begin().await.expect("begin");
         for _ in 0..PER_COMMIT {
             seq += 1;
-            let t = if seq % 4 == 0 {
+            let t = if seq.is_multiple_of(4) {
                 EventType::MedicalBillSplit
             } else {
                 EventType::Purchase

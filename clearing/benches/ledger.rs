@@ -94,6 +94,26 @@ fn bench_apply(
     rt.block_on(ledger.db().close());
 }
 
+fn decode(c: &mut Criterion) {
+    let batch = payloads(BATCH);
+    let mut group = c.benchmark_group("ledger_apply");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("decode_validate_only", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .filter(|p| {
+                    std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|s| schemas::events::SettlementEvent::from_json(s).ok())
+                        .is_some()
+                })
+                .count()
+        })
+    });
+    group.finish();
+}
+
 fn ledger_apply(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -187,5 +207,5 @@ fn kafka(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ledger_apply, kafka);
+criterion_group!(benches, decode, ledger_apply, kafka);
 criterion_main!(benches);

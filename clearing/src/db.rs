@@ -108,7 +108,11 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_millis(*busy_timeout_ms))
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    // 64 MiB page cache per connection: the posting and applied_event indexes
+                    // stay in memory while batches append to them.
+                    .pragma("cache_size", "-65536")
+                    .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections((*connections_max).max(1))
                     .connect_with(options)

@@ -25,7 +25,7 @@ use crate::consumer::{self, ConsumerConfig, ConsumerStats};
 use crate::db::{Db, LedgerDbConfig};
 use crate::error::{ClearingError, Result};
 use crate::ledger::{Ledger, Positions};
-use crate::relay::{OutboxSource, Relay, RelayConfig, RelayStats, SqlOutboxSource};
+use crate::relay::{Coordination, OutboxSource, Relay, RelayConfig, RelayStats, SqlOutboxSource};
 use crate::window::{self, WindowSchedule, WindowSummary};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -57,7 +57,7 @@ pub struct EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
-    /// Defaults: bus of 65,536 messages, relay batches of 1,000, ledger batches of 2,000, 5 ms
+    /// Defaults: bus of 65,536 messages, relay batches of 2,000, ledger batches of 2,000, 5 ms
     /// idle poll.
     pub fn new(
         outbox_sqlite_path: impl Into<PathBuf>,
@@ -69,7 +69,7 @@ impl EmbeddedConfig {
             ledger_sqlite_path: ledger_sqlite_path.into(),
             window,
             bus_capacity: 65_536,
-            relay_batch_size: 1_000,
+            relay_batch_size: 2_000,
             consumer_batch_size: 2_000,
             idle_poll_ms: 5,
         }
@@ -140,6 +140,10 @@ impl EmbeddedClearing {
         relay_config.topic_prefix = TOPIC_PREFIX.into();
         relay_config.batch_size_max = config.relay_batch_size;
         relay_config.idle_poll_ms = config.idle_poll_ms;
+        // One process owns outbox reader, bus and ledger: no lease writes, and the switch's
+        // database is only read (its writer keeps the write lock to itself).
+        relay_config.coordination = Coordination::SingleRelay;
+        relay_config.mark_relayed = false;
         {
             let (db, outbox, bus, stats, rx) = (
                 db.clone(),

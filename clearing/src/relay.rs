@@ -172,6 +172,19 @@ pub struct RelayConfig {
     pub lease_ms: u64,
     /// Also set `outbox.relayed_at_us` (needs write access to the switch database).
     pub mark_relayed: bool,
+    /// How this relay coordinates with others.
+    pub coordination: Coordination,
+}
+
+/// How a relay makes sure it is the only one publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coordination {
+    /// Through the lease row (several relays may run; the default).
+    Lease,
+    /// This is the only relay (embedded: one process owns outbox, bus and ledger). The cursor
+    /// is read from the lease row at start and then kept in memory, so publishing costs no
+    /// ledger write.
+    SingleRelay,
 }
 
 impl RelayConfig {
@@ -185,6 +198,7 @@ impl RelayConfig {
             idle_poll_ms: 5,
             lease_ms: 30_000,
             mark_relayed: true,
+            coordination: Coordination::Lease,
         }
     }
 }
@@ -213,6 +227,8 @@ pub struct Relay<'a> {
     source: &'a dyn OutboxSource,
     bus: &'a dyn SettlementBus,
     config: RelayConfig,
+    /// The cursor of a [`Coordination::SingleRelay`] relay (-1: not read yet).
+    single_cursor: AtomicI64,
 }
 
 impl<'a> Relay<'a> {
@@ -228,6 +244,7 @@ impl<'a> Relay<'a> {
             source,
             bus,
             config,
+            single_cursor: AtomicI64::new(-1),
         }
     }
 
@@ -317,6 +334,14 @@ impl<'a> Relay<'a> {
     }
 
     async fn acquire(&self) -> Result<Option<Lease>> {
+        if self.config.coordination == Coordination::SingleRelay {
+            let mut cursor = self.single_cursor.load(Ordering::Relaxed);
+            if cursor < 0 {
+                cursor = cursor_of(self.ledger_db, &self.config.relay_name).await?;
+                self.single_cursor.store(cursor, Ordering::Relaxed);
+            }
+            return Ok(Some(Lease { cursor, epoch: 0 }));
+        }
         let now = now_us();
         let until = now + i64::try_from(self.config.lease_ms).unwrap_or(30_000) * 1_000;
         let sql = "UPDATE relay_lease SET \
@@ -337,6 +362,10 @@ impl<'a> Relay<'a> {
     }
 
     async fn advance(&self, lease: Lease, cursor: i64) -> Result<()> {
+        if self.config.coordination == Coordination::SingleRelay {
+            self.single_cursor.store(cursor, Ordering::Relaxed);
+            return Ok(());
+        }
         let sql = "UPDATE relay_lease SET cursor_seq = $1 \
                    WHERE relay_name = $2 AND holder = $3 AND epoch = $4 AND cursor_seq = $5";
         let done = crate::ledger::read!(self.ledger_db, |pool| {
@@ -357,8 +386,16 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Gives the lease up (clean shutdown), so another relay takes over at once.
+    /// Gives the lease up (clean shutdown), so another relay takes over at once; a single
+    /// relay records its cursor.
     pub async fn release(&self) -> Result<()> {
+        if self.config.coordination == Coordination::SingleRelay {
+            let cursor = self.single_cursor.load(Ordering::Relaxed);
+            if cursor >= 0 {
+                Self::reset_cursor(self.ledger_db, &self.config.relay_name, cursor).await?;
+            }
+            return Ok(());
+        }
         let sql = "UPDATE relay_lease SET holder = NULL, lease_until_us = 0 \
                    WHERE relay_name = $1 AND holder = $2";
         crate::ledger::read!(self.ledger_db, |pool| {

@@ -115,7 +115,7 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            .set("session.timeout.ms", "6000")
             .set("broker.address.family", "v4")
             .create_with_context(context)?;
         consumer.subscribe(topics)?;

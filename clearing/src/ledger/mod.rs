@@ -229,7 +229,7 @@ impl Ledger {
             return Ok(ApplyReport::default());
         }
         // Decode outside the transaction: CPU work should not hold the write lock.
-        let parsed: Vec<_> = deliveries.iter().map(|d| plan::parse(&d.payload)).collect();
+        let parsed = parse_all(deliveries);
         let refs = References::of(&parsed);
         let partitions: Vec<(String, i32)> = {
             let mut p: Vec<(String, i32)> = deliveries
@@ -700,6 +700,45 @@ fn text_column(s: &str) -> String {
 
 fn plan_report(plan: &Plan) -> ApplyReport {
     plan.report
+}
+
+/// Deliveries per decoding thread below which one thread decodes the whole batch.
+const PARSE_CHUNK_MIN: usize = 512;
+/// Most decoding threads per batch.
+const PARSE_THREADS_MAX: usize = 4;
+
+/// Decodes a batch, on several threads when it is large (JSON decoding is most of the CPU
+/// cost of a batch).
+fn parse_all(deliveries: &[Delivery]) -> Vec<plan::Parsed> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(PARSE_THREADS_MAX)
+        .min(deliveries.len() / PARSE_CHUNK_MIN)
+        .max(1);
+    if threads == 1 {
+        return deliveries.iter().map(|d| plan::parse(&d.payload)).collect();
+    }
+    let chunk = deliveries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = deliveries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|d| plan::parse(&d.payload))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // parse never panics (serde errors are values); resume a panic if it ever did.
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect()
+    })
 }
 
 /// What the batch refers to, for the lookups.

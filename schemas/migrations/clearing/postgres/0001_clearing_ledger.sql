@@ -61,9 +61,9 @@ CREATE TABLE posting (
     hold_id            UUID,
     posted_at_us       BIGINT NOT NULL,
     CHECK (debit_institution <> credit_institution OR debit_account <> credit_account),
-    UNIQUE (event_id, leg_no)
+    -- Also the window's canonical order (close-window and reports read it without sorting).
+    UNIQUE (window_id, event_id, leg_no)
 );
-CREATE INDEX posting_by_window ON posting (window_id, posting_seq);
 CREATE FUNCTION posting_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'posting is append-only'; END $$;
 CREATE TRIGGER posting_no_update_or_delete BEFORE UPDATE OR DELETE ON posting

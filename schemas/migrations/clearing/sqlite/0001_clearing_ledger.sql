@@ -61,9 +61,9 @@ CREATE TABLE posting (
     hold_id            BLOB,
     posted_at_us       INTEGER NOT NULL,
     CHECK (debit_institution <> credit_institution OR debit_account <> credit_account),
-    UNIQUE (event_id, leg_no)
+    -- Also the window's canonical order (close-window and reports read it without sorting).
+    UNIQUE (window_id, event_id, leg_no)
 ) STRICT;
-CREATE INDEX posting_by_window ON posting (window_id, posting_seq);
 CREATE TRIGGER posting_no_update BEFORE UPDATE ON posting
 BEGIN SELECT RAISE(ABORT, 'posting is append-only'); END;
 CREATE TRIGGER posting_no_delete BEFORE DELETE ON posting
