@@ -13,7 +13,9 @@ use switch::metrics::Metrics;
 use switch::pipeline::Pipeline;
 use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore};
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
 use tokio_util::codec::Framed;
 
 struct Pki {
@@ -26,7 +28,8 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, "acquirer CA");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "acquirer CA");
         let ca = p.self_signed(&ca_key).unwrap();
         Self { ca, ca_key }
     }
@@ -104,7 +107,9 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
             .map(|k: PrivatePkcs8KeyDer<'static>| k.secret_pkcs8_der().to_vec())
             .unwrap(),
     ));
-    let with_cert = builder.with_client_auth_cert(client_chain, client_key).unwrap();
+    let with_cert = builder
+        .with_client_auth_cert(client_chain, client_key)
+        .unwrap();
     let without_cert = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -113,7 +118,12 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
 
     let spec = iso8583::spec("ssc87").unwrap();
     let mut echo = spec.message(Mti::new("0800").unwrap());
-    echo.set_str(7, "1123101010").unwrap().set_u64(11, 7).unwrap().set_str(70, "301").unwrap();
+    echo.set_str(7, "1123101010")
+        .unwrap()
+        .set_u64(11, 7)
+        .unwrap()
+        .set_str(70, "301")
+        .unwrap();
     let mut wire = Vec::new();
     spec.encode(&echo, &mut wire).unwrap();
 
@@ -124,7 +134,12 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
         .await
         .unwrap();
     let mut conn = Framed::new(tls, FrameCodec::new(LengthHeader::Binary2));
-    conn.send(Frame { tpdu: None, message: wire.clone().into() }).await.unwrap();
+    conn.send(Frame {
+        tpdu: None,
+        message: wire.clone().into(),
+    })
+    .await
+    .unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), conn.next())
         .await
         .unwrap()
@@ -143,7 +158,12 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
         Err(_) => true,
         Ok(tls) => {
             let mut conn = Framed::new(tls, FrameCodec::new(LengthHeader::Binary2));
-            let _ = conn.send(Frame { tpdu: None, message: wire.into() }).await;
+            let _ = conn
+                .send(Frame {
+                    tpdu: None,
+                    message: wire.into(),
+                })
+                .await;
             !matches!(
                 tokio::time::timeout(Duration::from_secs(5), conn.next()).await,
                 Ok(Some(Ok(_)))

@@ -367,17 +367,17 @@ async fn run_on<S: crate::store::Store>(
         let clearing_line = match &clearing {
             None => "clearing: off".to_owned(),
             Some(clearing) => match (clearing.stats().await, clearing.positions().await) {
-            (Ok(st), Ok(pos)) => {
-                let fund = pos.net_fen(super::world::INSURANCE_FUND_ID);
-                format!(
-                    "clearing: {} events applied, lag {}, fund net {:.2} CNY, sum {}",
-                    st.events_applied,
-                    st.lag_events,
-                    rust_decimal::Decimal::new(fund, 2),
-                    pos.sum_fen()
-                )
-            }
-            _ => "clearing: unavailable".to_owned(),
+                (Ok(st), Ok(pos)) => {
+                    let fund = pos.net_fen(super::world::INSURANCE_FUND_ID);
+                    format!(
+                        "clearing: {} events applied, lag {}, fund net {:.2} CNY, sum {}",
+                        st.events_applied,
+                        st.lag_events,
+                        rust_decimal::Decimal::new(fund, 2),
+                        pos.sum_fen()
+                    )
+                }
+                _ => "clearing: unavailable".to_owned(),
             },
         };
         println!(

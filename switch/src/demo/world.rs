@@ -447,7 +447,7 @@ impl DemoWorld {
                     institution: inst(SOCIAL_SECURITY_FUND_ID)?,
                     card_id: None,
                     kind: AccountKind::SocialSecurityFund,
-                    opening_balance: fen(10_000_000_000_00)?,
+                    opening_balance: fen(1_000_000_000_000)?,
                 },
                 now,
             )
