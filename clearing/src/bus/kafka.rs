@@ -116,6 +116,9 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
+            // Also the rebalance timeout: a member that died holding partitions delays the
+            // group's next assignment by at most this much.
+            .set("max.poll.interval.ms", "20000")
             .set("broker.address.family", "v4")
             .create_with_context(context)?;
         consumer.subscribe(topics)?;
@@ -175,7 +178,16 @@ struct RebalanceCounter {
 impl ClientContext for RebalanceCounter {}
 
 impl ConsumerContext for RebalanceCounter {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -12,6 +12,7 @@
 //! of `credits_posted - debits_posted`: what the network owes it. Every leg adds the same amount
 //! to one debit and one credit, so positions always sum to zero (see [`Positions::sum_fen`]).
 
+mod bulk;
 mod plan;
 
 pub use plan::{account_str, ApplyReport, HoldState, PoisonReason};
@@ -338,46 +339,7 @@ impl Ledger {
                 .collect();
             let plan = plan::plan(inputs, &stored, &mut known);
 
-            for chunk in plan.applied.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO applied_event (event_id, event_type, acquirer_id, amount_fen, \
-                     occurred_at_us, applied_at_us, window_id, outcome, reverses_event_id) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.event_id)
-                        .push_bind(r.event_type)
-                        .push_bind(r.acquirer_id.as_str())
-                        .push_bind(r.amount_fen)
-                        .push_bind(r.occurred_at_us)
-                        .push_bind(now)
-                        .push_bind(window_id)
-                        .push_bind(r.outcome)
-                        .push_bind(r.reverses_event_id);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in plan.postings.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO posting (window_id, event_id, leg_no, event_type, leg_kind, \
-                     debit_institution, debit_account, credit_institution, credit_account, \
-                     amount_fen, hold_id, posted_at_us) ",
-                );
-                qb.push_values(chunk, |mut b, p| {
-                    b.push_bind(window_id)
-                        .push_bind(p.event_id)
-                        .push_bind(p.leg.leg_no)
-                        .push_bind(p.event_type)
-                        .push_bind(p.leg_kind)
-                        .push_bind(p.leg.debit_institution.as_str())
-                        .push_bind(p.leg.debit_account)
-                        .push_bind(p.leg.credit_institution.as_str())
-                        .push_bind(p.leg.credit_account)
-                        .push_bind(p.leg.amount_fen)
-                        .push_bind(p.hold_id)
-                        .push_bind(now);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
+            bulk::JournalWriter::insert_journal(&mut tx, &plan, window_id, now).await?;
             for chunk in plan.holds_new.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO pending_hold (hold_id, event_id, acquirer_id, amount_fen, state, \

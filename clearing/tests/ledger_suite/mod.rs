@@ -397,6 +397,49 @@ pub async fn a_0500_is_answered_in_or_out_of_balance(ledger: &Ledger) {
     assert!(build(0, "C0000000000000000", false).is_err());
 }
 
+pub async fn no_posting_lands_in_a_window_after_it_closed(ledger: &Ledger) {
+    use clearing::window;
+    let applier = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            for b in 0..20u32 {
+                let batch: Vec<_> = (0..100u32)
+                    .map(|i| delivery(i64::from(b * 100 + i), &purchase(b * 100 + i)))
+                    .collect();
+                ledger.apply_batch("g", &batch).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut closed = Vec::new();
+    for _ in 0..5 {
+        closed.push(window::close_window(ledger).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    applier.await.unwrap();
+    let mut total = 0;
+    for w in &closed {
+        // What was digested at close is exactly what the window holds now.
+        let postings = window::window_postings(ledger, w.window_id, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.posting_count,
+            postings.len() as i64,
+            "window {}",
+            w.window_id
+        );
+        assert_eq!(w.digest, Some(window::digest_of(&postings)));
+        total += postings.len();
+    }
+    let open = window::current_window(ledger).await.unwrap();
+    total += window::window_postings(ledger, open, None)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(total, 2_000);
+}
+
 async fn balance(ledger: &Ledger, inst: &str, kind: &str) -> clearing::ledger::AccountBalance {
     ledger
         .account_balances()
@@ -426,7 +469,8 @@ macro_rules! ledger_suite {
             an_oversized_batch_is_refused,
             closing_a_window_freezes_it_and_settles_every_net,
             the_medical_view_splits_totals_by_funding_source,
-            a_0500_is_answered_in_or_out_of_balance
+            a_0500_is_answered_in_or_out_of_balance,
+            no_posting_lands_in_a_window_after_it_closed
         );
     };
     (@tests $open:path; $($name:ident),* $(,)?) => {
