@@ -50,6 +50,9 @@ enum Command {
         /// Keep the databases of an earlier run (restart after a crash).
         #[arg(long)]
         keep_data: bool,
+        /// Run without the in-process clearing (for measuring the switch alone).
+        #[arg(long)]
+        no_clearing: bool,
         /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
         #[arg(long)]
         postgres: Option<String>,
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
                 duration_secs,
                 keep_data,
                 postgres,
+                no_clearing,
             } => {
                 let opts = DemoOptions {
                     data_dir,
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
                     duration: duration_secs.map(Duration::from_secs),
                     keep_data,
                     postgres_url: postgres,
+                    no_clearing,
                 };
                 if describe {
                     demo::describe(&opts)

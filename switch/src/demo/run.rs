@@ -51,6 +51,8 @@ pub struct DemoOptions {
     /// Keep the data folder's databases from an earlier run (restart after a crash) instead
     /// of starting afresh.
     pub keep_data: bool,
+    /// Run without the in-process clearing.
+    pub no_clearing: bool,
     /// Use this PostgreSQL database (schema `switch_demo`, recreated) instead of SQLite. The
     /// in-process clearing then stays off (it relays from the SQLite outbox).
     pub postgres_url: Option<String>,
@@ -69,6 +71,7 @@ impl Default for DemoOptions {
             duration: None,
             keep_data: false,
             postgres_url: None,
+            no_clearing: false,
         }
     }
 }
@@ -205,7 +208,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     } else {
         world.seed(&*store).await?;
     }
-    run_on(opts, store, world, true).await
+    let with_clearing = !opts.no_clearing;
+    run_on(opts, store, world, with_clearing).await
 }
 
 async fn run_on<S: crate::store::Store>(
