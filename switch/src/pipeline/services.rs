@@ -248,6 +248,44 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
+    /// Sends a money-moving bank leg and turns every way it can fail into the answer to give:
+    /// a recorded decline (with the card's ARPC for that decline when there was an ARQC), or,
+    /// when the bank did not answer, a 91 with its 0420 queued in the same commit. `Ok` carries
+    /// the authorization code of an approval (the bank's, or the stand-in code).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn money_leg(
+        &self,
+        req: &Request,
+        kind: TransactionKind,
+        entry: &CardEntry,
+        processing_code: &str,
+        amount_fen: i64,
+        pin: Option<(&Tpk, [u8; 8])>,
+        allow_stand_in: bool,
+        arqc: Option<&VerifiedArqc>,
+    ) -> Result<Option<String>, Outcome> {
+        match self
+            .bank_leg(req, entry, processing_code, amount_fen, pin, allow_stand_in)
+            .await
+        {
+            Ok(BankAnswer::Approved { auth_code, .. }) => Ok(auth_code),
+            Ok(BankAnswer::StandIn) => Ok(Some(stand_in_code(req))),
+            Ok(BankAnswer::Declined(code)) | Err(code) => {
+                Err(self.decline_with_arpc(req, kind, entry, code, arqc).await)
+            }
+            Ok(BankAnswer::Unanswered {
+                stan,
+                transmission_at,
+            }) => {
+                let mut out = self
+                    .decline_and_reverse(req, kind, entry, amount_fen, stan, transmission_at)
+                    .await;
+                out.field55 = self.arpc(arqc, ResponseCode::IssuerUnavailable).await;
+                Err(out)
+            }
+        }
+    }
+
     /// A decline 91 for an unanswered bank leg, with its 0420 queued in the same commit.
     pub(crate) async fn decline_and_reverse(
         &self,
@@ -426,36 +464,21 @@ impl<S: Store> Pipeline<S> {
         let mut auth_code = None;
         if split.bank_fen > 0 {
             let pin = req.pin_block.map(|b| (tpk, b));
-            match self
-                .bank_leg(req, &entry, "000000", split.bank_fen, pin, true)
-                .await
-            {
-                Ok(BankAnswer::Approved { auth_code: a, .. }) => auth_code = a,
-                Ok(BankAnswer::StandIn) => auth_code = Some(stand_in_code(req)),
-                Ok(BankAnswer::Declined(code)) | Err(code) => {
-                    return self
-                        .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
-                        .await
-                }
-                Ok(BankAnswer::Unanswered {
-                    stan,
-                    transmission_at,
-                }) => {
-                    let mut out = self
-                        .decline_and_reverse(
-                            req,
-                            kind,
-                            &entry,
-                            split.bank_fen,
-                            stan,
-                            transmission_at,
-                        )
-                        .await;
-                    out.field55 = self
-                        .arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable)
-                        .await;
-                    return out;
-                }
+            let leg = self
+                .money_leg(
+                    req,
+                    kind,
+                    &entry,
+                    "000000",
+                    split.bank_fen,
+                    pin,
+                    true,
+                    arqc.as_ref(),
+                )
+                .await;
+            match leg {
+                Ok(code) => auth_code = code,
+                Err(out) => return out,
             }
         }
         let fund = &self.cfg.insurance_fund;
@@ -603,28 +626,20 @@ impl<S: Store> Pipeline<S> {
         let amount = req.amount_fen.get();
         let pin = req.pin_block.map(|b| (tpk, b));
         let auth_code = match self
-            .bank_leg(req, &entry, "000000", amount, pin, true)
+            .money_leg(
+                req,
+                kind,
+                &entry,
+                "000000",
+                amount,
+                pin,
+                true,
+                arqc.as_ref(),
+            )
             .await
         {
-            Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
-            Ok(BankAnswer::StandIn) => Some(stand_in_code(req)),
-            Ok(BankAnswer::Declined(code)) | Err(code) => {
-                return self
-                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
-                    .await
-            }
-            Ok(BankAnswer::Unanswered {
-                stan,
-                transmission_at,
-            }) => {
-                let mut out = self
-                    .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
-                    .await;
-                out.field55 = self
-                    .arpc(arqc.as_ref(), ResponseCode::IssuerUnavailable)
-                    .await;
-                return out;
-            }
+            Ok(code) => code,
+            Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();
         let legs = [PlannedLeg {
@@ -817,26 +832,11 @@ impl<S: Store> Pipeline<S> {
         }
         let amount = req.amount_fen.get();
         let auth_code = match self
-            .bank_leg(req, &entry, "200000", amount, None, false)
+            .money_leg(req, kind, &entry, "200000", amount, None, false, None)
             .await
         {
-            Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
-            Ok(BankAnswer::Declined(code)) | Err(code) => {
-                return self.decline(req, kind, Some(&entry), code).await
-            }
-            Ok(BankAnswer::StandIn) => {
-                return self
-                    .decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
-                    .await
-            }
-            Ok(BankAnswer::Unanswered {
-                stan,
-                transmission_at,
-            }) => {
-                return self
-                    .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
-                    .await
-            }
+            Ok(code) => code,
+            Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();
         let legs = [PlannedLeg {
@@ -916,26 +916,11 @@ impl<S: Store> Pipeline<S> {
             }
         }
         let auth_code = match self
-            .bank_leg(req, &entry, "210000", amount, None, false)
+            .money_leg(req, kind, &entry, "210000", amount, None, false, None)
             .await
         {
-            Ok(BankAnswer::Approved { auth_code, .. }) => auth_code,
-            Ok(BankAnswer::Declined(code)) | Err(code) => {
-                return self.decline(req, kind, Some(&entry), code).await
-            }
-            Ok(BankAnswer::StandIn) => {
-                return self
-                    .decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
-                    .await
-            }
-            Ok(BankAnswer::Unanswered {
-                stan,
-                transmission_at,
-            }) => {
-                return self
-                    .decline_and_reverse(req, kind, &entry, amount, stan, transmission_at)
-                    .await
-            }
+            Ok(code) => code,
+            Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();
         let legs = [PlannedLeg {
