@@ -238,6 +238,27 @@ fn financial(
     m
 }
 
+/// A 0200 from terminal KIOSK001 to the bank, answered within [`T`].
+async fn ask(
+    n: &Net,
+    processing_code: &str,
+    pan: &str,
+    amount_fen: u64,
+    rrn: &str,
+    pin_block: Option<&[u8]>,
+) -> OwnedMessage<'static> {
+    let req = financial(
+        &n.links,
+        processing_code,
+        pan,
+        amount_fen,
+        rrn,
+        "KIOSK001",
+        pin_block,
+    );
+    n.links.request(&bank_id(), req, T).await.expect("answer")
+}
+
 fn code(m: &OwnedMessage<'_>) -> String {
     m.get_str(39).expect("39").into_owned()
 }
@@ -425,23 +446,7 @@ async fn key_exchange_changes_the_zpk_and_translated_pins_verify_at_the_bank() {
     let old_at_bank = n.bank.current_zpk().expect("bank zpk");
 
     let block = pin_under_zpk(&n, &old, PAN, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN,
-                100,
-                "000000000901",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN, 100, "000000000901", Some(&block)).await;
     assert_eq!(code(&r), "00");
 
     n.links
@@ -456,67 +461,19 @@ async fn key_exchange_changes_the_zpk_and_translated_pins_verify_at_the_bank() {
 
     // TPK -> new ZPK verifies at the bank (its own HSM, its own LMK).
     let block = pin_under_zpk(&n, &new, PAN, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN,
-                100,
-                "000000000902",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN, 100, "000000000902", Some(&block)).await;
     assert_eq!(code(&r), "00");
     assert!(r.has(38));
     assert_eq!(r.get_str(54).expect("54"), "1002156C000000999800");
 
     // A block translated just before the exchange (previous key) is still accepted.
     let block = pin_under_zpk(&n, &old, PAN, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "310000",
-                PAN,
-                0,
-                "000000000903",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "310000", PAN, 0, "000000000903", Some(&block)).await;
     assert_eq!(code(&r), "00");
 
     // A wrong PIN, and a key the bank never received, are both 55.
     let block = pin_under_zpk(&n, &new, PAN, "9999").await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN,
-                100,
-                "000000000904",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN, 100, "000000000904", Some(&block)).await;
     assert_eq!(code(&r), "55");
     let stranger = Zpk::from_token(
         n.switch_hsm
@@ -526,23 +483,7 @@ async fn key_exchange_changes_the_zpk_and_translated_pins_verify_at_the_bank() {
             .token,
     );
     let block = pin_under_zpk(&n, &stranger, PAN, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN,
-                100,
-                "000000000905",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN, 100, "000000000905", Some(&block)).await;
     assert_eq!(code(&r), "55");
 }
 
@@ -552,61 +493,13 @@ async fn the_bank_declines_unknown_cards_and_insufficient_funds() {
     let zpk = n.links.zpk(&bank_id()).expect("zpk");
     let unknown = "6228480000000000";
     let block = pin_under_zpk(&n, &zpk, unknown, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                unknown,
-                1,
-                "000000001001",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", unknown, 1, "000000001001", Some(&block)).await;
     assert_eq!(code(&r), "14");
     let block = pin_under_zpk(&n, &zpk, PAN_POOR, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN_POOR,
-                101,
-                "000000001002",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN_POOR, 101, "000000001002", Some(&block)).await;
     assert_eq!(code(&r), "51");
     assert_eq!(n.bank.balance_fen(PAN_POOR), Some(100));
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN_POOR,
-                100,
-                "000000001003",
-                "KIOSK001",
-                None,
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN_POOR, 100, "000000001003", None).await;
     assert_eq!(
         code(&r),
         "55",
@@ -645,23 +538,7 @@ async fn the_same_reversal_twice_restores_the_balance_once_and_totals_reconcile(
     let n = net(Options::default()).await;
     let zpk = n.links.zpk(&bank_id()).expect("zpk");
     let block = pin_under_zpk(&n, &zpk, PAN, PIN).await;
-    let r = n
-        .links
-        .request(
-            &bank_id(),
-            financial(
-                &n.links,
-                "000000",
-                PAN,
-                2_500,
-                "000000001101",
-                "KIOSK001",
-                Some(&block),
-            ),
-            T,
-        )
-        .await
-        .expect("answer");
+    let r = ask(&n, "000000", PAN, 2_500, "000000001101", Some(&block)).await;
     assert_eq!(code(&r), "00");
     assert_eq!(n.bank.balance_fen(PAN), Some(997_500));
     for mti in ["0420", "0421"] {
