@@ -158,7 +158,8 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn decline(code: ResponseCode) -> Self {
+    /// An answer carrying only field 39 (a decline, or an approval with nothing to add).
+    pub(crate) fn answer(code: ResponseCode) -> Self {
         Self {
             code: Some(code),
             ..Self::default()
@@ -283,7 +284,7 @@ impl<S: Store> Pipeline<S> {
             return Reply::Nothing;
         }
         let (service, outcome) = match msg.mti().as_str() {
-            "0800" => ("network", Outcome::decline(ResponseCode::Approved)),
+            "0800" => ("network", Outcome::answer(ResponseCode::Approved)),
             _ => self.authorize(&msg, frame, link).await,
         };
         let reply = self.respond(&msg, outcome, service).await;
@@ -339,17 +340,17 @@ impl<S: Store> Pipeline<S> {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(mti = %msg.mti(), error = %e, "request refused");
-                return ("invalid", Outcome::decline(e.code));
+                return ("invalid", Outcome::answer(e.code));
             }
         };
         let service = service_name(req.service);
         let Some(acquirer_keys) = self.keys.acquirers.get(&req.acquirer) else {
-            return (service, Outcome::decline(ResponseCode::InvalidMerchant));
+            return (service, Outcome::answer(ResponseCode::InvalidMerchant));
         };
         let mac_key = acquirer_keys.tak.clone();
         if let Some(tak) = &mac_key {
             if let Err(code) = security::verify_mac(&*self.hsm, tak, frame, req.mac).await {
-                let mut out = Outcome::decline(code);
+                let mut out = Outcome::answer(code);
                 out.mac_key = Some(tak.clone());
                 return (service, out);
             }
@@ -369,7 +370,7 @@ impl<S: Store> Pipeline<S> {
                 .map(|mut r| r.seen(&key))
                 .unwrap_or(false)
         {
-            let mut out = Outcome::decline(ResponseCode::DuplicateTransmission);
+            let mut out = Outcome::answer(ResponseCode::DuplicateTransmission);
             out.mac_key = mac_key;
             return (service, out);
         }
@@ -520,9 +521,9 @@ impl<S: Store> Pipeline<S> {
         };
         match self.commit(decision).await {
             Err(ResponseCode::DuplicateTransmission) => {
-                Outcome::decline(ResponseCode::DuplicateTransmission)
+                Outcome::answer(ResponseCode::DuplicateTransmission)
             }
-            _ => Outcome::decline(code),
+            _ => Outcome::answer(code),
         }
     }
 

@@ -37,9 +37,9 @@ impl<S: Store> Pipeline<S> {
         let advice = req.mti.as_str().starts_with("042");
         let acknowledge = |code: ResponseCode| {
             if advice {
-                Outcome::decline(ResponseCode::Approved)
+                Outcome::answer(ResponseCode::Approved)
             } else {
-                Outcome::decline(code)
+                Outcome::answer(code)
             }
         };
         let original_stan = req.original.as_ref().map(|o| o.stan);
@@ -47,7 +47,7 @@ impl<S: Store> Pipeline<S> {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "reversal lookup failed");
-                return Outcome::decline(ResponseCode::SystemMalfunction);
+                return Outcome::answer(ResponseCode::SystemMalfunction);
             }
         };
         let original = found.iter().find(|t| {
@@ -65,7 +65,7 @@ impl<S: Store> Pipeline<S> {
         });
         if already || !original.record.is_approved() {
             // Nothing (more) to undo: a declined original moved no money.
-            return Outcome::decline(ResponseCode::Approved);
+            return Outcome::answer(ResponseCode::Approved);
         }
         if req.amount_fen != original.record.amount_fen {
             // Partial reversals are not offered.
@@ -79,7 +79,7 @@ impl<S: Store> Pipeline<S> {
         drop(card_lock);
         match out {
             Ok(o) => o,
-            Err(ResponseCode::DuplicateTransmission) => Outcome::decline(ResponseCode::Approved),
+            Err(ResponseCode::DuplicateTransmission) => Outcome::answer(ResponseCode::Approved),
             Err(code) => acknowledge(code),
         }
     }
@@ -116,7 +116,7 @@ impl<S: Store> Pipeline<S> {
                     hold = Some(hold_id.0);
                 }
                 // Captured or released already: its completion is reversed on its own.
-                Ok(Some(_)) => return Ok(Outcome::decline(ResponseCode::Approved)),
+                Ok(Some(_)) => return Ok(Outcome::answer(ResponseCode::Approved)),
                 _ => return Err(ResponseCode::UnableToLocateRecord),
             }
         }
@@ -181,7 +181,7 @@ impl<S: Store> Pipeline<S> {
         for (account, amount) in mirror {
             self.cards.adjust(account, amount);
         }
-        Ok(Outcome::decline(ResponseCode::Approved))
+        Ok(Outcome::answer(ResponseCode::Approved))
     }
 
     /// Who paid and who received a leg of `o`, as its event said.

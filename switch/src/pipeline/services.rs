@@ -323,10 +323,10 @@ impl<S: Store> Pipeline<S> {
             .reversals_queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.commit(decision).await {
-            Ok(_) => Outcome::decline(code),
+            Ok(_) => Outcome::answer(code),
             Err(e) => {
                 tracing::error!(code = %e, "timeout decline and its reversal not stored");
-                Outcome::decline(code)
+                Outcome::answer(code)
             }
         }
     }
@@ -354,7 +354,7 @@ impl<S: Store> Pipeline<S> {
                 tracing::error!(
                     "bank leg approved for a duplicate; the duplicate's original stands"
                 );
-                Outcome::decline(code)
+                Outcome::answer(code)
             }
         }
     }
@@ -367,7 +367,7 @@ impl<S: Store> Pipeline<S> {
             Err(code) => return self.decline(req, kind, None, code).await,
         };
         let Some(bill) = req.bill.as_ref() else {
-            return Outcome::decline(ResponseCode::FormatError);
+            return Outcome::answer(ResponseCode::FormatError);
         };
         let Some(hospital) = self.cfg.hospitals.get(&bill.hospital_code) else {
             return self
@@ -563,7 +563,7 @@ impl<S: Store> Pipeline<S> {
                 self.reverse_orphan_bank_leg(req, kind, &entry, split.bank_fen, code)
                     .await
             }
-            Err(code) => Outcome::decline(code),
+            Err(code) => Outcome::answer(code),
         }
     }
 
@@ -728,7 +728,7 @@ impl<S: Store> Pipeline<S> {
                 )),
                 ..Outcome::default()
             },
-            Err(code) => Outcome::decline(code),
+            Err(code) => Outcome::answer(code),
         }
     }
 
@@ -769,7 +769,7 @@ impl<S: Store> Pipeline<S> {
                         field54,
                         ..Outcome::default()
                     },
-                    Err(code) => Outcome::decline(code),
+                    Err(code) => Outcome::answer(code),
                 }
             }
             Ok(BankAnswer::Declined(code)) | Err(code) => {
@@ -821,7 +821,7 @@ impl<S: Store> Pipeline<S> {
                     .decline(req, kind, Some(&entry), ResponseCode::UnableToLocateRecord)
                     .await
             }
-            Err(code) => return Outcome::decline(code),
+            Err(code) => return Outcome::answer(code),
         };
         if original.record.card_id != Some(entry.card.card_id)
             || req.amount_fen > original.record.amount_fen
@@ -976,7 +976,7 @@ impl<S: Store> Pipeline<S> {
             Ok(e) => e,
             Err(code) if advice => {
                 let _ = self.decline(req, kind, None, code).await;
-                return Outcome::decline(ResponseCode::Approved);
+                return Outcome::answer(ResponseCode::Approved);
             }
             Err(code) => return self.decline(req, kind, None, code).await,
         };
@@ -1063,9 +1063,9 @@ impl<S: Store> Pipeline<S> {
                 }
             }
             Err(ResponseCode::DuplicateTransmission) if advice => {
-                Outcome::decline(ResponseCode::Approved)
+                Outcome::answer(ResponseCode::Approved)
             }
-            Err(code) => self.advice_or(advice, Outcome::decline(code)),
+            Err(code) => self.advice_or(advice, Outcome::answer(code)),
         }
     }
 
@@ -1073,7 +1073,7 @@ impl<S: Store> Pipeline<S> {
     /// declined); the decision recorded says what happened.
     fn advice_or(&self, advice: bool, out: Outcome) -> Outcome {
         if advice {
-            Outcome::decline(ResponseCode::Approved)
+            Outcome::answer(ResponseCode::Approved)
         } else {
             out
         }
@@ -1092,9 +1092,9 @@ impl<S: Store> Pipeline<S> {
                 let _ = self
                     .decline(req, kind, None, ResponseCode::UnableToLocateRecord)
                     .await;
-                return Outcome::decline(ResponseCode::Approved);
+                return Outcome::answer(ResponseCode::Approved);
             }
-            Err(code) => return Outcome::decline(code),
+            Err(code) => return Outcome::answer(code),
         };
         let hold_id = HoldId(original.record.transaction_id.0);
         let hold = match self.store.hold(hold_id).await {
@@ -1103,7 +1103,7 @@ impl<S: Store> Pipeline<S> {
                 let _ = self
                     .decline(req, kind, None, ResponseCode::UnableToLocateRecord)
                     .await;
-                return Outcome::decline(ResponseCode::Approved);
+                return Outcome::answer(ResponseCode::Approved);
             }
         };
         let amount = req.amount_fen.get().min(hold.amount_fen);
@@ -1135,12 +1135,12 @@ impl<S: Store> Pipeline<S> {
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(hold.account_id, hold.amount_fen - amount);
-                Outcome::decline(ResponseCode::Approved)
+                Outcome::answer(ResponseCode::Approved)
             }
-            Err(ResponseCode::DuplicateTransmission) => Outcome::decline(ResponseCode::Approved),
+            Err(ResponseCode::DuplicateTransmission) => Outcome::answer(ResponseCode::Approved),
             Err(code) => {
                 tracing::warn!(code = %code, "completion not applied");
-                Outcome::decline(ResponseCode::Approved)
+                Outcome::answer(ResponseCode::Approved)
             }
         }
     }
