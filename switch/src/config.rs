@@ -14,7 +14,7 @@ use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{Hospital, LinkContext, Pipeline, PipelineConfig, PipelineKeys, StandIn};
-use crate::store::writer::{self, WriterConfig};
+use crate::store::writer;
 use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
     SqliteConfig, SqliteStore, Store,
@@ -477,7 +477,7 @@ async fn run_node<S: Store>(
         .map_err(|e| invalid(e.to_string()))?,
     );
     let metrics = Arc::new(Metrics::default());
-    let (writer, _task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let (writer, _task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),

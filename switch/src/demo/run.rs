@@ -14,7 +14,7 @@ use crate::http::{self, HttpState};
 use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::store::writer::{self, WriterConfig};
+use crate::store::writer;
 use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore};
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
@@ -271,7 +271,7 @@ async fn run_on<S: crate::store::Store>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),

@@ -136,7 +136,7 @@ impl PostgresStore {
     };
 }
 
-impl_store!(PostgresStore, Postgres);
+impl_store!(PostgresStore, Postgres, writer_on_own_thread = false);
 
 #[cfg(test)]
 mod tests {

@@ -150,7 +150,7 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 /// how rows reach the database: `sqlite_values`, `postgres_unnest`) and a `DIALECT`
 /// constant.
 macro_rules! impl_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, writer_on_own_thread = $own:expr) => {
         mod shared_impl {
             use super::*;
             use crate::store::audit;
@@ -424,6 +424,7 @@ macro_rules! impl_store {
             }
 
             impl crate::store::Store for $store {
+                const WRITER_ON_OWN_THREAD: bool = $own;
                 async fn upsert_institution(&self, i: &Institution) -> Result<(), StoreError> {
                     sqlx::query(
                         "INSERT INTO institution (institution_id, name, kind, created_at_us) VALUES ($1, $2, $3, $4) \

@@ -126,4 +126,4 @@ impl SqliteStore {
     };
 }
 
-impl_store!(SqliteStore, Sqlite);
+impl_store!(SqliteStore, Sqlite, writer_on_own_thread = true);

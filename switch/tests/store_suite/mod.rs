@@ -444,6 +444,7 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
         WriterConfig {
             queue_depth_max: 64,
             batch_size_max: 8,
+            ..WriterConfig::default()
         },
     );
     let mut tasks = Vec::new();
@@ -516,6 +517,7 @@ pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
         WriterConfig {
             queue_depth_max: 1_024,
             batch_size_max: 64,
+            ..WriterConfig::default()
         },
     );
     let n = 300u32;
