@@ -480,8 +480,15 @@ impl DemoWorld {
 
     /// A virtual card (SSSE + PBOC) personalised for `card`.
     pub fn virtual_card(&self, card: &DemoCard) -> Result<VirtualCard, DemoError> {
+        self.virtual_card_after(card, 0)
+    }
+
+    /// [`DemoWorld::virtual_card`] whose ATC continues after `atc` (a demo resumed on a store
+    /// that already saw the card's cryptograms: the switch declines an ATC it has seen).
+    pub fn virtual_card_after(&self, card: &DemoCard, atc: u16) -> Result<VirtualCard, DemoError> {
         let mut file =
             PersoFile::from_toml(CARD_TEMPLATE).map_err(|e| DemoError::Card(e.to_string()))?;
+        file.pboc.atc = atc;
         file.pboc.pan = card.pan.expose_digits().to_owned();
         file.pboc.psn = "00".into();
         file.pboc.expiry_date = "341231".into();

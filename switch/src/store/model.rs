@@ -314,8 +314,6 @@ pub struct Card {
     pub issuance: CardIssuance,
     /// Highest ATC (EMV tag 9F36) of a cryptogram the switch verified, `None` before the first.
     pub atc_max: Option<u16>,
-    /// An operator reset the PIN try counter: the next chip transaction carries PIN UNBLOCK.
-    pub pin_unblock_pending: bool,
 }
 
 /// An account to open.

@@ -194,7 +194,7 @@ macro_rules! impl_store {
                 })
             }
 
-            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset, insurance_category, atc_max, pin_unblock_pending";
+            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset, insurance_category, atc_max";
 
             fn card(row: &DbRow) -> Result<Card, StoreError> {
                 let cic: Option<String> = row.try_get("card_identification_code")?;
@@ -225,7 +225,6 @@ macro_rules! impl_store {
                         Some(a) => Some(u16::try_from(a).map_err(|_| corrupt("card.atc_max"))?),
                         None => None,
                     },
-                    pin_unblock_pending: row.try_get("pin_unblock_pending")?,
                 })
             }
 
