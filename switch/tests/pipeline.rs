@@ -539,7 +539,7 @@ async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the
         .unwrap();
     let recorded = field55(&first.request);
     let a = exchange(&mut conn, &first.request).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "00");
+    assert_eq!(code(&a), "00");
     assert!(first.complete(&mut r, &decode(&a)).unwrap().approved);
 
     // The recorded cryptogram under new references (STAN, RRN, time): it verifies, but its
@@ -551,12 +551,12 @@ async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the
         .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
         .unwrap();
     let a = exchange(&mut conn, &with_field55(&carrier.request, &recorded)).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "59");
+    assert_eq!(code(&a), "59");
     assert!(!decode(&a).has(55), "no ARPC for a replay");
     // The genuine next cryptogram still passes.
     let genuine = field55(&second.request);
     let a = exchange(&mut conn, &second.request).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "00");
+    assert_eq!(code(&a), "00");
 
     // Restart: a new node on the reopened database, nothing in memory.
     net.shutdown.send_replace(true);
@@ -570,15 +570,15 @@ async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the
         .medical_bill(&card, &mut r, 1_000, "MZ-R3", DEMO_PIN)
         .unwrap();
     let a = exchange(&mut conn, &with_field55(&carrier.request, &genuine)).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "59");
+    assert_eq!(code(&a), "59");
     let a = exchange(&mut conn, &third.request).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "00");
+    assert_eq!(code(&a), "00");
     assert_eq!(store.outbox_after(0, 10).await.unwrap().len(), 3);
     let stored = store.card_by_pan(&card.pan).await.unwrap().unwrap();
-    assert_eq!(stored.atc_max, Some(r_atc(&third.request)));
+    assert_eq!(stored.atc_max, Some(atc_of(&third.request)));
 }
 
-fn r_atc(wire: &[u8]) -> u16 {
+fn atc_of(wire: &[u8]) -> u16 {
     let atc = decode(wire).get_path("55.9F36").unwrap().into_owned();
     u16::from_be_bytes([atc[0], atc[1]])
 }
@@ -593,38 +593,26 @@ async fn an_atc_jump_beyond_the_gap_is_declined_once_and_flagged() {
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(addr).await;
-    let p = k
-        .medical_bill(&card, &mut r, 1_000, "MZ-G1", DEMO_PIN)
-        .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    let mut bill = |no: &'static str| k.medical_bill(&card, &mut r, 1_000, no, DEMO_PIN).unwrap();
+    let first = bill("MZ-G1");
+    assert_eq!(code(&exchange(&mut conn, &first.request).await), "00");
     // Three transactions the switch never sees (ATC +4 > +2 allowed).
-    for n in 0..3 {
-        let _ = k
-            .medical_bill(&card, &mut r, 1_000, &format!("MZ-X{n}"), DEMO_PIN)
-            .unwrap();
+    for no in ["MZ-X1", "MZ-X2", "MZ-X3"] {
+        let _ = bill(no);
     }
-    let p = k
-        .medical_bill(&card, &mut r, 1_000, "MZ-G2", DEMO_PIN)
-        .unwrap();
-    let a = exchange(&mut conn, &p.request).await;
-    assert_eq!(decode(&a).get_str(39).unwrap(), "59");
+    let a = exchange(&mut conn, &bill("MZ-G2").request).await;
+    assert_eq!(code(&a), "59");
     assert!(decode(&a).has(55), "the genuine card gets its ARPC");
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1, "flagged");
     // The jump is recorded: the card's next transaction passes.
-    let p = k
-        .medical_bill(&card, &mut r, 1_000, "MZ-G3", DEMO_PIN)
-        .unwrap();
     assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
+        code(&exchange(&mut conn, &bill("MZ-G3").request).await),
         "00"
     );
+}
+
+fn code(answer: &[u8]) -> String {
+    decode(answer).get_str(39).unwrap().into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
