@@ -157,6 +157,10 @@ pub struct KeysSection {
     pub imk_ac_tdes: Option<String>,
     /// IMK-AC of SM4 cards.
     pub imk_ac_sm4: Option<String>,
+    /// IMK-SMI (issuer-script MAC) of 3DES cards; without it no script goes to those cards.
+    pub imk_smi_tdes: Option<String>,
+    /// IMK-SMI (issuer-script MAC) of SM4 cards.
+    pub imk_smi_sm4: Option<String>,
 }
 
 fn default_check_length() -> u8 {
@@ -372,6 +376,16 @@ impl NodeConfig {
                     .imk_ac_sm4
                     .as_deref()
                     .map(|t| token("imk_ac_sm4", t))
+                    .transpose()?,
+                imk_smi_tdes: k
+                    .imk_smi_tdes
+                    .as_deref()
+                    .map(|t| token("imk_smi_tdes", t))
+                    .transpose()?,
+                imk_smi_sm4: k
+                    .imk_smi_sm4
+                    .as_deref()
+                    .map(|t| token("imk_smi_sm4", t))
                     .transpose()?,
                 pvk: token("pvk", &k.pvk)?,
                 decimalisation_table: k.decimalisation_table.clone(),

@@ -14,8 +14,8 @@ use super::split::{split_bill, MedicalCategory, SplitInput};
 use super::{Outcome, Pipeline, SplitFields};
 use crate::gateway::GatewayError;
 use crate::store::{
-    AccountId, BalanceOp, Decision, HoldId, ReversalId, ReversalReason, ReversalRequest, Store,
-    StoredTransaction, TransactionKind, TransactionRecord, TxnLeg,
+    AccountId, BalanceOp, CardAtc, Decision, HoldId, ReversalId, ReversalReason, ReversalRequest,
+    Store, StoredTransaction, TransactionKind, TransactionRecord, TxnLeg,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -143,6 +143,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops,
             event,
             reversal: None,
+            atc: None,
         }
     }
 
@@ -278,7 +279,14 @@ impl<S: Store> Pipeline<S> {
                 transmission_at,
             }) => {
                 let mut out = self
-                    .decline_and_reverse(req, kind, entry, amount_fen, stan, transmission_at)
+                    .decline_and_reverse(
+                        req,
+                        kind,
+                        entry,
+                        amount_fen,
+                        (stan, transmission_at),
+                        super::card_atc(entry, arqc),
+                    )
                     .await;
                 out.field55 = self.arpc(arqc, ResponseCode::IssuerUnavailable).await;
                 Err(out)
@@ -286,15 +294,16 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
-    /// A decline 91 for an unanswered bank leg, with its 0420 queued in the same commit.
+    /// A decline 91 for an unanswered bank leg, with its 0420 (the STAN and field 7 of the
+    /// unanswered leg) queued in the same commit.
     pub(crate) async fn decline_and_reverse(
         &self,
         req: &Request,
         kind: TransactionKind,
         entry: &CardEntry,
         amount_fen: i64,
-        stan: Stan,
-        transmission_at: TransmissionDateTime,
+        (stan, transmission_at): (Stan, TransmissionDateTime),
+        atc: Option<CardAtc>,
     ) -> Outcome {
         let code = ResponseCode::IssuerUnavailable;
         let record = self.record(
@@ -318,6 +327,7 @@ impl<S: Store> Pipeline<S> {
                 transmission_at,
                 first_attempt_at_us: crate::store::now_us(),
             }),
+            atc,
         };
         self.metrics
             .reversals_queued
@@ -345,7 +355,7 @@ impl<S: Store> Pipeline<S> {
         match TransmissionDateTime::parse(&f7) {
             Ok(t) if code != ResponseCode::DuplicateTransmission => {
                 let mut out = self
-                    .decline_and_reverse(req, kind, entry, amount_fen, stan, t)
+                    .decline_and_reverse(req, kind, entry, amount_fen, (stan, t), None)
                     .await;
                 out.code = Some(code);
                 out
@@ -362,9 +372,9 @@ impl<S: Store> Pipeline<S> {
     /// Hospital bill payment: fund, personal account, bank — all or nothing.
     pub(crate) async fn medical_bill(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::MedicalBillSplit;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let Some(bill) = req.bill.as_ref() else {
             return Outcome::answer(ResponseCode::FormatError);
@@ -403,7 +413,11 @@ impl<S: Store> Pipeline<S> {
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
         let arqc = match self.arqc_step(req, &entry).await {
             Ok(a) => a,
-            Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+            Err(d) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                    .await
+            }
         };
         if let Err(code) = self.pin_step(req, &entry, tpk).await {
             return self
@@ -526,7 +540,7 @@ impl<S: Store> Pipeline<S> {
             issuer.clone(),
             ResponseCode::Approved,
         );
-        let decision = self.money_decision(
+        let mut decision = self.money_decision(
             record,
             EventType::MedicalBillSplit,
             &legs,
@@ -535,6 +549,7 @@ impl<S: Store> Pipeline<S> {
             None,
             None,
         );
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 reservation.keep();
@@ -576,7 +591,10 @@ impl<S: Store> Pipeline<S> {
         code: ResponseCode,
         arqc: Option<&VerifiedArqc>,
     ) -> Outcome {
-        let mut out = self.decline(req, kind, Some(entry), code).await;
+        let atc = super::card_atc(entry, arqc);
+        let mut out = self
+            .decline_consuming(req, kind, Some(entry), code, atc)
+            .await;
         if out.code == Some(code) {
             out.field55 = self.arpc(arqc, code).await;
         }
@@ -597,14 +615,18 @@ impl<S: Store> Pipeline<S> {
     /// A purchase paid entirely by the card's bank.
     pub(crate) async fn bank_purchase(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::Purchase;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
         let arqc = match self.arqc_step(req, &entry).await {
             Ok(a) => a,
-            Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+            Err(d) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                    .await
+            }
         };
         if req.pin_block.is_none() {
             return self
@@ -656,7 +678,7 @@ impl<S: Store> Pipeline<S> {
             Some(bank.clone()),
             ResponseCode::Approved,
         );
-        let decision = self.money_decision(
+        let mut decision = self.money_decision(
             record,
             EventType::Purchase,
             &legs,
@@ -665,6 +687,7 @@ impl<S: Store> Pipeline<S> {
             None,
             None,
         );
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 reservation.keep();
@@ -685,9 +708,9 @@ impl<S: Store> Pipeline<S> {
     /// Balance of the personal medical-insurance account (field 54).
     pub(crate) async fn personal_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::BalanceInquiry;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         if let Err(code) = self.pin_step(req, &entry, tpk).await {
             return self.decline(req, kind, Some(&entry), code).await;
@@ -717,6 +740,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops: Vec::new(),
             event: None,
             reversal: None,
+            atc: None,
         };
         match self.commit(decision).await {
             Ok(_) => Outcome {
@@ -735,9 +759,9 @@ impl<S: Store> Pipeline<S> {
     /// Balance of the bank account, asked of the bank.
     pub(crate) async fn bank_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::BalanceInquiry;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let Some(block) = req.pin_block else {
             return self
@@ -762,6 +786,7 @@ impl<S: Store> Pipeline<S> {
                     balance_ops: Vec::new(),
                     event: None,
                     reversal: None,
+                    atc: None,
                 };
                 match self.commit(decision).await {
                     Ok(_) => Outcome {
@@ -810,9 +835,9 @@ impl<S: Store> Pipeline<S> {
     /// Refund of a bank purchase (field 37 = the purchase's RRN), credited by the bank.
     pub(crate) async fn refund(&self, req: &Request) -> Outcome {
         let kind = TransactionKind::Refund;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let original = match self.original(req, &[TransactionKind::Purchase], None).await {
             Ok(Some(o)) => o,
@@ -879,9 +904,9 @@ impl<S: Store> Pipeline<S> {
     /// Benefit credit from the social-security fund to the card's bank account.
     pub(crate) async fn benefit_credit(&self, req: &Request) -> Outcome {
         let kind = TransactionKind::BenefitCredit;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         if req.acquirer != self.cfg.social_security_fund
             && self.institution_kind(&req.acquirer)
@@ -985,7 +1010,11 @@ impl<S: Store> Pipeline<S> {
         if !advice {
             arqc = match self.arqc_step(req, &entry).await {
                 Ok(a) => a,
-                Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+                Err(d) => {
+                    return self
+                        .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                        .await
+                }
             };
             if let Err(code) = self.pin_step(req, &entry, tpk).await {
                 return self
@@ -1043,7 +1072,7 @@ impl<S: Store> Pipeline<S> {
             amount_fen: fen(amount),
             expires_at_us: expires,
         }];
-        let decision = self.money_decision(
+        let mut decision = self.money_decision(
             record,
             EventType::AuthorizationHold,
             &legs,
@@ -1052,6 +1081,7 @@ impl<S: Store> Pipeline<S> {
             None,
             Some(hold_id.0),
         );
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(account, -amount);

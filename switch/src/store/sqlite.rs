@@ -123,6 +123,8 @@ impl SqliteStore {
     insert_holds: "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT unhex(r.value->>0), r.value->>1, unhex(r.value->>2), r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8 FROM json_each($1) AS r",
     insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, 'pending' FROM json_each($1) AS r",
     update_holds: "UPDATE hold SET state = r.value->>1, captured_fen = r.value->>2, closed_at_us = r.value->>3 FROM json_each($1) AS r WHERE hold.hold_id = unhex(r.value->>0)",
+    load_card_atcs: "SELECT card_id, atc_max FROM card WHERE card_id IN (SELECT value FROM json_each($1))",
+    update_card_atcs: "UPDATE card SET atc_max = r.value->>1 FROM json_each($1) AS r WHERE card.card_id = r.value->>0",
     };
 }
 

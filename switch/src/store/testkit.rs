@@ -237,6 +237,7 @@ pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Dec
         }],
         event: Some(event),
         reversal: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -263,6 +264,7 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
         }],
         event: Some(event),
         reversal: None,
+        atc: None,
         transaction: t,
     };
     (d, hold_id)
@@ -287,6 +289,7 @@ pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Deci
         }],
         event: Some(event),
         reversal: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -307,6 +310,7 @@ pub fn release(fx: &Fixture, hold_id: HoldId, seq: u32, held_fen: i64) -> Decisi
         balance_ops: vec![BalanceOp::ReleaseHold { hold_id }],
         event: Some(event),
         reversal: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -319,6 +323,7 @@ pub fn decline(fx: &Fixture, seq: u32, amount_fen: i64, code: ResponseCode) -> D
         balance_ops: vec![],
         event: None,
         reversal: None,
+        atc: None,
     }
 }
 
@@ -333,6 +338,15 @@ pub fn bank_timeout(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         stan: d.transaction.stan,
         transmission_at: d.transaction.transmission_at.clone(),
         first_attempt_at_us: super::now_us(),
+    });
+    d
+}
+
+/// `d` consuming the fixture card's ATC `atc`.
+pub fn with_atc(fx: &Fixture, mut d: Decision, atc: u16) -> Decision {
+    d.atc = Some(CardAtc {
+        card_id: fx.card_id,
+        atc,
     });
     d
 }
