@@ -83,6 +83,15 @@ fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
     }
     .min(args.prepare_max);
     let hospitals = &world.hospitals;
+    if world.cards.len() < args.connections * args.window * 2 {
+        eprintln!(
+            "warning: {} cards for {} connections x window {}: a card may be in flight twice \
+             and its later ATC overtake the earlier one (59); use more --cards-per-bank",
+            world.cards.len(),
+            args.connections,
+            args.window
+        );
+    }
     let threads = 2usize;
     let per_thread = args.connections.div_ceil(threads);
     let chunks: Vec<Vec<Vec<Prepared>>> = std::thread::scope(|s| {
@@ -106,7 +115,17 @@ fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
                         let n = total / args.connections;
                         let mut list = Vec::with_capacity(n);
                         for i in 0..n {
-                            let idx = (c * 7919 + i * 104_729) % world.cards.len();
+                            // Each connection owns the cards c, c + C, c + 2C, ... and takes
+                            // them in turn, so a card's cryptograms go out in ATC order and its
+                            // next one is sent only after `owned` others: the switch declines a
+                            // reused or older ATC (59), as a card cannot pay twice at once.
+                            let owned = world
+                                .cards
+                                .len()
+                                .saturating_sub(c)
+                                .div_ceil(args.connections)
+                                .max(1);
+                            let idx = (c + args.connections * (i % owned)) % world.cards.len();
                             let card = &world.cards[idx];
                             let roll = ((i * 37 + c * 11) % 100) as u32;
                             let reader = readers.entry(idx).or_insert_with(|| {

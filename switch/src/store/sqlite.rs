@@ -75,9 +75,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_millis(config.busy_timeout_ms))
             .pragma("temp_store", "memory");
+        // No liveness ping before each acquire: a SQLite connection is a file handle in this
+        // process, and the ping was a round trip to the connection's worker thread (two
+        // context switches) before every read and every group commit.
         let write = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         super::migrate::migrator(schemas::migrations::SQLITE)
@@ -86,6 +90,7 @@ impl SqliteStore {
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(config.read_connections_max.max(1))
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self { read, write, pan })
