@@ -24,3 +24,6 @@ pub mod link;
 pub mod metrics;
 pub mod pipeline;
 pub mod store;
+
+/// The allocator the `switch` binary and the load generator install (see `main.rs`).
+pub use mimalloc::MiMalloc;

@@ -2,6 +2,13 @@
 //! --config FILE` runs a production node from a configuration file (see ops/).
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc rather than the system allocator: a request allocates and frees many small
+/// buffers across threads (decoded fields, futures, answers), and glibc's malloc/free with its
+/// consolidation spent about a fifth of the switch's CPU under load (perf, see the issue note).
+#[global_allocator]
+static ALLOCATOR: switch::MiMalloc = switch::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,6 +14,11 @@
 //! ```
 
 use clap::Parser;
+
+/// The same allocator as the switch, so both sides of the measurement pay the same for memory.
+#[global_allocator]
+static ALLOCATOR: switch::MiMalloc = switch::MiMalloc;
+
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use schemas::domain::TerminalId;
