@@ -680,7 +680,12 @@ async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<
 async fn import_key(shared: &Shared, key_type: KeyType, sent: &KeyUnderZmk) -> Option<KeyToken> {
     let key = shared
         .hsm
-        .import_key(key_type, &shared.config.keys.zmk, &sent.under_zmk, KeyScheme::U)
+        .import_key(
+            key_type,
+            &shared.config.keys.zmk,
+            &sent.under_zmk,
+            KeyScheme::U,
+        )
         .await
         .ok()?;
     let kcv: String = key.check_value.iter().map(|b| format!("{b:02X}")).collect();

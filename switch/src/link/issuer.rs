@@ -45,8 +45,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::mux::{Mux, MuxConfig, MuxError, MuxKey, MuxStats, UnmatchedResponses};
 use super::mac::{self as link_mac, MacError, Rules};
+use super::mux::{Mux, MuxConfig, MuxError, MuxKey, MuxStats, UnmatchedResponses};
 use super::network::{
     transmission_now, KeyExchangeField, KeyGenerations, KeyUnderZmk, NetworkCode,
 };
@@ -294,7 +294,8 @@ impl Link {
     async fn encode(&self, mut msg: OwnedMessage<'_>) -> Result<bytes::Bytes, LinkError> {
         if self.config.mac && link_mac::is_maced(msg.mti()) {
             let tak = self.keys().tak.current.clone().ok_or(MacError::NoKey)?;
-            let wire = link_mac::encode_with_mac(&*self.hsm, &tak, &mut msg, Rules::Checked).await?;
+            let wire =
+                link_mac::encode_with_mac(&*self.hsm, &tak, &mut msg, Rules::Checked).await?;
             return Ok(wire.into());
         }
         let mut buf = BytesMut::with_capacity(512);

@@ -212,7 +212,9 @@ mod tests {
         assert!(decoded.has(64), "primary bitmap only: field 64");
         let keys = [other.clone(), key.clone()];
         assert_eq!(
-            verify(&hsm, &keys, &wire, &decoded).await.expect("verifies"),
+            verify(&hsm, &keys, &wire, &decoded)
+                .await
+                .expect("verifies"),
             &key
         );
         assert!(matches!(

@@ -1,10 +1,10 @@
 //! Network management (0800/0810) vocabulary shared by the issuer links and the bank simulator.
 //!
 //! Why this exists: both ends of a link must agree on field 70's codes (ISO 8583:1987 field
-//! 70, network management information code) and on how a new zone PIN key travels in a key
-//! exchange. The layout of field 48 in a key exchange is ours (documented in
-//! `schemas/iso8583/ssc87.md`, "Key exchange"): a sequence of elements, each a 3-character
-//! tag, a 3-digit length and the value:
+//! 70, network management information code) and on how a new zone PIN key (and, on links with
+//! MACs, a new TAK) travels in a key exchange. The layout of field 48 in a key exchange is ours
+//! (documented in `schemas/iso8583/ssc87.md`, "Key exchange"): a sequence of elements, each a
+//! 3-character tag, a 3-digit length and the value:
 //!
 //! | tag | value |
 //! |---|---|
@@ -99,7 +99,8 @@ impl KeyExchangeField {
     /// The field 48 text.
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(96);
-        let keys = std::iter::once((ZPK_TAGS, &self.zpk)).chain(self.tak.iter().map(|t| (TAK_TAGS, t)));
+        let keys =
+            std::iter::once((ZPK_TAGS, &self.zpk)).chain(self.tak.iter().map(|t| (TAK_TAGS, t)));
         for ((key_tag, kcv_tag), key) in keys {
             for (tag, value) in [(key_tag, &key.under_zmk), (kcv_tag, &key.kcv)] {
                 s.push_str(tag);
@@ -127,16 +128,17 @@ impl KeyExchangeField {
             elements.insert(tag, value);
             rest = &rest[6 + len..];
         }
-        let key = |(key_tag, kcv_tag): (&'static str, &'static str)| {
-            match (elements.get(key_tag), elements.get(kcv_tag)) {
-                (Some(k), Some(c)) => Ok(Some(KeyUnderZmk {
-                    under_zmk: (*k).to_owned(),
-                    kcv: (*c).to_owned(),
-                })),
-                (None, None) => Ok(None),
-                (None, Some(_)) => Err(KeyExchangeFieldError::Missing(key_tag)),
-                (Some(_), None) => Err(KeyExchangeFieldError::Missing(kcv_tag)),
-            }
+        let key = |(key_tag, kcv_tag): (&'static str, &'static str)| match (
+            elements.get(key_tag),
+            elements.get(kcv_tag),
+        ) {
+            (Some(k), Some(c)) => Ok(Some(KeyUnderZmk {
+                under_zmk: (*k).to_owned(),
+                kcv: (*c).to_owned(),
+            })),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(KeyExchangeFieldError::Missing(key_tag)),
+            (Some(_), None) => Err(KeyExchangeFieldError::Missing(kcv_tag)),
         };
         Ok(KeyExchangeField {
             zpk: key(ZPK_TAGS)?.ok_or(KeyExchangeFieldError::Missing("ZPK"))?,
