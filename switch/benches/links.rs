@@ -55,6 +55,7 @@ async fn setup() -> Setup {
         keys: BankKeys {
             zmk: zmk.clone(),
             zpk: Some(zpk.clone()),
+            tak: None,
             pvk,
         },
         decimalisation_table: DECIMALISATION.into(),
@@ -65,6 +66,7 @@ async fn setup() -> Setup {
             pin_offset: offset,
         }],
         connections_max: 4,
+        mac: false,
     };
     let bank_sim = BankSim::start(config, hsm.clone() as Arc<dyn Hsm>)
         .await

@@ -9,7 +9,7 @@
 //! | request | answer |
 //! |---|---|
 //! | 0800 field 70 = 001 / 002 / 301 | 0810 with 00 (sign-on, sign-off, echo) |
-//! | 0800 field 70 = 101 | imports the new ZPK from field 48 under its ZMK, checks the KCV: 00, or 30 when the key or its check value is wrong |
+//! | 0800 field 70 = 101 | imports the new ZPK (and TAK, when field 48 has one) under its ZMK and checks their check values: 00, or 30 when a key or its check value is wrong (then no key changes) |
 //! | 0200, processing code 00xxxx (purchase) | PIN checked (55), card known (14), funds (51); 00 debits and returns field 38 and field 54 |
 //! | 0200, 31xxxx (balance inquiry) | PIN checked; 00 with the balance in field 54 |
 //! | 0200, 20xxxx (refund), 21xxxx (benefit credit) | credit to the account, no PIN |
@@ -20,8 +20,13 @@
 //! the ISO 8583:1987 additional amount: account type `10`, amount type `02` (available
 //! balance), currency `156`, sign `C`/`D`, 12 digits of fen.
 //!
-//! Fault knobs ([`BankSimFaults`]) let tests delay answers, never answer, refuse connections
-//! or close a connection after N messages. The demo's configuration, clear demo keys included,
+//! With `mac` on, requests of the MACed classes ([`crate::link::mac`]) must carry a MAC that
+//! verifies under the current or the previous TAK, else they are answered A0 and not
+//! processed; answers are MACed under the key that verified the request (so a request MACed
+//! just before a key change gets an answer the switch can still verify); see [`mac`].
+//!
+//! Fault knobs ([`BankSimFaults`]) let tests delay answers, never answer, refuse connections,
+//! close a connection after N messages or corrupt the MAC of its answers. The demo's configuration, clear demo keys included,
 //! is plain data ([`BankSimData`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -32,7 +37,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hsm_sim::hsm::{PinBlockIn, PinVerificationMethod};
-use hsm_sim::keys::{KeyScheme, KeyType, PinKey, Pvk, TypedKey, Zmk, Zpk};
+use hsm_sim::keys::{KeyScheme, KeyToken, KeyType, PinKey, Pvk, Tak, TypedKey, Zmk, Zpk};
 use hsm_sim::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::{Hsm, HsmError, SoftHsm};
 use schemas::domain::{InstitutionId, Pan};
@@ -42,8 +47,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::link::network::{KeyExchangeField, NetworkCode};
+use crate::link::network::{KeyExchangeField, KeyGenerations, KeyUnderZmk, NetworkCode};
 use crate::link::transport::{self, FrameWriter, Framing};
+
+mod mac;
 
 /// Most approved transactions remembered for reversals; the oldest are forgotten first.
 pub const AUTHORIZATIONS_MAX: usize = 1_000_000;
@@ -81,6 +88,8 @@ pub struct BankKeys {
     pub zmk: Zmk,
     /// Zone PIN key agreed out of band, until the first key exchange.
     pub zpk: Option<Zpk>,
+    /// TAK of the link's MACs agreed out of band, until the first key exchange.
+    pub tak: Option<Tak>,
     /// PIN verification key.
     pub pvk: Pvk,
 }
@@ -106,6 +115,8 @@ pub struct BankSimConfig {
     pub accounts: Vec<AccountSeed>,
     /// Most simultaneous connections; more are closed at once.
     pub connections_max: usize,
+    /// Require MACs on requests and MAC the answers ([`crate::link::mac`]).
+    pub mac: bool,
 }
 
 /// A bank's configuration as plain data with clear keys (demo and tests only: clear keys have
@@ -120,6 +131,12 @@ pub struct BankSimData {
     pub zmk_clear_hex: String,
     /// Clear initial ZPK, 32 hex digits, if agreed out of band.
     pub zpk_clear_hex: Option<String>,
+    /// Clear initial TAK, 32 hex digits, if agreed out of band.
+    #[serde(default)]
+    pub tak_clear_hex: Option<String>,
+    /// Require and send MACs.
+    #[serde(default)]
+    pub mac: bool,
     /// Clear PVK, 32 hex digits.
     pub pvk_clear_hex: String,
     /// Decimalisation table.
@@ -146,14 +163,14 @@ impl BankSimData {
             KeyScheme::U,
             &self.zmk_clear_hex,
         )?);
-        let zpk = match &self.zpk_clear_hex {
-            Some(h) => Some(Zpk::from_token(hsm.import_clear_key(
-                KeyType::Zpk,
-                KeyScheme::U,
-                h,
-            )?)),
-            None => None,
+        let working = |key_type, clear: &Option<String>| {
+            clear
+                .as_deref()
+                .map(|h| hsm.import_clear_key(key_type, KeyScheme::U, h))
+                .transpose()
         };
+        let zpk = working(KeyType::Zpk, &self.zpk_clear_hex)?.map(Zpk::from_token);
+        let tak = working(KeyType::Tak, &self.tak_clear_hex)?.map(Tak::from_token);
         let pvk = Pvk::from_token(hsm.import_clear_key(
             KeyType::Pvk,
             KeyScheme::U,
@@ -165,11 +182,12 @@ impl BankSimData {
             listen: self.listen,
             spec_name: "ssc87".into(),
             framing: Framing::default(),
-            keys: BankKeys { zmk, zpk, pvk },
+            keys: BankKeys { zmk, zpk, tak, pvk },
             decimalisation_table: self.decimalisation_table,
             pin_check_length: 4,
             accounts: self.accounts,
             connections_max: 64,
+            mac: self.mac,
         })
     }
 }
@@ -209,6 +227,7 @@ pub struct BankSimFaults {
     drop_responses: AtomicBool,
     refuse_connections: AtomicBool,
     close_after_messages: AtomicU64,
+    corrupt_mac: AtomicBool,
 }
 
 impl BankSimFaults {
@@ -227,6 +246,11 @@ impl BankSimFaults {
     /// Closes each connection after it has received `n` messages (0 = never).
     pub fn set_close_after_messages(&self, n: u64) {
         self.close_after_messages.store(n, Ordering::Relaxed);
+    }
+    /// Flips a bit of the MAC of every MACed answer (`true`), as a line fault or a forger
+    /// without the key would.
+    pub fn set_corrupt_mac(&self, on: bool) {
+        self.corrupt_mac.store(on, Ordering::Relaxed);
     }
 }
 
@@ -264,6 +288,8 @@ pub struct BankSimStats {
     pub reversal_messages: u64,
     /// Of those, repeats (0421).
     pub reversal_repeats: u64,
+    /// Requests refused with A0 (MAC missing or wrong).
+    pub mac_failures: u64,
 }
 
 struct Account {
@@ -300,10 +326,9 @@ impl Ledger {
     }
 }
 
-#[derive(Default)]
 struct ZoneKeys {
-    current: Option<Zpk>,
-    previous: Option<Zpk>,
+    zpk: KeyGenerations<Zpk>,
+    tak: KeyGenerations<Tak>,
 }
 
 #[derive(Default)]
@@ -317,6 +342,7 @@ struct Counters {
     reversals_applied: AtomicU64,
     reversal_messages: AtomicU64,
     reversal_repeats: AtomicU64,
+    mac_failures: AtomicU64,
 }
 
 struct Shared {
@@ -365,8 +391,8 @@ impl BankSim {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keys: Mutex::new(ZoneKeys {
-                current: config.keys.zpk.clone(),
-                previous: None,
+                zpk: KeyGenerations::new(config.keys.zpk.clone()),
+                tak: KeyGenerations::new(config.keys.tak.clone()),
             }),
             config,
             spec,
@@ -444,7 +470,12 @@ impl BankSim {
 
     /// The zone PIN key the bank currently expects.
     pub fn current_zpk(&self) -> Option<Zpk> {
-        lock(&self.shared.keys).current.clone()
+        lock(&self.shared.keys).zpk.current.clone()
+    }
+
+    /// The TAK the bank currently MACs its answers with.
+    pub fn current_tak(&self) -> Option<Tak> {
+        lock(&self.shared.keys).tak.current.clone()
     }
 
     /// Counters.
@@ -460,6 +491,7 @@ impl BankSim {
             reversals_applied: c.reversals_applied.load(Ordering::Relaxed),
             reversal_messages: c.reversal_messages.load(Ordering::Relaxed),
             reversal_repeats: c.reversal_repeats.load(Ordering::Relaxed),
+            mac_failures: c.mac_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -557,7 +589,7 @@ async fn serve_connection(
 }
 
 async fn answer(shared: &Arc<Shared>, bytes: &[u8], writer: &FrameWriter) {
-    let Some(reply) = respond(shared, bytes).await else {
+    let Some(reply) = mac::respond(shared, bytes).await else {
         return;
     };
     let delay = shared.faults.delay_ms.load(Ordering::Relaxed);
@@ -632,7 +664,7 @@ async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<
             "00"
         }
         Some(NetworkCode::KeyExchange) => {
-            if import_zpk(shared, msg).await {
+            if import_keys(shared, msg).await {
                 c.key_exchanges.fetch_add(1, Ordering::Relaxed);
                 "00"
             } else {
@@ -644,8 +676,25 @@ async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<
     reply(msg, rc)
 }
 
-/// Imports the ZPK of a key exchange and makes it current when its check value matches.
-async fn import_zpk(shared: &Shared, msg: &Message<'_>) -> bool {
+/// Imports a key of a key exchange under the ZMK; its LMK token when the check value matches.
+async fn import_key(shared: &Shared, key_type: KeyType, sent: &KeyUnderZmk) -> Option<KeyToken> {
+    let key = shared
+        .hsm
+        .import_key(
+            key_type,
+            &shared.config.keys.zmk,
+            &sent.under_zmk,
+            KeyScheme::U,
+        )
+        .await
+        .ok()?;
+    let kcv: String = key.check_value.iter().map(|b| format!("{b:02X}")).collect();
+    kcv.eq_ignore_ascii_case(&sent.kcv).then_some(key.token)
+}
+
+/// Imports the ZPK (and the TAK, when sent) of a key exchange and makes them current when
+/// every check value matches; otherwise nothing changes.
+async fn import_keys(shared: &Shared, msg: &Message<'_>) -> bool {
     let Some(field) = msg
         .get_str(48)
         .ok()
@@ -653,25 +702,21 @@ async fn import_zpk(shared: &Shared, msg: &Message<'_>) -> bool {
     else {
         return false;
     };
-    let imported = shared
-        .hsm
-        .import_key(
-            KeyType::Zpk,
-            &shared.config.keys.zmk,
-            &field.zpk_under_zmk,
-            KeyScheme::U,
-        )
-        .await;
-    let Ok(key) = imported else {
+    let Some(zpk) = import_key(shared, KeyType::Zpk, &field.zpk).await else {
         return false;
     };
-    let kcv: String = key.check_value.iter().map(|b| format!("{b:02X}")).collect();
-    if !kcv.eq_ignore_ascii_case(&field.kcv) {
-        return false;
-    }
+    let tak = match &field.tak {
+        Some(sent) => match import_key(shared, KeyType::Tak, sent).await {
+            Some(t) => Some(t),
+            None => return false,
+        },
+        None => None,
+    };
     let mut keys = lock(&shared.keys);
-    keys.previous = keys.current.take();
-    keys.current = Some(Zpk::from_token(key.token));
+    keys.zpk.rotate(Zpk::from_token(zpk));
+    if let Some(t) = tak {
+        keys.tak.rotate(Tak::from_token(t));
+    }
     true
 }
 
@@ -724,12 +769,9 @@ async fn pin_ok(shared: &Shared, msg: &Message<'_>, pan: &str, offset: &str) -> 
         offset: offset.to_owned(),
         check_length: shared.config.pin_check_length,
     };
-    let (current, previous) = {
-        let k = lock(&shared.keys);
-        (k.current.clone(), k.previous.clone())
-    };
+    let zpks = lock(&shared.keys).zpk.candidates();
     // The previous key stays valid for PIN blocks translated before the last key exchange.
-    for zpk in [current, previous].into_iter().flatten() {
+    for zpk in zpks {
         if let Ok(true) = shared
             .hsm
             .verify_pin(&PinKey::Zpk(zpk), &pin, &method)
@@ -901,6 +943,8 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             zmk_clear_hex: "0123456789ABCDEFFEDCBA9876543210".into(),
             zpk_clear_hex: Some("1032547698BADCFEEFCDAB8967452301".into()),
+            tak_clear_hex: None,
+            mac: false,
             pvk_clear_hex: "FEDCBA98765432100123456789ABCDEF".into(),
             decimalisation_table: "0123456789012345".into(),
             accounts: vec![AccountSeed {

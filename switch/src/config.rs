@@ -235,6 +235,12 @@ pub struct BankSection {
     pub zmk: String,
     /// Initial ZPK token.
     pub zpk: Option<String>,
+    /// Initial TAK token of the link's MACs (absent: the first key exchange brings one).
+    pub tak: Option<String>,
+    /// MAC financial, reversal and reconciliation messages to and from this bank, and
+    /// exchange a TAK with every ZPK (`switch::link::mac`).
+    #[serde(default)]
+    pub mac: bool,
     /// Exchange keys after each sign-on.
     #[serde(default)]
     pub key_exchange_on_sign_on: bool,
@@ -479,6 +485,8 @@ async fn run_node<S: Store>(
             token("zmk", &b.zmk)?,
         );
         lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
+        lc.tak = b.tak.as_deref().map(|t| token("tak", t)).transpose()?;
+        lc.mac = b.mac;
         lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
         link_configs.push(lc);
     }

@@ -109,12 +109,14 @@ async fn start_bank(bank_hsm: SoftHsm, listen: &str) -> BankSim {
         keys: BankKeys {
             zmk,
             zpk: Some(zpk),
+            tak: None,
             pvk,
         },
         decimalisation_table: DECIMALISATION.into(),
         pin_check_length: 4,
         accounts,
         connections_max: 8,
+        mac: false,
     };
     BankSim::start(config, Arc::new(bank_hsm))
         .await

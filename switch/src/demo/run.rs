@@ -212,6 +212,48 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
     run_on(opts, store, world, with_clearing).await
 }
 
+/// Starts the simulated issuer host of the world's bank `i` on `listen` (its own HSM, same
+/// test LMK) and returns it with the switch's link configuration to it: keys exchanged at each
+/// sign-on, and MACs on (a TAK travels with every ZPK; see [`crate::link::mac`]).
+pub async fn start_bank(
+    world: &DemoWorld,
+    i: usize,
+    listen: &str,
+) -> Result<(BankSim, IssuerConfig), DemoRunError> {
+    let other = |e: &dyn std::fmt::Display| DemoRunError::Other(e.to_string());
+    let bank = world.banks.get(i).ok_or_else(|| other(&"no such bank"))?;
+    let accounts = world
+        .cards
+        .iter()
+        .filter(|c| c.bank == i)
+        .map(|c| AccountSeed {
+            pan: c.pan.expose_digits().to_owned(),
+            balance_fen: c.bank_balance_fen,
+            pin_offset: c.pin_offset.clone(),
+        })
+        .collect();
+    let data = BankSimData {
+        institution: bank.id.as_str().to_owned(),
+        listen: listen.to_owned(),
+        zmk_clear_hex: bank.zmk_clear.clone(),
+        zpk_clear_hex: Some(bank.zpk_clear.clone()),
+        tak_clear_hex: None,
+        mac: true,
+        pvk_clear_hex: clear_keys::PVK.to_owned(),
+        decimalisation_table: DECIMALISATION_TABLE.to_owned(),
+        accounts,
+    };
+    let bank_hsm = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
+    let cfg = data.into_config(&bank_hsm).map_err(|e| other(&e))?;
+    let sim = BankSim::start(cfg, bank_hsm).await.map_err(|e| other(&e))?;
+    let (zmk, zpk) = world.bank_keys(i)?;
+    let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
+    lc.zpk = Some(zpk);
+    lc.mac = true;
+    lc.key_exchange_on_sign_on = true;
+    Ok((sim, lc))
+}
+
 async fn run_on<S: crate::store::Store>(
     opts: DemoOptions,
     store: Arc<S>,
@@ -223,37 +265,9 @@ async fn run_on<S: crate::store::Store>(
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
     let mut bank_sims = Vec::new();
     let mut link_configs = Vec::new();
-    for (i, bank) in world.banks.iter().enumerate() {
-        let accounts = world
-            .cards
-            .iter()
-            .filter(|c| c.bank == i)
-            .map(|c| AccountSeed {
-                pan: c.pan.expose_digits().to_owned(),
-                balance_fen: c.bank_balance_fen,
-                pin_offset: c.pin_offset.clone(),
-            })
-            .collect();
-        let data = BankSimData {
-            institution: bank.id.as_str().to_owned(),
-            listen: format!("127.0.0.1:{}", opts.bank_port_base + i as u16),
-            zmk_clear_hex: bank.zmk_clear.clone(),
-            zpk_clear_hex: Some(bank.zpk_clear.clone()),
-            pvk_clear_hex: clear_keys::PVK.to_owned(),
-            decimalisation_table: DECIMALISATION_TABLE.to_owned(),
-            accounts,
-        };
-        let bank_hsm = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
-        let cfg = data
-            .into_config(&bank_hsm)
-            .map_err(|e| DemoRunError::Other(e.to_string()))?;
-        let sim = BankSim::start(cfg, bank_hsm)
-            .await
-            .map_err(|e| DemoRunError::Other(e.to_string()))?;
-        let (zmk, zpk) = world.bank_keys(i)?;
-        let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
-        lc.zpk = Some(zpk);
-        lc.key_exchange_on_sign_on = true;
+    for i in 0..world.banks.len() {
+        let listen = format!("127.0.0.1:{}", opts.bank_port_base + i as u16);
+        let (sim, mut lc) = start_bank(&world, i, &listen).await?;
         lc.echo_interval = Duration::from_secs(10);
         link_configs.push(lc);
         bank_sims.push(sim);

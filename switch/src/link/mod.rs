@@ -8,9 +8,12 @@
 //! - [`forwarder`]: store-and-forward delivery of queued reversals (0420/0421).
 //! - [`network`]: the 0800 network-management codes and the key-exchange field layout shared
 //!   with the simulated bank host ([`crate::banksim`]).
+//! - [`mac`]: which messages on a link carry a MAC (field 64/128), and computing and checking
+//!   it through the `Hsm` under the link's TAK; shared with the simulated bank host.
 
 pub mod forwarder;
 pub mod issuer;
+pub mod mac;
 pub mod mux;
 pub mod network;
 pub mod transport;

@@ -1,17 +1,21 @@
 //! Network management (0800/0810) vocabulary shared by the issuer links and the bank simulator.
 //!
 //! Why this exists: both ends of a link must agree on field 70's codes (ISO 8583:1987 field
-//! 70, network management information code) and on how a new zone PIN key travels in a key
-//! exchange. The layout of field 48 in a key exchange is ours (documented in
-//! `schemas/iso8583/ssc87.md`, "Key exchange"): a sequence of elements, each a 3-character
-//! tag, a 3-digit length and the value:
+//! 70, network management information code) and on how a new zone PIN key (and, on links with
+//! MACs, a new TAK) travels in a key exchange. The layout of field 48 in a key exchange is ours
+//! (documented in `schemas/iso8583/ssc87.md`, "Key exchange"): a sequence of elements, each a
+//! 3-character tag, a 3-digit length and the value:
 //!
 //! | tag | value |
 //! |---|---|
 //! | `ZPK` | the new zone PIN key encrypted under the zone master key: scheme letter + hex (`U` + 32 hex digits for a double-length 3DES key, as payShield A0/A6 print it) |
 //! | `KCV` | its key check value: 6 hex digits (3DES encryption of a zero block, first 3 bytes) |
+//! | `TAK` | optional: the new terminal authentication key of the link's MACs, under the ZMK, same form as `ZPK` |
+//! | `TCV` | the TAK's check value (required with `TAK`) |
 //!
-//! Example: `ZPK033U0123…CDEFKCV006A1B2C3`.
+//! Example: `ZPK033U0123…CDEFKCV006A1B2C3TAK033U89AB…4567TCV0064D5E6F`.
+
+use std::collections::HashMap;
 
 use chrono::{TimeDelta, Utc};
 
@@ -62,38 +66,54 @@ pub enum KeyExchangeFieldError {
     Missing(&'static str),
 }
 
-/// The content of field 48 in a key exchange.
+/// One key of a key exchange as it travels: encrypted under the ZMK, with its check value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct KeyExchangeField {
-    /// The new ZPK under the ZMK (scheme letter + hex). Encrypted: not secret, but kept out of
+pub struct KeyUnderZmk {
+    /// The key under the ZMK (scheme letter + hex). Encrypted: not secret, but kept out of
     /// `Debug` to keep logs short.
-    pub zpk_under_zmk: String,
+    pub under_zmk: String,
     /// Its check value, 6 hex digits.
     pub kcv: String,
 }
 
-impl std::fmt::Debug for KeyExchangeField {
+impl std::fmt::Debug for KeyUnderZmk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyExchangeField {{ kcv: {} }}", self.kcv)
+        write!(f, "KeyUnderZmk {{ kcv: {} }}", self.kcv)
     }
 }
+
+/// The content of field 48 in a key exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyExchangeField {
+    /// The new zone PIN key.
+    pub zpk: KeyUnderZmk,
+    /// The new MAC key of the link, present when the link MACs its messages.
+    pub tak: Option<KeyUnderZmk>,
+}
+
+/// Element tags of field 48: (key, check value).
+const ZPK_TAGS: (&str, &str) = ("ZPK", "KCV");
+const TAK_TAGS: (&str, &str) = ("TAK", "TCV");
 
 impl KeyExchangeField {
     /// The field 48 text.
     pub fn encode(&self) -> String {
-        let mut s = String::with_capacity(self.zpk_under_zmk.len() + 20);
-        for (tag, value) in [("ZPK", &self.zpk_under_zmk), ("KCV", &self.kcv)] {
-            s.push_str(tag);
-            s.push_str(&format!("{:03}", value.len()));
-            s.push_str(value);
+        let mut s = String::with_capacity(96);
+        let keys =
+            std::iter::once((ZPK_TAGS, &self.zpk)).chain(self.tak.iter().map(|t| (TAK_TAGS, t)));
+        for ((key_tag, kcv_tag), key) in keys {
+            for (tag, value) in [(key_tag, &key.under_zmk), (kcv_tag, &key.kcv)] {
+                s.push_str(tag);
+                s.push_str(&format!("{:03}", value.len()));
+                s.push_str(value);
+            }
         }
         s
     }
 
-    /// Reads field 48 (unknown tags are skipped, so the layout can grow, e.g. a TAK).
+    /// Reads field 48 (unknown tags are skipped, so the layout can grow).
     pub fn decode(field: &str) -> Result<KeyExchangeField, KeyExchangeFieldError> {
-        let mut zpk = None;
-        let mut kcv = None;
+        let mut elements: HashMap<&str, &str> = HashMap::new();
         let mut rest = field;
         while !rest.is_empty() {
             let tag = rest.get(..3).ok_or(KeyExchangeFieldError::Malformed)?;
@@ -105,17 +125,62 @@ impl KeyExchangeField {
             let value = rest
                 .get(6..6 + len)
                 .ok_or(KeyExchangeFieldError::Malformed)?;
-            match tag {
-                "ZPK" => zpk = Some(value.to_owned()),
-                "KCV" => kcv = Some(value.to_owned()),
-                _ => {}
-            }
+            elements.insert(tag, value);
             rest = &rest[6 + len..];
         }
+        let key = |(key_tag, kcv_tag): (&'static str, &'static str)| match (
+            elements.get(key_tag),
+            elements.get(kcv_tag),
+        ) {
+            (Some(k), Some(c)) => Ok(Some(KeyUnderZmk {
+                under_zmk: (*k).to_owned(),
+                kcv: (*c).to_owned(),
+            })),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(KeyExchangeFieldError::Missing(key_tag)),
+            (Some(_), None) => Err(KeyExchangeFieldError::Missing(kcv_tag)),
+        };
         Ok(KeyExchangeField {
-            zpk_under_zmk: zpk.ok_or(KeyExchangeFieldError::Missing("ZPK"))?,
-            kcv: kcv.ok_or(KeyExchangeFieldError::Missing("KCV"))?,
+            zpk: key(ZPK_TAGS)?.ok_or(KeyExchangeFieldError::Missing("ZPK"))?,
+            tak: key(TAK_TAGS)?,
         })
+    }
+}
+
+/// The keys of one kind a link end holds: the current one and the one the last key exchange
+/// replaced. The previous key stays valid until the next exchange because messages prepared
+/// under it (PIN blocks, MACs) may still be in flight when the key changes.
+#[derive(Debug, Clone)]
+pub struct KeyGenerations<K> {
+    /// The key in use.
+    pub current: Option<K>,
+    /// The key it replaced.
+    pub previous: Option<K>,
+}
+
+impl<K> KeyGenerations<K> {
+    /// Starts with `initial` (agreed out of band) or nothing.
+    pub fn new(initial: Option<K>) -> Self {
+        KeyGenerations {
+            current: initial,
+            previous: None,
+        }
+    }
+
+    /// Makes `new` current and keeps the current one as previous.
+    pub fn rotate(&mut self, new: K) {
+        self.previous = self.current.replace(new);
+    }
+}
+
+impl<K: Clone> KeyGenerations<K> {
+    /// The keys to try on an incoming message: current first, then previous.
+    pub fn candidates(&self) -> Vec<K> {
+        self.current
+            .iter()
+            .chain(self.previous.iter())
+            .cloned()
+            .collect()
     }
 }
 
@@ -131,11 +196,18 @@ pub fn transmission_now() -> String {
 mod tests {
     use super::*;
 
+    fn key(hex_byte: &str, kcv: &str) -> KeyUnderZmk {
+        KeyUnderZmk {
+            under_zmk: format!("U{}", hex_byte.repeat(16)),
+            kcv: kcv.into(),
+        }
+    }
+
     #[test]
     fn key_exchange_field_round_trips_and_rejects_truncation() {
         let f = KeyExchangeField {
-            zpk_under_zmk: format!("U{}", "AB".repeat(16)),
-            kcv: "A1B2C3".into(),
+            zpk: key("AB", "A1B2C3"),
+            tak: None,
         };
         let text = f.encode();
         assert!(text.starts_with("ZPK033U"));
@@ -149,6 +221,36 @@ mod tests {
             KeyExchangeField::decode("KCV006A1B2C3"),
             Err(KeyExchangeFieldError::Missing("ZPK"))
         );
+    }
+
+    #[test]
+    fn a_tak_travels_after_the_zpk_and_needs_its_own_check_value() {
+        let f = KeyExchangeField {
+            zpk: key("AB", "A1B2C3"),
+            tak: Some(key("CD", "4D5E6F")),
+        };
+        let text = f.encode();
+        assert!(text.contains("KCV006A1B2C3TAK033UCDCD"));
+        assert!(text.ends_with("TCV0064D5E6F"));
+        assert_eq!(KeyExchangeField::decode(&text), Ok(f));
+        let without_tcv = &text[..text.len() - "TCV0064D5E6F".len()];
+        assert_eq!(
+            KeyExchangeField::decode(without_tcv),
+            Err(KeyExchangeFieldError::Missing("TCV"))
+        );
+        // Unknown elements are skipped.
+        let grown = format!("{text}XYZ003abc");
+        assert!(KeyExchangeField::decode(&grown).is_ok_and(|g| g.tak.is_some()));
+    }
+
+    #[test]
+    fn a_key_change_keeps_the_replaced_key_as_previous() {
+        let mut g = KeyGenerations::new(Some(1));
+        assert_eq!(g.candidates(), vec![1]);
+        g.rotate(2);
+        g.rotate(3);
+        assert_eq!(g.candidates(), vec![3, 2]);
+        assert!(KeyGenerations::<u8>::new(None).candidates().is_empty());
     }
 
     #[test]

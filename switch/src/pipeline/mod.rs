@@ -32,6 +32,7 @@ pub mod split;
 pub mod velocity;
 
 use crate::gateway::BankGateway;
+use crate::link::mac::{self as link_mac, Rules};
 use crate::metrics::Metrics;
 use crate::store::writer::{WriteError, WriterHandle};
 use crate::store::{
@@ -455,29 +456,16 @@ impl<S: Store> Pipeline<S> {
         if !ok {
             tracing::error!(service, "response field rejected by the spec");
         }
-        let tak = outcome.mac_key.clone();
-        let mac_field = if answer.has(65) || answer.fields().any(|f| f > 64) {
-            128
-        } else {
-            64
-        };
-        let mut out = Vec::with_capacity(256);
-        if let Some(tak) = tak {
-            // The MAC covers the message up to its own field: encode with a zero MAC, then
-            // replace the last 8 bytes.
-            if answer.set_bytes(mac_field, &[0u8; 8]).is_err() {
-                return Reply::Close;
-            }
-            if spec.encode_unchecked(&answer, &mut out).is_err() {
-                return Reply::Close;
-            }
-            let covered = out.len() - 8;
-            match security::generate_mac(&*self.hsm, &tak, &out[..covered]).await {
-                Some(mac) => out[covered..].copy_from_slice(&mac),
-                None => return Reply::Close,
-            }
-            return Reply::Send(out);
+        if let Some(tak) = &outcome.mac_key {
+            // Same MAC layout as the issuer links (field 64/128, the last 8 bytes).
+            return match link_mac::encode_with_mac(&*self.hsm, tak, &mut answer, Rules::Unchecked)
+                .await
+            {
+                Ok(out) => Reply::Send(out),
+                Err(_) => Reply::Close,
+            };
         }
+        let mut out = Vec::with_capacity(256);
         match spec.encode(&answer, &mut out) {
             Ok(()) => Reply::Send(out),
             Err(_) => {

@@ -341,20 +341,6 @@ pub async fn verify_mac(
     }
 }
 
-/// The MAC of an outgoing message whose last 8 bytes are the MAC field (zeros when called).
-pub async fn generate_mac(hsm: &dyn Hsm, tak: &Tak, covered: &[u8]) -> Option<[u8; 8]> {
-    let mac = hsm
-        .generate_mac(
-            &MacKey::Tak(tak.clone()),
-            MacAlgorithm::Iso9797Alg3,
-            MacPadding::Method1,
-            covered,
-        )
-        .await
-        .ok()?;
-    mac.get(..8)?.try_into().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::bcd_to_u64;

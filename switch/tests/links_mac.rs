@@ -1,0 +1,301 @@
+//! MACs on the issuer links (ISO 9797-1 MAC algorithm 3 / ANSI X9.19 under the link's TAK,
+//! field 64/128 of ISO 8583:1987; `switch::link::mac`): the demo world's bank hosts with MACs
+//! on, the switch's issuer links to them, and the authorization pipeline in front.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use card_apdu::channel::memory::MemoryChannel;
+use futures_util::{SinkExt, StreamExt};
+use hsm_sim::keys::{KeyType, TypedKey};
+use hsm_sim::Hsm;
+use schemas::domain::{InstitutionId, TerminalId};
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use schemas::iso8583::{self, Mti, OwnedMessage};
+use switch::banksim::BankSim;
+use switch::demo::kiosk::Kiosk;
+use switch::demo::run::start_bank;
+use switch::demo::world::{DemoCard, DemoWorld};
+use switch::link::issuer::{IssuerLinks, LinkState, LinksOptions};
+use switch::metrics::Metrics;
+use switch::pipeline::{LinkContext, Pipeline, Reply};
+use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
+
+/// The world's banks (MACs on), the links to them and a pipeline, all signed on.
+struct Net {
+    _dir: tempfile::TempDir,
+    world: DemoWorld,
+    store: Arc<SqliteStore>,
+    banks: Vec<BankSim>,
+    links: Arc<IssuerLinks>,
+    pipeline: Arc<Pipeline<SqliteStore>>,
+    /// One hospital kiosk (its STANs move on from request to request).
+    kiosk: std::sync::Mutex<Kiosk>,
+}
+
+async fn network(bank_timeout: Duration) -> Net {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .expect("store"),
+    );
+    let mut world = DemoWorld::new(1).expect("world");
+    world.seed(&*store).await.expect("seed");
+    world.cfg.bank_timeout = bank_timeout;
+    let mut banks = Vec::new();
+    let mut configs = Vec::new();
+    for i in 0..world.banks.len() {
+        let (sim, config) = start_bank(&world, i, "127.0.0.1:0").await.expect("bank");
+        banks.push(sim);
+        configs.push(config);
+    }
+    let links = Arc::new(
+        IssuerLinks::start(
+            configs,
+            world.hsm.clone(),
+            LinksOptions::new(world.cfg.switch_id.clone()),
+        )
+        .expect("links"),
+    );
+    for b in &world.banks {
+        let mut rx = links.watch_state(&b.id).expect("bank");
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            rx.wait_for(|s| *s == LinkState::SignedOn),
+        )
+        .await
+        .expect("signed on in time")
+        .expect("state");
+    }
+    let (w, _task) = writer::spawn(Arc::clone(&store), writer::WriterConfig::default());
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        w,
+        world.hsm.clone(),
+        links.clone(),
+        world.keys.clone(),
+        world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .expect("pipeline");
+    let h = &world.hospitals[0];
+    let kiosk = std::sync::Mutex::new(Kiosk::new(
+        TerminalId::parse("HK000001").expect("terminal"),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    ));
+    Net {
+        _dir: dir,
+        kiosk,
+        world,
+        store,
+        banks,
+        links,
+        pipeline,
+    }
+}
+
+impl Net {
+    /// A card of bank 0 (no insurance: the whole amount is the bank's).
+    fn card(&self) -> DemoCard {
+        self.world
+            .cards
+            .iter()
+            .find(|c| c.bank == 0 && c.insurance.is_none())
+            .or_else(|| self.world.cards.iter().find(|c| c.bank == 0))
+            .expect("a card of bank 0")
+            .clone()
+    }
+
+    fn bank_id(&self) -> InstitutionId {
+        self.world.banks[0].id.clone()
+    }
+
+    /// A purchase on the card's bank application from a hospital kiosk, through the
+    /// pipeline; the answer's field 39.
+    async fn bank_purchase(&self, card: &DemoCard, amount_fen: u64) -> String {
+        let mut reader = MemoryChannel::new(self.world.virtual_card(card).expect("card"));
+        let pending = self
+            .kiosk
+            .lock()
+            .expect("kiosk")
+            .bank_purchase(card, &mut reader, amount_fen)
+            .expect("request");
+        let spec = iso8583::spec("ssc87").expect("spec");
+        let context = LinkContext {
+            spec,
+            default_acquirer: None,
+        };
+        let Reply::Send(answer) = self.pipeline.process(&pending.request, &context).await else {
+            panic!("the pipeline answers a purchase");
+        };
+        let code = spec.decode(&answer).expect("answer").get_str(39);
+        code.expect("39").into_owned()
+    }
+
+    /// A refund (no PIN) to bank 0 through the link, with the switch's STAN for it.
+    fn refund(&self, pan: &str, rrn: u64) -> OwnedMessage<'static> {
+        let spec = iso8583::spec("ssc87").expect("spec");
+        let mut m = OwnedMessage::new(spec, Mti::new("0200").expect("mti"));
+        let stan = self.links.next_stan(&self.bank_id()).value();
+        m.set_str(2, pan)
+            .and_then(|m| m.set_str(3, "200000"))
+            .and_then(|m| m.set_u64(4, 100))
+            .and_then(|m| m.set_str(7, "1123093605"))
+            .and_then(|m| m.set_u64(11, u64::from(stan)))
+            .and_then(|m| m.set_str(37, &format!("{rrn:012}")))
+            .and_then(|m| m.set_str(41, "KIOSK001"))
+            .and_then(|m| m.set_str(49, "156"))
+            .expect("fields");
+        m
+    }
+
+    fn bank_balance(&self, card: &DemoCard) -> i64 {
+        self.banks[0]
+            .balance_fen(card.pan.expose_digits())
+            .expect("account")
+    }
+
+    fn switch_mac_failures(&self) -> u64 {
+        self.links
+            .stats(&self.bank_id())
+            .expect("stats")
+            .mac_failures
+    }
+}
+
+async fn kcv(hsm: &dyn Hsm, tak: &hsm_sim::keys::Tak) -> [u8; 3] {
+    hsm.key_check_value(KeyType::Tak, tak.token())
+        .await
+        .expect("kcv")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tak_is_exchanged_at_sign_on_and_a_purchase_is_maced_both_ways() {
+    let n = network(Duration::from_secs(5)).await;
+    let taks = n.links.taks(&n.bank_id()).expect("link");
+    let switch_tak = taks.current.expect("a TAK after sign-on");
+    let bank_tak = n.banks[0].current_tak().expect("the bank imported it");
+    // Same key on both sides (the demo banks share the test LMK, so the switch's HSM can
+    // compute the check value of the bank's token too).
+    assert_eq!(
+        kcv(&*n.world.hsm, &switch_tak).await,
+        kcv(&*n.world.hsm, &bank_tak).await
+    );
+    assert!(n.banks[0].stats().key_exchanges >= 1);
+
+    let card = n.card();
+    let before = n.bank_balance(&card);
+    assert_eq!(n.bank_purchase(&card, 1_234).await, "00");
+    assert_eq!(n.bank_balance(&card), before - 1_234);
+    // The bank verified the switch's MAC (else A0) and the switch the bank's (else dropped).
+    assert_eq!(n.banks[0].stats().mac_failures, 0);
+    assert_eq!(n.switch_mac_failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_mac_on_the_banks_answer_gets_91_and_a_queued_reversal() {
+    let n = network(Duration::from_millis(500)).await;
+    let card = n.card();
+    let before = n.bank_balance(&card);
+    n.banks[0].faults().set_corrupt_mac(true);
+    assert_eq!(n.bank_purchase(&card, 2_000).await, "91");
+    assert_eq!(n.switch_mac_failures(), 1);
+    // The bank did debit: only the reversal puts it right.
+    assert_eq!(n.bank_balance(&card), before - 2_000);
+    let due = n.store.due_reversals(i64::MAX, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount_fen, 2_000);
+    assert_eq!(due[0].destination, n.bank_id());
+
+    // With the fault gone, answers are accepted again.
+    n.banks[0].faults().set_corrupt_mac(false);
+    let refund = n.refund(card.pan.expose_digits(), 500);
+    let bank = n.bank_id();
+    let answer = n.links.request(&bank, refund, Duration::from_secs(10));
+    assert_eq!(answer.await.expect("answer").get_str(39).expect("39"), "00");
+    assert_eq!(n.switch_mac_failures(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_in_the_middle_of_traffic_loses_no_answer() {
+    let n = Arc::new(network(Duration::from_secs(5)).await);
+    let pan = n.card().pan.expose_digits().to_owned();
+    let before = n.links.taks(&n.bank_id()).expect("link").current;
+    // Answers (the 0810 too) leave the bank 300 ms late, so requests MACed under the old TAK
+    // are still in flight on both sides of the key change.
+    n.banks[0]
+        .faults()
+        .set_response_delay(Duration::from_millis(300));
+    let send = |rrn: u64| {
+        let n = Arc::clone(&n);
+        let pan = pan.clone();
+        tokio::spawn(async move {
+            let m = n.refund(&pan, rrn);
+            n.links
+                .request(&n.bank_id(), m, Duration::from_secs(10))
+                .await
+                .map(|a| a.get_str(39).expect("39").into_owned())
+        })
+    };
+    let mut in_flight: Vec<_> = (0..20).map(|i| send(100 + i)).collect();
+    let exchange = {
+        let n = Arc::clone(&n);
+        tokio::spawn(async move { n.links.exchange_keys(&n.bank_id()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Sent after the bank took the new TAK, MACed under the old one (the switch changes only
+    // on the 0810): the bank accepts its previous TAK and answers under it.
+    in_flight.extend((0..20).map(|i| send(200 + i)));
+    exchange.await.expect("task").expect("key exchange");
+    let after = n.links.taks(&n.bank_id()).expect("link");
+    assert_ne!(after.current, before);
+    assert_eq!(after.previous, before);
+    // And traffic under the new TAK.
+    in_flight.extend((0..5).map(|i| send(300 + i)));
+    for t in in_flight {
+        assert_eq!(t.await.expect("task").expect("answered"), "00");
+    }
+    assert_eq!(n.switch_mac_failures(), 0);
+    assert_eq!(n.banks[0].stats().mac_failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_good_mac_gets_a0_from_the_bank_and_changes_nothing() {
+    let n = network(Duration::from_secs(5)).await;
+    let card = n.card();
+    let before = n.bank_balance(&card);
+    let stream = tokio::net::TcpStream::connect(n.banks[0].addr())
+        .await
+        .expect("connect");
+    let mut conn = tokio_util::codec::Framed::new(stream, FrameCodec::new(LengthHeader::Binary2));
+    let spec = iso8583::spec("ssc87").expect("spec");
+    let mut forged = n.refund(card.pan.expose_digits(), 900);
+    forged.set_bytes(64, &[0x5A; 8]).expect("64");
+    let unmaced = n.refund(card.pan.expose_digits(), 901);
+    for m in [forged, unmaced] {
+        let mut wire = Vec::new();
+        spec.encode(&m, &mut wire).expect("encode");
+        conn.send(Frame {
+            tpdu: None,
+            message: wire.into(),
+        })
+        .await
+        .expect("send");
+        let answer = tokio::time::timeout(Duration::from_secs(10), conn.next())
+            .await
+            .expect("answer in time")
+            .expect("open")
+            .expect("framed");
+        let a = spec.decode(&answer.message).expect("decode");
+        assert_eq!(a.get_str(39).expect("39"), "A0");
+    }
+    assert_eq!(n.banks[0].stats().mac_failures, 2);
+    assert_eq!(n.bank_balance(&card), before);
+}
