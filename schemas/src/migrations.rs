@@ -35,6 +35,11 @@ pub const SQLITE: &[Migration] = &[
         description: "card_issuance_data",
         sql: include_str!("../migrations/sqlite/0002_card_issuance_data.sql"),
     },
+    Migration {
+        version: 3,
+        description: "advice_queue",
+        sql: include_str!("../migrations/sqlite/0003_advice_queue.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -48,6 +53,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         description: "card_issuance_data",
         sql: include_str!("../migrations/postgres/0002_card_issuance_data.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "advice_queue",
+        sql: include_str!("../migrations/postgres/0003_advice_queue.sql"),
     },
 ];
 

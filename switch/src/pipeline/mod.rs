@@ -518,6 +518,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops: Vec::new(),
             event: None,
             reversal: None,
+            advice: None,
         };
         match self.commit(decision).await {
             Err(ResponseCode::DuplicateTransmission) => {

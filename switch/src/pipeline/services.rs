@@ -143,6 +143,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops,
             event,
             reversal: None,
+            advice: None,
         }
     }
 
@@ -318,6 +319,7 @@ impl<S: Store> Pipeline<S> {
                 transmission_at,
                 first_attempt_at_us: crate::store::now_us(),
             }),
+            advice: None,
         };
         self.metrics
             .reversals_queued
@@ -717,6 +719,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops: Vec::new(),
             event: None,
             reversal: None,
+            advice: None,
         };
         match self.commit(decision).await {
             Ok(_) => Outcome {
@@ -762,6 +765,7 @@ impl<S: Store> Pipeline<S> {
                     balance_ops: Vec::new(),
                     event: None,
                     reversal: None,
+                    advice: None,
                 };
                 match self.commit(decision).await {
                     Ok(_) => Outcome {

@@ -122,6 +122,7 @@ impl SqliteStore {
     mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value FROM json_each($2))",
     insert_holds: "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT unhex(r.value->>0), r.value->>1, unhex(r.value->>2), r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8 FROM json_each($1) AS r",
     insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, 'pending' FROM json_each($1) AS r",
+    insert_advices: "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, r.value->>9, r.value->>10, r.value->>11, r.value->>12, 'pending' FROM json_each($1) AS r",
     update_holds: "UPDATE hold SET state = r.value->>1, captured_fen = r.value->>2, closed_at_us = r.value->>3 FROM json_each($1) AS r WHERE hold.hold_id = unhex(r.value->>0)",
     };
 }
