@@ -236,6 +236,9 @@ pub struct BankSection {
     pub key_exchange_on_sign_on: bool,
     /// Largest bank leg approved in stand-in, fen (absent: no stand-in).
     pub stand_in_fen_max: Option<i64>,
+    /// Most approved in stand-in per card per day for this bank, fen (absent: the
+    /// per-transaction maximum, i.e. one full stand-in per card per day).
+    pub stand_in_card_daily_fen_max: Option<i64>,
 }
 
 /// `[[hospital]]`.
@@ -337,10 +340,18 @@ impl NodeConfig {
         }
         for b in &self.banks {
             if let Some(max) = b.stand_in_fen_max {
+                let daily = b.stand_in_card_daily_fen_max.unwrap_or(max);
+                if max <= 0 || daily < max {
+                    return Err(invalid(format!(
+                        "bank {}: stand-in limits must be positive and the daily one at least the per-transaction one",
+                        b.institution
+                    )));
+                }
                 cfg.stand_in.insert(
                     inst(&b.institution)?,
                     StandIn {
                         per_transaction_fen_max: max,
+                        per_card_daily_fen_max: daily,
                     },
                 );
             }
@@ -543,5 +554,23 @@ mod tests {
             .is_some());
         assert!(cfg.keys().is_ok());
         assert_eq!(cfg.listeners().unwrap().len(), 1);
+        let bank = InstitutionId::parse("01020000").unwrap();
+        assert_eq!(
+            p.stand_in.get(&bank),
+            Some(&StandIn {
+                per_transaction_fen_max: 20_000,
+                per_card_daily_fen_max: 50_000,
+            })
+        );
+    }
+
+    #[test]
+    fn a_daily_stand_in_limit_below_the_per_transaction_one_is_refused() {
+        let text = include_str!("../../ops/switch.example.toml").replace(
+            "stand_in_card_daily_fen_max = 50000",
+            "stand_in_card_daily_fen_max = 100",
+        );
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        assert!(cfg.pipeline_config().is_err());
     }
 }

@@ -96,6 +96,10 @@ pub struct Metrics {
     pub stand_in_approvals: AtomicU64,
     /// Reversals queued for banks.
     pub reversals_queued: AtomicU64,
+    /// Stand-in advices (0220) queued for banks, committed with their approvals.
+    pub advices_queued: AtomicU64,
+    /// Stand-in advices the banks acknowledged (0230).
+    pub advices_acknowledged: AtomicU64,
     /// Holds released at expiry.
     pub holds_released: AtomicU64,
 }
@@ -155,6 +159,16 @@ impl Metrics {
                 "switch_reversals_queued_total",
                 "Reversals queued store-and-forward for banks.",
                 &self.reversals_queued,
+            ),
+            (
+                "switch_advices_queued_total",
+                "Stand-in advices queued store-and-forward for banks.",
+                &self.advices_queued,
+            ),
+            (
+                "switch_advices_acknowledged_total",
+                "Stand-in advices acknowledged by banks.",
+                &self.advices_acknowledged,
             ),
             (
                 "switch_holds_released_total",

@@ -16,7 +16,8 @@
 //! 7. **limits and velocity** (61, 65);
 //! 8. the **bill split** and the other services ([`services`]);
 //! 9. **routing** of a bank leg to the card's bank with a timeout (91 and a queued 0420), or
-//!    stand-in within the bank's limits when its link is down;
+//!    stand-in within the bank's limits (per transaction, per card per day) when its link is
+//!    down, with a 0220 advice to the bank queued in the approval's commit;
 //! 10. **commit** through the group-commit writer; only then the **response**.
 
 pub mod cards;
@@ -56,11 +57,16 @@ pub struct Hospital {
     pub level: HospitalLevel,
 }
 
-/// Stand-in authorization for a bank whose link is down.
+/// Stand-in authorization for a bank whose link is down: the switch approves on the bank's
+/// behalf within the limits the bank set, and tells the bank afterwards with an advice (0220,
+/// ISO 8583:1987 financial transaction advice) queued in the same commit as the approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StandIn {
     /// Largest bank leg approved in stand-in.
     pub per_transaction_fen_max: i64,
+    /// Most approved in stand-in for one card per day (China Standard Time), all its stand-in
+    /// legs for this bank together, reversed ones included.
+    pub per_card_daily_fen_max: i64,
 }
 
 /// The pipeline's configuration (everything but keys).
