@@ -513,7 +513,7 @@ async fn run_node<S: Store>(
         let state = Arc::new(HttpState {
             store: Arc::clone(&store),
             writer: writer.clone(),
-            metrics,
+            metrics: Arc::clone(&metrics),
         });
         let l = tokio::net::TcpListener::bind(h.listen).await?;
         tokio::spawn(async move {
@@ -524,6 +524,7 @@ async fn run_node<S: Store>(
         Arc::clone(&store),
         links.clone(),
         inst(&cfg.switch.institution)?,
+        metrics,
         shutdown.clone(),
     )
     .map_err(|e| invalid(e.to_string()))?;

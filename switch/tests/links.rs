@@ -14,7 +14,7 @@ use hsm_sim::{Hsm, SoftHsm};
 use schemas::domain::InstitutionId;
 use schemas::iso8583::{spec, Mti, OwnedMessage};
 use switch::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
-use switch::link::forwarder::{ForwarderConfig, ReversalForwarder};
+use switch::link::forwarder::{Forwarder, ForwarderConfig};
 use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, LinksOptions};
 use switch::link::mux::UnmatchedKind;
 use switch::link::transport::Framing;
@@ -749,7 +749,7 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     // Bank down: nothing is sent, nothing is recorded.
     n.bank.stop().await;
     wait_state(&n.links, LinkState::Down).await;
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
         .expect("forwarder");
     let report = f.run_once().await.expect("poll");
     assert_eq!((report.due, report.deferred), (1, 1));
@@ -761,7 +761,7 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     let pending = store.due_reversals(now_us(), 10).await.expect("due");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 0);
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
         .expect("forwarder");
 
     n.bank.restart().await.expect("restart");
@@ -800,7 +800,7 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     assert_eq!(bank.reversals_applied, 1);
     assert!(bank.reversal_repeats >= 1);
     assert_eq!(n.bank.balance_fen(PAN), Some(1_000_000));
-    assert_eq!(f.totals().0, 1);
+    assert_eq!(f.totals().reversals_acknowledged, 1);
     store
 }
 
@@ -1012,7 +1012,7 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
         seen
     });
     wait_state(&links, LinkState::SignedOn).await;
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
         .expect("forwarder");
     assert_eq!(f.run_once().await.expect("poll").unanswered, 1);
     let mut acknowledged = 0;
