@@ -14,6 +14,7 @@
 //! | 0200, 31xxxx (balance inquiry) | PIN checked; 00 with the balance in field 54 |
 //! | 0200, 20xxxx (refund), 21xxxx (benefit credit) | credit to the account, no PIN |
 //! | 0420/0421 (and 0400) | 0430 (0410): undoes the original once (found by field 37 + field 2, else by field 90 + 41); a repeat answers 00 without a second effect; 25 when the original is unknown |
+//! | 0220/0221, 0120/0121 (stand-in advices) | 0230 / 0130 with 00: posts what the switch approved on the bank's behalf once (keyed like an original, field 37 + field 2), whatever the balance (the approval stands); a repeat, or an advice of something already posted, changes nothing; a later 0420 undoes it like any original |
 //! | 0500 | 0510 with the bank's own totals in 74-77/86-89 and field 66 = 1 when they equal the switch's, 2 otherwise |
 //!
 //! Processing codes are documented in `schemas/iso8583/ssc87.md` ("Bank legs"). Field 54 is
@@ -264,6 +265,12 @@ pub struct BankSimStats {
     pub reversal_messages: u64,
     /// Of those, repeats (0421).
     pub reversal_repeats: u64,
+    /// Stand-in advices that posted a transaction.
+    pub advices_applied: u64,
+    /// Advice messages received (including repeats).
+    pub advice_messages: u64,
+    /// Of those, repeats (0121/0221).
+    pub advice_repeats: u64,
 }
 
 struct Account {
@@ -317,6 +324,9 @@ struct Counters {
     reversals_applied: AtomicU64,
     reversal_messages: AtomicU64,
     reversal_repeats: AtomicU64,
+    advices_applied: AtomicU64,
+    advice_messages: AtomicU64,
+    advice_repeats: AtomicU64,
 }
 
 struct Shared {
@@ -460,6 +470,9 @@ impl BankSim {
             reversals_applied: c.reversals_applied.load(Ordering::Relaxed),
             reversal_messages: c.reversal_messages.load(Ordering::Relaxed),
             reversal_repeats: c.reversal_repeats.load(Ordering::Relaxed),
+            advices_applied: c.advices_applied.load(Ordering::Relaxed),
+            advice_messages: c.advice_messages.load(Ordering::Relaxed),
+            advice_repeats: c.advice_repeats.load(Ordering::Relaxed),
         }
     }
 }
@@ -588,6 +601,7 @@ async fn respond(shared: &Shared, bytes: &[u8]) -> Option<BytesMut> {
         b"0800" => network(shared, &msg).await,
         b"0200" => financial(shared, &msg).await,
         b"0400" | b"0420" | b"0421" => reversal(shared, &msg),
+        b"0120" | b"0121" | b"0220" | b"0221" => advice(shared, &msg),
         b"0500" => reconciliation(shared, &msg),
         _ => reply(&msg, "12"),
     }?;
@@ -606,10 +620,13 @@ fn encode(spec: &Spec, m: &OwnedMessage<'_>, unchecked: bool) -> Option<BytesMut
 
 fn reply<'a>(msg: &Message<'a>, code: &str) -> Option<OwnedMessage<'a>> {
     let mut r = msg.to_response().ok()?;
-    if msg.mti().as_str() == "0421" {
-        // The answer to a repeated advice is the plain advice response (ISO 8583:1987: the
-        // repeat is a property of the request, not of its response).
-        r.set_mti(iso8583::Mti::new("0430").ok()?);
+    let mti = msg.mti();
+    if let (Some(class), Some(b'1')) = (mti.as_str().get(..2), mti.as_bytes().get(3)) {
+        // The answer to a repeat (0121, 0221, 0401, 0421) is the plain response (ISO 8583:1987:
+        // the repeat is a property of the request, not of its response).
+        let function = mti.as_bytes().get(2).map_or(b'0', |f| f + 1);
+        let plain = format!("{class}{}0", char::from(function));
+        r.set_mti(iso8583::Mti::new(&plain).ok()?);
     }
     r.set_str(39, code).ok()?;
     Some(r)
@@ -867,6 +884,68 @@ fn reversal<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> 
         .counters
         .reversals_applied
         .fetch_add(1, Ordering::Relaxed);
+    reply(msg, "00")
+}
+
+/// A stand-in advice: the switch approved field 4 on the bank's behalf while the link was
+/// down. The bank posts it once, keyed like an original (so a later 0420 finds it), and
+/// acknowledges every copy.
+fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
+    let c = &shared.counters;
+    c.advice_messages.fetch_add(1, Ordering::Relaxed);
+    if msg.mti().as_bytes().get(3) == Some(&b'1') {
+        c.advice_repeats.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some(svc) = msg.get_str(3).ok().and_then(|p| service(&p)) else {
+        return reply(msg, "12");
+    };
+    let (Ok(pan), Ok(amount)) = (msg.get_str(2), msg.get_u64(4)) else {
+        return reply(msg, "30");
+    };
+    let Ok(amount) = i64::try_from(amount) else {
+        return reply(msg, "13");
+    };
+    let pan = pan.into_owned();
+    let key = original_key(
+        msg.get_str(37).ok().as_deref(),
+        &pan,
+        &msg.get_str(11).ok()?,
+        &msg.get_str(7).ok()?,
+        &msg.get_str(41).ok()?,
+    );
+    let delta = match svc {
+        Service::Purchase => -amount,
+        Service::Refund | Service::BenefitCredit => amount,
+        Service::BalanceInquiry => return reply(msg, "12"),
+    };
+    let mut ledger = lock(&shared.ledger);
+    if ledger.authorizations.contains_key(&key) {
+        // A repeat (0221) of an advice already posted: acknowledge, change nothing.
+        drop(ledger);
+        return reply(msg, "00");
+    }
+    let Some(account) = ledger.accounts.get_mut(&pan) else {
+        drop(ledger);
+        return reply(msg, "14");
+    };
+    account.balance_fen += delta;
+    if delta < 0 {
+        ledger.totals.debits.0 += 1;
+        ledger.totals.debits.1 += amount;
+    } else {
+        ledger.totals.credits.0 += 1;
+        ledger.totals.credits.1 += amount;
+    }
+    ledger.remember(
+        key,
+        Authorization {
+            pan,
+            delta_fen: delta,
+            reversed: false,
+        },
+    );
+    drop(ledger);
+    c.advices_applied.fetch_add(1, Ordering::Relaxed);
     reply(msg, "00")
 }
 

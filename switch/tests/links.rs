@@ -1,6 +1,6 @@
 //! Issuer links against the simulated bank host: sign-on, echo, reconnection, the MUX under
 //! concurrency, timeouts and late responses, the in-flight bound, key exchange with PIN
-//! translation, oversize frames, and store-and-forward reversals.
+//! translation, oversize frames, and store-and-forward reversals and stand-in advices.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -811,12 +811,12 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_sqlite() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
+/// A PostgreSQL backend in a schema of its own, its URL and the schema (to drop at the end).
+fn postgres_backend(test: &str) -> (PostgresBackend, String, String) {
     let url = std::env::var("SWITCH_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!(
-        "links_test_{}_{}",
+        "links_{test}_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -826,8 +826,135 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
     let mut config = PostgresConfig::new(url.clone());
     config.schema = Some(schema.clone());
     config.connections_max = 4;
-    let backend = PostgresBackend(config);
+    (PostgresBackend(config), url, schema)
+}
+
+#[tokio::test]
+async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
+    let (backend, url, schema) = postgres_backend("test");
     let store = queued_reversal_is_delivered_after_the_bank_returns(&backend).await;
+    store.close().await;
+    PostgresStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
+}
+
+/// Runs the forwarder until nothing is due within the next hour (every queued message
+/// acknowledged), failing after a generous deadline.
+async fn forward_until_acknowledged<S: Store>(f: &Forwarder<S, IssuerLinks>, store: &S) {
+    for _ in 0..500 {
+        f.run_once().await.expect("poll");
+        let later = now_us() + 3_600_000_000;
+        if store.due_advices(later, 10).await.expect("due").is_empty()
+            && store
+                .due_reversals(later, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("queued messages never acknowledged");
+}
+
+/// The switch approved a purchase in stand-in while the bank's link was down and queued its
+/// 0220. The bank is still down at the first poll, the switch restarts, the first 0220 is
+/// applied but its answer lost, the 0221 repeat is acknowledged: the bank's account carries
+/// the purchase exactly once. Then the acquirer reverses it: the bank undoes it and ends
+/// with the original balance. A second stand-in reversed while the bank is still down reaches
+/// the bank as advice, then reversal, in one poll.
+async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -> Arc<B::S> {
+    let n = net(Options::default()).await;
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 1_000_000, 1_000_000)
+        .await
+        .expect("seed");
+    assert_eq!((&fx.bank, fx.pan.expose_digits()), (&bank_id(), PAN));
+    let opening = n.bank.balance_fen(PAN).expect("account");
+
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let approval = testkit::stand_in(&fx, 5151, 4_321);
+    let outcome = store
+        .commit_decisions(vec![approval.clone()], now_us())
+        .await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.deferred), (1, 1));
+    drop(f);
+
+    // The switch restarts: the advice is in the store.
+    drop(store);
+    let store = backend.open().await;
+    let due = store.due_advices(now_us(), 10).await.expect("due");
+    assert_eq!((due.len(), due[0].attempts), (1, 0));
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+    n.bank.restart().await.expect("restart");
+    wait_state(&n.links, LinkState::SignedOn).await;
+    n.bank.faults().set_drop_responses(true);
+    let report = f.run_once().await.expect("poll");
+    assert_eq!(report.unanswered, 1, "the 0220's answer is lost");
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening - 4_321));
+    n.bank.faults().set_drop_responses(false);
+    forward_until_acknowledged(&f, &*store).await;
+    let stats = n.bank.stats();
+    assert_eq!(stats.advices_applied, 1, "posted once");
+    assert!(stats.advice_repeats >= 1, "a 0221 was sent");
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening - 4_321));
+    assert_eq!(n.bank.totals().debits, (1, 4_321));
+    assert_eq!(f.totals().advices_acknowledged, 1);
+
+    // The acquirer reverses the stand-in: the bank undoes it.
+    let reversal = testkit::reversal_of(&fx, &approval, 5152);
+    let outcome = store.commit_decisions(vec![reversal], now_us()).await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+    forward_until_acknowledged(&f, &*store).await;
+    assert_eq!(n.bank.stats().reversals_applied, 1);
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening));
+
+    // Stand-in and its reversal both queued while the bank is down: advice first, in one poll.
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let second = testkit::stand_in(&fx, 5153, 999);
+    let reversal = testkit::reversal_of(&fx, &second, 5154);
+    let outcome = store
+        .commit_decisions(vec![second, reversal], now_us())
+        .await;
+    assert!(outcome.results.iter().all(|r| r.is_ok()));
+    assert!(
+        store
+            .due_reversals(i64::MAX, 10)
+            .await
+            .expect("due")
+            .is_empty(),
+        "the reversal waits for its advice"
+    );
+    n.bank.restart().await.expect("restart");
+    wait_state(&n.links, LinkState::SignedOn).await;
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.acknowledged), (2, 2));
+    let stats = n.bank.stats();
+    assert_eq!((stats.advices_applied, stats.reversals_applied), (2, 2));
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening));
+    store
+}
+
+#[tokio::test]
+async fn a_stand_in_advice_is_posted_once_and_its_reversal_follows_it_sqlite() {
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = stand_in_advice_is_posted_once_then_reversed(&backend).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_stand_in_advice_is_posted_once_and_its_reversal_follows_it_postgres() {
+    let (backend, url, schema) = postgres_backend("advice");
+    let store = stand_in_advice_is_posted_once_then_reversed(&backend).await;
     store.close().await;
     PostgresStore::drop_schema(&url, &schema)
         .await
@@ -961,6 +1088,66 @@ async fn an_echo_test_from_the_bank_is_answered_and_garbage_is_counted_not_fatal
 /// reversal's STAN and time, the original's RRN and terminal, 90 and 100.
 #[tokio::test]
 async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
+    let fields = [2u16, 3, 4, 7, 11, 37, 41, 90, 100];
+    let (fx, t, seen) =
+        scripted_bank_sees(|fx| testkit::bank_timeout(fx, 77, 3_000), &fields).await;
+    let stan = format!("{:06}", t.stan.value());
+    let expected = vec![
+        PAN.to_owned(),
+        "000000".into(),
+        "000000003000".into(),
+        t.transmission_at.as_str().to_owned(),
+        stan.clone(),
+        t.rrn.as_str().to_owned(),
+        "KIOSK001".into(),
+        format!(
+            "0200{stan}{}{:0>11}{:0>11}",
+            t.transmission_at.as_str(),
+            fx.hospital.as_str(),
+            "9999"
+        ),
+        bank_id().as_str().to_owned(),
+    ];
+    assert_eq!(seen[0], ("0420".to_owned(), expected.clone()));
+    assert_eq!(seen[1], ("0421".to_owned(), expected));
+}
+
+/// A stand-in advice carries what `ssc87.md` says ("Stand-in advices"): 0220 then 0221, 38 the
+/// stand-in code, 39 the stand-in reason, 48 the stand-in indicator.
+#[tokio::test]
+async fn the_forwarder_sends_0220_then_0221_with_the_documented_fields() {
+    let fields = [2u16, 3, 4, 7, 11, 32, 33, 37, 38, 39, 41, 48, 49, 100];
+    let (fx, t, seen) = scripted_bank_sees(|fx| testkit::stand_in(fx, 78, 4_000), &fields).await;
+    let expected = vec![
+        PAN.to_owned(),
+        "000000".into(),
+        "000000004000".into(),
+        t.transmission_at.as_str().to_owned(),
+        format!("{:06}", t.stan.value()),
+        fx.hospital.as_str().to_owned(),
+        "9999".into(),
+        t.rrn.as_str().to_owned(),
+        "S00078".into(),
+        "91".into(),
+        "KIOSK001".into(),
+        "STI0011".into(),
+        "156".into(),
+        bank_id().as_str().to_owned(),
+    ];
+    assert_eq!(seen[0], ("0220".to_owned(), expected.clone()));
+    assert_eq!(seen[1], ("0221".to_owned(), expected));
+}
+
+/// Commits `decision`, lets the forwarder send its queued message to a scripted bank that
+/// ignores the first copy and answers the repeat, and returns what the bank saw of `fields`.
+async fn scripted_bank_sees(
+    decision: impl FnOnce(&testkit::Fixture) -> switch::store::Decision,
+    fields: &[u16],
+) -> (
+    testkit::Fixture,
+    switch::store::TransactionRecord,
+    Vec<(String, Vec<String>)>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -977,11 +1164,12 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
     let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
     let store = backend.open().await;
     let fx = testkit::seed(&*store, 0, 0).await.expect("seed");
-    let decision = testkit::bank_timeout(&fx, 77, 3_000);
+    let decision = decision(&fx);
     let t = decision.transaction.clone();
     let outcome = store.commit_decisions(vec![decision], now_us()).await;
     assert!(outcome.results[0].is_ok());
 
+    let fields = fields.to_vec();
     let bank = tokio::spawn(async move {
         let s = spec("ssc87").expect("spec");
         let (mut sock, _) = listener.accept().await.expect("accept");
@@ -997,14 +1185,15 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
         for answer in [false, true] {
             let body = read_frame(&mut sock).await;
             let m = s.decode(&body).expect("advice");
-            let fields: Vec<String> = [2u16, 3, 4, 7, 11, 37, 41, 90, 100]
+            let values: Vec<String> = fields
                 .iter()
                 .map(|id| m.get_str(*id).expect("field").into_owned())
                 .collect();
-            seen.push((m.mti().as_str().to_owned(), fields));
+            seen.push((m.mti().as_str().to_owned(), values));
             if answer {
-                let mut r = m.to_response().expect("0430");
-                r.set_mti(Mti::new("0430").expect("mti"));
+                let class = m.mti().as_str()[..2].to_owned();
+                let mut r = m.to_response().expect("response");
+                r.set_mti(Mti::new(&format!("{class}30")).expect("mti"));
                 r.set_str(39, "00").expect("39");
                 write_frame(&mut sock, &r).await;
             }
@@ -1025,31 +1214,15 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
     }
     assert_eq!(acknowledged, 1);
     let seen = bank.await.expect("bank");
-    let stan = format!("{:06}", t.stan.value());
-    let expected = vec![
-        PAN.to_owned(),
-        "000000".into(),
-        "000000003000".into(),
-        t.transmission_at.as_str().to_owned(),
-        stan.clone(),
-        t.rrn.as_str().to_owned(),
-        "KIOSK001".into(),
-        format!(
-            "0200{stan}{}{:0>11}{:0>11}",
-            t.transmission_at.as_str(),
-            fx.hospital.as_str(),
-            "9999"
-        ),
-        bank_id().as_str().to_owned(),
-    ];
-    assert_eq!(seen[0], ("0420".to_owned(), expected.clone()));
-    assert_eq!(seen[1], ("0421".to_owned(), expected));
+    let later = now_us() + 3_600_000_000;
     assert!(store
-        .due_reversals(now_us() + 3_600_000_000, 10)
+        .due_reversals(later, 10)
         .await
         .expect("due")
         .is_empty());
+    assert!(store.due_advices(later, 10).await.expect("due").is_empty());
     store.close().await;
+    (fx, t, seen)
 }
 
 #[tokio::test]
