@@ -373,6 +373,94 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_daily_stand_in() {
+    let net = network(2).await;
+    let card = net
+        .world
+        .cards
+        .iter()
+        .find(|c| c.insurance.is_none())
+        .unwrap()
+        .clone();
+    let bank = net.world.banks[card.bank].id.clone();
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    *net.banks.mode.lock().unwrap() = BankMode::Down;
+    // Demo rule: 200.00 per bank leg, 500.00 per card per day.
+    let mut codes = Vec::new();
+    let mut first = None;
+    for (i, amount) in [15_000u64, 20_000, 15_000, 10_000].into_iter().enumerate() {
+        let p = k
+            .medical_bill(&card, &mut r, amount, &format!("MZ-S{i}"), DEMO_PIN)
+            .unwrap();
+        first.get_or_insert_with(|| p.request.clone());
+        let a = exchange(&mut conn, &p.request).await;
+        let a = decode(&a);
+        codes.push(a.get_str(39).unwrap().into_owned());
+        if codes[i] == "00" {
+            // The approval and its advice are one commit: the advice names the approval.
+            let rrn = schemas::domain::Rrn::parse(&a.get_str(37).unwrap()).unwrap();
+            let stored = net.store.transactions_by_rrn(&rrn).await.unwrap();
+            let due = net.store.due_advices(i64::MAX, 10).await.unwrap();
+            let advice = due
+                .iter()
+                .find(|d| d.transaction_id == stored[0].record.transaction_id)
+                .expect("the approval's advice");
+            assert_eq!(advice.amount_fen, amount as i64);
+            assert_eq!(advice.destination, bank);
+            assert_eq!(advice.auth_code, a.get_str(38).unwrap());
+            assert_eq!(advice.reason, ResponseCode::IssuerUnavailable);
+        }
+    }
+    // 150 + 200 + 150 = 500.00 fits; the next 100.00 would make 600.00.
+    assert_eq!(codes, ["00", "00", "00", "91"]);
+    let due = net.store.due_advices(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 3, "one advice per stand-in approval, none for the decline");
+    // The kiosk reverses the first stand-in: its 0420 waits until the bank has the advice.
+    let (reversal, _) = k.reversal_of(&first.unwrap()).unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &reversal).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+    assert!(net
+        .store
+        .due_reversals(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for d in &due {
+        net.store
+            .ack_advice(d.advice_id, ResponseCode::Approved, 0)
+            .await
+            .unwrap();
+    }
+    let reversals = net.store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(reversals.len(), 1);
+    assert_eq!(reversals[0].amount_fen, 15_000);
+    // Another card of the same bank still has its own allowance.
+    let other = net
+        .world
+        .cards
+        .iter()
+        .find(|c| c.bank == card.bank && c.pan != card.pan)
+        .unwrap()
+        .clone();
+    let mut r2 = reader(&net.world, &other);
+    let p = k
+        .medical_bill(&other, &mut r2, 10_000, "MZ-S9", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal() {
     let net = network(1).await;
     let card = insured(&net.world);
