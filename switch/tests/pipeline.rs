@@ -416,7 +416,11 @@ async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_dail
     // 150 + 200 + 150 = 500.00 fits; the next 100.00 would make 600.00.
     assert_eq!(codes, ["00", "00", "00", "91"]);
     let due = net.store.due_advices(i64::MAX, 10).await.unwrap();
-    assert_eq!(due.len(), 3, "one advice per stand-in approval, none for the decline");
+    assert_eq!(
+        due.len(),
+        3,
+        "one advice per stand-in approval, none for the decline"
+    );
     // The kiosk reverses the first stand-in: its 0420 waits until the bank has the advice.
     let (reversal, _) = k.reversal_of(&first.unwrap()).unwrap();
     assert_eq!(
@@ -578,5 +582,122 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     assert_eq!(
         decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(),
         "00"
+    );
+}
+
+/// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89.
+fn reconciliation_request(acquirer: &str, stan: u64, totals: [(u64, u64); 4]) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let now = chrono::Utc::now() + chrono::Duration::hours(8);
+    let mut m = spec.message(iso8583::Mti::new("0500").unwrap());
+    m.set_str(7, &now.format("%m%d%H%M%S").to_string())
+        .unwrap()
+        .set_u64(11, stan)
+        .unwrap()
+        .set_str(15, &now.format("%m%d").to_string())
+        .unwrap()
+        .set_str(32, acquirer)
+        .unwrap()
+        .set_str(97, "C0000000000000000")
+        .unwrap();
+    for (i, (count, fen)) in totals.into_iter().enumerate() {
+        let i = i as u16;
+        m.set_u64(74 + i, count)
+            .unwrap()
+            .set_u64(86 + i, fen)
+            .unwrap();
+    }
+    let mut wire = Vec::new();
+    spec.encode(&m, &mut wire).unwrap();
+    wire
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_totals() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let hospital = net.world.hospitals[0].id.as_str().to_owned();
+    // Two bills (debits) and the reversal of the second; a declined one does not count.
+    let p = k
+        .medical_bill(&card, &mut r, 300_000, "MZ-R1", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
+        .unwrap();
+    let second = p.request.clone();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+    let (reversal, _) = k.reversal_of(&second).unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &reversal).await)
+            .get_str(39)
+            .unwrap(),
+        "00"
+    );
+    let p = k
+        .medical_bill(&card, &mut r, 2_000, "MZ-R3", "654321")
+        .unwrap();
+    assert_eq!(
+        decode(&exchange(&mut conn, &p.request).await)
+            .get_str(39)
+            .unwrap(),
+        "55"
+    );
+
+    let ours = [(0, 0), (0, 0), (2, 301_000), (1, 1_000)];
+    let a = exchange(&mut conn, &reconciliation_request(&hospital, 901, ours)).await;
+    let a = decode(&a);
+    assert_eq!(a.mti().as_str(), "0510");
+    assert_eq!(
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("00".into(), "1".into())
+    );
+    assert_eq!(a.get_u64(11).unwrap(), 901);
+    let answered: Vec<u64> = [74u16, 75, 76, 77, 86, 87, 88, 89]
+        .iter()
+        .map(|f| a.get_u64(*f).unwrap())
+        .collect();
+    assert_eq!(answered, [0, 0, 2, 1, 0, 0, 301_000, 1_000]);
+    assert_eq!(a.get_str(97).unwrap(), "D0000000000300000");
+
+    // One fen off on the debits: out of balance, and the switch's own figures to compare.
+    let off = [(0, 0), (0, 0), (2, 300_999), (1, 1_000)];
+    let a = exchange(&mut conn, &reconciliation_request(&hospital, 902, off)).await;
+    let a = decode(&a);
+    assert_eq!(
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("00".into(), "2".into())
+    );
+    assert_eq!(a.get_u64(88).unwrap(), 301_000);
+
+    // Another acquirer has its own totals; an unknown one is refused.
+    let other = net.world.hospitals[1].id.as_str().to_owned();
+    let a = exchange(&mut conn, &reconciliation_request(&other, 903, [(0, 0); 4])).await;
+    assert_eq!(decode(&a).get_str(66).unwrap(), "1");
+    let a = exchange(
+        &mut conn,
+        &reconciliation_request("99999", 904, [(0, 0); 4]),
+    )
+    .await;
+    let a = iso8583::spec("ssc87")
+        .unwrap()
+        .decode_unchecked(&a)
+        .unwrap();
+    assert_eq!(
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("03".into(), "3".into())
     );
 }

@@ -21,6 +21,7 @@
 //! 10. **commit** through the group-commit writer; only then the **response**.
 
 pub mod cards;
+mod reconciliation;
 pub mod request;
 mod reversal;
 pub mod security;
@@ -161,6 +162,8 @@ pub(crate) struct Outcome {
     pub field63: Option<SplitFields>,
     /// The acquirer's TAK when its responses are MACed.
     pub mac_key: Option<hsm_sim::keys::Tak>,
+    /// Field 66 and the switch's totals of a 0510.
+    pub reconciled: Option<reconciliation::Reconciled>,
 }
 
 impl Outcome {
@@ -291,6 +294,10 @@ impl<S: Store> Pipeline<S> {
         }
         let (service, outcome) = match msg.mti().as_str() {
             "0800" => ("network", Outcome::answer(ResponseCode::Approved)),
+            "0500" => (
+                "reconciliation",
+                self.reconciliation(&msg, frame, link).await,
+            ),
             _ => self.authorize(&msg, frame, link).await,
         };
         let reply = self.respond(&msg, outcome, service).await;
@@ -419,6 +426,9 @@ impl<S: Store> Pipeline<S> {
         }
         if let Some(s) = &outcome.field63 {
             ok &= set_split(&mut answer, s).is_ok();
+        }
+        if let Some(r) = &outcome.reconciled {
+            ok &= reconciliation::set_reconciled(&mut answer, r).is_ok();
         }
         if !ok {
             tracing::error!(service, "response field rejected by the spec");

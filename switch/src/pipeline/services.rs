@@ -652,6 +652,7 @@ impl<S: Store> Pipeline<S> {
                         personal_balance_after_fen: personal - split.personal_fen,
                     }),
                     mac_key: None,
+                    reconciled: None,
                 }
             }
             Err(code) if split.bank_fen > 0 && approval.bank_saw_it() => {
