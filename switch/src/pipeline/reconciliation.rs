@@ -9,9 +9,9 @@
 //! store ([`crate::store::Store::acquirer_totals`]: approved decisions of that acquirer that
 //! day, purchases and bill payments as debits, refunds and benefit credits as credits, a
 //! reversal against the side of its original) and answers 0510 with 39 = `00`, 66 = `1` (in
-//! balance) or `2` (out of balance), and its own figures in 74-77, 86-89 and 97 (net, `C`/`D`
-//! + 16 digits). The field layout is the one `banksim` and clearing's `reconcile_0500` use with
-//! banks (schemas/iso8583/ssc87.md, "Acquirer services").
+//! balance) or `2` (out of balance), and its own figures in 74-77, 86-89 and 97 (the net: `C`
+//! or `D` and 16 digits). The field layout is the one `banksim` and clearing's `reconcile_0500`
+//! use with banks (schemas/iso8583/ssc87.md, "Acquirer reconciliation").
 //!
 //! Errors: an unknown acquirer is answered 03, a bad MAC A0, an unreadable settlement date or
 //! total 30, a store failure 96; each with 66 = `3` (error).
