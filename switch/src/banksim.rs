@@ -231,18 +231,9 @@ impl BankSimFaults {
     }
 }
 
-/// Reconciliation totals of the bank (ISO 8583:1987 fields 74-77 and 86-89).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BankTotals {
-    /// Credits (refunds, benefit credits): count and fen.
-    pub credits: (u64, i64),
-    /// Reversals of credits.
-    pub credit_reversals: (u64, i64),
-    /// Debits (purchases).
-    pub debits: (u64, i64),
-    /// Reversals of debits.
-    pub debit_reversals: (u64, i64),
-}
+/// Reconciliation totals of the bank (ISO 8583:1987 fields 74-77 and 86-89), the same
+/// figures the switch keeps for its acquirers.
+pub type BankTotals = crate::store::ReconciliationTotals;
 
 /// Counters of a simulated bank.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -763,73 +754,95 @@ fn balance_field(balance_fen: i64) -> String {
     format!("1002156{sign}{:012}", balance_fen.unsigned_abs())
 }
 
-async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
-    let Some(svc) = msg.get_str(3).ok().and_then(|p| service(&p)) else {
-        return reply(msg, "12");
-    };
+/// What a 0200 or an advice asks of an account: the service (field 3), the PAN, the amount and
+/// the key it is remembered under for its reversal.
+struct Leg {
+    svc: Service,
+    pan: String,
+    amount: i64,
+    key: String,
+}
+
+/// Reads a leg; `Err` is the response code to answer with.
+fn leg(msg: &Message<'_>) -> Result<Leg, &'static str> {
+    let svc = msg.get_str(3).ok().and_then(|p| service(&p)).ok_or("12")?;
     let (Ok(pan), Ok(amount)) = (msg.get_str(2), msg.get_u64(4)) else {
-        return reply(msg, "30");
+        return Err("30");
     };
-    let Ok(amount) = i64::try_from(amount) else {
-        return reply(msg, "13");
+    let amount = i64::try_from(amount).map_err(|_| "13")?;
+    let text = |id: u16| msg.get_str(id).map_err(|_| "30");
+    let key = original_key(
+        msg.get_str(37).ok().as_deref(),
+        &pan,
+        &text(11)?,
+        &text(7)?,
+        &text(41)?,
+    );
+    Ok(Leg {
+        svc,
+        pan: pan.into_owned(),
+        amount,
+        key,
+    })
+}
+
+impl Ledger {
+    /// Applies an approved leg to its account and the totals, remembers it for its reversal,
+    /// and returns the new balance (`None`: unknown account).
+    fn post(&mut self, leg: Leg) -> Option<i64> {
+        let delta = match leg.svc {
+            Service::Purchase => -leg.amount,
+            Service::BalanceInquiry => 0,
+            Service::Refund | Service::BenefitCredit => leg.amount,
+        };
+        let account = self.accounts.get_mut(&leg.pan)?;
+        account.balance_fen += delta;
+        let balance = account.balance_fen;
+        let side = match leg.svc {
+            Service::Purchase => &mut self.totals.debits,
+            Service::Refund | Service::BenefitCredit => &mut self.totals.credits,
+            Service::BalanceInquiry => return Some(balance),
+        };
+        side.0 += 1;
+        side.1 += leg.amount;
+        self.remember(
+            leg.key,
+            Authorization {
+                pan: leg.pan,
+                delta_fen: delta,
+                reversed: false,
+            },
+        );
+        Some(balance)
+    }
+}
+
+async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
+    let leg = match leg(msg) {
+        Ok(l) => l,
+        Err(code) => return reply(msg, code),
     };
-    let pan = pan.into_owned();
     let offset = {
         let ledger = lock(&shared.ledger);
-        match ledger.accounts.get(&pan) {
+        match ledger.accounts.get(&leg.pan) {
             Some(a) => a.pin_offset.clone(),
             None => return reply(msg, "14"),
         }
     };
-    if matches!(svc, Service::Purchase | Service::BalanceInquiry)
-        && !pin_ok(shared, msg, &pan, &offset).await
+    if matches!(leg.svc, Service::Purchase | Service::BalanceInquiry)
+        && !pin_ok(shared, msg, &leg.pan, &offset).await
     {
         return reply(msg, "55");
     }
-    let key = original_key(
-        msg.get_str(37).ok().as_deref(),
-        &pan,
-        &msg.get_str(11).ok()?,
-        &msg.get_str(7).ok()?,
-        &msg.get_str(41).ok()?,
-    );
     let mut ledger = lock(&shared.ledger);
-    let delta = match svc {
-        Service::Purchase => -amount,
-        Service::BalanceInquiry => 0,
-        Service::Refund | Service::BenefitCredit => amount,
-    };
-    let account = ledger.accounts.get_mut(&pan)?;
-    if delta < 0 && account.balance_fen < amount {
-        let balance = account.balance_fen;
+    let balance = ledger.accounts.get(&leg.pan)?.balance_fen;
+    if leg.svc == Service::Purchase && balance < leg.amount {
         drop(ledger);
         let mut r = reply(msg, "51")?;
         r.set_str(54, &balance_field(balance)).ok()?;
         return Some(r);
     }
-    account.balance_fen += delta;
-    let balance = account.balance_fen;
-    match svc {
-        Service::Purchase => {
-            ledger.totals.debits.0 += 1;
-            ledger.totals.debits.1 += amount;
-        }
-        Service::Refund | Service::BenefitCredit => {
-            ledger.totals.credits.0 += 1;
-            ledger.totals.credits.1 += amount;
-        }
-        Service::BalanceInquiry => {}
-    }
-    if delta != 0 {
-        ledger.remember(
-            key,
-            Authorization {
-                pan,
-                delta_fen: delta,
-                reversed: false,
-            },
-        );
-    }
+    let balance = ledger.post(leg)?;
     ledger.auth_code = ledger.auth_code % 999_999 + 1;
     let code = format!("{:06}", ledger.auth_code);
     drop(ledger);
@@ -896,55 +909,22 @@ fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
     if msg.mti().as_bytes().get(3) == Some(&b'1') {
         c.advice_repeats.fetch_add(1, Ordering::Relaxed);
     }
-    let Some(svc) = msg.get_str(3).ok().and_then(|p| service(&p)) else {
-        return reply(msg, "12");
-    };
-    let (Ok(pan), Ok(amount)) = (msg.get_str(2), msg.get_u64(4)) else {
-        return reply(msg, "30");
-    };
-    let Ok(amount) = i64::try_from(amount) else {
-        return reply(msg, "13");
-    };
-    let pan = pan.into_owned();
-    let key = original_key(
-        msg.get_str(37).ok().as_deref(),
-        &pan,
-        &msg.get_str(11).ok()?,
-        &msg.get_str(7).ok()?,
-        &msg.get_str(41).ok()?,
-    );
-    let delta = match svc {
-        Service::Purchase => -amount,
-        Service::Refund | Service::BenefitCredit => amount,
-        Service::BalanceInquiry => return reply(msg, "12"),
+    let leg = match leg(msg) {
+        Ok(l) if l.svc != Service::BalanceInquiry => l,
+        Ok(_) => return reply(msg, "12"),
+        Err(code) => return reply(msg, code),
     };
     let mut ledger = lock(&shared.ledger);
-    if ledger.authorizations.contains_key(&key) {
+    if ledger.authorizations.contains_key(&leg.key) {
         // A repeat (0221) of an advice already posted: acknowledge, change nothing.
         drop(ledger);
         return reply(msg, "00");
     }
-    let Some(account) = ledger.accounts.get_mut(&pan) else {
-        drop(ledger);
-        return reply(msg, "14");
-    };
-    account.balance_fen += delta;
-    if delta < 0 {
-        ledger.totals.debits.0 += 1;
-        ledger.totals.debits.1 += amount;
-    } else {
-        ledger.totals.credits.0 += 1;
-        ledger.totals.credits.1 += amount;
-    }
-    ledger.remember(
-        key,
-        Authorization {
-            pan,
-            delta_fen: delta,
-            reversed: false,
-        },
-    );
+    let posted = ledger.post(leg).is_some();
     drop(ledger);
+    if !posted {
+        return reply(msg, "14");
+    }
     c.advices_applied.fetch_add(1, Ordering::Relaxed);
     reply(msg, "00")
 }

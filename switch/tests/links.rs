@@ -703,6 +703,28 @@ fn forwarder_config() -> ForwarderConfig {
     c
 }
 
+/// Commits `decision` (which queues one message for the bank), takes the bank down, checks that
+/// a poll defers the message (nothing sent, nothing recorded) and restarts the switch: returns
+/// the reopened store, where the message must still be queued.
+async fn queue_while_the_bank_is_down_and_restart<B: Backend>(
+    n: &Net,
+    backend: &B,
+    store: Arc<B::S>,
+    decision: switch::store::Decision,
+) -> Arc<B::S> {
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.deferred), (1, 1));
+    drop(f);
+    drop(store);
+    backend.open().await
+}
+
 /// The bank approved a purchase whose answer never reached the switch; the switch declined
 /// with 91 and queued a reversal. The bank is down when the forwarder first looks, the switch
 /// restarts (store reopened), the first 0420 goes unanswered, and the 0421 repeat is
@@ -743,21 +765,7 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     })
     .await;
     n.bank.faults().set_drop_responses(false);
-    let outcome = store.commit_decisions(vec![decision], now_us()).await;
-    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
-
-    // Bank down: nothing is sent, nothing is recorded.
-    n.bank.stop().await;
-    wait_state(&n.links, LinkState::Down).await;
-    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
-        .expect("forwarder");
-    let report = f.run_once().await.expect("poll");
-    assert_eq!((report.due, report.deferred), (1, 1));
-    drop(f);
-
-    // The switch restarts: the queue is in the store.
-    drop(store);
-    let store = backend.open().await;
+    let store = queue_while_the_bank_is_down_and_restart(&n, backend, store, decision).await;
     let pending = store.due_reversals(now_us(), 10).await.expect("due");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 0);
@@ -874,22 +882,9 @@ async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -
     assert_eq!((&fx.bank, fx.pan.expose_digits()), (&bank_id(), PAN));
     let opening = n.bank.balance_fen(PAN).expect("account");
 
-    n.bank.stop().await;
-    wait_state(&n.links, LinkState::Down).await;
     let approval = testkit::stand_in(&fx, 5151, 4_321);
-    let outcome = store
-        .commit_decisions(vec![approval.clone()], now_us())
-        .await;
-    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
-    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
-        .expect("forwarder");
-    let report = f.run_once().await.expect("poll");
-    assert_eq!((report.due, report.deferred), (1, 1));
-    drop(f);
-
-    // The switch restarts: the advice is in the store.
-    drop(store);
-    let store = backend.open().await;
+    let store =
+        queue_while_the_bank_is_down_and_restart(&n, backend, store, approval.clone()).await;
     let due = store.due_advices(now_us(), 10).await.expect("due");
     assert_eq!((due.len(), due[0].attempts), (1, 0));
     let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())

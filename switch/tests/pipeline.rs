@@ -173,6 +173,14 @@ async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
     f.message.to_vec()
 }
 
+/// Field 39 of the answer to `request`.
+async fn code(conn: &mut Conn, request: &[u8]) -> String {
+    decode(&exchange(conn, request).await)
+        .get_str(39)
+        .unwrap()
+        .into_owned()
+}
+
 fn hospital_kiosk(world: &DemoWorld) -> Kiosk {
     let h = &world.hospitals[0];
     Kiosk::new(
@@ -199,6 +207,16 @@ fn insured(world: &DemoWorld) -> DemoCard {
             c.insurance == Some(switch::store::InsuranceCategory::Employee)
                 && c.algorithm == switch::store::IccAlgorithm::Sm4
         })
+        .unwrap()
+        .clone()
+}
+
+/// A card without medical insurance: the bank pays the whole bill.
+fn uninsured(world: &DemoWorld) -> DemoCard {
+    world
+        .cards
+        .iter()
+        .find(|c| c.insurance.is_none())
         .unwrap()
         .clone()
 }
@@ -266,12 +284,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "14"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "14");
 
     let mut r = reader(&net.world, &card);
     for expected in ["55", "55", "75"] {
@@ -287,12 +300,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "62"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "62");
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
 }
 
@@ -321,13 +329,7 @@ async fn a_tampered_arqc_is_declined_and_nothing_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_within_limits() {
     let net = network(2).await;
-    let card = net
-        .world
-        .cards
-        .iter()
-        .find(|c| c.insurance.is_none())
-        .unwrap()
-        .clone();
+    let card = uninsured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
@@ -353,35 +355,19 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "91"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "91");
 
     *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "51"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "51");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_daily_stand_in() {
     let net = network(2).await;
-    let card = net
-        .world
-        .cards
-        .iter()
-        .find(|c| c.insurance.is_none())
-        .unwrap()
-        .clone();
+    let card = uninsured(&net.world);
     let bank = net.world.banks[card.bank].id.clone();
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
@@ -423,12 +409,7 @@ async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_dail
     );
     // The kiosk reverses the first stand-in: its 0420 waits until the bank has the advice.
     let (reversal, _) = k.reversal_of(&first.unwrap()).unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &reversal).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &reversal).await, "00");
     assert!(net
         .store
         .due_reversals(i64::MAX, 10)
@@ -456,12 +437,7 @@ async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_dail
     let p = k
         .medical_bill(&other, &mut r2, 10_000, "MZ-S9", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,19 +463,9 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
     // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(
-        decode(&exchange(&mut conn, &reversal).await)
-            .get_str(39)
-            .unwrap(),
-        "94"
-    );
+    assert_eq!(code(&mut conn, &reversal).await, "94");
     let (again, _) = k.reversal_of(&original).unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &again).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &again).await, "00");
     let (balance_req, _) = k.personal_balance(&card).unwrap();
     let after = decode(&exchange(&mut conn, &balance_req).await)
         .get_str(54)
@@ -546,12 +512,7 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "00");
 
     // No readable MTI: the connection is closed.
     let mut bad = connect(net.addr).await;
@@ -579,10 +540,7 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
 
     // The first connection is still served.
     let (q, _) = k.personal_balance(&card).unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &q).await, "00");
 }
 
 /// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89.
@@ -624,38 +582,18 @@ async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_total
     let p = k
         .medical_bill(&card, &mut r, 300_000, "MZ-R1", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "00");
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
         .unwrap();
     let second = p.request.clone();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "00");
     let (reversal, _) = k.reversal_of(&second).unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &reversal).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(code(&mut conn, &reversal).await, "00");
     let p = k
         .medical_bill(&card, &mut r, 2_000, "MZ-R3", "654321")
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "55"
-    );
+    assert_eq!(code(&mut conn, &p.request).await, "55");
 
     let ours = [(0, 0), (0, 0), (2, 301_000), (1, 1_000)];
     let a = exchange(&mut conn, &reconciliation_request(&hospital, 901, ours)).await;

@@ -18,7 +18,7 @@
 
 use super::request::{mac_of, RequestError};
 use super::{security, LinkContext, Outcome, Pipeline};
-use crate::store::{AcquirerTotals, Store};
+use crate::store::{ReconciliationTotals, Store};
 use chrono::{Datelike, NaiveDate};
 use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{Message, OwnedMessage};
@@ -53,11 +53,11 @@ pub(crate) struct Reconciled {
     /// Field 66.
     pub code: SettlementCode,
     /// The switch's totals (74-77, 86-89, 97), when it could compute them.
-    pub ours: Option<AcquirerTotals>,
+    pub ours: Option<ReconciliationTotals>,
 }
 
 /// The acquirer's totals in a 0500.
-fn totals_of(m: &Message<'_>) -> Result<AcquirerTotals, RequestError> {
+fn totals_of(m: &Message<'_>) -> Result<ReconciliationTotals, RequestError> {
     let read = |id: u16| {
         m.get_u64(id)
             .ok()
@@ -71,7 +71,7 @@ fn totals_of(m: &Message<'_>) -> Result<AcquirerTotals, RequestError> {
     let pair = |count: u16, fen: u16| -> Result<(u64, i64), RequestError> {
         Ok((read(count)?.unsigned_abs(), read(fen)?))
     };
-    Ok(AcquirerTotals {
+    Ok(ReconciliationTotals {
         credits: pair(74, 86)?,
         credit_reversals: pair(75, 87)?,
         debits: pair(76, 88)?,

@@ -220,7 +220,7 @@ pub trait Store: Send + Sync + 'static {
         acquirer: &InstitutionId,
         from_us: i64,
         to_us: i64,
-    ) -> impl Future<Output = Result<AcquirerTotals, StoreError>> + Send;
+    ) -> impl Future<Output = Result<ReconciliationTotals, StoreError>> + Send;
 
     // ---- outbox ----
 

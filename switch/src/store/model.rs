@@ -725,12 +725,12 @@ pub struct PendingAdvice {
     pub next_attempt_at_us: i64,
 }
 
-/// An acquirer's reconciliation totals as the switch sees them (ISO 8583:1987 fields 74-77
-/// counts and 86-89 amounts): approved decisions, by the cardholder side of the transaction
-/// (purchases and bill payments are debits, refunds and benefit credits are credits; a
-/// reversal counts against the side of its original).
+/// Reconciliation totals (ISO 8583:1987 fields 74-77 counts and 86-89 amounts, fen), by the
+/// cardholder side of the transaction: purchases and bill payments are debits, refunds and
+/// benefit credits are credits, a reversal counts against the side of its original. The switch
+/// keeps them per acquirer ([`super::Store::acquirer_totals`]); a bank keeps its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AcquirerTotals {
+pub struct ReconciliationTotals {
     /// Fields 74 / 86.
     pub credits: (u64, i64),
     /// Fields 75 / 87.
@@ -741,7 +741,7 @@ pub struct AcquirerTotals {
     pub debit_reversals: (u64, i64),
 }
 
-impl AcquirerTotals {
+impl ReconciliationTotals {
     /// Adds `count` approved decisions of `kind` worth `fen` (for a reversal, `original` is
     /// the kind it reversed). Kinds that move no cardholder money at the acquirer
     /// (pre-authorization holds, their release, balance inquiries) count nowhere.

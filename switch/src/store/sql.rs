@@ -854,7 +854,7 @@ macro_rules! impl_store {
                     .await?)
                 }
 
-                async fn acquirer_totals(&self, acquirer: &InstitutionId, from_us: i64, to_us: i64) -> Result<AcquirerTotals, StoreError> {
+                async fn acquirer_totals(&self, acquirer: &InstitutionId, from_us: i64, to_us: i64) -> Result<ReconciliationTotals, StoreError> {
                     let rows = sqlx::query(
                         "SELECT t.kind AS kind, o.kind AS original_kind, CAST(COUNT(*) AS BIGINT) AS n, \
                          CAST(COALESCE(SUM(t.amount_fen), 0) AS BIGINT) AS fen \
@@ -867,7 +867,7 @@ macro_rules! impl_store {
                     .bind(to_us)
                     .fetch_all(&self.read)
                     .await?;
-                    let mut totals = AcquirerTotals::default();
+                    let mut totals = ReconciliationTotals::default();
                     for row in &rows {
                         let kind = TransactionKind::from_sql(row.try_get("kind")?).ok_or(corrupt("txn.kind"))?;
                         let original = match row.try_get::<Option<String>, _>("original_kind")? {

@@ -596,14 +596,14 @@ pub async fn acquirer_totals_count_approved_debits_credits_and_their_reversals<H
     assert_eq!(t.net_fen(), 400 - 4_000 + 1_000);
     assert_eq!(
         s.acquirer_totals(&fx.bank, from, to).await.unwrap(),
-        AcquirerTotals::default(),
+        ReconciliationTotals::default(),
         "another acquirer"
     );
     assert_eq!(
         s.acquirer_totals(&fx.hospital, to, to + 1_000_000)
             .await
             .unwrap(),
-        AcquirerTotals::default(),
+        ReconciliationTotals::default(),
         "another window"
     );
     h.cleanup().await;
