@@ -210,7 +210,11 @@ mod tests {
         m.count_response("medical_bill", "00");
         m.count_response("medical_bill", "00");
         m.count_response("medical_bill", "51");
+        m.advices_queued.fetch_add(2, Ordering::Relaxed);
+        m.advices_acknowledged.fetch_add(1, Ordering::Relaxed);
         let text = m.render(&[("switch_writer_queue_depth", "Writer queue.", 3)]);
+        assert!(text.contains("switch_advices_queued_total 2"));
+        assert!(text.contains("switch_advices_acknowledged_total 1"));
         assert!(text.contains("switch_responses_total{service=\"medical_bill\",code=\"00\"} 2"));
         assert!(text.contains("switch_authorization_seconds_bucket{le=\"+Inf\"} 5"));
         assert!(text.contains("switch_authorization_seconds_count 5"));

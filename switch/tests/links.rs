@@ -2,6 +2,7 @@
 //! concurrency, timeouts and late responses, the in-flight bound, key exchange with PIN
 //! translation, oversize frames, and store-and-forward reversals and stand-in advices.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -887,8 +888,10 @@ async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -
         queue_while_the_bank_is_down_and_restart(&n, backend, store, approval.clone()).await;
     let due = store.due_advices(now_us(), 10).await.expect("due");
     assert_eq!((due.len(), due[0].attempts), (1, 0));
+    let metrics = Arc::new(switch::metrics::Metrics::default());
     let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
-        .expect("forwarder");
+        .expect("forwarder")
+        .with_metrics(Arc::clone(&metrics));
     n.bank.restart().await.expect("restart");
     wait_state(&n.links, LinkState::SignedOn).await;
     n.bank.faults().set_drop_responses(true);
@@ -903,6 +906,7 @@ async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -
     assert_eq!(n.bank.balance_fen(PAN), Some(opening - 4_321));
     assert_eq!(n.bank.totals().debits, (1, 4_321));
     assert_eq!(f.totals().advices_acknowledged, 1);
+    assert_eq!(metrics.advices_acknowledged.load(Ordering::Relaxed), 1);
 
     // The acquirer reverses the stand-in: the bank undoes it.
     let reversal = testkit::reversal_of(&fx, &approval, 5152);
