@@ -40,6 +40,11 @@ pub const SQLITE: &[Migration] = &[
         description: "advice_queue",
         sql: include_str!("../migrations/sqlite/0003_advice_queue.sql"),
     },
+    Migration {
+        version: 4,
+        description: "card_risk",
+        sql: include_str!("../migrations/sqlite/0004_card_risk.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -58,6 +63,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         description: "advice_queue",
         sql: include_str!("../migrations/postgres/0003_advice_queue.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "card_risk",
+        sql: include_str!("../migrations/postgres/0004_card_risk.sql"),
     },
 ];
 

@@ -235,15 +235,18 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
     let (tx, mut rx) = mpsc::channel::<Option<Frame>>(bound);
     let in_flight = Arc::new(Semaphore::new(bound));
     let close = Arc::new(tokio::sync::Notify::new());
+    // Answers ready together go out in one write: feed them all, flush once.
     let writer = tokio::spawn(async move {
-        while let Some(item) = rx.recv().await {
-            match item {
-                Some(frame) => {
-                    if sink.send(frame).await.is_err() {
-                        break;
-                    }
+        let mut ready = Vec::with_capacity(bound);
+        'write: while rx.recv_many(&mut ready, bound).await > 0 {
+            for item in ready.drain(..) {
+                let Some(frame) = item else { break 'write };
+                if sink.feed(frame).await.is_err() {
+                    break 'write;
                 }
-                None => break,
+            }
+            if sink.flush().await.is_err() {
+                break;
             }
         }
         let _ = sink.close().await;

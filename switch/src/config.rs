@@ -14,7 +14,7 @@ use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{Hospital, LinkContext, Pipeline, PipelineConfig, PipelineKeys, StandIn};
-use crate::store::writer::{self, WriterConfig};
+use crate::store::writer;
 use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
     SqliteConfig, SqliteStore, Store,
@@ -157,6 +157,10 @@ pub struct KeysSection {
     pub imk_ac_tdes: Option<String>,
     /// IMK-AC of SM4 cards.
     pub imk_ac_sm4: Option<String>,
+    /// IMK-SMI (issuer-script MAC) of 3DES cards; without it no script goes to those cards.
+    pub imk_smi_tdes: Option<String>,
+    /// IMK-SMI (issuer-script MAC) of SM4 cards.
+    pub imk_smi_sm4: Option<String>,
 }
 
 fn default_check_length() -> u8 {
@@ -384,6 +388,16 @@ impl NodeConfig {
                     .as_deref()
                     .map(|t| token("imk_ac_sm4", t))
                     .transpose()?,
+                imk_smi_tdes: k
+                    .imk_smi_tdes
+                    .as_deref()
+                    .map(|t| token("imk_smi_tdes", t))
+                    .transpose()?,
+                imk_smi_sm4: k
+                    .imk_smi_sm4
+                    .as_deref()
+                    .map(|t| token("imk_smi_sm4", t))
+                    .transpose()?,
                 pvk: token("pvk", &k.pvk)?,
                 decimalisation_table: k.decimalisation_table.clone(),
                 pin_check_length: k.pin_check_length,
@@ -488,7 +502,7 @@ async fn run_node<S: Store>(
         .map_err(|e| invalid(e.to_string()))?,
     );
     let metrics = Arc::new(Metrics::default());
-    let (writer, _task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let (writer, _task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),

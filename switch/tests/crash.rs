@@ -5,6 +5,7 @@ use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
 use schemas::domain::{Rrn, TerminalId};
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -53,11 +54,17 @@ async fn wait_listening(addr: SocketAddr) {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 }
 
+/// The cards in the cardholders' hands, by index: a card keeps its ATC from one payment to the
+/// next (the switch declines an ATC it has seen), before and after the restart.
+type Cards = Arc<Mutex<HashMap<usize, MemoryChannel>>>;
+
 /// Sends bills until told to stop or the connection dies; records every approval received.
+/// Kiosk `k` uses the cards `k`, `k + 4`, …: the kiosks running together never share a card.
 async fn kiosk_task(
     k: usize,
     addr: SocketAddr,
     world: Arc<DemoWorld>,
+    cards: Cards,
     approved: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -76,8 +83,11 @@ async fn kiosk_task(
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let card = &world.cards[(k + 4 * n) % world.cards.len()];
-        let mut reader = MemoryChannel::new(world.virtual_card(card).unwrap());
+        let idx = (k + 4 * n) % world.cards.len();
+        let card = &world.cards[idx];
+        let kept = cards.lock().unwrap().remove(&idx);
+        let mut reader =
+            kept.unwrap_or_else(|| MemoryChannel::new(world.virtual_card(card).unwrap()));
         let p = kiosk
             .medical_bill(
                 card,
@@ -87,6 +97,7 @@ async fn kiosk_task(
                 DEMO_PIN,
             )
             .unwrap();
+        cards.lock().unwrap().insert(idx, reader);
         if conn
             .send(Frame {
                 tpdu: None,
@@ -119,6 +130,7 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
     wait_listening(addr).await;
 
     let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());
+    let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..4)
@@ -127,6 +139,7 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
                 k,
                 addr,
                 Arc::clone(&world),
+                Arc::clone(&cards),
                 Arc::clone(&approved),
                 Arc::clone(&stop),
             ))
@@ -155,6 +168,7 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
         9,
         addr,
         Arc::clone(&world),
+        Arc::clone(&cards),
         Arc::clone(&after),
         Arc::clone(&stop),
     ));

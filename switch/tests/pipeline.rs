@@ -90,40 +90,39 @@ impl BankGateway for ScriptedBanks {
 }
 
 struct Net {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     world: DemoWorld,
     store: Arc<SqliteStore>,
     banks: Arc<ScriptedBanks>,
+    pipeline: Arc<Pipeline<SqliteStore>>,
     addr: std::net::SocketAddr,
-    _shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-async fn network(cards_per_bank: usize) -> Net {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
+async fn open_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    Arc::new(
         SqliteStore::open(
             &SqliteConfig::new(dir.path().join("switch.db")),
             Arc::new(DataKeyPanProtector::for_tests()),
         )
         .await
         .unwrap(),
-    );
-    let mut world = DemoWorld::new(cards_per_bank).unwrap();
-    world.seed(&*store).await.unwrap();
-    world.cfg.bank_timeout = Duration::from_millis(300);
-    let mut zpks = HashMap::new();
-    for (i, b) in world.banks.iter().enumerate() {
-        zpks.insert(b.id.clone(), world.bank_keys(i).unwrap().1);
-    }
-    let banks = Arc::new(ScriptedBanks {
-        mode: Mutex::new(BankMode::Approve),
-        zpks,
-        stan: AtomicU32::new(1),
-        seen: Mutex::new(Vec::new()),
-    });
-    let (w, _task) = writer::spawn(Arc::clone(&store), writer::WriterConfig::default());
+    )
+}
+
+/// A switch node (writer, pipeline, acquirer listener) over `store`.
+async fn start_node(
+    store: &Arc<SqliteStore>,
+    world: &DemoWorld,
+    banks: &Arc<ScriptedBanks>,
+) -> (
+    Arc<Pipeline<SqliteStore>>,
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (w, _task) = writer::spawn(Arc::clone(store), writer::WriterConfig::default());
     let pipeline = Pipeline::new(
-        Arc::clone(&store),
+        Arc::clone(store),
         w,
         world.hsm.clone(),
         banks.clone(),
@@ -138,14 +137,35 @@ async fn network(cards_per_bank: usize) -> Net {
     let listener = acquirer::bind(&cfg).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
+    tokio::spawn(acquirer::serve(listener, cfg, Arc::clone(&pipeline), rx));
+    (pipeline, addr, tx)
+}
+
+async fn network(cards_per_bank: usize) -> Net {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let mut world = DemoWorld::new(cards_per_bank).unwrap();
+    world.seed(&*store).await.unwrap();
+    world.cfg.bank_timeout = Duration::from_millis(300);
+    let mut zpks = HashMap::new();
+    for (i, b) in world.banks.iter().enumerate() {
+        zpks.insert(b.id.clone(), world.bank_keys(i).unwrap().1);
+    }
+    let banks = Arc::new(ScriptedBanks {
+        mode: Mutex::new(BankMode::Approve),
+        zpks,
+        stan: AtomicU32::new(1),
+        seen: Mutex::new(Vec::new()),
+    });
+    let (pipeline, addr, shutdown) = start_node(&store, &world, &banks).await;
     Net {
-        _dir: dir,
+        dir,
         world,
         store,
         banks,
+        pipeline,
         addr,
-        _shutdown: tx,
+        shutdown,
     }
 }
 
@@ -174,11 +194,8 @@ async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
 }
 
 /// Field 39 of the answer to `request`.
-async fn code(conn: &mut Conn, request: &[u8]) -> String {
-    decode(&exchange(conn, request).await)
-        .get_str(39)
-        .unwrap()
-        .into_owned()
+async fn answer_code(conn: &mut Conn, request: &[u8]) -> String {
+    code(&exchange(conn, request).await)
 }
 
 fn hospital_kiosk(world: &DemoWorld) -> Kiosk {
@@ -284,7 +301,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "14");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "14");
 
     let mut r = reader(&net.world, &card);
     for expected in ["55", "55", "75"] {
@@ -300,7 +317,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "62");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "62");
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
 }
 
@@ -355,13 +372,13 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "91");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "91");
 
     *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "51");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "51");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +426,7 @@ async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_dail
     );
     // The kiosk reverses the first stand-in: its 0420 waits until the bank has the advice.
     let (reversal, _) = k.reversal_of(&first.unwrap()).unwrap();
-    assert_eq!(code(&mut conn, &reversal).await, "00");
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
     assert!(net
         .store
         .due_reversals(i64::MAX, 10)
@@ -437,7 +454,7 @@ async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_dail
     let p = k
         .medical_bill(&other, &mut r2, 10_000, "MZ-S9", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "00");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,9 +480,9 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
     // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(code(&mut conn, &reversal).await, "94");
+    assert_eq!(answer_code(&mut conn, &reversal).await, "94");
     let (again, _) = k.reversal_of(&original).unwrap();
-    assert_eq!(code(&mut conn, &again).await, "00");
+    assert_eq!(answer_code(&mut conn, &again).await, "00");
     let (balance_req, _) = k.personal_balance(&card).unwrap();
     let after = decode(&exchange(&mut conn, &balance_req).await)
         .get_str(54)
@@ -512,7 +529,7 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "00");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
 
     // No readable MTI: the connection is closed.
     let mut bad = connect(net.addr).await;
@@ -540,7 +557,7 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
 
     // The first connection is still served.
     let (q, _) = k.personal_balance(&card).unwrap();
-    assert_eq!(code(&mut conn, &q).await, "00");
+    assert_eq!(answer_code(&mut conn, &q).await, "00");
 }
 
 /// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89.
@@ -582,18 +599,18 @@ async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_total
     let p = k
         .medical_bill(&card, &mut r, 300_000, "MZ-R1", DEMO_PIN)
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "00");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
         .unwrap();
     let second = p.request.clone();
-    assert_eq!(code(&mut conn, &p.request).await, "00");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
     let (reversal, _) = k.reversal_of(&second).unwrap();
-    assert_eq!(code(&mut conn, &reversal).await, "00");
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
     let p = k
         .medical_bill(&card, &mut r, 2_000, "MZ-R3", "654321")
         .unwrap();
-    assert_eq!(code(&mut conn, &p.request).await, "55");
+    assert_eq!(answer_code(&mut conn, &p.request).await, "55");
 
     let ours = [(0, 0), (0, 0), (2, 301_000), (1, 1_000)];
     let a = exchange(&mut conn, &reconciliation_request(&hospital, 901, ours)).await;
@@ -638,4 +655,179 @@ async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_total
         (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
         ("03".into(), "3".into())
     );
+}
+
+/// `wire` with its field 55 replaced by `field55` (a replay under fresh references).
+fn with_field55(wire: &[u8], field55: &[u8]) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.decode(wire).unwrap().to_owned_message();
+    m.set_bytes(55, field55).unwrap();
+    let mut out = Vec::new();
+    spec.encode(&m, &mut out).unwrap();
+    out
+}
+
+fn field55(wire: &[u8]) -> Vec<u8> {
+    decode(wire).get(55).unwrap().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the_last_atc() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let first = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R1", DEMO_PIN)
+        .unwrap();
+    let recorded = field55(&first.request);
+    let a = exchange(&mut conn, &first.request).await;
+    assert_eq!(code(&a), "00");
+    assert!(first.complete(&mut r, &decode(&a)).unwrap().approved);
+
+    // The recorded cryptogram under new references (STAN, RRN, time): it verifies, but its
+    // ATC is not above the card's last.
+    let second = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
+        .unwrap();
+    let carrier = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &with_field55(&carrier.request, &recorded)).await;
+    assert_eq!(code(&a), "59");
+    assert!(!decode(&a).has(55), "no ARPC for a replay");
+    // The genuine next cryptogram still passes.
+    let genuine = field55(&second.request);
+    let a = exchange(&mut conn, &second.request).await;
+    assert_eq!(code(&a), "00");
+
+    // Restart: a new node on the reopened database, nothing in memory.
+    net.shutdown.send_replace(true);
+    let store = open_store(&net.dir).await;
+    let (_pipeline, addr, _shutdown) = start_node(&store, &net.world, &net.banks).await;
+    let mut conn = connect(addr).await;
+    let third = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R3", DEMO_PIN)
+        .unwrap();
+    let carrier = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R3", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &with_field55(&carrier.request, &genuine)).await;
+    assert_eq!(code(&a), "59");
+    let a = exchange(&mut conn, &third.request).await;
+    assert_eq!(code(&a), "00");
+    assert_eq!(store.outbox_after(0, 10).await.unwrap().len(), 3);
+    let stored = store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    assert_eq!(stored.atc_max, Some(atc_of(&third.request)));
+}
+
+fn atc_of(wire: &[u8]) -> u16 {
+    let atc = decode(wire).get_path("55.9F36").unwrap().into_owned();
+    u16::from_be_bytes([atc[0], atc[1]])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atc_jump_beyond_the_gap_is_declined_once_and_flagged() {
+    let mut net = network(1).await;
+    net.shutdown.send_replace(true);
+    net.world.cfg.atc_gap_max = Some(2);
+    let (_pipeline, addr, _shutdown) = start_node(&net.store, &net.world, &net.banks).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(addr).await;
+    let mut bill = |no: &'static str| k.medical_bill(&card, &mut r, 1_000, no, DEMO_PIN).unwrap();
+    let first = bill("MZ-G1");
+    assert_eq!(code(&exchange(&mut conn, &first.request).await), "00");
+    // Three transactions the switch never sees (ATC +4 > +2 allowed).
+    for no in ["MZ-X1", "MZ-X2", "MZ-X3"] {
+        let _ = bill(no);
+    }
+    let a = exchange(&mut conn, &bill("MZ-G2").request).await;
+    assert_eq!(code(&a), "59");
+    assert!(decode(&a).has(55), "the genuine card gets its ARPC");
+    assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1, "flagged");
+    // The jump is recorded: the card's next transaction passes.
+    assert_eq!(
+        code(&exchange(&mut conn, &bill("MZ-G3").request).await),
+        "00"
+    );
+}
+
+fn code(answer: &[u8]) -> String {
+    decode(answer).get_str(39).unwrap().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_card_online_gets_41_and_an_application_block_script_and_then_cannot_pay() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let stored = net.store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    net.store
+        .set_card_status(stored.card_id, CardStatus::Lost, Some("reported lost"), 0)
+        .await
+        .unwrap();
+    net.pipeline
+        .cards()
+        .refresh_hot_list(&*net.store)
+        .await
+        .unwrap();
+
+    let p = k
+        .medical_bill(&card, &mut r, 10_000, "MZ-L1", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    let a = decode(&a);
+    assert_eq!(a.get_str(39).unwrap(), "41");
+    let f55 = a.get(55).unwrap().into_owned();
+    let tlvs = card_apdu::tlv::parse_all(&f55).unwrap();
+    assert!(card_apdu::tlv::find_value(&tlvs, 0x91).is_some(), "ARPC");
+    let template = card_apdu::tlv::find(&tlvs, 0x72).expect("issuer script template 2");
+    let command = card_apdu::tlv::find_value(card_apdu::tlv::children(template), 0x86).unwrap();
+    assert_eq!(
+        &command[..5],
+        &[0x84, 0x1E, 0x00, 0x00, 0x04],
+        "APPLICATION BLOCK"
+    );
+    assert_eq!(command.len(), 9, "with its 4-byte MAC");
+    // The card checks the ARPC, declines with an AAC, then runs the script and blocks itself.
+    let outcome = p.complete(&mut r, &a).unwrap();
+    assert!(!outcome.approved);
+    assert_eq!(outcome.issuer_authentication, Some(true));
+    assert_eq!(outcome.scripts.len(), 1);
+    assert_eq!(outcome.scripts[0].template, 0x72);
+    assert!(
+        outcome.scripts[0].ok,
+        "script MAC accepted: {:?}",
+        outcome.scripts
+    );
+    // Blocked: SELECT answers 6283 and the kiosk cannot start a payment.
+    let refused = k.medical_bill(&card, &mut r, 10_000, "MZ-L2", DEMO_PIN);
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("blocked")),
+        "the blocked application refuses to pay"
+    );
+    // The script is in the audit log (without the PAN).
+    let mut db = sqlx_sqlite(&net).await;
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT action, detail FROM audit_log")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "card.issuer_script");
+    assert!(rows[0].1.contains("application_block"));
+    assert!(!rows[0].1.contains(card.pan.expose_digits()));
+}
+
+async fn sqlx_sqlite(net: &Net) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(net.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .unwrap()
 }

@@ -114,6 +114,7 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
             WriterConfig {
                 queue_depth_max: 256,
                 batch_size_max: 16,
+                ..WriterConfig::default()
             },
         );
         let fx = fx.clone();

@@ -64,6 +64,9 @@ struct Args {
     prepare_max: usize,
 }
 
+/// Most requests written with one flush.
+const SEND_BATCH_MAX: usize = 64;
+
 /// One prepared request.
 struct Prepared {
     wire: Vec<u8>,
@@ -80,6 +83,15 @@ fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
     }
     .min(args.prepare_max);
     let hospitals = &world.hospitals;
+    if world.cards.len() < args.connections * args.window * 2 {
+        eprintln!(
+            "warning: {} cards for {} connections x window {}: a card may be in flight twice \
+             and its later ATC overtake the earlier one (59); use more --cards-per-bank",
+            world.cards.len(),
+            args.connections,
+            args.window
+        );
+    }
     let threads = 2usize;
     let per_thread = args.connections.div_ceil(threads);
     let chunks: Vec<Vec<Vec<Prepared>>> = std::thread::scope(|s| {
@@ -103,7 +115,17 @@ fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
                         let n = total / args.connections;
                         let mut list = Vec::with_capacity(n);
                         for i in 0..n {
-                            let idx = (c * 7919 + i * 104_729) % world.cards.len();
+                            // Each connection owns the cards c, c + C, c + 2C, ... and takes
+                            // them in turn, so a card's cryptograms go out in ATC order and its
+                            // next one is sent only after `owned` others: the switch declines a
+                            // reused or older ATC (59), as a card cannot pay twice at once.
+                            let owned = world
+                                .cards
+                                .len()
+                                .saturating_sub(c)
+                                .div_ceil(args.connections)
+                                .max(1);
+                            let idx = (c + args.connections * (i % owned)) % world.cards.len();
                             let card = &world.cards[idx];
                             let roll = ((i * 37 + c * 11) % 100) as u32;
                             let reader = readers.entry(idx).or_insert_with(|| {
@@ -263,35 +285,61 @@ async fn drive(
             t.invalid += local.invalid;
         })
     };
-    for (i, p) in list.iter().enumerate() {
-        let due = match per_conn_interval {
-            Some(iv) => {
-                let due = start + iv.mul_f64(i as f64);
-                tokio::time::sleep_until(due.into()).await;
-                due
-            }
-            None => {
-                if let Ok(permit) = window.acquire().await {
-                    permit.forget();
+    // Requests that are ready together (due in the open loop, window room in the closed loop)
+    // go out in one write, as a busy kiosk concentrator would send them.
+    let mut next = 0usize;
+    'send: while next < list.len() {
+        let mut batch = 0usize;
+        while next < list.len() && batch < SEND_BATCH_MAX {
+            let due = match per_conn_interval {
+                Some(iv) => {
+                    let due = start + iv.mul_f64(next as f64);
+                    if batch > 0 && due > Instant::now() {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    due
                 }
-                Instant::now()
+                None => {
+                    if batch == 0 {
+                        if let Ok(permit) = window.acquire().await {
+                            permit.forget();
+                        }
+                    } else {
+                        match window.try_acquire() {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => break,
+                        }
+                    }
+                    Instant::now()
+                }
+            };
+            if Instant::now() > end {
+                if batch == 0 {
+                    break 'send;
+                }
+                break;
             }
-        };
-        if Instant::now() > end {
-            break;
-        }
-        if let Ok(mut m) = in_flight.lock() {
-            m.insert(p.stan, (i, due));
-        }
-        if tx
-            .send(Frame {
+            let p = &list[next];
+            if let Ok(mut m) = in_flight.lock() {
+                m.insert(p.stan, (next, due));
+            }
+            let frame = Frame {
                 tpdu: None,
                 message: p.wire.clone().into(),
-            })
-            .await
-            .is_err()
-        {
+            };
+            if tx.feed(frame).await.is_err() {
+                tally.lock().await.errors += 1;
+                break 'send;
+            }
+            next += 1;
+            batch += 1;
+        }
+        if tx.flush().await.is_err() {
             tally.lock().await.errors += 1;
+            break;
+        }
+        if Instant::now() > end {
             break;
         }
     }

@@ -88,6 +88,8 @@ codes! {
     NotPermittedToCardholder = "57",
     /// 58 Transaction not permitted to terminal.
     NotPermittedToTerminal = "58",
+    /// 59 Suspected fraud (no pick-up). Also 59 in the CUP/PBOC table (有作弊嫌疑).
+    SuspectedFraud = "59",
     /// 61 Exceeds withdrawal amount limit.
     ExceedsAmountLimit = "61",
     /// 62 Restricted card.

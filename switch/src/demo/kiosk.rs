@@ -258,7 +258,9 @@ impl Kiosk {
 }
 
 impl PendingPayment {
-    /// Gives the switch's answer to the card (ARPC, second GENERATE AC).
+    /// Gives the switch's answer to the card: ARPC (tag 91), scripts of template 71, second
+    /// GENERATE AC, scripts of template 72 (field 55 is handed over whole; the kiosk picks the
+    /// templates out of it, EMV Book 3 §10.10).
     pub fn complete(
         mut self,
         reader: &mut MemoryChannel,
@@ -271,15 +273,18 @@ impl PendingPayment {
             .as_bytes()
             .try_into()
             .map_err(|_| DemoError::Data("field 39"))?;
-        let iad = if answer.has(55) {
-            answer.get_path("55.91").ok().map(|v| v.into_owned())
+        let (iad, scripts) = if answer.has(55) {
+            (
+                answer.get_path("55.91").ok().map(|v| v.into_owned()),
+                answer.get(55).map(|f| vec![f.to_vec()]).unwrap_or_default(),
+            )
         } else {
-            None
+            (None, Vec::new())
         };
         let resp = IssuerResponse {
             arc,
             issuer_authentication_data: iad,
-            scripts: Vec::new(),
+            scripts,
         };
         pboc::complete_payment(reader, &mut self.session, &resp)
             .map_err(|e| DemoError::Card(e.to_string()))

@@ -14,7 +14,7 @@ use crate::http::{self, HttpState};
 use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::store::writer::{self, WriterConfig};
+use crate::store::writer;
 use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore};
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
@@ -271,7 +271,7 @@ async fn run_on<S: crate::store::Store>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), WriterConfig::default());
+    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),
@@ -338,12 +338,14 @@ async fn run_on<S: crate::store::Store>(
     let world = Arc::new(world);
     let sent = Arc::new(AtomicU64::new(0));
     if opts.traffic {
+        let cards = Arc::new(DemoCards::new(&world, &*store).await?);
         for k in 0..opts.kiosks {
             let (world, sent, shutdown) = (Arc::clone(&world), Arc::clone(&sent), shutdown.clone());
+            let cards = Arc::clone(&cards);
             let addr = opts.listen;
             tokio::spawn(async move {
                 let stopping = shutdown.clone();
-                if let Err(e) = kiosk_loop(k, world, addr, sent, shutdown).await {
+                if let Err(e) = kiosk_loop(k, world, cards, addr, sent, shutdown).await {
                     if !*stopping.borrow() {
                         eprintln!("kiosk {k} stopped: {e}");
                     }
@@ -418,11 +420,84 @@ async fn run_on<S: crate::store::Store>(
     Ok(())
 }
 
+/// The demo's cards in the cardholders' hands: one virtual card per demo card, shared by every
+/// kiosk and in one reader at a time, so each card's ATC only moves forward (EMV Book 3
+/// Annex A) — the switch declines a cryptogram whose ATC it has already seen.
+struct DemoCards {
+    /// Per card: `None` until first used or while in a reader.
+    readers: Mutex<Vec<Option<MemoryChannel>>>,
+    /// Per card: in use by a kiosk (or lost with a kiosk that stopped).
+    taken: Mutex<Vec<bool>>,
+    /// Per card: the highest ATC the store has seen (a resumed demo), where new virtual cards
+    /// continue from.
+    atc_start: Vec<u16>,
+}
+
+impl DemoCards {
+    async fn new<S: crate::store::Store>(
+        world: &DemoWorld,
+        store: &S,
+    ) -> Result<Self, DemoRunError> {
+        let mut atc_start = Vec::with_capacity(world.cards.len());
+        for c in &world.cards {
+            let stored = store.card_by_pan(&c.pan).await?;
+            atc_start.push(stored.and_then(|s| s.atc_max).unwrap_or(0));
+        }
+        Ok(Self {
+            readers: Mutex::new((0..world.cards.len()).map(|_| None).collect()),
+            taken: Mutex::new(vec![false; world.cards.len()]),
+            atc_start,
+        })
+    }
+
+    /// Card `idx` in a reader, or `None` while another kiosk holds it.
+    fn take(&self, world: &DemoWorld, idx: usize) -> Result<Option<MemoryChannel>, DemoRunError> {
+        {
+            let Ok(mut taken) = self.taken.lock() else {
+                return Ok(None);
+            };
+            match taken.get_mut(idx) {
+                Some(t) if !*t => *t = true,
+                _ => return Ok(None),
+            }
+        }
+        let kept = self
+            .readers
+            .lock()
+            .ok()
+            .and_then(|mut r| r.get_mut(idx).and_then(Option::take));
+        match kept {
+            Some(r) => Ok(Some(r)),
+            None => {
+                let atc = self.atc_start.get(idx).copied().unwrap_or(0);
+                Ok(Some(MemoryChannel::new(
+                    world.virtual_card_after(&world.cards[idx], atc)?,
+                )))
+            }
+        }
+    }
+
+    /// Gives card `idx` back.
+    fn give_back(&self, idx: usize, reader: MemoryChannel) {
+        if let Ok(mut r) = self.readers.lock() {
+            if let Some(slot) = r.get_mut(idx) {
+                *slot = Some(reader);
+            }
+        }
+        if let Ok(mut t) = self.taken.lock() {
+            if let Some(slot) = t.get_mut(idx) {
+                *slot = false;
+            }
+        }
+    }
+}
+
 /// One simulated kiosk: hospital kiosks pay bills (sometimes with a wrong PIN, sometimes
 /// reversed), the job-centre kiosk asks balances.
 async fn kiosk_loop(
     k: usize,
     world: Arc<DemoWorld>,
+    cards: Arc<DemoCards>,
     addr: SocketAddr,
     sent: Arc<AtomicU64>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -447,7 +522,6 @@ async fn kiosk_loop(
         TcpStream::connect(addr).await?,
         FrameCodec::new(LengthHeader::Binary2),
     );
-    let readers: Arc<Mutex<std::collections::HashMap<usize, MemoryChannel>>> = Default::default();
     let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     let mut n: u64 = 0;
     while !*shutdown.borrow() {
@@ -461,9 +535,9 @@ async fn kiosk_loop(
             )
         };
         let card = &world.cards[idx];
-        let mut reader = match readers.lock().ok().and_then(|mut r| r.remove(&idx)) {
-            Some(r) => r,
-            None => MemoryChannel::new(world.virtual_card(card)?),
+        let Some(mut reader) = cards.take(&world, idx)? else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue; // in another kiosk's reader
         };
         let request;
         let mut pending = None;
@@ -500,9 +574,7 @@ async fn kiosk_loop(
                 let _ = conn.next().await;
             }
         }
-        if let Ok(mut r) = readers.lock() {
-            r.insert(idx, reader);
-        }
+        cards.give_back(idx, reader);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())

@@ -16,7 +16,7 @@ use card_apdu::perso::{AlgorithmName, CardProfile, PersoFile};
 use card_apdu::vcard::VirtualCard;
 use hsm_sim::card_crypto::ClearPin;
 use hsm_sim::crypto::WorkingCipher;
-use hsm_sim::keys::{ClearKey, ImkAc, KeyScheme, KeyType, Pvk, Tpk, TypedKey, Zmk, Zpk};
+use hsm_sim::keys::{ClearKey, ImkAc, ImkSmi, KeyScheme, KeyType, Pvk, Tpk, TypedKey, Zmk, Zpk};
 use hsm_sim::pin::{encrypt_pin_block, PinBlockFormat};
 use hsm_sim::{HsmError, SoftHsm};
 use schemas::domain::{AmountFen, InstitutionId, Pan};
@@ -49,6 +49,10 @@ pub mod clear_keys {
     pub const IMK_AC_TDES: &str = "0123456789ABCDEFFEDCBA9876543210";
     /// Issuer master key for AC, SM4 cards (as in demo-card.toml; the PBOC 3.0 example).
     pub const IMK_AC_SM4: &str = "F23BF4AE92B554C116139D4F67322667";
+    /// Issuer master key for script integrity, 3DES cards (as in demo-card.toml).
+    pub const IMK_SMI_TDES: &str = "0123456789ABCDEF0123456789ABCDEF";
+    /// Issuer master key for script integrity, SM4 cards (as in demo-card.toml).
+    pub const IMK_SMI_SM4: &str = "A1A2A3A4A5A6A7A8B1B2B3B4B5B6B7B8";
 }
 
 /// A bank of the demo network.
@@ -292,6 +296,16 @@ impl DemoWorld {
                     KeyScheme::G,
                     clear_keys::IMK_AC_SM4,
                 )?)),
+                imk_smi_tdes: Some(ImkSmi::from_token(import(
+                    KeyType::ImkSmi,
+                    KeyScheme::U,
+                    clear_keys::IMK_SMI_TDES,
+                )?)),
+                imk_smi_sm4: Some(ImkSmi::from_token(import(
+                    KeyType::ImkSmi,
+                    KeyScheme::G,
+                    clear_keys::IMK_SMI_SM4,
+                )?)),
                 pvk,
                 decimalisation_table: DECIMALISATION_TABLE.into(),
                 pin_check_length: 6,
@@ -467,8 +481,15 @@ impl DemoWorld {
 
     /// A virtual card (SSSE + PBOC) personalised for `card`.
     pub fn virtual_card(&self, card: &DemoCard) -> Result<VirtualCard, DemoError> {
+        self.virtual_card_after(card, 0)
+    }
+
+    /// [`DemoWorld::virtual_card`] whose ATC continues after `atc` (a demo resumed on a store
+    /// that already saw the card's cryptograms: the switch declines an ATC it has seen).
+    pub fn virtual_card_after(&self, card: &DemoCard, atc: u16) -> Result<VirtualCard, DemoError> {
         let mut file =
             PersoFile::from_toml(CARD_TEMPLATE).map_err(|e| DemoError::Card(e.to_string()))?;
+        file.pboc.atc = atc;
         file.pboc.pan = card.pan.expose_digits().to_owned();
         file.pboc.psn = "00".into();
         file.pboc.expiry_date = "341231".into();

@@ -10,6 +10,10 @@
 //! balance can never go negative, see the `account` table), so a stale mirror can only turn an
 //! approval into a decline (51), never overdraw an account. Requests of one card are serialised
 //! by a striped lock, so on one node the mirror is exact.
+//!
+//! The highest ATC (EMV Book 3 Annex A, 9F36) committed per card is mirrored the same way, so a
+//! replayed cryptogram is declined before any HSM call; the store re-checks it at commit under
+//! a row lock, so a replay sent to two nodes at once is still accepted only once.
 
 use crate::store::{AccountId, AccountKind, Card, CardId, CardStatus, Store, StoreError};
 use schemas::domain::Pan;
@@ -37,6 +41,7 @@ pub struct CardDirectory {
     cards: RwLock<HashMap<String, Arc<CardEntry>>>,
     status: RwLock<HashMap<CardId, CardStatus>>,
     available: Mutex<HashMap<AccountId, i64>>,
+    atcs: Mutex<HashMap<CardId, u16>>,
     locks: Vec<tokio::sync::Mutex<()>>,
 }
 
@@ -46,6 +51,7 @@ impl Default for CardDirectory {
             cards: RwLock::new(HashMap::new()),
             status: RwLock::new(HashMap::new()),
             available: Mutex::new(HashMap::new()),
+            atcs: Mutex::new(HashMap::new()),
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -169,6 +175,28 @@ impl CardDirectory {
             if let Some(v) = m.get_mut(&account) {
                 *v += delta_fen;
             }
+        }
+    }
+
+    /// The highest ATC committed for the card as this node knows it: its own commits, else the
+    /// card row as loaded.
+    pub fn atc_max(&self, entry: &CardEntry) -> Option<u16> {
+        let mirrored = self
+            .atcs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&entry.card.card_id).copied());
+        mirrored.max(entry.card.atc_max)
+    }
+
+    /// Records an ATC committed here, or found committed by another node.
+    pub fn note_atc(&self, card: CardId, atc: u16) {
+        if let Ok(mut m) = self.atcs.lock() {
+            if m.len() >= CARDS_CACHED_MAX {
+                m.clear(); // falls back to the card rows; the store still checks every commit
+            }
+            let v = m.entry(card).or_insert(atc);
+            *v = (*v).max(atc);
         }
     }
 

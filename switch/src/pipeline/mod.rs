@@ -9,8 +9,11 @@
 //! 2. **MAC** when the acquirer has a TAK (A0), unknown acquirer (03);
 //! 3. **duplicate** detection on terminal + STAN + RRN + transmission time (94), first in
 //!    memory, authoritatively in the store at commit;
-//! 4. **card**: known (14), status and hot list (41, 43, 62), expiry (54);
-//! 5. **ARQC** verification of field 55 (05), ARPC in the response;
+//! 4. **card**: known (14), status and hot list (41, 43, 62), expiry (54); a card reported
+//!    lost or stolen that comes online with a genuine ARQC is answered with the decline, its
+//!    ARPC and an APPLICATION BLOCK issuer script ([`scripts`]);
+//! 5. **ARQC** verification of field 55 (05), ARPC in the response; the ATC must be above every
+//!    ATC the card has used (59, see [`Pipeline::arqc_step`]);
 //! 6. **PIN**: verified against the card's offset, or translated TPK → ZPK for the bank (55,
 //!    75 after too many tries, which also blocks the card);
 //! 7. **limits and velocity** (61, 65);
@@ -24,6 +27,7 @@ pub mod cards;
 mod reconciliation;
 pub mod request;
 mod reversal;
+mod scripts;
 pub mod security;
 mod services;
 pub mod split;
@@ -33,8 +37,8 @@ use crate::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::writer::{WriteError, WriterHandle};
 use crate::store::{
-    AuditEntry, CardId, CardStatus, Committed, Decision, DecisionError, InstitutionKind, Store,
-    TransactionId, TransactionKind, TransactionRecord,
+    AuditEntry, CardAtc, CardId, CardStatus, Committed, Decision, DecisionError, InstitutionKind,
+    Store, TransactionId, TransactionKind, TransactionRecord,
 };
 use cards::{CardDirectory, CardEntry};
 use hsm_sim::Hsm;
@@ -97,6 +101,10 @@ pub struct PipelineConfig {
     pub pin_tries_max: u32,
     /// Retransmissions remembered in memory for duplicate detection.
     pub recent_keys_max: usize,
+    /// Largest jump of a card's ATC over the highest seen before the cryptogram is declined
+    /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so
+    /// the card's next transaction is judged from the new ATC.
+    pub atc_gap_max: Option<u16>,
 }
 
 impl PipelineConfig {
@@ -119,8 +127,38 @@ impl PipelineConfig {
             stand_in: HashMap::new(),
             pin_tries_max: 3,
             recent_keys_max: 100_000,
+            atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
         }
     }
+}
+
+/// Default [`PipelineConfig::atc_gap_max`]: an online-only card moves its ATC by one per
+/// transaction, so a hundred unseen transactions are worth a look.
+pub const ATC_GAP_MAX_DEFAULT: u16 = 100;
+
+/// Why step 5 declines, with the verified cryptogram when the card is genuine and present
+/// (the decline then carries its ARPC and consumes its ATC).
+#[derive(Debug)]
+pub(crate) struct ArqcDecline {
+    pub code: ResponseCode,
+    pub arqc: Option<security::VerifiedArqc>,
+}
+
+impl From<ResponseCode> for ArqcDecline {
+    fn from(code: ResponseCode) -> Self {
+        Self { code, arqc: None }
+    }
+}
+
+/// The ATC a decision consumes: that of its verified cryptogram.
+pub(crate) fn card_atc(
+    entry: &CardEntry,
+    arqc: Option<&security::VerifiedArqc>,
+) -> Option<CardAtc> {
+    arqc.map(|a| CardAtc {
+        card_id: entry.card.card_id,
+        atc: a.atc(),
+    })
 }
 
 /// Keys the pipeline works with (LMK tokens only).
@@ -501,8 +539,22 @@ impl<S: Store> Pipeline<S> {
 
     /// Commits a decision through the writer and waits until it is durable.
     pub(crate) async fn commit(&self, decision: Decision) -> Result<Committed, ResponseCode> {
+        let atc = decision.atc;
         match self.writer.submit(decision).await {
-            Ok(c) => Ok(c),
+            Ok(c) => {
+                if let Some(a) = atc {
+                    self.cards.note_atc(a.card_id, a.atc);
+                }
+                Ok(c)
+            }
+            Err(WriteError::Decision(DecisionError::AtcNotIncreasing {
+                card_id, atc_max, ..
+            })) => {
+                // Another node accepted this ATC or a later one first.
+                tracing::warn!(card = card_id.0, "ATC not above the card's last at commit");
+                self.cards.note_atc(card_id, atc_max);
+                Err(ResponseCode::SuspectedFraud)
+            }
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => {
                 Err(ResponseCode::DuplicateTransmission)
             }
@@ -526,6 +578,19 @@ impl<S: Store> Pipeline<S> {
         card: Option<&CardEntry>,
         code: ResponseCode,
     ) -> Outcome {
+        self.decline_consuming(req, kind, card, code, None).await
+    }
+
+    /// [`Pipeline::decline`] of a request whose cryptogram verified: the decline consumes its
+    /// ATC, so the same field 55 cannot be tried again.
+    pub(crate) async fn decline_consuming(
+        &self,
+        req: &Request,
+        kind: TransactionKind,
+        card: Option<&CardEntry>,
+        code: ResponseCode,
+        atc: Option<CardAtc>,
+    ) -> Outcome {
         debug_assert!(!code.is_approved());
         let issuer = card.map(|c| c.card.issuer.clone());
         let decision = Decision {
@@ -535,6 +600,7 @@ impl<S: Store> Pipeline<S> {
             event: None,
             reversal: None,
             advice: None,
+            atc,
         };
         match self.commit(decision).await {
             Err(ResponseCode::DuplicateTransmission) => {
@@ -569,18 +635,40 @@ impl<S: Store> Pipeline<S> {
         Ok(entry)
     }
 
-    /// Step 5: a chip card must bring a valid ARQC for field 4.
+    /// Step 5: a chip card must bring a valid ARQC for field 4, under an ATC above every ATC
+    /// the card has used. Call with the card's lock held.
+    ///
+    /// EMV Book 3 Annex A (9F36): the card increments its ATC for every transaction and the
+    /// cryptogram covers it, so a genuine ARQC never repeats an ATC. An ATC not above the
+    /// highest seen is field 55 recorded and replayed (the cryptogram itself would verify):
+    /// declined 59 "suspected fraud" (ISO 8583:1987 Annex A; 59 有作弊嫌疑 in the CUP/PBOC
+    /// table) rather than 05, so the fraud desk can tell a replay from a failed cryptogram, and
+    /// rather than 34 because a pick-up order would keep the genuine card of a cardholder whose
+    /// terminal merely resent an old message. The replay check reads the in-memory mirror
+    /// before any HSM call; the store re-checks at commit. A verified ATC more than
+    /// [`PipelineConfig::atc_gap_max`] above the last is declined 59 too (with its ARPC, and
+    /// recorded so the next transaction passes) and flagged in the audit log.
     pub(crate) async fn arqc_step(
         &self,
         req: &Request,
         entry: &CardEntry,
-    ) -> Result<Option<security::VerifiedArqc>, ResponseCode> {
+    ) -> Result<Option<security::VerifiedArqc>, ArqcDecline> {
         let Some(alg) = entry.card.issuance.icc_algorithm else {
             return Ok(None);
         };
         let icc = req.icc.as_deref().ok_or(ResponseCode::DoNotHonour)?;
         let pan = req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
-        security::verify_arqc(
+        let atc = security::field55_atc(icc).ok_or(ResponseCode::FormatError)?;
+        let atc_max = self.cards.atc_max(entry);
+        if atc_max.is_some_and(|m| atc <= m) {
+            tracing::warn!(
+                card = entry.card.card_id.0,
+                atc,
+                "ATC not above the card's last: replayed cryptogram declined"
+            );
+            return Err(ResponseCode::SuspectedFraud.into());
+        }
+        let verified = security::verify_arqc(
             &*self.hsm,
             &self.keys.issuer,
             pan,
@@ -589,8 +677,36 @@ impl<S: Store> Pipeline<S> {
             icc,
             req.amount_fen.get(),
         )
-        .await
-        .map(Some)
+        .await?;
+        match (atc_max, self.cfg.atc_gap_max) {
+            (Some(max), Some(gap_max)) if atc - max > gap_max => {
+                self.audit_atc_gap(entry.card.card_id, atc, max).await;
+                Err(ArqcDecline {
+                    code: ResponseCode::SuspectedFraud,
+                    arqc: Some(verified),
+                })
+            }
+            _ => Ok(Some(verified)),
+        }
+    }
+
+    async fn audit_atc_gap(&self, card: CardId, atc: u16, atc_max: u16) {
+        tracing::warn!(
+            card = card.0,
+            atc,
+            atc_max,
+            "ATC jumped beyond the allowed gap"
+        );
+        let entry = AuditEntry {
+            actor: "switch".into(),
+            action: "card.atc_gap".into(),
+            subject: format!("card:{}", card.0),
+            detail: serde_json::json!({ "atc": atc, "atc_max": atc_max }).to_string(),
+            at_us: crate::store::now_us(),
+        };
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
     }
 
     /// Step 6 (switch verification): the PIN against the card's offset. Too many wrong PINs

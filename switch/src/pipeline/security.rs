@@ -6,13 +6,17 @@
 //!   insurance legs) or translation TPK → ZPK for the card's bank (ISO 9564-1 format 0);
 //! - **ARQC** verification and **ARPC** method 1 (EMV Book 2 §8.1–8.2; PBOC 3.0 for SM4): the
 //!   transaction data is rebuilt from field 55 exactly as the card MACed it
-//!   (`card_apdu::emv::ac_input_from_field55`), and the ARPC answered in tag 91 with its ARC.
+//!   (`card_apdu::emv::ac_input_from_field55`), and the ARPC answered in tag 91 with its ARC;
+//! - **issuer scripts** (EMV Book 2 §9.2 secure messaging, Book 3 §6.5 and §10.10; the same
+//!   commands and MAC in JR/T 0025.5 for PBOC): an APPLICATION BLOCK or PIN UNBLOCK command in
+//!   an Issuer Script Template 2 (tag 72, run by the card after the second GENERATE AC), MACed
+//!   under the card's SK-SMI by the HSM's issuer-script MAC command (XC).
 
 use crate::store::IccAlgorithm;
 use card_apdu::{emv, tags, tlv};
 use hsm_sim::card_crypto::CardAlgorithm;
-use hsm_sim::hsm::{ArpcMethod, ArqcRequest, PinBlockIn, PinVerificationMethod};
-use hsm_sim::keys::{ImkAc, MacKey, PinKey, Pvk, Tak, Tpk, Zpk};
+use hsm_sim::hsm::{ArpcMethod, ArqcRequest, PinBlockIn, PinVerificationMethod, ScriptContext};
+use hsm_sim::keys::{ImkAc, ImkSmi, MacKey, PinKey, Pvk, Tak, Tpk, Zpk};
 use hsm_sim::mac::{MacAlgorithm, MacPadding};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::Hsm;
@@ -34,6 +38,10 @@ pub struct IssuerKeys {
     pub imk_ac_tdes: Option<ImkAc>,
     /// Issuer master key for AC of SM4 cards.
     pub imk_ac_sm4: Option<ImkAc>,
+    /// Issuer master key for script integrity (MAC) of 3DES cards; `None`: no scripts.
+    pub imk_smi_tdes: Option<ImkSmi>,
+    /// Issuer master key for script integrity (MAC) of SM4 cards; `None`: no scripts.
+    pub imk_smi_sm4: Option<ImkSmi>,
     /// PIN verification key of the IBM 3624 offsets.
     pub pvk: Pvk,
     /// Decimalisation table (16 digits).
@@ -187,6 +195,44 @@ pub async fn verify_arqc(
     }
 }
 
+/// The ATC (tag 9F36, EMV Book 3 Annex A: 2 bytes, binary) a chip card put in field 55, read
+/// before any cryptography so a replay costs no HSM call. `None` when absent or malformed.
+pub fn field55_atc(field55: &[u8]) -> Option<u16> {
+    let tlvs = tlv::parse_all(field55).ok()?;
+    let v: [u8; 2] = tlv::find_value(&tlvs, tags::ATC)?.try_into().ok()?;
+    Some(u16::from_be_bytes(v))
+}
+
+/// An issuer script command the switch sends (EMV Book 3 §6.5; JR/T 0025.5 uses the same
+/// CLA 84 commands). Neither has command data: the body is only the 4-byte MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptCommand {
+    /// APPLICATION BLOCK `84 1E 00 00` (EMV Book 3 §6.5.1): the card invalidates the debit
+    /// application (SELECT then answers 6283, GENERATE AC only AAC).
+    ApplicationBlock,
+    /// PIN UNBLOCK `84 24 00 00` (EMV Book 3 §6.5.10): the card resets its PIN try counter.
+    PinUnblock,
+}
+
+impl ScriptCommand {
+    /// CLA INS P1 P2 Lc, with Lc counting the MAC (EMV Book 2 §9.2.1: secure messaging
+    /// format 2, the MAC is the last 4 bytes of the command data).
+    pub fn header(self) -> [u8; 5] {
+        match self {
+            ScriptCommand::ApplicationBlock => [0x84, 0x1E, 0x00, 0x00, 0x04],
+            ScriptCommand::PinUnblock => [0x84, 0x24, 0x00, 0x00, 0x04],
+        }
+    }
+
+    /// Its name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptCommand::ApplicationBlock => "application_block",
+            ScriptCommand::PinUnblock => "pin_unblock",
+        }
+    }
+}
+
 fn bcd_to_u64(b: &[u8]) -> Option<u64> {
     let mut v: u64 = 0;
     for byte in b {
@@ -201,6 +247,51 @@ fn bcd_to_u64(b: &[u8]) -> Option<u64> {
 }
 
 impl VerifiedArqc {
+    /// The ATC the cryptogram covers.
+    pub fn atc(&self) -> u16 {
+        u16::from_be_bytes(self.request.atc)
+    }
+
+    /// Issuer Script Template 2 (tag 72, EMV Book 3 §10.10: processed after the second
+    /// GENERATE AC) with one script id (9F18) and one command (86) per entry of `commands`,
+    /// each MACed by the HSM (XC) under the card's script session key derived from `imk_smi`
+    /// with this cryptogram's ATC and ARQC (EMV Book 2 §9.2.3, A1.3). `None` when no key fits
+    /// the card's algorithm or the HSM refuses; the decision stands without the script.
+    pub async fn script_template(
+        &self,
+        hsm: &dyn Hsm,
+        keys: &IssuerKeys,
+        script_id: [u8; 4],
+        commands: &[ScriptCommand],
+    ) -> Option<Vec<u8>> {
+        let imk_smi = match self.request.algorithm {
+            CardAlgorithm::Tdes => keys.imk_smi_tdes.as_ref(),
+            CardAlgorithm::Sm4 => keys.imk_smi_sm4.as_ref(),
+        }?;
+        let ctx = ScriptContext {
+            algorithm: self.request.algorithm,
+            pan: self.request.pan.clone(),
+            psn: self.request.psn.clone(),
+            atc: self.request.atc,
+            arqc: self.request.arqc,
+        };
+        let mut parts = vec![tlv::encode(tags::ISSUER_SCRIPT_ID, &script_id)];
+        for command in commands {
+            let header = command.header();
+            let mac = match hsm.issuer_script_mac(imk_smi, &ctx, header, &[]).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(hsm_error = e.code(), "issuer script MAC refused by the HSM");
+                    return None;
+                }
+            };
+            let mut apdu = header.to_vec();
+            apdu.extend_from_slice(&mac);
+            parts.push(tlv::encode(tags::ISSUER_SCRIPT_COMMAND, &apdu));
+        }
+        Some(tlv::encode_constructed(tags::ISSUER_SCRIPT_72, &parts))
+    }
+
     /// Field 55 of the response: tag 91 = ARPC ‖ ARC (method 1) for the final response code.
     pub async fn response_field55(&self, hsm: &dyn Hsm, code: ResponseCode) -> Option<Vec<u8>> {
         let arc: [u8; 2] = code.as_str().as_bytes().try_into().ok()?;

@@ -15,9 +15,9 @@ use super::split::{split_bill, MedicalCategory, SplitInput};
 use super::{Outcome, Pipeline, SplitFields};
 use crate::gateway::GatewayError;
 use crate::store::{
-    AccountId, AdviceClass, AdviceId, AdviceRequest, BalanceOp, Decision, HoldId, ReversalId,
-    ReversalReason, ReversalRequest, Store, StoredTransaction, TransactionKind, TransactionRecord,
-    TxnLeg,
+    AccountId, AdviceClass, AdviceId, AdviceRequest, BalanceOp, CardAtc, Decision, HoldId,
+    ReversalId, ReversalReason, ReversalRequest, Store, StoredTransaction, TransactionKind,
+    TransactionRecord, TxnLeg,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -164,6 +164,7 @@ impl<S: Store> Pipeline<S> {
             event,
             reversal: None,
             advice: None,
+            atc: None,
         }
     }
 
@@ -358,7 +359,14 @@ impl<S: Store> Pipeline<S> {
                 transmission_at,
             }) => {
                 let mut out = self
-                    .decline_and_reverse(req, kind, entry, amount_fen, stan, transmission_at)
+                    .decline_and_reverse(
+                        req,
+                        kind,
+                        entry,
+                        amount_fen,
+                        (stan, transmission_at),
+                        super::card_atc(entry, arqc),
+                    )
                     .await;
                 out.field55 = self.arpc(arqc, ResponseCode::IssuerUnavailable).await;
                 Err(out)
@@ -366,15 +374,16 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
-    /// A decline 91 for an unanswered bank leg, with its 0420 queued in the same commit.
+    /// A decline 91 for an unanswered bank leg, with its 0420 (the STAN and field 7 of the
+    /// unanswered leg) queued in the same commit.
     pub(crate) async fn decline_and_reverse(
         &self,
         req: &Request,
         kind: TransactionKind,
         entry: &CardEntry,
         amount_fen: i64,
-        stan: Stan,
-        transmission_at: TransmissionDateTime,
+        (stan, transmission_at): (Stan, TransmissionDateTime),
+        atc: Option<CardAtc>,
     ) -> Outcome {
         let code = ResponseCode::IssuerUnavailable;
         let record = self.record(
@@ -399,6 +408,7 @@ impl<S: Store> Pipeline<S> {
                 first_attempt_at_us: crate::store::now_us(),
             }),
             advice: None,
+            atc,
         };
         self.metrics
             .reversals_queued
@@ -435,7 +445,7 @@ impl<S: Store> Pipeline<S> {
         match TransmissionDateTime::parse(&f7) {
             Ok(t) if code != ResponseCode::DuplicateTransmission => {
                 let mut out = self
-                    .decline_and_reverse(req, kind, entry, amount_fen, stan, t)
+                    .decline_and_reverse(req, kind, entry, amount_fen, (stan, t), None)
                     .await;
                 out.code = Some(code);
                 out
@@ -452,9 +462,9 @@ impl<S: Store> Pipeline<S> {
     /// Hospital bill payment: fund, personal account, bank — all or nothing.
     pub(crate) async fn medical_bill(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::MedicalBillSplit;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let Some(bill) = req.bill.as_ref() else {
             return Outcome::answer(ResponseCode::FormatError);
@@ -493,7 +503,11 @@ impl<S: Store> Pipeline<S> {
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
         let arqc = match self.arqc_step(req, &entry).await {
             Ok(a) => a,
-            Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+            Err(d) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                    .await
+            }
         };
         if let Err(code) = self.pin_step(req, &entry, tpk).await {
             return self
@@ -629,6 +643,7 @@ impl<S: Store> Pipeline<S> {
             None,
         );
         decision.advice = approval.advice.clone();
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 self.count_advice(&approval);
@@ -672,7 +687,10 @@ impl<S: Store> Pipeline<S> {
         code: ResponseCode,
         arqc: Option<&VerifiedArqc>,
     ) -> Outcome {
-        let mut out = self.decline(req, kind, Some(entry), code).await;
+        let atc = super::card_atc(entry, arqc);
+        let mut out = self
+            .decline_consuming(req, kind, Some(entry), code, atc)
+            .await;
         if out.code == Some(code) {
             out.field55 = self.arpc(arqc, code).await;
         }
@@ -693,14 +711,18 @@ impl<S: Store> Pipeline<S> {
     /// A purchase paid entirely by the card's bank.
     pub(crate) async fn bank_purchase(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::Purchase;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
         let arqc = match self.arqc_step(req, &entry).await {
             Ok(a) => a,
-            Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+            Err(d) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                    .await
+            }
         };
         if req.pin_block.is_none() {
             return self
@@ -762,6 +784,7 @@ impl<S: Store> Pipeline<S> {
             None,
         );
         decision.advice = approval.advice.clone();
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 self.count_advice(&approval);
@@ -784,9 +807,9 @@ impl<S: Store> Pipeline<S> {
     /// Balance of the personal medical-insurance account (field 54).
     pub(crate) async fn personal_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::BalanceInquiry;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         if let Err(code) = self.pin_step(req, &entry, tpk).await {
             return self.decline(req, kind, Some(&entry), code).await;
@@ -817,6 +840,7 @@ impl<S: Store> Pipeline<S> {
             event: None,
             reversal: None,
             advice: None,
+            atc: None,
         };
         match self.commit(decision).await {
             Ok(_) => Outcome {
@@ -835,9 +859,9 @@ impl<S: Store> Pipeline<S> {
     /// Balance of the bank account, asked of the bank.
     pub(crate) async fn bank_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
         let kind = TransactionKind::BalanceInquiry;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let Some(block) = req.pin_block else {
             return self
@@ -863,6 +887,7 @@ impl<S: Store> Pipeline<S> {
                     event: None,
                     reversal: None,
                     advice: None,
+                    atc: None,
                 };
                 match self.commit(decision).await {
                     Ok(_) => Outcome {
@@ -911,9 +936,9 @@ impl<S: Store> Pipeline<S> {
     /// Refund of a bank purchase (field 37 = the purchase's RRN), credited by the bank.
     pub(crate) async fn refund(&self, req: &Request) -> Outcome {
         let kind = TransactionKind::Refund;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         let original = match self.original(req, &[TransactionKind::Purchase], None).await {
             Ok(Some(o)) => o,
@@ -980,9 +1005,9 @@ impl<S: Store> Pipeline<S> {
     /// Benefit credit from the social-security fund to the card's bank account.
     pub(crate) async fn benefit_credit(&self, req: &Request) -> Outcome {
         let kind = TransactionKind::BenefitCredit;
-        let entry = match self.card_step(req).await {
+        let entry = match self.card_or_decline(req, kind).await {
             Ok(e) => e,
-            Err(code) => return self.decline(req, kind, None, code).await,
+            Err(out) => return out,
         };
         if req.acquirer != self.cfg.social_security_fund
             && self.institution_kind(&req.acquirer)
@@ -1086,7 +1111,11 @@ impl<S: Store> Pipeline<S> {
         if !advice {
             arqc = match self.arqc_step(req, &entry).await {
                 Ok(a) => a,
-                Err(code) => return self.decline(req, kind, Some(&entry), code).await,
+                Err(d) => {
+                    return self
+                        .decline_with_arpc(req, kind, &entry, d.code, d.arqc.as_ref())
+                        .await
+                }
             };
             if let Err(code) = self.pin_step(req, &entry, tpk).await {
                 return self
@@ -1144,7 +1173,7 @@ impl<S: Store> Pipeline<S> {
             amount_fen: fen(amount),
             expires_at_us: expires,
         }];
-        let decision = self.money_decision(
+        let mut decision = self.money_decision(
             record,
             EventType::AuthorizationHold,
             &legs,
@@ -1153,6 +1182,7 @@ impl<S: Store> Pipeline<S> {
             None,
             Some(hold_id.0),
         );
+        decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(account, -amount);

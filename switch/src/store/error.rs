@@ -1,7 +1,7 @@
 //! Errors of the store: [`StoreError`] for operations, [`DecisionError`] for one decision of a
 //! group commit (cloneable, so a batch-wide failure can be reported to every caller).
 
-use super::model::{AccountId, HoldId, TransactionId};
+use super::model::{AccountId, CardId, HoldId, TransactionId};
 
 /// An operation on the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,17 @@ pub enum DecisionError {
     /// The hold was already captured or released.
     #[error("hold {0:?} is not pending")]
     HoldNotPending(HoldId),
+    /// The decision's ATC is not above the highest the card has used (a replayed cryptogram,
+    /// or a race with another node that accepted a later one).
+    #[error("ATC {atc} of card {card_id:?} not above {atc_max}")]
+    AtcNotIncreasing {
+        /// The card.
+        card_id: CardId,
+        /// The ATC of the decision.
+        atc: u16,
+        /// The highest ATC already committed.
+        atc_max: u16,
+    },
     /// A capture above the held amount.
     #[error("capture exceeds hold {0:?}")]
     CaptureExceedsHold(HoldId),

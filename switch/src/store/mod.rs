@@ -40,6 +40,11 @@ pub const ROWS_PER_READ_MAX: u32 = 10_000;
 
 /// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
 pub trait Store: Send + Sync + 'static {
+    /// Whether the group-commit writer should run on its own thread (see
+    /// [`writer::WriterConfig::dedicated_thread`]): true where the driver's connections are
+    /// not tied to the caller's runtime.
+    const WRITER_ON_OWN_THREAD: bool = false;
+
     // ---- reference data (control plane) ----
 
     /// Adds or renames an institution.

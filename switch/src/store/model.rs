@@ -338,6 +338,8 @@ pub struct Card {
     pub status_reason: Option<String>,
     /// Issuance data.
     pub issuance: CardIssuance,
+    /// Highest ATC (EMV tag 9F36) of a cryptogram the switch verified, `None` before the first.
+    pub atc_max: Option<u16>,
 }
 
 /// An account to open.
@@ -587,6 +589,22 @@ pub struct Decision {
     pub reversal: Option<ReversalRequest>,
     /// A stand-in advice to queue (approved decisions only).
     pub advice: Option<AdviceRequest>,
+    /// The card's ATC this decision consumes: committed only if above the stored `atc_max`,
+    /// which it then becomes (approved and declined decisions alike).
+    pub atc: Option<CardAtc>,
+}
+
+/// An application transaction counter (EMV Book 3 Annex A, tag 9F36) of a verified cryptogram.
+///
+/// The card increments its ATC for every transaction and covers it with the cryptogram, so a
+/// genuine cryptogram never repeats an ATC: one whose ATC is not above the highest already seen
+/// for the card is a replay of recorded field 55 data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardAtc {
+    /// The card.
+    pub card_id: CardId,
+    /// Its ATC.
+    pub atc: u16,
 }
 
 impl Decision {

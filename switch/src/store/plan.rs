@@ -9,10 +9,15 @@
 //! hold not pending) is left out without disturbing the others. Anything the planner cannot see
 //! (a foreign key to an unknown institution, a race with another node) makes the database
 //! reject the batch; the backend then retries each decision on its own.
+//!
+//! The card's ATC (EMV Book 3 Annex A, 9F36) is planned the same way: the batch loads (and on
+//! PostgreSQL locks) the `atc_max` of the cards it names, and a decision whose ATC is not above
+//! it — including one taken by an earlier decision of the same batch — is left out.
 
 use super::error::DecisionError;
 use super::model::{
-    AccountId, BalanceOp, Decision, DuplicateKey, HoldId, HoldState, MovementKind, TransactionId,
+    AccountId, BalanceOp, CardAtc, CardId, Decision, DuplicateKey, HoldId, HoldState, MovementKind,
+    TransactionId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +30,8 @@ pub struct BatchKeys {
     pub accounts: Vec<AccountId>,
     /// Duplicate-detection keys of the batch.
     pub duplicate_keys: Vec<DuplicateKey>,
+    /// Cards whose ATC the batch consumes.
+    pub cards: Vec<CardId>,
 }
 
 impl BatchKeys {
@@ -34,6 +41,9 @@ impl BatchKeys {
         let mut keys = BatchKeys::default();
         for d in decisions {
             keys.duplicate_keys.push(d.transaction.duplicate_key());
+            if let Some(a) = d.atc {
+                keys.cards.push(a.card_id);
+            }
             for op in &d.balance_ops {
                 match op {
                     BalanceOp::Debit { account_id, .. }
@@ -49,6 +59,8 @@ impl BatchKeys {
         keys.holds.dedup();
         keys.accounts.sort();
         keys.accounts.dedup();
+        keys.cards.sort();
+        keys.cards.dedup();
         keys
     }
 }
@@ -92,6 +104,8 @@ pub struct Loaded {
     pub holds: HashMap<HoldId, HoldRow>,
     /// Keys already recorded, with their transaction.
     pub duplicate_keys: HashMap<DuplicateKey, TransactionId>,
+    /// `atc_max` of the cards that have one.
+    pub card_atcs: HashMap<CardId, u16>,
 }
 
 /// One journal row.
@@ -127,6 +141,8 @@ pub struct Plan {
     pub changed_holds: Vec<(HoldId, HoldRow)>,
     /// Journal rows, in application order.
     pub movements: Vec<MovementRow>,
+    /// New `atc_max` of the cards whose ATC moved, sorted by card.
+    pub card_atcs: Vec<(CardId, u16)>,
 }
 
 impl Plan {
@@ -142,12 +158,14 @@ impl Plan {
 enum Undo {
     Account(AccountId, AccountRow),
     Hold(HoldId, Option<HoldRow>),
+    Atc(CardId, Option<u16>),
 }
 
 struct Planner {
     loaded: Loaded,
     new_hold_ids: HashSet<HoldId>,
     dirty_accounts: HashSet<AccountId>,
+    dirty_cards: HashSet<CardId>,
     dirty_holds: HashSet<HoldId>,
     txn_ids: HashSet<TransactionId>,
     undo: Vec<Undo>,
@@ -167,6 +185,7 @@ pub fn plan(
         loaded,
         new_hold_ids: HashSet::new(),
         dirty_accounts: HashSet::new(),
+        dirty_cards: HashSet::new(),
         dirty_holds: HashSet::new(),
         txn_ids: HashSet::new(),
         undo: Vec::new(),
@@ -198,6 +217,9 @@ impl Planner {
         }
         self.undo.clear();
         let movements_before = self.movements.len();
+        if let Some(atc) = d.atc {
+            self.consume_atc(atc)?;
+        }
         for op in &d.balance_ops {
             if let Err(e) = self.apply_op(txn_id, op) {
                 self.rollback(movements_before);
@@ -208,6 +230,7 @@ impl Planner {
             match u {
                 Undo::Account(id, _) => self.dirty_accounts.insert(id),
                 Undo::Hold(id, _) => self.dirty_holds.insert(id),
+                Undo::Atc(id, _) => self.dirty_cards.insert(id),
             };
         }
         self.txn_ids.insert(txn_id);
@@ -229,8 +252,29 @@ impl Planner {
                     self.loaded.holds.remove(&id);
                     self.new_hold_ids.remove(&id);
                 }
+                Undo::Atc(id, Some(atc)) => {
+                    self.loaded.card_atcs.insert(id, atc);
+                }
+                Undo::Atc(id, None) => {
+                    self.loaded.card_atcs.remove(&id);
+                }
             }
         }
+    }
+
+    /// Takes the card's ATC if it is above every ATC the card has used.
+    fn consume_atc(&mut self, a: CardAtc) -> Result<(), DecisionError> {
+        let before = self.loaded.card_atcs.get(&a.card_id).copied();
+        if let Some(atc_max) = before.filter(|m| a.atc <= *m) {
+            return Err(DecisionError::AtcNotIncreasing {
+                card_id: a.card_id,
+                atc: a.atc,
+                atc_max,
+            });
+        }
+        self.undo.push(Undo::Atc(a.card_id, before));
+        self.loaded.card_atcs.insert(a.card_id, a.atc);
+        Ok(())
     }
 
     fn account(&mut self, id: AccountId) -> Result<AccountRow, DecisionError> {
@@ -411,12 +455,19 @@ impl Planner {
                 }
             }
         }
+        let mut card_atcs: Vec<(CardId, u16)> = self
+            .dirty_cards
+            .iter()
+            .filter_map(|id| self.loaded.card_atcs.get(id).map(|atc| (*id, *atc)))
+            .collect();
+        card_atcs.sort();
         Plan {
             verdicts,
             accounts,
             new_holds,
             changed_holds,
             movements: self.movements,
+            card_atcs,
         }
     }
 }

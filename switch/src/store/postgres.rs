@@ -134,10 +134,13 @@ impl PostgresStore {
     insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r",
     insert_advices: "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r",
     update_holds: "UPDATE hold SET state = r->>1, captured_fen = (r->>2)::bigint, closed_at_us = (r->>3)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE hold.hold_id = (r->>0)::uuid",
+    // Locked after the accounts, in card order: every batch takes its locks in the same order.
+    load_card_atcs: "SELECT card_id, atc_max FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE",
+    update_card_atcs: "UPDATE card SET atc_max = (r->>1)::integer FROM jsonb_array_elements($1::jsonb) AS r WHERE card.card_id = (r->>0)::bigint",
     };
 }
 
-impl_store!(PostgresStore, Postgres);
+impl_store!(PostgresStore, Postgres, writer_on_own_thread = false);
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,10 @@ pub struct Dialect {
     pub insert_advices: &'static str,
     /// Marks the outbox sequences in `$2` relayed at `$1`.
     pub mark_relayed: &'static str,
+    /// `card_id, atc_max` of the card ids in `$1` (locked on PostgreSQL).
+    pub load_card_atcs: &'static str,
+    /// Sets `atc_max` from `[card_id, atc]` rows.
+    pub update_card_atcs: &'static str,
 }
 
 /// A UUID as 32 lowercase hex digits (SQLite `unhex`, PostgreSQL `::uuid` both read it).
@@ -150,6 +154,16 @@ pub fn plan_rows(plan: &Plan, now_us: i64) -> [String; 4] {
     ]
 }
 
+/// `[card_id, atc_max]` rows of a plan, as one JSON array.
+pub fn card_atc_rows(plan: &Plan) -> String {
+    let rows: Vec<Value> = plan
+        .card_atcs
+        .iter()
+        .map(|(id, atc)| json!([id.0, atc]))
+        .collect();
+    Value::Array(rows).to_string()
+}
+
 /// Number of accepted decisions carrying an event.
 pub fn event_count(decisions: &[Decision], plan: &Plan) -> i64 {
     plan.accepted()
@@ -180,7 +194,7 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 /// how rows reach the database: `sqlite_values`, `postgres_unnest`) and a `DIALECT`
 /// constant.
 macro_rules! impl_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, writer_on_own_thread = $own:expr) => {
         mod shared_impl {
             use super::*;
             use crate::store::audit;
@@ -210,7 +224,7 @@ macro_rules! impl_store {
                 })
             }
 
-            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset, insurance_category";
+            const CARD_COLUMNS: &str = "card_id, pan_masked, card_identification_code, issuer_institution_id, expiry_yymm, status, status_reason, pan_sequence_number, icc_algorithm, pin_offset, insurance_category, atc_max";
 
             fn card(row: &DbRow) -> Result<Card, StoreError> {
                 let cic: Option<String> = row.try_get("card_identification_code")?;
@@ -236,6 +250,10 @@ macro_rules! impl_store {
                             Some(c) => Some(InsuranceCategory::from_sql(&c).ok_or(corrupt("card.insurance_category"))?),
                             None => None,
                         },
+                    },
+                    atc_max: match row.try_get::<Option<i32>, _>("atc_max")? {
+                        Some(a) => Some(u16::try_from(a).map_err(|_| corrupt("card.atc_max"))?),
+                        None => None,
                     },
                 })
             }
@@ -494,6 +512,19 @@ macro_rules! impl_store {
                             loaded.duplicate_keys.insert(key, TransactionId(row.try_get("transaction_id")?));
                         }
                     }
+                    if !keys.cards.is_empty() {
+                        let ids: Vec<i64> = keys.cards.iter().map(|c| c.0).collect();
+                        let rows = sqlx::query(d.load_card_atcs)
+                            .bind(serde_json::Value::from(ids).to_string())
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        for row in &rows {
+                            if let Some(atc) = row.try_get::<Option<i32>, _>("atc_max")? {
+                                let atc = u16::try_from(atc).map_err(|_| sqlx::Error::Decode(Box::new(corrupt("card.atc_max"))))?;
+                                loaded.card_atcs.insert(CardId(row.try_get("card_id")?), atc);
+                            }
+                        }
+                    }
                     Ok(loaded)
                 }
 
@@ -509,6 +540,12 @@ macro_rules! impl_store {
                     let loaded = Self::load(&mut tx, &keys).await?;
                     let plan = plan::plan(decisions, pre, loaded, now_us);
                     let seqs = Self::write_batch(&mut tx, decisions, &plan, now_us).await?;
+                    if !plan.card_atcs.is_empty() {
+                        sqlx::query(Self::DIALECT.update_card_atcs)
+                            .bind(sql::card_atc_rows(&plan))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     Ok(plan
                         .verdicts
@@ -521,6 +558,7 @@ macro_rules! impl_store {
             }
 
             impl crate::store::Store for $store {
+                const WRITER_ON_OWN_THREAD: bool = $own;
                 async fn upsert_institution(&self, i: &Institution) -> Result<(), StoreError> {
                     sqlx::query(
                         "INSERT INTO institution (institution_id, name, kind, created_at_us) VALUES ($1, $2, $3, $4) \

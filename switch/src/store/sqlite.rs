@@ -75,9 +75,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_millis(config.busy_timeout_ms))
             .pragma("temp_store", "memory");
+        // No liveness ping before each acquire: a SQLite connection is a file handle in this
+        // process, and the ping was a round trip to the connection's worker thread (two
+        // context switches) before every read and every group commit.
         let write = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         super::migrate::migrator(schemas::migrations::SQLITE)
@@ -86,6 +90,7 @@ impl SqliteStore {
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(config.read_connections_max.max(1))
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self { read, write, pan })
@@ -124,7 +129,9 @@ impl SqliteStore {
     insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, 'pending' FROM json_each($1) AS r",
     insert_advices: "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, r.value->>9, r.value->>10, r.value->>11, r.value->>12, 'pending' FROM json_each($1) AS r",
     update_holds: "UPDATE hold SET state = r.value->>1, captured_fen = r.value->>2, closed_at_us = r.value->>3 FROM json_each($1) AS r WHERE hold.hold_id = unhex(r.value->>0)",
+    load_card_atcs: "SELECT card_id, atc_max FROM card WHERE card_id IN (SELECT value FROM json_each($1))",
+    update_card_atcs: "UPDATE card SET atc_max = r.value->>1 FROM json_each($1) AS r WHERE card.card_id = r.value->>0",
     };
 }
 
-impl_store!(SqliteStore, Sqlite);
+impl_store!(SqliteStore, Sqlite, writer_on_own_thread = true);

@@ -238,6 +238,7 @@ pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Dec
         event: Some(event),
         reversal: None,
         advice: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -265,6 +266,7 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
         event: Some(event),
         reversal: None,
         advice: None,
+        atc: None,
         transaction: t,
     };
     (d, hold_id)
@@ -290,6 +292,7 @@ pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Deci
         event: Some(event),
         reversal: None,
         advice: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -311,6 +314,7 @@ pub fn release(fx: &Fixture, hold_id: HoldId, seq: u32, held_fen: i64) -> Decisi
         event: Some(event),
         reversal: None,
         advice: None,
+        atc: None,
         transaction: t,
     }
 }
@@ -324,6 +328,7 @@ pub fn decline(fx: &Fixture, seq: u32, amount_fen: i64, code: ResponseCode) -> D
         event: None,
         reversal: None,
         advice: None,
+        atc: None,
     }
 }
 
@@ -373,6 +378,7 @@ pub fn stand_in(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         event: None,
         reversal: None,
         advice: Some(advice),
+        atc: None,
     }
 }
 
@@ -405,5 +411,15 @@ pub fn reversal_of(fx: &Fixture, original: &Decision, seq: u32) -> Decision {
         event: None,
         reversal: Some(reversal),
         advice: None,
+        atc: None,
     }
+}
+
+/// `d` consuming the fixture card's ATC `atc`.
+pub fn with_atc(fx: &Fixture, mut d: Decision, atc: u16) -> Decision {
+    d.atc = Some(CardAtc {
+        card_id: fx.card_id,
+        atc,
+    });
+    d
 }

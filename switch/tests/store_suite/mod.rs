@@ -380,6 +380,54 @@ pub async fn duplicates_are_detected<H: Harness>() {
     h.cleanup().await;
 }
 
+pub async fn a_card_atc_only_moves_up_and_survives_a_restart<H: Harness>() {
+    let (mut h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let replay = |atc, atc_max| {
+        Err(DecisionError::AtcNotIncreasing {
+            card_id: fx.card_id,
+            atc,
+            atc_max,
+        })
+    };
+    let declined = testkit::decline(&fx, 1, 10, ResponseCode::IncorrectPin);
+    commit_one(&*s, testkit::with_atc(&fx, declined, 5))
+        .await
+        .unwrap();
+    // The same ATC again (a replayed field 55 under new references), and a lower one.
+    let again = testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 2, 10), 5);
+    assert_eq!(commit_one(&*s, again).await, replay(5, 5));
+    let lower = testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 3, 10), 4);
+    assert_eq!(commit_one(&*s, lower).await, replay(4, 5));
+    assert_eq!(balance(&*s, fx.personal).await, (100, 0), "nothing moved");
+    // In one batch: 7 is taken, then 6 is a replay of an older cryptogram; a decision that
+    // fails on funds gives its ATC back.
+    let out = s
+        .commit_decisions(
+            vec![
+                testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 4, 10), 7),
+                testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 5, 10), 6),
+                testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 6, 1_000), 9),
+            ],
+            now_us(),
+        )
+        .await;
+    assert!(out.results[0].is_ok());
+    assert_eq!(out.results[1], replay(6, 7));
+    assert_eq!(
+        out.results[2],
+        Err(DecisionError::InsufficientFunds(fx.personal))
+    );
+    h.reopen().await;
+    let s = h.store();
+    let card = s.card_by_pan(&fx.pan).await.unwrap().unwrap();
+    assert_eq!(card.atc_max, Some(7));
+    let next = testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 7, 10), 8);
+    commit_one(&*s, next).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (80, 0));
+    h.cleanup().await;
+}
+
 pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
     let (mut h, fx) = seeded::<H>(100).await;
     let timeout = testkit::bank_timeout(&fx, 7, 25);
@@ -630,6 +678,7 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
         WriterConfig {
             queue_depth_max: 64,
             batch_size_max: 8,
+            ..WriterConfig::default()
         },
     );
     let mut tasks = Vec::new();
@@ -702,6 +751,7 @@ pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
         WriterConfig {
             queue_depth_max: 1_024,
             batch_size_max: 64,
+            ..WriterConfig::default()
         },
     );
     let n = 300u32;
@@ -823,6 +873,7 @@ macro_rules! store_suite {
             holds_reserve_capture_and_release,
             a_failing_decision_leaves_nothing_behind,
             duplicates_are_detected,
+            a_card_atc_only_moves_up_and_survives_a_restart,
             the_reversal_queue_survives_a_restart,
             a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,
             a_declined_decision_cannot_carry_an_advice,

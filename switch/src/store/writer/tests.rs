@@ -63,6 +63,7 @@ async fn a_full_queue_refuses_try_submit_with_overloaded() {
         WriterConfig {
             queue_depth_max: 4,
             batch_size_max: 1,
+            ..WriterConfig::default()
         },
     );
     let f = fx();
@@ -96,6 +97,7 @@ async fn batches_never_exceed_batch_size_max_and_each_caller_gets_its_own_result
         WriterConfig {
             queue_depth_max: 64,
             batch_size_max: 3,
+            ..WriterConfig::default()
         },
     );
     let f = fx();
@@ -139,8 +141,23 @@ async fn batches_never_exceed_batch_size_max_and_each_caller_gets_its_own_result
 
 #[tokio::test]
 async fn the_writer_stops_after_draining_when_every_handle_is_dropped() {
+    stops_after_draining(false).await;
+}
+
+#[tokio::test]
+async fn a_writer_on_its_own_thread_commits_and_stops_the_same_way() {
+    stops_after_draining(true).await;
+}
+
+async fn stops_after_draining(dedicated_thread: bool) {
     let s = sink(1_000);
-    let (w, task) = spawn(s.clone(), WriterConfig::default());
+    let (w, task) = spawn(
+        s.clone(),
+        WriterConfig {
+            dedicated_thread,
+            ..WriterConfig::default()
+        },
+    );
     let f = fx();
     let pending = {
         let w = w.clone();

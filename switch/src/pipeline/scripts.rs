@@ -1,0 +1,121 @@
+//! Issuer scripts in authorization responses: the switch's only way to change a card in the
+//! cardholder's hands.
+//!
+//! Why this exists: a card reported lost or stolen is on the hot list, so the switch declines
+//! it (41/43); but a thief can keep trying it at other terminals, and offline-capable
+//! terminals would never ask. When such a card comes online with a genuine ARQC, the decline
+//! also carries an APPLICATION BLOCK command (EMV Book 3 §6.5.1, `84 1E 00 00`) in an Issuer
+//! Script Template 2 (tag 72, run by the card after the second GENERATE AC, Book 3 §10.10),
+//! secured by a MAC under the card's script-integrity session key (EMV Book 2 §9.2; JR/T
+//! 0025.5 for PBOC, same commands and MAC) that only the HSM can compute. The card then
+//! invalidates its debit application: SELECT answers 6283 and GENERATE AC gives only AACs, so
+//! no terminal can use it again. Every script sent is recorded in the audit log.
+//!
+//! A cryptogram that does not verify gets the plain decline: a script is MACed over the
+//! card's own ATC and ARQC, so without a genuine cryptogram there is nothing to send.
+
+use super::cards::CardEntry;
+use super::request::Request;
+use super::security::{ScriptCommand, VerifiedArqc};
+use super::{ArqcDecline, Outcome, Pipeline};
+use crate::store::{AuditEntry, Store, TransactionKind};
+use schemas::domain::ResponseCode;
+use std::sync::Arc;
+
+impl<S: Store> Pipeline<S> {
+    /// Step 4 for the services: the card, or the answer to give (the recorded decline, with
+    /// an APPLICATION BLOCK script for a lost or stolen chip card).
+    pub(crate) async fn card_or_decline(
+        &self,
+        req: &Request,
+        kind: TransactionKind,
+    ) -> Result<Arc<CardEntry>, Outcome> {
+        match self.card_step(req).await {
+            Ok(entry) => Ok(entry),
+            Err(code @ (ResponseCode::LostCard | ResponseCode::StolenCard))
+                if req.icc.is_some() =>
+            {
+                Err(self.block_application(req, kind, code).await)
+            }
+            Err(code) => Err(self.decline(req, kind, None, code).await),
+        }
+    }
+
+    /// Declines a lost or stolen card with `code`, its ARPC and an APPLICATION BLOCK script.
+    async fn block_application(
+        &self,
+        req: &Request,
+        kind: TransactionKind,
+        code: ResponseCode,
+    ) -> Outcome {
+        let entry = match req.pan.as_ref() {
+            Some(pan) => self.cards.lookup(&*self.store, pan).await.ok().flatten(),
+            None => None,
+        };
+        let Some(entry) = entry else {
+            return self.decline(req, kind, None, code).await;
+        };
+        let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
+        let arqc = match self.arqc_step(req, &entry).await {
+            Ok(Some(a)) | Err(ArqcDecline { arqc: Some(a), .. }) => a,
+            Ok(None) | Err(_) => return self.decline(req, kind, Some(&entry), code).await,
+        };
+        let mut out = self
+            .decline_with_arpc(req, kind, &entry, code, Some(&arqc))
+            .await;
+        if out.code != Some(code) {
+            return out; // a retransmission (94): its original got the script
+        }
+        let command = ScriptCommand::ApplicationBlock;
+        match self.script_template(req, &arqc, command).await {
+            Some(template) => {
+                out.field55
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&template);
+                self.audit_script(&entry, &arqc, command, code).await;
+            }
+            None => tracing::warn!(
+                card = entry.card.card_id.0,
+                "no issuer script key for the card's algorithm: declined without APPLICATION BLOCK"
+            ),
+        }
+        out
+    }
+
+    /// Tag 72 with `command`, identified (9F18) by the request's STAN.
+    async fn script_template(
+        &self,
+        req: &Request,
+        arqc: &VerifiedArqc,
+        command: ScriptCommand,
+    ) -> Option<Vec<u8>> {
+        let script_id = req.stan.value().to_be_bytes();
+        arqc.script_template(&*self.hsm, &self.keys.issuer, script_id, &[command])
+            .await
+    }
+
+    async fn audit_script(
+        &self,
+        entry: &CardEntry,
+        arqc: &VerifiedArqc,
+        command: ScriptCommand,
+        code: ResponseCode,
+    ) {
+        let audit = AuditEntry {
+            actor: "switch".into(),
+            action: "card.issuer_script".into(),
+            subject: format!("card:{}", entry.card.card_id.0),
+            detail: serde_json::json!({
+                "command": command.as_str(),
+                "template": "72",
+                "atc": arqc.atc(),
+                "response_code": code.as_str(),
+            })
+            .to_string(),
+            at_us: crate::store::now_us(),
+        };
+        if let Err(e) = self.store.append_audit(&audit).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
+    }
+}
