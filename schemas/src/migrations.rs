@@ -36,6 +36,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0002_card_issuance_data.sql"),
     },
     Migration {
+        version: 3,
+        description: "advice_queue",
+        sql: include_str!("../migrations/sqlite/0003_advice_queue.sql"),
+    },
+    Migration {
         version: 4,
         description: "card_risk",
         sql: include_str!("../migrations/sqlite/0004_card_risk.sql"),
@@ -53,6 +58,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         description: "card_issuance_data",
         sql: include_str!("../migrations/postgres/0002_card_issuance_data.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "advice_queue",
+        sql: include_str!("../migrations/postgres/0003_advice_queue.sql"),
     },
     Migration {
         version: 4,

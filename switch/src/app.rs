@@ -1,8 +1,10 @@
 //! What runs beside the pipeline in every switch process (demo or production): the hot-list
-//! refresh, the release of expired authorization holds, and the purge of old duplicate keys.
+//! refresh, the release of expired authorization holds, the purge of old duplicate keys, and the
+//! store-and-forward forwarder of reversals and stand-in advices.
 
 use crate::gateway::BankGateway;
-use crate::link::forwarder::{ForwarderConfig, ForwarderError, ReversalForwarder};
+use crate::link::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use std::sync::Arc;
@@ -52,18 +54,18 @@ pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch:
     });
 }
 
-/// Starts the store-and-forward reversal forwarder over `banks`.
+/// Starts the store-and-forward forwarder of reversals and stand-in advices over `banks`.
 pub fn spawn_forwarder<S: Store, G: BankGateway>(
     store: Arc<S>,
     banks: Arc<G>,
     switch_institution: schemas::domain::InstitutionId,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-) -> Result<Arc<ReversalForwarder<S, G>>, ForwarderError> {
-    let forwarder = Arc::new(ReversalForwarder::new(
-        store,
-        banks,
-        ForwarderConfig::new(switch_institution),
-    )?);
+) -> Result<Arc<Forwarder<S, G>>, ForwarderError> {
+    let forwarder = Arc::new(
+        Forwarder::new(store, banks, ForwarderConfig::new(switch_institution))?
+            .with_metrics(metrics),
+    );
     let f = Arc::clone(&forwarder);
     tokio::spawn(async move { f.run(shutdown).await });
     Ok(forwarder)

@@ -14,6 +14,7 @@
 //! | 0200, 31xxxx (balance inquiry) | PIN checked; 00 with the balance in field 54 |
 //! | 0200, 20xxxx (refund), 21xxxx (benefit credit) | credit to the account, no PIN |
 //! | 0420/0421 (and 0400) | 0430 (0410): undoes the original once (found by field 37 + field 2, else by field 90 + 41); a repeat answers 00 without a second effect; 25 when the original is unknown |
+//! | 0220/0221, 0120/0121 (stand-in advices) | 0230 / 0130 with 00: posts what the switch approved on the bank's behalf once (keyed like an original, field 37 + field 2), whatever the balance (the approval stands); a repeat, or an advice of something already posted, changes nothing; a later 0420 undoes it like any original |
 //! | 0500 | 0510 with the bank's own totals in 74-77/86-89 and field 66 = 1 when they equal the switch's, 2 otherwise |
 //!
 //! Processing codes are documented in `schemas/iso8583/ssc87.md` ("Bank legs"). Field 54 is
@@ -254,18 +255,9 @@ impl BankSimFaults {
     }
 }
 
-/// Reconciliation totals of the bank (ISO 8583:1987 fields 74-77 and 86-89).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BankTotals {
-    /// Credits (refunds, benefit credits): count and fen.
-    pub credits: (u64, i64),
-    /// Reversals of credits.
-    pub credit_reversals: (u64, i64),
-    /// Debits (purchases).
-    pub debits: (u64, i64),
-    /// Reversals of debits.
-    pub debit_reversals: (u64, i64),
-}
+/// Reconciliation totals of the bank (ISO 8583:1987 fields 74-77 and 86-89), the same
+/// figures the switch keeps for its acquirers.
+pub type BankTotals = crate::store::ReconciliationTotals;
 
 /// Counters of a simulated bank.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -290,6 +282,12 @@ pub struct BankSimStats {
     pub reversal_repeats: u64,
     /// Requests refused with A0 (MAC missing or wrong).
     pub mac_failures: u64,
+    /// Stand-in advices that posted a transaction.
+    pub advices_applied: u64,
+    /// Advice messages received (including repeats).
+    pub advice_messages: u64,
+    /// Of those, repeats (0121/0221).
+    pub advice_repeats: u64,
 }
 
 struct Account {
@@ -343,6 +341,9 @@ struct Counters {
     reversal_messages: AtomicU64,
     reversal_repeats: AtomicU64,
     mac_failures: AtomicU64,
+    advices_applied: AtomicU64,
+    advice_messages: AtomicU64,
+    advice_repeats: AtomicU64,
 }
 
 struct Shared {
@@ -492,6 +493,9 @@ impl BankSim {
             reversal_messages: c.reversal_messages.load(Ordering::Relaxed),
             reversal_repeats: c.reversal_repeats.load(Ordering::Relaxed),
             mac_failures: c.mac_failures.load(Ordering::Relaxed),
+            advices_applied: c.advices_applied.load(Ordering::Relaxed),
+            advice_messages: c.advice_messages.load(Ordering::Relaxed),
+            advice_repeats: c.advice_repeats.load(Ordering::Relaxed),
         }
     }
 }
@@ -620,6 +624,7 @@ async fn respond(shared: &Shared, bytes: &[u8]) -> Option<BytesMut> {
         b"0800" => network(shared, &msg).await,
         b"0200" => financial(shared, &msg).await,
         b"0400" | b"0420" | b"0421" => reversal(shared, &msg),
+        b"0120" | b"0121" | b"0220" | b"0221" => advice(shared, &msg),
         b"0500" => reconciliation(shared, &msg),
         _ => reply(&msg, "12"),
     }?;
@@ -638,10 +643,13 @@ fn encode(spec: &Spec, m: &OwnedMessage<'_>, unchecked: bool) -> Option<BytesMut
 
 fn reply<'a>(msg: &Message<'a>, code: &str) -> Option<OwnedMessage<'a>> {
     let mut r = msg.to_response().ok()?;
-    if msg.mti().as_str() == "0421" {
-        // The answer to a repeated advice is the plain advice response (ISO 8583:1987: the
-        // repeat is a property of the request, not of its response).
-        r.set_mti(iso8583::Mti::new("0430").ok()?);
+    let mti = msg.mti();
+    if let (Some(class), Some(b'1')) = (mti.as_str().get(..2), mti.as_bytes().get(3)) {
+        // The answer to a repeat (0121, 0221, 0401, 0421) is the plain response (ISO 8583:1987:
+        // the repeat is a property of the request, not of its response).
+        let function = mti.as_bytes().get(2).map_or(b'0', |f| f + 1);
+        let plain = format!("{class}{}0", char::from(function));
+        r.set_mti(iso8583::Mti::new(&plain).ok()?);
     }
     r.set_str(39, code).ok()?;
     Some(r)
@@ -788,73 +796,95 @@ fn balance_field(balance_fen: i64) -> String {
     format!("1002156{sign}{:012}", balance_fen.unsigned_abs())
 }
 
-async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
-    let Some(svc) = msg.get_str(3).ok().and_then(|p| service(&p)) else {
-        return reply(msg, "12");
-    };
+/// What a 0200 or an advice asks of an account: the service (field 3), the PAN, the amount and
+/// the key it is remembered under for its reversal.
+struct Leg {
+    svc: Service,
+    pan: String,
+    amount: i64,
+    key: String,
+}
+
+/// Reads a leg; `Err` is the response code to answer with.
+fn leg(msg: &Message<'_>) -> Result<Leg, &'static str> {
+    let svc = msg.get_str(3).ok().and_then(|p| service(&p)).ok_or("12")?;
     let (Ok(pan), Ok(amount)) = (msg.get_str(2), msg.get_u64(4)) else {
-        return reply(msg, "30");
+        return Err("30");
     };
-    let Ok(amount) = i64::try_from(amount) else {
-        return reply(msg, "13");
+    let amount = i64::try_from(amount).map_err(|_| "13")?;
+    let text = |id: u16| msg.get_str(id).map_err(|_| "30");
+    let key = original_key(
+        msg.get_str(37).ok().as_deref(),
+        &pan,
+        &text(11)?,
+        &text(7)?,
+        &text(41)?,
+    );
+    Ok(Leg {
+        svc,
+        pan: pan.into_owned(),
+        amount,
+        key,
+    })
+}
+
+impl Ledger {
+    /// Applies an approved leg to its account and the totals, remembers it for its reversal,
+    /// and returns the new balance (`None`: unknown account).
+    fn post(&mut self, leg: Leg) -> Option<i64> {
+        let delta = match leg.svc {
+            Service::Purchase => -leg.amount,
+            Service::BalanceInquiry => 0,
+            Service::Refund | Service::BenefitCredit => leg.amount,
+        };
+        let account = self.accounts.get_mut(&leg.pan)?;
+        account.balance_fen += delta;
+        let balance = account.balance_fen;
+        let side = match leg.svc {
+            Service::Purchase => &mut self.totals.debits,
+            Service::Refund | Service::BenefitCredit => &mut self.totals.credits,
+            Service::BalanceInquiry => return Some(balance),
+        };
+        side.0 += 1;
+        side.1 += leg.amount;
+        self.remember(
+            leg.key,
+            Authorization {
+                pan: leg.pan,
+                delta_fen: delta,
+                reversed: false,
+            },
+        );
+        Some(balance)
+    }
+}
+
+async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
+    let leg = match leg(msg) {
+        Ok(l) => l,
+        Err(code) => return reply(msg, code),
     };
-    let pan = pan.into_owned();
     let offset = {
         let ledger = lock(&shared.ledger);
-        match ledger.accounts.get(&pan) {
+        match ledger.accounts.get(&leg.pan) {
             Some(a) => a.pin_offset.clone(),
             None => return reply(msg, "14"),
         }
     };
-    if matches!(svc, Service::Purchase | Service::BalanceInquiry)
-        && !pin_ok(shared, msg, &pan, &offset).await
+    if matches!(leg.svc, Service::Purchase | Service::BalanceInquiry)
+        && !pin_ok(shared, msg, &leg.pan, &offset).await
     {
         return reply(msg, "55");
     }
-    let key = original_key(
-        msg.get_str(37).ok().as_deref(),
-        &pan,
-        &msg.get_str(11).ok()?,
-        &msg.get_str(7).ok()?,
-        &msg.get_str(41).ok()?,
-    );
     let mut ledger = lock(&shared.ledger);
-    let delta = match svc {
-        Service::Purchase => -amount,
-        Service::BalanceInquiry => 0,
-        Service::Refund | Service::BenefitCredit => amount,
-    };
-    let account = ledger.accounts.get_mut(&pan)?;
-    if delta < 0 && account.balance_fen < amount {
-        let balance = account.balance_fen;
+    let balance = ledger.accounts.get(&leg.pan)?.balance_fen;
+    if leg.svc == Service::Purchase && balance < leg.amount {
         drop(ledger);
         let mut r = reply(msg, "51")?;
         r.set_str(54, &balance_field(balance)).ok()?;
         return Some(r);
     }
-    account.balance_fen += delta;
-    let balance = account.balance_fen;
-    match svc {
-        Service::Purchase => {
-            ledger.totals.debits.0 += 1;
-            ledger.totals.debits.1 += amount;
-        }
-        Service::Refund | Service::BenefitCredit => {
-            ledger.totals.credits.0 += 1;
-            ledger.totals.credits.1 += amount;
-        }
-        Service::BalanceInquiry => {}
-    }
-    if delta != 0 {
-        ledger.remember(
-            key,
-            Authorization {
-                pan,
-                delta_fen: delta,
-                reversed: false,
-            },
-        );
-    }
+    let balance = ledger.post(leg)?;
     ledger.auth_code = ledger.auth_code % 999_999 + 1;
     let code = format!("{:06}", ledger.auth_code);
     drop(ledger);
@@ -909,6 +939,35 @@ fn reversal<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> 
         .counters
         .reversals_applied
         .fetch_add(1, Ordering::Relaxed);
+    reply(msg, "00")
+}
+
+/// A stand-in advice: the switch approved field 4 on the bank's behalf while the link was
+/// down. The bank posts it once, keyed like an original (so a later 0420 finds it), and
+/// acknowledges every copy.
+fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
+    let c = &shared.counters;
+    c.advice_messages.fetch_add(1, Ordering::Relaxed);
+    if msg.mti().as_bytes().get(3) == Some(&b'1') {
+        c.advice_repeats.fetch_add(1, Ordering::Relaxed);
+    }
+    let leg = match leg(msg) {
+        Ok(l) if l.svc != Service::BalanceInquiry => l,
+        Ok(_) => return reply(msg, "12"),
+        Err(code) => return reply(msg, code),
+    };
+    let mut ledger = lock(&shared.ledger);
+    if ledger.authorizations.contains_key(&leg.key) {
+        // A repeat (0221) of an advice already posted: acknowledge, change nothing.
+        drop(ledger);
+        return reply(msg, "00");
+    }
+    let posted = ledger.post(leg).is_some();
+    drop(ledger);
+    if !posted {
+        return reply(msg, "14");
+    }
+    c.advices_applied.fetch_add(1, Ordering::Relaxed);
     reply(msg, "00")
 }
 

@@ -246,6 +246,9 @@ pub struct BankSection {
     pub key_exchange_on_sign_on: bool,
     /// Largest bank leg approved in stand-in, fen (absent: no stand-in).
     pub stand_in_fen_max: Option<i64>,
+    /// Most approved in stand-in per card per day for this bank, fen (absent: the
+    /// per-transaction maximum, i.e. one full stand-in per card per day).
+    pub stand_in_card_daily_fen_max: Option<i64>,
 }
 
 /// `[[hospital]]`.
@@ -347,10 +350,18 @@ impl NodeConfig {
         }
         for b in &self.banks {
             if let Some(max) = b.stand_in_fen_max {
+                let daily = b.stand_in_card_daily_fen_max.unwrap_or(max);
+                if max <= 0 || daily < max {
+                    return Err(invalid(format!(
+                        "bank {}: stand-in limits must be positive and the daily one at least the per-transaction one",
+                        b.institution
+                    )));
+                }
                 cfg.stand_in.insert(
                     inst(&b.institution)?,
                     StandIn {
                         per_transaction_fen_max: max,
+                        per_card_daily_fen_max: daily,
                     },
                 );
             }
@@ -524,7 +535,7 @@ async fn run_node<S: Store>(
         let state = Arc::new(HttpState {
             store: Arc::clone(&store),
             writer: writer.clone(),
-            metrics,
+            metrics: Arc::clone(&metrics),
         });
         let l = tokio::net::TcpListener::bind(h.listen).await?;
         tokio::spawn(async move {
@@ -535,6 +546,7 @@ async fn run_node<S: Store>(
         Arc::clone(&store),
         links.clone(),
         inst(&cfg.switch.institution)?,
+        metrics,
         shutdown.clone(),
     )
     .map_err(|e| invalid(e.to_string()))?;
@@ -565,5 +577,23 @@ mod tests {
             .is_some());
         assert!(cfg.keys().is_ok());
         assert_eq!(cfg.listeners().unwrap().len(), 1);
+        let bank = InstitutionId::parse("01020000").unwrap();
+        assert_eq!(
+            p.stand_in.get(&bank),
+            Some(&StandIn {
+                per_transaction_fen_max: 20_000,
+                per_card_daily_fen_max: 50_000,
+            })
+        );
+    }
+
+    #[test]
+    fn a_daily_stand_in_limit_below_the_per_transaction_one_is_refused() {
+        let text = include_str!("../../ops/switch.example.toml").replace(
+            "stand_in_card_daily_fen_max = 50000",
+            "stand_in_card_daily_fen_max = 100",
+        );
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        assert!(cfg.pipeline_config().is_err());
     }
 }

@@ -96,6 +96,10 @@ pub struct Metrics {
     pub stand_in_approvals: AtomicU64,
     /// Reversals queued for banks.
     pub reversals_queued: AtomicU64,
+    /// Stand-in advices (0220) queued for banks, committed with their approvals.
+    pub advices_queued: AtomicU64,
+    /// Stand-in advices the banks acknowledged (0230).
+    pub advices_acknowledged: AtomicU64,
     /// Holds released at expiry.
     pub holds_released: AtomicU64,
 }
@@ -157,6 +161,16 @@ impl Metrics {
                 &self.reversals_queued,
             ),
             (
+                "switch_advices_queued_total",
+                "Stand-in advices queued store-and-forward for banks.",
+                &self.advices_queued,
+            ),
+            (
+                "switch_advices_acknowledged_total",
+                "Stand-in advices acknowledged by banks.",
+                &self.advices_acknowledged,
+            ),
+            (
                 "switch_holds_released_total",
                 "Authorization holds released at expiry.",
                 &self.holds_released,
@@ -196,7 +210,11 @@ mod tests {
         m.count_response("medical_bill", "00");
         m.count_response("medical_bill", "00");
         m.count_response("medical_bill", "51");
+        m.advices_queued.fetch_add(2, Ordering::Relaxed);
+        m.advices_acknowledged.fetch_add(1, Ordering::Relaxed);
         let text = m.render(&[("switch_writer_queue_depth", "Writer queue.", 3)]);
+        assert!(text.contains("switch_advices_queued_total 2"));
+        assert!(text.contains("switch_advices_acknowledged_total 1"));
         assert!(text.contains("switch_responses_total{service=\"medical_bill\",code=\"00\"} 2"));
         assert!(text.contains("switch_authorization_seconds_bucket{le=\"+Inf\"} 5"));
         assert!(text.contains("switch_authorization_seconds_count 5"));

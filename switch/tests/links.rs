@@ -1,7 +1,8 @@
 //! Issuer links against the simulated bank host: sign-on, echo, reconnection, the MUX under
 //! concurrency, timeouts and late responses, the in-flight bound, key exchange with PIN
-//! translation, oversize frames, and store-and-forward reversals.
+//! translation, oversize frames, and store-and-forward reversals and stand-in advices.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use hsm_sim::{Hsm, SoftHsm};
 use schemas::domain::InstitutionId;
 use schemas::iso8583::{spec, Mti, OwnedMessage};
 use switch::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
-use switch::link::forwarder::{ForwarderConfig, ReversalForwarder};
+use switch::link::forwarder::{Forwarder, ForwarderConfig};
 use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, LinksOptions};
 use switch::link::mux::UnmatchedKind;
 use switch::link::transport::Framing;
@@ -705,6 +706,28 @@ fn forwarder_config() -> ForwarderConfig {
     c
 }
 
+/// Commits `decision` (which queues one message for the bank), takes the bank down, checks that
+/// a poll defers the message (nothing sent, nothing recorded) and restarts the switch: returns
+/// the reopened store, where the message must still be queued.
+async fn queue_while_the_bank_is_down_and_restart<B: Backend>(
+    n: &Net,
+    backend: &B,
+    store: Arc<B::S>,
+    decision: switch::store::Decision,
+) -> Arc<B::S> {
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder");
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.deferred), (1, 1));
+    drop(f);
+    drop(store);
+    backend.open().await
+}
+
 /// The bank approved a purchase whose answer never reached the switch; the switch declined
 /// with 91 and queued a reversal. The bank is down when the forwarder first looks, the switch
 /// restarts (store reopened), the first 0420 goes unanswered, and the 0421 repeat is
@@ -745,25 +768,11 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     })
     .await;
     n.bank.faults().set_drop_responses(false);
-    let outcome = store.commit_decisions(vec![decision], now_us()).await;
-    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
-
-    // Bank down: nothing is sent, nothing is recorded.
-    n.bank.stop().await;
-    wait_state(&n.links, LinkState::Down).await;
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
-        .expect("forwarder");
-    let report = f.run_once().await.expect("poll");
-    assert_eq!((report.due, report.deferred), (1, 1));
-    drop(f);
-
-    // The switch restarts: the queue is in the store.
-    drop(store);
-    let store = backend.open().await;
+    let store = queue_while_the_bank_is_down_and_restart(&n, backend, store, decision).await;
     let pending = store.due_reversals(now_us(), 10).await.expect("due");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 0);
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
         .expect("forwarder");
 
     n.bank.restart().await.expect("restart");
@@ -802,7 +811,7 @@ async fn queued_reversal_is_delivered_after_the_bank_returns<B: Backend>(backend
     assert_eq!(bank.reversals_applied, 1);
     assert!(bank.reversal_repeats >= 1);
     assert_eq!(n.bank.balance_fen(PAN), Some(1_000_000));
-    assert_eq!(f.totals().0, 1);
+    assert_eq!(f.totals().reversals_acknowledged, 1);
     store
 }
 
@@ -813,12 +822,12 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_sqlite() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
+/// A PostgreSQL backend in a schema of its own, its URL and the schema (to drop at the end).
+fn postgres_backend(test: &str) -> (PostgresBackend, String, String) {
     let url = std::env::var("SWITCH_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!(
-        "links_test_{}_{}",
+        "links_{test}_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -828,8 +837,125 @@ async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
     let mut config = PostgresConfig::new(url.clone());
     config.schema = Some(schema.clone());
     config.connections_max = 4;
-    let backend = PostgresBackend(config);
+    (PostgresBackend(config), url, schema)
+}
+
+#[tokio::test]
+async fn a_queued_reversal_is_delivered_after_the_bank_comes_back_postgres() {
+    let (backend, url, schema) = postgres_backend("test");
     let store = queued_reversal_is_delivered_after_the_bank_returns(&backend).await;
+    store.close().await;
+    PostgresStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
+}
+
+/// Runs the forwarder until nothing is due within the next hour (every queued message
+/// acknowledged), failing after a generous deadline.
+async fn forward_until_acknowledged<S: Store>(f: &Forwarder<S, IssuerLinks>, store: &S) {
+    for _ in 0..500 {
+        f.run_once().await.expect("poll");
+        let later = now_us() + 3_600_000_000;
+        if store.due_advices(later, 10).await.expect("due").is_empty()
+            && store
+                .due_reversals(later, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("queued messages never acknowledged");
+}
+
+/// The switch approved a purchase in stand-in while the bank's link was down and queued its
+/// 0220. The bank is still down at the first poll, the switch restarts, the first 0220 is
+/// applied but its answer lost, the 0221 repeat is acknowledged: the bank's account carries
+/// the purchase exactly once. Then the acquirer reverses it: the bank undoes it and ends
+/// with the original balance. A second stand-in reversed while the bank is still down reaches
+/// the bank as advice, then reversal, in one poll.
+async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -> Arc<B::S> {
+    let n = net(Options::default()).await;
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 1_000_000, 1_000_000)
+        .await
+        .expect("seed");
+    assert_eq!((&fx.bank, fx.pan.expose_digits()), (&bank_id(), PAN));
+    let opening = n.bank.balance_fen(PAN).expect("account");
+
+    let approval = testkit::stand_in(&fx, 5151, 4_321);
+    let store =
+        queue_while_the_bank_is_down_and_restart(&n, backend, store, approval.clone()).await;
+    let due = store.due_advices(now_us(), 10).await.expect("due");
+    assert_eq!((due.len(), due[0].attempts), (1, 0));
+    let metrics = Arc::new(switch::metrics::Metrics::default());
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), forwarder_config())
+        .expect("forwarder")
+        .with_metrics(Arc::clone(&metrics));
+    n.bank.restart().await.expect("restart");
+    wait_state(&n.links, LinkState::SignedOn).await;
+    n.bank.faults().set_drop_responses(true);
+    let report = f.run_once().await.expect("poll");
+    assert_eq!(report.unanswered, 1, "the 0220's answer is lost");
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening - 4_321));
+    n.bank.faults().set_drop_responses(false);
+    forward_until_acknowledged(&f, &*store).await;
+    let stats = n.bank.stats();
+    assert_eq!(stats.advices_applied, 1, "posted once");
+    assert!(stats.advice_repeats >= 1, "a 0221 was sent");
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening - 4_321));
+    assert_eq!(n.bank.totals().debits, (1, 4_321));
+    assert_eq!(f.totals().advices_acknowledged, 1);
+    assert_eq!(metrics.advices_acknowledged.load(Ordering::Relaxed), 1);
+
+    // The acquirer reverses the stand-in: the bank undoes it.
+    let reversal = testkit::reversal_of(&fx, &approval, 5152);
+    let outcome = store.commit_decisions(vec![reversal], now_us()).await;
+    assert!(outcome.results[0].is_ok(), "{:?}", outcome.results);
+    forward_until_acknowledged(&f, &*store).await;
+    assert_eq!(n.bank.stats().reversals_applied, 1);
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening));
+
+    // Stand-in and its reversal both queued while the bank is down: advice first, in one poll.
+    n.bank.stop().await;
+    wait_state(&n.links, LinkState::Down).await;
+    let second = testkit::stand_in(&fx, 5153, 999);
+    let reversal = testkit::reversal_of(&fx, &second, 5154);
+    let outcome = store
+        .commit_decisions(vec![second, reversal], now_us())
+        .await;
+    assert!(outcome.results.iter().all(|r| r.is_ok()));
+    assert!(
+        store
+            .due_reversals(i64::MAX, 10)
+            .await
+            .expect("due")
+            .is_empty(),
+        "the reversal waits for its advice"
+    );
+    n.bank.restart().await.expect("restart");
+    wait_state(&n.links, LinkState::SignedOn).await;
+    let report = f.run_once().await.expect("poll");
+    assert_eq!((report.due, report.acknowledged), (2, 2));
+    let stats = n.bank.stats();
+    assert_eq!((stats.advices_applied, stats.reversals_applied), (2, 2));
+    assert_eq!(n.bank.balance_fen(PAN), Some(opening));
+    store
+}
+
+#[tokio::test]
+async fn a_stand_in_advice_is_posted_once_and_its_reversal_follows_it_sqlite() {
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = stand_in_advice_is_posted_once_then_reversed(&backend).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_stand_in_advice_is_posted_once_and_its_reversal_follows_it_postgres() {
+    let (backend, url, schema) = postgres_backend("advice");
+    let store = stand_in_advice_is_posted_once_then_reversed(&backend).await;
     store.close().await;
     PostgresStore::drop_schema(&url, &schema)
         .await
@@ -963,70 +1089,9 @@ async fn an_echo_test_from_the_bank_is_answered_and_garbage_is_counted_not_fatal
 /// reversal's STAN and time, the original's RRN and terminal, 90 and 100.
 #[tokio::test]
 async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let hsm = Arc::new(SoftHsm::with_test_lmk());
-    let links = Arc::new(
-        IssuerLinks::start(
-            vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
-            hsm.clone() as Arc<dyn Hsm>,
-            LinksOptions::new(InstitutionId::parse("9999").expect("id")),
-        )
-        .expect("links"),
-    );
-    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
-    let store = backend.open().await;
-    let fx = testkit::seed(&*store, 0, 0).await.expect("seed");
-    let decision = testkit::bank_timeout(&fx, 77, 3_000);
-    let t = decision.transaction.clone();
-    let outcome = store.commit_decisions(vec![decision], now_us()).await;
-    assert!(outcome.results[0].is_ok());
-
-    let bank = tokio::spawn(async move {
-        let s = spec("ssc87").expect("spec");
-        let (mut sock, _) = listener.accept().await.expect("accept");
-        let body = read_frame(&mut sock).await;
-        let mut ok = s
-            .decode(&body)
-            .expect("sign-on")
-            .to_response()
-            .expect("0810");
-        ok.set_str(39, "00").expect("39");
-        write_frame(&mut sock, &ok).await;
-        let mut seen = Vec::new();
-        for answer in [false, true] {
-            let body = read_frame(&mut sock).await;
-            let m = s.decode(&body).expect("advice");
-            let fields: Vec<String> = [2u16, 3, 4, 7, 11, 37, 41, 90, 100]
-                .iter()
-                .map(|id| m.get_str(*id).expect("field").into_owned())
-                .collect();
-            seen.push((m.mti().as_str().to_owned(), fields));
-            if answer {
-                let mut r = m.to_response().expect("0430");
-                r.set_mti(Mti::new("0430").expect("mti"));
-                r.set_str(39, "00").expect("39");
-                write_frame(&mut sock, &r).await;
-            }
-        }
-        seen
-    });
-    wait_state(&links, LinkState::SignedOn).await;
-    let f = ReversalForwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
-        .expect("forwarder");
-    assert_eq!(f.run_once().await.expect("poll").unanswered, 1);
-    let mut acknowledged = 0;
-    for _ in 0..500 {
-        acknowledged += f.run_once().await.expect("poll").acknowledged;
-        if acknowledged > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(acknowledged, 1);
-    let seen = bank.await.expect("bank");
+    let fields = [2u16, 3, 4, 7, 11, 37, 41, 90, 100];
+    let (fx, t, seen) =
+        scripted_bank_sees(|fx| testkit::bank_timeout(fx, 77, 3_000), &fields).await;
     let stan = format!("{:06}", t.stan.value());
     let expected = vec![
         PAN.to_owned(),
@@ -1046,12 +1111,119 @@ async fn the_forwarder_sends_0420_then_0421_with_the_documented_fields() {
     ];
     assert_eq!(seen[0], ("0420".to_owned(), expected.clone()));
     assert_eq!(seen[1], ("0421".to_owned(), expected));
+}
+
+/// A stand-in advice carries what `ssc87.md` says ("Stand-in advices"): 0220 then 0221, 38 the
+/// stand-in code, 39 the stand-in reason, 48 the stand-in indicator.
+#[tokio::test]
+async fn the_forwarder_sends_0220_then_0221_with_the_documented_fields() {
+    let fields = [2u16, 3, 4, 7, 11, 32, 33, 37, 38, 39, 41, 48, 49, 100];
+    let (fx, t, seen) = scripted_bank_sees(|fx| testkit::stand_in(fx, 78, 4_000), &fields).await;
+    let expected = vec![
+        PAN.to_owned(),
+        "000000".into(),
+        "000000004000".into(),
+        t.transmission_at.as_str().to_owned(),
+        format!("{:06}", t.stan.value()),
+        fx.hospital.as_str().to_owned(),
+        "9999".into(),
+        t.rrn.as_str().to_owned(),
+        "S00078".into(),
+        "91".into(),
+        "KIOSK001".into(),
+        "STI0011".into(),
+        "156".into(),
+        bank_id().as_str().to_owned(),
+    ];
+    assert_eq!(seen[0], ("0220".to_owned(), expected.clone()));
+    assert_eq!(seen[1], ("0221".to_owned(), expected));
+}
+
+/// Commits `decision`, lets the forwarder send its queued message to a scripted bank that
+/// ignores the first copy and answers the repeat, and returns what the bank saw of `fields`.
+async fn scripted_bank_sees(
+    decision: impl FnOnce(&testkit::Fixture) -> switch::store::Decision,
+    fields: &[u16],
+) -> (
+    testkit::Fixture,
+    switch::store::TransactionRecord,
+    Vec<(String, Vec<String>)>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let links = Arc::new(
+        IssuerLinks::start(
+            vec![issuer_config(&hsm, addr.to_string(), &Options::default())],
+            hsm.clone() as Arc<dyn Hsm>,
+            LinksOptions::new(InstitutionId::parse("9999").expect("id")),
+        )
+        .expect("links"),
+    );
+    let backend = SqliteBackend(tempfile::tempdir().expect("dir"));
+    let store = backend.open().await;
+    let fx = testkit::seed(&*store, 0, 0).await.expect("seed");
+    let decision = decision(&fx);
+    let t = decision.transaction.clone();
+    let outcome = store.commit_decisions(vec![decision], now_us()).await;
+    assert!(outcome.results[0].is_ok());
+
+    let fields = fields.to_vec();
+    let bank = tokio::spawn(async move {
+        let s = spec("ssc87").expect("spec");
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let body = read_frame(&mut sock).await;
+        let mut ok = s
+            .decode(&body)
+            .expect("sign-on")
+            .to_response()
+            .expect("0810");
+        ok.set_str(39, "00").expect("39");
+        write_frame(&mut sock, &ok).await;
+        let mut seen = Vec::new();
+        for answer in [false, true] {
+            let body = read_frame(&mut sock).await;
+            let m = s.decode(&body).expect("advice");
+            let values: Vec<String> = fields
+                .iter()
+                .map(|id| m.get_str(*id).expect("field").into_owned())
+                .collect();
+            seen.push((m.mti().as_str().to_owned(), values));
+            if answer {
+                let class = m.mti().as_str()[..2].to_owned();
+                let mut r = m.to_response().expect("response");
+                r.set_mti(Mti::new(&format!("{class}30")).expect("mti"));
+                r.set_str(39, "00").expect("39");
+                write_frame(&mut sock, &r).await;
+            }
+        }
+        seen
+    });
+    wait_state(&links, LinkState::SignedOn).await;
+    let f = Forwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
+        .expect("forwarder");
+    assert_eq!(f.run_once().await.expect("poll").unanswered, 1);
+    let mut acknowledged = 0;
+    for _ in 0..500 {
+        acknowledged += f.run_once().await.expect("poll").acknowledged;
+        if acknowledged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(acknowledged, 1);
+    let seen = bank.await.expect("bank");
+    let later = now_us() + 3_600_000_000;
     assert!(store
-        .due_reversals(now_us() + 3_600_000_000, 10)
+        .due_reversals(later, 10)
         .await
         .expect("due")
         .is_empty());
+    assert!(store.due_advices(later, 10).await.expect("due").is_empty());
     store.close().await;
+    (fx, t, seen)
 }
 
 #[tokio::test]

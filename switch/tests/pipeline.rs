@@ -193,6 +193,11 @@ async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
     f.message.to_vec()
 }
 
+/// Field 39 of the answer to `request`.
+async fn answer_code(conn: &mut Conn, request: &[u8]) -> String {
+    code(&exchange(conn, request).await)
+}
+
 fn hospital_kiosk(world: &DemoWorld) -> Kiosk {
     let h = &world.hospitals[0];
     Kiosk::new(
@@ -219,6 +224,16 @@ fn insured(world: &DemoWorld) -> DemoCard {
             c.insurance == Some(switch::store::InsuranceCategory::Employee)
                 && c.algorithm == switch::store::IccAlgorithm::Sm4
         })
+        .unwrap()
+        .clone()
+}
+
+/// A card without medical insurance: the bank pays the whole bill.
+fn uninsured(world: &DemoWorld) -> DemoCard {
+    world
+        .cards
+        .iter()
+        .find(|c| c.insurance.is_none())
         .unwrap()
         .clone()
 }
@@ -286,12 +301,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&stranger, &mut r, 10_000, "MZ-1", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "14"
-    );
+    assert_eq!(answer_code(&mut conn, &p.request).await, "14");
 
     let mut r = reader(&net.world, &card);
     for expected in ["55", "55", "75"] {
@@ -307,12 +317,7 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
     let p = k
         .medical_bill(&card, &mut r, 10_000, "MZ-3", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "62"
-    );
+    assert_eq!(answer_code(&mut conn, &p.request).await, "62");
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
 }
 
@@ -341,13 +346,7 @@ async fn a_tampered_arqc_is_declined_and_nothing_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_within_limits() {
     let net = network(2).await;
-    let card = net
-        .world
-        .cards
-        .iter()
-        .find(|c| c.insurance.is_none())
-        .unwrap()
-        .clone();
+    let card = uninsured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
@@ -373,23 +372,89 @@ async fn a_silent_bank_gets_91_and_a_queued_reversal_and_a_down_bank_stand_in_wi
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-7", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "91"
-    );
+    assert_eq!(answer_code(&mut conn, &p.request).await, "91");
 
     *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
     let p = k
         .medical_bill(&card, &mut r, 25_000, "MZ-8", DEMO_PIN)
         .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "51");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_in_approval_commits_its_advice_and_a_card_gets_at_most_its_daily_stand_in() {
+    let net = network(2).await;
+    let card = uninsured(&net.world);
+    let bank = net.world.banks[card.bank].id.clone();
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    *net.banks.mode.lock().unwrap() = BankMode::Down;
+    // Demo rule: 200.00 per bank leg, 500.00 per card per day.
+    let mut codes = Vec::new();
+    let mut first = None;
+    for (i, amount) in [15_000u64, 20_000, 15_000, 10_000].into_iter().enumerate() {
+        let p = k
+            .medical_bill(&card, &mut r, amount, &format!("MZ-S{i}"), DEMO_PIN)
+            .unwrap();
+        first.get_or_insert_with(|| p.request.clone());
+        let a = exchange(&mut conn, &p.request).await;
+        let a = decode(&a);
+        codes.push(a.get_str(39).unwrap().into_owned());
+        if codes[i] == "00" {
+            // The approval and its advice are one commit: the advice names the approval.
+            let rrn = schemas::domain::Rrn::parse(&a.get_str(37).unwrap()).unwrap();
+            let stored = net.store.transactions_by_rrn(&rrn).await.unwrap();
+            let due = net.store.due_advices(i64::MAX, 10).await.unwrap();
+            let advice = due
+                .iter()
+                .find(|d| d.transaction_id == stored[0].record.transaction_id)
+                .expect("the approval's advice");
+            assert_eq!(advice.amount_fen, amount as i64);
+            assert_eq!(advice.destination, bank);
+            assert_eq!(advice.auth_code, a.get_str(38).unwrap());
+            assert_eq!(advice.reason, ResponseCode::IssuerUnavailable);
+        }
+    }
+    // 150 + 200 + 150 = 500.00 fits; the next 100.00 would make 600.00.
+    assert_eq!(codes, ["00", "00", "00", "91"]);
+    let due = net.store.due_advices(i64::MAX, 10).await.unwrap();
     assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "51"
+        due.len(),
+        3,
+        "one advice per stand-in approval, none for the decline"
     );
+    // The kiosk reverses the first stand-in: its 0420 waits until the bank has the advice.
+    let (reversal, _) = k.reversal_of(&first.unwrap()).unwrap();
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
+    assert!(net
+        .store
+        .due_reversals(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for d in &due {
+        net.store
+            .ack_advice(d.advice_id, ResponseCode::Approved, 0)
+            .await
+            .unwrap();
+    }
+    let reversals = net.store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(reversals.len(), 1);
+    assert_eq!(reversals[0].amount_fen, 15_000);
+    // Another card of the same bank still has its own allowance.
+    let other = net
+        .world
+        .cards
+        .iter()
+        .find(|c| c.bank == card.bank && c.pan != card.pan)
+        .unwrap()
+        .clone();
+    let mut r2 = reader(&net.world, &other);
+    let p = k
+        .medical_bill(&other, &mut r2, 10_000, "MZ-S9", DEMO_PIN)
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,19 +480,9 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
     // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(
-        decode(&exchange(&mut conn, &reversal).await)
-            .get_str(39)
-            .unwrap(),
-        "94"
-    );
+    assert_eq!(answer_code(&mut conn, &reversal).await, "94");
     let (again, _) = k.reversal_of(&original).unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &again).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(answer_code(&mut conn, &again).await, "00");
     let (balance_req, _) = k.personal_balance(&card).unwrap();
     let after = decode(&exchange(&mut conn, &balance_req).await)
         .get_str(54)
@@ -474,12 +529,7 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-10", DEMO_PIN)
         .unwrap();
-    assert_eq!(
-        decode(&exchange(&mut conn, &p.request).await)
-            .get_str(39)
-            .unwrap(),
-        "00"
-    );
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
 
     // No readable MTI: the connection is closed.
     let mut bad = connect(net.addr).await;
@@ -507,9 +557,103 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
 
     // The first connection is still served.
     let (q, _) = k.personal_balance(&card).unwrap();
+    assert_eq!(answer_code(&mut conn, &q).await, "00");
+}
+
+/// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89.
+fn reconciliation_request(acquirer: &str, stan: u64, totals: [(u64, u64); 4]) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let now = chrono::Utc::now() + chrono::Duration::hours(8);
+    let mut m = spec.message(iso8583::Mti::new("0500").unwrap());
+    m.set_str(7, &now.format("%m%d%H%M%S").to_string())
+        .unwrap()
+        .set_u64(11, stan)
+        .unwrap()
+        .set_str(15, &now.format("%m%d").to_string())
+        .unwrap()
+        .set_str(32, acquirer)
+        .unwrap()
+        .set_str(97, "C0000000000000000")
+        .unwrap();
+    for (i, (count, fen)) in totals.into_iter().enumerate() {
+        let i = i as u16;
+        m.set_u64(74 + i, count)
+            .unwrap()
+            .set_u64(86 + i, fen)
+            .unwrap();
+    }
+    let mut wire = Vec::new();
+    spec.encode(&m, &mut wire).unwrap();
+    wire
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_totals() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let hospital = net.world.hospitals[0].id.as_str().to_owned();
+    // Two bills (debits) and the reversal of the second; a declined one does not count.
+    let p = k
+        .medical_bill(&card, &mut r, 300_000, "MZ-R1", DEMO_PIN)
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
+        .unwrap();
+    let second = p.request.clone();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
+    let (reversal, _) = k.reversal_of(&second).unwrap();
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
+    let p = k
+        .medical_bill(&card, &mut r, 2_000, "MZ-R3", "654321")
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "55");
+
+    let ours = [(0, 0), (0, 0), (2, 301_000), (1, 1_000)];
+    let a = exchange(&mut conn, &reconciliation_request(&hospital, 901, ours)).await;
+    let a = decode(&a);
+    assert_eq!(a.mti().as_str(), "0510");
     assert_eq!(
-        decode(&exchange(&mut conn, &q).await).get_str(39).unwrap(),
-        "00"
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("00".into(), "1".into())
+    );
+    assert_eq!(a.get_u64(11).unwrap(), 901);
+    let answered: Vec<u64> = [74u16, 75, 76, 77, 86, 87, 88, 89]
+        .iter()
+        .map(|f| a.get_u64(*f).unwrap())
+        .collect();
+    assert_eq!(answered, [0, 0, 2, 1, 0, 0, 301_000, 1_000]);
+    assert_eq!(a.get_str(97).unwrap(), "D0000000000300000");
+
+    // One fen off on the debits: out of balance, and the switch's own figures to compare.
+    let off = [(0, 0), (0, 0), (2, 300_999), (1, 1_000)];
+    let a = exchange(&mut conn, &reconciliation_request(&hospital, 902, off)).await;
+    let a = decode(&a);
+    assert_eq!(
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("00".into(), "2".into())
+    );
+    assert_eq!(a.get_u64(88).unwrap(), 301_000);
+
+    // Another acquirer has its own totals; an unknown one is refused.
+    let other = net.world.hospitals[1].id.as_str().to_owned();
+    let a = exchange(&mut conn, &reconciliation_request(&other, 903, [(0, 0); 4])).await;
+    assert_eq!(decode(&a).get_str(66).unwrap(), "1");
+    let a = exchange(
+        &mut conn,
+        &reconciliation_request("99999", 904, [(0, 0); 4]),
+    )
+    .await;
+    let a = iso8583::spec("ssc87")
+        .unwrap()
+        .decode_unchecked(&a)
+        .unwrap();
+    assert_eq!(
+        (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+        ("03".into(), "3".into())
     );
 }
 

@@ -2,7 +2,7 @@
 //!
 //! SQLite under a data folder, the software HSM, six simulated bank issuer hosts on their own
 //! ports with the switch's issuer links signed on to them, the acquirer server, the HTTP face,
-//! the reversal forwarder and the hold releaser, in-process clearing, and (unless
+//! the reversal and advice forwarder and the hold releaser, in-process clearing, and (unless
 //! `--no-traffic`) simulated hospital and job-centre kiosks with virtual cards. A line of live
 //! figures is printed every two seconds.
 
@@ -320,6 +320,7 @@ async fn run_on<S: crate::store::Store>(
         Arc::clone(&store),
         links.clone(),
         world.cfg.switch_id.clone(),
+        Arc::clone(&metrics),
         shutdown.clone(),
     )
     .map_err(|e| DemoRunError::Other(e.to_string()))?;
@@ -383,7 +384,7 @@ async fn run_on<S: crate::store::Store>(
             *by_code.entry(code).or_default() += n;
         }
         let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-        let (acked, _) = forwarder.totals();
+        let forwarded = forwarder.totals();
         let clearing_line = match &clearing {
             None => "clearing: off".to_owned(),
             Some(clearing) => match (clearing.stats().await, clearing.positions().await) {
@@ -401,7 +402,7 @@ async fn run_on<S: crate::store::Store>(
             },
         };
         println!(
-            "[{:>5.0}s] {:>6.0} tps  total {:>7}  codes {}  p50 {}µs p99 {}µs  writer queue {}  reversals queued {} acked {}  banks up {}/6  {}",
+            "[{:>5.0}s] {:>6.0} tps  total {:>7}  codes {}  p50 {}µs p99 {}µs  writer queue {}  reversals queued {} acked {}  advices queued {} acked {}  banks up {}/6  {}",
             started.elapsed().as_secs_f64(),
             rate,
             total,
@@ -410,7 +411,9 @@ async fn run_on<S: crate::store::Store>(
             metrics.latency.quantile_us(0.99).unwrap_or(0),
             writer.queue_depth(),
             metrics.reversals_queued.load(Ordering::Relaxed),
-            acked,
+            forwarded.reversals_acknowledged,
+            metrics.advices_queued.load(Ordering::Relaxed),
+            forwarded.advices_acknowledged,
             world.banks.iter().filter(|b| links.is_up(&b.id)).count(),
             clearing_line,
         );

@@ -331,6 +331,7 @@ impl DemoWorld {
                 b.id.clone(),
                 StandIn {
                     per_transaction_fen_max: 20_000,
+                    per_card_daily_fen_max: 50_000,
                 },
             );
         }

@@ -1,21 +1,34 @@
-//! Store-and-forward delivery of reversals to the banks.
+//! Store-and-forward delivery to the banks: reversals (0420/0421 → 0430) and stand-in advices
+//! (0220/0221 → 0230, 0120/0121 → 0130), ISO 8583:1987 §4.1 message functions "advice" and
+//! "advice repeat".
 //!
-//! Why this exists: when a bank leg times out the switch declines the kiosk (91) and must make
-//! sure the bank undoes whatever it may have approved. The pipeline queues a reversal in the
-//! same database transaction as the decline; this forwarder polls the queue
-//! ([`Store::due_reversals`]), sends each as a reversal advice (0420; 0421 for a repeat once an
-//! attempt has gone unanswered, ISO 8583:1987 §4.1 message function "repeat"), acknowledges it
-//! on the bank's 0430 ([`Store::ack_reversal`], whatever field 39 says: an advice response only
-//! confirms receipt) and otherwise records the attempt with an exponential back-off
-//! ([`Store::record_reversal_attempt`]). The queue lives in the store, so a restart loses
-//! nothing: the next forwarder picks up where the last one stopped.
+//! Why this exists: two things the switch did must reach a bank even when its link is down.
+//! When a bank leg times out the switch declines the kiosk (91) and must make sure the bank
+//! undoes whatever it may have approved (a reversal). When the bank's link is down and a
+//! stand-in rule lets the switch approve on the bank's behalf, the bank must learn of the
+//! approval so its account and its totals carry it (an advice). The pipeline queues either in
+//! the same database transaction as its decision; this forwarder polls both queues
+//! ([`Store::due_advices`], [`Store::due_reversals`]), sends each message (the repeat MTI once
+//! an attempt has gone unanswered), acknowledges it on the bank's answer of the matching class
+//! ([`Store::ack_advice`], [`Store::ack_reversal`], whatever field 39 says: an advice response
+//! only confirms receipt) and otherwise records the attempt with an exponential back-off. The
+//! queues live in the store, so a restart loses nothing: the next forwarder picks up where the
+//! last one stopped.
 //!
-//! The 0420 is rebuilt from the stored reversal and the transaction it belongs to
-//! ([`Store::transaction`]): field 2 from the card, 3 from the transaction kind, 4 the reversal
-//! amount, 7 and 11 the reversal's own (the pipeline gives them the bank leg's values), 32 the
-//! acquirer, 33 the switch, 37 the RRN, 41 the terminal, 90 the original data elements
-//! (0200, the STAN and time of field 11/7, acquirer, forwarder) and 100 the bank. The bank
-//! finds the original by field 37 + field 2 (see [`crate::banksim`]).
+//! Ordering: a reversal of a stand-in approval must not reach the bank before the advice of
+//! that approval (the bank would answer 25, original unknown, and later post the advice as if
+//! it stood). The store holds such a reversal back while its advice is pending, and each poll
+//! sends advices first, then reads the reversals that became due, so an advice and its
+//! reversal go out in order within one poll.
+//!
+//! Messages are rebuilt from the queued row and the transaction it belongs to
+//! ([`Store::transaction`]): field 2 from the card, 4 the queued amount, 7 and 11 the queued
+//! ones (allocated on the bank link when queued), 32 the acquirer, 33 the switch, 37 the RRN,
+//! 41 the terminal, 49 `156`, 100 the bank. A reversal adds 3 from the transaction kind and 90
+//! the original data elements (0200, the STAN and time of 11/7, acquirer, forwarder); an advice
+//! adds 3 of the bank leg, 38 the stand-in approval code, 39 the stand-in reason and 48 the
+//! stand-in indicator `STI0011` (`schemas/iso8583/ssc87.md`, "Stand-in advices"). The bank finds
+//! the original by field 37 + field 2 (see [`crate::banksim`]).
 //!
 //! A destination whose link is down is skipped without recording an attempt (nothing was
 //! sent); it is retried at the next poll.
@@ -29,8 +42,10 @@ use schemas::iso8583::{self, Mti, OwnedMessage, Spec};
 use tokio::sync::watch;
 
 use crate::gateway::BankGateway;
+use crate::metrics::Metrics;
 use crate::store::{
-    now_us, PendingReversal, Store, StoreError, StoredTransaction, TransactionKind,
+    now_us, PendingAdvice, PendingReversal, Store, StoreError, StoredTransaction, TransactionId,
+    TransactionKind,
 };
 
 /// Settings of the forwarder.
@@ -40,11 +55,11 @@ pub struct ForwarderConfig {
     pub switch_institution: InstitutionId,
     /// Spec of the bank links.
     pub spec_name: String,
-    /// Pause between polls of the queue.
+    /// Pause between polls of the queues.
     pub poll_interval: Duration,
-    /// Most reversals read (and sent concurrently) per poll.
+    /// Most messages of each kind read (and sent concurrently) per poll.
     pub batch_max: u32,
-    /// Wait for each 0430.
+    /// Wait for each answer.
     pub response_timeout: Duration,
     /// Delay before the first repeat.
     pub retry_backoff_min: Duration,
@@ -79,12 +94,12 @@ pub enum ForwarderError {
     Config(String),
 }
 
-/// What one poll did.
+/// What one poll did, both kinds of message together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForwardReport {
-    /// Reversals found due.
+    /// Messages found due.
     pub due: u64,
-    /// Acknowledged by a 0430.
+    /// Acknowledged by the bank.
     pub acknowledged: u64,
     /// Sent but not acknowledged (attempt recorded).
     pub unanswered: u64,
@@ -94,20 +109,96 @@ pub struct ForwardReport {
     pub unbuildable: u64,
 }
 
+impl ForwardReport {
+    fn add(&mut self, other: ForwardReport) {
+        self.due += other.due;
+        self.acknowledged += other.acknowledged;
+        self.unanswered += other.unanswered;
+        self.deferred += other.deferred;
+        self.unbuildable += other.unbuildable;
+    }
+}
+
 /// Totals since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardTotals {
+    /// Reversals acknowledged (0430).
+    pub reversals_acknowledged: u64,
+    /// Advices acknowledged (0130/0230).
+    pub advices_acknowledged: u64,
+    /// Attempts left unanswered, both kinds.
+    pub unanswered: u64,
+}
+
 #[derive(Debug, Default)]
 struct Totals {
-    acknowledged: AtomicU64,
+    reversals_acknowledged: AtomicU64,
+    advices_acknowledged: AtomicU64,
     unanswered: AtomicU64,
 }
 
-/// The reversal forwarder.
-pub struct ReversalForwarder<S: Store, G: BankGateway> {
+/// One queued message, of either kind.
+enum Queued<'a> {
+    Reversal(&'a PendingReversal),
+    Advice(&'a PendingAdvice),
+}
+
+impl Queued<'_> {
+    fn destination(&self) -> &InstitutionId {
+        match self {
+            Queued::Reversal(r) => &r.destination,
+            Queued::Advice(a) => &a.destination,
+        }
+    }
+
+    fn attempts(&self) -> i64 {
+        match self {
+            Queued::Reversal(r) => r.attempts,
+            Queued::Advice(a) => a.attempts,
+        }
+    }
+
+    /// The transaction the message is rebuilt from.
+    fn transaction_id(&self) -> TransactionId {
+        match self {
+            Queued::Reversal(r) => r.original_transaction_id,
+            Queued::Advice(a) => a.transaction_id,
+        }
+    }
+
+    /// The MTI of the next attempt.
+    fn mti(&self) -> &'static str {
+        match self {
+            Queued::Reversal(r) if r.attempts > 0 => "0421",
+            Queued::Reversal(_) => "0420",
+            Queued::Advice(a) => a.class.mti(a.attempts),
+        }
+    }
+
+    /// True when `answer_mti` answers this message (its class, function "response").
+    fn answered_by(&self, answer_mti: &str) -> bool {
+        let mti = self.mti();
+        answer_mti.len() == 4
+            && answer_mti.get(..2) == mti.get(..2)
+            && answer_mti.get(2..3) == Some("3")
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Queued::Reversal(_) => "reversal",
+            Queued::Advice(_) => "advice",
+        }
+    }
+}
+
+/// The store-and-forward forwarder of reversals and advices.
+pub struct Forwarder<S: Store, G: BankGateway> {
     store: Arc<S>,
     banks: Arc<G>,
     config: ForwarderConfig,
     spec: &'static Spec,
     totals: Totals,
+    metrics: Option<Arc<Metrics>>,
 }
 
 enum Sent {
@@ -117,7 +208,7 @@ enum Sent {
     Unbuildable,
 }
 
-impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
+impl<S: Store, G: BankGateway> Forwarder<S, G> {
     /// A forwarder over `store`, sending on `banks` (the issuer links).
     pub fn new(
         store: Arc<S>,
@@ -126,13 +217,20 @@ impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
     ) -> Result<Self, ForwarderError> {
         let spec =
             iso8583::spec(&config.spec_name).map_err(|e| ForwarderError::Config(e.to_string()))?;
-        Ok(ReversalForwarder {
+        Ok(Forwarder {
             store,
             banks,
             config,
             spec,
             totals: Totals::default(),
+            metrics: None,
         })
+    }
+
+    /// Also counts acknowledged advices into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Polls until `shutdown` turns true.
@@ -142,7 +240,7 @@ impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
                 return;
             }
             if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "reversal forwarder poll failed");
+                tracing::warn!(error = %e, "forwarder poll failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
@@ -151,53 +249,107 @@ impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
         }
     }
 
-    /// One poll: sends every due reversal (at most `batch_max`, concurrently).
+    /// One poll: sends every due advice, then every due reversal (at most `batch_max` of
+    /// each, concurrently within a kind). Reversals are read after the advices were
+    /// acknowledged, so a reversal held back for its advice goes out in the same poll.
     pub async fn run_once(&self) -> Result<ForwardReport, ForwarderError> {
-        let due = self
+        let advices = self
+            .store
+            .due_advices(now_us(), self.config.batch_max)
+            .await?;
+        let mut report = self
+            .forward_all(advices.iter().map(Queued::Advice).collect())
+            .await?;
+        let reversals = self
             .store
             .due_reversals(now_us(), self.config.batch_max)
             .await?;
+        report.add(
+            self.forward_all(reversals.iter().map(Queued::Reversal).collect())
+                .await?,
+        );
+        Ok(report)
+    }
+
+    async fn forward_all(&self, due: Vec<Queued<'_>>) -> Result<ForwardReport, ForwarderError> {
         let mut report = ForwardReport {
             due: due.len() as u64,
             ..ForwardReport::default()
         };
-        let outcomes = futures_util::future::join_all(due.iter().map(|r| self.forward(r))).await;
-        for (reversal, outcome) in due.iter().zip(outcomes) {
+        let outcomes = futures_util::future::join_all(due.iter().map(|q| self.forward(q))).await;
+        for (queued, outcome) in due.iter().zip(outcomes) {
             match outcome? {
-                Sent::Acknowledged => report.acknowledged += 1,
+                Sent::Acknowledged => {
+                    report.acknowledged += 1;
+                    self.count_ack(queued);
+                }
                 Sent::Deferred => report.deferred += 1,
                 Sent::Unanswered(code) => {
                     report.unanswered += 1;
-                    let next = now_us() + self.backoff_us(reversal.attempts);
-                    self.store
-                        .record_reversal_attempt(reversal.reversal_id, next, code)
-                        .await?;
+                    let next = now_us() + self.backoff_us(queued.attempts());
+                    self.record_attempt(queued, next, code).await?;
                 }
                 Sent::Unbuildable => {
                     report.unbuildable += 1;
                     let max = i64::try_from(self.config.retry_backoff_max.as_micros())
                         .unwrap_or(i64::MAX);
-                    self.store
-                        .record_reversal_attempt(reversal.reversal_id, now_us() + max, None)
-                        .await?;
+                    self.record_attempt(queued, now_us() + max, None).await?;
                 }
             }
         }
-        self.totals
-            .acknowledged
-            .fetch_add(report.acknowledged, Ordering::Relaxed);
         self.totals
             .unanswered
             .fetch_add(report.unanswered, Ordering::Relaxed);
         Ok(report)
     }
 
-    /// Reversals acknowledged and attempts left unanswered since start.
-    pub fn totals(&self) -> (u64, u64) {
-        (
-            self.totals.acknowledged.load(Ordering::Relaxed),
-            self.totals.unanswered.load(Ordering::Relaxed),
-        )
+    fn count_ack(&self, queued: &Queued<'_>) {
+        let counter = match queued {
+            Queued::Reversal(_) => &self.totals.reversals_acknowledged,
+            Queued::Advice(_) => {
+                if let Some(m) = &self.metrics {
+                    m.advices_acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                &self.totals.advices_acknowledged
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn record_attempt(
+        &self,
+        queued: &Queued<'_>,
+        next_attempt_at_us: i64,
+        code: Option<ResponseCode>,
+    ) -> Result<(), StoreError> {
+        match queued {
+            Queued::Reversal(r) => {
+                self.store
+                    .record_reversal_attempt(r.reversal_id, next_attempt_at_us, code)
+                    .await
+            }
+            Queued::Advice(a) => {
+                self.store
+                    .record_advice_attempt(a.advice_id, next_attempt_at_us, code)
+                    .await
+            }
+        }
+    }
+
+    async fn acknowledge(&self, queued: &Queued<'_>, code: ResponseCode) -> Result<(), StoreError> {
+        match queued {
+            Queued::Reversal(r) => self.store.ack_reversal(r.reversal_id, code, now_us()).await,
+            Queued::Advice(a) => self.store.ack_advice(a.advice_id, code, now_us()).await,
+        }
+    }
+
+    /// Messages acknowledged and attempts left unanswered since start.
+    pub fn totals(&self) -> ForwardTotals {
+        ForwardTotals {
+            reversals_acknowledged: self.totals.reversals_acknowledged.load(Ordering::Relaxed),
+            advices_acknowledged: self.totals.advices_acknowledged.load(Ordering::Relaxed),
+            unanswered: self.totals.unanswered.load(Ordering::Relaxed),
+        }
     }
 
     fn backoff_us(&self, attempts_before: i64) -> i64 {
@@ -210,33 +362,32 @@ impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
         i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
     }
 
-    async fn forward(&self, reversal: &PendingReversal) -> Result<Sent, ForwarderError> {
-        if !self.banks.is_up(&reversal.destination) {
+    async fn forward(&self, queued: &Queued<'_>) -> Result<Sent, ForwarderError> {
+        let bank = queued.destination();
+        let what = queued.label();
+        if !self.banks.is_up(bank) {
             return Ok(Sent::Deferred);
         }
-        let Some(original) = self
-            .store
-            .transaction(reversal.original_transaction_id)
-            .await?
-        else {
-            tracing::error!(reversal = ?reversal.reversal_id, "reversal without its transaction");
+        let id = queued.transaction_id();
+        let Some(original) = self.store.transaction(id).await? else {
+            tracing::error!(transaction = ?id, what, "queued message without its transaction");
             return Ok(Sent::Unbuildable);
         };
         let Some(card_id) = original.record.card_id else {
-            tracing::error!(reversal = ?reversal.reversal_id, "reversal of a transaction without a card");
+            tracing::error!(transaction = ?id, what, "queued message for a transaction without a card");
             return Ok(Sent::Unbuildable);
         };
         let pan = self.store.card_pan(card_id).await?;
-        let msg = match self.advice(reversal, &original, pan.expose_digits()) {
+        let msg = match self.message(queued, &original, pan.expose_digits()) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(reversal = ?reversal.reversal_id, error = %e, "0420 not buildable");
+                tracing::error!(transaction = ?id, what, error = %e, "message not buildable");
                 return Ok(Sent::Unbuildable);
             }
         };
         match self
             .banks
-            .send(&reversal.destination, msg, self.config.response_timeout)
+            .send(bank, msg, self.config.response_timeout)
             .await
         {
             Ok(answer) => {
@@ -244,65 +395,73 @@ impl<S: Store, G: BankGateway> ReversalForwarder<S, G> {
                     .get_str(39)
                     .ok()
                     .and_then(|c| ResponseCode::parse(&c).ok());
-                match (answer.mti().as_str().get(..3), code) {
-                    (Some("043"), Some(code)) => {
-                        self.store
-                            .ack_reversal(reversal.reversal_id, code, now_us())
-                            .await?;
-                        tracing::info!(reversal = ?reversal.reversal_id, bank = %reversal.destination,
-                            code = %code, "reversal acknowledged");
+                match code {
+                    Some(code) if queued.answered_by(answer.mti().as_str()) => {
+                        self.acknowledge(queued, code).await?;
+                        tracing::info!(transaction = ?id, what, bank = %bank, code = %code, "acknowledged");
                         Ok(Sent::Acknowledged)
                     }
-                    (_, code) => Ok(Sent::Unanswered(code)),
+                    code => Ok(Sent::Unanswered(code)),
                 }
             }
             Err(e) => {
-                tracing::warn!(reversal = ?reversal.reversal_id, bank = %reversal.destination,
-                    error = %e, "reversal not acknowledged");
+                tracing::warn!(transaction = ?id, what, bank = %bank, error = %e, "not acknowledged");
                 Ok(Sent::Unanswered(None))
             }
         }
     }
 
-    /// The 0420 (first attempt) or 0421 (repeat) for `reversal`.
-    fn advice(
+    /// The message of the next attempt of `queued`.
+    fn message(
         &self,
-        reversal: &PendingReversal,
+        queued: &Queued<'_>,
         original: &StoredTransaction,
         pan: &str,
     ) -> Result<OwnedMessage<'static>, iso8583::Error> {
         let t = &original.record;
-        let mti = if reversal.attempts > 0 {
-            "0421"
-        } else {
-            "0420"
+        let (amount_fen, stan, transmission_at) = match queued {
+            Queued::Reversal(r) => (r.amount_fen, r.stan, &r.transmission_at),
+            Queued::Advice(a) => (a.amount_fen, a.stan, &a.transmission_at),
         };
-        let processing_code = match t.kind {
-            TransactionKind::Refund => "200000",
-            TransactionKind::BenefitCredit => "210000",
-            TransactionKind::BalanceInquiry => "310000",
-            _ => "000000",
-        };
-        let original_data = format!(
-            "0200{:06}{}{:0>11}{:0>11}",
-            reversal.stan.value(),
-            reversal.transmission_at.as_str(),
-            t.acquirer.as_str(),
-            self.config.switch_institution.as_str()
-        );
-        let mut m = OwnedMessage::new(self.spec, Mti::new(mti)?);
+        let mut m = OwnedMessage::new(self.spec, Mti::new(queued.mti())?);
         m.set_str(2, pan)?
-            .set_str(3, processing_code)?
-            .set_u64(4, reversal.amount_fen.unsigned_abs())?
-            .set_str(7, reversal.transmission_at.as_str())?
-            .set_u64(11, u64::from(reversal.stan.value()))?
+            .set_u64(4, amount_fen.unsigned_abs())?
+            .set_str(7, transmission_at.as_str())?
+            .set_u64(11, u64::from(stan.value()))?
             .set_str(32, t.acquirer.as_str())?
             .set_str(33, self.config.switch_institution.as_str())?
             .set_str(37, t.rrn.as_str())?
             .set_str(41, t.terminal_id.as_str())?
             .set_str(49, "156")?
-            .set_str(90, &original_data)?
-            .set_str(100, reversal.destination.as_str())?;
+            .set_str(100, queued.destination().as_str())?;
+        match queued {
+            Queued::Reversal(r) => {
+                let processing_code = match t.kind {
+                    TransactionKind::Refund => "200000",
+                    TransactionKind::BenefitCredit => "210000",
+                    TransactionKind::BalanceInquiry => "310000",
+                    _ => "000000",
+                };
+                let original_data = format!(
+                    "0200{:06}{}{:0>11}{:0>11}",
+                    r.stan.value(),
+                    r.transmission_at.as_str(),
+                    t.acquirer.as_str(),
+                    self.config.switch_institution.as_str()
+                );
+                m.set_str(3, processing_code)?.set_str(90, &original_data)?;
+            }
+            Queued::Advice(a) => {
+                m.set_str(3, &a.processing_code)?
+                    .set_str(38, &a.auth_code)?
+                    .set_str(39, a.reason.as_str())?
+                    .set_str(48, STAND_IN_INDICATOR)?;
+            }
+        }
         Ok(m)
     }
 }
+
+/// Field 48 of a stand-in advice: tag `STI`, length `001`, value `1` (approved in stand-in by
+/// the switch), in the tag-length-value form of the bank links' field 48 (ssc87.md).
+pub const STAND_IN_INDICATOR: &str = "STI0011";

@@ -19,10 +19,12 @@
 //! 7. **limits and velocity** (61, 65);
 //! 8. the **bill split** and the other services ([`services`]);
 //! 9. **routing** of a bank leg to the card's bank with a timeout (91 and a queued 0420), or
-//!    stand-in within the bank's limits when its link is down;
+//!    stand-in within the bank's limits (per transaction, per card per day) when its link is
+//!    down, with a 0220 advice to the bank queued in the approval's commit;
 //! 10. **commit** through the group-commit writer; only then the **response**.
 
 pub mod cards;
+mod reconciliation;
 pub mod request;
 mod reversal;
 mod scripts;
@@ -61,11 +63,16 @@ pub struct Hospital {
     pub level: HospitalLevel,
 }
 
-/// Stand-in authorization for a bank whose link is down.
+/// Stand-in authorization for a bank whose link is down: the switch approves on the bank's
+/// behalf within the limits the bank set, and tells the bank afterwards with an advice (0220,
+/// ISO 8583:1987 financial transaction advice) queued in the same commit as the approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StandIn {
     /// Largest bank leg approved in stand-in.
     pub per_transaction_fen_max: i64,
+    /// Most approved in stand-in for one card per day (China Standard Time), all its stand-in
+    /// legs for this bank together, reversed ones included.
+    pub per_card_daily_fen_max: i64,
 }
 
 /// The pipeline's configuration (everything but keys).
@@ -194,6 +201,8 @@ pub(crate) struct Outcome {
     pub field63: Option<SplitFields>,
     /// The acquirer's TAK when its responses are MACed.
     pub mac_key: Option<hsm_sim::keys::Tak>,
+    /// Field 66 and the switch's totals of a 0510.
+    pub reconciled: Option<reconciliation::Reconciled>,
 }
 
 impl Outcome {
@@ -324,6 +333,10 @@ impl<S: Store> Pipeline<S> {
         }
         let (service, outcome) = match msg.mti().as_str() {
             "0800" => ("network", Outcome::answer(ResponseCode::Approved)),
+            "0500" => (
+                "reconciliation",
+                self.reconciliation(&msg, frame, link).await,
+            ),
             _ => self.authorize(&msg, frame, link).await,
         };
         let reply = self.respond(&msg, outcome, service).await;
@@ -453,6 +466,9 @@ impl<S: Store> Pipeline<S> {
         if let Some(s) = &outcome.field63 {
             ok &= set_split(&mut answer, s).is_ok();
         }
+        if let Some(r) = &outcome.reconciled {
+            ok &= reconciliation::set_reconciled(&mut answer, r).is_ok();
+        }
         if !ok {
             tracing::error!(service, "response field rejected by the spec");
         }
@@ -571,6 +587,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops: Vec::new(),
             event: None,
             reversal: None,
+            advice: None,
             atc,
         };
         match self.commit(decision).await {

@@ -149,6 +149,14 @@ fn eight(m: &Message<'_>, id: u16) -> Result<Option<[u8; 8]>, RequestError> {
     Ok(Some(arr))
 }
 
+/// The MAC of a message: field 128 when the secondary bitmap is in use, else field 64.
+pub(crate) fn mac_of(m: &Message<'_>) -> Result<Option<[u8; 8]>, RequestError> {
+    match eight(m, 128)? {
+        Some(mac) => Ok(Some(mac)),
+        None => eight(m, 64),
+    }
+}
+
 impl Request {
     /// Reads a decoded request. `default_acquirer` stands in for field 32 when the link's
     /// configuration fixes the acquirer (a kiosk link of one hospital).
@@ -265,10 +273,7 @@ impl Request {
             },
             bill,
             original,
-            mac: match eight(m, 128)? {
-                Some(mac) => Some(mac),
-                None => eight(m, 64)?,
-            },
+            mac: mac_of(m)?,
             processing_code,
         };
         request.check_service_fields()?;

@@ -1,7 +1,8 @@
 //! The services of the pipeline (step 8 onwards): the hospital bill split, bank purchases,
 //! balance inquiries, refunds, benefit credits, pre-authorizations and completions. Each turns
 //! a checked request into one [`Decision`] (transaction row, legs, balance operations, the
-//! settlement event, a queued reversal) committed atomically, and the fields of its response.
+//! settlement event, a queued reversal or stand-in advice) committed atomically, and the fields
+//! of its response.
 //!
 //! Event ids are the transaction ids (both UUID v7, one event per transaction), and a hold's id
 //! is its pre-authorization's transaction id, so completions, releases and reversals name their
@@ -14,8 +15,9 @@ use super::split::{split_bill, MedicalCategory, SplitInput};
 use super::{Outcome, Pipeline, SplitFields};
 use crate::gateway::GatewayError;
 use crate::store::{
-    AccountId, BalanceOp, CardAtc, Decision, HoldId, ReversalId, ReversalReason, ReversalRequest,
-    Store, StoredTransaction, TransactionKind, TransactionRecord, TxnLeg,
+    AccountId, AdviceClass, AdviceId, AdviceRequest, BalanceOp, CardAtc, Decision, HoldId,
+    ReversalId, ReversalReason, ReversalRequest, Store, StoredTransaction, TransactionKind,
+    TransactionRecord, TxnLeg,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -57,8 +59,9 @@ pub(crate) enum BankAnswer {
         auth_code: Option<String>,
         field54: Option<String>,
     },
-    /// Approved by the switch in stand-in (the bank was unreachable).
-    StandIn,
+    /// Approved by the switch in stand-in (the bank was unreachable), with the advice that
+    /// tells the bank.
+    StandIn(AdviceRequest),
     /// Declined by the bank.
     Declined(ResponseCode),
     /// Sent but unanswered: decline 91 and reverse. Holds the leg's STAN and field 7.
@@ -66,6 +69,23 @@ pub(crate) enum BankAnswer {
         stan: Stan,
         transmission_at: TransmissionDateTime,
     },
+}
+
+/// A bank leg approved by the bank or, in stand-in, by the switch.
+#[derive(Debug)]
+pub(crate) struct LegApproval {
+    /// Field 38 for the acquirer.
+    pub auth_code: Option<String>,
+    /// The stand-in advice to commit with the decision (`None`: the bank approved).
+    pub advice: Option<AdviceRequest>,
+}
+
+impl LegApproval {
+    /// After the decision failed to commit: only a leg the bank approved must be reversed (a
+    /// stand-in leg never reached the bank, and its advice failed with the decision).
+    fn bank_saw_it(&self) -> bool {
+        self.advice.is_none()
+    }
 }
 
 /// Field 7 (MMDDhhmmss) and 12/13 in China Standard Time.
@@ -143,6 +163,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops,
             event,
             reversal: None,
+            advice: None,
             atc: None,
         }
     }
@@ -162,15 +183,12 @@ impl<S: Store> Pipeline<S> {
         let bank = &entry.card.issuer;
         let pan = req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
         if !self.banks.is_up(bank) {
-            let stand_in = self.cfg.stand_in.get(bank);
-            return match stand_in {
-                Some(rule) if allow_stand_in && amount_fen <= rule.per_transaction_fen_max => {
-                    self.metrics
-                        .stand_in_approvals
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok(BankAnswer::StandIn)
-                }
-                _ => Err(ResponseCode::IssuerUnavailable),
+            return match allow_stand_in {
+                true => self
+                    .stand_in(req, entry, processing_code, amount_fen)
+                    .await
+                    .map(BankAnswer::StandIn),
+                false => Err(ResponseCode::IssuerUnavailable),
             };
         }
         let pin_under_zpk = match pin {
@@ -249,10 +267,66 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
+    /// Stand-in for a bank whose link is down: within the bank's per-transaction and per-card
+    /// daily limits, the advice (0220) that will tell the bank, with the bank link's next STAN
+    /// and field 7; 91 otherwise. The caller holds the card's lock until the approval is
+    /// committed, so two stand-ins of one card cannot both fit under the daily limit.
+    async fn stand_in(
+        &self,
+        req: &Request,
+        entry: &CardEntry,
+        processing_code: &str,
+        amount_fen: i64,
+    ) -> Result<AdviceRequest, ResponseCode> {
+        let bank = &entry.card.issuer;
+        let rule = self
+            .cfg
+            .stand_in
+            .get(bank)
+            .ok_or(ResponseCode::IssuerUnavailable)?;
+        let amount = AmountFen::new(amount_fen).map_err(|_| ResponseCode::InvalidAmount)?;
+        if amount_fen <= 0 || amount_fen > rule.per_transaction_fen_max {
+            return Err(ResponseCode::IssuerUnavailable);
+        }
+        let now = crate::store::now_us();
+        let today = super::velocity::cst_day_start_us(now);
+        let used = self
+            .store
+            .stand_in_total_fen(entry.card.card_id, bank, today)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "stand-in total unavailable");
+                ResponseCode::IssuerUnavailable
+            })?;
+        if used.saturating_add(amount_fen) > rule.per_card_daily_fen_max {
+            tracing::info!(bank = %bank, "stand-in declined: card's daily stand-in limit");
+            return Err(ResponseCode::IssuerUnavailable);
+        }
+        let (f7, _, _) = cst_now();
+        let advice = AdviceRequest {
+            advice_id: AdviceId(uuid::Uuid::now_v7()),
+            destination: bank.clone(),
+            class: AdviceClass::Financial,
+            processing_code: processing_code.to_owned(),
+            amount_fen: amount,
+            stan: self.banks.next_stan(bank),
+            transmission_at: TransmissionDateTime::parse(&f7)
+                .map_err(|_| ResponseCode::SystemMalfunction)?,
+            reason: ResponseCode::IssuerUnavailable,
+            auth_code: stand_in_code(req),
+            first_attempt_at_us: now,
+        };
+        self.metrics
+            .stand_in_approvals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(advice)
+    }
+
     /// Sends a money-moving bank leg and turns every way it can fail into the answer to give:
     /// a recorded decline (with the card's ARPC for that decline when there was an ARQC), or,
     /// when the bank did not answer, a 91 with its 0420 queued in the same commit. `Ok` carries
-    /// the authorization code of an approval (the bank's, or the stand-in code).
+    /// the approval: the bank's authorization code, or the stand-in code and the advice the
+    /// caller must commit with its decision.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn money_leg(
         &self,
@@ -264,13 +338,19 @@ impl<S: Store> Pipeline<S> {
         pin: Option<(&Tpk, [u8; 8])>,
         allow_stand_in: bool,
         arqc: Option<&VerifiedArqc>,
-    ) -> Result<Option<String>, Outcome> {
+    ) -> Result<LegApproval, Outcome> {
         match self
             .bank_leg(req, entry, processing_code, amount_fen, pin, allow_stand_in)
             .await
         {
-            Ok(BankAnswer::Approved { auth_code, .. }) => Ok(auth_code),
-            Ok(BankAnswer::StandIn) => Ok(Some(stand_in_code(req))),
+            Ok(BankAnswer::Approved { auth_code, .. }) => Ok(LegApproval {
+                auth_code,
+                advice: None,
+            }),
+            Ok(BankAnswer::StandIn(advice)) => Ok(LegApproval {
+                auth_code: Some(advice.auth_code.clone()),
+                advice: Some(advice),
+            }),
             Ok(BankAnswer::Declined(code)) | Err(code) => {
                 Err(self.decline_with_arpc(req, kind, entry, code, arqc).await)
             }
@@ -327,6 +407,7 @@ impl<S: Store> Pipeline<S> {
                 transmission_at,
                 first_attempt_at_us: crate::store::now_us(),
             }),
+            advice: None,
             atc,
         };
         self.metrics
@@ -338,6 +419,15 @@ impl<S: Store> Pipeline<S> {
                 tracing::error!(code = %e, "timeout decline and its reversal not stored");
                 Outcome::answer(code)
             }
+        }
+    }
+
+    /// Counts the advice of a committed stand-in approval.
+    fn count_advice(&self, approval: &LegApproval) {
+        if approval.advice.is_some() {
+            self.metrics
+                .advices_queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -475,7 +565,10 @@ impl<S: Store> Pipeline<S> {
             },
         };
         let bank = entry.card.issuer.clone();
-        let mut auth_code = None;
+        let mut approval = LegApproval {
+            auth_code: None,
+            advice: None,
+        };
         if split.bank_fen > 0 {
             let pin = req.pin_block.map(|b| (tpk, b));
             let leg = self
@@ -491,7 +584,7 @@ impl<S: Store> Pipeline<S> {
                 )
                 .await;
             match leg {
-                Ok(code) => auth_code = code,
+                Ok(a) => approval = a,
                 Err(out) => return out,
             }
         }
@@ -549,9 +642,11 @@ impl<S: Store> Pipeline<S> {
             None,
             None,
         );
+        decision.advice = approval.advice.clone();
         decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
+                self.count_advice(&approval);
                 reservation.keep();
                 if let Some(a) = entry.entitlement {
                     self.cards.adjust(a, -split.pooled_fen);
@@ -561,7 +656,7 @@ impl<S: Store> Pipeline<S> {
                 }
                 Outcome {
                     code: Some(ResponseCode::Approved),
-                    auth_code: auth_code.or_else(|| Some(local_auth_code(req))),
+                    auth_code: approval.auth_code.or_else(|| Some(local_auth_code(req))),
                     field54: None,
                     field55: self.arpc(arqc.as_ref(), ResponseCode::Approved).await,
                     field63: Some(SplitFields {
@@ -572,9 +667,10 @@ impl<S: Store> Pipeline<S> {
                         personal_balance_after_fen: personal - split.personal_fen,
                     }),
                     mac_key: None,
+                    reconciled: None,
                 }
             }
-            Err(code) if split.bank_fen > 0 => {
+            Err(code) if split.bank_fen > 0 && approval.bank_saw_it() => {
                 self.reverse_orphan_bank_leg(req, kind, &entry, split.bank_fen, code)
                     .await
             }
@@ -647,7 +743,7 @@ impl<S: Store> Pipeline<S> {
         };
         let amount = req.amount_fen.get();
         let pin = req.pin_block.map(|b| (tpk, b));
-        let auth_code = match self
+        let approval = match self
             .money_leg(
                 req,
                 kind,
@@ -660,7 +756,7 @@ impl<S: Store> Pipeline<S> {
             )
             .await
         {
-            Ok(code) => code,
+            Ok(a) => a,
             Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();
@@ -687,21 +783,24 @@ impl<S: Store> Pipeline<S> {
             None,
             None,
         );
+        decision.advice = approval.advice.clone();
         decision.atc = super::card_atc(&entry, arqc.as_ref());
         match self.commit(decision).await {
             Ok(_) => {
+                self.count_advice(&approval);
                 reservation.keep();
                 Outcome {
                     code: Some(ResponseCode::Approved),
-                    auth_code,
+                    auth_code: approval.auth_code,
                     field55: self.arpc(arqc.as_ref(), ResponseCode::Approved).await,
                     ..Outcome::default()
                 }
             }
-            Err(code) => {
+            Err(code) if approval.bank_saw_it() => {
                 self.reverse_orphan_bank_leg(req, kind, &entry, amount, code)
                     .await
             }
+            Err(code) => Outcome::answer(code),
         }
     }
 
@@ -740,6 +839,7 @@ impl<S: Store> Pipeline<S> {
             balance_ops: Vec::new(),
             event: None,
             reversal: None,
+            advice: None,
             atc: None,
         };
         match self.commit(decision).await {
@@ -786,6 +886,7 @@ impl<S: Store> Pipeline<S> {
                     balance_ops: Vec::new(),
                     event: None,
                     reversal: None,
+                    advice: None,
                     atc: None,
                 };
                 match self.commit(decision).await {
@@ -800,7 +901,7 @@ impl<S: Store> Pipeline<S> {
             Ok(BankAnswer::Declined(code)) | Err(code) => {
                 self.decline(req, kind, Some(&entry), code).await
             }
-            Ok(BankAnswer::StandIn | BankAnswer::Unanswered { .. }) => {
+            Ok(BankAnswer::StandIn(_) | BankAnswer::Unanswered { .. }) => {
                 self.decline(req, kind, Some(&entry), ResponseCode::IssuerUnavailable)
                     .await
             }
@@ -860,7 +961,7 @@ impl<S: Store> Pipeline<S> {
             .money_leg(req, kind, &entry, "200000", amount, None, false, None)
             .await
         {
-            Ok(code) => code,
+            Ok(a) => a.auth_code,
             Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();
@@ -944,7 +1045,7 @@ impl<S: Store> Pipeline<S> {
             .money_leg(req, kind, &entry, "210000", amount, None, false, None)
             .await
         {
-            Ok(code) => code,
+            Ok(a) => a.auth_code,
             Err(out) => return out,
         };
         let bank = entry.card.issuer.clone();

@@ -18,6 +18,12 @@ const SHARDS: usize = 64;
 const CST_OFFSET_US: i64 = 8 * 3_600 * 1_000_000;
 const DAY_US: i64 = 86_400 * 1_000_000;
 
+/// The start (µs since the epoch) of the China Standard Time day holding `now_us`: daily
+/// limits run from midnight CST.
+pub fn cst_day_start_us(now_us: i64) -> i64 {
+    (now_us + CST_OFFSET_US).div_euclid(DAY_US) * DAY_US - CST_OFFSET_US
+}
+
 /// Per-card limits (fen and counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CardLimits {
@@ -220,5 +226,13 @@ mod tests {
         assert!(v.reserve(CardId(1), 100, NOON).is_err());
         let next_day = NOON + 12 * 3_600 * 1_000_000; // 00:00 CST the next day
         assert!(v.reserve(CardId(1), 100, next_day).is_ok());
+    }
+
+    #[test]
+    fn the_china_day_starts_at_midnight_china_time() {
+        let midnight = NOON - 12 * 3_600 * 1_000_000; // 2025-11-22 16:00 UTC
+        assert_eq!(cst_day_start_us(NOON), midnight);
+        assert_eq!(cst_day_start_us(midnight), midnight);
+        assert_eq!(cst_day_start_us(midnight - 1), midnight - DAY_US);
     }
 }

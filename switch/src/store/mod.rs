@@ -1,5 +1,5 @@
-//! Persistence of the switch: cards, accounts and holds, transactions, the reversal queue, the
-//! outbox of settlement events and the audit log, behind one [`Store`] trait with two
+//! Persistence of the switch: cards, accounts and holds, transactions, the reversal and advice
+//! queues, the outbox of settlement events and the audit log, behind one [`Store`] trait with two
 //! backends, [`SqliteStore`] (embedded default, WAL) and [`PostgresStore`].
 //!
 //! The data plane writes only through [`Store::commit_decisions`]: one call is one database
@@ -35,7 +35,7 @@ use std::future::Future;
 
 /// Most decisions one [`Store::commit_decisions`] call accepts.
 pub const DECISIONS_PER_BATCH_MAX: usize = 1024;
-/// Most rows one read of the outbox or reversal queue returns.
+/// Most rows one read of the outbox, reversal or advice queue returns.
 pub const ROWS_PER_READ_MAX: u32 = 10_000;
 
 /// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
@@ -162,7 +162,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- reversal queue (store-and-forward) ----
 
-    /// Pending reversals due at `now_us`, oldest due first.
+    /// Pending reversals due at `now_us`, oldest due first. A reversal of a stand-in approval
+    /// is held back while that approval's advice is pending: the bank must learn of the
+    /// original (0220) before it is asked to reverse it (0420).
     fn due_reversals(
         &self,
         now_us: i64,
@@ -182,6 +184,48 @@ pub trait Store: Send + Sync + 'static {
         response_code: ResponseCode,
         at_us: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // ---- advice queue (store-and-forward stand-in advices) ----
+
+    /// Pending advices due at `now_us`, oldest due first.
+    fn due_advices(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PendingAdvice>, StoreError>> + Send;
+    /// Records a send attempt that was not acknowledged, and when to retry.
+    fn record_advice_attempt(
+        &self,
+        advice_id: AdviceId,
+        next_attempt_at_us: i64,
+        response_code: Option<ResponseCode>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks an advice acknowledged (0130/0230 received). Acknowledging twice is harmless.
+    fn ack_advice(
+        &self,
+        advice_id: AdviceId,
+        response_code: ResponseCode,
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Fen approved in stand-in for `card_id` on behalf of `bank` since `since_us` (the
+    /// per-card daily stand-in limit), whatever became of the advices.
+    fn stand_in_total_fen(
+        &self,
+        card_id: CardId,
+        bank: &InstitutionId,
+        since_us: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    // ---- reconciliation ----
+
+    /// The switch's totals for an acquirer's approved decisions in `[from_us, to_us)`, the
+    /// figures of its 0510 (ISO 8583:1987 fields 74-77, 86-89).
+    fn acquirer_totals(
+        &self,
+        acquirer: &InstitutionId,
+        from_us: i64,
+        to_us: i64,
+    ) -> impl Future<Output = Result<ReconciliationTotals, StoreError>> + Send;
 
     // ---- outbox ----
 

@@ -30,6 +30,9 @@ pub struct HoldId(pub Uuid);
 /// A queued reversal id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReversalId(pub Uuid);
+/// A queued advice id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdviceId(pub Uuid);
 
 /// Defines a string-backed enum with its SQL text form.
 macro_rules! sql_enum {
@@ -170,6 +173,29 @@ sql_enum!(
         AcquirerRequest = "acquirer_request",
     }
 );
+
+sql_enum!(
+    /// The message class of a queued advice (ISO 8583:1987 §4.1): the MTI of its first
+    /// attempt; a repeat adds 1 to the last digit (0121, 0221).
+    AdviceClass {
+        /// Authorization advice, 0120 → 0130.
+        Authorization = "0120",
+        /// Financial transaction advice, 0220 → 0230.
+        Financial = "0220",
+    }
+);
+
+impl AdviceClass {
+    /// The MTI of an attempt: the class for the first, its repeat (…1) after.
+    pub fn mti(self, attempts_before: i64) -> &'static str {
+        match (self, attempts_before > 0) {
+            (AdviceClass::Authorization, false) => "0120",
+            (AdviceClass::Authorization, true) => "0121",
+            (AdviceClass::Financial, false) => "0220",
+            (AdviceClass::Financial, true) => "0221",
+        }
+    }
+}
 
 sql_enum!(
     /// Kind of an account movement (the balance journal).
@@ -519,6 +545,32 @@ pub struct ReversalRequest {
     pub first_attempt_at_us: i64,
 }
 
+/// An advice (0120/0220) telling a bank what the switch approved on its behalf in stand-in,
+/// queued with the approval and sent store-and-forward until acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdviceRequest {
+    /// Id.
+    pub advice_id: AdviceId,
+    /// The bank that was stood in for.
+    pub destination: InstitutionId,
+    /// 0120 or 0220.
+    pub class: AdviceClass,
+    /// Field 3 of the bank leg.
+    pub processing_code: String,
+    /// Field 4: the bank leg's amount (> 0).
+    pub amount_fen: AmountFen,
+    /// Field 11 of the advice on the bank's link (repeats keep it).
+    pub stan: Stan,
+    /// Field 7 of the advice.
+    pub transmission_at: TransmissionDateTime,
+    /// Field 39: why the switch stood in.
+    pub reason: ResponseCode,
+    /// Field 38: the stand-in approval code (6 characters).
+    pub auth_code: String,
+    /// Earliest first attempt.
+    pub first_attempt_at_us: i64,
+}
+
 /// Everything one authorization decision writes, atomically.
 ///
 /// The reversal is queued for `transaction` itself (typically a decline with code 91 after a
@@ -535,6 +587,8 @@ pub struct Decision {
     pub event: Option<SettlementEvent>,
     /// A reversal to queue.
     pub reversal: Option<ReversalRequest>,
+    /// A stand-in advice to queue (approved decisions only).
+    pub advice: Option<AdviceRequest>,
     /// The card's ATC this decision consumes: committed only if above the stored `atc_max`,
     /// which it then becomes (approved and declined decisions alike).
     pub atc: Option<CardAtc>,
@@ -574,6 +628,17 @@ impl Decision {
         }
         if !t.is_approved() && (!self.balance_ops.is_empty() || self.event.is_some()) {
             return Err("a declined decision cannot move money or publish an event".into());
+        }
+        if let Some(a) = &self.advice {
+            if !t.is_approved() {
+                return Err("only an approval can be advised".into());
+            }
+            if a.amount_fen == AmountFen::ZERO
+                || a.auth_code.len() != 6
+                || a.processing_code.len() != 6
+            {
+                return Err("advice needs an amount, a 6-character code and field 3".into());
+            }
         }
         for op in &self.balance_ops {
             let amount = match op {
@@ -647,6 +712,103 @@ pub struct PendingReversal {
     pub attempts: i64,
     /// When it is due.
     pub next_attempt_at_us: i64,
+}
+
+/// An advice waiting for acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAdvice {
+    /// Id.
+    pub advice_id: AdviceId,
+    /// The stand-in approval it advises.
+    pub transaction_id: TransactionId,
+    /// Destination bank.
+    pub destination: InstitutionId,
+    /// 0120 or 0220.
+    pub class: AdviceClass,
+    /// Field 3.
+    pub processing_code: String,
+    /// Amount (field 4).
+    pub amount_fen: i64,
+    /// Field 11.
+    pub stan: Stan,
+    /// Field 7.
+    pub transmission_at: TransmissionDateTime,
+    /// Field 39: the stand-in reason.
+    pub reason: ResponseCode,
+    /// Field 38: the stand-in approval code.
+    pub auth_code: String,
+    /// Attempts so far (the next one is a repeat when > 0).
+    pub attempts: i64,
+    /// When it is due.
+    pub next_attempt_at_us: i64,
+}
+
+/// Reconciliation totals (ISO 8583:1987 fields 74-77 counts and 86-89 amounts, fen), by the
+/// cardholder side of the transaction: purchases and bill payments are debits, refunds and
+/// benefit credits are credits, a reversal counts against the side of its original. The switch
+/// keeps them per acquirer ([`super::Store::acquirer_totals`]); a bank keeps its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconciliationTotals {
+    /// Fields 74 / 86.
+    pub credits: (u64, i64),
+    /// Fields 75 / 87.
+    pub credit_reversals: (u64, i64),
+    /// Fields 76 / 88.
+    pub debits: (u64, i64),
+    /// Fields 77 / 89.
+    pub debit_reversals: (u64, i64),
+}
+
+impl ReconciliationTotals {
+    /// Adds `count` approved decisions of `kind` worth `fen` (for a reversal, `original` is
+    /// the kind it reversed). Kinds that move no cardholder money at the acquirer
+    /// (pre-authorization holds, their release, balance inquiries) count nowhere.
+    pub fn add(
+        &mut self,
+        kind: TransactionKind,
+        original: Option<TransactionKind>,
+        count: u64,
+        fen: i64,
+    ) {
+        let slot = match (kind, original.map(cardholder_side)) {
+            (TransactionKind::Reversal, Some(Some(Side::Debit))) => &mut self.debit_reversals,
+            (TransactionKind::Reversal, Some(Some(Side::Credit))) => &mut self.credit_reversals,
+            (k, _) => match cardholder_side(k) {
+                Some(Side::Debit) => &mut self.debits,
+                Some(Side::Credit) => &mut self.credits,
+                None => return,
+            },
+        };
+        slot.0 += count;
+        slot.1 += fen;
+    }
+
+    /// Field 97: credits − credit reversals − debits + debit reversals (positive: the
+    /// acquirer's cardholders were credited on balance).
+    pub fn net_fen(&self) -> i64 {
+        self.credits.1 - self.credit_reversals.1 - self.debits.1 + self.debit_reversals.1
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Debit,
+    Credit,
+}
+
+/// Which side of the cardholder's account a kind of transaction moves (ISO 8583:1987
+/// processing codes 00/19 debit, 20/21 credit).
+fn cardholder_side(kind: TransactionKind) -> Option<Side> {
+    match kind {
+        TransactionKind::Purchase
+        | TransactionKind::MedicalBillSplit
+        | TransactionKind::Completion => Some(Side::Debit),
+        TransactionKind::Refund | TransactionKind::BenefitCredit => Some(Side::Credit),
+        TransactionKind::Preauthorization
+        | TransactionKind::HoldRelease
+        | TransactionKind::BalanceInquiry
+        | TransactionKind::Reversal => None,
+    }
 }
 
 /// An outbox row.

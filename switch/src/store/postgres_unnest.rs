@@ -207,7 +207,7 @@ async fn write_balances(tx: &mut Tx, plan: &Plan, now_us: i64) -> Result<(), sql
     Ok(())
 }
 
-/// Writes a planned batch; holds and reversals (rare) go through the JSON statements.
+/// Writes a planned batch; holds, reversals and advices (rare) go through the JSON statements.
 pub(super) async fn write_batch(
     tx: &mut Tx,
     decisions: &[Decision],
@@ -239,6 +239,12 @@ pub(super) async fn write_batch(
     if accepted.iter().any(|d| d.reversal.is_some()) {
         sqlx::query(dialect.insert_reversals)
             .bind(sql::reversal_rows(decisions, plan, now_us))
+            .execute(&mut **tx)
+            .await?;
+    }
+    if accepted.iter().any(|d| d.advice.is_some()) {
+        sqlx::query(dialect.insert_advices)
+            .bind(sql::advice_rows(decisions, plan, now_us))
             .execute(&mut **tx)
             .await?;
     }

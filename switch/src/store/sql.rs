@@ -30,6 +30,8 @@ pub struct Dialect {
     pub update_holds: &'static str,
     /// Inserts reversal-queue rows.
     pub insert_reversals: &'static str,
+    /// Inserts advice-queue rows.
+    pub insert_advices: &'static str,
     /// Marks the outbox sequences in `$2` relayed at `$1`.
     pub mark_relayed: &'static str,
     /// `card_id, atc_max` of the card ids in `$1` (locked on PostgreSQL).
@@ -63,6 +65,34 @@ pub fn reversal_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> String
                     r.stan.to_string(),
                     r.transmission_at.as_str(),
                     r.first_attempt_at_us,
+                    now_us,
+                ])
+            })
+        })
+        .collect();
+    Value::Array(rows).to_string()
+}
+
+/// `advice_queue` rows of the accepted decisions, as one JSON array.
+pub fn advice_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> String {
+    let rows: Vec<Value> = plan
+        .accepted()
+        .filter_map(|i| {
+            let d = &decisions[i];
+            d.advice.as_ref().map(|a| {
+                json!([
+                    hex(a.advice_id.0),
+                    hex(d.transaction.transaction_id.0),
+                    d.transaction.card_id.map(|c| c.0),
+                    a.destination.as_str(),
+                    a.class.as_sql(),
+                    a.processing_code,
+                    a.amount_fen.get(),
+                    a.stan.to_string(),
+                    a.transmission_at.as_str(),
+                    a.reason.as_str(),
+                    a.auth_code,
+                    a.first_attempt_at_us,
                     now_us,
                 ])
             })
@@ -326,6 +356,30 @@ macro_rules! impl_store {
                 })
             }
 
+            const ADVICE_COLUMNS: &str = "advice_id, transaction_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, attempts, next_attempt_at_us";
+
+            fn advice(row: &DbRow) -> Result<PendingAdvice, StoreError> {
+                Ok(PendingAdvice {
+                    advice_id: AdviceId(row.try_get("advice_id")?),
+                    transaction_id: TransactionId(row.try_get("transaction_id")?),
+                    destination: parse("advice_queue.destination_institution_id", InstitutionId::parse(row.try_get("destination_institution_id")?))?,
+                    class: AdviceClass::from_sql(row.try_get("mti_class")?).ok_or(corrupt("advice_queue.mti_class"))?,
+                    processing_code: row.try_get("processing_code")?,
+                    amount_fen: row.try_get("amount_fen")?,
+                    stan: parse("advice_queue.stan", Stan::parse(row.try_get("stan")?))?,
+                    transmission_at: parse("advice_queue.transmission_at", TransmissionDateTime::parse(row.try_get("transmission_at")?))?,
+                    reason: parse("advice_queue.reason_code", ResponseCode::parse(row.try_get("reason_code")?))?,
+                    auth_code: row.try_get("auth_code")?,
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at_us: row.try_get("next_attempt_at_us")?,
+                })
+            }
+
+            /// Table, key column and name of the reversal queue.
+            const REVERSAL_QUEUE: (&str, &str, &str) = ("reversal_queue", "reversal_id", "pending reversal");
+            /// Table, key column and name of the advice queue.
+            const ADVICE_QUEUE: (&str, &str, &str) = ("advice_queue", "advice_id", "pending advice");
+
             const OUTBOX_COLUMNS: &str = "outbox_seq, event_id, partition_key, event_type, schema_version, payload, created_at_us, relayed_at_us";
 
             fn outbox(row: &DbRow) -> Result<OutboxRecord, StoreError> {
@@ -350,6 +404,49 @@ macro_rules! impl_store {
             }
 
             impl $store {
+                /// Records an unacknowledged attempt on a row of a store-and-forward queue
+                /// (`reversal_queue` keyed by `reversal_id`, `advice_queue` by `advice_id`).
+                async fn queue_attempt(&self, queue: (&str, &str, &'static str), id: uuid::Uuid, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
+                    let (table, key, what) = queue;
+                    let done = sqlx::query(&format!(
+                        "UPDATE {table} SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = $2 \
+                         WHERE {key} = $3 AND state = 'pending'"
+                    ))
+                    .bind(next_attempt_at_us)
+                    .bind(rc.map(|c| c.as_str().to_owned()))
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound(what));
+                    }
+                    Ok(())
+                }
+
+                /// Marks a row of a store-and-forward queue acknowledged; twice is harmless.
+                async fn queue_ack(&self, queue: (&str, &str, &'static str), id: uuid::Uuid, rc: ResponseCode, at_us: i64) -> Result<(), StoreError> {
+                    let (table, key, what) = queue;
+                    let done = sqlx::query(&format!(
+                        "UPDATE {table} SET state = 'acknowledged', acknowledged_at_us = $1, last_response_code = $2 \
+                         WHERE {key} = $3 AND state = 'pending'"
+                    ))
+                    .bind(at_us)
+                    .bind(rc.as_str())
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        let exists: Option<i64> = sqlx::query_scalar(&format!("SELECT CAST(1 AS BIGINT) FROM {table} WHERE {key} = $1"))
+                            .bind(id)
+                            .fetch_optional(&self.read)
+                            .await?;
+                        if exists.is_none() {
+                            return Err(StoreError::NotFound(what));
+                        }
+                    }
+                    Ok(())
+                }
+
                 /// A transaction row with its legs.
                 async fn with_legs(&self, row: &DbRow) -> Result<StoredTransaction, StoreError> {
                     let (record, event_id) = txn(row)?;
@@ -744,6 +841,8 @@ macro_rules! impl_store {
                 async fn due_reversals(&self, now_us: i64, n: u32) -> Result<Vec<PendingReversal>, StoreError> {
                     let rows = sqlx::query(&format!(
                         "SELECT {REVERSAL_COLUMNS} FROM reversal_queue WHERE state = 'pending' AND next_attempt_at_us <= $1 \
+                         AND NOT EXISTS (SELECT 1 FROM txn AS r JOIN advice_queue AS a ON a.transaction_id = r.original_transaction_id \
+                         WHERE r.transaction_id = reversal_queue.original_transaction_id AND a.state = 'pending') \
                          ORDER BY next_attempt_at_us, created_at_us LIMIT $2"
                     ))
                     .bind(now_us)
@@ -754,41 +853,69 @@ macro_rules! impl_store {
                 }
 
                 async fn record_reversal_attempt(&self, id: ReversalId, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
-                    let done = sqlx::query(
-                        "UPDATE reversal_queue SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = $2 \
-                         WHERE reversal_id = $3 AND state = 'pending'",
-                    )
-                    .bind(next_attempt_at_us)
-                    .bind(rc.map(|c| c.as_str().to_owned()))
-                    .bind(id.0)
-                    .execute(&self.write)
-                    .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound("pending reversal"));
-                    }
-                    Ok(())
+                    self.queue_attempt(REVERSAL_QUEUE, id.0, next_attempt_at_us, rc).await
                 }
 
                 async fn ack_reversal(&self, id: ReversalId, rc: ResponseCode, at_us: i64) -> Result<(), StoreError> {
-                    let done = sqlx::query(
-                        "UPDATE reversal_queue SET state = 'acknowledged', acknowledged_at_us = $1, last_response_code = $2 \
-                         WHERE reversal_id = $3 AND state = 'pending'",
-                    )
-                    .bind(at_us)
-                    .bind(rc.as_str())
-                    .bind(id.0)
-                    .execute(&self.write)
+                    self.queue_ack(REVERSAL_QUEUE, id.0, rc, at_us).await
+                }
+
+                async fn due_advices(&self, now_us: i64, n: u32) -> Result<Vec<PendingAdvice>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {ADVICE_COLUMNS} FROM advice_queue WHERE state = 'pending' AND next_attempt_at_us <= $1 \
+                         ORDER BY next_attempt_at_us, created_at_us LIMIT $2"
+                    ))
+                    .bind(now_us)
+                    .bind(limit(n))
+                    .fetch_all(&self.read)
                     .await?;
-                    if done.rows_affected() == 0 {
-                        let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM reversal_queue WHERE reversal_id = $1")
-                            .bind(id.0)
-                            .fetch_optional(&self.read)
-                            .await?;
-                        if exists.is_none() {
-                            return Err(StoreError::NotFound("reversal"));
-                        }
+                    rows.iter().map(advice).collect()
+                }
+
+                async fn record_advice_attempt(&self, id: AdviceId, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
+                    self.queue_attempt(ADVICE_QUEUE, id.0, next_attempt_at_us, rc).await
+                }
+
+                async fn ack_advice(&self, id: AdviceId, rc: ResponseCode, at_us: i64) -> Result<(), StoreError> {
+                    self.queue_ack(ADVICE_QUEUE, id.0, rc, at_us).await
+                }
+
+                async fn stand_in_total_fen(&self, card_id: CardId, bank: &InstitutionId, since_us: i64) -> Result<i64, StoreError> {
+                    Ok(sqlx::query_scalar(
+                        "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM advice_queue \
+                         WHERE card_id = $1 AND destination_institution_id = $2 AND created_at_us >= $3",
+                    )
+                    .bind(card_id.0)
+                    .bind(bank.as_str())
+                    .bind(since_us)
+                    .fetch_one(&self.read)
+                    .await?)
+                }
+
+                async fn acquirer_totals(&self, acquirer: &InstitutionId, from_us: i64, to_us: i64) -> Result<ReconciliationTotals, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT t.kind AS kind, o.kind AS original_kind, CAST(COUNT(*) AS BIGINT) AS n, \
+                         CAST(COALESCE(SUM(t.amount_fen), 0) AS BIGINT) AS fen \
+                         FROM txn AS t LEFT JOIN txn AS o ON o.transaction_id = t.original_transaction_id \
+                         WHERE t.acquirer_institution_id = $1 AND t.response_code = '00' \
+                         AND t.decided_at_us >= $2 AND t.decided_at_us < $3 GROUP BY t.kind, o.kind",
+                    )
+                    .bind(acquirer.as_str())
+                    .bind(from_us)
+                    .bind(to_us)
+                    .fetch_all(&self.read)
+                    .await?;
+                    let mut totals = ReconciliationTotals::default();
+                    for row in &rows {
+                        let kind = TransactionKind::from_sql(row.try_get("kind")?).ok_or(corrupt("txn.kind"))?;
+                        let original = match row.try_get::<Option<String>, _>("original_kind")? {
+                            Some(k) => Some(TransactionKind::from_sql(&k).ok_or(corrupt("txn.kind"))?),
+                            None => None,
+                        };
+                        let n: i64 = row.try_get("n")?;
+                        totals.add(kind, original, u64::try_from(n).unwrap_or(0), row.try_get("fen")?);
                     }
-                    Ok(())
+                    Ok(totals)
                 }
 
                 async fn outbox_after(&self, after_seq: i64, n: u32) -> Result<Vec<OutboxRecord>, StoreError> {

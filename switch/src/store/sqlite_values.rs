@@ -13,7 +13,7 @@ type Tx = Transaction<'static, Sqlite>;
 /// Rows per `INSERT ... VALUES` statement (18 columns x 32 rows = 576 parameters).
 pub const ROWS_PER_STATEMENT: usize = 32;
 
-/// Writes a planned batch; holds and reversals (rare) go through the JSON statements.
+/// Writes a planned batch; holds, reversals and advices (rare) go through the JSON statements.
 pub(super) async fn write_batch(
     tx: &mut Tx,
     decisions: &[Decision],
@@ -139,6 +139,12 @@ pub(super) async fn write_batch(
         let rows = sql::reversal_rows(decisions, plan, now_us);
         sqlx::query(d.insert_reversals)
             .bind(rows)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if accepted.iter().any(|dec| dec.advice.is_some()) {
+        sqlx::query(d.insert_advices)
+            .bind(sql::advice_rows(decisions, plan, now_us))
             .execute(&mut **tx)
             .await?;
     }

@@ -237,6 +237,7 @@ pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Dec
         }],
         event: Some(event),
         reversal: None,
+        advice: None,
         atc: None,
         transaction: t,
     }
@@ -264,6 +265,7 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
         }],
         event: Some(event),
         reversal: None,
+        advice: None,
         atc: None,
         transaction: t,
     };
@@ -289,6 +291,7 @@ pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Deci
         }],
         event: Some(event),
         reversal: None,
+        advice: None,
         atc: None,
         transaction: t,
     }
@@ -310,6 +313,7 @@ pub fn release(fx: &Fixture, hold_id: HoldId, seq: u32, held_fen: i64) -> Decisi
         balance_ops: vec![BalanceOp::ReleaseHold { hold_id }],
         event: Some(event),
         reversal: None,
+        advice: None,
         atc: None,
         transaction: t,
     }
@@ -323,6 +327,7 @@ pub fn decline(fx: &Fixture, seq: u32, amount_fen: i64, code: ResponseCode) -> D
         balance_ops: vec![],
         event: None,
         reversal: None,
+        advice: None,
         atc: None,
     }
 }
@@ -340,6 +345,74 @@ pub fn bank_timeout(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         first_attempt_at_us: super::now_us(),
     });
     d
+}
+
+/// A bank purchase approved in stand-in (the bank's link was down), with its 0220 advice
+/// queued to the bank.
+pub fn stand_in(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
+    let mut t = transaction(
+        fx,
+        TransactionKind::Purchase,
+        "0200",
+        seq,
+        amount_fen,
+        ResponseCode::Approved,
+    );
+    t.processing_code = "000000".into();
+    let advice = AdviceRequest {
+        advice_id: AdviceId(Uuid::now_v7()),
+        destination: fx.bank.clone(),
+        class: AdviceClass::Financial,
+        processing_code: "000000".into(),
+        amount_fen: amount(amount_fen),
+        stan: t.stan,
+        transmission_at: t.transmission_at.clone(),
+        reason: ResponseCode::IssuerUnavailable,
+        auth_code: format!("S{:05}", seq % 100_000),
+        first_attempt_at_us: super::now_us(),
+    };
+    Decision {
+        transaction: t,
+        legs: vec![],
+        balance_ops: vec![],
+        event: None,
+        reversal: None,
+        advice: Some(advice),
+        atc: None,
+    }
+}
+
+/// The approved reversal (0400, same RRN) of `original`, with its 0420 queued to the bank.
+pub fn reversal_of(fx: &Fixture, original: &Decision, seq: u32) -> Decision {
+    let o = &original.transaction;
+    let mut t = transaction(
+        fx,
+        TransactionKind::Reversal,
+        "0400",
+        seq,
+        o.amount_fen.get(),
+        ResponseCode::Approved,
+    );
+    t.rrn = o.rrn.clone();
+    t.original_transaction_id = Some(o.transaction_id);
+    let reversal = ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        destination: fx.bank.clone(),
+        reason: ReversalReason::AcquirerRequest,
+        amount_fen: o.amount_fen,
+        stan: t.stan,
+        transmission_at: t.transmission_at.clone(),
+        first_attempt_at_us: super::now_us(),
+    };
+    Decision {
+        transaction: t,
+        legs: vec![],
+        balance_ops: vec![],
+        event: None,
+        reversal: Some(reversal),
+        advice: None,
+        atc: None,
+    }
 }
 
 /// `d` consuming the fixture card's ATC `atc`.

@@ -471,6 +471,192 @@ pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
     h.cleanup().await;
 }
 
+pub async fn a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart<
+    H: Harness,
+>() {
+    let (mut h, fx) = seeded::<H>(100).await;
+    let approval = testkit::stand_in(&fx, 8, 1_500);
+    let advice = approval.advice.clone().unwrap();
+    // A decision that fails (duplicate) leaves no advice behind.
+    let mut dup = testkit::stand_in(&fx, 9, 700);
+    commit_one(&*h.store(), approval.clone()).await.unwrap();
+    dup.transaction.stan = approval.transaction.stan;
+    dup.transaction.rrn = approval.transaction.rrn.clone();
+    assert!(matches!(
+        commit_one(&*h.store(), dup).await,
+        Err(DecisionError::Duplicate { .. })
+    ));
+    h.reopen().await;
+    let s = h.store();
+    let due = s.due_advices(now_us(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "exactly the committed approval's advice");
+    let d = &due[0];
+    assert_eq!(d.advice_id, advice.advice_id);
+    assert_eq!(d.transaction_id, approval.transaction.transaction_id);
+    assert_eq!(d.class, AdviceClass::Financial);
+    assert_eq!(d.class.mti(d.attempts), "0220");
+    assert_eq!((d.amount_fen, d.attempts), (1_500, 0));
+    assert_eq!(d.reason, ResponseCode::IssuerUnavailable);
+    assert_eq!(d.auth_code, advice.auth_code);
+    assert_eq!((d.stan, &d.destination), (advice.stan, &fx.bank));
+
+    let later = now_us() + 60_000_000;
+    s.record_advice_attempt(advice.advice_id, later, None)
+        .await
+        .unwrap();
+    assert!(s.due_advices(now_us(), 10).await.unwrap().is_empty());
+    let due = s.due_advices(later, 10).await.unwrap();
+    assert_eq!(due[0].class.mti(due[0].attempts), "0221", "a repeat");
+    s.ack_advice(advice.advice_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    s.ack_advice(advice.advice_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    assert!(s.due_advices(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        s.record_advice_attempt(advice.advice_id, later, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.ack_advice(AdviceId(uuid::Uuid::now_v7()), ResponseCode::Approved, 0)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    h.cleanup().await;
+}
+
+pub async fn a_declined_decision_cannot_carry_an_advice<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let mut d = testkit::decline(&fx, 10, 500, ResponseCode::IssuerUnavailable);
+    d.advice = testkit::stand_in(&fx, 10, 500).advice;
+    assert!(matches!(
+        commit_one(&*s, d).await,
+        Err(DecisionError::Invalid(_))
+    ));
+    assert!(s.due_advices(i64::MAX, 10).await.unwrap().is_empty());
+    h.cleanup().await;
+}
+
+pub async fn a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let approval = testkit::stand_in(&fx, 11, 2_000);
+    let advice_id = approval.advice.as_ref().unwrap().advice_id;
+    let reversal = testkit::reversal_of(&fx, &approval, 12);
+    let reversal_id = reversal.reversal.as_ref().unwrap().reversal_id;
+    // An unrelated timeout reversal is not held back.
+    let timeout = testkit::bank_timeout(&fx, 13, 300);
+    for d in [approval, reversal, timeout.clone()] {
+        commit_one(&*s, d).await.unwrap();
+    }
+    let due: Vec<ReversalId> = s
+        .due_reversals(i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.reversal_id)
+        .collect();
+    assert_eq!(due, vec![timeout.reversal.unwrap().reversal_id]);
+    // Unanswered advice attempts keep it held back.
+    s.record_advice_attempt(advice_id, now_us(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.due_reversals(i64::MAX, 10).await.unwrap().len(), 1);
+    s.ack_advice(advice_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    let due = s.due_reversals(i64::MAX, 10).await.unwrap();
+    assert!(due.iter().any(|r| r.reversal_id == reversal_id));
+    h.cleanup().await;
+}
+
+pub async fn stand_in_totals_are_per_card_bank_and_period<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    let start = now_us();
+    assert_eq!(
+        s.stand_in_total_fen(fx.card_id, &fx.bank, start)
+            .await
+            .unwrap(),
+        0
+    );
+    commit_one(&*s, testkit::stand_in(&fx, 14, 1_200))
+        .await
+        .unwrap();
+    commit_one(&*s, testkit::stand_in(&fx, 15, 800))
+        .await
+        .unwrap();
+    commit_one(&*s, testkit::debit(&fx, fx.personal, 16, 50))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.stand_in_total_fen(fx.card_id, &fx.bank, start)
+            .await
+            .unwrap(),
+        2_000
+    );
+    assert_eq!(
+        s.stand_in_total_fen(fx.card_id, &fx.hospital, start)
+            .await
+            .unwrap(),
+        0,
+        "another bank's stand-in"
+    );
+    assert_eq!(
+        s.stand_in_total_fen(CardId(fx.card_id.0 + 1), &fx.bank, start)
+            .await
+            .unwrap(),
+        0,
+        "another card"
+    );
+    assert_eq!(
+        s.stand_in_total_fen(fx.card_id, &fx.bank, now_us() + 1)
+            .await
+            .unwrap(),
+        0,
+        "a later day"
+    );
+    h.cleanup().await;
+}
+
+pub async fn acquirer_totals_count_approved_debits_credits_and_their_reversals<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000_000).await;
+    let s = h.store();
+    let from = now_us();
+    let purchase = testkit::stand_in(&fx, 21, 3_000);
+    let second = testkit::stand_in(&fx, 22, 1_000);
+    let mut refund = testkit::decline(&fx, 23, 400, ResponseCode::Approved);
+    refund.transaction.kind = TransactionKind::Refund;
+    let reversal = testkit::reversal_of(&fx, &second, 24);
+    let declined = testkit::decline(&fx, 25, 9_999, ResponseCode::InsufficientFunds);
+    let (hold, _) = testkit::hold(&fx, fx.personal, 26, 700);
+    for d in [purchase, second, refund, reversal, declined, hold] {
+        commit_one(&*s, d).await.unwrap();
+    }
+    let to = now_us() + 1;
+    let t = s.acquirer_totals(&fx.hospital, from, to).await.unwrap();
+    assert_eq!(t.debits, (2, 4_000));
+    assert_eq!(t.debit_reversals, (1, 1_000));
+    assert_eq!(t.credits, (1, 400));
+    assert_eq!(t.credit_reversals, (0, 0));
+    assert_eq!(t.net_fen(), 400 - 4_000 + 1_000);
+    assert_eq!(
+        s.acquirer_totals(&fx.bank, from, to).await.unwrap(),
+        ReconciliationTotals::default(),
+        "another acquirer"
+    );
+    assert_eq!(
+        s.acquirer_totals(&fx.hospital, to, to + 1_000_000)
+            .await
+            .unwrap(),
+        ReconciliationTotals::default(),
+        "another window"
+    );
+    h.cleanup().await;
+}
+
 pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
     let (h, fx) = seeded::<H>(1_000_000).await;
     let s = h.store();
@@ -689,6 +875,11 @@ macro_rules! store_suite {
             duplicates_are_detected,
             a_card_atc_only_moves_up_and_survives_a_restart,
             the_reversal_queue_survives_a_restart,
+            a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,
+            a_declined_decision_cannot_carry_an_advice,
+            a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged,
+            stand_in_totals_are_per_card_bank_and_period,
+            acquirer_totals_count_approved_debits_credits_and_their_reversals,
             the_outbox_is_gap_free_and_ordered_per_institution,
             group_commit_uses_fewer_transactions_than_decisions,
             transactions_are_found_by_rrn_with_their_legs,

@@ -1,0 +1,221 @@
+//! Reconciliation with acquirers: an acquirer's 0500 answered with a 0510 (ISO 8583:1987
+//! §4.3.8, reconciliation request and response).
+//!
+//! Why this exists: at the end of a settlement day a kiosk operator, a hospital system or an
+//! acquiring bank compares what it believes it did through the switch with what the switch
+//! recorded. The acquirer sends its totals for a settlement date (field 15, `MMDD`, a day in
+//! China Standard Time) in fields 74-77 (counts of credits, credit reversals, debits, debit
+//! reversals) and 86-89 (the matching amounts in fen); the switch computes its own from the
+//! store ([`crate::store::Store::acquirer_totals`]: approved decisions of that acquirer that
+//! day, purchases and bill payments as debits, refunds and benefit credits as credits, a
+//! reversal against the side of its original) and answers 0510 with 39 = `00`, 66 = `1` (in
+//! balance) or `2` (out of balance), and its own figures in 74-77, 86-89 and 97 (the net: `C`
+//! or `D` and 16 digits). The field layout is the one `banksim` and clearing's `reconcile_0500`
+//! use with banks (schemas/iso8583/ssc87.md, "Acquirer reconciliation").
+//!
+//! Errors: an unknown acquirer is answered 03, a bad MAC A0, an unreadable settlement date or
+//! total 30, a store failure 96; each with 66 = `3` (error).
+
+use super::request::{mac_of, RequestError};
+use super::{security, LinkContext, Outcome, Pipeline};
+use crate::store::{ReconciliationTotals, Store};
+use chrono::{Datelike, NaiveDate};
+use schemas::domain::{InstitutionId, ResponseCode};
+use schemas::iso8583::{Message, OwnedMessage};
+
+const CST_OFFSET_US: i64 = 8 * 3_600 * 1_000_000;
+const DAY_US: i64 = 86_400 * 1_000_000;
+
+/// ISO 8583:1987 field 66, settlement code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SettlementCode {
+    /// `1`: the acquirer's totals equal the switch's.
+    InBalance,
+    /// `2`: they differ.
+    OutOfBalance,
+    /// `3`: the request could not be reconciled.
+    Error,
+}
+
+impl SettlementCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettlementCode::InBalance => "1",
+            SettlementCode::OutOfBalance => "2",
+            SettlementCode::Error => "3",
+        }
+    }
+}
+
+/// What a 0510 adds to the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reconciled {
+    /// Field 66.
+    pub code: SettlementCode,
+    /// The switch's totals (74-77, 86-89, 97), when it could compute them.
+    pub ours: Option<ReconciliationTotals>,
+}
+
+/// The acquirer's totals in a 0500.
+fn totals_of(m: &Message<'_>) -> Result<ReconciliationTotals, RequestError> {
+    let read = |id: u16| {
+        m.get_u64(id)
+            .ok()
+            .and_then(|v| i64::try_from(v).ok())
+            .ok_or(RequestError {
+                code: ResponseCode::FormatError,
+                field: id,
+                reason: "not a total",
+            })
+    };
+    let pair = |count: u16, fen: u16| -> Result<(u64, i64), RequestError> {
+        Ok((read(count)?.unsigned_abs(), read(fen)?))
+    };
+    Ok(ReconciliationTotals {
+        credits: pair(74, 86)?,
+        credit_reversals: pair(75, 87)?,
+        debits: pair(76, 88)?,
+        debit_reversals: pair(77, 89)?,
+    })
+}
+
+/// The settlement day of field 15 (`MMDD`) as `[from, to)` in µs: the latest such date, China
+/// Standard Time, not after today.
+fn settlement_window(mmdd: &str, now_us: i64) -> Option<(i64, i64)> {
+    let (mm, dd) = (mmdd.get(..2)?.parse().ok()?, mmdd.get(2..4)?.parse().ok()?);
+    if mmdd.len() != 4 {
+        return None;
+    }
+    let today = chrono::DateTime::from_timestamp_micros(now_us + CST_OFFSET_US)?.date_naive();
+    let this_year = NaiveDate::from_ymd_opt(today.year(), mm, dd);
+    let date = match this_year {
+        Some(d) if d <= today => d,
+        // Not yet this year (or 29 February of a common year): the latest earlier one.
+        _ => (1..=8).find_map(|back| NaiveDate::from_ymd_opt(today.year() - back, mm, dd))?,
+    };
+    let from = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros() - CST_OFFSET_US;
+    Some((from, from + DAY_US))
+}
+
+/// Field 97: `C` when the net is in the acquirer's favour, `D` otherwise, 16 digits of fen.
+fn net_field(net_fen: i64) -> String {
+    let sign = if net_fen < 0 { 'D' } else { 'C' };
+    format!("{sign}{:016}", net_fen.unsigned_abs())
+}
+
+/// Writes field 66 and the switch's totals into a 0510.
+pub(crate) fn set_reconciled(
+    answer: &mut OwnedMessage<'_>,
+    r: &Reconciled,
+) -> Result<(), schemas::iso8583::Error> {
+    answer.set_str(66, r.code.as_str())?;
+    if let Some(t) = &r.ours {
+        for (count, fen, (n, v)) in [
+            (74, 86, t.credits),
+            (75, 87, t.credit_reversals),
+            (76, 88, t.debits),
+            (77, 89, t.debit_reversals),
+        ] {
+            answer.set_u64(count, n)?.set_u64(fen, v.unsigned_abs())?;
+        }
+        answer.set_str(97, &net_field(t.net_fen()))?;
+    }
+    Ok(())
+}
+
+impl<S: Store> Pipeline<S> {
+    /// Answers an acquirer's 0500.
+    pub(crate) async fn reconciliation(
+        &self,
+        msg: &Message<'_>,
+        frame: &[u8],
+        link: &LinkContext,
+    ) -> Outcome {
+        let error = |code: ResponseCode, mac_key| Outcome {
+            reconciled: Some(Reconciled {
+                code: SettlementCode::Error,
+                ours: None,
+            }),
+            mac_key,
+            ..Outcome::answer(code)
+        };
+        let acquirer = match msg.get_str(32) {
+            Ok(a) => InstitutionId::parse(&a).ok(),
+            Err(_) => link.default_acquirer.clone(),
+        };
+        let Some(keys) = acquirer.as_ref().and_then(|a| self.keys.acquirers.get(a)) else {
+            return error(ResponseCode::InvalidMerchant, None);
+        };
+        let mac_key = keys.tak.clone();
+        if let Some(tak) = &mac_key {
+            let mac = mac_of(msg).ok().flatten();
+            if let Err(code) = security::verify_mac(&*self.hsm, tak, frame, mac).await {
+                return error(code, mac_key);
+            }
+        }
+        let now = crate::store::now_us();
+        let window = msg
+            .get_str(15)
+            .ok()
+            .and_then(|d| settlement_window(&d, now));
+        let (Some((from, to)), Ok(theirs), Some(acquirer)) = (window, totals_of(msg), acquirer)
+        else {
+            return error(ResponseCode::FormatError, mac_key);
+        };
+        let ours = match self.store.acquirer_totals(&acquirer, from, to).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "acquirer totals unavailable");
+                return error(ResponseCode::SystemMalfunction, mac_key);
+            }
+        };
+        let code = if theirs == ours {
+            SettlementCode::InBalance
+        } else {
+            tracing::warn!(acquirer = %acquirer, ?theirs, ?ours, "acquirer out of balance");
+            SettlementCode::OutOfBalance
+        };
+        Outcome {
+            reconciled: Some(Reconciled {
+                code,
+                ours: Some(ours),
+            }),
+            mac_key,
+            ..Outcome::answer(ResponseCode::Approved)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-23 12:00 CST.
+    const NOW: i64 = 1_795_406_400_000_000;
+
+    #[test]
+    fn the_settlement_date_is_the_latest_china_day_not_after_today() {
+        let (from, to) = settlement_window("1123", NOW).unwrap();
+        assert_eq!(from, NOW - 12 * 3_600 * 1_000_000);
+        assert_eq!(to - from, DAY_US);
+        let (from, _) = settlement_window("1124", NOW).unwrap();
+        assert_eq!(
+            from,
+            NOW - 12 * 3_600 * 1_000_000 - 364 * DAY_US,
+            "last year"
+        );
+        assert!(settlement_window("1332", NOW).is_none());
+        assert!(settlement_window("11", NOW).is_none());
+        assert!(settlement_window("11234", NOW).is_none());
+        assert!(
+            settlement_window("0229", NOW).is_some(),
+            "the last leap day"
+        );
+    }
+
+    #[test]
+    fn field_97_carries_the_sign_of_the_net() {
+        assert_eq!(net_field(1_500), "C0000000000001500");
+        assert_eq!(net_field(-7), "D0000000000000007");
+    }
+}
