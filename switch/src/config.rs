@@ -536,6 +536,7 @@ async fn run_node<S: Store>(
             store: Arc::clone(&store),
             writer: writer.clone(),
             metrics: Arc::clone(&metrics),
+            links: Some(Arc::clone(&links)),
         });
         let l = tokio::net::TcpListener::bind(h.listen).await?;
         tokio::spawn(async move {

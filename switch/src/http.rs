@@ -25,6 +25,83 @@ pub struct HttpState<S: Store> {
     pub writer: WriterHandle,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The issuer links, for their per-bank counters (none on a node without banks).
+    pub links: Option<Arc<crate::link::issuer::IssuerLinks>>,
+}
+
+/// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
+/// an operator watches to see a bank go down, time out, or send answers that fail their MAC.
+pub fn render_links(out: &mut String, links: &crate::link::issuer::IssuerLinks) {
+    use crate::link::issuer::LinkState;
+    use std::fmt::Write as _;
+    let mut banks: Vec<_> = links
+        .banks()
+        .filter_map(|b| links.stats(b).map(|s| (b.clone(), s)))
+        .collect();
+    banks.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    type Pick = fn(&crate::link::issuer::LinkStats) -> u64;
+    let series: [(&str, &str, &str, Pick); 9] = [
+        (
+            "switch_bank_link_up",
+            "gauge",
+            "1 when the link is signed on.",
+            |s| u64::from(s.state == LinkState::SignedOn),
+        ),
+        (
+            "switch_bank_link_connections_total",
+            "counter",
+            "TCP connections made.",
+            |s| s.connections,
+        ),
+        (
+            "switch_bank_link_key_exchanges_total",
+            "counter",
+            "Key exchanges approved.",
+            |s| s.key_exchanges,
+        ),
+        (
+            "switch_bank_link_mac_failures_total",
+            "counter",
+            "Answers dropped for a missing or wrong MAC.",
+            |s| s.mac_failures,
+        ),
+        (
+            "switch_bank_link_undecodable_total",
+            "counter",
+            "Messages from the bank that could not be decoded.",
+            |s| s.undecodable,
+        ),
+        (
+            "switch_bank_link_in_flight",
+            "gauge",
+            "Requests waiting for the bank.",
+            |s| s.mux.in_flight,
+        ),
+        (
+            "switch_bank_link_timeouts_total",
+            "counter",
+            "Requests the bank did not answer in time.",
+            |s| s.mux.timeouts,
+        ),
+        (
+            "switch_bank_link_late_total",
+            "counter",
+            "Answers that came after their request gave up.",
+            |s| s.mux.late,
+        ),
+        (
+            "switch_bank_link_unmatched_total",
+            "counter",
+            "Answers matching no request.",
+            |s| s.mux.unmatched,
+        ),
+    ];
+    for (name, kind, help, pick) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (bank, stats) in &banks {
+            let _ = writeln!(out, "{name}{{bank=\"{}\"}} {}", bank.as_str(), pick(stats));
+        }
+    }
 }
 
 /// The router.
@@ -92,6 +169,10 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
             stats.decisions,
         ),
     ]);
+    let mut text = text;
+    if let Some(links) = &st.links {
+        render_links(&mut text, links);
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -207,6 +207,26 @@ async fn a_corrupted_mac_on_the_banks_answer_gets_91_and_a_queued_reversal() {
     n.banks[0].faults().set_corrupt_mac(true);
     assert_eq!(n.bank_purchase(&card, 2_000).await, "91");
     assert_eq!(n.switch_mac_failures(), 1);
+    // ... and an operator sees it in /metrics, with the request that timed out.
+    let mut metrics = String::new();
+    switch::http::render_links(&mut metrics, &n.links);
+    let bank = n.bank_id();
+    for line in [
+        format!(
+            "switch_bank_link_mac_failures_total{{bank=\"{}\"}} 1",
+            bank.as_str()
+        ),
+        format!(
+            "switch_bank_link_timeouts_total{{bank=\"{}\"}} 1",
+            bank.as_str()
+        ),
+        format!("switch_bank_link_up{{bank=\"{}\"}} 1", bank.as_str()),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in\n{metrics}"
+        );
+    }
     // The bank did debit: only the reversal puts it right.
     assert_eq!(n.bank_balance(&card), before - 2_000);
     let due = n.store.due_reversals(i64::MAX, 10).await.expect("due");

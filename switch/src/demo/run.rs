@@ -311,6 +311,7 @@ async fn run_on<S: crate::store::Store>(
         store: Arc::clone(&store),
         writer: writer.clone(),
         metrics: Arc::clone(&metrics),
+        links: Some(Arc::clone(&links)),
     });
     let http_listener = tokio::net::TcpListener::bind(opts.http).await?;
     tokio::spawn(async move {
