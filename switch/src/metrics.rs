@@ -86,6 +86,11 @@ pub struct Metrics {
     responses: Mutex<BTreeMap<(&'static str, String), u64>>,
     /// End-to-end latency of authorizations (request decoded → response encoded).
     pub latency: Histogram,
+    /// Time a decision spends with the group-commit writer (queue + commit), the part of
+    /// `latency` that durability costs.
+    pub commit_wait: Histogram,
+    /// Time a bank leg spends on its issuer link (sent → answered or timed out).
+    pub bank_leg: Histogram,
     /// Frames that could not be decoded (answered 30 or connection closed).
     pub malformed: AtomicU64,
     /// Acquirer connections accepted.
@@ -139,6 +144,14 @@ impl Metrics {
         out.push_str("# TYPE switch_authorization_seconds histogram\n");
         self.latency
             .render(&mut out, "switch_authorization_seconds", "");
+        out.push_str("# HELP switch_commit_wait_seconds Time a decision waits for its group commit (queue + commit).\n");
+        out.push_str("# TYPE switch_commit_wait_seconds histogram\n");
+        self.commit_wait
+            .render(&mut out, "switch_commit_wait_seconds", "");
+        out.push_str("# HELP switch_bank_leg_seconds Time a bank leg spends on its issuer link.\n");
+        out.push_str("# TYPE switch_bank_leg_seconds histogram\n");
+        self.bank_leg
+            .render(&mut out, "switch_bank_leg_seconds", "");
         let counters = [
             (
                 "switch_malformed_frames_total",

@@ -528,7 +528,12 @@ impl<S: Store> Pipeline<S> {
     /// Commits a decision through the writer and waits until it is durable.
     pub(crate) async fn commit(&self, decision: Decision) -> Result<Committed, ResponseCode> {
         let atc = decision.atc;
-        match self.writer.submit(decision).await {
+        let submitted = Instant::now();
+        let result = self.writer.submit(decision).await;
+        self.metrics
+            .commit_wait
+            .observe_us(u64::try_from(submitted.elapsed().as_micros()).unwrap_or(u64::MAX));
+        match result {
             Ok(c) => {
                 if let Some(a) = atc {
                     self.cards.note_atc(a.card_id, a.atc);

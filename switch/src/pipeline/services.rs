@@ -236,7 +236,12 @@ impl<S: Store> Pipeline<S> {
         if built.is_err() {
             return Err(ResponseCode::SystemMalfunction);
         }
-        match self.banks.send(bank, m, self.cfg.bank_timeout).await {
+        let sent = std::time::Instant::now();
+        let answer = self.banks.send(bank, m, self.cfg.bank_timeout).await;
+        self.metrics
+            .bank_leg
+            .observe_us(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+        match answer {
             Ok(answer) => {
                 let code = answer
                     .get_str(39)
