@@ -33,7 +33,7 @@ pub struct SqliteConfig {
     pub read_connections_max: u32,
     /// How long a statement waits for a lock held by another process.
     pub busy_timeout_ms: u64,
-    /// Pause between the checkpointer's passive checkpoints (see [`Checkpointer`]).
+    /// Pause between the background passive checkpoints (see `Checkpointer` in this module).
     pub checkpoint_interval_ms: u64,
     /// WAL size (pages) past which the writer rewinds the log at its next commit.
     pub wal_rewind_pages: i64,
