@@ -45,6 +45,11 @@ pub const SQLITE: &[Migration] = &[
         description: "card_risk",
         sql: include_str!("../migrations/sqlite/0004_card_risk.sql"),
     },
+    Migration {
+        version: 5,
+        description: "drop_txn_by_card",
+        sql: include_str!("../migrations/sqlite/0005_drop_txn_by_card.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -68,6 +73,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         description: "card_risk",
         sql: include_str!("../migrations/postgres/0004_card_risk.sql"),
+    },
+    Migration {
+        version: 5,
+        description: "drop_txn_by_card",
+        sql: include_str!("../migrations/postgres/0005_drop_txn_by_card.sql"),
     },
 ];
 

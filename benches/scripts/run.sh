@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# End-to-end measurement on this machine: starts `switch demo --no-traffic` in a scratch folder,
+# drives it with `loadgen`, and reports what loadgen printed plus, per switch thread, context
+# switches and CPU microseconds per answered request (from /proc, so no profiler is needed).
+#
+#   benches/scripts/run.sh "DEMO ARGS" "LOADGEN ARGS"
+#   benches/scripts/run.sh "--no-clearing" "--connections 16 --window 16 --duration 25 --prepare-max 200000"
+#   benches/scripts/run.sh "" "--connections 16 --rate 3000 --duration 15 --prepare-max 60000"
+#
+# Env: BIN (folder of release binaries; default $CARGO_TARGET_DIR/release or target/release),
+# CPB (cards per bank, default 1000), WARM (seconds between start and load, default 3; use 20
+# with --postgres), METRICS (a regex of /metrics lines to print after the run).
+# Build first: cargo build --release -p switch -p benches --bins
+set -euo pipefail
+BIN=${BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}/release}
+CPB=${CPB:-1000}
+DEMO_ARGS=${1:-}
+LOAD_ARGS=${2:---connections 16 --window 16 --duration 20 --prepare-max 150000}
+scratch=$(mktemp -d)
+trap 'kill -INT "${switch_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$scratch"' EXIT
+cd "$scratch"
+# shellcheck disable=SC2086
+"$BIN/switch" demo --no-traffic --cards-per-bank "$CPB" $DEMO_ARGS > switch.log 2>&1 &
+switch_pid=$!
+for _ in $(seq 1 120); do (echo > /dev/tcp/127.0.0.1/8583) 2>/dev/null && break; sleep 0.5; done
+sleep "${WARM:-3}"
+snapshot() {
+  for t in /proc/"$switch_pid"/task/*; do
+    printf '%s %s %s\n' "$(cat "$t/comm" | tr ' ' '_')-$(basename "$t")" \
+      "$(awk '/^(non)?voluntary_ctxt_switches/{s+=$2} END{print s}' "$t/status")" \
+      "$(awk '{print $14+$15}' "$t/stat")"
+  done | sort
+}
+snapshot > before.txt
+# shellcheck disable=SC2086
+"$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | tail -n 8
+snapshot > after.txt
+answered=$(grep -o 'responses [0-9]*' loadgen.out | awk '{print $2}')
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+echo "per answered request (switch threads, idle ones left out):"
+join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" '
+  { c = ($4 - $2) / n; u = ($5 - $3) * t / n; cs += c; us += u
+    if (u >= 1 || c >= 0.05) printf "  %-28s ctx %.2f  cpu %4.0f us\n", $1, c, u }
+  END { printf "  %-28s ctx %.2f  cpu %4.0f us\n", "total", cs, us }'
+if [ -n "${METRICS:-}" ]; then curl -s 127.0.0.1:8080/metrics | grep -E "$METRICS" || true; fi
