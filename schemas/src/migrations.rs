@@ -47,8 +47,8 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 5,
-        description: "drop_txn_by_card",
-        sql: include_str!("../migrations/sqlite/0005_drop_txn_by_card.sql"),
+        description: "write_path",
+        sql: include_str!("../migrations/sqlite/0005_write_path.sql"),
     },
 ];
 
@@ -76,8 +76,8 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 5,
-        description: "drop_txn_by_card",
-        sql: include_str!("../migrations/postgres/0005_drop_txn_by_card.sql"),
+        description: "write_path",
+        sql: include_str!("../migrations/postgres/0005_write_path.sql"),
     },
 ];
 

@@ -1,3 +1,5 @@
+-- Write path of the group commit.
+--
 -- The `txn_by_card` index (0001) is dropped: no query of the switch reads transactions by card
 -- (lookups go by RRN or transaction id; a card's money movements are in `account_movement`,
 -- indexed by account), and keeping it cost every decision one more randomly placed index page in
