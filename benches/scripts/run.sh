@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end measurement on this machine: starts `switch demo --no-traffic` in a scratch folder,
 # drives it with `loadgen`, and reports what loadgen printed plus, per switch thread, context
-# switches and CPU microseconds per answered request (from /proc, so no profiler is needed).
+# switches and CPU microseconds per answered request (from /proc, so no profiler is needed), and
+# the bytes the switch wrote per answered request (/proc/PID/io wchar: WAL, checkpoints, sockets).
 #
 #   benches/scripts/run.sh "DEMO ARGS" "LOADGEN ARGS"
 #   benches/scripts/run.sh "--no-clearing" "--connections 16 --window 16 --duration 25 --prepare-max 200000"
@@ -31,10 +32,10 @@ snapshot() {
       "$(awk '{print $14+$15}' "$t/stat")"
   done | sort
 }
-snapshot > before.txt
+snapshot > before.txt; grep wchar /proc/$switch_pid/io > io1.txt
 # shellcheck disable=SC2086
 "$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | tail -n 8
-snapshot > after.txt
+snapshot > after.txt; grep wchar /proc/$switch_pid/io > io2.txt
 answered=$(grep -o 'responses [0-9]*' loadgen.out | awk '{print $2}')
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 echo "per answered request (switch threads, idle ones left out):"
@@ -42,4 +43,5 @@ join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" '
   { c = ($4 - $2) / n; u = ($5 - $3) * t / n; cs += c; us += u
     if (u >= 1 || c >= 0.05) printf "  %-28s ctx %.2f  cpu %4.0f us\n", $1, c, u }
   END { printf "  %-28s ctx %.2f  cpu %4.0f us\n", "total", cs, us }'
+echo "  written by the switch: $(( ($(cut -d" " -f2 io2.txt) - $(cut -d" " -f2 io1.txt)) / answered )) bytes per answered request"
 if [ -n "${METRICS:-}" ]; then curl -s 127.0.0.1:8080/metrics | grep -E "$METRICS" || true; fi
