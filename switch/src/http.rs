@@ -1,13 +1,15 @@
-//! The switch's small HTTP face (axum): liveness, readiness, Prometheus metrics and a
-//! transaction lookup by RRN for operators and kiosks' help desks.
+//! The switch's small HTTP face (axum): liveness, readiness, Prometheus metrics, a
+//! transaction lookup by RRN for operators and kiosks' help desks, and the store-and-forward
+//! backlog (`GET /saf`): reversals and advices a bank has not acknowledged yet, and the
+//! reversals held back behind a pending advice, which otherwise wait without a sign.
 //!
 //! Errors are RFC 9457 problem documents (`application/problem+json`). PANs appear masked
 //! only (first six, last four), as stored.
 
 use crate::metrics::Metrics;
 use crate::store::writer::WriterHandle;
-use crate::store::{Store, StoredTransaction};
-use axum::extract::{Path, State};
+use crate::store::{SafBacklog, Store, StoredTransaction};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -104,6 +106,53 @@ pub fn render_links(out: &mut String, links: &crate::link::issuer::IssuerLinks) 
     }
 }
 
+/// The store-and-forward backlog per queue and bank (labels `kind`, `bank`), in the
+/// Prometheus text format: what an operator alerts on when a bank stops acknowledging
+/// reversals or advices, or a reversal waits behind an advice.
+pub fn render_saf(out: &mut String, backlog: &SafBacklog, now_us: i64) {
+    use std::fmt::Write as _;
+    type Pick = fn(&crate::store::SafQueue, i64) -> String;
+    let series: [(&str, &str, Pick); 4] = [
+        (
+            "switch_saf_pending",
+            "Store-and-forward messages not yet acknowledged by the bank.",
+            |q, _| q.pending.to_string(),
+        ),
+        (
+            "switch_saf_held",
+            "Reversals held back until the advice of their original is acknowledged.",
+            |q, _| q.held.to_string(),
+        ),
+        (
+            "switch_saf_oldest_age_seconds",
+            "Age of the oldest unacknowledged message.",
+            |q, now| seconds(now - q.oldest_created_at_us),
+        ),
+        (
+            "switch_saf_attempts_max",
+            "Most attempts made for one unacknowledged message.",
+            |q, _| q.attempts_max.to_string(),
+        ),
+    ];
+    for (name, help, pick) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for q in &backlog.queues {
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{}\",bank=\"{}\"}} {}",
+                q.kind.as_str(),
+                q.destination.as_str(),
+                pick(q, now_us)
+            );
+        }
+    }
+}
+
+/// Microseconds as seconds with millisecond precision, never negative.
+fn seconds(us: i64) -> String {
+    Decimal::new(us.max(0) / 1_000, 3).to_string()
+}
+
 /// The router.
 pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
     Router::new()
@@ -111,6 +160,7 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         .route("/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/transactions/{rrn}", get(transaction_by_rrn::<S>))
+        .route("/saf", get(store_and_forward::<S>))
         .with_state(state)
 }
 
@@ -173,6 +223,10 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     if let Some(links) = &st.links {
         render_links(&mut text, links);
     }
+    match st.store.store_and_forward_backlog(0).await {
+        Ok(backlog) => render_saf(&mut text, &backlog, crate::store::now_us()),
+        Err(e) => tracing::warn!(error = %e, "store-and-forward backlog unreadable for /metrics"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -214,6 +268,88 @@ fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
             "amount_fen": l.amount_fen.get(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Most messages `GET /saf` lists.
+pub const SAF_LIST_MAX: u32 = 500;
+
+/// `GET /saf[?limit=N]`: per queue and bank, what waits for an acknowledgement, and the `N`
+/// oldest messages (default 20, at most [`SAF_LIST_MAX`]). No card data: messages are named by
+/// id and transaction id, which `/transactions/{rrn}` and the audit log lead back to.
+async fn store_and_forward<S: Store>(
+    State(st): State<Arc<HttpState<S>>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut limit = 20;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("limit", v)) => match v.parse::<u32>() {
+                Ok(n) if n <= SAF_LIST_MAX => limit = n,
+                _ => {
+                    return problem(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid limit",
+                        &format!("limit is a whole number from 0 to {SAF_LIST_MAX}"),
+                    )
+                }
+            },
+            _ => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown parameter",
+                    "the only parameter is limit",
+                )
+            }
+        }
+    }
+    let backlog = match st.store.store_and_forward_backlog(limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "store-and-forward backlog unreadable");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Store unavailable",
+                "try again",
+            );
+        }
+    };
+    let now = crate::store::now_us();
+    let body = json!({
+        "as_of_us": now,
+        "queues": backlog.queues.iter().map(|q| json!({
+            "kind": q.kind.as_str(),
+            "bank": q.destination.as_str(),
+            "pending": q.pending,
+            "held": q.held,
+            "oldest_age_seconds": seconds(now - q.oldest_created_at_us),
+            "attempts_max": q.attempts_max,
+        })).collect::<Vec<_>>(),
+        "oldest": backlog.oldest.iter().map(|i| json!({
+            "kind": i.kind.as_str(),
+            "id": i.id.to_string(),
+            "transaction_id": i.transaction_id.0.to_string(),
+            "bank": i.destination.as_str(),
+            "amount": yuan(i.amount_fen),
+            "amount_fen": i.amount_fen,
+            "currency": "CNY",
+            "attempts": i.attempts,
+            "last_response_code": i.last_response_code,
+            "held": i.held,
+            "age_seconds": seconds(now - i.created_at_us),
+            "next_attempt_at_us": i.next_attempt_at_us,
+        })).collect::<Vec<_>>(),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn transaction_by_rrn<S: Store>(

@@ -20,8 +20,8 @@ use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, Link
 use switch::link::mux::UnmatchedKind;
 use switch::link::transport::Framing;
 use switch::store::{
-    now_us, testkit, DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
-    Store,
+    now_us, testkit, DataKeyPanProtector, PostgresConfig, PostgresStore, SafKind, SqliteConfig,
+    SqliteStore, Store,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -935,10 +935,31 @@ async fn stand_in_advice_is_posted_once_then_reversed<B: Backend>(backend: &B) -
             .is_empty(),
         "the reversal waits for its advice"
     );
+    // Both are overdue for a forwarder that alerts at once; the reversal is held.
+    let mut alert_at_once = forwarder_config();
+    alert_at_once.backlog_alert_age = Duration::ZERO;
+    let watcher =
+        Forwarder::new(Arc::clone(&store), Arc::clone(&n.links), alert_at_once).expect("forwarder");
+    let overdue: Vec<(SafKind, u64, u64)> = watcher
+        .overdue()
+        .await
+        .expect("backlog")
+        .iter()
+        .map(|q| (q.kind, q.pending, q.held))
+        .collect();
+    assert_eq!(
+        overdue,
+        vec![(SafKind::Reversal, 1, 1), (SafKind::Advice, 1, 0)]
+    );
+    assert!(
+        f.overdue().await.expect("backlog").is_empty(),
+        "15 min not passed"
+    );
     n.bank.restart().await.expect("restart");
     wait_state(&n.links, LinkState::SignedOn).await;
     let report = f.run_once().await.expect("poll");
     assert_eq!((report.due, report.acknowledged), (2, 2));
+    assert!(watcher.overdue().await.expect("backlog").is_empty());
     let stats = n.bank.stats();
     assert_eq!((stats.advices_applied, stats.reversals_applied), (2, 2));
     assert_eq!(n.bank.balance_fen(PAN), Some(opening));

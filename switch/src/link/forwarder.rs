@@ -44,8 +44,8 @@ use tokio::sync::watch;
 use crate::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::{
-    now_us, PendingAdvice, PendingReversal, Store, StoreError, StoredTransaction, TransactionId,
-    TransactionKind,
+    now_us, PendingAdvice, PendingReversal, SafQueue, Store, StoreError, StoredTransaction,
+    TransactionId, TransactionKind,
 };
 
 /// Settings of the forwarder.
@@ -65,11 +65,16 @@ pub struct ForwarderConfig {
     pub retry_backoff_min: Duration,
     /// Longest delay between repeats.
     pub retry_backoff_max: Duration,
+    /// A message unacknowledged for longer than this is overdue: the forwarder logs a warning
+    /// for its queue (see [`Forwarder::overdue`]), at most once per `backlog_check_interval`.
+    pub backlog_alert_age: Duration,
+    /// How often the forwarder looks for overdue messages.
+    pub backlog_check_interval: Duration,
 }
 
 impl ForwarderConfig {
     /// Defaults: poll every second, 64 per poll, 10 s response timeout, retries after
-    /// 5 s doubling up to 10 min.
+    /// 5 s doubling up to 10 min; a message waiting 15 min is overdue, checked every minute.
     pub fn new(switch_institution: InstitutionId) -> Self {
         ForwarderConfig {
             switch_institution,
@@ -79,6 +84,8 @@ impl ForwarderConfig {
             response_timeout: Duration::from_secs(10),
             retry_backoff_min: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(600),
+            backlog_alert_age: Duration::from_secs(15 * 60),
+            backlog_check_interval: Duration::from_secs(60),
         }
     }
 }
@@ -235,6 +242,7 @@ impl<S: Store, G: BankGateway> Forwarder<S, G> {
 
     /// Polls until `shutdown` turns true.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut next_check = tokio::time::Instant::now() + self.config.backlog_check_interval;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -242,10 +250,49 @@ impl<S: Store, G: BankGateway> Forwarder<S, G> {
             if let Err(e) = self.run_once().await {
                 tracing::warn!(error = %e, "forwarder poll failed");
             }
+            if tokio::time::Instant::now() >= next_check {
+                next_check = tokio::time::Instant::now() + self.config.backlog_check_interval;
+                self.warn_overdue().await;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 r = shutdown.changed() => if r.is_err() { return },
             }
+        }
+    }
+
+    /// The queues holding a message unacknowledged for longer than `backlog_alert_age`: a
+    /// bank that keeps refusing or never answers, or a reversal stuck behind an advice the bank
+    /// will not acknowledge. Retrying goes on regardless; this is for the people who must call
+    /// the bank.
+    pub async fn overdue(&self) -> Result<Vec<SafQueue>, StoreError> {
+        let age = i64::try_from(self.config.backlog_alert_age.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = now_us().saturating_sub(age);
+        let backlog = self.store.store_and_forward_backlog(0).await?;
+        Ok(backlog
+            .queues
+            .into_iter()
+            .filter(|q| q.oldest_created_at_us <= cutoff)
+            .collect())
+    }
+
+    async fn warn_overdue(&self) {
+        match self.overdue().await {
+            Ok(queues) => {
+                let now = now_us();
+                for q in queues {
+                    tracing::warn!(
+                        kind = q.kind.as_str(),
+                        bank = q.destination.as_str(),
+                        pending = q.pending,
+                        held_behind_advice = q.held,
+                        attempts_max = q.attempts_max,
+                        oldest_age_s = (now - q.oldest_created_at_us) / 1_000_000,
+                        "store-and-forward messages overdue: the bank has not acknowledged them"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "store-and-forward backlog unreadable"),
         }
     }
 

@@ -215,6 +215,13 @@ pub trait Store: Send + Sync + 'static {
         bank: &InstitutionId,
         since_us: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// What waits in the store-and-forward queues: counts per kind and destination (with the
+    /// reversals held back behind a pending advice) and the `oldest_max` oldest messages. For
+    /// operators: `/metrics` and `GET /saf`, and the forwarder's alert on an old backlog.
+    fn store_and_forward_backlog(
+        &self,
+        oldest_max: u32,
+    ) -> impl Future<Output = Result<SafBacklog, StoreError>> + Send;
 
     // ---- reconciliation ----
 

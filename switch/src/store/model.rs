@@ -743,6 +743,97 @@ pub struct PendingAdvice {
     pub next_attempt_at_us: i64,
 }
 
+/// Which store-and-forward queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SafKind {
+    /// Reversals (0420/0421).
+    Reversal,
+    /// Stand-in advices (0120/0121, 0220/0221).
+    Advice,
+}
+
+impl SafKind {
+    /// Lower-case name, as in metrics labels and the HTTP view.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SafKind::Reversal => "reversal",
+            SafKind::Advice => "advice",
+        }
+    }
+
+    fn from_sql(s: &str) -> Option<Self> {
+        match s {
+            "reversal" => Some(SafKind::Reversal),
+            "advice" => Some(SafKind::Advice),
+            _ => None,
+        }
+    }
+}
+
+/// The pending messages of one store-and-forward queue towards one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafQueue {
+    /// Reversals or advices.
+    pub kind: SafKind,
+    /// Destination bank.
+    pub destination: InstitutionId,
+    /// Messages not yet acknowledged.
+    pub pending: u64,
+    /// Of those, reversals held back because the advice of their original is still pending
+    /// (always 0 for advices): they cannot leave before that advice is acknowledged.
+    pub held: u64,
+    /// When the oldest pending message was queued.
+    pub oldest_created_at_us: i64,
+    /// Most attempts made for one of them.
+    pub attempts_max: i64,
+}
+
+/// One pending store-and-forward message, for operators (no card data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafItem {
+    /// Reversal or advice.
+    pub kind: SafKind,
+    /// The reversal or advice id.
+    pub id: Uuid,
+    /// The transaction it was queued with.
+    pub transaction_id: TransactionId,
+    /// Destination bank.
+    pub destination: InstitutionId,
+    /// Amount.
+    pub amount_fen: i64,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Field 39 of the last answer that did not acknowledge it, if any.
+    pub last_response_code: Option<String>,
+    /// Held back behind the pending advice of its original (reversals only).
+    pub held: bool,
+    /// When it was queued.
+    pub created_at_us: i64,
+    /// When it is next due.
+    pub next_attempt_at_us: i64,
+}
+
+/// The store-and-forward backlog: per queue and destination, and the oldest messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SafBacklog {
+    /// One entry per (kind, destination) with pending messages, in that order.
+    pub queues: Vec<SafQueue>,
+    /// The oldest pending messages of both kinds, oldest first.
+    pub oldest: Vec<SafItem>,
+}
+
+impl SafBacklog {
+    /// When the oldest pending message of any queue was queued.
+    pub fn oldest_created_at_us(&self) -> Option<i64> {
+        self.queues.iter().map(|q| q.oldest_created_at_us).min()
+    }
+}
+
+/// Parses a `kind` column of the backlog queries.
+pub(crate) fn saf_kind(s: &str) -> Option<SafKind> {
+    SafKind::from_sql(s)
+}
+
 /// Reconciliation totals (ISO 8583:1987 fields 74-77 counts and 86-89 amounts, fen), by the
 /// cardholder side of the transaction: purchases and bill payments are debits, refunds and
 /// benefit credits are credits, a reversal counts against the side of its original. The switch

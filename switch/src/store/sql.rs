@@ -375,6 +375,11 @@ macro_rules! impl_store {
                 })
             }
 
+            /// True for a pending reversal (`q`) of a stand-in approval whose advice is still
+            /// pending: the bank must learn of the approval (0220) before it is asked to reverse it.
+            const HELD_BY_ADVICE: &str = "EXISTS (SELECT 1 FROM txn AS r JOIN advice_queue AS a ON a.transaction_id = r.original_transaction_id \
+                WHERE r.transaction_id = q.original_transaction_id AND a.state = 'pending')";
+
             /// Table, key column and name of the reversal queue.
             const REVERSAL_QUEUE: (&str, &str, &str) = ("reversal_queue", "reversal_id", "pending reversal");
             /// Table, key column and name of the advice queue.
@@ -840,10 +845,8 @@ macro_rules! impl_store {
 
                 async fn due_reversals(&self, now_us: i64, n: u32) -> Result<Vec<PendingReversal>, StoreError> {
                     let rows = sqlx::query(&format!(
-                        "SELECT {REVERSAL_COLUMNS} FROM reversal_queue WHERE state = 'pending' AND next_attempt_at_us <= $1 \
-                         AND NOT EXISTS (SELECT 1 FROM txn AS r JOIN advice_queue AS a ON a.transaction_id = r.original_transaction_id \
-                         WHERE r.transaction_id = reversal_queue.original_transaction_id AND a.state = 'pending') \
-                         ORDER BY next_attempt_at_us, created_at_us LIMIT $2"
+                        "SELECT {REVERSAL_COLUMNS} FROM reversal_queue AS q WHERE q.state = 'pending' AND q.next_attempt_at_us <= $1 \
+                         AND NOT {HELD_BY_ADVICE} ORDER BY q.next_attempt_at_us, q.created_at_us LIMIT $2"
                     ))
                     .bind(now_us)
                     .bind(limit(n))
@@ -890,6 +893,68 @@ macro_rules! impl_store {
                     .bind(since_us)
                     .fetch_one(&self.read)
                     .await?)
+                }
+
+                async fn store_and_forward_backlog(&self, oldest_max: u32) -> Result<SafBacklog, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT 'reversal' AS kind, q.destination_institution_id AS destination, CAST(COUNT(*) AS BIGINT) AS pending, \
+                         CAST(COALESCE(SUM(CASE WHEN {HELD_BY_ADVICE} THEN 1 ELSE 0 END), 0) AS BIGINT) AS held, \
+                         CAST(MIN(q.created_at_us) AS BIGINT) AS oldest, CAST(MAX(q.attempts) AS BIGINT) AS attempts_max \
+                         FROM reversal_queue AS q WHERE q.state = 'pending' GROUP BY q.destination_institution_id \
+                         UNION ALL \
+                         SELECT 'advice', a.destination_institution_id, CAST(COUNT(*) AS BIGINT), CAST(0 AS BIGINT), \
+                         CAST(MIN(a.created_at_us) AS BIGINT), CAST(MAX(a.attempts) AS BIGINT) \
+                         FROM advice_queue AS a WHERE a.state = 'pending' GROUP BY a.destination_institution_id"
+                    ))
+                    .fetch_all(&self.read)
+                    .await?;
+                    let count = |row: &DbRow, column: &'static str| -> Result<u64, StoreError> {
+                        u64::try_from(row.try_get::<i64, _>(column)?).map_err(|_| corrupt(column))
+                    };
+                    let mut queues = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        queues.push(SafQueue {
+                            kind: saf_kind(row.try_get("kind")?).ok_or(corrupt("kind"))?,
+                            destination: parse("destination_institution_id", InstitutionId::parse(row.try_get("destination")?))?,
+                            pending: count(row, "pending")?,
+                            held: count(row, "held")?,
+                            oldest_created_at_us: row.try_get("oldest")?,
+                            attempts_max: row.try_get("attempts_max")?,
+                        });
+                    }
+                    queues.sort_by(|a, b| (a.kind, a.destination.as_str()).cmp(&(b.kind, b.destination.as_str())));
+                    let rows = sqlx::query(&format!(
+                        "SELECT kind, id, transaction_id, destination, amount_fen, attempts, last_response_code, held, created_at_us, next_attempt_at_us FROM ( \
+                         SELECT 'reversal' AS kind, q.reversal_id AS id, q.original_transaction_id AS transaction_id, \
+                         q.destination_institution_id AS destination, q.amount_fen AS amount_fen, CAST(q.attempts AS BIGINT) AS attempts, \
+                         q.last_response_code AS last_response_code, CAST(CASE WHEN {HELD_BY_ADVICE} THEN 1 ELSE 0 END AS BIGINT) AS held, \
+                         q.created_at_us AS created_at_us, q.next_attempt_at_us AS next_attempt_at_us \
+                         FROM reversal_queue AS q WHERE q.state = 'pending' \
+                         UNION ALL \
+                         SELECT 'advice', a.advice_id, a.transaction_id, a.destination_institution_id, a.amount_fen, CAST(a.attempts AS BIGINT), \
+                         a.last_response_code, CAST(0 AS BIGINT), a.created_at_us, a.next_attempt_at_us \
+                         FROM advice_queue AS a WHERE a.state = 'pending') AS p \
+                         ORDER BY created_at_us, id LIMIT $1"
+                    ))
+                    .bind(limit(oldest_max))
+                    .fetch_all(&self.read)
+                    .await?;
+                    let mut oldest = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        oldest.push(SafItem {
+                            kind: saf_kind(row.try_get("kind")?).ok_or(corrupt("kind"))?,
+                            id: row.try_get("id")?,
+                            transaction_id: TransactionId(row.try_get("transaction_id")?),
+                            destination: parse("destination_institution_id", InstitutionId::parse(row.try_get("destination")?))?,
+                            amount_fen: row.try_get("amount_fen")?,
+                            attempts: row.try_get("attempts")?,
+                            last_response_code: row.try_get("last_response_code")?,
+                            held: row.try_get::<i64, _>("held")? != 0,
+                            created_at_us: row.try_get("created_at_us")?,
+                            next_attempt_at_us: row.try_get("next_attempt_at_us")?,
+                        });
+                    }
+                    Ok(SafBacklog { queues, oldest })
                 }
 
                 async fn acquirer_totals(&self, acquirer: &InstitutionId, from_us: i64, to_us: i64) -> Result<ReconciliationTotals, StoreError> {

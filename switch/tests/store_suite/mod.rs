@@ -572,6 +572,91 @@ pub async fn a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged<H: 
     h.cleanup().await;
 }
 
+pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: Harness>() {
+    let (h, fx) = seeded::<H>(100).await;
+    let s = h.store();
+    assert_eq!(
+        s.store_and_forward_backlog(10).await.unwrap(),
+        SafBacklog::default()
+    );
+    let approval = testkit::stand_in(&fx, 31, 2_000);
+    let advice_id = approval.advice.as_ref().unwrap().advice_id;
+    let reversal = testkit::reversal_of(&fx, &approval, 32);
+    let held_id = reversal.reversal.as_ref().unwrap().reversal_id;
+    let timeout = testkit::bank_timeout(&fx, 33, 300);
+    let timeout_id = timeout.reversal.as_ref().unwrap().reversal_id;
+    let before = now_us();
+    for d in [approval, reversal, timeout] {
+        commit_one(&*s, d).await.unwrap();
+    }
+    s.record_advice_attempt(advice_id, now_us() + 5_000_000, None)
+        .await
+        .unwrap();
+    s.record_advice_attempt(
+        advice_id,
+        now_us() + 10_000_000,
+        Some(ResponseCode::SystemMalfunction),
+    )
+    .await
+    .unwrap();
+
+    let backlog = s.store_and_forward_backlog(10).await.unwrap();
+    let queues: Vec<(SafKind, &str, u64, u64, i64)> = backlog
+        .queues
+        .iter()
+        .map(|q| {
+            (
+                q.kind,
+                q.destination.as_str(),
+                q.pending,
+                q.held,
+                q.attempts_max,
+            )
+        })
+        .collect();
+    assert_eq!(
+        queues,
+        vec![
+            (SafKind::Reversal, fx.bank.as_str(), 2, 1, 0),
+            (SafKind::Advice, fx.bank.as_str(), 1, 0, 2),
+        ]
+    );
+    assert!(backlog.oldest_created_at_us().unwrap() >= before);
+    // Oldest first, each with its own state; the advice remembers the last refusal.
+    assert_eq!(backlog.oldest.len(), 3);
+    assert!(backlog
+        .oldest
+        .windows(2)
+        .all(|w| w[0].created_at_us <= w[1].created_at_us));
+    let item = |id: uuid::Uuid| backlog.oldest.iter().find(|i| i.id == id).unwrap();
+    assert!(item(held_id.0).held);
+    assert_eq!(item(held_id.0).amount_fen, 2_000);
+    assert!(!item(timeout_id.0).held);
+    assert_eq!(item(timeout_id.0).amount_fen, 300);
+    assert_eq!(item(advice_id.0).kind, SafKind::Advice);
+    assert_eq!(item(advice_id.0).attempts, 2);
+    assert_eq!(item(advice_id.0).last_response_code.as_deref(), Some("96"));
+    assert_eq!(
+        s.store_and_forward_backlog(1).await.unwrap().oldest.len(),
+        1
+    );
+
+    // Once the advice is acknowledged its reversal is no longer held; acknowledged messages
+    // leave the backlog.
+    s.ack_advice(advice_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    s.ack_reversal(timeout_id, ResponseCode::Approved, now_us())
+        .await
+        .unwrap();
+    let backlog = s.store_and_forward_backlog(10).await.unwrap();
+    assert_eq!(backlog.queues.len(), 1);
+    assert_eq!((backlog.queues[0].pending, backlog.queues[0].held), (1, 0));
+    assert_eq!(backlog.oldest.len(), 1);
+    assert!(!backlog.oldest[0].held);
+    h.cleanup().await;
+}
+
 pub async fn stand_in_totals_are_per_card_bank_and_period<H: Harness>() {
     let (h, fx) = seeded::<H>(100).await;
     let s = h.store();
@@ -878,6 +963,7 @@ macro_rules! store_suite {
             a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,
             a_declined_decision_cannot_carry_an_advice,
             a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged,
+            the_store_and_forward_backlog_shows_what_waits_and_what_is_held,
             stand_in_totals_are_per_card_bank_and_period,
             acquirer_totals_count_approved_debits_credits_and_their_reversals,
             the_outbox_is_gap_free_and_ordered_per_institution,
