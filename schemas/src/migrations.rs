@@ -50,6 +50,11 @@ pub const SQLITE: &[Migration] = &[
         description: "write_path",
         sql: include_str!("../migrations/sqlite/0005_write_path.sql"),
     },
+    Migration {
+        version: 6,
+        description: "txn_by_decided_at",
+        sql: include_str!("../migrations/sqlite/0006_txn_by_decided_at.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -78,6 +83,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         description: "write_path",
         sql: include_str!("../migrations/postgres/0005_write_path.sql"),
+    },
+    Migration {
+        version: 6,
+        description: "txn_by_decided_at",
+        sql: include_str!("../migrations/postgres/0006_txn_by_decided_at.sql"),
     },
 ];
 

@@ -127,3 +127,37 @@ async fn the_wal_is_rewound_by_the_writer_and_stays_bounded_under_steady_commits
     assert!(largest < 64 * 4096 * 64, "WAL grew to {largest} bytes");
     s.close().await;
 }
+
+/// A 0500 reads the window it reconciles, not the whole history: SQLite plans the acquirer
+/// totals as a range search of `txn_by_decided_at` (migration 0006), never a scan of `txn`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquirer_totals_read_only_their_window() {
+    use sqlx::{ConnectOptions, Connection, Row};
+    let h = <Sqlite as Harness>::new().await;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(h.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        switch::store::ACQUIRER_TOTALS
+    ))
+    .bind("1001")
+    .bind(0_i64)
+    .bind(1_i64)
+    .fetch_all(&mut conn)
+    .await
+    .expect("plan")
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    assert!(
+        plan.iter()
+            .any(|d| d.starts_with("SEARCH t USING INDEX txn_by_decided_at")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|d| d.starts_with("SCAN t")), "{plan:?}");
+    let _ = conn.close().await;
+    h.cleanup().await;
+}

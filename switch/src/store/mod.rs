@@ -28,6 +28,8 @@ pub use error::{DecisionError, StoreError};
 pub use model::*;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
+/// The reconciliation query, for checking its plan against a database.
+pub use sql::ACQUIRER_TOTALS;
 pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};

@@ -40,6 +40,16 @@ pub struct Dialect {
     pub update_card_atcs: &'static str,
 }
 
+/// Approved transactions of acquirer `$1` decided in `[$2, $3)`, counted and summed by kind and
+/// by the kind of their original (reversals). The window is read through `txn_by_decided_at`
+/// (migration 0006), so a 0500 costs what the window holds, not the whole history.
+pub const ACQUIRER_TOTALS: &str =
+    "SELECT t.kind AS kind, o.kind AS original_kind, CAST(COUNT(*) AS BIGINT) AS n, \
+     CAST(COALESCE(SUM(t.amount_fen), 0) AS BIGINT) AS fen \
+     FROM txn AS t LEFT JOIN txn AS o ON o.transaction_id = t.original_transaction_id \
+     WHERE t.acquirer_institution_id = $1 AND t.response_code = '00' \
+     AND t.decided_at_us >= $2 AND t.decided_at_us < $3 GROUP BY t.kind, o.kind";
+
 /// A UUID as 32 lowercase hex digits (SQLite `unhex`, PostgreSQL `::uuid` both read it).
 pub fn hex(id: Uuid) -> String {
     id.simple().to_string()
@@ -958,13 +968,7 @@ macro_rules! impl_store {
                 }
 
                 async fn acquirer_totals(&self, acquirer: &InstitutionId, from_us: i64, to_us: i64) -> Result<ReconciliationTotals, StoreError> {
-                    let rows = sqlx::query(
-                        "SELECT t.kind AS kind, o.kind AS original_kind, CAST(COUNT(*) AS BIGINT) AS n, \
-                         CAST(COALESCE(SUM(t.amount_fen), 0) AS BIGINT) AS fen \
-                         FROM txn AS t LEFT JOIN txn AS o ON o.transaction_id = t.original_transaction_id \
-                         WHERE t.acquirer_institution_id = $1 AND t.response_code = '00' \
-                         AND t.decided_at_us >= $2 AND t.decided_at_us < $3 GROUP BY t.kind, o.kind",
-                    )
+                    let rows = sqlx::query(sql::ACQUIRER_TOTALS)
                     .bind(acquirer.as_str())
                     .bind(from_us)
                     .bind(to_us)
