@@ -761,7 +761,8 @@ impl SafKind {
         }
     }
 
-    fn from_sql(s: &str) -> Option<Self> {
+    /// Parses [`SafKind::as_str`].
+    pub fn from_sql(s: &str) -> Option<Self> {
         match s {
             "reversal" => Some(SafKind::Reversal),
             "advice" => Some(SafKind::Advice),
@@ -827,11 +828,6 @@ impl SafBacklog {
     pub fn oldest_created_at_us(&self) -> Option<i64> {
         self.queues.iter().map(|q| q.oldest_created_at_us).min()
     }
-}
-
-/// Parses a `kind` column of the backlog queries.
-pub(crate) fn saf_kind(s: &str) -> Option<SafKind> {
-    SafKind::from_sql(s)
 }
 
 /// Reconciliation totals (ISO 8583:1987 fields 74-77 counts and 86-89 amounts, fen), by the

@@ -924,7 +924,7 @@ macro_rules! impl_store {
                     let mut queues = Vec::with_capacity(rows.len());
                     for row in &rows {
                         queues.push(SafQueue {
-                            kind: saf_kind(row.try_get("kind")?).ok_or(corrupt("kind"))?,
+                            kind: SafKind::from_sql(row.try_get("kind")?).ok_or(corrupt("kind"))?,
                             destination: parse("destination_institution_id", InstitutionId::parse(row.try_get("destination")?))?,
                             pending: count(row, "pending")?,
                             held: count(row, "held")?,
@@ -933,6 +933,9 @@ macro_rules! impl_store {
                         });
                     }
                     queues.sort_by(|a, b| (a.kind, a.destination.as_str()).cmp(&(b.kind, b.destination.as_str())));
+                    if oldest_max == 0 {
+                        return Ok(SafBacklog { queues, oldest: Vec::new() });
+                    }
                     let rows = sqlx::query(&format!(
                         "SELECT kind, id, transaction_id, destination, amount_fen, attempts, last_response_code, held, created_at_us, next_attempt_at_us FROM ( \
                          SELECT 'reversal' AS kind, q.reversal_id AS id, q.original_transaction_id AS transaction_id, \
@@ -952,7 +955,7 @@ macro_rules! impl_store {
                     let mut oldest = Vec::with_capacity(rows.len());
                     for row in &rows {
                         oldest.push(SafItem {
-                            kind: saf_kind(row.try_get("kind")?).ok_or(corrupt("kind"))?,
+                            kind: SafKind::from_sql(row.try_get("kind")?).ok_or(corrupt("kind"))?,
                             id: row.try_get("id")?,
                             transaction_id: TransactionId(row.try_get("transaction_id")?),
                             destination: parse("destination_institution_id", InstitutionId::parse(row.try_get("destination")?))?,
