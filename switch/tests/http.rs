@@ -1,87 +1,12 @@
 //! The switch's HTTP face over a real socket: the store-and-forward view (`GET /saf`), its
 //! gauges in `/metrics`, the lookup by RRN and the problem documents for bad input.
 
-use std::sync::Arc;
+mod http_node;
 
+use http_node::{commit, get, node};
 use schemas::domain::ResponseCode;
-use switch::http::{self, HttpState};
-use switch::metrics::Metrics;
-use switch::store::testkit::{self, Fixture};
-use switch::store::writer;
-use switch::store::{now_us, DataKeyPanProtector, Decision, SqliteConfig, SqliteStore, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Node {
-    _dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
-    addr: std::net::SocketAddr,
-    fx: Fixture,
-}
-
-async fn node() -> Node {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        SqliteStore::open(
-            &SqliteConfig::new(dir.path().join("switch.db")),
-            Arc::new(DataKeyPanProtector::for_tests()),
-        )
-        .await
-        .expect("open store"),
-    );
-    let fx = testkit::seed(&*store, 100_000, 1_000_000_000)
-        .await
-        .expect("seed");
-    let (writer, _task) = writer::spawn(store.clone(), writer::config_for::<SqliteStore>());
-    let state = Arc::new(HttpState {
-        store: store.clone(),
-        writer,
-        metrics: Arc::new(Metrics::default()),
-        links: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, http::router(state)).await;
-    });
-    Node {
-        _dir: dir,
-        store,
-        addr,
-        fx,
-    }
-}
-
-async fn commit(store: &SqliteStore, d: Decision) {
-    let out = store.commit_decisions(vec![d], now_us()).await;
-    assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
-}
-
-/// GET over HTTP/1.1: (status, content type, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8(raw).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_owned();
-    (status, content_type, body.to_owned())
-}
+use switch::store::testkit;
+use switch::store::{now_us, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_and_forward_view_shows_a_reversal_held_behind_its_advice() {
