@@ -1,0 +1,661 @@
+//! The OpenAPI document of the switch's HTTP face (`schemas/openapi/switch.json`) against the
+//! real router on a socket. A document nobody checks drifts from the code; these tests make the
+//! drift fail: a route added to `src/http.rs` without documenting it, a documented path the
+//! router does not serve, a status code, content type or JSON field the document does not
+//! list, and a document that is not well-formed OpenAPI 3.1 (dangling `$ref`s, operations
+//! without an id or a 2xx answer, examples that contradict their schemas).
+
+mod http_node;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use http_node::{commit, node, node_with, request, Reply};
+use schemas::domain::ResponseCode;
+use serde_json::{json, Value};
+use switch::store::testkit;
+use switch::store::writer;
+use switch::store::{now_us, SqliteStore, Store};
+
+/// The document under test.
+const DOCUMENT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../schemas/openapi/switch.json"
+));
+
+/// The router's source: its `.route(` calls are the routes the document must list.
+const HTTP_RS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http.rs"));
+
+/// The operations an OpenAPI path item can hold.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The RRN of the documented example, which the tests commit so the example is found.
+const EXAMPLE_RRN: &str = "000000000041";
+
+fn document() -> Value {
+    serde_json::from_str(DOCUMENT).expect("schemas/openapi/switch.json is JSON")
+}
+
+/// `(path, method)` of every operation in the document, with the operation.
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let paths = doc["paths"].as_object().expect("paths is an object");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        for method in METHODS {
+            if let Some(op) = item.get(method) {
+                out.push((path.clone(), method.to_owned(), op));
+            }
+        }
+    }
+    out
+}
+
+/// `v`, or what its `$ref` points to in the document.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("a local $ref");
+            resolve(
+                doc,
+                doc.pointer(pointer)
+                    .unwrap_or_else(|| panic!("{r} dangles")),
+            )
+        }
+        None => v,
+    }
+}
+
+/// Every `$ref` in `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+/// A validator for `schema`, a schema of the document: the document's components ride along
+/// at the root, so `#/components/schemas/...` resolves as it does in the document.
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let mut root = schema.clone();
+    let obj = root.as_object_mut().expect("a schema object");
+    assert!(!obj.contains_key("components"), "no schema uses that key");
+    obj.insert("components".into(), doc["components"].clone());
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("schema {schema} does not compile: {e}"))
+}
+
+/// Why `instance` does not satisfy `schema`, or nothing.
+fn violations(doc: &Value, schema: &Value, instance: &Value) -> Vec<String> {
+    validator(doc, schema)
+        .iter_errors(instance)
+        .map(|e| format!("{} (at {})", e, e.instance_path()))
+        .collect()
+}
+
+fn is_json(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or("").trim();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// The media type key of `content` that describes `content_type`: the same type with the same
+/// parameters, or the same type when the key names no parameters.
+fn media_key<'a>(
+    content: &'a serde_json::Map<String, Value>,
+    content_type: &str,
+) -> Option<&'a str> {
+    let parts = |s: &str| -> Vec<String> {
+        s.split(';')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let got = parts(content_type);
+    let exact = content.keys().find(|k| parts(k) == got);
+    exact
+        .or_else(|| {
+            content.keys().find(|k| {
+                let key = parts(k);
+                key.len() == 1 && got.first() == key.first()
+            })
+        })
+        .map(String::as_str)
+}
+
+/// Checks `reply` to `method path` (a documented path template) against the document, and
+/// returns the documented answer it matched: (status, media type key).
+fn conformance(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    reply: &Reply,
+) -> Result<(u16, String), String> {
+    let op = doc["paths"]
+        .get(path)
+        .and_then(|item| item.get(method))
+        .ok_or_else(|| format!("{method} {path} is not documented"))?;
+    let response = op["responses"]
+        .get(reply.status.to_string())
+        .map(|r| resolve(doc, r))
+        .ok_or_else(|| {
+            format!(
+                "{method} {path}: status {} is not documented ({})",
+                reply.status, reply.body
+            )
+        })?;
+    let Some(content) = response.get("content").and_then(Value::as_object) else {
+        return if reply.body.is_empty() {
+            Ok((reply.status, String::new()))
+        } else {
+            Err(format!(
+                "{method} {path} {}: a body where none is documented",
+                reply.status
+            ))
+        };
+    };
+    let key = media_key(content, reply.content_type()).ok_or_else(|| {
+        format!(
+            "{method} {path} {}: content type {:?} is not documented (documented: {:?})",
+            reply.status,
+            reply.content_type(),
+            content.keys().collect::<Vec<_>>()
+        )
+    })?;
+    let instance = if is_json(key) {
+        serde_json::from_str(&reply.body)
+            .map_err(|e| format!("{method} {path} {}: body is not JSON: {e}", reply.status))?
+    } else {
+        Value::String(reply.body.clone())
+    };
+    let schema = content[key]
+        .get("schema")
+        .ok_or_else(|| format!("{method} {path} {} {key}: no schema", reply.status))?;
+    let errors = violations(doc, schema, &instance);
+    if !errors.is_empty() {
+        return Err(format!(
+            "{method} {path} {} {key}: the body breaks the documented schema: {errors:?}\n{}",
+            reply.status, reply.body
+        ));
+    }
+    if key == "application/problem+json" && instance["status"] != reply.status {
+        return Err(format!(
+            "{method} {path}: problem status is not the HTTP status"
+        ));
+    }
+    Ok((reply.status, key.to_owned()))
+}
+
+/// Every documented answer: (path, method, status, media type key or "" without content).
+fn documented_answers(doc: &Value) -> BTreeSet<(String, String, u16, String)> {
+    let mut out = BTreeSet::new();
+    for (path, method, op) in operations(doc) {
+        let responses = op["responses"].as_object().expect("responses");
+        for (status, response) in responses {
+            let status: u16 = status.parse().expect("a numeric status");
+            match resolve(doc, response)
+                .get("content")
+                .and_then(Value::as_object)
+            {
+                Some(content) => {
+                    for key in content.keys() {
+                        out.insert((path.clone(), method.clone(), status, key.clone()));
+                    }
+                }
+                None => {
+                    out.insert((path.clone(), method.clone(), status, String::new()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks each answer against the document and remembers which documented answers were seen.
+struct Contract {
+    doc: Value,
+    seen: BTreeSet<(String, String, u16, String)>,
+}
+
+impl Contract {
+    fn new() -> Self {
+        Contract {
+            doc: document(),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// GETs `url` (an instance of the documented `path`), checks the answer, returns it.
+    async fn get(&mut self, addr: std::net::SocketAddr, path: &str, url: &str) -> Reply {
+        let reply = request(addr, "GET", url).await;
+        match conformance(&self.doc, "get", path, &reply) {
+            Ok((status, key)) => {
+                self.seen
+                    .insert((path.to_owned(), "get".into(), status, key));
+            }
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+        reply
+    }
+
+    fn json(reply: &Reply) -> Value {
+        serde_json::from_str(&reply.body).expect("a JSON body")
+    }
+}
+
+#[test]
+fn the_document_is_well_formed_openapi_3_1() {
+    let doc = document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["jsonSchemaDialect"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(
+        doc["info"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "info.version is the switch crate's version"
+    );
+    for field in ["title", "description"] {
+        assert!(doc["info"][field].as_str().is_some_and(|s| !s.is_empty()));
+    }
+    // The server is where `switch demo` listens by default.
+    let main_rs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/main.rs"));
+    let server = doc["servers"][0]["url"].as_str().expect("a server");
+    let host_port = server.strip_prefix("http://").expect("plain HTTP");
+    assert!(
+        main_rs.contains(&format!("default_value = \"{host_port}\")]\n        http:")),
+        "{server} is not the default of `switch demo --http`"
+    );
+
+    // Every $ref points into the document, and every component is used.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{r}: not local"));
+        assert!(
+            pointer.starts_with("/components/"),
+            "{r}: refs point to components"
+        );
+        assert!(doc.pointer(pointer).is_some(), "{r} dangles");
+    }
+    for (section, members) in doc["components"].as_object().expect("components") {
+        for name in members.as_object().expect("a component map").keys() {
+            let r = format!("#/components/{section}/{name}");
+            assert!(all.contains(&r), "{r} is never used");
+        }
+    }
+
+    // Operations: a unique id, a description, at least one 2xx answer; every answer described,
+    // with a schema per media type, and examples that satisfy their schemas.
+    let mut ids = BTreeSet::new();
+    for (path, method, op) in operations(&doc) {
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+        assert!(
+            op["description"].as_str().is_some_and(|d| d.len() > 40),
+            "{method} {path}: say why it exists"
+        );
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{method} {path}: no 2xx answer"
+        );
+        for (status, response) in responses {
+            assert!(
+                status.len() == 3 && status.parse::<u16>().is_ok(),
+                "{method} {path}: status {status}"
+            );
+            let response = resolve(&doc, response);
+            assert!(response["description"].is_string(), "{path} {status}");
+            for (key, media) in response["content"].as_object().expect("content") {
+                let schema = media
+                    .get("schema")
+                    .unwrap_or_else(|| panic!("{path} {status} {key}: no schema"));
+                if let Some(example) = media.get("example") {
+                    let errors = violations(&doc, schema, example);
+                    assert!(
+                        errors.is_empty(),
+                        "{path} {status} {key} example: {errors:?}"
+                    );
+                }
+            }
+        }
+        // Path templates and path parameters name each other; parameter examples are valid.
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let in_template: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let in_path: BTreeSet<&str> = params
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| {
+                assert_eq!(p["required"], true, "{path}: path parameters are required");
+                p["name"].as_str().expect("a name")
+            })
+            .collect();
+        assert_eq!(in_template, in_path, "{method} {path}");
+        for p in &params {
+            let errors = violations(&doc, &p["schema"], &p["example"]);
+            assert!(errors.is_empty(), "{path} {}: {errors:?}", p["name"]);
+        }
+    }
+
+    // Component schemas are JSON Schema 2020-12.
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+            panic!("components/schemas/{name}: {e}");
+        }
+    }
+}
+
+/// `(path, methods)` of each `.route(` in `src/http.rs`, e.g. `/saf` → `{get}`.
+fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
+    // Routes added any other way would escape this parse: make that fail too.
+    for other in [".nest(", ".merge(", ".route_service(", ".fallback", "any("] {
+        assert!(
+            !HTTP_RS.contains(other),
+            "http.rs uses {other}: teach tests/openapi.rs to read it"
+        );
+    }
+    let mut routes = BTreeMap::new();
+    for chunk in HTTP_RS.split(".route(").skip(1) {
+        let rest = chunk
+            .trim_start()
+            .strip_prefix('"')
+            .expect("a literal path");
+        let (path, handler) = rest.split_once('"').expect("a closing quote");
+        // The method router is what follows up to the end of the call.
+        let handler = handler.split(".route(").next().unwrap_or("");
+        let handler = handler.split(".with_state(").next().unwrap_or("");
+        let methods: BTreeSet<String> = METHODS
+            .iter()
+            .filter(|m| {
+                handler.match_indices(&format!("{m}(")).any(|(i, _)| {
+                    !handler[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            })
+            .map(|m| (*m).to_owned())
+            .collect();
+        assert!(!methods.is_empty(), "route {path}: no method found");
+        assert!(
+            routes.insert(path.to_owned(), methods).is_none(),
+            "{path} twice"
+        );
+    }
+    routes
+}
+
+#[test]
+fn the_routes_of_http_rs_are_the_documented_paths() {
+    let doc = document();
+    let routes = routes_in_source();
+    assert!(routes.len() >= 5, "{routes:?}");
+    let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, method, _) in operations(&doc) {
+        documented.entry(path).or_default().insert(method);
+    }
+    assert_eq!(
+        routes, documented,
+        "left: the router in src/http.rs, right: schemas/openapi/switch.json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_path_is_served() {
+    let n = node().await;
+    let approval = testkit::stand_in(&n.fx, 41, 2_000);
+    commit(&n.store, approval).await;
+    let doc = document();
+    for (path, method, op) in operations(&doc) {
+        let mut url = path.clone();
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            if p["in"] == "path" {
+                let name = p["name"].as_str().expect("a name");
+                let example = p["example"].as_str().expect("a path parameter example");
+                url = url.replace(&format!("{{{name}}}"), example);
+            }
+        }
+        assert!(!url.contains('{'), "{url}");
+        let reply = request(n.addr, &method.to_ascii_uppercase(), &url).await;
+        // axum's own 404 (no route) and 405 (no such method) have no body and no type.
+        assert!(
+            !reply.content_type().is_empty(),
+            "{method} {url}: not served by a handler: {reply:?}"
+        );
+        let (status, _) =
+            conformance(&doc, &method, &path, &reply).unwrap_or_else(|e| panic!("{e}"));
+        assert!((200..300).contains(&status), "{method} {url}: {reply:?}");
+        // As the document's description says: HEAD is answered, other methods get a bare 405.
+        let head = request(n.addr, "HEAD", &url).await;
+        assert_eq!(
+            (head.status, head.body.as_str()),
+            (status, ""),
+            "HEAD {url}"
+        );
+        let post = request(n.addr, "POST", &url).await;
+        assert_eq!((post.status, post.body.as_str()), (405, ""), "POST {url}");
+        assert_eq!(post.header("allow"), Some("GET,HEAD"), "POST {url}");
+    }
+    // And what is not documented is not served.
+    let reply = request(n.addr, "GET", "/transactions").await;
+    assert_eq!((reply.status, reply.content_type()), (404, ""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_answer_is_given_and_matches_the_document() {
+    // A writer on the test's runtime, so the test can stop it.
+    let mut n = node_with(writer::WriterConfig {
+        dedicated_thread: false,
+        ..writer::config_for::<SqliteStore>()
+    })
+    .await;
+    let mut c = Contract::new();
+    let addr = n.addr;
+
+    assert_eq!(c.get(addr, "/health", "/health").await.body, "ok\n");
+    assert_eq!(c.get(addr, "/ready", "/ready").await.body, "ready\n");
+    c.get(addr, "/metrics", "/metrics").await;
+
+    // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
+    let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
+    assert_eq!(saf["queues"].as_array().map(Vec::len), Some(0));
+    let approval = testkit::stand_in(&n.fx, 41, 2_000);
+    let advice_id = approval.advice.as_ref().expect("an advice").advice_id;
+    let reversal = testkit::reversal_of(&n.fx, &approval, 42);
+    commit(&n.store, approval).await;
+    commit(&n.store, reversal).await;
+    n.store
+        .record_advice_attempt(advice_id, now_us(), Some(ResponseCode::SystemMalfunction))
+        .await
+        .expect("advice attempt");
+    let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
+    let oldest = saf["oldest"].as_array().expect("oldest");
+    assert_eq!(oldest.len(), 2, "{saf}");
+    assert!(oldest.iter().any(|i| i["held"] == true));
+    assert!(oldest.iter().any(|i| i["last_response_code"] == "96"));
+    assert!(oldest.iter().any(|i| i["last_response_code"].is_null()));
+    for url in ["/saf?limit=0", "/saf?limit=1", "/saf?limit=500"] {
+        c.get(addr, "/saf", url).await;
+    }
+    let metrics = c.get(addr, "/metrics", "/metrics").await;
+    assert!(metrics.body.contains("switch_saf_held{kind=\"reversal\""));
+
+    // By RRN: the stand-in approval and its reversal (no legs, no event; an original), a
+    // purchase that moved money (a leg, an event), and a decline.
+    let both = Contract::json(
+        &c.get(
+            addr,
+            "/transactions/{rrn}",
+            &format!("/transactions/{EXAMPLE_RRN}"),
+        )
+        .await,
+    );
+    let transactions = both["transactions"].as_array().expect("transactions");
+    let kinds: BTreeSet<&str> = transactions
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["purchase", "reversal"]));
+    assert!(transactions
+        .iter()
+        .any(|t| t["original_transaction_id"].is_string()));
+    commit(&n.store, testkit::debit(&n.fx, n.fx.personal, 43, 1_234)).await;
+    let debit = Contract::json(
+        &c.get(addr, "/transactions/{rrn}", "/transactions/000000000043")
+            .await,
+    );
+    let t = &debit["transactions"][0];
+    assert_eq!(
+        (&t["amount"], &t["amount_fen"]),
+        (&json!("12.34"), &json!(1_234))
+    );
+    assert!(t["event_id"].is_string());
+    assert_eq!(t["legs"][0]["kind"], "personal_account");
+    commit(
+        &n.store,
+        testkit::decline(&n.fx, 44, 5, ResponseCode::DoNotHonour),
+    )
+    .await;
+    let decline = Contract::json(
+        &c.get(addr, "/transactions/{rrn}", "/transactions/000000000044")
+            .await,
+    );
+    assert_eq!(decline["transactions"][0]["amount"], "0.05");
+    assert_eq!(decline["transactions"][0]["approved"], false);
+
+    // Bad input and nothing found.
+    for url in [
+        "/saf?limit=501",
+        "/saf?limit=-1",
+        "/saf?limit=x",
+        "/saf?limit",
+        "/saf?since=1",
+        "/saf?limit=1&since=1",
+    ] {
+        assert_eq!(c.get(addr, "/saf", url).await.status, 400, "{url}");
+    }
+    for url in [
+        "/transactions/not-an-rrn",
+        "/transactions/00000000004%21",
+        "/transactions/%FF",
+    ] {
+        assert_eq!(
+            c.get(addr, "/transactions/{rrn}", url).await.status,
+            400,
+            "{url}"
+        );
+    }
+    assert_eq!(
+        c.get(addr, "/transactions/{rrn}", "/transactions/000000000000")
+            .await
+            .status,
+        404
+    );
+
+    // The writer stops: not ready.
+    n.writer_task.abort();
+    let _ = (&mut n.writer_task).await;
+    let ready = Contract::json(&c.get(addr, "/ready", "/ready").await);
+    assert_eq!(ready["detail"], "the decision writer has stopped");
+    // The store goes away: not ready, and the lookups say so.
+    n.store.close().await;
+    let ready = Contract::json(&c.get(addr, "/ready", "/ready").await);
+    assert_eq!(ready["detail"], "the store is unreachable");
+    assert_eq!(c.get(addr, "/saf", "/saf").await.status, 503);
+    assert_eq!(
+        c.get(
+            addr,
+            "/transactions/{rrn}",
+            &format!("/transactions/{EXAMPLE_RRN}")
+        )
+        .await
+        .status,
+        503
+    );
+    // /metrics still answers without the store.
+    let metrics = c.get(addr, "/metrics", "/metrics").await;
+    assert!(!metrics.body.contains("switch_saf_held{"));
+
+    let documented = documented_answers(&c.doc);
+    let never: Vec<_> = documented.difference(&c.seen).collect();
+    assert!(never.is_empty(), "documented answers never seen: {never:?}");
+}
+
+/// A change that makes a conforming body break the document.
+type Mutation = fn(&mut Value);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_rejects_what_the_document_does_not_say() {
+    let n = node().await;
+    let doc = document();
+    commit(&n.store, testkit::bank_timeout(&n.fx, 45, 300)).await;
+    let mut reply = request(n.addr, "GET", "/saf").await;
+    assert!(conformance(&doc, "get", "/saf", &reply).is_ok());
+    let good: Value = serde_json::from_str(&reply.body).expect("JSON");
+
+    let mutations: [(&str, Mutation); 6] = [
+        ("a field missing", |v| {
+            if let Some(o) = v["oldest"][0].as_object_mut() {
+                o.remove("amount_fen");
+            }
+        }),
+        ("a field added", |v| {
+            v["queues"][0]["pan"] = json!("622848******5678")
+        }),
+        ("an unknown kind", |v| {
+            v["queues"][0]["kind"] = json!("echo")
+        }),
+        ("an amount as a number", |v| {
+            v["oldest"][0]["amount"] = json!(3.0)
+        }),
+        ("a non-null code as a number", |v| {
+            v["oldest"][0]["last_response_code"] = json!(96)
+        }),
+        ("an id that is no UUID", |v| {
+            v["oldest"][0]["id"] = json!("42")
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        reply.body = bad.to_string();
+        assert!(
+            conformance(&doc, "get", "/saf", &reply).is_err(),
+            "{what} passes"
+        );
+    }
+    reply.body = good.to_string();
+    reply.headers = vec![("content-type".into(), "text/plain".into())];
+    assert!(
+        conformance(&doc, "get", "/saf", &reply).is_err(),
+        "a wrong type passes"
+    );
+    reply.status = 500;
+    assert!(
+        conformance(&doc, "get", "/saf", &reply).is_err(),
+        "an undocumented status passes"
+    );
+    // axum's bare 404 for a path the router does not know.
+    let bare = request(n.addr, "GET", "/transactions/").await;
+    assert!(conformance(&doc, "get", "/transactions/{rrn}", &bare).is_err());
+}
