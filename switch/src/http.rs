@@ -9,6 +9,7 @@
 use crate::metrics::Metrics;
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -153,7 +154,9 @@ fn seconds(us: i64) -> String {
     Decimal::new(us.max(0) / 1_000, 3).to_string()
 }
 
-/// The router.
+/// The router. What no handler serves is answered with a problem document too: a path the API
+/// does not have gets 404, another method than GET or HEAD gets 405 (axum keeps its `Allow`
+/// header). The 405 fallback applies to the routes registered before it, so it comes last.
 pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -161,7 +164,25 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/transactions/{rrn}", get(transaction_by_rrn::<S>))
         .route("/saf", get(store_and_forward::<S>))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .with_state(state)
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "the API has no such path",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        "the API is read-only: use GET or HEAD",
+    )
 }
 
 fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
@@ -352,11 +373,15 @@ async fn store_and_forward<S: Store>(
         .into_response()
 }
 
+/// `GET /transactions/{rrn}`. The path segment is taken with its rejection, so a segment that
+/// is not UTF-8 once percent-decoded (`%FF`) gets the same problem document as any other
+/// segment that is not an RRN, not axum's plain-text 400. `rrn` is the route's only
+/// parameter, so a rejection can only be about it.
 async fn transaction_by_rrn<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
-    Path(rrn): Path<String>,
+    rrn: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let Ok(rrn) = Rrn::parse(&rrn) else {
+    let Some(rrn) = rrn.ok().and_then(|Path(rrn)| Rrn::parse(&rrn).ok()) else {
         return problem(
             StatusCode::BAD_REQUEST,
             "Invalid RRN",

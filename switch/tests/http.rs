@@ -3,7 +3,7 @@
 
 mod http_node;
 
-use http_node::{commit, get, node};
+use http_node::{commit, get, node, request};
 use schemas::domain::ResponseCode;
 use switch::store::testkit;
 use switch::store::{now_us, Store};
@@ -106,4 +106,70 @@ async fn bad_input_gets_a_problem_document() {
         (status, content_type.as_str()),
         (404, "application/problem+json")
     );
+}
+
+/// The status, title and `status` member of a problem document answer, which must be one.
+fn problem_of(reply: &http_node::Reply) -> (u16, String, serde_json::Value) {
+    assert_eq!(
+        reply.content_type(),
+        "application/problem+json",
+        "{reply:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&reply.body).expect("a JSON problem");
+    assert_eq!(v["type"], "about:blank");
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    (
+        reply.status,
+        v["title"].as_str().unwrap_or("").to_owned(),
+        v["status"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_no_handler_serves_gets_a_problem_document() {
+    let n = node().await;
+    for path in ["/", "/nope", "/transactions", "/transactions/", "/saf/1"] {
+        for method in ["GET", "POST"] {
+            let reply = request(n.addr, method, path).await;
+            assert_eq!(
+                problem_of(&reply),
+                (404, "Not Found".to_owned(), serde_json::json!(404)),
+                "{method} {path}"
+            );
+        }
+    }
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/saf",
+        "/transactions/000000000041",
+    ] {
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let reply = request(n.addr, method, path).await;
+            assert_eq!(
+                problem_of(&reply),
+                (405, "Method Not Allowed".to_owned(), serde_json::json!(405)),
+                "{method} {path}"
+            );
+            assert_eq!(reply.header("allow"), Some("GET,HEAD"), "{method} {path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rrn_that_is_not_utf8_gets_the_invalid_rrn_problem() {
+    let n = node().await;
+    for path in [
+        "/transactions/%FF",
+        "/transactions/%C3%28",
+        "/transactions/00000000004%FF",
+    ] {
+        let reply = request(n.addr, "GET", path).await;
+        assert_eq!(
+            problem_of(&reply),
+            (400, "Invalid RRN".to_owned(), serde_json::json!(400)),
+            "{path}"
+        );
+    }
 }

@@ -365,25 +365,48 @@ fn the_document_is_well_formed_openapi_3_1() {
     }
 }
 
+/// What ends the method router of a `.route(` call in the router's source.
+const AFTER_ROUTE: [&str; 4] = [
+    ".route(",
+    ".method_not_allowed_fallback(",
+    ".fallback(",
+    ".with_state(",
+];
+
 /// `(path, methods)` of each `.route(` in `src/http.rs`, e.g. `/saf` → `{get}`.
 fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
-    // Routes added any other way would escape this parse: make that fail too.
-    for other in [".nest(", ".merge(", ".route_service(", ".fallback", "any("] {
+    routes_in(HTTP_RS)
+}
+
+/// `(path, methods)` of each `.route(` in `source`.
+fn routes_in(source: &str) -> BTreeMap<String, BTreeSet<String>> {
+    // Routes added any other way would escape this parse: make that fail too. A fallback
+    // handler (`.fallback(`, `.method_not_allowed_fallback(`) answers what no route serves and
+    // adds no route, so it is allowed; a fallback *service* can be a whole router, so it is not.
+    for other in [
+        ".nest(",
+        ".nest_service(",
+        ".merge(",
+        ".route_service(",
+        ".fallback_service(",
+        "any(",
+    ] {
         assert!(
-            !HTTP_RS.contains(other),
+            !source.contains(other),
             "http.rs uses {other}: teach tests/openapi.rs to read it"
         );
     }
     let mut routes = BTreeMap::new();
-    for chunk in HTTP_RS.split(".route(").skip(1) {
+    for chunk in source.split(".route(").skip(1) {
         let rest = chunk
             .trim_start()
             .strip_prefix('"')
             .expect("a literal path");
         let (path, handler) = rest.split_once('"').expect("a closing quote");
         // The method router is what follows up to the end of the call.
-        let handler = handler.split(".route(").next().unwrap_or("");
-        let handler = handler.split(".with_state(").next().unwrap_or("");
+        let handler = AFTER_ROUTE
+            .iter()
+            .fold(handler, |h, end| h.split(end).next().unwrap_or(""));
         let methods: BTreeSet<String> = METHODS
             .iter()
             .filter(|m| {
@@ -403,6 +426,38 @@ fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
         );
     }
     routes
+}
+
+#[test]
+fn the_route_parser_reads_fallbacks_and_refuses_what_hides_routes() {
+    let with_fallbacks = r#"Router::new()
+        .route("/a", get(a))
+        .route("/b", get(b).post(c))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)"#;
+    let routes = routes_in(with_fallbacks);
+    assert_eq!(
+        routes,
+        BTreeMap::from([
+            ("/a".to_owned(), BTreeSet::from(["get".to_owned()])),
+            (
+                "/b".to_owned(),
+                BTreeSet::from(["get".to_owned(), "post".to_owned()])
+            ),
+        ])
+    );
+    for hidden in [
+        r#".route("/a", get(a)).nest("/x", other)"#,
+        r#".route("/a", get(a)).nest_service("/x", svc)"#,
+        r#".route("/a", get(a)).merge(other)"#,
+        r#".route("/a", get(a)).route_service("/x", svc)"#,
+        r#".route("/a", get(a)).fallback_service(other)"#,
+        r#".route("/a", any(a))"#,
+    ] {
+        let parsed = std::panic::catch_unwind(|| routes_in(hidden));
+        assert!(parsed.is_err(), "{hidden} passes");
+    }
 }
 
 #[test]
@@ -437,28 +492,52 @@ async fn every_documented_path_is_served() {
         }
         assert!(!url.contains('{'), "{url}");
         let reply = request(n.addr, &method.to_ascii_uppercase(), &url).await;
-        // axum's own 404 (no route) and 405 (no such method) have no body and no type.
-        assert!(
-            !reply.content_type().is_empty(),
-            "{method} {url}: not served by a handler: {reply:?}"
-        );
         let (status, _) =
             conformance(&doc, &method, &path, &reply).unwrap_or_else(|e| panic!("{e}"));
         assert!((200..300).contains(&status), "{method} {url}: {reply:?}");
-        // As the document's description says: HEAD is answered, other methods get a bare 405.
+        // As the document's description says: HEAD is answered, other methods get 405 with a
+        // problem document and the methods that are allowed.
         let head = request(n.addr, "HEAD", &url).await;
         assert_eq!(
             (head.status, head.body.as_str()),
             (status, ""),
             "HEAD {url}"
         );
-        let post = request(n.addr, "POST", &url).await;
-        assert_eq!((post.status, post.body.as_str()), (405, ""), "POST {url}");
-        assert_eq!(post.header("allow"), Some("GET,HEAD"), "POST {url}");
+        for other in ["POST", "PUT", "DELETE"] {
+            let reply = request(n.addr, other, &url).await;
+            assert_routing_problem(&doc, &reply, 405, "Method Not Allowed");
+            assert_eq!(reply.header("allow"), Some("GET,HEAD"), "{other} {url}");
+        }
     }
-    // And what is not documented is not served.
-    let reply = request(n.addr, "GET", "/transactions").await;
-    assert_eq!((reply.status, reply.content_type()), (404, ""));
+    // And what is not documented is not served: a problem document says so.
+    for url in ["/transactions", "/transactions/", "/health/", "/saf/x", "/"] {
+        let reply = request(n.addr, "GET", url).await;
+        assert_routing_problem(&doc, &reply, 404, "Not Found");
+        let post = request(n.addr, "POST", url).await;
+        assert_routing_problem(&doc, &post, 404, "Not Found");
+    }
+}
+
+/// `reply` is the problem document the router gives when no handler serves a request (an
+/// unknown path, another method), as the document's description says: a valid `Problem`.
+fn assert_routing_problem(doc: &Value, reply: &Reply, status: u16, title: &str) {
+    assert_eq!(reply.status, status, "{reply:?}");
+    assert_eq!(
+        reply.content_type(),
+        "application/problem+json",
+        "{reply:?}"
+    );
+    let body: Value = serde_json::from_str(&reply.body).expect("a JSON problem");
+    let errors = violations(
+        doc,
+        &json!({ "$ref": "#/components/schemas/Problem" }),
+        &body,
+    );
+    assert!(errors.is_empty(), "{errors:?}: {body}");
+    assert_eq!(
+        (&body["status"], &body["title"]),
+        (&json!(status), &json!(title))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,7 +734,8 @@ async fn the_check_rejects_what_the_document_does_not_say() {
         conformance(&doc, "get", "/saf", &reply).is_err(),
         "an undocumented status passes"
     );
-    // axum's bare 404 for a path the router does not know.
-    let bare = request(n.addr, "GET", "/transactions/").await;
-    assert!(conformance(&doc, "get", "/transactions/{rrn}", &bare).is_err());
+    // The router's 404 for a path it does not know is not the lookup's 404.
+    let unknown = request(n.addr, "GET", "/transactions/").await;
+    assert_eq!(unknown.status, 404);
+    assert!(conformance(&doc, "get", "/transactions/{rrn}", &unknown).is_err());
 }
