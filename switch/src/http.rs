@@ -294,40 +294,75 @@ fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
 /// Most messages `GET /saf` lists.
 pub const SAF_LIST_MAX: u32 = 500;
 
+/// Messages `GET /saf` lists without a `limit`.
+pub const SAF_LIST_DEFAULT: u32 = 20;
+
+/// Why a `GET /saf` query is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SafQueryError {
+    /// A parameter other than `limit`.
+    UnknownParameter,
+    /// `limit` more than once.
+    RepeatedParameter,
+    /// A `limit` that is not a whole number from 0 to [`SAF_LIST_MAX`].
+    InvalidLimit,
+}
+
+impl SafQueryError {
+    fn problem(self) -> Response {
+        let (title, detail) = match self {
+            SafQueryError::UnknownParameter => (
+                "Unknown parameter",
+                "the only parameter is limit".to_owned(),
+            ),
+            SafQueryError::RepeatedParameter => {
+                ("Repeated parameter", "give limit at most once".to_owned())
+            }
+            SafQueryError::InvalidLimit => (
+                "Invalid limit",
+                format!("limit is a whole number from 0 to {SAF_LIST_MAX}"),
+            ),
+        };
+        problem(StatusCode::BAD_REQUEST, title, &detail)
+    }
+}
+
+/// The `limit` of `GET /saf`'s query. The query is `application/x-www-form-urlencoded`: names
+/// and values are percent-decoded (`limit=%35` is 5) and `+` is a space. `limit` is the only
+/// parameter and comes at most once: with a repeat the caller could not know which one counts.
+/// Its value is decimal digits only, 0 to [`SAF_LIST_MAX`]: no sign, no space, not empty
+/// (`?limit` alone is an empty value).
+fn saf_limit(query: Option<&str>) -> Result<u32, SafQueryError> {
+    let mut limit = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name != "limit" {
+            return Err(SafQueryError::UnknownParameter);
+        }
+        if limit.is_some() {
+            return Err(SafQueryError::RepeatedParameter);
+        }
+        let n = Some(&*value)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n <= SAF_LIST_MAX)
+            .ok_or(SafQueryError::InvalidLimit)?;
+        limit = Some(n);
+    }
+    Ok(limit.unwrap_or(SAF_LIST_DEFAULT))
+}
+
 /// `GET /saf[?limit=N]`: per queue and bank, what waits for an acknowledgement, and the `N`
-/// oldest messages (default 20, at most [`SAF_LIST_MAX`]). No card data: messages are named by
-/// id and transaction id, which `/transactions/{rrn}` and the audit log lead back to.
+/// oldest messages (default [`SAF_LIST_DEFAULT`], at most [`SAF_LIST_MAX`]; see [`saf_limit`]).
+/// No card data: messages are named by id and transaction id, which `/transactions/{rrn}` and
+/// the audit log lead back to.
 async fn store_and_forward<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut limit = 20;
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=') {
-            Some(("limit", v)) => match v.parse::<u32>() {
-                Ok(n) if n <= SAF_LIST_MAX => limit = n,
-                _ => {
-                    return problem(
-                        StatusCode::BAD_REQUEST,
-                        "Invalid limit",
-                        &format!("limit is a whole number from 0 to {SAF_LIST_MAX}"),
-                    )
-                }
-            },
-            _ => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "Unknown parameter",
-                    "the only parameter is limit",
-                )
-            }
-        }
-    }
+    let limit = match saf_limit(query.as_deref()) {
+        Ok(n) => n,
+        Err(e) => return e.problem(),
+    };
     let backlog = match st.store.store_and_forward_backlog(limit).await {
         Ok(b) => b,
         Err(e) => {
@@ -404,6 +439,46 @@ async fn transaction_by_rrn<S: Store>(
         Err(e) => {
             tracing::error!(error = %e, "lookup by RRN failed");
             problem(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", "try again")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saf_query_is_form_decoded_and_strict() {
+        use SafQueryError::*;
+        for (query, expected) in [
+            (None, Ok(SAF_LIST_DEFAULT)),
+            (Some(""), Ok(SAF_LIST_DEFAULT)),
+            (Some("&"), Ok(SAF_LIST_DEFAULT)),
+            (Some("limit=5"), Ok(5)),
+            (Some("limit=%35"), Ok(5)),
+            (Some("%6Cimit=5"), Ok(5)),
+            (Some("limit=0"), Ok(0)),
+            (Some("limit=007"), Ok(7)),
+            (Some("limit=500"), Ok(500)),
+            (Some("&limit=3&"), Ok(3)),
+            (Some("limit=+5"), Err(InvalidLimit)),
+            (Some("limit=%2B5"), Err(InvalidLimit)),
+            (Some("limit=-1"), Err(InvalidLimit)),
+            (Some("limit=x"), Err(InvalidLimit)),
+            (Some("limit="), Err(InvalidLimit)),
+            (Some("limit"), Err(InvalidLimit)),
+            (Some("limit=5%20"), Err(InvalidLimit)),
+            (Some("limit=501"), Err(InvalidLimit)),
+            (Some("limit=4294967296"), Err(InvalidLimit)),
+            (Some("limit=%FF"), Err(InvalidLimit)),
+            (Some("limit=1&limit=2"), Err(RepeatedParameter)),
+            (Some("limit=1&limit=1"), Err(RepeatedParameter)),
+            (Some("since=1"), Err(UnknownParameter)),
+            (Some("limit=1&since=1"), Err(UnknownParameter)),
+            (Some("=5"), Err(UnknownParameter)),
+            (Some("Limit=5"), Err(UnknownParameter)),
+        ] {
+            assert_eq!(saf_limit(query), expected, "{query:?}");
         }
     }
 }

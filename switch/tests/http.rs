@@ -173,3 +173,51 @@ async fn an_rrn_that_is_not_utf8_gets_the_invalid_rrn_problem() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saf_query_is_percent_decoded_and_strict() {
+    let n = node().await;
+    for seq in 50..57 {
+        commit(&n.store, testkit::bank_timeout(&n.fx, seq, 100)).await;
+    }
+    // Accepted: percent-encoding is decoded, in values and names.
+    for (query, listed) in [
+        ("", 7),
+        ("?limit=%35", 5),
+        ("?%6Cimit=2", 2),
+        ("?limit=0", 0),
+        ("?limit=3&", 3),
+        ("?limit=500", 7),
+    ] {
+        let (status, _, body) = get(n.addr, &format!("/saf{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["oldest"].as_array().map(Vec::len),
+            Some(listed),
+            "{query}"
+        );
+    }
+    // Refused, each with its reason.
+    for (query, title) in [
+        ("limit=+5", "Invalid limit"),
+        ("limit=%2B5", "Invalid limit"),
+        ("limit=-1", "Invalid limit"),
+        ("limit=x", "Invalid limit"),
+        ("limit=", "Invalid limit"),
+        ("limit", "Invalid limit"),
+        ("limit=501", "Invalid limit"),
+        ("limit=%FF", "Invalid limit"),
+        ("limit=1&limit=2", "Repeated parameter"),
+        ("limit=5&limit=5", "Repeated parameter"),
+        ("since=1", "Unknown parameter"),
+        ("limit=1&since=1", "Unknown parameter"),
+    ] {
+        let reply = request(n.addr, "GET", &format!("/saf?{query}")).await;
+        assert_eq!(
+            problem_of(&reply),
+            (400, title.to_owned(), serde_json::json!(400)),
+            "{query}"
+        );
+    }
+}

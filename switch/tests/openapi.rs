@@ -573,7 +573,12 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     assert!(oldest.iter().any(|i| i["held"] == true));
     assert!(oldest.iter().any(|i| i["last_response_code"] == "96"));
     assert!(oldest.iter().any(|i| i["last_response_code"].is_null()));
-    for url in ["/saf?limit=0", "/saf?limit=1", "/saf?limit=500"] {
+    for url in [
+        "/saf?limit=0",
+        "/saf?limit=1",
+        "/saf?limit=500",
+        "/saf?limit=%35",
+    ] {
         c.get(addr, "/saf", url).await;
     }
     let metrics = c.get(addr, "/metrics", "/metrics").await;
@@ -628,6 +633,8 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
         "/saf?limit=-1",
         "/saf?limit=x",
         "/saf?limit",
+        "/saf?limit=+5",
+        "/saf?limit=1&limit=2",
         "/saf?since=1",
         "/saf?limit=1&since=1",
     ] {
