@@ -220,6 +220,10 @@ async fn ready<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     }
 }
 
+/// The content type of the Prometheus text exposition format 0.0.4 as Prometheus documents
+/// it: the format is UTF-8, and the header says so, as those of `/health` and `/ready` do.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     let depth = st.writer.queue_depth() as u64;
     let stats = st.writer.stats();
@@ -250,7 +254,7 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         text,
     )
         .into_response()

@@ -221,3 +221,17 @@ async fn the_saf_query_is_percent_decoded_and_strict() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_answers_say_they_are_utf8() {
+    let n = node().await;
+    for (path, content_type) in [
+        ("/health", "text/plain; charset=utf-8"),
+        ("/ready", "text/plain; charset=utf-8"),
+        // The Prometheus text exposition format's own content type.
+        ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
+    ] {
+        let (status, got, _) = get(n.addr, path).await;
+        assert_eq!((status, got.as_str()), (200, content_type), "{path}");
+    }
+}
