@@ -6,7 +6,7 @@
 //! Errors are RFC 9457 problem documents (`application/problem+json`). PANs appear masked
 //! only (first six, last four), as stored.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SeriesKind};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
 use axum::extract::rejection::PathRejection;
@@ -231,16 +231,19 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
         (
             "switch_writer_queue_depth",
             "Decisions waiting for the group-commit writer.",
+            SeriesKind::Gauge,
             depth,
         ),
         (
-            "switch_writer_batches",
-            "Group commits so far.",
+            "switch_writer_batches_total",
+            "Group commits.",
+            SeriesKind::Counter,
             stats.batches,
         ),
         (
-            "switch_writer_decisions",
-            "Decisions committed or refused by the writer so far.",
+            "switch_writer_decisions_total",
+            "Decisions committed or refused by the writer.",
+            SeriesKind::Counter,
             stats.decisions,
         ),
     ]);

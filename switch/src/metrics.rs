@@ -79,6 +79,25 @@ impl Histogram {
     }
 }
 
+/// The Prometheus type of a series [`Metrics::render`] is handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    /// Only ever increases (until a restart); its name ends in `_total`.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl SeriesKind {
+    /// The `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesKind::Counter => "counter",
+            SeriesKind::Gauge => "gauge",
+        }
+    }
+}
+
 /// Everything the switch counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -127,8 +146,9 @@ impl Metrics {
         self.responses().values().sum()
     }
 
-    /// Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+    /// Prometheus text exposition (version 0.0.4), with `extra` series kept elsewhere (name,
+    /// help, type, value), such as the writer's.
+    pub fn render(&self, extra: &[(&str, &str, SeriesKind, u64)]) -> String {
         let mut out = String::new();
         out.push_str("# HELP switch_responses_total Responses sent, by service and ISO 8583 response code.\n");
         out.push_str("# TYPE switch_responses_total counter\n");
@@ -201,8 +221,12 @@ impl Metrics {
             "# HELP switch_connections_open Acquirer connections open.\n# TYPE switch_connections_open gauge\nswitch_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
         );
-        for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        for (name, help, kind, v) in extra {
+            let kind = kind.as_str();
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         out
     }
@@ -225,13 +249,31 @@ mod tests {
         m.count_response("medical_bill", "51");
         m.advices_queued.fetch_add(2, Ordering::Relaxed);
         m.advices_acknowledged.fetch_add(1, Ordering::Relaxed);
-        let text = m.render(&[("switch_writer_queue_depth", "Writer queue.", 3)]);
+        let text = m.render(&[
+            (
+                "switch_writer_queue_depth",
+                "Writer queue.",
+                SeriesKind::Gauge,
+                3,
+            ),
+            (
+                "switch_writer_batches_total",
+                "Group commits.",
+                SeriesKind::Counter,
+                7,
+            ),
+        ]);
         assert!(text.contains("switch_advices_queued_total 2"));
         assert!(text.contains("switch_advices_acknowledged_total 1"));
         assert!(text.contains("switch_responses_total{service=\"medical_bill\",code=\"00\"} 2"));
         assert!(text.contains("switch_authorization_seconds_bucket{le=\"+Inf\"} 5"));
         assert!(text.contains("switch_authorization_seconds_count 5"));
-        assert!(text.contains("switch_writer_queue_depth 3"));
+        assert!(
+            text.contains("# TYPE switch_writer_queue_depth gauge\nswitch_writer_queue_depth 3\n")
+        );
+        assert!(text.contains(
+            "# TYPE switch_writer_batches_total counter\nswitch_writer_batches_total 7\n"
+        ));
         assert_eq!(m.responses_total(), 3);
     }
 }

@@ -235,3 +235,43 @@ async fn text_answers_say_they_are_utf8() {
         assert_eq!((status, got.as_str()), (200, content_type), "{path}");
     }
 }
+
+/// `# TYPE` of each family in a scrape: name → type.
+fn metric_types(scrape: &str) -> std::collections::BTreeMap<String, String> {
+    scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_typed_counter_and_named_total() {
+    let n = node().await;
+    let (_, _, scrape) = get(n.addr, "/metrics").await;
+    let types = metric_types(&scrape);
+    for (name, kind) in [
+        ("switch_writer_batches_total", "counter"),
+        ("switch_writer_decisions_total", "counter"),
+        ("switch_writer_queue_depth", "gauge"),
+    ] {
+        assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
+        assert!(
+            scrape.contains(&format!("\n{name} 0\n")),
+            "{name}: {scrape}"
+        );
+    }
+    // The old gauge names are gone.
+    for old in ["switch_writer_batches", "switch_writer_decisions"] {
+        assert!(!types.contains_key(old), "{old}");
+    }
+    // Prometheus naming: a counter ends in _total, nothing else does.
+    for (name, kind) in &types {
+        assert_eq!(
+            name.ends_with("_total"),
+            kind == "counter",
+            "{name} is a {kind}"
+        );
+    }
+}
