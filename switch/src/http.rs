@@ -149,6 +149,18 @@ pub fn render_saf(out: &mut String, backlog: &SafBacklog, now_us: i64) {
     }
 }
 
+/// Whether the store-and-forward backlog could be read for this scrape: without it, a scrape
+/// whose `switch_saf_*` series have no samples could mean "nothing pending" as well as "the
+/// store did not answer", and an alert on the backlog would stay silent while it grows.
+pub fn render_saf_readable(out: &mut String, readable: bool) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP switch_saf_backlog_readable 1 when the store-and-forward backlog was read for this scrape, 0 when the store could not read it (the switch_saf_* series then have no samples).\n# TYPE switch_saf_backlog_readable gauge\nswitch_saf_backlog_readable {}",
+        u8::from(readable)
+    );
+}
+
 /// Microseconds as seconds with millisecond precision, never negative.
 fn seconds(us: i64) -> String {
     Decimal::new(us.max(0) / 1_000, 3).to_string()
@@ -251,10 +263,17 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
     if let Some(links) = &st.links {
         render_links(&mut text, links);
     }
-    match st.store.store_and_forward_backlog(0).await {
-        Ok(backlog) => render_saf(&mut text, &backlog, crate::store::now_us()),
-        Err(e) => tracing::warn!(error = %e, "store-and-forward backlog unreadable for /metrics"),
-    }
+    let readable = match st.store.store_and_forward_backlog(0).await {
+        Ok(backlog) => {
+            render_saf(&mut text, &backlog, crate::store::now_us());
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store-and-forward backlog unreadable for /metrics");
+            false
+        }
+    };
+    render_saf_readable(&mut text, readable);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],

@@ -275,3 +275,31 @@ async fn counters_are_typed_counter_and_named_total() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_tell_an_unreadable_backlog_from_an_empty_one() {
+    let n = node().await;
+    // Nothing pending: no switch_saf_pending samples, but the backlog was read.
+    let (status, _, scrape) = get(n.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_types(&scrape)
+            .get("switch_saf_backlog_readable")
+            .map(String::as_str),
+        Some("gauge")
+    );
+    assert!(
+        scrape.contains("\nswitch_saf_backlog_readable 1\n"),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("switch_saf_pending{"));
+    // The store goes away: still 200 and still no samples, but now the scrape says why.
+    n.store.close().await;
+    let (status, _, scrape) = get(n.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        scrape.contains("\nswitch_saf_backlog_readable 0\n"),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("switch_saf_pending{"));
+}

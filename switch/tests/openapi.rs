@@ -583,6 +583,7 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     }
     let metrics = c.get(addr, "/metrics", "/metrics").await;
     assert!(metrics.body.contains("switch_saf_held{kind=\"reversal\""));
+    assert!(metrics.body.contains("\nswitch_saf_backlog_readable 1\n"));
 
     // By RRN: the stand-in approval and its reversal (no legs, no event; an original), a
     // purchase that moved money (a leg, an event), and a decline.
@@ -678,9 +679,10 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
         .status,
         503
     );
-    // /metrics still answers without the store.
+    // /metrics still answers without the store, and says the backlog could not be read.
     let metrics = c.get(addr, "/metrics", "/metrics").await;
     assert!(!metrics.body.contains("switch_saf_held{"));
+    assert!(metrics.body.contains("\nswitch_saf_backlog_readable 0\n"));
 
     let documented = documented_answers(&c.doc);
     let never: Vec<_> = documented.difference(&c.seen).collect();
