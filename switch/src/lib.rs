@@ -9,7 +9,7 @@
 //!   and the store-and-forward reversal forwarder;
 //! - [`banksim`]: a simulated bank issuer host for the demo and the tests;
 //! - [`acquirer`]: the TCP/TLS server kiosks and acquirers connect to;
-//! - [`http`]: health, readiness, metrics and lookup by RRN;
+//! - [`http`]: health, readiness, metrics, lookup by RRN and the store-and-forward backlog;
 //! - [`demo`]: the demo world, simulated kiosks and `switch demo`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -33,7 +33,7 @@ enum Command {
         /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
         #[arg(long, default_value = "127.0.0.1:8583")]
         listen: SocketAddr,
-        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}).
+        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

@@ -373,6 +373,43 @@ const AFTER_ROUTE: [&str; 4] = [
     ".with_state(",
 ];
 
+#[test]
+fn where_the_switch_lists_its_endpoints_it_lists_every_documented_path() {
+    let doc = document();
+    let paths: Vec<&String> = doc["paths"].as_object().expect("paths").keys().collect();
+    assert!(paths.len() >= 5, "{paths:?}");
+    // `switch demo --help`: the doc comment of `--http`.
+    let main_rs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/main.rs"));
+    let (before, _) = main_rs
+        .split_once("\n        http: SocketAddr,")
+        .expect("the --http option of switch demo");
+    let help: Vec<&str> = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .skip_while(|l| l.starts_with("#["))
+        .take_while(|l| l.starts_with("///"))
+        .collect();
+    let help = help.concat();
+    // `switch demo --describe`.
+    let described =
+        switch::demo::run::describe(&switch::demo::run::DemoOptions::default()).expect("describe");
+    let http = described
+        .lines()
+        .find(|l| l.starts_with("HTTP: "))
+        .expect("an HTTP line");
+    for path in paths {
+        assert!(
+            help.contains(path.as_str()),
+            "--http help {help:?} lacks {path}"
+        );
+        assert!(
+            http.contains(path.as_str()),
+            "--describe {http:?} lacks {path}"
+        );
+    }
+}
+
 /// `(path, methods)` of each `.route(` in `src/http.rs`, e.g. `/saf` → `{get}`.
 fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
     routes_in(HTTP_RS)

@@ -103,7 +103,7 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         opts.listen
     ));
     s.push_str(&format!(
-        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}}\n\n",
+        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}} /saf\n\n",
         opts.http
     ));
     s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
