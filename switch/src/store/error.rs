@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The database reported an error (connection, constraint, I/O).
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The group commit's own SQLite connection failed to open or configure.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Running the embedded migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -17,10 +17,11 @@ mod model;
 mod pan_protector;
 pub mod plan;
 mod postgres;
+mod postgres_batch;
 mod postgres_unnest;
 mod sql;
 mod sqlite;
-mod sqlite_values;
+mod sqlite_batch;
 pub mod testkit;
 pub mod writer;
 

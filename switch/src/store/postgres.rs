@@ -110,35 +110,19 @@ impl PostgresStore {
         self.write.begin().await
     }
 
-    /// Rows as `UNNEST` of typed arrays (see `postgres_unnest`).
-    async fn write_batch(
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-        decisions: &[super::Decision],
-        plan: &super::plan::Plan,
-        now_us: i64,
-    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
-        super::postgres_unnest::write_batch(tx, decisions, plan, now_us, &Self::DIALECT).await
+    /// PostgreSQL needs no in-process write lock: its row locks order the writers.
+    async fn write_gate(&self) -> Ungated {
+        Ungated
     }
 
     const DIALECT: Dialect = Dialect {
-    lock: " FOR UPDATE",
-    // `= ANY(ARRAY(...))` is an index scan over the ids whatever the table statistics say.
-    load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY account_id FOR UPDATE",
-    load_holds: "SELECT hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us FROM hold WHERE hold_id = ANY(ARRAY(SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))) ORDER BY hold_id FOR UPDATE",
-    // One index probe per key, whatever the statistics say: the LIMIT keeps the planner from
-    // flattening the subquery into a join, which on a young, fast-growing table it planned as a
-    // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
-    load_duplicate_keys: "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 LIMIT 1) AS d",
-    mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
-    insert_holds: "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT (r->>0)::uuid, (r->>1)::bigint, (r->>2)::uuid, (r->>3)::bigint, (r->>4)::bigint, r->>5, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::bigint FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r",
-    insert_advices: "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r",
-    update_holds: "UPDATE hold SET state = r->>1, captured_fen = (r->>2)::bigint, closed_at_us = (r->>3)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE hold.hold_id = (r->>0)::uuid",
-    // Locked after the accounts, in card order: every batch takes its locks in the same order.
-    load_card_atcs: "SELECT card_id, atc_max FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE",
-    update_card_atcs: "UPDATE card SET atc_max = (r->>1)::integer FROM jsonb_array_elements($1::jsonb) AS r WHERE card.card_id = (r->>0)::bigint",
+        lock: " FOR UPDATE",
+        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
     };
 }
+
+/// What [`PostgresStore`]'s control-plane writes hold: nothing.
+struct Ungated;
 
 impl_store!(PostgresStore, Postgres, writer_on_own_thread = false);
 

@@ -34,6 +34,13 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (outbox_seq, event_id, partition
     schema_version, payload, created_at_us) SELECT q, e, p, t, v, j, $7 FROM UNNEST($1::bigint[], \
     $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(q, e, p, t, v, j)";
 
+// The rare batch writes take their rows as one JSON array (`sql::hold_rows`, `reversal_rows`,
+// `advice_rows`): a constant statement whatever the batch size.
+const INSERT_HOLDS: &str = "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT (r->>0)::uuid, (r->>1)::bigint, (r->>2)::uuid, (r->>3)::bigint, (r->>4)::bigint, r->>5, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::bigint FROM jsonb_array_elements($1::jsonb) AS r";
+const UPDATE_HOLDS: &str = "UPDATE hold SET state = r->>1, captured_fen = (r->>2)::bigint, closed_at_us = (r->>3)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE hold.hold_id = (r->>0)::uuid";
+const INSERT_REVERSALS: &str = "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
+const INSERT_ADVICES: &str = "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
+
 async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<(), sqlx::Error> {
     let n = accepted.len();
     let mut id = Vec::with_capacity(n);
@@ -213,7 +220,6 @@ pub(super) async fn write_batch(
     decisions: &[Decision],
     plan: &Plan,
     now_us: i64,
-    dialect: &sql::Dialect,
 ) -> Result<Vec<Option<i64>>, sqlx::Error> {
     let mut seqs = vec![None; decisions.len()];
     let accepted: Vec<&Decision> = plan.accepted().map(|i| &decisions[i]).collect();
@@ -222,28 +228,28 @@ pub(super) async fn write_batch(
     }
     insert_txns(tx, &accepted).await?;
     insert_legs_and_keys(tx, &accepted, now_us).await?;
-    let [_, new_holds, changed_holds, _] = sql::plan_rows(plan, now_us);
+    let [new_holds, changed_holds] = sql::hold_rows(plan);
     if !plan.new_holds.is_empty() {
-        sqlx::query(dialect.insert_holds)
+        sqlx::query(INSERT_HOLDS)
             .bind(new_holds)
             .execute(&mut **tx)
             .await?;
     }
     if !plan.changed_holds.is_empty() {
-        sqlx::query(dialect.update_holds)
+        sqlx::query(UPDATE_HOLDS)
             .bind(changed_holds)
             .execute(&mut **tx)
             .await?;
     }
     write_balances(tx, plan, now_us).await?;
     if accepted.iter().any(|d| d.reversal.is_some()) {
-        sqlx::query(dialect.insert_reversals)
+        sqlx::query(INSERT_REVERSALS)
             .bind(sql::reversal_rows(decisions, plan, now_us))
             .execute(&mut **tx)
             .await?;
     }
     if accepted.iter().any(|d| d.advice.is_some()) {
-        sqlx::query(dialect.insert_advices)
+        sqlx::query(INSERT_ADVICES)
             .bind(sql::advice_rows(decisions, plan, now_us))
             .execute(&mut **tx)
             .await?;

@@ -1,7 +1,7 @@
-//! What the two backends share: the per-dialect SQL text (batch reads and the rare batch
-//! writes take their rows as one JSON array parameter, so the SQL is constant whatever the
-//! batch size), and the [`impl_store!`] macro that implements [`super::Store`] once for both
-//! drivers. The hot batch writes are per backend: `sqlite_values`, `postgres_unnest`.
+//! What the two backends share: the control plane's per-dialect SQL text, the JSON rows of
+//! PostgreSQL's rare batch writes (holds, reversals, advices, ATCs), and the [`impl_store!`]
+//! macro that implements [`super::Store`] once for both drivers. The group commit is per
+//! backend: `sqlite_batch` (rusqlite on the writer's thread), `postgres` + `postgres_unnest`.
 //!
 //! Why a macro rather than generics: sqlx's generic bounds (`Executor`, `Encode`, `Decode` for
 //! every bound type, higher-ranked over lifetimes) make generic async code over `Database`
@@ -12,32 +12,14 @@ use super::plan::Plan;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// SQL text that differs between SQLite and PostgreSQL. Each statement takes its rows as one
-/// JSON array parameter (`$1`), read with `json_each` / `jsonb_array_elements`.
+/// SQL text of the control plane that differs between SQLite and PostgreSQL (the batch's own
+/// SQL is per backend: `sqlite_batch`, `postgres`).
 pub struct Dialect {
     /// Suffix locking rows read for update (`FOR UPDATE` on PostgreSQL; SQLite has one
     /// writer, so nothing).
     pub lock: &'static str,
-    /// `account_id, balance_fen, held_fen` of the ids in `$1`.
-    pub load_accounts: &'static str,
-    /// Hold rows of the ids in `$1`.
-    pub load_holds: &'static str,
-    /// Existing duplicate keys among `$1`.
-    pub load_duplicate_keys: &'static str,
-    /// Inserts holds.
-    pub insert_holds: &'static str,
-    /// Updates hold states.
-    pub update_holds: &'static str,
-    /// Inserts reversal-queue rows.
-    pub insert_reversals: &'static str,
-    /// Inserts advice-queue rows.
-    pub insert_advices: &'static str,
-    /// Marks the outbox sequences in `$2` relayed at `$1`.
+    /// Marks the outbox sequences in `$2` (a JSON array) relayed at `$1`.
     pub mark_relayed: &'static str,
-    /// `card_id, atc_max` of the card ids in `$1` (locked on PostgreSQL).
-    pub load_card_atcs: &'static str,
-    /// Sets `atc_max` from `[card_id, atc]` rows.
-    pub update_card_atcs: &'static str,
 }
 
 /// Approved transactions of acquirer `$1` decided in `[$2, $3)`, counted and summed by kind and
@@ -53,10 +35,6 @@ pub const ACQUIRER_TOTALS: &str =
 /// A UUID as 32 lowercase hex digits (SQLite `unhex`, PostgreSQL `::uuid` both read it).
 pub fn hex(id: Uuid) -> String {
     id.simple().to_string()
-}
-
-fn opt_hex(id: Option<Uuid>) -> Value {
-    id.map_or(Value::Null, |u| Value::String(hex(u)))
 }
 
 /// `reversal_queue` rows of the accepted decisions, as one JSON array.
@@ -111,13 +89,8 @@ pub fn advice_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> String {
     Value::Array(rows).to_string()
 }
 
-/// Balance, hold and journal rows of a plan.
-pub fn plan_rows(plan: &Plan, now_us: i64) -> [String; 4] {
-    let accounts: Vec<Value> = plan
-        .accounts
-        .iter()
-        .map(|(id, a)| json!([id.0, a.balance_fen, a.held_fen]))
-        .collect();
+/// New and changed hold rows of a plan, each as one JSON array.
+pub fn hold_rows(plan: &Plan) -> [String; 2] {
     let new_holds: Vec<Value> = plan
         .new_holds
         .iter()
@@ -140,27 +113,9 @@ pub fn plan_rows(plan: &Plan, now_us: i64) -> [String; 4] {
         .iter()
         .map(|(id, h)| json!([hex(id.0), h.state.as_sql(), h.captured_fen, h.closed_at_us]))
         .collect();
-    let movements: Vec<Value> = plan
-        .movements
-        .iter()
-        .map(|m| {
-            json!([
-                m.account_id.0,
-                hex(m.transaction_id.0),
-                opt_hex(m.hold_id.map(|h| h.0)),
-                m.kind.as_sql(),
-                m.amount_fen,
-                m.balance_after_fen,
-                m.held_after_fen,
-                now_us,
-            ])
-        })
-        .collect();
     [
-        Value::Array(accounts).to_string(),
         Value::Array(new_holds).to_string(),
         Value::Array(changed_holds).to_string(),
-        Value::Array(movements).to_string(),
     ]
 }
 
@@ -200,29 +155,30 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 }
 
 /// Implements `Store` for a backend struct that has `read: Pool<$db>`, `write: Pool<$db>`,
-/// `pan: Arc<dyn PanProtector>`, an async `begin_write()`, an async `write_batch()` (choosing
-/// how rows reach the database: `sqlite_values`, `postgres_unnest`) and a `DIALECT`
-/// constant.
+/// `pan: Arc<dyn PanProtector>`, an async `begin_write()`, an async `write_gate()` (held by
+/// every control-plane write: on SQLite the lock the group commit also takes, see
+/// `sqlite_batch`), an async `group_commit()` (the data plane's batch: `sqlite_batch` on
+/// SQLite, `postgres::group_commit` + `postgres_unnest` on PostgreSQL) and a `DIALECT`
+/// constant. The row decoders are `pub(super)` for the backend's own batch code.
 macro_rules! impl_store {
     ($store:ty, $db:ty, writer_on_own_thread = $own:expr) => {
-        mod shared_impl {
+        pub(super) mod shared_impl {
             use super::*;
             use crate::store::audit;
             use crate::store::model::*;
-            use crate::store::plan::{self, AccountRow, BatchKeys, HoldRow, Loaded};
-            use crate::store::sql::{self, hex};
+            use crate::store::plan::HoldRow;
+            use crate::store::sql;
             use crate::store::{DecisionError, StoreError, DECISIONS_PER_BATCH_MAX, ROWS_PER_READ_MAX};
             use schemas::domain::*;
             use sqlx::Row;
 
-            type Tx = sqlx::Transaction<'static, $db>;
             type DbRow = <$db as sqlx::Database>::Row;
 
-            fn corrupt(column: &'static str) -> StoreError {
+            pub(in crate::store) fn corrupt(column: &'static str) -> StoreError {
                 StoreError::Corrupt { column }
             }
 
-            fn parse<T, E>(column: &'static str, r: Result<T, E>) -> Result<T, StoreError> {
+            pub(in crate::store) fn parse<T, E>(column: &'static str, r: Result<T, E>) -> Result<T, StoreError> {
                 r.map_err(|_| corrupt(column))
             }
 
@@ -283,7 +239,7 @@ macro_rules! impl_store {
 
             const HOLD_COLUMNS: &str = "hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us";
 
-            fn hold_row(row: &DbRow) -> Result<(HoldId, HoldRow), StoreError> {
+            pub(in crate::store) fn hold_row(row: &DbRow) -> Result<(HoldId, HoldRow), StoreError> {
                 Ok((
                     HoldId(row.try_get("hold_id")?),
                     HoldRow {
@@ -422,6 +378,7 @@ macro_rules! impl_store {
                 /// Records an unacknowledged attempt on a row of a store-and-forward queue
                 /// (`reversal_queue` keyed by `reversal_id`, `advice_queue` by `advice_id`).
                 async fn queue_attempt(&self, queue: (&str, &str, &'static str), id: uuid::Uuid, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
+                    let _gate = self.write_gate().await;
                     let (table, key, what) = queue;
                     let done = sqlx::query(&format!(
                         "UPDATE {table} SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = $2 \
@@ -440,6 +397,7 @@ macro_rules! impl_store {
 
                 /// Marks a row of a store-and-forward queue acknowledged; twice is harmless.
                 async fn queue_ack(&self, queue: (&str, &str, &'static str), id: uuid::Uuid, rc: ResponseCode, at_us: i64) -> Result<(), StoreError> {
+                    let _gate = self.write_gate().await;
                     let (table, key, what) = queue;
                     let done = sqlx::query(&format!(
                         "UPDATE {table} SET state = 'acknowledged', acknowledged_at_us = $1, last_response_code = $2 \
@@ -475,106 +433,12 @@ macro_rules! impl_store {
                     Ok(StoredTransaction { record, legs, event_id })
                 }
 
-                /// Loads (and on PostgreSQL locks) the rows a batch touches.
-                async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
-                    let d = &Self::DIALECT;
-                    let mut loaded = Loaded::default();
-                    let mut account_ids = keys.accounts.clone();
-                    if !keys.holds.is_empty() {
-                        let ids: Vec<String> = keys.holds.iter().map(|h| hex(h.0)).collect();
-                        let rows = sqlx::query(d.load_holds)
-                            .bind(serde_json::Value::from(ids).to_string())
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        for row in &rows {
-                            let (id, h) = hold_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                            account_ids.push(h.account_id);
-                            loaded.holds.insert(id, h);
-                        }
-                    }
-                    account_ids.sort();
-                    account_ids.dedup();
-                    if !account_ids.is_empty() {
-                        let ids: Vec<i64> = account_ids.iter().map(|a| a.0).collect();
-                        let rows = sqlx::query(d.load_accounts)
-                            .bind(serde_json::Value::from(ids).to_string())
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        for row in &rows {
-                            loaded.accounts.insert(
-                                AccountId(row.try_get("account_id")?),
-                                AccountRow { balance_fen: row.try_get("balance_fen")?, held_fen: row.try_get("held_fen")? },
-                            );
-                        }
-                    }
-                    if !keys.duplicate_keys.is_empty() {
-                        let rows: Vec<serde_json::Value> = keys.duplicate_keys.iter().map(|k| serde_json::json!([
-                            k.terminal_id.as_str(), k.stan.to_string(), k.rrn.as_str(), k.transmission_at.as_str(), k.message_class,
-                        ])).collect();
-                        let found = sqlx::query(d.load_duplicate_keys)
-                            .bind(serde_json::Value::from(rows).to_string())
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        for row in &found {
-                            let decode = |e: StoreError| sqlx::Error::Decode(Box::new(e));
-                            let key = DuplicateKey {
-                                terminal_id: parse("duplicate_key.terminal_id", TerminalId::parse(row.try_get("terminal_id")?)).map_err(decode)?,
-                                stan: parse("duplicate_key.stan", Stan::parse(row.try_get("stan")?)).map_err(decode)?,
-                                rrn: parse("duplicate_key.rrn", Rrn::parse(row.try_get("rrn")?)).map_err(decode)?,
-                                transmission_at: parse("duplicate_key.transmission_at", TransmissionDateTime::parse(row.try_get("transmission_at")?)).map_err(decode)?,
-                                message_class: row.try_get("message_class")?,
-                            };
-                            loaded.duplicate_keys.insert(key, TransactionId(row.try_get("transaction_id")?));
-                        }
-                    }
-                    if !keys.cards.is_empty() {
-                        let ids: Vec<i64> = keys.cards.iter().map(|c| c.0).collect();
-                        let rows = sqlx::query(d.load_card_atcs)
-                            .bind(serde_json::Value::from(ids).to_string())
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        for row in &rows {
-                            if let Some(atc) = row.try_get::<Option<i32>, _>("atc_max")? {
-                                let atc = u16::try_from(atc).map_err(|_| sqlx::Error::Decode(Box::new(corrupt("card.atc_max"))))?;
-                                loaded.card_atcs.insert(CardId(row.try_get("card_id")?), atc);
-                            }
-                        }
-                    }
-                    Ok(loaded)
-                }
-
-                /// One database transaction for the whole batch.
-                async fn try_batch(&self, decisions: &[Decision], now_us: i64) -> Result<Vec<Result<Committed, DecisionError>>, sqlx::Error> {
-                    let pre: Vec<Option<DecisionError>> = decisions
-                        .iter()
-                        .map(|d| d.validate().err().map(DecisionError::Invalid))
-                        .collect();
-                    let valid: Vec<&Decision> = decisions.iter().zip(&pre).filter(|(_, p)| p.is_none()).map(|(d, _)| d).collect();
-                    let keys = BatchKeys::of(&valid);
-                    let mut tx = self.begin_write().await?;
-                    let loaded = Self::load(&mut tx, &keys).await?;
-                    let plan = plan::plan(decisions, pre, loaded, now_us);
-                    let seqs = Self::write_batch(&mut tx, decisions, &plan, now_us).await?;
-                    if !plan.card_atcs.is_empty() {
-                        sqlx::query(Self::DIALECT.update_card_atcs)
-                            .bind(sql::card_atc_rows(&plan))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    Ok(plan
-                        .verdicts
-                        .into_iter()
-                        .zip(decisions)
-                        .zip(seqs)
-                        .map(|((v, d), outbox_seq)| v.map(|()| Committed { transaction_id: d.transaction.transaction_id, outbox_seq }))
-                        .collect())
-                }
             }
 
             impl crate::store::Store for $store {
                 const WRITER_ON_OWN_THREAD: bool = $own;
                 async fn upsert_institution(&self, i: &Institution) -> Result<(), StoreError> {
+                    let _gate = self.write_gate().await;
                     sqlx::query(
                         "INSERT INTO institution (institution_id, name, kind, created_at_us) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (institution_id) DO UPDATE SET name = excluded.name, kind = excluded.kind",
@@ -596,6 +460,7 @@ macro_rules! impl_store {
                 }
 
                 async fn put_bin_route(&self, r: &BinRoute) -> Result<(), StoreError> {
+                    let _gate = self.write_gate().await;
                     sqlx::query(
                         "INSERT INTO bin_route (bin_prefix, issuer_institution_id) VALUES ($1, $2) \
                          ON CONFLICT (bin_prefix) DO UPDATE SET issuer_institution_id = excluded.issuer_institution_id",
@@ -638,6 +503,7 @@ macro_rules! impl_store {
                 }
 
                 async fn issue_card(&self, c: &NewCard) -> Result<CardId, StoreError> {
+                    let _gate = self.write_gate().await;
                     let hash = self.pan.lookup_hash(&c.pan);
                     let sealed = self.pan.seal(&c.pan)?;
                     let now = crate::store::now_us();
@@ -682,6 +548,7 @@ macro_rules! impl_store {
                 }
 
                 async fn set_card_status(&self, card_id: CardId, status: CardStatus, reason: Option<&str>, at_us: i64) -> Result<(), StoreError> {
+                    let _gate = self.write_gate().await;
                     let done = sqlx::query("UPDATE card SET status = $1, status_reason = $2, status_changed_at_us = $3 WHERE card_id = $4")
                         .bind(status.as_sql())
                         .bind(reason)
@@ -705,6 +572,7 @@ macro_rules! impl_store {
                 }
 
                 async fn open_account(&self, a: &NewAccount, at_us: i64) -> Result<AccountId, StoreError> {
+                    let _gate = self.write_gate().await;
                     let mut tx = self.begin_write().await?;
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO account (institution_id, card_id, kind, balance_fen, held_fen, created_at_us) \
@@ -796,30 +664,7 @@ macro_rules! impl_store {
                         let err = DecisionError::Invalid(format!("batch above {DECISIONS_PER_BATCH_MAX} decisions"));
                         return BatchOutcome { results: vec![Err(err); batch.len()], db_transactions: 0 };
                     }
-                    match self.try_batch(&batch, now_us).await {
-                        Ok(results) => BatchOutcome { results, db_transactions: 1 },
-                        // Not an answer from the database (connection, I/O, pool timeout): retrying
-                        // each decision would only multiply the wait. Nothing was committed.
-                        Err(e) if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) => {
-                            let err = sql::classify(&e);
-                            BatchOutcome { results: vec![Err(err); batch.len()], db_transactions: 1 }
-                        }
-                        Err(e) => {
-                            // Something the planner could not see (a foreign key, another node's
-                            // race) failed the batch: retry each decision alone so only the
-                            // offender fails.
-                            tracing::warn!(error = %e, batch = batch.len(), "group commit failed; retrying decisions one by one");
-                            let mut results = Vec::with_capacity(batch.len());
-                            for d in batch.chunks(1) {
-                                results.push(match self.try_batch(d, now_us).await {
-                                    Ok(mut r) => r.pop().unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
-                                    Err(e) => Err(sql::classify(&e)),
-                                });
-                            }
-                            let db_transactions = 1 + u32::try_from(batch.len()).unwrap_or(u32::MAX);
-                            BatchOutcome { results, db_transactions }
-                        }
-                    }
+                    self.group_commit(batch, now_us).await
                 }
 
                 async fn transactions_by_rrn(&self, rrn: &Rrn) -> Result<Vec<StoredTransaction>, StoreError> {
@@ -846,6 +691,7 @@ macro_rules! impl_store {
                 }
 
                 async fn purge_duplicate_keys(&self, older_than_us: i64) -> Result<u64, StoreError> {
+                    let _gate = self.write_gate().await;
                     let done = sqlx::query("DELETE FROM duplicate_key WHERE created_at_us < $1")
                         .bind(older_than_us)
                         .execute(&self.write)
@@ -1010,6 +856,7 @@ macro_rules! impl_store {
                 }
 
                 async fn mark_outbox_relayed(&self, seqs: &[i64], at_us: i64) -> Result<u64, StoreError> {
+                    let _gate = self.write_gate().await;
                     if seqs.is_empty() {
                         return Ok(0);
                     }
@@ -1022,6 +869,7 @@ macro_rules! impl_store {
                 }
 
                 async fn append_audit(&self, e: &AuditEntry) -> Result<AuditRecord, StoreError> {
+                    let _gate = self.write_gate().await;
                     let mut tx = self.begin_write().await?;
                     let head = sqlx::query(&format!("SELECT last_seq, last_hash FROM audit_head WHERE id = 1{}", Self::DIALECT.lock))
                         .fetch_one(&mut *tx)

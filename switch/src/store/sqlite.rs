@@ -1,9 +1,13 @@
-//! The embedded SQLite backend: one file in WAL mode, a single write connection (SQLite has one
-//! writer anyway; owning it avoids `SQLITE_BUSY` between our own connections) and a pool of
-//! read-only connections that WAL lets run beside the writer.
+//! The embedded SQLite backend: one file in WAL mode, a pool of read-only connections that WAL
+//! lets run beside the writer, and two write connections that never write at once: the group
+//! commit's own ([`super::sqlite_batch`], on the writer's thread) and sqlx's for the low-volume
+//! control plane, which takes the group commit's lock first. SQLite has one writer anyway;
+//! taking turns in-process keeps `SQLITE_BUSY` to other processes (the clearing relay).
 
+use super::model::{BatchOutcome, Decision};
 use super::pan_protector::PanProtector;
 use super::sql::{impl_store, Dialect};
+use super::sqlite_batch::BatchWriter;
 use super::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool};
@@ -59,7 +63,9 @@ pub struct SqliteStore {
     pub(super) read: SqlitePool,
     pub(super) write: SqlitePool,
     pub(super) pan: Arc<dyn PanProtector>,
-    checkpoints: Arc<Checkpointer>,
+    /// The group commit's connection; its lock is also the turn of the control-plane writes
+    /// on `write` (tokio's mutex is fair: a control-plane write waits for one batch at most).
+    batch: tokio::sync::Mutex<BatchWriter>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,6 +121,7 @@ impl SqliteStore {
             rewind_due: AtomicBool::new(false),
             rewind_pages: config.wal_rewind_pages.max(1),
         });
+        let batch = BatchWriter::open(config, checkpoints.clone())?;
         let conn = base.connect().await?;
         tokio::spawn(checkpoint_loop(
             conn,
@@ -125,65 +132,46 @@ impl SqliteStore {
             read,
             write,
             pan,
-            checkpoints,
+            batch: tokio::sync::Mutex::new(batch),
         })
     }
 
-    /// Closes both pools (waits for connections to be returned).
+    /// Closes the group commit's connection and both pools (waits for connections to be
+    /// returned); later batches fail as unavailable.
     pub async fn close(&self) {
+        self.batch.lock().await.close();
         self.write.close().await;
         self.read.close().await;
     }
 
     /// `BEGIN IMMEDIATE`: take the write lock at the start, so a transaction never fails
-    /// half-way on a lock upgrade.
+    /// half-way on a lock upgrade. (Callers hold [`Self::write_gate`].)
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-        if self.checkpoints.rewind_due.load(Ordering::Relaxed) {
-            self.catch_up_and_rewind().await;
-        }
         self.write.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// The writer's part of checkpointing: a last passive checkpoint from the write connection
-    /// between two commits, so that the log is fully copied when the next commit begins, which
-    /// then writes from the start of the log again. It copies only what the checkpointer has
-    /// not, but ends with an fsync of the database file: the one stall of the writer, once per
-    /// `wal_rewind_pages` of log.
-    async fn catch_up_and_rewind(&self) {
-        // At most one catch-up per request of the checkpointer (one per interval), even when
-        // a long reader keeps the log from being fully copied.
-        self.checkpoints.rewind_due.store(false, Ordering::Relaxed);
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.write)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL catch-up checkpoint failed");
+    /// The turn of a control-plane write: no group commit runs while it is held.
+    async fn write_gate(&self) -> tokio::sync::MutexGuard<'_, BatchWriter> {
+        self.batch.lock().await
+    }
+
+    /// One group commit on the calling thread (the writer's own, see
+    /// [`super::writer::WriterConfig::dedicated_thread`]). Called from a worker of a
+    /// multi-threaded runtime instead, it tells tokio the worker is blocked.
+    async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
+        let mut writer = self.batch.lock().await;
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| writer.commit(&batch, now_us))
+        } else {
+            writer.commit(&batch, now_us)
         }
     }
 
-    /// Rows as multi-row `VALUES` with bound parameters: binding is in-process here, and it
-    /// measured 40% faster than one JSON parameter per table.
-    async fn write_batch(
-        tx: &mut sqlx::Transaction<'static, Sqlite>,
-        decisions: &[super::Decision],
-        plan: &super::plan::Plan,
-        now_us: i64,
-    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
-        super::sqlite_values::write_batch(tx, decisions, plan, now_us, &Self::DIALECT).await
-    }
-
     const DIALECT: Dialect = Dialect {
-    lock: "",
-    load_accounts: "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id IN (SELECT value FROM json_each($1))",
-    load_holds: "SELECT hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us FROM hold WHERE hold_id IN (SELECT unhex(value) FROM json_each($1))",
-    load_duplicate_keys: "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM json_each($1) AS j JOIN duplicate_key AS d ON d.terminal_id = j.value->>0 AND d.stan = j.value->>1 AND d.rrn = j.value->>2 AND d.transmission_at = j.value->>3 AND d.message_class = j.value->>4",
-    mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value FROM json_each($2))",
-    insert_holds: "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT unhex(r.value->>0), r.value->>1, unhex(r.value->>2), r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8 FROM json_each($1) AS r",
-    insert_reversals: "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, 'pending' FROM json_each($1) AS r",
-    insert_advices: "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT unhex(r.value->>0), unhex(r.value->>1), r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6, r.value->>7, r.value->>8, r.value->>9, r.value->>10, r.value->>11, r.value->>12, 'pending' FROM json_each($1) AS r",
-    update_holds: "UPDATE hold SET state = r.value->>1, captured_fen = r.value->>2, closed_at_us = r.value->>3 FROM json_each($1) AS r WHERE hold.hold_id = unhex(r.value->>0)",
-    load_card_atcs: "SELECT card_id, atc_max FROM card WHERE card_id IN (SELECT value FROM json_each($1))",
-    update_card_atcs: "UPDATE card SET atc_max = r.value->>1 FROM json_each($1) AS r WHERE card.card_id = r.value->>0",
+        lock: "",
+        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value FROM json_each($2))",
     };
 }
 
@@ -199,11 +187,12 @@ impl SqliteStore {
 /// background. A passive checkpoint alone never lets the log rewind under a steady stream of
 /// commits (the log must be fully copied when a write begins; it grew to 2 GB in 20 s), so once
 /// the log passes `rewind_pages` the checkpointer asks the writer to catch up itself between
-/// two commits (`SqliteStore::catch_up_and_rewind`). Durability is unchanged: commits are in
+/// two commits (`BatchWriter::catch_up_and_rewind`). Durability is unchanged: commits are in
 /// the WAL (synchronous = NORMAL) exactly as before.
 #[derive(Debug)]
 pub(super) struct Checkpointer {
-    rewind_due: AtomicBool,
+    /// Set by the background loop, taken by the group commit's connection.
+    pub(super) rewind_due: AtomicBool,
     rewind_pages: i64,
 }
 
