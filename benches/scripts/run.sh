@@ -34,7 +34,7 @@ snapshot() {
 }
 snapshot > before.txt; grep wchar /proc/$switch_pid/io > io1.txt
 # shellcheck disable=SC2086
-"$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | tail -n 8
+"$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | grep -v "^warning"
 snapshot > after.txt; grep wchar /proc/$switch_pid/io > io2.txt
 answered=$(grep -o 'responses [0-9]*' loadgen.out | awk '{print $2}')
 tick_us=$((1000000 / $(getconf CLK_TCK)))

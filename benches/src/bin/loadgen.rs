@@ -67,6 +67,24 @@ struct Args {
     /// Most requests prepared (the run stops early when they are used up).
     #[arg(long, default_value_t = 400_000)]
     prepare_max: usize,
+    /// Also print p50 / p99 / max per second of the run (by the second each request was due,
+    /// or sent in the closed loop), to tell a warm-up or a stall from a steady tail.
+    #[arg(long)]
+    timeline: bool,
+}
+
+/// Latencies by the second of the run the request was due in.
+type Timeline = Vec<Histogram<u64>>;
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn record_at(timeline: &mut Timeline, second: usize, micros: u64) {
+    if timeline.len() <= second {
+        timeline.resize_with(second + 1, latency_histogram);
+    }
+    let _ = timeline[second].record(micros);
 }
 
 /// Most requests written with one flush.
@@ -233,6 +251,7 @@ async fn drive(
     args: Args,
     list: Vec<Prepared>,
     hist: Arc<Mutex<Histogram<u64>>>,
+    timeline: Arc<Mutex<Timeline>>,
     tally: Arc<Mutex<Tally>>,
     start: Instant,
 ) {
@@ -250,17 +269,19 @@ async fn drive(
     let end = start + Duration::from_secs(args.duration);
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let reader = {
-        let (list, in_flight, hist, tally, window) = (
+        let (list, in_flight, hist, timeline, tally, window) = (
             Arc::clone(&list),
             Arc::clone(&in_flight),
             Arc::clone(&hist),
+            Arc::clone(&timeline),
             Arc::clone(&tally),
             Arc::clone(&window),
         );
+        let by_second = args.timeline;
         tokio::spawn(async move {
             let mut local = Tally::default();
-            let mut local_hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut local_hist = latency_histogram();
+            let mut local_timeline = Timeline::new();
             loop {
                 let frame = tokio::select! {
                     f = rx.next() => f,
@@ -275,7 +296,12 @@ async fn drive(
                 let entry = stan.and_then(|s| in_flight.lock().ok()?.remove(&s));
                 match entry {
                     Some((i, due)) => {
-                        let _ = local_hist.record(due.elapsed().as_micros() as u64);
+                        let micros = due.elapsed().as_micros() as u64;
+                        let _ = local_hist.record(micros);
+                        if by_second {
+                            let second = due.saturating_duration_since(start).as_secs() as usize;
+                            record_at(&mut local_timeline, second, micros);
+                        }
                         validate(&list[i], &frame.message, &mut local);
                         window.add_permits(1);
                     }
@@ -283,6 +309,14 @@ async fn drive(
                 }
             }
             let _ = hist.lock().await.add(&local_hist);
+            let mut all = timeline.lock().await;
+            for (second, h) in local_timeline.iter().enumerate() {
+                if all.len() <= second {
+                    all.resize_with(second + 1, latency_histogram);
+                }
+                let _ = all[second].add(h);
+            }
+            drop(all);
             let mut t = tally.lock().await;
             for (k, v) in local.codes {
                 *t.codes.entry(k).or_default() += v;
@@ -376,9 +410,8 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let hist = Arc::new(Mutex::new(
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-        ));
+        let hist = Arc::new(Mutex::new(latency_histogram()));
+        let timeline = Arc::new(Mutex::new(Timeline::new()));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let start = Instant::now() + Duration::from_millis(200);
         let tasks: Vec<_> = lists
@@ -388,6 +421,7 @@ fn main() {
                     args.clone(),
                     l,
                     Arc::clone(&hist),
+                    Arc::clone(&timeline),
                     Arc::clone(&tally),
                     start,
                 ))
@@ -427,6 +461,15 @@ fn main() {
             h.value_at_quantile(0.999),
             h.max()
         );
+        for (second, h) in timeline.lock().await.iter().enumerate() {
+            println!(
+                "  second {second:>3}: n {:>6}  p50 {:>7}  p99 {:>7}  max {:>7} µs",
+                h.len(),
+                h.value_at_quantile(0.50),
+                h.value_at_quantile(0.99),
+                h.max()
+            );
+        }
         let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for ((kind, code), n) in t.codes.iter() {
             by_kind
