@@ -31,12 +31,11 @@ pub struct WriterConfig {
     /// Decisions per database transaction, at most (≤ [`DECISIONS_PER_BATCH_MAX`]).
     pub batch_size_max: usize,
     /// Run the writer on its own OS thread with its own single-threaded runtime instead of
-    /// as a task of the caller's runtime. A group commit is a sequence of round trips to the
-    /// database driver (sqlx-sqlite runs each connection on a worker thread); as a task on a
-    /// busy runtime the writer waits behind every ready pipeline task after each round trip.
-    /// On its own thread it is woken at once. (Most of the ~23 ms commits measured under load
-    /// turned out to be SQLite's in-commit checkpoint; see `sqlite::Checkpointer`.) Use it for SQLite, whose connections are not tied to the caller's reactor;
-    /// PostgreSQL connections are tokio sockets, so they stay on the caller's runtime.
+    /// as a task of the caller's runtime. On SQLite the group commit is SQLite's own work, done
+    /// on the calling thread (`sqlite_batch`): on its own thread it blocks nothing else, and no
+    /// pipeline task waits behind it. (Most of the ~23 ms commits once measured under load were
+    /// SQLite's in-commit checkpoint; see `sqlite::Checkpointer`.) PostgreSQL connections are
+    /// tokio sockets, so its writer stays on the caller's runtime.
     pub dedicated_thread: bool,
 }
 
