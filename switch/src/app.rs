@@ -1,10 +1,11 @@
-//! What runs beside the pipeline in every switch process (demo or production): the hot-list
-//! refresh, the release of expired authorization holds, the purge of old duplicate keys, and the
+//! What runs beside the pipeline in every switch process (demo or production): the warm-up of
+//! the card directory at start, the hot-list refresh, the release of expired authorization holds, the purge of old duplicate keys, and the
 //! store-and-forward forwarder of reversals and stand-in advices.
 
 use crate::gateway::BankGateway;
 use crate::link::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
 use crate::metrics::Metrics;
+use crate::pipeline::cards::CARDS_CACHED_MAX;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use std::sync::Arc;
@@ -20,6 +21,20 @@ pub const DUPLICATE_KEY_RETENTION: Duration = Duration::from_secs(48 * 3_600);
 
 /// Spawns the housekeeping tasks; they stop when `shutdown` turns true.
 pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch::Receiver<bool>) {
+    let p = Arc::clone(&pipeline);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match p.cards().warm(&**p.store(), CARDS_CACHED_MAX).await {
+            Ok(n) => tracing::info!(
+                cards = n,
+                ms = started.elapsed().as_millis() as u64,
+                "card directory warmed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "card directory warm-up failed; cards load on first use")
+            }
+        }
+    });
     let (p, mut s) = (Arc::clone(&pipeline), shutdown.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HOT_LIST_REFRESH);

@@ -92,6 +92,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Cards on the hot list (lost, stolen, blocked).
     fn hot_list(&self) -> impl Future<Output = Result<Vec<Card>, StoreError>> + Send;
+    /// Up to `limit` cards with ids above `after`, by id, each with its clear PAN and its
+    /// accounts: what the pipeline's card directory loads at start, in pages, so the first
+    /// request of each card does not wait for the store.
+    fn card_directory_page(
+        &self,
+        after: Option<CardId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DirectoryCard>, StoreError>> + Send;
 
     // ---- accounts and holds ----
 

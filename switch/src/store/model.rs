@@ -934,6 +934,18 @@ pub struct AuditEntry {
     pub at_us: i64,
 }
 
+/// A card as the pipeline's directory keeps it (see [`super::Store::card_directory_page`]).
+/// `Debug` shows the PAN masked, as [`schemas::domain::Pan`] always does.
+#[derive(Debug, Clone)]
+pub struct DirectoryCard {
+    /// The card row.
+    pub card: Card,
+    /// Its PAN, opened from `card.pan_ciphertext`.
+    pub pan: schemas::domain::Pan,
+    /// Its accounts, by id.
+    pub accounts: Vec<Account>,
+}
+
 /// An appended audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {

@@ -571,6 +571,43 @@ macro_rules! impl_store {
                     rows.iter().map(card).collect()
                 }
 
+                async fn card_directory_page(&self, after: Option<CardId>, n: u32) -> Result<Vec<DirectoryCard>, StoreError> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {CARD_COLUMNS}, pan_ciphertext FROM card WHERE card_id > $1 ORDER BY card_id LIMIT $2"
+                    ))
+                    .bind(after.map_or(i64::MIN, |c| c.0))
+                    .bind(limit(n))
+                    .fetch_all(&self.read)
+                    .await?;
+                    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                        return Ok(Vec::new());
+                    };
+                    let (first, last): (i64, i64) = (first.try_get("card_id")?, last.try_get("card_id")?);
+                    let accounts = sqlx::query(&format!(
+                        "SELECT {ACCOUNT_COLUMNS} FROM account WHERE card_id >= $1 AND card_id <= $2 ORDER BY card_id, account_id"
+                    ))
+                    .bind(first)
+                    .bind(last)
+                    .fetch_all(&self.read)
+                    .await?;
+                    let mut by_card: std::collections::HashMap<CardId, Vec<Account>> = std::collections::HashMap::new();
+                    for row in &accounts {
+                        let a = account(row)?;
+                        if let Some(c) = a.card_id {
+                            by_card.entry(c).or_default().push(a);
+                        }
+                    }
+                    rows.iter()
+                        .map(|row| {
+                            let card = card(row)?;
+                            let sealed: Vec<u8> = row.try_get("pan_ciphertext")?;
+                            let pan = self.pan.open(&sealed)?;
+                            let accounts = by_card.remove(&card.card_id).unwrap_or_default();
+                            Ok(DirectoryCard { card, pan, accounts })
+                        })
+                        .collect()
+                }
+
                 async fn open_account(&self, a: &NewAccount, at_us: i64) -> Result<AccountId, StoreError> {
                     let _gate = self.write_gate().await;
                     let mut tx = self.begin_write().await?;

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use schemas::domain::{Pan, ResponseCode};
+use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -949,6 +949,89 @@ pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
 }
 
 /// Generates one `#[tokio::test]` per suite case for a harness.
+/// The directory's warm-up reads every card once, in id order, page by page, with its clear
+/// PAN (opened from the sealed one) and only its own accounts and balances.
+pub async fn the_card_directory_pages_through_every_card_with_its_pan_and_accounts<H: Harness>() {
+    let (h, fx) = seeded::<H>(700).await;
+    let s = h.store();
+    let mut issued = vec![(fx.card_id, fx.pan.clone())];
+    for n in 0..4u32 {
+        let pan = Pan::parse(&format!("62284800200000{n:02}")).unwrap();
+        let card_id = s
+            .issue_card(&NewCard {
+                pan: pan.clone(),
+                card_identification_code: None,
+                issuer: fx.bank.clone(),
+                expiry_yymm: "3012".into(),
+                status: if n == 2 {
+                    CardStatus::Lost
+                } else {
+                    CardStatus::Active
+                },
+                issuance: CardIssuance {
+                    pan_sequence_number: "01".into(),
+                    icc_algorithm: None,
+                    pin_offset: None,
+                    insurance_category: None,
+                },
+            })
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            s.open_account(
+                &NewAccount {
+                    institution: fx.fund.clone(),
+                    card_id: Some(card_id),
+                    kind: AccountKind::PersonalMedical,
+                    opening_balance: AmountFen::new(i64::from(n) + 1).unwrap(),
+                },
+                now_us(),
+            )
+            .await
+            .unwrap();
+        }
+        issued.push((card_id, pan));
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.card_directory_page(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.card.card_id);
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.iter()
+            .map(|c| (c.card.card_id, c.pan.clone()))
+            .collect::<Vec<_>>(),
+        issued,
+        "every card once, by id, with its PAN"
+    );
+    let first = &seen[0];
+    assert_eq!(first.accounts.len(), 1, "the pooled fund is not the card's");
+    assert_eq!(first.accounts[0].account_id, fx.personal);
+    assert_eq!(first.accounts[0].balance_fen, 700);
+    for (n, c) in seen[1..].iter().enumerate() {
+        let balances: Vec<i64> = c.accounts.iter().map(|a| a.balance_fen).collect();
+        assert_eq!(
+            balances,
+            if n % 2 == 0 {
+                vec![n as i64 + 1]
+            } else {
+                vec![]
+            }
+        );
+        assert!(c.accounts.iter().all(|a| a.card_id == Some(c.card.card_id)));
+    }
+    assert_eq!(seen[3].card.status, CardStatus::Lost);
+    assert!(
+        !format!("{:?}", seen[1]).contains("6228480020000000"),
+        "Debug masks the PAN"
+    );
+    h.cleanup().await;
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($harness:ty) => {
@@ -970,6 +1053,7 @@ macro_rules! store_suite {
             group_commit_uses_fewer_transactions_than_decisions,
             transactions_are_found_by_rrn_with_their_legs,
             the_audit_log_is_a_verifiable_append_only_chain,
+            the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {
