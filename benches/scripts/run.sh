@@ -17,7 +17,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}/rele
 CPB=${CPB:-1000}
 DEMO_ARGS=${1:-}
 LOAD_ARGS=${2:---connections 16 --window 16 --duration 20 --prepare-max 150000}
-scratch=$(mktemp -d)
+scratch=$(mktemp -d ${SCRATCH_IN:+-p $SCRATCH_IN})
 trap 'kill -INT "${switch_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$scratch"' EXIT
 cd "$scratch"
 # shellcheck disable=SC2086

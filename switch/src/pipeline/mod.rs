@@ -24,6 +24,7 @@
 //! 10. **commit** through the group-commit writer; only then the **response**.
 
 pub mod cards;
+mod recent;
 mod reconciliation;
 pub mod request;
 mod reversal;
@@ -43,12 +44,13 @@ use crate::store::{
 };
 use cards::{CardDirectory, CardEntry};
 use hsm_sim::Hsm;
+use recent::RecentKeys;
 use request::{Request, Service};
 use schemas::domain::{InstitutionId, Pan, ResponseCode};
 use schemas::iso8583::{Error as CodecError, Message, OwnedMessage, Spec};
 use security::{AcquirerKeys, IssuerKeys};
 use split::{HospitalLevel, PolicyTable};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -225,31 +227,6 @@ pub(crate) struct SplitFields {
     pub personal_balance_after_fen: i64,
 }
 
-/// A bounded memory of recent duplicate keys (the first, cheap check of step 3).
-#[derive(Debug)]
-struct RecentKeys {
-    set: HashSet<crate::store::DuplicateKey>,
-    order: VecDeque<crate::store::DuplicateKey>,
-    max: usize,
-}
-
-impl RecentKeys {
-    /// True if seen before; remembers it otherwise.
-    fn seen(&mut self, key: &crate::store::DuplicateKey) -> bool {
-        if self.set.contains(key) {
-            return true;
-        }
-        if self.order.len() >= self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.set.insert(key.clone());
-        self.order.push_back(key.clone());
-        false
-    }
-}
-
 /// The pipeline of one switch node.
 pub struct Pipeline<S: Store> {
     pub(crate) store: Arc<S>,
@@ -261,7 +238,7 @@ pub struct Pipeline<S: Store> {
     pub(crate) cards: CardDirectory,
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
-    recent: Mutex<RecentKeys>,
+    recent: RecentKeys,
     pin_failures: Mutex<HashMap<CardId, u32>>,
     institutions: HashMap<InstitutionId, InstitutionKind>,
 }
@@ -285,11 +262,7 @@ impl<S: Store> Pipeline<S> {
             .collect();
         let pipeline = Arc::new(Self {
             velocity: Velocity::new(cfg.limits),
-            recent: Mutex::new(RecentKeys {
-                set: HashSet::new(),
-                order: VecDeque::new(),
-                max: cfg.recent_keys_max.max(1),
-            }),
+            recent: RecentKeys::new(cfg.recent_keys_max),
             store,
             writer,
             hsm,
@@ -415,13 +388,7 @@ impl<S: Store> Pipeline<S> {
             message_class: req.mti.as_str()[..2].to_owned(),
         };
         let repeat = matches!(req.mti.as_str(), "0421" | "0401");
-        if !repeat
-            && self
-                .recent
-                .lock()
-                .map(|mut r| r.seen(&key))
-                .unwrap_or(false)
-        {
+        if !repeat && self.recent.seen(&key) {
             let mut out = Outcome::answer(ResponseCode::DuplicateTransmission);
             out.mac_key = mac_key;
             return (service, out);
