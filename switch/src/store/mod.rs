@@ -181,7 +181,8 @@ pub trait Store: Send + Sync + 'static {
         now_us: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<PendingReversal>, StoreError>> + Send;
-    /// Records a send attempt that was not acknowledged, and when to retry.
+    /// Records a send attempt that was not acknowledged, and when to retry; `rc` is the
+    /// refusal the bank answered (None: no answer, which keeps the previous refusal).
     fn record_reversal_attempt(
         &self,
         reversal_id: ReversalId,
@@ -204,7 +205,8 @@ pub trait Store: Send + Sync + 'static {
         now_us: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<PendingAdvice>, StoreError>> + Send;
-    /// Records a send attempt that was not acknowledged, and when to retry.
+    /// Records a send attempt that was not acknowledged, and when to retry; `rc` is the
+    /// refusal the bank answered (None: no answer, which keeps the previous refusal).
     fn record_advice_attempt(
         &self,
         advice_id: AdviceId,

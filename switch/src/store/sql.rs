@@ -376,12 +376,14 @@ macro_rules! impl_store {
 
             impl $store {
                 /// Records an unacknowledged attempt on a row of a store-and-forward queue
-                /// (`reversal_queue` keyed by `reversal_id`, `advice_queue` by `advice_id`).
+                /// (`reversal_queue` keyed by `reversal_id`, `advice_queue` by `advice_id`). An
+                /// attempt left unanswered (`rc` None) keeps the refusal code of an earlier one:
+                /// the last thing the bank said is what an operator needs to see in `/saf`.
                 async fn queue_attempt(&self, queue: (&str, &str, &'static str), id: uuid::Uuid, next_attempt_at_us: i64, rc: Option<ResponseCode>) -> Result<(), StoreError> {
                     let _gate = self.write_gate().await;
                     let (table, key, what) = queue;
                     let done = sqlx::query(&format!(
-                        "UPDATE {table} SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = $2 \
+                        "UPDATE {table} SET attempts = attempts + 1, next_attempt_at_us = $1, last_response_code = COALESCE($2, last_response_code) \
                          WHERE {key} = $3 AND state = 'pending'"
                     ))
                     .bind(next_attempt_at_us)

@@ -599,6 +599,10 @@ pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: 
     )
     .await
     .unwrap();
+    // A later attempt the bank did not answer keeps the refusal it gave before.
+    s.record_advice_attempt(advice_id, now_us() + 20_000_000, None)
+        .await
+        .unwrap();
 
     let backlog = s.store_and_forward_backlog(10).await.unwrap();
     let queues: Vec<(SafKind, &str, u64, u64, i64)> = backlog
@@ -618,7 +622,7 @@ pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: 
         queues,
         vec![
             (SafKind::Reversal, fx.bank.as_str(), 2, 1, 0),
-            (SafKind::Advice, fx.bank.as_str(), 1, 0, 2),
+            (SafKind::Advice, fx.bank.as_str(), 1, 0, 3),
         ]
     );
     assert!(backlog.oldest_created_at_us().unwrap() >= before);
@@ -634,7 +638,7 @@ pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: 
     assert!(!item(timeout_id.0).held);
     assert_eq!(item(timeout_id.0).amount_fen, 300);
     assert_eq!(item(advice_id.0).kind, SafKind::Advice);
-    assert_eq!(item(advice_id.0).attempts, 2);
+    assert_eq!(item(advice_id.0).attempts, 3);
     assert_eq!(item(advice_id.0).last_response_code.as_deref(), Some("96"));
     assert_eq!(
         s.store_and_forward_backlog(1).await.unwrap().oldest.len(),
