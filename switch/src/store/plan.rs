@@ -16,8 +16,8 @@
 
 use super::error::DecisionError;
 use super::model::{
-    AccountId, BalanceOp, CardAtc, CardId, Decision, DuplicateKey, HoldId, HoldState, MovementKind,
-    TransactionId,
+    AccountId, BalanceOp, CardAtc, CardId, Committed, Decision, DuplicateKey, HoldId, HoldState,
+    MovementKind, TransactionId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -171,6 +171,42 @@ struct Planner {
     undo: Vec<Undo>,
     movements: Vec<MovementRow>,
     now_us: i64,
+}
+
+/// The checks a batch makes before touching the database: each decision's own validity
+/// (`Some(err)` for an invalid one), and the keys of the valid ones to load.
+pub fn prepare(decisions: &[Decision]) -> (Vec<Option<DecisionError>>, BatchKeys) {
+    let pre: Vec<Option<DecisionError>> = decisions
+        .iter()
+        .map(|d| d.validate().err().map(DecisionError::Invalid))
+        .collect();
+    let valid: Vec<&Decision> = decisions
+        .iter()
+        .zip(&pre)
+        .filter(|(_, p)| p.is_none())
+        .map(|(d, _)| d)
+        .collect();
+    let keys = BatchKeys::of(&valid);
+    (pre, keys)
+}
+
+/// What each caller of a committed batch is told: its verdict, with its outbox position.
+pub fn committed(
+    plan: Plan,
+    decisions: &[Decision],
+    outbox_seqs: Vec<Option<i64>>,
+) -> Vec<Result<Committed, DecisionError>> {
+    plan.verdicts
+        .into_iter()
+        .zip(decisions)
+        .zip(outbox_seqs)
+        .map(|((v, d), outbox_seq)| {
+            v.map(|()| Committed {
+                transaction_id: d.transaction.transaction_id,
+                outbox_seq,
+            })
+        })
+        .collect()
 }
 
 /// Replays `decisions` in order against `loaded`. `pre` holds verdicts decided before loading

@@ -127,17 +127,7 @@ impl PostgresStore {
         decisions: &[Decision],
         now_us: i64,
     ) -> Result<Vec<Result<Committed, DecisionError>>, sqlx::Error> {
-        let pre: Vec<Option<DecisionError>> = decisions
-            .iter()
-            .map(|d| d.validate().err().map(DecisionError::Invalid))
-            .collect();
-        let valid: Vec<&Decision> = decisions
-            .iter()
-            .zip(&pre)
-            .filter(|(_, p)| p.is_none())
-            .map(|(d, _)| d)
-            .collect();
-        let keys = BatchKeys::of(&valid);
+        let (pre, keys) = plan::prepare(decisions);
         let mut tx = self.write.begin().await?;
         let loaded = Self::load(&mut tx, &keys).await?;
         let plan = plan::plan(decisions, pre, loaded, now_us);
@@ -149,18 +139,7 @@ impl PostgresStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(plan
-            .verdicts
-            .into_iter()
-            .zip(decisions)
-            .zip(seqs)
-            .map(|((v, d), outbox_seq)| {
-                v.map(|()| Committed {
-                    transaction_id: d.transaction.transaction_id,
-                    outbox_seq,
-                })
-            })
-            .collect())
+        Ok(plan::committed(plan, decisions, seqs))
     }
 
     pub(super) async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {

@@ -160,17 +160,7 @@ fn try_batch(
     if checkpoints.rewind_due.load(Ordering::Relaxed) {
         catch_up_and_rewind(conn, checkpoints);
     }
-    let pre: Vec<Option<DecisionError>> = decisions
-        .iter()
-        .map(|d| d.validate().err().map(DecisionError::Invalid))
-        .collect();
-    let valid: Vec<&Decision> = decisions
-        .iter()
-        .zip(&pre)
-        .filter(|(_, p)| p.is_none())
-        .map(|(d, _)| d)
-        .collect();
-    let keys = BatchKeys::of(&valid);
+    let (pre, keys) = plan::prepare(decisions);
     // IMMEDIATE: the write lock from the start, so the transaction never fails half-way
     // on a lock upgrade. Dropped without commit, it rolls back.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -178,18 +168,7 @@ fn try_batch(
     let plan = plan::plan(decisions, pre, loaded, now_us);
     let seqs = write(&tx, decisions, &plan, now_us)?;
     tx.commit()?;
-    Ok(plan
-        .verdicts
-        .into_iter()
-        .zip(decisions)
-        .zip(seqs)
-        .map(|((v, d), outbox_seq)| {
-            v.map(|()| Committed {
-                transaction_id: d.transaction.transaction_id,
-                outbox_seq,
-            })
-        })
-        .collect())
+    Ok(plan::committed(plan, decisions, seqs))
 }
 
 /// The rows the batch touches, one indexed lookup per key.
