@@ -1,6 +1,7 @@
 //! What runs beside the pipeline in every switch process (demo or production): the warm-up of
-//! the card directory at start, the hot-list refresh, the release of expired authorization holds, the purge of old duplicate keys, and the
-//! store-and-forward forwarder of reversals and stand-in advices.
+//! the card directory at start, the hot-list refresh, the release of expired authorization
+//! holds, the purge of old duplicate keys, and the store-and-forward forwarder of reversals and
+//! stand-in advices.
 
 use crate::gateway::BankGateway;
 use crate::link::forwarder::{Forwarder, ForwarderConfig, ForwarderError};

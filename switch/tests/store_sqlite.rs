@@ -103,14 +103,8 @@ async fn the_wal_is_rewound_by_the_writer_and_stays_bounded_under_steady_commits
     let fx = testkit::seed(&s, 10_000_000, 0).await.expect("seed");
     let wal = dir.path().join("switch.db-wal");
     let mut largest = 0u64;
-    let mut seq = 0u32;
-    for _ in 0..400 {
-        let batch: Vec<_> = (0..20)
-            .map(|_| {
-                seq += 1;
-                testkit::debit(&fx, fx.personal, seq, 1)
-            })
-            .collect();
+    for round in 0..400 {
+        let batch = testkit::debits(&fx, fx.personal, 1 + round * 20, 20, 1);
         let out = s.commit_decisions(batch, switch::store::now_us()).await;
         assert!(out.results.iter().all(|r| r.is_ok()), "{:?}", out.results);
         largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
@@ -181,14 +175,8 @@ async fn control_plane_writes_take_turns_with_group_commits() {
     let committer = {
         let (s, fx) = (Arc::clone(&s), fx.clone());
         tokio::spawn(async move {
-            let mut seq = 0u32;
-            for _ in 0..200 {
-                let batch: Vec<_> = (0..20)
-                    .map(|_| {
-                        seq += 1;
-                        testkit::debit(&fx, fx.personal, seq, 1)
-                    })
-                    .collect();
+            for round in 0..200 {
+                let batch = testkit::debits(&fx, fx.personal, 1 + round * 20, 20, 1);
                 let out = s.commit_decisions(batch, switch::store::now_us()).await;
                 assert!(out.results.iter().all(|r| r.is_ok()), "{:?}", out.results);
             }

@@ -282,9 +282,7 @@ fn find_account(accounts: &[Account], kind: AccountKind) -> Option<AccountId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{
-        testkit, CardIssuance, DataKeyPanProtector, NewCard, SqliteConfig, SqliteStore,
-    };
+    use crate::store::{testkit, DataKeyPanProtector, SqliteConfig, SqliteStore};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn warming_loads_cards_up_to_the_limit_and_keeps_what_is_already_mirrored() {
@@ -299,20 +297,7 @@ mod tests {
         let mut pans = vec![fx.pan.clone()];
         for n in 0..2u32 {
             let pan = Pan::parse(&format!("62284800300000{n:02}")).expect("pan");
-            store
-                .issue_card(&NewCard {
-                    pan: pan.clone(),
-                    card_identification_code: None,
-                    issuer: fx.bank.clone(),
-                    expiry_yymm: "3012".into(),
-                    status: CardStatus::Active,
-                    issuance: CardIssuance {
-                        pan_sequence_number: "01".into(),
-                        icc_algorithm: None,
-                        pin_offset: None,
-                        insurance_category: None,
-                    },
-                })
+            testkit::issue_plain_card(&store, &fx.bank, &pan, CardStatus::Active)
                 .await
                 .expect("card");
             pans.push(pan);

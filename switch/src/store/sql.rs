@@ -158,8 +158,8 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 /// `pan: Arc<dyn PanProtector>`, an async `begin_write()`, an async `write_gate()` (held by
 /// every control-plane write: on SQLite the lock the group commit also takes, see
 /// `sqlite_batch`), an async `group_commit()` (the data plane's batch: `sqlite_batch` on
-/// SQLite, `postgres::group_commit` + `postgres_unnest` on PostgreSQL) and a `DIALECT`
-/// constant. The row decoders are `pub(super)` for the backend's own batch code.
+/// SQLite, `postgres_batch` + `postgres_unnest` on PostgreSQL) and a `DIALECT` constant. The
+/// row decoders PostgreSQL's batch needs are visible to the whole store module.
 macro_rules! impl_store {
     ($store:ty, $db:ty, writer_on_own_thread = $own:expr) => {
         pub(super) mod shared_impl {

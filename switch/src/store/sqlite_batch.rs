@@ -142,7 +142,12 @@ impl BatchWriter {
 }
 
 /// Between two commits, when the checkpointer asks: a last passive checkpoint from this
-/// connection so the next commit writes from the start of the log (see `Checkpointer`).
+/// connection, so the log is fully copied when the next commit begins, which then writes from
+/// the start of the log again (see `Checkpointer`). It copies only what the checkpointer has
+/// not, but syncs the log and the database file: the writer's one stall, about 10 ms under
+/// load on the test VM, once per `wal_rewind_pages` of log. The request is cleared first, so a
+/// long reader that keeps the log from being fully copied costs one catch-up per request of
+/// the checkpointer, not one per commit.
 fn catch_up_and_rewind(conn: &Connection, checkpoints: &Checkpointer) {
     checkpoints.rewind_due.store(false, Ordering::Relaxed);
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {

@@ -218,6 +218,43 @@ fn leg(fx: &Fixture, account: AccountId, amount_fen: i64) -> TxnLeg {
     }
 }
 
+/// Issues a card of `issuer` with no chip data, PIN offset or insurance category.
+pub async fn issue_plain_card<S: Store>(
+    store: &S,
+    issuer: &InstitutionId,
+    pan: &Pan,
+    status: CardStatus,
+) -> Result<CardId, StoreError> {
+    store
+        .issue_card(&NewCard {
+            pan: pan.clone(),
+            card_identification_code: None,
+            issuer: issuer.clone(),
+            expiry_yymm: "3012".into(),
+            status,
+            issuance: CardIssuance {
+                pan_sequence_number: "01".into(),
+                icc_algorithm: None,
+                pin_offset: None,
+                insurance_category: None,
+            },
+        })
+        .await
+}
+
+/// `n` approved debits of `amount_fen` each from `account`, numbered from `first_seq`.
+pub fn debits(
+    fx: &Fixture,
+    account: AccountId,
+    first_seq: u32,
+    n: u32,
+    amount_fen: i64,
+) -> Vec<Decision> {
+    (first_seq..first_seq + n)
+        .map(|seq| debit(fx, account, seq, amount_fen))
+        .collect()
+}
+
 /// An approved purchase debiting `account`, with its event.
 pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Decision {
     let t = transaction(

@@ -961,24 +961,12 @@ pub async fn the_card_directory_pages_through_every_card_with_its_pan_and_accoun
     let mut issued = vec![(fx.card_id, fx.pan.clone())];
     for n in 0..4u32 {
         let pan = Pan::parse(&format!("62284800200000{n:02}")).unwrap();
-        let card_id = s
-            .issue_card(&NewCard {
-                pan: pan.clone(),
-                card_identification_code: None,
-                issuer: fx.bank.clone(),
-                expiry_yymm: "3012".into(),
-                status: if n == 2 {
-                    CardStatus::Lost
-                } else {
-                    CardStatus::Active
-                },
-                issuance: CardIssuance {
-                    pan_sequence_number: "01".into(),
-                    icc_algorithm: None,
-                    pin_offset: None,
-                    insurance_category: None,
-                },
-            })
+        let status = if n == 2 {
+            CardStatus::Lost
+        } else {
+            CardStatus::Active
+        };
+        let card_id = testkit::issue_plain_card(&*s, &fx.bank, &pan, status)
             .await
             .unwrap();
         if n % 2 == 0 {
