@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                         .map(|s| print!("{s}"))
                         .map_err(|e| e.to_string())
                 } else {
-                    demo::run(opts).await.map_err(|e| e.to_string())
+                    demo::run(opts).await.map(|_| ()).map_err(|e| e.to_string())
                 }
             }
             Command::Serve { config } => switch::config::serve(&config)

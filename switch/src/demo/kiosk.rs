@@ -212,9 +212,47 @@ impl Kiosk {
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("balance fields"))?;
+        self.encoded(&m)
+    }
+
+    /// A balance inquiry on the card's bank account (field 3 31xxxx without 60.1 = 04): the
+    /// switch asks the bank, which checks the PIN and answers the balance in field 54.
+    pub fn bank_balance(&mut self, card: &DemoCard) -> Result<(Vec<u8>, u32), DemoError> {
+        let mut m = self.base("0200", "310000", 0)?;
+        let pin_block = DemoWorld::pin_block(&card.pan, DEMO_PIN)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, card.pan.expose_digits())?
+                .set_bytes(52, &pin_block)?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("balance fields"))?;
+        self.encoded(&m)
+    }
+
+    /// A benefit credit (field 3 21xxxx, 60.1 = 02) of `amount_fen` from the social-security
+    /// fund to the card's bank account. Only a job centre (or the fund) may send one; it
+    /// carries no PIN, as the cardholder receives money.
+    pub fn benefit_credit(
+        &mut self,
+        card: &DemoCard,
+        amount_fen: u64,
+    ) -> Result<(Vec<u8>, u32), DemoError> {
+        let mut m = self.base("0200", "210000", amount_fen)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, card.pan.expose_digits())?
+                .set_path("60.1", b"02")?
+                .set_path("60.2", b"410100")?
+                .set_path("60.3", b"01")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("benefit fields"))?;
+        self.encoded(&m)
+    }
+
+    fn encoded(&self, m: &OwnedMessage<'static>) -> Result<(Vec<u8>, u32), DemoError> {
         let mut out = Vec::with_capacity(128);
         m.spec()
-            .encode(&m, &mut out)
+            .encode(m, &mut out)
             .map_err(|_| DemoError::Data("encode"))?;
         Ok((out, self.stan))
     }
@@ -249,11 +287,7 @@ impl Kiosk {
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("reversal fields"))?;
-        let mut out = Vec::with_capacity(128);
-        m.spec()
-            .encode(&m, &mut out)
-            .map_err(|_| DemoError::Data("encode"))?;
-        Ok((out, self.stan))
+        self.encoded(&m)
     }
 }
 
@@ -288,5 +322,56 @@ impl PendingPayment {
         };
         pboc::complete_payment(reader, &mut self.session, &resp)
             .map_err(|e| DemoError::Card(e.to_string()))
+    }
+}
+
+/// The available (amount type 02), else the ledger (01), balance in an answer's field 54,
+/// in fen. Field 54 is a run of 20-character amounts (ISO 8583:1987): account type (2),
+/// amount type (2), currency (3), sign `C` or `D` (1), 12 digits of minor units.
+pub fn balance_fen(field54: &str) -> Option<i64> {
+    let mut ledger = None;
+    for amount in field54.as_bytes().chunks(20) {
+        if amount.len() != 20 {
+            return None;
+        }
+        let digits = std::str::from_utf8(&amount[8..]).ok()?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let v: i64 = digits.parse().ok()?;
+        let v = match amount[7] {
+            b'C' => v,
+            b'D' => -v,
+            _ => return None,
+        };
+        match &amount[2..4] {
+            b"02" => return Some(v),
+            b"01" => ledger = Some(v),
+            _ => {}
+        }
+    }
+    ledger
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_54_gives_the_available_balance_first_then_the_ledger_balance() {
+        let cases = [
+            ("1002156C000000123456", Some(123_456)),
+            ("1002156D000000000100", Some(-100)),
+            ("1001156C000000000500", Some(500)),
+            ("1001156C0000000005001002156C000000000700", Some(700)),
+            ("1003156C000000000500", None),
+            ("1002156X000000000500", None),
+            ("1002156C00000000050", None),
+            ("1002156C00000000050A", None),
+            ("", None),
+        ];
+        for (field, want) in cases {
+            assert_eq!(balance_fen(field), want, "{field}");
+        }
     }
 }

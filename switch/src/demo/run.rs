@@ -76,6 +76,38 @@ impl Default for DemoOptions {
     }
 }
 
+/// What a demo run answered, by service and response code (field 39).
+#[derive(Debug, Clone, Default)]
+pub struct DemoSummary {
+    /// Answers per (service, response code).
+    pub responses: std::collections::BTreeMap<(&'static str, String), u64>,
+}
+
+impl DemoSummary {
+    /// All answers.
+    pub fn total(&self) -> u64 {
+        self.responses.values().sum()
+    }
+
+    /// Answers with response code `code`, all services.
+    pub fn with_code(&self, code: &str) -> u64 {
+        self.responses
+            .iter()
+            .filter(|((_, c), _)| c == code)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Answers to `service` with response code `code`.
+    pub fn of(&self, service: &str, code: &str) -> u64 {
+        self.responses
+            .iter()
+            .filter(|((s, c), _)| *s == service && c == code)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 /// Why the demo stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoRunError {
@@ -161,8 +193,10 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
     Ok(s)
 }
 
-/// Runs the demo until Ctrl-C or the duration.
-pub async fn run(opts: DemoOptions) -> Result<(), DemoRunError> {
+/// Runs the demo until Ctrl-C or the duration. Port 0 in `listen`, `http` or
+/// `bank_port_base` means any free port (the first status line names the acquirer's and
+/// HTTP's).
+pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
     std::fs::create_dir_all(&opts.data_dir)?;
     if let Some(url) = opts.postgres_url.clone() {
         const SCHEMA: &str = "switch_demo";
@@ -259,14 +293,18 @@ async fn run_on<S: crate::store::Store>(
     store: Arc<S>,
     world: DemoWorld,
     with_clearing: bool,
-) -> Result<(), DemoRunError> {
+) -> Result<DemoSummary, DemoRunError> {
     let metrics = Arc::new(Metrics::default());
 
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
     let mut bank_sims = Vec::new();
     let mut link_configs = Vec::new();
     for i in 0..world.banks.len() {
-        let listen = format!("127.0.0.1:{}", opts.bank_port_base + i as u16);
+        let port = match opts.bank_port_base {
+            0 => 0,
+            base => base.saturating_add(i as u16),
+        };
+        let listen = format!("127.0.0.1:{port}");
         let (sim, mut lc) = start_bank(&world, i, &listen).await?;
         lc.echo_interval = Duration::from_secs(10);
         link_configs.push(lc);
@@ -301,6 +339,7 @@ async fn run_on<S: crate::store::Store>(
     let listener_cfg =
         AcquirerListener::ssc87(opts.listen).map_err(|e| DemoRunError::Other(e.to_string()))?;
     let listener = acquirer::bind(&listener_cfg).await?;
+    let acquirer_addr = listener.local_addr()?;
     tokio::spawn(acquirer::serve(
         listener,
         listener_cfg,
@@ -314,6 +353,7 @@ async fn run_on<S: crate::store::Store>(
         links: Some(Arc::clone(&links)),
     });
     let http_listener = tokio::net::TcpListener::bind(opts.http).await?;
+    let http_addr = http_listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(http_listener, http::router(http_state)).await;
     });
@@ -342,8 +382,8 @@ async fn run_on<S: crate::store::Store>(
 
     println!(
         "switch demo: acquirer tcp://{}  http://{}  {} banks signed on  {} cards  data in {}",
-        opts.listen,
-        opts.http,
+        acquirer_addr,
+        http_addr,
         world.banks.iter().filter(|b| links.is_up(&b.id)).count(),
         world.cards.len(),
         opts.data_dir.display()
@@ -357,7 +397,7 @@ async fn run_on<S: crate::store::Store>(
         for k in 0..opts.kiosks {
             let (world, sent, shutdown) = (Arc::clone(&world), Arc::clone(&sent), shutdown.clone());
             let cards = Arc::clone(&cards);
-            let addr = opts.listen;
+            let addr = acquirer_addr;
             tokio::spawn(async move {
                 let stopping = shutdown.clone();
                 if let Err(e) = kiosk_loop(k, world, cards, addr, sent, shutdown).await {
@@ -432,7 +472,9 @@ async fn run_on<S: crate::store::Store>(
     for b in &bank_sims {
         b.stop().await;
     }
-    Ok(())
+    Ok(DemoSummary {
+        responses: metrics.responses(),
+    })
 }
 
 /// The demo's cards in the cardholders' hands: one virtual card per demo card, shared by every
@@ -507,8 +549,45 @@ impl DemoCards {
     }
 }
 
-/// One simulated kiosk: hospital kiosks pay bills (sometimes with a wrong PIN, sometimes
-/// reversed), the job-centre kiosk asks balances.
+/// The bank balance a job-centre kiosk's benefit credit brings a card back to (50,000 CNY).
+const BENEFIT_TARGET_FEN: i64 = 5_000_000;
+
+/// Below this, a top-up is not worth a credit (100 CNY).
+const BENEFIT_MIN_FEN: i64 = 10_000;
+
+/// The kiosk's connection to the switch.
+type KioskConn = Framed<TcpStream, FrameCodec>;
+
+/// Sends one request and waits for its answer (the kiosk has one request outstanding).
+async fn exchange(
+    conn: &mut KioskConn,
+    request: Vec<u8>,
+    sent: &AtomicU64,
+) -> Result<Vec<u8>, DemoRunError> {
+    conn.send(Frame {
+        tpdu: None,
+        message: request.into(),
+    })
+    .await
+    .map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let answer = match conn.next().await {
+        Some(Ok(f)) => f.message.to_vec(),
+        _ => return Err(DemoRunError::Other("switch closed the connection".into())),
+    };
+    sent.fetch_add(1, Ordering::Relaxed);
+    Ok(answer)
+}
+
+/// One simulated kiosk, with a cardholder and a card at it on every round.
+///
+/// Hospital kiosks pay bills (3% first typed with a wrong PIN, then again with the right one,
+/// as a cardholder would; 3% of approved bills reversed) and answer a few personal-account
+/// balance inquiries of insured cardholders. At the job-centre kiosk (every sixth) the
+/// cardholders come in turn, card after card: each asks the bank balance (or sometimes the
+/// personal account's) and receives a benefit credit that brings the bank balance back to
+/// 50,000 CNY. That credit stands in for the money that reaches cardholders' accounts in real
+/// life (wages, pensions, unemployment benefits): the demo puts a city's bills on a few hundred
+/// cards, and without it they drain the cards within minutes and the demo shows mostly 51.
 async fn kiosk_loop(
     k: usize,
     world: Arc<DemoWorld>,
@@ -537,14 +616,18 @@ async fn kiosk_loop(
         TcpStream::connect(addr).await?,
         FrameCodec::new(LengthHeader::Binary2),
     );
-    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     let mut n: u64 = 0;
     while !*shutdown.borrow() {
         n += 1;
         let (idx, roll, bill) = {
             let mut rng = rand::thread_rng();
+            let idx = if job_centre {
+                (k + n as usize) % world.cards.len()
+            } else {
+                rng.gen_range(0..world.cards.len())
+            };
             (
-                rng.gen_range(0..world.cards.len()),
+                idx,
                 rng.gen_range(0..100u32),
                 rng.gen_range(2_000..400_000u64),
             )
@@ -554,43 +637,93 @@ async fn kiosk_loop(
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue; // in another kiosk's reader
         };
-        let request;
-        let mut pending = None;
-        if job_centre || roll < 10 {
-            request = kiosk.personal_balance(card)?.0;
+        let round = if job_centre {
+            job_centre_round(&mut kiosk, &mut conn, card, roll, &sent).await
         } else {
-            let pin = if roll < 13 { "000000" } else { DEMO_PIN };
-            let p = kiosk.medical_bill(card, &mut reader, bill, &format!("MZ{k}-{n}"), pin)?;
-            request = p.request.clone();
-            pending = Some(p);
-        }
-        conn.send(Frame {
-            tpdu: None,
-            message: request.clone().into(),
-        })
-        .await
-        .map_err(|e| DemoRunError::Other(e.to_string()))?;
-        let answer = match conn.next().await {
-            Some(Ok(f)) => f.message,
-            _ => return Err(DemoRunError::Other("switch closed the connection".into())),
+            let bill_no = format!("MZ{k}-{n}");
+            hospital_round(
+                &mut kiosk,
+                &mut conn,
+                card,
+                &mut reader,
+                (roll, bill, &bill_no),
+                &sent,
+            )
+            .await
         };
-        sent.fetch_add(1, Ordering::Relaxed);
-        if let (Some(p), Ok(a)) = (pending, spec.decode(&answer)) {
-            let approved = a.get_str(39).map(|c| c == "00").unwrap_or(false);
-            let _ = p.complete(&mut reader, &a);
-            if approved && roll >= 97 {
-                let (rev, _) = kiosk.reversal_of(&request)?;
-                conn.send(Frame {
-                    tpdu: None,
-                    message: rev.into(),
-                })
-                .await
-                .map_err(|e| DemoRunError::Other(e.to_string()))?;
-                let _ = conn.next().await;
-            }
-        }
         cards.give_back(idx, reader);
+        round?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A cardholder at a job-centre kiosk: a balance inquiry, and after a bank balance inquiry a
+/// benefit credit up to [`BENEFIT_TARGET_FEN`].
+async fn job_centre_round(
+    kiosk: &mut Kiosk,
+    conn: &mut KioskConn,
+    card: &super::world::DemoCard,
+    roll: u32,
+    sent: &AtomicU64,
+) -> Result<(), DemoRunError> {
+    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
+    if roll < 30 && card.insurance.is_some() {
+        exchange(conn, kiosk.personal_balance(card)?.0, sent).await?;
+        return Ok(());
+    }
+    let answer = exchange(conn, kiosk.bank_balance(card)?.0, sent).await?;
+    let Ok(a) = spec.decode(&answer) else {
+        return Ok(());
+    };
+    if a.get_str(39).map(|c| c == "00").unwrap_or(false) {
+        if let Some(balance) = a
+            .get_str(54)
+            .ok()
+            .and_then(|f| super::kiosk::balance_fen(&f))
+        {
+            let top_up = BENEFIT_TARGET_FEN - balance;
+            if top_up >= BENEFIT_MIN_FEN {
+                exchange(conn, kiosk.benefit_credit(card, top_up as u64)?.0, sent).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A cardholder at a hospital kiosk: a bill (retyping a wrong PIN once), sometimes reversed,
+/// or a personal-account balance inquiry. `plan` is (roll 0..100, bill in fen, bill number).
+async fn hospital_round(
+    kiosk: &mut Kiosk,
+    conn: &mut KioskConn,
+    card: &super::world::DemoCard,
+    reader: &mut MemoryChannel,
+    plan: (u32, u64, &str),
+    sent: &AtomicU64,
+) -> Result<(), DemoRunError> {
+    let (roll, bill, bill_no) = plan;
+    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
+    if roll < 10 && card.insurance.is_some() {
+        exchange(conn, kiosk.personal_balance(card)?.0, sent).await?;
+        return Ok(());
+    }
+    let mut pin = if roll < 13 { "000000" } else { DEMO_PIN };
+    loop {
+        let p = kiosk.medical_bill(card, reader, bill, bill_no, pin)?;
+        let request = p.request.clone();
+        let answer = exchange(conn, request.clone(), sent).await?;
+        let Ok(a) = spec.decode(&answer) else {
+            return Ok(());
+        };
+        let code = a.get_str(39).map(|c| c.into_owned()).unwrap_or_default();
+        let _ = p.complete(reader, &a);
+        if code == "55" && pin != DEMO_PIN {
+            pin = DEMO_PIN; // the cardholder types it again, correctly
+            continue;
+        }
+        if code == "00" && roll >= 97 {
+            exchange(conn, kiosk.reversal_of(&request)?.0, sent).await?;
+        }
+        return Ok(());
+    }
 }

@@ -7,6 +7,7 @@
 
 use crate::pipeline::security::{pin_validation_data, AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, PolicyTable};
+use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{Hospital, PipelineConfig, PipelineKeys, StandIn};
 use crate::store::{
     AccountKind, BinRoute, CardIssuance, CardStatus, IccAlgorithm, Institution, InstitutionKind,
@@ -317,6 +318,16 @@ impl DemoWorld {
             inst(SOCIAL_SECURITY_FUND_ID)?,
         );
         cfg.policy = PolicyTable::demo();
+        // The demo's kiosks put a city's day of traffic on a few hundred cards, each paying a
+        // bill every second or two: a cardholder's daily limits (100,000 CNY, 200
+        // transactions) would decline most of it after a few minutes. The demo keeps the
+        // per-transaction limit and lifts the daily ones; `switch serve` takes its limits
+        // from the configuration.
+        cfg.limits = CardLimits {
+            daily_fen_max: i64::MAX,
+            daily_count_max: u32::MAX,
+            ..CardLimits::default()
+        };
         for h in &hospitals {
             cfg.hospitals.insert(
                 h.code.clone(),
