@@ -142,11 +142,20 @@ async fn start_node(
 }
 
 async fn network(cards_per_bank: usize) -> Net {
+    network_with(cards_per_bank, |_| {}).await
+}
+
+/// A network whose pipeline configuration `configure` has changed.
+async fn network_with(
+    cards_per_bank: usize,
+    configure: impl FnOnce(&mut switch::pipeline::PipelineConfig),
+) -> Net {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir).await;
     let mut world = DemoWorld::new(cards_per_bank).unwrap();
     world.seed(&*store).await.unwrap();
     world.cfg.bank_timeout = Duration::from_millis(300);
+    configure(&mut world.cfg);
     let mut zpks = HashMap::new();
     for (i, b) in world.banks.iter().enumerate() {
         zpks.insert(b.id.clone(), world.bank_keys(i).unwrap().1);
@@ -319,6 +328,63 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
         .unwrap();
     assert_eq!(answer_code(&mut conn, &p.request).await, "62");
     assert_eq!(net.store.verify_audit_chain().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_limits_decline_61_over_an_amount_and_65_over_the_count_and_declines_do_not_count() {
+    let net = network_with(2, |cfg| {
+        cfg.limits = switch::pipeline::velocity::CardLimits {
+            per_transaction_fen_max: 500_000,
+            daily_fen_max: 800_000,
+            daily_count_max: 3,
+        };
+    })
+    .await;
+    let card = uninsured(&net.world); // the bank pays the whole bill
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let mut n = 0;
+    let mut bill = |k: &mut Kiosk, r: &mut MemoryChannel, fen: u64| {
+        n += 1;
+        k.medical_bill(&card, r, fen, &format!("MZ-L{n}"), DEMO_PIN)
+            .unwrap()
+            .request
+    };
+    // Over the per-transaction limit.
+    let p = bill(&mut k, &mut r, 500_001);
+    assert_eq!(answer_code(&mut conn, &p).await, "61");
+    // The bank declines: the reservation is given back.
+    *net.banks.mode.lock().unwrap() = BankMode::Decline(ResponseCode::InsufficientFunds);
+    let p = bill(&mut k, &mut r, 300_000);
+    assert_eq!(answer_code(&mut conn, &p).await, "51");
+    *net.banks.mode.lock().unwrap() = BankMode::Approve;
+    // 300,000 + 300,000 fit the daily 800,000 only because the declines above did not count.
+    for _ in 0..2 {
+        let p = bill(&mut k, &mut r, 300_000);
+        assert_eq!(answer_code(&mut conn, &p).await, "00");
+    }
+    let p = bill(&mut k, &mut r, 200_001);
+    assert_eq!(
+        answer_code(&mut conn, &p).await,
+        "61",
+        "over the daily amount"
+    );
+    let p = bill(&mut k, &mut r, 200_000);
+    assert_eq!(
+        answer_code(&mut conn, &p).await,
+        "00",
+        "exactly the daily amount"
+    );
+    let p = bill(&mut k, &mut r, 1);
+    assert_eq!(
+        answer_code(&mut conn, &p).await,
+        "65",
+        "a fourth approval today"
+    );
+    // What was approved reached the bank; what was declined by the limits did not.
+    let seen: Vec<u64> = net.banks.seen.lock().unwrap().iter().map(|s| s.1).collect();
+    assert_eq!(seen, vec![300_000, 300_000, 300_000, 200_000]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
