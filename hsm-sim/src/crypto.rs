@@ -18,11 +18,56 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), HsmError> {
         .map_err(|_| HsmError::Internal)
 }
 
+/// An expanded double-length 3DES key: the EDE cipher and its halves K_L and K_R, expanded once
+/// so the ISO/IEC 9797-1 algorithm 3 MAC (single DES under K_L per block) needs no key schedule
+/// per message.
+#[derive(Clone)]
+pub struct Tdes2 {
+    ede: des::TdesEde2,
+    left: des::Des,
+    right: des::Des,
+}
+
+impl Tdes2 {
+    /// ISO/IEC 9797-1 MAC algorithm 3 (ANSI X9.19 retail MAC): single-DES CBC under K_L over
+    /// `data` padded with `padding` (method 1 when `method_2` is false), then D_R and E_L on the
+    /// last block. Pads as it goes, so the message is not copied.
+    pub fn retail_mac(&self, data: &[u8], method_2: bool) -> [u8; 8] {
+        let mut h = [0u8; 8];
+        let mut step = |block: &[u8]| {
+            for (x, c) in h.iter_mut().zip(block) {
+                *x ^= c;
+            }
+            self.left
+                .encrypt_block(GenericArray::from_mut_slice(&mut h));
+        };
+        let mut chunks = data.chunks_exact(8);
+        for block in chunks.by_ref() {
+            step(block);
+        }
+        let rest = chunks.remainder();
+        // Method 1 adds nothing to aligned data (but one zero block to empty data); method 2
+        // always adds 0x80 then zeros.
+        if method_2 || !rest.is_empty() || data.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            if method_2 {
+                last[rest.len()] = 0x80;
+            }
+            step(&last);
+        }
+        let b = GenericArray::from_mut_slice(&mut h);
+        self.right.decrypt_block(b);
+        self.left.encrypt_block(b);
+        h
+    }
+}
+
 /// An expanded working key of any supported algorithm.
 #[derive(Clone)]
 pub enum WorkingCipher {
-    /// Double-length 3DES.
-    Tdes2(Box<des::TdesEde2>),
+    /// Double-length 3DES (with its two single-DES halves, for the retail MAC).
+    Tdes2(Box<Tdes2>),
     /// Triple-length 3DES.
     Tdes3(Box<des::TdesEde3>),
     /// SM4.
@@ -46,7 +91,12 @@ impl WorkingCipher {
         let bad = |_| HsmError::IncompatibleKeyLength;
         Ok(match key.scheme().algorithm() {
             KeyAlgorithm::Tdes2 => {
-                WorkingCipher::Tdes2(Box::new(des::TdesEde2::new_from_slice(b).map_err(bad)?))
+                let half = |h: &[u8]| des::Des::new_from_slice(h).map_err(bad);
+                WorkingCipher::Tdes2(Box::new(Tdes2 {
+                    ede: des::TdesEde2::new_from_slice(b).map_err(bad)?,
+                    left: half(b.get(..8).ok_or(HsmError::IncompatibleKeyLength)?)?,
+                    right: half(b.get(8..16).ok_or(HsmError::IncompatibleKeyLength)?)?,
+                }))
             }
             KeyAlgorithm::Tdes3 => {
                 WorkingCipher::Tdes3(Box::new(des::TdesEde3::new_from_slice(b).map_err(bad)?))
@@ -83,7 +133,7 @@ impl WorkingCipher {
             return;
         }
         match self {
-            WorkingCipher::Tdes2(c) => c.encrypt_block(GenericArray::from_mut_slice(block)),
+            WorkingCipher::Tdes2(c) => c.ede.encrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Tdes3(c) => c.encrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Sm4(c) => c.encrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Aes128(c) => c.encrypt_block(GenericArray::from_mut_slice(block)),
@@ -98,7 +148,7 @@ impl WorkingCipher {
             return;
         }
         match self {
-            WorkingCipher::Tdes2(c) => c.decrypt_block(GenericArray::from_mut_slice(block)),
+            WorkingCipher::Tdes2(c) => c.ede.decrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Tdes3(c) => c.decrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Sm4(c) => c.decrypt_block(GenericArray::from_mut_slice(block)),
             WorkingCipher::Aes128(c) => c.decrypt_block(GenericArray::from_mut_slice(block)),
