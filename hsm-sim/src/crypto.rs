@@ -10,6 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::HsmError;
 use crate::keys::{ClearKey, KeyAlgorithm};
+use crate::mac::MacPadding;
 
 /// Fill `buf` from the operating system's CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), HsmError> {
@@ -30,9 +31,10 @@ pub struct Tdes2 {
 
 impl Tdes2 {
     /// ISO/IEC 9797-1 MAC algorithm 3 (ANSI X9.19 retail MAC): single-DES CBC under K_L over
-    /// `data` padded with `padding` (method 1 when `method_2` is false), then D_R and E_L on the
-    /// last block. Pads as it goes, so the message is not copied.
-    pub fn retail_mac(&self, data: &[u8], method_2: bool) -> [u8; 8] {
+    /// `data` padded with `padding`, then D_R and E_L on the last block. Pads as it goes, so the
+    /// message is not copied.
+    pub fn retail_mac(&self, data: &[u8], padding: MacPadding) -> [u8; 8] {
+        let method_2 = padding == MacPadding::Method2;
         let mut h = [0u8; 8];
         let mut step = |block: &[u8]| {
             for (x, c) in h.iter_mut().zip(block) {

@@ -110,7 +110,7 @@ pub fn compute_mac(
                 return Err(HsmError::InvalidKeyType);
             }
             if let (MacAlgorithm::Iso9797Alg3, WorkingCipher::Tdes2(c)) = (algorithm, cipher) {
-                return Ok(c.retail_mac(data, padding == MacPadding::Method2).to_vec());
+                return Ok(c.retail_mac(data, padding).to_vec());
             }
             let padded = match padding {
                 MacPadding::Method1 => pad_method_1(data, 8),
