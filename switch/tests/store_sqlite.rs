@@ -110,16 +110,82 @@ async fn the_wal_is_rewound_by_the_writer_and_stays_bounded_under_steady_commits
         largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
     // 8,000 debits wrote far more than 64 pages of log; rewound, the file stays within a few
-    // dozen multiples of the threshold (4 KiB pages; slack for a loaded machine) instead of
-    // holding every frame ever written (~58 MB here without the rewind).
+    // dozen multiples of the threshold (slack for a loaded machine) instead of holding every
+    // frame ever written (tens of MB without the rewind).
     let written = s.journal_balance(fx.personal).await.expect("journal");
     assert_eq!(written, 10_000_000 - 8_000);
+    let threshold = 64 * u64::from(config.page_size);
     assert!(
-        largest > 64 * 4096,
+        largest > threshold,
         "the test wrote too little log: {largest}"
     );
-    assert!(largest < 64 * 4096 * 64, "WAL grew to {largest} bytes");
+    assert!(largest < threshold * 64, "WAL grew to {largest} bytes");
     s.close().await;
+}
+
+/// A database the store creates gets the configured page size; one that exists keeps the size
+/// it was made with (SQLite ignores the pragma once the file has pages), so reopening an old
+/// database with a new default neither fails nor rewrites it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_takes_the_configured_page_size_and_an_old_one_keeps_its_own() {
+    use sqlx::{ConnectOptions, Connection, Row};
+    use switch::store::{testkit, Store};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switch.db");
+    let page_size = |path: std::path::PathBuf| async move {
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .connect()
+            .await
+            .expect("connect");
+        let n: i64 = sqlx::query("PRAGMA page_size")
+            .fetch_one(&mut c)
+            .await
+            .expect("pragma")
+            .get(0);
+        c.close().await.expect("close");
+        n
+    };
+    let mut config = SqliteConfig::new(&path);
+    assert_eq!(config.page_size, 2048, "the default");
+    let s = SqliteStore::open(&config, Arc::new(DataKeyPanProtector::for_tests()))
+        .await
+        .expect("open");
+    let fx = testkit::seed(&s, 1_000_000, 0).await.expect("seed");
+    s.close().await;
+    assert_eq!(page_size(path.clone()).await, 2048);
+
+    config.page_size = 8192;
+    let s = SqliteStore::open(&config, Arc::new(DataKeyPanProtector::for_tests()))
+        .await
+        .expect("reopen");
+    let out = s
+        .commit_decisions(
+            testkit::debits(&fx, fx.personal, 1, 3, 1),
+            switch::store::now_us(),
+        )
+        .await;
+    assert!(out.results.iter().all(|r| r.is_ok()), "{:?}", out.results);
+    assert_eq!(
+        s.journal_balance(fx.personal).await.expect("journal"),
+        1_000_000 - 3
+    );
+    s.close().await;
+    assert_eq!(page_size(path.clone()).await, 2048, "kept");
+
+    let fresh = dir.path().join("fresh.db");
+    let s = SqliteStore::open(
+        &SqliteConfig {
+            path: fresh.clone(),
+            ..config
+        },
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .expect("open fresh");
+    s.close().await;
+    assert_eq!(page_size(fresh).await, 8192);
 }
 
 /// A 0500 reads the window it reconciles, not the whole history: SQLite plans the acquirer
