@@ -48,10 +48,12 @@ pub struct SqliteConfig {
     /// Why 2,048 and not SQLite's 4,096: most pages a group commit dirties are leaves of
     /// indexes keyed at random (`txn_by_card`, `movement_by_account`, the card and account
     /// rows), one page per decision, and every dirty page is written twice (WAL, then the
-    /// checkpoint). Halving the page halves those bytes. Measured on the 2-core VM, 10,000/s
-    /// open loop for 20 s with the database on ext4 (benches/scripts/run.sh): p99 22-29 ms at
-    /// 2,048 against 67-301 ms at 4,096 and 43-48 ms at 1,024 (where the outbox's JSON starts
-    /// to spill into overflow pages); CPU per request 137-143 us against 152-166 us.
+    /// checkpoint), so a smaller page writes less for the same decisions. Measured on the
+    /// 2-core VM, 10,000/s open loop for 20 s with the database on ext4
+    /// (benches/scripts/run.sh, alternating builds): p99 22-29 ms at 2,048 against 67-301 ms
+    /// at 4,096 and 43-48 ms at 1,024 (deeper trees and more pages per row; not analysed
+    /// further); CPU per request 137-143 us against 152-166 us. An invalid size is ignored by
+    /// SQLite, which then keeps its default.
     pub page_size: u32,
 }
 
