@@ -63,6 +63,10 @@ enum Command {
         /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
         #[arg(long)]
         postgres: Option<String>,
+        /// Use a network HSM at this address (payShield host commands, e.g. `hsm-sim` with the
+        /// test LMK) instead of the in-process software HSM.
+        #[arg(long)]
+        hsm: Option<std::net::SocketAddr>,
     },
     /// Run a switch node from a configuration file.
     Serve {
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
                 keep_data,
                 postgres,
                 no_clearing,
+                hsm,
             } => {
                 let opts = DemoOptions {
                     data_dir,
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
                     keep_data,
                     postgres_url: postgres,
                     no_clearing,
+                    hsm,
                 };
                 if describe {
                     demo::describe(&opts)

@@ -24,6 +24,7 @@ async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
         keep_data: false,
         no_clearing: false,
         postgres_url: None,
+        hsm: None,
     };
     let summary = run(opts).await.expect("demo runs");
     let total = summary.total();

@@ -34,6 +34,12 @@ struct Net {
 }
 
 async fn network(bank_timeout: Duration) -> Net {
+    network_with_hsm(bank_timeout, None).await
+}
+
+/// As [`network`], with the switch's HSM reached over the network (payShield host commands)
+/// when `switch_hsm` is given; the demo keys are under the test LMK, which it must hold.
+async fn network_with_hsm(bank_timeout: Duration, switch_hsm: Option<Arc<dyn Hsm>>) -> Net {
     let dir = tempfile::tempdir().expect("dir");
     let store = Arc::new(
         SqliteStore::open(
@@ -53,10 +59,11 @@ async fn network(bank_timeout: Duration) -> Net {
         banks.push(sim);
         configs.push(config);
     }
+    let switch_hsm: Arc<dyn Hsm> = switch_hsm.unwrap_or_else(|| world.hsm.clone());
     let links = Arc::new(
         IssuerLinks::start(
             configs,
-            world.hsm.clone(),
+            Arc::clone(&switch_hsm),
             LinksOptions::new(world.cfg.switch_id.clone()),
         )
         .expect("links"),
@@ -75,7 +82,7 @@ async fn network(bank_timeout: Duration) -> Net {
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         w,
-        world.hsm.clone(),
+        switch_hsm,
         links.clone(),
         world.keys.clone(),
         world.cfg.clone(),
@@ -318,4 +325,62 @@ async fn a_request_without_a_good_mac_gets_a0_from_the_bank_and_changes_nothing(
     }
     assert_eq!(n.banks[0].stats().mac_failures, 2);
     assert_eq!(n.bank_balance(&card), before);
+}
+
+/// An `hsm-sim` server (test LMK) that answers each command `latency` late, one command at a
+/// time per connection, as a busy or distant HSM does; and a client with `connections` of them.
+async fn slow_network_hsm(latency: Duration, connections: usize) -> Arc<dyn Hsm> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = hsm_sim::server::ServerConfig::default();
+    config.faults.latency_ms = u64::try_from(latency.as_millis()).expect("ms");
+    let server =
+        hsm_sim::server::Server::new(Arc::new(hsm_sim::SoftHsm::with_test_lmk()), config, None);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _stop = stop; // the server runs for the whole test
+        let _ = server.serve(listener, stopped).await;
+    });
+    let mut client = hsm_sim::ClientConfig::new(addr);
+    client.connections = connections;
+    client.timeout_ms = 10_000;
+    Arc::new(hsm_sim::HsmClient::new(client))
+}
+
+/// Answers on one link are checked at once, not one after the other: with a network HSM that
+/// takes 150 ms a command, 24 answers checked in turn would take 3.6 s, past every request's
+/// 3 s timeout for the last of them; checked together (16 HSM connections) all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_on_one_link_are_mac_checked_at_once_so_a_slow_hsm_does_not_queue_them() {
+    const REQUESTS: u64 = 24;
+    let hsm = slow_network_hsm(Duration::from_millis(150), 16).await;
+    let n = Arc::new(network_with_hsm(Duration::from_secs(5), Some(hsm)).await);
+    let pan = n.card().pan.expose_digits().to_owned();
+    let before = n.banks[0].balance_fen(&pan).expect("account");
+    let mut requests = Vec::new();
+    for i in 0..REQUESTS {
+        let n = Arc::clone(&n);
+        let pan = pan.clone();
+        requests.push(tokio::spawn(async move {
+            let refund = n.refund(&pan, 700 + i);
+            let bank = n.bank_id();
+            let answer = n.links.request(&bank, refund, Duration::from_secs(3));
+            answer
+                .await
+                .map(|a| a.get_str(39).expect("39").into_owned())
+        }));
+    }
+    for r in requests {
+        let code = r.await.expect("task").expect("answered within its timeout");
+        assert_eq!(code, "00");
+    }
+    assert_eq!(
+        n.banks[0].balance_fen(&pan).expect("account"),
+        before + 100 * REQUESTS as i64
+    );
+    assert_eq!(n.switch_mac_failures(), 0);
+    let stats = n.links.stats(&n.bank_id()).expect("stats");
+    assert_eq!(stats.mux.timeouts, 0);
 }

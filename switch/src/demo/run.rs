@@ -56,6 +56,11 @@ pub struct DemoOptions {
     /// Use this PostgreSQL database (schema `switch_demo`, recreated) instead of SQLite. The
     /// in-process clearing then stays off (it relays from the SQLite outbox).
     pub postgres_url: Option<String>,
+    /// The switch's HSM: `None` is the in-process software HSM; an address is a network HSM
+    /// spoken to over payShield host commands (`hsm-sim`, or an HSM loaded with the published
+    /// test LMK), the shape of a production node. The simulated banks keep their own software
+    /// HSMs either way.
+    pub hsm: Option<SocketAddr>,
 }
 
 impl Default for DemoOptions {
@@ -72,6 +77,7 @@ impl Default for DemoOptions {
             keep_data: false,
             postgres_url: None,
             no_clearing: false,
+            hsm: None,
         }
     }
 }
@@ -295,6 +301,11 @@ async fn run_on<S: crate::store::Store>(
     with_clearing: bool,
 ) -> Result<DemoSummary, DemoRunError> {
     let metrics = Arc::new(Metrics::default());
+    // The demo keys are tokens under the test LMK, so any HSM holding that LMK can use them.
+    let hsm: Arc<dyn hsm_sim::Hsm> = match opts.hsm {
+        None => world.hsm.clone(),
+        Some(addr) => Arc::new(hsm_sim::HsmClient::new(hsm_sim::ClientConfig::new(addr))),
+    };
 
     // Six bank hosts, each with its own HSM (same test LMK), and the links to them.
     let mut bank_sims = Vec::new();
@@ -313,7 +324,7 @@ async fn run_on<S: crate::store::Store>(
     let links = Arc::new(
         IssuerLinks::start(
             link_configs,
-            world.hsm.clone(),
+            Arc::clone(&hsm),
             LinksOptions::new(world.cfg.switch_id.clone()),
         )
         .map_err(|e| DemoRunError::Other(e.to_string()))?,
@@ -327,7 +338,7 @@ async fn run_on<S: crate::store::Store>(
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),
-        world.hsm.clone(),
+        hsm,
         links.clone(),
         world.keys.clone(),
         world.cfg.clone(),
