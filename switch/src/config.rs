@@ -249,6 +249,12 @@ pub struct BankSection {
     /// Most approved in stand-in per card per day for this bank, fen (absent: the
     /// per-transaction maximum, i.e. one full stand-in per card per day).
     pub stand_in_card_daily_fen_max: Option<i64>,
+    /// Most requests in flight on this bank's link (absent: 1024); past it a bank leg is
+    /// refused at once instead of queued.
+    pub requests_in_flight_max: Option<usize>,
+    /// Most answers from this bank whose MAC is checked at once (absent: 64; see
+    /// `switch::link::issuer`).
+    pub answer_checks_in_flight_max: Option<usize>,
 }
 
 /// `[[hospital]]`.
@@ -446,6 +452,41 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// The issuer link of each `[[bank]]` entry.
+    pub fn link_configs(&self) -> Result<Vec<IssuerConfig>, ConfigError> {
+        let at_least_one = |name: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(format!("[[bank]] {name} must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let mut out = Vec::new();
+        for b in &self.banks {
+            let mut lc = IssuerConfig::new(
+                inst(&b.institution)?,
+                b.address.clone(),
+                token("zmk", &b.zmk)?,
+            );
+            lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
+            lc.tak = b.tak.as_deref().map(|t| token("tak", t)).transpose()?;
+            lc.mac = b.mac;
+            lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
+            lc.in_flight_max = at_least_one(
+                "requests_in_flight_max",
+                b.requests_in_flight_max,
+                lc.in_flight_max,
+            )?;
+            lc.answer_checks_in_flight_max = at_least_one(
+                "answer_checks_in_flight_max",
+                b.answer_checks_in_flight_max,
+                lc.answer_checks_in_flight_max,
+            )?;
+            out.push(lc);
+        }
+        Ok(out)
+    }
+}
+
 /// Runs a node until Ctrl-C.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
@@ -488,19 +529,7 @@ async fn run_node<S: Store>(
     hsm: Arc<dyn Hsm>,
 ) -> Result<(), ConfigError> {
     let pipeline_cfg = cfg.pipeline_config()?;
-    let mut link_configs = Vec::new();
-    for b in &cfg.banks {
-        let mut lc = IssuerConfig::new(
-            inst(&b.institution)?,
-            b.address.clone(),
-            token("zmk", &b.zmk)?,
-        );
-        lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
-        lc.tak = b.tak.as_deref().map(|t| token("tak", t)).transpose()?;
-        lc.mac = b.mac;
-        lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
-        link_configs.push(lc);
-    }
+    let link_configs = cfg.link_configs()?;
     let links = Arc::new(
         IssuerLinks::start(
             link_configs,
@@ -586,6 +615,30 @@ mod tests {
                 per_card_daily_fen_max: 50_000,
             })
         );
+    }
+
+    #[test]
+    fn bank_link_limits_come_from_the_configuration_and_zero_is_refused() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let links = cfg.link_configs().unwrap();
+        let bank = InstitutionId::parse("01020000").unwrap();
+        let link = links.iter().find(|l| l.institution == bank).unwrap();
+        assert_eq!(link.in_flight_max, 2048);
+        assert_eq!(link.answer_checks_in_flight_max, 128);
+        // A bank without them gets the defaults.
+        let other = links.iter().find(|l| l.institution != bank).unwrap();
+        assert_eq!(other.in_flight_max, 1024);
+        assert_eq!(
+            other.answer_checks_in_flight_max,
+            crate::link::issuer::ANSWER_CHECKS_IN_FLIGHT_MAX_DEFAULT
+        );
+        let zero = text.replace(
+            "answer_checks_in_flight_max = 128",
+            "answer_checks_in_flight_max = 0",
+        );
+        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
+        assert!(cfg.link_configs().is_err());
     }
 
     #[test]
