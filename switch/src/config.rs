@@ -140,6 +140,28 @@ pub struct HsmSection {
     pub kind: String,
     /// Address for `tcp`.
     pub address: Option<SocketAddr>,
+    /// Connections the `tcp` client keeps to the HSM (absent: 4). Each carries many commands
+    /// at once, but an HSM may work through one connection's commands in turn.
+    pub connections: Option<usize>,
+}
+
+impl HsmSection {
+    /// The client settings of a `tcp` HSM; `None` for `soft`.
+    pub fn client_config(&self) -> Result<Option<hsm_sim::ClientConfig>, ConfigError> {
+        match (self.kind.as_str(), self.address) {
+            ("tcp", Some(addr)) => {
+                let mut c = hsm_sim::ClientConfig::new(addr);
+                match self.connections {
+                    Some(0) => return Err(invalid("[hsm] connections must be at least 1")),
+                    Some(n) => c.connections = n,
+                    None => {}
+                }
+                Ok(Some(c))
+            }
+            ("soft", _) => Ok(None),
+            _ => Err(invalid("[hsm] kind = \"tcp\" with an address, or \"soft\"")),
+        }
+    }
 }
 
 /// `[keys]` (LMK tokens).
@@ -490,10 +512,9 @@ impl NodeConfig {
 /// Runs a node until Ctrl-C.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
-    let hsm: Arc<dyn Hsm> = match (cfg.hsm.kind.as_str(), cfg.hsm.address) {
-        ("tcp", Some(addr)) => Arc::new(hsm_sim::HsmClient::new(hsm_sim::ClientConfig::new(addr))),
-        ("soft", _) => Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
-        _ => return Err(invalid("[hsm] kind = \"tcp\" with an address, or \"soft\"")),
+    let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
+        Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
+        None => Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
     };
     let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
         hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
@@ -639,6 +660,20 @@ mod tests {
         );
         let cfg: NodeConfig = toml::from_str(&zero).unwrap();
         assert!(cfg.link_configs().is_err());
+    }
+
+    #[test]
+    fn the_hsm_client_pool_size_comes_from_the_configuration_and_zero_is_refused() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let client = cfg.hsm.client_config().unwrap().expect("tcp");
+        assert_eq!(client.connections, 8);
+        let zero = text.replace("connections = 8 ", "connections = 0 ");
+        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
+        assert!(cfg.hsm.client_config().is_err());
+        let soft = text.replace("kind = \"tcp\"", "kind = \"soft\"");
+        let cfg: NodeConfig = toml::from_str(&soft).unwrap();
+        assert!(cfg.hsm.client_config().unwrap().is_none());
     }
 
     #[test]
