@@ -151,16 +151,21 @@ impl HsmSection {
         match (self.kind.as_str(), self.address) {
             ("tcp", Some(addr)) => {
                 let mut c = hsm_sim::ClientConfig::new(addr);
-                match self.connections {
-                    Some(0) => return Err(invalid("[hsm] connections must be at least 1")),
-                    Some(n) => c.connections = n,
-                    None => {}
-                }
+                c.connections = at_least_one("[hsm] connections", self.connections, c.connections)?;
                 Ok(Some(c))
             }
             ("soft", _) => Ok(None),
             _ => Err(invalid("[hsm] kind = \"tcp\" with an address, or \"soft\"")),
         }
+    }
+}
+
+/// A configured bound: absent gives `default`, 0 is refused (a bound of nothing would stall).
+fn at_least_one(name: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        Some(0) => Err(invalid(format!("{name} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
     }
 }
 
@@ -472,16 +477,9 @@ impl NodeConfig {
         }
         Ok(out)
     }
-}
 
-impl NodeConfig {
     /// The issuer link of each `[[bank]]` entry.
     pub fn link_configs(&self) -> Result<Vec<IssuerConfig>, ConfigError> {
-        let at_least_one = |name: &str, v: Option<usize>, default: usize| match v {
-            Some(0) => Err(invalid(format!("[[bank]] {name} must be at least 1"))),
-            Some(n) => Ok(n),
-            None => Ok(default),
-        };
         let mut out = Vec::new();
         for b in &self.banks {
             let mut lc = IssuerConfig::new(
@@ -494,12 +492,12 @@ impl NodeConfig {
             lc.mac = b.mac;
             lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
             lc.in_flight_max = at_least_one(
-                "requests_in_flight_max",
+                "[[bank]] requests_in_flight_max",
                 b.requests_in_flight_max,
                 lc.in_flight_max,
             )?;
             lc.answer_checks_in_flight_max = at_least_one(
-                "answer_checks_in_flight_max",
+                "[[bank]] answer_checks_in_flight_max",
                 b.answer_checks_in_flight_max,
                 lc.answer_checks_in_flight_max,
             )?;
