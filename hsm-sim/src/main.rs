@@ -4,7 +4,7 @@
 //! hsm-sim [--listen 127.0.0.1:1500] [--header-len 4] [--connections-max 256]
 //!         [--lmk-component FILE --lmk-component FILE ...]   (production: 2+ components)
 //!         [--audit-log FILE]
-//!         [--latency-ms N] [--error-ppm N] [--error-code CC] [--drop-ppm N] [--seed N]
+//!         [--latency-ms N] [--rtt-ms N] [--error-ppm N] [--error-code CC] [--drop-ppm N] [--seed N]
 //! ```
 //! Without `--lmk-component` the published test LMK is used (development only; a warning is
 //! logged). Stops on Ctrl-C / SIGTERM.
@@ -46,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
             "--lmk-component" => a.components.push(PathBuf::from(value()?)),
             "--audit-log" => a.audit = Some(PathBuf::from(value()?)),
             "--latency-ms" => faults.latency_ms = num(value()?)?,
+            "--rtt-ms" => faults.rtt_ms = num(value()?)?,
             "--error-ppm" => faults.error_per_million = num(value()?)?.min(1_000_000) as u32,
             "--error-code" => faults.error_code = value()?,
             "--drop-ppm" => faults.drop_per_million = num(value()?)?.min(1_000_000) as u32,

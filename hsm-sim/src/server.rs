@@ -10,11 +10,20 @@
 //! large) closes that connection only; a frame too short for header + command is answered with
 //! command code `ZZ` → `Z[` and error 15.
 //!
-//! Fault injection ([`FaultConfig`]) for switch resilience tests: a fixed latency before each
-//! response, a share of responses replaced by an error code, and a share of requests on which the
-//! connection is dropped without an answer. Shares are per million, drawn from a seeded PRNG so a
-//! test run is reproducible.
+//! Fault injection ([`FaultConfig`]) for switch resilience tests: a fixed service time per
+//! command, a network round trip added to each response, a share of responses replaced by an
+//! error code, and a share of requests on which the connection is dropped without an answer.
+//! Shares are per million, drawn from a seeded PRNG so a test run is reproducible.
+//!
+//! The two delays model different HSMs. `latency_ms` holds the connection for that long before
+//! each command, so one connection serves at most `1000 / latency_ms` commands a second: a
+//! saturated HSM thread per host connection. `rtt_ms` holds only the answer: commands behind it
+//! are read and executed at once, and each answer leaves `rtt_ms` after its command arrived, in
+//! order. That is a fast HSM at the far end of a network (a payShield a few milliseconds away
+//! serves pipelined commands on one connection without waiting for the previous answer to
+//! arrive), the shape a benchmark of the switch against a remote HSM needs.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +32,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::codec::{frame, split_frame, Request, Response, HEADER_LEN_DEFAULT};
@@ -33,8 +43,12 @@ use crate::soft::SoftHsm;
 /// Faults to inject (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultConfig {
-    /// Added before each response.
+    /// Service time: the connection waits this long before executing each command, so commands
+    /// on one connection queue behind each other.
     pub latency_ms: u64,
+    /// Round trip: each answer is sent this long after its command arrived, while the commands
+    /// behind it go on being executed (pipelined; answers stay in order).
+    pub rtt_ms: u64,
     /// Share of responses (per million) replaced by `error_code`.
     pub error_per_million: u32,
     /// The injected error code (default `41` when empty).
@@ -164,51 +178,82 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let rtt = Duration::from_millis(shared.config.faults.rtt_ms);
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut outbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Answers held back by `rtt_ms`, in arrival order (so their due times are ascending).
+    let mut held: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut chunk = vec![0u8; READ_CHUNK];
+    let mut reading = true;
     loop {
-        let n = tokio::select! {
-            r = stream.read(&mut chunk) => r?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        if n == 0 {
+        let next_due = held.front().map(|(due, _)| *due);
+        if !reading && next_due.is_none() {
             return Ok(());
         }
-        inbuf.extend_from_slice(&chunk[..n]);
-        let mut consumed = 0;
-        loop {
-            let (payload, used) = match split_frame(&inbuf[consumed..]) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(%peer, "malformed frame length; closing connection");
-                    return Ok(());
+        tokio::select! {
+            r = stream.read(&mut chunk), if reading => {
+                let n = r?;
+                if n == 0 {
+                    // The client is done sending; answer what it already sent, then close.
+                    reading = false;
+                    continue;
                 }
-            };
-            let payload = payload.to_vec();
-            consumed += used;
-            let faults = &shared.config.faults;
-            if shared.chance(faults.drop_per_million) {
-                tracing::info!(%peer, "fault injection: dropping connection");
-                return Ok(());
+                inbuf.extend_from_slice(&chunk[..n]);
+                let arrived = Instant::now();
+                let mut consumed = 0;
+                loop {
+                    let (payload, used) = match split_frame(&inbuf[consumed..]) {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(_) => {
+                            tracing::warn!(%peer, "malformed frame length; closing connection");
+                            return Ok(());
+                        }
+                    };
+                    let payload = payload.to_vec();
+                    consumed += used;
+                    let faults = &shared.config.faults;
+                    if shared.chance(faults.drop_per_million) {
+                        tracing::info!(%peer, "fault injection: dropping connection");
+                        return Ok(());
+                    }
+                    if faults.latency_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+                    }
+                    let framed = framed_response(handle(shared, &payload, peer).await);
+                    if rtt.is_zero() {
+                        outbuf.extend_from_slice(&framed);
+                    } else {
+                        held.push_back((arrived + rtt, framed));
+                    }
+                }
+                inbuf.drain(..consumed);
             }
-            if faults.latency_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
-            }
-            let response = handle(shared, &payload, peer).await;
-            match frame(&response.encode()) {
-                Ok(f) => outbuf.extend_from_slice(&f),
-                Err(_) => {
-                    let small = Response::new(response.header, *b"ZZ", Err(HsmError::DataLength));
-                    outbuf.extend_from_slice(&frame(&small.encode()).unwrap_or_default());
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                let now = Instant::now();
+                while held.front().is_some_and(|(due, _)| *due <= now) {
+                    if let Some((_, framed)) = held.pop_front() {
+                        outbuf.extend_from_slice(&framed);
+                    }
                 }
             }
+            _ = shutdown.changed() => return Ok(()),
         }
-        inbuf.drain(..consumed);
         if !outbuf.is_empty() {
             stream.write_all(&outbuf).await?;
             outbuf.clear();
+        }
+    }
+}
+
+/// The response as a length-prefixed frame; one too large for a frame becomes error 15 (data
+/// length) under command code `ZZ`.
+fn framed_response(response: Response) -> Vec<u8> {
+    match frame(&response.encode()) {
+        Ok(f) => f,
+        Err(_) => {
+            let small = Response::new(response.header, *b"ZZ", Err(HsmError::DataLength));
+            frame(&small.encode()).unwrap_or_default()
         }
     }
 }

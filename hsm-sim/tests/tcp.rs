@@ -907,3 +907,51 @@ async fn connections_beyond_the_limit_are_closed_and_the_rest_keep_working() {
     ));
     assert!(first.diagnostics().await.is_ok());
 }
+
+/// Eight commands sent at once on a single connection, answered; how long that took.
+async fn eight_pipelined_diagnostics(faults: FaultConfig) -> std::time::Duration {
+    let (addr, _s, _stop) = start(
+        ServerConfig {
+            faults,
+            ..ServerConfig::default()
+        },
+        None,
+    )
+    .await;
+    let mut cfg = ClientConfig::new(addr);
+    cfg.connections = 1;
+    cfg.timeout_ms = 10_000;
+    let client = Arc::new(HsmClient::new(cfg));
+    let began = std::time::Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let client = Arc::clone(&client);
+        calls.spawn(async move { client.diagnostics().await });
+    }
+    while let Some(answer) = calls.join_next().await {
+        answer.expect("task").expect("NC answered");
+    }
+    began.elapsed()
+}
+
+#[tokio::test]
+async fn a_round_trip_delays_each_answer_without_queueing_the_commands_behind_it() {
+    // --rtt-ms: a remote HSM; the eight commands overlap, each answer is held ~100 ms.
+    let rtt = eight_pipelined_diagnostics(FaultConfig {
+        rtt_ms: 100,
+        ..FaultConfig::default()
+    })
+    .await;
+    assert!(rtt >= std::time::Duration::from_millis(100), "{rtt:?}");
+    assert!(rtt < std::time::Duration::from_millis(600), "{rtt:?}");
+    // --latency-ms: a service time; the same eight commands queue on the one connection.
+    let service = eight_pipelined_diagnostics(FaultConfig {
+        latency_ms: 100,
+        ..FaultConfig::default()
+    })
+    .await;
+    assert!(
+        service >= std::time::Duration::from_millis(800),
+        "{service:?}"
+    );
+}
