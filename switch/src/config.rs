@@ -121,10 +121,27 @@ pub struct DatabaseSection {
     /// PostgreSQL pool size.
     #[serde(default = "default_pool")]
     pub connections_max: u32,
+    /// Group commits under way at once (default 1; PostgreSQL on another machine is where
+    /// more helps; see `WriterConfig::commits_in_flight_max`).
+    pub group_commits_in_flight: Option<usize>,
     /// Data key token (scheme B) for the PAN lookup hash.
     pub pan_hash_key: String,
     /// Data key token (scheme B) for PAN encryption.
     pub pan_data_key: String,
+}
+
+impl DatabaseSection {
+    /// The group-commit writer of store `S`, with `group_commits_in_flight` when set (0 is
+    /// refused).
+    pub fn writer_config<S: Store>(&self) -> Result<writer::WriterConfig, ConfigError> {
+        let mut c = writer::config_for::<S>();
+        c.commits_in_flight_max = at_least_one(
+            "[database] group_commits_in_flight",
+            self.group_commits_in_flight,
+            c.commits_in_flight_max,
+        )?;
+        Ok(c)
+    }
 }
 
 fn default_pool() -> u32 {
@@ -558,7 +575,7 @@ async fn run_node<S: Store>(
         .map_err(|e| invalid(e.to_string()))?,
     );
     let metrics = Arc::new(Metrics::default());
-    let (writer, _task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
+    let (writer, _task) = writer::spawn(Arc::clone(&store), cfg.database.writer_config::<S>()?);
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),
@@ -672,6 +689,31 @@ mod tests {
         let soft = text.replace("kind = \"tcp\"", "kind = \"soft\"");
         let cfg: NodeConfig = toml::from_str(&soft).unwrap();
         assert!(cfg.hsm.client_config().unwrap().is_none());
+    }
+
+    #[test]
+    fn group_commits_at_once_default_to_one_and_zero_is_refused() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let sqlite = cfg.database.writer_config::<SqliteStore>().unwrap();
+        assert_eq!(sqlite.commits_in_flight_max, 1);
+        assert!(sqlite.dedicated_thread);
+        let pg = cfg.database.writer_config::<PostgresStore>().unwrap();
+        assert_eq!(pg.commits_in_flight_max, 1);
+        assert!(!pg.dedicated_thread);
+        let three = text.replace(
+            "# group_commits_in_flight = 2 ",
+            "group_commits_in_flight = 3 ",
+        );
+        let cfg: NodeConfig = toml::from_str(&three).unwrap();
+        let pg = cfg.database.writer_config::<PostgresStore>().unwrap();
+        assert_eq!(pg.commits_in_flight_max, 3);
+        let zero = text.replace(
+            "# group_commits_in_flight = 2 ",
+            "group_commits_in_flight = 0 ",
+        );
+        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
+        assert!(cfg.database.writer_config::<PostgresStore>().is_err());
     }
 
     #[test]

@@ -67,6 +67,10 @@ enum Command {
         /// test LMK) instead of the in-process software HSM.
         #[arg(long)]
         hsm: Option<std::net::SocketAddr>,
+        /// Group commits under way at once (default 1; more only helps a PostgreSQL server on
+        /// another machine).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        group_commits: Option<u16>,
     },
     /// Run a switch node from a configuration file.
     Serve {
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
                 postgres,
                 no_clearing,
                 hsm,
+                group_commits,
             } => {
                 let opts = DemoOptions {
                     data_dir,
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
                     postgres_url: postgres,
                     no_clearing,
                     hsm,
+                    group_commits: group_commits.map(usize::from),
                 };
                 if describe {
                     demo::describe(&opts)

@@ -25,6 +25,7 @@ async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
         no_clearing: false,
         postgres_url: None,
         hsm: None,
+        group_commits: None,
     };
     let summary = run(opts).await.expect("demo runs");
     let total = summary.total();

@@ -61,6 +61,9 @@ pub struct DemoOptions {
     /// test LMK), the shape of a production node. The simulated banks keep their own software
     /// HSMs either way.
     pub hsm: Option<SocketAddr>,
+    /// Group commits under way at once (`None`: 1; see
+    /// [`crate::store::writer::WriterConfig::commits_in_flight_max`]).
+    pub group_commits: Option<usize>,
 }
 
 impl Default for DemoOptions {
@@ -78,6 +81,7 @@ impl Default for DemoOptions {
             postgres_url: None,
             no_clearing: false,
             hsm: None,
+            group_commits: None,
         }
     }
 }
@@ -334,7 +338,11 @@ async fn run_on<S: crate::store::Store>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), writer::config_for::<S>());
+    let mut writer_config = writer::config_for::<S>();
+    if let Some(n) = opts.group_commits {
+        writer_config.commits_in_flight_max = n.max(1);
+    }
+    let (writer, _writer_task) = writer::spawn(Arc::clone(&store), writer_config);
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         writer.clone(),

@@ -34,10 +34,14 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (outbox_seq, event_id, partition
     schema_version, payload, created_at_us) SELECT q, e, p, t, v, j, $7 FROM UNNEST($1::bigint[], \
     $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(q, e, p, t, v, j)";
 
-// The rare batch writes take their rows as one JSON array (`sql::hold_rows`, `reversal_rows`,
+// The rare batch inserts take their rows as one JSON array (`sql::new_hold_rows`, `reversal_rows`,
 // `advice_rows`): a constant statement whatever the batch size.
 const INSERT_HOLDS: &str = "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT (r->>0)::uuid, (r->>1)::bigint, (r->>2)::uuid, (r->>3)::bigint, (r->>4)::bigint, r->>5, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::bigint FROM jsonb_array_elements($1::jsonb) AS r";
-const UPDATE_HOLDS: &str = "UPDATE hold SET state = r->>1, captured_fen = (r->>2)::bigint, closed_at_us = (r->>3)::bigint FROM jsonb_array_elements($1::jsonb) AS r WHERE hold.hold_id = (r->>0)::uuid";
+// Typed arrays: with a JSON array this could be planned as a hash join over a sequential scan
+// of every hold ever placed (see `postgres_batch::UPDATE_CARD_ATCS`).
+const UPDATE_HOLDS: &str = "UPDATE hold SET state = v.s, captured_fen = v.c, closed_at_us = v.t \
+    FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS v(id, s, c, t) \
+    WHERE hold.hold_id = v.id";
 const INSERT_REVERSALS: &str = "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 const INSERT_ADVICES: &str = "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 
@@ -228,16 +232,19 @@ pub(super) async fn write_batch(
     }
     insert_txns(tx, &accepted).await?;
     insert_legs_and_keys(tx, &accepted, now_us).await?;
-    let [new_holds, changed_holds] = sql::hold_rows(plan);
     if !plan.new_holds.is_empty() {
         sqlx::query(INSERT_HOLDS)
-            .bind(new_holds)
+            .bind(sql::new_hold_rows(plan))
             .execute(&mut **tx)
             .await?;
     }
     if !plan.changed_holds.is_empty() {
+        let h = &plan.changed_holds;
         sqlx::query(UPDATE_HOLDS)
-            .bind(changed_holds)
+            .bind(h.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+            .bind(h.iter().map(|(_, r)| r.state.as_sql()).collect::<Vec<_>>())
+            .bind(h.iter().map(|(_, r)| r.captured_fen).collect::<Vec<_>>())
+            .bind(h.iter().map(|(_, r)| r.closed_at_us).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }

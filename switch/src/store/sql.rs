@@ -1,5 +1,5 @@
 //! What the two backends share: the control plane's per-dialect SQL text, the JSON rows of
-//! PostgreSQL's rare batch writes (holds, reversals, advices, ATCs), and the [`impl_store!`]
+//! PostgreSQL's rare batch inserts (new holds, reversals, advices), and the [`impl_store!`]
 //! macro that implements [`super::Store`] once for both drivers. The group commit is per
 //! backend: `sqlite_batch` (rusqlite on the writer's thread), `postgres` + `postgres_unnest`.
 //!
@@ -89,9 +89,9 @@ pub fn advice_rows(decisions: &[Decision], plan: &Plan, now_us: i64) -> String {
     Value::Array(rows).to_string()
 }
 
-/// New and changed hold rows of a plan, each as one JSON array.
-pub fn hold_rows(plan: &Plan) -> [String; 2] {
-    let new_holds: Vec<Value> = plan
+/// The holds a plan creates, as one JSON array of rows.
+pub fn new_hold_rows(plan: &Plan) -> String {
+    let rows: Vec<Value> = plan
         .new_holds
         .iter()
         .map(|(id, h)| {
@@ -107,24 +107,6 @@ pub fn hold_rows(plan: &Plan) -> [String; 2] {
                 h.closed_at_us,
             ])
         })
-        .collect();
-    let changed_holds: Vec<Value> = plan
-        .changed_holds
-        .iter()
-        .map(|(id, h)| json!([hex(id.0), h.state.as_sql(), h.captured_fen, h.closed_at_us]))
-        .collect();
-    [
-        Value::Array(new_holds).to_string(),
-        Value::Array(changed_holds).to_string(),
-    ]
-}
-
-/// `[card_id, atc_max]` rows of a plan, as one JSON array.
-pub fn card_atc_rows(plan: &Plan) -> String {
-    let rows: Vec<Value> = plan
-        .card_atcs
-        .iter()
-        .map(|(id, atc)| json!([id.0, atc]))
         .collect();
     Value::Array(rows).to_string()
 }

@@ -880,6 +880,64 @@ pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
     h.cleanup().await;
 }
 
+/// Several group commits at once (as the PostgreSQL writer runs them, or several switch
+/// nodes on one database), all spending from the same two accounts: no update is lost, no
+/// account is overdrawn, and the outbox stays gap-free in commit order.
+pub async fn concurrent_group_commits_lose_no_update_and_keep_the_outbox_gap_free<H: Harness>() {
+    let (h, fx) = seeded::<H>(3_000).await;
+    let s = h.store();
+    let (w, _task) = writer::spawn(
+        s.clone(),
+        WriterConfig {
+            batch_size_max: 16,
+            commits_in_flight_max: 4,
+            ..writer::config_for::<H::S>()
+        },
+    );
+    // 400 debits of 30 fen, half to each account: the personal account (3,000 fen) pays 100 of
+    // its 200, the pooled one all of its 200.
+    let mut tasks = Vec::new();
+    for seq in 0..400u32 {
+        let w = w.clone();
+        let account = if seq % 2 == 0 { fx.personal } else { fx.pooled };
+        let d = testkit::debit(&fx, account, 20_000 + seq, 30);
+        tasks.push(tokio::spawn(async move { (account, w.submit(d).await) }));
+    }
+    let mut approved: HashMap<AccountId, i64> = HashMap::new();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let (account, result) = t.await.unwrap();
+        match result {
+            Ok(c) => {
+                *approved.entry(account).or_default() += 1;
+                seqs.push(c.outbox_seq.expect("an approved debit has its event"));
+            }
+            Err(WriteError::Decision(DecisionError::InsufficientFunds(a))) => {
+                assert_eq!(a, fx.personal)
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    let personal_paid = approved[&fx.personal];
+    assert_eq!(personal_paid, 100, "every affordable debit, no more");
+    assert_eq!(approved[&fx.pooled], 200);
+    assert_eq!(balance(&*s, fx.personal).await, (0, 0));
+    let pooled_before = 1_000_000_000;
+    assert_eq!(balance(&*s, fx.pooled).await, (pooled_before - 30 * 200, 0));
+    seqs.sort_unstable();
+    let n = i64::try_from(seqs.len()).unwrap();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<i64>>(),
+        "each caller its own position"
+    );
+    let rows = s.outbox_after(0, 10_000).await.unwrap();
+    let stored: Vec<i64> = rows.iter().map(|r| r.outbox_seq).collect();
+    assert_eq!(stored, (1..=n).collect::<Vec<i64>>(), "gap-free");
+    assert!(w.stats().batches > 1);
+    h.cleanup().await;
+}
+
 pub async fn transactions_are_found_by_rrn_with_their_legs<H: Harness>() {
     let (h, fx) = seeded::<H>(100).await;
     let s = h.store();
@@ -1043,6 +1101,7 @@ macro_rules! store_suite {
             acquirer_totals_count_approved_debits_credits_and_their_reversals,
             the_outbox_is_gap_free_and_ordered_per_institution,
             group_commit_uses_fewer_transactions_than_decisions,
+            concurrent_group_commits_lose_no_update_and_keep_the_outbox_gap_free,
             transactions_are_found_by_rrn_with_their_legs,
             the_audit_log_is_a_verifiable_append_only_chain,
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,

@@ -4,6 +4,7 @@ use crate::store::testkit::{self, inst, Fixture};
 use schemas::domain::{Pan, ResponseCode};
 use schemas::events::sample::ids;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// A sink that records batch sizes and commits only when the test lets it.
@@ -170,4 +171,93 @@ async fn stops_after_draining(dedicated_thread: bool) {
     drop(w);
     task.await.unwrap();
     assert_eq!(s.sizes.lock().unwrap().iter().sum::<usize>(), 1);
+}
+
+/// A sink whose commits each wait until `together` of them are under way at once.
+struct RendezvousSink {
+    together: tokio::sync::Barrier,
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl DecisionSink for RendezvousSink {
+    async fn commit(&self, batch: Vec<Decision>, _now_us: i64) -> BatchOutcome {
+        self.sizes.lock().unwrap().push(batch.len());
+        self.together.wait().await;
+        BatchOutcome {
+            results: batch
+                .iter()
+                .map(|d| {
+                    Ok(Committed {
+                        transaction_id: d.transaction.transaction_id,
+                        outbox_seq: None,
+                    })
+                })
+                .collect(),
+            db_transactions: 1,
+        }
+    }
+}
+
+/// Submits `n` decisions one after the other (each waits for room), all from their own task.
+async fn submit_spread(w: &WriterHandle, n: u32) -> Vec<tokio::task::JoinHandle<bool>> {
+    let f = fx();
+    let mut waiting = Vec::new();
+    for seq in 0..n {
+        let w = w.clone();
+        let d = testkit::decline(&f, seq, 1, ResponseCode::DoNotHonour);
+        let id = d.transaction.transaction_id;
+        waiting.push(tokio::spawn(async move {
+            w.submit(d).await.map(|c| c.transaction_id) == Ok(id)
+        }));
+        // Let the writer take this one before the next arrives.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+    waiting
+}
+
+#[tokio::test]
+async fn with_two_commits_in_flight_the_next_batch_commits_while_the_first_is_under_way() {
+    let s = Arc::new(RendezvousSink {
+        together: tokio::sync::Barrier::new(2),
+        sizes: Mutex::new(vec![]),
+    });
+    let (w, _task) = spawn(
+        s.clone(),
+        WriterConfig {
+            commits_in_flight_max: 2,
+            ..WriterConfig::default()
+        },
+    );
+    let waiting = submit_spread(&w, 2).await;
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut ok = 0;
+        for h in waiting {
+            ok += usize::from(h.await.unwrap());
+        }
+        ok
+    })
+    .await
+    .expect("the two batches met: both were committing at once");
+    assert_eq!(answered, 2, "each caller got its own transaction");
+    assert_eq!(*s.sizes.lock().unwrap(), [1, 1]);
+    assert_eq!(w.stats().batches, 2);
+}
+
+#[tokio::test]
+async fn with_one_commit_in_flight_a_batch_waits_for_the_previous_one() {
+    let s = Arc::new(RendezvousSink {
+        together: tokio::sync::Barrier::new(2),
+        sizes: Mutex::new(vec![]),
+    });
+    let (w, _task) = spawn(s.clone(), WriterConfig::default());
+    let waiting = submit_spread(&w, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first batch waits at the barrier for a second commit that never starts.
+    assert_eq!(s.sizes.lock().unwrap().len(), 1);
+    assert!(waiting.iter().all(|h| !h.is_finished()));
+    for h in waiting {
+        h.abort();
+    }
 }
