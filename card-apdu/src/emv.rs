@@ -75,6 +75,13 @@ pub struct Iad {
     pub algorithm: CardAlgorithm,
 }
 
+/// CVR byte 3 (`cvr[2]`), b7: the offline PIN try limit is exceeded.
+pub const CVR3_PIN_TRY_LIMIT_EXCEEDED: u8 = 0x40;
+/// CVR byte 4 (`cvr[3]`), b8-5: issuer script commands processed; b4: script processing failed.
+pub const CVR4_SCRIPT_COUNT_UNIT: u8 = 0x10;
+/// CVR byte 4 (`cvr[3]`), b4: issuer script processing failed.
+pub const CVR4_SCRIPT_FAILED: u8 = 0x08;
+
 /// Algorithm indicator value for SM4 in IAD byte 8.
 pub const IAD_ALGORITHM_SM4: u8 = 0x04;
 /// Algorithm indicator value for 3DES in IAD byte 8.
@@ -89,6 +96,14 @@ impl Iad {
         };
         let c = self.cvr;
         [0x07, self.dki, self.cvn, c[0], c[1], c[2], c[3], alg]
+    }
+
+    /// CVR byte 3 (counting the length byte as byte 1), bit 7: "PIN Try Limit exceeded" — the
+    /// card's offline PIN try counter (9F17) is 0 (JR/T 0025.5 CVR table; VIS 1.5 Appendix A,
+    /// where the same bit is "byte 2, b7" counting from after the length). The issuer may then
+    /// answer an online transaction whose PIN it verified itself with a PIN UNBLOCK script.
+    pub fn pin_try_limit_exceeded(&self) -> bool {
+        self.cvr[2] & CVR3_PIN_TRY_LIMIT_EXCEEDED != 0
     }
 
     /// Parses 9F10.

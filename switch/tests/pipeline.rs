@@ -889,6 +889,124 @@ async fn a_lost_card_online_gets_41_and_an_application_block_script_and_then_can
     assert!(!rows[0].1.contains(card.pan.expose_digits()));
 }
 
+/// The chip's offline PIN try counter (9F17, GET DATA) after selecting the debit application.
+fn offline_pin_tries(r: &mut MemoryChannel) -> u8 {
+    use card_apdu::channel::CardChannel;
+    let mut select = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
+    select.extend_from_slice(&card_apdu::vcard::PBOC_DEBIT_AID);
+    select.push(0x00);
+    let answer = r.transmit_raw(&select).unwrap();
+    assert_eq!(answer[answer.len() - 2..], [0x90, 0x00], "SELECT");
+    let answer = r.transmit_raw(&[0x80, 0xCA, 0x9F, 0x17, 0x00]).unwrap();
+    assert_eq!(
+        answer[..3],
+        [0x9F, 0x17, 0x01],
+        "GET DATA 9F17: {answer:02X?}"
+    );
+    answer[3]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_pin_verified_here() {
+    use card_apdu::channel::CardChannel;
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let tries_max = offline_pin_tries(&mut r);
+    assert!(tries_max > 0);
+    // At an offline terminal the cardholder mistypes the offline PIN until the chip refuses
+    // it (plaintext PIN block, EMV Book 3 §6.5.12: "9999").
+    for _ in 0..tries_max {
+        let _ = r
+            .transmit_raw(&[
+                0x00, 0x20, 0x00, 0x80, 0x08, 0x24, 0x99, 0x99, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            ])
+            .unwrap();
+    }
+    assert_eq!(offline_pin_tries(&mut r), 0);
+
+    // Online, at a hospital kiosk, with the right PIN verified by the switch.
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-U1", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    let a = decode(&a);
+    assert_eq!(a.get_str(39).unwrap(), "00");
+    let f55 = a.get(55).unwrap().into_owned();
+    let tlvs = card_apdu::tlv::parse_all(&f55).unwrap();
+    assert!(card_apdu::tlv::find_value(&tlvs, 0x91).is_some(), "ARPC");
+    let template = card_apdu::tlv::find(&tlvs, 0x72).expect("issuer script template 2");
+    let command = card_apdu::tlv::find_value(card_apdu::tlv::children(template), 0x86).unwrap();
+    assert_eq!(
+        &command[..5],
+        &[0x84, 0x24, 0x00, 0x00, 0x04],
+        "PIN UNBLOCK"
+    );
+    let outcome = p.complete(&mut r, &a).unwrap();
+    assert!(outcome.approved);
+    assert_eq!(outcome.scripts.len(), 1);
+    assert!(
+        outcome.scripts[0].ok,
+        "script MAC accepted: {:?}",
+        outcome.scripts
+    );
+    assert_eq!(
+        offline_pin_tries(&mut r),
+        tries_max,
+        "the chip's counter is reset"
+    );
+
+    // The next payment finds the counter full: no script.
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-U2", DEMO_PIN)
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    let a = decode(&a);
+    assert_eq!(a.get_str(39).unwrap(), "00");
+    let tlvs = card_apdu::tlv::parse_all(&a.get(55).unwrap()).unwrap();
+    assert!(card_apdu::tlv::find(&tlvs, 0x72).is_none());
+    let mut db = sqlx_sqlite(&net).await;
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT action, detail FROM audit_log")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "card.issuer_script");
+    assert!(rows[0].1.contains("pin_unblock"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_online_does_not_unblock_the_chip() {
+    use card_apdu::channel::CardChannel;
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    for _ in 0..offline_pin_tries(&mut r) {
+        let _ = r
+            .transmit_raw(&[
+                0x00, 0x20, 0x00, 0x80, 0x08, 0x24, 0x99, 0x99, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            ])
+            .unwrap();
+    }
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-W1", "999999")
+        .unwrap();
+    let a = exchange(&mut conn, &p.request).await;
+    let a = decode(&a);
+    assert_eq!(a.get_str(39).unwrap(), "55");
+    let tlvs = card_apdu::tlv::parse_all(&a.get(55).unwrap()).unwrap();
+    assert!(
+        card_apdu::tlv::find(&tlvs, 0x72).is_none(),
+        "no script without the PIN"
+    );
+    let _ = p.complete(&mut r, &a);
+    assert_eq!(offline_pin_tries(&mut r), 0);
+}
+
 async fn sqlx_sqlite(net: &Net) -> sqlx::SqliteConnection {
     use sqlx::ConnectOptions;
     sqlx::sqlite::SqliteConnectOptions::new()

@@ -439,6 +439,10 @@ impl PbocApplet {
             };
             // CVR byte 2: b8-7 = 10 (second GAC not yet requested), b6-5 = first AC type.
             self.tx.cvr[1] |= 0x80 | if cid == cid::ARQC { 0x20 } else { 0x00 };
+            // CVR byte 3, b7: the offline PIN try counter is exhausted, so the issuer knows.
+            if self.pin_tries_left == 0 {
+                self.tx.cvr[2] |= emv::CVR3_PIN_TRY_LIMIT_EXCEEDED;
+            }
             cid
         };
         let atc = self.atc.to_be_bytes();
@@ -505,10 +509,12 @@ impl PbocApplet {
                 sk_smc,
             )
         };
-        // CVR byte 3 high nibble: number of issuer script commands processed.
-        self.tx.cvr[2] = self.tx.cvr[2].saturating_add(0x10).max(0x10);
+        // CVR byte 4, b8-5: issuer script commands processed (saturating at 15); b4: failed.
+        if self.tx.cvr[3] < 0xF0 {
+            self.tx.cvr[3] += emv::CVR4_SCRIPT_COUNT_UNIT;
+        }
         if !super::ssse::ct_eq(&expected, mac) {
-            self.tx.cvr[3] |= 0x08;
+            self.tx.cvr[3] |= emv::CVR4_SCRIPT_FAILED;
             return Err(StatusWord::SecureMessagingDataIncorrect);
         }
         match (cmd.ins, cmd.p1, cmd.p2, body.len()) {

@@ -147,6 +147,16 @@ pub(crate) struct ArqcDecline {
     pub arqc: Option<security::VerifiedArqc>,
 }
 
+/// What the PIN step established: only a PIN this switch verified against the card's
+/// issuance data may unblock the chip's offline PIN (a PIN UNBLOCK script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PinCheck {
+    /// Verified here, through the HSM, against the card's PIN offset.
+    Verified,
+    /// The card has no PIN offset here: the bank verifies the PIN on its leg.
+    LeftToTheBank,
+}
+
 impl From<ResponseCode> for ArqcDecline {
     fn from(code: ResponseCode) -> Self {
         Self { code, arqc: None }
@@ -676,12 +686,12 @@ impl<S: Store> Pipeline<S> {
         req: &Request,
         entry: &CardEntry,
         tpk: &hsm_sim::keys::Tpk,
-    ) -> Result<(), ResponseCode> {
+    ) -> Result<PinCheck, ResponseCode> {
         let block = req.pin_block.ok_or(ResponseCode::IncorrectPin)?;
         let pan = req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
         let Some(offset) = &entry.card.issuance.pin_offset else {
             // Nothing to verify against here: the bank leg carries the PIN to the bank.
-            return Ok(());
+            return Ok(PinCheck::LeftToTheBank);
         };
         let card = entry.card.card_id;
         match security::verify_pin(&*self.hsm, &self.keys.issuer, tpk, pan, &block, offset).await {
@@ -689,7 +699,7 @@ impl<S: Store> Pipeline<S> {
                 if let Ok(mut f) = self.pin_failures.lock() {
                     f.remove(&card);
                 }
-                Ok(())
+                Ok(PinCheck::Verified)
             }
             Err(ResponseCode::IncorrectPin) => {
                 let failures = self

@@ -13,11 +13,18 @@
 //!
 //! A cryptogram that does not verify gets the plain decline: a script is MACed over the
 //! card's own ATC and ARQC, so without a genuine cryptogram there is nothing to send.
+//!
+//! The other script is for the cardholder: a chip whose offline PIN try counter (9F17) ran out
+//! at some offline terminal says so in its CVR (9F10, "PIN Try Limit exceeded"). When such a
+//! card pays online here and this switch itself verifies the cardholder's PIN against the
+//! card's issuance data, the approval carries a PIN UNBLOCK (`84 24 00 00`, EMV Book 3
+//! §6.5.10) in tag 72, and the card resets its counter: no trip to a service counter. A PIN
+//! left to the bank to verify never unblocks the chip from here.
 
 use super::cards::CardEntry;
 use super::request::Request;
 use super::security::{ScriptCommand, VerifiedArqc};
-use super::{ArqcDecline, Outcome, Pipeline};
+use super::{ArqcDecline, Outcome, PinCheck, Pipeline};
 use crate::store::{AuditEntry, Store, TransactionKind};
 use schemas::domain::ResponseCode;
 use std::sync::Arc;
@@ -80,6 +87,37 @@ impl<S: Store> Pipeline<S> {
             ),
         }
         out
+    }
+
+    /// Field 55 of an approval: the ARPC, then a PIN UNBLOCK script when the card reports its
+    /// offline PIN try limit exceeded and `pin` says this switch verified the PIN online.
+    pub(crate) async fn approved_field55(
+        &self,
+        req: &Request,
+        entry: &CardEntry,
+        arqc: Option<&VerifiedArqc>,
+        pin: Option<PinCheck>,
+    ) -> Option<Vec<u8>> {
+        let mut field55 = self.arpc(arqc, ResponseCode::Approved).await?;
+        let Some(arqc) = arqc.filter(|a| a.pin_try_limit_exceeded) else {
+            return Some(field55);
+        };
+        if pin != Some(PinCheck::Verified) {
+            return Some(field55);
+        }
+        let command = ScriptCommand::PinUnblock;
+        match self.script_template(req, arqc, command).await {
+            Some(template) => {
+                field55.extend_from_slice(&template);
+                self.audit_script(entry, arqc, command, ResponseCode::Approved)
+                    .await;
+            }
+            None => tracing::warn!(
+                card = entry.card.card_id.0,
+                "no issuer script key for the card's algorithm: approved without PIN UNBLOCK"
+            ),
+        }
+        Some(field55)
     }
 
     /// Tag 72 with `command`, identified (9F18) by the request's STAN.

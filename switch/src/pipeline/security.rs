@@ -130,6 +130,9 @@ pub async fn translate_pin(
 pub struct VerifiedArqc {
     /// ARPC for ARC `00`, computed with the verification (the common case costs one call).
     pub arpc_approved: Vec<u8>,
+    /// The card reported its offline PIN try limit exceeded (CVR in 9F10, see
+    /// `card_apdu::emv::Iad::pin_try_limit_exceeded`), under the cryptogram just verified.
+    pub pin_try_limit_exceeded: bool,
     request: ArqcRequest,
 }
 
@@ -189,6 +192,7 @@ pub async fn verify_arqc(
     match (outcome.verified, outcome.arpc) {
         (true, Some(arpc)) => Ok(VerifiedArqc {
             arpc_approved: arpc,
+            pin_try_limit_exceeded: data.iad.pin_try_limit_exceeded(),
             request,
         }),
         _ => Err(ResponseCode::DoNotHonour),

@@ -514,11 +514,14 @@ impl<S: Store> Pipeline<S> {
                     .await
             }
         };
-        if let Err(code) = self.pin_step(req, &entry, tpk).await {
-            return self
-                .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
-                .await;
-        }
+        let pin = match self.pin_step(req, &entry, tpk).await {
+            Ok(p) => p,
+            Err(code) => {
+                return self
+                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                    .await
+            }
+        };
         let now = crate::store::now_us();
         let reservation = match self
             .velocity
@@ -663,7 +666,9 @@ impl<S: Store> Pipeline<S> {
                     code: Some(ResponseCode::Approved),
                     auth_code: approval.auth_code.or_else(|| Some(local_auth_code(req))),
                     field54: None,
-                    field55: self.arpc(arqc.as_ref(), ResponseCode::Approved).await,
+                    field55: self
+                        .approved_field55(req, &entry, arqc.as_ref(), Some(pin))
+                        .await,
                     field63: Some(SplitFields {
                         pooled_fen: split.pooled_fen,
                         personal_fen: split.personal_fen,
@@ -1112,7 +1117,7 @@ impl<S: Store> Pipeline<S> {
             Err(code) => return self.decline(req, kind, None, code).await,
         };
         let _card_lock = self.cards.lock(entry.card.card_id).lock().await;
-        let mut arqc = None;
+        let (mut arqc, mut pin) = (None, None);
         if !advice {
             arqc = match self.arqc_step(req, &entry).await {
                 Ok(a) => a,
@@ -1122,11 +1127,14 @@ impl<S: Store> Pipeline<S> {
                         .await
                 }
             };
-            if let Err(code) = self.pin_step(req, &entry, tpk).await {
-                return self
-                    .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
-                    .await;
-            }
+            pin = match self.pin_step(req, &entry, tpk).await {
+                Ok(p) => Some(p),
+                Err(code) => {
+                    return self
+                        .decline_with_arpc(req, kind, &entry, code, arqc.as_ref())
+                        .await
+                }
+            };
         }
         let amount = req.amount_fen.get();
         let Some(account) = entry.personal else {
@@ -1194,7 +1202,7 @@ impl<S: Store> Pipeline<S> {
                 Outcome {
                     code: Some(ResponseCode::Approved),
                     auth_code: Some(local_auth_code(req)),
-                    field55: self.arpc(arqc.as_ref(), ResponseCode::Approved).await,
+                    field55: self.approved_field55(req, &entry, arqc.as_ref(), pin).await,
                     ..Outcome::default()
                 }
             }
