@@ -279,7 +279,10 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
         let (pipeline, tx, link) = (Arc::clone(&pipeline), tx.clone(), cfg.link.clone());
         let close = Arc::clone(&close);
         tokio::spawn(async move {
-            let reply = pipeline.process(&frame.message, &link).await;
+            // Boxed: the pipeline's future is about 8 KiB, and a task that holds it inline is
+            // copied whole when spawned and again when its stage is set on completion (perf:
+            // tokio's `Cell::new` and `set_stage` memmoves). Boxed, only the pointer moves.
+            let reply = Box::pin(pipeline.process(&frame.message, &link)).await;
             let out = match reply {
                 Reply::Send(bytes) => Some(Frame {
                     tpdu: frame.tpdu.map(|t| t.reply()),
