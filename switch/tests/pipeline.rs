@@ -849,11 +849,7 @@ async fn a_lost_card_online_gets_41_and_an_application_block_script_and_then_can
     let a = exchange(&mut conn, &p.request).await;
     let a = decode(&a);
     assert_eq!(a.get_str(39).unwrap(), "41");
-    let f55 = a.get(55).unwrap().into_owned();
-    let tlvs = card_apdu::tlv::parse_all(&f55).unwrap();
-    assert!(card_apdu::tlv::find_value(&tlvs, 0x91).is_some(), "ARPC");
-    let template = card_apdu::tlv::find(&tlvs, 0x72).expect("issuer script template 2");
-    let command = card_apdu::tlv::find_value(card_apdu::tlv::children(template), 0x86).unwrap();
+    let command = script_command(&a).expect("issuer script template 2 with a command");
     assert_eq!(
         &command[..5],
         &[0x84, 0x1E, 0x00, 0x00, 0x04],
@@ -906,9 +902,31 @@ fn offline_pin_tries(r: &mut MemoryChannel) -> u8 {
     answer[3]
 }
 
+/// At an offline terminal the cardholder mistypes the offline PIN until the chip refuses it
+/// (VERIFY with a plaintext PIN block, EMV Book 3 §6.5.12: "9999").
+fn exhaust_offline_pin(r: &mut MemoryChannel) {
+    use card_apdu::channel::CardChannel;
+    for _ in 0..offline_pin_tries(r) {
+        let wrong = [
+            0x00, 0x20, 0x00, 0x80, 0x08, 0x24, 0x99, 0x99, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        let _ = r.transmit_raw(&wrong).unwrap();
+    }
+    assert_eq!(offline_pin_tries(r), 0);
+}
+
+/// The first command (86) of the Issuer Script Template 2 (72) in an answer's field 55, which
+/// must also carry the ARPC (91).
+fn script_command(answer: &iso8583::Message<'_>) -> Option<Vec<u8>> {
+    let f55 = answer.get(55).ok()?.into_owned();
+    let tlvs = card_apdu::tlv::parse_all(&f55).unwrap();
+    assert!(card_apdu::tlv::find_value(&tlvs, 0x91).is_some(), "ARPC");
+    let template = card_apdu::tlv::find(&tlvs, 0x72)?;
+    card_apdu::tlv::find_value(card_apdu::tlv::children(template), 0x86).map(<[u8]>::to_vec)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_pin_verified_here() {
-    use card_apdu::channel::CardChannel;
     let net = network(1).await;
     let card = insured(&net.world);
     let mut k = hospital_kiosk(&net.world);
@@ -916,16 +934,7 @@ async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_p
     let mut conn = connect(net.addr).await;
     let tries_max = offline_pin_tries(&mut r);
     assert!(tries_max > 0);
-    // At an offline terminal the cardholder mistypes the offline PIN until the chip refuses
-    // it (plaintext PIN block, EMV Book 3 §6.5.12: "9999").
-    for _ in 0..tries_max {
-        let _ = r
-            .transmit_raw(&[
-                0x00, 0x20, 0x00, 0x80, 0x08, 0x24, 0x99, 0x99, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-            ])
-            .unwrap();
-    }
-    assert_eq!(offline_pin_tries(&mut r), 0);
+    exhaust_offline_pin(&mut r);
 
     // Online, at a hospital kiosk, with the right PIN verified by the switch.
     let p = k
@@ -934,11 +943,7 @@ async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_p
     let a = exchange(&mut conn, &p.request).await;
     let a = decode(&a);
     assert_eq!(a.get_str(39).unwrap(), "00");
-    let f55 = a.get(55).unwrap().into_owned();
-    let tlvs = card_apdu::tlv::parse_all(&f55).unwrap();
-    assert!(card_apdu::tlv::find_value(&tlvs, 0x91).is_some(), "ARPC");
-    let template = card_apdu::tlv::find(&tlvs, 0x72).expect("issuer script template 2");
-    let command = card_apdu::tlv::find_value(card_apdu::tlv::children(template), 0x86).unwrap();
+    let command = script_command(&a).expect("issuer script template 2 with a command");
     assert_eq!(
         &command[..5],
         &[0x84, 0x24, 0x00, 0x00, 0x04],
@@ -965,8 +970,7 @@ async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_p
     let a = exchange(&mut conn, &p.request).await;
     let a = decode(&a);
     assert_eq!(a.get_str(39).unwrap(), "00");
-    let tlvs = card_apdu::tlv::parse_all(&a.get(55).unwrap()).unwrap();
-    assert!(card_apdu::tlv::find(&tlvs, 0x72).is_none());
+    assert_eq!(script_command(&a), None);
     let mut db = sqlx_sqlite(&net).await;
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT action, detail FROM audit_log")
         .fetch_all(&mut db)
@@ -979,30 +983,19 @@ async fn a_chip_whose_offline_pin_ran_out_is_unblocked_by_an_approval_with_the_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_pin_online_does_not_unblock_the_chip() {
-    use card_apdu::channel::CardChannel;
     let net = network(1).await;
     let card = insured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
-    for _ in 0..offline_pin_tries(&mut r) {
-        let _ = r
-            .transmit_raw(&[
-                0x00, 0x20, 0x00, 0x80, 0x08, 0x24, 0x99, 0x99, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-            ])
-            .unwrap();
-    }
+    exhaust_offline_pin(&mut r);
     let p = k
         .medical_bill(&card, &mut r, 1_000, "MZ-W1", "999999")
         .unwrap();
     let a = exchange(&mut conn, &p.request).await;
     let a = decode(&a);
     assert_eq!(a.get_str(39).unwrap(), "55");
-    let tlvs = card_apdu::tlv::parse_all(&a.get(55).unwrap()).unwrap();
-    assert!(
-        card_apdu::tlv::find(&tlvs, 0x72).is_none(),
-        "no script without the PIN"
-    );
+    assert_eq!(script_command(&a), None, "no script without the PIN");
     let _ = p.complete(&mut r, &a);
     assert_eq!(offline_pin_tries(&mut r), 0);
 }
