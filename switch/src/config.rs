@@ -121,8 +121,8 @@ pub struct DatabaseSection {
     /// PostgreSQL pool size.
     #[serde(default = "default_pool")]
     pub connections_max: u32,
-    /// Group commits under way at once (default 1; PostgreSQL on another machine is where
-    /// more helps; see `WriterConfig::commits_in_flight_max`).
+    /// Group commits under way at once (default 1 on SQLite, 2 on PostgreSQL; see
+    /// `WriterConfig::commits_in_flight_max`).
     pub group_commits_in_flight: Option<usize>,
     /// Data key token (scheme B) for the PAN lookup hash.
     pub pan_hash_key: String,
@@ -692,14 +692,14 @@ mod tests {
     }
 
     #[test]
-    fn group_commits_at_once_default_to_one_and_zero_is_refused() {
+    fn group_commits_at_once_default_per_store_and_zero_is_refused() {
         let text = include_str!("../../ops/switch.example.toml");
         let cfg: NodeConfig = toml::from_str(text).unwrap();
         let sqlite = cfg.database.writer_config::<SqliteStore>().unwrap();
         assert_eq!(sqlite.commits_in_flight_max, 1);
         assert!(sqlite.dedicated_thread);
         let pg = cfg.database.writer_config::<PostgresStore>().unwrap();
-        assert_eq!(pg.commits_in_flight_max, 1);
+        assert_eq!(pg.commits_in_flight_max, 2);
         assert!(!pg.dedicated_thread);
         let three = text.replace(
             "# group_commits_in_flight = 2 ",

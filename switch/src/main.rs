@@ -67,8 +67,7 @@ enum Command {
         /// test LMK) instead of the in-process software HSM.
         #[arg(long)]
         hsm: Option<std::net::SocketAddr>,
-        /// Group commits under way at once (default 1; more only helps a PostgreSQL server on
-        /// another machine).
+        /// Group commits under way at once (default: 1 on SQLite, 2 on PostgreSQL).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         group_commits: Option<u16>,
     },

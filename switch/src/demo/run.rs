@@ -61,8 +61,8 @@ pub struct DemoOptions {
     /// test LMK), the shape of a production node. The simulated banks keep their own software
     /// HSMs either way.
     pub hsm: Option<SocketAddr>,
-    /// Group commits under way at once (`None`: 1; see
-    /// [`crate::store::writer::WriterConfig::commits_in_flight_max`]).
+    /// Group commits under way at once (`None`: the store's default,
+    /// [`crate::store::Store::GROUP_COMMITS_IN_FLIGHT`]).
     pub group_commits: Option<usize>,
 }
 

@@ -15,7 +15,9 @@
 //! 5. **ARQC** verification of field 55 (05), ARPC in the response; the ATC must be above every
 //!    ATC the card has used (59, see [`Pipeline::arqc_step`]);
 //! 6. **PIN**: verified against the card's offset, or translated TPK → ZPK for the bank (55,
-//!    75 after too many tries, which also blocks the card);
+//!    75 after too many tries, which also blocks the card); a chip reporting its offline PIN
+//!    try limit exceeded whose PIN was verified here gets a PIN UNBLOCK script with the
+//!    approval (`scripts`);
 //! 7. **limits and velocity** (61, 65);
 //! 8. the **bill split** and the other services ([`services`]);
 //! 9. **routing** of a bank leg to the card's bank with a timeout (91 and a queued 0420), or

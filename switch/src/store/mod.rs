@@ -47,6 +47,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`writer::WriterConfig::dedicated_thread`]): true where the driver's connections are
     /// not tied to the caller's runtime.
     const WRITER_ON_OWN_THREAD: bool = false;
+    /// Group commits the writer runs at once by default (see
+    /// [`writer::WriterConfig::commits_in_flight_max`]): 1 where one connection writes
+    /// (SQLite); 2 on PostgreSQL, whose concurrent transactions order themselves by row locks.
+    const GROUP_COMMITS_IN_FLIGHT: usize = 1;
 
     // ---- reference data (control plane) ----
 

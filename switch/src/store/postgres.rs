@@ -124,7 +124,12 @@ impl PostgresStore {
 /// What [`PostgresStore`]'s control-plane writes hold: nothing.
 struct Ungated;
 
-impl_store!(PostgresStore, Postgres, writer_on_own_thread = false);
+impl_store!(
+    PostgresStore,
+    Postgres,
+    writer_on_own_thread = false,
+    group_commits_in_flight = 2
+);
 
 #[cfg(test)]
 mod tests {

@@ -143,7 +143,7 @@ pub fn classify(e: &sqlx::Error) -> super::DecisionError {
 /// SQLite, `postgres_batch` + `postgres_unnest` on PostgreSQL) and a `DIALECT` constant. The
 /// row decoders PostgreSQL's batch needs are visible to the whole store module.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, writer_on_own_thread = $own:expr) => {
+    ($store:ty, $db:ty, writer_on_own_thread = $own:expr, group_commits_in_flight = $commits:expr) => {
         pub(super) mod shared_impl {
             use super::*;
             use crate::store::audit;
@@ -421,6 +421,7 @@ macro_rules! impl_store {
 
             impl crate::store::Store for $store {
                 const WRITER_ON_OWN_THREAD: bool = $own;
+                const GROUP_COMMITS_IN_FLIGHT: usize = $commits;
                 async fn upsert_institution(&self, i: &Institution) -> Result<(), StoreError> {
                     let _gate = self.write_gate().await;
                     sqlx::query(

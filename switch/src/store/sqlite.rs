@@ -237,4 +237,9 @@ async fn checkpoint_loop(
     let _ = conn.close().await;
 }
 
-impl_store!(SqliteStore, Sqlite, writer_on_own_thread = true);
+impl_store!(
+    SqliteStore,
+    Sqlite,
+    writer_on_own_thread = true,
+    group_commits_in_flight = 1
+);
