@@ -55,6 +55,11 @@ pub const SQLITE: &[Migration] = &[
         description: "txn_by_decided_at",
         sql: include_str!("../migrations/sqlite/0006_txn_by_decided_at.sql"),
     },
+    Migration {
+        version: 7,
+        description: "outbox_without_partition_index",
+        sql: include_str!("../migrations/sqlite/0007_outbox_without_partition_index.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -88,6 +93,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         description: "txn_by_decided_at",
         sql: include_str!("../migrations/postgres/0006_txn_by_decided_at.sql"),
+    },
+    Migration {
+        version: 7,
+        description: "outbox_without_partition_index",
+        sql: include_str!("../migrations/postgres/0007_outbox_without_partition_index.sql"),
     },
 ];
 
