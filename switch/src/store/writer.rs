@@ -231,10 +231,20 @@ async fn run<S: DecisionSink>(
 }
 
 /// Waits for at least one job and takes what is queued, up to `batch_size_max`; `None` once
-/// every handle is dropped and the queue is empty.
+/// every handle is dropped and the queue is empty. Sized to what is queued, not to the bound:
+/// this future is dropped unfinished whenever a commit ends first, so it must not have
+/// allocated room for a whole batch before a job arrives.
 async fn take_batch(rx: &mut mpsc::Receiver<Job>, batch_size_max: usize) -> Option<Vec<Job>> {
-    let mut jobs = Vec::with_capacity(batch_size_max);
-    (rx.recv_many(&mut jobs, batch_size_max).await > 0).then_some(jobs)
+    let first = rx.recv().await?;
+    let mut jobs = Vec::with_capacity(rx.len().saturating_add(1).min(batch_size_max));
+    jobs.push(first);
+    while jobs.len() < batch_size_max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
 }
 
 /// One group commit: the batch in one database transaction, then each caller's own result.
