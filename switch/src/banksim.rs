@@ -24,7 +24,7 @@
 //! With `mac` on, requests of the MACed classes ([`crate::link::mac`]) must carry a MAC that
 //! verifies under the current or the previous TAK, else they are answered A0 and not
 //! processed; answers are MACed under the key that verified the request (so a request MACed
-//! just before a key change gets an answer the switch can still verify); see [`mac`].
+//! just before a key change gets an answer the switch can still verify); see `banksim::mac`.
 //!
 //! Fault knobs ([`BankSimFaults`]) let tests delay answers, never answer, refuse connections,
 //! close a connection after N messages or corrupt the MAC of its answers. The demo's configuration, clear demo keys included,

@@ -11,15 +11,15 @@
 //!    memory, authoritatively in the store at commit;
 //! 4. **card**: known (14), status and hot list (41, 43, 62), expiry (54); a card reported
 //!    lost or stolen that comes online with a genuine ARQC is answered with the decline, its
-//!    ARPC and an APPLICATION BLOCK issuer script ([`scripts`]);
+//!    ARPC and an APPLICATION BLOCK issuer script (`pipeline::scripts`);
 //! 5. **ARQC** verification of field 55 (05), ARPC in the response; the ATC must be above every
-//!    ATC the card has used (59, see [`Pipeline::arqc_step`]);
+//!    ATC the card has used (59, see `Pipeline::arqc_step`);
 //! 6. **PIN**: verified against the card's offset, or translated TPK → ZPK for the bank (55,
 //!    75 after too many tries, which also blocks the card); a chip reporting its offline PIN
 //!    try limit exceeded whose PIN was verified here gets a PIN UNBLOCK script with the
 //!    approval (`scripts`);
 //! 7. **limits and velocity** (61, 65);
-//! 8. the **bill split** and the other services ([`services`]);
+//! 8. the **bill split** and the other services (`pipeline::services`);
 //! 9. **routing** of a bank leg to the card's bank with a timeout (91 and a queued 0420), or
 //!    stand-in within the bank's limits (per transaction, per card per day) when its link is
 //!    down, with a 0220 advice to the bank queued in the approval's commit;
