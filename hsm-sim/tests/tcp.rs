@@ -36,6 +36,20 @@ async fn start(
     (addr, hsm, tx)
 }
 
+/// A server with these faults injected and no audit log.
+async fn start_with_faults(
+    faults: FaultConfig,
+) -> (SocketAddr, Arc<SoftHsm>, tokio::sync::watch::Sender<bool>) {
+    start(
+        ServerConfig {
+            faults,
+            ..ServerConfig::default()
+        },
+        None,
+    )
+    .await
+}
+
 fn tok<K: TypedKey>(h: &SoftHsm, scheme: KeyScheme, clear: &str) -> K {
     K::from_token(
         h.import_clear_key(K::KEY_TYPE, scheme, clear)
@@ -641,14 +655,7 @@ async fn injected_errors_drops_and_latency_reach_the_client_as_errors() {
         error_code: "42".into(),
         ..FaultConfig::default()
     };
-    let (addr, _s, _stop) = start(
-        ServerConfig {
-            faults,
-            ..ServerConfig::default()
-        },
-        None,
-    )
-    .await;
+    let (addr, _s, _stop) = start_with_faults(faults).await;
     let client = HsmClient::new(ClientConfig::new(addr));
     assert_eq!(
         client.diagnostics().await.unwrap_err(),
@@ -659,14 +666,7 @@ async fn injected_errors_drops_and_latency_reach_the_client_as_errors() {
         drop_per_million: 1_000_000,
         ..FaultConfig::default()
     };
-    let (addr, _s, _stop2) = start(
-        ServerConfig {
-            faults,
-            ..ServerConfig::default()
-        },
-        None,
-    )
-    .await;
+    let (addr, _s, _stop2) = start_with_faults(faults).await;
     let client = HsmClient::new(ClientConfig::new(addr));
     assert!(matches!(
         client.diagnostics().await,
@@ -677,14 +677,7 @@ async fn injected_errors_drops_and_latency_reach_the_client_as_errors() {
         latency_ms: 300,
         ..FaultConfig::default()
     };
-    let (addr, _s, _stop3) = start(
-        ServerConfig {
-            faults,
-            ..ServerConfig::default()
-        },
-        None,
-    )
-    .await;
+    let (addr, _s, _stop3) = start_with_faults(faults).await;
     let mut cfg = ClientConfig::new(addr);
     cfg.timeout_ms = 50;
     let client = HsmClient::new(cfg);
@@ -910,14 +903,7 @@ async fn connections_beyond_the_limit_are_closed_and_the_rest_keep_working() {
 
 /// Eight commands sent at once on a single connection, answered; how long that took.
 async fn eight_pipelined_diagnostics(faults: FaultConfig) -> std::time::Duration {
-    let (addr, _s, _stop) = start(
-        ServerConfig {
-            faults,
-            ..ServerConfig::default()
-        },
-        None,
-    )
-    .await;
+    let (addr, _s, _stop) = start_with_faults(faults).await;
     let mut cfg = ClientConfig::new(addr);
     cfg.connections = 1;
     cfg.timeout_ms = 10_000;
