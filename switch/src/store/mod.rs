@@ -17,16 +17,22 @@ mod model;
 mod pan_protector;
 pub mod plan;
 mod postgres;
-mod postgres_batch;
-mod postgres_unnest;
 mod sql;
 mod sqlite;
-mod sqlite_batch;
 pub mod testkit;
 pub mod writer;
 
 pub use error::{DecisionError, StoreError};
-pub use model::*;
+pub use model::{
+    leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
+    AdviceRequest, AuditEntry, AuditRecord, BalanceOp, BatchOutcome, BinRoute, Card, CardAtc,
+    CardId, CardIssuance, CardStatus, Committed, Decision, DirectoryCard, DuplicateKey, Hold,
+    HoldId, HoldState, IccAlgorithm, Institution, InstitutionKind, InsuranceCategory, MovementKind,
+    NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal, ReconciliationTotals,
+    ReversalId, ReversalReason, ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue,
+    StoredTransaction, TransactionId, TransactionKind, TransactionRecord, TxnLeg,
+    BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
+};
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
 /// The reconciliation query, for checking its plan against a database.

@@ -364,110 +364,147 @@ impl Planner {
             BalanceOp::Debit {
                 account_id,
                 amount_fen,
-            } => {
-                let mut a = self.account(*account_id)?;
-                let amount = amount_fen.get();
-                if a.balance_fen - a.held_fen < amount {
-                    return Err(DecisionError::InsufficientFunds(*account_id));
-                }
-                a.balance_fen -= amount;
-                self.record(*account_id, a, txn, None, MovementKind::Debit, amount);
-            }
+            } => self.debit(txn, *account_id, amount_fen.get()),
             BalanceOp::Credit {
                 account_id,
                 amount_fen,
-            } => {
-                let mut a = self.account(*account_id)?;
-                let amount = amount_fen.get();
-                a.balance_fen = a
-                    .balance_fen
-                    .checked_add(amount)
-                    .ok_or_else(|| DecisionError::Invalid("balance overflow".into()))?;
-                self.record(*account_id, a, txn, None, MovementKind::Credit, amount);
-            }
+            } => self.credit(txn, *account_id, amount_fen.get()),
             BalanceOp::PlaceHold {
                 hold_id,
                 account_id,
                 amount_fen,
                 expires_at_us,
-            } => {
-                if self.loaded.holds.contains_key(hold_id) {
-                    return Err(DecisionError::Invalid("hold id used twice".into()));
-                }
-                let mut a = self.account(*account_id)?;
-                let amount = amount_fen.get();
-                if a.balance_fen - a.held_fen < amount {
-                    return Err(DecisionError::InsufficientFunds(*account_id));
-                }
-                a.held_fen += amount;
-                self.undo.push(Undo::Hold(*hold_id, None));
-                self.new_hold_ids.insert(*hold_id);
-                self.loaded.holds.insert(
-                    *hold_id,
-                    HoldRow {
-                        account_id: *account_id,
-                        transaction_id: txn,
-                        amount_fen: amount,
-                        captured_fen: 0,
-                        state: HoldState::Pending,
-                        created_at_us: self.now_us,
-                        expires_at_us: *expires_at_us,
-                        closed_at_us: None,
-                    },
-                );
-                self.record(
-                    *account_id,
-                    a,
-                    txn,
-                    Some(*hold_id),
-                    MovementKind::Hold,
-                    amount,
-                );
-            }
+            } => self.place_hold(txn, *hold_id, *account_id, amount_fen.get(), *expires_at_us),
             BalanceOp::CaptureHold {
                 hold_id,
                 amount_fen,
-            } => {
-                let mut h = self.pending_hold(*hold_id)?;
-                let amount = amount_fen.get();
-                if amount > h.amount_fen {
-                    return Err(DecisionError::CaptureExceedsHold(*hold_id));
-                }
-                let mut a = self.account(h.account_id)?;
-                a.held_fen -= h.amount_fen;
-                a.balance_fen -= amount;
-                h.state = HoldState::Captured;
-                h.captured_fen = amount;
-                h.closed_at_us = Some(self.now_us);
-                let account_id = h.account_id;
-                self.loaded.holds.insert(*hold_id, h);
-                self.record(
-                    account_id,
-                    a,
-                    txn,
-                    Some(*hold_id),
-                    MovementKind::Capture,
-                    amount,
-                );
-            }
-            BalanceOp::ReleaseHold { hold_id } => {
-                let mut h = self.pending_hold(*hold_id)?;
-                let mut a = self.account(h.account_id)?;
-                a.held_fen -= h.amount_fen;
-                h.state = HoldState::Released;
-                h.closed_at_us = Some(self.now_us);
-                let (account_id, amount) = (h.account_id, h.amount_fen);
-                self.loaded.holds.insert(*hold_id, h);
-                self.record(
-                    account_id,
-                    a,
-                    txn,
-                    Some(*hold_id),
-                    MovementKind::Release,
-                    amount,
-                );
-            }
+            } => self.capture_hold(txn, *hold_id, amount_fen.get()),
+            BalanceOp::ReleaseHold { hold_id } => self.release_hold(txn, *hold_id),
         }
+    }
+
+    /// Takes `amount` from the available balance.
+    fn debit(
+        &mut self,
+        txn: TransactionId,
+        account_id: AccountId,
+        amount: i64,
+    ) -> Result<(), DecisionError> {
+        let mut a = self.account(account_id)?;
+        if a.balance_fen - a.held_fen < amount {
+            return Err(DecisionError::InsufficientFunds(account_id));
+        }
+        a.balance_fen -= amount;
+        self.record(account_id, a, txn, None, MovementKind::Debit, amount);
+        Ok(())
+    }
+
+    /// Adds `amount` to the balance.
+    fn credit(
+        &mut self,
+        txn: TransactionId,
+        account_id: AccountId,
+        amount: i64,
+    ) -> Result<(), DecisionError> {
+        let mut a = self.account(account_id)?;
+        a.balance_fen = a
+            .balance_fen
+            .checked_add(amount)
+            .ok_or_else(|| DecisionError::Invalid("balance overflow".into()))?;
+        self.record(account_id, a, txn, None, MovementKind::Credit, amount);
+        Ok(())
+    }
+
+    /// Reserves `amount` of the available balance under a new hold.
+    fn place_hold(
+        &mut self,
+        txn: TransactionId,
+        hold_id: HoldId,
+        account_id: AccountId,
+        amount: i64,
+        expires_at_us: i64,
+    ) -> Result<(), DecisionError> {
+        if self.loaded.holds.contains_key(&hold_id) {
+            return Err(DecisionError::Invalid("hold id used twice".into()));
+        }
+        let mut a = self.account(account_id)?;
+        if a.balance_fen - a.held_fen < amount {
+            return Err(DecisionError::InsufficientFunds(account_id));
+        }
+        a.held_fen += amount;
+        self.undo.push(Undo::Hold(hold_id, None));
+        self.new_hold_ids.insert(hold_id);
+        self.loaded.holds.insert(
+            hold_id,
+            HoldRow {
+                account_id,
+                transaction_id: txn,
+                amount_fen: amount,
+                captured_fen: 0,
+                state: HoldState::Pending,
+                created_at_us: self.now_us,
+                expires_at_us,
+                closed_at_us: None,
+            },
+        );
+        self.record(
+            account_id,
+            a,
+            txn,
+            Some(hold_id),
+            MovementKind::Hold,
+            amount,
+        );
+        Ok(())
+    }
+
+    /// Takes `amount` (at most the held amount) and releases the rest of a pending hold.
+    fn capture_hold(
+        &mut self,
+        txn: TransactionId,
+        hold_id: HoldId,
+        amount: i64,
+    ) -> Result<(), DecisionError> {
+        let mut h = self.pending_hold(hold_id)?;
+        if amount > h.amount_fen {
+            return Err(DecisionError::CaptureExceedsHold(hold_id));
+        }
+        let mut a = self.account(h.account_id)?;
+        a.held_fen -= h.amount_fen;
+        a.balance_fen -= amount;
+        h.state = HoldState::Captured;
+        h.captured_fen = amount;
+        h.closed_at_us = Some(self.now_us);
+        let account_id = h.account_id;
+        self.loaded.holds.insert(hold_id, h);
+        self.record(
+            account_id,
+            a,
+            txn,
+            Some(hold_id),
+            MovementKind::Capture,
+            amount,
+        );
+        Ok(())
+    }
+
+    /// Lifts a pending hold without capture.
+    fn release_hold(&mut self, txn: TransactionId, hold_id: HoldId) -> Result<(), DecisionError> {
+        let mut h = self.pending_hold(hold_id)?;
+        let mut a = self.account(h.account_id)?;
+        a.held_fen -= h.amount_fen;
+        h.state = HoldState::Released;
+        h.closed_at_us = Some(self.now_us);
+        let (account_id, amount) = (h.account_id, h.amount_fen);
+        self.loaded.holds.insert(hold_id, h);
+        self.record(
+            account_id,
+            a,
+            txn,
+            Some(hold_id),
+            MovementKind::Release,
+            amount,
+        );
         Ok(())
     }
 

@@ -33,7 +33,7 @@ pub struct WriterConfig {
     pub batch_size_max: usize,
     /// Run the writer on its own OS thread with its own single-threaded runtime instead of
     /// as a task of the caller's runtime. On SQLite the group commit is SQLite's own work, done
-    /// on the calling thread (`sqlite_batch`): on its own thread it blocks nothing else, and no
+    /// on the calling thread (`sqlite::batch`): on its own thread it blocks nothing else, and no
     /// pipeline task waits behind it. (Most of the ~23 ms commits once measured under load were
     /// SQLite's in-commit checkpoint; see `sqlite::Checkpointer`.) PostgreSQL connections are
     /// tokio sockets, so its writer stays on the caller's runtime.

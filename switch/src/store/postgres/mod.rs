@@ -1,11 +1,21 @@
 //! The PostgreSQL backend: a connection pool, batch reads that lock the rows they will change
 //! (`FOR UPDATE`, in id order so concurrent switch nodes cannot deadlock), and an optional
 //! schema so several stores (tests, tenants) share one database.
+//!
+//! Here: connecting and the store's [`Backend`] (the control plane is shared, `super::sql`).
+//! The group commit is [`batch`], which writes through [`unnest`] (typed arrays) and
+//! [`json_rows`] (the rare rows).
 
+mod batch;
+mod json_rows;
+mod unnest;
+
+use super::model::{BatchOutcome, Decision};
 use super::pan_protector::PanProtector;
-use super::sql::{impl_store, Dialect};
+use super::sql::driver::{Backend, Run};
+use super::sql::Dialect;
 use super::StoreError;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,9 +44,9 @@ impl PostgresConfig {
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    pub(super) read: PgPool,
-    pub(super) write: PgPool,
-    pub(super) pan: Arc<dyn PanProtector>,
+    read: PgPool,
+    write: PgPool,
+    pan: Arc<dyn PanProtector>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -105,31 +115,49 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.write.close().await;
     }
+}
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
-        self.write.begin().await
+/// What [`PostgresStore`]'s control-plane writes hold: nothing.
+pub struct Ungated;
+
+impl Backend for PostgresStore {
+    type Row = PgRow;
+    type Tx = sqlx::Transaction<'static, Postgres>;
+    /// PostgreSQL needs no in-process write lock: its row locks order the writers.
+    type Gate<'a> = Ungated;
+
+    const DIALECT: Dialect = Dialect {
+        audit_head_for_update: "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND \
+            outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
+    };
+    const WRITER_ON_OWN_THREAD: bool = false;
+    const GROUP_COMMITS_IN_FLIGHT: usize = 2;
+
+    fn reader(&self) -> impl Run<Row = PgRow> + '_ {
+        &self.read
     }
 
-    /// PostgreSQL needs no in-process write lock: its row locks order the writers.
+    fn writer(&self) -> impl Run<Row = PgRow> + '_ {
+        &self.write
+    }
+
+    fn pan(&self) -> &dyn PanProtector {
+        &*self.pan
+    }
+
     async fn write_gate(&self) -> Ungated {
         Ungated
     }
 
-    const DIALECT: Dialect = Dialect {
-        lock: " FOR UPDATE",
-        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
-    };
+    async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
+        batch::group_commit(self, batch, now_us).await
+    }
 }
-
-/// What [`PostgresStore`]'s control-plane writes hold: nothing.
-struct Ungated;
-
-impl_store!(
-    PostgresStore,
-    Postgres,
-    writer_on_own_thread = false,
-    group_commits_in_flight = 2
-);
 
 #[cfg(test)]
 mod tests {

@@ -1,18 +1,30 @@
 //! The embedded SQLite backend: one file in WAL mode, a pool of read-only connections that WAL
 //! lets run beside the writer, and two write connections that never write at once: the group
-//! commit's own ([`super::sqlite_batch`], on the writer's thread) and sqlx's for the low-volume
+//! commit's own ([`batch`], on the writer's thread) and sqlx's for the low-volume
 //! control plane, which takes the group commit's lock first. SQLite has one writer anyway;
 //! taking turns in-process keeps `SQLITE_BUSY` to other processes (the clearing relay).
+//!
+//! Here: opening the store and its [`Backend`] (the control plane is shared, `super::sql`).
+//! The group commit is [`batch`] (with [`batch_load`] and [`batch_write`]); the WAL
+//! checkpoints off the commit path are [`checkpoint`].
+
+mod batch;
+mod batch_load;
+mod batch_write;
+mod checkpoint;
 
 use super::model::{BatchOutcome, Decision};
 use super::pan_protector::PanProtector;
-use super::sql::{impl_store, Dialect};
-use super::sqlite_batch::BatchWriter;
+use super::sql::driver::{Backend, Run};
+use super::sql::Dialect;
 use super::StoreError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool};
+use batch::BatchWriter;
+use checkpoint::Checkpointer;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +49,7 @@ pub struct SqliteConfig {
     pub read_connections_max: u32,
     /// How long a statement waits for a lock held by another process.
     pub busy_timeout_ms: u64,
-    /// Pause between the background passive checkpoints (see `Checkpointer` in this module).
+    /// Pause between the background passive checkpoints (see `checkpoint::Checkpointer`).
     pub checkpoint_interval_ms: u64,
     /// WAL size (pages) past which the writer rewinds the log at its next commit.
     pub wal_rewind_pages: i64,
@@ -75,9 +87,9 @@ impl SqliteConfig {
 
 /// The SQLite store.
 pub struct SqliteStore {
-    pub(super) read: SqlitePool,
-    pub(super) write: SqlitePool,
-    pub(super) pan: Arc<dyn PanProtector>,
+    read: SqlitePool,
+    write: SqlitePool,
+    pan: Arc<dyn PanProtector>,
     /// The group commit's connection; its lock is also the turn of the control-plane writes
     /// on `write` (tokio's mutex is fair: a control-plane write waits for one batch at most).
     batch: tokio::sync::Mutex<BatchWriter>,
@@ -120,7 +132,7 @@ impl SqliteStore {
             .connect_with(
                 base.clone()
                     .create_if_missing(true)
-                    // No checkpoint inside a commit: see `Checkpointer`.
+                    // No checkpoint inside a commit: see `checkpoint::Checkpointer`.
                     .pragma("wal_autocheckpoint", "0"),
             )
             .await?;
@@ -133,13 +145,10 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(base.clone().read_only(true))
             .await?;
-        let checkpoints = Arc::new(Checkpointer {
-            rewind_due: AtomicBool::new(false),
-            rewind_pages: config.wal_rewind_pages.max(1),
-        });
+        let checkpoints = Arc::new(Checkpointer::new(config.wal_rewind_pages));
         let batch = BatchWriter::open(config, checkpoints.clone())?;
         let conn = base.connect().await?;
-        tokio::spawn(checkpoint_loop(
+        tokio::spawn(checkpoint::checkpoint_loop(
             conn,
             Arc::downgrade(&checkpoints),
             Duration::from_millis(config.checkpoint_interval_ms.max(1)),
@@ -159,20 +168,46 @@ impl SqliteStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
 
-    /// `BEGIN IMMEDIATE`: take the write lock at the start, so a transaction never fails
-    /// half-way on a lock upgrade. (Callers hold [`Self::write_gate`].)
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-        self.write.begin_with("BEGIN IMMEDIATE").await
+impl Backend for SqliteStore {
+    type Row = SqliteRow;
+    type Tx = sqlx::Transaction<'static, Sqlite>;
+    /// The group commit's lock: no group commit runs while a control-plane write holds it.
+    type Gate<'a> = tokio::sync::MutexGuard<'a, BatchWriter>;
+
+    const DIALECT: Dialect = Dialect {
+        audit_head_for_update: "SELECT last_seq, last_hash FROM audit_head WHERE id = 1",
+        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND \
+            outbox_seq IN (SELECT value FROM json_each($2))",
+    };
+    const WRITER_ON_OWN_THREAD: bool = true;
+    const GROUP_COMMITS_IN_FLIGHT: usize = 1;
+
+    fn reader(&self) -> impl Run<Row = SqliteRow> + '_ {
+        &self.read
     }
 
-    /// The turn of a control-plane write: no group commit runs while it is held.
-    async fn write_gate(&self) -> tokio::sync::MutexGuard<'_, BatchWriter> {
+    fn writer(&self) -> impl Run<Row = SqliteRow> + '_ {
+        &self.write
+    }
+
+    fn pan(&self) -> &dyn PanProtector {
+        &*self.pan
+    }
+
+    async fn write_gate(&self) -> Self::Gate<'_> {
         self.batch.lock().await
     }
 
+    /// `BEGIN IMMEDIATE`: take the write lock at the start, so a transaction never fails
+    /// half-way on a lock upgrade.
+    async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// One group commit on the calling thread (the writer's own, see
-    /// [`super::writer::WriterConfig::dedicated_thread`]). Called from a worker of a
+    /// [`crate::store::writer::WriterConfig::dedicated_thread`]). Called from a worker of a
     /// multi-threaded runtime instead, it tells tokio the worker is blocked.
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
         let mut writer = self.batch.lock().await;
@@ -184,62 +219,4 @@ impl SqliteStore {
             writer.commit(&batch, now_us)
         }
     }
-
-    const DIALECT: Dialect = Dialect {
-        lock: "",
-        mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND outbox_seq IN (SELECT value FROM json_each($2))",
-    };
 }
-
-/// Checkpointing off the commit path.
-///
-/// SQLite's default is an automatic checkpoint inside the commit that crosses 1,000 WAL pages:
-/// it copies those pages into the database file and fsyncs it while every answer waiting on
-/// that commit waits too. On the 2-core test machine an fsync takes 30-170 ms, and the
-/// load test showed decisions spending 28 of their 32 ms mean latency waiting for the group
-/// commit. So the write connection never checkpoints by itself; a task on its own connection
-/// runs PASSIVE checkpoints, which neither wait for nor block the writer or the readers
-/// (<https://www.sqlite.org/c3ref/wal_checkpoint_v2.html>), copying and fsyncing in the
-/// background. A passive checkpoint alone never lets the log rewind under a steady stream of
-/// commits (the log must be fully copied when a write begins; it grew to 2 GB in 20 s), so once
-/// the log passes `rewind_pages` the checkpointer asks the writer to catch up itself between
-/// two commits (`BatchWriter::catch_up_and_rewind`). Durability is unchanged: commits are in
-/// the WAL (synchronous = NORMAL) exactly as before.
-#[derive(Debug)]
-pub(super) struct Checkpointer {
-    /// Set by the background loop, taken by the group commit's connection.
-    pub(super) rewind_due: AtomicBool,
-    rewind_pages: i64,
-}
-
-/// The background half of [`Checkpointer`]; stops when the store is dropped.
-async fn checkpoint_loop(
-    mut conn: sqlx::SqliteConnection,
-    state: std::sync::Weak<Checkpointer>,
-    every: Duration,
-) {
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(state) = state.upgrade() else { break };
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut conn)
-            .await
-        {
-            Ok(row) => {
-                let log: i64 = row.try_get(1).unwrap_or(0);
-                if log > state.rewind_pages {
-                    state.rewind_due.store(true, Ordering::Relaxed);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-        }
-    }
-    let _ = conn.close().await;
-}
-
-impl_store!(
-    SqliteStore,
-    Sqlite,
-    writer_on_own_thread = true,
-    group_commits_in_flight = 1
-);

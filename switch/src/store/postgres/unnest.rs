@@ -2,9 +2,9 @@
 //! table whatever the batch size, binary parameters, no JSON to build or parse. (JSON rows cost
 //! the server about 40% of an outbox insert in parsing alone.)
 
-use super::model::{leg_kind_sql, Decision};
-use super::plan::Plan;
-use super::sql;
+use super::json_rows;
+use crate::store::model::{leg_kind_sql, Decision};
+use crate::store::plan::Plan;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -34,11 +34,11 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (outbox_seq, event_id, partition
     schema_version, payload, created_at_us) SELECT q, e, p, t, v, j, $7 FROM UNNEST($1::bigint[], \
     $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(q, e, p, t, v, j)";
 
-// The rare batch inserts take their rows as one JSON array (`sql::new_hold_rows`, `reversal_rows`,
+// The rare batch inserts take their rows as one JSON array (`json_rows::new_hold_rows`, `reversal_rows`,
 // `advice_rows`): a constant statement whatever the batch size.
 const INSERT_HOLDS: &str = "INSERT INTO hold (hold_id, account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, expires_at_us, closed_at_us) SELECT (r->>0)::uuid, (r->>1)::bigint, (r->>2)::uuid, (r->>3)::bigint, (r->>4)::bigint, r->>5, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::bigint FROM jsonb_array_elements($1::jsonb) AS r";
 // Typed arrays: with a JSON array this could be planned as a hash join over a sequential scan
-// of every hold ever placed (see `postgres_batch::UPDATE_CARD_ATCS`).
+// of every hold ever placed (see `batch::UPDATE_CARD_ATCS`).
 const UPDATE_HOLDS: &str = "UPDATE hold SET state = v.s, captured_fen = v.c, closed_at_us = v.t \
     FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS v(id, s, c, t) \
     WHERE hold.hold_id = v.id";
@@ -219,7 +219,7 @@ async fn write_balances(tx: &mut Tx, plan: &Plan, now_us: i64) -> Result<(), sql
 }
 
 /// Writes a planned batch; holds, reversals and advices (rare) go through the JSON statements.
-pub(super) async fn write_batch(
+pub async fn write_batch(
     tx: &mut Tx,
     decisions: &[Decision],
     plan: &Plan,
@@ -232,9 +232,30 @@ pub(super) async fn write_batch(
     }
     insert_txns(tx, &accepted).await?;
     insert_legs_and_keys(tx, &accepted, now_us).await?;
+    write_holds(tx, plan).await?;
+    write_balances(tx, plan, now_us).await?;
+    if accepted.iter().any(|d| d.reversal.is_some()) {
+        sqlx::query(INSERT_REVERSALS)
+            .bind(json_rows::reversal_rows(decisions, plan, now_us))
+            .execute(&mut **tx)
+            .await?;
+    }
+    if accepted.iter().any(|d| d.advice.is_some()) {
+        sqlx::query(INSERT_ADVICES)
+            .bind(json_rows::advice_rows(decisions, plan, now_us))
+            .execute(&mut **tx)
+            .await?;
+    }
+    // Last, so the sequence row is locked only from here to the commit.
+    write_outbox(tx, decisions, plan, &mut seqs, now_us).await?;
+    Ok(seqs)
+}
+
+/// Holds created by the batch (JSON rows, rare) and existing ones whose state changed.
+async fn write_holds(tx: &mut Tx, plan: &Plan) -> Result<(), sqlx::Error> {
     if !plan.new_holds.is_empty() {
         sqlx::query(INSERT_HOLDS)
-            .bind(sql::new_hold_rows(plan))
+            .bind(json_rows::new_hold_rows(plan))
             .execute(&mut **tx)
             .await?;
     }
@@ -248,23 +269,24 @@ pub(super) async fn write_batch(
             .execute(&mut **tx)
             .await?;
     }
-    write_balances(tx, plan, now_us).await?;
-    if accepted.iter().any(|d| d.reversal.is_some()) {
-        sqlx::query(INSERT_REVERSALS)
-            .bind(sql::reversal_rows(decisions, plan, now_us))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if accepted.iter().any(|d| d.advice.is_some()) {
-        sqlx::query(INSERT_ADVICES)
-            .bind(sql::advice_rows(decisions, plan, now_us))
-            .execute(&mut **tx)
-            .await?;
-    }
-    // Last, so the sequence row is locked only from here to the commit.
-    let events = sql::event_count(decisions, plan);
+    Ok(())
+}
+
+/// The accepted decisions' settlement events, numbered from the sequence row (locked from here
+/// to the commit): gap-free, in commit order. Records each decision's position in `seqs`.
+async fn write_outbox(
+    tx: &mut Tx,
+    decisions: &[Decision],
+    plan: &Plan,
+    seqs: &mut [Option<i64>],
+    now_us: i64,
+) -> Result<(), sqlx::Error> {
+    let events = plan
+        .accepted()
+        .filter(|i| decisions[*i].event.is_some())
+        .count() as i64;
     if events == 0 {
-        return Ok(seqs);
+        return Ok(());
     }
     let next: i64 = sqlx::query_scalar(
         "UPDATE outbox_sequence SET next_seq = next_seq + $1 WHERE id = 1 RETURNING next_seq",
@@ -300,5 +322,5 @@ pub(super) async fn write_batch(
         .bind(now_us)
         .execute(&mut **tx)
         .await?;
-    Ok(seqs)
+    Ok(())
 }

@@ -1,0 +1,101 @@
+//! The audit log in the database: appending under the chain's head row (locked on PostgreSQL,
+//! behind the write gate on SQLite) and verifying the whole chain page by page. The hash
+//! itself is [`crate::store::audit`].
+
+use super::driver::{Backend, Columns, Run, WriteTx};
+use super::rows::hash32;
+use crate::store::audit;
+use crate::store::model::{AuditEntry, AuditRecord};
+use crate::store::StoreError;
+
+const INSERT_ENTRY: &str = "INSERT INTO audit_log (audit_seq, at_us, actor, action, subject, \
+     detail, prev_hash, entry_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const UPDATE_HEAD: &str = "UPDATE audit_head SET last_seq = $1, last_hash = $2 WHERE id = 1";
+const ENTRIES_FROM: &str = "SELECT audit_seq, at_us, actor, action, subject, detail, prev_hash, \
+     entry_hash FROM audit_log WHERE audit_seq >= $1 ORDER BY audit_seq LIMIT $2";
+const HEAD_SEQ: &str = "SELECT last_seq FROM audit_head WHERE id = 1";
+/// Entries read per page while verifying.
+const ENTRIES_PER_PAGE: i64 = 10_000;
+
+/// Appends `e` to the chain: its hash covers the head's hash, and it becomes the head.
+pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord, StoreError> {
+    let _gate = store.write_gate().await;
+    let mut tx = store.begin_write().await?;
+    let head = tx
+        .run()
+        .fetch_one(B::DIALECT.audit_head_for_update, &[])
+        .await?;
+    let last_seq: i64 = head.get("last_seq")?;
+    let prev = hash32("audit_head.last_hash", head.get("last_hash")?)?;
+    let audit_seq = last_seq + 1;
+    let entry_hash = audit::entry_hash(&prev, audit_seq, e);
+    let params = [
+        audit_seq.into(),
+        e.at_us.into(),
+        (&e.actor).into(),
+        (&e.action).into(),
+        (&e.subject).into(),
+        (&e.detail).into(),
+        prev.as_slice().into(),
+        entry_hash.as_slice().into(),
+    ];
+    tx.run().execute(INSERT_ENTRY, &params).await?;
+    let params = [audit_seq.into(), entry_hash.as_slice().into()];
+    tx.run().execute(UPDATE_HEAD, &params).await?;
+    tx.commit().await?;
+    Ok(AuditRecord {
+        audit_seq,
+        entry_hash,
+    })
+}
+
+/// Recomputes the chain; returns the number of entries or where it breaks.
+pub async fn verify<B: Backend>(store: &B) -> Result<u64, StoreError> {
+    let mut prev = audit::GENESIS_HASH;
+    let mut expected_seq = 1i64;
+    loop {
+        let params = [expected_seq.into(), ENTRIES_PER_PAGE.into()];
+        let rows = store.reader().fetch_all(ENTRIES_FROM, &params).await?;
+        if rows.is_empty() {
+            // The head names the last entry appended: a shorter chain lost its tail.
+            let last_seq: i64 = store.reader().fetch_one(HEAD_SEQ, &[]).await?.first()?;
+            if last_seq != expected_seq - 1 {
+                return Err(StoreError::AuditChainBroken {
+                    audit_seq: expected_seq,
+                });
+            }
+            return Ok(u64::try_from(expected_seq - 1).unwrap_or(0));
+        }
+        for row in &rows {
+            prev = check_link(row, expected_seq, &prev)?;
+            expected_seq += 1;
+        }
+    }
+}
+
+/// Checks that `row` is entry `expected_seq`, chained to `prev`; returns its hash.
+fn check_link(
+    row: &impl Columns,
+    expected_seq: i64,
+    prev: &[u8; 32],
+) -> Result<[u8; 32], StoreError> {
+    let audit_seq: i64 = row.get("audit_seq")?;
+    let entry = AuditEntry {
+        at_us: row.get("at_us")?,
+        actor: row.get("actor")?,
+        action: row.get("action")?,
+        subject: row.get("subject")?,
+        detail: row.get("detail")?,
+    };
+    let stored_prev = hash32("audit_log.prev_hash", row.get("prev_hash")?)?;
+    let stored = hash32("audit_log.entry_hash", row.get("entry_hash")?)?;
+    if audit_seq != expected_seq
+        || stored_prev != *prev
+        || audit::entry_hash(prev, audit_seq, &entry) != stored
+    {
+        return Err(StoreError::AuditChainBroken {
+            audit_seq: expected_seq,
+        });
+    }
+    Ok(stored)
+}

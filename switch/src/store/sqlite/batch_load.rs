@@ -1,0 +1,141 @@
+//! The first step of a SQLite group commit: the rows the batch touches, one indexed lookup per
+//! key with a cached statement, for [`crate::store::plan`] to decide against. (SQLite has one
+//! writer and the transaction is `IMMEDIATE`, so nothing needs locking row by row.)
+
+use super::batch::{corrupt, uuid_blob, uuid_from};
+use crate::store::model::{AccountId, CardId, DuplicateKey, HoldId, HoldState, TransactionId};
+use crate::store::plan::{AccountRow, BatchKeys, HoldRow, Loaded};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+/// The rows the batch touches: holds first (they name more accounts), then accounts,
+/// duplicate keys and card ATCs.
+pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::Error> {
+    let mut loaded = Loaded::default();
+    let mut account_ids = keys.accounts.clone();
+    if !keys.holds.is_empty() {
+        load_holds(tx, &keys.holds, &mut loaded, &mut account_ids)?;
+    }
+    account_ids.sort();
+    account_ids.dedup();
+    if !account_ids.is_empty() {
+        load_accounts(tx, &account_ids, &mut loaded)?;
+    }
+    if !keys.duplicate_keys.is_empty() {
+        load_duplicate_keys(tx, &keys.duplicate_keys, &mut loaded)?;
+    }
+    if !keys.cards.is_empty() {
+        load_card_atcs(tx, &keys.cards, &mut loaded)?;
+    }
+    Ok(loaded)
+}
+
+/// The holds found, and their accounts added to `account_ids`.
+fn load_holds(
+    tx: &Transaction<'_>,
+    holds: &[HoldId],
+    loaded: &mut Loaded,
+    account_ids: &mut Vec<AccountId>,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached(
+        "SELECT account_id, transaction_id, amount_fen, captured_fen, state, created_at_us, \
+         expires_at_us, closed_at_us FROM hold WHERE hold_id = ?1",
+    )?;
+    for id in holds {
+        let row = q
+            .query_row([uuid_blob(&id.0)], |r| {
+                let state: String = r.get(4)?;
+                Ok(HoldRow {
+                    account_id: AccountId(r.get(0)?),
+                    transaction_id: TransactionId(uuid_from(
+                        "hold.transaction_id",
+                        &r.get::<_, Vec<u8>>(1)?,
+                    )?),
+                    amount_fen: r.get(2)?,
+                    captured_fen: r.get(3)?,
+                    state: HoldState::from_sql(&state)
+                        .ok_or_else(|| corrupt("hold.state", state))?,
+                    created_at_us: r.get(5)?,
+                    expires_at_us: r.get(6)?,
+                    closed_at_us: r.get(7)?,
+                })
+            })
+            .optional()?;
+        if let Some(h) = row {
+            account_ids.push(h.account_id);
+            loaded.holds.insert(*id, h);
+        }
+    }
+    Ok(())
+}
+
+/// The balances of the accounts found (`ids` sorted and deduplicated).
+fn load_accounts(
+    tx: &Transaction<'_>,
+    ids: &[AccountId],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q =
+        tx.prepare_cached("SELECT balance_fen, held_fen FROM account WHERE account_id = ?1")?;
+    for id in ids {
+        let row = q
+            .query_row([id.0], |r| {
+                Ok(AccountRow {
+                    balance_fen: r.get(0)?,
+                    held_fen: r.get(1)?,
+                })
+            })
+            .optional()?;
+        if let Some(a) = row {
+            loaded.accounts.insert(*id, a);
+        }
+    }
+    Ok(())
+}
+
+/// The transactions already holding one of the batch's duplicate-detection keys.
+fn load_duplicate_keys(
+    tx: &Transaction<'_>,
+    keys: &[DuplicateKey],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached(
+        "SELECT transaction_id FROM duplicate_key WHERE terminal_id = ?1 AND stan = ?2 \
+         AND rrn = ?3 AND transmission_at = ?4 AND message_class = ?5",
+    )?;
+    for k in keys {
+        let found: Option<Vec<u8>> = q
+            .query_row(
+                params![
+                    k.terminal_id.as_str(),
+                    k.stan.to_string(),
+                    k.rrn.as_str(),
+                    k.transmission_at.as_str(),
+                    k.message_class,
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = found {
+            let id = uuid_from("duplicate_key.transaction_id", &id)?;
+            loaded.duplicate_keys.insert(k.clone(), TransactionId(id));
+        }
+    }
+    Ok(())
+}
+
+/// The highest verified ATC of each card that has one.
+fn load_card_atcs(
+    tx: &Transaction<'_>,
+    cards: &[CardId],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached("SELECT atc_max FROM card WHERE card_id = ?1")?;
+    for id in cards {
+        let atc: Option<Option<i64>> = q.query_row([id.0], |r| r.get(0)).optional()?;
+        if let Some(Some(atc)) = atc {
+            let atc = u16::try_from(atc).map_err(|e| corrupt("card.atc_max", e))?;
+            loaded.card_atcs.insert(*id, atc);
+        }
+    }
+    Ok(())
+}
