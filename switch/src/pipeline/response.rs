@@ -48,7 +48,12 @@ pub(crate) struct SplitFields {
 
 impl<S: Store> Pipeline<S> {
     /// Builds, MACs and encodes the response.
-    pub(super) async fn respond(&self, msg: &Message<'_>, outcome: Outcome, service: &'static str) -> Reply {
+    pub(super) async fn respond(
+        &self,
+        msg: &Message<'_>,
+        outcome: Outcome,
+        service: &'static str,
+    ) -> Reply {
         let code = outcome.code.unwrap_or(ResponseCode::SystemMalfunction);
         self.metrics.count_response(service, code.as_str());
         let spec = msg.spec();
