@@ -83,6 +83,19 @@ pub(crate) struct LegApproval {
     pub advice: Option<AdviceRequest>,
 }
 
+impl BankLeg<'_> {
+    /// A credit to the card's bank account (a refund, a benefit): no PIN, and no stand-in, since
+    /// only the bank may agree to credit its account.
+    pub(crate) fn credit(processing_code: ProcessingCode, amount: AmountFen) -> Self {
+        Self {
+            processing_code,
+            amount,
+            pin: None,
+            if_bank_down: IfBankDown::Decline,
+        }
+    }
+}
+
 impl LegApproval {
     /// After the decision failed to commit: only a leg the bank approved must be reversed (a
     /// stand-in leg never reached the bank, and its advice failed with the decision).

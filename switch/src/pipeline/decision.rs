@@ -76,7 +76,20 @@ pub(crate) struct Movement<'l> {
     pub hold_id: Option<Uuid>,
 }
 
-impl Movement<'_> {
+impl<'l> Movement<'l> {
+    /// `legs` settled as an event of `event_type`, with no balance operation and nothing else
+    /// named.
+    pub(crate) fn new(event_type: EventType, legs: &'l [PlannedLeg]) -> Self {
+        Self {
+            event_type,
+            legs,
+            balance_ops: Vec::new(),
+            issuer: None,
+            original_event_id: None,
+            hold_id: None,
+        }
+    }
+
     /// The decision recording `record` with this movement: its store legs and its settlement
     /// event (none when no leg moves money).
     pub(crate) fn decision(self, record: TransactionRecord) -> Decision {

@@ -54,14 +54,12 @@ impl<S: Store> Pipeline<S> {
                 amount_fen: hold.amount_fen,
             }];
             let movement = Movement {
-                event_type: EventType::HoldRelease,
-                legs: &legs,
                 balance_ops: vec![BalanceOp::ReleaseHold {
                     hold_id: hold.hold_id,
                 }],
-                issuer: None,
                 original_event_id: original.event_id,
                 hold_id: Some(hold.hold_id.0),
+                ..Movement::new(EventType::HoldRelease, &legs)
             };
             let decision = movement.decision(record);
             if self.commit(decision).await.is_ok() {

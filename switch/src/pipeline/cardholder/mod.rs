@@ -200,7 +200,7 @@ impl<S: Store> Pipeline<S> {
 
     /// Records a decline and answers the card with an ARPC for the decline's ARC; a verified
     /// cryptogram's ATC is consumed, so the same field 55 cannot be tried again.
-    pub(crate) async fn decline_with_arpc(
+    async fn decline_with_arpc(
         &self,
         req: &Request,
         kind: TransactionKind,

@@ -6,7 +6,7 @@
 //! stand-in: the bank must agree to credit). Commit: the leg from the fund and the debit of its
 //! account. Respond: the bank's authorization code.
 
-use crate::pipeline::bank_leg::{BankLeg, IfBankDown};
+use crate::pipeline::bank_leg::BankLeg;
 use crate::pipeline::cardholder::Checks;
 use crate::pipeline::decision::{fen, party, Movement, PlannedLeg};
 use crate::pipeline::request::Request;
@@ -38,12 +38,7 @@ impl<S: Store> Pipeline<S> {
             Ok(_) => return card.decline(ResponseCode::InsufficientFunds).await,
             Err(_) => return card.decline(ResponseCode::SystemMalfunction).await,
         }
-        let leg = BankLeg {
-            processing_code: ProcessingCode::DEPOSIT,
-            amount: req.amount_fen,
-            pin: None,
-            if_bank_down: IfBankDown::Decline,
-        };
+        let leg = BankLeg::credit(ProcessingCode::DEPOSIT, req.amount_fen);
         let auth_code = match card.money_leg(leg).await {
             Ok(approval) => approval.auth_code,
             Err(out) => return out,
@@ -58,15 +53,12 @@ impl<S: Store> Pipeline<S> {
             amount_fen: amount,
         }];
         let movement = Movement {
-            event_type: EventType::BenefitCredit,
-            legs: &legs,
             balance_ops: vec![BalanceOp::Debit {
                 account_id: fund_account,
                 amount_fen: fen(amount),
             }],
             issuer: Some(bank.clone()),
-            original_event_id: None,
-            hold_id: None,
+            ..Movement::new(EventType::BenefitCredit, &legs)
         };
         let record = card.approval_record(Some(bank));
         match self.commit(movement.decision(record)).await {

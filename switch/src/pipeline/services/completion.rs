@@ -46,15 +46,13 @@ impl<S: Store> Pipeline<S> {
             amount_fen: amount,
         }];
         let movement = Movement {
-            event_type: EventType::Completion,
-            legs: &legs,
             balance_ops: vec![BalanceOp::CaptureHold {
                 hold_id,
                 amount_fen: fen(amount),
             }],
-            issuer: None,
             original_event_id: original.event_id,
             hold_id: Some(hold_id.0),
+            ..Movement::new(EventType::Completion, &legs)
         };
         match self.commit(movement.decision(record)).await {
             Ok(_) => self.cards.adjust(hold.account_id, hold.amount_fen - amount),

@@ -238,12 +238,9 @@ fn bill_decision<S: Store>(
     }
     let issuer = (split.bank_fen > 0).then(|| bank.clone());
     let movement = Movement {
-        event_type: EventType::MedicalBillSplit,
-        legs: &legs,
         balance_ops,
         issuer: issuer.clone(),
-        original_event_id: None,
-        hold_id: None,
+        ..Movement::new(EventType::MedicalBillSplit, &legs)
     };
     let mut decision = movement.decision(card.approval_record(issuer));
     decision.advice = approval.advice.clone();

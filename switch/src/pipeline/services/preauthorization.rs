@@ -79,17 +79,14 @@ impl<S: Store> Pipeline<S> {
             amount_fen: amount,
         }];
         let movement = Movement {
-            event_type: EventType::AuthorizationHold,
-            legs: &legs,
             balance_ops: vec![BalanceOp::PlaceHold {
                 hold_id,
                 account_id: account,
                 amount_fen: fen(amount),
                 expires_at_us,
             }],
-            issuer: None,
-            original_event_id: None,
             hold_id: Some(hold_id.0),
+            ..Movement::new(EventType::AuthorizationHold, &legs)
         };
         let mut decision = movement.decision(record);
         decision.atc = card.atc();

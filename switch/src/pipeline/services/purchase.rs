@@ -54,12 +54,8 @@ impl<S: Store> Pipeline<S> {
             amount_fen: req.amount_fen.get(),
         }];
         let movement = Movement {
-            event_type: EventType::Purchase,
-            legs: &legs,
-            balance_ops: Vec::new(),
             issuer: Some(bank.clone()),
-            original_event_id: None,
-            hold_id: None,
+            ..Movement::new(EventType::Purchase, &legs)
         };
         let mut decision = movement.decision(card.approval_record(Some(bank)));
         decision.advice = approval.advice.clone();

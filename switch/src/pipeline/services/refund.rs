@@ -6,7 +6,7 @@
 //! bank must agree to credit). Commit: the leg from the merchant, linked to the purchase.
 //! Respond: the bank's authorization code.
 
-use crate::pipeline::bank_leg::{BankLeg, IfBankDown};
+use crate::pipeline::bank_leg::BankLeg;
 use crate::pipeline::cardholder::Checks;
 use crate::pipeline::decision::{party, Movement, PlannedLeg};
 use crate::pipeline::request::Request;
@@ -34,12 +34,7 @@ impl<S: Store> Pipeline<S> {
         {
             return card.decline(ResponseCode::InvalidAmount).await;
         }
-        let leg = BankLeg {
-            processing_code: ProcessingCode::REFUND,
-            amount: req.amount_fen,
-            pin: None,
-            if_bank_down: IfBankDown::Decline,
-        };
+        let leg = BankLeg::credit(ProcessingCode::REFUND, req.amount_fen);
         let auth_code = match card.money_leg(leg).await {
             Ok(approval) => approval.auth_code,
             Err(out) => return out,
@@ -55,12 +50,9 @@ impl<S: Store> Pipeline<S> {
         let mut record = card.approval_record(Some(bank.clone()));
         record.original_transaction_id = Some(original.record.transaction_id);
         let movement = Movement {
-            event_type: EventType::Refund,
-            legs: &legs,
-            balance_ops: Vec::new(),
             issuer: Some(bank),
             original_event_id: original.event_id,
-            hold_id: None,
+            ..Movement::new(EventType::Refund, &legs)
         };
         match self.commit(movement.decision(record)).await {
             Ok(_) => Outcome {
