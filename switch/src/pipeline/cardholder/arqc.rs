@@ -6,10 +6,10 @@
 //! only the ATC tells it from a new one, and reading the in-memory mirror first spares the HSM
 //! a call on every replay.
 
-use super::super::cards::CardEntry;
-use super::super::request::Request;
-use super::super::security::{self, VerifiedArqc};
-use super::super::Pipeline;
+use crate::pipeline::cards::CardEntry;
+use crate::pipeline::request::Request;
+use crate::pipeline::security::{self, VerifiedArqc};
+use crate::pipeline::Pipeline;
 use crate::store::{AuditEntry, CardAtc, CardId, Store};
 use schemas::domain::ResponseCode;
 
@@ -47,8 +47,10 @@ impl<S: Store> Pipeline<S> {
     /// rather than 34 because a pick-up order would keep the genuine card of a cardholder whose
     /// terminal merely resent an old message. The replay check reads the in-memory mirror
     /// before any HSM call; the store re-checks at commit. A verified ATC more than
-    /// [`PipelineConfig::atc_gap_max`](super::super::PipelineConfig::atc_gap_max) above the last is declined 59 too (with its ARPC, and
+    /// [`PipelineConfig::atc_gap_max`] above the last is declined 59 too (with its ARPC, and
     /// recorded so the next transaction passes) and flagged in the audit log.
+    ///
+    /// [`PipelineConfig::atc_gap_max`]: crate::pipeline::PipelineConfig::atc_gap_max
     pub(super) async fn arqc_step(
         &self,
         req: &Request,

@@ -5,9 +5,9 @@
 //! Why first: nothing else is worth asking (the HSM, the bank) about a card the switch would
 //! refuse anyway; the directory answers from memory (`pipeline::cards`).
 
-use super::super::cards::CardEntry;
-use super::super::request::Request;
-use super::super::Pipeline;
+use crate::pipeline::cards::CardEntry;
+use crate::pipeline::request::Request;
+use crate::pipeline::Pipeline;
 use crate::store::Store;
 use schemas::domain::ResponseCode;
 use std::sync::Arc;

@@ -1,16 +1,18 @@
 //! Check 5, the PIN, when the switch itself verifies it: the PIN block under the acquirer's
 //! TPK against the card's IBM 3624 offset, through the HSM (55 wrong, 75 after
-//! [`PipelineConfig::pin_tries_max`](super::super::PipelineConfig::pin_tries_max) wrong PINs in
-//! a row, which also blocks the card and puts it on the hot list).
+//! [`PipelineConfig::pin_tries_max`] wrong PINs in a row, which also blocks the card and puts it
+//! on the hot list).
 //!
 //! Why it matters beyond the answer: only a PIN verified here may unblock a chip's offline PIN
 //! (a PIN UNBLOCK script, `scripts.rs`), so the check says how the PIN was checked
 //! ([`PinCheck`]). A card without an offset here has its PIN verified by its bank on the leg.
+//!
+//! [`PipelineConfig::pin_tries_max`]: crate::pipeline::PipelineConfig::pin_tries_max
 
-use super::super::cards::CardEntry;
-use super::super::request::Request;
-use super::super::security;
-use super::super::Pipeline;
+use crate::pipeline::cards::CardEntry;
+use crate::pipeline::request::Request;
+use crate::pipeline::security;
+use crate::pipeline::Pipeline;
 use crate::store::{AuditEntry, CardId, CardStatus, Store};
 use hsm_sim::keys::Tpk;
 use schemas::domain::ResponseCode;

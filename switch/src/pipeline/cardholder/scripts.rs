@@ -21,13 +21,13 @@
 //! §6.5.10) in tag 72, and the card resets its counter: no trip to a service counter. A PIN
 //! left to the bank to verify never unblocks the chip from here.
 
-use super::super::cards::CardEntry;
-use super::super::request::Request;
-use super::super::response::Outcome;
-use super::super::security::{ScriptCommand, VerifiedArqc};
-use super::super::Pipeline;
 use super::arqc::ArqcDecline;
 use super::pin::PinCheck;
+use crate::pipeline::cards::CardEntry;
+use crate::pipeline::request::Request;
+use crate::pipeline::response::Outcome;
+use crate::pipeline::security::{ScriptCommand, VerifiedArqc};
+use crate::pipeline::Pipeline;
 use crate::store::{AuditEntry, Store, TransactionKind};
 use schemas::domain::ResponseCode;
 
