@@ -8,6 +8,7 @@
 mod ids;
 mod money;
 mod pan;
+mod processing_code;
 mod response_code;
 
 pub use ids::{
@@ -16,4 +17,5 @@ pub use ids::{
 };
 pub use money::{AmountFen, Currency, Money, MoneyError};
 pub use pan::{Pan, PanError};
+pub use processing_code::ProcessingCode;
 pub use response_code::{ResponseCode, ResponseCodeError};

@@ -157,53 +157,111 @@ pub(crate) fn mac_of(m: &Message<'_>) -> Result<Option<[u8; 8]>, RequestError> {
     }
 }
 
+/// The service of an MTI and processing code (and, for a balance inquiry, 60.1), or 12.
+fn service_of(m: &Message<'_>, mti: &Mti, processing_code: &str) -> Result<Service, RequestError> {
+    let business = if m.has(60) {
+        Some(
+            m.get_path_str("60.1")
+                .map_err(|_| bad(60, "unreadable 60.1"))?
+                .into_owned(),
+        )
+    } else {
+        None
+    };
+    let pc2 = processing_code.get(..2).unwrap_or_default();
+    Ok(match (mti.as_str(), pc2) {
+        ("0200", "19") => Service::MedicalBill,
+        ("0200", "00") => Service::BankPurchase,
+        ("0200", "31") if business.as_deref() == Some("04") => Service::PersonalBalance,
+        ("0200", "31") => Service::BankBalance,
+        ("0200", "20") => Service::Refund,
+        ("0200", "21") => Service::BenefitCredit,
+        ("0100", _) => Service::Preauthorization,
+        ("0120", _) => Service::PreauthorizationAdvice,
+        ("0220", _) => Service::Completion,
+        ("0400" | "0401" | "0420" | "0421", _) => Service::Reversal,
+        _ => {
+            return Err(RequestError {
+                code: ResponseCode::InvalidTransaction,
+                field: 3,
+                reason: "service not offered for this MTI and processing code",
+            })
+        }
+    })
+}
+
+/// Field 4 as money: 30 when it is not an amount, 13 when it does not fit.
+fn amount_of(m: &Message<'_>) -> Result<AmountFen, RequestError> {
+    let amount = m.get_u64(4).map_err(|_| bad(4, "not an amount"))?;
+    i64::try_from(amount)
+        .ok()
+        .and_then(|v| AmountFen::new(v).ok())
+        .ok_or(RequestError {
+            code: ResponseCode::InvalidAmount,
+            field: 4,
+            reason: "amount out of range",
+        })
+}
+
+/// Field 62, the medical bill, when present.
+fn bill_of(m: &Message<'_>) -> Result<Option<Bill>, RequestError> {
+    if !m.has(62) {
+        return Ok(None);
+    }
+    let sub = |p: &str, id| -> Result<String, RequestError> {
+        m.get_path_str(p)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|_| bad(id, "unreadable bill sub-field"))
+    };
+    let total: i64 = sub("62.4", 62)?
+        .parse()
+        .map_err(|_| bad(62, "bill total"))?;
+    Ok(Some(Bill {
+        category: sub("62.1", 62)?.parse().map_err(|_| bad(62, "category"))?,
+        hospital_code: sub("62.2", 62)?,
+        bill_no: sub("62.3", 62)?,
+        total_fen: AmountFen::new(total).map_err(|_| bad(62, "bill total"))?,
+    }))
+}
+
+/// Field 90, what a reversal refers to, when present.
+fn original_of(m: &Message<'_>) -> Result<Option<OriginalData>, RequestError> {
+    if !m.has(90) {
+        return Ok(None);
+    }
+    let stan = m
+        .get_path_str("90.2")
+        .map_err(|_| bad(90, "original STAN"))?;
+    Ok(Some(OriginalData {
+        mti: m
+            .get_path_str("90.1")
+            .map_err(|_| bad(90, "original MTI"))?
+            .into_owned(),
+        stan: Stan::parse(&stan).map_err(|_| bad(90, "original STAN"))?,
+    }))
+}
+
+/// Field 55, the chip data, when present.
+fn icc_of(m: &Message<'_>) -> Result<Option<Vec<u8>>, RequestError> {
+    if !m.has(55) {
+        return Ok(None);
+    }
+    let icc = m.get_bytes(55).map_err(|_| bad(55, "unreadable"))?;
+    Ok(Some(icc.into_owned()))
+}
+
 impl Request {
     /// Reads a decoded request. `default_acquirer` stands in for field 32 when the link's
-    /// configuration fixes the acquirer (a kiosk link of one hospital).
+    /// configuration fixes the acquirer (a kiosk link of one hospital). Fields are read in a
+    /// fixed order, so a request with several faults is always refused for the same one.
     pub fn parse(
         m: &Message<'_>,
         default_acquirer: Option<&InstitutionId>,
     ) -> Result<Request, RequestError> {
         let mti = m.mti();
         let processing_code = required(m, 3)?;
-        let business = if m.has(60) {
-            Some(
-                m.get_path_str("60.1")
-                    .map_err(|_| bad(60, "unreadable 60.1"))?
-                    .into_owned(),
-            )
-        } else {
-            None
-        };
-        let pc2 = processing_code.get(..2).unwrap_or_default();
-        let service = match (mti.as_str(), pc2) {
-            ("0200", "19") => Service::MedicalBill,
-            ("0200", "00") => Service::BankPurchase,
-            ("0200", "31") if business.as_deref() == Some("04") => Service::PersonalBalance,
-            ("0200", "31") => Service::BankBalance,
-            ("0200", "20") => Service::Refund,
-            ("0200", "21") => Service::BenefitCredit,
-            ("0100", _) => Service::Preauthorization,
-            ("0120", _) => Service::PreauthorizationAdvice,
-            ("0220", _) => Service::Completion,
-            ("0400" | "0401" | "0420" | "0421", _) => Service::Reversal,
-            _ => {
-                return Err(RequestError {
-                    code: ResponseCode::InvalidTransaction,
-                    field: 3,
-                    reason: "service not offered for this MTI and processing code",
-                })
-            }
-        };
-        let amount = m.get_u64(4).map_err(|_| bad(4, "not an amount"))?;
-        let amount_fen = i64::try_from(amount)
-            .ok()
-            .and_then(|v| AmountFen::new(v).ok())
-            .ok_or(RequestError {
-                code: ResponseCode::InvalidAmount,
-                field: 4,
-                reason: "amount out of range",
-            })?;
+        let service = service_of(m, &mti, &processing_code)?;
+        let amount_fen = amount_of(m)?;
         let currency = required(m, 49)?;
         if currency != "156" && service != Service::Reversal {
             return Err(bad(49, "only CNY (156) is accepted"));
@@ -216,38 +274,8 @@ impl Request {
             Some(a) => InstitutionId::parse(&a).map_err(|_| bad(32, "not an institution id"))?,
             None => default_acquirer.cloned().ok_or(bad(32, "missing"))?,
         };
-        let bill = if m.has(62) {
-            let sub = |p: &str, id| -> Result<String, RequestError> {
-                m.get_path_str(p)
-                    .map(|s| s.trim_end().to_owned())
-                    .map_err(|_| bad(id, "unreadable bill sub-field"))
-            };
-            let total: i64 = sub("62.4", 62)?
-                .parse()
-                .map_err(|_| bad(62, "bill total"))?;
-            Some(Bill {
-                category: sub("62.1", 62)?.parse().map_err(|_| bad(62, "category"))?,
-                hospital_code: sub("62.2", 62)?,
-                bill_no: sub("62.3", 62)?,
-                total_fen: AmountFen::new(total).map_err(|_| bad(62, "bill total"))?,
-            })
-        } else {
-            None
-        };
-        let original = if m.has(90) {
-            let stan = m
-                .get_path_str("90.2")
-                .map_err(|_| bad(90, "original STAN"))?;
-            Some(OriginalData {
-                mti: m
-                    .get_path_str("90.1")
-                    .map_err(|_| bad(90, "original MTI"))?
-                    .into_owned(),
-                stan: Stan::parse(&stan).map_err(|_| bad(90, "original STAN"))?,
-            })
-        } else {
-            None
-        };
+        let bill = bill_of(m)?;
+        let original = original_of(m)?;
         let request = Request {
             mti,
             service,
@@ -262,15 +290,7 @@ impl Request {
             acquirer,
             expiry_yymm: text(m, 14)?,
             pin_block: eight(m, 52)?,
-            icc: if m.has(55) {
-                Some(
-                    m.get_bytes(55)
-                        .map_err(|_| bad(55, "unreadable"))?
-                        .into_owned(),
-                )
-            } else {
-                None
-            },
+            icc: icc_of(m)?,
             bill,
             original,
             mac: mac_of(m)?,

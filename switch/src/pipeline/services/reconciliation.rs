@@ -16,8 +16,9 @@
 //! Errors: an unknown acquirer is answered 03, a bad MAC A0, an unreadable settlement date or
 //! total 30, a store failure 96; each with 66 = `3` (error).
 
-use super::request::{mac_of, RequestError};
-use super::{security, LinkContext, Outcome, Pipeline};
+use crate::pipeline::request::{mac_of, RequestError};
+use crate::pipeline::response::Outcome;
+use crate::pipeline::{security, LinkContext, Pipeline};
 use crate::store::{ReconciliationTotals, Store};
 use chrono::{Datelike, NaiveDate};
 use schemas::domain::{InstitutionId, ResponseCode};
@@ -56,8 +57,9 @@ pub(crate) struct Reconciled {
     pub ours: Option<ReconciliationTotals>,
 }
 
-/// The acquirer's totals in a 0500.
-fn totals_of(m: &Message<'_>) -> Result<ReconciliationTotals, RequestError> {
+/// The acquirer's totals in a 0500: counts in 74-77 and amounts in 86-89 (credits, credit
+/// reversals, debits, debit reversals).
+fn read_totals_0500(m: &Message<'_>) -> Result<ReconciliationTotals, RequestError> {
     let read = |id: u16| {
         m.get_u64(id)
             .ok()
@@ -97,14 +99,9 @@ fn settlement_window(mmdd: &str, now_us: i64) -> Option<(i64, i64)> {
     Some((from, from + DAY_US))
 }
 
-/// Field 97: `C` when the net is in the acquirer's favour, `D` otherwise, 16 digits of fen.
-fn net_field(net_fen: i64) -> String {
-    let sign = if net_fen < 0 { 'D' } else { 'C' };
-    format!("{sign}{:016}", net_fen.unsigned_abs())
-}
-
-/// Writes field 66 and the switch's totals into a 0510.
-pub(crate) fn set_reconciled(
+/// Writes field 66 and the switch's totals into a 0510: counts in 74-77, amounts in 86-89, and
+/// the net in 97 (`C` in the acquirer's favour, `D` otherwise, 16 digits of fen).
+pub(crate) fn write_totals_0510(
     answer: &mut OwnedMessage<'_>,
     r: &Reconciled,
 ) -> Result<(), schemas::iso8583::Error> {
@@ -118,7 +115,9 @@ pub(crate) fn set_reconciled(
         ] {
             answer.set_u64(count, n)?.set_u64(fen, v.unsigned_abs())?;
         }
-        answer.set_str(97, &net_field(t.net_fen()))?;
+        let net_fen = t.net_fen();
+        let sign = if net_fen < 0 { 'D' } else { 'C' };
+        answer.set_str(97, &format!("{sign}{:016}", net_fen.unsigned_abs()))?;
     }
     Ok(())
 }
@@ -158,7 +157,8 @@ impl<S: Store> Pipeline<S> {
             .get_str(15)
             .ok()
             .and_then(|d| settlement_window(&d, now));
-        let (Some((from, to)), Ok(theirs), Some(acquirer)) = (window, totals_of(msg), acquirer)
+        let (Some((from, to)), Ok(theirs), Some(acquirer)) =
+            (window, read_totals_0500(msg), acquirer)
         else {
             return error(ResponseCode::FormatError, mac_key);
         };
@@ -214,8 +214,26 @@ mod tests {
     }
 
     #[test]
-    fn field_97_carries_the_sign_of_the_net() {
-        assert_eq!(net_field(1_500), "C0000000000001500");
-        assert_eq!(net_field(-7), "D0000000000000007");
+    fn a_0510_carries_the_totals_and_the_sign_of_the_net_in_97() {
+        let spec = schemas::iso8583::spec("ssc87").unwrap();
+        for (credits_fen, debits_fen, net) in
+            [(1_500, 0, "C0000000000001500"), (0, 7, "D0000000000000007")]
+        {
+            let mut answer = OwnedMessage::new(spec, schemas::iso8583::Mti::new("0510").unwrap());
+            let ours = ReconciliationTotals {
+                credits: (1, credits_fen),
+                debits: (2, debits_fen),
+                ..ReconciliationTotals::default()
+            };
+            let reconciled = Reconciled {
+                code: SettlementCode::InBalance,
+                ours: Some(ours),
+            };
+            write_totals_0510(&mut answer, &reconciled).unwrap();
+            assert_eq!(answer.get_str(66).unwrap(), "1");
+            assert_eq!(answer.get_u64(76).unwrap(), 2);
+            assert_eq!(answer.get_u64(88).unwrap(), debits_fen.unsigned_abs());
+            assert_eq!(answer.get_str(97).unwrap(), net);
+        }
     }
 }

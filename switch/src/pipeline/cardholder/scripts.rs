@@ -21,35 +21,19 @@
 //! §6.5.10) in tag 72, and the card resets its counter: no trip to a service counter. A PIN
 //! left to the bank to verify never unblocks the chip from here.
 
-use super::cards::CardEntry;
-use super::request::Request;
-use super::security::{ScriptCommand, VerifiedArqc};
-use super::{ArqcDecline, Outcome, PinCheck, Pipeline};
+use super::arqc::ArqcDecline;
+use super::pin::PinCheck;
+use crate::pipeline::cards::CardEntry;
+use crate::pipeline::request::Request;
+use crate::pipeline::response::Outcome;
+use crate::pipeline::security::{ScriptCommand, VerifiedArqc};
+use crate::pipeline::Pipeline;
 use crate::store::{AuditEntry, Store, TransactionKind};
 use schemas::domain::ResponseCode;
-use std::sync::Arc;
 
 impl<S: Store> Pipeline<S> {
-    /// Step 4 for the services: the card, or the answer to give (the recorded decline, with
-    /// an APPLICATION BLOCK script for a lost or stolen chip card).
-    pub(crate) async fn card_or_decline(
-        &self,
-        req: &Request,
-        kind: TransactionKind,
-    ) -> Result<Arc<CardEntry>, Outcome> {
-        match self.card_step(req).await {
-            Ok(entry) => Ok(entry),
-            Err(code @ (ResponseCode::LostCard | ResponseCode::StolenCard))
-                if req.icc.is_some() =>
-            {
-                Err(self.block_application(req, kind, code).await)
-            }
-            Err(code) => Err(self.decline(req, kind, None, code).await),
-        }
-    }
-
     /// Declines a lost or stolen card with `code`, its ARPC and an APPLICATION BLOCK script.
-    async fn block_application(
+    pub(super) async fn block_application(
         &self,
         req: &Request,
         kind: TransactionKind,

@@ -1,0 +1,106 @@
+//! What a pipeline is configured with: the institutions it serves, the hospitals, the bill
+//! policy, card limits, stand-in rules and timeouts ([`PipelineConfig`]), and its keys
+//! ([`PipelineKeys`], LMK tokens only).
+//!
+//! Why apart from the steps: the configuration is the control plane, read once at start
+//! (`switch::config` builds it from the TOML file, the demo world from its seed); the steps are
+//! the data plane and only read it.
+
+use super::security::{AcquirerKeys, IssuerKeys};
+use super::split::{HospitalLevel, PolicyTable};
+use super::velocity::CardLimits;
+use schemas::domain::InstitutionId;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A designated hospital, by its code in field 62.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hospital {
+    /// The hospital's institution id (its field 32 and settlement account).
+    pub institution: InstitutionId,
+    /// Its level, a key of the policy table.
+    pub level: HospitalLevel,
+}
+
+/// Stand-in authorization for a bank whose link is down: the switch approves on the bank's
+/// behalf within the limits the bank set, and tells the bank afterwards with an advice (0220,
+/// ISO 8583:1987 financial transaction advice) queued in the same commit as the approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandIn {
+    /// Largest bank leg approved in stand-in.
+    pub per_transaction_fen_max: i64,
+    /// Most approved in stand-in for one card per day (China Standard Time), all its stand-in
+    /// legs for this bank together, reversed ones included.
+    pub per_card_daily_fen_max: i64,
+}
+
+/// The pipeline's configuration (everything but keys).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The switch's own institution id (field 33 of what it forwards).
+    pub switch_id: InstitutionId,
+    /// The medical-insurance fund (pooled fund and personal accounts).
+    pub insurance_fund: InstitutionId,
+    /// The social-security fund (benefits).
+    pub social_security_fund: InstitutionId,
+    /// The store account benefits are paid from.
+    pub social_security_fund_account: Option<crate::store::AccountId>,
+    /// Designated hospitals by code.
+    pub hospitals: HashMap<String, Hospital>,
+    /// The bill-split policy table.
+    pub policy: PolicyTable,
+    /// Per-card limits.
+    pub limits: CardLimits,
+    /// How long a bank leg may take.
+    pub bank_timeout: Duration,
+    /// How long an authorization hold lives before it is released.
+    pub hold_ttl: Duration,
+    /// Stand-in rules per bank.
+    pub stand_in: HashMap<InstitutionId, StandIn>,
+    /// Wrong PINs in a row before the card is blocked.
+    pub pin_tries_max: u32,
+    /// Retransmissions remembered in memory for duplicate detection.
+    pub recent_keys_max: usize,
+    /// Largest jump of a card's ATC over the highest seen before the cryptogram is declined
+    /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so
+    /// the card's next transaction is judged from the new ATC.
+    pub atc_gap_max: Option<u16>,
+}
+
+impl PipelineConfig {
+    /// Defaults around the given institutions.
+    pub fn new(
+        switch_id: InstitutionId,
+        insurance_fund: InstitutionId,
+        social_security_fund: InstitutionId,
+    ) -> Self {
+        Self {
+            switch_id,
+            insurance_fund,
+            social_security_fund,
+            social_security_fund_account: None,
+            hospitals: HashMap::new(),
+            policy: PolicyTable::default(),
+            limits: CardLimits::default(),
+            bank_timeout: Duration::from_secs(5),
+            hold_ttl: Duration::from_secs(7 * 86_400),
+            stand_in: HashMap::new(),
+            pin_tries_max: 3,
+            recent_keys_max: 100_000,
+            atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
+        }
+    }
+}
+
+/// Default [`PipelineConfig::atc_gap_max`]: an online-only card moves its ATC by one per
+/// transaction, so a hundred unseen transactions are worth a look.
+pub const ATC_GAP_MAX_DEFAULT: u16 = 100;
+
+/// Keys the pipeline works with (LMK tokens only).
+#[derive(Debug, Clone)]
+pub struct PipelineKeys {
+    /// Per acquirer: TPK and optional TAK.
+    pub acquirers: HashMap<InstitutionId, AcquirerKeys>,
+    /// Issuer keys for PIN offsets and ARQCs.
+    pub issuer: IssuerKeys,
+}

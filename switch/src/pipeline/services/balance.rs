@@ -1,0 +1,114 @@
+//! Balance inquiries (0200, field 3 `31xxxx`): of the personal medical-insurance account (60.1
+//! `04`), answered by the switch from the store, or of the bank account, asked of the card's
+//! bank. Nothing moves; the inquiry is recorded like any decision.
+//!
+//! Parse: nothing beyond the request. Check: the card and its PIN (verified here for the
+//! personal account, carried to the bank for the bank account). Decide: read the account, or
+//! ask the bank (no stand-in: only the bank knows its balance). Commit: the inquiry's row.
+//! Respond: the balances in field 54.
+
+use crate::pipeline::bank_leg::{BankAnswer, BankLeg, IfBankDown};
+use crate::pipeline::cardholder::{Checks, PinRule};
+use crate::pipeline::decision::no_movement;
+use crate::pipeline::request::Request;
+use crate::pipeline::response::Outcome;
+use crate::pipeline::Pipeline;
+use crate::store::{Store, TransactionKind};
+use hsm_sim::keys::Tpk;
+use schemas::domain::{AmountFen, ProcessingCode, ResponseCode};
+
+/// The card and a PIN, verified by `pin`.
+fn checks(pin: PinRule<'_>) -> Checks<'_> {
+    Checks {
+        pin,
+        ..Checks::CARD_ONLY
+    }
+}
+
+/// Field 54 (ISO 8583:1987 additional amounts) of a personal-account balance: two entries of
+/// account type `96`, amount type `01` (ledger) then `02` (available), currency `156`, `C` for
+/// a credit balance or `D` for a debit one, and 12 digits of fen.
+fn balance_field54(ledger_fen: i64, available_fen: i64) -> String {
+    let entry = |amount_type: &str, fen: i64| {
+        let sign = if fen < 0 { 'D' } else { 'C' };
+        format!("96{amount_type}156{sign}{:012}", fen.unsigned_abs())
+    };
+    format!("{}{}", entry("01", ledger_fen), entry("02", available_fen))
+}
+
+impl<S: Store> Pipeline<S> {
+    /// Balance of the personal medical-insurance account (field 54).
+    pub(crate) async fn personal_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
+        let kind = TransactionKind::BalanceInquiry;
+        let card = match self
+            .check_cardholder(req, kind, checks(PinRule::Verify(tpk)))
+            .await
+        {
+            Ok(card) => card,
+            Err(out) => return out,
+        };
+        let Some(account) = card.entry.personal else {
+            return card.decline(ResponseCode::NotPermittedToCardholder).await;
+        };
+        let (ledger, available) = match self.store.account(account).await {
+            Ok(Some(a)) => (a.balance_fen, a.balance_fen - a.held_fen),
+            _ => return card.decline(ResponseCode::SystemMalfunction).await,
+        };
+        let decision = no_movement(card.approval_record(None), None);
+        match self.commit(decision).await {
+            Ok(_) => Outcome {
+                code: Some(ResponseCode::Approved),
+                field54: Some(balance_field54(ledger, available)),
+                ..Outcome::default()
+            },
+            Err(code) => Outcome::answer(code),
+        }
+    }
+
+    /// Balance of the bank account, asked of the bank; its field 54 is passed on.
+    pub(crate) async fn bank_balance(&self, req: &Request, tpk: &Tpk) -> Outcome {
+        let kind = TransactionKind::BalanceInquiry;
+        let checks = checks(PinRule::ForTheBank(tpk));
+        let card = match self.check_cardholder(req, kind, checks).await {
+            Ok(card) => card,
+            Err(out) => return out,
+        };
+        let leg = BankLeg {
+            processing_code: ProcessingCode::BALANCE_INQUIRY,
+            amount: AmountFen::ZERO,
+            pin: card.pin_for_bank(),
+            if_bank_down: IfBankDown::Decline,
+        };
+        match card.ask_bank(&leg).await {
+            Ok(BankAnswer::Approved { field54, .. }) => {
+                let issuer = Some(card.entry.card.issuer.clone());
+                let decision = no_movement(card.approval_record(issuer), None);
+                match self.commit(decision).await {
+                    Ok(_) => Outcome {
+                        code: Some(ResponseCode::Approved),
+                        field54,
+                        ..Outcome::default()
+                    },
+                    Err(code) => Outcome::answer(code),
+                }
+            }
+            Ok(BankAnswer::Declined(code)) | Err(code) => card.decline(code).await,
+            Ok(BankAnswer::StandIn(_) | BankAnswer::Unanswered { .. }) => {
+                card.decline(ResponseCode::IssuerUnavailable).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_54_carries_ledger_then_available_each_with_its_sign() {
+        assert_eq!(
+            balance_field54(50_000, -7),
+            "9601156C0000000500009602156D000000000007"
+        );
+    }
+}
