@@ -92,6 +92,7 @@ pub use owned::OwnedMessage;
 pub use reconciliation::{
     NetSettlement, ReconciliationError, ReconciliationTotals, SettlementCode, Tally, TotalsLine,
     AMOUNT_FEN_MAX as RECONCILIATION_AMOUNT_FEN_MAX, COUNT_MAX as RECONCILIATION_COUNT_MAX,
+    NET_SETTLEMENT_NAME,
 };
 pub use registry::{names as spec_names, spec, spec_or_file};
 pub use spec::{BitmapEncoding, FieldSpec, Length, Mask, MessageRule, Spec, SubSpec, FIELD_MAX};

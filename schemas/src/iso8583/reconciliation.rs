@@ -110,13 +110,23 @@ impl TotalsLine {
         86 + self.index() as u16
     }
 
-    /// The ISO 8583:1987 name of the line (`credits`, `credits, reversal` ...).
-    pub const fn name(self) -> &'static str {
+    /// The ISO 8583:1987 name of the count field (`credits, number` ...).
+    pub const fn count_name(self) -> &'static str {
         match self {
-            TotalsLine::Credits => "credits",
-            TotalsLine::CreditReversals => "credits, reversal",
-            TotalsLine::Debits => "debits",
-            TotalsLine::DebitReversals => "debits, reversal",
+            TotalsLine::Credits => "credits, number",
+            TotalsLine::CreditReversals => "credits, reversal number",
+            TotalsLine::Debits => "debits, number",
+            TotalsLine::DebitReversals => "debits, reversal number",
+        }
+    }
+
+    /// The ISO 8583:1987 name of the amount field (`credits, amount` ...).
+    pub const fn amount_name(self) -> &'static str {
+        match self {
+            TotalsLine::Credits => "credits, amount",
+            TotalsLine::CreditReversals => "credits, reversal amount",
+            TotalsLine::Debits => "debits, amount",
+            TotalsLine::DebitReversals => "debits, reversal amount",
         }
     }
 
@@ -264,6 +274,9 @@ impl ReconciliationTotals {
         net.to_message(out)
     }
 }
+
+/// The ISO 8583:1987 name of field 97.
+pub const NET_SETTLEMENT_NAME: &str = "amount, net settlement";
 
 /// Field 97, the net settlement amount: a sign and 16 digits of minor units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
