@@ -62,6 +62,7 @@
 //! notation), EMV 4.3 Book 3 Annex B (BER-TLV in field 55, read and written by [`crate::tlv`]), ISO 7811/7813 (track data).
 
 mod additional_amounts;
+mod bcd;
 mod bitmap;
 mod content;
 mod ebcdic;
@@ -73,6 +74,7 @@ pub mod json;
 mod mask;
 mod message;
 mod owned;
+mod prefix;
 mod reconciliation;
 mod registry;
 mod spec;
@@ -84,11 +86,12 @@ pub use additional_amounts::{
 };
 pub use bitmap::FieldSet;
 pub use content::{Content, DateFormat};
-pub use encoding::{DataEncoding, Prefix, PrefixEncoding, Sink};
+pub use encoding::{DataEncoding, Sink};
 pub use error::{Error, FieldRef, Mti4, SpecError, SubKey};
 pub use mask::{hex_upper, pan as mask_pan};
 pub use message::{Message, Mti};
 pub use owned::OwnedMessage;
+pub use prefix::{Prefix, PrefixEncoding};
 pub use reconciliation::{
     NetSettlement, ReconciliationError, ReconciliationTotals, SettlementCode, Tally, TotalsLine,
     AMOUNT_FEN_MAX as RECONCILIATION_AMOUNT_FEN_MAX, COUNT_MAX as RECONCILIATION_COUNT_MAX,
