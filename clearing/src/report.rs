@@ -501,7 +501,7 @@ mod tests {
         ));
         let fine = [
             posting(1, "pooled_fund", 700),
-            posting(2, "bank_settlement", 300),
+            posting(1, "bank_settlement", 300),
         ];
         let view = medical_reconciliation("FUND", 1, &fine).unwrap();
         assert_eq!(view.totals.total_fen().unwrap(), 1_000);
