@@ -6,7 +6,7 @@
 //! Both backends run the same statements; the macro below instantiates the steps for SQLite's
 //! and PostgreSQL's transaction types (sqlx's executor bounds cannot be named once generically).
 
-use super::plan::{HoldState, Known, KnownHold, LegRow, Plan};
+use super::plan::{AccountDelta, HoldState, Known, KnownHold, LegRow, Plan};
 use super::ROWS_PER_STATEMENT;
 use super::{account_from_str, event_type_from_str, push_list, text_column, References};
 use crate::error::{ClearingError, Result};
@@ -16,6 +16,27 @@ use uuid::Uuid;
 
 /// A stored consumer offset per (topic, partition).
 pub(crate) type StoredOffsets = HashMap<(String, i32), i64>;
+
+/// One account's row of a batch: (institution, account kind) and the deltas of its sums.
+type AccountRow<'p> = (&'p (String, &'static str), &'p AccountDelta);
+
+/// Appends `VALUES (institution, kind, debits pending, debits posted, credits pending, credits
+/// posted), ...` for account rows (the UPDATE of decrements and the upsert share it).
+fn push_account_values<'a, DB>(qb: &mut QueryBuilder<'a, DB>, rows: &'a [AccountRow<'a>])
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push_values(rows, |mut b, ((inst, kind), d)| {
+        b.push_bind(inst.as_str())
+            .push_bind(*kind)
+            .push_bind(d.debits_pending_fen)
+            .push_bind(d.debits_posted_fen)
+            .push_bind(d.credits_pending_fen)
+            .push_bind(d.credits_posted_fen);
+    });
+}
 
 /// The steps of a batch on one backend's transaction.
 pub(crate) trait BatchSteps {
@@ -219,14 +240,7 @@ macro_rules! batch_steps {
                          credits_pending_fen = credits_pending_fen + v.column5, \
                          credits_posted_fen = credits_posted_fen + v.column6 FROM (",
                     );
-                    qb.push_values(chunk, |mut b, ((inst, kind), d)| {
-                        b.push_bind(inst.as_str())
-                            .push_bind(*kind)
-                            .push_bind(d.debits_pending_fen)
-                            .push_bind(d.debits_posted_fen)
-                            .push_bind(d.credits_pending_fen)
-                            .push_bind(d.credits_posted_fen);
-                    });
+                    push_account_values(&mut qb, chunk);
                     qb.push(
                         ") AS v WHERE ledger_account.institution_id = v.column1 \
                          AND ledger_account.account_kind = v.column2",
@@ -243,14 +257,7 @@ macro_rules! batch_steps {
                         "INSERT INTO ledger_account (institution_id, account_kind, debits_pending_fen, \
                          debits_posted_fen, credits_pending_fen, credits_posted_fen) ",
                     );
-                    qb.push_values(chunk, |mut b, ((inst, kind), d)| {
-                        b.push_bind(inst.as_str())
-                            .push_bind(*kind)
-                            .push_bind(d.debits_pending_fen)
-                            .push_bind(d.debits_posted_fen)
-                            .push_bind(d.credits_pending_fen)
-                            .push_bind(d.credits_posted_fen);
-                    });
+                    push_account_values(&mut qb, chunk);
                     qb.push(
                         " ON CONFLICT (institution_id, account_kind) DO UPDATE SET \
                          debits_pending_fen = ledger_account.debits_pending_fen + excluded.debits_pending_fen, \
