@@ -442,13 +442,7 @@ fn apply_event(
     match event.event_type {
         EventType::AuthorizationHold => hold(plan, known, event),
         EventType::Completion => complete(plan, known, event),
-        EventType::HoldRelease => {
-            let hold_id = require_hold(refs.hold_id)?;
-            let held_legs = pending_hold(known, hold_id)?.legs.clone();
-            plan.pend(&held_legs, -1);
-            resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
-            Ok("hold_voided")
-        }
+        EventType::HoldRelease => void_hold(plan, known, event),
         EventType::Reversal => reverse(plan, known, event),
         EventType::Refund => {
             let original = require_original(refs.original_event_id)?;
@@ -530,6 +524,20 @@ fn complete(
     Ok("hold_posted")
 }
 
+/// Releases the whole reservation of the event's pending hold (a hold release, or the
+/// reversal of a pre-authorization).
+fn void_hold(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let hold_id = require_hold(event.references.hold_id)?;
+    let held_legs = pending_hold(known, hold_id)?.legs.clone();
+    plan.pend(&held_legs, -1);
+    resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
+    Ok("hold_voided")
+}
+
 /// A reversal: of a known original, once. Reversing a pre-authorization voids its hold
 /// (nothing had moved); any other reversal posts its legs.
 fn reverse(
@@ -547,12 +555,9 @@ fn reverse(
         return Err(PoisonReason::AlreadyReversed(original));
     }
     if original_type == EventType::AuthorizationHold {
-        let hold_id = require_hold(refs.hold_id)?;
-        let held_legs = pending_hold(known, hold_id)?.legs.clone();
-        plan.pend(&held_legs, -1);
-        resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
+        let outcome = void_hold(plan, known, event)?;
         known.reversed.insert(original);
-        return Ok("hold_voided");
+        return Ok(outcome);
     }
     known.reversed.insert(original);
     post_all(plan, event);
