@@ -28,6 +28,10 @@ pub enum ClearingError {
     /// A ledger invariant does not hold (a bug, never input-dependent).
     #[error("ledger invariant broken: {0}")]
     Invariant(String),
+    /// A running total left the 64-bit range: refused rather than wrapped (the figures of a
+    /// settlement must be exact or absent).
+    #[error("total overflows 64 bits: {0}")]
+    Overflow(&'static str),
     /// Writing a report failed.
     #[error("report: {0}")]
     Report(String),
@@ -38,3 +42,11 @@ pub enum ClearingError {
 
 /// Result with [`ClearingError`].
 pub type Result<T, E = ClearingError> = std::result::Result<T, E>;
+
+/// `total + amount` for a running total of fen; leaving the 64-bit range is
+/// [`ClearingError::Overflow`] naming `what`, never a wrap (release) or a panic (debug).
+pub(crate) fn add_fen(total: i64, amount: i64, what: &'static str) -> Result<i64> {
+    total
+        .checked_add(amount)
+        .ok_or(ClearingError::Overflow(what))
+}

@@ -182,59 +182,8 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             relay.release().await?;
             println!("published={}", stats.published.load(Ordering::Relaxed));
         }
-        Command::Positions => {
-            let p = ledger.positions().await?;
-            println!(
-                "{:<12} {:>18} {:>18} {:>18}",
-                "institution", "debits", "credits", "net (CNY)"
-            );
-            for i in &p.institutions {
-                println!(
-                    "{:<12} {:>18} {:>18} {:>18}",
-                    i.institution_id,
-                    rust_decimal::Decimal::new(i.debits_fen, 2),
-                    rust_decimal::Decimal::new(i.credits_fen, 2),
-                    i.net_yuan()
-                );
-            }
-            println!("\n{:<12} {:<12} {:>18}", "creditor", "debtor", "owed (CNY)");
-            for pair in &p.pairs {
-                let (creditor, debtor, fen) = if pair.net_fen >= 0 {
-                    (&pair.institution_a, &pair.institution_b, pair.net_fen)
-                } else {
-                    (&pair.institution_b, &pair.institution_a, -pair.net_fen)
-                };
-                println!(
-                    "{creditor:<12} {debtor:<12} {:>18}",
-                    rust_decimal::Decimal::new(fen, 2)
-                );
-            }
-            println!("\nsum of net positions (fen): {}", p.sum_fen());
-        }
-        Command::CloseWindow => {
-            let w = window::close_window(&ledger).await?;
-            println!(
-                "window {} closed: {} postings, {} fen, digest sha256={}",
-                w.window_id,
-                w.posting_count,
-                w.posted_total_fen,
-                w.digest.map(hex::encode).unwrap_or_default()
-            );
-            for n in &w.net_positions {
-                println!(
-                    "net {} {} fen (digest {})",
-                    n.institution_id,
-                    n.net_fen,
-                    hex::encode(n.digest)
-                );
-            }
-            for i in &w.instructions {
-                println!(
-                    "instruction {}: {} pays {} {} fen",
-                    i.instruction_no, i.payer_id, i.payee_id, i.amount_fen
-                );
-            }
-        }
+        Command::Positions => print_positions(&ledger.positions().await?),
+        Command::CloseWindow => print_closed_window(&window::close_window(&ledger).await?),
         Command::Report {
             institution,
             window,
@@ -248,6 +197,61 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
     }
     ledger.db().close().await;
     Ok(())
+}
+
+/// Prints the live net positions, per institution and per pair.
+fn print_positions(p: &clearing::ledger::Positions) {
+    println!(
+        "{:<12} {:>18} {:>18} {:>18}",
+        "institution", "debits", "credits", "net (CNY)"
+    );
+    for i in &p.institutions {
+        println!(
+            "{:<12} {:>18} {:>18} {:>18}",
+            i.institution_id,
+            rust_decimal::Decimal::new(i.debits_fen, 2),
+            rust_decimal::Decimal::new(i.credits_fen, 2),
+            i.net_yuan()
+        );
+    }
+    println!("\n{:<12} {:<12} {:>18}", "creditor", "debtor", "owed (CNY)");
+    for pair in &p.pairs {
+        let (creditor, debtor, fen) = if pair.net_fen >= 0 {
+            (&pair.institution_a, &pair.institution_b, pair.net_fen)
+        } else {
+            (&pair.institution_b, &pair.institution_a, -pair.net_fen)
+        };
+        println!(
+            "{creditor:<12} {debtor:<12} {:>18}",
+            rust_decimal::Decimal::new(fen, 2)
+        );
+    }
+    println!("\nsum of net positions (fen): {}", p.sum_fen());
+}
+
+/// Prints a closed window: totals, digests, net positions and settlement instructions.
+fn print_closed_window(w: &window::WindowSummary) {
+    println!(
+        "window {} closed: {} postings, {} fen, digest sha256={}",
+        w.window_id,
+        w.posting_count,
+        w.posted_total_fen,
+        w.digest.map(hex::encode).unwrap_or_default()
+    );
+    for n in &w.net_positions {
+        println!(
+            "net {} {} fen (digest {})",
+            n.institution_id,
+            n.net_fen,
+            hex::encode(n.digest)
+        );
+    }
+    for i in &w.instructions {
+        println!(
+            "instruction {}: {} pays {} {} fen",
+            i.instruction_no, i.payer_id, i.payee_id, i.amount_fen
+        );
+    }
 }
 
 #[tokio::main]

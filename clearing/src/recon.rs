@@ -1,20 +1,26 @@
 //! Reconciliation with banks: a bank's ISO 8583 0500 reconciliation totals compared with the
 //! ledger, answered with a 0510 (ISO 8583:1987 §4.3.8 reconciliation messages).
 //!
-//! Field use (ssc87, schemas/iso8583/ssc87.md): 74/75 credits and credit reversals (count),
-//! 76/77 debits and debit reversals (count), 86–89 the matching amounts in fen, 97 the net
-//! settlement amount (`C` the sender is owed, `D` it owes), 15 the settlement date, 99 the
-//! settlement institution (else 32), and in the answer 66 the settlement code: 1 in balance,
-//! 2 out of balance, 3 error.
+//! The field layout (74-77 counts, 86-89 amounts in fen, 97 the net with its `C`/`D` sign, 66
+//! the settlement code) is [`schemas::iso8583::ReconciliationTotals`] and its companions, the
+//! one definition the switch and its bank simulator use too (schemas/iso8583/ssc87.md). Here: 15
+//! is the settlement date, 99 the settlement institution (else 32), and the answer's 66 is 1 in
+//! balance, 2 out of balance, 3 error.
 //!
 //! From the bank's side of the ledger in a window: its debits are the postings it pays
 //! (purchases, bill-split bank legs), its credits those it receives (refunds, benefit credits);
 //! a reversal posting counts as a reversal of the opposite side. Counts are events, amounts fen.
+//! Totals add with checked arithmetic: a window whose totals overflow their fields is an error
+//! ([`ReconError::Totals`]), never a wrapped figure.
 
 use crate::error::ClearingError;
 use crate::ledger::Ledger;
 use crate::window::{self, PostingRecord};
-use schemas::iso8583::{Message, OwnedMessage};
+use schemas::domain::AmountFen;
+use schemas::iso8583::{
+    Message, NetSettlement, OwnedMessage, ReconciliationError, ReconciliationTotals,
+    SettlementCode, TotalsLine, NET_SETTLEMENT_NAME,
+};
 use std::collections::HashSet;
 
 /// Why a 0500 could not be reconciled at all.
@@ -26,92 +32,66 @@ pub enum ReconError {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] ClearingError),
+    /// The ledger's totals do not fit their fields (or 64 bits).
+    #[error("ledger totals: {0}")]
+    Totals(#[from] ReconciliationError),
     /// Building the answer failed.
     #[error("building the 0510: {0}")]
     Codec(String),
 }
 
-/// The reconciliation totals of ISO 8583 fields 74–77, 86–89 and 97.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReconciliationTotals {
-    /// Field 74.
-    pub credits_count: u64,
-    /// Field 75.
-    pub credit_reversals_count: u64,
-    /// Field 76.
-    pub debits_count: u64,
-    /// Field 77.
-    pub debit_reversals_count: u64,
-    /// Field 86, fen.
-    pub credits_fen: i64,
-    /// Field 87, fen.
-    pub credit_reversals_fen: i64,
-    /// Field 88, fen.
-    pub debits_fen: i64,
-    /// Field 89, fen.
-    pub debit_reversals_fen: i64,
-    /// Field 97, fen: positive, the sender is owed (`C`); negative, it owes (`D`).
-    pub net_fen: i64,
+/// What a bank's 0500 states: its totals (74-77, 86-89) and its net (97).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BankFigures {
+    /// Fields 74-77 and 86-89.
+    pub totals: ReconciliationTotals,
+    /// Field 97.
+    pub net: NetSettlement,
 }
 
-/// Reads the totals of a 0500; `Err(field)` names the first field missing or malformed.
-pub fn totals_from_0500(msg: &Message<'_>) -> Result<ReconciliationTotals, u16> {
-    let count = |id: u16| msg.get_u64(id).map_err(|_| id);
-    let fen = |id: u16| {
-        msg.get_u64(id)
-            .map_err(|_| id)
-            .and_then(|v| i64::try_from(v).map_err(|_| id))
-    };
-    let net = msg.get_str(97).map_err(|_| 97u16)?;
-    let (sign, digits) = net.split_at(net.len().min(1));
-    let magnitude: i64 = digits.parse().map_err(|_| 97u16)?;
-    let net_fen = match sign {
-        "C" => magnitude,
-        "D" => -magnitude,
-        _ => return Err(97),
-    };
-    Ok(ReconciliationTotals {
-        credits_count: count(74)?,
-        credit_reversals_count: count(75)?,
-        debits_count: count(76)?,
-        debit_reversals_count: count(77)?,
-        credits_fen: fen(86)?,
-        credit_reversals_fen: fen(87)?,
-        debits_fen: fen(88)?,
-        debit_reversals_fen: fen(89)?,
-        net_fen,
-    })
+impl BankFigures {
+    /// Reads the figures of a 0500.
+    pub fn from_0500(msg: &Message<'_>) -> Result<BankFigures, ReconciliationError> {
+        Ok(BankFigures {
+            totals: ReconciliationTotals::from_message(msg)?,
+            net: NetSettlement::from_message(msg)?,
+        })
+    }
 }
 
-/// The ledger's totals for `institution` over a window's postings.
-pub fn ledger_totals(institution: &str, postings: &[PostingRecord]) -> ReconciliationTotals {
+/// The line and side of one posting, from `institution`'s point of view.
+fn lines_of(institution: &str, p: &PostingRecord) -> [(TotalsLine, bool); 4] {
+    let reversal = p.event_type == "reversal";
+    let credited = p.credit_institution == institution;
+    let debited = p.debit_institution == institution;
+    [
+        (TotalsLine::Credits, credited && !reversal),
+        (TotalsLine::CreditReversals, debited && reversal),
+        (TotalsLine::Debits, debited && !reversal),
+        (TotalsLine::DebitReversals, credited && reversal),
+    ]
+}
+
+/// The ledger's totals for `institution` over a window's postings: each event counted once per
+/// line, every leg's amount added.
+pub fn ledger_totals(
+    institution: &str,
+    postings: &[PostingRecord],
+) -> Result<ReconciliationTotals, ReconError> {
     let mut t = ReconciliationTotals::default();
     let mut seen: [HashSet<uuid::Uuid>; 4] = Default::default();
     for p in postings {
-        let reversal = p.event_type == "reversal";
-        let sides = [
-            (p.credit_institution == institution, !reversal, 0), // credit
-            (p.debit_institution == institution, reversal, 1),   // credit reversal
-            (p.debit_institution == institution, !reversal, 2),  // debit
-            (p.credit_institution == institution, reversal, 3),  // debit reversal
-        ];
-        for (ours, applies, slot) in sides {
-            if !(ours && applies) {
-                continue;
+        let amount = AmountFen::new(p.amount_fen).map_err(|_| {
+            ClearingError::Invariant(format!("posting of event {} is negative", p.event_id))
+        })?;
+        for (slot, (line, applies)) in lines_of(institution, p).into_iter().enumerate() {
+            if applies {
+                let first = seen[slot].insert(p.event_id);
+                t.add(line, u64::from(first), amount)?;
             }
-            let first = seen[slot].insert(p.event_id);
-            let (count, fen) = match slot {
-                0 => (&mut t.credits_count, &mut t.credits_fen),
-                1 => (&mut t.credit_reversals_count, &mut t.credit_reversals_fen),
-                2 => (&mut t.debits_count, &mut t.debits_fen),
-                _ => (&mut t.debit_reversals_count, &mut t.debit_reversals_fen),
-            };
-            *count += u64::from(first);
-            *fen += p.amount_fen;
         }
     }
-    t.net_fen = t.credits_fen - t.credit_reversals_fen - t.debits_fen + t.debit_reversals_fen;
-    t
+    Ok(t)
 }
 
 /// One field that differs.
@@ -119,7 +99,7 @@ pub fn ledger_totals(institution: &str, postings: &[PostingRecord]) -> Reconcili
 pub struct Mismatch {
     /// ISO 8583 field number.
     pub field: u16,
-    /// What the field counts.
+    /// What the field counts (its ISO 8583:1987 name).
     pub name: &'static str,
     /// The bank's figure.
     pub bank: i64,
@@ -134,69 +114,52 @@ pub struct ReconciliationReport {
     pub institution: String,
     /// The window compared.
     pub window_id: i64,
-    /// The bank's totals (None when its 0500 was malformed).
-    pub bank: Option<ReconciliationTotals>,
+    /// The bank's figures (None when its 0500 was malformed).
+    pub bank: Option<BankFigures>,
     /// The ledger's totals.
     pub ledger: ReconciliationTotals,
+    /// The ledger's net (field 97).
+    pub ledger_net: NetSettlement,
     /// Fields that differ.
     pub mismatches: Vec<Mismatch>,
     /// Settlement code answered in field 66.
-    pub settlement_code: u8,
+    pub settlement_code: SettlementCode,
 }
 
-/// Field-by-field comparison.
-pub fn compare(bank: &ReconciliationTotals, ledger: &ReconciliationTotals) -> Vec<Mismatch> {
+/// Field-by-field comparison, in field order (74-77, 86-89, 97).
+pub fn compare(
+    bank: &BankFigures,
+    ledger: &ReconciliationTotals,
+    ledger_net: NetSettlement,
+) -> Vec<Mismatch> {
+    // Counts are at most n 10, so they always fit an i64.
     let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    [
+    let counts = TotalsLine::ALL.map(|l| {
+        let (b, o) = (bank.totals.line(l), ledger.line(l));
+        (l.count_field(), l.count_name(), c(b.count), c(o.count))
+    });
+    let amounts = TotalsLine::ALL.map(|l| {
+        let (b, o) = (bank.totals.line(l), ledger.line(l));
         (
-            74,
-            "credits, number",
-            c(bank.credits_count),
-            c(ledger.credits_count),
-        ),
-        (
-            75,
-            "credits, reversal number",
-            c(bank.credit_reversals_count),
-            c(ledger.credit_reversals_count),
-        ),
-        (
-            76,
-            "debits, number",
-            c(bank.debits_count),
-            c(ledger.debits_count),
-        ),
-        (
-            77,
-            "debits, reversal number",
-            c(bank.debit_reversals_count),
-            c(ledger.debit_reversals_count),
-        ),
-        (86, "credits, amount", bank.credits_fen, ledger.credits_fen),
-        (
-            87,
-            "credits, reversal amount",
-            bank.credit_reversals_fen,
-            ledger.credit_reversals_fen,
-        ),
-        (88, "debits, amount", bank.debits_fen, ledger.debits_fen),
-        (
-            89,
-            "debits, reversal amount",
-            bank.debit_reversals_fen,
-            ledger.debit_reversals_fen,
-        ),
-        (97, "amount, net settlement", bank.net_fen, ledger.net_fen),
-    ]
-    .into_iter()
-    .filter(|(_, _, b, l)| b != l)
-    .map(|(field, name, bank, ledger)| Mismatch {
-        field,
-        name,
-        bank,
-        ledger,
-    })
-    .collect()
+            l.amount_field(),
+            l.amount_name(),
+            b.amount.get(),
+            o.amount.get(),
+        )
+    });
+    let net = (97, NET_SETTLEMENT_NAME, bank.net.fen(), ledger_net.fen());
+    counts
+        .into_iter()
+        .chain(amounts)
+        .chain([net])
+        .filter(|(_, _, b, l)| b != l)
+        .map(|(field, name, bank, ledger)| Mismatch {
+            field,
+            name,
+            bank,
+            ledger,
+        })
+        .collect()
 }
 
 /// Answers a bank's 0500 for `window_id`: a 0510 with field 39 and field 66 (1 in balance, 2 out
@@ -218,21 +181,27 @@ pub async fn reconcile_0500<'s>(
         .map(|s| s.into_owned())
         .unwrap_or_default();
     let postings = window::window_postings(ledger, window_id, Some(&institution)).await?;
-    let ours = ledger_totals(&institution, &postings);
-    let (bank, mismatches, code, rc) = match totals_from_0500(request) {
+    let ours = ledger_totals(&institution, &postings)?;
+    let ours_net = ours.net()?;
+    let (bank, mismatches, code, rc) = match BankFigures::from_0500(request) {
         Ok(bank) if !institution.is_empty() => {
-            let m = compare(&bank, &ours);
-            let code = if m.is_empty() { 1 } else { 2 };
+            let m = compare(&bank, &ours, ours_net);
+            let code = if m.is_empty() {
+                SettlementCode::InBalance
+            } else {
+                SettlementCode::OutOfBalance
+            };
             (Some(bank), m, code, "00")
         }
-        _ => (None, Vec::new(), 3, "30"),
+        _ => (None, Vec::new(), SettlementCode::Error, "30"),
     };
     let mut response = request
         .to_response()
         .map_err(|e| ReconError::Codec(e.to_string()))?;
     response
         .set_str(39, rc)
-        .and_then(|r| r.set_u64(66, u64::from(code)))
+        .map_err(|e| ReconError::Codec(e.to_string()))?;
+    code.to_message(&mut response)
         .map_err(|e| ReconError::Codec(e.to_string()))?;
     Ok((
         response,
@@ -241,8 +210,82 @@ pub async fn reconcile_0500<'s>(
             window_id,
             bank,
             ledger: ours,
+            ledger_net: ours_net,
             mismatches,
             settlement_code: code,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posting(event: u128, debit: &str, credit: &str, amount_fen: i64) -> PostingRecord {
+        PostingRecord {
+            event_id: uuid::Uuid::from_u128(event),
+            leg_no: 1,
+            event_type: "purchase".into(),
+            leg_kind: "bank".into(),
+            debit_institution: debit.into(),
+            debit_account: "bank_settlement".into(),
+            credit_institution: credit.into(),
+            credit_account: "merchant".into(),
+            amount_fen,
+            posted_at_us: 0,
+        }
+    }
+
+    #[test]
+    fn a_banks_debits_are_the_postings_it_pays_and_each_event_counts_once() {
+        let mut reversal = posting(3, "HOSP", "BANK", 400);
+        reversal.event_type = "reversal".into();
+        let postings = [
+            posting(1, "BANK", "HOSP", 1_000),
+            posting(1, "BANK", "HOSP", 500),
+            posting(2, "HOSP", "BANK", 250),
+            reversal,
+        ];
+        let t = ledger_totals("BANK", &postings).unwrap();
+        assert_eq!((t.debits.count, t.debits.amount.get()), (1, 1_500));
+        assert_eq!((t.credits.count, t.credits.amount.get()), (1, 250));
+        assert_eq!(
+            (t.debit_reversals.count, t.debit_reversals.amount.get()),
+            (1, 400)
+        );
+        assert_eq!(t.net().unwrap().fen(), 250 - 1_500 + 400);
+    }
+
+    #[test]
+    fn totals_that_overflow_are_an_error_not_a_wrap_or_a_panic() {
+        let postings = [
+            posting(1, "BANK", "HOSP", i64::MAX / 2 + 1),
+            posting(2, "BANK", "HOSP", i64::MAX / 2 + 1),
+        ];
+        assert!(matches!(
+            ledger_totals("BANK", &postings),
+            Err(ReconError::Totals(ReconciliationError::Overflow {
+                field: 88
+            }))
+        ));
+    }
+
+    #[test]
+    fn mismatches_come_in_field_order_with_their_iso_names() {
+        let mut ledger = ReconciliationTotals::default();
+        ledger
+            .add(TotalsLine::Debits, 2, AmountFen::new(300).unwrap())
+            .unwrap();
+        let bank = BankFigures {
+            totals: ReconciliationTotals::default(),
+            net: NetSettlement::new(-300).unwrap(),
+        };
+        let m = compare(&bank, &ledger, ledger.net().unwrap());
+        let fields: Vec<_> = m.iter().map(|m| (m.field, m.name)).collect();
+        assert_eq!(
+            fields,
+            [(76, "debits, number"), (88, "debits, amount")],
+            "the nets agree"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! so an institution recomputes its digest from its own statement and compares it with the
 //! digest in the header (see `window` for the canonical form).
 
-use crate::error::{ClearingError, Result};
+use crate::error::{add_fen, ClearingError, Result};
 use crate::ledger::Ledger;
 use crate::window::{self, PostingRecord, WindowSummary};
 use chrono::{DateTime, Utc};
@@ -49,14 +49,14 @@ pub async fn render(
 ) -> Result<String> {
     let summary = window::window_summary(ledger, window_id).await?;
     let postings = window::window_postings(ledger, window_id, Some(institution)).await?;
-    Ok(match format {
+    match format {
         ReportFormat::Csv => statement_csv(institution, &summary, &postings),
         ReportFormat::Camt053 => statement_camt053(institution, &summary, &postings),
         ReportFormat::Medical => {
             let all = window::window_postings(ledger, window_id, None).await?;
-            medical_reconciliation(institution, window_id, &all).to_csv()
+            medical_reconciliation(institution, window_id, &all)?.to_csv()
         }
-    })
+    }
 }
 
 fn yuan(fen: i64) -> Decimal {
@@ -70,9 +70,15 @@ fn time(us: i64) -> String {
 }
 
 /// CSV statement of `institution` in a window.
-pub fn statement_csv(institution: &str, w: &WindowSummary, postings: &[PostingRecord]) -> String {
+pub fn statement_csv(
+    institution: &str,
+    w: &WindowSummary,
+    postings: &[PostingRecord],
+) -> Result<String> {
     let digest = window::digest_of(postings);
-    let net: i64 = postings.iter().map(|p| signed_for(institution, p)).sum();
+    let net = postings.iter().try_fold(0, |net, p| {
+        add_fen(net, signed_for(institution, p)?, "statement net")
+    })?;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -117,7 +123,7 @@ pub fn statement_csv(institution: &str, w: &WindowSummary, postings: &[PostingRe
             time(p.posted_at_us)
         );
     }
-    out
+    Ok(out)
 }
 
 /// Recomputes the institution digest from a CSV statement (what a participant does with its
@@ -151,15 +157,12 @@ pub fn verify_statement_csv(csv: &str) -> Result<([u8; 32], String)> {
     Ok((h.finalize().into(), claimed))
 }
 
-fn signed_for(institution: &str, p: &PostingRecord) -> i64 {
-    let mut v = 0;
-    if p.credit_institution == institution {
-        v += p.amount_fen;
-    }
-    if p.debit_institution == institution {
-        v -= p.amount_fen;
-    }
-    v
+/// What a posting adds to `institution`'s net: its amount received less its amount paid.
+fn signed_for(institution: &str, p: &PostingRecord) -> Result<i64> {
+    let side = |ours: bool| if ours { p.amount_fen } else { 0 };
+    side(p.credit_institution == institution)
+        .checked_sub(side(p.debit_institution == institution))
+        .ok_or(ClearingError::Overflow("statement net"))
 }
 
 /// Escapes text for XML element content and attribute values.
@@ -186,7 +189,7 @@ pub fn statement_camt053(
     institution: &str,
     w: &WindowSummary,
     postings: &[PostingRecord],
-) -> String {
+) -> Result<String> {
     let digest = window::digest_of(postings);
     let inst = xml(institution);
     let created = time(w.closed_at_us.unwrap_or(w.opened_at_us));
@@ -201,10 +204,10 @@ pub fn statement_camt053(
                 continue;
             }
             if side == "CRDT" {
-                credits += p.amount_fen;
+                credits = add_fen(credits, p.amount_fen, "statement credits")?;
                 n_cr += 1;
             } else {
-                debits += p.amount_fen;
+                debits = add_fen(debits, p.amount_fen, "statement debits")?;
                 n_dr += 1;
             }
             let counterparty = if side == "CRDT" {
@@ -228,7 +231,10 @@ pub fn statement_camt053(
             );
         }
     }
-    let net = credits - debits;
+    let overflow = || ClearingError::Overflow("statement net");
+    let net = credits.checked_sub(debits).ok_or_else(overflow)?;
+    let net_abs = net.checked_abs().ok_or_else(overflow)?;
+    let sum = add_fen(credits, debits, "statement sum")?;
     let ind = |v: i64| if v >= 0 { "CRDT" } else { "DBIT" };
     let mut out = String::new();
     let _ = write!(
@@ -237,16 +243,16 @@ pub fn statement_camt053(
         w = w.window_id,
         from = time(w.opened_at_us),
         to = w.closed_at_us.map(time).unwrap_or_default(),
-        net_abs = yuan(net.abs()),
+        net_abs = yuan(net_abs),
         net_ind = ind(net),
         n = n_cr + n_dr,
-        sum = yuan(credits + debits),
+        sum = yuan(sum),
         cr = yuan(credits),
         dr = yuan(debits),
         idg = hex::encode(digest),
         wdg = w.digest.map(hex::encode).unwrap_or_else(|| "pending".into()),
     );
-    out
+    Ok(out)
 }
 
 /// Amounts by funding source, fen (negative for reversals and refunds).
@@ -264,15 +270,24 @@ pub struct MedicalTotals {
 
 impl MedicalTotals {
     /// Total medical expense covered by the three sources.
-    pub fn total_fen(&self) -> i64 {
-        self.pooled_fund_fen + self.personal_account_fen + self.bank_fen
+    pub fn total_fen(&self) -> Result<i64> {
+        let what = "medical total";
+        add_fen(self.pooled_fund_fen, self.personal_account_fen, what)
+            .and_then(|t| add_fen(t, self.bank_fen, what))
     }
 
-    fn add(&mut self, o: &MedicalTotals) {
-        self.events += o.events;
-        self.pooled_fund_fen += o.pooled_fund_fen;
-        self.personal_account_fen += o.personal_account_fen;
-        self.bank_fen += o.bank_fen;
+    fn add(&mut self, o: &MedicalTotals) -> Result<()> {
+        *self = MedicalTotals {
+            events: add_fen(self.events, o.events, "medical events")?,
+            pooled_fund_fen: add_fen(self.pooled_fund_fen, o.pooled_fund_fen, "pooled fund")?,
+            personal_account_fen: add_fen(
+                self.personal_account_fen,
+                o.personal_account_fen,
+                "personal accounts",
+            )?,
+            bank_fen: add_fen(self.bank_fen, o.bank_fen, "bank")?,
+        };
+        Ok(())
     }
 }
 
@@ -310,7 +325,7 @@ pub fn medical_reconciliation(
     fund_id: &str,
     window_id: i64,
     postings: &[PostingRecord],
-) -> MedicalReconciliation {
+) -> Result<MedicalReconciliation> {
     let mut by_event: BTreeMap<Uuid, Vec<&PostingRecord>> = BTreeMap::new();
     for p in postings {
         by_event.entry(p.event_id).or_default().push(p);
@@ -341,12 +356,17 @@ pub fn medical_reconciliation(
                 continue;
             };
             hospital.clone_from(merchant);
-            match source_acct {
-                "pooled_fund" => t.pooled_fund_fen += sign * p.amount_fen,
-                "personal_accounts" => t.personal_account_fen += sign * p.amount_fen,
-                "bank_settlement" => t.bank_fen += sign * p.amount_fen,
-                _ => {}
-            }
+            let (slot, what) = match source_acct {
+                "pooled_fund" => (&mut t.pooled_fund_fen, "pooled fund"),
+                "personal_accounts" => (&mut t.personal_account_fen, "personal accounts"),
+                "bank_settlement" => (&mut t.bank_fen, "bank"),
+                _ => continue,
+            };
+            let signed = p
+                .amount_fen
+                .checked_mul(sign)
+                .ok_or(ClearingError::Overflow(what))?;
+            *slot = add_fen(*slot, signed, what)?;
         }
         detail.push(MedicalDetail {
             event_id,
@@ -361,24 +381,24 @@ pub fn medical_reconciliation(
     let mut totals = MedicalTotals::default();
     let mut per_hospital: BTreeMap<String, MedicalTotals> = BTreeMap::new();
     for d in &detail {
-        totals.add(&d.totals);
+        totals.add(&d.totals)?;
         per_hospital
             .entry(d.hospital_id.clone())
             .or_default()
-            .add(&d.totals);
+            .add(&d.totals)?;
     }
-    MedicalReconciliation {
+    Ok(MedicalReconciliation {
         fund_id: fund_id.to_owned(),
         window_id,
         totals,
         per_hospital,
         detail,
-    }
+    })
 }
 
 impl MedicalReconciliation {
     /// CSV: a totals section (per hospital, then all) and a detail section.
-    pub fn to_csv(&self) -> String {
+    pub fn to_csv(&self) -> Result<String> {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -396,7 +416,7 @@ impl MedicalReconciliation {
                 t.pooled_fund_fen,
                 t.personal_account_fen,
                 t.bank_fen,
-                t.total_fen()
+                t.total_fen()?
             );
         }
         let t = &self.totals;
@@ -407,7 +427,7 @@ impl MedicalReconciliation {
             t.pooled_fund_fen,
             t.personal_account_fen,
             t.bank_fen,
-            t.total_fen()
+            t.total_fen()?
         );
         out.push_str("section,event_id,event_type,hospital_id,pooled_fund_fen,personal_account_fen,bank_fen,total_fen\n");
         for d in &self.detail {
@@ -421,9 +441,69 @@ impl MedicalReconciliation {
                 t.pooled_fund_fen,
                 t.personal_account_fen,
                 t.bank_fen,
-                t.total_fen()
+                t.total_fen()?
             );
         }
-        out
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posting(event: u128, debit_account: &str, amount_fen: i64) -> PostingRecord {
+        PostingRecord {
+            event_id: Uuid::from_u128(event),
+            leg_no: 1,
+            event_type: "medical_bill".into(),
+            leg_kind: "fund".into(),
+            debit_institution: "FUND".into(),
+            debit_account: debit_account.into(),
+            credit_institution: "HOSP".into(),
+            credit_account: "merchant".into(),
+            amount_fen,
+            posted_at_us: 0,
+        }
+    }
+
+    fn summary() -> WindowSummary {
+        WindowSummary {
+            window_id: 1,
+            opened_at_us: 0,
+            closed_at_us: None,
+            closed: false,
+            digest: None,
+            posting_count: 0,
+            posted_total_fen: 0,
+            net_positions: Vec::new(),
+            instructions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn report_totals_that_overflow_are_errors_not_wraps() {
+        let postings = [
+            posting(1, "pooled_fund", i64::MAX),
+            posting(2, "pooled_fund", 1),
+        ];
+        assert!(matches!(
+            medical_reconciliation("FUND", 1, &postings),
+            Err(ClearingError::Overflow("pooled fund"))
+        ));
+        assert!(matches!(
+            statement_csv("HOSP", &summary(), &postings),
+            Err(ClearingError::Overflow("statement net"))
+        ));
+        assert!(matches!(
+            statement_camt053("HOSP", &summary(), &postings),
+            Err(ClearingError::Overflow("statement credits"))
+        ));
+        let fine = [
+            posting(1, "pooled_fund", 700),
+            posting(1, "bank_settlement", 300),
+        ];
+        let view = medical_reconciliation("FUND", 1, &fine).unwrap();
+        assert_eq!(view.totals.total_fen().unwrap(), 1_000);
     }
 }

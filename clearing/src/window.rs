@@ -29,7 +29,7 @@
 //! own report and compares it with the one published for the window.
 
 use crate::db::{now_us, Db};
-use crate::error::{ClearingError, Result};
+use crate::error::{add_fen, ClearingError, Result};
 use crate::ledger::{read, Ledger};
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, TimeZone, Timelike, Utc};
 use futures_util::TryStreamExt;
@@ -293,47 +293,54 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn add(&mut self, p: &PostingRecord) {
+    /// Adds one posting; a total that would leave the 64-bit range is an error and the window
+    /// is not closed.
+    fn add(&mut self, p: &PostingRecord) -> Result<()> {
         let line = p.canonical_line();
         self.count += 1;
-        self.total_fen += p.amount_fen;
+        self.total_fen = add_fen(self.total_fen, p.amount_fen, "window total")?;
         self.window.update(line.as_bytes());
         let d = self
             .per_institution
             .entry(p.debit_institution.clone())
             .or_insert_with(|| (0, 0, Sha256::new()));
-        d.0 += p.amount_fen;
+        d.0 = add_fen(d.0, p.amount_fen, "institution debits")?;
         d.2.update(line.as_bytes());
         if p.credit_institution != p.debit_institution {
             let c = self
                 .per_institution
                 .entry(p.credit_institution.clone())
                 .or_insert_with(|| (0, 0, Sha256::new()));
-            c.1 += p.amount_fen;
+            c.1 = add_fen(c.1, p.amount_fen, "institution credits")?;
             c.2.update(line.as_bytes());
         } else {
-            d.1 += p.amount_fen;
+            d.1 = add_fen(d.1, p.amount_fen, "institution credits")?;
         }
+        Ok(())
     }
 
-    fn finish(self) -> ([u8; 32], i64, i64, Vec<WindowNetPosition>) {
+    fn finish(self) -> Result<([u8; 32], i64, i64, Vec<WindowNetPosition>)> {
         let nets = self
             .per_institution
             .into_iter()
-            .map(|(i, (debits, credits, h))| WindowNetPosition {
-                institution_id: i,
-                debits_fen: debits,
-                credits_fen: credits,
-                net_fen: credits - debits,
-                digest: h.finalize().into(),
+            .map(|(i, (debits, credits, h))| {
+                Ok(WindowNetPosition {
+                    institution_id: i,
+                    debits_fen: debits,
+                    credits_fen: credits,
+                    net_fen: credits
+                        .checked_sub(debits)
+                        .ok_or(ClearingError::Overflow("institution net"))?,
+                    digest: h.finalize().into(),
+                })
             })
-            .collect();
-        (
+            .collect::<Result<_>>()?;
+        Ok((
             self.window.finalize().into(),
             self.count,
             self.total_fen,
             nets,
-        )
+        ))
     }
 }
 
@@ -349,10 +356,10 @@ macro_rules! close_in_tx {
             );
             let mut rows = sqlx::query(&sql).bind(window_id).fetch(&mut *$tx);
             while let Some(row) = rows.try_next().await? {
-                acc.add(&posting_from_row(&row)?);
+                acc.add(&posting_from_row(&row)?)?;
             }
         }
-        let (digest, count, total, nets) = acc.finish();
+        let (digest, count, total, nets) = acc.finish()?;
         let nets_by_id: BTreeMap<String, i64> = nets
             .iter()
             .map(|n| (n.institution_id.clone(), n.net_fen))
@@ -609,6 +616,32 @@ mod tests {
             WindowSchedule::Manual.next_cutover_after(at("2026-11-23T08:00:00Z")),
             None
         );
+    }
+
+    #[test]
+    fn a_window_whose_totals_overflow_is_refused_not_wrapped() {
+        let posting = |event: u128, amount_fen: i64| PostingRecord {
+            event_id: Uuid::from_u128(event),
+            leg_no: 1,
+            event_type: "purchase".into(),
+            leg_kind: "bank".into(),
+            debit_institution: "BANK".into(),
+            debit_account: "bank_settlement".into(),
+            credit_institution: "HOSP".into(),
+            credit_account: "merchant".into(),
+            amount_fen,
+            posted_at_us: 0,
+        };
+        let mut acc = Accumulator::default();
+        acc.add(&posting(1, i64::MAX)).unwrap();
+        assert!(matches!(
+            acc.add(&posting(2, 1)),
+            Err(ClearingError::Overflow("window total"))
+        ));
+        let mut acc = Accumulator::default();
+        acc.add(&posting(1, 5)).unwrap();
+        let (_, count, total, nets) = acc.finish().unwrap();
+        assert_eq!((count, total, nets.len()), (1, 5, 2));
     }
 
     #[test]

@@ -7,3 +7,4 @@ pub mod domain;
 pub mod events;
 pub mod iso8583;
 pub mod migrations;
+pub mod tlv;

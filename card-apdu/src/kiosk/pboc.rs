@@ -241,13 +241,56 @@ pub fn start_payment<C: CardChannel + ?Sized>(
     Ok(session)
 }
 
+/// Card data gathered during the transaction, by tag (EMV Book 3 §10: terminal and card data
+/// objects in one place, as the DOLs reference them).
+type CardData = BTreeMap<TagNum, Vec<u8>>;
+
+/// The EMV flow up to the first GENERATE AC (EMV Book 3 §10.1-10.8): application selection,
+/// GET PROCESSING OPTIONS, READ RECORD over the AFL, then GENERATE AC asking for an ARQC.
 fn run_until_arqc<C: CardChannel + ?Sized>(
     ch: &mut C,
     terminal: &Terminal,
     req: &PaymentRequest,
 ) -> Result<PaymentSession, KioskError> {
     let aid = find_aid(ch)?;
-    let fci = send(ch, select_by_name(&aid))?;
+    let mut data = select_application(ch, &aid, req)?;
+    data.extend(terminal_data(terminal, req, &aid)?);
+    get_processing_options(ch, &mut data)?;
+    read_application_data(ch, &mut data)?;
+    let cdol1 =
+        dol::parse(data.get(&t::CDOL1).ok_or_else(|| card_data("no CDOL1"))?).map_err(card_data)?;
+    let cdol2 =
+        dol::parse(data.get(&t::CDOL2).ok_or_else(|| card_data("no CDOL2"))?).map_err(card_data)?;
+    let pan_bcd = data.get(&t::PAN).ok_or_else(|| card_data("no PAN"))?;
+    let pan: String = hex::encode(pan_bcd).trim_end_matches('f').to_owned();
+    let gac_data = dol::build(&cdol1, |tag| data.get(&tag).map(Vec::as_slice));
+    let gac = send_ok(
+        ch,
+        "GENERATE AC",
+        Command::new(0x80, 0xAE, cid::ARQC, 0x00)
+            .with_data(gac_data)
+            .with_ne(256),
+    )?;
+    parse_gac(&mut data, &gac)?;
+    let request = online_request(&data, &pan, &aid, req.amount_fen);
+    let track2 = data.get(&t::TRACK2_EQUIVALENT).cloned().unwrap_or_default();
+    Ok(PaymentSession {
+        request,
+        pan,
+        track2,
+        data,
+        cdol2,
+    })
+}
+
+/// SELECT by AID; the FCI's data objects start the card data. A blocked application is
+/// selected only when the request allows it (to deliver an unblocking script).
+fn select_application<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    aid: &[u8],
+    req: &PaymentRequest,
+) -> Result<CardData, KioskError> {
+    let fci = send(ch, select_by_name(aid))?;
     match fci.sw {
         StatusWord::Success => {}
         StatusWord::SelectedFileInvalidated if req.allow_blocked => {}
@@ -260,12 +303,21 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
             })
         }
     }
-    let mut data: BTreeMap<TagNum, Vec<u8>> = BTreeMap::new();
+    let mut data = CardData::new();
     merge(&mut data, &fci.data)?;
+    Ok(data)
+}
+
+/// The terminal's data objects that the PDOL and CDOLs may ask for (EMV Book 3 Annex A).
+fn terminal_data(
+    terminal: &Terminal,
+    req: &PaymentRequest,
+    aid: &[u8],
+) -> Result<[(TagNum, Vec<u8>); 18], KioskError> {
     let amount = amount_n12(req.amount_fen).ok_or_else(|| card_data("amount exceeds n12"))?;
     let mut merchant = terminal.merchant_name.as_bytes().to_vec();
     merchant.truncate(20);
-    let terminal_values: [(TagNum, Vec<u8>); 18] = [
+    Ok([
         (
             t::SM_ALGORITHM_SUPPORT,
             vec![u8::from(terminal.supports_sm)],
@@ -290,10 +342,15 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
                 .unwrap_or_default(),
         ),
         (t::CVM_RESULTS, vec![0x42, 0x03, 0x00]),
-        (t::DF_NAME, aid.clone()),
-    ];
-    data.extend(terminal_values);
+        (t::DF_NAME, aid.to_vec()),
+    ])
+}
 
+/// GET PROCESSING OPTIONS with the PDOL's data (EMV Book 3 §10.1); adds the AIP and AFL.
+fn get_processing_options<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    data: &mut CardData,
+) -> Result<(), KioskError> {
     let pdol = data
         .get(&t::PDOL)
         .map(|p| dol::parse(p))
@@ -327,8 +384,16 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
             data.insert(t::AIP, v[..2].to_vec());
             data.insert(t::AFL, v[2..].to_vec());
         }
-        _ => merge(&mut data, &gpo.data)?,
+        _ => merge(data, &gpo.data)?,
     }
+    Ok(())
+}
+
+/// READ RECORD of every record the AFL names (EMV Book 3 §10.2).
+fn read_application_data<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    data: &mut CardData,
+) -> Result<(), KioskError> {
     let afl = data
         .get(&t::AFL)
         .cloned()
@@ -347,30 +412,19 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
                 "READ RECORD",
                 Command::new(0x00, 0xB2, rec, (sfi << 3) | 0x04).with_ne(256),
             )?;
-            merge(&mut data, &r)?;
+            merge(data, &r)?;
         }
     }
-    let cdol1 =
-        dol::parse(data.get(&t::CDOL1).ok_or_else(|| card_data("no CDOL1"))?).map_err(card_data)?;
-    let cdol2 =
-        dol::parse(data.get(&t::CDOL2).ok_or_else(|| card_data("no CDOL2"))?).map_err(card_data)?;
-    let pan_bcd = data.get(&t::PAN).ok_or_else(|| card_data("no PAN"))?;
-    let pan: String = hex::encode(pan_bcd).trim_end_matches('f').to_owned();
-    let gac_data = dol::build(&cdol1, |tag| data.get(&tag).map(Vec::as_slice));
-    let gac = send_ok(
-        ch,
-        "GENERATE AC",
-        Command::new(0x80, 0xAE, cid::ARQC, 0x00)
-            .with_data(gac_data)
-            .with_ne(256),
-    )?;
-    parse_gac(&mut data, &gac)?;
+    Ok(())
+}
 
-    let field55 = build_field55(&data);
+/// What the kiosk sends online after the first GENERATE AC: field 55 and the card facts the
+/// request carries.
+fn online_request(data: &CardData, pan: &str, aid: &[u8], amount_fen: u64) -> OnlineRequest {
     let iad = data.get(&t::IAD).and_then(|v| Iad::parse(v));
-    let request = OnlineRequest {
-        field55,
-        pan_masked: crate::mask_pan(&pan),
+    OnlineRequest {
+        field55: build_field55(data),
+        pan_masked: crate::mask_pan(pan),
         psn: format!(
             "{:03}",
             data.get(&t::PAN_SEQUENCE_NUMBER)
@@ -380,7 +434,7 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
             .get(&t::EXPIRY_DATE)
             .map(|v| hex::encode(&v[..v.len().min(2)]))
             .unwrap_or_default(),
-        aid: hex::encode_upper(&aid),
+        aid: hex::encode_upper(aid),
         cid: data
             .get(&t::CID)
             .and_then(|v| v.first().copied())
@@ -401,17 +455,9 @@ fn run_until_arqc<C: CardChannel + ?Sized>(
                 }
             })
             .into(),
-        amount_fen: req.amount_fen,
+        amount_fen,
         apdu_count: 0,
-    };
-    let track2 = data.get(&t::TRACK2_EQUIVALENT).cloned().unwrap_or_default();
-    Ok(PaymentSession {
-        request,
-        pan,
-        track2,
-        data,
-        cdol2,
-    })
+    }
 }
 
 fn parse_gac(data: &mut BTreeMap<TagNum, Vec<u8>>, gac: &[u8]) -> Result<(), KioskError> {

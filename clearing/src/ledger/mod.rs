@@ -12,6 +12,7 @@
 //! of `credits_posted - debits_posted`: what the network owes it. Every leg adds the same amount
 //! to one debit and one credit, so positions always sum to zero (see [`Positions::sum_fen`]).
 
+mod batch;
 mod bulk;
 mod plan;
 
@@ -20,10 +21,11 @@ pub use plan::{account_str, ApplyReport, HoldState, PoisonReason};
 use crate::bus::Delivery;
 use crate::db::{now_us, Db};
 use crate::error::{ClearingError, Result};
-use plan::{Input, Known, KnownHold, LegRow, Plan};
+use batch::BatchSteps;
+use plan::Input;
 use rust_decimal::Decimal;
-use sqlx::{QueryBuilder, Row};
-use std::collections::{HashMap, HashSet};
+use sqlx::QueryBuilder;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Most deliveries one `apply_batch` call takes (bounds bind-parameter counts and lock time).
@@ -243,89 +245,8 @@ impl Ledger {
         };
         let now = now_us();
         let report = write_tx!(&self.db, |tx, window_id| {
-            let mut stored = HashMap::new();
-            for (topic, partition) in &partitions {
-                let next: Option<i64> = sqlx::query_scalar(
-                    "SELECT next_offset FROM consumer_offset \
-                     WHERE consumer_group = $1 AND topic = $2 AND partition_no = $3",
-                )
-                .bind(consumer_group)
-                .bind(topic)
-                .bind(i64::from(*partition))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(next) = next {
-                    stored.insert((topic.clone(), *partition), next);
-                }
-            }
-            let mut known = Known::default();
-            if !refs.event_ids.is_empty() {
-                let mut qb =
-                    QueryBuilder::new("SELECT event_id FROM applied_event WHERE event_id IN (");
-                push_list(&mut qb, &refs.event_ids);
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    known.recorded.insert(row.try_get::<Uuid, _>(0)?);
-                }
-            }
-            if !refs.originals.is_empty() {
-                let mut qb = QueryBuilder::new(
-                    "SELECT event_id, event_type FROM applied_event \
-                     WHERE outcome <> 'dead_letter' AND event_id IN (",
-                );
-                push_list(&mut qb, &refs.originals);
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let id: Uuid = row.try_get(0)?;
-                    let kind: String = row.try_get(1)?;
-                    if let Some(t) = event_type_from_str(&kind) {
-                        known.originals.insert(id, t);
-                    }
-                }
-                let mut qb = QueryBuilder::new(
-                    "SELECT reverses_event_id FROM applied_event WHERE reverses_event_id IN (",
-                );
-                push_list(&mut qb, &refs.originals);
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    known.reversed.insert(row.try_get::<Uuid, _>(0)?);
-                }
-            }
-            if !refs.holds.is_empty() {
-                let mut qb =
-                    QueryBuilder::new("SELECT hold_id, state FROM pending_hold WHERE hold_id IN (");
-                push_list(&mut qb, &refs.holds);
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let id: Uuid = row.try_get(0)?;
-                    let state: String = row.try_get(1)?;
-                    let state = HoldState::parse(&state)
-                        .ok_or_else(|| ClearingError::Invariant(format!("hold state {state}")))?;
-                    known.holds.insert(
-                        id,
-                        KnownHold {
-                            state,
-                            legs: Vec::new(),
-                        },
-                    );
-                }
-                let mut qb = QueryBuilder::new(
-                    "SELECT hold_id, leg_no, debit_institution, debit_account, \
-                     credit_institution, credit_account, amount_fen \
-                     FROM pending_hold_leg WHERE hold_id IN (",
-                );
-                push_list(&mut qb, &refs.holds);
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let id: Uuid = row.try_get(0)?;
-                    let leg = LegRow {
-                        leg_no: row.try_get(1)?,
-                        debit_institution: row.try_get(2)?,
-                        debit_account: account_from_str(row.try_get(3)?)?,
-                        credit_institution: row.try_get(4)?,
-                        credit_account: account_from_str(row.try_get(5)?)?,
-                        amount_fen: row.try_get(6)?,
-                    };
-                    if let Some(h) = known.holds.get_mut(&id) {
-                        h.legs.push(leg);
-                    }
-                }
-            }
+            let stored = tx.stored_offsets(consumer_group, &partitions).await?;
+            let mut known = tx.known(&refs).await?;
             let inputs: Vec<Input<'_>> = deliveries
                 .iter()
                 .zip(parsed)
@@ -338,171 +259,13 @@ impl Ledger {
                 })
                 .collect();
             let plan = plan::plan(inputs, &stored, &mut known);
-
             bulk::JournalWriter::insert_journal(&mut tx, &plan, window_id, now).await?;
-            for chunk in plan.holds_new.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO pending_hold (hold_id, event_id, acquirer_id, amount_fen, state, \
-                     created_at_us) ",
-                );
-                qb.push_values(chunk, |mut b, h| {
-                    b.push_bind(h.hold_id)
-                        .push_bind(h.event_id)
-                        .push_bind(h.acquirer_id.as_str())
-                        .push_bind(h.amount_fen)
-                        .push_bind("pending")
-                        .push_bind(now);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            let hold_legs: Vec<(Uuid, &LegRow)> = plan
-                .holds_new
-                .iter()
-                .flat_map(|h| h.legs.iter().map(move |l| (h.hold_id, l)))
-                .collect();
-            for chunk in hold_legs.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO pending_hold_leg (hold_id, leg_no, debit_institution, \
-                     debit_account, credit_institution, credit_account, amount_fen) ",
-                );
-                qb.push_values(chunk, |mut b, (hold_id, l)| {
-                    b.push_bind(*hold_id)
-                        .push_bind(l.leg_no)
-                        .push_bind(l.debit_institution.as_str())
-                        .push_bind(l.debit_account)
-                        .push_bind(l.credit_institution.as_str())
-                        .push_bind(l.credit_account)
-                        .push_bind(l.amount_fen);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            for r in &plan.holds_resolved {
-                let done = sqlx::query(
-                    "UPDATE pending_hold SET state = $1, resolved_at_us = $2, \
-                     resolved_by_event_id = $3 WHERE hold_id = $4 AND state = 'pending'",
-                )
-                .bind(r.state.as_str())
-                .bind(now)
-                .bind(r.by_event_id)
-                .bind(r.hold_id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Err(ClearingError::Invariant(format!(
-                        "hold {} was not pending when resolved",
-                        r.hold_id
-                    )));
-                }
-            }
-            // CHECK constraints apply to the proposed row of an upsert before the conflict is
-            // resolved, so decrements (holds leaving `pending`, always on existing rows) go
-            // through an UPDATE and only non-negative deltas through the upsert.
-            let (accounts, decrements): (Vec<_>, Vec<_>) =
-                plan.accounts.iter().partition(|(_, d)| d.non_negative());
-            for chunk in decrements.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "UPDATE ledger_account SET \
-                     debits_pending_fen = debits_pending_fen + v.column3, \
-                     debits_posted_fen = debits_posted_fen + v.column4, \
-                     credits_pending_fen = credits_pending_fen + v.column5, \
-                     credits_posted_fen = credits_posted_fen + v.column6 FROM (",
-                );
-                qb.push_values(chunk, |mut b, ((inst, kind), d)| {
-                    b.push_bind(inst.as_str())
-                        .push_bind(*kind)
-                        .push_bind(d.debits_pending_fen)
-                        .push_bind(d.debits_posted_fen)
-                        .push_bind(d.credits_pending_fen)
-                        .push_bind(d.credits_posted_fen);
-                });
-                qb.push(
-                    ") AS v WHERE ledger_account.institution_id = v.column1 \
-                     AND ledger_account.account_kind = v.column2",
-                );
-                let done = qb.build().execute(&mut *tx).await?;
-                if done.rows_affected() != chunk.len() as u64 {
-                    return Err(ClearingError::Invariant(
-                        "a hold was released on an account that does not exist".into(),
-                    ));
-                }
-            }
-            for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO ledger_account (institution_id, account_kind, debits_pending_fen, \
-                     debits_posted_fen, credits_pending_fen, credits_posted_fen) ",
-                );
-                qb.push_values(chunk, |mut b, ((inst, kind), d)| {
-                    b.push_bind(inst.as_str())
-                        .push_bind(*kind)
-                        .push_bind(d.debits_pending_fen)
-                        .push_bind(d.debits_posted_fen)
-                        .push_bind(d.credits_pending_fen)
-                        .push_bind(d.credits_posted_fen);
-                });
-                qb.push(
-                    " ON CONFLICT (institution_id, account_kind) DO UPDATE SET \
-                     debits_pending_fen = ledger_account.debits_pending_fen + excluded.debits_pending_fen, \
-                     debits_posted_fen = ledger_account.debits_posted_fen + excluded.debits_posted_fen, \
-                     credits_pending_fen = ledger_account.credits_pending_fen + excluded.credits_pending_fen, \
-                     credits_posted_fen = ledger_account.credits_posted_fen + excluded.credits_posted_fen",
-                );
-                qb.build().execute(&mut *tx).await?;
-            }
-            let pairs: Vec<_> = plan.pairs.iter().filter(|(_, v)| **v != 0).collect();
-            for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO pair_position (institution_a, institution_b, net_fen) ",
-                );
-                qb.push_values(chunk, |mut b, ((a, bb), net)| {
-                    b.push_bind(a.as_str())
-                        .push_bind(bb.as_str())
-                        .push_bind(**net);
-                });
-                qb.push(
-                    " ON CONFLICT (institution_a, institution_b) DO UPDATE SET \
-                     net_fen = pair_position.net_fen + excluded.net_fen",
-                );
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in plan.dead.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO dead_letter (topic, partition_no, bus_offset, event_id, \
-                     reason_code, reason, payload, received_at_us) ",
-                );
-                qb.push_values(chunk, |mut b, d| {
-                    b.push_bind(d.topic.as_str())
-                        .push_bind(i64::from(d.partition))
-                        .push_bind(d.offset)
-                        .push_bind(d.event_id)
-                        .push_bind(d.reason.code())
-                        .push_bind(text_column(&d.reason.to_string()))
-                        .push_bind(text_column(&d.payload))
-                        .push_bind(now);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            if !plan.offsets.is_empty() {
-                let offsets: Vec<_> = plan.offsets.iter().collect();
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO consumer_offset (consumer_group, topic, partition_no, \
-                     next_offset, updated_at_us) ",
-                );
-                qb.push_values(offsets, |mut b, ((topic, partition), next)| {
-                    b.push_bind(consumer_group)
-                        .push_bind(topic.as_str())
-                        .push_bind(i64::from(*partition))
-                        .push_bind(*next)
-                        .push_bind(now);
-                });
-                qb.push(
-                    " ON CONFLICT (consumer_group, topic, partition_no) DO UPDATE SET \
-                     next_offset = CASE WHEN excluded.next_offset > consumer_offset.next_offset \
-                     THEN excluded.next_offset ELSE consumer_offset.next_offset END, \
-                     updated_at_us = excluded.updated_at_us",
-                );
-                qb.build().execute(&mut *tx).await?;
-            }
-            plan_report(&plan)
+            tx.write_holds(&plan, now).await?;
+            tx.write_accounts(&plan).await?;
+            tx.write_pairs(&plan).await?;
+            tx.write_dead_letters(&plan, now).await?;
+            tx.write_offsets(consumer_group, &plan, now).await?;
+            plan.report
         });
         Ok(report)
     }
@@ -658,10 +421,6 @@ impl Ledger {
 /// Text safe for every backend's TEXT column (PostgreSQL refuses NUL).
 fn text_column(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
-}
-
-fn plan_report(plan: &Plan) -> ApplyReport {
-    plan.report
 }
 
 /// Deliveries per decoding thread below which one thread decodes the whole batch.

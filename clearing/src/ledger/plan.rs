@@ -440,91 +440,10 @@ fn apply_event(
 ) -> Result<&'static str, PoisonReason> {
     let refs = &event.references;
     match event.event_type {
-        EventType::AuthorizationHold => {
-            let hold_id = require_hold(refs.hold_id)?;
-            if known.holds.contains_key(&hold_id) {
-                return Err(PoisonReason::HoldExists(hold_id));
-            }
-            let legs: Vec<LegRow> = event.legs.iter().map(LegRow::from_leg).collect();
-            plan.pend(&legs, 1);
-            known.holds.insert(
-                hold_id,
-                KnownHold {
-                    state: HoldState::Pending,
-                    legs: legs.clone(),
-                },
-            );
-            plan.holds_new.push(NewHold {
-                hold_id,
-                event_id: event.event_id,
-                acquirer_id: event.institutions.acquirer.as_str().to_owned(),
-                amount_fen: event.amount_fen.get(),
-                legs,
-            });
-            Ok("held")
-        }
-        EventType::Completion => {
-            let hold_id = require_hold(refs.hold_id)?;
-            let hold = pending_hold(known, hold_id)?;
-            for leg in &event.legs {
-                let row = LegRow::from_leg(leg);
-                let held = hold.legs.iter().find(|h| h.leg_no == row.leg_no);
-                let fits = held.is_some_and(|h| {
-                    h.debit_institution == row.debit_institution
-                        && h.debit_account == row.debit_account
-                        && h.credit_institution == row.credit_institution
-                        && h.credit_account == row.credit_account
-                        && row.amount_fen <= h.amount_fen
-                });
-                if !fits {
-                    return Err(PoisonReason::HoldMismatch {
-                        hold: hold_id,
-                        detail: format!(
-                            "leg {} is not a leg of the hold or exceeds it",
-                            leg.leg_no
-                        ),
-                    });
-                }
-            }
-            // Post what was captured; the rest of the reservation is released (TigerBeetle's
-            // post_pending_transfer with an amount below the pending amount).
-            let held_legs = hold.legs.clone();
-            plan.pend(&held_legs, -1);
-            for leg in &event.legs {
-                plan.post(event, leg, leg.amount_fen.get(), Some(hold_id));
-            }
-            resolve(plan, known, hold_id, HoldState::Posted, event.event_id);
-            Ok("hold_posted")
-        }
-        EventType::HoldRelease => {
-            let hold_id = require_hold(refs.hold_id)?;
-            let held_legs = pending_hold(known, hold_id)?.legs.clone();
-            plan.pend(&held_legs, -1);
-            resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
-            Ok("hold_voided")
-        }
-        EventType::Reversal => {
-            let original = require_original(refs.original_event_id)?;
-            let original_type = *known
-                .originals
-                .get(&original)
-                .ok_or(PoisonReason::OriginalUnknown(original))?;
-            if known.reversed.contains(&original) {
-                return Err(PoisonReason::AlreadyReversed(original));
-            }
-            if original_type == EventType::AuthorizationHold {
-                // Reversing a pre-authorization voids its hold: nothing had moved.
-                let hold_id = require_hold(refs.hold_id)?;
-                let held_legs = pending_hold(known, hold_id)?.legs.clone();
-                plan.pend(&held_legs, -1);
-                resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
-                known.reversed.insert(original);
-                return Ok("hold_voided");
-            }
-            known.reversed.insert(original);
-            post_all(plan, event);
-            Ok("posted")
-        }
+        EventType::AuthorizationHold => hold(plan, known, event),
+        EventType::Completion => complete(plan, known, event),
+        EventType::HoldRelease => void_hold(plan, known, event),
+        EventType::Reversal => reverse(plan, known, event),
         EventType::Refund => {
             let original = require_original(refs.original_event_id)?;
             if !known.originals.contains_key(&original) {
@@ -538,6 +457,111 @@ fn apply_event(
             Ok("posted")
         }
     }
+}
+
+/// A pre-authorization: its legs are reserved (pending), nothing moves yet.
+fn hold(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let hold_id = require_hold(event.references.hold_id)?;
+    if known.holds.contains_key(&hold_id) {
+        return Err(PoisonReason::HoldExists(hold_id));
+    }
+    let legs: Vec<LegRow> = event.legs.iter().map(LegRow::from_leg).collect();
+    plan.pend(&legs, 1);
+    known.holds.insert(
+        hold_id,
+        KnownHold {
+            state: HoldState::Pending,
+            legs: legs.clone(),
+        },
+    );
+    plan.holds_new.push(NewHold {
+        hold_id,
+        event_id: event.event_id,
+        acquirer_id: event.institutions.acquirer.as_str().to_owned(),
+        amount_fen: event.amount_fen.get(),
+        legs,
+    });
+    Ok("held")
+}
+
+/// A completion: every leg must be a leg of the pending hold, at most its amount. What was
+/// captured is posted; the rest of the reservation is released (TigerBeetle's
+/// post_pending_transfer with an amount below the pending amount).
+fn complete(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let hold_id = require_hold(event.references.hold_id)?;
+    let hold = pending_hold(known, hold_id)?;
+    for leg in &event.legs {
+        let row = LegRow::from_leg(leg);
+        let held = hold.legs.iter().find(|h| h.leg_no == row.leg_no);
+        let fits = held.is_some_and(|h| {
+            h.debit_institution == row.debit_institution
+                && h.debit_account == row.debit_account
+                && h.credit_institution == row.credit_institution
+                && h.credit_account == row.credit_account
+                && row.amount_fen <= h.amount_fen
+        });
+        if !fits {
+            return Err(PoisonReason::HoldMismatch {
+                hold: hold_id,
+                detail: format!("leg {} is not a leg of the hold or exceeds it", leg.leg_no),
+            });
+        }
+    }
+    let held_legs = hold.legs.clone();
+    plan.pend(&held_legs, -1);
+    for leg in &event.legs {
+        plan.post(event, leg, leg.amount_fen.get(), Some(hold_id));
+    }
+    resolve(plan, known, hold_id, HoldState::Posted, event.event_id);
+    Ok("hold_posted")
+}
+
+/// Releases the whole reservation of the event's pending hold (a hold release, or the
+/// reversal of a pre-authorization).
+fn void_hold(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let hold_id = require_hold(event.references.hold_id)?;
+    let held_legs = pending_hold(known, hold_id)?.legs.clone();
+    plan.pend(&held_legs, -1);
+    resolve(plan, known, hold_id, HoldState::Voided, event.event_id);
+    Ok("hold_voided")
+}
+
+/// A reversal: of a known original, once. Reversing a pre-authorization voids its hold
+/// (nothing had moved); any other reversal posts its legs.
+fn reverse(
+    plan: &mut Plan,
+    known: &mut Known,
+    event: &SettlementEvent,
+) -> Result<&'static str, PoisonReason> {
+    let refs = &event.references;
+    let original = require_original(refs.original_event_id)?;
+    let original_type = *known
+        .originals
+        .get(&original)
+        .ok_or(PoisonReason::OriginalUnknown(original))?;
+    if known.reversed.contains(&original) {
+        return Err(PoisonReason::AlreadyReversed(original));
+    }
+    if original_type == EventType::AuthorizationHold {
+        let outcome = void_hold(plan, known, event)?;
+        known.reversed.insert(original);
+        return Ok(outcome);
+    }
+    known.reversed.insert(original);
+    post_all(plan, event);
+    Ok("posted")
 }
 
 fn post_all(plan: &mut Plan, event: &SettlementEvent) {

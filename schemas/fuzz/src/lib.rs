@@ -2,7 +2,8 @@
 
 use bytes::BytesMut;
 use schemas::iso8583::framing::{FrameCodec, LengthHeader};
-use schemas::iso8583::{self, json, tlv, FieldRef};
+use schemas::iso8583::{self, json};
+use schemas::tlv;
 use tokio_util::codec::Decoder;
 
 /// Decodes with spec `name`; on success reads everything and checks re-encoding.
@@ -55,18 +56,21 @@ pub fn frame(header: LengthHeader, data: &[u8]) {
     }
 }
 
-/// Parses TLV; whatever parses re-serialises to an equal object list.
+/// Parses TLV; whatever parses re-serialises to an equal object list and an equal tree.
 pub fn tlv(data: &[u8]) {
-    let at = FieldRef::field(55);
-    let _ = tlv::validate(data, at);
-    let Ok(objects) = tlv::iter(data, at).collect::<Result<Vec<_>, _>>() else {
+    let _ = tlv::validate(data);
+    if let Ok(tree) = tlv::parse_all(data) {
+        let again: Vec<u8> = tree.iter().flat_map(|t| t.to_vec()).collect();
+        assert_eq!(tlv::parse_all(&again).expect("re-parse tree"), tree);
+    }
+    let Ok(objects) = tlv::objects(data).collect::<Result<Vec<_>, _>>() else {
         return;
     };
     let mut out = Vec::new();
     for t in &objects {
         tlv::write(t.tag, t.value, &mut out);
     }
-    let again: Vec<_> = tlv::iter(&out, at)
+    let again: Vec<_> = tlv::objects(&out)
         .collect::<Result<_, _>>()
         .expect("re-parse");
     assert_eq!(again, objects);

@@ -63,9 +63,19 @@ impl Currency {
     }
 }
 
-/// A non-negative amount in fen, the storage and wire form of money.
+/// A non-negative amount in fen, the storage and wire form of money. The default is zero.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(try_from = "i64", into = "i64")]
 pub struct AmountFen(i64);

@@ -126,7 +126,10 @@ pub enum Error {
     OutOfRange { at: FieldRef },
     /// A BER-TLV structure is malformed.
     #[error("{at}: malformed BER-TLV ({reason})")]
-    InvalidTlv { at: FieldRef, reason: &'static str },
+    InvalidTlv {
+        at: FieldRef,
+        reason: crate::tlv::TlvError,
+    },
     /// A sub-field path is malformed or names a field without that structure.
     #[error("invalid field path: {reason}")]
     InvalidPath { reason: &'static str },

@@ -14,7 +14,7 @@ use super::message::{Message, Mti};
 use super::owned::OwnedMessage;
 use super::spec::{FieldSpec, Mask, Spec, SubSpec};
 use super::sub;
-use super::tlv;
+use crate::tlv;
 
 /// Why JSON could not be turned into a message.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +163,7 @@ fn explain_sub(s: &mut String, f: &FieldSpec, v: &[u8], strict: bool, indent: &s
             }
         },
         Some(SubSpec::Tlv) => {
-            for t in tlv::iter(v, FieldRef::field(f.id)) {
+            for t in tlv::objects(v) {
                 match t {
                     Ok(t) => {
                         let shown = if f.mask == Mask::None {

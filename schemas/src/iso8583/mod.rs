@@ -50,13 +50,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Typed views of fields whose layout several parties share: [`AdditionalAmounts`] (field 54,
+//! balances with their `C`/`D` sign) and [`ReconciliationTotals`], [`NetSettlement`] and
+//! [`SettlementCode`] (the 0500/0510 fields 66, 74-77, 86-89 and 97).
+//!
 //! Errors ([`Error`]) name the field and what was wrong, never the value. Frames on TCP are
 //! cut by [`framing::FrameCodec`] (2-byte binary, 4-digit ASCII or 2-byte BCD length header,
 //! optional 5-byte TPDU, enforced maximum frame size).
 //!
 //! Standards: ISO 8583:1987 and ISO 8583:1993 (message structure, bitmaps, data element
-//! notation), EMV 4.3 Book 3 Annex B (BER-TLV in field 55), ISO 7811/7813 (track data).
+//! notation), EMV 4.3 Book 3 Annex B (BER-TLV in field 55, read and written by [`crate::tlv`]), ISO 7811/7813 (track data).
 
+mod additional_amounts;
+mod bcd;
 mod bitmap;
 mod content;
 mod ebcdic;
@@ -68,19 +74,29 @@ pub mod json;
 mod mask;
 mod message;
 mod owned;
+mod prefix;
+mod reconciliation;
 mod registry;
 mod spec;
 mod sub;
-pub mod tlv;
 mod values;
 
+pub use additional_amounts::{
+    AccountType, AdditionalAmount, AdditionalAmountError, AdditionalAmounts, AmountType,
+};
 pub use bitmap::FieldSet;
 pub use content::{Content, DateFormat};
-pub use encoding::{DataEncoding, Prefix, PrefixEncoding, Sink};
+pub use encoding::{DataEncoding, Sink};
 pub use error::{Error, FieldRef, Mti4, SpecError, SubKey};
 pub use mask::{hex_upper, pan as mask_pan};
 pub use message::{Message, Mti};
 pub use owned::OwnedMessage;
+pub use prefix::{Prefix, PrefixEncoding};
+pub use reconciliation::{
+    NetSettlement, ReconciliationError, ReconciliationTotals, SettlementCode, Tally, TotalsLine,
+    AMOUNT_FEN_MAX as RECONCILIATION_AMOUNT_FEN_MAX, COUNT_MAX as RECONCILIATION_COUNT_MAX,
+    NET_SETTLEMENT_NAME,
+};
 pub use registry::{names as spec_names, spec, spec_or_file};
 pub use spec::{BitmapEncoding, FieldSpec, Length, Mask, MessageRule, Spec, SubSpec, FIELD_MAX};
 

@@ -12,7 +12,7 @@ use super::error::{Error, FieldRef, SubKey};
 use super::field;
 use super::message;
 use super::spec::{FieldSpec, Length, SubSpec};
-use super::tlv;
+use crate::tlv;
 
 /// A resolved sub-field.
 pub(crate) struct Resolved<'v> {
@@ -117,20 +117,22 @@ pub(crate) fn resolve<'v>(
             let mut segs = std::iter::once(seg).chain(tail.iter().copied()).peekable();
             while let Some(seg) = segs.next() {
                 let tag = tlv::parse_tag(seg).ok_or(Error::InvalidPath {
-                    reason: "TLV tag must be 1-3 bytes of hex",
+                    reason: "TLV tag must be a 1-3 byte tag field in hex",
                 })?;
                 at = FieldRef::sub(f.id, SubKey::Tag(tag));
                 let found = {
                     let bytes: &[u8] = &value;
                     let base = bytes.as_ptr() as usize;
-                    tlv::find(bytes, tag, at)?.map(|v| {
-                        let start = v.as_ptr() as usize - base;
-                        start..start + v.len()
-                    })
+                    tlv::find_top_level(bytes, tag)
+                        .map_err(|reason| Error::InvalidTlv { at, reason })?
+                        .map(|v| {
+                            let start = v.as_ptr() as usize - base;
+                            start..start + v.len()
+                        })
                 };
                 let range = found.ok_or(Error::Absent { at })?;
                 value = sub_cow(&value, range);
-                if segs.peek().is_some() && !is_constructed_tag(tag) {
+                if segs.peek().is_some() && !tlv::is_constructed(tag) {
                     return Err(Error::InvalidPath {
                         reason: "TLV tag is primitive",
                     });
@@ -187,10 +189,6 @@ pub(crate) fn resolve<'v>(
     }
 }
 
-fn is_constructed_tag(tag: u32) -> bool {
-    tlv::Tlv { tag, value: &[] }.is_constructed()
-}
-
 /// Rebuilds field `f`'s logical value with sub-field `seg` set to `new` (one level deep).
 pub(crate) fn rebuild(
     f: &FieldSpec,
@@ -205,13 +203,13 @@ pub(crate) fn rebuild(
         }),
         Some(SubSpec::Tlv) => {
             let tag = tlv::parse_tag(seg).ok_or(Error::InvalidPath {
-                reason: "TLV tag must be 1-3 bytes of hex",
+                reason: "TLV tag must be a 1-3 byte tag field in hex",
             })?;
             let at = FieldRef::sub(f.id, SubKey::Tag(tag));
             let mut out = Vec::new();
             let mut replaced = false;
-            for t in tlv::iter(old.unwrap_or_default(), at) {
-                let t = t?;
+            for t in tlv::objects(old.unwrap_or_default()) {
+                let t = t.map_err(|reason| Error::InvalidTlv { at, reason })?;
                 if t.tag == tag {
                     tlv::write(tag, new, &mut out);
                     replaced = true;
