@@ -1,5 +1,6 @@
-//! The `switch` binary: `switch demo` runs the whole network on one machine; `switch serve
-//! --config FILE` runs a production node from a configuration file (see ops/).
+//! The `switch` binary: `switch serve --config FILE` runs a production node from a
+//! configuration file (see ops/); `switch demo` runs the whole network on one machine, in a
+//! build with the `demo` feature (`cargo run --release -p switch --features demo -- demo`).
 
 use clap::{Parser, Subcommand};
 
@@ -9,11 +10,8 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: switch::MiMalloc = switch::MiMalloc;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-use switch::demo::run::{self as demo, DemoOptions};
 
 #[derive(Parser)]
 #[command(name = "switch", about = "Social-security card transaction switch")]
@@ -26,50 +24,15 @@ struct Cli {
 enum Command {
     /// Run the whole network on this machine: SQLite, software HSM, six simulated banks,
     /// simulated kiosks with virtual cards, and a live summary.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
+    /// Not in this build: the demo needs `--features demo`.
+    #[cfg(not(feature = "demo"))]
+    #[command(disable_help_flag = true)]
     Demo {
-        /// Data folder (the demo database in it is replaced at start).
-        #[arg(long, default_value = "demo-data")]
-        data_dir: PathBuf,
-        /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
-        #[arg(long, default_value = "127.0.0.1:8583")]
-        listen: SocketAddr,
-        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-        /// First port of the six simulated bank hosts.
-        #[arg(long, default_value_t = 9101)]
-        bank_port_base: u16,
-        /// Cards per bank.
-        #[arg(long, default_value_t = 50)]
-        cards_per_bank: usize,
-        /// Simulated kiosks.
-        #[arg(long, default_value_t = 6)]
-        kiosks: usize,
-        /// Serve without simulated kiosks, for outside ISO 8583 clients.
-        #[arg(long)]
-        no_traffic: bool,
-        /// Print the demo cards, keys and link addresses, then exit.
-        #[arg(long)]
-        describe: bool,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration_secs: Option<u64>,
-        /// Keep the databases of an earlier run (restart after a crash).
-        #[arg(long)]
-        keep_data: bool,
-        /// Run without the in-process clearing (for measuring the switch alone).
-        #[arg(long)]
-        no_clearing: bool,
-        /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
-        #[arg(long)]
-        postgres: Option<String>,
-        /// Use a network HSM at this address (payShield host commands, e.g. `hsm-sim` with the
-        /// test LMK) instead of the in-process software HSM.
-        #[arg(long)]
-        hsm: Option<std::net::SocketAddr>,
-        /// Group commits under way at once (default: 1 on SQLite, 2 on PostgreSQL).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        group_commits: Option<u16>,
+        /// Whatever was given (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
     },
     /// Run a switch node from a configuration file.
     Serve {
@@ -78,6 +41,11 @@ enum Command {
         config: PathBuf,
     },
 }
+
+/// What `switch demo` says in a build without the simulators.
+#[cfg(not(feature = "demo"))]
+const NO_DEMO: &str = "this build has no demo (the simulators are behind the `demo` feature); \
+build it with `--features demo`, e.g. `cargo run --release -p switch --features demo -- demo`";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -88,6 +56,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    #[cfg(not(feature = "demo"))]
+    if let Command::Demo { .. } = cli.command {
+        eprintln!("switch demo: {NO_DEMO}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,45 +73,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Demo {
-                data_dir,
-                listen,
-                http,
-                bank_port_base,
-                cards_per_bank,
-                kiosks,
-                no_traffic,
-                describe,
-                duration_secs,
-                keep_data,
-                postgres,
-                no_clearing,
-                hsm,
-                group_commits,
-            } => {
-                let opts = DemoOptions {
-                    data_dir,
-                    listen,
-                    http,
-                    bank_port_base,
-                    cards_per_bank: cards_per_bank.max(1),
-                    traffic: !no_traffic,
-                    kiosks,
-                    duration: duration_secs.map(Duration::from_secs),
-                    keep_data,
-                    postgres_url: postgres,
-                    no_clearing,
-                    hsm,
-                    group_commits: group_commits.map(usize::from),
-                };
-                if describe {
-                    demo::describe(&opts)
-                        .map(|s| print!("{s}"))
-                        .map_err(|e| e.to_string())
-                } else {
-                    demo::run(opts).await.map(|_| ()).map_err(|e| e.to_string())
-                }
-            }
+            #[cfg(feature = "demo")]
+            Command::Demo(args) => demo::run(args).await,
+            #[cfg(not(feature = "demo"))]
+            Command::Demo { .. } => Err(NO_DEMO.to_owned()),
             Command::Serve { config } => switch::config::serve(&config)
                 .await
                 .map_err(|e| e.to_string()),
@@ -149,6 +87,90 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("switch: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switch demo`'s arguments, in a build with the simulators.
+#[cfg(feature = "demo")]
+mod demo {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use switch::sim::demo::{self, DemoOptions};
+
+    /// `switch demo [OPTIONS]`.
+    #[derive(clap::Args)]
+    pub struct DemoArgs {
+        /// Data folder (the demo database in it is replaced at start).
+        #[arg(long, default_value = "demo-data")]
+        pub data_dir: PathBuf,
+        /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        pub listen: SocketAddr,
+        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        pub http: SocketAddr,
+        /// First port of the six simulated bank hosts.
+        #[arg(long, default_value_t = 9101)]
+        pub bank_port_base: u16,
+        /// Cards per bank.
+        #[arg(long, default_value_t = 50)]
+        pub cards_per_bank: usize,
+        /// Simulated kiosks.
+        #[arg(long, default_value_t = 6)]
+        pub kiosks: usize,
+        /// Serve without simulated kiosks, for outside ISO 8583 clients.
+        #[arg(long)]
+        pub no_traffic: bool,
+        /// Print the demo cards, keys and link addresses, then exit.
+        #[arg(long)]
+        pub describe: bool,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        pub duration_secs: Option<u64>,
+        /// Keep the databases of an earlier run (restart after a crash).
+        #[arg(long)]
+        pub keep_data: bool,
+        /// Run without the in-process clearing (for measuring the switch alone).
+        #[arg(long)]
+        pub no_clearing: bool,
+        /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
+        #[arg(long)]
+        pub postgres: Option<String>,
+        /// Use a network HSM at this address (payShield host commands, e.g. `hsm-sim` with the
+        /// test LMK) instead of the in-process software HSM.
+        #[arg(long)]
+        pub hsm: Option<std::net::SocketAddr>,
+        /// Group commits under way at once (default: 1 on SQLite, 2 on PostgreSQL).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        pub group_commits: Option<u16>,
+    }
+
+    /// Runs the demo (or, with `--describe`, prints what it serves).
+    pub async fn run(args: DemoArgs) -> Result<(), String> {
+        let describe = args.describe;
+        let opts = DemoOptions {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            http: args.http,
+            bank_port_base: args.bank_port_base,
+            cards_per_bank: args.cards_per_bank.max(1),
+            traffic: !args.no_traffic,
+            kiosks: args.kiosks,
+            duration: args.duration_secs.map(Duration::from_secs),
+            keep_data: args.keep_data,
+            postgres_url: args.postgres,
+            no_clearing: args.no_clearing,
+            hsm: args.hsm,
+            group_commits: args.group_commits.map(usize::from),
+        };
+        if describe {
+            demo::describe(&opts)
+                .map(|s| print!("{s}"))
+                .map_err(|e| e.to_string())
+        } else {
+            demo::run(opts).await.map(|_| ()).map_err(|e| e.to_string())
         }
     }
 }

@@ -36,14 +36,14 @@ mod services;
 pub mod split;
 pub mod velocity;
 
-use crate::gateway::BankGateway;
-use crate::link::mac::{self as link_mac, Rules};
+use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::writer::{WriteError, WriterHandle};
 use crate::store::{
     AuditEntry, CardAtc, CardId, CardStatus, Committed, Decision, DecisionError, InstitutionKind,
     Store, TransactionId, TransactionKind, TransactionRecord,
 };
+use crate::wire::mac::{self as link_mac, Rules};
 use cards::{CardDirectory, CardEntry};
 use hsm_sim::Hsm;
 use recent::RecentKeys;

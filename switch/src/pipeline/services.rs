@@ -13,7 +13,7 @@ use super::request::Request;
 use super::security::{self, VerifiedArqc};
 use super::split::{split_bill, MedicalCategory, SplitInput};
 use super::{Outcome, Pipeline, SplitFields};
-use crate::gateway::GatewayError;
+use crate::issuer::gateway::GatewayError;
 use crate::store::{
     AccountId, AdviceClass, AdviceId, AdviceRequest, BalanceOp, CardAtc, Decision, HoldId,
     ReversalId, ReversalReason, ReversalRequest, Store, StoredTransaction, TransactionKind,

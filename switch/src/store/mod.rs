@@ -22,7 +22,6 @@ mod postgres_unnest;
 mod sql;
 mod sqlite;
 mod sqlite_batch;
-pub mod testkit;
 pub mod writer;
 
 pub use error::{DecisionError, StoreError};
