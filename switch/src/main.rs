@@ -56,11 +56,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    #[cfg(not(feature = "demo"))]
-    if let Command::Demo { .. } = cli.command {
-        eprintln!("switch demo: {NO_DEMO}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,56 +94,56 @@ mod demo {
     use std::time::Duration;
     use switch::sim::demo::{self, DemoOptions};
 
-    /// `switch demo [OPTIONS]`.
+    // `switch demo [OPTIONS]` (its help is the doc comment of `Command::Demo`).
     #[derive(clap::Args)]
-    pub struct DemoArgs {
+    pub(super) struct DemoArgs {
         /// Data folder (the demo database in it is replaced at start).
         #[arg(long, default_value = "demo-data")]
-        pub data_dir: PathBuf,
+        data_dir: PathBuf,
         /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
         #[arg(long, default_value = "127.0.0.1:8583")]
-        pub listen: SocketAddr,
+        listen: SocketAddr,
         /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
         #[arg(long, default_value = "127.0.0.1:8080")]
-        pub http: SocketAddr,
+        http: SocketAddr,
         /// First port of the six simulated bank hosts.
         #[arg(long, default_value_t = 9101)]
-        pub bank_port_base: u16,
+        bank_port_base: u16,
         /// Cards per bank.
         #[arg(long, default_value_t = 50)]
-        pub cards_per_bank: usize,
+        cards_per_bank: usize,
         /// Simulated kiosks.
         #[arg(long, default_value_t = 6)]
-        pub kiosks: usize,
+        kiosks: usize,
         /// Serve without simulated kiosks, for outside ISO 8583 clients.
         #[arg(long)]
-        pub no_traffic: bool,
+        no_traffic: bool,
         /// Print the demo cards, keys and link addresses, then exit.
         #[arg(long)]
-        pub describe: bool,
+        describe: bool,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
-        pub duration_secs: Option<u64>,
+        duration_secs: Option<u64>,
         /// Keep the databases of an earlier run (restart after a crash).
         #[arg(long)]
-        pub keep_data: bool,
+        keep_data: bool,
         /// Run without the in-process clearing (for measuring the switch alone).
         #[arg(long)]
-        pub no_clearing: bool,
+        no_clearing: bool,
         /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
         #[arg(long)]
-        pub postgres: Option<String>,
+        postgres: Option<String>,
         /// Use a network HSM at this address (payShield host commands, e.g. `hsm-sim` with the
         /// test LMK) instead of the in-process software HSM.
         #[arg(long)]
-        pub hsm: Option<std::net::SocketAddr>,
+        hsm: Option<std::net::SocketAddr>,
         /// Group commits under way at once (default: 1 on SQLite, 2 on PostgreSQL).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        pub group_commits: Option<u16>,
+        group_commits: Option<u16>,
     }
 
     /// Runs the demo (or, with `--describe`, prints what it serves).
-    pub async fn run(args: DemoArgs) -> Result<(), String> {
+    pub(super) async fn run(args: DemoArgs) -> Result<(), String> {
         let describe = args.describe;
         let opts = DemoOptions {
             data_dir: args.data_dir,
