@@ -39,7 +39,7 @@ pub struct IssuerConfig {
     /// A zone PIN key agreed out of band, used until the first key exchange.
     pub zpk: Option<Zpk>,
     /// MAC the financial, reversal and reconciliation messages and require MACs on their
-    /// answers ([`super::mac`]); every key exchange then carries a new TAK too.
+    /// answers ([`crate::wire::mac`]); every key exchange then carries a new TAK too.
     pub mac: bool,
     /// A TAK agreed out of band, used until the first key exchange (with `mac`).
     pub tak: Option<Tak>,
