@@ -13,6 +13,16 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== the production switch: no simulators, no clearing"
+# The simulators are behind switch's `demo` feature (tests and loadgen turn it on); the library
+# and binary a bank deploys build and lint without them.
+cargo clippy -p switch --lib --bins --locked -- -D warnings
+deps=$(cargo tree -p switch -e normal --locked)
+if grep -q clearing <<<"$deps"; then
+  echo "switch depends on clearing without the demo feature" >&2
+  exit 1
+fi
+
 echo "== tests"
 # Tests that need PostgreSQL, pcscd or the broker fail (never skip) when those are missing.
 # Doctests first, so the run closes on nextest's summary line of the whole suite.

@@ -12,7 +12,7 @@
 # CPB (cards per bank, default 1000), WARM (seconds between start and load, default 3; use 20
 # with --postgres), METRICS (a regex of /metrics lines to print after the run), SCRATCH_IN (where
 # the scratch folder goes, e.g. /dev/shm to take the disk out of a measurement).
-# Build first: cargo build --release -p switch -p benches --bins
+# Build first (the demo needs the simulators): cargo build --release -p switch -p benches --bins --features switch/demo
 set -euo pipefail
 BIN=${BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}/release}
 CPB=${CPB:-1000}

@@ -1,7 +1,7 @@
 //! Sample messages for the ISO 8583 benchmarks.
 
 use rust_decimal::Decimal;
-use schemas::iso8583::{self, Error, Mti, OwnedMessage, Spec};
+use schemas::iso8583::{Error, Mti, OwnedMessage, Spec};
 
 /// The jPOS ISO87APackager test message (0800 with fields 2-64 and 90, 772 bytes).
 pub const ISO87A_PACKAGER: &[u8] = include_bytes!("../../schemas/testdata/ISO87APackager.bin");
@@ -40,11 +40,11 @@ pub fn icc_data_150() -> Vec<u8> {
         (0x9F41, &[0x00, 0x00, 0x00, 0x42]),
     ];
     for (tag, value) in objects {
-        iso8583::tlv::write(*tag, value, &mut out);
+        schemas::tlv::write(*tag, value, &mut out);
     }
     // DF31 (issuer script results placeholder) fills the rest: tag 2 + length 1 + value.
     let fill = 150 - out.len() - 3;
-    iso8583::tlv::write(0xDF31, &vec![0u8; fill], &mut out);
+    schemas::tlv::write(0xDF31, &vec![0u8; fill], &mut out);
     out
 }
 

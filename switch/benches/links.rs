@@ -14,9 +14,9 @@ use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::{Hsm, SoftHsm};
 use schemas::domain::InstitutionId;
 use schemas::iso8583::{spec, Mti, OwnedMessage};
-use switch::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
-use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkState, LinksOptions};
-use switch::link::transport::Framing;
+use switch::issuer::{IssuerConfig, IssuerLinks, LinkState, LinksOptions};
+use switch::sim::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
+use switch::wire::transport::Framing;
 
 const ZMK_HEX: &str = "0123456789ABCDEFFEDCBA9876543210";
 const ZPK_HEX: &str = "1032547698BADCFEEFCDAB8967452301";

@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switch::store::testkit::{self, Fixture};
+use switch::sim::testkit::{self, Fixture};
 use switch::store::writer::{self, WriterConfig, WriterHandle};
 use switch::store::*;
 

@@ -3,17 +3,16 @@
 //! (payShield-style `U…`/`G…`/`B…` text); no clear key is accepted here.
 //!
 //! The store is chosen by the database URL (`sqlite://PATH` or `postgres://…`); the node is
-//! then the same code as the demo: pipeline, acquirer listeners, issuer links, reversal
-//! forwarder, housekeeping and HTTP.
+//! then wired by [`crate::node`], the same code as the demo's: pipeline, acquirer listeners,
+//! issuer links, reversal forwarder, housekeeping and HTTP.
 
-use crate::acquirer::{self, AcquirerListener, TlsSettings};
-use crate::http::{self, HttpState};
-use crate::link::issuer::{IssuerConfig, IssuerLinks, LinksOptions};
-use crate::metrics::Metrics;
+use crate::acquirer::{AcquirerListener, TlsSettings};
+use crate::issuer::IssuerConfig;
+use crate::node::{NodeError, NodeParts};
 use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
-use crate::pipeline::{Hospital, LinkContext, Pipeline, PipelineConfig, PipelineKeys, StandIn};
+use crate::pipeline::{Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn};
 use crate::store::writer;
 use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
@@ -48,6 +47,9 @@ pub enum ConfigError {
     /// The HSM.
     #[error("hsm: {0}")]
     Hsm(#[from] hsm_sim::HsmError),
+    /// The node did not start (a listener, the links, the forwarder).
+    #[error(transparent)]
+    Node(#[from] NodeError),
 }
 
 fn invalid(what: impl Into<String>) -> ConfigError {
@@ -282,7 +284,7 @@ pub struct BankSection {
     /// Initial TAK token of the link's MACs (absent: the first key exchange brings one).
     pub tak: Option<String>,
     /// MAC financial, reversal and reconciliation messages to and from this bank, and
-    /// exchange a TAK with every ZPK (`switch::link::mac`).
+    /// exchange a TAK with every ZPK (`switch::wire::mac`).
     #[serde(default)]
     pub mac: bool,
     /// Exchange keys after each sign-on.
@@ -297,7 +299,7 @@ pub struct BankSection {
     /// refused at once instead of queued.
     pub requests_in_flight_max: Option<usize>,
     /// Most answers from this bank whose MAC is checked at once (absent: 64; see
-    /// `switch::link::issuer`).
+    /// `switch::issuer`).
     pub answer_checks_in_flight_max: Option<usize>,
 }
 
@@ -564,62 +566,20 @@ async fn run_node<S: Store>(
     store: Arc<S>,
     hsm: Arc<dyn Hsm>,
 ) -> Result<(), ConfigError> {
-    let pipeline_cfg = cfg.pipeline_config()?;
-    let link_configs = cfg.link_configs()?;
-    let links = Arc::new(
-        IssuerLinks::start(
-            link_configs,
-            Arc::clone(&hsm),
-            LinksOptions::new(pipeline_cfg.switch_id.clone()),
-        )
-        .map_err(|e| invalid(e.to_string()))?,
-    );
-    let metrics = Arc::new(Metrics::default());
-    let (writer, _task) = writer::spawn(Arc::clone(&store), cfg.database.writer_config::<S>()?);
-    let pipeline = Pipeline::new(
-        Arc::clone(&store),
-        writer.clone(),
+    let parts = NodeParts {
+        writer: cfg.database.writer_config::<S>()?,
+        keys: cfg.keys()?,
+        pipeline: cfg.pipeline_config()?,
+        banks: cfg.link_configs()?,
+        sign_on_wait: Duration::ZERO,
+        listeners: cfg.listeners()?,
+        http: cfg.http.as_ref().map(|h| h.listen),
+        store,
         hsm,
-        links.clone(),
-        cfg.keys()?,
-        pipeline_cfg,
-        Arc::clone(&metrics),
-    )
-    .await?;
-    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
-    for l in cfg.listeners()? {
-        let listener = acquirer::bind(&l).await?;
-        tokio::spawn(acquirer::serve(
-            listener,
-            l,
-            Arc::clone(&pipeline),
-            shutdown.clone(),
-        ));
-    }
-    if let Some(h) = &cfg.http {
-        let state = Arc::new(HttpState {
-            store: Arc::clone(&store),
-            writer: writer.clone(),
-            metrics: Arc::clone(&metrics),
-            links: Some(Arc::clone(&links)),
-        });
-        let l = tokio::net::TcpListener::bind(h.listen).await?;
-        tokio::spawn(async move {
-            let _ = axum::serve(l, http::router(state)).await;
-        });
-    }
-    crate::app::spawn_forwarder(
-        Arc::clone(&store),
-        links.clone(),
-        inst(&cfg.switch.institution)?,
-        metrics,
-        shutdown.clone(),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
-    crate::app::spawn_housekeeping(pipeline, shutdown);
+    };
+    let node = parts.start().await?;
     let _ = tokio::signal::ctrl_c().await;
-    let _ = shutdown_tx.send(true);
-    links.shutdown().await;
+    node.stop().await;
     Ok(())
 }
 
@@ -667,7 +627,7 @@ mod tests {
         assert_eq!(other.in_flight_max, 1024);
         assert_eq!(
             other.answer_checks_in_flight_max,
-            crate::link::issuer::ANSWER_CHECKS_IN_FLIGHT_MAX_DEFAULT
+            crate::issuer::ANSWER_CHECKS_IN_FLIGHT_MAX_DEFAULT
         );
         let zero = text.replace(
             "answer_checks_in_flight_max = 128",

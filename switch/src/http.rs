@@ -29,20 +29,20 @@ pub struct HttpState<S: Store> {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The issuer links, for their per-bank counters (none on a node without banks).
-    pub links: Option<Arc<crate::link::issuer::IssuerLinks>>,
+    pub links: Option<Arc<crate::issuer::IssuerLinks>>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
 /// an operator watches to see a bank go down, time out, or send answers that fail their MAC.
-pub fn render_links(out: &mut String, links: &crate::link::issuer::IssuerLinks) {
-    use crate::link::issuer::LinkState;
+pub fn render_links(out: &mut String, links: &crate::issuer::IssuerLinks) {
+    use crate::issuer::LinkState;
     use std::fmt::Write as _;
     let mut banks: Vec<_> = links
         .banks()
         .filter_map(|b| links.stats(b).map(|s| (b.clone(), s)))
         .collect();
     banks.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-    type Pick = fn(&crate::link::issuer::LinkStats) -> u64;
+    type Pick = fn(&crate::issuer::LinkStats) -> u64;
     let series: [(&str, &str, &str, Pick); 9] = [
         (
             "switch_bank_link_up",

@@ -1,29 +1,39 @@
 //! The authorization switch of the social-security card network.
 //!
+//! The production library, in the order a request meets it:
+//!
+//! - [`acquirer`]: the acquirer side, the TCP/TLS server kiosks, hospital systems and
+//!   acquiring banks connect to;
+//! - [`pipeline`]: the authorization pipeline (checks, bill split, routing, decisions);
 //! - [`store`]: the `Store` trait with its SQLite and PostgreSQL backends, the group-commit
 //!   writer and the transactional outbox;
-//! - [`pipeline`]: the authorization pipeline (checks, bill split, routing, decisions);
-//! - [`gateway`]: how the pipeline reaches the banks;
-//! - [`metrics`]: counters and latency for `/metrics` and the demo screen;
-//! - [`link`]: the issuer links to the banks (MUX, sign-on, echo, key exchange, reconnection)
-//!   and the store-and-forward reversal forwarder;
-//! - [`banksim`]: a simulated bank issuer host for the demo and the tests;
-//! - [`acquirer`]: the TCP/TLS server kiosks and acquirers connect to;
+//! - [`issuer`]: the issuer side, how the pipeline reaches the banks: the issuer links (MUX,
+//!   sign-on, echo, key exchange, reconnection) and the store-and-forward forwarder of
+//!   reversals and advices;
+//! - [`wire`]: what both sides share on the wire: link MACs, transport framing, network
+//!   management;
+//! - [`node`]: one switch node wired together (links, writer, pipeline, listeners, forwarder,
+//!   housekeeping, HTTP), for `switch serve` and `switch demo` alike;
+//! - [`config`]: `switch serve`'s configuration file;
 //! - [`http`]: health, readiness, metrics, lookup by RRN and the store-and-forward backlog;
-//! - [`demo`]: the demo world, simulated kiosks and `switch demo`.
+//! - [`metrics`]: counters and latency for `/metrics` and the demo screen.
+//!
+//! With the `demo` feature (off by default), `sim` adds what never runs in production: the
+//! simulated bank hosts, the simulated kiosks, the demo world, `switch demo` and the store's
+//! test fixtures.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod acquirer;
-pub mod app;
-pub mod banksim;
 pub mod config;
-pub mod demo;
-pub mod gateway;
 pub mod http;
-pub mod link;
+pub mod issuer;
 pub mod metrics;
+pub mod node;
 pub mod pipeline;
+#[cfg(feature = "demo")]
+pub mod sim;
 pub mod store;
+pub mod wire;
 
 /// The allocator the `switch` binary and the load generator install (see `main.rs`).
 pub use mimalloc::MiMalloc;

@@ -1,5 +1,6 @@
-//! The `switch` binary: `switch demo` runs the whole network on one machine; `switch serve
-//! --config FILE` runs a production node from a configuration file (see ops/).
+//! The `switch` binary: `switch serve --config FILE` runs a production node from a
+//! configuration file (see ops/); `switch demo` runs the whole network on one machine, in a
+//! build with the `demo` feature (`cargo run --release -p switch --features demo -- demo`).
 
 use clap::{Parser, Subcommand};
 
@@ -9,11 +10,8 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: switch::MiMalloc = switch::MiMalloc;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-use switch::demo::run::{self as demo, DemoOptions};
 
 #[derive(Parser)]
 #[command(name = "switch", about = "Social-security card transaction switch")]
@@ -26,7 +24,79 @@ struct Cli {
 enum Command {
     /// Run the whole network on this machine: SQLite, software HSM, six simulated banks,
     /// simulated kiosks with virtual cards, and a live summary.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
+    /// Not in this build: the demo needs `--features demo`.
+    #[cfg(not(feature = "demo"))]
+    #[command(disable_help_flag = true)]
     Demo {
+        /// Whatever was given (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+    /// Run a switch node from a configuration file.
+    Serve {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// What `switch demo` says in a build without the simulators.
+#[cfg(not(feature = "demo"))]
+const NO_DEMO: &str = "this build has no demo (the simulators are behind the `demo` feature); \
+build it with `--features demo`, e.g. `cargo run --release -p switch --features demo -- demo`";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            #[cfg(feature = "demo")]
+            Command::Demo(args) => demo::run(args).await,
+            #[cfg(not(feature = "demo"))]
+            Command::Demo { .. } => Err(NO_DEMO.to_owned()),
+            Command::Serve { config } => switch::config::serve(&config)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switch demo`'s arguments, in a build with the simulators.
+#[cfg(feature = "demo")]
+mod demo {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use switch::sim::demo::{self, DemoOptions};
+
+    // `switch demo [OPTIONS]` (its help is the doc comment of `Command::Demo`).
+    #[derive(clap::Args)]
+    pub(super) struct DemoArgs {
         /// Data folder (the demo database in it is replaced at start).
         #[arg(long, default_value = "demo-data")]
         data_dir: PathBuf,
@@ -70,85 +140,32 @@ enum Command {
         /// Group commits under way at once (default: 1 on SQLite, 2 on PostgreSQL).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         group_commits: Option<u16>,
-    },
-    /// Run a switch node from a configuration file.
-    Serve {
-        /// TOML configuration (see ops/switch.example.toml).
-        #[arg(long)]
-        config: PathBuf,
-    },
-}
+    }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("switch: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Demo {
-                data_dir,
-                listen,
-                http,
-                bank_port_base,
-                cards_per_bank,
-                kiosks,
-                no_traffic,
-                describe,
-                duration_secs,
-                keep_data,
-                postgres,
-                no_clearing,
-                hsm,
-                group_commits,
-            } => {
-                let opts = DemoOptions {
-                    data_dir,
-                    listen,
-                    http,
-                    bank_port_base,
-                    cards_per_bank: cards_per_bank.max(1),
-                    traffic: !no_traffic,
-                    kiosks,
-                    duration: duration_secs.map(Duration::from_secs),
-                    keep_data,
-                    postgres_url: postgres,
-                    no_clearing,
-                    hsm,
-                    group_commits: group_commits.map(usize::from),
-                };
-                if describe {
-                    demo::describe(&opts)
-                        .map(|s| print!("{s}"))
-                        .map_err(|e| e.to_string())
-                } else {
-                    demo::run(opts).await.map(|_| ()).map_err(|e| e.to_string())
-                }
-            }
-            Command::Serve { config } => switch::config::serve(&config)
-                .await
-                .map_err(|e| e.to_string()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("switch: {e}");
-            ExitCode::FAILURE
+    /// Runs the demo (or, with `--describe`, prints what it serves).
+    pub(super) async fn run(args: DemoArgs) -> Result<(), String> {
+        let describe = args.describe;
+        let opts = DemoOptions {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            http: args.http,
+            bank_port_base: args.bank_port_base,
+            cards_per_bank: args.cards_per_bank.max(1),
+            traffic: !args.no_traffic,
+            kiosks: args.kiosks,
+            duration: args.duration_secs.map(Duration::from_secs),
+            keep_data: args.keep_data,
+            postgres_url: args.postgres,
+            no_clearing: args.no_clearing,
+            hsm: args.hsm,
+            group_commits: args.group_commits.map(usize::from),
+        };
+        if describe {
+            demo::describe(&opts)
+                .map(|s| print!("{s}"))
+                .map_err(|e| e.to_string())
+        } else {
+            demo::run(opts).await.map(|_| ()).map_err(|e| e.to_string())
         }
     }
 }

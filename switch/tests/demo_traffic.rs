@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use switch::demo::run::{run, DemoOptions};
+use switch::sim::demo::{run, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_traffic_keeps_approving_as_the_cards_are_used() {

@@ -5,7 +5,7 @@ mod http_node;
 
 use http_node::{commit, get, node, request};
 use schemas::domain::ResponseCode;
-use switch::store::testkit;
+use switch::sim::testkit;
 use switch::store::{now_us, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,15 +14,16 @@ use hsm_sim::pin::{encrypt_pin_block, PinBlockFormat};
 use hsm_sim::{Hsm, SoftHsm};
 use schemas::domain::InstitutionId;
 use schemas::iso8583::{spec, Mti, OwnedMessage};
-use switch::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
-use switch::link::forwarder::{Forwarder, ForwarderConfig};
-use switch::link::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, LinksOptions};
-use switch::link::mux::UnmatchedKind;
-use switch::link::transport::Framing;
+use switch::issuer::forwarder::{Forwarder, ForwarderConfig};
+use switch::issuer::mux::UnmatchedKind;
+use switch::issuer::{IssuerConfig, IssuerLinks, LinkError, LinkState, LinksOptions};
+use switch::sim::banksim::{pin_offset_for, AccountSeed, BankKeys, BankSim, BankSimConfig};
+use switch::sim::testkit;
 use switch::store::{
-    now_us, testkit, DataKeyPanProtector, PostgresConfig, PostgresStore, SafKind, SqliteConfig,
-    SqliteStore, Store,
+    now_us, DataKeyPanProtector, PostgresConfig, PostgresStore, SafKind, SqliteConfig, SqliteStore,
+    Store,
 };
+use switch::wire::transport::Framing;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // Demo/test clear keys (odd parity), never used outside tests.

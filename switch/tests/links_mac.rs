@@ -1,5 +1,5 @@
 //! MACs on the issuer links (ISO 9797-1 MAC algorithm 3 / ANSI X9.19 under the link's TAK,
-//! field 64/128 of ISO 8583:1987; `switch::link::mac`): the demo world's bank hosts with MACs
+//! field 64/128 of ISO 8583:1987; `switch::wire::mac`): the demo world's bank hosts with MACs
 //! on, the switch's issuer links to them, and the authorization pipeline in front.
 
 use std::sync::Arc;
@@ -12,13 +12,13 @@ use hsm_sim::Hsm;
 use schemas::domain::{InstitutionId, TerminalId};
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use schemas::iso8583::{self, Mti, OwnedMessage};
-use switch::banksim::BankSim;
-use switch::demo::kiosk::Kiosk;
-use switch::demo::run::start_bank;
-use switch::demo::world::{DemoCard, DemoWorld};
-use switch::link::issuer::{IssuerLinks, LinkState, LinksOptions};
+use switch::issuer::{IssuerLinks, LinkState, LinksOptions};
 use switch::metrics::Metrics;
 use switch::pipeline::{LinkContext, Pipeline, Reply};
+use switch::sim::banksim::BankSim;
+use switch::sim::demo::start_bank;
+use switch::sim::kiosk::Kiosk;
+use switch::sim::world::{DemoCard, DemoWorld};
 use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
 
 /// The world's banks (MACs on), the links to them and a pipeline, all signed on.

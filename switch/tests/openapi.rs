@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use http_node::{commit, node, node_with, request, Reply};
 use schemas::domain::ResponseCode;
 use serde_json::{json, Value};
-use switch::store::testkit;
+use switch::sim::testkit;
 use switch::store::writer;
 use switch::store::{now_us, SqliteStore, Store};
 
@@ -393,7 +393,7 @@ fn where_the_switch_lists_its_endpoints_it_lists_every_documented_path() {
     let help = help.concat();
     // `switch demo --describe`.
     let described =
-        switch::demo::run::describe(&switch::demo::run::DemoOptions::default()).expect("describe");
+        switch::sim::demo::describe(&switch::sim::demo::DemoOptions::default()).expect("describe");
     let http = described
         .lines()
         .find(|l| l.starts_with("HTTP: "))

@@ -101,8 +101,9 @@ store_suite!(Postgres);
 /// its cursor, and no row that commits late is ever skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
+    use switch::sim::testkit;
     use switch::store::writer::{self, WriterConfig};
-    use switch::store::{now_us, testkit, Store};
+    use switch::store::{now_us, Store};
     let h = Postgres::new().await;
     let node_a = h.store();
     let node_b = connect(&h.config).await;

@@ -71,7 +71,8 @@ async fn the_database_file_is_in_wal_mode() {
 
 #[tokio::test]
 async fn an_unreachable_database_fails_the_batch_at_once_without_retries() {
-    use switch::store::{testkit, DecisionError, Store};
+    use switch::sim::testkit;
+    use switch::store::{DecisionError, Store};
     let h = Sqlite::new().await;
     let s = h.store();
     let fx = testkit::seed(&*s, 100, 0).await.unwrap();
@@ -92,7 +93,8 @@ async fn an_unreachable_database_fails_the_batch_at_once_without_retries() {
 /// only grows (one commit after another never finds it fully copied).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_rewound_by_the_writer_and_stays_bounded_under_steady_commits() {
-    use switch::store::{testkit, Store};
+    use switch::sim::testkit;
+    use switch::store::Store;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = SqliteConfig::new(dir.path().join("switch.db"));
     config.checkpoint_interval_ms = 5;
@@ -129,7 +131,8 @@ async fn the_wal_is_rewound_by_the_writer_and_stays_bounded_under_steady_commits
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_database_takes_the_configured_page_size_and_an_old_one_keeps_its_own() {
     use sqlx::{ConnectOptions, Connection, Row};
-    use switch::store::{testkit, Store};
+    use switch::sim::testkit;
+    use switch::store::Store;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("switch.db");
     let page_size = |path: std::path::PathBuf| async move {
@@ -228,7 +231,8 @@ async fn acquirer_totals_read_only_their_window() {
 /// with a group commit would fail at once with SQLITE_BUSY; none may, however hot the writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_writes_take_turns_with_group_commits() {
-    use switch::store::{testkit, AuditEntry, Store};
+    use switch::sim::testkit;
+    use switch::store::{AuditEntry, Store};
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = SqliteConfig::new(dir.path().join("switch.db"));
     config.busy_timeout_ms = 0;

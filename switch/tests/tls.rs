@@ -7,10 +7,10 @@ use schemas::iso8583::{self, Mti};
 use std::sync::Arc;
 use std::time::Duration;
 use switch::acquirer::{self, AcquirerListener, TlsSettings};
-use switch::demo::world::DemoWorld;
-use switch::gateway::NoBanks;
+use switch::issuer::gateway::NoBanks;
 use switch::metrics::Metrics;
 use switch::pipeline::Pipeline;
+use switch::sim::world::DemoWorld;
 use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{

@@ -12,7 +12,7 @@ use super::cardholder::Cardholder;
 use super::decision::no_movement;
 use super::response::Outcome;
 use super::{velocity, Pipeline};
-use crate::gateway::GatewayError;
+use crate::issuer::gateway::GatewayError;
 use crate::store::{
     AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
     Store,

@@ -282,7 +282,8 @@ fn find_account(accounts: &[Account], kind: AccountKind) -> Option<AccountId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{testkit, DataKeyPanProtector, SqliteConfig, SqliteStore};
+    use crate::sim::testkit;
+    use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn warming_loads_cards_up_to_the_limit_and_keeps_what_is_already_mirrored() {

@@ -39,7 +39,7 @@ pub mod velocity;
 
 pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT};
 
-use crate::gateway::BankGateway;
+use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::writer::WriterHandle;
 use crate::store::{CardId, InstitutionKind, Store};

@@ -19,7 +19,6 @@ pub mod plan;
 mod postgres;
 mod sql;
 mod sqlite;
-pub mod testkit;
 pub mod writer;
 
 pub use error::{DecisionError, StoreError};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use switch::http::{self, HttpState};
 use switch::metrics::Metrics;
-use switch::store::testkit::{self, Fixture};
+use switch::sim::testkit::{self, Fixture};
 use switch::store::writer;
 use switch::store::{now_us, DataKeyPanProtector, Decision, SqliteConfig, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

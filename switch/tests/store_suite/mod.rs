@@ -7,7 +7,7 @@ use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
 use std::collections::HashMap;
 use std::sync::Arc;
-use switch::store::testkit::{self, inst, Fixture};
+use switch::sim::testkit::{self, inst, Fixture};
 use switch::store::writer::{self, WriteError, WriterConfig};
 use switch::store::*;
 

@@ -1,6 +1,6 @@
 use super::*;
+use crate::sim::testkit::{self, inst, Fixture};
 use crate::store::model::CardId;
-use crate::store::testkit::{self, inst, Fixture};
 use schemas::domain::{Pan, ResponseCode};
 use schemas::events::sample::ids;
 use std::sync::Mutex;

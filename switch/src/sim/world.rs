@@ -162,6 +162,10 @@ pub fn with_odd_parity(hex_key: &str) -> String {
     hex::encode_upper(fixed)
 }
 
+fn fen(v: i64) -> Result<AmountFen, DemoError> {
+    AmountFen::new(v).map_err(|_| DemoError::Data("amount"))
+}
+
 fn luhn_complete(body: &str) -> String {
     let sum: u32 = body
         .bytes()
@@ -188,164 +192,17 @@ impl DemoWorld {
     /// Builds the world with `cards_per_bank` cards at each of the six banks.
     pub fn new(cards_per_bank: usize) -> Result<Self, DemoError> {
         let hsm = Arc::new(SoftHsm::with_test_lmk());
-        let import =
-            |t: KeyType, scheme: KeyScheme, hex: &str| hsm.import_clear_key(t, scheme, hex);
-        let names = [
-            ("01020000", "Industrial and Commercial Bank (demo)"),
-            ("01030000", "Agricultural Bank (demo)"),
-            ("01040000", "Bank of China (demo)"),
-            ("01050000", "Construction Bank (demo)"),
-            ("03010000", "Bank of Communications (demo)"),
-            ("04030000", "Postal Savings Bank (demo)"),
-        ];
-        let mut banks = Vec::new();
-        for (k, (id, name)) in names.iter().enumerate() {
-            let k = k + 1;
-            banks.push(DemoBank {
-                id: inst(id)?,
-                name,
-                bin: format!("6288660{k}"),
-                zmk_clear: with_odd_parity(&format!(
-                    "{k}{k}{k}{k}{k}{k}{k}{k}0123456789ABCDEFFEDCBA98"
-                )),
-                zpk_clear: with_odd_parity(
-                    &format!("{k}{k}{k}{k}{k}{k}{k}{k}FEDCBA98765432100123456789ABCDEF")[..32],
-                ),
-            });
-        }
-        let hospitals = vec![
-            DemoHospital {
-                id: inst("4101001")?,
-                code: "H41010000001".into(),
-                name: "Provincial People's Hospital (demo)",
-                level: 3,
-            },
-            DemoHospital {
-                id: inst("4101002")?,
-                code: "H41010000002".into(),
-                name: "City Second Hospital (demo)",
-                level: 2,
-            },
-            DemoHospital {
-                id: inst("4101003")?,
-                code: "H41010000003".into(),
-                name: "Community Health Centre (demo)",
-                level: 1,
-            },
-        ];
-        let pvk: Pvk = Pvk::from_token(import(KeyType::Pvk, KeyScheme::U, clear_keys::PVK)?);
-        let mut cards = Vec::new();
-        for (b, bank) in banks.iter().enumerate() {
-            for i in 0..cards_per_bank {
-                let pan = Pan::parse(&luhn_complete(&format!("{}{:07}", bank.bin, i + 1)))
-                    .map_err(|_| DemoError::Data("pan"))?;
-                let lmk_pin = hsm.encrypt_clear_pin_under_lmk(DEMO_PIN, pan.expose_digits())?;
-                let validation = pin_validation_data(&pan).map_err(|_| DemoError::Data("pan"))?;
-                let pin_offset = hsm.generate_ibm_offset_lmk(
-                    &pvk,
-                    &lmk_pin,
-                    pan.expose_digits(),
-                    DECIMALISATION_TABLE,
-                    &validation,
-                )?;
-                let n = b * cards_per_bank + i;
-                cards.push(DemoCard {
-                    algorithm: if n % 4 == 3 {
-                        IccAlgorithm::Tdes
-                    } else {
-                        IccAlgorithm::Sm4
-                    },
-                    insurance: match n % 10 {
-                        9 => None,
-                        x if x % 2 == 0 => Some(InsuranceCategory::Employee),
-                        _ => Some(InsuranceCategory::Resident),
-                    },
-                    personal_fen: 50_000 + (n as i64 % 7) * 25_000,
-                    bank_balance_fen: 2_000_000,
-                    card_identification_code: format!("410100D156000005{:016X}", n as u64 + 1),
-                    pin_offset: pin_offset.chars().take(6).collect(),
-                    pan,
-                    bank: b,
-                });
-            }
-        }
-        let tpk: Tpk = Tpk::from_token(import(KeyType::Tpk, KeyScheme::U, clear_keys::TPK)?);
-        let mut acquirers = HashMap::new();
-        let mut acquirer_ids: Vec<InstitutionId> = hospitals.iter().map(|h| h.id.clone()).collect();
-        acquirer_ids.push(inst(JOB_CENTRE_ID)?);
-        acquirer_ids.push(inst(SOCIAL_SECURITY_FUND_ID)?);
-        acquirer_ids.extend(banks.iter().map(|b| b.id.clone()));
-        for id in acquirer_ids {
-            acquirers.insert(
-                id,
-                AcquirerKeys {
-                    tpk: tpk.clone(),
-                    tak: None,
-                },
-            );
-        }
-        let keys = PipelineKeys {
-            acquirers,
-            issuer: IssuerKeys {
-                imk_ac_tdes: Some(ImkAc::from_token(import(
-                    KeyType::ImkAc,
-                    KeyScheme::U,
-                    clear_keys::IMK_AC_TDES,
-                )?)),
-                imk_ac_sm4: Some(ImkAc::from_token(import(
-                    KeyType::ImkAc,
-                    KeyScheme::G,
-                    clear_keys::IMK_AC_SM4,
-                )?)),
-                imk_smi_tdes: Some(ImkSmi::from_token(import(
-                    KeyType::ImkSmi,
-                    KeyScheme::U,
-                    clear_keys::IMK_SMI_TDES,
-                )?)),
-                imk_smi_sm4: Some(ImkSmi::from_token(import(
-                    KeyType::ImkSmi,
-                    KeyScheme::G,
-                    clear_keys::IMK_SMI_SM4,
-                )?)),
-                pvk,
-                decimalisation_table: DECIMALISATION_TABLE.into(),
-                pin_check_length: 6,
-            },
-        };
-        let mut cfg = PipelineConfig::new(
-            inst(SWITCH_ID)?,
-            inst(INSURANCE_FUND_ID)?,
-            inst(SOCIAL_SECURITY_FUND_ID)?,
-        );
-        cfg.policy = PolicyTable::demo();
-        // The demo's kiosks put a city's day of traffic on a few hundred cards, each paying a
-        // bill every second or two: a cardholder's daily limits (100,000 CNY, 200
-        // transactions) would decline most of it after a few minutes. The demo keeps the
-        // per-transaction limit and lifts the daily ones; `switch serve` takes its limits
-        // from the configuration.
-        cfg.limits = CardLimits {
-            daily_fen_max: i64::MAX,
-            daily_count_max: u32::MAX,
-            ..CardLimits::default()
-        };
-        for h in &hospitals {
-            cfg.hospitals.insert(
-                h.code.clone(),
-                Hospital {
-                    institution: h.id.clone(),
-                    level: HospitalLevel(h.level),
-                },
-            );
-        }
-        for b in &banks {
-            cfg.stand_in.insert(
-                b.id.clone(),
-                StandIn {
-                    per_transaction_fen_max: 20_000,
-                    per_card_daily_fen_max: 50_000,
-                },
-            );
-        }
+        let banks = demo_banks()?;
+        let hospitals = demo_hospitals()?;
+        let pvk =
+            Pvk::from_token(hsm.import_clear_key(KeyType::Pvk, KeyScheme::U, clear_keys::PVK)?);
+        let cards = demo_cards(&hsm, &pvk, &banks, cards_per_bank)?;
+        let mut acquirers: Vec<InstitutionId> = hospitals.iter().map(|h| h.id.clone()).collect();
+        acquirers.push(inst(JOB_CENTRE_ID)?);
+        acquirers.push(inst(SOCIAL_SECURITY_FUND_ID)?);
+        acquirers.extend(banks.iter().map(|b| b.id.clone()));
+        let keys = pipeline_keys(&hsm, pvk, acquirers)?;
+        let cfg = pipeline_config(&hospitals, &banks)?;
         Ok(Self {
             hsm,
             banks,
@@ -375,7 +232,29 @@ impl DemoWorld {
     /// Writes institutions, card ranges, cards and accounts into `store`, and sets the
     /// benefit account in [`DemoWorld::cfg`]. Run once on an empty store.
     pub async fn seed<S: Store>(&mut self, store: &S) -> Result<(), DemoError> {
+        self.seed_institutions(store).await?;
         let now = crate::store::now_us();
+        for c in &self.cards {
+            self.seed_card(store, c, now).await?;
+        }
+        let ssf = store
+            .open_account(
+                &NewAccount {
+                    institution: inst(SOCIAL_SECURITY_FUND_ID)?,
+                    card_id: None,
+                    kind: AccountKind::SocialSecurityFund,
+                    opening_balance: fen(1_000_000_000_000)?,
+                },
+                now,
+            )
+            .await?;
+        self.cfg.social_security_fund_account = Some(ssf);
+        Ok(())
+    }
+
+    /// The switch, the funds, the job centre, the hospitals and the banks, with the banks'
+    /// card ranges.
+    async fn seed_institutions<S: Store>(&self, store: &S) -> Result<(), DemoError> {
         let mut institutions = vec![
             (
                 inst(SWITCH_ID)?,
@@ -421,64 +300,55 @@ impl DemoWorld {
                 })
                 .await?;
         }
-        let fen = |v: i64| AmountFen::new(v).map_err(|_| DemoError::Data("amount"));
-        let fund = inst(INSURANCE_FUND_ID)?;
-        for c in &self.cards {
-            let card_id = store
-                .issue_card(&NewCard {
-                    pan: c.pan.clone(),
-                    card_identification_code: schemas::domain::CardIdentificationCode::parse(
-                        &c.card_identification_code,
-                    )
-                    .ok(),
-                    issuer: self.banks[c.bank].id.clone(),
-                    expiry_yymm: "3412".into(),
-                    status: CardStatus::Active,
-                    issuance: CardIssuance {
-                        pan_sequence_number: "00".into(),
-                        icc_algorithm: Some(c.algorithm),
-                        pin_offset: Some(c.pin_offset.clone()),
-                        insurance_category: c.insurance,
-                    },
-                })
-                .await?;
-            if let Some(ins) = c.insurance {
-                store
-                    .open_account(
-                        &NewAccount {
-                            institution: fund.clone(),
-                            card_id: Some(card_id),
-                            kind: AccountKind::PersonalMedical,
-                            opening_balance: fen(c.personal_fen)?,
-                        },
-                        now,
-                    )
-                    .await?;
-                store
-                    .open_account(
-                        &NewAccount {
-                            institution: fund.clone(),
-                            card_id: Some(card_id),
-                            kind: AccountKind::PooledFund,
-                            opening_balance: fen(self.cfg.policy.annual_cap_fen(ins))?,
-                        },
-                        now,
-                    )
-                    .await?;
-            }
-        }
-        let ssf = store
-            .open_account(
-                &NewAccount {
-                    institution: inst(SOCIAL_SECURITY_FUND_ID)?,
-                    card_id: None,
-                    kind: AccountKind::SocialSecurityFund,
-                    opening_balance: fen(1_000_000_000_000)?,
+        Ok(())
+    }
+
+    /// Issues card `c` and, when insured, opens its personal account and its pooled-fund
+    /// account (the year's cap) at the insurance fund.
+    async fn seed_card<S: Store>(
+        &self,
+        store: &S,
+        c: &DemoCard,
+        now: i64,
+    ) -> Result<(), DemoError> {
+        let card_id = store
+            .issue_card(&NewCard {
+                pan: c.pan.clone(),
+                card_identification_code: schemas::domain::CardIdentificationCode::parse(
+                    &c.card_identification_code,
+                )
+                .ok(),
+                issuer: self.banks[c.bank].id.clone(),
+                expiry_yymm: "3412".into(),
+                status: CardStatus::Active,
+                issuance: CardIssuance {
+                    pan_sequence_number: "00".into(),
+                    icc_algorithm: Some(c.algorithm),
+                    pin_offset: Some(c.pin_offset.clone()),
+                    insurance_category: c.insurance,
                 },
-                now,
-            )
+            })
             .await?;
-        self.cfg.social_security_fund_account = Some(ssf);
+        let Some(ins) = c.insurance else {
+            return Ok(());
+        };
+        let fund = inst(INSURANCE_FUND_ID)?;
+        for (kind, opening_fen) in [
+            (AccountKind::PersonalMedical, c.personal_fen),
+            (AccountKind::PooledFund, self.cfg.policy.annual_cap_fen(ins)),
+        ] {
+            store
+                .open_account(
+                    &NewAccount {
+                        institution: fund.clone(),
+                        card_id: Some(card_id),
+                        kind,
+                        opening_balance: fen(opening_fen)?,
+                    },
+                    now,
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -530,6 +400,197 @@ impl DemoWorld {
             .try_into()
             .map_err(|_| DemoError::Data("pin block"))
     }
+}
+
+/// The six banks: ids, names, BINs `6288660k` and zone keys built from the bank's number.
+fn demo_banks() -> Result<Vec<DemoBank>, DemoError> {
+    let names = [
+        ("01020000", "Industrial and Commercial Bank (demo)"),
+        ("01030000", "Agricultural Bank (demo)"),
+        ("01040000", "Bank of China (demo)"),
+        ("01050000", "Construction Bank (demo)"),
+        ("03010000", "Bank of Communications (demo)"),
+        ("04030000", "Postal Savings Bank (demo)"),
+    ];
+    let mut banks = Vec::new();
+    for (k, (id, name)) in names.iter().enumerate() {
+        let k = k + 1;
+        banks.push(DemoBank {
+            id: inst(id)?,
+            name,
+            bin: format!("6288660{k}"),
+            zmk_clear: with_odd_parity(&format!(
+                "{k}{k}{k}{k}{k}{k}{k}{k}0123456789ABCDEFFEDCBA98"
+            )),
+            zpk_clear: with_odd_parity(
+                &format!("{k}{k}{k}{k}{k}{k}{k}{k}FEDCBA98765432100123456789ABCDEF")[..32],
+            ),
+        });
+    }
+    Ok(banks)
+}
+
+/// The three hospitals, one of each level.
+fn demo_hospitals() -> Result<Vec<DemoHospital>, DemoError> {
+    Ok(vec![
+        DemoHospital {
+            id: inst("4101001")?,
+            code: "H41010000001".into(),
+            name: "Provincial People's Hospital (demo)",
+            level: 3,
+        },
+        DemoHospital {
+            id: inst("4101002")?,
+            code: "H41010000002".into(),
+            name: "City Second Hospital (demo)",
+            level: 2,
+        },
+        DemoHospital {
+            id: inst("4101003")?,
+            code: "H41010000003".into(),
+            name: "Community Health Centre (demo)",
+            level: 1,
+        },
+    ])
+}
+
+/// `cards_per_bank` cards at each bank: PAN = BIN + serial + Luhn digit, the PIN offset of
+/// [`DEMO_PIN`] under `pvk`, and a mix of algorithms (one in four 3DES) and insurance schemes
+/// (one in ten uninsured).
+fn demo_cards(
+    hsm: &SoftHsm,
+    pvk: &Pvk,
+    banks: &[DemoBank],
+    cards_per_bank: usize,
+) -> Result<Vec<DemoCard>, DemoError> {
+    let mut cards = Vec::new();
+    for (b, bank) in banks.iter().enumerate() {
+        for i in 0..cards_per_bank {
+            let pan = Pan::parse(&luhn_complete(&format!("{}{:07}", bank.bin, i + 1)))
+                .map_err(|_| DemoError::Data("pan"))?;
+            let lmk_pin = hsm.encrypt_clear_pin_under_lmk(DEMO_PIN, pan.expose_digits())?;
+            let validation = pin_validation_data(&pan).map_err(|_| DemoError::Data("pan"))?;
+            let pin_offset = hsm.generate_ibm_offset_lmk(
+                pvk,
+                &lmk_pin,
+                pan.expose_digits(),
+                DECIMALISATION_TABLE,
+                &validation,
+            )?;
+            let n = b * cards_per_bank + i;
+            cards.push(DemoCard {
+                algorithm: if n % 4 == 3 {
+                    IccAlgorithm::Tdes
+                } else {
+                    IccAlgorithm::Sm4
+                },
+                insurance: match n % 10 {
+                    9 => None,
+                    x if x % 2 == 0 => Some(InsuranceCategory::Employee),
+                    _ => Some(InsuranceCategory::Resident),
+                },
+                personal_fen: 50_000 + (n as i64 % 7) * 25_000,
+                bank_balance_fen: 2_000_000,
+                card_identification_code: format!("410100D156000005{:016X}", n as u64 + 1),
+                pin_offset: pin_offset.chars().take(6).collect(),
+                pan,
+                bank: b,
+            });
+        }
+    }
+    Ok(cards)
+}
+
+/// The pipeline's keys as tokens of `hsm`: the demo TPK for every acquirer, the issuer master
+/// keys of both algorithms and `pvk`.
+fn pipeline_keys(
+    hsm: &SoftHsm,
+    pvk: Pvk,
+    acquirers: Vec<InstitutionId>,
+) -> Result<PipelineKeys, DemoError> {
+    let import = |t: KeyType, scheme: KeyScheme, hex: &str| hsm.import_clear_key(t, scheme, hex);
+    let tpk: Tpk = Tpk::from_token(import(KeyType::Tpk, KeyScheme::U, clear_keys::TPK)?);
+    let acquirers = acquirers
+        .into_iter()
+        .map(|id| {
+            let keys = AcquirerKeys {
+                tpk: tpk.clone(),
+                tak: None,
+            };
+            (id, keys)
+        })
+        .collect::<HashMap<_, _>>();
+    Ok(PipelineKeys {
+        acquirers,
+        issuer: IssuerKeys {
+            imk_ac_tdes: Some(ImkAc::from_token(import(
+                KeyType::ImkAc,
+                KeyScheme::U,
+                clear_keys::IMK_AC_TDES,
+            )?)),
+            imk_ac_sm4: Some(ImkAc::from_token(import(
+                KeyType::ImkAc,
+                KeyScheme::G,
+                clear_keys::IMK_AC_SM4,
+            )?)),
+            imk_smi_tdes: Some(ImkSmi::from_token(import(
+                KeyType::ImkSmi,
+                KeyScheme::U,
+                clear_keys::IMK_SMI_TDES,
+            )?)),
+            imk_smi_sm4: Some(ImkSmi::from_token(import(
+                KeyType::ImkSmi,
+                KeyScheme::G,
+                clear_keys::IMK_SMI_SM4,
+            )?)),
+            pvk,
+            decimalisation_table: DECIMALISATION_TABLE.into(),
+            pin_check_length: 6,
+        },
+    })
+}
+
+/// The pipeline's settings: the demo's institutions, policy table, hospitals, limits (daily
+/// ones lifted) and stand-in at every bank.
+fn pipeline_config(
+    hospitals: &[DemoHospital],
+    banks: &[DemoBank],
+) -> Result<PipelineConfig, DemoError> {
+    let mut cfg = PipelineConfig::new(
+        inst(SWITCH_ID)?,
+        inst(INSURANCE_FUND_ID)?,
+        inst(SOCIAL_SECURITY_FUND_ID)?,
+    );
+    cfg.policy = PolicyTable::demo();
+    // The demo's kiosks put a city's day of traffic on a few hundred cards, each paying a
+    // bill every second or two: a cardholder's daily limits (100,000 CNY, 200
+    // transactions) would decline most of it after a few minutes. The demo keeps the
+    // per-transaction limit and lifts the daily ones; `switch serve` takes its limits
+    // from the configuration.
+    cfg.limits = CardLimits {
+        daily_fen_max: i64::MAX,
+        daily_count_max: u32::MAX,
+        ..CardLimits::default()
+    };
+    for h in hospitals {
+        cfg.hospitals.insert(
+            h.code.clone(),
+            Hospital {
+                institution: h.id.clone(),
+                level: HospitalLevel(h.level),
+            },
+        );
+    }
+    for b in banks {
+        cfg.stand_in.insert(
+            b.id.clone(),
+            StandIn {
+                per_transaction_fen_max: 20_000,
+                per_card_daily_fen_max: 50_000,
+            },
+        );
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 //! the original data elements (0200, the STAN and time of 11/7, acquirer, forwarder); an advice
 //! adds 3 of the bank leg, 38 the stand-in approval code, 39 the stand-in reason and 48 the
 //! stand-in indicator `STI0011` (`schemas/iso8583/ssc87.md`, "Stand-in advices"). The bank finds
-//! the original by field 37 + field 2 (see [`crate::banksim`]).
+//! the original by field 37 + field 2 (as the simulated bank, `sim::banksim`, does).
 //!
 //! A destination whose link is down is skipped without recording an attempt (nothing was
 //! sent); it is retried at the next poll.
@@ -41,7 +41,7 @@ use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{self, Mti, OwnedMessage, Spec};
 use tokio::sync::watch;
 
-use crate::gateway::BankGateway;
+use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::{
     now_us, PendingAdvice, PendingReversal, SafQueue, Store, StoreError, StoredTransaction,

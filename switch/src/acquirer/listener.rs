@@ -1,23 +1,7 @@
-//! The acquirer side: the TCP (or TLS, or mutual-TLS) server that kiosks, hospital systems and
-//! acquiring banks connect to.
-//!
-//! Why it looks like this (mini-redis's `Connection` and jPOS's channel, in tokio): each
-//! connection has a reader that cuts frames (length header + optional TPDU, bounded size) and a
-//! writer that sends answers; between them, every request runs as its own task so a slow bank
-//! leg never holds up the next request on the same connection (responses may come back out of
-//! order; clients match them by STAN, as ISO 8583 intends). Everything is bounded:
-//!
-//! - connections (`connections_max`): past it, new connections are closed at once;
-//! - requests in flight per connection (`in_flight_per_connection_max`): past it the reader
-//!   stops reading that socket, so one flooding client only slows itself;
-//! - answers waiting to be written (same bound): a client that does not read its answers stalls
-//!   only its own connection;
-//! - frame size (`frame_len_max`): an oversize frame closes that connection;
-//! - idle time (`idle_timeout`): a silent connection is closed.
-//!
-//! A frame that does not decode is answered 30 when its MTI can be read, else the connection is
-//! closed (see `Pipeline::process`).
+//! The listener and its connections: accept (bounded), optional TLS handshake, then per
+//! connection a frame reader, a request task per frame and one batching writer of answers.
 
+use super::TlsSettings;
 use crate::metrics::Metrics;
 use crate::pipeline::{LinkContext, Pipeline, Reply};
 use crate::store::Store;
@@ -32,86 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
-
-/// TLS settings of a listener.
-#[derive(Clone)]
-pub struct TlsSettings {
-    /// The server configuration (certificate chain, key, client verification).
-    pub config: Arc<tokio_rustls::rustls::ServerConfig>,
-}
-
-impl std::fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsSettings { .. }")
-    }
-}
-
-/// Why TLS settings could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or parsed.
-    #[error("{path}: {reason}")]
-    File {
-        /// Which file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// rustls refused the combination.
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
-
-impl TlsSettings {
-    /// Loads a certificate chain and key (PEM); with `client_ca`, clients must present a
-    /// certificate signed by it (mutual TLS).
-    pub fn from_pem_files(
-        cert_chain: &str,
-        key: &str,
-        client_ca: Option<&str>,
-    ) -> Result<Self, TlsError> {
-        use tokio_rustls::rustls;
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let file_err = |path: &str, e: &dyn std::fmt::Display| TlsError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_chain)
-            .map_err(|e| file_err(cert_chain, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| file_err(cert_chain, &e))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        let builder = match client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, &e))? {
-                    roots
-                        .add(c.map_err(|e| file_err(ca, &e))?)
-                        .map_err(|e| TlsError::Config(e.to_string()))?;
-                }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider,
-                )
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let config = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Self {
-            config: Arc::new(config),
-        })
-    }
-}
 
 /// One acquirer listener.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! answer, know whether the bank is reachable, and which zone PIN key is current on its link.
 //!
 //! Why a trait: the pipeline must not care whether a bank is reached through the real issuer
-//! links ([`crate::link`]), a test double that answers in memory, or nothing at all (a switch
+//! links ([`super::IssuerLinks`]), a test double that answers in memory, or nothing at all (a switch
 //! with no bank configured). The links implement it in production and in the demo.
 
 use async_trait::async_trait;

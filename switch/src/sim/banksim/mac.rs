@@ -1,4 +1,4 @@
-//! The bank's side of the link MACs ([`crate::link::mac`]): check the request, answer A0 when
+//! The bank's side of the link MACs ([`crate::wire::mac`]): check the request, answer A0 when
 //! its MAC is missing or wrong, MAC the answer.
 //!
 //! Why this exists: the simulated bank must hold the switch to the same rule the switch holds
@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use hsm_sim::keys::Tak;
 
-use super::{lock, reply, respond as respond_plain, Shared};
-use crate::link::mac::{self as link_mac, Rules};
+use super::respond::{reply, respond as respond_plain};
+use super::{lock, Shared};
+use crate::wire::mac::{self as link_mac, Rules};
 
 /// The encoded answer to one request, MACed when the bank MACs and the request's class is
 /// MACed; `None` when there is nothing to answer.
@@ -55,7 +56,7 @@ pub(super) async fn respond(shared: &Shared, bytes: &[u8]) -> Option<BytesMut> {
 /// MACs the bank's encoded answer under `tak`.
 async fn seal(shared: &Shared, tak: &Tak, plain: &[u8]) -> Option<BytesMut> {
     let decoded = shared.spec.decode_unchecked(plain).ok()?;
-    let mut answer = crate::link::to_static(shared.spec, &decoded).ok()?;
+    let mut answer = crate::wire::to_static(shared.spec, &decoded).ok()?;
     let wire = link_mac::encode_with_mac(&*shared.hsm, tak, &mut answer, Rules::Unchecked)
         .await
         .ok()?;

@@ -1,9 +1,13 @@
-//! Fixtures for the store test suite, the benches and (later) the pipeline's tests: a seeded
+//! Fixtures for the store test suite, the benches and the pipeline's tests: a seeded
 //! network (hospital, insurance fund, bank, a card with a personal account, the pooled fund)
 //! and builders for well-formed decisions. Not used on any production path.
 
-use super::model::*;
-use super::{Store, StoreError};
+use crate::store::{
+    now_us, AccountId, AccountKind, AdviceClass, AdviceId, AdviceRequest, BalanceOp, BinRoute,
+    CardAtc, CardId, CardIssuance, CardStatus, Decision, HoldId, IccAlgorithm, Institution,
+    InstitutionKind, InsuranceCategory, NewAccount, NewCard, ReversalId, ReversalReason,
+    ReversalRequest, Store, StoreError, TransactionId, TransactionKind, TransactionRecord, TxnLeg,
+};
 use schemas::domain::{
     AmountFen, InstitutionId, Pan, ResponseCode, Rrn, Stan, TerminalId, TransmissionDateTime,
 };
@@ -44,7 +48,7 @@ pub async fn seed<S: Store>(
     personal_fen: i64,
     pooled_fen: i64,
 ) -> Result<Fixture, StoreError> {
-    let at = super::now_us();
+    let at = now_us();
     for (id, name, kind) in [
         (ids::HOSPITAL, "City Hospital", InstitutionKind::Hospital),
         (
@@ -154,7 +158,7 @@ pub fn transaction(
         amount_fen: amount(amount_fen),
         response_code,
         original_transaction_id: None,
-        decided_at_us: super::now_us(),
+        decided_at_us: now_us(),
     }
 }
 
@@ -298,7 +302,7 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
             hold_id,
             account_id: account,
             amount_fen: amount(amount_fen),
-            expires_at_us: super::now_us() + 7 * 86_400_000_000,
+            expires_at_us: now_us() + 7 * 86_400_000_000,
         }],
         event: Some(event),
         reversal: None,
@@ -379,7 +383,7 @@ pub fn bank_timeout(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         amount_fen: amount(amount_fen),
         stan: d.transaction.stan,
         transmission_at: d.transaction.transmission_at.clone(),
-        first_attempt_at_us: super::now_us(),
+        first_attempt_at_us: now_us(),
     });
     d
 }
@@ -406,7 +410,7 @@ pub fn stand_in(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         transmission_at: t.transmission_at.clone(),
         reason: ResponseCode::IssuerUnavailable,
         auth_code: format!("S{:05}", seq % 100_000),
-        first_attempt_at_us: super::now_us(),
+        first_attempt_at_us: now_us(),
     };
     Decision {
         transaction: t,
@@ -439,7 +443,7 @@ pub fn reversal_of(fx: &Fixture, original: &Decision, seq: u32) -> Decision {
         amount_fen: o.amount_fen,
         stan: t.stan,
         transmission_at: t.transmission_at.clone(),
-        first_attempt_at_us: super::now_us(),
+        first_attempt_at_us: now_us(),
     };
     Decision {
         transaction: t,

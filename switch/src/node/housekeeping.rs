@@ -1,11 +1,7 @@
-//! What runs beside the pipeline in every switch process (demo or production): the warm-up of
+//! What runs beside the pipeline in every switch node (demo or production): the warm-up of
 //! the card directory at start, the hot-list refresh, the release of expired authorization
-//! holds, the purge of old duplicate keys, and the store-and-forward forwarder of reversals and
-//! stand-in advices.
+//! holds and the purge of old duplicate keys.
 
-use crate::gateway::BankGateway;
-use crate::link::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
-use crate::metrics::Metrics;
 use crate::pipeline::cards::CARDS_CACHED_MAX;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
@@ -17,11 +13,15 @@ use tokio::sync::watch;
 pub const HOT_LIST_REFRESH: Duration = Duration::from_secs(5);
 /// How often expired holds are looked for.
 pub const HOLD_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most expired holds released per look.
+pub const HOLDS_RELEASED_PER_TICK_MAX: u32 = 256;
 /// Duplicate keys are kept this long (the retransmission window).
 pub const DUPLICATE_KEY_RETENTION: Duration = Duration::from_secs(48 * 3_600);
+/// How often duplicate keys older than [`DUPLICATE_KEY_RETENTION`] are purged.
+pub const DUPLICATE_KEY_PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 /// Spawns the housekeeping tasks; they stop when `shutdown` turns true.
-pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch::Receiver<bool>) {
+pub fn spawn<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch::Receiver<bool>) {
     let p = Arc::clone(&pipeline);
     tokio::spawn(async move {
         let started = std::time::Instant::now();
@@ -51,14 +51,14 @@ pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch:
         let mut tick = tokio::time::interval(HOLD_RELEASE_INTERVAL);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = s.changed() => break }
-            if let Err(e) = p.release_expired_holds(256).await {
+            if let Err(e) = p.release_expired_holds(HOLDS_RELEASED_PER_TICK_MAX).await {
                 tracing::warn!(error = %e, "hold release failed");
             }
         }
     });
     let (p, mut s) = (pipeline, shutdown);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+        let mut tick = tokio::time::interval(DUPLICATE_KEY_PURGE_INTERVAL);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = s.changed() => break }
             let cutoff = crate::store::now_us()
@@ -68,21 +68,4 @@ pub fn spawn_housekeeping<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch:
             }
         }
     });
-}
-
-/// Starts the store-and-forward forwarder of reversals and stand-in advices over `banks`.
-pub fn spawn_forwarder<S: Store, G: BankGateway>(
-    store: Arc<S>,
-    banks: Arc<G>,
-    switch_institution: schemas::domain::InstitutionId,
-    metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Arc<Forwarder<S, G>>, ForwarderError> {
-    let forwarder = Arc::new(
-        Forwarder::new(store, banks, ForwarderConfig::new(switch_institution))?
-            .with_metrics(metrics),
-    );
-    let f = Arc::clone(&forwarder);
-    tokio::spawn(async move { f.run(shutdown).await });
-    Ok(forwarder)
 }

@@ -150,7 +150,7 @@ pub struct UnmatchedResponse {
 }
 
 /// The receiving end of the late/unmatched queue, shared by every link of an
-/// [`crate::link::issuer::IssuerLinks`].
+/// [`crate::issuer::IssuerLinks`].
 pub struct UnmatchedResponses {
     rx: Mutex<mpsc::Receiver<UnmatchedResponse>>,
 }

@@ -1,0 +1,216 @@
+//! One switch node wired together, the same for `switch serve` ([`crate::config`]) and
+//! `switch demo` (`sim::demo`, feature `demo`): they differ in where the parts come from (a
+//! configuration file with LMK tokens, or the demo world), never in how they are put together.
+//!
+//! [`NodeParts::start`] starts, in this order: the issuer links to the banks (and, when asked,
+//! waits for them to sign on), the group-commit writer, the pipeline, the acquirer listeners,
+//! the HTTP face, the store-and-forward forwarder of reversals and advices, and the
+//! housekeeping tasks ([`housekeeping`]). The acquirer listeners open only once the pipeline
+//! can answer, so a client that can connect is served. [`Node::stop`] signs the links off.
+
+pub mod housekeeping;
+
+use crate::acquirer::{self, AcquirerListener};
+use crate::http::{self, HttpState};
+use crate::issuer::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
+use crate::issuer::{IssuerConfig, IssuerLinks, LinkError, LinksOptions};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineKeys};
+use crate::store::writer::{self, WriterConfig, WriterHandle};
+use crate::store::{Store, StoreError};
+use hsm_sim::Hsm;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often [`NodeParts::sign_on_wait`] looks at the links.
+const SIGN_ON_POLL: Duration = Duration::from_millis(50);
+
+/// What a node is made of, before it runs.
+pub struct NodeParts<S: Store> {
+    /// The store (migrated, seeded or not).
+    pub store: Arc<S>,
+    /// The switch's HSM (in-process or on the network).
+    pub hsm: Arc<dyn Hsm>,
+    /// The pipeline's keys, as LMK tokens of `hsm`.
+    pub keys: PipelineKeys,
+    /// The pipeline's settings; its `switch_id` is also the originator on the issuer links.
+    pub pipeline: PipelineConfig,
+    /// The group-commit writer.
+    pub writer: WriterConfig,
+    /// One issuer link per bank.
+    pub banks: Vec<IssuerConfig>,
+    /// How long to wait for every bank's link to sign on before the acquirer listeners open
+    /// (zero: open at once; a bank leg to a link not yet up is then declined or stood in for).
+    pub sign_on_wait: Duration,
+    /// The acquirer listeners.
+    pub listeners: Vec<AcquirerListener>,
+    /// The HTTP listener, if any.
+    pub http: Option<SocketAddr>,
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The issuer links refused their configuration.
+    #[error(transparent)]
+    Links(#[from] LinkError),
+    /// The store (the pipeline reads its reference data at start).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The forwarder refused its configuration.
+    #[error(transparent)]
+    Forwarder(#[from] ForwarderError),
+}
+
+/// A running node.
+pub struct Node<S: Store> {
+    /// The store.
+    pub store: Arc<S>,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The issuer links.
+    pub links: Arc<IssuerLinks>,
+    /// The group-commit writer.
+    pub writer: WriterHandle,
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline<S>>,
+    /// The store-and-forward forwarder.
+    pub forwarder: Arc<Forwarder<S, IssuerLinks>>,
+    /// Where each acquirer listener listens, in the order of [`NodeParts::listeners`] (port
+    /// 0 resolved).
+    pub acquirer_addrs: Vec<SocketAddr>,
+    /// Where HTTP listens (port 0 resolved).
+    pub http_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    _writer_task: JoinHandle<()>,
+}
+
+impl<S: Store> NodeParts<S> {
+    /// Starts every part of the node (call inside a tokio runtime).
+    pub async fn start(self) -> Result<Node<S>, NodeError> {
+        let metrics = Arc::new(Metrics::default());
+        let switch_id = self.pipeline.switch_id.clone();
+        let links = Arc::new(IssuerLinks::start(
+            self.banks,
+            Arc::clone(&self.hsm),
+            LinksOptions::new(switch_id.clone()),
+        )?);
+        wait_for_sign_on(&links, self.sign_on_wait).await;
+        let (writer, writer_task) = writer::spawn(Arc::clone(&self.store), self.writer);
+        let pipeline = Pipeline::new(
+            Arc::clone(&self.store),
+            writer.clone(),
+            self.hsm,
+            links.clone(),
+            self.keys,
+            self.pipeline,
+            Arc::clone(&metrics),
+        )
+        .await?;
+        let (shutdown, stopping) = watch::channel(false);
+        let mut acquirer_addrs = Vec::with_capacity(self.listeners.len());
+        for l in self.listeners {
+            let listener = acquirer::bind(&l).await?;
+            acquirer_addrs.push(listener.local_addr()?);
+            tokio::spawn(acquirer::serve(
+                listener,
+                l,
+                Arc::clone(&pipeline),
+                stopping.clone(),
+            ));
+        }
+        let http_addr = match self.http {
+            Some(addr) => Some(
+                serve_http(
+                    HttpState {
+                        store: Arc::clone(&self.store),
+                        writer: writer.clone(),
+                        metrics: Arc::clone(&metrics),
+                        links: Some(Arc::clone(&links)),
+                    },
+                    addr,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let forwarder = Arc::new(
+            Forwarder::new(
+                Arc::clone(&self.store),
+                links.clone(),
+                ForwarderConfig::new(switch_id),
+            )?
+            .with_metrics(Arc::clone(&metrics)),
+        );
+        let f = Arc::clone(&forwarder);
+        let s = stopping.clone();
+        tokio::spawn(async move { f.run(s).await });
+        housekeeping::spawn(Arc::clone(&pipeline), stopping);
+        Ok(Node {
+            store: self.store,
+            metrics,
+            links,
+            writer,
+            pipeline,
+            forwarder,
+            acquirer_addrs,
+            http_addr,
+            shutdown,
+            _writer_task: writer_task,
+        })
+    }
+}
+
+/// Waits until every link is signed on, at most `wait`.
+async fn wait_for_sign_on(links: &IssuerLinks, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while links.banks().any(|b| !links.is_up(b)) && Instant::now() < deadline {
+        tokio::time::sleep(SIGN_ON_POLL).await;
+    }
+}
+
+/// Binds the HTTP listener and serves the router on it; returns the bound address.
+async fn serve_http<S: Store>(
+    state: HttpState<S>,
+    addr: SocketAddr,
+) -> Result<SocketAddr, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let router = http::router(Arc::new(state));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(bound)
+}
+
+impl<S: Store> Node<S> {
+    /// A receiver that turns true when the node begins to stop (for tasks beside the node,
+    /// such as the demo's kiosks).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells the listeners, the forwarder and housekeeping to stop; the links stay up until
+    /// [`Node::stop`].
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Stops the node: [`Node::begin_shutdown`], then signs off every link (field 70 = 002)
+    /// and waits for the links' tasks.
+    pub async fn stop(self) {
+        self.begin_shutdown();
+        self.links.shutdown().await;
+    }
+
+    /// The number of banks whose link is signed on.
+    pub fn banks_up(&self) -> usize {
+        self.links.banks().filter(|b| self.links.is_up(b)).count()
+    }
+}

@@ -1,0 +1,165 @@
+//! The bank's books: accounts keyed by PAN with balances in fen, the approved transactions
+//! remembered for their reversals (at most [`AUTHORIZATIONS_MAX`]), and the reconciliation
+//! totals; and how a request's leg (service, PAN, amount, reversal key) is read and posted.
+
+use std::collections::{HashMap, VecDeque};
+
+use schemas::iso8583::Message;
+
+use super::{BankTotals, AUTHORIZATIONS_MAX};
+
+pub(super) struct Account {
+    pub(super) balance_fen: i64,
+    pub(super) pin_offset: String,
+}
+
+/// A transaction the bank approved, remembered for its reversal.
+pub(super) struct Authorization {
+    pub(super) pan: String,
+    /// Signed effect on the balance (negative for a debit).
+    pub(super) delta_fen: i64,
+    pub(super) reversed: bool,
+}
+
+pub(super) struct Ledger {
+    pub(super) accounts: HashMap<String, Account>,
+    pub(super) authorizations: HashMap<String, Authorization>,
+    pub(super) order: VecDeque<String>,
+    pub(super) totals: BankTotals,
+    pub(super) auth_code: u64,
+}
+
+impl Ledger {
+    pub(super) fn remember(&mut self, key: String, auth: Authorization) {
+        if self.authorizations.insert(key.clone(), auth).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > AUTHORIZATIONS_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.authorizations.remove(&old);
+            }
+        }
+    }
+}
+
+/// What a 0200 asks for, by the first two digits of field 3.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Service {
+    Purchase,
+    BalanceInquiry,
+    Refund,
+    BenefitCredit,
+}
+
+pub(super) fn service(processing_code: &str) -> Option<Service> {
+    Some(match processing_code.get(..2)? {
+        "00" => Service::Purchase,
+        "31" => Service::BalanceInquiry,
+        "20" => Service::Refund,
+        "21" => Service::BenefitCredit,
+        _ => return None,
+    })
+}
+
+/// The key under which an approved transaction is remembered for its reversal.
+pub(super) fn original_key(
+    rrn: Option<&str>,
+    pan: &str,
+    stan: &str,
+    time: &str,
+    terminal: &str,
+) -> String {
+    match rrn {
+        Some(r) => format!("R:{r}:{pan}"),
+        None => format!("S:{stan}:{time}:{terminal}:{pan}"),
+    }
+}
+
+pub(super) fn balance_field(balance_fen: i64) -> String {
+    let sign = if balance_fen < 0 { 'D' } else { 'C' };
+    format!("1002156{sign}{:012}", balance_fen.unsigned_abs())
+}
+
+/// What a 0200 or an advice asks of an account: the service (field 3), the PAN, the amount and
+/// the key it is remembered under for its reversal.
+pub(super) struct Leg {
+    pub(super) svc: Service,
+    pub(super) pan: String,
+    pub(super) amount: i64,
+    pub(super) key: String,
+}
+
+/// Reads a leg; `Err` is the response code to answer with.
+pub(super) fn leg(msg: &Message<'_>) -> Result<Leg, &'static str> {
+    let svc = msg.get_str(3).ok().and_then(|p| service(&p)).ok_or("12")?;
+    let (Ok(pan), Ok(amount)) = (msg.get_str(2), msg.get_u64(4)) else {
+        return Err("30");
+    };
+    let amount = i64::try_from(amount).map_err(|_| "13")?;
+    let text = |id: u16| msg.get_str(id).map_err(|_| "30");
+    let key = original_key(
+        msg.get_str(37).ok().as_deref(),
+        &pan,
+        &text(11)?,
+        &text(7)?,
+        &text(41)?,
+    );
+    Ok(Leg {
+        svc,
+        pan: pan.into_owned(),
+        amount,
+        key,
+    })
+}
+
+impl Ledger {
+    /// Applies an approved leg to its account and the totals, remembers it for its reversal,
+    /// and returns the new balance (`None`: unknown account).
+    pub(super) fn post(&mut self, leg: Leg) -> Option<i64> {
+        let delta = match leg.svc {
+            Service::Purchase => -leg.amount,
+            Service::BalanceInquiry => 0,
+            Service::Refund | Service::BenefitCredit => leg.amount,
+        };
+        let account = self.accounts.get_mut(&leg.pan)?;
+        account.balance_fen += delta;
+        let balance = account.balance_fen;
+        let side = match leg.svc {
+            Service::Purchase => &mut self.totals.debits,
+            Service::Refund | Service::BenefitCredit => &mut self.totals.credits,
+            Service::BalanceInquiry => return Some(balance),
+        };
+        side.0 += 1;
+        side.1 += leg.amount;
+        self.remember(
+            leg.key,
+            Authorization {
+                pan: leg.pan,
+                delta_fen: delta,
+                reversed: false,
+            },
+        );
+        Some(balance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processing_codes_map_to_services() {
+        assert!(matches!(service("000000"), Some(Service::Purchase)));
+        assert!(matches!(service("310000"), Some(Service::BalanceInquiry)));
+        assert!(matches!(service("200000"), Some(Service::Refund)));
+        assert!(matches!(service("210000"), Some(Service::BenefitCredit)));
+        assert!(service("400000").is_none());
+        assert!(service("").is_none());
+    }
+
+    #[test]
+    fn field_54_carries_the_available_balance_with_its_sign() {
+        assert_eq!(balance_field(12_345), "1002156C000000012345");
+        assert_eq!(balance_field(-5), "1002156D000000000005");
+    }
+}

@@ -1,0 +1,75 @@
+//! The demo's six bank issuer hosts: one simulated bank per bank of the world, each with its
+//! own HSM (same test LMK), and the switch's link configuration to each.
+
+use super::DemoRunError;
+use crate::issuer::IssuerConfig;
+use crate::sim::banksim::{AccountSeed, BankSim, BankSimData};
+use crate::sim::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the demo's links send an echo test when idle.
+const ECHO_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Starts a bank host for every bank of the world, on consecutive ports from `port_base` (0:
+/// any free port), and returns them with the switch's links to them.
+pub(super) async fn start_all(
+    world: &DemoWorld,
+    port_base: u16,
+) -> Result<(Vec<BankSim>, Vec<IssuerConfig>), DemoRunError> {
+    let mut sims = Vec::new();
+    let mut links = Vec::new();
+    for i in 0..world.banks.len() {
+        let port = match port_base {
+            0 => 0,
+            base => base.saturating_add(i as u16),
+        };
+        let (sim, mut link) = start_bank(world, i, &format!("127.0.0.1:{port}")).await?;
+        link.echo_interval = ECHO_INTERVAL;
+        links.push(link);
+        sims.push(sim);
+    }
+    Ok((sims, links))
+}
+
+/// Starts the simulated issuer host of the world's bank `i` on `listen` (its own HSM, same
+/// test LMK) and returns it with the switch's link configuration to it: keys exchanged at each
+/// sign-on, and MACs on (a TAK travels with every ZPK; see [`crate::wire::mac`]).
+pub async fn start_bank(
+    world: &DemoWorld,
+    i: usize,
+    listen: &str,
+) -> Result<(BankSim, IssuerConfig), DemoRunError> {
+    let other = |e: &dyn std::fmt::Display| DemoRunError::Other(e.to_string());
+    let bank = world.banks.get(i).ok_or_else(|| other(&"no such bank"))?;
+    let accounts = world
+        .cards
+        .iter()
+        .filter(|c| c.bank == i)
+        .map(|c| AccountSeed {
+            pan: c.pan.expose_digits().to_owned(),
+            balance_fen: c.bank_balance_fen,
+            pin_offset: c.pin_offset.clone(),
+        })
+        .collect();
+    let data = BankSimData {
+        institution: bank.id.as_str().to_owned(),
+        listen: listen.to_owned(),
+        zmk_clear_hex: bank.zmk_clear.clone(),
+        zpk_clear_hex: Some(bank.zpk_clear.clone()),
+        tak_clear_hex: None,
+        mac: true,
+        pvk_clear_hex: clear_keys::PVK.to_owned(),
+        decimalisation_table: DECIMALISATION_TABLE.to_owned(),
+        accounts,
+    };
+    let bank_hsm = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
+    let cfg = data.into_config(&bank_hsm).map_err(|e| other(&e))?;
+    let sim = BankSim::start(cfg, bank_hsm).await.map_err(|e| other(&e))?;
+    let (zmk, zpk) = world.bank_keys(i)?;
+    let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
+    lc.zpk = Some(zpk);
+    lc.mac = true;
+    lc.key_exchange_on_sign_on = true;
+    Ok((sim, lc))
+}

@@ -1,0 +1,73 @@
+//! `switch demo --describe`: what an outside ISO 8583 client needs to talk to a running demo
+//! (addresses, the dialect, the demo keys in clear, institutions, banks and some cards).
+
+use super::{DemoOptions, DemoRunError};
+use crate::sim::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE, DEMO_PIN, JOB_CENTRE_ID};
+
+/// What `switch demo --describe` prints: links, keys (clear, demo only), cards.
+pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
+    let world = DemoWorld::new(opts.cards_per_bank.min(3))?;
+    let mut s = String::new();
+    s.push_str("# switch demo: how to talk to it\n\n");
+    s.push_str(&format!(
+        "Acquirer link: tcp://{} - ISO 8583 dialect ssc87 (schemas/iso8583/ssc87.md), 2-byte big-endian length header, no TPDU.\n",
+        opts.listen
+    ));
+    s.push_str(&format!(
+        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}} /saf\n\n",
+        opts.http
+    ));
+    s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
+    s.push_str(&format!(
+        "  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n",
+        clear_keys::TPK
+    ));
+    s.push_str(&format!(
+        "  IMK-AC 3DES (EMV option A): {}\n  IMK-AC SM4 (PBOC 3.0):      {}\n",
+        clear_keys::IMK_AC_TDES,
+        clear_keys::IMK_AC_SM4
+    ));
+    s.push_str(&format!(
+        "  PVK (IBM 3624 offsets, decimalisation {DECIMALISATION_TABLE}): {}\n",
+        clear_keys::PVK
+    ));
+    s.push_str(&format!("  Every cardholder's PIN: {DEMO_PIN}\n\n"));
+    s.push_str("Institutions (field 32):\n");
+    for h in &world.hospitals {
+        s.push_str(&format!(
+            "  {}  hospital level {}, code (62.2) {}  {}\n",
+            h.id, h.level, h.code, h.name
+        ));
+    }
+    s.push_str(&format!("  {JOB_CENTRE_ID}  job centre\n"));
+    s.push_str("Banks (issuer hosts the switch signs on to):\n");
+    for (i, b) in world.banks.iter().enumerate() {
+        s.push_str(&format!(
+            "  {}  BIN {}  127.0.0.1:{}  ZMK {}  {}\n",
+            b.id,
+            b.bin,
+            opts.bank_port_base + i as u16,
+            b.zmk_clear,
+            b.name
+        ));
+    }
+    s.push_str(&format!(
+        "\nCards: {} per bank, PAN = BIN + 7-digit serial from 0000001 + Luhn digit, PSN 00, expiry 3412.\n",
+        opts.cards_per_bank
+    ));
+    s.push_str("Some cards:\n");
+    for c in world.cards.iter().take(6) {
+        s.push_str(&format!(
+            "  {}  {:?}  insurance {:?}\n",
+            c.pan.expose_digits(),
+            c.algorithm,
+            c.insurance.map(|i| i.as_sql())
+        ));
+    }
+    s.push_str(
+        "\nA hospital bill: 0200, field 3 190000, 4 = 62.4, 52 PIN block under the TPK, 55 the card's\n\
+         ARQC data (9F26, 9F27, 9F10, 9F36, 9F02, ...), 60 = 01|410100|01, 62 = category|hospital code|bill no|total|items.\n\
+         The 0210 carries 39, 38, 55 (tag 91 = ARPC || ARC) and 63 (pooled | personal | bank | bank id | balance).\n",
+    );
+    Ok(s)
+}

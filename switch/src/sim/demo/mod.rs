@@ -1,0 +1,291 @@
+//! `switch demo`: the whole network on one machine.
+//!
+//! SQLite under a data folder, the software HSM, six simulated bank issuer hosts on their own
+//! ports with the switch's issuer links signed on to them, the acquirer server, the HTTP face,
+//! the reversal and advice forwarder and the hold releaser, in-process clearing, and (unless
+//! `--no-traffic`) simulated hospital and job-centre kiosks with virtual cards. A line of live
+//! figures is printed every two seconds.
+
+mod banks;
+mod describe;
+mod status;
+mod traffic;
+
+pub use banks::start_bank;
+pub use describe::describe;
+
+use crate::acquirer::AcquirerListener;
+use crate::node::{NodeError, NodeParts};
+use crate::sim::world::DemoWorld;
+use crate::store::writer;
+use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
+use clearing::embedded::{EmbeddedClearing, EmbeddedConfig};
+use clearing::window::WindowSchedule;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the demo waits for its banks' links to sign on before opening to kiosks.
+const SIGN_ON_WAIT: Duration = Duration::from_secs(10);
+
+/// Options of `switch demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Data folder (created; the previous demo database in it is replaced).
+    pub data_dir: PathBuf,
+    /// Acquirer listener.
+    pub listen: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+    /// First port of the six bank hosts.
+    pub bank_port_base: u16,
+    /// Cards per bank.
+    pub cards_per_bank: usize,
+    /// Run simulated kiosks.
+    pub traffic: bool,
+    /// Simulated kiosks.
+    pub kiosks: usize,
+    /// Stop after this long (`None`: until Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Keep the data folder's databases from an earlier run (restart after a crash) instead
+    /// of starting afresh.
+    pub keep_data: bool,
+    /// Run without the in-process clearing.
+    pub no_clearing: bool,
+    /// Use this PostgreSQL database (schema `switch_demo`, recreated) instead of SQLite. The
+    /// in-process clearing then stays off (it relays from the SQLite outbox).
+    pub postgres_url: Option<String>,
+    /// The switch's HSM: `None` is the in-process software HSM; an address is a network HSM
+    /// spoken to over payShield host commands (`hsm-sim`, or an HSM loaded with the published
+    /// test LMK), the shape of a production node. The simulated banks keep their own software
+    /// HSMs either way.
+    pub hsm: Option<SocketAddr>,
+    /// Group commits under way at once (`None`: the store's default,
+    /// [`crate::store::Store::GROUP_COMMITS_IN_FLIGHT`]).
+    pub group_commits: Option<usize>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("demo-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8583)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bank_port_base: 9101,
+            cards_per_bank: 50,
+            traffic: true,
+            kiosks: 6,
+            duration: None,
+            keep_data: false,
+            postgres_url: None,
+            no_clearing: false,
+            hsm: None,
+            group_commits: None,
+        }
+    }
+}
+
+/// What a demo run answered, by service and response code (field 39).
+#[derive(Debug, Clone, Default)]
+pub struct DemoSummary {
+    /// Answers per (service, response code).
+    pub responses: std::collections::BTreeMap<(&'static str, String), u64>,
+}
+
+impl DemoSummary {
+    /// All answers.
+    pub fn total(&self) -> u64 {
+        self.responses.values().sum()
+    }
+
+    /// Answers with response code `code`, all services.
+    pub fn with_code(&self, code: &str) -> u64 {
+        self.responses
+            .iter()
+            .filter(|((_, c), _)| c == code)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Answers to `service` with response code `code`.
+    pub fn of(&self, service: &str, code: &str) -> u64 {
+        self.responses
+            .iter()
+            .filter(|((s, c), _)| *s == service && c == code)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Why the demo stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoRunError {
+    /// Setting up the world.
+    #[error(transparent)]
+    World(#[from] crate::sim::world::DemoError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A socket or file.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The switch node did not start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// Something else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Runs the demo until Ctrl-C or the duration. Port 0 in `listen`, `http` or
+/// `bank_port_base` means any free port (the first status line names the acquirer's and
+/// HTTP's).
+pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
+    std::fs::create_dir_all(&opts.data_dir)?;
+    if let Some(url) = opts.postgres_url.clone() {
+        const SCHEMA: &str = "switch_demo";
+        crate::store::PostgresStore::drop_schema(&url, SCHEMA).await?;
+        let store = Arc::new(
+            crate::store::PostgresStore::connect(
+                &crate::store::PostgresConfig {
+                    url,
+                    schema: Some(SCHEMA.into()),
+                    connections_max: 16,
+                },
+                Arc::new(DataKeyPanProtector::for_tests()),
+            )
+            .await?,
+        );
+        let mut world = DemoWorld::new(opts.cards_per_bank)?;
+        world.seed(&*store).await?;
+        return run_on(opts, store, world, false).await;
+    }
+    let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
+    for f in [
+        "switch.db",
+        "switch.db-wal",
+        "switch.db-shm",
+        "clearing.db",
+        "clearing.db-wal",
+        "clearing.db-shm",
+    ] {
+        if !resume {
+            let _ = std::fs::remove_file(opts.data_dir.join(f));
+        }
+    }
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(opts.data_dir.join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await?,
+    );
+    let mut world = DemoWorld::new(opts.cards_per_bank)?;
+    if resume {
+        world.resume();
+    } else {
+        world.seed(&*store).await?;
+    }
+    let with_clearing = !opts.no_clearing;
+    run_on(opts, store, world, with_clearing).await
+}
+
+/// Runs the demo on an opened and seeded `store`: the bank hosts, the switch node, the
+/// in-process clearing (`with_clearing`), the kiosks, and the live screen until Ctrl-C or the
+/// duration; then stops them in turn.
+async fn run_on<S: Store>(
+    opts: DemoOptions,
+    store: Arc<S>,
+    world: DemoWorld,
+    with_clearing: bool,
+) -> Result<DemoSummary, DemoRunError> {
+    let (bank_sims, banks) = banks::start_all(&world, opts.bank_port_base).await?;
+    let mut writer = writer::config_for::<S>();
+    if let Some(n) = opts.group_commits {
+        writer.commits_in_flight_max = n.max(1);
+    }
+    let listener =
+        AcquirerListener::ssc87(opts.listen).map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let node = NodeParts {
+        store: Arc::clone(&store),
+        hsm: switch_hsm(&world, opts.hsm),
+        keys: world.keys.clone(),
+        pipeline: world.cfg.clone(),
+        writer,
+        banks,
+        sign_on_wait: SIGN_ON_WAIT,
+        listeners: vec![listener],
+        http: Some(opts.http),
+    }
+    .start()
+    .await?;
+    let clearing = if with_clearing {
+        Some(start_clearing(&opts.data_dir).await?)
+    } else {
+        None
+    };
+    let acquirer = node
+        .acquirer_addrs
+        .first()
+        .copied()
+        .ok_or_else(|| DemoRunError::Other("no acquirer listener".into()))?;
+    println!(
+        "switch demo: acquirer tcp://{}  http://{}  {} banks signed on  {} cards  data in {}",
+        acquirer,
+        node.http_addr.unwrap_or(opts.http),
+        node.banks_up(),
+        world.cards.len(),
+        opts.data_dir.display()
+    );
+    println!("(`switch demo --describe` prints the demo cards, keys and links; Ctrl-C stops)");
+
+    if opts.traffic {
+        let world = Arc::new(world);
+        traffic::start(
+            &world,
+            &*store,
+            opts.kiosks,
+            acquirer,
+            &node.shutdown_signal(),
+        )
+        .await?;
+    }
+    status::report_until_stopped(&node, clearing.as_ref(), opts.duration).await;
+
+    node.begin_shutdown();
+    if let Some(clearing) = clearing {
+        if let Err(e) = clearing.shutdown().await {
+            eprintln!("clearing shutdown: {e}");
+        }
+    }
+    let metrics = Arc::clone(&node.metrics);
+    node.stop().await;
+    for b in &bank_sims {
+        b.stop().await;
+    }
+    Ok(DemoSummary {
+        responses: metrics.responses(),
+    })
+}
+
+/// The switch's HSM: the world's software HSM, or a network HSM at `addr`. The demo keys are
+/// tokens under the test LMK, so any HSM holding that LMK can use them.
+fn switch_hsm(world: &DemoWorld, addr: Option<SocketAddr>) -> Arc<dyn hsm_sim::Hsm> {
+    match addr {
+        None => world.hsm.clone(),
+        Some(addr) => Arc::new(hsm_sim::HsmClient::new(hsm_sim::ClientConfig::new(addr))),
+    }
+}
+
+/// The in-process clearing, relaying from the demo's SQLite outbox into its own ledger under
+/// `data_dir`, with a settlement window every 15 minutes.
+async fn start_clearing(data_dir: &Path) -> Result<EmbeddedClearing, DemoRunError> {
+    EmbeddedClearing::start(EmbeddedConfig::new(
+        data_dir.join("switch.db"),
+        data_dir.join("clearing.db"),
+        WindowSchedule::EveryMinutes(15),
+    ))
+    .await
+    .map_err(|e| DemoRunError::Other(format!("clearing: {e}")))
+}

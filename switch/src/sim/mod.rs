@@ -1,0 +1,17 @@
+//! Everything that stands in for the world around the switch, and never runs in production:
+//! compiled only with the `demo` feature (`cargo build -p switch` leaves it out, and with it
+//! the in-process clearing).
+//!
+//! - [`world`]: the seeded demo world (institutions, keys, cards and accounts);
+//! - [`kiosk`]: simulated kiosks with virtual cards, the ISO 8583 client side;
+//! - [`banksim`]: simulated bank issuer hosts, the other end of the issuer links;
+//! - [`demo`]: `switch demo`, the whole network on one machine;
+//! - [`testkit`]: fixtures for the store's tests and benches.
+//!
+//! The tests and the load generator reuse them, so what they exercise is what the demo shows.
+
+pub mod banksim;
+pub mod demo;
+pub mod kiosk;
+pub mod testkit;
+pub mod world;
