@@ -130,48 +130,17 @@ async fn read_frames(link: &Arc<Link>, mut reader: FrameReader, writer: &FrameWr
 /// Connects, signs on, then serves until the connection is lost or shutdown is asked.
 async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>) -> Ended {
     link.set_state(LinkState::Connecting);
-    let connect = tokio::time::timeout(
-        link.config.connect_timeout,
-        TcpStream::connect(&link.config.address),
-    )
-    .await;
-    let stream = match connect {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(bank = %link.config.institution, error = %e, "connect failed");
-            return Ended::Lost {
-                was_signed_on: false,
-            };
-        }
-        Err(_) => {
-            return Ended::Lost {
-                was_signed_on: false,
-            }
-        }
+    let Some(stream) = connect(link).await else {
+        return Ended::Lost {
+            was_signed_on: false,
+        };
     };
     link.connections.fetch_add(1, Ordering::Relaxed);
     let (reader, writer, _write_task) = transport::split(stream, &link.config.framing);
     link.touch();
     let mut read_task = tokio::spawn(read_loop(Arc::clone(link), reader, writer.clone()));
     link.set_writer(Some(writer));
-    let teardown = |link: &Arc<Link>, read_task: &JoinHandle<()>| {
-        link.set_writer(None);
-        read_task.abort();
-        link.mux.fail_all();
-    };
-
-    let signed_on = async {
-        link.network(NetworkCode::SignOn, false).await?;
-        let no_key = {
-            let keys = link.keys();
-            keys.zpk.current.is_none() || (link.config.mac && keys.tak.current.is_none())
-        };
-        if link.config.key_exchange_on_sign_on || no_key {
-            link.key_exchange(false).await?;
-        }
-        Ok::<(), LinkError>(())
-    };
-    if let Err(e) = signed_on.await {
+    if let Err(e) = sign_on(link).await {
         tracing::warn!(bank = %link.config.institution, error = %e, "sign-on failed");
         teardown(link, &read_task);
         return Ended::Lost {
@@ -179,7 +148,55 @@ async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>
         };
     }
     link.set_state(LinkState::SignedOn);
+    serve_signed_on(link, &mut read_task, shutdown).await
+}
 
+/// The TCP connection to the bank, within the connect timeout.
+async fn connect(link: &Link) -> Option<TcpStream> {
+    let connect = tokio::time::timeout(
+        link.config.connect_timeout,
+        TcpStream::connect(&link.config.address),
+    )
+    .await;
+    match connect {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(bank = %link.config.institution, error = %e, "connect failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Signs on (0800, field 70 = 001), then exchanges keys when configured to at each sign-on
+/// or when the link has no working key yet.
+async fn sign_on(link: &Link) -> Result<(), LinkError> {
+    link.network(NetworkCode::SignOn, false).await?;
+    let no_key = {
+        let keys = link.keys();
+        keys.zpk.current.is_none() || (link.config.mac && keys.tak.current.is_none())
+    };
+    if link.config.key_exchange_on_sign_on || no_key {
+        link.key_exchange(false).await?;
+    }
+    Ok(())
+}
+
+/// The connection is gone or given up: nobody may queue on it, its reader stops, and whoever
+/// waits on it learns at once.
+fn teardown(link: &Link, read_task: &JoinHandle<()>) {
+    link.set_writer(None);
+    read_task.abort();
+    link.mux.fail_all();
+}
+
+/// Serves a signed-on connection: echo tests when idle, periodic key exchanges, sign-off at
+/// shutdown, until the connection is lost or shutdown is asked.
+async fn serve_signed_on(
+    link: &Arc<Link>,
+    read_task: &mut JoinHandle<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
     let mut next_key_exchange = link
         .config
         .key_exchange_interval
@@ -193,12 +210,12 @@ async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>
                 if r.is_err() || *shutdown.borrow() {
                     // Best effort: the bank learns we leave on purpose (field 70 = 002).
                     let _ = link.network(NetworkCode::SignOff, true).await;
-                    teardown(link, &read_task);
+                    teardown(link, read_task);
                     return Ended::Shutdown;
                 }
             }
-            _ = &mut read_task => {
-                teardown(link, &read_task);
+            _ = &mut *read_task => {
+                teardown(link, read_task);
                 return Ended::Lost { was_signed_on: true };
             }
             _ = tokio::time::sleep(echo_in) => {
@@ -206,7 +223,7 @@ async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>
                     if let Err(e) = link.network(NetworkCode::Echo, true).await {
                         tracing::warn!(bank = %link.config.institution, error = %e,
                             "echo test failed; reconnecting");
-                        teardown(link, &read_task);
+                        teardown(link, read_task);
                         return Ended::Lost { was_signed_on: true };
                     }
                 }

@@ -8,8 +8,8 @@
 //!   and the key-exchange field layout.
 //!
 //! The issuer links ([`crate::issuer`]) use all three; so does the simulated bank host on the
-//! other end of them (`sim::banksim`, feature `demo`), and the pipeline checks acquirers' MACs
-//! with [`mac`].
+//! other end of them (`sim::banksim`, feature `demo`); and the pipeline MACs its answers to
+//! acquirers with [`mac`], in the same layout.
 
 pub mod mac;
 pub mod network;

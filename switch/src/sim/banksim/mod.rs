@@ -27,8 +27,13 @@
 //! just before a key change gets an answer the switch can still verify); see `banksim::mac`.
 //!
 //! Fault knobs ([`BankSimFaults`]) let tests delay answers, never answer, refuse connections,
-//! close a connection after N messages or corrupt the MAC of its answers. The demo's configuration, clear demo keys included,
-//! is plain data ([`BankSimData`]).
+//! close a connection after N messages or corrupt the MAC of its answers. The demo's
+//! configuration, clear demo keys included, is plain data ([`BankSimData`]).
+//!
+//! Inside: `config` (accounts and keys), `server` (sockets and fault knobs), `respond` (decode,
+//! dispatch by message class, encode), `network` (0800: sign-on, echo, key exchange),
+//! `financial` (0200, reversals, advices, 0500), `ledger` (accounts, remembered
+//! authorizations, totals) and `mac` (the bank's side of the link MACs).
 
 mod config;
 mod financial;
