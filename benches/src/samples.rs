@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn ssc87_sample_is_a_valid_0200_with_a_150_byte_field_55() {
-        let spec = iso8583::spec("ssc87").unwrap();
+        let spec = schemas::iso8583::spec("ssc87").unwrap();
         let m = ssc87_0200(spec).unwrap();
         let mut wire = Vec::new();
         spec.encode(&m, &mut wire).unwrap();
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn iso87a_sample_is_the_jpos_vector() {
-        let spec = iso8583::spec("iso87ascii").unwrap();
+        let spec = schemas::iso8583::spec("iso87ascii").unwrap();
         assert_eq!(ISO87A_PACKAGER.len(), 772);
         assert_eq!(spec.decode(ISO87A_PACKAGER).unwrap().fields().count(), 64);
     }

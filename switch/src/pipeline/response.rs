@@ -7,8 +7,8 @@
 
 use super::services::reconciliation::{self, Reconciled};
 use super::{Pipeline, Reply};
-use crate::wire::mac::{self as link_mac, Rules};
 use crate::store::Store;
+use crate::wire::mac::{self as link_mac, Rules};
 use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{Error as CodecError, Message, OwnedMessage};
 
