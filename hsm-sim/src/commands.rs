@@ -54,7 +54,7 @@
 use zeroize::Zeroize;
 
 use crate::card_crypto::CardAlgorithm;
-use crate::codec::Fields;
+use crate::codec::{f_padded_12, Fields};
 use crate::cvv::CvvKind;
 use crate::error::HsmError;
 use crate::hsm::{
@@ -142,11 +142,7 @@ fn verified(ok: bool) -> Result<Vec<u8>, HsmError> {
 }
 
 fn offset12(offset: &str) -> Vec<u8> {
-    let mut o = offset.to_string();
-    while o.len() < 12 {
-        o.push('F');
-    }
-    o.into_bytes()
+    f_padded_12(offset).into_bytes()
 }
 
 /// Run one command. Unknown codes are error 68.
@@ -185,14 +181,14 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
             Ok(hex::encode_upper(hsm.random_bytes(n).await?).into_bytes())
         }
         b"XM" => {
-            let (key, token) = crate::soft::data_key_parts(hsm).await?;
-            let mut out = key;
+            let (clear, token) = hsm.new_data_key()?;
+            let mut out = hex::encode_upper(clear.bytes()).into_bytes();
             out.extend_from_slice(token.to_string().as_bytes());
             Ok(out)
         }
         b"XO" => {
             let token: DataKeyToken = typed(&mut f)?;
-            crate::soft::unwrap_data_key_hex(hsm, &token).await
+            Ok(hex::encode_upper(hsm.data_key_clear(&token)?.bytes()).into_bytes())
         }
         _ => return Err(HsmError::UnknownCommand),
     }?;

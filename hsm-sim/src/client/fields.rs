@@ -1,0 +1,69 @@
+//! Request fields the client writes and reply fields it reads, in the layouts of
+//! [`crate::commands`].
+
+use crate::card_crypto::CardAlgorithm;
+use crate::datakey::DataKey;
+use crate::error::HsmError;
+use crate::hsm::ScriptContext;
+use crate::keys::{KeyToken, PinKey};
+
+pub(super) fn alg_char(a: CardAlgorithm) -> char {
+    match a {
+        CardAlgorithm::Tdes => 'T',
+        CardAlgorithm::Sm4 => 'S',
+    }
+}
+
+pub(super) fn pan_field(pan: &str, psn: &str) -> Result<String, HsmError> {
+    if pan.is_empty() || pan.len() > 19 {
+        return Err(HsmError::InvalidAccount);
+    }
+    let psn2 = match psn.len() {
+        0 => "00".to_string(),
+        1 => format!("0{psn}"),
+        n => psn[n - 2..].to_string(),
+    };
+    Ok(format!("{:02}{pan}{psn2}", pan.len()))
+}
+
+pub(super) fn script_fields(ctx: &ScriptContext) -> Result<String, HsmError> {
+    Ok(format!(
+        "{}{}{}",
+        pan_field(&ctx.pan, &ctx.psn)?,
+        hex::encode_upper(ctx.atc),
+        hex::encode_upper(ctx.arqc)
+    ))
+}
+
+pub(super) fn pin_key_fields(key: &PinKey) -> String {
+    let (kt, tok) = key.parts();
+    format!("{}{}", kt.code(), tok)
+}
+
+pub(super) fn parse_kcv(s: &str) -> Result<[u8; 3], HsmError> {
+    let mut k = [0u8; 3];
+    hex::decode_to_slice(s, &mut k).map_err(|_| HsmError::InvalidInput)?;
+    Ok(k)
+}
+
+pub(super) fn split_token_kcv(s: &str) -> Result<(KeyToken, Option<String>, [u8; 3]), HsmError> {
+    let (tok, used) = KeyToken::parse_prefix(s.as_bytes())?;
+    let rest = s.get(used..).ok_or(HsmError::InvalidInput)?;
+    let kcv_at = rest.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
+    let under = if kcv_at > 0 {
+        Some(rest[..kcv_at].to_string())
+    } else {
+        None
+    };
+    Ok((tok, under, parse_kcv(&rest[kcv_at..])?))
+}
+
+/// A data key sent as 64 hex characters; the decoded bytes are wiped once in the key.
+pub(super) fn data_key_from_hex(hex_text: &[u8]) -> Result<DataKey, HsmError> {
+    let mut raw = [0u8; 32];
+    let key = hex::decode_to_slice(hex_text, &mut raw)
+        .map_err(|_| HsmError::InvalidInput)
+        .and_then(|()| DataKey::from_slice(&raw));
+    zeroize::Zeroize::zeroize(&mut raw);
+    key
+}
