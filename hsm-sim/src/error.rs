@@ -69,6 +69,15 @@ pub enum HsmError {
     /// Transport failure of a remote HSM (not a payShield code; the client reports it).
     #[error("HSM unavailable: {0}")]
     Unavailable(String),
+    /// A reply whose response code does not answer the command sent (not a payShield code; the
+    /// client reports it and stops using that connection).
+    #[error("HSM reply {reply} does not answer command {command}")]
+    UnexpectedReply {
+        /// The command code sent.
+        command: String,
+        /// The response code received.
+        reply: String,
+    },
     /// Any other code returned by a remote HSM.
     #[error("HSM error code {0}")]
     Other(String),
@@ -97,7 +106,7 @@ impl HsmError {
             HsmError::InvalidHeader => "51",
             HsmError::UnknownCommand => "68",
             HsmError::DataLength => "80",
-            HsmError::Unavailable(_) => "41",
+            HsmError::Unavailable(_) | HsmError::UnexpectedReply { .. } => "41",
             HsmError::Other(code) => code.as_str(),
         }
     }

@@ -21,7 +21,7 @@ pub(super) fn pan_field(pan: &str, psn: &str) -> Result<String, HsmError> {
     let psn2 = match psn.len() {
         0 => "00".to_string(),
         1 => format!("0{psn}"),
-        n => psn[n - 2..].to_string(),
+        n => psn.get(n - 2..).ok_or(HsmError::InvalidInput)?.to_string(),
     };
     Ok(format!("{:02}{pan}{psn2}", pan.len()))
 }
@@ -49,13 +49,16 @@ pub(super) fn parse_kcv(s: &str) -> Result<[u8; 3], HsmError> {
 pub(super) fn split_token_kcv(s: &str) -> Result<(KeyToken, Option<String>, [u8; 3]), HsmError> {
     let (tok, used) = KeyToken::parse_prefix(s.as_bytes())?;
     let rest = s.get(used..).ok_or(HsmError::InvalidInput)?;
-    let kcv_at = rest.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-    let under = if kcv_at > 0 {
-        Some(rest[..kcv_at].to_string())
-    } else {
-        None
-    };
-    Ok((tok, under, parse_kcv(&rest[kcv_at..])?))
+    let (under, kcv) = key_and_kcv(rest)?;
+    Ok((tok, (!under.is_empty()).then(|| under.to_string()), kcv))
+}
+
+/// A reply ending in a 6-character KCV: what precedes it (a key under a ZMK, possibly empty)
+/// and the KCV. Cut with checked splits: a reply of any bytes gives an error, never a panic.
+pub(super) fn key_and_kcv(s: &str) -> Result<(&str, [u8; 3]), HsmError> {
+    let at = s.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
+    let (key, kcv) = s.split_at_checked(at).ok_or(HsmError::InvalidInput)?;
+    Ok((key, parse_kcv(kcv)?))
 }
 
 /// A data key sent as 64 hex characters; the decoded bytes are wiped once in the key.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::fields::{
-    alg_char, data_key_from_hex, pan_field, parse_kcv, pin_key_fields, script_fields,
+    alg_char, data_key_from_hex, key_and_kcv, pan_field, parse_kcv, pin_key_fields, script_fields,
     split_token_kcv,
 };
 use super::HsmClient;
@@ -425,8 +425,8 @@ impl Hsm for HsmClient {
                 ),
             )
             .await?;
-        let at = out.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-        Ok((out[..at].to_string(), parse_kcv(&out[at..])?))
+        let (under_zmk, kcv) = key_and_kcv(&out)?;
+        Ok((under_zmk.to_string(), kcv))
     }
 
     async fn form_key_from_components(
@@ -526,8 +526,8 @@ impl Hsm for HsmClient {
         let out = self
             .text(b"XQ", format!("{}{tok}{how}{}", kt.code(), zmk.token()))
             .await?;
-        let at = out.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-        Ok((out[..at].to_string(), parse_kcv(&out[at..])?))
+        let (under_zmk, kcv) = key_and_kcv(&out)?;
+        Ok((under_zmk.to_string(), kcv))
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {

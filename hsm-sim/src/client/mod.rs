@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::codec::{frame, Request, HEADER_LEN_DEFAULT};
+use crate::codec::{frame, response_code, Request, HEADER_LEN_DEFAULT};
 use crate::error::HsmError;
 
 mod conn;
@@ -144,7 +144,16 @@ impl HsmClient {
             return Err(HsmError::Unavailable("connection closed".into()));
         }
         match tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), rx).await {
-            Ok(Ok(resp)) => resp.into_result(),
+            Ok(Ok(resp)) if resp.code == response_code(*command) => resp.into_result(),
+            Ok(Ok(resp)) => {
+                // The HSM answered this header with another command's reply: the link is
+                // confused, so no new request goes on it.
+                conn.alive.store(false, Ordering::Release);
+                Err(HsmError::UnexpectedReply {
+                    command: String::from_utf8_lossy(command).into_owned(),
+                    reply: String::from_utf8_lossy(&resp.code).into_owned(),
+                })
+            }
             Ok(Err(_)) => Err(HsmError::Unavailable("connection lost".into())),
             Err(_) => {
                 if let Ok(mut m) = conn.pending.lock() {
@@ -160,6 +169,11 @@ impl HsmClient {
 
     async fn text(&self, command: &[u8; 2], body: String) -> Result<String, HsmError> {
         let out = self.call(command, body.as_bytes()).await?;
+        // Every reply field is ASCII; refusing anything else here makes each byte offset the
+        // reply is cut at a character boundary.
+        if !out.is_ascii() {
+            return Err(HsmError::InvalidInput);
+        }
         String::from_utf8(out).map_err(|_| HsmError::InvalidInput)
     }
 
