@@ -2,35 +2,35 @@
 //!
 //! ```text
 //! hsm-sim [--listen 127.0.0.1:1500] [--header-len 4] [--connections-max 256]
-//!         [--lmk-component FILE --lmk-component FILE ...]   (production: 2+ components)
+//!         (--lmk-component FILE --lmk-component FILE ... | --insecure-test-lmk)
 //!         [--audit-log FILE]
 //!         [--latency-ms N] [--rtt-ms N] [--error-ppm N] [--error-code CC] [--drop-ppm N] [--seed N]
 //! ```
-//! Without `--lmk-component` the published test LMK is used (development only; a warning is
-//! logged). Stops on Ctrl-C / SIGTERM.
+//! The LMK comes from two or more component files (dual control; weak results are refused, see
+//! [`hsm_sim::lmk::LmkSource`]), or from the published test LMK only with `--insecure-test-lmk`
+//! (development only); without either the server does not start. Stops on Ctrl-C / SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hsm_sim::audit::AuditLog;
-use hsm_sim::lmk::LmkSet;
+use hsm_sim::lmk::{LmkSet, LmkSource};
 use hsm_sim::server::{FaultConfig, Server, ServerConfig, LISTEN_DEFAULT};
 use hsm_sim::SoftHsm;
 
 struct Args {
     listen: String,
     config: ServerConfig,
-    components: Vec<PathBuf>,
+    lmk: LmkSource,
     audit: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        listen: LISTEN_DEFAULT.to_string(),
-        config: ServerConfig::default(),
-        components: Vec::new(),
-        audit: None,
-    };
+    let mut listen = LISTEN_DEFAULT.to_string();
+    let mut config = ServerConfig::default();
+    let mut components = Vec::new();
+    let mut insecure_test_lmk = false;
+    let mut audit = None;
     let mut faults = FaultConfig::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,11 +40,12 @@ fn parse_args() -> Result<Args, String> {
                 .map_err(|_| format!("{flag}: not a number"))
         };
         match flag.as_str() {
-            "--listen" => a.listen = value()?,
-            "--header-len" => a.config.header_len = num(value()?)? as usize,
-            "--connections-max" => a.config.connections_max = num(value()?)? as usize,
-            "--lmk-component" => a.components.push(PathBuf::from(value()?)),
-            "--audit-log" => a.audit = Some(PathBuf::from(value()?)),
+            "--listen" => listen = value()?,
+            "--header-len" => config.header_len = num(value()?)? as usize,
+            "--connections-max" => config.connections_max = num(value()?)? as usize,
+            "--lmk-component" => components.push(PathBuf::from(value()?)),
+            "--insecure-test-lmk" => insecure_test_lmk = true,
+            "--audit-log" => audit = Some(PathBuf::from(value()?)),
             "--latency-ms" => faults.latency_ms = num(value()?)?,
             "--rtt-ms" => faults.rtt_ms = num(value()?)?,
             "--error-ppm" => faults.error_per_million = num(value()?)?.min(1_000_000) as u32,
@@ -55,11 +56,16 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if a.config.header_len > 32 {
+    if config.header_len > 32 {
         return Err("--header-len must be at most 32".into());
     }
-    a.config.faults = faults;
-    Ok(a)
+    config.faults = faults;
+    Ok(Args {
+        listen,
+        config,
+        lmk: LmkSource::from_options(components, insecure_test_lmk).map_err(|e| e.to_string())?,
+        audit,
+    })
 }
 
 #[tokio::main]
@@ -74,16 +80,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let lmk = if args.components.is_empty() {
-        tracing::warn!("no --lmk-component given: using the published TEST LMK (development only)");
-        LmkSet::test_lmk()
-    } else {
-        match LmkSet::from_component_files(&args.components) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("hsm-sim: LMK components rejected (error {})", e.code());
-                return std::process::ExitCode::from(2);
-            }
+    if args.lmk == LmkSource::InsecureTestLmk {
+        tracing::warn!("--insecure-test-lmk: every key is readable by anyone (development only)");
+    }
+    let lmk = match LmkSet::load(&args.lmk) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hsm-sim: LMK refused: {e}");
+            return std::process::ExitCode::from(2);
         }
     };
     tracing::info!(lmk_kcv = %hex::encode_upper(lmk.check_value()), "LMK loaded");
