@@ -49,7 +49,8 @@
 //! | XM | new data key | — | clear key(64h) token(B + 64h) |
 //! | XO | unwrap data key | token | clear key(64h) |
 //!
-//! XM/XO return a clear data key: use them only over loopback or TLS to a trusted HSM.
+//! XM/XO return a clear data key: the server answers them only on a loopback or TLS link
+//! (error 17 elsewhere, see [`returns_clear_key`]).
 
 use zeroize::Zeroize;
 
@@ -75,6 +76,12 @@ pub fn is_key_operation(command: [u8; 2]) -> bool {
         &command,
         b"A0" | b"A4" | b"A6" | b"A8" | b"BU" | b"XM" | b"XO"
     )
+}
+
+/// True for commands whose answer carries a clear key (XM, XO): served only on a link that
+/// cannot be read on the way (loopback or TLS; see [`crate::server`]).
+pub fn returns_clear_key(command: [u8; 2]) -> bool {
+    matches!(&command, b"XM" | b"XO")
 }
 
 /// A PAN whose 12-digit account number is `account` (a placeholder check digit appended).

@@ -5,6 +5,9 @@
 //! commands in order and writes the responses back with the request's header (so clients can
 //! pipeline); responses are batched into one write while more requests are already buffered.
 //!
+//! Clear keys (XM, XO) are answered only on a loopback connection (or TLS): elsewhere error 17,
+//! so a data key never crosses a network in clear.
+//!
 //! Limits: [`ServerConfig::connections_max`] concurrent connections (further ones are closed at
 //! once), [`crate::codec::FRAME_LEN_MAX`] per frame. A malformed frame (declared length 0 or too
 //! large) closes that connection only; a frame too short for header + command is answered with
@@ -36,7 +39,7 @@ use tokio::time::Instant;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::codec::{frame, split_frame, Request, Response, HEADER_LEN_DEFAULT};
-use crate::commands::{execute, is_key_operation};
+use crate::commands::{execute, is_key_operation, returns_clear_key};
 use crate::error::HsmError;
 use crate::soft::SoftHsm;
 
@@ -154,8 +157,9 @@ impl Server {
                         continue;
                     }
                     let stop = shutdown.clone();
+                    let link = Link::of(&stream, peer);
                     tokio::spawn(async move {
-                        if let Err(e) = connection(&shared, stream, peer, stop).await {
+                        if let Err(e) = connection(&shared, stream, link, stop).await {
                             tracing::debug!(%peer, error = %e, "connection closed");
                         }
                         shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -171,12 +175,33 @@ impl Server {
     }
 }
 
+/// What the server knows about the link a command arrived on.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    peer: SocketAddr,
+    /// Nobody on the network can read what is sent on it: a loopback connection (or TLS).
+    protected: bool,
+}
+
+impl Link {
+    fn of(stream: &TcpStream, peer: SocketAddr) -> Link {
+        let loopback = stream
+            .local_addr()
+            .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+        Link {
+            peer,
+            protected: loopback,
+        }
+    }
+}
+
 async fn connection(
     shared: &Shared,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    link: Link,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let peer = link.peer;
     stream.set_nodelay(true)?;
     let rtt = Duration::from_millis(shared.config.faults.rtt_ms);
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -220,7 +245,7 @@ async fn connection(
                     if faults.latency_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
                     }
-                    let framed = framed_response(handle(shared, &payload, peer).await);
+                    let framed = framed_response(handle(shared, &payload, link).await);
                     if rtt.is_zero() {
                         outbuf.extend_from_slice(&framed);
                     } else {
@@ -258,7 +283,8 @@ fn framed_response(response: Response) -> Vec<u8> {
     }
 }
 
-async fn handle(shared: &Shared, payload: &[u8], peer: SocketAddr) -> Response {
+async fn handle(shared: &Shared, payload: &[u8], link: Link) -> Response {
+    let peer = link.peer;
     let header_len = shared.config.header_len;
     let req = match Request::decode(payload, header_len) {
         Ok(r) => r,
@@ -273,7 +299,11 @@ async fn handle(shared: &Shared, payload: &[u8], peer: SocketAddr) -> Response {
         };
         return Response::new(req.header, req.command, Err(HsmError::from_code(code)));
     }
-    let result = execute(&shared.hsm, req.command, &req.body).await;
+    let result = if returns_clear_key(req.command) && !link.protected {
+        Err(HsmError::NotAuthorised)
+    } else {
+        execute(&shared.hsm, req.command, &req.body).await
+    };
     if let Err(e) = &result {
         tracing::debug!(%peer, command = %String::from_utf8_lossy(&req.command), code = e.code(), "command refused");
     }

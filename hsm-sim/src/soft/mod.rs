@@ -30,8 +30,10 @@ use crate::pin::{self, PinBlockFormat};
 mod hsm_impl;
 mod key_management;
 mod lmk_pin;
+mod policy;
 
 pub use lmk_pin::LmkPin;
+pub use policy::{DecimalisationTables, SecuritySettings, STANDARD_DECIMALISATION_TABLE};
 
 /// Upper bound on cached unwrapped keys; the cache is emptied when it fills.
 pub const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
@@ -54,6 +56,7 @@ pub struct SoftHsm {
     lmk: Arc<LmkSet>,
     /// token → unwrapped key per key type (a token is looked up without cloning it).
     cache: RwLock<KeyCache>,
+    settings: SecuritySettings,
 }
 
 impl std::fmt::Debug for SoftHsm {
@@ -76,7 +79,20 @@ impl SoftHsm {
         SoftHsm {
             lmk: Arc::new(lmk),
             cache: RwLock::new(HashMap::new()),
+            settings: SecuritySettings::default(),
         }
+    }
+
+    /// The same HSM with these security settings (the default accepts only the standard
+    /// decimalisation table).
+    pub fn with_settings(mut self, settings: SecuritySettings) -> SoftHsm {
+        self.settings = settings;
+        self
+    }
+
+    /// The security settings in force.
+    pub fn settings(&self) -> &SecuritySettings {
+        &self.settings
     }
 
     /// A software HSM on the published test LMK.
@@ -204,6 +220,9 @@ impl SoftHsm {
         decimalisation_table: &str,
         validation_data: &str,
     ) -> Result<String, HsmError> {
+        self.settings
+            .decimalisation_tables
+            .check(decimalisation_table)?;
         let account = pin::account_number_12(pan)?;
         let v = pin::ibm3624_validation_block(validation_data, &account)?;
         pin::ibm3624_offset(&pvk.cipher, clear, decimalisation_table, v)
@@ -225,6 +244,9 @@ impl SoftHsm {
                 offset,
                 check_length,
             } => {
+                self.settings
+                    .decimalisation_tables
+                    .check(decimalisation_table)?;
                 let pv = self.unwrap_typed(pvk).map_err(HsmError::into_destination)?;
                 let clear = self.decrypt_pin(&pk, pin_in)?;
                 let v = pin::ibm3624_validation_block(validation_data, &account)?;
