@@ -48,6 +48,8 @@
 //! | XK | random bytes | length(3) | hex |
 //! | XM | new data key | — | clear key(64h) token(B + 64h) |
 //! | XO | unwrap data key | token | clear key(64h) |
+//! | XS | new data key for transport ([`crate::transport_key`]) | caller X25519 public key(64h) | HSM public key(64h) sealed key(120h) token(B + 64h) |
+//! | XW | stored data key for transport | token caller public key(64h) | HSM public key(64h) sealed key(120h) |
 //!
 //! XM/XO return a clear data key: the server answers them only on a loopback or TLS link
 //! (error 17 elsewhere, see [`returns_clear_key`]).
@@ -69,12 +71,13 @@ use crate::keys::{
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
 use crate::soft::{LmkPin, SoftHsm};
+use crate::transport_key::{seal_for, PUBLIC_KEY_LEN};
 
 /// True for commands whose outcome goes to the audit log (key management and data keys).
 pub fn is_key_operation(command: [u8; 2]) -> bool {
     matches!(
         &command,
-        b"A0" | b"A4" | b"A6" | b"A8" | b"BU" | b"XM" | b"XO"
+        b"A0" | b"A4" | b"A6" | b"A8" | b"BU" | b"XM" | b"XO" | b"XS" | b"XW"
     )
 }
 
@@ -197,6 +200,8 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
             let token: DataKeyToken = typed(&mut f)?;
             Ok(hex::encode_upper(hsm.data_key_clear(&token)?.bytes()).into_bytes())
         }
+        b"XS" => xs(hsm, &mut f),
+        b"XW" => xw(hsm, &mut f),
         _ => return Err(HsmError::UnknownCommand),
     }?;
     f.finish()?;
@@ -775,4 +780,33 @@ async fn xq(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
         .derive_card_key_under_zmk(&master, &derivation, &zmk)
         .await?;
     Ok(format!("{under}{}", kcv_hex(kcv)).into_bytes())
+}
+
+/// XS: a new data key sealed for the caller's transport key, and its LMK token (the token text
+/// is the seal's associated data).
+fn xs(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
+    let caller = f.hex_array::<PUBLIC_KEY_LEN>()?;
+    let (clear, token) = hsm.new_data_key()?;
+    let token_text = token.to_string();
+    let (hsm_public, sealed) = seal_for(&caller, clear.bytes(), token_text.as_bytes())?;
+    Ok(format!(
+        "{}{}{token_text}",
+        hex::encode_upper(hsm_public),
+        hex::encode_upper(sealed)
+    )
+    .into_bytes())
+}
+
+/// XW: a stored data key sealed for the caller's transport key.
+fn xw(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
+    let token: DataKeyToken = typed(f)?;
+    let caller = f.hex_array::<PUBLIC_KEY_LEN>()?;
+    let clear = hsm.data_key_clear(&token)?;
+    let (hsm_public, sealed) = seal_for(&caller, clear.bytes(), token.to_string().as_bytes())?;
+    Ok(format!(
+        "{}{}",
+        hex::encode_upper(hsm_public),
+        hex::encode_upper(sealed)
+    )
+    .into_bytes())
 }

@@ -3,7 +3,8 @@
 //! - [`card_crypto`]: pure functions on clear card keys (EMV/PBOC/SSSE), shared by the software
 //!   HSM and the virtual card so both sides compute the same cryptograms.
 //! - [`lmk`], [`keys`]: the LMK set and typed, LMK-encrypted key tokens.
-//! - [`pin`], [`cvv`], [`mac`], [`crypto`], [`datakey`]: host-side computations on unwrapped keys.
+//! - [`pin`], [`cvv`], [`mac`], [`crypto`], [`datakey`]: host-side computations on unwrapped keys;
+//!   [`transport_key`]: data keys sealed for one caller instead of sent in clear.
 //! - [`hsm`]: the object-safe async [`Hsm`] trait; [`soft`]: the in-process software HSM.
 //! - [`codec`], [`commands`], [`server`], [`client`], [`audit`]: the payShield-style host
 //!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`].
@@ -26,6 +27,7 @@ pub mod mac;
 pub mod pin;
 pub mod server;
 pub mod soft;
+pub mod transport_key;
 
 pub use client::{ClientConfig, HsmClient};
 pub use error::HsmError;

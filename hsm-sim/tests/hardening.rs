@@ -160,3 +160,96 @@ async fn the_decimalisation_check_holds_over_the_network_and_for_lmk_pins() {
         Err(HsmError::DecimalisationTable)
     );
 }
+
+/// Copy `from` to `to`, appending every byte to `log`.
+async fn pipe<R, W>(mut from: R, mut to: W, log: Arc<std::sync::Mutex<Vec<u8>>>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        log.lock().expect("log").extend_from_slice(&buf[..n]);
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP relay from a loopback port to `upstream` that records every byte in both directions:
+/// what an eavesdropper on the HSM link would see.
+async fn recording_relay(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pipe(cr, sw, Arc::clone(&log)));
+            tokio::spawn(pipe(sr, cw, Arc::clone(&log)));
+        }
+    });
+    (addr, seen)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn data_keys_never_cross_the_hsm_link_in_clear() {
+    const CLEAR: &str = "00112233445566778899AABBCCDDEEFF0123456789ABCDEFFEDCBA9876543210";
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let token = DataKeyToken::from_token(
+        hsm.import_clear_key(KeyType::DataKey, KeyScheme::B, CLEAR)
+            .expect("data key"),
+    );
+    let (upstream, _stop) = serve_on(IpAddr::from([127, 0, 0, 1]), Arc::clone(&hsm)).await;
+    let (relay, seen) = recording_relay(upstream).await;
+    let client = HsmClient::new(ClientConfig::new(relay));
+
+    // The key the client unwraps works like the HSM's own copy.
+    let remote = client.unwrap_data_key(&token).await.expect("unwrap");
+    let local = hsm.unwrap_data_key(&token).await.expect("local unwrap");
+    let sealed = remote.seal(b"6288660100000304", b"card.pan").expect("seal");
+    assert_eq!(
+        local.open(&sealed, b"card.pan").expect("open"),
+        b"6288660100000304"
+    );
+    assert_eq!(remote.keyed_hash(b"x"), local.keyed_hash(b"x"));
+    // A new key and its token agree too.
+    let (fresh, fresh_token) = client.generate_data_key().await.expect("generate");
+    let again = hsm.unwrap_data_key(&fresh_token).await.expect("local");
+    assert_eq!(fresh.keyed_hash(b"x"), again.keyed_hash(b"x"));
+
+    let wire = seen.lock().expect("log").clone();
+    assert!(!wire.is_empty());
+    assert!(
+        !contains(&wire, CLEAR.as_bytes()) && !contains(&wire, &hex::decode(CLEAR).expect("hex")),
+        "the clear data key crossed the link"
+    );
+}
+
+#[tokio::test]
+async fn the_client_unwraps_data_keys_from_a_network_listener() {
+    let ip = non_loopback_ip().expect("this test needs a non-loopback IPv4 address");
+    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    let (_, token) = hsm.generate_data_key().await.expect("XM in process");
+    let (addr, _stop) = serve_on(ip, Arc::clone(&hsm)).await;
+    let client = HsmClient::new(ClientConfig::new(addr));
+    let remote = client.unwrap_data_key(&token).await.expect("unwrap");
+    let local = hsm.unwrap_data_key(&token).await.expect("local");
+    assert_eq!(remote.keyed_hash(b"pan"), local.keyed_hash(b"pan"));
+    assert!(client.generate_data_key().await.is_ok());
+}

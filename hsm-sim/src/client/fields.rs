@@ -2,10 +2,10 @@
 //! [`crate::commands`].
 
 use crate::card_crypto::CardAlgorithm;
-use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::hsm::ScriptContext;
 use crate::keys::{KeyToken, PinKey};
+use crate::transport_key::{PublicKey, PUBLIC_KEY_LEN, SEALED_KEY_LEN};
 
 pub(super) fn alg_char(a: CardAlgorithm) -> char {
     match a {
@@ -61,12 +61,17 @@ pub(super) fn key_and_kcv(s: &str) -> Result<(&str, [u8; 3]), HsmError> {
     Ok((key, parse_kcv(kcv)?))
 }
 
-/// A data key sent as 64 hex characters; the decoded bytes are wiped once in the key.
-pub(super) fn data_key_from_hex(hex_text: &[u8]) -> Result<DataKey, HsmError> {
-    let mut raw = [0u8; 32];
-    let key = hex::decode_to_slice(hex_text, &mut raw)
-        .map_err(|_| HsmError::InvalidInput)
-        .and_then(|()| DataKey::from_slice(&raw));
-    zeroize::Zeroize::zeroize(&mut raw);
-    key
+/// An XS/XW reply: the HSM's public key, the sealed data key and what follows (the token for
+/// XS, nothing for XW).
+pub(super) fn sealed_key_reply(s: &str) -> Result<(PublicKey, Vec<u8>, &str), HsmError> {
+    let (public_hex, rest) = s
+        .split_at_checked(2 * PUBLIC_KEY_LEN)
+        .ok_or(HsmError::InvalidInput)?;
+    let (sealed_hex, rest) = rest
+        .split_at_checked(2 * SEALED_KEY_LEN)
+        .ok_or(HsmError::InvalidInput)?;
+    let mut public = [0u8; PUBLIC_KEY_LEN];
+    hex::decode_to_slice(public_hex, &mut public).map_err(|_| HsmError::InvalidInput)?;
+    let sealed = hex::decode(sealed_hex).map_err(|_| HsmError::InvalidInput)?;
+    Ok((public, sealed, rest))
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::fields::{
-    alg_char, data_key_from_hex, key_and_kcv, pan_field, parse_kcv, pin_key_fields, script_fields,
+    alg_char, key_and_kcv, pan_field, parse_kcv, pin_key_fields, script_fields, sealed_key_reply,
     split_token_kcv,
 };
 use super::HsmClient;
@@ -23,6 +23,7 @@ use crate::keys::{
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
+use crate::transport_key::TransportKeyPair;
 
 #[async_trait]
 impl Hsm for HsmClient {
@@ -482,23 +483,26 @@ impl Hsm for HsmClient {
     }
 
     async fn generate_data_key(&self) -> Result<(DataKey, DataKeyToken), HsmError> {
-        let mut out = self.call(b"XM", b"").await?;
-        let result = match out.split_at_checked(64) {
-            Some((clear, token)) => data_key_from_hex(clear).and_then(|key| {
-                let token = std::str::from_utf8(token).map_err(|_| HsmError::InvalidInput)?;
-                Ok((key, token.parse()?))
-            }),
-            None => Err(HsmError::InvalidInput),
-        };
-        zeroize::Zeroize::zeroize(&mut out);
-        result
+        let pair = TransportKeyPair::generate()?;
+        let out = self
+            .text(b"XS", hex::encode_upper(pair.public_key()))
+            .await?;
+        let (hsm_public, sealed, token_text) = sealed_key_reply(&out)?;
+        let token: DataKeyToken = token_text.parse()?;
+        let key = pair.open(&hsm_public, &sealed, token_text.as_bytes())?;
+        Ok((key, token))
     }
 
     async fn unwrap_data_key(&self, token: &DataKeyToken) -> Result<DataKey, HsmError> {
-        let mut out = self.call(b"XO", token.to_string().as_bytes()).await?;
-        let key = data_key_from_hex(&out);
-        zeroize::Zeroize::zeroize(&mut out);
-        key
+        let pair = TransportKeyPair::generate()?;
+        let token_text = token.to_string();
+        let body = format!("{token_text}{}", hex::encode_upper(pair.public_key()));
+        let out = self.text(b"XW", body).await?;
+        let (hsm_public, sealed, rest) = sealed_key_reply(&out)?;
+        if !rest.is_empty() {
+            return Err(HsmError::InvalidInput);
+        }
+        pair.open(&hsm_public, &sealed, token_text.as_bytes())
     }
 
     async fn derive_card_key_under_zmk(
