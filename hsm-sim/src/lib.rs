@@ -7,7 +7,8 @@
 //!   [`transport_key`]: data keys sealed for one caller instead of sent in clear.
 //! - [`hsm`]: the object-safe async [`Hsm`] trait; [`soft`]: the in-process software HSM.
 //! - [`codec`], [`commands`], [`server`], [`client`], [`audit`]: the payShield-style host
-//!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`].
+//!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`];
+//!   [`tls`]: optional (mutual) TLS on that link.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod mac;
 pub mod pin;
 pub mod server;
 pub mod soft;
+pub mod tls;
 pub mod transport_key;
 
 pub use client::{ClientConfig, HsmClient};

@@ -4,6 +4,7 @@
 //! hsm-sim [--listen 127.0.0.1:1500] [--header-len 4] [--connections-max 256]
 //!         (--lmk-component FILE --lmk-component FILE ... | --insecure-test-lmk)
 //!         [--decimalisation-table TABLE ... | --insecure-any-decimalisation-table]
+//!         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 //!         [--audit-log FILE]
 //!         [--latency-ms N] [--rtt-ms N] [--error-ppm N] [--error-code CC] [--drop-ppm N] [--seed N]
 //! ```
@@ -11,7 +12,9 @@
 //! [`hsm_sim::lmk::LmkSource`]), or from the published test LMK only with `--insecure-test-lmk`
 //! (development only); without either the server does not start. PIN commands accept only the
 //! decimalisation tables given with `--decimalisation-table` (default: `0123456789012345`), or
-//! any table with `--insecure-any-decimalisation-table`. Stops on Ctrl-C / SIGTERM.
+//! any table with `--insecure-any-decimalisation-table`. With `--tls-cert` and `--tls-key` the
+//! link is TLS; with `--tls-client-ca` too, mutual TLS (clients need a certificate from that CA).
+//! Stops on Ctrl-C / SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use hsm_sim::audit::AuditLog;
 use hsm_sim::lmk::{LmkSet, LmkSource};
 use hsm_sim::server::{FaultConfig, Server, ServerConfig, LISTEN_DEFAULT};
 use hsm_sim::soft::{DecimalisationTables, SecuritySettings};
+use hsm_sim::tls::TlsServer;
 use hsm_sim::SoftHsm;
 
 struct Args {
@@ -51,6 +55,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut tables = Vec::new();
     let mut any_table = false;
     let mut audit = None;
+    let (mut tls_cert, mut tls_key, mut tls_client_ca) = (None, None, None);
     let mut faults = FaultConfig::default();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -67,6 +72,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--decimalisation-table" => tables.push(value()?),
             "--insecure-any-decimalisation-table" => any_table = true,
             "--audit-log" => audit = Some(PathBuf::from(value()?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
+            "--tls-client-ca" => tls_client_ca = Some(PathBuf::from(value()?)),
             "--latency-ms" => faults.latency_ms = num(value()?)?,
             "--rtt-ms" => faults.rtt_ms = num(value()?)?,
             "--error-ppm" => faults.error_per_million = num(value()?)?.min(1_000_000) as u32,
@@ -81,6 +89,17 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err("--header-len must be at most 32".into());
     }
     config.faults = faults;
+    config.tls = match (tls_cert, tls_key, tls_client_ca) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), ca) => {
+            Some(TlsServer::from_pem_files(&cert, &key, ca.as_deref()).map_err(|e| e.to_string())?)
+        }
+        _ => {
+            return Err(
+                "--tls-cert and --tls-key go together (and --tls-client-ca needs them)".into(),
+            )
+        }
+    };
     Ok(Args {
         listen,
         config,
@@ -132,7 +151,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    tracing::info!(addr = %args.listen, "hsm-sim listening");
+    tracing::info!(addr = %args.listen, tls = args.config.tls.is_some(), "hsm-sim listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let term = async {
@@ -207,6 +226,14 @@ mod tests {
                 "--insecure-any-decimalisation-table",
             ][..],
             &["--insecure-test-lmk", "--lmk-component", "a"][..],
+            &["--insecure-test-lmk", "--tls-client-ca", "ca.pem"][..],
+            &[
+                "--insecure-test-lmk",
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "k",
+            ][..],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

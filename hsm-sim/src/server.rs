@@ -5,8 +5,9 @@
 //! commands in order and writes the responses back with the request's header (so clients can
 //! pipeline); responses are batched into one write while more requests are already buffered.
 //!
-//! Clear keys (XM, XO) are answered only on a loopback connection (or TLS): elsewhere error 17,
-//! so a data key never crosses a network in clear.
+//! With [`ServerConfig::tls`] every connection is TLS (mutual TLS when a client CA is set: only
+//! clients holding a certificate from it are served). Clear keys (XM, XO) are answered only on a
+//! loopback or TLS connection: elsewhere error 17, so a data key never crosses a network in clear.
 //!
 //! Limits: [`ServerConfig::connections_max`] concurrent connections (further ones are closed at
 //! once), [`crate::codec::FRAME_LEN_MAX`] per frame. A malformed frame (declared length 0 or too
@@ -32,7 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -42,6 +43,7 @@ use crate::codec::{frame, split_frame, Request, Response, HEADER_LEN_DEFAULT};
 use crate::commands::{execute, is_key_operation, returns_clear_key};
 use crate::error::HsmError;
 use crate::soft::SoftHsm;
+use crate::tls::{TlsServer, HANDSHAKE_TIMEOUT_MS};
 
 /// Faults to inject (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,6 +73,8 @@ pub struct ServerConfig {
     pub connections_max: usize,
     /// Fault injection.
     pub faults: FaultConfig,
+    /// TLS (mutual when the settings name a client CA); `None`: plain TCP.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             header_len: HEADER_LEN_DEFAULT,
             connections_max: 256,
             faults: FaultConfig::default(),
+            tls: None,
         }
     }
 }
@@ -157,9 +162,8 @@ impl Server {
                         continue;
                     }
                     let stop = shutdown.clone();
-                    let link = Link::of(&stream, peer);
                     tokio::spawn(async move {
-                        if let Err(e) = connection(&shared, stream, link, stop).await {
+                        if let Err(e) = accept(&shared, stream, peer, stop).await {
                             tracing::debug!(%peer, error = %e, "connection closed");
                         }
                         shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -183,26 +187,50 @@ struct Link {
     protected: bool,
 }
 
-impl Link {
-    fn of(stream: &TcpStream, peer: SocketAddr) -> Link {
-        let loopback = stream
-            .local_addr()
-            .is_ok_and(|a| a.ip().to_canonical().is_loopback());
-        Link {
-            peer,
-            protected: loopback,
+/// Serve one accepted connection: over TLS when configured (handshake bounded by
+/// [`HANDSHAKE_TIMEOUT_MS`]), plain TCP otherwise.
+async fn accept(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let loopback = stream
+        .local_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+    match &shared.config.tls {
+        None => {
+            let link = Link {
+                peer,
+                protected: loopback,
+            };
+            connection(shared, stream, link, shutdown).await
+        }
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(stream);
+            let stream =
+                tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake)
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")
+                    })??;
+            let link = Link {
+                peer,
+                protected: true,
+            };
+            connection(shared, stream, link, shutdown).await
         }
     }
 }
 
-async fn connection(
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
-    mut stream: TcpStream,
+    mut stream: S,
     link: Link,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let peer = link.peer;
-    stream.set_nodelay(true)?;
     let rtt = Duration::from_millis(shared.config.faults.rtt_ms);
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut outbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);

@@ -38,7 +38,18 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| HsmError::Unavailable(format!("nodelay: {e}")))?;
-        Ok(Conn::start(stream, config))
+        match &config.tls {
+            None => Ok(Conn::start(stream, config)),
+            Some(tls) => {
+                let handshake = tls.connector().connect(tls.server_name(), stream);
+                let stream =
+                    tokio::time::timeout(Duration::from_millis(config.timeout_ms), handshake)
+                        .await
+                        .map_err(|_| HsmError::Unavailable("TLS handshake timeout".into()))?
+                        .map_err(|e| HsmError::Unavailable(format!("TLS: {e}")))?;
+                Ok(Conn::start(stream, config))
+            }
+        }
     }
 
     /// Start the writer and reader tasks on an open stream.

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::{frame, response_code, Request, HEADER_LEN_DEFAULT};
 use crate::error::HsmError;
+use crate::tls::TlsClient;
 
 mod conn;
 mod fields;
@@ -41,6 +42,8 @@ pub struct ClientConfig {
     pub header_len: usize,
     /// Maximum requests in flight per connection.
     pub in_flight_max: usize,
+    /// TLS to the HSM (mutual when it carries a client certificate); `None`: plain TCP.
+    pub tls: Option<TlsClient>,
 }
 
 impl ClientConfig {
@@ -52,6 +55,7 @@ impl ClientConfig {
             timeout_ms: 2_000,
             header_len: HEADER_LEN_DEFAULT,
             in_flight_max: 512,
+            tls: None,
         }
     }
 }
