@@ -1,4 +1,4 @@
-//! A network HSM client: the [`Hsm`] trait over the payShield host-command protocol.
+//! A network HSM client: the [`Hsm`](crate::Hsm) trait over the payShield host-command protocol.
 //!
 //! Why this exists: the switch holds an `Arc<dyn Hsm>`; with this client that HSM can be our
 //! `hsm-sim` server (or a payShield for the standard commands) without code changes.

@@ -1,4 +1,4 @@
-//! The software HSM: the [`Hsm`] trait implemented in-process on an [`LmkSet`].
+//! The software HSM: the [`Hsm`](crate::Hsm) trait implemented in-process on an [`LmkSet`].
 //!
 //! Why this exists: tests, the demo and the `hsm-sim` server need an HSM without hardware. Keys
 //! arrive only as LMK tokens; each token is unwrapped at most once and its expanded key schedule
