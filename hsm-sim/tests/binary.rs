@@ -43,7 +43,7 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
-/// A component file of 20 pairs in a fresh directory under the system temp dir.
+/// A component file of 20 pairs in a directory of this test process under the system temp dir.
 fn component_file(name: &str, pairs: &[String]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hsm-sim-binary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -89,57 +89,69 @@ fn with_insecure_test_lmk_the_binary_starts() {
     );
 }
 
-#[test]
-fn components_that_combine_to_a_weak_key_are_refused() {
-    // Two components equal to each other: their XOR is all zeros.
-    let c = component([0x13; 16]);
-    let a = component_file("same-a.txt", &c);
-    let b = component_file("same-b.txt", &c);
-    let mut child = spawn(&[
+/// Start the binary on two component files written from `a` and `b`.
+fn spawn_with_components(test: &str, a: &[String], b: &[String]) -> Child {
+    let a = component_file(&format!("{test}-a.txt"), a);
+    let b = component_file(&format!("{test}-b.txt"), b);
+    spawn(&[
         "--lmk-component",
         a.to_str().expect("path"),
         "--lmk-component",
         b.to_str().expect("path"),
-    ]);
+    ])
+}
+
+fn pairs_of(hexes: &[String]) -> Vec<[u8; 16]> {
+    hexes
+        .iter()
+        .map(|h| {
+            let mut p = [0u8; 16];
+            hex::decode_to_slice(h, &mut p).expect("hex");
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn components_that_combine_to_a_weak_key_are_refused() {
+    let strong = component(*b"\x3B\x8A\x52\xC4\x19\xE6\x70\x2D\x97\x0B\xF4\x61\xAE\x35\xD8\x4F");
+    // Two components equal to each other: their XOR is all zeros.
+    let mut child = spawn_with_components("same", &strong, &strong);
     assert_eq!(
         exit_within(&mut child, Duration::from_secs(10)).and_then(|s| s.code()),
         Some(2),
         "equal components must be refused"
     );
-    // The published test LMK split into itself and zeros-with-parity: weak pair 00-01.
-    let zeros: Vec<String> = (0..LMK_PAIR_COUNT).map(|_| "01".repeat(16)).collect();
+    // A second component chosen so that the XOR is the published test LMK (weak pair 00-01);
+    // its parity is fixed, which changes only bits DES ignores.
     let test: Vec<String> = TEST_LMK_HEX.iter().map(|s| s.to_string()).collect();
-    let a = component_file("test-a.txt", &test);
-    let b = component_file("test-b.txt", &zeros);
-    let mut child = spawn(&[
-        "--lmk-component",
-        a.to_str().expect("path"),
-        "--lmk-component",
-        b.to_str().expect("path"),
-    ]);
+    let cancel: Vec<String> = pairs_of(&strong)
+        .iter()
+        .zip(pairs_of(&test))
+        .map(|(s, t)| {
+            let mut p = [0u8; 16];
+            for (o, (x, y)) in p.iter_mut().zip(s.iter().zip(t)) {
+                *o = x ^ y;
+            }
+            hsm_sim::block::adjust_odd_parity(&mut p);
+            hex::encode_upper(p)
+        })
+        .collect();
+    let mut child = spawn_with_components("test-lmk", &strong, &cancel);
     assert_eq!(
         exit_within(&mut child, Duration::from_secs(10)).and_then(|s| s.code()),
         Some(2),
         "components combining to weak pairs must be refused"
     );
+    let err = stderr_of(&mut child);
+    assert!(err.contains("00-01"), "{err}");
 }
 
 #[test]
 fn strong_components_start_the_binary() {
-    let a = component_file(
-        "strong-a.txt",
-        &component(*b"\x3B\x8A\x52\xC4\x19\xE6\x70\x2D\x97\x0B\xF4\x61\xAE\x35\xD8\x4F"),
-    );
-    let b = component_file(
-        "strong-b.txt",
-        &component(*b"\x5E\x13\xA7\x68\xCB\x20\x9D\xF1\x46\xB9\x0E\x7C\x83\xD5\x2A\x64"),
-    );
-    let mut child = spawn(&[
-        "--lmk-component",
-        a.to_str().expect("path"),
-        "--lmk-component",
-        b.to_str().expect("path"),
-    ]);
+    let a = component(*b"\x3B\x8A\x52\xC4\x19\xE6\x70\x2D\x97\x0B\xF4\x61\xAE\x35\xD8\x4F");
+    let b = component(*b"\x5E\x13\xA7\x68\xCB\x20\x9D\xF1\x46\xB9\x0E\x7C\x83\xD5\x2A\x64");
+    let mut child = spawn_with_components("strong", &a, &b);
     let status = exit_within(&mut child, Duration::from_millis(700));
     assert_eq!(status, None, "{}", stderr_of(&mut child));
 }

@@ -2,6 +2,9 @@
 //! finding 4): clear data keys only on a loopback (or TLS) link, and only the configured
 //! decimalisation tables (the PIN-extraction attack of Bond and Zieliński, 2003).
 
+mod common;
+
+use common::non_loopback_ip;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -14,19 +17,6 @@ use hsm_sim::{ClientConfig, Hsm, HsmClient, HsmError, SoftHsm};
 
 const TPK_CLEAR: &str = "0123456789ABCDEFFEDCBA9876543210";
 const PVK_CLEAR: &str = "0123456789ABCDEFFEDCBA9876543210";
-
-/// One of this machine's non-loopback addresses, if it has one: the source address the kernel
-/// picks for a route to a documentation or private address (a UDP connect sends no packet).
-fn non_loopback_ip() -> Option<IpAddr> {
-    ["203.0.113.1:9", "10.255.255.254:9", "192.168.255.254:9"]
-        .into_iter()
-        .find_map(|target| {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-            s.connect(target).ok()?;
-            let ip = s.local_addr().ok()?.ip();
-            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-        })
-}
 
 async fn serve_on(ip: IpAddr, hsm: Arc<SoftHsm>) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))

@@ -3,6 +3,9 @@
 //! a client without one, or with one from another CA, or one that does not trust the HSM's CA,
 //! gets nothing.
 
+mod common;
+
+use common::non_loopback_ip;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -39,18 +42,6 @@ impl Pki {
         let cert = p.signed_by(&key, &self.ca, &self.ca_key).expect("leaf");
         (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
     }
-}
-
-/// One of this machine's non-loopback addresses (see `tests/hardening.rs`).
-fn non_loopback_ip() -> Option<IpAddr> {
-    ["203.0.113.1:9", "10.255.255.254:9", "192.168.255.254:9"]
-        .into_iter()
-        .find_map(|target| {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-            s.connect(target).ok()?;
-            let ip = s.local_addr().ok()?.ip();
-            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-        })
 }
 
 /// An HSM served with mutual TLS on `ip`: server certificate for that address from `pki`,
