@@ -97,64 +97,38 @@ pub(super) fn pin_key_for(command: [u8; 2], f: &mut Fields<'_>) -> Result<PinKey
     })
 }
 
-pub(super) async fn verify_ibm(
+/// DA/EA (IBM 3624 offset) and DC/EC (Visa PVV), the PIN under a TPK (`D…`) or a ZPK (`E…`).
+pub(super) async fn verify_pin(
     hsm: &SoftHsm,
     command: [u8; 2],
     f: &mut Fields<'_>,
 ) -> Result<Vec<u8>, HsmError> {
+    let ibm = command[1] == b'A';
     let key = pin_key_for(command, f)?;
     let pvk: Pvk = typed(f)?;
-    let _max_len = f.number(2)?;
+    if ibm {
+        let _max_len = f.number(2)?;
+    }
     let block = block16(f)?;
-    let fmt = format(f)?;
-    let check_len = f.number(2)?;
+    let format = format(f)?;
+    let check_len = if ibm { Some(f.number(2)?) } else { None };
     let pan = pan_from_account(f.text(12)?)?;
-    let method = PinVerificationMethod::Ibm3624 {
-        pvk,
-        decimalisation_table: f.text(16)?.to_string(),
-        validation_data: f.text(12)?.to_string(),
-        offset: f.text(12)?.to_string(),
-        check_length: u8::try_from(check_len).map_err(|_| HsmError::PinLength)?,
+    let method = match check_len {
+        Some(n) => PinVerificationMethod::Ibm3624 {
+            pvk,
+            decimalisation_table: f.text(16)?.to_string(),
+            validation_data: f.text(12)?.to_string(),
+            offset: f.text(12)?.to_string(),
+            check_length: u8::try_from(n).map_err(|_| HsmError::PinLength)?,
+        },
+        None => PinVerificationMethod::VisaPvv {
+            pvk,
+            pvki: f.number(1)? as u8,
+            pvv: f.text(4)?.to_string(),
+        },
     };
-    verified(
-        hsm.verify_pin(
-            &key,
-            &PinBlockIn {
-                block,
-                format: fmt,
-                pan,
-            },
-            &method,
-        )
-        .await?,
-    )
-}
-
-pub(super) async fn verify_pvv(
-    hsm: &SoftHsm,
-    command: [u8; 2],
-    f: &mut Fields<'_>,
-) -> Result<Vec<u8>, HsmError> {
-    let key = pin_key_for(command, f)?;
-    let pvk: Pvk = typed(f)?;
-    let block = block16(f)?;
-    let fmt = format(f)?;
-    let pan = pan_from_account(f.text(12)?)?;
-    let pvki = f.number(1)? as u8;
-    let pvv = f.text(4)?.to_string();
-    let method = PinVerificationMethod::VisaPvv { pvk, pvki, pvv };
-    verified(
-        hsm.verify_pin(
-            &key,
-            &PinBlockIn {
-                block,
-                format: fmt,
-                pan,
-            },
-            &method,
-        )
-        .await?,
-    )
+    let pin = PinBlockIn { block, format, pan };
+    verified(hsm.verify_pin(&key, &pin, &method).await?)
 }
 
 pub(super) async fn bk(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
