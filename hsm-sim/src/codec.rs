@@ -51,6 +51,12 @@ pub fn response_code(command: [u8; 2]) -> [u8; 2] {
     [command[0], command[1].wrapping_add(1)]
 }
 
+/// A validation-data or offset field: `value` right-padded with `F` to 12 characters (payShield
+/// DA, EA, BK, DE).
+pub fn f_padded_12(value: &str) -> String {
+    format!("{value:F<12}")
+}
+
 /// Split one frame off the front of `buf`: `Ok(Some((payload, consumed)))` when complete,
 /// `Ok(None)` when more bytes are needed, error 80 when the declared length is out of bounds.
 pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, HsmError> {

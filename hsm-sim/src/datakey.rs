@@ -42,6 +42,17 @@ impl DataKey {
         })
     }
 
+    /// Build from a 32-byte slice (error 27 for any other length); the caller's bytes are
+    /// copied into the key, and the intermediate copy is wiped.
+    pub fn from_slice(raw: &[u8]) -> Result<DataKey, HsmError> {
+        let mut bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| HsmError::IncompatibleKeyLength)?;
+        let key = DataKey::from_bytes(bytes);
+        bytes.zeroize();
+        key
+    }
+
     /// HMAC-SHA-256 of `data` under this key (RFC 2104): a deterministic, keyed lookup hash,
     /// e.g. of a PAN, that cannot be reversed or recomputed without the key.
     pub fn keyed_hash(&self, data: &[u8]) -> [u8; 32] {

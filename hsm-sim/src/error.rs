@@ -27,6 +27,10 @@ pub enum HsmError {
     /// 15: invalid input data (format, characters, not enough data).
     #[error("invalid input data")]
     InvalidInput,
+    /// 17: not authorised: the HSM does not output this (clear keys on a link that is neither
+    /// loopback nor TLS).
+    #[error("not authorised for this output")]
+    NotAuthorised,
     /// 20: PIN block does not contain valid values.
     #[error("PIN block does not contain valid values")]
     InvalidPinBlock,
@@ -69,6 +73,15 @@ pub enum HsmError {
     /// Transport failure of a remote HSM (not a payShield code; the client reports it).
     #[error("HSM unavailable: {0}")]
     Unavailable(String),
+    /// A reply whose response code does not answer the command sent (not a payShield code; the
+    /// client reports it and stops using that connection).
+    #[error("HSM reply {reply} does not answer command {command}")]
+    UnexpectedReply {
+        /// The command code sent.
+        command: String,
+        /// The response code received.
+        reply: String,
+    },
     /// Any other code returned by a remote HSM.
     #[error("HSM error code {0}")]
     Other(String),
@@ -84,6 +97,7 @@ impl HsmError {
             HsmError::SourceKeyParity => "10",
             HsmError::DestinationKeyParity => "11",
             HsmError::InvalidInput => "15",
+            HsmError::NotAuthorised => "17",
             HsmError::InvalidPinBlock => "20",
             HsmError::InvalidAccount => "22",
             HsmError::InvalidPinBlockFormat => "23",
@@ -97,7 +111,7 @@ impl HsmError {
             HsmError::InvalidHeader => "51",
             HsmError::UnknownCommand => "68",
             HsmError::DataLength => "80",
-            HsmError::Unavailable(_) => "41",
+            HsmError::Unavailable(_) | HsmError::UnexpectedReply { .. } => "41",
             HsmError::Other(code) => code.as_str(),
         }
     }
@@ -111,6 +125,7 @@ impl HsmError {
             "10" => HsmError::SourceKeyParity,
             "11" => HsmError::DestinationKeyParity,
             "15" => HsmError::InvalidInput,
+            "17" => HsmError::NotAuthorised,
             "20" => HsmError::InvalidPinBlock,
             "22" => HsmError::InvalidAccount,
             "23" => HsmError::InvalidPinBlockFormat,
@@ -163,6 +178,7 @@ mod tests {
             HsmError::FunctionNotPermitted,
             HsmError::UnknownCommand,
             HsmError::InvalidPinBlock,
+            HsmError::NotAuthorised,
         ] {
             assert_eq!(HsmError::from_code(e.code()), e);
         }

@@ -3,10 +3,12 @@
 //! - [`card_crypto`]: pure functions on clear card keys (EMV/PBOC/SSSE), shared by the software
 //!   HSM and the virtual card so both sides compute the same cryptograms.
 //! - [`lmk`], [`keys`]: the LMK set and typed, LMK-encrypted key tokens.
-//! - [`pin`], [`cvv`], [`mac`], [`crypto`], [`datakey`]: host-side computations on unwrapped keys.
+//! - [`pin`], [`cvv`], [`mac`], [`crypto`], [`datakey`]: host-side computations on unwrapped keys;
+//!   [`transport_key`]: data keys sealed for one caller instead of sent in clear.
 //! - [`hsm`]: the object-safe async [`Hsm`] trait; [`soft`]: the in-process software HSM.
 //! - [`codec`], [`commands`], [`server`], [`client`], [`audit`]: the payShield-style host
-//!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`].
+//!   protocol, the `hsm-sim` TCP server and a pooled, pipelining client implementing [`Hsm`];
+//!   [`tls`]: optional (mutual) TLS on that link.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod audit;
@@ -26,6 +28,8 @@ pub mod mac;
 pub mod pin;
 pub mod server;
 pub mod soft;
+pub mod tls;
+pub mod transport_key;
 
 pub use client::{ClientConfig, HsmClient};
 pub use error::HsmError;

@@ -5,6 +5,10 @@
 //! commands in order and writes the responses back with the request's header (so clients can
 //! pipeline); responses are batched into one write while more requests are already buffered.
 //!
+//! With [`ServerConfig::tls`] every connection is TLS (mutual TLS when a client CA is set: only
+//! clients holding a certificate from it are served). Clear keys (XM, XO) are answered only on a
+//! loopback or TLS connection: elsewhere error 17, so a data key never crosses a network in clear.
+//!
 //! Limits: [`ServerConfig::connections_max`] concurrent connections (further ones are closed at
 //! once), [`crate::codec::FRAME_LEN_MAX`] per frame. A malformed frame (declared length 0 or too
 //! large) closes that connection only; a frame too short for header + command is answered with
@@ -29,16 +33,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::codec::{frame, split_frame, Request, Response, HEADER_LEN_DEFAULT};
-use crate::commands::{execute, is_key_operation};
+use crate::commands::{execute, is_key_operation, returns_clear_key};
 use crate::error::HsmError;
 use crate::soft::SoftHsm;
+use crate::tls::{TlsServer, HANDSHAKE_TIMEOUT_MS};
 
 /// Faults to inject (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub struct ServerConfig {
     pub connections_max: usize,
     /// Fault injection.
     pub faults: FaultConfig,
+    /// TLS (mutual when the settings name a client CA); `None`: plain TCP.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +83,7 @@ impl Default for ServerConfig {
             header_len: HEADER_LEN_DEFAULT,
             connections_max: 256,
             faults: FaultConfig::default(),
+            tls: None,
         }
     }
 }
@@ -155,7 +163,7 @@ impl Server {
                     }
                     let stop = shutdown.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(&shared, stream, peer, stop).await {
+                        if let Err(e) = accept(&shared, stream, peer, stop).await {
                             tracing::debug!(%peer, error = %e, "connection closed");
                         }
                         shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -171,13 +179,58 @@ impl Server {
     }
 }
 
-async fn connection(
-    shared: &Shared,
-    mut stream: TcpStream,
+/// What the server knows about the link a command arrived on.
+#[derive(Clone, Copy, Debug)]
+struct Link {
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    /// Nobody on the network can read what is sent on it: a loopback connection (or TLS).
+    protected: bool,
+}
+
+/// Serve one accepted connection: over TLS when configured (handshake bounded by
+/// [`HANDSHAKE_TIMEOUT_MS`]), plain TCP otherwise.
+async fn accept(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let loopback = stream
+        .local_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+    match &shared.config.tls {
+        None => {
+            let link = Link {
+                peer,
+                protected: loopback,
+            };
+            connection(shared, stream, link, shutdown).await
+        }
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(stream);
+            let stream =
+                tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake)
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")
+                    })??;
+            let link = Link {
+                peer,
+                protected: true,
+            };
+            connection(shared, stream, link, shutdown).await
+        }
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut stream: S,
+    link: Link,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let peer = link.peer;
     let rtt = Duration::from_millis(shared.config.faults.rtt_ms);
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut outbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -220,7 +273,7 @@ async fn connection(
                     if faults.latency_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
                     }
-                    let framed = framed_response(handle(shared, &payload, peer).await);
+                    let framed = framed_response(handle(shared, &payload, link).await);
                     if rtt.is_zero() {
                         outbuf.extend_from_slice(&framed);
                     } else {
@@ -258,7 +311,8 @@ fn framed_response(response: Response) -> Vec<u8> {
     }
 }
 
-async fn handle(shared: &Shared, payload: &[u8], peer: SocketAddr) -> Response {
+async fn handle(shared: &Shared, payload: &[u8], link: Link) -> Response {
+    let peer = link.peer;
     let header_len = shared.config.header_len;
     let req = match Request::decode(payload, header_len) {
         Ok(r) => r,
@@ -273,7 +327,11 @@ async fn handle(shared: &Shared, payload: &[u8], peer: SocketAddr) -> Response {
         };
         return Response::new(req.header, req.command, Err(HsmError::from_code(code)));
     }
-    let result = execute(&shared.hsm, req.command, &req.body).await;
+    let result = if returns_clear_key(req.command) && !link.protected {
+        Err(HsmError::NotAuthorised)
+    } else {
+        execute(&shared.hsm, req.command, &req.body).await
+    };
     if let Err(e) = &result {
         tracing::debug!(%peer, command = %String::from_utf8_lossy(&req.command), code = e.code(), "command refused");
     }

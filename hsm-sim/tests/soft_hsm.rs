@@ -8,6 +8,7 @@ use hsm_sim::hsm::{
 use hsm_sim::keys::*;
 use hsm_sim::mac::{MacAlgorithm, MacPadding};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
+use hsm_sim::soft::{DecimalisationTables, SecuritySettings};
 use hsm_sim::{Hsm, HsmError, SoftHsm};
 
 const IMK: &str = "0123456789ABCDEFFEDCBA9876543210";
@@ -16,6 +17,16 @@ const PAN: &str = "6228480402564890018";
 
 fn hsm() -> SoftHsm {
     SoftHsm::with_test_lmk()
+}
+
+/// The decimalisation table of the published IBM 3624 examples: not the HSM's default, so the
+/// tests that check those examples configure it (as a payShield operator would).
+const PUBLISHED_TABLE: &str = "1234567890123456";
+
+fn hsm_with_published_table() -> SoftHsm {
+    hsm().with_settings(SecuritySettings {
+        decimalisation_tables: DecimalisationTables::only(&[PUBLISHED_TABLE]).expect("table"),
+    })
 }
 fn tok<K: TypedKey>(h: &SoftHsm, scheme: KeyScheme, clear: &str) -> K {
     K::from_token(
@@ -179,7 +190,7 @@ async fn format_4_translation_with_an_aes_zpk() {
 
 #[tokio::test]
 async fn pin_verification_by_ibm_offset_and_pvv_with_published_values() {
-    let h = hsm();
+    let h = hsm_with_published_table();
     let tpk: Tpk = tok(&h, KeyScheme::U, TPK_CLEAR);
     let pvk: Pvk = tok(&h, KeyScheme::U, "0123456789ABCDEFFEDCBA9876543210");
     // PAN 1122334455667788 → account 233445566778; PIN 4524 → PVV 8523 (PVKI 1).
@@ -677,7 +688,7 @@ async fn data_keys_wrap_and_unwrap_and_random_is_bounded() {
 
 #[tokio::test]
 async fn pins_under_the_lmk_round_trip_through_je_and_jg_paths() {
-    let h = hsm();
+    let h = hsm_with_published_table();
     let zpk: Zpk = tok(&h, KeyScheme::U, ZPK_CLEAR);
     let pvk: Pvk = tok(&h, KeyScheme::U, "0123456789ABCDEFFEDCBA9876543210");
     let lmk_pin = h

@@ -14,6 +14,7 @@ use hsm_sim::keys::*;
 use hsm_sim::mac::{MacAlgorithm, MacPadding};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::server::{FaultConfig, Server, ServerConfig};
+use hsm_sim::soft::{DecimalisationTables, SecuritySettings};
 use hsm_sim::{ClientConfig, Hsm, HsmClient, HsmError, SoftHsm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,7 +26,11 @@ async fn start(
     config: ServerConfig,
     audit: Option<hsm_sim::audit::AuditLog>,
 ) -> (SocketAddr, Arc<SoftHsm>, tokio::sync::watch::Sender<bool>) {
-    let hsm = Arc::new(SoftHsm::with_test_lmk());
+    // The published IBM 3624 examples use table 1234567890123456: configured beside the default.
+    let tables = DecimalisationTables::only(&["0123456789012345", "1234567890123456"]).expect("t");
+    let hsm = Arc::new(SoftHsm::with_test_lmk().with_settings(SecuritySettings {
+        decimalisation_tables: tables,
+    }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,30 +1,14 @@
-//! A network HSM client: the [`Hsm`] trait over the payShield host-command protocol.
-//!
-//! Why this exists: the switch holds an `Arc<dyn Hsm>`; with this client that HSM can be our
-//! `hsm-sim` server (or a payShield for the standard commands) without code changes.
-//!
-//! - A pool of [`ClientConfig::connections`] TCP connections, used round robin and re-opened
-//!   lazily after a failure.
-//! - Pipelining: each request gets a unique header (decimal counter of `header_len` digits);
-//!   a reader task per connection matches responses to waiting callers by header, so many
-//!   requests are in flight on one connection ([`ClientConfig::in_flight_max`] per connection).
-//! - Timeouts: a request not answered within [`ClientConfig::timeout_ms`] fails with
-//!   [`HsmError::Unavailable`]. That connection is then retired (no new requests on it), so a
-//!   late answer can never be matched to a newer request that reused its header.
-
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+//! The [`Hsm`] trait over host commands: each method writes its command body, sends it with
+//! [`HsmClient::call`] and reads the reply.
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::card_crypto::CardAlgorithm;
-use crate::codec::{frame, split_frame, Request, Response, HEADER_LEN_DEFAULT};
+use super::fields::{
+    alg_char, key_and_kcv, pan_field, parse_kcv, pin_key_fields, script_fields, sealed_key_reply,
+    split_token_kcv,
+};
+use super::HsmClient;
+use crate::codec::f_padded_12;
 use crate::cvv::CvvKind;
 use crate::datakey::DataKey;
 use crate::error::HsmError;
@@ -39,289 +23,7 @@ use crate::keys::{
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
-
-/// Client configuration.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// HSM address.
-    pub addr: SocketAddr,
-    /// Pool size.
-    pub connections: usize,
-    /// Per-request timeout.
-    pub timeout_ms: u64,
-    /// Header length (must match the server).
-    pub header_len: usize,
-    /// Maximum requests in flight per connection.
-    pub in_flight_max: usize,
-}
-
-impl ClientConfig {
-    /// Defaults for `addr`: 4 connections, 2 s timeout, 4-character header, 512 in flight.
-    pub fn new(addr: SocketAddr) -> ClientConfig {
-        ClientConfig {
-            addr,
-            connections: 4,
-            timeout_ms: 2_000,
-            header_len: HEADER_LEN_DEFAULT,
-            in_flight_max: 512,
-        }
-    }
-}
-
-/// In-flight bound per connection: the configured maximum, but at most half the header space
-/// (a 0-character header allows one request at a time).
-fn in_flight_bound(config: &ClientConfig) -> usize {
-    let space = 10usize.saturating_pow(config.header_len.min(19) as u32);
-    config.in_flight_max.min(space / 2).max(1)
-}
-
-type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Response>>>>;
-
-struct Conn {
-    tx: mpsc::Sender<Vec<u8>>,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
-    permits: Arc<Semaphore>,
-}
-
-impl Conn {
-    async fn open(config: &ClientConfig) -> Result<Arc<Conn>, HsmError> {
-        let connect = TcpStream::connect(config.addr);
-        let stream = tokio::time::timeout(Duration::from_millis(config.timeout_ms), connect)
-            .await
-            .map_err(|_| HsmError::Unavailable("connect timeout".into()))?
-            .map_err(|e| HsmError::Unavailable(format!("connect: {e}")))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| HsmError::Unavailable(format!("nodelay: {e}")))?;
-        let (mut rd, mut wr) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(config.in_flight_max.max(1));
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let alive = Arc::new(AtomicBool::new(true));
-        let alive_w = Arc::clone(&alive);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(16 * 1024);
-            while let Some(f) = rx.recv().await {
-                batch.extend_from_slice(&f);
-                while let Ok(more) = rx.try_recv() {
-                    batch.extend_from_slice(&more);
-                    if batch.len() > 64 * 1024 {
-                        break;
-                    }
-                }
-                if wr.write_all(&batch).await.is_err() {
-                    alive_w.store(false, Ordering::Release);
-                    return;
-                }
-                batch.clear();
-            }
-        });
-        let pending_r = Arc::clone(&pending);
-        let alive_r = Arc::clone(&alive);
-        let header_len = config.header_len;
-        tokio::spawn(async move {
-            let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-            let mut chunk = vec![0u8; 16 * 1024];
-            'read: loop {
-                let n = match rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                let mut used_total = 0;
-                loop {
-                    match split_frame(&buf[used_total..]) {
-                        Ok(Some((payload, used))) => {
-                            if let Ok(resp) = Response::decode(payload, header_len) {
-                                let waiter = pending_r
-                                    .lock()
-                                    .ok()
-                                    .and_then(|mut m| m.remove(&resp.header));
-                                if let Some(w) = waiter {
-                                    let _ = w.send(resp);
-                                }
-                            }
-                            used_total += used;
-                        }
-                        Ok(None) => break,
-                        Err(_) => break 'read,
-                    }
-                }
-                buf.drain(..used_total);
-            }
-            alive_r.store(false, Ordering::Release);
-            if let Ok(mut m) = pending_r.lock() {
-                m.clear(); // dropping the senders wakes every waiter with an error
-            }
-        });
-        Ok(Arc::new(Conn {
-            tx,
-            pending,
-            alive,
-            permits: Arc::new(Semaphore::new(in_flight_bound(config))),
-        }))
-    }
-}
-
-/// The network HSM client (cheap to share: wrap in `Arc`).
-pub struct HsmClient {
-    config: ClientConfig,
-    slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
-    next_slot: AtomicUsize,
-    next_header: AtomicU64,
-}
-
-impl std::fmt::Debug for HsmClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HsmClient({})", self.config.addr)
-    }
-}
-
-impl HsmClient {
-    /// A client; connections open on first use.
-    pub fn new(config: ClientConfig) -> HsmClient {
-        let slots = (0..config.connections.max(1))
-            .map(|_| tokio::sync::Mutex::new(None))
-            .collect();
-        HsmClient {
-            config,
-            slots,
-            next_slot: AtomicUsize::new(0),
-            next_header: AtomicU64::new(0),
-        }
-    }
-
-    async fn conn(&self) -> Result<Arc<Conn>, HsmError> {
-        let i = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[i].lock().await;
-        if let Some(c) = slot.as_ref() {
-            if c.alive.load(Ordering::Acquire) {
-                return Ok(Arc::clone(c));
-            }
-        }
-        let c = Conn::open(&self.config).await?;
-        *slot = Some(Arc::clone(&c));
-        Ok(c)
-    }
-
-    fn header(&self) -> Vec<u8> {
-        let n = self.next_header.fetch_add(1, Ordering::Relaxed);
-        let width = self.config.header_len.min(19);
-        let modulo = 10u64.saturating_pow(width as u32);
-        let mut h = format!("{:0width$}", n % modulo.max(1), width = width).into_bytes();
-        h.resize(self.config.header_len, b'0');
-        h
-    }
-
-    /// Send one command and wait for its response body (`Err` for a non-`00` error code).
-    pub async fn call(&self, command: &[u8; 2], body: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let conn = self.conn().await?;
-        let _permit = conn
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HsmError::Unavailable("closed".into()))?;
-        let (tx, rx) = oneshot::channel();
-        let header = {
-            // A header is unique among this connection's pending requests (the permit bound is
-            // below the header space, so a free one always exists).
-            let mut pending = conn.pending.lock().map_err(|_| HsmError::Internal)?;
-            let mut h = self.header();
-            while pending.contains_key(&h) {
-                h = self.header();
-            }
-            pending.insert(h.clone(), tx);
-            h
-        };
-        let req = Request {
-            header: header.clone(),
-            command: *command,
-            body: body.to_vec(),
-        };
-        let bytes = frame(&req.encode())?;
-        if conn.tx.send(bytes).await.is_err() {
-            conn.alive.store(false, Ordering::Release);
-            return Err(HsmError::Unavailable("connection closed".into()));
-        }
-        match tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), rx).await {
-            Ok(Ok(resp)) => resp.into_result(),
-            Ok(Err(_)) => Err(HsmError::Unavailable("connection lost".into())),
-            Err(_) => {
-                if let Ok(mut m) = conn.pending.lock() {
-                    m.remove(&header);
-                }
-                // A late answer could later match a reused header: retire this connection so
-                // no new request is sent on it (requests already in flight still complete).
-                conn.alive.store(false, Ordering::Release);
-                Err(HsmError::Unavailable("timeout".into()))
-            }
-        }
-    }
-
-    async fn text(&self, command: &[u8; 2], body: String) -> Result<String, HsmError> {
-        let out = self.call(command, body.as_bytes()).await?;
-        String::from_utf8(out).map_err(|_| HsmError::InvalidInput)
-    }
-
-    async fn verify(&self, command: &[u8; 2], body: Vec<u8>) -> Result<bool, HsmError> {
-        match self.call(command, &body).await {
-            Ok(_) => Ok(true),
-            Err(HsmError::VerificationFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-fn alg_char(a: CardAlgorithm) -> char {
-    match a {
-        CardAlgorithm::Tdes => 'T',
-        CardAlgorithm::Sm4 => 'S',
-    }
-}
-
-fn pan_field(pan: &str, psn: &str) -> Result<String, HsmError> {
-    if pan.is_empty() || pan.len() > 19 {
-        return Err(HsmError::InvalidAccount);
-    }
-    let psn2 = match psn.len() {
-        0 => "00".to_string(),
-        1 => format!("0{psn}"),
-        n => psn[n - 2..].to_string(),
-    };
-    Ok(format!("{:02}{pan}{psn2}", pan.len()))
-}
-
-fn script_fields(ctx: &ScriptContext) -> Result<String, HsmError> {
-    Ok(format!(
-        "{}{}{}",
-        pan_field(&ctx.pan, &ctx.psn)?,
-        hex::encode_upper(ctx.atc),
-        hex::encode_upper(ctx.arqc)
-    ))
-}
-
-fn pin_key_fields(key: &PinKey) -> String {
-    let (kt, tok) = key.parts();
-    format!("{}{}", kt.code(), tok)
-}
-
-fn parse_kcv(s: &str) -> Result<[u8; 3], HsmError> {
-    let mut k = [0u8; 3];
-    hex::decode_to_slice(s, &mut k).map_err(|_| HsmError::InvalidInput)?;
-    Ok(k)
-}
-
-fn split_token_kcv(s: &str) -> Result<(KeyToken, Option<String>, [u8; 3]), HsmError> {
-    let (tok, used) = KeyToken::parse_prefix(s.as_bytes())?;
-    let rest = s.get(used..).ok_or(HsmError::InvalidInput)?;
-    let kcv_at = rest.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-    let under = if kcv_at > 0 {
-        Some(rest[..kcv_at].to_string())
-    } else {
-        None
-    };
-    Ok((tok, under, parse_kcv(&rest[kcv_at..])?))
-}
+use crate::transport_key::TransportKeyPair;
 
 #[async_trait]
 impl Hsm for HsmClient {
@@ -364,14 +66,8 @@ impl Hsm for HsmClient {
                 offset,
                 check_length,
             } => {
-                let mut v = validation_data.clone();
-                while v.len() < 12 {
-                    v.push('F');
-                }
-                let mut o = offset.clone();
-                while o.len() < 12 {
-                    o.push('F');
-                }
+                let v = f_padded_12(validation_data);
+                let o = f_padded_12(offset);
                 let body = format!(
                     "{tok}{}12{}{}{:02}{account}{decimalisation_table}{v}{o}",
                     pvk.token(),
@@ -403,10 +99,7 @@ impl Hsm for HsmClient {
         decimalisation_table: &str,
         validation_data: &str,
     ) -> Result<String, HsmError> {
-        let mut v = validation_data.to_string();
-        while v.len() < 12 {
-            v.push('F');
-        }
+        let v = f_padded_12(validation_data);
         let body = format!(
             "{}{}{}{}04{}{decimalisation_table}{v}",
             pin_key_fields(key),
@@ -733,8 +426,8 @@ impl Hsm for HsmClient {
                 ),
             )
             .await?;
-        let at = out.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-        Ok((out[..at].to_string(), parse_kcv(&out[at..])?))
+        let (under_zmk, kcv) = key_and_kcv(&out)?;
+        Ok((under_zmk.to_string(), kcv))
     }
 
     async fn form_key_from_components(
@@ -790,30 +483,26 @@ impl Hsm for HsmClient {
     }
 
     async fn generate_data_key(&self) -> Result<(DataKey, DataKeyToken), HsmError> {
-        let mut out = self.call(b"XM", b"").await?;
-        let result = (|| {
-            let clear = out.get(..64).ok_or(HsmError::InvalidInput)?;
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(clear, &mut raw).map_err(|_| HsmError::InvalidInput)?;
-            let key = DataKey::from_bytes(raw);
-            zeroize::Zeroize::zeroize(&mut raw);
-            let token_text = std::str::from_utf8(&out[64..]).map_err(|_| HsmError::InvalidInput)?;
-            let token: DataKeyToken = token_text.parse()?;
-            Ok((key?, token))
-        })();
-        zeroize::Zeroize::zeroize(&mut out);
-        result
+        let pair = TransportKeyPair::generate()?;
+        let out = self
+            .text(b"XS", hex::encode_upper(pair.public_key()))
+            .await?;
+        let (hsm_public, sealed, token_text) = sealed_key_reply(&out)?;
+        let token: DataKeyToken = token_text.parse()?;
+        let key = pair.open(&hsm_public, &sealed, token_text.as_bytes())?;
+        Ok((key, token))
     }
 
     async fn unwrap_data_key(&self, token: &DataKeyToken) -> Result<DataKey, HsmError> {
-        let mut out = self.call(b"XO", token.to_string().as_bytes()).await?;
-        let mut raw = [0u8; 32];
-        let r = hex::decode_to_slice(&out, &mut raw).map_err(|_| HsmError::InvalidInput);
-        zeroize::Zeroize::zeroize(&mut out);
-        r?;
-        let key = DataKey::from_bytes(raw);
-        zeroize::Zeroize::zeroize(&mut raw);
-        key
+        let pair = TransportKeyPair::generate()?;
+        let token_text = token.to_string();
+        let body = format!("{token_text}{}", hex::encode_upper(pair.public_key()));
+        let out = self.text(b"XW", body).await?;
+        let (hsm_public, sealed, rest) = sealed_key_reply(&out)?;
+        if !rest.is_empty() {
+            return Err(HsmError::InvalidInput);
+        }
+        pair.open(&hsm_public, &sealed, token_text.as_bytes())
     }
 
     async fn derive_card_key_under_zmk(
@@ -841,8 +530,8 @@ impl Hsm for HsmClient {
         let out = self
             .text(b"XQ", format!("{}{tok}{how}{}", kt.code(), zmk.token()))
             .await?;
-        let at = out.len().checked_sub(6).ok_or(HsmError::InvalidInput)?;
-        Ok((out[..at].to_string(), parse_kcv(&out[at..])?))
+        let (under_zmk, kcv) = key_and_kcv(&out)?;
+        Ok((under_zmk.to_string(), kcv))
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {

@@ -13,14 +13,19 @@
 //!
 //! Development uses the published test LMK ([`LmkSet::test_lmk`]); production loads the LMK from
 //! two or more components held by different custodians ([`LmkSet::from_components`], dual
-//! control): the LMK is the XOR of the components, each of which must have odd parity.
+//! control): the LMK is the XOR of the components, each of which must have odd parity, and a
+//! guessable result is refused. Programs choose between the two with [`LmkSource`] and
+//! [`LmkSet::load`] (`components` module).
 
 use cipher::generic_array::GenericArray;
 use cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use zeroize::Zeroize;
 
-use crate::block::has_odd_parity;
-use crate::error::HsmError;
+mod components;
+
+pub use components::{
+    check_lmk_pairs, des_key_weakness, pair_weakness, LmkError, LmkSource, PairName, Weakness,
+};
 
 /// Number of LMK pairs (00-01 … 38-39).
 pub const LMK_PAIR_COUNT: usize = 20;
@@ -105,20 +110,6 @@ impl std::fmt::Debug for LmkSet {
     }
 }
 
-fn parse_pairs(lines: &[&str]) -> Result<Vec<[u8; 16]>, HsmError> {
-    if lines.len() != LMK_PAIR_COUNT {
-        return Err(HsmError::InvalidInput);
-    }
-    lines
-        .iter()
-        .map(|l| {
-            let mut p = [0u8; 16];
-            hex::decode_to_slice(l.trim(), &mut p).map_err(|_| HsmError::InvalidInput)?;
-            Ok(p)
-        })
-        .collect()
-}
-
 impl LmkSet {
     /// The published test LMK (development and tests only).
     pub fn test_lmk() -> LmkSet {
@@ -159,49 +150,6 @@ impl LmkSet {
             schedules,
             check_value: [z[0], z[1], z[2]],
         }
-    }
-
-    /// Production LMK from two or more component sets (dual control). Each component is 20
-    /// lines of 32 hex characters with odd parity; the LMK is their XOR.
-    pub fn from_components(components: &[Vec<&str>]) -> Result<LmkSet, HsmError> {
-        if components.len() < 2 {
-            return Err(HsmError::InvalidInput);
-        }
-        let mut acc = [[0u8; 16]; LMK_PAIR_COUNT];
-        for comp in components {
-            let mut pairs = parse_pairs(comp)?;
-            if !pairs.iter().all(|p| has_odd_parity(p)) {
-                pairs.zeroize();
-                acc.zeroize();
-                return Err(HsmError::SourceKeyParity);
-            }
-            for (a, p) in acc.iter_mut().zip(&pairs) {
-                for (x, y) in a.iter_mut().zip(p) {
-                    *x ^= y;
-                }
-            }
-            pairs.zeroize();
-        }
-        let set = LmkSet::from_pairs(&acc);
-        acc.zeroize();
-        Ok(set)
-    }
-
-    /// Load component files (one file per custodian, each in the 20-line format).
-    pub fn from_component_files(paths: &[std::path::PathBuf]) -> Result<LmkSet, HsmError> {
-        let mut texts = Vec::with_capacity(paths.len());
-        for p in paths {
-            texts.push(std::fs::read_to_string(p).map_err(|_| HsmError::InvalidInput)?);
-        }
-        let comps: Vec<Vec<&str>> = texts
-            .iter()
-            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).collect())
-            .collect();
-        let set = LmkSet::from_components(&comps);
-        for t in texts.iter_mut() {
-            t.zeroize();
-        }
-        set
     }
 
     /// Check value of the LMK set (KCV of pair 00-01), safe to print.
@@ -248,48 +196,15 @@ impl LmkSet {
 mod tests {
     use super::*;
 
-    fn comp(fill: u8) -> Vec<String> {
-        (0..LMK_PAIR_COUNT)
-            .map(|_| hex::encode_upper([fill; 16]))
-            .collect()
-    }
-
     #[test]
     fn test_lmk_has_odd_parity_and_stable_check_value() {
         for h in TEST_LMK_HEX {
             let b = hex::decode(h).expect("hex");
-            assert!(has_odd_parity(&b), "{h}");
+            assert!(crate::block::has_odd_parity(&b), "{h}");
         }
         let a = LmkSet::test_lmk();
         let b = LmkSet::test_lmk();
         assert_eq!(a.check_value(), b.check_value());
         assert!(!format!("{a:?}").contains("0101010101"));
-    }
-
-    #[test]
-    fn components_xor_into_the_lmk_and_need_parity() {
-        // 0x01 ^ 0x20 = 0x21 (even parity) would be rejected only per component: both of these
-        // components have odd parity; their XOR is whatever it is (payShield checks components).
-        let c1 = comp(0x01);
-        let c2 = comp(0x02);
-        let v1: Vec<&str> = c1.iter().map(String::as_str).collect();
-        let v2: Vec<&str> = c2.iter().map(String::as_str).collect();
-        let set = LmkSet::from_components(&[v1.clone(), v2.clone()]).expect("lmk");
-        let direct = LmkSet::from_pairs(&[[0x03; 16]; LMK_PAIR_COUNT]);
-        assert_eq!(set.check_value(), direct.check_value());
-        assert_eq!(
-            LmkSet::from_components(std::slice::from_ref(&v1)).map(|_| ()),
-            Err(HsmError::InvalidInput)
-        );
-        let bad = comp(0x03);
-        let vb: Vec<&str> = bad.iter().map(String::as_str).collect();
-        assert_eq!(
-            LmkSet::from_components(&[v1, vb]).map(|_| ()),
-            Err(HsmError::SourceKeyParity)
-        );
-        assert_eq!(
-            LmkSet::from_components(&[v2.clone(), v2[..3].to_vec()]).map(|_| ()),
-            Err(HsmError::InvalidInput)
-        );
     }
 }
