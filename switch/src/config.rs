@@ -162,6 +162,13 @@ pub struct HsmSection {
     /// Connections the `tcp` client keeps to the HSM (absent: 4). Each carries many commands
     /// at once, but an HSM may work through one connection's commands in turn.
     pub connections: Option<usize>,
+    /// For `soft`: the LMK component files (two or more, one per custodian: dual control).
+    #[serde(default)]
+    pub lmk_components: Vec<std::path::PathBuf>,
+    /// For `soft`: run under the published test LMK instead of components. Anyone can read that
+    /// LMK, so every key under it is public: development and staging only, never production.
+    #[serde(default)]
+    pub insecure_test_lmk: bool,
 }
 
 impl HsmSection {
@@ -176,6 +183,22 @@ impl HsmSection {
             ("soft", _) => Ok(None),
             _ => Err(invalid("[hsm] kind = \"tcp\" with an address, or \"soft\"")),
         }
+    }
+
+    /// The in-process HSM of `kind = "soft"`: under the LMK its components combine to, or under
+    /// the published test LMK only when `insecure_test_lmk = true` says so. Weak or all-equal
+    /// components are refused (hsm-sim's `LmkSet::load` checks them).
+    pub fn soft_hsm(&self) -> Result<hsm_sim::SoftHsm, ConfigError> {
+        use hsm_sim::lmk::{LmkSet, LmkSource};
+        let source = LmkSource::from_options(self.lmk_components.clone(), self.insecure_test_lmk)
+            .map_err(|e| invalid(format!("[hsm] kind = \"soft\": {e}")))?;
+        if matches!(source, LmkSource::InsecureTestLmk) {
+            tracing::warn!(
+                "[hsm] insecure_test_lmk = true: every key under the published test LMK is public"
+            );
+        }
+        let lmk = LmkSet::load(&source).map_err(|e| invalid(format!("[hsm] {e}")))?;
+        Ok(hsm_sim::SoftHsm::new(lmk))
     }
 }
 
@@ -531,7 +554,7 @@ pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
     let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
         Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
-        None => Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
+        None => Arc::new(cfg.hsm.soft_hsm()?),
     };
     let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
         hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
@@ -611,6 +634,37 @@ mod tests {
                 per_card_daily_fen_max: 50_000,
             })
         );
+    }
+
+    #[test]
+    fn a_soft_hsm_needs_lmk_components_or_the_explicit_insecure_test_lmk() {
+        let text = include_str!("../../ops/switch.example.toml")
+            .replace("kind = \"tcp\"", "kind = \"soft\"");
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        let refused = cfg.hsm.soft_hsm().map(|_| ()).unwrap_err().to_string();
+        assert!(refused.contains("insecure-test-lmk"), "{refused}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut weak = Vec::new();
+        for n in 0..2 {
+            let path = dir.path().join(format!("component-{n}.txt"));
+            let line = "01".repeat(16);
+            std::fs::write(&path, vec![line; 20].join("\n")).unwrap();
+            weak.push(path);
+        }
+        let text = text.replace(
+            "connections = 8",
+            &format!("connections = 8\nlmk_components = {:?}", weak),
+        );
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        assert!(cfg.hsm.soft_hsm().is_err(), "equal components are refused");
+
+        let text = text.replace(
+            &format!("lmk_components = {:?}", weak),
+            "insecure_test_lmk = true",
+        );
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        assert!(cfg.hsm.soft_hsm().is_ok());
     }
 
     #[test]
