@@ -545,8 +545,9 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     let rev = exchange(&mut conn, &reversal).await;
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
-    // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(answer_code(&mut conn, &reversal).await, "94");
+    // The same reversal again (a retransmission: the original answer) and a second reversal:
+    // no double credit.
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
     let (again, _) = k.reversal_of(&original).unwrap();
     assert_eq!(answer_code(&mut conn, &again).await, "00");
     let (balance_req, _) = k.personal_balance(&card).unwrap();
@@ -1118,7 +1119,7 @@ fn refund_request(purchase: &[u8], stan: u64, amount_fen: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refunds_on_different_stans_cannot_add_up_to_more_than_the_purchase() {
     let net = network(1).await;
-    let card = uninsured(&net.world);
+    let card = insured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
@@ -1149,7 +1150,7 @@ async fn refunds_on_different_stans_cannot_add_up_to_more_than_the_purchase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_acquirers_reversal_with_the_same_terminal_and_rrn_finds_nothing() {
     let net = network(1).await;
-    let card = uninsured(&net.world);
+    let card = insured(&net.world);
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
