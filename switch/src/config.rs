@@ -106,6 +106,14 @@ pub struct SwitchSection {
     /// Bank leg timeout, ms.
     #[serde(default = "default_bank_timeout_ms")]
     pub bank_timeout_ms: u64,
+    /// How far a request's field 7 (UTC) may be from the switch's clock, either way, s;
+    /// further is declined `63` (stale or replayed).
+    #[serde(default = "default_transmission_window_s")]
+    pub transmission_window_s: u64,
+}
+
+fn default_transmission_window_s() -> u64 {
+    crate::pipeline::TRANSMISSION_WINDOW_DEFAULT.as_secs()
 }
 
 fn default_bank_timeout_ms() -> u64 {
@@ -377,6 +385,18 @@ fn token<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ConfigError> {
         .map_err(|_| invalid(format!("{what}: not a key token")))
 }
 
+/// The transmission window of `switch.transmission_window_s`: at least a second, and well
+/// inside the duplicate keys' retention (a replay inside the window must still find its key).
+fn transmission_window(seconds: u64) -> Result<Duration, ConfigError> {
+    let window = Duration::from_secs(seconds);
+    if seconds == 0 || window * 2 > crate::node::housekeeping::DUPLICATE_KEY_RETENTION {
+        return Err(invalid(format!(
+            "switch.transmission_window_s = {seconds}: must be at least 1 and at most half the duplicate keys' retention"
+        )));
+    }
+    Ok(window)
+}
+
 impl NodeConfig {
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -393,6 +413,7 @@ impl NodeConfig {
         );
         cfg.social_security_fund_account = s.social_security_fund_account.map(AccountId);
         cfg.bank_timeout = Duration::from_millis(s.bank_timeout_ms);
+        cfg.transmission_window = transmission_window(s.transmission_window_s)?;
         for h in &self.hospitals {
             cfg.hospitals.insert(
                 h.code.clone(),

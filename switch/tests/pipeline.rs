@@ -545,8 +545,9 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     let rev = exchange(&mut conn, &reversal).await;
     assert_eq!(decode(&rev).mti().as_str(), "0410");
     assert_eq!(decode(&rev).get_str(39).unwrap(), "00");
-    // The same reversal again (a retransmission) and a second reversal: no double credit.
-    assert_eq!(answer_code(&mut conn, &reversal).await, "94");
+    // The same reversal again (a retransmission: the original answer) and a second reversal:
+    // no double credit.
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
     let (again, _) = k.reversal_of(&original).unwrap();
     assert_eq!(answer_code(&mut conn, &again).await, "00");
     let (balance_req, _) = k.personal_balance(&card).unwrap();
@@ -1007,4 +1008,168 @@ async fn sqlx_sqlite(net: &Net) -> sqlx::SqliteConnection {
         .connect()
         .await
         .unwrap()
+}
+
+/// `wire` with field 7 replaced.
+fn with_field7(wire: &[u8], f7: &str) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.decode(wire).unwrap().to_owned_message();
+    m.set_str(7, f7).unwrap();
+    let mut out = Vec::new();
+    spec.encode(&m, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_7_outside_the_transmission_window_is_declined_63_and_nothing_moves() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let utc = |d: chrono::TimeDelta| (chrono::Utc::now() + d).format("%m%d%H%M%S").to_string();
+
+    // Two days old (a captured request replayed), and China Standard Time instead of UTC.
+    for f7 in [
+        utc(-chrono::TimeDelta::days(2)),
+        utc(chrono::TimeDelta::hours(8)),
+    ] {
+        let p = k
+            .medical_bill(&card, &mut r, 1_000, "MZ-OLD", DEMO_PIN)
+            .unwrap();
+        let a = exchange(&mut conn, &with_field7(&p.request, &f7)).await;
+        assert_eq!(code(&a), "63", "field 7 {f7}");
+    }
+    let (q, _) = k.personal_balance(&card).unwrap();
+    let stale = with_field7(&q, &utc(-chrono::TimeDelta::minutes(6)));
+    assert_eq!(answer_code(&mut conn, &stale).await, "63");
+    assert!(net.store.outbox_after(0, 10).await.unwrap().is_empty());
+
+    // A minute off either way is within the default five minutes.
+    for d in [
+        chrono::TimeDelta::minutes(-1),
+        chrono::TimeDelta::minutes(1),
+    ] {
+        let (q, _) = k.personal_balance(&card).unwrap();
+        assert_eq!(
+            answer_code(&mut conn, &with_field7(&q, &utc(d))).await,
+            "00"
+        );
+    }
+    // The kiosk's own requests are fresh.
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-NEW", DEMO_PIN)
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_retransmission_gets_the_original_answer_and_moves_nothing_again() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-RT", DEMO_PIN)
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
+    // The terminal lost the answer and sends the same request again: it learns the approval.
+    assert_eq!(answer_code(&mut conn, &p.request).await, "00");
+    let rrn = schemas::domain::Rrn::parse(&decode(&p.request).get_str(37).unwrap()).unwrap();
+    assert_eq!(net.store.transactions_by_rrn(&rrn).await.unwrap().len(), 1);
+    assert_eq!(
+        net.store.outbox_after(0, 10).await.unwrap().len(),
+        1,
+        "charged once"
+    );
+
+    // A decline is answered with its own code again (and is no second wrong PIN).
+    let wrong = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-RT2", "654321")
+        .unwrap();
+    assert_eq!(answer_code(&mut conn, &wrong.request).await, "55");
+    for _ in 0..3 {
+        assert_eq!(answer_code(&mut conn, &wrong.request).await, "55");
+    }
+    let stored = net.store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    assert_eq!(stored.status, CardStatus::Active, "one wrong PIN, not four");
+}
+
+/// A refund (0200 `200000`) of the bank purchase `purchase` for `amount_fen` on STAN `stan`:
+/// the purchase's card, RRN and terminal, no PIN, no chip data.
+fn refund_request(purchase: &[u8], stan: u64, amount_fen: u64) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.decode(purchase).unwrap().to_owned_message();
+    m.set_str(3, "200000")
+        .unwrap()
+        .set_u64(4, amount_fen)
+        .unwrap()
+        .set_u64(11, stan)
+        .unwrap()
+        .set_str(7, &switch::wire::network::transmission_now())
+        .unwrap();
+    m.remove(52).remove(55).remove(23);
+    let mut out = Vec::new();
+    spec.encode(&m, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_on_different_stans_cannot_add_up_to_more_than_the_purchase() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let purchase = k.bank_purchase(&card, &mut r, 10_000).unwrap();
+    assert_eq!(answer_code(&mut conn, &purchase.request).await, "00");
+
+    let refund = |stan, fen| refund_request(&purchase.request, stan, fen);
+    assert_eq!(answer_code(&mut conn, &refund(900_001, 6_000)).await, "00");
+    // Each alone is within the purchase; together they are not.
+    assert_eq!(answer_code(&mut conn, &refund(900_002, 6_000)).await, "13");
+    assert_eq!(answer_code(&mut conn, &refund(900_003, 4_000)).await, "00");
+    assert_eq!(answer_code(&mut conn, &refund(900_004, 1)).await, "13");
+    let rrn = schemas::domain::Rrn::parse(&decode(&purchase.request).get_str(37).unwrap()).unwrap();
+    let refunded: i64 = net
+        .store
+        .transactions_by_rrn(&rrn)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t.record.kind == switch::store::TransactionKind::Refund && t.record.is_approved()
+        })
+        .map(|t| t.record.amount_fen.get())
+        .sum();
+    assert_eq!(refunded, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_acquirers_reversal_with_the_same_terminal_and_rrn_finds_nothing() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let purchase = k.bank_purchase(&card, &mut r, 10_000).unwrap();
+    assert_eq!(answer_code(&mut conn, &purchase.request).await, "00");
+
+    // Another hospital whose kiosk happens to have the same terminal id.
+    let other = &net.world.hospitals[1];
+    let mut impostor = Kiosk::new(
+        TerminalId::parse("HK000001").unwrap(),
+        other.id.clone(),
+        Some(other.code.clone()),
+        "1",
+    );
+    let (reversal, _) = impostor.reversal_of(&purchase.request).unwrap();
+    assert_eq!(answer_code(&mut conn, &reversal).await, "25");
+    let rrn = schemas::domain::Rrn::parse(&decode(&purchase.request).get_str(37).unwrap()).unwrap();
+    assert_eq!(net.store.transactions_by_rrn(&rrn).await.unwrap().len(), 1);
+    // The purchase's own acquirer reverses it.
+    let (reversal, _) = k.reversal_of(&purchase.request).unwrap();
+    assert_eq!(answer_code(&mut conn, &reversal).await, "00");
 }

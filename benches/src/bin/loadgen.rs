@@ -98,6 +98,26 @@ struct Prepared {
     bill_fen: Option<i64>,
 }
 
+/// Gives every prepared request field 7 = now (UTC): preparing can take minutes, and the
+/// switch declines a field 7 further than its transmission window (default five minutes) from
+/// its clock. A run longer than the window sends its last requests stale (`63`): widen the
+/// switch's window for such runs. (No MAC to redo: the demo kiosks have no TAK.)
+fn restamp(lists: &mut [Vec<Prepared>]) {
+    let Ok(spec) = schemas::iso8583::spec("ssc87") else {
+        return;
+    };
+    let now = switch::wire::network::transmission_now();
+    for p in lists.iter_mut().flatten() {
+        let Ok(mut m) = spec.decode(&p.wire).map(|m| m.to_owned_message()) else {
+            continue;
+        };
+        let mut wire = Vec::with_capacity(p.wire.len());
+        if m.set_str(7, &now).is_ok() && spec.encode(&m, &mut wire).is_ok() {
+            p.wire = wire;
+        }
+    }
+}
+
 fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
     let total = if args.rate > 0 {
         (args.rate * args.duration) as usize + args.connections
@@ -398,7 +418,8 @@ fn main() {
     let args = Args::parse();
     let world = DemoWorld::new(args.cards_per_bank.max(1)).expect("demo world");
     let t0 = Instant::now();
-    let lists = prepare(&args, &world);
+    let mut lists = prepare(&args, &world);
+    restamp(&mut lists);
     let prepared: usize = lists.iter().map(Vec::len).sum();
     eprintln!(
         "prepared {prepared} requests in {:.1} s",

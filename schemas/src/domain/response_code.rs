@@ -94,6 +94,9 @@ codes! {
     ExceedsAmountLimit = "61",
     /// 62 Restricted card.
     RestrictedCard = "62",
+    /// 63 Security violation (ISO 8583:1987): here, a field 7 outside the switch's
+    /// transmission window (a stale or replayed request).
+    SecurityViolation = "63",
     /// 65 Exceeds withdrawal frequency limit.
     ExceedsFrequencyLimit = "65",
     /// 75 Allowable number of PIN tries exceeded.

@@ -15,7 +15,10 @@ pub const HOT_LIST_REFRESH: Duration = Duration::from_secs(5);
 pub const HOLD_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 /// Most expired holds released per look.
 pub const HOLDS_RELEASED_PER_TICK_MAX: u32 = 256;
-/// Duplicate keys are kept this long (the retransmission window).
+/// Duplicate keys are kept this long: far longer than the transmission window
+/// (`PipelineConfig::transmission_window`, five minutes by default, at most half of this, as
+/// the configuration checks), so a replay young enough to pass the freshness check of field 7
+/// always finds its key, and one older than the keys is declined `63` before it gets here.
 pub const DUPLICATE_KEY_RETENTION: Duration = Duration::from_secs(48 * 3_600);
 /// How often duplicate keys older than [`DUPLICATE_KEY_RETENTION`] are purged.
 pub const DUPLICATE_KEY_PURGE_INTERVAL: Duration = Duration::from_secs(3_600);

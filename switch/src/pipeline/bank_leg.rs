@@ -116,11 +116,11 @@ struct LegFields<'a> {
     pin_under_zpk: Option<[u8; 8]>,
 }
 
-/// Field 7 (MMDDhhmmss) and 12/13 in China Standard Time.
+/// Field 7 (MMDDhhmmss, UTC) and 12/13 (local: China Standard Time).
 pub(crate) fn cst_now() -> (String, String, String) {
     let now = Utc::now() + chrono::Duration::hours(8);
     (
-        now.format("%m%d%H%M%S").to_string(),
+        crate::wire::network::transmission_now(),
         now.format("%H%M%S").to_string(),
         now.format("%m%d").to_string(),
     )

@@ -61,6 +61,11 @@ pub struct PipelineConfig {
     pub pin_tries_max: u32,
     /// Retransmissions remembered in memory for duplicate detection.
     pub recent_keys_max: usize,
+    /// How far field 7 (transmission date and time, UTC) of a request may be from the
+    /// switch's clock, either way, before the request is declined `63` as stale or replayed.
+    /// Must stay well below the duplicate keys' retention
+    /// (`crate::node::housekeeping::DUPLICATE_KEY_RETENTION`).
+    pub transmission_window: Duration,
     /// Largest jump of a card's ATC over the highest seen before the cryptogram is declined
     /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so
     /// the card's next transaction is judged from the new ATC.
@@ -87,6 +92,7 @@ impl PipelineConfig {
             stand_in: HashMap::new(),
             pin_tries_max: 3,
             recent_keys_max: 100_000,
+            transmission_window: super::replay::TRANSMISSION_WINDOW_DEFAULT,
             atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
         }
     }

@@ -220,6 +220,10 @@ impl<S: Store> Pipeline<S> {
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => {
                 Err(ResponseCode::DuplicateTransmission)
             }
+            Err(WriteError::Decision(DecisionError::RefundsExceedOriginal(_))) => {
+                // Another refund of the same original committed first (ISO 8583:1987 13).
+                Err(ResponseCode::InvalidAmount)
+            }
             Err(WriteError::Decision(DecisionError::InsufficientFunds(a))) => {
                 self.cards.forget_balance(a);
                 Err(ResponseCode::InsufficientFunds)

@@ -30,6 +30,7 @@ mod config;
 mod decision;
 mod holds;
 mod recent;
+mod replay;
 pub mod request;
 mod response;
 pub mod security;
@@ -38,6 +39,7 @@ pub mod split;
 pub mod velocity;
 
 pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT};
+pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
 use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
@@ -228,16 +230,14 @@ impl<S: Store> Pipeline<S> {
                 return (service, out);
             }
         }
-        let key = crate::store::DuplicateKey {
-            terminal_id: req.terminal_id.clone(),
-            stan: req.stan,
-            rrn: req.rrn.clone(),
-            transmission_at: req.transmission_at.clone(),
-            message_class: req.mti.as_str()[..2].to_owned(),
-        };
+        if let Some(mut out) = self.stale(&req) {
+            out.mac_key = mac_key;
+            return (service, out);
+        }
+        let key = replay::duplicate_key(&req);
         let repeat = matches!(req.mti.as_str(), "0421" | "0401");
         if !repeat && self.recent.seen(&key) {
-            let mut out = Outcome::answer(ResponseCode::DuplicateTransmission);
+            let mut out = self.retransmission(&key).await;
             out.mac_key = mac_key;
             return (service, out);
         }
@@ -254,7 +254,11 @@ impl<S: Store> Pipeline<S> {
             Service::Completion => self.completion(&req).await,
             Service::Reversal => self.reversal(&req).await,
         };
-        let mut outcome = outcome;
+        let mut outcome = match outcome.code {
+            // Caught at commit (another node, or a key this node forgot): the original's answer.
+            Some(ResponseCode::DuplicateTransmission) if !repeat => self.retransmission(&key).await,
+            _ => outcome,
+        };
         outcome.mac_key = mac_key;
         (service, outcome)
     }

@@ -1,5 +1,5 @@
 //! The first, cheap duplicate check of step 3: a bounded memory of recent duplicate keys
-//! (terminal + STAN + RRN + transmission time + message class), consulted before any HSM call.
+//! (acquirer + terminal + STAN + RRN + transmission time + message class), consulted before any HSM call.
 //! The authoritative check is the store's, at commit.
 //!
 //! Why shards: one set of 100,000 keys behind one lock stalled the whole node whenever the
@@ -96,10 +96,11 @@ impl RecentKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::domain::{Rrn, Stan, TerminalId, TransmissionDateTime};
+    use schemas::domain::{InstitutionId, Rrn, Stan, TerminalId, TransmissionDateTime};
 
     fn key(n: u32) -> DuplicateKey {
         DuplicateKey {
+            acquirer: InstitutionId::parse("4101001").expect("acquirer"),
             terminal_id: TerminalId::parse("KIOSK001").expect("terminal"),
             stan: Stan::new(n % 1_000_000).expect("stan"),
             rrn: Rrn::parse(&format!("{n:012}")).expect("rrn"),

@@ -83,13 +83,15 @@ impl Kiosk {
         amount_fen: u64,
     ) -> Result<OwnedMessage<'static>, DemoError> {
         let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
+        // Field 7 in UTC (the switch checks it against its clock), 12 and 13 the kiosk's local
+        // time (China Standard Time).
         let now = chrono::Utc::now() + chrono::Duration::hours(8);
         let stan = self.next_stan();
         let mut m = OwnedMessage::new(spec, Mti::new(mti).map_err(|_| DemoError::Data("mti"))?);
         let r = (|| -> Result<(), iso8583::Error> {
             m.set_str(3, processing_code)?
                 .set_u64(4, amount_fen)?
-                .set_str(7, &now.format("%m%d%H%M%S").to_string())?
+                .set_str(7, &crate::wire::network::transmission_now())?
                 .set_u64(11, u64::from(stan))?
                 .set_str(12, &now.format("%H%M%S").to_string())?
                 .set_str(13, &now.format("%m%d").to_string())?

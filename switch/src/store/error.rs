@@ -74,6 +74,10 @@ pub enum DecisionError {
         /// The highest ATC already committed.
         atc_max: u16,
     },
+    /// An approved refund that, with the approved refunds of the same original before it,
+    /// would give back more than the original's amount.
+    #[error("refunds exceed original {0:?}")]
+    RefundsExceedOriginal(TransactionId),
     /// A capture above the held amount.
     #[error("capture exceeds hold {0:?}")]
     CaptureExceedsHold(HoldId),

@@ -13,12 +13,16 @@
 //! The card's ATC (EMV Book 3 Annex A, 9F36) is planned the same way: the batch loads (and on
 //! PostgreSQL locks) the `atc_max` of the cards it names, and a decision whose ATC is not above
 //! it — including one taken by an earlier decision of the same batch — is left out.
+//!
+//! Refunds are capped the same way ([`refund_cap`]): the batch loads each refunded original
+//! with its refunds so far, and a refund that would take them above the original is left out.
 
 use super::error::DecisionError;
 use super::model::{
     AccountId, BalanceOp, CardAtc, CardId, Committed, Decision, DuplicateKey, HoldId, HoldState,
     MovementKind, TransactionId,
 };
+pub use refund_cap::RefundRoom;
 use std::collections::{HashMap, HashSet};
 
 /// Rows a batch needs loaded before it can be planned.
@@ -32,6 +36,8 @@ pub struct BatchKeys {
     pub duplicate_keys: Vec<DuplicateKey>,
     /// Cards whose ATC the batch consumes.
     pub cards: Vec<CardId>,
+    /// Originals the batch's approved refunds take room from (see [`refund_cap`]).
+    pub refunded_originals: Vec<TransactionId>,
 }
 
 impl BatchKeys {
@@ -44,6 +50,8 @@ impl BatchKeys {
             if let Some(a) = d.atc {
                 keys.cards.push(a.card_id);
             }
+            keys.refunded_originals
+                .extend(refund_cap::refunded_original(d));
             for op in &d.balance_ops {
                 match op {
                     BalanceOp::Debit { account_id, .. }
@@ -61,6 +69,8 @@ impl BatchKeys {
         keys.accounts.dedup();
         keys.cards.sort();
         keys.cards.dedup();
+        keys.refunded_originals.sort();
+        keys.refunded_originals.dedup();
         keys
     }
 }
@@ -106,6 +116,8 @@ pub struct Loaded {
     pub duplicate_keys: HashMap<DuplicateKey, TransactionId>,
     /// `atc_max` of the cards that have one.
     pub card_atcs: HashMap<CardId, u16>,
+    /// The originals of the batch's refunds (those that exist), with their refunds so far.
+    pub refunds: HashMap<TransactionId, RefundRoom>,
 }
 
 /// One journal row.
@@ -159,6 +171,7 @@ enum Undo {
     Account(AccountId, AccountRow),
     Hold(HoldId, Option<HoldRow>),
     Atc(CardId, Option<u16>),
+    Refund(TransactionId, RefundRoom),
 }
 
 struct Planner {
@@ -262,11 +275,16 @@ impl Planner {
                 return Err(e);
             }
         }
+        if let Err(e) = self.take_refund_room(d) {
+            self.rollback(movements_before);
+            return Err(e);
+        }
         for u in self.undo.drain(..) {
             match u {
                 Undo::Account(id, _) => self.dirty_accounts.insert(id),
                 Undo::Hold(id, _) => self.dirty_holds.insert(id),
                 Undo::Atc(id, _) => self.dirty_cards.insert(id),
+                Undo::Refund(..) => false,
             };
         }
         self.txn_ids.insert(txn_id);
@@ -293,6 +311,9 @@ impl Planner {
                 }
                 Undo::Atc(id, None) => {
                     self.loaded.card_atcs.remove(&id);
+                }
+                Undo::Refund(id, room) => {
+                    self.loaded.refunds.insert(id, room);
                 }
             }
         }
@@ -545,5 +566,6 @@ impl Planner {
     }
 }
 
+mod refund_cap;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 
 /// Field 70 codes used on issuer links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,12 +184,10 @@ impl<K: Clone> KeyGenerations<K> {
     }
 }
 
-/// Field 7 for a message originated now: `MMDDhhmmss` in China Standard Time (UTC+8), as
-/// `ssc87` defines it.
+/// Field 7 for a message originated now: `MMDDhhmmss` in UTC, as ISO 8583:1987 (GMT) and
+/// `ssc87` define it (the switch declines a request whose field 7 is far from its clock).
 pub fn transmission_now() -> String {
-    (Utc::now() + TimeDelta::hours(8))
-        .format("%m%d%H%M%S")
-        .to_string()
+    Utc::now().format("%m%d%H%M%S").to_string()
 }
 
 #[cfg(test)]

@@ -355,6 +355,33 @@ pub async fn duplicates_are_detected<H: Harness>() {
     );
     assert_eq!(balance(&*s, fx.personal).await, (90, 0), "charged once");
 
+    // Another acquirer's request with the same terminal, STAN, RRN and time is not a
+    // retransmission of this one (terminal ids and STANs are each acquirer's own numbering).
+    let mut other = testkit::debit(&fx, fx.personal, 42, 10);
+    other.transaction.acquirer = fx.bank.clone();
+    if let Some(e) = other.event.as_mut() {
+        e.institutions.acquirer = fx.bank.clone();
+    }
+    assert_eq!(
+        s.find_duplicate(&other.transaction.duplicate_key())
+            .await
+            .unwrap(),
+        None
+    );
+    let other_id = commit_one(&*s, other.clone()).await.unwrap().transaction_id;
+    assert_eq!(
+        s.find_duplicate(&other.transaction.duplicate_key())
+            .await
+            .unwrap(),
+        Some(other_id)
+    );
+    assert_eq!(
+        s.find_duplicate(&key).await.unwrap(),
+        Some(committed.transaction_id),
+        "each acquirer finds its own"
+    );
+    assert_eq!(balance(&*s, fx.personal).await, (80, 0));
+
     // Its reversal may carry the same references (another message class).
     let mut reversal = testkit::decline(&fx, 42, 10, ResponseCode::Approved);
     reversal.transaction.mti = "0400".into();
@@ -365,17 +392,17 @@ pub async fn duplicates_are_detected<H: Harness>() {
         amount_fen: schemas::domain::AmountFen::new(10).unwrap(),
     }];
     commit_one(&*s, reversal).await.unwrap();
-    assert_eq!(balance(&*s, fx.personal).await, (100, 0));
+    assert_eq!(balance(&*s, fx.personal).await, (90, 0));
     assert_eq!(
         s.transactions_by_rrn(&first.transaction.rrn)
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
 
     // Keys older than the retransmission window can be purged.
-    assert_eq!(s.purge_duplicate_keys(now_us() + 1).await.unwrap(), 2);
+    assert_eq!(s.purge_duplicate_keys(now_us() + 1).await.unwrap(), 3);
     assert_eq!(s.find_duplicate(&key).await.unwrap(), None);
     h.cleanup().await;
 }
@@ -1082,6 +1109,72 @@ pub async fn the_card_directory_pages_through_every_card_with_its_pan_and_accoun
     h.cleanup().await;
 }
 
+/// An approved refund of `original` for `amount_fen` on STAN `stan` (the original's RRN and
+/// terminal: refunds carry the purchase's references), credited to the personal account.
+fn refund_of(fx: &Fixture, original: &Decision, stan: u32, amount_fen: i64) -> Decision {
+    let mut r = testkit::decline(fx, stan, amount_fen, ResponseCode::Approved);
+    r.transaction.kind = TransactionKind::Refund;
+    r.transaction.processing_code = "200000".into();
+    r.transaction.rrn = original.transaction.rrn.clone();
+    r.transaction.original_transaction_id = Some(original.transaction.transaction_id);
+    r.balance_ops = vec![BalanceOp::Credit {
+        account_id: fx.personal,
+        amount_fen: schemas::domain::AmountFen::new(amount_fen).unwrap(),
+    }];
+    r
+}
+
+pub async fn refunds_of_one_original_never_add_up_to_more_than_it<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    let purchase = testkit::debit(&fx, fx.personal, 70, 100);
+    commit_one(&*s, purchase.clone()).await.unwrap();
+    assert_eq!(balance(&*s, fx.personal).await, (900, 0));
+
+    // Two refunds on different STANs (so no duplicate), each within the purchase alone.
+    commit_one(&*s, refund_of(&fx, &purchase, 71, 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        commit_one(&*s, refund_of(&fx, &purchase, 72, 60)).await,
+        Err(DecisionError::RefundsExceedOriginal(
+            purchase.transaction.transaction_id
+        ))
+    );
+    assert_eq!(
+        balance(&*s, fx.personal).await,
+        (960, 0),
+        "60 back, not 120"
+    );
+
+    // In one group commit: the batch's own earlier refund counts too.
+    let batch = vec![
+        refund_of(&fx, &purchase, 73, 30),
+        refund_of(&fx, &purchase, 74, 20),
+        refund_of(&fx, &purchase, 75, 10),
+    ];
+    let results = s.commit_decisions(batch, now_us()).await.results;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(
+        results[1],
+        Err(DecisionError::RefundsExceedOriginal(
+            purchase.transaction.transaction_id
+        ))
+    );
+    assert!(
+        results[2].is_ok(),
+        "exactly up to the purchase: {results:?}"
+    );
+    assert_eq!(balance(&*s, fx.personal).await, (1_000, 0));
+    assert_eq!(
+        commit_one(&*s, refund_of(&fx, &purchase, 76, 1)).await,
+        Err(DecisionError::RefundsExceedOriginal(
+            purchase.transaction.transaction_id
+        ))
+    );
+    h.cleanup().await;
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($harness:ty) => {
@@ -1091,6 +1184,7 @@ macro_rules! store_suite {
             holds_reserve_capture_and_release,
             a_failing_decision_leaves_nothing_behind,
             duplicates_are_detected,
+            refunds_of_one_original_never_add_up_to_more_than_it,
             a_card_atc_only_moves_up_and_survives_a_restart,
             the_reversal_queue_survives_a_restart,
             a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,

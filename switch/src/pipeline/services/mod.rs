@@ -41,7 +41,7 @@ use crate::store::{Store, StoredTransaction, TransactionKind};
 use schemas::domain::ResponseCode;
 
 impl<S: Store> Pipeline<S> {
-    /// The approved original of a refund or completion: same RRN and terminal, an approved
+    /// The approved original of a refund or completion: same RRN, acquirer and terminal, an approved
     /// decision of `kinds`.
     pub(crate) async fn original(
         &self,
@@ -58,7 +58,10 @@ impl<S: Store> Pipeline<S> {
             })?;
         Ok(found.into_iter().find(|t| {
             let r = &t.record;
-            r.is_approved() && kinds.contains(&r.kind) && r.terminal_id == req.terminal_id
+            r.is_approved()
+                && kinds.contains(&r.kind)
+                && r.acquirer == req.acquirer
+                && r.terminal_id == req.terminal_id
         }))
     }
 }

@@ -2,9 +2,13 @@
 //! bank credits the account and the merchant pays it back at settlement.
 //!
 //! Parse: nothing beyond the request. Check: the card. Decide: the purchase it refunds (same
-//! RRN and terminal, same card, not less than the refund), then the bank leg (no stand-in: the
-//! bank must agree to credit). Commit: the leg from the merchant, linked to the purchase.
-//! Respond: the bank's authorization code.
+//! RRN, acquirer and terminal, same card), whose amount must cover this refund and every
+//! approved, unreversed refund of it before (`13` otherwise: a refund on a new STAN is a new
+//! request, not a duplicate, so only this running total stops a purchase being refunded twice),
+//! then the bank leg (no stand-in: the bank must agree to credit). Commit: the leg from the
+//! merchant, linked to the purchase; the store checks the running total again inside the group
+//! commit (`store::plan`'s refund cap), where two refunds decided at once meet. Respond: the
+//! bank's authorization code.
 
 use crate::pipeline::bank_leg::BankLeg;
 use crate::pipeline::cardholder::Checks;
@@ -12,7 +16,7 @@ use crate::pipeline::decision::{party, Movement, PlannedLeg};
 use crate::pipeline::request::Request;
 use crate::pipeline::response::Outcome;
 use crate::pipeline::Pipeline;
-use crate::store::{Store, TransactionKind};
+use crate::store::{Store, StoredTransaction, TransactionKind};
 use schemas::domain::{ProcessingCode, ResponseCode};
 use schemas::events::{EventType, LedgerAccount, LegKind};
 
@@ -29,8 +33,12 @@ impl<S: Store> Pipeline<S> {
             Ok(None) => return card.decline(ResponseCode::UnableToLocateRecord).await,
             Err(code) => return Outcome::answer(code),
         };
+        let refunded_fen = match self.refunded_fen(req, &original).await {
+            Ok(f) => f,
+            Err(code) => return Outcome::answer(code),
+        };
         if original.record.card_id != Some(card.entry.card.card_id)
-            || req.amount_fen > original.record.amount_fen
+            || refunded_fen.saturating_add(req.amount_fen.get()) > original.record.amount_fen.get()
         {
             return card.decline(ResponseCode::InvalidAmount).await;
         }
@@ -62,5 +70,42 @@ impl<S: Store> Pipeline<S> {
             },
             Err(code) => card.reverse_orphan_leg(req.amount_fen, code).await,
         }
+    }
+}
+
+impl<S: Store> Pipeline<S> {
+    /// What the approved, unreversed refunds of `original` gave back so far (refunds carry
+    /// the purchase's RRN, so they are among the transactions of the request's RRN).
+    async fn refunded_fen(
+        &self,
+        req: &Request,
+        original: &StoredTransaction,
+    ) -> Result<i64, ResponseCode> {
+        let found = self
+            .store
+            .transactions_by_rrn(&req.rrn)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "refund lookup failed");
+                ResponseCode::SystemMalfunction
+            })?;
+        let of = |kind: TransactionKind, id| {
+            move |t: &&StoredTransaction| {
+                t.record.kind == kind
+                    && t.record.is_approved()
+                    && t.record.original_transaction_id == Some(id)
+            }
+        };
+        let original_id = original.record.transaction_id;
+        Ok(found
+            .iter()
+            .filter(of(TransactionKind::Refund, original_id))
+            .filter(|r| {
+                !found
+                    .iter()
+                    .any(|v| of(TransactionKind::Reversal, r.record.transaction_id)(&v))
+            })
+            .map(|r| r.record.amount_fen.get())
+            .fold(0i64, i64::saturating_add))
     }
 }

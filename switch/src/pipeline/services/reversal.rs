@@ -1,6 +1,6 @@
 //! Reversals from acquirers (0400/0401 requests, 0420/0421 advices).
 //!
-//! A reversal finds its original by RRN (field 37), terminal and original STAN (90.2), undoes
+//! A reversal finds its original by RRN (field 37), acquirer, terminal and original STAN (90.2), undoes
 //! every leg in one decision (personal account and entitlement credited back, a pending hold
 //! released), queues a 0420 for the bank when the original had a bank leg, and publishes a
 //! `reversal` event whose legs mirror the original's. It is idempotent: a repeat (0421, or the
@@ -67,8 +67,11 @@ impl<S: Store> Pipeline<S> {
                 return Outcome::answer(ResponseCode::SystemMalfunction);
             }
         };
+        // The acquirer too: terminal ids and RRNs are each acquirer's own numbering, and one
+        // acquirer must not undo another's transaction.
         let original = found.iter().find(|t| {
             REVERSIBLE.contains(&t.record.kind)
+                && t.record.acquirer == req.acquirer
                 && t.record.terminal_id == req.terminal_id
                 && original_stan.is_none_or(|s| t.record.stan == s)
         });

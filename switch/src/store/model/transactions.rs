@@ -60,10 +60,14 @@ pub fn leg_kind_from_sql(s: &str) -> Option<LegKind> {
     })
 }
 
-/// The duplicate-detection key of a message: terminal + STAN + RRN + transmission time, and
-/// the message class (MTI digits 1–2) so that a 0400 may repeat its 0200's references.
+/// The duplicate-detection key of a message: acquirer + terminal + STAN + RRN + transmission
+/// time, and the message class (MTI digits 1–2) so that a 0400 may repeat its 0200's
+/// references. The acquirer is part of it because terminal ids and STANs are the acquirer's
+/// own numbering: another acquirer's request is never a retransmission of this one's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DuplicateKey {
+    /// Field 32 (or the link's acquirer).
+    pub acquirer: InstitutionId,
     /// Field 41.
     pub terminal_id: TerminalId,
     /// Field 11.
@@ -117,6 +121,7 @@ impl TransactionRecord {
     /// Its duplicate-detection key.
     pub fn duplicate_key(&self) -> DuplicateKey {
         DuplicateKey {
+            acquirer: self.acquirer.clone(),
             terminal_id: self.terminal_id.clone(),
             stan: self.stan,
             rrn: self.rrn.clone(),

@@ -6,10 +6,10 @@ use super::json_rows::hex;
 use super::{unnest, PostgresStore};
 use crate::store::model::TransactionId;
 use crate::store::model::{AccountId, BatchOutcome, CardId, Committed, Decision, DuplicateKey};
-use crate::store::plan::{self, AccountRow, BatchKeys, Loaded};
+use crate::store::plan::{self, AccountRow, BatchKeys, Loaded, RefundRoom};
 use crate::store::sql::rows::{corrupt, hold_row, parse};
 use crate::store::{DecisionError, StoreError};
-use schemas::domain::{Rrn, Stan, TerminalId, TransmissionDateTime};
+use schemas::domain::{InstitutionId, Rrn, Stan, TerminalId, TransmissionDateTime};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
@@ -21,7 +21,7 @@ const LOAD_HOLDS: &str = "SELECT hold_id, account_id, transaction_id, amount_fen
 // One index probe per key, whatever the statistics say: the LIMIT keeps the planner from
 // flattening the subquery into a join, which on a young, fast-growing table it planned as a
 // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
-const LOAD_DUPLICATE_KEYS: &str = "SELECT d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 LIMIT 1) AS d";
+const LOAD_DUPLICATE_KEYS: &str = "SELECT d.acquirer, d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.acquirer, k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 AND k.acquirer = j->>5 LIMIT 1) AS d";
 // Locked after the accounts, in card order: every batch takes its locks in the same order.
 const LOAD_CARD_ATCS: &str = "SELECT card_id, atc_max FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE";
 // Typed arrays, not a JSON array: the planner estimates a JSON function at 100 rows, and on a
@@ -71,6 +71,9 @@ async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
     if !keys.cards.is_empty() {
         load_card_atcs(tx, &keys.cards, &mut loaded).await?;
     }
+    if !keys.refunded_originals.is_empty() {
+        load_refund_rooms(tx, &keys.refunded_originals, &mut loaded).await?;
+    }
     Ok(loaded)
 }
 
@@ -89,6 +92,7 @@ async fn load_duplicate_keys(
                 k.rrn.as_str(),
                 k.transmission_at.as_str(),
                 k.message_class,
+                k.acquirer.as_str(),
             ])
         })
         .collect();
@@ -105,9 +109,54 @@ async fn load_duplicate_keys(
     Ok(())
 }
 
+// Locked last, in id order (every batch takes its locks in the same order): a second node's
+// refund of the same original waits here, then sums the refunds this one committed.
+const LOCK_REFUNDED_ORIGINALS: &str = "SELECT transaction_id FROM txn WHERE transaction_id = \
+    ANY($1::uuid[]) ORDER BY transaction_id FOR UPDATE";
+// Refunds carry their original's RRN: one index probe per original.
+const REFUND_ROOMS: &str =
+    "SELECT o.transaction_id, o.amount_fen, (SELECT COALESCE(SUM(r.amount_fen), 0)::bigint \
+    FROM txn AS r WHERE r.rrn = o.rrn AND r.original_transaction_id = o.transaction_id \
+    AND r.kind = 'refund' AND r.response_code = '00' AND NOT EXISTS (SELECT 1 FROM txn AS v \
+    WHERE v.rrn = r.rrn AND v.kind = 'reversal' AND v.response_code = '00' \
+    AND v.original_transaction_id = r.transaction_id)) AS refunded_fen \
+    FROM txn AS o WHERE o.transaction_id = ANY($1::uuid[])";
+
+/// Each refunded original's amount with its approved, unreversed refunds so far (the refund
+/// cap of `plan::refund_cap`), the originals locked first.
+async fn load_refund_rooms(
+    tx: &mut Tx,
+    originals: &[TransactionId],
+    loaded: &mut Loaded,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = originals.iter().map(|t| t.0).collect();
+    sqlx::query(LOCK_REFUNDED_ORIGINALS)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    let rows = sqlx::query(REFUND_ROOMS)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        loaded.refunds.insert(
+            TransactionId(row.try_get("transaction_id")?),
+            RefundRoom {
+                original_fen: row.try_get("amount_fen")?,
+                refunded_fen: row.try_get("refunded_fen")?,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// A stored duplicate-detection key.
 fn duplicate_key(row: &PgRow) -> Result<DuplicateKey, StoreError> {
     Ok(DuplicateKey {
+        acquirer: parse(
+            "duplicate_key.acquirer",
+            InstitutionId::parse(row.try_get("acquirer")?),
+        )?,
         terminal_id: parse(
             "duplicate_key.terminal_id",
             TerminalId::parse(row.try_get("terminal_id")?),

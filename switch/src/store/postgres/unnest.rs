@@ -20,9 +20,9 @@ const INSERT_LEGS: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, in
     account_id, amount_fen) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], \
     $4::text[], $5::bigint[], $6::bigint[])";
 const INSERT_KEYS: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, transmission_at, \
-    message_class, transaction_id, created_at_us) SELECT t, s, r, x, c, i, $7 FROM \
-    UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[]) \
-    AS u(t, s, r, x, c, i)";
+    message_class, transaction_id, created_at_us, acquirer) SELECT t, s, r, x, c, i, $7, a FROM \
+    UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $8::text[]) \
+    AS u(t, s, r, x, c, i, a)";
 const UPDATE_ACCOUNTS: &str = "UPDATE account SET balance_fen = v.b, held_fen = v.h FROM \
     UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, b, h) WHERE account.account_id = v.id";
 const INSERT_MOVEMENTS: &str =
@@ -177,6 +177,7 @@ async fn insert_legs_and_keys(
                 .collect::<Vec<Uuid>>(),
         )
         .bind(now_us)
+        .bind(keys.iter().map(|k| k.acquirer.as_str()).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     Ok(())

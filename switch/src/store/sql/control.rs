@@ -81,7 +81,8 @@ const EXPIRED_HOLDS: &str = concat!(
 );
 
 const FIND_DUPLICATE: &str = "SELECT transaction_id FROM duplicate_key WHERE terminal_id = $1 \
-     AND stan = $2 AND rrn = $3 AND transmission_at = $4 AND message_class = $5";
+     AND stan = $2 AND rrn = $3 AND transmission_at = $4 AND message_class = $5 \
+     AND acquirer = $6";
 const TRANSACTIONS_BY_RRN: &str = concat!(
     "SELECT ",
     txn_columns!(),
@@ -334,6 +335,7 @@ impl<B: Backend> Store for B {
             k.rrn.as_str().into(),
             k.transmission_at.as_str().into(),
             (&k.message_class).into(),
+            k.acquirer.as_str().into(),
         ];
         match self
             .reader()

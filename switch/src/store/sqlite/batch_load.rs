@@ -4,11 +4,11 @@
 
 use super::batch::{corrupt, uuid_blob, uuid_from};
 use crate::store::model::{AccountId, CardId, DuplicateKey, HoldId, HoldState, TransactionId};
-use crate::store::plan::{AccountRow, BatchKeys, HoldRow, Loaded};
+use crate::store::plan::{AccountRow, BatchKeys, HoldRow, Loaded, RefundRoom};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 /// The rows the batch touches: holds first (they name more accounts), then accounts,
-/// duplicate keys and card ATCs.
+/// duplicate keys, card ATCs and the refunded originals.
 pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::Error> {
     let mut loaded = Loaded::default();
     let mut account_ids = keys.accounts.clone();
@@ -25,6 +25,9 @@ pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::
     }
     if !keys.cards.is_empty() {
         load_card_atcs(tx, &keys.cards, &mut loaded)?;
+    }
+    if !keys.refunded_originals.is_empty() {
+        load_refund_rooms(tx, &keys.refunded_originals, &mut loaded)?;
     }
     Ok(loaded)
 }
@@ -100,7 +103,7 @@ fn load_duplicate_keys(
 ) -> Result<(), rusqlite::Error> {
     let mut q = tx.prepare_cached(
         "SELECT transaction_id FROM duplicate_key WHERE terminal_id = ?1 AND stan = ?2 \
-         AND rrn = ?3 AND transmission_at = ?4 AND message_class = ?5",
+         AND rrn = ?3 AND transmission_at = ?4 AND message_class = ?5 AND acquirer = ?6",
     )?;
     for k in keys {
         let found: Option<Vec<u8>> = q
@@ -111,6 +114,7 @@ fn load_duplicate_keys(
                     k.rrn.as_str(),
                     k.transmission_at.as_str(),
                     k.message_class,
+                    k.acquirer.as_str(),
                 ],
                 |r| r.get(0),
             )
@@ -139,3 +143,33 @@ fn load_card_atcs(
     }
     Ok(())
 }
+
+/// Each refunded original's amount with its approved, unreversed refunds so far (the
+/// refund cap of `plan::refund_cap`). Refunds carry their original's RRN: one index probe.
+fn load_refund_rooms(
+    tx: &Transaction<'_>,
+    originals: &[TransactionId],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached(REFUND_ROOM)?;
+    for id in originals {
+        let room = q
+            .query_row([uuid_blob(&id.0)], |r| {
+                Ok(RefundRoom {
+                    original_fen: r.get(0)?,
+                    refunded_fen: r.get(1)?,
+                })
+            })
+            .optional()?;
+        if let Some(room) = room {
+            loaded.refunds.insert(*id, room);
+        }
+    }
+    Ok(())
+}
+
+const REFUND_ROOM: &str = "SELECT o.amount_fen, (SELECT COALESCE(SUM(r.amount_fen), 0) \
+     FROM txn AS r WHERE r.rrn = o.rrn AND r.original_transaction_id = o.transaction_id \
+     AND r.kind = 'refund' AND r.response_code = '00' AND NOT EXISTS (SELECT 1 FROM txn AS v \
+     WHERE v.rrn = r.rrn AND v.kind = 'reversal' AND v.response_code = '00' \
+     AND v.original_transaction_id = r.transaction_id)) FROM txn AS o WHERE o.transaction_id = ?1";

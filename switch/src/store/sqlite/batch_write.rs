@@ -17,8 +17,8 @@ const INSERT_TXN: &str = "INSERT INTO txn (transaction_id, kind, mti, processing
 const INSERT_LEG: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
      account_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const INSERT_DUPLICATE_KEY: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, \
-     transmission_at, message_class, transaction_id, created_at_us) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     transmission_at, message_class, transaction_id, created_at_us, acquirer) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Writes a planned batch: the accepted decisions' rows, the planned balances, holds and
 /// journal, ATCs, and the outbox with gap-free sequence numbers. Returns each decision's
@@ -76,6 +76,7 @@ fn insert_transactions(
             k.message_class,
             id,
             now_us,
+            k.acquirer.as_str(),
         ])?;
     }
     Ok(())

@@ -1,0 +1,190 @@
+//! The replay defences of step 3, before any HSM call: the freshness of field 7, the
+//! duplicate-detection key, and the answer to a retransmission.
+//!
+//! - A request whose transmission date and time (field 7) is further from the switch's clock
+//!   than [`super::PipelineConfig::transmission_window`] is declined `63` (ISO 8583:1987
+//!   "security violation"). Why: the duplicate key remembers a request only for a while;
+//!   without this check a request captured on the wire could be replayed once its key was
+//!   purged. With it, a replay is either inside the window (and the duplicate key, kept far
+//!   longer, still catches it) or outside it (and declined here). Advices and repeats (0120,
+//!   0220, 0420, 0401, 0421) are store-and-forward: they are resent until answered, possibly
+//!   long after field 7, so they are not held to the window (the duplicate key and the
+//!   original's state stop them moving money twice).
+//! - The duplicate key includes the acquirer (field 32, or the link's): two acquirers may use
+//!   the same terminal id and STAN, and one must not be answered with the other's decision.
+//! - An exact retransmission (same key) gets the original's answer (its field 39), not `94`,
+//!   so a terminal that lost the first answer learns what happened; `94` is left for a
+//!   retransmission whose original is still being decided.
+//!
+//! Field 7 is `MMDDhhmmss` in UTC (ISO 8583:1987 says GMT) without a year: the year is the one
+//! of the switch's clock, the year before or the year after, whichever puts the time nearest
+//! to now, so a request sent at 23:59:59 on 31 December and read at 00:00:01 on 1 January is
+//! two seconds old, not a year.
+
+use super::request::Request;
+use super::response::Outcome;
+use super::Pipeline;
+use crate::store::{DuplicateKey, Store};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use schemas::domain::ResponseCode;
+use schemas::domain::TransmissionDateTime;
+use std::time::Duration;
+
+/// Default [`super::PipelineConfig::transmission_window`]: five minutes either way.
+pub const TRANSMISSION_WINDOW_DEFAULT: Duration = Duration::from_secs(5 * 60);
+
+/// How far field 7 is from `now` (positive: in the past), taking the nearest year.
+/// `None` when no year makes the date real (29 February with no leap year near).
+pub(crate) fn transmission_age(f7: &TransmissionDateTime, now: DateTime<Utc>) -> Option<TimeDelta> {
+    let s = f7.as_str();
+    let part = |i: usize| s.get(i..i + 2).and_then(|p| p.parse::<u32>().ok());
+    let (month, day, hour, minute, second) = (part(0)?, part(2)?, part(4)?, part(6)?, part(8)?);
+    [now.year() - 1, now.year(), now.year() + 1]
+        .into_iter()
+        .filter_map(|year| {
+            NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)
+        })
+        .map(|at| now.naive_utc() - at)
+        .min_by_key(|age| age.abs())
+}
+
+/// True when field 7 is within `window` of `now`, either way.
+pub(crate) fn is_fresh(f7: &TransmissionDateTime, now: DateTime<Utc>, window: Duration) -> bool {
+    let Ok(window) = TimeDelta::from_std(window) else {
+        return true;
+    };
+    transmission_age(f7, now).is_some_and(|age| age.abs() <= window)
+}
+
+/// The duplicate-detection key of a request.
+pub(crate) fn duplicate_key(req: &Request) -> DuplicateKey {
+    DuplicateKey {
+        acquirer: req.acquirer.clone(),
+        terminal_id: req.terminal_id.clone(),
+        stan: req.stan,
+        rrn: req.rrn.clone(),
+        transmission_at: req.transmission_at.clone(),
+        message_class: req.mti.as_str().get(..2).unwrap_or_default().to_owned(),
+    }
+}
+
+/// True for advices and repeats (MTI function digit 2 or origin digit 1: xx2x, xxx1),
+/// which are resent until answered and so not held to the transmission window.
+fn is_store_and_forward(req: &Request) -> bool {
+    let mti = req.mti.as_str().as_bytes();
+    mti.get(2) == Some(&b'2') || mti.get(3) == Some(&b'1')
+}
+
+impl<S: Store> Pipeline<S> {
+    /// The decline of a request whose field 7 is outside the transmission window, if it is.
+    pub(crate) fn stale(&self, req: &Request) -> Option<Outcome> {
+        if is_store_and_forward(req)
+            || is_fresh(
+                &req.transmission_at,
+                Utc::now(),
+                self.cfg.transmission_window,
+            )
+        {
+            return None;
+        }
+        tracing::warn!(
+            acquirer = %req.acquirer,
+            terminal = %req.terminal_id,
+            stan = %req.stan,
+            field7 = %req.transmission_at,
+            "field 7 outside the transmission window: declined as stale or replayed"
+        );
+        Some(Outcome::answer(ResponseCode::SecurityViolation))
+    }
+
+    /// The answer to a retransmission of `key`: the original's field 39 when it is decided
+    /// and stored, `94` while it is still being decided (or cannot be read).
+    pub(crate) async fn retransmission(&self, key: &DuplicateKey) -> Outcome {
+        let original = match self.store.find_duplicate(key).await {
+            Ok(Some(id)) => self.store.transaction(id).await,
+            Ok(None) => return Outcome::answer(ResponseCode::DuplicateTransmission),
+            Err(e) => Err(e),
+        };
+        match original {
+            Ok(Some(t)) => Outcome::answer(t.record.response_code),
+            Ok(None) => Outcome::answer(ResponseCode::DuplicateTransmission),
+            Err(e) => {
+                tracing::warn!(error = %e, "original of a retransmission not read");
+                Outcome::answer(ResponseCode::DuplicateTransmission)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn f7(s: &str) -> TransmissionDateTime {
+        TransmissionDateTime::parse(s).expect("field 7")
+    }
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+            .single()
+            .expect("time")
+    }
+
+    #[test]
+    fn a_request_of_a_minute_ago_or_ahead_is_fresh_and_one_of_two_days_ago_is_not() {
+        let now = at(2026, 12, 7, 1, 30, 0);
+        let w = TRANSMISSION_WINDOW_DEFAULT;
+        assert!(is_fresh(&f7("1207012900"), now, w));
+        assert!(is_fresh(&f7("1207013100"), now, w));
+        assert!(is_fresh(&f7("1207012500"), now, w), "exactly five minutes");
+        assert!(!is_fresh(&f7("1207012459"), now, w));
+        assert!(!is_fresh(&f7("1207013501"), now, w));
+        assert!(!is_fresh(&f7("1205013000"), now, w), "two days old");
+        // China Standard Time instead of UTC: eight hours off.
+        assert!(!is_fresh(&f7("1207093000"), now, w));
+    }
+
+    #[test]
+    fn the_year_boundary_takes_the_nearest_year() {
+        let w = TRANSMISSION_WINDOW_DEFAULT;
+        // Sent on 31 December, read on 1 January.
+        let now = at(2027, 1, 1, 0, 0, 30);
+        assert_eq!(
+            transmission_age(&f7("1231235959"), now),
+            Some(TimeDelta::seconds(31))
+        );
+        assert!(is_fresh(&f7("1231235959"), now, w));
+        // Sent on 1 January by a clock a little ahead, read on 31 December.
+        let now = at(2026, 12, 31, 23, 59, 50);
+        assert_eq!(
+            transmission_age(&f7("0101000010"), now),
+            Some(TimeDelta::seconds(-20))
+        );
+        assert!(is_fresh(&f7("0101000010"), now, w));
+        // Last year's request of the same day is a year old, not fresh.
+        assert!(!is_fresh(
+            &f7("0101000010"),
+            at(2027, 1, 1, 0, 0, 0) + TimeDelta::days(2),
+            w
+        ));
+    }
+
+    #[test]
+    fn a_29_february_without_a_leap_year_near_is_not_fresh() {
+        let now = at(2026, 6, 1, 0, 0, 0);
+        assert_eq!(transmission_age(&f7("0229120000"), now), None);
+        assert!(!is_fresh(
+            &f7("0229120000"),
+            now,
+            TRANSMISSION_WINDOW_DEFAULT
+        ));
+        // 2028 is a leap year: on 29 February 2028 it is today.
+        let now = at(2028, 2, 29, 12, 0, 10);
+        assert!(is_fresh(
+            &f7("0229120000"),
+            now,
+            TRANSMISSION_WINDOW_DEFAULT
+        ));
+    }
+}
