@@ -31,8 +31,8 @@ pub struct IssuerSim {
     imk_sm4: Option<ImkSet>,
 }
 
-/// An issuer script command to send to the card.
-#[derive(Clone, Debug)]
+/// An issuer script command to send to the card. `Debug` hides the new PIN.
+#[derive(Clone)]
 pub enum ScriptCommand {
     ApplicationBlock,
     ApplicationUnblock,
@@ -40,6 +40,17 @@ pub enum ScriptCommand {
     PinUnblock,
     /// Set a new offline PIN (enciphered under the SMC session key) and reset the counter.
     PinChange(String),
+}
+
+impl std::fmt::Debug for ScriptCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ApplicationBlock => f.write_str("ApplicationBlock"),
+            Self::ApplicationUnblock => f.write_str("ApplicationUnblock"),
+            Self::PinUnblock => f.write_str("PinUnblock"),
+            Self::PinChange(_) => f.write_str("PinChange(\"****\")"),
+        }
+    }
 }
 
 /// The issuer's verdict on an authorisation request.

@@ -21,8 +21,8 @@ use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
 
 /// A PIN block in flight: the encrypted block, its format and the card's PAN (full PAN; the HSM
-/// takes the 12-digit account number from it for formats 0 and 3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// takes the 12-digit account number from it for formats 0 and 3). `Debug` masks the PAN.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PinBlockIn {
     /// Encrypted PIN block.
     pub block: EncryptedPinBlock,
@@ -30,6 +30,26 @@ pub struct PinBlockIn {
     pub format: PinBlockFormat,
     /// Primary account number (digits only).
     pub pan: String,
+}
+
+impl std::fmt::Debug for PinBlockIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinBlockIn")
+            .field("block", &self.block)
+            .field("format", &self.format)
+            .field("pan", &masked_pan(&self.pan))
+            .finish()
+    }
+}
+
+/// A PAN for `Debug` output: first six and last four digits (PCI DSS 3.4); anything shorter
+/// than 11 characters, or not ASCII, fully hidden.
+fn masked_pan(pan: &str) -> String {
+    if pan.len() < 11 || !pan.is_ascii() {
+        return "*".repeat(pan.chars().count());
+    }
+    let (head, tail) = (&pan[..6], &pan[pan.len() - 4..]);
+    format!("{head}{}{tail}", "*".repeat(pan.len() - 10))
 }
 
 /// A translated PIN block and the PIN length the HSM saw (payShield returns it too).
@@ -89,8 +109,8 @@ pub enum ArpcMethod {
     },
 }
 
-/// ARQC verification request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// ARQC verification request. `Debug` masks the PAN.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ArqcRequest {
     /// 3DES (EMV option A + CSK) or SM4 (PBOC 3.0).
     pub algorithm: CardAlgorithm,
@@ -108,6 +128,21 @@ pub struct ArqcRequest {
     pub arqc: [u8; 8],
     /// ARPC to produce when the ARQC verifies.
     pub arpc: ArpcMethod,
+}
+
+impl std::fmt::Debug for ArqcRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArqcRequest")
+            .field("algorithm", &self.algorithm)
+            .field("imk_ac", &self.imk_ac)
+            .field("pan", &masked_pan(&self.pan))
+            .field("psn", &self.psn)
+            .field("atc", &self.atc)
+            .field("transaction_data", &self.transaction_data)
+            .field("arqc", &self.arqc)
+            .field("arpc", &self.arpc)
+            .finish()
+    }
 }
 
 /// Result of ARQC verification.

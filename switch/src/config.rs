@@ -6,8 +6,8 @@
 //! then wired by [`crate::node`], the same code as the demo's: pipeline, acquirer listeners,
 //! issuer links, reversal forwarder, housekeeping and HTTP.
 
-use crate::acquirer::{AcquirerListener, TlsSettings};
-use crate::issuer::IssuerConfig;
+use crate::acquirer::{AcquirerListener, InFlightCap, TlsSettings};
+use crate::issuer::{BankTls, IssuerConfig};
 use crate::node::{NodeError, NodeParts};
 use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
@@ -281,6 +281,10 @@ pub struct ListenerSection {
     pub tls_client_ca: Option<String>,
 }
 
+fn mac_default() -> bool {
+    true
+}
+
 fn default_spec() -> String {
     "ssc87".into()
 }
@@ -315,9 +319,23 @@ pub struct BankSection {
     /// Initial TAK token of the link's MACs (absent: the first key exchange brings one).
     pub tak: Option<String>,
     /// MAC financial, reversal and reconciliation messages to and from this bank, and
-    /// exchange a TAK with every ZPK (`switch::wire::mac`).
-    #[serde(default)]
+    /// exchange a TAK with every ZPK (`switch::wire::mac`). Mandatory: absent means on, and
+    /// `false` is refused unless `insecure_no_mac` says so.
+    #[serde(default = "mac_default")]
     pub mac: bool,
+    /// PEM CA that the bank's certificate must chain to: enables mutual TLS on the link
+    /// (with `tls_cert`, `tls_key` and `tls_server_name`).
+    pub tls_ca: Option<String>,
+    /// PEM certificate chain the switch shows the bank.
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// The name the bank's certificate must carry (DNS name or IP address).
+    pub tls_server_name: Option<String>,
+    /// Runs this bank's link without MACs, its answers accepted unchecked: only for a bank
+    /// reached over a channel protected otherwise (issue 24, finding 3). Needs `mac = false`.
+    #[serde(default)]
+    pub insecure_no_mac: bool,
     /// Exchange keys after each sign-on.
     #[serde(default)]
     pub key_exchange_on_sign_on: bool,
@@ -509,8 +527,11 @@ impl NodeConfig {
 
     fn listeners(&self) -> Result<Vec<AcquirerListener>, ConfigError> {
         let mut out = Vec::new();
+        // One cap for the node: requests in flight across every listener and connection.
+        let in_flight = InFlightCap::new(InFlightCap::REQUESTS_MAX_DEFAULT);
         for l in &self.listeners {
             let mut a = AcquirerListener::ssc87(l.listen).map_err(|e| invalid(e.to_string()))?;
+            a.in_flight = in_flight.clone();
             a.link = LinkContext {
                 spec: schemas::iso8583::spec(&l.spec).map_err(|e| invalid(e.to_string()))?,
                 default_acquirer: l.default_acquirer.as_deref().map(inst).transpose()?,
@@ -552,7 +573,8 @@ impl NodeConfig {
             );
             lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
             lc.tak = b.tak.as_deref().map(|t| token("tak", t)).transpose()?;
-            lc.mac = b.mac;
+            lc.mac = bank_mac(b)?;
+            lc.tls = bank_tls(b)?;
             lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
             lc.in_flight_max = at_least_one(
                 "[[bank]] requests_in_flight_max",
@@ -570,7 +592,47 @@ impl NodeConfig {
     }
 }
 
-/// Runs a node until Ctrl-C.
+/// Whether a bank's link MACs its messages: always, unless the bank says `mac = false` and
+/// `insecure_no_mac = true` together.
+fn bank_mac(b: &BankSection) -> Result<bool, ConfigError> {
+    match (b.mac, b.insecure_no_mac) {
+        (true, false) => Ok(true),
+        (false, true) => {
+            tracing::warn!(
+                bank = %b.institution,
+                "bank link without MACs (insecure_no_mac): its answers are accepted unchecked"
+            );
+            Ok(false)
+        }
+        (false, false) => Err(invalid(format!(
+            "[[bank]] {}: MACs are mandatory on bank links; `mac = false` needs \
+             `insecure_no_mac = true` too",
+            b.institution
+        ))),
+        (true, true) => Err(invalid(format!(
+            "[[bank]] {}: `insecure_no_mac = true` goes with `mac = false`",
+            b.institution
+        ))),
+    }
+}
+
+/// Mutual TLS on a bank's link: all four `tls_*` keys, or none (plain TCP).
+fn bank_tls(b: &BankSection) -> Result<Option<BankTls>, ConfigError> {
+    match (&b.tls_ca, &b.tls_cert, &b.tls_key, &b.tls_server_name) {
+        (None, None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key), Some(name)) => {
+            BankTls::from_pem_files(ca, cert, key, name)
+                .map(Some)
+                .map_err(|e| invalid(format!("[[bank]] {}: {e}", b.institution)))
+        }
+        _ => Err(invalid(format!(
+            "[[bank]] {}: tls_ca, tls_cert, tls_key and tls_server_name go together",
+            b.institution
+        ))),
+    }
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
     let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
@@ -622,7 +684,7 @@ async fn run_node<S: Store>(
         hsm,
     };
     let node = parts.start().await?;
-    let _ = tokio::signal::ctrl_c().await;
+    crate::node::signal::stop_requested().await;
     node.stop().await;
     Ok(())
 }
@@ -759,5 +821,24 @@ mod tests {
         );
         let cfg: NodeConfig = toml::from_str(&text).unwrap();
         assert!(cfg.pipeline_config().is_err());
+    }
+
+    #[test]
+    fn bank_links_mac_unless_explicitly_told_not_to() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        // The second bank says nothing about MACs: they are on.
+        assert!(cfg.link_configs().unwrap().iter().all(|l| l.mac));
+        let off = text.replace("mac = true  ", "mac = false ");
+        let cfg: NodeConfig = toml::from_str(&off).unwrap();
+        let err = cfg.link_configs().unwrap_err().to_string();
+        assert!(err.contains("insecure_no_mac"), "{err}");
+        let opted_out = text.replace("mac = true  ", "mac = false\ninsecure_no_mac = true\n");
+        let cfg: NodeConfig = toml::from_str(&opted_out).unwrap();
+        let links = cfg.link_configs().unwrap();
+        assert_eq!(links.iter().filter(|l| !l.mac).count(), 1);
+        let both = text.replace("mac = true  ", "insecure_no_mac = true\n");
+        let cfg: NodeConfig = toml::from_str(&both).unwrap();
+        assert!(cfg.link_configs().is_err());
     }
 }

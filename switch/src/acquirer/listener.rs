@@ -1,5 +1,7 @@
-//! The listener and its connections: accept (bounded), optional TLS handshake, then per
-//! connection a frame reader, a request task per frame and one batching writer of answers.
+//! The listener and its connections: accept (bounded), optional TLS handshake (timed), then
+//! per connection a frame reader, a request task per frame and one batching writer of answers
+//! (timed: a client that stops reading its answers loses its connection, not the tasks
+//! behind it). Every request also takes a permit of the node's [`InFlightCap`].
 
 use super::TlsSettings;
 use crate::metrics::Metrics;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// One acquirer listener.
@@ -36,8 +38,37 @@ pub struct AcquirerListener {
     pub in_flight_per_connection_max: usize,
     /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// A TLS handshake not finished this long after the connection was accepted is dropped.
+    pub handshake_timeout: Duration,
+    /// A write of answers that makes no progress this long closes the connection (the client
+    /// stopped reading).
+    pub write_timeout: Duration,
+    /// Requests in flight across connections (shared by every listener of a node).
+    pub in_flight: InFlightCap,
     /// TLS, when configured.
     pub tls: Option<TlsSettings>,
+}
+
+/// Requests in flight across every connection (and every listener holding a clone): past it,
+/// a request is answered at once with 91 (switch unavailable) instead of being processed, so
+/// a flood on many connections cannot queue unbounded work behind the pipeline.
+///
+/// A try-acquire on a semaphore: one atomic operation on the hot path.
+#[derive(Debug, Clone)]
+pub struct InFlightCap(Arc<Semaphore>);
+
+impl InFlightCap {
+    /// Default of [`AcquirerListener::ssc87`].
+    pub const REQUESTS_MAX_DEFAULT: usize = 4096;
+
+    /// At most `requests_max` requests in flight.
+    pub fn new(requests_max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(requests_max)))
+    }
+
+    fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.0).try_acquire_owned().ok()
+    }
 }
 
 impl AcquirerListener {
@@ -55,6 +86,9 @@ impl AcquirerListener {
             connections_max: 10_000,
             in_flight_per_connection_max: 256,
             idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            in_flight: InFlightCap::new(InFlightCap::REQUESTS_MAX_DEFAULT),
             tls: None,
         })
     }
@@ -113,10 +147,14 @@ pub async fn serve<S: Store>(
         tokio::spawn(async move {
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);
             match acceptor {
-                Some(acceptor) => match acceptor.accept(socket).await {
-                    Ok(tls) => connection(tls, peer, &cfg, pipeline, shutdown).await,
-                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(socket)).await
+                    {
+                        Ok(Ok(tls)) => connection(tls, peer, &cfg, pipeline, shutdown).await,
+                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    }
+                }
                 None => connection(socket, peer, &cfg, pipeline, shutdown).await,
             }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
@@ -139,30 +177,41 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
     let (tx, mut rx) = mpsc::channel::<Option<Frame>>(bound);
     let in_flight = Arc::new(Semaphore::new(bound));
     let close = Arc::new(tokio::sync::Notify::new());
-    // Answers ready together go out in one write: feed them all, flush once.
+    let write_timeout = cfg.write_timeout;
+    let writer_close = Arc::clone(&close);
+    // Answers ready together go out in one write: feed them all, flush once. A write that
+    // makes no progress for `write_timeout` ends the writer (its receiver dropped, the request
+    // tasks' sends fail at once) and closes the connection.
     let writer = tokio::spawn(async move {
         let mut ready = Vec::with_capacity(bound);
         'write: while rx.recv_many(&mut ready, bound).await > 0 {
             for item in ready.drain(..) {
                 let Some(frame) = item else { break 'write };
-                if sink.feed(frame).await.is_err() {
-                    break 'write;
+                if !matches!(
+                    tokio::time::timeout(write_timeout, sink.feed(frame)).await,
+                    Ok(Ok(()))
+                ) {
+                    tracing::info!(%peer, "answers not written in time, closing connection");
+                    writer_close.notify_one();
+                    return;
                 }
             }
-            if sink.flush().await.is_err() {
-                break;
+            if !matches!(
+                tokio::time::timeout(write_timeout, sink.flush()).await,
+                Ok(Ok(()))
+            ) {
+                tracing::info!(%peer, "answers not written in time, closing connection");
+                writer_close.notify_one();
+                return;
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(write_timeout, sink.close()).await;
     });
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(cfg.idle_timeout, frames.next()) => n,
             _ = shutdown.changed() => break,
-            _ = close.notified() => {
-                tracing::info!(%peer, "unreadable request, closing connection");
-                break;
-            }
+            _ = close.notified() => break,
         };
         let frame = match next {
             Err(_) => {
@@ -180,6 +229,13 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
+        let Some(node_permit) = cfg.in_flight.try_take() else {
+            if let Some(out) = busy_answer(&frame, cfg.link.spec, pipeline.metrics()) {
+                let _ = tx.send(Some(out)).await;
+            }
+            drop(permit);
+            continue;
+        };
         let (pipeline, tx, link) = (Arc::clone(&pipeline), tx.clone(), cfg.link.clone());
         let close = Arc::clone(&close);
         tokio::spawn(async move {
@@ -187,6 +243,7 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
             // copied whole when spawned and again when its stage is set on completion (perf:
             // tokio's `Cell::new` and `set_stage` memmoves). Boxed, only the pointer moves.
             let reply = Box::pin(pipeline.process(&frame.message, &link)).await;
+            drop(node_permit);
             let out = match reply {
                 Reply::Send(bytes) => Some(Frame {
                     tpdu: frame.tpdu.map(|t| t.reply()),
@@ -197,6 +254,7 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
                     return;
                 }
                 Reply::Close => {
+                    tracing::info!("unreadable request, closing connection");
                     close.notify_one();
                     None
                 }
@@ -210,6 +268,30 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
     let _ = tx.send(None).await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// The answer to a request refused because the node's [`InFlightCap`] is full: the request's
+/// echo with field 39 = 91 (switch unavailable; the acquirer may retry), or nothing when the
+/// frame is not a readable request.
+fn busy_answer(
+    frame: &Frame,
+    spec: &'static schemas::iso8583::Spec,
+    metrics: &Metrics,
+) -> Option<Frame> {
+    let code = schemas::domain::ResponseCode::IssuerUnavailable;
+    let request = spec.decode_unchecked(&frame.message).ok()?;
+    if !request.mti().is_request() {
+        return None;
+    }
+    let mut answer = request.to_response().ok()?;
+    answer.set_str(39, code.as_str()).ok()?;
+    let mut out = Vec::with_capacity(128);
+    spec.encode_unchecked(&answer, &mut out).ok()?;
+    metrics.count_response("busy", code.as_str());
+    Some(Frame {
+        tpdu: frame.tpdu.map(|t| t.reply()),
+        message: Bytes::from(out),
+    })
 }
 
 /// Shared by tests and the demo: how many acquirer connections are open.

@@ -10,8 +10,13 @@
 //! - connections (`connections_max`): past it, new connections are closed at once;
 //! - requests in flight per connection (`in_flight_per_connection_max`): past it the reader
 //!   stops reading that socket, so one flooding client only slows itself;
-//! - answers waiting to be written (same bound): a client that does not read its answers stalls
-//!   only its own connection;
+//! - requests in flight across connections (`in_flight`, one [`InFlightCap`] per node): past
+//!   it, a request is answered 91 at once;
+//! - answers waiting to be written (same bound as per connection): a client that does not read
+//!   its answers stalls only its own connection, and a write that makes no progress for
+//!   `write_timeout` closes it;
+//! - the TLS handshake (`handshake_timeout`): a client that connects and says nothing is
+//!   dropped;
 //! - frame size (`frame_len_max`): an oversize frame closes that connection;
 //! - idle time (`idle_timeout`): a silent connection is closed.
 //!
@@ -23,5 +28,5 @@
 mod listener;
 mod tls;
 
-pub use listener::{bind, open_connections, serve, AcquirerListener};
+pub use listener::{bind, open_connections, serve, AcquirerListener, InFlightCap};
 pub use tls::{TlsError, TlsSettings};

@@ -8,6 +8,8 @@ use schemas::domain::InstitutionId;
 
 use crate::wire::transport::Framing;
 
+use super::BankTls;
+
 /// Configuration of the link to one bank's issuer host.
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -47,6 +49,8 @@ pub struct IssuerConfig {
     pub key_exchange_on_sign_on: bool,
     /// Exchange keys periodically while signed on.
     pub key_exchange_interval: Option<Duration>,
+    /// Mutual TLS on the link (absent: plain TCP).
+    pub tls: Option<BankTls>,
 }
 
 impl IssuerConfig {
@@ -72,6 +76,7 @@ impl IssuerConfig {
             tak: None,
             key_exchange_on_sign_on: false,
             key_exchange_interval: None,
+            tls: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   ([`IssuerConfig`], [`LinksOptions`]) and errors ([`LinkError`]);
 //! - `link`: one bank's link: requests, network management, key exchange, MACs of answers;
 //! - `session`: the supervisor of one link (connect, sign-on, echo, reconnect);
+//! - [`BankTls`] (`tls`): mutual TLS on a link, client side;
 //! - [`mux`]: matching responses to requests (MTI class + STAN + terminal), with bounds and an
 //!   explicit place for late and unmatched responses;
 //! - [`forwarder`]: store-and-forward delivery of queued reversals (0420/0421) and stand-in
@@ -29,7 +30,9 @@ mod link;
 mod links;
 pub mod mux;
 mod session;
+mod tls;
 
 pub use config::{IssuerConfig, LinksOptions, ANSWER_CHECKS_IN_FLIGHT_MAX_DEFAULT};
 pub use link::{LinkError, LinkState};
 pub use links::{IssuerLinks, LinkStats};
+pub use tls::BankTls;

@@ -136,7 +136,10 @@ async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>
         };
     };
     link.connections.fetch_add(1, Ordering::Relaxed);
-    let (reader, writer, _write_task) = transport::split(stream, &link.config.framing);
+    let (reader, writer, _write_task) = match stream {
+        Connected::Plain(tcp) => transport::split(tcp, &link.config.framing),
+        Connected::Tls(tls) => transport::split_stream(*tls, &link.config.framing),
+    };
     link.touch();
     let mut read_task = tokio::spawn(read_loop(Arc::clone(link), reader, writer.clone()));
     link.set_writer(Some(writer));
@@ -151,12 +154,30 @@ async fn serve_connection(link: &Arc<Link>, shutdown: &mut watch::Receiver<bool>
     serve_signed_on(link, &mut read_task, shutdown).await
 }
 
-/// The TCP connection to the bank, within the connect timeout.
-async fn connect(link: &Link) -> Option<TcpStream> {
-    let connect = tokio::time::timeout(
-        link.config.connect_timeout,
-        TcpStream::connect(&link.config.address),
-    )
+/// A connection to the bank: plain TCP, or a mutual-TLS session over it.
+enum Connected {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The connection to the bank (TCP, then the TLS handshake when the link has TLS), within
+/// the connect timeout.
+async fn connect(link: &Link) -> Option<Connected> {
+    let connect = tokio::time::timeout(link.config.connect_timeout, async {
+        let tcp = TcpStream::connect(&link.config.address).await?;
+        let Some(tls) = &link.config.tls else {
+            return Ok(Connected::Plain(tcp));
+        };
+        let _ = tcp.set_nodelay(true);
+        match tls.connector.connect(tls.server_name.clone(), tcp).await {
+            Ok(session) => Ok::<_, std::io::Error>(Connected::Tls(Box::new(session))),
+            Err(e) => {
+                tracing::warn!(bank = %link.config.institution, error = %e,
+                    "TLS handshake with the bank failed");
+                Err(e)
+            }
+        }
+    })
     .await;
     match connect {
         Ok(Ok(s)) => Some(s),

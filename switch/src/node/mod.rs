@@ -4,14 +4,16 @@
 //!
 //! [`NodeParts::start`] starts, in this order: the issuer links to the banks (and, when asked,
 //! waits for them to sign on), the group-commit writer, the pipeline, the acquirer listeners,
-//! the HTTP face, the store-and-forward forwarder of reversals and advices, and the
+//! the HTTP face (loopback only, bounded: [`http_face`]), the store-and-forward forwarder of reversals and advices, and the
 //! housekeeping tasks ([`housekeeping`]). The acquirer listeners open only once the pipeline
 //! can answer, so a client that can connect is served. [`Node::stop`] signs the links off.
 
 pub mod housekeeping;
+pub mod http_face;
+pub mod signal;
 
 use crate::acquirer::{self, AcquirerListener};
-use crate::http::{self, HttpState};
+use crate::http::HttpState;
 use crate::issuer::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
 use crate::issuer::{IssuerConfig, IssuerLinks, LinkError, LinksOptions};
 use crate::metrics::Metrics;
@@ -19,6 +21,7 @@ use crate::pipeline::{Pipeline, PipelineConfig, PipelineKeys};
 use crate::store::writer::{self, WriterConfig, WriterHandle};
 use crate::store::{Store, StoreError};
 use hsm_sim::Hsm;
+use http_face::{HttpFaceError, HttpLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +69,9 @@ pub enum NodeError {
     /// The forwarder refused its configuration.
     #[error(transparent)]
     Forwarder(#[from] ForwarderError),
+    /// The HTTP face did not start (an address that is not loopback, or a bind error).
+    #[error(transparent)]
+    Http(#[from] HttpFaceError),
 }
 
 /// A running node.
@@ -94,6 +100,9 @@ pub struct Node<S: Store> {
 impl<S: Store> NodeParts<S> {
     /// Starts every part of the node (call inside a tokio runtime).
     pub async fn start(self) -> Result<Node<S>, NodeError> {
+        if let Some(addr) = self.http {
+            http_face::require_loopback(addr)?;
+        }
         let metrics = Arc::new(Metrics::default());
         let switch_id = self.pipeline.switch_id.clone();
         let links = Arc::new(IssuerLinks::start(
@@ -127,7 +136,7 @@ impl<S: Store> NodeParts<S> {
         }
         let http_addr = match self.http {
             Some(addr) => Some(
-                serve_http(
+                http_face::serve(
                     HttpState {
                         store: Arc::clone(&self.store),
                         writer: writer.clone(),
@@ -135,6 +144,7 @@ impl<S: Store> NodeParts<S> {
                         links: Some(Arc::clone(&links)),
                     },
                     addr,
+                    HttpLimits::default(),
                 )
                 .await?,
             ),
@@ -173,20 +183,6 @@ async fn wait_for_sign_on(links: &IssuerLinks, wait: Duration) {
     while links.banks().any(|b| !links.is_up(b)) && Instant::now() < deadline {
         tokio::time::sleep(SIGN_ON_POLL).await;
     }
-}
-
-/// Binds the HTTP listener and serves the router on it; returns the bound address.
-async fn serve_http<S: Store>(
-    state: HttpState<S>,
-    addr: SocketAddr,
-) -> Result<SocketAddr, std::io::Error> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let router = http::router(Arc::new(state));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Ok(bound)
 }
 
 impl<S: Store> Node<S> {

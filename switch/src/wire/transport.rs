@@ -1,4 +1,4 @@
-//! Framed ISO 8583 over one TCP connection, split into a reader and a writer half.
+//! Framed ISO 8583 over one TCP (or TLS) connection, split into a reader and a writer half.
 //!
 //! Why this exists: an issuer link (and the simulated bank host) keeps many requests in flight
 //! on one socket, so reading and writing must be independent tasks. The reader yields whole
@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use schemas::iso8583::framing::{
     Frame, FrameCodec, FrameError, LengthHeader, Tpdu, FRAME_LEN_MAX_DEFAULT,
 };
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -90,9 +90,14 @@ impl From<FrameError> for TransportError {
     }
 }
 
+/// The reading half of a connection, plain TCP or TLS.
+type ReadIo = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection, plain TCP or TLS.
+type WriteIo = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The receiving half: yields whole messages (the bytes after header and TPDU).
 pub struct FrameReader {
-    inner: FramedRead<OwnedReadHalf, FrameCodec>,
+    inner: FramedRead<ReadIo, FrameCodec>,
 }
 
 impl FrameReader {
@@ -148,6 +153,32 @@ pub fn split(
     // Small request/response messages: do not wait for more data before sending (Nagle).
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
+    split_halves(Box::new(read), Box::new(write), framing)
+}
+
+/// [`split`] for any connected stream, such as a TLS session over a TCP socket (set
+/// `TCP_NODELAY` on the socket before the handshake).
+pub fn split_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    framing: &Framing,
+) -> (
+    FrameReader,
+    FrameWriter,
+    tokio::task::JoinHandle<Result<(), TransportError>>,
+) {
+    let (read, write) = tokio::io::split(stream);
+    split_halves(Box::new(read), Box::new(write), framing)
+}
+
+fn split_halves(
+    read: ReadIo,
+    write: WriteIo,
+    framing: &Framing,
+) -> (
+    FrameReader,
+    FrameWriter,
+    tokio::task::JoinHandle<Result<(), TransportError>>,
+) {
     let reader = FrameReader {
         inner: FramedRead::new(read, framing.codec()),
     };
@@ -159,7 +190,7 @@ pub fn split(
 
 /// Feeds queued messages to the socket, flushing once per batch.
 async fn write_loop(
-    mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    mut sink: FramedWrite<WriteIo, FrameCodec>,
     mut rx: mpsc::Receiver<Bytes>,
     tpdu: Option<Tpdu>,
 ) -> Result<(), TransportError> {

@@ -70,6 +70,8 @@ pub struct BankSimConfig {
     pub connections_max: usize,
     /// Require MACs on requests and MAC the answers ([`crate::wire::mac`]).
     pub mac: bool,
+    /// Mutual TLS: the bank's certificate and the CA of the switch's (absent: plain TCP).
+    pub tls: Option<crate::acquirer::TlsSettings>,
 }
 
 /// A bank's configuration as plain data with clear keys (demo and tests only: clear keys have
@@ -141,6 +143,7 @@ impl BankSimData {
             accounts: self.accounts,
             connections_max: 64,
             mac: self.mac,
+            tls: None,
         })
     }
 }

@@ -1,17 +1,20 @@
-//! The bank host's sockets: the accept loop (bounded connections), one task per connection
-//! that reads frames and answers each request in its own task (bounded per connection), and
-//! the fault knobs applied on the way out.
+//! The bank host's sockets: the accept loop (bounded connections, the mutual-TLS handshake
+//! when configured), one task per connection that reads frames and answers each request in its
+//! own task (bounded per connection), and the fault knobs applied on the way out.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{mac, Shared, IN_FLIGHT_PER_CONNECTION_MAX};
-use crate::wire::transport::{self, FrameWriter};
+use crate::wire::transport::{self, FrameReader, FrameWriter, TransportError};
+
+/// Longest wait for a client's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn accept_loop(
     shared: Arc<Shared>,
@@ -40,8 +43,29 @@ pub(super) async fn accept_loop(
                 connections.retain(|h| !h.is_finished());
                 let s = Arc::clone(&shared);
                 let rx = shutdown.clone();
+                let acceptor = s
+                    .config
+                    .tls
+                    .as_ref()
+                    .map(|t| tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)));
                 connections.push(tokio::spawn(async move {
-                    serve_connection(s, stream, rx).await;
+                    let Some(acceptor) = acceptor else {
+                        let halves = transport::split(stream, &s.config.framing);
+                        serve_connection(s, halves, rx).await;
+                        drop(permit);
+                        return;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let halves = transport::split_stream(tls, &s.config.framing);
+                            serve_connection(s, halves, rx).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(bank = %s.config.institution, error = %e,
+                            "TLS handshake refused"),
+                        Err(_) => tracing::info!(bank = %s.config.institution,
+                            "TLS handshake timed out"),
+                    }
                     drop(permit);
                 }));
             }
@@ -54,12 +78,18 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// A connection's reader, writer and writer task ([`transport::split`]).
+type Halves = (
+    FrameReader,
+    FrameWriter,
+    JoinHandle<Result<(), TransportError>>,
+);
+
 async fn serve_connection(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    (mut reader, writer, write_task): Halves,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer, write_task) = transport::split(stream, &shared.config.framing);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
     let mut received = 0u64;
     let mut workers = tokio::task::JoinSet::new();

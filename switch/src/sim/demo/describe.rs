@@ -58,10 +58,10 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
     s.push_str("Some cards:\n");
     for c in world.cards.iter().take(6) {
         s.push_str(&format!(
-            "  {}  {:?}  insurance {:?}\n",
+            "  {}  {:?}  insurance {}\n",
             c.pan.expose_digits(),
             c.algorithm,
-            c.insurance.map(|i| i.as_sql())
+            c.insurance.map_or("none", |i| i.as_sql())
         ));
     }
     s.push_str(

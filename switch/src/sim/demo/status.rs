@@ -14,7 +14,7 @@ use crate::sim::world::INSURANCE_FUND_ID;
 /// Time between two status lines.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Prints a status line every [`STATUS_INTERVAL`] until Ctrl-C or, when `duration` is set, the
+/// Prints a status line every [`STATUS_INTERVAL`] until Ctrl-C or SIGTERM or, when `duration` is set, the
 /// first line printed after it has passed.
 pub(super) async fn report_until_stopped<S: Store>(
     node: &Node<S>,
@@ -24,10 +24,13 @@ pub(super) async fn report_until_stopped<S: Store>(
     let started = Instant::now();
     let mut last = (0u64, Instant::now());
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    // One waiter for the whole run, so a signal between two ticks is not missed.
+    let stop = crate::node::signal::stop_requested();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
         let total = node.metrics.responses_total();
         let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64().max(0.001);
