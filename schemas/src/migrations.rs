@@ -60,6 +60,11 @@ pub const SQLITE: &[Migration] = &[
         description: "outbox_without_partition_index",
         sql: include_str!("../migrations/sqlite/0007_outbox_without_partition_index.sql"),
     },
+    Migration {
+        version: 8,
+        description: "card_risk_in_store",
+        sql: include_str!("../migrations/sqlite/0008_card_risk_in_store.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -98,6 +103,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         description: "outbox_without_partition_index",
         sql: include_str!("../migrations/postgres/0007_outbox_without_partition_index.sql"),
+    },
+    Migration {
+        version: 8,
+        description: "card_risk_in_store",
+        sql: include_str!("../migrations/postgres/0008_card_risk_in_store.sql"),
     },
 ];
 

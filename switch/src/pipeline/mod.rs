@@ -42,7 +42,7 @@ pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DE
 use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::writer::WriterHandle;
-use crate::store::{CardId, InstitutionKind, Store};
+use crate::store::{InstitutionKind, Store};
 use cards::CardDirectory;
 use hsm_sim::Hsm;
 use recent::RecentKeys;
@@ -51,7 +51,7 @@ use response::Outcome;
 use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{Error as CodecError, Message, OwnedMessage, Spec};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use velocity::Velocity;
 
@@ -87,7 +87,6 @@ pub struct Pipeline<S: Store> {
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
     recent: RecentKeys,
-    pin_failures: Mutex<HashMap<CardId, u32>>,
     institutions: HashMap<InstitutionId, InstitutionKind>,
 }
 
@@ -119,7 +118,6 @@ impl<S: Store> Pipeline<S> {
             cfg,
             cards: CardDirectory::default(),
             metrics,
-            pin_failures: Mutex::new(HashMap::new()),
             institutions,
         });
         pipeline.cards.refresh_hot_list(&*pipeline.store).await?;

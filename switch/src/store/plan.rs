@@ -13,11 +13,13 @@
 //! The card's ATC (EMV Book 3 Annex A, 9F36) is planned the same way: the batch loads (and on
 //! PostgreSQL locks) the `atc_max` of the cards it names, and a decision whose ATC is not above
 //! it — including one taken by an earlier decision of the same batch — is left out.
+//!
+//! So is the card's risk state ([`risk`]): its wrong-PIN count and its approved spend per day.
 
 use super::error::DecisionError;
 use super::model::{
-    AccountId, BalanceOp, CardAtc, CardId, Committed, Decision, DuplicateKey, HoldId, HoldState,
-    MovementKind, TransactionId,
+    AccountId, BalanceOp, CardAtc, CardId, Committed, DayUsage, Decision, DuplicateKey, HoldId,
+    HoldState, MovementKind, TransactionId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -30,8 +32,10 @@ pub struct BatchKeys {
     pub accounts: Vec<AccountId>,
     /// Duplicate-detection keys of the batch.
     pub duplicate_keys: Vec<DuplicateKey>,
-    /// Cards whose ATC the batch consumes.
+    /// Cards whose ATC the batch consumes or whose wrong-PIN count it resets.
     pub cards: Vec<CardId>,
+    /// Card days the batch spends on, sorted.
+    pub card_days: Vec<CardDay>,
 }
 
 impl BatchKeys {
@@ -44,6 +48,7 @@ impl BatchKeys {
             if let Some(a) = d.atc {
                 keys.cards.push(a.card_id);
             }
+            risk::keys_of(d, &mut keys);
             for op in &d.balance_ops {
                 match op {
                     BalanceOp::Debit { account_id, .. }
@@ -61,6 +66,8 @@ impl BatchKeys {
         keys.accounts.dedup();
         keys.cards.sort();
         keys.cards.dedup();
+        keys.card_days.sort();
+        keys.card_days.dedup();
         keys
     }
 }
@@ -106,6 +113,10 @@ pub struct Loaded {
     pub duplicate_keys: HashMap<DuplicateKey, TransactionId>,
     /// `atc_max` of the cards that have one.
     pub card_atcs: HashMap<CardId, u16>,
+    /// `pin_tries_failed` of the cards loaded for their ATC or PIN (those that exist).
+    pub card_pin_tries: HashMap<CardId, u32>,
+    /// Approved spend of the card days that have some.
+    pub card_days: HashMap<CardDay, DayUsage>,
 }
 
 /// One journal row.
@@ -143,6 +154,10 @@ pub struct Plan {
     pub movements: Vec<MovementRow>,
     /// New `atc_max` of the cards whose ATC moved, sorted by card.
     pub card_atcs: Vec<(CardId, u16)>,
+    /// Cards whose wrong-PIN count goes back to 0, sorted.
+    pub pin_resets: Vec<CardId>,
+    /// New spend of the card days the batch spent on, sorted.
+    pub card_days: Vec<(CardDay, DayUsage)>,
 }
 
 impl Plan {
@@ -159,6 +174,8 @@ enum Undo {
     Account(AccountId, AccountRow),
     Hold(HoldId, Option<HoldRow>),
     Atc(CardId, Option<u16>),
+    PinTries(CardId, u32),
+    Day(CardDay, Option<DayUsage>),
 }
 
 struct Planner {
@@ -166,6 +183,8 @@ struct Planner {
     new_hold_ids: HashSet<HoldId>,
     dirty_accounts: HashSet<AccountId>,
     dirty_cards: HashSet<CardId>,
+    dirty_pin_tries: HashSet<CardId>,
+    dirty_days: HashSet<CardDay>,
     dirty_holds: HashSet<HoldId>,
     txn_ids: HashSet<TransactionId>,
     undo: Vec<Undo>,
@@ -222,6 +241,8 @@ pub fn plan(
         new_hold_ids: HashSet::new(),
         dirty_accounts: HashSet::new(),
         dirty_cards: HashSet::new(),
+        dirty_pin_tries: HashSet::new(),
+        dirty_days: HashSet::new(),
         dirty_holds: HashSet::new(),
         txn_ids: HashSet::new(),
         undo: Vec::new(),
@@ -256,6 +277,12 @@ impl Planner {
         if let Some(atc) = d.atc {
             self.consume_atc(atc)?;
         }
+        if let Some(r) = d.risk {
+            if let Err(e) = self.apply_risk(r) {
+                self.rollback(movements_before);
+                return Err(e);
+            }
+        }
         for op in &d.balance_ops {
             if let Err(e) = self.apply_op(txn_id, op) {
                 self.rollback(movements_before);
@@ -267,6 +294,8 @@ impl Planner {
                 Undo::Account(id, _) => self.dirty_accounts.insert(id),
                 Undo::Hold(id, _) => self.dirty_holds.insert(id),
                 Undo::Atc(id, _) => self.dirty_cards.insert(id),
+                Undo::PinTries(id, _) => self.dirty_pin_tries.insert(id),
+                Undo::Day(day, _) => self.dirty_days.insert(day),
             };
         }
         self.txn_ids.insert(txn_id);
@@ -293,6 +322,15 @@ impl Planner {
                 }
                 Undo::Atc(id, None) => {
                     self.loaded.card_atcs.remove(&id);
+                }
+                Undo::PinTries(id, tries) => {
+                    self.loaded.card_pin_tries.insert(id, tries);
+                }
+                Undo::Day(day, Some(usage)) => {
+                    self.loaded.card_days.insert(day, usage);
+                }
+                Undo::Day(day, None) => {
+                    self.loaded.card_days.remove(&day);
                 }
             }
         }
@@ -534,6 +572,7 @@ impl Planner {
             .filter_map(|id| self.loaded.card_atcs.get(id).map(|atc| (*id, *atc)))
             .collect();
         card_atcs.sort();
+        let (pin_resets, card_days) = self.finish_risk();
         Plan {
             verdicts,
             accounts,
@@ -541,9 +580,14 @@ impl Planner {
             changed_holds,
             movements: self.movements,
             card_atcs,
+            pin_resets,
+            card_days,
         }
     }
 }
 
+mod risk;
 #[cfg(test)]
 mod tests;
+
+pub use risk::CardDay;
