@@ -61,6 +61,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0007_outbox_without_partition_index.sql"),
     },
     Migration {
+        version: 8,
+        description: "card_risk_in_store",
+        sql: include_str!("../migrations/sqlite/0008_card_risk_in_store.sql"),
+    },
+    Migration {
         version: 9,
         description: "duplicate_key_acquirer",
         sql: include_str!("../migrations/sqlite/0009_duplicate_key_acquirer.sql"),
@@ -103,6 +108,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         description: "outbox_without_partition_index",
         sql: include_str!("../migrations/postgres/0007_outbox_without_partition_index.sql"),
+    },
+    Migration {
+        version: 8,
+        description: "card_risk_in_store",
+        sql: include_str!("../migrations/postgres/0008_card_risk_in_store.sql"),
     },
     Migration {
         version: 9,

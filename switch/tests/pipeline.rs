@@ -331,6 +331,72 @@ async fn unknown_card_gets_14_bad_pin_55_and_the_third_bad_pin_blocks_the_card()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_wrong_pins_still_blocks_the_card_at_the_third() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let wrong = |k: &mut Kiosk, r: &mut MemoryChannel, no: &str| {
+        k.medical_bill(&card, r, 10_000, no, "654321")
+            .unwrap()
+            .request
+    };
+    for no in ["MZ-P1", "MZ-P2"] {
+        assert_eq!(
+            answer_code(&mut conn, &wrong(&mut k, &mut r, no)).await,
+            "55"
+        );
+    }
+    // Restart: a new node on the reopened database, nothing in memory.
+    net.shutdown.send_replace(true);
+    let store = open_store(&net.dir).await;
+    let (_pipeline, addr, _shutdown) = start_node(&store, &net.world, &net.banks).await;
+    let mut conn = connect(addr).await;
+    let third = wrong(&mut k, &mut r, "MZ-P3");
+    assert_eq!(answer_code(&mut conn, &third).await, "75");
+    let stored = store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    assert_eq!(stored.status, CardStatus::Blocked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_reset_the_daily_count() {
+    let net = network_with(1, |cfg| {
+        cfg.limits = switch::pipeline::velocity::CardLimits {
+            per_transaction_fen_max: 500_000,
+            daily_fen_max: 800_000,
+            daily_count_max: 2,
+        };
+    })
+    .await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let bill = |k: &mut Kiosk, r: &mut MemoryChannel, no: &str| {
+        k.medical_bill(&card, r, 1_000, no, DEMO_PIN)
+            .unwrap()
+            .request
+    };
+    for no in ["MZ-D1", "MZ-D2"] {
+        assert_eq!(
+            answer_code(&mut conn, &bill(&mut k, &mut r, no)).await,
+            "00"
+        );
+    }
+    net.shutdown.send_replace(true);
+    let store = open_store(&net.dir).await;
+    let (_pipeline, addr, _shutdown) = start_node(&store, &net.world, &net.banks).await;
+    let mut conn = connect(addr).await;
+    let third = bill(&mut k, &mut r, "MZ-D3");
+    assert_eq!(
+        answer_code(&mut conn, &third).await,
+        "65",
+        "a third approval today"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_limits_decline_61_over_an_amount_and_65_over_the_count_and_declines_do_not_count() {
     let net = network_with(2, |cfg| {
         cfg.limits = switch::pipeline::velocity::CardLimits {

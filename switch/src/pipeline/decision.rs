@@ -147,6 +147,7 @@ impl<'l> Movement<'l> {
             reversal: None,
             advice: None,
             atc: None,
+            risk: None,
         }
     }
 }
@@ -161,6 +162,7 @@ pub(crate) fn no_movement(record: TransactionRecord, atc: Option<CardAtc>) -> De
         reversal: None,
         advice: None,
         atc,
+        risk: None,
     }
 }
 
@@ -216,6 +218,20 @@ impl<S: Store> Pipeline<S> {
                 tracing::warn!(card = card_id.0, "ATC not above the card's last at commit");
                 self.cards.note_atc(card_id, atc_max);
                 Err(ResponseCode::SuspectedFraud)
+            }
+            Err(WriteError::Decision(e @ DecisionError::DailyAmountExceeded(_))) => {
+                tracing::info!(error = %e, "daily limit reached at commit");
+                Err(ResponseCode::ExceedsAmountLimit)
+            }
+            Err(WriteError::Decision(e @ DecisionError::DailyCountExceeded(_))) => {
+                tracing::info!(error = %e, "daily count reached at commit");
+                Err(ResponseCode::ExceedsFrequencyLimit)
+            }
+            Err(WriteError::Decision(DecisionError::PinTriesExceeded(card))) => {
+                // Another node (or this one before a restart) counted the last wrong PIN.
+                self.cards
+                    .set_status(card, crate::store::CardStatus::Blocked);
+                Err(ResponseCode::PinTriesExceeded)
             }
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => {
                 Err(ResponseCode::DuplicateTransmission)

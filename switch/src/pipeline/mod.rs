@@ -44,7 +44,7 @@ pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
 use crate::store::writer::WriterHandle;
-use crate::store::{CardId, InstitutionKind, Store};
+use crate::store::{InstitutionKind, Store};
 use cards::CardDirectory;
 use hsm_sim::Hsm;
 use recent::RecentKeys;
@@ -53,7 +53,7 @@ use response::Outcome;
 use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{Error as CodecError, Message, OwnedMessage, Spec};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use velocity::Velocity;
 
@@ -89,7 +89,6 @@ pub struct Pipeline<S: Store> {
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
     recent: RecentKeys,
-    pin_failures: Mutex<HashMap<CardId, u32>>,
     institutions: HashMap<InstitutionId, InstitutionKind>,
 }
 
@@ -121,7 +120,6 @@ impl<S: Store> Pipeline<S> {
             cfg,
             cards: CardDirectory::default(),
             metrics,
-            pin_failures: Mutex::new(HashMap::new()),
             institutions,
         });
         pipeline.cards.refresh_hot_list(&*pipeline.store).await?;

@@ -280,6 +280,7 @@ pub fn debit(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> Dec
         reversal: None,
         advice: None,
         atc: None,
+        risk: None,
         transaction: t,
     }
 }
@@ -308,6 +309,7 @@ pub fn hold(fx: &Fixture, account: AccountId, seq: u32, amount_fen: i64) -> (Dec
         reversal: None,
         advice: None,
         atc: None,
+        risk: None,
         transaction: t,
     };
     (d, hold_id)
@@ -334,6 +336,7 @@ pub fn capture(fx: &Fixture, hold_id: HoldId, seq: u32, amount_fen: i64) -> Deci
         reversal: None,
         advice: None,
         atc: None,
+        risk: None,
         transaction: t,
     }
 }
@@ -356,6 +359,7 @@ pub fn release(fx: &Fixture, hold_id: HoldId, seq: u32, held_fen: i64) -> Decisi
         reversal: None,
         advice: None,
         atc: None,
+        risk: None,
         transaction: t,
     }
 }
@@ -370,6 +374,7 @@ pub fn decline(fx: &Fixture, seq: u32, amount_fen: i64, code: ResponseCode) -> D
         reversal: None,
         advice: None,
         atc: None,
+        risk: None,
     }
 }
 
@@ -420,6 +425,7 @@ pub fn stand_in(fx: &Fixture, seq: u32, amount_fen: i64) -> Decision {
         reversal: None,
         advice: Some(advice),
         atc: None,
+        risk: None,
     }
 }
 
@@ -453,6 +459,7 @@ pub fn reversal_of(fx: &Fixture, original: &Decision, seq: u32) -> Decision {
         reversal: Some(reversal),
         advice: None,
         atc: None,
+        risk: None,
     }
 }
 

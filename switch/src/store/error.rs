@@ -78,6 +78,17 @@ pub enum DecisionError {
     /// would give back more than the original's amount.
     #[error("refunds exceed original {0:?}")]
     RefundsExceedOriginal(TransactionId),
+    /// The approval would take its card over its daily amount (answered 61), counting what
+    /// every node has committed today.
+    #[error("daily amount limit of card {0:?} exceeded")]
+    DailyAmountExceeded(CardId),
+    /// The approval would take its card over its daily count (answered 65).
+    #[error("daily count limit of card {0:?} exceeded")]
+    DailyCountExceeded(CardId),
+    /// The card reached its wrong-PIN maximum (on any node) before this decision with a
+    /// verified PIN committed (answered 75).
+    #[error("PIN tries of card {0:?} exceeded")]
+    PinTriesExceeded(CardId),
     /// A capture above the held amount.
     #[error("capture exceeds hold {0:?}")]
     CaptureExceedsHold(HoldId),

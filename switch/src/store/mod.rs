@@ -25,12 +25,13 @@ pub use error::{DecisionError, StoreError};
 pub use model::{
     leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
     AdviceRequest, AuditEntry, AuditRecord, BalanceOp, BatchOutcome, BinRoute, Card, CardAtc,
-    CardId, CardIssuance, CardStatus, Committed, Decision, DirectoryCard, DuplicateKey, Hold,
-    HoldId, HoldState, IccAlgorithm, Institution, InstitutionKind, InsuranceCategory, MovementKind,
-    NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal, ReconciliationTotals,
-    ReversalId, ReversalReason, ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue,
-    StoredTransaction, TransactionId, TransactionKind, TransactionRecord, TxnLeg,
-    BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
+    CardId, CardIssuance, CardRisk, CardStatus, Committed, DailySpend, DayUsage, Decision,
+    DirectoryCard, DuplicateKey, Hold, HoldId, HoldState, IccAlgorithm, Institution,
+    InstitutionKind, InsuranceCategory, MovementKind, NewAccount, NewCard, OutboxRecord,
+    PendingAdvice, PendingReversal, ReconciliationTotals, ReversalId, ReversalReason,
+    ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue, StoredTransaction, TransactionId,
+    TransactionKind, TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX,
+    LEGS_PER_DECISION_MAX,
 };
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
@@ -91,7 +92,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
     /// The clear PAN of a card (to build a bank leg or a reversal).
     fn card_pan(&self, card_id: CardId) -> impl Future<Output = Result<Pan, StoreError>> + Send;
-    /// Changes a card's status (and with it, its place on the hot list).
+    /// Counts a wrong PIN for the card, atomically, and returns its wrong PINs in a row: what
+    /// every node and every restart sees (a verified PIN sets it back to 0 inside the commit of
+    /// its decision; activating the card does too).
+    fn count_wrong_pin(
+        &self,
+        card_id: CardId,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Changes a card's status (and with it, its place on the hot list). Activating a card
+    /// also clears its wrong-PIN count.
     fn set_card_status(
         &self,
         card_id: CardId,

@@ -16,11 +16,12 @@
 //!
 //! Refunds are capped the same way ([`refund_cap`]): the batch loads each refunded original
 //! with its refunds so far, and a refund that would take them above the original is left out.
+//! So is the card's risk state ([`risk`]): its wrong-PIN count and its approved spend per day.
 
 use super::error::DecisionError;
 use super::model::{
-    AccountId, BalanceOp, CardAtc, CardId, Committed, Decision, DuplicateKey, HoldId, HoldState,
-    MovementKind, TransactionId,
+    AccountId, BalanceOp, CardAtc, CardId, Committed, DayUsage, Decision, DuplicateKey, HoldId,
+    HoldState, MovementKind, TransactionId,
 };
 pub use refund_cap::RefundRoom;
 use std::collections::{HashMap, HashSet};
@@ -34,10 +35,12 @@ pub struct BatchKeys {
     pub accounts: Vec<AccountId>,
     /// Duplicate-detection keys of the batch.
     pub duplicate_keys: Vec<DuplicateKey>,
-    /// Cards whose ATC the batch consumes.
+    /// Cards whose ATC the batch consumes or whose wrong-PIN count it resets.
     pub cards: Vec<CardId>,
     /// Originals the batch's approved refunds take room from (see [`refund_cap`]).
     pub refunded_originals: Vec<TransactionId>,
+    /// Card days the batch spends on, sorted.
+    pub card_days: Vec<CardDay>,
 }
 
 impl BatchKeys {
@@ -52,6 +55,7 @@ impl BatchKeys {
             }
             keys.refunded_originals
                 .extend(refund_cap::refunded_original(d));
+            risk::keys_of(d, &mut keys);
             for op in &d.balance_ops {
                 match op {
                     BalanceOp::Debit { account_id, .. }
@@ -71,6 +75,8 @@ impl BatchKeys {
         keys.cards.dedup();
         keys.refunded_originals.sort();
         keys.refunded_originals.dedup();
+        keys.card_days.sort();
+        keys.card_days.dedup();
         keys
     }
 }
@@ -118,6 +124,10 @@ pub struct Loaded {
     pub card_atcs: HashMap<CardId, u16>,
     /// The originals of the batch's refunds (those that exist), with their refunds so far.
     pub refunds: HashMap<TransactionId, RefundRoom>,
+    /// `pin_tries_failed` of the cards loaded for their ATC or PIN (those that exist).
+    pub card_pin_tries: HashMap<CardId, u32>,
+    /// Approved spend of the card days that have some.
+    pub card_days: HashMap<CardDay, DayUsage>,
 }
 
 /// One journal row.
@@ -155,6 +165,10 @@ pub struct Plan {
     pub movements: Vec<MovementRow>,
     /// New `atc_max` of the cards whose ATC moved, sorted by card.
     pub card_atcs: Vec<(CardId, u16)>,
+    /// Cards whose wrong-PIN count goes back to 0, sorted.
+    pub pin_resets: Vec<CardId>,
+    /// New spend of the card days the batch spent on, sorted.
+    pub card_days: Vec<(CardDay, DayUsage)>,
 }
 
 impl Plan {
@@ -172,6 +186,8 @@ enum Undo {
     Hold(HoldId, Option<HoldRow>),
     Atc(CardId, Option<u16>),
     Refund(TransactionId, RefundRoom),
+    PinTries(CardId, u32),
+    Day(CardDay, Option<DayUsage>),
 }
 
 struct Planner {
@@ -179,6 +195,8 @@ struct Planner {
     new_hold_ids: HashSet<HoldId>,
     dirty_accounts: HashSet<AccountId>,
     dirty_cards: HashSet<CardId>,
+    dirty_pin_tries: HashSet<CardId>,
+    dirty_days: HashSet<CardDay>,
     dirty_holds: HashSet<HoldId>,
     txn_ids: HashSet<TransactionId>,
     undo: Vec<Undo>,
@@ -235,6 +253,8 @@ pub fn plan(
         new_hold_ids: HashSet::new(),
         dirty_accounts: HashSet::new(),
         dirty_cards: HashSet::new(),
+        dirty_pin_tries: HashSet::new(),
+        dirty_days: HashSet::new(),
         dirty_holds: HashSet::new(),
         txn_ids: HashSet::new(),
         undo: Vec::new(),
@@ -269,6 +289,12 @@ impl Planner {
         if let Some(atc) = d.atc {
             self.consume_atc(atc)?;
         }
+        if let Some(r) = d.risk {
+            if let Err(e) = self.apply_risk(r) {
+                self.rollback(movements_before);
+                return Err(e);
+            }
+        }
         for op in &d.balance_ops {
             if let Err(e) = self.apply_op(txn_id, op) {
                 self.rollback(movements_before);
@@ -285,6 +311,8 @@ impl Planner {
                 Undo::Hold(id, _) => self.dirty_holds.insert(id),
                 Undo::Atc(id, _) => self.dirty_cards.insert(id),
                 Undo::Refund(..) => false,
+                Undo::PinTries(id, _) => self.dirty_pin_tries.insert(id),
+                Undo::Day(day, _) => self.dirty_days.insert(day),
             };
         }
         self.txn_ids.insert(txn_id);
@@ -314,6 +342,15 @@ impl Planner {
                 }
                 Undo::Refund(id, room) => {
                     self.loaded.refunds.insert(id, room);
+                }
+                Undo::PinTries(id, tries) => {
+                    self.loaded.card_pin_tries.insert(id, tries);
+                }
+                Undo::Day(day, Some(usage)) => {
+                    self.loaded.card_days.insert(day, usage);
+                }
+                Undo::Day(day, None) => {
+                    self.loaded.card_days.remove(&day);
                 }
             }
         }
@@ -555,6 +592,7 @@ impl Planner {
             .filter_map(|id| self.loaded.card_atcs.get(id).map(|atc| (*id, *atc)))
             .collect();
         card_atcs.sort();
+        let (pin_resets, card_days) = self.finish_risk();
         Plan {
             verdicts,
             accounts,
@@ -562,10 +600,15 @@ impl Planner {
             changed_holds,
             movements: self.movements,
             card_atcs,
+            pin_resets,
+            card_days,
         }
     }
 }
 
 mod refund_cap;
+mod risk;
 #[cfg(test)]
 mod tests;
+
+pub use risk::CardDay;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+mod card_risk;
+pub use card_risk::*;
+
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
 use std::collections::HashMap;
@@ -1199,6 +1202,8 @@ macro_rules! store_suite {
             transactions_are_found_by_rrn_with_their_legs,
             the_audit_log_is_a_verifiable_append_only_chain,
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
+            wrong_pins_are_counted_in_the_store_and_survive_a_restart,
+            daily_limits_are_checked_in_the_commit_and_survive_a_restart,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

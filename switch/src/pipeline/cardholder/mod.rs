@@ -15,7 +15,9 @@
 //!    does not verify;
 //! 5. **PIN** (`pin.rs`): verified here (55, 75 after too many tries, which blocks the card), or
 //!    only required, for the bank to verify on its leg;
-//! 6. **limits**: the card's velocity (61 amount, 65 count), reserved until the commit.
+//! 6. **limits**: the card's velocity (61 amount, 65 count), reserved in this node's memory
+//!    until the commit, which counts the day's spend in the store again (every node's, across
+//!    restarts) and refuses an approval over a limit with the same codes.
 //!
 //! Every decline is recorded; from step 3 on it consumes the ATC of a verified cryptogram and
 //! answers with an ARPC for the decline. The [`Cardholder`] carries what the checks proved (the
@@ -34,9 +36,9 @@ use super::cards::CardEntry;
 use super::request::Request;
 use super::response::Outcome;
 use super::security::VerifiedArqc;
-use super::velocity::Reservation;
+use super::velocity::{self, Reservation};
 use super::Pipeline;
-use crate::store::{CardAtc, Store, TransactionKind, TransactionRecord};
+use crate::store::{CardAtc, CardRisk, DailySpend, Store, TransactionKind, TransactionRecord};
 use arqc::card_atc;
 use hsm_sim::keys::Tpk;
 use schemas::domain::{InstitutionId, ResponseCode};
@@ -101,6 +103,8 @@ pub(crate) struct Cardholder<'a, S: Store> {
     /// Given back when dropped, unless kept at commit. Declared before the lock, so it is
     /// given back before the next request of the card may reserve.
     reservation: Option<Reservation>,
+    /// The reserved spend, for the store to count against the day's limits at commit.
+    spend: Option<DailySpend>,
     _lock: Option<MutexGuard<'a, ()>>,
 }
 
@@ -152,6 +156,7 @@ impl<S: Store> Pipeline<S> {
             pin: None,
             tpk: None,
             reservation: None,
+            spend: None,
             _lock: lock,
         };
         match self.verify_cardholder(&mut card, checks).await {
@@ -190,10 +195,16 @@ impl<S: Store> Pipeline<S> {
         }
         if checks.limits {
             let (card_id, amount_fen) = (card.entry.card.card_id, card.req.amount_fen.get());
-            let reserved = self
-                .velocity
-                .reserve(card_id, amount_fen, crate::store::now_us())?;
+            let now = crate::store::now_us();
+            let reserved = self.velocity.reserve(card_id, amount_fen, now)?;
             card.reservation = Some(reserved);
+            let limits = self.velocity.limits();
+            card.spend = Some(DailySpend {
+                day_start_us: velocity::cst_day_start_us(now),
+                amount_fen,
+                daily_fen_max: limits.daily_fen_max,
+                daily_count_max: limits.daily_count_max,
+            });
         }
         Ok(())
     }
@@ -240,6 +251,18 @@ impl<'a, S: Store> Cardholder<'a, S> {
     /// The ATC a decision on this request consumes (that of its verified cryptogram).
     pub(crate) fn atc(&self) -> Option<CardAtc> {
         card_atc(&self.entry, self.arqc.as_ref())
+    }
+
+    /// What an approval on this request does to the card's risk state in the store: a PIN
+    /// verified here resets its wrong-PIN count, a reserved spend counts against the day.
+    pub(crate) fn risk(&self) -> Option<CardRisk> {
+        let verified = self.pin == Some(PinCheck::Verified);
+        let pin_verified_tries_max = verified.then_some(self.pipeline.cfg.pin_tries_max);
+        (verified || self.spend.is_some()).then_some(CardRisk {
+            card_id: self.entry.card.card_id,
+            pin_verified_tries_max,
+            spend: self.spend,
+        })
     }
 
     /// The PIN block under the acquirer's TPK, for the bank leg to carry.

@@ -3,6 +3,12 @@
 //! [`PipelineConfig::pin_tries_max`] wrong PINs in a row, which also blocks the card and puts it
 //! on the hot list).
 //!
+//! The wrong PINs in a row are counted in the store (`card.pin_tries_failed`), one atomic
+//! update per wrong PIN, so a restart or another node cannot give a thief more tries; a PIN
+//! verified here sets the count back to 0 in the commit of its approval, which the store
+//! refuses (75) when the card reached the maximum meanwhile. When the count cannot be
+//! stored the answer is 96, not 55: a PIN that is not counted is not confirmed wrong either.
+//!
 //! Why it matters beyond the answer: only a PIN verified here may unblock a chip's offline PIN
 //! (a PIN UNBLOCK script, `scripts.rs`), so the check says how the PIN was checked
 //! ([`PinCheck`]). A card without an offset here has its PIN verified by its bank on the leg.
@@ -44,22 +50,15 @@ impl<S: Store> Pipeline<S> {
         };
         let card = entry.card.card_id;
         match security::verify_pin(&*self.hsm, &self.keys.issuer, tpk, pan, &block, offset).await {
-            Ok(()) => {
-                if let Ok(mut f) = self.pin_failures.lock() {
-                    f.remove(&card);
-                }
-                Ok(PinCheck::Verified)
-            }
+            Ok(()) => Ok(PinCheck::Verified),
             Err(ResponseCode::IncorrectPin) => {
-                let failures = self
-                    .pin_failures
-                    .lock()
-                    .map(|mut f| {
-                        let n = f.entry(card).or_insert(0);
-                        *n += 1;
-                        *n
-                    })
-                    .unwrap_or(1);
+                let failures = match self.store.count_wrong_pin(card).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, card = card.0, "wrong PIN not counted");
+                        return Err(ResponseCode::SystemMalfunction);
+                    }
+                };
                 if failures >= self.cfg.pin_tries_max {
                     self.block_card(card, "PIN tries exceeded").await;
                     return Err(ResponseCode::PinTriesExceeded);

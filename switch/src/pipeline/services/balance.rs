@@ -54,7 +54,8 @@ impl<S: Store> Pipeline<S> {
             Ok(Some(a)) => (a.balance_fen, a.balance_fen - a.held_fen),
             _ => return card.decline(ResponseCode::SystemMalfunction).await,
         };
-        let decision = no_movement(card.approval_record(None), None);
+        let mut decision = no_movement(card.approval_record(None), None);
+        decision.risk = card.risk();
         match self.commit(decision).await {
             Ok(_) => Outcome {
                 code: Some(ResponseCode::Approved),

@@ -90,6 +90,7 @@ impl<S: Store> Pipeline<S> {
         };
         let mut decision = movement.decision(record);
         decision.atc = card.atc();
+        decision.risk = card.risk();
         match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(account, -amount);

@@ -50,6 +50,7 @@ macro_rules! sql_enum {
 }
 
 mod accounts;
+mod card_risk;
 mod cards;
 mod logs;
 mod queues;
@@ -58,6 +59,7 @@ mod reference;
 mod transactions;
 
 pub use accounts::{Account, AccountKind, BalanceOp, Hold, HoldState, MovementKind, NewAccount};
+pub use card_risk::{CardRisk, DailySpend, DayUsage};
 pub use cards::{
     Card, CardAtc, CardIssuance, CardStatus, DirectoryCard, IccAlgorithm, InsuranceCategory,
     NewCard,

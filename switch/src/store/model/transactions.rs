@@ -1,7 +1,9 @@
 //! The transaction row and its legs, the duplicate-detection key, and the [`Decision`] the
 //! pipeline hands to the writer with what the store answers for it.
 
-use super::{AccountId, AdviceRequest, BalanceOp, CardAtc, CardId, ReversalRequest, TransactionId};
+use super::{
+    AccountId, AdviceRequest, BalanceOp, CardAtc, CardId, CardRisk, ReversalRequest, TransactionId,
+};
 use schemas::domain::{
     AmountFen, InstitutionId, ResponseCode, Rrn, Stan, TerminalId, TransmissionDateTime,
 };
@@ -172,6 +174,9 @@ pub struct Decision {
     /// The card's ATC this decision consumes: committed only if above the stored `atc_max`,
     /// which it then becomes (approved and declined decisions alike).
     pub atc: Option<CardAtc>,
+    /// What the decision does to its card's wrong-PIN count and daily spend, checked and
+    /// written in the same commit.
+    pub risk: Option<CardRisk>,
 }
 
 impl Decision {

@@ -3,7 +3,7 @@
 //! written as `UNNEST` of typed arrays ([`super::unnest`]), in one transaction per batch.
 
 use super::json_rows::hex;
-use super::{unnest, PostgresStore};
+use super::{card_risk, unnest, PostgresStore};
 use crate::store::model::TransactionId;
 use crate::store::model::{AccountId, BatchOutcome, CardId, Committed, Decision, DuplicateKey};
 use crate::store::plan::{self, AccountRow, BatchKeys, Loaded, RefundRoom};
@@ -23,7 +23,7 @@ const LOAD_HOLDS: &str = "SELECT hold_id, account_id, transaction_id, amount_fen
 // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
 const LOAD_DUPLICATE_KEYS: &str = "SELECT d.acquirer, d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.acquirer, k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 AND k.acquirer = j->>5 LIMIT 1) AS d";
 // Locked after the accounts, in card order: every batch takes its locks in the same order.
-const LOAD_CARD_ATCS: &str = "SELECT card_id, atc_max FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE";
+const LOAD_CARD_ATCS: &str = "SELECT card_id, atc_max, pin_tries_failed FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE";
 // Typed arrays, not a JSON array: the planner estimates a JSON function at 100 rows, and on a
 // table of a few thousand cards (the demo's 6,000) it hash-joined that against a sequential
 // scan of every card, once per group commit (pg_stat_user_tables: one seq scan of `card` per
@@ -73,6 +73,9 @@ async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
     }
     if !keys.refunded_originals.is_empty() {
         load_refund_rooms(tx, &keys.refunded_originals, &mut loaded).await?;
+    }
+    if !keys.card_days.is_empty() {
+        card_risk::load_card_days(tx, &keys.card_days, &mut loaded).await?;
     }
     Ok(loaded)
 }
@@ -171,7 +174,8 @@ fn duplicate_key(row: &PgRow) -> Result<DuplicateKey, StoreError> {
     })
 }
 
-/// The highest verified ATC of each card that has one, locked in card order.
+/// The highest verified ATC of each card that has one, and each card's wrong-PIN count,
+/// locked in card order.
 async fn load_card_atcs(
     tx: &mut Tx,
     cards: &[CardId],
@@ -183,13 +187,15 @@ async fn load_card_atcs(
         .fetch_all(&mut **tx)
         .await?;
     for row in &rows {
+        let card = CardId(row.try_get("card_id")?);
         if let Some(atc) = row.try_get::<Option<i32>, _>("atc_max")? {
             let atc = u16::try_from(atc)
                 .map_err(|_| sqlx::Error::Decode(Box::new(corrupt("card.atc_max"))))?;
-            loaded
-                .card_atcs
-                .insert(CardId(row.try_get("card_id")?), atc);
+            loaded.card_atcs.insert(card, atc);
         }
+        let tries = u32::try_from(row.try_get::<i32, _>("pin_tries_failed")?)
+            .map_err(|_| sqlx::Error::Decode(Box::new(corrupt("card.pin_tries_failed"))))?;
+        loaded.card_pin_tries.insert(card, tries);
     }
     Ok(())
 }
@@ -218,6 +224,7 @@ async fn try_batch(
             .execute(&mut *tx)
             .await?;
     }
+    card_risk::write(&mut tx, &plan).await?;
     let seqs = unnest::write_batch(&mut tx, decisions, &plan, now_us).await?;
     tx.commit().await?;
     Ok(plan::committed(plan, decisions, seqs))

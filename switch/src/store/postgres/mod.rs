@@ -7,6 +7,7 @@
 //! [`json_rows`] (the rare rows).
 
 mod batch;
+mod card_risk;
 mod json_rows;
 mod unnest;
 

@@ -39,7 +39,10 @@ const ISSUE_CARD: &str = "INSERT INTO card (pan_hash, pan_ciphertext, pan_masked
 const CARD_BY_PAN: &str = concat!("SELECT ", card_columns!(), " FROM card WHERE pan_hash = $1");
 const CARD_PAN: &str = "SELECT pan_ciphertext FROM card WHERE card_id = $1";
 const SET_CARD_STATUS: &str = "UPDATE card SET status = $1, status_reason = $2, \
-     status_changed_at_us = $3 WHERE card_id = $4";
+     status_changed_at_us = $3, pin_tries_failed = CASE WHEN $1 = 'active' THEN 0 \
+     ELSE pin_tries_failed END WHERE card_id = $4";
+const COUNT_WRONG_PIN: &str = "UPDATE card SET pin_tries_failed = pin_tries_failed + 1 \
+     WHERE card_id = $1 RETURNING CAST(pin_tries_failed AS BIGINT)";
 const HOT_LIST: &str = concat!(
     "SELECT ",
     card_columns!(),
@@ -212,6 +215,17 @@ impl<B: Backend> Store for B {
             .await?;
         let sealed: Vec<u8> = row.ok_or(StoreError::NotFound("card"))?.first()?;
         Ok(self.pan().open(&sealed)?)
+    }
+
+    async fn count_wrong_pin(&self, card_id: CardId) -> Result<u32, StoreError> {
+        let _gate = self.write_gate().await;
+        let row = self
+            .writer()
+            .fetch_optional(COUNT_WRONG_PIN, &[card_id.0.into()])
+            .await?
+            .ok_or(StoreError::NotFound("card"))?;
+        let tries: i64 = row.first()?;
+        u32::try_from(tries).map_err(|_| corrupt("card.pin_tries_failed"))
     }
 
     async fn set_card_status(

@@ -3,12 +3,13 @@
 //! writer and the transaction is `IMMEDIATE`, so nothing needs locking row by row.)
 
 use super::batch::{corrupt, uuid_blob, uuid_from};
+use crate::store::model::DayUsage;
 use crate::store::model::{AccountId, CardId, DuplicateKey, HoldId, HoldState, TransactionId};
-use crate::store::plan::{AccountRow, BatchKeys, HoldRow, Loaded, RefundRoom};
+use crate::store::plan::{AccountRow, BatchKeys, CardDay, HoldRow, Loaded, RefundRoom};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 /// The rows the batch touches: holds first (they name more accounts), then accounts,
-/// duplicate keys, card ATCs and the refunded originals.
+/// duplicate keys, cards (ATC and wrong-PIN count), card days and the refunded originals.
 pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::Error> {
     let mut loaded = Loaded::default();
     let mut account_ids = keys.accounts.clone();
@@ -24,7 +25,10 @@ pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::
         load_duplicate_keys(tx, &keys.duplicate_keys, &mut loaded)?;
     }
     if !keys.cards.is_empty() {
-        load_card_atcs(tx, &keys.cards, &mut loaded)?;
+        load_cards(tx, &keys.cards, &mut loaded)?;
+    }
+    if !keys.card_days.is_empty() {
+        load_card_days(tx, &keys.card_days, &mut loaded)?;
     }
     if !keys.refunded_originals.is_empty() {
         load_refund_rooms(tx, &keys.refunded_originals, &mut loaded)?;
@@ -127,18 +131,53 @@ fn load_duplicate_keys(
     Ok(())
 }
 
-/// The highest verified ATC of each card that has one.
-fn load_card_atcs(
+/// The highest verified ATC of each card that has one, and each card's wrong-PIN count.
+fn load_cards(
     tx: &Transaction<'_>,
     cards: &[CardId],
     loaded: &mut Loaded,
 ) -> Result<(), rusqlite::Error> {
-    let mut q = tx.prepare_cached("SELECT atc_max FROM card WHERE card_id = ?1")?;
+    let mut q =
+        tx.prepare_cached("SELECT atc_max, pin_tries_failed FROM card WHERE card_id = ?1")?;
     for id in cards {
-        let atc: Option<Option<i64>> = q.query_row([id.0], |r| r.get(0)).optional()?;
-        if let Some(Some(atc)) = atc {
+        let row: Option<(Option<i64>, i64)> = q
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((atc, tries)) = row else { continue };
+        if let Some(atc) = atc {
             let atc = u16::try_from(atc).map_err(|e| corrupt("card.atc_max", e))?;
             loaded.card_atcs.insert(*id, atc);
+        }
+        let tries = u32::try_from(tries).map_err(|e| corrupt("card.pin_tries_failed", e))?;
+        loaded.card_pin_tries.insert(*id, tries);
+    }
+    Ok(())
+}
+
+/// The approved spend of each card day that has some.
+fn load_card_days(
+    tx: &Transaction<'_>,
+    days: &[CardDay],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached(
+        "SELECT approved_count, amount_fen FROM card_day_usage \
+         WHERE card_id = ?1 AND day_start_us = ?2",
+    )?;
+    for day in days {
+        let row: Option<(i64, i64)> = q
+            .query_row(params![day.card_id.0, day.day_start_us], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((count, amount_fen)) = row {
+            let approved_count =
+                u32::try_from(count).map_err(|e| corrupt("card_day_usage.approved_count", e))?;
+            let usage = DayUsage {
+                approved_count,
+                amount_fen,
+            };
+            loaded.card_days.insert(*day, usage);
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The last step of a SQLite group commit: the planned batch written row by row through cached
 //! statements (a row costs a function call into SQLite, not a round trip), in a fixed order:
 //! the accepted decisions' transactions, legs and duplicate keys; holds; balances and their
-//! journal; card ATCs; the store-and-forward queues; and last the outbox, whose sequence row is
+//! journal; card ATCs and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
 //! taken inside the transaction so that sequences are gap-free and in commit order.
 
 use super::batch::uuid_blob;
@@ -38,6 +38,7 @@ pub fn write(
     write_holds(tx, plan)?;
     write_balances(tx, plan, now_us)?;
     write_card_atcs(tx, plan)?;
+    write_card_risk(tx, plan)?;
     write_queues(tx, decisions, &accepted, now_us)?;
     write_outbox(tx, decisions, &accepted, &mut seqs, now_us)?;
     Ok(seqs)
@@ -144,6 +145,34 @@ fn write_card_atcs(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Er
     let mut atc = tx.prepare_cached("UPDATE card SET atc_max = ?2 WHERE card_id = ?1")?;
     for (card, a) in &plan.card_atcs {
         atc.execute(params![card.0, i64::from(*a)])?;
+    }
+    Ok(())
+}
+
+/// The cards whose wrong-PIN count went back to 0, and the card days' new spend.
+fn write_card_risk(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Error> {
+    if !plan.pin_resets.is_empty() {
+        let mut reset =
+            tx.prepare_cached("UPDATE card SET pin_tries_failed = 0 WHERE card_id = ?1")?;
+        for card in &plan.pin_resets {
+            reset.execute([card.0])?;
+        }
+    }
+    if !plan.card_days.is_empty() {
+        let mut usage = tx.prepare_cached(
+            "INSERT INTO card_day_usage (card_id, day_start_us, approved_count, amount_fen) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (card_id, day_start_us) DO UPDATE SET \
+             approved_count = excluded.approved_count, amount_fen = excluded.amount_fen",
+        )?;
+        for (day, u) in &plan.card_days {
+            let count = i64::from(u.approved_count);
+            usage.execute(params![
+                day.card_id.0,
+                day.day_start_us,
+                count,
+                u.amount_fen
+            ])?;
+        }
     }
     Ok(())
 }

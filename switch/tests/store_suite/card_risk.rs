@@ -1,0 +1,117 @@
+//! The card's risk state in the store (issue 24, finding 5): wrong PINs in a row and the day's
+//! spend, which a restart or a second node must see as they are.
+
+use super::{balance, commit_one, seeded, Harness};
+use schemas::domain::ResponseCode;
+use switch::sim::testkit::{self, Fixture};
+use switch::store::*;
+
+const TRIES_MAX: u32 = 3;
+const DAY: i64 = 1_763_827_200_000_000; // 2025-11-22 16:00 UTC = midnight CST
+
+fn verified_pin(fx: &Fixture, mut d: Decision) -> Decision {
+    d.risk = Some(CardRisk {
+        card_id: fx.card_id,
+        pin_verified_tries_max: Some(TRIES_MAX),
+        spend: None,
+    });
+    d
+}
+
+fn spending(fx: &Fixture, mut d: Decision, day_start_us: i64, amount_fen: i64) -> Decision {
+    d.risk = Some(CardRisk {
+        card_id: fx.card_id,
+        pin_verified_tries_max: None,
+        spend: Some(DailySpend {
+            day_start_us,
+            amount_fen,
+            daily_fen_max: 250,
+            daily_count_max: 3,
+        }),
+    });
+    d
+}
+
+pub async fn wrong_pins_are_counted_in_the_store_and_survive_a_restart<H: Harness>() {
+    let (mut h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 1);
+    assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 2);
+    // A verified PIN sets the count back to 0, in the commit of its decision.
+    let ok = verified_pin(&fx, testkit::debit(&fx, fx.personal, 1, 10));
+    commit_one(&*s, ok).await.unwrap();
+    assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 1);
+    assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 2);
+    h.reopen().await;
+    let s = h.store();
+    assert_eq!(
+        s.count_wrong_pin(fx.card_id).await.unwrap(),
+        3,
+        "a restart gives no more tries"
+    );
+    // The right PIN after the third wrong one (on another node): refused, nothing moves.
+    let late = verified_pin(&fx, testkit::debit(&fx, fx.personal, 2, 10));
+    assert_eq!(
+        commit_one(&*s, late).await,
+        Err(DecisionError::PinTriesExceeded(fx.card_id))
+    );
+    assert_eq!(balance(&*s, fx.personal).await, (990, 0));
+    // Declines and decisions without a verified PIN are not affected.
+    let declined = testkit::decline(&fx, 3, 10, ResponseCode::IncorrectPin);
+    commit_one(&*s, declined).await.unwrap();
+    // Activating the card (an operator) clears the count.
+    s.set_card_status(fx.card_id, CardStatus::Active, None, now_us())
+        .await
+        .unwrap();
+    let ok = verified_pin(&fx, testkit::debit(&fx, fx.personal, 4, 10));
+    commit_one(&*s, ok).await.unwrap();
+    assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 1);
+    h.cleanup().await;
+}
+
+pub async fn daily_limits_are_checked_in_the_commit_and_survive_a_restart<H: Harness>() {
+    let (mut h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    let debit = |seq, fen| spending(&fx, testkit::debit(&fx, fx.personal, seq, fen), DAY, fen);
+    // One batch: 100 + 100 fit, another 100 is over 250, a decision refused on funds gives
+    // its spend back, 50 fits exactly.
+    let out = s
+        .commit_decisions(
+            vec![
+                debit(1, 100),
+                debit(2, 100),
+                debit(3, 100),
+                spending(&fx, testkit::debit(&fx, fx.personal, 4, 5_000), DAY, 1),
+                debit(5, 50),
+            ],
+            now_us(),
+        )
+        .await;
+    assert!(out.results[0].is_ok() && out.results[1].is_ok());
+    assert_eq!(
+        out.results[2],
+        Err(DecisionError::DailyAmountExceeded(fx.card_id))
+    );
+    assert_eq!(
+        out.results[3],
+        Err(DecisionError::InsufficientFunds(fx.personal))
+    );
+    assert!(out.results[4].is_ok(), "{:?}", out.results[4]);
+    h.reopen().await;
+    let s = h.store();
+    assert_eq!(
+        commit_one(&*s, debit(6, 1)).await,
+        Err(DecisionError::DailyCountExceeded(fx.card_id)),
+        "a fourth approval today, after a restart"
+    );
+    assert_eq!(balance(&*s, fx.personal).await, (750, 0));
+    // The next day starts again.
+    let next_day = spending(
+        &fx,
+        testkit::debit(&fx, fx.personal, 7, 200),
+        DAY + 86_400_000_000,
+        200,
+    );
+    commit_one(&*s, next_day).await.unwrap();
+    h.cleanup().await;
+}
