@@ -27,10 +27,10 @@ pub use model::{
     AdviceRequest, AuditEntry, AuditRecord, BalanceOp, BatchOutcome, BinRoute, Card, CardAtc,
     CardId, CardIssuance, CardStatus, Committed, Decision, DirectoryCard, DuplicateKey, Hold,
     HoldId, HoldState, IccAlgorithm, Institution, InstitutionKind, InsuranceCategory, MovementKind,
-    NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal, ReconciliationTotals,
-    ReversalId, ReversalReason, ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue,
-    StoredTransaction, TransactionId, TransactionKind, TransactionRecord, TxnLeg,
-    BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
+    NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal, ReversalId, ReversalReason,
+    ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue, StoredTransaction, TransactionId,
+    TransactionKind, TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX,
+    LEGS_PER_DECISION_MAX,
 };
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
@@ -39,6 +39,7 @@ pub use sql::ACQUIRER_TOTALS;
 pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
+use schemas::iso8583::ReconciliationTotals;
 use std::future::Future;
 
 /// Most decisions one [`Store::commit_decisions`] call accepts.
