@@ -5,7 +5,7 @@
 //! 39, 54 balances, 55 ARPC and scripts, 63 the bill split, 66 and the 0510 totals, the MAC) is
 //! declared once, and a service only says which of them it has.
 
-use super::services::reconciliation::{self, Reconciled};
+use super::services::reconciliation::Reconciled;
 use super::{Pipeline, Reply};
 use crate::store::Store;
 use crate::wire::mac::{self as link_mac, Rules};
@@ -75,7 +75,7 @@ impl<S: Store> Pipeline<S> {
             ok &= set_split(&mut answer, s).is_ok();
         }
         if let Some(r) = &outcome.reconciled {
-            ok &= reconciliation::write_totals_0510(&mut answer, r).is_ok();
+            ok &= r.write(&mut answer).is_ok();
         }
         if !ok {
             tracing::error!(service, "response field rejected by the spec");

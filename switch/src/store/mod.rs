@@ -28,7 +28,7 @@ pub use model::{
     CardId, CardIssuance, CardRisk, CardStatus, Committed, DailySpend, DayUsage, Decision,
     DirectoryCard, DuplicateKey, Hold, HoldId, HoldState, IccAlgorithm, Institution,
     InstitutionKind, InsuranceCategory, MovementKind, NewAccount, NewCard, OutboxRecord,
-    PendingAdvice, PendingReversal, ReconciliationTotals, ReversalId, ReversalReason,
+    PendingAdvice, PendingReversal, ReversalId, ReversalReason,
     ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue, StoredTransaction, TransactionId,
     TransactionKind, TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX,
     LEGS_PER_DECISION_MAX,
@@ -40,6 +40,7 @@ pub use sql::ACQUIRER_TOTALS;
 pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
+use schemas::iso8583::ReconciliationTotals;
 use std::future::Future;
 
 /// Most decisions one [`Store::commit_decisions`] call accepts.

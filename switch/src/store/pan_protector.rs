@@ -1,5 +1,5 @@
 //! PAN protection at rest: a keyed hash to look cards up, and authenticated encryption of the
-//! PAN itself (DESIGN.md, security model).
+//! PAN itself (docs/design.md, "Security model").
 //!
 //! The store never sees a data key: it asks a [`PanProtector`]. In production the keys come
 //! from the HSM (a data key and a hash key, released encrypted under the LMK and unwrapped in

@@ -8,6 +8,7 @@ pub use card_risk::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
+use schemas::iso8583::{ReconciliationTotals, Tally};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switch::sim::testkit::{self, inst, Fixture};
@@ -756,11 +757,15 @@ pub async fn acquirer_totals_count_approved_debits_credits_and_their_reversals<H
     }
     let to = now_us() + 1;
     let t = s.acquirer_totals(&fx.hospital, from, to).await.unwrap();
-    assert_eq!(t.debits, (2, 4_000));
-    assert_eq!(t.debit_reversals, (1, 1_000));
-    assert_eq!(t.credits, (1, 400));
-    assert_eq!(t.credit_reversals, (0, 0));
-    assert_eq!(t.net_fen(), 400 - 4_000 + 1_000);
+    let tally = |count, fen| Tally {
+        count,
+        amount: AmountFen::new(fen).unwrap(),
+    };
+    assert_eq!(t.debits, tally(2, 4_000));
+    assert_eq!(t.debit_reversals, tally(1, 1_000));
+    assert_eq!(t.credits, tally(1, 400));
+    assert_eq!(t.credit_reversals, tally(0, 0));
+    assert_eq!(t.net().unwrap().fen(), 400 - 4_000 + 1_000);
     assert_eq!(
         s.acquirer_totals(&fx.bank, from, to).await.unwrap(),
         ReconciliationTotals::default(),

@@ -15,7 +15,8 @@ use crate::pipeline::response::Outcome;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, TransactionKind};
 use hsm_sim::keys::Tpk;
-use schemas::domain::{AmountFen, ProcessingCode, ResponseCode};
+use schemas::domain::{AmountFen, Currency, ProcessingCode, ResponseCode};
+use schemas::iso8583::{AccountType, AdditionalAmount, AdditionalAmounts, AmountType};
 
 /// The card and a PIN, verified by `pin`.
 fn checks(pin: PinRule<'_>) -> Checks<'_> {
@@ -25,15 +26,23 @@ fn checks(pin: PinRule<'_>) -> Checks<'_> {
     }
 }
 
-/// Field 54 (ISO 8583:1987 additional amounts) of a personal-account balance: two entries of
-/// account type `96`, amount type `01` (ledger) then `02` (available), currency `156`, `C` for
-/// a credit balance or `D` for a debit one, and 12 digits of fen.
-fn balance_field54(ledger_fen: i64, available_fen: i64) -> String {
-    let entry = |amount_type: &str, fen: i64| {
-        let sign = if fen < 0 { 'D' } else { 'C' };
-        format!("96{amount_type}156{sign}{:012}", fen.unsigned_abs())
+/// Field 54 (ISO 8583:1987 additional amounts) of a personal-account balance: the ledger
+/// (`01`) then the available (`02`) balance of account type `96`, in fen with their sign;
+/// `None` when one needs more than 12 digits.
+fn balance_field54(ledger_fen: i64, available_fen: i64) -> Option<String> {
+    let amount = |amount_type, fen| {
+        AdditionalAmount::new(
+            AccountType::MEDICAL_INSURANCE,
+            amount_type,
+            Currency::Cny,
+            fen,
+        )
     };
-    format!("{}{}", entry("01", ledger_fen), entry("02", available_fen))
+    let amounts = vec![
+        amount(AmountType::LEDGER_BALANCE, ledger_fen).ok()?,
+        amount(AmountType::AVAILABLE_BALANCE, available_fen).ok()?,
+    ];
+    AdditionalAmounts::new(amounts).ok().map(|a| a.to_string())
 }
 
 impl<S: Store> Pipeline<S> {
@@ -50,16 +59,19 @@ impl<S: Store> Pipeline<S> {
         let Some(account) = card.entry.personal else {
             return card.decline(ResponseCode::NotPermittedToCardholder).await;
         };
-        let (ledger, available) = match self.store.account(account).await {
-            Ok(Some(a)) => (a.balance_fen, a.balance_fen - a.held_fen),
-            _ => return card.decline(ResponseCode::SystemMalfunction).await,
+        let field54 = match self.store.account(account).await {
+            Ok(Some(a)) => balance_field54(a.balance_fen, a.balance_fen - a.held_fen),
+            _ => None,
+        };
+        let Some(field54) = field54 else {
+            return card.decline(ResponseCode::SystemMalfunction).await;
         };
         let mut decision = no_movement(card.approval_record(None), None);
         decision.risk = card.risk();
         match self.commit(decision).await {
             Ok(_) => Outcome {
                 code: Some(ResponseCode::Approved),
-                field54: Some(balance_field54(ledger, available)),
+                field54: Some(field54),
                 ..Outcome::default()
             },
             Err(code) => Outcome::answer(code),
@@ -108,8 +120,9 @@ mod tests {
     #[test]
     fn field_54_carries_ledger_then_available_each_with_its_sign() {
         assert_eq!(
-            balance_field54(50_000, -7),
-            "9601156C0000000500009602156D000000000007"
+            balance_field54(50_000, -7).as_deref(),
+            Some("9601156C0000000500009602156D000000000007")
         );
+        assert_eq!(balance_field54(1_000_000_000_000, 0), None);
     }
 }

@@ -10,43 +10,25 @@
 //! day, purchases and bill payments as debits, refunds and benefit credits as credits, a
 //! reversal against the side of its original) and answers 0510 with 39 = `00`, 66 = `1` (in
 //! balance) or `2` (out of balance), and its own figures in 74-77, 86-89 and 97 (the net: `C`
-//! or `D` and 16 digits). The field layout is the one `banksim` and clearing's `reconcile_0500`
-//! use with banks (schemas/iso8583/ssc87.md, "Acquirer reconciliation").
+//! or `D` and 16 digits). The field layout is [`schemas::iso8583::ReconciliationTotals`], the one
+//! `banksim` and clearing's `reconcile_0500` use with banks (schemas/iso8583/ssc87.md,
+//! "Acquirer reconciliation").
 //!
 //! Errors: an unknown acquirer is answered 03, a bad MAC A0, an unreadable settlement date or
 //! total 30, a store failure 96; each with 66 = `3` (error).
 
-use crate::pipeline::request::{mac_of, RequestError};
+use crate::pipeline::request::mac_of;
 use crate::pipeline::response::Outcome;
 use crate::pipeline::{security, LinkContext, Pipeline};
-use crate::store::{ReconciliationTotals, Store};
+use crate::store::Store;
 use chrono::{Datelike, NaiveDate};
 use schemas::domain::{InstitutionId, ResponseCode};
-use schemas::iso8583::{Message, OwnedMessage};
+use schemas::iso8583::{
+    Message, OwnedMessage, ReconciliationError, ReconciliationTotals, SettlementCode,
+};
 
 const CST_OFFSET_US: i64 = 8 * 3_600 * 1_000_000;
 const DAY_US: i64 = 86_400 * 1_000_000;
-
-/// ISO 8583:1987 field 66, settlement code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SettlementCode {
-    /// `1`: the acquirer's totals equal the switch's.
-    InBalance,
-    /// `2`: they differ.
-    OutOfBalance,
-    /// `3`: the request could not be reconciled.
-    Error,
-}
-
-impl SettlementCode {
-    fn as_str(self) -> &'static str {
-        match self {
-            SettlementCode::InBalance => "1",
-            SettlementCode::OutOfBalance => "2",
-            SettlementCode::Error => "3",
-        }
-    }
-}
 
 /// What a 0510 adds to the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,30 +37,6 @@ pub(crate) struct Reconciled {
     pub code: SettlementCode,
     /// The switch's totals (74-77, 86-89, 97), when it could compute them.
     pub ours: Option<ReconciliationTotals>,
-}
-
-/// The acquirer's totals in a 0500: counts in 74-77 and amounts in 86-89 (credits, credit
-/// reversals, debits, debit reversals).
-fn read_totals_0500(m: &Message<'_>) -> Result<ReconciliationTotals, RequestError> {
-    let read = |id: u16| {
-        m.get_u64(id)
-            .ok()
-            .and_then(|v| i64::try_from(v).ok())
-            .ok_or(RequestError {
-                code: ResponseCode::FormatError,
-                field: id,
-                reason: "not a total",
-            })
-    };
-    let pair = |count: u16, fen: u16| -> Result<(u64, i64), RequestError> {
-        Ok((read(count)?.unsigned_abs(), read(fen)?))
-    };
-    Ok(ReconciliationTotals {
-        credits: pair(74, 86)?,
-        credit_reversals: pair(75, 87)?,
-        debits: pair(76, 88)?,
-        debit_reversals: pair(77, 89)?,
-    })
 }
 
 /// The settlement day of field 15 (`MMDD`) as `[from, to)` in µs: the latest such date, China
@@ -99,27 +57,16 @@ fn settlement_window(mmdd: &str, now_us: i64) -> Option<(i64, i64)> {
     Some((from, from + DAY_US))
 }
 
-/// Writes field 66 and the switch's totals into a 0510: counts in 74-77, amounts in 86-89, and
-/// the net in 97 (`C` in the acquirer's favour, `D` otherwise, 16 digits of fen).
-pub(crate) fn write_totals_0510(
-    answer: &mut OwnedMessage<'_>,
-    r: &Reconciled,
-) -> Result<(), schemas::iso8583::Error> {
-    answer.set_str(66, r.code.as_str())?;
-    if let Some(t) = &r.ours {
-        for (count, fen, (n, v)) in [
-            (74, 86, t.credits),
-            (75, 87, t.credit_reversals),
-            (76, 88, t.debits),
-            (77, 89, t.debit_reversals),
-        ] {
-            answer.set_u64(count, n)?.set_u64(fen, v.unsigned_abs())?;
+impl Reconciled {
+    /// Writes field 66 and, when the switch has them, its totals (74-77, 86-89 and the net in
+    /// 97: `C` in the acquirer's favour, `D` otherwise).
+    pub(crate) fn write(self, answer: &mut OwnedMessage<'_>) -> Result<(), ReconciliationError> {
+        self.code.to_message(answer)?;
+        match &self.ours {
+            Some(totals) => totals.to_message(answer),
+            None => Ok(()),
         }
-        let net_fen = t.net_fen();
-        let sign = if net_fen < 0 { 'D' } else { 'C' };
-        answer.set_str(97, &format!("{sign}{:016}", net_fen.unsigned_abs()))?;
     }
-    Ok(())
 }
 
 impl<S: Store> Pipeline<S> {
@@ -158,7 +105,7 @@ impl<S: Store> Pipeline<S> {
             .ok()
             .and_then(|d| settlement_window(&d, now));
         let (Some((from, to)), Ok(theirs), Some(acquirer)) =
-            (window, read_totals_0500(msg), acquirer)
+            (window, ReconciliationTotals::from_message(msg), acquirer)
         else {
             return error(ResponseCode::FormatError, mac_key);
         };
@@ -189,6 +136,8 @@ impl<S: Store> Pipeline<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schemas::domain::AmountFen;
+    use schemas::iso8583::TotalsLine;
 
     // 2026-11-23 12:00 CST.
     const NOW: i64 = 1_795_406_400_000_000;
@@ -220,16 +169,16 @@ mod tests {
             [(1_500, 0, "C0000000000001500"), (0, 7, "D0000000000000007")]
         {
             let mut answer = OwnedMessage::new(spec, schemas::iso8583::Mti::new("0510").unwrap());
-            let ours = ReconciliationTotals {
-                credits: (1, credits_fen),
-                debits: (2, debits_fen),
-                ..ReconciliationTotals::default()
-            };
+            let mut ours = ReconciliationTotals::default();
+            ours.add(TotalsLine::Credits, 1, AmountFen::new(credits_fen).unwrap())
+                .unwrap();
+            ours.add(TotalsLine::Debits, 2, AmountFen::new(debits_fen).unwrap())
+                .unwrap();
             let reconciled = Reconciled {
                 code: SettlementCode::InBalance,
                 ours: Some(ours),
             };
-            write_totals_0510(&mut answer, &reconciled).unwrap();
+            reconciled.write(&mut answer).unwrap();
             assert_eq!(answer.get_str(66).unwrap(), "1");
             assert_eq!(answer.get_u64(76).unwrap(), 2);
             assert_eq!(answer.get_u64(88).unwrap(), debits_fen.unsigned_abs());

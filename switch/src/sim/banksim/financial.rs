@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use hsm_sim::hsm::{PinBlockIn, PinVerificationMethod};
 use hsm_sim::keys::PinKey;
 use hsm_sim::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
-use schemas::iso8583::{Message, OwnedMessage};
+use schemas::domain::AmountFen;
+use schemas::iso8583::{Message, OwnedMessage, ReconciliationTotals, SettlementCode, TotalsLine};
 
 use super::ledger::{balance_field, leg, original_key, Service};
 use super::respond::reply;
@@ -71,18 +72,26 @@ pub(super) async fn financial<'a>(shared: &Shared, msg: &Message<'a>) -> Option<
     if leg.svc == Service::Purchase && balance < leg.amount {
         drop(ledger);
         let mut r = reply(msg, "51")?;
-        r.set_str(54, &balance_field(balance)).ok()?;
+        if let Some(field54) = balance_field(balance) {
+            r.set_str(54, &field54).ok()?;
+        }
         return Some(r);
     }
-    let balance = ledger.post(leg)?;
+    let balance = match ledger.post(leg) {
+        Ok(balance) => balance,
+        Err(code) => {
+            drop(ledger);
+            return reply(msg, code);
+        }
+    };
     ledger.auth_code = ledger.auth_code % 999_999 + 1;
     let code = format!("{:06}", ledger.auth_code);
     drop(ledger);
     let mut r = reply(msg, "00")?;
-    r.set_str(38, &code)
-        .ok()?
-        .set_str(54, &balance_field(balance))
-        .ok()?;
+    r.set_str(38, &code).ok()?;
+    if let Some(field54) = balance_field(balance) {
+        r.set_str(54, &field54).ok()?;
+    }
     Some(r)
 }
 
@@ -112,17 +121,25 @@ pub(super) fn reversal<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMe
         drop(ledger);
         return reply(msg, "00");
     }
-    auth.reversed = true;
     let (pan, delta) = (auth.pan.clone(), auth.delta_fen);
+    let line = if delta < 0 {
+        TotalsLine::DebitReversals
+    } else {
+        TotalsLine::CreditReversals
+    };
+    // The totals first: a reversal they cannot hold changes nothing.
+    let counted = AmountFen::new(delta.saturating_abs())
+        .ok()
+        .and_then(|amount| ledger.totals.add(line, 1, amount).ok());
+    if counted.is_none() {
+        drop(ledger);
+        return reply(msg, "96");
+    }
+    if let Some(auth) = ledger.authorizations.get_mut(&key) {
+        auth.reversed = true;
+    }
     if let Some(a) = ledger.accounts.get_mut(&pan) {
         a.balance_fen -= delta;
-    }
-    if delta < 0 {
-        ledger.totals.debit_reversals.0 += 1;
-        ledger.totals.debit_reversals.1 += -delta;
-    } else {
-        ledger.totals.credit_reversals.0 += 1;
-        ledger.totals.credit_reversals.1 += delta;
     }
     drop(ledger);
     shared
@@ -152,32 +169,27 @@ pub(super) fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMess
         drop(ledger);
         return reply(msg, "00");
     }
-    let posted = ledger.post(leg).is_some();
+    let posted = ledger.post(leg);
     drop(ledger);
-    if !posted {
-        return reply(msg, "14");
+    if let Err(code) = posted {
+        return reply(msg, code);
     }
     c.advices_applied.fetch_add(1, Ordering::Relaxed);
     reply(msg, "00")
 }
 
+/// A 0500: the bank's own totals in 74-77 and 86-89, and 66 = `1` when the switch's equal
+/// them, `2` otherwise (no net in 97: the switch computes its own).
 pub(super) fn reconciliation<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
-    let t = lock(&shared.ledger).totals;
-    let ours: [(u16, u64); 8] = [
-        (74, t.credits.0),
-        (75, t.credit_reversals.0),
-        (76, t.debits.0),
-        (77, t.debit_reversals.0),
-        (86, t.credits.1.unsigned_abs()),
-        (87, t.credit_reversals.1.unsigned_abs()),
-        (88, t.debits.1.unsigned_abs()),
-        (89, t.debit_reversals.1.unsigned_abs()),
-    ];
-    let in_balance = ours.iter().all(|(id, v)| msg.get_u64(*id).ok() == Some(*v));
+    let ours = lock(&shared.ledger).totals;
+    let in_balance = ReconciliationTotals::from_message(msg).is_ok_and(|theirs| theirs == ours);
     let mut r = reply(msg, "00")?;
-    for (id, v) in ours {
-        r.set_u64(id, v).ok()?;
-    }
-    r.set_str(66, if in_balance { "1" } else { "2" }).ok()?;
+    ours.write_lines(&mut r).ok()?;
+    let code = if in_balance {
+        SettlementCode::InBalance
+    } else {
+        SettlementCode::OutOfBalance
+    };
+    code.to_message(&mut r).ok()?;
     Some(r)
 }

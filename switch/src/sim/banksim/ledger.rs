@@ -4,9 +4,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use schemas::iso8583::Message;
+use schemas::domain::{AmountFen, Currency};
+use schemas::iso8583::{
+    AccountType, AdditionalAmount, AmountType, Message, ReconciliationTotals, TotalsLine,
+};
 
-use super::{BankTotals, AUTHORIZATIONS_MAX};
+use super::AUTHORIZATIONS_MAX;
 
 pub(super) struct Account {
     pub(super) balance_fen: i64,
@@ -25,7 +28,7 @@ pub(super) struct Ledger {
     pub(super) accounts: HashMap<String, Account>,
     pub(super) authorizations: HashMap<String, Authorization>,
     pub(super) order: VecDeque<String>,
-    pub(super) totals: BankTotals,
+    pub(super) totals: ReconciliationTotals,
     pub(super) auth_code: u64,
 }
 
@@ -75,9 +78,17 @@ pub(super) fn original_key(
     }
 }
 
-pub(super) fn balance_field(balance_fen: i64) -> String {
-    let sign = if balance_fen < 0 { 'D' } else { 'C' };
-    format!("1002156{sign}{:012}", balance_fen.unsigned_abs())
+/// Field 54 of an answer: the available balance of the savings account behind the card
+/// (ISO 8583:1987 additional amounts); `None` when it needs more than 12 digits.
+pub(super) fn balance_field(balance_fen: i64) -> Option<String> {
+    AdditionalAmount::new(
+        AccountType::SAVINGS,
+        AmountType::AVAILABLE_BALANCE,
+        Currency::Cny,
+        balance_fen,
+    )
+    .ok()
+    .map(|a| a.to_string())
 }
 
 /// What a 0200 or an advice asks of an account: the service (field 3), the PAN, the amount and
@@ -114,23 +125,26 @@ pub(super) fn leg(msg: &Message<'_>) -> Result<Leg, &'static str> {
 
 impl Ledger {
     /// Applies an approved leg to its account and the totals, remembers it for its reversal,
-    /// and returns the new balance (`None`: unknown account).
-    pub(super) fn post(&mut self, leg: Leg) -> Option<i64> {
-        let delta = match leg.svc {
-            Service::Purchase => -leg.amount,
-            Service::BalanceInquiry => 0,
-            Service::Refund | Service::BenefitCredit => leg.amount,
+    /// and returns the new balance. `Err` is the response code to answer with: `14` an unknown
+    /// account, `13` an amount the totals cannot hold (nothing changes then).
+    pub(super) fn post(&mut self, leg: Leg) -> Result<i64, &'static str> {
+        let (delta, line) = match leg.svc {
+            Service::Purchase => (-leg.amount, Some(TotalsLine::Debits)),
+            Service::BalanceInquiry => (0, None),
+            Service::Refund | Service::BenefitCredit => (leg.amount, Some(TotalsLine::Credits)),
         };
-        let account = self.accounts.get_mut(&leg.pan)?;
-        account.balance_fen += delta;
-        let balance = account.balance_fen;
-        let side = match leg.svc {
-            Service::Purchase => &mut self.totals.debits,
-            Service::Refund | Service::BenefitCredit => &mut self.totals.credits,
-            Service::BalanceInquiry => return Some(balance),
+        let Some(account) = self.accounts.get_mut(&leg.pan) else {
+            return Err("14");
         };
-        side.0 += 1;
-        side.1 += leg.amount;
+        let Some(line) = line else {
+            return Ok(account.balance_fen);
+        };
+        let balance = account.balance_fen.checked_add(delta).ok_or("13")?;
+        let amount = AmountFen::new(leg.amount).map_err(|_| "13")?;
+        self.totals.add(line, 1, amount).map_err(|_| "13")?;
+        if let Some(account) = self.accounts.get_mut(&leg.pan) {
+            account.balance_fen = balance;
+        }
         self.remember(
             leg.key,
             Authorization {
@@ -139,7 +153,7 @@ impl Ledger {
                 reversed: false,
             },
         );
-        Some(balance)
+        Ok(balance)
     }
 }
 
@@ -159,7 +173,8 @@ mod tests {
 
     #[test]
     fn field_54_carries_the_available_balance_with_its_sign() {
-        assert_eq!(balance_field(12_345), "1002156C000000012345");
-        assert_eq!(balance_field(-5), "1002156D000000000005");
+        assert_eq!(balance_field(12_345).unwrap(), "1002156C000000012345");
+        assert_eq!(balance_field(-5).unwrap(), "1002156D000000000005");
+        assert_eq!(balance_field(1_000_000_000_000), None);
     }
 }

@@ -104,7 +104,7 @@ impl BankSimFaults {
 
 /// Reconciliation totals of the bank (ISO 8583:1987 fields 74-77 and 86-89), the same
 /// figures the switch keeps for its acquirers.
-pub type BankTotals = crate::store::ReconciliationTotals;
+pub type BankTotals = schemas::iso8583::ReconciliationTotals;
 
 /// Counters of a simulated bank.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

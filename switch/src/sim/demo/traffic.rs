@@ -1,7 +1,7 @@
 //! The demo's traffic: simulated hospital and job-centre kiosks, each on its own connection
 //! to the acquirer listener, with the demo's cards passed from reader to reader.
 
-use crate::sim::kiosk::{self, Kiosk};
+use crate::sim::kiosk::Kiosk;
 use crate::sim::world::{DemoCard, DemoWorld, DEMO_PIN, JOB_CENTRE_ID};
 use crate::store::Store;
 use card_apdu::channel::memory::MemoryChannel;
@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use schemas::domain::TerminalId;
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use schemas::iso8583::AdditionalAmounts;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -230,7 +231,11 @@ async fn job_centre_round(
         return Ok(());
     };
     if a.get_str(39).map(|c| c == "00").unwrap_or(false) {
-        if let Some(balance) = a.get_str(54).ok().and_then(|f| kiosk::balance_fen(&f)) {
+        if let Some(balance) = a
+            .get_str(54)
+            .ok()
+            .and_then(|f| AdditionalAmounts::parse(&f).ok()?.balance_minor())
+        {
             let top_up = BENEFIT_TARGET_FEN - balance;
             if top_up >= BENEFIT_MIN_FEN {
                 exchange(conn, kiosk.benefit_credit(card, top_up as u64)?.0).await?;

@@ -69,7 +69,7 @@ pub use queues::{
     AdviceClass, AdviceRequest, PendingAdvice, PendingReversal, ReversalReason, ReversalRequest,
     SafBacklog, SafItem, SafKind, SafQueue,
 };
-pub use reconciliation::ReconciliationTotals;
+pub use reconciliation::totals_line;
 pub use reference::{BinRoute, Institution, InstitutionKind};
 pub use transactions::{
     leg_kind_from_sql, leg_kind_sql, BatchOutcome, Committed, Decision, DuplicateKey,

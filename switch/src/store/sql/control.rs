@@ -7,15 +7,16 @@
 use super::driver::{Backend, Columns, Run, WriteTx};
 use super::rows::{self, corrupt, institution_id};
 use super::{audit_log, limit, queues, ACQUIRER_TOTALS};
+use crate::store::model::totals_line;
 use crate::store::model::{
     Account, AccountId, AdviceId, AuditEntry, AuditRecord, BatchOutcome, BinRoute, Card, CardId,
     CardStatus, Decision, DirectoryCard, DuplicateKey, Hold, HoldId, IccAlgorithm, Institution,
     InsuranceCategory, NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal,
-    ReconciliationTotals, ReversalId, SafBacklog, StoredTransaction, TransactionId,
-    TransactionKind,
+    ReversalId, SafBacklog, StoredTransaction, TransactionId, TransactionKind,
 };
 use crate::store::{now_us, DecisionError, Store, StoreError, DECISIONS_PER_BATCH_MAX};
-use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
+use schemas::domain::{AmountFen, InstitutionId, Pan, ResponseCode, Rrn};
+use schemas::iso8583::ReconciliationTotals;
 use std::collections::HashMap;
 
 const UPSERT_INSTITUTION: &str =
@@ -482,13 +483,15 @@ impl<B: Backend> Store for B {
                 Some(k) => Some(TransactionKind::from_sql(&k).ok_or(corrupt("txn.kind"))?),
                 None => None,
             };
+            let Some(line) = totals_line(kind, original) else {
+                continue;
+            };
             let n: i64 = row.get("n")?;
-            totals.add(
-                kind,
-                original,
-                u64::try_from(n).unwrap_or(0),
-                row.get("fen")?,
-            );
+            let count = u64::try_from(n).map_err(|_| corrupt("txn count"))?;
+            let fen = AmountFen::new(row.get("fen")?).map_err(|_| corrupt("txn.amount_fen"))?;
+            totals
+                .add(line, count, fen)
+                .map_err(|_| StoreError::OutOfRange("acquirer totals"))?;
         }
         Ok(totals)
     }
