@@ -12,7 +12,9 @@ use crate::node::{NodeError, NodeParts};
 use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
-use crate::pipeline::{Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn};
+use crate::pipeline::{
+    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn,
+};
 use crate::store::writer;
 use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
@@ -240,8 +242,14 @@ pub struct ListenerSection {
     pub frame_len_max: Option<usize>,
     /// Most connections.
     pub connections_max: Option<usize>,
-    /// Acquirer assumed when field 32 is absent.
-    pub default_acquirer: Option<String>,
+    /// The one institution this listener serves (field 32 must name it, or is assumed);
+    /// absent: a shared listener where each request proves its institution with a MAC.
+    #[serde(alias = "default_acquirer")]
+    pub institution: Option<String>,
+    /// A trusted in-house channel: the listener's institution may have no TAK (credits,
+    /// refunds, reversals and 0500s still need a MAC). Needs `institution`.
+    #[serde(default)]
+    pub mac_free_trusted_in_house: bool,
     /// PEM certificate chain (enables TLS).
     pub tls_cert: Option<String>,
     /// PEM private key.
@@ -469,7 +477,14 @@ impl NodeConfig {
             let mut a = AcquirerListener::ssc87(l.listen).map_err(|e| invalid(e.to_string()))?;
             a.link = LinkContext {
                 spec: schemas::iso8583::spec(&l.spec).map_err(|e| invalid(e.to_string()))?,
-                default_acquirer: l.default_acquirer.as_deref().map(inst).transpose()?,
+                identity: match l.institution.as_deref() {
+                    Some(i) => AcquirerIdentity::Fixed(inst(i)?),
+                    None if l.mac_free_trusted_in_house => {
+                        return Err(invalid("a MAC-free listener names its institution"))
+                    }
+                    None => AcquirerIdentity::ProvenByMac,
+                },
+                mac_free_trusted_in_house: l.mac_free_trusted_in_house,
             };
             a.header = match l.header.as_str() {
                 "binary2" => LengthHeader::Binary2,
@@ -526,6 +541,27 @@ impl NodeConfig {
     }
 }
 
+/// Refuses an `[[acquirer]]` without a TAK unless a listener marked
+/// `mac_free_trusted_in_house` serves that institution alone: elsewhere nothing would prove
+/// that its requests come from it (`pipeline::AcquirerIdentity`).
+fn every_acquirer_has_a_tak(
+    keys: &PipelineKeys,
+    listeners: &[AcquirerListener],
+) -> Result<(), ConfigError> {
+    for (id, k) in &keys.acquirers {
+        let in_house = listeners
+            .iter()
+            .any(|l| l.link.mac_free_trusted_in_house && l.link.identity.fixed() == Some(id));
+        if k.tak.is_none() && !in_house {
+            return Err(invalid(format!(
+                "[[acquirer]] {id} has no tak and no listener with mac_free_trusted_in_house \
+                 serves it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a node until Ctrl-C.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
@@ -566,13 +602,16 @@ async fn run_node<S: Store>(
     store: Arc<S>,
     hsm: Arc<dyn Hsm>,
 ) -> Result<(), ConfigError> {
+    let keys = cfg.keys()?;
+    let listeners = cfg.listeners()?;
+    every_acquirer_has_a_tak(&keys, &listeners)?;
     let parts = NodeParts {
         writer: cfg.database.writer_config::<S>()?,
-        keys: cfg.keys()?,
+        keys,
         pipeline: cfg.pipeline_config()?,
         banks: cfg.link_configs()?,
         sign_on_wait: Duration::ZERO,
-        listeners: cfg.listeners()?,
+        listeners,
         http: cfg.http.as_ref().map(|h| h.listen),
         store,
         hsm,
@@ -611,6 +650,21 @@ mod tests {
                 per_card_daily_fen_max: 50_000,
             })
         );
+    }
+
+    #[test]
+    fn an_acquirer_without_a_tak_is_refused_unless_an_in_house_listener_serves_it() {
+        let text = include_str!("../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let (mut keys, mut listeners) = (cfg.keys().unwrap(), cfg.listeners().unwrap());
+        assert!(every_acquirer_has_a_tak(&keys, &listeners).is_ok());
+        let hospital = InstitutionId::parse("4101001").unwrap();
+        keys.acquirers.get_mut(&hospital).unwrap().tak = None;
+        assert!(every_acquirer_has_a_tak(&keys, &listeners).is_err());
+        listeners[0].link.identity = AcquirerIdentity::Fixed(hospital);
+        assert!(every_acquirer_has_a_tak(&keys, &listeners).is_err());
+        listeners[0].link.mac_free_trusted_in_house = true;
+        assert!(every_acquirer_has_a_tak(&keys, &listeners).is_ok());
     }
 
     #[test]
