@@ -135,10 +135,7 @@ impl Net {
             .bank_purchase(card, &mut reader, amount_fen)
             .expect("request");
         let spec = iso8583::spec("ssc87").expect("spec");
-        let context = LinkContext {
-            spec,
-            default_acquirer: None,
-        };
+        let context = LinkContext::shared(spec);
         let Reply::Send(answer) = self.pipeline.process(&pending.request, &context).await else {
             panic!("the pipeline answers a purchase");
         };

@@ -16,7 +16,7 @@ use std::time::Duration;
 use switch::acquirer::{self, AcquirerListener};
 use switch::issuer::gateway::{BankGateway, GatewayError};
 use switch::metrics::Metrics;
-use switch::pipeline::Pipeline;
+use switch::pipeline::{AcquirerIdentity, LinkContext, Pipeline, Reply};
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
 use switch::store::{writer, CardStatus, DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
@@ -468,8 +468,7 @@ async fn a_tampered_arqc_is_declined_and_nothing_moves() {
     let mut arqc = m.get_path("55.9F26").unwrap().into_owned();
     arqc[0] ^= 0x01;
     m.set_path("55.9F26", &arqc).unwrap();
-    let mut tampered = Vec::new();
-    spec.encode(&m, &mut tampered).unwrap();
+    let tampered = k.seal(&mut m).unwrap();
     let a = exchange(&mut conn, &tampered).await;
     assert_eq!(decode(&a).get_str(39).unwrap(), "05");
     assert!(net.store.outbox_after(0, 10).await.unwrap().is_empty());
@@ -596,7 +595,7 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     let mut k = hospital_kiosk(&net.world);
     let mut r = reader(&net.world, &card);
     let mut conn = connect(net.addr).await;
-    let (balance_req, _) = k.personal_balance(&card).unwrap();
+    let balance_req = k.personal_balance(&card, &mut r).unwrap().request;
     let before = decode(&exchange(&mut conn, &balance_req).await)
         .get_str(54)
         .unwrap()
@@ -616,7 +615,7 @@ async fn a_reversal_restores_the_accounts_once_and_queues_the_bank_leg_reversal(
     assert_eq!(answer_code(&mut conn, &reversal).await, "00");
     let (again, _) = k.reversal_of(&original).unwrap();
     assert_eq!(answer_code(&mut conn, &again).await, "00");
-    let (balance_req, _) = k.personal_balance(&card).unwrap();
+    let balance_req = k.personal_balance(&card, &mut r).unwrap().request;
     let after = decode(&exchange(&mut conn, &balance_req).await)
         .get_str(54)
         .unwrap()
@@ -689,11 +688,12 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
     assert!(matches!(n, Ok(0) | Err(_)), "connection closed");
 
     // The first connection is still served.
-    let (q, _) = k.personal_balance(&card).unwrap();
+    let q = k.personal_balance(&card, &mut r).unwrap().request;
     assert_eq!(answer_code(&mut conn, &q).await, "00");
 }
 
-/// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89.
+/// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89,
+/// MACed under the acquirer's demo TAK.
 fn reconciliation_request(acquirer: &str, stan: u64, totals: [(u64, u64); 4]) -> Vec<u8> {
     let spec = iso8583::spec("ssc87").unwrap();
     let now = chrono::Utc::now() + chrono::Duration::hours(8);
@@ -715,9 +715,15 @@ fn reconciliation_request(acquirer: &str, stan: u64, totals: [(u64, u64); 4]) ->
             .set_u64(86 + i, fen)
             .unwrap();
     }
-    let mut wire = Vec::new();
-    spec.encode(&m, &mut wire).unwrap();
-    wire
+    let tid = TerminalId::parse("HK000001").unwrap();
+    match InstitutionId::parse(acquirer) {
+        Ok(id) => Kiosk::new(tid, id, None, "1").seal(&mut m).unwrap(),
+        Err(_) => {
+            let mut wire = Vec::new();
+            spec.encode(&m, &mut wire).unwrap();
+            wire
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,14 +796,13 @@ async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_total
     );
 }
 
-/// `wire` with its field 55 replaced by `field55` (a replay under fresh references).
-fn with_field55(wire: &[u8], field55: &[u8]) -> Vec<u8> {
+/// `wire` with its field 55 replaced by `field55` (a replay under fresh references), MACed
+/// again by the kiosk `k`.
+fn with_field55(k: &Kiosk, wire: &[u8], field55: &[u8]) -> Vec<u8> {
     let spec = iso8583::spec("ssc87").unwrap();
     let mut m = spec.decode(wire).unwrap().to_owned_message();
     m.set_bytes(55, field55).unwrap();
-    let mut out = Vec::new();
-    spec.encode(&m, &mut out).unwrap();
-    out
+    k.seal(&mut m).unwrap()
 }
 
 fn field55(wire: &[u8]) -> Vec<u8> {
@@ -827,7 +832,7 @@ async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the
     let carrier = k
         .medical_bill(&card, &mut r, 1_000, "MZ-R2", DEMO_PIN)
         .unwrap();
-    let a = exchange(&mut conn, &with_field55(&carrier.request, &recorded)).await;
+    let a = exchange(&mut conn, &with_field55(&k, &carrier.request, &recorded)).await;
     assert_eq!(code(&a), "59");
     assert!(!decode(&a).has(55), "no ARPC for a replay");
     // The genuine next cryptogram still passes.
@@ -846,7 +851,7 @@ async fn a_replayed_field_55_is_declined_59_and_a_restarted_node_still_knows_the
     let carrier = k
         .medical_bill(&card, &mut r, 1_000, "MZ-R3", DEMO_PIN)
         .unwrap();
-    let a = exchange(&mut conn, &with_field55(&carrier.request, &genuine)).await;
+    let a = exchange(&mut conn, &with_field55(&k, &carrier.request, &genuine)).await;
     assert_eq!(code(&a), "59");
     let a = exchange(&mut conn, &third.request).await;
     assert_eq!(code(&a), "00");
@@ -1076,11 +1081,23 @@ async fn sqlx_sqlite(net: &Net) -> sqlx::SqliteConnection {
         .unwrap()
 }
 
-/// `wire` with field 7 replaced.
-fn with_field7(wire: &[u8], f7: &str) -> Vec<u8> {
+/// `wire` with field 7 replaced, MACed again by the kiosk that sent it.
+fn with_field7(k: &Kiosk, wire: &[u8], f7: &str) -> Vec<u8> {
     let spec = iso8583::spec("ssc87").unwrap();
     let mut m = spec.decode(wire).unwrap().to_owned_message();
     m.set_str(7, f7).unwrap();
+    k.seal(&mut m).unwrap()
+}
+
+/// `wire` with field 32 set to `acquirer` (when given) and without its MAC: what someone
+/// without the institution's TAK can send.
+fn forged(wire: &[u8], acquirer: Option<&InstitutionId>) -> Vec<u8> {
+    let spec = iso8583::spec("ssc87").unwrap();
+    let mut m = spec.decode(wire).unwrap().to_owned_message();
+    m.remove(64).remove(128);
+    if let Some(a) = acquirer {
+        m.set_str(32, a.as_str()).unwrap();
+    }
     let mut out = Vec::new();
     spec.encode(&m, &mut out).unwrap();
     out
@@ -1103,11 +1120,11 @@ async fn a_field_7_outside_the_transmission_window_is_declined_63_and_nothing_mo
         let p = k
             .medical_bill(&card, &mut r, 1_000, "MZ-OLD", DEMO_PIN)
             .unwrap();
-        let a = exchange(&mut conn, &with_field7(&p.request, &f7)).await;
+        let a = exchange(&mut conn, &with_field7(&k, &p.request, &f7)).await;
         assert_eq!(code(&a), "63", "field 7 {f7}");
     }
-    let (q, _) = k.personal_balance(&card).unwrap();
-    let stale = with_field7(&q, &utc(-chrono::TimeDelta::minutes(6)));
+    let q = k.personal_balance(&card, &mut r).unwrap().request;
+    let stale = with_field7(&k, &q, &utc(-chrono::TimeDelta::minutes(6)));
     assert_eq!(answer_code(&mut conn, &stale).await, "63");
     assert!(net.store.outbox_after(0, 10).await.unwrap().is_empty());
 
@@ -1116,9 +1133,9 @@ async fn a_field_7_outside_the_transmission_window_is_declined_63_and_nothing_mo
         chrono::TimeDelta::minutes(-1),
         chrono::TimeDelta::minutes(1),
     ] {
-        let (q, _) = k.personal_balance(&card).unwrap();
+        let q = k.personal_balance(&card, &mut r).unwrap().request;
         assert_eq!(
-            answer_code(&mut conn, &with_field7(&q, &utc(d))).await,
+            answer_code(&mut conn, &with_field7(&k, &q, &utc(d))).await,
             "00"
         );
     }
@@ -1238,4 +1255,202 @@ async fn another_acquirers_reversal_with_the_same_terminal_and_rrn_finds_nothing
     // The purchase's own acquirer reverses it.
     let (reversal, _) = k.reversal_of(&purchase.request).unwrap();
     assert_eq!(answer_code(&mut conn, &reversal).await, "00");
+}
+
+/// Issue 24, finding 1: field 32 alone does not make a request the fund's, a job centre's or
+/// another hospital's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_benefit_credit_or_a_0500_without_a_valid_mac_of_its_field_32_is_not_approved() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut conn = connect(net.addr).await;
+    let fund = InstitutionId::parse(switch::sim::world::SOCIAL_SECURITY_FUND_ID).unwrap();
+    let job_centre = InstitutionId::parse(switch::sim::world::JOB_CENTRE_ID).unwrap();
+    for claimed in [&fund, &job_centre] {
+        // From outside: a PAN, field 32 and no MAC.
+        let mut k = Kiosk::new(
+            TerminalId::parse("JC000001").unwrap(),
+            claimed.clone(),
+            None,
+            "7",
+        );
+        let (credit, _) = k.benefit_credit(&card, 100_000).unwrap();
+        let a = exchange(&mut conn, &forged(&credit, None)).await;
+        assert_ne!(code(&a), "00", "no MAC, field 32 = {claimed}");
+        // From a hospital's kiosk, its field 32 rewritten.
+        let mut h = hospital_kiosk(&net.world);
+        let (credit, _) = h.benefit_credit(&card, 100_000).unwrap();
+        let a = exchange(&mut conn, &forged(&credit, Some(claimed))).await;
+        assert_ne!(code(&a), "00", "a hospital as {claimed}");
+    }
+    // Another hospital's totals, asked without its MAC.
+    let other = net.world.hospitals[1].id.as_str().to_owned();
+    let a = exchange(
+        &mut conn,
+        &forged(&reconciliation_request(&other, 905, [(0, 0); 4]), None),
+    )
+    .await;
+    let a = iso8583::spec("ssc87")
+        .unwrap()
+        .decode_unchecked(&a)
+        .unwrap();
+    assert_ne!(
+        a.get_str(39).unwrap(),
+        "00",
+        "no totals of another acquirer"
+    );
+    assert_eq!(a.get_str(66).unwrap(), "3", "no totals of another acquirer");
+}
+
+/// Field 39 of the pipeline's answer to `wire` on a link described by `link`.
+async fn code_on(net: &Net, wire: &[u8], link: &LinkContext) -> String {
+    match net.pipeline.process(wire, link).await {
+        Reply::Send(a) => iso8583::spec("ssc87")
+            .unwrap()
+            .decode_unchecked(&a)
+            .unwrap()
+            .get_str(39)
+            .unwrap()
+            .into_owned(),
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+/// Issue 24, finding 1: the institution is the connection's. A listener of one hospital
+/// declines (03, audited) a request naming another, even one MACed under the other's key; a
+/// job centre's genuine MAC is what lets its benefit credit through on a shared listener;
+/// and a MAC-free in-house listener still wants a MAC for credits, refunds and 0500s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_32_must_name_the_institution_the_connection_proves() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let spec = iso8583::spec("ssc87").unwrap();
+    let job_centre = InstitutionId::parse(switch::sim::world::JOB_CENTRE_ID).unwrap();
+    let mut jc = Kiosk::new(
+        TerminalId::parse("JC000001").unwrap(),
+        job_centre.clone(),
+        None,
+        "7",
+    );
+    let (credit, _) = jc.benefit_credit(&card, 1_000).unwrap();
+    let mut conn = connect(net.addr).await;
+    assert_eq!(
+        answer_code(&mut conn, &credit).await,
+        "00",
+        "the job centre's own MAC"
+    );
+
+    let hospital = net.world.hospitals[0].id.clone();
+    let own_line = LinkContext {
+        spec,
+        identity: AcquirerIdentity::Fixed(hospital.clone()),
+        mac_free_trusted_in_house: false,
+    };
+    let audited = net.store.verify_audit_chain().await.unwrap();
+    let (credit, _) = jc.benefit_credit(&card, 1_000).unwrap();
+    assert_eq!(code_on(&net, &credit, &own_line).await, "03");
+    let other = &net.world.hospitals[1].id;
+    let totals = reconciliation_request(other.as_str(), 906, [(0, 0); 4]);
+    assert_eq!(code_on(&net, &totals, &own_line).await, "03");
+    assert_eq!(
+        net.store.verify_audit_chain().await.unwrap(),
+        audited + 2,
+        "both audited"
+    );
+    let own = reconciliation_request(hospital.as_str(), 907, [(0, 0); 4]);
+    assert_eq!(code_on(&net, &own, &own_line).await, "00");
+
+    // In-house and MAC-free: purchases without a MAC pass once the hospital has no TAK, a
+    // 0500 or a reversal without one does not.
+    let mut keys = net.world.keys.clone();
+    keys.acquirers.get_mut(&hospital).unwrap().tak = None;
+    let (w, _task) = writer::spawn(Arc::clone(&net.store), writer::WriterConfig::default());
+    let in_house = Pipeline::new(
+        Arc::clone(&net.store),
+        w,
+        net.world.hsm.clone(),
+        net.banks.clone(),
+        keys,
+        net.world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let line = LinkContext {
+        mac_free_trusted_in_house: true,
+        ..own_line
+    };
+    let mut k = hospital_kiosk(&net.world).with_tak(None);
+    let mut r = reader(&net.world, &card);
+    let p = k
+        .medical_bill(&card, &mut r, 1_000, "MZ-IH1", DEMO_PIN)
+        .unwrap();
+    let answer = match in_house.process(&p.request, &line).await {
+        Reply::Send(a) => a,
+        other => panic!("no answer: {other:?}"),
+    };
+    assert_eq!(code(&answer), "00");
+    let (reversal, _) = k.reversal_of(&p.request).unwrap();
+    let (totals, _) = (forged(&own, None), ());
+    for wire in [reversal, totals] {
+        let a = match in_house.process(&wire, &line).await {
+            Reply::Send(a) => a,
+            other => panic!("no answer: {other:?}"),
+        };
+        let a = spec.decode_unchecked(&a).unwrap();
+        assert_eq!(a.get_str(39).unwrap(), "A0");
+    }
+}
+
+/// Issue 24, finding 10: a request cut short inside field 55 is answered 30 with the fields
+/// read before it echoed, so the 0210 satisfies the ssc87 rules (3 4 7 11 41 49 39).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_error_answer_echoes_the_fields_that_could_be_read() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let p = k.bank_purchase(&card, &mut r, 1_000).unwrap();
+    let cut = &p.request[..p.request.len() - 30];
+    let a = exchange(&mut conn, cut).await;
+    let a = iso8583::spec("ssc87")
+        .unwrap()
+        .decode(&a)
+        .expect("a 0210 within the ssc87 rules");
+    assert_eq!(a.get_str(39).unwrap(), "30");
+    assert_eq!(a.get_u64(11).unwrap(), u64::from(p.stan));
+    assert_eq!(a.get_u64(4).unwrap(), 1_000);
+}
+
+/// Issue 24, finding 9: a chip card's balance inquiry needs its ARQC: approved with its ARPC,
+/// 59 when its field 55 is replayed, 05 when the cryptogram is tampered with or absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_inquiry_needs_the_cards_arqc() {
+    let net = network(1).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let spec = iso8583::spec("ssc87").unwrap();
+    let q = k.personal_balance(&card, &mut r).unwrap();
+    let recorded = field55(&q.request);
+    let a = exchange(&mut conn, &q.request).await;
+    assert_eq!(code(&a), "00");
+    assert!(decode(&a).has(55), "the ARPC");
+    let q = k.personal_balance(&card, &mut r).unwrap();
+    let a = exchange(&mut conn, &with_field55(&k, &q.request, &recorded)).await;
+    assert_eq!(code(&a), "59", "replayed");
+    let q = k.personal_balance(&card, &mut r).unwrap();
+    let mut m = spec.decode(&q.request).unwrap().to_owned_message();
+    let mut arqc = m.get_path("55.9F26").unwrap().into_owned();
+    arqc[0] ^= 0x01;
+    m.set_path("55.9F26", &arqc).unwrap();
+    let tampered = k.seal(&mut m).unwrap();
+    assert_eq!(answer_code(&mut conn, &tampered).await, "05", "tampered");
+    let q = k.personal_balance(&card, &mut r).unwrap();
+    let mut m = spec.decode(&q.request).unwrap().to_owned_message();
+    m.remove(55);
+    let without = k.seal(&mut m).unwrap();
+    assert_eq!(answer_code(&mut conn, &without).await, "05", "no field 55");
 }

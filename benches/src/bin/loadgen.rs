@@ -201,9 +201,9 @@ fn prepare(args: &Args, world: &DemoWorld) -> Vec<Vec<Prepared>> {
                                     bill_fen: None,
                                 })
                             } else {
-                                kiosk.personal_balance(card).map(|(w, s)| Prepared {
-                                    wire: w,
-                                    stan: u64::from(s),
+                                kiosk.personal_balance(card, reader).map(|p| Prepared {
+                                    wire: p.request,
+                                    stan: u64::from(p.stan),
                                     kind: "balance",
                                     bill_fen: None,
                                 })

@@ -118,6 +118,32 @@ pub(crate) fn decode_with<'a>(
     buf: &'a [u8],
     rules: bool,
 ) -> Result<Message<'a>, Error> {
+    let (msg, end) = decode_prefix(spec, buf, false)?;
+    if end != buf.len() {
+        return Err(Error::TrailingBytes {
+            count: buf.len() - end,
+        });
+    }
+    if let (true, Some(mti)) = (rules, msg.mti) {
+        check_rules(spec, mti, &msg.present)?;
+    }
+    Ok(msg)
+}
+
+/// The MTI, the bitmaps and the fields before the first one that does not decode (that field
+/// and those after it are left out; trailing bytes are ignored). Only for a format-error answer
+/// that echoes what could be read of a malformed request; never for processing.
+pub(crate) fn decode_readable<'a>(spec: &'a Spec, buf: &'a [u8]) -> Result<Message<'a>, Error> {
+    decode_prefix(spec, buf, true).map(|(msg, _)| msg)
+}
+
+/// MTI, bitmaps and fields from the start of `buf`, and where they end; with `keep_readable`,
+/// a field that does not decode ends the message instead of failing it.
+fn decode_prefix<'a>(
+    spec: &'a Spec,
+    buf: &'a [u8],
+    keep_readable: bool,
+) -> Result<(Message<'a>, usize), Error> {
     if buf.len() > field::MESSAGE_LEN_MAX {
         return Err(Error::TooLong {
             at: FieldRef::field(0),
@@ -154,16 +180,8 @@ pub(crate) fn decode_with<'a>(
         present: FieldSet::EMPTY,
         spans: [Span::default(); 193],
     };
-    let end = decode_fields(&mut msg, pos)?;
-    if end != buf.len() {
-        return Err(Error::TrailingBytes {
-            count: buf.len() - end,
-        });
-    }
-    if let (true, Some(mti)) = (rules, mti) {
-        check_rules(spec, mti, &msg.present)?;
-    }
-    Ok(msg)
+    let end = decode_fields(&mut msg, pos, keep_readable)?;
+    Ok((msg, end))
 }
 
 fn read_bitmap(spec: &Spec, buf: &[u8], pos: &mut usize) -> Result<u64, Error> {
@@ -180,7 +198,11 @@ fn read_bitmap(spec: &Spec, buf: &[u8], pos: &mut usize) -> Result<u64, Error> {
 }
 
 /// Reads bitmaps and fields starting at `pos`; returns the end position.
-fn decode_fields(msg: &mut Message<'_>, mut pos: usize) -> Result<usize, Error> {
+fn decode_fields(
+    msg: &mut Message<'_>,
+    mut pos: usize,
+    keep_readable: bool,
+) -> Result<usize, Error> {
     let spec = msg.spec;
     let buf = msg.buf;
     let primary = read_bitmap(spec, buf, &mut pos)?;
@@ -208,8 +230,20 @@ fn decode_fields(msg: &mut Message<'_>, mut pos: usize) -> Result<usize, Error> 
                 continue;
             }
             let at = FieldRef::field(id);
-            let f = spec.field(id).ok_or(Error::UndefinedField { at })?;
-            let (span, next) = field::read(f, at, buf, pos, spec.strict)?;
+            let read = spec
+                .field(id)
+                .ok_or(Error::UndefinedField { at })
+                .and_then(|f| field::read(f, at, buf, pos, spec.strict));
+            let (span, next) = match read {
+                Ok(r) => r,
+                Err(_) if keep_readable => {
+                    for later in id..=192 {
+                        msg.present.remove(later);
+                    }
+                    return Ok(pos);
+                }
+                Err(e) => return Err(e),
+            };
             msg.spans[usize::from(id)] = span;
             pos = next;
         }
@@ -237,7 +271,7 @@ pub(crate) fn decode_sub<'a>(
         present: FieldSet::EMPTY,
         spans: [Span::default(); 193],
     };
-    let end = decode_fields(&mut msg, 0).map_err(|e| relabel(e, parent))?;
+    let end = decode_fields(&mut msg, 0, false).map_err(|e| relabel(e, parent))?;
     if end != buf.len() {
         return Err(Error::InvalidPath {
             reason: "sub-message has trailing bytes",

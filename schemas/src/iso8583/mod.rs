@@ -121,6 +121,13 @@ impl Spec {
         message::decode_with(self, buf, false)
     }
 
+    /// The MTI, bitmaps and every field before the first malformed one: what a switch can
+    /// echo in the format-error answer (response code 30) to a request that does not decode.
+    /// Never for processing.
+    pub fn decode_readable<'a>(&'a self, buf: &'a [u8]) -> Result<Message<'a>, Error> {
+        message::decode_readable(self, buf)
+    }
+
     /// Encodes without the per-MTI presence rules: only for format-error answers (response
     /// code 30) to requests that did not carry what the rules need.
     pub fn encode_unchecked(

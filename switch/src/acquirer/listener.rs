@@ -24,7 +24,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 pub struct AcquirerListener {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Dialect and default acquirer.
+    /// Dialect, who is on the connections, and whether the channel is MAC-free.
     pub link: LinkContext,
     /// Length header.
     pub header: LengthHeader,
@@ -72,14 +72,12 @@ impl InFlightCap {
 }
 
 impl AcquirerListener {
-    /// Defaults: ssc87, 2-byte binary length, 127.0.0.1:8583, 8 KiB frames.
+    /// Defaults: ssc87, 2-byte binary length, 8 KiB frames, shared by institutions that each
+    /// prove themselves with a MAC.
     pub fn ssc87(listen: SocketAddr) -> Result<Self, schemas::iso8583::SpecError> {
         Ok(Self {
             listen,
-            link: LinkContext {
-                spec: schemas::iso8583::spec("ssc87")?,
-                default_acquirer: None,
-            },
+            link: LinkContext::shared(schemas::iso8583::spec("ssc87")?),
             header: LengthHeader::Binary2,
             tpdu: false,
             frame_len_max: schemas::iso8583::framing::FRAME_LEN_MAX_DEFAULT,

@@ -7,7 +7,9 @@
 //!
 //! 1. **parse** the decoded message into a typed [`request::Request`] (30, 12, 13) — here,
 //!    [`Pipeline::process`], with `request.rs`;
-//! 2. **MAC** when the acquirer has a TAK (A0), unknown acquirer (03) — `security.rs`;
+//! 2. **who**: field 32 must be the institution the connection proves (03, audited), by the
+//!    listener's configuration or the MAC under that institution's TAK (A0); benefit credits,
+//!    refunds, reversals and 0500s always need a MAC — `identity.rs`, `security.rs`;
 //! 3. **duplicate** detection on terminal + STAN + RRN + transmission time (94), first in
 //!    memory (`recent.rs`), authoritatively in the store at commit;
 //! 4. the **service** (`services/`, one module each, every one reading parse, check, decide,
@@ -29,6 +31,7 @@ pub mod cards;
 mod config;
 mod decision;
 mod holds;
+mod identity;
 mod recent;
 mod replay;
 pub mod request;
@@ -39,6 +42,7 @@ pub mod split;
 pub mod velocity;
 
 pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT};
+pub use identity::AcquirerIdentity;
 pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
 use crate::issuer::gateway::BankGateway;
@@ -47,6 +51,7 @@ use crate::store::writer::WriterHandle;
 use crate::store::{InstitutionKind, Store};
 use cards::CardDirectory;
 use hsm_sim::Hsm;
+use identity::MacNeed;
 use recent::RecentKeys;
 use request::{Request, Service};
 use response::Outcome;
@@ -62,8 +67,22 @@ use velocity::Velocity;
 pub struct LinkContext {
     /// The link's ISO 8583 dialect.
     pub spec: &'static Spec,
-    /// The acquirer to assume when field 32 is absent.
-    pub default_acquirer: Option<InstitutionId>,
+    /// Who is on the link's connections (see [`AcquirerIdentity`]).
+    pub identity: AcquirerIdentity,
+    /// A trusted in-house channel: an institution without a TAK is served here, except for
+    /// the services that always need a MAC.
+    pub mac_free_trusted_in_house: bool,
+}
+
+impl LinkContext {
+    /// A shared link of `spec` where every request proves its institution with a MAC.
+    pub fn shared(spec: &'static Spec) -> Self {
+        Self {
+            spec,
+            identity: AcquirerIdentity::ProvenByMac,
+            mac_free_trusted_in_house: false,
+        }
+    }
 }
 
 /// What to do with a frame.
@@ -167,8 +186,9 @@ impl<S: Store> Pipeline<S> {
         reply
     }
 
-    /// A frame that does not decode: answer 30 when the MTI and enough fields are readable,
-    /// otherwise close the connection.
+    /// A frame that does not decode: answer 30 when the MTI is readable, echoing every field
+    /// read before the first malformed one (`schemas/iso8583/ssc87.md`: "answered with
+    /// whatever fields could be read"), otherwise close the connection.
     fn format_error(&self, frame: &[u8], spec: &'static Spec, e: &CodecError) -> Reply {
         self.metrics
             .malformed
@@ -180,7 +200,7 @@ impl<S: Store> Pipeline<S> {
         if !mti.is_request() {
             return Reply::Close;
         }
-        let mut answer = match spec.decode_unchecked(frame).and_then(|m| m.to_response()) {
+        let mut answer = match spec.decode_readable(frame).and_then(|m| m.to_response()) {
             Ok(a) => a,
             Err(_) => match mti.response() {
                 Ok(r) => OwnedMessage::new(spec, r),
@@ -209,7 +229,7 @@ impl<S: Store> Pipeline<S> {
         frame: &[u8],
         link: &LinkContext,
     ) -> (&'static str, Outcome) {
-        let req = match Request::parse(msg, link.default_acquirer.as_ref()) {
+        let req = match Request::parse(msg, link.identity.fixed()) {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(mti = %msg.mti(), error = %e, "request refused");
@@ -217,17 +237,24 @@ impl<S: Store> Pipeline<S> {
             }
         };
         let service = service_name(req.service);
+        let need = match req.service {
+            Service::BenefitCredit | Service::Refund | Service::Reversal => MacNeed::Always,
+            _ => MacNeed::UnlessMacFree,
+        };
+        let mac_key = match self
+            .authenticate_acquirer(&req.acquirer, link, need, frame, req.mac)
+            .await
+        {
+            Ok(k) => k,
+            Err((code, mac_key)) => {
+                let mut out = Outcome::answer(code);
+                out.mac_key = mac_key;
+                return (service, out);
+            }
+        };
         let Some(acquirer_keys) = self.keys.acquirers.get(&req.acquirer) else {
             return (service, Outcome::answer(ResponseCode::InvalidMerchant));
         };
-        let mac_key = acquirer_keys.tak.clone();
-        if let Some(tak) = &mac_key {
-            if let Err(code) = security::verify_mac(&*self.hsm, tak, frame, req.mac).await {
-                let mut out = Outcome::answer(code);
-                out.mac_key = Some(tak.clone());
-                return (service, out);
-            }
-        }
         if let Some(mut out) = self.stale(&req) {
             out.mac_key = mac_key;
             return (service, out);

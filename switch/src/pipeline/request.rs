@@ -252,7 +252,8 @@ fn icc_of(m: &Message<'_>) -> Result<Option<Vec<u8>>, RequestError> {
 
 impl Request {
     /// Reads a decoded request. `default_acquirer` stands in for field 32 when the link's
-    /// configuration fixes the acquirer (a kiosk link of one hospital). Fields are read in a
+    /// configuration fixes the acquirer (a kiosk link of one hospital); whether field 32 may
+    /// name the institution it names is `pipeline::identity`'s question, not this one's. Fields are read in a
     /// fixed order, so a request with several faults is always refused for the same one.
     pub fn parse(
         m: &Message<'_>,

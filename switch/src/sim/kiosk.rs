@@ -1,5 +1,7 @@
-//! A simulated kiosk: a virtual card in its reader, a PIN pad holding the demo TPK, and the
-//! ISO 8583 messages a hospital or job-centre kiosk sends. Used by `switch demo` for traffic, by
+//! A simulated kiosk: a virtual card in its reader, a PIN pad holding the demo TPK and its
+//! acquirer's TAK, and the ISO 8583 messages a hospital or job-centre kiosk sends, each MACed
+//! (field 64/128, ISO 9797-1 algorithm 3, the layout of `crate::wire::mac`) so the switch
+//! knows which institution sent it (`pipeline::AcquirerIdentity`). Used by `switch demo` for traffic, by
 //! the tests, and as the reference an outside client can follow.
 //!
 //! The card is the real virtual card of card-apdu (PBOC GPO, records, GENERATE AC), so every
@@ -11,6 +13,9 @@ use card_apdu::kiosk::pboc::{
     self, IssuerResponse, PaymentOutcome, PaymentRequest, PaymentSession, Terminal,
 };
 use chrono::{Datelike, Timelike};
+use hsm_sim::crypto::WorkingCipher;
+use hsm_sim::keys::{ClearKey, KeyScheme};
+use hsm_sim::mac::{compute_mac, MacAlgorithm, MacPadding};
 use schemas::domain::{InstitutionId, TerminalId};
 use schemas::iso8583::{self, Message, Mti, OwnedMessage};
 
@@ -24,6 +29,9 @@ pub struct Kiosk {
     pub hospital_code: Option<String>,
     stan: u32,
     rrn_prefix: String,
+    /// The acquirer's terminal authentication key, in the kiosk's secure module; `None`: the
+    /// kiosk sends its messages without a MAC.
+    tak: Option<[u8; 16]>,
 }
 
 /// A payment waiting for the switch's answer.
@@ -49,12 +57,52 @@ impl Kiosk {
         rrn_prefix: &str,
     ) -> Self {
         Self {
+            tak: Some(super::world::clear_keys::acquirer_tak(&acquirer)),
             terminal_id,
             acquirer,
             hospital_code,
             stan: 0,
             rrn_prefix: rrn_prefix.chars().take(4).collect(),
         }
+    }
+
+    /// The same kiosk with another TAK (clear, 16 bytes), or none: what an outsider without
+    /// the acquirer's key would send.
+    pub fn with_tak(mut self, tak: Option<[u8; 16]>) -> Self {
+        self.tak = tak;
+        self
+    }
+
+    /// Encodes `m`, MACed under the kiosk's TAK when it has one: the MAC field set to zeros,
+    /// then its 8 bytes replaced by the MAC of everything before them.
+    pub fn seal(&self, m: &mut OwnedMessage<'_>) -> Result<Vec<u8>, DemoError> {
+        let mut out = Vec::with_capacity(512);
+        let Some(tak) = &self.tak else {
+            m.spec()
+                .encode(m, &mut out)
+                .map_err(|_| DemoError::Data("encode"))?;
+            return Ok(out);
+        };
+        m.remove(64).remove(128);
+        let field = crate::wire::mac::mac_field(m);
+        m.set_bytes(field, &[0u8; 8])
+            .map_err(|_| DemoError::Data("mac field"))?;
+        m.spec()
+            .encode(m, &mut out)
+            .map_err(|_| DemoError::Data("encode"))?;
+        let key = ClearKey::new(KeyScheme::U, tak.to_vec())?;
+        let cipher = WorkingCipher::new(&key)?;
+        let covered = out.len().saturating_sub(8);
+        let mac = compute_mac(
+            &key,
+            &cipher,
+            MacAlgorithm::Iso9797Alg3,
+            MacPadding::Method1,
+            &out[..covered],
+        )?;
+        let mac = mac.get(..8).ok_or(DemoError::Data("mac"))?;
+        out[covered..].copy_from_slice(mac);
+        Ok(out)
     }
 
     fn next_stan(&mut self) -> u32 {
@@ -190,10 +238,7 @@ impl Kiosk {
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("card fields"))?;
-        let mut request = Vec::with_capacity(512);
-        m.spec()
-            .encode(&m, &mut request)
-            .map_err(|_| DemoError::Data("encode"))?;
+        let request = self.seal(&mut m)?;
         Ok(PendingPayment {
             request,
             stan,
@@ -201,34 +246,36 @@ impl Kiosk {
         })
     }
 
-    /// A balance inquiry on the personal medical-insurance account (60.1 = 04).
-    pub fn personal_balance(&mut self, card: &DemoCard) -> Result<(Vec<u8>, u32), DemoError> {
+    /// A balance inquiry on the personal medical-insurance account (60.1 = 04): the card makes
+    /// its ARQC over amount 0, the PIN pad its PIN block.
+    pub fn personal_balance(
+        &mut self,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+    ) -> Result<PendingPayment, DemoError> {
         let mut m = self.base("0200", "310000", 0)?;
-        let pin_block = DemoWorld::pin_block(&card.pan, DEMO_PIN)?;
+        let stan = self.stan;
         let r = (|| -> Result<(), iso8583::Error> {
-            m.set_str(2, card.pan.expose_digits())?
-                .set_bytes(52, &pin_block)?
-                .set_path("60.1", b"04")?
+            m.set_path("60.1", b"04")?
                 .set_path("60.2", b"410100")?
                 .set_path("60.3", b"01")?;
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("balance fields"))?;
-        self.encoded(&m)
+        self.card_present(m, card, reader, 0, DEMO_PIN, stan)
     }
 
     /// A balance inquiry on the card's bank account (field 3 31xxxx without 60.1 = 04): the
-    /// switch asks the bank, which checks the PIN and answers the balance in field 54.
-    pub fn bank_balance(&mut self, card: &DemoCard) -> Result<(Vec<u8>, u32), DemoError> {
-        let mut m = self.base("0200", "310000", 0)?;
-        let pin_block = DemoWorld::pin_block(&card.pan, DEMO_PIN)?;
-        let r = (|| -> Result<(), iso8583::Error> {
-            m.set_str(2, card.pan.expose_digits())?
-                .set_bytes(52, &pin_block)?;
-            Ok(())
-        })();
-        r.map_err(|_| DemoError::Data("balance fields"))?;
-        self.encoded(&m)
+    /// switch checks the ARQC and asks the bank, which checks the PIN and answers the balance
+    /// in field 54.
+    pub fn bank_balance(
+        &mut self,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+    ) -> Result<PendingPayment, DemoError> {
+        let m = self.base("0200", "310000", 0)?;
+        let stan = self.stan;
+        self.card_present(m, card, reader, 0, DEMO_PIN, stan)
     }
 
     /// A benefit credit (field 3 21xxxx, 60.1 = 02) of `amount_fen` from the social-security
@@ -248,15 +295,11 @@ impl Kiosk {
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("benefit fields"))?;
-        self.encoded(&m)
+        self.encoded(&mut m)
     }
 
-    fn encoded(&self, m: &OwnedMessage<'static>) -> Result<(Vec<u8>, u32), DemoError> {
-        let mut out = Vec::with_capacity(128);
-        m.spec()
-            .encode(m, &mut out)
-            .map_err(|_| DemoError::Data("encode"))?;
-        Ok((out, self.stan))
+    fn encoded(&self, m: &mut OwnedMessage<'static>) -> Result<(Vec<u8>, u32), DemoError> {
+        Ok((self.seal(m)?, self.stan))
     }
 
     /// A reversal (0400) of the request `original` (already encoded), for its full amount.
@@ -289,7 +332,7 @@ impl Kiosk {
             Ok(())
         })();
         r.map_err(|_| DemoError::Data("reversal fields"))?;
-        self.encoded(&m)
+        self.encoded(&mut m)
     }
 }
 

@@ -17,7 +17,9 @@ use card_apdu::perso::{AlgorithmName, CardProfile, PersoFile};
 use card_apdu::vcard::VirtualCard;
 use hsm_sim::card_crypto::ClearPin;
 use hsm_sim::crypto::WorkingCipher;
-use hsm_sim::keys::{ClearKey, ImkAc, ImkSmi, KeyScheme, KeyType, Pvk, Tpk, TypedKey, Zmk, Zpk};
+use hsm_sim::keys::{
+    ClearKey, ImkAc, ImkSmi, KeyScheme, KeyType, Pvk, Tak, Tpk, TypedKey, Zmk, Zpk,
+};
 use hsm_sim::pin::{encrypt_pin_block, PinBlockFormat};
 use hsm_sim::{HsmError, SoftHsm};
 use schemas::domain::{AmountFen, InstitutionId, Pan};
@@ -54,6 +56,23 @@ pub mod clear_keys {
     pub const IMK_SMI_TDES: &str = "0123456789ABCDEF0123456789ABCDEF";
     /// Issuer master key for script integrity, SM4 cards (as in demo-card.toml).
     pub const IMK_SMI_SM4: &str = "A1A2A3A4A5A6A7A8B1B2B3B4B5B6B7B8";
+    /// What every acquirer's terminal authentication key is built from ([`acquirer_tak`]).
+    pub const TAK_BASE: &str = "4D3C2B1A0F9E8D7C6B5A49382716F5E4";
+
+    /// The terminal authentication (MAC) key of one demo acquirer's kiosks: the 16 digits of
+    /// its institution id (zero-padded), each times 0x12, XORed into [`TAK_BASE`], odd parity.
+    /// Every acquirer has its own (the digits survive the parity bit), so a kiosk of one
+    /// hospital cannot MAC as another or as the fund.
+    pub fn acquirer_tak(id: &schemas::domain::InstitutionId) -> [u8; 16] {
+        let digits = format!("{:0>16}", id.as_str());
+        let mut key = [0u8; 16];
+        let base = hex::decode(TAK_BASE).unwrap_or_default();
+        for ((k, b), d) in key.iter_mut().zip(base).zip(digits.bytes()) {
+            let x = b ^ d.wrapping_sub(b'0').wrapping_mul(0x12);
+            *k = if x.count_ones() % 2 == 1 { x } else { x ^ 1 };
+        }
+        key
+    }
 }
 
 /// A bank of the demo network.
@@ -501,8 +520,8 @@ fn demo_cards(
     Ok(cards)
 }
 
-/// The pipeline's keys as tokens of `hsm`: the demo TPK for every acquirer, the issuer master
-/// keys of both algorithms and `pvk`.
+/// The pipeline's keys as tokens of `hsm`: the demo TPK and its own TAK for every acquirer,
+/// the issuer master keys of both algorithms and `pvk`.
 fn pipeline_keys(
     hsm: &SoftHsm,
     pvk: Pvk,
@@ -513,13 +532,14 @@ fn pipeline_keys(
     let acquirers = acquirers
         .into_iter()
         .map(|id| {
+            let tak = hex::encode_upper(clear_keys::acquirer_tak(&id));
             let keys = AcquirerKeys {
                 tpk: tpk.clone(),
-                tak: None,
+                tak: Some(Tak::from_token(import(KeyType::Tak, KeyScheme::U, &tak)?)),
             };
-            (id, keys)
+            Ok((id, keys))
         })
-        .collect::<HashMap<_, _>>();
+        .collect::<Result<HashMap<_, _>, DemoError>>()?;
     Ok(PipelineKeys {
         acquirers,
         issuer: IssuerKeys {

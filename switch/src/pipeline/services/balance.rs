@@ -2,10 +2,12 @@
 //! `04`), answered by the switch from the store, or of the bank account, asked of the card's
 //! bank. Nothing moves; the inquiry is recorded like any decision.
 //!
-//! Parse: nothing beyond the request. Check: the card and its PIN (verified here for the
-//! personal account, carried to the bank for the bank account). Decide: read the account, or
-//! ask the bank (no stand-in: only the bank knows its balance). Commit: the inquiry's row.
-//! Respond: the balances in field 54.
+//! Parse: nothing beyond the request. Check: the card, the ATC and ARQC of a chip card (field
+//! 55 over amount 0, as `schemas/iso8583/ssc87.md` requires of every chip card: 05, 59), under
+//! the card's lock, and its PIN (verified here for the personal account, carried to the bank
+//! for the bank account). Decide: read the account, or
+//! ask the bank (no stand-in: only the bank knows its balance). Commit: the inquiry's row and
+//! the ATC it used. Respond: the balances in field 54 and the ARPC in 55.
 
 use crate::pipeline::bank_leg::{BankAnswer, BankLeg, IfBankDown};
 use crate::pipeline::cardholder::{Checks, PinRule};
@@ -18,9 +20,12 @@ use hsm_sim::keys::Tpk;
 use schemas::domain::{AmountFen, Currency, ProcessingCode, ResponseCode};
 use schemas::iso8583::{AccountType, AdditionalAmount, AdditionalAmounts, AmountType};
 
-/// The card and a PIN, verified by `pin`.
+/// The card, its cryptogram (under its lock, so the ATC is consumed once) and a PIN,
+/// verified by `pin`.
 fn checks(pin: PinRule<'_>) -> Checks<'_> {
     Checks {
+        lock: true,
+        arqc: true,
         pin,
         ..Checks::CARD_ONLY
     }
@@ -66,12 +71,13 @@ impl<S: Store> Pipeline<S> {
         let Some(field54) = field54 else {
             return card.decline(ResponseCode::SystemMalfunction).await;
         };
-        let mut decision = no_movement(card.approval_record(None), None);
+        let mut decision = no_movement(card.approval_record(None), card.atc());
         decision.risk = card.risk();
         match self.commit(decision).await {
             Ok(_) => Outcome {
                 code: Some(ResponseCode::Approved),
                 field54: Some(field54),
+                field55: card.approved_field55().await,
                 ..Outcome::default()
             },
             Err(code) => Outcome::answer(code),
@@ -95,11 +101,12 @@ impl<S: Store> Pipeline<S> {
         match card.ask_bank(&leg).await {
             Ok(BankAnswer::Approved { field54, .. }) => {
                 let issuer = Some(card.entry.card.issuer.clone());
-                let decision = no_movement(card.approval_record(issuer), None);
+                let decision = no_movement(card.approval_record(issuer), card.atc());
                 match self.commit(decision).await {
                     Ok(_) => Outcome {
                         code: Some(ResponseCode::Approved),
                         field54,
+                        field55: card.approved_field55().await,
                         ..Outcome::default()
                     },
                     Err(code) => Outcome::answer(code),

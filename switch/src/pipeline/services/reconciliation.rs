@@ -14,12 +14,14 @@
 //! `banksim` and clearing's `reconcile_0500` use with banks (schemas/iso8583/ssc87.md,
 //! "Acquirer reconciliation").
 //!
-//! Errors: an unknown acquirer is answered 03, a bad MAC A0, an unreadable settlement date or
-//! total 30, a store failure 96; each with 66 = `3` (error).
+//! Errors: an unknown acquirer, or one the connection does not prove, is answered 03, a
+//! missing or bad MAC A0 (a 0500 always needs one, `pipeline::identity`), an unreadable
+//! settlement date or total 30, a store failure 96; each with 66 = `3` (error).
 
+use crate::pipeline::identity::MacNeed;
 use crate::pipeline::request::mac_of;
 use crate::pipeline::response::Outcome;
-use crate::pipeline::{security, LinkContext, Pipeline};
+use crate::pipeline::{LinkContext, Pipeline};
 use crate::store::Store;
 use chrono::{Datelike, NaiveDate};
 use schemas::domain::{InstitutionId, ResponseCode};
@@ -87,18 +89,19 @@ impl<S: Store> Pipeline<S> {
         };
         let acquirer = match msg.get_str(32) {
             Ok(a) => InstitutionId::parse(&a).ok(),
-            Err(_) => link.default_acquirer.clone(),
+            Err(_) => link.identity.fixed().cloned(),
         };
-        let Some(keys) = acquirer.as_ref().and_then(|a| self.keys.acquirers.get(a)) else {
+        let Some(claimed) = acquirer.as_ref() else {
             return error(ResponseCode::InvalidMerchant, None);
         };
-        let mac_key = keys.tak.clone();
-        if let Some(tak) = &mac_key {
-            let mac = mac_of(msg).ok().flatten();
-            if let Err(code) = security::verify_mac(&*self.hsm, tak, frame, mac).await {
-                return error(code, mac_key);
-            }
-        }
+        let mac = mac_of(msg).ok().flatten();
+        let mac_key = match self
+            .authenticate_acquirer(claimed, link, MacNeed::Always, frame, mac)
+            .await
+        {
+            Ok(k) => k,
+            Err((code, mac_key)) => return error(code, mac_key),
+        };
         let now = crate::store::now_us();
         let window = msg
             .get_str(15)

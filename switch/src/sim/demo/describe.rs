@@ -3,14 +3,19 @@
 
 use super::{DemoOptions, DemoRunError};
 use crate::sim::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE, DEMO_PIN, JOB_CENTRE_ID};
+use schemas::domain::InstitutionId;
 
 /// What `switch demo --describe` prints: links, keys (clear, demo only), cards.
 pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
-    let world = DemoWorld::new(opts.cards_per_bank.min(3))?;
+    // The running demo's world: a card's algorithm and insurance follow its number in the
+    // whole world, so a smaller world would describe other cards under the same PANs.
+    let world = DemoWorld::new(opts.cards_per_bank)?;
     let mut s = String::new();
     s.push_str("# switch demo: how to talk to it\n\n");
     s.push_str(&format!(
-        "Acquirer link: tcp://{} - ISO 8583 dialect ssc87 (schemas/iso8583/ssc87.md), 2-byte big-endian length header, no TPDU.\n",
+        "Acquirer link: tcp://{} - ISO 8583 dialect ssc87 (schemas/iso8583/ssc87.md), 2-byte big-endian length header, no TPDU.\n\
+         Every request carries a MAC (field 64, or 128 with a secondary bitmap; ISO 9797-1 algorithm 3, padding 1, over\n\
+         the message before it) under the TAK of the institution in its field 32; answers are MACed the same way.\n",
         opts.listen
     ));
     s.push_str(&format!(
@@ -32,14 +37,24 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         clear_keys::PVK
     ));
     s.push_str(&format!("  Every cardholder's PIN: {DEMO_PIN}\n\n"));
-    s.push_str("Institutions (field 32):\n");
+    s.push_str("Institutions (field 32) and their TAKs (MAC keys, clear, demo only):\n");
+    let tak = |id: &InstitutionId| hex::encode_upper(clear_keys::acquirer_tak(id));
     for h in &world.hospitals {
         s.push_str(&format!(
-            "  {}  hospital level {}, code (62.2) {}  {}\n",
-            h.id, h.level, h.code, h.name
+            "  {}  TAK {}  hospital level {}, code (62.2) {}  {}\n",
+            h.id,
+            tak(&h.id),
+            h.level,
+            h.code,
+            h.name
         ));
     }
-    s.push_str(&format!("  {JOB_CENTRE_ID}  job centre\n"));
+    let job_centre =
+        InstitutionId::parse(JOB_CENTRE_ID).map_err(|e| DemoRunError::Other(e.to_string()))?;
+    s.push_str(&format!(
+        "  {JOB_CENTRE_ID}  TAK {}  job centre\n",
+        tak(&job_centre)
+    ));
     s.push_str("Banks (issuer hosts the switch signs on to):\n");
     for (i, b) in world.banks.iter().enumerate() {
         s.push_str(&format!(
@@ -55,8 +70,8 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         "\nCards: {} per bank, PAN = BIN + 7-digit serial from 0000001 + Luhn digit, PSN 00, expiry 3412.\n",
         opts.cards_per_bank
     ));
-    s.push_str("Some cards:\n");
-    for c in world.cards.iter().take(6) {
+    s.push_str("Some cards (the first of each bank):\n");
+    for c in world.cards.iter().step_by(opts.cards_per_bank.max(1)) {
         s.push_str(&format!(
             "  {}  {:?}  insurance {}\n",
             c.pan.expose_digits(),
@@ -70,4 +85,38 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
          The 0210 carries 39, 38, 55 (tag 91 = ARPC || ARC) and 63 (pooled | personal | bank | bank id | balance).\n",
     );
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 24, finding 9: the cards were described from a smaller world than the demo's,
+    /// whose numbering gave other algorithms to the same PANs.
+    #[test]
+    fn each_card_described_has_the_algorithm_of_the_running_demos_card() {
+        let opts = DemoOptions::default();
+        let text = describe(&opts).unwrap();
+        let demo = DemoWorld::new(opts.cards_per_bank).unwrap();
+        let mut shown = 0;
+        for line in text
+            .lines()
+            .skip_while(|l| !l.starts_with("Some cards"))
+            .skip(1)
+        {
+            let mut words = line.split_whitespace();
+            let (Some(pan), Some(algorithm)) = (words.next(), words.next()) else {
+                break;
+            };
+            let card = demo
+                .cards
+                .iter()
+                .find(|c| c.pan.expose_digits() == pan)
+                .unwrap();
+            assert_eq!(algorithm, format!("{:?}", card.algorithm), "{pan}");
+            shown += 1;
+        }
+        assert_eq!(shown, 6);
+        assert!(text.contains("6288660200000017  Sm4"), "{text}");
+    }
 }

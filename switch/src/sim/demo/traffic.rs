@@ -135,6 +135,22 @@ async fn exchange(conn: &mut KioskConn, request: Vec<u8>) -> Result<Vec<u8>, Dem
     }
 }
 
+/// Sends a card-present request and gives the answer (its ARPC) to the card; the answer,
+/// when it decodes.
+async fn card_answered(
+    conn: &mut KioskConn,
+    p: crate::sim::kiosk::PendingPayment,
+    reader: &mut MemoryChannel,
+) -> Result<Option<Vec<u8>>, DemoRunError> {
+    let answer = exchange(conn, p.request.clone()).await?;
+    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let Ok(a) = spec.decode(&answer) else {
+        return Ok(None);
+    };
+    let _ = p.complete(reader, &a);
+    Ok(Some(answer))
+}
+
 /// One simulated kiosk, with a cardholder and a card at it on every round.
 ///
 /// Hospital kiosks pay bills (3% first typed with a wrong PIN, then again with the right one,
@@ -194,7 +210,7 @@ async fn kiosk_loop(
             continue; // in another kiosk's reader
         };
         let round = if job_centre {
-            job_centre_round(&mut kiosk, &mut conn, card, roll).await
+            job_centre_round(&mut kiosk, &mut conn, card, &mut reader, roll).await
         } else {
             let bill_no = format!("MZ{k}-{n}");
             hospital_round(
@@ -219,14 +235,19 @@ async fn job_centre_round(
     kiosk: &mut Kiosk,
     conn: &mut KioskConn,
     card: &DemoCard,
+    reader: &mut MemoryChannel,
     roll: u32,
 ) -> Result<(), DemoRunError> {
-    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     if roll < 30 && card.insurance.is_some() {
-        exchange(conn, kiosk.personal_balance(card)?.0).await?;
+        let p = kiosk.personal_balance(card, reader)?;
+        card_answered(conn, p, reader).await?;
         return Ok(());
     }
-    let answer = exchange(conn, kiosk.bank_balance(card)?.0).await?;
+    let p = kiosk.bank_balance(card, reader)?;
+    let Some(answer) = card_answered(conn, p, reader).await? else {
+        return Ok(());
+    };
+    let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     let Ok(a) = spec.decode(&answer) else {
         return Ok(());
     };
@@ -257,7 +278,8 @@ async fn hospital_round(
     let (roll, bill, bill_no) = plan;
     let spec = schemas::iso8583::spec("ssc87").map_err(|e| DemoRunError::Other(e.to_string()))?;
     if roll < 10 && card.insurance.is_some() {
-        exchange(conn, kiosk.personal_balance(card)?.0).await?;
+        let p = kiosk.personal_balance(card, reader)?;
+        card_answered(conn, p, reader).await?;
         return Ok(());
     }
     let mut pin = if roll < 13 { "000000" } else { DEMO_PIN };

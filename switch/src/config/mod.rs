@@ -12,7 +12,9 @@ use crate::node::{NodeError, NodeParts};
 use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
-use crate::pipeline::{Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn};
+use crate::pipeline::{
+    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn,
+};
 use crate::store::writer;
 use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
@@ -271,8 +273,14 @@ pub struct ListenerSection {
     pub frame_len_max: Option<usize>,
     /// Most connections.
     pub connections_max: Option<usize>,
-    /// Acquirer assumed when field 32 is absent.
-    pub default_acquirer: Option<String>,
+    /// The one institution this listener serves (field 32 must name it, or is assumed);
+    /// absent: a shared listener where each request proves its institution with a MAC.
+    #[serde(alias = "default_acquirer")]
+    pub institution: Option<String>,
+    /// A trusted in-house channel: the listener's institution may have no TAK (credits,
+    /// refunds, reversals and 0500s still need a MAC). Needs `institution`.
+    #[serde(default)]
+    pub mac_free_trusted_in_house: bool,
     /// PEM certificate chain (enables TLS).
     pub tls_cert: Option<String>,
     /// PEM private key.
@@ -534,7 +542,14 @@ impl NodeConfig {
             a.in_flight = in_flight.clone();
             a.link = LinkContext {
                 spec: schemas::iso8583::spec(&l.spec).map_err(|e| invalid(e.to_string()))?,
-                default_acquirer: l.default_acquirer.as_deref().map(inst).transpose()?,
+                identity: match l.institution.as_deref() {
+                    Some(i) => AcquirerIdentity::Fixed(inst(i)?),
+                    None if l.mac_free_trusted_in_house => {
+                        return Err(invalid("a MAC-free listener names its institution"))
+                    }
+                    None => AcquirerIdentity::ProvenByMac,
+                },
+                mac_free_trusted_in_house: l.mac_free_trusted_in_house,
             };
             a.header = match l.header.as_str() {
                 "binary2" => LengthHeader::Binary2,
@@ -632,6 +647,27 @@ fn bank_tls(b: &BankSection) -> Result<Option<BankTls>, ConfigError> {
     }
 }
 
+/// Refuses an `[[acquirer]]` without a TAK unless a listener marked
+/// `mac_free_trusted_in_house` serves that institution alone: elsewhere nothing would prove
+/// that its requests come from it (`pipeline::AcquirerIdentity`).
+fn every_acquirer_has_a_tak(
+    keys: &PipelineKeys,
+    listeners: &[AcquirerListener],
+) -> Result<(), ConfigError> {
+    for (id, k) in &keys.acquirers {
+        let in_house = listeners
+            .iter()
+            .any(|l| l.link.mac_free_trusted_in_house && l.link.identity.fixed() == Some(id));
+        if k.tak.is_none() && !in_house {
+            return Err(invalid(format!(
+                "[[acquirer]] {id} has no tak and no listener with mac_free_trusted_in_house \
+                 serves it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
@@ -672,13 +708,16 @@ async fn run_node<S: Store>(
     store: Arc<S>,
     hsm: Arc<dyn Hsm>,
 ) -> Result<(), ConfigError> {
+    let keys = cfg.keys()?;
+    let listeners = cfg.listeners()?;
+    every_acquirer_has_a_tak(&keys, &listeners)?;
     let parts = NodeParts {
         writer: cfg.database.writer_config::<S>()?,
-        keys: cfg.keys()?,
+        keys,
         pipeline: cfg.pipeline_config()?,
         banks: cfg.link_configs()?,
         sign_on_wait: Duration::ZERO,
-        listeners: cfg.listeners()?,
+        listeners,
         http: cfg.http.as_ref().map(|h| h.listen),
         store,
         hsm,
@@ -690,155 +729,4 @@ async fn run_node<S: Store>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_example_configuration_parses_and_builds_the_pipeline_settings() {
-        let text = include_str!("../../ops/switch.example.toml");
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        let p = cfg.pipeline_config().unwrap();
-        assert_eq!(p.hospitals.len(), 3);
-        assert!(p
-            .policy
-            .lookup(
-                InsuranceCategory::Employee,
-                MedicalCategory(11),
-                HospitalLevel(3)
-            )
-            .is_some());
-        assert!(cfg.keys().is_ok());
-        assert_eq!(cfg.listeners().unwrap().len(), 1);
-        let bank = InstitutionId::parse("01020000").unwrap();
-        assert_eq!(
-            p.stand_in.get(&bank),
-            Some(&StandIn {
-                per_transaction_fen_max: 20_000,
-                per_card_daily_fen_max: 50_000,
-            })
-        );
-    }
-
-    #[test]
-    fn a_soft_hsm_needs_lmk_components_or_the_explicit_insecure_test_lmk() {
-        let text = include_str!("../../ops/switch.example.toml")
-            .replace("kind = \"tcp\"", "kind = \"soft\"");
-        let cfg: NodeConfig = toml::from_str(&text).unwrap();
-        let refused = cfg.hsm.soft_hsm().map(|_| ()).unwrap_err().to_string();
-        assert!(refused.contains("insecure-test-lmk"), "{refused}");
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut weak = Vec::new();
-        for n in 0..2 {
-            let path = dir.path().join(format!("component-{n}.txt"));
-            let line = "01".repeat(16);
-            std::fs::write(&path, vec![line; 20].join("\n")).unwrap();
-            weak.push(path);
-        }
-        let text = text.replace(
-            "connections = 8",
-            &format!("connections = 8\nlmk_components = {:?}", weak),
-        );
-        let cfg: NodeConfig = toml::from_str(&text).unwrap();
-        assert!(cfg.hsm.soft_hsm().is_err(), "equal components are refused");
-
-        let text = text.replace(
-            &format!("lmk_components = {:?}", weak),
-            "insecure_test_lmk = true",
-        );
-        let cfg: NodeConfig = toml::from_str(&text).unwrap();
-        assert!(cfg.hsm.soft_hsm().is_ok());
-    }
-
-    #[test]
-    fn bank_link_limits_come_from_the_configuration_and_zero_is_refused() {
-        let text = include_str!("../../ops/switch.example.toml");
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        let links = cfg.link_configs().unwrap();
-        let bank = InstitutionId::parse("01020000").unwrap();
-        let link = links.iter().find(|l| l.institution == bank).unwrap();
-        assert_eq!(link.in_flight_max, 2048);
-        assert_eq!(link.answer_checks_in_flight_max, 128);
-        // A bank without them gets the defaults.
-        let other = links.iter().find(|l| l.institution != bank).unwrap();
-        assert_eq!(other.in_flight_max, 1024);
-        assert_eq!(
-            other.answer_checks_in_flight_max,
-            crate::issuer::ANSWER_CHECKS_IN_FLIGHT_MAX_DEFAULT
-        );
-        let zero = text.replace(
-            "answer_checks_in_flight_max = 128",
-            "answer_checks_in_flight_max = 0",
-        );
-        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
-        assert!(cfg.link_configs().is_err());
-    }
-
-    #[test]
-    fn the_hsm_client_pool_size_comes_from_the_configuration_and_zero_is_refused() {
-        let text = include_str!("../../ops/switch.example.toml");
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        let client = cfg.hsm.client_config().unwrap().expect("tcp");
-        assert_eq!(client.connections, 8);
-        let zero = text.replace("connections = 8 ", "connections = 0 ");
-        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
-        assert!(cfg.hsm.client_config().is_err());
-        let soft = text.replace("kind = \"tcp\"", "kind = \"soft\"");
-        let cfg: NodeConfig = toml::from_str(&soft).unwrap();
-        assert!(cfg.hsm.client_config().unwrap().is_none());
-    }
-
-    #[test]
-    fn group_commits_at_once_default_per_store_and_zero_is_refused() {
-        let text = include_str!("../../ops/switch.example.toml");
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        let sqlite = cfg.database.writer_config::<SqliteStore>().unwrap();
-        assert_eq!(sqlite.commits_in_flight_max, 1);
-        assert!(sqlite.dedicated_thread);
-        let pg = cfg.database.writer_config::<PostgresStore>().unwrap();
-        assert_eq!(pg.commits_in_flight_max, 2);
-        assert!(!pg.dedicated_thread);
-        let three = text.replace(
-            "# group_commits_in_flight = 2 ",
-            "group_commits_in_flight = 3 ",
-        );
-        let cfg: NodeConfig = toml::from_str(&three).unwrap();
-        let pg = cfg.database.writer_config::<PostgresStore>().unwrap();
-        assert_eq!(pg.commits_in_flight_max, 3);
-        let zero = text.replace(
-            "# group_commits_in_flight = 2 ",
-            "group_commits_in_flight = 0 ",
-        );
-        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
-        assert!(cfg.database.writer_config::<PostgresStore>().is_err());
-    }
-
-    #[test]
-    fn a_daily_stand_in_limit_below_the_per_transaction_one_is_refused() {
-        let text = include_str!("../../ops/switch.example.toml").replace(
-            "stand_in_card_daily_fen_max = 50000",
-            "stand_in_card_daily_fen_max = 100",
-        );
-        let cfg: NodeConfig = toml::from_str(&text).unwrap();
-        assert!(cfg.pipeline_config().is_err());
-    }
-
-    #[test]
-    fn bank_links_mac_unless_explicitly_told_not_to() {
-        let text = include_str!("../../ops/switch.example.toml");
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        // The second bank says nothing about MACs: they are on.
-        assert!(cfg.link_configs().unwrap().iter().all(|l| l.mac));
-        let off = text.replace("mac = true  ", "mac = false ");
-        let cfg: NodeConfig = toml::from_str(&off).unwrap();
-        let err = cfg.link_configs().unwrap_err().to_string();
-        assert!(err.contains("insecure_no_mac"), "{err}");
-        let opted_out = text.replace("mac = true  ", "mac = false\ninsecure_no_mac = true\n");
-        let cfg: NodeConfig = toml::from_str(&opted_out).unwrap();
-        let links = cfg.link_configs().unwrap();
-        assert_eq!(links.iter().filter(|l| !l.mac).count(), 1);
-        let both = text.replace("mac = true  ", "insecure_no_mac = true\n");
-        let cfg: NodeConfig = toml::from_str(&both).unwrap();
-        assert!(cfg.link_configs().is_err());
-    }
-}
+mod tests;
