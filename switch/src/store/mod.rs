@@ -28,10 +28,9 @@ pub use model::{
     CardId, CardIssuance, CardRisk, CardStatus, Committed, DailySpend, DayUsage, Decision,
     DirectoryCard, DuplicateKey, Hold, HoldId, HoldState, IccAlgorithm, Institution,
     InstitutionKind, InsuranceCategory, MovementKind, NewAccount, NewCard, OutboxRecord,
-    PendingAdvice, PendingReversal, ReversalId, ReversalReason,
-    ReversalRequest, SafBacklog, SafItem, SafKind, SafQueue, StoredTransaction, TransactionId,
-    TransactionKind, TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX,
-    LEGS_PER_DECISION_MAX,
+    PendingAdvice, PendingReversal, ReversalId, ReversalReason, ReversalRequest, SafBacklog,
+    SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
+    TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
