@@ -43,6 +43,10 @@ pub struct AcquirerListener {
     /// A write of answers that makes no progress this long closes the connection (the client
     /// stopped reading).
     pub write_timeout: Duration,
+    /// The kernel's send buffer of each connection (`SO_SNDBUF`), when set: bounds the answers
+    /// a client that stopped reading can leave queued in the kernel (and so how soon
+    /// `write_timeout` notices it); absent, the kernel's autotuning (up to `tcp_wmem`'s max).
+    pub send_buffer_bytes: Option<usize>,
     /// Requests in flight across connections (shared by every listener of a node).
     pub in_flight: InFlightCap,
     /// TLS, when configured.
@@ -86,6 +90,7 @@ impl AcquirerListener {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            send_buffer_bytes: None,
             in_flight: InFlightCap::new(InFlightCap::REQUESTS_MAX_DEFAULT),
             tls: None,
         })
@@ -138,6 +143,11 @@ pub async fn serve<S: Store>(
             continue;
         };
         let _ = socket.set_nodelay(true);
+        if let Some(bytes) = cfg.send_buffer_bytes {
+            if let Err(e) = socket2::SockRef::from(&socket).set_send_buffer_size(bytes) {
+                tracing::warn!(%peer, error = %e, "SO_SNDBUF not set");
+            }
+        }
         let metrics = Arc::clone(pipeline.metrics());
         metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
         let (pipeline, cfg, shutdown) = (Arc::clone(&pipeline), Arc::clone(&cfg), shutdown.clone());

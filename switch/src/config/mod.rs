@@ -112,6 +112,9 @@ pub struct SwitchSection {
     /// further is declined `63` (stale or replayed).
     #[serde(default = "default_transmission_window_s")]
     pub transmission_window_s: u64,
+    /// Requests in flight across every listener and connection of this node; past it a
+    /// request is answered `91` at once.
+    pub requests_in_flight_max: Option<usize>,
 }
 
 fn default_transmission_window_s() -> u64 {
@@ -273,6 +276,16 @@ pub struct ListenerSection {
     pub frame_len_max: Option<usize>,
     /// Most connections.
     pub connections_max: Option<usize>,
+    /// Most requests in flight on one connection (reading pauses past it).
+    pub in_flight_per_connection_max: Option<usize>,
+    /// A connection silent this long is closed, s.
+    pub idle_timeout_s: Option<u64>,
+    /// A TLS handshake not finished this long after accept is dropped, s.
+    pub handshake_timeout_s: Option<u64>,
+    /// A write of answers making no progress this long closes the connection, s.
+    pub write_timeout_s: Option<u64>,
+    /// `SO_SNDBUF` of each connection, bytes (absent: the kernel's autotuning).
+    pub send_buffer_bytes: Option<usize>,
     /// The one institution this listener serves (field 32 must name it, or is assumed);
     /// absent: a shared listener where each request proves its institution with a MAC.
     #[serde(alias = "default_acquirer")]
@@ -536,7 +549,11 @@ impl NodeConfig {
     fn listeners(&self) -> Result<Vec<AcquirerListener>, ConfigError> {
         let mut out = Vec::new();
         // One cap for the node: requests in flight across every listener and connection.
-        let in_flight = InFlightCap::new(InFlightCap::REQUESTS_MAX_DEFAULT);
+        let in_flight = InFlightCap::new(at_least_one(
+            "[switch] requests_in_flight_max",
+            self.switch.requests_in_flight_max,
+            InFlightCap::REQUESTS_MAX_DEFAULT,
+        )?);
         for l in &self.listeners {
             let mut a = AcquirerListener::ssc87(l.listen).map_err(|e| invalid(e.to_string()))?;
             a.in_flight = in_flight.clone();
@@ -564,6 +581,23 @@ impl NodeConfig {
             if let Some(m) = l.connections_max {
                 a.connections_max = m;
             }
+            a.in_flight_per_connection_max = at_least_one(
+                "[[listener]] in_flight_per_connection_max",
+                l.in_flight_per_connection_max,
+                a.in_flight_per_connection_max,
+            )?;
+            for (name, set, field) in [
+                ("idle_timeout_s", l.idle_timeout_s, &mut a.idle_timeout),
+                ("handshake_timeout_s", l.handshake_timeout_s, &mut a.handshake_timeout),
+                ("write_timeout_s", l.write_timeout_s, &mut a.write_timeout),
+            ] {
+                match set {
+                    Some(0) => return Err(invalid(format!("[[listener]] {name} must be at least 1"))),
+                    Some(s) => *field = Duration::from_secs(s),
+                    None => {}
+                }
+            }
+            a.send_buffer_bytes = l.send_buffer_bytes;
             a.tls = match (&l.tls_cert, &l.tls_key) {
                 (Some(c), Some(k)) => Some(
                     TlsSettings::from_pem_files(c, k, l.tls_client_ca.as_deref())

@@ -164,3 +164,37 @@ fn bank_links_mac_unless_explicitly_told_not_to() {
     let cfg: NodeConfig = toml::from_str(&both).unwrap();
     assert!(cfg.link_configs().is_err());
 }
+
+#[test]
+fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
+    let text = include_str!("../../../ops/switch.example.toml").replace(
+        "# send_buffer_bytes = 65536",
+        "send_buffer_bytes = 65536",
+    );
+    let cfg: NodeConfig = toml::from_str(&text).unwrap();
+    let l = &cfg.listeners().unwrap()[0];
+    assert_eq!(l.in_flight_per_connection_max, 256);
+    assert_eq!(l.idle_timeout, Duration::from_secs(300));
+    assert_eq!(l.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(l.write_timeout, Duration::from_secs(30));
+    assert_eq!(l.send_buffer_bytes, Some(65_536));
+
+    let changed = text.replace("write_timeout_s = 30", "write_timeout_s = 7");
+    let cfg: NodeConfig = toml::from_str(&changed).unwrap();
+    assert_eq!(
+        cfg.listeners().unwrap()[0].write_timeout,
+        Duration::from_secs(7)
+    );
+    for zero in [
+        text.replace("write_timeout_s = 30", "write_timeout_s = 0"),
+        text.replace("idle_timeout_s = 300", "idle_timeout_s = 0"),
+        text.replace(
+            "in_flight_per_connection_max = 256",
+            "in_flight_per_connection_max = 0",
+        ),
+        text.replace("requests_in_flight_max = 4096", "requests_in_flight_max = 0"),
+    ] {
+        let cfg: NodeConfig = toml::from_str(&zero).unwrap();
+        assert!(cfg.listeners().is_err(), "zero is refused");
+    }
+}
