@@ -20,8 +20,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # libpcsclite-dev + pkg-config: the `pcsc` crate links libpcsclite.
 # cmake + libsasl2-dev + libcurl4-openssl-dev + zlib1g-dev: rdkafka builds librdkafka from source
 # (its CMake build enables libcurl when it finds the library).
+# postgresql: its server binaries (initdb, pg_ctl) start the private TLS-only cluster of
+# switch/tests/postgres_tls.rs.
 APT_PACKAGES=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config cmake build-essential
-  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client)
+  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client postgresql)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -106,7 +106,8 @@ impl Db {
                     .filename(path)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    // Power-safe: a ledger batch is fsynced before its offsets count as applied.
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_millis(*busy_timeout_ms))
                     .foreign_keys(true)
                     // 64 MiB page cache per connection: the posting and applied_event indexes
@@ -128,7 +129,9 @@ impl Db {
                 schema,
                 connections_max,
             } => {
-                let mut options = PgConnectOptions::from_str(url)?;
+                // Commits wait for their WAL flush whatever the server's default says.
+                let mut options =
+                    PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
                 if let Some(schema) = schema {
                     if !valid_schema(schema) {
                         return Err(ClearingError::Config(

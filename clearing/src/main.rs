@@ -3,7 +3,7 @@
 //! reports).
 
 use clap::{Parser, Subcommand};
-use clearing::bus::{EventFamily, KafkaBus, KafkaConfig};
+use clearing::bus::{EventFamily, KafkaBus, KafkaConfig, KafkaTls};
 use clearing::consumer::{self, ConsumerConfig, ConsumerStats};
 use clearing::db::{Db, LedgerDbConfig};
 use clearing::ledger::Ledger;
@@ -25,6 +25,16 @@ struct Cli {
     /// PostgreSQL schema of the ledger (created if missing).
     #[arg(long, global = true)]
     ledger_schema: Option<String>,
+    /// Mutual TLS to the brokers: the CA (PEM) that signed their certificates. With
+    /// `--kafka-cert` and `--kafka-key`; absent, plaintext (a broker on this machine).
+    #[arg(long, global = true, requires_all = ["kafka_cert", "kafka_key"])]
+    kafka_ca: Option<std::path::PathBuf>,
+    /// This node's client certificate (PEM) for the brokers.
+    #[arg(long, global = true, requires = "kafka_ca")]
+    kafka_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, requires = "kafka_ca")]
+    kafka_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,8 +139,25 @@ async fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
+/// Mutual TLS to the brokers when `--kafka-ca` is given (clap makes the three go together).
+fn kafka_tls(cli: &Cli) -> Option<KafkaTls> {
+    match (&cli.kafka_ca, &cli.kafka_cert, &cli.kafka_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(KafkaTls {
+            ca_pem: ca.clone(),
+            cert_pem: cert.clone(),
+            key_pem: key.clone(),
+        }),
+        _ => None,
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), ClearingError> {
     let ledger = Ledger::new(Db::connect(&ledger_config(&cli)).await?);
+    let tls = kafka_tls(&cli);
+    let kafka_config = |brokers: String| KafkaConfig {
+        tls: tls.clone(),
+        ..KafkaConfig::new(brokers)
+    };
     match cli.command {
         Command::Run {
             brokers,
@@ -139,7 +166,7 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             partitions,
             batch,
         } => {
-            let bus = KafkaBus::new(KafkaConfig::new(brokers))?;
+            let bus = KafkaBus::new(kafka_config(brokers))?;
             let topic = EventFamily::SettlementV1.topic(&topic_prefix);
             bus.ensure_topic(&topic, partitions).await?;
             let mut subscriber = bus.subscribe(&group, &[&topic])?;
@@ -172,7 +199,7 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
                 ))
                 .await?
             };
-            let bus = KafkaBus::new(KafkaConfig::new(brokers))?;
+            let bus = KafkaBus::new(kafka_config(brokers))?;
             let holder = holder.unwrap_or_else(|| format!("relay-{}", std::process::id()));
             let mut config = RelayConfig::new("switch-outbox", holder);
             config.topic_prefix = topic_prefix;

@@ -80,7 +80,7 @@ impl SqlOutboxSource {
 
     /// The outbox in the switch's PostgreSQL database (optionally a schema).
     pub async fn postgres(url: &str, schema: Option<&str>) -> Result<Self> {
-        let mut options = PgConnectOptions::from_str(url)?;
+        let mut options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         if let Some(schema) = schema {
             if !crate::db::valid_schema(schema) {
                 return Err(ClearingError::Config("invalid schema name".into()));

@@ -121,6 +121,19 @@ async fn kiosk_task(
     }
 }
 
+/// `switch verify` on the killed switch's store: whatever the kill cut, the store's invariants
+/// hold (balances equal their journals, every approval has its event, the outbox has no gap).
+async fn assert_consistent(dir: &Path) {
+    let store = SqliteStore::open(
+        &SqliteConfig::new(dir.join("switch.db")),
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .unwrap();
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,6 +171,7 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
     }
     let approved: Vec<String> = approved.lock().unwrap().clone();
     assert!(approved.len() >= 40, "load ran before the kill");
+    assert_consistent(dir.path()).await;
 
     // Restart on the same data; it must serve again.
     let mut child = start_switch(dir.path(), acq, http, banks, true);
@@ -185,6 +199,7 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
     child.kill().unwrap();
     let _ = child.wait();
 
+    assert_consistent(dir.path()).await;
     // Every approval the clients saw is durable, with its settlement event in the outbox.
     let store = SqliteStore::open(
         &SqliteConfig::new(dir.path().join("switch.db")),

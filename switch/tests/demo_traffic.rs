@@ -5,8 +5,10 @@
 //! the cards' bank accounts are empty within seconds and code 51 takes over.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use switch::sim::demo::{run, DemoOptions};
+use switch::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
@@ -59,4 +61,16 @@ async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
             summary.responses
         );
     }
+
+    // What the run left is consistent (`switch verify`): balances equal their journals, every
+    // approval has its settlement event, the outbox has no gap.
+    let store = SqliteStore::open(
+        &SqliteConfig::new(dir.path().join("switch.db")),
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .unwrap();
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert!(report.transactions >= total as i64 / 2, "{report}");
 }

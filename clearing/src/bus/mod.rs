@@ -17,7 +17,7 @@ mod in_process;
 mod kafka;
 
 pub use in_process::InProcessBus;
-pub use kafka::{KafkaBus, KafkaConfig};
+pub use kafka::{KafkaBus, KafkaConfig, KafkaTls};
 
 use futures_core::future::BoxFuture;
 use std::time::Duration;

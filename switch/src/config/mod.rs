@@ -17,8 +17,8 @@ use crate::pipeline::{
 };
 use crate::store::writer;
 use crate::store::{
-    AccountId, HsmPanProtector, InsuranceCategory, PanProtector, PostgresConfig, PostgresStore,
-    SqliteConfig, SqliteStore, Store,
+    AccountId, HsmPanProtector, InsuranceCategory, IntegrityReport, PanProtector, PostgresConfig,
+    PostgresStore, SqliteConfig, SqliteStore, SqliteSync, Store,
 };
 use hsm_sim::Hsm;
 use rust_decimal::Decimal;
@@ -133,12 +133,21 @@ pub struct DatabaseSection {
     pub url: String,
     /// PostgreSQL schema.
     pub schema: Option<String>,
+    /// SQLite commit durability: `full` (default: fsynced, survives power loss) or `normal`
+    /// (survives a crash of the process, may lose the last commits on power loss).
+    #[serde(default = "default_sqlite_synchronous")]
+    pub sqlite_synchronous: String,
     /// PostgreSQL pool size.
     #[serde(default = "default_pool")]
     pub connections_max: u32,
     /// Group commits under way at once (default 1 on SQLite, 2 on PostgreSQL; see
     /// `WriterConfig::commits_in_flight_max`).
     pub group_commits_in_flight: Option<usize>,
+    /// A PostgreSQL server on another host may be reached without verified TLS. Off by
+    /// default: `serve` refuses a non-loopback `postgres://` URL whose `sslmode` is not
+    /// `verify-ca` or `verify-full` (see [`database_link_protected`]).
+    #[serde(default)]
+    pub insecure_no_tls: bool,
     /// Data key token (scheme B) for the PAN lookup hash.
     pub pan_hash_key: String,
     /// Data key token (scheme B) for PAN encryption.
@@ -156,6 +165,20 @@ impl DatabaseSection {
             c.commits_in_flight_max,
         )?;
         Ok(c)
+    }
+}
+
+fn default_sqlite_synchronous() -> String {
+    "full".into()
+}
+
+fn sqlite_synchronous(s: &str) -> Result<SqliteSync, ConfigError> {
+    match s {
+        "full" => Ok(SqliteSync::Full),
+        "normal" => Ok(SqliteSync::Normal),
+        other => Err(invalid(format!(
+            "[database] sqlite_synchronous = {other:?}: full or normal"
+        ))),
     }
 }
 
@@ -588,11 +611,17 @@ impl NodeConfig {
             )?;
             for (name, set, field) in [
                 ("idle_timeout_s", l.idle_timeout_s, &mut a.idle_timeout),
-                ("handshake_timeout_s", l.handshake_timeout_s, &mut a.handshake_timeout),
+                (
+                    "handshake_timeout_s",
+                    l.handshake_timeout_s,
+                    &mut a.handshake_timeout,
+                ),
                 ("write_timeout_s", l.write_timeout_s, &mut a.write_timeout),
             ] {
                 match set {
-                    Some(0) => return Err(invalid(format!("[[listener]] {name} must be at least 1"))),
+                    Some(0) => {
+                        return Err(invalid(format!("[[listener]] {name} must be at least 1")))
+                    }
                     Some(s) => *field = Duration::from_secs(s),
                     None => {}
                 }
@@ -702,13 +731,53 @@ fn every_acquirer_has_a_tak(
     Ok(())
 }
 
-/// Runs a node until Ctrl-C or SIGTERM.
-pub async fn serve(path: &Path) -> Result<(), ConfigError> {
-    let cfg = NodeConfig::load(path)?;
-    let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
+/// Every link protected (GB/T 22239 level 3, communication transmission): a PostgreSQL server
+/// on another host is reached over TLS that verifies the server (`sslmode=verify-ca` or
+/// `verify-full`, with `sslrootcert`; a client certificate with `sslcert`/`sslkey` when the
+/// server asks for one, libpq's parameter names). A loopback address or a Unix socket stays
+/// on the machine and needs no TLS; `insecure_no_tls` lifts the rule for a server that
+/// cannot do TLS, by name.
+pub fn database_link_protected(url: &str, insecure_no_tls: bool) -> Result<(), ConfigError> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    use std::str::FromStr;
+    let options =
+        PgConnectOptions::from_str(url).map_err(|e| invalid(format!("[database] url: {e}")))?;
+    let on_this_machine = options.get_socket().is_some()
+        || options.get_host().starts_with('/')
+        || options.get_host() == "localhost"
+        || options
+            .get_host()
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let verified = matches!(
+        options.get_ssl_mode(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    if on_this_machine || verified || insecure_no_tls {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "[database] url: {} is another host; add sslmode=verify-full&sslrootcert=... (or set insecure_no_tls = true)",
+            options.get_host()
+        )))
+    }
+}
+
+/// The store a configuration names, opened (and migrated) with its PAN keys from the HSM.
+enum NodeStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+fn hsm_of(cfg: &NodeConfig) -> Result<Arc<dyn Hsm>, ConfigError> {
+    Ok(match cfg.hsm.client_config()? {
         Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
         None => Arc::new(cfg.hsm.soft_hsm()?),
-    };
+    })
+}
+
+async fn open_store(cfg: &NodeConfig, hsm: &Arc<dyn Hsm>) -> Result<NodeStore, ConfigError> {
     let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
         hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
             .await?,
@@ -717,24 +786,54 @@ pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     ));
     let url = cfg.database.url.clone();
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = SqliteStore::open(&SqliteConfig::new(path), pan).await?;
-        run_node(cfg, Arc::new(store), hsm).await
+        let mut sqlite = SqliteConfig::new(path);
+        sqlite.synchronous = sqlite_synchronous(&cfg.database.sqlite_synchronous)?;
+        Ok(NodeStore::Sqlite(SqliteStore::open(&sqlite, pan).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(
-            &PostgresConfig {
-                url,
-                schema: cfg.database.schema.clone(),
-                connections_max: cfg.database.connections_max,
-            },
-            pan,
-        )
-        .await?;
-        run_node(cfg, Arc::new(store), hsm).await
+        database_link_protected(&url, cfg.database.insecure_no_tls)?;
+        Ok(NodeStore::Postgres(
+            PostgresStore::connect(
+                &PostgresConfig {
+                    url,
+                    schema: cfg.database.schema.clone(),
+                    connections_max: cfg.database.connections_max,
+                },
+                pan,
+            )
+            .await?,
+        ))
     } else {
         Err(invalid(
             "[database] url must start with sqlite:// or postgres://",
         ))
     }
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub async fn serve(path: &Path) -> Result<(), ConfigError> {
+    let cfg = NodeConfig::load(path)?;
+    let hsm = hsm_of(&cfg)?;
+    match open_store(&cfg, &hsm).await? {
+        NodeStore::Sqlite(store) => run_node(cfg, Arc::new(store), hsm).await,
+        NodeStore::Postgres(store) => run_node(cfg, Arc::new(store), hsm).await,
+    }
+}
+
+/// `switch verify`: the store's invariants ([`crate::store::Invariant`]) and the length of its
+/// audit chain (an error names the first broken entry).
+pub async fn verify(path: &Path) -> Result<(IntegrityReport, u64), ConfigError> {
+    let cfg = NodeConfig::load(path)?;
+    let hsm = hsm_of(&cfg)?;
+    Ok(match open_store(&cfg, &hsm).await? {
+        NodeStore::Sqlite(store) => (
+            store.verify_integrity().await?,
+            store.verify_audit_chain().await?,
+        ),
+        NodeStore::Postgres(store) => (
+            store.verify_integrity().await?,
+            store.verify_audit_chain().await?,
+        ),
+    })
 }
 
 async fn run_node<S: Store>(

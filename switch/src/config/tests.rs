@@ -167,10 +167,8 @@ fn bank_links_mac_unless_explicitly_told_not_to() {
 
 #[test]
 fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
-    let text = include_str!("../../../ops/switch.example.toml").replace(
-        "# send_buffer_bytes = 65536",
-        "send_buffer_bytes = 65536",
-    );
+    let text = include_str!("../../../ops/switch.example.toml")
+        .replace("# send_buffer_bytes = 65536", "send_buffer_bytes = 65536");
     let cfg: NodeConfig = toml::from_str(&text).unwrap();
     let l = &cfg.listeners().unwrap()[0];
     assert_eq!(l.in_flight_per_connection_max, 256);
@@ -192,9 +190,38 @@ fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
             "in_flight_per_connection_max = 256",
             "in_flight_per_connection_max = 0",
         ),
-        text.replace("requests_in_flight_max = 4096", "requests_in_flight_max = 0"),
+        text.replace(
+            "requests_in_flight_max = 4096",
+            "requests_in_flight_max = 0",
+        ),
     ] {
         let cfg: NodeConfig = toml::from_str(&zero).unwrap();
         assert!(cfg.listeners().is_err(), "zero is refused");
     }
+}
+
+#[test]
+fn a_remote_database_needs_verified_tls_unless_insecure_by_name() {
+    for local in [
+        "postgres://postgres@127.0.0.1:5432/test",
+        "postgres://postgres@localhost/test",
+        "postgres://postgres@[::1]:5432/test",
+        "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test",
+    ] {
+        assert!(database_link_protected(local, false).is_ok(), "{local}");
+    }
+    let remote = "postgres://switch@db.ssc.example:5432/switch";
+    let refused = database_link_protected(remote, false)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("sslmode=verify-full"), "{refused}");
+    for weak in ["disable", "prefer", "require"] {
+        let url = format!("{remote}?sslmode={weak}");
+        assert!(database_link_protected(&url, false).is_err(), "{weak}");
+    }
+    for verified in ["verify-ca", "verify-full"] {
+        let url = format!("{remote}?sslmode={verified}&sslrootcert=/etc/ssc/db-ca.crt");
+        assert!(database_link_protected(&url, false).is_ok(), "{verified}");
+    }
+    assert!(database_link_protected(remote, true).is_ok());
 }

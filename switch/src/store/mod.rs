@@ -34,6 +34,7 @@ pub use model::{
 };
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
+pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;
 pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
@@ -295,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AuditRecord, StoreError>> + Send;
     /// Recomputes the chain; returns the number of entries or where it breaks.
     fn verify_audit_chain(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- integrity ----
+
+    /// Checks the store's invariants (balances against journals, legs and movements against
+    /// their transactions and accounts, the outbox gap-free and complete, the queues against
+    /// their originals): see [`Invariant`]. `switch verify` prints it.
+    fn verify_integrity(&self) -> impl Future<Output = Result<IntegrityReport, StoreError>> + Send;
 }
 
 /// Microseconds since the Unix epoch, the time unit of every `*_at_us` column.

@@ -1,7 +1,7 @@
 //! The card's risk state in the store (issue 24, finding 5): wrong PINs in a row and the day's
 //! spend, which a restart or a second node must see as they are.
 
-use super::{balance, commit_one, seeded, Harness};
+use super::{balance, commit_one, finish, seeded, Harness};
 use schemas::domain::ResponseCode;
 use switch::sim::testkit::{self, Fixture};
 use switch::store::*;
@@ -66,7 +66,7 @@ pub async fn wrong_pins_are_counted_in_the_store_and_survive_a_restart<H: Harnes
     let ok = verified_pin(&fx, testkit::debit(&fx, fx.personal, 4, 10));
     commit_one(&*s, ok).await.unwrap();
     assert_eq!(s.count_wrong_pin(fx.card_id).await.unwrap(), 1);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn daily_limits_are_checked_in_the_commit_and_survive_a_restart<H: Harness>() {
@@ -113,5 +113,5 @@ pub async fn daily_limits_are_checked_in_the_commit_and_survive_a_restart<H: Har
         200,
     );
     commit_one(&*s, next_day).await.unwrap();
-    h.cleanup().await;
+    finish(h).await;
 }

@@ -35,6 +35,18 @@ pub trait Harness: Sized {
     fn cleanup(self) -> impl std::future::Future<Output = ()>;
 }
 
+/// Ends a case: whatever it did, the store's invariants hold (`switch verify`), then its data
+/// goes.
+pub async fn finish<H: Harness>(h: H) {
+    let report = h
+        .store()
+        .verify_integrity()
+        .await
+        .expect("integrity check runs");
+    assert!(report.is_consistent(), "{report}");
+    h.cleanup().await;
+}
+
 async fn seeded<H: Harness>(personal_fen: i64) -> (H, Fixture) {
     let h = H::new().await;
     let fx = testkit::seed(&*h.store(), personal_fen, 1_000_000_000)
@@ -135,7 +147,7 @@ pub async fn reference_data_cards_and_routing<H: Harness>() {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.accounts_for_card(fx.card_id).await.unwrap().len(), 1);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn balances_never_go_negative<H: Harness>() {
@@ -194,7 +206,7 @@ pub async fn balances_never_go_negative<H: Harness>() {
     }
     assert_eq!(approved, 14, "1000 fen pays 14 debits of 70");
     assert_eq!(balance(&*s, second).await, (1_000 - 14 * 70, 0));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn holds_reserve_capture_and_release<H: Harness>() {
@@ -248,7 +260,7 @@ pub async fn holds_reserve_capture_and_release<H: Harness>() {
         expired.iter().map(|h| h.hold_id).collect::<Vec<_>>(),
         vec![expiring]
     );
-    h.cleanup().await;
+    finish(h).await;
 }
 
 async fn nothing_left_of<S: Store>(s: &S, d: &Decision) {
@@ -334,7 +346,7 @@ pub async fn a_failing_decision_leaves_nothing_behind<H: Harness>() {
         Err(DecisionError::Invalid(_))
     ));
     assert_eq!(balance(&*s, fx.personal).await, (90, 0));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn duplicates_are_detected<H: Harness>() {
@@ -408,7 +420,7 @@ pub async fn duplicates_are_detected<H: Harness>() {
     // Keys older than the retransmission window can be purged.
     assert_eq!(s.purge_duplicate_keys(now_us() + 1).await.unwrap(), 3);
     assert_eq!(s.find_duplicate(&key).await.unwrap(), None);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn a_card_atc_only_moves_up_and_survives_a_restart<H: Harness>() {
@@ -456,7 +468,7 @@ pub async fn a_card_atc_only_moves_up_and_survives_a_restart<H: Harness>() {
     let next = testkit::with_atc(&fx, testkit::debit(&fx, fx.personal, 7, 10), 8);
     commit_one(&*s, next).await.unwrap();
     assert_eq!(balance(&*s, fx.personal).await, (80, 0));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
@@ -499,7 +511,7 @@ pub async fn the_reversal_queue_survives_a_restart<H: Harness>() {
             .await,
         Err(StoreError::NotFound(_))
     ));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart<
@@ -554,7 +566,7 @@ pub async fn a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_sur
             .await,
         Err(StoreError::NotFound(_))
     ));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn a_declined_decision_cannot_carry_an_advice<H: Harness>() {
@@ -567,7 +579,7 @@ pub async fn a_declined_decision_cannot_carry_an_advice<H: Harness>() {
         Err(DecisionError::Invalid(_))
     ));
     assert!(s.due_advices(i64::MAX, 10).await.unwrap().is_empty());
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged<H: Harness>() {
@@ -600,7 +612,7 @@ pub async fn a_reversal_of_a_stand_in_waits_until_its_advice_is_acknowledged<H: 
         .unwrap();
     let due = s.due_reversals(i64::MAX, 10).await.unwrap();
     assert!(due.iter().any(|r| r.reversal_id == reversal_id));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: Harness>() {
@@ -689,7 +701,7 @@ pub async fn the_store_and_forward_backlog_shows_what_waits_and_what_is_held<H: 
     assert_eq!((backlog.queues[0].pending, backlog.queues[0].held), (1, 0));
     assert_eq!(backlog.oldest.len(), 1);
     assert!(!backlog.oldest[0].held);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn stand_in_totals_are_per_card_bank_and_period<H: Harness>() {
@@ -738,7 +750,7 @@ pub async fn stand_in_totals_are_per_card_bank_and_period<H: Harness>() {
         0,
         "a later day"
     );
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn acquirer_totals_count_approved_debits_credits_and_their_reversals<H: Harness>() {
@@ -778,7 +790,7 @@ pub async fn acquirer_totals_count_approved_debits_credits_and_their_reversals<H
         ReconciliationTotals::default(),
         "another window"
     );
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
@@ -864,7 +876,7 @@ pub async fn the_outbox_is_gap_free_and_ordered_per_institution<H: Harness>() {
     assert_eq!(rest.first().map(|r| r.outbox_seq), Some(31));
     assert_eq!(rest.len(), 50);
     assert_eq!(s.outbox_after(75, 1_000).await.unwrap().len(), 5);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
@@ -912,7 +924,7 @@ pub async fn group_commit_uses_fewer_transactions_than_decisions<H: Harness>() {
     assert!(stats.batch_size_peak > 1, "{stats:?}");
     assert_eq!(balance(&*s, fx.personal).await.0, 1_000_000 - 271);
     assert_eq!(s.outbox_after(0, 10_000).await.unwrap().len(), 271);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 /// Several group commits at once (as the PostgreSQL writer runs them, or several switch
@@ -970,7 +982,7 @@ pub async fn concurrent_group_commits_lose_no_update_and_keep_the_outbox_gap_fre
     let stored: Vec<i64> = rows.iter().map(|r| r.outbox_seq).collect();
     assert_eq!(stored, (1..=n).collect::<Vec<i64>>(), "gap-free");
     assert!(w.stats().batches > 1);
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn transactions_are_found_by_rrn_with_their_legs<H: Harness>() {
@@ -983,7 +995,7 @@ pub async fn transactions_are_found_by_rrn_with_their_legs<H: Harness>() {
     assert_eq!(found[0].record, d.transaction);
     assert_eq!(found[0].legs, d.legs);
     assert_eq!(found[0].event_id, d.event.as_ref().map(|e| e.event_id));
-    h.cleanup().await;
+    finish(h).await;
 }
 
 pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
@@ -1042,7 +1054,7 @@ pub async fn the_audit_log_is_a_verifiable_append_only_chain<H: Harness>() {
         ),
         "a truncated tail is detected through the chain head"
     );
-    h.cleanup().await;
+    finish(h).await;
 }
 
 /// Generates one `#[tokio::test]` per suite case for a harness.
@@ -1114,7 +1126,7 @@ pub async fn the_card_directory_pages_through_every_card_with_its_pan_and_accoun
         !format!("{:?}", seen[1]).contains("6228480020000000"),
         "Debug masks the PAN"
     );
-    h.cleanup().await;
+    finish(h).await;
 }
 
 /// An approved refund of `original` for `amount_fen` on STAN `stan` (the original's RRN and
@@ -1180,6 +1192,74 @@ pub async fn refunds_of_one_original_never_add_up_to_more_than_it<H: Harness>() 
             purchase.transaction.transaction_id
         ))
     );
+    finish(h).await;
+}
+
+/// `switch verify` finds what foreign keys and triggers no longer guard (issue 27, decision 2):
+/// a balance changed behind the journal's back, a movement removed, an outbox event removed.
+pub async fn the_integrity_check_reports_a_corrupt_balance_a_lost_movement_and_an_outbox_gap<
+    H: Harness,
+>() {
+    let (h, fx) = seeded::<H>(1_000_000).await;
+    let s = h.store();
+    for seq in 1..=5 {
+        commit_one(&*s, testkit::debit(&fx, fx.personal, seq, 100))
+            .await
+            .unwrap();
+    }
+    let clean = s.verify_integrity().await.unwrap();
+    assert!(clean.is_consistent(), "{clean}");
+    assert_eq!(clean.transactions, 5);
+    assert_eq!(clean.events, 5);
+
+    let personal = fx.personal.0;
+    h.raw_execute(&format!(
+        "UPDATE account SET balance_fen = balance_fen + 1 WHERE account_id = {personal}"
+    ))
+    .await
+    .unwrap();
+    let r = s.verify_integrity().await.unwrap();
+    assert!(r.breaks(Invariant::BalanceEqualsJournal), "{r}");
+    assert!(r.breaks(Invariant::BalanceEqualsLastMovement), "{r}");
+    let broken = r
+        .violations
+        .iter()
+        .find(|v| v.invariant == Invariant::BalanceEqualsJournal)
+        .unwrap();
+    assert_eq!(broken.first, format!("account {personal}"));
+    h.raw_execute(&format!(
+        "UPDATE account SET balance_fen = balance_fen - 1 WHERE account_id = {personal}"
+    ))
+    .await
+    .unwrap();
+    assert!(s.verify_integrity().await.unwrap().is_consistent());
+
+    h.raw_execute(&format!(
+        "DELETE FROM account_movement WHERE movement_id = (SELECT MAX(movement_id) \
+         FROM account_movement WHERE account_id = {personal})"
+    ))
+    .await
+    .unwrap();
+    let r = s.verify_integrity().await.unwrap();
+    assert!(r.breaks(Invariant::BalanceEqualsJournal), "{r}");
+    assert!(!r.breaks(Invariant::OutboxGapFree), "{r}");
+
+    h.raw_execute("DELETE FROM outbox WHERE outbox_seq = 3")
+        .await
+        .unwrap();
+    let r = s.verify_integrity().await.unwrap();
+    assert!(r.breaks(Invariant::OutboxGapFree), "{r}");
+    assert!(r.breaks(Invariant::ApprovalHasEvent), "{r}");
+    assert!(r.breaks(Invariant::EventInOutbox), "{r}");
+    assert_eq!(
+        r.violations
+            .iter()
+            .find(|v| v.invariant == Invariant::ApprovalHasEvent)
+            .unwrap()
+            .rows,
+        1
+    );
+    assert!(r.to_string().contains("BROKEN outbox-gap-free"), "{r}");
     h.cleanup().await;
 }
 
@@ -1209,6 +1289,7 @@ macro_rules! store_suite {
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
             wrong_pins_are_counted_in_the_store_and_survive_a_restart,
             daily_limits_are_checked_in_the_commit_and_survive_a_restart,
+            the_integrity_check_reports_a_corrupt_balance_a_lost_movement_and_an_outbox_gap,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

@@ -72,7 +72,10 @@ impl PostgresStore {
         config: &PostgresConfig,
         pan: Arc<dyn PanProtector>,
     ) -> Result<Self, StoreError> {
-        let mut options = PgConnectOptions::from_str(&config.url)?;
+        // Every commit waits for its WAL flush (and a synchronous standby's, where configured)
+        // whatever the server's default says: an approval is durable before it is answered.
+        let mut options =
+            PgConnectOptions::from_str(&config.url)?.options([("synchronous_commit", "on")]);
         if let Some(schema) = &config.schema {
             if !valid_schema(schema) {
                 return Err(StoreError::Conflict("schema name must be [a-z_][a-z0-9_]*"));

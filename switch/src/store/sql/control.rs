@@ -528,6 +528,10 @@ impl<B: Backend> Store for B {
     async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
         audit_log::verify(self).await
     }
+
+    async fn verify_integrity(&self) -> Result<super::integrity::IntegrityReport, StoreError> {
+        super::integrity::verify(self).await
+    }
 }
 
 /// A transaction row with its legs.

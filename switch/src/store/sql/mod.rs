@@ -52,6 +52,7 @@ macro_rules! outbox_columns {
 mod audit_log;
 mod control;
 pub mod driver;
+pub mod integrity;
 mod queues;
 pub mod rows;
 

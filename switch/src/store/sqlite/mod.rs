@@ -28,13 +28,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Durability of a commit (`PRAGMA synchronous`).
+/// Durability of a commit (`PRAGMA synchronous`). The default is [`SqliteSync::Full`]: an
+/// approval a client received must survive a power loss, not only a crash of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteSync {
     /// WAL + NORMAL: a commit survives a process crash (kill -9); a power loss may lose the
-    /// last commits. The usual choice with WAL.
+    /// last commits. An option for test rigs and hosts with a battery-backed write cache.
     Normal,
-    /// WAL + FULL: every commit is fsynced; survives power loss.
+    /// WAL + FULL: every commit is fsynced before it returns; survives power loss. Default.
     Full,
 }
 
@@ -70,12 +71,12 @@ pub struct SqliteConfig {
 }
 
 impl SqliteConfig {
-    /// Defaults for `path`: WAL + NORMAL, 4 readers, 5 s busy timeout, a background checkpoint
+    /// Defaults for `path`: WAL + FULL (power-safe commits), 4 readers, 5 s busy timeout, a background checkpoint
     /// every 100 ms, a rewind of the log past 16,384 pages (32 MiB) and 2 KiB pages.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            synchronous: SqliteSync::Normal,
+            synchronous: SqliteSync::Full,
             read_connections_max: 4,
             busy_timeout_ms: 5_000,
             checkpoint_interval_ms: 100,
