@@ -41,7 +41,9 @@ mod services;
 pub mod split;
 pub mod velocity;
 
-pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT};
+pub use config::{
+    Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT, CARD_DAYS_KEPT_DEFAULT,
+};
 pub use identity::AcquirerIdentity;
 pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
@@ -282,7 +284,10 @@ impl<S: Store> Pipeline<S> {
         let mut outcome = match outcome.code {
             // Caught at commit (another node, or a key this node forgot): the original's answer.
             Some(ResponseCode::DuplicateTransmission) if !repeat => self.retransmission(&key).await,
-            _ => outcome,
+            _ => {
+                self.remember_answer(key, &outcome);
+                outcome
+            }
         };
         outcome.mac_key = mac_key;
         (service, outcome)

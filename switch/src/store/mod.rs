@@ -188,6 +188,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         older_than_us: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Remembers, on the duplicate key of a decided request, the fields its answer carried
+    /// besides field 39 (an opaque text the pipeline writes and reads back), so an exact
+    /// retransmission gets the original answer. False when no decision holds the key.
+    fn record_answer(
+        &self,
+        key: &DuplicateKey,
+        answer: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The transaction holding this duplicate key and the answer remembered on it, if any.
+    fn find_answer(
+        &self,
+        key: &DuplicateKey,
+    ) -> impl Future<Output = Result<Option<(TransactionId, Option<String>)>, StoreError>> + Send;
+
+    // ---- card risk state ----
+
+    /// The card's approved spend of the China Standard Time day starting at `day_start_us`
+    /// (nothing spent: zeros), as committed by every node.
+    fn card_day_usage(
+        &self,
+        card_id: CardId,
+        day_start_us: i64,
+    ) -> impl Future<Output = Result<DayUsage, StoreError>> + Send;
+    /// Deletes the card-day spend of days that started before `before_day_start_us`.
+    fn purge_card_day_usage(
+        &self,
+        before_day_start_us: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     // ---- reversal queue (store-and-forward) ----
 
