@@ -30,4 +30,5 @@ mod listener;
 mod tls;
 
 pub use listener::{bind, open_connections, serve, AcquirerListener, InFlightCap};
+pub(crate) use tls::Pem;
 pub use tls::{spki_sha256, ClientInstitutions, TlsError, TlsSettings};

@@ -198,37 +198,51 @@ impl TlsSettings {
         )
     }
 
+    /// [`TlsSettings::from_pem_files`] from PEM text in memory (the demo's certificates,
+    /// generated at its start).
+    pub fn from_pem(
+        cert_chain_pem: &str,
+        key_pem: &str,
+        client_ca_pem: Option<&str>,
+    ) -> Result<Self, TlsError> {
+        Self::build(
+            Pem::Text(cert_chain_pem),
+            Pem::Text(key_pem),
+            client_ca_pem.map(Pem::Text),
+            None,
+        )
+    }
+
     fn load(
         cert_chain: &str,
         key: &str,
         client_ca: Option<&str>,
         institutions: Option<Arc<ClientInstitutions>>,
     ) -> Result<Self, TlsError> {
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-        let file_err = |path: &str, e: &dyn std::fmt::Display| TlsError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_chain)
-            .map_err(|e| file_err(cert_chain, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| file_err(cert_chain, &e))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
+        Self::build(
+            Pem::File(cert_chain),
+            Pem::File(key),
+            client_ca.map(Pem::File),
+            institutions,
+        )
+    }
+
+    fn build(
+        cert_chain: Pem<'_>,
+        key: Pem<'_>,
+        client_ca: Option<Pem<'_>>,
+        institutions: Option<Arc<ClientInstitutions>>,
+    ) -> Result<Self, TlsError> {
+        let certs = cert_chain.certificates()?;
+        let key = key.private_key()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
         let builder = match client_ca {
             Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, &e))? {
-                    roots
-                        .add(c.map_err(|e| file_err(ca, &e))?)
-                        .map_err(|e| TlsError::Config(e.to_string()))?;
-                }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    Arc::new(ca.roots()?),
                     provider,
                 )
                 .build()
@@ -252,5 +266,60 @@ impl TlsSettings {
             config: Arc::new(config),
             client_institutions: institutions,
         })
+    }
+}
+
+/// PEM text from a file (named in errors) or from memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pem<'a> {
+    /// A file's path.
+    File(&'a str),
+    /// The text itself.
+    Text(&'a str),
+}
+
+impl Pem<'_> {
+    fn error(&self, e: &dyn std::fmt::Display) -> TlsError {
+        TlsError::File {
+            path: match self {
+                Pem::File(path) => (*path).to_owned(),
+                Pem::Text(_) => "(PEM in memory)".to_owned(),
+            },
+            reason: e.to_string(),
+        }
+    }
+
+    /// Every certificate of the text, in order.
+    pub(crate) fn certificates(self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let certs: Result<Vec<_>, _> = match self {
+            Pem::File(path) => CertificateDer::pem_file_iter(path)
+                .map_err(|e| self.error(&e))?
+                .collect(),
+            Pem::Text(text) => CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
+        };
+        certs.map_err(|e| self.error(&e))
+    }
+
+    /// The private key of the text.
+    pub(crate) fn private_key(
+        self,
+    ) -> Result<tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+        match self {
+            Pem::File(path) => PrivateKeyDer::from_pem_file(path),
+            Pem::Text(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()),
+        }
+        .map_err(|e| self.error(&e))
+    }
+
+    /// The certificates of the text as trust anchors.
+    pub(crate) fn roots(self) -> Result<rustls::RootCertStore, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in self.certificates()? {
+            roots.add(c).map_err(|e| TlsError::Config(e.to_string()))?;
+        }
+        Ok(roots)
     }
 }
