@@ -110,6 +110,8 @@ pub struct Pipeline<S: Store> {
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
     recent: RecentKeys,
+    /// Answers to remember for retransmissions (`replay.rs`).
+    answers: replay::AnswerQueue,
     institutions: HashMap<InstitutionId, InstitutionKind>,
 }
 
@@ -133,6 +135,7 @@ impl<S: Store> Pipeline<S> {
         let pipeline = Arc::new(Self {
             velocity: Velocity::new(cfg.limits),
             recent: RecentKeys::new(cfg.recent_keys_max),
+            answers: replay::spawn_answer_writer(Arc::clone(&store)),
             store,
             writer,
             hsm,

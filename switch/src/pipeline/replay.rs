@@ -159,19 +159,43 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
-    /// Remembers the fields of `outcome` besides 39 on the duplicate key of its request, after
-    /// the answer is built (off its path: the write does not delay the answer).
+    /// Remembers the fields of `outcome` besides 39 on the duplicate key of its request, off
+    /// the answer's path: queued for the answer writer ([`spawn_answer_writer`]), which writes
+    /// what is queued together in one transaction. When the queue is full the answer is not
+    /// remembered (a retransmission then gets field 39 alone).
     pub(crate) fn remember_answer(&self, key: DuplicateKey, outcome: &Outcome) {
         let Some(answer) = outcome.remembered() else {
             return;
         };
-        let store = std::sync::Arc::clone(&self.store);
-        tokio::spawn(async move {
-            if let Err(e) = store.record_answer(&key, &answer).await {
-                tracing::warn!(error = %e, "answer not remembered for retransmissions");
-            }
-        });
+        if self.answers.try_send((key, answer)).is_err() {
+            tracing::debug!("answer queue full: not remembered for retransmissions");
+        }
     }
+}
+
+/// Answers queued for the answer writer, at most.
+pub(crate) const ANSWERS_QUEUED_MAX: usize = 16_384;
+/// Answers the answer writer writes in one transaction, at most.
+const ANSWERS_PER_WRITE_MAX: usize = 512;
+
+/// Where [`Pipeline::remember_answer`] queues answers.
+pub(crate) type AnswerQueue = tokio::sync::mpsc::Sender<(DuplicateKey, String)>;
+
+/// The answer writer: remembers queued answers in batches (one store transaction each, so an
+/// approval costs the store a row update, not a transaction of its own). It ends when the
+/// pipeline holding the queue is dropped.
+pub(crate) fn spawn_answer_writer<S: Store>(store: std::sync::Arc<S>) -> AnswerQueue {
+    let (queue, mut queued) = tokio::sync::mpsc::channel(ANSWERS_QUEUED_MAX);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(ANSWERS_PER_WRITE_MAX);
+        while queued.recv_many(&mut batch, ANSWERS_PER_WRITE_MAX).await > 0 {
+            if let Err(e) = store.record_answers(&batch).await {
+                tracing::warn!(error = %e, answers = batch.len(), "answers not remembered for retransmissions");
+            }
+            batch.clear();
+        }
+    });
+    queue
 }
 
 /// How long a retransmission of an approval waits, each time, for the original's answer

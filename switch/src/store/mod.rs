@@ -188,14 +188,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         older_than_us: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Remembers, on the duplicate key of a decided request, the fields its answer carried
+    /// Remembers, on the duplicate key of each decided request, the fields its answer carried
     /// besides field 39 (an opaque text the pipeline writes and reads back), so an exact
-    /// retransmission gets the original answer. False when no decision holds the key.
-    fn record_answer(
+    /// retransmission gets the original answer; all in one database transaction. Returns how
+    /// many keys were found (a key no decision holds is skipped).
+    fn record_answers(
         &self,
-        key: &DuplicateKey,
-        answer: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        answers: &[(DuplicateKey, String)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The transaction holding this duplicate key and the answer remembered on it, if any.
     fn find_answer(
         &self,

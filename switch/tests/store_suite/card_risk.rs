@@ -172,14 +172,17 @@ pub async fn an_answer_is_remembered_on_its_duplicate_key<H: Harness>() {
     let id = d.transaction.transaction_id;
     commit_one(&*s, d).await.unwrap();
     assert_eq!(s.find_answer(&key).await.unwrap(), Some((id, None)));
-    assert!(s.record_answer(&key, r#"{"38":"000030"}"#).await.unwrap());
+    let mut other = key.clone();
+    other.stan = schemas::domain::Stan::new(999_998).unwrap();
+    let answers = [
+        (key.clone(), r#"{"38":"000030"}"#.to_owned()),
+        (other.clone(), "{}".to_owned()),
+    ];
+    assert_eq!(s.record_answers(&answers).await.unwrap(), 1, "one key held");
     assert_eq!(
         s.find_answer(&key).await.unwrap(),
         Some((id, Some(r#"{"38":"000030"}"#.to_owned())))
     );
-    let mut other = key.clone();
-    other.stan = schemas::domain::Stan::new(999_998).unwrap();
-    assert!(!s.record_answer(&other, "{}").await.unwrap());
     assert_eq!(s.find_answer(&other).await.unwrap(), None);
     h.cleanup().await;
 }

@@ -417,19 +417,28 @@ impl<B: Backend> Store for B {
         Ok(self.writer().execute(PURGE_DUPLICATE_KEYS, &params).await?)
     }
 
-    async fn record_answer(&self, k: &DuplicateKey, answer: &str) -> Result<bool, StoreError> {
-        let stan = k.stan.to_string();
-        let params = [
-            k.terminal_id.as_str().into(),
-            stan.as_str().into(),
-            k.rrn.as_str().into(),
-            k.transmission_at.as_str().into(),
-            (&k.message_class).into(),
-            k.acquirer.as_str().into(),
-            answer.into(),
-        ];
+    async fn record_answers(&self, answers: &[(DuplicateKey, String)]) -> Result<u64, StoreError> {
+        if answers.is_empty() {
+            return Ok(0);
+        }
         let _gate = self.write_gate().await;
-        Ok(self.writer().execute(RECORD_ANSWER, &params).await? > 0)
+        let mut tx = self.begin_write().await?;
+        let mut found = 0;
+        for (k, answer) in answers {
+            let stan = k.stan.to_string();
+            let params = [
+                k.terminal_id.as_str().into(),
+                stan.as_str().into(),
+                k.rrn.as_str().into(),
+                k.transmission_at.as_str().into(),
+                (&k.message_class).into(),
+                k.acquirer.as_str().into(),
+                answer.into(),
+            ];
+            found += tx.run().execute(RECORD_ANSWER, &params).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn find_answer(
