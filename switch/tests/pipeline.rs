@@ -396,6 +396,54 @@ async fn a_restart_does_not_reset_the_daily_count() {
     );
 }
 
+/// Issue 24, finding 5 (the node's pre-check): a restarted node learns the day's committed
+/// spend from the store before it checks a card, so a spend past the daily limit is declined
+/// before its bank leg goes out, not after the bank has approved it (and then only undone by
+/// a reversal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_declines_past_the_daily_limit_before_asking_the_bank() {
+    let net = network_with(2, |cfg| {
+        cfg.limits = switch::pipeline::velocity::CardLimits {
+            per_transaction_fen_max: 500_000,
+            daily_fen_max: 5_000,
+            daily_count_max: 10,
+        };
+    })
+    .await;
+    let card = uninsured(&net.world); // the bank pays the whole bill
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let bill = |k: &mut Kiosk, r: &mut MemoryChannel, fen: u64, no: &str| {
+        k.medical_bill(&card, r, fen, no, DEMO_PIN).unwrap().request
+    };
+    for no in ["MZ-S1", "MZ-S2"] {
+        let p = bill(&mut k, &mut r, 2_000, no);
+        assert_eq!(answer_code(&mut conn, &p).await, "00");
+    }
+    let legs_before = net.banks.seen.lock().unwrap().len();
+    assert_eq!(legs_before, 2);
+    net.shutdown.send_replace(true);
+    let store = open_store(&net.dir).await;
+    let (_pipeline, addr, _shutdown) = start_node(&store, &net.world, &net.banks).await;
+    let mut conn = connect(addr).await;
+    // 4,000.00 committed today; 1,001 more is past the 5,000 daily amount.
+    let over = bill(&mut k, &mut r, 1_001, "MZ-S3");
+    assert_eq!(answer_code(&mut conn, &over).await, "61");
+    assert_eq!(
+        net.banks.seen.lock().unwrap().len(),
+        legs_before,
+        "declined before the bank leg"
+    );
+    assert!(
+        store.due_reversals(i64::MAX, 10).await.unwrap().is_empty(),
+        "no bank leg to reverse"
+    );
+    // What is left of the day still passes.
+    let rest = bill(&mut k, &mut r, 1_000, "MZ-S4");
+    assert_eq!(answer_code(&mut conn, &rest).await, "00");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_limits_decline_61_over_an_amount_and_65_over_the_count_and_declines_do_not_count() {
     let net = network_with(2, |cfg| {
@@ -695,10 +743,21 @@ async fn malformed_requests_get_30_or_lose_their_connection_and_others_are_unaff
 /// An acquirer's 0500: its totals for today (field 15, China Standard Time) in 74-77/86-89,
 /// MACed under the acquirer's demo TAK.
 fn reconciliation_request(acquirer: &str, stan: u64, totals: [(u64, u64); 4]) -> Vec<u8> {
+    let f7 = switch::wire::network::transmission_now();
+    reconciliation_request_at(acquirer, stan, totals, &f7)
+}
+
+/// A 0500 of `acquirer` for today (China Standard Time) whose field 7 (UTC) is `f7`.
+fn reconciliation_request_at(
+    acquirer: &str,
+    stan: u64,
+    totals: [(u64, u64); 4],
+    f7: &str,
+) -> Vec<u8> {
     let spec = iso8583::spec("ssc87").unwrap();
     let now = chrono::Utc::now() + chrono::Duration::hours(8);
     let mut m = spec.message(iso8583::Mti::new("0500").unwrap());
-    m.set_str(7, &now.format("%m%d%H%M%S").to_string())
+    m.set_str(7, f7)
         .unwrap()
         .set_u64(11, stan)
         .unwrap()
@@ -793,6 +852,48 @@ async fn an_acquirer_0500_is_answered_in_or_out_of_balance_with_the_switch_total
     assert_eq!(
         (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
         ("03".into(), "3".into())
+    );
+}
+
+/// Issue 24, finding 6 (the 0500 part): a reconciliation request is held to the transmission
+/// window like any other; a captured 0500 replayed two days later, or one stamped in China
+/// Standard Time instead of UTC, gets no totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0500_whose_field_7_is_outside_the_window_is_declined_63_without_totals() {
+    let net = network(1).await;
+    let mut conn = connect(net.addr).await;
+    let hospital = net.world.hospitals[0].id.as_str().to_owned();
+    let utc = |d: chrono::TimeDelta| (chrono::Utc::now() + d).format("%m%d%H%M%S").to_string();
+    for (stan, f7) in [
+        (911, utc(-chrono::TimeDelta::days(2))),
+        (912, utc(chrono::TimeDelta::hours(8))),
+        (913, utc(-chrono::TimeDelta::minutes(6))),
+    ] {
+        let wire = reconciliation_request_at(&hospital, stan, [(0, 0); 4], &f7);
+        let a = exchange(&mut conn, &wire).await;
+        let a = iso8583::spec("ssc87")
+            .unwrap()
+            .decode_unchecked(&a)
+            .unwrap();
+        assert_eq!(
+            (a.get_str(39).unwrap(), a.get_str(66).unwrap()),
+            ("63".into(), "3".into()),
+            "field 7 {f7}"
+        );
+    }
+    let fresh = reconciliation_request_at(
+        &hospital,
+        914,
+        [(0, 0); 4],
+        &utc(-chrono::TimeDelta::minutes(1)),
+    );
+    let a = exchange(&mut conn, &fresh).await;
+    assert_eq!(
+        (
+            decode(&a).get_str(39).unwrap(),
+            decode(&a).get_str(66).unwrap()
+        ),
+        ("00".into(), "1".into())
     );
 }
 

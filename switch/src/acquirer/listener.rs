@@ -5,7 +5,7 @@
 
 use super::TlsSettings;
 use crate::metrics::Metrics;
-use crate::pipeline::{LinkContext, Pipeline, Reply};
+use crate::pipeline::{AcquirerIdentity, LinkContext, Pipeline, Reply};
 use crate::store::Store;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -24,7 +24,9 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 pub struct AcquirerListener {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Dialect, who is on the connections, and whether the channel is MAC-free.
+    /// Dialect, who is on the connections, and whether the channel is MAC-free. With a
+    /// client-certificate mapping (`tls.client_institutions`) each connection is instead the
+    /// institution its certificate proves.
     pub link: LinkContext,
     /// Length header.
     pub header: LengthHeader,
@@ -158,12 +160,23 @@ pub async fn serve<S: Store>(
                 Some(acceptor) => {
                     match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(socket)).await
                     {
-                        Ok(Ok(tls)) => connection(tls, peer, &cfg, pipeline, shutdown).await,
+                        Ok(Ok(tls)) => match connection_link(&cfg, tls.get_ref().1) {
+                            Some(link) => {
+                                connection(tls, peer, &cfg, link, pipeline, shutdown).await
+                            }
+                            None => tracing::warn!(
+                                %peer,
+                                "client certificate maps to no institution, closing"
+                            ),
+                        },
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => connection(socket, peer, &cfg, pipeline, shutdown).await,
+                None => {
+                    let link = cfg.link.clone();
+                    connection(socket, peer, &cfg, link, pipeline, shutdown).await
+                }
             }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -171,10 +184,33 @@ pub async fn serve<S: Store>(
     }
 }
 
+/// Who is on a TLS connection: with a client-certificate mapping, the institution of the
+/// client's certificate (`None`: it maps to none, which the handshake already refuses);
+/// otherwise the listener's.
+fn connection_link(
+    cfg: &AcquirerListener,
+    tls: &tokio_rustls::rustls::ServerConnection,
+) -> Option<LinkContext> {
+    let Some(map) = cfg
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_institutions.as_ref())
+    else {
+        return Some(cfg.link.clone());
+    };
+    let certificate = tls.peer_certificates()?.first()?;
+    let institution = map.institution_of(certificate)?;
+    Some(LinkContext {
+        identity: AcquirerIdentity::Fixed(institution.clone()),
+        ..cfg.link.clone()
+    })
+}
+
 async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     stream: T,
     peer: SocketAddr,
     cfg: &AcquirerListener,
+    link: LinkContext,
     pipeline: Arc<Pipeline<S>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -244,7 +280,7 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
             drop(permit);
             continue;
         };
-        let (pipeline, tx, link) = (Arc::clone(&pipeline), tx.clone(), cfg.link.clone());
+        let (pipeline, tx, link) = (Arc::clone(&pipeline), tx.clone(), link.clone());
         let close = Arc::clone(&close);
         tokio::spawn(async move {
             // Boxed: the pipeline's future is about 8 KiB, and a task that holds it inline is

@@ -16,7 +16,8 @@
 //!   its answers stalls only its own connection, and a write that makes no progress for
 //!   `write_timeout` closes it;
 //! - the TLS handshake (`handshake_timeout`): a client that connects and says nothing is
-//!   dropped;
+//!   dropped; with a client-certificate mapping ([`ClientInstitutions`]) the connection is the
+//!   institution of its certificate, and a certificate that maps to none fails the handshake;
 //! - frame size (`frame_len_max`): an oversize frame closes that connection;
 //! - idle time (`idle_timeout`): a silent connection is closed.
 //!
@@ -29,4 +30,5 @@ mod listener;
 mod tls;
 
 pub use listener::{bind, open_connections, serve, AcquirerListener, InFlightCap};
-pub use tls::{TlsError, TlsSettings};
+pub(crate) use tls::Pem;
+pub use tls::{spki_sha256, ClientInstitutions, TlsError, TlsSettings};

@@ -115,6 +115,9 @@ pub struct SwitchSection {
     /// Requests in flight across every listener and connection of this node; past it a
     /// request is answered `91` at once.
     pub requests_in_flight_max: Option<usize>,
+    /// Past days of per-card spend (`card_day_usage`) kept before housekeeping purges them
+    /// (absent: 7); today's is always kept.
+    pub card_days_kept: Option<u32>,
 }
 
 fn default_transmission_window_s() -> u64 {
@@ -323,6 +326,57 @@ pub struct ListenerSection {
     pub tls_key: Option<String>,
     /// PEM CA of client certificates (enables mutual TLS).
     pub tls_client_ca: Option<String>,
+    /// Client certificates and the institution each proves (needs `tls_client_ca`; excludes
+    /// `institution`): a connection is the institution of its certificate, and a certificate
+    /// of the CA not listed here is refused at the handshake.
+    #[serde(default, rename = "client_certificate")]
+    pub client_certificates: Vec<ClientCertificateSection>,
+}
+
+/// `[[listener.client_certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificateSection {
+    /// SHA-256 of the certificate's DER SubjectPublicKeyInfo, 64 hex digits (`openssl x509
+    /// -in C.crt -noout -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256`).
+    pub spki_sha256: String,
+    /// The institution the certificate proves.
+    pub institution: String,
+}
+
+/// The client-certificate mapping of a listener.
+fn client_institutions(
+    l: &ListenerSection,
+) -> Result<Option<crate::acquirer::ClientInstitutions>, ConfigError> {
+    if l.client_certificates.is_empty() {
+        return Ok(None);
+    }
+    if l.tls_client_ca.is_none() {
+        return Err(invalid(
+            "[[listener.client_certificate]] needs the listener's tls_client_ca (mutual TLS)",
+        ));
+    }
+    if l.institution.is_some() {
+        return Err(invalid(
+            "a listener is either one institution's (`institution`) or its client \
+             certificates' (`[[listener.client_certificate]]`), not both",
+        ));
+    }
+    let mut map = crate::acquirer::ClientInstitutions::new();
+    for c in &l.client_certificates {
+        let hash: [u8; 32] = hex::decode(c.spki_sha256.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "[[listener.client_certificate]] spki_sha256 of {}: 64 hex digits",
+                    c.institution
+                ))
+            })?;
+        map.insert(hash, inst(&c.institution)?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(Some(map))
 }
 
 fn mac_default() -> bool {
@@ -476,6 +530,9 @@ impl NodeConfig {
         cfg.social_security_fund_account = s.social_security_fund_account.map(AccountId);
         cfg.bank_timeout = Duration::from_millis(s.bank_timeout_ms);
         cfg.transmission_window = transmission_window(s.transmission_window_s)?;
+        if let Some(days) = s.card_days_kept {
+            cfg.card_days_kept = days;
+        }
         for h in &self.hospitals {
             cfg.hospitals.insert(
                 h.code.clone(),
@@ -627,14 +684,24 @@ impl NodeConfig {
                 }
             }
             a.send_buffer_bytes = l.send_buffer_bytes;
-            a.tls = match (&l.tls_cert, &l.tls_key) {
-                (Some(c), Some(k)) => Some(
-                    TlsSettings::from_pem_files(c, k, l.tls_client_ca.as_deref())
+            let mapped = client_institutions(l)?;
+            a.tls =
+                match (&l.tls_cert, &l.tls_key) {
+                    (Some(c), Some(k)) => Some(
+                        match (mapped, l.tls_client_ca.as_deref()) {
+                            (Some(map), Some(ca)) => {
+                                TlsSettings::with_client_institutions(c, k, ca, map)
+                            }
+                            _ => TlsSettings::from_pem_files(c, k, l.tls_client_ca.as_deref()),
+                        }
                         .map_err(|e| invalid(e.to_string()))?,
-                ),
-                (None, None) => None,
-                _ => return Err(invalid("tls_cert and tls_key go together")),
-            };
+                    ),
+                    (None, None) if !l.client_certificates.is_empty() => return Err(invalid(
+                        "[[listener.client_certificate]] needs tls_cert and tls_key (mutual TLS)",
+                    )),
+                    (None, None) => None,
+                    _ => return Err(invalid("tls_cert and tls_key go together")),
+                };
             out.push(a);
         }
         Ok(out)

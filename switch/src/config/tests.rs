@@ -225,3 +225,73 @@ fn a_remote_database_needs_verified_tls_unless_insecure_by_name() {
     }
     assert!(database_link_protected(remote, true).is_ok());
 }
+
+/// A listener whose connections are the institutions of their client certificates: the
+/// mapping needs mutual TLS, excludes a fixed institution, and wants 64 hex digits per key.
+#[test]
+fn client_certificates_map_to_institutions_only_on_a_mutual_tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = p.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (cert, key, ca) = (
+        write("s.crt", &server.pem()),
+        write("s.key", &key.serialize_pem()),
+        write("ca.crt", &ca.pem()),
+    );
+    let pin = "ab".repeat(32);
+    let base = include_str!("../../../ops/switch.example.toml");
+    let listener = |extra: &str| {
+        base.replace(
+            "# send_buffer_bytes = 65536",
+            &format!("tls_cert = {cert:?}\ntls_key = {key:?}\n{extra}"),
+        )
+    };
+    let mapping = |pin: &str| {
+        format!(
+            "[[listener.client_certificate]]\nspki_sha256 = {pin:?}\ninstitution = \"4101001\"\n"
+        )
+    };
+    let mutual = format!("tls_client_ca = {ca:?}\n{}", mapping(&pin));
+    let cfg: NodeConfig = toml::from_str(&listener(&mutual)).unwrap();
+    let listeners = cfg.listeners().unwrap();
+    let tls = listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.client_institutions.as_ref().unwrap().len(), 1);
+
+    let refused = |text: String| {
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        cfg.listeners().map(|_| ()).unwrap_err().to_string()
+    };
+    // Without mutual TLS, there is no certificate to map.
+    assert!(refused(listener(&mapping(&pin))).contains("tls_client_ca"));
+    // A listener of one institution cannot also be its certificates'.
+    let both = format!("institution = \"4101002\"\n{mutual}");
+    assert!(refused(listener(&both)).contains("not both"));
+    // Not a SHA-256.
+    let short = format!("tls_client_ca = {ca:?}\n{}", mapping("abcd"));
+    assert!(refused(listener(&short)).contains("64 hex digits"));
+    // One key, two institutions.
+    let twice = format!("{mutual}{}", mapping(&pin).replace("4101001", "4101002"));
+    assert!(refused(listener(&twice)).contains("mapped twice"));
+}
+
+#[test]
+fn past_card_days_kept_come_from_the_configuration() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    assert_eq!(cfg.pipeline_config().unwrap().card_days_kept, 7);
+    let cfg: NodeConfig =
+        toml::from_str(&text.replace("card_days_kept = 7", "card_days_kept = 30")).unwrap();
+    assert_eq!(cfg.pipeline_config().unwrap().card_days_kept, 30);
+}

@@ -4,11 +4,10 @@
 //! ring provider and its safe default protocol versions, as on the acquirer side
 //! ([`crate::acquirer::TlsSettings`], whose server configuration the simulated bank reuses).
 
-use crate::acquirer::TlsError;
+use crate::acquirer::{Pem, TlsError};
 use std::sync::Arc;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The client side of mutual TLS on one bank link.
 #[derive(Clone)]
@@ -36,21 +35,39 @@ impl BankTls {
         key: &str,
         server_name: &str,
     ) -> Result<Self, TlsError> {
-        let file_err = |path: &str, e: &dyn std::fmt::Display| TlsError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(bank_ca).map_err(|e| file_err(bank_ca, &e))? {
-            roots
-                .add(c.map_err(|e| file_err(bank_ca, &e))?)
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-        }
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_chain)
-            .map_err(|e| file_err(cert_chain, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| file_err(cert_chain, &e))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
+        Self::build(
+            Pem::File(bank_ca),
+            Pem::File(cert_chain),
+            Pem::File(key),
+            server_name,
+        )
+    }
+
+    /// [`BankTls::from_pem_files`] from PEM text in memory (the demo's certificates,
+    /// generated at its start).
+    pub fn from_pem(
+        bank_ca_pem: &str,
+        cert_chain_pem: &str,
+        key_pem: &str,
+        server_name: &str,
+    ) -> Result<Self, TlsError> {
+        Self::build(
+            Pem::Text(bank_ca_pem),
+            Pem::Text(cert_chain_pem),
+            Pem::Text(key_pem),
+            server_name,
+        )
+    }
+
+    fn build(
+        bank_ca: Pem<'_>,
+        cert_chain: Pem<'_>,
+        key: Pem<'_>,
+        server_name: &str,
+    ) -> Result<Self, TlsError> {
+        let roots = bank_ca.roots()?;
+        let certs = cert_chain.certificates()?;
+        let key = key.private_key()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

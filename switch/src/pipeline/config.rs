@@ -70,6 +70,9 @@ pub struct PipelineConfig {
     /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so
     /// the card's next transaction is judged from the new ATC.
     pub atc_gap_max: Option<u16>,
+    /// Past days whose per-card spend (`card_day_usage`) is kept before housekeeping purges
+    /// it; today's is always kept (the daily limits read it).
+    pub card_days_kept: u32,
 }
 
 impl PipelineConfig {
@@ -94,6 +97,7 @@ impl PipelineConfig {
             recent_keys_max: 100_000,
             transmission_window: super::replay::TRANSMISSION_WINDOW_DEFAULT,
             atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
+            card_days_kept: CARD_DAYS_KEPT_DEFAULT,
         }
     }
 }
@@ -101,6 +105,10 @@ impl PipelineConfig {
 /// Default [`PipelineConfig::atc_gap_max`]: an online-only card moves its ATC by one per
 /// transaction, so a hundred unseen transactions are worth a look.
 pub const ATC_GAP_MAX_DEFAULT: u16 = 100;
+
+/// Default [`PipelineConfig::card_days_kept`]: a week of past per-card spend, for an operator
+/// looking into a card's recent days.
+pub const CARD_DAYS_KEPT_DEFAULT: u32 = 7;
 
 /// Keys the pipeline works with (LMK tokens only).
 #[derive(Debug, Clone)]

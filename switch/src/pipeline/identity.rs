@@ -6,9 +6,10 @@
 //! finding 1: a benefit credit with field 32 = the fund, no MAC and no PIN was approved). So the
 //! institution is proven by the connection, never by the message:
 //!
-//! - a listener of **one institution** ([`AcquirerIdentity::Fixed`]: a hospital's own line, or
-//!   a mutual-TLS listener whose client certificate maps to one institution) serves only it; a
-//!   request whose field 32 names another is declined `03` and audited;
+//! - a connection of **one institution** ([`AcquirerIdentity::Fixed`]: a hospital's own
+//!   line, or a mutual-TLS connection whose client certificate maps to one institution,
+//!   `acquirer::ClientInstitutions`) serves only it; a request whose field 32 names another is
+//!   declined `03` and audited (`acquirer.field32_mismatch`);
 //! - a **shared** listener ([`AcquirerIdentity::ProvenByMac`]: a kiosk concentrator) believes
 //!   field 32 only when the message's MAC verifies under that institution's TAK (ISO 9797-1
 //!   algorithm 3, [`super::security::verify_mac`]); an institution without a TAK cannot be

@@ -41,7 +41,9 @@ mod services;
 pub mod split;
 pub mod velocity;
 
-pub use config::{Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT};
+pub use config::{
+    Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT, CARD_DAYS_KEPT_DEFAULT,
+};
 pub use identity::AcquirerIdentity;
 pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
@@ -108,6 +110,8 @@ pub struct Pipeline<S: Store> {
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
     recent: RecentKeys,
+    /// Answers to remember for retransmissions (`replay.rs`).
+    answers: replay::AnswerQueue,
     institutions: HashMap<InstitutionId, InstitutionKind>,
 }
 
@@ -131,6 +135,7 @@ impl<S: Store> Pipeline<S> {
         let pipeline = Arc::new(Self {
             velocity: Velocity::new(cfg.limits),
             recent: RecentKeys::new(cfg.recent_keys_max),
+            answers: replay::spawn_answer_writer(Arc::clone(&store)),
             store,
             writer,
             hsm,
@@ -282,7 +287,10 @@ impl<S: Store> Pipeline<S> {
         let mut outcome = match outcome.code {
             // Caught at commit (another node, or a key this node forgot): the original's answer.
             Some(ResponseCode::DuplicateTransmission) if !repeat => self.retransmission(&key).await,
-            _ => outcome,
+            _ => {
+                self.remember_answer(key, &outcome);
+                outcome
+            }
         };
         outcome.mac_key = mac_key;
         (service, outcome)

@@ -12,9 +12,11 @@
 //!   original's state stop them moving money twice).
 //! - The duplicate key includes the acquirer (field 32, or the link's): two acquirers may use
 //!   the same terminal id and STAN, and one must not be answered with the other's decision.
-//! - An exact retransmission (same key) gets the original's answer (its field 39), not `94`,
-//!   so a terminal that lost the first answer learns what happened; `94` is left for a
-//!   retransmission whose original is still being decided.
+//! - An exact retransmission (same key) gets the original's answer, not `94`: its field 39
+//!   from the transaction row and the other fields it carried (38 authorization code, 54
+//!   balances, 55 ARPC and scripts, 63 bill split) as remembered on the duplicate key, so a
+//!   terminal that lost the first answer learns what happened and its chip gets the same
+//!   ARPC; `94` is left for a retransmission whose original is still being decided.
 //!
 //! Field 7 is `MMDDhhmmss` in UTC (ISO 8583:1987 says GMT) without a year: the year is the one
 //! of the switch's clock, the year before or the year after, whichever puts the time nearest
@@ -97,24 +99,109 @@ impl<S: Store> Pipeline<S> {
         Some(Outcome::answer(ResponseCode::SecurityViolation))
     }
 
-    /// The answer to a retransmission of `key`: the original's field 39 when it is decided
-    /// and stored, `94` while it is still being decided (or cannot be read).
-    pub(crate) async fn retransmission(&self, key: &DuplicateKey) -> Outcome {
-        let original = match self.store.find_duplicate(key).await {
-            Ok(Some(id)) => self.store.transaction(id).await,
-            Ok(None) => return Outcome::answer(ResponseCode::DuplicateTransmission),
-            Err(e) => Err(e),
+    /// The decline of a 0500 whose field 7 is missing (`30`) or outside the transmission
+    /// window (`63`), if it is: reconciliation is held to the same freshness as requests.
+    pub(crate) fn stale_reconciliation(
+        &self,
+        msg: &schemas::iso8583::Message<'_>,
+        acquirer: &schemas::domain::InstitutionId,
+    ) -> Option<ResponseCode> {
+        let f7 = msg
+            .get_str(7)
+            .ok()
+            .and_then(|s| TransmissionDateTime::parse(&s).ok());
+        let Some(f7) = f7 else {
+            return Some(ResponseCode::FormatError);
         };
-        match original {
-            Ok(Some(t)) => Outcome::answer(t.record.response_code),
-            Ok(None) => Outcome::answer(ResponseCode::DuplicateTransmission),
-            Err(e) => {
-                tracing::warn!(error = %e, "original of a retransmission not read");
-                Outcome::answer(ResponseCode::DuplicateTransmission)
+        if is_fresh(&f7, Utc::now(), self.cfg.transmission_window) {
+            return None;
+        }
+        tracing::warn!(
+            %acquirer,
+            field7 = %f7,
+            "0500 field 7 outside the transmission window: declined as stale or replayed"
+        );
+        Some(ResponseCode::SecurityViolation)
+    }
+
+    /// The answer to a retransmission of `key`: the original's answer (field 39 from its
+    /// transaction row, the other fields as remembered on its key) when it is decided and
+    /// stored, `94` while it is still being decided (or cannot be read). An approval's other
+    /// fields are written just after its answer leaves ([`Pipeline::remember_answer`]): a
+    /// retransmission that comes first waits for them a little.
+    pub(crate) async fn retransmission(&self, key: &DuplicateKey) -> Outcome {
+        let mut waited = 0;
+        loop {
+            let found = match self.store.find_answer(key).await {
+                Ok(Some((id, answer))) => match self.store.transaction(id).await {
+                    Ok(Some(t)) => Some((t.record.response_code, answer)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "original of a retransmission not read");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "original of a retransmission not read");
+                    None
+                }
+            };
+            let Some((code, answer)) = found else {
+                return Outcome::answer(ResponseCode::DuplicateTransmission);
+            };
+            if answer.is_none() && code.is_approved() && waited < ANSWER_WAITS_MAX {
+                waited += 1;
+                tokio::time::sleep(ANSWER_WAIT).await;
+                continue;
             }
+            return Outcome::from_remembered(code, answer.as_deref());
+        }
+    }
+
+    /// Remembers the fields of `outcome` besides 39 on the duplicate key of its request, off
+    /// the answer's path: queued for the answer writer ([`spawn_answer_writer`]), which writes
+    /// what is queued together in one transaction. When the queue is full the answer is not
+    /// remembered (a retransmission then gets field 39 alone).
+    pub(crate) fn remember_answer(&self, key: DuplicateKey, outcome: &Outcome) {
+        let Some(answer) = outcome.remembered() else {
+            return;
+        };
+        if self.answers.try_send((key, answer)).is_err() {
+            tracing::debug!("answer queue full: not remembered for retransmissions");
         }
     }
 }
+
+/// Answers queued for the answer writer, at most.
+pub(crate) const ANSWERS_QUEUED_MAX: usize = 16_384;
+/// Answers the answer writer writes in one transaction, at most.
+const ANSWERS_PER_WRITE_MAX: usize = 512;
+
+/// Where [`Pipeline::remember_answer`] queues answers.
+pub(crate) type AnswerQueue = tokio::sync::mpsc::Sender<(DuplicateKey, String)>;
+
+/// The answer writer: remembers queued answers in batches (one store transaction each, so an
+/// approval costs the store a row update, not a transaction of its own). It ends when the
+/// pipeline holding the queue is dropped.
+pub(crate) fn spawn_answer_writer<S: Store>(store: std::sync::Arc<S>) -> AnswerQueue {
+    let (queue, mut queued) = tokio::sync::mpsc::channel(ANSWERS_QUEUED_MAX);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(ANSWERS_PER_WRITE_MAX);
+        while queued.recv_many(&mut batch, ANSWERS_PER_WRITE_MAX).await > 0 {
+            if let Err(e) = store.record_answers(&batch).await {
+                tracing::warn!(error = %e, answers = batch.len(), "answers not remembered for retransmissions");
+            }
+            batch.clear();
+        }
+    });
+    queue
+}
+
+/// How long a retransmission of an approval waits, each time, for the original's answer
+/// fields to be written, and how many times.
+const ANSWER_WAIT: Duration = Duration::from_millis(25);
+const ANSWER_WAITS_MAX: u32 = 8;
 
 #[cfg(test)]
 mod tests {

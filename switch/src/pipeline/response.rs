@@ -36,8 +36,57 @@ impl Outcome {
     }
 }
 
+/// The fields of an answer besides field 39, as remembered on the request's duplicate key
+/// (`Store::record_answer`) so an exact retransmission gets the original answer: the
+/// authorization code (38), balances (54), ARPC and issuer scripts (55, hex) and bill split
+/// (63). None of them is secret: each went to the acquirer in clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RememberedAnswer {
+    #[serde(rename = "38", default, skip_serializing_if = "Option::is_none")]
+    auth_code: Option<String>,
+    #[serde(rename = "54", default, skip_serializing_if = "Option::is_none")]
+    field54: Option<String>,
+    #[serde(rename = "55", default, skip_serializing_if = "Option::is_none")]
+    field55_hex: Option<String>,
+    #[serde(rename = "63", default, skip_serializing_if = "Option::is_none")]
+    field63: Option<SplitFields>,
+}
+
+impl Outcome {
+    /// What to remember of this answer for a retransmission: `None` when it carries only
+    /// field 39 (the transaction row has that) or is not a decision's answer.
+    pub(crate) fn remembered(&self) -> Option<String> {
+        let r = RememberedAnswer {
+            auth_code: self.auth_code.clone(),
+            field54: self.field54.clone(),
+            field55_hex: self.field55.as_ref().map(hex::encode_upper),
+            field63: self.field63.clone(),
+        };
+        if r == RememberedAnswer::default() || self.reconciled.is_some() {
+            return None;
+        }
+        serde_json::to_string(&r).ok()
+    }
+
+    /// The original answer of a retransmission: its field 39 and the fields remembered with
+    /// it (when they cannot be read, field 39 alone).
+    pub(crate) fn from_remembered(code: ResponseCode, remembered: Option<&str>) -> Self {
+        let r: RememberedAnswer = remembered
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        Self {
+            code: Some(code),
+            auth_code: r.auth_code,
+            field54: r.field54,
+            field55: r.field55_hex.and_then(|h| hex::decode(h).ok()),
+            field63: r.field63,
+            ..Self::default()
+        }
+    }
+}
+
 /// The bill split as answered in field 63.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SplitFields {
     pub pooled_fen: i64,
     pub personal_fen: i64,

@@ -6,8 +6,13 @@
 //! when the decision commits and given back when a later step declines (the jPOS "abort" of this
 //! step), simply by dropping it. Days are counted in China Standard Time (UTC+8).
 //!
-//! Scope: counters are per switch node. With several nodes behind a load balancer each node
-//! enforces the limits for the traffic it sees; a cluster-wide daily limit needs the store.
+//! Scope: the counters are a per-node pre-check in front of the store, which is the authority:
+//! the group commit counts the day's spend of every node in `card_day_usage` and refuses an
+//! approval over a limit (`store::plan::risk`). So that the pre-check does not let a spend
+//! through that the commit will refuse (after its bank leg went out and had to be reversed),
+//! a card's counters for the day start from what the store has committed, read the first time
+//! this node sees the card that day ([`Velocity::needs_seed`], [`Velocity::seed`]): a restarted
+//! node, or one that joins, knows the spend committed before it.
 
 use crate::store::CardId;
 use schemas::domain::ResponseCode;
@@ -50,6 +55,8 @@ struct DayCounters {
     day: i64,
     count: u32,
     amount_fen: i64,
+    /// The day's committed spend read from the store is included.
+    seeded: bool,
 }
 
 /// The velocity table of one switch node.
@@ -143,6 +150,40 @@ impl Velocity {
         })
     }
 
+    /// True when this node has not yet taken `card`'s spend of the day holding `now_us` from
+    /// the store (false on a poisoned shard: the commit still checks).
+    pub fn needs_seed(&self, card: CardId, now_us: i64) -> bool {
+        let day = (now_us + CST_OFFSET_US).div_euclid(DAY_US);
+        self.shard(card)
+            .lock()
+            .map(|m| !m.get(&card).is_some_and(|c| c.day == day && c.seeded))
+            .unwrap_or(false)
+    }
+
+    /// Adds the spend the store has committed for `card` on the day holding `now_us` (every
+    /// node's, before this one saw the card), once per card and day. Reservations this node
+    /// holds meanwhile are kept on top: at worst the pre-check counts one of them twice (when
+    /// it committed before the read), which declines early, never late.
+    pub fn seed(&self, card: CardId, now_us: i64, committed_count: u32, committed_fen: i64) {
+        let day = (now_us + CST_OFFSET_US).div_euclid(DAY_US);
+        let Ok(mut map) = self.shard(card).lock() else {
+            return;
+        };
+        let c = map.entry(card).or_default();
+        if c.day != day {
+            *c = DayCounters {
+                day,
+                ..DayCounters::default()
+            };
+        }
+        if c.seeded {
+            return;
+        }
+        c.count = c.count.saturating_add(committed_count);
+        c.amount_fen = c.amount_fen.saturating_add(committed_fen.max(0));
+        c.seeded = true;
+    }
+
     fn release(&self, card: CardId, day: i64, amount_fen: i64) {
         if let Ok(mut map) = self.shard(card).lock() {
             if let Some(c) = map.get_mut(&card) {
@@ -226,6 +267,32 @@ mod tests {
         assert!(v.reserve(CardId(1), 100, NOON).is_err());
         let next_day = NOON + 12 * 3_600 * 1_000_000; // 00:00 CST the next day
         assert!(v.reserve(CardId(1), 100, next_day).is_ok());
+    }
+
+    #[test]
+    fn the_spend_committed_before_is_counted_once_per_card_and_day() {
+        let v = Velocity::new(limits());
+        assert!(v.needs_seed(CardId(1), NOON));
+        v.seed(CardId(1), NOON, 2, 2_000);
+        assert!(!v.needs_seed(CardId(1), NOON));
+        assert_eq!(
+            v.reserve(CardId(1), 600, NOON).unwrap_err(),
+            ResponseCode::ExceedsAmountLimit,
+            "2,000 committed + 600 is past 2,500"
+        );
+        v.reserve(CardId(1), 500, NOON).unwrap().keep();
+        // A second seed of the same day changes nothing.
+        v.seed(CardId(1), NOON, 2, 2_000);
+        assert_eq!(v.usage(CardId(1), NOON), (3, 2_500));
+        assert_eq!(
+            v.reserve(CardId(1), 1, NOON).unwrap_err(),
+            ResponseCode::ExceedsFrequencyLimit
+        );
+        // The next day needs its own seed.
+        let next_day = NOON + 12 * 3_600 * 1_000_000;
+        assert!(v.needs_seed(CardId(1), next_day));
+        v.seed(CardId(1), next_day, 0, 0);
+        assert_eq!(v.usage(CardId(1), next_day), (0, 0));
     }
 
     #[test]

@@ -189,6 +189,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         older_than_us: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Remembers, on the duplicate key of each decided request, the fields its answer carried
+    /// besides field 39 (an opaque text the pipeline writes and reads back), so an exact
+    /// retransmission gets the original answer; all in one database transaction. Returns how
+    /// many keys were found (a key no decision holds is skipped).
+    fn record_answers(
+        &self,
+        answers: &[(DuplicateKey, String)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The transaction holding this duplicate key and the answer remembered on it, if any.
+    fn find_answer(
+        &self,
+        key: &DuplicateKey,
+    ) -> impl Future<Output = Result<Option<(TransactionId, Option<String>)>, StoreError>> + Send;
+
+    // ---- card risk state ----
+
+    /// The card's approved spend of the China Standard Time day starting at `day_start_us`
+    /// (nothing spent: zeros), as committed by every node.
+    fn card_day_usage(
+        &self,
+        card_id: CardId,
+        day_start_us: i64,
+    ) -> impl Future<Output = Result<DayUsage, StoreError>> + Send;
+    /// Deletes the card-day spend of days that started before `before_day_start_us`.
+    fn purge_card_day_usage(
+        &self,
+        before_day_start_us: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     // ---- reversal queue (store-and-forward) ----
 

@@ -115,3 +115,74 @@ pub async fn daily_limits_are_checked_in_the_commit_and_survive_a_restart<H: Har
     commit_one(&*s, next_day).await.unwrap();
     finish(h).await;
 }
+
+/// Issue 24, finding 5 (what the node's pre-check and housekeeping read): a card's committed
+/// spend of a day is read back as committed, and the days before a cut-off are purged while
+/// the later ones stay.
+pub async fn card_day_usage_is_read_back_and_past_days_are_purged<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    const DAY_US: i64 = 86_400_000_000;
+    let days = [DAY - 2 * DAY_US, DAY - DAY_US, DAY];
+    for (i, day) in days.into_iter().enumerate() {
+        let seq = 10 + i as u32;
+        let d = spending(&fx, testkit::debit(&fx, fx.personal, seq, 40), day, 40);
+        commit_one(&*s, d).await.unwrap();
+    }
+    let today = spending(&fx, testkit::debit(&fx, fx.personal, 20, 60), DAY, 60);
+    commit_one(&*s, today).await.unwrap();
+    assert_eq!(
+        s.card_day_usage(fx.card_id, DAY).await.unwrap(),
+        DayUsage {
+            approved_count: 2,
+            amount_fen: 100
+        }
+    );
+    assert_eq!(
+        s.card_day_usage(fx.card_id, DAY + DAY_US).await.unwrap(),
+        DayUsage::default(),
+        "nothing spent yet"
+    );
+    // Keep yesterday and today: the day before yesterday goes.
+    assert_eq!(s.purge_card_day_usage(DAY - DAY_US).await.unwrap(), 1);
+    assert_eq!(
+        s.card_day_usage(fx.card_id, DAY - 2 * DAY_US)
+            .await
+            .unwrap(),
+        DayUsage::default()
+    );
+    for day in [DAY - DAY_US, DAY] {
+        assert_ne!(
+            s.card_day_usage(fx.card_id, day).await.unwrap(),
+            DayUsage::default(),
+            "day {day} kept"
+        );
+    }
+    assert_eq!(s.purge_card_day_usage(DAY - DAY_US).await.unwrap(), 0);
+    h.cleanup().await;
+}
+
+/// Issue 24, finding 6 (retransmissions): the answer remembered on a decided request's
+/// duplicate key is read back with its transaction; a key no decision holds takes none.
+pub async fn an_answer_is_remembered_on_its_duplicate_key<H: Harness>() {
+    let (h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    let d = testkit::debit(&fx, fx.personal, 30, 10);
+    let key = d.transaction.duplicate_key();
+    let id = d.transaction.transaction_id;
+    commit_one(&*s, d).await.unwrap();
+    assert_eq!(s.find_answer(&key).await.unwrap(), Some((id, None)));
+    let mut other = key.clone();
+    other.stan = schemas::domain::Stan::new(999_998).unwrap();
+    let answers = [
+        (key.clone(), r#"{"38":"000030"}"#.to_owned()),
+        (other.clone(), "{}".to_owned()),
+    ];
+    assert_eq!(s.record_answers(&answers).await.unwrap(), 1, "one key held");
+    assert_eq!(
+        s.find_answer(&key).await.unwrap(),
+        Some((id, Some(r#"{"38":"000030"}"#.to_owned())))
+    );
+    assert_eq!(s.find_answer(&other).await.unwrap(), None);
+    h.cleanup().await;
+}

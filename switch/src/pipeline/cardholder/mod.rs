@@ -16,8 +16,9 @@
 //! 5. **PIN** (`pin.rs`): verified here (55, 75 after too many tries, which blocks the card), or
 //!    only required, for the bank to verify on its leg;
 //! 6. **limits**: the card's velocity (61 amount, 65 count), reserved in this node's memory
-//!    until the commit, which counts the day's spend in the store again (every node's, across
-//!    restarts) and refuses an approval over a limit with the same codes.
+//!    (which starts each card's day from the spend the store has committed) until the commit,
+//!    which counts the day's spend in the store again (every node's, across restarts) and
+//!    refuses an approval over a limit with the same codes.
 //!
 //! Every decline is recorded; from step 3 on it consumes the ATC of a verified cryptogram and
 //! answers with an ARPC for the decline. The [`Cardholder`] carries what the checks proved (the
@@ -196,6 +197,7 @@ impl<S: Store> Pipeline<S> {
         if checks.limits {
             let (card_id, amount_fen) = (card.entry.card.card_id, card.req.amount_fen.get());
             let now = crate::store::now_us();
+            self.seed_velocity(card_id, now).await;
             let reserved = self.velocity.reserve(card_id, amount_fen, now)?;
             card.reservation = Some(reserved);
             let limits = self.velocity.limits();
@@ -207,6 +209,22 @@ impl<S: Store> Pipeline<S> {
             });
         }
         Ok(())
+    }
+
+    /// The first time this node sees a card on a day, its pre-check starts from the spend
+    /// the store has committed that day (a restart, another node). A failed read leaves the
+    /// pre-check as it is: the commit checks the day's spend anyway.
+    async fn seed_velocity(&self, card_id: crate::store::CardId, now_us: i64) {
+        if !self.velocity.needs_seed(card_id, now_us) {
+            return;
+        }
+        let day = velocity::cst_day_start_us(now_us);
+        match self.store.card_day_usage(card_id, day).await {
+            Ok(u) => self
+                .velocity
+                .seed(card_id, now_us, u.approved_count, u.amount_fen),
+            Err(e) => tracing::warn!(error = %e, "card's day spend not read; the commit checks it"),
+        }
     }
 
     /// Records a decline and answers the card with an ARPC for the decline's ARC; a verified

@@ -15,7 +15,9 @@
 //! "Acquirer reconciliation").
 //!
 //! Errors: an unknown acquirer, or one the connection does not prove, is answered 03, a
-//! missing or bad MAC A0 (a 0500 always needs one, `pipeline::identity`), an unreadable
+//! missing or bad MAC A0 (a 0500 always needs one, `pipeline::identity`), a field 7 outside the
+//! transmission window 63 (like every other request, `pipeline::replay`: a captured 0500
+//! replayed later must not read the acquirer's totals again), a missing or unreadable field 7,
 //! settlement date or total 30, a store failure 96; each with 66 = `3` (error).
 
 use crate::pipeline::identity::MacNeed;
@@ -102,6 +104,9 @@ impl<S: Store> Pipeline<S> {
             Ok(k) => k,
             Err((code, mac_key)) => return error(code, mac_key),
         };
+        if let Some(stale) = self.stale_reconciliation(msg, claimed) {
+            return error(stale, mac_key);
+        }
         let now = crate::store::now_us();
         let window = msg
             .get_str(15)

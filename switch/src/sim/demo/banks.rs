@@ -1,6 +1,8 @@
 //! The demo's six bank issuer hosts: one simulated bank per bank of the world, each with its
-//! own HSM (same test LMK), and the switch's link configuration to each.
+//! own HSM (same test LMK), and the switch's link configuration to each: mutual TLS with the
+//! certificates made at the demo's start (`pki.rs`), and MACs.
 
+use super::pki::DemoPki;
 use super::DemoRunError;
 use crate::issuer::IssuerConfig;
 use crate::sim::banksim::{AccountSeed, BankSim, BankSimData};
@@ -17,6 +19,7 @@ pub(super) async fn start_all(
     world: &DemoWorld,
     port_base: u16,
 ) -> Result<(Vec<BankSim>, Vec<IssuerConfig>), DemoRunError> {
+    let pki = DemoPki::new().map_err(|e| DemoRunError::Other(e.to_string()))?;
     let mut sims = Vec::new();
     let mut links = Vec::new();
     for i in 0..world.banks.len() {
@@ -24,7 +27,8 @@ pub(super) async fn start_all(
             0 => 0,
             base => base.saturating_add(i as u16),
         };
-        let (sim, mut link) = start_bank(world, i, &format!("127.0.0.1:{port}")).await?;
+        let listen = format!("127.0.0.1:{port}");
+        let (sim, mut link) = start_bank_with(world, i, &listen, Some(&pki)).await?;
         link.echo_interval = ECHO_INTERVAL;
         links.push(link);
         sims.push(sim);
@@ -39,6 +43,16 @@ pub async fn start_bank(
     world: &DemoWorld,
     i: usize,
     listen: &str,
+) -> Result<(BankSim, IssuerConfig), DemoRunError> {
+    start_bank_with(world, i, listen, None).await
+}
+
+/// [`start_bank`], over mutual TLS with `pki`'s certificates when given.
+async fn start_bank_with(
+    world: &DemoWorld,
+    i: usize,
+    listen: &str,
+    pki: Option<&DemoPki>,
 ) -> Result<(BankSim, IssuerConfig), DemoRunError> {
     let other = |e: &dyn std::fmt::Display| DemoRunError::Other(e.to_string());
     let bank = world.banks.get(i).ok_or_else(|| other(&"no such bank"))?;
@@ -64,12 +78,18 @@ pub async fn start_bank(
         accounts,
     };
     let bank_hsm = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
-    let cfg = data.into_config(&bank_hsm).map_err(|e| other(&e))?;
+    let mut cfg = data.into_config(&bank_hsm).map_err(|e| other(&e))?;
+    if let Some(pki) = pki {
+        cfg.tls = Some(pki.bank_host().map_err(|e| other(&e))?);
+    }
     let sim = BankSim::start(cfg, bank_hsm).await.map_err(|e| other(&e))?;
     let (zmk, zpk) = world.bank_keys(i)?;
     let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
     lc.zpk = Some(zpk);
     lc.mac = true;
     lc.key_exchange_on_sign_on = true;
+    if let Some(pki) = pki {
+        lc.tls = Some(pki.switch_link().map_err(|e| other(&e))?);
+    }
     Ok((sim, lc))
 }

@@ -55,7 +55,10 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         "  {JOB_CENTRE_ID}  TAK {}  job centre\n",
         tak(&job_centre)
     ));
-    s.push_str("Banks (issuer hosts the switch signs on to):\n");
+    s.push_str(
+        "Banks (issuer hosts the switch signs on to, over mutual TLS: a demo CA and certificates\n\
+         made at start, host name `localhost`; MACs under a TAK exchanged at sign-on):\n",
+    );
     for (i, b) in world.banks.iter().enumerate() {
         s.push_str(&format!(
             "  {}  BIN {}  127.0.0.1:{}  ZMK {}  {}\n",

@@ -8,6 +8,7 @@
 
 mod banks;
 mod describe;
+pub mod pki;
 mod status;
 mod traffic;
 

@@ -10,9 +10,9 @@ use super::{audit_log, limit, queues, ACQUIRER_TOTALS};
 use crate::store::model::totals_line;
 use crate::store::model::{
     Account, AccountId, AdviceId, AuditEntry, AuditRecord, BatchOutcome, BinRoute, Card, CardId,
-    CardStatus, Decision, DirectoryCard, DuplicateKey, Hold, HoldId, IccAlgorithm, Institution,
-    InsuranceCategory, NewAccount, NewCard, OutboxRecord, PendingAdvice, PendingReversal,
-    ReversalId, SafBacklog, StoredTransaction, TransactionId, TransactionKind,
+    CardStatus, DayUsage, Decision, DirectoryCard, DuplicateKey, Hold, HoldId, IccAlgorithm,
+    Institution, InsuranceCategory, NewAccount, NewCard, OutboxRecord, PendingAdvice,
+    PendingReversal, ReversalId, SafBacklog, StoredTransaction, TransactionId, TransactionKind,
 };
 use crate::store::{now_us, DecisionError, Store, StoreError, DECISIONS_PER_BATCH_MAX};
 use schemas::domain::{AmountFen, InstitutionId, Pan, ResponseCode, Rrn};
@@ -100,6 +100,16 @@ const TRANSACTION: &str = concat!(
 const LEGS: &str = "SELECT leg_no, kind, institution_id, account_id, amount_fen FROM txn_leg \
      WHERE transaction_id = $1 ORDER BY leg_no";
 const PURGE_DUPLICATE_KEYS: &str = "DELETE FROM duplicate_key WHERE created_at_us < $1";
+const RECORD_ANSWER: &str = "UPDATE duplicate_key SET answer = $7 WHERE terminal_id = $1 \
+     AND stan = $2 AND rrn = $3 AND transmission_at = $4 AND message_class = $5 \
+     AND acquirer = $6";
+const FIND_ANSWER: &str = "SELECT transaction_id, answer FROM duplicate_key \
+     WHERE terminal_id = $1 AND stan = $2 AND rrn = $3 AND transmission_at = $4 \
+     AND message_class = $5 AND acquirer = $6";
+const CARD_DAY_USAGE: &str = "SELECT CAST(approved_count AS BIGINT) AS approved_count, \
+     CAST(amount_fen AS BIGINT) AS amount_fen FROM card_day_usage \
+     WHERE card_id = $1 AND day_start_us = $2";
+const PURGE_CARD_DAY_USAGE: &str = "DELETE FROM card_day_usage WHERE day_start_us < $1";
 
 const OUTBOX_AFTER: &str = concat!(
     "SELECT ",
@@ -405,6 +415,79 @@ impl<B: Backend> Store for B {
         let _gate = self.write_gate().await;
         let params = [older_than_us.into()];
         Ok(self.writer().execute(PURGE_DUPLICATE_KEYS, &params).await?)
+    }
+
+    async fn record_answers(&self, answers: &[(DuplicateKey, String)]) -> Result<u64, StoreError> {
+        if answers.is_empty() {
+            return Ok(0);
+        }
+        let _gate = self.write_gate().await;
+        let mut tx = self.begin_write().await?;
+        let mut found = 0;
+        for (k, answer) in answers {
+            let stan = k.stan.to_string();
+            let params = [
+                k.terminal_id.as_str().into(),
+                stan.as_str().into(),
+                k.rrn.as_str().into(),
+                k.transmission_at.as_str().into(),
+                (&k.message_class).into(),
+                k.acquirer.as_str().into(),
+                answer.into(),
+            ];
+            found += tx.run().execute(RECORD_ANSWER, &params).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn find_answer(
+        &self,
+        k: &DuplicateKey,
+    ) -> Result<Option<(TransactionId, Option<String>)>, StoreError> {
+        let stan = k.stan.to_string();
+        let params = [
+            k.terminal_id.as_str().into(),
+            stan.as_str().into(),
+            k.rrn.as_str().into(),
+            k.transmission_at.as_str().into(),
+            (&k.message_class).into(),
+            k.acquirer.as_str().into(),
+        ];
+        match self.reader().fetch_optional(FIND_ANSWER, &params).await? {
+            Some(row) => Ok(Some((
+                TransactionId(row.get("transaction_id")?),
+                row.get("answer")?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn card_day_usage(
+        &self,
+        card_id: CardId,
+        day_start_us: i64,
+    ) -> Result<DayUsage, StoreError> {
+        let params = [card_id.0.into(), day_start_us.into()];
+        let Some(row) = self
+            .reader()
+            .fetch_optional(CARD_DAY_USAGE, &params)
+            .await?
+        else {
+            return Ok(DayUsage::default());
+        };
+        let count: i64 = row.get("approved_count")?;
+        Ok(DayUsage {
+            approved_count: u32::try_from(count)
+                .map_err(|_| corrupt("card_day_usage.approved_count"))?,
+            amount_fen: row.get("amount_fen")?,
+        })
+    }
+
+    async fn purge_card_day_usage(&self, before_day_start_us: i64) -> Result<u64, StoreError> {
+        let _gate = self.write_gate().await;
+        let params = [before_day_start_us.into()];
+        Ok(self.writer().execute(PURGE_CARD_DAY_USAGE, &params).await?)
     }
 
     async fn due_reversals(&self, now_us: i64, n: u32) -> Result<Vec<PendingReversal>, StoreError> {
