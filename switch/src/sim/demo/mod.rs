@@ -11,7 +11,7 @@ mod describe;
 mod status;
 mod traffic;
 
-pub use banks::start_bank;
+pub use banks::{start_bank, start_bank_with};
 pub use describe::describe;
 
 use crate::acquirer::AcquirerListener;
