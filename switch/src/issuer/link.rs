@@ -44,7 +44,7 @@ use super::mux::{Mux, MuxError, MuxKey};
 use super::IssuerConfig;
 use crate::wire::mac::{self as link_mac, LinkMacAlgorithm, MacError, Rules};
 use crate::wire::network::{
-    mac_algorithm_field, mac_algorithm_of, transmission_now, KeyExchangeField, KeyGenerations,
+    mac_algorithm_field, mac_algorithm_said, transmission_now, KeyExchangeField, KeyGenerations,
     KeyUnderZmk, NetworkCode,
 };
 use crate::wire::transport::{self, FrameWriter, TransportError};
@@ -120,8 +120,9 @@ pub enum LinkError {
     MacAlgorithmMismatch {
         /// The link's algorithm (configuration).
         ours: LinkMacAlgorithm,
-        /// The one the bank said in its 0810.
-        theirs: LinkMacAlgorithm,
+        /// What the bank said in its 0810 (at most 16 printable characters of it: a bank may
+        /// name an algorithm this switch does not know).
+        theirs: String,
     },
     /// Configuration error at start.
     #[error("configuration: {0}")]
@@ -307,12 +308,17 @@ impl Link {
             return Ok(());
         }
         let ours = self.config.mac_algorithm;
-        let theirs = match resp.get_str(48) {
-            Ok(f) => mac_algorithm_of(&f).ok().flatten(),
+        let said = match resp.get_str(48) {
+            Ok(f) => mac_algorithm_said(&f),
             Err(_) => None,
         };
-        match theirs {
-            Some(theirs) if theirs != ours => {
+        match said {
+            Some(said) if LinkMacAlgorithm::parse(&said) != Some(ours) => {
+                let theirs: String = said
+                    .chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(16)
+                    .collect();
                 self.mac_algorithm_mismatches
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(bank = %self.config.institution, link = %ours, bank_says = %theirs,

@@ -155,6 +155,15 @@ pub fn mac_algorithm_of(field: &str) -> Result<Option<LinkMacAlgorithm>, KeyExch
     mac_algorithm_element(&elements(field)?)
 }
 
+/// The text of the `MAL` element of a field 48, known algorithm or not (`None`: no `MAL`, or
+/// a field that is not a sequence of elements).
+pub fn mac_algorithm_said(field: &str) -> Option<String> {
+    elements(field)
+        .ok()?
+        .get(MAC_ALGORITHM_TAG)
+        .map(|v| (*v).to_owned())
+}
+
 /// Element tags of field 48: (key, check value).
 const ZPK_TAGS: (&str, &str) = ("ZPK", "KCV");
 const TAK_TAGS: (&str, &str) = ("TAK", "TCV");
@@ -312,6 +321,8 @@ mod tests {
             Ok(Some(LinkMacAlgorithm::AesCmac))
         );
         assert_eq!(mac_algorithm_of(""), Ok(None));
+        assert_eq!(mac_algorithm_said("MAL003sm3"), Some("sm3".to_owned()));
+        assert_eq!(mac_algorithm_said("ZPK001U"), None);
         assert_eq!(
             mac_algorithm_of("MAL003md5"),
             Err(KeyExchangeFieldError::UnknownMacAlgorithm)
