@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the hot HSM functions, in process and over loopback TCP.
 //!
 //! Run briefly: `cargo bench -p hsm-sim --bench hsm -- --warm-up-time 1 --measurement-time 3`.
+//! The link MACs alone (issue 27, decision 3): `cargo bench -p hsm-sim --bench hsm -- link_mac`.
 //! Targets (per core): ≥ 200,000 ARQC verifications + ARPC/s, ≥ 100,000 PIN translations/s;
 //! over TCP with pipelining ≥ 50,000 commands/s.
 
@@ -15,6 +16,7 @@ use hsm_sim::card_crypto::{self, CardAlgorithm, CardKey};
 use hsm_sim::cvv::CvvKind;
 use hsm_sim::hsm::{ArpcMethod, ArqcRequest, PinBlockIn};
 use hsm_sim::keys::*;
+use hsm_sim::mac::{MacAlgorithm, MacPadding};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::server::{Server, ServerConfig};
 use hsm_sim::{ClientConfig, Hsm, HsmClient, SoftHsm};
@@ -230,5 +232,50 @@ fn tcp_pipelined(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, primitives, in_process, tcp_pipelined);
+/// One link MAC check as the switch makes it (software HSM, the TAK's expanded key cached,
+/// the first 8 bytes compared) over a typical 300-byte 0200, for each link algorithm: ANSI
+/// X9.19 (38 single-DES blocks and a 3DES output transformation), SM4 CBC-MAC (19 SM4 blocks,
+/// padding method 2) and AES-CMAC (19 AES blocks).
+fn link_mac(c: &mut Criterion) {
+    let h = SoftHsm::with_test_lmk();
+    let mut g = c.benchmark_group("link_mac");
+    g.throughput(Throughput::Bytes(300));
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (name, scheme, clear, alg, pad) in [
+        (
+            "x9_19",
+            KeyScheme::U,
+            IMK,
+            MacAlgorithm::Iso9797Alg3,
+            MacPadding::Method1,
+        ),
+        (
+            "sm4",
+            KeyScheme::G,
+            IMK,
+            MacAlgorithm::Sm4CbcMac,
+            MacPadding::Method2,
+        ),
+        (
+            "aes_cmac",
+            KeyScheme::A,
+            SM4_IMK,
+            MacAlgorithm::AesCmac,
+            MacPadding::Method1,
+        ),
+    ] {
+        let tak = MacKey::Tak(Tak::from_token(
+            h.import_clear_key(KeyType::Tak, scheme, clear)
+                .expect("tak"),
+        ));
+        let mac = now(h.generate_mac(&tak, alg, pad, &data)).expect("mac");
+        assert!(now(h.verify_mac(&tak, alg, pad, &data, &mac[..8])).expect("verify"));
+        g.bench_function(format!("verify_300B_{name}"), |b| {
+            b.iter(|| now(h.verify_mac(&tak, alg, pad, std::hint::black_box(&data), &mac[..8])))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, primitives, in_process, link_mac, tcp_pipelined);
 criterion_main!(benches);

@@ -211,6 +211,12 @@ impl KeyScheme {
         }
     }
 
+    /// Length of a key under a ZMK as text: the scheme letter and the encrypted key in hex
+    /// (no LMK tag: keys in transit carry only their check value).
+    pub fn under_zmk_text_len(self) -> usize {
+        1 + 2 * self.key_len()
+    }
+
     /// Length of the LMK tag appended to tokens of non-DES schemes (no parity bits to check).
     pub fn tag_len(self) -> usize {
         if self.is_des() {

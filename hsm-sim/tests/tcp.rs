@@ -495,6 +495,73 @@ async fn client_and_soft_hsm_agree_on_every_function() {
     );
 }
 
+/// A link's TAK of each MAC algorithm travels as in a key exchange, all by host commands:
+/// generated with its copy under the ZMK (A0), imported under the ZMK at the other end (A6,
+/// where an SM4 or AES key under a ZMK carries no LMK tag), and a message MACed at one end
+/// (M6) verifies at the other (M8) and nowhere else.
+#[tokio::test]
+async fn taks_of_every_link_algorithm_are_exchanged_under_a_zmk_and_mac_over_the_network() {
+    let (addr, soft, _stop) = start(ServerConfig::default(), None).await;
+    let client = HsmClient::new(ClientConfig::new(addr));
+    let remote: &dyn Hsm = &client;
+    let zmk: Zmk = tok(&soft, KeyScheme::U, IMK);
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (scheme, alg, pad) in [
+        (KeyScheme::G, MacAlgorithm::Sm4CbcMac, MacPadding::Method2),
+        (KeyScheme::A, MacAlgorithm::AesCmac, MacPadding::Method1),
+        (KeyScheme::U, MacAlgorithm::Iso9797Alg3, MacPadding::Method1),
+    ] {
+        let sent = remote
+            .generate_key(KeyType::Tak, scheme, Some(&zmk))
+            .await
+            .expect("A0");
+        assert_eq!(sent.token.scheme(), scheme);
+        let under = sent.under_zmk.clone().expect("a copy under the ZMK");
+        assert_eq!(under.len(), scheme.under_zmk_text_len());
+        let got = remote
+            .import_key(KeyType::Tak, &zmk, &under, scheme)
+            .await
+            .expect("A6");
+        assert_eq!(got.check_value, sent.check_value, "{scheme:?}");
+        let ours = MacKey::Tak(Tak::from_token(sent.token));
+        let theirs = MacKey::Tak(Tak::from_token(got.token));
+        let mac = remote
+            .generate_mac(&ours, alg, pad, &data)
+            .await
+            .expect("M6");
+        assert_eq!(mac.len(), alg.mac_len());
+        assert_eq!(
+            soft.generate_mac(&ours, alg, pad, &data)
+                .await
+                .expect("soft"),
+            mac
+        );
+        assert!(remote
+            .verify_mac(&theirs, alg, pad, &data, &mac[..8])
+            .await
+            .expect("M8"));
+        let mut altered = data.clone();
+        altered[299] ^= 0x01;
+        assert!(!remote
+            .verify_mac(&theirs, alg, pad, &altered, &mac[..8])
+            .await
+            .expect("M8"));
+    }
+    // The GB/T 32907-2016 appendix A vector through M6 with algorithm 9: key = data =
+    // 0123456789ABCDEFFEDCBA9876543210, one aligned block, padding method 1.
+    let sm4: Tak = tok(&soft, KeyScheme::G, IMK);
+    let m = remote
+        .generate_mac(
+            &MacKey::Tak(sm4),
+            MacAlgorithm::Sm4CbcMac,
+            MacPadding::Method1,
+            &hex::decode(IMK).expect("hex"),
+        )
+        .await
+        .expect("M6");
+    assert_eq!(hex::encode(m), "681edf34d206965e86b3e94f536e4246");
+}
+
 #[tokio::test]
 async fn raw_protocol_bad_input_gets_documented_codes_and_no_panic() {
     let (addr, soft, _stop) = start(ServerConfig::default(), None).await;

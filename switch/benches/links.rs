@@ -67,6 +67,7 @@ async fn setup() -> Setup {
         }],
         connections_max: 4,
         mac: false,
+        mac_algorithm: Default::default(),
         tls: None,
     };
     let bank_sim = BankSim::start(config, hsm.clone() as Arc<dyn Hsm>)

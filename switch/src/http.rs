@@ -43,7 +43,7 @@ pub fn render_links(out: &mut String, links: &crate::issuer::IssuerLinks) {
         .collect();
     banks.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     type Pick = fn(&crate::issuer::LinkStats) -> u64;
-    let series: [(&str, &str, &str, Pick); 9] = [
+    let series: [(&str, &str, &str, Pick); 10] = [
         (
             "switch_bank_link_up",
             "gauge",
@@ -67,6 +67,12 @@ pub fn render_links(out: &mut String, links: &crate::issuer::IssuerLinks) {
             "counter",
             "Answers dropped for a missing or wrong MAC.",
             |s| s.mac_failures,
+        ),
+        (
+            "switch_bank_link_mac_algorithm_mismatches_total",
+            "counter",
+            "Sign-ons and key exchanges refused: the bank said another MAC algorithm.",
+            |s| s.mac_algorithm_mismatches,
         ),
         (
             "switch_bank_link_undecodable_total",

@@ -119,6 +119,7 @@ async fn start_bank(bank_hsm: SoftHsm, listen: &str) -> BankSim {
         accounts,
         connections_max: 8,
         mac: false,
+        mac_algorithm: Default::default(),
         tls: None,
     };
     BankSim::start(config, Arc::new(bank_hsm))

@@ -1,25 +1,27 @@
-//! MACs on the issuer links (ISO 9797-1 MAC algorithm 3 / ANSI X9.19 under the link's TAK,
-//! field 64/128 of ISO 8583:1987; `switch::wire::mac`): the demo world's bank hosts with MACs
-//! on, the switch's issuer links to them, and the authorization pipeline in front.
+//! MACs on the issuer links (field 64/128 of ISO 8583:1987 under the link's TAK, by the link's
+//! algorithm: ANSI X9.19, SM4 CBC-MAC or AES-CMAC; `switch::wire::mac`): the demo world's bank
+//! hosts with MACs on (SM4, the demo's algorithm), the switch's issuer links to them, and the
+//! authorization pipeline in front; a link per algorithm, and a link whose two ends disagree.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
-use hsm_sim::keys::{KeyType, TypedKey};
+use hsm_sim::keys::{KeyType, Tak, TypedKey};
 use hsm_sim::Hsm;
 use schemas::domain::{InstitutionId, TerminalId};
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use schemas::iso8583::{self, Mti, OwnedMessage};
-use switch::issuer::{IssuerLinks, LinkState, LinksOptions};
+use switch::issuer::{IssuerLinks, LinkError, LinkState, LinksOptions};
 use switch::metrics::Metrics;
 use switch::pipeline::{LinkContext, Pipeline, Reply};
 use switch::sim::banksim::BankSim;
-use switch::sim::demo::start_bank;
+use switch::sim::demo::{start_bank, start_bank_with};
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld};
 use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
+use switch::wire::mac::LinkMacAlgorithm;
 
 /// The world's banks (MACs on), the links to them and a pipeline, all signed on.
 struct Net {
@@ -134,30 +136,24 @@ impl Net {
             .expect("kiosk")
             .bank_purchase(card, &mut reader, amount_fen)
             .expect("request");
+        self.answer_code(&pending.request).await.0
+    }
+
+    /// The pipeline's answer to `request` on a shared listener (field 32 proven by the MAC):
+    /// its field 39 and the encoded answer.
+    async fn answer_code(&self, request: &[u8]) -> (String, Vec<u8>) {
         let spec = iso8583::spec("ssc87").expect("spec");
         let context = LinkContext::shared(spec);
-        let Reply::Send(answer) = self.pipeline.process(&pending.request, &context).await else {
+        let Reply::Send(answer) = self.pipeline.process(request, &context).await else {
             panic!("the pipeline answers a purchase");
         };
-        let code = spec.decode(&answer).expect("answer").get_str(39);
-        code.expect("39").into_owned()
+        let code = spec.decode_unchecked(&answer).expect("answer").get_str(39);
+        (code.expect("39").into_owned(), answer.to_vec())
     }
 
     /// A refund (no PIN) to bank 0 through the link, with the switch's STAN for it.
     fn refund(&self, pan: &str, rrn: u64) -> OwnedMessage<'static> {
-        let spec = iso8583::spec("ssc87").expect("spec");
-        let mut m = OwnedMessage::new(spec, Mti::new("0200").expect("mti"));
-        let stan = self.links.next_stan(&self.bank_id()).value();
-        m.set_str(2, pan)
-            .and_then(|m| m.set_str(3, "200000"))
-            .and_then(|m| m.set_u64(4, 100))
-            .and_then(|m| m.set_str(7, "1123093605"))
-            .and_then(|m| m.set_u64(11, u64::from(stan)))
-            .and_then(|m| m.set_str(37, &format!("{rrn:012}")))
-            .and_then(|m| m.set_str(41, "KIOSK001"))
-            .and_then(|m| m.set_str(49, "156"))
-            .expect("fields");
-        m
+        refund_to(&self.links, &self.bank_id(), pan, rrn)
     }
 
     fn bank_balance(&self, card: &DemoCard) -> i64 {
@@ -172,6 +168,50 @@ impl Net {
             .expect("stats")
             .mac_failures
     }
+}
+
+/// A refund of 1.00 CNY (no PIN) to `bank`'s card `pan` through its link, with the switch's
+/// STAN for it.
+fn refund_to(
+    links: &IssuerLinks,
+    bank: &InstitutionId,
+    pan: &str,
+    rrn: u64,
+) -> OwnedMessage<'static> {
+    let spec = iso8583::spec("ssc87").expect("spec");
+    let mut m = OwnedMessage::new(spec, Mti::new("0200").expect("mti"));
+    let stan = links.next_stan(bank).value();
+    m.set_str(2, pan)
+        .and_then(|m| m.set_str(3, "200000"))
+        .and_then(|m| m.set_u64(4, 100))
+        .and_then(|m| m.set_str(7, "1123093605"))
+        .and_then(|m| m.set_u64(11, u64::from(stan)))
+        .and_then(|m| m.set_str(37, &format!("{rrn:012}")))
+        .and_then(|m| m.set_str(41, "KIOSK001"))
+        .and_then(|m| m.set_str(49, "156"))
+        .expect("fields");
+    m
+}
+
+/// The world's bank 0 alone, its host MACing by `bank_mac` and the switch's link to it
+/// configured with `link_mac` (reconnecting quickly, so a refused sign-on is retried often).
+async fn one_link(
+    bank_mac: LinkMacAlgorithm,
+    link_mac: LinkMacAlgorithm,
+) -> (DemoWorld, BankSim, IssuerLinks) {
+    let world = DemoWorld::new(1).expect("world");
+    let (bank, mut config) = start_bank_with(&world, 0, "127.0.0.1:0", bank_mac, link_mac)
+        .await
+        .expect("bank");
+    config.reconnect_backoff_min = Duration::from_millis(20);
+    config.reconnect_backoff_max = Duration::from_millis(100);
+    let links = IssuerLinks::start(
+        vec![config],
+        world.hsm.clone(),
+        LinksOptions::new(world.cfg.switch_id.clone()),
+    )
+    .expect("links");
+    (world, bank, links)
 }
 
 async fn kcv(hsm: &dyn Hsm, tak: &hsm_sim::keys::Tak) -> [u8; 3] {
@@ -380,4 +420,172 @@ async fn answers_on_one_link_are_mac_checked_at_once_so_a_slow_hsm_does_not_queu
     assert_eq!(n.switch_mac_failures(), 0);
     let stats = n.links.stats(&n.bank_id()).expect("stats");
     assert_eq!(stats.mux.timeouts, 0);
+}
+
+/// Each MAC algorithm on a bank link: the sign-on agrees on it, the key exchange brings a TAK
+/// of its scheme to both ends (same check value), and a refund MACed by it is verified by the
+/// bank (else A0) and its answer by the switch (else dropped and timed out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_link_of_each_mac_algorithm_signs_on_and_carries_a_maced_refund() {
+    for algorithm in LinkMacAlgorithm::ALL {
+        let (world, bank, links) = one_link(algorithm, algorithm).await;
+        let id = world.banks[0].id.clone();
+        let mut state = links.watch_state(&id).expect("bank");
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            state.wait_for(|s| *s == LinkState::SignedOn),
+        )
+        .await
+        .expect("signed on in time")
+        .expect("state");
+        let tak: Tak = links.taks(&id).expect("link").current.expect("a TAK");
+        assert_eq!(tak.token().scheme(), algorithm.key_scheme(), "{algorithm}");
+        let bank_tak = bank.current_tak().expect("the bank imported it");
+        assert_eq!(bank_tak.token().scheme(), algorithm.key_scheme());
+        assert_eq!(
+            kcv(&*world.hsm, &tak).await,
+            kcv(&*world.hsm, &bank_tak).await
+        );
+        let card = world.cards.iter().find(|c| c.bank == 0).expect("a card");
+        let pan = card.pan.expose_digits();
+        let before = bank.balance_fen(pan).expect("account");
+        let answer = links
+            .request(
+                &id,
+                refund_to(&links, &id, pan, 42),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(answer.get_str(39).expect("39"), "00", "{algorithm}");
+        assert_eq!(bank.balance_fen(pan).expect("account"), before + 100);
+        assert_eq!(bank.stats().mac_failures, 0, "{algorithm}");
+        let stats = links.stats(&id).expect("stats");
+        assert_eq!(stats.mac_failures, 0, "{algorithm}");
+        assert_eq!(stats.mac_algorithm_mismatches, 0);
+        assert_eq!(bank.stats().mac_algorithm_mismatches, 0);
+        links.shutdown().await;
+        bank.stop().await;
+    }
+}
+
+/// A link whose two ends name different MAC algorithms never signs on, whichever end says
+/// what: the bank refuses the sign-on (63, saying its own algorithm), the switch reads the
+/// bank's algorithm, logs an error and counts it, and the link stays down (retrying) with no
+/// key exchanged; a bank leg on it is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_ends_disagree_on_the_mac_algorithm_fails_at_sign_on() {
+    for (bank_mac, link_mac) in [
+        (LinkMacAlgorithm::Sm4, LinkMacAlgorithm::X919),
+        (LinkMacAlgorithm::X919, LinkMacAlgorithm::AesCmac),
+    ] {
+        let (world, bank, links) = one_link(bank_mac, link_mac).await;
+        let id = world.banks[0].id.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while links.stats(&id).expect("stats").mac_algorithm_mismatches < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "three refused sign-ons in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = links.stats(&id).expect("stats");
+        assert_ne!(stats.state, LinkState::SignedOn);
+        assert_eq!(stats.key_exchanges, 0);
+        assert!(links.taks(&id).expect("link").current.is_none());
+        let b = bank.stats();
+        assert!(b.mac_algorithm_mismatches >= 3, "the bank refused them");
+        assert_eq!((b.sign_ons, b.key_exchanges), (0, 0));
+        let pan = world.cards[0].pan.expose_digits().to_owned();
+        let refused = links
+            .request(&id, refund_to(&links, &id, &pan, 7), Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(refused, Err(LinkError::Down | LinkError::NotSignedOn)),
+            "{refused:?}"
+        );
+        let mut metrics = String::new();
+        switch::http::render_links(&mut metrics, &links);
+        let up = format!("switch_bank_link_up{{bank=\"{}\"}} 0", id.as_str());
+        assert!(
+            metrics.lines().any(|l| l == up),
+            "{up} missing in\n{metrics}"
+        );
+        let prefix = format!(
+            "switch_bank_link_mac_algorithm_mismatches_total{{bank=\"{}\"}} ",
+            id.as_str()
+        );
+        let counted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("the mismatch counter");
+        assert!(counted >= 3, "{counted}");
+        links.shutdown().await;
+        bank.stop().await;
+    }
+}
+
+/// The demo's kiosks MAC with SM4 under their acquirer's SM4 TAK: a purchase so MACed is
+/// accepted and its answer carries an SM4 MAC the kiosk's acquirer can verify; the same
+/// purchase MACed under a wrong key, or by X9.19 under the right key's bytes, is declined A0
+/// and moves no money.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_request_maced_with_sm4_is_accepted_and_a_wrong_mac_declined() {
+    let n = network(Duration::from_secs(5)).await;
+    let hospital = n.world.hospitals[0].clone();
+    let tak = n.world.keys.acquirers[&hospital.id]
+        .tak
+        .clone()
+        .expect("the hospital's TAK");
+    assert_eq!(
+        LinkMacAlgorithm::of_tak(&tak).expect("alg"),
+        LinkMacAlgorithm::Sm4
+    );
+    let card = n.card();
+    let before = n.bank_balance(&card);
+    let mut reader = MemoryChannel::new(n.world.virtual_card(&card).expect("card"));
+    let good = n
+        .kiosk
+        .lock()
+        .expect("kiosk")
+        .bank_purchase(&card, &mut reader, 700)
+        .expect("request");
+    let (code, answer) = n.answer_code(&good.request).await;
+    assert_eq!(code, "00");
+    assert_eq!(n.bank_balance(&card), before - 700);
+    let spec = iso8583::spec("ssc87").expect("spec");
+    let decoded = spec.decode(&answer).expect("answer");
+    switch::wire::mac::verify(&*n.world.hsm, std::slice::from_ref(&tak), &answer, &decoded)
+        .await
+        .expect("the answer is SM4-MACed under the hospital's TAK");
+
+    let kiosk = |terminal: &str| {
+        Kiosk::new(
+            TerminalId::parse(terminal).expect("terminal"),
+            hospital.id.clone(),
+            Some(hospital.code.clone()),
+            "2",
+        )
+    };
+    let right_bytes = switch::sim::world::clear_keys::acquirer_tak(&hospital.id);
+    for (what, mut forger) in [
+        (
+            "a wrong SM4 key",
+            kiosk("HK000002").with_tak(Some([0x5A; 16])),
+        ),
+        (
+            "X9.19 under the right key's bytes",
+            kiosk("HK000003")
+                .with_tak(Some(right_bytes))
+                .with_mac_algorithm(LinkMacAlgorithm::X919),
+        ),
+    ] {
+        let mut reader = MemoryChannel::new(n.world.virtual_card(&card).expect("card"));
+        let p = forger
+            .bank_purchase(&card, &mut reader, 700)
+            .expect("request");
+        assert_eq!(n.answer_code(&p.request).await.0, "A0", "{what}");
+    }
+    assert_eq!(n.bank_balance(&card), before - 700);
 }

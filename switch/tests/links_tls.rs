@@ -91,6 +91,7 @@ async fn start_bank(dir: &Path, bank_ca: &Ca, switch_ca: &Ca) -> BankSim {
         }],
         connections_max: 8,
         mac: false,
+        mac_algorithm: Default::default(),
         tls: Some(TlsSettings::from_pem_files(&cert, &key, Some(&client_ca)).unwrap()),
     };
     BankSim::start(config, Arc::new(hsm)).await.unwrap()

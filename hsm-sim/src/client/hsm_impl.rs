@@ -330,11 +330,8 @@ impl Hsm for HsmClient {
         padding: MacPadding,
         data: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
-        let size = if algorithm == MacAlgorithm::AesCmac {
-            '2'
-        } else {
-            '1'
-        };
+        // The full MAC: 16 bytes for SM4 and AES-CMAC, 8 for 3DES.
+        let size = if algorithm.mac_len() == 16 { '2' } else { '1' };
         let body = mac_body(key, algorithm, padding, size, data, None)?;
         hex::decode(self.call(b"M6", &body).await?).map_err(|_| HsmError::InvalidInput)
     }

@@ -6,8 +6,8 @@ use crate::codec::Fields;
 use crate::error::HsmError;
 use crate::hsm::{CardKeyDerivation, CardMasterKey, Hsm, SsseCardRef};
 use crate::keys::{
-    DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyType, SsseExternalAuthKey, SsseInternalAuthKey,
-    SssePinUnblockKey, TypedKey, Zmk,
+    DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, SsseExternalAuthKey,
+    SsseInternalAuthKey, SssePinUnblockKey, TypedKey, Zmk,
 };
 use crate::soft::SoftHsm;
 use crate::transport_key::{seal_for, PUBLIC_KEY_LEN};
@@ -49,7 +49,10 @@ pub(super) async fn a4(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, Hsm
 pub(super) async fn a6(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
     let kt = key_type(f)?;
     let zmk: Zmk = typed(f)?;
-    let (_, used) = crate::keys::KeyToken::parse_prefix(f.rest_peek())?;
+    // A key under a ZMK has no LMK tag, so its length follows from its scheme alone (an SM4
+    // or AES key is as long as a 3DES one: `G`/`A` + 32 hex digits).
+    let first = *f.rest_peek().first().ok_or(HsmError::InvalidInput)?;
+    let used = KeyScheme::from_char(char::from(first))?.under_zmk_text_len();
     let under_text = f.text(used)?.to_string();
     let sch = scheme(f)?;
     let g = hsm.import_key(kt, &zmk, &under_text, sch).await?;

@@ -15,7 +15,7 @@
 //! | B2 | echo | length(4 hex) data | data |
 //! | A0 | generate key | mode(1: 0/1) type(3) scheme(1) [ZMK token, ZMK scheme(1) if mode 1] | token [under ZMK] KCV(6) |
 //! | A4 | form key from components | n(1) type(3) scheme(1) n × component token | token KCV(6) |
-//! | A6 | import under ZMK | type(3) ZMK key-under-ZMK scheme(1) | token KCV(6) |
+//! | A6 | import under ZMK | type(3) ZMK key-under-ZMK (scheme letter + 2 × key length hex, no LMK tag) scheme(1) | token KCV(6) |
 //! | A8 | export under ZMK | type(3) ZMK token scheme(1) | key-under-ZMK KCV(6) |
 //! | BU | key check value | `FF` length-flag(1) token `;` type(3) | KCV(6) |
 //! | CA | PIN TPK→ZPK | TPK ZPK max-len(2) block src-fmt(2) dst-fmt(2) account(12) [`;` LL PAN] | PIN length(2) block dst-fmt(2) |
@@ -31,8 +31,12 @@
 //! | CW | generate CVV | CVK PAN `;` expiry(4) service code(3) | CVV(3) |
 //! | CY | verify CVV | CVK CVV(3) PAN `;` expiry(4) service code(3) | — (01 = mismatch) |
 //! | KQ | ARQC verify / ARPC (method 1) | mode(1: 0/1/2) scheme(1: `1` EMV CSK 3DES, `S` PBOC SM4) MK-AC Y(8B) ATC(2B) UN(4B) len(2 hex) data `;` ARQC(8B) [ARC(2B)] | [ARPC(8B)] |
-//! | M6 | generate MAC | mode(1:0) input(1: 0 binary/1 hex) size(1: 0=8 hex/1=16 hex/2=32 hex) algorithm(1: 1/3/5) padding(1: 1/2) type(3: 003/008) key len(4 hex) data | MAC (hex) |
+//! | M6 | generate MAC | mode(1:0) input(1: 0 binary/1 hex) size(1: 0=8 hex/1=16 hex/2=32 hex) algorithm(1: 1/3/5/9) padding(1: 1/2) type(3: 003/008) key len(4 hex) data | MAC (hex) |
 //! | M8 | verify MAC | as M6, then MAC (hex, per size) | — (01 = mismatch) |
+//!
+//! M6/M8 algorithm `9` is a project extension: the SM4 CBC-MAC (GB/T 15852.1-2008 MAC
+//! algorithm 1 with SM4, [`crate::mac::sm4_cbc_mac`]) under an SM4 TAK/ZAK (scheme `G`); its
+//! full MAC is 16 bytes (size `2`), as AES-CMAC's (`5`, scheme `A`).
 //!
 //! Project commands (not payShield):
 //!

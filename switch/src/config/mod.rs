@@ -20,6 +20,8 @@ use crate::store::{
     AccountId, HsmPanProtector, InsuranceCategory, IntegrityReport, PanProtector, PostgresConfig,
     PostgresStore, SqliteConfig, SqliteStore, SqliteSync, Store,
 };
+use crate::wire::mac::LinkMacAlgorithm;
+use hsm_sim::keys::{Tak, TypedKey};
 use hsm_sim::Hsm;
 use rust_decimal::Decimal;
 use schemas::domain::InstitutionId;
@@ -400,6 +402,10 @@ pub struct AcquirerSection {
     pub tpk: String,
     /// TAK token (MACed messages).
     pub tak: Option<String>,
+    /// The algorithm its kiosks MAC with: `x9.19` (absent), `sm4` or `aes-cmac`
+    /// (`switch::wire::mac`); `tak` must be a key of it.
+    #[serde(default)]
+    pub mac_algorithm: LinkMacAlgorithm,
 }
 
 /// `[[bank]]`.
@@ -421,6 +427,10 @@ pub struct BankSection {
     /// `false` is refused unless `insecure_no_mac` says so.
     #[serde(default = "mac_default")]
     pub mac: bool,
+    /// The algorithm of those MACs: `x9.19` (absent), `sm4` or `aes-cmac`; said to the bank at
+    /// sign-on and in key exchange, and the bank must say the same (`switch::wire::mac`).
+    #[serde(default)]
+    pub mac_algorithm: LinkMacAlgorithm,
     /// PEM CA that the bank's certificate must chain to: enables mutual TLS on the link
     /// (with `tls_cert`, `tls_key` and `tls_server_name`).
     pub tls_ca: Option<String>,
@@ -591,7 +601,11 @@ impl NodeConfig {
                 inst(&a.institution)?,
                 AcquirerKeys {
                     tpk: token("tpk", &a.tpk)?,
-                    tak: a.tak.as_deref().map(|t| token("tak", t)).transpose()?,
+                    tak: tak_of(
+                        &format!("[[acquirer]] {}", a.institution),
+                        a.tak.as_deref(),
+                        a.mac_algorithm,
+                    )?,
                 },
             );
         }
@@ -717,8 +731,13 @@ impl NodeConfig {
                 token("zmk", &b.zmk)?,
             );
             lc.zpk = b.zpk.as_deref().map(|z| token("zpk", z)).transpose()?;
-            lc.tak = b.tak.as_deref().map(|t| token("tak", t)).transpose()?;
+            lc.tak = tak_of(
+                &format!("[[bank]] {}", b.institution),
+                b.tak.as_deref(),
+                b.mac_algorithm,
+            )?;
             lc.mac = bank_mac(b)?;
+            lc.mac_algorithm = b.mac_algorithm;
             lc.tls = bank_tls(b)?;
             lc.key_exchange_on_sign_on = b.key_exchange_on_sign_on;
             lc.in_flight_max = at_least_one(
@@ -735,6 +754,30 @@ impl NodeConfig {
         }
         Ok(out)
     }
+}
+
+/// A TAK token of `section` that must be a key of `algorithm` (an SM4 TAK is scheme `G`, an
+/// AES one `A`, a 3DES one `U`): a key of another algorithm would MAC differently from the
+/// other end.
+fn tak_of(
+    section: &str,
+    tak: Option<&str>,
+    algorithm: LinkMacAlgorithm,
+) -> Result<Option<Tak>, ConfigError> {
+    let Some(text) = tak else {
+        return Ok(None);
+    };
+    let tak: Tak = token("tak", text)?;
+    let scheme = tak.token().scheme();
+    if LinkMacAlgorithm::of_scheme(scheme) != Some(algorithm) {
+        return Err(invalid(format!(
+            "{section}: tak is a key of scheme {}, not of mac_algorithm = \"{algorithm}\" \
+             (scheme {})",
+            scheme.as_char(),
+            algorithm.key_scheme().as_char()
+        )));
+    }
+    Ok(Some(tak))
 }
 
 /// Whether a bank's link MACs its messages: always, unless the bank says `mac = false` and
@@ -930,3 +973,48 @@ async fn run_node<S: Store>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mac_algorithm_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../ops/switch.example.toml");
+
+    #[test]
+    fn each_link_says_its_mac_algorithm_and_its_tak_must_be_a_key_of_it() {
+        let cfg: NodeConfig = toml::from_str(EXAMPLE).unwrap();
+        let links = cfg.link_configs().unwrap();
+        assert!(links
+            .iter()
+            .all(|l| l.mac_algorithm == LinkMacAlgorithm::Sm4));
+        let keys = cfg.keys().unwrap();
+        assert!(keys.acquirers.values().all(|k| k
+            .tak
+            .as_ref()
+            .is_some_and(|t| LinkMacAlgorithm::of_tak(t).ok() == Some(LinkMacAlgorithm::Sm4))));
+        // Absent: X9.19, as before the choice existed; a 3DES TAK is then right.
+        let absent = EXAMPLE.replace("mac_algorithm = \"sm4\"", "");
+        let cfg: NodeConfig = toml::from_str(&absent).unwrap();
+        assert!(cfg
+            .link_configs()
+            .unwrap()
+            .iter()
+            .all(|l| l.mac_algorithm == LinkMacAlgorithm::X919));
+        let err = cfg.keys().unwrap_err().to_string();
+        assert!(err.contains("not of mac_algorithm = \"x9.19\""), "{err}");
+        // A bank's initial TAK of another algorithm is refused too.
+        let bank_tak = EXAMPLE.replacen(
+            "# tak = \"U…\"",
+            "tak = \"UC1AF3C9EF9E7DB5E0FA2825CDACD6FD8\"",
+            1,
+        );
+        let cfg: NodeConfig = toml::from_str(&bank_tak).unwrap();
+        let err = cfg.link_configs().unwrap_err().to_string();
+        assert!(
+            err.contains("[[bank]] 01020000: tak is a key of scheme U"),
+            "{err}"
+        );
+        let unknown = EXAMPLE.replacen("mac_algorithm = \"sm4\"", "mac_algorithm = \"md5\"", 1);
+        assert!(toml::from_str::<NodeConfig>(&unknown).is_err());
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use hsm_sim::keys::{Tak, Zmk, Zpk};
 use schemas::domain::InstitutionId;
 
+use crate::wire::mac::LinkMacAlgorithm;
 use crate::wire::transport::Framing;
 
 use super::BankTls;
@@ -43,8 +44,13 @@ pub struct IssuerConfig {
     /// MAC the financial, reversal and reconciliation messages and require MACs on their
     /// answers ([`crate::wire::mac`]); every key exchange then carries a new TAK too.
     pub mac: bool,
-    /// A TAK agreed out of band, used until the first key exchange (with `mac`).
+    /// A TAK agreed out of band, used until the first key exchange (with `mac`); of the
+    /// scheme of `mac_algorithm`.
     pub tak: Option<Tak>,
+    /// The algorithm of the link's MACs (with `mac`): the scheme of the TAKs it exchanges,
+    /// said at sign-on and in every key exchange; a bank that says another one is not signed
+    /// on to ([`crate::wire::mac`]).
+    pub mac_algorithm: LinkMacAlgorithm,
     /// Exchange keys right after each sign-on.
     pub key_exchange_on_sign_on: bool,
     /// Exchange keys periodically while signed on.
@@ -56,7 +62,7 @@ pub struct IssuerConfig {
 impl IssuerConfig {
     /// A config with the defaults: `ssc87`, 2-byte header, 3 s connect, 5 s network
     /// timeout, echo after 30 s idle, back-off 100 ms..30 s, 1024 in flight, 64 answers
-    /// checked at once.
+    /// checked at once, MACs (when turned on) by ANSI X9.19.
     pub fn new(institution: InstitutionId, address: impl Into<String>, zmk: Zmk) -> Self {
         IssuerConfig {
             institution,
@@ -74,6 +80,7 @@ impl IssuerConfig {
             zpk: None,
             mac: false,
             tak: None,
+            mac_algorithm: LinkMacAlgorithm::X919,
             key_exchange_on_sign_on: false,
             key_exchange_interval: None,
             tls: None,

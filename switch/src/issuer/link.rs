@@ -19,6 +19,14 @@
 //! out like an unanswered one, which the pipeline answers with 91 and follows with a 0420
 //! reversal. Dropping, rather than failing the request at once, also keeps a forged answer from
 //! pre-empting the real one. Cost: one HSM MAC per message each way.
+//!
+//! MAC algorithm: the link's ([`IssuerConfig::mac_algorithm`]: ANSI X9.19, SM4 or AES-CMAC)
+//! decides the scheme of the TAKs it generates, and it is said to the bank in field 48 of the
+//! sign-on and of every key exchange (`MAL`, [`crate::wire::network`]). The bank answers with
+//! its own; when they differ the sign-on fails with [`LinkError::MacAlgorithmMismatch`],
+//! counted ([`super::LinkStats::mac_algorithm_mismatches`]) and logged as an error, and the
+//! link stays down (it keeps retrying with back-off, so it comes up once a configuration is
+//! corrected): a link whose ends MAC differently would drop every answer.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
@@ -34,9 +42,10 @@ use tokio::sync::watch;
 
 use super::mux::{Mux, MuxError, MuxKey};
 use super::IssuerConfig;
-use crate::wire::mac::{self as link_mac, MacError, Rules};
+use crate::wire::mac::{self as link_mac, LinkMacAlgorithm, MacError, Rules};
 use crate::wire::network::{
-    transmission_now, KeyExchangeField, KeyGenerations, KeyUnderZmk, NetworkCode,
+    mac_algorithm_field, mac_algorithm_said, transmission_now, KeyExchangeField, KeyGenerations,
+    KeyUnderZmk, NetworkCode,
 };
 use crate::wire::transport::{self, FrameWriter, TransportError};
 
@@ -106,6 +115,15 @@ pub enum LinkError {
     /// The bank answered a network-management request with a decline.
     #[error("bank declined with response code {0}")]
     Declined(ResponseCode),
+    /// The bank MACs with another algorithm than the link's: nothing MACed can pass.
+    #[error("MAC algorithm mismatch: this link MACs with {ours}, the bank with {theirs}")]
+    MacAlgorithmMismatch {
+        /// The link's algorithm (configuration).
+        ours: LinkMacAlgorithm,
+        /// What the bank said in its 0810 (at most 16 printable characters of it: a bank may
+        /// name an algorithm this switch does not know).
+        theirs: String,
+    },
     /// Configuration error at start.
     #[error("configuration: {0}")]
     Config(String),
@@ -148,6 +166,7 @@ pub(super) struct Link {
     pub(super) connections: AtomicU64,
     pub(super) undecodable: AtomicU64,
     pub(super) mac_failures: AtomicU64,
+    pub(super) mac_algorithm_mismatches: AtomicU64,
 }
 
 impl Link {
@@ -269,12 +288,59 @@ impl Link {
         approved(&resp)
     }
 
-    /// A new key of `key_type` from the HSM: its LMK token (kept) and the same key under the
-    /// bank's ZMK with its check value (sent). The clear key never leaves the HSM.
-    async fn new_zone_key(&self, key_type: KeyType) -> Result<(KeyToken, KeyUnderZmk), LinkError> {
+    /// Signs on (field 70 = 001), saying the link's MAC algorithm in field 48 when it MACs,
+    /// and checks the one the bank answers with.
+    pub(super) async fn sign_on(&self) -> Result<(), LinkError> {
+        let mut m = self.network_message(NetworkCode::SignOn)?;
+        if self.config.mac {
+            m.set_str(48, &mac_algorithm_field(self.config.mac_algorithm))?;
+        }
+        let resp = self.exchange(m, self.config.network_timeout, false).await?;
+        self.agree_on_mac_algorithm(&resp)?;
+        approved(&resp)
+    }
+
+    /// Refuses an 0810 whose field 48 names another MAC algorithm than the link's, whatever
+    /// its response code; an 0810 that names none agrees (a bank that does not say it is
+    /// taken at its word that it follows the link). Loud: an error log and a counter.
+    fn agree_on_mac_algorithm(&self, resp: &OwnedMessage<'_>) -> Result<(), LinkError> {
+        if !self.config.mac {
+            return Ok(());
+        }
+        let ours = self.config.mac_algorithm;
+        let said = match resp.get_str(48) {
+            Ok(f) => mac_algorithm_said(&f),
+            Err(_) => None,
+        };
+        match said {
+            Some(said) if LinkMacAlgorithm::parse(&said) != Some(ours) => {
+                let theirs: String = said
+                    .chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(16)
+                    .collect();
+                self.mac_algorithm_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(bank = %self.config.institution, link = %ours, bank_says = %theirs,
+                    "MAC algorithm mismatch: the link stays down until both configurations \
+                     name the same mac_algorithm");
+                Err(LinkError::MacAlgorithmMismatch { ours, theirs })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A new key of `key_type` and `scheme` from the HSM: its LMK token (kept) and the same
+    /// key under the bank's ZMK with its check value (sent). The clear key never leaves the
+    /// HSM.
+    async fn new_zone_key(
+        &self,
+        key_type: KeyType,
+        scheme: KeyScheme,
+    ) -> Result<(KeyToken, KeyUnderZmk), LinkError> {
         let generated = self
             .hsm
-            .generate_key(key_type, KeyScheme::U, Some(&self.config.zmk))
+            .generate_key(key_type, scheme, Some(&self.config.zmk))
             .await?;
         let under_zmk = generated.under_zmk.ok_or(HsmError::InvalidInput)?;
         let kcv = hex_upper(&generated.check_value);
@@ -282,15 +348,20 @@ impl Link {
     }
 
     pub(super) async fn key_exchange(&self, require_signed_on: bool) -> Result<(), LinkError> {
-        let (zpk, zpk_sent) = self.new_zone_key(KeyType::Zpk).await?;
+        let (zpk, zpk_sent) = self.new_zone_key(KeyType::Zpk, KeyScheme::U).await?;
+        let algorithm = self.config.mac_algorithm;
         let tak = if self.config.mac {
-            Some(self.new_zone_key(KeyType::Tak).await?)
+            Some(
+                self.new_zone_key(KeyType::Tak, algorithm.key_scheme())
+                    .await?,
+            )
         } else {
             None
         };
         let field48 = KeyExchangeField {
             zpk: zpk_sent.clone(),
             tak: tak.as_ref().map(|(_, sent)| sent.clone()),
+            mac_algorithm: self.config.mac.then_some(algorithm),
         }
         .encode();
         let mut m = self.network_message(NetworkCode::KeyExchange)?;
@@ -298,6 +369,7 @@ impl Link {
         let resp = self
             .exchange(m, self.config.network_timeout, require_signed_on)
             .await?;
+        self.agree_on_mac_algorithm(&resp)?;
         approved(&resp)?;
         {
             let mut keys = self
@@ -312,7 +384,7 @@ impl Link {
         self.key_exchanges.fetch_add(1, Ordering::Relaxed);
         let tak_kcv = tak.as_ref().map(|(_, sent)| sent.kcv.as_str());
         tracing::info!(bank = %self.config.institution, zpk_kcv = %zpk_sent.kcv,
-            tak_kcv = ?tak_kcv, "zone keys changed");
+            tak_kcv = ?tak_kcv, mac_algorithm = %algorithm, "zone keys changed");
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use hsm_sim::keys::{Tak, Zpk};
+use hsm_sim::keys::{Tak, TypedKey, Zpk};
 use hsm_sim::Hsm;
 use schemas::domain::{InstitutionId, Stan};
 use schemas::iso8583::{self, OwnedMessage};
@@ -34,6 +34,9 @@ pub struct LinkStats {
     /// Answers dropped because their MAC was missing or did not verify (the request they
     /// answered times out and is reversed).
     pub mac_failures: u64,
+    /// Sign-ons and key exchanges refused because the bank said another MAC algorithm than
+    /// the link's (the link stays down until the configurations agree).
+    pub mac_algorithm_mismatches: u64,
     /// The MUX counters.
     pub mux: MuxStats,
 }
@@ -74,6 +77,17 @@ impl IssuerLinks {
                     config.institution
                 )));
             }
+            if let Some(tak) = config.tak.as_ref().filter(|_| config.mac) {
+                let scheme = tak.token().scheme();
+                if scheme != config.mac_algorithm.key_scheme() {
+                    return Err(LinkError::Config(format!(
+                        "bank {}: its tak (scheme {}) is not a key of mac_algorithm {}",
+                        config.institution,
+                        scheme.as_char(),
+                        config.mac_algorithm
+                    )));
+                }
+            }
             let mux = Mux::new(
                 config.institution.clone(),
                 MuxConfig {
@@ -104,6 +118,7 @@ impl IssuerLinks {
                 connections: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
                 mac_failures: AtomicU64::new(0),
+                mac_algorithm_mismatches: AtomicU64::new(0),
             });
             tasks.push(tokio::spawn(supervise(
                 Arc::clone(&link),
@@ -211,6 +226,7 @@ impl IssuerLinks {
             key_exchanges: l.key_exchanges.load(Ordering::Relaxed),
             undecodable: l.undecodable.load(Ordering::Relaxed),
             mac_failures: l.mac_failures.load(Ordering::Relaxed),
+            mac_algorithm_mismatches: l.mac_algorithm_mismatches.load(Ordering::Relaxed),
             mux: l.mux.stats(),
         })
     }

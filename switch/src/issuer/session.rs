@@ -192,7 +192,7 @@ async fn connect(link: &Link) -> Option<Connected> {
 /// Signs on (0800, field 70 = 001), then exchanges keys when configured to at each sign-on
 /// or when the link has no working key yet.
 async fn sign_on(link: &Link) -> Result<(), LinkError> {
-    link.network(NetworkCode::SignOn, false).await?;
+    link.sign_on().await?;
     let no_key = {
         let keys = link.keys();
         keys.zpk.current.is_none() || (link.config.mac && keys.tak.current.is_none())

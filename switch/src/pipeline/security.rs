@@ -1,7 +1,8 @@
 //! The cryptographic steps of the pipeline, each done by the `Hsm` and never in the switch:
 //!
-//! - **MAC** (ISO 9797-1 algorithm 3, ANSI X9.19 retail MAC) of a message from an acquirer that
-//!   has a terminal authentication key: computed over the message bytes before field 64/128;
+//! - **MAC** of a message from an acquirer that has a terminal authentication key, by the
+//!   algorithm of its TAK (ANSI X9.19, SM4 CBC-MAC or AES-CMAC: `crate::wire::mac`, which
+//!   decides for every link): computed over the message bytes before field 64/128;
 //! - **PIN**: verification against the card's IBM 3624 offset (the switch verifies for the
 //!   insurance legs) or translation TPK → ZPK for the card's bank (ISO 9564-1 format 0);
 //! - **ARQC** verification and **ARPC** method 1 (EMV Book 2 §8.1–8.2; PBOC 3.0 for SM4): the
@@ -16,8 +17,7 @@ use crate::store::IccAlgorithm;
 use card_apdu::{emv, tags, tlv};
 use hsm_sim::card_crypto::CardAlgorithm;
 use hsm_sim::hsm::{ArpcMethod, ArqcRequest, PinBlockIn, PinVerificationMethod, ScriptContext};
-use hsm_sim::keys::{ImkAc, ImkSmi, MacKey, PinKey, Pvk, Tak, Tpk, Zpk};
-use hsm_sim::mac::{MacAlgorithm, MacPadding};
+use hsm_sim::keys::{ImkAc, ImkSmi, PinKey, Pvk, Tak, Tpk, Zpk};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::Hsm;
 use schemas::domain::{Pan, ResponseCode};
@@ -326,20 +326,11 @@ pub async fn verify_mac(
         .checked_sub(8)
         .and_then(|n| message.get(..n))
         .ok_or(ResponseCode::MacFailure)?;
-    match hsm
-        .verify_mac(
-            &MacKey::Tak(tak.clone()),
-            MacAlgorithm::Iso9797Alg3,
-            MacPadding::Method1,
-            covered,
-            &mac,
-        )
-        .await
-    {
+    match crate::wire::mac::verify_under(hsm, tak, covered, &mac).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(ResponseCode::MacFailure),
         Err(e) => {
-            tracing::warn!(hsm_error = e.code(), "MAC verification failed in the HSM");
+            tracing::warn!(error = %e, "MAC verification failed in the HSM");
             Err(ResponseCode::MacFailure)
         }
     }

@@ -1,6 +1,7 @@
 //! A simulated kiosk: a virtual card in its reader, a PIN pad holding the demo TPK and its
 //! acquirer's TAK, and the ISO 8583 messages a hospital or job-centre kiosk sends, each MACed
-//! (field 64/128, ISO 9797-1 algorithm 3, the layout of `crate::wire::mac`) so the switch
+//! (field 64/128, the layout and algorithms of `crate::wire::mac`: the demo's SM4 CBC-MAC
+//! unless told otherwise) so the switch
 //! knows which institution sent it (`pipeline::AcquirerIdentity`). Used by `switch demo` for traffic, by
 //! the tests, and as the reference an outside client can follow.
 //!
@@ -14,10 +15,12 @@ use card_apdu::kiosk::pboc::{
 };
 use chrono::{Datelike, Timelike};
 use hsm_sim::crypto::WorkingCipher;
-use hsm_sim::keys::{ClearKey, KeyScheme};
-use hsm_sim::mac::{compute_mac, MacAlgorithm, MacPadding};
+use hsm_sim::keys::ClearKey;
+use hsm_sim::mac::compute_mac;
 use schemas::domain::{InstitutionId, TerminalId};
 use schemas::iso8583::{self, Message, Mti, OwnedMessage};
+
+use crate::wire::mac::{LinkMacAlgorithm, MAC_LEN_BYTES};
 
 /// One kiosk.
 pub struct Kiosk {
@@ -32,6 +35,8 @@ pub struct Kiosk {
     /// The acquirer's terminal authentication key, in the kiosk's secure module; `None`: the
     /// kiosk sends its messages without a MAC.
     tak: Option<[u8; 16]>,
+    /// The algorithm the kiosk MACs with (its TAK is a key of it).
+    mac_algorithm: LinkMacAlgorithm,
 }
 
 /// A payment waiting for the switch's answer.
@@ -58,6 +63,7 @@ impl Kiosk {
     ) -> Self {
         Self {
             tak: Some(super::world::clear_keys::acquirer_tak(&acquirer)),
+            mac_algorithm: super::world::DEMO_MAC_ALGORITHM,
             terminal_id,
             acquirer,
             hospital_code,
@@ -70,6 +76,12 @@ impl Kiosk {
     /// the acquirer's key would send.
     pub fn with_tak(mut self, tak: Option<[u8; 16]>) -> Self {
         self.tak = tak;
+        self
+    }
+
+    /// The same kiosk MACing by `algorithm` (its TAK's bytes taken as a key of it).
+    pub fn with_mac_algorithm(mut self, algorithm: LinkMacAlgorithm) -> Self {
+        self.mac_algorithm = algorithm;
         self
     }
 
@@ -90,17 +102,12 @@ impl Kiosk {
         m.spec()
             .encode(m, &mut out)
             .map_err(|_| DemoError::Data("encode"))?;
-        let key = ClearKey::new(KeyScheme::U, tak.to_vec())?;
+        let key = ClearKey::new(self.mac_algorithm.key_scheme(), tak.to_vec())?;
         let cipher = WorkingCipher::new(&key)?;
-        let covered = out.len().saturating_sub(8);
-        let mac = compute_mac(
-            &key,
-            &cipher,
-            MacAlgorithm::Iso9797Alg3,
-            MacPadding::Method1,
-            &out[..covered],
-        )?;
-        let mac = mac.get(..8).ok_or(DemoError::Data("mac"))?;
+        let covered = out.len().saturating_sub(MAC_LEN_BYTES);
+        let (algorithm, padding) = self.mac_algorithm.hsm_parameters();
+        let mac = compute_mac(&key, &cipher, algorithm, padding, &out[..covered])?;
+        let mac = mac.get(..MAC_LEN_BYTES).ok_or(DemoError::Data("mac"))?;
         out[covered..].copy_from_slice(mac);
         Ok(out)
     }

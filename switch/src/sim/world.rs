@@ -41,6 +41,11 @@ pub const JOB_CENTRE_ID: &str = "4101005";
 pub const DEMO_PIN: &str = "123456";
 /// Decimalisation table of the demo PVK.
 pub const DECIMALISATION_TABLE: &str = "0123456789012345";
+/// The MAC algorithm of the demo's kiosk and bank links (issue 27, decision 3): the SM4
+/// CBC-MAC, so every acquirer TAK is an SM4 key (scheme `G`) and so is every TAK the bank
+/// links exchange.
+pub const DEMO_MAC_ALGORITHM: crate::wire::mac::LinkMacAlgorithm =
+    crate::wire::mac::LinkMacAlgorithm::Sm4;
 
 /// Clear demo keys (hex). Never use outside a demo.
 pub mod clear_keys {
@@ -59,8 +64,9 @@ pub mod clear_keys {
     /// What every acquirer's terminal authentication key is built from ([`acquirer_tak`]).
     pub const TAK_BASE: &str = "4D3C2B1A0F9E8D7C6B5A49382716F5E4";
 
-    /// The terminal authentication (MAC) key of one demo acquirer's kiosks: the 16 digits of
-    /// its institution id (zero-padded), each times 0x12, XORed into [`TAK_BASE`], odd parity.
+    /// The terminal authentication (MAC) key of one demo acquirer's kiosks (an SM4 key, see
+    /// [`super::DEMO_MAC_ALGORITHM`]): the 16 digits of its institution id (zero-padded), each
+    /// times 0x12, XORed into [`TAK_BASE`], odd parity (kept from its 3DES days; harmless).
     /// Every acquirer has its own (the digits survive the parity bit), so a kiosk of one
     /// hospital cannot MAC as another or as the fund.
     pub fn acquirer_tak(id: &schemas::domain::InstitutionId) -> [u8; 16] {
@@ -535,7 +541,11 @@ fn pipeline_keys(
             let tak = hex::encode_upper(clear_keys::acquirer_tak(&id));
             let keys = AcquirerKeys {
                 tpk: tpk.clone(),
-                tak: Some(Tak::from_token(import(KeyType::Tak, KeyScheme::U, &tak)?)),
+                tak: Some(Tak::from_token(import(
+                    KeyType::Tak,
+                    DEMO_MAC_ALGORITHM.key_scheme(),
+                    &tak,
+                )?)),
             };
             Ok((id, keys))
         })

@@ -10,14 +10,22 @@
 //! |---|---|
 //! | `ZPK` | the new zone PIN key encrypted under the zone master key: scheme letter + hex (`U` + 32 hex digits for a double-length 3DES key, as payShield A0/A6 print it) |
 //! | `KCV` | its key check value: 6 hex digits (3DES encryption of a zero block, first 3 bytes) |
-//! | `TAK` | optional: the new terminal authentication key of the link's MACs, under the ZMK, same form as `ZPK` |
+//! | `TAK` | optional: the new terminal authentication key of the link's MACs, under the ZMK, same form as `ZPK` (`U`, `G` or `A` + 32 hex digits, by the link's MAC algorithm) |
 //! | `TCV` | the TAK's check value (required with `TAK`) |
+//! | `MAL` | the link's MAC algorithm ([`LinkMacAlgorithm`]: `x9.19`, `sm4`, `aes-cmac`), sent with every TAK |
 //!
-//! Example: `ZPK033U0123…CDEFKCV006A1B2C3TAK033U89AB…4567TCV0064D5E6F`.
+//! Example: `ZPK033U0123…CDEFKCV006A1B2C3TAK033G89AB…4567TCV0064D5E6FMAL003sm4`.
+//!
+//! The sign-on (field 70 = 001) of a link with MACs carries `MAL` alone in field 48, and the
+//! bank's 0810 to a sign-on or a key exchange carries its own: each side compares the other's
+//! algorithm with its configuration, so a link whose two ends disagree fails at sign-on
+//! ([`mac_algorithm_of`]). An absent `MAL` means `x9.19`, what every link used before it.
 
 use std::collections::HashMap;
 
 use chrono::Utc;
+
+use super::mac::LinkMacAlgorithm;
 
 /// Field 70 codes used on issuer links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +72,9 @@ pub enum KeyExchangeFieldError {
     /// A required element is missing.
     #[error("key-exchange element {0} missing")]
     Missing(&'static str),
+    /// `MAL` names no link MAC algorithm.
+    #[error("unknown MAC algorithm in MAL")]
+    UnknownMacAlgorithm,
 }
 
 /// One key of a key exchange as it travels: encrypted under the ZMK, with its check value.
@@ -89,6 +100,68 @@ pub struct KeyExchangeField {
     pub zpk: KeyUnderZmk,
     /// The new MAC key of the link, present when the link MACs its messages.
     pub tak: Option<KeyUnderZmk>,
+    /// The link's MAC algorithm, sent with the TAK (`None`: not said, which means `x9.19`).
+    pub mac_algorithm: Option<LinkMacAlgorithm>,
+}
+
+/// Tag of the MAC algorithm element.
+const MAC_ALGORITHM_TAG: &str = "MAL";
+
+/// Appends one element (tag, 3-digit length, value) to a field 48 text.
+fn push_element(s: &mut String, tag: &str, value: &str) {
+    s.push_str(tag);
+    s.push_str(&format!("{:03}", value.len()));
+    s.push_str(value);
+}
+
+/// The elements of a field 48 text, by tag.
+fn elements(field: &str) -> Result<HashMap<&str, &str>, KeyExchangeFieldError> {
+    let mut elements: HashMap<&str, &str> = HashMap::new();
+    let mut rest = field;
+    while !rest.is_empty() {
+        let tag = rest.get(..3).ok_or(KeyExchangeFieldError::Malformed)?;
+        let len: usize = rest
+            .get(3..6)
+            .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|l| l.parse().ok())
+            .ok_or(KeyExchangeFieldError::Malformed)?;
+        let value = rest
+            .get(6..6 + len)
+            .ok_or(KeyExchangeFieldError::Malformed)?;
+        elements.insert(tag, value);
+        rest = &rest[6 + len..];
+    }
+    Ok(elements)
+}
+
+fn mac_algorithm_element(
+    elements: &HashMap<&str, &str>,
+) -> Result<Option<LinkMacAlgorithm>, KeyExchangeFieldError> {
+    elements
+        .get(MAC_ALGORITHM_TAG)
+        .map(|v| LinkMacAlgorithm::parse(v).ok_or(KeyExchangeFieldError::UnknownMacAlgorithm))
+        .transpose()
+}
+
+/// Field 48 of a sign-on or of the bank's 0810: the link's MAC algorithm alone.
+pub fn mac_algorithm_field(algorithm: LinkMacAlgorithm) -> String {
+    let mut s = String::with_capacity(16);
+    push_element(&mut s, MAC_ALGORITHM_TAG, algorithm.name());
+    s
+}
+
+/// The MAC algorithm a field 48 says (`None` when it says none: `x9.19` is meant).
+pub fn mac_algorithm_of(field: &str) -> Result<Option<LinkMacAlgorithm>, KeyExchangeFieldError> {
+    mac_algorithm_element(&elements(field)?)
+}
+
+/// The text of the `MAL` element of a field 48, known algorithm or not (`None`: no `MAL`, or
+/// a field that is not a sequence of elements).
+pub fn mac_algorithm_said(field: &str) -> Option<String> {
+    elements(field)
+        .ok()?
+        .get(MAC_ALGORITHM_TAG)
+        .map(|v| (*v).to_owned())
 }
 
 /// Element tags of field 48: (key, check value).
@@ -102,32 +175,18 @@ impl KeyExchangeField {
         let keys =
             std::iter::once((ZPK_TAGS, &self.zpk)).chain(self.tak.iter().map(|t| (TAK_TAGS, t)));
         for ((key_tag, kcv_tag), key) in keys {
-            for (tag, value) in [(key_tag, &key.under_zmk), (kcv_tag, &key.kcv)] {
-                s.push_str(tag);
-                s.push_str(&format!("{:03}", value.len()));
-                s.push_str(value);
-            }
+            push_element(&mut s, key_tag, &key.under_zmk);
+            push_element(&mut s, kcv_tag, &key.kcv);
+        }
+        if let Some(a) = self.mac_algorithm {
+            push_element(&mut s, MAC_ALGORITHM_TAG, a.name());
         }
         s
     }
 
     /// Reads field 48 (unknown tags are skipped, so the layout can grow).
     pub fn decode(field: &str) -> Result<KeyExchangeField, KeyExchangeFieldError> {
-        let mut elements: HashMap<&str, &str> = HashMap::new();
-        let mut rest = field;
-        while !rest.is_empty() {
-            let tag = rest.get(..3).ok_or(KeyExchangeFieldError::Malformed)?;
-            let len: usize = rest
-                .get(3..6)
-                .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|l| l.parse().ok())
-                .ok_or(KeyExchangeFieldError::Malformed)?;
-            let value = rest
-                .get(6..6 + len)
-                .ok_or(KeyExchangeFieldError::Malformed)?;
-            elements.insert(tag, value);
-            rest = &rest[6 + len..];
-        }
+        let elements = elements(field)?;
         let key = |(key_tag, kcv_tag): (&'static str, &'static str)| match (
             elements.get(key_tag),
             elements.get(kcv_tag),
@@ -143,6 +202,7 @@ impl KeyExchangeField {
         Ok(KeyExchangeField {
             zpk: key(ZPK_TAGS)?.ok_or(KeyExchangeFieldError::Missing("ZPK"))?,
             tak: key(TAK_TAGS)?,
+            mac_algorithm: mac_algorithm_element(&elements)?,
         })
     }
 }
@@ -206,6 +266,7 @@ mod tests {
         let f = KeyExchangeField {
             zpk: key("AB", "A1B2C3"),
             tak: None,
+            mac_algorithm: None,
         };
         let text = f.encode();
         assert!(text.starts_with("ZPK033U"));
@@ -226,6 +287,7 @@ mod tests {
         let f = KeyExchangeField {
             zpk: key("AB", "A1B2C3"),
             tak: Some(key("CD", "4D5E6F")),
+            mac_algorithm: None,
         };
         let text = f.encode();
         assert!(text.contains("KCV006A1B2C3TAK033UCDCD"));
@@ -239,6 +301,36 @@ mod tests {
         // Unknown elements are skipped.
         let grown = format!("{text}XYZ003abc");
         assert!(KeyExchangeField::decode(&grown).is_ok_and(|g| g.tak.is_some()));
+    }
+
+    #[test]
+    fn the_mac_algorithm_travels_with_the_tak_and_alone_in_a_sign_on() {
+        let f = KeyExchangeField {
+            zpk: key("AB", "A1B2C3"),
+            tak: Some(key("CD", "4D5E6F")),
+            mac_algorithm: Some(LinkMacAlgorithm::Sm4),
+        };
+        let text = f.encode();
+        assert!(text.ends_with("TCV0064D5E6FMAL003sm4"), "{text}");
+        assert_eq!(KeyExchangeField::decode(&text), Ok(f));
+        assert_eq!(mac_algorithm_of(&text), Ok(Some(LinkMacAlgorithm::Sm4)));
+        let sign_on = mac_algorithm_field(LinkMacAlgorithm::AesCmac);
+        assert_eq!(sign_on, "MAL008aes-cmac");
+        assert_eq!(
+            mac_algorithm_of(&sign_on),
+            Ok(Some(LinkMacAlgorithm::AesCmac))
+        );
+        assert_eq!(mac_algorithm_of(""), Ok(None));
+        assert_eq!(mac_algorithm_said("MAL003sm3"), Some("sm3".to_owned()));
+        assert_eq!(mac_algorithm_said("ZPK001U"), None);
+        assert_eq!(
+            mac_algorithm_of("MAL003md5"),
+            Err(KeyExchangeFieldError::UnknownMacAlgorithm)
+        );
+        assert_eq!(
+            mac_algorithm_of("MAL01"),
+            Err(KeyExchangeFieldError::Malformed)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use hsm_sim::{HsmError, SoftHsm};
 use schemas::domain::{InstitutionId, Pan};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::mac::LinkMacAlgorithm;
 use crate::wire::transport::Framing;
 
 /// One account of the bank, as seeded.
@@ -70,6 +71,9 @@ pub struct BankSimConfig {
     pub connections_max: usize,
     /// Require MACs on requests and MAC the answers ([`crate::wire::mac`]).
     pub mac: bool,
+    /// The algorithm of those MACs: the scheme of the TAKs the bank accepts in key exchange,
+    /// and the one a sign-on must name.
+    pub mac_algorithm: LinkMacAlgorithm,
     /// Mutual TLS: the bank's certificate and the CA of the switch's (absent: plain TCP).
     pub tls: Option<crate::acquirer::TlsSettings>,
 }
@@ -92,6 +96,9 @@ pub struct BankSimData {
     /// Require and send MACs.
     #[serde(default)]
     pub mac: bool,
+    /// Their algorithm (`x9.19` when absent); the initial TAK, if any, is a key of it.
+    #[serde(default)]
+    pub mac_algorithm: LinkMacAlgorithm,
     /// Clear PVK, 32 hex digits.
     pub pvk_clear_hex: String,
     /// Decimalisation table.
@@ -118,14 +125,15 @@ impl BankSimData {
             KeyScheme::U,
             &self.zmk_clear_hex,
         )?);
-        let working = |key_type, clear: &Option<String>| {
+        let working = |key_type, scheme, clear: &Option<String>| {
             clear
                 .as_deref()
-                .map(|h| hsm.import_clear_key(key_type, KeyScheme::U, h))
+                .map(|h| hsm.import_clear_key(key_type, scheme, h))
                 .transpose()
         };
-        let zpk = working(KeyType::Zpk, &self.zpk_clear_hex)?.map(Zpk::from_token);
-        let tak = working(KeyType::Tak, &self.tak_clear_hex)?.map(Tak::from_token);
+        let zpk = working(KeyType::Zpk, KeyScheme::U, &self.zpk_clear_hex)?.map(Zpk::from_token);
+        let tak_scheme = self.mac_algorithm.key_scheme();
+        let tak = working(KeyType::Tak, tak_scheme, &self.tak_clear_hex)?.map(Tak::from_token);
         let pvk = Pvk::from_token(hsm.import_clear_key(
             KeyType::Pvk,
             KeyScheme::U,
@@ -143,6 +151,7 @@ impl BankSimData {
             accounts: self.accounts,
             connections_max: 64,
             mac: self.mac,
+            mac_algorithm: self.mac_algorithm,
             tls: None,
         })
     }
@@ -188,6 +197,7 @@ mod tests {
             zpk_clear_hex: Some("1032547698BADCFEEFCDAB8967452301".into()),
             tak_clear_hex: None,
             mac: false,
+            mac_algorithm: LinkMacAlgorithm::Sm4,
             pvk_clear_hex: "FEDCBA98765432100123456789ABCDEF".into(),
             decimalisation_table: "0123456789012345".into(),
             accounts: vec![AccountSeed {

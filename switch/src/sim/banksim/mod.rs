@@ -8,8 +8,8 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | 0800 field 70 = 001 / 002 / 301 | 0810 with 00 (sign-on, sign-off, echo) |
-//! | 0800 field 70 = 101 | imports the new ZPK (and TAK, when field 48 has one) under its ZMK and checks their check values: 00, or 30 when a key or its check value is wrong (then no key changes) |
+//! | 0800 field 70 = 001 / 002 / 301 | 0810 with 00 (sign-on, sign-off, echo); with MACs, a sign-on whose field 48 names another MAC algorithm than the bank's gets 63 |
+//! | 0800 field 70 = 101 | imports the new ZPK (and TAK, of the bank's MAC algorithm, when field 48 has one) under its ZMK and checks their check values: 00, or 30 when a key or its check value is wrong (then no key changes), 63 when field 48 names another MAC algorithm |
 //! | 0200, processing code 00xxxx (purchase) | PIN checked (55), card known (14), funds (51); 00 debits and returns field 38 and field 54 |
 //! | 0200, 31xxxx (balance inquiry) | PIN checked; 00 with the balance in field 54 |
 //! | 0200, 20xxxx (refund), 21xxxx (benefit credit) | credit to the account, no PIN |
@@ -129,6 +129,8 @@ pub struct BankSimStats {
     pub reversal_repeats: u64,
     /// Requests refused with A0 (MAC missing or wrong).
     pub mac_failures: u64,
+    /// Sign-ons and key exchanges refused with 63: the switch said another MAC algorithm.
+    pub mac_algorithm_mismatches: u64,
     /// Stand-in advices that posted a transaction.
     pub advices_applied: u64,
     /// Advice messages received (including repeats).
@@ -154,6 +156,7 @@ struct Counters {
     reversal_messages: AtomicU64,
     reversal_repeats: AtomicU64,
     mac_failures: AtomicU64,
+    mac_algorithm_mismatches: AtomicU64,
     advices_applied: AtomicU64,
     advice_messages: AtomicU64,
     advice_repeats: AtomicU64,
@@ -306,6 +309,7 @@ impl BankSim {
             reversal_messages: c.reversal_messages.load(Ordering::Relaxed),
             reversal_repeats: c.reversal_repeats.load(Ordering::Relaxed),
             mac_failures: c.mac_failures.load(Ordering::Relaxed),
+            mac_algorithm_mismatches: c.mac_algorithm_mismatches.load(Ordering::Relaxed),
             advices_applied: c.advices_applied.load(Ordering::Relaxed),
             advice_messages: c.advice_messages.load(Ordering::Relaxed),
             advice_repeats: c.advice_repeats.load(Ordering::Relaxed),

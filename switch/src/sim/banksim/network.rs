@@ -1,6 +1,11 @@
 //! Network management on the bank's side (0800/0810): sign-on, sign-off, echo, and the key
 //! exchange, whose ZPK (and TAK) it imports under its ZMK and makes current only when every
 //! check value matches.
+//!
+//! A bank with MACs holds the switch to its own MAC algorithm: a sign-on or key exchange whose
+//! field 48 says another (`MAL`, absent meaning `x9.19`) is answered 63 (security violation),
+//! counted and logged, and the 0810 of a sign-on or key exchange always says the bank's own, so
+//! the switch learns why ([`crate::wire::network`]).
 
 use std::sync::atomic::Ordering;
 
@@ -9,12 +14,19 @@ use schemas::iso8583::{Message, OwnedMessage};
 
 use super::respond::reply;
 use super::{lock, Shared};
-use crate::wire::network::{KeyExchangeField, KeyUnderZmk, NetworkCode};
+use crate::wire::mac::LinkMacAlgorithm;
+use crate::wire::network::{
+    mac_algorithm_field, mac_algorithm_of, KeyExchangeField, KeyUnderZmk, NetworkCode,
+};
+
+/// The answer to a sign-on or key exchange that names another MAC algorithm than the bank's.
+const MAC_ALGORITHM_REFUSED: &str = "63";
 
 pub(super) async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
     let code = msg.get_str(70).ok().and_then(|c| NetworkCode::parse(&c));
     let c = &shared.counters;
     let rc = match code {
+        Some(NetworkCode::SignOn) if !agrees_on_mac_algorithm(shared, msg) => MAC_ALGORITHM_REFUSED,
         Some(NetworkCode::SignOn) => {
             c.sign_ons.fetch_add(1, Ordering::Relaxed);
             "00"
@@ -27,6 +39,9 @@ pub(super) async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<Ow
             c.echoes.fetch_add(1, Ordering::Relaxed);
             "00"
         }
+        Some(NetworkCode::KeyExchange) if !agrees_on_mac_algorithm(shared, msg) => {
+            MAC_ALGORITHM_REFUSED
+        }
         Some(NetworkCode::KeyExchange) => {
             if import_keys(shared, msg).await {
                 c.key_exchanges.fetch_add(1, Ordering::Relaxed);
@@ -37,19 +52,51 @@ pub(super) async fn network<'a>(shared: &Shared, msg: &Message<'a>) -> Option<Ow
         }
         None => "12",
     };
-    reply(msg, rc)
+    let mut answer = reply(msg, rc)?;
+    if shared.config.mac && matches!(code, Some(NetworkCode::SignOn | NetworkCode::KeyExchange)) {
+        answer
+            .set_str(48, &mac_algorithm_field(shared.config.mac_algorithm))
+            .ok()?;
+    }
+    Some(answer)
 }
 
-/// Imports a key of a key exchange under the ZMK; its LMK token when the check value matches.
-async fn import_key(shared: &Shared, key_type: KeyType, sent: &KeyUnderZmk) -> Option<KeyToken> {
+/// Whether the MAC algorithm field 48 says (absent: `x9.19`) is the bank's; always true for a
+/// bank without MACs. A disagreement is counted and logged.
+fn agrees_on_mac_algorithm(shared: &Shared, msg: &Message<'_>) -> bool {
+    if !shared.config.mac {
+        return true;
+    }
+    let ours = shared.config.mac_algorithm;
+    let theirs = match msg.get_str(48) {
+        Ok(f) => mac_algorithm_of(&f),
+        Err(_) => Ok(None),
+    };
+    match theirs {
+        Ok(t) if t.unwrap_or(LinkMacAlgorithm::X919) == ours => true,
+        said => {
+            shared
+                .counters
+                .mac_algorithm_mismatches
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(bank = %shared.config.institution, bank_mac_algorithm = %ours,
+                switch_says = ?said, "MAC algorithm mismatch: sign-on or key exchange refused");
+            false
+        }
+    }
+}
+
+/// Imports a key of a key exchange under the ZMK as a key of `scheme` (a key of another
+/// scheme is refused by the HSM); its LMK token when the check value matches.
+async fn import_key(
+    shared: &Shared,
+    key_type: KeyType,
+    scheme: KeyScheme,
+    sent: &KeyUnderZmk,
+) -> Option<KeyToken> {
     let key = shared
         .hsm
-        .import_key(
-            key_type,
-            &shared.config.keys.zmk,
-            &sent.under_zmk,
-            KeyScheme::U,
-        )
+        .import_key(key_type, &shared.config.keys.zmk, &sent.under_zmk, scheme)
         .await
         .ok()?;
     let kcv: String = key.check_value.iter().map(|b| format!("{b:02X}")).collect();
@@ -66,11 +113,12 @@ async fn import_keys(shared: &Shared, msg: &Message<'_>) -> bool {
     else {
         return false;
     };
-    let Some(zpk) = import_key(shared, KeyType::Zpk, &field.zpk).await else {
+    let Some(zpk) = import_key(shared, KeyType::Zpk, KeyScheme::U, &field.zpk).await else {
         return false;
     };
+    let tak_scheme = shared.config.mac_algorithm.key_scheme();
     let tak = match &field.tak {
-        Some(sent) => match import_key(shared, KeyType::Tak, sent).await {
+        Some(sent) => match import_key(shared, KeyType::Tak, tak_scheme, sent).await {
             Some(t) => Some(t),
             None => return false,
         },

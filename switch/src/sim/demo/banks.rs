@@ -6,7 +6,8 @@ use super::pki::DemoPki;
 use super::DemoRunError;
 use crate::issuer::IssuerConfig;
 use crate::sim::banksim::{AccountSeed, BankSim, BankSimData};
-use crate::sim::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE};
+use crate::sim::world::{clear_keys, DemoWorld, DECIMALISATION_TABLE, DEMO_MAC_ALGORITHM};
+use crate::wire::mac::LinkMacAlgorithm;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,15 @@ pub(super) async fn start_all(
             base => base.saturating_add(i as u16),
         };
         let listen = format!("127.0.0.1:{port}");
-        let (sim, mut link) = start_bank_with(world, i, &listen, Some(&pki)).await?;
+        let (sim, mut link) = start_bank_on(
+            world,
+            i,
+            &listen,
+            DEMO_MAC_ALGORITHM,
+            DEMO_MAC_ALGORITHM,
+            Some(&pki),
+        )
+        .await?;
         link.echo_interval = ECHO_INTERVAL;
         links.push(link);
         sims.push(sim);
@@ -38,20 +47,36 @@ pub(super) async fn start_all(
 
 /// Starts the simulated issuer host of the world's bank `i` on `listen` (its own HSM, same
 /// test LMK) and returns it with the switch's link configuration to it: keys exchanged at each
-/// sign-on, and MACs on (a TAK travels with every ZPK; see [`crate::wire::mac`]).
+/// sign-on, and MACs on by the demo's algorithm, SM4 ([`DEMO_MAC_ALGORITHM`]; a TAK travels
+/// with every ZPK; see [`crate::wire::mac`]).
 pub async fn start_bank(
     world: &DemoWorld,
     i: usize,
     listen: &str,
 ) -> Result<(BankSim, IssuerConfig), DemoRunError> {
-    start_bank_with(world, i, listen, None).await
+    start_bank_with(world, i, listen, DEMO_MAC_ALGORITHM, DEMO_MAC_ALGORITHM).await
 }
 
-/// [`start_bank`], over mutual TLS with `pki`'s certificates when given.
-async fn start_bank_with(
+/// As [`start_bank`], with the bank MACing by `bank_mac` and the switch's link configured with
+/// `link_mac` (tests of each algorithm, and of a link whose two ends disagree).
+pub async fn start_bank_with(
     world: &DemoWorld,
     i: usize,
     listen: &str,
+    bank_mac: LinkMacAlgorithm,
+    link_mac: LinkMacAlgorithm,
+) -> Result<(BankSim, IssuerConfig), DemoRunError> {
+    start_bank_on(world, i, listen, bank_mac, link_mac, None).await
+}
+
+/// The bank host and the switch's link to it, over mutual TLS with `pki`'s certificates when
+/// given.
+async fn start_bank_on(
+    world: &DemoWorld,
+    i: usize,
+    listen: &str,
+    bank_mac: LinkMacAlgorithm,
+    link_mac: LinkMacAlgorithm,
     pki: Option<&DemoPki>,
 ) -> Result<(BankSim, IssuerConfig), DemoRunError> {
     let other = |e: &dyn std::fmt::Display| DemoRunError::Other(e.to_string());
@@ -73,6 +98,7 @@ async fn start_bank_with(
         zpk_clear_hex: Some(bank.zpk_clear.clone()),
         tak_clear_hex: None,
         mac: true,
+        mac_algorithm: bank_mac,
         pvk_clear_hex: clear_keys::PVK.to_owned(),
         decimalisation_table: DECIMALISATION_TABLE.to_owned(),
         accounts,
@@ -87,6 +113,7 @@ async fn start_bank_with(
     let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
     lc.zpk = Some(zpk);
     lc.mac = true;
+    lc.mac_algorithm = link_mac;
     lc.key_exchange_on_sign_on = true;
     if let Some(pki) = pki {
         lc.tls = Some(pki.switch_link().map_err(|e| other(&e))?);

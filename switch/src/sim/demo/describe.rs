@@ -37,7 +37,11 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         clear_keys::PVK
     ));
     s.push_str(&format!("  Every cardholder's PIN: {DEMO_PIN}\n\n"));
-    s.push_str("Institutions (field 32) and their TAKs (MAC keys, clear, demo only):\n");
+    s.push_str(&format!(
+        "Institutions (field 32) and their TAKs (MAC keys, clear, demo only; every kiosk and \
+         bank link MACs by {}):\n",
+        crate::sim::world::DEMO_MAC_ALGORITHM
+    ));
     let tak = |id: &InstitutionId| hex::encode_upper(clear_keys::acquirer_tak(id));
     for h in &world.hospitals {
         s.push_str(&format!(

@@ -12,7 +12,7 @@ pub mod pki;
 mod status;
 mod traffic;
 
-pub use banks::start_bank;
+pub use banks::{start_bank, start_bank_with};
 pub use describe::describe;
 
 use crate::acquirer::AcquirerListener;
