@@ -40,6 +40,44 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Operator users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain and, with the configuration's [operator] audit_mac_key,
+    /// every entry's MAC; prints the count, or the first broken entry (and fails).
+    Verify {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create the first administrator of a node that has no user yet; prints a one-time
+    /// password and the TOTP secret, once.
+    BootstrapAdmin {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Login name (a-z, 0-9, '.', '_', '-', '@').
+        #[arg(long)]
+        username: String,
+        /// The administrator's institution (usually the switch's own).
+        #[arg(long)]
+        institution: String,
+    },
 }
 
 /// What `switch demo` says in a build without the simulators.
@@ -74,6 +112,23 @@ fn main() -> ExitCode {
             Command::Demo { .. } => Err(NO_DEMO.to_owned()),
             Command::Serve { config } => switch::config::serve(&config)
                 .await
+                .map_err(|e| e.to_string()),
+            Command::Audit {
+                command: AuditCommand::Verify { config },
+            } => switch::config::admin::audit_verify(&config)
+                .await
+                .map(|s| println!("{s}"))
+                .map_err(|e| e.to_string()),
+            Command::Users {
+                command:
+                    UsersCommand::BootstrapAdmin {
+                        config,
+                        username,
+                        institution,
+                    },
+            } => switch::config::admin::bootstrap_admin(&config, &username, &institution)
+                .await
+                .map(|s| print!("{s}"))
                 .map_err(|e| e.to_string()),
         }
     });

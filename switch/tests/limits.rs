@@ -208,6 +208,7 @@ fn http_state(s: &Switch) -> HttpState<SqliteStore> {
         writer: w,
         metrics: Arc::clone(&s.metrics),
         links: None,
+        operator: Arc::new(switch::operator::OperatorContext::for_tests()),
     }
 }
 
@@ -227,6 +228,7 @@ async fn the_http_face_refuses_an_address_that_is_not_loopback() {
     let err = http_face::serve(
         http_state(&s),
         "0.0.0.0:0".parse().unwrap(),
+        None,
         HttpLimits::default(),
     )
     .await
@@ -242,7 +244,7 @@ async fn the_http_face_closes_stalled_connections_and_serves_a_bounded_number() 
         connections_max: 2,
         stall_timeout: Duration::from_millis(500),
     };
-    let addr = http_face::serve(http_state(&s), "127.0.0.1:0".parse().unwrap(), limits)
+    let addr = http_face::serve(http_state(&s), "127.0.0.1:0".parse().unwrap(), None, limits)
         .await
         .unwrap();
     assert!(health(addr).await.unwrap().starts_with("HTTP/1.1 200"));

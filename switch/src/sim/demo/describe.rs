@@ -19,9 +19,12 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         opts.listen
     ));
     s.push_str(&format!(
-        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}} /saf\n\n",
+        "HTTP: http://{}/health /ready (open); /session /me /users /roles /audit /metrics /transactions/{{rrn}} /saf\n\
+         (operator API: log in with POST /session as one of the demo operators below, or see docs)\n\n",
         opts.http
     ));
+    s.push_str(&super::operators::describe_operators(&world));
+    s.push('\n');
     s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
     s.push_str(&format!(
         "  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n",

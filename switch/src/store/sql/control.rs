@@ -528,6 +528,10 @@ impl<B: Backend> Store for B {
     async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
         audit_log::verify(self).await
     }
+
+    fn install_audit_mac_key(&self, key: std::sync::Arc<dyn crate::store::AuditMacKey>) -> bool {
+        self.audit_key_slot().install(key)
+    }
 }
 
 /// A transaction row with its legs.

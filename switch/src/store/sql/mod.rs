@@ -51,6 +51,7 @@ macro_rules! outbox_columns {
 
 mod audit_log;
 mod control;
+mod operator;
 pub mod driver;
 mod queues;
 pub mod rows;
