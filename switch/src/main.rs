@@ -158,7 +158,9 @@ mod demo {
         /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
         #[arg(long, default_value = "127.0.0.1:8583")]
         listen: SocketAddr,
-        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
+        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf, and the operator
+        /// API: /session, /session/password, /me, /users, /users/{id}/roles,
+        /// /role-changes/{id}/approve, /roles, /audit).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

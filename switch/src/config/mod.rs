@@ -830,16 +830,16 @@ pub async fn operator_context(
         .unwrap_data_key(&token("operator.secret_key", &op.secret_key)?)
         .await?;
     let tls = cfg.http.as_ref().is_some_and(|h| h.tls_cert.is_some());
-    Ok(crate::operator::OperatorContext {
-        secrets: crate::operator::keys::SecretKey::new(secret),
-        policy: crate::operator::SessionPolicy {
+    Ok(crate::operator::OperatorContext::new(
+        crate::operator::keys::SecretKey::new(secret),
+        crate::operator::SessionPolicy {
             idle_timeout: Duration::from_secs(op.session_idle_s.max(1)),
             absolute_timeout: Duration::from_secs(op.session_absolute_s.max(1)),
             login_failures_max: op.login_failures_max.max(1),
             lockout: Duration::from_secs(op.lockout_s),
             secure_cookie: tls,
         },
-    })
+    ))
 }
 
 /// The HTTP listener's TLS, if configured.
@@ -869,10 +869,10 @@ async fn run_node<S: Store>(
     let operator = match &cfg.http {
         Some(_) => operator_context(&cfg, &*hsm).await?,
         // Without HTTP nobody logs in; the context is never used.
-        None => crate::operator::OperatorContext {
-            secrets: crate::operator::keys::SecretKey::new(hsm.generate_data_key().await?.0),
-            policy: crate::operator::SessionPolicy::default(),
-        },
+        None => crate::operator::OperatorContext::new(
+            crate::operator::keys::SecretKey::new(hsm.generate_data_key().await?.0),
+            crate::operator::SessionPolicy::default(),
+        ),
     };
     let http_tls = http_tls(&cfg)?;
     let keys = cfg.keys()?;

@@ -189,14 +189,62 @@ async fn authenticate<S: Store>(parts: &Parts, st: &HttpState<S>) -> Result<Call
     Ok(caller)
 }
 
+/// How long a resolved API key is used without asking the store again: a revocation takes
+/// effect within this time, and a Prometheus scrape (an API key) still authenticates while the
+/// store is down, when its metrics matter most.
+pub const KEY_CACHE_TTL_US: i64 = 60_000_000;
+/// Most API keys held resolved.
+pub const KEY_CACHE_ENTRIES_MAX: usize = 1024;
+
+/// API keys recently resolved: the hash of the key, the caller it makes, and when it expires.
+#[derive(Debug, Default)]
+pub struct KeyCache(std::sync::Mutex<std::collections::HashMap<[u8; 32], (Caller, i64)>>);
+
+impl KeyCache {
+    fn get(&self, hash: &[u8; 32], now: i64) -> Option<Caller> {
+        let map = self.0.lock().ok()?;
+        map.get(hash)
+            .filter(|(_, until)| *until > now)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], caller: &Caller, now: i64) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= KEY_CACHE_ENTRIES_MAX {
+                map.retain(|_, (_, until)| *until > now);
+                if map.len() >= KEY_CACHE_ENTRIES_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(hash, (caller.clone(), now + KEY_CACHE_TTL_US));
+        }
+    }
+}
+
 async fn by_api_key<S: Store>(
     st: &HttpState<S>,
     key: &str,
     source: SourceAddr,
 ) -> Result<Caller, Problem> {
+    let hash = hash_presented(key);
+    let now = now_us();
+    if let Some(mut caller) = st.operator.keys.get(&hash, now) {
+        caller.source = source;
+        return Ok(caller);
+    }
+    let caller = resolve_api_key(st, &hash, source).await?;
+    st.operator.keys.put(hash, &caller, now);
+    Ok(caller)
+}
+
+async fn resolve_api_key<S: Store>(
+    st: &HttpState<S>,
+    hash: &[u8; 32],
+    source: SourceAddr,
+) -> Result<Caller, Problem> {
     let record = st
         .store
-        .api_key(&hash_presented(key))
+        .api_key(hash)
         .await
         .map_err(store_failed)?
         .filter(|k| k.revoked_at_us.is_none())

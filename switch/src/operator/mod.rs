@@ -68,15 +68,23 @@ pub struct OperatorContext {
     pub secrets: keys::SecretKey,
     /// Sessions and lockout.
     pub policy: SessionPolicy,
+    /// API keys recently resolved (see [`caller::KeyCache`]).
+    pub(crate) keys: caller::KeyCache,
 }
 
 impl OperatorContext {
+    /// With its secret key and policy.
+    pub fn new(secrets: keys::SecretKey, policy: SessionPolicy) -> Self {
+        Self {
+            secrets,
+            policy,
+            keys: caller::KeyCache::default(),
+        }
+    }
+
     /// Fixed, publicly known keys: tests and the demo only.
     pub fn for_tests() -> Self {
-        Self {
-            secrets: keys::SecretKey::for_tests(),
-            policy: SessionPolicy::default(),
-        }
+        Self::new(keys::SecretKey::for_tests(), SessionPolicy::default())
     }
 }
 

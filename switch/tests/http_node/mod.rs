@@ -13,6 +13,7 @@ use switch::operator::token::hash_presented;
 use switch::operator::OperatorContext;
 use switch::sim::operator_kit;
 use switch::store::operator::ApiKeyRecord;
+use switch::store::OperatorStore;
 use switch::metrics::Metrics;
 use switch::sim::testkit::{self, Fixture};
 use switch::store::writer;
@@ -51,6 +52,7 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
     let fx = testkit::seed(&*store, 100_000, 1_000_000_000)
         .await
         .expect("seed");
+    store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
     operator_kit::seed_tenants(&*store).await.expect("tenants");
     store
         .put_api_key(&ApiKeyRecord {

@@ -5,6 +5,8 @@
 
 mod card_risk;
 pub use card_risk::*;
+mod operator;
+pub use operator::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1209,6 +1211,10 @@ macro_rules! store_suite {
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
             wrong_pins_are_counted_in_the_store_and_survive_a_restart,
             daily_limits_are_checked_in_the_commit_and_survive_a_restart,
+            a_login_lockout_is_counted_in_the_store_and_survives_a_restart,
+            a_role_change_is_applied_only_when_another_administrator_approves_it,
+            sessions_keys_and_idempotent_answers_are_kept_by_hash,
+            audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

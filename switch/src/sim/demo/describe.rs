@@ -19,8 +19,9 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         opts.listen
     ));
     s.push_str(&format!(
-        "HTTP: http://{}/health /ready (open); /session /me /users /roles /audit /metrics /transactions/{{rrn}} /saf\n\
-         (operator API: log in with POST /session as one of the demo operators below, or see docs)\n\n",
+        "HTTP: http://{}/health /ready (open); operator API (a session or an API key): /metrics /transactions/{{rrn}} /saf \
+         /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit\n\
+         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\n",
         opts.http
     ));
     s.push_str(&super::operators::describe_operators(&world));
