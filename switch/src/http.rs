@@ -12,6 +12,7 @@
 //! The operator API's own routes are [`crate::operator::routes`].
 
 use crate::metrics::{Metrics, SeriesKind};
+use crate::operator::routes::{audit_log, roles, session, users};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
@@ -20,7 +21,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use crate::operator::routes::{audit_log, roles, session, users};
 use axum::Router;
 use rust_decimal::Decimal;
 use schemas::domain::Rrn;
@@ -185,12 +185,18 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/transactions/{rrn}", get(transaction_by_rrn::<S>))
         .route("/saf", get(store_and_forward::<S>))
-        .route("/session", post(session::login::<S>).delete(session::logout::<S>))
+        .route(
+            "/session",
+            post(session::login::<S>).delete(session::logout::<S>),
+        )
         .route("/session/password", post(session::change_password::<S>))
         .route("/me", get(session::me::<S>))
         .route("/users", get(users::list::<S>).post(users::create::<S>))
         .route("/users/{id}/roles", post(users::propose_roles::<S>))
-        .route("/role-changes/{id}/approve", post(users::approve_role_change::<S>))
+        .route(
+            "/role-changes/{id}/approve",
+            post(users::approve_role_change::<S>),
+        )
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
         .method_not_allowed_fallback(method_not_allowed)

@@ -315,10 +315,18 @@ fn the_document_is_well_formed_openapi_3_1() {
     // Security schemes are named by security requirements (the document's and operations'),
     // not by `$ref`.
     let mut required_schemes = BTreeSet::new();
-    let requirements = std::iter::once(&doc["security"])
-        .chain(operations(&doc).into_iter().map(|(_, _, op)| &op["security"]));
+    let requirements = std::iter::once(&doc["security"]).chain(
+        operations(&doc)
+            .into_iter()
+            .map(|(_, _, op)| &op["security"]),
+    );
     for requirement in requirements.filter_map(Value::as_array).flatten() {
-        required_schemes.extend(requirement.as_object().into_iter().flat_map(|o| o.keys().cloned()));
+        required_schemes.extend(
+            requirement
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned()),
+        );
     }
     for (section, members) in doc["components"].as_object().expect("components") {
         for name in members.as_object().expect("a component map").keys() {
@@ -563,7 +571,10 @@ async fn every_documented_path_is_served() {
     let doc = document();
     let mut methods_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (path, method, _) in operations(&doc) {
-        methods_of.entry(path).or_default().insert(method.to_ascii_uppercase());
+        methods_of
+            .entry(path)
+            .or_default()
+            .insert(method.to_ascii_uppercase());
     }
     for (path, method, op) in operations(&doc) {
         let mut url = path.clone();
@@ -814,101 +825,346 @@ async fn operator_answers(c: &mut Contract, n: &http_node::Node) {
     let (_, b) = mk("admin-b", &["administrator"]).await;
     let (target, _) = mk("target", &[]).await;
     let (_, clerk) = mk("clerk", &["counter_clerk"]).await;
-    let login = |user: &str, secret: &switch::operator::totp::TotpSecret, password: &str| {
-        json!({"username": user, "password": password, "totp": totp_now(secret)})
-    };
+    let login = |user: &str, secret: &switch::operator::totp::TotpSecret, password: &str| json!({"username": user, "password": password, "totp": totp_now(secret)});
     // Logins: 400, 401, 200.
-    c.send(addr, "POST", "/session", "/session", &[], Some(json!({"username": "x"}))).await;
-    c.send(addr, "POST", "/session", "/session", &[], Some(login("admin-a", &a.totp, "wrong password!"))).await;
+    c.send(
+        addr,
+        "POST",
+        "/session",
+        "/session",
+        &[],
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/session",
+        "/session",
+        &[],
+        Some(login("admin-a", &a.totp, "wrong password!")),
+    )
+    .await;
     let mut sessions = Vec::new();
-    for (user, secret) in [("admin-a", &a.totp), ("admin-b", &b.totp), ("clerk", &clerk.totp)] {
-        let r = c.send(addr, "POST", "/session", "/session", &[], Some(login(user, secret, pw))).await;
+    for (user, secret) in [
+        ("admin-a", &a.totp),
+        ("admin-b", &b.totp),
+        ("clerk", &clerk.totp),
+    ] {
+        let r = c
+            .send(
+                addr,
+                "POST",
+                "/session",
+                "/session",
+                &[],
+                Some(login(user, secret, pw)),
+            )
+            .await;
         assert_eq!(r.status, 200, "{r:?}");
-        let cookie = r.header("set-cookie").and_then(|s| s.split(';').next()).expect("cookie").to_owned();
-        let csrf = Contract::json(&r)["csrf_token"].as_str().expect("csrf").to_owned();
+        let cookie = r
+            .header("set-cookie")
+            .and_then(|s| s.split(';').next())
+            .expect("cookie")
+            .to_owned();
+        let csrf = Contract::json(&r)["csrf_token"]
+            .as_str()
+            .expect("csrf")
+            .to_owned();
         sessions.push((cookie, csrf));
     }
     let h = |i: usize| -> Vec<(&str, &str)> {
-        vec![("Cookie", sessions[i].0.as_str()), ("X-CSRF-Token", sessions[i].1.as_str())]
+        vec![
+            ("Cookie", sessions[i].0.as_str()),
+            ("X-CSRF-Token", sessions[i].1.as_str()),
+        ]
     };
     let none: &[(&str, &str)] = &[];
-    let clerk_key = operator_kit::api_key(&*n.store, SWITCH, "counter_clerk").await.expect("key");
+    let clerk_key = operator_kit::api_key(&*n.store, SWITCH, "counter_clerk")
+        .await
+        .expect("key");
     let clerk_auth = format!("Bearer {clerk_key}");
     let as_clerk_key: &[(&str, &str)] = &[("Authorization", &clerk_auth)];
     // The lookups without credentials and without the permission.
-    for (path, url) in [("/metrics", "/metrics"), ("/saf", "/saf"), ("/transactions/{rrn}", "/transactions/000000000041")] {
+    for (path, url) in [
+        ("/metrics", "/metrics"),
+        ("/saf", "/saf"),
+        ("/transactions/{rrn}", "/transactions/000000000041"),
+    ] {
         assert_eq!(c.send(addr, "GET", path, url, none, None).await.status, 401);
         let saf_or_metrics = c.send(addr, "GET", path, url, as_clerk_key, None).await;
         if path != "/transactions/{rrn}" {
             assert_eq!(saf_or_metrics.status, 403);
         }
     }
-    c.send(addr, "GET", "/transactions/{rrn}", "/transactions/000000000041", &[("Authorization", "Bearer x")], None).await;
+    c.send(
+        addr,
+        "GET",
+        "/transactions/{rrn}",
+        "/transactions/000000000041",
+        &[("Authorization", "Bearer x")],
+        None,
+    )
+    .await;
     let no_metrics = request_with(addr, "GET", "/metrics", as_clerk_key, None).await;
     assert_eq!(no_metrics.status, 403);
-    let _ = c.send(addr, "GET", "/metrics", "/metrics", as_clerk_key, None).await;
+    let _ = c
+        .send(addr, "GET", "/metrics", "/metrics", as_clerk_key, None)
+        .await;
     // A transaction lookup refused by permission: a key whose role lacks transactions.read.
-    let issuance_key = operator_kit::api_key(&*n.store, SWITCH, "issuance_operator").await.expect("key");
+    let issuance_key = operator_kit::api_key(&*n.store, SWITCH, "issuance_operator")
+        .await
+        .expect("key");
     let issuance_auth = format!("Bearer {issuance_key}");
-    c.send(addr, "GET", "/transactions/{rrn}", "/transactions/000000000041", &[("Authorization", &issuance_auth)], None).await;
+    c.send(
+        addr,
+        "GET",
+        "/transactions/{rrn}",
+        "/transactions/000000000041",
+        &[("Authorization", &issuance_auth)],
+        None,
+    )
+    .await;
     // Who am I.
     c.send(addr, "GET", "/me", "/me", &h(0), None).await;
     c.send(addr, "GET", "/me", "/me", none, None).await;
     // Users.
-    for (hdr, url) in [(h(0), "/users"), (h(0), "/users?limit=0"), (vec![], "/users"), (h(2), "/users")] {
+    for (hdr, url) in [
+        (h(0), "/users"),
+        (h(0), "/users?limit=0"),
+        (vec![], "/users"),
+        (h(2), "/users"),
+    ] {
         c.send(addr, "GET", "/users", url, &hdr, None).await;
     }
-    c.send(addr, "POST", "/users", "/users", &h(0), Some(json!({"username": "newcomer"}))).await;
-    c.send(addr, "POST", "/users", "/users", &h(0), Some(json!({"username": "newcomer"}))).await;
-    c.send(addr, "POST", "/users", "/users", &h(0), Some(json!({"username": "Not Valid"}))).await;
-    c.send(addr, "POST", "/users", "/users", none, Some(json!({"username": "x"}))).await;
-    c.send(addr, "POST", "/users", "/users", &h(2), Some(json!({"username": "x"}))).await;
-    c.send(addr, "POST", "/users", "/users", &[("Cookie", sessions[0].0.as_str())], Some(json!({"username": "y"}))).await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "newcomer"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "newcomer"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "Not Valid"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        none,
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(2),
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &[("Cookie", sessions[0].0.as_str())],
+        Some(json!({"username": "y"})),
+    )
+    .await;
     // Role changes.
     let roles_url = format!("/users/{}/roles", target.user_id);
     let propose = json!({"role_ids": ["hospital_cashier"], "reason": "front desk"});
-    let proposed = c.send(addr, "POST", "/users/{id}/roles", &roles_url, &h(0), Some(propose.clone())).await;
+    let proposed = c
+        .send(
+            addr,
+            "POST",
+            "/users/{id}/roles",
+            &roles_url,
+            &h(0),
+            Some(propose.clone()),
+        )
+        .await;
     assert_eq!(proposed.status, 202, "{proposed:?}");
-    c.send(addr, "POST", "/users/{id}/roles", &roles_url, &h(0), Some(json!({"role_ids": [], "reason": ""}))).await;
-    c.send(addr, "POST", "/users/{id}/roles", &roles_url, none, Some(propose.clone())).await;
-    c.send(addr, "POST", "/users/{id}/roles", &roles_url, &h(2), Some(propose.clone())).await;
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        &h(0),
+        Some(json!({"role_ids": [], "reason": ""})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        none,
+        Some(propose.clone()),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        &h(2),
+        Some(propose.clone()),
+    )
+    .await;
     let unknown = format!("/users/{}/roles", uuid::Uuid::now_v7());
-    c.send(addr, "POST", "/users/{id}/roles", &unknown, &h(0), Some(propose)).await;
-    let change = Contract::json(&proposed)["change_id"].as_str().expect("id").to_owned();
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &unknown,
+        &h(0),
+        Some(propose),
+    )
+    .await;
+    let change = Contract::json(&proposed)["change_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let approve = format!("/role-changes/{change}/approve");
     let path = "/role-changes/{id}/approve";
-    assert_eq!(c.send(addr, "POST", path, &approve, &h(0), None).await.status, 403, "four eyes");
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(0), None)
+            .await
+            .status,
+        403,
+        "four eyes"
+    );
     c.send(addr, "POST", path, &approve, none, None).await;
-    c.send(addr, "POST", path, &format!("/role-changes/{}/approve", uuid::Uuid::now_v7()), &h(1), None).await;
-    assert_eq!(c.send(addr, "POST", path, &approve, &h(1), None).await.status, 200);
-    assert_eq!(c.send(addr, "POST", path, &approve, &h(1), None).await.status, 409);
+    c.send(
+        addr,
+        "POST",
+        path,
+        &format!("/role-changes/{}/approve", uuid::Uuid::now_v7()),
+        &h(1),
+        None,
+    )
+    .await;
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(1), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(1), None)
+            .await
+            .status,
+        409
+    );
     // Roles.
     c.send(addr, "GET", "/roles", "/roles", &h(0), None).await;
     c.send(addr, "GET", "/roles", "/roles", none, None).await;
     c.send(addr, "GET", "/roles", "/roles", &h(2), None).await;
-    let role = json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
+    let role =
+        json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
     let mut keyed = h(0);
     keyed.push(("Idempotency-Key", "role-1"));
-    c.send(addr, "POST", "/roles", "/roles", &keyed, Some(role.clone())).await;
-    c.send(addr, "POST", "/roles", "/roles", &keyed, Some(json!({"role_id": "day", "name": "Day", "permissions": []}))).await;
-    c.send(addr, "POST", "/roles", "/roles", &h(0), Some(role)).await;
-    c.send(addr, "POST", "/roles", "/roles", &h(0), Some(json!({"role_id": "x", "name": "x", "permissions": ["nothing"]}))).await;
+    c.send(addr, "POST", "/roles", "/roles", &keyed, Some(role.clone()))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        "/roles",
+        "/roles",
+        &keyed,
+        Some(json!({"role_id": "day", "name": "Day", "permissions": []})),
+    )
+    .await;
+    c.send(addr, "POST", "/roles", "/roles", &h(0), Some(role))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        "/roles",
+        "/roles",
+        &h(0),
+        Some(json!({"role_id": "x", "name": "x", "permissions": ["nothing"]})),
+    )
+    .await;
     c.send(addr, "POST", "/roles", "/roles", none, None).await;
-    c.send(addr, "POST", "/roles", "/roles", &h(2), Some(json!({}))).await;
+    c.send(addr, "POST", "/roles", "/roles", &h(2), Some(json!({})))
+        .await;
     // The audit log.
-    for (hdr, url) in [(h(0), "/audit"), (h(0), "/audit?cursor=x"), (vec![], "/audit"), (h(2), "/audit")] {
+    for (hdr, url) in [
+        (h(0), "/audit"),
+        (h(0), "/audit?cursor=x"),
+        (vec![], "/audit"),
+        (h(2), "/audit"),
+    ] {
         c.send(addr, "GET", "/audit", url, &hdr, None).await;
     }
     // Passwords and logout.
     let pw_path = "/session/password";
-    c.send(addr, "POST", pw_path, pw_path, &h(2), Some(json!({"current_password": "not it at all", "new_password": "a new long password"}))).await;
-    c.send(addr, "POST", pw_path, pw_path, &h(2), Some(json!({"current_password": pw, "new_password": "short"}))).await;
-    c.send(addr, "POST", pw_path, pw_path, none, Some(json!({}))).await;
-    c.send(addr, "POST", pw_path, pw_path, &h(2), Some(json!({"current_password": pw, "new_password": "a new long password"}))).await;
-    c.send(addr, "DELETE", "/session", "/session", &[("Cookie", sessions[1].0.as_str())], None).await;
-    c.send(addr, "DELETE", "/session", "/session", as_clerk_key, None).await;
-    c.send(addr, "DELETE", "/session", "/session", &h(1), None).await;
-    c.send(addr, "DELETE", "/session", "/session", &h(1), None).await;
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": "not it at all", "new_password": "a new long password"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": pw, "new_password": "short"})),
+    )
+    .await;
+    c.send(addr, "POST", pw_path, pw_path, none, Some(json!({})))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": pw, "new_password": "a new long password"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "DELETE",
+        "/session",
+        "/session",
+        &[("Cookie", sessions[1].0.as_str())],
+        None,
+    )
+    .await;
+    c.send(addr, "DELETE", "/session", "/session", as_clerk_key, None)
+        .await;
+    c.send(addr, "DELETE", "/session", "/session", &h(1), None)
+        .await;
+    c.send(addr, "DELETE", "/session", "/session", &h(1), None)
+        .await;
 }
 
 /// A change that makes a conforming body break the document.

@@ -44,7 +44,13 @@ async fn session(n: &Node, username: &str, first: &FirstSecrets) -> Session {
     }
 }
 
-async fn call(n: &Node, s: Option<&Session>, method: &str, path: &str, body: Option<&Value>) -> Reply {
+async fn call(
+    n: &Node,
+    s: Option<&Session>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Reply {
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(s) = s {
         headers.push(("Cookie", &s.cookie));
@@ -60,10 +66,22 @@ fn problem_type(r: &Reply) -> String {
     v["type"].as_str().unwrap_or("").to_owned()
 }
 
-async fn user(n: &Node, name: &str, institution: &str, roles: &[&str]) -> (OperatorUser, FirstSecrets) {
-    operator_kit::user(&*n.store, &SecretKey::for_tests(), name, institution, roles, PASSWORD)
-        .await
-        .expect("user")
+async fn user(
+    n: &Node,
+    name: &str,
+    institution: &str,
+    roles: &[&str],
+) -> (OperatorUser, FirstSecrets) {
+    operator_kit::user(
+        &*n.store,
+        &SecretKey::for_tests(),
+        name,
+        institution,
+        roles,
+        PASSWORD,
+    )
+    .await
+    .expect("user")
 }
 
 /// The RRN of the transaction the node holds: acquired by `testkit`'s hospital, issued by its
@@ -85,13 +103,25 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("GET", "/metrics".into(), None),
         ("GET", "/me".into(), None),
         ("DELETE", "/session".into(), None),
-        ("POST", "/session/password".into(), Some(json!({"current_password": PASSWORD, "new_password": "another long password"}))),
+        (
+            "POST",
+            "/session/password".into(),
+            Some(json!({"current_password": PASSWORD, "new_password": "another long password"})),
+        ),
         ("GET", "/users".into(), None),
         ("POST", "/users".into(), Some(json!({"username": "nobody"}))),
-        ("POST", format!("/users/{id}/roles"), Some(json!({"role_ids": [], "reason": "x"}))),
+        (
+            "POST",
+            format!("/users/{id}/roles"),
+            Some(json!({"role_ids": [], "reason": "x"})),
+        ),
         ("POST", format!("/role-changes/{id}/approve"), None),
         ("GET", "/roles".into(), None),
-        ("POST", "/roles".into(), Some(json!({"role_id": "x", "name": "x", "permissions": []}))),
+        (
+            "POST",
+            "/roles".into(),
+            Some(json!({"role_id": "x", "name": "x", "permissions": []})),
+        ),
         ("GET", "/audit".into(), None),
     ]
 }
@@ -113,7 +143,14 @@ async fn every_route_but_login_refuses_a_caller_without_credentials() {
         )
         .await;
         assert_eq!(forged.status, 401, "{method} {path} forged session");
-        let key = request_with(n.addr, method, &path, &[("Authorization", "Bearer 00")], None).await;
+        let key = request_with(
+            n.addr,
+            method,
+            &path,
+            &[("Authorization", "Bearer 00")],
+            None,
+        )
+        .await;
         assert_eq!(key.status, 401, "{method} {path} forged key");
     }
     // The lookup of issue 24 in particular: no transaction for an anonymous caller.
@@ -121,7 +158,11 @@ async fn every_route_but_login_refuses_a_caller_without_credentials() {
     assert!(!r.body.contains(RRN), "{r:?}");
     // The probes stay open: they carry no data.
     for path in ["/health", "/ready"] {
-        assert_eq!(call(&n, None, "GET", path, None).await.status, 200, "{path}");
+        assert_eq!(
+            call(&n, None, "GET", path, None).await.status,
+            200,
+            "{path}"
+        );
     }
 }
 
@@ -144,7 +185,10 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
     let mut checked = 0;
     for role in BUILTIN_ROLES {
         let granted = PermissionSet::of(role.permissions);
-        for (t, tenant) in [hospital.as_str(), OTHER_HOSPITAL, SWITCH].into_iter().enumerate() {
+        for (t, tenant) in [hospital.as_str(), OTHER_HOSPITAL, SWITCH]
+            .into_iter()
+            .enumerate()
+        {
             let name = format!("{}-{t}", role.role_id.replace('_', "-"));
             let (_, first) = user(&n, &name, tenant, &[role.role_id]).await;
             let s = session(&n, &name, &first).await;
@@ -152,21 +196,59 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
             let (target, _) = user(&n, &format!("target-{name}"), &hospital, &[]).await;
             let change = propose_directly(&n, &proposer, &target).await;
             let routes: Vec<(RouteRule, String, Option<Value>)> = vec![
-                (rule("GET", Some(Permission::ViewTransactions), true), format!("/transactions/{RRN}"), None),
-                (rule("GET", Some(Permission::ViewSaf), false), "/saf".into(), None),
-                (rule("GET", Some(Permission::ViewMetrics), false), "/metrics".into(), None),
+                (
+                    rule("GET", Some(Permission::ViewTransactions), true),
+                    format!("/transactions/{RRN}"),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewSaf), false),
+                    "/saf".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewMetrics), false),
+                    "/metrics".into(),
+                    None,
+                ),
                 (rule("GET", None, false), "/me".into(), None),
-                (rule("GET", Some(Permission::ViewUsers), false), "/users".into(), None),
-                (rule("GET", Some(Permission::ViewUsers), false), "/roles".into(), None),
-                (rule("GET", Some(Permission::ReadAuditLog), false), "/audit".into(), None),
-                (rule("POST", Some(Permission::ManageUsers), false), "/users".into(),
-                    Some(json!({"username": format!("new-{name}")}))),
-                (rule("POST", Some(Permission::ManageUsers), true), format!("/users/{}/roles", target.user_id),
-                    Some(json!({"role_ids": ["auditor"], "reason": "covers the audit desk"}))),
-                (rule("POST", Some(Permission::ManageUsers), true),
-                    format!("/role-changes/{change}/approve"), None),
-                (rule("POST", Some(Permission::ManageRoles), false), "/roles".into(),
-                    Some(json!({"role_id": format!("r-{name}"), "name": "Night cashier", "permissions": ["transactions.read"]}))),
+                (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/users".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/roles".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ReadAuditLog), false),
+                    "/audit".into(),
+                    None,
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), false),
+                    "/users".into(),
+                    Some(json!({"username": format!("new-{name}")})),
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), true),
+                    format!("/users/{}/roles", target.user_id),
+                    Some(json!({"role_ids": ["auditor"], "reason": "covers the audit desk"})),
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), true),
+                    format!("/role-changes/{change}/approve"),
+                    None,
+                ),
+                (
+                    rule("POST", Some(Permission::ManageRoles), false),
+                    "/roles".into(),
+                    Some(
+                        json!({"role_id": format!("r-{name}"), "name": "Night cashier", "permissions": ["transactions.read"]}),
+                    ),
+                ),
             ];
             for (r, path, body) in routes {
                 let reply = call(&n, Some(&s), r.method, &path, body.as_ref()).await;
@@ -230,22 +312,48 @@ async fn lists_show_only_the_callers_institution() {
     let (_, first) = user(&n, "auditor-h", &hospital, &["auditor"]).await;
     let s = session(&n, "auditor-h", &first).await;
     let users = call(&n, Some(&s), "GET", "/users", None).await;
-    assert!(users.body.contains("\"mine\"") && !users.body.contains("\"theirs\""), "{}", users.body);
+    assert!(
+        users.body.contains("\"mine\"") && !users.body.contains("\"theirs\""),
+        "{}",
+        users.body
+    );
     // The bank's store-and-forward queue is the bank's: the hospital sees none of it.
-    let saf: Value = serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
+    let saf: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
     assert_eq!(saf["queues"].as_array().map(Vec::len), Some(0), "{saf}");
     let (_, first) = user(&n, "auditor-s", SWITCH, &["auditor"]).await;
     let s = session(&n, "auditor-s", &first).await;
-    let saf: Value = serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
-    assert_eq!(saf["queues"].as_array().map(Vec::len), Some(1), "the switch sees the advice: {saf}");
+    let saf: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
+    assert_eq!(
+        saf["queues"].as_array().map(Vec::len),
+        Some(1),
+        "the switch sees the advice: {saf}"
+    );
     // Pages: a cursor leads to the rest, without repeats.
-    let first_page: Value = serde_json::from_str(&call(&n, Some(&s), "GET", "/users?limit=2", None).await.body).unwrap();
-    let cursor = first_page["next_cursor"].as_str().expect("more users").to_owned();
+    let first_page: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/users?limit=2", None).await.body)
+            .unwrap();
+    let cursor = first_page["next_cursor"]
+        .as_str()
+        .expect("more users")
+        .to_owned();
     let next: Value = serde_json::from_str(
-        &call(&n, Some(&s), "GET", &format!("/users?limit=2&cursor={cursor}"), None).await.body,
+        &call(
+            &n,
+            Some(&s),
+            "GET",
+            &format!("/users?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await
+        .body,
     )
     .unwrap();
-    assert_ne!(first_page["items"][0]["user_id"], next["items"][0]["user_id"]);
+    assert_ne!(
+        first_page["items"][0]["user_id"],
+        next["items"][0]["user_id"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,16 +362,25 @@ async fn five_failed_logins_lock_the_user_and_every_attempt_is_audited_with_its_
     let (u, first) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
     let code = totp_now(&first.totp);
     for _ in 0..4 {
-        assert_eq!(login(&n, "clerk", "wrong password!", &code).await.status, 401);
+        assert_eq!(
+            login(&n, "clerk", "wrong password!", &code).await.status,
+            401
+        );
     }
     // A right password with a wrong code fails too (and counts).
     let wrong_code = if code == "000000" { "111111" } else { "000000" };
     let r = login(&n, "clerk", PASSWORD, wrong_code).await;
-    assert_eq!((r.status, problem_type(&r).as_str()), (401, "/problems/login-failed"));
+    assert_eq!(
+        (r.status, problem_type(&r).as_str()),
+        (401, "/problems/login-failed")
+    );
     // Locked: the right password and code are refused, with the same words.
     let locked = login(&n, "clerk", PASSWORD, &totp_now(&first.totp)).await;
     assert_eq!(locked.status, 401);
-    assert_eq!(locked.body, r.body, "a lock is not told apart from a wrong password");
+    assert_eq!(
+        locked.body, r.body,
+        "a lock is not told apart from a wrong password"
+    );
     let stored = n.store.user(u.user_id).await.unwrap().unwrap();
     assert_eq!(stored.failed_logins, 5);
     assert!(stored.locked_until_us.is_some());
@@ -271,12 +388,32 @@ async fn five_failed_logins_lock_the_user_and_every_attempt_is_audited_with_its_
     assert_eq!(login(&n, "nobody", PASSWORD, &code).await.body, r.body);
 
     let audit = n.store.audit_page(0, 100).await.unwrap();
-    let failures: Vec<_> = audit.iter().filter(|e| e.entry.action == "operator.login_failed").collect();
-    assert_eq!(failures.len(), 7, "five failures, the locked attempt and the unknown user");
-    assert!(failures.iter().all(|e| e.entry.detail.contains("\"source\":\"127.0.0.1\"")), "{failures:?}");
-    assert!(failures.iter().any(|e| e.entry.detail.contains("\"failure\":\"locked\"")));
-    assert!(audit.iter().all(|e| !e.entry.detail.contains(PASSWORD)), "no password in the log");
-    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audit.len() as u64);
+    let failures: Vec<_> = audit
+        .iter()
+        .filter(|e| e.entry.action == "operator.login_failed")
+        .collect();
+    assert_eq!(
+        failures.len(),
+        7,
+        "five failures, the locked attempt and the unknown user"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|e| e.entry.detail.contains("\"source\":\"127.0.0.1\"")),
+        "{failures:?}"
+    );
+    assert!(failures
+        .iter()
+        .any(|e| e.entry.detail.contains("\"failure\":\"locked\"")));
+    assert!(
+        audit.iter().all(|e| !e.entry.detail.contains(PASSWORD)),
+        "no password in the log"
+    );
+    assert_eq!(
+        n.store.verify_audit_chain().await.unwrap(),
+        audit.len() as u64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,18 +427,36 @@ async fn a_sessions_state_changing_request_needs_its_csrf_token() {
         vec![("Cookie", s.cookie.as_str()), ("X-CSRF-Token", "0000")],
     ] {
         let r = request_with(n.addr, "POST", "/users", &headers, Some(&body)).await;
-        assert_eq!((r.status, problem_type(&r).as_str()), (403, "/problems/csrf"), "{headers:?}");
+        assert_eq!(
+            (r.status, problem_type(&r).as_str()),
+            (403, "/problems/csrf"),
+            "{headers:?}"
+        );
     }
     // A GET needs none.
     let me = request_with(n.addr, "GET", "/me", &[("Cookie", s.cookie.as_str())], None).await;
     assert_eq!(me.status, 200);
-    let r = call(&n, Some(&s), "POST", "/users", Some(&json!({"username": "newcomer"}))).await;
+    let r = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/users",
+        Some(&json!({"username": "newcomer"})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{r:?}");
     let v: Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(v["password"].as_str().map(str::len), Some(20), "a one-time password, shown once");
+    assert_eq!(
+        v["password"].as_str().map(str::len),
+        Some(20),
+        "a one-time password, shown once"
+    );
     assert_eq!(v["totp_secret"].as_str().map(str::len), Some(32));
     // Logout ends the session.
-    assert_eq!(call(&n, Some(&s), "DELETE", "/session", None).await.status, 204);
+    assert_eq!(
+        call(&n, Some(&s), "DELETE", "/session", None).await.status,
+        204
+    );
     assert_eq!(call(&n, Some(&s), "GET", "/me", None).await.status, 401);
 }
 
@@ -323,19 +478,41 @@ async fn an_administrator_cannot_approve_their_own_role_change() {
     .await;
     assert_eq!(proposed.status, 202, "{proposed:?}");
     let change: Value = serde_json::from_str(&proposed.body).unwrap();
-    let approve = format!("/role-changes/{}/approve", change["change_id"].as_str().unwrap());
+    let approve = format!(
+        "/role-changes/{}/approve",
+        change["change_id"].as_str().unwrap()
+    );
     let own = call(&n, Some(&a), "POST", &approve, None).await;
-    assert_eq!((own.status, problem_type(&own).as_str()), (403, "/problems/four-eyes"));
-    assert!(n.store.user_roles(target.user_id).await.unwrap().is_empty(), "not applied");
+    assert_eq!(
+        (own.status, problem_type(&own).as_str()),
+        (403, "/problems/four-eyes")
+    );
+    assert!(
+        n.store.user_roles(target.user_id).await.unwrap().is_empty(),
+        "not applied"
+    );
     let other = call(&n, Some(&b), "POST", &approve, None).await;
     assert_eq!(other.status, 200, "{other:?}");
     let roles = n.store.user_roles(target.user_id).await.unwrap();
-    assert_eq!(roles.iter().map(|r| r.role_id.as_str()).collect::<Vec<_>>(), ["hospital_cashier"]);
-    assert_eq!(call(&n, Some(&b), "POST", &approve, None).await.status, 409, "once");
+    assert_eq!(
+        roles.iter().map(|r| r.role_id.as_str()).collect::<Vec<_>>(),
+        ["hospital_cashier"]
+    );
+    assert_eq!(
+        call(&n, Some(&b), "POST", &approve, None).await.status,
+        409,
+        "once"
+    );
     // Both steps are audited, with the reason.
     let audit = n.store.audit_page(0, 100).await.unwrap();
-    let approved = audit.iter().find(|e| e.entry.action == "role_change.approve").expect("audited");
-    assert!(approved.entry.detail.contains("new cashier at the front desk"));
+    let approved = audit
+        .iter()
+        .find(|e| e.entry.action == "role_change.approve")
+        .expect("audited");
+    assert!(approved
+        .entry
+        .detail
+        .contains("new cashier at the front desk"));
     assert!(approved.keyed, "MACed under the audit key");
 }
 
@@ -353,31 +530,56 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
                 n.addr,
                 "POST",
                 "/roles",
-                &[("Cookie", &s.cookie), ("X-CSRF-Token", &s.csrf), ("Idempotency-Key", key)],
+                &[
+                    ("Cookie", &s.cookie),
+                    ("X-CSRF-Token", &s.csrf),
+                    ("Idempotency-Key", key),
+                ],
                 Some(&b),
             )
             .await
         }
     };
-    let body = json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
+    let body =
+        json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
     let one = post(body.clone(), "k-1").await;
     assert_eq!(one.status, 201, "{one:?}");
     let again = post(body.clone(), "k-1").await;
-    assert_eq!((again.status, again.body.as_str()), (201, one.body.as_str()));
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (201, one.body.as_str())
+    );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    let other = post(json!({"role_id": "day", "name": "Day", "permissions": []}), "k-1").await;
-    assert_eq!((other.status, problem_type(&other).as_str()), (422, "/problems/idempotency-key-reused"));
+    let other = post(
+        json!({"role_id": "day", "name": "Day", "permissions": []}),
+        "k-1",
+    )
+    .await;
+    assert_eq!(
+        (other.status, problem_type(&other).as_str()),
+        (422, "/problems/idempotency-key-reused")
+    );
     // Without the key, the same body is a second request: the role exists.
     let r = call(&n, Some(&s), "POST", "/roles", Some(&body)).await;
     assert_eq!(r.status, 409);
     // A new user's secrets are not kept for a replay.
     let b = json!({"username": "once"}).to_string();
-    let headers = [("Cookie", s.cookie.as_str()), ("X-CSRF-Token", s.csrf.as_str()), ("Idempotency-Key", "u-1")];
+    let headers = [
+        ("Cookie", s.cookie.as_str()),
+        ("X-CSRF-Token", s.csrf.as_str()),
+        ("Idempotency-Key", "u-1"),
+    ];
     let created = request_with(n.addr, "POST", "/users", &headers, Some(&b)).await;
     let replay = request_with(n.addr, "POST", "/users", &headers, Some(&b)).await;
-    let (c, r): (Value, Value) = (serde_json::from_str(&created.body).unwrap(), serde_json::from_str(&replay.body).unwrap());
+    let (c, r): (Value, Value) = (
+        serde_json::from_str(&created.body).unwrap(),
+        serde_json::from_str(&replay.body).unwrap(),
+    );
     assert!(c["password"].is_string());
-    assert_eq!((r["password"].clone(), r["user_id"].clone()), (Value::Null, c["user_id"].clone()));
+    assert_eq!(
+        (r["password"].clone(), r["user_id"].clone()),
+        (Value::Null, c["user_id"].clone())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,26 +587,59 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
     let n = node().await;
     let (_, first) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
     let s = session(&n, "clerk", &first).await;
-    let wrong = call(&n, Some(&s), "POST", "/session/password",
-        Some(&json!({"current_password": "not it at all", "new_password": "another long password"}))).await;
+    let wrong = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(
+            &json!({"current_password": "not it at all", "new_password": "another long password"}),
+        ),
+    )
+    .await;
     assert_eq!(wrong.status, 403);
-    let short = call(&n, Some(&s), "POST", "/session/password",
-        Some(&json!({"current_password": PASSWORD, "new_password": "short"}))).await;
+    let short = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "short"})),
+    )
+    .await;
     assert_eq!(short.status, 400);
-    let ok = call(&n, Some(&s), "POST", "/session/password",
-        Some(&json!({"current_password": PASSWORD, "new_password": "another long password"}))).await;
+    let ok = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "another long password"})),
+    )
+    .await;
     assert_eq!(ok.status, 200, "{ok:?}");
-    assert_eq!(call(&n, Some(&s), "GET", "/me", None).await.status, 401, "logged out");
+    assert_eq!(
+        call(&n, Some(&s), "GET", "/me", None).await.status,
+        401,
+        "logged out"
+    );
     let code = totp_now(&first.totp);
     assert_eq!(login(&n, "clerk", PASSWORD, &code).await.status, 401);
-    assert_eq!(login(&n, "clerk", "another long password", &code).await.status, 200);
+    assert_eq!(
+        login(&n, "clerk", "another long password", &code)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_acts_for_its_institution_and_role() {
     let n = with_transaction().await;
-    let bank_key = operator_kit::api_key(&*n.store, n.fx.bank.as_str(), "bank_operator").await.unwrap();
-    let other_key = operator_kit::api_key(&*n.store, operator_kit::OTHER_BANK, "bank_operator").await.unwrap();
+    let bank_key = operator_kit::api_key(&*n.store, n.fx.bank.as_str(), "bank_operator")
+        .await
+        .unwrap();
+    let other_key = operator_kit::api_key(&*n.store, operator_kit::OTHER_BANK, "bank_operator")
+        .await
+        .unwrap();
     let get = |key: String, path: String| {
         let addr = n.addr;
         async move {
@@ -413,8 +648,14 @@ async fn an_api_key_acts_for_its_institution_and_role() {
         }
     };
     let mine = get(bank_key.clone(), format!("/transactions/{RRN}")).await;
-    assert_eq!(mine.status, 200, "the issuer bank sees its card's transaction: {mine:?}");
-    assert_eq!(get(other_key, format!("/transactions/{RRN}")).await.status, 404);
+    assert_eq!(
+        mine.status, 200,
+        "the issuer bank sees its card's transaction: {mine:?}"
+    );
+    assert_eq!(
+        get(other_key, format!("/transactions/{RRN}")).await.status,
+        404
+    );
     assert_eq!(get(bank_key.clone(), "/audit".into()).await.status, 403);
     let me: Value = serde_json::from_str(&get(bank_key, "/me".into()).await.body).unwrap();
     assert_eq!(me["principal"]["kind"], "api_key");

@@ -2,10 +2,10 @@
 //! `switch serve`): `switch audit verify` and `switch users bootstrap-admin`.
 
 use super::{hsm_of, open_store, operator_context, ConfigError, NodeConfig};
-use crate::operator::provision::{self, ProvisionError};
 use crate::operator::audit::{self as op_audit, action, Event};
 use crate::operator::caller::SourceAddr;
-use crate::store::Store;
+use crate::operator::provision::{self, ProvisionError};
+use crate::store::{Institution, InstitutionKind, Store};
 use schemas::domain::InstitutionId;
 use std::path::Path;
 
@@ -37,7 +37,36 @@ pub async fn bootstrap_admin(
     let institution = InstitutionId::parse(institution)
         .map_err(|_| ConfigError::Invalid("--institution is not an institution id".into()))?;
     let opened = open_store(&cfg, &*hsm).await?;
-    crate::on_store!(opened, |s| bootstrap_on(&*s, &ctx, username, &institution).await)
+    let own = InstitutionId::parse(&cfg.switch.institution).map_err(|_| {
+        ConfigError::Invalid("[switch] institution is not an institution id".into())
+    })?;
+    crate::on_store!(opened, |s| {
+        ensure_own_institution(&*s, &own).await?;
+        bootstrap_on(&*s, &ctx, username, &institution).await
+    })
+}
+
+/// The switch's own institution (kind `switch`, which sees every tenant), added when the store
+/// does not have it yet: the first administrator usually belongs to it.
+async fn ensure_own_institution<S: Store>(
+    store: &S,
+    own: &InstitutionId,
+) -> Result<(), ConfigError> {
+    if !store
+        .institutions()
+        .await?
+        .iter()
+        .any(|i| i.institution_id == *own)
+    {
+        store
+            .upsert_institution(&Institution {
+                institution_id: own.clone(),
+                name: "switch".into(),
+                kind: InstitutionKind::Switch,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 async fn bootstrap_on<S: Store>(
@@ -54,12 +83,13 @@ async fn bootstrap_on<S: Store>(
                 .into(),
         ));
     }
-    let (user, first) = provision::create_user(store, &ctx.secrets, username, institution, None, None)
-        .await
-        .map_err(|e| match e {
-            ProvisionError::Store(e) => ConfigError::Store(e),
-            e => ConfigError::Invalid(e.to_string()),
-        })?;
+    let (user, first) =
+        provision::create_user(store, &ctx.secrets, username, institution, None, None)
+            .await
+            .map_err(|e| match e {
+                ProvisionError::Store(e) => ConfigError::Store(e),
+                e => ConfigError::Invalid(e.to_string()),
+            })?;
     store
         .set_user_roles(user.user_id, &["administrator".to_owned()])
         .await?;

@@ -167,10 +167,8 @@ fn bank_links_mac_unless_explicitly_told_not_to() {
 
 #[test]
 fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
-    let text = include_str!("../../../ops/switch.example.toml").replace(
-        "# send_buffer_bytes = 65536",
-        "send_buffer_bytes = 65536",
-    );
+    let text = include_str!("../../../ops/switch.example.toml")
+        .replace("# send_buffer_bytes = 65536", "send_buffer_bytes = 65536");
     let cfg: NodeConfig = toml::from_str(&text).unwrap();
     let l = &cfg.listeners().unwrap()[0];
     assert_eq!(l.in_flight_per_connection_max, 256);
@@ -192,9 +190,40 @@ fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
             "in_flight_per_connection_max = 256",
             "in_flight_per_connection_max = 0",
         ),
-        text.replace("requests_in_flight_max = 4096", "requests_in_flight_max = 0"),
+        text.replace(
+            "requests_in_flight_max = 4096",
+            "requests_in_flight_max = 0",
+        ),
     ] {
         let cfg: NodeConfig = toml::from_str(&zero).unwrap();
         assert!(cfg.listeners().is_err(), "zero is refused");
     }
+}
+
+#[tokio::test]
+async fn the_example_operator_keys_unwrap_under_the_test_lmk_and_set_the_policy() {
+    let text = include_str!("../../../ops/switch.example.toml").replace(
+        "kind = \"tcp\"",
+        "kind = \"soft\"\ninsecure_test_lmk = true",
+    );
+    let cfg: NodeConfig = toml::from_str(&text).unwrap();
+    let hsm = hsm_of(&cfg).unwrap();
+    let ctx = operator_context(&cfg, &*hsm).await.unwrap();
+    assert_eq!(ctx.policy.login_failures_max, 5);
+    assert_eq!(ctx.policy.idle_timeout, Duration::from_secs(900));
+    assert!(!ctx.policy.secure_cookie, "no TLS in the example");
+    let op = cfg.operator.as_ref().unwrap();
+    assert_ne!(op.secret_key, op.audit_mac_key, "two keys, two uses");
+    assert_ne!(op.secret_key, cfg.database.pan_data_key);
+}
+
+#[test]
+fn http_tls_needs_both_files() {
+    let text = include_str!("../../../ops/switch.example.toml").replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"0.0.0.0:8443\"\ntls_cert = \"/nonexistent/cert.pem\"",
+    );
+    let cfg: NodeConfig = toml::from_str(&text).unwrap();
+    let err = http_tls(&cfg).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("tls_cert and tls_key go together"), "{err}");
 }

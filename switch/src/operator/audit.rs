@@ -82,7 +82,10 @@ pub async fn record<S: Store>(store: &S, e: Event<'_>) -> Result<(), Problem> {
     let mut detail = e.detail;
     if let Value::Object(map) = &mut detail {
         map.insert("source".into(), Value::from(e.source.0.as_str()));
-        map.insert("reason".into(), e.reason.map(Value::from).unwrap_or(Value::Null));
+        map.insert(
+            "reason".into(),
+            e.reason.map(Value::from).unwrap_or(Value::Null),
+        );
     }
     let entry = AuditEntry {
         actor: e.actor,
@@ -91,5 +94,9 @@ pub async fn record<S: Store>(store: &S, e: Event<'_>) -> Result<(), Problem> {
         detail: detail.to_string(),
         at_us: now_us(),
     };
-    store.append_audit(&entry).await.map(|_| ()).map_err(store_failed)
+    store
+        .append_audit(&entry)
+        .await
+        .map(|_| ())
+        .map_err(store_failed)
 }

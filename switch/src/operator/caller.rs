@@ -133,7 +133,9 @@ impl<S: Store> FromRequestParts<Arc<HttpState<S>>> for Caller {
         parts: &mut Parts,
         st: &Arc<HttpState<S>>,
     ) -> Result<Self, Response> {
-        authenticate(parts, st).await.map_err(IntoResponse::into_response)
+        authenticate(parts, st)
+            .await
+            .map_err(IntoResponse::into_response)
     }
 }
 
@@ -294,7 +296,12 @@ async fn by_session<S: Store>(
         .map_err(store_failed)?
         .ok_or_else(|| Problem::unauthenticated("the session's user is gone"))?;
     let mut permissions = PermissionSet::default();
-    for role in st.store.user_roles(user.user_id).await.map_err(store_failed)? {
+    for role in st
+        .store
+        .user_roles(user.user_id)
+        .await
+        .map_err(store_failed)?
+    {
         permissions.add_names(&role.permissions);
     }
     let caller = Caller {

@@ -83,7 +83,9 @@ mod tests {
         let s = TotpSecret::generate().unwrap();
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
         let sealed = k.seal(alice, &s).unwrap();
-        assert!(!sealed.windows(8).any(|w| s.expose().windows(8).any(|x| x == w)));
+        assert!(!sealed
+            .windows(8)
+            .any(|w| s.expose().windows(8).any(|x| x == w)));
         assert_eq!(k.open(alice, &sealed), Ok(s));
         assert_eq!(k.open(bob, &sealed), Err(SecretSealError::Open));
         let other = SecretKey::new(DataKey::from_bytes([1; 32]).unwrap());

@@ -106,7 +106,11 @@ impl Password {
             return false;
         }
         PasswordHash::new(phc)
-            .map(|h| Argon2::default().verify_password(self.0.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(self.0.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     }
 }
@@ -142,7 +146,10 @@ mod tests {
     fn passwords_never_print_and_new_ones_have_a_length() {
         let p = Password::new("correct horse battery".into());
         assert_eq!(format!("{p:?}"), "Password(****)");
-        assert_eq!(Password::new("short".into()).check_new(), Err(PasswordError::Length));
+        assert_eq!(
+            Password::new("short".into()).check_new(),
+            Err(PasswordError::Length)
+        );
         let g = Password::generate().unwrap();
         assert_eq!(g.expose().len(), 20);
         assert!(g.check_new().is_ok());

@@ -22,7 +22,9 @@ pub const USERNAME_LEN_MAX_BYTES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// The username is not 1 to 64 of `a-z 0-9 . _ - @`.
-    #[error("a username is 1 to {USERNAME_LEN_MAX_BYTES} characters of a-z, 0-9, '.', '_', '-', '@'")]
+    #[error(
+        "a username is 1 to {USERNAME_LEN_MAX_BYTES} characters of a-z, 0-9, '.', '_', '-', '@'"
+    )]
     Username,
     /// The institution does not exist.
     #[error("no such institution")]

@@ -46,7 +46,9 @@ impl TotpSecret {
 
     /// From its bytes (as unsealed).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        <[u8; TOTP_SECRET_LEN_BYTES]>::try_from(bytes).ok().map(Self)
+        <[u8; TOTP_SECRET_LEN_BYTES]>::try_from(bytes)
+            .ok()
+            .map(Self)
     }
 
     /// From its base32 text (RFC 4648, upper case, no padding).
@@ -95,8 +97,12 @@ fn hotp(secret: &[u8], counter: u64, digits: u32) -> u32 {
     let tag = hmac::sign(&key, &counter.to_be_bytes());
     let mac = tag.as_ref();
     let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]])
-        & 0x7fff_ffff;
+    let word = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
     word % 10u32.pow(digits)
 }
 
@@ -156,9 +162,6 @@ mod tests {
         assert_eq!(TotpSecret::from_base32(&s.to_base32()), Some(s.clone()));
         assert_eq!(s.to_base32().len(), 32);
         assert_eq!(format!("{s:?}"), "TotpSecret(****)");
-        assert_eq!(
-            rfc_secret().to_base32(),
-            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
-        );
+        assert_eq!(rfc_secret().to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
     }
 }

@@ -22,6 +22,7 @@ mod sql;
 mod sqlite;
 pub mod writer;
 
+pub use audit::AuditMacKey;
 pub use error::{DecisionError, StoreError};
 pub use model::{
     leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
@@ -33,7 +34,6 @@ pub use model::{
     SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
-pub use audit::AuditMacKey;
 pub use operator::OperatorStore;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};

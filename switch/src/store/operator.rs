@@ -176,19 +176,25 @@ pub trait OperatorStore: Send + Sync + 'static {
         replace: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A role by id.
-    fn role(&self, role_id: &str)
-        -> impl Future<Output = Result<Option<OperatorRole>, StoreError>> + Send;
+    fn role(
+        &self,
+        role_id: &str,
+    ) -> impl Future<Output = Result<Option<OperatorRole>, StoreError>> + Send;
     /// The built-in roles and `institution`'s own (every role when None), by id.
     fn roles(
         &self,
         institution: Option<&InstitutionId>,
     ) -> impl Future<Output = Result<Vec<OperatorRole>, StoreError>> + Send;
     /// Adds a user; a taken username is [`StoreError::Conflict`].
-    fn create_user(&self, user: &OperatorUser)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_user(
+        &self,
+        user: &OperatorUser,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A user by id.
-    fn user(&self, user_id: Uuid)
-        -> impl Future<Output = Result<Option<OperatorUser>, StoreError>> + Send;
+    fn user(
+        &self,
+        user_id: Uuid,
+    ) -> impl Future<Output = Result<Option<OperatorUser>, StoreError>> + Send;
     /// A user by login name.
     fn user_by_username(
         &self,
@@ -280,8 +286,10 @@ pub trait OperatorStore: Send + Sync + 'static {
         at_us: i64,
     ) -> impl Future<Output = Result<RoleChange, StoreError>> + Send;
     /// Stores an API key (its hash).
-    fn put_api_key(&self, key: &ApiKeyRecord)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_api_key(
+        &self,
+        key: &ApiKeyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An API key by the hash of the key.
     fn api_key(
         &self,

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use switch::http::{self, HttpState};
+use switch::metrics::Metrics;
 use switch::operator::token::hash_presented;
 use switch::operator::OperatorContext;
 use switch::sim::operator_kit;
-use switch::store::operator::ApiKeyRecord;
-use switch::store::OperatorStore;
-use switch::metrics::Metrics;
 use switch::sim::testkit::{self, Fixture};
+use switch::store::operator::ApiKeyRecord;
 use switch::store::writer;
+use switch::store::OperatorStore;
 use switch::store::{now_us, DataKeyPanProtector, Decision, SqliteConfig, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -21,11 +21,21 @@ pub async fn a_login_lockout_is_counted_in_the_store_and_survives_a_restart<H: H
         .unwrap();
     let until = now_us() + 900_000_000;
     for n in 1..=4 {
-        assert_eq!(s.record_login_failure(user.user_id, 5, until).await.unwrap(), n);
+        assert_eq!(
+            s.record_login_failure(user.user_id, 5, until)
+                .await
+                .unwrap(),
+            n
+        );
     }
     let u = s.user(user.user_id).await.unwrap().unwrap();
     assert_eq!((u.failed_logins, u.locked_until_us), (4, None), "not yet");
-    assert_eq!(s.record_login_failure(user.user_id, 5, until).await.unwrap(), 5);
+    assert_eq!(
+        s.record_login_failure(user.user_id, 5, until)
+            .await
+            .unwrap(),
+        5
+    );
     h.reopen().await;
     let s = h.store();
     let u = s.user_by_username("clerk").await.unwrap().unwrap();
@@ -49,10 +59,17 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
         let s = Arc::clone(&s);
         let secrets = &secrets;
         async move {
-            operator_kit::user(&*s, secrets, name, SWITCH, &["administrator"], "a long password")
-                .await
-                .unwrap()
-                .0
+            operator_kit::user(
+                &*s,
+                secrets,
+                name,
+                SWITCH,
+                &["administrator"],
+                "a long password",
+            )
+            .await
+            .unwrap()
+            .0
         }
     };
     let (alice, bob, carol) = (mk("alice").await, mk("bob").await, mk("carol").await);
@@ -67,10 +84,14 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
         approved_at_us: None,
     };
     s.propose_role_change(&change).await.unwrap();
-    assert_eq!(s.role_change(change.change_id).await.unwrap(), Some(change.clone()));
+    assert_eq!(
+        s.role_change(change.change_id).await.unwrap(),
+        Some(change.clone())
+    );
     for refused in [alice.user_id, carol.user_id] {
         assert!(matches!(
-            s.approve_role_change(change.change_id, refused, now_us()).await,
+            s.approve_role_change(change.change_id, refused, now_us())
+                .await,
             Err(StoreError::Conflict(_))
         ));
     }
@@ -93,11 +114,13 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
     assert_eq!(approved.approved_by, Some(bob.user_id));
     assert_eq!(roles(carol.user_id).await, ["auditor", "bank_operator"]);
     assert!(matches!(
-        s.approve_role_change(change.change_id, bob.user_id, now_us()).await,
+        s.approve_role_change(change.change_id, bob.user_id, now_us())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us()).await,
+        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us())
+            .await,
         Err(StoreError::NotFound(_))
     ));
     h.cleanup().await;
@@ -107,10 +130,16 @@ pub async fn sessions_keys_and_idempotent_answers_are_kept_by_hash<H: Harness>()
     let (h, _fx) = seeded::<H>(100).await;
     let s = h.store();
     operator_kit::seed_tenants(&*s).await.unwrap();
-    let (user, _) =
-        operator_kit::user(&*s, &SecretKey::for_tests(), "dora", SWITCH, &[], "a long password")
-            .await
-            .unwrap();
+    let (user, _) = operator_kit::user(
+        &*s,
+        &SecretKey::for_tests(),
+        "dora",
+        SWITCH,
+        &[],
+        "a long password",
+    )
+    .await
+    .unwrap();
     let session = OperatorSession {
         token_hash: [7; 32],
         user_id: user.user_id,
@@ -121,32 +150,56 @@ pub async fn sessions_keys_and_idempotent_answers_are_kept_by_hash<H: Harness>()
     };
     s.create_session(&session).await.unwrap();
     s.touch_session(&[7; 32], 20).await.unwrap();
-    assert_eq!(s.session(&[7; 32]).await.unwrap().unwrap().last_seen_at_us, 20);
+    assert_eq!(
+        s.session(&[7; 32]).await.unwrap().unwrap().last_seen_at_us,
+        20
+    );
     assert_eq!(s.end_sessions_of(user.user_id, 30).await.unwrap(), 1);
-    assert_eq!(s.session(&[7; 32]).await.unwrap().unwrap().ended_at_us, Some(30));
+    assert_eq!(
+        s.session(&[7; 32]).await.unwrap().unwrap().ended_at_us,
+        Some(30)
+    );
     assert!(s.session(&[9; 32]).await.unwrap().is_none());
 
-    let key = operator_kit::api_key(&*s, ids_bank(), "bank_operator").await.unwrap();
+    let key = operator_kit::api_key(&*s, ids_bank(), "bank_operator")
+        .await
+        .unwrap();
     let found = s
         .api_key(&switch::operator::token::hash_presented(&key))
         .await
         .unwrap()
         .expect("found by the key's hash");
-    assert_eq!((found.institution, found.role_id.as_str()), (inst(ids_bank()), "bank_operator"));
+    assert_eq!(
+        (found.institution, found.role_id.as_str()),
+        (inst(ids_bank()), "bank_operator")
+    );
 
     let first = IdempotentAnswer {
         request_hash: [1; 32],
         status: 201,
         body: "{}".into(),
     };
-    assert!(s.put_idempotent_answer("user:x", "k1", &first, 1).await.unwrap());
+    assert!(s
+        .put_idempotent_answer("user:x", "k1", &first, 1)
+        .await
+        .unwrap());
     let second = IdempotentAnswer {
         status: 200,
         ..first.clone()
     };
-    assert!(!s.put_idempotent_answer("user:x", "k1", &second, 2).await.unwrap());
-    assert_eq!(s.idempotent_answer("user:x", "k1").await.unwrap(), Some(first));
-    assert_eq!(s.idempotent_answer("user:y", "k1").await.unwrap(), None, "per caller");
+    assert!(!s
+        .put_idempotent_answer("user:x", "k1", &second, 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.idempotent_answer("user:x", "k1").await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        s.idempotent_answer("user:y", "k1").await.unwrap(),
+        None,
+        "per caller"
+    );
     h.cleanup().await;
 }
 
@@ -164,8 +217,7 @@ fn entry(i: i64) -> AuditEntry {
     }
 }
 
-pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge<H: Harness>()
-{
+pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge<H: Harness>() {
     let mut h = H::new().await;
     let s = h.store();
     // Entries from before a key was configured carry none and still verify.
@@ -187,7 +239,9 @@ pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forg
 
     // A wrong MAC on one row.
     h.raw_execute(H::DISABLE_AUDIT_TRIGGERS).await.unwrap();
-    h.raw_execute(H::DISABLE_AUDIT_DELETE_TRIGGER).await.unwrap();
+    h.raw_execute(H::DISABLE_AUDIT_DELETE_TRIGGER)
+        .await
+        .unwrap();
     h.raw_execute("UPDATE audit_log SET mac = entry_hash WHERE audit_seq = 3")
         .await
         .unwrap();
@@ -224,7 +278,11 @@ pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forg
     h.reopen().await;
     let unkeyed = h.store();
     unkeyed.append_audit(&entry(5)).await.unwrap();
-    assert_eq!(unkeyed.verify_audit_chain().await.unwrap(), 3, "the chain holds");
+    assert_eq!(
+        unkeyed.verify_audit_chain().await.unwrap(),
+        3,
+        "the chain holds"
+    );
     assert!(unkeyed.install_audit_mac_key(Arc::new(audit_key_for_tests())));
     assert!(matches!(
         unkeyed.verify_audit_chain().await,

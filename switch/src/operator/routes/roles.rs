@@ -109,8 +109,12 @@ async fn create_inner<S: Store>(
         Err(StoreError::Conflict(_)) => return Err(Problem::conflict("the role exists")),
         Err(e) => return Err(store_failed(e)),
     }
-    let e = Event::by(caller, action::ROLE_CREATE, format!("role:{}", role.role_id))
-        .with("permissions", role.permissions.clone().into());
+    let e = Event::by(
+        caller,
+        action::ROLE_CREATE,
+        format!("role:{}", role.role_id),
+    )
+    .with("permissions", role.permissions.clone().into());
     audit::record(&*st.store, e).await?;
     Ok(Outcome::new(StatusCode::CREATED, role_json(&role)))
 }

@@ -80,7 +80,11 @@ async fn login_inner<S: Store>(
     let Some(user) = user else {
         let _ = password.verify(decoy_hash());
         let name: String = req.username.chars().take(64).collect();
-        audit::record(&*st.store, failure(format!("username:{name}"), "unknown user")).await?;
+        audit::record(
+            &*st.store,
+            failure(format!("username:{name}"), "unknown user"),
+        )
+        .await?;
         return Err(login_failed());
     };
     let subject = format!("user:{}", user.user_id);
@@ -106,7 +110,11 @@ async fn login_inner<S: Store>(
             )
             .await
             .map_err(store_failed)?;
-        let why = if password_ok { "wrong code" } else { "wrong password" };
+        let why = if password_ok {
+            "wrong code"
+        } else {
+            "wrong password"
+        };
         let e = failure(subject, why).with("failures_in_a_row", failures.into());
         audit::record(&*st.store, e).await?;
         return Err(login_failed());
@@ -162,7 +170,11 @@ async fn open_session<S: Store>(
 
 /// Sets the session cookie (or clears it with None).
 fn set_cookie(r: &mut Response, ctx: &OperatorContext, token: Option<&str>) {
-    let secure = if ctx.policy.secure_cookie { "; Secure" } else { "" };
+    let secure = if ctx.policy.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = match token {
         Some(t) => format!(
             "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
@@ -219,9 +231,14 @@ pub async fn change_password<S: Store>(
     body: Bytes,
 ) -> Response {
     let actor = caller.actor();
-    idempotency::run(&*st.store, &actor, &headers, "/session/password", &body, || {
-        change_password_inner(&st, &caller, &body)
-    })
+    idempotency::run(
+        &*st.store,
+        &actor,
+        &headers,
+        "/session/password",
+        &body,
+        || change_password_inner(&st, &caller, &body),
+    )
     .await
 }
 

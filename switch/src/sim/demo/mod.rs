@@ -16,9 +16,9 @@ pub use banks::start_bank;
 pub use describe::describe;
 
 use crate::acquirer::AcquirerListener;
+use crate::node::{NodeError, NodeParts};
 use crate::operator::keys::SecretKey;
 use crate::operator::OperatorContext;
-use crate::node::{NodeError, NodeParts};
 use crate::sim::world::DemoWorld;
 use crate::store::writer;
 use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};

@@ -5,9 +5,9 @@
 use crate::operator::keys::SecretKey;
 use crate::operator::password::Password;
 use crate::operator::provision;
+use crate::operator::token::hash_presented;
 use crate::operator::totp::TotpSecret;
 use crate::sim::world::DemoWorld;
-use crate::operator::token::hash_presented;
 use crate::store::operator::ApiKeyRecord;
 use crate::store::{now_us, Store, StoreError};
 use ring::digest::{digest, SHA256};
@@ -62,7 +62,10 @@ impl DemoOperator {
 
     /// The demo TOTP secret (public): the first 20 bytes of SHA-256 of the username.
     pub fn totp(&self) -> TotpSecret {
-        let h = digest(&SHA256, format!("switch demo totp {}", self.username).as_bytes());
+        let h = digest(
+            &SHA256,
+            format!("switch demo totp {}", self.username).as_bytes(),
+        );
         TotpSecret::from_bytes(&h.as_ref()[..20])
             .unwrap_or_else(|| unreachable!("20 bytes of a 32-byte digest"))
     }

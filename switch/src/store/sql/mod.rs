@@ -51,8 +51,8 @@ macro_rules! outbox_columns {
 
 mod audit_log;
 mod control;
-mod operator;
 pub mod driver;
+mod operator;
 mod queues;
 pub mod rows;
 

@@ -3,8 +3,8 @@
 //! write gate, as the rest of the control plane does.
 
 use super::driver::{Backend, Columns, Run, WriteTx};
-use super::rows::{hash32, parse};
 use super::limit;
+use super::rows::{hash32, parse};
 use crate::store::model::AuditEntry;
 use crate::store::operator::{
     ApiKeyRecord, AuditRow, IdempotentAnswer, OperatorRole, OperatorSession, OperatorStore,
@@ -442,7 +442,9 @@ impl<B: Backend> OperatorStore for B {
         }
         let params = [id.as_str().into(), by.as_str().into(), at_us.into()];
         if tx.run().execute(APPROVE_CHANGE, &params).await? != 1 {
-            return Err(StoreError::Conflict("the role change is no longer proposed"));
+            return Err(StoreError::Conflict(
+                "the role change is no longer proposed",
+            ));
         }
         replace_roles(&mut tx, change.user_id, &change.role_ids).await?;
         tx.commit().await?;
@@ -482,7 +484,10 @@ impl<B: Backend> OperatorStore for B {
         };
         let status: i64 = row.get("status")?;
         Ok(Some(IdempotentAnswer {
-            request_hash: hash32("operator_idempotency.request_hash", row.get("request_hash")?)?,
+            request_hash: hash32(
+                "operator_idempotency.request_hash",
+                row.get("request_hash")?,
+            )?,
             status: parse("operator_idempotency.status", u16::try_from(status))?,
             body: row.get("body")?,
         }))
