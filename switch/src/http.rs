@@ -12,7 +12,7 @@
 //! The operator API's own routes are [`crate::operator::routes`].
 
 use crate::metrics::{Metrics, SeriesKind};
-use crate::operator::routes::{audit_log, roles, session, users};
+use crate::operator::routes::{audit_log, roles, session, transactions, users};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
@@ -183,6 +183,7 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/transactions", get(transactions::search::<S>))
         .route("/transactions/{rrn}", get(transaction_by_rrn::<S>))
         .route("/saf", get(store_and_forward::<S>))
         .route(
@@ -312,7 +313,8 @@ fn yuan(fen: i64) -> String {
     Decimal::new(fen, 2).to_string()
 }
 
-fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
+/// A transaction as the API shows it (PAN masked, amounts in yuan and fen, its legs).
+pub fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
     let r = &t.record;
     json!({
         "transaction_id": r.transaction_id.0.to_string(),

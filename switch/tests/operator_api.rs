@@ -99,6 +99,7 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
     let id = uuid::Uuid::now_v7();
     vec![
         ("GET", format!("/transactions/{RRN}"), None),
+        ("GET", "/transactions?rrn=000000000041".into(), None),
         ("GET", "/saf".into(), None),
         ("GET", "/metrics".into(), None),
         ("GET", "/me".into(), None),
@@ -653,10 +654,36 @@ async fn an_api_key_acts_for_its_institution_and_role() {
         "the issuer bank sees its card's transaction: {mine:?}"
     );
     assert_eq!(
-        get(other_key, format!("/transactions/{RRN}")).await.status,
+        get(other_key.clone(), format!("/transactions/{RRN}"))
+            .await
+            .status,
         404
     );
     assert_eq!(get(bank_key.clone(), "/audit".into()).await.status, 403);
+    // The search finds the issuer bank's card's transaction by its PAN's last four digits, and
+    // nothing for the other bank.
+    let last4 = &n.fx.pan.expose_digits()[12..];
+    let found: Value = serde_json::from_str(
+        &get(
+            bank_key.clone(),
+            format!("/transactions?pan_last4={last4}&response_code=00"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["items"][0]["rrn"], RRN);
+    let none: Value = serde_json::from_str(
+        &get(
+            other_key.clone(),
+            format!("/transactions?pan_last4={last4}"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0), "{none}");
     let me: Value = serde_json::from_str(&get(bank_key, "/me".into()).await.body).unwrap();
     assert_eq!(me["principal"]["kind"], "api_key");
     assert_eq!(me["institution"]["institution_id"], n.fx.bank.as_str());

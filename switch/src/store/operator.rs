@@ -166,6 +166,29 @@ pub struct AuditRow {
     pub keyed: bool,
 }
 
+/// A transaction search (`GET /transactions`): every given filter must hold; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionSearch {
+    /// Only transactions this institution took part in (acquirer, issuer or a leg); None: all.
+    pub visible_to: Option<InstitutionId>,
+    /// Retrieval reference number (field 37).
+    pub rrn: Option<String>,
+    /// Terminal id (field 41).
+    pub terminal_id: Option<String>,
+    /// Decided at or after.
+    pub from_us: Option<i64>,
+    /// Decided before.
+    pub to_us: Option<i64>,
+    /// Response code (field 39).
+    pub response_code: Option<String>,
+    /// The PAN's last four digits (the masked PAN ends with them).
+    pub pan_last4: Option<String>,
+    /// Keyset cursor: strictly older than this (decided_at_us, transaction id).
+    pub before: Option<(i64, Uuid)>,
+    /// Most transactions returned (at most [`OPERATOR_PAGE_MAX`]).
+    pub limit: u32,
+}
+
 /// The operator API's persistence (every [`super::Store`] has it).
 pub trait OperatorStore: Send + Sync + 'static {
     /// Adds a role; with `replace`, replaces one of the same id (built-in roles at start),
@@ -310,6 +333,11 @@ pub trait OperatorStore: Send + Sync + 'static {
         answer: &IdempotentAnswer,
         at_us: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Transactions matching `search`, newest first, with their legs.
+    fn search_transactions(
+        &self,
+        search: &TransactionSearch,
+    ) -> impl Future<Output = Result<Vec<super::StoredTransaction>, StoreError>> + Send;
     /// Up to `limit` audit entries after `after_seq`, in chain order.
     fn audit_page(
         &self,

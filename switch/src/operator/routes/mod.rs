@@ -12,10 +12,14 @@
 //! | `POST /users`, `POST /users/{id}/roles`, `POST /role-changes/{id}/approve` | `users.manage` |
 //! | `POST /roles` | `roles.manage` |
 //! | `GET /audit` | `audit.read` |
+//! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |
+//! | `GET /saf` | `saf.read` |
+//! | `GET /metrics` | `metrics.read` |
 
 pub mod audit_log;
 pub mod roles;
 pub mod session;
+pub mod transactions;
 pub mod users;
 
 use super::problem::Problem;

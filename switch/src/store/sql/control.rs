@@ -535,7 +535,10 @@ impl<B: Backend> Store for B {
 }
 
 /// A transaction row with its legs.
-async fn with_legs<B: Backend>(store: &B, row: &B::Row) -> Result<StoredTransaction, StoreError> {
+pub(super) async fn with_legs<B: Backend>(
+    store: &B,
+    row: &B::Row,
+) -> Result<StoredTransaction, StoreError> {
     let (record, event_id) = rows::txn(row)?;
     let params = [record.transaction_id.0.into()];
     let legs = store.reader().fetch_all(LEGS, &params).await?;

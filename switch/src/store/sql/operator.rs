@@ -2,15 +2,17 @@
 //! keys and idempotent answers, in the tables of migration 0011. Writes take the backend's
 //! write gate, as the rest of the control plane does.
 
+use super::control::with_legs;
 use super::driver::{Backend, Columns, Run, WriteTx};
 use super::limit;
 use super::rows::{hash32, parse};
 use crate::store::model::AuditEntry;
 use crate::store::operator::{
     ApiKeyRecord, AuditRow, IdempotentAnswer, OperatorRole, OperatorSession, OperatorStore,
-    OperatorUser, RoleChange, OPERATOR_PAGE_MAX,
+    OperatorUser, RoleChange, TransactionSearch, OPERATOR_PAGE_MAX,
 };
 use crate::store::StoreError;
+use crate::store::StoredTransaction;
 use schemas::domain::InstitutionId;
 use uuid::Uuid;
 
@@ -110,6 +112,21 @@ const IDEMPOTENT: &str = "SELECT request_hash, CAST(status AS BIGINT) AS status,
 const PUT_IDEMPOTENT: &str = "INSERT INTO operator_idempotency (principal, idem_key, \
      request_hash, status, body, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT DO NOTHING";
+
+/// Every filter is `$n IS NULL OR ...`, so one statement serves every combination; the window
+/// (`decided_at_us`) and the keyset cursor use `txn_by_decided_at`.
+const SEARCH_TRANSACTIONS: &str = concat!(
+    "SELECT ",
+    txn_columns!(),
+    " FROM txn WHERE ($1 IS NULL OR acquirer_institution_id = $1 OR issuer_institution_id = $1 \
+     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
+     AND l.institution_id = $1)) \
+     AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
+     AND decided_at_us >= $4 AND decided_at_us < $5 \
+     AND ($6 IS NULL OR response_code = $6) AND ($7 IS NULL OR pan_masked LIKE $7) \
+     AND (decided_at_us < $8 OR (decided_at_us = $8 AND transaction_id < $9)) \
+     ORDER BY decided_at_us DESC, transaction_id DESC LIMIT $10"
+);
 
 const AUDIT_PAGE: &str = "SELECT audit_seq, at_us, actor, action, subject, detail, mac \
      FROM audit_log WHERE audit_seq > $1 ORDER BY audit_seq LIMIT $2";
@@ -510,6 +527,35 @@ impl<B: Backend> OperatorStore for B {
         ];
         let _gate = self.write_gate().await;
         Ok(self.writer().execute(PUT_IDEMPOTENT, &params).await? == 1)
+    }
+
+    async fn search_transactions(
+        &self,
+        q: &TransactionSearch,
+    ) -> Result<Vec<StoredTransaction>, StoreError> {
+        let like = q.pan_last4.as_ref().map(|d| format!("%{d}"));
+        let (before_us, before_id) = q.before.unwrap_or((i64::MAX, Uuid::max()));
+        let params = [
+            q.visible_to.as_ref().map(InstitutionId::as_str).into(),
+            q.rrn.as_deref().into(),
+            q.terminal_id.as_deref().into(),
+            q.from_us.unwrap_or(i64::MIN).into(),
+            q.to_us.unwrap_or(i64::MAX).into(),
+            q.response_code.as_deref().into(),
+            like.as_deref().into(),
+            before_us.into(),
+            before_id.into(),
+            page(q.limit).into(),
+        ];
+        let rows = self
+            .reader()
+            .fetch_all(SEARCH_TRANSACTIONS, &params)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(with_legs(self, row).await?);
+        }
+        Ok(out)
     }
 
     async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
