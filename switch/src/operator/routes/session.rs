@@ -90,7 +90,8 @@ async fn login_inner<S: Store>(
     let subject = format!("user:{}", user.user_id);
     let password_ok = password.verify(&user.password_hash);
     if user.locked_until_us.is_some_and(|until| until > now) {
-        audit::record(&*st.store, failure(subject, "locked")).await?;
+        let e = failure(subject, "locked").with("institution", user.institution.as_str().into());
+        audit::record(&*st.store, e).await?;
         return Err(login_failed());
     }
     let code_ok = st
@@ -115,7 +116,9 @@ async fn login_inner<S: Store>(
         } else {
             "wrong password"
         };
-        let e = failure(subject, why).with("failures_in_a_row", failures.into());
+        let e = failure(subject, why)
+            .with("failures_in_a_row", failures.into())
+            .with("institution", user.institution.as_str().into());
         audit::record(&*st.store, e).await?;
         return Err(login_failed());
     }
