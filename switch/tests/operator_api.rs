@@ -688,3 +688,49 @@ async fn an_api_key_acts_for_its_institution_and_role() {
     assert_eq!(me["principal"]["kind"], "api_key");
     assert_eq!(me["institution"]["institution_id"], n.fx.bank.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_idle_too_long_or_too_old() {
+    use switch::operator::token::Token;
+    use switch::operator::SessionPolicy;
+    use switch::store::now_us;
+    use switch::store::operator::OperatorSession;
+    let n = node().await;
+    let (u, _) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
+    let policy = SessionPolicy::default();
+    let us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap();
+    let now = now_us();
+    let second = 1_000_000;
+    for (created, last_seen, expected) in [
+        (now - second, now - second, 200),
+        (
+            now - us(policy.idle_timeout) - second,
+            now - us(policy.idle_timeout) - second,
+            401,
+        ),
+        (
+            now - us(policy.absolute_timeout) - second,
+            now - second,
+            401,
+        ),
+    ] {
+        let token = Token::generate().unwrap();
+        n.store
+            .create_session(&OperatorSession {
+                token_hash: token.hash(),
+                user_id: u.user_id,
+                csrf_hash: [0; 32],
+                created_at_us: created,
+                last_seen_at_us: last_seen,
+                ended_at_us: None,
+            })
+            .await
+            .unwrap();
+        let cookie = format!("switch_session={}", token.expose());
+        let r = request_with(n.addr, "GET", "/me", &[("Cookie", &cookie)], None).await;
+        assert_eq!(
+            r.status, expected,
+            "created {created}, last seen {last_seen}"
+        );
+    }
+}

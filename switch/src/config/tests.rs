@@ -215,6 +215,13 @@ async fn the_example_operator_keys_unwrap_under_the_test_lmk_and_set_the_policy(
     let op = cfg.operator.as_ref().unwrap();
     assert_ne!(op.secret_key, op.audit_mac_key, "two keys, two uses");
     assert_ne!(op.secret_key, cfg.database.pan_data_key);
+    // With TLS on the HTTP listener the session cookie is marked Secure.
+    let with_tls = text.replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"0.0.0.0:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+    );
+    let cfg: NodeConfig = toml::from_str(&with_tls).unwrap();
+    assert!(operator_context(&cfg, &*hsm).await.unwrap().policy.secure_cookie);
 }
 
 #[test]
