@@ -203,6 +203,11 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
                     None,
                 ),
                 (
+                    rule("GET", Some(Permission::ViewTransactions), false),
+                    format!("/transactions?rrn={RRN}"),
+                    None,
+                ),
+                (
                     rule("GET", Some(Permission::ViewSaf), false),
                     "/saf".into(),
                     None,
@@ -278,7 +283,7 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
             }
         }
     }
-    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 11);
+    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 12);
 }
 
 fn rule(method: &'static str, permission: Option<Permission>, tenant_scoped: bool) -> RouteRule {
@@ -384,6 +389,11 @@ async fn five_failed_logins_lock_the_user_and_every_attempt_is_audited_with_its_
     );
     let stored = n.store.user(u.user_id).await.unwrap().unwrap();
     assert_eq!(stored.failed_logins, 5);
+    let printed = format!("{stored:?}");
+    assert!(
+        !printed.contains(&stored.password_hash) && !printed.contains("argon2"),
+        "{printed}"
+    );
     assert!(stored.locked_until_us.is_some());
     // An unknown user gets the same answer.
     assert_eq!(login(&n, "nobody", PASSWORD, &code).await.body, r.body);

@@ -221,7 +221,13 @@ async fn the_example_operator_keys_unwrap_under_the_test_lmk_and_set_the_policy(
         "listen = \"0.0.0.0:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
     );
     let cfg: NodeConfig = toml::from_str(&with_tls).unwrap();
-    assert!(operator_context(&cfg, &*hsm).await.unwrap().policy.secure_cookie);
+    assert!(
+        operator_context(&cfg, &*hsm)
+            .await
+            .unwrap()
+            .policy
+            .secure_cookie
+    );
 }
 
 #[test]
