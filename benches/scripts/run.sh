@@ -45,4 +45,4 @@ join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" '
     if (u >= 1 || c >= 0.05) printf "  %-28s ctx %.2f  cpu %4.0f us\n", $1, c, u }
   END { printf "  %-28s ctx %.2f  cpu %4.0f us\n", "total", cs, us }'
 echo "  written by the switch: $(( ($(cut -d" " -f2 io2.txt) - $(cut -d" " -f2 io1.txt)) / answered )) bytes per answered request"
-if [ -n "${METRICS:-}" ]; then curl -s 127.0.0.1:8080/metrics | grep -E "$METRICS" || true; fi
+if [ -n "${METRICS:-}" ]; then curl -s -H "Authorization: Bearer demo-api-key-0000000000000000000000000000000000000000000000000000" 127.0.0.1:8080/metrics | grep -E "$METRICS" || true; fi

@@ -71,6 +71,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0009_duplicate_key_acquirer.sql"),
     },
     Migration {
+        version: 11,
+        description: "operator_access",
+        sql: include_str!("../migrations/sqlite/0011_operator_access.sql"),
+    },
+    Migration {
         version: 14,
         description: "retransmission_answer_and_day_purge",
         sql: include_str!("../migrations/sqlite/0014_retransmission_answer_and_day_purge.sql"),
@@ -123,6 +128,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         description: "duplicate_key_acquirer",
         sql: include_str!("../migrations/postgres/0009_duplicate_key_acquirer.sql"),
+    },
+    Migration {
+        version: 11,
+        description: "operator_access",
+        sql: include_str!("../migrations/postgres/0011_operator_access.sql"),
     },
     Migration {
         version: 14,

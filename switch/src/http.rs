@@ -5,15 +5,22 @@
 //!
 //! Errors are RFC 9457 problem documents (`application/problem+json`). PANs appear masked
 //! only (first six, last four), as stored.
+//!
+//! Every route but `/health`, `/ready` (probes, no data) and `POST /session` (login) needs a
+//! caller ([`crate::operator::Caller`]: a session or an API key) holding the route's
+//! permission, and shows only what the caller's institution sees ([`crate::operator::Scope`]).
+//! The operator API's own routes are [`crate::operator::routes`].
 
 use crate::metrics::{Metrics, SeriesKind};
+use crate::operator::routes::{audit_log, roles, session, transactions, users};
+use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use rust_decimal::Decimal;
 use schemas::domain::Rrn;
@@ -30,6 +37,8 @@ pub struct HttpState<S: Store> {
     pub metrics: Arc<Metrics>,
     /// The issuer links, for their per-bank counters (none on a node without banks).
     pub links: Option<Arc<crate::issuer::IssuerLinks>>,
+    /// The operator API's keys and session policy.
+    pub operator: Arc<OperatorContext>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
@@ -180,8 +189,23 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/transactions", get(transactions::search::<S>))
         .route("/transactions/{rrn}", get(transaction_by_rrn::<S>))
         .route("/saf", get(store_and_forward::<S>))
+        .route(
+            "/session",
+            post(session::login::<S>).delete(session::logout::<S>),
+        )
+        .route("/session/password", post(session::change_password::<S>))
+        .route("/me", get(session::me::<S>))
+        .route("/users", get(users::list::<S>).post(users::create::<S>))
+        .route("/users/{id}/roles", post(users::propose_roles::<S>))
+        .route(
+            "/role-changes/{id}/approve",
+            post(users::approve_role_change::<S>),
+        )
+        .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
+        .route("/audit", get(audit_log::list::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -199,7 +223,7 @@ async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed",
-        "the API is read-only: use GET or HEAD",
+        "this path does not take this method (see the Allow header)",
     )
 }
 
@@ -242,7 +266,10 @@ async fn ready<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
 /// it: the format is UTF-8, and the header says so, as those of `/health` and `/ready` do.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>) -> Response {
+async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>, caller: Caller) -> Response {
+    if let Err(p) = caller.require(Permission::ViewMetrics) {
+        return p.into_response();
+    }
     let depth = st.writer.queue_depth() as u64;
     let stats = st.writer.stats();
     let text = st.metrics.render(&[
@@ -292,7 +319,8 @@ fn yuan(fen: i64) -> String {
     Decimal::new(fen, 2).to_string()
 }
 
-fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
+/// A transaction as the API shows it (PAN masked, amounts in yuan and fen, its legs).
+pub fn transaction_json(t: &StoredTransaction) -> serde_json::Value {
     let r = &t.record;
     json!({
         "transaction_id": r.transaction_id.0.to_string(),
@@ -389,14 +417,24 @@ fn saf_limit(query: Option<&str>) -> Result<u32, SafQueryError> {
 /// the audit log lead back to.
 async fn store_and_forward<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Err(p) = caller.require(Permission::ViewSaf) {
+        return p.into_response();
+    }
     let limit = match saf_limit(query.as_deref()) {
         Ok(n) => n,
         Err(e) => return e.problem(),
     };
     let backlog = match st.store.store_and_forward_backlog(limit).await {
-        Ok(b) => b,
+        Ok(mut b) => {
+            // A bank sees what waits for it; the switch sees every queue.
+            let scope = caller.scope();
+            b.queues.retain(|q| scope.sees(&q.destination));
+            b.oldest.retain(|i| scope.sees(&i.destination));
+            b
+        }
         Err(e) => {
             tracing::error!(error = %e, "store-and-forward backlog unreadable");
             return problem(
@@ -446,8 +484,12 @@ async fn store_and_forward<S: Store>(
 /// parameter, so a rejection can only be about it.
 async fn transaction_by_rrn<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
+    caller: Caller,
     rrn: Result<Path<String>, PathRejection>,
 ) -> Response {
+    if let Err(p) = caller.require(Permission::ViewTransactions) {
+        return p.into_response();
+    }
     let Some(rrn) = rrn.ok().and_then(|Path(rrn)| Rrn::parse(&rrn).ok()) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -455,7 +497,13 @@ async fn transaction_by_rrn<S: Store>(
             "a retrieval reference number is 12 alphanumeric characters (ISO 8583 field 37)",
         );
     };
-    match st.store.transactions_by_rrn(&rrn).await {
+    let scope = caller.scope();
+    let visible = st.store.transactions_by_rrn(&rrn).await.map(|mut list| {
+        // Another institution's transactions do not exist for this caller.
+        list.retain(|t| scope.sees_transaction(t));
+        list
+    });
+    match visible {
         Ok(list) if list.is_empty() => problem(
             StatusCode::NOT_FOUND,
             "No such transaction",

@@ -29,6 +29,7 @@ pub mod http;
 pub mod issuer;
 pub mod metrics;
 pub mod node;
+pub mod operator;
 pub mod pipeline;
 #[cfg(feature = "demo")]
 pub mod sim;

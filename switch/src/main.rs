@@ -49,6 +49,44 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Operator users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain and, with the configuration's [operator] audit_mac_key,
+    /// every entry's MAC; prints the count, or the first broken entry (and fails).
+    Verify {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create the first administrator of a node that has no user yet; prints a one-time
+    /// password and the TOTP secret, once.
+    BootstrapAdmin {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Login name (a-z, 0-9, '.', '_', '-', '@').
+        #[arg(long)]
+        username: String,
+        /// The administrator's institution (usually the switch's own).
+        #[arg(long)]
+        institution: String,
+    },
 }
 
 /// What `switch demo` says in a build without the simulators.
@@ -96,6 +134,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e.to_string()),
             },
+            Command::Audit {
+                command: AuditCommand::Verify { config },
+            } => switch::config::admin::audit_verify(&config)
+                .await
+                .map(|s| println!("{s}"))
+                .map_err(|e| e.to_string()),
+            Command::Users {
+                command:
+                    UsersCommand::BootstrapAdmin {
+                        config,
+                        username,
+                        institution,
+                    },
+            } => switch::config::admin::bootstrap_admin(&config, &username, &institution)
+                .await
+                .map(|s| print!("{s}"))
+                .map_err(|e| e.to_string()),
         }
     });
     match result {
@@ -124,7 +179,9 @@ mod demo {
         /// Acquirer listener (ISO 8583 ssc87, 2-byte length header).
         #[arg(long, default_value = "127.0.0.1:8583")]
         listen: SocketAddr,
-        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf).
+        /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf, and the operator
+        /// API: /session, /session/password, /me, /users, /users/{id}/roles,
+        /// /role-changes/{id}/approve, /roles, /audit).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

@@ -128,7 +128,7 @@ fn problem_of(reply: &http_node::Reply) -> (u16, String, serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_no_handler_serves_gets_a_problem_document() {
     let n = node().await;
-    for path in ["/", "/nope", "/transactions", "/transactions/", "/saf/1"] {
+    for path in ["/", "/nope", "/transaction", "/transactions/", "/saf/1"] {
         for method in ["GET", "POST"] {
             let reply = request(n.addr, method, path).await;
             assert_eq!(
@@ -143,6 +143,7 @@ async fn what_no_handler_serves_gets_a_problem_document() {
         "/ready",
         "/metrics",
         "/saf",
+        "/transactions",
         "/transactions/000000000041",
     ] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {

@@ -208,6 +208,7 @@ fn http_state(s: &Switch) -> HttpState<SqliteStore> {
         writer: w,
         metrics: Arc::clone(&s.metrics),
         links: None,
+        operator: Arc::new(switch::operator::OperatorContext::for_tests()),
     }
 }
 
@@ -227,6 +228,7 @@ async fn the_http_face_refuses_an_address_that_is_not_loopback() {
     let err = http_face::serve(
         http_state(&s),
         "0.0.0.0:0".parse().unwrap(),
+        None,
         HttpLimits::default(),
     )
     .await
@@ -242,7 +244,7 @@ async fn the_http_face_closes_stalled_connections_and_serves_a_bounded_number() 
         connections_max: 2,
         stall_timeout: Duration::from_millis(500),
     };
-    let addr = http_face::serve(http_state(&s), "127.0.0.1:0".parse().unwrap(), limits)
+    let addr = http_face::serve(http_state(&s), "127.0.0.1:0".parse().unwrap(), None, limits)
         .await
         .unwrap();
     assert!(health(addr).await.unwrap().starts_with("HTTP/1.1 200"));
@@ -275,4 +277,72 @@ async fn the_http_face_closes_stalled_connections_and_serves_a_bounded_number() 
         .await
         .expect("served once the stalled connections are gone");
     assert!(served.unwrap().starts_with("HTTP/1.1 200"));
+}
+
+/// With TLS the HTTP face binds to an address that is not loopback, and serves over TLS only:
+/// a client in clear gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_face_binds_any_address_with_tls_and_speaks_only_tls() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let s = switch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = TlsSettings::from_pem_files(
+        cert_path.to_str().unwrap(),
+        key_path.to_str().unwrap(),
+        None,
+    )
+    .unwrap();
+    let addr = http_face::serve(
+        http_state(&s),
+        "0.0.0.0:0".parse().unwrap(),
+        Some(tls),
+        HttpLimits {
+            connections_max: 4,
+            stall_timeout: Duration::from_millis(500),
+        },
+    )
+    .await
+    .expect("any address with TLS");
+    let local: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(cert.der().to_vec()))
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(local).await.unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    conn.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.ok();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // In clear: no HTTP answer (the handshake fails, then the stall timeout closes it).
+    let clear = tokio::time::timeout(Duration::from_secs(5), health(local))
+        .await
+        .expect("closed, not hung");
+    assert!(
+        !clear.unwrap_or_default().starts_with("HTTP/1.1 200"),
+        "no answer in clear"
+    );
 }

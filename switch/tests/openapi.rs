@@ -9,7 +9,7 @@ mod http_node;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use http_node::{commit, node, node_with, request, Reply};
+use http_node::{commit, node, node_with, request, request_with, Reply};
 use schemas::domain::ResponseCode;
 use serde_json::{json, Value};
 use switch::sim::testkit;
@@ -235,15 +235,35 @@ impl Contract {
         }
     }
 
-    /// GETs `url` (an instance of the documented `path`), checks the answer, returns it.
+    /// GETs `url` (an instance of the documented `path`) as the tests' reader, checks the
+    /// answer, returns it.
     async fn get(&mut self, addr: std::net::SocketAddr, path: &str, url: &str) -> Reply {
         let reply = request(addr, "GET", url).await;
-        match conformance(&self.doc, "get", path, &reply) {
+        self.check("get", path, url, reply)
+    }
+
+    /// Sends `method url` with `headers` and `body`, checks the answer, returns it.
+    async fn send(
+        &mut self,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let body = body.map(|b| b.to_string());
+        let reply = request_with(addr, method, url, headers, body.as_deref()).await;
+        self.check(&method.to_ascii_lowercase(), path, url, reply)
+    }
+
+    fn check(&mut self, method: &str, path: &str, url: &str, reply: Reply) -> Reply {
+        match conformance(&self.doc, method, path, &reply) {
             Ok((status, key)) => {
                 self.seen
-                    .insert((path.to_owned(), "get".into(), status, key));
+                    .insert((path.to_owned(), method.to_owned(), status, key));
             }
-            Err(e) => panic!("GET {url}: {e}"),
+            Err(e) => panic!("{method} {url}: {e}"),
         }
         reply
     }
@@ -292,11 +312,37 @@ fn the_document_is_well_formed_openapi_3_1() {
         );
         assert!(doc.pointer(pointer).is_some(), "{r} dangles");
     }
+    // Security schemes are named by security requirements (the document's and operations'),
+    // not by `$ref`.
+    let mut required_schemes = BTreeSet::new();
+    let requirements = std::iter::once(&doc["security"]).chain(
+        operations(&doc)
+            .into_iter()
+            .map(|(_, _, op)| &op["security"]),
+    );
+    for requirement in requirements.filter_map(Value::as_array).flatten() {
+        required_schemes.extend(
+            requirement
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned()),
+        );
+    }
     for (section, members) in doc["components"].as_object().expect("components") {
         for name in members.as_object().expect("a component map").keys() {
             let r = format!("#/components/{section}/{name}");
-            assert!(all.contains(&r), "{r} is never used");
+            if section == "securitySchemes" {
+                assert!(required_schemes.contains(name), "{r} is never required");
+            } else {
+                assert!(all.contains(&r), "{r} is never used");
+            }
         }
+    }
+    for name in &required_schemes {
+        assert!(
+            doc["components"]["securitySchemes"].get(name).is_some(),
+            "security scheme {name} is not defined"
+        );
     }
 
     // Operations: a unique id, a description, at least one 2xx answer; every answer described,
@@ -323,6 +369,11 @@ fn the_document_is_well_formed_openapi_3_1() {
             );
             let response = resolve(&doc, response);
             assert!(response["description"].is_string(), "{path} {status}");
+            // 204 No Content has no body to describe (RFC 9110 §15.3.5); every other answer does.
+            if status == "204" {
+                assert!(response.get("content").is_none(), "{path} 204 with content");
+                continue;
+            }
             for (key, media) in response["content"].as_object().expect("content") {
                 let schema = media
                     .get("schema")
@@ -518,6 +569,13 @@ async fn every_documented_path_is_served() {
     let approval = testkit::stand_in(&n.fx, 41, 2_000);
     commit(&n.store, approval).await;
     let doc = document();
+    let mut methods_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, method, _) in operations(&doc) {
+        methods_of
+            .entry(path)
+            .or_default()
+            .insert(method.to_ascii_uppercase());
+    }
     for (path, method, op) in operations(&doc) {
         let mut url = path.clone();
         for p in op["parameters"].as_array().into_iter().flatten() {
@@ -528,6 +586,31 @@ async fn every_documented_path_is_served() {
             }
         }
         assert!(!url.contains('{'), "{url}");
+        // What a method not documented for the path gets: 405 and the methods it takes.
+        let documented = &methods_of[&path];
+        let mut allowed: BTreeSet<String> = documented.clone();
+        if allowed.contains("GET") {
+            allowed.insert("HEAD".into());
+        }
+        for other in ["GET", "POST", "PUT", "DELETE"] {
+            if documented.contains(other) {
+                continue;
+            }
+            let reply = request(n.addr, other, &url).await;
+            assert_routing_problem(&doc, &reply, 405, "Method Not Allowed");
+            let allow: BTreeSet<String> = reply
+                .header("allow")
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(allow, allowed, "{other} {url}");
+        }
+        // The operator API's POSTs and DELETEs change state and need bodies and sessions:
+        // `every_documented_answer_is_given_and_matches_the_document` sends them.
+        if method != "get" {
+            continue;
+        }
         let reply = request(n.addr, &method.to_ascii_uppercase(), &url).await;
         let (status, _) =
             conformance(&doc, &method, &path, &reply).unwrap_or_else(|e| panic!("{e}"));
@@ -540,14 +623,9 @@ async fn every_documented_path_is_served() {
             (status, ""),
             "HEAD {url}"
         );
-        for other in ["POST", "PUT", "DELETE"] {
-            let reply = request(n.addr, other, &url).await;
-            assert_routing_problem(&doc, &reply, 405, "Method Not Allowed");
-            assert_eq!(reply.header("allow"), Some("GET,HEAD"), "{other} {url}");
-        }
     }
     // And what is not documented is not served: a problem document says so.
-    for url in ["/transactions", "/transactions/", "/health/", "/saf/x", "/"] {
+    for url in ["/transactions/", "/health/", "/saf/x", "/"] {
         let reply = request(n.addr, "GET", url).await;
         assert_routing_problem(&doc, &reply, 404, "Not Found");
         let post = request(n.addr, "POST", url).await;
@@ -591,6 +669,8 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     assert_eq!(c.get(addr, "/health", "/health").await.body, "ok\n");
     assert_eq!(c.get(addr, "/ready", "/ready").await.body, "ready\n");
     c.get(addr, "/metrics", "/metrics").await;
+
+    operator_answers(&mut c, &n).await;
 
     // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
     let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
@@ -724,6 +804,379 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     let documented = documented_answers(&c.doc);
     let never: Vec<_> = documented.difference(&c.seen).collect();
     assert!(never.is_empty(), "documented answers never seen: {never:?}");
+}
+
+/// The operator API's answers, each once: sessions, users, role changes, roles, the audit log,
+/// and the 401 and 403 of the lookups.
+async fn operator_answers(c: &mut Contract, n: &http_node::Node) {
+    use switch::operator::keys::SecretKey;
+    use switch::sim::operator_kit::{self, totp_now, SWITCH};
+    let addr = n.addr;
+    let pw = "a long enough password";
+    let mk = |name: &'static str, roles: &'static [&'static str]| {
+        let store = std::sync::Arc::clone(&n.store);
+        async move {
+            operator_kit::user(&*store, &SecretKey::for_tests(), name, SWITCH, roles, pw)
+                .await
+                .expect("user")
+        }
+    };
+    let (_, a) = mk("admin-a", &["administrator", "auditor"]).await;
+    let (_, b) = mk("admin-b", &["administrator"]).await;
+    let (target, _) = mk("target", &[]).await;
+    let (_, clerk) = mk("clerk", &["counter_clerk"]).await;
+    let login = |user: &str, secret: &switch::operator::totp::TotpSecret, password: &str| json!({"username": user, "password": password, "totp": totp_now(secret)});
+    // Logins: 400, 401, 200.
+    c.send(
+        addr,
+        "POST",
+        "/session",
+        "/session",
+        &[],
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/session",
+        "/session",
+        &[],
+        Some(login("admin-a", &a.totp, "wrong password!")),
+    )
+    .await;
+    let mut sessions = Vec::new();
+    for (user, secret) in [
+        ("admin-a", &a.totp),
+        ("admin-b", &b.totp),
+        ("clerk", &clerk.totp),
+    ] {
+        let r = c
+            .send(
+                addr,
+                "POST",
+                "/session",
+                "/session",
+                &[],
+                Some(login(user, secret, pw)),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let cookie = r
+            .header("set-cookie")
+            .and_then(|s| s.split(';').next())
+            .expect("cookie")
+            .to_owned();
+        let csrf = Contract::json(&r)["csrf_token"]
+            .as_str()
+            .expect("csrf")
+            .to_owned();
+        sessions.push((cookie, csrf));
+    }
+    let h = |i: usize| -> Vec<(&str, &str)> {
+        vec![
+            ("Cookie", sessions[i].0.as_str()),
+            ("X-CSRF-Token", sessions[i].1.as_str()),
+        ]
+    };
+    let none: &[(&str, &str)] = &[];
+    let clerk_key = operator_kit::api_key(&*n.store, SWITCH, "counter_clerk")
+        .await
+        .expect("key");
+    let clerk_auth = format!("Bearer {clerk_key}");
+    let as_clerk_key: &[(&str, &str)] = &[("Authorization", &clerk_auth)];
+    // The lookups without credentials and without the permission.
+    for (path, url) in [
+        ("/metrics", "/metrics"),
+        ("/saf", "/saf"),
+        ("/transactions/{rrn}", "/transactions/000000000041"),
+    ] {
+        assert_eq!(c.send(addr, "GET", path, url, none, None).await.status, 401);
+        let saf_or_metrics = c.send(addr, "GET", path, url, as_clerk_key, None).await;
+        if path != "/transactions/{rrn}" {
+            assert_eq!(saf_or_metrics.status, 403);
+        }
+    }
+    c.send(
+        addr,
+        "GET",
+        "/transactions/{rrn}",
+        "/transactions/000000000041",
+        &[("Authorization", "Bearer x")],
+        None,
+    )
+    .await;
+    let no_metrics = request_with(addr, "GET", "/metrics", as_clerk_key, None).await;
+    assert_eq!(no_metrics.status, 403);
+    let _ = c
+        .send(addr, "GET", "/metrics", "/metrics", as_clerk_key, None)
+        .await;
+    // A transaction lookup refused by permission: a key whose role lacks transactions.read.
+    let issuance_key = operator_kit::api_key(&*n.store, SWITCH, "issuance_operator")
+        .await
+        .expect("key");
+    let issuance_auth = format!("Bearer {issuance_key}");
+    c.send(
+        addr,
+        "GET",
+        "/transactions/{rrn}",
+        "/transactions/000000000041",
+        &[("Authorization", &issuance_auth)],
+        None,
+    )
+    .await;
+    // The search.
+    for (hdr, url) in [
+        (as_clerk_key.to_vec(), "/transactions?pan_last4=5678"),
+        (as_clerk_key.to_vec(), "/transactions?pan_last4=56"),
+        (vec![], "/transactions"),
+        (
+            vec![("Authorization", issuance_auth.as_str())],
+            "/transactions",
+        ),
+    ] {
+        c.send(addr, "GET", "/transactions", url, &hdr, None).await;
+    }
+    // Who am I.
+    c.send(addr, "GET", "/me", "/me", &h(0), None).await;
+    c.send(addr, "GET", "/me", "/me", none, None).await;
+    // Users.
+    for (hdr, url) in [
+        (h(0), "/users"),
+        (h(0), "/users?limit=0"),
+        (vec![], "/users"),
+        (h(2), "/users"),
+    ] {
+        c.send(addr, "GET", "/users", url, &hdr, None).await;
+    }
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "newcomer"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "newcomer"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(0),
+        Some(json!({"username": "Not Valid"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        none,
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &h(2),
+        Some(json!({"username": "x"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users",
+        "/users",
+        &[("Cookie", sessions[0].0.as_str())],
+        Some(json!({"username": "y"})),
+    )
+    .await;
+    // Role changes.
+    let roles_url = format!("/users/{}/roles", target.user_id);
+    let propose = json!({"role_ids": ["hospital_cashier"], "reason": "front desk"});
+    let proposed = c
+        .send(
+            addr,
+            "POST",
+            "/users/{id}/roles",
+            &roles_url,
+            &h(0),
+            Some(propose.clone()),
+        )
+        .await;
+    assert_eq!(proposed.status, 202, "{proposed:?}");
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        &h(0),
+        Some(json!({"role_ids": [], "reason": ""})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        none,
+        Some(propose.clone()),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &roles_url,
+        &h(2),
+        Some(propose.clone()),
+    )
+    .await;
+    let unknown = format!("/users/{}/roles", uuid::Uuid::now_v7());
+    c.send(
+        addr,
+        "POST",
+        "/users/{id}/roles",
+        &unknown,
+        &h(0),
+        Some(propose),
+    )
+    .await;
+    let change = Contract::json(&proposed)["change_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let approve = format!("/role-changes/{change}/approve");
+    let path = "/role-changes/{id}/approve";
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(0), None)
+            .await
+            .status,
+        403,
+        "four eyes"
+    );
+    c.send(addr, "POST", path, &approve, none, None).await;
+    c.send(
+        addr,
+        "POST",
+        path,
+        &format!("/role-changes/{}/approve", uuid::Uuid::now_v7()),
+        &h(1),
+        None,
+    )
+    .await;
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(1), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.send(addr, "POST", path, &approve, &h(1), None)
+            .await
+            .status,
+        409
+    );
+    // Roles.
+    c.send(addr, "GET", "/roles", "/roles", &h(0), None).await;
+    c.send(addr, "GET", "/roles", "/roles", none, None).await;
+    c.send(addr, "GET", "/roles", "/roles", &h(2), None).await;
+    let role =
+        json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
+    let mut keyed = h(0);
+    keyed.push(("Idempotency-Key", "role-1"));
+    c.send(addr, "POST", "/roles", "/roles", &keyed, Some(role.clone()))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        "/roles",
+        "/roles",
+        &keyed,
+        Some(json!({"role_id": "day", "name": "Day", "permissions": []})),
+    )
+    .await;
+    c.send(addr, "POST", "/roles", "/roles", &h(0), Some(role))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        "/roles",
+        "/roles",
+        &h(0),
+        Some(json!({"role_id": "x", "name": "x", "permissions": ["nothing"]})),
+    )
+    .await;
+    c.send(addr, "POST", "/roles", "/roles", none, None).await;
+    c.send(addr, "POST", "/roles", "/roles", &h(2), Some(json!({})))
+        .await;
+    // The audit log.
+    for (hdr, url) in [
+        (h(0), "/audit"),
+        (h(0), "/audit?cursor=x"),
+        (vec![], "/audit"),
+        (h(2), "/audit"),
+    ] {
+        c.send(addr, "GET", "/audit", url, &hdr, None).await;
+    }
+    // Passwords and logout.
+    let pw_path = "/session/password";
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": "not it at all", "new_password": "a new long password"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": pw, "new_password": "short"})),
+    )
+    .await;
+    c.send(addr, "POST", pw_path, pw_path, none, Some(json!({})))
+        .await;
+    c.send(
+        addr,
+        "POST",
+        pw_path,
+        pw_path,
+        &h(2),
+        Some(json!({"current_password": pw, "new_password": "a new long password"})),
+    )
+    .await;
+    c.send(
+        addr,
+        "DELETE",
+        "/session",
+        "/session",
+        &[("Cookie", sessions[1].0.as_str())],
+        None,
+    )
+    .await;
+    c.send(addr, "DELETE", "/session", "/session", as_clerk_key, None)
+        .await;
+    c.send(addr, "DELETE", "/session", "/session", &h(1), None)
+        .await;
+    c.send(addr, "DELETE", "/session", "/session", &h(1), None)
+        .await;
 }
 
 /// A change that makes a conforming body break the document.

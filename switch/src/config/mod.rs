@@ -75,6 +75,9 @@ pub struct NodeConfig {
     /// HTTP listener.
     #[serde(default)]
     pub http: Option<HttpSection>,
+    /// The operator API (required with `http`).
+    #[serde(default)]
+    pub operator: Option<OperatorSection>,
     /// Acquirer listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerSection>,
@@ -277,12 +280,57 @@ fn default_check_length() -> u8 {
     6
 }
 
-/// `[http]`.
+/// `[http]`: the HTTP face (probes, metrics and the operator API). It binds to a loopback
+/// address, or to any address with TLS (`tls_cert` and `tls_key`): sessions and API keys never
+/// cross a network in clear.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub tls_cert: Option<String>,
+    /// Server private key (PEM).
+    pub tls_key: Option<String>,
+}
+
+/// `[operator]`: the operator API's keys (LMK tokens of HSM data keys, as the PAN keys) and
+/// its session policy. Required with `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSection {
+    /// Data key token (scheme B) sealing operators' TOTP secrets.
+    pub secret_key: String,
+    /// Data key token (scheme B) MACing every audit entry.
+    pub audit_mac_key: String,
+    /// A session unused this long ends, s.
+    #[serde(default = "default_session_idle_s")]
+    pub session_idle_s: u64,
+    /// A session ends this long after login, s.
+    #[serde(default = "default_session_absolute_s")]
+    pub session_absolute_s: u64,
+    /// Failed logins in a row that lock a user.
+    #[serde(default = "default_login_failures_max")]
+    pub login_failures_max: u32,
+    /// How long a locked user stays locked, s.
+    #[serde(default = "default_lockout_s")]
+    pub lockout_s: u64,
+}
+
+fn default_session_idle_s() -> u64 {
+    15 * 60
+}
+
+fn default_session_absolute_s() -> u64 {
+    8 * 3600
+}
+
+fn default_login_failures_max() -> u32 {
+    5
+}
+
+fn default_lockout_s() -> u64 {
+    15 * 60
 }
 
 /// `[[listener]]`.
@@ -874,20 +922,36 @@ pub fn database_link_protected(url: &str, insecure_no_tls: bool) -> Result<(), C
     }
 }
 
-/// The store a configuration names, opened (and migrated) with its PAN keys from the HSM.
-enum NodeStore {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-fn hsm_of(cfg: &NodeConfig) -> Result<Arc<dyn Hsm>, ConfigError> {
+/// The HSM of a configuration.
+pub fn hsm_of(cfg: &NodeConfig) -> Result<Arc<dyn Hsm>, ConfigError> {
     Ok(match cfg.hsm.client_config()? {
         Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
         None => Arc::new(cfg.hsm.soft_hsm()?),
     })
 }
 
-async fn open_store(cfg: &NodeConfig, hsm: &Arc<dyn Hsm>) -> Result<NodeStore, ConfigError> {
+/// The store of a configuration, with the audit MAC key of `[operator]` installed: one of the
+/// two backends, for the CLI's subcommands to run generic code on ([`on_store!`]).
+pub enum OpenedStore {
+    /// `sqlite://`.
+    Sqlite(Arc<SqliteStore>),
+    /// `postgres://`.
+    Postgres(Arc<PostgresStore>),
+}
+
+/// Runs `$body` with `$s` bound to the opened store, whichever backend it is.
+#[macro_export]
+macro_rules! on_store {
+    ($opened:expr, |$s:ident| $body:expr) => {
+        match $opened {
+            $crate::config::OpenedStore::Sqlite($s) => $body,
+            $crate::config::OpenedStore::Postgres($s) => $body,
+        }
+    };
+}
+
+/// Opens the configured store (PAN keys and audit MAC key unwrapped by `hsm`).
+pub async fn open_store(cfg: &NodeConfig, hsm: &dyn Hsm) -> Result<OpenedStore, ConfigError> {
     let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
         hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
             .await?,
@@ -895,13 +959,13 @@ async fn open_store(cfg: &NodeConfig, hsm: &Arc<dyn Hsm>) -> Result<NodeStore, C
             .await?,
     ));
     let url = cfg.database.url.clone();
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    let opened = if let Some(path) = url.strip_prefix("sqlite://") {
         let mut sqlite = SqliteConfig::new(path);
         sqlite.synchronous = sqlite_synchronous(&cfg.database.sqlite_synchronous)?;
-        Ok(NodeStore::Sqlite(SqliteStore::open(&sqlite, pan).await?))
+        OpenedStore::Sqlite(Arc::new(SqliteStore::open(&sqlite, pan).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         database_link_protected(&url, cfg.database.insecure_no_tls)?;
-        Ok(NodeStore::Postgres(
+        OpenedStore::Postgres(Arc::new(
             PostgresStore::connect(
                 &PostgresConfig {
                     url,
@@ -913,9 +977,52 @@ async fn open_store(cfg: &NodeConfig, hsm: &Arc<dyn Hsm>) -> Result<NodeStore, C
             .await?,
         ))
     } else {
-        Err(invalid(
+        return Err(invalid(
             "[database] url must start with sqlite:// or postgres://",
-        ))
+        ));
+    };
+    if let Some(op) = &cfg.operator {
+        let key = hsm
+            .unwrap_data_key(&token("operator.audit_mac_key", &op.audit_mac_key)?)
+            .await?;
+        on_store!(&opened, |s| s.install_audit_mac_key(Arc::new(key)));
+    }
+    Ok(opened)
+}
+
+/// The operator API's context of `[operator]` (its secret key unwrapped by `hsm`).
+pub async fn operator_context(
+    cfg: &NodeConfig,
+    hsm: &dyn Hsm,
+) -> Result<crate::operator::OperatorContext, ConfigError> {
+    let op = cfg
+        .operator
+        .as_ref()
+        .ok_or_else(|| invalid("[operator] (the operator API's keys) is missing"))?;
+    let secret = hsm
+        .unwrap_data_key(&token("operator.secret_key", &op.secret_key)?)
+        .await?;
+    let tls = cfg.http.as_ref().is_some_and(|h| h.tls_cert.is_some());
+    Ok(crate::operator::OperatorContext::new(
+        crate::operator::keys::SecretKey::new(secret),
+        crate::operator::SessionPolicy {
+            idle_timeout: Duration::from_secs(op.session_idle_s.max(1)),
+            absolute_timeout: Duration::from_secs(op.session_absolute_s.max(1)),
+            login_failures_max: op.login_failures_max.max(1),
+            lockout: Duration::from_secs(op.lockout_s),
+            secure_cookie: tls,
+        },
+    ))
+}
+
+/// The HTTP listener's TLS, if configured.
+pub fn http_tls(cfg: &NodeConfig) -> Result<Option<TlsSettings>, ConfigError> {
+    match cfg.http.as_ref().map(|h| (&h.tls_cert, &h.tls_key)) {
+        Some((Some(c), Some(k))) => Ok(Some(
+            TlsSettings::from_pem_files(c, k, None).map_err(|e| invalid(e.to_string()))?,
+        )),
+        Some((None, None)) | None => Ok(None),
+        Some(_) => Err(invalid("[http] tls_cert and tls_key go together")),
     }
 }
 
@@ -923,10 +1030,8 @@ async fn open_store(cfg: &NodeConfig, hsm: &Arc<dyn Hsm>) -> Result<NodeStore, C
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
     let hsm = hsm_of(&cfg)?;
-    match open_store(&cfg, &hsm).await? {
-        NodeStore::Sqlite(store) => run_node(cfg, Arc::new(store), hsm).await,
-        NodeStore::Postgres(store) => run_node(cfg, Arc::new(store), hsm).await,
-    }
+    let opened = open_store(&cfg, &*hsm).await?;
+    on_store!(opened, |store| run_node(cfg, store, hsm).await)
 }
 
 /// `switch verify`: the store's invariants ([`crate::store::Invariant`]) and the length of its
@@ -934,16 +1039,11 @@ pub async fn serve(path: &Path) -> Result<(), ConfigError> {
 pub async fn verify(path: &Path) -> Result<(IntegrityReport, u64), ConfigError> {
     let cfg = NodeConfig::load(path)?;
     let hsm = hsm_of(&cfg)?;
-    Ok(match open_store(&cfg, &hsm).await? {
-        NodeStore::Sqlite(store) => (
-            store.verify_integrity().await?,
-            store.verify_audit_chain().await?,
-        ),
-        NodeStore::Postgres(store) => (
-            store.verify_integrity().await?,
-            store.verify_audit_chain().await?,
-        ),
-    })
+    let opened = open_store(&cfg, &*hsm).await?;
+    on_store!(opened, |store| Ok((
+        store.verify_integrity().await?,
+        store.verify_audit_chain().await?
+    )))
 }
 
 async fn run_node<S: Store>(
@@ -951,6 +1051,15 @@ async fn run_node<S: Store>(
     store: Arc<S>,
     hsm: Arc<dyn Hsm>,
 ) -> Result<(), ConfigError> {
+    let operator = match &cfg.http {
+        Some(_) => operator_context(&cfg, &*hsm).await?,
+        // Without HTTP nobody logs in; the context is never used.
+        None => crate::operator::OperatorContext::new(
+            crate::operator::keys::SecretKey::new(hsm.generate_data_key().await?.0),
+            crate::operator::SessionPolicy::default(),
+        ),
+    };
+    let http_tls = http_tls(&cfg)?;
     let keys = cfg.keys()?;
     let listeners = cfg.listeners()?;
     every_acquirer_has_a_tak(&keys, &listeners)?;
@@ -962,6 +1071,8 @@ async fn run_node<S: Store>(
         sign_on_wait: Duration::ZERO,
         listeners,
         http: cfg.http.as_ref().map(|h| h.listen),
+        http_tls,
+        operator: Arc::new(operator),
         store,
         hsm,
     };
@@ -970,6 +1081,8 @@ async fn run_node<S: Store>(
     node.stop().await;
     Ok(())
 }
+
+pub mod admin;
 
 #[cfg(test)]
 mod tests;

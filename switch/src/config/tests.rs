@@ -295,3 +295,44 @@ fn past_card_days_kept_come_from_the_configuration() {
         toml::from_str(&text.replace("card_days_kept = 7", "card_days_kept = 30")).unwrap();
     assert_eq!(cfg.pipeline_config().unwrap().card_days_kept, 30);
 }
+
+#[tokio::test]
+async fn the_example_operator_keys_unwrap_under_the_test_lmk_and_set_the_policy() {
+    let text = include_str!("../../../ops/switch.example.toml").replace(
+        "kind = \"tcp\"",
+        "kind = \"soft\"\ninsecure_test_lmk = true",
+    );
+    let cfg: NodeConfig = toml::from_str(&text).unwrap();
+    let hsm = hsm_of(&cfg).unwrap();
+    let ctx = operator_context(&cfg, &*hsm).await.unwrap();
+    assert_eq!(ctx.policy.login_failures_max, 5);
+    assert_eq!(ctx.policy.idle_timeout, Duration::from_secs(900));
+    assert!(!ctx.policy.secure_cookie, "no TLS in the example");
+    let op = cfg.operator.as_ref().unwrap();
+    assert_ne!(op.secret_key, op.audit_mac_key, "two keys, two uses");
+    assert_ne!(op.secret_key, cfg.database.pan_data_key);
+    // With TLS on the HTTP listener the session cookie is marked Secure.
+    let with_tls = text.replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"0.0.0.0:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+    );
+    let cfg: NodeConfig = toml::from_str(&with_tls).unwrap();
+    assert!(
+        operator_context(&cfg, &*hsm)
+            .await
+            .unwrap()
+            .policy
+            .secure_cookie
+    );
+}
+
+#[test]
+fn http_tls_needs_both_files() {
+    let text = include_str!("../../../ops/switch.example.toml").replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"0.0.0.0:8443\"\ntls_cert = \"/nonexistent/cert.pem\"",
+    );
+    let cfg: NodeConfig = toml::from_str(&text).unwrap();
+    let err = http_tls(&cfg).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("tls_cert and tls_key go together"), "{err}");
+}

@@ -1,14 +1,19 @@
-//! The HTTP face's socket: loopback only, a bounded number of connections, and reads and
-//! writes that give up when the peer stalls.
+//! The HTTP face's socket: loopback, or any address with TLS; a bounded number of
+//! connections, and reads and writes that give up when the peer stalls.
 //!
-//! Why: the HTTP routes ([`crate::http`]) have no authentication yet (the operator API will
-//! bring it), so they must not be reachable from the network; and a client that opens
-//! connections and never finishes a request, or never reads its answer, must not hold the
-//! node's sockets and tasks for ever. axum serves any [`axum::serve::Listener`]: this one takes
-//! a connection permit before it accepts (past `connections_max` new clients wait in the
-//! kernel's backlog) and wraps each socket in [`TimedIo`].
+//! Why: the HTTP routes ([`crate::http`], [`crate::operator`]) carry session cookies, CSRF
+//! tokens, API keys and passwords, which must not cross a network in clear: without TLS the
+//! face binds to loopback only (a reverse proxy on the same host may terminate TLS), with TLS
+//! (rustls) to any address. And a client that opens connections and never finishes a request
+//! or a TLS handshake, or never reads its answer, must not hold the node's sockets and tasks
+//! for ever. axum serves any [`axum::serve::Listener`]: this one takes a connection permit
+//! before it accepts (past `connections_max` new clients wait in the kernel's backlog), makes
+//! the TLS handshake in a task of its own (bounded by the stall timeout, so one slow client
+//! does not hold up the others' accepts) and wraps each connection in [`TimedIo`].
 
+use crate::acquirer::TlsSettings;
 use crate::http::{self, HttpState};
+use crate::operator::caller::PeerAddr;
 use crate::store::Store;
 use std::future::Future;
 use std::io;
@@ -44,10 +49,11 @@ impl Default for HttpLimits {
 /// Why the HTTP face did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpFaceError {
-    /// The address is not a loopback address.
+    /// The address is not a loopback address and there is no TLS.
     #[error(
-        "HTTP listen address {0} is not loopback: the HTTP routes have no authentication yet \
-         (until the operator API lands), so they bind to 127.0.0.1 or ::1 only"
+        "HTTP listen address {0} is not loopback: sessions and API keys must not cross a \
+         network in clear, so without TLS ([http] tls_cert and tls_key) the HTTP face binds \
+         to 127.0.0.1 or ::1 only"
     )]
     NotLoopback(SocketAddr),
     /// The socket could not be bound.
@@ -55,73 +61,175 @@ pub enum HttpFaceError {
     Io(#[from] io::Error),
 }
 
-/// Refuses an address that is not loopback (checked before a node starts anything).
-pub fn require_loopback(addr: SocketAddr) -> Result<(), HttpFaceError> {
-    if addr.ip().is_loopback() {
+/// Refuses an address that is not loopback when there is no TLS (checked before a node starts
+/// anything).
+pub fn require_loopback_or_tls(addr: SocketAddr, tls: bool) -> Result<(), HttpFaceError> {
+    if tls || addr.ip().is_loopback() {
         Ok(())
     } else {
         Err(HttpFaceError::NotLoopback(addr))
     }
 }
 
-/// Binds `addr` (loopback only) and serves the router on it with `limits`; returns the bound
-/// address.
+/// Binds `addr` (loopback, or any address with `tls`) and serves the router on it with
+/// `limits`; returns the bound address.
 pub async fn serve<S: Store>(
     state: HttpState<S>,
     addr: SocketAddr,
+    tls: Option<TlsSettings>,
     limits: HttpLimits,
 ) -> Result<SocketAddr, HttpFaceError> {
-    require_loopback(addr)?;
+    require_loopback_or_tls(addr, tls.is_some())?;
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tracing::warn!(
-        %bound,
-        "HTTP face on loopback only: its routes have no authentication until the operator API"
-    );
+    tracing::info!(%bound, tls = tls.is_some(), "HTTP face listening");
     let router = http::router(Arc::new(state));
-    let listener = BoundedListener {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(limits.connections_max.max(1))),
-        stall_timeout: limits.stall_timeout,
-    };
+    let (tx, rx) = tokio::sync::mpsc::channel(limits.connections_max.max(1));
+    tokio::spawn(accept_loop(
+        listener,
+        tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config)),
+        Arc::new(Semaphore::new(limits.connections_max.max(1))),
+        limits.stall_timeout,
+        tx,
+    ));
+    let listener = BoundedListener { ready: rx, bound };
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<PeerAddr>(),
+        )
+        .await;
     });
     Ok(bound)
 }
 
-/// A TCP listener that holds a permit per open connection.
-struct BoundedListener {
-    inner: TcpListener,
+/// A connection ready for HTTP: its (maybe TLS) stream and its peer.
+type Ready = (TimedIo<HttpStream>, SocketAddr);
+
+/// Accepts connections (a permit each), makes their TLS handshakes in tasks of their own, and
+/// hands the ready ones to the server.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     permits: Arc<Semaphore>,
     stall_timeout: Duration,
+    ready: tokio::sync::mpsc::Sender<Ready>,
+) {
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ready = ready.clone();
+        match &tls {
+            None => {
+                let io = TimedIo::new(HttpStream::Plain(socket), stall_timeout, permit);
+                if ready.send((io, peer)).await.is_err() {
+                    return;
+                }
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(socket);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(stall_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let io = HttpStream::Tls(Box::new(stream));
+                            let _ = ready
+                                .send((TimedIo::new(io, stall_timeout, permit), peer))
+                                .await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP TLS handshake"),
+                        Err(_) => tracing::debug!(%peer, "HTTP TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, BoundedListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// The server's side of the accept loop.
+struct BoundedListener {
+    ready: tokio::sync::mpsc::Receiver<Ready>,
+    bound: SocketAddr,
 }
 
 impl axum::serve::Listener for BoundedListener {
-    type Io = TimedIo<TcpStream>;
+    type Io = TimedIo<HttpStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                // The semaphore is never closed; wait rather than spin.
-                std::future::pending::<()>().await;
-                continue;
-            };
-            match self.inner.accept().await {
-                Ok((socket, peer)) => {
-                    return (TimedIo::new(socket, self.stall_timeout, permit), peer);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+        match self.ready.recv().await {
+            Some(r) => r,
+            // The accept loop has stopped (the semaphore closed): serve nothing more.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.bound)
+    }
+}
+
+/// A connection, in clear (loopback) or TLS.
+pub enum HttpStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for HttpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            HttpStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for HttpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            HttpStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            HttpStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            HttpStream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
     }
 }
 

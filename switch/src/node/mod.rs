@@ -17,6 +17,7 @@ use crate::http::HttpState;
 use crate::issuer::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
 use crate::issuer::{IssuerConfig, IssuerLinks, LinkError, LinksOptions};
 use crate::metrics::Metrics;
+use crate::operator::OperatorContext;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineKeys};
 use crate::store::writer::{self, WriterConfig, WriterHandle};
 use crate::store::{Store, StoreError};
@@ -52,6 +53,11 @@ pub struct NodeParts<S: Store> {
     pub listeners: Vec<AcquirerListener>,
     /// The HTTP listener, if any.
     pub http: Option<SocketAddr>,
+    /// TLS on the HTTP listener (required for an address that is not loopback).
+    pub http_tls: Option<crate::acquirer::TlsSettings>,
+    /// The operator API's keys and session policy (the audit MAC key is installed on the
+    /// store before the node starts).
+    pub operator: Arc<OperatorContext>,
 }
 
 /// Why a node did not start.
@@ -101,8 +107,9 @@ impl<S: Store> NodeParts<S> {
     /// Starts every part of the node (call inside a tokio runtime).
     pub async fn start(self) -> Result<Node<S>, NodeError> {
         if let Some(addr) = self.http {
-            http_face::require_loopback(addr)?;
+            http_face::require_loopback_or_tls(addr, self.http_tls.is_some())?;
         }
+        crate::operator::provision::ensure_builtin_roles(&*self.store).await?;
         let metrics = Arc::new(Metrics::default());
         let switch_id = self.pipeline.switch_id.clone();
         let links = Arc::new(IssuerLinks::start(
@@ -142,8 +149,10 @@ impl<S: Store> NodeParts<S> {
                         writer: writer.clone(),
                         metrics: Arc::clone(&metrics),
                         links: Some(Arc::clone(&links)),
+                        operator: Arc::clone(&self.operator),
                     },
                     addr,
+                    self.http_tls.clone(),
                     HttpLimits::default(),
                 )
                 .await?,

@@ -13,5 +13,6 @@
 pub mod banksim;
 pub mod demo;
 pub mod kiosk;
+pub mod operator_kit;
 pub mod testkit;
 pub mod world;

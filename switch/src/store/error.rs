@@ -37,6 +37,13 @@ pub enum StoreError {
         /// First entry whose hash or link does not match.
         audit_seq: i64,
     },
+    /// An audit entry's MAC is missing (after an entry that had one) or wrong: the entry was
+    /// written or changed by someone without the audit key.
+    #[error("audit entry {audit_seq} has a missing or wrong MAC")]
+    AuditMacMismatch {
+        /// The first entry whose MAC fails.
+        audit_seq: i64,
+    },
     /// A value does not fit its column (e.g. a count above `i64::MAX`).
     #[error("value out of range: {0}")]
     OutOfRange(&'static str),

@@ -10,10 +10,11 @@
 //! Schema: `schemas/migrations/{sqlite,postgres}`, run by [`SqliteStore::open`] and
 //! [`PostgresStore::connect`] at start-up.
 
-mod audit;
+pub mod audit;
 mod error;
 mod migrate;
 mod model;
+pub mod operator;
 mod pan_protector;
 pub mod plan;
 mod postgres;
@@ -21,6 +22,7 @@ mod sql;
 mod sqlite;
 pub mod writer;
 
+pub use audit::AuditMacKey;
 pub use error::{DecisionError, StoreError};
 pub use model::{
     leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
@@ -32,6 +34,7 @@ pub use model::{
     SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
+pub use operator::OperatorStore;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
@@ -49,7 +52,7 @@ pub const DECISIONS_PER_BATCH_MAX: usize = 1024;
 pub const ROWS_PER_READ_MAX: u32 = 10_000;
 
 /// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OperatorStore + Send + Sync + 'static {
     /// Whether the group-commit writer should run on its own thread (see
     /// [`writer::WriterConfig::dedicated_thread`]): true where the driver's connections are
     /// not tied to the caller's runtime.
@@ -322,8 +325,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         entry: &AuditEntry,
     ) -> impl Future<Output = Result<AuditRecord, StoreError>> + Send;
-    /// Recomputes the chain; returns the number of entries or where it breaks.
+    /// Recomputes the chain, and each entry's MAC once a key is installed; returns the number
+    /// of entries or the first that breaks ([`StoreError::AuditChainBroken`],
+    /// [`StoreError::AuditMacMismatch`]).
     fn verify_audit_chain(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Installs the key that MACs every audit entry appended from now on (and that
+    /// [`Store::verify_audit_chain`] checks): an HSM data key, see [`audit`]. False when a key
+    /// is installed already (it is never replaced).
+    fn install_audit_mac_key(&self, key: std::sync::Arc<dyn AuditMacKey>) -> bool;
 
     // ---- integrity ----
 

@@ -10,8 +10,13 @@ use std::sync::Arc;
 
 use switch::http::{self, HttpState};
 use switch::metrics::Metrics;
+use switch::operator::token::hash_presented;
+use switch::operator::OperatorContext;
+use switch::sim::operator_kit;
 use switch::sim::testkit::{self, Fixture};
+use switch::store::operator::ApiKeyRecord;
 use switch::store::writer;
+use switch::store::OperatorStore;
 use switch::store::{now_us, DataKeyPanProtector, Decision, SqliteConfig, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -47,19 +52,38 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
     let fx = testkit::seed(&*store, 100_000, 1_000_000_000)
         .await
         .expect("seed");
+    store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
+    operator_kit::seed_tenants(&*store).await.expect("tenants");
+    store
+        .put_api_key(&ApiKeyRecord {
+            key_hash: hash_presented(READER_KEY),
+            key_id: "test-reader".into(),
+            institution: testkit::inst(operator_kit::SWITCH),
+            role_id: "auditor".into(),
+            name: "the tests' reader".into(),
+            created_at_us: now_us(),
+            revoked_at_us: None,
+        })
+        .await
+        .expect("reader key");
     let (writer, writer_task) = writer::spawn(store.clone(), config);
     let state = Arc::new(HttpState {
         store: store.clone(),
         writer,
         metrics: Arc::new(Metrics::default()),
         links: None,
+        operator: Arc::new(OperatorContext::for_tests()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, http::router(state)).await;
+        let _ = axum::serve(
+            listener,
+            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
     });
     Node {
         _dir: dir,
@@ -102,14 +126,38 @@ impl Reply {
     }
 }
 
-/// One request over HTTP/1.1 on a new connection.
+/// The API key of the switch's institution with the role `auditor` (read-only, everything),
+/// which [`request`] sends.
+pub const READER_KEY: &str = "test-reader-key-4a1f0c";
+
+/// One request over HTTP/1.1 on a new connection, as the tests' reader ([`READER_KEY`]).
 pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> Reply {
+    let auth = format!("Bearer {READER_KEY}");
+    request_with(addr, method, path, &[("Authorization", &auth)], None).await
+}
+
+/// One request with these headers (no credentials unless given) and body.
+pub async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("send");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    head.push_str("\r\n");
+    head.push_str(body.unwrap_or(""));
+    s.write_all(head.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let text = String::from_utf8(raw).expect("utf-8");

@@ -5,6 +5,8 @@
 
 mod card_risk;
 pub use card_risk::*;
+mod operator;
+pub use operator::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1292,6 +1294,10 @@ macro_rules! store_suite {
             the_integrity_check_reports_a_corrupt_balance_a_lost_movement_and_an_outbox_gap,
             card_day_usage_is_read_back_and_past_days_are_purged,
             an_answer_is_remembered_on_its_duplicate_key,
+            a_login_lockout_is_counted_in_the_store_and_survives_a_restart,
+            a_role_change_is_applied_only_when_another_administrator_approves_it,
+            sessions_keys_and_idempotent_answers_are_kept_by_hash,
+            audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

@@ -19,9 +19,13 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
         opts.listen
     ));
     s.push_str(&format!(
-        "HTTP: http://{}/health /ready /metrics /transactions/{{rrn}} /saf\n\n",
+        "HTTP: http://{}/health /ready (open); operator API (a session or an API key): /metrics /transactions/{{rrn}} /saf \
+         /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit\n\
+         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\n",
         opts.http
     ));
+    s.push_str(&super::operators::describe_operators(&world));
+    s.push('\n');
     s.push_str("DEMO KEYS - printed in clear on purpose; never use outside the demo:\n");
     s.push_str(&format!(
         "  TPK (PIN blocks, ISO 9564 format 0, every acquirer): {}\n",

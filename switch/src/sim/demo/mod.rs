@@ -8,6 +8,7 @@
 
 mod banks;
 mod describe;
+pub mod operators;
 pub mod pki;
 mod status;
 mod traffic;
@@ -17,6 +18,8 @@ pub use describe::describe;
 
 use crate::acquirer::AcquirerListener;
 use crate::node::{NodeError, NodeParts};
+use crate::operator::keys::SecretKey;
+use crate::operator::OperatorContext;
 use crate::sim::world::DemoWorld;
 use crate::store::writer;
 use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
@@ -159,7 +162,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
             .await?,
         );
         let mut world = DemoWorld::new(opts.cards_per_bank)?;
+        install_demo_audit_key(&*store);
         world.seed(&*store).await?;
+        operators::seed_operators(&*store, &SecretKey::for_tests(), &world).await?;
         return run_on(opts, store, world, false).await;
     }
     let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
@@ -183,13 +188,20 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         .await?,
     );
     let mut world = DemoWorld::new(opts.cards_per_bank)?;
+    install_demo_audit_key(&*store);
     if resume {
         world.resume();
     } else {
         world.seed(&*store).await?;
+        operators::seed_operators(&*store, &SecretKey::for_tests(), &world).await?;
     }
     let with_clearing = !opts.no_clearing;
     run_on(opts, store, world, with_clearing).await
+}
+
+/// The demo's audit MAC key (public, demo only; a node's comes from its HSM).
+fn install_demo_audit_key<S: Store>(store: &S) {
+    store.install_audit_mac_key(Arc::new(crate::operator::keys::audit_key_for_tests()));
 }
 
 /// Runs the demo on an opened and seeded `store`: the bank hosts, the switch node, the
@@ -218,6 +230,8 @@ async fn run_on<S: Store>(
         sign_on_wait: SIGN_ON_WAIT,
         listeners: vec![listener],
         http: Some(opts.http),
+        http_tls: None,
+        operator: Arc::new(OperatorContext::for_tests()),
     }
     .start()
     .await?;

@@ -48,6 +48,7 @@ pub struct PostgresStore {
     read: PgPool,
     write: PgPool,
     pan: Arc<dyn PanProtector>,
+    audit_key: crate::store::audit::AuditKeySlot,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -99,6 +100,7 @@ impl PostgresStore {
             read: pool.clone(),
             write: pool,
             pan,
+            audit_key: Default::default(),
         })
     }
 
@@ -148,6 +150,10 @@ impl Backend for PostgresStore {
 
     fn pan(&self) -> &dyn PanProtector {
         &*self.pan
+    }
+
+    fn audit_key_slot(&self) -> &crate::store::audit::AuditKeySlot {
+        &self.audit_key
     }
 
     async fn write_gate(&self) -> Ungated {

@@ -2,17 +2,17 @@
 //! behind the write gate on SQLite) and verifying the whole chain page by page. The hash
 //! itself is [`crate::store::audit`].
 
-use super::driver::{Backend, Columns, Run, WriteTx};
+use super::driver::{Backend, Columns, Param, Run, WriteTx};
 use super::rows::hash32;
 use crate::store::audit;
 use crate::store::model::{AuditEntry, AuditRecord};
 use crate::store::StoreError;
 
 const INSERT_ENTRY: &str = "INSERT INTO audit_log (audit_seq, at_us, actor, action, subject, \
-     detail, prev_hash, entry_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     detail, prev_hash, entry_hash, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const UPDATE_HEAD: &str = "UPDATE audit_head SET last_seq = $1, last_hash = $2 WHERE id = 1";
 const ENTRIES_FROM: &str = "SELECT audit_seq, at_us, actor, action, subject, detail, prev_hash, \
-     entry_hash FROM audit_log WHERE audit_seq >= $1 ORDER BY audit_seq LIMIT $2";
+     entry_hash, mac FROM audit_log WHERE audit_seq >= $1 ORDER BY audit_seq LIMIT $2";
 const HEAD_SEQ: &str = "SELECT last_seq FROM audit_head WHERE id = 1";
 /// Entries read per page while verifying.
 const ENTRIES_PER_PAGE: i64 = 10_000;
@@ -29,6 +29,7 @@ pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord
     let prev = hash32("audit_head.last_hash", head.get("last_hash")?)?;
     let audit_seq = last_seq + 1;
     let entry_hash = audit::entry_hash(&prev, audit_seq, e);
+    let mac = store.audit_key().map(|k| k.mac(&entry_hash));
     let params = [
         audit_seq.into(),
         e.at_us.into(),
@@ -38,6 +39,7 @@ pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord
         (&e.detail).into(),
         prev.as_slice().into(),
         entry_hash.as_slice().into(),
+        Param::OptBytes(mac.as_ref().map(|m| m.as_slice())),
     ];
     tx.run().execute(INSERT_ENTRY, &params).await?;
     let params = [audit_seq.into(), entry_hash.as_slice().into()];
@@ -49,8 +51,11 @@ pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord
     })
 }
 
-/// Recomputes the chain; returns the number of entries or where it breaks.
+/// Recomputes the chain, and with the store's audit key each entry's MAC (see
+/// [`crate::store::audit`]); returns the number of entries or where it breaks.
 pub async fn verify<B: Backend>(store: &B) -> Result<u64, StoreError> {
+    let key = store.audit_key();
+    let mut keyed = false;
     let mut prev = audit::GENESIS_HASH;
     let mut expected_seq = 1i64;
     loop {
@@ -68,8 +73,28 @@ pub async fn verify<B: Backend>(store: &B) -> Result<u64, StoreError> {
         }
         for row in &rows {
             prev = check_link(row, expected_seq, &prev)?;
+            if let Some(key) = key {
+                keyed |= check_mac(row, expected_seq, &prev, key, keyed)?;
+            }
             expected_seq += 1;
         }
+    }
+}
+
+/// Checks the MAC of entry `audit_seq` (hash `entry_hash`): present and right once any earlier
+/// entry had one (`keyed`), right if present before. Returns whether the entry has a MAC.
+fn check_mac(
+    row: &impl Columns,
+    audit_seq: i64,
+    entry_hash: &[u8; 32],
+    key: &dyn audit::AuditMacKey,
+    keyed: bool,
+) -> Result<bool, StoreError> {
+    let mac: Option<Vec<u8>> = row.get("mac")?;
+    match mac {
+        None if !keyed => Ok(false),
+        Some(mac) if mac.as_slice() == key.mac(entry_hash).as_slice() => Ok(true),
+        _ => Err(StoreError::AuditMacMismatch { audit_seq }),
     }
 }
 

@@ -615,10 +615,17 @@ impl<B: Backend> Store for B {
     async fn verify_integrity(&self) -> Result<super::integrity::IntegrityReport, StoreError> {
         super::integrity::verify(self).await
     }
+
+    fn install_audit_mac_key(&self, key: std::sync::Arc<dyn crate::store::AuditMacKey>) -> bool {
+        self.audit_key_slot().install(key)
+    }
 }
 
 /// A transaction row with its legs.
-async fn with_legs<B: Backend>(store: &B, row: &B::Row) -> Result<StoredTransaction, StoreError> {
+pub(super) async fn with_legs<B: Backend>(
+    store: &B,
+    row: &B::Row,
+) -> Result<StoredTransaction, StoreError> {
     let (record, event_id) = rows::txn(row)?;
     let params = [record.transaction_id.0.into()];
     let legs = store.reader().fetch_all(LEGS, &params).await?;

@@ -30,6 +30,8 @@ pub enum Param<'a> {
     OptText(Option<&'a str>),
     /// BLOB (SQLite) or BYTEA (PostgreSQL).
     Bytes(&'a [u8]),
+    /// BLOB or BYTEA, or NULL.
+    OptBytes(Option<&'a [u8]>),
     /// UUID (on SQLite a 16-byte BLOB, as sqlx stores it).
     Uuid(Uuid),
 }
@@ -169,6 +171,12 @@ pub trait Backend: Send + Sync + 'static {
     fn writer(&self) -> impl Run<Row = Self::Row> + '_;
     /// Hashes, seals and opens PANs.
     fn pan(&self) -> &dyn PanProtector;
+    /// Where the audit MAC key is installed.
+    fn audit_key_slot(&self) -> &crate::store::audit::AuditKeySlot;
+    /// The audit MAC key, once installed.
+    fn audit_key(&self) -> Option<&dyn crate::store::audit::AuditMacKey> {
+        self.audit_key_slot().get()
+    }
     /// The turn of a control-plane write: on SQLite the lock the group commit also takes.
     fn write_gate(&self) -> impl Future<Output = Self::Gate<'_>> + Send;
     /// Begins a write transaction (callers hold [`Backend::write_gate`]).
@@ -193,6 +201,7 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
+    Option<&'a [u8]>: Encode<'a, DB> + Type<DB>,
     Uuid: Encode<'a, DB> + Type<DB>,
 {
     params
@@ -203,6 +212,7 @@ where
             Param::Text(v) => q.bind(v),
             Param::OptText(v) => q.bind(v),
             Param::Bytes(v) => q.bind(v),
+            Param::OptBytes(v) => q.bind(v),
             Param::Uuid(v) => q.bind(v),
         })
 }

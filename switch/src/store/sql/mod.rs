@@ -53,6 +53,7 @@ mod audit_log;
 mod control;
 pub mod driver;
 pub mod integrity;
+mod operator;
 mod queues;
 pub mod rows;
 

@@ -91,6 +91,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     pan: Arc<dyn PanProtector>,
+    audit_key: crate::store::audit::AuditKeySlot,
     /// The group commit's connection; its lock is also the turn of the control-plane writes
     /// on `write` (tokio's mutex is fair: a control-plane write waits for one batch at most).
     batch: tokio::sync::Mutex<BatchWriter>,
@@ -158,6 +159,7 @@ impl SqliteStore {
             read,
             write,
             pan,
+            audit_key: Default::default(),
             batch: tokio::sync::Mutex::new(batch),
         })
     }
@@ -195,6 +197,10 @@ impl Backend for SqliteStore {
 
     fn pan(&self) -> &dyn PanProtector {
         &*self.pan
+    }
+
+    fn audit_key_slot(&self) -> &crate::store::audit::AuditKeySlot {
+        &self.audit_key
     }
 
     async fn write_gate(&self) -> Self::Gate<'_> {

@@ -1,0 +1,102 @@
+//! Every login (success and failure) and every operator action into the store's audit log
+//! (hash-chained, and MACed under the HSM-held audit key: `store::audit`), with who (the
+//! actor), what (the action and its subject), when, from where (the source address) and why
+//! (the reason the operator gave). Where and why go into the entry's JSON detail, which the
+//! chain hash and the MAC cover.
+//!
+//! An action whose audit entry cannot be written is reported as failed (503): the change may
+//! have been made, but the operator is told to check, and the error is logged.
+
+use super::caller::{Caller, SourceAddr};
+use super::problem::{store_failed, Problem};
+use crate::store::{now_us, AuditEntry, Store};
+use serde_json::{json, Value};
+
+/// Audit actions of the operator API (stable names, read by auditors).
+pub mod action {
+    /// A login succeeded.
+    pub const LOGIN: &str = "operator.login";
+    /// A login failed (wrong password or code, unknown user, locked user).
+    pub const LOGIN_FAILED: &str = "operator.login_failed";
+    /// A logout.
+    pub const LOGOUT: &str = "operator.logout";
+    /// A password change.
+    pub const PASSWORD_CHANGE: &str = "operator.password_change";
+    /// A user created.
+    pub const USER_CREATE: &str = "user.create";
+    /// A role change proposed.
+    pub const ROLE_CHANGE_PROPOSE: &str = "role_change.propose";
+    /// A role change approved (and applied).
+    pub const ROLE_CHANGE_APPROVE: &str = "role_change.approve";
+    /// A role defined.
+    pub const ROLE_CREATE: &str = "role.create";
+}
+
+/// One entry: who, what, on what, from where, why, and the rest as JSON.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// `user:<id>`, `api_key:<id>`, or `anonymous`.
+    pub actor: String,
+    /// One of [`action`].
+    pub action: &'static str,
+    /// On what (`user:<id>`, `role:<id>`).
+    pub subject: String,
+    /// Where from.
+    pub source: &'a SourceAddr,
+    /// Why (the operator's words), if given.
+    pub reason: Option<&'a str>,
+    /// More, as JSON (never a secret, PAN or PIN).
+    pub detail: Value,
+}
+
+impl<'a> Event<'a> {
+    /// An event of `caller`.
+    pub fn by(caller: &'a Caller, action: &'static str, subject: String) -> Self {
+        Self {
+            actor: caller.actor(),
+            action,
+            subject,
+            source: &caller.source,
+            reason: None,
+            detail: json!({ "institution": caller.institution.institution_id.as_str() }),
+        }
+    }
+
+    /// With a reason.
+    pub fn because(mut self, reason: &'a str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// With more detail (merged into the JSON object).
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        if let Value::Object(map) = &mut self.detail {
+            map.insert(key.to_owned(), value);
+        }
+        self
+    }
+}
+
+/// Appends the event.
+pub async fn record<S: Store>(store: &S, e: Event<'_>) -> Result<(), Problem> {
+    let mut detail = e.detail;
+    if let Value::Object(map) = &mut detail {
+        map.insert("source".into(), Value::from(e.source.0.as_str()));
+        map.insert(
+            "reason".into(),
+            e.reason.map(Value::from).unwrap_or(Value::Null),
+        );
+    }
+    let entry = AuditEntry {
+        actor: e.actor,
+        action: e.action.to_owned(),
+        subject: e.subject,
+        detail: detail.to_string(),
+        at_us: now_us(),
+    };
+    store
+        .append_audit(&entry)
+        .await
+        .map(|_| ())
+        .map_err(store_failed)
+}

@@ -1,0 +1,746 @@
+//! The operator API over a real socket (issue 25): every route refuses a caller without
+//! credentials (401), one without the route's permission (403) and one of another institution
+//! (404); logins lock after five failures; a session's POST needs its CSRF token; a role change
+//! needs four eyes; an `Idempotency-Key` replays the first answer; every login and action is in
+//! the audit log with its source address.
+
+mod http_node;
+
+use http_node::{commit, node, request_with, Node, Reply};
+use serde_json::{json, Value};
+use switch::operator::keys::SecretKey;
+use switch::operator::permission::{Permission, PermissionSet, BUILTIN_ROLES};
+use switch::operator::provision::FirstSecrets;
+use switch::sim::operator_kit::{self, totp_now, OTHER_HOSPITAL, SWITCH};
+use switch::sim::testkit;
+use switch::store::operator::OperatorUser;
+use switch::store::{OperatorStore, Store};
+
+const PASSWORD: &str = "a long enough password";
+
+/// A logged-in session: its cookie and CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login(n: &Node, username: &str, password: &str, code: &str) -> Reply {
+    let body = json!({ "username": username, "password": password, "totp": code }).to_string();
+    request_with(n.addr, "POST", "/session", &[], Some(&body)).await
+}
+
+async fn session(n: &Node, username: &str, first: &FirstSecrets) -> Session {
+    let r = login(n, username, PASSWORD, &totp_now(&first.totp)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let set = r.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    Session {
+        cookie,
+        csrf: v["csrf_token"].as_str().expect("a CSRF token").to_owned(),
+    }
+}
+
+async fn call(
+    n: &Node,
+    s: Option<&Session>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Reply {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = s {
+        headers.push(("Cookie", &s.cookie));
+        headers.push(("X-CSRF-Token", &s.csrf));
+    }
+    let body = body.map(Value::to_string);
+    request_with(n.addr, method, path, &headers, body.as_deref()).await
+}
+
+fn problem_type(r: &Reply) -> String {
+    assert_eq!(r.content_type(), "application/problem+json", "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    v["type"].as_str().unwrap_or("").to_owned()
+}
+
+async fn user(
+    n: &Node,
+    name: &str,
+    institution: &str,
+    roles: &[&str],
+) -> (OperatorUser, FirstSecrets) {
+    operator_kit::user(
+        &*n.store,
+        &SecretKey::for_tests(),
+        name,
+        institution,
+        roles,
+        PASSWORD,
+    )
+    .await
+    .expect("user")
+}
+
+/// The RRN of the transaction the node holds: acquired by `testkit`'s hospital, issued by its
+/// bank.
+const RRN: &str = "000000000041";
+
+async fn with_transaction() -> Node {
+    let n = node().await;
+    commit(&n.store, testkit::stand_in(&n.fx, 41, 2_000)).await;
+    n
+}
+
+/// Every route but login, with a body where it takes one.
+fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
+    let id = uuid::Uuid::now_v7();
+    vec![
+        ("GET", format!("/transactions/{RRN}"), None),
+        ("GET", "/transactions?rrn=000000000041".into(), None),
+        ("GET", "/saf".into(), None),
+        ("GET", "/metrics".into(), None),
+        ("GET", "/me".into(), None),
+        ("DELETE", "/session".into(), None),
+        (
+            "POST",
+            "/session/password".into(),
+            Some(json!({"current_password": PASSWORD, "new_password": "another long password"})),
+        ),
+        ("GET", "/users".into(), None),
+        ("POST", "/users".into(), Some(json!({"username": "nobody"}))),
+        (
+            "POST",
+            format!("/users/{id}/roles"),
+            Some(json!({"role_ids": [], "reason": "x"})),
+        ),
+        ("POST", format!("/role-changes/{id}/approve"), None),
+        ("GET", "/roles".into(), None),
+        (
+            "POST",
+            "/roles".into(),
+            Some(json!({"role_id": "x", "name": "x", "permissions": []})),
+        ),
+        ("GET", "/audit".into(), None),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_login_refuses_a_caller_without_credentials() {
+    let n = with_transaction().await;
+    for (method, path, body) in protected_routes() {
+        let r = call(&n, None, method, &path, body.as_ref()).await;
+        assert_eq!(r.status, 401, "{method} {path}: {r:?}");
+        assert_eq!(problem_type(&r), "/problems/unauthenticated");
+        // Nor does a made-up session or key open anything.
+        let forged = request_with(
+            n.addr,
+            method,
+            &path,
+            &[("Cookie", "switch_session=00"), ("X-CSRF-Token", "00")],
+            body.as_ref().map(Value::to_string).as_deref(),
+        )
+        .await;
+        assert_eq!(forged.status, 401, "{method} {path} forged session");
+        let key = request_with(
+            n.addr,
+            method,
+            &path,
+            &[("Authorization", "Bearer 00")],
+            None,
+        )
+        .await;
+        assert_eq!(key.status, 401, "{method} {path} forged key");
+    }
+    // The lookup of issue 24 in particular: no transaction for an anonymous caller.
+    let r = call(&n, None, "GET", &format!("/transactions/{RRN}"), None).await;
+    assert!(!r.body.contains(RRN), "{r:?}");
+    // The probes stay open: they carry no data.
+    for path in ["/health", "/ready"] {
+        assert_eq!(
+            call(&n, None, "GET", path, None).await.status,
+            200,
+            "{path}"
+        );
+    }
+}
+
+/// What a route needs, and whether what it touches belongs to one institution (`testkit`'s
+/// hospital).
+struct RouteRule {
+    method: &'static str,
+    permission: Option<Permission>,
+    tenant_scoped: bool,
+}
+
+/// The matrix: every built-in role, at the resource's own institution (the hospital), at
+/// another hospital and at the switch; each protected route answers 403 without the
+/// permission, 404 for another institution's resource, and 2xx otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
+    let n = with_transaction().await;
+    let hospital = n.fx.hospital.as_str().to_owned();
+    let (proposer, _) = user(&n, "proposer", SWITCH, &["administrator"]).await;
+    let mut checked = 0;
+    for role in BUILTIN_ROLES {
+        let granted = PermissionSet::of(role.permissions);
+        for (t, tenant) in [hospital.as_str(), OTHER_HOSPITAL, SWITCH]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("{}-{t}", role.role_id.replace('_', "-"));
+            let (_, first) = user(&n, &name, tenant, &[role.role_id]).await;
+            let s = session(&n, &name, &first).await;
+            // A user of the hospital, and a role change for it proposed by someone else.
+            let (target, _) = user(&n, &format!("target-{name}"), &hospital, &[]).await;
+            let change = propose_directly(&n, &proposer, &target).await;
+            let routes: Vec<(RouteRule, String, Option<Value>)> = vec![
+                (
+                    rule("GET", Some(Permission::ViewTransactions), true),
+                    format!("/transactions/{RRN}"),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewTransactions), false),
+                    format!("/transactions?rrn={RRN}"),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewSaf), false),
+                    "/saf".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewMetrics), false),
+                    "/metrics".into(),
+                    None,
+                ),
+                (rule("GET", None, false), "/me".into(), None),
+                (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/users".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/roles".into(),
+                    None,
+                ),
+                (
+                    rule("GET", Some(Permission::ReadAuditLog), false),
+                    "/audit".into(),
+                    None,
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), false),
+                    "/users".into(),
+                    Some(json!({"username": format!("new-{name}")})),
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), true),
+                    format!("/users/{}/roles", target.user_id),
+                    Some(json!({"role_ids": ["auditor"], "reason": "covers the audit desk"})),
+                ),
+                (
+                    rule("POST", Some(Permission::ManageUsers), true),
+                    format!("/role-changes/{change}/approve"),
+                    None,
+                ),
+                (
+                    rule("POST", Some(Permission::ManageRoles), false),
+                    "/roles".into(),
+                    Some(
+                        json!({"role_id": format!("r-{name}"), "name": "Night cashier", "permissions": ["transactions.read"]}),
+                    ),
+                ),
+            ];
+            for (r, path, body) in routes {
+                let reply = call(&n, Some(&s), r.method, &path, body.as_ref()).await;
+                let allowed = r.permission.is_none_or(|p| granted.contains(p));
+                let expected = if !allowed {
+                    403
+                } else if r.tenant_scoped && tenant == OTHER_HOSPITAL {
+                    404
+                } else {
+                    0
+                };
+                let what = format!("{} at {tenant}: {} {path}", role.role_id, r.method);
+                match expected {
+                    0 => assert!((200..300).contains(&reply.status), "{what}: {reply:?}"),
+                    403 => {
+                        assert_eq!(reply.status, 403, "{what}: {reply:?}");
+                        assert_eq!(problem_type(&reply), "/problems/forbidden", "{what}");
+                    }
+                    _ => {
+                        assert_eq!(reply.status, 404, "{what}: {reply:?}");
+                        assert_eq!(reply.content_type(), "application/problem+json", "{what}");
+                        assert!(!reply.body.contains(RRN), "{what}: no hint of it");
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 12);
+}
+
+fn rule(method: &'static str, permission: Option<Permission>, tenant_scoped: bool) -> RouteRule {
+    RouteRule {
+        method,
+        permission,
+        tenant_scoped,
+    }
+}
+
+async fn propose_directly(n: &Node, proposer: &OperatorUser, target: &OperatorUser) -> uuid::Uuid {
+    let change = switch::store::operator::RoleChange {
+        change_id: uuid::Uuid::now_v7(),
+        user_id: target.user_id,
+        role_ids: vec!["auditor".into()],
+        reason: "covers the audit desk".into(),
+        proposed_by: proposer.user_id,
+        proposed_at_us: switch::store::now_us(),
+        approved_by: None,
+        approved_at_us: None,
+    };
+    n.store.propose_role_change(&change).await.unwrap();
+    change.change_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_show_only_the_callers_institution() {
+    let n = with_transaction().await;
+    let hospital = n.fx.hospital.as_str().to_owned();
+    user(&n, "mine", &hospital, &[]).await;
+    user(&n, "theirs", OTHER_HOSPITAL, &[]).await;
+    let (_, first) = user(&n, "auditor-h", &hospital, &["auditor"]).await;
+    let s = session(&n, "auditor-h", &first).await;
+    let users = call(&n, Some(&s), "GET", "/users", None).await;
+    assert!(
+        users.body.contains("\"mine\"") && !users.body.contains("\"theirs\""),
+        "{}",
+        users.body
+    );
+    // The bank's store-and-forward queue is the bank's: the hospital sees none of it.
+    let saf: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
+    assert_eq!(saf["queues"].as_array().map(Vec::len), Some(0), "{saf}");
+    let (_, first) = user(&n, "auditor-s", SWITCH, &["auditor"]).await;
+    let s = session(&n, "auditor-s", &first).await;
+    let saf: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/saf", None).await.body).unwrap();
+    assert_eq!(
+        saf["queues"].as_array().map(Vec::len),
+        Some(1),
+        "the switch sees the advice: {saf}"
+    );
+    // Pages: a cursor leads to the rest, without repeats.
+    let first_page: Value =
+        serde_json::from_str(&call(&n, Some(&s), "GET", "/users?limit=2", None).await.body)
+            .unwrap();
+    let cursor = first_page["next_cursor"]
+        .as_str()
+        .expect("more users")
+        .to_owned();
+    let next: Value = serde_json::from_str(
+        &call(
+            &n,
+            Some(&s),
+            "GET",
+            &format!("/users?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_ne!(
+        first_page["items"][0]["user_id"],
+        next["items"][0]["user_id"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failed_logins_lock_the_user_and_every_attempt_is_audited_with_its_source() {
+    let n = node().await;
+    let (u, first) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
+    let code = totp_now(&first.totp);
+    for _ in 0..4 {
+        assert_eq!(
+            login(&n, "clerk", "wrong password!", &code).await.status,
+            401
+        );
+    }
+    // A right password with a wrong code fails too (and counts).
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let r = login(&n, "clerk", PASSWORD, wrong_code).await;
+    assert_eq!(
+        (r.status, problem_type(&r).as_str()),
+        (401, "/problems/login-failed")
+    );
+    // Locked: the right password and code are refused, with the same words.
+    let locked = login(&n, "clerk", PASSWORD, &totp_now(&first.totp)).await;
+    assert_eq!(locked.status, 401);
+    assert_eq!(
+        locked.body, r.body,
+        "a lock is not told apart from a wrong password"
+    );
+    let stored = n.store.user(u.user_id).await.unwrap().unwrap();
+    assert_eq!(stored.failed_logins, 5);
+    let printed = format!("{stored:?}");
+    assert!(
+        !printed.contains(&stored.password_hash) && !printed.contains("argon2"),
+        "{printed}"
+    );
+    assert!(stored.locked_until_us.is_some());
+    // An unknown user gets the same answer.
+    assert_eq!(login(&n, "nobody", PASSWORD, &code).await.body, r.body);
+
+    let audit = n.store.audit_page(0, 100).await.unwrap();
+    let failures: Vec<_> = audit
+        .iter()
+        .filter(|e| e.entry.action == "operator.login_failed")
+        .collect();
+    assert_eq!(
+        failures.len(),
+        7,
+        "five failures, the locked attempt and the unknown user"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|e| e.entry.detail.contains("\"source\":\"127.0.0.1\"")),
+        "{failures:?}"
+    );
+    assert!(failures
+        .iter()
+        .any(|e| e.entry.detail.contains("\"failure\":\"locked\"")));
+    assert!(
+        audit.iter().all(|e| !e.entry.detail.contains(PASSWORD)),
+        "no password in the log"
+    );
+    assert_eq!(
+        n.store.verify_audit_chain().await.unwrap(),
+        audit.len() as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_state_changing_request_needs_its_csrf_token() {
+    let n = node().await;
+    let (_, first) = user(&n, "admin", SWITCH, &["administrator"]).await;
+    let s = session(&n, "admin", &first).await;
+    let body = json!({"username": "newcomer"}).to_string();
+    for headers in [
+        vec![("Cookie", s.cookie.as_str())],
+        vec![("Cookie", s.cookie.as_str()), ("X-CSRF-Token", "0000")],
+    ] {
+        let r = request_with(n.addr, "POST", "/users", &headers, Some(&body)).await;
+        assert_eq!(
+            (r.status, problem_type(&r).as_str()),
+            (403, "/problems/csrf"),
+            "{headers:?}"
+        );
+    }
+    // A GET needs none.
+    let me = request_with(n.addr, "GET", "/me", &[("Cookie", s.cookie.as_str())], None).await;
+    assert_eq!(me.status, 200);
+    let r = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/users",
+        Some(&json!({"username": "newcomer"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        v["password"].as_str().map(str::len),
+        Some(20),
+        "a one-time password, shown once"
+    );
+    assert_eq!(v["totp_secret"].as_str().map(str::len), Some(32));
+    // Logout ends the session.
+    assert_eq!(
+        call(&n, Some(&s), "DELETE", "/session", None).await.status,
+        204
+    );
+    assert_eq!(call(&n, Some(&s), "GET", "/me", None).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_cannot_approve_their_own_role_change() {
+    let n = node().await;
+    let (_, a_first) = user(&n, "admin-a", SWITCH, &["administrator"]).await;
+    let (_, b_first) = user(&n, "admin-b", SWITCH, &["administrator"]).await;
+    let (target, _) = user(&n, "cashier", SWITCH, &[]).await;
+    let a = session(&n, "admin-a", &a_first).await;
+    let b = session(&n, "admin-b", &b_first).await;
+    let proposed = call(
+        &n,
+        Some(&a),
+        "POST",
+        &format!("/users/{}/roles", target.user_id),
+        Some(&json!({"role_ids": ["hospital_cashier"], "reason": "new cashier at the front desk"})),
+    )
+    .await;
+    assert_eq!(proposed.status, 202, "{proposed:?}");
+    let change: Value = serde_json::from_str(&proposed.body).unwrap();
+    let approve = format!(
+        "/role-changes/{}/approve",
+        change["change_id"].as_str().unwrap()
+    );
+    let own = call(&n, Some(&a), "POST", &approve, None).await;
+    assert_eq!(
+        (own.status, problem_type(&own).as_str()),
+        (403, "/problems/four-eyes")
+    );
+    assert!(
+        n.store.user_roles(target.user_id).await.unwrap().is_empty(),
+        "not applied"
+    );
+    let other = call(&n, Some(&b), "POST", &approve, None).await;
+    assert_eq!(other.status, 200, "{other:?}");
+    let roles = n.store.user_roles(target.user_id).await.unwrap();
+    assert_eq!(
+        roles.iter().map(|r| r.role_id.as_str()).collect::<Vec<_>>(),
+        ["hospital_cashier"]
+    );
+    assert_eq!(
+        call(&n, Some(&b), "POST", &approve, None).await.status,
+        409,
+        "once"
+    );
+    // Both steps are audited, with the reason.
+    let audit = n.store.audit_page(0, 100).await.unwrap();
+    let approved = audit
+        .iter()
+        .find(|e| e.entry.action == "role_change.approve")
+        .expect("audited");
+    assert!(approved
+        .entry
+        .detail
+        .contains("new cashier at the front desk"));
+    assert!(approved.keyed, "MACed under the audit key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let n = node().await;
+    let (_, first) = user(&n, "admin", SWITCH, &["administrator"]).await;
+    let s = session(&n, "admin", &first).await;
+    let post = |body: Value, key: &'static str| {
+        let s = &s;
+        let n = &n;
+        async move {
+            let b = body.to_string();
+            request_with(
+                n.addr,
+                "POST",
+                "/roles",
+                &[
+                    ("Cookie", &s.cookie),
+                    ("X-CSRF-Token", &s.csrf),
+                    ("Idempotency-Key", key),
+                ],
+                Some(&b),
+            )
+            .await
+        }
+    };
+    let body =
+        json!({"role_id": "night", "name": "Night cashier", "permissions": ["transactions.read"]});
+    let one = post(body.clone(), "k-1").await;
+    assert_eq!(one.status, 201, "{one:?}");
+    let again = post(body.clone(), "k-1").await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (201, one.body.as_str())
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = post(
+        json!({"role_id": "day", "name": "Day", "permissions": []}),
+        "k-1",
+    )
+    .await;
+    assert_eq!(
+        (other.status, problem_type(&other).as_str()),
+        (422, "/problems/idempotency-key-reused")
+    );
+    // Without the key, the same body is a second request: the role exists.
+    let r = call(&n, Some(&s), "POST", "/roles", Some(&body)).await;
+    assert_eq!(r.status, 409);
+    // A new user's secrets are not kept for a replay.
+    let b = json!({"username": "once"}).to_string();
+    let headers = [
+        ("Cookie", s.cookie.as_str()),
+        ("X-CSRF-Token", s.csrf.as_str()),
+        ("Idempotency-Key", "u-1"),
+    ];
+    let created = request_with(n.addr, "POST", "/users", &headers, Some(&b)).await;
+    let replay = request_with(n.addr, "POST", "/users", &headers, Some(&b)).await;
+    let (c, r): (Value, Value) = (
+        serde_json::from_str(&created.body).unwrap(),
+        serde_json::from_str(&replay.body).unwrap(),
+    );
+    assert!(c["password"].is_string());
+    assert_eq!(
+        (r["password"].clone(), r["user_id"].clone()),
+        (Value::Null, c["user_id"].clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_needs_the_current_one_and_ends_every_session() {
+    let n = node().await;
+    let (_, first) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
+    let s = session(&n, "clerk", &first).await;
+    let wrong = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(
+            &json!({"current_password": "not it at all", "new_password": "another long password"}),
+        ),
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+    let short = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "short"})),
+    )
+    .await;
+    assert_eq!(short.status, 400);
+    let ok = call(
+        &n,
+        Some(&s),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "another long password"})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        call(&n, Some(&s), "GET", "/me", None).await.status,
+        401,
+        "logged out"
+    );
+    let code = totp_now(&first.totp);
+    assert_eq!(login(&n, "clerk", PASSWORD, &code).await.status, 401);
+    assert_eq!(
+        login(&n, "clerk", "another long password", &code)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_acts_for_its_institution_and_role() {
+    let n = with_transaction().await;
+    let bank_key = operator_kit::api_key(&*n.store, n.fx.bank.as_str(), "bank_operator")
+        .await
+        .unwrap();
+    let other_key = operator_kit::api_key(&*n.store, operator_kit::OTHER_BANK, "bank_operator")
+        .await
+        .unwrap();
+    let get = |key: String, path: String| {
+        let addr = n.addr;
+        async move {
+            let auth = format!("Bearer {key}");
+            request_with(addr, "GET", &path, &[("Authorization", &auth)], None).await
+        }
+    };
+    let mine = get(bank_key.clone(), format!("/transactions/{RRN}")).await;
+    assert_eq!(
+        mine.status, 200,
+        "the issuer bank sees its card's transaction: {mine:?}"
+    );
+    assert_eq!(
+        get(other_key.clone(), format!("/transactions/{RRN}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(bank_key.clone(), "/audit".into()).await.status, 403);
+    // The search finds the issuer bank's card's transaction by its PAN's last four digits, and
+    // nothing for the other bank.
+    let last4 = &n.fx.pan.expose_digits()[12..];
+    let found: Value = serde_json::from_str(
+        &get(
+            bank_key.clone(),
+            format!("/transactions?pan_last4={last4}&response_code=00"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["items"][0]["rrn"], RRN);
+    let none: Value = serde_json::from_str(
+        &get(
+            other_key.clone(),
+            format!("/transactions?pan_last4={last4}"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0), "{none}");
+    let me: Value = serde_json::from_str(&get(bank_key, "/me".into()).await.body).unwrap();
+    assert_eq!(me["principal"]["kind"], "api_key");
+    assert_eq!(me["institution"]["institution_id"], n.fx.bank.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_idle_too_long_or_too_old() {
+    use switch::operator::token::Token;
+    use switch::operator::SessionPolicy;
+    use switch::store::now_us;
+    use switch::store::operator::OperatorSession;
+    let n = node().await;
+    let (u, _) = user(&n, "clerk", SWITCH, &["counter_clerk"]).await;
+    let policy = SessionPolicy::default();
+    let us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap();
+    let now = now_us();
+    let second = 1_000_000;
+    for (created, last_seen, expected) in [
+        (now - second, now - second, 200),
+        (
+            now - us(policy.idle_timeout) - second,
+            now - us(policy.idle_timeout) - second,
+            401,
+        ),
+        (
+            now - us(policy.absolute_timeout) - second,
+            now - second,
+            401,
+        ),
+    ] {
+        let token = Token::generate().unwrap();
+        n.store
+            .create_session(&OperatorSession {
+                token_hash: token.hash(),
+                user_id: u.user_id,
+                csrf_hash: [0; 32],
+                created_at_us: created,
+                last_seen_at_us: last_seen,
+                ended_at_us: None,
+            })
+            .await
+            .unwrap();
+        let cookie = format!("switch_session={}", token.expose());
+        let r = request_with(n.addr, "GET", "/me", &[("Cookie", &cookie)], None).await;
+        assert_eq!(
+            r.status, expected,
+            "created {created}, last seen {last_seen}"
+        );
+    }
+}

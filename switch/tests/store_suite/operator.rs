@@ -1,0 +1,292 @@
+//! The operator API's store, on every backend: lockouts that survive a restart, four-eyes role
+//! changes, sessions and keys kept as hashes, idempotent answers, and audit entries keyed with
+//! a MAC that a writer without the key cannot forge.
+
+use super::{seeded, Harness};
+use std::sync::Arc;
+use switch::operator::keys::{audit_key_for_tests, SecretKey};
+use switch::sim::operator_kit::{self, SWITCH};
+use switch::sim::testkit::inst;
+use switch::store::operator::{IdempotentAnswer, OperatorSession, RoleChange};
+use switch::store::*;
+use uuid::Uuid;
+
+pub async fn a_login_lockout_is_counted_in_the_store_and_survives_a_restart<H: Harness>() {
+    let (mut h, _fx) = seeded::<H>(100).await;
+    let s = h.store();
+    operator_kit::seed_tenants(&*s).await.unwrap();
+    let secrets = SecretKey::for_tests();
+    let (user, _) = operator_kit::user(&*s, &secrets, "clerk", SWITCH, &[], "a long password")
+        .await
+        .unwrap();
+    let until = now_us() + 900_000_000;
+    for n in 1..=4 {
+        assert_eq!(
+            s.record_login_failure(user.user_id, 5, until)
+                .await
+                .unwrap(),
+            n
+        );
+    }
+    let u = s.user(user.user_id).await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until_us), (4, None), "not yet");
+    assert_eq!(
+        s.record_login_failure(user.user_id, 5, until)
+            .await
+            .unwrap(),
+        5
+    );
+    h.reopen().await;
+    let s = h.store();
+    let u = s.user_by_username("clerk").await.unwrap().unwrap();
+    assert_eq!(
+        (u.failed_logins, u.locked_until_us),
+        (5, Some(until)),
+        "locked after a restart"
+    );
+    s.record_login_success(user.user_id).await.unwrap();
+    let u = s.user(user.user_id).await.unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.locked_until_us), (0, None));
+    h.cleanup().await;
+}
+
+pub async fn a_role_change_is_applied_only_when_another_administrator_approves_it<H: Harness>() {
+    let (h, _fx) = seeded::<H>(100).await;
+    let s = h.store();
+    operator_kit::seed_tenants(&*s).await.unwrap();
+    let secrets = SecretKey::for_tests();
+    let mk = |name: &'static str| {
+        let s = Arc::clone(&s);
+        let secrets = &secrets;
+        async move {
+            operator_kit::user(
+                &*s,
+                secrets,
+                name,
+                SWITCH,
+                &["administrator"],
+                "a long password",
+            )
+            .await
+            .unwrap()
+            .0
+        }
+    };
+    let (alice, bob, carol) = (mk("alice").await, mk("bob").await, mk("carol").await);
+    let change = RoleChange {
+        change_id: Uuid::now_v7(),
+        user_id: carol.user_id,
+        role_ids: vec!["auditor".into(), "bank_operator".into()],
+        reason: "moves to the audit team".into(),
+        proposed_by: alice.user_id,
+        proposed_at_us: now_us(),
+        approved_by: None,
+        approved_at_us: None,
+    };
+    s.propose_role_change(&change).await.unwrap();
+    assert_eq!(
+        s.role_change(change.change_id).await.unwrap(),
+        Some(change.clone())
+    );
+    for refused in [alice.user_id, carol.user_id] {
+        assert!(matches!(
+            s.approve_role_change(change.change_id, refused, now_us())
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    let roles = |id| {
+        let s = Arc::clone(&s);
+        async move {
+            s.user_roles(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.role_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(roles(carol.user_id).await, ["administrator"], "unchanged");
+    let approved = s
+        .approve_role_change(change.change_id, bob.user_id, now_us())
+        .await
+        .unwrap();
+    assert_eq!(approved.approved_by, Some(bob.user_id));
+    assert_eq!(roles(carol.user_id).await, ["auditor", "bank_operator"]);
+    assert!(matches!(
+        s.approve_role_change(change.change_id, bob.user_id, now_us())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    h.cleanup().await;
+}
+
+pub async fn sessions_keys_and_idempotent_answers_are_kept_by_hash<H: Harness>() {
+    let (h, _fx) = seeded::<H>(100).await;
+    let s = h.store();
+    operator_kit::seed_tenants(&*s).await.unwrap();
+    let (user, _) = operator_kit::user(
+        &*s,
+        &SecretKey::for_tests(),
+        "dora",
+        SWITCH,
+        &[],
+        "a long password",
+    )
+    .await
+    .unwrap();
+    let session = OperatorSession {
+        token_hash: [7; 32],
+        user_id: user.user_id,
+        csrf_hash: [8; 32],
+        created_at_us: 10,
+        last_seen_at_us: 10,
+        ended_at_us: None,
+    };
+    s.create_session(&session).await.unwrap();
+    s.touch_session(&[7; 32], 20).await.unwrap();
+    assert_eq!(
+        s.session(&[7; 32]).await.unwrap().unwrap().last_seen_at_us,
+        20
+    );
+    assert_eq!(s.end_sessions_of(user.user_id, 30).await.unwrap(), 1);
+    assert_eq!(
+        s.session(&[7; 32]).await.unwrap().unwrap().ended_at_us,
+        Some(30)
+    );
+    assert!(s.session(&[9; 32]).await.unwrap().is_none());
+
+    let key = operator_kit::api_key(&*s, ids_bank(), "bank_operator")
+        .await
+        .unwrap();
+    let found = s
+        .api_key(&switch::operator::token::hash_presented(&key))
+        .await
+        .unwrap()
+        .expect("found by the key's hash");
+    assert_eq!(
+        (found.institution, found.role_id.as_str()),
+        (inst(ids_bank()), "bank_operator")
+    );
+
+    let first = IdempotentAnswer {
+        request_hash: [1; 32],
+        status: 201,
+        body: "{}".into(),
+    };
+    assert!(s
+        .put_idempotent_answer("user:x", "k1", &first, 1)
+        .await
+        .unwrap());
+    let second = IdempotentAnswer {
+        status: 200,
+        ..first.clone()
+    };
+    assert!(!s
+        .put_idempotent_answer("user:x", "k1", &second, 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.idempotent_answer("user:x", "k1").await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        s.idempotent_answer("user:y", "k1").await.unwrap(),
+        None,
+        "per caller"
+    );
+    h.cleanup().await;
+}
+
+fn ids_bank() -> &'static str {
+    schemas::events::sample::ids::BANK
+}
+
+fn entry(i: i64) -> AuditEntry {
+    AuditEntry {
+        actor: "user:alice".into(),
+        action: "role_change.approve".into(),
+        subject: format!("user:{i}"),
+        detail: r#"{"source":"10.0.0.1","reason":"audit team"}"#.into(),
+        at_us: now_us(),
+    }
+}
+
+pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge<H: Harness>() {
+    let mut h = H::new().await;
+    let s = h.store();
+    // Entries from before a key was configured carry none and still verify.
+    s.append_audit(&entry(0)).await.unwrap();
+    assert!(s.install_audit_mac_key(Arc::new(audit_key_for_tests())));
+    assert!(
+        !s.install_audit_mac_key(Arc::new(audit_key_for_tests())),
+        "the key is never replaced"
+    );
+    for i in 1..=3 {
+        s.append_audit(&entry(i)).await.unwrap();
+    }
+    assert_eq!(s.verify_audit_chain().await.unwrap(), 4);
+    let page = s.audit_page(0, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.keyed).collect::<Vec<_>>(),
+        [false, true, true, true]
+    );
+
+    // A wrong MAC on one row.
+    h.raw_execute(H::DISABLE_AUDIT_TRIGGERS).await.unwrap();
+    h.raw_execute(H::DISABLE_AUDIT_DELETE_TRIGGER)
+        .await
+        .unwrap();
+    h.raw_execute("UPDATE audit_log SET mac = entry_hash WHERE audit_seq = 3")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.verify_audit_chain().await,
+        Err(StoreError::AuditMacMismatch { audit_seq: 3 })
+    ));
+    // A MAC removed after keyed entries.
+    h.raw_execute("UPDATE audit_log SET mac = NULL WHERE audit_seq = 3")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.verify_audit_chain().await,
+        Err(StoreError::AuditMacMismatch { audit_seq: 3 })
+    ));
+    // An entry's field changed: the chain breaks first.
+    h.raw_execute("UPDATE audit_log SET actor = 'user:mallory' WHERE audit_seq = 2")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.verify_audit_chain().await,
+        Err(StoreError::AuditChainBroken { audit_seq: 2 })
+    ));
+    h.raw_execute("DELETE FROM audit_log WHERE audit_seq >= 2")
+        .await
+        .unwrap();
+    h.raw_execute("UPDATE audit_head SET last_seq = 1, last_hash = (SELECT entry_hash FROM audit_log WHERE audit_seq = 1)")
+        .await
+        .unwrap();
+
+    // Whoever appends through a store without the key (a consistent chain, no MAC) is caught
+    // once the key's holder verifies.
+    s.append_audit(&entry(4)).await.unwrap();
+    h.reopen().await;
+    let unkeyed = h.store();
+    unkeyed.append_audit(&entry(5)).await.unwrap();
+    assert_eq!(
+        unkeyed.verify_audit_chain().await.unwrap(),
+        3,
+        "the chain holds"
+    );
+    assert!(unkeyed.install_audit_mac_key(Arc::new(audit_key_for_tests())));
+    assert!(matches!(
+        unkeyed.verify_audit_chain().await,
+        Err(StoreError::AuditMacMismatch { audit_seq: 3 })
+    ));
+    h.cleanup().await;
+}
