@@ -70,6 +70,11 @@ pub const SQLITE: &[Migration] = &[
         description: "duplicate_key_acquirer",
         sql: include_str!("../migrations/sqlite/0009_duplicate_key_acquirer.sql"),
     },
+    Migration {
+        version: 10,
+        description: "card_management",
+        sql: include_str!("../migrations/sqlite/0010_card_management.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -118,6 +123,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         description: "duplicate_key_acquirer",
         sql: include_str!("../migrations/postgres/0009_duplicate_key_acquirer.sql"),
+    },
+    Migration {
+        version: 10,
+        description: "card_management",
+        sql: include_str!("../migrations/postgres/0010_card_management.sql"),
     },
 ];
 

@@ -588,11 +588,17 @@ impl NodeConfig {
             )?;
             for (name, set, field) in [
                 ("idle_timeout_s", l.idle_timeout_s, &mut a.idle_timeout),
-                ("handshake_timeout_s", l.handshake_timeout_s, &mut a.handshake_timeout),
+                (
+                    "handshake_timeout_s",
+                    l.handshake_timeout_s,
+                    &mut a.handshake_timeout,
+                ),
                 ("write_timeout_s", l.write_timeout_s, &mut a.write_timeout),
             ] {
                 match set {
-                    Some(0) => return Err(invalid(format!("[[listener]] {name} must be at least 1"))),
+                    Some(0) => {
+                        return Err(invalid(format!("[[listener]] {name} must be at least 1")))
+                    }
                     Some(s) => *field = Duration::from_secs(s),
                     None => {}
                 }

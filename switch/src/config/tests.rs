@@ -167,10 +167,8 @@ fn bank_links_mac_unless_explicitly_told_not_to() {
 
 #[test]
 fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
-    let text = include_str!("../../../ops/switch.example.toml").replace(
-        "# send_buffer_bytes = 65536",
-        "send_buffer_bytes = 65536",
-    );
+    let text = include_str!("../../../ops/switch.example.toml")
+        .replace("# send_buffer_bytes = 65536", "send_buffer_bytes = 65536");
     let cfg: NodeConfig = toml::from_str(&text).unwrap();
     let l = &cfg.listeners().unwrap()[0];
     assert_eq!(l.in_flight_per_connection_max, 256);
@@ -192,7 +190,10 @@ fn the_listener_limits_come_from_the_file_and_zero_is_refused() {
             "in_flight_per_connection_max = 256",
             "in_flight_per_connection_max = 0",
         ),
-        text.replace("requests_in_flight_max = 4096", "requests_in_flight_max = 0"),
+        text.replace(
+            "requests_in_flight_max = 4096",
+            "requests_in_flight_max = 0",
+        ),
     ] {
         let cfg: NodeConfig = toml::from_str(&zero).unwrap();
         assert!(cfg.listeners().is_err(), "zero is refused");

@@ -50,6 +50,7 @@ macro_rules! outbox_columns {
 }
 
 mod audit_log;
+mod cms;
 mod control;
 pub mod driver;
 mod queues;

@@ -1,0 +1,36 @@
+//! The card management system (CMS): cardholders and their applications from the
+//! social-security bureau, issuance through the HSM and a card bureau, and the card life
+//! cycle, on the switch's own store backends. It drives the hot list the authorization
+//! pipeline reads: a card reported lost here is declined 41 with APPLICATION BLOCK there.
+//!
+//! - [`service::CardManagement`]: the API an HTTP handler or the CLI calls (every call takes
+//!   an [`model::Actor`] and is audited);
+//! - [`lifecycle`]: the state machine and its one transition table;
+//! - [`citizen_id`], [`region`], [`application`], [`photo`]: validation of what the bureau
+//!   sends (GB 11643-1999, GB/T 2260, JPEG);
+//! - [`import`]: batch import of CSV files with a job record;
+//! - [`issuance`], [`perso_file`]: PANs, keys in the HSM, the card bureau's file;
+//! - [`store`]: [`store::CmsStore`], implemented by both backends in `store::sql::cms`.
+
+pub mod application;
+mod audit;
+pub mod citizen_id;
+pub mod error;
+pub mod import;
+pub mod issuance;
+pub mod lifecycle;
+pub mod model;
+pub mod perso_file;
+pub mod photo;
+pub mod region;
+pub mod service;
+pub mod store;
+
+pub use error::CmsError;
+pub use issuance::{
+    BinRange, CounterPin, EmvMasterKeys, IssuanceConfig, PersoBatch, SsseMasterKeys,
+};
+pub use lifecycle::{CardOperation, Lifecycle};
+pub use model::{Actor, Application, ApplicationId, CardholderId, CmsCard, ImportJob, JobState};
+pub use service::CardManagement;
+pub use store::CmsStore;
