@@ -128,6 +128,21 @@ impl<S: CmsStore> CardManagement<S> {
             .ok_or(CmsError::NotFound("application"))
     }
 
+    /// The application of a citizen ID in a batch (the import's answer to "what became of
+    /// this row").
+    pub async fn application_in_batch(
+        &self,
+        batch_id: &str,
+        citizen_id: &str,
+    ) -> Result<Application, CmsError> {
+        let id = self
+            .store
+            .application_in_batch(batch_id, citizen_id)
+            .await?
+            .ok_or(CmsError::NotFound("application"))?;
+        self.application(id).await
+    }
+
     /// Attaches the cardholder's photo (JPEG, at most `PHOTO_LEN_MAX_BYTES`), sealed at rest.
     pub async fn attach_photo(
         &self,

@@ -54,6 +54,12 @@ pub trait CmsStore: Store {
         &self,
         id: ApplicationId,
     ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
+    /// The application of `citizen_id` in batch `batch_id`.
+    fn application_in_batch(
+        &self,
+        batch_id: &str,
+        citizen_id: &str,
+    ) -> impl Future<Output = Result<Option<ApplicationId>, StoreError>> + Send;
     /// The latest application of a cardholder (a replacement card's personal data).
     fn latest_application(
         &self,

@@ -5,6 +5,8 @@
 
 mod card_risk;
 pub use card_risk::*;
+mod cms;
+pub use cms::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -18,7 +20,7 @@ use switch::store::*;
 /// Opens a fresh, isolated store of one backend, and can reopen it on the same data.
 pub trait Harness: Sized {
     /// The backend.
-    type S: Store;
+    type S: Store + switch::cms::CmsStore;
     /// SQL that removes the audit log's append-only triggers.
     const DISABLE_AUDIT_TRIGGERS: &'static str;
     /// SQL that removes the audit log's delete trigger (no-op where one trigger covers both).
@@ -1209,6 +1211,14 @@ macro_rules! store_suite {
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
             wrong_pins_are_counted_in_the_store_and_survive_a_restart,
             daily_limits_are_checked_in_the_commit_and_survive_a_restart,
+            cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,
+            cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed,
+            cms_every_transition_not_in_the_table_is_refused_and_changes_nothing,
+            cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins,
+            cms_a_lost_report_reaches_the_hot_list_and_the_audit_log_says_who_and_why,
+            cms_a_replacement_moves_the_accounts_and_blocks_the_old_card,
+            cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins,
+            cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

@@ -276,6 +276,22 @@ impl<B: Backend> CmsStore for B {
         row.as_ref().map(application_row).transpose()
     }
 
+    async fn application_in_batch(
+        &self,
+        batch_id: &str,
+        citizen_id: &str,
+    ) -> Result<Option<ApplicationId>, StoreError> {
+        let params = [batch_id.into(), citizen_id.into()];
+        match self
+            .reader()
+            .fetch_optional(APPLICATION_IN_BATCH, &params)
+            .await?
+        {
+            Some(row) => Ok(Some(ApplicationId(row.first()?))),
+            None => Ok(None),
+        }
+    }
+
     async fn latest_application(
         &self,
         cardholder: CardholderId,
