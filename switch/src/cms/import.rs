@@ -159,7 +159,7 @@ pub async fn run<S: CmsStore>(
                 true
             }
         };
-        let chunk_read = row % IMPORT_CHUNK_ROWS as u64 == 0;
+        let chunk_read = row.is_multiple_of(IMPORT_CHUNK_ROWS as u64);
         if !more || (chunk_read && row > 0) {
             if let Err(e) = store_chunk(store, &mut job, &mut chunk).await {
                 fail(store, &mut job).await?;

@@ -642,7 +642,10 @@ where
         .unwrap();
     let file = batch.content().to_json_lines();
     // No clear PIN: an ISO 9564-1 format 1 block in clear would read "16123456...".
-    assert!(!file.contains(&format!("16{DEMO_PIN}")), "no clear PIN block in the file");
+    assert!(
+        !file.contains(&format!("16{DEMO_PIN}")),
+        "no clear PIN block in the file"
+    );
     assert!(!file.contains("\"pin\""), "no PIN field");
     // 2. The bureau reads the file and makes the card.
     let read = PersoFileContent::parse(&file).unwrap();
