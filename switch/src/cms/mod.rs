@@ -10,11 +10,13 @@
 //!   sends (GB 11643-1999, GB/T 2260, JPEG);
 //! - [`import`]: batch import of CSV files with a job record;
 //! - [`issuance`], [`perso_file`]: PANs, keys in the HSM, the card bureau's file;
-//! - [`store`]: [`store::CmsStore`], implemented by both backends in `store::sql::cms`.
+//! - [`store`]: [`store::CmsStore`], implemented by both backends in `store::sql::cms`;
+//! - [`cli`]: `switch applications import`.
 
 pub mod application;
 mod audit;
 pub mod citizen_id;
+pub mod cli;
 pub mod error;
 pub mod import;
 pub mod issuance;

@@ -22,7 +22,7 @@ use uuid::Uuid;
 /// The card management system over a store (SQLite or PostgreSQL).
 pub struct CardManagement<S> {
     pub(super) store: Arc<S>,
-    pub(super) photos: PhotoSealer,
+    pub(super) photos: Option<PhotoSealer>,
     pub(super) issuance: Option<IssuanceConfig>,
 }
 
@@ -35,13 +35,26 @@ impl<S> std::fmt::Debug for CardManagement<S> {
 }
 
 impl<S: CmsStore> CardManagement<S> {
-    /// A service without issuance (applications and life cycle only).
-    pub fn new(store: Arc<S>, photos: PhotoSealer) -> Self {
+    /// A service without photos or issuance (applications and life cycle only).
+    pub fn new(store: Arc<S>) -> Self {
         Self {
             store,
-            photos,
+            photos: None,
             issuance: None,
         }
+    }
+
+    /// With photos, sealed under a data key from the HSM.
+    pub fn with_photos(mut self, photos: PhotoSealer) -> Self {
+        self.photos = Some(photos);
+        self
+    }
+
+    fn photos(&self) -> Result<&PhotoSealer, CmsError> {
+        self.photos.as_ref().ok_or(CmsError::Invalid {
+            field: "photo",
+            reason: "this service has no photo key".into(),
+        })
     }
 
     /// With issuance (PAN ranges, master keys, the bureau's transport keys).
@@ -151,7 +164,7 @@ impl<S: CmsStore> CardManagement<S> {
         jpeg: &[u8],
     ) -> Result<(), CmsError> {
         let info = super::photo::check_jpeg(jpeg)?;
-        let sealed = self.photos.seal(jpeg)?;
+        let sealed = self.photos()?.seal(jpeg)?;
         self.store.set_application_photo(id, &sealed).await?;
         audit::record(
             &*self.store,
@@ -167,7 +180,7 @@ impl<S: CmsStore> CardManagement<S> {
     /// The photo of an application, opened (for the personalisation file).
     pub async fn photo(&self, id: ApplicationId) -> Result<Option<Vec<u8>>, CmsError> {
         match self.store.application_photo(id).await? {
-            Some(sealed) => Ok(Some(self.photos.open(&sealed)?)),
+            Some(sealed) => Ok(Some(self.photos()?.open(&sealed)?)),
             None => Ok(None),
         }
     }

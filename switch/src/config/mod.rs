@@ -711,16 +711,7 @@ fn every_acquirer_has_a_tak(
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     let cfg = NodeConfig::load(path)?;
-    let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
-        Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
-        None => Arc::new(cfg.hsm.soft_hsm()?),
-    };
-    let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
-        hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
-            .await?,
-        hsm.unwrap_data_key(&token("pan_data_key", &cfg.database.pan_data_key)?)
-            .await?,
-    ));
+    let (hsm, pan) = hsm_and_pan_protector(&cfg).await?;
     let url = cfg.database.url.clone();
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = SqliteStore::open(&SqliteConfig::new(path), pan).await?;
@@ -741,6 +732,24 @@ pub async fn serve(path: &Path) -> Result<(), ConfigError> {
             "[database] url must start with sqlite:// or postgres://",
         ))
     }
+}
+
+/// The configured HSM (client or in-process) and the PAN protector with its data keys
+/// unwrapped by it: what every command that opens the store needs (`serve`, the CMS's CLI).
+pub async fn hsm_and_pan_protector(
+    cfg: &NodeConfig,
+) -> Result<(Arc<dyn Hsm>, Arc<dyn PanProtector>), ConfigError> {
+    let hsm: Arc<dyn Hsm> = match cfg.hsm.client_config()? {
+        Some(client) => Arc::new(hsm_sim::HsmClient::new(client)),
+        None => Arc::new(cfg.hsm.soft_hsm()?),
+    };
+    let pan: Arc<dyn PanProtector> = Arc::new(HsmPanProtector::new(
+        hsm.unwrap_data_key(&token("pan_hash_key", &cfg.database.pan_hash_key)?)
+            .await?,
+        hsm.unwrap_data_key(&token("pan_data_key", &cfg.database.pan_data_key)?)
+            .await?,
+    ));
+    Ok((hsm, pan))
 }
 
 async fn run_node<S: Store>(

@@ -62,7 +62,8 @@ where
     let mut world = DemoWorld::new(1).unwrap();
     world.seed(&*h.store()).await.unwrap();
     let photos = PhotoSealer::new(DataKey::from_bytes([7; 32]).unwrap());
-    let cms = CardManagement::new(h.store(), photos)
+    let cms = CardManagement::new(h.store())
+        .with_photos(photos)
         .with_issuance(bureau::demo_issuance(&world).unwrap());
     Cms { h, world, cms }
 }
