@@ -192,6 +192,58 @@ where
     c.h.cleanup().await;
 }
 
+pub async fn cms_an_import_stores_its_progress_after_every_chunk<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let b = bank(&c);
+    let mut csv = String::from(HEADER);
+    for n in 0..1_200u32 {
+        // Two birth years, so 1,200 distinct numbers with a 3-digit sequence.
+        let body = format!("4101021990030{}{:03}", 7 + n / 1000, n % 1000);
+        let mut d = [0u8; 17];
+        d.copy_from_slice(body.as_bytes());
+        csv.push_str(&format!(
+            "{body}{},李四,居民,410100,{b}\n",
+            check_character(&d)
+        ));
+    }
+    let job = c
+        .cms
+        .start_import("progress", csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(job.rows_total, 1_200);
+    let stored = c.cms.import_job(job.job_id).await.unwrap();
+    assert_eq!(
+        (stored.state, stored.rows_done, stored.percent()),
+        (JobState::Running, 0, 0)
+    );
+    let seen = std::sync::Mutex::new(Vec::new());
+    let done = c
+        .cms
+        .finish_import(&actor(), job, csv.as_bytes(), &|j| {
+            seen.lock()
+                .unwrap()
+                .push((j.state, j.rows_done, j.percent()))
+        })
+        .await
+        .unwrap();
+    // Each report was stored before it was made: what GET /applications/imports/{id} shows.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (JobState::Running, 500, 41),
+            (JobState::Running, 1_000, 83),
+            (JobState::Done, 1_200, 100)
+        ]
+    );
+    assert_eq!(done.rows_created, 1_200);
+    assert_eq!(c.cms.import_job(done.job_id).await.unwrap(), done);
+    c.h.cleanup().await;
+}
+
 pub async fn cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed<H: Harness>()
 where
     H::S: CmsStore,

@@ -1212,6 +1212,7 @@ macro_rules! store_suite {
             wrong_pins_are_counted_in_the_store_and_survive_a_restart,
             daily_limits_are_checked_in_the_commit_and_survive_a_restart,
             cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,
+            cms_an_import_stores_its_progress_after_every_chunk,
             cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed,
             cms_every_transition_not_in_the_table_is_refused_and_changes_nothing,
             cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins,

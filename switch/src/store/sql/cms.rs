@@ -234,6 +234,16 @@ impl<B: Backend> CmsStore for B {
         let mut out = Vec::with_capacity(apps.len());
         for a in apps {
             let citizen = a.citizen_id.expose();
+            // A row the batch already holds writes nothing (not even the cardholder).
+            let params = [batch_id.into(), citizen.into()];
+            if let Some(row) = tx
+                .run()
+                .fetch_optional(APPLICATION_IN_BATCH, &params)
+                .await?
+            {
+                out.push(Stored::Duplicate(ApplicationId(row.first()?)));
+                continue;
+            }
             let params = [
                 citizen.into(),
                 a.name.as_str().into(),
