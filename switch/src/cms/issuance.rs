@@ -235,11 +235,6 @@ fn month_end(d: NaiveDate) -> NaiveDate {
         .unwrap_or(d)
 }
 
-/// What a card needs from its holder's application.
-struct Holder<'a> {
-    app: &'a Application,
-}
-
 impl<S: CmsStore> CardManagement<S> {
     fn issuance(&self) -> Result<&IssuanceConfig, CmsError> {
         self.issuance.as_ref().ok_or(CmsError::Invalid {
@@ -302,8 +297,7 @@ impl<S: CmsStore> CardManagement<S> {
                 ApplicationStatus::Personalised => Lifecycle::Personalised,
             },
         )?;
-        let holder = Holder { app: &app };
-        let (card, record) = self.make_card(batch, &holder, &app.bank, pin).await?;
+        let (card, record) = self.make_card(batch, &app, &app.bank, pin).await?;
         let card_id = self
             .store
             .personalise_application(application_id, app.cardholder_id, &card, now_us())
@@ -352,8 +346,7 @@ impl<S: CmsStore> CardManagement<S> {
             .latest_application(holder_id)
             .await?
             .ok_or(CmsError::NotFound("application"))?;
-        let holder = Holder { app: &app };
-        let (card, mut record) = self.make_card(batch, &holder, &old.issuer, pin).await?;
+        let (card, mut record) = self.make_card(batch, &app, &old.issuer, pin).await?;
         let reason = actor.reason.clone();
         let change = CardChange {
             card_id,
@@ -453,7 +446,7 @@ impl<S: CmsStore> CardManagement<S> {
     async fn make_card(
         &self,
         batch: &PersoBatch,
-        holder: &Holder<'_>,
+        app: &Application,
         bank: &InstitutionId,
         pin: &CounterPin,
     ) -> Result<(NewCard, PersoRecord), CmsError> {
@@ -500,7 +493,6 @@ impl<S: CmsStore> CardManagement<S> {
             .translate_pin_tpk_to_zpk(&pin.tpk, &batch.zpk, &pin_in, PinBlockFormat::Iso1)
             .await?;
         let keys = self.card_keys(c, batch, &pan, &cic_text).await?;
-        let app = holder.app;
         let record = PersoRecord {
             card_id: 0,
             application_id: None,

@@ -36,3 +36,23 @@ pub use lifecycle::{CardOperation, Lifecycle};
 pub use model::{Actor, Application, ApplicationId, CardholderId, CmsCard, ImportJob, JobState};
 pub use service::CardManagement;
 pub use store::CmsStore;
+
+/// The service's futures are `Send`, so an axum handler can await them (checked at compile
+/// time, never run).
+#[cfg(test)]
+#[allow(dead_code)]
+fn service_futures_are_send(
+    c: &CardManagement<crate::store::SqliteStore>,
+    a: &Actor,
+    batch: &mut PersoBatch,
+    pin: &CounterPin,
+) {
+    fn send<T: Send>(_: T) {}
+    let card = crate::store::CardId(1);
+    send(c.apply(a, card, CardOperation::Activate, None));
+    send(c.import_applications(a, "b", b"", &|_| {}));
+    send(c.import_job(uuid::Uuid::nil()));
+    send(c.attach_photo(a, ApplicationId(1), b""));
+    send(c.reset_pin(a, card, None, pin));
+    send(c.personalise(a, batch, ApplicationId(1), pin));
+}
