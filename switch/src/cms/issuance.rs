@@ -23,7 +23,7 @@ use hsm_sim::card_crypto::CardAlgorithm;
 use hsm_sim::hsm::{CardKeyDerivation, CardMasterKey, PinBlockIn, SsseCardRef};
 use hsm_sim::keys::{
     ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, PinKey, Pvk, SsseExternalAuthKey,
-    SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zek, Zmk, Zpk,
+    SsseInternalAuthKey, SssePinUnblockKey, TypedKey, Zek, Zmk, Zpk,
 };
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::Hsm;
@@ -176,12 +176,13 @@ impl std::fmt::Debug for IssuanceConfig {
     }
 }
 
-/// A PIN typed on a counter's PIN pad: the block under the pad's TPK. For a new card the
-/// block must be ISO 9564-1 format 1 (it cannot depend on a PAN not yet assigned).
+/// A PIN typed on a counter's PIN pad: the block under the pad's TPK, or under a ZPK when the
+/// counter's system re-encrypted it on the way. For a new card the block must be ISO 9564-1
+/// format 1 (it cannot depend on a PAN not yet assigned).
 #[derive(Debug, Clone)]
 pub struct CounterPin {
-    /// The PIN pad's key.
-    pub tpk: Tpk,
+    /// The key the block is under.
+    pub key: PinKey,
     /// The encrypted block.
     pub block: EncryptedPinBlock,
     /// Its format.
@@ -432,7 +433,7 @@ impl<S: CmsStore> CardManagement<S> {
         let offset = c
             .hsm
             .generate_ibm_offset(
-                &PinKey::Tpk(pin.tpk.clone()),
+                &pin.key,
                 &block,
                 &c.pvk,
                 &c.decimalisation_table,
@@ -488,10 +489,18 @@ impl<S: CmsStore> CardManagement<S> {
             format: pin.format,
             pan: pan.expose_digits().to_owned(),
         };
-        let pin_for_bureau = c
-            .hsm
-            .translate_pin_tpk_to_zpk(&pin.tpk, &batch.zpk, &pin_in, PinBlockFormat::Iso1)
-            .await?;
+        let pin_for_bureau = match &pin.key {
+            PinKey::Tpk(tpk) => {
+                c.hsm
+                    .translate_pin_tpk_to_zpk(tpk, &batch.zpk, &pin_in, PinBlockFormat::Iso1)
+                    .await?
+            }
+            PinKey::Zpk(zpk) => {
+                c.hsm
+                    .translate_pin_zpk_to_zpk(zpk, &batch.zpk, &pin_in, PinBlockFormat::Iso1)
+                    .await?
+            }
+        };
         let keys = self.card_keys(c, batch, &pan, &cic_text).await?;
         let record = PersoRecord {
             card_id: 0,

@@ -123,7 +123,11 @@ pub fn counter_pin(
         KeyScheme::U,
         world_keys::TPK,
     )?);
-    Ok(CounterPin { tpk, block, format })
+    Ok(CounterPin {
+        key: hsm_sim::keys::PinKey::Tpk(tpk),
+        block,
+        format,
+    })
 }
 
 /// A key of the record, opened under the clear transport key and checked against its KCV.

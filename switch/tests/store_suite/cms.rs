@@ -595,6 +595,30 @@ where
     let second = offset_of(s.clone(), pan.clone()).await;
     assert_ne!(first, second, "a new PIN, a new offset");
     assert_eq!(second.as_deref().map(str::len), Some(6));
+    // The same PIN arriving under a zone PIN key (the counter system re-encrypted it) gives
+    // the same offset: the HSM saw the same PIN.
+    let zpk_clear = hsm_sim::keys::ClearKey::new(
+        hsm_sim::keys::KeyScheme::U,
+        hex::decode(&c.world.banks[0].zpk_clear).unwrap(),
+    )
+    .unwrap();
+    let block = hsm_sim::pin::encrypt_pin_block(
+        &hsm_sim::crypto::WorkingCipher::new(&zpk_clear).unwrap(),
+        PinBlockFormat::Iso0,
+        &hsm_sim::card_crypto::ClearPin::new("654321").unwrap(),
+        pan.expose_digits(),
+    )
+    .unwrap();
+    let under_zpk = switch::cms::CounterPin {
+        key: hsm_sim::keys::PinKey::Zpk(c.world.bank_keys(0).unwrap().1),
+        block,
+        format: PinBlockFormat::Iso0,
+    };
+    c.cms
+        .reset_pin(&actor(), card.card_id, None, &under_zpk)
+        .await
+        .unwrap();
+    assert_eq!(offset_of(s.clone(), pan.clone()).await, second);
     // Unblock alone (the cardholder remembered the PIN): blocked → active, tries cleared.
     s.count_wrong_pin(card.card_id).await.unwrap();
     c.cms
