@@ -181,6 +181,16 @@ where
         .await
         .unwrap();
     assert_eq!((a.name.as_str(), a.sex.as_str()), ("张三", "1"));
+    // A repeated row writes nothing, not even a changed name.
+    let renamed = format!("{HEADER}{},张叁,城镇职工,410100,{b}\n", citizen(1));
+    let third = c
+        .cms
+        .import_applications(&actor(), "2026-12-07.01", renamed.as_bytes(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((third.rows_created, third.rows_duplicate), (0, 1));
+    let same = c.cms.application(a.application_id).await.unwrap();
+    assert_eq!(same.name, "张三");
     assert_eq!(a.insurance, InsuranceCategory::Employee);
     // A file without a required column fails as a whole, with the job marked failed.
     let bad = c

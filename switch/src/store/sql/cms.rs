@@ -231,17 +231,25 @@ impl<B: Backend> CmsStore for B {
         }
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
+        // The rows the batch already holds, in one read: they write nothing (not even the
+        // cardholder).
+        let citizens: Vec<&str> = apps.iter().map(|a| a.citizen_id.expose()).collect();
+        let citizens = serde_json::to_string(&citizens).unwrap_or_else(|_| "[]".into());
+        let params = [batch_id.into(), citizens.as_str().into()];
+        let mut held = std::collections::HashMap::new();
+        for row in tx
+            .run()
+            .fetch_all(B::DIALECT.applications_in_batch, &params)
+            .await?
+        {
+            let citizen: String = row.get("citizen_id")?;
+            held.insert(citizen, ApplicationId(row.get("application_id")?));
+        }
         let mut out = Vec::with_capacity(apps.len());
         for a in apps {
             let citizen = a.citizen_id.expose();
-            // A row the batch already holds writes nothing (not even the cardholder).
-            let params = [batch_id.into(), citizen.into()];
-            if let Some(row) = tx
-                .run()
-                .fetch_optional(APPLICATION_IN_BATCH, &params)
-                .await?
-            {
-                out.push(Stored::Duplicate(ApplicationId(row.first()?)));
+            if let Some(id) = held.get(citizen) {
+                out.push(Stored::Duplicate(*id));
                 continue;
             }
             let params = [
