@@ -15,7 +15,7 @@ use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::keys::{
     Cvk, DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zek, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
@@ -446,6 +446,17 @@ pub trait Hsm: Send + Sync {
         master: &CardMasterKey,
         derivation: &CardKeyDerivation,
         zmk: &Zmk,
+    ) -> Result<(String, [u8; 3]), HsmError>;
+
+    /// Personalisation through a card bureau: derive a per-card key from its master key and
+    /// return it under a transport key, a ZEK the HSM generated and exported under the
+    /// bureau's ZMK (A0 mode 1), so one file's keys travel under one key the bureau imports
+    /// once (project command XT; wrapping as XQ).
+    async fn derive_card_key_under_zek(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zek: &Zek,
     ) -> Result<(String, [u8; 3]), HsmError>;
 
     /// Status: LMK check value and firmware (payShield NC).

@@ -354,7 +354,7 @@ fn audit_event(req: &Request, resp: &Response, peer: SocketAddr) -> AuditEvent {
     .map(|b| String::from_utf8_lossy(b).into_owned())
     .unwrap_or_default();
     let kcv = match &req.command {
-        b"A0" | b"A4" | b"A6" | b"A8" | b"BU" | b"XQ" if resp.body.len() >= 6 => {
+        b"A0" | b"A4" | b"A6" | b"A8" | b"BU" | b"XQ" | b"XT" if resp.body.len() >= 6 => {
             String::from_utf8_lossy(&resp.body[resp.body.len() - 6..]).into_owned()
         }
         _ => String::new(),

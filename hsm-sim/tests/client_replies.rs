@@ -208,6 +208,9 @@ async fn call_every_method(h: &dyn Hsm) -> Vec<Result<(), HsmError>> {
         h.derive_card_key_under_zmk(&CardMasterKey::ImkAc(typed()), &emv, &zmk)
             .await
             .map(drop),
+        h.derive_card_key_under_zek(&CardMasterKey::ImkAc(typed()), &emv, &typed())
+            .await
+            .map(drop),
         h.diagnostics().await.map(drop),
     ]
 }

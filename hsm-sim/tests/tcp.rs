@@ -890,6 +890,64 @@ async fn personalisation_exports_the_same_card_keys_the_card_computes() {
 }
 
 #[tokio::test]
+async fn card_keys_travel_to_the_bureau_under_a_transport_zek_it_imports_under_its_zmk() {
+    use hsm_sim::hsm::{CardKeyDerivation, CardMasterKey};
+    let (addr, soft, _stop) = start(ServerConfig::default(), None).await;
+    let client = HsmClient::new(ClientConfig::new(addr));
+    let zmk: Zmk = tok(&soft, KeyScheme::U, "4040404040404040E0E0E0E0E0E0E0E0");
+    let zmk_clear = ClearKey::new(
+        KeyScheme::U,
+        hex::decode("4040404040404040E0E0E0E0E0E0E0E0").expect("hex"),
+    )
+    .expect("zmk");
+    // A0 mode 1: the transport key, under the LMK for the issuer and under the ZMK for the bureau.
+    let transport = client
+        .generate_key(KeyType::Zek, KeyScheme::U, Some(&zmk))
+        .await
+        .expect("A0");
+    let zek = Zek::from_token(transport.token.clone());
+    let zek_clear =
+        SoftHsm::open_key_under_clear_kek(&zmk_clear, transport.under_zmk.as_deref().expect("u"))
+            .expect("zek");
+    assert_eq!(zek_clear.check_value(), transport.check_value);
+    for (alg, scheme, clear) in [
+        (CardAlgorithm::Tdes, KeyScheme::U, IMK),
+        (
+            CardAlgorithm::Sm4,
+            KeyScheme::G,
+            "F23BF4AE92B554C116139D4F67322667",
+        ),
+    ] {
+        let imk: ImkAc = tok(&soft, scheme, clear);
+        let how = CardKeyDerivation::Emv {
+            algorithm: alg,
+            pan: "6228480402564890018".into(),
+            psn: "01".into(),
+        };
+        let (under, kcv) = client
+            .derive_card_key_under_zek(&CardMasterKey::ImkAc(imk.clone()), &how, &zek)
+            .await
+            .expect("XT");
+        let expect = card_crypto::derive_icc_master_key(
+            alg,
+            &CardKey::from_hex(clear).expect("k"),
+            "6228480402564890018",
+            "01",
+        )
+        .expect("mk");
+        let opened = SoftHsm::open_key_under_clear_kek(&zek_clear, &under).expect("open");
+        assert_eq!(opened.bytes(), expect.expose());
+        assert_eq!(kcv, expect.check_value(alg));
+        // A ZMK token where the ZEK belongs is refused (the key type is part of the LMK pair).
+        let wrong = Zek::from_token(zmk.token().clone());
+        assert!(client
+            .derive_card_key_under_zek(&CardMasterKey::ImkAc(imk), &how, &wrong)
+            .await
+            .is_err());
+    }
+}
+
+#[tokio::test]
 async fn a_connection_that_timed_out_is_retired() {
     // A fake HSM: the first connection swallows requests; later ones echo (B2 → B3 00 data).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -71,6 +71,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0009_duplicate_key_acquirer.sql"),
     },
     Migration {
+        version: 10,
+        description: "card_management",
+        sql: include_str!("../migrations/sqlite/0010_card_management.sql"),
+    },
+    Migration {
         version: 11,
         description: "operator_access",
         sql: include_str!("../migrations/sqlite/0011_operator_access.sql"),
@@ -128,6 +133,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         description: "duplicate_key_acquirer",
         sql: include_str!("../migrations/postgres/0009_duplicate_key_acquirer.sql"),
+    },
+    Migration {
+        version: 10,
+        description: "card_management",
+        sql: include_str!("../migrations/postgres/0010_card_management.sql"),
     },
     Migration {
         version: 11,

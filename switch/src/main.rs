@@ -1,6 +1,7 @@
 //! The `switch` binary: `switch serve --config FILE` runs a production node from a
 //! configuration file (see ops/); `switch demo` runs the whole network on one machine, in a
-//! build with the `demo` feature (`cargo run --release -p switch --features demo -- demo`).
+//! build with the `demo` feature (`cargo run --release -p switch --features demo -- demo`);
+//! `switch applications import --config FILE ...` imports a batch of card applications.
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +59,31 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Card applications from the social-security bureau (the card management system).
+    #[command(subcommand)]
+    Applications(ApplicationsCommand),
+}
+
+#[derive(Subcommand)]
+enum ApplicationsCommand {
+    /// Import a CSV batch (UTF-8, header citizen_id,name,insurance_scheme,region_code,bank_id),
+    /// with a progress bar; importing the same batch again creates nothing twice.
+    Import {
+        /// TOML configuration of a node (its database and HSM).
+        #[arg(long)]
+        config: PathBuf,
+        /// Batch id (1-64 characters of A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        batch: String,
+        /// The operator's institution id (for the audit log).
+        #[arg(long)]
+        institution: String,
+        /// Why (a ticket number; for the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The CSV file.
+        file: PathBuf,
     },
 }
 
@@ -151,6 +177,13 @@ fn main() -> ExitCode {
                 .await
                 .map(|s| print!("{s}"))
                 .map_err(|e| e.to_string()),
+            Command::Applications(ApplicationsCommand::Import {
+                config,
+                batch,
+                institution,
+                reason,
+                file,
+            }) => import_applications(&config, &batch, &institution, &reason, &file).await,
         }
     });
     match result {
@@ -160,6 +193,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `switch applications import`: prints the job's outcome and its first row errors.
+async fn import_applications(
+    config: &std::path::Path,
+    batch_id: &str,
+    institution: &str,
+    reason: &str,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let job = switch::cms::cli::import(switch::cms::cli::ImportArgs {
+        config,
+        batch_id,
+        institution,
+        reason,
+        file,
+    })
+    .await?;
+    println!(
+        "job {} {:?}: {} rows, {} created, {} duplicate, {} rejected",
+        job.job_id,
+        job.state,
+        job.rows_total,
+        job.rows_created,
+        job.rows_duplicate,
+        job.rows_rejected
+    );
+    for e in job.row_errors.iter().take(20) {
+        println!("row {}: {}: {}", e.row, e.field, e.reason);
+    }
+    Ok(())
 }
 
 /// `switch demo`'s arguments, in a build with the simulators.

@@ -19,7 +19,7 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zek, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
@@ -508,27 +508,22 @@ impl Hsm for HsmClient {
         derivation: &CardKeyDerivation,
         zmk: &Zmk,
     ) -> Result<(String, [u8; 3]), HsmError> {
-        let (kt, tok) = master.parts();
-        let how = match derivation {
-            CardKeyDerivation::Emv {
-                algorithm,
-                pan,
-                psn,
-            } => {
-                format!("E{}{}", alg_char(*algorithm), pan_field(pan, psn)?)
-            }
-            CardKeyDerivation::Ssse(card) => format!(
-                "S{}{}{}",
-                alg_char(card.algorithm),
-                card.city_code,
-                card.card_id
-            ),
-        };
-        let out = self
-            .text(b"XQ", format!("{}{tok}{how}{}", kt.code(), zmk.token()))
-            .await?;
+        let body = format!("{}{}", derivation_fields(master, derivation)?, zmk.token());
+        let out = self.text(b"XQ", body).await?;
         let (under_zmk, kcv) = key_and_kcv(&out)?;
         Ok((under_zmk.to_string(), kcv))
+    }
+
+    async fn derive_card_key_under_zek(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zek: &Zek,
+    ) -> Result<(String, [u8; 3]), HsmError> {
+        let body = format!("{}{}", derivation_fields(master, derivation)?, zek.token());
+        let out = self.text(b"XT", body).await?;
+        let (under_zek, kcv) = key_and_kcv(&out)?;
+        Ok((under_zek.to_string(), kcv))
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {
@@ -598,4 +593,26 @@ fn mac_body(
         body.extend_from_slice(hex::encode_upper(m).as_bytes());
     }
     Ok(body)
+}
+
+/// The fields XQ and XT share: master key type and token, then how the card key is derived.
+fn derivation_fields(
+    master: &CardMasterKey,
+    derivation: &CardKeyDerivation,
+) -> Result<String, HsmError> {
+    let (kt, tok) = master.parts();
+    let how = match derivation {
+        CardKeyDerivation::Emv {
+            algorithm,
+            pan,
+            psn,
+        } => format!("E{}{}", alg_char(*algorithm), pan_field(pan, psn)?),
+        CardKeyDerivation::Ssse(card) => format!(
+            "S{}{}{}",
+            alg_char(card.algorithm),
+            card.city_code,
+            card.card_id
+        ),
+    };
+    Ok(format!("{}{tok}{how}", kt.code()))
 }

@@ -7,7 +7,7 @@ use crate::error::HsmError;
 use crate::hsm::{CardKeyDerivation, CardMasterKey, Hsm, SsseCardRef};
 use crate::keys::{
     DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, SsseExternalAuthKey,
-    SsseInternalAuthKey, SssePinUnblockKey, TypedKey, Zmk,
+    SsseInternalAuthKey, SssePinUnblockKey, TypedKey, Zek, Zmk,
 };
 use crate::soft::SoftHsm;
 use crate::transport_key::{seal_for, PUBLIC_KEY_LEN};
@@ -84,7 +84,12 @@ pub(super) async fn bu(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, Hsm
     Ok(kcv_hex(hsm.key_check_value(kt, &key).await?).into_bytes())
 }
 
-pub(super) async fn xq(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, HsmError> {
+/// XQ (`under_zek` false: the key under a ZMK) and XT (true: under a transport ZEK).
+pub(super) async fn xq(
+    hsm: &SoftHsm,
+    f: &mut Fields<'_>,
+    under_zek: bool,
+) -> Result<Vec<u8>, HsmError> {
     let kt = key_type(f)?;
     let t = f.token()?;
     let master = match kt {
@@ -121,10 +126,15 @@ pub(super) async fn xq(hsm: &SoftHsm, f: &mut Fields<'_>) -> Result<Vec<u8>, Hsm
         }),
         _ => return Err(HsmError::InvalidInput),
     };
-    let zmk: Zmk = typed(f)?;
-    let (under, kcv) = hsm
-        .derive_card_key_under_zmk(&master, &derivation, &zmk)
-        .await?;
+    let (under, kcv) = if under_zek {
+        let zek: Zek = typed(f)?;
+        hsm.derive_card_key_under_zek(&master, &derivation, &zek)
+            .await?
+    } else {
+        let zmk: Zmk = typed(f)?;
+        hsm.derive_card_key_under_zmk(&master, &derivation, &zmk)
+            .await?
+    };
     Ok(format!("{under}{}", kcv_hex(kcv)).into_bytes())
 }
 

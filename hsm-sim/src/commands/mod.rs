@@ -49,6 +49,7 @@
 //! | XI | SSSE external auth | alg(1) key city(6) card-id(32) len(2h) challenge(hex) | cryptogram (hex) |
 //! | XU | SSSE PIN UNBLOCK MAC ([`crate::card_crypto::ssse_pin_unblock_mac`]) | alg(1) key city(6) card-id(32) len(2h) challenge(hex) PIN-len(2h) BCD PIN field(hex) | MAC(8h) |
 //! | XQ | derive card key, export under ZMK (personalisation) | type(3) master token derivation(1: E/S) alg(1) [E: PAN-len(2) PAN PSN(2) \| S: city(6) card-id(32)] ZMK | key under ZMK (U/G + 32h) KCV(6) |
+//! | XT | derive card key, export under a transport ZEK (card bureau) | as XQ with a ZEK token instead of the ZMK | key under ZEK (U/G + 32h) KCV(6) |
 //! | XK | random bytes | length(3) | hex |
 //! | XM | new data key | — | clear key(64h) token(B + 64h) |
 //! | XO | unwrap data key | token | clear key(64h) |
@@ -181,7 +182,8 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
         b"XC" => card::xc(hsm, &mut f).await,
         b"XE" => card::xe(hsm, &mut f).await,
         b"XG" | b"XI" | b"XU" => card::ssse(hsm, command, &mut f).await,
-        b"XQ" => keys::xq(hsm, &mut f).await,
+        b"XQ" => keys::xq(hsm, &mut f, false).await,
+        b"XT" => keys::xq(hsm, &mut f, true).await,
         b"XK" => {
             let n = f.number(3)?;
             Ok(hex::encode_upper(hsm.random_bytes(n).await?).into_bytes())

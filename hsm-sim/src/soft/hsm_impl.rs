@@ -15,7 +15,7 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zek, Zmk, Zpk,
 };
 use crate::mac::{compute_mac, MacAlgorithm, MacPadding};
 use crate::pin::{self, PinBlockFormat};
@@ -324,6 +324,38 @@ impl Hsm for SoftHsm {
         derivation: &CardKeyDerivation,
         zmk: &Zmk,
     ) -> Result<(String, [u8; 3]), HsmError> {
+        let z = self.unwrap_typed(zmk).map_err(HsmError::into_destination)?;
+        self.derive_card_key_under(master, derivation, &z.clear)
+    }
+
+    async fn derive_card_key_under_zek(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        zek: &Zek,
+    ) -> Result<(String, [u8; 3]), HsmError> {
+        let z = self.unwrap_typed(zek).map_err(HsmError::into_destination)?;
+        self.derive_card_key_under(master, derivation, &z.clear)
+    }
+
+    async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {
+        Ok(Diagnostics {
+            lmk_check_value: hex::encode_upper(self.lmk.check_value()),
+            firmware: concat!("hsm-sim-", env!("CARGO_PKG_VERSION")).to_string(),
+        })
+    }
+}
+
+impl SoftHsm {
+    /// A per-card key derived from `master` and encrypted under the clear key-encrypting key
+    /// `kek` (a ZMK for XQ, a transport ZEK for XT). The derivation must fit the master key:
+    /// EMV for IMK-AC/SMI/SMC, SSSE dispersal for the SSSE province keys (error 68 otherwise).
+    fn derive_card_key_under(
+        &self,
+        master: &CardMasterKey,
+        derivation: &CardKeyDerivation,
+        kek: &crate::keys::ClearKey,
+    ) -> Result<(String, [u8; 3]), HsmError> {
         let (kt, tok) = master.parts();
         let m = self.unwrap(kt, tok)?;
         let is_emv_key = matches!(kt, KeyType::ImkAc | KeyType::ImkSmi | KeyType::ImkSmc);
@@ -338,20 +370,12 @@ impl Hsm for SoftHsm {
             }
             _ => return Err(HsmError::FunctionNotPermitted),
         };
-        let z = self.unwrap_typed(zmk).map_err(HsmError::into_destination)?;
         let scheme = KeyScheme::for_card_algorithm(alg);
         let mut bytes = card_key.expose().to_vec();
-        Self::zmk_crypt(&z.clear, scheme, &mut bytes, true)?;
+        Self::zmk_crypt(kek, scheme, &mut bytes, true)?;
         Ok((
             format!("{}{}", scheme.as_char(), hex::encode_upper(&bytes)),
             card_key.check_value(alg),
         ))
-    }
-
-    async fn diagnostics(&self) -> Result<Diagnostics, HsmError> {
-        Ok(Diagnostics {
-            lmk_check_value: hex::encode_upper(self.lmk.check_value()),
-            firmware: concat!("hsm-sim-", env!("CARGO_PKG_VERSION")).to_string(),
-        })
     }
 }

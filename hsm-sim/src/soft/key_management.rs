@@ -195,3 +195,20 @@ impl SoftHsm {
         ClearKey::unwrap(&self.lmk, KeyType::DataKey, token.token())
     }
 }
+
+impl SoftHsm {
+    /// Decrypts a key given as scheme letter + hex under a clear key-encrypting key (the
+    /// inverse of the wrapping of A8/XQ/XT). For a test card bureau's personalisation machine,
+    /// which holds its transport key in clear; a production bureau does this inside its own HSM.
+    pub fn open_key_under_clear_kek(kek: &ClearKey, under: &str) -> Result<ClearKey, HsmError> {
+        let (first, body) = under.split_at(under.len().min(1));
+        let scheme = KeyScheme::from_char(first.chars().next().ok_or(HsmError::InvalidInput)?)?;
+        let mut bytes = hex::decode(body).map_err(|_| HsmError::InvalidInput)?;
+        if bytes.len() != scheme.key_len() {
+            bytes.zeroize();
+            return Err(HsmError::IncompatibleKeyLength);
+        }
+        Self::zmk_crypt(kek, scheme, &mut bytes, false)?;
+        ClearKey::new(scheme, bytes)
+    }
+}

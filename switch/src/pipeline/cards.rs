@@ -140,11 +140,15 @@ impl CardDirectory {
         store: &S,
         pan: &Pan,
     ) -> Result<Option<Arc<CardEntry>>, StoreError> {
+        // A card loaded before its activation (at a counter or a kiosk, by the card management
+        // system) is read again: activation does not go through the hot list, and a card not
+        // yet active is rare enough that the extra read costs nothing.
         let hit = self
             .cards
             .read()
             .ok()
-            .and_then(|m| m.get(pan.expose_digits()).cloned());
+            .and_then(|m| m.get(pan.expose_digits()).cloned())
+            .filter(|e| self.status(e) != CardStatus::Issued);
         let entry = match hit {
             Some(e) => e,
             None => {

@@ -237,7 +237,7 @@ impl Kiosk {
         let pin_block = DemoWorld::pin_block(&card.pan, pin)?;
         let r = (|| -> Result<(), iso8583::Error> {
             m.set_str(2, card.pan.expose_digits())?
-                .set_str(14, "3412")?
+                .set_str(14, &card.expiry_yymm)?
                 .set_str(22, "051")?
                 .set_str(23, "000")?
                 .set_bytes(52, &pin_block)?

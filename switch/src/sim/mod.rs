@@ -5,12 +5,14 @@
 //! - [`world`]: the seeded demo world (institutions, keys, cards and accounts);
 //! - [`kiosk`]: simulated kiosks with virtual cards, the ISO 8583 client side;
 //! - [`banksim`]: simulated bank issuer hosts, the other end of the issuer links;
+//! - [`bureau`]: the card bureau and issuance counter of the card management system;
 //! - [`demo`]: `switch demo`, the whole network on one machine;
 //! - [`testkit`]: fixtures for the store's tests and benches.
 //!
 //! The tests and the load generator reuse them, so what they exercise is what the demo shows.
 
 pub mod banksim;
+pub mod bureau;
 pub mod demo;
 pub mod kiosk;
 pub mod operator_kit;

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The personalisation every demo card starts from (then gets its own PAN and identity).
-const CARD_TEMPLATE: &str = include_str!("../../../card-apdu/testdata/demo-card.toml");
+pub(crate) const CARD_TEMPLATE: &str = include_str!("../../../card-apdu/testdata/demo-card.toml");
 
 /// The switch's institution id.
 pub const SWITCH_ID: &str = "4101000";
@@ -128,6 +128,8 @@ pub struct DemoCard {
     pub card_identification_code: String,
     /// IBM 3624 offset of [`DEMO_PIN`].
     pub pin_offset: String,
+    /// Expiry `YYMM` on record (field 14 of the kiosk's requests).
+    pub expiry_yymm: String,
 }
 
 impl std::fmt::Debug for DemoCard {
@@ -344,7 +346,7 @@ impl DemoWorld {
                 )
                 .ok(),
                 issuer: self.banks[c.bank].id.clone(),
-                expiry_yymm: "3412".into(),
+                expiry_yymm: c.expiry_yymm.clone(),
                 status: CardStatus::Active,
                 issuance: CardIssuance {
                     pan_sequence_number: "00".into(),
@@ -518,6 +520,7 @@ fn demo_cards(
                 bank_balance_fen: 2_000_000,
                 card_identification_code: format!("410100D156000005{:016X}", n as u64 + 1),
                 pin_offset: pin_offset.chars().take(6).collect(),
+                expiry_yymm: "3412".into(),
                 pan,
                 bank: b,
             });

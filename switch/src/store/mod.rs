@@ -104,7 +104,9 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
         card_id: CardId,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
     /// Changes a card's status (and with it, its place on the hot list). Activating a card
-    /// also clears its wrong-PIN count.
+    /// also clears its wrong-PIN count. The card's CMS life-cycle state then follows the new
+    /// status and its version increments (`cms::CmsStore`), so a compare-and-set of an
+    /// operator who read the card before fails.
     fn set_card_status(
         &self,
         card_id: CardId,

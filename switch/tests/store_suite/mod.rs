@@ -7,6 +7,8 @@ mod card_risk;
 pub use card_risk::*;
 mod operator;
 pub use operator::*;
+mod cms;
+pub use cms::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -20,7 +22,7 @@ use switch::store::*;
 /// Opens a fresh, isolated store of one backend, and can reopen it on the same data.
 pub trait Harness: Sized {
     /// The backend.
-    type S: Store;
+    type S: Store + switch::cms::CmsStore;
     /// SQL that removes the audit log's append-only triggers.
     const DISABLE_AUDIT_TRIGGERS: &'static str;
     /// SQL that removes the audit log's delete trigger (no-op where one trigger covers both).
@@ -1298,6 +1300,15 @@ macro_rules! store_suite {
             a_role_change_is_applied_only_when_another_administrator_approves_it,
             sessions_keys_and_idempotent_answers_are_kept_by_hash,
             audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge,
+            cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,
+            cms_an_import_stores_its_progress_after_every_chunk,
+            cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed,
+            cms_every_transition_not_in_the_table_is_refused_and_changes_nothing,
+            cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins,
+            cms_a_lost_report_reaches_the_hot_list_and_the_audit_log_says_who_and_why,
+            cms_a_replacement_moves_the_accounts_and_blocks_the_old_card,
+            cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins,
+            cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

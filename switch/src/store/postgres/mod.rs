@@ -136,6 +136,9 @@ impl Backend for PostgresStore {
         audit_head_for_update: "SELECT last_seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
         mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND \
             outbox_seq IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))",
+        applications_in_batch: "SELECT citizen_id, application_id FROM card_application \
+            WHERE batch_id = $1 AND citizen_id IN \
+            (SELECT value FROM jsonb_array_elements_text($2::jsonb))",
     };
     const WRITER_ON_OWN_THREAD: bool = false;
     const GROUP_COMMITS_IN_FLIGHT: usize = 2;

@@ -41,7 +41,7 @@ const CARD_BY_PAN: &str = concat!("SELECT ", card_columns!(), " FROM card WHERE 
 const CARD_PAN: &str = "SELECT pan_ciphertext FROM card WHERE card_id = $1";
 const SET_CARD_STATUS: &str = "UPDATE card SET status = $1, status_reason = $2, \
      status_changed_at_us = $3, pin_tries_failed = CASE WHEN $1 = 'active' THEN 0 \
-     ELSE pin_tries_failed END WHERE card_id = $4";
+     ELSE pin_tries_failed END, lifecycle = NULL, version = version + 1 WHERE card_id = $4";
 const COUNT_WRONG_PIN: &str = "UPDATE card SET pin_tries_failed = pin_tries_failed + 1 \
      WHERE card_id = $1 RETURNING CAST(pin_tries_failed AS BIGINT)";
 const HOT_LIST: &str = concat!(

@@ -50,6 +50,7 @@ macro_rules! outbox_columns {
 }
 
 mod audit_log;
+mod cms;
 mod control;
 pub mod driver;
 pub mod integrity;
@@ -66,6 +67,9 @@ pub struct Dialect {
     pub audit_head_for_update: &'static str,
     /// Marks the outbox sequences in `$2` (a JSON array) relayed at `$1`.
     pub mark_relayed: &'static str,
+    /// The applications of batch `$1` whose citizen IDs are in `$2` (a JSON array of strings):
+    /// `citizen_id, application_id` (the CMS's import, one read per chunk).
+    pub applications_in_batch: &'static str,
 }
 
 /// Approved transactions of acquirer `$1` decided in `[$2, $3)`, counted and summed by kind and

@@ -183,6 +183,8 @@ impl Backend for SqliteStore {
         audit_head_for_update: "SELECT last_seq, last_hash FROM audit_head WHERE id = 1",
         mark_relayed: "UPDATE outbox SET relayed_at_us = $1 WHERE relayed_at_us IS NULL AND \
             outbox_seq IN (SELECT value FROM json_each($2))",
+        applications_in_batch: "SELECT citizen_id, application_id FROM card_application \
+            WHERE batch_id = $1 AND citizen_id IN (SELECT value FROM json_each($2))",
     };
     const WRITER_ON_OWN_THREAD: bool = true;
     const GROUP_COMMITS_IN_FLIGHT: usize = 1;

@@ -1,0 +1,129 @@
+//! The card management system's persistence: a sibling of [`Store`] implemented by both
+//! backends (SQLite, PostgreSQL) in `store::sql::cms`, on the same pools and write discipline.
+//!
+//! Why a sibling trait: the data plane never calls these, and keeping them apart keeps
+//! [`Store`] the switch's own contract. Every card change is a compare-and-set on the card
+//! row's `version` and life-cycle state, so two operators (or two HTTP requests with the same
+//! `If-Match`) cannot both move a card from the same state.
+
+use super::lifecycle::Lifecycle;
+use super::model::{
+    Application, ApplicationId, CardholderId, CmsCard, ImportJob, NewApplication, Stored,
+};
+use crate::store::{CardId, NewCard, Store, StoreError};
+use std::future::Future;
+use uuid::Uuid;
+
+/// Most applications one [`CmsStore::store_applications`] call stores (one transaction).
+pub const APPLICATIONS_PER_CALL_MAX: usize = 1_000;
+
+/// A compare-and-set change of one card's life-cycle state.
+#[derive(Debug, Clone, Copy)]
+pub struct CardChange<'a> {
+    /// The card.
+    pub card_id: CardId,
+    /// The version the caller read (HTTP `If-Match`).
+    pub expected_version: i64,
+    /// The state the caller read.
+    pub from: Lifecycle,
+    /// The new state.
+    pub to: Lifecycle,
+    /// Why (kept as the card's status reason).
+    pub reason: &'a str,
+    /// When.
+    pub at_us: i64,
+    /// Sets the wrong-PIN count back to 0.
+    pub reset_pin_tries: bool,
+    /// A new IBM 3624 PIN offset (PIN reset).
+    pub pin_offset: Option<&'a str>,
+}
+
+/// Storage of cardholders, applications, import jobs, PAN ranges and card life cycles.
+pub trait CmsStore: Store {
+    /// Stores validated applications of `batch_id` in one transaction (cardholders upserted by
+    /// citizen ID); a citizen ID the batch already holds is reported [`Stored::Duplicate`] and
+    /// changes nothing. At most [`APPLICATIONS_PER_CALL_MAX`].
+    fn store_applications(
+        &self,
+        batch_id: &str,
+        applications: &[NewApplication],
+        at_us: i64,
+    ) -> impl Future<Output = Result<Vec<Stored>, StoreError>> + Send;
+    /// One application with its cardholder.
+    fn application(
+        &self,
+        id: ApplicationId,
+    ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
+    /// The application of `citizen_id` in batch `batch_id`.
+    fn application_in_batch(
+        &self,
+        batch_id: &str,
+        citizen_id: &str,
+    ) -> impl Future<Output = Result<Option<ApplicationId>, StoreError>> + Send;
+    /// The latest application of a cardholder (a replacement card's personal data).
+    fn latest_application(
+        &self,
+        cardholder: CardholderId,
+    ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
+    /// Attaches a sealed photo to an application (replacing any earlier one).
+    fn set_application_photo(
+        &self,
+        id: ApplicationId,
+        sealed: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The sealed photo of an application.
+    fn application_photo(
+        &self,
+        id: ApplicationId,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Creates or updates an import job.
+    fn put_import_job(
+        &self,
+        job: &ImportJob,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An import job.
+    fn import_job(
+        &self,
+        job_id: Uuid,
+    ) -> impl Future<Output = Result<Option<ImportJob>, StoreError>> + Send;
+    /// The next serial of the BIN range `bin` (from 1), atomically; `Conflict` past
+    /// `serial_max`.
+    fn allocate_pan_serial(
+        &self,
+        bin: &str,
+        serial_max: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Issues `card` (life cycle `personalised`) for an application still `applied`, in one
+    /// transaction with the application's move to `personalised`; `Conflict` if it was not.
+    fn personalise_application(
+        &self,
+        id: ApplicationId,
+        cardholder: CardholderId,
+        card: &NewCard,
+        at_us: i64,
+    ) -> impl Future<Output = Result<CardId, StoreError>> + Send;
+    /// A card with its life-cycle state and version.
+    fn cms_card(
+        &self,
+        card_id: CardId,
+    ) -> impl Future<Output = Result<Option<CmsCard>, StoreError>> + Send;
+    /// Applies `change` if the card still has its expected version and state; returns the new
+    /// version. `Conflict("card version")` otherwise, `NotFound` for an unknown card.
+    fn change_card(
+        &self,
+        change: &CardChange<'_>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// A replacement in one transaction: `old` moves to `replaced` (compare-and-set as in
+    /// [`CmsStore::change_card`]), `new_card` is issued for the same cardholder, and the old
+    /// card's accounts move to it (its transactions stay with it).
+    fn replace_card(
+        &self,
+        old: &CardChange<'_>,
+        new_card: &NewCard,
+    ) -> impl Future<Output = Result<CardId, StoreError>> + Send;
+    /// The cards of a cardholder, oldest first.
+    fn cards_of_cardholder(
+        &self,
+        cardholder: CardholderId,
+    ) -> impl Future<Output = Result<Vec<CmsCard>, StoreError>> + Send;
+}

@@ -1,0 +1,870 @@
+//! The card management system on every backend: applications and their import, photos, the
+//! life-cycle table, compare-and-set, replacement, PIN reset, and issuance end to end (a card
+//! issued here, personalised by the bureau from the file, activated, pays a hospital bill at a
+//! kiosk through the acquirer port, then reported lost: 41 and APPLICATION BLOCK).
+
+use super::Harness;
+use async_trait::async_trait;
+use card_apdu::channel::memory::MemoryChannel;
+use futures_util::{SinkExt, StreamExt};
+use hsm_sim::datakey::DataKey;
+use hsm_sim::keys::Zpk;
+use hsm_sim::pin::PinBlockFormat;
+use schemas::domain::{InstitutionId, Stan, TerminalId};
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use schemas::iso8583::{self, OwnedMessage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switch::cms::citizen_id::check_character;
+use switch::cms::perso_file::PersoFileContent;
+use switch::cms::photo::{sample_jpeg, PhotoSealer};
+use switch::cms::{
+    Actor, ApplicationId, CardManagement, CardOperation, CmsError, CmsStore, JobState, Lifecycle,
+};
+use switch::issuer::gateway::{BankGateway, GatewayError};
+use switch::sim::bureau;
+use switch::sim::kiosk::Kiosk;
+use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
+use switch::store::*;
+
+const HEADER: &str = "citizen_id,name,insurance_scheme,region_code,bank_id\n";
+
+/// A valid GB 11643-1999 number for sequence `n` (born 1990-03-07 in 410102).
+fn citizen(n: u32) -> String {
+    let body = format!("41010219900307{:03}", n % 1000);
+    let mut b = [0u8; 17];
+    b.copy_from_slice(body.as_bytes());
+    format!("{body}{}", check_character(&b))
+}
+
+fn actor() -> Actor {
+    Actor {
+        operator: "clerk7".into(),
+        institution: InstitutionId::parse("4101008").unwrap(),
+        source: "10.1.2.3".into(),
+        reason: "counter ticket 42".into(),
+    }
+}
+
+struct Cms<H: Harness> {
+    h: H,
+    world: DemoWorld,
+    cms: CardManagement<H::S>,
+}
+
+async fn cms<H: Harness>() -> Cms<H>
+where
+    H::S: CmsStore,
+{
+    let h = H::new().await;
+    let mut world = DemoWorld::new(1).unwrap();
+    world.seed(&*h.store()).await.unwrap();
+    let photos = PhotoSealer::new(DataKey::from_bytes([7; 32]).unwrap());
+    let cms = CardManagement::new(h.store())
+        .with_photos(photos)
+        .with_issuance(bureau::demo_issuance(&world).unwrap());
+    Cms { h, world, cms }
+}
+
+fn bank(c: &Cms<impl Harness>) -> String {
+    c.world.banks[0].id.to_string()
+}
+
+/// Imports one application and returns its id.
+async fn apply<H: Harness>(c: &Cms<H>, n: u32) -> ApplicationId
+where
+    H::S: CmsStore,
+{
+    let csv = format!("{HEADER}{},李四,居民,410100,{}\n", citizen(n), bank(c));
+    let job = c
+        .cms
+        .import_applications(&actor(), &format!("b{n}"), csv.as_bytes(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.rows_created, 1, "{:?}", job.row_errors);
+    c.cms
+        .application_in_batch(&format!("b{n}"), &citizen(n))
+        .await
+        .unwrap()
+        .application_id
+}
+
+/// Personalises the card of application `n` (PIN 123456 at the counter) into `batch`.
+async fn personalised<H: Harness>(
+    c: &Cms<H>,
+    batch: &mut switch::cms::PersoBatch,
+    n: u32,
+) -> switch::cms::CmsCard
+where
+    H::S: CmsStore,
+{
+    let app = apply(c, n).await;
+    let pin = bureau::counter_pin(&c.world, DEMO_PIN, PinBlockFormat::Iso1, "").unwrap();
+    c.cms.personalise(&actor(), batch, app, &pin).await.unwrap()
+}
+
+async fn audit_actions<H: Harness>(h: &H) -> usize
+where
+    H::S: CmsStore,
+{
+    usize::try_from(h.store().verify_audit_chain().await.unwrap()).unwrap()
+}
+
+pub async fn cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing<
+    H: Harness,
+>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let b = bank(&c);
+    let mut csv = String::from(HEADER);
+    csv.push_str(&format!("{},张三,城镇职工,410100,{b}\n", citizen(1)));
+    csv.push_str("110105194912310021,王五,居民,410100,01020000\n"); // wrong check character
+    csv.push_str(&format!("{},赵六,商业保险,410100,{b}\n", citizen(3))); // scheme
+    csv.push_str(&format!("{},钱七,居民,990100,{b}\n", citizen(4))); // province
+    csv.push_str(&format!("{},孙八,居民\n", citizen(5))); // short row
+    csv.push_str(&format!("{},周九,居民,410100,09990000\n", citizen(6))); // unknown bank
+    csv.push_str(&format!("{},吴十,resident,410100,{b}\n", citizen(7)));
+    csv.push_str(&format!("{},张三,城镇职工,410100,{b}\n", citizen(1))); // twice in the file
+    let seen = std::sync::Mutex::new(Vec::new());
+    let job = c
+        .cms
+        .import_applications(&actor(), "2026-12-07.01", csv.as_bytes(), &|j| {
+            seen.lock().unwrap().push(j.percent())
+        })
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Done);
+    assert_eq!(job.rows_total, 8);
+    assert_eq!(
+        (job.rows_created, job.rows_duplicate, job.rows_rejected),
+        (2, 1, 5)
+    );
+    let errs: Vec<(u64, &str)> = job
+        .row_errors
+        .iter()
+        .map(|e| (e.row, e.field.as_str()))
+        .collect();
+    assert_eq!(
+        errs,
+        [
+            (2, "citizen_id"),
+            (3, "insurance_scheme"),
+            (4, "region_code"),
+            (5, "row"),
+            (6, "bank_id")
+        ]
+    );
+    assert_eq!(seen.lock().unwrap().last(), Some(&100));
+    // The job is readable by id, as it was stored.
+    assert_eq!(c.cms.import_job(job.job_id).await.unwrap(), job);
+    // The same batch again: nothing new.
+    let again = c
+        .cms
+        .import_applications(&actor(), "2026-12-07.01", csv.as_bytes(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.rows_created,
+            again.rows_duplicate,
+            again.rows_rejected
+        ),
+        (0, 3, 5)
+    );
+    let a = c
+        .cms
+        .application_in_batch("2026-12-07.01", &citizen(1))
+        .await
+        .unwrap();
+    assert_eq!((a.name.as_str(), a.sex.as_str()), ("张三", "1"));
+    // A repeated row writes nothing, not even a changed name.
+    let renamed = format!("{HEADER}{},张叁,城镇职工,410100,{b}\n", citizen(1));
+    let third = c
+        .cms
+        .import_applications(&actor(), "2026-12-07.01", renamed.as_bytes(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((third.rows_created, third.rows_duplicate), (0, 1));
+    let same = c.cms.application(a.application_id).await.unwrap();
+    assert_eq!(same.name, "张三");
+    assert_eq!(a.insurance, InsuranceCategory::Employee);
+    // A file without a required column fails as a whole, with the job marked failed.
+    let bad = c
+        .cms
+        .import_applications(&actor(), "b2", b"citizen_id,name\n1,2\n", &|_| {})
+        .await;
+    assert!(matches!(bad, Err(CmsError::Invalid { field: "file", .. })));
+    assert!(c.cms.start_import("bad batch id", b"").await.is_err());
+    c.h.cleanup().await;
+}
+
+pub async fn cms_an_import_stores_its_progress_after_every_chunk<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let b = bank(&c);
+    let mut csv = String::from(HEADER);
+    for n in 0..1_200u32 {
+        // Two birth years, so 1,200 distinct numbers with a 3-digit sequence.
+        let body = format!("4101021990030{}{:03}", 7 + n / 1000, n % 1000);
+        let mut d = [0u8; 17];
+        d.copy_from_slice(body.as_bytes());
+        csv.push_str(&format!(
+            "{body}{},李四,居民,410100,{b}\n",
+            check_character(&d)
+        ));
+    }
+    let job = c
+        .cms
+        .start_import("progress", csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(job.rows_total, 1_200);
+    let stored = c.cms.import_job(job.job_id).await.unwrap();
+    assert_eq!(
+        (stored.state, stored.rows_done, stored.percent()),
+        (JobState::Running, 0, 0)
+    );
+    let seen = std::sync::Mutex::new(Vec::new());
+    let done = c
+        .cms
+        .finish_import(&actor(), job, csv.as_bytes(), &|j| {
+            seen.lock()
+                .unwrap()
+                .push((j.state, j.rows_done, j.percent()))
+        })
+        .await
+        .unwrap();
+    // Each report was stored before it was made: what GET /applications/imports/{id} shows.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (JobState::Running, 500, 41),
+            (JobState::Running, 1_000, 83),
+            (JobState::Done, 1_200, 100)
+        ]
+    );
+    assert_eq!(done.rows_created, 1_200);
+    assert_eq!(c.cms.import_job(done.job_id).await.unwrap(), done);
+    c.h.cleanup().await;
+}
+
+pub async fn cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let app = apply(&c, 11).await;
+    let jpeg = sample_jpeg(358, 441);
+    c.cms.attach_photo(&actor(), app, &jpeg).await.unwrap();
+    assert_eq!(c.cms.photo(app).await.unwrap(), Some(jpeg.clone()));
+    assert!(c.cms.application(app).await.unwrap().has_photo);
+    let sealed = c.h.store().application_photo(app).await.unwrap().unwrap();
+    assert!(!sealed.windows(4).any(|w| w == b"JFIF"), "sealed at rest");
+    let png = b"\x89PNG\r\n\x1a\n....";
+    let e = c.cms.attach_photo(&actor(), app, png).await.unwrap_err();
+    assert_eq!(e.http_status(), 422);
+    let big = [&jpeg[..2], &vec![0u8; 70_000], &jpeg[2..]].concat();
+    assert!(c.cms.attach_photo(&actor(), app, &big).await.is_err());
+    assert!(matches!(
+        c.cms
+            .attach_photo(&actor(), ApplicationId(9_999), &jpeg)
+            .await,
+        Err(CmsError::NotFound(_))
+    ));
+    c.h.cleanup().await;
+}
+
+/// Drives a personalised card to `state` through allowed operations.
+async fn drive<H: Harness>(c: &Cms<H>, card: CardId, state: Lifecycle)
+where
+    H::S: CmsStore,
+{
+    use CardOperation as Op;
+    let path: &[Op] = match state {
+        Lifecycle::Personalised => &[],
+        Lifecycle::Issued => &[Op::HandOver],
+        Lifecycle::Active => &[Op::HandOver, Op::Activate],
+        Lifecycle::Suspended => &[Op::HandOver, Op::Activate, Op::Suspend],
+        Lifecycle::Lost => &[Op::HandOver, Op::Activate, Op::ReportLost],
+        Lifecycle::Stolen => &[Op::HandOver, Op::Activate, Op::ReportStolen],
+        Lifecycle::Blocked => &[Op::HandOver, Op::Activate, Op::Block],
+        Lifecycle::Expired => &[Op::HandOver, Op::Activate, Op::Expire],
+        Lifecycle::Closed => &[Op::HandOver, Op::Activate, Op::Close],
+        Lifecycle::Applied | Lifecycle::Replaced => unreachable!("not by `apply`"),
+    };
+    for op in path {
+        c.cms.apply(&actor(), card, *op, None).await.unwrap();
+    }
+    assert_eq!(c.cms.card(card).await.unwrap().lifecycle, state);
+}
+
+pub async fn cms_every_transition_not_in_the_table_is_refused_and_changes_nothing<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    use switch::cms::lifecycle::next;
+    let c = cms::<H>().await;
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let states = [
+        Lifecycle::Personalised,
+        Lifecycle::Issued,
+        Lifecycle::Active,
+        Lifecycle::Suspended,
+        Lifecycle::Lost,
+        Lifecycle::Stolen,
+        Lifecycle::Blocked,
+        Lifecycle::Expired,
+        Lifecycle::Closed,
+        Lifecycle::Replaced,
+    ];
+    let pin = bureau::counter_pin(&c.world, DEMO_PIN, PinBlockFormat::Iso1, "").unwrap();
+    let mut refused = 0;
+    for (i, state) in states.into_iter().enumerate() {
+        let card = personalised(&c, &mut batch, 100 + i as u32).await;
+        if state == Lifecycle::Replaced {
+            drive(&c, card.card_id, Lifecycle::Active).await;
+            c.cms
+                .replace(&actor(), &mut batch, card.card_id, None, &pin)
+                .await
+                .unwrap();
+        } else {
+            drive(&c, card.card_id, state).await;
+        }
+        let before = c.cms.card(card.card_id).await.unwrap();
+        assert_eq!(before.lifecycle, state);
+        assert_eq!(before.status, state.switch_status());
+        for op in CardOperation::ALL {
+            if next(op, state).is_ok() {
+                continue;
+            }
+            let audited = audit_actions(&c.h).await;
+            let e = match op {
+                CardOperation::Personalise => continue, // an application's operation
+                CardOperation::Replace => c
+                    .cms
+                    .replace(&actor(), &mut batch, card.card_id, None, &pin)
+                    .await
+                    .map(drop),
+                CardOperation::ResetPin => c
+                    .cms
+                    .reset_pin(&actor(), card.card_id, None, &pin)
+                    .await
+                    .map(drop),
+                op => c
+                    .cms
+                    .apply(&actor(), card.card_id, op, None)
+                    .await
+                    .map(drop),
+            }
+            .unwrap_err();
+            assert!(
+                matches!(e, CmsError::Refused(r) if r.operation == op && r.from == state),
+                "{op:?} from {state:?}: {e:?}"
+            );
+            assert_eq!(e.http_status(), 409);
+            assert_eq!(c.cms.card(card.card_id).await.unwrap(), before);
+            assert_eq!(
+                audit_actions(&c.h).await,
+                audited,
+                "a refusal is not a change"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 60, "{refused} refusals checked");
+    c.h.cleanup().await;
+}
+
+pub async fn cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let card = personalised(&c, &mut batch, 21).await;
+    drive(&c, card.card_id, Lifecycle::Active).await;
+    let read = c.cms.card(card.card_id).await.unwrap();
+    let after = c
+        .cms
+        .apply(
+            &actor(),
+            card.card_id,
+            CardOperation::Suspend,
+            Some(read.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.version, read.version + 1);
+    // The same If-Match again: the card moved on.
+    let e = c
+        .cms
+        .apply(
+            &actor(),
+            card.card_id,
+            CardOperation::Lift,
+            Some(read.version),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CmsError::VersionMismatch { current } if current == after.version));
+    assert_eq!(e.http_status(), 412);
+    // Two operators act on the same version at once: one lifts, one reports lost.
+    let cms = Arc::new(c);
+    let v = after.version;
+    let (a, b) = tokio::join!(
+        {
+            let c = cms.clone();
+            async move {
+                c.cms
+                    .apply(&actor(), card.card_id, CardOperation::Lift, Some(v))
+                    .await
+            }
+        },
+        {
+            let c = cms.clone();
+            async move {
+                c.cms
+                    .apply(&actor(), card.card_id, CardOperation::ReportLost, Some(v))
+                    .await
+            }
+        }
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    let loser = if a.is_ok() { b } else { a };
+    assert!(matches!(loser, Err(CmsError::VersionMismatch { .. })));
+    assert_eq!(cms.cms.card(card.card_id).await.unwrap().version, v + 1);
+    match Arc::try_unwrap(cms) {
+        Ok(c) => c.h.cleanup().await,
+        Err(_) => panic!("test holds the only reference"),
+    }
+}
+
+pub async fn cms_a_lost_report_reaches_the_hot_list_and_the_audit_log_says_who_and_why<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let card = personalised(&c, &mut batch, 31).await;
+    drive(&c, card.card_id, Lifecycle::Active).await;
+    let s = c.h.store();
+    assert!(!s
+        .hot_list()
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.card_id == card.card_id));
+    let lost = c
+        .cms
+        .apply(&actor(), card.card_id, CardOperation::ReportLost, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (lost.lifecycle, lost.status),
+        (Lifecycle::Lost, CardStatus::Lost)
+    );
+    let hot = s.hot_list().await.unwrap();
+    let listed = hot.iter().find(|x| x.card_id == card.card_id).expect("hot");
+    assert_eq!(listed.status, CardStatus::Lost);
+    assert_eq!(listed.status_reason.as_deref(), Some("counter ticket 42"));
+    // Found again (解挂): off the hot list, active.
+    let lifted = c
+        .cms
+        .apply(&actor(), card.card_id, CardOperation::Lift, None)
+        .await
+        .unwrap();
+    assert_eq!(lifted.status, CardStatus::Active);
+    assert!(!s
+        .hot_list()
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.card_id == card.card_id));
+    // Every change is in the chain: import, personalise, hand over, activate, lost, lift.
+    assert_eq!(audit_actions(&c.h).await, 6);
+    // The switch blocking a card itself (wrong PINs) shows in the CMS as blocked.
+    s.set_card_status(card.card_id, CardStatus::Blocked, Some("pin tries"), 0)
+        .await
+        .unwrap();
+    let blocked = c.cms.card(card.card_id).await.unwrap();
+    assert_eq!(blocked.lifecycle, Lifecycle::Blocked);
+    assert_eq!(blocked.version, lifted.version + 1);
+    c.h.cleanup().await;
+}
+
+pub async fn cms_a_replacement_moves_the_accounts_and_blocks_the_old_card<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let s = c.h.store();
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let card = personalised(&c, &mut batch, 41).await;
+    drive(&c, card.card_id, Lifecycle::Lost).await;
+    let fund = InstitutionId::parse(switch::sim::world::INSURANCE_FUND_ID).unwrap();
+    let personal = s
+        .open_account(
+            &NewAccount {
+                institution: fund,
+                card_id: Some(card.card_id),
+                kind: AccountKind::PersonalMedical,
+                opening_balance: schemas::domain::AmountFen::new(50_000).unwrap(),
+            },
+            now_us(),
+        )
+        .await
+        .unwrap();
+    let pin = bureau::counter_pin(&c.world, DEMO_PIN, PinBlockFormat::Iso1, "").unwrap();
+    let (old, new) = c
+        .cms
+        .replace(&actor(), &mut batch, card.card_id, None, &pin)
+        .await
+        .unwrap();
+    assert_eq!(old.lifecycle, Lifecycle::Replaced);
+    assert_eq!(old.status, CardStatus::Blocked);
+    assert_eq!(old.replaced_by, Some(new.card_id));
+    assert_eq!(new.lifecycle, Lifecycle::Personalised);
+    assert_eq!(new.cardholder_id, old.cardholder_id);
+    assert_eq!(new.issuer, old.issuer);
+    assert_ne!(new.pan_masked, old.pan_masked);
+    let accounts = s.accounts_for_card(new.card_id).await.unwrap();
+    assert_eq!(
+        accounts.iter().map(|a| a.account_id).collect::<Vec<_>>(),
+        [personal]
+    );
+    assert!(s.accounts_for_card(old.card_id).await.unwrap().is_empty());
+    let cards = s
+        .cards_of_cardholder(old.cardholder_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cards.len(), 2, "both cards stay with the cardholder");
+    assert_eq!(batch.content().records.len(), 2);
+    // A replaced card cannot be replaced again.
+    assert!(matches!(
+        c.cms
+            .replace(&actor(), &mut batch, old.card_id, None, &pin)
+            .await,
+        Err(CmsError::Refused(_))
+    ));
+    c.h.cleanup().await;
+}
+
+pub async fn cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins<
+    H: Harness,
+>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let s = c.h.store();
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let card = personalised(&c, &mut batch, 51).await;
+    drive(&c, card.card_id, Lifecycle::Active).await;
+    let pan = s.card_pan(card.card_id).await.unwrap();
+    let offset_of = |s: Arc<H::S>, pan: schemas::domain::Pan| async move {
+        s.card_by_pan(&pan)
+            .await
+            .unwrap()
+            .unwrap()
+            .issuance
+            .pin_offset
+    };
+    let first = offset_of(s.clone(), pan.clone()).await;
+    for _ in 0..3 {
+        s.count_wrong_pin(card.card_id).await.unwrap();
+    }
+    s.set_card_status(card.card_id, CardStatus::Blocked, Some("pin tries"), 0)
+        .await
+        .unwrap();
+    let pin = bureau::counter_pin(
+        &c.world,
+        "654321",
+        PinBlockFormat::Iso0,
+        pan.expose_digits(),
+    )
+    .unwrap();
+    let after = c
+        .cms
+        .reset_pin(&actor(), card.card_id, None, &pin)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.lifecycle, after.pin_tries_failed),
+        (Lifecycle::Active, 0)
+    );
+    let second = offset_of(s.clone(), pan.clone()).await;
+    assert_ne!(first, second, "a new PIN, a new offset");
+    assert_eq!(second.as_deref().map(str::len), Some(6));
+    // The same PIN arriving under a zone PIN key (the counter system re-encrypted it) gives
+    // the same offset: the HSM saw the same PIN.
+    let zpk_clear = hsm_sim::keys::ClearKey::new(
+        hsm_sim::keys::KeyScheme::U,
+        hex::decode(&c.world.banks[0].zpk_clear).unwrap(),
+    )
+    .unwrap();
+    let block = hsm_sim::pin::encrypt_pin_block(
+        &hsm_sim::crypto::WorkingCipher::new(&zpk_clear).unwrap(),
+        PinBlockFormat::Iso0,
+        &hsm_sim::card_crypto::ClearPin::new("654321").unwrap(),
+        pan.expose_digits(),
+    )
+    .unwrap();
+    let under_zpk = switch::cms::CounterPin {
+        key: hsm_sim::keys::PinKey::Zpk(c.world.bank_keys(0).unwrap().1),
+        block,
+        format: PinBlockFormat::Iso0,
+    };
+    c.cms
+        .reset_pin(&actor(), card.card_id, None, &under_zpk)
+        .await
+        .unwrap();
+    assert_eq!(offset_of(s.clone(), pan.clone()).await, second);
+    // Unblock alone (the cardholder remembered the PIN): blocked → active, tries cleared.
+    s.count_wrong_pin(card.card_id).await.unwrap();
+    c.cms
+        .apply(&actor(), card.card_id, CardOperation::Block, None)
+        .await
+        .unwrap();
+    let unblocked = c
+        .cms
+        .apply(&actor(), card.card_id, CardOperation::Unblock, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unblocked.status, unblocked.pin_tries_failed),
+        (CardStatus::Active, 0)
+    );
+    c.h.cleanup().await;
+}
+
+/// A bank that approves every leg (the e2e test is about the card, not the bank).
+struct ApprovingBanks {
+    zpks: HashMap<InstitutionId, Zpk>,
+    stan: AtomicU32,
+}
+
+#[async_trait]
+impl BankGateway for ApprovingBanks {
+    async fn send(
+        &self,
+        _bank: &InstitutionId,
+        request: OwnedMessage<'static>,
+        _timeout: Duration,
+    ) -> Result<OwnedMessage<'static>, GatewayError> {
+        let spec = iso8583::spec("ssc87").unwrap();
+        let mut wire = Vec::new();
+        spec.encode(&request, &mut wire).unwrap();
+        let mut a = spec.decode(&wire).unwrap().to_response().unwrap();
+        a.set_str(39, "00").unwrap();
+        a.set_str(38, "B12345").unwrap();
+        let mut out = Vec::new();
+        spec.encode(&a, &mut out).unwrap();
+        let leaked: &'static [u8] = Box::leak(out.into_boxed_slice());
+        Ok(spec.decode(leaked).unwrap().to_owned_message())
+    }
+
+    fn is_up(&self, _bank: &InstitutionId) -> bool {
+        true
+    }
+
+    fn zpk(&self, bank: &InstitutionId) -> Option<Zpk> {
+        self.zpks.get(bank).cloned()
+    }
+
+    fn next_stan(&self, _bank: &InstitutionId) -> Stan {
+        Stan::new(self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1).unwrap()
+    }
+}
+
+type Conn = tokio_util::codec::Framed<tokio::net::TcpStream, FrameCodec>;
+
+async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
+    conn.send(Frame {
+        tpdu: None,
+        message: request.to_vec().into(),
+    })
+    .await
+    .unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(10), conn.next())
+        .await
+        .expect("answer in time")
+        .expect("connection open")
+        .expect("well-framed answer");
+    f.message.to_vec()
+}
+
+pub async fn cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost<
+    H: Harness,
+>()
+where
+    H::S: CmsStore,
+{
+    use switch::acquirer::{self, AcquirerListener};
+    use switch::metrics::Metrics;
+    use switch::pipeline::Pipeline;
+    let c = cms::<H>().await;
+    let s = c.h.store();
+    // 1. Issue: application, personalisation (PAN, keys under the transport ZEK, PIN offset).
+    let mut batch = c.cms.open_perso_batch().await.unwrap();
+    let app = apply(&c, 61).await;
+    c.cms
+        .attach_photo(&actor(), app, &sample_jpeg(358, 441))
+        .await
+        .unwrap();
+    let pin = bureau::counter_pin(&c.world, DEMO_PIN, PinBlockFormat::Iso1, "").unwrap();
+    let card = c
+        .cms
+        .personalise(&actor(), &mut batch, app, &pin)
+        .await
+        .unwrap();
+    let file = batch.content().to_json_lines();
+    // No clear PIN: an ISO 9564-1 format 1 block in clear would read "16123456...".
+    assert!(
+        !file.contains(&format!("16{DEMO_PIN}")),
+        "no clear PIN block in the file"
+    );
+    assert!(!file.contains("\"pin\""), "no PIN field");
+    // 2. The bureau reads the file and makes the card.
+    let read = PersoFileContent::parse(&file).unwrap();
+    assert_eq!(read.records.len(), 1);
+    let record = &read.records[0];
+    assert_eq!(record.card_id, card.card_id.0);
+    assert!(record
+        .photo_jpeg_hex
+        .as_deref()
+        .unwrap()
+        .starts_with("FFD8"));
+    let vcard = bureau::load_record(&read.header, record).unwrap();
+    let mut reader = MemoryChannel::new(vcard);
+    // The insurance fund opens the cardholder's accounts (as its own system does).
+    let fund = InstitutionId::parse(switch::sim::world::INSURANCE_FUND_ID).unwrap();
+    for (kind, fen) in [
+        (AccountKind::PersonalMedical, 50_000),
+        (AccountKind::PooledFund, 10_000_000),
+    ] {
+        s.open_account(
+            &NewAccount {
+                institution: fund.clone(),
+                card_id: Some(card.card_id),
+                kind,
+                opening_balance: schemas::domain::AmountFen::new(fen).unwrap(),
+            },
+            now_us(),
+        )
+        .await
+        .unwrap();
+    }
+    // 3. The switch runs: writer, pipeline, acquirer port.
+    let mut zpks = HashMap::new();
+    for (i, b) in c.world.banks.iter().enumerate() {
+        zpks.insert(b.id.clone(), c.world.bank_keys(i).unwrap().1);
+    }
+    let banks = Arc::new(ApprovingBanks {
+        zpks,
+        stan: AtomicU32::new(1),
+    });
+    let (w, _task) = writer::spawn(s.clone(), writer::WriterConfig::default());
+    let pipeline = Pipeline::new(
+        s.clone(),
+        w,
+        c.world.hsm.clone(),
+        banks,
+        c.world.keys.clone(),
+        c.world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = acquirer::bind(&cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(acquirer::serve(listener, cfg, Arc::clone(&pipeline), rx));
+    let mut conn = tokio_util::codec::Framed::new(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        FrameCodec::new(LengthHeader::Binary2),
+    );
+    let h = &c.world.hospitals[0];
+    let mut kiosk = Kiosk::new(
+        TerminalId::parse("HK000009").unwrap(),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    );
+    let pan = s.card_pan(card.card_id).await.unwrap();
+    let demo_card = DemoCard {
+        pan: pan.clone(),
+        bank: 0,
+        algorithm: IccAlgorithm::Sm4,
+        insurance: Some(InsuranceCategory::Resident),
+        personal_fen: 50_000,
+        bank_balance_fen: 0,
+        card_identification_code: record.ssse.card_identification_code.clone(),
+        pin_offset: String::new(),
+        expiry_yymm: card.expiry_yymm.clone(),
+    };
+    let code = |wire: &[u8]| {
+        let m = iso8583::spec("ssc87").unwrap().decode(wire).unwrap();
+        m.get_str(39).unwrap().into_owned()
+    };
+    // Not yet activated: 62.
+    c.cms
+        .apply(&actor(), card.card_id, CardOperation::HandOver, None)
+        .await
+        .unwrap();
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 10_000, "MZ-C0", DEMO_PIN)
+        .unwrap();
+    assert_eq!(code(&exchange(&mut conn, &p.request).await), "62");
+    // 4. Activated at the counter: the bill is paid, the chip accepts the ARPC.
+    c.cms
+        .apply(&actor(), card.card_id, CardOperation::Activate, None)
+        .await
+        .unwrap();
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 30_000, "MZ-C1", DEMO_PIN)
+        .unwrap();
+    let answer = exchange(&mut conn, &p.request).await;
+    let a = iso8583::spec("ssc87").unwrap().decode(&answer).unwrap();
+    assert_eq!(a.get_str(39).unwrap(), "00");
+    let outcome = p.complete(&mut reader, &a).unwrap();
+    assert!(outcome.approved);
+    assert_eq!(
+        outcome.issuer_authentication,
+        Some(true),
+        "ARPC from the MK-AC"
+    );
+    // 5. Reported lost: the next transaction is declined 41 with APPLICATION BLOCK.
+    c.cms
+        .apply(&actor(), card.card_id, CardOperation::ReportLost, None)
+        .await
+        .unwrap();
+    pipeline.cards().refresh_hot_list(&*s).await.unwrap();
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 10_000, "MZ-C2", DEMO_PIN)
+        .unwrap();
+    let answer = exchange(&mut conn, &p.request).await;
+    let a = iso8583::spec("ssc87").unwrap().decode(&answer).unwrap();
+    assert_eq!(a.get_str(39).unwrap(), "41");
+    let outcome = p.complete(&mut reader, &a).unwrap();
+    assert!(!outcome.approved);
+    assert!(
+        outcome.scripts.iter().any(|s| s.ok),
+        "the chip ran the APPLICATION BLOCK script: {:?}",
+        outcome.scripts
+    );
+    assert!(kiosk
+        .medical_bill(&demo_card, &mut reader, 10_000, "MZ-C3", DEMO_PIN)
+        .is_err());
+    c.h.cleanup().await;
+}
