@@ -275,6 +275,9 @@ mod demo {
         /// Run on PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/test) instead of SQLite.
         #[arg(long)]
         postgres: Option<String>,
+        /// The PostgreSQL schema of the demo's store (recreated unless `--keep-data`).
+        #[arg(long, default_value = "switch_demo")]
+        postgres_schema: String,
         /// Use a network HSM at this address (payShield host commands, e.g. `hsm-sim` with the
         /// test LMK) instead of the in-process software HSM.
         #[arg(long)]
@@ -298,6 +301,7 @@ mod demo {
             duration: args.duration_secs.map(Duration::from_secs),
             keep_data: args.keep_data,
             postgres_url: args.postgres,
+            postgres_schema: args.postgres_schema,
             no_clearing: args.no_clearing,
             hsm: args.hsm,
             group_commits: args.group_commits.map(usize::from),

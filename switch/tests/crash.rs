@@ -1,5 +1,8 @@
 //! kill -9 of the switch under load, then restart: every approval a client received is in the
-//! store with its outbox event, and the restarted switch serves again.
+//! store with its outbox event, the store's invariants hold (`switch verify`) after the kill and
+//! after the restart, and the restarted switch serves again. On SQLite with 4 connections, and
+//! under a heavier load (16 connections, 2,000 approvals before the kill) on SQLite and on
+//! PostgreSQL (issue 27).
 
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
@@ -14,11 +17,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoWorld, DEMO_PIN};
-use switch::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
+use switch::store::{
+    DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Store,
+};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-const CARDS_PER_BANK: usize = 4;
+/// Where the killed switch keeps its store.
+#[derive(Clone)]
+enum Backend {
+    /// `switch.db` in the data folder.
+    Sqlite,
+    /// A schema of its own in the test PostgreSQL (127.0.0.1:5432, database `test`; override
+    /// with SWITCH_TEST_PG_URL), dropped at the end.
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    fn postgres() -> Self {
+        let url = std::env::var("SWITCH_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("crash_test_{}", std::process::id());
+        Backend::Postgres { url, schema }
+    }
+}
+
+/// One load of the scenario.
+struct Load {
+    /// Kiosks at once, one connection each.
+    kiosks: usize,
+    /// Cards per bank (6 banks): a multiple of `kiosks / 6`, so each kiosk has cards of its own.
+    cards_per_bank: usize,
+    /// Approvals received before the kill.
+    approvals_before_kill: usize,
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -28,16 +60,25 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_switch(dir: &Path, acquirer: u16, http: u16, banks: u16, keep: bool) -> Child {
+struct Ports {
+    acquirer: u16,
+    http: u16,
+    banks: u16,
+}
+
+fn start_switch(dir: &Path, backend: &Backend, load: &Load, ports: &Ports, keep: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switch"));
     cmd.args(["demo", "--no-traffic", "--data-dir"])
         .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{acquirer}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--bank-port-base", &banks.to_string()])
-        .args(["--cards-per-bank", &CARDS_PER_BANK.to_string()])
+        .args(["--listen", &format!("127.0.0.1:{}", ports.acquirer)])
+        .args(["--http", &format!("127.0.0.1:{}", ports.http)])
+        .args(["--bank-port-base", &ports.banks.to_string()])
+        .args(["--cards-per-bank", &load.cards_per_bank.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Backend::Postgres { url, schema } = backend {
+        cmd.args(["--postgres", url, "--postgres-schema", schema]);
+    }
     if keep {
         cmd.arg("--keep-data");
     }
@@ -59,9 +100,11 @@ async fn wait_listening(addr: SocketAddr) {
 type Cards = Arc<Mutex<HashMap<usize, MemoryChannel>>>;
 
 /// Sends bills until told to stop or the connection dies; records every approval received.
-/// Kiosk `k` uses the cards `k`, `k + 4`, …: the kiosks running together never share a card.
+/// Kiosk `k` of `kiosks` uses the cards `k`, `k + kiosks`, …: the kiosks running together never
+/// share a card.
 async fn kiosk_task(
     k: usize,
+    kiosks: usize,
     addr: SocketAddr,
     world: Arc<DemoWorld>,
     cards: Cards,
@@ -83,7 +126,7 @@ async fn kiosk_task(
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let idx = (k + 4 * n) % world.cards.len();
+        let idx = (k + kiosks * n) % world.cards.len();
         let card = &world.cards[idx];
         let kept = cards.lock().unwrap().remove(&idx);
         let mut reader =
@@ -121,35 +164,80 @@ async fn kiosk_task(
     }
 }
 
-/// `switch verify` on the killed switch's store: whatever the kill cut, the store's invariants
-/// hold (balances equal their journals, every approval has its event, the outbox has no gap).
-async fn assert_consistent(dir: &Path) {
-    let store = SqliteStore::open(
-        &SqliteConfig::new(dir.join("switch.db")),
-        Arc::new(DataKeyPanProtector::for_tests()),
-    )
-    .await
-    .unwrap();
+/// `switch verify` on the killed switch's store, and every approval in `approved` (RRNs the
+/// clients received `00` for) durable with its settlement event in the outbox.
+async fn check_store<S: Store>(store: &S, approved: &[String]) {
     let report = store.verify_integrity().await.unwrap();
     assert!(report.is_consistent(), "{report}");
+    let outbox: std::collections::HashSet<uuid::Uuid> = store
+        .outbox_after(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.event_id)
+        .collect();
+    for rrn in approved {
+        let txns = store
+            .transactions_by_rrn(&Rrn::parse(rrn).unwrap())
+            .await
+            .unwrap();
+        let t = txns
+            .iter()
+            .find(|t| t.record.is_approved())
+            .unwrap_or_else(|| panic!("approved RRN {rrn} lost"));
+        let event = t.event_id.expect("approval has an event");
+        assert!(outbox.contains(&event), "event of {rrn} in the outbox");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again() {
+/// Opens the killed switch's store and runs [`check_store`] on it.
+async fn check(dir: &Path, backend: &Backend, approved: &[String]) {
+    match backend {
+        Backend::Sqlite => {
+            let store = SqliteStore::open(
+                &SqliteConfig::new(dir.join("switch.db")),
+                Arc::new(DataKeyPanProtector::for_tests()),
+            )
+            .await
+            .unwrap();
+            check_store(&store, approved).await;
+        }
+        Backend::Postgres { url, schema } => {
+            let mut config = PostgresConfig::new(url.clone());
+            config.schema = Some(schema.clone());
+            let store = PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("the crash test on PostgreSQL needs it at {url} (ops/setup.sh): {e}")
+                });
+            check_store(&store, approved).await;
+            store.close().await;
+        }
+    }
+}
+
+/// Runs `load` against a switch on `backend`, kills it with SIGKILL mid-load, checks its store,
+/// restarts it on the same data, checks that it approves again, and checks the store again.
+async fn kill_9_under_load(backend: Backend, load: Load) {
     let dir = tempfile::tempdir().unwrap();
-    let (acq, http, banks) = (free_port(), free_port(), 20_000 + free_port() % 20_000);
-    let addr: SocketAddr = format!("127.0.0.1:{acq}").parse().unwrap();
-    let mut child = start_switch(dir.path(), acq, http, banks, false);
+    let ports = Ports {
+        acquirer: free_port(),
+        http: free_port(),
+        banks: 20_000 + free_port() % 20_000,
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{}", ports.acquirer).parse().unwrap();
+    let mut child = start_switch(dir.path(), &backend, &load, &ports, false);
     wait_listening(addr).await;
 
-    let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());
+    let world = Arc::new(DemoWorld::new(load.cards_per_bank).unwrap());
     let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..4)
+    let tasks: Vec<_> = (0..load.kiosks)
         .map(|k| {
             tokio::spawn(kiosk_task(
                 k,
+                load.kiosks,
                 addr,
                 Arc::clone(&world),
                 Arc::clone(&cards),
@@ -159,8 +247,8 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
         })
         .collect();
     // Kill while requests are in flight.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while approved.lock().unwrap().len() < 40 && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while approved.lock().unwrap().len() < load.approvals_before_kill && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().expect("SIGKILL");
@@ -170,16 +258,22 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
         let _ = t.await;
     }
     let approved: Vec<String> = approved.lock().unwrap().clone();
-    assert!(approved.len() >= 40, "load ran before the kill");
-    assert_consistent(dir.path()).await;
+    assert!(
+        approved.len() >= load.approvals_before_kill,
+        "load ran before the kill: {} approvals",
+        approved.len()
+    );
+    check(dir.path(), &backend, &approved).await;
 
     // Restart on the same data; it must serve again.
-    let mut child = start_switch(dir.path(), acq, http, banks, true);
+    let mut child = start_switch(dir.path(), &backend, &load, &ports, true);
     wait_listening(addr).await;
     let after = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
+    // A new terminal (its own RRNs) on the cards of kiosk 1, which the kill stopped.
     let t = tokio::spawn(kiosk_task(
-        9,
+        load.kiosks + 1,
+        load.kiosks,
         addr,
         Arc::clone(&world),
         Arc::clone(&cards),
@@ -199,31 +293,49 @@ async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again()
     child.kill().unwrap();
     let _ = child.wait();
 
-    assert_consistent(dir.path()).await;
-    // Every approval the clients saw is durable, with its settlement event in the outbox.
-    let store = SqliteStore::open(
-        &SqliteConfig::new(dir.path().join("switch.db")),
-        Arc::new(DataKeyPanProtector::for_tests()),
-    )
-    .await
-    .unwrap();
-    let outbox: std::collections::HashSet<uuid::Uuid> = store
-        .outbox_after(0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.event_id)
-        .collect();
-    for rrn in &approved {
-        let txns = store
-            .transactions_by_rrn(&Rrn::parse(rrn).unwrap())
-            .await
-            .unwrap();
-        let t = txns
-            .iter()
-            .find(|t| t.record.is_approved())
-            .unwrap_or_else(|| panic!("approved RRN {rrn} lost"));
-        let event = t.event_id.expect("approval has an event");
-        assert!(outbox.contains(&event), "event of {rrn} in the outbox");
+    let mut all = approved;
+    all.extend(after.lock().unwrap().iter().cloned());
+    check(dir.path(), &backend, &all).await;
+    if let Backend::Postgres { url, schema } = &backend {
+        PostgresStore::drop_schema(url, schema).await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_approval_received_survives_a_kill_9_and_the_switch_serves_again() {
+    kill_9_under_load(
+        Backend::Sqlite,
+        Load {
+            kiosks: 4,
+            cards_per_bank: 4,
+            approvals_before_kill: 40,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_sixteen_connections_loses_no_approval_on_sqlite() {
+    kill_9_under_load(
+        Backend::Sqlite,
+        Load {
+            kiosks: 16,
+            cards_per_bank: 8,
+            approvals_before_kill: 2_000,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_sixteen_connections_loses_no_approval_on_postgres() {
+    kill_9_under_load(
+        Backend::postgres(),
+        Load {
+            kiosks: 16,
+            cards_per_bank: 8,
+            approvals_before_kill: 2_000,
+        },
+    )
+    .await;
 }

@@ -26,6 +26,7 @@ async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
         keep_data: false,
         no_clearing: false,
         postgres_url: None,
+        postgres_schema: "switch_demo".into(),
         hsm: None,
         group_commits: None,
     };

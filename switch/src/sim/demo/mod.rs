@@ -57,9 +57,12 @@ pub struct DemoOptions {
     pub keep_data: bool,
     /// Run without the in-process clearing.
     pub no_clearing: bool,
-    /// Use this PostgreSQL database (schema `switch_demo`, recreated) instead of SQLite. The
-    /// in-process clearing then stays off (it relays from the SQLite outbox).
+    /// Use this PostgreSQL database (schema [`DemoOptions::postgres_schema`], recreated
+    /// unless `keep_data`) instead of SQLite. The in-process clearing then stays off (it
+    /// relays from the SQLite outbox).
     pub postgres_url: Option<String>,
+    /// The PostgreSQL schema of the demo's store.
+    pub postgres_schema: String,
     /// The switch's HSM: `None` is the in-process software HSM; an address is a network HSM
     /// spoken to over payShield host commands (`hsm-sim`, or an HSM loaded with the published
     /// test LMK), the shape of a production node. The simulated banks keep their own software
@@ -83,6 +86,7 @@ impl Default for DemoOptions {
             duration: None,
             keep_data: false,
             postgres_url: None,
+            postgres_schema: "switch_demo".into(),
             no_clearing: false,
             hsm: None,
             group_commits: None,
@@ -148,13 +152,16 @@ pub enum DemoRunError {
 pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
     std::fs::create_dir_all(&opts.data_dir)?;
     if let Some(url) = opts.postgres_url.clone() {
-        const SCHEMA: &str = "switch_demo";
-        crate::store::PostgresStore::drop_schema(&url, SCHEMA).await?;
+        // Keeping the data resumes on the schema an earlier run (or a crash) left.
+        let resume = opts.keep_data;
+        if !resume {
+            crate::store::PostgresStore::drop_schema(&url, &opts.postgres_schema).await?;
+        }
         let store = Arc::new(
             crate::store::PostgresStore::connect(
                 &crate::store::PostgresConfig {
                     url,
-                    schema: Some(SCHEMA.into()),
+                    schema: Some(opts.postgres_schema.clone()),
                     connections_max: 16,
                 },
                 Arc::new(DataKeyPanProtector::for_tests()),
@@ -163,8 +170,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         );
         let mut world = DemoWorld::new(opts.cards_per_bank)?;
         install_demo_audit_key(&*store);
-        world.seed(&*store).await?;
-        operators::seed_operators(&*store, &SecretKey::for_tests(), &world).await?;
+        if resume {
+            world.resume();
+        } else {
+            world.seed(&*store).await?;
+            operators::seed_operators(&*store, &SecretKey::for_tests(), &world).await?;
+        }
         return run_on(opts, store, world, false).await;
     }
     let resume = opts.keep_data && opts.data_dir.join("switch.db").exists();
