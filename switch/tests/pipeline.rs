@@ -1553,3 +1553,82 @@ async fn a_balance_inquiry_needs_the_cards_arqc() {
     let without = k.seal(&mut m).unwrap();
     assert_eq!(answer_code(&mut conn, &without).await, "05", "no field 55");
 }
+
+/// The personal medical-insurance account of `card`: (balance, held), fen.
+async fn personal_account(net: &Net, card: &DemoCard) -> (i64, i64) {
+    let stored = net.store.card_by_pan(&card.pan).await.unwrap().unwrap();
+    let a = net
+        .store
+        .accounts_for_card(stored.card_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == switch::store::AccountKind::PersonalMedical)
+        .expect("an insured card has a personal account");
+    (a.balance_fen, a.held_fen)
+}
+
+/// Issue 29: a pre-authorization (0100) holds on the personal account; its completion (0220)
+/// captures what it completes, at most the hold, and gives back the rest; a completion above
+/// the hold captures the hold; an unknown completion moves nothing; a hold nobody completes is
+/// released when it expires. Through the acquirer port, with the store checked after each step
+/// and `switch verify` at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preauthorization_holds_and_its_completion_captures_at_most_the_hold() {
+    let net = network_with(1, |cfg| cfg.hold_ttl = Duration::from_millis(1_500)).await;
+    let card = insured(&net.world);
+    let mut k = hospital_kiosk(&net.world);
+    let mut r = reader(&net.world, &card);
+    let mut conn = connect(net.addr).await;
+    let (balance0, held0) = personal_account(&net, &card).await;
+    assert_eq!(held0, 0);
+    assert!(balance0 >= 10_000, "the seed leaves room for the holds");
+
+    // Below the hold: 3,000 of 5,000 captured, 2,000 back.
+    let pre = k.preauthorization(&card, &mut r, 5_000).unwrap();
+    let wire = exchange(&mut conn, &pre.request).await;
+    let answer = decode(&wire);
+    assert_eq!(answer.get_str(39).unwrap(), "00");
+    assert!(answer.has(38), "an approval carries its authorization code");
+    assert_eq!(personal_account(&net, &card).await, (balance0, 5_000));
+    let done = k.completion_of(&pre.request, 3_000).unwrap();
+    assert_eq!(answer_code(&mut conn, &done).await, "00");
+    assert_eq!(personal_account(&net, &card).await, (balance0 - 3_000, 0));
+
+    // Above the hold: the hold (4,000) is captured, not the 6,000 asked.
+    let pre = k.preauthorization(&card, &mut r, 4_000).unwrap();
+    assert_eq!(answer_code(&mut conn, &pre.request).await, "00");
+    let over = k.completion_of(&pre.request, 6_000).unwrap();
+    assert_eq!(answer_code(&mut conn, &over).await, "00", "advices get 00");
+    assert_eq!(personal_account(&net, &card).await, (balance0 - 7_000, 0));
+
+    // A completion of nothing known: acknowledged, recorded as a decline, nothing moves.
+    let mut unknown = decode(&over).to_owned_message();
+    unknown
+        .set_str(37, "999999999999")
+        .unwrap()
+        .set_u64(11, 777_001)
+        .unwrap();
+    let unknown = k.seal(&mut unknown).unwrap();
+    assert_eq!(answer_code(&mut conn, &unknown).await, "00");
+    assert_eq!(personal_account(&net, &card).await, (balance0 - 7_000, 0));
+
+    // A hold nobody completes is released when it expires.
+    let pre = k.preauthorization(&card, &mut r, 2_500).unwrap();
+    assert_eq!(answer_code(&mut conn, &pre.request).await, "00");
+    assert_eq!(
+        personal_account(&net, &card).await,
+        (balance0 - 7_000, 2_500)
+    );
+    assert_eq!(net.pipeline.release_expired_holds(100).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(net.pipeline.release_expired_holds(100).await.unwrap(), 1);
+    assert_eq!(personal_account(&net, &card).await, (balance0 - 7_000, 0));
+    // Its late completion finds no pending hold: nothing moves.
+    let late = k.completion_of(&pre.request, 2_500).unwrap();
+    assert_eq!(answer_code(&mut conn, &late).await, "00");
+    assert_eq!(personal_account(&net, &card).await, (balance0 - 7_000, 0));
+
+    let report = net.store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+}

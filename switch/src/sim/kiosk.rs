@@ -203,6 +203,47 @@ impl Kiosk {
         self.card_present(m, card, reader, amount_fen, DEMO_PIN, stan)
     }
 
+    /// Starts a pre-authorization (0100) of `amount_fen` on the personal medical-insurance
+    /// account: the card makes its ARQC, the PIN pad its PIN block.
+    pub fn preauthorization(
+        &mut self,
+        card: &DemoCard,
+        reader: &mut MemoryChannel,
+        amount_fen: u64,
+    ) -> Result<PendingPayment, DemoError> {
+        let m = self.base("0100", "000000", amount_fen)?;
+        let stan = self.stan;
+        self.card_present(m, card, reader, amount_fen, DEMO_PIN, stan)
+    }
+
+    /// The completion (0220) for `amount_fen` of the pre-authorization `preauthorization` (its
+    /// encoded request): field 37 names the pre-authorization's RRN; no card, no PIN.
+    pub fn completion_of(
+        &mut self,
+        preauthorization: &[u8],
+        amount_fen: u64,
+    ) -> Result<Vec<u8>, DemoError> {
+        let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
+        let original = spec
+            .decode(preauthorization)
+            .map_err(|_| DemoError::Data("pre-authorization"))?;
+        let rrn = original
+            .get_str(37)
+            .map_err(|_| DemoError::Data("field 37"))?
+            .into_owned();
+        let pan = original
+            .get_str(2)
+            .map_err(|_| DemoError::Data("field 2"))?
+            .into_owned();
+        let mut m = self.base("0220", "000000", amount_fen)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, &pan)?.set_str(37, &rrn)?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("completion fields"))?;
+        self.seal(&mut m)
+    }
+
     fn card_present(
         &mut self,
         mut m: OwnedMessage<'static>,
