@@ -35,6 +35,10 @@ struct Cli {
     /// Its private key (PEM).
     #[arg(long, global = true, requires = "kafka_ca")]
     kafka_key: Option<std::path::PathBuf>,
+    /// Replicas of each partition of a topic `run` or `relay` creates (default: as many
+    /// brokers as the cluster has, up to 3).
+    #[arg(long, global = true, value_parser = clap::value_parser!(i32).range(1..))]
+    replication: Option<i32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +77,9 @@ enum Command {
         /// Topic prefix.
         #[arg(long, default_value = "ssc")]
         topic_prefix: String,
+        /// Partitions of the topic when it has to be created.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
         /// This relay's name in the lease (defaults to host and process id).
         #[arg(long)]
         holder: Option<String>,
@@ -154,8 +161,10 @@ fn kafka_tls(cli: &Cli) -> Option<KafkaTls> {
 async fn run(cli: Cli) -> Result<(), ClearingError> {
     let ledger = Ledger::new(Db::connect(&ledger_config(&cli)).await?);
     let tls = kafka_tls(&cli);
+    let replication = cli.replication;
     let kafka_config = |brokers: String| KafkaConfig {
         tls: tls.clone(),
+        replication,
         ..KafkaConfig::new(brokers)
     };
     match cli.command {
@@ -188,6 +197,7 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             outbox_schema,
             brokers,
             topic_prefix,
+            partitions,
             holder,
         } => {
             let source = if outbox.starts_with("postgres://") || outbox.starts_with("postgresql://")
@@ -200,6 +210,9 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
                 .await?
             };
             let bus = KafkaBus::new(kafka_config(brokers))?;
+            // A fresh broker has no topic yet: publishing to it would time out forever.
+            let topic = EventFamily::SettlementV1.topic(&topic_prefix);
+            bus.ensure_topic(&topic, partitions).await?;
             let holder = holder.unwrap_or_else(|| format!("relay-{}", std::process::id()));
             let mut config = RelayConfig::new("switch-outbox", holder);
             config.topic_prefix = topic_prefix;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use clearing::bus::{EventFamily, KafkaBus, KafkaConfig, Outbound, SettlementBus};
+use clearing::bus::{BusSubscriber, EventFamily, KafkaBus, KafkaConfig, Outbound, SettlementBus};
 use common::{mixed_events, pg_url, Harness};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -246,4 +246,68 @@ async fn an_institutions_events_stay_in_order_through_kafka() {
             .collect();
         assert_eq!(ids, published, "order of {key}");
     }
+}
+
+/// Issue 28: `clearing relay` started against a broker where its topic does not exist yet (a
+/// fresh broker, no consumer started) creates the topic and publishes, instead of retrying a
+/// `MessageTimedOut` for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_on_a_fresh_topic_creates_it_and_publishes() {
+    require_broker();
+    let outbox = common::TestOutbox::sqlite().await;
+    outbox.append(&mixed_events(20, 0)).await;
+    let ledger_dir = tempfile::tempdir().unwrap();
+    let prefix = unique("fresh");
+    let topic = EventFamily::SettlementV1.topic(&prefix);
+    let mut relay = Consumer(
+        Command::new(env!("CARGO_BIN_EXE_clearing"))
+            .args(["--ledger"])
+            .arg(format!(
+                "sqlite:{}",
+                ledger_dir.path().join("l.db").display()
+            ))
+            .args(["relay", "--outbox"])
+            .arg(outbox.sqlite_path())
+            .args(["--brokers", &brokers(), "--topic-prefix", &prefix])
+            .args(["--partitions", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clearing relay starts"),
+    );
+    // The relay made the topic, with its 2 partitions (listing every topic, which never
+    // creates one the way asking for one by name may).
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("broker.address.family", "v4")
+        .create()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let partitions = loop {
+        use rdkafka::consumer::Consumer as _;
+        let metadata = probe.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+        if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
+            break t.partitions().len();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay did not create {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(partitions, 2);
+    // Read the topic from the start: the 20 events arrive.
+    let bus = KafkaBus::new(KafkaConfig::new(brokers())).unwrap();
+    let mut subscriber = bus.subscribe(&unique("g"), &[&topic]).unwrap();
+    let mut received = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while received < 20 && std::time::Instant::now() < deadline {
+        received += subscriber
+            .next_batch(100, Duration::from_secs(1))
+            .await
+            .unwrap_or_default()
+            .len();
+    }
+    let _ = relay.0.kill();
+    assert_eq!(received, 20, "the relay created {topic} and published");
 }

@@ -32,6 +32,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Replicas of each partition of a topic the bus creates, where the cluster has that many
+/// brokers: a broker can fail (or be restarted) without losing an acknowledged event
+/// (`acks=all` waits for every in-sync replica).
+pub const REPLICATION_DEFAULT: i32 = 3;
+
 /// Most messages the producer keeps queued (librdkafka `queue.buffering.max.messages`).
 pub const PRODUCER_QUEUE_MESSAGES_MAX: usize = 100_000;
 
@@ -47,6 +52,9 @@ pub struct KafkaConfig {
     pub linger_ms: u64,
     /// Mutual TLS to the brokers; `None` is plaintext (a broker on this machine).
     pub tls: Option<KafkaTls>,
+    /// Replicas per partition of the topics the bus creates; `None`: as many brokers as the
+    /// cluster has, up to [`REPLICATION_DEFAULT`].
+    pub replication: Option<i32>,
 }
 
 /// PEM files of a mutual-TLS link to the brokers.
@@ -84,6 +92,7 @@ impl KafkaConfig {
             publish_timeout_ms: 10_000,
             linger_ms: 2,
             tls: None,
+            replication: None,
         }
     }
 }
@@ -118,10 +127,22 @@ impl KafkaBus {
         Ok(KafkaBus { config, producer })
     }
 
-    /// Creates `topic` with `partitions` partitions unless it exists.
+    /// Creates `topic` with `partitions` partitions unless it exists, each partition on
+    /// [`KafkaConfig::replication`] brokers (by default as many as the cluster has, up to
+    /// [`REPLICATION_DEFAULT`]: 3 on a production cluster, 1 on a single test broker).
     pub async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), BusError> {
         let admin: AdminClient<DefaultClientContext> = client_config(&self.config).create()?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let replication = match self.config.replication {
+            Some(r) => r,
+            None => {
+                let metadata = admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(10))?;
+                let brokers = i32::try_from(metadata.brokers().len()).unwrap_or(i32::MAX);
+                brokers.clamp(1, REPLICATION_DEFAULT)
+            }
+        };
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new], &opts).await? {
             match result {
