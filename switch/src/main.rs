@@ -50,6 +50,26 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Copy the SQLite store of a configuration to a new file while the node runs: a
+    /// consistent copy as of one commit (SQLite's VACUUM INTO), fsynced.
+    Backup {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The copy (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place of the configuration's SQLite store (which must not exist: move
+    /// it away first), then check it as `verify` does.
+    Restore {
+        /// TOML configuration (see ops/switch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -160,6 +180,24 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e.to_string()),
             },
+            Command::Backup { config, to } => switch::config::backup(&config, &to)
+                .map(|bytes| println!("backup {}: {bytes} bytes", to.display()))
+                .map_err(|e| e.to_string()),
+            Command::Restore { config, from } => {
+                match switch::config::restore(&config, &from).await {
+                    Ok((report, audit_entries)) => {
+                        println!("restored {}", from.display());
+                        println!("{report}");
+                        println!("audit chain: {audit_entries} entries verify");
+                        if report.is_consistent() {
+                            Ok(())
+                        } else {
+                            Err("the restored store is inconsistent".to_owned())
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             Command::Audit {
                 command: AuditCommand::Verify { config },
             } => switch::config::admin::audit_verify(&config)

@@ -1034,6 +1034,34 @@ pub async fn serve(path: &Path) -> Result<(), ConfigError> {
     on_store!(opened, |store| run_node(cfg, store, hsm).await)
 }
 
+/// The SQLite database file of a configuration (backup and restore are SQLite's; PostgreSQL
+/// has `pg_basebackup` and point-in-time recovery, `docs/operations.md`).
+fn sqlite_file(cfg: &NodeConfig) -> Result<std::path::PathBuf, ConfigError> {
+    cfg.database
+        .url
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| {
+            invalid("backup and restore are for sqlite:// stores; use pg_basebackup for PostgreSQL")
+        })
+}
+
+/// `switch backup`: an online copy of the store to `to`, consistent as of one commit; returns
+/// its size in bytes.
+pub fn backup(path: &Path, to: &Path) -> Result<u64, ConfigError> {
+    let cfg = NodeConfig::load(path)?;
+    crate::store::sqlite_backup::backup(&sqlite_file(&cfg)?, to).map_err(|e| invalid(e.to_string()))
+}
+
+/// `switch restore`: puts the backup `from` in place of the (absent) store of the
+/// configuration, then checks it as `switch verify` does.
+pub async fn restore(path: &Path, from: &Path) -> Result<(IntegrityReport, u64), ConfigError> {
+    let cfg = NodeConfig::load(path)?;
+    crate::store::sqlite_backup::restore(from, &sqlite_file(&cfg)?)
+        .map_err(|e| invalid(e.to_string()))?;
+    verify(path).await
+}
+
 /// `switch verify`: the store's invariants ([`crate::store::Invariant`]) and the length of its
 /// audit chain (an error names the first broken entry).
 pub async fn verify(path: &Path) -> Result<(IntegrityReport, u64), ConfigError> {

@@ -40,7 +40,7 @@ pub use postgres::{PostgresConfig, PostgresStore};
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;
-pub use sqlite::{SqliteConfig, SqliteStore, SqliteSync};
+pub use sqlite::{backup as sqlite_backup, SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
 use schemas::iso8583::ReconciliationTotals;

@@ -8,6 +8,7 @@
 //! The group commit is [`batch`] (with [`batch_load`] and [`batch_write`]); the WAL
 //! checkpoints off the commit path are [`checkpoint`].
 
+pub mod backup;
 mod batch;
 mod batch_load;
 mod batch_write;
