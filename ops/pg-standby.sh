@@ -63,6 +63,7 @@ hba_allow_replication() {
   local hba
   hba=$(primary_sql -c "SHOW hba_file")
   if ! grep -qF "$HBA_LINE" "$hba"; then
+    [ -z "$(tail -c1 "$hba")" ] || printf '\n' >>"$hba"
     printf '%s\n' "$HBA_LINE" >>"$hba"
     log "appended to $hba: $HBA_LINE"
   fi

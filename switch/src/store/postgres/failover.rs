@@ -1,0 +1,324 @@
+//! Several database hosts, one writable primary: libpq's `target_session_attrs=read-write`
+//! for a pool that must follow a failover.
+//!
+//! `[database] url` may name several hosts the way libpq does,
+//! `postgres://user@10.0.0.1:5432,10.0.0.2:5432/switch?target_session_attrs=read-write`
+//! (sqlx reads one host per URL: [`host_urls`] splits the list). The store connects to the
+//! first host, in order, that accepts writes (`SHOW transaction_read_only` is `off`, the check
+//! libpq makes). With more than one host (or `target_session_attrs=read-write`), a
+//! [`PrimaryWatch`] then keeps one monitoring connection to that primary and asks it again
+//! every [`PROBE_INTERVAL_MS`]; when the answer fails, times out or turns read-only (a standby
+//! was promoted elsewhere and this one demoted, SQLSTATE 25006 for writers), it walks the list
+//! until a host accepts writes, points the pool's future connections there
+//! (`set_connect_options`) and marks every older pooled connection stale, so it is dropped
+//! rather than handed out.
+//!
+//! What happens to decisions in flight: a group commit whose connection dies fails as a whole
+//! with a connection error, which the writer reports as `DecisionError::Unavailable` and the
+//! pipeline answers `96` (`pipeline::decision`): nothing is answered as approved that was not
+//! committed. Because every session sets `synchronous_commit=on` and the primary names its
+//! standby in `synchronous_standby_names`, a commit that returned is on the standby too, so an
+//! approval a client received survives the promotion. The opposite case is possible: the
+//! primary dies after the standby has the commit but before it acknowledges it, so the client
+//! got `96` for a transaction the new primary holds. That is the usual unknown-outcome commit;
+//! the terminal's repeat of the same request is found as a duplicate (its key is in the row).
+//! The failover drill (switch/tests/failover.rs) counts such cases.
+
+use super::super::StoreError;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the watch asks the primary whether it still accepts writes.
+pub const PROBE_INTERVAL_MS: u64 = 200;
+/// How long one probe (connect, or the query on the monitoring connection) may take before the
+/// host counts as gone.
+pub const PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// The libpq URL parameter that asks for a writable host.
+const TARGET_SESSION_ATTRS: &str = "target_session_attrs";
+
+/// The hosts of a libpq URL, each as a URL of its own, and whether the URL asked for a
+/// writable host (`target_session_attrs=read-write` or `primary`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUrls {
+    /// One single-host URL per host, in the order given.
+    pub urls: Vec<String>,
+    /// `target_session_attrs` asked for a writable primary.
+    pub read_write: bool,
+}
+
+impl HostUrls {
+    /// Whether the pool must follow the primary (several hosts, or a writable one asked for).
+    pub fn follows_primary(&self) -> bool {
+        self.urls.len() > 1 || self.read_write
+    }
+}
+
+/// A bad multi-host URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostListError {
+    /// Not `postgres://` or `postgresql://`.
+    #[error("the url must start with postgres:// or postgresql://")]
+    Scheme,
+    /// An empty entry in a list of hosts (`h1,,h2`).
+    #[error("the url has an empty host in its host list")]
+    EmptyHost,
+    /// A `target_session_attrs` other than the ones the store honours.
+    #[error("target_session_attrs={0} is not supported (read-write, primary or any)")]
+    SessionAttrs(String),
+}
+
+/// Splits `postgres://[user[:password]@]host1[:port1],host2[:port2]/db?params` into one URL
+/// per host (libpq's multi-host connection string, PostgreSQL manual 34.1.1.3), dropping
+/// `target_session_attrs`, which sqlx does not read.
+pub fn host_urls(url: &str) -> Result<HostUrls, HostListError> {
+    let (scheme, rest) = url.split_once("://").ok_or(HostListError::Scheme)?;
+    if scheme != "postgres" && scheme != "postgresql" {
+        return Err(HostListError::Scheme);
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (format!("{user}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    let mut read_write = false;
+    let mut kept = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some((TARGET_SESSION_ATTRS, value)) => match value {
+                "read-write" | "primary" => read_write = true,
+                "any" => {}
+                other => return Err(HostListError::SessionAttrs(other.to_owned())),
+            },
+            _ if pair.is_empty() => {}
+            _ => kept.push(pair),
+        }
+    }
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    let urls = hosts
+        .split(',')
+        .map(|host| {
+            // `postgres:///db` (one empty host: the default socket) is libpq's too.
+            if host.is_empty() && hosts.contains(',') {
+                Err(HostListError::EmptyHost)
+            } else {
+                Ok(format!("{scheme}://{userinfo}{host}{path}{query}"))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HostUrls { urls, read_write })
+}
+
+/// Parses each host's URL into connect options.
+pub(super) fn candidates(urls: &HostUrls) -> Result<Vec<PgConnectOptions>, StoreError> {
+    urls.urls
+        .iter()
+        .map(|u| PgConnectOptions::from_str(u).map_err(StoreError::from))
+        .collect()
+}
+
+fn host_of(options: &PgConnectOptions) -> String {
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+/// Whether this connection's server accepts writes (libpq's `read-write` check).
+pub(super) async fn accepts_writes(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+        .fetch_one(conn)
+        .await?;
+    Ok(read_only == "off")
+}
+
+/// A connection to `options`' host if that host accepts writes, within [`PROBE_TIMEOUT_MS`].
+async fn writable(options: &PgConnectOptions) -> Result<PgConnection, String> {
+    let probe = async {
+        let mut conn = options.connect().await.map_err(|e| e.to_string())?;
+        if accepts_writes(&mut conn).await.map_err(|e| e.to_string())? {
+            Ok(conn)
+        } else {
+            let _ = conn.close().await;
+            Err("read-only (a standby)".to_owned())
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), probe)
+        .await
+        .unwrap_or_else(|_| Err("no answer".to_owned()))
+}
+
+/// Finds the first writable host, trying them in order from `first`: its index and a
+/// connection to it, or every host's reason.
+pub(super) async fn find_primary(
+    candidates: &[PgConnectOptions],
+    first: usize,
+) -> Result<(usize, PgConnection), String> {
+    let mut reasons = Vec::with_capacity(candidates.len());
+    for k in 0..candidates.len() {
+        let i = (first + k) % candidates.len();
+        match writable(&candidates[i]).await {
+            Ok(conn) => return Ok((i, conn)),
+            Err(why) => reasons.push(format!("{}: {why}", host_of(&candidates[i]))),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// Which host the pool writes to, and since when.
+#[derive(Debug)]
+pub struct PrimaryWatch {
+    candidates: Vec<PgConnectOptions>,
+    state: Mutex<Current>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    index: usize,
+    since: Instant,
+    failovers: u64,
+}
+
+impl PrimaryWatch {
+    /// A watch over `candidates` whose primary is `index` from now on.
+    pub(super) fn new(candidates: Vec<PgConnectOptions>, index: usize) -> Arc<Self> {
+        Arc::new(Self {
+            candidates,
+            state: Mutex::new(Current {
+                index,
+                since: Instant::now(),
+                failovers: 0,
+            }),
+        })
+    }
+
+    fn current(&self) -> Current {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `host:port` of the primary the pool connects to now.
+    pub fn primary(&self) -> String {
+        host_of(&self.candidates[self.current().index])
+    }
+
+    /// How many times the pool moved to another host.
+    pub fn failovers(&self) -> u64 {
+        self.current().failovers
+    }
+
+    /// Whether a pooled connection `age` old was opened before the pool last moved (it may
+    /// point at the old primary, now gone or read-only).
+    pub(super) fn stale(&self, age: Duration) -> bool {
+        age > self.current().since.elapsed()
+    }
+
+    /// Points the pool at `index`'s host.
+    fn moved_to(&self, pool: &PgPool, index: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let from = host_of(&self.candidates[s.index]);
+        pool.set_connect_options(self.candidates[index].clone());
+        *s = Current {
+            index,
+            since: Instant::now(),
+            failovers: s.failovers + 1,
+        };
+        tracing::warn!(from = %from, to = %host_of(&self.candidates[index]), "database primary moved; the store follows it");
+    }
+
+    /// Probes the primary until the pool closes, moving the pool when another host takes over.
+    pub(super) async fn run(self: Arc<Self>, pool: PgPool, mut monitor: Option<PgConnection>) {
+        let mut down_logged = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Some(conn) = monitor.as_mut() {
+                let asked = tokio::time::timeout(
+                    Duration::from_millis(PROBE_TIMEOUT_MS),
+                    accepts_writes(conn),
+                )
+                .await;
+                if matches!(asked, Ok(Ok(true))) {
+                    continue;
+                }
+                tracing::warn!(primary = %self.primary(), "the database primary stopped accepting writes; looking for the new one");
+                monitor = None;
+            }
+            match find_primary(&self.candidates, self.current().index).await {
+                Ok((index, conn)) => {
+                    if index != self.current().index {
+                        self.moved_to(&pool, index);
+                    }
+                    monitor = Some(conn);
+                    down_logged = false;
+                }
+                Err(reasons) => {
+                    if !down_logged {
+                        tracing::error!(hosts = %reasons, "no database host accepts writes");
+                        down_logged = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_libpq_host_list_becomes_one_url_per_host() {
+        let h = host_urls(
+            "postgres://switch:pw@10.0.0.1:5432,10.0.0.2,db3:6432/ssc?sslmode=verify-full&target_session_attrs=read-write&application_name=sw",
+        )
+        .unwrap();
+        assert_eq!(
+            h.urls,
+            vec![
+                "postgres://switch:pw@10.0.0.1:5432/ssc?sslmode=verify-full&application_name=sw",
+                "postgres://switch:pw@10.0.0.2/ssc?sslmode=verify-full&application_name=sw",
+                "postgres://switch:pw@db3:6432/ssc?sslmode=verify-full&application_name=sw",
+            ]
+        );
+        assert!(h.read_write && h.follows_primary());
+        for u in &h.urls {
+            PgConnectOptions::from_str(u).unwrap();
+        }
+    }
+
+    #[test]
+    fn one_host_is_left_alone() {
+        let h = host_urls("postgresql://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!(h.urls, vec!["postgresql://postgres@127.0.0.1:5432/test"]);
+        assert!(!h.follows_primary());
+        let h = host_urls("postgres://127.0.0.1?target_session_attrs=primary").unwrap();
+        assert_eq!(h.urls, vec!["postgres://127.0.0.1"]);
+        assert!(h.follows_primary());
+    }
+
+    #[test]
+    fn bad_host_lists_are_refused() {
+        assert_eq!(
+            host_urls("postgres://a,,b/db"),
+            Err(HostListError::EmptyHost)
+        );
+        assert_eq!(host_urls("postgres://,b/db"), Err(HostListError::EmptyHost));
+        assert_eq!(host_urls("postgres:///db").unwrap().urls, ["postgres:///db"]);
+        assert_eq!(host_urls("mysql://a/db"), Err(HostListError::Scheme));
+        assert_eq!(
+            host_urls("postgres://a,b/db?target_session_attrs=standby"),
+            Err(HostListError::SessionAttrs("standby".into()))
+        );
+    }
+}
