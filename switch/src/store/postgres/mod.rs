@@ -180,7 +180,15 @@ impl PostgresStore {
         if !valid_schema(schema) {
             return Err(StoreError::Conflict("schema name must be [a-z_][a-z0-9_]*"));
         }
-        let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+        let hosts = host_urls(url)?;
+        let mut conn = if hosts.follows_primary() {
+            failover::find_primary(&failover::candidates(&hosts)?, 0)
+                .await
+                .map_err(StoreError::NoWritableHost)?
+                .1
+        } else {
+            PgConnectOptions::from_str(url)?.connect().await?
+        };
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .execute(&mut conn)
             .await?;
