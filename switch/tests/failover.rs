@@ -282,8 +282,9 @@ impl Pair {
 
     /// Waits until the primary reports the standby streaming as its synchronous standby.
     async fn wait_synchronous(&self) {
-        let mut conn: sqlx::PgConnection =
-            sqlx::Connection::connect(&self.primary.url()).await.unwrap();
+        let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&self.primary.url())
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let state: Option<String> = sqlx::query_scalar(

@@ -228,7 +228,8 @@ fn a_remote_database_needs_verified_tls_unless_insecure_by_name() {
 
 #[test]
 fn every_host_of_a_host_list_is_checked() {
-    let pair = "postgres://postgres@127.0.0.1:5432,127.0.0.1:5433/test?target_session_attrs=read-write";
+    let pair =
+        "postgres://postgres@127.0.0.1:5432,127.0.0.1:5433/test?target_session_attrs=read-write";
     assert!(database_link_protected(pair, false).is_ok());
     let one_remote = "postgres://switch@127.0.0.1:5432,db2.ssc.example:5432/switch";
     let refused = database_link_protected(one_remote, false)

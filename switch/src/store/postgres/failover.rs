@@ -314,7 +314,10 @@ mod tests {
             Err(HostListError::EmptyHost)
         );
         assert_eq!(host_urls("postgres://,b/db"), Err(HostListError::EmptyHost));
-        assert_eq!(host_urls("postgres:///db").unwrap().urls, ["postgres:///db"]);
+        assert_eq!(
+            host_urls("postgres:///db").unwrap().urls,
+            ["postgres:///db"]
+        );
         assert_eq!(host_urls("mysql://a/db"), Err(HostListError::Scheme));
         assert_eq!(
             host_urls("postgres://a,b/db?target_session_attrs=standby"),
