@@ -10,6 +10,8 @@
 #                               promote it to a writable primary on 5433
 #   ops/pg-standby.sh stop      synchronous_standby_names = '' on the primary FIRST, then stop and
 #                               delete the standby
+#   ops/pg-standby.sh check     start, prove a committed row is on the standby and the standby
+#                               is synchronous, promote, stop; fails loudly (ops/test.sh runs it)
 #
 # How the primary is changed: only through SQL, `ALTER SYSTEM SET synchronous_standby_names`
 # followed by `pg_reload_conf()` (no restart; wal_level=replica and max_wal_senders=10 are
@@ -170,7 +172,30 @@ EOF
       exit 3
     fi
     ;;
+  check)
+    trap '"$0" stop || true' EXIT
+    "$0" start
+    [ "$(primary_sql -c 'SHOW synchronous_standby_names')" = "$APP_NAME" ] || die "primary not synchronous"
+    token="pg-standby-check-$$-$(date +%s%N)"
+    primary_sql -c "CREATE TABLE IF NOT EXISTS ssc_standby_check (token text)" \
+      -c "INSERT INTO ssc_standby_check VALUES ('$token')"
+    # Synchronous: the commit returned once the standby had flushed it; replay follows at once.
+    for _ in $(seq 1 50); do
+      seen=$(standby_sql -c "SELECT count(*) FROM ssc_standby_check WHERE token = '$token'" 2>/dev/null || true)
+      [ "$seen" = 1 ] && break
+      sleep 0.1
+    done
+    [ "$seen" = 1 ] || die "the committed row is not on the standby"
+    primary_sql -c "DROP TABLE ssc_standby_check"
+    "$0" promote
+    [ "$(standby_sql -c 'SELECT pg_is_in_recovery()')" = f ] || die "the standby was not promoted"
+    [ -z "$(primary_sql -c 'SHOW synchronous_standby_names')" ] || die "promote left the primary synchronous"
+    trap - EXIT
+    "$0" stop
+    [ -z "$(primary_sql -c 'SHOW synchronous_standby_names')" ] || die "stop left the primary synchronous"
+    log "check passed"
+    ;;
   *)
-    die "usage: $0 start|stop|status|promote"
+    die "usage: $0 start|stop|status|promote|check"
     ;;
 esac
