@@ -557,3 +557,46 @@ async fn a_promoted_standby_holds_every_approval_and_the_switch_follows_it() {
     );
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_listed_first_is_passed_over_and_a_list_without_a_primary_is_refused() {
+    let pair = Pair::start();
+    pair.wait_synchronous().await;
+    let standby_first = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres",
+        pair.standby.port, pair.primary.port
+    );
+    let store = PostgresStore::connect(
+        &PostgresConfig {
+            url: standby_first,
+            schema: Some("listed".into()),
+            connections_max: 2,
+        },
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .expect("the writable host of the list is found");
+    let watch = store.primary_watch().expect("a host list is watched");
+    assert_eq!(watch.primary(), format!("127.0.0.1:{}", pair.primary.port));
+    switch::sim::testkit::seed(&store, 10_000, 50_000)
+        .await
+        .expect("writes go to the primary");
+    store.close().await;
+
+    let standby_only = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        pair.standby.port
+    );
+    let refused = PostgresStore::connect(
+        &PostgresConfig::new(standby_only),
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .map(|_| ())
+    .expect_err("a standby alone is not a writable host")
+    .to_string();
+    assert!(
+        refused.contains("no database host accepts writes") && refused.contains("read-only"),
+        "{refused}"
+    );
+}

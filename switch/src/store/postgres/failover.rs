@@ -7,7 +7,8 @@
 //! first host, in order, that accepts writes (`SHOW transaction_read_only` is `off`, the check
 //! libpq makes). With more than one host (or `target_session_attrs=read-write`), a
 //! [`PrimaryWatch`] then keeps one monitoring connection to that primary and asks it again
-//! every [`PROBE_INTERVAL_MS`]; when the answer fails, times out or turns read-only (a standby
+//! every [`PROBE_INTERVAL_MS`] (at once when a group commit fails for want of the database,
+//! a lost connection or SQLSTATE 25006 `read_only_sql_transaction`); when the answer fails, times out or turns read-only (a standby
 //! was promoted elsewhere and this one demoted, SQLSTATE 25006 for writers), it walks the list
 //! until a host accepts writes, points the pool's future connections there
 //! (`set_connect_options`) and marks every older pooled connection stale, so it is dropped
@@ -179,6 +180,8 @@ pub(super) async fn find_primary(
 pub struct PrimaryWatch {
     candidates: Vec<PgConnectOptions>,
     state: Mutex<Current>,
+    /// A writer saw the database fail: probe now rather than at the next tick.
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +201,7 @@ impl PrimaryWatch {
                 since: Instant::now(),
                 failovers: 0,
             }),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -213,6 +217,11 @@ impl PrimaryWatch {
     /// How many times the pool moved to another host.
     pub fn failovers(&self) -> u64 {
         self.current().failovers
+    }
+
+    /// Asks for a probe now (a commit failed for want of the database).
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Whether a pooled connection `age` old was opened before the pool last moved (it may
@@ -238,7 +247,10 @@ impl PrimaryWatch {
     pub(super) async fn run(self: Arc<Self>, pool: PgPool, mut monitor: Option<PgConnection>) {
         let mut down_logged = false;
         loop {
-            tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)) => {}
+                _ = self.wake.notified() => {}
+            }
             if pool.is_closed() {
                 break;
             }

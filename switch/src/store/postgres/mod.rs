@@ -247,7 +247,18 @@ impl Backend for PostgresStore {
     }
 
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
-        batch::group_commit(self, batch, now_us).await
+        let outcome = batch::group_commit(self, batch, now_us).await;
+        if let Some((watch, _)) = &self.watch {
+            // A lost connection or a read-only host (25006): look for the primary now.
+            if outcome
+                .results
+                .iter()
+                .any(|r| matches!(r, Err(super::DecisionError::Unavailable(_))))
+            {
+                watch.wake();
+            }
+        }
+        outcome
     }
 }
 
