@@ -6,7 +6,9 @@
 //! Asserted: every approval a client received before the kill is on the new primary
 //! (synchronous replication: a commit that returned was on both), `verify_integrity()` passes
 //! there, the switch approves again within [`RECOVERY_MAX_S`] of the promotion without a
-//! restart, and every request answered while the primary was gone got `96`/`91` or nothing.
+//! restart, every request answered while the primary was gone got `96`/`91` (or `00` for a
+//! commit that returned), and no request answered `96` is held as approved on the new primary
+//! (the unknown-outcome commit, resolved before answering).
 //! The test prints the times it measured (`cargo test --test failover -- --nocapture`).
 //!
 //! Needs PostgreSQL's server binaries (Debian's `postgresql` package, `initdb`, `pg_ctl` and
@@ -526,8 +528,9 @@ async fn a_promoted_standby_holds_every_approval_and_the_switch_follows_it() {
         );
     }
     let approved_before = approved.iter().filter(|a| a.at <= killed_at).count();
-    // The unknown-outcome commits: answered 96 at the failure, yet committed (the standby had
-    // the WAL when the primary died before acknowledging it).
+    // The unknown-outcome commits: the primary died after the standby had a commit but before
+    // acknowledging it. The store looks such commits up on the new primary before answering,
+    // so none is answered 96 while the new primary holds it as approved.
     let mut recorded_though_declined = 0;
     for a in gap.iter().filter(|a| a.code == "96") {
         let txns = store
@@ -538,6 +541,10 @@ async fn a_promoted_standby_holds_every_approval_and_the_switch_follows_it() {
             recorded_though_declined += 1;
         }
     }
+    assert_eq!(
+        recorded_though_declined, 0,
+        "answered 96 though committed as approved"
+    );
     let approved_after = answers
         .iter()
         .filter(|a| a.code == "00" && a.at > promoted_at)

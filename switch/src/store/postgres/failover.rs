@@ -21,11 +21,17 @@
 //! standby in `synchronous_standby_names`, a commit that returned is on the standby too, so an
 //! approval a client received survives the promotion. The opposite case is possible: the
 //! primary dies after the standby has the commit but before it acknowledges it, so the client
-//! got `96` for a transaction the new primary holds. That is the usual unknown-outcome commit;
-//! the terminal's repeat of the same request is found as a duplicate (its key is in the row).
-//! The failover drill (switch/tests/failover.rs) counts such cases.
+//! got `96` for a transaction the new primary holds: the unknown-outcome commit. The failover
+//! drill saw it (1 answer in 4 drills before this was handled). So a group commit that failed
+//! for want of the database is not answered at once: [`resolve_unknown_outcomes`] waits (at
+//! most [`RESOLVE_WAIT_MAX_MS`]) for a writable primary and looks its transactions up by their
+//! ids (UUIDs made before the commit): those found are answered as committed (an approval is
+//! then truly `00`), the others `96`. If no primary answers in time the outcome stays unknown;
+//! that is logged with the transaction ids, and the terminal's repeat of the same request is
+//! found as a duplicate and gets the stored answer.
 
-use super::super::StoreError;
+use super::super::model::{Committed, Decision};
+use super::super::{DecisionError, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -37,6 +43,10 @@ pub const PROBE_INTERVAL_MS: u64 = 200;
 /// How long one probe (connect, or the query on the monitoring connection) may take before the
 /// host counts as gone.
 pub const PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// How long a group commit that lost its database waits for a writable primary to learn
+/// whether it committed (well inside a terminal's 30 s or more).
+pub const RESOLVE_WAIT_MAX_MS: u64 = 10_000;
 
 /// The libpq URL parameter that asks for a writable host.
 const TARGET_SESSION_ATTRS: &str = "target_session_attrs";
@@ -173,6 +183,79 @@ pub(super) async fn find_primary(
         }
     }
     Err(reasons.join("; "))
+}
+
+/// For each decision whose result is `Unavailable` (its commit's outcome unknown): waits for a
+/// writable primary (the pool refuses read-only hosts), then looks its transaction up and
+/// replaces the error with [`Committed`] when the commit did happen.
+pub(super) async fn resolve_unknown_outcomes(
+    pool: &PgPool,
+    batch: &[Decision],
+    results: &mut [Result<Committed, DecisionError>],
+) {
+    let unknown: Vec<usize> = (0..results.len())
+        .filter(|&i| matches!(results[i], Err(DecisionError::Unavailable(_))))
+        .collect();
+    if unknown.is_empty() {
+        return;
+    }
+    let ids: Vec<uuid::Uuid> = unknown
+        .iter()
+        .map(|&i| batch[i].transaction.transaction_id.0)
+        .collect();
+    let deadline = Instant::now() + Duration::from_millis(RESOLVE_WAIT_MAX_MS);
+    let found = loop {
+        let asked = async {
+            let txns: Vec<uuid::Uuid> =
+                sqlx::query_scalar("SELECT transaction_id FROM txn WHERE transaction_id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await?;
+            let events: Vec<uuid::Uuid> = unknown
+                .iter()
+                .filter_map(|&i| batch[i].event.as_ref().map(|e| e.event_id))
+                .collect();
+            let seqs: Vec<(uuid::Uuid, i64)> =
+                sqlx::query_as("SELECT event_id, outbox_seq FROM outbox WHERE event_id = ANY($1)")
+                    .bind(&events)
+                    .fetch_all(pool)
+                    .await?;
+            Ok::<_, sqlx::Error>((txns, seqs))
+        };
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), asked).await
+        {
+            Ok(Ok(found)) => break Some(found),
+            Ok(Err(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            }
+            _ => break None,
+        }
+    };
+    let Some((txns, seqs)) = found else {
+        tracing::error!(transactions = ?ids, "commit outcome unknown: no writable database host answered; answered 96, reconcile these ids");
+        return;
+    };
+    let mut resolved = 0;
+    for &i in &unknown {
+        let d = &batch[i];
+        if txns.contains(&d.transaction.transaction_id.0) {
+            let outbox_seq = d.event.as_ref().and_then(|e| {
+                seqs.iter()
+                    .find(|(id, _)| *id == e.event_id)
+                    .map(|(_, seq)| *seq)
+            });
+            results[i] = Ok(Committed {
+                transaction_id: d.transaction.transaction_id,
+                outbox_seq,
+            });
+            resolved += 1;
+        }
+    }
+    tracing::warn!(
+        unknown = unknown.len(),
+        committed = resolved,
+        "commit outcomes resolved on the primary after a database failure"
+    );
 }
 
 /// Which host the pool writes to, and since when.

@@ -247,15 +247,17 @@ impl Backend for PostgresStore {
     }
 
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
-        let outcome = batch::group_commit(self, batch, now_us).await;
+        let mut outcome = batch::group_commit(self, &batch, now_us).await;
         if let Some((watch, _)) = &self.watch {
-            // A lost connection or a read-only host (25006): look for the primary now.
+            // A lost connection or a read-only host (25006): look for the primary now, then
+            // learn whether the commit happened after all.
             if outcome
                 .results
                 .iter()
                 .any(|r| matches!(r, Err(super::DecisionError::Unavailable(_))))
             {
                 watch.wake();
+                failover::resolve_unknown_outcomes(&self.read, &batch, &mut outcome.results).await;
             }
         }
         outcome
