@@ -607,3 +607,87 @@ async fn a_standby_listed_first_is_passed_over_and_a_list_without_a_primary_is_r
         "{refused}"
     );
 }
+
+/// A switchover: the old primary stays up but turns read-only (SQLSTATE 25006 for writers) and
+/// the standby is promoted. The store's next commits find the new primary by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_turned_read_only_is_left_for_the_promoted_standby() {
+    use switch::sim::testkit;
+    let pair = Pair::start();
+    pair.wait_synchronous().await;
+    let store = PostgresStore::connect(
+        &PostgresConfig {
+            url: pair.url(),
+            schema: None,
+            connections_max: 4,
+        },
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .unwrap();
+    let fx = testkit::seed(&store, 100_000, 500_000).await.unwrap();
+    let before = store
+        .commit_decisions(vec![testkit::debit(&fx, fx.personal, 1, 100)], 1)
+        .await;
+    assert!(before.results[0].is_ok(), "{:?}", before.results);
+
+    // The switchover: the old primary waits for no standby and refuses writes; the standby
+    // is promoted.
+    let mut old: sqlx::PgConnection = sqlx::Connection::connect(&pair.primary.url())
+        .await
+        .unwrap();
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = ''",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        sqlx::query(sql).execute(&mut old).await.unwrap();
+    }
+    pair.standby.promote();
+    let switched_at = Instant::now();
+
+    // Commits are refused (96) or succeed; within a bound they succeed, on the standby.
+    let mut seq = 2;
+    let mut refused = 0;
+    loop {
+        let out = store
+            .commit_decisions(vec![testkit::debit(&fx, fx.personal, seq, 100)], 1)
+            .await;
+        seq += 1;
+        match &out.results[0] {
+            Ok(_) => break,
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    switched_at.elapsed() < Duration::from_secs(RECOVERY_MAX_S),
+                    "still refused after {RECOVERY_MAX_S} s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let watch = store.primary_watch().unwrap();
+    assert_eq!(watch.primary(), format!("127.0.0.1:{}", pair.standby.port));
+    assert_eq!(watch.failovers(), 1);
+    println!(
+        "switchover: first commit on the new primary {} ms after the promotion, {refused} refused before",
+        switched_at.elapsed().as_millis()
+    );
+    store.close().await;
+    // Every commit that succeeded is on the new primary, and its books balance.
+    let promoted = PostgresStore::connect(
+        &PostgresConfig::new(pair.standby.url()),
+        Arc::new(DataKeyPanProtector::for_tests()),
+    )
+    .await
+    .unwrap();
+    let report = promoted.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+    let personal = promoted.account(fx.personal).await.unwrap().unwrap();
+    assert_eq!(
+        personal.balance_fen,
+        100_000 - 2 * 100,
+        "the debit before and the first after"
+    );
+    promoted.close().await;
+}
