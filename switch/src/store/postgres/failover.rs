@@ -371,6 +371,43 @@ impl PrimaryWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::testkit;
+    use crate::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+
+    /// A commit whose answer was lost (the error says Unavailable) is found committed, with its
+    /// outbox position; one that never reached the database stays unavailable (96).
+    /// Needs PostgreSQL at 127.0.0.1:5432 (or SWITCH_TEST_PG_URL), as the store suite does.
+    #[tokio::test]
+    async fn a_lost_commit_answer_is_resolved_by_looking_the_transaction_up() {
+        let url = std::env::var("SWITCH_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("resolve_test_{}", std::process::id());
+        let mut config = PostgresConfig::new(url.clone());
+        config.schema = Some(schema.clone());
+        let store = PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+            .await
+            .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url}: {e}"));
+        let fx = testkit::seed(&store, 100_000, 500_000).await.unwrap();
+        let committed = testkit::debit(&fx, fx.personal, 1, 100);
+        let never_sent = testkit::debit(&fx, fx.personal, 2, 100);
+        let out = store.commit_decisions(vec![committed.clone()], 1).await;
+        let stored = out.results[0].clone().unwrap();
+        assert!(stored.outbox_seq.is_some());
+
+        let batch = vec![committed, never_sent];
+        let lost = || Err(DecisionError::Unavailable("connection reset".into()));
+        let mut results = vec![lost(), lost()];
+        resolve_unknown_outcomes(&store.write, &batch, &mut results).await;
+        assert_eq!(
+            results[0],
+            Ok(stored),
+            "found committed, with its outbox position"
+        );
+        assert_eq!(results[1], lost(), "not in the database: still 96");
+
+        store.close().await;
+        PostgresStore::drop_schema(&url, &schema).await.unwrap();
+    }
 
     #[test]
     fn a_libpq_host_list_becomes_one_url_per_host() {
