@@ -23,6 +23,11 @@ if grep -q clearing <<<"$deps"; then
   exit 1
 fi
 
+echo "== the PostgreSQL standby (ops/pg-standby.sh: 5433 replicating 5432 synchronously)"
+# Before the suite, not during it: while the standby runs, commits on 5432 wait for it. About 5 s.
+# The failover drill itself (switch/tests/failover.rs, ~15 s) runs in the suite on its own pair.
+ops/pg-standby.sh check
+
 echo "== tests"
 # Tests that need PostgreSQL, pcscd or the broker fail (never skip) when those are missing.
 # Doctests first, so the run closes on nextest's summary line of the whole suite.

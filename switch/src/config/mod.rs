@@ -898,28 +898,32 @@ fn every_acquirer_has_a_tak(
 pub fn database_link_protected(url: &str, insecure_no_tls: bool) -> Result<(), ConfigError> {
     use sqlx::postgres::{PgConnectOptions, PgSslMode};
     use std::str::FromStr;
-    let options =
-        PgConnectOptions::from_str(url).map_err(|e| invalid(format!("[database] url: {e}")))?;
-    let on_this_machine = options.get_socket().is_some()
-        || options.get_host().starts_with('/')
-        || options.get_host() == "localhost"
-        || options
-            .get_host()
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let verified = matches!(
-        options.get_ssl_mode(),
-        PgSslMode::VerifyCa | PgSslMode::VerifyFull
-    );
-    if on_this_machine || verified || insecure_no_tls {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "[database] url: {} is another host; add sslmode=verify-full&sslrootcert=... (or set insecure_no_tls = true)",
-            options.get_host()
-        )))
+    let hosts = crate::store::postgres_host_urls(url)
+        .map_err(|e| invalid(format!("[database] url: {e}")))?;
+    // Each host of a libpq host list is checked alone.
+    for host_url in &hosts.urls {
+        let options = PgConnectOptions::from_str(host_url)
+            .map_err(|e| invalid(format!("[database] url: {e}")))?;
+        let on_this_machine = options.get_socket().is_some()
+            || options.get_host().starts_with('/')
+            || options.get_host() == "localhost"
+            || options
+                .get_host()
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let verified = matches!(
+            options.get_ssl_mode(),
+            PgSslMode::VerifyCa | PgSslMode::VerifyFull
+        );
+        if !(on_this_machine || verified || insecure_no_tls) {
+            return Err(invalid(format!(
+                "[database] url: {} is another host; add sslmode=verify-full&sslrootcert=... (or set insecure_no_tls = true)",
+                options.get_host()
+            )));
+        }
     }
+    Ok(())
 }
 
 /// The HSM of a configuration.

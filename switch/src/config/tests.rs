@@ -226,6 +226,22 @@ fn a_remote_database_needs_verified_tls_unless_insecure_by_name() {
     assert!(database_link_protected(remote, true).is_ok());
 }
 
+#[test]
+fn every_host_of_a_host_list_is_checked() {
+    let pair =
+        "postgres://postgres@127.0.0.1:5432,127.0.0.1:5433/test?target_session_attrs=read-write";
+    assert!(database_link_protected(pair, false).is_ok());
+    let one_remote = "postgres://switch@127.0.0.1:5432,db2.ssc.example:5432/switch";
+    let refused = database_link_protected(one_remote, false)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("db2.ssc.example"), "{refused}");
+    let empty = database_link_protected("postgres://a,,b/switch", false)
+        .unwrap_err()
+        .to_string();
+    assert!(empty.contains("empty host"), "{empty}");
+}
+
 /// A listener whose connections are the institutions of their client certificates: the
 /// mapping needs mutual TLS, excludes a fixed institution, and wants 64 hex digits per key.
 #[test]

@@ -44,6 +44,12 @@ pub enum StoreError {
         /// The first entry whose MAC fails.
         audit_seq: i64,
     },
+    /// The database URL's list of hosts is malformed.
+    #[error("database url: {0}")]
+    HostList(#[from] super::postgres::HostListError),
+    /// None of the database hosts accepts writes (each host with its reason).
+    #[error("no database host accepts writes: {0}")]
+    NoWritableHost(String),
     /// A value does not fit its column (e.g. a count above `i64::MAX`).
     #[error("value out of range: {0}")]
     OutOfRange(&'static str),

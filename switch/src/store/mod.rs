@@ -36,7 +36,10 @@ pub use model::{
 };
 pub use operator::OperatorStore;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
-pub use postgres::{PostgresConfig, PostgresStore};
+pub use postgres::{
+    host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,
+    PrimaryWatch,
+};
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;

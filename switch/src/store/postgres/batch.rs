@@ -232,18 +232,16 @@ async fn try_batch(
 
 /// Commits a batch as one transaction; if the database refuses it for something the planner
 /// could not see, each decision is retried alone so that only the offender fails.
-pub async fn group_commit(
-    store: &PostgresStore,
-    batch: Vec<Decision>,
-    now_us: i64,
-) -> BatchOutcome {
-    match try_batch(store, &batch, now_us).await {
+pub async fn group_commit(store: &PostgresStore, batch: &[Decision], now_us: i64) -> BatchOutcome {
+    match try_batch(store, batch, now_us).await {
         Ok(results) => BatchOutcome {
             results,
             db_transactions: 1,
         },
         // Not an answer from the database (connection, I/O, pool timeout): retrying
-        // each decision would only multiply the wait. Nothing was committed.
+        // each decision would only multiply the wait. Nothing was committed, or (the
+        // connection died during COMMIT) the outcome is unknown: with a list of hosts the
+        // store learns it on the new primary (`failover::resolve_unknown_outcomes`).
         Err(e) if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) => {
             let err = classify(&e);
             BatchOutcome {

@@ -8,6 +8,7 @@
 
 mod batch;
 mod card_risk;
+mod failover;
 mod json_rows;
 mod unnest;
 
@@ -20,11 +21,21 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use failover::{host_urls, HostListError, HostUrls, PrimaryWatch};
+
+/// How long a writer waits for a pooled connection when the pool follows a primary across
+/// hosts (sqlx's default is 30 s; its retries back off up to a fifth of this, so a short bound
+/// also means the pool tries the new primary soon after the watch found it).
+const FAILOVER_ACQUIRE_TIMEOUT_S: u64 = 5;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// `postgres://user@host:port/db`.
+    /// `postgres://user@host:port/db`, or libpq's list of hosts
+    /// `postgres://user@host1:port1,host2:port2/db?target_session_attrs=read-write`: the store
+    /// then writes to whichever accepts writes and follows it ([`failover`]).
     pub url: String,
     /// Schema to create (if missing) and use; `None` uses the server's search path.
     pub schema: Option<String>,
@@ -49,6 +60,16 @@ pub struct PostgresStore {
     write: PgPool,
     pan: Arc<dyn PanProtector>,
     audit_key: crate::store::audit::AuditKeySlot,
+    /// With several hosts: which one is the primary, and the task that keeps watching.
+    watch: Option<(Arc<PrimaryWatch>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.watch {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -73,35 +94,85 @@ impl PostgresStore {
         config: &PostgresConfig,
         pan: Arc<dyn PanProtector>,
     ) -> Result<Self, StoreError> {
+        let hosts = host_urls(&config.url)?;
         // Every commit waits for its WAL flush (and a synchronous standby's, where configured)
         // whatever the server's default says: an approval is durable before it is answered.
-        let mut options =
-            PgConnectOptions::from_str(&config.url)?.options([("synchronous_commit", "on")]);
+        let mut candidates: Vec<PgConnectOptions> = failover::candidates(&hosts)?
+            .into_iter()
+            .map(|o| o.options([("synchronous_commit", "on")]))
+            .collect();
         if let Some(schema) = &config.schema {
             if !valid_schema(schema) {
                 return Err(StoreError::Conflict("schema name must be [a-z_][a-z0-9_]*"));
             }
+            candidates = candidates
+                .into_iter()
+                .map(|o| o.options([("search_path", schema.as_str())]))
+                .collect();
+        }
+        let follows = hosts.follows_primary();
+        let (primary, monitor) = if follows {
+            let (i, conn) = failover::find_primary(&candidates, 0)
+                .await
+                .map_err(StoreError::NoWritableHost)?;
+            (i, Some(conn))
+        } else {
+            (0, None)
+        };
+        let options = candidates[primary].clone();
+        if let Some(schema) = &config.schema {
             let mut conn = options.connect().await?;
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&mut conn)
                 .await?;
             conn.close().await?;
-            options = options.options([("search_path", schema.as_str())]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(config.connections_max.max(2))
-            .connect_with(options)
-            .await?;
+        let mut pool_options = PgPoolOptions::new().max_connections(config.connections_max.max(2));
+        let watch = follows.then(|| PrimaryWatch::new(candidates, primary));
+        if let Some(watch) = &watch {
+            // A connection opened on a host that no longer accepts writes is refused (the pool
+            // retries), and one opened before the pool last moved is dropped, not handed out.
+            let stale = watch.clone();
+            pool_options = pool_options
+                .acquire_timeout(Duration::from_secs(FAILOVER_ACQUIRE_TIMEOUT_S))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        if failover::accepts_writes(conn).await? {
+                            Ok(())
+                        } else {
+                            Err(sqlx::Error::Protocol(
+                                "the database host is read-only (not the primary)".into(),
+                            ))
+                        }
+                    })
+                })
+                .before_acquire(move |_, meta| {
+                    let fresh = !stale.stale(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                });
+        }
+        let pool = pool_options.connect_with(options).await?;
         super::migrate::migrator(schemas::migrations::POSTGRES)
             .await?
             .run(&pool)
             .await?;
+        let watch = watch.map(|w| {
+            let task = tokio::spawn(w.clone().run(pool.clone(), monitor));
+            (w, task)
+        });
         Ok(Self {
             read: pool.clone(),
             write: pool,
             pan,
             audit_key: Default::default(),
+            watch,
         })
+    }
+
+    /// With several hosts, the one the store writes to now and how often it moved; `None`
+    /// with one host.
+    pub fn primary_watch(&self) -> Option<&PrimaryWatch> {
+        self.watch.as_ref().map(|(w, _)| &**w)
     }
 
     /// Drops a schema and everything in it (test clean-up).
@@ -109,7 +180,15 @@ impl PostgresStore {
         if !valid_schema(schema) {
             return Err(StoreError::Conflict("schema name must be [a-z_][a-z0-9_]*"));
         }
-        let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+        let hosts = host_urls(url)?;
+        let mut conn = if hosts.follows_primary() {
+            failover::find_primary(&failover::candidates(&hosts)?, 0)
+                .await
+                .map_err(StoreError::NoWritableHost)?
+                .1
+        } else {
+            PgConnectOptions::from_str(url)?.connect().await?
+        };
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .execute(&mut conn)
             .await?;
@@ -168,7 +247,20 @@ impl Backend for PostgresStore {
     }
 
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
-        batch::group_commit(self, batch, now_us).await
+        let mut outcome = batch::group_commit(self, &batch, now_us).await;
+        if let Some((watch, _)) = &self.watch {
+            // A lost connection or a read-only host (25006): look for the primary now, then
+            // learn whether the commit happened after all.
+            if outcome
+                .results
+                .iter()
+                .any(|r| matches!(r, Err(super::DecisionError::Unavailable(_))))
+            {
+                watch.wake();
+                failover::resolve_unknown_outcomes(&self.read, &batch, &mut outcome.results).await;
+            }
+        }
+        outcome
     }
 }
 

@@ -1,0 +1,214 @@
+//! Two switch nodes sharing one PostgreSQL (issue 28, "several nodes"): each node has its own
+//! store pool, group-commit writer, pipeline (with its own in-memory card cache) and acquirer
+//! listener, over one schema. The shared state must hold across them: the same request sent to
+//! both is approved at most once (one approved transaction, one debit, and any second `00` is
+//! the first answer replayed), and wrong PINs tried on both count together, so the third wrong
+//! PIN blocks the card (`75`) whichever node it reaches.
+//!
+//! PostgreSQL: 127.0.0.1:5432, trust auth, database `test` (override with SWITCH_TEST_PG_URL);
+//! the test FAILS when it is unreachable (run ops/setup.sh).
+
+use card_apdu::channel::memory::MemoryChannel;
+use futures_util::{SinkExt, StreamExt};
+use schemas::domain::{Rrn, TerminalId};
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use schemas::iso8583::{self};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switch::acquirer::{self, AcquirerListener};
+use switch::issuer::gateway::NoBanks;
+use switch::metrics::Metrics;
+use switch::pipeline::Pipeline;
+use switch::sim::kiosk::Kiosk;
+use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
+use switch::store::{writer, DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+fn pg_url() -> String {
+    std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
+    let mut config = PostgresConfig::new(url);
+    config.schema = Some(schema.into());
+    config.connections_max = 4;
+    match PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests())).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => panic!("this test needs PostgreSQL at {url} (run ops/setup.sh): {e}"),
+    }
+}
+
+/// A node over `store`: writer, pipeline, acquirer listener. Stops when the sender drops.
+async fn start_node(
+    store: &Arc<PostgresStore>,
+    world: &DemoWorld,
+) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let (w, _task) = writer::spawn(Arc::clone(store), writer::WriterConfig::default());
+    let pipeline = Pipeline::new(
+        Arc::clone(store),
+        w,
+        world.hsm.clone(),
+        Arc::new(NoBanks),
+        world.keys.clone(),
+        world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = acquirer::bind(&cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
+    (addr, tx)
+}
+
+type Conn = Framed<TcpStream, FrameCodec>;
+
+async fn connect(addr: SocketAddr) -> Conn {
+    Framed::new(
+        TcpStream::connect(addr).await.unwrap(),
+        FrameCodec::new(LengthHeader::Binary2),
+    )
+}
+
+async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
+    conn.send(Frame {
+        tpdu: None,
+        message: request.to_vec().into(),
+    })
+    .await
+    .unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(10), conn.next())
+        .await
+        .expect("answer in time")
+        .expect("connection open")
+        .expect("frame");
+    f.message.to_vec()
+}
+
+fn field(answer: &[u8], f: u16) -> String {
+    let m = iso8583::spec("ssc87").unwrap().decode(answer).unwrap();
+    m.get_str(f).unwrap().into_owned()
+}
+
+/// All fields of an answer, as hex.
+fn fields(answer: &[u8]) -> Vec<(u16, String)> {
+    let m = iso8583::spec("ssc87").unwrap().decode(answer).unwrap();
+    (2..=128u16)
+        .filter(|f| m.has(*f))
+        .map(|f| (f, hex::encode(m.get_bytes(f).unwrap())))
+        .collect()
+}
+
+fn card_with_pin_offset(world: &DemoWorld, skip: usize) -> DemoCard {
+    world
+        .cards
+        .iter()
+        .filter(|c| c.insurance == Some(switch::store::InsuranceCategory::Employee))
+        .nth(skip)
+        .expect("enough insured demo cards")
+        .clone()
+}
+
+fn schema_name() -> String {
+    format!(
+        "two_nodes_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_pin() {
+    let url = pg_url();
+    let schema = schema_name();
+    let store_a = open(&url, &schema).await;
+    let mut world = DemoWorld::new(2).unwrap();
+    world.seed(&*store_a).await.unwrap();
+    let store_b = open(&url, &schema).await;
+    let (addr_a, _stop_a) = start_node(&store_a, &world).await;
+    let (addr_b, _stop_b) = start_node(&store_b, &world).await;
+    let (mut a, mut b) = (connect(addr_a).await, connect(addr_b).await);
+    let h = &world.hospitals[0];
+    let mut kiosk = Kiosk::new(
+        TerminalId::parse("TN000001").unwrap(),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    );
+
+    // The same bill sent to both nodes at once, several times (different bills): each is
+    // approved once.
+    let card = card_with_pin_offset(&world, 0);
+    let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
+    for n in 0..5u64 {
+        let bill = kiosk
+            .medical_bill(&card, &mut reader, 1_000 + n, &format!("TN-{n}"), DEMO_PIN)
+            .unwrap()
+            .request;
+        let (answer_a, answer_b) = tokio::join!(exchange(&mut a, &bill), exchange(&mut b, &bill));
+        let codes = (field(&answer_a, 39), field(&answer_b, 39));
+        let rrn = field(&answer_a, 37);
+        let txns = store_a
+            .transactions_by_rrn(&Rrn::parse(&rrn).unwrap())
+            .await
+            .unwrap();
+        let approved = txns.iter().filter(|t| t.record.is_approved()).count();
+        assert_eq!(
+            approved, 1,
+            "bill {n}: {codes:?}, {approved} approvals stored"
+        );
+        println!("bill {n} on both nodes: answers {codes:?}, 1 approval stored");
+        // A second 00 is the first answer replayed (field for field), not a second approval.
+        if codes == ("00".into(), "00".into()) {
+            assert_eq!(fields(&answer_a), fields(&answer_b), "bill {n}");
+        } else {
+            assert!(
+                codes.0 == "00" || codes.1 == "00",
+                "bill {n}: one node approved: {codes:?}"
+            );
+        }
+    }
+    let report = store_b.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+
+    // Wrong PINs: one on A, one on B (55 each, counted in the store, not per node), the third
+    // on A blocks the card (75); a right PIN on B is then refused too.
+    let card = card_with_pin_offset(&world, 1);
+    let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
+    let wrong = |k: &mut Kiosk, r: &mut MemoryChannel, n: u64| {
+        k.medical_bill(&card, r, 500 + n, &format!("PIN-{n}"), "999999")
+            .unwrap()
+            .request
+    };
+    let first = wrong(&mut kiosk, &mut reader, 1);
+    assert_eq!(field(&exchange(&mut a, &first).await, 39), "55");
+    let second = wrong(&mut kiosk, &mut reader, 2);
+    assert_eq!(field(&exchange(&mut b, &second).await, 39), "55");
+    let third = wrong(&mut kiosk, &mut reader, 3);
+    assert_eq!(
+        field(&exchange(&mut a, &third).await, 39),
+        "75",
+        "the third wrong PIN across both nodes blocks the card"
+    );
+    let right = kiosk
+        .medical_bill(&card, &mut reader, 600, "PIN-right", DEMO_PIN)
+        .unwrap()
+        .request;
+    let after = field(&exchange(&mut b, &right).await, 39);
+    assert_ne!(after, "00", "a card blocked on node A is refused on node B");
+
+    drop((a, b));
+    store_a.close().await;
+    store_b.close().await;
+    PostgresStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
+}
