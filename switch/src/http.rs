@@ -215,6 +215,7 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         )
         .route("/import-jobs/{id}", get(cms::import_job::<S>))
         .route("/import-jobs/{id}/errors", get(cms::import_errors::<S>))
+        .route("/applications", get(cms::applications::<S>))
         .route("/applications/{id}", get(cms::application::<S>))
         .route("/applications/{id}/photo", put(cms::put_photo::<S>))
         .route("/applications/{id}/issue", post(cms::issue::<S>))

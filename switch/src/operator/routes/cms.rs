@@ -7,8 +7,8 @@
 //! | route | permission |
 //! |---|---|
 //! | `POST /application-batches?batch_id=` (CSV) → 202 job | `applications.import` |
-//! | `GET /import-jobs/{id}`, `GET /import-jobs/{id}/errors` (CSV) | `applications.import` |
-//! | `GET /applications/{id}` | `cards.read` |
+//! | `GET /import-jobs/{id}`, `GET /import-jobs/{id}/errors` (CSV) | `cards.read` |
+//! | `GET /applications?batch_id=&citizen_id=`, `GET /applications/{id}` | `cards.read` |
 //! | `PUT /applications/{id}/photo` (JPEG) | `cards.issue` |
 //! | `POST /applications/{id}/issue` (PIN block) | `cards.issue` |
 //! | `GET /perso-files`, `POST /perso-files` (close), `GET /perso-files/{id}` (JSON Lines) | `cards.issue` |
@@ -416,7 +416,7 @@ async fn seen_job<S: CmsStore>(
     caller: &Caller,
     id: &str,
 ) -> Result<ImportJob, Problem> {
-    caller.require(Permission::ImportApplications)?;
+    caller.require(Permission::ViewCards)?;
     let f = face(st)?;
     let job_id = Uuid::parse_str(id).map_err(|_| Problem::not_found("import job"))?;
     let job = f.service.import_job(job_id).await.map_err(cms_problem)?;
@@ -485,6 +485,46 @@ pub async fn application<S: CmsStore>(
         let f = face(&st)?;
         let app = seen_application(f, &caller, id).await?;
         Ok::<_, Problem>(json(StatusCode::OK, &application_json(&app)))
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /applications?batch_id=…&citizen_id=…`: what became of a row of a batch (a list of at
+/// most one application, empty when the batch has no such row or the caller does not see it).
+pub async fn applications<S: CmsStore>(
+    State(st): State<Arc<HttpState<S>>>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let run = async {
+        caller.require(Permission::ViewCards)?;
+        let f = face(&st)?;
+        let (mut batch, mut citizen) = (None, None);
+        for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+            match &*k {
+                "batch_id" if batch.is_none() => batch = Some(v.into_owned()),
+                "citizen_id" if citizen.is_none() => citizen = Some(v.into_owned()),
+                _ => {
+                    return Err(Problem::invalid(
+                        "the parameters are batch_id and citizen_id, each once",
+                    ))
+                }
+            }
+        }
+        let (Some(batch), Some(citizen)) = (batch, citizen) else {
+            return Err(Problem::invalid("give batch_id and citizen_id"));
+        };
+        let items: Vec<Value> = match f.service.application_in_batch(&batch, &citizen).await {
+            Ok(app) if card_scope(f, &caller).sees(&app.bank, Some(&app.region_code)) => {
+                vec![application_json(&app)]
+            }
+            Ok(_) | Err(CmsError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(cms_problem(e)),
+        };
+        Ok(json(
+            StatusCode::OK,
+            &json!({"items": items, "next_cursor": null}),
+        ))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
