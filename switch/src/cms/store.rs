@@ -56,6 +56,24 @@ pub struct CardSearch<'a> {
     pub limit: u32,
 }
 
+/// An application search of the operator API: by batch and/or citizen ID, limited to what the
+/// caller's institution sees, a page after an application id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplicationSearch<'a> {
+    /// The batch.
+    pub batch_id: Option<&'a str>,
+    /// The cardholder's citizen ID.
+    pub citizen_id: Option<&'a str>,
+    /// Only applications of this bank.
+    pub bank: Option<&'a str>,
+    /// Only cardholders insured in a region with this GB/T 2260 prefix.
+    pub region_prefix: Option<&'a str>,
+    /// Applications after this id.
+    pub after: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// Storage of cardholders, applications, import jobs, PAN ranges and card life cycles.
 pub trait CmsStore: Store {
     /// Stores validated applications of `batch_id` in one transaction (cardholders upserted by
@@ -145,6 +163,11 @@ pub trait CmsStore: Store {
         &self,
         q: &CardSearch<'_>,
     ) -> impl Future<Output = Result<Vec<(CmsCard, Option<String>)>, StoreError>> + Send;
+    /// Applications matching `q`, by application id.
+    fn search_applications(
+        &self,
+        q: &ApplicationSearch<'_>,
+    ) -> impl Future<Output = Result<Vec<Application>, StoreError>> + Send;
     /// The insuring region of a card's cardholder (None: no such card, or no cardholder).
     fn card_region(
         &self,

@@ -8,11 +8,11 @@
 //! |---|---|
 //! | `POST /application-batches?batch_id=` (CSV) → 202 job | `applications.import` |
 //! | `GET /import-jobs/{id}`, `GET /import-jobs/{id}/errors` (CSV) | `cards.read` |
-//! | `GET /applications?batch_id=&citizen_id=`, `GET /applications/{id}` | `cards.read` |
+//! | `GET /applications[?batch_id=&citizen_id=]`, `GET /applications/{id}` | `cards.read` |
 //! | `PUT /applications/{id}/photo` (JPEG) | `cards.issue` |
 //! | `POST /applications/{id}/issue` (PIN block) | `cards.issue` |
 //! | `GET /perso-files`, `POST /perso-files` (close), `GET /perso-files/{id}` (JSON Lines) | `cards.issue` |
-//! | `GET /cards?citizen_id=\|pan_last4=`, `GET /cards/{id}` (ETag) | `cards.read` |
+//! | `GET /cards[?citizen_id=\|pan_last4=]`, `GET /cards/{id}` (ETag) | `cards.read` |
 //! | `POST /cards/{id}/{operation}` (If-Match, reason) | per operation, see [`operation`] |
 //! | `POST /cards/{id}/replace` (If-Match, reason, PIN block) | `cards.replace` |
 //! | `POST /cards/{id}/pin-reset` (If-Match, reason, PIN block) | `cards.pin_reset` |
@@ -25,7 +25,7 @@
 //! personalised; a real deployment sends each closed file to the bureau's channel at once).
 
 use super::{json, json_body};
-use crate::cms::store::CardSearch;
+use crate::cms::store::{ApplicationSearch, CardSearch};
 use crate::cms::{
     Actor, Application, CardManagement, CardOperation, CmsCard, CmsError, CmsStore, CounterPin,
     ImportJob, PersoBatch,
@@ -489,8 +489,8 @@ pub async fn application<S: CmsStore>(
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `GET /applications?batch_id=…&citizen_id=…`: what became of a row of a batch (a list of at
-/// most one application, empty when the batch has no such row or the caller does not see it).
+/// `GET /applications[?batch_id=…][&citizen_id=…][&cursor=&limit=]`: the applications the
+/// caller's institution sees (what became of a batch's rows, a person's applications).
 pub async fn applications<S: CmsStore>(
     State(st): State<Arc<HttpState<S>>>,
     caller: Caller,
@@ -499,34 +499,105 @@ pub async fn applications<S: CmsStore>(
     let run = async {
         caller.require(Permission::ViewCards)?;
         let f = face(&st)?;
-        let (mut batch, mut citizen) = (None, None);
-        for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-            match &*k {
-                "batch_id" if batch.is_none() => batch = Some(v.into_owned()),
-                "citizen_id" if citizen.is_none() => citizen = Some(v.into_owned()),
-                _ => {
-                    return Err(Problem::invalid(
-                        "the parameters are batch_id and citizen_id, each once",
-                    ))
-                }
-            }
-        }
-        let (Some(batch), Some(citizen)) = (batch, citizen) else {
-            return Err(Problem::invalid("give batch_id and citizen_id"));
+        let q = list_query(query.as_deref(), &["batch_id", "citizen_id"])?;
+        let scope = card_scope(f, &caller);
+        let (bank, region) = match scope_filter(&scope) {
+            Some(filter) => filter,
+            None => return Ok(empty_page()),
         };
-        let items: Vec<Value> = match f.service.application_in_batch(&batch, &citizen).await {
-            Ok(app) if card_scope(f, &caller).sees(&app.bank, Some(&app.region_code)) => {
-                vec![application_json(&app)]
-            }
-            Ok(_) | Err(CmsError::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(cms_problem(e)),
-        };
-        Ok(json(
+        let found = f
+            .service
+            .store()
+            .search_applications(&ApplicationSearch {
+                batch_id: q.get("batch_id"),
+                citizen_id: q.get("citizen_id"),
+                bank,
+                region_prefix: region,
+                after: q.after,
+                limit: q.limit,
+            })
+            .await
+            .map_err(|e| cms_problem(e.into()))?;
+        let next = (found.len() == q.limit as usize)
+            .then(|| found.last().map(|a| a.application_id.0.to_string()))
+            .flatten();
+        let items: Vec<Value> = found.iter().map(application_json).collect();
+        Ok::<_, Problem>(json(
             StatusCode::OK,
-            &json!({"items": items, "next_cursor": null}),
+            &json!({"items": items, "next_cursor": next}),
         ))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A list's query: its filters (each at most once), `cursor` (an id) and `limit`.
+struct ListQuery {
+    filters: Vec<(String, String)>,
+    after: i64,
+    limit: u32,
+}
+
+impl ListQuery {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.filters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn list_query(query: Option<&str>, filters: &[&str]) -> Result<ListQuery, Problem> {
+    let mut q = ListQuery {
+        filters: Vec::new(),
+        after: 0,
+        limit: super::PAGE_DEFAULT,
+    };
+    let (mut cursor_seen, mut limit_seen) = (false, false);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "cursor" if !cursor_seen => {
+                cursor_seen = true;
+                q.after = v.parse().map_err(|_| Problem::invalid("bad cursor"))?;
+            }
+            "limit" if !limit_seen => {
+                limit_seen = true;
+                q.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=super::PAGE_MAX).contains(n))
+                    .ok_or_else(|| {
+                        Problem::invalid(format!(
+                            "limit is a whole number from 1 to {}",
+                            super::PAGE_MAX
+                        ))
+                    })?;
+            }
+            name if filters.contains(&name) && q.get(name).is_none() => {
+                q.filters.push((name.to_owned(), v.into_owned()));
+            }
+            _ => {
+                return Err(Problem::invalid(format!(
+                    "the parameters are {}, cursor and limit, each at most once",
+                    filters.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// The bank and region a list is limited to; None: the caller sees nothing.
+fn scope_filter(scope: &CardScope) -> Option<(Option<&str>, Option<&str>)> {
+    match scope {
+        CardScope::All => Some((None, None)),
+        CardScope::Bank(b) => Some((Some(b.as_str()), None)),
+        CardScope::Region(r) => Some((None, Some(r.as_str()))),
+        CardScope::Nothing => None,
+    }
+}
+
+fn empty_page() -> Response {
+    json(StatusCode::OK, &json!({"items": [], "next_cursor": null}))
 }
 
 /// `PUT /applications/{id}/photo`: the cardholder's JPEG (204).
@@ -728,79 +799,35 @@ async fn cards_inner<S: CmsStore>(
 ) -> Result<Response, Problem> {
     caller.require(Permission::ViewCards)?;
     let f = face(st)?;
-    let (mut citizen, mut last4, mut cursor, mut limit) = (None, None, None, None);
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let v = v.into_owned();
-        match &*k {
-            "citizen_id" if citizen.is_none() => citizen = Some(v),
-            "pan_last4" if last4.is_none() => last4 = Some(v),
-            "cursor" if cursor.is_none() => cursor = Some(v),
-            "limit" if limit.is_none() => limit = Some(v),
-            _ => {
-                return Err(Problem::invalid(
-                    "the parameters are citizen_id, pan_last4, cursor and limit, each at most once",
-                ))
-            }
-        }
-    }
-    if citizen.is_none() && last4.is_none() {
-        return Err(Problem::invalid("give citizen_id or pan_last4"));
-    }
-    if let Some(c) = &citizen {
+    let q = list_query(query, &["citizen_id", "pan_last4"])?;
+    if let Some(c) = q.get("citizen_id") {
         if c.len() != 18 || !c.bytes().all(|b| b.is_ascii_digit() || b == b'X') {
             return Err(Problem::invalid("citizen_id is 18 characters (GB 11643)"));
         }
     }
-    if let Some(d) = &last4 {
+    if let Some(d) = q.get("pan_last4") {
         if d.len() != 4 || !d.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Problem::invalid("pan_last4 is four digits"));
         }
     }
-    let after = match cursor {
-        Some(c) => c
-            .parse::<i64>()
-            .map_err(|_| Problem::invalid("bad cursor"))?,
-        None => 0,
-    };
-    let limit = match limit {
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=super::PAGE_MAX).contains(n))
-            .ok_or_else(|| {
-                Problem::invalid(format!(
-                    "limit is a whole number from 1 to {}",
-                    super::PAGE_MAX
-                ))
-            })?,
-        None => super::PAGE_DEFAULT,
-    };
     let scope = card_scope(f, caller);
-    let (bank, region) = match &scope {
-        CardScope::All => (None, None),
-        CardScope::Bank(b) => (Some(b.as_str()), None),
-        CardScope::Region(r) => (None, Some(r.as_str())),
-        CardScope::Nothing => {
-            return Ok(json(
-                StatusCode::OK,
-                &json!({"items": [], "next_cursor": null}),
-            ))
-        }
+    let Some((bank, region)) = scope_filter(&scope) else {
+        return Ok(empty_page());
     };
     let found = f
         .service
         .store()
         .search_cards(&CardSearch {
-            citizen_id: citizen.as_deref(),
-            pan_last4: last4.as_deref(),
+            citizen_id: q.get("citizen_id"),
+            pan_last4: q.get("pan_last4"),
             bank,
             region_prefix: region,
-            after,
-            limit,
+            after: q.after,
+            limit: q.limit,
         })
         .await
         .map_err(|e| cms_problem(e.into()))?;
-    let next = (found.len() == limit as usize)
+    let next = (found.len() == q.limit as usize)
         .then(|| found.last().map(|(c, _)| c.card_id.0.to_string()))
         .flatten();
     let items: Vec<Value> = found.iter().map(|(c, _)| card_json(c)).collect();

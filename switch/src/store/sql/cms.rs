@@ -8,7 +8,9 @@ use crate::cms::model::{
     Application, ApplicationId, ApplicationStatus, CardholderId, CmsCard, ImportJob, JobState,
     NewApplication, RowError, Stored,
 };
-use crate::cms::store::{CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX};
+use crate::cms::store::{
+    ApplicationSearch, CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX,
+};
 use crate::store::model::{CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard};
 use crate::store::StoreError;
 use uuid::Uuid;
@@ -74,6 +76,14 @@ const SEARCH_CARDS: &str = "SELECT c.card_id, c.pan_masked, c.issuer_institution
      WHERE ($1 IS NULL OR h.citizen_id = $1) AND ($2 IS NULL OR c.pan_masked LIKE $2) \
      AND ($3 IS NULL OR c.issuer_institution_id = $3) AND ($4 IS NULL OR h.region_code LIKE $4) \
      AND c.card_id > $5 ORDER BY c.card_id LIMIT $6";
+const SEARCH_APPLICATIONS: &str = "SELECT a.application_id, a.batch_id, a.cardholder_id, \
+     a.citizen_id, h.name, h.sex, h.birth_date, h.insurance_category, h.region_code, \
+     a.bank_institution_id, a.status, a.card_id, \
+     CAST(CASE WHEN a.photo_ciphertext IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_photo \
+     FROM card_application AS a JOIN cardholder AS h ON h.cardholder_id = a.cardholder_id \
+     WHERE ($1 IS NULL OR a.batch_id = $1) AND ($2 IS NULL OR a.citizen_id = $2) \
+     AND ($3 IS NULL OR a.bank_institution_id = $3) AND ($4 IS NULL OR h.region_code LIKE $4) \
+     AND a.application_id > $5 ORDER BY a.application_id LIMIT $6";
 const CARD_REGION: &str = "SELECT h.region_code FROM card c \
      JOIN cardholder h ON h.cardholder_id = c.cardholder_id WHERE c.card_id = $1";
 const CHANGE_CARD: &str = "UPDATE card SET lifecycle = $1, status = $2, status_reason = $3, \
@@ -468,6 +478,26 @@ impl<B: Backend> CmsStore for B {
         rows.iter()
             .map(|r| Ok((cms_card_row(r)?, r.get::<Option<String>>("region_code")?)))
             .collect()
+    }
+
+    async fn search_applications(
+        &self,
+        q: &ApplicationSearch<'_>,
+    ) -> Result<Vec<Application>, StoreError> {
+        let region = q.region_prefix.map(|p| format!("{p}%"));
+        let params = [
+            q.batch_id.into(),
+            q.citizen_id.into(),
+            q.bank.into(),
+            region.as_deref().into(),
+            q.after.into(),
+            i64::from(q.limit).into(),
+        ];
+        let rows = self
+            .reader()
+            .fetch_all(SEARCH_APPLICATIONS, &params)
+            .await?;
+        rows.iter().map(application_row).collect()
     }
 
     async fn card_region(&self, card_id: CardId) -> Result<Option<String>, StoreError> {
