@@ -834,6 +834,9 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     assert!(never.is_empty(), "documented answers never seen: {never:?}");
 }
 
+/// A request of the card routes: URL, headers, JSON body, the status it must get.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, Value, u16);
+
 /// The card management system's answers, each once: an issuance operator, a counter clerk and
 /// the reader (an auditor: reads, no writes) of the switch's institution.
 async fn card_answers(c: &mut Contract, n: &http_node::Node) {
@@ -1095,7 +1098,7 @@ async fn card_answers(c: &mut Contract, n: &http_node::Node) {
     let v1 = version(&read);
     let reason = json!({"reason": "handed over at counter 3"});
     let op = format!("/cards/{card}/hand-over");
-    let cases: Vec<(String, Vec<(&str, &str)>, Value, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (op.clone(), vec![as_clerk[0]], reason.clone(), 428),
         (
             op.clone(),
@@ -1171,7 +1174,7 @@ async fn card_answers(c: &mut Contract, n: &http_node::Node) {
     ] {
         let id: i64 = url.split('/').nth(2).unwrap().parse().unwrap();
         let v = version(&c.get(addr, "/cards/{id}", &format!("/cards/{id}")).await);
-        let cases: Vec<(String, Vec<(&str, &str)>, Value, u16)> = vec![
+        let cases: Vec<Case> = vec![
             (url.clone(), vec![as_clerk[0]], pin_reason.clone(), 428),
             (
                 url.clone(),

@@ -340,6 +340,14 @@ async fn every_card_route_by_role_and_tenant_answers_403_404_or_2xx() {
         Cards,
         Bureau,
     }
+    /// Method, permission, who sees it, path (`#version` for If-Match), body.
+    type Route = (
+        &'static str,
+        Option<Permission>,
+        Seen,
+        String,
+        Option<Value>,
+    );
     for role in BUILTIN_ROLES {
         let granted = PermissionSet::of(role.permissions);
         for (t, tenant) in [BUREAU, bank.as_str(), other_bank, SWITCH]
@@ -387,7 +395,7 @@ async fn every_card_route_by_role_and_tenant_answers_403_404_or_2xx() {
                 ("replace", card(&[Op::HandOver, Op::Activate])),
                 ("pin-reset", card(&[Op::HandOver, Op::Activate])),
             ];
-            let mut routes: Vec<(&str, Option<Permission>, Seen, String, Option<Value>)> = vec![
+            let mut routes: Vec<Route> = vec![
                 (
                     "GET",
                     Some(Permission::ViewCards),
