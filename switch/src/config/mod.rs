@@ -1210,6 +1210,13 @@ async fn run_node<S: crate::cms::CmsStore>(
             crate::operator::SessionPolicy::default(),
         ),
     };
+    let added = admin::ensure_configured_institutions(&*store, &cfg).await?;
+    if added > 0 {
+        tracing::info!(
+            added,
+            "institutions of the configuration added to the store"
+        );
+    }
     let http_tls = http_tls(&cfg)?;
     let keys = cfg.keys()?;
     let listeners = cfg.listeners()?;
