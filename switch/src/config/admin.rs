@@ -73,7 +73,7 @@ async fn ensure_own_institution<S: Store>(
 /// and `[[bank]]`), each added with its kind when the store does not have it yet (a name or kind
 /// set since is kept): the CMS refuses an application whose bank is not an institution, and an
 /// operator belongs to one.
-pub(super) async fn ensure_configured_institutions<S: Store>(
+pub(crate) async fn ensure_configured_institutions<S: Store>(
     store: &S,
     cfg: &super::NodeConfig,
 ) -> Result<usize, ConfigError> {
