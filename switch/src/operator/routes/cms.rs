@@ -887,7 +887,8 @@ pub async fn card_operation<S: CmsStore>(
     }
     let path = format!("/cards/{id}/{name}");
     let who = caller.actor();
-    idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
+    let changed = Mutex::new(None);
+    let r = idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
         let f = face(&st)?;
         let card = seen_card(f, &caller, id).await?;
         let version = if_match(&headers)?;
@@ -897,9 +898,22 @@ pub async fn card_operation<S: CmsStore>(
             .apply(&actor(&caller, reason), card.card_id, op, Some(version))
             .await
             .map_err(cms_problem)?;
+        if let Ok(mut v) = changed.lock() {
+            *v = Some(card.version);
+        }
         Ok(Outcome::new(StatusCode::OK, card_json(&card)))
     })
-    .await
+    .await;
+    etag_of_change(r, &changed)
+}
+
+/// The new version as the answer's ETag, when this request made the change (a replayed answer
+/// carries none: read the card again).
+fn etag_of_change(r: Response, changed: &Mutex<Option<i64>>) -> Response {
+    match changed.lock().ok().and_then(|v| *v) {
+        Some(version) if r.status().is_success() => with_etag(r, version),
+        _ => r,
+    }
 }
 
 /// `POST /cards/{id}/replace` with `If-Match`, a reason and the new card's PIN block: the new
@@ -964,7 +978,8 @@ pub async fn pin_reset<S: CmsStore>(
     }
     let path = format!("/cards/{id}/pin-reset");
     let who = caller.actor();
-    idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
+    let changed = Mutex::new(None);
+    let r = idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
         let f = face(&st)?;
         let card = seen_card(f, &caller, id).await?;
         let version = if_match(&headers)?;
@@ -976,9 +991,13 @@ pub async fn pin_reset<S: CmsStore>(
             .reset_pin(&actor(&caller, reason), card.card_id, Some(version), &pin)
             .await
             .map_err(cms_problem)?;
+        if let Ok(mut v) = changed.lock() {
+            *v = Some(card.version);
+        }
         Ok(Outcome::new(StatusCode::OK, card_json(&card)))
     })
-    .await
+    .await;
+    etag_of_change(r, &changed)
 }
 
 #[cfg(test)]
