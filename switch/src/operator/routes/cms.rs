@@ -23,6 +23,8 @@
 //! The personalisation file being written and the last closed ones are held in memory
 //! ([`PERSO_FILES_KEPT_MAX`]): a restart loses a file not yet downloaded (its cards stay
 //! personalised; a real deployment sends each closed file to the bureau's channel at once).
+//! Likewise the institution that started an import job (it and the switch see the job): after
+//! a restart only the switch's operators see the jobs started before it.
 
 use super::{json, json_body};
 use crate::cms::store::{ApplicationSearch, CardSearch};
