@@ -11,16 +11,17 @@
 //! permission, and shows only what the caller's institution sees ([`crate::operator::Scope`]).
 //! The operator API's own routes are [`crate::operator::routes`].
 
+use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
-use crate::operator::routes::{audit_log, roles, session, transactions, users};
+use crate::operator::routes::{audit_log, cms, roles, session, transactions, users};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use rust_decimal::Decimal;
 use schemas::domain::Rrn;
@@ -39,6 +40,8 @@ pub struct HttpState<S: Store> {
     pub links: Option<Arc<crate::issuer::IssuerLinks>>,
     /// The operator API's keys and session policy.
     pub operator: Arc<OperatorContext>,
+    /// The card management system (None: a node without `[cms]`; its routes answer 503).
+    pub cms: Option<Arc<crate::operator::routes::cms::CmsFace<S>>>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
@@ -184,7 +187,7 @@ fn seconds(us: i64) -> String {
 /// The router. What no handler serves is answered with a problem document too: a path the API
 /// does not have gets 404, another method than GET or HEAD gets 405 (axum keeps its `Allow`
 /// header). The 405 fallback applies to the routes registered before it, so it comes last.
-pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
+pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready::<S>))
@@ -206,6 +209,26 @@ pub fn router<S: Store>(state: Arc<HttpState<S>>) -> Router {
         )
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
+        .route(
+            "/application-batches",
+            post(cms::import_batch::<S>).layer(DefaultBodyLimit::max(cms::BATCH_LEN_MAX_BYTES)),
+        )
+        .route("/import-jobs/{id}", get(cms::import_job::<S>))
+        .route("/import-jobs/{id}/errors", get(cms::import_errors::<S>))
+        .route("/applications", get(cms::applications::<S>))
+        .route("/applications/{id}", get(cms::application::<S>))
+        .route("/applications/{id}/photo", put(cms::put_photo::<S>))
+        .route("/applications/{id}/issue", post(cms::issue::<S>))
+        .route(
+            "/perso-files",
+            get(cms::perso_files::<S>).post(cms::close_perso_file::<S>),
+        )
+        .route("/perso-files/{id}", get(cms::perso_file::<S>))
+        .route("/cards", get(cms::cards::<S>))
+        .route("/cards/{id}", get(cms::card::<S>))
+        .route("/cards/{id}/replace", post(cms::replace::<S>))
+        .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
+        .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)

@@ -283,7 +283,11 @@ mod demo {
         listen: SocketAddr,
         /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf, and the operator
         /// API: /session, /session/password, /me, /users, /users/{id}/roles,
-        /// /role-changes/{id}/approve, /roles, /audit).
+        /// /role-changes/{id}/approve, /roles, /audit; card management: /application-batches,
+        /// /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
+        /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
+        /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,
+        /// /cards/{id}/pin-reset).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

@@ -209,6 +209,7 @@ fn http_state(s: &Switch) -> HttpState<SqliteStore> {
         metrics: Arc::clone(&s.metrics),
         links: None,
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
+        cms: None,
     }
 }
 

@@ -257,6 +257,20 @@ impl Contract {
         self.check(&method.to_ascii_lowercase(), path, url, reply)
     }
 
+    /// Sends `method url` with `headers` and a body of another type (CSV, JPEG).
+    async fn send_bytes(
+        &mut self,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: (&str, &[u8]),
+    ) -> Reply {
+        let reply = http_node::request_bytes(addr, method, url, headers, Some(body)).await;
+        self.check(&method.to_ascii_lowercase(), path, url, reply)
+    }
+
     fn check(&mut self, method: &str, path: &str, url: &str, reply: Reply) -> Reply {
         match conformance(&self.doc, method, path, &reply) {
             Ok((status, key)) => {
@@ -585,6 +599,10 @@ async fn every_documented_path_is_served() {
                 url = url.replace(&format!("{{{name}}}"), example);
             }
         }
+        // A personalisation file's id is made when the file is opened: the node's own.
+        if path == "/perso-files/{id}" {
+            url = format!("/perso-files/{}", n.perso_file);
+        }
         assert!(!url.contains('{'), "{url}");
         // What a method not documented for the path gets: 405 and the methods it takes.
         let documented = &methods_of[&path];
@@ -611,13 +629,22 @@ async fn every_documented_path_is_served() {
         if method != "get" {
             continue;
         }
-        let reply = request(n.addr, &method.to_ascii_uppercase(), &url).await;
+        // The reader (an auditor) reads everything but the card bureau's files, which only
+        // issuance operators read.
+        let key = if path.starts_with("/perso-files") {
+            http_node::ISSUER_KEY
+        } else {
+            http_node::READER_KEY
+        };
+        let auth = format!("Bearer {key}");
+        let headers = [("Authorization", auth.as_str())];
+        let reply = request_with(n.addr, "GET", &url, &headers, None).await;
         let (status, _) =
             conformance(&doc, &method, &path, &reply).unwrap_or_else(|e| panic!("{e}"));
         assert!((200..300).contains(&status), "{method} {url}: {reply:?}");
         // As the document's description says: HEAD is answered, other methods get 405 with a
         // problem document and the methods that are allowed.
-        let head = request(n.addr, "HEAD", &url).await;
+        let head = request_with(n.addr, "HEAD", &url, &headers, None).await;
         assert_eq!(
             (head.status, head.body.as_str()),
             (status, ""),
@@ -671,6 +698,7 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     c.get(addr, "/metrics", "/metrics").await;
 
     operator_answers(&mut c, &n).await;
+    card_answers(&mut c, &n).await;
 
     // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
     let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
@@ -804,6 +832,442 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     let documented = documented_answers(&c.doc);
     let never: Vec<_> = documented.difference(&c.seen).collect();
     assert!(never.is_empty(), "documented answers never seen: {never:?}");
+}
+
+/// A request of the card routes: URL, headers, JSON body, the status it must get.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, Value, u16);
+
+/// The card management system's answers, each once: an issuance operator, a counter clerk and
+/// the reader (an auditor: reads, no writes) of the switch's institution.
+async fn card_answers(c: &mut Contract, n: &http_node::Node) {
+    use http_node::{counter_pin_block, EXAMPLE_JOB, ISSUER_KEY};
+    use switch::sim::operator_kit::{self, SWITCH};
+    let addr = n.addr;
+    let issuer = format!("Bearer {ISSUER_KEY}");
+    let clerk_key = operator_kit::api_key(&*n.store, SWITCH, "counter_clerk")
+        .await
+        .expect("clerk key");
+    let clerk = format!("Bearer {clerk_key}");
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    let as_issuer = [("Authorization", issuer.as_str())];
+    let as_clerk = [("Authorization", clerk.as_str())];
+    let as_reader = [("Authorization", reader.as_str())];
+    let missing = "/cards/999999";
+    // Batches: 202, 400 (no batch id), 401, 403 (the reader), 422 (a bad batch id).
+    let csv = format!(
+        "{}{},李四,居民,410102,{}\n",
+        http_node::BATCH_HEADER,
+        http_node::citizen(950),
+        n.fx.bank
+    );
+    for (url, headers, status) in [
+        (
+            "/application-batches?batch_id=contract-1",
+            &as_issuer[..],
+            202,
+        ),
+        ("/application-batches", &as_issuer[..], 400),
+        ("/application-batches?batch_id=contract-1", &[][..], 401),
+        (
+            "/application-batches?batch_id=contract-1",
+            &as_reader[..],
+            403,
+        ),
+        (
+            "/application-batches?batch_id=not%20valid",
+            &as_issuer[..],
+            422,
+        ),
+    ] {
+        let r = c
+            .send_bytes(
+                addr,
+                "POST",
+                "/application-batches",
+                url,
+                headers,
+                ("text/csv", csv.as_bytes()),
+            )
+            .await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    // Import jobs and their error reports.
+    let job = format!("/import-jobs/{EXAMPLE_JOB}");
+    let nojob = "/import-jobs/0190f5a0-0000-7000-8000-0000000000aa";
+    for (path, url, status) in [
+        ("/import-jobs/{id}", job.clone(), 200),
+        ("/import-jobs/{id}", nojob.to_owned(), 404),
+        ("/import-jobs/{id}/errors", format!("{job}/errors"), 200),
+        ("/import-jobs/{id}/errors", format!("{nojob}/errors"), 404),
+    ] {
+        assert_eq!(c.get(addr, path, &url).await.status, status, "{url}");
+    }
+    let report = c
+        .get(addr, "/import-jobs/{id}/errors", &format!("{job}/errors"))
+        .await;
+    assert_eq!(
+        report.body,
+        "row,field,reason\n2,citizen_id,check character is wrong\n"
+    );
+    // Applications.
+    let app = n.application;
+    for (path, url, status) in [
+        (
+            "/applications",
+            "/applications?batch_id=fx-901".to_owned(),
+            200,
+        ),
+        ("/applications", "/applications?limit=0".to_owned(), 400),
+        ("/applications/{id}", format!("/applications/{app}"), 200),
+        ("/applications/{id}", "/applications/999999".to_owned(), 404),
+    ] {
+        assert_eq!(c.get(addr, path, &url).await.status, status, "{url}");
+    }
+    let listed = Contract::json(
+        &c.get(addr, "/applications", "/applications?batch_id=fx-901")
+            .await,
+    );
+    assert_eq!(listed["items"][0]["application_id"], app);
+    let jpeg = switch::cms::photo::sample_jpeg(358, 441);
+    let photo = format!("/applications/{app}/photo");
+    for (url, headers, body, status) in [
+        (photo.as_str(), &as_issuer[..], &jpeg[..], 204),
+        ("/applications/999999/photo", &as_issuer[..], &jpeg[..], 404),
+        (photo.as_str(), &as_issuer[..], &b"not a jpeg"[..], 422),
+        (photo.as_str(), &as_reader[..], &jpeg[..], 403),
+        (photo.as_str(), &[][..], &jpeg[..], 401),
+    ] {
+        let r = c
+            .send_bytes(
+                addr,
+                "PUT",
+                "/applications/{id}/photo",
+                url,
+                headers,
+                ("image/jpeg", body),
+            )
+            .await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    let pin = json!({"pin_block": counter_pin_block(&n.world)});
+    let issue = format!("/applications/{app}/issue");
+    for (url, headers, body, status) in [
+        (issue.as_str(), &as_issuer[..], pin.clone(), 201),
+        (issue.as_str(), &as_issuer[..], pin.clone(), 409),
+        (
+            issue.as_str(),
+            &as_issuer[..],
+            json!({"pin_block": "zz"}),
+            400,
+        ),
+        (issue.as_str(), &as_reader[..], pin.clone(), 403),
+        (issue.as_str(), &[][..], pin.clone(), 401),
+        (
+            "/applications/999999/issue",
+            &as_issuer[..],
+            pin.clone(),
+            404,
+        ),
+    ] {
+        let r = c
+            .send(
+                addr,
+                "POST",
+                "/applications/{id}/issue",
+                url,
+                headers,
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    // Personalisation files: seen by issuance operators of the bureaus and the switch.
+    let other_bank =
+        operator_kit::api_key(&*n.store, operator_kit::OTHER_BANK, "issuance_operator")
+            .await
+            .expect("bank key");
+    let other_bank = format!("Bearer {other_bank}");
+    let as_bank = [("Authorization", other_bank.as_str())];
+    assert_eq!(
+        c.send(
+            addr,
+            "GET",
+            "/perso-files",
+            "/perso-files",
+            &as_issuer,
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        c.get(addr, "/perso-files", "/perso-files").await.status,
+        403
+    );
+    assert_eq!(
+        c.send(addr, "GET", "/perso-files", "/perso-files", &[], None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        c.send(addr, "GET", "/perso-files", "/perso-files", &as_bank, None)
+            .await
+            .status,
+        404
+    );
+    for (headers, status) in [
+        (&as_issuer[..], 201),
+        (&as_issuer[..], 409),
+        (&as_reader[..], 403),
+        (&[][..], 401),
+        (&as_bank[..], 404),
+    ] {
+        let r = c
+            .send(addr, "POST", "/perso-files", "/perso-files", headers, None)
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+    }
+    let file = format!("/perso-files/{}", n.perso_file);
+    for (url, headers, status) in [
+        (file.as_str(), &as_issuer[..], 200),
+        (
+            "/perso-files/0190f5a0-0000-7000-8000-0000000000ff",
+            &as_issuer[..],
+            404,
+        ),
+        (file.as_str(), &as_reader[..], 403),
+        (file.as_str(), &[][..], 401),
+    ] {
+        let r = c
+            .send(addr, "GET", "/perso-files/{id}", url, headers, None)
+            .await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    // Cards: list, read (ETag), and changes with If-Match.
+    for (path, url, status) in [
+        ("/cards", "/cards?pan_last4=0001".to_owned(), 200),
+        ("/cards", "/cards?pan_last4=1".to_owned(), 400),
+        ("/cards/{id}", format!("/cards/{}", n.cms_card), 200),
+        ("/cards/{id}", missing.to_owned(), 404),
+    ] {
+        assert_eq!(c.get(addr, path, &url).await.status, status, "{url}");
+    }
+    for (path, url) in [
+        ("/applications", "/applications"),
+        ("/applications/{id}", "/applications/2"),
+        ("/import-jobs/{id}", job.as_str()),
+        ("/import-jobs/{id}/errors", "/import-jobs/x/errors"),
+        ("/cards", "/cards"),
+        ("/cards/{id}", "/cards/1"),
+    ] {
+        assert_eq!(
+            c.send(addr, "GET", path, url, &[], None).await.status,
+            401,
+            "{url}"
+        );
+    }
+    let nobody = operator_kit::api_key(&*n.store, SWITCH, "hospital_cashier")
+        .await
+        .expect("cashier key");
+    let nobody = format!("Bearer {nobody}");
+    for (path, url) in [
+        ("/applications", "/applications"),
+        ("/applications/{id}", "/applications/2"),
+        ("/import-jobs/{id}", job.as_str()),
+        ("/import-jobs/{id}/errors", "/import-jobs/x/errors"),
+        ("/cards", "/cards"),
+        ("/cards/{id}", "/cards/1"),
+    ] {
+        let r = c
+            .send(
+                addr,
+                "GET",
+                path,
+                url,
+                &[("Authorization", nobody.as_str())],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 403, "{url}");
+    }
+    let card = n.cms_card;
+    let version = |r: &Reply| r.header("etag").expect("an ETag").to_owned();
+    let read = c.get(addr, "/cards/{id}", &format!("/cards/{card}")).await;
+    let v1 = version(&read);
+    let reason = json!({"reason": "handed over at counter 3"});
+    let op = format!("/cards/{card}/hand-over");
+    let cases: Vec<Case> = vec![
+        (op.clone(), vec![as_clerk[0]], reason.clone(), 428),
+        (
+            op.clone(),
+            vec![as_clerk[0], ("If-Match", "\"999\"")],
+            reason.clone(),
+            412,
+        ),
+        (
+            op.clone(),
+            vec![as_clerk[0], ("If-Match", &v1)],
+            json!({}),
+            400,
+        ),
+        (
+            op.clone(),
+            vec![as_reader[0], ("If-Match", &v1)],
+            reason.clone(),
+            403,
+        ),
+        (op.clone(), vec![("If-Match", &v1)], reason.clone(), 401),
+        (
+            format!("{missing}/activate"),
+            vec![as_clerk[0], ("If-Match", "\"1\"")],
+            reason.clone(),
+            404,
+        ),
+        (
+            op.clone(),
+            vec![as_clerk[0], ("If-Match", &v1)],
+            reason.clone(),
+            200,
+        ),
+    ];
+    for (url, headers, body, status) in cases {
+        let r = c
+            .send(
+                addr,
+                "POST",
+                "/cards/{id}/{operation}",
+                &url,
+                &headers,
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    let v2 = version(&c.get(addr, "/cards/{id}", &format!("/cards/{card}")).await);
+    assert_ne!(v1, v2, "a change moves the version");
+    let again = c
+        .send(
+            addr,
+            "POST",
+            "/cards/{id}/{operation}",
+            &op,
+            &[as_clerk[0], ("If-Match", &v2)],
+            Some(reason.clone()),
+        )
+        .await;
+    assert_eq!(
+        again.status, 409,
+        "issued cards are not handed over again: {again:?}"
+    );
+    // Replacement and PIN reset: the same rules, and a PIN block instead of a PIN.
+    let mut pin_reason = pin.clone();
+    pin_reason["reason"] = "card damaged".into();
+    for (path, url, ok) in [
+        ("/cards/{id}/replace", format!("/cards/{card}/replace"), 201),
+        (
+            "/cards/{id}/pin-reset",
+            "/cards/1/pin-reset".to_owned(),
+            200,
+        ),
+    ] {
+        let id: i64 = url.split('/').nth(2).unwrap().parse().unwrap();
+        let v = version(&c.get(addr, "/cards/{id}", &format!("/cards/{id}")).await);
+        let cases: Vec<Case> = vec![
+            (url.clone(), vec![as_clerk[0]], pin_reason.clone(), 428),
+            (
+                url.clone(),
+                vec![as_clerk[0], ("If-Match", "\"999\"")],
+                pin_reason.clone(),
+                412,
+            ),
+            (
+                url.clone(),
+                vec![as_clerk[0], ("If-Match", &v)],
+                json!({"pin_block": "zz", "reason": "x"}),
+                400,
+            ),
+            (
+                url.clone(),
+                vec![as_reader[0], ("If-Match", &v)],
+                pin_reason.clone(),
+                403,
+            ),
+            (url.clone(), vec![("If-Match", &v)], pin_reason.clone(), 401),
+            (
+                url.replace(&format!("/{id}/"), "/999999/"),
+                vec![as_clerk[0], ("If-Match", &v)],
+                pin_reason.clone(),
+                404,
+            ),
+            (
+                url.clone(),
+                vec![as_clerk[0], ("If-Match", &v)],
+                pin_reason.clone(),
+                ok,
+            ),
+        ];
+        for (u, headers, body, status) in cases {
+            let r = c.send(addr, "POST", path, &u, &headers, Some(body)).await;
+            assert_eq!(r.status, status, "{u}: {r:?}");
+        }
+        // Once more, now that the card moved on: the table refuses (replaced) or the version
+        // is stale (PIN reset moved it).
+        let r = c
+            .send(
+                addr,
+                "POST",
+                path,
+                &url,
+                &[as_clerk[0], ("If-Match", &v)],
+                Some(pin_reason.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 412, "{url}: {r:?}");
+        let v = version(&c.get(addr, "/cards/{id}", &format!("/cards/{id}")).await);
+        if ok == 201 {
+            let r = c
+                .send(
+                    addr,
+                    "POST",
+                    path,
+                    &url,
+                    &[as_clerk[0], ("If-Match", &v)],
+                    Some(pin_reason.clone()),
+                )
+                .await;
+            assert_eq!(
+                r.status, 409,
+                "a replaced card is not replaced again: {r:?}"
+            );
+        }
+    }
+    // The hot-listed replaced card's PIN cannot be reset.
+    let v = version(&c.get(addr, "/cards/{id}", &format!("/cards/{card}")).await);
+    let r = c
+        .send(
+            addr,
+            "POST",
+            "/cards/{id}/pin-reset",
+            &format!("/cards/{card}/pin-reset"),
+            &[as_clerk[0], ("If-Match", &v)],
+            Some(pin_reason.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    // A card of another tenant is not there.
+    let r = c
+        .send(
+            addr,
+            "GET",
+            "/cards/{id}",
+            &format!("/cards/{card}"),
+            &as_bank,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
 }
 
 /// The operator API's answers, each once: sessions, users, role changes, roles, the audit log,

@@ -6,8 +6,12 @@
 
 mod http_node;
 
-use http_node::{commit, node, request_with, Node, Reply};
+use http_node::{
+    cms_card, commit, counter_pin_block, node, request_bytes, request_with, Node, Reply, BUREAU,
+    EXAMPLE_JOB,
+};
 use serde_json::{json, Value};
+use switch::cms::CardOperation as Op;
 use switch::operator::keys::SecretKey;
 use switch::operator::permission::{Permission, PermissionSet, BUILTIN_ROLES};
 use switch::operator::provision::FirstSecrets;
@@ -124,6 +128,37 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             Some(json!({"role_id": "x", "name": "x", "permissions": []})),
         ),
         ("GET", "/audit".into(), None),
+        ("POST", "/application-batches?batch_id=x".into(), None),
+        ("GET", format!("/import-jobs/{EXAMPLE_JOB}"), None),
+        ("GET", format!("/import-jobs/{EXAMPLE_JOB}/errors"), None),
+        ("GET", "/applications?batch_id=x&citizen_id=x".into(), None),
+        ("GET", "/applications/1".into(), None),
+        ("PUT", "/applications/1/photo".into(), None),
+        (
+            "POST",
+            "/applications/1/issue".into(),
+            Some(json!({"pin_block": "00"})),
+        ),
+        ("GET", "/perso-files".into(), None),
+        ("POST", "/perso-files".into(), None),
+        ("GET", format!("/perso-files/{id}"), None),
+        ("GET", "/cards?pan_last4=0001".into(), None),
+        ("GET", "/cards/1".into(), None),
+        (
+            "POST",
+            "/cards/1/activate".into(),
+            Some(json!({"reason": "x"})),
+        ),
+        (
+            "POST",
+            "/cards/1/replace".into(),
+            Some(json!({"reason": "x"})),
+        ),
+        (
+            "POST",
+            "/cards/1/pin-reset".into(),
+            Some(json!({"reason": "x"})),
+        ),
     ]
 }
 
@@ -284,6 +319,231 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
         }
     }
     assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 12);
+}
+
+/// The card management routes by role and tenant: the bureau of the region (sees its
+/// cardholders' cards and applications, and the personalisation files), the cards' bank (its
+/// own cards), another bank (none: 404) and the switch (all). Each route answers 403 without
+/// its permission, 404 where the tenant does not see the resource, 2xx otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_card_route_by_role_and_tenant_answers_403_404_or_2xx() {
+    let n = node().await;
+    let bank = n.fx.bank.as_str().to_owned();
+    let other_bank = operator_kit::OTHER_BANK;
+    let mut checked = 0;
+    let mut serial = 0;
+    // Who sees what: cards and applications, the personalisation files, an import job the
+    // bureau started.
+    #[derive(Clone, Copy)]
+    enum Seen {
+        All,
+        Cards,
+        Bureau,
+    }
+    /// Method, permission, who sees it, path (`#version` for If-Match), body.
+    type Route = (
+        &'static str,
+        Option<Permission>,
+        Seen,
+        String,
+        Option<Value>,
+    );
+    for role in BUILTIN_ROLES {
+        let granted = PermissionSet::of(role.permissions);
+        for (t, tenant) in [BUREAU, bank.as_str(), other_bank, SWITCH]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("cms-{}-{t}", role.role_id.replace('_', "-"));
+            let (_, first) = user(&n, &name, tenant, &[role.role_id]).await;
+            let s = session(&n, &name, &first).await;
+            // A bureau's job, an application, and one card in the state each operation needs.
+            let csv = format!(
+                "{}{},李四,居民,410102,{bank}\n",
+                http_node::BATCH_HEADER,
+                http_node::citizen(serial)
+            );
+            let bureau_job = {
+                let (_, f) = user(&n, &format!("job-{name}"), BUREAU, &["issuance_operator"]).await;
+                let b = session(&n, &format!("job-{name}"), &f).await;
+                let r = upload(&n, &b, &format!("job-{name}"), &csv).await;
+                assert_eq!(r.status, 202, "{r:?}");
+                serde_json::from_str::<Value>(&r.body).unwrap()["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            serial += 1;
+            let app = http_node::application(&n.cms, serial, &bank).await;
+            let mut card = |ops: &'static [Op]| {
+                serial += 1;
+                (serial, ops)
+            };
+            let plan = [
+                ("hand-over", card(&[])),
+                ("activate", card(&[Op::HandOver])),
+                ("suspend", card(&[Op::HandOver, Op::Activate])),
+                (
+                    "lift-suspension",
+                    card(&[Op::HandOver, Op::Activate, Op::Suspend]),
+                ),
+                ("block", card(&[Op::HandOver, Op::Activate])),
+                ("report-lost", card(&[Op::HandOver, Op::Activate])),
+                ("report-stolen", card(&[Op::HandOver, Op::Activate])),
+                ("unblock", card(&[Op::HandOver, Op::Activate, Op::Block])),
+                ("close", card(&[Op::HandOver, Op::Activate])),
+                ("replace", card(&[Op::HandOver, Op::Activate])),
+                ("pin-reset", card(&[Op::HandOver, Op::Activate])),
+            ];
+            let mut routes: Vec<Route> = vec![
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::Bureau,
+                    format!("/import-jobs/{bureau_job}"),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::Bureau,
+                    format!("/import-jobs/{bureau_job}/errors"),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::Cards,
+                    format!("/applications/{app}"),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::All,
+                    format!("/applications?batch_id=fx-{serial}&citizen_id=x"),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::All,
+                    "/cards?pan_last4=0001".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::ViewCards),
+                    Seen::Cards,
+                    format!("/cards/{}", n.cms_card),
+                    None,
+                ),
+                (
+                    "PUT",
+                    Some(Permission::IssueCards),
+                    Seen::Cards,
+                    format!("/applications/{app}/photo"),
+                    None,
+                ),
+                (
+                    "POST",
+                    Some(Permission::IssueCards),
+                    Seen::Cards,
+                    format!("/applications/{app}/issue"),
+                    Some(json!({"pin_block": counter_pin_block(&n.world)})),
+                ),
+                (
+                    "GET",
+                    Some(Permission::IssueCards),
+                    Seen::Bureau,
+                    "/perso-files".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Some(Permission::IssueCards),
+                    Seen::Bureau,
+                    format!("/perso-files/{}", n.perso_file),
+                    None,
+                ),
+            ];
+            for (op, (k, ops)) in plan {
+                let id = cms_card(&n, k, ops).await;
+                let version = n
+                    .cms
+                    .service
+                    .card(switch::store::CardId(id))
+                    .await
+                    .unwrap()
+                    .version;
+                let permission = match op {
+                    "replace" => Permission::ReplaceCard,
+                    "pin-reset" => Permission::ResetPin,
+                    other => switch::operator::routes::cms::operation(other).unwrap().1,
+                };
+                let mut body = json!({"reason": format!("{op} by {name}")});
+                if matches!(op, "replace" | "pin-reset") {
+                    body["pin_block"] = counter_pin_block(&n.world).into();
+                }
+                routes.push((
+                    "POST",
+                    Some(permission),
+                    Seen::Cards,
+                    format!("/cards/{id}/{op}#{version}"),
+                    Some(body),
+                ));
+            }
+            for (method, permission, seen, path, body) in routes {
+                let (path, version) = match path.split_once('#') {
+                    Some((p, v)) => (p.to_owned(), Some(format!("\"{v}\""))),
+                    None => (path, None),
+                };
+                let mut headers: Vec<(&str, &str)> =
+                    vec![("Cookie", &s.cookie), ("X-CSRF-Token", &s.csrf)];
+                if let Some(v) = &version {
+                    headers.push(("If-Match", v));
+                }
+                let reply = if method == "PUT" {
+                    let jpeg = switch::cms::photo::sample_jpeg(358, 441);
+                    request_bytes(n.addr, method, &path, &headers, Some(("image/jpeg", &jpeg)))
+                        .await
+                } else {
+                    let body = body.as_ref().map(Value::to_string);
+                    request_with(n.addr, method, &path, &headers, body.as_deref()).await
+                };
+                let allowed = permission.is_none_or(|p| granted.contains(p));
+                let sees = match seen {
+                    Seen::All => true,
+                    Seen::Cards => tenant != other_bank,
+                    Seen::Bureau => tenant == BUREAU || tenant == SWITCH,
+                };
+                let what = format!("{} at {tenant}: {method} {path}", role.role_id);
+                if !allowed {
+                    assert_eq!(reply.status, 403, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/forbidden", "{what}");
+                } else if !sees {
+                    assert_eq!(reply.status, 404, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/not-found", "{what}");
+                } else {
+                    assert!((200..300).contains(&reply.status), "{what}: {reply:?}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, BUILTIN_ROLES.len() * 4 * 21);
+}
+
+/// Uploads a one-row batch as session `s`.
+async fn upload(n: &Node, s: &Session, batch: &str, csv: &str) -> Reply {
+    request_bytes(
+        n.addr,
+        "POST",
+        &format!("/application-batches?batch_id={batch}"),
+        &[("Cookie", &s.cookie), ("X-CSRF-Token", &s.csrf)],
+        Some(("text/csv", csv.as_bytes())),
+    )
+    .await
 }
 
 fn rule(method: &'static str, permission: Option<Permission>, tenant_scoped: bool) -> RouteRule {

@@ -77,3 +77,48 @@ fn the_first_administrator_is_bootstrapped_once_and_the_audit_log_verifies_until
         "{out}"
     );
 }
+
+/// `switch applications import` on a fresh store: the banks of `[[bank]]` are institutions
+/// before the rows are checked, so a row naming one is created, and one naming a bank the
+/// configuration does not have is refused on its own.
+#[test]
+fn the_cli_import_finds_the_configured_banks_in_a_fresh_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let cfg = cfg.to_str().unwrap();
+    // GB 11643-1999: 41010219900307001 + check character.
+    let body = "41010219900307001";
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body
+        .bytes()
+        .zip(weights)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
+    let check = "10X98765432".as_bytes()[(sum % 11) as usize] as char;
+    let csv = format!(
+        "citizen_id,name,insurance_scheme,region_code,bank_id\n\
+         {body}{check},李四,居民,410102,01020000\n\
+         {body}{check},王五,居民,410102,09990000\n"
+    );
+    let file = dir.path().join("batch.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out) = switch(&[
+        "applications",
+        "import",
+        "--config",
+        cfg,
+        "--batch",
+        "cli-1",
+        "--institution",
+        "4101008",
+        "--reason",
+        "campaign ticket 7",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("2 rows, 1 created, 0 duplicate, 1 rejected"),
+        "{out}"
+    );
+    assert!(out.contains("row 2: bank_id"), "{out}");
+}

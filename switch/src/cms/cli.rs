@@ -69,8 +69,13 @@ pub async fn import(args: ImportArgs<'_>) -> Result<ImportJob, String> {
     let csv = std::fs::read(args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let hsm = hsm_of(&cfg).map_err(|e| e.to_string())?;
     let opened = open_store(&cfg, &*hsm).await.map_err(|e| e.to_string())?;
-    let job = crate::on_store!(opened, |store| run(store, &actor, args.batch_id, &csv)
-        .await?);
+    let job = crate::on_store!(opened, |store| {
+        // The banks of `[[bank]]` are the institutions the rows name.
+        crate::config::admin::ensure_configured_institutions(&*store, &cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        run(store, &actor, args.batch_id, &csv).await?
+    });
     eprintln!();
     Ok(job)
 }

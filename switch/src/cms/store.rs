@@ -38,6 +38,42 @@ pub struct CardChange<'a> {
     pub pin_offset: Option<&'a str>,
 }
 
+/// A card search of the operator API: by citizen ID and/or the PAN's last four digits, limited
+/// to what the caller's institution sees (its bank, its region), a page after a card id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CardSearch<'a> {
+    /// The cardholder's citizen ID.
+    pub citizen_id: Option<&'a str>,
+    /// The PAN's last four digits.
+    pub pan_last4: Option<&'a str>,
+    /// Only cards of this bank.
+    pub bank: Option<&'a str>,
+    /// Only cards of cardholders insured in a region with this GB/T 2260 prefix.
+    pub region_prefix: Option<&'a str>,
+    /// Cards after this id.
+    pub after: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// An application search of the operator API: by batch and/or citizen ID, limited to what the
+/// caller's institution sees, a page after an application id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplicationSearch<'a> {
+    /// The batch.
+    pub batch_id: Option<&'a str>,
+    /// The cardholder's citizen ID.
+    pub citizen_id: Option<&'a str>,
+    /// Only applications of this bank.
+    pub bank: Option<&'a str>,
+    /// Only cardholders insured in a region with this GB/T 2260 prefix.
+    pub region_prefix: Option<&'a str>,
+    /// Applications after this id.
+    pub after: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// Storage of cardholders, applications, import jobs, PAN ranges and card life cycles.
 pub trait CmsStore: Store {
     /// Stores validated applications of `batch_id` in one transaction (cardholders upserted by
@@ -121,6 +157,22 @@ pub trait CmsStore: Store {
         old: &CardChange<'_>,
         new_card: &NewCard,
     ) -> impl Future<Output = Result<CardId, StoreError>> + Send;
+    /// Cards matching `q`, by card id, each with its cardholder's insuring region (None for a
+    /// card seeded outside the CMS).
+    fn search_cards(
+        &self,
+        q: &CardSearch<'_>,
+    ) -> impl Future<Output = Result<Vec<(CmsCard, Option<String>)>, StoreError>> + Send;
+    /// Applications matching `q`, by application id.
+    fn search_applications(
+        &self,
+        q: &ApplicationSearch<'_>,
+    ) -> impl Future<Output = Result<Vec<Application>, StoreError>> + Send;
+    /// The insuring region of a card's cardholder (None: no such card, or no cardholder).
+    fn card_region(
+        &self,
+        card_id: CardId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// The cards of a cardholder, oldest first.
     fn cards_of_cardholder(
         &self,

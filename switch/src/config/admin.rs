@@ -69,6 +69,60 @@ async fn ensure_own_institution<S: Store>(
     Ok(())
 }
 
+/// The institutions the configuration names (the switch, the two funds, every `[[hospital]]`
+/// and `[[bank]]`), each added with its kind when the store does not have it yet (a name or kind
+/// set since is kept): the CMS refuses an application whose bank is not an institution, and an
+/// operator belongs to one.
+pub(crate) async fn ensure_configured_institutions<S: Store>(
+    store: &S,
+    cfg: &super::NodeConfig,
+) -> Result<usize, ConfigError> {
+    let mut wanted: Vec<(&str, InstitutionKind)> = vec![
+        (cfg.switch.institution.as_str(), InstitutionKind::Switch),
+        (
+            cfg.switch.insurance_fund.as_str(),
+            InstitutionKind::InsuranceFund,
+        ),
+        (
+            cfg.switch.social_security_fund.as_str(),
+            InstitutionKind::SocialSecurityFund,
+        ),
+    ];
+    wanted.extend(
+        cfg.hospitals
+            .iter()
+            .map(|h| (h.institution.as_str(), InstitutionKind::Hospital)),
+    );
+    wanted.extend(
+        cfg.banks
+            .iter()
+            .map(|b| (b.institution.as_str(), InstitutionKind::Bank)),
+    );
+    let mut known: std::collections::HashSet<InstitutionId> = store
+        .institutions()
+        .await?
+        .into_iter()
+        .map(|i| i.institution_id)
+        .collect();
+    let mut added = 0;
+    for (id, kind) in wanted {
+        let id = InstitutionId::parse(id)
+            .map_err(|_| ConfigError::Invalid(format!("institution id {id:?}")))?;
+        if !known.insert(id.clone()) {
+            continue;
+        }
+        store
+            .upsert_institution(&Institution {
+                name: format!("{} {}", kind.as_sql(), id.as_str()),
+                institution_id: id,
+                kind,
+            })
+            .await?;
+        added += 1;
+    }
+    Ok(added)
+}
+
 async fn bootstrap_on<S: Store>(
     store: &S,
     ctx: &crate::operator::OperatorContext,
@@ -120,4 +174,42 @@ async fn bootstrap_on<S: Store>(
         first.password.expose(),
         first.totp.to_base32()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_configured_institutions_are_added_once_with_their_kinds() {
+        let text = include_str!("../../../ops/switch.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(
+            &crate::store::SqliteConfig::new(dir.path().join("s.db")),
+            std::sync::Arc::new(crate::store::DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .unwrap();
+        let hospitals: std::collections::HashSet<&str> = cfg
+            .hospitals
+            .iter()
+            .map(|h| h.institution.as_str())
+            .collect();
+        let added = ensure_configured_institutions(&store, &cfg).await.unwrap();
+        assert_eq!(added, 3 + hospitals.len() + cfg.banks.len());
+        let all = store.institutions().await.unwrap();
+        let kind = |id: &str| {
+            all.iter()
+                .find(|i| i.institution_id.as_str() == id)
+                .map(|i| i.kind)
+        };
+        assert_eq!(kind("4101000"), Some(InstitutionKind::Switch));
+        assert_eq!(kind("4101008"), Some(InstitutionKind::SocialSecurityFund));
+        assert_eq!(kind("01030000"), Some(InstitutionKind::Bank));
+        assert_eq!(
+            ensure_configured_institutions(&store, &cfg).await.unwrap(),
+            0
+        );
+    }
 }

@@ -17,8 +17,8 @@ use crate::pipeline::{
 };
 use crate::store::writer;
 use crate::store::{
-    AccountId, HsmPanProtector, InsuranceCategory, IntegrityReport, PanProtector, PostgresConfig,
-    PostgresStore, SqliteConfig, SqliteStore, SqliteSync, Store,
+    AccountId, HsmPanProtector, IccAlgorithm, InsuranceCategory, IntegrityReport, PanProtector,
+    PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, SqliteSync, Store,
 };
 use crate::wire::mac::LinkMacAlgorithm;
 use hsm_sim::keys::{Tak, TypedKey};
@@ -96,6 +96,76 @@ pub struct NodeConfig {
     /// Per-card limits.
     #[serde(default)]
     pub limits: Option<LimitsSection>,
+    /// The card management system (issuance through the operator API).
+    #[serde(default)]
+    pub cms: Option<CmsSection>,
+}
+
+/// `[cms]`: card issuance. Every key is an LMK token of the node's HSM (no clear key in the
+/// file); the IMK-AC and IMK-SMI of the cards' algorithm, the PVK and the decimalisation table
+/// are those of `[keys]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmsSection {
+    /// The cards' algorithm: `sm4` or `tdes`.
+    pub algorithm: String,
+    /// GB/T 2260 code of the issuing city (SSSE key dispersal, card identification code).
+    pub city_code: String,
+    /// Years a card is valid.
+    #[serde(default = "default_validity_years")]
+    pub validity_years: u32,
+    /// IMK-SMC (secure messaging confidentiality) of the cards' algorithm.
+    pub imk_smc: String,
+    /// SSSE internal-authentication province key.
+    pub ssse_internal_auth: String,
+    /// SSSE external-authentication province key.
+    pub ssse_external_auth: String,
+    /// SSSE PIN-unblock province key.
+    pub ssse_pin_unblock: String,
+    /// The card bureau's ZMK (the personalisation file's transport keys travel under it).
+    pub bureau_zmk: String,
+    /// The TPK of the counters' PIN pads (initial PINs, PIN resets).
+    pub counter_tpk: String,
+    /// Data key token (scheme B) sealing cardholders' photos; without it photos are refused.
+    pub photo_key: Option<String>,
+    /// One card range per bank.
+    #[serde(default, rename = "range")]
+    pub ranges: Vec<CmsRangeSection>,
+    /// The social-security bureaus and their regions.
+    #[serde(default, rename = "bureau")]
+    pub bureaus: Vec<CmsBureauSection>,
+}
+
+fn default_validity_years() -> u32 {
+    10
+}
+
+/// `[[cms.range]]`: a bank's PANs (BIN, serial, Luhn digit).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmsRangeSection {
+    /// The bank.
+    pub bank: String,
+    /// The BIN (6-11 digits).
+    pub bin: String,
+    /// PAN length in digits (16-19).
+    #[serde(default = "default_pan_len_digits")]
+    pub pan_len_digits: usize,
+}
+
+fn default_pan_len_digits() -> usize {
+    16
+}
+
+/// `[[cms.bureau]]`: a social-security bureau (an institution) and the region it serves: its
+/// operators see the cards and applications of cardholders insured there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmsBureauSection {
+    /// The bureau's institution.
+    pub institution: String,
+    /// GB/T 2260 prefix of its region (2, 4 or 6 digits).
+    pub region_prefix: String,
 }
 
 /// `[switch]`.
@@ -1019,6 +1089,87 @@ pub async fn operator_context(
     ))
 }
 
+/// The card management system of `[cms]` (None without it).
+pub async fn cms_parts(
+    cfg: &NodeConfig,
+    hsm: &Arc<dyn Hsm>,
+) -> Result<Option<crate::node::CmsParts>, ConfigError> {
+    use crate::cms::{BinRange, EmvMasterKeys, IssuanceConfig, SsseMasterKeys};
+    let Some(c) = &cfg.cms else {
+        return Ok(None);
+    };
+    let k = &cfg.keys;
+    let (algorithm, ac, smi) = match c.algorithm.as_str() {
+        "sm4" => (IccAlgorithm::Sm4, &k.imk_ac_sm4, &k.imk_smi_sm4),
+        "tdes" => (IccAlgorithm::Tdes, &k.imk_ac_tdes, &k.imk_smi_tdes),
+        other => return Err(invalid(format!("cms.algorithm {other:?}: sm4 or tdes"))),
+    };
+    let need = |what: &str, t: &Option<String>| {
+        t.clone().ok_or_else(|| {
+            invalid(format!(
+                "[cms] issues {} cards: [keys] needs {what}",
+                c.algorithm
+            ))
+        })
+    };
+    let region_ok =
+        |r: &str, lens: &[usize]| lens.contains(&r.len()) && r.bytes().all(|b| b.is_ascii_digit());
+    if !region_ok(&c.city_code, &[6]) {
+        return Err(invalid("cms.city_code: six digits (GB/T 2260)"));
+    }
+    let mut ranges = Vec::with_capacity(c.ranges.len());
+    for r in &c.ranges {
+        ranges.push(
+            BinRange::new(&r.bin, inst(&r.bank)?, r.pan_len_digits)
+                .map_err(|e| invalid(format!("[[cms.range]] {}: {e}", r.bank)))?,
+        );
+    }
+    let mut bureaus = Vec::with_capacity(c.bureaus.len());
+    for b in &c.bureaus {
+        if !region_ok(&b.region_prefix, &[2, 4, 6]) {
+            return Err(invalid(format!(
+                "[[cms.bureau]] {}: region_prefix is 2, 4 or 6 digits (GB/T 2260)",
+                b.institution
+            )));
+        }
+        bureaus.push(crate::operator::scope::Bureau {
+            institution: inst(&b.institution)?,
+            region_prefix: b.region_prefix.clone(),
+        });
+    }
+    let photos = match &c.photo_key {
+        Some(t) => Some(crate::cms::photo::PhotoSealer::new(
+            hsm.unwrap_data_key(&token("cms.photo_key", t)?).await?,
+        )),
+        None => None,
+    };
+    Ok(Some(crate::node::CmsParts {
+        issuance: IssuanceConfig {
+            hsm: Arc::clone(hsm),
+            ranges,
+            algorithm,
+            emv: EmvMasterKeys {
+                ac: token("keys.imk_ac", &need("the IMK-AC", ac)?)?,
+                smi: token("keys.imk_smi", &need("the IMK-SMI", smi)?)?,
+                smc: token("cms.imk_smc", &c.imk_smc)?,
+            },
+            ssse: SsseMasterKeys {
+                internal_auth: token("cms.ssse_internal_auth", &c.ssse_internal_auth)?,
+                external_auth: token("cms.ssse_external_auth", &c.ssse_external_auth)?,
+                pin_unblock: token("cms.ssse_pin_unblock", &c.ssse_pin_unblock)?,
+            },
+            city_code: c.city_code.clone(),
+            pvk: token("keys.pvk", &k.pvk)?,
+            decimalisation_table: k.decimalisation_table.clone(),
+            bureau_zmk: token("cms.bureau_zmk", &c.bureau_zmk)?,
+            validity_years: c.validity_years.clamp(1, 30),
+        },
+        photos,
+        bureaus,
+        counter_tpk: token("cms.counter_tpk", &c.counter_tpk)?,
+    }))
+}
+
 /// The HTTP listener's TLS, if configured.
 pub fn http_tls(cfg: &NodeConfig) -> Result<Option<TlsSettings>, ConfigError> {
     match cfg.http.as_ref().map(|h| (&h.tls_cert, &h.tls_key)) {
@@ -1078,7 +1229,7 @@ pub async fn verify(path: &Path) -> Result<(IntegrityReport, u64), ConfigError> 
     )))
 }
 
-async fn run_node<S: Store>(
+async fn run_node<S: crate::cms::CmsStore>(
     cfg: NodeConfig,
     store: Arc<S>,
     hsm: Arc<dyn Hsm>,
@@ -1091,6 +1242,13 @@ async fn run_node<S: Store>(
             crate::operator::SessionPolicy::default(),
         ),
     };
+    let added = admin::ensure_configured_institutions(&*store, &cfg).await?;
+    if added > 0 {
+        tracing::info!(
+            added,
+            "institutions of the configuration added to the store"
+        );
+    }
     let http_tls = http_tls(&cfg)?;
     let keys = cfg.keys()?;
     let listeners = cfg.listeners()?;
@@ -1105,6 +1263,7 @@ async fn run_node<S: Store>(
         http: cfg.http.as_ref().map(|h| h.listen),
         http_tls,
         operator: Arc::new(operator),
+        cms: cms_parts(&cfg, &hsm).await?,
         store,
         hsm,
     };

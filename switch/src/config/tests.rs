@@ -352,3 +352,38 @@ fn http_tls_needs_both_files() {
     let err = http_tls(&cfg).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("tls_cert and tls_key go together"), "{err}");
 }
+
+#[tokio::test]
+async fn the_example_cms_section_builds_the_issuance_config_from_lmk_tokens() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    let hsm: Arc<dyn Hsm> = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
+    let parts = cms_parts(&cfg, &hsm).await.unwrap().expect("[cms]");
+    assert_eq!(parts.issuance.ranges.len(), 2);
+    assert_eq!(
+        parts.issuance.ranges[0].pan(1).unwrap().expose_digits(),
+        "6228480190000015"
+    );
+    assert_eq!(parts.bureaus[0].region_prefix, "4101");
+    assert!(parts.photos.is_none());
+    // The bureau's ZMK is the demo bureau's (its check value, as the file's header carries it).
+    let kcv = hsm
+        .key_check_value(
+            hsm_sim::keys::KeyType::Zmk,
+            parts.issuance.bureau_zmk.token(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kcv.len(), 3);
+    // Without the cards' algorithm's IMK in [keys] the node refuses to start.
+    let tdes = text.replace(
+        "algorithm = \"sm4\"                     # or",
+        "algorithm = \"tdes\" # or",
+    );
+    let cfg: NodeConfig = toml::from_str(&tdes).unwrap();
+    let err = cms_parts(&cfg, &hsm).await.unwrap_err().to_string();
+    assert!(err.contains("IMK-SMI"), "{err}");
+    let bad = text.replace("region_prefix = \"4101\"", "region_prefix = \"41x\"");
+    let cfg: NodeConfig = toml::from_str(&bad).unwrap();
+    assert!(cms_parts(&cfg, &hsm).await.is_err());
+}

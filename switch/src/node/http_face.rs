@@ -12,9 +12,9 @@
 //! does not hold up the others' accepts) and wraps each connection in [`TimedIo`].
 
 use crate::acquirer::TlsSettings;
+use crate::cms::CmsStore;
 use crate::http::{self, HttpState};
 use crate::operator::caller::PeerAddr;
-use crate::store::Store;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ pub fn require_loopback_or_tls(addr: SocketAddr, tls: bool) -> Result<(), HttpFa
 
 /// Binds `addr` (loopback, or any address with `tls`) and serves the router on it with
 /// `limits`; returns the bound address.
-pub async fn serve<S: Store>(
+pub async fn serve<S: CmsStore>(
     state: HttpState<S>,
     addr: SocketAddr,
     tls: Option<TlsSettings>,

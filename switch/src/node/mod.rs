@@ -13,14 +13,19 @@ pub mod http_face;
 pub mod signal;
 
 use crate::acquirer::{self, AcquirerListener};
+use crate::cms::photo::PhotoSealer;
+use crate::cms::{CardManagement, CmsStore, IssuanceConfig};
 use crate::http::HttpState;
 use crate::issuer::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
 use crate::issuer::{IssuerConfig, IssuerLinks, LinkError, LinksOptions};
 use crate::metrics::Metrics;
+use crate::operator::routes::cms::CmsFace;
+use crate::operator::scope::Bureau;
 use crate::operator::OperatorContext;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineKeys};
 use crate::store::writer::{self, WriterConfig, WriterHandle};
 use crate::store::{Store, StoreError};
+use hsm_sim::keys::Tpk;
 use hsm_sim::Hsm;
 use http_face::{HttpFaceError, HttpLimits};
 use std::net::SocketAddr;
@@ -58,6 +63,29 @@ pub struct NodeParts<S: Store> {
     /// The operator API's keys and session policy (the audit MAC key is installed on the
     /// store before the node starts).
     pub operator: Arc<OperatorContext>,
+    /// The card management system behind the HTTP face's card routes (None: they answer 503).
+    pub cms: Option<CmsParts>,
+}
+
+/// What the card management system of a node is made of (`[cms]`, or the demo world).
+pub struct CmsParts {
+    /// Ranges, master keys (LMK tokens), the PIN verification key and the bureau's ZMK.
+    pub issuance: IssuanceConfig,
+    /// Seals cardholders' photos (None: photos are refused).
+    pub photos: Option<PhotoSealer>,
+    /// The social-security bureaus and their regions (tenant scoping).
+    pub bureaus: Vec<Bureau>,
+    /// The TPK of the counters' PIN pads.
+    pub counter_tpk: Tpk,
+}
+
+impl std::fmt::Debug for CmsParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsParts")
+            .field("issuance", &self.issuance)
+            .field("bureaus", &self.bureaus)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a node did not start.
@@ -103,7 +131,7 @@ pub struct Node<S: Store> {
     _writer_task: JoinHandle<()>,
 }
 
-impl<S: Store> NodeParts<S> {
+impl<S: CmsStore> NodeParts<S> {
     /// Starts every part of the node (call inside a tokio runtime).
     pub async fn start(self) -> Result<Node<S>, NodeError> {
         if let Some(addr) = self.http {
@@ -141,6 +169,14 @@ impl<S: Store> NodeParts<S> {
                 stopping.clone(),
             ));
         }
+        let cms = self.cms.map(|c| {
+            let mut service =
+                CardManagement::new(Arc::clone(&self.store)).with_issuance(c.issuance);
+            if let Some(photos) = c.photos {
+                service = service.with_photos(photos);
+            }
+            Arc::new(CmsFace::new(service, c.bureaus, c.counter_tpk))
+        });
         let http_addr = match self.http {
             Some(addr) => Some(
                 http_face::serve(
@@ -150,6 +186,7 @@ impl<S: Store> NodeParts<S> {
                         metrics: Arc::clone(&metrics),
                         links: Some(Arc::clone(&links)),
                         operator: Arc::clone(&self.operator),
+                        cms,
                     },
                     addr,
                     self.http_tls.clone(),

@@ -103,6 +103,35 @@ pub fn demo_issuance(world: &DemoWorld) -> Result<IssuanceConfig, DemoError> {
     })
 }
 
+/// The demo's photo data key (public, demo only; a node's comes from its HSM).
+const DEMO_PHOTO_KEY: [u8; 32] = [0x5A; 32];
+
+/// The card management system of the demo node: [`demo_issuance`], the social-security fund as
+/// the bureau of the demo city (GB/T 2260 prefix `4101`, 郑州), the counters' TPK, and a photo
+/// key. DEMO ONLY: every key here is public.
+pub fn demo_cms(world: &DemoWorld) -> Result<crate::node::CmsParts, DemoError> {
+    let counter_tpk = Tpk::from_token(world.hsm.import_clear_key(
+        KeyType::Tpk,
+        KeyScheme::U,
+        world_keys::TPK,
+    )?);
+    let photos = hsm_sim::datakey::DataKey::from_bytes(DEMO_PHOTO_KEY)
+        .map(crate::cms::photo::PhotoSealer::new)
+        .map_err(|_| DemoError::Data("photo key"))?;
+    Ok(crate::node::CmsParts {
+        issuance: demo_issuance(world)?,
+        photos: Some(photos),
+        bureaus: vec![crate::operator::scope::Bureau {
+            institution: world.cfg.social_security_fund.clone(),
+            region_prefix: DEMO_REGION_PREFIX.into(),
+        }],
+        counter_tpk,
+    })
+}
+
+/// The GB/T 2260 prefix of the demo bureau's region (the city 410100).
+pub const DEMO_REGION_PREFIX: &str = "4101";
+
 /// The block a counter's PIN pad makes of `pin` (ISO 9564-1 format 1, which needs no PAN,
 /// or format 0 with `pan`) under the demo TPK, and that TPK as an LMK token.
 pub fn counter_pin(

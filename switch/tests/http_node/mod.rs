@@ -8,12 +8,19 @@
 
 use std::sync::Arc;
 
+use hsm_sim::pin::PinBlockFormat;
+use switch::cms::model::{ImportJob, JobState, RowError};
+use switch::cms::{BinRange, CardManagement, CmsStore};
 use switch::http::{self, HttpState};
 use switch::metrics::Metrics;
+use switch::operator::routes::cms::CmsFace;
+use switch::operator::scope::Bureau;
 use switch::operator::token::hash_presented;
 use switch::operator::OperatorContext;
+use switch::sim::bureau;
 use switch::sim::operator_kit;
 use switch::sim::testkit::{self, Fixture};
+use switch::sim::world::DemoWorld;
 use switch::store::operator::ApiKeyRecord;
 use switch::store::writer;
 use switch::store::OperatorStore;
@@ -31,6 +38,109 @@ pub struct Node {
     pub fx: Fixture,
     /// The decision writer's task (ends when the writer stops).
     pub writer_task: tokio::task::JoinHandle<()>,
+    /// The card management system behind the card routes.
+    pub cms: Arc<CmsFace<SqliteStore>>,
+    /// The demo world whose HSM holds the CMS's keys (and the counters' TPK).
+    pub world: DemoWorld,
+    /// An application still `applied` (region 410102, `fx.bank`).
+    pub application: i64,
+    /// A card the CMS issued (personalised, `fx.bank`).
+    pub cms_card: i64,
+    /// A closed personalisation file of the bureau.
+    pub perso_file: String,
+}
+
+/// The social-security bureau of the region 4101 (`testkit`'s social-security fund).
+pub const BUREAU: &str = schemas::events::sample::ids::SOCIAL_SECURITY_FUND;
+/// The GB/T 2260 prefix of [`BUREAU`]'s region.
+pub const BUREAU_REGION: &str = "4101";
+/// An API key of the switch's institution with the role `issuance_operator`.
+pub const ISSUER_KEY: &str = "test-issuer-key-7c2e91";
+/// An import job the node holds (done; one row refused).
+pub const EXAMPLE_JOB: &str = "0190f5a0-0000-7000-8000-000000000001";
+/// The CSV header of application batches.
+pub const BATCH_HEADER: &str = "citizen_id,name,insurance_scheme,region_code,bank_id\n";
+
+/// A valid GB 11643-1999 number for sequence `n` (born 1990-03-07 in 410102).
+pub fn citizen(n: u32) -> String {
+    let body = format!("41010219900307{:03}", n % 1000);
+    let mut b = [0u8; 17];
+    b.copy_from_slice(body.as_bytes());
+    format!("{body}{}", switch::cms::citizen_id::check_character(&b))
+}
+
+/// The fixtures' actor of direct service calls.
+pub fn fixture_actor() -> switch::cms::Actor {
+    switch::cms::Actor {
+        operator: "fixture".into(),
+        institution: testkit::inst(BUREAU),
+        source: "fixture".into(),
+        reason: "test fixture".into(),
+    }
+}
+
+/// Imports application `n` of `bank` (batch `fx-n`) through the service; returns its id.
+pub async fn application(cms: &CmsFace<SqliteStore>, n: u32, bank: &str) -> i64 {
+    let csv = format!("{BATCH_HEADER}{},李四,居民,410102,{bank}\n", citizen(n));
+    let batch = format!("fx-{n}");
+    let job = cms
+        .service
+        .import_applications(&fixture_actor(), &batch, csv.as_bytes(), &|_| {})
+        .await
+        .expect("import");
+    assert_eq!(job.rows_created, 1, "{:?}", job.row_errors);
+    cms.service
+        .application_in_batch(&batch, &citizen(n))
+        .await
+        .expect("application")
+        .application_id
+        .0
+}
+
+/// The PIN block of PIN 123456 from the counter's PIN pad (ISO 9564-1 format 1, hex).
+pub fn counter_pin_block(world: &DemoWorld) -> String {
+    bureau::counter_pin(
+        world,
+        switch::sim::world::DEMO_PIN,
+        PinBlockFormat::Iso1,
+        "",
+    )
+    .expect("pin block")
+    .block
+    .to_hex()
+}
+
+/// A card of application `n` issued through the service and moved through `ops`; returns its
+/// id.
+pub async fn cms_card(n_: &Node, n: u32, ops: &[switch::cms::CardOperation]) -> i64 {
+    let app = application(&n_.cms, n, n_.fx.bank.as_str()).await;
+    let pin = bureau::counter_pin(
+        &n_.world,
+        switch::sim::world::DEMO_PIN,
+        PinBlockFormat::Iso1,
+        "",
+    )
+    .expect("pin");
+    let mut batch = n_.cms.service.open_perso_batch().await.expect("batch");
+    let card = n_
+        .cms
+        .service
+        .personalise(
+            &fixture_actor(),
+            &mut batch,
+            switch::cms::ApplicationId(app),
+            &pin,
+        )
+        .await
+        .expect("personalise");
+    for op in ops {
+        n_.cms
+            .service
+            .apply(&fixture_actor(), card.card_id, *op, None)
+            .await
+            .expect("operation");
+    }
+    card.card_id.0
 }
 
 /// A node whose writer runs as the switch runs it for SQLite.
@@ -66,6 +176,56 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         })
         .await
         .expect("reader key");
+    store
+        .put_api_key(&ApiKeyRecord {
+            key_hash: hash_presented(ISSUER_KEY),
+            key_id: "test-issuer".into(),
+            institution: testkit::inst(operator_kit::SWITCH),
+            role_id: "issuance_operator".into(),
+            name: "the tests' issuance operator".into(),
+            created_at_us: now_us(),
+            revoked_at_us: None,
+        })
+        .await
+        .expect("issuer key");
+    // The card management system: the demo world's HSM and keys, `testkit`'s bank's range.
+    let world = DemoWorld::new(1).expect("world");
+    let mut parts = bureau::demo_cms(&world).expect("cms");
+    parts.issuance.ranges = vec![BinRange::new("62270099", fx.bank.clone(), 16).expect("range")];
+    let mut service = CardManagement::new(store.clone()).with_issuance(parts.issuance);
+    if let Some(p) = parts.photos {
+        service = service.with_photos(p);
+    }
+    let cms = Arc::new(CmsFace::new(
+        service,
+        vec![Bureau {
+            institution: testkit::inst(BUREAU),
+            region_prefix: BUREAU_REGION.into(),
+        }],
+        parts.counter_tpk,
+    ));
+    let issued = application(&cms, 900, fx.bank.as_str()).await;
+    let applied = application(&cms, 901, fx.bank.as_str()).await;
+    store
+        .put_import_job(&ImportJob {
+            job_id: uuid::Uuid::parse_str(EXAMPLE_JOB).expect("uuid"),
+            batch_id: "fx-example".into(),
+            state: JobState::Done,
+            rows_total: 2,
+            rows_done: 2,
+            rows_created: 1,
+            rows_duplicate: 0,
+            rows_rejected: 1,
+            row_errors: vec![RowError {
+                row: 2,
+                field: "citizen_id".into(),
+                reason: "check character is wrong".into(),
+            }],
+            started_at_us: now_us(),
+            finished_at_us: Some(now_us()),
+        })
+        .await
+        .expect("job");
     let (writer, writer_task) = writer::spawn(store.clone(), config);
     let state = Arc::new(HttpState {
         store: store.clone(),
@@ -73,6 +233,7 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         metrics: Arc::new(Metrics::default()),
         links: None,
         operator: Arc::new(OperatorContext::for_tests()),
+        cms: Some(Arc::clone(&cms)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -85,12 +246,40 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         )
         .await;
     });
+    // A card issued through the API and its closed personalisation file.
+    let auth = format!("Bearer {ISSUER_KEY}");
+    let body = serde_json::json!({ "pin_block": counter_pin_block(&world) }).to_string();
+    let r = request_with(
+        addr,
+        "POST",
+        &format!("/applications/{issued}/issue"),
+        &[("Authorization", &auth)],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let card: serde_json::Value = serde_json::from_str(&r.body).expect("card");
+    let r = request_with(
+        addr,
+        "POST",
+        "/perso-files",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let file: serde_json::Value = serde_json::from_str(&r.body).expect("file");
     Node {
         _dir: dir,
         store,
         addr,
         fx,
         writer_task,
+        cms,
+        world,
+        application: applied,
+        cms_card: card["card_id"].as_i64().expect("card id"),
+        perso_file: file["file_id"].as_str().expect("file id").to_owned(),
     }
 }
 
@@ -144,20 +333,39 @@ pub async fn request_with(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
+    request_bytes(
+        addr,
+        method,
+        path,
+        headers,
+        body.map(|b| ("application/json", b.as_bytes())),
+    )
+    .await
+}
+
+/// One request with these headers and a body of this content type (a CSV batch, a JPEG).
+pub async fn request_bytes(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    if let Some(b) = body {
+    if let Some((content_type, b)) = body {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             b.len()
         ));
     }
     head.push_str("\r\n");
-    head.push_str(body.unwrap_or(""));
-    s.write_all(head.as_bytes()).await.expect("send");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.map_or(&[][..], |(_, b)| b));
+    s.write_all(&out).await.expect("send");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let text = String::from_utf8(raw).expect("utf-8");

@@ -868,3 +868,533 @@ where
         .is_err());
     c.h.cleanup().await;
 }
+
+/// An HTTP answer (status, headers with lower-case names, body).
+struct Http {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Http {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a new connection, with an API key.
+async fn http(
+    addr: std::net::SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Http {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\n"
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    let bytes = body.map_or(&[][..], |(_, b)| b);
+    if let Some((content_type, b)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    } else if method != "GET" {
+        head.push_str("Content-Length: 0\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Http {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// Issue 25's end-to-end test through the operator API: an issuance operator of the bureau
+/// uploads a CSV batch (one good row, one bad), follows the job, attaches the photo, issues the
+/// card with the PIN block from the counter's PIN pad, closes and downloads the bureau's file;
+/// the bureau makes the card from it; a counter clerk finds the card, hands it over and
+/// activates it (If-Match: missing 428, stale 412); it pays a hospital bill through the acquirer
+/// port; the clerk reports it lost and the next bill is declined 41. Every action is in the
+/// audit log with the operator, the source address and the reason.
+pub async fn cms_api_a_card_issued_through_the_api_pays_a_hospital_bill_then_is_reported_lost<
+    H: Harness,
+>()
+where
+    H::S: CmsStore,
+{
+    use switch::acquirer::{self, AcquirerListener};
+    use switch::http::HttpState;
+    use switch::metrics::Metrics;
+    use switch::operator::routes::cms::CmsFace;
+    use switch::pipeline::Pipeline;
+    use switch::sim::operator_kit;
+    let c = cms::<H>().await;
+    let s = c.h.store();
+    s.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
+    switch::operator::provision::ensure_builtin_roles(&*s)
+        .await
+        .unwrap();
+    let bureau_id = c.world.cfg.social_security_fund.to_string();
+    let issuer_key = operator_kit::api_key(&*s, &bureau_id, "issuance_operator")
+        .await
+        .unwrap();
+    let clerk_key = operator_kit::api_key(&*s, &bureau_id, "counter_clerk")
+        .await
+        .unwrap();
+    let auditor_key = operator_kit::api_key(&*s, c.world.cfg.switch_id.as_str(), "auditor")
+        .await
+        .unwrap();
+    // The HTTP face with the CMS, as `switch demo` builds it.
+    let parts = bureau::demo_cms(&c.world).unwrap();
+    let mut service = CardManagement::new(s.clone()).with_issuance(parts.issuance);
+    if let Some(p) = parts.photos {
+        service = service.with_photos(p);
+    }
+    let face = Arc::new(CmsFace::new(service, parts.bureaus, parts.counter_tpk));
+    let (w, _task) = writer::spawn(s.clone(), writer::WriterConfig::default());
+    let state = Arc::new(HttpState {
+        store: s.clone(),
+        writer: w.clone(),
+        metrics: Arc::new(Metrics::default()),
+        links: None,
+        operator: Arc::new(switch::operator::OperatorContext::for_tests()),
+        cms: Some(face),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            switch::http::router(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+
+    // 1. The batch: one good row, one with a wrong check character; 202 and a job.
+    let good = citizen(71);
+    let mut bad = citizen(72);
+    let last = if bad.ends_with('0') { "1" } else { "0" };
+    bad.replace_range(17.., last);
+    let csv = format!(
+        "{HEADER}{good},李四,居民,410100,{b}\n{bad},王五,居民,410100,{b}\n",
+        b = bank(&c)
+    );
+    let upload = |k: &'static str| {
+        let csv = csv.clone();
+        let key = issuer_key.clone();
+        async move {
+            http(
+                api,
+                &key,
+                "POST",
+                "/application-batches?batch_id=e2e-1",
+                &[("Idempotency-Key", k)],
+                Some(("text/csv", csv.as_bytes())),
+            )
+            .await
+        }
+    };
+    let r = upload("batch-e2e-1").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let job_id = r.json()["job_id"].as_str().unwrap().to_owned();
+    let again = upload("batch-e2e-1").await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["job_id"], job_id.as_str(), "the same job");
+    let mut job = serde_json::Value::Null;
+    for _ in 0..200 {
+        job = http(
+            api,
+            &issuer_key,
+            "GET",
+            &format!("/import-jobs/{job_id}"),
+            &[],
+            None,
+        )
+        .await
+        .json();
+        if job["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["percent"], 100);
+    assert_eq!(
+        (job["rows_created"].as_u64(), job["rows_rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(job["row_errors"][0]["row"], 2, "{job}");
+    assert_eq!(job["row_errors"][0]["field"], "citizen_id", "{job}");
+    let report = http(
+        api,
+        &issuer_key,
+        "GET",
+        &format!("/import-jobs/{job_id}/errors"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        report.header("content-type"),
+        Some("text/csv; charset=utf-8")
+    );
+    assert!(
+        report.text().starts_with("row,field,reason\n2,citizen_id,"),
+        "{}",
+        report.text()
+    );
+    // 2. The application of the good row, its photo, and its card issued at the counter.
+    let found = http(
+        api,
+        &issuer_key,
+        "GET",
+        &format!("/applications?batch_id=e2e-1&citizen_id={good}"),
+        &[],
+        None,
+    )
+    .await
+    .json();
+    let app_id = found["items"][0]["application_id"]
+        .as_i64()
+        .expect("the application");
+    assert_eq!(found["items"][0]["status"], "applied");
+    assert!(
+        !found.to_string().contains(&good),
+        "the citizen ID is shown masked"
+    );
+    let photo = sample_jpeg(358, 441);
+    let r = http(
+        api,
+        &issuer_key,
+        "PUT",
+        &format!("/applications/{app_id}/photo"),
+        &[],
+        Some(("image/jpeg", &photo)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let pin = bureau::counter_pin(&c.world, DEMO_PIN, PinBlockFormat::Iso1, "").unwrap();
+    let issue_body =
+        serde_json::json!({"pin_block": pin.block.to_hex(), "pin_block_format": "iso1"})
+            .to_string();
+    let r = http(
+        api,
+        &issuer_key,
+        "POST",
+        &format!("/applications/{app_id}/issue"),
+        &[("Idempotency-Key", "issue-e2e-1")],
+        Some(("application/json", issue_body.as_bytes())),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let issued = r.json();
+    let card_id = issued["card_id"].as_i64().unwrap();
+    assert_eq!(issued["lifecycle"], "personalised");
+    // 3. The bureau's file: close it, download it, make the card.
+    let r = http(
+        api,
+        &issuer_key,
+        "POST",
+        "/perso-files",
+        &[("Idempotency-Key", "close-e2e-1")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["records"], 1);
+    let file_id = r.json()["file_id"].as_str().unwrap().to_owned();
+    assert_eq!(file_id, issued["perso_file_id"].as_str().unwrap());
+    let r = http(
+        api,
+        &issuer_key,
+        "GET",
+        &format!("/perso-files/{file_id}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/jsonl"));
+    let file = r.text();
+    assert!(
+        !file.contains(&format!("16{DEMO_PIN}")),
+        "no clear PIN block in the file"
+    );
+    let read = PersoFileContent::parse(&file).unwrap();
+    let record = &read.records[0];
+    assert_eq!(record.card_id, card_id);
+    assert!(record
+        .photo_jpeg_hex
+        .as_deref()
+        .unwrap()
+        .starts_with("FFD8"));
+    let vcard = bureau::load_record(&read.header, record).unwrap();
+    let mut reader = MemoryChannel::new(vcard);
+    let fund = InstitutionId::parse(switch::sim::world::INSURANCE_FUND_ID).unwrap();
+    for (kind, fen) in [
+        (AccountKind::PersonalMedical, 50_000),
+        (AccountKind::PooledFund, 10_000_000),
+    ] {
+        s.open_account(
+            &NewAccount {
+                institution: fund.clone(),
+                card_id: Some(CardId(card_id)),
+                kind,
+                opening_balance: schemas::domain::AmountFen::new(fen).unwrap(),
+            },
+            now_us(),
+        )
+        .await
+        .unwrap();
+    }
+    // 4. The switch: pipeline and acquirer port.
+    let mut zpks = HashMap::new();
+    for (i, b) in c.world.banks.iter().enumerate() {
+        zpks.insert(b.id.clone(), c.world.bank_keys(i).unwrap().1);
+    }
+    let banks = Arc::new(ApprovingBanks {
+        zpks,
+        stan: AtomicU32::new(1),
+    });
+    let pipeline = Pipeline::new(
+        s.clone(),
+        w,
+        c.world.hsm.clone(),
+        banks,
+        c.world.keys.clone(),
+        c.world.cfg.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = acquirer::bind(&cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(acquirer::serve(listener, cfg, Arc::clone(&pipeline), rx));
+    let mut conn = tokio_util::codec::Framed::new(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        FrameCodec::new(LengthHeader::Binary2),
+    );
+    let h = &c.world.hospitals[0];
+    let mut kiosk = Kiosk::new(
+        TerminalId::parse("HK000019").unwrap(),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    );
+    let pan = s.card_pan(CardId(card_id)).await.unwrap();
+    let demo_card = DemoCard {
+        pan: pan.clone(),
+        bank: 0,
+        algorithm: IccAlgorithm::Sm4,
+        insurance: Some(InsuranceCategory::Resident),
+        personal_fen: 50_000,
+        bank_balance_fen: 0,
+        card_identification_code: record.ssse.card_identification_code.clone(),
+        pin_offset: String::new(),
+        expiry_yymm: issued["expiry_yymm"].as_str().unwrap().to_owned(),
+    };
+    // 5. The counter clerk finds the card by the PAN's last four digits, hands it over and
+    //    activates it: without If-Match 428, with a stale one 412.
+    let last4 = &pan.expose_digits()[pan.expose_digits().len() - 4..];
+    let list = http(
+        api,
+        &clerk_key,
+        "GET",
+        &format!("/cards?pan_last4={last4}"),
+        &[],
+        None,
+    )
+    .await
+    .json();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["card_id"] == card_id),
+        "{list}"
+    );
+    let etag = |r: &Http| r.header("etag").expect("an ETag").to_owned();
+    let r = http(
+        api,
+        &clerk_key,
+        "GET",
+        &format!("/cards/{card_id}"),
+        &[],
+        None,
+    )
+    .await;
+    let first = etag(&r);
+    let reason = |why: &str| serde_json::json!({ "reason": why }).to_string();
+    let op = |name: &'static str, if_match: Option<String>, why: &'static str| {
+        let key = clerk_key.clone();
+        async move {
+            let mut headers = Vec::new();
+            if let Some(m) = &if_match {
+                headers.push(("If-Match", m.as_str()));
+            }
+            let body = reason(why);
+            http(
+                api,
+                &key,
+                "POST",
+                &format!("/cards/{card_id}/{name}"),
+                &headers,
+                Some(("application/json", body.as_bytes())),
+            )
+            .await
+        }
+    };
+    let r = op(
+        "hand-over",
+        Some(first.clone()),
+        "card handed over at counter 3",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["lifecycle"], "issued");
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 10_000, "MZ-A0", DEMO_PIN)
+        .unwrap();
+    assert_eq!(
+        iso8583::spec("ssc87")
+            .unwrap()
+            .decode(&exchange(&mut conn, &p.request).await)
+            .unwrap()
+            .get_str(39)
+            .unwrap(),
+        "62",
+        "not yet active"
+    );
+    let r = op("activate", None, "activated at counter 3").await;
+    assert_eq!(r.status, 428, "{}", r.text());
+    let r = op("activate", Some(first), "activated at counter 3").await;
+    assert_eq!(r.status, 412, "{}", r.text());
+    let now = etag(
+        &http(
+            api,
+            &clerk_key,
+            "GET",
+            &format!("/cards/{card_id}"),
+            &[],
+            None,
+        )
+        .await,
+    );
+    let r = op("activate", Some(now), "activated at counter 3").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["lifecycle"], "active");
+    let after_activation = etag(&r);
+    assert_eq!(
+        after_activation,
+        format!("\"{}\"", r.json()["version"]),
+        "the answer's ETag is the new version"
+    );
+    // 6. The hospital bill is paid; the chip accepts the ARPC.
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 30_000, "MZ-A1", DEMO_PIN)
+        .unwrap();
+    let answer = exchange(&mut conn, &p.request).await;
+    let a = iso8583::spec("ssc87").unwrap().decode(&answer).unwrap();
+    assert_eq!(a.get_str(39).unwrap(), "00");
+    let outcome = p.complete(&mut reader, &a).unwrap();
+    assert!(outcome.approved);
+    assert_eq!(outcome.issuer_authentication, Some(true));
+    // 7. Reported lost through the API (with the ETag of the activation's answer): the next
+    //    bill is declined 41.
+    let r = op(
+        "report-lost",
+        Some(after_activation),
+        "cardholder called at 02:10, ticket 4711",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["lifecycle"], "lost");
+    pipeline.cards().refresh_hot_list(&*s).await.unwrap();
+    let p = kiosk
+        .medical_bill(&demo_card, &mut reader, 10_000, "MZ-A2", DEMO_PIN)
+        .unwrap();
+    let answer = exchange(&mut conn, &p.request).await;
+    let a = iso8583::spec("ssc87").unwrap().decode(&answer).unwrap();
+    assert_eq!(a.get_str(39).unwrap(), "41");
+    // 8. The audit log: who, what, from where, why.
+    let audit = http(api, &auditor_key, "GET", "/audit?limit=200", &[], None)
+        .await
+        .json();
+    let entries = audit["items"].as_array().unwrap();
+    let lost = entries
+        .iter()
+        .find(|e| e["action"] == "card.report_lost")
+        .expect("the loss report is audited");
+    assert_eq!(lost["source"], "127.0.0.1");
+    assert_eq!(lost["reason"], "cardholder called at 02:10, ticket 4711");
+    assert!(
+        lost["actor"].as_str().unwrap().starts_with("api_key:"),
+        "{lost}"
+    );
+    assert_eq!(lost["subject"], format!("card:{card_id}"));
+    for action in [
+        "applications.import",
+        "application.photo",
+        "card.personalise",
+        "card.hand_over",
+        "card.activate",
+    ] {
+        let e = entries
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} audited: {audit}"));
+        assert_eq!(e["source"], "127.0.0.1", "{action}");
+        assert!(
+            e["actor"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("@{bureau_id}")),
+            "{e}"
+        );
+    }
+    c.h.cleanup().await;
+}

@@ -1309,6 +1309,7 @@ macro_rules! store_suite {
             cms_a_replacement_moves_the_accounts_and_blocks_the_old_card,
             cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins,
             cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
+            cms_api_a_card_issued_through_the_api_pays_a_hospital_bill_then_is_reported_lost,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

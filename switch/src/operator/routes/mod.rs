@@ -15,8 +15,10 @@
 //! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |
 //! | `GET /saf` | `saf.read` |
 //! | `GET /metrics` | `metrics.read` |
+//! | the card management routes | see [`cms`] |
 
 pub mod audit_log;
+pub mod cms;
 pub mod roles;
 pub mod session;
 pub mod transactions;

@@ -218,7 +218,7 @@ fn install_demo_audit_key<S: Store>(store: &S) {
 /// Runs the demo on an opened and seeded `store`: the bank hosts, the switch node, the
 /// in-process clearing (`with_clearing`), the kiosks, and the live screen until Ctrl-C or the
 /// duration; then stops them in turn.
-async fn run_on<S: Store>(
+async fn run_on<S: crate::cms::CmsStore>(
     opts: DemoOptions,
     store: Arc<S>,
     world: DemoWorld,
@@ -243,6 +243,7 @@ async fn run_on<S: Store>(
         http: Some(opts.http),
         http_tls: None,
         operator: Arc::new(OperatorContext::for_tests()),
+        cms: Some(crate::sim::bureau::demo_cms(&world)?),
     }
     .start()
     .await?;

@@ -8,7 +8,9 @@ use crate::cms::model::{
     Application, ApplicationId, ApplicationStatus, CardholderId, CmsCard, ImportJob, JobState,
     NewApplication, RowError, Stored,
 };
-use crate::cms::store::{CardChange, CmsStore, APPLICATIONS_PER_CALL_MAX};
+use crate::cms::store::{
+    ApplicationSearch, CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX,
+};
 use crate::store::model::{CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard};
 use crate::store::StoreError;
 use uuid::Uuid;
@@ -66,6 +68,24 @@ const CARDS_OF_CARDHOLDER: &str = "SELECT card_id, pan_masked, issuer_institutio
      expiry_yymm, status, COALESCE(lifecycle, status) AS lifecycle, version, \
      CAST(pin_tries_failed AS BIGINT) AS pin_tries_failed, cardholder_id, replaced_by_card_id \
      FROM card WHERE cardholder_id = $1 ORDER BY card_id";
+const SEARCH_CARDS: &str = "SELECT c.card_id, c.pan_masked, c.issuer_institution_id, \
+     c.expiry_yymm, c.status, COALESCE(c.lifecycle, c.status) AS lifecycle, c.version, \
+     CAST(c.pin_tries_failed AS BIGINT) AS pin_tries_failed, c.cardholder_id, \
+     c.replaced_by_card_id, h.region_code FROM card c \
+     LEFT JOIN cardholder h ON h.cardholder_id = c.cardholder_id \
+     WHERE ($1 IS NULL OR h.citizen_id = $1) AND ($2 IS NULL OR c.pan_masked LIKE $2) \
+     AND ($3 IS NULL OR c.issuer_institution_id = $3) AND ($4 IS NULL OR h.region_code LIKE $4) \
+     AND c.card_id > $5 ORDER BY c.card_id LIMIT $6";
+const SEARCH_APPLICATIONS: &str = "SELECT a.application_id, a.batch_id, a.cardholder_id, \
+     a.citizen_id, h.name, h.sex, h.birth_date, h.insurance_category, h.region_code, \
+     a.bank_institution_id, a.status, a.card_id, \
+     CAST(CASE WHEN a.photo_ciphertext IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_photo \
+     FROM card_application AS a JOIN cardholder AS h ON h.cardholder_id = a.cardholder_id \
+     WHERE ($1 IS NULL OR a.batch_id = $1) AND ($2 IS NULL OR a.citizen_id = $2) \
+     AND ($3 IS NULL OR a.bank_institution_id = $3) AND ($4 IS NULL OR h.region_code LIKE $4) \
+     AND a.application_id > $5 ORDER BY a.application_id LIMIT $6";
+const CARD_REGION: &str = "SELECT h.region_code FROM card c \
+     JOIN cardholder h ON h.cardholder_id = c.cardholder_id WHERE c.card_id = $1";
 const CHANGE_CARD: &str = "UPDATE card SET lifecycle = $1, status = $2, status_reason = $3, \
      status_changed_at_us = $4, version = version + 1, \
      pin_tries_failed = CASE WHEN $5 = 1 THEN 0 ELSE pin_tries_failed END, \
@@ -438,6 +458,54 @@ impl<B: Backend> CmsStore for B {
         tx.run().execute(MOVE_ACCOUNTS, &params).await?;
         tx.commit().await?;
         Ok(new_id)
+    }
+
+    async fn search_cards(
+        &self,
+        q: &CardSearch<'_>,
+    ) -> Result<Vec<(CmsCard, Option<String>)>, StoreError> {
+        let last4 = q.pan_last4.map(|d| format!("%{d}"));
+        let region = q.region_prefix.map(|p| format!("{p}%"));
+        let params = [
+            q.citizen_id.into(),
+            last4.as_deref().into(),
+            q.bank.into(),
+            region.as_deref().into(),
+            q.after.into(),
+            i64::from(q.limit).into(),
+        ];
+        let rows = self.reader().fetch_all(SEARCH_CARDS, &params).await?;
+        rows.iter()
+            .map(|r| Ok((cms_card_row(r)?, r.get::<Option<String>>("region_code")?)))
+            .collect()
+    }
+
+    async fn search_applications(
+        &self,
+        q: &ApplicationSearch<'_>,
+    ) -> Result<Vec<Application>, StoreError> {
+        let region = q.region_prefix.map(|p| format!("{p}%"));
+        let params = [
+            q.batch_id.into(),
+            q.citizen_id.into(),
+            q.bank.into(),
+            region.as_deref().into(),
+            q.after.into(),
+            i64::from(q.limit).into(),
+        ];
+        let rows = self
+            .reader()
+            .fetch_all(SEARCH_APPLICATIONS, &params)
+            .await?;
+        rows.iter().map(application_row).collect()
+    }
+
+    async fn card_region(&self, card_id: CardId) -> Result<Option<String>, StoreError> {
+        let row = self
+            .reader()
+            .fetch_optional(CARD_REGION, &[card_id.0.into()])
+            .await?;
+        Ok(row.map(|r| r.get::<String>("region_code")).transpose()?)
     }
 
     async fn cards_of_cardholder(
