@@ -101,18 +101,39 @@ struct Prepared {
 /// Gives every prepared request field 7 = now (UTC): preparing can take minutes, and the
 /// switch declines a field 7 further than its transmission window (default five minutes) from
 /// its clock. A run longer than the window sends its last requests stale (`63`): widen the
-/// switch's window for such runs. (No MAC to redo: the demo kiosks have no TAK.)
+/// switch's window for such runs. The MAC covers field 7, so each request is sealed again under
+/// its acquirer's TAK (field 32): without that, every request restamped in another second than
+/// it was prepared in was declined `A0`.
 fn restamp(lists: &mut [Vec<Prepared>]) {
     let Ok(spec) = schemas::iso8583::spec("ssc87") else {
         return;
     };
     let now = switch::wire::network::transmission_now();
+    let mut kiosks: HashMap<String, Kiosk> = HashMap::new();
     for p in lists.iter_mut().flatten() {
         let Ok(mut m) = spec.decode(&p.wire).map(|m| m.to_owned_message()) else {
             continue;
         };
-        let mut wire = Vec::with_capacity(p.wire.len());
-        if m.set_str(7, &now).is_ok() && spec.encode(&m, &mut wire).is_ok() {
+        let (Ok(acquirer), Ok(terminal)) = (m.get_str(32), m.get_str(41)) else {
+            continue;
+        };
+        let (acquirer, terminal) = (acquirer.into_owned(), terminal.into_owned());
+        if m.set_str(7, &now).is_err() {
+            continue;
+        }
+        let kiosk = match kiosks.entry(acquirer) {
+            std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (Ok(id), Ok(tid)) = (
+                    schemas::domain::InstitutionId::parse(v.key()),
+                    TerminalId::parse(&terminal),
+                ) else {
+                    continue;
+                };
+                v.insert(Kiosk::new(tid, id, None, "0"))
+            }
+        };
+        if let Ok(wire) = kiosk.seal(&mut m) {
             p.wire = wire;
         }
     }
