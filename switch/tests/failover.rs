@@ -15,12 +15,16 @@
 //! `pg_basebackup` under /usr/lib/postgresql/*/bin): the test FAILS when they are missing
 //! (ops/setup.sh). It never touches the machine's cluster on 5432.
 
+#[path = "support/pg_server.rs"]
+mod pg_server;
+use pg_server::*;
+
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
 use schemas::domain::{Rrn, TerminalId};
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,72 +42,6 @@ const KIOSKS: usize = 4;
 const RECOVERY_MAX_S: u64 = 30;
 /// The standby's name in the primary's `synchronous_standby_names`.
 const STANDBY_NAME: &str = "drill_standby";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pg_bin(tool: &str) -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin").join(tool))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!("PostgreSQL's server binaries ({tool}) are missing: run ops/setup.sh")
-    })
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A PostgreSQL tool run as `postgres` when we are root (the server refuses root).
-fn as_server_user(tool: &Path, args: &[&str]) -> Command {
-    let mut c = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(tool);
-        c
-    } else {
-        Command::new(tool)
-    };
-    c.args(args);
-    c
-}
-
-fn run_ok(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn chown_to_server_user(path: &Path) {
-    if running_as_root() {
-        run_ok(
-            {
-                let mut c = Command::new("chown");
-                c.args(["-R", "postgres:postgres"]).arg(path);
-                c
-            },
-            "chown",
-        );
-    }
-}
 
 /// One cluster of the pair.
 struct Cluster {

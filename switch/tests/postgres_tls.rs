@@ -9,9 +9,12 @@
 //! Needs PostgreSQL's server binaries (Debian's `postgresql` package, `initdb` and `pg_ctl`
 //! under /usr/lib/postgresql/*/bin): the test FAILS when they are missing (ops/setup.sh).
 
+#[path = "support/pg_server.rs"]
+mod pg_server;
+use pg_server::*;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use switch::sim::testkit;
@@ -44,54 +47,6 @@ impl Ca {
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem())
     }
-}
-
-fn pg_bin(tool: &str) -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin").join(tool))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!("PostgreSQL's server binaries ({tool}) are missing: run ops/setup.sh")
-    })
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Runs a PostgreSQL tool as the `postgres` user when we are root (initdb and the server
-/// refuse to run as root), as ourselves otherwise.
-fn as_server_user(tool: &Path, args: &[&str]) -> Command {
-    let mut c = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(tool);
-        c
-    } else {
-        Command::new(tool)
-    };
-    c.args(args);
-    c
-}
-
-fn chown_to_server_user(path: &Path) {
-    if !running_as_root() {
-        return;
-    }
-    let status = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "chown {path:?}");
 }
 
 /// A private cluster on a free port that takes only TLS with a client certificate.
