@@ -4,25 +4,20 @@
 //! on SQLite and on PostgreSQL (127.0.0.1:5432, trust auth, database `test`; override with
 //! SWITCH_TEST_PG_URL; these tests FAIL when PostgreSQL is unreachable: run ops/setup.sh).
 
+#[path = "support/acquirer_node.rs"]
+mod acquirer_node;
+use acquirer_node::*;
+
 use card_apdu::channel::memory::MemoryChannel;
-use futures_util::{SinkExt, StreamExt};
 use schemas::domain::TerminalId;
-use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use schemas::iso8583::{self};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use switch::acquirer::{self, AcquirerListener};
-use switch::issuer::gateway::NoBanks;
-use switch::metrics::Metrics;
-use switch::pipeline::Pipeline;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
 use switch::store::{
-    writer, DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Store,
+    DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Store,
 };
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
 /// Opens the same database again and again (a restart).
 trait Backend {
@@ -59,55 +54,6 @@ impl Backend for Postgres {
             ),
         }
     }
-}
-
-/// A node (writer, pipeline, listener) over `store`; stops when the sender is dropped or set.
-async fn start_node<S: Store>(
-    store: &Arc<S>,
-    world: &DemoWorld,
-) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let (w, _task) = writer::spawn(Arc::clone(store), writer::WriterConfig::default());
-    let pipeline = Pipeline::new(
-        Arc::clone(store),
-        w,
-        world.hsm.clone(),
-        Arc::new(NoBanks),
-        world.keys.clone(),
-        world.cfg.clone(),
-        Arc::new(Metrics::default()),
-    )
-    .await
-    .unwrap();
-    let cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = acquirer::bind(&cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
-    (addr, tx)
-}
-
-type Conn = Framed<TcpStream, FrameCodec>;
-
-async fn connect(addr: std::net::SocketAddr) -> Conn {
-    Framed::new(
-        TcpStream::connect(addr).await.unwrap(),
-        FrameCodec::new(LengthHeader::Binary2),
-    )
-}
-
-async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
-    conn.send(Frame {
-        tpdu: None,
-        message: request.to_vec().into(),
-    })
-    .await
-    .unwrap();
-    let f = tokio::time::timeout(Duration::from_secs(10), conn.next())
-        .await
-        .expect("answer in time")
-        .expect("connection open")
-        .expect("frame");
-    f.message.to_vec()
 }
 
 fn insured(world: &DemoWorld) -> DemoCard {

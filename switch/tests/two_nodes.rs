@@ -8,23 +8,17 @@
 //! PostgreSQL: 127.0.0.1:5432, trust auth, database `test` (override with SWITCH_TEST_PG_URL);
 //! the test FAILS when it is unreachable (run ops/setup.sh).
 
+#[path = "support/acquirer_node.rs"]
+mod acquirer_node;
+use acquirer_node::*;
+
 use card_apdu::channel::memory::MemoryChannel;
-use futures_util::{SinkExt, StreamExt};
 use schemas::domain::{Rrn, TerminalId};
-use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use schemas::iso8583::{self};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use switch::acquirer::{self, AcquirerListener};
-use switch::issuer::gateway::NoBanks;
-use switch::metrics::Metrics;
-use switch::pipeline::Pipeline;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
-use switch::store::{writer, DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
 
 fn pg_url() -> String {
     std::env::var("SWITCH_TEST_PG_URL")
@@ -39,55 +33,6 @@ async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
         Ok(s) => Arc::new(s),
         Err(e) => panic!("this test needs PostgreSQL at {url} (run ops/setup.sh): {e}"),
     }
-}
-
-/// A node over `store`: writer, pipeline, acquirer listener. Stops when the sender drops.
-async fn start_node(
-    store: &Arc<PostgresStore>,
-    world: &DemoWorld,
-) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let (w, _task) = writer::spawn(Arc::clone(store), writer::WriterConfig::default());
-    let pipeline = Pipeline::new(
-        Arc::clone(store),
-        w,
-        world.hsm.clone(),
-        Arc::new(NoBanks),
-        world.keys.clone(),
-        world.cfg.clone(),
-        Arc::new(Metrics::default()),
-    )
-    .await
-    .unwrap();
-    let cfg = AcquirerListener::ssc87("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = acquirer::bind(&cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
-    (addr, tx)
-}
-
-type Conn = Framed<TcpStream, FrameCodec>;
-
-async fn connect(addr: SocketAddr) -> Conn {
-    Framed::new(
-        TcpStream::connect(addr).await.unwrap(),
-        FrameCodec::new(LengthHeader::Binary2),
-    )
-}
-
-async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
-    conn.send(Frame {
-        tpdu: None,
-        message: request.to_vec().into(),
-    })
-    .await
-    .unwrap();
-    let f = tokio::time::timeout(Duration::from_secs(10), conn.next())
-        .await
-        .expect("answer in time")
-        .expect("connection open")
-        .expect("frame");
-    f.message.to_vec()
 }
 
 fn field(answer: &[u8], f: u16) -> String {
