@@ -102,7 +102,10 @@ fn check(name: &str, alg: CardAlgorithm) {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
-    let printed: String = computed.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    let printed: String = computed
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect();
     assert_eq!(
         lines, &as_guide,
         "docs/integrator-guide.md, example {name}, as the code computes it:\n{printed}"
