@@ -93,6 +93,22 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS`, serialized under a transaction-scoped advisory lock: that
+/// statement alone fails with a unique violation (`pg_namespace_nspname_index`) in all but one
+/// of several callers at once, as relays and consumers started together would be.
+async fn create_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("ssc: create schema {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Db {
     /// Connects and runs clearing's migrations.
     pub async fn connect(config: &LedgerDbConfig) -> Result<Self> {
@@ -139,9 +155,7 @@ impl Db {
                         ));
                     }
                     let mut conn = options.connect().await?;
-                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                        .execute(&mut conn)
-                        .await?;
+                    create_schema(&mut conn, schema).await?;
                     sqlx::Connection::close(conn).await?;
                     options = options.options([("search_path", schema.as_str())]);
                 }
