@@ -62,8 +62,17 @@ async fn the_documented_column_layouts_are_the_ones_written() {
         }
     }
     for line in csv.lines().filter(|l| l.starts_with('#')) {
-        let kind = line.split_whitespace().nth(1).unwrap().split('=').next().unwrap();
-        assert!(docs.contains(&format!("# {kind}")), "header line {line} not documented");
+        let kind = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .split('=')
+            .next()
+            .unwrap();
+        assert!(
+            docs.contains(&format!("# {kind}")),
+            "header line {line} not documented"
+        );
     }
     h.cleanup().await;
 }
@@ -82,7 +91,10 @@ async fn the_first_window_starts_when_the_ledger_is_created() {
     // Connecting again does not move it.
     let again = h.reopen().await;
     assert_eq!(
-        window::window_summary(&again, 1).await.unwrap().opened_at_us,
+        window::window_summary(&again, 1)
+            .await
+            .unwrap()
+            .opened_at_us,
         first.opened_at_us
     );
     again.db().close().await;
@@ -113,7 +125,10 @@ async fn a_ledger_from_before_starts_its_first_window_at_its_first_posting() {
         .unwrap();
     let reopened = h.reopen().await;
     assert_eq!(
-        window::window_summary(&reopened, 1).await.unwrap().opened_at_us,
+        window::window_summary(&reopened, 1)
+            .await
+            .unwrap()
+            .opened_at_us,
         first_posting
     );
     reopened.db().close().await;
@@ -138,18 +153,47 @@ const EVERYONE: [&str; 7] = [
 /// One step of a random day.
 #[derive(Debug, Clone)]
 enum Op {
-    Purchase { acquirer: usize, bank: usize, fen: i64 },
-    Split { acquirer: usize, bank: usize, pooled: i64, personal: i64, own: i64 },
-    Benefit { bank: usize, fen: i64 },
+    Purchase {
+        acquirer: usize,
+        bank: usize,
+        fen: i64,
+    },
+    Split {
+        acquirer: usize,
+        bank: usize,
+        pooled: i64,
+        personal: i64,
+        own: i64,
+    },
+    Benefit {
+        bank: usize,
+        fen: i64,
+    },
     /// Pooled fund to personal accounts of the same fund: the fund is on both sides.
-    FundTransfer { fen: i64 },
-    Hold { acquirer: usize, bank: usize, fen: i64 },
+    FundTransfer {
+        fen: i64,
+    },
+    Hold {
+        acquirer: usize,
+        bank: usize,
+        fen: i64,
+    },
     /// Completes a hold (by index, modulo) with this per mille of its amount.
-    Complete { which: usize, per_mille: i64 },
-    Release { which: usize },
+    Complete {
+        which: usize,
+        per_mille: i64,
+    },
+    Release {
+        which: usize,
+    },
     /// Reverses an earlier event (by index, modulo): a second reversal is a dead letter.
-    Reverse { which: usize },
-    Refund { which: usize, fen: i64 },
+    Reverse {
+        which: usize,
+    },
+    Refund {
+        which: usize,
+        fen: i64,
+    },
     Close,
 }
 
@@ -221,7 +265,11 @@ async fn run_day(ledger: &Ledger, ops: &[Op]) {
                 window::close_window(ledger).await.expect("close window");
                 continue;
             }
-            Op::Purchase { acquirer, bank, fen } => event(
+            Op::Purchase {
+                acquirer,
+                bank,
+                fen,
+            } => event(
                 EventType::Purchase,
                 ACQUIRERS[*acquirer],
                 seq,
@@ -233,16 +281,40 @@ async fn run_day(ledger: &Ledger, ops: &[Op]) {
                     *fen,
                 )],
             ),
-            Op::Split { acquirer, bank, pooled, personal, own } => {
+            Op::Split {
+                acquirer,
+                bank,
+                pooled,
+                personal,
+                own,
+            } => {
                 let merchant = party(ACQUIRERS[*acquirer], A::Merchant);
                 event(
                     EventType::MedicalBillSplit,
                     ACQUIRERS[*acquirer],
                     seq,
                     vec![
-                        leg(1, LegKind::PooledFund, party(ids::INSURANCE_FUND, A::PooledFund), merchant.clone(), *pooled),
-                        leg(2, LegKind::PersonalAccount, party(ids::INSURANCE_FUND, A::PersonalAccounts), merchant.clone(), *personal),
-                        leg(3, LegKind::Bank, party(BANKS[*bank], A::BankSettlement), merchant, *own),
+                        leg(
+                            1,
+                            LegKind::PooledFund,
+                            party(ids::INSURANCE_FUND, A::PooledFund),
+                            merchant.clone(),
+                            *pooled,
+                        ),
+                        leg(
+                            2,
+                            LegKind::PersonalAccount,
+                            party(ids::INSURANCE_FUND, A::PersonalAccounts),
+                            merchant.clone(),
+                            *personal,
+                        ),
+                        leg(
+                            3,
+                            LegKind::Bank,
+                            party(BANKS[*bank], A::BankSettlement),
+                            merchant,
+                            *own,
+                        ),
                     ],
                 )
             }
@@ -270,7 +342,11 @@ async fn run_day(ledger: &Ledger, ops: &[Op]) {
                     *fen,
                 )],
             ),
-            Op::Hold { acquirer, bank, fen } => {
+            Op::Hold {
+                acquirer,
+                bank,
+                fen,
+            } => {
                 let h = event(
                     EventType::AuthorizationHold,
                     ACQUIRERS[*acquirer],
@@ -287,21 +363,29 @@ async fn run_day(ledger: &Ledger, ops: &[Op]) {
                 h
             }
             Op::Complete { which, per_mille } => {
-                let Some(h) = pick(&holds, *which) else { continue };
+                let Some(h) = pick(&holds, *which) else {
+                    continue;
+                };
                 let held = h.legs[0].amount_fen.get();
                 let fen = (held * per_mille / 1_000).max(1);
                 completion(h, fen, seq)
             }
             Op::Release { which } => {
-                let Some(h) = pick(&holds, *which) else { continue };
+                let Some(h) = pick(&holds, *which) else {
+                    continue;
+                };
                 release(h, seq)
             }
             Op::Reverse { which } => {
-                let Some(original) = pick(&history, *which) else { continue };
+                let Some(original) = pick(&history, *which) else {
+                    continue;
+                };
                 reversal(original, seq)
             }
             Op::Refund { which, fen } => {
-                let Some(original) = pick(&history, *which) else { continue };
+                let Some(original) = pick(&history, *which) else {
+                    continue;
+                };
                 let mut r = event(
                     EventType::Refund,
                     original.institutions.acquirer.as_str(),
@@ -327,7 +411,9 @@ async fn run_day(ledger: &Ledger, ops: &[Op]) {
         offset += 1;
         history.push(e);
     }
-    window::close_window(ledger).await.expect("close the last window");
+    window::close_window(ledger)
+        .await
+        .expect("close the last window");
 }
 
 fn pick(events: &[SettlementEvent], which: usize) -> Option<&SettlementEvent> {
@@ -346,7 +432,9 @@ async fn statements(ledger: &Ledger) -> (BTreeMap<String, i64>, Vec<String>) {
         assert_eq!(window_net, 0, "window {w}");
         for inst in EVERYONE {
             let csv = render(ledger, inst, w, ReportFormat::Csv).await.unwrap();
-            let xml = render(ledger, inst, w, ReportFormat::Camt053).await.unwrap();
+            let xml = render(ledger, inst, w, ReportFormat::Camt053)
+                .await
+                .unwrap();
             let statement = read_statement_csv(&csv);
             let camt = read_camt053(&xml);
             let settled = summary

@@ -430,10 +430,16 @@ pub fn read_camt053(xml: &str) -> Camt053 {
                     [.., "Bal" | "Ntry", "CdtDbtInd"] if text == "DBIT" => amount = -amount,
                     [.., "Ntry", "NtryRef"] => ntry_ref = text,
                     [.., "Refs", "EndToEndId"] => e2e = text,
-                    [.., "TtlNtries", "NbOfNtries"] => out.entry_count = text.parse().expect("count"),
+                    [.., "TtlNtries", "NbOfNtries"] => {
+                        out.entry_count = text.parse().expect("count")
+                    }
                     [.., "TtlNetNtry", "Amt"] => net_amount = fen_of(&text),
                     [.., "TtlNetNtry", "CdtDbtInd"] => {
-                        out.net_fen = if text == "DBIT" { -net_amount } else { net_amount }
+                        out.net_fen = if text == "DBIT" {
+                            -net_amount
+                        } else {
+                            net_amount
+                        }
                     }
                     _ => {}
                 }
@@ -484,7 +490,12 @@ impl StatementCsv {
         let (e, l) = (self.column("event_id"), self.column("leg_no"));
         self.rows
             .iter()
-            .map(|r| (Uuid::parse_str(&r[e]).expect("uuid"), r[l].parse().expect("leg")))
+            .map(|r| {
+                (
+                    Uuid::parse_str(&r[e]).expect("uuid"),
+                    r[l].parse().expect("leg"),
+                )
+            })
             .collect()
     }
 }

@@ -450,11 +450,8 @@ async fn real_traffic(ledger: &Ledger) {
     let p = purchase(1);
     let q = purchase(4);
     let h = hold(5);
-    let benefit = schemas::events::sample::event(
-        schemas::events::EventType::BenefitCredit,
-        HOSPITAL,
-        7,
-    );
+    let benefit =
+        schemas::events::sample::event(schemas::events::EventType::BenefitCredit, HOSPITAL, 7);
     apply(
         ledger,
         &[
@@ -484,7 +481,10 @@ pub async fn a_window_with_real_traffic_validates_against_the_camt053_schema(led
         let camt = read_camt053(&xml);
         assert_eq!(camt.balance("CLBD"), n.net_fen, "{xml}");
         assert_eq!(camt.net_fen, n.net_fen);
-        assert!(camt.entries.iter().all(|(r, _, e)| r.len() <= 35 && e.len() <= 35));
+        assert!(camt
+            .entries
+            .iter()
+            .all(|(r, _, e)| r.len() <= 35 && e.len() <= 35));
         documents.push(xml);
     }
     let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
@@ -494,7 +494,11 @@ pub async fn a_window_with_real_traffic_validates_against_the_camt053_schema(led
 pub async fn a_report_of_an_open_window_is_refused(ledger: &Ledger) {
     use clearing::report::{render, ReportFormat};
     real_traffic(ledger).await;
-    for format in [ReportFormat::Csv, ReportFormat::Camt053, ReportFormat::Medical] {
+    for format in [
+        ReportFormat::Csv,
+        ReportFormat::Camt053,
+        ReportFormat::Medical,
+    ] {
         let r = render(ledger, HOSPITAL, 1, format).await;
         assert!(
             matches!(r, Err(clearing::ClearingError::WindowOpen(1))),
@@ -503,7 +507,9 @@ pub async fn a_report_of_an_open_window_is_refused(ledger: &Ledger) {
     }
     let closed = clearing::window::close_window(ledger).await.unwrap();
     assert_eq!(closed.window_id, 1);
-    assert!(render(ledger, HOSPITAL, 1, ReportFormat::Camt053).await.is_ok());
+    assert!(render(ledger, HOSPITAL, 1, ReportFormat::Camt053)
+        .await
+        .is_ok());
     // The window that opened at the cut-over is now the open one.
     assert!(matches!(
         render(ledger, HOSPITAL, 2, ReportFormat::Csv).await,
@@ -520,14 +526,10 @@ pub async fn the_first_window_starts_at_the_ledger_start_not_1970(ledger: &Ledge
     let postings = window::window_postings(ledger, 1, None).await.unwrap();
     assert!(first.opened_at_us <= postings[0].posted_at_us);
     window::close_window(ledger).await.unwrap();
-    let xml = clearing::report::render(
-        ledger,
-        HOSPITAL,
-        1,
-        clearing::report::ReportFormat::Camt053,
-    )
-    .await
-    .unwrap();
+    let xml =
+        clearing::report::render(ledger, HOSPITAL, 1, clearing::report::ReportFormat::Camt053)
+            .await
+            .unwrap();
     let camt = read_camt053(&xml);
     assert!(!camt.from.starts_with("1970"), "{}", camt.from);
     assert!(camt.from <= camt.to, "{} > {}", camt.from, camt.to);
