@@ -474,6 +474,17 @@ proptest! {
             let h = Harness::sqlite().await;
             run_day(&h.ledger, &ops).await;
             let (sums, documents) = statements(&h.ledger).await;
+            // The stream is well formed: only ledger rules (a second reversal, completing a
+            // released hold) dead-letter an event, and a purchase always posts.
+            for d in h.ledger.dead_letters(1_000).await.unwrap() {
+                assert!(
+                    !["malformed", "unsupported_version", "invalid"].contains(&d.reason_code.as_str()),
+                    "{d:?}"
+                );
+            }
+            if ops.iter().any(|o| matches!(o, Op::Purchase { .. })) {
+                assert!(h.ledger.counts().await.unwrap().postings > 0);
+            }
             let positions = h.ledger.positions().await.unwrap();
             assert_eq!(positions.sum_fen(), 0);
             for inst in EVERYONE {
