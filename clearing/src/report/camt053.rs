@@ -23,7 +23,7 @@ const ISSUER: &str = "SSC";
 const ACCOUNT_SCHEME: &str = "SSC-INSTITUTION";
 /// The largest amount, in fen, whose yuan form fits the schema's amounts and sums
 /// (`totalDigits` 18): 10^18 − 1.
-const AMOUNT_FEN_MAX: i64 = 999_999_999_999_999_999;
+pub(super) const AMOUNT_FEN_MAX: i64 = 999_999_999_999_999_999;
 
 /// camt.053.001.08 statement of `institution` in the closed window `w`: the group header, one
 /// statement with its opening (OPBD, zero: every window is settled on its own) and closing

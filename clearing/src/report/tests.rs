@@ -1,6 +1,30 @@
 use super::*;
 use uuid::Uuid;
 
+/// Validates a statement against the ISO 20022 schema in the repository with xmllint (Debian's
+/// libxml2-utils, installed by ops/setup.sh); panics when xmllint is missing.
+fn assert_valid(xml: &str) {
+    let dir = std::env::temp_dir().join(format!("clearing-camt053-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("statement.xml");
+    std::fs::write(&file, xml).unwrap();
+    let xsd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/iso20022/camt.053.001.08.xsd"
+    );
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", xsd])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("xmllint (apt-get install libxml2-utils, ops/setup.sh): {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn posting(event: u128, debit_account: &str, amount_fen: i64) -> PostingRecord {
     PostingRecord {
         event_id: Uuid::from_u128(event),
@@ -107,6 +131,7 @@ fn a_transfer_between_own_accounts_is_on_both_sides_and_nets_to_zero() {
     assert!(csv.contains(",BOTH,0,5.00,"), "{csv}");
     assert!(csv.contains("debits_fen=500 credits_fen=500 net_fen=0"));
     let xml = statement_camt053("FUND", &closed(), &[own]).unwrap();
+    assert_valid(&xml);
     let refs: Vec<&str> = xml
         .lines()
         .filter_map(|l| l.trim().strip_prefix("<NtryRef>"))
@@ -128,6 +153,7 @@ fn postings_of_other_institutions_stay_out_of_a_statement() {
         statement_csv("HOSP", &closed(), std::slice::from_ref(&mine)).unwrap()
     );
     let xml = statement_camt053("HOSP", &closed(), &[other, mine.clone()]).unwrap();
+    assert_valid(&xml);
     assert_eq!(xml, statement_camt053("HOSP", &closed(), &[mine]).unwrap());
 }
 
@@ -180,6 +206,28 @@ fn camt053_escapes_markup_in_text() {
     let mut p = posting(1, "pooled_fund", 100);
     p.leg_kind = "a<b&c".into();
     let xml = statement_camt053("HOSP", &closed(), &[p]).unwrap();
+    assert_valid(&xml);
     assert!(xml.contains("a&lt;b&amp;c pooled_fund/merchant"), "{xml}");
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+}
+
+#[test]
+fn the_largest_amount_of_the_schema_is_written_and_one_fen_more_is_refused() {
+    let max = camt053::AMOUNT_FEN_MAX;
+    let xml = statement_camt053("HOSP", &closed(), &[posting(1, "pooled_fund", max)]).unwrap();
+    assert!(xml.contains("<Amt Ccy=\"CNY\">9999999999999999.99</Amt>"));
+    assert_valid(&xml);
+    assert!(matches!(
+        statement_camt053("HOSP", &closed(), &[posting(1, "pooled_fund", max + 1)]),
+        Err(ClearingError::Report(_))
+    ));
+}
+
+#[test]
+fn a_statement_without_postings_is_valid_and_balances_at_zero() {
+    let xml = statement_camt053("3100002", &closed(), &[]).unwrap();
+    assert_valid(&xml);
+    assert!(!xml.contains("<Ntry>"));
+    let csv = statement_csv("3100002", &closed(), &[]).unwrap();
+    assert!(csv.contains("# totals postings=0 debits_fen=0 credits_fen=0 net_fen=0\n"));
 }

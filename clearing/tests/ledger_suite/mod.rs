@@ -507,9 +507,10 @@ pub async fn a_report_of_an_open_window_is_refused(ledger: &Ledger) {
     }
     let closed = clearing::window::close_window(ledger).await.unwrap();
     assert_eq!(closed.window_id, 1);
-    assert!(render(ledger, HOSPITAL, 1, ReportFormat::Camt053)
+    let xml = render(ledger, HOSPITAL, 1, ReportFormat::Camt053)
         .await
-        .is_ok());
+        .unwrap();
+    assert_valid_camt053(&[&xml]);
     // The window that opened at the cut-over is now the open one.
     assert!(matches!(
         render(ledger, HOSPITAL, 2, ReportFormat::Csv).await,
@@ -530,6 +531,7 @@ pub async fn the_first_window_starts_at_the_ledger_start_not_1970(ledger: &Ledge
         clearing::report::render(ledger, HOSPITAL, 1, clearing::report::ReportFormat::Camt053)
             .await
             .unwrap();
+    assert_valid_camt053(&[&xml]);
     let camt = read_camt053(&xml);
     assert!(!camt.from.starts_with("1970"), "{}", camt.from);
     assert!(camt.from <= camt.to, "{} > {}", camt.from, camt.to);
