@@ -110,7 +110,8 @@ async fn create_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<()
 }
 
 impl Db {
-    /// Connects and runs clearing's migrations.
+    /// Connects, runs clearing's migrations, and starts the first settlement window at the
+    /// ledger's start if it is new.
     pub async fn connect(config: &LedgerDbConfig) -> Result<Self> {
         match config {
             LedgerDbConfig::Sqlite {
@@ -138,7 +139,9 @@ impl Db {
                     .await?
                     .run(&pool)
                     .await?;
-                Ok(Db::Sqlite(pool))
+                let db = Db::Sqlite(pool);
+                crate::window::start_first_window(&db, now_us()).await?;
+                Ok(db)
             }
             LedgerDbConfig::Postgres {
                 url,
@@ -167,7 +170,9 @@ impl Db {
                     .await?
                     .run(&pool)
                     .await?;
-                Ok(Db::Postgres(pool))
+                let db = Db::Postgres(pool);
+                crate::window::start_first_window(&db, now_us()).await?;
+                Ok(db)
             }
         }
     }
