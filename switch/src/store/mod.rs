@@ -11,6 +11,7 @@
 //! [`PostgresStore::connect`] at start-up.
 
 pub mod audit;
+pub mod cutover;
 mod error;
 mod migrate;
 mod model;
@@ -34,6 +35,7 @@ pub use model::{
     SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
+pub use cutover::CutoverStore;
 pub use operator::OperatorStore;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{
@@ -43,6 +45,8 @@ pub use postgres::{
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;
+/// The bank cut-over's totals query, for checking its plan against a database.
+pub use sql::cutover::BANK_TOTALS;
 pub use sqlite::{backup as sqlite_backup, SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};
@@ -55,7 +59,7 @@ pub const DECISIONS_PER_BATCH_MAX: usize = 1024;
 pub const ROWS_PER_READ_MAX: u32 = 10_000;
 
 /// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
-pub trait Store: OperatorStore + Send + Sync + 'static {
+pub trait Store: OperatorStore + CutoverStore + Send + Sync + 'static {
     /// Whether the group-commit writer should run on its own thread (see
     /// [`writer::WriterConfig::dedicated_thread`]): true where the driver's connections are
     /// not tied to the caller's runtime.
