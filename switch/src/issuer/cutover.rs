@@ -220,7 +220,10 @@ impl<S: Store, G: BankGateway> Cutover<S, G> {
 
     /// Looks for a due day every poll interval and cuts it over, until `shutdown`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.config.poll_interval);
+        // The first look one interval after start: a node that starts after the cut-over time
+        // catches up then.
+        let first = tokio::time::Instant::now() + self.config.poll_interval;
+        let mut tick = tokio::time::interval_at(first, self.config.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = shutdown.changed() => break }

@@ -183,6 +183,10 @@ pub(super) fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMess
 /// after the bank's today) in 74-77 and 86-89, and 66 = `1` when the switch's equal them, `2`
 /// otherwise (no net in 97: the switch computes its own); 30 without a readable field 15.
 pub(super) fn reconciliation<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
+    shared
+        .counters
+        .reconciliations
+        .fetch_add(1, Ordering::Relaxed);
     let day = msg
         .get_str(15)
         .ok()

@@ -137,6 +137,8 @@ pub struct BankSimStats {
     pub advice_messages: u64,
     /// Of those, repeats (0121/0221).
     pub advice_repeats: u64,
+    /// Reconciliation requests (0500) answered.
+    pub reconciliations: u64,
 }
 
 struct ZoneKeys {
@@ -160,6 +162,7 @@ struct Counters {
     advices_applied: AtomicU64,
     advice_messages: AtomicU64,
     advice_repeats: AtomicU64,
+    reconciliations: AtomicU64,
 }
 
 struct Shared {
@@ -332,6 +335,7 @@ impl BankSim {
             advices_applied: c.advices_applied.load(Ordering::Relaxed),
             advice_messages: c.advice_messages.load(Ordering::Relaxed),
             advice_repeats: c.advice_repeats.load(Ordering::Relaxed),
+            reconciliations: c.reconciliations.load(Ordering::Relaxed),
         }
     }
 }
