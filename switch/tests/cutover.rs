@@ -197,13 +197,14 @@ impl Net {
         self.readers.insert(card, reader);
     }
 
-    /// A benefit credit paid by the job centre into the card's bank account.
-    async fn benefit(&mut self, card: usize, amount_fen: u64) {
+    /// A benefit credit paid by the job centre into the card's bank account; the request.
+    async fn benefit(&mut self, card: usize, amount_fen: u64) -> Vec<u8> {
         let (request, _) = self
             .job_centre
             .benefit_credit(&self.world.cards[card], amount_fen)
             .expect("request");
         assert_eq!(self.process(&request).await.0, "00", "benefit credited");
+        request
     }
 
     /// The hospital kiosk reverses `original`.
@@ -446,6 +447,24 @@ async fn a_bank_that_lost_a_posting_is_out_of_balance_until_an_operator_resolves
     let metrics = n.call(&analyst, "GET", "/metrics", None).await;
     let open = format!("{}}} 0", line("switch_bank_reconciliation_exceptions_open"));
     assert!(metrics.body.contains(&open), "{}", metrics.body);
+    n.node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversed_benefit_credit_is_reversed_at_the_bank_too() {
+    let mut n = network().await;
+    let card = n.card_of(5, false);
+    let pan = n.world.cards[card].pan.expose_digits().to_owned();
+    let before = n.banks[5].balance_fen(&pan).expect("account");
+    let credit = n.benefit(card, 6_000).await;
+    let (reversal, _) = n.job_centre.reversal_of(&credit).expect("reversal");
+    assert_eq!(n.process(&reversal).await.0, "00", "reversal approved");
+    n.store_and_forward_drained().await;
+    let report = n.node.cutover.as_ref().expect("cut-over").run_day(today()).await.expect("run");
+    let bank5 = n.bank_id(5);
+    let outcome = report.banks.iter().find(|(b, _)| *b == bank5).map(|(_, o)| o.clone());
+    assert_eq!(outcome, Some(BankOutcome::InBalance), "{report:?}");
+    assert_eq!(n.banks[5].balance_fen(&pan), Some(before), "the bank gave it back");
     n.node.stop().await;
 }
 
