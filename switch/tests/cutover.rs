@@ -188,7 +188,13 @@ impl Net {
         let mut reader = self.reader(card);
         let pending = self
             .hospital
-            .medical_bill(&self.world.cards[card], &mut reader, bill_fen, bill_no, DEMO_PIN)
+            .medical_bill(
+                &self.world.cards[card],
+                &mut reader,
+                bill_fen,
+                bill_no,
+                DEMO_PIN,
+            )
             .expect("request");
         let (code, answer) = self.process(&pending.request.clone()).await;
         assert_eq!(code, "00", "bill approved");
@@ -233,7 +239,10 @@ impl Net {
 
     /// 0500s each bank has received.
     fn reconciliations_received(&self) -> Vec<u64> {
-        self.banks.iter().map(|b| b.stats().reconciliations).collect()
+        self.banks
+            .iter()
+            .map(|b| b.stats().reconciliations)
+            .collect()
     }
 
     /// An API key of `institution` with `role`.
@@ -279,7 +288,14 @@ async fn a_day_with_traffic_reconciles_in_balance_with_every_bank_and_only_once(
     n.store_and_forward_drained().await;
 
     let day = today();
-    let report = n.node.cutover.as_ref().expect("cut-over").run_day(day).await.expect("run");
+    let report = n
+        .node
+        .cutover
+        .as_ref()
+        .expect("cut-over")
+        .run_day(day)
+        .await
+        .expect("run");
     assert_eq!(report.banks.len(), n.world.banks.len());
     for (bank, outcome) in &report.banks {
         assert_eq!(*outcome, BankOutcome::InBalance, "{bank}");
@@ -300,8 +316,16 @@ async fn a_day_with_traffic_reconciles_in_balance_with_every_bank_and_only_once(
         let a = r.answer.as_ref().expect("answered");
         assert_eq!(a.switch_totals, a.bank_totals, "{}", r.bank);
         assert!(a.differing_fields.is_empty());
-        let bank = n.banks.iter().find(|b| *b.institution() == r.bank).expect("bank");
-        assert_eq!(a.bank_totals, bank.totals_of(day), "the bank's own books of the day");
+        let bank = n
+            .banks
+            .iter()
+            .find(|b| *b.institution() == r.bank)
+            .expect("bank");
+        assert_eq!(
+            a.bank_totals,
+            bank.totals_of(day),
+            "the bank's own books of the day"
+        );
     }
     let of = |i: usize| {
         let id = n.bank_id(i);
@@ -317,18 +341,35 @@ async fn a_day_with_traffic_reconciles_in_balance_with_every_bank_and_only_once(
     assert_eq!(bank0.debit_reversals.count, 1);
     assert_eq!(bank0.debit_reversals.amount.get(), 777);
     assert!(of(1).debits.count >= 1, "a purchase and a bill's bank leg");
-    assert_eq!(of(2).line(TotalsLine::Credits).amount.get(), 5_000, "the benefit credit");
+    assert_eq!(
+        of(2).line(TotalsLine::Credits).amount.get(),
+        5_000,
+        "the benefit credit"
+    );
 
     // A second cut-over of the day sends nothing to anyone.
     let sent = n.reconciliations_received();
     assert!(sent.iter().all(|n| *n >= 1), "{sent:?}");
-    let again = n.node.cutover.as_ref().expect("cut-over").run_day(day).await.expect("run");
+    let again = n
+        .node
+        .cutover
+        .as_ref()
+        .expect("cut-over")
+        .run_day(day)
+        .await
+        .expect("run");
     for (bank, outcome) in &again.banks {
         assert_eq!(*outcome, BankOutcome::AlreadyReconciled, "{bank}");
     }
-    assert_eq!(n.reconciliations_received(), sent, "no 0500 the second time");
+    assert_eq!(
+        n.reconciliations_received(),
+        sent,
+        "no 0500 the second time"
+    );
     // Nor through the API, and a day not over (tomorrow) is refused.
-    let analyst = n.key(n.world.cfg.switch_id.as_str(), "clearing_analyst").await;
+    let analyst = n
+        .key(n.world.cfg.switch_id.as_str(), "clearing_analyst")
+        .await;
     let body = json!({ "day": day.format("%Y-%m-%d").to_string() });
     let r = n.call(&analyst, "POST", "/cutover", Some(body)).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -339,10 +380,24 @@ async fn a_day_with_traffic_reconciles_in_balance_with_every_bank_and_only_once(
         .iter()
         .filter_map(|b| b["outcome"].as_str())
         .collect();
-    assert!(outcomes.iter().all(|o| *o == "already_reconciled"), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == "already_reconciled"),
+        "{outcomes:?}"
+    );
     assert_eq!(n.reconciliations_received(), sent);
-    let tomorrow = day.succ_opt().expect("tomorrow").format("%Y-%m-%d").to_string();
-    let r = n.call(&analyst, "POST", "/cutover", Some(json!({ "day": tomorrow }))).await;
+    let tomorrow = day
+        .succ_opt()
+        .expect("tomorrow")
+        .format("%Y-%m-%d")
+        .to_string();
+    let r = n
+        .call(
+            &analyst,
+            "POST",
+            "/cutover",
+            Some(json!({ "day": tomorrow })),
+        )
+        .await;
     assert_eq!(r.status, 409, "{r:?}");
     n.node.stop().await;
 }
@@ -358,7 +413,14 @@ async fn a_bank_that_lost_a_posting_is_out_of_balance_until_an_operator_resolves
     n.store_and_forward_drained().await;
 
     let day = today();
-    let report = n.node.cutover.as_ref().expect("cut-over").run_day(day).await.expect("run");
+    let report = n
+        .node
+        .cutover
+        .as_ref()
+        .expect("cut-over")
+        .run_day(day)
+        .await
+        .expect("run");
     let bank0 = n.bank_id(0);
     for (bank, outcome) in &report.banks {
         if *bank == bank0 {
@@ -418,12 +480,18 @@ async fn a_bank_that_lost_a_posting_is_out_of_balance_until_an_operator_resolves
     assert!(!mine.is_empty() && mine.iter().all(|i| i["bank"] == other_bank.as_str()));
     let resolve = format!("/reconciliations/{id}/resolve");
     let reason = json!({ "reason": "bank 0 re-posted the lost purchase on its side" });
-    let r = n.call(&bank_key, "POST", &resolve, Some(reason.clone())).await;
+    let r = n
+        .call(&bank_key, "POST", &resolve, Some(reason.clone()))
+        .await;
     assert_eq!(r.status, 403, "{r:?}");
     // The clearing analyst resolves it, with a reason; audited; the gauge drops.
-    let r = n.call(&analyst, "POST", &resolve, Some(json!({ "reason": " " }))).await;
+    let r = n
+        .call(&analyst, "POST", &resolve, Some(json!({ "reason": " " })))
+        .await;
     assert_eq!(r.status, 400, "a reason is needed: {r:?}");
-    let r = n.call(&analyst, "POST", &resolve, Some(reason.clone())).await;
+    let r = n
+        .call(&analyst, "POST", &resolve, Some(reason.clone()))
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     let resolved = json_of(&r);
     assert_eq!(resolved["status"], "resolved");
@@ -460,11 +528,26 @@ async fn a_reversed_benefit_credit_is_reversed_at_the_bank_too() {
     let (reversal, _) = n.job_centre.reversal_of(&credit).expect("reversal");
     assert_eq!(n.process(&reversal).await.0, "00", "reversal approved");
     n.store_and_forward_drained().await;
-    let report = n.node.cutover.as_ref().expect("cut-over").run_day(today()).await.expect("run");
+    let report = n
+        .node
+        .cutover
+        .as_ref()
+        .expect("cut-over")
+        .run_day(today())
+        .await
+        .expect("run");
     let bank5 = n.bank_id(5);
-    let outcome = report.banks.iter().find(|(b, _)| *b == bank5).map(|(_, o)| o.clone());
+    let outcome = report
+        .banks
+        .iter()
+        .find(|(b, _)| *b == bank5)
+        .map(|(_, o)| o.clone());
     assert_eq!(outcome, Some(BankOutcome::InBalance), "{report:?}");
-    assert_eq!(n.banks[5].balance_fen(&pan), Some(before), "the bank gave it back");
+    assert_eq!(
+        n.banks[5].balance_fen(&pan),
+        Some(before),
+        "the bank gave it back"
+    );
     n.node.stop().await;
 }
 
@@ -493,7 +576,10 @@ async fn a_bank_whose_link_is_down_is_reconciled_once_it_is_back() {
             .map(|(_, o)| o.clone())
             .expect("bank 3")
     };
-    assert!(matches!(outcome(&report), BankOutcome::Deferred(_)), "{report:?}");
+    assert!(
+        matches!(outcome(&report), BankOutcome::Deferred(_)),
+        "{report:?}"
+    );
     n.banks[3].restart().await.expect("restart");
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -524,16 +610,21 @@ async fn the_task_cuts_a_day_over_once_its_cut_over_time_has_passed() {
     let card = n.card_of(4, false);
     n.purchase(card, 990).await;
     let day = today();
-    let (midnight, _) = settlement_day::window_us(day.succ_opt().expect("tomorrow"))
-        .expect("window");
+    let (midnight, _) =
+        settlement_day::window_us(day.succ_opt().expect("tomorrow")).expect("window");
     // Four minutes past the next midnight: the 00:05 cut-over of today is not due yet.
     let clock = Arc::new(TestClock(AtomicI64::new(midnight + 4 * 60 * 1_000_000)));
     let mut config = CutoverConfig::new(n.world.cfg.switch_id.clone());
     config.poll_interval = Duration::from_millis(50);
     let banks: Vec<InstitutionId> = n.node.links.banks().cloned().collect();
-    let task = Cutover::new(Arc::clone(&n.node.store), n.node.links.clone(), banks, config)
-        .expect("cut-over")
-        .with_clock(clock.clone());
+    let task = Cutover::new(
+        Arc::clone(&n.node.store),
+        n.node.links.clone(),
+        banks,
+        config,
+    )
+    .expect("cut-over")
+    .with_clock(clock.clone());
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(Arc::new(task).run(stopping));
     let store = Arc::clone(&n.node.store);
@@ -546,11 +637,16 @@ async fn the_task_cuts_a_day_over_once_its_cut_over_time_has_passed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(store.reconciled_banks(day).await.expect("read").is_empty(), "not before 00:05");
+    assert!(
+        store.reconciled_banks(day).await.expect("read").is_empty(),
+        "not before 00:05"
+    );
     let before = n.reconciliations_received();
     assert_eq!(before, vec![1; n.world.banks.len()], "yesterday's, once");
     // 00:05: today is due, and every bank is reconciled once however often the task looks.
-    clock.0.store(midnight + 5 * 60 * 1_000_000, Ordering::Relaxed);
+    clock
+        .0
+        .store(midnight + 5 * 60 * 1_000_000, Ordering::Relaxed);
     let answered = || async {
         store
             .reconciled_banks(day)
@@ -566,7 +662,11 @@ async fn the_task_cuts_a_day_over_once_its_cut_over_time_has_passed() {
     }
     assert_eq!(answered().await, n.world.banks.len());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(n.reconciliations_received(), vec![2; n.world.banks.len()], "once per bank and day");
+    assert_eq!(
+        n.reconciliations_received(),
+        vec![2; n.world.banks.len()],
+        "once per bank and day"
+    );
     stop.send_replace(true);
     running.await.expect("task");
     n.node.stop().await;

@@ -881,10 +881,17 @@ async fn reconciliation_answers(c: &mut Contract, n: &http_node::Node) {
         stan: "000123".into(),
         at_us: now_us(),
     };
-    assert!(n.store.finish_bank_reconciliation(id, &answer).await.expect("finish"));
+    assert!(n
+        .store
+        .finish_bank_reconciliation(id, &answer)
+        .await
+        .expect("finish"));
 
     let list = "/reconciliations";
-    let page = Contract::json(&c.get(addr, list, "/reconciliations?status=out_of_balance").await);
+    let page = Contract::json(
+        &c.get(addr, list, "/reconciliations?status=out_of_balance")
+            .await,
+    );
     assert_eq!(page["items"][0]["differing"][0]["field"], 76, "{page}");
     for (url, headers, status) in [
         ("/reconciliations?status=open", &reader[..], 400),
@@ -903,7 +910,12 @@ async fn reconciliation_answers(c: &mut Contract, n: &http_node::Node) {
         (url.as_str(), &keyed[..], json!({ "reason": "" }), 400),
         (url.as_str(), &[][..], reason.clone(), 401),
         (url.as_str(), &reader[..], reason.clone(), 403),
-        ("/reconciliations/999999/resolve", &analyst[..], reason.clone(), 404),
+        (
+            "/reconciliations/999999/resolve",
+            &analyst[..],
+            reason.clone(),
+            404,
+        ),
         (url.as_str(), &analyst[..], reason.clone(), 200),
         (url.as_str(), &analyst[..], reason.clone(), 409),
     ] {
@@ -911,7 +923,14 @@ async fn reconciliation_answers(c: &mut Contract, n: &http_node::Node) {
         assert_eq!(r.status, status, "{url}: {r:?}");
     }
     let r = c
-        .send(addr, "POST", path, &url, &keyed, Some(json!({ "reason": "another" })))
+        .send(
+            addr,
+            "POST",
+            path,
+            &url,
+            &keyed,
+            Some(json!({ "reason": "another" })),
+        )
         .await;
     assert_eq!(r.status, 422, "{r:?}");
 
@@ -926,7 +945,9 @@ async fn reconciliation_answers(c: &mut Contract, n: &http_node::Node) {
         (&[][..], day(yesterday), 401),
         (&reader[..], day(yesterday), 403),
     ] {
-        let r = c.send(addr, "POST", "/cutover", "/cutover", headers, Some(body)).await;
+        let r = c
+            .send(addr, "POST", "/cutover", "/cutover", headers, Some(body))
+            .await;
         assert_eq!(r.status, status, "{r:?}");
     }
 }

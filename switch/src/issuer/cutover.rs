@@ -489,7 +489,11 @@ mod tests {
         let five_past = MIDNIGHT + 5 * 60 * 1_000_000;
         assert_eq!(due_day(five_past, at), day(22));
         assert_eq!(due_day(MIDNIGHT + DAY_US - 1, at), day(22));
-        assert_eq!(due_day(MIDNIGHT - 1, at), day(21), "23:59:59 the day before");
+        assert_eq!(
+            due_day(MIDNIGHT - 1, at),
+            day(21),
+            "23:59:59 the day before"
+        );
     }
 
     #[test]

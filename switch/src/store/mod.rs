@@ -24,6 +24,7 @@ mod sqlite;
 pub mod writer;
 
 pub use audit::AuditMacKey;
+pub use cutover::CutoverStore;
 pub use error::{DecisionError, StoreError};
 pub use model::{
     leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
@@ -35,18 +36,17 @@ pub use model::{
     SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
-pub use cutover::CutoverStore;
 pub use operator::OperatorStore;
 pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
 pub use postgres::{
     host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,
     PrimaryWatch,
 };
+/// The bank cut-over's totals query, for checking its plan against a database.
+pub use sql::cutover::BANK_TOTALS;
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;
-/// The bank cut-over's totals query, for checking its plan against a database.
-pub use sql::cutover::BANK_TOTALS;
 pub use sqlite::{backup as sqlite_backup, SqliteConfig, SqliteStore, SqliteSync};
 
 use schemas::domain::{InstitutionId, Pan, ResponseCode, Rrn};

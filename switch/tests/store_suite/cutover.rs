@@ -116,7 +116,9 @@ pub async fn bank_totals_are_the_banks_legs_by_line<H: Harness>() {
     // Nothing of the bank's: a personal-account payment, and a decline.
     let personal = testkit::debit(&fx, fx.personal, 37, 700);
     let declined = testkit::decline(&fx, 38, 9_999, ResponseCode::InsufficientFunds);
-    for d in [purchase, bill, reversed, reversal, refund, benefit, personal, declined] {
+    for d in [
+        purchase, bill, reversed, reversal, refund, benefit, personal, declined,
+    ] {
         commit_one(&*s, d).await.unwrap();
     }
     let to = now_us() + 1;
@@ -201,7 +203,10 @@ pub async fn a_bank_reconciliation_is_claimed_answered_and_resolved_once<H: Harn
         None,
         "never sent again"
     );
-    assert_eq!(s.reconciled_banks(day).await.unwrap(), vec![fx.bank.clone()]);
+    assert_eq!(
+        s.reconciled_banks(day).await.unwrap(),
+        vec![fx.bank.clone()]
+    );
     let open = s.bank_reconciliation(id).await.unwrap().expect("record");
     assert_eq!(open.status, ReconciliationStatus::OutOfBalance);
     assert_eq!(open.answer.as_ref(), Some(&answer));
@@ -224,15 +229,26 @@ pub async fn a_bank_reconciliation_is_claimed_answered_and_resolved_once<H: Harn
         let s = s.clone();
         async move { s.bank_reconciliations(&q).await.unwrap().len() }
     };
-    assert_eq!(found(query(ReconciliationStatus::OutOfBalance, &fx.bank, day)).await, 1);
-    assert_eq!(found(query(ReconciliationStatus::InBalance, &fx.bank, day)).await, 0);
+    assert_eq!(
+        found(query(ReconciliationStatus::OutOfBalance, &fx.bank, day)).await,
+        1
+    );
+    assert_eq!(
+        found(query(ReconciliationStatus::InBalance, &fx.bank, day)).await,
+        0
+    );
     assert_eq!(
         found(query(ReconciliationStatus::OutOfBalance, &fx.hospital, day)).await,
         0
     );
     let next_day = day.succ_opt().unwrap();
     assert_eq!(
-        found(query(ReconciliationStatus::OutOfBalance, &fx.bank, next_day)).await,
+        found(query(
+            ReconciliationStatus::OutOfBalance,
+            &fx.bank,
+            next_day
+        ))
+        .await,
         0
     );
 
@@ -246,7 +262,9 @@ pub async fn a_bank_reconciliation_is_claimed_answered_and_resolved_once<H: Harn
         ResolveOutcome::Resolved(r) if r.status == ReconciliationStatus::Resolved
     ));
     assert!(matches!(
-        s.resolve_bank_reconciliation(id, &resolution).await.unwrap(),
+        s.resolve_bank_reconciliation(id, &resolution)
+            .await
+            .unwrap(),
         ResolveOutcome::NotAnException(_)
     ));
     assert_eq!(

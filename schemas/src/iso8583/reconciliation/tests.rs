@@ -163,8 +163,12 @@ fn differing_fields_name_each_line_that_differs_and_the_net() {
     // One transaction moved from debits to credits of the same amount: counts and amounts of
     // both lines differ, and so does the net.
     let mut moved = ReconciliationTotals::default();
-    moved.add(TotalsLine::Debits, 1, AmountFen::new(7).unwrap()).unwrap();
+    moved
+        .add(TotalsLine::Debits, 1, AmountFen::new(7).unwrap())
+        .unwrap();
     let mut other = ReconciliationTotals::default();
-    other.add(TotalsLine::Credits, 1, AmountFen::new(7).unwrap()).unwrap();
+    other
+        .add(TotalsLine::Credits, 1, AmountFen::new(7).unwrap())
+        .unwrap();
     assert_eq!(moved.differing_fields(&other), [74, 76, 86, 88, 97]);
 }

@@ -135,9 +135,10 @@ pub fn parse(query: Option<&str>) -> Result<ReconciliationQuery, Problem> {
             }
             "day" => q.day = Some(parse_day(&value).ok_or_else(|| bad("a date, YYYY-MM-DD"))?),
             "status" => {
-                q.status = Some(ReconciliationStatus::parse(&value).ok_or_else(|| {
-                    bad("pending, in_balance, out_of_balance or resolved")
-                })?)
+                q.status = Some(
+                    ReconciliationStatus::parse(&value)
+                        .ok_or_else(|| bad("pending, in_balance, out_of_balance or resolved"))?,
+                )
             }
             "cursor" => {
                 q.before_id = Some(
@@ -247,7 +248,12 @@ async fn visible<S: Store>(
         .ok()
         .and_then(|Path(id)| id.parse().ok())
         .ok_or_else(not_found)?;
-    match st.store.bank_reconciliation(id).await.map_err(store_failed)? {
+    match st
+        .store
+        .bank_reconciliation(id)
+        .await
+        .map_err(store_failed)?
+    {
         Some(r) if caller.scope().sees(&r.bank) => Ok(r),
         _ => Err(not_found()),
     }
@@ -295,7 +301,11 @@ async fn resolve_inner<S: Store>(
     .with("bank", resolved.bank.as_str().into())
     .with(
         "settlement_day",
-        resolved.settlement_day.format("%Y-%m-%d").to_string().into(),
+        resolved
+            .settlement_day
+            .format("%Y-%m-%d")
+            .to_string()
+            .into(),
     );
     audit::record(&*st.store, e).await?;
     Ok(Outcome::new(StatusCode::OK, reconciliation_json(&resolved)))
@@ -347,7 +357,9 @@ async fn run_inner<S: Store>(
     let report = match cutover.run_day(day).await {
         Ok(r) => r,
         Err(CutoverError::DayNotOver(_)) => {
-            return Err(Problem::conflict(format!("the settlement day {day} is not over")))
+            return Err(Problem::conflict(format!(
+                "the settlement day {day} is not over"
+            )))
         }
         Err(CutoverError::Store(e)) => return Err(store_failed(e)),
         Err(e) => {
@@ -383,7 +395,10 @@ mod tests {
 
     #[test]
     fn the_list_query_is_strict() {
-        let q = parse(Some("bank=0803000010&day=2026-11-23&status=out_of_balance&limit=5")).unwrap();
+        let q = parse(Some(
+            "bank=0803000010&day=2026-11-23&status=out_of_balance&limit=5",
+        ))
+        .unwrap();
         assert_eq!(q.bank.as_ref().map(|b| b.as_str()), Some("0803000010"));
         assert_eq!(q.day, NaiveDate::from_ymd_opt(2026, 11, 23));
         assert_eq!(q.status, Some(ReconciliationStatus::OutOfBalance));

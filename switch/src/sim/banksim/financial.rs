@@ -11,9 +11,9 @@ use schemas::domain::AmountFen;
 use schemas::iso8583::{Message, OwnedMessage, ReconciliationTotals, SettlementCode, TotalsLine};
 
 use super::ledger::{balance_field, leg, original_key, Service};
-use crate::wire::settlement_day;
 use super::respond::reply;
 use super::{lock, Shared};
+use crate::wire::settlement_day;
 
 async fn pin_ok(shared: &Shared, msg: &Message<'_>, pan: &str, offset: &str) -> bool {
     let Ok(block) = msg.get(52) else {

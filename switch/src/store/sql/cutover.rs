@@ -2,8 +2,8 @@
 //! `bank_reconciliation` records (migration 0012) of the bank cut-over.
 
 use super::driver::{Backend, Columns, Param, Run};
-use super::rows::{corrupt, institution_id};
 use super::limit;
+use super::rows::{corrupt, institution_id};
 use crate::store::cutover::{
     BankAnswer, BankReconciliation, CutoverStore, ReconciliationCount, ReconciliationQuery,
     ReconciliationStatus, Resolution, ResolveOutcome, RECONCILIATION_PAGE_MAX,
@@ -18,8 +18,7 @@ use schemas::iso8583::{ReconciliationTotals, Tally, TotalsLine};
 /// bank leg, or the benefit credit it received: a `social_security_fund` leg), counted once each
 /// and summed over those legs, by kind and by the kind of their original (reversals). The window
 /// is read through `txn_by_decided_at` (migration 0006).
-pub const BANK_TOTALS: &str =
-    "SELECT t.kind AS kind, o.kind AS original_kind, \
+pub const BANK_TOTALS: &str = "SELECT t.kind AS kind, o.kind AS original_kind, \
      CAST(COUNT(DISTINCT t.transaction_id) AS BIGINT) AS n, \
      CAST(COALESCE(SUM(l.amount_fen), 0) AS BIGINT) AS fen \
      FROM txn AS t JOIN txn_leg AS l ON l.transaction_id = t.transaction_id \
@@ -104,7 +103,10 @@ fn day_text(day: NaiveDate) -> String {
 /// The columns of one set of figures, in [`TotalsLine::ALL`] order (count, then fen).
 const SWITCH_COLUMNS: [(&str, &str); 4] = [
     ("switch_credits_count", "switch_credits_fen"),
-    ("switch_credit_reversals_count", "switch_credit_reversals_fen"),
+    (
+        "switch_credit_reversals_count",
+        "switch_credit_reversals_fen",
+    ),
     ("switch_debits_count", "switch_debits_fen"),
     ("switch_debit_reversals_count", "switch_debit_reversals_fen"),
 ];
@@ -150,7 +152,9 @@ fn record(row: &impl Columns) -> Result<BankReconciliation, StoreError> {
     let status = status_of(result.as_deref(), resolved_at_us.is_some())?;
     let answer = match row.get::<Option<i64>>("reconciled_at_us")? {
         Some(at_us) => {
-            let differing: String = row.get::<Option<String>>("differing_fields")?.unwrap_or_default();
+            let differing: String = row
+                .get::<Option<String>>("differing_fields")?
+                .unwrap_or_default();
             let differing_fields = differing
                 .split_whitespace()
                 .map(|f| f.parse::<u16>())
@@ -171,7 +175,9 @@ fn record(row: &impl Columns) -> Result<BankReconciliation, StoreError> {
     };
     let resolution = match resolved_at_us {
         Some(at_us) => Some(Resolution {
-            by: row.get::<Option<String>>("resolved_by")?.unwrap_or_default(),
+            by: row
+                .get::<Option<String>>("resolved_by")?
+                .unwrap_or_default(),
             reason: row
                 .get::<Option<String>>("resolved_reason")?
                 .unwrap_or_default(),
