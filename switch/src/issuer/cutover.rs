@@ -411,6 +411,10 @@ fn log(report: &CutoverReport) {
     for (bank, outcome) in &report.banks {
         match outcome {
             BankOutcome::AlreadyReconciled => {}
+            // Looked at again every poll while it lasts: not worth a line each time.
+            BankOutcome::Deferred(why) => {
+                tracing::debug!(bank = %bank, day = %report.day, why, "cut-over deferred")
+            }
             BankOutcome::InBalance => {
                 tracing::info!(bank = %bank, day = %report.day, "cut-over: bank in balance")
             }
