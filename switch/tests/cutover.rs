@@ -671,3 +671,83 @@ async fn the_task_cuts_a_day_over_once_its_cut_over_time_has_passed() {
     running.await.expect("task");
     n.node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_a_bank_missed_stays_pending_and_is_reconciled_once_its_link_is_back() {
+    let mut n = network().await;
+    let card = n.card_of(3, false);
+    n.purchase(card, 1_234).await;
+    let bank3 = n.bank_id(3);
+    let mut state = n.node.links.watch_state(&bank3).expect("link");
+    n.banks[3].stop().await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        state.wait_for(|s| *s != LinkState::SignedOn),
+    )
+    .await
+    .expect("down in time")
+    .expect("state");
+    let banks = n.world.banks.len();
+    let day = today();
+    let next = day.succ_opt().expect("tomorrow");
+    let midnight = |d: NaiveDate| settlement_day::window_us(d).expect("window").0;
+    // 00:05 after today: today is due.
+    let five_past = 5 * 60 * 1_000_000;
+    let clock = Arc::new(TestClock(AtomicI64::new(midnight(next) + five_past)));
+    let mut config = CutoverConfig::new(n.world.cfg.switch_id.clone());
+    config.poll_interval = Duration::from_millis(50);
+    let all: Vec<InstitutionId> = n.node.links.banks().cloned().collect();
+    let task = Cutover::new(Arc::clone(&n.node.store), n.node.links.clone(), all, config)
+        .expect("cut-over")
+        .with_clock(clock.clone());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Arc::new(task).run(stopping));
+    let store = Arc::clone(&n.node.store);
+    let reconciled = |d: NaiveDate| {
+        let store = Arc::clone(&store);
+        async move { store.reconciled_banks(d).await.expect("read").len() }
+    };
+    let wait_for = |d: NaiveDate, count: usize| {
+        let reconciled = &reconciled;
+        async move {
+            for _ in 0..300 {
+                if reconciled(d).await == count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("{d}: {} of {count} banks reconciled", reconciled(d).await);
+        }
+    };
+    wait_for(day, banks - 1).await;
+    // The bank left out is pending, and says why.
+    let pending = store
+        .bank_reconciliations(&ReconciliationQuery {
+            status: Some(ReconciliationStatus::Pending),
+            limit: 10,
+            ..ReconciliationQuery::default()
+        })
+        .await
+        .expect("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].bank, bank3);
+    assert_eq!(
+        pending[0].last_error.as_deref(),
+        Some("the bank's link is down")
+    );
+    // A day later the next day is due; the bank is still down.
+    clock.0.store(
+        midnight(next.succ_opt().expect("day after")) + five_past,
+        Ordering::Relaxed,
+    );
+    wait_for(next, banks - 1).await;
+    // Back: both days it missed are reconciled, once each.
+    n.banks[3].restart().await.expect("restart");
+    wait_for(day, banks).await;
+    wait_for(next, banks).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(n.banks[3].stats().reconciliations, 2, "one 0500 per day");
+    stop.send_replace(true);
+    running.await.expect("task");
+    n.node.stop().await;
+}

@@ -18,7 +18,9 @@
 //! every bank not yet reconciled. A bank whose link is down, or whose stand-in advices and
 //! reversals are still waiting in the store-and-forward queue (its books would lack them), is
 //! tried again at the next poll; the queue is waited for at most `saf_wait_max` after the
-//! cut-over time. A 0500 that got no usable answer is tried again after `retry_interval`.
+//! cut-over time. A 0500 that got no usable answer is tried again after `retry_interval`. A
+//! day a bank could not be reconciled on stays pending (with why, for operators) and is tried
+//! again at every look, also once later days are due.
 //! "Never twice for the same bank and day" is the store's rule (one record per bank and day,
 //! claimed before each attempt: [`CutoverStore::claim_bank_reconciliation`]), so it holds
 //! across restarts and across nodes. [`Cutover::run_day`] runs one day on demand (`POST
@@ -37,10 +39,15 @@ use schemas::iso8583::{self, Mti, OwnedMessage, ReconciliationTotals, Settlement
 use tokio::sync::watch;
 
 use crate::issuer::gateway::BankGateway;
-use crate::store::cutover::{BankAnswer, ReconciliationCount, ReconciliationStatus};
+use crate::store::cutover::{
+    BankAnswer, ReconciliationCount, ReconciliationQuery, ReconciliationStatus,
+};
 use crate::store::{SafBacklog, Store, StoreError};
 use crate::wire::network::transmission_now;
 use crate::wire::settlement_day::{self, CST_OFFSET_US, DAY_US};
+
+/// Most pending reconciliations the task reads per look (their days are tried again).
+pub const PENDING_DAYS_READ_MAX: u32 = 100;
 
 /// Where the switch's time comes from: the system clock, or a test's.
 pub trait Clock: Send + Sync + 'static {
@@ -230,14 +237,41 @@ impl<S: Store, G: BankGateway> Cutover<S, G> {
             if *shutdown.borrow() {
                 break;
             }
-            let Some(day) = self.due_day(self.clock.now_us()) else {
-                continue;
-            };
-            match self.run_day(day).await {
-                Ok(report) => log(&report),
-                Err(e) => tracing::warn!(error = %e, %day, "cut-over failed; tried again"),
+            for day in self.days_to_run().await {
+                match self.run_day(day).await {
+                    Ok(report) => log(&report),
+                    Err(e) => tracing::warn!(error = %e, %day, "cut-over failed; tried again"),
+                }
             }
         }
+    }
+
+    /// The days the task works on now, oldest first: earlier days a bank has not answered yet
+    /// (its link was down, or it did not answer, when their turn came), then the day due.
+    async fn days_to_run(&self) -> Vec<NaiveDate> {
+        let Some(due) = self.due_day(self.clock.now_us()) else {
+            return Vec::new();
+        };
+        let query = ReconciliationQuery {
+            status: Some(ReconciliationStatus::Pending),
+            limit: PENDING_DAYS_READ_MAX,
+            ..ReconciliationQuery::default()
+        };
+        let mut days: Vec<NaiveDate> = match self.store.bank_reconciliations(&query).await {
+            Ok(pending) => pending
+                .iter()
+                .map(|r| r.settlement_day)
+                .filter(|d| *d < due)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cut-over: pending days unreadable");
+                Vec::new()
+            }
+        };
+        days.push(due);
+        days.sort();
+        days.dedup();
+        days
     }
 
     /// Cuts `day` over with every bank not reconciled for it yet.
@@ -263,18 +297,46 @@ impl<S: Store, G: BankGateway> Cutover<S, G> {
             i64::try_from(self.config.saf_wait_max.as_micros()).unwrap_or(i64::MAX),
         );
         for bank in &self.banks {
-            let outcome = if done.contains(bank) {
-                BankOutcome::AlreadyReconciled
-            } else if !self.gateway.is_up(bank) {
-                BankOutcome::Deferred("the bank's link is down".into())
+            let deferred = if !self.gateway.is_up(bank) {
+                Some("the bank's link is down")
             } else if saf_pending(&backlog, bank) && now < saf_deadline {
-                BankOutcome::Deferred("store-and-forward messages still pending".into())
+                Some("store-and-forward messages still pending")
             } else {
-                self.reconcile(bank, day).await?
+                None
+            };
+            let outcome = match deferred {
+                _ if done.contains(bank) => BankOutcome::AlreadyReconciled,
+                Some(why) => self.defer(bank, day, why).await?,
+                None => self.reconcile(bank, day).await?,
             };
             report.banks.push((bank.clone(), outcome));
         }
         Ok(report)
+    }
+
+    /// Records why `bank`'s cut-over of `day` waits, so the day stays pending (and shown to
+    /// operators) until it is reconciled, even once a later day is due.
+    async fn defer(
+        &self,
+        bank: &InstitutionId,
+        day: NaiveDate,
+        why: &str,
+    ) -> Result<BankOutcome, CutoverError> {
+        let now = self.clock.now_us();
+        let lease = now.saturating_add(
+            i64::try_from(self.config.retry_interval.as_micros()).unwrap_or(i64::MAX),
+        );
+        if let Some(id) = self
+            .store
+            .claim_bank_reconciliation(bank, day, now, lease)
+            .await?
+        {
+            // Nothing was sent: due again at the next look.
+            self.store
+                .record_reconciliation_attempt(id, why, now)
+                .await?;
+        }
+        Ok(BankOutcome::Deferred(why.to_owned()))
     }
 
     /// When `day`'s cut-over is due, µs.

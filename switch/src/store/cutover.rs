@@ -83,7 +83,8 @@ pub struct BankReconciliation {
     pub settlement_day: NaiveDate,
     /// Where it stands.
     pub status: ReconciliationStatus,
-    /// 0500s sent (or tried) so far.
+    /// Attempts so far: 0500s sent, and looks that found the bank's link down or its
+    /// store-and-forward messages pending (nothing sent).
     pub attempts: u32,
     /// Why the last attempt got no usable answer, if it did not.
     pub last_error: Option<String>,
