@@ -13,7 +13,9 @@
 
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
-use crate::operator::routes::{audit_log, cms, roles, session, transactions, users};
+use crate::operator::routes::{
+    audit_log, cms, reconciliations, roles, session, transactions, users,
+};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
@@ -42,6 +44,8 @@ pub struct HttpState<S: Store> {
     pub operator: Arc<OperatorContext>,
     /// The card management system (None: a node without `[cms]`; its routes answer 503).
     pub cms: Option<Arc<crate::operator::routes::cms::CmsFace<S>>>,
+    /// The bank cut-over (None: `POST /cutover` answers 503).
+    pub cutover: Option<Arc<dyn crate::issuer::cutover::RunCutover>>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
@@ -229,6 +233,13 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
+        // The bank cut-over (issue 29).
+        .route("/reconciliations", get(reconciliations::list::<S>))
+        .route(
+            "/reconciliations/{id}/resolve",
+            post(reconciliations::resolve::<S>),
+        )
+        .route("/cutover", post(reconciliations::run::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -330,6 +341,10 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>, caller: Caller) 
         }
     };
     render_saf_readable(&mut text, readable);
+    match st.store.reconciliation_counts().await {
+        Ok(counts) => crate::issuer::cutover::render_metrics(&mut text, &counts),
+        Err(e) => tracing::warn!(error = %e, "bank reconciliations unreadable for /metrics"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],

@@ -287,7 +287,8 @@ mod demo {
         /// /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
         /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
         /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,
-        /// /cards/{id}/pin-reset).
+        /// /cards/{id}/pin-reset; bank cut-over: /reconciliations, /reconciliations/{id}/resolve,
+        /// /cutover).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

@@ -193,6 +193,9 @@ pub struct SwitchSection {
     /// Past days of per-card spend (`card_day_usage`) kept before housekeeping purges them
     /// (absent: 7); today's is always kept.
     pub card_days_kept: Option<u32>,
+    /// When the bank cut-over of the day before runs, `HH:MM` China Standard Time after
+    /// midnight (absent: `00:05`; `issuer::cutover`).
+    pub cutover_at: Option<String>,
 }
 
 fn default_transmission_window_s() -> u64 {

@@ -61,7 +61,27 @@ pub(super) fn transmission_window(seconds: u64) -> Result<Duration, ConfigError>
     Ok(window)
 }
 
+/// The cut-over time of `switch.cutover_at`: `HH:MM`, China Standard Time, before noon (a
+/// cut-over is the start of a day's work, not its end).
+pub(super) fn cutover_at(text: &str) -> Result<chrono::NaiveTime, ConfigError> {
+    chrono::NaiveTime::parse_from_str(text, "%H:%M")
+        .ok()
+        .filter(|t| chrono::Timelike::hour(t) < 12)
+        .ok_or_else(|| invalid(format!("switch.cutover_at = {text:?}: HH:MM before 12:00")))
+}
+
 impl NodeConfig {
+    /// The bank cut-over's settings (`[switch] cutover_at`).
+    pub(crate) fn cutover_config(
+        &self,
+    ) -> Result<crate::issuer::cutover::CutoverConfig, ConfigError> {
+        let mut c = crate::issuer::cutover::CutoverConfig::new(inst(&self.switch.institution)?);
+        if let Some(at) = &self.switch.cutover_at {
+            c.cutover_at = cutover_at(at)?;
+        }
+        Ok(c)
+    }
+
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)?;

@@ -311,6 +311,7 @@ async fn run_node<S: crate::cms::CmsStore>(
         http_tls,
         operator: Arc::new(operator),
         cms: cms_parts(&cfg, &hsm).await?,
+        cutover: Some(cfg.cutover_config()?),
         store,
         hsm,
     };

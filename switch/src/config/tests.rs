@@ -312,6 +312,20 @@ fn past_card_days_kept_come_from_the_configuration() {
     assert_eq!(cfg.pipeline_config().unwrap().card_days_kept, 30);
 }
 
+#[test]
+fn the_cut_over_time_comes_from_the_configuration_and_is_a_morning_time() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    let at = cfg.cutover_config().unwrap().cutover_at;
+    assert_eq!(at, chrono::NaiveTime::from_hms_opt(0, 5, 0).unwrap());
+    for bad in ["\"24:00\"", "\"0:5x\"", "\"13:00\""] {
+        let cfg: NodeConfig =
+            toml::from_str(&text.replace("cutover_at = \"00:05\"", &format!("cutover_at = {bad}")))
+                .unwrap();
+        assert!(cfg.cutover_config().is_err(), "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn the_example_operator_keys_unwrap_under_the_test_lmk_and_set_the_policy() {
     let text = include_str!("../../../ops/switch.example.toml").replace(

@@ -30,6 +30,10 @@ pub mod action {
     pub const ROLE_CHANGE_APPROVE: &str = "role_change.approve";
     /// A role defined.
     pub const ROLE_CREATE: &str = "role.create";
+    /// A bank reconciliation exception resolved (`POST /reconciliations/{id}/resolve`).
+    pub const RECONCILIATION_RESOLVE: &str = "reconciliation.resolve";
+    /// A settlement day cut over on demand (`POST /cutover`).
+    pub const CUTOVER_RUN: &str = "cutover.run";
 }
 
 /// One entry: who, what, on what, from where, why, and the rest as JSON.

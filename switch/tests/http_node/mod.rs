@@ -143,6 +143,15 @@ pub async fn cms_card(n_: &Node, n: u32, ops: &[switch::cms::CardOperation]) -> 
     card.card_id.0
 }
 
+/// A cut-over of a network without bank links (`POST /cutover` answers, reconciling nobody).
+fn no_bank_cutover(store: &Arc<SqliteStore>) -> Arc<dyn switch::issuer::cutover::RunCutover> {
+    use switch::issuer::cutover::{Cutover, CutoverConfig};
+    let config = CutoverConfig::new(testkit::inst(operator_kit::SWITCH));
+    let banks: Vec<schemas::domain::InstitutionId> = Vec::new();
+    let gateway = Arc::new(switch::issuer::gateway::NoBanks);
+    Arc::new(Cutover::new(Arc::clone(store), gateway, banks, config).expect("cut-over"))
+}
+
 /// A node whose writer runs as the switch runs it for SQLite.
 pub async fn node() -> Node {
     node_with(writer::config_for::<SqliteStore>()).await
@@ -234,6 +243,7 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         links: None,
         operator: Arc::new(OperatorContext::for_tests()),
         cms: Some(Arc::clone(&cms)),
+        cutover: Some(no_bank_cutover(&store)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -9,6 +9,8 @@ mod operator;
 pub use operator::*;
 mod cms;
 pub use cms::*;
+mod cutover;
+pub use cutover::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1310,6 +1312,8 @@ macro_rules! store_suite {
             cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins,
             cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
             cms_api_a_card_issued_through_the_api_pays_a_hospital_bill_then_is_reported_lost,
+            bank_totals_are_the_banks_legs_by_line,
+            a_bank_reconciliation_is_claimed_answered_and_resolved_once,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

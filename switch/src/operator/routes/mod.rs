@@ -15,10 +15,14 @@
 //! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |
 //! | `GET /saf` | `saf.read` |
 //! | `GET /metrics` | `metrics.read` |
+//! | `GET /reconciliations` | `clearing.read` |
+//! | `POST /reconciliations/{id}/resolve` | `reconciliation.resolve` |
+//! | `POST /cutover` | `clearing.close_window` (the switch's operators) |
 //! | the card management routes | see [`cms`] |
 
 pub mod audit_log;
 pub mod cms;
+pub mod reconciliations;
 pub mod roles;
 pub mod session;
 pub mod transactions;

@@ -244,6 +244,7 @@ async fn run_on<S: crate::cms::CmsStore>(
         http_tls: None,
         operator: Arc::new(OperatorContext::for_tests()),
         cms: Some(crate::sim::bureau::demo_cms(&world)?),
+        cutover: Some(demo_cutover(&world)),
     }
     .start()
     .await?;
@@ -294,6 +295,14 @@ async fn run_on<S: crate::cms::CmsStore>(
     Ok(DemoSummary {
         responses: metrics.responses(),
     })
+}
+
+/// The demo's bank cut-over: the configured defaults (00:05 China Standard Time), and `POST
+/// /cutover` may cut today over too, so a demo shows a cut-over on demand.
+fn demo_cutover(world: &DemoWorld) -> crate::issuer::cutover::CutoverConfig {
+    let mut c = crate::issuer::cutover::CutoverConfig::new(world.cfg.switch_id.clone());
+    c.open_day_allowed = true;
+    c
 }
 
 /// The switch's HSM: the world's software HSM, or a network HSM at `addr`. The demo keys are
