@@ -810,6 +810,7 @@ where
         personal_fen: 50_000,
         bank_balance_fen: 0,
         card_identification_code: record.ssse.card_identification_code.clone(),
+        citizen_id: record.ssse.social_security_number.clone(),
         pin_offset: String::new(),
         expiry_yymm: card.expiry_yymm.clone(),
     };
@@ -1233,6 +1234,7 @@ where
         personal_fen: 50_000,
         bank_balance_fen: 0,
         card_identification_code: record.ssse.card_identification_code.clone(),
+        citizen_id: record.ssse.social_security_number.clone(),
         pin_offset: String::new(),
         expiry_yymm: issued["expiry_yymm"].as_str().unwrap().to_owned(),
     };
