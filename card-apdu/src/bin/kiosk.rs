@@ -9,12 +9,17 @@
 //!   change-pin                   old PIN then new PIN from stdin (two lines)
 //!   authenticate --issuer FILE   online card authentication against a simulated back end
 //!   pay --amount 12.34           PBOC debit up to the ARQC; prints the field 55 for the switch
+//!   identity --switch HOST:PORT --acquirer ID --terminal ID [--tak-file FILE]
+//!                                job-centre identity session with the switch (ISO 8583 0100,
+//!                                60.1 03): the card and its holder proven, the switch proven
+//!                                to the card
 //!   serve-relay --listen ADDR    let a back end drive this card over TCP (relay protocol)
 //! ```
 //! `pay` stops after the first GENERATE AC: sending the ISO 8583 request needs the switch, which
 //! does not exist yet. `--complete-with-simulated-issuer FILE` finishes the flow against the
 //! simulated issuer of `card_apdu::issuer` (for demos and timing; it is not a switch).
-//! Exit codes: 0 done, 2 wrong PIN, 3 PIN or application blocked, 1 anything else.
+//! Exit codes: 0 done, 2 wrong PIN, 3 PIN or application blocked, 4 identity session declined
+//! by the switch (its field 39 printed), 1 anything else.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -27,6 +32,7 @@ use card_apdu::channel::relay::{self, RelayChannel};
 use card_apdu::channel::CardChannel;
 use card_apdu::issuer::IssuerSim;
 use card_apdu::kiosk::pboc::{complete_payment, start_payment, PaymentRequest, Terminal};
+use card_apdu::kiosk::identity;
 use card_apdu::kiosk::ssse::SsseCard;
 use card_apdu::kiosk::KioskError;
 use card_apdu::perso::{CardProfile, PersoFile};
@@ -88,6 +94,31 @@ enum Cmd {
         /// Terminal without SM algorithm support (forces 3DES).
         #[arg(long)]
         no_sm: bool,
+    },
+    /// Job-centre identity session with the switch (`schemas/iso8583/ssc87.md`).
+    Identity {
+        /// The switch's acquirer port (ISO 8583 ssc87, 2-byte length header).
+        #[arg(long)]
+        switch: String,
+        /// Field 32: the job centre's institution id.
+        #[arg(long)]
+        acquirer: String,
+        /// Field 41: this kiosk's terminal id (8 characters).
+        #[arg(long)]
+        terminal: String,
+        /// File holding the kiosk's TAK as hex (its secure module's key); without it the
+        /// request goes without a MAC, which only a MAC-free in-house listener accepts.
+        #[arg(long)]
+        tak_file: Option<PathBuf>,
+        /// The TAK's algorithm: sm4, x9.19 or aes-cmac.
+        #[arg(long, default_value = "sm4")]
+        mac_algorithm: String,
+        /// 60.2: the insuring area (GB/T 2260).
+        #[arg(long, default_value = "410100")]
+        region: String,
+        /// Field 11; default from the clock.
+        #[arg(long)]
+        stan: Option<u32>,
     },
     /// Serve this kiosk's card to a back end over the relay protocol.
     ServeRelay {
@@ -238,6 +269,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             })
         }
         Cmd::Pay { amount, complete_with_simulated_issuer, no_sm } => pay(&mut *ch, json, *amount, complete_with_simulated_issuer.as_deref(), *no_sm)?,
+        Cmd::Identity { switch, acquirer, terminal, tak_file, mac_algorithm, region, stan } => {
+            let session = IdentityArgs { switch, acquirer, terminal, tak_file: tak_file.as_deref(), mac_algorithm, region, stan: *stan, wait: args.wait };
+            return identity_session(&mut *ch, json, &session);
+        }
         Cmd::ServeRelay { listen } => {
             let listener = std::net::TcpListener::bind(listen).map_err(|e| e.to_string())?;
             eprintln!("kiosk: relaying the card on {listen}");
@@ -254,6 +289,99 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(json, &e),
     })
+}
+
+struct IdentityArgs<'a> {
+    switch: &'a str,
+    acquirer: &'a str,
+    terminal: &'a str,
+    tak_file: Option<&'a std::path::Path>,
+    mac_algorithm: &'a str,
+    region: &'a str,
+    stan: Option<u32>,
+    wait: u64,
+}
+
+/// One identity session: the card read and answering its challenges, the 0100 to the switch,
+/// the 0110's cryptogram to the card.
+fn identity_session(
+    ch: &mut dyn CardChannel,
+    json: bool,
+    a: &IdentityArgs<'_>,
+) -> Result<ExitCode, String> {
+    let mac = match a.tak_file {
+        Some(path) => {
+            let algorithm = identity::KioskMacAlgorithm::parse(a.mac_algorithm)
+                .ok_or("--mac-algorithm: sm4, x9.19 or aes-cmac")?;
+            let mut text = std::fs::read_to_string(path).map_err(|e| format!("--tak-file: {e}"))?;
+            let tak = hex::decode(text.trim()).map_err(|_| "--tak-file: not hex".to_string());
+            zeroize::Zeroize::zeroize(&mut text);
+            let mut tak = tak?;
+            let mac = identity::KioskMac::new(algorithm, &tak).map_err(|e| e.to_string());
+            zeroize::Zeroize::zeroize(&mut tak);
+            Some(mac?)
+        }
+        None => None,
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stan = a.stan.unwrap_or((secs % 999_999) as u32 + 1);
+    let fields = identity::SessionFields {
+        acquirer: a.acquirer.to_owned(),
+        terminal: a.terminal.to_owned(),
+        stan,
+        rrn: format!("{:012}", secs % 1_000_000_000_000),
+        transmission_at: identity::transmission_now(),
+        region: a.region.to_owned(),
+    };
+    let pending = match identity::prepare(ch, &fields, mac.as_ref()) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(json, &e)),
+    };
+    let answer = exchange(a.switch, &pending.request, Duration::from_secs(a.wait))?;
+    let outcome = match identity::complete(ch, &pending, &answer, mac.as_ref()) {
+        Ok(o) => o,
+        Err(e) => return Ok(fail(json, &e)),
+    };
+    print(json, &outcome, || {
+        format!(
+            "card {} of {} ({}): switch answered {}; back end authenticated to the card: {}",
+            outcome.card_identification_code,
+            outcome.name,
+            outcome.social_security_number,
+            outcome.response_code,
+            outcome.backend_authenticated
+        )
+    });
+    Ok(if outcome.backend_authenticated {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}
+
+/// One request and its answer on a new connection to the switch (2-byte big-endian length
+/// header, `schemas::iso8583::framing`), each way bounded by `timeout`.
+fn exchange(addr: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("--switch: {e}"))?
+        .next()
+        .ok_or("--switch: resolves to nothing")?;
+    let mut s = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("switch: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let len = u16::try_from(request.len()).map_err(|_| "request too long")?;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(request);
+    s.write_all(&frame).map_err(|e| format!("switch: {e}"))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| format!("switch: {e}"))?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer).map_err(|e| format!("switch: {e}"))?;
+    Ok(answer)
 }
 
 fn pay(
