@@ -13,7 +13,8 @@
 //!                                job-centre identity session with the switch (ISO 8583 0100,
 //!                                60.1 03): the card and its holder proven, the switch proven
 //!                                to the card
-//!   serve-relay --listen ADDR    let a back end drive this card over TCP (relay protocol)
+//!   serve-relay --listen ADDR    let the back end drive this card over TCP (card relay v2:
+//!                                authenticated with --relay-key-file, one session at a time)
 //! ```
 //! `pay` stops after the first GENERATE AC: sending the ISO 8583 request needs the switch, which
 //! does not exist yet. `--complete-with-simulated-issuer FILE` finishes the flow against the
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use card_apdu::channel::memory::MemoryChannel;
 use card_apdu::channel::pcsc::{self, PcscChannel};
-use card_apdu::channel::relay::{self, RelayChannel};
+use card_apdu::channel::secure_relay::{self, AgentConfig, RelayLimits, SecureRelayChannel};
 use card_apdu::channel::CardChannel;
 use card_apdu::issuer::IssuerSim;
 use card_apdu::kiosk::pboc::{complete_payment, start_payment, PaymentRequest, Terminal};
@@ -53,9 +54,19 @@ struct Args {
     /// Use an in-memory virtual card personalised from FILE instead of PC/SC.
     #[arg(long, global = true, conflicts_with_all = ["reader", "relay"])]
     card: Option<PathBuf>,
-    /// Drive a card held by a relay agent at HOST:PORT.
+    /// Drive a card held by a relay agent at HOST:PORT (card relay v2: needs --relay-key-file
+    /// and --relay-terminal).
     #[arg(long, global = true)]
     relay: Option<String>,
+    /// File holding the relay key of the kiosk's institution, hex (card relay v2).
+    #[arg(long, global = true)]
+    relay_key_file: Option<PathBuf>,
+    /// The relay key's MAC algorithm: sm4, x9.19 or aes-cmac.
+    #[arg(long, global = true, default_value = "sm4")]
+    relay_mac_algorithm: String,
+    /// The kiosk's terminal id in the relay handshake (8 characters).
+    #[arg(long, global = true)]
+    relay_terminal: Option<String>,
     /// Seconds to wait for a card.
     #[arg(long, global = true, default_value_t = 10)]
     wait: u64,
@@ -143,9 +154,16 @@ fn open(args: &Args) -> Result<Box<dyn CardChannel>, String> {
         return Ok(Box::new(MemoryChannel::new(VirtualCard::new(profile))));
     }
     if let Some(addr) = &args.relay {
+        let (terminal, key) = relay_credentials(args)?;
         return Ok(Box::new(
-            RelayChannel::connect(addr.as_str(), Duration::from_secs(args.wait))
-                .map_err(|e| e.to_string())?,
+            SecureRelayChannel::connect(
+                addr.as_str(),
+                &terminal,
+                key,
+                RelayLimits::default(),
+                Duration::from_secs(args.wait),
+            )
+            .map_err(|e| e.to_string())?,
         ));
     }
     let reader = pcsc::wait_for_card(args.reader.as_deref(), Duration::from_secs(args.wait))
@@ -153,6 +171,32 @@ fn open(args: &Args) -> Result<Box<dyn CardChannel>, String> {
     Ok(Box::new(
         PcscChannel::connect(&reader, true).map_err(|e| e.to_string())?,
     ))
+}
+
+/// A key in hex from `path`, as the MAC key of `algorithm` (the file's text is wiped).
+fn key_file(path: &std::path::Path, algorithm: &str, what: &str) -> Result<identity::KioskMac, String> {
+    let algorithm = identity::KioskMacAlgorithm::parse(algorithm)
+        .ok_or(format!("{what}: the algorithm is sm4, x9.19 or aes-cmac"))?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
+    let key = hex::decode(text.trim()).map_err(|_| format!("{what}: not hex"));
+    zeroize::Zeroize::zeroize(&mut text);
+    let mut key = key?;
+    let mac = identity::KioskMac::new(algorithm, &key).map_err(|e| format!("{what}: {e}"));
+    zeroize::Zeroize::zeroize(&mut key);
+    mac
+}
+
+/// The terminal id and relay key of card relay v2.
+fn relay_credentials(args: &Args) -> Result<(String, identity::KioskMac), String> {
+    let terminal = args
+        .relay_terminal
+        .clone()
+        .ok_or("the card relay needs --relay-terminal")?;
+    let path = args
+        .relay_key_file
+        .as_deref()
+        .ok_or("the card relay needs --relay-key-file (it is authenticated)")?;
+    Ok((terminal, key_file(path, &args.relay_mac_algorithm, "--relay-key-file")?))
 }
 
 fn today() -> ([u8; 3], [u8; 3]) {
@@ -274,14 +318,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             return identity_session(&mut *ch, json, &session);
         }
         Cmd::ServeRelay { listen } => {
+            let (terminal, key) = relay_credentials(args)?;
+            let cfg = AgentConfig { terminal, key, limits: RelayLimits::default() };
             let listener = std::net::TcpListener::bind(listen).map_err(|e| e.to_string())?;
-            eprintln!("kiosk: relaying the card on {listen}");
-            for stream in listener.incoming() {
-                let mut stream = stream.map_err(|e| e.to_string())?;
-                if let Err(e) = relay::serve(&mut stream, &mut *ch) {
-                    eprintln!("kiosk: relay session ended: {e}");
-                }
-            }
+            eprintln!("kiosk: relaying the card on {listen} (card relay v2, one session at a time)");
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            secure_relay::serve_one_at_a_time(listener, &mut *ch, &cfg, &stop, |r| match r {
+                Ok(report) => eprintln!("kiosk: relay session ended after {} commands", report.apdus),
+                Err(e) => eprintln!("kiosk: relay session refused or cut: {e}"),
+            });
             Ok(())
         }
     };
@@ -310,17 +355,7 @@ fn identity_session(
     a: &IdentityArgs<'_>,
 ) -> Result<ExitCode, String> {
     let mac = match a.tak_file {
-        Some(path) => {
-            let algorithm = identity::KioskMacAlgorithm::parse(a.mac_algorithm)
-                .ok_or("--mac-algorithm: sm4, x9.19 or aes-cmac")?;
-            let mut text = std::fs::read_to_string(path).map_err(|e| format!("--tak-file: {e}"))?;
-            let tak = hex::decode(text.trim()).map_err(|_| "--tak-file: not hex".to_string());
-            zeroize::Zeroize::zeroize(&mut text);
-            let mut tak = tak?;
-            let mac = identity::KioskMac::new(algorithm, &tak).map_err(|e| e.to_string());
-            zeroize::Zeroize::zeroize(&mut tak);
-            Some(mac?)
-        }
+        Some(path) => Some(key_file(path, a.mac_algorithm, "--tak-file")?),
         None => None,
     };
     let secs = std::time::SystemTime::now()

@@ -204,7 +204,8 @@ impl KioskMac {
         Ok(Self { algorithm, key })
     }
 
-    fn mac(&self, covered: &[u8]) -> Result<[u8; MAC_LEN], KioskError> {
+    /// The 8-byte MAC of `covered` (the leftmost 8 bytes of the algorithm's MAC).
+    pub fn mac(&self, covered: &[u8]) -> Result<[u8; MAC_LEN], KioskError> {
         let fail = |_| KioskError::Backend("MAC computation failed".into());
         let cipher = WorkingCipher::new(&self.key).map_err(fail)?;
         let (algorithm, padding) = self.algorithm.parameters();
