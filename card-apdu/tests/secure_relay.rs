@@ -73,7 +73,8 @@ fn the_back_end_unblocks_the_ssse_pin_over_the_authenticated_relay() {
         let mut ch = driver(addr, &KEY).expect("both ends authenticated");
         assert_eq!(ch.atr().expect("atr"), card_apdu::vcard::default_atr());
         let mut card = SsseCard::open(&mut ch).expect("select");
-        card.unblock_pin(&mut issuer, &new_pin).expect("PIN unblock");
+        card.unblock_pin(&mut issuer, &new_pin)
+            .expect("PIN unblock");
         card.verify_pin(&new_pin).expect("the new PIN works");
     }
     let report = session(&sessions).expect("a clean session");
@@ -88,7 +89,7 @@ fn a_driver_without_the_institutions_key_is_refused_before_any_command() {
         refused.to_string().contains("driver not authenticated"),
         "{refused}"
     );
-    let agent_side = session(&sessions).err().expect("the agent refused it");
+    let agent_side = session(&sessions).expect_err("the agent refused it");
     assert!(agent_side.to_string().contains("driver not authenticated"));
 }
 
@@ -148,7 +149,7 @@ fn a_frame_longer_than_the_limit_is_refused() {
         .expect("write");
     let (kind, _) = read_frame(ch.stream_mut()).expect("read").expect("frame");
     assert_eq!(kind, KIND_ERROR);
-    let e = session(&sessions).err().expect("refused");
+    let e = session(&sessions).expect_err("refused");
     assert!(e.to_string().contains("frame length"), "{e}");
 }
 
@@ -164,10 +165,7 @@ fn a_driver_that_goes_quiet_is_cut_off() {
     let (kind, reason) = read_frame(ch.stream_mut()).expect("read").expect("frame");
     assert_eq!(kind, KIND_ERROR);
     assert!(String::from_utf8_lossy(&reason).contains("timeout"));
-    assert!(matches!(
-        session(&sessions),
-        Err(ChannelError::Timeout(_))
-    ));
+    assert!(matches!(session(&sessions), Err(ChannelError::Timeout(_))));
 }
 
 #[test]
@@ -184,8 +182,7 @@ fn a_session_carries_at_most_its_command_limit() {
     }
     let e = ch
         .transmit_raw(&[0x00, 0x84, 0x00, 0x00, 0x08])
-        .err()
-        .expect("third refused");
+        .expect_err("third refused");
     assert!(e.to_string().contains("too many commands"), "{e}");
     assert!(session(&sessions).is_err());
 }

@@ -183,8 +183,7 @@ fn sm4_card(world: &DemoWorld) -> DemoCard {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and_a_network_hsm()
-{
+async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and_a_network_hsm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(
         SqliteStore::open(
@@ -213,7 +212,12 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
     let listener = acquirer::bind(&cfg).await.expect("bind");
     let switch_addr = listener.local_addr().expect("addr");
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(acquirer::serve(listener, cfg, Arc::clone(&pipeline), stopped));
+    tokio::spawn(acquirer::serve(
+        listener,
+        cfg,
+        Arc::clone(&pipeline),
+        stopped,
+    ));
 
     let job_centre = InstitutionId::parse(JOB_CENTRE_ID).expect("id");
     let tak_file = dir.path().join("kiosk.tak");
@@ -244,7 +248,11 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
     );
 
     // The same card once reported lost: declined 41, and the kiosk opens nothing.
-    let record = store.card_by_pan(&card.pan).await.expect("card").expect("card");
+    let record = store
+        .card_by_pan(&card.pan)
+        .await
+        .expect("card")
+        .expect("card");
     store
         .set_card_status(record.card_id, CardStatus::Lost, Some("reported lost"), 1)
         .await

@@ -143,7 +143,11 @@ async fn a_card_identification_code_the_switch_does_not_know_is_declined_14_and_
     });
     let answer = exchange(&mut n.conn, &request).await;
     assert_eq!(field(&answer, 39).as_deref(), Some("14"));
-    assert_eq!(field(&answer, 48), None, "no cryptogram for a declined session");
+    assert_eq!(
+        field(&answer, 48),
+        None,
+        "no cryptogram for a declined session"
+    );
     let audit = audited(&n.store).await;
     assert_eq!(
         audit,
@@ -159,7 +163,13 @@ async fn a_card_identification_code_the_switch_does_not_know_is_declined_14_and_
 async fn the_card_identification_code_of_another_card_than_field_2_is_declined_14() {
     let mut n = net().await;
     let c = card(&n.world, switch::store::IccAlgorithm::Sm4);
-    let other = n.world.cards.iter().find(|o| o.pan != c.pan).unwrap().clone();
+    let other = n
+        .world
+        .cards
+        .iter()
+        .find(|o| o.pan != c.pan)
+        .unwrap()
+        .clone();
     let mut reader = MemoryChannel::new(n.world.virtual_card(&c).unwrap());
     let mut kiosk = job_centre_kiosk();
     let pending = kiosk.identity_session(&mut reader).unwrap();

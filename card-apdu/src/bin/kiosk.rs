@@ -32,8 +32,8 @@ use card_apdu::channel::pcsc::{self, PcscChannel};
 use card_apdu::channel::secure_relay::{self, AgentConfig, RelayLimits, SecureRelayChannel};
 use card_apdu::channel::CardChannel;
 use card_apdu::issuer::IssuerSim;
-use card_apdu::kiosk::pboc::{complete_payment, start_payment, PaymentRequest, Terminal};
 use card_apdu::kiosk::identity;
+use card_apdu::kiosk::pboc::{complete_payment, start_payment, PaymentRequest, Terminal};
 use card_apdu::kiosk::ssse::SsseCard;
 use card_apdu::kiosk::KioskError;
 use card_apdu::perso::{CardProfile, PersoFile};
@@ -174,7 +174,11 @@ fn open(args: &Args) -> Result<Box<dyn CardChannel>, String> {
 }
 
 /// A key in hex from `path`, as the MAC key of `algorithm` (the file's text is wiped).
-fn key_file(path: &std::path::Path, algorithm: &str, what: &str) -> Result<identity::KioskMac, String> {
+fn key_file(
+    path: &std::path::Path,
+    algorithm: &str,
+    what: &str,
+) -> Result<identity::KioskMac, String> {
     let algorithm = identity::KioskMacAlgorithm::parse(algorithm)
         .ok_or(format!("{what}: the algorithm is sm4, x9.19 or aes-cmac"))?;
     let mut text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
@@ -196,7 +200,10 @@ fn relay_credentials(args: &Args) -> Result<(String, identity::KioskMac), String
         .relay_key_file
         .as_deref()
         .ok_or("the card relay needs --relay-key-file (it is authenticated)")?;
-    Ok((terminal, key_file(path, &args.relay_mac_algorithm, "--relay-key-file")?))
+    Ok((
+        terminal,
+        key_file(path, &args.relay_mac_algorithm, "--relay-key-file")?,
+    ))
 }
 
 fn today() -> ([u8; 3], [u8; 3]) {
@@ -406,8 +413,10 @@ fn exchange(addr: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, St
         .ok_or("--switch: resolves to nothing")?;
     let mut s = std::net::TcpStream::connect_timeout(&target, timeout)
         .map_err(|e| format!("switch: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let len = u16::try_from(request.len()).map_err(|_| "request too long")?;
     let mut frame = len.to_be_bytes().to_vec();
     frame.extend_from_slice(request);
@@ -415,7 +424,8 @@ fn exchange(addr: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, St
     let mut len = [0u8; 2];
     s.read_exact(&mut len).map_err(|e| format!("switch: {e}"))?;
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut answer).map_err(|e| format!("switch: {e}"))?;
+    s.read_exact(&mut answer)
+        .map_err(|e| format!("switch: {e}"))?;
     Ok(answer)
 }
 

@@ -107,7 +107,8 @@ fn mac_over(key: &KioskMac, label: &[u8], parts: &[&[u8]]) -> Result<[u8; MAC_LE
     for p in parts {
         data.extend_from_slice(p);
     }
-    key.mac(&data).map_err(|_| relay_error("MAC computation failed"))
+    key.mac(&data)
+        .map_err(|_| relay_error("MAC computation failed"))
 }
 
 /// The keyed state of an authenticated session.
@@ -186,7 +187,9 @@ fn nonce() -> [u8; NONCE_LEN] {
 /// A read timeout as the error it means.
 fn timed(e: ChannelError, waiting_for: &'static str) -> ChannelError {
     match e {
-        ChannelError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+        ChannelError::Io(io)
+            if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+        {
             ChannelError::Timeout(waiting_for)
         }
         other => other,
@@ -246,7 +249,10 @@ pub fn serve_session<C: CardChannel + ?Sized>(
     }
 }
 
-fn agent_handshake<'k>(stream: &mut TcpStream, cfg: &'k AgentConfig) -> Result<Keyed<'k>, ChannelError> {
+fn agent_handshake<'k>(
+    stream: &mut TcpStream,
+    cfg: &'k AgentConfig,
+) -> Result<Keyed<'k>, ChannelError> {
     let limits = &cfg.limits;
     stream.set_read_timeout(Some(limits.handshake_timeout))?;
     stream.set_write_timeout(Some(limits.handshake_timeout))?;
@@ -294,7 +300,9 @@ fn relay_commands<C: CardChannel + ?Sized>(
             .session_time_max
             .checked_sub(started.elapsed())
             .filter(|d| !d.is_zero())
-            .ok_or(ChannelError::Timeout("the end of the session (session_time_max)"))?;
+            .ok_or(ChannelError::Timeout(
+                "the end of the session (session_time_max)",
+            ))?;
         stream.set_read_timeout(Some(left.min(limits.idle_timeout)))?;
         let frame = read_frame_max(stream, limits.frame_len_max())
             .map_err(|e| timed(e, "the driver's next frame"))?;
@@ -337,13 +345,21 @@ pub fn serve_one_at_a_time<C: CardChannel + ?Sized>(
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             if acceptor_busy.load(Ordering::Acquire) {
-                let _ = write_frame(&mut stream, KIND_ERROR, b"busy: a session is open on this reader");
+                let _ = write_frame(
+                    &mut stream,
+                    KIND_ERROR,
+                    b"busy: a session is open on this reader",
+                );
                 continue;
             }
             match tx.try_send(stream) {
                 Ok(()) => {}
                 Err(mpsc::TrySendError::Full(mut s)) => {
-                    let _ = write_frame(&mut s, KIND_ERROR, b"busy: a session is open on this reader");
+                    let _ = write_frame(
+                        &mut s,
+                        KIND_ERROR,
+                        b"busy: a session is open on this reader",
+                    );
                 }
                 Err(mpsc::TrySendError::Disconnected(_)) => break,
             }
@@ -396,7 +412,9 @@ impl SecureRelayChannel {
         let hello = match read_frame_max(&mut stream, HANDSHAKE_ANSWER_LEN_MAX)? {
             Some((KIND_HELLO, body)) => body,
             Some((KIND_ERROR, body)) => {
-                return Err(ChannelError::Relay(String::from_utf8_lossy(&body).into_owned()))
+                return Err(ChannelError::Relay(
+                    String::from_utf8_lossy(&body).into_owned(),
+                ))
             }
             _ => return Err(relay_error("expected HELLO")),
         };
@@ -421,7 +439,9 @@ impl SecureRelayChannel {
                 }
             }
             Some((KIND_ERROR, body)) => {
-                return Err(ChannelError::Relay(String::from_utf8_lossy(&body).into_owned()))
+                return Err(ChannelError::Relay(
+                    String::from_utf8_lossy(&body).into_owned(),
+                ))
             }
             _ => return Err(relay_error("expected AUTH OK")),
         }

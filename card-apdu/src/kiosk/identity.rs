@@ -199,8 +199,9 @@ const MAC_LEN: usize = 8;
 impl KioskMac {
     /// A TAK of `algorithm` (16 bytes).
     pub fn new(algorithm: KioskMacAlgorithm, tak: &[u8]) -> Result<Self, KioskError> {
-        let key = ClearKey::new(algorithm.scheme(), tak.to_vec())
-            .map_err(|_| KioskError::Backend("the kiosk's TAK is not a key of its algorithm".into()))?;
+        let key = ClearKey::new(algorithm.scheme(), tak.to_vec()).map_err(|_| {
+            KioskError::Backend("the kiosk's TAK is not a key of its algorithm".into())
+        })?;
         Ok(Self { algorithm, key })
     }
 
@@ -244,7 +245,9 @@ impl KioskMac {
         if hsm_sim::block::ct_eq(&mac, &answer[covered..]) {
             Ok(())
         } else {
-            Err(KioskError::Backend("the answer's MAC does not verify".into()))
+            Err(KioskError::Backend(
+                "the answer's MAC does not verify".into(),
+            ))
         }
     }
 }
@@ -302,12 +305,7 @@ pub fn transmission_now() -> String {
         .map_or(0, |d| d.as_secs());
     let (_, m, d) = civil_from_days(secs / 86_400);
     let s = secs % 86_400;
-    format!(
-        "{m:02}{d:02}{:02}{:02}{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    format!("{m:02}{d:02}{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Year, month, day of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).

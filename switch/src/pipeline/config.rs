@@ -7,9 +7,9 @@
 //! the data plane and only read it.
 
 use super::security::{AcquirerKeys, IssuerKeys};
-use hsm_sim::keys::{SsseExternalAuthKey, SsseInternalAuthKey};
 use super::split::{HospitalLevel, PolicyTable};
 use super::velocity::CardLimits;
+use hsm_sim::keys::{SsseExternalAuthKey, SsseInternalAuthKey};
 use schemas::domain::InstitutionId;
 use std::collections::HashMap;
 use std::time::Duration;

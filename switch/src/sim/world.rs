@@ -5,11 +5,11 @@
 //! Every key here is a **demo key, printed in clear on purpose**. A production switch loads
 //! LMK-encrypted tokens from its configuration and never sees a clear key.
 
+use crate::cms::CmsStore;
 use crate::pipeline::security::{pin_validation_data, AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{Hospital, PipelineConfig, PipelineKeys, StandIn};
-use crate::cms::CmsStore;
 use crate::store::{
     AccountKind, BinRoute, CardIssuance, CardStatus, IccAlgorithm, Institution, InstitutionKind,
     InsuranceCategory, NewAccount, NewCard, Store, StoreError,
@@ -596,7 +596,6 @@ fn pipeline_keys(
         ssse: super::identity::ssse_keys(hsm)?,
     })
 }
-
 
 /// The pipeline's settings: the demo's institutions, policy table, hospitals, limits (daily
 /// ones lifted) and stand-in at every bank.

@@ -268,18 +268,20 @@ fn check_cardholder(req: &Request, on_record: Option<&str>) -> Result<(), Declin
 /// personalised), the issuing city (the first six characters of the card identification
 /// code) and the card identification code.
 fn card_reference(card: &Card) -> Result<SsseCardRef, Declined> {
-    let cic = card
-        .card_identification_code
-        .as_ref()
-        .ok_or((ResponseCode::InvalidCardNumber, "card has no identification code"))?;
-    let algorithm = card
-        .issuance
-        .icc_algorithm
-        .map(card_algorithm)
-        .ok_or((ResponseCode::InvalidTransaction, "card without a chip algorithm"))?;
+    let cic = card.card_identification_code.as_ref().ok_or((
+        ResponseCode::InvalidCardNumber,
+        "card has no identification code",
+    ))?;
+    let algorithm = card.issuance.icc_algorithm.map(card_algorithm).ok_or((
+        ResponseCode::InvalidTransaction,
+        "card without a chip algorithm",
+    ))?;
     let city_code: String = cic.as_str().chars().take(6).collect();
     if !city_code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err((ResponseCode::FormatError, "card identification code has no city"));
+        return Err((
+            ResponseCode::FormatError,
+            "card identification code has no city",
+        ));
     }
     Ok(SsseCardRef {
         algorithm,
