@@ -93,21 +93,57 @@ impl Drop for PcscStack {
     }
 }
 
+/// The newest modification time of the files under `dir`.
+fn newest_under(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(m) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
 /// The `kiosk` binary of card-apdu, beside this test's own executable in the target
-/// directory; built with the cargo that runs the tests when it is not there yet.
+/// directory (a workspace run builds it). Built here, with the cargo that runs the tests, when
+/// it is missing or older than its sources (card-apdu, hsm-sim, schemas), so a stale binary
+/// of an older build never runs.
 fn kiosk_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target directory");
+        .expect("target directory")
+        .to_path_buf();
     let kiosk = dir.join("kiosk");
-    if !kiosk.exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = [
+        "card-apdu/src",
+        "hsm-sim/src",
+        "schemas/src",
+        "schemas/iso8583",
+    ]
+    .iter()
+    .map(|d| newest_under(&root.join(d)))
+    .max()
+    .unwrap_or(std::time::UNIX_EPOCH);
+    let fresh = std::fs::metadata(&kiosk)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built >= sources);
+    if !fresh {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "card-apdu", "--bin", "kiosk"])
-            .status()
-            .expect("cargo build of the kiosk binary");
+        let mut build = Command::new(cargo);
+        build.args(["build", "-q", "-p", "card-apdu", "--bin", "kiosk"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo build of the kiosk binary");
         assert!(status.success(), "the kiosk binary did not build");
     }
     assert!(kiosk.exists(), "no kiosk binary at {}", kiosk.display());
