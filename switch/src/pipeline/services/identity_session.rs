@@ -252,11 +252,12 @@ fn check_card_state(card: &Card) -> Result<(), Declined> {
     Ok(())
 }
 
-/// Field 61 must be the citizen ID of the card's cardholder on record.
+/// Field 61 must be the citizen ID of the card's cardholder on record (a check character `x`
+/// read as `X`, as GB 11643-1999 writes it and the card management system stores it).
 fn check_cardholder(req: &Request, on_record: Option<&str>) -> Result<(), Declined> {
     match (req.social_security_number.as_deref(), on_record) {
         (_, None) => Err((ResponseCode::NoCardRecord, "no cardholder on record")),
-        (Some(given), Some(recorded)) if given == recorded => Ok(()),
+        (Some(given), Some(recorded)) if given.eq_ignore_ascii_case(recorded) => Ok(()),
         _ => Err((
             ResponseCode::NoCardRecord,
             "field 61 is not the card's cardholder",
