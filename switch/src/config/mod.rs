@@ -13,7 +13,7 @@ use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{
-    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn,
+    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, SsseKeys, StandIn,
 };
 use crate::store::writer;
 use crate::store::{
@@ -347,6 +347,14 @@ pub struct KeysSection {
     pub imk_smi_tdes: Option<String>,
     /// IMK-SMI (issuer-script MAC) of SM4 cards.
     pub imk_smi_sm4: Option<String>,
+    /// SSSE province key for INTERNAL AUTHENTICATE of 3DES cards (identity sessions).
+    pub ssse_internal_auth_tdes: Option<String>,
+    /// SSSE province key for INTERNAL AUTHENTICATE of SM4 cards.
+    pub ssse_internal_auth_sm4: Option<String>,
+    /// SSSE province key for EXTERNAL AUTHENTICATE of 3DES cards.
+    pub ssse_external_auth_tdes: Option<String>,
+    /// SSSE province key for EXTERNAL AUTHENTICATE of SM4 cards.
+    pub ssse_external_auth_sm4: Option<String>,
 }
 
 fn default_check_length() -> u8 {

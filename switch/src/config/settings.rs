@@ -49,6 +49,14 @@ pub(super) fn token<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Conf
         .map_err(|_| invalid(format!("{what}: not a key token")))
 }
 
+/// An optional key token of `[keys]`.
+fn optional_token<T: std::str::FromStr>(
+    what: &str,
+    s: &Option<String>,
+) -> Result<Option<T>, ConfigError> {
+    s.as_deref().map(|t| token(what, t)).transpose()
+}
+
 /// The transmission window of `switch.transmission_window_s`: at least a second, and well
 /// inside the duplicate keys' retention (a replay inside the window must still find its key).
 pub(super) fn transmission_window(seconds: u64) -> Result<Duration, ConfigError> {
@@ -194,6 +202,24 @@ impl NodeConfig {
                 pvk: token("pvk", &k.pvk)?,
                 decimalisation_table: k.decimalisation_table.clone(),
                 pin_check_length: k.pin_check_length,
+            },
+            ssse: SsseKeys {
+                internal_auth_tdes: optional_token(
+                    "ssse_internal_auth_tdes",
+                    &k.ssse_internal_auth_tdes,
+                )?,
+                internal_auth_sm4: optional_token(
+                    "ssse_internal_auth_sm4",
+                    &k.ssse_internal_auth_sm4,
+                )?,
+                external_auth_tdes: optional_token(
+                    "ssse_external_auth_tdes",
+                    &k.ssse_external_auth_tdes,
+                )?,
+                external_auth_sm4: optional_token(
+                    "ssse_external_auth_sm4",
+                    &k.ssse_external_auth_sm4,
+                )?,
             },
         })
     }

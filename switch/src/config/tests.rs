@@ -15,7 +15,8 @@ fn the_example_configuration_parses_and_builds_the_pipeline_settings() {
             HospitalLevel(3)
         )
         .is_some());
-    assert!(cfg.keys().is_ok());
+    let keys = cfg.keys().unwrap();
+    assert!(keys.ssse.internal_auth_sm4.is_some() && keys.ssse.external_auth_tdes.is_some());
     assert_eq!(cfg.listeners().unwrap().len(), 1);
     let bank = InstitutionId::parse("01020000").unwrap();
     assert_eq!(

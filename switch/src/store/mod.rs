@@ -103,6 +103,13 @@ pub trait Store: OperatorStore + CutoverStore + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
     /// The clear PAN of a card (to build a bank leg or a reversal).
     fn card_pan(&self, card_id: CardId) -> impl Future<Output = Result<Pan, StoreError>> + Send;
+    /// The card whose SSSE card identification code is `cic`, with the citizen ID of its
+    /// cardholder on record (`None` for a card seeded outside the card management system):
+    /// what an identity session checks fields 120 and 61 against.
+    fn card_by_identification_code(
+        &self,
+        cic: &schemas::domain::CardIdentificationCode,
+    ) -> impl Future<Output = Result<Option<(Card, Option<String>)>, StoreError>> + Send;
     /// Counts a wrong PIN for the card, atomically, and returns its wrong PINs in a row: what
     /// every node and every restart sees (a verified PIN sets it back to 0 inside the commit of
     /// its decision; activating the card does too).

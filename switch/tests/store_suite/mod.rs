@@ -1305,6 +1305,7 @@ macro_rules! store_suite {
             cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,
             cms_an_import_stores_its_progress_after_every_chunk,
             cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed,
+            cms_a_card_is_found_by_its_identification_code_with_its_cardholder,
             cms_every_transition_not_in_the_table_is_refused_and_changes_nothing,
             cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins,
             cms_a_lost_report_reaches_the_hot_list_and_the_audit_log_says_who_and_why,
