@@ -229,6 +229,7 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
+        .merge(crate::console::router::<S>())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -438,7 +439,7 @@ fn saf_limit(query: Option<&str>) -> Result<u32, SafQueryError> {
 /// oldest messages (default [`SAF_LIST_DEFAULT`], at most [`SAF_LIST_MAX`]; see [`saf_limit`]).
 /// No card data: messages are named by id and transaction id, which `/transactions/{rrn}` and
 /// the audit log lead back to.
-async fn store_and_forward<S: Store>(
+pub async fn store_and_forward<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
     caller: Caller,
     RawQuery(query): RawQuery,
