@@ -55,7 +55,7 @@ pub async fn audit<S: CmsStore>(
     let cursor = super::Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("cursor")
         .to_owned();
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     q.append_pair("limit", "100");
     if !cursor.is_empty() {
         q.append_pair("cursor", &cursor);
@@ -116,7 +116,7 @@ async fn users_of<S: CmsStore>(
     caller: Caller,
     cursor: &str,
 ) -> Result<UsersPage, Response> {
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     q.append_pair("limit", "100");
     if !cursor.is_empty() {
         q.append_pair("cursor", cursor);

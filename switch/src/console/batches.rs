@@ -103,7 +103,7 @@ pub async fn upload<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, req: Reque
         Err(r) => return r,
     };
     let batch_id = fields.get("batch_id").to_owned();
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     q.append_pair("batch_id", &batch_id);
     let answer = call(
         api::import_batch(
@@ -261,7 +261,7 @@ pub async fn batch<S: CmsStore>(
     let cursor = Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("cursor")
         .to_owned();
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     q.append_pair("batch_id", &batch).append_pair("limit", "50");
     if !cursor.is_empty() {
         q.append_pair("cursor", &cursor);

@@ -206,7 +206,7 @@ pub async fn search<S: CmsStore>(
     if !out.searched {
         return html(&out);
     }
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     if !out.citizen_id.is_empty() {
         q.append_pair("citizen_id", &out.citizen_id);
     } else {

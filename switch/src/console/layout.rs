@@ -9,11 +9,10 @@ use crate::cms::CmsStore;
 use crate::http::HttpState;
 use crate::operator::{Caller, Permission};
 use askama::Template;
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 use std::sync::Arc;
 
 /// The logged-in operator, as the frame shows them.
@@ -197,19 +196,13 @@ pub fn error_page(page: Page, status: StatusCode, detail: String) -> Response {
     )
 }
 
-/// `?to=en|zh&back=/console/...`.
-#[derive(Deserialize)]
-pub struct LangQuery {
-    to: String,
-    back: Option<String>,
-}
-
-/// `GET /console/lang`: sets the language cookie and goes back (to a console path only).
-pub async fn switch_lang(Query(q): Query<LangQuery>) -> Response {
-    let lang = Lang::parse(&q.to).unwrap_or_default();
-    let back = q
-        .back
-        .filter(|b| b.starts_with("/console") && !b.contains("//"))
+/// `GET /console/lang?to=en|zh&back=/console/...`: sets the language cookie and goes back
+/// (to a console path only).
+pub async fn switch_lang(RawQuery(query): RawQuery) -> Response {
+    let q = super::Form::parse(query.as_deref().unwrap_or("").as_bytes());
+    let lang = Lang::parse(q.get("to")).unwrap_or_default();
+    let back = Some(q.get("back").to_owned())
+        .filter(|b| b.starts_with("/console") && !b.contains("//") && !b.contains('\\'))
         .unwrap_or_else(|| "/console/".to_owned());
     let mut r = Redirect::to(&back).into_response();
     let value = format!(

@@ -296,3 +296,26 @@ pub fn api_headers(form: &Form, if_match: Option<&str>) -> HeaderMap {
     }
     h
 }
+
+
+/// A query string being built (`form_urlencoded::Serializer` is not `Send`, so it cannot be
+/// held across an await in a handler).
+#[derive(Debug, Default, Clone)]
+pub struct QueryString(Vec<(String, String)>);
+
+impl QueryString {
+    /// Adds `name=value`.
+    pub fn append_pair(&mut self, name: &str, value: &str) -> &mut Self {
+        self.0.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The encoded query.
+    pub fn finish(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.0 {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+}

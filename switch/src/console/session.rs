@@ -12,10 +12,9 @@ use crate::operator::caller::SourceAddr;
 use crate::operator::routes::session as api;
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -33,18 +32,13 @@ pub struct LoginPage {
     pub notice: String,
 }
 
-/// `?m=out|pw`: why the login page is shown.
-#[derive(Deserialize, Default)]
-pub struct LoginQuery {
-    m: Option<String>,
-}
-
-/// `GET /console/login`.
-pub async fn login_page(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+/// `GET /console/login[?m=out|pw]` (why the login page is shown).
+pub async fn login_page(headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let tr = Tr(Lang::of(&headers, None));
-    let notice = match q.m.as_deref() {
-        Some("out") => tr.t("login.logged_out"),
-        Some("pw") => tr.t("password.done"),
+    let q = super::Form::parse(q.as_deref().unwrap_or("").as_bytes());
+    let notice = match q.get("m") {
+        "out" => tr.t("login.logged_out"),
+        "pw" => tr.t("password.done"),
         _ => "",
     };
     html(&LoginPage {

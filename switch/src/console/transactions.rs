@@ -162,7 +162,7 @@ pub async fn search<S: CmsStore>(
         return error_page(out.page, p.status, p.detail);
     }
     // The API's query: the date range is China Standard Time days, the API's microseconds.
-    let mut api_query = form_urlencoded::Serializer::new(String::new());
+    let mut api_query = super::QueryString::default();
     for (k, v) in &out.q {
         if v.is_empty() {
             continue;
@@ -208,7 +208,7 @@ pub async fn search<S: CmsStore>(
         .map(|items| items.iter().map(TxnRow::of).collect())
         .unwrap_or_default();
     if let Some(next) = answer.body["next_cursor"].as_str() {
-        let mut link = form_urlencoded::Serializer::new(String::new());
+        let mut link = super::QueryString::default();
         for (k, v) in &out.q {
             if !v.is_empty() {
                 link.append_pair(k, v);
@@ -255,7 +255,7 @@ pub async fn detail<S: CmsStore>(
         Ok(c) => c.clone(),
         Err(r) => return r,
     };
-    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut q = super::QueryString::default();
     q.append_pair("rrn", &rrn).append_pair("limit", "50");
     let answer = call(api::search(State(Arc::clone(&st)), caller.clone(), RawQuery(Some(q.finish()))).await).await;
     if !answer.ok() {
