@@ -97,7 +97,8 @@ impl TxnRow {
     pub fn arqc(&self) -> &'static str {
         match self.code.as_str() {
             "05" | "59" => "txn.arqc_failed",
-            "14" | "41" | "43" | "54" | "62" | "30" | "12" | "A0" | "96" => {
+            "41" | "43" => "txn.arqc_blocked",
+            "14" | "54" | "62" | "30" | "12" | "A0" | "96" => {
                 "txn.arqc_not_reached"
             }
             _ => "txn.arqc_ok",
