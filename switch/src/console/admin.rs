@@ -24,7 +24,10 @@ use std::sync::Arc;
 pub fn routes<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
     Router::new()
         .route("/console/audit", get(audit::<S>))
-        .route("/console/users", get(users_page::<S>).post(create_user::<S>))
+        .route(
+            "/console/users",
+            get(users_page::<S>).post(create_user::<S>),
+        )
         .route("/console/users/{id}/roles", post(propose::<S>))
         .route("/console/role-changes/approve", post(approve::<S>))
 }
@@ -121,7 +124,8 @@ async fn users_of<S: CmsStore>(
     if !cursor.is_empty() {
         q.append_pair("cursor", cursor);
     }
-    let answer = call(users::list(State(Arc::clone(st)), caller, RawQuery(Some(q.finish()))).await).await;
+    let answer =
+        call(users::list(State(Arc::clone(st)), caller, RawQuery(Some(q.finish()))).await).await;
     if !answer.ok() {
         return Err(error_page(page, answer.status, answer.problem()));
     }
@@ -141,7 +145,10 @@ async fn users_of<S: CmsStore>(
                 u["username"].as_str().unwrap_or("").to_owned(),
                 u["institution"].as_str().unwrap_or("").to_owned(),
                 roles.join(", "),
-                u["locked_until_us"].as_i64().map(cst_time).unwrap_or_default(),
+                u["locked_until_us"]
+                    .as_i64()
+                    .map(cst_time)
+                    .unwrap_or_default(),
             ]
         })
         .collect();

@@ -14,8 +14,8 @@ use crate::operator::routes::cms as api;
 use crate::operator::Permission;
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::extract::DefaultBodyLimit;
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -34,7 +34,10 @@ pub fn routes<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
         )
         .route("/console/batches/open", get(open))
         .route("/console/batches/jobs/{id}", get(job::<S>))
-        .route("/console/batches/jobs/{id}/errors.csv", get(errors_csv::<S>))
+        .route(
+            "/console/batches/jobs/{id}/errors.csv",
+            get(errors_csv::<S>),
+        )
         .route("/console/batches/{batch}", get(batch::<S>))
         .route(
             "/console/applications/{id}/issue",

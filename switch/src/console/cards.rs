@@ -153,7 +153,10 @@ impl ApplicationView {
             region: s("region_code"),
             bank: s("bank"),
             status: s("status"),
-            card: a["card_id"].as_i64().map(|c| c.to_string()).unwrap_or_default(),
+            card: a["card_id"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -213,7 +216,8 @@ pub async fn search<S: CmsStore>(
         q.append_pair("pan_last4", &out.pan_last4);
     }
     let q = q.finish();
-    let answer = call(api::cards(State(Arc::clone(&st)), caller.clone(), RawQuery(Some(q))).await).await;
+    let answer =
+        call(api::cards(State(Arc::clone(&st)), caller.clone(), RawQuery(Some(q))).await).await;
     if !answer.ok() {
         out.error = answer.problem();
         return html(&out);
@@ -406,8 +410,8 @@ pub async fn act<S: CmsStore>(
     }
     let tr = super::i18n::Tr(super::i18n::Lang::of(&p.headers, None));
     let csrf = p.form.get(super::CSRF_FIELD).to_owned();
-    let page = Page::of(p.caller.clone(), tr, csrf, &format!("/console/cards/{id}"))
-        .in_section("cards");
+    let page =
+        Page::of(p.caller.clone(), tr, csrf, &format!("/console/cards/{id}")).in_section("cards");
     // Show the card as it is now (a 412 means someone else changed it meanwhile).
     let card = call(api::card(State(st), p.caller, Path(id)).await).await;
     if !card.ok() {

@@ -216,7 +216,11 @@ impl Panel {
             .iter()
             .zip(values)
             .map(|((label, _), v)| match v {
-                Some(us) => (*label, format!("≤ {:.2}", us as f64 / 1000.0), us * 300 / top),
+                Some(us) => (
+                    *label,
+                    format!("≤ {:.2}", us as f64 / 1000.0),
+                    us * 300 / top,
+                ),
                 None => (*label, "—".to_owned(), 0),
             })
             .collect();
@@ -224,9 +228,7 @@ impl Panel {
 
     /// The panel's HTML on one line (an event's data).
     fn one_line(&self) -> String {
-        self.render()
-            .unwrap_or_default()
-            .replace(['\r', '\n'], " ")
+        self.render().unwrap_or_default().replace(['\r', '\n'], " ")
     }
 }
 

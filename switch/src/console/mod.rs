@@ -248,10 +248,7 @@ pub async fn caller_with_csrf<S: CmsStore>(
 }
 
 /// Reads a POSTed form and its caller.
-pub async fn posted<S: CmsStore>(
-    st: &Arc<HttpState<S>>,
-    req: Request,
-) -> Result<Posted, Response> {
+pub async fn posted<S: CmsStore>(st: &Arc<HttpState<S>>, req: Request) -> Result<Posted, Response> {
     let (mut parts, body) = req.into_parts();
     let bytes: Bytes = axum::body::to_bytes(body, 1024 * 1024)
         .await
@@ -296,7 +293,6 @@ pub fn api_headers(form: &Form, if_match: Option<&str>) -> HeaderMap {
     }
     h
 }
-
 
 /// A query string being built (`form_urlencoded::Serializer` is not `Send`, so it cannot be
 /// held across an await in a handler).

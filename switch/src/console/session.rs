@@ -103,7 +103,9 @@ fn set_csrf_cookie<S: CmsStore>(r: &mut Response, st: &HttpState<S>, token: Opti
             "{CSRF_COOKIE}={t}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             policy.absolute_timeout.as_secs()
         ),
-        None => format!("{CSRF_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+        None => {
+            format!("{CSRF_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         r.headers_mut().append(header::SET_COOKIE, v);

@@ -98,9 +98,7 @@ impl TxnRow {
         match self.code.as_str() {
             "05" | "59" => "txn.arqc_failed",
             "41" | "43" => "txn.arqc_blocked",
-            "14" | "54" | "62" | "30" | "12" | "A0" | "96" => {
-                "txn.arqc_not_reached"
-            }
+            "14" | "54" | "62" | "30" | "12" | "A0" | "96" => "txn.arqc_not_reached",
             _ => "txn.arqc_ok",
         }
     }
@@ -134,7 +132,14 @@ impl SearchPage {
     }
 }
 
-const FIELDS: [&str; 6] = ["rrn", "terminal", "from", "to", "pan_last4", "response_code"];
+const FIELDS: [&str; 6] = [
+    "rrn",
+    "terminal",
+    "from",
+    "to",
+    "pan_last4",
+    "response_code",
+];
 
 /// `GET /console/transactions[?rrn=&terminal=&from=&to=&pan_last4=&response_code=&cursor=]`.
 pub async fn search<S: CmsStore>(
@@ -258,7 +263,15 @@ pub async fn detail<S: CmsStore>(
     };
     let mut q = super::QueryString::default();
     q.append_pair("rrn", &rrn).append_pair("limit", "50");
-    let answer = call(api::search(State(Arc::clone(&st)), caller.clone(), RawQuery(Some(q.finish()))).await).await;
+    let answer = call(
+        api::search(
+            State(Arc::clone(&st)),
+            caller.clone(),
+            RawQuery(Some(q.finish())),
+        )
+        .await,
+    )
+    .await;
     if !answer.ok() {
         return error_page(page, answer.status, answer.problem());
     }
@@ -273,12 +286,8 @@ pub async fn detail<S: CmsStore>(
     let mut saf = Vec::new();
     if saf_visible {
         let backlog = call(
-            crate::http::store_and_forward(
-                State(st),
-                caller,
-                RawQuery(Some("limit=500".into())),
-            )
-            .await,
+            crate::http::store_and_forward(State(st), caller, RawQuery(Some("limit=500".into())))
+                .await,
         )
         .await;
         for i in backlog.body["oldest"].as_array().into_iter().flatten() {

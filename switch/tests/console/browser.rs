@@ -67,7 +67,10 @@ pub fn chromedriver() -> Driver {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Driver {
@@ -124,7 +127,9 @@ pub fn operator(world: &DemoWorld, username: &str) -> DemoOperator {
 /// computed from the demo's secret).
 pub async fn log_in(c: &Client, base: &str, world: &DemoWorld, username: &str) {
     let op = operator(world, username);
-    c.goto(&format!("{base}/console/login")).await.expect("login page");
+    c.goto(&format!("{base}/console/login"))
+        .await
+        .expect("login page");
     fill(c, "#username", username).await;
     fill(c, "#password", &op.password()).await;
     fill(c, "#totp", &totp_now(&op.totp())).await;
@@ -156,7 +161,9 @@ pub async fn fill(c: &Client, css: &str, text: &str) {
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"));
-    e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+    e.clear()
+        .await
+        .unwrap_or_else(|e| panic!("clear {css}: {e}"));
     e.send_keys(text)
         .await
         .unwrap_or_else(|e| panic!("type into {css}: {e}"));

@@ -19,9 +19,7 @@ use switch::sim::bureau;
 use switch::sim::demo::{self, DemoOptions, RunningDemo};
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN, INSURANCE_FUND_ID};
-use switch::store::{
-    AccountKind, IccAlgorithm, InsuranceCategory, NewAccount, SqliteStore, Store,
-};
+use switch::store::{AccountKind, IccAlgorithm, InsuranceCategory, NewAccount, SqliteStore, Store};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 

@@ -36,8 +36,14 @@ async fn issuance_operator_uploads_a_batch_and_issues_a_card() {
     log_in(&c, &d.base, world, "demo-issuance").await;
     // The navigation offers only what an issuance operator may do.
     let nav = text(&c, "nav.side").await;
-    assert!(nav.contains("申请批次") && nav.contains("持卡人与卡片"), "{nav}");
-    assert!(!nav.contains("交易查询") && !nav.contains("审计日志"), "{nav}");
+    assert!(
+        nav.contains("申请批次") && nav.contains("持卡人与卡片"),
+        "{nav}"
+    );
+    assert!(
+        !nav.contains("交易查询") && !nav.contains("审计日志"),
+        "{nav}"
+    );
 
     // Upload a batch of three rows, one with a citizen ID whose check character is wrong.
     let bank = world.banks[0].id.as_str();
@@ -123,9 +129,12 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     let last4 = card.pan.expose_digits()[card.pan.expose_digits().len() - 4..].to_owned();
 
     // The counter clerk, in English this time.
-    c.goto(&format!("{}/console/lang?to=en&back=/console/login", d.base))
-        .await
-        .unwrap();
+    c.goto(&format!(
+        "{}/console/lang?to=en&back=/console/login",
+        d.base
+    ))
+    .await
+    .unwrap();
     log_in(&c, &d.base, world, "demo-clerk").await;
     assert!(source(&c).await.contains("lang=\"en\""));
     click(&c, "nav.side a[href='/console/cards']").await;
@@ -142,7 +151,10 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     click(&c, "#confirm").await;
     wait_text(&c, "#card-state", "lost", |t| t == "lost").await;
     let page = source(&c).await;
-    assert!(page.contains("cardholder called: lost at the market"), "history shows the reason");
+    assert!(
+        page.contains("cardholder called: lost at the market"),
+        "history shows the reason"
+    );
     shot(&c, j, "4-reported-lost").await;
 
     // The hot list is read again (the node does so every few seconds), then the card pays.
@@ -168,7 +180,10 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     .await
     .unwrap();
     let results = text(&c, "#txn-results").await;
-    assert!(results.contains(&paid.rrn) && results.contains("41"), "{results}");
+    assert!(
+        results.contains(&paid.rrn) && results.contains("41"),
+        "{results}"
+    );
     assert!(results.contains("123.45"), "amount in yuan: {results}");
     shot(&c, j, "5-search-41").await;
     click(&c, &format!("a[href='/console/transactions/{}']", paid.rrn)).await;
@@ -188,25 +203,45 @@ async fn a_hospital_cashier_sees_its_own_payment_and_not_another_hospitals() {
     let j = "c-cashier";
     let mut conn = connect(&d).await;
     let (own_card, other_card) = (insured_card(world, 0), insured_card(world, 1));
-    let mut own_chip = card_apdu::channel::memory::MemoryChannel::new(
-        world.virtual_card(&own_card).unwrap(),
-    );
-    let mut other_chip = card_apdu::channel::memory::MemoryChannel::new(
-        world.virtual_card(&other_card).unwrap(),
-    );
+    let mut own_chip =
+        card_apdu::channel::memory::MemoryChannel::new(world.virtual_card(&own_card).unwrap());
+    let mut other_chip =
+        card_apdu::channel::memory::MemoryChannel::new(world.virtual_card(&other_card).unwrap());
     let mut own_kiosk = hospital_kiosk(world, 0, "HK00000C", "C");
     let mut other_kiosk = hospital_kiosk(world, 1, "HK00000D", "D");
-    let own = pay(&mut conn, &mut own_kiosk, &own_card, &mut own_chip, 8_800, "MZ-C1").await;
-    let other = pay(&mut conn, &mut other_kiosk, &other_card, &mut other_chip, 6_600, "MZ-D1").await;
+    let own = pay(
+        &mut conn,
+        &mut own_kiosk,
+        &own_card,
+        &mut own_chip,
+        8_800,
+        "MZ-C1",
+    )
+    .await;
+    let other = pay(
+        &mut conn,
+        &mut other_kiosk,
+        &other_card,
+        &mut other_chip,
+        6_600,
+        "MZ-D1",
+    )
+    .await;
     assert_eq!((own.code.as_str(), other.code.as_str()), ("00", "00"));
 
     log_in(&c, &d.base, world, "demo-cashier").await;
     let nav = text(&c, "nav.side").await;
-    assert!(nav.contains("交易查询") && !nav.contains("持卡人与卡片"), "{nav}");
+    assert!(
+        nav.contains("交易查询") && !nav.contains("持卡人与卡片"),
+        "{nav}"
+    );
     fill(&c, "#rrn", &own.rrn).await;
     click(&c, "#txn-search").await;
     let results = text(&c, "#txn-results").await;
-    assert!(results.contains(&own.rrn) && results.contains("88.00"), "{results}");
+    assert!(
+        results.contains(&own.rrn) && results.contains("88.00"),
+        "{results}"
+    );
     shot(&c, j, "1-own-payment").await;
     click(&c, &format!("a[href='/console/transactions/{}']", own.rrn)).await;
     let detail = text(&c, "main").await;
@@ -214,11 +249,16 @@ async fn a_hospital_cashier_sees_its_own_payment_and_not_another_hospitals() {
     shot(&c, j, "2-own-detail").await;
 
     // Another hospital's payment does not exist for this cashier.
-    c.goto(&format!("{}/console/transactions?rrn={}", d.base, other.rrn))
-        .await
-        .unwrap();
+    c.goto(&format!(
+        "{}/console/transactions?rrn={}",
+        d.base, other.rrn
+    ))
+    .await
+    .unwrap();
     text(&c, "#txn-none").await;
-    assert!(!source(&c).await.contains(&other.rrn[..]) || !source(&c).await.contains("txn-results"));
+    assert!(
+        !source(&c).await.contains(&other.rrn[..]) || !source(&c).await.contains("txn-results")
+    );
     shot(&c, j, "3-other-not-found").await;
     c.goto(&format!("{}/console/transactions/{}", d.base, other.rrn))
         .await
@@ -260,5 +300,170 @@ async fn the_dashboard_moves_while_kiosks_pay() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     shot(&c, j, "2-live").await;
     c.close().await.unwrap();
+    d.demo.stop().await;
+}
+
+/// A bare HTTP/1.1 exchange (`Connection: close`): status, headers, body.
+async fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The cookies a login set (`name=value; name=value`).
+fn cookies_of(head: &str) -> String {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_form_without_its_csrf_token_is_refused_and_a_failed_login_says_so() {
+    let d = fixtures::start().await;
+    let op = browser::operator(&d.demo.world, "demo-auditor");
+    // A wrong code: the login page again, 401, with the API's one message for every failure.
+    let wrong = format!(
+        "username=demo-auditor&password={}&totp=000000",
+        op.password()
+    );
+    let (status, _, body) = http(
+        &d.base,
+        "POST",
+        "/console/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &wrong,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("login-error"), "{body}");
+    let form = format!(
+        "username=demo-auditor&password={}&totp={}",
+        op.password(),
+        switch::sim::operator_kit::totp_now(&op.totp())
+    );
+    let (status, head, _) = http(
+        &d.base,
+        "POST",
+        "/console/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    )
+    .await;
+    assert_eq!(status, 303, "{head}");
+    let cookies = cookies_of(&head);
+    assert!(
+        cookies.contains("switch_session=") && cookies.contains("console_csrf="),
+        "{head}"
+    );
+    let csrf = cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("console_csrf="))
+        .unwrap()
+        .to_owned();
+    let (status, _, page) = http(
+        &d.base,
+        "GET",
+        "/console/audit",
+        &[("Cookie", &cookies)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("login") && page.contains(&csrf),
+        "forms carry the CSRF token"
+    );
+    // A logout posted without the token (a forged form) is refused and the session lives on.
+    let (status, _, _) = http(
+        &d.base,
+        "POST",
+        "/console/logout",
+        &[
+            ("Cookie", &cookies),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = http(
+        &d.base,
+        "GET",
+        "/console/audit",
+        &[("Cookie", &cookies)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "still logged in");
+    // A page of a permission the role lacks is the refusal page, not the action.
+    let (status, _, page) = http(
+        &d.base,
+        "GET",
+        "/console/cards/1/report-lost",
+        &[("Cookie", &cookies)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(page.contains("cards.report_lost"), "{page}");
+    // With its token it ends the session: the console sends the next request to the login.
+    let body = format!("csrf_token={csrf}");
+    let (status, _, _) = http(
+        &d.base,
+        "POST",
+        "/console/logout",
+        &[
+            ("Cookie", &cookies),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, head, _) = http(
+        &d.base,
+        "GET",
+        "/console/audit",
+        &[("Cookie", &cookies)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: /console/login"),
+        "{head}"
+    );
     d.demo.stop().await;
 }
