@@ -51,9 +51,8 @@ pub async fn audit<S: CmsStore>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = page.in_section("audit");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let cursor = super::Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("cursor")
@@ -173,9 +172,8 @@ pub async fn users_page<S: CmsStore>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = page.in_section("users");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let cursor = super::Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("cursor")

@@ -169,9 +169,8 @@ pub async fn job<S: CmsStore>(
     Path(id): Path<String>,
 ) -> Response {
     let page = page.in_section("batches");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let answer = call(api::import_job(State(st), caller, Path(id.clone())).await).await;
     if !answer.ok() {
@@ -213,9 +212,8 @@ pub async fn errors_csv<S: CmsStore>(
     page: Page,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let r = api::import_errors(State(st), caller, Path(id.clone())).await;
     if !r.status().is_success() {
@@ -257,9 +255,8 @@ pub async fn batch<S: CmsStore>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = page.in_section("batches");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let cursor = Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("cursor")
@@ -314,9 +311,8 @@ pub async fn issue_page<S: CmsStore>(
     Path(id): Path<i64>,
 ) -> Response {
     let page = page.in_section("batches");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     if let Err(p) = caller.require(Permission::IssueCards) {
         return error_page(page, p.status, p.detail);

@@ -199,9 +199,8 @@ pub async fn search<S: CmsStore>(
         applications: Vec::new(),
         error: String::new(),
     };
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     if let Err(p) = caller.require(Permission::ViewCards) {
         return error_page(out.page, p.status, p.detail);
@@ -259,9 +258,8 @@ pub async fn detail<S: CmsStore>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = page.in_section("cards");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let answer = call(api::card(State(Arc::clone(&st)), caller.clone(), Path(id)).await).await;
     if !answer.ok() {
@@ -348,9 +346,8 @@ pub async fn confirm_page<S: CmsStore>(
     Path((id, op)): Path<(i64, String)>,
 ) -> Response {
     let page = page.in_section("cards");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let Some(p) = permission(&op) else {
         return error_page(page, StatusCode::NOT_FOUND, op);

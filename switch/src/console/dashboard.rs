@@ -197,7 +197,7 @@ impl Panel {
         self.total = by_code.values().sum();
         let most = by_code.values().copied().max().unwrap_or(1).max(1);
         let mut codes: Vec<_> = by_code.into_iter().collect();
-        codes.sort_by(|a, b| b.1.cmp(&a.1));
+        codes.sort_by_key(|c| std::cmp::Reverse(c.1));
         self.codes = codes
             .into_iter()
             .take(8)
@@ -250,9 +250,8 @@ fn allowed(caller: &Caller) -> bool {
 /// `GET /console/dashboard`.
 pub async fn page<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, page: Page) -> Response {
     let page = page.in_section("dashboard");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     if !allowed(&caller) {
         return error_page(page, StatusCode::FORBIDDEN, "metrics.read".into());
@@ -263,9 +262,8 @@ pub async fn page<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, page: Page) 
 
 /// `GET /console/dashboard/events`: the panel once a second, [`STREAM_TICKS`] times.
 pub async fn events<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, page: Page) -> Response {
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     if !allowed(&caller) {
         return StatusCode::FORBIDDEN.into_response();

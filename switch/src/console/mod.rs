@@ -65,8 +65,8 @@ const ANSWER_LEN_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// The console's routes (full paths under [`BASE`]).
 pub fn router<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
     Router::new()
-        .route("/console", get(home::<S>))
-        .route("/console/", get(home::<S>))
+        .route("/console", get(home))
+        .route("/console/", get(home))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
         .route(
@@ -91,7 +91,7 @@ pub fn router<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
 }
 
 /// `GET /console/`: the first page the caller may use, or the login page.
-async fn home<S: CmsStore>(page: layout::Page) -> Response {
+async fn home(page: layout::Page) -> Response {
     Redirect::to(&page.nav.first_href()).into_response()
 }
 
@@ -115,6 +115,11 @@ async fn script() -> Response {
         include_str!("../../assets/console/console.js"),
     )
         .into_response()
+}
+
+/// The login page, for a request without a session.
+pub fn to_login() -> Response {
+    Redirect::to("/console/login").into_response()
 }
 
 /// A rendered page, or a plain 500 when the template fails (it does not, for the types

@@ -161,8 +161,8 @@ pub async fn search<S: CmsStore>(
         error: String::new(),
         next: String::new(),
     };
-    let Ok(caller) = page.who() else {
-        return html(&out);
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     if let Err(p) = caller.require(Permission::ViewTransactions) {
         return error_page(out.page, p.status, p.detail);
@@ -257,9 +257,8 @@ pub async fn detail<S: CmsStore>(
     Path(rrn): Path<String>,
 ) -> Response {
     let page = page.in_section("transactions");
-    let caller = match page.who() {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
+    let Some(caller) = page.who() else {
+        return super::to_login();
     };
     let mut q = super::QueryString::default();
     q.append_pair("rrn", &rrn).append_pair("limit", "50");

@@ -181,16 +181,21 @@ pub async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
-/// The text of `css` (waiting for it to exist).
+/// The text of `css` (waiting for it to exist; read again when the page replaced it between
+/// finding and reading, as the dashboard's live panel does every second).
 pub async fn text(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let read = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(t) => return t,
+            Err(e) => assert!(Instant::now() < deadline, "{css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits (at most [`WAIT`]) until the text of `css` satisfies `ok`; returns it.
