@@ -110,6 +110,8 @@ pub struct UsersPage {
     pub secrets: Option<[String; 3]>,
     /// What the API refused.
     pub error: String,
+    /// Whether the caller may create users and propose and approve role changes.
+    pub can_manage: bool,
 }
 
 async fn users_of<S: CmsStore>(
@@ -118,6 +120,9 @@ async fn users_of<S: CmsStore>(
     caller: Caller,
     cursor: &str,
 ) -> Result<UsersPage, Response> {
+    let can_manage = caller
+        .permissions
+        .contains(crate::operator::Permission::ManageUsers);
     let mut q = super::QueryString::default();
     q.append_pair("limit", "100");
     if !cursor.is_empty() {
@@ -162,6 +167,7 @@ async fn users_of<S: CmsStore>(
         notice: String::new(),
         secrets: None,
         error: String::new(),
+        can_manage,
     })
 }
 

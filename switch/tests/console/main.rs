@@ -11,7 +11,9 @@
 //!   that payment in transaction search;
 //! - `a_hospital_cashier_sees_its_own_payment_and_not_another_hospitals`;
 //! - `the_dashboard_moves_while_kiosks_pay`: the live figures (server-sent events) change
-//!   while the demo's kiosks run.
+//!   while the demo's kiosks run;
+//! - `a_role_change_takes_two_administrators_and_the_auditor_reads_it`: four eyes in the
+//!   users page, the audit log page.
 
 mod browser;
 mod fixtures;
@@ -299,6 +301,86 @@ async fn the_dashboard_moves_while_kiosks_pay() {
     assert!(text(&c, "#codes").await.contains("00"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     shot(&c, j, "2-live").await;
+    c.close().await.unwrap();
+    d.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_change_takes_two_administrators_and_the_auditor_reads_it() {
+    use switch::store::OperatorStore;
+    let driver = chromedriver();
+    let d = fixtures::start().await;
+    let c = browser(&driver).await;
+    let world = &d.demo.world;
+    let j = "e-admin";
+    let cashier = d
+        .demo
+        .store
+        .user_by_username("demo-cashier")
+        .await
+        .unwrap()
+        .expect("the demo cashier");
+    let form = format!("form[action='/console/users/{}/roles']", cashier.user_id);
+
+    // One administrator proposes: the cashier also audits.
+    log_in(&c, &d.base, world, "demo-admin").await;
+    click(&c, "nav.side a[href='/console/users']").await;
+    fill(
+        &c,
+        &format!("#roles-{}", cashier.user_id),
+        "hospital_cashier, auditor",
+    )
+    .await;
+    fill(&c, &format!("#reason-{}", cashier.user_id), "ticket OPS-26").await;
+    click(&c, &format!("{form} button")).await;
+    let notice = text(&c, ".notice").await;
+    let change = notice
+        .split_whitespace()
+        .last()
+        .expect("the change's id")
+        .to_owned();
+    assert_eq!(change.len(), 36, "{notice}");
+    shot(&c, j, "1-proposed").await;
+    // The proposer cannot approve it (four eyes).
+    fill(&c, "#change_id", &change).await;
+    click(&c, "form[action='/console/role-changes/approve'] button").await;
+    let refused = text(&c, ".error").await;
+    assert!(refused.contains("Four eyes"), "{refused}");
+    shot(&c, j, "2-four-eyes").await;
+    log_out(&c).await;
+
+    // Another administrator approves; the cashier's roles change.
+    log_in(&c, &d.base, world, "demo-admin2").await;
+    click(&c, "nav.side a[href='/console/users']").await;
+    fill(&c, "#change_id", &change).await;
+    click(&c, "form[action='/console/role-changes/approve'] button").await;
+    text(&c, ".notice").await;
+    let users = text(&c, "#users").await;
+    let row = users
+        .lines()
+        .find(|l| l.contains("demo-cashier"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains("auditor") && row.contains("hospital_cashier"),
+        "{row}"
+    );
+    shot(&c, j, "3-approved").await;
+    log_out(&c).await;
+
+    // The auditor reads both steps, with the reason.
+    log_in(&c, &d.base, world, "demo-auditor").await;
+    click(&c, "nav.side a[href='/console/audit']").await;
+    let log = text(&c, "#audit").await;
+    for action in [
+        "role_change.propose",
+        "role_change.approve",
+        "operator.login",
+    ] {
+        assert!(log.contains(action), "{action} in {log}");
+    }
+    assert!(log.contains("ticket OPS-26"), "{log}");
+    shot(&c, j, "4-audit-log").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }
