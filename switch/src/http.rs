@@ -229,7 +229,6 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
-        .merge(crate::console::router::<S>())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)

@@ -62,7 +62,8 @@ pub const CSRF_FIELD: &str = "csrf_token";
 /// Largest answer of an API handler the console reads.
 const ANSWER_LEN_MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// The console's routes (full paths under [`BASE`]).
+/// The console's routes (full paths under [`BASE`]), served beside the API's
+/// ([`crate::http::router`]) by the HTTP face ([`crate::node::http_face`]).
 pub fn router<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
     Router::new()
         .route("/console", get(home))
