@@ -59,6 +59,10 @@ pub const CSRF_COOKIE: &str = "console_csrf";
 pub const LANG_COOKIE: &str = "console_lang";
 /// The form field carrying the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
+/// The pages' Content Security Policy: everything from the console itself, nothing inline but
+/// the SVG charts' markup, no framing.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 /// Largest answer of an API handler the console reads.
 const ANSWER_LEN_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -137,6 +141,12 @@ pub fn html_status<T: Template>(status: StatusCode, t: &T) -> Response {
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
+                // Only the console's own script, styles and forms; never inside another
+                // site's frame (clickjacking); no URL leaks to another site.
+                (header::CONTENT_SECURITY_POLICY, CSP),
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             body,
         )
