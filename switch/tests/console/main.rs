@@ -7,8 +7,8 @@
 //!   PIN block;
 //! - `a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search`: a counter
 //!   clerk finds a card by its last four digits and reports it lost with a reason; the next
-//!   payment with it through the acquirer port is declined 41; the hospital's cashier finds
-//!   that payment in transaction search;
+//!   payment with it through the acquirer port is declined 41; the clerk replaces the card;
+//!   the hospital's cashier finds the declined payment in transaction search;
 //! - `a_hospital_cashier_sees_its_own_payment_and_not_another_hospitals`;
 //! - `the_dashboard_moves_while_kiosks_pay`: the live figures (server-sent events) change
 //!   while the demo's kiosks run;
@@ -172,6 +172,21 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     let paid = pay(&mut conn, &mut kiosk, &card, &mut chip, 12_345, "MZ-B1").await;
     assert_eq!(paid.code, "41", "a lost card is declined 41");
 
+    // The cardholder gets a new card: the replacement takes the PIN block of the counter's
+    // PIN pad and the new card goes to the bureau's file.
+    click(&c, "#op-replace").await;
+    fill(&c, "#reason", "replacement of the lost card").await;
+    fill(&c, "#pin_block", &counter_pin_block(world)).await;
+    click(&c, "#confirm").await;
+    wait_text(&c, "#card-state", "personalised", |t| t == "personalised").await;
+    assert!(!c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with(&format!("/{card_id}")));
+    shot(&c, j, "5-replacement").await;
+
     // The hospital's cashier finds the declined payment by the card's last four digits.
     log_out(&c).await;
     log_in(&c, &d.base, world, "demo-cashier").await;
@@ -187,11 +202,11 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
         "{results}"
     );
     assert!(results.contains("123.45"), "amount in yuan: {results}");
-    shot(&c, j, "5-search-41").await;
+    shot(&c, j, "6-search-41").await;
     click(&c, &format!("a[href='/console/transactions/{}']", paid.rrn)).await;
     let detail = text(&c, "main").await;
     assert!(detail.contains("41"), "{detail}");
-    shot(&c, j, "6-detail-41").await;
+    shot(&c, j, "7-detail-41").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }
@@ -232,6 +247,15 @@ async fn a_hospital_cashier_sees_its_own_payment_and_not_another_hospitals() {
     assert_eq!((own.code.as_str(), other.code.as_str()), ("00", "00"));
 
     log_in(&c, &d.base, world, "demo-cashier").await;
+    // Keyboard: the first Tab stop of a page is the link that skips to its content.
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let first = c.active_element().await.unwrap();
+    assert_eq!(first.attr("class").await.unwrap().as_deref(), Some("skip"));
     let nav = text(&c, "nav.side").await;
     assert!(
         nav.contains("交易查询") && !nav.contains("持卡人与卡片"),
