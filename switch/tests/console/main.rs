@@ -455,7 +455,7 @@ fn cookies_of(head: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_console_form_without_its_csrf_token_is_refused_and_a_failed_login_says_so() {
+async fn console_forms_need_their_csrf_token_and_a_password_change_ends_the_sessions() {
     let d = fixtures::start().await;
     let op = browser::operator(&d.demo.world, "demo-auditor");
     // A wrong code: the login page again, 401, with the API's one message for every failure.
@@ -571,5 +571,62 @@ async fn a_console_form_without_its_csrf_token_is_refused_and_a_failed_login_say
             .contains("location: /console/login"),
         "{head}"
     );
+
+    // Changing the password: the wrong current one is refused on the page; the right one
+    // ends every session of the user, and the new password logs in.
+    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    let (_, head, _) = http(&d.base, "POST", "/console/login", &[form_type], &form).await;
+    let cookies = cookies_of(&head);
+    let csrf = cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("console_csrf="))
+        .unwrap()
+        .to_owned();
+    let new_password = "a new long enough password";
+    let wrong = format!(
+        "csrf_token={csrf}&current_password=not-it&new_password={}",
+        new_password.replace(' ', "+")
+    );
+    let (status, _, page) = http(
+        &d.base,
+        "POST",
+        "/console/password",
+        &[("Cookie", &cookies), form_type],
+        &wrong,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let right = format!(
+        "csrf_token={csrf}&current_password={}&new_password={}",
+        op.password(),
+        new_password.replace(' ', "+")
+    );
+    let (status, head, _) = http(
+        &d.base,
+        "POST",
+        "/console/password",
+        &[("Cookie", &cookies), form_type],
+        &right,
+    )
+    .await;
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("/console/login?m=pw"), "{head}");
+    let (status, _, _) = http(
+        &d.base,
+        "GET",
+        "/console/audit",
+        &[("Cookie", &cookies)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303, "the session ended with the password change");
+    let again = format!(
+        "username=demo-auditor&password={}&totp={}",
+        new_password.replace(' ', "+"),
+        switch::sim::operator_kit::totp_now(&op.totp())
+    );
+    let (status, _, _) = http(&d.base, "POST", "/console/login", &[form_type], &again).await;
+    assert_eq!(status, 303, "the new password logs in");
     d.demo.stop().await;
 }
