@@ -66,6 +66,16 @@ impl Tr {
         self.t(&format!("op.{name}"))
     }
 
+    /// The name of a stored code (`<prefix>.<code>`: a transaction or leg kind, a card's
+    /// life-cycle state), or the code itself when the table has none.
+    pub fn name<'a>(&self, prefix: &str, code: &'a str) -> std::borrow::Cow<'a, str> {
+        let key = format!("{prefix}.{code}");
+        match STRINGS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, zh, en)) => std::borrow::Cow::Borrowed(if self.is_en() { en } else { zh }),
+            None => std::borrow::Cow::Borrowed(code),
+        }
+    }
+
     /// The language code (`zh-CN`, `en`).
     pub fn code(&self) -> &'static str {
         self.0.code()
@@ -219,6 +229,20 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("dash.live", "实时更新中", "Live"),
     ("dash.static", "静态快照（启用 JavaScript 可实时更新）", "Snapshot (enable JavaScript for live figures)"),
     ("dash.tps_chart", "最近 60 秒每秒交易数", "Transactions per second, last 60 s"),
+    ("kind.purchase", "消费", "Purchase"),
+    ("kind.preauthorization", "预授权", "Pre-authorization"),
+    ("kind.completion", "预授权完成", "Completion"),
+    ("kind.hold_release", "预授权释放", "Hold release"),
+    ("kind.balance_inquiry", "余额查询", "Balance inquiry"),
+    ("kind.refund", "退货", "Refund"),
+    ("kind.benefit_credit", "待遇发放", "Benefit credit"),
+    ("kind.medical_bill_split", "医疗费用结算", "Hospital bill"),
+    ("kind.reversal", "冲正", "Reversal"),
+    ("leg.pooled_fund", "统筹基金", "Pooled fund"),
+    ("leg.personal_account", "个人账户", "Personal account"),
+    ("leg.bank", "银行账户", "Bank account"),
+    ("leg.social_security_fund", "社保基金", "Social-security fund"),
+    ("leg.fee", "手续费", "Fee"),
     ("audit.title", "审计日志", "Audit log"),
     ("audit.seq", "序号", "No."),
     ("audit.at", "时间", "Time"),

@@ -104,6 +104,36 @@ impl TxnRow {
     }
 }
 
+/// Institution names by id (ids stay where a name is unknown).
+async fn names<S: CmsStore>(st: &HttpState<S>) -> std::collections::HashMap<String, String> {
+    st.store
+        .institutions()
+        .await
+        .map(|list| {
+            list.into_iter()
+                .map(|i| (i.institution_id.as_str().to_owned(), i.name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl TxnRow {
+    /// Institutions by name.
+    fn named(mut self, names: &std::collections::HashMap<String, String>) -> Self {
+        let name = |id: &mut String| {
+            if let Some(n) = names.get(id.as_str()) {
+                *id = n.clone();
+            }
+        };
+        name(&mut self.acquirer);
+        name(&mut self.issuer);
+        for leg in &mut self.legs {
+            name(&mut leg.2);
+        }
+        self
+    }
+}
+
 /// The search page.
 #[derive(Template)]
 #[template(path = "console/transactions.html")]
@@ -198,7 +228,7 @@ pub async fn search<S: CmsStore>(
     }
     let answer = call(
         api::search(
-            State(st),
+            State(Arc::clone(&st)),
             caller.clone(),
             RawQuery(Some(api_query.finish())),
         )
@@ -209,9 +239,10 @@ pub async fn search<S: CmsStore>(
         out.error = format!("{}: {}", out.page.tr.t("txn.invalid"), answer.problem());
         return html(&out);
     }
+    let names = names(&st).await;
     out.rows = answer.body["items"]
         .as_array()
-        .map(|items| items.iter().map(TxnRow::of).collect())
+        .map(|items| items.iter().map(|t| TxnRow::of(t).named(&names)).collect())
         .unwrap_or_default();
     if let Some(next) = answer.body["next_cursor"].as_str() {
         let mut link = super::QueryString::default();
@@ -274,9 +305,10 @@ pub async fn detail<S: CmsStore>(
     if !answer.ok() {
         return error_page(page, answer.status, answer.problem());
     }
+    let names = names(&st).await;
     let rows: Vec<TxnRow> = answer.body["items"]
         .as_array()
-        .map(|items| items.iter().map(TxnRow::of).collect())
+        .map(|items| items.iter().map(|t| TxnRow::of(t).named(&names)).collect())
         .unwrap_or_default();
     if rows.is_empty() {
         return error_page(page, StatusCode::NOT_FOUND, rrn);
