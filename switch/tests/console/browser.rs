@@ -21,15 +21,29 @@ use switch::sim::world::DemoWorld;
 /// How long a page may take to show what a step waits for.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// chromedriver, killed on drop.
+/// chromedriver, killed on drop: the browser session it opened is ended first (a journey that
+/// fails stops before its `close()`, and chromium would outlive a killed chromedriver).
 pub struct Driver {
     child: Child,
     /// Its WebDriver address.
     pub url: String,
+    addr: SocketAddr,
+    session: std::sync::Mutex<Option<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let session = self.session.lock().ok().and_then(|mut s| s.take());
+        if let (Some(id), Ok(mut s)) = (session, TcpStream::connect(self.addr)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.addr
+            );
+            let _ = s.write_all(request.as_bytes());
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -76,6 +90,8 @@ pub fn chromedriver() -> Driver {
     Driver {
         child,
         url: format!("http://{addr}"),
+        addr,
+        session: std::sync::Mutex::new(None),
     }
 }
 
@@ -89,11 +105,15 @@ pub async fn browser(driver: &Driver) -> Client {
                      "--disable-dev-shm-usage", "--window-size=1366,768", "--lang=zh-CN"],
         }),
     );
-    ClientBuilder::new(HttpConnector::new())
+    let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)
         .connect(&driver.url)
         .await
-        .expect("a WebDriver session")
+        .expect("a WebDriver session");
+    if let (Ok(Some(id)), Ok(mut kept)) = (client.session_id().await, driver.session.lock()) {
+        *kept = Some(id);
+    }
+    client
 }
 
 /// Where screenshots go.
