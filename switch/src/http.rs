@@ -453,7 +453,7 @@ fn saf_limit(query: Option<&str>) -> Result<u32, SafQueryError> {
 /// oldest messages (default [`SAF_LIST_DEFAULT`], at most [`SAF_LIST_MAX`]; see [`saf_limit`]).
 /// No card data: messages are named by id and transaction id, which `/transactions/{rrn}` and
 /// the audit log lead back to.
-async fn store_and_forward<S: Store>(
+pub async fn store_and_forward<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
     caller: Caller,
     RawQuery(query): RawQuery,
