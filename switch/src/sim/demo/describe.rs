@@ -24,13 +24,9 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
          card management (demo-issuance, demo-clerk): /application-batches /import-jobs/{{id}} /import-jobs/{{id}}/errors \
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
          /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \
-         bank cut-over (demo-clearing): /reconciliations /reconciliations/{{id}}/resolve /cutover
-\
-         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)
-\
-         Operator console (a browser; the same demo operators): http://{}/console/
-
-",
+         bank cut-over (demo-clearing): /reconciliations /reconciliations/{{id}}/resolve /cutover\n\
+         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\
+         Operator console (a browser; the same demo operators): http://{}/console/\n\n",
         opts.http, opts.http
     ));
     s.push_str(&super::operators::describe_operators(&world));
