@@ -81,22 +81,6 @@ async fn personal_account<S: Store>(store: &S, card: &DemoCard) -> (i64, i64) {
     (a.balance_fen, a.held_fen)
 }
 
-/// A refund (0200 `200000`) of the purchase `purchase` for `amount_fen` on STAN `stan`: the
-/// purchase's card, RRN and terminal, no PIN, no chip data.
-fn refund(k: &Kiosk, purchase: &[u8], stan: u64, amount_fen: u64) -> Vec<u8> {
-    let mut m = decode(purchase).to_owned_message();
-    m.set_str(3, "200000")
-        .unwrap()
-        .set_u64(4, amount_fen)
-        .unwrap()
-        .set_u64(11, stan)
-        .unwrap()
-        .set_str(7, &switch::wire::network::transmission_now())
-        .unwrap();
-    m.remove(52).remove(55).remove(23);
-    k.seal(&mut m).unwrap()
-}
-
 /// The kiosk acquirer's 0500 for today (China Standard Time) with `totals` as (count, fen) of
 /// credits, credit reversals, debits, debit reversals.
 fn reconciliation(
@@ -149,19 +133,31 @@ async fn the_day<S: Store>(
     let purchase = k.bank_purchase(&card, &mut reader, 10_000).unwrap();
     assert_eq!(code(conn, &purchase.request).await, "00");
     assert_eq!(
-        code(conn, &refund(&k, &purchase.request, 900_001, 6_000)).await,
+        code(
+            conn,
+            &k.refund_of(&purchase.request, 900_001, 6_000).unwrap()
+        )
+        .await,
         "00"
     );
     assert_eq!(
-        code(conn, &refund(&k, &purchase.request, 900_002, 6_000)).await,
+        code(
+            conn,
+            &k.refund_of(&purchase.request, 900_002, 6_000).unwrap()
+        )
+        .await,
         "13"
     );
     assert_eq!(
-        code(conn, &refund(&k, &purchase.request, 900_003, 4_000)).await,
+        code(
+            conn,
+            &k.refund_of(&purchase.request, 900_003, 4_000).unwrap()
+        )
+        .await,
         "00"
     );
     assert_eq!(
-        code(conn, &refund(&k, &purchase.request, 900_004, 1)).await,
+        code(conn, &k.refund_of(&purchase.request, 900_004, 1).unwrap()).await,
         "13",
         "exhausted"
     );

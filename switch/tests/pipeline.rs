@@ -1281,23 +1281,6 @@ async fn an_exact_retransmission_gets_the_original_answer_and_moves_nothing_agai
     assert_eq!(stored.status, CardStatus::Active, "one wrong PIN, not four");
 }
 
-/// A refund (0200 `200000`) of the bank purchase `purchase` for `amount_fen` on STAN `stan`:
-/// the purchase's card, RRN and terminal, no PIN, no chip data.
-fn refund_request(k: &Kiosk, purchase: &[u8], stan: u64, amount_fen: u64) -> Vec<u8> {
-    let spec = iso8583::spec("ssc87").unwrap();
-    let mut m = spec.decode(purchase).unwrap().to_owned_message();
-    m.set_str(3, "200000")
-        .unwrap()
-        .set_u64(4, amount_fen)
-        .unwrap()
-        .set_u64(11, stan)
-        .unwrap()
-        .set_str(7, &switch::wire::network::transmission_now())
-        .unwrap();
-    m.remove(52).remove(55).remove(23);
-    k.seal(&mut m).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refunds_on_different_stans_cannot_add_up_to_more_than_the_purchase() {
     let net = network(1).await;
@@ -1308,7 +1291,7 @@ async fn refunds_on_different_stans_cannot_add_up_to_more_than_the_purchase() {
     let purchase = k.bank_purchase(&card, &mut r, 10_000).unwrap();
     assert_eq!(answer_code(&mut conn, &purchase.request).await, "00");
 
-    let refund = |stan, fen| refund_request(&k, &purchase.request, stan, fen);
+    let refund = |stan, fen| k.refund_of(&purchase.request, stan, fen).unwrap();
     assert_eq!(answer_code(&mut conn, &refund(900_001, 6_000)).await, "00");
     // Each alone is within the purchase; together they are not.
     assert_eq!(answer_code(&mut conn, &refund(900_002, 6_000)).await, "13");

@@ -245,6 +245,32 @@ impl Kiosk {
         self.seal(&mut m)
     }
 
+    /// A refund (0200 `200000`) of `amount_fen` of the bank purchase `purchase` (its encoded
+    /// request) on STAN `stan`: the purchase's card, RRN and terminal, a fresh field 7, no PIN
+    /// and no chip data (a refund gives money back to the card; ssc87.md).
+    pub fn refund_of(
+        &self,
+        purchase: &[u8],
+        stan: u64,
+        amount_fen: u64,
+    ) -> Result<Vec<u8>, DemoError> {
+        let spec = iso8583::spec("ssc87").map_err(|_| DemoError::Data("spec"))?;
+        let mut m = spec
+            .decode(purchase)
+            .map_err(|_| DemoError::Data("purchase"))?
+            .to_owned_message();
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(3, "200000")?
+                .set_u64(4, amount_fen)?
+                .set_u64(11, stan)?
+                .set_str(7, &crate::wire::network::transmission_now())?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("refund fields"))?;
+        m.remove(52).remove(55).remove(23);
+        self.seal(&mut m)
+    }
+
     fn card_present(
         &mut self,
         mut m: OwnedMessage<'static>,

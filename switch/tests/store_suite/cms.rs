@@ -3,18 +3,14 @@
 //! issued here, personalised by the bureau from the file, activated, pays a hospital bill at a
 //! kiosk through the acquirer port, then reported lost: 41 and APPLICATION BLOCK).
 
-use super::Harness;
-use async_trait::async_trait;
+use super::{ApprovingBank, Harness};
 use card_apdu::channel::memory::MemoryChannel;
 use futures_util::{SinkExt, StreamExt};
 use hsm_sim::datakey::DataKey;
-use hsm_sim::keys::Zpk;
 use hsm_sim::pin::PinBlockFormat;
-use schemas::domain::{InstitutionId, Stan, TerminalId};
+use schemas::domain::{InstitutionId, TerminalId};
+use schemas::iso8583;
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
-use schemas::iso8583::{self, OwnedMessage};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switch::cms::citizen_id::check_character;
@@ -23,7 +19,6 @@ use switch::cms::photo::{sample_jpeg, PhotoSealer};
 use switch::cms::{
     Actor, ApplicationId, CardManagement, CardOperation, CmsError, CmsStore, JobState, Lifecycle,
 };
-use switch::issuer::gateway::{BankGateway, GatewayError};
 use switch::sim::bureau;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
@@ -691,45 +686,6 @@ where
     c.h.cleanup().await;
 }
 
-/// A bank that approves every leg (the e2e test is about the card, not the bank).
-struct ApprovingBanks {
-    zpks: HashMap<InstitutionId, Zpk>,
-    stan: AtomicU32,
-}
-
-#[async_trait]
-impl BankGateway for ApprovingBanks {
-    async fn send(
-        &self,
-        _bank: &InstitutionId,
-        request: OwnedMessage<'static>,
-        _timeout: Duration,
-    ) -> Result<OwnedMessage<'static>, GatewayError> {
-        let spec = iso8583::spec("ssc87").unwrap();
-        let mut wire = Vec::new();
-        spec.encode(&request, &mut wire).unwrap();
-        let mut a = spec.decode(&wire).unwrap().to_response().unwrap();
-        a.set_str(39, "00").unwrap();
-        a.set_str(38, "B12345").unwrap();
-        let mut out = Vec::new();
-        spec.encode(&a, &mut out).unwrap();
-        let leaked: &'static [u8] = Box::leak(out.into_boxed_slice());
-        Ok(spec.decode(leaked).unwrap().to_owned_message())
-    }
-
-    fn is_up(&self, _bank: &InstitutionId) -> bool {
-        true
-    }
-
-    fn zpk(&self, bank: &InstitutionId) -> Option<Zpk> {
-        self.zpks.get(bank).cloned()
-    }
-
-    fn next_stan(&self, _bank: &InstitutionId) -> Stan {
-        Stan::new(self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1).unwrap()
-    }
-}
-
 type Conn = tokio_util::codec::Framed<tokio::net::TcpStream, FrameCodec>;
 
 async fn exchange(conn: &mut Conn, request: &[u8]) -> Vec<u8> {
@@ -809,14 +765,7 @@ where
         .unwrap();
     }
     // 3. The switch runs: writer, pipeline, acquirer port.
-    let mut zpks = HashMap::new();
-    for (i, b) in c.world.banks.iter().enumerate() {
-        zpks.insert(b.id.clone(), c.world.bank_keys(i).unwrap().1);
-    }
-    let banks = Arc::new(ApprovingBanks {
-        zpks,
-        stan: AtomicU32::new(1),
-    });
+    let banks = Arc::new(ApprovingBank::of(&c.world));
     let (w, _task) = writer::spawn(s.clone(), writer::WriterConfig::default());
     let pipeline = Pipeline::new(
         s.clone(),
@@ -1235,14 +1184,7 @@ where
         .unwrap();
     }
     // 4. The switch: pipeline and acquirer port.
-    let mut zpks = HashMap::new();
-    for (i, b) in c.world.banks.iter().enumerate() {
-        zpks.insert(b.id.clone(), c.world.bank_keys(i).unwrap().1);
-    }
-    let banks = Arc::new(ApprovingBanks {
-        zpks,
-        stan: AtomicU32::new(1),
-    });
+    let banks = Arc::new(ApprovingBank::of(&c.world));
     let pipeline = Pipeline::new(
         s.clone(),
         w,

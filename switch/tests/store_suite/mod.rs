@@ -9,6 +9,9 @@ mod operator;
 pub use operator::*;
 mod cms;
 pub use cms::*;
+#[path = "../support/approving_bank.rs"]
+mod approving_bank;
+use approving_bank::ApprovingBank;
 mod cutover;
 pub use cutover::*;
 
