@@ -1,9 +1,7 @@
 //! Host-side parsers of card data: APDUs, BER-TLV, DOLs, field 55, relay frames.
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
+fuzz_replay::fuzz_target!(|data| {
     let _ = card_apdu::apdu::Command::parse(data);
     let _ = card_apdu::apdu::Response::from_bytes(data);
     if let Ok(tlvs) = card_apdu::tlv::parse_all(data) {

@@ -1,6 +1,7 @@
 //! Shared bodies of the fuzz targets (see `../README.md`).
 
 use bytes::BytesMut;
+use schemas::events::SettlementEvent;
 use schemas::iso8583::framing::{FrameCodec, LengthHeader};
 use schemas::iso8583::{self, json};
 use schemas::tlv;
@@ -74,4 +75,19 @@ pub fn tlv(data: &[u8]) {
         .collect::<Result<_, _>>()
         .expect("re-parse");
     assert_eq!(again, objects);
+}
+
+/// Parses a settlement event's JSON; what parses and validates re-serialises to JSON that parses
+/// to the same event.
+pub fn settlement_event(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(event) = SettlementEvent::from_json(text) else {
+        return;
+    };
+    let _ = event.partition_key();
+    let json = event.to_json().expect("a valid event serialises");
+    let again = SettlementEvent::from_json(&json).expect("its own JSON parses and validates");
+    assert_eq!(again, event);
 }

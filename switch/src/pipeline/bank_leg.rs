@@ -12,6 +12,7 @@ use super::cardholder::Cardholder;
 use super::decision::no_movement;
 use super::response::Outcome;
 use super::{velocity, Pipeline};
+use crate::issuer::answer::{leg_answer, LegAnswer};
 use crate::issuer::gateway::GatewayError;
 use crate::store::{
     AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
@@ -210,21 +211,12 @@ impl<S: Store> Cardholder<'_, S> {
             .bank_leg
             .observe_us(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
         match answer {
-            Ok(answer) => {
-                let code = answer
-                    .get_str(39)
-                    .ok()
-                    .and_then(|c| ResponseCode::parse(&c).ok())
-                    .unwrap_or(ResponseCode::SystemMalfunction);
-                if code.is_approved() {
-                    Ok(BankAnswer::Approved {
-                        auth_code: answer.get_str(38).ok().map(|s| s.into_owned()),
-                        field54: answer.get_str(54).ok().map(|s| s.into_owned()),
-                    })
-                } else {
-                    Ok(BankAnswer::Declined(code))
+            Ok(answer) => Ok(match leg_answer(&answer) {
+                LegAnswer::Approved { auth_code, field54 } => {
+                    BankAnswer::Approved { auth_code, field54 }
                 }
-            }
+                LegAnswer::Declined(code) => BankAnswer::Declined(code),
+            }),
             Err(e) if e.needs_reversal() => {
                 tracing::warn!(bank = %bank, error = %e, "bank leg unanswered, reversing");
                 Ok(BankAnswer::Unanswered {
