@@ -16,6 +16,12 @@
 #[path = "faults/harness.rs"]
 mod harness;
 
+#[path = "support/pg_server.rs"]
+mod pg_server;
+
+#[path = "faults/database.rs"]
+mod database;
+
 #[path = "faults/bank_links.rs"]
 mod bank_links;
 
