@@ -27,3 +27,6 @@ mod bank_links;
 
 #[path = "faults/hsm.rs"]
 mod hsm;
+
+#[path = "faults/broker.rs"]
+mod broker;
