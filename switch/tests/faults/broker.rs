@@ -42,25 +42,27 @@ struct Broker(Child);
 
 impl Broker {
     async fn start(dir: &Path, port: u16) -> Broker {
-        let child = Command::new(tansu())
-            .current_dir(dir)
-            .arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
-            .args([
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
+        let broker = Broker(
+            Command::new(tansu())
+                .current_dir(dir)
+                .arg("broker")
+                .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+                .args([
+                    "--advertised-listener-url",
+                    &format!("tcp://127.0.0.1:{port}"),
+                ])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tansu starts"),
+        );
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Broker(child);
+                return broker;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
