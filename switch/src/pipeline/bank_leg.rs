@@ -322,8 +322,10 @@ impl<S: Store> Cardholder<'_, S> {
         Ok(advice)
     }
 
-    /// A decline 91 for an unanswered bank leg, with its 0420 (the STAN and field 7 of the
-    /// unanswered leg) queued in the same commit.
+    /// A decline `code` (91 for an unanswered bank leg, or the code of a decision that failed
+    /// after its leg was approved), with the 0420 of the leg (its STAN and field 7, which the
+    /// bank keys it by) queued in the same commit; when the store cannot take the commit, it
+    /// is resubmitted until it can ([`keep_submitting`]).
     async fn decline_and_reverse(
         &self,
         amount: AmountFen,
