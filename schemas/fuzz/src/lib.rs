@@ -61,7 +61,7 @@ pub fn frame(header: LengthHeader, data: &[u8]) {
 pub fn tlv(data: &[u8]) {
     let _ = tlv::validate(data);
     if let Ok(tree) = tlv::parse_all(data) {
-        let again: Vec<u8> = tree.iter().flat_map(|t| t.to_vec()).collect();
+        let again: Vec<u8> = tree.iter().flat_map(tlv::to_bytes).collect();
         assert_eq!(tlv::parse_all(&again).expect("re-parse tree"), tree);
     }
     let Ok(objects) = tlv::objects(data).collect::<Result<Vec<_>, _>>() else {
