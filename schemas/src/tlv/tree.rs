@@ -65,7 +65,7 @@ fn write_tree(tlv: &Tlv, out: &mut Vec<u8>) {
             v
         }
     };
-    out.extend_from_slice(&tlv.tag().to_bytes());
+    out.extend_from_slice(tlv.tag().to_bytes());
     encode_len(value.len(), out);
     out.extend_from_slice(&value);
 }
