@@ -2,7 +2,7 @@
 //! after another, each healed before the next:
 //!
 //! 1. stall: the bank processes every request and never answers (`set_drop_responses`);
-//! 2. late: the bank answers every request 2.5 s late, after the switch's 1 s bank timeout
+//! 2. late: the bank answers every request 5 s late, after the switch's 2 s bank timeout
 //!    (`set_response_delay`);
 //! 3. garbage: the bank answers every request with half a frame (`set_garbage_answers`);
 //! 4. drop: the bank's host goes away (`stop`) and comes back (`restart`).
@@ -35,9 +35,7 @@ async fn inject(net: &Net<SqliteStore>, fault: Fault) {
     let bank = &net.banks[0];
     match fault {
         Fault::Stall => bank.faults().set_drop_responses(true),
-        Fault::Late => bank
-            .faults()
-            .set_response_delay(Duration::from_millis(2_500)),
+        Fault::Late => bank.faults().set_response_delay(Duration::from_secs(5)),
         Fault::Garbage => bank.faults().set_garbage_answers(true),
         Fault::Drop => {
             bank.stop().await;
@@ -76,7 +74,7 @@ async fn a_bank_that_stalls_answers_late_or_garbage_or_drops_gets_91_and_reversa
     let net = harness::start(
         store,
         Options {
-            bank_timeout: Duration::from_secs(1),
+            bank_timeout: Duration::from_secs(2),
             ..Options::default()
         },
     )

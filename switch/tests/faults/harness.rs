@@ -39,7 +39,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            bank_timeout: Duration::from_millis(400),
+            bank_timeout: Duration::from_secs(2),
             pipeline_hsm: None,
             cards_per_bank: 2,
         }
