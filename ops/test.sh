@@ -30,6 +30,8 @@ ops/pg-standby.sh check
 
 echo "== tests"
 # Tests that need PostgreSQL, pcscd or the broker fail (never skip) when those are missing.
+# The fuzz crates are workspace members: every fuzz target is built here on stable and replays
+# its corpus (each fuzz crate's tests/corpus.rs; schemas/fuzz/README.md).
 # Doctests first, so the run closes on nextest's summary line of the whole suite.
 cargo test --workspace --locked --doc
 cargo nextest run --workspace --locked --no-fail-fast

@@ -1,13 +1,11 @@
 //! Host-side parsers of card data: APDUs, BER-TLV, DOLs, field 55, relay frames.
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
+fuzz_replay::fuzz_target!(|data| {
     let _ = card_apdu::apdu::Command::parse(data);
     let _ = card_apdu::apdu::Response::from_bytes(data);
     if let Ok(tlvs) = card_apdu::tlv::parse_all(data) {
-        let again: Vec<u8> = tlvs.iter().flat_map(|t| t.to_vec()).collect();
+        let again: Vec<u8> = tlvs.iter().flat_map(card_apdu::tlv::to_bytes).collect();
         assert!(card_apdu::tlv::parse_all(&again).is_ok());
     }
     if let Ok(entries) = card_apdu::dol::parse(data) {

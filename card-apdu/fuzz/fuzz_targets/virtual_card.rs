@@ -1,16 +1,15 @@
 //! The card OS: a sequence of APDUs (2-byte length-prefixed, as vpcd frames them) after SELECT
 //! of either application must always produce a status word.
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
 use std::sync::OnceLock;
 
 use card_apdu::perso::{CardProfile, PersoFile};
 use card_apdu::vcard::VirtualCard;
-use libfuzzer_sys::fuzz_target;
 
 static PERSO: OnceLock<String> = OnceLock::new();
 
-fuzz_target!(|data: &[u8]| {
+fuzz_replay::fuzz_target!(|data| {
     let text = PERSO.get_or_init(|| include_str!("../../testdata/demo-card.toml").to_owned());
     let file = PersoFile::from_toml(text).expect("demo card");
     let mut card = VirtualCard::new(CardProfile::from_perso(&file).expect("profile"));

@@ -16,7 +16,7 @@ mod batch;
 mod bulk;
 mod plan;
 
-pub use plan::{account_str, ApplyReport, HoldState, PoisonReason};
+pub use plan::{account_str, dry_run, ApplyReport, DryRun, HoldState, PoisonReason};
 
 use crate::bus::Delivery;
 use crate::db::{now_us, Db};

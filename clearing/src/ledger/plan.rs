@@ -606,5 +606,53 @@ fn resolve(plan: &mut Plan, known: &mut Known, hold_id: Uuid, state: HoldState, 
     });
 }
 
+/// What a batch of payloads, delivered in order at offsets 0.. of one partition, would do to an
+/// empty ledger: the planner's report and the sums it would write. No database; for the fuzz
+/// target of the consumer's decoding and rules (`clearing/fuzz`, `settlement_batch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DryRun {
+    /// What the batch did.
+    pub report: ApplyReport,
+    /// Sum of the posted debits over every account.
+    pub debits_posted_fen: i128,
+    /// Sum of the posted credits over every account.
+    pub credits_posted_fen: i128,
+    /// Sum of the pending debits over every account.
+    pub debits_pending_fen: i128,
+    /// Sum of the pending credits over every account.
+    pub credits_pending_fen: i128,
+    /// Accounts whose deltas went below zero (a hold resolved twice, or money taken back that
+    /// was never there).
+    pub negative_accounts: usize,
+}
+
+/// Plans `payloads` against an empty ledger (see [`DryRun`]).
+pub fn dry_run(payloads: &[&[u8]]) -> DryRun {
+    let inputs = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| Input {
+            topic: "settlement-events",
+            partition: 0,
+            offset: i64::try_from(i).unwrap_or(i64::MAX),
+            payload,
+            parsed: parse(payload),
+        })
+        .collect();
+    let plan = plan(inputs, &HashMap::new(), &mut Known::default());
+    let mut run = DryRun {
+        report: plan.report,
+        ..DryRun::default()
+    };
+    for delta in plan.accounts.values() {
+        run.debits_posted_fen += i128::from(delta.debits_posted_fen);
+        run.credits_posted_fen += i128::from(delta.credits_posted_fen);
+        run.debits_pending_fen += i128::from(delta.debits_pending_fen);
+        run.credits_pending_fen += i128::from(delta.credits_pending_fen);
+        run.negative_accounts += usize::from(!delta.non_negative());
+    }
+    run
+}
+
 #[cfg(test)]
 mod tests;

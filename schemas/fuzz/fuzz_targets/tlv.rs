@@ -1,4 +1,4 @@
 //! Fuzz the BER-TLV reader of field 55: never panics, and what it parses re-serialises to
 //! something it parses the same way.
-#![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| schemas_fuzz::tlv(data));
+#![cfg_attr(fuzzing, no_main)]
+fuzz_replay::fuzz_target!(|data| schemas_fuzz::tlv(data));

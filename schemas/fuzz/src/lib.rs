@@ -1,6 +1,7 @@
 //! Shared bodies of the fuzz targets (see `../README.md`).
 
 use bytes::BytesMut;
+use schemas::events::SettlementEvent;
 use schemas::iso8583::framing::{FrameCodec, LengthHeader};
 use schemas::iso8583::{self, json};
 use schemas::tlv;
@@ -60,7 +61,7 @@ pub fn frame(header: LengthHeader, data: &[u8]) {
 pub fn tlv(data: &[u8]) {
     let _ = tlv::validate(data);
     if let Ok(tree) = tlv::parse_all(data) {
-        let again: Vec<u8> = tree.iter().flat_map(|t| t.to_vec()).collect();
+        let again: Vec<u8> = tree.iter().flat_map(tlv::to_bytes).collect();
         assert_eq!(tlv::parse_all(&again).expect("re-parse tree"), tree);
     }
     let Ok(objects) = tlv::objects(data).collect::<Result<Vec<_>, _>>() else {
@@ -74,4 +75,19 @@ pub fn tlv(data: &[u8]) {
         .collect::<Result<_, _>>()
         .expect("re-parse");
     assert_eq!(again, objects);
+}
+
+/// Parses a settlement event's JSON; what parses and validates re-serialises to JSON that parses
+/// to the same event.
+pub fn settlement_event(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(event) = SettlementEvent::from_json(text) else {
+        return;
+    };
+    let _ = event.partition_key();
+    let json = event.to_json().expect("a valid event serialises");
+    let again = SettlementEvent::from_json(&json).expect("its own JSON parses and validates");
+    assert_eq!(again, event);
 }

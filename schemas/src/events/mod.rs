@@ -274,7 +274,8 @@ impl SettlementEvent {
             return Err(EventError::LegCount(self.legs.len()));
         }
         let mut seen = [false; 256];
-        let mut legs_fen: i64 = 0;
+        // Summed in i128: a saturating i64 sum let legs past i64::MAX equal the largest amount.
+        let mut legs_fen: i128 = 0;
         for leg in &self.legs {
             if leg.leg_no == 0 {
                 return Err(EventError::ZeroLegNo);
@@ -288,11 +289,11 @@ impl SettlementEvent {
             if leg.debit == leg.credit {
                 return Err(EventError::SelfTransfer(leg.leg_no));
             }
-            legs_fen = legs_fen.saturating_add(leg.amount_fen.get());
+            legs_fen += i128::from(leg.amount_fen.get());
         }
-        if legs_fen != self.amount_fen.get() {
+        if legs_fen != i128::from(self.amount_fen.get()) {
             return Err(EventError::Unbalanced {
-                legs_fen,
+                legs_fen: i64::try_from(legs_fen).unwrap_or(i64::MAX),
                 amount_fen: self.amount_fen.get(),
             });
         }

@@ -106,6 +106,20 @@ fn legs_must_add_up_to_the_event_amount() {
 }
 
 #[test]
+fn legs_whose_sum_overflows_do_not_pass_for_the_largest_amount() {
+    // Legs of i64::MAX - 3 and 1 + 4,000 + ... sum past i64::MAX; a saturating sum made them
+    // equal to an amount of i64::MAX, and the unbalanced event validated.
+    let mut event = sample::event(EventType::MedicalBillSplit, ids::HOSPITAL, 7);
+    event.legs[0].amount_fen = AmountFen::new(i64::MAX - 3).unwrap();
+    event.amount_fen = AmountFen::new(i64::MAX).unwrap();
+    assert!(
+        matches!(event.validate(), Err(EventError::Unbalanced { .. })),
+        "{:?}",
+        event.validate()
+    );
+}
+
+#[test]
 fn legs_must_be_numbered_uniquely_and_move_money_between_different_parties() {
     let mut event = sample::event(EventType::MedicalBillSplit, ids::HOSPITAL, 8);
     event.legs[1].leg_no = 1;

@@ -24,7 +24,7 @@
 mod tree;
 
 pub use iso7816_tlv::ber::{Tag, Tlv, Value};
-pub use tree::{children, find, find_value, flatten, parse_all, parse_one, tag_num};
+pub use tree::{children, find, find_value, flatten, parse_all, parse_one, tag_num, to_bytes};
 
 use std::ops::Range;
 

@@ -147,3 +147,25 @@ fn a_tags_first_byte_says_whether_it_is_constructed() {
     assert!(!is_constructed(0x9F26));
     assert!(!is_constructed(0x5A));
 }
+
+#[test]
+fn a_tree_that_parses_reencodes_to_bytes_that_parse_to_it() {
+    // Found by libFuzzer (schemas/fuzz, target tlv): a template whose first child is a
+    // primitive of 127 bytes (length `7F`), padded children after it. iso7816-tlv's own
+    // `to_vec` wrote `81 7F` for that length but counted one byte for it in the template's.
+    let input = hex(
+        "268189817f848181000000009b00818108003a19001829042c00e60001000029042c0029042c0000\
+         01000029042c03000000000000002c00080000000800000029042c00e60001000029042c00080000\
+         0029042c000001000029042c00080000000029042c00080000000029042c000800000029042c0000\
+         01000029042c00080000000029042c0008000000",
+    );
+    let tree = parse_all(&input).expect("parses");
+    let again: Vec<u8> = tree.iter().flat_map(to_bytes).collect();
+    assert_eq!(parse_all(&again), Ok(tree));
+    // Tag 26, length 135 (81 87); the child: tag 81, length 127 in one byte (7F).
+    assert_eq!(
+        &again[..5],
+        &[0x26, 0x81, 0x87, 0x81, 0x7F],
+        "minimal lengths"
+    );
+}

@@ -2,7 +2,7 @@
 //! module (padding skipped, depth bounded), and the walks card code needs: find a tag anywhere
 //! inside the templates, list a template's children, flatten a tree to its primitives.
 
-use super::{is_constructed, Objects, Tag, TagNum, Tlv, TlvError, Value, DEPTH_MAX};
+use super::{encode_len, is_constructed, Objects, Tag, TagNum, Tlv, TlvError, Value, DEPTH_MAX};
 
 /// Parses a sequence of data objects into trees, skipping padding between them.
 pub fn parse_all(input: &[u8]) -> Result<Vec<Tlv>, TlvError> {
@@ -42,6 +42,32 @@ fn parse_seq(input: &[u8], base: usize, depth: usize) -> Result<Vec<Tlv>, TlvErr
         out.push(tlv);
     }
     Ok(out)
+}
+
+/// Encodes a tree with minimal lengths ([`encode_len`], ISO/IEC 7816-4 §5.2.2.2). Use this, not
+/// `Tlv::to_vec`: iso7816-tlv 0.4.4 writes a length of 127 as `81 7F` while counting one byte
+/// for it in the enclosing template's length, so a template holding a 127-byte value re-encodes
+/// to bytes that do not parse (found by libFuzzer, `schemas/fuzz` target `tlv`).
+pub fn to_bytes(tlv: &Tlv) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_tree(tlv, &mut out);
+    out
+}
+
+fn write_tree(tlv: &Tlv, out: &mut Vec<u8>) {
+    let value = match tlv.value() {
+        Value::Primitive(v) => v.clone(),
+        Value::Constructed(children) => {
+            let mut v = Vec::new();
+            for c in children {
+                write_tree(c, &mut v);
+            }
+            v
+        }
+    };
+    out.extend_from_slice(tlv.tag().to_bytes());
+    encode_len(value.len(), out);
+    out.extend_from_slice(&value);
 }
 
 /// The number of a tag, e.g. `0x9F26`.

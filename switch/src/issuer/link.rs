@@ -40,6 +40,7 @@ use schemas::domain::{InstitutionId, ResponseCode, Stan};
 use schemas::iso8583::{self, Mti, OwnedMessage, Spec};
 use tokio::sync::watch;
 
+use super::answer;
 use super::mux::{Mux, MuxError, MuxKey};
 use super::IssuerConfig;
 use crate::wire::mac::{self as link_mac, LinkMacAlgorithm, MacError, Rules};
@@ -390,14 +391,7 @@ impl Link {
 
     /// Answers a request the bank originated (echo or sign-on from its side): 0810 with 00.
     fn answer_bank_request(&self, msg: &iso8583::Message<'_>, writer: &FrameWriter) {
-        let code = if msg.mti().class() == 8 { "00" } else { "12" };
-        let reply = msg.to_response().and_then(|mut r| {
-            r.set_str(39, code)?;
-            let mut buf = BytesMut::with_capacity(256);
-            self.spec.encode_unchecked(&r, &mut buf)?;
-            Ok(buf)
-        });
-        match reply {
+        match answer::reply_to_bank_request(self.spec, msg) {
             Ok(buf) => {
                 let _ = writer.try_send(buf.freeze());
             }
@@ -442,23 +436,14 @@ impl Link {
         if !self.answer_authenticated(bytes, &msg).await {
             return;
         }
-        let key = match MuxKey::of_response(&msg) {
-            Ok(k) => k,
-            Err(e) => {
-                self.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(bank = %self.config.institution, error = %e,
-                    "response without a matching key");
-                return;
-            }
-        };
-        match crate::wire::to_static(self.spec, &msg) {
-            Ok(owned) => {
+        match answer::answer_of(self.spec, &msg) {
+            Ok((key, owned)) => {
                 self.mux.deliver(key, owned);
             }
             Err(e) => {
                 self.undecodable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(bank = %self.config.institution, error = %e,
-                    "response could not be copied");
+                    "answer dropped: no matching key or not copyable");
             }
         }
     }

@@ -15,6 +15,7 @@
 //! - `link`: one bank's link: requests, network management, key exchange, MACs of answers;
 //! - `session`: the supervisor of one link (connect, sign-on, echo, reconnect);
 //! - [`BankTls`] (`tls`): mutual TLS on a link, client side;
+//! - [`answer`]: the pure reading of what a bank sends (fuzzed: `switch/fuzz`);
 //! - [`mux`]: matching responses to requests (MTI class + STAN + terminal), with bounds and an
 //!   explicit place for late and unmatched responses;
 //! - [`forwarder`]: store-and-forward delivery of queued reversals (0420/0421) and stand-in
@@ -25,6 +26,7 @@
 //! The wire pieces the links share with the bank's side (MAC, framing, network management)
 //! are in [`crate::wire`].
 
+pub mod answer;
 mod config;
 pub mod cutover;
 pub mod forwarder;

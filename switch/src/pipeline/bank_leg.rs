@@ -12,10 +12,12 @@ use super::cardholder::Cardholder;
 use super::decision::no_movement;
 use super::response::Outcome;
 use super::{velocity, Pipeline};
+use crate::issuer::answer::{leg_answer, LegAnswer};
 use crate::issuer::gateway::GatewayError;
+use crate::store::writer::{WriteError, WriterHandle};
 use crate::store::{
-    AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
-    Store,
+    AdviceClass, AdviceId, AdviceRequest, CardAtc, Decision, DecisionError, ReversalId,
+    ReversalReason, ReversalRequest, Store,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -162,9 +164,11 @@ impl<S: Store> Cardholder<'_, S> {
                 transmission_at,
             }) => {
                 let sent = (stan, transmission_at);
-                let mut out = self.decline_and_reverse(leg.amount, sent, self.atc()).await;
-                let arqc = self.arqc.as_ref();
                 let code = ResponseCode::IssuerUnavailable;
+                let mut out = self
+                    .decline_and_reverse(leg.amount, sent, self.atc(), code)
+                    .await;
+                let arqc = self.arqc.as_ref();
                 out.field55 = self.pipeline().arpc(arqc, code).await;
                 Err(out)
             }
@@ -204,27 +208,23 @@ impl<S: Store> Cardholder<'_, S> {
         let message = self
             .leg_message(spec, leg, fields)
             .map_err(|_| ResponseCode::SystemMalfunction)?;
+        *self
+            .leg_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((stan, transmission_at.clone()));
         let sent = std::time::Instant::now();
         let answer = p.banks.send(bank, message, p.cfg.bank_timeout).await;
         p.metrics
             .bank_leg
             .observe_us(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
         match answer {
-            Ok(answer) => {
-                let code = answer
-                    .get_str(39)
-                    .ok()
-                    .and_then(|c| ResponseCode::parse(&c).ok())
-                    .unwrap_or(ResponseCode::SystemMalfunction);
-                if code.is_approved() {
-                    Ok(BankAnswer::Approved {
-                        auth_code: answer.get_str(38).ok().map(|s| s.into_owned()),
-                        field54: answer.get_str(54).ok().map(|s| s.into_owned()),
-                    })
-                } else {
-                    Ok(BankAnswer::Declined(code))
+            Ok(answer) => Ok(match leg_answer(&answer) {
+                LegAnswer::Approved { auth_code, field54 } => {
+                    BankAnswer::Approved { auth_code, field54 }
                 }
-            }
+                LegAnswer::Declined(code) => BankAnswer::Declined(code),
+            }),
             Err(e) if e.needs_reversal() => {
                 tracing::warn!(bank = %bank, error = %e, "bank leg unanswered, reversing");
                 Ok(BankAnswer::Unanswered {
@@ -322,16 +322,18 @@ impl<S: Store> Cardholder<'_, S> {
         Ok(advice)
     }
 
-    /// A decline 91 for an unanswered bank leg, with its 0420 (the STAN and field 7 of the
-    /// unanswered leg) queued in the same commit.
+    /// A decline `code` (91 for an unanswered bank leg, or the code of a decision that failed
+    /// after its leg was approved), with the 0420 of the leg (its STAN and field 7, which the
+    /// bank keys it by) queued in the same commit; when the store cannot take the commit, it
+    /// is resubmitted until it can ([`keep_submitting`]).
     async fn decline_and_reverse(
         &self,
         amount: AmountFen,
         (stan, transmission_at): (Stan, TransmissionDateTime),
         atc: Option<CardAtc>,
+        code: ResponseCode,
     ) -> Outcome {
         let p = self.pipeline();
-        let code = ResponseCode::IssuerUnavailable;
         let issuer = Some(self.entry.card.issuer.clone());
         let record = p.record(self.req, self.kind, Some(&self.entry), issuer, code);
         let mut decision = no_movement(record, atc);
@@ -345,12 +347,15 @@ impl<S: Store> Cardholder<'_, S> {
             first_attempt_at_us: crate::store::now_us(),
         });
         p.metrics.reversals_queued.fetch_add(1, Ordering::Relaxed);
-        match p.commit(decision).await {
-            Ok(_) => Outcome::answer(code),
-            Err(e) => {
-                tracing::error!(code = %e, "timeout decline and its reversal not stored");
+        match p.commit(decision.clone()).await {
+            Err(ResponseCode::SystemMalfunction) => {
+                tracing::error!(
+                    "decline and its reversal not stored: kept until the store is back"
+                );
+                keep_submitting(p.writer.clone(), decision);
                 Outcome::answer(code)
             }
+            Ok(_) | Err(_) => Outcome::answer(code),
         }
     }
 
@@ -361,13 +366,26 @@ impl<S: Store> Cardholder<'_, S> {
         amount: AmountFen,
         code: ResponseCode,
     ) -> Outcome {
-        let stan = self.pipeline().banks.next_stan(&self.entry.card.issuer);
-        let (f7, _, _) = cst_now();
-        match TransmissionDateTime::parse(&f7) {
-            Ok(t) if code != ResponseCode::DuplicateTransmission => {
-                let mut out = self.decline_and_reverse(amount, (stan, t), None).await;
-                out.code = Some(code);
-                out
+        // The leg as the bank knows it (its STAN and field 7): a reversal under another STAN
+        // would match nothing at the bank and leave the money there.
+        let sent = self
+            .leg_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let leg = match sent {
+            Some((stan, t)) => Ok((stan, t)),
+            None => {
+                let (f7, _, _) = cst_now();
+                let stan = self.pipeline().banks.next_stan(&self.entry.card.issuer);
+                TransmissionDateTime::parse(&f7).map(|t| (stan, t))
+            }
+        };
+        match leg {
+            Ok((stan, t)) if code != ResponseCode::DuplicateTransmission => {
+                // Recorded with the code the acquirer gets, so a retransmission gets it too.
+                self.decline_and_reverse(amount, (stan, t), None, code)
+                    .await
             }
             _ => {
                 tracing::error!(
@@ -377,4 +395,32 @@ impl<S: Store> Cardholder<'_, S> {
             }
         }
     }
+}
+
+/// Submits `decision` (a decline with the reversal of a leg the bank may have booked) again and
+/// again, backing off up to 5 s, until the store takes it: only a stored reversal gets the
+/// bank's money back, and the store is what was unavailable. Held in memory: a node stopped
+/// before the store returns loses it, and the bank's reconciliation (0500) shows the difference.
+fn keep_submitting(writer: WriterHandle, decision: Decision) {
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(wait).await;
+            match writer.submit(decision.clone()).await {
+                Ok(_) => {
+                    tracing::info!("decline and its reversal stored after the store came back");
+                    return;
+                }
+                // An attempt that failed in answer only had in fact committed.
+                Err(WriteError::Decision(DecisionError::Duplicate { .. })) => return,
+                Err(WriteError::Decision(DecisionError::Unavailable(_)))
+                | Err(WriteError::Overloaded) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "decline and its reversal refused by the store");
+                    return;
+                }
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        }
+    });
 }

@@ -139,12 +139,22 @@ impl<S: Store> Pipeline<S> {
         }
         if let Some(tak) = &outcome.mac_key {
             // Same MAC layout as the issuer links (field 64/128, the last 8 bytes).
-            return match link_mac::encode_with_mac(&*self.hsm, tak, &mut answer, Rules::Unchecked)
-                .await
-            {
-                Ok(out) => Reply::Send(out),
-                Err(_) => Reply::Close,
-            };
+            match link_mac::encode_with_mac(&*self.hsm, tak, &mut answer, Rules::Unchecked).await {
+                Ok(out) => return Reply::Send(out),
+                // An approval goes out authenticated or not at all: the acquirer, unanswered,
+                // reverses it (the decision is already recorded).
+                Err(e) if code.is_approved() => {
+                    tracing::error!(service, error = %e, "approval not MACed: connection closed");
+                    return Reply::Close;
+                }
+                // A decline the HSM cannot MAC still goes out, without a MAC: the acquirer
+                // learns the code instead of waiting for a timeout.
+                Err(e) => {
+                    tracing::warn!(service, code = code.as_str(), error = %e,
+                        "decline answered without a MAC: the HSM could not MAC it");
+                    answer.remove(64).remove(128);
+                }
+            }
         }
         let mut out = Vec::with_capacity(256);
         match spec.encode(&answer, &mut out) {

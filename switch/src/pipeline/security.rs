@@ -330,8 +330,10 @@ pub async fn verify_mac(
         Ok(true) => Ok(()),
         Ok(false) => Err(ResponseCode::MacFailure),
         Err(e) => {
+            // The HSM (or the TAK we hold) failed, not the acquirer's MAC: a system
+            // malfunction, so the acquirer does not take its key for wrong.
             tracing::warn!(error = %e, "MAC verification failed in the HSM");
-            Err(ResponseCode::MacFailure)
+            Err(ResponseCode::SystemMalfunction)
         }
     }
 }

@@ -43,7 +43,7 @@ use super::Pipeline;
 use crate::store::{CardAtc, CardRisk, DailySpend, Store, TransactionKind, TransactionRecord};
 use arqc::card_atc;
 use hsm_sim::keys::Tpk;
-use schemas::domain::{InstitutionId, ResponseCode};
+use schemas::domain::{InstitutionId, ResponseCode, Stan, TransmissionDateTime};
 use std::sync::Arc;
 use tokio::sync::MutexGuard;
 
@@ -107,6 +107,9 @@ pub(crate) struct Cardholder<'a, S: Store> {
     reservation: Option<Reservation>,
     /// The reserved spend, for the store to count against the day's limits at commit.
     spend: Option<DailySpend>,
+    /// STAN and field 7 of the bank leg last sent for this request: what the bank keys the
+    /// leg by, so a reversal of it after a failed commit names it (ISO 8583 field 90).
+    pub(crate) leg_sent: std::sync::Mutex<Option<(Stan, TransmissionDateTime)>>,
     _lock: Option<MutexGuard<'a, ()>>,
 }
 
@@ -159,6 +162,7 @@ impl<S: Store> Pipeline<S> {
             tpk: None,
             reservation: None,
             spend: None,
+            leg_sent: std::sync::Mutex::new(None),
             _lock: lock,
         };
         match self.verify_cardholder(&mut card, checks).await {

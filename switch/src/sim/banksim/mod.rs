@@ -76,6 +76,7 @@ pub struct BankSimFaults {
     refuse_connections: AtomicBool,
     close_after_messages: AtomicU64,
     corrupt_mac: AtomicBool,
+    garbage_answers: AtomicBool,
 }
 
 impl BankSimFaults {
@@ -99,6 +100,11 @@ impl BankSimFaults {
     /// without the key would.
     pub fn set_corrupt_mac(&self, on: bool) {
         self.corrupt_mac.store(on, Ordering::Relaxed);
+    }
+    /// Sends only the first half of every answer (`true`), as a broken host or a line that
+    /// cuts frames would: the request is processed, the switch cannot read what comes back.
+    pub fn set_garbage_answers(&self, on: bool) {
+        self.garbage_answers.store(on, Ordering::Relaxed);
     }
 }
 

@@ -136,7 +136,7 @@ async fn serve_connection(
 }
 
 async fn answer(shared: &Arc<Shared>, bytes: &[u8], writer: &FrameWriter) {
-    let Some(reply) = mac::respond(shared, bytes).await else {
+    let Some(mut reply) = mac::respond(shared, bytes).await else {
         return;
     };
     let delay = shared.faults.delay_ms.load(Ordering::Relaxed);
@@ -145,6 +145,9 @@ async fn answer(shared: &Arc<Shared>, bytes: &[u8], writer: &FrameWriter) {
     }
     if shared.faults.drop_responses.load(Ordering::Relaxed) {
         return;
+    }
+    if shared.faults.garbage_answers.load(Ordering::Relaxed) {
+        reply.truncate(reply.len() / 2);
     }
     let _ = writer.send(reply.freeze()).await;
 }

@@ -25,10 +25,12 @@ use std::time::Duration;
 
 pub use failover::{host_urls, HostListError, HostUrls, PrimaryWatch};
 
-/// How long a writer waits for a pooled connection when the pool follows a primary across
-/// hosts (sqlx's default is 30 s; its retries back off up to a fifth of this, so a short bound
-/// also means the pool tries the new primary soon after the watch found it).
-const FAILOVER_ACQUIRE_TIMEOUT_S: u64 = 5;
+/// How long a writer waits for a pooled connection (sqlx's default is 30 s). With the database
+/// gone, each group commit waits this long before its decisions are answered `96`: with 30 s
+/// the writer's queue stalled past any acquirer's timeout. When the pool follows a primary
+/// across hosts, sqlx's retries back off up to a fifth of this, so a short bound also means the
+/// pool tries the new primary soon after the watch found it.
+const ACQUIRE_TIMEOUT_S: u64 = 5;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -125,14 +127,15 @@ impl PostgresStore {
             create_schema(&mut conn, schema).await?;
             conn.close().await?;
         }
-        let mut pool_options = PgPoolOptions::new().max_connections(config.connections_max.max(2));
+        let mut pool_options = PgPoolOptions::new()
+            .max_connections(config.connections_max.max(2))
+            .acquire_timeout(Duration::from_secs(ACQUIRE_TIMEOUT_S));
         let watch = follows.then(|| PrimaryWatch::new(candidates, primary));
         if let Some(watch) = &watch {
             // A connection opened on a host that no longer accepts writes is refused (the pool
             // retries), and one opened before the pool last moved is dropped, not handed out.
             let stale = watch.clone();
             pool_options = pool_options
-                .acquire_timeout(Duration::from_secs(FAILOVER_ACQUIRE_TIMEOUT_S))
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         if failover::accepts_writes(conn).await? {
