@@ -97,7 +97,7 @@ pub fn forwarder_config() -> ForwarderConfig {
 }
 
 /// Seeds `store` with a demo world, starts its banks, links, pipeline and forwarder.
-pub async fn start<S: Store>(store: Arc<S>, o: Options) -> Net<S> {
+pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
