@@ -18,6 +18,7 @@
 //!   letters for poison events.
 //! - [`window`]: cut-over schedule, closing a window (freeze, net settlement, SHA-256 digest).
 //! - [`report`]: CSV and camt.053-style statements, the medical-insurance reconciliation view.
+//! - [`api`]: the settlement API the switch's operator routes call (`clearing api`, mutual TLS).
 //! - [`recon`]: ISO 8583 0500 reconciliation totals against the ledger, answered with a 0510.
 //!
 //! clearing never depends on the `switch` crate: they meet in `schemas` (events, migrations).
@@ -43,6 +44,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bus;
 pub mod consumer;
 pub mod db;
