@@ -13,7 +13,7 @@
 
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
-use crate::operator::routes::{audit_log, cms, roles, session, transactions, users};
+use crate::operator::routes::{audit_log, clearing, cms, roles, session, transactions, users};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
@@ -42,6 +42,9 @@ pub struct HttpState<S: Store> {
     pub operator: Arc<OperatorContext>,
     /// The card management system (None: a node without `[cms]`; its routes answer 503).
     pub cms: Option<Arc<crate::operator::routes::cms::CmsFace<S>>>,
+    /// Settlement windows, positions and statements (None: a node without `[clearing_api]`;
+    /// the `/clearing/...` routes answer 503).
+    pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
@@ -229,6 +232,14 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
+        .route("/clearing/windows", get(clearing::windows::<S>))
+        .route("/clearing/windows/close", post(clearing::close_window::<S>))
+        .route("/clearing/windows/{id}", get(clearing::window::<S>))
+        .route(
+            "/clearing/windows/{id}/reports/{institution}",
+            get(clearing::statement::<S>),
+        )
+        .route("/clearing/positions", get(clearing::positions::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)

@@ -287,7 +287,9 @@ mod demo {
         /// /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
         /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
         /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,
-        /// /cards/{id}/pin-reset).
+        /// /cards/{id}/pin-reset; settlement: /clearing/windows, /clearing/windows/{id},
+        /// /clearing/windows/close, /clearing/windows/{id}/reports/{institution},
+        /// /clearing/positions).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

@@ -159,6 +159,19 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             "/cards/1/pin-reset".into(),
             Some(json!({"reason": "x"})),
         ),
+        ("GET", "/clearing/windows".into(), None),
+        ("GET", "/clearing/windows/1".into(), None),
+        ("GET", "/clearing/positions".into(), None),
+        (
+            "GET",
+            "/clearing/windows/1/reports/01020000?format=csv".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/clearing/windows/close".into(),
+            Some(json!({"reason": "x"})),
+        ),
     ]
 }
 
@@ -1003,4 +1016,94 @@ async fn a_session_ends_when_idle_too_long_or_too_old() {
             "created {created}, last seen {last_seen}"
         );
     }
+}
+
+/// The settlement routes by role and tenant: the switch (the clearing centre: every figure,
+/// closes), `testkit`'s bank (its own line and statement), another bank (its own line, not the
+/// first bank's statement), a hospital (no settlement: its list is empty, the rest 404). Each
+/// route answers 403 without its permission, 404 where the tenant does not see the resource,
+/// 2xx otherwise; a bank's answers never carry another institution's line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_settlement_route_by_role_and_tenant_answers_403_404_or_2xx() {
+    let n = node().await;
+    let bank = n.fx.bank.as_str().to_owned();
+    let hospital = n.fx.hospital.as_str().to_owned();
+    let other_bank = operator_kit::OTHER_BANK;
+    let mut checked = 0;
+    for role in BUILTIN_ROLES {
+        let granted = PermissionSet::of(role.permissions);
+        for (t, tenant) in [hospital.as_str(), bank.as_str(), other_bank, SWITCH]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("settle-{}-{t}", role.role_id.replace('_', "-"));
+            let (_, first) = user(&n, &name, tenant, &[role.role_id]).await;
+            let s = session(&n, &name, &first).await;
+            let centre = tenant == SWITCH;
+            let a_bank = tenant == bank || tenant == other_bank;
+            // (method, permission, seen by this tenant, path, body)
+            let routes: Vec<(&str, Permission, bool, String, Option<Value>)> = vec![
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    true,
+                    "/clearing/windows".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || a_bank,
+                    "/clearing/windows/1".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || a_bank,
+                    "/clearing/positions".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || tenant == bank,
+                    format!("/clearing/windows/1/reports/{bank}?format=csv"),
+                    None,
+                ),
+                (
+                    "POST",
+                    Permission::CloseWindow,
+                    centre,
+                    "/clearing/windows/close".into(),
+                    Some(json!({"reason": format!("matrix {name}")})),
+                ),
+            ];
+            for (method, permission, seen, path, body) in routes {
+                let reply = call(&n, Some(&s), method, &path, body.as_ref()).await;
+                let what = format!("{} at {tenant}: {method} {path}", role.role_id);
+                if !granted.contains(permission) {
+                    assert_eq!(reply.status, 403, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/forbidden", "{what}");
+                } else if !seen {
+                    assert_eq!(reply.status, 404, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/not-found", "{what}");
+                } else {
+                    assert!((200..300).contains(&reply.status), "{what}: {reply:?}");
+                    if method == "GET" && !centre {
+                        // A bank's figures are its own only; a hospital's list is empty.
+                        let v: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+                        for p in v["positions"].as_array().into_iter().flatten() {
+                            assert_eq!(p["institution_id"], tenant, "{what}: {v}");
+                        }
+                        if !a_bank {
+                            assert_eq!(v["items"], json!([]), "{what}: {v}");
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, BUILTIN_ROLES.len() * 4 * 5);
 }

@@ -65,6 +65,8 @@ pub struct NodeParts<S: Store> {
     pub operator: Arc<OperatorContext>,
     /// The card management system behind the HTTP face's card routes (None: they answer 503).
     pub cms: Option<CmsParts>,
+    /// Clearing's settlement API behind the `/clearing/...` routes (None: they answer 503).
+    pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
 }
 
 /// What the card management system of a node is made of (`[cms]`, or the demo world).
@@ -187,6 +189,7 @@ impl<S: CmsStore> NodeParts<S> {
                         links: Some(Arc::clone(&links)),
                         operator: Arc::clone(&self.operator),
                         cms,
+                        clearing: self.clearing.clone(),
                     },
                     addr,
                     self.http_tls.clone(),

@@ -30,6 +30,8 @@ pub mod action {
     pub const ROLE_CHANGE_APPROVE: &str = "role_change.approve";
     /// A role defined.
     pub const ROLE_CREATE: &str = "role.create";
+    /// A settlement window closed (through clearing's settlement API).
+    pub const CLEARING_WINDOW_CLOSE: &str = "clearing.window_close";
 }
 
 /// One entry: who, what, on what, from where, why, and the rest as JSON.

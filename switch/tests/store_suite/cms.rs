@@ -998,6 +998,7 @@ where
         links: None,
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
         cms: Some(face),
+        clearing: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();

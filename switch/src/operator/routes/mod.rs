@@ -16,8 +16,10 @@
 //! | `GET /saf` | `saf.read` |
 //! | `GET /metrics` | `metrics.read` |
 //! | the card management routes | see [`cms`] |
+//! | the settlement routes (`/clearing/...`) | see [`clearing`] |
 
 pub mod audit_log;
+pub mod clearing;
 pub mod cms;
 pub mod roles;
 pub mod session;

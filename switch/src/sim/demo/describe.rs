@@ -23,7 +23,9 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
          /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit; \
          card management (demo-issuance, demo-clerk): /application-batches /import-jobs/{{id}} /import-jobs/{{id}}/errors \
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
-         /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset\n\
+         /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \
+         settlement (demo-clearing, demo-bank): /clearing/windows /clearing/windows/{{id}} /clearing/windows/close \
+         /clearing/windows/{{id}}/reports/{{institution}} /clearing/positions\n\
          (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\n",
         opts.http
     ));
