@@ -905,7 +905,8 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
         401,
         "logged out"
     );
-    let code = totp_now(&first.totp);
+    // The next step's code: the current one opened the first session (a code is used once).
+    let code = operator_kit::totp_next(&first.totp);
     assert_eq!(login(&n, "clerk", PASSWORD, &code).await.status, 401);
     assert_eq!(
         login(&n, "clerk", "another long password", &code)
@@ -1106,4 +1107,34 @@ async fn every_settlement_route_by_role_and_tenant_answers_403_404_or_2xx() {
         }
     }
     assert_eq!(checked, BUILTIN_ROLES.len() * 4 * 5);
+}
+
+/// RFC 6238 §5.2: a TOTP code opens one session. The same code again is refused (401, audited
+/// as a replay) even with the right password; a wrong password does not spend the code; a
+/// code of a later step opens the next session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totp_code_opens_one_session_only() {
+    let n = node().await;
+    let (user, first) = user(&n, "twice", SWITCH, &["auditor"]).await;
+    let code = totp_now(&first.totp);
+    assert_eq!(
+        login(&n, "twice", "not the password", &code).await.status,
+        401
+    );
+    assert_eq!(login(&n, "twice", PASSWORD, &code).await.status, 200);
+    let replay = login(&n, "twice", PASSWORD, &code).await;
+    assert_eq!(replay.status, 401, "{replay:?}");
+    assert_eq!(problem_type(&replay), "/problems/login-failed");
+    let audit = n.store.audit_page(0, 1_000).await.unwrap();
+    let subject = format!("user:{}", user.user_id);
+    assert!(
+        audit.iter().any(|r| r.entry.subject == subject
+            && r.entry.action == "operator.login_failed"
+            && r.entry.detail.contains("code already used")),
+        "the replay is audited"
+    );
+    let next = operator_kit::totp_next(&first.totp);
+    assert_eq!(login(&n, "twice", PASSWORD, &next).await.status, 200);
+    // And the code of the step before the one used is refused too.
+    assert_eq!(login(&n, "twice", PASSWORD, &code).await.status, 401);
 }

@@ -250,6 +250,14 @@ pub trait OperatorStore: Send + Sync + 'static {
         failures_max: u32,
         lock_until_us: i64,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Accepts the TOTP time step `step` for the user once: true (and `step` kept) when it is
+    /// later than the last step accepted, false for that step or an earlier one (a code seen
+    /// before, RFC 6238 §5.2). Atomic: of two logins with the same code, one is accepted.
+    fn accept_totp_step(
+        &self,
+        user_id: Uuid,
+        step: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A successful login: failures back to 0, lock lifted.
     fn record_login_success(
         &self,

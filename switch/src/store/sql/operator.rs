@@ -1,5 +1,6 @@
 //! [`OperatorStore`] for every [`Backend`]: the operator API's users, roles, sessions, API
-//! keys and idempotent answers, in the tables of migration 0011. Writes take the backend's
+//! keys and idempotent answers, in the tables of migration 0011 (and the last accepted TOTP step
+//! of 0015). Writes take the backend's
 //! write gate, as the rest of the control plane does.
 
 use super::control::with_legs;
@@ -71,6 +72,8 @@ const LOGIN_FAILED: &str = "UPDATE operator_user SET failed_logins = failed_logi
      WHERE user_id = $1 RETURNING CAST(failed_logins AS BIGINT)";
 const LOGIN_SUCCEEDED: &str =
     "UPDATE operator_user SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1";
+const ACCEPT_TOTP_STEP: &str = "UPDATE operator_user SET totp_last_step = $2 WHERE user_id = $1 \
+     AND (totp_last_step IS NULL OR totp_last_step < $2)";
 const SET_PASSWORD: &str = "UPDATE operator_user SET password_hash = $2 WHERE user_id = $1";
 
 const INSERT_SESSION: &str = "INSERT INTO operator_session (token_hash, user_id, csrf_hash, \
@@ -346,6 +349,13 @@ impl<B: Backend> OperatorStore for B {
         let row = self.writer().fetch_optional(LOGIN_FAILED, &params).await?;
         let n: i64 = row.ok_or(StoreError::NotFound("user"))?.first()?;
         parse("operator_user.failed_logins", u32::try_from(n))
+    }
+
+    async fn accept_totp_step(&self, user_id: Uuid, step: i64) -> Result<bool, StoreError> {
+        let id = user_id.to_string();
+        let params = [id.as_str().into(), step.into()];
+        let _gate = self.write_gate().await;
+        Ok(self.writer().execute(ACCEPT_TOTP_STEP, &params).await? == 1)
     }
 
     async fn record_login_success(&self, user_id: Uuid) -> Result<(), StoreError> {
