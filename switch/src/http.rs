@@ -13,7 +13,9 @@
 
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
-use crate::operator::routes::{audit_log, clearing, cms, roles, session, transactions, users};
+use crate::operator::routes::{
+    api_keys, audit_log, clearing, cms, roles, session, transactions, users,
+};
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
 use crate::store::{SafBacklog, Store, StoredTransaction};
@@ -21,7 +23,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use rust_decimal::Decimal;
 use schemas::domain::Rrn;
@@ -212,6 +214,8 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         )
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
+        .route("/api-keys", post(api_keys::issue::<S>))
+        .route("/api-keys/{id}", delete(api_keys::revoke::<S>))
         .route(
             "/application-batches",
             post(cms::import_batch::<S>).layer(DefaultBodyLimit::max(cms::BATCH_LEN_MAX_BYTES)),

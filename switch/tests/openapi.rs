@@ -700,6 +700,7 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     operator_answers(&mut c, &n).await;
     card_answers(&mut c, &n).await;
     settlement_answers(&mut c, &n).await;
+    api_key_answers(&mut c, &n).await;
 
     // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
     let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
@@ -1878,5 +1879,70 @@ async fn settlement_answers(c: &mut Contract, n: &http_node::Node) {
             Contract::json(&r)["type"],
             "/problems/clearing-not-configured"
         );
+    }
+}
+
+/// The API keys' answers, each once: an administrator of the switch issues and revokes, an
+/// administrator of another hospital does not see the keys of `testkit`'s bank, the reader (an
+/// auditor) may not.
+async fn api_key_answers(c: &mut Contract, n: &http_node::Node) {
+    use switch::sim::operator_kit::{self, OTHER_HOSPITAL, SWITCH};
+    let addr = n.addr;
+    let admin_key = operator_kit::api_key(&*n.store, SWITCH, "administrator")
+        .await
+        .expect("key");
+    let other_key = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "administrator")
+        .await
+        .expect("key");
+    let admin = format!("Bearer {admin_key}");
+    let other = format!("Bearer {other_key}");
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    let bank = n.fx.bank.as_str();
+    fn issue(auth: &str, body: Value) -> (Vec<(&str, &str)>, Value) {
+        let headers = if auth.is_empty() {
+            vec![]
+        } else {
+            vec![("Authorization", auth)]
+        };
+        (headers, body)
+    }
+    let good = json!({"name": "back office", "role_id": "bank_operator", "institution": bank});
+    let mut key_id = String::new();
+    for (auth, body, status) in [
+        (admin.as_str(), good.clone(), 201),
+        (admin.as_str(), json!({"name": "x"}), 400),
+        ("", good.clone(), 401),
+        (reader.as_str(), good.clone(), 403),
+        (other.as_str(), good.clone(), 404),
+        (
+            admin.as_str(),
+            json!({"name": "x", "role_id": "administrator"}),
+            422,
+        ),
+    ] {
+        let (headers, body) = issue(auth, body);
+        let r = c
+            .send(addr, "POST", "/api-keys", "/api-keys", &headers, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+        if status == 201 {
+            key_id = Contract::json(&r)["key_id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+        }
+    }
+    let url = format!("/api-keys/{key_id}");
+    for (auth, status) in [
+        (other.as_str(), 404),
+        (reader.as_str(), 403),
+        ("", 401),
+        (admin.as_str(), 200),
+    ] {
+        let (headers, _) = issue(auth, Value::Null);
+        let r = c
+            .send(addr, "DELETE", "/api-keys/{id}", &url, &headers, None)
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
     }
 }

@@ -159,6 +159,12 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             "/cards/1/pin-reset".into(),
             Some(json!({"reason": "x"})),
         ),
+        (
+            "POST",
+            "/api-keys".into(),
+            Some(json!({"name": "x", "role_id": "auditor"})),
+        ),
+        ("DELETE", "/api-keys/key-1".into(), None),
         ("GET", "/clearing/windows".into(), None),
         ("GET", "/clearing/windows/1".into(), None),
         ("GET", "/clearing/positions".into(), None),
@@ -1137,4 +1143,100 @@ async fn a_totp_code_opens_one_session_only() {
     assert_eq!(login(&n, "twice", PASSWORD, &next).await.status, 200);
     // And the code of the step before the one used is refused too.
     assert_eq!(login(&n, "twice", PASSWORD, &code).await.status, 401);
+}
+
+/// `POST /api-keys` and `DELETE /api-keys/{id}` (users.manage): a key is shown once (a replay
+/// answers `key: null`), acts for its institution and role, never holds an administrative
+/// permission, is issued and revoked only within the administrator's institution's sight, and
+/// a revoked key is refused at once; both are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_issues_and_revokes_machine_keys() {
+    let n = with_transaction().await;
+    let bank = n.fx.bank.as_str().to_owned();
+    let (_, first) = user(&n, "keys-admin", SWITCH, &["administrator"]).await;
+    let admin = session(&n, "keys-admin", &first).await;
+    let issue = |s: &Session, body: Value, idem: Option<&'static str>| {
+        let addr = n.addr;
+        let (cookie, csrf) = (s.cookie.clone(), s.csrf.clone());
+        async move {
+            let mut headers = vec![("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+            if let Some(k) = idem {
+                headers.push(("Idempotency-Key", k));
+            }
+            request_with(addr, "POST", "/api-keys", &headers, Some(&body.to_string())).await
+        }
+    };
+    let body =
+        json!({"name": "back office of the bank", "role_id": "bank_operator", "institution": bank});
+    let issued = issue(&admin, body.clone(), Some("key-1")).await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let issued: Value = serde_json::from_str(&issued.body).unwrap();
+    let key = issued["key"].as_str().expect("the key, once").to_owned();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["institution"], bank.as_str());
+    let replay = issue(&admin, body, Some("key-1")).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    let replay: Value = serde_json::from_str(&replay.body).unwrap();
+    assert!(replay["key"].is_null(), "{replay}");
+    assert_eq!(replay["key_id"], key_id.as_str());
+    // The key acts for the bank, as a bank operator.
+    let auth = format!("Bearer {key}");
+    let me = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains(&bank), "{me:?}");
+    // No administrative key.
+    let admin_key = issue(
+        &admin,
+        json!({"name": "x", "role_id": "administrator"}),
+        None,
+    )
+    .await;
+    assert_eq!(admin_key.status, 422, "{admin_key:?}");
+    assert_eq!(problem_type(&admin_key), "/problems/invalid-input");
+    // Another institution's administrator neither issues for the bank nor revokes its key.
+    let (_, other_first) = user(&n, "other-admin", OTHER_HOSPITAL, &["administrator"]).await;
+    let other = session(&n, "other-admin", &other_first).await;
+    let theirs = issue(
+        &other,
+        json!({"name": "x", "role_id": "bank_operator", "institution": bank}),
+        None,
+    )
+    .await;
+    assert_eq!(theirs.status, 404, "{theirs:?}");
+    let own = issue(
+        &other,
+        json!({"name": "HIS", "role_id": "hospital_cashier"}),
+        None,
+    )
+    .await;
+    assert_eq!(own.status, 201, "{own:?}");
+    let path = format!("/api-keys/{key_id}");
+    let not_theirs = call(&n, Some(&other), "DELETE", &path, None).await;
+    assert_eq!(not_theirs.status, 404, "{not_theirs:?}");
+    // An auditor may not.
+    let (_, auditor_first) = user(&n, "keys-auditor", SWITCH, &["auditor"]).await;
+    let auditor = session(&n, "keys-auditor", &auditor_first).await;
+    assert_eq!(
+        call(&n, Some(&auditor), "DELETE", &path, None).await.status,
+        403
+    );
+    // Revoked: refused at once (its cached resolution is dropped); revoking again says when.
+    let revoked = call(&n, Some(&admin), "DELETE", &path, None).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let revoked: Value = serde_json::from_str(&revoked.body).unwrap();
+    assert!(revoked["revoked_at_us"].is_i64(), "{revoked}");
+    let refused = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let again: Value =
+        serde_json::from_str(&call(&n, Some(&admin), "DELETE", &path, None).await.body).unwrap();
+    assert_eq!(again["revoked_at_us"], revoked["revoked_at_us"]);
+    let audit = n.store.audit_page(0, 1_000).await.unwrap();
+    let subject = format!("api_key:{key_id}");
+    for action in ["api_key.issue", "api_key.revoke"] {
+        let count = audit
+            .iter()
+            .filter(|r| r.entry.action == action && r.entry.subject == subject)
+            .count();
+        assert_eq!(count, 1, "{action}");
+    }
 }

@@ -321,6 +321,18 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         key: &ApiKeyRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An API key by its public id.
+    fn api_key_by_id(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    /// Revokes the key `key_id` at `at_us` (a key already revoked keeps its first revocation);
+    /// the key as it now is, or None when there is no such key.
+    fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at_us: i64,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
     /// An API key by the hash of the key.
     fn api_key(
         &self,

@@ -110,6 +110,11 @@ const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, in
 const API_KEY: &str = "SELECT key_hash, key_id, institution_id, role_id, name, created_at_us, \
      revoked_at_us FROM operator_api_key WHERE key_hash = $1";
 
+const API_KEY_BY_ID: &str = "SELECT key_hash, key_id, institution_id, role_id, name, \
+     created_at_us, revoked_at_us FROM operator_api_key WHERE key_id = $1";
+const REVOKE_API_KEY: &str = "UPDATE operator_api_key SET revoked_at_us = $2 \
+     WHERE key_id = $1 AND revoked_at_us IS NULL";
+
 const IDEMPOTENT: &str = "SELECT request_hash, CAST(status AS BIGINT) AS status, body \
      FROM operator_idempotency WHERE principal = $1 AND idem_key = $2";
 const PUT_IDEMPOTENT: &str = "INSERT INTO operator_idempotency (principal, idem_key, \
@@ -492,6 +497,27 @@ impl<B: Backend> OperatorStore for B {
         let _gate = self.write_gate().await;
         self.writer().execute(INSERT_API_KEY, &params).await?;
         Ok(())
+    }
+
+    async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let params = [key_id.into()];
+        let row = self.reader().fetch_optional(API_KEY_BY_ID, &params).await?;
+        row.as_ref().map(api_key).transpose()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at_us: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let params = [key_id.into(), at_us.into()];
+        {
+            let _gate = self.write_gate().await;
+            self.writer().execute(REVOKE_API_KEY, &params).await?;
+        }
+        let params = [key_id.into()];
+        let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
+        row.as_ref().map(api_key).transpose()
     }
 
     async fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
