@@ -399,3 +399,110 @@ async fn the_centre_sees_every_position_a_bank_its_own_and_only_the_centre_close
     .await;
     assert_eq!(bad.status, 400);
 }
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clearing_api_command_serves_switch_nodes_over_mutual_tls_only() {
+    use std::io::BufRead;
+    let pki = Pki::new();
+    let h = Harness::sqlite().await;
+    h.ledger
+        .apply_batch("g", &[delivery(0, &purchase(1))])
+        .await
+        .unwrap();
+    let ledger = match &h.config {
+        clearing::db::LedgerDbConfig::Sqlite { path, .. } => path.clone(),
+        _ => unreachable!(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert, key) = pki.server_ca.leaf(SERVER_NAME);
+    let listed = pki.switch_ca.leaf("switch-1");
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_clearing"))
+            .arg("--ledger")
+            .arg(format!("sqlite:{}", ledger.display()))
+            .args(["api", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(write("server.crt", &cert))
+            .arg("--tls-key")
+            .arg(write("server.key", &key))
+            .arg("--client-ca")
+            .arg(write("switch-ca.crt", &pki.switch_ca.cert.pem()))
+            .args(["--client-spki-sha256", &hex::encode(spki(&listed.0))])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("clearing api"),
+    );
+    // The bound address, from the log line that says it listens (the log is coloured: ANSI
+    // escapes are taken out first). The wait is bounded so a command that never says it does
+    // not hang the suite (the child is killed when `child` drops).
+    let stderr = child.0.stderr.take().expect("stderr");
+    let found = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| strip_ansi(&l))
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("bound="))
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            })
+    });
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(120), found)
+        .await
+        .expect("clearing api says where it listens")
+        .unwrap()
+        .expect("clearing api says where it listens");
+    let centre = operator(CENTRE, "switch");
+    let ok = call(
+        addr,
+        &pki.client(Some(&listed)),
+        "GET",
+        "/v1/positions",
+        &centre,
+        None,
+    )
+    .await
+    .expect("the listed switch node is served");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.json()["positions"].as_array().map(Vec::len), Some(2));
+    for client in [
+        pki.client(None),
+        pki.client(Some(&pki.switch_ca.leaf("switch-2"))),
+    ] {
+        let refused = call(addr, &client, "GET", "/v1/positions", &centre, None).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+}
+
+/// `line` without ANSI SGR escapes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
