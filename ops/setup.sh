@@ -22,8 +22,13 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # (its CMake build enables libcurl when it finds the library).
 # postgresql: its server binaries (initdb, pg_ctl) start the private TLS-only cluster of
 # switch/tests/postgres_tls.rs.
+# libxml2-utils: xmllint, which the clearing tests run to validate every camt.053 against the
+# ISO 20022 schema (schemas/iso20022/camt.053.001.08.xsd).
+# chromium + chromium-driver: the operator console's journeys in a real browser, driven over
+# WebDriver (switch/tests/console/); fonts-noto-cjk so its Chinese pages render in screenshots.
 APT_PACKAGES=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config cmake build-essential
-  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client postgresql)
+  libsasl2-dev libssl-dev libcurl4-openssl-dev zlib1g-dev postgresql-client postgresql
+  libxml2-utils chromium chromium-driver fonts-noto-cjk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -93,8 +93,25 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS`, serialized under a transaction-scoped advisory lock: that
+/// statement alone fails with a unique violation (`pg_namespace_nspname_index`) in all but one
+/// of several callers at once, as relays and consumers started together would be.
+async fn create_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("ssc: create schema {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Db {
-    /// Connects and runs clearing's migrations.
+    /// Connects, runs clearing's migrations, and starts the first settlement window at the
+    /// ledger's start if it is new.
     pub async fn connect(config: &LedgerDbConfig) -> Result<Self> {
         match config {
             LedgerDbConfig::Sqlite {
@@ -122,7 +139,9 @@ impl Db {
                     .await?
                     .run(&pool)
                     .await?;
-                Ok(Db::Sqlite(pool))
+                let db = Db::Sqlite(pool);
+                crate::window::start_first_window(&db, now_us()).await?;
+                Ok(db)
             }
             LedgerDbConfig::Postgres {
                 url,
@@ -139,9 +158,7 @@ impl Db {
                         ));
                     }
                     let mut conn = options.connect().await?;
-                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                        .execute(&mut conn)
-                        .await?;
+                    create_schema(&mut conn, schema).await?;
                     sqlx::Connection::close(conn).await?;
                     options = options.options([("search_path", schema.as_str())]);
                 }
@@ -153,7 +170,9 @@ impl Db {
                     .await?
                     .run(&pool)
                     .await?;
-                Ok(Db::Postgres(pool))
+                let db = Db::Postgres(pool);
+                crate::window::start_first_window(&db, now_us()).await?;
+                Ok(db)
             }
         }
     }

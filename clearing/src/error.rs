@@ -19,8 +19,9 @@ pub enum ClearingError {
     /// No settlement window with this id.
     #[error("settlement window {0} does not exist")]
     WindowNotFound(i64),
-    /// The window is still open, so it has no net settlement or digest yet.
-    #[error("settlement window {0} is still open")]
+    /// The window is still open, so it has no end, net settlement or digest yet: its
+    /// settlement files are written once it is closed.
+    #[error("settlement window {0} is still open: its settlement files exist once it is closed")]
     WindowOpen(i64),
     /// Another relay took over the outbox lease (fencing): this relay must stop publishing.
     #[error("outbox relay lease lost to another relay")]

@@ -17,7 +17,8 @@
 //!   transaction as the postings), two-phase holds, positions that always sum to zero, dead
 //!   letters for poison events.
 //! - [`window`]: cut-over schedule, closing a window (freeze, net settlement, SHA-256 digest).
-//! - [`report`]: CSV and camt.053-style statements, the medical-insurance reconciliation view.
+//! - [`report`]: settlement files of closed windows: CSV and ISO 20022 camt.053.001.08
+//!   statements, the medical-insurance reconciliation view (`docs/settlement-files.md`).
 //! - [`api`]: the settlement API the switch's operator routes call (`clearing api`, mutual TLS).
 //! - [`recon`]: ISO 8583 0500 reconciliation totals against the ledger, answered with a 0510.
 //!

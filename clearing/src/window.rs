@@ -453,6 +453,35 @@ pub async fn close_window(ledger: &Ledger) -> Result<WindowSummary> {
     window_summary(ledger, window_id).await
 }
 
+/// Starts the first window at the ledger's start. The migration creates window 1 with
+/// `opened_at_us = 0` (1970); the first connection to a new ledger stamps it with the time the
+/// ledger started. A ledger from before this rule gets the earliest sign of life of window 1:
+/// its first posting, or its close, whichever came first. Runs on every connection and changes
+/// nothing once stamped.
+pub(crate) async fn start_first_window(db: &Db, now_us: i64) -> Result<()> {
+    let head = "SELECT opened_at_us, closed_at_us FROM settlement_window WHERE window_id = 1";
+    let first_posting = "SELECT MIN(posted_at_us) FROM posting WHERE window_id = 1";
+    let stamp = "UPDATE settlement_window SET opened_at_us = $1 \
+                 WHERE window_id = 1 AND opened_at_us = 0";
+    let (opened, closed): (i64, Option<i64>) =
+        read!(db, |pool| { sqlx::query_as(head).fetch_one(pool).await? });
+    if opened != 0 {
+        return Ok(());
+    }
+    let posted: Option<i64> = read!(db, |pool| {
+        sqlx::query_scalar(first_posting).fetch_one(pool).await?
+    });
+    let start = [Some(now_us), closed, posted]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now_us);
+    read!(db, |pool| {
+        sqlx::query(stamp).bind(start).execute(pool).await?;
+    });
+    Ok(())
+}
+
 /// The open window's id.
 pub async fn current_window(ledger: &Ledger) -> Result<i64> {
     let sql = "SELECT current_window_id FROM window_head WHERE id = 1";

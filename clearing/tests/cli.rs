@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{delivery, purchase, split, Harness};
+use common::{assert_valid_camt053, delivery, purchase, split, Harness};
 use schemas::events::sample::ids::{BANK, HOSPITAL};
 use std::process::Command;
 
@@ -68,19 +68,25 @@ async fn positions_close_window_and_reports_from_the_command_line() {
         ],
     );
     assert_eq!(xml.matches("<Ntry>").count(), 4);
-    let bad = Command::new(env!("CARGO_BIN_EXE_clearing"))
-        .args([
-            "--ledger",
-            &format!("sqlite:{}", path.display()),
-            "report",
-            "--institution",
-            HOSPITAL,
-            "--window",
-            "7",
-        ])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("settlement window 7 does not exist"));
+    assert_valid_camt053(&[&xml]);
+    let refused = |window: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clearing"))
+            .args([
+                "--ledger",
+                &format!("sqlite:{}", path.display()),
+                "report",
+                "--institution",
+                HOSPITAL,
+                "--window",
+                window,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused("7").contains("settlement window 7 does not exist"));
+    // Window 2 opened at the cut-over: no settlement file until it closes.
+    assert!(refused("2").contains("settlement window 2 is still open"));
     h.cleanup().await;
 }

@@ -81,6 +81,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0011_operator_access.sql"),
     },
     Migration {
+        version: 12,
+        description: "bank_reconciliation",
+        sql: include_str!("../migrations/sqlite/0012_bank_reconciliation.sql"),
+    },
+    Migration {
         version: 14,
         description: "retransmission_answer_and_day_purge",
         sql: include_str!("../migrations/sqlite/0014_retransmission_answer_and_day_purge.sql"),
@@ -148,6 +153,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 11,
         description: "operator_access",
         sql: include_str!("../migrations/postgres/0011_operator_access.sql"),
+    },
+    Migration {
+        version: 12,
+        description: "bank_reconciliation",
+        sql: include_str!("../migrations/postgres/0012_bank_reconciliation.sql"),
     },
     Migration {
         version: 14,

@@ -14,7 +14,7 @@
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
 use crate::operator::routes::{
-    api_keys, audit_log, clearing, cms, roles, session, transactions, users,
+    api_keys, audit_log, clearing, cms, reconciliations, roles, session, transactions, users,
 };
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
@@ -47,6 +47,8 @@ pub struct HttpState<S: Store> {
     /// Settlement windows, positions and statements (None: a node without `[clearing_api]`;
     /// the `/clearing/...` routes answer 503).
     pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
+    /// The bank cut-over (None: `POST /cutover` answers 503).
+    pub cutover: Option<Arc<dyn crate::issuer::cutover::RunCutover>>,
 }
 
 /// Per-bank counters of the issuer links (label `bank`), in the Prometheus text format: what
@@ -244,6 +246,13 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
             get(clearing::statement::<S>),
         )
         .route("/clearing/positions", get(clearing::positions::<S>))
+        // The bank cut-over (issue 29).
+        .route("/reconciliations", get(reconciliations::list::<S>))
+        .route(
+            "/reconciliations/{id}/resolve",
+            post(reconciliations::resolve::<S>),
+        )
+        .route("/cutover", post(reconciliations::run::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -345,6 +354,10 @@ async fn metrics<S: Store>(State(st): State<Arc<HttpState<S>>>, caller: Caller) 
         }
     };
     render_saf_readable(&mut text, readable);
+    match st.store.reconciliation_counts().await {
+        Ok(counts) => crate::issuer::cutover::render_metrics(&mut text, &counts),
+        Err(e) => tracing::warn!(error = %e, "bank reconciliations unreadable for /metrics"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
@@ -453,7 +466,7 @@ fn saf_limit(query: Option<&str>) -> Result<u32, SafQueryError> {
 /// oldest messages (default [`SAF_LIST_DEFAULT`], at most [`SAF_LIST_MAX`]; see [`saf_limit`]).
 /// No card data: messages are named by id and transaction id, which `/transactions/{rrn}` and
 /// the audit log lead back to.
-async fn store_and_forward<S: Store>(
+pub async fn store_and_forward<S: Store>(
     State(st): State<Arc<HttpState<S>>>,
     caller: Caller,
     RawQuery(query): RawQuery,

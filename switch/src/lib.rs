@@ -15,6 +15,7 @@
 //! - [`node`]: one switch node wired together (links, writer, pipeline, listeners, forwarder,
 //!   housekeeping, HTTP), for `switch serve` and `switch demo` alike;
 //! - [`config`]: `switch serve`'s configuration file;
+//! - [`console`]: the operator console, server-rendered pages over the operator API;
 //! - [`http`]: health, readiness, metrics, lookup by RRN and the store-and-forward backlog;
 //! - [`metrics`]: counters and latency for `/metrics` and the demo screen.
 //!
@@ -27,6 +28,7 @@ pub mod acquirer;
 pub mod clearing_link;
 pub mod cms;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod issuer;
 pub mod metrics;

@@ -1,5 +1,5 @@
 //! `switch demo`'s own traffic stays a demo of approvals: the simulated kiosks pay bills, ask
-//! balances and pay benefits, and over a run the answers keep the mix a user expects to see
+//! balances, open identity sessions and pay benefits, and over a run the answers keep the mix a user expects to see
 //! (mostly approved, insufficient funds rare, no PIN blocks from the 3% mistyped PINs, no
 //! system errors). The run uses few cards, so each card sees many bills: with the bills alone
 //! the cards' bank accounts are empty within seconds and code 51 takes over.
@@ -40,6 +40,11 @@ async fn demo_traffic_keeps_approving_as_the_cards_are_used() {
     assert!(
         summary.of("benefit_credit", "00") > 0,
         "the job centre paid no benefit: {:?}",
+        summary.responses
+    );
+    assert!(
+        summary.of("identity_session", "00") > 0,
+        "the job centre opened no identity session: {:?}",
         summary.responses
     );
     assert!(

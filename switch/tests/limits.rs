@@ -211,6 +211,7 @@ fn http_state(s: &Switch) -> HttpState<SqliteStore> {
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
         cms: None,
         clearing: None,
+        cutover: None,
     }
 }
 

@@ -573,12 +573,14 @@ async fn the_same_reversal_twice_restores_the_balance_once_and_totals_reconcile(
         .expect("answer");
     assert_eq!(code(&r), "25", "unknown original");
 
-    // 0500 with the switch's view: one debit of 2500 fen and its reversal.
+    // 0500 with the switch's view of today (the bank answers with its postings of the
+    // settlement day of field 15): one debit of 2500 fen and its reversal.
     let s = spec("ssc87").expect("spec");
     let mut m = s.message(Mti::new("0500").expect("mti"));
+    let today = switch::wire::settlement_day::day_of(now_us()).expect("today");
     m.set_str(7, "1123235959")
         .and_then(|m| m.set_u64(11, u64::from(n.links.next_stan(&bank_id()).value())))
-        .and_then(|m| m.set_str(15, "1123"))
+        .and_then(|m| m.set_str(15, &switch::wire::settlement_day::mmdd(today)))
         .and_then(|m| m.set_u64(74, 0))
         .and_then(|m| m.set_u64(75, 0))
         .and_then(|m| m.set_u64(76, 1))

@@ -701,6 +701,7 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     card_answers(&mut c, &n).await;
     settlement_answers(&mut c, &n).await;
     api_key_answers(&mut c, &n).await;
+    reconciliation_answers(&mut c, &n).await;
 
     // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
     let saf = Contract::json(&c.get(addr, "/saf", "/saf").await);
@@ -834,6 +835,123 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
     let documented = documented_answers(&c.doc);
     let never: Vec<_> = documented.difference(&c.seen).collect();
     assert!(never.is_empty(), "documented answers never seen: {never:?}");
+}
+
+/// The bank cut-over's answers (`/reconciliations`, `/cutover`), each once: a clearing analyst
+/// of the switch, the reader (an auditor: reads, resolves nothing) and the issuance operator
+/// (reads no clearing). The node has no bank links, so a cut-over reconciles nobody; the
+/// exception resolved is one the test records in the store.
+async fn reconciliation_answers(c: &mut Contract, n: &http_node::Node) {
+    use switch::store::cutover::BankAnswer;
+    use switch::store::CutoverStore;
+    let addr = n.addr;
+    let analyst = switch::sim::operator_kit::api_key(
+        &*n.store,
+        switch::sim::operator_kit::SWITCH,
+        "clearing_analyst",
+    )
+    .await
+    .expect("key");
+    let analyst = format!("Bearer {analyst}");
+    let analyst = [("Authorization", analyst.as_str())];
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    let reader = [("Authorization", reader.as_str())];
+    let issuer = format!("Bearer {}", http_node::ISSUER_KEY);
+    let issuer = [("Authorization", issuer.as_str())];
+    // An out-of-balance day of the fixture's bank: one purchase the bank does not have.
+    let today = switch::wire::settlement_day::day_of(now_us()).expect("today");
+    let yesterday = today.pred_opt().expect("yesterday");
+    let id = n
+        .store
+        .claim_bank_reconciliation(&n.fx.bank, yesterday, now_us(), now_us() + 1)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let mut ours = schemas::iso8583::ReconciliationTotals::default();
+    ours.add(
+        schemas::iso8583::TotalsLine::Debits,
+        1,
+        schemas::domain::AmountFen::new(2_000).expect("fen"),
+    )
+    .expect("add");
+    let theirs = schemas::iso8583::ReconciliationTotals::default();
+    let answer = BankAnswer {
+        switch_totals: ours,
+        bank_totals: theirs,
+        bank_settlement_code: "2".into(),
+        differing_fields: ours.differing_fields(&theirs),
+        stan: "000123".into(),
+        at_us: now_us(),
+    };
+    assert!(n
+        .store
+        .finish_bank_reconciliation(id, &answer)
+        .await
+        .expect("finish"));
+
+    let list = "/reconciliations";
+    let page = Contract::json(
+        &c.get(addr, list, "/reconciliations?status=out_of_balance")
+            .await,
+    );
+    assert_eq!(page["items"][0]["differing"][0]["field"], 76, "{page}");
+    for (url, headers, status) in [
+        ("/reconciliations?status=open", &reader[..], 400),
+        ("/reconciliations", &[][..], 401),
+        ("/reconciliations", &issuer[..], 403),
+    ] {
+        let r = c.send(addr, "GET", list, url, headers, None).await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+
+    let path = "/reconciliations/{id}/resolve";
+    let url = format!("/reconciliations/{id}/resolve");
+    let reason = json!({ "reason": "the bank posts the purchase today" });
+    let keyed = [analyst[0], ("Idempotency-Key", "resolve-1")];
+    for (url, headers, body, status) in [
+        (url.as_str(), &keyed[..], json!({ "reason": "" }), 400),
+        (url.as_str(), &[][..], reason.clone(), 401),
+        (url.as_str(), &reader[..], reason.clone(), 403),
+        (
+            "/reconciliations/999999/resolve",
+            &analyst[..],
+            reason.clone(),
+            404,
+        ),
+        (url.as_str(), &analyst[..], reason.clone(), 200),
+        (url.as_str(), &analyst[..], reason.clone(), 409),
+    ] {
+        let r = c.send(addr, "POST", path, url, headers, Some(body)).await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    let r = c
+        .send(
+            addr,
+            "POST",
+            path,
+            &url,
+            &keyed,
+            Some(json!({ "reason": "another" })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
+
+    let day = |d: chrono::NaiveDate| json!({ "day": d.format("%Y-%m-%d").to_string() });
+    let tomorrow = today.succ_opt().expect("tomorrow");
+    let keyed = [analyst[0], ("Idempotency-Key", "cutover-1")];
+    for (headers, body, status) in [
+        (&keyed[..], day(yesterday), 200),
+        (&keyed[..], day(tomorrow), 422),
+        (&analyst[..], json!({ "day": "yesterday" }), 400),
+        (&analyst[..], day(tomorrow), 409),
+        (&[][..], day(yesterday), 401),
+        (&reader[..], day(yesterday), 403),
+    ] {
+        let r = c
+            .send(addr, "POST", "/cutover", "/cutover", headers, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+    }
 }
 
 /// A request of the card routes: URL, headers, JSON body, the status it must get.

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
 use switch::store::{
-    DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Store,
+    DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
 };
 
 /// Opens the same database again and again (a restart).
 trait Backend {
-    type S: Store;
+    type S: switch::cms::CmsStore;
     fn open(&self) -> impl Future<Output = Arc<Self::S>>;
 }
 

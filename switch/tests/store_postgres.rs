@@ -167,3 +167,36 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
     node_b.close().await;
     h.cleanup().await;
 }
+
+/// Nodes that start together on a fresh schema (two `switch serve` after a deployment) all
+/// open it: creating the schema is serialized (PostgreSQL's `CREATE SCHEMA IF NOT EXISTS` alone
+/// fails with a unique violation in all but one of concurrent callers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_on_a_fresh_schema_all_open_it() {
+    let mut config = PostgresConfig::new(url());
+    config.schema = Some(unique_schema());
+    config.connections_max = 2;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move {
+                let store =
+                    PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+                        .await?;
+                store.close().await;
+                Ok::<(), switch::store::StoreError>(())
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for o in opens {
+        match o.await.unwrap() {
+            Ok(()) => {}
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    PostgresStore::drop_schema(&config.url, config.schema.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+}

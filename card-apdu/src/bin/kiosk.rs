@@ -9,12 +9,18 @@
 //!   change-pin                   old PIN then new PIN from stdin (two lines)
 //!   authenticate --issuer FILE   online card authentication against a simulated back end
 //!   pay --amount 12.34           PBOC debit up to the ARQC; prints the field 55 for the switch
-//!   serve-relay --listen ADDR    let a back end drive this card over TCP (relay protocol)
+//!   identity --switch HOST:PORT --acquirer ID --terminal ID [--tak-file FILE]
+//!                                job-centre identity session with the switch (ISO 8583 0100,
+//!                                60.1 03): the card and its holder proven, the switch proven
+//!                                to the card
+//!   serve-relay --listen ADDR    let the back end drive this card over TCP (card relay v2:
+//!                                authenticated with --relay-key-file, one session at a time)
 //! ```
 //! `pay` stops after the first GENERATE AC: sending the ISO 8583 request needs the switch, which
 //! does not exist yet. `--complete-with-simulated-issuer FILE` finishes the flow against the
 //! simulated issuer of `card_apdu::issuer` (for demos and timing; it is not a switch).
-//! Exit codes: 0 done, 2 wrong PIN, 3 PIN or application blocked, 1 anything else.
+//! Exit codes: 0 done, 2 wrong PIN, 3 PIN or application blocked, 4 identity session declined
+//! by the switch (its field 39 printed), 1 anything else.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -23,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use card_apdu::channel::memory::MemoryChannel;
 use card_apdu::channel::pcsc::{self, PcscChannel};
-use card_apdu::channel::relay::{self, RelayChannel};
+use card_apdu::channel::secure_relay::{self, AgentConfig, RelayLimits, SecureRelayChannel};
 use card_apdu::channel::CardChannel;
 use card_apdu::issuer::IssuerSim;
+use card_apdu::kiosk::identity;
 use card_apdu::kiosk::pboc::{complete_payment, start_payment, PaymentRequest, Terminal};
 use card_apdu::kiosk::ssse::SsseCard;
 use card_apdu::kiosk::KioskError;
@@ -47,9 +54,19 @@ struct Args {
     /// Use an in-memory virtual card personalised from FILE instead of PC/SC.
     #[arg(long, global = true, conflicts_with_all = ["reader", "relay"])]
     card: Option<PathBuf>,
-    /// Drive a card held by a relay agent at HOST:PORT.
+    /// Drive a card held by a relay agent at HOST:PORT (card relay v2: needs --relay-key-file
+    /// and --relay-terminal).
     #[arg(long, global = true)]
     relay: Option<String>,
+    /// File holding the relay key of the kiosk's institution, hex (card relay v2).
+    #[arg(long, global = true)]
+    relay_key_file: Option<PathBuf>,
+    /// The relay key's MAC algorithm: sm4, x9.19 or aes-cmac.
+    #[arg(long, global = true, default_value = "sm4")]
+    relay_mac_algorithm: String,
+    /// The kiosk's terminal id in the relay handshake (8 characters).
+    #[arg(long, global = true)]
+    relay_terminal: Option<String>,
     /// Seconds to wait for a card.
     #[arg(long, global = true, default_value_t = 10)]
     wait: u64,
@@ -89,6 +106,31 @@ enum Cmd {
         #[arg(long)]
         no_sm: bool,
     },
+    /// Job-centre identity session with the switch (`schemas/iso8583/ssc87.md`).
+    Identity {
+        /// The switch's acquirer port (ISO 8583 ssc87, 2-byte length header).
+        #[arg(long)]
+        switch: String,
+        /// Field 32: the job centre's institution id.
+        #[arg(long)]
+        acquirer: String,
+        /// Field 41: this kiosk's terminal id (8 characters).
+        #[arg(long)]
+        terminal: String,
+        /// File holding the kiosk's TAK as hex (its secure module's key); without it the
+        /// request goes without a MAC, which only a MAC-free in-house listener accepts.
+        #[arg(long)]
+        tak_file: Option<PathBuf>,
+        /// The TAK's algorithm: sm4, x9.19 or aes-cmac.
+        #[arg(long, default_value = "sm4")]
+        mac_algorithm: String,
+        /// 60.2: the insuring area (GB/T 2260).
+        #[arg(long, default_value = "410100")]
+        region: String,
+        /// Field 11; default from the clock.
+        #[arg(long)]
+        stan: Option<u32>,
+    },
     /// Serve this kiosk's card to a back end over the relay protocol.
     ServeRelay {
         #[arg(long)]
@@ -112,15 +154,55 @@ fn open(args: &Args) -> Result<Box<dyn CardChannel>, String> {
         return Ok(Box::new(MemoryChannel::new(VirtualCard::new(profile))));
     }
     if let Some(addr) = &args.relay {
+        let (terminal, key) = relay_credentials(args)?;
         return Ok(Box::new(
-            RelayChannel::connect(addr.as_str(), Duration::from_secs(args.wait))
-                .map_err(|e| e.to_string())?,
+            SecureRelayChannel::connect(
+                addr.as_str(),
+                &terminal,
+                key,
+                RelayLimits::default(),
+                Duration::from_secs(args.wait),
+            )
+            .map_err(|e| e.to_string())?,
         ));
     }
     let reader = pcsc::wait_for_card(args.reader.as_deref(), Duration::from_secs(args.wait))
         .map_err(|e| e.to_string())?;
     Ok(Box::new(
         PcscChannel::connect(&reader, true).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// A key in hex from `path`, as the MAC key of `algorithm` (the file's text is wiped).
+fn key_file(
+    path: &std::path::Path,
+    algorithm: &str,
+    what: &str,
+) -> Result<identity::KioskMac, String> {
+    let algorithm = identity::KioskMacAlgorithm::parse(algorithm)
+        .ok_or(format!("{what}: the algorithm is sm4, x9.19 or aes-cmac"))?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
+    let key = hex::decode(text.trim()).map_err(|_| format!("{what}: not hex"));
+    zeroize::Zeroize::zeroize(&mut text);
+    let mut key = key?;
+    let mac = identity::KioskMac::new(algorithm, &key).map_err(|e| format!("{what}: {e}"));
+    zeroize::Zeroize::zeroize(&mut key);
+    mac
+}
+
+/// The terminal id and relay key of card relay v2.
+fn relay_credentials(args: &Args) -> Result<(String, identity::KioskMac), String> {
+    let terminal = args
+        .relay_terminal
+        .clone()
+        .ok_or("the card relay needs --relay-terminal")?;
+    let path = args
+        .relay_key_file
+        .as_deref()
+        .ok_or("the card relay needs --relay-key-file (it is authenticated)")?;
+    Ok((
+        terminal,
+        key_file(path, &args.relay_mac_algorithm, "--relay-key-file")?,
     ))
 }
 
@@ -238,15 +320,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             })
         }
         Cmd::Pay { amount, complete_with_simulated_issuer, no_sm } => pay(&mut *ch, json, *amount, complete_with_simulated_issuer.as_deref(), *no_sm)?,
+        Cmd::Identity { switch, acquirer, terminal, tak_file, mac_algorithm, region, stan } => {
+            let session = IdentityArgs { switch, acquirer, terminal, tak_file: tak_file.as_deref(), mac_algorithm, region, stan: *stan, wait: args.wait };
+            return identity_session(&mut *ch, json, &session);
+        }
         Cmd::ServeRelay { listen } => {
+            let (terminal, key) = relay_credentials(args)?;
+            let cfg = AgentConfig { terminal, key, limits: RelayLimits::default() };
             let listener = std::net::TcpListener::bind(listen).map_err(|e| e.to_string())?;
-            eprintln!("kiosk: relaying the card on {listen}");
-            for stream in listener.incoming() {
-                let mut stream = stream.map_err(|e| e.to_string())?;
-                if let Err(e) = relay::serve(&mut stream, &mut *ch) {
-                    eprintln!("kiosk: relay session ended: {e}");
-                }
-            }
+            eprintln!("kiosk: relaying the card on {listen} (card relay v2, one session at a time)");
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            secure_relay::serve_one_at_a_time(listener, &mut *ch, &cfg, &stop, |r| match r {
+                Ok(report) => eprintln!("kiosk: relay session ended after {} commands", report.apdus),
+                Err(e) => eprintln!("kiosk: relay session refused or cut: {e}"),
+            });
             Ok(())
         }
     };
@@ -254,6 +341,92 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(json, &e),
     })
+}
+
+struct IdentityArgs<'a> {
+    switch: &'a str,
+    acquirer: &'a str,
+    terminal: &'a str,
+    tak_file: Option<&'a std::path::Path>,
+    mac_algorithm: &'a str,
+    region: &'a str,
+    stan: Option<u32>,
+    wait: u64,
+}
+
+/// One identity session: the card read and answering its challenges, the 0100 to the switch,
+/// the 0110's cryptogram to the card.
+fn identity_session(
+    ch: &mut dyn CardChannel,
+    json: bool,
+    a: &IdentityArgs<'_>,
+) -> Result<ExitCode, String> {
+    let mac = match a.tak_file {
+        Some(path) => Some(key_file(path, a.mac_algorithm, "--tak-file")?),
+        None => None,
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stan = a.stan.unwrap_or((secs % 999_999) as u32 + 1);
+    let fields = identity::SessionFields {
+        acquirer: a.acquirer.to_owned(),
+        terminal: a.terminal.to_owned(),
+        stan,
+        rrn: format!("{:012}", secs % 1_000_000_000_000),
+        transmission_at: identity::transmission_now(),
+        region: a.region.to_owned(),
+    };
+    let pending = match identity::prepare(ch, &fields, mac.as_ref()) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(json, &e)),
+    };
+    let answer = exchange(a.switch, &pending.request, Duration::from_secs(a.wait))?;
+    let outcome = match identity::complete(ch, &pending, &answer, mac.as_ref()) {
+        Ok(o) => o,
+        Err(e) => return Ok(fail(json, &e)),
+    };
+    print(json, &outcome, || {
+        format!(
+            "card {} of {} ({}): switch answered {}; back end authenticated to the card: {}",
+            outcome.card_identification_code,
+            outcome.name,
+            outcome.social_security_number,
+            outcome.response_code,
+            outcome.backend_authenticated
+        )
+    });
+    Ok(if outcome.backend_authenticated {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}
+
+/// One request and its answer on a new connection to the switch (2-byte big-endian length
+/// header, `schemas::iso8583::framing`), each way bounded by `timeout`.
+fn exchange(addr: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| format!("--switch: {e}"))?
+        .next()
+        .ok_or("--switch: resolves to nothing")?;
+    let mut s = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("switch: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let len = u16::try_from(request.len()).map_err(|_| "request too long")?;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(request);
+    s.write_all(&frame).map_err(|e| format!("switch: {e}"))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| format!("switch: {e}"))?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer)
+        .map_err(|e| format!("switch: {e}"))?;
+    Ok(answer)
 }
 
 fn pay(

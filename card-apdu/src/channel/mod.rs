@@ -9,6 +9,7 @@
 pub mod memory;
 pub mod pcsc;
 pub mod relay;
+pub mod secure_relay;
 
 use crate::apdu::{ApduError, Command, Response, SHORT_NC_MAX};
 use crate::sw::StatusWord;

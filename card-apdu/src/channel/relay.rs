@@ -1,6 +1,10 @@
 //! Relay channel: APDUs carried over TCP so a back end can drive the card in a kiosk (online card
 //! authentication, issuer scripts) without the kiosk understanding the flow.
 //!
+//! This is the framing and the unauthenticated "card relay v1", for a driver and an agent in
+//! one trust domain (tests, a kiosk's own processes). Across a network the kiosk serves its
+//! card only through the authenticated, bounded "card relay v2" of [`super::secure_relay`].
+//!
 //! # Wire protocol ("card relay v1")
 //! Every frame is `LEN(4, big-endian) || KIND(1) || PAYLOAD(LEN-1)`, with `1 <= LEN <=`
 //! [`FRAME_LEN_MAX`] (room for the largest extended APDU). The driver (back end) sends requests,
@@ -54,6 +58,15 @@ pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> Result<(), C
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
 pub fn read_frame(r: &mut impl Read) -> Result<Option<(u8, Vec<u8>)>, ChannelError> {
+    read_frame_max(r, FRAME_LEN_MAX)
+}
+
+/// [`read_frame`] with a smaller bound on `LEN` (the authenticated relay's, [`super::secure_relay`]).
+pub fn read_frame_max(
+    r: &mut impl Read,
+    frame_len_max: usize,
+) -> Result<Option<(u8, Vec<u8>)>, ChannelError> {
+    let frame_len_max = frame_len_max.min(FRAME_LEN_MAX);
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -61,9 +74,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<(u8, Vec<u8>)>, ChannelErr
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > FRAME_LEN_MAX {
+    if len == 0 || len > frame_len_max {
         return Err(ChannelError::Relay(format!(
-            "frame length {len} outside 1..={FRAME_LEN_MAX}"
+            "frame length {len} outside 1..={frame_len_max}"
         )));
     }
     let mut body = vec![0u8; len];

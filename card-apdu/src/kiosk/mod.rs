@@ -1,8 +1,10 @@
 //! Kiosk-side card flows: what a hospital or job-centre kiosk runs against the card, over any
 //! [`CardChannel`] (PC/SC, in-memory, relay). [`ssse`] holds the social-security flows (read card
 //! basics, PIN, online card authentication), [`pboc`] the debit payment up to the ARQC and the
-//! completion with the issuer's answer.
+//! completion with the issuer's answer, [`identity`] the job-centre identity session with the
+//! switch (ISO 8583, `schemas/iso8583/ssc87.md`).
 
+pub mod identity;
 pub mod pboc;
 pub mod ssse;
 

@@ -311,6 +311,55 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
     }
 }
 
+impl<C: CardChannel + ?Sized> SsseCard<'_, C> {
+    /// The card's part of an identity session (`super::identity`): its INTERNAL AUTHENTICATE
+    /// answer to `challenge` (the session challenge derived from the request), then a fresh
+    /// 8-byte GET CHALLENGE for the back end's EXTERNAL AUTHENTICATE, which must follow with no
+    /// other command in between ([`external_authenticate`]).
+    pub fn identity_evidence(
+        &mut self,
+        challenge: &[u8; 8],
+    ) -> Result<super::identity::CardEvidence, KioskError> {
+        let internal_auth_response = send_ok(
+            self.ch,
+            "INTERNAL AUTHENTICATE",
+            Command::new(0x00, 0x88, 0x00, 0x00)
+                .with_data(challenge.to_vec())
+                .with_ne(256),
+        )?;
+        let card_challenge = send_ok(
+            self.ch,
+            "GET CHALLENGE",
+            Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8),
+        )?;
+        Ok(super::identity::CardEvidence {
+            internal_auth_response,
+            card_challenge,
+        })
+    }
+}
+
+/// EXTERNAL AUTHENTICATE (`00 82 00 00 Lc cryptogram`) on the SSSE application still selected
+/// on `ch`, answering the card's last GET CHALLENGE: `BackendNotAuthentic` when the card
+/// refuses the cryptogram (`6300`).
+pub fn external_authenticate<C: CardChannel + ?Sized>(
+    ch: &mut C,
+    cryptogram: &[u8],
+) -> Result<(), KioskError> {
+    let r = send(
+        ch,
+        Command::new(0x00, 0x82, 0x00, 0x00).with_data(cryptogram.to_vec()),
+    )?;
+    match r.sw {
+        StatusWord::Success => Ok(()),
+        StatusWord::AuthenticationFailed => Err(KioskError::BackendNotAuthentic),
+        sw => Err(KioskError::Card {
+            command: "EXTERNAL AUTHENTICATE",
+            sw,
+        }),
+    }
+}
+
 fn pin_status(sw: StatusWord, command: &'static str) -> Result<(), KioskError> {
     match sw {
         StatusWord::Success => Ok(()),

@@ -311,3 +311,220 @@ pub fn mixed_events(n: u32, base: u32) -> Vec<SettlementEvent> {
         })
         .collect()
 }
+
+/// The ISO 20022 camt.053.001.08 schema, copied into the repository (schemas/iso20022/).
+pub fn camt053_xsd() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/iso20022/camt.053.001.08.xsd")
+}
+
+/// Validates camt.053 documents against the official schema with Debian's `xmllint`
+/// (libxml2-utils, installed by ops/setup.sh). Panics, naming the document and xmllint's
+/// complaint, when one is invalid, and when xmllint is missing (never skips).
+pub fn assert_valid_camt053(documents: &[&str]) {
+    if documents.is_empty() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files: Vec<std::path::PathBuf> = documents
+        .iter()
+        .enumerate()
+        .map(|(i, xml)| {
+            let path = dir.path().join(format!("statement-{i}.xml"));
+            std::fs::write(&path, xml).expect("write statement");
+            path
+        })
+        .collect();
+    let out = match std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(camt053_xsd())
+        .args(&files)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "camt.053 validation needs xmllint (apt-get install libxml2-utils, or run \
+             ops/setup.sh): {e}"
+        ),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first_bad = documents
+            .iter()
+            .enumerate()
+            .find(|(i, _)| stderr.contains(&format!("statement-{i}.xml fails")))
+            .map(|(_, xml)| *xml)
+            .unwrap_or(documents[0]);
+        panic!("camt.053 fails the ISO 20022 schema:\n{stderr}\n--- document ---\n{first_bad}");
+    }
+}
+
+/// What a test reads back from a camt.053: balances and entries with signed fen (credit +,
+/// debit −), the statement period, and the transaction summary's net.
+#[derive(Debug, Default)]
+pub struct Camt053 {
+    /// `Stmt/FrToDt`.
+    pub from: String,
+    pub to: String,
+    /// (`Bal/Tp/CdOrPrtry/Cd`, signed fen).
+    pub balances: Vec<(String, i64)>,
+    /// (`Ntry/NtryRef`, signed fen, `Ntry/NtryDtls/TxDtls/Refs/EndToEndId`).
+    pub entries: Vec<(String, i64, String)>,
+    /// `TxsSummry/TtlNtries/NbOfNtries` and `TtlNetNtry`, signed fen.
+    pub entry_count: i64,
+    pub net_fen: i64,
+}
+
+impl Camt053 {
+    /// The signed fen of the balance with code `code` (`OPBD`, `CLBD`).
+    pub fn balance(&self, code: &str) -> i64 {
+        self.balances
+            .iter()
+            .find(|(c, _)| c == code)
+            .unwrap_or_else(|| panic!("no {code} balance in {self:?}"))
+            .1
+    }
+}
+
+fn fen_of(yuan: &str) -> i64 {
+    use std::str::FromStr;
+    let d = rust_decimal::Decimal::from_str(yuan).expect("decimal amount");
+    i64::try_from(d * rust_decimal::Decimal::from(100)).expect("whole fen")
+}
+
+/// Reads a camt.053 with an XML reader (not string matching).
+pub fn read_camt053(xml: &str) -> Camt053 {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut out = Camt053::default();
+    let (mut code, mut amount, mut ntry_ref, mut e2e) =
+        (String::new(), 0i64, String::new(), String::new());
+    let mut net_amount = 0i64;
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            Event::Start(e) => {
+                path.push(String::from_utf8(e.name().as_ref().to_vec()).expect("utf-8 name"))
+            }
+            Event::End(_) => {
+                let ended = path.pop().expect("balanced");
+                let parent = path.last().map(String::as_str).unwrap_or("");
+                match (parent, ended.as_str()) {
+                    ("Stmt", "Bal") => out.balances.push((std::mem::take(&mut code), amount)),
+                    ("Stmt", "Ntry") => out.entries.push((
+                        std::mem::take(&mut ntry_ref),
+                        amount,
+                        std::mem::take(&mut e2e),
+                    )),
+                    _ => {}
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().expect("text").into_owned();
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                match p.as_slice() {
+                    [.., "FrToDt", "FrDtTm"] => out.from = text,
+                    [.., "FrToDt", "ToDtTm"] => out.to = text,
+                    [.., "Bal", "Tp", "CdOrPrtry", "Cd"] => code = text,
+                    [.., "Bal" | "Ntry", "Amt"] => amount = fen_of(&text),
+                    [.., "Bal" | "Ntry", "CdtDbtInd"] if text == "DBIT" => amount = -amount,
+                    [.., "Ntry", "NtryRef"] => ntry_ref = text,
+                    [.., "Refs", "EndToEndId"] => e2e = text,
+                    [.., "TtlNtries", "NbOfNtries"] => {
+                        out.entry_count = text.parse().expect("count")
+                    }
+                    [.., "TtlNetNtry", "Amt"] => net_amount = fen_of(&text),
+                    [.., "TtlNetNtry", "CdtDbtInd"] => {
+                        out.net_fen = if text == "DBIT" {
+                            -net_amount
+                        } else {
+                            net_amount
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A CSV statement read back by a test: the `# totals` header and the rows by column name.
+#[derive(Debug)]
+pub struct StatementCsv {
+    pub totals: Vec<(String, i64)>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl StatementCsv {
+    /// A figure of the `# totals` header line.
+    pub fn totals(&self, name: &str) -> i64 {
+        self.totals
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name} in the totals header: {:?}", self.totals))
+            .1
+    }
+
+    fn column(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns))
+    }
+
+    /// The sum of an integer column.
+    pub fn column_sum(&self, name: &str) -> i64 {
+        let i = self.column(name);
+        self.rows
+            .iter()
+            .map(|r| r[i].parse::<i64>().expect("integer column"))
+            .sum()
+    }
+
+    /// (event id, leg) of each row, in file order.
+    pub fn row_keys(&self) -> Vec<(Uuid, i64)> {
+        let (e, l) = (self.column("event_id"), self.column("leg_no"));
+        self.rows
+            .iter()
+            .map(|r| {
+                (
+                    Uuid::parse_str(&r[e]).expect("uuid"),
+                    r[l].parse().expect("leg"),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn read_statement_csv(csv: &str) -> StatementCsv {
+    let totals = csv
+        .lines()
+        .find_map(|l| l.strip_prefix("# totals "))
+        .unwrap_or_else(|| panic!("no totals header in\n{csv}"))
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k.to_owned(), v.parse().expect("integer total"))
+        })
+        .collect();
+    let mut lines = csv.lines().filter(|l| !l.starts_with('#'));
+    let columns = lines
+        .next()
+        .expect("column header")
+        .split(',')
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .inspect(|r| assert_eq!(r.len(), columns.len(), "{r:?}"))
+        .collect();
+    StatementCsv {
+        totals,
+        columns,
+        rows,
+    }
+}

@@ -279,21 +279,22 @@ pub async fn closing_a_window_freezes_it_and_settles_every_net(ledger: &Ledger) 
         clearing::report::render(ledger, HOSPITAL, 1, clearing::report::ReportFormat::Camt053)
             .await
             .unwrap();
+    assert_valid_camt053(&[&xml]);
     let entries = window::window_postings(ledger, 1, Some(HOSPITAL))
         .await
         .unwrap()
         .len();
-    assert_eq!(xml.matches("<Ntry>").count(), entries);
-    assert!(xml.contains(&format!(
-        "<Amt Ccy=\"CNY\">{}.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt>",
+    let camt = read_camt053(&xml);
+    assert_eq!(camt.entries.len(), entries);
+    assert_eq!(
+        camt.balance("CLBD"),
         closed
             .net_positions
             .iter()
             .find(|n| n.institution_id == HOSPITAL)
             .unwrap()
             .net_fen
-            / 100
-    )));
+    );
     assert!(matches!(
         window::window_summary(ledger, 9).await,
         Err(clearing::ClearingError::WindowNotFound(9))
@@ -443,6 +444,178 @@ pub async fn no_posting_lands_in_a_window_after_it_closed(ledger: &Ledger) {
     assert_eq!(total, 2_000);
 }
 
+/// Every kind of traffic the switch sends: purchases, bill splits, a reversal, a refund, a
+/// pre-authorization and its completion, a benefit credit.
+async fn real_traffic(ledger: &Ledger) {
+    let p = purchase(1);
+    let q = purchase(4);
+    let h = hold(5);
+    let benefit =
+        schemas::events::sample::event(schemas::events::EventType::BenefitCredit, HOSPITAL, 7);
+    apply(
+        ledger,
+        &[
+            delivery(0, &p),
+            delivery(1, &split(2)),
+            delivery(2, &reversal(&p, 3)),
+            delivery(3, &q),
+            delivery(4, &h),
+            delivery(5, &completion(&h, 6_000, 6)),
+            delivery(6, &benefit),
+            delivery(7, &refund(&q, 8)),
+        ],
+    )
+    .await;
+}
+
+pub async fn a_window_with_real_traffic_validates_against_the_camt053_schema(ledger: &Ledger) {
+    use clearing::report::{render, ReportFormat};
+    real_traffic(ledger).await;
+    let closed = clearing::window::close_window(ledger).await.unwrap();
+    assert!(closed.net_positions.len() >= 4, "{closed:?}");
+    let mut documents = Vec::new();
+    for n in &closed.net_positions {
+        let xml = render(ledger, &n.institution_id, 1, ReportFormat::Camt053)
+            .await
+            .unwrap();
+        let camt = read_camt053(&xml);
+        assert_eq!(camt.balance("CLBD"), n.net_fen, "{xml}");
+        assert_eq!(camt.net_fen, n.net_fen);
+        assert!(camt
+            .entries
+            .iter()
+            .all(|(r, _, e)| r.len() <= 35 && e.len() <= 35));
+        documents.push(xml);
+    }
+    let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
+    assert_valid_camt053(&refs);
+}
+
+pub async fn a_report_of_an_open_window_is_refused(ledger: &Ledger) {
+    use clearing::report::{render, ReportFormat};
+    real_traffic(ledger).await;
+    for format in [
+        ReportFormat::Csv,
+        ReportFormat::Camt053,
+        ReportFormat::Medical,
+    ] {
+        let r = render(ledger, HOSPITAL, 1, format).await;
+        assert!(
+            matches!(r, Err(clearing::ClearingError::WindowOpen(1))),
+            "{format:?}: {r:?}"
+        );
+    }
+    let closed = clearing::window::close_window(ledger).await.unwrap();
+    assert_eq!(closed.window_id, 1);
+    let xml = render(ledger, HOSPITAL, 1, ReportFormat::Camt053)
+        .await
+        .unwrap();
+    assert_valid_camt053(&[&xml]);
+    // The window that opened at the cut-over is now the open one.
+    assert!(matches!(
+        render(ledger, HOSPITAL, 2, ReportFormat::Csv).await,
+        Err(clearing::ClearingError::WindowOpen(2))
+    ));
+}
+
+pub async fn the_first_window_starts_at_the_ledger_start_not_1970(ledger: &Ledger) {
+    use clearing::window;
+    let first = window::window_summary(ledger, 1).await.unwrap();
+    // 2020-01-01T00:00:00Z: any ledger of this network starts later.
+    assert!(first.opened_at_us > 1_577_836_800_000_000, "{first:?}");
+    apply(ledger, &[delivery(0, &purchase(1))]).await;
+    let postings = window::window_postings(ledger, 1, None).await.unwrap();
+    assert!(first.opened_at_us <= postings[0].posted_at_us);
+    window::close_window(ledger).await.unwrap();
+    let xml =
+        clearing::report::render(ledger, HOSPITAL, 1, clearing::report::ReportFormat::Camt053)
+            .await
+            .unwrap();
+    assert_valid_camt053(&[&xml]);
+    let camt = read_camt053(&xml);
+    assert!(!camt.from.starts_with("1970"), "{}", camt.from);
+    assert!(camt.from <= camt.to, "{} > {}", camt.from, camt.to);
+}
+
+pub async fn csv_and_medical_totals_recompute_from_the_ledger_postings(ledger: &Ledger) {
+    use clearing::report::{render, ReportFormat};
+    use clearing::window;
+    real_traffic(ledger).await;
+    let closed = window::close_window(ledger).await.unwrap();
+    let all = window::window_postings(ledger, 1, None).await.unwrap();
+    for n in &closed.net_positions {
+        let inst = n.institution_id.as_str();
+        let csv = render(ledger, inst, 1, ReportFormat::Csv).await.unwrap();
+        let statement = read_statement_csv(&csv);
+        // Recomputed from the ledger's postings, not from the report.
+        let ours: Vec<_> = all.iter().filter(|p| p.involves(inst)).collect();
+        let debits: i64 = ours
+            .iter()
+            .filter(|p| p.debit_institution == inst)
+            .map(|p| p.amount_fen)
+            .sum();
+        let credits: i64 = ours
+            .iter()
+            .filter(|p| p.credit_institution == inst)
+            .map(|p| p.amount_fen)
+            .sum();
+        assert_eq!(statement.totals("postings"), ours.len() as i64, "{csv}");
+        assert_eq!(statement.totals("debits_fen"), debits);
+        assert_eq!(statement.totals("credits_fen"), credits);
+        assert_eq!(statement.totals("net_fen"), credits - debits);
+        assert_eq!(
+            (n.debits_fen, n.credits_fen, n.net_fen),
+            (debits, credits, credits - debits)
+        );
+        // The rows: one per posting, in canonical order, their effects summing to the net.
+        let keys: Vec<(uuid::Uuid, i64)> = ours.iter().map(|p| (p.event_id, p.leg_no)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(statement.row_keys(), sorted);
+        assert_eq!(statement.column_sum("net_effect_fen"), credits - debits);
+    }
+
+    let csv = render(ledger, INSURANCE_FUND, 1, ReportFormat::Medical)
+        .await
+        .unwrap();
+    let (mut pooled, mut personal, mut bank) = (0i64, 0i64, 0i64);
+    let mut events = std::collections::BTreeSet::new();
+    let fund_events: std::collections::BTreeSet<uuid::Uuid> = all
+        .iter()
+        .filter(|p| p.involves(INSURANCE_FUND))
+        .map(|p| p.event_id)
+        .collect();
+    for p in all.iter().filter(|p| fund_events.contains(&p.event_id)) {
+        let (sign, source) = match (p.debit_account.as_str(), p.credit_account.as_str()) {
+            (source, "merchant") => (1, source),
+            ("merchant", source) => (-1, source),
+            _ => continue,
+        };
+        events.insert(p.event_id);
+        match source {
+            "pooled_fund" => pooled += sign * p.amount_fen,
+            "personal_accounts" => personal += sign * p.amount_fen,
+            "bank_settlement" => bank += sign * p.amount_fen,
+            _ => {}
+        }
+    }
+    let all_row = format!(
+        "totals,ALL,{},{pooled},{personal},{bank},{}",
+        events.len(),
+        pooled + personal + bank
+    );
+    assert!(csv.lines().any(|l| l == all_row), "{all_row} not in\n{csv}");
+    let detail_ids: Vec<&str> = csv
+        .lines()
+        .filter_map(|l| l.strip_prefix("detail,"))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let mut sorted = detail_ids.clone();
+    sorted.sort();
+    assert_eq!(detail_ids, sorted);
+    assert_eq!(detail_ids.len(), events.len());
+}
+
 async fn balance(ledger: &Ledger, inst: &str, kind: &str) -> clearing::ledger::AccountBalance {
     ledger
         .account_balances()
@@ -473,7 +646,11 @@ macro_rules! ledger_suite {
             closing_a_window_freezes_it_and_settles_every_net,
             the_medical_view_splits_totals_by_funding_source,
             a_0500_is_answered_in_or_out_of_balance,
-            no_posting_lands_in_a_window_after_it_closed
+            no_posting_lands_in_a_window_after_it_closed,
+            a_window_with_real_traffic_validates_against_the_camt053_schema,
+            a_report_of_an_open_window_is_refused,
+            the_first_window_starts_at_the_ledger_start_not_1970,
+            csv_and_medical_totals_recompute_from_the_ledger_postings
         );
     };
     (@tests $open:path; $($name:ident),* $(,)?) => {

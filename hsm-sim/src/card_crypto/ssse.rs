@@ -167,3 +167,80 @@ pub fn ssse_pin_unblock_mac(
     msg.zeroize();
     Ok([m[0], m[1], m[2], m[3]])
 }
+
+/// What an identity session's terminal challenge is bound to: the ISO 8583 request that
+/// carries the card's answer (`schemas/iso8583/ssc87.md`, "Identity session"). Field values as
+/// on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct IdentitySessionRef<'a> {
+    /// Field 32, the acquirer.
+    pub acquirer: &'a str,
+    /// Field 41, the terminal.
+    pub terminal: &'a str,
+    /// Field 11, the STAN.
+    pub stan: &'a str,
+    /// Field 37, the RRN.
+    pub rrn: &'a str,
+    /// Field 7, the transmission date and time.
+    pub transmission_at: &'a str,
+    /// Field 120, the card identification code.
+    pub card_id: &'a str,
+}
+
+/// The 8-byte challenge a kiosk gives the card's INTERNAL AUTHENTICATE in an identity
+/// session, and the switch checks the answer against: the leftmost 8 bytes of SHA-256 (FIPS
+/// 180-4) over `SSSE-IDENTITY-1` and the request's acquirer, terminal, STAN, RRN, field 7 and
+/// card identification code, each followed by `|`.
+///
+/// Why derived rather than sent: the switch must know the answer is to a challenge of this
+/// request, not one recorded earlier. Bound to the request's duplicate-detection key and to
+/// field 7 (which the switch holds to its transmission window), a recorded card answer is
+/// good for that one request only: a replay is a duplicate (`94`) or stale (`63`).
+pub fn ssse_identity_challenge(r: &IdentitySessionRef<'_>) -> [u8; 8] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"SSSE-IDENTITY-1|");
+    for part in [
+        r.acquirer,
+        r.terminal,
+        r.stan,
+        r.rrn,
+        r.transmission_at,
+        r.card_id,
+    ] {
+        ctx.update(part.as_bytes());
+        ctx.update(b"|");
+    }
+    let digest = ctx.finish();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest.as_ref()[..8]);
+    out
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_challenge_changes_with_every_part_of_the_request() {
+        let base = IdentitySessionRef {
+            acquirer: "4101009",
+            terminal: "JOB00001",
+            stan: "000001",
+            rrn: "JC0134000001",
+            transmission_at: "1207061500",
+            card_id: "410100D156000005000000000000000A",
+        };
+        let c = ssse_identity_challenge(&base);
+        assert_eq!(c, ssse_identity_challenge(&base));
+        let other = IdentitySessionRef {
+            stan: "000002",
+            ..base
+        };
+        assert_ne!(c, ssse_identity_challenge(&other));
+        let other = IdentitySessionRef {
+            card_id: "410100D156000005000000000000000B",
+            ..base
+        };
+        assert_ne!(c, ssse_identity_challenge(&other));
+    }
+}

@@ -84,6 +84,9 @@ codes! {
     ExpiredCard = "54",
     /// 55 Incorrect PIN.
     IncorrectPin = "55",
+    /// 56 No card record (ISO 8583:1987): here, the social security number (field 61) is
+    /// not that of the card's cardholder on record, or the card has no cardholder on record.
+    NoCardRecord = "56",
     /// 57 Transaction not permitted to cardholder.
     NotPermittedToCardholder = "57",
     /// 58 Transaction not permitted to terminal.

@@ -225,6 +225,28 @@ impl ReconciliationTotals {
         NetSettlement::new(net).ok_or(overflow)
     }
 
+    /// The fields whose figures differ between `self` and `other`, in field order: the counts
+    /// (74-77), the amounts (86-89), then 97 when the nets differ (a net that overflows differs
+    /// from every net). Empty: in balance. What a reconciliation records as its differing lines.
+    pub fn differing_fields(&self, other: &ReconciliationTotals) -> Vec<u16> {
+        let counts = TotalsLine::ALL
+            .into_iter()
+            .filter(|l| self.line(*l).count != other.line(*l).count)
+            .map(TotalsLine::count_field);
+        let amounts = TotalsLine::ALL
+            .into_iter()
+            .filter(|l| self.line(*l).amount != other.line(*l).amount)
+            .map(TotalsLine::amount_field);
+        let nets_differ = match (self.net(), other.net()) {
+            (Ok(a), Ok(b)) => a != b,
+            _ => true,
+        };
+        counts
+            .chain(amounts)
+            .chain(nets_differ.then_some(97))
+            .collect()
+    }
+
     /// Reads fields 74-77 and 86-89.
     pub fn from_message(msg: &Message<'_>) -> Result<Self, ReconciliationError> {
         let mut totals = ReconciliationTotals::default();

@@ -173,6 +173,15 @@ pub trait CmsStore: Store {
         &self,
         card_id: CardId,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Records `holder` (upserted by citizen ID) as the cardholder of a card issued outside
+    /// the card management system (the demo's seeded cards), so an identity session can check
+    /// field 61 against it. The batch of `holder.bank` is not touched: no application is made.
+    fn enrol_cardholder_of_card(
+        &self,
+        card_id: CardId,
+        holder: &NewApplication,
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The cards of a cardholder, oldest first.
     fn cards_of_cardholder(
         &self,

@@ -13,7 +13,7 @@ use crate::pipeline::security::{AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, MedicalCategory, Policy, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
 use crate::pipeline::{
-    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, StandIn,
+    AcquirerIdentity, Hospital, LinkContext, PipelineConfig, PipelineKeys, SsseKeys, StandIn,
 };
 use crate::store::writer;
 use crate::store::{
@@ -218,6 +218,9 @@ pub struct SwitchSection {
     /// Past days of per-card spend (`card_day_usage`) kept before housekeeping purges them
     /// (absent: 7); today's is always kept.
     pub card_days_kept: Option<u32>,
+    /// When the bank cut-over of the day before runs, `HH:MM` China Standard Time after
+    /// midnight (absent: `00:05`; `issuer::cutover`).
+    pub cutover_at: Option<String>,
 }
 
 fn default_transmission_window_s() -> u64 {
@@ -369,6 +372,14 @@ pub struct KeysSection {
     pub imk_smi_tdes: Option<String>,
     /// IMK-SMI (issuer-script MAC) of SM4 cards.
     pub imk_smi_sm4: Option<String>,
+    /// SSSE province key for INTERNAL AUTHENTICATE of 3DES cards (identity sessions).
+    pub ssse_internal_auth_tdes: Option<String>,
+    /// SSSE province key for INTERNAL AUTHENTICATE of SM4 cards.
+    pub ssse_internal_auth_sm4: Option<String>,
+    /// SSSE province key for EXTERNAL AUTHENTICATE of 3DES cards.
+    pub ssse_external_auth_tdes: Option<String>,
+    /// SSSE province key for EXTERNAL AUTHENTICATE of SM4 cards.
+    pub ssse_external_auth_sm4: Option<String>,
 }
 
 fn default_check_length() -> u8 {

@@ -49,6 +49,14 @@ pub(super) fn token<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, Conf
         .map_err(|_| invalid(format!("{what}: not a key token")))
 }
 
+/// An optional key token of `[keys]`.
+fn optional_token<T: std::str::FromStr>(
+    what: &str,
+    s: &Option<String>,
+) -> Result<Option<T>, ConfigError> {
+    s.as_deref().map(|t| token(what, t)).transpose()
+}
+
 /// The transmission window of `switch.transmission_window_s`: at least a second, and well
 /// inside the duplicate keys' retention (a replay inside the window must still find its key).
 pub(super) fn transmission_window(seconds: u64) -> Result<Duration, ConfigError> {
@@ -61,7 +69,27 @@ pub(super) fn transmission_window(seconds: u64) -> Result<Duration, ConfigError>
     Ok(window)
 }
 
+/// The cut-over time of `switch.cutover_at`: `HH:MM`, China Standard Time, before noon (a
+/// cut-over is the start of a day's work, not its end).
+pub(super) fn cutover_at(text: &str) -> Result<chrono::NaiveTime, ConfigError> {
+    chrono::NaiveTime::parse_from_str(text, "%H:%M")
+        .ok()
+        .filter(|t| chrono::Timelike::hour(t) < 12)
+        .ok_or_else(|| invalid(format!("switch.cutover_at = {text:?}: HH:MM before 12:00")))
+}
+
 impl NodeConfig {
+    /// The bank cut-over's settings (`[switch] cutover_at`).
+    pub(crate) fn cutover_config(
+        &self,
+    ) -> Result<crate::issuer::cutover::CutoverConfig, ConfigError> {
+        let mut c = crate::issuer::cutover::CutoverConfig::new(inst(&self.switch.institution)?);
+        if let Some(at) = &self.switch.cutover_at {
+            c.cutover_at = cutover_at(at)?;
+        }
+        Ok(c)
+    }
+
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)?;
@@ -174,6 +202,24 @@ impl NodeConfig {
                 pvk: token("pvk", &k.pvk)?,
                 decimalisation_table: k.decimalisation_table.clone(),
                 pin_check_length: k.pin_check_length,
+            },
+            ssse: SsseKeys {
+                internal_auth_tdes: optional_token(
+                    "ssse_internal_auth_tdes",
+                    &k.ssse_internal_auth_tdes,
+                )?,
+                internal_auth_sm4: optional_token(
+                    "ssse_internal_auth_sm4",
+                    &k.ssse_internal_auth_sm4,
+                )?,
+                external_auth_tdes: optional_token(
+                    "ssse_external_auth_tdes",
+                    &k.ssse_external_auth_tdes,
+                )?,
+                external_auth_sm4: optional_token(
+                    "ssse_external_auth_sm4",
+                    &k.ssse_external_auth_sm4,
+                )?,
             },
         })
     }

@@ -327,6 +327,7 @@ async fn run_node<S: crate::cms::CmsStore>(
         operator: Arc::new(operator),
         cms: cms_parts(&cfg, &hsm).await?,
         clearing: clearing_source(&cfg)?,
+        cutover: Some(cfg.cutover_config()?),
         store,
         hsm,
     };

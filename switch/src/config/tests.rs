@@ -15,7 +15,8 @@ fn the_example_configuration_parses_and_builds_the_pipeline_settings() {
             HospitalLevel(3)
         )
         .is_some());
-    assert!(cfg.keys().is_ok());
+    let keys = cfg.keys().unwrap();
+    assert!(keys.ssse.internal_auth_sm4.is_some() && keys.ssse.external_auth_tdes.is_some());
     assert_eq!(cfg.listeners().unwrap().len(), 1);
     let bank = InstitutionId::parse("01020000").unwrap();
     assert_eq!(
@@ -310,6 +311,20 @@ fn past_card_days_kept_come_from_the_configuration() {
     let cfg: NodeConfig =
         toml::from_str(&text.replace("card_days_kept = 7", "card_days_kept = 30")).unwrap();
     assert_eq!(cfg.pipeline_config().unwrap().card_days_kept, 30);
+}
+
+#[test]
+fn the_cut_over_time_comes_from_the_configuration_and_is_a_morning_time() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    let at = cfg.cutover_config().unwrap().cutover_at;
+    assert_eq!(at, chrono::NaiveTime::from_hms_opt(0, 5, 0).unwrap());
+    for bad in ["\"24:00\"", "\"0:5x\"", "\"13:00\""] {
+        let cfg: NodeConfig =
+            toml::from_str(&text.replace("cutover_at = \"00:05\"", &format!("cutover_at = {bad}")))
+                .unwrap();
+        assert!(cfg.cutover_config().is_err(), "{bad}");
+    }
 }
 
 #[tokio::test]

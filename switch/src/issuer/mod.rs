@@ -18,12 +18,15 @@
 //! - [`mux`]: matching responses to requests (MTI class + STAN + terminal), with bounds and an
 //!   explicit place for late and unmatched responses;
 //! - [`forwarder`]: store-and-forward delivery of queued reversals (0420/0421) and stand-in
-//!   advices (0220/0221, 0120/0121).
+//!   advices (0220/0221, 0120/0121);
+//! - [`cutover`]: the end of each settlement day, a 0500 to every bank with the switch's totals
+//!   for it, and the bank's 0510 recorded (in balance, or an exception for operators).
 //!
 //! The wire pieces the links share with the bank's side (MAC, framing, network management)
 //! are in [`crate::wire`].
 
 mod config;
+pub mod cutover;
 pub mod forwarder;
 pub mod gateway;
 mod link;

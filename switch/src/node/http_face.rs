@@ -83,7 +83,12 @@ pub async fn serve<S: CmsStore>(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(%bound, tls = tls.is_some(), "HTTP face listening");
-    let router = http::router(Arc::new(state));
+    // The API (`http::router`, the OpenAPI document's routes) and the operator console's
+    // pages (`/console/...`, HTML over the same handlers) on one listener.
+    let state = Arc::new(state);
+    let router = crate::console::router::<S>()
+        .with_state(Arc::clone(&state))
+        .merge(http::router(state));
     let (tx, rx) = tokio::sync::mpsc::channel(limits.connections_max.max(1));
     tokio::spawn(accept_loop(
         listener,

@@ -4,7 +4,8 @@
 //!
 //! [`NodeParts::start`] starts, in this order: the issuer links to the banks (and, when asked,
 //! waits for them to sign on), the group-commit writer, the pipeline, the acquirer listeners,
-//! the HTTP face (loopback only, bounded: [`http_face`]), the store-and-forward forwarder of reversals and advices, and the
+//! the HTTP face (loopback only, bounded: [`http_face`]), the store-and-forward forwarder of reversals and advices, the
+//! bank cut-over at the end of each settlement day ([`crate::issuer::cutover`]), and the
 //! housekeeping tasks ([`housekeeping`]). The acquirer listeners open only once the pipeline
 //! can answer, so a client that can connect is served. [`Node::stop`] signs the links off.
 
@@ -16,6 +17,7 @@ use crate::acquirer::{self, AcquirerListener};
 use crate::cms::photo::PhotoSealer;
 use crate::cms::{CardManagement, CmsStore, IssuanceConfig};
 use crate::http::HttpState;
+use crate::issuer::cutover::{Cutover, CutoverConfig, CutoverError};
 use crate::issuer::forwarder::{Forwarder, ForwarderConfig, ForwarderError};
 use crate::issuer::{IssuerConfig, IssuerLinks, LinkError, LinksOptions};
 use crate::metrics::Metrics;
@@ -67,6 +69,8 @@ pub struct NodeParts<S: Store> {
     pub cms: Option<CmsParts>,
     /// Clearing's settlement API behind the `/clearing/...` routes (None: they answer 503).
     pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
+    /// The bank cut-over (None: no cut-over task, `POST /cutover` answers 503).
+    pub cutover: Option<CutoverConfig>,
 }
 
 /// What the card management system of a node is made of (`[cms]`, or the demo world).
@@ -108,6 +112,9 @@ pub enum NodeError {
     /// The HTTP face did not start (an address that is not loopback, or a bind error).
     #[error(transparent)]
     Http(#[from] HttpFaceError),
+    /// The cut-over refused its configuration.
+    #[error(transparent)]
+    Cutover(#[from] CutoverError),
 }
 
 /// A running node.
@@ -124,6 +131,8 @@ pub struct Node<S: Store> {
     pub pipeline: Arc<Pipeline<S>>,
     /// The store-and-forward forwarder.
     pub forwarder: Arc<Forwarder<S, IssuerLinks>>,
+    /// The bank cut-over, when configured.
+    pub cutover: Option<Arc<Cutover<S, IssuerLinks>>>,
     /// Where each acquirer listener listens, in the order of [`NodeParts::listeners`] (port
     /// 0 resolved).
     pub acquirer_addrs: Vec<SocketAddr>,
@@ -179,6 +188,14 @@ impl<S: CmsStore> NodeParts<S> {
             }
             Arc::new(CmsFace::new(service, c.bureaus, c.counter_tpk))
         });
+        let cutover = match self.cutover {
+            Some(config) => {
+                let banks: Vec<_> = links.banks().cloned().collect();
+                let c = Cutover::new(Arc::clone(&self.store), links.clone(), banks, config)?;
+                Some(Arc::new(c))
+            }
+            None => None,
+        };
         let http_addr = match self.http {
             Some(addr) => Some(
                 http_face::serve(
@@ -190,6 +207,9 @@ impl<S: CmsStore> NodeParts<S> {
                         operator: Arc::clone(&self.operator),
                         cms,
                         clearing: self.clearing.clone(),
+                        cutover: cutover
+                            .clone()
+                            .map(|c| c as Arc<dyn crate::issuer::cutover::RunCutover>),
                     },
                     addr,
                     self.http_tls.clone(),
@@ -210,6 +230,9 @@ impl<S: CmsStore> NodeParts<S> {
         let f = Arc::clone(&forwarder);
         let s = stopping.clone();
         tokio::spawn(async move { f.run(s).await });
+        if let Some(c) = &cutover {
+            tokio::spawn(Arc::clone(c).run(stopping.clone()));
+        }
         housekeeping::spawn(Arc::clone(&pipeline), stopping);
         Ok(Node {
             store: self.store,
@@ -218,6 +241,7 @@ impl<S: CmsStore> NodeParts<S> {
             writer,
             pipeline,
             forwarder,
+            cutover,
             acquirer_addrs,
             http_addr,
             shutdown,

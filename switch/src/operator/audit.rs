@@ -36,6 +36,10 @@ pub mod action {
     pub const API_KEY_REVOKE: &str = "api_key.revoke";
     /// A settlement window closed (through clearing's settlement API).
     pub const CLEARING_WINDOW_CLOSE: &str = "clearing.window_close";
+    /// A bank reconciliation exception resolved (`POST /reconciliations/{id}/resolve`).
+    pub const RECONCILIATION_RESOLVE: &str = "reconciliation.resolve";
+    /// A settlement day cut over on demand (`POST /cutover`).
+    pub const CUTOVER_RUN: &str = "cutover.run";
 }
 
 /// One entry: who, what, on what, from where, why, and the rest as JSON.

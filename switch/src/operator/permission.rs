@@ -61,8 +61,10 @@ catalogue! {
     ViewSaf = "saf.read",
     /// Read clearing positions, windows and reports.
     ViewClearing = "clearing.read",
-    /// Close a clearing window.
+    /// Close a clearing window (and cut a settlement day over with the banks: `POST /cutover`).
     CloseWindow = "clearing.close_window",
+    /// Resolve a bank reconciliation exception (an out-of-balance cut-over), with a reason.
+    ResolveReconciliation = "reconciliation.resolve",
     /// Read users and roles.
     ViewUsers = "users.read",
     /// Create users and propose and approve their role changes.
@@ -155,6 +157,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             ViewSaf,
             ViewClearing,
             CloseWindow,
+            ResolveReconciliation,
             ViewMetrics,
         ],
     },
@@ -224,6 +227,7 @@ mod tests {
             CloseCard,
             ResetPin,
             CloseWindow,
+            ResolveReconciliation,
             ManageUsers,
             ManageRoles,
         ];

@@ -9,6 +9,7 @@
 use super::security::{AcquirerKeys, IssuerKeys};
 use super::split::{HospitalLevel, PolicyTable};
 use super::velocity::CardLimits;
+use hsm_sim::keys::{SsseExternalAuthKey, SsseInternalAuthKey};
 use schemas::domain::InstitutionId;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -117,4 +118,22 @@ pub struct PipelineKeys {
     pub acquirers: HashMap<InstitutionId, AcquirerKeys>,
     /// Issuer keys for PIN offsets and ARQCs.
     pub issuer: IssuerKeys,
+    /// SSSE province keys for the identity session.
+    pub ssse: SsseKeys,
+}
+
+/// The SSSE application's province master keys (LMK tokens), one per algorithm: the HSM
+/// disperses each card's key from them (province → city → card, `hsm_sim::card_crypto`'s SSSE
+/// key tree) inside the HSM, so no card key is ever in clear in the switch. A key left `None`
+/// means identity sessions of cards of that algorithm are declined `12`.
+#[derive(Debug, Clone, Default)]
+pub struct SsseKeys {
+    /// INTERNAL AUTHENTICATE (the card proves itself), 3DES cards (scheme U).
+    pub internal_auth_tdes: Option<SsseInternalAuthKey>,
+    /// INTERNAL AUTHENTICATE, SM4 cards (scheme G).
+    pub internal_auth_sm4: Option<SsseInternalAuthKey>,
+    /// EXTERNAL AUTHENTICATE (the back end proves itself to the card), 3DES cards.
+    pub external_auth_tdes: Option<SsseExternalAuthKey>,
+    /// EXTERNAL AUTHENTICATE, SM4 cards.
+    pub external_auth_sm4: Option<SsseExternalAuthKey>,
 }

@@ -42,7 +42,8 @@ pub mod split;
 pub mod velocity;
 
 pub use config::{
-    Hospital, PipelineConfig, PipelineKeys, StandIn, ATC_GAP_MAX_DEFAULT, CARD_DAYS_KEPT_DEFAULT,
+    Hospital, PipelineConfig, PipelineKeys, SsseKeys, StandIn, ATC_GAP_MAX_DEFAULT,
+    CARD_DAYS_KEPT_DEFAULT,
 };
 pub use identity::AcquirerIdentity;
 pub use replay::TRANSMISSION_WINDOW_DEFAULT;
@@ -243,7 +244,10 @@ impl<S: Store> Pipeline<S> {
         };
         let service = service_name(req.service);
         let need = match req.service {
-            Service::BenefitCredit | Service::Refund | Service::Reversal => MacNeed::Always,
+            Service::BenefitCredit
+            | Service::Refund
+            | Service::Reversal
+            | Service::IdentitySession => MacNeed::Always,
             _ => MacNeed::UnlessMacFree,
         };
         let mac_key = match self
@@ -283,6 +287,7 @@ impl<S: Store> Pipeline<S> {
             Service::PreauthorizationAdvice => self.preauthorization(&req, tpk, true).await,
             Service::Completion => self.completion(&req).await,
             Service::Reversal => self.reversal(&req).await,
+            Service::IdentitySession => self.identity_session(&req).await,
         };
         let mut outcome = match outcome.code {
             // Caught at commit (another node, or a key this node forgot): the original's answer.
@@ -314,5 +319,6 @@ fn service_name(s: Service) -> &'static str {
         Service::PreauthorizationAdvice => "preauthorization_advice",
         Service::Completion => "completion",
         Service::Reversal => "reversal",
+        Service::IdentitySession => "identity_session",
     }
 }

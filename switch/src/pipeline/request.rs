@@ -15,6 +15,7 @@
 //! | 0200 | 31xxxx | 04 = personal account, else bank | balance inquiry |
 //! | 0200 | 20xxxx | – | refund of a bank purchase (field 37 = the purchase's RRN) |
 //! | 0200 | 21xxxx | 02 | benefit credit from the social-security fund to the card's bank account |
+//! | 0100 | 33xxxx | 03 | identity session of a job-centre kiosk (61, 120, 48; no amount) |
 //! | 0100 / 0120 | any | – | pre-authorization on the personal account (hold) / its advice |
 //! | 0220 | any | – | completion of a pre-authorization (field 37 = its RRN) |
 //! | 0400, 0401, 0420, 0421 | any | – | reversal of an earlier request (field 37 = its RRN, 90) |
@@ -46,6 +47,9 @@ pub enum Service {
     Completion,
     /// Reversal (0400/0401) or reversal advice (0420/0421).
     Reversal,
+    /// Identity session: the card and its holder proven to the back end, and the back end to
+    /// the card (`services::identity_session`).
+    IdentitySession,
 }
 
 /// The medical bill of field 62.
@@ -103,6 +107,12 @@ pub struct Request {
     pub bill: Option<Bill>,
     /// Field 90.
     pub original: Option<OriginalData>,
+    /// Field 61, the cardholder's social security number (citizen ID).
+    pub social_security_number: Option<String>,
+    /// Field 120, the SSSE card identification code.
+    pub card_identification_code: Option<String>,
+    /// Field 48, additional data (the identity session's elements).
+    pub additional_data: Option<String>,
     /// Field 64 or 128.
     pub mac: Option<[u8; 8]>,
 }
@@ -169,6 +179,16 @@ fn service_of(m: &Message<'_>, mti: &Mti, processing_code: &str) -> Result<Servi
         None
     };
     let pc2 = processing_code.get(..2).unwrap_or_default();
+    if business.as_deref() == Some("03") {
+        return match (mti.as_str(), pc2) {
+            ("0100", "33") => Ok(Service::IdentitySession),
+            _ => Err(RequestError {
+                code: ResponseCode::InvalidTransaction,
+                field: 3,
+                reason: "an identity session (60.1 03) is a 0100 with processing code 33xxxx",
+            }),
+        };
+    }
     Ok(match (mti.as_str(), pc2) {
         ("0200", "19") => Service::MedicalBill,
         ("0200", "00") => Service::BankPurchase,
@@ -294,6 +314,9 @@ impl Request {
             icc: icc_of(m)?,
             bill,
             original,
+            social_security_number: text(m, 61)?,
+            card_identification_code: text(m, 120)?,
+            additional_data: text(m, 48)?,
             mac: mac_of(m)?,
             processing_code,
         };
@@ -303,7 +326,10 @@ impl Request {
 
     /// Fields each service needs, and amounts that must agree.
     fn check_service_fields(&self) -> Result<(), RequestError> {
-        let needs_pan = !matches!(self.service, Service::Reversal | Service::Completion);
+        let needs_pan = !matches!(
+            self.service,
+            Service::Reversal | Service::Completion | Service::IdentitySession
+        );
         if needs_pan && self.pan.is_none() {
             return Err(bad(2, "missing"));
         }
@@ -319,11 +345,32 @@ impl Request {
                 }
             }
             Service::Reversal if self.original.is_none() => return Err(bad(90, "missing")),
+            Service::IdentitySession => {
+                if self.social_security_number.is_none() {
+                    return Err(bad(61, "missing"));
+                }
+                if self.card_identification_code.is_none() {
+                    return Err(bad(120, "missing"));
+                }
+                if self.additional_data.is_none() {
+                    return Err(bad(48, "missing"));
+                }
+                if self.amount_fen != AmountFen::ZERO {
+                    return Err(RequestError {
+                        code: ResponseCode::InvalidAmount,
+                        field: 4,
+                        reason: "an identity session moves no money",
+                    });
+                }
+            }
             _ => {}
         }
         let moves_money = !matches!(
             self.service,
-            Service::PersonalBalance | Service::BankBalance | Service::Reversal
+            Service::PersonalBalance
+                | Service::BankBalance
+                | Service::Reversal
+                | Service::IdentitySession
         );
         if moves_money && self.amount_fen == AmountFen::ZERO {
             return Err(RequestError {

@@ -2,7 +2,7 @@
 //! message built, MACed and encoded from it.
 //!
 //! Why apart: every service ends here, so what a response may carry (38 authorization code,
-//! 39, 54 balances, 55 ARPC and scripts, 63 the bill split, 66 and the 0510 totals, the MAC) is
+//! 39, 48 the identity session's elements, 54 balances, 55 ARPC and scripts, 63 the bill split, 66 and the 0510 totals, the MAC) is
 //! declared once, and a service only says which of them it has.
 
 use super::services::reconciliation::Reconciled;
@@ -18,6 +18,8 @@ pub(crate) struct Outcome {
     pub code: Option<ResponseCode>,
     pub auth_code: Option<String>,
     pub field54: Option<String>,
+    /// Field 48 of an identity session's answer (its elements replace the request's).
+    pub field48: Option<String>,
     pub field55: Option<Vec<u8>>,
     pub field63: Option<SplitFields>,
     /// The acquirer's TAK when its responses are MACed.
@@ -113,6 +115,12 @@ impl<S: Store> Pipeline<S> {
         let mut ok = answer.set_str(39, code.as_str()).is_ok();
         if let Some(a) = &outcome.auth_code {
             ok &= answer.set_str(38, a).is_ok();
+        }
+        if service == "identity_session" {
+            answer.remove(48);
+        }
+        if let Some(f48) = &outcome.field48 {
+            ok &= answer.set_str(48, f48).is_ok();
         }
         if let Some(f54) = &outcome.field54 {
             ok &= answer.set_str(54, f54).is_ok();

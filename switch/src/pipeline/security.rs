@@ -136,7 +136,7 @@ pub struct VerifiedArqc {
     request: ArqcRequest,
 }
 
-fn card_algorithm(a: IccAlgorithm) -> CardAlgorithm {
+pub(crate) fn card_algorithm(a: IccAlgorithm) -> CardAlgorithm {
     match a {
         IccAlgorithm::Tdes => CardAlgorithm::Tdes,
         IccAlgorithm::Sm4 => CardAlgorithm::Sm4,

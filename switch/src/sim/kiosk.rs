@@ -10,6 +10,7 @@
 
 use super::world::{DemoCard, DemoError, DemoWorld, DEMO_PIN};
 use card_apdu::channel::memory::MemoryChannel;
+use card_apdu::kiosk::identity;
 use card_apdu::kiosk::pboc::{
     self, IssuerResponse, PaymentOutcome, PaymentRequest, PaymentSession, Terminal,
 };
@@ -344,6 +345,51 @@ impl Kiosk {
         })();
         r.map_err(|_| DemoError::Data("benefit fields"))?;
         self.encoded(&mut m)
+    }
+
+    /// Starts a job-centre identity session (0100 `330000`, 60.1 `03`) with the card in
+    /// `reader`: the card's EF05/EF06 and its answers to the session challenge and its own
+    /// challenge, MACed under the kiosk's TAK (`card_apdu::kiosk::identity`, the same code
+    /// the `kiosk` binary runs). Finish with [`Kiosk::finish_identity_session`].
+    pub fn identity_session(
+        &mut self,
+        reader: &mut MemoryChannel,
+    ) -> Result<identity::PendingIdentity, DemoError> {
+        let stan = self.next_stan();
+        let fields = identity::SessionFields {
+            acquirer: self.acquirer.as_str().to_owned(),
+            terminal: self.terminal_id.as_str().to_owned(),
+            stan,
+            rrn: self.rrn(),
+            transmission_at: crate::wire::network::transmission_now(),
+            region: "410100".into(),
+        };
+        let mac = self.identity_mac()?;
+        identity::prepare(reader, &fields, mac.as_ref()).map_err(|e| DemoError::Card(e.to_string()))
+    }
+
+    /// Gives the switch's answer to a session: its MAC checked, and on `00` the back end's
+    /// EXTERNAL AUTHENTICATE to the card.
+    pub fn finish_identity_session(
+        &self,
+        reader: &mut MemoryChannel,
+        pending: &identity::PendingIdentity,
+        answer: &[u8],
+    ) -> Result<identity::IdentityOutcome, DemoError> {
+        let mac = self.identity_mac()?;
+        identity::complete(reader, pending, answer, mac.as_ref())
+            .map_err(|e| DemoError::Card(e.to_string()))
+    }
+
+    fn identity_mac(&self) -> Result<Option<identity::KioskMac>, DemoError> {
+        let Some(tak) = &self.tak else {
+            return Ok(None);
+        };
+        let algorithm = identity::KioskMacAlgorithm::parse(self.mac_algorithm.name())
+            .ok_or(DemoError::Data("mac algorithm"))?;
+        identity::KioskMac::new(algorithm, tak)
+            .map(Some)
+            .map_err(|e| DemoError::Card(e.to_string()))
     }
 
     fn encoded(&self, m: &mut OwnedMessage<'static>) -> Result<(Vec<u8>, u32), DemoError> {

@@ -3,6 +3,7 @@
 //! the in-process clearing).
 //!
 //! - [`world`]: the seeded demo world (institutions, keys, cards and accounts);
+//! - [`identity`]: the demo cards' cardholders on record and the SSSE keys (identity sessions);
 //! - [`kiosk`]: simulated kiosks with virtual cards, the ISO 8583 client side;
 //! - [`banksim`]: simulated bank issuer hosts, the other end of the issuer links;
 //! - [`bureau`]: the card bureau and issuance counter of the card management system;
@@ -15,6 +16,7 @@
 pub mod banksim;
 pub mod bureau;
 pub mod demo;
+pub mod identity;
 pub mod kiosk;
 pub mod operator_kit;
 pub mod settlement;

@@ -5,6 +5,7 @@
 //! Every key here is a **demo key, printed in clear on purpose**. A production switch loads
 //! LMK-encrypted tokens from its configuration and never sees a clear key.
 
+use crate::cms::CmsStore;
 use crate::pipeline::security::{pin_validation_data, AcquirerKeys, IssuerKeys};
 use crate::pipeline::split::{HospitalLevel, PolicyTable};
 use crate::pipeline::velocity::CardLimits;
@@ -61,6 +62,11 @@ pub mod clear_keys {
     pub const IMK_SMI_TDES: &str = "0123456789ABCDEF0123456789ABCDEF";
     /// Issuer master key for script integrity, SM4 cards (as in demo-card.toml).
     pub const IMK_SMI_SM4: &str = "A1A2A3A4A5A6A7A8B1B2B3B4B5B6B7B8";
+    /// SSSE province key for INTERNAL AUTHENTICATE (as in demo-card.toml; imported with odd
+    /// parity for 3DES cards, which DES ignores).
+    pub const SSSE_INTERNAL_AUTH: &str = "11111111111111112222222222222222";
+    /// SSSE province key for EXTERNAL AUTHENTICATE (as in demo-card.toml).
+    pub const SSSE_EXTERNAL_AUTH: &str = "33333333333333334444444444444444";
     /// What every acquirer's terminal authentication key is built from ([`acquirer_tak`]).
     pub const TAK_BASE: &str = "4D3C2B1A0F9E8D7C6B5A49382716F5E4";
 
@@ -126,6 +132,9 @@ pub struct DemoCard {
     pub bank_balance_fen: i64,
     /// SSSE card identification code.
     pub card_identification_code: String,
+    /// The cardholder's social security number (citizen ID, GB 11643), on record in the
+    /// card management system and in the card's EF06.
+    pub citizen_id: String,
     /// IBM 3624 offset of [`DEMO_PIN`].
     pub pin_offset: String,
     /// Expiry `YYMM` on record (field 14 of the kiosk's requests).
@@ -258,7 +267,7 @@ impl DemoWorld {
 
     /// Writes institutions, card ranges, cards and accounts into `store`, and sets the
     /// benefit account in [`DemoWorld::cfg`]. Run once on an empty store.
-    pub async fn seed<S: Store>(&mut self, store: &S) -> Result<(), DemoError> {
+    pub async fn seed<S: CmsStore>(&mut self, store: &S) -> Result<(), DemoError> {
         self.seed_institutions(store).await?;
         let now = crate::store::now_us();
         for c in &self.cards {
@@ -330,9 +339,9 @@ impl DemoWorld {
         Ok(())
     }
 
-    /// Issues card `c` and, when insured, opens its personal account and its pooled-fund
+    /// Issues card `c`, records its cardholder and, when insured, opens its personal account and its pooled-fund
     /// account (the year's cap) at the insurance fund.
-    async fn seed_card<S: Store>(
+    async fn seed_card<S: CmsStore>(
         &self,
         store: &S,
         c: &DemoCard,
@@ -356,6 +365,8 @@ impl DemoWorld {
                 },
             })
             .await?;
+        let bank = &self.banks[c.bank].id;
+        super::identity::enrol_cardholder(store, card_id, c, bank, now).await?;
         let Some(ins) = c.insurance else {
             return Ok(());
         };
@@ -402,6 +413,7 @@ impl DemoWorld {
         file.pboc.psn = "00".into();
         file.pboc.expiry_date = "341231".into();
         file.ssse.card_identification_code = card.card_identification_code.clone();
+        file.ssse.social_security_number = card.citizen_id.clone();
         file.ssse.algorithm = match card.algorithm {
             IccAlgorithm::Sm4 => AlgorithmName::Sm4,
             IccAlgorithm::Tdes => AlgorithmName::Tdes,
@@ -519,6 +531,7 @@ fn demo_cards(
                 personal_fen: 50_000 + (n as i64 % 7) * 25_000,
                 bank_balance_fen: 2_000_000,
                 card_identification_code: format!("410100D156000005{:016X}", n as u64 + 1),
+                citizen_id: super::identity::demo_citizen_id(n),
                 pin_offset: pin_offset.chars().take(6).collect(),
                 expiry_yymm: "3412".into(),
                 pan,
@@ -580,6 +593,7 @@ fn pipeline_keys(
             decimalisation_table: DECIMALISATION_TABLE.into(),
             pin_check_length: 6,
         },
+        ssse: super::identity::ssse_keys(hsm)?,
     })
 }
 

@@ -11,6 +11,7 @@
 //! [`PostgresStore::connect`] at start-up.
 
 pub mod audit;
+pub mod cutover;
 mod error;
 mod migrate;
 mod model;
@@ -23,6 +24,7 @@ mod sqlite;
 pub mod writer;
 
 pub use audit::AuditMacKey;
+pub use cutover::CutoverStore;
 pub use error::{DecisionError, StoreError};
 pub use model::{
     leg_kind_from_sql, leg_kind_sql, Account, AccountId, AccountKind, AdviceClass, AdviceId,
@@ -40,6 +42,8 @@ pub use postgres::{
     host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,
     PrimaryWatch,
 };
+/// The bank cut-over's totals query, for checking its plan against a database.
+pub use sql::cutover::BANK_TOTALS;
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};
 /// The reconciliation query, for checking its plan against a database.
 pub use sql::ACQUIRER_TOTALS;
@@ -55,7 +59,7 @@ pub const DECISIONS_PER_BATCH_MAX: usize = 1024;
 pub const ROWS_PER_READ_MAX: u32 = 10_000;
 
 /// The switch's persistence. All amounts are fen; all times microseconds since the epoch.
-pub trait Store: OperatorStore + Send + Sync + 'static {
+pub trait Store: OperatorStore + CutoverStore + Send + Sync + 'static {
     /// Whether the group-commit writer should run on its own thread (see
     /// [`writer::WriterConfig::dedicated_thread`]): true where the driver's connections are
     /// not tied to the caller's runtime.
@@ -99,6 +103,13 @@ pub trait Store: OperatorStore + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Card>, StoreError>> + Send;
     /// The clear PAN of a card (to build a bank leg or a reversal).
     fn card_pan(&self, card_id: CardId) -> impl Future<Output = Result<Pan, StoreError>> + Send;
+    /// The card whose SSSE card identification code is `cic`, with the citizen ID of its
+    /// cardholder on record (`None` for a card seeded outside the card management system):
+    /// what an identity session checks fields 120 and 61 against.
+    fn card_by_identification_code(
+        &self,
+        cic: &schemas::domain::CardIdentificationCode,
+    ) -> impl Future<Output = Result<Option<(Card, Option<String>)>, StoreError>> + Send;
     /// Counts a wrong PIN for the card, atomically, and returns its wrong PINs in a row: what
     /// every node and every restart sees (a verified PIN sets it back to 0 inside the commit of
     /// its decision; activating the card does too).

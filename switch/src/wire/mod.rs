@@ -5,7 +5,8 @@
 //! - [`mac`]: which messages on a link carry a MAC (field 64/128), and computing and checking
 //!   it through the `Hsm` under the link's TAK;
 //! - [`network`]: the 0800 network-management codes (sign-on, sign-off, echo, key exchange)
-//!   and the key-exchange field layout.
+//!   and the key-exchange field layout;
+//! - [`settlement_day`]: the China Standard Time day a reconciliation (0500/0510) covers.
 //!
 //! The issuer links ([`crate::issuer`]) use all three; so does the simulated bank host on the
 //! other end of them (`sim::banksim`, feature `demo`); and the pipeline MACs its answers to
@@ -13,6 +14,7 @@
 
 pub mod mac;
 pub mod network;
+pub mod settlement_day;
 pub mod transport;
 
 use schemas::iso8583::{Error as CodecError, Message, OwnedMessage, Spec};

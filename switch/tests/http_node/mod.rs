@@ -206,6 +206,15 @@ pub async fn cms_card(n_: &Node, n: u32, ops: &[switch::cms::CardOperation]) -> 
     card.card_id.0
 }
 
+/// A cut-over of a network without bank links (`POST /cutover` answers, reconciling nobody).
+fn no_bank_cutover(store: &Arc<SqliteStore>) -> Arc<dyn switch::issuer::cutover::RunCutover> {
+    use switch::issuer::cutover::{Cutover, CutoverConfig};
+    let config = CutoverConfig::new(testkit::inst(operator_kit::SWITCH));
+    let banks: Vec<schemas::domain::InstitutionId> = Vec::new();
+    let gateway = Arc::new(switch::issuer::gateway::NoBanks);
+    Arc::new(Cutover::new(Arc::clone(store), gateway, banks, config).expect("cut-over"))
+}
+
 /// A node whose writer runs as the switch runs it for SQLite.
 pub async fn node() -> Node {
     node_with(writer::config_for::<SqliteStore>()).await
@@ -314,6 +323,7 @@ async fn node_built(
             links: None,
             operator: Arc::clone(&operator),
             cms: Some(Arc::clone(&cms)),
+            cutover: Some(no_bank_cutover(&store)),
             clearing,
         })
     };

@@ -280,6 +280,50 @@ where
     c.h.cleanup().await;
 }
 
+/// What an identity session checks fields 120 and 61 against: the card by its identification
+/// code, with its cardholder's citizen ID (the demo's seeded cards are enrolled; a card issued
+/// without a cardholder has none; an unknown code finds nothing).
+pub async fn cms_a_card_is_found_by_its_identification_code_with_its_cardholder<H: Harness>()
+where
+    H::S: CmsStore,
+{
+    let c = cms::<H>().await;
+    let s = c.h.store();
+    let card = &c.world.cards[0];
+    let cic =
+        schemas::domain::CardIdentificationCode::parse(&card.card_identification_code).unwrap();
+    let (found, holder) = s.card_by_identification_code(&cic).await.unwrap().unwrap();
+    assert_eq!(found.card_identification_code.as_ref(), Some(&cic));
+    assert_eq!(holder.as_deref(), Some(card.citizen_id.as_str()));
+    assert_eq!(s.card_pan(found.card_id).await.unwrap(), card.pan);
+    let unknown =
+        schemas::domain::CardIdentificationCode::parse("410100D1560000059999999999999999").unwrap();
+    assert!(s
+        .card_by_identification_code(&unknown)
+        .await
+        .unwrap()
+        .is_none());
+    let loose =
+        schemas::domain::CardIdentificationCode::parse("410100D1560000058888888888888888").unwrap();
+    s.issue_card(&NewCard {
+        pan: schemas::domain::Pan::parse("6288660100009990").unwrap(),
+        card_identification_code: Some(loose.clone()),
+        issuer: c.world.banks[0].id.clone(),
+        expiry_yymm: "3412".into(),
+        status: CardStatus::Active,
+        issuance: CardIssuance::default(),
+    })
+    .await
+    .unwrap();
+    let (_, holder) = s
+        .card_by_identification_code(&loose)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder, None, "a card without a cardholder on record");
+    c.h.cleanup().await;
+}
+
 /// Drives a personalised card to `state` through allowed operations.
 async fn drive<H: Harness>(c: &Cms<H>, card: CardId, state: Lifecycle)
 where
@@ -810,6 +854,7 @@ where
         personal_fen: 50_000,
         bank_balance_fen: 0,
         card_identification_code: record.ssse.card_identification_code.clone(),
+        citizen_id: record.ssse.social_security_number.clone(),
         pin_offset: String::new(),
         expiry_yymm: card.expiry_yymm.clone(),
     };
@@ -999,6 +1044,7 @@ where
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
         cms: Some(face),
         clearing: None,
+        cutover: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
@@ -1234,6 +1280,7 @@ where
         personal_fen: 50_000,
         bank_balance_fen: 0,
         card_identification_code: record.ssse.card_identification_code.clone(),
+        citizen_id: record.ssse.social_security_number.clone(),
         pin_offset: String::new(),
         expiry_yymm: issued["expiry_yymm"].as_str().unwrap().to_owned(),
     };

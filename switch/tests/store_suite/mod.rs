@@ -9,6 +9,8 @@ mod operator;
 pub use operator::*;
 mod cms;
 pub use cms::*;
+mod cutover;
+pub use cutover::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1304,6 +1306,7 @@ macro_rules! store_suite {
             cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,
             cms_an_import_stores_its_progress_after_every_chunk,
             cms_a_photo_must_be_a_small_jpeg_and_is_stored_sealed,
+            cms_a_card_is_found_by_its_identification_code_with_its_cardholder,
             cms_every_transition_not_in_the_table_is_refused_and_changes_nothing,
             cms_a_stale_version_is_refused_and_of_two_concurrent_changes_one_wins,
             cms_a_lost_report_reaches_the_hot_list_and_the_audit_log_says_who_and_why,
@@ -1311,6 +1314,8 @@ macro_rules! store_suite {
             cms_a_pin_reset_sets_a_new_offset_and_unblocks_a_card_blocked_by_wrong_pins,
             cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
             cms_api_a_card_issued_through_the_api_pays_a_hospital_bill_then_is_reported_lost,
+            bank_totals_are_the_banks_legs_by_line,
+            a_bank_reconciliation_is_claimed_answered_and_resolved_once,
         );
     };
     (@cases $harness:ty; $($case:ident,)*) => {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switch::acquirer::{self, AcquirerListener};
-use switch::issuer::gateway::NoBanks;
+use switch::issuer::gateway::{BankGateway, NoBanks};
 use switch::metrics::Metrics;
 use switch::pipeline::Pipeline;
 use switch::sim::world::DemoWorld;
@@ -24,12 +24,27 @@ pub async fn start_node<S: Store>(
     store: &Arc<S>,
     world: &DemoWorld,
 ) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let (_, addr, stop) = start_node_with_banks(store, world, Arc::new(NoBanks)).await;
+    (addr, stop)
+}
+
+/// A node over `store` whose bank legs go to `banks`; also returns its pipeline (for
+/// housekeeping calls such as releasing expired holds).
+pub async fn start_node_with_banks<S: Store>(
+    store: &Arc<S>,
+    world: &DemoWorld,
+    banks: Arc<dyn BankGateway>,
+) -> (
+    Arc<Pipeline<S>>,
+    SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+) {
     let (w, _task) = writer::spawn(Arc::clone(store), writer::WriterConfig::default());
     let pipeline = Pipeline::new(
         Arc::clone(store),
         w,
         world.hsm.clone(),
-        Arc::new(NoBanks),
+        banks,
         world.keys.clone(),
         world.cfg.clone(),
         Arc::new(Metrics::default()),
@@ -40,8 +55,8 @@ pub async fn start_node<S: Store>(
     let listener = acquirer::bind(&cfg).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(acquirer::serve(listener, cfg, pipeline, rx));
-    (addr, tx)
+    tokio::spawn(acquirer::serve(listener, cfg, Arc::clone(&pipeline), rx));
+    (pipeline, addr, tx)
 }
 
 /// A client connection (2-byte length header).

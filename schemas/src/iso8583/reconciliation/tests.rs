@@ -150,3 +150,25 @@ fn lines_name_their_fields() {
     );
     assert_eq!(SettlementCode::InBalance.as_str(), "1");
 }
+
+#[test]
+fn differing_fields_name_each_line_that_differs_and_the_net() {
+    let ours = sample();
+    assert!(ours.differing_fields(&ours).is_empty());
+    let mut theirs = ours;
+    theirs
+        .add(TotalsLine::Debits, 1, AmountFen::new(500).unwrap())
+        .unwrap();
+    assert_eq!(ours.differing_fields(&theirs), [76, 88, 97]);
+    // One transaction moved from debits to credits of the same amount: counts and amounts of
+    // both lines differ, and so does the net.
+    let mut moved = ReconciliationTotals::default();
+    moved
+        .add(TotalsLine::Debits, 1, AmountFen::new(7).unwrap())
+        .unwrap();
+    let mut other = ReconciliationTotals::default();
+    other
+        .add(TotalsLine::Credits, 1, AmountFen::new(7).unwrap())
+        .unwrap();
+    assert_eq!(moved.differing_fields(&other), [74, 76, 86, 88, 97]);
+}

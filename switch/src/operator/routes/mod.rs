@@ -16,6 +16,9 @@
 //! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |
 //! | `GET /saf` | `saf.read` |
 //! | `GET /metrics` | `metrics.read` |
+//! | `GET /reconciliations` | `clearing.read` |
+//! | `POST /reconciliations/{id}/resolve` | `reconciliation.resolve` |
+//! | `POST /cutover` | `clearing.close_window` (the switch's operators) |
 //! | the card management routes | see [`cms`] |
 //! | the settlement routes (`/clearing/...`) | see [`clearing`] |
 
@@ -23,6 +26,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod clearing;
 pub mod cms;
+pub mod reconciliations;
 pub mod roles;
 pub mod session;
 pub mod transactions;

@@ -40,7 +40,7 @@ impl<S: Store> Pipeline<S> {
 }
 
 /// True when a `YYMM` expiry is before the current month (China Standard Time).
-fn expired(yymm: &str, now_us: i64) -> bool {
+pub(crate) fn expired(yymm: &str, now_us: i64) -> bool {
     let Ok(v) = yymm.parse::<u32>() else {
         return true;
     };

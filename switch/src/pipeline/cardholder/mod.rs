@@ -30,6 +30,7 @@ mod card;
 mod pin;
 mod scripts;
 
+pub(crate) use card::expired;
 pub(crate) use pin::PinCheck;
 
 use super::bank_leg::AcquirerPin;

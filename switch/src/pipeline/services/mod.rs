@@ -20,6 +20,7 @@
 //! | `completion` | 0220 | capture of a pre-authorization's hold |
 //! | `reversal` | 0400/0401/0420/0421 | undo an earlier request |
 //! | `reconciliation` | 0500 | an acquirer's totals against the switch's |
+//! | `identity_session` | 0100 `33xxxx`, 60.1 `03` | a job-centre kiosk's cardholder proves who they are (SSSE mutual authentication through the HSM) |
 //!
 //! [`Checks`]: super::cardholder::Checks
 //! [`Decision`]: crate::store::Decision
@@ -28,6 +29,7 @@
 mod balance;
 mod benefit_credit;
 mod completion;
+mod identity_session;
 mod medical_bill;
 mod preauthorization;
 mod purchase;

@@ -25,14 +25,11 @@ use crate::pipeline::request::mac_of;
 use crate::pipeline::response::Outcome;
 use crate::pipeline::{LinkContext, Pipeline};
 use crate::store::Store;
-use chrono::{Datelike, NaiveDate};
+use crate::wire::settlement_day;
 use schemas::domain::{InstitutionId, ResponseCode};
 use schemas::iso8583::{
     Message, OwnedMessage, ReconciliationError, ReconciliationTotals, SettlementCode,
 };
-
-const CST_OFFSET_US: i64 = 8 * 3_600 * 1_000_000;
-const DAY_US: i64 = 86_400 * 1_000_000;
 
 /// What a 0510 adds to the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,21 +41,9 @@ pub(crate) struct Reconciled {
 }
 
 /// The settlement day of field 15 (`MMDD`) as `[from, to)` in µs: the latest such date, China
-/// Standard Time, not after today.
+/// Standard Time, not after today ([`crate::wire::settlement_day`]).
 fn settlement_window(mmdd: &str, now_us: i64) -> Option<(i64, i64)> {
-    let (mm, dd) = (mmdd.get(..2)?.parse().ok()?, mmdd.get(2..4)?.parse().ok()?);
-    if mmdd.len() != 4 {
-        return None;
-    }
-    let today = chrono::DateTime::from_timestamp_micros(now_us + CST_OFFSET_US)?.date_naive();
-    let this_year = NaiveDate::from_ymd_opt(today.year(), mm, dd);
-    let date = match this_year {
-        Some(d) if d <= today => d,
-        // Not yet this year (or 29 February of a common year): the latest earlier one.
-        _ => (1..=8).find_map(|back| NaiveDate::from_ymd_opt(today.year() - back, mm, dd))?,
-    };
-    let from = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros() - CST_OFFSET_US;
-    Some((from, from + DAY_US))
+    settlement_day::window_us(settlement_day::from_mmdd(mmdd, now_us)?)
 }
 
 impl Reconciled {
@@ -147,6 +132,7 @@ mod tests {
     use schemas::domain::AmountFen;
     use schemas::iso8583::TotalsLine;
 
+    const DAY_US: i64 = settlement_day::DAY_US;
     // 2026-11-23 12:00 CST.
     const NOW: i64 = 1_795_406_400_000_000;
 

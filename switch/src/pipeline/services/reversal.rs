@@ -42,7 +42,8 @@ struct Undo {
     balance_ops: Vec<BalanceOp>,
     /// What the mirrored balances get back once committed.
     mirror: Vec<(AccountId, i64)>,
-    /// The original's bank legs, for the 0420 to the bank.
+    /// What the bank booked of the original (its bank legs, or the benefit credit it
+    /// received), for the 0420 to the bank.
     bank_fen: i64,
     /// The pre-authorization's hold, released.
     hold: Option<uuid::Uuid>,
@@ -184,8 +185,13 @@ impl<S: Store> Pipeline<S> {
                 account: leg.account_id,
                 amount_fen: leg.amount_fen.get(),
             });
+            // What the bank booked: its own legs, and the benefit credit it received from the
+            // fund (a social-security-fund leg); both are given back to it by the 0420.
+            if matches!(leg.kind, LegKind::Bank | LegKind::SocialSecurityFund) {
+                undo.bank_fen += leg.amount_fen.get();
+            }
             match (leg.kind, leg.account_id) {
-                (LegKind::Bank, _) => undo.bank_fen += leg.amount_fen.get(),
+                (LegKind::Bank, _) => {}
                 (_, Some(account)) if !release => {
                     undo.balance_ops.push(BalanceOp::Credit {
                         account_id: account,

@@ -13,6 +13,7 @@ use schemas::iso8583::{Message, OwnedMessage, ReconciliationTotals, SettlementCo
 use super::ledger::{balance_field, leg, original_key, Service};
 use super::respond::reply;
 use super::{lock, Shared};
+use crate::wire::settlement_day;
 
 async fn pin_ok(shared: &Shared, msg: &Message<'_>, pan: &str, offset: &str) -> bool {
     let Ok(block) = msg.get(52) else {
@@ -130,7 +131,7 @@ pub(super) fn reversal<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMe
     // The totals first: a reversal they cannot hold changes nothing.
     let counted = AmountFen::new(delta.saturating_abs())
         .ok()
-        .and_then(|amount| ledger.totals.add(line, 1, amount).ok());
+        .and_then(|amount| ledger.count(line, amount).ok());
     if counted.is_none() {
         drop(ledger);
         return reply(msg, "96");
@@ -178,13 +179,30 @@ pub(super) fn advice<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMess
     reply(msg, "00")
 }
 
-/// A 0500: the bank's own totals in 74-77 and 86-89, and 66 = `1` when the switch's equal
-/// them, `2` otherwise (no net in 97: the switch computes its own).
+/// A 0500: the bank's own totals of the settlement day of field 15 (the latest such date not
+/// after the bank's today) in 74-77 and 86-89, and 66 = `1` when the switch's equal them, `2`
+/// otherwise (no net in 97: the switch computes its own); 30 without a readable field 15.
 pub(super) fn reconciliation<'a>(shared: &Shared, msg: &Message<'a>) -> Option<OwnedMessage<'a>> {
-    let ours = lock(&shared.ledger).totals;
+    shared
+        .counters
+        .reconciliations
+        .fetch_add(1, Ordering::Relaxed);
+    let day = msg
+        .get_str(15)
+        .ok()
+        .and_then(|d| settlement_day::from_mmdd(&d, crate::store::now_us()));
+    let Some(day) = day else {
+        return reply(msg, "30");
+    };
+    let ours = lock(&shared.ledger)
+        .by_day
+        .get(&day)
+        .copied()
+        .unwrap_or_default();
     let in_balance = ReconciliationTotals::from_message(msg).is_ok_and(|theirs| theirs == ours);
     let mut r = reply(msg, "00")?;
     ours.write_lines(&mut r).ok()?;
+    r.remove(97);
     let code = if in_balance {
         SettlementCode::InBalance
     } else {

@@ -1,8 +1,12 @@
 //! The bank's books: accounts keyed by PAN with balances in fen, the approved transactions
 //! remembered for their reversals (at most [`AUTHORIZATIONS_MAX`]), and the reconciliation
-//! totals; and how a request's leg (service, PAN, amount, reversal key) is read and posted.
+//! totals, overall and per settlement day (the China Standard Time day the bank posted on,
+//! [`crate::wire::settlement_day`]); and how a request's leg (service, PAN, amount, reversal
+//! key) is read and posted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use chrono::NaiveDate;
 
 use schemas::domain::{AmountFen, Currency};
 use schemas::iso8583::{
@@ -29,10 +33,38 @@ pub(super) struct Ledger {
     pub(super) authorizations: HashMap<String, Authorization>,
     pub(super) order: VecDeque<String>,
     pub(super) totals: ReconciliationTotals,
+    /// The totals of each settlement day, what a 0500 for that day compares (at most
+    /// [`DAYS_KEPT_MAX`] days, the oldest forgotten first).
+    pub(super) by_day: BTreeMap<NaiveDate, ReconciliationTotals>,
+    /// Postings still to leave out of the totals (a test hook: a bank whose books lost them).
+    pub(super) uncounted: u64,
     pub(super) auth_code: u64,
 }
 
+/// Most settlement days whose totals the bank keeps.
+pub const DAYS_KEPT_MAX: usize = 400;
+
 impl Ledger {
+    /// Counts one posting of `amount` on `line`, in the overall totals and today's; nothing
+    /// changes when either cannot hold it. A posting the test hook leaves out is not counted.
+    pub(super) fn count(&mut self, line: TotalsLine, amount: AmountFen) -> Result<(), ()> {
+        if self.uncounted > 0 {
+            self.uncounted -= 1;
+            return Ok(());
+        }
+        let today = crate::wire::settlement_day::day_of(crate::store::now_us()).ok_or(())?;
+        let mut day = self.by_day.get(&today).copied().unwrap_or_default();
+        let mut all = self.totals;
+        day.add(line, 1, amount).map_err(|_| ())?;
+        all.add(line, 1, amount).map_err(|_| ())?;
+        self.by_day.insert(today, day);
+        self.totals = all;
+        while self.by_day.len() > DAYS_KEPT_MAX {
+            self.by_day.pop_first();
+        }
+        Ok(())
+    }
+
     pub(super) fn remember(&mut self, key: String, auth: Authorization) {
         if self.authorizations.insert(key.clone(), auth).is_none() {
             self.order.push_back(key);
@@ -141,7 +173,7 @@ impl Ledger {
         };
         let balance = account.balance_fen.checked_add(delta).ok_or("13")?;
         let amount = AmountFen::new(leg.amount).map_err(|_| "13")?;
-        self.totals.add(line, 1, amount).map_err(|_| "13")?;
+        self.count(line, amount).map_err(|_| "13")?;
         if let Some(account) = self.accounts.get_mut(&leg.pan) {
             account.balance_fen = balance;
         }

@@ -15,7 +15,7 @@
 //! | 0200, 20xxxx (refund), 21xxxx (benefit credit) | credit to the account, no PIN |
 //! | 0420/0421 (and 0400) | 0430 (0410): undoes the original once (found by field 37 + field 2, else by field 90 + 41); a repeat answers 00 without a second effect; 25 when the original is unknown |
 //! | 0220/0221, 0120/0121 (stand-in advices) | 0230 / 0130 with 00: posts what the switch approved on the bank's behalf once (keyed like an original, field 37 + field 2), whatever the balance (the approval stands); a repeat, or an advice of something already posted, changes nothing; a later 0420 undoes it like any original |
-//! | 0500 | 0510 with the bank's own totals in 74-77/86-89 and field 66 = 1 when they equal the switch's, 2 otherwise |
+//! | 0500 | 0510 with the bank's own totals of the settlement day of field 15 (its postings of that China Standard Time day) in 74-77/86-89 and field 66 = 1 when they equal the switch's, 2 otherwise |
 //!
 //! Processing codes are documented in `schemas/iso8583/ssc87.md` ("Bank legs"). Field 54 is
 //! the ISO 8583:1987 additional amount: account type `10`, amount type `02` (available
@@ -137,6 +137,8 @@ pub struct BankSimStats {
     pub advice_messages: u64,
     /// Of those, repeats (0121/0221).
     pub advice_repeats: u64,
+    /// Reconciliation requests (0500) answered.
+    pub reconciliations: u64,
 }
 
 struct ZoneKeys {
@@ -160,6 +162,7 @@ struct Counters {
     advices_applied: AtomicU64,
     advice_messages: AtomicU64,
     advice_repeats: AtomicU64,
+    reconciliations: AtomicU64,
 }
 
 struct Shared {
@@ -219,6 +222,8 @@ impl BankSim {
                 authorizations: HashMap::new(),
                 order: VecDeque::new(),
                 totals: BankTotals::default(),
+                by_day: std::collections::BTreeMap::new(),
+                uncounted: 0,
                 auth_code: 0,
             }),
             faults: BankSimFaults::default(),
@@ -280,9 +285,26 @@ impl BankSim {
             .map(|a| a.balance_fen)
     }
 
-    /// The bank's reconciliation totals.
+    /// The bank's reconciliation totals, every day together.
     pub fn totals(&self) -> BankTotals {
         lock(&self.shared.ledger).totals
+    }
+
+    /// The bank's reconciliation totals of one settlement day (China Standard Time), what its
+    /// answer to a 0500 for that day carries.
+    pub fn totals_of(&self, day: chrono::NaiveDate) -> BankTotals {
+        lock(&self.shared.ledger)
+            .by_day
+            .get(&day)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Test hook: the next `postings` approved postings (0200s, advices, reversals) move their
+    /// accounts but are left out of the bank's totals, as if its books lost them, so the
+    /// bank's cut-over disagrees with the switch's by those transactions.
+    pub fn leave_out_of_totals(&self, postings: u64) {
+        lock(&self.shared.ledger).uncounted = postings;
     }
 
     /// The zone PIN key the bank currently expects.
@@ -313,6 +335,7 @@ impl BankSim {
             advices_applied: c.advices_applied.load(Ordering::Relaxed),
             advice_messages: c.advice_messages.load(Ordering::Relaxed),
             advice_repeats: c.advice_repeats.load(Ordering::Relaxed),
+            reconciliations: c.reconciliations.load(Ordering::Relaxed),
         }
     }
 }

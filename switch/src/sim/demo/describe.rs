@@ -25,9 +25,11 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
          /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \
          settlement (demo-clearing, demo-bank): /clearing/windows /clearing/windows/{{id}} /clearing/windows/close \
-         /clearing/windows/{{id}}/reports/{{institution}} /clearing/positions\n\
-         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\n",
-        opts.http
+         /clearing/windows/{{id}}/reports/{{institution}} /clearing/positions; \
+         bank cut-over (demo-clearing): /reconciliations /reconciliations/{{id}}/resolve /cutover\n\
+         (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\
+         Operator console (a browser; the same demo operators): http://{}/console/\n\n",
+        opts.http, opts.http
     ));
     s.push_str(&super::operators::describe_operators(&world));
     s.push('\n');
@@ -89,17 +91,23 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
     s.push_str("Some cards (the first of each bank):\n");
     for c in world.cards.iter().step_by(opts.cards_per_bank.max(1)) {
         s.push_str(&format!(
-            "  {}  {:?}  insurance {}\n",
+            "  {}  {:?}  insurance {}  card id {}  cardholder {}\n",
             c.pan.expose_digits(),
             c.algorithm,
-            c.insurance.map_or("none", |i| i.as_sql())
+            c.insurance.map_or("none", |i| i.as_sql()),
+            c.card_identification_code,
+            c.citizen_id
         ));
     }
-    s.push_str(
+    s.push_str(&format!(
         "\nA hospital bill: 0200, field 3 190000, 4 = 62.4, 52 PIN block under the TPK, 55 the card's\n\
          ARQC data (9F26, 9F27, 9F10, 9F36, 9F02, ...), 60 = 01|410100|01, 62 = category|hospital code|bill no|total|items.\n\
-         The 0210 carries 39, 38, 55 (tag 91 = ARPC || ARC) and 63 (pooled | personal | bank | bank id | balance).\n",
-    );
+         The 0210 carries 39, 38, 55 (tag 91 = ARPC || ARC) and 63 (pooled | personal | bank | bank id | balance).\n\
+         An identity session (job centre): 0100, field 3 330000, 4 = 0, 60 = 03|410100|03, 61 the cardholder's\n\
+         citizen ID (EF06), 120 the card id (EF05), 48 = SIA (INTERNAL AUTHENTICATE answer to the session\n\
+         challenge) + SCC (GET CHALLENGE); the 0110 carries 48 = SEA (EXTERNAL AUTHENTICATE). See ssc87.md;\n\
+         `kiosk identity --switch 127.0.0.1:8583 --acquirer {JOB_CENTRE_ID} --terminal ... --tak-file ...`.\n"
+    ));
     Ok(s)
 }
 

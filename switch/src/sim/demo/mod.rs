@@ -215,15 +215,94 @@ fn install_demo_audit_key<S: Store>(store: &S) {
     store.install_audit_mac_key(Arc::new(crate::operator::keys::audit_key_for_tests()));
 }
 
-/// Runs the demo on an opened and seeded `store`: the bank hosts, the switch node, the
-/// in-process clearing (`with_clearing`), the kiosks, and the live screen until Ctrl-C or the
-/// duration; then stops them in turn.
-async fn run_on<S: crate::cms::CmsStore>(
-    opts: DemoOptions,
+/// A demo node started and serving (banks signed on, clearing running), before its kiosks:
+/// what [`run`] runs, and what a test drives from outside (the console's browser journeys,
+/// `tests/console/`).
+pub struct RunningDemo<S: crate::cms::CmsStore> {
+    /// The switch node.
+    pub node: crate::node::Node<S>,
+    /// The world: cards, keys, institutions.
+    pub world: Arc<DemoWorld>,
+    /// The store.
+    pub store: Arc<S>,
+    clearing: Option<EmbeddedClearing>,
+    bank_sims: Vec<crate::sim::banksim::BankSim>,
+}
+
+impl<S: crate::cms::CmsStore> RunningDemo<S> {
+    /// Where the acquirer listens.
+    pub fn acquirer(&self) -> Result<SocketAddr, DemoRunError> {
+        self.node
+            .acquirer_addrs
+            .first()
+            .copied()
+            .ok_or_else(|| DemoRunError::Other("no acquirer listener".into()))
+    }
+
+    /// Where HTTP (the API and the console) listens.
+    pub fn http(&self) -> Result<SocketAddr, DemoRunError> {
+        self.node
+            .http_addr
+            .ok_or_else(|| DemoRunError::Other("no HTTP listener".into()))
+    }
+
+    /// Starts `kiosks` simulated kiosks, paying and asking until the demo stops.
+    pub async fn start_traffic(&self, kiosks: usize) -> Result<(), DemoRunError> {
+        traffic::start(
+            &self.world,
+            &*self.store,
+            kiosks,
+            self.acquirer()?,
+            &self.node.shutdown_signal(),
+        )
+        .await
+    }
+
+    /// Stops the kiosks, clearing, the node and the banks; what the node answered.
+    pub async fn stop(self) -> DemoSummary {
+        self.node.begin_shutdown();
+        if let Some(clearing) = self.clearing {
+            if let Err(e) = clearing.shutdown().await {
+                eprintln!("clearing shutdown: {e}");
+            }
+        }
+        let metrics = Arc::clone(&self.node.metrics);
+        self.node.stop().await;
+        for b in &self.bank_sims {
+            b.stop().await;
+        }
+        DemoSummary {
+            responses: metrics.responses(),
+        }
+    }
+}
+
+/// Opens and seeds a fresh SQLite demo store under `opts.data_dir` and starts the demo node on
+/// it (no kiosks): for tests.
+pub async fn start(opts: &DemoOptions) -> Result<RunningDemo<SqliteStore>, DemoRunError> {
+    std::fs::create_dir_all(&opts.data_dir)?;
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(opts.data_dir.join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await?,
+    );
+    let mut world = DemoWorld::new(opts.cards_per_bank)?;
+    install_demo_audit_key(&*store);
+    world.seed(&*store).await?;
+    operators::seed_operators(&*store, &SecretKey::for_tests(), &world).await?;
+    start_on(opts, store, world, !opts.no_clearing).await
+}
+
+/// Starts the bank hosts, the switch node and the in-process clearing (`with_clearing`) on an
+/// opened and seeded `store`.
+async fn start_on<S: crate::cms::CmsStore>(
+    opts: &DemoOptions,
     store: Arc<S>,
     world: DemoWorld,
     with_clearing: bool,
-) -> Result<DemoSummary, DemoRunError> {
+) -> Result<RunningDemo<S>, DemoRunError> {
     let (bank_sims, banks) = banks::start_all(&world, opts.bank_port_base).await?;
     let mut writer = writer::config_for::<S>();
     if let Some(n) = opts.group_commits {
@@ -255,52 +334,55 @@ async fn run_on<S: crate::cms::CmsStore>(
         http_tls: None,
         operator: Arc::new(OperatorContext::for_tests()),
         cms: Some(crate::sim::bureau::demo_cms(&world)?),
+        cutover: Some(demo_cutover(&world)),
         clearing: settlement,
     }
     .start()
     .await?;
-    let acquirer = node
-        .acquirer_addrs
-        .first()
-        .copied()
-        .ok_or_else(|| DemoRunError::Other("no acquirer listener".into()))?;
+    Ok(RunningDemo {
+        node,
+        world: Arc::new(world),
+        store,
+        clearing,
+        bank_sims,
+    })
+}
+
+/// Runs the demo on an opened and seeded `store`: [`start_on`], the kiosks, and the live
+/// screen until Ctrl-C or the duration; then stops them in turn.
+async fn run_on<S: crate::cms::CmsStore>(
+    opts: DemoOptions,
+    store: Arc<S>,
+    world: DemoWorld,
+    with_clearing: bool,
+) -> Result<DemoSummary, DemoRunError> {
+    let cards = world.cards.len();
+    let demo = start_on(&opts, store, world, with_clearing).await?;
+    let (acquirer, http) = (demo.acquirer()?, demo.http()?);
     println!(
         "switch demo: acquirer tcp://{}  http://{}  {} banks signed on  {} cards  data in {}",
         acquirer,
-        node.http_addr.unwrap_or(opts.http),
-        node.banks_up(),
-        world.cards.len(),
+        http,
+        demo.node.banks_up(),
+        cards,
         opts.data_dir.display()
     );
+    println!("operator console: http://{http}/console/ (demo users: `switch demo --describe`)");
     println!("(`switch demo --describe` prints the demo cards, keys and links; Ctrl-C stops)");
 
     if opts.traffic {
-        let world = Arc::new(world);
-        traffic::start(
-            &world,
-            &*store,
-            opts.kiosks,
-            acquirer,
-            &node.shutdown_signal(),
-        )
-        .await?;
+        demo.start_traffic(opts.kiosks).await?;
     }
-    status::report_until_stopped(&node, clearing.as_ref(), opts.duration).await;
+    status::report_until_stopped(&demo.node, demo.clearing.as_ref(), opts.duration).await;
+    Ok(demo.stop().await)
+}
 
-    node.begin_shutdown();
-    if let Some(clearing) = clearing {
-        if let Err(e) = clearing.shutdown().await {
-            eprintln!("clearing shutdown: {e}");
-        }
-    }
-    let metrics = Arc::clone(&node.metrics);
-    node.stop().await;
-    for b in &bank_sims {
-        b.stop().await;
-    }
-    Ok(DemoSummary {
-        responses: metrics.responses(),
-    })
+/// The demo's bank cut-over: the configured defaults (00:05 China Standard Time), and `POST
+/// /cutover` may cut today over too, so a demo shows a cut-over on demand.
+fn demo_cutover(world: &DemoWorld) -> crate::issuer::cutover::CutoverConfig {
+    let mut c = crate::issuer::cutover::CutoverConfig::new(world.cfg.switch_id.clone());
+    c.open_day_allowed = true;
+    c
 }
 
 /// The switch's HSM: the world's software HSM, or a network HSM at `addr`. The demo keys are

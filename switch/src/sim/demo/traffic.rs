@@ -156,7 +156,8 @@ async fn card_answered(
 /// Hospital kiosks pay bills (3% first typed with a wrong PIN, then again with the right one,
 /// as a cardholder would; 3% of approved bills reversed) and answer a few personal-account
 /// balance inquiries of insured cardholders. At the job-centre kiosk (every sixth) the
-/// cardholders come in turn, card after card: each asks the bank balance (or sometimes the
+/// cardholders come in turn, card after card: each opens an identity session, then asks the
+/// bank balance (or sometimes the
 /// personal account's) and receives a benefit credit that brings the bank balance back to
 /// 50,000 CNY. That credit stands in for the money that reaches cardholders' accounts in real
 /// life (wages, pensions, unemployment benefits): the demo puts a city's bills on a few hundred
@@ -229,8 +230,10 @@ async fn kiosk_loop(
     Ok(())
 }
 
-/// A cardholder at a job-centre kiosk: a balance inquiry, and after a bank balance inquiry a
-/// benefit credit up to [`BENEFIT_TARGET_FEN`].
+/// A cardholder at a job-centre kiosk: first the identity session (the card and its holder
+/// proven to the switch, the switch to the card; `schemas/iso8583/ssc87.md`), and only in an
+/// open session a balance inquiry, and after a bank balance inquiry a benefit credit up to
+/// [`BENEFIT_TARGET_FEN`].
 async fn job_centre_round(
     kiosk: &mut Kiosk,
     conn: &mut KioskConn,
@@ -238,6 +241,13 @@ async fn job_centre_round(
     reader: &mut MemoryChannel,
     roll: u32,
 ) -> Result<(), DemoRunError> {
+    let session = kiosk.identity_session(reader)?;
+    let answer = exchange(conn, session.request.clone()).await?;
+    match kiosk.finish_identity_session(reader, &session, &answer) {
+        Ok(outcome) if outcome.backend_authenticated => {}
+        // No session: the cardholder is sent to the counter.
+        _ => return Ok(()),
+    }
     if roll < 30 && card.insurance.is_some() {
         let p = kiosk.personal_balance(card, reader)?;
         card_answered(conn, p, reader).await?;

@@ -122,9 +122,7 @@ impl PostgresStore {
         let options = candidates[primary].clone();
         if let Some(schema) = &config.schema {
             let mut conn = options.connect().await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .execute(&mut conn)
-                .await?;
+            create_schema(&mut conn, schema).await?;
             conn.close().await?;
         }
         let mut pool_options = PgPoolOptions::new().max_connections(config.connections_max.max(2));
@@ -262,6 +260,22 @@ impl Backend for PostgresStore {
         }
         outcome
     }
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`, serialized under a transaction-scoped advisory lock: that
+/// statement alone fails with a unique violation (`pg_namespace_nspname_index`) in all but one
+/// of several callers at once, as nodes started together on a fresh schema would be.
+async fn create_schema(conn: &mut sqlx::PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("ssc: create schema {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 #[cfg(test)]

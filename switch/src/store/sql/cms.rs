@@ -20,6 +20,7 @@ const UPSERT_CARDHOLDER: &str = "INSERT INTO cardholder (citizen_id, name, sex, 
      ON CONFLICT (citizen_id) DO UPDATE SET name = excluded.name, \
      insurance_category = excluded.insurance_category, region_code = excluded.region_code \
      RETURNING cardholder_id";
+const SET_CARD_HOLDER: &str = "UPDATE card SET cardholder_id = $1 WHERE card_id = $2";
 const INSERT_APPLICATION: &str = "INSERT INTO card_application (batch_id, citizen_id, \
      cardholder_id, bank_institution_id, status, created_at_us) \
      VALUES ($1, $2, $3, $4, 'applied', $5) ON CONFLICT (batch_id, citizen_id) DO NOTHING \
@@ -506,6 +507,36 @@ impl<B: Backend> CmsStore for B {
             .fetch_optional(CARD_REGION, &[card_id.0.into()])
             .await?;
         Ok(row.map(|r| r.get::<String>("region_code")).transpose()?)
+    }
+
+    async fn enrol_cardholder_of_card(
+        &self,
+        card_id: CardId,
+        a: &NewApplication,
+        at_us: i64,
+    ) -> Result<(), StoreError> {
+        let _gate = self.write_gate().await;
+        let mut tx = self.begin_write().await?;
+        let params = [
+            a.citizen_id.expose().into(),
+            a.name.as_str().into(),
+            a.sex.code().into(),
+            a.citizen_id.birth_yyyymmdd().into(),
+            a.insurance.as_sql().into(),
+            a.region.as_str().into(),
+            at_us.into(),
+        ];
+        let holder: i64 = tx
+            .run()
+            .fetch_one(UPSERT_CARDHOLDER, &params)
+            .await?
+            .first()?;
+        let params = [holder.into(), card_id.0.into()];
+        if tx.run().execute(SET_CARD_HOLDER, &params).await? == 0 {
+            return Err(StoreError::NotFound("card"));
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn cards_of_cardholder(

@@ -39,6 +39,13 @@ const ISSUE_CARD: &str = "INSERT INTO card (pan_hash, pan_ciphertext, pan_masked
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING card_id";
 const CARD_BY_PAN: &str = concat!("SELECT ", card_columns!(), " FROM card WHERE pan_hash = $1");
 const CARD_PAN: &str = "SELECT pan_ciphertext FROM card WHERE card_id = $1";
+const CARD_BY_IDENTIFICATION_CODE: &str = concat!(
+    "SELECT ",
+    card_columns!(),
+    ", (SELECT h.citizen_id FROM cardholder h WHERE h.cardholder_id = card.cardholder_id) \
+     AS holder_citizen_id FROM card WHERE card_identification_code = $1 \
+     ORDER BY card_id DESC LIMIT 1"
+);
 const SET_CARD_STATUS: &str = "UPDATE card SET status = $1, status_reason = $2, \
      status_changed_at_us = $3, pin_tries_failed = CASE WHEN $1 = 'active' THEN 0 \
      ELSE pin_tries_failed END, lifecycle = NULL, version = version + 1 WHERE card_id = $4";
@@ -226,6 +233,22 @@ impl<B: Backend> Store for B {
             .await?;
         let sealed: Vec<u8> = row.ok_or(StoreError::NotFound("card"))?.first()?;
         Ok(self.pan().open(&sealed)?)
+    }
+
+    async fn card_by_identification_code(
+        &self,
+        cic: &schemas::domain::CardIdentificationCode,
+    ) -> Result<Option<(Card, Option<String>)>, StoreError> {
+        let params = [cic.as_str().into()];
+        let row = self
+            .reader()
+            .fetch_optional(CARD_BY_IDENTIFICATION_CODE, &params)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let holder: Option<String> = row.get("holder_citizen_id")?;
+        Ok(Some((rows::card(&row)?, holder)))
     }
 
     async fn count_wrong_pin(&self, card_id: CardId) -> Result<u32, StoreError> {

@@ -52,6 +52,7 @@ macro_rules! outbox_columns {
 mod audit_log;
 mod cms;
 mod control;
+pub mod cutover;
 pub mod driver;
 pub mod integrity;
 mod operator;

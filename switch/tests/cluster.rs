@@ -1,0 +1,359 @@
+//! Two switch nodes and two clearing consumers, one of each killed with SIGKILL under load
+//! (issue 28).
+//!
+//! Both nodes (`switch demo --no-clearing`, each with its own acquirer port and its own six bank
+//! simulators, so each signs on and exchanges keys on its own links) share one PostgreSQL
+//! schema. Each node has its `clearing relay` beside it, and the relays share one lease, so
+//! exactly one publishes at a time. Two `clearing run` consumers in one group apply the topic to
+//! one ledger. Kiosks pay bills on both nodes; mid-run the node whose relay holds the lease, with
+//! that relay, and consumer 1 are killed. The other relay takes the lease over when it expires,
+//! and consumer 2 the partitions when the group rebalances; the other node's kiosks go on.
+//!
+//! What must hold afterwards:
+//! - every approval a kiosk received, on either node, is in the store with its event, and
+//!   `switch verify` passes;
+//! - the ledger applied each outbox event exactly once (the same set of event ids), posted
+//!   exactly the events' amounts, dead-lettered nothing, and its positions sum to zero.
+//!
+//! Needs PostgreSQL (127.0.0.1:5432, SWITCH_TEST_PG_URL) and the broker (127.0.0.1:9092,
+//! CLEARING_TEST_BROKERS); the `clearing` binary is the workspace's (ops/test.sh builds it).
+
+#[path = "support/kill_kit.rs"]
+mod kill_kit;
+
+use kill_kit::{check_store, free_port, kiosk_task, wait_listening, Cards};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switch::sim::world::DemoWorld;
+use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+
+const KIOSKS: usize = 8;
+const CARDS_PER_BANK: usize = 8;
+/// Approvals received (both nodes) before the kills.
+const APPROVALS_BEFORE_KILL: usize = 300;
+/// Approvals node B gives after the kills, before the load stops.
+const APPROVALS_AFTER_KILL: usize = 150;
+const PARTITIONS: &str = "4";
+
+fn pg_url() -> String {
+    std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn brokers() -> String {
+    std::env::var("CLEARING_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The workspace's `clearing` binary, beside this package's `switch`.
+fn clearing_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_switch")).with_file_name("clearing");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo build -p clearing; ops/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Children killed when the test ends, however it ends.
+#[derive(Default)]
+struct Processes(Vec<(&'static str, Child)>);
+
+impl Processes {
+    fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        self.0.push((name, child));
+    }
+
+    /// SIGKILL, as a crash: no shutdown path runs.
+    fn kill(&mut self, name: &str) {
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("a process of that name");
+        let (_, mut child) = self.0.remove(i);
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+
+    /// Whether every process still runs (none died on its own).
+    fn all_running(&mut self) -> Vec<&'static str> {
+        self.0
+            .iter_mut()
+            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
+            .collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Names {
+    schema: String,
+    ledger_schema: String,
+    topic_prefix: String,
+    group: String,
+}
+
+fn node(url: &str, names: &Names, dir: &Path, acquirer: u16, banks: u16, keep: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switch"));
+    cmd.args(["demo", "--no-traffic", "--no-clearing", "--data-dir"])
+        .arg(dir)
+        .args(["--postgres", url, "--postgres-schema", &names.schema])
+        .args(["--listen", &format!("127.0.0.1:{acquirer}")])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--bank-port-base", &banks.to_string()])
+        .args(["--cards-per-bank", &CARDS_PER_BANK.to_string()]);
+    if keep {
+        cmd.arg("--keep-data");
+    }
+    cmd
+}
+
+fn clearing(url: &str, names: &Names) -> Command {
+    let mut cmd = Command::new(clearing_bin());
+    cmd.args(["--ledger", url, "--ledger-schema", &names.ledger_schema]);
+    cmd
+}
+
+fn relay(url: &str, names: &Names, holder: &str) -> Command {
+    let mut cmd = clearing(url, names);
+    cmd.args(["relay", "--outbox", url, "--outbox-schema", &names.schema])
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic-prefix",
+            &names.topic_prefix,
+        ])
+        .args(["--partitions", PARTITIONS, "--holder", holder]);
+    cmd
+}
+
+fn consumer(url: &str, names: &Names) -> Command {
+    let mut cmd = clearing(url, names);
+    cmd.args(["run", "--brokers", &brokers(), "--group", &names.group])
+        .args([
+            "--topic-prefix",
+            &names.topic_prefix,
+            "--partitions",
+            PARTITIONS,
+        ]);
+    cmd
+}
+
+/// Waits until `approved` holds `n` more approvals than `from`, or panics after `limit`.
+async fn wait_approvals(approved: &Mutex<Vec<String>>, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while approved.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} approvals",
+            approved.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The ledger's view of what it applied: event ids, posted total, dead letters, positions' sum.
+async fn ledger_state(pool: &sqlx::PgPool, schema: &str) -> (HashSet<uuid::Uuid>, i64, i64, i64) {
+    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
+        "SELECT event_id FROM {schema}.applied_event WHERE outcome = 'posted'"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    let (posted,): (Option<i64>,) = sqlx::query_as(&format!(
+        "SELECT SUM(amount_fen)::BIGINT FROM {schema}.posting"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or((None,));
+    let (dead,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {schema}.dead_letter"))
+        .fetch_one(pool)
+        .await
+        .unwrap_or((0,));
+    let (net,): (Option<i64>,) = sqlx::query_as(&format!(
+        "SELECT SUM(credits_posted_fen - debits_posted_fen)::BIGINT FROM {schema}.ledger_account"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or((None,));
+    (
+        ids.into_iter().map(|(i,)| i).collect(),
+        posted.unwrap_or(0),
+        dead,
+        net.unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is_killed() {
+    let url = pg_url();
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let names = Names {
+        schema: format!("cluster_{tag}"),
+        ledger_schema: format!("cluster_ledger_{tag}"),
+        topic_prefix: format!("cluster{tag}"),
+        group: format!("cluster-{tag}"),
+    };
+    let mut ps = Processes::default();
+    let (port_a, port_b) = (free_port(), free_port());
+    let (banks_a, banks_b) = (20_000 + free_port() % 10_000, 31_000 + free_port() % 10_000);
+    let addr_a: SocketAddr = format!("127.0.0.1:{port_a}").parse().unwrap();
+    let addr_b: SocketAddr = format!("127.0.0.1:{port_b}").parse().unwrap();
+
+    // Node A creates and seeds the schema; node B joins it.
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ps.spawn(
+        "node a",
+        &mut node(&url, &names, dirs.0.path(), port_a, banks_a, false),
+    );
+    wait_listening(addr_a).await;
+    ps.spawn(
+        "node b",
+        &mut node(&url, &names, dirs.1.path(), port_b, banks_b, true),
+    );
+    wait_listening(addr_b).await;
+    ps.spawn("relay a", &mut relay(&url, &names, "relay-a"));
+    ps.spawn("relay b", &mut relay(&url, &names, "relay-b"));
+    ps.spawn("consumer 1", &mut consumer(&url, &names));
+    ps.spawn("consumer 2", &mut consumer(&url, &names));
+
+    // Kiosks on both nodes, each with cards of its own.
+    let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());
+    let cards: Cards = Arc::default();
+    let approved = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..KIOSKS)
+        .map(|k| {
+            let addr = if k % 2 == 0 { addr_a } else { addr_b };
+            tokio::spawn(kiosk_task(
+                k,
+                KIOSKS,
+                addr,
+                Arc::clone(&world),
+                Arc::clone(&cards),
+                Arc::clone(&approved),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    wait_approvals(&approved, APPROVALS_BEFORE_KILL, Duration::from_secs(180)).await;
+    assert!(
+        ps.all_running().is_empty(),
+        "died on their own: {:?}",
+        ps.all_running()
+    );
+
+    // The crash, mid-load: the node whose relay holds the lease (so the other relay must take
+    // it over), with that relay, and one of the two consumers.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (holder, cursor): (Option<String>, i64) = sqlx::query_as(&format!(
+        "SELECT holder, cursor_seq FROM {}.relay_lease",
+        names.ledger_schema
+    ))
+    .fetch_one(&pool)
+    .await
+    .expect("a relay holds the lease");
+    assert!(cursor > 0, "the relay published before the kill");
+    let (killed_node, killed_relay) = match holder.as_deref() {
+        Some("relay-a") => ("node a", "relay a"),
+        Some("relay-b") => ("node b", "relay b"),
+        other => panic!("lease holder {other:?}"),
+    };
+    ps.kill(killed_node);
+    ps.kill(killed_relay);
+    ps.kill("consumer 1");
+    let at_kill = approved.lock().unwrap().len();
+    wait_approvals(
+        &approved,
+        at_kill + APPROVALS_AFTER_KILL,
+        Duration::from_secs(120),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let approved: Vec<String> = approved.lock().unwrap().clone();
+
+    // The store: every approval received, with its event; switch verify.
+    let mut config = PostgresConfig::new(url.clone());
+    config.schema = Some(names.schema.clone());
+    let store = PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+        .await
+        .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url} (ops/setup.sh): {e}"));
+    check_store(&store, &approved).await;
+    let outbox = store.outbox_after(0, 1_000_000).await.unwrap();
+    let events: HashSet<uuid::Uuid> = outbox.iter().map(|o| o.event_id).collect();
+    let amounts: i64 = outbox
+        .iter()
+        .map(|o| {
+            let e: serde_json::Value = serde_json::from_str(&o.payload).unwrap();
+            e["amount_fen"].as_i64().expect("amount_fen")
+        })
+        .sum();
+    assert_eq!(events.len(), outbox.len(), "event ids are unique");
+
+    // The ledger catches up through the surviving relay and consumer 2 (the lease expires in
+    // 30 s, the group's session in 6 s), then equals the events.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let (ids, posted, dead, net) = loop {
+        let state = ledger_state(&pool, &names.ledger_schema).await;
+        if state.0.len() >= events.len() || Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        ps.all_running().is_empty(),
+        "died on their own: {:?}",
+        ps.all_running()
+    );
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    let missing = events.difference(&ids).count();
+    let unknown = ids.difference(&events).count();
+    assert_eq!(
+        (missing, unknown),
+        (0, 0),
+        "the ledger applied exactly the outbox's {} events",
+        events.len()
+    );
+    assert_eq!(
+        posted, amounts,
+        "the ledger posted exactly the events' amounts"
+    );
+    assert_eq!(net, 0, "positions sum to zero");
+
+    drop(ps);
+    store.close().await;
+    PostgresStore::drop_schema(&url, &names.schema)
+        .await
+        .unwrap();
+    PostgresStore::drop_schema(&url, &names.ledger_schema)
+        .await
+        .unwrap();
+}
