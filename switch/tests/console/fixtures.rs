@@ -230,6 +230,7 @@ pub async fn cms_card(d: &Demo, citizen: &str) -> (i64, DemoCard, MemoryChannel)
         personal_fen: 50_000,
         bank_balance_fen: 0,
         card_identification_code: record.ssse.card_identification_code.clone(),
+        citizen_id: citizen.to_owned(),
         pin_offset: String::new(),
         expiry_yymm: card.expiry_yymm.clone(),
     };
