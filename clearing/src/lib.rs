@@ -19,6 +19,7 @@
 //! - [`window`]: cut-over schedule, closing a window (freeze, net settlement, SHA-256 digest).
 //! - [`report`]: settlement files of closed windows: CSV and ISO 20022 camt.053.001.08
 //!   statements, the medical-insurance reconciliation view (`docs/settlement-files.md`).
+//! - [`api`]: the settlement API the switch's operator routes call (`clearing api`, mutual TLS).
 //! - [`recon`]: ISO 8583 0500 reconciliation totals against the ledger, answered with a 0510.
 //!
 //! clearing never depends on the `switch` crate: they meet in `schemas` (events, migrations).
@@ -44,6 +45,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bus;
 pub mod consumer;
 pub mod db;

@@ -1,6 +1,6 @@
 //! The `clearing` command: consume settlement events from Kafka into the ledger, relay the
-//! switch's outbox to Kafka, and the clearing staff's commands (positions, close a window,
-//! reports).
+//! switch's outbox to Kafka, the settlement API the switch's operator routes call (`api`,
+//! mutual TLS), and the clearing staff's commands (positions, close a window, reports).
 
 use clap::{Parser, Subcommand};
 use clearing::bus::{EventFamily, KafkaBus, KafkaConfig, KafkaTls};
@@ -83,6 +83,26 @@ enum Command {
         /// This relay's name in the lease (defaults to host and process id).
         #[arg(long)]
         holder: Option<String>,
+    },
+    /// Serve the settlement API to the switch nodes (mutual TLS) until SIGTERM/Ctrl-C.
+    Api {
+        /// Listen address.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// This service's certificate chain (PEM).
+        #[arg(long)]
+        tls_cert: std::path::PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        tls_key: std::path::PathBuf,
+        /// The CA (PEM) of the switch nodes' client certificates: a client without a
+        /// certificate it signed is refused at the handshake.
+        #[arg(long)]
+        client_ca: std::path::PathBuf,
+        /// Only client certificates whose SubjectPublicKeyInfo has this SHA-256 (64 hex
+        /// digits; repeat for each switch node). Absent: every certificate of the CA.
+        #[arg(long = "client-spki-sha256")]
+        client_spki_sha256: Vec<String>,
     },
     /// Live net positions per institution and per pair.
     Positions,
@@ -221,6 +241,29 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             relay.run(&stats, shutdown_signal().await).await?;
             relay.release().await?;
             println!("published={}", stats.published.load(Ordering::Relaxed));
+        }
+        Command::Api {
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
+            client_spki_sha256,
+        } => {
+            let pins = clearing::api::tls::parse_spki_pins(&client_spki_sha256)?;
+            let tls = clearing::api::tls::server_config_from_files(
+                &tls_cert, &tls_key, &client_ca, &pins,
+            )?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| ClearingError::Config(format!("listen {listen}: {e}")))?;
+            clearing::api::tls::serve(
+                listener,
+                tls,
+                ledger.clone(),
+                clearing::api::tls::ApiLimits::default(),
+                shutdown_signal().await,
+            )
+            .await?;
         }
         Command::Positions => print_positions(&ledger.positions().await?),
         Command::CloseWindow => print_closed_window(&window::close_window(&ledger).await?),

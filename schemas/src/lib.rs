@@ -7,4 +7,5 @@ pub mod domain;
 pub mod events;
 pub mod iso8583;
 pub mod migrations;
+pub mod settlement_api;
 pub mod tlv;

@@ -90,6 +90,11 @@ pub const SQLITE: &[Migration] = &[
         description: "retransmission_answer_and_day_purge",
         sql: include_str!("../migrations/sqlite/0014_retransmission_answer_and_day_purge.sql"),
     },
+    Migration {
+        version: 15,
+        description: "totp_replay_guard",
+        sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -158,6 +163,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 14,
         description: "retransmission_answer_and_day_purge",
         sql: include_str!("../migrations/postgres/0014_retransmission_answer_and_day_purge.sql"),
+    },
+    Migration {
+        version: 15,
+        description: "totp_replay_guard",
+        sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
     },
 ];
 

@@ -14,7 +14,7 @@
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
 use crate::operator::routes::{
-    audit_log, cms, reconciliations, roles, session, transactions, users,
+    api_keys, audit_log, clearing, cms, reconciliations, roles, session, transactions, users,
 };
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
@@ -23,7 +23,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use rust_decimal::Decimal;
 use schemas::domain::Rrn;
@@ -44,6 +44,9 @@ pub struct HttpState<S: Store> {
     pub operator: Arc<OperatorContext>,
     /// The card management system (None: a node without `[cms]`; its routes answer 503).
     pub cms: Option<Arc<crate::operator::routes::cms::CmsFace<S>>>,
+    /// Settlement windows, positions and statements (None: a node without `[clearing_api]`;
+    /// the `/clearing/...` routes answer 503).
+    pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
     /// The bank cut-over (None: `POST /cutover` answers 503).
     pub cutover: Option<Arc<dyn crate::issuer::cutover::RunCutover>>,
 }
@@ -213,6 +216,8 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         )
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
+        .route("/api-keys", post(api_keys::issue::<S>))
+        .route("/api-keys/{id}", delete(api_keys::revoke::<S>))
         .route(
             "/application-batches",
             post(cms::import_batch::<S>).layer(DefaultBodyLimit::max(cms::BATCH_LEN_MAX_BYTES)),
@@ -233,6 +238,14 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
+        .route("/clearing/windows", get(clearing::windows::<S>))
+        .route("/clearing/windows/close", post(clearing::close_window::<S>))
+        .route("/clearing/windows/{id}", get(clearing::window::<S>))
+        .route(
+            "/clearing/windows/{id}/reports/{institution}",
+            get(clearing::statement::<S>),
+        )
+        .route("/clearing/positions", get(clearing::positions::<S>))
         // The bank cut-over (issue 29).
         .route("/reconciliations", get(reconciliations::list::<S>))
         .route(

@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod acquirer;
+pub mod clearing_link;
 pub mod cms;
 pub mod config;
 pub mod console;

@@ -283,12 +283,14 @@ mod demo {
         listen: SocketAddr,
         /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf, and the operator
         /// API: /session, /session/password, /me, /users, /users/{id}/roles,
-        /// /role-changes/{id}/approve, /roles, /audit; card management: /application-batches,
-        /// /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
+        /// /role-changes/{id}/approve, /roles, /audit, /api-keys, /api-keys/{id}; card
+        /// management: /application-batches, /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
         /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
         /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,
         /// /cards/{id}/pin-reset; bank cut-over: /reconciliations, /reconciliations/{id}/resolve,
-        /// /cutover).
+        /// /cutover; settlement: /clearing/windows, /clearing/windows/{id},
+        /// /clearing/windows/close, /clearing/windows/{id}/reports/{institution},
+        /// /clearing/positions).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
         /// First port of the six simulated bank hosts.

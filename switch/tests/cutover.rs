@@ -90,6 +90,7 @@ async fn network() -> Net {
         operator: Arc::new(OperatorContext::for_tests()),
         cms: None,
         cutover: Some(cutover),
+        clearing: None,
     }
     .start()
     .await

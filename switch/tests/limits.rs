@@ -210,6 +210,7 @@ fn http_state(s: &Switch) -> HttpState<SqliteStore> {
         links: None,
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
         cms: None,
+        clearing: None,
         cutover: None,
     }
 }

@@ -699,6 +699,8 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
 
     operator_answers(&mut c, &n).await;
     card_answers(&mut c, &n).await;
+    settlement_answers(&mut c, &n).await;
+    api_key_answers(&mut c, &n).await;
     reconciliation_answers(&mut c, &n).await;
 
     // The empty backlog, then a reversal held behind a stand-in advice the bank refused once.
@@ -1819,4 +1821,246 @@ async fn the_check_rejects_what_the_document_does_not_say() {
     let unknown = request(n.addr, "GET", "/transactions/").await;
     assert_eq!(unknown.status, 404);
     assert!(conformance(&doc, "get", "/transactions/{rrn}", &unknown).is_err());
+}
+
+/// The settlement routes' answers, each once: the reader (an auditor of the switch: reads
+/// everything), a clearing analyst of the switch (closes), a bank operator (its own figures),
+/// a clearing analyst of a bank (may close by its role, but a bank does not close), a hospital
+/// auditor (no settlement: 404), a hospital cashier (no permission: 403), and the node
+/// without a settlement source (503).
+async fn settlement_answers(c: &mut Contract, n: &http_node::Node) {
+    use http_node::SAMPLE_BANK;
+    use switch::sim::operator_kit::{self, OTHER_BANK, SWITCH};
+    let addr = n.addr;
+    let key = |institution: &'static str, role: &'static str| async move {
+        let k = operator_kit::api_key(&*n.store, institution, role)
+            .await
+            .expect("key");
+        format!("Bearer {k}")
+    };
+    let hospital = schemas::events::sample::ids::HOSPITAL;
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    let analyst = key(SWITCH, "clearing_analyst").await;
+    let bank = key(SAMPLE_BANK, "bank_operator").await;
+    let bank_analyst = key(SAMPLE_BANK, "clearing_analyst").await;
+    let hospital_auditor = key(hospital, "auditor").await;
+    let cashier = key(hospital, "hospital_cashier").await;
+    let reports = "/clearing/windows/{id}/reports/{institution}";
+    let own_csv = format!("/clearing/windows/1/reports/{SAMPLE_BANK}?format=csv");
+    let own_xml = format!("/clearing/windows/1/reports/{SAMPLE_BANK}?format=camt053");
+    let theirs = format!("/clearing/windows/1/reports/{OTHER_BANK}");
+    let gets: Vec<(&str, String, &str, u16)> = vec![
+        ("/clearing/windows", "/clearing/windows".into(), "", 200),
+        (
+            "/clearing/windows",
+            "/clearing/windows?limit=0".into(),
+            "",
+            400,
+        ),
+        ("/clearing/windows", "/clearing/windows".into(), "-", 401),
+        (
+            "/clearing/windows",
+            "/clearing/windows".into(),
+            &cashier,
+            403,
+        ),
+        (
+            "/clearing/windows/{id}",
+            "/clearing/windows/1".into(),
+            "",
+            200,
+        ),
+        (
+            "/clearing/windows/{id}",
+            "/clearing/windows/1".into(),
+            "-",
+            401,
+        ),
+        (
+            "/clearing/windows/{id}",
+            "/clearing/windows/1".into(),
+            &cashier,
+            403,
+        ),
+        (
+            "/clearing/windows/{id}",
+            "/clearing/windows/999".into(),
+            "",
+            404,
+        ),
+        ("/clearing/positions", "/clearing/positions".into(), "", 200),
+        (
+            "/clearing/positions",
+            "/clearing/positions".into(),
+            "-",
+            401,
+        ),
+        (
+            "/clearing/positions",
+            "/clearing/positions".into(),
+            &cashier,
+            403,
+        ),
+        (
+            "/clearing/positions",
+            "/clearing/positions".into(),
+            &hospital_auditor,
+            404,
+        ),
+        (reports, own_csv.clone(), &bank, 200),
+        (reports, own_xml.clone(), &bank, 200),
+        (reports, format!("{own_csv}x"), &bank, 400),
+        (reports, own_csv.clone(), "-", 401),
+        (reports, own_csv.clone(), &cashier, 403),
+        (reports, theirs.clone(), &bank, 404),
+    ];
+    for (path, url, auth, status) in gets {
+        let headers: Vec<(&str, &str)> = match auth {
+            "" => vec![("Authorization", reader.as_str())],
+            "-" => vec![],
+            a => vec![("Authorization", a)],
+        };
+        let r = c.send(addr, "GET", path, &url, &headers, None).await;
+        assert_eq!(r.status, status, "{url}: {r:?}");
+    }
+    // What a bank sees of a window: its own line.
+    let as_bank = [("Authorization", bank.as_str())];
+    let w = Contract::json(
+        &c.send(
+            addr,
+            "GET",
+            "/clearing/windows/{id}",
+            "/clearing/windows/1",
+            &as_bank,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(w["positions"].as_array().map(Vec::len), Some(1), "{w}");
+    // Closing: 200, 400, 401, 403, 404 (a bank), 409 (not the open window).
+    let close = "/clearing/windows/close";
+    for (auth, body, status) in [
+        (
+            analyst.as_str(),
+            json!({"reason": "contract", "window_id": 2}),
+            200,
+        ),
+        (analyst.as_str(), json!({"reason": ""}), 400),
+        ("-", json!({"reason": "contract"}), 401),
+        (bank.as_str(), json!({"reason": "contract"}), 403),
+        (bank_analyst.as_str(), json!({"reason": "contract"}), 404),
+        (
+            analyst.as_str(),
+            json!({"reason": "contract", "window_id": 2}),
+            409,
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = match auth {
+            "-" => vec![],
+            a => vec![("Authorization", a)],
+        };
+        let r = c
+            .send(addr, "POST", close, close, &headers, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{auth}: {r:?}");
+    }
+    // A node without [clearing_api]: 503 on every settlement route.
+    let as_analyst = [("Authorization", analyst.as_str())];
+    for (method, path, url) in [
+        ("GET", "/clearing/windows", "/clearing/windows".to_owned()),
+        (
+            "GET",
+            "/clearing/windows/{id}",
+            "/clearing/windows/1".to_owned(),
+        ),
+        (
+            "GET",
+            "/clearing/positions",
+            "/clearing/positions".to_owned(),
+        ),
+        ("GET", reports, own_csv.clone()),
+        ("POST", close, close.to_owned()),
+    ] {
+        let body = (method == "POST").then(|| json!({"reason": "contract"}));
+        let r = c
+            .send(
+                n.addr_without_clearing,
+                method,
+                path,
+                &url,
+                &as_analyst,
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 503, "{url}: {r:?}");
+        assert_eq!(
+            Contract::json(&r)["type"],
+            "/problems/clearing-not-configured"
+        );
+    }
+}
+
+/// The API keys' answers, each once: an administrator of the switch issues and revokes, an
+/// administrator of another hospital does not see the keys of `testkit`'s bank, the reader (an
+/// auditor) may not.
+async fn api_key_answers(c: &mut Contract, n: &http_node::Node) {
+    use switch::sim::operator_kit::{self, OTHER_HOSPITAL, SWITCH};
+    let addr = n.addr;
+    let admin_key = operator_kit::api_key(&*n.store, SWITCH, "administrator")
+        .await
+        .expect("key");
+    let other_key = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "administrator")
+        .await
+        .expect("key");
+    let admin = format!("Bearer {admin_key}");
+    let other = format!("Bearer {other_key}");
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    let bank = n.fx.bank.as_str();
+    fn issue(auth: &str, body: Value) -> (Vec<(&str, &str)>, Value) {
+        let headers = if auth.is_empty() {
+            vec![]
+        } else {
+            vec![("Authorization", auth)]
+        };
+        (headers, body)
+    }
+    let good = json!({"name": "back office", "role_id": "bank_operator", "institution": bank});
+    let mut key_id = String::new();
+    for (auth, body, status) in [
+        (admin.as_str(), good.clone(), 201),
+        (admin.as_str(), json!({"name": "x"}), 400),
+        ("", good.clone(), 401),
+        (reader.as_str(), good.clone(), 403),
+        (other.as_str(), good.clone(), 404),
+        (
+            admin.as_str(),
+            json!({"name": "x", "role_id": "administrator"}),
+            422,
+        ),
+    ] {
+        let (headers, body) = issue(auth, body);
+        let r = c
+            .send(addr, "POST", "/api-keys", "/api-keys", &headers, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+        if status == 201 {
+            key_id = Contract::json(&r)["key_id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+        }
+    }
+    let url = format!("/api-keys/{key_id}");
+    for (auth, status) in [
+        (other.as_str(), 404),
+        (reader.as_str(), 403),
+        ("", 401),
+        (admin.as_str(), 200),
+    ] {
+        let (headers, _) = issue(auth, Value::Null);
+        let r = c
+            .send(addr, "DELETE", "/api-keys/{id}", &url, &headers, None)
+            .await;
+        assert_eq!(r.status, status, "{r:?}");
+    }
 }

@@ -159,6 +159,25 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             "/cards/1/pin-reset".into(),
             Some(json!({"reason": "x"})),
         ),
+        (
+            "POST",
+            "/api-keys".into(),
+            Some(json!({"name": "x", "role_id": "auditor"})),
+        ),
+        ("DELETE", "/api-keys/key-1".into(), None),
+        ("GET", "/clearing/windows".into(), None),
+        ("GET", "/clearing/windows/1".into(), None),
+        ("GET", "/clearing/positions".into(), None),
+        (
+            "GET",
+            "/clearing/windows/1/reports/01020000?format=csv".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/clearing/windows/close".into(),
+            Some(json!({"reason": "x"})),
+        ),
     ]
 }
 
@@ -892,7 +911,8 @@ async fn a_password_change_needs_the_current_one_and_ends_every_session() {
         401,
         "logged out"
     );
-    let code = totp_now(&first.totp);
+    // The next step's code: the current one opened the first session (a code is used once).
+    let code = operator_kit::totp_next(&first.totp);
     assert_eq!(login(&n, "clerk", PASSWORD, &code).await.status, 401);
     assert_eq!(
         login(&n, "clerk", "another long password", &code)
@@ -1002,5 +1022,221 @@ async fn a_session_ends_when_idle_too_long_or_too_old() {
             r.status, expected,
             "created {created}, last seen {last_seen}"
         );
+    }
+}
+
+/// The settlement routes by role and tenant: the switch (the clearing centre: every figure,
+/// closes), `testkit`'s bank (its own line and statement), another bank (its own line, not the
+/// first bank's statement), a hospital (no settlement: its list is empty, the rest 404). Each
+/// route answers 403 without its permission, 404 where the tenant does not see the resource,
+/// 2xx otherwise; a bank's answers never carry another institution's line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_settlement_route_by_role_and_tenant_answers_403_404_or_2xx() {
+    let n = node().await;
+    let bank = n.fx.bank.as_str().to_owned();
+    let hospital = n.fx.hospital.as_str().to_owned();
+    let other_bank = operator_kit::OTHER_BANK;
+    let mut checked = 0;
+    for role in BUILTIN_ROLES {
+        let granted = PermissionSet::of(role.permissions);
+        for (t, tenant) in [hospital.as_str(), bank.as_str(), other_bank, SWITCH]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("settle-{}-{t}", role.role_id.replace('_', "-"));
+            let (_, first) = user(&n, &name, tenant, &[role.role_id]).await;
+            let s = session(&n, &name, &first).await;
+            let centre = tenant == SWITCH;
+            let a_bank = tenant == bank || tenant == other_bank;
+            // (method, permission, seen by this tenant, path, body)
+            let routes: Vec<(&str, Permission, bool, String, Option<Value>)> = vec![
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    true,
+                    "/clearing/windows".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || a_bank,
+                    "/clearing/windows/1".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || a_bank,
+                    "/clearing/positions".into(),
+                    None,
+                ),
+                (
+                    "GET",
+                    Permission::ViewClearing,
+                    centre || tenant == bank,
+                    format!("/clearing/windows/1/reports/{bank}?format=csv"),
+                    None,
+                ),
+                (
+                    "POST",
+                    Permission::CloseWindow,
+                    centre,
+                    "/clearing/windows/close".into(),
+                    Some(json!({"reason": format!("matrix {name}")})),
+                ),
+            ];
+            for (method, permission, seen, path, body) in routes {
+                let reply = call(&n, Some(&s), method, &path, body.as_ref()).await;
+                let what = format!("{} at {tenant}: {method} {path}", role.role_id);
+                if !granted.contains(permission) {
+                    assert_eq!(reply.status, 403, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/forbidden", "{what}");
+                } else if !seen {
+                    assert_eq!(reply.status, 404, "{what}: {reply:?}");
+                    assert_eq!(problem_type(&reply), "/problems/not-found", "{what}");
+                } else {
+                    assert!((200..300).contains(&reply.status), "{what}: {reply:?}");
+                    if method == "GET" && !centre {
+                        // A bank's figures are its own only; a hospital's list is empty.
+                        let v: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+                        for p in v["positions"].as_array().into_iter().flatten() {
+                            assert_eq!(p["institution_id"], tenant, "{what}: {v}");
+                        }
+                        if !a_bank {
+                            assert_eq!(v["items"], json!([]), "{what}: {v}");
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, BUILTIN_ROLES.len() * 4 * 5);
+}
+
+/// RFC 6238 §5.2: a TOTP code opens one session. The same code again is refused (401, audited
+/// as a replay) even with the right password; a wrong password does not spend the code; a
+/// code of a later step opens the next session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totp_code_opens_one_session_only() {
+    let n = node().await;
+    let (user, first) = user(&n, "twice", SWITCH, &["auditor"]).await;
+    let code = totp_now(&first.totp);
+    assert_eq!(
+        login(&n, "twice", "not the password", &code).await.status,
+        401
+    );
+    assert_eq!(login(&n, "twice", PASSWORD, &code).await.status, 200);
+    let replay = login(&n, "twice", PASSWORD, &code).await;
+    assert_eq!(replay.status, 401, "{replay:?}");
+    assert_eq!(problem_type(&replay), "/problems/login-failed");
+    let audit = n.store.audit_page(0, 1_000).await.unwrap();
+    let subject = format!("user:{}", user.user_id);
+    assert!(
+        audit.iter().any(|r| r.entry.subject == subject
+            && r.entry.action == "operator.login_failed"
+            && r.entry.detail.contains("code already used")),
+        "the replay is audited"
+    );
+    let next = operator_kit::totp_next(&first.totp);
+    assert_eq!(login(&n, "twice", PASSWORD, &next).await.status, 200);
+    // And the code of the step before the one used is refused too.
+    assert_eq!(login(&n, "twice", PASSWORD, &code).await.status, 401);
+}
+
+/// `POST /api-keys` and `DELETE /api-keys/{id}` (users.manage): a key is shown once (a replay
+/// answers `key: null`), acts for its institution and role, never holds an administrative
+/// permission, is issued and revoked only within the administrator's institution's sight, and
+/// a revoked key is refused at once; both are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_issues_and_revokes_machine_keys() {
+    let n = with_transaction().await;
+    let bank = n.fx.bank.as_str().to_owned();
+    let (_, first) = user(&n, "keys-admin", SWITCH, &["administrator"]).await;
+    let admin = session(&n, "keys-admin", &first).await;
+    let issue = |s: &Session, body: Value, idem: Option<&'static str>| {
+        let addr = n.addr;
+        let (cookie, csrf) = (s.cookie.clone(), s.csrf.clone());
+        async move {
+            let mut headers = vec![("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+            if let Some(k) = idem {
+                headers.push(("Idempotency-Key", k));
+            }
+            request_with(addr, "POST", "/api-keys", &headers, Some(&body.to_string())).await
+        }
+    };
+    let body =
+        json!({"name": "back office of the bank", "role_id": "bank_operator", "institution": bank});
+    let issued = issue(&admin, body.clone(), Some("key-1")).await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let issued: Value = serde_json::from_str(&issued.body).unwrap();
+    let key = issued["key"].as_str().expect("the key, once").to_owned();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["institution"], bank.as_str());
+    let replay = issue(&admin, body, Some("key-1")).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    let replay: Value = serde_json::from_str(&replay.body).unwrap();
+    assert!(replay["key"].is_null(), "{replay}");
+    assert_eq!(replay["key_id"], key_id.as_str());
+    // The key acts for the bank, as a bank operator.
+    let auth = format!("Bearer {key}");
+    let me = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains(&bank), "{me:?}");
+    // No administrative key.
+    let admin_key = issue(
+        &admin,
+        json!({"name": "x", "role_id": "administrator"}),
+        None,
+    )
+    .await;
+    assert_eq!(admin_key.status, 422, "{admin_key:?}");
+    assert_eq!(problem_type(&admin_key), "/problems/invalid-input");
+    // Another institution's administrator neither issues for the bank nor revokes its key.
+    let (_, other_first) = user(&n, "other-admin", OTHER_HOSPITAL, &["administrator"]).await;
+    let other = session(&n, "other-admin", &other_first).await;
+    let theirs = issue(
+        &other,
+        json!({"name": "x", "role_id": "bank_operator", "institution": bank}),
+        None,
+    )
+    .await;
+    assert_eq!(theirs.status, 404, "{theirs:?}");
+    let own = issue(
+        &other,
+        json!({"name": "HIS", "role_id": "hospital_cashier"}),
+        None,
+    )
+    .await;
+    assert_eq!(own.status, 201, "{own:?}");
+    let path = format!("/api-keys/{key_id}");
+    let not_theirs = call(&n, Some(&other), "DELETE", &path, None).await;
+    assert_eq!(not_theirs.status, 404, "{not_theirs:?}");
+    // An auditor may not.
+    let (_, auditor_first) = user(&n, "keys-auditor", SWITCH, &["auditor"]).await;
+    let auditor = session(&n, "keys-auditor", &auditor_first).await;
+    assert_eq!(
+        call(&n, Some(&auditor), "DELETE", &path, None).await.status,
+        403
+    );
+    // Revoked: refused at once (its cached resolution is dropped); revoking again says when.
+    let revoked = call(&n, Some(&admin), "DELETE", &path, None).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let revoked: Value = serde_json::from_str(&revoked.body).unwrap();
+    assert!(revoked["revoked_at_us"].is_i64(), "{revoked}");
+    let refused = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let again: Value =
+        serde_json::from_str(&call(&n, Some(&admin), "DELETE", &path, None).await.body).unwrap();
+    assert_eq!(again["revoked_at_us"], revoked["revoked_at_us"]);
+    let audit = n.store.audit_page(0, 1_000).await.unwrap();
+    let subject = format!("api_key:{key_id}");
+    for action in ["api_key.issue", "api_key.revoke"] {
+        let count = audit
+            .iter()
+            .filter(|r| r.entry.action == action && r.entry.subject == subject)
+            .count();
+        assert_eq!(count, 1, "{action}");
     }
 }

@@ -99,6 +99,31 @@ pub struct NodeConfig {
     /// The card management system (issuance through the operator API).
     #[serde(default)]
     pub cms: Option<CmsSection>,
+    /// Clearing's settlement API (the operator API's `/clearing/...` routes).
+    #[serde(default)]
+    pub clearing_api: Option<ClearingApiSection>,
+}
+
+/// `[clearing_api]`: where clearing's settlement API is (`clearing api`) and the mutual TLS to
+/// it. Without it the `/clearing/...` routes answer 503.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearingApiSection {
+    /// `https://host:port`.
+    pub url: String,
+    /// The CA (PEM) of clearing's server certificate.
+    pub ca: String,
+    /// This node's client certificate chain (PEM), of the CA clearing trusts.
+    pub cert: String,
+    /// Its private key (PEM).
+    pub key: String,
+    /// Give up on a call after this long, s.
+    #[serde(default = "default_clearing_timeout_s")]
+    pub timeout_s: u64,
+}
+
+fn default_clearing_timeout_s() -> u64 {
+    10
 }
 
 /// `[cms]`: card issuance. Every key is an LMK token of the node's HSM (no clear key in the
@@ -601,8 +626,8 @@ use settings::*;
 
 mod start;
 pub use start::{
-    backup, cms_parts, database_link_protected, hsm_of, http_tls, open_store, operator_context,
-    restore, serve, verify, OpenedStore,
+    backup, clearing_source, cms_parts, database_link_protected, hsm_of, http_tls, open_store,
+    operator_context, restore, serve, verify, OpenedStore,
 };
 
 pub mod admin;

@@ -217,6 +217,21 @@ pub async fn cms_parts(
     }))
 }
 
+/// The client of clearing's settlement API of `[clearing_api]` (None without it).
+pub fn clearing_source(
+    cfg: &NodeConfig,
+) -> Result<Option<Arc<dyn crate::clearing_link::SettlementSource>>, ConfigError> {
+    use crate::clearing_link::{ClearingClient, ClearingClientConfig};
+    let Some(c) = &cfg.clearing_api else {
+        return Ok(None);
+    };
+    let mut config = ClearingClientConfig::new(c.url.clone());
+    config.timeout = Duration::from_secs(c.timeout_s.max(1));
+    let client = ClearingClient::from_pem_files(config, &c.ca, &c.cert, &c.key)
+        .map_err(|e| invalid(format!("[clearing_api]: {e}")))?;
+    Ok(Some(Arc::new(client)))
+}
+
 /// The HTTP listener's TLS, if configured.
 pub fn http_tls(cfg: &NodeConfig) -> Result<Option<TlsSettings>, ConfigError> {
     match cfg.http.as_ref().map(|h| (&h.tls_cert, &h.tls_key)) {
@@ -311,6 +326,7 @@ async fn run_node<S: crate::cms::CmsStore>(
         http_tls,
         operator: Arc::new(operator),
         cms: cms_parts(&cfg, &hsm).await?,
+        clearing: clearing_source(&cfg)?,
         cutover: Some(cfg.cutover_config()?),
         store,
         hsm,

@@ -402,3 +402,39 @@ async fn the_example_cms_section_builds_the_issuance_config_from_lmk_tokens() {
     let cfg: NodeConfig = toml::from_str(&bad).unwrap();
     assert!(cms_parts(&cfg, &hsm).await.is_err());
 }
+
+#[test]
+fn the_clearing_api_is_reached_over_https_with_a_client_certificate_only() {
+    let example = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(example).unwrap();
+    assert!(
+        clearing_source(&cfg).unwrap().is_none(),
+        "absent: no source"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["clearing.test".to_owned()]).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (ca_pem, cert, key) = (
+        file("ca.pem", &ca.cert.pem()),
+        file("cert.pem", &ca.cert.pem()),
+        file("key.pem", &ca.key_pair.serialize_pem()),
+    );
+    let with = |url: &str, key: &str| {
+        let text = format!(
+            "{example}\n[clearing_api]\nurl = {url:?}\nca = {ca_pem:?}\ncert = {cert:?}\nkey = {key:?}\n"
+        );
+        let cfg: NodeConfig = toml::from_str(&text).unwrap();
+        clearing_source(&cfg).map(|s| s.is_some())
+    };
+    assert!(with("https://clearing.test:8443", &key).unwrap());
+    let plain = with("http://clearing.test:8443", &key)
+        .unwrap_err()
+        .to_string();
+    assert!(plain.contains("https only"), "{plain}");
+    let missing = with("https://clearing.test:8443", "/nonexistent/key.pem").unwrap_err();
+    assert!(missing.to_string().contains("[clearing_api]"), "{missing}");
+}

@@ -67,6 +67,8 @@ pub struct NodeParts<S: Store> {
     pub operator: Arc<OperatorContext>,
     /// The card management system behind the HTTP face's card routes (None: they answer 503).
     pub cms: Option<CmsParts>,
+    /// Clearing's settlement API behind the `/clearing/...` routes (None: they answer 503).
+    pub clearing: Option<Arc<dyn crate::clearing_link::SettlementSource>>,
     /// The bank cut-over (None: no cut-over task, `POST /cutover` answers 503).
     pub cutover: Option<CutoverConfig>,
 }
@@ -204,6 +206,7 @@ impl<S: CmsStore> NodeParts<S> {
                         links: Some(Arc::clone(&links)),
                         operator: Arc::clone(&self.operator),
                         cms,
+                        clearing: self.clearing.clone(),
                         cutover: cutover
                             .clone()
                             .map(|c| c as Arc<dyn crate::issuer::cutover::RunCutover>),

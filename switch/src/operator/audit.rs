@@ -30,6 +30,12 @@ pub mod action {
     pub const ROLE_CHANGE_APPROVE: &str = "role_change.approve";
     /// A role defined.
     pub const ROLE_CREATE: &str = "role.create";
+    /// A machine client's API key issued.
+    pub const API_KEY_ISSUE: &str = "api_key.issue";
+    /// An API key revoked.
+    pub const API_KEY_REVOKE: &str = "api_key.revoke";
+    /// A settlement window closed (through clearing's settlement API).
+    pub const CLEARING_WINDOW_CLOSE: &str = "clearing.window_close";
     /// A bank reconciliation exception resolved (`POST /reconciliations/{id}/resolve`).
     pub const RECONCILIATION_RESOLVE: &str = "reconciliation.resolve";
     /// A settlement day cut over on demand (`POST /cutover`).

@@ -210,6 +210,14 @@ impl KeyCache {
             .map(|(c, _)| c.clone())
     }
 
+    /// Forgets a key (revoked on this node: no longer honoured here at once; other nodes
+    /// within [`KEY_CACHE_TTL_US`]).
+    pub(crate) fn forget(&self, hash: &[u8; 32]) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(hash);
+        }
+    }
+
     fn put(&self, hash: [u8; 32], caller: &Caller, now: i64) {
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= KEY_CACHE_ENTRIES_MAX {

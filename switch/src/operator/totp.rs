@@ -74,19 +74,26 @@ impl TotpSecret {
 
     /// Whether `code` (6 digits) is the code of `unix_s`, or of a step either side of it.
     pub fn verify(&self, code: &str, unix_s: u64) -> bool {
+        self.verified_step(code, unix_s).is_some()
+    }
+
+    /// The time step whose code `code` is (`unix_s`'s, or one either side of it; the latest
+    /// when several match), or None. A verifier keeps the last step it accepted per user and
+    /// refuses a code of that step or an earlier one (RFC 6238 §5.2: an OTP is accepted once).
+    pub fn verified_step(&self, code: &str, unix_s: u64) -> Option<u64> {
         if code.len() != TOTP_DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
+            return None;
         }
-        let Ok(code) = code.parse::<u32>() else {
-            return false;
-        };
+        let code = code.parse::<u32>().ok()?;
         let step = unix_s / TOTP_STEP_S;
-        let mut ok = false;
+        let mut matched = None;
         // Every candidate is computed, so the time taken does not say which one matched.
         for s in step.saturating_sub(TOTP_DRIFT_STEPS)..=step + TOTP_DRIFT_STEPS {
-            ok |= hotp(&self.0, s, TOTP_DIGITS) == code;
+            if hotp(&self.0, s, TOTP_DIGITS) == code {
+                matched = Some(s);
+            }
         }
-        ok
+        matched
     }
 }
 
@@ -141,6 +148,18 @@ mod tests {
         for (counter, code) in expected.iter().enumerate() {
             assert_eq!(hotp(b"12345678901234567890", counter as u64, 6), *code);
         }
+    }
+
+    #[test]
+    fn the_verified_step_is_the_step_of_the_code() {
+        let s = rfc_secret();
+        let code = |t: u64| format!("{:06}", s.code_at(t, TOTP_DIGITS));
+        let now = 59 * TOTP_STEP_S + 7;
+        assert_eq!(s.verified_step(&code(now), now), Some(59));
+        assert_eq!(s.verified_step(&code(now - TOTP_STEP_S), now), Some(58));
+        assert_eq!(s.verified_step(&code(now + TOTP_STEP_S), now), Some(60));
+        assert_eq!(s.verified_step(&code(now + 2 * TOTP_STEP_S), now), None);
+        assert_eq!(s.verified_step("12345", now), None);
     }
 
     #[test]

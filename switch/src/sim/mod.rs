@@ -8,6 +8,7 @@
 //! - [`banksim`]: simulated bank issuer hosts, the other end of the issuer links;
 //! - [`bureau`]: the card bureau and issuance counter of the card management system;
 //! - [`demo`]: `switch demo`, the whole network on one machine;
+//! - [`settlement`]: clearing's settlement API in the demo's own process;
 //! - [`testkit`]: fixtures for the store's tests and benches.
 //!
 //! The tests and the load generator reuse them, so what they exercise is what the demo shows.
@@ -18,5 +19,6 @@ pub mod demo;
 pub mod identity;
 pub mod kiosk;
 pub mod operator_kit;
+pub mod settlement;
 pub mod testkit;
 pub mod world;

@@ -80,6 +80,33 @@ pub async fn user<S: Store>(
     Ok((user, first))
 }
 
+/// The code an authenticator app shows at the next time step: accepted now too (one step of
+/// drift), and later than a step already used, as a second login of the same user needs (a
+/// code is accepted once, RFC 6238 §5.2).
+pub fn totp_next(secret: &TotpSecret) -> String {
+    let now = u64::try_from(now_us() / 1_000_000).unwrap_or(0);
+    format!(
+        "{:0width$}",
+        secret.code_at(now + crate::operator::totp::TOTP_STEP_S, TOTP_DIGITS),
+        width = TOTP_DIGITS as usize
+    )
+}
+
+/// The code an authenticator app showed at the previous time step: still accepted (one step of
+/// drift), and earlier than the current and next steps, so a test that logs the same user in
+/// three times uses the previous, the current and the next code in turn.
+pub fn totp_previous(secret: &TotpSecret) -> String {
+    let now = u64::try_from(now_us() / 1_000_000).unwrap_or(0);
+    format!(
+        "{:0width$}",
+        secret.code_at(
+            now.saturating_sub(crate::operator::totp::TOTP_STEP_S),
+            TOTP_DIGITS
+        ),
+        width = TOTP_DIGITS as usize
+    )
+}
+
 /// The code an authenticator app shows now.
 pub fn totp_now(secret: &TotpSecret) -> String {
     let now = u64::try_from(now_us() / 1_000_000).unwrap_or(0);

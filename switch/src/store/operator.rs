@@ -250,6 +250,14 @@ pub trait OperatorStore: Send + Sync + 'static {
         failures_max: u32,
         lock_until_us: i64,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// Accepts the TOTP time step `step` for the user once: true (and `step` kept) when it is
+    /// later than the last step accepted, false for that step or an earlier one (a code seen
+    /// before, RFC 6238 §5.2). Atomic: of two logins with the same code, one is accepted.
+    fn accept_totp_step(
+        &self,
+        user_id: Uuid,
+        step: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A successful login: failures back to 0, lock lifted.
     fn record_login_success(
         &self,
@@ -313,6 +321,18 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         key: &ApiKeyRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An API key by its public id.
+    fn api_key_by_id(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    /// Revokes the key `key_id` at `at_us` (a key already revoked keeps its first revocation);
+    /// the key as it now is, or None when there is no such key.
+    fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at_us: i64,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
     /// An API key by the hash of the key.
     fn api_key(
         &self,

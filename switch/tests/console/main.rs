@@ -473,10 +473,12 @@ async fn console_forms_need_their_csrf_token_and_a_password_change_ends_the_sess
     .await;
     assert_eq!(status, 401);
     assert!(body.contains("login-error"), "{body}");
+    // The same operator logs in three times below, and a TOTP code is accepted once: the
+    // previous step's code, then the current one, then the next one.
     let form = format!(
         "username=demo-auditor&password={}&totp={}",
         op.password(),
-        switch::sim::operator_kit::totp_now(&op.totp())
+        switch::sim::operator_kit::totp_previous(&op.totp())
     );
     let (status, head, _) = http(
         &d.base,
@@ -575,6 +577,11 @@ async fn console_forms_need_their_csrf_token_and_a_password_change_ends_the_sess
     // Changing the password: the wrong current one is refused on the page; the right one
     // ends every session of the user, and the new password logs in.
     let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    let form = format!(
+        "username=demo-auditor&password={}&totp={}",
+        op.password(),
+        switch::sim::operator_kit::totp_now(&op.totp())
+    );
     let (_, head, _) = http(&d.base, "POST", "/console/login", &[form_type], &form).await;
     let cookies = cookies_of(&head);
     let csrf = cookies
@@ -624,7 +631,7 @@ async fn console_forms_need_their_csrf_token_and_a_password_change_ends_the_sess
     let again = format!(
         "username=demo-auditor&password={}&totp={}",
         new_password.replace(' ', "+"),
-        switch::sim::operator_kit::totp_now(&op.totp())
+        switch::sim::operator_kit::totp_next(&op.totp())
     );
     let (status, _, _) = http(&d.base, "POST", "/console/login", &[form_type], &again).await;
     assert_eq!(status, 303, "the new password logs in");

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use hsm_sim::pin::PinBlockFormat;
+use switch::clearing_link::SettlementSource;
 use switch::cms::model::{ImportJob, JobState, RowError};
 use switch::cms::{BinRange, CardManagement, CmsStore};
 use switch::http::{self, HttpState};
@@ -19,6 +20,7 @@ use switch::operator::token::hash_presented;
 use switch::operator::OperatorContext;
 use switch::sim::bureau;
 use switch::sim::operator_kit;
+use switch::sim::settlement::InProcessSettlement;
 use switch::sim::testkit::{self, Fixture};
 use switch::sim::world::DemoWorld;
 use switch::store::operator::ApiKeyRecord;
@@ -48,6 +50,67 @@ pub struct Node {
     pub cms_card: i64,
     /// A closed personalisation file of the bureau.
     pub perso_file: String,
+    /// The settlement ledger behind the `/clearing/...` routes ([`settlement_ledger`]).
+    pub settlement: clearing::ledger::Ledger,
+    /// The same HTTP face without a settlement source (its `/clearing/...` routes answer 503).
+    pub addr_without_clearing: std::net::SocketAddr,
+}
+
+/// The bank of `testkit` (and of the sample settlement events).
+pub const SAMPLE_BANK: &str = schemas::events::sample::ids::BANK;
+
+/// One sample settlement event as the bus delivers it.
+fn delivery(offset: i64, event: &schemas::events::SettlementEvent) -> clearing::bus::Delivery {
+    clearing::bus::Delivery {
+        topic: "ssc.settlement.v1".into(),
+        partition: 0,
+        offset,
+        payload: event.to_json().expect("event JSON").into_bytes(),
+    }
+}
+
+/// A settlement ledger under `dir`: window 1 closed with a purchase and a bill split of
+/// `testkit`'s bank and hospital and a purchase of [`operator_kit::OTHER_BANK`]'s card;
+/// window 2 open with one more purchase of `testkit`'s bank.
+pub async fn settlement_ledger(dir: &std::path::Path) -> clearing::ledger::Ledger {
+    use schemas::events::sample;
+    use schemas::events::EventType;
+    let db = clearing::db::Db::connect(&clearing::db::LedgerDbConfig::sqlite(
+        dir.join("clearing.db"),
+    ))
+    .await
+    .expect("ledger");
+    let ledger = clearing::ledger::Ledger::new(db);
+    let hospital = sample::ids::HOSPITAL;
+    let mut other = sample::event(EventType::Purchase, hospital, 3);
+    let other_bank = testkit::inst(operator_kit::OTHER_BANK);
+    other.legs[0].debit.institution = other_bank.clone();
+    other.institutions.issuer = Some(other_bank);
+    ledger
+        .apply_batch(
+            "fixture",
+            &[
+                delivery(0, &sample::event(EventType::Purchase, hospital, 1)),
+                delivery(1, &sample::event(EventType::MedicalBillSplit, hospital, 2)),
+                delivery(2, &other),
+            ],
+        )
+        .await
+        .expect("events");
+    clearing::window::close_window(&ledger)
+        .await
+        .expect("close window 1");
+    ledger
+        .apply_batch(
+            "fixture",
+            &[delivery(
+                3,
+                &sample::event(EventType::Purchase, hospital, 4),
+            )],
+        )
+        .await
+        .expect("event of window 2");
+    ledger
 }
 
 /// The social-security bureau of the region 4101 (`testkit`'s social-security fund).
@@ -159,7 +222,22 @@ pub async fn node() -> Node {
 
 /// A node whose writer runs with `config` (a writer on the test's runtime can be aborted).
 pub async fn node_with(config: writer::WriterConfig) -> Node {
+    node_built(config, None).await
+}
+
+/// A node whose `/clearing/...` routes ask `source` (clearing's settlement API over mutual
+/// TLS, say) instead of the in-process settlement on its own ledger.
+pub async fn node_with_settlement(source: Arc<dyn SettlementSource>) -> Node {
+    node_built(writer::config_for::<SqliteStore>(), Some(source)).await
+}
+
+async fn node_built(
+    config: writer::WriterConfig,
+    source: Option<Arc<dyn SettlementSource>>,
+) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
+    let settlement = settlement_ledger(dir.path()).await;
+    let source = source.unwrap_or_else(|| Arc::new(InProcessSettlement::new(settlement.clone())));
     let store = Arc::new(
         SqliteStore::open(
             &SqliteConfig::new(dir.path().join("switch.db")),
@@ -236,26 +314,21 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         .await
         .expect("job");
     let (writer, writer_task) = writer::spawn(store.clone(), config);
-    let state = Arc::new(HttpState {
-        store: store.clone(),
-        writer,
-        metrics: Arc::new(Metrics::default()),
-        links: None,
-        operator: Arc::new(OperatorContext::for_tests()),
-        cms: Some(Arc::clone(&cms)),
-        cutover: Some(no_bank_cutover(&store)),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await;
-    });
+    let operator = Arc::new(OperatorContext::for_tests());
+    let state = |clearing| {
+        Arc::new(HttpState {
+            store: store.clone(),
+            writer: writer.clone(),
+            metrics: Arc::new(Metrics::default()),
+            links: None,
+            operator: Arc::clone(&operator),
+            cms: Some(Arc::clone(&cms)),
+            cutover: Some(no_bank_cutover(&store)),
+            clearing,
+        })
+    };
+    let addr = serve(state(Some(source))).await;
+    let addr_without_clearing = serve(state(None)).await;
     // A card issued through the API and its closed personalisation file.
     let auth = format!("Bearer {ISSUER_KEY}");
     let body = serde_json::json!({ "pin_block": counter_pin_block(&world) }).to_string();
@@ -290,7 +363,25 @@ pub async fn node_with(config: writer::WriterConfig) -> Node {
         application: applied,
         cms_card: card["card_id"].as_i64().expect("card id"),
         perso_file: file["file_id"].as_str().expect("file id").to_owned(),
+        settlement,
+        addr_without_clearing,
     }
+}
+
+/// Serves the router of `state` on a loopback port; returns it.
+async fn serve(state: Arc<HttpState<SqliteStore>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    addr
 }
 
 /// Commits one decision, which must succeed.

@@ -992,6 +992,7 @@ where
         links: None,
         operator: Arc::new(switch::operator::OperatorContext::for_tests()),
         cms: Some(face),
+        clearing: None,
         cutover: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

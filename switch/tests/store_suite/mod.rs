@@ -1302,6 +1302,7 @@ macro_rules! store_suite {
             card_day_usage_is_read_back_and_past_days_are_purged,
             an_answer_is_remembered_on_its_duplicate_key,
             a_login_lockout_is_counted_in_the_store_and_survives_a_restart,
+            a_totp_step_is_accepted_once_per_user_and_survives_a_restart,
             a_role_change_is_applied_only_when_another_administrator_approves_it,
             sessions_keys_and_idempotent_answers_are_kept_by_hash,
             audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge,

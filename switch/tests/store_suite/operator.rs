@@ -50,6 +50,40 @@ pub async fn a_login_lockout_is_counted_in_the_store_and_survives_a_restart<H: H
     h.cleanup().await;
 }
 
+/// RFC 6238 §5.2: the last accepted time step per user, in the store: a step is accepted once,
+/// an earlier one never, another user's steps are its own, and a restart forgets nothing.
+pub async fn a_totp_step_is_accepted_once_per_user_and_survives_a_restart<H: Harness>() {
+    let (mut h, _fx) = seeded::<H>(100).await;
+    let s = h.store();
+    operator_kit::seed_tenants(&*s).await.unwrap();
+    let secrets = SecretKey::for_tests();
+    let (a, _) = operator_kit::user(&*s, &secrets, "a", SWITCH, &[], "a long password")
+        .await
+        .unwrap();
+    let (b, _) = operator_kit::user(&*s, &secrets, "b", SWITCH, &[], "a long password")
+        .await
+        .unwrap();
+    let step = 59_000_000;
+    assert!(s.accept_totp_step(a.user_id, step).await.unwrap());
+    assert!(!s.accept_totp_step(a.user_id, step).await.unwrap(), "once");
+    assert!(
+        !s.accept_totp_step(a.user_id, step - 1).await.unwrap(),
+        "never earlier"
+    );
+    assert!(
+        s.accept_totp_step(b.user_id, step).await.unwrap(),
+        "per user"
+    );
+    h.reopen().await;
+    let s = h.store();
+    assert!(
+        !s.accept_totp_step(a.user_id, step).await.unwrap(),
+        "after a restart"
+    );
+    assert!(s.accept_totp_step(a.user_id, step + 1).await.unwrap());
+    h.cleanup().await;
+}
+
 pub async fn a_role_change_is_applied_only_when_another_administrator_approves_it<H: Harness>() {
     let (h, _fx) = seeded::<H>(100).await;
     let s = h.store();

@@ -11,6 +11,7 @@
 //! | `GET /users`, `GET /roles` | `users.read` |
 //! | `POST /users`, `POST /users/{id}/roles`, `POST /role-changes/{id}/approve` | `users.manage` |
 //! | `POST /roles` | `roles.manage` |
+//! | `POST /api-keys`, `DELETE /api-keys/{id}` | `users.manage` (see [`api_keys`]) |
 //! | `GET /audit` | `audit.read` |
 //! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |
 //! | `GET /saf` | `saf.read` |
@@ -19,8 +20,11 @@
 //! | `POST /reconciliations/{id}/resolve` | `reconciliation.resolve` |
 //! | `POST /cutover` | `clearing.close_window` (the switch's operators) |
 //! | the card management routes | see [`cms`] |
+//! | the settlement routes (`/clearing/...`) | see [`clearing`] |
 
+pub mod api_keys;
 pub mod audit_log;
+pub mod clearing;
 pub mod cms;
 pub mod reconciliations;
 pub mod roles;

@@ -94,13 +94,26 @@ async fn login_inner<S: Store>(
         audit::record(&*st.store, e).await?;
         return Err(login_failed());
     }
-    let code_ok = st
+    let step = st
         .operator
         .secrets
         .open(user.user_id, &user.totp_sealed)
-        .map(|secret| secret.verify(&req.totp, u64::try_from(now / 1_000_000).unwrap_or(0)))
-        .unwrap_or(false);
-    if !(password_ok && code_ok) {
+        .ok()
+        .and_then(|secret| {
+            secret.verified_step(&req.totp, u64::try_from(now / 1_000_000).unwrap_or(0))
+        });
+    // RFC 6238 §5.2: a code is accepted once. Only a right password spends the step, so a
+    // guess of the password cannot burn the holder's current code.
+    let fresh = match (password_ok, step.and_then(|s| i64::try_from(s).ok())) {
+        (true, Some(s)) => st
+            .store
+            .accept_totp_step(user.user_id, s)
+            .await
+            .map_err(store_failed)?,
+        _ => false,
+    };
+    let code_ok = step.is_some();
+    if !(password_ok && code_ok && fresh) {
         let policy = st.operator.policy;
         let failures = st
             .store
@@ -111,10 +124,10 @@ async fn login_inner<S: Store>(
             )
             .await
             .map_err(store_failed)?;
-        let why = if password_ok {
-            "wrong code"
-        } else {
-            "wrong password"
+        let why = match (password_ok, code_ok) {
+            (false, _) => "wrong password",
+            (true, false) => "wrong code",
+            (true, true) => "code already used",
         };
         let e = failure(subject, why)
             .with("failures_in_a_row", failures.into())

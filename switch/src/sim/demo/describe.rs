@@ -20,10 +20,12 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
     ));
     s.push_str(&format!(
         "HTTP: http://{}/health /ready (open); operator API (a session or an API key): /metrics /transactions/{{rrn}} /saf \
-         /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit; \
+         /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit /api-keys /api-keys/{{id}}; \
          card management (demo-issuance, demo-clerk): /application-batches /import-jobs/{{id}} /import-jobs/{{id}}/errors \
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
          /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \
+         settlement (demo-clearing, demo-bank): /clearing/windows /clearing/windows/{{id}} /clearing/windows/close \
+         /clearing/windows/{{id}}/reports/{{institution}} /clearing/positions; \
          bank cut-over (demo-clearing): /reconciliations /reconciliations/{{id}}/resolve /cutover\n\
          (log in with POST /session as one of the demo operators below; schemas/openapi/switch.json)\n\
          Operator console (a browser; the same demo operators): http://{}/console/\n\n",

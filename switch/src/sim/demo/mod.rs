@@ -310,6 +310,17 @@ async fn start_on<S: crate::cms::CmsStore>(
     }
     let listener =
         AcquirerListener::ssc87(opts.listen).map_err(|e| DemoRunError::Other(e.to_string()))?;
+    // Clearing first, so the node's `/clearing/...` routes answer from its ledger.
+    let clearing = if with_clearing {
+        Some(start_clearing(&opts.data_dir).await?)
+    } else {
+        None
+    };
+    let settlement = clearing.as_ref().map(|c| {
+        Arc::new(crate::sim::settlement::InProcessSettlement::new(
+            c.ledger().clone(),
+        )) as Arc<dyn crate::clearing_link::SettlementSource>
+    });
     let node = NodeParts {
         store: Arc::clone(&store),
         hsm: switch_hsm(&world, opts.hsm),
@@ -324,14 +335,10 @@ async fn start_on<S: crate::cms::CmsStore>(
         operator: Arc::new(OperatorContext::for_tests()),
         cms: Some(crate::sim::bureau::demo_cms(&world)?),
         cutover: Some(demo_cutover(&world)),
+        clearing: settlement,
     }
     .start()
     .await?;
-    let clearing = if with_clearing {
-        Some(start_clearing(&opts.data_dir).await?)
-    } else {
-        None
-    };
     Ok(RunningDemo {
         node,
         world: Arc::new(world),

@@ -1,5 +1,6 @@
 //! [`OperatorStore`] for every [`Backend`]: the operator API's users, roles, sessions, API
-//! keys and idempotent answers, in the tables of migration 0011. Writes take the backend's
+//! keys and idempotent answers, in the tables of migration 0011 (and the last accepted TOTP step
+//! of 0015). Writes take the backend's
 //! write gate, as the rest of the control plane does.
 
 use super::control::with_legs;
@@ -71,6 +72,8 @@ const LOGIN_FAILED: &str = "UPDATE operator_user SET failed_logins = failed_logi
      WHERE user_id = $1 RETURNING CAST(failed_logins AS BIGINT)";
 const LOGIN_SUCCEEDED: &str =
     "UPDATE operator_user SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1";
+const ACCEPT_TOTP_STEP: &str = "UPDATE operator_user SET totp_last_step = $2 WHERE user_id = $1 \
+     AND (totp_last_step IS NULL OR totp_last_step < $2)";
 const SET_PASSWORD: &str = "UPDATE operator_user SET password_hash = $2 WHERE user_id = $1";
 
 const INSERT_SESSION: &str = "INSERT INTO operator_session (token_hash, user_id, csrf_hash, \
@@ -106,6 +109,11 @@ const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, in
      role_id, name, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
 const API_KEY: &str = "SELECT key_hash, key_id, institution_id, role_id, name, created_at_us, \
      revoked_at_us FROM operator_api_key WHERE key_hash = $1";
+
+const API_KEY_BY_ID: &str = "SELECT key_hash, key_id, institution_id, role_id, name, \
+     created_at_us, revoked_at_us FROM operator_api_key WHERE key_id = $1";
+const REVOKE_API_KEY: &str = "UPDATE operator_api_key SET revoked_at_us = $2 \
+     WHERE key_id = $1 AND revoked_at_us IS NULL";
 
 const IDEMPOTENT: &str = "SELECT request_hash, CAST(status AS BIGINT) AS status, body \
      FROM operator_idempotency WHERE principal = $1 AND idem_key = $2";
@@ -348,6 +356,13 @@ impl<B: Backend> OperatorStore for B {
         parse("operator_user.failed_logins", u32::try_from(n))
     }
 
+    async fn accept_totp_step(&self, user_id: Uuid, step: i64) -> Result<bool, StoreError> {
+        let id = user_id.to_string();
+        let params = [id.as_str().into(), step.into()];
+        let _gate = self.write_gate().await;
+        Ok(self.writer().execute(ACCEPT_TOTP_STEP, &params).await? == 1)
+    }
+
     async fn record_login_success(&self, user_id: Uuid) -> Result<(), StoreError> {
         let id = user_id.to_string();
         let params = [id.as_str().into()];
@@ -482,6 +497,27 @@ impl<B: Backend> OperatorStore for B {
         let _gate = self.write_gate().await;
         self.writer().execute(INSERT_API_KEY, &params).await?;
         Ok(())
+    }
+
+    async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let params = [key_id.into()];
+        let row = self.reader().fetch_optional(API_KEY_BY_ID, &params).await?;
+        row.as_ref().map(api_key).transpose()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at_us: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let params = [key_id.into(), at_us.into()];
+        {
+            let _gate = self.write_gate().await;
+            self.writer().execute(REVOKE_API_KEY, &params).await?;
+        }
+        let params = [key_id.into()];
+        let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
+        row.as_ref().map(api_key).transpose()
     }
 
     async fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
