@@ -37,6 +37,8 @@ pub struct Nav {
     pub batches: bool,
     /// `audit.read`.
     pub audit: bool,
+    /// `clearing.read`.
+    pub settlement: bool,
     /// `users.read`.
     pub users: bool,
 }
@@ -51,6 +53,7 @@ impl Nav {
             cards: has(Permission::ViewCards),
             batches: has(Permission::ImportApplications),
             audit: has(Permission::ReadAuditLog),
+            settlement: has(Permission::ViewClearing),
             users: has(Permission::ViewUsers),
         }
     }
@@ -62,6 +65,7 @@ impl Nav {
             (self.transactions, "/console/transactions"),
             (self.batches, "/console/batches"),
             (self.cards, "/console/cards"),
+            (self.settlement, "/console/settlement"),
             (self.audit, "/console/audit"),
             (self.users, "/console/users"),
         ];

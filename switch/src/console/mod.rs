@@ -33,6 +33,7 @@ pub mod format;
 pub mod i18n;
 pub mod layout;
 pub mod session;
+pub mod settlement;
 pub mod transactions;
 
 use crate::cms::CmsStore;
@@ -93,6 +94,7 @@ pub fn router<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
         .merge(batches::routes::<S>())
         .merge(dashboard::routes::<S>())
         .merge(admin::routes::<S>())
+        .merge(settlement::routes::<S>())
 }
 
 /// `GET /console/`: the first page the caller may use, or the login page.

@@ -32,8 +32,14 @@ pub struct Demo {
     _dir: tempfile::TempDir,
 }
 
-/// Starts the demo node on free ports, without kiosks.
+/// Starts the demo node on free ports, without kiosks and without clearing.
 pub async fn start() -> Demo {
+    start_with(true).await
+}
+
+/// Starts the demo node on free ports, without kiosks; with its in-process clearing unless
+/// `no_clearing`.
+pub async fn start_with(no_clearing: bool) -> Demo {
     let dir = tempfile::tempdir().expect("temp dir");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let opts = DemoOptions {
@@ -46,7 +52,7 @@ pub async fn start() -> Demo {
         kiosks: 0,
         duration: None,
         keep_data: false,
-        no_clearing: true,
+        no_clearing,
         postgres_url: None,
         postgres_schema: "switch_demo".into(),
         hsm: None,

@@ -13,7 +13,10 @@
 //! - `the_dashboard_moves_while_kiosks_pay`: the live figures (server-sent events) change
 //!   while the demo's kiosks run;
 //! - `a_role_change_takes_two_administrators_and_the_auditor_reads_it`: four eyes in the
-//!   users page, the audit log page.
+//!   users page, the audit log page;
+//! - `a_clearing_analyst_closes_the_window_and_downloads_its_camt053`: positions of the open
+//!   window, the close with a confirmation and a reason, the closed window's statements; the
+//!   camt.053 downloaded with the browser's session validates against the ISO 20022 schema.
 
 mod browser;
 mod fixtures;
@@ -635,5 +638,95 @@ async fn console_forms_need_their_csrf_token_and_a_password_change_ends_the_sess
     );
     let (status, _, _) = http(&d.base, "POST", "/console/login", &[form_type], &again).await;
     assert_eq!(status, 303, "the new password logs in");
+    d.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clearing_analyst_closes_the_window_and_downloads_its_camt053() {
+    let driver = chromedriver();
+    let d = fixtures::start_with(false).await;
+    let c = browser(&driver).await;
+    let world = &d.demo.world;
+    let j = "f-settlement";
+    let mut conn = connect(&d).await;
+    let card = insured_card(world, 0);
+    let mut chip =
+        card_apdu::channel::memory::MemoryChannel::new(world.virtual_card(&card).unwrap());
+    let mut kiosk = hospital_kiosk(world, 0, "HK00000F", "F");
+    let paid = pay(&mut conn, &mut kiosk, &card, &mut chip, 12_300, "MZ-F1").await;
+    assert_eq!(paid.code, "00");
+
+    log_in(&c, &d.base, world, "demo-clearing").await;
+    let nav = text(&c, "nav.side").await;
+    assert!(nav.contains("清算结算"), "{nav}");
+    // The bill reaches the ledger through the embedded relay: wait for the open window's lines.
+    let mut positions = String::new();
+    for _ in 0..50 {
+        c.goto(&format!("{}/console/settlement", d.base))
+            .await
+            .unwrap();
+        if source(&c).await.contains("open-positions") {
+            positions = text(&c, "#open-positions").await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(positions.contains("123.00"), "the bill's legs: {positions}");
+    shot(&c, j, "1-open-window").await;
+
+    click(&c, "#close-window").await;
+    fill(&c, "#reason", "end of the settlement day").await;
+    shot(&c, j, "2-confirm").await;
+    click(&c, "#confirm").await;
+    let notice = wait_text(&c, "#notice", "the close's notice", |t| !t.is_empty()).await;
+    let closed_id: String = notice.chars().filter(|ch| ch.is_ascii_digit()).collect();
+    assert!(!closed_id.is_empty(), "{notice}");
+    shot(&c, j, "3-closed").await;
+    click(&c, &format!("#window-{closed_id}")).await;
+    assert_eq!(text(&c, "#window-state").await, "closed");
+    shot(&c, j, "4-window").await;
+
+    // The statement, as the browser would download it (its session cookie).
+    let link = c
+        .find(Locator::Css("a[id^='camt-']"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("a camt.053 link");
+    let cookies = c
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| format!("{}={}", k.name(), k.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (status, head, body) = http(&d.base, "GET", &link, &[("Cookie", &cookies)], "").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-disposition: attachment"),
+        "{head}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("statement.xml");
+    std::fs::write(&file, body.as_bytes()).unwrap();
+    let xsd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/iso20022/camt.053.001.08.xsd"
+    );
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", xsd])
+        .arg(&file)
+        .output()
+        .expect("xmllint (libxml2-utils, ops/setup.sh) must be installed");
+    assert!(
+        out.status.success(),
+        "camt.053 fails the schema: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.close().await.unwrap();
     d.demo.stop().await;
 }
