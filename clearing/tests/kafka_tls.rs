@@ -57,13 +57,11 @@ fn tansu() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// The switch's test port helper: a port below the kernel's ephemeral range, which no other
+// test's `bind(":0")` can be handed while the broker starts.
+#[path = "../../switch/tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// A private tansu on `port`, telling clients to come back through `advertised`.
 struct Broker(Child);

@@ -18,10 +18,13 @@
 //! Needs PostgreSQL (127.0.0.1:5432, SWITCH_TEST_PG_URL) and the broker (127.0.0.1:9092,
 //! CLEARING_TEST_BROKERS); the `clearing` binary is the workspace's (ops/test.sh builds it).
 
+#[path = "support/demo_process.rs"]
+mod demo_process;
 #[path = "support/kill_kit.rs"]
 mod kill_kit;
 
-use kill_kit::{check_store, free_port, kiosk_task, wait_listening, Cards};
+use demo_process::demo_command;
+use kill_kit::{check_store, kiosk_task, wait_listening, Cards};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +68,13 @@ fn clearing_bin() -> PathBuf {
 struct Processes(Vec<(&'static str, Child)>);
 
 impl Processes {
+    /// Starts a `switch demo` node and gives its acquirer's address (a port it bound itself).
+    fn spawn_node(&mut self, name: &'static str, cmd: &mut Command) -> SocketAddr {
+        let (child, addrs) = demo_process::spawn(cmd);
+        self.0.push((name, child));
+        addrs.acquirer
+    }
+
     fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
         let child = cmd
             .stdout(Stdio::null())
@@ -111,14 +121,11 @@ struct Names {
     group: String,
 }
 
-fn node(url: &str, names: &Names, dir: &Path, acquirer: u16, banks: u16, keep: bool) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switch"));
-    cmd.args(["demo", "--no-traffic", "--no-clearing", "--data-dir"])
+fn node(url: &str, names: &Names, dir: &Path, keep: bool) -> Command {
+    let mut cmd = demo_command();
+    cmd.args(["--no-clearing", "--data-dir"])
         .arg(dir)
         .args(["--postgres", url, "--postgres-schema", &names.schema])
-        .args(["--listen", &format!("127.0.0.1:{acquirer}")])
-        .args(["--http", &format!("127.0.0.1:{}", free_port())])
-        .args(["--bank-port-base", &banks.to_string()])
         .args(["--cards-per-bank", &CARDS_PER_BANK.to_string()]);
     if keep {
         cmd.arg("--keep-data");
@@ -220,22 +227,12 @@ async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is
         group: format!("cluster-{tag}"),
     };
     let mut ps = Processes::default();
-    let (port_a, port_b) = (free_port(), free_port());
-    let (banks_a, banks_b) = (20_000 + free_port() % 10_000, 31_000 + free_port() % 10_000);
-    let addr_a: SocketAddr = format!("127.0.0.1:{port_a}").parse().unwrap();
-    let addr_b: SocketAddr = format!("127.0.0.1:{port_b}").parse().unwrap();
 
     // Node A creates and seeds the schema; node B joins it.
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    ps.spawn(
-        "node a",
-        &mut node(&url, &names, dirs.0.path(), port_a, banks_a, false),
-    );
+    let addr_a = ps.spawn_node("node a", &mut node(&url, &names, dirs.0.path(), false));
     wait_listening(addr_a).await;
-    ps.spawn(
-        "node b",
-        &mut node(&url, &names, dirs.1.path(), port_b, banks_b, true),
-    );
+    let addr_b = ps.spawn_node("node b", &mut node(&url, &names, dirs.1.path(), true));
     wait_listening(addr_b).await;
     ps.spawn("relay a", &mut relay(&url, &names, "relay-a"));
     ps.spawn("relay b", &mut relay(&url, &names, "relay-b"));

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,9 +15,12 @@ use switch::store::{
     DataKeyPanProtector, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
 };
 
+#[path = "support/demo_process.rs"]
+mod demo_process;
 #[path = "support/kill_kit.rs"]
 mod kill_kit;
-use kill_kit::{check_store, free_port, kiosk_task, wait_listening, Cards};
+use demo_process::demo_command;
+use kill_kit::{check_store, kiosk_task, wait_listening, Cards};
 
 /// Where the killed switch keeps its store.
 #[derive(Clone)]
@@ -48,29 +51,20 @@ struct Load {
     approvals_before_kill: usize,
 }
 
-struct Ports {
-    acquirer: u16,
-    http: u16,
-    banks: u16,
-}
-
-fn start_switch(dir: &Path, backend: &Backend, load: &Load, ports: &Ports, keep: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switch"));
-    cmd.args(["demo", "--no-traffic", "--data-dir"])
+/// Starts the switch on `dir` and `backend`; its acquirer's address (a port it bound itself).
+fn start_switch(dir: &Path, backend: &Backend, load: &Load, keep: bool) -> (Child, SocketAddr) {
+    let mut cmd = demo_command();
+    cmd.arg("--data-dir")
         .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{}", ports.acquirer)])
-        .args(["--http", &format!("127.0.0.1:{}", ports.http)])
-        .args(["--bank-port-base", &ports.banks.to_string()])
-        .args(["--cards-per-bank", &load.cards_per_bank.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(["--cards-per-bank", &load.cards_per_bank.to_string()]);
     if let Backend::Postgres { url, schema } = backend {
         cmd.args(["--postgres", url, "--postgres-schema", schema]);
     }
     if keep {
         cmd.arg("--keep-data");
     }
-    cmd.spawn().expect("switch binary starts")
+    let (child, addrs) = demo_process::spawn(&mut cmd);
+    (child, addrs.acquirer)
 }
 
 /// Opens the killed switch's store and runs [`check_store`] on it.
@@ -103,13 +97,7 @@ async fn check(dir: &Path, backend: &Backend, approved: &[String]) {
 /// restarts it on the same data, checks that it approves again, and checks the store again.
 async fn kill_9_under_load(backend: Backend, load: Load) {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports {
-        acquirer: free_port(),
-        http: free_port(),
-        banks: 20_000 + free_port() % 20_000,
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{}", ports.acquirer).parse().unwrap();
-    let mut child = start_switch(dir.path(), &backend, &load, &ports, false);
+    let (mut child, addr) = start_switch(dir.path(), &backend, &load, false);
     wait_listening(addr).await;
 
     let world = Arc::new(DemoWorld::new(load.cards_per_bank).unwrap());
@@ -149,7 +137,7 @@ async fn kill_9_under_load(backend: Backend, load: Load) {
     check(dir.path(), &backend, &approved).await;
 
     // Restart on the same data; it must serve again.
-    let mut child = start_switch(dir.path(), &backend, &load, &ports, true);
+    let (mut child, addr) = start_switch(dir.path(), &backend, &load, true);
     wait_listening(addr).await;
     let after = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -15,8 +15,11 @@
 //! `pg_basebackup` under /usr/lib/postgresql/*/bin): the test FAILS when they are missing
 //! (ops/setup.sh). It never touches the machine's cluster on 5432.
 
+#[path = "support/demo_process.rs"]
+mod demo_process;
 #[path = "support/pg_server.rs"]
 mod pg_server;
+use demo_process::demo_command;
 use pg_server::*;
 
 use card_apdu::channel::memory::MemoryChannel;
@@ -26,7 +29,7 @@ use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -247,19 +250,15 @@ impl Pair {
     }
 }
 
-fn start_switch(dir: &Path, url: &str, acquirer: u16, http: u16, banks: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args(["demo", "--no-traffic", "--data-dir"])
+/// Starts the switch on the pair; its acquirer's address (a port it bound itself).
+fn start_switch(dir: &Path, url: &str) -> (Child, SocketAddr) {
+    let mut cmd = demo_command();
+    cmd.arg("--data-dir")
         .arg(dir)
         .args(["--postgres", url])
-        .args(["--listen", &format!("127.0.0.1:{acquirer}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--bank-port-base", &banks.to_string()])
-        .args(["--cards-per-bank", &CARDS_PER_BANK.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("switch binary starts")
+        .args(["--cards-per-bank", &CARDS_PER_BANK.to_string()]);
+    let (child, addrs) = demo_process::spawn(&mut cmd);
+    (child, addrs.acquirer)
 }
 
 async fn wait_listening(addr: SocketAddr) {
@@ -366,9 +365,7 @@ async fn a_promoted_standby_holds_every_approval_and_the_switch_follows_it() {
     pair.wait_synchronous().await;
 
     let data = tempfile::tempdir().unwrap();
-    let (acq, http, banks) = (free_port(), free_port(), 20_000 + free_port() % 20_000);
-    let addr: SocketAddr = format!("127.0.0.1:{acq}").parse().unwrap();
-    let mut child = start_switch(data.path(), &pair.url(), acq, http, banks);
+    let (mut child, addr) = start_switch(data.path(), &pair.url());
     wait_listening(addr).await;
 
     let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());

@@ -1,34 +1,22 @@
 //! SIGTERM stops `switch demo` the way Ctrl-C does (issue 24, finding 7): the node drains,
 //! signs its bank links off and the process exits 0, instead of dying on the signal.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/demo_process.rs"]
+mod demo_process;
 
 #[test]
 fn sigterm_stops_the_demo_like_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let (acquirer, http, banks) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args(["demo", "--no-traffic", "--no-clearing", "--data-dir"])
+    let mut cmd = demo_process::demo_command();
+    cmd.args(["--no-clearing", "--data-dir"])
         .arg(dir.path())
-        .args(["--listen", &format!("127.0.0.1:{acquirer}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--bank-port-base", &banks.to_string()])
-        .args(["--cards-per-bank", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("switch binary starts");
+        .args(["--cards-per-bank", "1"]);
+    let (mut child, addrs) = demo_process::spawn(&mut cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", acquirer)).is_err() {
+    while std::net::TcpStream::connect(addrs.acquirer).is_err() {
         assert!(
             Instant::now() < deadline,
             "the demo did not start listening"

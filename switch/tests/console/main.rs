@@ -20,6 +20,8 @@
 
 mod browser;
 mod fixtures;
+#[path = "../support/ports.rs"]
+mod ports;
 
 use browser::{browser, chromedriver, click, fill, log_in, log_out, shot, source, text, wait_text};
 use fantoccini::Locator;

@@ -1,5 +1,5 @@
 //! What the kill tests share (crash.rs: one switch killed and restarted; cluster.rs: two nodes
-//! and two clearing consumers, one of each killed): free ports, waiting for a switch to listen,
+//! and two clearing consumers, one of each killed): waiting for a switch to listen,
 //! kiosks that pay bills until stopped and record every approval they receive, and the check
 //! that each received approval is durable with its settlement event.
 
@@ -19,14 +19,6 @@ use switch::sim::world::{DemoWorld, DEMO_PIN};
 use switch::store::Store;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);

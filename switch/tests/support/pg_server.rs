@@ -4,18 +4,14 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "ports.rs"]
+mod ports;
+/// A port nothing listens on right now, below the kernel's ephemeral range (`ports.rs`).
+#[allow(unused_imports)] // not every test that includes this file starts a cluster
+pub use ports::free_port;
 
 /// The newest installed server tool `tool` (`initdb`, `pg_ctl`, `pg_basebackup`, ...).
 pub fn pg_bin(tool: &str) -> PathBuf {
