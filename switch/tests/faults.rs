@@ -8,7 +8,8 @@
 //! - `bank_links`: a bank's host stalls, answers late, answers garbage, drops off the network;
 //! - `hsm`: the switch's network HSM answers errors, answers too slowly, drops connections;
 //! - `database`: PostgreSQL stopped for 10 s under load (a private cluster) and restarted;
-//! - `broker`: the Kafka-protocol broker down for a while (a private tansu).
+//! - `broker`: the Kafka-protocol broker down for a while (a private tansu);
+//! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load.
 //!
 //! PostgreSQL's server binaries and tansu must be installed (ops/setup.sh); a test that needs
 //! them FAILS when they are missing.
@@ -30,3 +31,6 @@ mod hsm;
 
 #[path = "faults/broker.rs"]
 mod broker;
+
+#[path = "faults/sqlite.rs"]
+mod sqlite;
