@@ -47,6 +47,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod clock;
 pub mod consumer;
 pub mod db;
 pub mod embedded;
