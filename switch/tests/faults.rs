@@ -9,7 +9,8 @@
 //! - `hsm`: the switch's network HSM answers errors, answers too slowly, drops connections;
 //! - `database`: PostgreSQL stopped for 10 s under load (a private cluster) and restarted;
 //! - `broker`: the Kafka-protocol broker down for a while (a private tansu);
-//! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load.
+//! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load;
+//! - `clock`: the switch's wall clock jumps forward and back (field 7's window, the key purge).
 //!
 //! PostgreSQL's server binaries and tansu must be installed (ops/setup.sh); a test that needs
 //! them FAILS when they are missing.
@@ -34,3 +35,6 @@ mod broker;
 
 #[path = "faults/sqlite.rs"]
 mod sqlite;
+
+#[path = "faults/clock.rs"]
+mod clock;
