@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod bus;
 pub mod clock;
 pub mod consumer;
