@@ -1,7 +1,8 @@
 //! Restore drill of the clearing ledger (issue 28). The switch's outbox (SQLite, written as the
 //! switch writes it) takes batches of events all along; embedded clearing (relay, in-process
-//! bus, consumer) applies them to a SQLite ledger. Under that load the ledger is backed up
-//! (`clearing::backup::backup_sqlite`, `VACUUM INTO`), then restored into a new folder.
+//! bus, consumer) applies them to a SQLite ledger. Under that load the ledger is backed up by
+//! another process (`clearing --ledger sqlite:… backup --to …`, `VACUUM INTO`), then restored
+//! into a new folder (`clearing --ledger … restore --from …`).
 //!
 //! Asserted: the restored ledger equals the events at the copy's point: its stored offset S
 //! says how far it got, and it holds exactly the events of the outbox before S (events applied,
@@ -11,7 +12,6 @@
 
 mod common;
 
-use clearing::backup::{backup_sqlite, restore_sqlite};
 use clearing::db::{Db, LedgerDbConfig};
 use clearing::embedded::{EmbeddedClearing, EmbeddedConfig};
 use clearing::ledger::Ledger;
@@ -23,6 +23,28 @@ use std::time::{Duration, Instant};
 
 const GROUP: &str = "embedded";
 const TOPIC: &str = "ssc.settlement.v1";
+
+/// `clearing --ledger sqlite:<ledger> <args>`; its output, or the test fails.
+async fn cli(ledger: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_clearing"));
+    c.arg("--ledger")
+        .arg(format!("sqlite:{}", ledger.display()))
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || c.output())
+        .await
+        .expect("joined")
+        .expect("clearing runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
 
 async fn wait_applied(ledger: &Ledger, n: i64, bound: Duration) {
     let started = Instant::now();
@@ -73,11 +95,14 @@ async fn a_ledger_backed_up_under_load_restores_to_the_events_at_the_copys_point
 
     // The backup, under load.
     let copy = dir.path().join("clearing.backup.db");
-    let bytes = backup_sqlite(clearing.ledger().db(), &copy)
+    let copy_arg = copy.to_str().expect("path");
+    let said = cli(&live_path, &["backup", "--to", copy_arg])
         .await
         .expect("backup");
     assert!(
-        backup_sqlite(clearing.ledger().db(), &copy).await.is_err(),
+        cli(&live_path, &["backup", "--to", copy_arg])
+            .await
+            .is_err(),
         "a backup never overwrites"
     );
     appender.await.expect("appender");
@@ -87,11 +112,14 @@ async fn a_ledger_backed_up_under_load_restores_to_the_events_at_the_copys_point
     // Restore into a new folder.
     let restored_dir = tempfile::tempdir().expect("dir");
     let restored_path = restored_dir.path().join("clearing.db");
-    restore_sqlite(&copy, &restored_path)
+    let restored_said = cli(&restored_path, &["restore", "--from", copy_arg])
         .await
         .expect("restore");
+    assert!(restored_said.contains("positions sum 0"), "{restored_said}");
     assert!(
-        restore_sqlite(&copy, &restored_path).await.is_err(),
+        cli(&restored_path, &["restore", "--from", copy_arg])
+            .await
+            .is_err(),
         "a restore never overwrites"
     );
     let restored = Ledger::new(
@@ -113,7 +141,8 @@ async fn a_ledger_backed_up_under_load_restores_to_the_events_at_the_copys_point
     };
     let at_copy = usize::try_from(s - first_seq).expect("offset past the first event");
     eprintln!(
-        "backup of {bytes} bytes at outbox offset {s}: {at_copy} of {total} events; drill {:?}",
+        "{} at outbox offset {s}: {at_copy} of {total} events; drill {:?}",
+        said.trim(),
         started.elapsed()
     );
     assert!(
