@@ -1,13 +1,13 @@
 //! PostgreSQL backup and point-in-time recovery drill (issue 28), through the recipe in
 //! `ops/pg-pitr.sh`: a private cluster (its own port and folder; the machine's cluster on 5432
 //! is never touched) archiving its WAL; decisions committing all along; a base backup taken
-//! under that load; a named restore point created under load; more decisions after it. The
-//! backup is restored with the archive into a new folder and port, to the restore point.
+//! under that load; a named restore point created under load, then a moment noted under load;
+//! more decisions after each. The backup is restored with the archive into a new folder and
+//! port to the restore point, and into another to the moment (`recovery_target_time`).
 //!
-//! Asserted: the restored store passes `verify_integrity` (what `switch verify` runs); it
-//! holds every decision committed before the restore point was created and none committed
-//! after it returned, and none of those made after the point; the account's balance equals
-//! its opening less the decisions it holds.
+//! Asserted, for each restore: the store passes `verify_integrity` (what `switch verify`
+//! runs); it holds every decision committed before the point (or moment) and none committed
+//! after it was taken; the account's balance equals its opening less the decisions it holds.
 //!
 //! FAILS (never skips) when PostgreSQL's server binaries are missing.
 
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switch::sim::testkit;
 use switch::store::writer::{self, WriterConfig};
-use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+use switch::store::{AccountId, DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
 
 const OPENING_FEN: i64 = 100_000_000;
 const SCHEMA: &str = "pitr";
@@ -149,7 +149,7 @@ impl Drop for Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_base_backup_taken_under_load_restores_to_a_named_point_and_verifies() {
+async fn a_base_backup_taken_under_load_restores_to_a_named_point_and_to_a_moment_and_verifies() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("dir");
     let root = dir.path().to_path_buf();
@@ -214,6 +214,13 @@ async fn a_base_backup_taken_under_load_restores_to_a_named_point_and_verifies()
         .await;
     let after_point = committed.load(Ordering::Relaxed);
     wait_for(after_point + 200).await;
+    // A moment in time, under load.
+    let before_time = committed.load(Ordering::Relaxed);
+    let time = primary
+        .sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+        .await;
+    let after_time = committed.load(Ordering::Relaxed);
+    wait_for(after_time + 200).await;
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
     let total = committed.load(Ordering::Relaxed);
@@ -226,11 +233,65 @@ async fn a_base_backup_taken_under_load_restores_to_a_named_point_and_verifies()
     }
     drop(store);
 
-    // Restore into a new folder and port, to the point.
-    let restored_data = root.join("restored");
+    // Restore into a new folder and port, to the point; and into another, to the moment.
+    let at_point = restore_and_verify(
+        &root,
+        &backup,
+        &archive,
+        fx.personal,
+        ("point", "name:drill"),
+    )
+    .await;
+    let at_time = restore_and_verify(
+        &root,
+        &backup,
+        &archive,
+        fx.personal,
+        ("time", &format!("time:{time}")),
+    )
+    .await;
+    eprintln!(
+        "restored to the point: {at_point} decisions (committed before it {before_point}, by \
+         its return {after_point}); to {time}: {at_time} ({before_time}..={after_time}); in all \
+         {total}; drill {:?}",
+        started.elapsed()
+    );
+    assert!(
+        (before_point..=after_point).contains(&at_point),
+        "the restore holds what was committed by the point and nothing after: \
+         {before_point} <= {at_point} <= {after_point}"
+    );
+    assert!(
+        (before_time..=after_time).contains(&at_time),
+        "the restore holds what was committed by {time} and nothing after: \
+         {before_time} <= {at_time} <= {after_time}"
+    );
+    assert!(
+        at_time < total,
+        "the decisions after the moment are not restored"
+    );
+    drop(primary);
+}
+
+/// Restores the base backup with the archive into `root/<name>` on a free port to `target`,
+/// checks the store there (`verify_integrity`, the balance equals the opening less the
+/// decisions it holds) and returns how many decisions it holds.
+async fn restore_and_verify(
+    root: &Path,
+    backup: &Path,
+    archive: &Path,
+    personal: AccountId,
+    (name, target): (&str, &str),
+) -> usize {
+    let data = root.join(name);
     let port = free_port();
     {
-        let (b, a, d) = (backup.clone(), archive.clone(), restored_data.clone());
+        let (b, a, d, t) = (
+            backup.to_path_buf(),
+            archive.to_path_buf(),
+            data.clone(),
+            target.to_owned(),
+        );
         tokio::task::spawn_blocking(move || {
             pitr(&[
                 "restore",
@@ -238,42 +299,23 @@ async fn a_base_backup_taken_under_load_restores_to_a_named_point_and_verifies()
                 a.to_str().expect("path"),
                 d.to_str().expect("path"),
                 &port.to_string(),
-                "name:drill",
+                &t,
             ])
         })
         .await
         .expect("restore");
     }
-    let restored = Cluster {
-        data: restored_data,
-        port,
-    };
+    let restored = Cluster { data, port };
     let store = restored.store().await;
     let report = store.verify_integrity().await.expect("verify");
-    assert!(report.is_consistent(), "{report}");
+    assert!(report.is_consistent(), "restored to {target}: {report}");
     let n = usize::try_from(report.transactions).expect("count");
-    eprintln!(
-        "restored to the point: {n} decisions (committed before it {before_point}, \
-         by its return {after_point}, in all {total}); drill {:?}",
-        started.elapsed()
-    );
-    assert!(
-        (before_point..=after_point).contains(&n),
-        "the restore holds what was committed by the point and nothing after: \
-         {before_point} <= {n} <= {after_point}"
-    );
-    assert!(n < total, "the decisions after the point are not restored");
     let balance = store
-        .account(fx.personal)
+        .account(personal)
         .await
         .expect("account")
         .expect("the account")
         .balance_fen;
-    assert_eq!(
-        balance,
-        OPENING_FEN - 100 * n as i64,
-        "balance at the point"
-    );
-    drop(restored);
-    drop(primary);
+    assert_eq!(balance, OPENING_FEN - 100 * n as i64, "balance at {target}");
+    n
 }
