@@ -34,6 +34,8 @@ pub struct Options {
     pub pipeline_hsm: Option<Arc<dyn Hsm>>,
     /// Cards per bank in the demo world.
     pub cards_per_bank: usize,
+    /// The pipeline's wall clock (the system's; `clock.rs` makes it jump).
+    pub clock: switch::clock::Clock,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             bank_timeout: Duration::from_secs(2),
             pipeline_hsm: None,
             cards_per_bank: 2,
+            clock: switch::clock::Clock::system(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
     let mut world = DemoWorld::new(o.cards_per_bank).expect("world");
     world.seed(&*store).await.expect("seed");
     world.cfg.bank_timeout = o.bank_timeout;
+    world.cfg.clock = o.clock;
     let mut banks = Vec::new();
     let mut configs = Vec::new();
     for i in 0..world.banks.len() {
