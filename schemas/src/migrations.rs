@@ -95,6 +95,11 @@ pub const SQLITE: &[Migration] = &[
         description: "totp_replay_guard",
         sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
     },
+    Migration {
+        version: 16,
+        description: "console_names_history_proposals",
+        sql: include_str!("../migrations/sqlite/0016_console_names_history_proposals.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -168,6 +173,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         description: "totp_replay_guard",
         sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
+    },
+    Migration {
+        version: 16,
+        description: "console_names_history_proposals",
+        sql: include_str!("../migrations/postgres/0016_console_names_history_proposals.sql"),
     },
 ];
 
