@@ -148,7 +148,11 @@ impl ClearingTiles {
     }
 
     fn fill_lag(&mut self, lag: OutboxLag, now_us: i64, series: Vec<u64>) {
-        self.lag_events = lag.waiting.to_string();
+        self.lag_events = if lag.more {
+            format!("> {}", lag.waiting)
+        } else {
+            lag.waiting.to_string()
+        };
         let waited_us = lag
             .oldest_created_at_us
             .map_or(0, |at| now_us.saturating_sub(at).max(0));
@@ -243,6 +247,7 @@ mod tests {
         let mut t = ClearingTiles::default();
         let lag = OutboxLag {
             waiting: 4,
+            more: false,
             oldest_created_at_us: Some(1_000_000),
         };
         t.fill_lag(lag, 3_500_000, vec![0, 2, 4]);
@@ -250,5 +255,12 @@ mod tests {
         assert_eq!(t.lag_points, "0,38 150,20 300,2");
         t.fill_lag(OutboxLag::default(), 3_500_000, vec![0]);
         assert_eq!((t.lag_events.as_str(), t.lag_secs.as_str()), ("0", "0.0"));
+        let many = OutboxLag {
+            waiting: 100_000,
+            more: true,
+            oldest_created_at_us: Some(0),
+        };
+        t.fill_lag(many, 3_500_000, vec![100_000]);
+        assert_eq!(t.lag_events, "> 100000");
     }
 }

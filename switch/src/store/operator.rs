@@ -182,11 +182,17 @@ pub struct InstitutionName {
 /// applied yet (when it tells which), else those the relay has not marked relayed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxLag {
-    /// Rows waiting.
+    /// Rows waiting, at most [`OUTBOX_LAG_COUNT_MAX`].
     pub waiting: u64,
+    /// Whether more than [`OUTBOX_LAG_COUNT_MAX`] wait.
+    pub more: bool,
     /// When the oldest of them was written (None: none waits).
     pub oldest_created_at_us: Option<i64>,
 }
+
+/// Most waiting outbox rows [`OperatorStore::outbox_lag`] counts (a stopped relay would
+/// otherwise have the dashboard count a growing table every second).
+pub const OUTBOX_LAG_COUNT_MAX: u64 = 100_000;
 
 /// Longest Chinese name of an institution, characters (migration 0016's CHECK).
 pub const INSTITUTION_NAME_ZH_LEN_MAX_CHARS: usize = 100;

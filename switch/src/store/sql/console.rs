@@ -7,7 +7,9 @@
 use super::driver::{Backend, Columns, Run, WriteTx};
 use super::operator::{audit_row, page, role_change, CHANGE, OPEN_CHANGES};
 use super::rows::{institution_id, parse};
-use crate::store::operator::{AuditRow, InstitutionName, OutboxLag, RoleChange};
+use crate::store::operator::{
+    AuditRow, InstitutionName, OutboxLag, RoleChange, OUTBOX_LAG_COUNT_MAX,
+};
 use crate::store::StoreError;
 use schemas::domain::InstitutionId;
 use uuid::Uuid;
@@ -20,10 +22,17 @@ const AUDIT_OF_SUBJECT: &str = "SELECT audit_seq, at_us, actor, action, subject,
 const REJECT_CHANGE: &str = "UPDATE operator_role_change SET state = 'rejected', \
      rejected_by = $2, rejected_at_us = $3, rejection_reason = $4 WHERE change_id = $1 \
      AND state = 'proposed' AND proposed_by <> $2 AND user_id <> $2";
-const OUTBOX_UNRELAYED: &str = "SELECT CAST(COUNT(*) AS BIGINT) AS waiting, \
-     CAST(MIN(created_at_us) AS BIGINT) AS oldest FROM outbox WHERE relayed_at_us IS NULL";
-const OUTBOX_AFTER: &str = "SELECT CAST(COUNT(*) AS BIGINT) AS waiting, \
-     CAST(MIN(created_at_us) AS BIGINT) AS oldest FROM outbox WHERE outbox_seq > $1";
+// Counted up to a bound ($1, [`OUTBOX_LAG_COUNT_MAX`] + 1) so a node whose relay has stopped
+// does not count a growing table once a second per viewer; the oldest is the first by
+// sequence (an index walk, `outbox_unrelayed` or the primary key).
+const OUTBOX_UNRELAYED: &str = "SELECT CAST(COUNT(*) AS BIGINT) AS waiting FROM (SELECT 1 AS one \
+     FROM outbox WHERE relayed_at_us IS NULL LIMIT $1) AS w";
+const OUTBOX_UNRELAYED_OLDEST: &str = "SELECT created_at_us FROM outbox \
+     WHERE relayed_at_us IS NULL ORDER BY outbox_seq LIMIT 1";
+const OUTBOX_AFTER: &str = "SELECT CAST(COUNT(*) AS BIGINT) AS waiting FROM (SELECT 1 AS one \
+     FROM outbox WHERE outbox_seq > $2 LIMIT $1) AS w";
+const OUTBOX_AFTER_OLDEST: &str = "SELECT created_at_us FROM outbox WHERE outbox_seq > $1 \
+     ORDER BY outbox_seq LIMIT 1";
 
 pub async fn institution_names<B: Backend>(b: &B) -> Result<Vec<InstitutionName>, StoreError> {
     let rows = b.reader().fetch_all(INSTITUTION_NAMES, &[]).await?;
@@ -111,13 +120,30 @@ pub async fn outbox_lag<B: Backend>(
     b: &B,
     applied_through: Option<i64>,
 ) -> Result<OutboxLag, StoreError> {
-    let row = match applied_through {
-        Some(seq) => b.reader().fetch_one(OUTBOX_AFTER, &[seq.into()]).await?,
-        None => b.reader().fetch_one(OUTBOX_UNRELAYED, &[]).await?,
+    let bound = i64::try_from(OUTBOX_LAG_COUNT_MAX + 1).unwrap_or(i64::MAX);
+    let (count, oldest) = match applied_through {
+        Some(seq) => (
+            b.reader()
+                .fetch_one(OUTBOX_AFTER, &[bound.into(), seq.into()])
+                .await?,
+            b.reader()
+                .fetch_optional(OUTBOX_AFTER_OLDEST, &[seq.into()])
+                .await?,
+        ),
+        None => (
+            b.reader()
+                .fetch_one(OUTBOX_UNRELAYED, &[bound.into()])
+                .await?,
+            b.reader()
+                .fetch_optional(OUTBOX_UNRELAYED_OLDEST, &[])
+                .await?,
+        ),
     };
-    let waiting: i64 = row.get("waiting")?;
+    let waiting: i64 = count.get("waiting")?;
+    let waiting = parse("outbox.count", u64::try_from(waiting))?;
     Ok(OutboxLag {
-        waiting: parse("outbox.count", u64::try_from(waiting))?,
-        oldest_created_at_us: row.get("oldest")?,
+        waiting: waiting.min(OUTBOX_LAG_COUNT_MAX),
+        more: waiting > OUTBOX_LAG_COUNT_MAX,
+        oldest_created_at_us: oldest.map(|r| r.get::<i64>("created_at_us")).transpose()?,
     })
 }
