@@ -26,8 +26,8 @@ use crate::cms::CmsStore;
 use crate::http::HttpState;
 use crate::operator::routes::clearing;
 use crate::operator::{Caller, Permission};
-use crate::store::now_us;
 use crate::store::operator::OutboxLag;
+use crate::store::{now_us, InstitutionKind};
 use axum::extract::State;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -47,6 +47,9 @@ pub type Bar = (String, String, String, i64, i64, &'static str);
 pub struct ClearingTiles {
     /// Whether the caller sees positions (`clearing.read`).
     pub positions_shown: bool,
+    /// Whether it sees every institution's line (the switch's own institution, the clearing
+    /// centre), so that their sum means something.
+    pub all_lines: bool,
     /// Why there are no positions to show ("" when there are).
     pub note: String,
     /// The open window.
@@ -55,9 +58,9 @@ pub struct ClearingTiles {
     pub as_of: String,
     /// The bars.
     pub bars: Vec<Bar>,
-    /// The nets' sum, yuan.
+    /// The nets' sum, yuan ("" for a viewer who sees only its own line: a bank).
     pub net_sum: String,
-    /// Whether the caller sees the lag (`clearing.read` or `metrics.read`).
+    /// Whether the caller sees the lag (`metrics.read`, or `clearing.read` at the centre).
     pub lag_shown: bool,
     /// Events waiting ("—" when unknown).
     pub lag_events: String,
@@ -79,13 +82,16 @@ impl ClearingTiles {
         tr: Tr,
         names: &Names,
     ) -> Self {
+        let all_lines = caller.institution.kind == InstitutionKind::Switch;
+        let has = |p| caller.permissions.contains(p);
         let mut t = Self {
-            positions_shown: caller.permissions.contains(Permission::ViewClearing),
-            lag_shown: caller.permissions.contains(Permission::ViewClearing)
-                || caller.permissions.contains(Permission::ViewMetrics),
+            positions_shown: has(Permission::ViewClearing),
+            all_lines,
+            // The network's backlog is the centre's figure (and the switch's operators'), not
+            // a bank's, which sees its own line only.
+            lag_shown: has(Permission::ViewMetrics) || (has(Permission::ViewClearing) && all_lines),
             lag_events: "—".into(),
             lag_basis: "dash.lag_unrelayed",
-            lag_secs: "—".into(),
             ..Self::default()
         };
         if t.positions_shown {
@@ -140,7 +146,9 @@ impl ClearingTiles {
                 )
             })
             .collect();
-        self.net_sum = yuan(nets.iter().map(|(_, n)| n).sum());
+        if self.all_lines {
+            self.net_sum = yuan(nets.iter().map(|(_, n)| n).sum());
+        }
         self.bars = bars(&nets, names, tr);
         if self.bars.is_empty() {
             self.note = tr.t("dash.no_positions").to_owned();
@@ -240,6 +248,29 @@ mod tests {
         );
         assert_eq!((b[1].0.as_str(), b[1].2.as_str()), ("4101001", "61.50"));
         assert_eq!((b[1].3, b[1].4, b[1].5), (150, 74, "ok"));
+    }
+
+    #[test]
+    fn the_nets_are_summed_only_for_the_centre_which_sees_every_line() {
+        let open = Answer {
+            status: axum::http::StatusCode::OK,
+            headers: axum::http::HeaderMap::new(),
+            body: serde_json::json!({"window_id": 3, "as_of_us": 0, "positions": [
+                {"institution_id": "4101001", "net_fen": 12_300},
+                {"institution_id": "4101009", "net_fen": -12_300},
+            ]}),
+        };
+        let names = Names::default();
+        let mut centre = ClearingTiles {
+            all_lines: true,
+            ..ClearingTiles::default()
+        };
+        centre.fill_positions(&open, &names, Tr(Lang::Zh));
+        assert_eq!((centre.net_sum.as_str(), centre.bars.len()), ("0.00", 2));
+        assert_eq!(centre.window_id, "3");
+        let mut bank = ClearingTiles::default();
+        bank.fill_positions(&open, &names, Tr(Lang::Zh));
+        assert_eq!(bank.net_sum, "", "a bank's own line sums to nothing");
     }
 
     #[test]

@@ -935,6 +935,23 @@ async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
     .await
     .unwrap();
     shot(&c, j, "2-after-payment").await;
+
+    // A bank's operator sees only its own line: this bill moved none of its money.
+    log_out(&c).await;
+    log_in(&c, &d.base, world, "demo-bank").await;
+    click(&c, "nav.side a[href='/console/dashboard']").await;
+    let note = text(&c, "#positions-note").await;
+    assert!(note.contains("尚无头寸"), "{note}");
+    let panel = text(&c, "#live").await;
+    assert!(
+        !panel.contains("省人民医院") && !panel.contains("净额合计"),
+        "{panel}"
+    );
+    assert!(
+        !source(&c).await.contains("lag-events"),
+        "the network's lag is the centre's"
+    );
+    shot(&c, j, "3-bank").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }
