@@ -13,6 +13,7 @@
 
 use super::format::{cst_time, mask_pan};
 use super::layout::{error_page, problem_page, Page};
+use super::names::Names;
 use super::transactions::TxnRow;
 use super::{api_headers, call, html, html_status, posted};
 use crate::cms::lifecycle::{next, Lifecycle};
@@ -271,7 +272,8 @@ pub async fn detail<S: CmsStore>(
     if !answer.ok() {
         return problem_page(page, &answer);
     }
-    let card = CardView::of(&answer.body);
+    let mut card = CardView::of(&answer.body);
+    card.issuer = Names::load(&*st.store).await.name(page.tr, &card.issuer);
     let done = super::Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("done")
         .to_owned();

@@ -175,7 +175,13 @@ impl<S: CmsStore> FromRequestParts<Arc<HttpState<S>>> for Page {
             .path_and_query()
             .map_or("/console/", |p| p.as_str())
             .to_owned();
-        Ok(Page::of(caller, tr, csrf, &here))
+        let id = caller.institution.institution_id.as_str().to_owned();
+        let mut page = Page::of(caller, tr, csrf, &here);
+        // The header names the operator's institution in the page's language.
+        if let Some(user) = page.user.as_mut() {
+            user.institution = super::names::Names::load(&*st.store).await.name(tr, &id);
+        }
+        Ok(page)
     }
 }
 

@@ -221,6 +221,12 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     c.goto(&format!("{}/console/cards/{card_id}", d.base))
         .await
         .unwrap();
+    assert!(
+        text(&c, "main")
+            .await
+            .contains("Industrial and Commercial Bank (demo)"),
+        "the card's bank by name"
+    );
     let txns = text(&c, "#card-transactions").await;
     assert!(
         txns.contains(&paid.rrn) && txns.contains("41") && txns.contains("123.45"),
@@ -924,6 +930,9 @@ async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
     assert!(moved.contains("省人民医院（演示）"), "{moved}");
     let banks = text(&c, "#banks").await;
     assert!(banks.contains("工商银行（演示）"), "{banks}");
+    assert!(text(&c, "header.top")
+        .await
+        .contains("省社会保障卡交换中心"));
     // The bill's event is in the ledger, so clearing has caught up.
     wait_text(&c, "#lag-events", "clearing caught up", |t| t == "0").await;
     assert!(source(&c).await.contains("<svg"), "the chart");
