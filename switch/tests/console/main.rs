@@ -487,7 +487,19 @@ async fn a_role_change_takes_two_administrators_and_the_auditor_reads_it() {
     click(&c, &format!("#{second}")).await;
     fill(&c, "#reason", "bank operators do not audit (ticket OPS-27)").await;
     shot(&c, j, "4-confirm-rejection").await;
-    click(&c, "#confirm").await;
+    // By keyboard: from the reason, Tab reaches the confirm button and Enter sends the form.
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("confirm")
+    );
+    focused.send_keys("\u{E007}").await.unwrap();
     assert_eq!(text(&c, "#rc-done").await, "已驳回，用户的角色未变。");
     assert!(text(&c, "#rc-none").await.contains("没有记录"));
     click(&c, "nav.side a[href='/console/users']").await;
