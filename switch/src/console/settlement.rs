@@ -77,7 +77,7 @@ pub struct Overview {
     pub open_id: String,
     /// Its positions.
     pub open_lines: Vec<Line>,
-    /// Windows: (id, state code, state in words, opened, closed).
+    /// Windows: (id, state in words, state code, opened, closed).
     pub windows: Vec<[String; 5]>,
     /// Whether the caller may close the window.
     pub may_close: bool,
