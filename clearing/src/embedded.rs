@@ -193,13 +193,8 @@ impl EmbeddedClearing {
 
     /// Counters and lag.
     pub async fn stats(&self) -> Result<EmbeddedStats> {
-        let topic = EventFamily::SettlementV1.topic(TOPIC_PREFIX);
         let head = self.outbox.head_seq().await?;
-        let applied = self
-            .ledger
-            .stored_offset(GROUP, &topic, 0)
-            .await?
-            .map_or(0, |n| n - 1);
+        let applied = applied_outbox_seq(&self.ledger).await?;
         let s = &self.consumer_stats;
         Ok(EmbeddedStats {
             events_applied: s.events_applied.load(Ordering::Relaxed),
@@ -241,6 +236,17 @@ impl EmbeddedClearing {
         self.ledger.db().close().await;
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The last outbox sequence the embedded ledger has applied (0 when none): its consumer's next
+/// offset less one, since the in-process bus's offsets are the outbox's sequences. The switch's
+/// console compares it with the outbox to show clearing's lag.
+pub async fn applied_outbox_seq(ledger: &Ledger) -> Result<i64> {
+    let topic = EventFamily::SettlementV1.topic(TOPIC_PREFIX);
+    Ok(ledger
+        .stored_offset(GROUP, &topic, 0)
+        .await?
+        .map_or(0, |n| n - 1))
 }
 
 /// Closes windows at each cut-over of `schedule` until shut down, by the system clock.

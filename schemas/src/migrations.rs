@@ -96,6 +96,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
     },
     Migration {
+        version: 16,
+        description: "console_names_history_proposals",
+        sql: include_str!("../migrations/sqlite/0016_console_names_history_proposals.sql"),
+    },
+    Migration {
         version: 20,
         description: "stand_in_in_card_day",
         sql: include_str!("../migrations/sqlite/0020_stand_in_in_card_day.sql"),
@@ -173,6 +178,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         description: "totp_replay_guard",
         sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
+    },
+    Migration {
+        version: 16,
+        description: "console_names_history_proposals",
+        sql: include_str!("../migrations/postgres/0016_console_names_history_proposals.sql"),
     },
     Migration {
         version: 20,

@@ -14,7 +14,8 @@
 use crate::cms::CmsStore;
 use crate::metrics::{Metrics, SeriesKind};
 use crate::operator::routes::{
-    api_keys, audit_log, clearing, cms, reconciliations, roles, session, transactions, users,
+    api_keys, audit_log, clearing, cms, reconciliations, role_changes, roles, session,
+    transactions, users,
 };
 use crate::operator::{Caller, OperatorContext, Permission};
 use crate::store::writer::WriterHandle;
@@ -210,10 +211,12 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/me", get(session::me::<S>))
         .route("/users", get(users::list::<S>).post(users::create::<S>))
         .route("/users/{id}/roles", post(users::propose_roles::<S>))
+        .route("/role-changes", get(role_changes::open::<S>))
         .route(
             "/role-changes/{id}/approve",
             post(users::approve_role_change::<S>),
         )
+        .route("/role-changes/{id}/reject", post(role_changes::reject::<S>))
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
         .route("/api-keys", post(api_keys::issue::<S>))

@@ -283,7 +283,8 @@ mod demo {
         listen: SocketAddr,
         /// HTTP listener (/health, /ready, /metrics, /transactions/{rrn}, /saf, and the operator
         /// API: /session, /session/password, /me, /users, /users/{id}/roles,
-        /// /role-changes/{id}/approve, /roles, /audit, /api-keys, /api-keys/{id}; card
+        /// /role-changes, /role-changes/{id}/approve, /role-changes/{id}/reject, /roles, /audit,
+        /// /api-keys, /api-keys/{id}; card
         /// management: /application-batches, /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
         /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
         /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,

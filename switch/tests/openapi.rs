@@ -1673,6 +1673,68 @@ async fn operator_answers(c: &mut Contract, n: &http_node::Node) {
             .status,
         409
     );
+    // The open proposals, and a rejection (four eyes too).
+    let list = "/role-changes";
+    c.send(addr, "GET", list, list, none, None).await;
+    c.send(addr, "GET", list, list, &h(2), None).await;
+    let second = c
+        .send(
+            addr,
+            "POST",
+            "/users/{id}/roles",
+            &roles_url,
+            &h(0),
+            Some(json!({"role_ids": ["auditor"], "reason": "audit desk"})),
+        )
+        .await;
+    assert_eq!(second.status, 202, "{second:?}");
+    let second = Contract::json(&second)["change_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let open = c.send(addr, "GET", list, list, &h(1), None).await;
+    assert_eq!(open.status, 200);
+    let open = Contract::json(&open);
+    assert_eq!(open["items"][0]["change_id"], second.as_str(), "{open}");
+    assert_eq!(open["items"][0]["username"], "target");
+    let reject = format!("/role-changes/{second}/reject");
+    let path = "/role-changes/{id}/reject";
+    let why = Some(json!({"reason": "not on the audit desk"}));
+    assert_eq!(
+        c.send(addr, "POST", path, &reject, &h(0), why.clone())
+            .await
+            .status,
+        403,
+        "four eyes"
+    );
+    c.send(addr, "POST", path, &reject, none, why.clone()).await;
+    c.send(
+        addr,
+        "POST",
+        path,
+        &format!("/role-changes/{}/reject", uuid::Uuid::now_v7()),
+        &h(1),
+        why.clone(),
+    )
+    .await;
+    c.send(
+        addr,
+        "POST",
+        path,
+        &reject,
+        &h(1),
+        Some(json!({"reason": " "})),
+    )
+    .await;
+    let rejected = c
+        .send(addr, "POST", path, &reject, &h(1), why.clone())
+        .await;
+    assert_eq!(rejected.status, 200);
+    assert_eq!(Contract::json(&rejected)["state"], "rejected");
+    assert_eq!(
+        c.send(addr, "POST", path, &reject, &h(1), why).await.status,
+        409
+    );
     // Roles.
     c.send(addr, "GET", "/roles", "/roles", &h(0), None).await;
     c.send(addr, "GET", "/roles", "/roles", none, None).await;

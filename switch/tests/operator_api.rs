@@ -121,6 +121,12 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             Some(json!({"role_ids": [], "reason": "x"})),
         ),
         ("POST", format!("/role-changes/{id}/approve"), None),
+        ("GET", "/role-changes".into(), None),
+        (
+            "POST",
+            format!("/role-changes/{id}/reject"),
+            Some(json!({"reason": "x"})),
+        ),
         ("GET", "/roles".into(), None),
         (
             "POST",

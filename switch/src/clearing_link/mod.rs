@@ -91,6 +91,14 @@ pub trait SettlementSource: Send + Sync + 'static {
         request: &CloseWindow,
     ) -> Result<WindowDetail, SettlementError>;
 
+    /// The last of the switch's outbox sequences clearing has applied to its ledger, when the
+    /// source can tell (the demo's embedded ledger, whose bus offsets are outbox sequences);
+    /// None when it cannot (clearing's API does not say: a broker's offsets are not outbox
+    /// sequences). The console's dashboard measures clearing's lag with it.
+    async fn applied_outbox_seq(&self) -> Result<Option<i64>, SettlementError> {
+        Ok(None)
+    }
+
     /// The statement of `institution` in window `id`.
     async fn statement(
         &self,

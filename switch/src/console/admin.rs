@@ -1,11 +1,11 @@
 //! The audit log (auditors) and user administration (administrators): `GET /audit`,
 //! `GET /users`, `POST /users` (the new user's first password and TOTP secret are shown once),
 //! `POST /users/{id}/roles` (a proposal) and `POST /role-changes/{id}/approve` (four eyes: the
-//! API refuses the proposer and the user changed). The API has no list of open proposals: the
-//! proposing administrator hands the change's id to the approving one.
+//! API refuses the proposer and the user changed). The open proposals, with approval and
+//! rejection behind a confirmation, are [`super::role_changes`]'s page.
 
 use super::format::cst_time;
-use super::layout::{error_page, Page};
+use super::layout::{problem_page, Page};
 use super::{api_headers, call, html, html_status, posted};
 use crate::cms::CmsStore;
 use crate::http::HttpState;
@@ -64,7 +64,7 @@ pub async fn audit<S: CmsStore>(
     }
     let answer = call(audit_log::list(State(st), caller, RawQuery(Some(q.finish()))).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -131,7 +131,7 @@ async fn users_of<S: CmsStore>(
     let answer =
         call(users::list(State(Arc::clone(st)), caller, RawQuery(Some(q.finish()))).await).await;
     if !answer.ok() {
-        return Err(error_page(page, answer.status, answer.problem()));
+        return Err(problem_page(page, &answer));
     }
     let rows = answer.body["items"]
         .as_array()
@@ -209,7 +209,7 @@ async fn after_post<S: CmsStore>(
         out.notice = notice;
         out.secrets = secrets;
     } else {
-        out.error = answer.problem();
+        out.error = answer.problem_in(out.page.tr);
     }
     html_status(answer.status, &out)
 }

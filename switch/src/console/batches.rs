@@ -6,7 +6,7 @@
 //! `POST /applications/{id}/issue`.
 
 use super::cards::ApplicationView;
-use super::layout::{error_page, Page};
+use super::layout::{error_page, problem_page, Page};
 use super::{api_headers, call, caller_with_csrf, html, html_status, Form};
 use crate::cms::CmsStore;
 use crate::http::HttpState;
@@ -129,7 +129,7 @@ pub async fn upload<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, req: Reque
         answer.status,
         &IndexPage {
             page,
-            error: answer.problem(),
+            error: answer.problem_in(tr),
             can_import: true,
         },
     )
@@ -174,7 +174,7 @@ pub async fn job<S: CmsStore>(
     };
     let answer = call(api::import_job(State(st), caller, Path(id.clone())).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     let b = &answer.body;
     let n = |k: &str| b[k].as_u64().unwrap_or(0);
@@ -218,7 +218,7 @@ pub async fn errors_csv<S: CmsStore>(
     let r = api::import_errors(State(st), caller, Path(id.clone())).await;
     if !r.status().is_success() {
         let answer = call(r).await;
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     let (mut parts, body) = r.into_parts();
     let name: String = id
@@ -269,7 +269,7 @@ pub async fn batch<S: CmsStore>(
     let can_issue = caller.permissions.contains(Permission::IssueCards);
     let answer = call(api::applications(State(st), caller, RawQuery(Some(q.finish()))).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     let next = answer.body["next_cursor"]
         .as_str()
@@ -319,7 +319,7 @@ pub async fn issue_page<S: CmsStore>(
     }
     let answer = call(api::application(State(st), caller, Path(id)).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     html(&IssuePage {
         page,
@@ -362,14 +362,14 @@ pub async fn issue<S: CmsStore>(
     let page = Page::of(p.caller.clone(), tr, csrf, "/console/batches").in_section("batches");
     let app = call(api::application(State(st), p.caller, Path(id)).await).await;
     if !app.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     html_status(
         answer.status,
         &IssuePage {
             page,
             application: ApplicationView::of(&app.body),
-            error: answer.problem(),
+            error: answer.problem_in(tr),
         },
     )
 }

@@ -5,12 +5,16 @@
 //! ([`crate::operator::routes::cms`]): its permission, its tenant scope, `If-Match` with the
 //! version the confirmation page showed, the audit entry with the reason.
 //!
-//! A card's history is its entries in the audit log (`card:<id>`); the log is read in chain
-//! order and only its first [`HISTORY_SCAN_MAX`] entries are looked at (a store query by
-//! subject is what a long-lived node wants).
+//! A card's history is read by card, never by scanning: its life-cycle events are its audit
+//! entries (subject `card:<id>`, the `audit_log_by_subject` index of migration 0016, newest
+//! first), its transactions those of `GET /transactions?card_id=` (the `txn_by_card` index;
+//! the API's permission and scope: a caller sees the card's transactions its institution
+//! took part in).
 
 use super::format::{cst_time, mask_pan};
-use super::layout::{error_page, Page};
+use super::layout::{error_page, problem_page, Page};
+use super::names::Names;
+use super::transactions::TxnRow;
 use super::{api_headers, call, html, html_status, posted};
 use crate::cms::lifecycle::{next, Lifecycle};
 use crate::cms::{CardOperation, CmsStore};
@@ -28,9 +32,10 @@ use axum::Router;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Audit entries read for a card's history at most.
-pub const HISTORY_SCAN_MAX: u32 = 20_000;
-const HISTORY_PAGE: u32 = 500;
+/// Life-cycle events a card's page shows at most (newest first).
+pub const HISTORY_EVENTS_MAX: u32 = 100;
+/// Transactions a card's page shows at most (newest first; transaction search has the rest).
+pub const HISTORY_TRANSACTIONS_MAX: u32 = 20;
 
 /// The card routes.
 pub fn routes<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
@@ -218,7 +223,7 @@ pub async fn search<S: CmsStore>(
     let answer =
         call(api::cards(State(Arc::clone(&st)), caller.clone(), RawQuery(Some(q))).await).await;
     if !answer.ok() {
-        out.error = answer.problem();
+        out.error = answer.problem_in(out.page.tr);
         return html(&out);
     }
     out.cards = list(&answer.body).iter().map(CardView::of).collect();
@@ -244,8 +249,10 @@ pub struct DetailPage {
     pub card: CardView,
     /// What the caller may do with it now.
     pub actions: Vec<&'static str>,
-    /// Its history: (time, action, operator, reason, from → to).
+    /// Its life-cycle events, newest first: (time, action, operator, reason, from → to).
     pub history: Vec<(String, String, String, String, String)>,
+    /// Its transactions, newest first (None: the caller may not read transactions).
+    pub transactions: Option<Vec<TxnRow>>,
     /// The action just done (`?done=`).
     pub done: String,
 }
@@ -263,9 +270,10 @@ pub async fn detail<S: CmsStore>(
     };
     let answer = call(api::card(State(Arc::clone(&st)), caller.clone(), Path(id)).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
-    let card = CardView::of(&answer.body);
+    let mut card = CardView::of(&answer.body);
+    card.issuer = Names::load(&*st.store).await.name(page.tr, &card.issuer);
     let done = super::Form::parse(query.as_deref().unwrap_or("").as_bytes())
         .get("done")
         .to_owned();
@@ -274,51 +282,73 @@ pub async fn detail<S: CmsStore>(
     } else {
         String::new()
     };
+    let transactions = if caller.permissions.contains(Permission::ViewTransactions) {
+        Some(card_transactions(&st, &caller, id).await)
+    } else {
+        None
+    };
     html(&DetailPage {
         actions: card.actions(&caller),
         history: history(&*st.store, id).await,
+        transactions,
         card,
         page,
         done,
     })
 }
 
-/// The audit entries of card `id` (see [`HISTORY_SCAN_MAX`]).
+/// The life-cycle events of card `id`: its audit entries, newest first.
 async fn history<S: OperatorStore>(
     store: &S,
     id: i64,
 ) -> Vec<(String, String, String, String, String)> {
-    let subject = format!("card:{id}");
-    let (mut after, mut read, mut out) = (0, 0, Vec::new());
-    while read < HISTORY_SCAN_MAX {
-        let Ok(rows) = store.audit_page(after, HISTORY_PAGE).await else {
-            break;
-        };
-        read += HISTORY_PAGE;
-        for r in &rows {
-            if r.entry.subject == subject {
-                let d: Value = serde_json::from_str(&r.entry.detail).unwrap_or(Value::Null);
-                let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
-                let change = if s("from").is_empty() {
-                    s("to")
-                } else {
-                    format!("{} → {}", s("from"), s("to"))
-                };
-                out.push((
-                    cst_time(r.entry.at_us),
-                    r.entry.action.clone(),
-                    r.entry.actor.clone(),
-                    s("reason"),
-                    change,
-                ));
-            }
+    let rows = match store
+        .audit_of_subject(&format!("card:{id}"), HISTORY_EVENTS_MAX)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "console: a card's history not read");
+            return Vec::new();
         }
-        match rows.last() {
-            Some(last) if rows.len() == HISTORY_PAGE as usize => after = last.audit_seq,
-            _ => break,
-        }
-    }
-    out
+    };
+    rows.iter()
+        .map(|r| {
+            let d: Value = serde_json::from_str(&r.entry.detail).unwrap_or(Value::Null);
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+            let change = if s("from").is_empty() {
+                s("to")
+            } else {
+                format!("{} → {}", s("from"), s("to"))
+            };
+            (
+                cst_time(r.entry.at_us),
+                r.entry.action.clone(),
+                r.entry.actor.clone(),
+                s("reason"),
+                change,
+            )
+        })
+        .collect()
+}
+
+/// The transactions of card `id` the caller sees, newest first, through the API's search.
+async fn card_transactions<S: CmsStore>(
+    st: &Arc<HttpState<S>>,
+    caller: &Caller,
+    id: i64,
+) -> Vec<TxnRow> {
+    let q = format!("card_id={id}&limit={HISTORY_TRANSACTIONS_MAX}");
+    let answer = call(
+        crate::operator::routes::transactions::search(
+            State(Arc::clone(st)),
+            caller.clone(),
+            RawQuery(Some(q)),
+        )
+        .await,
+    )
+    .await;
+    list(&answer.body).iter().map(TxnRow::of).collect()
 }
 
 /// The confirmation page of an action.
@@ -357,7 +387,7 @@ pub async fn confirm_page<S: CmsStore>(
     }
     let answer = call(api::card(State(st), caller, Path(id)).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     html(&ConfirmPage {
         page,
@@ -412,7 +442,7 @@ pub async fn act<S: CmsStore>(
     // Show the card as it is now (a 412 means someone else changed it meanwhile).
     let card = call(api::card(State(st), p.caller, Path(id)).await).await;
     if !card.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     html_status(
         answer.status,
@@ -422,7 +452,7 @@ pub async fn act<S: CmsStore>(
             needs_pin,
             op,
             reason,
-            error: answer.problem(),
+            error: answer.problem_in(tr),
         },
     )
 }

@@ -1,20 +1,24 @@
 //! The live dashboard: transactions per second, the response-code mix, latency percentiles,
-//! the bank links and their store-and-forward backlog, as numbers and small inline SVG charts.
+//! the bank links and their store-and-forward backlog, each institution's net position and
+//! clearing's lag ([`super::dashboard_clearing`]), as numbers and small inline SVG charts.
 //! The page renders a snapshot (what a browser without JavaScript sees); a few lines of
 //! JavaScript replace it with each server-sent event (`GET /console/dashboard/events`, one a
 //! second), each event being the same panel rendered again.
 //!
 //! Who sees what: the switch's counters ([`crate::metrics`]) need `metrics.read`; the backlog
 //! comes from `GET /saf` (its handler, so its `saf.read` and its scope: a bank sees the queues
-//! bound for it). An event stream ends after [`STREAM_TICKS`] events and the browser
+//! bound for it); positions from `GET /clearing/positions` (`clearing.read`, a bank its own
+//! line). An event stream ends after [`STREAM_TICKS`] events and the browser
 //! reconnects, so each reconnection authenticates the session again (a logged-out or expired
 //! session stops getting figures) and no stream outlives the HTTP face's stall timeout.
 //!
 //! Transactions per second come from samples of the response counter, kept per node (the
 //! node's [`crate::metrics::Metrics`]) for [`HISTORY_SECS`] seconds and shared by every viewer.
 
+use super::dashboard_clearing::{ClearingTiles, BAR_HEIGHT};
 use super::i18n::Tr;
 use super::layout::{error_page, Page};
+use super::names::Names;
 use super::{call, html};
 use crate::cms::CmsStore;
 use crate::http::HttpState;
@@ -87,8 +91,8 @@ fn rates(metrics: &Arc<Metrics>) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// A bank's line: (bank, link up (None: unknown), pending, held).
-pub type BankLine = (String, Option<bool>, u64, u64);
+/// A bank's line: (bank, link up (None: unknown), pending, held, its name).
+pub type BankLine = (String, Option<bool>, u64, u64, String);
 
 /// One rendering of the live panel.
 #[derive(Template)]
@@ -114,11 +118,14 @@ pub struct Panel {
     pub latency: Vec<(&'static str, String, u64)>,
     /// Banks.
     pub banks: Vec<BankLine>,
+    /// Net positions and clearing's lag.
+    pub clearing: ClearingTiles,
 }
 
 impl Panel {
     /// The panel as `caller` may see it now.
     async fn now<S: CmsStore>(st: &Arc<HttpState<S>>, caller: &Caller, tr: Tr) -> Self {
+        let names = Names::load(&*st.store).await;
         let metrics = caller.permissions.contains(Permission::ViewMetrics);
         let saf = caller.permissions.contains(Permission::ViewSaf);
         let mut p = Panel {
@@ -132,6 +139,7 @@ impl Panel {
             codes: Vec::new(),
             latency: Vec::new(),
             banks: Vec::new(),
+            clearing: ClearingTiles::now(st, caller, tr, &names).await,
         };
         if metrics {
             p.fill_metrics(&st.metrics);
@@ -140,7 +148,16 @@ impl Panel {
                 banks.sort_by(|a, b| a.as_str().cmp(b.as_str()));
                 p.banks = banks
                     .iter()
-                    .map(|b| (b.as_str().to_owned(), Some(links.is_up(b)), 0, 0))
+                    .map(|b| {
+                        let id = b.as_str();
+                        (
+                            id.to_owned(),
+                            Some(links.is_up(b)),
+                            0,
+                            0,
+                            names.name(tr, id),
+                        )
+                    })
                     .collect();
             }
         }
@@ -165,7 +182,10 @@ impl Panel {
                         line.2 += pending;
                         line.3 += held;
                     }
-                    None => p.banks.push((bank, None, pending, held)),
+                    None => {
+                        let name = names.name(tr, &bank);
+                        p.banks.push((bank, None, pending, held, name));
+                    }
                 }
             }
         }
@@ -226,6 +246,11 @@ impl Panel {
             .collect();
     }
 
+    /// Height of the positions chart, px.
+    pub fn bars_height(&self) -> usize {
+        self.clearing.bars.len() * BAR_HEIGHT + 2
+    }
+
     /// The panel's HTML on one line (an event's data).
     fn one_line(&self) -> String {
         self.render().unwrap_or_default().replace(['\r', '\n'], " ")
@@ -245,6 +270,7 @@ pub struct DashboardPage {
 fn allowed(caller: &Caller) -> bool {
     caller.permissions.contains(Permission::ViewMetrics)
         || caller.permissions.contains(Permission::ViewSaf)
+        || caller.permissions.contains(Permission::ViewClearing)
 }
 
 /// `GET /console/dashboard`.

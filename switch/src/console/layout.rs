@@ -27,7 +27,7 @@ pub struct User {
 /// What the navigation offers (each from a permission of the caller).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Nav {
-    /// Live figures: `metrics.read` or `saf.read`.
+    /// Live figures: `metrics.read`, `saf.read` or `clearing.read`.
     pub dashboard: bool,
     /// `transactions.read`.
     pub transactions: bool,
@@ -41,6 +41,8 @@ pub struct Nav {
     pub settlement: bool,
     /// `users.read`.
     pub users: bool,
+    /// The open role-change proposals: `users.manage`.
+    pub role_changes: bool,
 }
 
 impl Nav {
@@ -48,13 +50,16 @@ impl Nav {
     pub fn of(caller: &Caller) -> Self {
         let has = |p| caller.permissions.contains(p);
         Self {
-            dashboard: has(Permission::ViewMetrics) || has(Permission::ViewSaf),
+            dashboard: has(Permission::ViewMetrics)
+                || has(Permission::ViewSaf)
+                || has(Permission::ViewClearing),
             transactions: has(Permission::ViewTransactions),
             cards: has(Permission::ViewCards),
             batches: has(Permission::ImportApplications),
             audit: has(Permission::ReadAuditLog),
             settlement: has(Permission::ViewClearing),
             users: has(Permission::ViewUsers),
+            role_changes: has(Permission::ManageUsers),
         }
     }
 
@@ -171,7 +176,13 @@ impl<S: CmsStore> FromRequestParts<Arc<HttpState<S>>> for Page {
             .path_and_query()
             .map_or("/console/", |p| p.as_str())
             .to_owned();
-        Ok(Page::of(caller, tr, csrf, &here))
+        let id = caller.institution.institution_id.as_str().to_owned();
+        let mut page = Page::of(caller, tr, csrf, &here);
+        // The header names the operator's institution in the page's language.
+        if let Some(user) = page.user.as_mut() {
+            user.institution = super::names::Names::load(&*st.store).await.name(tr, &id);
+        }
+        Ok(page)
     }
 }
 
@@ -197,6 +208,12 @@ pub fn error_page(page: Page, status: StatusCode, detail: String) -> Response {
             detail,
         },
     )
+}
+
+/// The page of an API call's refusal, its problem in the page's language.
+pub fn problem_page(page: Page, answer: &super::Answer) -> Response {
+    let detail = answer.problem_in(page.tr);
+    error_page(page, answer.status, detail)
 }
 
 /// `GET /console/lang?to=en|zh&back=/console/...`: sets the language cookie and goes back

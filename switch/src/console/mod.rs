@@ -11,10 +11,12 @@
 //!
 //! - [`session`]: log in, log out, change password; [`layout`]: the page frame, its
 //!   navigation (only what the role may do) and the language switch;
-//! - [`transactions`], [`cards`], [`batches`], [`dashboard`] (server-sent events),
-//!   [`admin`] (audit log, users): the pages;
-//! - [`i18n`]: zh-CN (default) and English; [`format`]: yuan with two decimals, China
-//!   Standard Time, masked PANs.
+//! - [`transactions`], [`cards`], [`batches`], [`dashboard`] (server-sent events, with
+//!   [`dashboard_clearing`]), [`settlement`], [`admin`] (audit log, users), [`role_changes`]
+//!   (open proposals, four eyes): the pages;
+//! - [`i18n`]: zh-CN (default) and English, API problems in the page's language
+//!   ([`Answer::problem_in`]); [`names`]: institutions by name; [`format`]: yuan with two
+//!   decimals, China Standard Time, masked PANs.
 //!
 //! Works with JavaScript off, but for the dashboard's live figures: forms post, a running
 //! import refreshes itself (`<meta http-equiv="refresh">`), confirmations are pages. The
@@ -29,9 +31,12 @@ pub mod admin;
 pub mod batches;
 pub mod cards;
 pub mod dashboard;
+pub mod dashboard_clearing;
 pub mod format;
 pub mod i18n;
 pub mod layout;
+pub mod names;
+pub mod role_changes;
 pub mod session;
 pub mod settlement;
 pub mod transactions;
@@ -95,6 +100,7 @@ pub fn router<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
         .merge(dashboard::routes::<S>())
         .merge(admin::routes::<S>())
         .merge(settlement::routes::<S>())
+        .merge(role_changes::routes::<S>())
 }
 
 /// `GET /console/`: the first page the caller may use, or the login page.
@@ -187,6 +193,23 @@ impl Answer {
     /// Whether the status is 2xx.
     pub fn ok(&self) -> bool {
         self.status.is_success()
+    }
+
+    /// The problem in the page's language: on a Chinese page the sentence of the problem's
+    /// stable `type` (`/problems/four-eyes`, ...) from [`i18n`], as the API's own words are
+    /// English; on an English page the API's title and detail, which say most.
+    pub fn problem_in(&self, tr: Tr) -> String {
+        if tr.is_en() {
+            return self.problem();
+        }
+        let kind = self.body["type"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("/problems/"))
+            .unwrap_or("");
+        match tr.t(&format!("problem.{kind}")) {
+            "?" => format!("{}（HTTP {}）", tr.t("problem.other"), self.status.as_u16()),
+            words => words.to_owned(),
+        }
     }
 
     /// The problem document's detail (or title), for the page's error line.
@@ -331,5 +354,34 @@ impl QueryString {
             s.append_pair(k, v);
         }
         s.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: StatusCode, kind: &str) -> Answer {
+        Answer {
+            status,
+            headers: HeaderMap::new(),
+            body: serde_json::json!({
+                "type": format!("/problems/{kind}"),
+                "title": "Four eyes",
+                "detail": "a role change is approved by another administrator",
+            }),
+        }
+    }
+
+    #[test]
+    fn an_api_problem_is_shown_in_the_pages_language() {
+        let four_eyes = answer(StatusCode::FORBIDDEN, "four-eyes");
+        assert!(four_eyes.problem_in(Tr(Lang::Zh)).starts_with("四眼原则"));
+        assert_eq!(
+            four_eyes.problem_in(Tr(Lang::En)),
+            "Four eyes: a role change is approved by another administrator"
+        );
+        let unknown = answer(StatusCode::IM_A_TEAPOT, "teapot");
+        assert_eq!(unknown.problem_in(Tr(Lang::Zh)), "请求未成功（HTTP 418）");
     }
 }

@@ -189,7 +189,7 @@ pub async fn change_password<S: CmsStore>(
         answer.status,
         &PasswordPage {
             page,
-            error: answer.problem(),
+            error: answer.problem_in(tr),
         },
     )
 }

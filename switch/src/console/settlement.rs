@@ -11,7 +11,9 @@
 //!   download.
 
 use super::format::{cst_time, yuan};
+use super::i18n::Tr;
 use super::layout::{error_page, Page};
+use super::names::{window_state, Names};
 use super::{api_headers, call, html, posted};
 use crate::cms::CmsStore;
 use crate::http::HttpState;
@@ -42,18 +44,21 @@ pub fn routes<S: CmsStore>() -> Router<Arc<HttpState<S>>> {
         )
 }
 
-/// One institution's line: (institution, debits, credits, net), amounts in yuan.
-type Line = [String; 4];
+/// One institution's line: (institution id, its name, debits, credits, net), amounts in yuan.
+pub type Line = [String; 5];
 
-fn lines(positions: &Value) -> Vec<Line> {
+/// The lines of a `positions` array of the API, institutions by name.
+pub fn lines(positions: &Value, names: &Names, tr: Tr) -> Vec<Line> {
     positions
         .as_array()
         .into_iter()
         .flatten()
         .map(|p| {
             let fen = |k: &str| yuan(p[k].as_i64().unwrap_or(0));
+            let id = p["institution_id"].as_str().unwrap_or("");
             [
-                p["institution_id"].as_str().unwrap_or("").to_owned(),
+                id.to_owned(),
+                names.name(tr, id),
                 fen("debits_fen"),
                 fen("credits_fen"),
                 fen("net_fen"),
@@ -72,8 +77,8 @@ pub struct Overview {
     pub open_id: String,
     /// Its positions.
     pub open_lines: Vec<Line>,
-    /// Windows: (id, state, opened, closed).
-    pub windows: Vec<[String; 4]>,
+    /// Windows: (id, state in words, state code, opened, closed).
+    pub windows: Vec<[String; 5]>,
     /// Whether the caller may close the window.
     pub may_close: bool,
     /// A notice (after a close).
@@ -104,17 +109,21 @@ pub async fn overview<S: CmsStore>(
     )
     .await;
     if !list.ok() {
-        return error_page(page, list.status, list.problem());
+        let why = list.problem_in(page.tr);
+        return error_page(page, list.status, why);
     }
+    let (tr, names) = (page.tr, Names::load(&*st.store).await);
     let windows = list.body["items"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|w| {
             let at = |k: &str| w[k].as_i64().map(cst_time).unwrap_or_default();
+            let state = w["state"].as_str().unwrap_or("").to_owned();
             [
                 w["window_id"].to_string(),
-                w["state"].as_str().unwrap_or("").to_owned(),
+                window_state(tr, &state),
+                state,
                 at("opened_at_us"),
                 at("closed_at_us"),
             ]
@@ -132,7 +141,7 @@ pub async fn overview<S: CmsStore>(
         } else {
             String::new()
         },
-        open_lines: lines(&open.body["positions"]),
+        open_lines: lines(&open.body["positions"], &names, tr),
         windows,
         may_close,
         notice,
@@ -148,15 +157,17 @@ pub struct WindowPage {
     pub page: Page,
     /// The window's id.
     pub id: String,
-    /// Its state.
+    /// Its state (`open`, `closed`).
     pub state: String,
+    /// Its state in words.
+    pub state_name: String,
     /// Opened and closed (China Standard Time).
     pub opened: String,
     /// Closed ("" while open).
     pub closed: String,
     /// Positions.
     pub lines: Vec<Line>,
-    /// Instructions: (payer, payee, amount in yuan).
+    /// Instructions: (payer's name, payee's name, amount in yuan).
     pub instructions: Vec<[String; 3]>,
 }
 
@@ -170,10 +181,13 @@ pub async fn window<S: CmsStore>(
     let Some(caller) = page.who() else {
         return super::to_login();
     };
-    let answer = call(clearing::window(State(st), caller, Ok(Path(id.clone()))).await).await;
+    let answer =
+        call(clearing::window(State(Arc::clone(&st)), caller, Ok(Path(id.clone()))).await).await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        let why = answer.problem_in(page.tr);
+        return error_page(page, answer.status, why);
     }
+    let (tr, names) = (page.tr, Names::load(&*st.store).await);
     let w = &answer.body;
     let at = |k: &str| w[k].as_i64().map(cst_time).unwrap_or_default();
     let instructions = answer.body["instructions"]
@@ -182,8 +196,8 @@ pub async fn window<S: CmsStore>(
         .flatten()
         .map(|i| {
             [
-                i["payer_id"].as_str().unwrap_or("").to_owned(),
-                i["payee_id"].as_str().unwrap_or("").to_owned(),
+                names.name(tr, i["payer_id"].as_str().unwrap_or("")),
+                names.name(tr, i["payee_id"].as_str().unwrap_or("")),
                 yuan(i["amount_fen"].as_i64().unwrap_or(0)),
             ]
         })
@@ -191,9 +205,10 @@ pub async fn window<S: CmsStore>(
     html(&WindowPage {
         id: w["window_id"].to_string(),
         state: w["state"].as_str().unwrap_or("").to_owned(),
+        state_name: window_state(tr, w["state"].as_str().unwrap_or("")),
         opened: at("opened_at_us"),
         closed: at("closed_at_us"),
-        lines: lines(&answer.body["positions"]),
+        lines: lines(&answer.body["positions"], &names, tr),
         instructions,
         page,
     })
@@ -219,7 +234,8 @@ pub async fn close_page<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, page: 
     };
     let open = call(clearing::positions(State(st), caller).await).await;
     if !open.ok() {
-        return error_page(page, open.status, open.problem());
+        let why = open.problem_in(page.tr);
+        return error_page(page, open.status, why);
     }
     html(&ClosePage {
         open_id: open.body["window_id"].to_string(),
@@ -262,7 +278,7 @@ pub async fn close<S: CmsStore>(State(st): State<Arc<HttpState<S>>>, req: Reques
     .in_section("settlement");
     html(&ClosePage {
         open_id: p.form.get("window_id").to_owned(),
-        error: answer.problem(),
+        error: answer.problem_in(tr),
         page,
     })
 }
@@ -296,9 +312,6 @@ pub async fn report<S: CmsStore>(
         return r;
     }
     let answer = call(r).await;
-    error_page(
-        page.in_section("settlement"),
-        answer.status,
-        answer.problem(),
-    )
+    let why = answer.problem_in(page.tr);
+    error_page(page.in_section("settlement"), answer.status, why)
 }

@@ -5,7 +5,7 @@
 //! is found: the API's scope, not the console's.
 
 use super::format::{cst_day_bounds, cst_time, mask_pan, yuan};
-use super::layout::{error_page, Page};
+use super::layout::{error_page, problem_page, Page};
 use super::{call, html};
 use crate::cms::CmsStore;
 use crate::http::HttpState;
@@ -236,7 +236,11 @@ pub async fn search<S: CmsStore>(
     )
     .await;
     if !answer.ok() {
-        out.error = format!("{}: {}", out.page.tr.t("txn.invalid"), answer.problem());
+        out.error = format!(
+            "{}: {}",
+            out.page.tr.t("txn.invalid"),
+            answer.problem_in(out.page.tr)
+        );
         return html(&out);
     }
     let names = names(&st).await;
@@ -303,7 +307,7 @@ pub async fn detail<S: CmsStore>(
     )
     .await;
     if !answer.ok() {
-        return error_page(page, answer.status, answer.problem());
+        return problem_page(page, &answer);
     }
     let names = names(&st).await;
     let rows: Vec<TxnRow> = answer.body["items"]

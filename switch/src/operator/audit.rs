@@ -28,6 +28,8 @@ pub mod action {
     pub const ROLE_CHANGE_PROPOSE: &str = "role_change.propose";
     /// A role change approved (and applied).
     pub const ROLE_CHANGE_APPROVE: &str = "role_change.approve";
+    /// A role change rejected (not applied).
+    pub const ROLE_CHANGE_REJECT: &str = "role_change.reject";
     /// A role defined.
     pub const ROLE_CREATE: &str = "role.create";
     /// A machine client's API key issued.

@@ -93,6 +93,16 @@ impl SettlementSource for InProcessSettlement {
             .map_err(failed)
     }
 
+    async fn applied_outbox_seq(&self) -> Result<Option<i64>, SettlementError> {
+        clearing::embedded::applied_outbox_seq(&self.state.ledger)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                tracing::error!(error = %e, "embedded clearing: its offset not read");
+                SettlementError::Unavailable(e.to_string())
+            })
+    }
+
     async fn statement(
         &self,
         who: &SettlementOperator,

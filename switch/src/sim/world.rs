@@ -328,6 +328,11 @@ impl DemoWorld {
                 })
                 .await?;
         }
+        for (id, name_zh) in DEMO_NAMES_ZH {
+            store
+                .set_institution_name_zh(&inst(id)?, Some(name_zh))
+                .await?;
+        }
         for b in &self.banks {
             store
                 .put_bin_route(&BinRoute {
@@ -440,6 +445,23 @@ impl DemoWorld {
             .map_err(|_| DemoError::Data("pin block"))
     }
 }
+
+/// The demo institutions' Chinese names (the console shows them on Chinese pages).
+const DEMO_NAMES_ZH: [(&str, &str); 13] = [
+    (SWITCH_ID, "省社会保障卡交换中心"),
+    (INSURANCE_FUND_ID, "郑州市医疗保险基金"),
+    (SOCIAL_SECURITY_FUND_ID, "郑州市社会保障基金"),
+    (JOB_CENTRE_ID, "郑州市就业服务中心"),
+    ("4101001", "省人民医院（演示）"),
+    ("4101002", "市第二人民医院（演示）"),
+    ("4101003", "社区卫生服务中心（演示）"),
+    ("01020000", "工商银行（演示）"),
+    ("01030000", "农业银行（演示）"),
+    ("01040000", "中国银行（演示）"),
+    ("01050000", "建设银行（演示）"),
+    ("03010000", "交通银行（演示）"),
+    ("04030000", "邮政储蓄银行（演示）"),
+];
 
 /// The six banks: ids, names, BINs `6288660k` and zone keys built from the bank's number.
 fn demo_banks() -> Result<Vec<DemoBank>, DemoError> {

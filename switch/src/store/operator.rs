@@ -166,6 +166,37 @@ pub struct AuditRow {
     pub keyed: bool,
 }
 
+/// An institution's names: the console shows an institution by name in the operator's
+/// language, not by its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstitutionName {
+    /// ISO 8583 institution id.
+    pub institution_id: InstitutionId,
+    /// Its name (the institution table's `name`).
+    pub name: String,
+    /// Its Chinese name, when set.
+    pub name_zh: Option<String>,
+}
+
+/// How far clearing is behind the switch's settlement events: the outbox rows clearing has not
+/// applied yet (when it tells which), else those the relay has not marked relayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxLag {
+    /// Rows waiting, at most [`OUTBOX_LAG_COUNT_MAX`].
+    pub waiting: u64,
+    /// Whether more than [`OUTBOX_LAG_COUNT_MAX`] wait.
+    pub more: bool,
+    /// When the oldest of them was written (None: none waits).
+    pub oldest_created_at_us: Option<i64>,
+}
+
+/// Most waiting outbox rows [`OperatorStore::outbox_lag`] counts (a stopped relay would
+/// otherwise have the dashboard count a growing table every second).
+pub const OUTBOX_LAG_COUNT_MAX: u64 = 100_000;
+
+/// Longest Chinese name of an institution, characters (migration 0016's CHECK).
+pub const INSTITUTION_NAME_ZH_LEN_MAX_CHARS: usize = 100;
+
 /// A transaction search (`GET /transactions`): every given filter must hold; newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransactionSearch {
@@ -183,6 +214,8 @@ pub struct TransactionSearch {
     pub response_code: Option<String>,
     /// The PAN's last four digits (the masked PAN ends with them).
     pub pan_last4: Option<String>,
+    /// Only the transactions of this card (read through `txn_by_card`).
+    pub card_id: Option<i64>,
     /// Keyset cursor: strictly older than this (decided_at_us, transaction id).
     pub before: Option<(i64, Uuid)>,
     /// Most transactions returned (at most [`OPERATOR_PAGE_MAX`]).
@@ -358,6 +391,45 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         search: &TransactionSearch,
     ) -> impl Future<Output = Result<Vec<super::StoredTransaction>, StoreError>> + Send;
+    /// Every institution's names, by id.
+    fn institution_names(
+        &self,
+    ) -> impl Future<Output = Result<Vec<InstitutionName>, StoreError>> + Send;
+    /// Sets (or, with None, clears) an institution's Chinese name; false when there is no
+    /// such institution.
+    fn set_institution_name_zh(
+        &self,
+        institution: &InstitutionId,
+        name_zh: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Up to `limit` audit entries about `subject` (`card:42`), newest first, read through
+    /// the `audit_log_by_subject` index.
+    fn audit_of_subject(
+        &self,
+        subject: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditRow>, StoreError>> + Send;
+    /// Role changes still proposed, oldest first, at most `limit`.
+    fn open_role_changes(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RoleChange>, StoreError>> + Send;
+    /// Rejects a proposed change, with a reason. Refused ([`StoreError::Conflict`]) when
+    /// `rejecter` proposed it or is the user it changes (four eyes), or when it is no longer
+    /// proposed; [`StoreError::NotFound`] when there is none.
+    fn reject_role_change(
+        &self,
+        change_id: Uuid,
+        rejecter: Uuid,
+        reason: &str,
+        at_us: i64,
+    ) -> impl Future<Output = Result<RoleChange, StoreError>> + Send;
+    /// The settlement events clearing has not taken yet: with `applied_through`, those after
+    /// that outbox sequence (what clearing applied); without, those not marked relayed.
+    fn outbox_lag(
+        &self,
+        applied_through: Option<i64>,
+    ) -> impl Future<Output = Result<OutboxLag, StoreError>> + Send;
     /// Up to `limit` audit entries after `after_seq`, in chain order.
     fn audit_page(
         &self,

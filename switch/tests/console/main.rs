@@ -16,7 +16,9 @@
 //!   users page, the audit log page;
 //! - `a_clearing_analyst_closes_the_window_and_downloads_its_camt053`: positions of the open
 //!   window, the close with a confirmation and a reason, the closed window's statements; the
-//!   camt.053 downloaded with the browser's session validates against the ISO 20022 schema.
+//!   camt.053 downloaded with the browser's session validates against the ISO 20022 schema;
+//! - `the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero`: the live panel's net
+//!   positions (institutions by Chinese name) after a kiosk payment, and clearing's lag.
 
 mod browser;
 mod fixtures;
@@ -212,6 +214,30 @@ async fn a_card_reported_lost_at_the_counter_is_declined_41_and_found_in_search(
     let detail = text(&c, "main").await;
     assert!(detail.contains("41"), "{detail}");
     shot(&c, j, "7-detail-41").await;
+
+    // The card's history, read by card: the auditor sees the declined bill and the loss report.
+    log_out(&c).await;
+    log_in(&c, &d.base, world, "demo-auditor").await;
+    c.goto(&format!("{}/console/cards/{card_id}", d.base))
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "main")
+            .await
+            .contains("Industrial and Commercial Bank (demo)"),
+        "the card's bank by name"
+    );
+    let txns = text(&c, "#card-transactions").await;
+    assert!(
+        txns.contains(&paid.rrn) && txns.contains("41") && txns.contains("123.45"),
+        "{txns}"
+    );
+    let events = text(&c, "#card-events").await;
+    assert!(
+        events.contains("cardholder called: lost at the market"),
+        "{events}"
+    );
+    shot(&c, j, "8-card-history").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }
@@ -327,6 +353,15 @@ async fn the_dashboard_moves_while_kiosks_pay() {
     assert!(tps.parse::<f64>().is_ok_and(|v| v > 0.0), "tps {tps}");
     let banks = text(&c, "#banks").await;
     assert_eq!(banks.matches("在线").count(), world.banks.len(), "{banks}");
+    // This node has no clearing source: the dashboard says so instead of failing.
+    let note = text(&c, "#positions-note").await;
+    assert!(note.contains("未连接清算服务"), "{note}");
+    // Nothing relays this node's events: they wait, and the lag says for what.
+    assert!(text(&c, "#lag-basis").await.contains("中继"));
+    wait_text(&c, "#lag-events", "events waiting", |t| {
+        t.parse::<u64>().is_ok_and(|n| n > 0)
+    })
+    .await;
     assert!(text(&c, "#codes").await.contains("00"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     shot(&c, j, "2-live").await;
@@ -374,17 +409,110 @@ async fn a_role_change_takes_two_administrators_and_the_auditor_reads_it() {
     fill(&c, "#change_id", &change).await;
     click(&c, "form[action='/console/role-changes/approve'] button").await;
     let refused = text(&c, ".error").await;
-    assert!(refused.contains("Four eyes"), "{refused}");
+    assert!(
+        refused.contains("四眼原则"),
+        "the API's problem in Chinese: {refused}"
+    );
     shot(&c, j, "2-four-eyes").await;
+    // A second proposal, which the other administrator will turn down.
+    let bank_user = d
+        .demo
+        .store
+        .user_by_username("demo-bank")
+        .await
+        .unwrap()
+        .expect("the demo bank operator");
+    click(&c, "nav.side a[href='/console/users']").await;
+    fill(
+        &c,
+        &format!("#roles-{}", bank_user.user_id),
+        "bank_operator, auditor",
+    )
+    .await;
+    fill(
+        &c,
+        &format!("#reason-{}", bank_user.user_id),
+        "ticket OPS-27",
+    )
+    .await;
+    click(
+        &c,
+        &format!(
+            "form[action='/console/users/{}/roles'] button",
+            bank_user.user_id
+        ),
+    )
+    .await;
+    text(&c, ".notice").await;
+    // The proposer sees both open, without buttons to decide them.
+    click(&c, "nav.side a[href='/console/role-changes']").await;
+    let open = text(&c, "#role-changes").await;
+    assert!(
+        open.contains("ticket OPS-26") && open.contains("ticket OPS-27"),
+        "{open}"
+    );
+    assert!(source(&c).await.contains(&format!("id=\"rc-{change}\"")));
+    assert!(c
+        .find(Locator::Css(&format!("#approve-{change}")))
+        .await
+        .is_err());
     log_out(&c).await;
 
-    // Another administrator approves; the cashier's roles change.
+    // Another administrator finds both in the list of open proposals, approves the first
+    // after its confirmation, and rejects the second with a reason.
     log_in(&c, &d.base, world, "demo-admin2").await;
+    click(&c, "nav.side a[href='/console/role-changes']").await;
+    shot(&c, j, "3-open-proposals").await;
+    click(&c, &format!("#approve-{change}")).await;
+    let facts = text(&c, "#rc-facts").await;
+    assert!(
+        facts.contains("demo-cashier") && facts.contains("ticket OPS-26"),
+        "{facts}"
+    );
+    click(&c, "#confirm").await;
+    assert_eq!(text(&c, "#rc-done").await, "已批准，用户的角色已变更。");
+    let open = text(&c, "#role-changes").await;
+    assert!(
+        !open.contains("ticket OPS-26") && open.contains("ticket OPS-27"),
+        "{open}"
+    );
+    let second = c
+        .find(Locator::Css("a[id^='reject-']"))
+        .await
+        .unwrap()
+        .attr("id")
+        .await
+        .unwrap()
+        .expect("a reject button");
+    click(&c, &format!("#{second}")).await;
+    fill(&c, "#reason", "bank operators do not audit (ticket OPS-27)").await;
+    shot(&c, j, "4-confirm-rejection").await;
+    // By keyboard: from the reason, Tab reaches the confirm button and Enter sends the form.
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("confirm")
+    );
+    focused.send_keys("\u{E007}").await.unwrap();
+    assert_eq!(text(&c, "#rc-done").await, "已驳回，用户的角色未变。");
+    assert!(text(&c, "#rc-none").await.contains("没有记录"));
     click(&c, "nav.side a[href='/console/users']").await;
-    fill(&c, "#change_id", &change).await;
-    click(&c, "form[action='/console/role-changes/approve'] button").await;
-    text(&c, ".notice").await;
     let users = text(&c, "#users").await;
+    let bank_row = users
+        .lines()
+        .find(|l| l.contains("demo-bank"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !bank_row.contains("auditor"),
+        "rejected, unchanged: {bank_row}"
+    );
     let row = users
         .lines()
         .find(|l| l.contains("demo-cashier"))
@@ -394,7 +522,7 @@ async fn a_role_change_takes_two_administrators_and_the_auditor_reads_it() {
         row.contains("auditor") && row.contains("hospital_cashier"),
         "{row}"
     );
-    shot(&c, j, "3-approved").await;
+    shot(&c, j, "5-decided").await;
     log_out(&c).await;
 
     // The auditor reads both steps, with the reason.
@@ -404,12 +532,14 @@ async fn a_role_change_takes_two_administrators_and_the_auditor_reads_it() {
     for action in [
         "role_change.propose",
         "role_change.approve",
+        "role_change.reject",
         "operator.login",
     ] {
         assert!(log.contains(action), "{action} in {log}");
     }
     assert!(log.contains("ticket OPS-26"), "{log}");
-    shot(&c, j, "4-audit-log").await;
+    assert!(log.contains("bank operators do not audit"), "{log}");
+    shot(&c, j, "6-audit-log").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }
@@ -674,6 +804,8 @@ async fn a_clearing_analyst_closes_the_window_and_downloads_its_camt053() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(positions.contains("123.00"), "the bill's legs: {positions}");
+    // Institutions by their Chinese names (the code beside), not by codes alone.
+    assert!(positions.contains("省人民医院（演示）"), "{positions}");
     shot(&c, j, "1-open-window").await;
 
     click(&c, "#close-window").await;
@@ -685,7 +817,12 @@ async fn a_clearing_analyst_closes_the_window_and_downloads_its_camt053() {
     assert!(!closed_id.is_empty(), "{notice}");
     shot(&c, j, "3-closed").await;
     click(&c, &format!("#window-{closed_id}")).await;
-    assert_eq!(text(&c, "#window-state").await, "closed");
+    assert_eq!(text(&c, "#window-state").await, "已关闭");
+    let state = c.find(Locator::Css("#window-state")).await.unwrap();
+    assert_eq!(
+        state.attr("data-state").await.unwrap().as_deref(),
+        Some("closed")
+    );
     shot(&c, j, "4-window").await;
 
     // The statement, as the browser would download it (its session cookie).
@@ -729,6 +866,113 @@ async fn a_clearing_analyst_closes_the_window_and_downloads_its_camt053() {
         "camt.053 fails the schema: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    c.close().await.unwrap();
+    d.demo.stop().await;
+}
+
+/// The net positions of the dashboard's table: (institution code, net in fen), and the
+/// footer's sum in fen.
+fn nets_of(table: &str) -> (Vec<(String, i64)>, Option<i64>) {
+    let fen = |y: &str| -> Option<i64> {
+        let y = y.replace(',', "");
+        let (sign, y) = y.strip_prefix('-').map_or((1, y.as_str()), |r| (-1, r));
+        let (whole, cents) = y.split_once('.')?;
+        Some(sign * (whole.parse::<i64>().ok()? * 100 + cents.parse::<i64>().ok()?))
+    };
+    let (mut rows, mut sum) = (Vec::new(), None);
+    for line in table.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [.., code, net] if words.len() >= 3 && code.bytes().all(|b| b.is_ascii_digit()) => {
+                rows.push(((*code).to_owned(), fen(net).expect("a net in yuan")));
+            }
+            [_, net] => sum = fen(net),
+            _ => {}
+        }
+    }
+    (rows, sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
+    let driver = chromedriver();
+    let d = fixtures::start_with(false).await;
+    let c = browser(&driver).await;
+    let world = &d.demo.world;
+    let j = "g-positions";
+    log_in(&c, &d.base, world, "demo-clearing").await;
+    click(&c, "nav.side a[href='/console/dashboard']").await;
+    wait_text(&c, "#live-state", "live", |t| t == "实时更新中").await;
+    // The open window may have no positions yet (then the table is not there).
+    let before = match c.find(Locator::Css("#positions")).await {
+        Ok(t) => nets_of(&t.text().await.unwrap_or_default()).0,
+        Err(_) => Vec::new(),
+    };
+    // The embedded ledger says how far it has applied the outbox: the lag is what it has not.
+    assert!(text(&c, "#lag-basis").await.contains("清算账簿"));
+    let waited: f64 = text(&c, "#lag-secs").await.parse().expect("seconds");
+    assert!(waited >= 0.0, "{waited}");
+    shot(&c, j, "1-before").await;
+
+    // A hospital bill through the acquirer port; the panel shows its positions by itself.
+    let mut conn = connect(&d).await;
+    let card = insured_card(world, 0);
+    let mut chip =
+        card_apdu::channel::memory::MemoryChannel::new(world.virtual_card(&card).unwrap());
+    let mut kiosk = hospital_kiosk(world, 0, "HK00000G", "G");
+    let paid = pay(&mut conn, &mut kiosk, &card, &mut chip, 12_300, "MZ-G1").await;
+    assert_eq!(paid.code, "00");
+    let hospital = world.hospitals[0].id.as_str().to_owned();
+    let moved = wait_text(&c, "#positions", "the bill's positions", |t| {
+        let (rows, _) = nets_of(t);
+        let net = |of: &[(String, i64)]| of.iter().find(|r| r.0 == hospital).map(|r| r.1);
+        net(&rows).unwrap_or(0) > net(&before).unwrap_or(0)
+    })
+    .await;
+    let (after, sum) = nets_of(&moved);
+    assert!(after.len() >= 2, "payer and payee: {moved}");
+    assert_ne!(after, before);
+    assert_eq!(
+        after.iter().map(|r| r.1).sum::<i64>(),
+        0,
+        "the nets sum to zero: {moved}"
+    );
+    assert_eq!(sum, Some(0), "{moved}");
+    // Names in the page's language, the code beside.
+    assert!(moved.contains("省人民医院（演示）"), "{moved}");
+    let banks = text(&c, "#banks").await;
+    assert!(banks.contains("工商银行（演示）"), "{banks}");
+    assert!(text(&c, "header.top")
+        .await
+        .contains("省社会保障卡交换中心"));
+    // The bill's event is in the ledger, so clearing has caught up.
+    wait_text(&c, "#lag-events", "clearing caught up", |t| t == "0").await;
+    assert!(source(&c).await.contains("<svg"), "the chart");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.execute(
+        "document.getElementById('h-positions').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, j, "2-after-payment").await;
+
+    // A bank's operator sees only its own line: this bill moved none of its money.
+    log_out(&c).await;
+    log_in(&c, &d.base, world, "demo-bank").await;
+    click(&c, "nav.side a[href='/console/dashboard']").await;
+    let note = text(&c, "#positions-note").await;
+    assert!(note.contains("尚无头寸"), "{note}");
+    let panel = text(&c, "#live").await;
+    assert!(
+        !panel.contains("省人民医院") && !panel.contains("净额合计"),
+        "{panel}"
+    );
+    assert!(
+        !source(&c).await.contains("lag-events"),
+        "the network's lag is the centre's"
+    );
+    shot(&c, j, "3-bank").await;
     c.close().await.unwrap();
     d.demo.stop().await;
 }

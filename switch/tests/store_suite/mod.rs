@@ -1305,6 +1305,7 @@ macro_rules! store_suite {
             a_login_lockout_is_counted_in_the_store_and_survives_a_restart,
             a_totp_step_is_accepted_once_per_user_and_survives_a_restart,
             a_role_change_is_applied_only_when_another_administrator_approves_it,
+            the_consoles_proposals_history_names_and_lag_are_read_by_key,
             sessions_keys_and_idempotent_answers_are_kept_by_hash,
             audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forge,
             cms_import_validates_each_row_on_its_own_and_a_repeated_batch_creates_nothing,

@@ -2,12 +2,14 @@
 //! changes, sessions and keys kept as hashes, idempotent answers, and audit entries keyed with
 //! a MAC that a writer without the key cannot forge.
 
-use super::{seeded, Harness};
+use super::{commit_one, seeded, Harness};
 use std::sync::Arc;
 use switch::operator::keys::{audit_key_for_tests, SecretKey};
 use switch::sim::operator_kit::{self, SWITCH};
-use switch::sim::testkit::inst;
-use switch::store::operator::{IdempotentAnswer, OperatorSession, RoleChange};
+use switch::sim::testkit::{self, inst};
+use switch::store::operator::{
+    IdempotentAnswer, OperatorSession, OutboxLag, RoleChange, TransactionSearch,
+};
 use switch::store::*;
 use uuid::Uuid;
 
@@ -322,5 +324,154 @@ pub async fn audit_entries_carry_a_mac_that_a_writer_without_the_key_cannot_forg
         unkeyed.verify_audit_chain().await,
         Err(StoreError::AuditMacMismatch { audit_seq: 3 })
     ));
+    h.cleanup().await;
+}
+
+/// The console's reads and writes (migration 0016): open proposals and their rejection (four
+/// eyes), a card's history by subject and by card, institution names in Chinese, and the
+/// settlement events still waiting for the relay.
+pub async fn the_consoles_proposals_history_names_and_lag_are_read_by_key<H: Harness>() {
+    let (h, fx) = seeded::<H>(100_000).await;
+    let s = h.store();
+    operator_kit::seed_tenants(&*s).await.unwrap();
+    let secrets = SecretKey::for_tests();
+    let mut admins = Vec::new();
+    for name in ["erin", "frank", "gina"] {
+        let (u, _) = operator_kit::user(
+            &*s,
+            &secrets,
+            name,
+            SWITCH,
+            &["administrator"],
+            "a long password",
+        )
+        .await
+        .unwrap();
+        admins.push(u.user_id);
+    }
+    let (erin, frank, gina) = (admins[0], admins[1], admins[2]);
+    let propose = |user_id, reason: &str, at| RoleChange {
+        change_id: Uuid::now_v7(),
+        user_id,
+        role_ids: vec!["auditor".into()],
+        reason: reason.into(),
+        proposed_by: erin,
+        proposed_at_us: at,
+        approved_by: None,
+        approved_at_us: None,
+    };
+    let (first, second) = (propose(gina, "first", 1), propose(frank, "second", 2));
+    s.propose_role_change(&first).await.unwrap();
+    s.propose_role_change(&second).await.unwrap();
+    let open = s.open_role_changes(50).await.unwrap();
+    assert_eq!(open, [first.clone(), second.clone()], "oldest first");
+    // Neither the proposer nor the user changed rejects it.
+    for refused in [erin, gina] {
+        assert!(matches!(
+            s.reject_role_change(first.change_id, refused, "no", now_us())
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    s.reject_role_change(first.change_id, frank, "not needed", now_us())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_role_changes(50).await.unwrap(),
+        std::slice::from_ref(&second)
+    );
+    assert!(
+        matches!(
+            s.approve_role_change(first.change_id, frank, now_us())
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a rejected change is not approved later"
+    );
+    assert!(matches!(
+        s.reject_role_change(Uuid::now_v7(), frank, "no", now_us())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.approve_role_change(second.change_id, gina, now_us())
+        .await
+        .unwrap();
+    assert!(s.open_role_changes(50).await.unwrap().is_empty());
+
+    // A card's life-cycle events by subject, newest first, no other subject's.
+    for (n, subject) in [(1, "card:7"), (2, "card:70"), (3, "card:7")] {
+        s.append_audit(&AuditEntry {
+            actor: "switch".into(),
+            action: format!("card.step{n}"),
+            subject: subject.into(),
+            detail: "{}".into(),
+            at_us: now_us(),
+        })
+        .await
+        .unwrap();
+    }
+    let history = s.audit_of_subject("card:7", 10).await.unwrap();
+    let actions: Vec<_> = history.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(actions, ["card.step3", "card.step1"]);
+    assert_eq!(s.audit_of_subject("card:7", 1).await.unwrap().len(), 1);
+
+    // A card's transactions by card.
+    commit_one(&*s, testkit::debit(&fx, fx.personal, 1, 100))
+        .await
+        .unwrap();
+    let by_card = |card_id| TransactionSearch {
+        card_id: Some(card_id),
+        limit: 10,
+        ..TransactionSearch::default()
+    };
+    let found = s.search_transactions(&by_card(fx.card_id.0)).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(s
+        .search_transactions(&by_card(fx.card_id.0 + 1000))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The debit's settlement event waits until it is marked relayed, or until clearing has
+    // applied its sequence.
+    let waiting = s.unrelayed_outbox(1_000).await.unwrap();
+    let lag = s.outbox_lag(None).await.unwrap();
+    assert_eq!(lag.waiting, waiting.len() as u64);
+    assert!(lag.waiting >= 1);
+    let oldest = waiting.iter().map(|r| r.created_at_us).min();
+    assert_eq!(lag.oldest_created_at_us, oldest);
+    let seqs: Vec<i64> = waiting.iter().map(|r| r.outbox_seq).collect();
+    let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+    assert_eq!(s.outbox_lag(Some(first - 1)).await.unwrap(), lag);
+    assert_eq!(
+        s.outbox_lag(Some(last)).await.unwrap(),
+        OutboxLag::default()
+    );
+    s.mark_outbox_relayed(&seqs, now_us()).await.unwrap();
+    assert_eq!(s.outbox_lag(None).await.unwrap(), OutboxLag::default());
+
+    // Names: the Chinese one beside the name, kept when the institution is renamed.
+    assert!(s
+        .set_institution_name_zh(&fx.hospital, Some("第一医院"))
+        .await
+        .unwrap());
+    assert!(!s
+        .set_institution_name_zh(&inst("9999999"), Some("无"))
+        .await
+        .unwrap());
+    s.upsert_institution(&Institution {
+        institution_id: fx.hospital.clone(),
+        name: "First Hospital (renamed)".into(),
+        kind: InstitutionKind::Hospital,
+    })
+    .await
+    .unwrap();
+    let names = s.institution_names().await.unwrap();
+    let hospital = names
+        .iter()
+        .find(|n| n.institution_id == fx.hospital)
+        .expect("the hospital");
+    assert_eq!(hospital.name, "First Hospital (renamed)");
+    assert_eq!(hospital.name_zh.as_deref(), Some("第一医院"));
     h.cleanup().await;
 }

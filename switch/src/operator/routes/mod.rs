@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `POST /session` | none (login) |
 //! | `DELETE /session`, `POST /session/password`, `GET /me` | a session (or a key, for `/me`) |
-//! | `GET /users`, `GET /roles` | `users.read` |
-//! | `POST /users`, `POST /users/{id}/roles`, `POST /role-changes/{id}/approve` | `users.manage` |
+//! | `GET /users`, `GET /roles`, `GET /role-changes` | `users.read` |
+//! | `POST /users`, `POST /users/{id}/roles`, `POST /role-changes/{id}/approve`, `POST /role-changes/{id}/reject` | `users.manage` |
 //! | `POST /roles` | `roles.manage` |
 //! | `POST /api-keys`, `DELETE /api-keys/{id}` | `users.manage` (see [`api_keys`]) |
 //! | `GET /audit` | `audit.read` |
@@ -27,6 +27,7 @@ pub mod audit_log;
 pub mod clearing;
 pub mod cms;
 pub mod reconciliations;
+pub mod role_changes;
 pub mod roles;
 pub mod session;
 pub mod transactions;

@@ -1,6 +1,7 @@
 //! `GET /transactions`: transaction search for operators and help desks, by RRN, terminal,
-//! decision time window, response code and the PAN's last four digits (the PAN itself is never
-//! a search key: it is stored only hashed and sealed). Newest first, a page at a time (the
+//! decision time window, response code, the PAN's last four digits (the PAN itself is never
+//! a search key: it is stored only hashed and sealed) and the card's id (a card's history,
+//! read through the `txn_by_card` index). Newest first, a page at a time (the
 //! cursor is the last item's decision time and id). Only the transactions the caller's
 //! institution took part in are found ([`crate::operator::Scope`]), filtered in the query.
 
@@ -92,6 +93,15 @@ pub fn parse(query: Option<&str>) -> Result<TransactionSearch, Problem> {
                 }
                 q.pan_last4 = Some(value.into_owned());
             }
+            "card_id" => {
+                q.card_id = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n: &i64| *n > 0)
+                        .ok_or_else(|| bad("a card's id"))?,
+                );
+            }
             "cursor" => {
                 let (us, id) = value
                     .split_once('_')
@@ -109,7 +119,7 @@ pub fn parse(query: Option<&str>) -> Result<TransactionSearch, Problem> {
             _ => {
                 return Err(Problem::invalid(
                     "the parameters are rrn, terminal, from_us, to_us, response_code, \
-                     pan_last4, cursor and limit",
+                     pan_last4, card_id, cursor and limit",
                 ))
             }
         }
@@ -124,6 +134,7 @@ mod tests {
     #[test]
     fn the_search_query_is_strict() {
         let q = parse(Some("rrn=000000000041&pan_last4=5678&limit=5")).unwrap();
+        assert_eq!(parse(Some("card_id=42")).unwrap().card_id, Some(42));
         assert_eq!(q.rrn.as_deref(), Some("000000000041"));
         assert_eq!((q.pan_last4.as_deref(), q.limit), (Some("5678"), 5));
         for bad in [
@@ -137,6 +148,8 @@ mod tests {
             "response_code=123",
             "rrn=000000000041&rrn=000000000042",
             "pan=6228480012345678",
+            "card_id=0",
+            "card_id=x",
         ] {
             assert!(parse(Some(bad)).is_err(), "{bad}");
         }

@@ -1,6 +1,7 @@
 //! Users and their roles: `GET /users`, `POST /users` (a new user with a one-time password and
 //! TOTP secret, shown once), `POST /users/{id}/roles` (propose a role change) and
-//! `POST /role-changes/{id}/approve` (another administrator approves it: four eyes).
+//! `POST /role-changes/{id}/approve` (another administrator approves it: four eyes); the open
+//! proposals and their rejection are [`super::role_changes`].
 //!
 //! An administrator of an institution sees and changes only its own users (the switch's own
 //! administrators every institution's); anyone else's user or role change is 404.
@@ -40,7 +41,7 @@ async fn user_json<S: Store>(store: &S, u: &OperatorUser) -> Result<Value, Probl
     }))
 }
 
-fn change_json(c: &RoleChange) -> Value {
+pub(super) fn change_json(c: &RoleChange) -> Value {
     json!({
         "change_id": c.change_id.to_string(),
         "user_id": c.user_id.to_string(),
@@ -303,7 +304,7 @@ pub async fn approve_role_change<S: Store>(
     .await
 }
 
-async fn visible_change<S: Store>(
+pub(super) async fn visible_change<S: Store>(
     st: &HttpState<S>,
     caller: &Caller,
     id: Result<Path<String>, PathRejection>,

@@ -20,7 +20,7 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
     ));
     s.push_str(&format!(
         "HTTP: http://{}/health /ready (open); operator API (a session or an API key): /metrics /transactions/{{rrn}} /saf \
-         /session /session/password /me /users /users/{{id}}/roles /role-changes/{{id}}/approve /roles /audit /api-keys /api-keys/{{id}}; \
+         /session /session/password /me /users /users/{{id}}/roles /role-changes /role-changes/{{id}}/approve /role-changes/{{id}}/reject /roles /audit /api-keys /api-keys/{{id}}; \
          card management (demo-issuance, demo-clerk): /application-batches /import-jobs/{{id}} /import-jobs/{{id}}/errors \
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
          /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \

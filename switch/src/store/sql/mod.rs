@@ -51,6 +51,7 @@ macro_rules! outbox_columns {
 
 mod audit_log;
 mod cms;
+mod console;
 mod control;
 pub mod cutover;
 pub mod driver;

@@ -3,14 +3,15 @@
 //! of 0015). Writes take the backend's
 //! write gate, as the rest of the control plane does.
 
+use super::console;
 use super::control::with_legs;
 use super::driver::{Backend, Columns, Run, WriteTx};
 use super::limit;
 use super::rows::{hash32, parse};
 use crate::store::model::AuditEntry;
 use crate::store::operator::{
-    ApiKeyRecord, AuditRow, IdempotentAnswer, OperatorRole, OperatorSession, OperatorStore,
-    OperatorUser, RoleChange, TransactionSearch, OPERATOR_PAGE_MAX,
+    ApiKeyRecord, AuditRow, IdempotentAnswer, InstitutionName, OperatorRole, OperatorSession,
+    OperatorStore, OperatorUser, OutboxLag, RoleChange, TransactionSearch, OPERATOR_PAGE_MAX,
 };
 use crate::store::StoreError;
 use crate::store::StoredTransaction;
@@ -96,10 +97,16 @@ macro_rules! change_columns {
 }
 const INSERT_CHANGE: &str = "INSERT INTO operator_role_change (change_id, user_id, role_ids, \
      reason, proposed_by, proposed_at_us, state) VALUES ($1, $2, $3, $4, $5, $6, 'proposed')";
-const CHANGE: &str = concat!(
+pub(super) const CHANGE: &str = concat!(
     "SELECT ",
     change_columns!(),
     " FROM operator_role_change WHERE change_id = $1"
+);
+pub(super) const OPEN_CHANGES: &str = concat!(
+    "SELECT ",
+    change_columns!(),
+    " FROM operator_role_change WHERE state = 'proposed' \
+     ORDER BY proposed_at_us, change_id LIMIT $1"
 );
 const APPROVE_CHANGE: &str = "UPDATE operator_role_change SET state = 'approved', \
      approved_by = $2, approved_at_us = $3 WHERE change_id = $1 AND state = 'proposed' \
@@ -127,6 +134,23 @@ const SEARCH_TRANSACTIONS: &str = concat!(
     "SELECT ",
     txn_columns!(),
     " FROM txn WHERE ($1 IS NULL OR acquirer_institution_id = $1 OR issuer_institution_id = $1 \
+     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
+     AND l.institution_id = $1)) \
+     AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
+     AND decided_at_us >= $4 AND decided_at_us < $5 \
+     AND ($6 IS NULL OR response_code = $6) AND ($7 IS NULL OR pan_masked LIKE $7) \
+     AND (decided_at_us < $8 OR (decided_at_us = $8 AND transaction_id < $9)) \
+     ORDER BY decided_at_us DESC, transaction_id DESC LIMIT $10"
+);
+
+/// [`SEARCH_TRANSACTIONS`] for one card: `card_id = $11` leads, so the card's transactions are
+/// read through `txn_by_card (card_id, decided_at_us)` (migration 0016), newest first; SQLite's
+/// plan: `SEARCH txn USING INDEX txn_by_card (card_id=? AND decided_at_us>? AND ...)`.
+const SEARCH_CARD_TRANSACTIONS: &str = concat!(
+    "SELECT ",
+    txn_columns!(),
+    " FROM txn WHERE card_id = $11 AND ($1 IS NULL OR acquirer_institution_id = $1 \
+     OR issuer_institution_id = $1 \
      OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
      AND l.institution_id = $1)) \
      AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
@@ -194,7 +218,7 @@ fn session(row: &impl Columns) -> Result<OperatorSession, StoreError> {
     })
 }
 
-fn role_change(row: &impl Columns) -> Result<RoleChange, StoreError> {
+pub(super) fn role_change(row: &impl Columns) -> Result<RoleChange, StoreError> {
     let approved_by = match row.get::<Option<String>>("approved_by")? {
         Some(id) => Some(parse(
             "operator_role_change.approved_by",
@@ -227,7 +251,7 @@ fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
 }
 
 /// A page size, at most [`OPERATOR_PAGE_MAX`].
-fn page(n: u32) -> i64 {
+pub(super) fn page(n: u32) -> i64 {
     limit(n.min(OPERATOR_PAGE_MAX))
 }
 
@@ -582,11 +606,20 @@ impl<B: Backend> OperatorStore for B {
             before_us.into(),
             before_id.into(),
             page(q.limit).into(),
+            q.card_id.into(),
         ];
-        let rows = self
-            .reader()
-            .fetch_all(SEARCH_TRANSACTIONS, &params)
-            .await?;
+        let rows = match q.card_id {
+            Some(_) => {
+                self.reader()
+                    .fetch_all(SEARCH_CARD_TRANSACTIONS, &params)
+                    .await?
+            }
+            None => {
+                self.reader()
+                    .fetch_all(SEARCH_TRANSACTIONS, &params[..10])
+                    .await?
+            }
+        };
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             out.push(with_legs(self, row).await?);
@@ -597,23 +630,62 @@ impl<B: Backend> OperatorStore for B {
     async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
         let params = [after_seq.into(), page(limit).into()];
         let rows = self.reader().fetch_all(AUDIT_PAGE, &params).await?;
-        rows.iter()
-            .map(|row| {
-                let mac: Option<Vec<u8>> = row.get("mac")?;
-                Ok(AuditRow {
-                    audit_seq: row.get("audit_seq")?,
-                    entry: AuditEntry {
-                        at_us: row.get("at_us")?,
-                        actor: row.get("actor")?,
-                        action: row.get("action")?,
-                        subject: row.get("subject")?,
-                        detail: row.get("detail")?,
-                    },
-                    keyed: mac.is_some(),
-                })
-            })
-            .collect()
+        rows.iter().map(audit_row).collect()
     }
+
+    async fn institution_names(&self) -> Result<Vec<InstitutionName>, StoreError> {
+        console::institution_names(self).await
+    }
+
+    async fn set_institution_name_zh(
+        &self,
+        institution: &InstitutionId,
+        name_zh: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        console::set_institution_name_zh(self, institution, name_zh).await
+    }
+
+    async fn audit_of_subject(
+        &self,
+        subject: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        console::audit_of_subject(self, subject, limit).await
+    }
+
+    async fn open_role_changes(&self, limit: u32) -> Result<Vec<RoleChange>, StoreError> {
+        console::open_role_changes(self, limit).await
+    }
+
+    async fn reject_role_change(
+        &self,
+        change_id: Uuid,
+        rejecter: Uuid,
+        reason: &str,
+        at_us: i64,
+    ) -> Result<RoleChange, StoreError> {
+        console::reject_role_change(self, change_id, rejecter, reason, at_us).await
+    }
+
+    async fn outbox_lag(&self, applied_through: Option<i64>) -> Result<OutboxLag, StoreError> {
+        console::outbox_lag(self, applied_through).await
+    }
+}
+
+/// An audit row of `AUDIT_PAGE`'s columns.
+pub(super) fn audit_row(row: &impl Columns) -> Result<AuditRow, StoreError> {
+    let mac: Option<Vec<u8>> = row.get("mac")?;
+    Ok(AuditRow {
+        audit_seq: row.get("audit_seq")?,
+        entry: AuditEntry {
+            at_us: row.get("at_us")?,
+            actor: row.get("actor")?,
+            action: row.get("action")?,
+            subject: row.get("subject")?,
+            detail: row.get("detail")?,
+        },
+        keyed: mac.is_some(),
+    })
 }
 
 /// Replaces a user's roles inside a write transaction.
