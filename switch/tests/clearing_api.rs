@@ -297,6 +297,7 @@ async fn a_bank_sees_its_own_line_and_statement_others_nothing() {
                 created_at_us: switch::store::now_us(),
             },
             false,
+            None,
         )
         .await
         .expect("role");

@@ -584,7 +584,7 @@ async fn propose_directly(n: &Node, proposer: &OperatorUser, target: &OperatorUs
         approved_by: None,
         approved_at_us: None,
     };
-    n.store.propose_role_change(&change).await.unwrap();
+    n.store.propose_role_change(&change, None).await.unwrap();
     change.change_id
 }
 
@@ -1239,4 +1239,127 @@ async fn an_administrator_issues_and_revokes_machine_keys() {
             .count();
         assert_eq!(count, 1, "{action}");
     }
+}
+
+/// Runs SQL on the node's database directly (to play a failing disk).
+async fn raw_sql(n: &Node, sql: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(n.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.expect("raw SQL");
+    conn.close().await.expect("close");
+}
+
+/// An administrator's action and its audit entry commit together (GB/T 22239-2019 level 3,
+/// security audit): with the audit log refusing appends, creating a user, proposing and
+/// approving a role change, issuing and revoking an API key each answer 503 and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrative_action_whose_audit_entry_cannot_be_appended_is_not_done() {
+    let n = node().await;
+    let (_, a_first) = user(&n, "audit-admin-a", SWITCH, &["administrator"]).await;
+    let (_, b_first) = user(&n, "audit-admin-b", SWITCH, &["administrator"]).await;
+    let (target, _) = user(&n, "audit-cashier", SWITCH, &[]).await;
+    let a = session(&n, "audit-admin-a", &a_first).await;
+    let b = session(&n, "audit-admin-b", &b_first).await;
+    let proposed = call(
+        &n,
+        Some(&a),
+        "POST",
+        &format!("/users/{}/roles", target.user_id),
+        Some(&json!({"role_ids": ["hospital_cashier"], "reason": "front desk"})),
+    )
+    .await;
+    assert_eq!(proposed.status, 202, "{proposed:?}");
+    let change: Value = serde_json::from_str(&proposed.body).unwrap();
+    let approve = format!(
+        "/role-changes/{}/approve",
+        change["change_id"].as_str().unwrap()
+    );
+    let issued = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/api-keys",
+        Some(&json!({"name": "HIS", "role_id": "hospital_cashier"})),
+    )
+    .await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let issued: Value = serde_json::from_str(&issued.body).unwrap();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    let audited = n.store.verify_audit_chain().await.unwrap();
+
+    raw_sql(
+        &n,
+        "CREATE TRIGGER audit_log_down BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'audit log down'); END",
+    )
+    .await;
+    let created = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/users",
+        Some(&json!({"username": "never-created"})),
+    )
+    .await;
+    assert_eq!(created.status, 503, "{created:?}");
+    assert!(n
+        .store
+        .user_by_username("never-created")
+        .await
+        .unwrap()
+        .is_none());
+    let again = call(
+        &n,
+        Some(&a),
+        "POST",
+        &format!("/users/{}/roles", target.user_id),
+        Some(&json!({"role_ids": ["auditor"], "reason": "never proposed"})),
+    )
+    .await;
+    assert_eq!(again.status, 503, "{again:?}");
+    let approved = call(&n, Some(&b), "POST", &approve, None).await;
+    assert_eq!(approved.status, 503, "{approved:?}");
+    assert!(n.store.user_roles(target.user_id).await.unwrap().is_empty());
+    let change_id = uuid::Uuid::parse_str(change["change_id"].as_str().unwrap()).unwrap();
+    let still = n.store.role_change(change_id).await.unwrap().unwrap();
+    assert_eq!(still.approved_by, None, "still proposed");
+    let new_key = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/api-keys",
+        Some(&json!({"name": "never issued", "role_id": "hospital_cashier"})),
+    )
+    .await;
+    assert_eq!(new_key.status, 503, "{new_key:?}");
+    let revoked = call(&n, Some(&a), "DELETE", &format!("/api-keys/{key_id}"), None).await;
+    assert_eq!(revoked.status, 503, "{revoked:?}");
+    let key = n.store.api_key_by_id(&key_id).await.unwrap().unwrap();
+    assert_eq!(key.revoked_at_us, None, "not revoked");
+    let role = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/roles",
+        Some(&json!({"role_id": "never", "name": "Never", "permissions": []})),
+    )
+    .await;
+    assert_eq!(role.status, 503, "{role:?}");
+    assert!(n
+        .store
+        .role(&format!("{SWITCH}.never"))
+        .await
+        .unwrap()
+        .is_none());
+
+    raw_sql(&n, "DROP TRIGGER audit_log_down").await;
+    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited);
+    // Nothing half-done blocks the retry: the approval goes through now, audited.
+    let approved = call(&n, Some(&b), "POST", &approve, None).await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited + 1);
 }

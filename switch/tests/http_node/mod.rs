@@ -31,7 +31,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A running HTTP face.
 pub struct Node {
-    _dir: tempfile::TempDir,
+    /// Its data directory (`switch.db`).
+    pub dir: tempfile::TempDir,
     /// The store behind it.
     pub store: Arc<SqliteStore>,
     /// Where it listens.
@@ -252,27 +253,33 @@ async fn node_built(
     store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
     operator_kit::seed_tenants(&*store).await.expect("tenants");
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: hash_presented(READER_KEY),
-            key_id: "test-reader".into(),
-            institution: testkit::inst(operator_kit::SWITCH),
-            role_id: "auditor".into(),
-            name: "the tests' reader".into(),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: hash_presented(READER_KEY),
+                key_id: "test-reader".into(),
+                institution: testkit::inst(operator_kit::SWITCH),
+                role_id: "auditor".into(),
+                name: "the tests' reader".into(),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+            },
+            None,
+        )
         .await
         .expect("reader key");
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: hash_presented(ISSUER_KEY),
-            key_id: "test-issuer".into(),
-            institution: testkit::inst(operator_kit::SWITCH),
-            role_id: "issuance_operator".into(),
-            name: "the tests' issuance operator".into(),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: hash_presented(ISSUER_KEY),
+                key_id: "test-issuer".into(),
+                institution: testkit::inst(operator_kit::SWITCH),
+                role_id: "issuance_operator".into(),
+                name: "the tests' issuance operator".into(),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+            },
+            None,
+        )
         .await
         .expect("issuer key");
     // The card management system: the demo world's HSM and keys, `testkit`'s bank's range.
@@ -353,7 +360,7 @@ async fn node_built(
     assert_eq!(r.status, 201, "{r:?}");
     let file: serde_json::Value = serde_json::from_str(&r.body).expect("file");
     Node {
-        _dir: dir,
+        dir,
         store,
         addr,
         fx,

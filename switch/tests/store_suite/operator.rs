@@ -117,14 +117,14 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
         approved_by: None,
         approved_at_us: None,
     };
-    s.propose_role_change(&change).await.unwrap();
+    s.propose_role_change(&change, None).await.unwrap();
     assert_eq!(
         s.role_change(change.change_id).await.unwrap(),
         Some(change.clone())
     );
     for refused in [alice.user_id, carol.user_id] {
         assert!(matches!(
-            s.approve_role_change(change.change_id, refused, now_us())
+            s.approve_role_change(change.change_id, refused, now_us(), None)
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -142,18 +142,18 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
     };
     assert_eq!(roles(carol.user_id).await, ["administrator"], "unchanged");
     let approved = s
-        .approve_role_change(change.change_id, bob.user_id, now_us())
+        .approve_role_change(change.change_id, bob.user_id, now_us(), None)
         .await
         .unwrap();
     assert_eq!(approved.approved_by, Some(bob.user_id));
     assert_eq!(roles(carol.user_id).await, ["auditor", "bank_operator"]);
     assert!(matches!(
-        s.approve_role_change(change.change_id, bob.user_id, now_us())
+        s.approve_role_change(change.change_id, bob.user_id, now_us(), None)
             .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us())
+        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us(), None)
             .await,
         Err(StoreError::NotFound(_))
     ));

@@ -133,7 +133,6 @@ async fn issue_inner<S: Store>(
         created_at_us: now_us(),
         revoked_at_us: None,
     };
-    st.store.put_api_key(&record).await.map_err(store_failed)?;
     let e = Event::by(
         caller,
         action::API_KEY_ISSUE,
@@ -142,7 +141,10 @@ async fn issue_inner<S: Store>(
     .with("key_institution", record.institution.as_str().into())
     .with("role_id", record.role_id.as_str().into())
     .with("name", record.name.as_str().into());
-    audit::record(&*st.store, e).await?;
+    st.store
+        .put_api_key(&record, Some(&audit::entry(e)))
+        .await
+        .map_err(store_failed)?;
     let mut body = key_json(&record);
     let mut replay = body.clone();
     body["key"] = key.expose().into();
@@ -182,17 +184,19 @@ async fn revoke_inner<S: Store>(
         .map_err(store_failed)?
         .filter(|k| caller.scope().sees(&k.institution))
         .ok_or_else(|| Problem::not_found("API key"))?;
-    let first = seen.revoked_at_us.is_none();
-    let revoked = match st.store.revoke_api_key(&key_id, now_us()).await {
+    // Appended only by the call that revokes the key, not by a repeat.
+    let e = Event::by(caller, action::API_KEY_REVOKE, format!("api_key:{key_id}"))
+        .with("key_institution", seen.institution.as_str().into());
+    let entry = audit::entry(e);
+    let revoked = match st
+        .store
+        .revoke_api_key(&key_id, now_us(), Some(&entry))
+        .await
+    {
         Ok(Some(k)) => k,
         Ok(None) | Err(StoreError::NotFound(_)) => return Err(Problem::not_found("API key")),
         Err(e) => return Err(store_failed(e)),
     };
     st.operator.keys.forget(&revoked.key_hash);
-    if first {
-        let e = Event::by(caller, action::API_KEY_REVOKE, format!("api_key:{key_id}"))
-            .with("key_institution", revoked.institution.as_str().into());
-        audit::record(&*st.store, e).await?;
-    }
     Ok(json(StatusCode::OK, &key_json(&revoked)))
 }

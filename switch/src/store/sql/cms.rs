@@ -1,6 +1,7 @@
 //! [`CmsStore`] for every [`Backend`]: the card management system's statements, written once
 //! for SQLite and PostgreSQL like the rest of the control plane ([`super::control`]).
 
+use super::audit_log::append_in;
 use super::driver::{Backend, Columns, Param, Run, WriteTx};
 use super::rows::{corrupt, institution_id, parse};
 use crate::cms::lifecycle::Lifecycle;
@@ -9,9 +10,11 @@ use crate::cms::model::{
     NewApplication, RowError, Stored,
 };
 use crate::cms::store::{
-    ApplicationSearch, CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX,
+    ApplicationSearch, AuditOfNewCard, CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX,
 };
-use crate::store::model::{CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard};
+use crate::store::model::{
+    AuditEntry, CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard,
+};
 use crate::store::StoreError;
 use uuid::Uuid;
 
@@ -346,12 +349,16 @@ impl<B: Backend> CmsStore for B {
         &self,
         id: ApplicationId,
         sealed: &[u8],
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let _gate = self.write_gate().await;
+        let mut tx = self.begin_write().await?;
         let params = [sealed.into(), id.0.into()];
-        if self.writer().execute(SET_PHOTO, &params).await? == 0 {
+        if tx.run().execute(SET_PHOTO, &params).await? == 0 {
             return Err(StoreError::NotFound("application"));
         }
+        append_in(self, &mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -413,6 +420,7 @@ impl<B: Backend> CmsStore for B {
         cardholder: CardholderId,
         card: &NewCard,
         at_us: i64,
+        audit: AuditOfNewCard<'_>,
     ) -> Result<CardId, StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
@@ -421,6 +429,7 @@ impl<B: Backend> CmsStore for B {
         if tx.run().execute(APPLICATION_PERSONALISED, &params).await? == 0 {
             return Err(StoreError::Conflict("application not in state applied"));
         }
+        append_in(self, &mut tx, &audit(card_id)).await?;
         tx.commit().await?;
         Ok(card_id)
     }
@@ -433,10 +442,15 @@ impl<B: Backend> CmsStore for B {
         row.as_ref().map(cms_card_row).transpose()
     }
 
-    async fn change_card(&self, change: &CardChange<'_>) -> Result<i64, StoreError> {
+    async fn change_card(
+        &self,
+        change: &CardChange<'_>,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
         let version = change_in(self, &mut tx, change, None).await?;
+        append_in(self, &mut tx, audit).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -445,6 +459,7 @@ impl<B: Backend> CmsStore for B {
         &self,
         old: &CardChange<'_>,
         new_card: &NewCard,
+        audit: AuditOfNewCard<'_>,
     ) -> Result<CardId, StoreError> {
         let _gate = self.write_gate().await;
         let holder = self
@@ -457,6 +472,7 @@ impl<B: Backend> CmsStore for B {
         change_in(self, &mut tx, old, Some(new_id)).await?;
         let params = [new_id.0.into(), old.card_id.0.into()];
         tx.run().execute(MOVE_ACCOUNTS, &params).await?;
+        append_in(self, &mut tx, &audit(new_id)).await?;
         tx.commit().await?;
         Ok(new_id)
     }

@@ -1,8 +1,10 @@
 //! [`OperatorStore`] for every [`Backend`]: the operator API's users, roles, sessions, API
 //! keys and idempotent answers, in the tables of migration 0011 (and the last accepted TOTP step
 //! of 0015). Writes take the backend's
-//! write gate, as the rest of the control plane does.
+//! write gate, as the rest of the control plane does; an operator action's audit entry is
+//! appended in the action's transaction ([`super::audit_log::append_in`]).
 
+use super::audit_log::append_in;
 use super::control::with_legs;
 use super::driver::{Backend, Columns, Run, WriteTx};
 use super::limit;
@@ -235,7 +237,12 @@ fn page(n: u32) -> i64 {
 const UUID_MIN: &str = "";
 
 impl<B: Backend> OperatorStore for B {
-    async fn put_role(&self, r: &OperatorRole, replace: bool) -> Result<(), StoreError> {
+    async fn put_role(
+        &self,
+        r: &OperatorRole,
+        replace: bool,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let permissions = r.permissions.join(" ");
         let params = [
             r.role_id.as_str().into(),
@@ -246,10 +253,11 @@ impl<B: Backend> OperatorStore for B {
         ];
         let sql = if replace { UPSERT_ROLE } else { INSERT_ROLE };
         let _gate = self.write_gate().await;
-        match self.writer().execute(sql, &params).await? {
-            0 => Err(StoreError::Conflict("a role with this id exists")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(sql, &params).await? == 0 {
+            return Err(StoreError::Conflict("a role with this id exists"));
         }
+        commit_audited(self, tx, audit).await
     }
 
     async fn role(&self, role_id: &str) -> Result<Option<OperatorRole>, StoreError> {
@@ -272,7 +280,11 @@ impl<B: Backend> OperatorStore for B {
         rows.iter().map(role).collect()
     }
 
-    async fn create_user(&self, u: &OperatorUser) -> Result<(), StoreError> {
+    async fn create_user(
+        &self,
+        u: &OperatorUser,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let id = u.user_id.to_string();
         let params = [
             id.as_str().into(),
@@ -283,10 +295,11 @@ impl<B: Backend> OperatorStore for B {
             u.created_at_us.into(),
         ];
         let _gate = self.write_gate().await;
-        match self.writer().execute(INSERT_USER, &params).await? {
-            0 => Err(StoreError::Conflict("a user with this name exists")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(INSERT_USER, &params).await? == 0 {
+            return Err(StoreError::Conflict("a user with this name exists"));
         }
+        commit_audited(self, tx, audit).await
     }
 
     async fn user(&self, user_id: Uuid) -> Result<Option<OperatorUser>, StoreError> {
@@ -330,12 +343,16 @@ impl<B: Backend> OperatorStore for B {
         rows.iter().map(role).collect()
     }
 
-    async fn set_user_roles(&self, user_id: Uuid, role_ids: &[String]) -> Result<(), StoreError> {
+    async fn set_user_roles(
+        &self,
+        user_id: Uuid,
+        role_ids: &[String],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
         replace_roles(&mut tx, user_id, role_ids).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(self, tx, audit).await
     }
 
     async fn record_login_failure(
@@ -422,7 +439,11 @@ impl<B: Backend> OperatorStore for B {
         Ok(self.writer().execute(END_SESSIONS_OF, &params).await?)
     }
 
-    async fn propose_role_change(&self, c: &RoleChange) -> Result<(), StoreError> {
+    async fn propose_role_change(
+        &self,
+        c: &RoleChange,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let (id, user, by) = (
             c.change_id.to_string(),
             c.user_id.to_string(),
@@ -438,8 +459,9 @@ impl<B: Backend> OperatorStore for B {
             c.proposed_at_us.into(),
         ];
         let _gate = self.write_gate().await;
-        self.writer().execute(INSERT_CHANGE, &params).await?;
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        tx.run().execute(INSERT_CHANGE, &params).await?;
+        commit_audited(self, tx, audit).await
     }
 
     async fn role_change(&self, change_id: Uuid) -> Result<Option<RoleChange>, StoreError> {
@@ -454,6 +476,7 @@ impl<B: Backend> OperatorStore for B {
         change_id: Uuid,
         approver: Uuid,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<RoleChange, StoreError> {
         let (id, by) = (change_id.to_string(), approver.to_string());
         let _gate = self.write_gate().await;
@@ -479,13 +502,17 @@ impl<B: Backend> OperatorStore for B {
             ));
         }
         replace_roles(&mut tx, change.user_id, &change.role_ids).await?;
-        tx.commit().await?;
+        commit_audited(self, tx, audit).await?;
         change.approved_by = Some(approver);
         change.approved_at_us = Some(at_us);
         Ok(change)
     }
 
-    async fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+    async fn put_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let params = [
             k.key_hash.as_slice().into(),
             k.key_id.as_str().into(),
@@ -495,8 +522,9 @@ impl<B: Backend> OperatorStore for B {
             k.created_at_us.into(),
         ];
         let _gate = self.write_gate().await;
-        self.writer().execute(INSERT_API_KEY, &params).await?;
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        tx.run().execute(INSERT_API_KEY, &params).await?;
+        commit_audited(self, tx, audit).await
     }
 
     async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -509,11 +537,14 @@ impl<B: Backend> OperatorStore for B {
         &self,
         key_id: &str,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let params = [key_id.into(), at_us.into()];
         {
             let _gate = self.write_gate().await;
-            self.writer().execute(REVOKE_API_KEY, &params).await?;
+            let mut tx = self.begin_write().await?;
+            let revoked = tx.run().execute(REVOKE_API_KEY, &params).await? == 1;
+            commit_audited(self, tx, audit.filter(|_| revoked)).await?;
         }
         let params = [key_id.into()];
         let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
@@ -614,6 +645,19 @@ impl<B: Backend> OperatorStore for B {
             })
             .collect()
     }
+}
+
+/// Appends `audit` (if any) in `tx` and commits.
+pub(super) async fn commit_audited<B: Backend>(
+    store: &B,
+    mut tx: B::Tx,
+    audit: Option<&AuditEntry>,
+) -> Result<(), StoreError> {
+    if let Some(e) = audit {
+        append_in(store, &mut tx, e).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Replaces a user's roles inside a write transaction.
