@@ -95,6 +95,11 @@ pub const SQLITE: &[Migration] = &[
         description: "totp_replay_guard",
         sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
     },
+    Migration {
+        version: 17,
+        description: "operator_state_in_store",
+        sql: include_str!("../migrations/sqlite/0017_operator_state_in_store.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -168,6 +173,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         description: "totp_replay_guard",
         sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
+    },
+    Migration {
+        version: 17,
+        description: "operator_state_in_store",
+        sql: include_str!("../migrations/postgres/0017_operator_state_in_store.sql"),
     },
 ];
 

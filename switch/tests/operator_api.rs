@@ -165,6 +165,7 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             Some(json!({"name": "x", "role_id": "auditor"})),
         ),
         ("DELETE", "/api-keys/key-1".into(), None),
+        ("GET", "/api-keys".into(), None),
         ("GET", "/clearing/windows".into(), None),
         ("GET", "/clearing/windows/1".into(), None),
         ("GET", "/clearing/positions".into(), None),
@@ -288,6 +289,11 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
                     None,
                 ),
                 (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/api-keys".into(),
+                    None,
+                ),
+                (
                     rule("POST", Some(Permission::ManageUsers), false),
                     "/users".into(),
                     Some(json!({"username": format!("new-{name}")})),
@@ -337,7 +343,7 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
             }
         }
     }
-    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 12);
+    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 13);
 }
 
 /// The card management routes by role and tenant: the bureau of the region (sees its
@@ -1362,4 +1368,162 @@ async fn an_administrative_action_whose_audit_entry_cannot_be_appended_is_not_do
     let approved = call(&n, Some(&b), "POST", &approve, None).await;
     assert_eq!(approved.status, 200, "{approved:?}");
     assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited + 1);
+}
+
+/// `GET /api-keys` (users.read): an institution's administrator lists its own keys, the
+/// switch's every institution's; no item carries the key or its hash; a key's last use shows
+/// once it authenticated, and its revocation once revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_list_shows_the_institutions_keys_without_secrets_and_their_last_use() {
+    let n = node().await;
+    let hospital = n.fx.hospital.as_str().to_owned();
+    let his = operator_kit::api_key(&*n.store, &hospital, "hospital_cashier")
+        .await
+        .unwrap();
+    let other = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "hospital_cashier")
+        .await
+        .unwrap();
+    let (_, h_first) = user(&n, "hospital-admin", &hospital, &["administrator"]).await;
+    let (_, s_first) = user(&n, "switch-admin", SWITCH, &["administrator"]).await;
+    let h = session(&n, "hospital-admin", &h_first).await;
+    let s = session(&n, "switch-admin", &s_first).await;
+    let list = |s: &Session, query: &'static str| {
+        let (addr, cookie) = (n.addr, s.cookie.clone());
+        async move {
+            let r = request_with(addr, "GET", query, &[("Cookie", cookie.as_str())], None).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            serde_json::from_str::<Value>(&r.body).unwrap()
+        }
+    };
+    let own = list(&h, "/api-keys").await;
+    let items = own["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the hospital's key: {own}");
+    let item = &items[0];
+    assert_eq!(item["institution"], hospital.as_str());
+    assert_eq!(item["role_id"], "hospital_cashier");
+    assert!(item["last_used_at_us"].is_null(), "not used yet: {item}");
+    for secret in ["key", "key_hash"] {
+        assert!(item.get(secret).is_none(), "{secret} in {item}");
+    }
+    assert!(!own.to_string().contains(&his) && !own.to_string().contains(&other));
+    // Used once: its last use shows.
+    let auth = format!("Bearer {his}");
+    let me = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    let used = list(&h, "/api-keys").await;
+    assert!(used["items"][0]["last_used_at_us"].is_i64(), "{used}");
+    // The switch sees every institution's keys, a page at a time.
+    let all = list(&s, "/api-keys?limit=200").await;
+    let institutions: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["institution"].as_str())
+        .collect();
+    assert!(institutions.contains(&hospital.as_str()), "{all}");
+    assert!(institutions.contains(&OTHER_HOSPITAL), "{all}");
+    let first = list(&s, "/api-keys?limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let r = request_with(
+        n.addr,
+        "GET",
+        &format!("/api-keys?limit=1&cursor={cursor}"),
+        &[("Cookie", s.cookie.as_str())],
+        None,
+    )
+    .await;
+    let second: Value = serde_json::from_str(&r.body).unwrap();
+    assert_ne!(second["items"][0]["key_id"], first["items"][0]["key_id"]);
+    // Revoked: still listed, with the time.
+    let key_id = item["key_id"].as_str().unwrap();
+    let revoked = call(&n, Some(&h), "DELETE", &format!("/api-keys/{key_id}"), None).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let after = list(&h, "/api-keys").await;
+    assert!(after["items"][0]["revoked_at_us"].is_i64(), "{after}");
+}
+
+/// A closed personalisation file and an import job's starter are in the store: a second node
+/// on the same database (or this one after a restart) serves the file and shows the bureau its
+/// job, and another bureau still gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_files_and_job_starters_survive_the_node_that_made_them() {
+    let n = node().await;
+    let issuer = format!("Bearer {}", http_node::ISSUER_KEY);
+    let bureau = operator_kit::api_key(&*n.store, BUREAU, "issuance_operator")
+        .await
+        .unwrap();
+    let bureau = format!("Bearer {bureau}");
+    let csv = format!(
+        "citizen_id,name,insurance_scheme,region_code,bank_id\n{},李四,居民,410102,{}\n",
+        http_node::citizen(950),
+        n.fx.bank.as_str()
+    );
+    let r = request_with(
+        n.addr,
+        "POST",
+        "/application-batches?batch_id=survive",
+        &[("Authorization", &bureau), ("Content-Type", "text/csv")],
+        Some(&csv),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let job: Value = serde_json::from_str(&r.body).unwrap();
+    let job_path = format!("/import-jobs/{}", job["job_id"].as_str().unwrap());
+    // A second node on the same database: nothing held in the first one's memory.
+    let second = http_node::second_node(&n).await;
+    let seen = request_with(
+        second,
+        "GET",
+        &job_path,
+        &[("Authorization", &bureau)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        seen.status, 200,
+        "the bureau sees its job from any node: {seen:?}"
+    );
+    let other = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "issuance_operator")
+        .await
+        .unwrap();
+    let other = format!("Bearer {other}");
+    let hidden = request_with(second, "GET", &job_path, &[("Authorization", &other)], None).await;
+    assert_eq!(hidden.status, 404, "{hidden:?}");
+    // The node's fixture closed a file at start: the second node lists and serves it.
+    let listed = request_with(
+        second,
+        "GET",
+        "/perso-files",
+        &[("Authorization", &issuer)],
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert!(listed.body.contains(&n.perso_file), "{listed:?}");
+    let path = format!("/perso-files/{}", n.perso_file);
+    let file = request_with(second, "GET", &path, &[("Authorization", &issuer)], None).await;
+    assert_eq!(file.status, 200, "{file:?}");
+    let header: Value = serde_json::from_str(file.body.lines().next().unwrap()).unwrap();
+    assert_eq!(header["file_id"], n.perso_file.as_str(), "{header}");
+    // Sealed at rest: no PAN digits of the file in the database's row.
+    let record: Value = serde_json::from_str(file.body.lines().nth(1).unwrap()).unwrap();
+    let pan = record["pan"].as_str().unwrap().to_owned();
+    use sqlx::{ConnectOptions, Connection, Row};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(n.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    let sealed: Vec<u8> = sqlx::query("SELECT content_sealed FROM perso_file WHERE file_id = ?")
+        .bind(&n.perso_file)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the file's row")
+        .get(0);
+    conn.close().await.expect("close");
+    let at_rest = String::from_utf8_lossy(&sealed);
+    assert!(!at_rest.contains(&pan) && !at_rest.contains(&n.perso_file));
 }

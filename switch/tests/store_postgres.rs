@@ -54,6 +54,7 @@ impl Harness for Postgres {
         "CREATE TRIGGER audit_log_down BEFORE INSERT ON audit_log FOR EACH ROW \
          EXECUTE FUNCTION audit_log_down()",
     ];
+    const BLOB_HOLDS_TEXT: &'static str = "position(convert_to('TEXT', 'UTF8') in COL) > 0";
     const HEAL_AUDIT_APPENDS: &'static [&'static str] =
         &["DROP TRIGGER audit_log_down ON audit_log"];
 

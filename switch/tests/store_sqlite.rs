@@ -27,6 +27,7 @@ impl Harness for Sqlite {
     const FAIL_AUDIT_APPENDS: &'static [&'static str] = &["CREATE TRIGGER audit_log_down \
          BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log down'); END"];
     const HEAL_AUDIT_APPENDS: &'static [&'static str] = &["DROP TRIGGER audit_log_down"];
+    const BLOB_HOLDS_TEXT: &'static str = "instr(COL, CAST('TEXT' AS BLOB)) > 0";
 
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");

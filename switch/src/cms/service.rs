@@ -16,6 +16,7 @@ use super::model::{Actor, Application, ApplicationId, CmsCard, ImportJob};
 use super::photo::PhotoSealer;
 use super::store::{CardChange, CmsStore};
 use crate::store::{now_us, CardId};
+use schemas::domain::InstitutionId;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -86,6 +87,17 @@ impl<S: CmsStore> CardManagement<S> {
 
     /// Checks the batch and stores its job as running (its id is the API's job resource).
     pub async fn start_import(&self, batch_id: &str, csv: &[u8]) -> Result<ImportJob, CmsError> {
+        self.start_import_by(None, batch_id, csv).await
+    }
+
+    /// [`CardManagement::start_import`] for an operator of `started_by`: the job is stored with
+    /// its starter, so it and the switch see it from any node and after a restart.
+    pub async fn start_import_by(
+        &self,
+        started_by: Option<&InstitutionId>,
+        batch_id: &str,
+        csv: &[u8],
+    ) -> Result<ImportJob, CmsError> {
         import::check_batch_id(batch_id)?;
         if csv.len() > import::IMPORT_FILE_LEN_MAX_BYTES {
             return Err(CmsError::Invalid {
@@ -93,7 +105,8 @@ impl<S: CmsStore> CardManagement<S> {
                 reason: format!("above {} bytes", import::IMPORT_FILE_LEN_MAX_BYTES),
             });
         }
-        let job = import::new_job(batch_id, csv);
+        let mut job = import::new_job(batch_id, csv);
+        job.started_by = started_by.cloned();
         self.store.put_import_job(&job).await?;
         Ok(job)
     }

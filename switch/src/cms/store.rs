@@ -44,6 +44,19 @@ pub struct CardChange<'a> {
     pub pin_offset: Option<&'a str>,
 }
 
+/// A closed personalisation file as listed (its content is read on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersoFileInfo {
+    /// The file's id (its header's `file_id`).
+    pub file_id: String,
+    /// Card records in it.
+    pub records: u64,
+    /// When it was closed.
+    pub closed_at_us: i64,
+    /// Who closed it (the audit log's actor).
+    pub closed_by: String,
+}
+
 /// A card search of the operator API: by citizen ID and/or the PAN's last four digits, limited
 /// to what the caller's institution sees (its bank, its region), a page after a card id.
 #[derive(Debug, Clone, Copy, Default)]
@@ -195,6 +208,24 @@ pub trait CmsStore: Store {
         holder: &NewApplication,
         at_us: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps a closed personalisation file (JSON Lines; sealed at rest: it holds PANs and
+    /// names), with `audit` in the same transaction. A file id kept already is `Conflict`.
+    fn put_perso_file(
+        &self,
+        file: &PersoFileInfo,
+        json_lines: &str,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The latest `limit` closed personalisation files, newest first.
+    fn perso_files(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PersoFileInfo>, StoreError>> + Send;
+    /// A closed personalisation file and its JSON Lines.
+    fn perso_file(
+        &self,
+        file_id: &str,
+    ) -> impl Future<Output = Result<Option<(PersoFileInfo, String)>, StoreError>> + Send;
     /// The cards of a cardholder, oldest first.
     fn cards_of_cardholder(
         &self,

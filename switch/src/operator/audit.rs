@@ -43,6 +43,8 @@ pub mod action {
     pub const RECONCILIATION_RESOLVE: &str = "reconciliation.resolve";
     /// A settlement day cut over on demand (`POST /cutover`).
     pub const CUTOVER_RUN: &str = "cutover.run";
+    /// A personalisation file closed and kept for the card bureau (`POST /perso-files`).
+    pub const PERSO_FILE_CLOSE: &str = "perso_file.close";
 }
 
 /// One entry: who, what, on what, from where, why, and the rest as JSON.

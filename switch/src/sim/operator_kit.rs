@@ -53,6 +53,7 @@ pub async fn api_key<S: Store>(
                 name: format!("{role_id} of {institution}"),
                 created_at_us: now_us(),
                 revoked_at_us: None,
+                last_used_at_us: None,
             },
             None,
         )

@@ -136,6 +136,9 @@ pub struct ApiKeyRecord {
     pub created_at_us: i64,
     /// When revoked.
     pub revoked_at_us: Option<i64>,
+    /// When a node last resolved it for a request (to within the key cache's lifetime,
+    /// [`crate::operator::caller::KEY_CACHE_TTL_US`]); None: never used.
+    pub last_used_at_us: Option<i64>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -348,6 +351,20 @@ pub trait OperatorStore: Send + Sync + 'static {
         at_us: i64,
         audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    /// Up to `limit` API keys with ids above `after`, by id, of `institution` (every one when
+    /// None).
+    fn api_keys_page(
+        &self,
+        institution: Option<&InstitutionId>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
+    /// Records that the key was used at `at_us` (kept only when later than the last use).
+    fn touch_api_key(
+        &self,
+        key_hash: &[u8; 32],
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An API key by the hash of the key.
     fn api_key(
         &self,

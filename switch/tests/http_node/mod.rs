@@ -262,6 +262,7 @@ async fn node_built(
                 name: "the tests' reader".into(),
                 created_at_us: now_us(),
                 revoked_at_us: None,
+                last_used_at_us: None,
             },
             None,
         )
@@ -277,6 +278,7 @@ async fn node_built(
                 name: "the tests' issuance operator".into(),
                 created_at_us: now_us(),
                 revoked_at_us: None,
+                last_used_at_us: None,
             },
             None,
         )
@@ -317,6 +319,7 @@ async fn node_built(
             }],
             started_at_us: now_us(),
             finished_at_us: Some(now_us()),
+            started_by: None,
         })
         .await
         .expect("job");
@@ -499,4 +502,42 @@ pub async fn request_bytes(
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
     let r = request(addr, "GET", path).await;
     (r.status, r.content_type().to_owned(), r.body)
+}
+
+/// A second HTTP face over the node's database: its own store pools, card management face and
+/// operator context, so nothing of the first face's memory (another node, or this one after a
+/// restart).
+pub async fn second_node(n: &Node) -> std::net::SocketAddr {
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(n.dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .expect("open the store again"),
+    );
+    store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
+    let mut parts = bureau::demo_cms(&n.world).expect("cms");
+    parts.issuance.ranges = vec![BinRange::new("62270099", n.fx.bank.clone(), 16).expect("range")];
+    let service = CardManagement::new(store.clone()).with_issuance(parts.issuance);
+    let cms = Arc::new(CmsFace::new(
+        service,
+        vec![Bureau {
+            institution: testkit::inst(BUREAU),
+            region_prefix: BUREAU_REGION.into(),
+        }],
+        parts.counter_tpk,
+    ));
+    let (writer, _task) = writer::spawn(store.clone(), writer::config_for::<SqliteStore>());
+    serve(Arc::new(HttpState {
+        store: store.clone(),
+        writer,
+        metrics: Arc::new(Metrics::default()),
+        links: None,
+        operator: Arc::new(OperatorContext::for_tests()),
+        cms: Some(cms),
+        cutover: None,
+        clearing: None,
+    }))
+    .await
 }

@@ -11,6 +11,8 @@ mod cms;
 pub use cms::*;
 mod audit_atomic;
 pub use audit_atomic::*;
+mod operator_state;
+pub use operator_state::*;
 #[path = "../support/approving_bank.rs"]
 mod approving_bank;
 use approving_bank::ApprovingBank;
@@ -38,6 +40,8 @@ pub trait Harness: Sized {
     const FAIL_AUDIT_APPENDS: &'static [&'static str];
     /// SQL that undoes [`Harness::FAIL_AUDIT_APPENDS`].
     const HEAL_AUDIT_APPENDS: &'static [&'static str];
+    /// A condition true when the blob column `COL` holds the bytes of the text `TEXT`.
+    const BLOB_HOLDS_TEXT: &'static str;
     /// A new empty store.
     fn new() -> impl std::future::Future<Output = Self>;
     /// The store.
@@ -1326,6 +1330,8 @@ macro_rules! store_suite {
             bank_totals_are_the_banks_legs_by_line,
             a_card_operation_whose_audit_entry_cannot_be_appended_is_not_done,
             concurrent_actions_and_appends_keep_the_audit_chain_unbroken,
+            closed_perso_files_and_job_starters_survive_a_restart,
+            the_key_list_is_per_institution_and_shows_the_last_use,
             a_bank_reconciliation_is_claimed_answered_and_resolved_once,
         );
     };

@@ -116,6 +116,7 @@ pub async fn seed_operators<S: Store>(
                 name: "demo scraper (DEMO ONLY)".into(),
                 created_at_us: now_us(),
                 revoked_at_us: None,
+                last_used_at_us: None,
             },
             None,
         )

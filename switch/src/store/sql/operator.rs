@@ -109,11 +109,35 @@ const APPROVE_CHANGE: &str = "UPDATE operator_role_change SET state = 'approved'
 
 const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, institution_id, \
      role_id, name, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
-const API_KEY: &str = "SELECT key_hash, key_id, institution_id, role_id, name, created_at_us, \
-     revoked_at_us FROM operator_api_key WHERE key_hash = $1";
-
-const API_KEY_BY_ID: &str = "SELECT key_hash, key_id, institution_id, role_id, name, \
-     created_at_us, revoked_at_us FROM operator_api_key WHERE key_id = $1";
+/// Columns read by [`api_key`].
+macro_rules! key_columns {
+    () => {
+        "key_hash, key_id, institution_id, role_id, name, created_at_us, revoked_at_us, \
+         last_used_at_us"
+    };
+}
+const API_KEY: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_hash = $1"
+);
+const API_KEY_BY_ID: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_id = $1"
+);
+const API_KEYS_OF: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE institution_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3"
+);
+const API_KEYS_ALL: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_id > $1 ORDER BY key_id LIMIT $2"
+);
+const TOUCH_API_KEY: &str = "UPDATE operator_api_key SET last_used_at_us = $2 \
+     WHERE key_hash = $1 AND (last_used_at_us IS NULL OR last_used_at_us < $2)";
 const REVOKE_API_KEY: &str = "UPDATE operator_api_key SET revoked_at_us = $2 \
      WHERE key_id = $1 AND revoked_at_us IS NULL";
 
@@ -225,6 +249,7 @@ fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
         name: row.get("name")?,
         created_at_us: row.get("created_at_us")?,
         revoked_at_us: row.get("revoked_at_us")?,
+        last_used_at_us: row.get("last_used_at_us")?,
     })
 }
 
@@ -549,6 +574,33 @@ impl<B: Backend> OperatorStore for B {
         let params = [key_id.into()];
         let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
         row.as_ref().map(api_key).transpose()
+    }
+
+    async fn api_keys_page(
+        &self,
+        institution: Option<&InstitutionId>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let after = after.unwrap_or("");
+        let rows = match institution {
+            Some(i) => {
+                let params = [i.as_str().into(), after.into(), page(limit).into()];
+                self.reader().fetch_all(API_KEYS_OF, &params).await?
+            }
+            None => {
+                let params = [after.into(), page(limit).into()];
+                self.reader().fetch_all(API_KEYS_ALL, &params).await?
+            }
+        };
+        rows.iter().map(api_key).collect()
+    }
+
+    async fn touch_api_key(&self, key_hash: &[u8; 32], at_us: i64) -> Result<(), StoreError> {
+        let params = [key_hash.as_slice().into(), at_us.into()];
+        let _gate = self.write_gate().await;
+        self.writer().execute(TOUCH_API_KEY, &params).await?;
+        Ok(())
     }
 
     async fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {

@@ -20,11 +20,12 @@
 //! A PIN arrives only as an ISO 9564-1 block under the counters' TPK (an LMK token of the node's
 //! configuration); the HSM turns it into an IBM 3624 offset, and nothing here sees it in clear.
 //!
-//! The personalisation file being written and the last closed ones are held in memory
-//! ([`PERSO_FILES_KEPT_MAX`]): a restart loses a file not yet downloaded (its cards stay
-//! personalised; a real deployment sends each closed file to the bureau's channel at once).
-//! Likewise the institution that started an import job (it and the switch see the job): after
-//! a restart only the switch's operators see the jobs started before it.
+//! A closed personalisation file is kept in the store (sealed: it holds PANs and names; migration
+//! 0017), with its audit entry in the same transaction, so a restart or another node serves its
+//! download; `GET /perso-files` lists the latest [`PERSO_FILES_LISTED_MAX`]. The file being
+//! written is held by the node that issues into it (a restart loses its records: their cards
+//! stay personalised and are issued again as replacements). An import job is stored with the
+//! institution that started it (it and the switch see the job, from any node).
 
 use super::{json, json_body};
 use crate::cms::store::{ApplicationSearch, CardSearch};
@@ -44,31 +45,20 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hsm_sim::keys::{PinKey, Tpk};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
-use schemas::domain::InstitutionId;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// Closed personalisation files kept for download.
-pub const PERSO_FILES_KEPT_MAX: usize = 32;
-/// Import jobs whose starting institution is remembered (older ones: the switch only).
-pub const JOB_OWNERS_KEPT_MAX: usize = 10_000;
+/// Closed personalisation files `GET /perso-files` lists (newest first; older ones are still
+/// downloaded by id).
+pub const PERSO_FILES_LISTED_MAX: u32 = 32;
 /// Longest `reason` of an action.
 pub const REASON_LEN_MAX_CHARS: usize = 500;
 /// Longest CSV batch `POST /application-batches` takes (larger ones: `switch applications
 /// import`).
 pub const BATCH_LEN_MAX_BYTES: usize = 16 * 1024 * 1024;
-
-/// A closed personalisation file.
-#[derive(Debug, Clone)]
-struct ClosedFile {
-    file_id: String,
-    records: usize,
-    closed_at_us: i64,
-    json_lines: String,
-}
 
 /// What the HTTP face needs of the card management system.
 pub struct CmsFace<S> {
@@ -79,8 +69,6 @@ pub struct CmsFace<S> {
     /// The TPK of the counters' PIN pads (LMK token).
     pub counter_tpk: Tpk,
     batch: tokio::sync::Mutex<Option<PersoBatch>>,
-    files: Mutex<VecDeque<ClosedFile>>,
-    job_owners: Mutex<HashMap<Uuid, InstitutionId>>,
 }
 
 impl<S> std::fmt::Debug for CmsFace<S> {
@@ -99,8 +87,6 @@ impl<S> CmsFace<S> {
             bureaus,
             counter_tpk,
             batch: tokio::sync::Mutex::new(None),
-            files: Mutex::new(VecDeque::new()),
-            job_owners: Mutex::new(HashMap::new()),
         }
     }
 }
