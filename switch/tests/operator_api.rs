@@ -1527,3 +1527,120 @@ async fn closed_files_and_job_starters_survive_the_node_that_made_them() {
     let at_rest = String::from_utf8_lossy(&sealed);
     assert!(!at_rest.contains(&pan) && !at_rest.contains(&n.perso_file));
 }
+
+/// Each counter's PIN pad has its own TPK, chosen by the counter whose key authenticated the
+/// request: a PIN block under counter 2's TPK is taken at counter 2, refused at counter 1 (it
+/// does not decrypt to a PIN under counter 1's TPK) and the card does not change; a clerk who
+/// is not a counter enters no PIN (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_block_under_another_counters_tpk_is_refused() {
+    use hsm_sim::keys::{KeyScheme, KeyType, Tpk, TypedKey};
+    use hsm_sim::pin::PinBlockFormat;
+    use switch::operator::routes::cms::CounterTerminal;
+    use switch::sim::world::{clear_keys, with_odd_parity, DEMO_PIN};
+    let n = node().await;
+    let tpk_2 = with_odd_parity("11223344556677888877665544332211");
+    let import = |hex: &str| {
+        Tpk::from_token(
+            n.world
+                .hsm
+                .import_clear_key(KeyType::Tpk, KeyScheme::U, hex)
+                .unwrap(),
+        )
+    };
+    let bureau = testkit::inst(BUREAU);
+    let counters = vec![
+        CounterTerminal {
+            counter_id: "counter-1".into(),
+            institution: bureau.clone(),
+            tpk: import(clear_keys::TPK),
+        },
+        CounterTerminal {
+            counter_id: "counter-2".into(),
+            institution: bureau.clone(),
+            tpk: import(&tpk_2),
+        },
+    ];
+    let addr = http_node::second_node_with(&n, counters).await;
+    let counter_key = |counter: &'static str| {
+        let store = n.store.clone();
+        let bureau = bureau.clone();
+        async move {
+            let key = switch::operator::token::Token::generate().unwrap();
+            store
+                .put_api_key(
+                    &switch::store::operator::ApiKeyRecord {
+                        key_hash: key.hash(),
+                        key_id: format!("key-{counter}"),
+                        institution: bureau,
+                        role_id: "counter_clerk".into(),
+                        name: format!("PIN pad of {counter}"),
+                        created_at_us: switch::store::now_us(),
+                        revoked_at_us: None,
+                        last_used_at_us: None,
+                        counter_id: Some(counter.into()),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            format!("Bearer {}", key.expose())
+        }
+    };
+    let at_1 = counter_key("counter-1").await;
+    let at_2 = counter_key("counter-2").await;
+    let not_a_counter = format!(
+        "Bearer {}",
+        operator_kit::api_key(&*n.store, BUREAU, "counter_clerk")
+            .await
+            .unwrap()
+    );
+    let card = cms_card(&n, 961, &[Op::HandOver, Op::Activate]).await;
+    let pan = n.store.card_pan(switch::store::CardId(card)).await.unwrap();
+    // ISO 9564-1 format 0 under counter 2's TPK: the same block every time (no random fill).
+    let block = switch::sim::bureau::counter_pin_under(
+        &n.world,
+        &tpk_2,
+        DEMO_PIN,
+        PinBlockFormat::Iso0,
+        pan.expose_digits(),
+    )
+    .unwrap()
+    .block
+    .to_hex();
+    let body = json!({"pin_block": block, "pin_block_format": "iso0", "reason": "forgotten PIN"})
+        .to_string();
+    let path = format!("/cards/{card}/pin-reset");
+    let reset = |auth: String| {
+        let (body, path) = (body.clone(), path.clone());
+        let store = n.store.clone();
+        async move {
+            let version = switch::cms::CmsStore::cms_card(&*store, switch::store::CardId(card))
+                .await
+                .unwrap()
+                .unwrap()
+                .version;
+            let if_match = format!("\"{version}\"");
+            let r = request_with(
+                addr,
+                "POST",
+                &path,
+                &[("Authorization", &auth), ("If-Match", &if_match)],
+                Some(&body),
+            )
+            .await;
+            (r, version)
+        }
+    };
+    let (refused, before) = reset(at_1).await;
+    assert!(!(200..300).contains(&refused.status), "{refused:?}");
+    let (no_counter, _) = reset(not_a_counter).await;
+    assert_eq!(no_counter.status, 403, "{no_counter:?}");
+    let unchanged = switch::cms::CmsStore::cms_card(&*n.store, switch::store::CardId(card))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.version, before, "nothing changed");
+    let (taken, _) = reset(at_2).await;
+    assert_eq!(taken.status, 200, "at its own counter: {taken:?}");
+}

@@ -4,6 +4,10 @@
 -- key cache's minute), for GET /api-keys.
 ALTER TABLE operator_api_key ADD COLUMN last_used_at_us INTEGER;
 
+-- The counter terminal a key belongs to (its PIN pad's TPK is the counter's own, `[[cms.counter]]`):
+-- a PIN typed there is taken only under that TPK.
+ALTER TABLE operator_api_key ADD COLUMN counter_id TEXT;
+
 -- The institution that started an import job: it and the switch's operators see the job.
 ALTER TABLE import_job ADD COLUMN started_by_institution_id TEXT;
 

@@ -54,6 +54,7 @@ pub async fn api_key<S: Store>(
                 created_at_us: now_us(),
                 revoked_at_us: None,
                 last_used_at_us: None,
+                counter_id: None,
             },
             None,
         )

@@ -139,6 +139,8 @@ pub struct ApiKeyRecord {
     /// When a node last resolved it for a request (to within the key cache's lifetime,
     /// [`crate::operator::caller::KEY_CACHE_TTL_US`]); None: never used.
     pub last_used_at_us: Option<i64>,
+    /// The counter terminal the key belongs to (its PIN pad's own TPK); None: not a counter.
+    pub counter_id: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {

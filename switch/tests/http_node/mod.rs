@@ -263,6 +263,7 @@ async fn node_built(
                 created_at_us: now_us(),
                 revoked_at_us: None,
                 last_used_at_us: None,
+                counter_id: None,
             },
             None,
         )
@@ -279,6 +280,7 @@ async fn node_built(
                 created_at_us: now_us(),
                 revoked_at_us: None,
                 last_used_at_us: None,
+                counter_id: None,
             },
             None,
         )
@@ -508,6 +510,14 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String
 /// operator context, so nothing of the first face's memory (another node, or this one after a
 /// restart).
 pub async fn second_node(n: &Node) -> std::net::SocketAddr {
+    second_node_with(n, Vec::new()).await
+}
+
+/// [`second_node`] whose card management face has `counters`, each with its own TPK.
+pub async fn second_node_with(
+    n: &Node,
+    counters: Vec<switch::operator::routes::cms::CounterTerminal>,
+) -> std::net::SocketAddr {
     let store = Arc::new(
         SqliteStore::open(
             &SqliteConfig::new(n.dir.path().join("switch.db")),
@@ -520,14 +530,17 @@ pub async fn second_node(n: &Node) -> std::net::SocketAddr {
     let mut parts = bureau::demo_cms(&n.world).expect("cms");
     parts.issuance.ranges = vec![BinRange::new("62270099", n.fx.bank.clone(), 16).expect("range")];
     let service = CardManagement::new(store.clone()).with_issuance(parts.issuance);
-    let cms = Arc::new(CmsFace::new(
-        service,
-        vec![Bureau {
-            institution: testkit::inst(BUREAU),
-            region_prefix: BUREAU_REGION.into(),
-        }],
-        parts.counter_tpk,
-    ));
+    let cms = Arc::new(
+        CmsFace::new(
+            service,
+            vec![Bureau {
+                institution: testkit::inst(BUREAU),
+                region_prefix: BUREAU_REGION.into(),
+            }],
+            parts.counter_tpk,
+        )
+        .with_counters(counters),
+    );
     let (writer, _task) = writer::spawn(store.clone(), writer::config_for::<SqliteStore>());
     serve(Arc::new(HttpState {
         store: store.clone(),

@@ -132,6 +132,7 @@ pub async fn concurrent_actions_and_appends_keep_the_audit_chain_unbroken<H: Har
                     created_at_us: now_us(),
                     revoked_at_us: None,
                     last_used_at_us: None,
+                    counter_id: None,
                 };
                 s.put_api_key(&key, Some(&e)).await.unwrap();
             } else {

@@ -113,6 +113,7 @@ pub async fn the_key_list_is_per_institution_and_shows_the_last_use<H: Harness>(
         created_at_us: now_us(),
         revoked_at_us: None,
         last_used_at_us: None,
+        counter_id: None,
     };
     for (n, i) in [(1, SWITCH), (2, OTHER_HOSPITAL), (3, SWITCH)] {
         s.put_api_key(&key(n, i), None).await.unwrap();

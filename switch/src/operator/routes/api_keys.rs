@@ -45,6 +45,9 @@ struct NewKey {
     role_id: String,
     /// Default: the caller's institution.
     institution: Option<String>,
+    /// The counter terminal the key is (`[[cms.counter]]` of the key's institution): PINs sent
+    /// with the key are taken under that counter's own TPK.
+    counter_id: Option<String>,
 }
 
 fn key_json(k: &ApiKeyRecord) -> Value {
@@ -55,6 +58,7 @@ fn key_json(k: &ApiKeyRecord) -> Value {
         "name": k.name,
         "created_at_us": k.created_at_us,
         "last_used_at_us": k.last_used_at_us,
+        "counter_id": k.counter_id,
         "revoked_at_us": k.revoked_at_us,
     })
 }
@@ -159,6 +163,17 @@ async fn issue_inner<S: Store>(
             ),
         ));
     }
+    if let Some(counter) = &req.counter_id {
+        let known = st
+            .cms
+            .as_ref()
+            .is_some_and(|f| f.counter(counter, &institution).is_some());
+        if !known {
+            return Err(Problem::invalid(format!(
+                "counter {counter:?}: no such counter of the key's institution"
+            )));
+        }
+    }
     let key = Token::generate().ok_or_else(Problem::unavailable)?;
     let record = ApiKeyRecord {
         key_hash: key.hash(),
@@ -169,6 +184,7 @@ async fn issue_inner<S: Store>(
         created_at_us: now_us(),
         revoked_at_us: None,
         last_used_at_us: None,
+        counter_id: req.counter_id.clone(),
     };
     let e = Event::by(
         caller,

@@ -108,12 +108,13 @@ const APPROVE_CHANGE: &str = "UPDATE operator_role_change SET state = 'approved'
      AND proposed_by <> $2 AND user_id <> $2";
 
 const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, institution_id, \
-     role_id, name, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
+     role_id, name, created_at_us, revoked_at_us, counter_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)";
 /// Columns read by [`api_key`].
 macro_rules! key_columns {
     () => {
         "key_hash, key_id, institution_id, role_id, name, created_at_us, revoked_at_us, \
-         last_used_at_us"
+         last_used_at_us, counter_id"
     };
 }
 const API_KEY: &str = concat!(
@@ -250,6 +251,7 @@ fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
         created_at_us: row.get("created_at_us")?,
         revoked_at_us: row.get("revoked_at_us")?,
         last_used_at_us: row.get("last_used_at_us")?,
+        counter_id: row.get("counter_id")?,
     })
 }
 
@@ -545,6 +547,7 @@ impl<B: Backend> OperatorStore for B {
             k.role_id.as_str().into(),
             k.name.as_str().into(),
             k.created_at_us.into(),
+            k.counter_id.as_deref().into(),
         ];
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;

@@ -221,7 +221,7 @@ pub async fn issue<S: CmsStore>(
     idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
         let f = face(&st)?;
         let pin_body: PinBody = json_body(&body)?;
-        let pin = pin_body.counter_pin(&f.counter_tpk)?;
+        let pin = pin_body.counter_pin(&caller_tpk(&st, f, &caller).await?)?;
         let reason = reason_of(pin_body.reason.clone(), false)?;
         let reason = if reason.is_empty() {
             "issuance".to_owned()
