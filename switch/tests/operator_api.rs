@@ -1643,4 +1643,25 @@ async fn a_pin_block_under_another_counters_tpk_is_refused() {
     assert_eq!(unchanged.version, before, "nothing changed");
     let (taken, _) = reset(at_2).await;
     assert_eq!(taken.status, 200, "at its own counter: {taken:?}");
+    // A counter's key names a counter of its institution.
+    let admin = format!(
+        "Bearer {}",
+        operator_kit::api_key(&*n.store, SWITCH, "administrator")
+            .await
+            .unwrap()
+    );
+    for (counter, status) in [("counter-2", 201), ("counter-9", 400)] {
+        let body = json!({"name": "PIN pad", "role_id": "counter_clerk",
+                          "institution": BUREAU, "counter_id": counter})
+        .to_string();
+        let r = request_with(
+            addr,
+            "POST",
+            "/api-keys",
+            &[("Authorization", &admin)],
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, status, "{counter}: {r:?}");
+    }
 }
