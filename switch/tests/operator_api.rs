@@ -1261,7 +1261,8 @@ async fn raw_sql(n: &Node, sql: &str) {
 
 /// An administrator's action and its audit entry commit together (GB/T 22239-2019 level 3,
 /// security audit): with the audit log refusing appends, creating a user, proposing and
-/// approving a role change, issuing and revoking an API key each answer 503 and change nothing.
+/// approving a role change, issuing and revoking an API key, defining a role and changing a
+/// password each answer 503 and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrative_action_whose_audit_entry_cannot_be_appended_is_not_done() {
     let n = node().await;
@@ -1362,12 +1363,33 @@ async fn an_administrative_action_whose_audit_entry_cannot_be_appended_is_not_do
         .unwrap()
         .is_none());
 
+    let password = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "never changed to this"})),
+    )
+    .await;
+    assert_eq!(password.status, 503, "{password:?}");
+
     raw_sql(&n, "DROP TRIGGER audit_log_down").await;
     assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited);
+    // The password change was not done: the session is open, the old password still opens one.
+    assert_eq!(call(&n, Some(&a), "GET", "/me", None).await.status, 200);
+    let again = login(
+        &n,
+        "audit-admin-a",
+        PASSWORD,
+        &operator_kit::totp_next(&a_first.totp),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{again:?}");
     // Nothing half-done blocks the retry: the approval goes through now, audited.
     let approved = call(&n, Some(&b), "POST", &approve, None).await;
     assert_eq!(approved.status, 200, "{approved:?}");
-    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited + 1);
+    // The login above and the approval.
+    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited + 2);
 }
 
 /// `GET /api-keys` (users.read): an institution's administrator lists its own keys, the

@@ -277,12 +277,15 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         user_id: Uuid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces a user's password hash.
+    /// A password change, in one transaction: replaces the user's password hash, ends every
+    /// open session of the user at `at_us` and appends `audit`. Returns the sessions ended.
     fn set_password_hash(
         &self,
         user_id: Uuid,
         password_hash: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        at_us: i64,
+        audit: Option<&AuditEntry>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Stores a new session.
     fn create_session(
         &self,

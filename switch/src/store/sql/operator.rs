@@ -415,14 +415,24 @@ impl<B: Backend> OperatorStore for B {
         Ok(())
     }
 
-    async fn set_password_hash(&self, user_id: Uuid, hash: &str) -> Result<(), StoreError> {
+    async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        at_us: i64,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64, StoreError> {
         let id = user_id.to_string();
         let params = [id.as_str().into(), hash.into()];
         let _gate = self.write_gate().await;
-        match self.writer().execute(SET_PASSWORD, &params).await? {
-            0 => Err(StoreError::NotFound("user")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(SET_PASSWORD, &params).await? == 0 {
+            return Err(StoreError::NotFound("user"));
         }
+        let params = [id.as_str().into(), at_us.into()];
+        let ended = tx.run().execute(END_SESSIONS_OF, &params).await?;
+        commit_audited(self, tx, audit).await?;
+        Ok(ended)
     }
 
     async fn create_session(&self, s: &OperatorSession) -> Result<(), StoreError> {
