@@ -101,6 +101,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0016_console_names_history_proposals.sql"),
     },
     Migration {
+        version: 17,
+        description: "operator_state_in_store",
+        sql: include_str!("../migrations/sqlite/0017_operator_state_in_store.sql"),
+    },
+    Migration {
         version: 20,
         description: "stand_in_in_card_day",
         sql: include_str!("../migrations/sqlite/0020_stand_in_in_card_day.sql"),
@@ -183,6 +188,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 16,
         description: "console_names_history_proposals",
         sql: include_str!("../migrations/postgres/0016_console_names_history_proposals.sql"),
+    },
+    Migration {
+        version: 17,
+        description: "operator_state_in_store",
+        sql: include_str!("../migrations/postgres/0017_operator_state_in_store.sql"),
     },
     Migration {
         version: 20,

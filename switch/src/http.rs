@@ -219,7 +219,10 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/role-changes/{id}/reject", post(role_changes::reject::<S>))
         .route("/roles", get(roles::list::<S>).post(roles::create::<S>))
         .route("/audit", get(audit_log::list::<S>))
-        .route("/api-keys", post(api_keys::issue::<S>))
+        .route(
+            "/api-keys",
+            get(api_keys::list::<S>).post(api_keys::issue::<S>),
+        )
         .route("/api-keys/{id}", delete(api_keys::revoke::<S>))
         .route(
             "/application-batches",

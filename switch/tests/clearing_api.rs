@@ -51,6 +51,33 @@ impl Ca {
 /// asking it as a switch node whose certificate comes from `node_ca` (the switch nodes' CA, or
 /// another).
 async fn node_over_mtls(trusted: bool) -> (Node, tokio::sync::watch::Sender<bool>) {
+    let (n, stop, _) = node_over_mtls_counted(trusted).await;
+    (n, stop)
+}
+
+/// A TCP relay in front of clearing: counts the connections through it and can cut them all
+/// (as a restart of clearing or a middlebox would).
+#[derive(Clone, Default)]
+struct Relay {
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn cut(&self) {
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// [`node_over_mtls`] with a TCP relay in front of clearing that counts the connections the
+/// node opens to it.
+async fn node_over_mtls_counted(trusted: bool) -> (Node, tokio::sync::watch::Sender<bool>, Relay) {
     let server_ca = Ca::new("clearing server CA");
     let switch_ca = Ca::new("switch nodes CA");
     let rogue_ca = Ca::new("someone else's CA");
@@ -58,7 +85,26 @@ async fn node_over_mtls(trusted: bool) -> (Node, tokio::sync::watch::Sender<bool
     let tls = clearing::api::tls::server_config_from_pem(&cert, &key, &switch_ca.cert.pem(), &[])
         .expect("server TLS");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let clearing_port = listener.local_addr().unwrap().port();
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = relay.local_addr().unwrap().port();
+    let connections = Relay::default();
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            counted
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let task = tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", clearing_port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+            counted.open.lock().unwrap().push(task.abort_handle());
+        }
+    });
     let (client_cert, client_key) = if trusted {
         switch_ca.leaf("switch-1")
     } else {
@@ -78,7 +124,7 @@ async fn node_over_mtls(trusted: bool) -> (Node, tokio::sync::watch::Sender<bool
         clearing::api::tls::ApiLimits::default(),
         stopping,
     ));
-    (n, stop)
+    (n, stop, connections)
 }
 
 /// A session of a new user of `institution` with `role`: (cookie, CSRF token).
@@ -297,6 +343,7 @@ async fn a_bank_sees_its_own_line_and_statement_others_nothing() {
                 created_at_us: switch::store::now_us(),
             },
             false,
+            None,
         )
         .await
         .expect("role");
@@ -330,4 +377,38 @@ async fn a_node_whose_certificate_clearing_does_not_trust_gets_no_figures() {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(json_of(&r)["type"], "/problems/clearing-unavailable");
     assert!(!r.body.contains(SAMPLE_BANK), "{r:?}");
+}
+
+/// The node keeps its mutually authenticated connection to clearing open between calls (one
+/// TLS handshake, not one per request): ten reads and a close of the window go over one
+/// connection. When that connection dies while idle, the next read goes over a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_reuses_its_connection_to_clearing_between_calls() {
+    let (n, _stop, relay) = node_over_mtls_counted(true).await;
+    let analyst = session(&n, "analyst", SWITCH, "clearing_analyst").await;
+    for _ in 0..10 {
+        let r = get(&n, &analyst, "/clearing/positions").await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let body = json!({"reason": "end of the business day", "window_id": 2}).to_string();
+    let headers = [
+        ("Cookie", analyst.0.as_str()),
+        ("X-CSRF-Token", analyst.1.as_str()),
+    ];
+    let closed = request_with(
+        n.addr,
+        "POST",
+        "/clearing/windows/close",
+        &headers,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(closed.status, 200, "{closed:?}");
+    let r = get(&n, &analyst, "/clearing/windows/2").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(relay.connections(), 1, "one connection for twelve calls");
+    relay.cut();
+    let r = get(&n, &analyst, "/clearing/positions").await;
+    assert_eq!(r.status, 200, "after the connection died: {r:?}");
+    assert_eq!(relay.connections(), 2);
 }

@@ -2064,7 +2064,7 @@ async fn settlement_answers(c: &mut Contract, n: &http_node::Node) {
 
 /// The API keys' answers, each once: an administrator of the switch issues and revokes, an
 /// administrator of another hospital does not see the keys of `testkit`'s bank, the reader (an
-/// auditor) may not.
+/// auditor) may not; the reader lists the keys (`users.read`), a cashier may not.
 async fn api_key_answers(c: &mut Contract, n: &http_node::Node) {
     use switch::sim::operator_kit::{self, OTHER_HOSPITAL, SWITCH};
     let addr = n.addr;
@@ -2123,6 +2123,20 @@ async fn api_key_answers(c: &mut Contract, n: &http_node::Node) {
         let r = c
             .send(addr, "DELETE", "/api-keys/{id}", &url, &headers, None)
             .await;
+        assert_eq!(r.status, status, "{r:?}");
+    }
+    let cashier_key = operator_kit::api_key(&*n.store, SWITCH, "hospital_cashier")
+        .await
+        .expect("key");
+    let cashier = format!("Bearer {cashier_key}");
+    for (auth, url, status) in [
+        (reader.as_str(), "/api-keys?limit=2", 200),
+        (reader.as_str(), "/api-keys?limit=0", 400),
+        ("", "/api-keys", 401),
+        (cashier.as_str(), "/api-keys", 403),
+    ] {
+        let (headers, _) = issue(auth, Value::Null);
+        let r = c.send(addr, "GET", "/api-keys", url, &headers, None).await;
         assert_eq!(r.status, status, "{r:?}");
     }
 }

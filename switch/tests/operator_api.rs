@@ -171,6 +171,7 @@ fn protected_routes() -> Vec<(&'static str, String, Option<Value>)> {
             Some(json!({"name": "x", "role_id": "auditor"})),
         ),
         ("DELETE", "/api-keys/key-1".into(), None),
+        ("GET", "/api-keys".into(), None),
         ("GET", "/clearing/windows".into(), None),
         ("GET", "/clearing/windows/1".into(), None),
         ("GET", "/clearing/positions".into(), None),
@@ -294,6 +295,11 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
                     None,
                 ),
                 (
+                    rule("GET", Some(Permission::ViewUsers), false),
+                    "/api-keys".into(),
+                    None,
+                ),
+                (
                     rule("POST", Some(Permission::ManageUsers), false),
                     "/users".into(),
                     Some(json!({"username": format!("new-{name}")})),
@@ -343,7 +349,7 @@ async fn every_route_by_role_and_tenant_answers_403_404_or_2xx() {
             }
         }
     }
-    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 12);
+    assert_eq!(checked, BUILTIN_ROLES.len() * 3 * 13);
 }
 
 /// The card management routes by role and tenant: the bureau of the region (sees its
@@ -590,7 +596,7 @@ async fn propose_directly(n: &Node, proposer: &OperatorUser, target: &OperatorUs
         approved_by: None,
         approved_at_us: None,
     };
-    n.store.propose_role_change(&change).await.unwrap();
+    n.store.propose_role_change(&change, None).await.unwrap();
     change.change_id
 }
 
@@ -1244,5 +1250,446 @@ async fn an_administrator_issues_and_revokes_machine_keys() {
             .filter(|r| r.entry.action == action && r.entry.subject == subject)
             .count();
         assert_eq!(count, 1, "{action}");
+    }
+}
+
+/// Runs SQL on the node's database directly (to play a failing disk).
+async fn raw_sql(n: &Node, sql: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(n.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.expect("raw SQL");
+    conn.close().await.expect("close");
+}
+
+/// An administrator's action and its audit entry commit together (GB/T 22239-2019 level 3,
+/// security audit): with the audit log refusing appends, creating a user, proposing and
+/// approving a role change, issuing and revoking an API key, defining a role and changing a
+/// password each answer 503 and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrative_action_whose_audit_entry_cannot_be_appended_is_not_done() {
+    let n = node().await;
+    let (_, a_first) = user(&n, "audit-admin-a", SWITCH, &["administrator"]).await;
+    let (_, b_first) = user(&n, "audit-admin-b", SWITCH, &["administrator"]).await;
+    let (target, _) = user(&n, "audit-cashier", SWITCH, &[]).await;
+    let a = session(&n, "audit-admin-a", &a_first).await;
+    let b = session(&n, "audit-admin-b", &b_first).await;
+    let proposed = call(
+        &n,
+        Some(&a),
+        "POST",
+        &format!("/users/{}/roles", target.user_id),
+        Some(&json!({"role_ids": ["hospital_cashier"], "reason": "front desk"})),
+    )
+    .await;
+    assert_eq!(proposed.status, 202, "{proposed:?}");
+    let change: Value = serde_json::from_str(&proposed.body).unwrap();
+    let approve = format!(
+        "/role-changes/{}/approve",
+        change["change_id"].as_str().unwrap()
+    );
+    let issued = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/api-keys",
+        Some(&json!({"name": "HIS", "role_id": "hospital_cashier"})),
+    )
+    .await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let issued: Value = serde_json::from_str(&issued.body).unwrap();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    let audited = n.store.verify_audit_chain().await.unwrap();
+
+    raw_sql(
+        &n,
+        "CREATE TRIGGER audit_log_down BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'audit log down'); END",
+    )
+    .await;
+    let created = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/users",
+        Some(&json!({"username": "never-created"})),
+    )
+    .await;
+    assert_eq!(created.status, 503, "{created:?}");
+    assert!(n
+        .store
+        .user_by_username("never-created")
+        .await
+        .unwrap()
+        .is_none());
+    let again = call(
+        &n,
+        Some(&a),
+        "POST",
+        &format!("/users/{}/roles", target.user_id),
+        Some(&json!({"role_ids": ["auditor"], "reason": "never proposed"})),
+    )
+    .await;
+    assert_eq!(again.status, 503, "{again:?}");
+    let approved = call(&n, Some(&b), "POST", &approve, None).await;
+    assert_eq!(approved.status, 503, "{approved:?}");
+    assert!(n.store.user_roles(target.user_id).await.unwrap().is_empty());
+    let change_id = uuid::Uuid::parse_str(change["change_id"].as_str().unwrap()).unwrap();
+    let still = n.store.role_change(change_id).await.unwrap().unwrap();
+    assert_eq!(still.approved_by, None, "still proposed");
+    let new_key = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/api-keys",
+        Some(&json!({"name": "never issued", "role_id": "hospital_cashier"})),
+    )
+    .await;
+    assert_eq!(new_key.status, 503, "{new_key:?}");
+    let revoked = call(&n, Some(&a), "DELETE", &format!("/api-keys/{key_id}"), None).await;
+    assert_eq!(revoked.status, 503, "{revoked:?}");
+    let key = n.store.api_key_by_id(&key_id).await.unwrap().unwrap();
+    assert_eq!(key.revoked_at_us, None, "not revoked");
+    let role = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/roles",
+        Some(&json!({"role_id": "never", "name": "Never", "permissions": []})),
+    )
+    .await;
+    assert_eq!(role.status, 503, "{role:?}");
+    assert!(n
+        .store
+        .role(&format!("{SWITCH}.never"))
+        .await
+        .unwrap()
+        .is_none());
+
+    let password = call(
+        &n,
+        Some(&a),
+        "POST",
+        "/session/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": "never changed to this"})),
+    )
+    .await;
+    assert_eq!(password.status, 503, "{password:?}");
+
+    raw_sql(&n, "DROP TRIGGER audit_log_down").await;
+    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited);
+    // The password change was not done: the session is open, the old password still opens one.
+    assert_eq!(call(&n, Some(&a), "GET", "/me", None).await.status, 200);
+    let again = login(
+        &n,
+        "audit-admin-a",
+        PASSWORD,
+        &operator_kit::totp_next(&a_first.totp),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    // Nothing half-done blocks the retry: the approval goes through now, audited.
+    let approved = call(&n, Some(&b), "POST", &approve, None).await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    // The login above and the approval.
+    assert_eq!(n.store.verify_audit_chain().await.unwrap(), audited + 2);
+}
+
+/// `GET /api-keys` (users.read): an institution's administrator lists its own keys, the
+/// switch's every institution's; no item carries the key or its hash; a key's last use shows
+/// once it authenticated, and its revocation once revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_list_shows_the_institutions_keys_without_secrets_and_their_last_use() {
+    let n = node().await;
+    let hospital = n.fx.hospital.as_str().to_owned();
+    let his = operator_kit::api_key(&*n.store, &hospital, "hospital_cashier")
+        .await
+        .unwrap();
+    let other = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "hospital_cashier")
+        .await
+        .unwrap();
+    let (_, h_first) = user(&n, "hospital-admin", &hospital, &["administrator"]).await;
+    let (_, s_first) = user(&n, "switch-admin", SWITCH, &["administrator"]).await;
+    let h = session(&n, "hospital-admin", &h_first).await;
+    let s = session(&n, "switch-admin", &s_first).await;
+    let list = |s: &Session, query: &'static str| {
+        let (addr, cookie) = (n.addr, s.cookie.clone());
+        async move {
+            let r = request_with(addr, "GET", query, &[("Cookie", cookie.as_str())], None).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            serde_json::from_str::<Value>(&r.body).unwrap()
+        }
+    };
+    let own = list(&h, "/api-keys").await;
+    let items = own["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the hospital's key: {own}");
+    let item = &items[0];
+    assert_eq!(item["institution"], hospital.as_str());
+    assert_eq!(item["role_id"], "hospital_cashier");
+    assert!(item["last_used_at_us"].is_null(), "not used yet: {item}");
+    for secret in ["key", "key_hash"] {
+        assert!(item.get(secret).is_none(), "{secret} in {item}");
+    }
+    assert!(!own.to_string().contains(&his) && !own.to_string().contains(&other));
+    // Used once: its last use shows.
+    let auth = format!("Bearer {his}");
+    let me = request_with(n.addr, "GET", "/me", &[("Authorization", &auth)], None).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    let used = list(&h, "/api-keys").await;
+    assert!(used["items"][0]["last_used_at_us"].is_i64(), "{used}");
+    // The switch sees every institution's keys, a page at a time.
+    let all = list(&s, "/api-keys?limit=200").await;
+    let institutions: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["institution"].as_str())
+        .collect();
+    assert!(institutions.contains(&hospital.as_str()), "{all}");
+    assert!(institutions.contains(&OTHER_HOSPITAL), "{all}");
+    let first = list(&s, "/api-keys?limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let r = request_with(
+        n.addr,
+        "GET",
+        &format!("/api-keys?limit=1&cursor={cursor}"),
+        &[("Cookie", s.cookie.as_str())],
+        None,
+    )
+    .await;
+    let second: Value = serde_json::from_str(&r.body).unwrap();
+    assert_ne!(second["items"][0]["key_id"], first["items"][0]["key_id"]);
+    // Revoked: still listed, with the time.
+    let key_id = item["key_id"].as_str().unwrap();
+    let revoked = call(&n, Some(&h), "DELETE", &format!("/api-keys/{key_id}"), None).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let after = list(&h, "/api-keys").await;
+    assert!(after["items"][0]["revoked_at_us"].is_i64(), "{after}");
+}
+
+/// A closed personalisation file and an import job's starter are in the store: a second node
+/// on the same database (or this one after a restart) serves the file and shows the bureau its
+/// job, and another bureau still gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_files_and_job_starters_survive_the_node_that_made_them() {
+    let n = node().await;
+    let issuer = format!("Bearer {}", http_node::ISSUER_KEY);
+    let bureau = operator_kit::api_key(&*n.store, BUREAU, "issuance_operator")
+        .await
+        .unwrap();
+    let bureau = format!("Bearer {bureau}");
+    let csv = format!(
+        "citizen_id,name,insurance_scheme,region_code,bank_id\n{},李四,居民,410102,{}\n",
+        http_node::citizen(950),
+        n.fx.bank.as_str()
+    );
+    let r = request_with(
+        n.addr,
+        "POST",
+        "/application-batches?batch_id=survive",
+        &[("Authorization", &bureau), ("Content-Type", "text/csv")],
+        Some(&csv),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let job: Value = serde_json::from_str(&r.body).unwrap();
+    let job_path = format!("/import-jobs/{}", job["job_id"].as_str().unwrap());
+    // A second node on the same database: nothing held in the first one's memory.
+    let second = http_node::second_node(&n).await;
+    let seen = request_with(
+        second,
+        "GET",
+        &job_path,
+        &[("Authorization", &bureau)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        seen.status, 200,
+        "the bureau sees its job from any node: {seen:?}"
+    );
+    let other = operator_kit::api_key(&*n.store, OTHER_HOSPITAL, "issuance_operator")
+        .await
+        .unwrap();
+    let other = format!("Bearer {other}");
+    let hidden = request_with(second, "GET", &job_path, &[("Authorization", &other)], None).await;
+    assert_eq!(hidden.status, 404, "{hidden:?}");
+    // The node's fixture closed a file at start: the second node lists and serves it.
+    let listed = request_with(
+        second,
+        "GET",
+        "/perso-files",
+        &[("Authorization", &issuer)],
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert!(listed.body.contains(&n.perso_file), "{listed:?}");
+    let path = format!("/perso-files/{}", n.perso_file);
+    let file = request_with(second, "GET", &path, &[("Authorization", &issuer)], None).await;
+    assert_eq!(file.status, 200, "{file:?}");
+    let header: Value = serde_json::from_str(file.body.lines().next().unwrap()).unwrap();
+    assert_eq!(header["file_id"], n.perso_file.as_str(), "{header}");
+    // Sealed at rest: no PAN digits of the file in the database's row.
+    let record: Value = serde_json::from_str(file.body.lines().nth(1).unwrap()).unwrap();
+    let pan = record["pan"].as_str().unwrap().to_owned();
+    use sqlx::{ConnectOptions, Connection, Row};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(n.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    let sealed: Vec<u8> = sqlx::query("SELECT content_sealed FROM perso_file WHERE file_id = ?")
+        .bind(&n.perso_file)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the file's row")
+        .get(0);
+    conn.close().await.expect("close");
+    let at_rest = String::from_utf8_lossy(&sealed);
+    assert!(!at_rest.contains(&pan) && !at_rest.contains(&n.perso_file));
+}
+
+/// Each counter's PIN pad has its own TPK, chosen by the counter whose key authenticated the
+/// request: a PIN block under counter 2's TPK is taken at counter 2, refused at counter 1 (it
+/// does not decrypt to a PIN under counter 1's TPK) and the card does not change; a clerk who
+/// is not a counter enters no PIN (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_block_under_another_counters_tpk_is_refused() {
+    use hsm_sim::keys::{KeyScheme, KeyType, Tpk, TypedKey};
+    use hsm_sim::pin::PinBlockFormat;
+    use switch::operator::routes::cms::CounterTerminal;
+    use switch::sim::world::{clear_keys, with_odd_parity, DEMO_PIN};
+    let n = node().await;
+    let tpk_2 = with_odd_parity("11223344556677888877665544332211");
+    let import = |hex: &str| {
+        Tpk::from_token(
+            n.world
+                .hsm
+                .import_clear_key(KeyType::Tpk, KeyScheme::U, hex)
+                .unwrap(),
+        )
+    };
+    let bureau = testkit::inst(BUREAU);
+    let counters = vec![
+        CounterTerminal {
+            counter_id: "counter-1".into(),
+            institution: bureau.clone(),
+            tpk: import(clear_keys::TPK),
+        },
+        CounterTerminal {
+            counter_id: "counter-2".into(),
+            institution: bureau.clone(),
+            tpk: import(&tpk_2),
+        },
+    ];
+    let addr = http_node::second_node_with(&n, counters).await;
+    let counter_key = |counter: &'static str| {
+        let store = n.store.clone();
+        let bureau = bureau.clone();
+        async move {
+            let key = switch::operator::token::Token::generate().unwrap();
+            store
+                .put_api_key(
+                    &switch::store::operator::ApiKeyRecord {
+                        key_hash: key.hash(),
+                        key_id: format!("key-{counter}"),
+                        institution: bureau,
+                        role_id: "counter_clerk".into(),
+                        name: format!("PIN pad of {counter}"),
+                        created_at_us: switch::store::now_us(),
+                        revoked_at_us: None,
+                        last_used_at_us: None,
+                        counter_id: Some(counter.into()),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            format!("Bearer {}", key.expose())
+        }
+    };
+    let at_1 = counter_key("counter-1").await;
+    let at_2 = counter_key("counter-2").await;
+    let not_a_counter = format!(
+        "Bearer {}",
+        operator_kit::api_key(&*n.store, BUREAU, "counter_clerk")
+            .await
+            .unwrap()
+    );
+    let card = cms_card(&n, 961, &[Op::HandOver, Op::Activate]).await;
+    let pan = n.store.card_pan(switch::store::CardId(card)).await.unwrap();
+    // ISO 9564-1 format 0 under counter 2's TPK: the same block every time (no random fill).
+    let block = switch::sim::bureau::counter_pin_under(
+        &n.world,
+        &tpk_2,
+        DEMO_PIN,
+        PinBlockFormat::Iso0,
+        pan.expose_digits(),
+    )
+    .unwrap()
+    .block
+    .to_hex();
+    let body = json!({"pin_block": block, "pin_block_format": "iso0", "reason": "forgotten PIN"})
+        .to_string();
+    let path = format!("/cards/{card}/pin-reset");
+    let reset = |auth: String| {
+        let (body, path) = (body.clone(), path.clone());
+        let store = n.store.clone();
+        async move {
+            let version = switch::cms::CmsStore::cms_card(&*store, switch::store::CardId(card))
+                .await
+                .unwrap()
+                .unwrap()
+                .version;
+            let if_match = format!("\"{version}\"");
+            let r = request_with(
+                addr,
+                "POST",
+                &path,
+                &[("Authorization", &auth), ("If-Match", &if_match)],
+                Some(&body),
+            )
+            .await;
+            (r, version)
+        }
+    };
+    let (refused, before) = reset(at_1).await;
+    assert!(!(200..300).contains(&refused.status), "{refused:?}");
+    let (no_counter, _) = reset(not_a_counter).await;
+    assert_eq!(no_counter.status, 403, "{no_counter:?}");
+    let unchanged = switch::cms::CmsStore::cms_card(&*n.store, switch::store::CardId(card))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.version, before, "nothing changed");
+    let (taken, _) = reset(at_2).await;
+    assert_eq!(taken.status, 200, "at its own counter: {taken:?}");
+    // A counter's key names a counter of its institution.
+    let admin = format!(
+        "Bearer {}",
+        operator_kit::api_key(&*n.store, SWITCH, "administrator")
+            .await
+            .unwrap()
+    );
+    for (counter, status) in [("counter-2", 201), ("counter-9", 400)] {
+        let body = json!({"name": "PIN pad", "role_id": "counter_clerk",
+                          "institution": BUREAU, "counter_id": counter})
+        .to_string();
+        let r = request_with(
+            addr,
+            "POST",
+            "/api-keys",
+            &[("Authorization", &admin)],
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, status, "{counter}: {r:?}");
     }
 }

@@ -48,6 +48,15 @@ impl Harness for Postgres {
     const DISABLE_AUDIT_TRIGGERS: &'static str =
         "DROP TRIGGER audit_log_no_update_or_delete ON audit_log";
     const DISABLE_AUDIT_DELETE_TRIGGER: &'static str = "SELECT 1";
+    const FAIL_AUDIT_APPENDS: &'static [&'static str] = &[
+        "CREATE FUNCTION audit_log_down() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit log down'; END $$",
+        "CREATE TRIGGER audit_log_down BEFORE INSERT ON audit_log FOR EACH ROW \
+         EXECUTE FUNCTION audit_log_down()",
+    ];
+    const BLOB_HOLDS_TEXT: &'static str = "position(convert_to('TEXT', 'UTF8') in COL) > 0";
+    const HEAL_AUDIT_APPENDS: &'static [&'static str] =
+        &["DROP TRIGGER audit_log_down ON audit_log"];
 
     async fn new() -> Self {
         let mut config = PostgresConfig::new(url());

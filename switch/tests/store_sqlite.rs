@@ -24,6 +24,10 @@ impl Harness for Sqlite {
     type S = SqliteStore;
     const DISABLE_AUDIT_TRIGGERS: &'static str = "DROP TRIGGER audit_log_no_update";
     const DISABLE_AUDIT_DELETE_TRIGGER: &'static str = "DROP TRIGGER audit_log_no_delete";
+    const FAIL_AUDIT_APPENDS: &'static [&'static str] = &["CREATE TRIGGER audit_log_down \
+         BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log down'); END"];
+    const HEAL_AUDIT_APPENDS: &'static [&'static str] = &["DROP TRIGGER audit_log_down"];
+    const BLOB_HOLDS_TEXT: &'static str = "instr(COL, CAST('TEXT' AS BLOB)) > 0";
 
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,8 +1,15 @@
 //! [`SettlementSource`] over the network: HTTPS to `clearing api` with the switch node's
 //! client certificate (mutual TLS, rustls with the ring provider; GB/T 22239 level 3 protects
-//! every link, so there is no plaintext mode), one HTTP/1.1 connection per request (hyper).
-//! Operator traffic is a few requests a minute, so a handshake per request costs nothing that
-//! matters and no pooled connection can go stale.
+//! every link, so there is no plaintext mode), over HTTP/1.1 connections kept alive between
+//! calls (hyper): a console page makes several calls, and each new connection costs a TCP and
+//! a mutual-TLS handshake (two certificate chains checked, an ECDHE exchange).
+//!
+//! The pool: at most [`IDLE_CONNECTIONS_MAX`] idle connections, each reused for at most
+//! [`IDLE_KEEP`] after its last answer; a connection found closed is dropped. A call that fails
+//! on a reused connection before its request went out is sent on a new one; a read (GET) that
+//! fails after is sent once more on a new one (the pooled connection may have died while idle:
+//! clearing restarted), a window close is not (it may have been done: the operator reads the
+//! window and retries with the same `Idempotency-Key`).
 //!
 //! Bounds: connecting, the handshake and the whole exchange each give up after
 //! [`ClearingClientConfig::timeout`]; an answer longer than [`ANSWER_LEN_MAX_BYTES`] is
@@ -20,12 +27,22 @@ use schemas::settlement_api::{
 };
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 /// Longest answer taken (a statement of a busy bank's window), bytes.
 pub const ANSWER_LEN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Idle connections kept for the next calls (clearing takes 64 at once from every node).
+pub const IDLE_CONNECTIONS_MAX: usize = 2;
+/// How long an idle connection is kept.
+pub const IDLE_KEEP: Duration = Duration::from_secs(30);
+
+/// A connection waiting for the next call.
+struct Idle {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    since: Instant,
+}
 
 /// Where clearing's settlement API is and how to prove this node to it.
 #[derive(Debug, Clone)]
@@ -56,6 +73,7 @@ pub struct ClearingClient {
     server_name: ServerName<'static>,
     connector: tokio_rustls::TlsConnector,
     timeout: Duration,
+    idle: Arc<std::sync::Mutex<Vec<Idle>>>,
 }
 
 impl std::fmt::Debug for ClearingClient {
@@ -125,6 +143,7 @@ impl ClearingClient {
             server_name,
             connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             timeout: config.timeout,
+            idle: Arc::default(),
         })
     }
 
@@ -133,7 +152,79 @@ impl ClearingClient {
         SettlementError::Unavailable(what.to_string())
     }
 
-    /// One exchange: (status, content type, body).
+    /// A new connection: TCP, the mutual-TLS handshake, HTTP/1.1 (its driver task ends when
+    /// the connection closes or its sender is dropped).
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, SettlementError> {
+        let tcp = tokio::net::TcpStream::connect((
+            self.host.trim_matches(|c| c == '[' || c == ']'),
+            self.port,
+        ))
+        .await
+        .map_err(|e| self.unavailable(format!("connect: {e}")))?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| self.unavailable(format!("TLS: {e}")))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.unavailable(format!("HTTP: {e}")))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// An idle connection still open and fresh enough, if any.
+    fn take_idle(&self) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_KEEP {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose answer was read whole for the next call.
+    fn put_idle(&self, sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_KEEP);
+            if idle.len() < IDLE_CONNECTIONS_MAX {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        who: &SettlementOperator,
+        method: &Method,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Request<Full<Bytes>>, SettlementError> {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path_and_query}", self.prefix))
+            .header(header::HOST, &self.authority)
+            .header(OPERATOR_HEADER, &who.operator_id)
+            .header(INSTITUTION_HEADER, &who.institution)
+            .header(INSTITUTION_KIND_HEADER, who.kind.as_sql());
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        request
+            .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
+            .map_err(|e| self.unavailable(format!("request: {e}")))
+    }
+
+    /// One exchange: (status, body).
     async fn exchange(
         &self,
         who: &SettlementOperator,
@@ -142,50 +233,44 @@ impl ClearingClient {
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), SettlementError> {
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect((
-                self.host.trim_matches(|c| c == '[' || c == ']'),
-                self.port,
-            ))
-            .await
-            .map_err(|e| self.unavailable(format!("connect: {e}")))?;
-            let tls = self
-                .connector
-                .connect(self.server_name.clone(), tcp)
-                .await
-                .map_err(|e| self.unavailable(format!("TLS: {e}")))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| self.unavailable(format!("HTTP: {e}")))?;
-            let driver = tokio::spawn(connection);
-            let mut request = Request::builder()
-                .method(method)
-                .uri(format!("{}{path_and_query}", self.prefix))
-                .header(header::HOST, &self.authority)
-                .header(OPERATOR_HEADER, &who.operator_id)
-                .header(INSTITUTION_HEADER, &who.institution)
-                .header(INSTITUTION_KIND_HEADER, who.kind.as_sql());
-            if body.is_some() {
-                request = request.header(header::CONTENT_TYPE, "application/json");
+            if let Some(mut sender) = self.take_idle() {
+                let request = self.request(who, &method, path_and_query, body.as_deref())?;
+                match sender.try_send_request(request).await {
+                    Ok(answer) => return self.read(sender, answer).await,
+                    // Not sent (the connection was closing): send it on a new one.
+                    Err(e) if e.message().is_some() => {}
+                    // Sent, maybe received: only a read is sent again.
+                    Err(_) if method == Method::GET => {}
+                    Err(e) => return Err(self.unavailable(format!("HTTP: {}", e.error()))),
+                }
             }
-            let request = request
-                .body(Full::new(Bytes::from(body.unwrap_or_default())))
-                .map_err(|e| self.unavailable(format!("request: {e}")))?;
+            let mut sender = self.connect().await?;
+            let request = self.request(who, &method, path_and_query, body.as_deref())?;
             let answer = sender
                 .send_request(request)
                 .await
                 .map_err(|e| self.unavailable(format!("HTTP: {e}")))?;
-            let status = answer.status();
-            let body = Limited::new(answer.into_body(), ANSWER_LEN_MAX_BYTES)
-                .collect()
-                .await
-                .map_err(|e| self.unavailable(format!("answer: {e}")))?
-                .to_bytes();
-            driver.abort();
-            Ok((status, body))
+            self.read(sender, answer).await
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| self.unavailable("timed out"))?
+    }
+
+    /// Reads an answer whole (bounded), then keeps its connection for the next call.
+    async fn read(
+        &self,
+        sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        answer: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<(StatusCode, Bytes), SettlementError> {
+        let status = answer.status();
+        let body = Limited::new(answer.into_body(), ANSWER_LEN_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| self.unavailable(format!("answer: {e}")))?
+            .to_bytes();
+        self.put_idle(sender);
+        Ok((status, body))
     }
 
     /// An answer as `T`, or the error its status says.

@@ -255,5 +255,6 @@ pub fn new_job(batch_id: &str, csv: &[u8]) -> ImportJob {
         row_errors: Vec::new(),
         started_at_us: now_us(),
         finished_at_us: None,
+        started_by: None,
     }
 }

@@ -14,7 +14,7 @@ use super::model::{Actor, Application, ApplicationId, ApplicationStatus, CmsCard
 use super::perso_file::{
     EncryptedKey, PersoFileContent, PersoHeader, PersoKeys, PersoRecord, PersoSsse, PERSO_FORMAT,
 };
-use super::service::CardManagement;
+use super::service::{card_entry_of, CardManagement};
 use super::store::{CardChange, CmsStore};
 use crate::pipeline::security::pin_validation_data;
 use crate::store::{now_us, CardId, CardIssuance, CardStatus, IccAlgorithm, NewCard};
@@ -31,6 +31,8 @@ use schemas::domain::{CardIdentificationCode, InstitutionId, Pan};
 use serde_json::json;
 use std::sync::Arc;
 
+/// The row version of a card just issued (migration 0010's default).
+const NEW_CARD_VERSION: i64 = 1;
 /// PAN sequence number of a new card (EMV tag 5F34): every card gets its own PAN.
 const PSN_NEW_CARD: &str = "00";
 /// Offline PIN tries the chip allows.
@@ -299,31 +301,29 @@ impl<S: CmsStore> CardManagement<S> {
             },
         )?;
         let (card, record) = self.make_card(batch, &app, &app.bank, pin).await?;
+        let photo = self.photo(application_id).await?.map(hex::encode_upper);
+        let (file_id, pan) = (batch.content.header.file_id.clone(), card.pan.masked());
+        let entry = |card_id| {
+            card_entry_of(
+                actor,
+                CardOperation::Personalise,
+                card_id,
+                Lifecycle::Applied,
+                Lifecycle::Personalised,
+                NEW_CARD_VERSION,
+                json!({"application": application_id.0, "file_id": file_id, "pan": pan}),
+            )
+        };
         let card_id = self
             .store
-            .personalise_application(application_id, app.cardholder_id, &card, now_us())
+            .personalise_application(application_id, app.cardholder_id, &card, now_us(), &entry)
             .await?;
-        let cms = self.card(card_id).await?;
         let mut record = record;
         record.card_id = card_id.0;
         record.application_id = Some(application_id.0);
-        record.photo_jpeg_hex = self.photo(application_id).await?.map(hex::encode_upper);
+        record.photo_jpeg_hex = photo;
         batch.content.records.push(record);
-        let applied = CmsCard {
-            lifecycle: Lifecycle::Applied,
-            ..cms.clone()
-        };
-        self.audit_card(
-            actor,
-            CardOperation::Personalise,
-            &applied,
-            Lifecycle::Personalised,
-            cms.version,
-            json!({"application": application_id.0, "file_id": batch.content.header.file_id,
-                   "pan": cms.pan_masked}),
-        )
-        .await?;
-        Ok(cms)
+        self.card(card_id).await
     }
 
     /// Replaces a card: a new card (new PAN and keys, record in `batch`) for the same
@@ -359,7 +359,20 @@ impl<S: CmsStore> CardManagement<S> {
             reset_pin_tries: false,
             pin_offset: None,
         };
-        let new_id = match self.store.replace_card(&change, &card).await {
+        let file_id = batch.content.header.file_id.clone();
+        let entry = |new_id: CardId| {
+            card_entry_of(
+                actor,
+                CardOperation::Replace,
+                card_id,
+                old.lifecycle,
+                to,
+                old.version + 1,
+                json!({"new_card": new_id.0, "file_id": file_id, "accounts_moved": true}),
+            )
+        };
+        let photo = self.photo(app.application_id).await?.map(hex::encode_upper);
+        let new_id = match self.store.replace_card(&change, &card, &entry).await {
             Ok(id) => id,
             Err(crate::store::StoreError::Conflict("card version")) => {
                 return Err(CmsError::VersionMismatch {
@@ -369,20 +382,9 @@ impl<S: CmsStore> CardManagement<S> {
             Err(e) => return Err(e.into()),
         };
         record.card_id = new_id.0;
-        record.photo_jpeg_hex = self.photo(app.application_id).await?.map(hex::encode_upper);
+        record.photo_jpeg_hex = photo;
         batch.content.records.push(record);
-        let (old_now, new) = (self.card(card_id).await?, self.card(new_id).await?);
-        self.audit_card(
-            actor,
-            CardOperation::Replace,
-            &old,
-            to,
-            old_now.version,
-            json!({"new_card": new_id.0, "file_id": batch.content.header.file_id,
-                   "accounts_moved": true}),
-        )
-        .await?;
-        Ok((old_now, new))
+        Ok((self.card(card_id).await?, self.card(new_id).await?))
     }
 
     /// Sets a new PIN at a counter: the block from the counter's PIN pad (any format, under its

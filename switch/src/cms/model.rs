@@ -197,6 +197,9 @@ pub struct ImportJob {
     pub started_at_us: i64,
     /// End, when not running.
     pub finished_at_us: Option<i64>,
+    /// The institution whose operator started it over the API (it and the switch see the
+    /// job); None for the CLI's imports.
+    pub started_by: Option<InstitutionId>,
 }
 
 impl ImportJob {

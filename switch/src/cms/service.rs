@@ -1,5 +1,6 @@
 //! The card management service: what an HTTP handler, the CLI or a test calls. Every method
-//! takes the [`Actor`] and writes one audit entry when it changes something; life-cycle
+//! takes the [`Actor`] and writes one audit entry when it changes something, in the change's
+//! own transaction (an action whose entry cannot be appended is not done); life-cycle
 //! operations go through the one transition table ([`super::lifecycle::TRANSITIONS`]) and a
 //! compare-and-set on the card's version.
 //!
@@ -15,6 +16,7 @@ use super::model::{Actor, Application, ApplicationId, CmsCard, ImportJob};
 use super::photo::PhotoSealer;
 use super::store::{CardChange, CmsStore};
 use crate::store::{now_us, CardId};
+use schemas::domain::InstitutionId;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -85,6 +87,17 @@ impl<S: CmsStore> CardManagement<S> {
 
     /// Checks the batch and stores its job as running (its id is the API's job resource).
     pub async fn start_import(&self, batch_id: &str, csv: &[u8]) -> Result<ImportJob, CmsError> {
+        self.start_import_by(None, batch_id, csv).await
+    }
+
+    /// [`CardManagement::start_import`] for an operator of `started_by`: the job is stored with
+    /// its starter, so it and the switch see it from any node and after a restart.
+    pub async fn start_import_by(
+        &self,
+        started_by: Option<&InstitutionId>,
+        batch_id: &str,
+        csv: &[u8],
+    ) -> Result<ImportJob, CmsError> {
         import::check_batch_id(batch_id)?;
         if csv.len() > import::IMPORT_FILE_LEN_MAX_BYTES {
             return Err(CmsError::Invalid {
@@ -92,7 +105,8 @@ impl<S: CmsStore> CardManagement<S> {
                 reason: format!("above {} bytes", import::IMPORT_FILE_LEN_MAX_BYTES),
             });
         }
-        let job = import::new_job(batch_id, csv);
+        let mut job = import::new_job(batch_id, csv);
+        job.started_by = started_by.cloned();
         self.store.put_import_job(&job).await?;
         Ok(job)
     }
@@ -165,15 +179,15 @@ impl<S: CmsStore> CardManagement<S> {
     ) -> Result<(), CmsError> {
         let info = super::photo::check_jpeg(jpeg)?;
         let sealed = self.photos()?.seal(jpeg)?;
-        self.store.set_application_photo(id, &sealed).await?;
-        audit::record(
-            &*self.store,
+        let entry = audit::entry(
             actor,
             "application.photo",
             format!("application:{}", id.0),
             json!({"bytes": jpeg.len(), "width": info.width, "height": info.height}),
-        )
-        .await?;
+        );
+        self.store
+            .set_application_photo(id, &sealed, &entry)
+            .await?;
         Ok(())
     }
 
@@ -244,7 +258,7 @@ impl<S: CmsStore> CardManagement<S> {
         self.commit_change(actor, op, &card, &change).await
     }
 
-    /// Runs `change` (compare-and-set), audits it and returns the card as it now is.
+    /// Runs `change` (compare-and-set) with its audit entry and returns the card as it now is.
     pub(super) async fn commit_change(
         &self,
         actor: &Actor,
@@ -252,8 +266,10 @@ impl<S: CmsStore> CardManagement<S> {
         card: &CmsCard,
         change: &CardChange<'_>,
     ) -> Result<CmsCard, CmsError> {
-        let version = match self.store.change_card(change).await {
-            Ok(v) => v,
+        // The compare-and-set moves the version on by one.
+        let entry = card_entry(actor, op, card, change.to, card.version + 1, json!({}));
+        match self.store.change_card(change, &entry).await {
+            Ok(v) => debug_assert_eq!(v, card.version + 1),
             Err(crate::store::StoreError::Conflict(_)) => {
                 let now = self.card(card.card_id).await?;
                 return Err(CmsError::VersionMismatch {
@@ -262,34 +278,42 @@ impl<S: CmsStore> CardManagement<S> {
             }
             Err(e) => return Err(e.into()),
         };
-        self.audit_card(actor, op, card, change.to, version, json!({}))
-            .await?;
         self.card(card.card_id).await
     }
+}
 
-    /// The audit entry of a card operation.
-    pub(super) async fn audit_card(
-        &self,
-        actor: &Actor,
-        op: CardOperation,
-        card: &CmsCard,
-        to: Lifecycle,
-        version: i64,
-        mut extra: serde_json::Value,
-    ) -> Result<(), CmsError> {
-        if let Some(map) = extra.as_object_mut() {
-            map.insert("from".into(), card.lifecycle.as_sql().into());
-            map.insert("to".into(), to.as_sql().into());
-            map.insert("version".into(), version.into());
-        }
-        audit::record(
-            &*self.store,
-            actor,
-            op.audit_action(),
-            format!("card:{}", card.card_id.0),
-            extra,
-        )
-        .await?;
-        Ok(())
+/// The audit entry of a card operation on `card_id` (from `from` to `to`, the card's version
+/// once changed), with `extra` detail.
+pub(super) fn card_entry_of(
+    actor: &Actor,
+    op: CardOperation,
+    card_id: CardId,
+    from: Lifecycle,
+    to: Lifecycle,
+    version: i64,
+    mut extra: serde_json::Value,
+) -> crate::store::AuditEntry {
+    if let Some(map) = extra.as_object_mut() {
+        map.insert("from".into(), from.as_sql().into());
+        map.insert("to".into(), to.as_sql().into());
+        map.insert("version".into(), version.into());
     }
+    audit::entry(
+        actor,
+        op.audit_action(),
+        format!("card:{}", card_id.0),
+        extra,
+    )
+}
+
+/// The audit entry of an operation on `card`.
+fn card_entry(
+    actor: &Actor,
+    op: CardOperation,
+    card: &CmsCard,
+    to: Lifecycle,
+    version: i64,
+    extra: serde_json::Value,
+) -> crate::store::AuditEntry {
+    card_entry_of(actor, op, card.card_id, card.lifecycle, to, version, extra)
 }

@@ -5,17 +5,23 @@
 //! [`Store`] the switch's own contract. Every card change is a compare-and-set on the card
 //! row's `version` and life-cycle state, so two operators (or two HTTP requests with the same
 //! `If-Match`) cannot both move a card from the same state.
+//!
+//! Every change an operator makes carries its audit entry, appended in the change's own
+//! transaction: a card is never lost, replaced or issued without its record in the chain.
 
 use super::lifecycle::Lifecycle;
 use super::model::{
     Application, ApplicationId, CardholderId, CmsCard, ImportJob, NewApplication, Stored,
 };
-use crate::store::{CardId, NewCard, Store, StoreError};
+use crate::store::{AuditEntry, CardId, NewCard, Store, StoreError};
 use std::future::Future;
 use uuid::Uuid;
 
 /// Most applications one [`CmsStore::store_applications`] call stores (one transaction).
 pub const APPLICATIONS_PER_CALL_MAX: usize = 1_000;
+
+/// The audit entry of an issuance, made once the transaction knows the new card's id.
+pub type AuditOfNewCard<'a> = &'a (dyn Fn(CardId) -> AuditEntry + Send + Sync);
 
 /// A compare-and-set change of one card's life-cycle state.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +42,19 @@ pub struct CardChange<'a> {
     pub reset_pin_tries: bool,
     /// A new IBM 3624 PIN offset (PIN reset).
     pub pin_offset: Option<&'a str>,
+}
+
+/// A closed personalisation file as listed (its content is read on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersoFileInfo {
+    /// The file's id (its header's `file_id`).
+    pub file_id: String,
+    /// Card records in it.
+    pub records: u64,
+    /// When it was closed.
+    pub closed_at_us: i64,
+    /// Who closed it (the audit log's actor).
+    pub closed_by: String,
 }
 
 /// A card search of the operator API: by citizen ID and/or the PAN's last four digits, limited
@@ -101,11 +120,12 @@ pub trait CmsStore: Store {
         &self,
         cardholder: CardholderId,
     ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
-    /// Attaches a sealed photo to an application (replacing any earlier one).
+    /// Attaches a sealed photo to an application (replacing any earlier one), with `audit`.
     fn set_application_photo(
         &self,
         id: ApplicationId,
         sealed: &[u8],
+        audit: &AuditEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The sealed photo of an application.
     fn application_photo(
@@ -130,13 +150,15 @@ pub trait CmsStore: Store {
         serial_max: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Issues `card` (life cycle `personalised`) for an application still `applied`, in one
-    /// transaction with the application's move to `personalised`; `Conflict` if it was not.
+    /// transaction with the application's move to `personalised` and the entry `audit` makes
+    /// for the new card; `Conflict` if it was not.
     fn personalise_application(
         &self,
         id: ApplicationId,
         cardholder: CardholderId,
         card: &NewCard,
         at_us: i64,
+        audit: AuditOfNewCard<'_>,
     ) -> impl Future<Output = Result<CardId, StoreError>> + Send;
     /// A card with its life-cycle state and version.
     fn cms_card(
@@ -144,18 +166,22 @@ pub trait CmsStore: Store {
         card_id: CardId,
     ) -> impl Future<Output = Result<Option<CmsCard>, StoreError>> + Send;
     /// Applies `change` if the card still has its expected version and state; returns the new
-    /// version. `Conflict("card version")` otherwise, `NotFound` for an unknown card.
+    /// version, with `audit` appended in the same transaction. `Conflict("card version")`
+    /// otherwise, `NotFound` for an unknown card.
     fn change_card(
         &self,
         change: &CardChange<'_>,
+        audit: &AuditEntry,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// A replacement in one transaction: `old` moves to `replaced` (compare-and-set as in
     /// [`CmsStore::change_card`]), `new_card` is issued for the same cardholder, and the old
-    /// card's accounts move to it (its transactions stay with it).
+    /// card's accounts move to it (its transactions stay with it); `audit` makes the entry
+    /// for the new card's id.
     fn replace_card(
         &self,
         old: &CardChange<'_>,
         new_card: &NewCard,
+        audit: AuditOfNewCard<'_>,
     ) -> impl Future<Output = Result<CardId, StoreError>> + Send;
     /// Cards matching `q`, by card id, each with its cardholder's insuring region (None for a
     /// card seeded outside the CMS).
@@ -182,6 +208,24 @@ pub trait CmsStore: Store {
         holder: &NewApplication,
         at_us: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps a closed personalisation file (JSON Lines; sealed at rest: it holds PANs and
+    /// names), with `audit` in the same transaction. A file id kept already is `Conflict`.
+    fn put_perso_file(
+        &self,
+        file: &PersoFileInfo,
+        json_lines: &str,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The latest `limit` closed personalisation files, newest first.
+    fn perso_files(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PersoFileInfo>, StoreError>> + Send;
+    /// A closed personalisation file and its JSON Lines.
+    fn perso_file(
+        &self,
+        file_id: &str,
+    ) -> impl Future<Output = Result<Option<(PersoFileInfo, String)>, StoreError>> + Send;
     /// The cards of a cardholder, oldest first.
     fn cards_of_cardholder(
         &self,

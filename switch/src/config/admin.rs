@@ -137,16 +137,21 @@ async fn bootstrap_on<S: Store>(
                 .into(),
         ));
     }
-    let (user, first) =
-        provision::create_user(store, &ctx.secrets, username, institution, None, None)
-            .await
-            .map_err(|e| match e {
-                ProvisionError::Store(e) => ConfigError::Store(e),
-                e => ConfigError::Invalid(e.to_string()),
-            })?;
-    store
-        .set_user_roles(user.user_id, &["administrator".to_owned()])
-        .await?;
+    let (user, first) = provision::create_user(
+        store,
+        &ctx.secrets,
+        username,
+        institution,
+        None,
+        None,
+        |_| None,
+    )
+    .await
+    .map_err(|e| match e {
+        ProvisionError::Store(e) => ConfigError::Store(e),
+        e => ConfigError::Invalid(e.to_string()),
+    })?;
+    // The entry commits with the administrator's role: a user without it can do nothing.
     let source = SourceAddr("cli".into());
     let e = Event {
         actor: "cli:bootstrap-admin".into(),
@@ -160,9 +165,13 @@ async fn bootstrap_on<S: Store>(
             "roles": ["administrator"],
         }),
     };
-    op_audit::record(store, e)
-        .await
-        .map_err(|p| ConfigError::Invalid(format!("audit: {}", p.detail)))?;
+    store
+        .set_user_roles(
+            user.user_id,
+            &["administrator".to_owned()],
+            Some(&op_audit::entry(e)),
+        )
+        .await?;
     Ok(format!(
         "administrator {} ({}) of {} created.\n\
          ONE-TIME password: {}\n\

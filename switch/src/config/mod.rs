@@ -159,6 +159,22 @@ pub struct CmsSection {
     /// The social-security bureaus and their regions.
     #[serde(default, rename = "bureau")]
     pub bureaus: Vec<CmsBureauSection>,
+    /// The counter terminals, each with its PIN pad's own TPK (none: `counter_tpk` for all).
+    #[serde(default, rename = "counter")]
+    pub counters: Vec<CmsCounterSection>,
+}
+
+/// `[[cms.counter]]`: a counter terminal and its PIN pad's TPK; an API key issued with its
+/// `counter_id` (`POST /api-keys`) is that counter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmsCounterSection {
+    /// The counter's id.
+    pub counter_id: String,
+    /// Whose counter (a bureau or a bank).
+    pub institution: String,
+    /// Its TPK (LMK token).
+    pub tpk: String,
 }
 
 fn default_validity_years() -> u32 {

@@ -176,6 +176,17 @@ pub async fn cms_parts(
                 .map_err(|e| invalid(format!("[[cms.range]] {}: {e}", r.bank)))?,
         );
     }
+    let mut counters = Vec::with_capacity(c.counters.len());
+    for k in &c.counters {
+        let institution = InstitutionId::parse(&k.institution).map_err(|_| {
+            ConfigError::Invalid(format!("cms.counter {}: institution", k.counter_id))
+        })?;
+        counters.push(crate::operator::routes::cms::CounterTerminal {
+            counter_id: k.counter_id.clone(),
+            institution,
+            tpk: token("cms.counter.tpk", &k.tpk)?,
+        });
+    }
     let mut bureaus = Vec::with_capacity(c.bureaus.len());
     for b in &c.bureaus {
         if !region_ok(&b.region_prefix, &[2, 4, 6]) {
@@ -219,6 +230,7 @@ pub async fn cms_parts(
         photos,
         bureaus,
         counter_tpk: token("cms.counter_tpk", &c.counter_tpk)?,
+        counters,
     }))
 }
 

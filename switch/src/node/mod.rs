@@ -81,8 +81,10 @@ pub struct CmsParts {
     pub photos: Option<PhotoSealer>,
     /// The social-security bureaus and their regions (tenant scoping).
     pub bureaus: Vec<Bureau>,
-    /// The TPK of the counters' PIN pads.
+    /// The TPK of the counters' PIN pads when no counter has its own.
     pub counter_tpk: Tpk,
+    /// The counters, each with its own TPK.
+    pub counters: Vec<crate::operator::routes::cms::CounterTerminal>,
 }
 
 impl std::fmt::Debug for CmsParts {
@@ -186,7 +188,7 @@ impl<S: CmsStore> NodeParts<S> {
             if let Some(photos) = c.photos {
                 service = service.with_photos(photos);
             }
-            Arc::new(CmsFace::new(service, c.bureaus, c.counter_tpk))
+            Arc::new(CmsFace::new(service, c.bureaus, c.counter_tpk).with_counters(c.counters))
         });
         let cutover = match self.cutover {
             Some(config) => {

@@ -4,8 +4,11 @@
 //! (the reason the operator gave). Where and why go into the entry's JSON detail, which the
 //! chain hash and the MAC cover.
 //!
-//! An action whose audit entry cannot be written is reported as failed (503): the change may
-//! have been made, but the operator is told to check, and the error is logged.
+//! An action that changes the store hands its entry ([`entry`]) to the store method that makes
+//! the change, which appends it in the same transaction: an action whose audit entry cannot be
+//! written is not done, and is answered 503 (GB/T 22239-2019 level 3, 8.1.4.3 security audit).
+//! Logins, logouts and actions done elsewhere (a window closed by the clearing centre) are
+//! recorded on their own ([`record`]).
 
 use super::caller::{Caller, SourceAddr};
 use super::problem::{store_failed, Problem};
@@ -42,6 +45,8 @@ pub mod action {
     pub const RECONCILIATION_RESOLVE: &str = "reconciliation.resolve";
     /// A settlement day cut over on demand (`POST /cutover`).
     pub const CUTOVER_RUN: &str = "cutover.run";
+    /// A personalisation file closed and kept for the card bureau (`POST /perso-files`).
+    pub const PERSO_FILE_CLOSE: &str = "perso_file.close";
 }
 
 /// One entry: who, what, on what, from where, why, and the rest as JSON.
@@ -89,8 +94,17 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Appends the event.
+/// Appends the event in a transaction of its own.
 pub async fn record<S: Store>(store: &S, e: Event<'_>) -> Result<(), Problem> {
+    store
+        .append_audit(&entry(e))
+        .await
+        .map(|_| ())
+        .map_err(store_failed)
+}
+
+/// The entry of the event, for a store method to append with the change it records.
+pub fn entry(e: Event<'_>) -> AuditEntry {
     let mut detail = e.detail;
     if let Value::Object(map) = &mut detail {
         map.insert("source".into(), Value::from(e.source.0.as_str()));
@@ -99,16 +113,11 @@ pub async fn record<S: Store>(store: &S, e: Event<'_>) -> Result<(), Problem> {
             e.reason.map(Value::from).unwrap_or(Value::Null),
         );
     }
-    let entry = AuditEntry {
+    AuditEntry {
         actor: e.actor,
         action: e.action.to_owned(),
         subject: e.subject,
         detail: detail.to_string(),
         at_us: now_us(),
-    };
-    store
-        .append_audit(&entry)
-        .await
-        .map(|_| ())
-        .map_err(store_failed)
+    }
 }

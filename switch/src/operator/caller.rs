@@ -269,6 +269,11 @@ async fn by_api_key<S: Store>(
     }
     let caller = resolve_api_key(st, &hash, source).await?;
     st.operator.keys.put(hash, &caller, now);
+    // Last use for `GET /api-keys`, at most once per key cache lifetime per node; a store
+    // that cannot take it does not refuse the request.
+    if let Err(e) = st.store.touch_api_key(&hash, now).await {
+        tracing::warn!(error = %e, "API key last use not recorded");
+    }
     Ok(caller)
 }
 

@@ -11,7 +11,7 @@ use super::password::{Password, PasswordError};
 use super::permission::builtin_roles;
 use super::totp::TotpSecret;
 use crate::store::operator::OperatorUser;
-use crate::store::{now_us, Store, StoreError};
+use crate::store::{now_us, AuditEntry, Store, StoreError};
 use schemas::domain::InstitutionId;
 use uuid::Uuid;
 
@@ -61,13 +61,14 @@ pub fn valid_username(name: &str) -> bool {
 /// Writes the built-in roles (at every start: their permissions follow the code).
 pub async fn ensure_builtin_roles<S: Store>(store: &S) -> Result<(), StoreError> {
     for role in builtin_roles(now_us()) {
-        store.put_role(&role, true).await?;
+        store.put_role(&role, true, None).await?;
     }
     Ok(())
 }
 
 /// Creates a user of `institution` with `password` (or a generated one) and a new TOTP
-/// secret (or `totp`, for the demo's fixed ones).
+/// secret (or `totp`, for the demo's fixed ones); `audit` makes the creation's audit entry,
+/// appended in the same transaction (None: a fixture's or the demo's user).
 pub async fn create_user<S: Store>(
     store: &S,
     secrets: &SecretKey,
@@ -75,6 +76,7 @@ pub async fn create_user<S: Store>(
     institution: &InstitutionId,
     password: Option<Password>,
     totp: Option<TotpSecret>,
+    audit: impl FnOnce(&OperatorUser) -> Option<AuditEntry> + Send,
 ) -> Result<(OperatorUser, FirstSecrets), ProvisionError> {
     if !valid_username(username) {
         return Err(ProvisionError::Username);
@@ -107,6 +109,7 @@ pub async fn create_user<S: Store>(
         locked_until_us: None,
         created_at_us: now_us(),
     };
-    store.create_user(&user).await?;
+    let entry = audit(&user);
+    store.create_user(&user, entry.as_ref()).await?;
     Ok((user, FirstSecrets { password, totp }))
 }

@@ -126,6 +126,7 @@ pub fn demo_cms(world: &DemoWorld) -> Result<crate::node::CmsParts, DemoError> {
             region_prefix: DEMO_REGION_PREFIX.into(),
         }],
         counter_tpk,
+        counters: Vec::new(),
     })
 }
 
@@ -140,18 +141,30 @@ pub fn counter_pin(
     format: PinBlockFormat,
     pan: &str,
 ) -> Result<CounterPin, DemoError> {
+    counter_pin_under(world, world_keys::TPK, pin, format, pan)
+}
+
+/// [`counter_pin`] at a PIN pad whose TPK is the clear key `tpk_hex` (a counter with its own
+/// TPK; tests and the demo only).
+pub fn counter_pin_under(
+    world: &DemoWorld,
+    tpk_hex: &str,
+    pin: &str,
+    format: PinBlockFormat,
+    pan: &str,
+) -> Result<CounterPin, DemoError> {
     let key = ClearKey::new(
         KeyScheme::U,
-        hex::decode(world_keys::TPK).map_err(|_| DemoError::Data("tpk"))?,
+        hex::decode(tpk_hex).map_err(|_| DemoError::Data("tpk"))?,
     )?;
     let cipher = WorkingCipher::new(&key)?;
     let clear = ClearPin::new(pin).map_err(|_| DemoError::Data("pin"))?;
     let block = encrypt_pin_block(&cipher, format, &clear, pan)?;
-    let tpk = Tpk::from_token(world.hsm.import_clear_key(
-        KeyType::Tpk,
-        KeyScheme::U,
-        world_keys::TPK,
-    )?);
+    let tpk = Tpk::from_token(
+        world
+            .hsm
+            .import_clear_key(KeyType::Tpk, KeyScheme::U, tpk_hex)?,
+    );
     Ok(CounterPin {
         key: hsm_sim::keys::PinKey::Tpk(tpk),
         block,

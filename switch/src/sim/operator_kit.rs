@@ -44,15 +44,20 @@ pub async fn api_key<S: Store>(
 ) -> Result<String, StoreError> {
     let key = Token::generate().ok_or(StoreError::Conflict("the random generator failed"))?;
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: key.hash(),
-            key_id: format!("key-{}", uuid::Uuid::now_v7()),
-            institution: inst(institution),
-            role_id: role_id.into(),
-            name: format!("{role_id} of {institution}"),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: key.hash(),
+                key_id: format!("key-{}", uuid::Uuid::now_v7()),
+                institution: inst(institution),
+                role_id: role_id.into(),
+                name: format!("{role_id} of {institution}"),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+                last_used_at_us: None,
+                counter_id: None,
+            },
+            None,
+        )
         .await?;
     Ok(key.expose().to_owned())
 }
@@ -73,10 +78,11 @@ pub async fn user<S: Store>(
         &inst(institution),
         Some(Password::new(password.into())),
         None,
+        |_| None,
     )
     .await?;
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-    store.set_user_roles(user.user_id, &roles).await?;
+    store.set_user_roles(user.user_id, &roles, None).await?;
     Ok((user, first))
 }
 

@@ -2,6 +2,10 @@
 //! institution, roles as named sets of permissions, four-eyes role changes, sessions, API keys,
 //! the first answers of idempotent POSTs, and pages of the audit log.
 //!
+//! Every write that is an operator's action takes that action's audit entry and appends it in
+//! the same transaction (`None` only for fixtures and the demo's seed): the action and its
+//! record commit together or not at all.
+//!
 //! Secrets are kept only hashed or sealed: a user's password as an argon2id PHC string, the
 //! TOTP secret sealed under the operator data key, session tokens, CSRF tokens and API keys as
 //! SHA-256 hashes. The records here never print those fields (`Debug` shows `****`).
@@ -132,6 +136,11 @@ pub struct ApiKeyRecord {
     pub created_at_us: i64,
     /// When revoked.
     pub revoked_at_us: Option<i64>,
+    /// When a node last resolved it for a request (to within the key cache's lifetime,
+    /// [`crate::operator::caller::KEY_CACHE_TTL_US`]); None: never used.
+    pub last_used_at_us: Option<i64>,
+    /// The counter terminal the key belongs to (its PIN pad's own TPK); None: not a counter.
+    pub counter_id: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -225,11 +234,13 @@ pub struct TransactionSearch {
 /// The operator API's persistence (every [`super::Store`] has it).
 pub trait OperatorStore: Send + Sync + 'static {
     /// Adds a role; with `replace`, replaces one of the same id (built-in roles at start),
-    /// without, an existing id is [`StoreError::Conflict`].
+    /// without, an existing id is [`StoreError::Conflict`]. `audit` is appended in the same
+    /// transaction.
     fn put_role(
         &self,
         role: &OperatorRole,
         replace: bool,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A role by id.
     fn role(
@@ -241,10 +252,12 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         institution: Option<&InstitutionId>,
     ) -> impl Future<Output = Result<Vec<OperatorRole>, StoreError>> + Send;
-    /// Adds a user; a taken username is [`StoreError::Conflict`].
+    /// Adds a user and appends `audit`, in one transaction; a taken username is
+    /// [`StoreError::Conflict`].
     fn create_user(
         &self,
         user: &OperatorUser,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A user by id.
     fn user(
@@ -269,11 +282,12 @@ pub trait OperatorStore: Send + Sync + 'static {
         user_id: Uuid,
     ) -> impl Future<Output = Result<Vec<OperatorRole>, StoreError>> + Send;
     /// Replaces a user's roles without four eyes: only for the first administrator
-    /// (`switch users bootstrap-admin`) and the demo's users.
+    /// (`switch users bootstrap-admin`) and the demo's users. `audit` in the same transaction.
     fn set_user_roles(
         &self,
         user_id: Uuid,
         role_ids: &[String],
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Counts a failed login, atomically; at `failures_max` in a row the user is locked until
     /// `lock_until_us`. Returns the failures in a row.
@@ -296,12 +310,15 @@ pub trait OperatorStore: Send + Sync + 'static {
         &self,
         user_id: Uuid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces a user's password hash.
+    /// A password change, in one transaction: replaces the user's password hash, ends every
+    /// open session of the user at `at_us` and appends `audit`. Returns the sessions ended.
     fn set_password_hash(
         &self,
         user_id: Uuid,
         password_hash: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        at_us: i64,
+        audit: Option<&AuditEntry>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Stores a new session.
     fn create_session(
         &self,
@@ -330,10 +347,11 @@ pub trait OperatorStore: Send + Sync + 'static {
         user_id: Uuid,
         at_us: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Stores a proposed role change.
+    /// Stores a proposed role change and appends `audit`, in one transaction.
     fn propose_role_change(
         &self,
         change: &RoleChange,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A role change by id.
     fn role_change(
@@ -343,16 +361,19 @@ pub trait OperatorStore: Send + Sync + 'static {
     /// Approves a proposed change and applies it, in one transaction. Refused
     /// ([`StoreError::Conflict`]) when `approver` proposed it or is the user it changes (four
     /// eyes), or when it is no longer proposed; [`StoreError::NotFound`] when there is none.
+    /// `audit` is appended in the same transaction.
     fn approve_role_change(
         &self,
         change_id: Uuid,
         approver: Uuid,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<RoleChange, StoreError>> + Send;
-    /// Stores an API key (its hash).
+    /// Stores an API key (its hash) and appends `audit`, in one transaction.
     fn put_api_key(
         &self,
         key: &ApiKeyRecord,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An API key by its public id.
     fn api_key_by_id(
@@ -360,12 +381,28 @@ pub trait OperatorStore: Send + Sync + 'static {
         key_id: &str,
     ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
     /// Revokes the key `key_id` at `at_us` (a key already revoked keeps its first revocation);
-    /// the key as it now is, or None when there is no such key.
+    /// the key as it now is, or None when there is no such key. `audit` is appended in the
+    /// same transaction when this call revoked the key (not for a repeat).
     fn revoke_api_key(
         &self,
         key_id: &str,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    /// Up to `limit` API keys with ids above `after`, by id, of `institution` (every one when
+    /// None).
+    fn api_keys_page(
+        &self,
+        institution: Option<&InstitutionId>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
+    /// Records that the key was used at `at_us` (kept only when later than the last use).
+    fn touch_api_key(
+        &self,
+        key_hash: &[u8; 32],
+        at_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An API key by the hash of the key.
     fn api_key(
         &self,
@@ -416,13 +453,15 @@ pub trait OperatorStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<RoleChange>, StoreError>> + Send;
     /// Rejects a proposed change, with a reason. Refused ([`StoreError::Conflict`]) when
     /// `rejecter` proposed it or is the user it changes (four eyes), or when it is no longer
-    /// proposed; [`StoreError::NotFound`] when there is none.
+    /// proposed; [`StoreError::NotFound`] when there is none. `audit` is appended in the
+    /// rejection's transaction.
     fn reject_role_change(
         &self,
         change_id: Uuid,
         rejecter: Uuid,
         reason: &str,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = Result<RoleChange, StoreError>> + Send;
     /// The settlement events clearing has not taken yet: with `applied_through`, those after
     /// that outbox sequence (what clearing applied); without, those not marked relayed.

@@ -36,6 +36,11 @@ pub trait PanProtector: Send + Sync + 'static {
     fn seal(&self, pan: &Pan) -> Result<Vec<u8>, PanProtectError>;
     /// Decrypts a sealed PAN.
     fn open(&self, sealed: &[u8]) -> Result<Pan, PanProtectError>;
+    /// Encrypts other cardholder data under the same data key (a closed personalisation file:
+    /// PANs and names beside its encrypted keys); `label` binds it to its column.
+    fn seal_data(&self, clear: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError>;
+    /// Decrypts what [`PanProtector::seal_data`] sealed under `label`.
+    fn open_data(&self, sealed: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError>;
 }
 
 /// PAN protection with an HMAC-SHA-256 hash key and an AES-256-GCM data key held in memory.
@@ -77,15 +82,36 @@ impl PanProtector for DataKeyPanProtector {
     }
 
     fn seal(&self, pan: &Pan) -> Result<Vec<u8>, PanProtectError> {
+        self.seal_with(pan.expose_digits().as_bytes(), &[SEALED_V1])
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<Pan, PanProtectError> {
+        let clear = self.open_with(sealed, &[SEALED_V1])?;
+        let digits = std::str::from_utf8(&clear).map_err(|_| PanProtectError::Open)?;
+        Pan::parse(digits).map_err(|_| PanProtectError::Open)
+    }
+
+    fn seal_data(&self, clear: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError> {
+        self.seal_with(clear, label)
+    }
+
+    fn open_data(&self, sealed: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError> {
+        self.open_with(sealed, label)
+    }
+}
+
+impl DataKeyPanProtector {
+    /// `SEALED_V1 || nonce || AES-256-GCM(clear, aad)`.
+    fn seal_with(&self, clear: &[u8], aad: &[u8]) -> Result<Vec<u8>, PanProtectError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
             .map_err(|_| PanProtectError::Random)?;
-        let mut buf = pan.expose_digits().as_bytes().to_vec();
+        let mut buf = clear.to_vec();
         self.data_key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from([SEALED_V1]),
+                Aad::from(aad),
                 &mut buf,
             )
             .map_err(|_| PanProtectError::Seal)?;
@@ -96,7 +122,7 @@ impl PanProtector for DataKeyPanProtector {
         Ok(out)
     }
 
-    fn open(&self, sealed: &[u8]) -> Result<Pan, PanProtectError> {
+    fn open_with(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, PanProtectError> {
         let (version, rest) = sealed.split_first().ok_or(PanProtectError::Open)?;
         if *version != SEALED_V1 || rest.len() < NONCE_LEN {
             return Err(PanProtectError::Open);
@@ -106,10 +132,9 @@ impl PanProtector for DataKeyPanProtector {
         let mut buf = ciphertext.to_vec();
         let clear = self
             .data_key
-            .open_in_place(nonce, Aad::from([SEALED_V1]), &mut buf)
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| PanProtectError::Open)?;
-        let digits = std::str::from_utf8(clear).map_err(|_| PanProtectError::Open)?;
-        Pan::parse(digits).map_err(|_| PanProtectError::Open)
+        Ok(clear.to_vec())
     }
 }
 
@@ -197,6 +222,18 @@ impl PanProtector for HsmPanProtector {
             .map_err(|_| PanProtectError::Open)?;
         let digits = String::from_utf8(clear).map_err(|_| PanProtectError::Open)?;
         Pan::parse(&digits).map_err(|_| PanProtectError::Open)
+    }
+
+    fn seal_data(&self, clear: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError> {
+        self.data
+            .seal(clear, label)
+            .map_err(|_| PanProtectError::Seal)
+    }
+
+    fn open_data(&self, sealed: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError> {
+        self.data
+            .open(sealed, label)
+            .map_err(|_| PanProtectError::Open)
     }
 }
 

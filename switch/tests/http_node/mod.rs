@@ -31,7 +31,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A running HTTP face.
 pub struct Node {
-    _dir: tempfile::TempDir,
+    /// Its data directory (`switch.db`).
+    pub dir: tempfile::TempDir,
     /// The store behind it.
     pub store: Arc<SqliteStore>,
     /// Where it listens.
@@ -252,27 +253,37 @@ async fn node_built(
     store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
     operator_kit::seed_tenants(&*store).await.expect("tenants");
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: hash_presented(READER_KEY),
-            key_id: "test-reader".into(),
-            institution: testkit::inst(operator_kit::SWITCH),
-            role_id: "auditor".into(),
-            name: "the tests' reader".into(),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: hash_presented(READER_KEY),
+                key_id: "test-reader".into(),
+                institution: testkit::inst(operator_kit::SWITCH),
+                role_id: "auditor".into(),
+                name: "the tests' reader".into(),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+                last_used_at_us: None,
+                counter_id: None,
+            },
+            None,
+        )
         .await
         .expect("reader key");
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: hash_presented(ISSUER_KEY),
-            key_id: "test-issuer".into(),
-            institution: testkit::inst(operator_kit::SWITCH),
-            role_id: "issuance_operator".into(),
-            name: "the tests' issuance operator".into(),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: hash_presented(ISSUER_KEY),
+                key_id: "test-issuer".into(),
+                institution: testkit::inst(operator_kit::SWITCH),
+                role_id: "issuance_operator".into(),
+                name: "the tests' issuance operator".into(),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+                last_used_at_us: None,
+                counter_id: None,
+            },
+            None,
+        )
         .await
         .expect("issuer key");
     // The card management system: the demo world's HSM and keys, `testkit`'s bank's range.
@@ -310,6 +321,7 @@ async fn node_built(
             }],
             started_at_us: now_us(),
             finished_at_us: Some(now_us()),
+            started_by: None,
         })
         .await
         .expect("job");
@@ -353,7 +365,7 @@ async fn node_built(
     assert_eq!(r.status, 201, "{r:?}");
     let file: serde_json::Value = serde_json::from_str(&r.body).expect("file");
     Node {
-        _dir: dir,
+        dir,
         store,
         addr,
         fx,
@@ -492,4 +504,53 @@ pub async fn request_bytes(
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
     let r = request(addr, "GET", path).await;
     (r.status, r.content_type().to_owned(), r.body)
+}
+
+/// A second HTTP face over the node's database: its own store pools, card management face and
+/// operator context, so nothing of the first face's memory (another node, or this one after a
+/// restart).
+pub async fn second_node(n: &Node) -> std::net::SocketAddr {
+    second_node_with(n, Vec::new()).await
+}
+
+/// [`second_node`] whose card management face has `counters`, each with its own TPK.
+pub async fn second_node_with(
+    n: &Node,
+    counters: Vec<switch::operator::routes::cms::CounterTerminal>,
+) -> std::net::SocketAddr {
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(n.dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .expect("open the store again"),
+    );
+    store.install_audit_mac_key(Arc::new(switch::operator::keys::audit_key_for_tests()));
+    let mut parts = bureau::demo_cms(&n.world).expect("cms");
+    parts.issuance.ranges = vec![BinRange::new("62270099", n.fx.bank.clone(), 16).expect("range")];
+    let service = CardManagement::new(store.clone()).with_issuance(parts.issuance);
+    let cms = Arc::new(
+        CmsFace::new(
+            service,
+            vec![Bureau {
+                institution: testkit::inst(BUREAU),
+                region_prefix: BUREAU_REGION.into(),
+            }],
+            parts.counter_tpk,
+        )
+        .with_counters(counters),
+    );
+    let (writer, _task) = writer::spawn(store.clone(), writer::config_for::<SqliteStore>());
+    serve(Arc::new(HttpState {
+        store: store.clone(),
+        writer,
+        metrics: Arc::new(Metrics::default()),
+        links: None,
+        operator: Arc::new(OperatorContext::for_tests()),
+        cms: Some(cms),
+        cutover: None,
+        clearing: None,
+    }))
+    .await
 }

@@ -34,7 +34,7 @@ fn citizen(n: u32) -> String {
     format!("{body}{}", check_character(&b))
 }
 
-fn actor() -> Actor {
+pub(super) fn actor() -> Actor {
     Actor {
         operator: "clerk7".into(),
         institution: InstitutionId::parse("4101008").unwrap(),
@@ -43,13 +43,13 @@ fn actor() -> Actor {
     }
 }
 
-struct Cms<H: Harness> {
-    h: H,
-    world: DemoWorld,
-    cms: CardManagement<H::S>,
+pub(super) struct Cms<H: Harness> {
+    pub(super) h: H,
+    pub(super) world: DemoWorld,
+    pub(super) cms: CardManagement<H::S>,
 }
 
-async fn cms<H: Harness>() -> Cms<H>
+pub(super) async fn cms<H: Harness>() -> Cms<H>
 where
     H::S: CmsStore,
 {
@@ -68,7 +68,7 @@ fn bank(c: &Cms<impl Harness>) -> String {
 }
 
 /// Imports one application and returns its id.
-async fn apply<H: Harness>(c: &Cms<H>, n: u32) -> ApplicationId
+pub(super) async fn apply<H: Harness>(c: &Cms<H>, n: u32) -> ApplicationId
 where
     H::S: CmsStore,
 {
@@ -87,7 +87,7 @@ where
 }
 
 /// Personalises the card of application `n` (PIN 123456 at the counter) into `batch`.
-async fn personalised<H: Harness>(
+pub(super) async fn personalised<H: Harness>(
     c: &Cms<H>,
     batch: &mut switch::cms::PersoBatch,
     n: u32,
@@ -320,7 +320,7 @@ where
 }
 
 /// Drives a personalised card to `state` through allowed operations.
-async fn drive<H: Harness>(c: &Cms<H>, card: CardId, state: Lifecycle)
+pub(super) async fn drive<H: Harness>(c: &Cms<H>, card: CardId, state: Lifecycle)
 where
     H::S: CmsStore,
 {

@@ -9,6 +9,10 @@ mod operator;
 pub use operator::*;
 mod cms;
 pub use cms::*;
+mod audit_atomic;
+pub use audit_atomic::*;
+mod operator_state;
+pub use operator_state::*;
 #[path = "../support/approving_bank.rs"]
 mod approving_bank;
 use approving_bank::ApprovingBank;
@@ -32,6 +36,12 @@ pub trait Harness: Sized {
     const DISABLE_AUDIT_TRIGGERS: &'static str;
     /// SQL that removes the audit log's delete trigger (no-op where one trigger covers both).
     const DISABLE_AUDIT_DELETE_TRIGGER: &'static str;
+    /// SQL that makes every audit append fail (as a full disk would), one statement each.
+    const FAIL_AUDIT_APPENDS: &'static [&'static str];
+    /// SQL that undoes [`Harness::FAIL_AUDIT_APPENDS`].
+    const HEAL_AUDIT_APPENDS: &'static [&'static str];
+    /// A condition true when the blob column `COL` holds the bytes of the text `TEXT`.
+    const BLOB_HOLDS_TEXT: &'static str;
     /// A new empty store.
     fn new() -> impl std::future::Future<Output = Self>;
     /// The store.
@@ -1320,6 +1330,10 @@ macro_rules! store_suite {
             cms_a_card_issued_here_and_made_by_the_bureau_pays_a_hospital_bill_then_is_reported_lost,
             cms_api_a_card_issued_through_the_api_pays_a_hospital_bill_then_is_reported_lost,
             bank_totals_are_the_banks_legs_by_line,
+            a_card_operation_whose_audit_entry_cannot_be_appended_is_not_done,
+            concurrent_actions_and_appends_keep_the_audit_chain_unbroken,
+            closed_perso_files_and_job_starters_survive_a_restart,
+            the_key_list_is_per_institution_and_shows_the_last_use,
             a_bank_reconciliation_is_claimed_answered_and_resolved_once,
         );
     };

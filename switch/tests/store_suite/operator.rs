@@ -119,14 +119,14 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
         approved_by: None,
         approved_at_us: None,
     };
-    s.propose_role_change(&change).await.unwrap();
+    s.propose_role_change(&change, None).await.unwrap();
     assert_eq!(
         s.role_change(change.change_id).await.unwrap(),
         Some(change.clone())
     );
     for refused in [alice.user_id, carol.user_id] {
         assert!(matches!(
-            s.approve_role_change(change.change_id, refused, now_us())
+            s.approve_role_change(change.change_id, refused, now_us(), None)
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -144,18 +144,18 @@ pub async fn a_role_change_is_applied_only_when_another_administrator_approves_i
     };
     assert_eq!(roles(carol.user_id).await, ["administrator"], "unchanged");
     let approved = s
-        .approve_role_change(change.change_id, bob.user_id, now_us())
+        .approve_role_change(change.change_id, bob.user_id, now_us(), None)
         .await
         .unwrap();
     assert_eq!(approved.approved_by, Some(bob.user_id));
     assert_eq!(roles(carol.user_id).await, ["auditor", "bank_operator"]);
     assert!(matches!(
-        s.approve_role_change(change.change_id, bob.user_id, now_us())
+        s.approve_role_change(change.change_id, bob.user_id, now_us(), None)
             .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us())
+        s.approve_role_change(Uuid::now_v7(), bob.user_id, now_us(), None)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -361,19 +361,19 @@ pub async fn the_consoles_proposals_history_names_and_lag_are_read_by_key<H: Har
         approved_at_us: None,
     };
     let (first, second) = (propose(gina, "first", 1), propose(frank, "second", 2));
-    s.propose_role_change(&first).await.unwrap();
-    s.propose_role_change(&second).await.unwrap();
+    s.propose_role_change(&first, None).await.unwrap();
+    s.propose_role_change(&second, None).await.unwrap();
     let open = s.open_role_changes(50).await.unwrap();
     assert_eq!(open, [first.clone(), second.clone()], "oldest first");
     // Neither the proposer nor the user changed rejects it.
     for refused in [erin, gina] {
         assert!(matches!(
-            s.reject_role_change(first.change_id, refused, "no", now_us())
+            s.reject_role_change(first.change_id, refused, "no", now_us(), None)
                 .await,
             Err(StoreError::Conflict(_))
         ));
     }
-    s.reject_role_change(first.change_id, frank, "not needed", now_us())
+    s.reject_role_change(first.change_id, frank, "not needed", now_us(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -382,18 +382,18 @@ pub async fn the_consoles_proposals_history_names_and_lag_are_read_by_key<H: Har
     );
     assert!(
         matches!(
-            s.approve_role_change(first.change_id, frank, now_us())
+            s.approve_role_change(first.change_id, frank, now_us(), None)
                 .await,
             Err(StoreError::Conflict(_))
         ),
         "a rejected change is not approved later"
     );
     assert!(matches!(
-        s.reject_role_change(Uuid::now_v7(), frank, "no", now_us())
+        s.reject_role_change(Uuid::now_v7(), frank, "no", now_us(), None)
             .await,
         Err(StoreError::NotFound(_))
     ));
-    s.approve_role_change(second.change_id, gina, now_us())
+    s.approve_role_change(second.change_id, gina, now_us(), None)
         .await
         .unwrap();
     assert!(s.open_role_changes(50).await.unwrap().is_empty());

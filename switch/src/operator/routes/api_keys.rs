@@ -1,4 +1,5 @@
-//! `POST /api-keys` and `DELETE /api-keys/{id}`: machine clients' keys (a hospital's HIS, a
+//! `GET /api-keys` (`users.read`: the keys of the institutions the caller sees, never a key or
+//! its hash), `POST /api-keys` and `DELETE /api-keys/{id}`: machine clients' keys (a hospital's HIS, a
 //! bank's back office, a Prometheus scraper) issued and revoked by an administrator, instead of
 //! by fixtures. A key belongs to one institution and holds one role; it is 256 random bits,
 //! shown once in the answer of its issue and stored only as its SHA-256 (a replay of the issue
@@ -10,7 +11,7 @@
 //! A revoked key is refused at once on this node (its cached resolution is dropped) and on
 //! other nodes within the key cache's lifetime ([`crate::operator::caller::KEY_CACHE_TTL_US`]).
 
-use super::{json, json_body};
+use super::{json, json_body, page_query};
 use crate::http::HttpState;
 use crate::operator::audit::{self, action, Event};
 use crate::operator::idempotency::{self, Outcome};
@@ -21,7 +22,7 @@ use crate::store::operator::ApiKeyRecord;
 use crate::store::{now_us, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use schemas::domain::InstitutionId;
@@ -44,6 +45,9 @@ struct NewKey {
     role_id: String,
     /// Default: the caller's institution.
     institution: Option<String>,
+    /// The counter terminal the key is (`[[cms.counter]]` of the key's institution): PINs sent
+    /// with the key are taken under that counter's own TPK.
+    counter_id: Option<String>,
 }
 
 fn key_json(k: &ApiKeyRecord) -> Value {
@@ -53,8 +57,44 @@ fn key_json(k: &ApiKeyRecord) -> Value {
         "role_id": k.role_id,
         "name": k.name,
         "created_at_us": k.created_at_us,
+        "last_used_at_us": k.last_used_at_us,
+        "counter_id": k.counter_id,
         "revoked_at_us": k.revoked_at_us,
     })
+}
+
+/// `GET /api-keys[?cursor=&limit=]`: the keys of the caller's institution (the switch's: every
+/// institution's), by id, without the key or its hash.
+pub async fn list<S: Store>(
+    State(st): State<Arc<HttpState<S>>>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Response {
+    list_inner(&st, &caller, query.as_deref())
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn list_inner<S: Store>(
+    st: &HttpState<S>,
+    caller: &Caller,
+    query: Option<&str>,
+) -> Result<Response, Problem> {
+    caller.require(Permission::ViewUsers)?;
+    let page = page_query(query)?;
+    let keys = st
+        .store
+        .api_keys_page(caller.scope().only(), page.cursor.as_deref(), page.limit)
+        .await
+        .map_err(store_failed)?;
+    let next = (keys.len() == page.limit as usize)
+        .then(|| keys.last().map(|k| k.key_id.clone()))
+        .flatten();
+    let items: Vec<Value> = keys.iter().map(key_json).collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "items": items, "next_cursor": next }),
+    ))
 }
 
 /// `POST /api-keys`: a new key, shown once.
@@ -123,6 +163,17 @@ async fn issue_inner<S: Store>(
             ),
         ));
     }
+    if let Some(counter) = &req.counter_id {
+        let known = st
+            .cms
+            .as_ref()
+            .is_some_and(|f| f.counter(counter, &institution).is_some());
+        if !known {
+            return Err(Problem::invalid(format!(
+                "counter {counter:?}: no such counter of the key's institution"
+            )));
+        }
+    }
     let key = Token::generate().ok_or_else(Problem::unavailable)?;
     let record = ApiKeyRecord {
         key_hash: key.hash(),
@@ -132,8 +183,9 @@ async fn issue_inner<S: Store>(
         name: name.to_owned(),
         created_at_us: now_us(),
         revoked_at_us: None,
+        last_used_at_us: None,
+        counter_id: req.counter_id.clone(),
     };
-    st.store.put_api_key(&record).await.map_err(store_failed)?;
     let e = Event::by(
         caller,
         action::API_KEY_ISSUE,
@@ -142,7 +194,10 @@ async fn issue_inner<S: Store>(
     .with("key_institution", record.institution.as_str().into())
     .with("role_id", record.role_id.as_str().into())
     .with("name", record.name.as_str().into());
-    audit::record(&*st.store, e).await?;
+    st.store
+        .put_api_key(&record, Some(&audit::entry(e)))
+        .await
+        .map_err(store_failed)?;
     let mut body = key_json(&record);
     let mut replay = body.clone();
     body["key"] = key.expose().into();
@@ -182,17 +237,19 @@ async fn revoke_inner<S: Store>(
         .map_err(store_failed)?
         .filter(|k| caller.scope().sees(&k.institution))
         .ok_or_else(|| Problem::not_found("API key"))?;
-    let first = seen.revoked_at_us.is_none();
-    let revoked = match st.store.revoke_api_key(&key_id, now_us()).await {
+    // Appended only by the call that revokes the key, not by a repeat.
+    let e = Event::by(caller, action::API_KEY_REVOKE, format!("api_key:{key_id}"))
+        .with("key_institution", seen.institution.as_str().into());
+    let entry = audit::entry(e);
+    let revoked = match st
+        .store
+        .revoke_api_key(&key_id, now_us(), Some(&entry))
+        .await
+    {
         Ok(Some(k)) => k,
         Ok(None) | Err(StoreError::NotFound(_)) => return Err(Problem::not_found("API key")),
         Err(e) => return Err(store_failed(e)),
     };
     st.operator.keys.forget(&revoked.key_hash);
-    if first {
-        let e = Event::by(caller, action::API_KEY_REVOKE, format!("api_key:{key_id}"))
-            .with("key_institution", revoked.institution.as_str().into());
-        audit::record(&*st.store, e).await?;
-    }
     Ok(json(StatusCode::OK, &key_json(&revoked)))
 }

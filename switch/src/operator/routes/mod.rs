@@ -11,6 +11,7 @@
 //! | `GET /users`, `GET /roles`, `GET /role-changes` | `users.read` |
 //! | `POST /users`, `POST /users/{id}/roles`, `POST /role-changes/{id}/approve`, `POST /role-changes/{id}/reject` | `users.manage` |
 //! | `POST /roles` | `roles.manage` |
+//! | `GET /api-keys` | `users.read` (see [`api_keys`]) |
 //! | `POST /api-keys`, `DELETE /api-keys/{id}` | `users.manage` (see [`api_keys`]) |
 //! | `GET /audit` | `audit.read` |
 //! | `GET /transactions`, `GET /transactions/{rrn}` | `transactions.read` |

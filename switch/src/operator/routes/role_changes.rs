@@ -137,9 +137,21 @@ async fn reject_inner<S: Store>(
             "a rejection gives its reason, 1 to {REASON_LEN_MAX_CHARS} characters"
         )));
     }
+    // What the entry names is fixed at the proposal; it is appended in the rejection's own
+    // transaction (no rejection without its entry).
+    let e = Event::by(
+        caller,
+        action::ROLE_CHANGE_REJECT,
+        format!("user:{}", change.user_id),
+    )
+    .because(reason)
+    .with("change_id", change.change_id.to_string().into())
+    .with("role_ids", change.role_ids.clone().into())
+    .with("proposed_by", change.proposed_by.to_string().into());
+    let entry = audit::entry(e);
     let rejected = match st
         .store
-        .reject_role_change(change.change_id, rejecter, reason, now_us())
+        .reject_role_change(change.change_id, rejecter, reason, now_us(), Some(&entry))
         .await
     {
         Ok(c) => c,
@@ -147,16 +159,6 @@ async fn reject_inner<S: Store>(
         Err(StoreError::NotFound(_)) => return Err(Problem::not_found("role change")),
         Err(e) => return Err(store_failed(e)),
     };
-    let e = Event::by(
-        caller,
-        action::ROLE_CHANGE_REJECT,
-        format!("user:{}", rejected.user_id),
-    )
-    .because(reason)
-    .with("change_id", rejected.change_id.to_string().into())
-    .with("role_ids", rejected.role_ids.clone().into())
-    .with("proposed_by", rejected.proposed_by.to_string().into());
-    audit::record(&*st.store, e).await?;
     let mut body = change_json(&rejected);
     body["state"] = "rejected".into();
     Ok(Outcome::new(StatusCode::OK, body))

@@ -104,17 +104,20 @@ async fn create_inner<S: Store>(
         permissions: set.names().into_iter().map(str::to_owned).collect(),
         created_at_us: now_us(),
     };
-    match st.store.put_role(&role, false).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("the role exists")),
-        Err(e) => return Err(store_failed(e)),
-    }
     let e = Event::by(
         caller,
         action::ROLE_CREATE,
         format!("role:{}", role.role_id),
     )
     .with("permissions", role.permissions.clone().into());
-    audit::record(&*st.store, e).await?;
+    match st
+        .store
+        .put_role(&role, false, Some(&audit::entry(e)))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("the role exists")),
+        Err(e) => return Err(store_failed(e)),
+    }
     Ok(Outcome::new(StatusCode::CREATED, role_json(&role)))
 }

@@ -288,17 +288,13 @@ async fn change_password_inner<S: Store>(
     new.check_new()
         .map_err(|e| Problem::invalid(e.to_string()))?;
     let hash = new.hash().map_err(|_| Problem::unavailable())?;
-    st.store
-        .set_password_hash(user_id, &hash)
-        .await
-        .map_err(store_failed)?;
+    // The new hash, the end of every session and the audit entry: one transaction.
+    let e = Event::by(caller, action::PASSWORD_CHANGE, caller.actor());
     let ended = st
         .store
-        .end_sessions_of(user_id, now_us())
+        .set_password_hash(user_id, &hash, now_us(), Some(&audit::entry(e)))
         .await
         .map_err(store_failed)?;
-    let e = Event::by(caller, action::PASSWORD_CHANGE, caller.actor());
-    audit::record(&*st.store, e).await?;
     Ok(Outcome::new(
         StatusCode::OK,
         json!({ "changed": true, "sessions_ended": ended }),

@@ -135,6 +135,13 @@ async fn create_inner<S: Store>(
     if !caller.scope().sees(&institution) {
         return Err(Problem::not_found("institution"));
     }
+    let audit = |user: &crate::store::operator::OperatorUser| {
+        let subject = format!("user:{}", user.user_id);
+        let e = Event::by(caller, action::USER_CREATE, subject)
+            .with("username", user.username.as_str().into())
+            .with("user_institution", institution.as_str().into());
+        Some(audit::entry(e))
+    };
     let created = provision::create_user(
         &*st.store,
         &st.operator.secrets,
@@ -142,6 +149,7 @@ async fn create_inner<S: Store>(
         &institution,
         None,
         None,
+        audit,
     )
     .await;
     let (user, secrets) = match created {
@@ -153,11 +161,6 @@ async fn create_inner<S: Store>(
         Err(ProvisionError::Institution) => return Err(Problem::not_found("institution")),
         Err(e) => return Err(Problem::invalid(e.to_string())),
     };
-    let subject = format!("user:{}", user.user_id);
-    let e = Event::by(caller, action::USER_CREATE, subject)
-        .with("username", user.username.as_str().into())
-        .with("user_institution", institution.as_str().into());
-    audit::record(&*st.store, e).await?;
     let mut body = user_json(&*st.store, &user).await?;
     let replay = body.clone();
     body["password"] = secrets.password.expose().into();
@@ -264,10 +267,6 @@ async fn propose_inner<S: Store>(
         approved_by: None,
         approved_at_us: None,
     };
-    st.store
-        .propose_role_change(&change)
-        .await
-        .map_err(store_failed)?;
     let e = Event::by(
         caller,
         action::ROLE_CHANGE_PROPOSE,
@@ -276,7 +275,10 @@ async fn propose_inner<S: Store>(
     .because(reason)
     .with("change_id", change.change_id.to_string().into())
     .with("role_ids", change.role_ids.clone().into());
-    audit::record(&*st.store, e).await?;
+    st.store
+        .propose_role_change(&change, Some(&audit::entry(e)))
+        .await
+        .map_err(store_failed)?;
     Ok(Outcome::new(StatusCode::ACCEPTED, change_json(&change)))
 }
 
@@ -347,9 +349,20 @@ async fn approve_inner<S: Store>(
     if approver == change.proposed_by || approver == change.user_id {
         return Err(four_eyes());
     }
+    // What the entry names is fixed at the proposal: the user, the roles, the proposer.
+    let e = Event::by(
+        caller,
+        action::ROLE_CHANGE_APPROVE,
+        format!("user:{}", change.user_id),
+    )
+    .because(&change.reason)
+    .with("change_id", change.change_id.to_string().into())
+    .with("role_ids", change.role_ids.clone().into())
+    .with("proposed_by", change.proposed_by.to_string().into());
+    let entry = audit::entry(e);
     let approved = match st
         .store
-        .approve_role_change(change.change_id, approver, now_us())
+        .approve_role_change(change.change_id, approver, now_us(), Some(&entry))
         .await
     {
         Ok(c) => c,
@@ -357,15 +370,5 @@ async fn approve_inner<S: Store>(
         Err(StoreError::NotFound(_)) => return Err(Problem::not_found("role change")),
         Err(e) => return Err(store_failed(e)),
     };
-    let e = Event::by(
-        caller,
-        action::ROLE_CHANGE_APPROVE,
-        format!("user:{}", approved.user_id),
-    )
-    .because(&change.reason)
-    .with("change_id", approved.change_id.to_string().into())
-    .with("role_ids", approved.role_ids.clone().into())
-    .with("proposed_by", approved.proposed_by.to_string().into());
-    audit::record(&*st.store, e).await?;
     Ok(Outcome::new(StatusCode::OK, change_json(&approved)))
 }

@@ -91,6 +91,7 @@ pub async fn seed_operators<S: Store>(
             &op.institution,
             Some(Password::new(op.password())),
             Some(op.totp()),
+            |_| None,
         )
         .await;
         let user = match created {
@@ -102,19 +103,24 @@ pub async fn seed_operators<S: Store>(
             }
         };
         store
-            .set_user_roles(user.user_id, &[op.role_id.to_owned()])
+            .set_user_roles(user.user_id, &[op.role_id.to_owned()], None)
             .await?;
     }
     store
-        .put_api_key(&ApiKeyRecord {
-            key_hash: hash_presented(DEMO_API_KEY),
-            key_id: "demo-api-key".into(),
-            institution: world.cfg.switch_id.clone(),
-            role_id: "auditor".into(),
-            name: "demo scraper (DEMO ONLY)".into(),
-            created_at_us: now_us(),
-            revoked_at_us: None,
-        })
+        .put_api_key(
+            &ApiKeyRecord {
+                key_hash: hash_presented(DEMO_API_KEY),
+                key_id: "demo-api-key".into(),
+                institution: world.cfg.switch_id.clone(),
+                role_id: "auditor".into(),
+                name: "demo scraper (DEMO ONLY)".into(),
+                created_at_us: now_us(),
+                revoked_at_us: None,
+                last_used_at_us: None,
+                counter_id: None,
+            },
+            None,
+        )
         .await
 }
 

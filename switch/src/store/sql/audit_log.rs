@@ -1,6 +1,13 @@
 //! The audit log in the database: appending under the chain's head row (locked on PostgreSQL,
 //! behind the write gate on SQLite) and verifying the whole chain page by page. The hash
 //! itself is [`crate::store::audit`].
+//!
+//! An operator action appends its entry inside the action's own write transaction
+//! ([`append_in`]): both commit or neither does, so no action is done without its record
+//! (GB/T 22239-2019 level 3, 8.1.4.3 security audit). The head row is read `FOR UPDATE` in that
+//! transaction, so concurrent actions on PostgreSQL (other nodes included) chain one after the
+//! other; the head is taken last, just before the commit, so it is held briefly and always
+//! after the action's own rows (one lock order: no deadlock).
 
 use super::driver::{Backend, Columns, Param, Run, WriteTx};
 use super::rows::hash32;
@@ -17,10 +24,22 @@ const HEAD_SEQ: &str = "SELECT last_seq FROM audit_head WHERE id = 1";
 /// Entries read per page while verifying.
 const ENTRIES_PER_PAGE: i64 = 10_000;
 
-/// Appends `e` to the chain: its hash covers the head's hash, and it becomes the head.
+/// Appends `e` to the chain in a transaction of its own.
 pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord, StoreError> {
     let _gate = store.write_gate().await;
     let mut tx = store.begin_write().await?;
+    let record = append_in(store, &mut tx, e).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+/// Appends `e` to the chain inside `tx` (the caller holds the write gate and commits): its
+/// hash covers the head's hash, and it becomes the head when `tx` commits.
+pub async fn append_in<B: Backend>(
+    store: &B,
+    tx: &mut B::Tx,
+    e: &AuditEntry,
+) -> Result<AuditRecord, StoreError> {
     let head = tx
         .run()
         .fetch_one(B::DIALECT.audit_head_for_update, &[])
@@ -44,7 +63,6 @@ pub async fn append<B: Backend>(store: &B, e: &AuditEntry) -> Result<AuditRecord
     tx.run().execute(INSERT_ENTRY, &params).await?;
     let params = [audit_seq.into(), entry_hash.as_slice().into()];
     tx.run().execute(UPDATE_HEAD, &params).await?;
-    tx.commit().await?;
     Ok(AuditRecord {
         audit_seq,
         entry_hash,

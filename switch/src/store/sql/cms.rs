@@ -1,6 +1,7 @@
 //! [`CmsStore`] for every [`Backend`]: the card management system's statements, written once
 //! for SQLite and PostgreSQL like the rest of the control plane ([`super::control`]).
 
+use super::audit_log::append_in;
 use super::driver::{Backend, Columns, Param, Run, WriteTx};
 use super::rows::{corrupt, institution_id, parse};
 use crate::cms::lifecycle::Lifecycle;
@@ -9,9 +10,12 @@ use crate::cms::model::{
     NewApplication, RowError, Stored,
 };
 use crate::cms::store::{
-    ApplicationSearch, CardChange, CardSearch, CmsStore, APPLICATIONS_PER_CALL_MAX,
+    ApplicationSearch, AuditOfNewCard, CardChange, CardSearch, CmsStore, PersoFileInfo,
+    APPLICATIONS_PER_CALL_MAX,
 };
-use crate::store::model::{CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard};
+use crate::store::model::{
+    AuditEntry, CardId, CardStatus, IccAlgorithm, InsuranceCategory, NewCard,
+};
 use crate::store::StoreError;
 use uuid::Uuid;
 
@@ -42,15 +46,16 @@ const SET_PHOTO: &str =
     "UPDATE card_application SET photo_ciphertext = $1 WHERE application_id = $2";
 const PHOTO: &str = "SELECT photo_ciphertext FROM card_application WHERE application_id = $1";
 const PUT_JOB: &str = "INSERT INTO import_job (job_id, batch_id, state, rows_total, rows_done, \
-     rows_created, rows_duplicate, rows_rejected, row_errors, started_at_us, finished_at_us) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (job_id) DO UPDATE SET \
+     rows_created, rows_duplicate, rows_rejected, row_errors, started_at_us, finished_at_us, \
+     started_by_institution_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (job_id) DO UPDATE SET \
      state = excluded.state, rows_total = excluded.rows_total, rows_done = excluded.rows_done, \
      rows_created = excluded.rows_created, rows_duplicate = excluded.rows_duplicate, \
      rows_rejected = excluded.rows_rejected, row_errors = excluded.row_errors, \
      finished_at_us = excluded.finished_at_us";
 const JOB: &str = "SELECT job_id, batch_id, state, rows_total, rows_done, rows_created, \
-     rows_duplicate, rows_rejected, row_errors, started_at_us, finished_at_us FROM import_job \
-     WHERE job_id = $1";
+     rows_duplicate, rows_rejected, row_errors, started_at_us, finished_at_us, \
+     started_by_institution_id FROM import_job WHERE job_id = $1";
 const ALLOCATE_SERIAL: &str = "INSERT INTO pan_range (bin, next_serial) VALUES ($1, 2) \
      ON CONFLICT (bin) DO UPDATE SET next_serial = pan_range.next_serial + 1 \
      RETURNING CAST(next_serial - 1 AS BIGINT)";
@@ -93,6 +98,14 @@ const CHANGE_CARD: &str = "UPDATE card SET lifecycle = $1, status = $2, status_r
      pin_offset = COALESCE($6, pin_offset), \
      replaced_by_card_id = COALESCE($7, replaced_by_card_id) \
      WHERE card_id = $8 AND version = $9 AND COALESCE(lifecycle, status) = $10 RETURNING version";
+const INSERT_PERSO_FILE: &str = "INSERT INTO perso_file (file_id, records, closed_at_us, \
+     closed_by, content_sealed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (file_id) DO NOTHING";
+const PERSO_FILES: &str = "SELECT file_id, records, closed_at_us, closed_by FROM perso_file \
+     ORDER BY closed_at_us DESC, file_id DESC LIMIT $1";
+const PERSO_FILE: &str = "SELECT file_id, records, closed_at_us, closed_by, content_sealed \
+     FROM perso_file WHERE file_id = $1";
+/// Binds a sealed personalisation file to its column (AES-GCM associated data).
+const PERSO_FILE_LABEL: &[u8] = b"perso_file.content_sealed";
 const CARD_EXISTS: &str = "SELECT card_id FROM card WHERE card_id = $1";
 const MOVE_ACCOUNTS: &str = "UPDATE account SET card_id = $1 WHERE card_id = $2";
 
@@ -151,6 +164,15 @@ fn cms_card_row(row: &impl Columns) -> Result<CmsCard, StoreError> {
     })
 }
 
+fn perso_file_row(row: &impl Columns) -> Result<PersoFileInfo, StoreError> {
+    Ok(PersoFileInfo {
+        file_id: row.get("file_id")?,
+        records: ucount(row, "records")?,
+        closed_at_us: row.get("closed_at_us")?,
+        closed_by: row.get("closed_by")?,
+    })
+}
+
 fn job_row(row: &impl Columns) -> Result<ImportJob, StoreError> {
     Ok(ImportJob {
         job_id: parse("import_job.job_id", Uuid::parse_str(row.text("job_id")?))?,
@@ -167,6 +189,13 @@ fn job_row(row: &impl Columns) -> Result<ImportJob, StoreError> {
         )?,
         started_at_us: row.get("started_at_us")?,
         finished_at_us: row.get("finished_at_us")?,
+        started_by: match row.get::<Option<String>>("started_by_institution_id")? {
+            Some(id) => Some(parse(
+                "import_job.started_by_institution_id",
+                schemas::domain::InstitutionId::parse(&id),
+            )?),
+            None => None,
+        },
     })
 }
 
@@ -346,12 +375,16 @@ impl<B: Backend> CmsStore for B {
         &self,
         id: ApplicationId,
         sealed: &[u8],
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let _gate = self.write_gate().await;
+        let mut tx = self.begin_write().await?;
         let params = [sealed.into(), id.0.into()];
-        if self.writer().execute(SET_PHOTO, &params).await? == 0 {
+        if tx.run().execute(SET_PHOTO, &params).await? == 0 {
             return Err(StoreError::NotFound("application"));
         }
+        append_in(self, &mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -380,6 +413,10 @@ impl<B: Backend> CmsStore for B {
             errors.as_str().into(),
             job.started_at_us.into(),
             job.finished_at_us.into(),
+            job.started_by
+                .as_ref()
+                .map(schemas::domain::InstitutionId::as_str)
+                .into(),
         ];
         self.writer().execute(PUT_JOB, &params).await?;
         Ok(())
@@ -413,6 +450,7 @@ impl<B: Backend> CmsStore for B {
         cardholder: CardholderId,
         card: &NewCard,
         at_us: i64,
+        audit: AuditOfNewCard<'_>,
     ) -> Result<CardId, StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
@@ -421,6 +459,7 @@ impl<B: Backend> CmsStore for B {
         if tx.run().execute(APPLICATION_PERSONALISED, &params).await? == 0 {
             return Err(StoreError::Conflict("application not in state applied"));
         }
+        append_in(self, &mut tx, &audit(card_id)).await?;
         tx.commit().await?;
         Ok(card_id)
     }
@@ -433,10 +472,15 @@ impl<B: Backend> CmsStore for B {
         row.as_ref().map(cms_card_row).transpose()
     }
 
-    async fn change_card(&self, change: &CardChange<'_>) -> Result<i64, StoreError> {
+    async fn change_card(
+        &self,
+        change: &CardChange<'_>,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
         let version = change_in(self, &mut tx, change, None).await?;
+        append_in(self, &mut tx, audit).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -445,6 +489,7 @@ impl<B: Backend> CmsStore for B {
         &self,
         old: &CardChange<'_>,
         new_card: &NewCard,
+        audit: AuditOfNewCard<'_>,
     ) -> Result<CardId, StoreError> {
         let _gate = self.write_gate().await;
         let holder = self
@@ -457,6 +502,7 @@ impl<B: Backend> CmsStore for B {
         change_in(self, &mut tx, old, Some(new_id)).await?;
         let params = [new_id.0.into(), old.card_id.0.into()];
         tx.run().execute(MOVE_ACCOUNTS, &params).await?;
+        append_in(self, &mut tx, &audit(new_id)).await?;
         tx.commit().await?;
         Ok(new_id)
     }
@@ -537,6 +583,57 @@ impl<B: Backend> CmsStore for B {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn put_perso_file(
+        &self,
+        f: &PersoFileInfo,
+        json_lines: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .pan()
+            .seal_data(json_lines.as_bytes(), PERSO_FILE_LABEL)?;
+        let params = [
+            f.file_id.as_str().into(),
+            count(f.records).into(),
+            f.closed_at_us.into(),
+            f.closed_by.as_str().into(),
+            sealed.as_slice().into(),
+        ];
+        let _gate = self.write_gate().await;
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(INSERT_PERSO_FILE, &params).await? == 0 {
+            return Err(StoreError::Conflict("personalisation file kept already"));
+        }
+        append_in(self, &mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn perso_files(&self, limit: u32) -> Result<Vec<PersoFileInfo>, StoreError> {
+        let rows = self
+            .reader()
+            .fetch_all(PERSO_FILES, &[i64::from(limit).into()])
+            .await?;
+        rows.iter().map(perso_file_row).collect()
+    }
+
+    async fn perso_file(
+        &self,
+        file_id: &str,
+    ) -> Result<Option<(PersoFileInfo, String)>, StoreError> {
+        let Some(row) = self
+            .reader()
+            .fetch_optional(PERSO_FILE, &[file_id.into()])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let sealed: Vec<u8> = row.get("content_sealed")?;
+        let clear = self.pan().open_data(&sealed, PERSO_FILE_LABEL)?;
+        let text = String::from_utf8(clear).map_err(|_| corrupt("perso_file.content_sealed"))?;
+        Ok(Some((perso_file_row(&row)?, text)))
     }
 
     async fn cards_of_cardholder(

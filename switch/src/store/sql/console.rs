@@ -10,7 +10,7 @@ use super::rows::{institution_id, parse};
 use crate::store::operator::{
     AuditRow, InstitutionName, OutboxLag, RoleChange, OUTBOX_LAG_COUNT_MAX,
 };
-use crate::store::StoreError;
+use crate::store::{AuditEntry, StoreError};
 use schemas::domain::InstitutionId;
 use uuid::Uuid;
 
@@ -86,6 +86,7 @@ pub async fn reject_role_change<B: Backend>(
     rejecter: Uuid,
     reason: &str,
     at_us: i64,
+    audit: Option<&AuditEntry>,
 ) -> Result<RoleChange, StoreError> {
     let (id, by) = (change_id.to_string(), rejecter.to_string());
     let _gate = b.write_gate().await;
@@ -112,7 +113,7 @@ pub async fn reject_role_change<B: Backend>(
             "the role change is no longer proposed",
         ));
     }
-    tx.commit().await?;
+    super::operator::commit_audited(b, tx, audit).await?;
     Ok(change)
 }
 

@@ -1,8 +1,10 @@
 //! [`OperatorStore`] for every [`Backend`]: the operator API's users, roles, sessions, API
 //! keys and idempotent answers, in the tables of migration 0011 (and the last accepted TOTP step
 //! of 0015). Writes take the backend's
-//! write gate, as the rest of the control plane does.
+//! write gate, as the rest of the control plane does; an operator action's audit entry is
+//! appended in the action's transaction ([`super::audit_log::append_in`]).
 
+use super::audit_log::append_in;
 use super::console;
 use super::control::with_legs;
 use super::driver::{Backend, Columns, Run, WriteTx};
@@ -113,12 +115,37 @@ const APPROVE_CHANGE: &str = "UPDATE operator_role_change SET state = 'approved'
      AND proposed_by <> $2 AND user_id <> $2";
 
 const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, institution_id, \
-     role_id, name, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
-const API_KEY: &str = "SELECT key_hash, key_id, institution_id, role_id, name, created_at_us, \
-     revoked_at_us FROM operator_api_key WHERE key_hash = $1";
-
-const API_KEY_BY_ID: &str = "SELECT key_hash, key_id, institution_id, role_id, name, \
-     created_at_us, revoked_at_us FROM operator_api_key WHERE key_id = $1";
+     role_id, name, created_at_us, revoked_at_us, counter_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)";
+/// Columns read by [`api_key`].
+macro_rules! key_columns {
+    () => {
+        "key_hash, key_id, institution_id, role_id, name, created_at_us, revoked_at_us, \
+         last_used_at_us, counter_id"
+    };
+}
+const API_KEY: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_hash = $1"
+);
+const API_KEY_BY_ID: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_id = $1"
+);
+const API_KEYS_OF: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE institution_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3"
+);
+const API_KEYS_ALL: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM operator_api_key WHERE key_id > $1 ORDER BY key_id LIMIT $2"
+);
+const TOUCH_API_KEY: &str = "UPDATE operator_api_key SET last_used_at_us = $2 \
+     WHERE key_hash = $1 AND (last_used_at_us IS NULL OR last_used_at_us < $2)";
 const REVOKE_API_KEY: &str = "UPDATE operator_api_key SET revoked_at_us = $2 \
      WHERE key_id = $1 AND revoked_at_us IS NULL";
 
@@ -247,6 +274,8 @@ fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
         name: row.get("name")?,
         created_at_us: row.get("created_at_us")?,
         revoked_at_us: row.get("revoked_at_us")?,
+        last_used_at_us: row.get("last_used_at_us")?,
+        counter_id: row.get("counter_id")?,
     })
 }
 
@@ -259,7 +288,12 @@ pub(super) fn page(n: u32) -> i64 {
 const UUID_MIN: &str = "";
 
 impl<B: Backend> OperatorStore for B {
-    async fn put_role(&self, r: &OperatorRole, replace: bool) -> Result<(), StoreError> {
+    async fn put_role(
+        &self,
+        r: &OperatorRole,
+        replace: bool,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let permissions = r.permissions.join(" ");
         let params = [
             r.role_id.as_str().into(),
@@ -270,10 +304,11 @@ impl<B: Backend> OperatorStore for B {
         ];
         let sql = if replace { UPSERT_ROLE } else { INSERT_ROLE };
         let _gate = self.write_gate().await;
-        match self.writer().execute(sql, &params).await? {
-            0 => Err(StoreError::Conflict("a role with this id exists")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(sql, &params).await? == 0 {
+            return Err(StoreError::Conflict("a role with this id exists"));
         }
+        commit_audited(self, tx, audit).await
     }
 
     async fn role(&self, role_id: &str) -> Result<Option<OperatorRole>, StoreError> {
@@ -296,7 +331,11 @@ impl<B: Backend> OperatorStore for B {
         rows.iter().map(role).collect()
     }
 
-    async fn create_user(&self, u: &OperatorUser) -> Result<(), StoreError> {
+    async fn create_user(
+        &self,
+        u: &OperatorUser,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let id = u.user_id.to_string();
         let params = [
             id.as_str().into(),
@@ -307,10 +346,11 @@ impl<B: Backend> OperatorStore for B {
             u.created_at_us.into(),
         ];
         let _gate = self.write_gate().await;
-        match self.writer().execute(INSERT_USER, &params).await? {
-            0 => Err(StoreError::Conflict("a user with this name exists")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(INSERT_USER, &params).await? == 0 {
+            return Err(StoreError::Conflict("a user with this name exists"));
         }
+        commit_audited(self, tx, audit).await
     }
 
     async fn user(&self, user_id: Uuid) -> Result<Option<OperatorUser>, StoreError> {
@@ -354,12 +394,16 @@ impl<B: Backend> OperatorStore for B {
         rows.iter().map(role).collect()
     }
 
-    async fn set_user_roles(&self, user_id: Uuid, role_ids: &[String]) -> Result<(), StoreError> {
+    async fn set_user_roles(
+        &self,
+        user_id: Uuid,
+        role_ids: &[String],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;
         replace_roles(&mut tx, user_id, role_ids).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(self, tx, audit).await
     }
 
     async fn record_login_failure(
@@ -395,14 +439,24 @@ impl<B: Backend> OperatorStore for B {
         Ok(())
     }
 
-    async fn set_password_hash(&self, user_id: Uuid, hash: &str) -> Result<(), StoreError> {
+    async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        at_us: i64,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64, StoreError> {
         let id = user_id.to_string();
         let params = [id.as_str().into(), hash.into()];
         let _gate = self.write_gate().await;
-        match self.writer().execute(SET_PASSWORD, &params).await? {
-            0 => Err(StoreError::NotFound("user")),
-            _ => Ok(()),
+        let mut tx = self.begin_write().await?;
+        if tx.run().execute(SET_PASSWORD, &params).await? == 0 {
+            return Err(StoreError::NotFound("user"));
         }
+        let params = [id.as_str().into(), at_us.into()];
+        let ended = tx.run().execute(END_SESSIONS_OF, &params).await?;
+        commit_audited(self, tx, audit).await?;
+        Ok(ended)
     }
 
     async fn create_session(&self, s: &OperatorSession) -> Result<(), StoreError> {
@@ -446,7 +500,11 @@ impl<B: Backend> OperatorStore for B {
         Ok(self.writer().execute(END_SESSIONS_OF, &params).await?)
     }
 
-    async fn propose_role_change(&self, c: &RoleChange) -> Result<(), StoreError> {
+    async fn propose_role_change(
+        &self,
+        c: &RoleChange,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let (id, user, by) = (
             c.change_id.to_string(),
             c.user_id.to_string(),
@@ -462,8 +520,9 @@ impl<B: Backend> OperatorStore for B {
             c.proposed_at_us.into(),
         ];
         let _gate = self.write_gate().await;
-        self.writer().execute(INSERT_CHANGE, &params).await?;
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        tx.run().execute(INSERT_CHANGE, &params).await?;
+        commit_audited(self, tx, audit).await
     }
 
     async fn role_change(&self, change_id: Uuid) -> Result<Option<RoleChange>, StoreError> {
@@ -478,6 +537,7 @@ impl<B: Backend> OperatorStore for B {
         change_id: Uuid,
         approver: Uuid,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<RoleChange, StoreError> {
         let (id, by) = (change_id.to_string(), approver.to_string());
         let _gate = self.write_gate().await;
@@ -503,13 +563,17 @@ impl<B: Backend> OperatorStore for B {
             ));
         }
         replace_roles(&mut tx, change.user_id, &change.role_ids).await?;
-        tx.commit().await?;
+        commit_audited(self, tx, audit).await?;
         change.approved_by = Some(approver);
         change.approved_at_us = Some(at_us);
         Ok(change)
     }
 
-    async fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+    async fn put_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let params = [
             k.key_hash.as_slice().into(),
             k.key_id.as_str().into(),
@@ -517,10 +581,12 @@ impl<B: Backend> OperatorStore for B {
             k.role_id.as_str().into(),
             k.name.as_str().into(),
             k.created_at_us.into(),
+            k.counter_id.as_deref().into(),
         ];
         let _gate = self.write_gate().await;
-        self.writer().execute(INSERT_API_KEY, &params).await?;
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        tx.run().execute(INSERT_API_KEY, &params).await?;
+        commit_audited(self, tx, audit).await
     }
 
     async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -533,15 +599,45 @@ impl<B: Backend> OperatorStore for B {
         &self,
         key_id: &str,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let params = [key_id.into(), at_us.into()];
         {
             let _gate = self.write_gate().await;
-            self.writer().execute(REVOKE_API_KEY, &params).await?;
+            let mut tx = self.begin_write().await?;
+            let revoked = tx.run().execute(REVOKE_API_KEY, &params).await? == 1;
+            commit_audited(self, tx, audit.filter(|_| revoked)).await?;
         }
         let params = [key_id.into()];
         let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
         row.as_ref().map(api_key).transpose()
+    }
+
+    async fn api_keys_page(
+        &self,
+        institution: Option<&InstitutionId>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let after = after.unwrap_or("");
+        let rows = match institution {
+            Some(i) => {
+                let params = [i.as_str().into(), after.into(), page(limit).into()];
+                self.reader().fetch_all(API_KEYS_OF, &params).await?
+            }
+            None => {
+                let params = [after.into(), page(limit).into()];
+                self.reader().fetch_all(API_KEYS_ALL, &params).await?
+            }
+        };
+        rows.iter().map(api_key).collect()
+    }
+
+    async fn touch_api_key(&self, key_hash: &[u8; 32], at_us: i64) -> Result<(), StoreError> {
+        let params = [key_hash.as_slice().into(), at_us.into()];
+        let _gate = self.write_gate().await;
+        self.writer().execute(TOUCH_API_KEY, &params).await?;
+        Ok(())
     }
 
     async fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -663,8 +759,9 @@ impl<B: Backend> OperatorStore for B {
         rejecter: Uuid,
         reason: &str,
         at_us: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<RoleChange, StoreError> {
-        console::reject_role_change(self, change_id, rejecter, reason, at_us).await
+        console::reject_role_change(self, change_id, rejecter, reason, at_us, audit).await
     }
 
     async fn outbox_lag(&self, applied_through: Option<i64>) -> Result<OutboxLag, StoreError> {
@@ -686,6 +783,19 @@ pub(super) fn audit_row(row: &impl Columns) -> Result<AuditRow, StoreError> {
         },
         keyed: mac.is_some(),
     })
+}
+
+/// Appends `audit` (if any) in `tx` and commits.
+pub(super) async fn commit_audited<B: Backend>(
+    store: &B,
+    mut tx: B::Tx,
+    audit: Option<&AuditEntry>,
+) -> Result<(), StoreError> {
+    if let Some(e) = audit {
+        append_in(store, &mut tx, e).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Replaces a user's roles inside a write transaction.

@@ -52,15 +52,9 @@ async fn import_inner<S: CmsStore>(
     };
     let job = f
         .service
-        .start_import(&batch_id, &body)
+        .start_import_by(Some(&caller.institution.institution_id), &batch_id, &body)
         .await
         .map_err(cms_problem)?;
-    if let Ok(mut owners) = f.job_owners.lock() {
-        if owners.len() >= JOB_OWNERS_KEPT_MAX {
-            owners.clear();
-        }
-        owners.insert(job.job_id, caller.institution.institution_id.clone());
-    }
     let answer = job_json(&job);
     let face = Arc::clone(f);
     let who = actor(caller, reason);
@@ -81,13 +75,8 @@ async fn seen_job<S: CmsStore>(
     let f = face(st)?;
     let job_id = Uuid::parse_str(id).map_err(|_| Problem::not_found("import job"))?;
     let job = f.service.import_job(job_id).await.map_err(cms_problem)?;
-    let owner = f
-        .job_owners
-        .lock()
-        .ok()
-        .and_then(|o| o.get(&job_id).cloned());
     let seen = card_scope(f, caller) == CardScope::All
-        || owner.is_some_and(|o| o == caller.institution.institution_id);
+        || job.started_by.as_ref() == Some(&caller.institution.institution_id);
     if seen {
         Ok(job)
     } else {
@@ -232,7 +221,7 @@ pub async fn issue<S: CmsStore>(
     idempotency::run(&*st.store, &who, &headers, &path, &body, || async {
         let f = face(&st)?;
         let pin_body: PinBody = json_body(&body)?;
-        let pin = pin_body.counter_pin(&f.counter_tpk)?;
+        let pin = pin_body.counter_pin(&caller_tpk(&st, f, &caller).await?)?;
         let reason = reason_of(pin_body.reason.clone(), false)?;
         let reason = if reason.is_empty() {
             "issuance".to_owned()

@@ -157,7 +157,7 @@ pub async fn replace<S: CmsStore>(
         let card = seen_card(f, &caller, id).await?;
         let version = if_match(&headers)?;
         let pin_body: PinBody = json_body(&body)?;
-        let pin = pin_body.counter_pin(&f.counter_tpk)?;
+        let pin = pin_body.counter_pin(&caller_tpk(&st, f, &caller).await?)?;
         let reason = reason_of(pin_body.reason.clone(), true)?;
         let mut open = f.batch.lock().await;
         if open.is_none() {
@@ -206,7 +206,7 @@ pub async fn pin_reset<S: CmsStore>(
         let card = seen_card(f, &caller, id).await?;
         let version = if_match(&headers)?;
         let pin_body: PinBody = json_body(&body)?;
-        let pin = pin_body.counter_pin(&f.counter_tpk)?;
+        let pin = pin_body.counter_pin(&caller_tpk(&st, f, &caller).await?)?;
         let reason = reason_of(pin_body.reason.clone(), true)?;
         let card = f
             .service

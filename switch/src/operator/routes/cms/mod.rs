@@ -17,14 +17,21 @@
 //! | `POST /cards/{id}/replace` (If-Match, reason, PIN block) | `cards.replace` |
 //! | `POST /cards/{id}/pin-reset` (If-Match, reason, PIN block) | `cards.pin_reset` |
 //!
-//! A PIN arrives only as an ISO 9564-1 block under the counters' TPK (an LMK token of the node's
+//! A PIN arrives only as an ISO 9564-1 block under a counter's TPK (an LMK token of the node's
 //! configuration); the HSM turns it into an IBM 3624 offset, and nothing here sees it in clear.
+//! With counters configured (`[[cms.counter]]`, [`CounterTerminal`]) each counter's PIN pad has
+//! its own TPK, and the TPK is the one of the counter whose API key authenticated the request
+//! (the key's `counter_id`), never one the request names: a block under another counter's TPK
+//! does not decrypt to a PIN and is refused, and a caller that is not a counter enters no PIN
+//! (403). Without counters every PIN pad shares `[cms] counter_tpk` (one key for every counter:
+//! a deployment configures counters).
 //!
-//! The personalisation file being written and the last closed ones are held in memory
-//! ([`PERSO_FILES_KEPT_MAX`]): a restart loses a file not yet downloaded (its cards stay
-//! personalised; a real deployment sends each closed file to the bureau's channel at once).
-//! Likewise the institution that started an import job (it and the switch see the job): after
-//! a restart only the switch's operators see the jobs started before it.
+//! A closed personalisation file is kept in the store (sealed: it holds PANs and names; migration
+//! 0017), with its audit entry in the same transaction, so a restart or another node serves its
+//! download; `GET /perso-files` lists the latest [`PERSO_FILES_LISTED_MAX`]. The file being
+//! written is held by the node that issues into it (a restart loses its records: their cards
+//! stay personalised and are issued again as replacements). An import job is stored with the
+//! institution that started it (it and the switch see the job, from any node).
 
 use super::{json, json_body};
 use crate::cms::store::{ApplicationSearch, CardSearch};
@@ -44,30 +51,30 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hsm_sim::keys::{PinKey, Tpk};
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
-use schemas::domain::InstitutionId;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// Closed personalisation files kept for download.
-pub const PERSO_FILES_KEPT_MAX: usize = 32;
-/// Import jobs whose starting institution is remembered (older ones: the switch only).
-pub const JOB_OWNERS_KEPT_MAX: usize = 10_000;
+/// Closed personalisation files `GET /perso-files` lists (newest first; older ones are still
+/// downloaded by id).
+pub const PERSO_FILES_LISTED_MAX: u32 = 32;
 /// Longest `reason` of an action.
 pub const REASON_LEN_MAX_CHARS: usize = 500;
 /// Longest CSV batch `POST /application-batches` takes (larger ones: `switch applications
 /// import`).
 pub const BATCH_LEN_MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// A closed personalisation file.
+/// A counter terminal (a PIN pad at a bureau's or a bank's counter) and its own TPK.
 #[derive(Debug, Clone)]
-struct ClosedFile {
-    file_id: String,
-    records: usize,
-    closed_at_us: i64,
-    json_lines: String,
+pub struct CounterTerminal {
+    /// The counter's id (an API key's `counter_id`).
+    pub counter_id: String,
+    /// Whose counter it is (the key's institution must be this one).
+    pub institution: schemas::domain::InstitutionId,
+    /// Its PIN pad's TPK (LMK token: the clear key is only in the pad and the HSM).
+    pub tpk: Tpk,
 }
 
 /// What the HTTP face needs of the card management system.
@@ -76,11 +83,11 @@ pub struct CmsFace<S> {
     pub service: CardManagement<S>,
     /// The bureaus and their regions (tenant scoping).
     pub bureaus: Vec<Bureau>,
-    /// The TPK of the counters' PIN pads (LMK token).
+    /// The TPK every counter's PIN pad shares when no counter is configured (LMK token).
     pub counter_tpk: Tpk,
+    /// The counters, each with its own TPK (empty: [`CmsFace::counter_tpk`] for every one).
+    pub counters: Vec<CounterTerminal>,
     batch: tokio::sync::Mutex<Option<PersoBatch>>,
-    files: Mutex<VecDeque<ClosedFile>>,
-    job_owners: Mutex<HashMap<Uuid, InstitutionId>>,
 }
 
 impl<S> std::fmt::Debug for CmsFace<S> {
@@ -98,11 +105,61 @@ impl<S> CmsFace<S> {
             service,
             bureaus,
             counter_tpk,
+            counters: Vec::new(),
             batch: tokio::sync::Mutex::new(None),
-            files: Mutex::new(VecDeque::new()),
-            job_owners: Mutex::new(HashMap::new()),
         }
     }
+}
+
+impl<S> CmsFace<S> {
+    /// With counters, each with its own TPK.
+    pub fn with_counters(mut self, counters: Vec<CounterTerminal>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// The counter `counter_id` of `institution`, if configured.
+    pub fn counter(
+        &self,
+        counter_id: &str,
+        institution: &schemas::domain::InstitutionId,
+    ) -> Option<&CounterTerminal> {
+        self.counters
+            .iter()
+            .find(|c| c.counter_id == counter_id && c.institution == *institution)
+    }
+}
+
+/// The TPK of the PIN pad the caller typed at: with counters configured, the one of the counter
+/// its API key belongs to (403 for any other caller); without, the shared one.
+pub(super) async fn caller_tpk<S: crate::store::Store>(
+    st: &HttpState<S>,
+    f: &CmsFace<S>,
+    caller: &Caller,
+) -> Result<Tpk, Problem> {
+    if f.counters.is_empty() {
+        return Ok(f.counter_tpk.clone());
+    }
+    let not_a_counter = || {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "a PIN is entered at a counter: send it with the counter terminal's own API key",
+        )
+    };
+    let crate::operator::Principal::ApiKey { key_id } = &caller.principal else {
+        return Err(not_a_counter());
+    };
+    let key = st
+        .store
+        .api_key_by_id(key_id)
+        .await
+        .map_err(crate::operator::problem::store_failed)?;
+    key.and_then(|k| k.counter_id)
+        .and_then(|id| f.counter(&id, &caller.institution.institution_id))
+        .map(|c| c.tpk.clone())
+        .ok_or_else(not_a_counter)
 }
 
 /// The problem document of a service error (its `http_status()`).
