@@ -136,3 +136,85 @@ impl Run for SqliteWrites<'_> {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sql::driver::{Backend, Columns, Run, WriteTx};
+    use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore};
+    use std::sync::Arc;
+
+    const HEAD: &str = "SELECT last_seq FROM audit_head WHERE id = 1";
+    const SET_HEAD: &str = "UPDATE audit_head SET last_seq = $1 WHERE id = 1";
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(
+            &SqliteConfig::new(dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .expect("store")
+    }
+
+    async fn head(store: &SqliteStore) -> i64 {
+        let row = store.reader().fetch_one(HEAD, &[]).await.expect("head");
+        row.first().expect("last_seq")
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_uncommitted_leaves_nothing_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir).await;
+        {
+            let mut tx = store.begin_write().await.expect("begin");
+            tx.run()
+                .execute(SET_HEAD, &[99i64.into()])
+                .await
+                .expect("update");
+        }
+        assert_eq!(head(&store).await, 0, "rolled back by the close");
+        let mut tx = store
+            .begin_write()
+            .await
+            .expect("a fresh connection begins");
+        tx.run()
+            .execute(SET_HEAD, &[5i64.into()])
+            .await
+            .expect("update");
+        tx.commit().await.expect("commit");
+        assert_eq!(head(&store).await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_does_not_stop_the_next_writes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir).await;
+        assert!(store
+            .writer()
+            .execute("INSERT INTO no_such_table VALUES (1)", &[])
+            .await
+            .is_err());
+        store
+            .writer()
+            .execute(SET_HEAD, &[3i64.into()])
+            .await
+            .expect("the next statement");
+        let mut tx = store.begin_write().await.expect("begin");
+        assert!(tx
+            .run()
+            .execute("INSERT INTO no_such_table VALUES (1)", &[])
+            .await
+            .is_err());
+        drop(tx);
+        assert_eq!(head(&store).await, 3);
+        let mut tx = store
+            .begin_write()
+            .await
+            .expect("the next transaction begins");
+        tx.run()
+            .execute(SET_HEAD, &[4i64.into()])
+            .await
+            .expect("update");
+        tx.commit().await.expect("commit");
+        assert_eq!(head(&store).await, 4);
+    }
+}
