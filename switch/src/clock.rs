@@ -1,8 +1,10 @@
 //! The wall clock the replay defences read, as a seam: the system's clock in production, one
 //! moved by hand in tests that make it jump (an NTP step, an operator's `date -s`, a VM resumed
 //! from a snapshot). Read only where a jump changes a decision: the transmission window of
-//! field 7 (`pipeline::replay`) and the purge of old duplicate keys (`node::housekeeping`).
-//! Time stamps written with decisions keep `store::now_us`.
+//! field 7 (`pipeline::replay`), the purge of old duplicate keys (`node::housekeeping`), the
+//! day of the daily limits (`pipeline::velocity`, the store's `card_day_usage`, the stand-in
+//! limit) and the expiry of authorization holds (set in `pipeline::services::preauthorization`,
+//! compared in `pipeline::holds`). Time stamps written with decisions keep `store::now_us`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::atomic::{AtomicI64, Ordering};

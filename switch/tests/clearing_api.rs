@@ -21,31 +21,10 @@ const PASSWORD: &str = "a long enough password";
 const CLEARING_NAME: &str = "127.0.0.1";
 const HOSPITAL: &str = schemas::events::sample::ids::HOSPITAL;
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
+#[path = "support/test_pki.rs"]
+mod test_pki;
 
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    /// (certificate PEM, key PEM) of a leaf for `name`.
-    fn leaf(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &self.cert, &self.key)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use test_pki::Ca;
 
 /// Clearing's settlement API over mutual TLS on the ledger of a fresh node, and that node
 /// asking it as a switch node whose certificate comes from `node_ca` (the switch nodes' CA, or
@@ -81,7 +60,7 @@ async fn node_over_mtls_counted(trusted: bool) -> (Node, tokio::sync::watch::Sen
     let server_ca = Ca::new("clearing server CA");
     let switch_ca = Ca::new("switch nodes CA");
     let rogue_ca = Ca::new("someone else's CA");
-    let (cert, key) = server_ca.leaf(CLEARING_NAME);
+    let (cert, key) = server_ca.leaf_pem(CLEARING_NAME);
     let tls = clearing::api::tls::server_config_from_pem(&cert, &key, &switch_ca.cert.pem(), &[])
         .expect("server TLS");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -106,9 +85,9 @@ async fn node_over_mtls_counted(trusted: bool) -> (Node, tokio::sync::watch::Sen
         }
     });
     let (client_cert, client_key) = if trusted {
-        switch_ca.leaf("switch-1")
+        switch_ca.leaf_pem("switch-1")
     } else {
-        rogue_ca.leaf("switch-1")
+        rogue_ca.leaf_pem("switch-1")
     };
     // The node's ledger is made with the node; the API serves it once the node exists.
     let mut config = ClearingClientConfig::new(format!("https://{CLEARING_NAME}:{port}"));

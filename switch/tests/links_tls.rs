@@ -25,38 +25,24 @@ fn bank_id() -> InstitutionId {
     InstitutionId::parse("01020000").unwrap()
 }
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
+#[path = "support/test_pki.rs"]
+mod test_pki;
+
+use test_pki::Ca;
+
+/// A leaf of `ca` for `name`, written as `<file>.crt` and `<file>.key` under `dir`; returns
+/// their paths.
+fn leaf_files(ca: &Ca, dir: &Path, file: &str, name: &str) -> (String, String) {
+    let (cert, key) = ca.leaf_pem(name);
+    (
+        write(dir, &format!("{file}.crt"), &cert),
+        write(dir, &format!("{file}.key"), &key),
+    )
 }
 
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    /// A leaf certificate for `name`, written as `<file>.crt` and `<file>.key` under `dir`;
-    /// returns their paths.
-    fn leaf(&self, dir: &Path, file: &str, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &self.cert, &self.key)
-            .unwrap();
-        (
-            write(dir, &format!("{file}.crt"), &cert.pem()),
-            write(dir, &format!("{file}.key"), &key.serialize_pem()),
-        )
-    }
-
-    fn pem(&self, dir: &Path, file: &str) -> String {
-        write(dir, file, &self.cert.pem())
-    }
+/// `ca`'s certificate written as `file` under `dir`; returns its path.
+fn ca_file(ca: &Ca, dir: &Path, file: &str) -> String {
+    write(dir, file, &ca.pem())
 }
 
 fn write(dir: &Path, file: &str, text: &str) -> String {
@@ -69,8 +55,8 @@ fn write(dir: &Path, file: &str, text: &str) -> String {
 async fn start_bank(dir: &Path, bank_ca: &Ca, switch_ca: &Ca) -> BankSim {
     let hsm = SoftHsm::with_test_lmk();
     let import = |t, h| hsm.import_clear_key(t, KeyScheme::U, h).unwrap();
-    let (cert, key) = bank_ca.leaf(dir, "bank", BANK_NAME);
-    let client_ca = switch_ca.pem(dir, "switch-ca.crt");
+    let (cert, key) = leaf_files(bank_ca, dir, "bank", BANK_NAME);
+    let client_ca = ca_file(switch_ca, dir, "switch-ca.crt");
     let config = BankSimConfig {
         institution: bank_id(),
         listen: "127.0.0.1:0".into(),
@@ -110,8 +96,8 @@ fn start_links(dir: &Path, bank: &BankSim, switch_ca: &Ca, trusted_bank_ca: &Ca)
     c.zpk = Some(Zpk::from_token(import(KeyType::Zpk, ZPK_HEX)));
     c.reconnect_backoff_min = Duration::from_millis(20);
     c.reconnect_backoff_max = Duration::from_millis(200);
-    let (cert, key) = switch_ca.leaf(dir, "switch", "switch.test");
-    let ca = trusted_bank_ca.pem(dir, "bank-ca.crt");
+    let (cert, key) = leaf_files(switch_ca, dir, "switch", "switch.test");
+    let ca = ca_file(trusted_bank_ca, dir, "bank-ca.crt");
     c.tls = Some(BankTls::from_pem_files(&ca, &cert, &key, BANK_NAME).unwrap());
     IssuerLinks::start(
         vec![c],

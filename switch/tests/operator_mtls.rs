@@ -16,44 +16,12 @@ use switch::sim::{operator_kit, testkit};
 use switch::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 
-/// A test CA issuing leaf certificates.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
+#[path = "support/test_pki.rs"]
+mod test_pki;
 
-/// A leaf: its certificate (DER and PEM) and private key.
-struct Leaf {
-    der: CertificateDer<'static>,
-    pem: String,
-    key: PrivatePkcs8KeyDer<'static>,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    fn leaf(&self, name: &str) -> Leaf {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let p = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
+use test_pki::{Ca, Leaf};
 
 /// A client configuration trusting `server_ca`, with `leaf` as its certificate if given.
 fn client(server_ca: &Ca, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {

@@ -19,34 +19,10 @@ use std::sync::Arc;
 use switch::sim::testkit;
 use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
 
-/// A certificate authority made for this test.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
+#[path = "support/test_pki.rs"]
+mod test_pki;
 
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    /// A leaf for `common_name` with `names` as subject alternative names: (cert PEM, key PEM).
-    fn leaf(&self, common_name: &str, names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use test_pki::Ca;
 
 /// A private cluster on a free port that takes only TLS with a client certificate.
 struct TlsCluster {
@@ -78,7 +54,10 @@ impl TlsCluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (cert, key) = server_ca.leaf("127.0.0.1", &["127.0.0.1", "localhost"]);
+        let (cert, key) = {
+            let l = server_ca.issue(Some("127.0.0.1"), &["127.0.0.1", "localhost"]);
+            (l.pem, l.key_pem)
+        };
         std::fs::write(data.join("server.crt"), cert).unwrap();
         std::fs::write(data.join("server.key"), key).unwrap();
         std::fs::write(data.join("client-ca.crt"), client_ca.cert.pem()).unwrap();
@@ -149,7 +128,10 @@ struct Client {
 impl Client {
     fn new(trusted_server_ca: &Ca, client_ca: &Ca, user: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = client_ca.leaf(user, &[]);
+        let (cert, key) = {
+            let l = client_ca.issue(Some(user), &[]);
+            (l.pem, l.key_pem)
+        };
         std::fs::write(dir.path().join("ca.crt"), trusted_server_ca.cert.pem()).unwrap();
         std::fs::write(dir.path().join("switch.crt"), cert).unwrap();
         std::fs::write(dir.path().join("switch.key"), key).unwrap();

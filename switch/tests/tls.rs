@@ -19,36 +19,17 @@ use tokio_rustls::rustls::pki_types::{
 };
 use tokio_util::codec::Framed;
 
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
+#[path = "support/test_pki.rs"]
+mod test_pki;
 
-impl Pki {
-    fn new() -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "acquirer CA");
-        let ca = p.self_signed(&ca_key).unwrap();
-        Self { ca, ca_key }
-    }
-
-    fn leaf(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let p = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use test_pki::Ca;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    let (server_cert, server_key) = pki.leaf("localhost");
-    let (client_cert, client_key) = pki.leaf("kiosk-001");
+    let pki = Ca::new("acquirer CA");
+    let (server_cert, server_key) = pki.leaf_pem("localhost");
+    let (client_cert, client_key) = pki.leaf_pem("kiosk-001");
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -57,7 +38,7 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
     let (sc, sk, ca) = (
         write("server.crt", &server_cert),
         write("server.key", &server_key),
-        write("ca.crt", &pki.ca.pem()),
+        write("ca.crt", &pki.pem()),
     );
 
     let store = Arc::new(
@@ -92,7 +73,7 @@ async fn mutual_tls_serves_clients_with_a_certificate_of_the_ca_and_refuses_othe
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from(pki.ca.der().to_vec()))
+        .add(CertificateDer::from(pki.cert.der().to_vec()))
         .unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -229,10 +210,10 @@ async fn a_client_certificate_is_the_institution_it_maps_to_and_an_unmapped_one_
     use switch::sim::world::JOB_CENTRE_ID;
     use switch::store::Store;
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    let (server_cert, server_key) = pki.leaf("localhost");
-    let (a_cert, a_key) = pki.leaf("hospital-a");
-    let (stranger_cert, stranger_key) = pki.leaf("stranger");
+    let pki = Ca::new("acquirer CA");
+    let (server_cert, server_key) = pki.leaf_pem("localhost");
+    let (a_cert, a_key) = pki.leaf_pem("hospital-a");
+    let (stranger_cert, stranger_key) = pki.leaf_pem("stranger");
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -241,7 +222,7 @@ async fn a_client_certificate_is_the_institution_it_maps_to_and_an_unmapped_one_
     let (sc, sk, ca) = (
         write("server.crt", &server_cert),
         write("server.key", &server_key),
-        write("ca.crt", &pki.ca.pem()),
+        write("ca.crt", &pki.pem()),
     );
     let store = Arc::new(
         SqliteStore::open(
@@ -296,7 +277,7 @@ async fn a_client_certificate_is_the_institution_it_maps_to_and_an_unmapped_one_
             "1",
         )
     };
-    let mut conn = tls_connect(addr, client_config(&pki.ca, &a_cert, &a_key))
+    let mut conn = tls_connect(addr, client_config(&pki.cert, &a_cert, &a_key))
         .await
         .expect("hospital A's certificate is accepted");
     let own = kiosk(&hospital_a)
@@ -340,7 +321,7 @@ async fn a_client_certificate_is_the_institution_it_maps_to_and_an_unmapped_one_
     );
 
     // A certificate of the same CA that maps to no institution: no answer, ever.
-    let stranger = client_config(&pki.ca, &stranger_cert, &stranger_key);
+    let stranger = client_config(&pki.cert, &stranger_cert, &stranger_key);
     let served = match tls_connect(addr, stranger).await {
         None => false,
         Some(mut conn) => code_over(&mut conn, &own).await.is_some(),

@@ -304,7 +304,8 @@ impl<S: Store> Cardholder<'_, S> {
             return Err(ResponseCode::IssuerUnavailable);
         }
         let now = crate::store::now_us();
-        let today = velocity::cst_day_start_us(now);
+        // The stand-in limit's day, like the card limits', by the pipeline's clock.
+        let today = velocity::cst_day_start_us(p.cfg.clock.now_us());
         let used = p
             .store
             .stand_in_total_fen(self.entry.card.card_id, bank, today)

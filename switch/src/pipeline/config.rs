@@ -67,8 +67,8 @@ pub struct PipelineConfig {
     /// Must stay well below the duplicate keys' retention
     /// (`crate::node::housekeeping::DUPLICATE_KEY_RETENTION`).
     pub transmission_window: Duration,
-    /// The wall clock the transmission window and the duplicate keys' purge read (the
-    /// system's; a test makes it jump).
+    /// The wall clock the transmission window, the duplicate keys' purge, the daily limits'
+    /// day and the holds' expiry read (the system's; a test makes it jump).
     pub clock: crate::clock::Clock,
     /// Largest jump of a card's ATC over the highest seen before the cryptogram is declined
     /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so

@@ -19,8 +19,14 @@ impl<S: Store> Pipeline<S> {
         &self,
         limit: u32,
     ) -> Result<usize, crate::store::StoreError> {
+        // Expiry by the pipeline's clock (the one the hold's expiry was set by): a jump back
+        // releases nothing early, a jump forward past the expiry releases the hold, once (its
+        // state is then released).
+        let expired = self
+            .store
+            .expired_holds(self.cfg.clock.now_us(), limit)
+            .await?;
         let now = crate::store::now_us();
-        let expired = self.store.expired_holds(now, limit).await?;
         let mut released = 0;
         for hold in expired {
             let Some(original) = self.store.transaction(hold.transaction_id).await? else {

@@ -180,3 +180,188 @@ async fn clock_jumps_decline_63_while_off_and_a_replay_after_the_keys_purge_is_n
     eprintln!("clock jumps: {:?}", started.elapsed());
     net.stop().await;
 }
+
+/// A network on a SQLite store of its own whose pipeline reads `clock`, configured by
+/// `configure`.
+async fn net_on(
+    dir: &tempfile::TempDir,
+    clock: &Clock,
+    configure: fn(&mut switch::pipeline::PipelineConfig),
+) -> harness::Net<SqliteStore> {
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(dir.path().join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .expect("store"),
+    );
+    harness::start(
+        store,
+        Options {
+            clock: clock.clone(),
+            configure,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+const MINUTE_US: i64 = 60 * 1_000_000;
+
+/// The daily limits' day (China Standard Time) follows the switch's clock: jumped forward past
+/// midnight CST, a card's day starts again, once; jumped back, the card does not get the day's
+/// limit again, nor a second new day when the clock jumps forward once more. The kiosks stay on
+/// true time (the transmission window is widened to 26 h so that field 7 lets them through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_past_midnight_cst_starts_the_limits_day_once_and_a_jump_back_gives_no_limit_again()
+{
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::adjustable();
+    let net = net_on(&dir, &clock, |cfg| {
+        cfg.limits.daily_count_max = 2;
+        cfg.transmission_window = std::time::Duration::from_secs(26 * 3_600);
+    })
+    .await;
+    let cards = net.world.cards.iter().filter(|c| c.bank == 0).count();
+    let expect = |approved: usize, declined: usize| {
+        let mut m = std::collections::BTreeMap::new();
+        if approved > 0 {
+            m.insert("00".to_owned(), approved);
+        }
+        if declined > 0 {
+            m.insert("65".to_owned(), declined);
+        }
+        m
+    };
+    // Today: two approvals per card, the third is over the daily count.
+    let mut all = net.purchases(&[0], 3).await;
+    assert_eq!(codes(&all), expect(2 * cards, cards), "today");
+
+    // Forward past the next midnight CST (one minute past it): a new day, its two approvals.
+    let now = switch::store::now_us();
+    let next_midnight = switch::pipeline::velocity::cst_day_start_us(now) + 24 * 60 * MINUTE_US;
+    let ahead = TimeDelta::microseconds(next_midnight - now + MINUTE_US);
+    clock.jump_to_offset(ahead);
+    let tomorrow = net.purchases(&[0], 3).await;
+    assert_eq!(
+        codes(&tomorrow),
+        expect(2 * cards, cards),
+        "past midnight CST ({ahead} ahead)"
+    );
+    all.extend(tomorrow);
+
+    // Back to the true time (today again): today's count is spent; no limit again.
+    clock.jump_to_offset(TimeDelta::zero());
+    let back = net.purchases(&[0], 1).await;
+    assert_eq!(codes(&back), expect(0, cards), "back to today");
+    all.extend(back);
+
+    // Forward past midnight once more: the same new day, spent already; not a third day.
+    clock.jump_to_offset(ahead);
+    let again = net.purchases(&[0], 1).await;
+    assert_eq!(codes(&again), expect(0, cards), "past midnight again");
+    all.extend(again);
+
+    clock.jump_to_offset(TimeDelta::zero());
+    net.drain_store_and_forward().await;
+    net.assert_books(&all).await;
+    net.stop().await;
+}
+
+/// An authorization hold expires by the switch's clock: a jump back releases nothing early, a
+/// jump forward past the expiry releases it once (housekeeping's release run after each jump),
+/// and the jump back afterwards changes nothing; the personal account gets the held amount
+/// back once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_is_not_released_early_on_a_jump_back_and_is_released_once_on_a_jump_forward() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::adjustable();
+    let net = net_on(&dir, &clock, |cfg| {
+        cfg.hold_ttl = std::time::Duration::from_secs(3_600);
+    })
+    .await;
+    let card = net
+        .world
+        .cards
+        .iter()
+        .find(|c| c.insurance == Some(switch::store::InsuranceCategory::Employee))
+        .expect("an insured card")
+        .clone();
+    let h = &net.world.hospitals[0];
+    let mut kiosk = Kiosk::new(
+        schemas::domain::TerminalId::parse("FH000001").expect("terminal"),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "902",
+    );
+    let mut reader = card_apdu::channel::memory::MemoryChannel::new(
+        net.world.virtual_card(&card).expect("card"),
+    );
+    let held = || async {
+        let stored = net
+            .store
+            .card_by_pan(&card.pan)
+            .await
+            .expect("store")
+            .expect("card");
+        net.store
+            .accounts_for_card(stored.card_id)
+            .await
+            .expect("accounts")
+            .into_iter()
+            .find(|a| a.kind == switch::store::AccountKind::PersonalMedical)
+            .map(|a| (a.balance_fen, a.held_fen))
+            .expect("a personal account")
+    };
+    let (balance, held_before) = held().await;
+    let pre = kiosk
+        .preauthorization(&card, &mut reader, 5_000)
+        .expect("request")
+        .request;
+    assert_eq!(
+        send(&net.pipeline, &pre).await,
+        "00",
+        "the preauthorization"
+    );
+    assert_eq!(held().await, (balance, held_before + 5_000), "held");
+
+    // Back 2 h, then forward 59 min (still before the 1-h expiry): nothing released.
+    for offset in [TimeDelta::hours(-2), TimeDelta::minutes(59)] {
+        clock.jump_to_offset(offset);
+        let released = net
+            .pipeline
+            .release_expired_holds(100)
+            .await
+            .expect("release");
+        assert_eq!(released, 0, "released at {offset}");
+        assert_eq!(held().await, (balance, held_before + 5_000), "at {offset}");
+    }
+    // Forward 2 h, past the expiry: released, once.
+    clock.jump_to_offset(TimeDelta::hours(2));
+    let released = net
+        .pipeline
+        .release_expired_holds(100)
+        .await
+        .expect("release");
+    assert_eq!(released, 1, "2 h ahead");
+    let again = net
+        .pipeline
+        .release_expired_holds(100)
+        .await
+        .expect("release");
+    assert_eq!(again, 0, "released once");
+    assert_eq!(held().await, (balance, held_before), "the money back");
+    // Back to the true time: nothing more.
+    clock.jump_to_offset(TimeDelta::zero());
+    let released = net
+        .pipeline
+        .release_expired_holds(100)
+        .await
+        .expect("release");
+    assert_eq!(released, 0, "back on time");
+    assert_eq!(held().await, (balance, held_before), "back on time");
+
+    net.assert_books(&[]).await;
+    net.stop().await;
+}

@@ -36,6 +36,8 @@ pub struct Options {
     pub cards_per_bank: usize,
     /// The pipeline's wall clock (the system's; `clock.rs` makes it jump).
     pub clock: switch::clock::Clock,
+    /// Changes to the demo world's pipeline configuration (limits, windows).
+    pub configure: fn(&mut switch::pipeline::PipelineConfig),
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             pipeline_hsm: None,
             cards_per_bank: 2,
             clock: switch::clock::Clock::system(),
+            configure: |_| {},
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
     world.seed(&*store).await.expect("seed");
     world.cfg.bank_timeout = o.bank_timeout;
     world.cfg.clock = o.clock;
+    (o.configure)(&mut world.cfg);
     let mut banks = Vec::new();
     let mut configs = Vec::new();
     for i in 0..world.banks.len() {

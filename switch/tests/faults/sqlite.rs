@@ -17,6 +17,12 @@
 //! decision stored that its kiosk was told was declined), each bank holds exactly the approved
 //! purchases, `verify_integrity` finds nothing.
 //!
+//! The control plane too (audit log, operator tables: written on sqlx's connection, outside
+//! the group commit): an operator keeps writing audit entries and idempotent answers while the
+//! disk is full; the first audit append and operator write after the space returns succeed at
+//! once (no retry), and every write answered done during the outage is there afterwards, the
+//! audit chain whole.
+//!
 //! Needs root (mount); it FAILS, never skips, when the tmpfs cannot be mounted.
 
 use super::harness::{self, codes, Answered, Options};
@@ -26,6 +32,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switch::store::operator::IdempotentAnswer;
 use switch::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
 
 const LOADED: [usize; 3] = [0, 1, 2];
@@ -191,6 +198,21 @@ async fn sqlite_disk_full_for_10_s_under_load_is_answered_96_and_the_switch_reco
             answers
         })
     };
+    // An operator all along: an audit entry and an idempotent answer every 50 ms, each kept
+    // with whether the store answered it done.
+    let operator = {
+        let (store, stop) = (Arc::clone(&net.store), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut done = ControlWrites::default();
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                done.write(&*store, &format!("during-{i}")).await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            done
+        })
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let filled = disk.fill().await;
     let full_at = Instant::now();
@@ -203,6 +225,17 @@ async fn sqlite_disk_full_for_10_s_under_load_is_answered_96_and_the_switch_reco
     disk.free();
     let freed_at = Instant::now();
     let full_for = full_at.elapsed();
+
+    // The control plane's writes work as soon as the space is back: the connection that took
+    // them while the disk was full is usable (not stuck counting a transaction SQLite rolled
+    // back by itself), at the first attempt.
+    let mut after = ControlWrites::default();
+    after.write(&*net.store, "after-1").await;
+    assert!(
+        after.failed.is_empty(),
+        "the control plane's first writes once the space is back: {:?}",
+        after.failed
+    );
 
     // Recovery: every bank's cardholders approved again, within 30 s of the space returning.
     let mut recovered = None;
@@ -218,6 +251,7 @@ async fn sqlite_disk_full_for_10_s_under_load_is_answered_96_and_the_switch_reco
     }
     stop.store(true, Ordering::SeqCst);
     let rounds = load.await.expect("load");
+    let during_outage = operator.await.expect("operator");
     for (at, round) in &rounds {
         let phase = if *at < full_at {
             "before"
@@ -250,19 +284,31 @@ async fn sqlite_disk_full_for_10_s_under_load_is_answered_96_and_the_switch_reco
     );
     all.extend(during);
 
-    // The control plane's writes (audit trail, remembered answers) work again too: the
-    // connection that took them while the disk was full is usable, not stuck in a transaction.
-    let entry = switch::store::AuditEntry {
-        actor: "faults".into(),
-        action: "test.disk_full".into(),
-        subject: "store".into(),
-        detail: "{}".into(),
-        at_us: switch::store::now_us(),
-    };
+    // The control plane's writes (audit trail, operator tables) after the recovery too, and
+    // nothing it answered done, during the outage or after, is missing.
+    after.write(&*net.store, "after-2").await;
+    eprintln!(
+        "control plane: {} writes done and {} failed while the load ran ({:?}), {} done after",
+        during_outage.done.len(),
+        during_outage.failed.len(),
+        during_outage.failed.iter().take(3).collect::<Vec<_>>(),
+        after.done.len()
+    );
+    assert!(
+        after.failed.is_empty(),
+        "the control plane's writes after the recovery: {:?}",
+        after.failed
+    );
+    assert!(
+        !during_outage.failed.is_empty(),
+        "the control plane never saw the full disk"
+    );
+    during_outage.assert_kept(&*net.store).await;
+    after.assert_kept(&*net.store).await;
     net.store
-        .append_audit(&entry)
+        .verify_audit_chain()
         .await
-        .expect("an audit entry is written once the space is back");
+        .expect("the audit chain is whole");
 
     // The declines whose bank legs were approved while the disk was full are stored (with their
     // reversals) once the space is back, a retry later; the forwarder then delivers them.
@@ -273,5 +319,84 @@ async fn sqlite_disk_full_for_10_s_under_load_is_answered_96_and_the_switch_reco
     match Arc::try_unwrap(net) {
         Ok(net) => net.stop().await,
         Err(_) => panic!("the network is still shared"),
+    }
+}
+
+/// The control plane's writes an operator made, by whether the store answered them done.
+#[derive(Default)]
+struct ControlWrites {
+    /// Audit subjects and idempotency keys answered done.
+    done: Vec<(&'static str, String)>,
+    /// What failed, and why.
+    failed: Vec<(&'static str, String, String)>,
+}
+
+/// The principal of the operator's idempotent answers.
+const OPERATOR: &str = "faults-operator";
+
+impl ControlWrites {
+    /// An audit entry (a write transaction) and an idempotent answer (one statement), both
+    /// named `name`.
+    async fn write<S: Store>(&mut self, store: &S, name: &str) {
+        let entry = switch::store::AuditEntry {
+            actor: OPERATOR.into(),
+            action: "test.disk_full".into(),
+            subject: name.into(),
+            detail: "{}".into(),
+            at_us: switch::store::now_us(),
+        };
+        match store.append_audit(&entry).await {
+            Ok(_) => self.done.push(("audit", name.to_owned())),
+            Err(e) => self.failed.push(("audit", name.to_owned(), e.to_string())),
+        }
+        let answer = IdempotentAnswer {
+            request_hash: [7; 32],
+            status: 201,
+            body: format!("{{\"name\":\"{name}\"}}"),
+        };
+        match store
+            .put_idempotent_answer(OPERATOR, name, &answer, switch::store::now_us())
+            .await
+        {
+            Ok(true) => self.done.push(("idempotent", name.to_owned())),
+            Ok(false) => self
+                .failed
+                .push(("idempotent", name.to_owned(), "kept already".into())),
+            Err(e) => self
+                .failed
+                .push(("idempotent", name.to_owned(), e.to_string())),
+        }
+    }
+
+    /// Every write answered done is in the store.
+    async fn assert_kept<S: Store>(&self, store: &S) {
+        let mut subjects = std::collections::HashSet::new();
+        let mut after = 0;
+        loop {
+            let page = store.audit_page(after, 500).await.expect("audit page");
+            let Some(last) = page.last() else { break };
+            after = last.audit_seq;
+            subjects.extend(
+                page.into_iter()
+                    .filter(|r| r.entry.actor == OPERATOR)
+                    .map(|r| r.entry.subject),
+            );
+        }
+        for (kind, name) in &self.done {
+            match *kind {
+                "audit" => assert!(
+                    subjects.contains(name),
+                    "audit entry {name} was answered done and is missing"
+                ),
+                _ => assert!(
+                    store
+                        .idempotent_answer(OPERATOR, name)
+                        .await
+                        .expect("idempotent answer")
+                        .is_some(),
+                    "idempotent answer {name} was answered done and is missing"
+                ),
+            }
+        }
     }
 }

@@ -201,7 +201,9 @@ impl<S: Store> Pipeline<S> {
         }
         if checks.limits {
             let (card_id, amount_fen) = (card.entry.card.card_id, card.req.amount_fen.get());
-            let now = crate::store::now_us();
+            // The limits' day by the pipeline's clock: a jump of it across midnight CST moves
+            // the day (the store keeps each day's spend, so a jump back finds it).
+            let now = self.cfg.clock.now_us();
             self.seed_velocity(card_id, now).await;
             let reserved = self.velocity.reserve(card_id, amount_fen, now)?;
             card.reservation = Some(reserved);

@@ -69,7 +69,8 @@ impl<S: Store> Pipeline<S> {
         }
         let record = card.approval_record(None);
         let hold_id = HoldId(record.transaction_id.0);
-        let expires_at_us = crate::store::now_us()
+        // By the pipeline's clock, which `release_expired_holds` compares it with.
+        let expires_at_us = self.cfg.clock.now_us()
             + i64::try_from(self.cfg.hold_ttl.as_micros()).unwrap_or(i64::MAX / 2);
         let legs = [PlannedLeg {
             kind: LegKind::PersonalAccount,

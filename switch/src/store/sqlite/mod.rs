@@ -6,13 +6,15 @@
 //!
 //! Here: opening the store and its [`Backend`] (the control plane is shared, `super::sql`).
 //! The group commit is [`batch`] (with [`batch_load`] and [`batch_write`]); the WAL
-//! checkpoints off the commit path are [`checkpoint`].
+//! checkpoints off the commit path are [`checkpoint`]; the control plane's writes, which close
+//! a connection a failed write leaves behind, are [`control_writes`].
 
 pub mod backup;
 mod batch;
 mod batch_load;
 mod batch_write;
 mod checkpoint;
+mod control_writes;
 
 use super::model::{BatchOutcome, Decision};
 use super::pan_protector::PanProtector;
@@ -21,10 +23,11 @@ use super::sql::Dialect;
 use super::StoreError;
 use batch::BatchWriter;
 use checkpoint::Checkpointer;
+use control_writes::{SqliteWriteTx, SqliteWrites};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, SqlitePool};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,7 +179,7 @@ impl SqliteStore {
 
 impl Backend for SqliteStore {
     type Row = SqliteRow;
-    type Tx = sqlx::Transaction<'static, Sqlite>;
+    type Tx = SqliteWriteTx;
     /// The group commit's lock: no group commit runs while a control-plane write holds it.
     type Gate<'a> = tokio::sync::MutexGuard<'a, BatchWriter>;
 
@@ -194,8 +197,9 @@ impl Backend for SqliteStore {
         &self.read
     }
 
+    /// A failed statement closes its connection (see [`control_writes`]).
     fn writer(&self) -> impl Run<Row = SqliteRow> + '_ {
-        &self.write
+        SqliteWrites(&self.write)
     }
 
     fn pan(&self) -> &dyn PanProtector {
@@ -210,10 +214,10 @@ impl Backend for SqliteStore {
         self.batch.lock().await
     }
 
-    /// `BEGIN IMMEDIATE`: take the write lock at the start, so a transaction never fails
-    /// half-way on a lock upgrade.
+    /// `BEGIN IMMEDIATE`; one that does not commit closes its connection (see
+    /// [`control_writes`]).
     async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error> {
-        self.write.begin_with("BEGIN IMMEDIATE").await
+        SqliteWriteTx::begin(&self.write).await
     }
 
     /// One group commit on the calling thread (the writer's own, see
