@@ -95,6 +95,16 @@ pub const SQLITE: &[Migration] = &[
         description: "totp_replay_guard",
         sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
     },
+    Migration {
+        version: 18,
+        description: "hot_tables_without_foreign_keys",
+        sql: include_str!("../migrations/sqlite/0018_hot_tables_without_foreign_keys.sql"),
+    },
+    Migration {
+        version: 19,
+        description: "retransmission_answers_appended",
+        sql: include_str!("../migrations/sqlite/0019_retransmission_answers_appended.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -168,6 +178,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         description: "totp_replay_guard",
         sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
+    },
+    Migration {
+        version: 18,
+        description: "hot_tables_without_foreign_keys",
+        sql: include_str!("../migrations/postgres/0018_hot_tables_without_foreign_keys.sql"),
+    },
+    Migration {
+        version: 19,
+        description: "retransmission_answers_appended",
+        sql: include_str!("../migrations/postgres/0019_retransmission_answers_appended.sql"),
     },
 ];
 
