@@ -106,6 +106,16 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0017_operator_state_in_store.sql"),
     },
     Migration {
+        version: 18,
+        description: "hot_tables_without_foreign_keys",
+        sql: include_str!("../migrations/sqlite/0018_hot_tables_without_foreign_keys.sql"),
+    },
+    Migration {
+        version: 19,
+        description: "retransmission_answers_appended",
+        sql: include_str!("../migrations/sqlite/0019_retransmission_answers_appended.sql"),
+    },
+    Migration {
         version: 20,
         description: "stand_in_in_card_day",
         sql: include_str!("../migrations/sqlite/0020_stand_in_in_card_day.sql"),
@@ -193,6 +203,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 17,
         description: "operator_state_in_store",
         sql: include_str!("../migrations/postgres/0017_operator_state_in_store.sql"),
+    },
+    Migration {
+        version: 18,
+        description: "hot_tables_without_foreign_keys",
+        sql: include_str!("../migrations/postgres/0018_hot_tables_without_foreign_keys.sql"),
+    },
+    Migration {
+        version: 19,
+        description: "retransmission_answers_appended",
+        sql: include_str!("../migrations/postgres/0019_retransmission_answers_appended.sql"),
     },
     Migration {
         version: 20,

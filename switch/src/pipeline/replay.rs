@@ -181,18 +181,34 @@ const ANSWERS_PER_WRITE_MAX: usize = 512;
 /// Where [`Pipeline::remember_answer`] queues answers.
 pub(crate) type AnswerQueue = tokio::sync::mpsc::Sender<(DuplicateKey, String)>;
 
-/// The answer writer: remembers queued answers in batches (one store transaction each, so an
-/// approval costs the store a row update, not a transaction of its own). It ends when the
-/// pipeline holding the queue is dropped.
+/// Calls of `Store::record_answers` under way at once, at most.
+const ANSWER_WRITES_IN_FLIGHT_MAX: usize = 8;
+
+/// The answer writer: remembers queued answers in batches (one store call each, so an
+/// approval costs the store a row, not a transaction of its own). Up to
+/// [`ANSWER_WRITES_IN_FLIGHT_MAX`] calls run at once: on SQLite a call waits for the next group
+/// commit to carry its answers (`store::sqlite::batch`), and the answers queued meanwhile go in
+/// the next call rather than waiting behind it. It ends when the pipeline holding the queue is
+/// dropped.
 pub(crate) fn spawn_answer_writer<S: Store>(store: std::sync::Arc<S>) -> AnswerQueue {
     let (queue, mut queued) = tokio::sync::mpsc::channel(ANSWERS_QUEUED_MAX);
+    let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ANSWER_WRITES_IN_FLIGHT_MAX));
     tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(ANSWERS_PER_WRITE_MAX);
-        while queued.recv_many(&mut batch, ANSWERS_PER_WRITE_MAX).await > 0 {
-            if let Err(e) = store.record_answers(&batch).await {
-                tracing::warn!(error = %e, answers = batch.len(), "answers not remembered for retransmissions");
+        loop {
+            let Ok(turn) = turns.clone().acquire_owned().await else {
+                break;
+            };
+            let mut batch = Vec::with_capacity(ANSWERS_PER_WRITE_MAX);
+            if queued.recv_many(&mut batch, ANSWERS_PER_WRITE_MAX).await == 0 {
+                break;
             }
-            batch.clear();
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.record_answers(&batch).await {
+                    tracing::warn!(error = %e, answers = batch.len(), "answers not remembered for retransmissions");
+                }
+                drop(turn);
+            });
         }
     });
     queue

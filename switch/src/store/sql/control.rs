@@ -107,12 +107,18 @@ const TRANSACTION: &str = concat!(
 const LEGS: &str = "SELECT leg_no, kind, institution_id, account_id, amount_fen FROM txn_leg \
      WHERE transaction_id = $1 ORDER BY leg_no";
 const PURGE_DUPLICATE_KEYS: &str = "DELETE FROM duplicate_key WHERE created_at_us < $1";
-const RECORD_ANSWER: &str = "UPDATE duplicate_key SET answer = $7 WHERE terminal_id = $1 \
+/// Answers go to `txn_answer` under the transaction id the key holds (migration 0019).
+const RECORD_ANSWER: &str = "INSERT INTO txn_answer (transaction_id, answer) \
+     SELECT transaction_id, $7 FROM duplicate_key WHERE terminal_id = $1 \
      AND stan = $2 AND rrn = $3 AND transmission_at = $4 AND message_class = $5 \
-     AND acquirer = $6";
-const FIND_ANSWER: &str = "SELECT transaction_id, answer FROM duplicate_key \
-     WHERE terminal_id = $1 AND stan = $2 AND rrn = $3 AND transmission_at = $4 \
-     AND message_class = $5 AND acquirer = $6";
+     AND acquirer = $6 ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
+const FIND_ANSWER: &str = "SELECT d.transaction_id, a.answer FROM duplicate_key AS d \
+     LEFT JOIN txn_answer AS a ON a.transaction_id = d.transaction_id \
+     WHERE d.terminal_id = $1 AND d.stan = $2 AND d.rrn = $3 AND d.transmission_at = $4 \
+     AND d.message_class = $5 AND d.acquirer = $6";
+/// Answers of transactions decided before $1 (a UUID v7 holding only a time: ids compare
+/// by their time first).
+const PURGE_ANSWERS: &str = "DELETE FROM txn_answer WHERE transaction_id < $1";
 const CARD_DAY_USAGE: &str = "SELECT CAST(approved_count AS BIGINT) AS approved_count, \
      CAST(amount_fen AS BIGINT) AS amount_fen, \
      CAST(stand_in_fen AS BIGINT) AS stand_in_fen FROM card_day_usage \
@@ -438,12 +444,19 @@ impl<B: Backend> Store for B {
     async fn purge_duplicate_keys(&self, older_than_us: i64) -> Result<u64, StoreError> {
         let _gate = self.write_gate().await;
         let params = [older_than_us.into()];
-        Ok(self.writer().execute(PURGE_DUPLICATE_KEYS, &params).await?)
+        let purged = self.writer().execute(PURGE_DUPLICATE_KEYS, &params).await?;
+        let ms = u128::try_from(older_than_us.max(0) / 1_000).unwrap_or(0);
+        let floor = [super::driver::Param::Uuid(uuid::Uuid::from_u128(ms << 80))];
+        self.writer().execute(PURGE_ANSWERS, &floor).await?;
+        Ok(purged)
     }
 
     async fn record_answers(&self, answers: &[(DuplicateKey, String)]) -> Result<u64, StoreError> {
         if answers.is_empty() {
             return Ok(0);
+        }
+        if let Some(done) = self.record_answers_own_way(answers).await {
+            return done;
         }
         let _gate = self.write_gate().await;
         let mut tx = self.begin_write().await?;

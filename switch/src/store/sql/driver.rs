@@ -187,6 +187,14 @@ pub trait Backend: Send + Sync + 'static {
         batch: Vec<Decision>,
         now_us: i64,
     ) -> impl Future<Output = BatchOutcome> + Send;
+    /// `Store::record_answers` by a way of the backend's own, or `None` to let a control-plane
+    /// transaction write them (the default).
+    fn record_answers_own_way(
+        &self,
+        _answers: &[(crate::store::DuplicateKey, String)],
+    ) -> impl Future<Output = Option<Result<u64, crate::store::StoreError>>> + Send {
+        async { None }
+    }
 }
 
 /// `sql` with `params` bound in order.

@@ -46,11 +46,17 @@ pub enum Invariant {
     ReversalHasOriginal,
     /// Every queued advice has its transaction.
     AdviceHasTransaction,
+    /// A transaction's acquirer, issuer, card and original exist (what `txn`'s foreign keys
+    /// guarded until migration 0018).
+    TransactionReferencesExist,
+    /// A leg's institution, and a queued reversal's or advice's destination (and an advice's
+    /// card) exist (the other foreign keys migration 0018 dropped).
+    RoutingReferencesExist,
 }
 
 impl Invariant {
     /// Every invariant, in the order they are checked.
-    pub const ALL: [Invariant; 15] = [
+    pub const ALL: [Invariant; 17] = [
         Invariant::LegHasTransaction,
         Invariant::LegHasAccount,
         Invariant::LegsOnlyOnApprovals,
@@ -66,6 +72,8 @@ impl Invariant {
         Invariant::EventInOutbox,
         Invariant::ReversalHasOriginal,
         Invariant::AdviceHasTransaction,
+        Invariant::TransactionReferencesExist,
+        Invariant::RoutingReferencesExist,
     ];
 
     /// A short name for reports.
@@ -86,6 +94,8 @@ impl Invariant {
             Invariant::EventInOutbox => "event-in-outbox",
             Invariant::ReversalHasOriginal => "reversal-has-original",
             Invariant::AdviceHasTransaction => "advice-has-transaction",
+            Invariant::TransactionReferencesExist => "transaction-references-exist",
+            Invariant::RoutingReferencesExist => "routing-references-exist",
         }
     }
 
@@ -190,6 +200,31 @@ impl Invariant {
                 "SELECT CAST(COUNT(*) AS BIGINT) AS n, MIN('stan ' || q.stan) AS first \
                  FROM advice_queue AS q LEFT JOIN txn AS t ON t.transaction_id = q.transaction_id \
                  WHERE t.transaction_id IS NULL"
+            }
+            Invariant::TransactionReferencesExist => {
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n, MIN('rrn ' || t.rrn) AS first \
+                 FROM txn AS t WHERE NOT EXISTS (SELECT 1 FROM institution AS i \
+                 WHERE i.institution_id = t.acquirer_institution_id) \
+                 OR (t.issuer_institution_id IS NOT NULL AND NOT EXISTS (SELECT 1 \
+                 FROM institution AS i WHERE i.institution_id = t.issuer_institution_id)) \
+                 OR (t.card_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM card AS c \
+                 WHERE c.card_id = t.card_id)) \
+                 OR (t.original_transaction_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM txn AS o \
+                 WHERE o.transaction_id = t.original_transaction_id))"
+            }
+            Invariant::RoutingReferencesExist => {
+                "SELECT CAST(SUM(n) AS BIGINT) AS n, MIN(first) AS first FROM ( \
+                 SELECT COUNT(*) AS n, MIN('leg institution ' || l.institution_id) AS first \
+                 FROM txn_leg AS l WHERE NOT EXISTS (SELECT 1 FROM institution AS i \
+                 WHERE i.institution_id = l.institution_id) \
+                 UNION ALL SELECT COUNT(*), MIN('reversal destination ' || r.destination_institution_id) \
+                 FROM reversal_queue AS r WHERE NOT EXISTS (SELECT 1 FROM institution AS i \
+                 WHERE i.institution_id = r.destination_institution_id) \
+                 UNION ALL SELECT COUNT(*), MIN('advice stan ' || q.stan) FROM advice_queue AS q \
+                 WHERE NOT EXISTS (SELECT 1 FROM institution AS i \
+                 WHERE i.institution_id = q.destination_institution_id) \
+                 OR (q.card_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM card AS c \
+                 WHERE c.card_id = q.card_id))) AS u"
             }
         }
     }

@@ -17,16 +17,23 @@
 //!
 //! A batch: [`super::batch_load`] reads the rows it touches, [`plan`] decides in memory,
 //! [`super::batch_write`] writes the accepted decisions, all in one transaction.
+//!
+//! The answers remembered for retransmissions (`Store::record_answers`) ride the same
+//! transactions: they are staged here and written by the next group commit, or by a
+//! transaction of their own on this connection when no commit comes soon (issue 27: as
+//! transactions of their own on sqlx's connection they had cost every request a thread
+//! hand-off, 23 µs of CPU and 1.3 KB written, and rewrote the duplicate keys' pages again).
 
 use super::checkpoint::Checkpointer;
 use super::{batch_load, batch_write, SqliteConfig, SqliteSync};
-use crate::store::model::{BatchOutcome, Committed, Decision};
+use crate::store::model::{BatchOutcome, Committed, Decision, DuplicateKey};
 use crate::store::plan;
 use crate::store::DecisionError;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Prepared statements kept per connection: the batch uses about twenty.
@@ -37,7 +44,24 @@ pub struct BatchWriter {
     /// `None` once the store is closed: every later batch fails as unavailable.
     conn: Option<Connection>,
     checkpoints: Arc<Checkpointer>,
+    /// Answers waiting for the next commit on this connection.
+    staged: Vec<StagedAnswers>,
 }
+
+/// One `record_answers` call's answers, and where to tell it how many keys were found.
+struct StagedAnswers {
+    answers: Vec<(DuplicateKey, String)>,
+    done: oneshot::Sender<Result<u64, rusqlite::Error>>,
+}
+
+/// What a staged `record_answers` call waits on.
+pub type AnswersWritten = oneshot::Receiver<Result<u64, rusqlite::Error>>;
+
+/// `sql::control`'s statement with SQLite's numbered parameters (migration 0019).
+const RECORD_ANSWER: &str = "INSERT INTO txn_answer (transaction_id, answer) \
+     SELECT transaction_id, ?7 FROM duplicate_key WHERE terminal_id = ?1 AND stan = ?2 \
+     AND rrn = ?3 AND transmission_at = ?4 AND message_class = ?5 AND acquirer = ?6 \
+     ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
 
 impl std::fmt::Debug for BatchWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +114,35 @@ impl BatchWriter {
         Ok(Self {
             conn: Some(conn),
             checkpoints,
+            staged: Vec::new(),
         })
+    }
+
+    /// Stages answers for the next commit on this connection (a group commit, or
+    /// [`BatchWriter::flush_answers`]); the receiver learns how many keys were found.
+    pub(super) fn stage_answers(&mut self, answers: Vec<(DuplicateKey, String)>) -> AnswersWritten {
+        let (done, written) = oneshot::channel();
+        self.staged.push(StagedAnswers { answers, done });
+        written
+    }
+
+    /// Writes the staged answers in a transaction of their own (none staged: nothing to do).
+    pub(super) fn flush_answers(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let Some(conn) = self.conn.as_mut() else {
+            return; // dropping the senders tells the callers the store is closed
+        };
+        let written = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                let found = write_answers(&tx, &staged)?;
+                tx.commit()?;
+                Ok(found)
+            });
+        resolve(staged, written);
     }
 
     /// Closes the connection (finalizing its statements); later batches fail as unavailable.
@@ -114,7 +166,20 @@ impl BatchWriter {
                 db_transactions: 1,
             };
         };
-        match try_batch(conn, &self.checkpoints, batch, now_us) {
+        let staged = std::mem::take(&mut self.staged);
+        let first = try_batch(conn, &self.checkpoints, batch, &staged, now_us);
+        let first = match first {
+            Ok((results, found)) => {
+                resolve(staged, Ok(found));
+                Ok(results)
+            }
+            Err(e) => {
+                // Nothing was committed: the answers wait for the next commit.
+                self.staged = staged;
+                Err(e)
+            }
+        };
+        match first {
             Ok(results) => BatchOutcome {
                 results,
                 db_transactions: 1,
@@ -128,8 +193,8 @@ impl BatchWriter {
                 let results = batch
                     .chunks(1)
                     .map(
-                        |one| match try_batch(conn, &self.checkpoints, one, now_us) {
-                            Ok(mut r) => r
+                        |one| match try_batch(conn, &self.checkpoints, one, &[], now_us) {
+                            Ok((mut r, _)) => r
                                 .pop()
                                 .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
                             Err(e) => Err(classify(&e)),
@@ -159,13 +224,17 @@ fn catch_up_and_rewind(conn: &Connection, checkpoints: &Checkpointer) {
     }
 }
 
-/// One database transaction for the whole batch.
+/// Decisions committed (or refused) and the keys each staged answer call found.
+type Batched = (Vec<Result<Committed, DecisionError>>, Vec<u64>);
+
+/// One database transaction for the whole batch, and the staged answers.
 fn try_batch(
     conn: &mut Connection,
     checkpoints: &Checkpointer,
     decisions: &[Decision],
+    answers: &[StagedAnswers],
     now_us: i64,
-) -> Result<Vec<Result<Committed, DecisionError>>, rusqlite::Error> {
+) -> Result<Batched, rusqlite::Error> {
     if checkpoints.rewind_due.load(Ordering::Relaxed) {
         catch_up_and_rewind(conn, checkpoints);
     }
@@ -176,8 +245,62 @@ fn try_batch(
     let loaded = batch_load::load(&tx, &keys)?;
     let plan = plan::plan(decisions, pre, loaded, now_us);
     let seqs = batch_write::write(&tx, decisions, &plan, now_us)?;
+    let found = write_answers(&tx, answers)?;
     tx.commit()?;
-    Ok(plan::committed(plan, decisions, seqs))
+    Ok((plan::committed(plan, decisions, seqs), found))
+}
+
+/// The staged answers on their duplicate keys; per call, the keys found.
+fn write_answers(
+    tx: &rusqlite::Transaction<'_>,
+    staged: &[StagedAnswers],
+) -> Result<Vec<u64>, rusqlite::Error> {
+    if staged.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = tx.prepare_cached(RECORD_ANSWER)?;
+    staged
+        .iter()
+        .map(|s| {
+            s.answers.iter().try_fold(0u64, |found, (k, answer)| {
+                let n = q.execute(rusqlite::params![
+                    k.terminal_id.as_str(),
+                    k.stan.to_string(),
+                    k.rrn.as_str(),
+                    k.transmission_at.as_str(),
+                    k.message_class,
+                    k.acquirer.as_str(),
+                    answer,
+                ])?;
+                Ok(found + n as u64)
+            })
+        })
+        .collect()
+}
+
+/// Tells each staged call what became of its answers.
+fn resolve(staged: Vec<StagedAnswers>, written: Result<Vec<u64>, rusqlite::Error>) {
+    match written {
+        Ok(found) => {
+            for (s, n) in staged.into_iter().zip(found) {
+                let _ = s.done.send(Ok(n));
+            }
+        }
+        Err(e) => {
+            for s in staged {
+                let again = match &e {
+                    rusqlite::Error::SqliteFailure(f, msg) => {
+                        rusqlite::Error::SqliteFailure(*f, msg.clone())
+                    }
+                    other => rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                        Some(other.to_string()),
+                    ),
+                };
+                let _ = s.done.send(Err(again));
+            }
+        }
+    }
 }
 
 /// True when SQLite refused a statement on a constraint: the database's answer about one of
