@@ -7,9 +7,6 @@ pub enum ClearingError {
     /// The ledger (or outbox) database refused or failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    /// The SQLite ledger's batch connection (rusqlite) refused or failed.
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     /// Running the embedded migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

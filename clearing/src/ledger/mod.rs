@@ -15,7 +15,6 @@
 mod batch;
 mod bulk;
 mod plan;
-mod sqlite_batch;
 
 pub use plan::{account_str, dry_run, ApplyReport, DryRun, HoldState, PoisonReason};
 
@@ -25,17 +24,14 @@ use crate::error::{ClearingError, Result};
 use batch::BatchSteps;
 use plan::Input;
 use rust_decimal::Decimal;
-use sqlite_batch::SqliteWriter;
 use sqlx::QueryBuilder;
 use std::collections::HashSet;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// Most deliveries one `apply_batch` call takes (bounds bind-parameter counts and lock time).
 pub const BATCH_DELIVERIES_MAX: usize = 4_096;
 
-/// Rows per multi-row INSERT on PostgreSQL (12 columns x 400 rows stays far below its 65,535
-/// parameters).
+/// Rows per multi-row INSERT (12 columns x 400 rows stays well below SQLite's 32,766 binds).
 const ROWS_PER_STATEMENT: usize = 400;
 
 /// An institution's live net position.
@@ -162,8 +158,38 @@ pub struct LedgerCounts {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     db: Db,
-    /// SQLite: the batch's own write connection (see `sqlite_batch`); `None` on PostgreSQL.
-    sqlite_writer: Option<Arc<SqliteWriter>>,
+}
+
+/// Runs `$body` inside a write transaction on either backend, binding `$tx` to the transaction
+/// and `$lock` to the SQL that locks the window head (shared on PostgreSQL, so appliers run
+/// concurrently and only `close-window` excludes them; SQLite's BEGIN IMMEDIATE already holds the
+/// single write lock).
+macro_rules! write_tx {
+    ($db:expr, |$tx:ident, $window:ident| $body:block) => {
+        match $db {
+            Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let $window: i64 =
+                    sqlx::query_scalar("SELECT current_window_id FROM window_head WHERE id = 1")
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let $window: i64 = sqlx::query_scalar(
+                    "SELECT current_window_id FROM window_head WHERE id = 1 FOR SHARE",
+                )
+                .fetch_one(&mut *$tx)
+                .await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
 }
 
 /// Runs `$body` against the pool of either backend, as `$conn`.
@@ -181,13 +207,7 @@ pub(crate) use read;
 impl Ledger {
     /// A ledger over a connected (migrated) database.
     pub fn new(db: Db) -> Self {
-        let sqlite_writer = match &db {
-            Db::Sqlite(pool) => Some(Arc::new(SqliteWriter::new(
-                pool.connect_options().get_filename().to_owned(),
-            ))),
-            Db::Postgres(_) => None,
-        };
-        Ledger { db, sqlite_writer }
+        Ledger { db }
     }
 
     /// The database, for the other clearing components sharing it.
@@ -196,9 +216,7 @@ impl Ledger {
     }
 
     /// Applies a batch of deliveries in one transaction: postings, holds, positions, dead
-    /// letters and the consumer group's offsets commit together or not at all. SQLite runs it
-    /// through its own connection on a blocking thread (`sqlite_batch`), PostgreSQL through
-    /// the pool with typed arrays (`bulk`, `batch`).
+    /// letters and the consumer group's offsets commit together or not at all.
     pub async fn apply_batch(
         &self,
         consumer_group: &str,
@@ -213,25 +231,6 @@ impl Ledger {
         if deliveries.is_empty() {
             return Ok(ApplyReport::default());
         }
-        let pool = match (&self.db, &self.sqlite_writer) {
-            (Db::Postgres(pool), _) => pool,
-            (Db::Sqlite(_), Some(writer)) => {
-                // The whole batch on a blocking thread: decoding and SQLite are CPU and disk
-                // work that would otherwise hold up this runtime's other tasks.
-                let writer = Arc::clone(writer);
-                let group = consumer_group.to_owned();
-                let deliveries = deliveries.to_vec();
-                let now = now_us();
-                return tokio::task::spawn_blocking(move || writer.apply(&group, &deliveries, now))
-                    .await
-                    .map_err(|e| ClearingError::Invariant(format!("ledger batch task: {e}")))?;
-            }
-            (Db::Sqlite(_), None) => {
-                return Err(ClearingError::Invariant(
-                    "SQLite ledger without writer".into(),
-                ))
-            }
-        };
         // Decode outside the transaction: CPU work should not hold the write lock.
         let parsed = parse_all(deliveries);
         let refs = References::of(&parsed);
@@ -245,35 +244,30 @@ impl Ledger {
             p
         };
         let now = now_us();
-        // The window head is locked shared, so appliers run concurrently and only
-        // `close-window` excludes them.
-        let mut tx = pool.begin().await?;
-        let window_id: i64 =
-            sqlx::query_scalar("SELECT current_window_id FROM window_head WHERE id = 1 FOR SHARE")
-                .fetch_one(&mut *tx)
-                .await?;
-        let stored = tx.stored_offsets(consumer_group, &partitions).await?;
-        let mut known = tx.known(&refs).await?;
-        let inputs: Vec<Input<'_>> = deliveries
-            .iter()
-            .zip(parsed)
-            .map(|(d, parsed)| Input {
-                topic: &d.topic,
-                partition: d.partition,
-                offset: d.offset,
-                payload: &d.payload,
-                parsed,
-            })
-            .collect();
-        let plan = plan::plan(inputs, &stored, &mut known);
-        bulk::JournalWriter::insert_journal(&mut tx, &plan, window_id, now).await?;
-        tx.write_holds(&plan, now).await?;
-        tx.write_accounts(&plan).await?;
-        tx.write_pairs(&plan).await?;
-        tx.write_dead_letters(&plan, now).await?;
-        tx.write_offsets(consumer_group, &plan, now).await?;
-        tx.commit().await?;
-        Ok(plan.report)
+        let report = write_tx!(&self.db, |tx, window_id| {
+            let stored = tx.stored_offsets(consumer_group, &partitions).await?;
+            let mut known = tx.known(&refs).await?;
+            let inputs: Vec<Input<'_>> = deliveries
+                .iter()
+                .zip(parsed)
+                .map(|(d, parsed)| Input {
+                    topic: &d.topic,
+                    partition: d.partition,
+                    offset: d.offset,
+                    payload: &d.payload,
+                    parsed,
+                })
+                .collect();
+            let plan = plan::plan(inputs, &stored, &mut known);
+            bulk::JournalWriter::insert_journal(&mut tx, &plan, window_id, now).await?;
+            tx.write_holds(&plan, now).await?;
+            tx.write_accounts(&plan).await?;
+            tx.write_pairs(&plan).await?;
+            tx.write_dead_letters(&plan, now).await?;
+            tx.write_offsets(consumer_group, &plan, now).await?;
+            plan.report
+        });
+        Ok(report)
     }
 
     /// The next offset the group will apply in a partition (None: never consumed).
