@@ -7,8 +7,14 @@
 //!   (4 partitions), consumed by one group member and applied to a SQLite ledger (target ≥
 //!   50,000 events/s). `CLEARING_BENCH_VERBOSE=1` also prints the publish time.
 //!
+//! Criterion times wall clock, which on a shared 2-core machine depends on who else runs; so
+//! each benchmark also prints the CPU time this process spent per event over all its runs
+//! (`cpu:` lines, from `/proc/self/stat`, every thread), and the Kafka one the broker's CPU per
+//! event too (the process named `tansu`, or `CLEARING_BENCH_BROKER_PID`).
+//!
 //! `cargo bench -p clearing --bench ledger` (needs PostgreSQL and the broker: ops/setup.sh,
-//! ops/kafka.sh start).
+//! ops/kafka.sh start). `CLEARING_BENCH_BROKERS` points the Kafka benchmark at another broker
+//! (e.g. a tansu with memory storage beside the SQLite-backed one).
 
 use clearing::bus::{
     BusSubscriber, Delivery, EventFamily, KafkaBus, KafkaConfig, Outbound, SettlementBus,
@@ -24,6 +30,62 @@ use std::time::{Duration, Instant};
 
 const BATCH: usize = 2_000;
 static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Clock ticks per second of `/proc/*/stat` times (`getconf CLK_TCK`, 100 on Linux x86-64).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// User + system CPU seconds of a process so far (all its threads, finished ones included).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_S)
+}
+
+/// The broker's pid: `CLEARING_BENCH_BROKER_PID`, or the first process named `tansu`.
+fn broker_pid() -> Option<String> {
+    if let Ok(pid) = std::env::var("CLEARING_BENCH_BROKER_PID") {
+        return Some(pid);
+    }
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{name}/comm")).ok()?;
+        (comm.trim() == "tansu").then_some(name)
+    })
+}
+
+/// CPU and wall time summed over the timed parts of a benchmark's runs.
+#[derive(Default)]
+struct CpuTally {
+    events: u64,
+    wall: Duration,
+    cpu_s: f64,
+    broker_cpu_s: f64,
+}
+
+impl CpuTally {
+    fn print(&self, name: &str) {
+        if self.events == 0 {
+            return;
+        }
+        let per_event_us = |s: f64| s * 1e6 / self.events as f64;
+        let broker = if self.broker_cpu_s > 0.0 {
+            format!(", broker {:.2} µs", per_event_us(self.broker_cpu_s))
+        } else {
+            String::new()
+        };
+        println!(
+            "cpu: {name}: {} events, {:.0} events/s of wall time, this process {:.2} µs CPU per event{broker}",
+            self.events,
+            self.events as f64 / self.wall.as_secs_f64(),
+            per_event_us(self.cpu_s),
+        );
+    }
+}
 
 fn payloads(n: usize) -> Vec<Vec<u8>> {
     const ACQUIRERS: [&str; 4] = [ids::HOSPITAL, "3100002", "3100003", "3100004"];
@@ -77,21 +139,30 @@ fn bench_apply(
         .sample_size(20)
         .measurement_time(Duration::from_secs(10));
     let mut offset = 0i64;
+    let tally = std::cell::RefCell::new(CpuTally::default());
     group.bench_function(name, |b| {
         b.to_async(rt).iter_custom(|iters| {
             let ledger = ledger.clone();
             let batches: Vec<Vec<Delivery>> =
                 (0..iters).map(|_| deliveries(&mut offset, BATCH)).collect();
+            let tally = &tally;
             async move {
+                let cpu = cpu_seconds("self").unwrap_or(0.0);
                 let start = Instant::now();
                 for batch in &batches {
                     ledger.apply_batch("bench", batch).await.expect("apply");
                 }
-                start.elapsed()
+                let wall = start.elapsed();
+                let mut t = tally.borrow_mut();
+                t.events += iters * BATCH as u64;
+                t.wall += wall;
+                t.cpu_s += cpu_seconds("self").unwrap_or(0.0) - cpu;
+                wall
             }
         })
     });
     group.finish();
+    tally.borrow().print(&format!("ledger_apply/{name}"));
     rt.block_on(ledger.db().close());
 }
 
@@ -99,20 +170,37 @@ fn decode(c: &mut Criterion) {
     let batch = payloads(BATCH);
     let mut group = c.benchmark_group("ledger_apply");
     group.throughput(Throughput::Elements(BATCH as u64));
+    let tally = std::cell::RefCell::new(CpuTally::default());
     group.bench_function("decode_validate_only", |b| {
-        b.iter(|| {
-            batch
-                .iter()
-                .filter(|p| {
-                    std::str::from_utf8(p)
-                        .ok()
-                        .and_then(|s| schemas::events::SettlementEvent::from_json(s).ok())
-                        .is_some()
-                })
-                .count()
+        b.iter_custom(|iters| {
+            let cpu = cpu_seconds("self").unwrap_or(0.0);
+            let start = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(decode_all(&batch));
+            }
+            let wall = start.elapsed();
+            let mut t = tally.borrow_mut();
+            t.events += iters * BATCH as u64;
+            t.wall += wall;
+            t.cpu_s += cpu_seconds("self").unwrap_or(0.0) - cpu;
+            wall
         })
     });
     group.finish();
+    tally.borrow().print("ledger_apply/decode_validate_only");
+}
+
+/// Decodes and validates every payload on this thread; the count of valid events.
+fn decode_all(batch: &[Vec<u8>]) -> usize {
+    batch
+        .iter()
+        .filter(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| schemas::events::SettlementEvent::from_json(s).ok())
+                .is_some()
+        })
+        .count()
 }
 
 fn ledger_apply(c: &mut Criterion) {
@@ -150,18 +238,21 @@ fn kafka(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     let run = std::process::id();
     let round = AtomicU32::new(0);
+    let brokers =
+        std::env::var("CLEARING_BENCH_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let broker = broker_pid();
+    let tally = std::cell::RefCell::new(CpuTally::default());
     group.bench_function("consume_apply", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let round = &round;
+            let (brokers, broker, tally) = (&brokers, &broker, &tally);
             async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let r = round.fetch_add(1, Ordering::Relaxed);
                     let topic = EventFamily::SettlementV1.topic(&format!("bench{run}x{r}"));
-                    let bus = KafkaBus::new(KafkaConfig::new("127.0.0.1:9092")).expect("producer");
-                    bus.ensure_topic(&topic, 4)
-                        .await
-                        .expect("broker at 127.0.0.1:9092");
+                    let bus = KafkaBus::new(KafkaConfig::new(brokers)).expect("producer");
+                    bus.ensure_topic(&topic, 4).await.expect("broker");
                     let msgs: Vec<Outbound> = payloads(EVENTS)
                         .into_iter()
                         .enumerate()
@@ -182,6 +273,8 @@ fn kafka(c: &mut Criterion) {
                     bus.publish(&msgs).await.expect("publish");
                     let published = publish_start.elapsed();
                     // Timed: consuming the published events and applying them to the ledger.
+                    let cpu = cpu_seconds("self").unwrap_or(0.0);
+                    let broker_cpu = broker.as_deref().and_then(cpu_seconds).unwrap_or(0.0);
                     let start = Instant::now();
                     let mut sub = bus
                         .subscribe(&format!("g{run}x{r}"), &[&topic])
@@ -200,7 +293,16 @@ fn kafka(c: &mut Criterion) {
                         watcher
                     );
                     done.expect("consume");
-                    total += start.elapsed();
+                    let wall = start.elapsed();
+                    total += wall;
+                    {
+                        let mut t = tally.borrow_mut();
+                        t.events += EVENTS as u64;
+                        t.wall += wall;
+                        t.cpu_s += cpu_seconds("self").unwrap_or(0.0) - cpu;
+                        t.broker_cpu_s +=
+                            broker.as_deref().and_then(cpu_seconds).unwrap_or(0.0) - broker_cpu;
+                    }
                     if std::env::var_os("CLEARING_BENCH_VERBOSE").is_some() {
                         eprintln!("publish {published:?}, consume+apply {:?}", start.elapsed());
                     }
@@ -212,6 +314,9 @@ fn kafka(c: &mut Criterion) {
         })
     });
     group.finish();
+    tally
+        .borrow()
+        .print(&format!("kafka/consume_apply ({brokers})"));
 }
 
 criterion_group!(benches, decode, ledger_apply, kafka);

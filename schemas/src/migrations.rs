@@ -222,18 +222,32 @@ pub const POSTGRES: &[Migration] = &[
 ];
 
 /// Migrations of clearing's ledger database for SQLite, in order.
-pub const CLEARING_SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    description: "clearing_ledger",
-    sql: include_str!("../migrations/clearing/sqlite/0001_clearing_ledger.sql"),
-}];
+pub const CLEARING_SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "clearing_ledger",
+        sql: include_str!("../migrations/clearing/sqlite/0001_clearing_ledger.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "ledger_lean_journal",
+        sql: include_str!("../migrations/clearing/sqlite/0003_ledger_lean_journal.sql"),
+    },
+];
 
 /// Migrations of clearing's ledger database for PostgreSQL, in order.
-pub const CLEARING_POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    description: "clearing_ledger",
-    sql: include_str!("../migrations/clearing/postgres/0001_clearing_ledger.sql"),
-}];
+pub const CLEARING_POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "clearing_ledger",
+        sql: include_str!("../migrations/clearing/postgres/0001_clearing_ledger.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "ledger_lean_journal",
+        sql: include_str!("../migrations/clearing/postgres/0003_ledger_lean_journal.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {
