@@ -367,8 +367,9 @@ async fn run_node<S: crate::cms::CmsStore>(
         store,
         hsm,
     };
+    let stop = crate::node::signal::StopSignal::install();
     let node = parts.start().await?;
-    crate::node::signal::stop_requested().await;
+    stop.wait().await;
     node.stop().await;
     Ok(())
 }

@@ -357,6 +357,8 @@ async fn run_on<S: crate::cms::CmsStore>(
     with_clearing: bool,
 ) -> Result<DemoSummary, DemoRunError> {
     let cards = world.cards.len();
+    // Before the status line: a SIGTERM once the demo says it listens stops it in order.
+    let stop = crate::node::signal::StopSignal::install();
     let demo = start_on(&opts, store, world, with_clearing).await?;
     let (acquirer, http) = (demo.acquirer()?, demo.http()?);
     println!(
@@ -373,7 +375,7 @@ async fn run_on<S: crate::cms::CmsStore>(
     if opts.traffic {
         demo.start_traffic(opts.kiosks).await?;
     }
-    status::report_until_stopped(&demo.node, demo.clearing.as_ref(), opts.duration).await;
+    status::report_until_stopped(&demo.node, demo.clearing.as_ref(), opts.duration, stop).await;
     Ok(demo.stop().await)
 }
 

@@ -20,12 +20,13 @@ pub(super) async fn report_until_stopped<S: Store>(
     node: &Node<S>,
     clearing: Option<&EmbeddedClearing>,
     duration: Option<Duration>,
+    stop: crate::node::signal::StopSignal,
 ) {
     let started = Instant::now();
     let mut last = (0u64, Instant::now());
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     // One waiter for the whole run, so a signal between two ticks is not missed.
-    let stop = crate::node::signal::stop_requested();
+    let stop = stop.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
