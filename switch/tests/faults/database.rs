@@ -17,17 +17,17 @@
 
 use super::harness::{self, codes, Answered, Options};
 use super::pg_server::*;
+use card_apdu::channel::memory::MemoryChannel;
+use schemas::domain::{Rrn, TerminalId};
+use schemas::iso8583;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use card_apdu::channel::memory::MemoryChannel;
-use schemas::domain::{Rrn, TerminalId};
-use schemas::iso8583;
 use switch::pipeline::{LinkContext, Reply};
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::DemoWorld;
-use switch::store::{now_us, DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+use switch::store::{now_us, spool, DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
 
 const LOADED: [usize; 3] = [0, 1, 2];
 
@@ -240,7 +240,12 @@ async fn a_reversal_spooled_while_postgres_is_down_outlives_its_node_and_reaches
     world.seed(&*checks).await.expect("seed");
     let world = Arc::new(world);
     let (banks, configs) = harness::start_banks(&world).await;
-    let card = world.cards.iter().find(|c| c.bank == 0).expect("a card").clone();
+    let card = world
+        .cards
+        .iter()
+        .find(|c| c.bank == 0)
+        .expect("a card")
+        .clone();
     let pan = card.pan.expose_digits().to_owned();
     let opening = banks[0].balance_fen(&pan).expect("account");
 
@@ -277,9 +282,7 @@ async fn a_reversal_spooled_while_postgres_is_down_outlives_its_node_and_reaches
         .expect("request")
         .request;
     let rrn = Rrn::parse(&harness::field(&request, 37)).expect("rrn");
-    banks[0]
-        .faults()
-        .set_response_delay(Duration::from_secs(2));
+    banks[0].faults().set_response_delay(Duration::from_secs(2));
     let at_bank = banks[0].stats().messages;
     let answer = {
         let pipeline = Arc::clone(&side_a.pipeline);
@@ -306,6 +309,11 @@ async fn a_reversal_spooled_while_postgres_is_down_outlives_its_node_and_reaches
         Some(opening - 100),
         "the bank booked the leg"
     );
+    // On disk before the answer left.
+    assert_eq!(side_a.pipeline.reversal_spool().len(), 1);
+    let spooled = std::fs::read_to_string(data.path().join(spool::SPOOL_FILE)).expect("spool");
+    assert_eq!(spooled.lines().count(), 1);
+    assert!(!spooled.contains(&pan), "no clear PAN in the spool");
 
     // Node A dies with the database still down.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -340,17 +348,17 @@ async fn a_reversal_spooled_while_postgres_is_down_outlives_its_node_and_reaches
         "spool: {} left",
         side_b.pipeline.reversal_spool().len()
     );
+    assert_eq!(
+        banks[0].balance_fen(&pan),
+        Some(opening),
+        "the bank holds opening minus approved (nothing approved)"
+    );
     let stored = checks.transactions_by_rrn(&rrn).await.expect("store");
     assert!(
         stored
             .iter()
             .any(|t| t.record.response_code.as_str() == "96"),
         "the decline is recorded: {stored:?}"
-    );
-    assert_eq!(
-        banks[0].balance_fen(&pan),
-        Some(opening),
-        "the bank holds opening minus approved (nothing approved)"
     );
     let report = checks.verify_integrity().await.expect("verify");
     assert!(report.is_consistent(), "{report}");
