@@ -166,7 +166,7 @@ fn compaction_keeps_the_pending_records_and_truncates_an_empty_spool() {
     for r in [&a, &b, &c] {
         f.append(r).unwrap();
     }
-    f.rewrite(&[b.clone()]).unwrap();
+    f.rewrite(std::slice::from_ref(&b)).unwrap();
     assert_eq!(spool_text(dir.path()), line_of(&b));
     // Appends after a compaction go to the new file.
     f.append(&c).unwrap();
