@@ -21,6 +21,7 @@
 //! ```
 
 use crate::bus::{EventFamily, InProcessBus};
+use crate::clock::Clock;
 use crate::consumer::{self, ConsumerConfig, ConsumerStats};
 use crate::db::{Db, LedgerDbConfig};
 use crate::error::{ClearingError, Result};
@@ -242,24 +243,53 @@ impl EmbeddedClearing {
     }
 }
 
-/// Closes windows at each cut-over of `schedule` until shut down.
+/// Closes windows at each cut-over of `schedule` until shut down, by the system clock.
 pub async fn run_window_closer(
     ledger: Ledger,
     schedule: WindowSchedule,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    run_window_closer_on(ledger, schedule, Clock::system(), CLOSER_TICK, shutdown).await
+}
+
+/// How often the window closer reads the wall clock at most (it sleeps less when the next
+/// cut-over is nearer).
+pub const CLOSER_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes windows at each cut-over of `schedule` by `clock`, reading it every `tick` at most,
+/// until shut down.
+///
+/// The wall clock can jump (an NTP step, a VM resumed from a snapshot); the closer sleeps on
+/// the monotonic clock but decides on the wall clock, read again after every sleep:
+/// - a jump forward past one or more cut-overs closes the open window once, at the next read
+///   (not once per cut-over passed: the windows skipped would be empty), and the next cut-over
+///   is the first after the new time;
+/// - a jump back never closes a window early, nor twice for the same cut-over: the cut-over
+///   due is kept, and the closer waits for the wall clock to reach it again. (Before: the wait
+///   was computed once from the wall clock and slept on the monotonic clock, so after a jump
+///   back of J the window closed J early, then again at the same cut-over, an extra window.)
+pub async fn run_window_closer_on(
+    ledger: Ledger,
+    schedule: WindowSchedule,
+    clock: Clock,
+    tick: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let Some(mut due) = schedule.next_cutover_after(clock.now()) else {
+        return Ok(());
+    };
     loop {
-        let now = chrono::Utc::now();
-        let Some(next) = schedule.next_cutover_after(now) else {
-            return Ok(());
-        };
-        let wait = (next - now).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return Ok(()),
-        }
-        if *shutdown.borrow() {
-            return Ok(());
+        let now = clock.now();
+        if now < due {
+            let wait = (due - now).to_std().unwrap_or_default().min(tick);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            continue;
         }
         match window::close_window(&ledger).await {
             Ok(w) => tracing::info!(
@@ -267,7 +297,19 @@ pub async fn run_window_closer(
                 postings = w.posting_count,
                 "window closed"
             ),
-            Err(e) => tracing::warn!(error = %e, "closing the window failed"),
+            Err(e) => {
+                // Not closed: tried again at the next read, still due.
+                tracing::warn!(error = %e, "closing the window failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                continue;
+            }
         }
+        let Some(next) = schedule.next_cutover_after(now.max(due)) else {
+            return Ok(());
+        };
+        due = next;
     }
 }

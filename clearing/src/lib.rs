@@ -46,7 +46,9 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod bus;
+pub mod clock;
 pub mod consumer;
 pub mod db;
 pub mod embedded;

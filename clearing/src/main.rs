@@ -104,6 +104,20 @@ enum Command {
         #[arg(long = "client-spki-sha256")]
         client_spki_sha256: Vec<String>,
     },
+    /// Copy the SQLite ledger, online, into the new file `--to`: consistent as of one ledger
+    /// transaction, offsets included, so a restored ledger resumes where the copy stopped.
+    Backup {
+        /// The copy (must not exist).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Put the backup `--from` in place as the SQLite ledger `--ledger` names (which must
+    /// not exist), after checking it is a sound database.
+    Restore {
+        /// The backup.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Live net positions per institution and per pair.
     Positions,
     /// Close the open settlement window: freeze, net settlement, digest.
@@ -179,6 +193,25 @@ fn kafka_tls(cli: &Cli) -> Option<KafkaTls> {
 }
 
 async fn run(cli: Cli) -> Result<(), ClearingError> {
+    // Before connecting, which would create the ledger a restore must not find.
+    if let Command::Restore { from } = &cli.command {
+        let LedgerDbConfig::Sqlite { path, .. } = ledger_config(&cli) else {
+            return Err(ClearingError::Config(
+                "a PostgreSQL ledger is restored with pg_basebackup (ops/pg-pitr.sh)".into(),
+            ));
+        };
+        clearing::backup::restore_sqlite(from, &path).await?;
+        let ledger = Ledger::new(Db::connect(&ledger_config(&cli)).await?);
+        let counts = ledger.counts().await?;
+        println!(
+            "restored {}: {} events applied, positions sum {}",
+            path.display(),
+            counts.events_applied,
+            ledger.positions().await?.sum_fen()
+        );
+        ledger.db().close().await;
+        return Ok(());
+    }
     let ledger = Ledger::new(Db::connect(&ledger_config(&cli)).await?);
     let tls = kafka_tls(&cli);
     let replication = cli.replication;
@@ -265,6 +298,11 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             )
             .await?;
         }
+        Command::Backup { to } => {
+            let bytes = clearing::backup::backup_sqlite(ledger.db(), &to).await?;
+            println!("backup {}: {bytes} bytes", to.display());
+        }
+        Command::Restore { .. } => {} // done above
         Command::Positions => print_positions(&ledger.positions().await?),
         Command::CloseWindow => print_closed_window(&window::close_window(&ledger).await?),
         Command::Report {

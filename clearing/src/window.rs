@@ -430,14 +430,24 @@ pub async fn close_window(ledger: &Ledger) -> Result<WindowSummary> {
     let now = now_us();
     let window_id = match ledger.db() {
         Db::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let id = close_in_tx!(
-                tx,
-                now,
-                "SELECT current_window_id FROM window_head WHERE id = 1"
-            );
-            tx.commit().await?;
-            id
+            let mut conn = pool.acquire().await?;
+            let result: Result<i64> = async {
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+                let id = close_in_tx!(
+                    tx,
+                    now,
+                    "SELECT current_window_id FROM window_head WHERE id = 1"
+                );
+                tx.commit().await?;
+                Ok(id)
+            }
+            .await;
+            if result.is_err() {
+                // A transaction SQLite rolled back by itself (disk full) leaves sqlx's count
+                // of it behind: the connection is closed, not reused (see `ledger::write_tx`).
+                conn.close_on_drop();
+            }
+            result?
         }
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;

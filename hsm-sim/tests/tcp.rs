@@ -947,9 +947,18 @@ async fn card_keys_travel_to_the_bureau_under_a_transport_zek_it_imports_under_i
     }
 }
 
-#[tokio::test]
-async fn a_connection_that_timed_out_is_retired() {
-    // A fake HSM: the first connection swallows requests; later ones echo (B2 → B3 00 data).
+/// What a fake HSM's first connection does with the commands it reads.
+#[derive(Clone, Copy, PartialEq)]
+enum FirstConnection {
+    /// Reads them and never answers.
+    Silent,
+    /// Reads the first one and closes the connection without answering.
+    HangsUp,
+}
+
+/// A fake HSM whose first connection misbehaves as `first` says; later ones answer B2 (echo)
+/// with B3 00 and the data.
+async fn fake_echo_hsm(first: FirstConnection) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -961,7 +970,7 @@ async fn a_connection_that_timed_out_is_retired() {
                 return;
             };
             n += 1;
-            let silent = n == 1;
+            let misbehaves = (n == 1).then_some(first);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
@@ -976,8 +985,10 @@ async fn a_connection_that_timed_out_is_retired() {
                     while let Ok(Some((p, used))) = split_frame(&buf) {
                         let p = p.to_vec();
                         buf.drain(..used);
-                        if silent {
-                            continue;
+                        match misbehaves {
+                            Some(FirstConnection::Silent) => continue,
+                            Some(FirstConnection::HangsUp) => return,
+                            None => {}
                         }
                         let mut resp = p[..4].to_vec();
                         resp.extend_from_slice(b"B300");
@@ -988,6 +999,12 @@ async fn a_connection_that_timed_out_is_retired() {
             });
         }
     });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_that_timed_out_is_retired() {
+    let addr = fake_echo_hsm(FirstConnection::Silent).await;
     let mut cfg = ClientConfig::new(addr);
     cfg.connections = 1;
     cfg.timeout_ms = 100;
@@ -1002,6 +1019,24 @@ async fn a_connection_that_timed_out_is_retired() {
             .await
             .expect("second connection"),
         b"xyz"
+    );
+}
+
+#[tokio::test]
+async fn a_command_whose_connection_died_unanswered_is_sent_again_on_a_fresh_one() {
+    // Issue 28: an HSM restarted (or a balancer dropping the link) with a command on the wire;
+    // the command is a computation the HSM keeps nothing of, so the client sends it once more.
+    let addr = fake_echo_hsm(FirstConnection::HangsUp).await;
+    let mut cfg = ClientConfig::new(addr);
+    cfg.connections = 1;
+    cfg.timeout_ms = 2_000;
+    let client = HsmClient::new(cfg);
+    assert_eq!(
+        client
+            .call(b"B2", b"0003abc")
+            .await
+            .expect("answered on the second connection"),
+        b"abc"
     );
 }
 

@@ -95,6 +95,11 @@ pub const SQLITE: &[Migration] = &[
         description: "totp_replay_guard",
         sql: include_str!("../migrations/sqlite/0015_totp_replay_guard.sql"),
     },
+    Migration {
+        version: 20,
+        description: "stand_in_in_card_day",
+        sql: include_str!("../migrations/sqlite/0020_stand_in_in_card_day.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -168,6 +173,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         description: "totp_replay_guard",
         sql: include_str!("../migrations/postgres/0015_totp_replay_guard.sql"),
+    },
+    Migration {
+        version: 20,
+        description: "stand_in_in_card_day",
+        sql: include_str!("../migrations/postgres/0020_stand_in_in_card_day.sql"),
     },
 ];
 

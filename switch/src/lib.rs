@@ -26,6 +26,7 @@
 
 pub mod acquirer;
 pub mod clearing_link;
+pub mod clock;
 pub mod cms;
 pub mod config;
 pub mod console;

@@ -8,7 +8,9 @@
 //! - `bank_links`: a bank's host stalls, answers late, answers garbage, drops off the network;
 //! - `hsm`: the switch's network HSM answers errors, answers too slowly, drops connections;
 //! - `database`: PostgreSQL stopped for 10 s under load (a private cluster) and restarted;
-//! - `broker`: the Kafka-protocol broker down for a while (a private tansu).
+//! - `broker`: the Kafka-protocol broker down for 60 s (a private tansu);
+//! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load;
+//! - `clock`: the switch's wall clock jumps forward and back (field 7's window, the key purge).
 //!
 //! PostgreSQL's server binaries and tansu must be installed (ops/setup.sh); a test that needs
 //! them FAILS when they are missing.
@@ -30,3 +32,9 @@ mod hsm;
 
 #[path = "faults/broker.rs"]
 mod broker;
+
+#[path = "faults/sqlite.rs"]
+mod sqlite;
+
+#[path = "faults/clock.rs"]
+mod clock;

@@ -13,7 +13,6 @@
 mod pg_server;
 use pg_server::*;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -83,10 +82,7 @@ impl TlsCluster {
         std::fs::write(data.join("server.crt"), cert).unwrap();
         std::fs::write(data.join("server.key"), key).unwrap();
         std::fs::write(data.join("client-ca.crt"), client_ca.cert.pem()).unwrap();
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\

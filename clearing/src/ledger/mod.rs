@@ -168,14 +168,31 @@ macro_rules! write_tx {
     ($db:expr, |$tx:ident, $window:ident| $body:block) => {
         match $db {
             Db::Sqlite(pool) => {
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let $window: i64 =
-                    sqlx::query_scalar("SELECT current_window_id FROM window_head WHERE id = 1")
-                        .fetch_one(&mut *$tx)
-                        .await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
+                let mut conn = pool.acquire().await?;
+                let result: Result<_> = async {
+                    let mut $tx =
+                        sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+                    let $window: i64 = sqlx::query_scalar(
+                        "SELECT current_window_id FROM window_head WHERE id = 1",
+                    )
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                    let out = $body;
+                    $tx.commit().await?;
+                    Ok(out)
+                }
+                .await;
+                if result.is_err() {
+                    // SQLite rolls a transaction back by itself on some failures (SQLITE_FULL,
+                    // I/O errors: https://www.sqlite.org/lang_transaction.html); sqlx's ROLLBACK
+                    // then fails and leaves the connection counting a transaction that no
+                    // longer exists, refusing every later BEGIN ("begin_with at non-zero
+                    // transaction depth") for as long as the pool keeps it. Seen with the
+                    // ledger's disk full (clearing/tests/ledger_disk_full.rs). Such a
+                    // connection is closed, and the pool opens a fresh one.
+                    conn.close_on_drop();
+                }
+                result?
             }
             Db::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;

@@ -11,6 +11,8 @@
 //! - Timeouts: a request not answered within [`ClientConfig::timeout_ms`] fails with
 //!   [`HsmError::Unavailable`]. That connection is then retired (no new requests on it), so a
 //!   late answer can never be matched to a newer request that reused its header.
+//! - Lost connections: a command whose connection died unanswered is sent once more on a fresh
+//!   connection within the same timeout ([`HsmClient::call`]); a timed-out one is not.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,6 +69,29 @@ fn in_flight_bound(config: &ClientConfig) -> usize {
     config.in_flight_max.min(space / 2).max(1)
 }
 
+/// How one send of a command ended, when it brought no answer body.
+enum Attempt {
+    /// The connection died with the command unanswered: worth sending once more.
+    Lost(&'static str),
+    /// Anything else: the caller's answer.
+    Failed(HsmError),
+}
+
+impl From<HsmError> for Attempt {
+    fn from(e: HsmError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+impl Attempt {
+    fn into_error(self) -> HsmError {
+        match self {
+            Attempt::Lost(why) => HsmError::Unavailable(why.into()),
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
 /// The network HSM client (cheap to share: wrap in `Arc`).
 pub struct HsmClient {
     config: ClientConfig,
@@ -118,7 +143,37 @@ impl HsmClient {
     }
 
     /// Send one command and wait for its response body (`Err` for a non-`00` error code).
+    ///
+    /// A command whose connection died before its answer came back (the HSM restarted, a
+    /// load balancer dropped an idle link) is sent once more on a fresh connection, within the
+    /// same [`ClientConfig::timeout_ms`]: every host command is a computation under the LMK
+    /// with nothing kept by the HSM, so the second copy cannot do anything twice, and the
+    /// first never produced an answer to act on. A command that timed out is not resent (the
+    /// HSM may be overloaded; a copy would only add to its queue).
     pub async fn call(&self, command: &[u8; 2], body: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.timeout_ms);
+        match self.attempt(command, body, deadline).await {
+            Err(Attempt::Lost(why)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(
+                    command = %String::from_utf8_lossy(command),
+                    why,
+                    "HSM connection lost before the answer; sending the command again"
+                );
+                self.attempt(command, body, deadline)
+                    .await
+                    .map_err(Attempt::into_error)
+            }
+            other => other.map_err(Attempt::into_error),
+        }
+    }
+
+    /// One send of `command` on a pooled connection, answered by `deadline`.
+    async fn attempt(
+        &self,
+        command: &[u8; 2],
+        body: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, Attempt> {
         let conn = self.conn().await?;
         let _permit = conn
             .permits
@@ -145,20 +200,20 @@ impl HsmClient {
         let bytes = frame(&req.encode())?;
         if conn.tx.send(bytes).await.is_err() {
             conn.alive.store(false, Ordering::Release);
-            return Err(HsmError::Unavailable("connection closed".into()));
+            return Err(Attempt::Lost("connection closed"));
         }
-        match tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), rx).await {
-            Ok(Ok(resp)) if resp.code == response_code(*command) => resp.into_result(),
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(resp)) if resp.code == response_code(*command) => Ok(resp.into_result()?),
             Ok(Ok(resp)) => {
                 // The HSM answered this header with another command's reply: the link is
                 // confused, so no new request goes on it.
                 conn.alive.store(false, Ordering::Release);
-                Err(HsmError::UnexpectedReply {
+                Err(Attempt::Failed(HsmError::UnexpectedReply {
                     command: String::from_utf8_lossy(command).into_owned(),
                     reply: String::from_utf8_lossy(&resp.code).into_owned(),
-                })
+                }))
             }
-            Ok(Err(_)) => Err(HsmError::Unavailable("connection lost".into())),
+            Ok(Err(_)) => Err(Attempt::Lost("connection lost")),
             Err(_) => {
                 if let Ok(mut m) = conn.pending.lock() {
                     m.remove(&header);
@@ -166,7 +221,7 @@ impl HsmClient {
                 // A late answer could later match a reused header: retire this connection so
                 // no new request is sent on it (requests already in flight still complete).
                 conn.alive.store(false, Ordering::Release);
-                Err(HsmError::Unavailable("timeout".into()))
+                Err(Attempt::Failed(HsmError::Unavailable("timeout".into())))
             }
         }
     }

@@ -77,6 +77,10 @@ pub fn spki_sha256(cert: &CertificateDer<'_>) -> Option<[u8; 32]> {
 struct MappedClientVerifier {
     ca: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     institutions: Arc<ClientInstitutions>,
+    /// Every client must present a certificate (an acquirer listener); otherwise a client
+    /// without one goes on unauthenticated (the operator HTTP face, where people log in) and
+    /// only one that presents a certificate must present a mapped one.
+    mandatory: bool,
 }
 
 impl rustls::server::danger::ClientCertVerifier for MappedClientVerifier {
@@ -85,7 +89,7 @@ impl rustls::server::danger::ClientCertVerifier for MappedClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
@@ -198,6 +202,33 @@ impl TlsSettings {
         )
     }
 
+    /// The operator HTTP face's TLS: a client without a certificate is served (a person, who
+    /// then logs in); a machine client that presents one must present a certificate of
+    /// `client_ca` that `institutions` maps, or its handshake is refused
+    /// (`operator::machine`).
+    pub fn with_optional_client_institutions(
+        cert_chain: &str,
+        key: &str,
+        client_ca: &str,
+        institutions: ClientInstitutions,
+    ) -> Result<Self, TlsError> {
+        if institutions.is_empty() {
+            return Err(TlsError::Config(
+                "a client certificate mapping names at least one certificate".into(),
+            ));
+        }
+        let map = Arc::new(institutions);
+        let clients = (Pem::File(client_ca), Some((Arc::clone(&map), false)));
+        Ok(Self {
+            config: Arc::new(Self::server_config(
+                Pem::File(cert_chain),
+                Pem::File(key),
+                Some(clients),
+            )?),
+            client_institutions: Some(map),
+        })
+    }
+
     /// [`TlsSettings::from_pem_files`] from PEM text in memory (the demo's certificates,
     /// generated at its start).
     pub fn from_pem(
@@ -233,25 +264,41 @@ impl TlsSettings {
         client_ca: Option<Pem<'_>>,
         institutions: Option<Arc<ClientInstitutions>>,
     ) -> Result<Self, TlsError> {
+        let clients = client_ca.map(|ca| (ca, institutions.clone().map(|m| (m, true))));
+        Ok(Self {
+            config: Arc::new(Self::server_config(cert_chain, key, clients)?),
+            client_institutions: institutions,
+        })
+    }
+
+    /// The rustls configuration: no client authentication, or clients of a CA (with a mapping
+    /// of their certificates, mandatory or not).
+    #[allow(clippy::type_complexity)]
+    fn server_config(
+        cert_chain: Pem<'_>,
+        key: Pem<'_>,
+        clients: Option<(Pem<'_>, Option<(Arc<ClientInstitutions>, bool)>)>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let certs = cert_chain.certificates()?;
         let key = key.private_key()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let builder = match client_ca {
-            Some(ca) => {
+        let builder = match clients {
+            Some((ca, mapping)) => {
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(ca.roots()?),
                     provider,
                 )
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;
-                match &institutions {
-                    Some(map) => {
+                match mapping {
+                    Some((map, mandatory)) => {
                         builder.with_client_cert_verifier(Arc::new(MappedClientVerifier {
                             ca: verifier,
-                            institutions: Arc::clone(map),
+                            institutions: map,
+                            mandatory,
                         }))
                     }
                     None => builder.with_client_cert_verifier(verifier),
@@ -259,13 +306,9 @@ impl TlsSettings {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = builder
+        builder
             .with_single_cert(certs, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Self {
-            config: Arc::new(config),
-            client_institutions: institutions,
-        })
+            .map_err(|e| TlsError::Config(e.to_string()))
     }
 }
 

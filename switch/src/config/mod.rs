@@ -409,6 +409,29 @@ pub struct HttpSection {
     pub tls_cert: Option<String>,
     /// Server private key (PEM).
     pub tls_key: Option<String>,
+    /// PEM CA of machine clients' certificates (with `[[http.client_certificate]]`): a client
+    /// may then prove itself by certificate instead of an API key; people still log in.
+    pub tls_client_ca: Option<String>,
+    /// Machine clients pinned by their certificate's key, each with its institution and role
+    /// (`operator::machine`). A certificate of the CA not pinned here is refused at the
+    /// handshake.
+    #[serde(default, rename = "client_certificate")]
+    pub client_certificates: Vec<HttpClientCertificateSection>,
+}
+
+/// `[[http.client_certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpClientCertificateSection {
+    /// SHA-256 of the certificate's DER SubjectPublicKeyInfo, 64 hex digits (as for
+    /// `[[listener.client_certificate]]`).
+    pub spki_sha256: String,
+    /// The institution whose data the client sees.
+    pub institution: String,
+    /// The role whose permissions it holds (a role id: `bank_operator`, `auditor`, ...).
+    pub role: String,
+    /// Its name in the audit log.
+    pub name: String,
 }
 
 /// `[operator]`: the operator API's keys (LMK tokens of HSM data keys, as the PAN keys) and

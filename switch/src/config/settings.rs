@@ -40,6 +40,46 @@ pub(super) fn client_institutions(
     Ok(Some(map))
 }
 
+/// The machine clients of `[[http.client_certificate]]` (empty without them).
+pub(super) fn machine_clients(
+    h: &HttpSection,
+) -> Result<crate::operator::machine::MachineClients, ConfigError> {
+    use crate::operator::machine::{MachineClient, MachineClients};
+    let mut map = MachineClients::default();
+    if h.client_certificates.is_empty() {
+        return Ok(map);
+    }
+    if h.tls_client_ca.is_none() || h.tls_cert.is_none() {
+        return Err(invalid(
+            "[[http.client_certificate]] needs [http] tls_cert, tls_key and tls_client_ca",
+        ));
+    }
+    for c in &h.client_certificates {
+        let hash: [u8; 32] = hex::decode(c.spki_sha256.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "[[http.client_certificate]] spki_sha256 of {:?}: 64 hex digits",
+                    c.name
+                ))
+            })?;
+        if c.role.trim().is_empty() {
+            return Err(invalid(format!(
+                "[[http.client_certificate]] {:?} names no role",
+                c.name
+            )));
+        }
+        let client = MachineClient {
+            name: c.name.clone(),
+            institution: inst(&c.institution)?,
+            role_id: c.role.clone(),
+        };
+        map.insert(hash, client).map_err(invalid)?;
+    }
+    Ok(map)
+}
+
 pub(super) fn inst(s: &str) -> Result<InstitutionId, ConfigError> {
     InstitutionId::parse(s).map_err(|_| invalid(format!("institution id {s:?}")))
 }

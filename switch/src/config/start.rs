@@ -124,6 +124,10 @@ pub async fn operator_context(
         .unwrap_data_key(&token("operator.secret_key", &op.secret_key)?)
         .await?;
     let tls = cfg.http.as_ref().is_some_and(|h| h.tls_cert.is_some());
+    let machines = match &cfg.http {
+        Some(h) => settings::machine_clients(h)?,
+        None => Default::default(),
+    };
     Ok(crate::operator::OperatorContext::new(
         crate::operator::keys::SecretKey::new(secret),
         crate::operator::SessionPolicy {
@@ -133,7 +137,8 @@ pub async fn operator_context(
             lockout: Duration::from_secs(op.lockout_s),
             secure_cookie: tls,
         },
-    ))
+    )
+    .with_machine_clients(machines))
 }
 
 /// The card management system of `[cms]` (None without it).
@@ -234,12 +239,31 @@ pub fn clearing_source(
 
 /// The HTTP listener's TLS, if configured.
 pub fn http_tls(cfg: &NodeConfig) -> Result<Option<TlsSettings>, ConfigError> {
-    match cfg.http.as_ref().map(|h| (&h.tls_cert, &h.tls_key)) {
-        Some((Some(c), Some(k))) => Ok(Some(
+    let Some(h) = cfg.http.as_ref() else {
+        return Ok(None);
+    };
+    let machines = settings::machine_clients(h)?;
+    match (&h.tls_cert, &h.tls_key, &h.tls_client_ca) {
+        (Some(c), Some(k), Some(ca)) if !machines.is_empty() => {
+            let mut pinned = crate::acquirer::ClientInstitutions::new();
+            for (spki, institution) in machines.institutions() {
+                pinned
+                    .insert(spki, institution.clone())
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            Ok(Some(
+                TlsSettings::with_optional_client_institutions(c, k, ca, pinned)
+                    .map_err(|e| invalid(e.to_string()))?,
+            ))
+        }
+        (_, _, Some(_)) => Err(invalid(
+            "[http] tls_client_ca goes with tls_cert, tls_key and [[http.client_certificate]]",
+        )),
+        (Some(c), Some(k), None) => Ok(Some(
             TlsSettings::from_pem_files(c, k, None).map_err(|e| invalid(e.to_string()))?,
         )),
-        Some((None, None)) | None => Ok(None),
-        Some(_) => Err(invalid("[http] tls_cert and tls_key go together")),
+        (None, None, None) => Ok(None),
+        _ => Err(invalid("[http] tls_cert and tls_key go together")),
     }
 }
 

@@ -384,6 +384,54 @@ fn http_tls_needs_both_files() {
     assert!(err.contains("tls_cert and tls_key go together"), "{err}");
 }
 
+/// Machine clients pinned by certificate need the HTTP face's own TLS with a client CA; the
+/// pins are 64 hex digits and name a role.
+#[test]
+fn http_machine_clients_need_tls_with_a_client_ca_and_well_formed_pins() {
+    let http = |extra: &str| {
+        let text = include_str!("../../../ops/switch.example.toml").replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:8080\"\n{extra}"),
+        );
+        toml::from_str::<NodeConfig>(&text).unwrap()
+    };
+    let pin = |spki: &str, role: &str| {
+        format!(
+            "[[http.client_certificate]]\nspki_sha256 = {spki:?}\ninstitution = \"01020000\"\n\
+             role = {role:?}\nname = \"back office\"\n"
+        )
+    };
+    let good = "ab".repeat(32);
+    let cases = [
+        (
+            pin(&good, "bank_operator"),
+            "tls_cert, tls_key and tls_client_ca",
+        ),
+        (
+            format!(
+                "tls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n{}",
+                pin("abc", "bank_operator")
+            ),
+            "64 hex digits",
+        ),
+        (
+            format!(
+                "tls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n{}",
+                pin(&good, " ")
+            ),
+            "names no role",
+        ),
+        (
+            "tls_client_ca = \"ca\"\n".to_owned(),
+            "tls_client_ca goes with",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = http_tls(&http(&extra)).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn the_example_cms_section_builds_the_issuance_config_from_lmk_tokens() {
     let text = include_str!("../../../ops/switch.example.toml");

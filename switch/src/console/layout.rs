@@ -118,6 +118,7 @@ impl Page {
                 username: match &caller.principal {
                     crate::operator::Principal::User { username, .. } => username.clone(),
                     crate::operator::Principal::ApiKey { key_id } => key_id.clone(),
+                    crate::operator::Principal::Certificate { name, .. } => name.clone(),
                 },
                 institution: caller.institution.name.clone(),
             }),

@@ -75,11 +75,7 @@ pub fn spawn<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch::Receiver<boo
         let mut tick = tokio::time::interval(DUPLICATE_KEY_PURGE_INTERVAL);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = s.changed() => break }
-            let cutoff = crate::store::now_us()
-                - i64::try_from(DUPLICATE_KEY_RETENTION.as_micros()).unwrap_or(i64::MAX);
-            if let Err(e) = p.store().purge_duplicate_keys(cutoff).await {
-                tracing::warn!(error = %e, "duplicate key purge failed");
-            }
+            purge_old_duplicate_keys(&p).await;
             let days = card_days_cutoff_us(crate::store::now_us(), p.cfg.card_days_kept);
             match p.store().purge_card_day_usage(days).await {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "past days' card spend purged"),
@@ -88,6 +84,19 @@ pub fn spawn<S: Store>(pipeline: Arc<Pipeline<S>>, shutdown: watch::Receiver<boo
             }
         }
     });
+}
+
+/// Purges the duplicate keys older than [`DUPLICATE_KEY_RETENTION`] by the pipeline's clock
+/// (what housekeeping does every [`DUPLICATE_KEY_PURGE_INTERVAL`]). After a jump of the clock
+/// forward past the retention this purges keys of requests still fresh by the true time; field
+/// 7 declines them `63` while the clock is ahead, and once it is back a replay of such a request
+/// meets the card's ATC (a cryptogram's ATC never repeats: `59`), which the purge leaves alone.
+pub async fn purge_old_duplicate_keys<S: Store>(p: &Pipeline<S>) {
+    let cutoff = p.cfg.clock.now_us()
+        - i64::try_from(DUPLICATE_KEY_RETENTION.as_micros()).unwrap_or(i64::MAX);
+    if let Err(e) = p.store().purge_duplicate_keys(cutoff).await {
+        tracing::warn!(error = %e, "duplicate key purge failed");
+    }
 }
 
 #[cfg(test)]

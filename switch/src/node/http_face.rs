@@ -163,7 +163,10 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Boun
     for PeerAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+        PeerAddr {
+            addr: *stream.remote_addr(),
+            client_spki: stream.io().inner.client_spki(),
+        }
     }
 }
 
@@ -196,6 +199,20 @@ pub enum HttpStream {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl HttpStream {
+    /// The SHA-256 of the SubjectPublicKeyInfo of the client certificate the TLS handshake
+    /// verified (a machine client's identity, `operator::machine`), if the client sent one.
+    fn client_spki(&self) -> Option<[u8; 32]> {
+        match self {
+            HttpStream::Plain(_) => None,
+            HttpStream::Tls(s) => {
+                let leaf = s.get_ref().1.peer_certificates()?.first()?;
+                crate::acquirer::spki_sha256(leaf)
+            }
+        }
+    }
 }
 
 impl AsyncRead for HttpStream {

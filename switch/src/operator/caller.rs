@@ -1,5 +1,6 @@
 //! Who is calling: the axum extractor [`Caller`] every protected route takes. It authenticates
-//! the request (an API key in `Authorization: Bearer`, or the session cookie), checks the CSRF
+//! the request (a pinned TLS client certificate, an API key in `Authorization: Bearer`, or the
+//! session cookie), checks the CSRF
 //! header on a session's state-changing request, and loads the caller's institution and the
 //! union of its roles' permissions. A route then asks [`Caller::require`] for its permission
 //! and [`Caller::scope`] for what the caller's institution sees.
@@ -39,10 +40,17 @@ pub enum Principal {
         /// Login name.
         username: String,
     },
-    /// A machine client.
+    /// A machine client with an API key.
     ApiKey {
         /// The key's public id.
         key_id: String,
+    },
+    /// A machine client proven by its TLS client certificate (`super::machine`).
+    Certificate {
+        /// The SHA-256 of its certificate's SPKI, hex.
+        spki_sha256: String,
+        /// Its name in the configuration.
+        name: String,
     },
 }
 
@@ -81,6 +89,7 @@ impl Caller {
         match &self.principal {
             Principal::User { user_id, .. } => format!("user:{user_id}"),
             Principal::ApiKey { key_id } => format!("api_key:{key_id}"),
+            Principal::Certificate { spki_sha256, .. } => format!("certificate:{spki_sha256}"),
         }
     }
 
@@ -88,7 +97,7 @@ impl Caller {
     pub fn user_id(&self) -> Option<Uuid> {
         match &self.principal {
             Principal::User { user_id, .. } => Some(*user_id),
-            Principal::ApiKey { .. } => None,
+            Principal::ApiKey { .. } | Principal::Certificate { .. } => None,
         }
     }
 }
@@ -100,14 +109,19 @@ pub struct SourceAddr(pub String);
 /// The peer of a connection of the HTTP face's own listener (`node::http_face`), as axum's
 /// `ConnectInfo` carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+pub struct PeerAddr {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The SHA-256 of the SPKI of the client certificate its TLS handshake verified, if any.
+    pub client_spki: Option<[u8; 32]>,
+}
 
 impl SourceAddr {
     fn of(parts: &Parts) -> Self {
         let peer = parts
             .extensions
             .get::<ConnectInfo<PeerAddr>>()
-            .map(|c| c.0 .0)
+            .map(|c| c.0.addr)
             .or_else(|| {
                 parts
                     .extensions
@@ -164,6 +178,17 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 async fn authenticate<S: Store>(parts: &Parts, st: &HttpState<S>) -> Result<Caller, Problem> {
     let source = SourceAddr::of(parts);
+    // The connection's proof first: a pinned client certificate is that machine client,
+    // whatever else the request carries (the TLS handshake refused an unpinned one).
+    let client_spki = parts
+        .extensions
+        .get::<ConnectInfo<PeerAddr>>()
+        .and_then(|c| c.0.client_spki);
+    if let Some(spki) = client_spki {
+        if let Some(machine) = st.operator.machines.get(&spki) {
+            return by_certificate(st, spki, machine, source).await;
+        }
+    }
     if let Some(key) = bearer(parts) {
         return by_api_key(st, key, source).await;
     }
@@ -272,6 +297,51 @@ async fn resolve_api_key<S: Store>(
         session: None,
         source,
     })
+}
+
+/// The cache key of a machine client: its SPKI hash under a label of its own, so that it can
+/// never be the hash of a presented API key.
+fn certificate_cache_key(spki: &[u8; 32]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"operator machine client certificate\0");
+    ctx.update(spki);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+async fn by_certificate<S: Store>(
+    st: &HttpState<S>,
+    spki: [u8; 32],
+    machine: &super::machine::MachineClient,
+    source: SourceAddr,
+) -> Result<Caller, Problem> {
+    let cache_key = certificate_cache_key(&spki);
+    let now = now_us();
+    if let Some(mut caller) = st.operator.keys.get(&cache_key, now) {
+        caller.source = source;
+        return Ok(caller);
+    }
+    let role = st
+        .store
+        .role(&machine.role_id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| Problem::unauthenticated("the machine client's role is gone"))?;
+    let mut permissions = PermissionSet::default();
+    permissions.add_names(&role.permissions);
+    let caller = Caller {
+        principal: Principal::Certificate {
+            spki_sha256: hex::encode(spki),
+            name: machine.name.clone(),
+        },
+        institution: institution(st, &machine.institution).await?,
+        permissions,
+        session: None,
+        source,
+    };
+    st.operator.keys.put(cache_key, &caller, now);
+    Ok(caller)
 }
 
 async fn by_session<S: Store>(

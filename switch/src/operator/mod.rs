@@ -19,6 +19,7 @@ pub mod audit;
 pub mod caller;
 pub mod idempotency;
 pub mod keys;
+pub mod machine;
 pub mod password;
 pub mod permission;
 pub mod problem;
@@ -68,8 +69,10 @@ pub struct OperatorContext {
     pub secrets: keys::SecretKey,
     /// Sessions and lockout.
     pub policy: SessionPolicy,
-    /// API keys recently resolved (see [`caller::KeyCache`]).
+    /// API keys and machine clients recently resolved (see [`caller::KeyCache`]).
     pub(crate) keys: caller::KeyCache,
+    /// Machine clients proven by their TLS certificate (`[[http.client_certificate]]`).
+    pub machines: machine::MachineClients,
 }
 
 impl OperatorContext {
@@ -79,7 +82,14 @@ impl OperatorContext {
             secrets,
             policy,
             keys: caller::KeyCache::default(),
+            machines: machine::MachineClients::default(),
         }
+    }
+
+    /// With the machine clients its HTTP face's TLS admits by certificate.
+    pub fn with_machine_clients(mut self, machines: machine::MachineClients) -> Self {
+        self.machines = machines;
+        self
     }
 
     /// Fixed, publicly known keys: tests and the demo only.

@@ -18,7 +18,7 @@ use crate::issuer::gateway::GatewayError;
 use crate::store::spool::SpooledReversal;
 use crate::store::{
     AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
-    Store,
+    StandInSpend, Store,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -66,8 +66,8 @@ pub(crate) enum BankAnswer {
         field54: Option<String>,
     },
     /// Approved by the switch in stand-in (the bank was unreachable), with the advice that
-    /// tells the bank.
-    StandIn(AdviceRequest),
+    /// tells the bank and the leg's count against the card's daily stand-in limit.
+    StandIn(AdviceRequest, StandInSpend),
     /// Declined by the bank.
     Declined(ResponseCode),
     /// Sent but unanswered: decline 91 and reverse. Holds the leg's STAN and field 7.
@@ -84,6 +84,9 @@ pub(crate) struct LegApproval {
     pub auth_code: Option<String>,
     /// The stand-in advice to commit with the decision (`None`: the bank approved).
     pub advice: Option<AdviceRequest>,
+    /// A stand-in leg's count against the card's daily stand-in limit, checked again in the
+    /// commit ([`crate::store::CardRisk::stand_in`]).
+    pub stand_in: Option<StandInSpend>,
 }
 
 impl BankLeg<'_> {
@@ -154,10 +157,12 @@ impl<S: Store> Cardholder<'_, S> {
             Ok(BankAnswer::Approved { auth_code, .. }) => Ok(LegApproval {
                 auth_code,
                 advice: None,
+                stand_in: None,
             }),
-            Ok(BankAnswer::StandIn(advice)) => Ok(LegApproval {
+            Ok(BankAnswer::StandIn(advice, spend)) => Ok(LegApproval {
                 auth_code: Some(advice.auth_code.clone()),
                 advice: Some(advice),
+                stand_in: Some(spend),
             }),
             Ok(BankAnswer::Declined(code)) | Err(code) => Err(self.decline(code).await),
             Ok(BankAnswer::Unanswered {
@@ -183,7 +188,10 @@ impl<S: Store> Cardholder<'_, S> {
         let pan = self.req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
         if !p.banks.is_up(bank) {
             return match leg.if_bank_down {
-                IfBankDown::StandIn => self.stand_in(leg).await.map(BankAnswer::StandIn),
+                IfBankDown::StandIn => self
+                    .stand_in(leg)
+                    .await
+                    .map(|(advice, spend)| BankAnswer::StandIn(advice, spend)),
                 IfBankDown::Decline => Err(ResponseCode::IssuerUnavailable),
             };
         }
@@ -277,9 +285,14 @@ impl<S: Store> Cardholder<'_, S> {
 
     /// Stand-in for a bank whose link is down: within the bank's per-transaction and per-card
     /// daily limits, the advice (0220) that will tell the bank, with the bank link's next STAN
-    /// and field 7; 91 otherwise. The caller holds the card's lock until the approval is
-    /// committed, so two stand-ins of one card cannot both fit under the daily limit.
-    async fn stand_in(&self, leg: &BankLeg<'_>) -> Result<AdviceRequest, ResponseCode> {
+    /// and field 7, and the leg's count against the card's daily stand-in limit; 91 otherwise.
+    /// The check here sees what every node has committed; two stand-ins of one card on two
+    /// nodes at once are settled by the commit, which counts them in the same row
+    /// ([`StandInSpend`]).
+    async fn stand_in(
+        &self,
+        leg: &BankLeg<'_>,
+    ) -> Result<(AdviceRequest, StandInSpend), ResponseCode> {
         let p = self.pipeline();
         let bank = &self.entry.card.issuer;
         let rule = p
@@ -320,7 +333,12 @@ impl<S: Store> Cardholder<'_, S> {
             first_attempt_at_us: now,
         };
         p.metrics.stand_in_approvals.fetch_add(1, Ordering::Relaxed);
-        Ok(advice)
+        let spend = StandInSpend {
+            day_start_us: today,
+            amount_fen,
+            daily_fen_max: rule.per_card_daily_fen_max,
+        };
+        Ok((advice, spend))
     }
 
     /// A decline `code` (91 for an unanswered bank leg, or the code of a decision that failed

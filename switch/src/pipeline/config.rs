@@ -68,6 +68,9 @@ pub struct PipelineConfig {
     /// Must stay well below the duplicate keys' retention
     /// (`crate::node::housekeeping::DUPLICATE_KEY_RETENTION`).
     pub transmission_window: Duration,
+    /// The wall clock the transmission window and the duplicate keys' purge read (the
+    /// system's; a test makes it jump).
+    pub clock: crate::clock::Clock,
     /// Largest jump of a card's ATC over the highest seen before the cryptogram is declined
     /// (59) and the card flagged in the audit log; `None`: no limit. The jump is recorded, so
     /// the card's next transaction is judged from the new ATC.
@@ -103,6 +106,7 @@ impl PipelineConfig {
             pin_tries_max: 3,
             recent_keys_max: 100_000,
             transmission_window: super::replay::TRANSMISSION_WINDOW_DEFAULT,
+            clock: crate::clock::Clock::system(),
             atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
             card_days_kept: CARD_DAYS_KEPT_DEFAULT,
             data_dir: None,

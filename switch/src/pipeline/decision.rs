@@ -227,6 +227,11 @@ impl<S: Store> Pipeline<S> {
                 tracing::info!(error = %e, "daily count reached at commit");
                 Err(ResponseCode::ExceedsFrequencyLimit)
             }
+            Err(WriteError::Decision(e @ DecisionError::StandInLimitExceeded(_))) => {
+                // Another node stood in for this card meanwhile, up to the day's limit.
+                tracing::info!(error = %e, "stand-in limit reached at commit");
+                Err(ResponseCode::IssuerUnavailable)
+            }
             Err(WriteError::Decision(DecisionError::PinTriesExceeded(card))) => {
                 // Another node (or this one before a restart) counted the last wrong PIN.
                 self.cards

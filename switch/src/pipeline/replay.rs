@@ -83,7 +83,7 @@ impl<S: Store> Pipeline<S> {
         if is_store_and_forward(req)
             || is_fresh(
                 &req.transmission_at,
-                Utc::now(),
+                self.cfg.clock.now(),
                 self.cfg.transmission_window,
             )
         {
@@ -113,7 +113,7 @@ impl<S: Store> Pipeline<S> {
         let Some(f7) = f7 else {
             return Some(ResponseCode::FormatError);
         };
-        if is_fresh(&f7, Utc::now(), self.cfg.transmission_window) {
+        if is_fresh(&f7, self.cfg.clock.now(), self.cfg.transmission_window) {
             return None;
         }
         tracing::warn!(

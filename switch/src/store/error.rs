@@ -98,6 +98,10 @@ pub enum DecisionError {
     /// every node has committed today.
     #[error("daily amount limit of card {0:?} exceeded")]
     DailyAmountExceeded(CardId),
+    /// The bank leg approved in stand-in would take its card over the day's stand-in limit,
+    /// counting every node's stand-ins (answered 91, as the bank is unavailable).
+    #[error("daily stand-in limit of card {0:?} exceeded")]
+    StandInLimitExceeded(CardId),
     /// The approval would take its card over its daily count (answered 65).
     #[error("daily count limit of card {0:?} exceeded")]
     DailyCountExceeded(CardId),

@@ -34,7 +34,7 @@ pub use model::{
     DirectoryCard, DuplicateKey, Hold, HoldId, HoldState, IccAlgorithm, Institution,
     InstitutionKind, InsuranceCategory, MovementKind, NewAccount, NewCard, OutboxRecord,
     PendingAdvice, PendingReversal, ReversalId, ReversalReason, ReversalRequest, SafBacklog,
-    SafItem, SafKind, SafQueue, StoredTransaction, TransactionId, TransactionKind,
+    SafItem, SafKind, SafQueue, StandInSpend, StoredTransaction, TransactionId, TransactionKind,
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
 pub use operator::OperatorStore;

@@ -2,8 +2,11 @@
 //! clearing's outbox relay publishing to a Kafka-protocol broker, and clearing's consumer
 //! applying the topic to a double-entry ledger (SQLite). The broker is a private tansu on its
 //! own port, its log in SQLite, so the shared broker on 9092 is never touched. Injected under
-//! load on banks 0, 1 and 2: the broker killed (SIGKILL) for 15 s, then started again on the
-//! same data.
+//! load on banks 0, 1 and 2: the broker killed (SIGKILL) for 60 s (issue 28's figure: longer
+//! than librdkafka's reconnect backoff and the relay's publish timeout, so the relay sees
+//! failed publishes and must retry them, not only a pause), then started again on the same
+//! data. The test takes about 80 s, over the ~60 s other fault tests keep to: the outage
+//! itself is the point.
 //!
 //! Asserted: the switch approves every purchase while the broker is down (authorization never
 //! waits for the bus); the outbox grows past what was relayed; once the broker is back the
@@ -25,6 +28,8 @@ use std::time::Duration;
 use switch::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
 
 const LOADED: [usize; 3] = [0, 1, 2];
+/// How long the broker stays down.
+const OUTAGE: Duration = Duration::from_secs(60);
 
 fn tansu() -> PathBuf {
     let tools = std::env::var("SSC_TOOLS").unwrap_or_else(|_| "/var/cache/ssc/tools".into());
@@ -155,7 +160,7 @@ async fn with_the_broker_down_the_switch_keeps_approving_and_the_outbox_drains_i
     let relayed_at_kill = relay_stats.published.load(Ordering::SeqCst);
     let mut down = Vec::new();
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(15) {
+    while started.elapsed() < OUTAGE {
         down.extend(net.purchases(&LOADED, 1).await);
     }
     assert!(

@@ -37,6 +37,8 @@ pub struct Options {
     pub cards_per_bank: usize,
     /// The node's data directory (its reversal spool); `None`: a fresh one, removed at the end.
     pub data_dir: Option<PathBuf>,
+    /// The pipeline's wall clock (the system's; `clock.rs` makes it jump).
+    pub clock: switch::clock::Clock,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             pipeline_hsm: None,
             cards_per_bank: 2,
             data_dir: None,
+            clock: switch::clock::Clock::system(),
         }
     }
 }
@@ -111,6 +114,7 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
     let mut world = DemoWorld::new(o.cards_per_bank).expect("world");
     world.seed(&*store).await.expect("seed");
     world.cfg.bank_timeout = o.bank_timeout;
+    world.cfg.clock = o.clock;
     let (banks, configs) = start_banks(&world).await;
     let hsm = o.pipeline_hsm.unwrap_or_else(|| world.hsm.clone());
     let (data_dir, made) = match o.data_dir {

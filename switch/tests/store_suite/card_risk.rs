@@ -14,6 +14,7 @@ fn verified_pin(fx: &Fixture, mut d: Decision) -> Decision {
         card_id: fx.card_id,
         pin_verified_tries_max: Some(TRIES_MAX),
         spend: None,
+        stand_in: None,
     });
     d
 }
@@ -27,6 +28,23 @@ fn spending(fx: &Fixture, mut d: Decision, day_start_us: i64, amount_fen: i64) -
             amount_fen,
             daily_fen_max: 250,
             daily_count_max: 3,
+        }),
+        stand_in: None,
+    });
+    d
+}
+
+/// A stand-in approval of `amount_fen` counted against a daily stand-in limit of 500 fen.
+fn standing_in(fx: &Fixture, seq: u32, day_start_us: i64, amount_fen: i64) -> Decision {
+    let mut d = testkit::stand_in(fx, seq, amount_fen);
+    d.risk = Some(CardRisk {
+        card_id: fx.card_id,
+        pin_verified_tries_max: None,
+        spend: None,
+        stand_in: Some(StandInSpend {
+            day_start_us,
+            amount_fen,
+            daily_fen_max: 500,
         }),
     });
     d
@@ -135,7 +153,8 @@ pub async fn card_day_usage_is_read_back_and_past_days_are_purged<H: Harness>() 
         s.card_day_usage(fx.card_id, DAY).await.unwrap(),
         DayUsage {
             approved_count: 2,
-            amount_fen: 100
+            amount_fen: 100,
+            stand_in_fen: 0,
         }
     );
     assert_eq!(
@@ -185,4 +204,60 @@ pub async fn an_answer_is_remembered_on_its_duplicate_key<H: Harness>() {
     );
     assert_eq!(s.find_answer(&other).await.unwrap(), None);
     h.cleanup().await;
+}
+
+/// Issue 28 (several nodes): the per-card daily stand-in limit is counted in the commit, as the
+/// daily amount is. Two nodes each checked it alone against what was committed and could both
+/// stand in for one card up to the limit; in one batch (what two nodes' concurrent commits
+/// serialise to) the stand-in that goes over is refused, after a restart too, and the next
+/// day starts again.
+pub async fn stand_in_limits_are_checked_in_the_commit_and_survive_a_restart<H: Harness>() {
+    let (mut h, fx) = seeded::<H>(1_000).await;
+    let s = h.store();
+    let out = s
+        .commit_decisions(
+            vec![
+                standing_in(&fx, 40, DAY, 200),
+                standing_in(&fx, 41, DAY, 200),
+                standing_in(&fx, 42, DAY, 200),
+                standing_in(&fx, 43, DAY, 100),
+            ],
+            now_us(),
+        )
+        .await;
+    assert!(
+        out.results[0].is_ok() && out.results[1].is_ok(),
+        "{:?}",
+        out.results
+    );
+    assert_eq!(
+        out.results[2],
+        Err(DecisionError::StandInLimitExceeded(fx.card_id)),
+        "400 stood in, 200 more is over 500"
+    );
+    assert!(
+        out.results[3].is_ok(),
+        "100 fits exactly: {:?}",
+        out.results[3]
+    );
+    assert_eq!(
+        s.card_day_usage(fx.card_id, DAY)
+            .await
+            .unwrap()
+            .stand_in_fen,
+        500
+    );
+    h.reopen().await;
+    let s = h.store();
+    assert_eq!(
+        commit_one(&*s, standing_in(&fx, 44, DAY, 1)).await,
+        Err(DecisionError::StandInLimitExceeded(fx.card_id)),
+        "the limit holds after a restart"
+    );
+    commit_one(&*s, standing_in(&fx, 45, DAY + 86_400_000_000, 500))
+        .await
+        .unwrap();
+    let report = s.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+    finish(h).await;
 }

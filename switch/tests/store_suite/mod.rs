@@ -1298,6 +1298,7 @@ macro_rules! store_suite {
             the_card_directory_pages_through_every_card_with_its_pan_and_accounts,
             wrong_pins_are_counted_in_the_store_and_survive_a_restart,
             daily_limits_are_checked_in_the_commit_and_survive_a_restart,
+            stand_in_limits_are_checked_in_the_commit_and_survive_a_restart,
             the_integrity_check_reports_a_corrupt_balance_a_lost_movement_and_an_outbox_gap,
             card_day_usage_is_read_back_and_past_days_are_purged,
             an_answer_is_remembered_on_its_duplicate_key,

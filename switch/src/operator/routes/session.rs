@@ -312,6 +312,9 @@ pub async fn me<S: Store>(State(_st): State<Arc<HttpState<S>>>, caller: Caller) 
             json!({ "kind": "user", "user_id": user_id.to_string(), "username": username })
         }
         Principal::ApiKey { key_id } => json!({ "kind": "api_key", "key_id": key_id }),
+        Principal::Certificate { spki_sha256, name } => {
+            json!({ "kind": "certificate", "spki_sha256": spki_sha256, "name": name })
+        }
     };
     json(
         StatusCode::OK,

@@ -33,7 +33,7 @@ mod scripts;
 pub(crate) use card::expired;
 pub(crate) use pin::PinCheck;
 
-use super::bank_leg::AcquirerPin;
+use super::bank_leg::{AcquirerPin, LegApproval};
 use super::cards::CardEntry;
 use super::request::Request;
 use super::response::Outcome;
@@ -285,7 +285,23 @@ impl<'a, S: Store> Cardholder<'a, S> {
             card_id: self.entry.card.card_id,
             pin_verified_tries_max,
             spend: self.spend,
+            stand_in: None,
         })
+    }
+
+    /// [`Cardholder::risk`] of an approval whose bank leg is `approval`: a leg approved in
+    /// stand-in also counts against the card's daily stand-in limit.
+    pub(crate) fn risk_with(&self, approval: &LegApproval) -> Option<CardRisk> {
+        match (self.risk(), approval.stand_in) {
+            (risk, None) => risk,
+            (Some(risk), stand_in) => Some(CardRisk { stand_in, ..risk }),
+            (None, stand_in) => Some(CardRisk {
+                card_id: self.entry.card.card_id,
+                pin_verified_tries_max: None,
+                spend: None,
+                stand_in,
+            }),
+        }
     }
 
     /// The PIN block under the acquirer's TPK, for the bank leg to carry.

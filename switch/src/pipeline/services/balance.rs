@@ -113,7 +113,7 @@ impl<S: Store> Pipeline<S> {
                 }
             }
             Ok(BankAnswer::Declined(code)) | Err(code) => card.decline(code).await,
-            Ok(BankAnswer::StandIn(_) | BankAnswer::Unanswered { .. }) => {
+            Ok(BankAnswer::StandIn(..) | BankAnswer::Unanswered { .. }) => {
                 card.decline(ResponseCode::IssuerUnavailable).await
             }
         }

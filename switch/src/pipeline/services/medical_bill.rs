@@ -245,6 +245,6 @@ fn bill_decision<S: Store>(
     let mut decision = movement.decision(card.approval_record(issuer));
     decision.advice = approval.advice.clone();
     decision.atc = card.atc();
-    decision.risk = card.risk();
+    decision.risk = card.risk_with(approval);
     decision
 }

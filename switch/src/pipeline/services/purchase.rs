@@ -60,7 +60,7 @@ impl<S: Store> Pipeline<S> {
         let mut decision = movement.decision(card.approval_record(Some(bank)));
         decision.advice = approval.advice.clone();
         decision.atc = card.atc();
-        decision.risk = card.risk();
+        decision.risk = card.risk_with(&approval);
         match self.commit(decision).await {
             Ok(_) => {
                 self.count_advice(&approval);

@@ -18,6 +18,23 @@ pub struct CardRisk {
     pub pin_verified_tries_max: Option<u32>,
     /// An approval's spend, counted against the card's daily limits.
     pub spend: Option<DailySpend>,
+    /// A bank leg the switch approved in stand-in for the card's bank, counted against the
+    /// card's daily stand-in limit (refused as
+    /// [`crate::store::DecisionError::StandInLimitExceeded`] over it).
+    pub stand_in: Option<StandInSpend>,
+}
+
+/// A bank leg approved in stand-in against the card's daily stand-in limit (days in China
+/// Standard Time): counted in the commit, so that two nodes standing in for the same card at
+/// once cannot both fit under the limit that each checked alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandInSpend {
+    /// Midnight CST of the day, µs since the epoch.
+    pub day_start_us: i64,
+    /// The bank leg's amount.
+    pub amount_fen: i64,
+    /// Most approved in stand-in for the card in a day (`pipeline::StandIn`).
+    pub daily_fen_max: i64,
 }
 
 /// An approval's amount against its card's daily limits (days in China Standard Time).
@@ -40,4 +57,6 @@ pub struct DayUsage {
     pub approved_count: u32,
     /// Their total.
     pub amount_fen: i64,
+    /// Of that day, the bank legs approved in stand-in.
+    pub stand_in_fen: i64,
 }

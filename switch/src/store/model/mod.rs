@@ -59,7 +59,7 @@ mod reference;
 mod transactions;
 
 pub use accounts::{Account, AccountKind, BalanceOp, Hold, HoldState, MovementKind, NewAccount};
-pub use card_risk::{CardRisk, DailySpend, DayUsage};
+pub use card_risk::{CardRisk, DailySpend, DayUsage, StandInSpend};
 pub use cards::{
     Card, CardAtc, CardIssuance, CardStatus, DirectoryCard, IccAlgorithm, InsuranceCategory,
     NewCard,

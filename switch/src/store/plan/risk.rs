@@ -3,12 +3,13 @@
 //!
 //! Why here: each node's memory was the authority before (issue 24, finding 5), so a restart
 //! gave a thief three more PIN tries and two nodes doubled every daily limit. The commit sees
-//! what every node has committed: an approval over a daily limit, or a decision with a verified
-//! PIN on a card that reached its wrong-PIN maximum meanwhile, is left out of the batch.
+//! what every node has committed: an approval over a daily limit or over the card's daily
+//! stand-in limit, or a decision with a verified PIN on a card that reached its wrong-PIN
+//! maximum meanwhile, is left out of the batch.
 
 use super::{BatchKeys, Planner, Undo};
 use crate::store::error::DecisionError;
-use crate::store::model::{CardId, CardRisk, DailySpend, DayUsage, Decision};
+use crate::store::model::{CardId, CardRisk, DailySpend, DayUsage, Decision, StandInSpend};
 
 /// A card and the start of a CST day (µs since the epoch): the key of `card_day_usage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +32,12 @@ pub(super) fn keys_of(d: &Decision, keys: &mut BatchKeys) {
             day_start_us: s.day_start_us,
         });
     }
+    if let Some(s) = r.stand_in {
+        keys.card_days.push(CardDay {
+            card_id: r.card_id,
+            day_start_us: s.day_start_us,
+        });
+    }
 }
 
 impl Planner {
@@ -42,6 +49,31 @@ impl Planner {
         if let Some(s) = r.spend {
             self.spend(r.card_id, s)?;
         }
+        if let Some(s) = r.stand_in {
+            self.stand_in(r.card_id, s)?;
+        }
+        Ok(())
+    }
+
+    fn stand_in(&mut self, card_id: CardId, s: StandInSpend) -> Result<(), DecisionError> {
+        let day = CardDay {
+            card_id,
+            day_start_us: s.day_start_us,
+        };
+        let before = self.loaded.card_days.get(&day).copied();
+        let used = before.unwrap_or_default();
+        let stand_in_fen = used.stand_in_fen.saturating_add(s.amount_fen);
+        if stand_in_fen > s.daily_fen_max {
+            return Err(DecisionError::StandInLimitExceeded(card_id));
+        }
+        self.undo.push(Undo::Day(day, before));
+        self.loaded.card_days.insert(
+            day,
+            DayUsage {
+                stand_in_fen,
+                ..used
+            },
+        );
         Ok(())
     }
 
@@ -80,6 +112,7 @@ impl Planner {
         let usage = DayUsage {
             approved_count: used.approved_count + 1,
             amount_fen,
+            ..used
         };
         self.loaded.card_days.insert(day, usage);
         Ok(())

@@ -15,15 +15,15 @@ use sqlx::{Postgres, Row};
 type Tx = sqlx::Transaction<'static, Postgres>;
 
 const ENSURE_CARD_DAYS: &str = "INSERT INTO card_day_usage (card_id, day_start_us, \
-    approved_count, amount_fen) SELECT id, day, 0, 0 FROM UNNEST($1::bigint[], $2::bigint[]) \
+    approved_count, amount_fen, stand_in_fen) SELECT id, day, 0, 0, 0 FROM UNNEST($1::bigint[], $2::bigint[]) \
     AS v(id, day) ORDER BY id, day ON CONFLICT (card_id, day_start_us) DO NOTHING";
-const LOAD_CARD_DAYS: &str = "SELECT u.card_id, u.day_start_us, u.approved_count, u.amount_fen \
-    FROM card_day_usage AS u JOIN UNNEST($1::bigint[], $2::bigint[]) AS v(id, day) \
+const LOAD_CARD_DAYS: &str = "SELECT u.card_id, u.day_start_us, u.approved_count, u.amount_fen, \
+    u.stand_in_fen FROM card_day_usage AS u JOIN UNNEST($1::bigint[], $2::bigint[]) AS v(id, day) \
     ON u.card_id = v.id AND u.day_start_us = v.day ORDER BY u.card_id, u.day_start_us \
     FOR UPDATE OF u";
 const UPDATE_CARD_DAYS: &str = "UPDATE card_day_usage AS u SET approved_count = v.n, \
-    amount_fen = v.fen FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[]) \
-    AS v(id, day, n, fen) WHERE u.card_id = v.id AND u.day_start_us = v.day";
+    amount_fen = v.fen, stand_in_fen = v.stand_in FROM UNNEST($1::bigint[], $2::bigint[], \
+    $3::integer[], $4::bigint[], $5::bigint[]) AS v(id, day, n, fen, stand_in) WHERE u.card_id = v.id AND u.day_start_us = v.day";
 const RESET_PIN_TRIES: &str = "UPDATE card SET pin_tries_failed = 0 \
     WHERE card_id = ANY($1::bigint[])";
 
@@ -56,6 +56,7 @@ pub(super) async fn load_card_days(
         let usage = DayUsage {
             approved_count,
             amount_fen: row.try_get("amount_fen")?,
+            stand_in_fen: row.try_get("stand_in_fen")?,
         };
         loaded.card_days.insert(day, usage);
     }
@@ -76,17 +77,20 @@ pub(super) async fn write(tx: &mut Tx, plan: &Plan) -> Result<(), sqlx::Error> {
         let mut starts = Vec::with_capacity(plan.card_days.len());
         let mut counts = Vec::with_capacity(plan.card_days.len());
         let mut amounts = Vec::with_capacity(plan.card_days.len());
+        let mut stand_ins = Vec::with_capacity(plan.card_days.len());
         for (day, u) in &plan.card_days {
             ids.push(day.card_id.0);
             starts.push(day.day_start_us);
             counts.push(i32::try_from(u.approved_count).unwrap_or(i32::MAX));
             amounts.push(u.amount_fen);
+            stand_ins.push(u.stand_in_fen);
         }
         sqlx::query(UPDATE_CARD_DAYS)
             .bind(ids)
             .bind(starts)
             .bind(counts)
             .bind(amounts)
+            .bind(stand_ins)
             .execute(&mut **tx)
             .await?;
     }

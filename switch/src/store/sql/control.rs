@@ -114,7 +114,8 @@ const FIND_ANSWER: &str = "SELECT transaction_id, answer FROM duplicate_key \
      WHERE terminal_id = $1 AND stan = $2 AND rrn = $3 AND transmission_at = $4 \
      AND message_class = $5 AND acquirer = $6";
 const CARD_DAY_USAGE: &str = "SELECT CAST(approved_count AS BIGINT) AS approved_count, \
-     CAST(amount_fen AS BIGINT) AS amount_fen FROM card_day_usage \
+     CAST(amount_fen AS BIGINT) AS amount_fen, \
+     CAST(stand_in_fen AS BIGINT) AS stand_in_fen FROM card_day_usage \
      WHERE card_id = $1 AND day_start_us = $2";
 const PURGE_CARD_DAY_USAGE: &str = "DELETE FROM card_day_usage WHERE day_start_us < $1";
 
@@ -504,6 +505,7 @@ impl<B: Backend> Store for B {
             approved_count: u32::try_from(count)
                 .map_err(|_| corrupt("card_day_usage.approved_count"))?,
             amount_fen: row.get("amount_fen")?,
+            stand_in_fen: row.get("stand_in_fen")?,
         })
     }
 

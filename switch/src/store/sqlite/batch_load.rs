@@ -161,21 +161,22 @@ fn load_card_days(
     loaded: &mut Loaded,
 ) -> Result<(), rusqlite::Error> {
     let mut q = tx.prepare_cached(
-        "SELECT approved_count, amount_fen FROM card_day_usage \
+        "SELECT approved_count, amount_fen, stand_in_fen FROM card_day_usage \
          WHERE card_id = ?1 AND day_start_us = ?2",
     )?;
     for day in days {
-        let row: Option<(i64, i64)> = q
+        let row: Option<(i64, i64, i64)> = q
             .query_row(params![day.card_id.0, day.day_start_us], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        if let Some((count, amount_fen)) = row {
+        if let Some((count, amount_fen, stand_in_fen)) = row {
             let approved_count =
                 u32::try_from(count).map_err(|e| corrupt("card_day_usage.approved_count", e))?;
             let usage = DayUsage {
                 approved_count,
                 amount_fen,
+                stand_in_fen,
             };
             loaded.card_days.insert(*day, usage);
         }

@@ -160,9 +160,10 @@ fn write_card_risk(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Er
     }
     if !plan.card_days.is_empty() {
         let mut usage = tx.prepare_cached(
-            "INSERT INTO card_day_usage (card_id, day_start_us, approved_count, amount_fen) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (card_id, day_start_us) DO UPDATE SET \
-             approved_count = excluded.approved_count, amount_fen = excluded.amount_fen",
+            "INSERT INTO card_day_usage (card_id, day_start_us, approved_count, amount_fen, \
+             stand_in_fen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (card_id, day_start_us) \
+             DO UPDATE SET approved_count = excluded.approved_count, \
+             amount_fen = excluded.amount_fen, stand_in_fen = excluded.stand_in_fen",
         )?;
         for (day, u) in &plan.card_days {
             let count = i64::from(u.approved_count);
@@ -170,7 +171,8 @@ fn write_card_risk(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Er
                 day.card_id.0,
                 day.day_start_us,
                 count,
-                u.amount_fen
+                u.amount_fen,
+                u.stand_in_fen
             ])?;
         }
     }
