@@ -502,7 +502,7 @@ pub async fn store_and_forward<S: Store>(
         }
     };
     let now = crate::store::now_us();
-    let body = json!({
+    let mut body = json!({
         "as_of_us": now,
         "queues": backlog.queues.iter().map(|q| json!({
             "kind": q.kind.as_str(),
@@ -527,6 +527,14 @@ pub async fn store_and_forward<S: Store>(
             "next_attempt_at_us": i.next_attempt_at_us,
         })).collect::<Vec<_>>(),
     });
+    if caller.scope() == crate::operator::scope::Scope::All {
+        // The node's own spool (declines whose 0420 wait for the store), all banks together:
+        // shown to the switch's institution only.
+        body["reversals_spooled"] = json!(st
+            .metrics
+            .reversals_spooled
+            .load(std::sync::atomic::Ordering::Relaxed));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

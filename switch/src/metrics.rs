@@ -126,6 +126,9 @@ pub struct Metrics {
     pub advices_acknowledged: AtomicU64,
     /// Holds released at expiry.
     pub holds_released: AtomicU64,
+    /// Declines with a reversal waiting in the node's local spool for the store to take them
+    /// (`store::spool`): above zero while the database is away or just back.
+    pub reversals_spooled: AtomicU64,
 }
 
 impl Metrics {
@@ -220,6 +223,11 @@ impl Metrics {
             out,
             "# HELP switch_connections_open Acquirer connections open.\n# TYPE switch_connections_open gauge\nswitch_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switch_reversals_spooled Reversals waiting in the node's local spool for the store (kept there while the database is away).\n# TYPE switch_reversals_spooled gauge\nswitch_reversals_spooled {}",
+            self.reversals_spooled.load(Ordering::Relaxed)
         );
         for (name, help, kind, v) in extra {
             let kind = kind.as_str();

@@ -86,6 +86,26 @@ async fn the_store_and_forward_view_shows_a_reversal_held_behind_its_advice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversals_waiting_in_the_nodes_spool_are_shown_beside_the_store_and_forward_queues() {
+    let n = node().await;
+    let (_, _, metrics) = get(n.addr, "/metrics").await;
+    assert!(
+        metrics.contains("switch_reversals_spooled 0\n"),
+        "{metrics}"
+    );
+    // What the pipeline's spool sets while the database is away.
+    n.metrics
+        .reversals_spooled
+        .store(3, std::sync::atomic::Ordering::Relaxed);
+    let (_, _, metrics) = get(n.addr, "/metrics").await;
+    assert!(metrics.contains("# TYPE switch_reversals_spooled gauge\nswitch_reversals_spooled 3\n"));
+    let (status, _, body) = get(n.addr, "/saf").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["reversals_spooled"], 3, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_problem_document() {
     let n = node().await;
     for path in [

@@ -237,6 +237,17 @@ pub struct SwitchSection {
     /// When the bank cut-over of the day before runs, `HH:MM` China Standard Time after
     /// midnight (absent: `00:05`; `issuer::cutover`).
     pub cutover_at: Option<String>,
+    /// This node's own directory (created at start, one node each): the local reversal spool
+    /// (`store::spool`) lives there. Absent: `switch-data` in the working directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Default `[switch] data_dir`, beside the default `sqlite://switch.db`.
+pub const DATA_DIR_DEFAULT: &str = "switch-data";
+
+fn default_data_dir() -> std::path::PathBuf {
+    DATA_DIR_DEFAULT.into()
 }
 
 fn default_transmission_window_s() -> u64 {

@@ -149,6 +149,12 @@ impl NodeConfig {
         if let Some(days) = s.card_days_kept {
             cfg.card_days_kept = days;
         }
+        if s.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "switch.data_dir: a directory (the reversal spool's)",
+            ));
+        }
+        cfg.data_dir = Some(s.data_dir.clone());
         for h in &self.hospitals {
             cfg.hospitals.insert(
                 h.code.clone(),

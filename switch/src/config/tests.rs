@@ -314,6 +314,22 @@ fn past_card_days_kept_come_from_the_configuration() {
 }
 
 #[test]
+fn the_data_dir_of_the_reversal_spool_comes_from_the_configuration_with_a_default() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    let dir = cfg.pipeline_config().unwrap().data_dir;
+    assert_eq!(dir, Some(std::path::PathBuf::from("switch-data")));
+    let absent = text.replace("data_dir = \"switch-data\"", "");
+    assert_ne!(absent, text);
+    let cfg: NodeConfig = toml::from_str(&absent).unwrap();
+    let dir = cfg.pipeline_config().unwrap().data_dir;
+    assert_eq!(dir, Some(std::path::PathBuf::from(DATA_DIR_DEFAULT)));
+    let empty = text.replace("data_dir = \"switch-data\"", "data_dir = \"\"");
+    let cfg: NodeConfig = toml::from_str(&empty).unwrap();
+    assert!(cfg.pipeline_config().is_err());
+}
+
+#[test]
 fn the_cut_over_time_comes_from_the_configuration_and_is_a_morning_time() {
     let text = include_str!("../../../ops/switch.example.toml");
     let cfg: NodeConfig = toml::from_str(text).unwrap();

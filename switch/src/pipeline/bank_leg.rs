@@ -6,18 +6,19 @@
 //! (91, and a 0420 reversal queued in the same commit as the decline, since the bank may have
 //! acted); or its link is down, when the switch either stands in within the bank's limits
 //! (approves, and queues a 0220 advice with the approval) or declines 91. And when a decision
-//! fails to commit after the bank approved, the bank's money is reversed.
+//! fails to commit after the bank approved, the bank's money is reversed: through the store's
+//! reversal queue, or, while the store is away, through the node's local reversal spool
+//! (`store::spool`), durable before the answer leaves.
 
 use super::cardholder::Cardholder;
-use super::decision::no_movement;
 use super::response::Outcome;
 use super::{velocity, Pipeline};
 use crate::issuer::answer::{leg_answer, LegAnswer};
 use crate::issuer::gateway::GatewayError;
-use crate::store::writer::{WriteError, WriterHandle};
+use crate::store::spool::SpooledReversal;
 use crate::store::{
-    AdviceClass, AdviceId, AdviceRequest, CardAtc, Decision, DecisionError, ReversalId,
-    ReversalReason, ReversalRequest, StandInSpend, Store,
+    AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
+    StandInSpend, Store,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -343,8 +344,9 @@ impl<S: Store> Cardholder<'_, S> {
 
     /// A decline `code` (91 for an unanswered bank leg, or the code of a decision that failed
     /// after its leg was approved), with the 0420 of the leg (its STAN and field 7, which the
-    /// bank keys it by) queued in the same commit; when the store cannot take the commit, it
-    /// is resubmitted until it can ([`keep_submitting`]).
+    /// bank keys it by) queued in the same commit. When the store cannot take the commit, the
+    /// decline and its reversal go to the node's reversal spool ([`crate::store::spool::ReversalSpool`]), fsynced
+    /// before this answers, and are replayed into the store until it takes them.
     async fn decline_and_reverse(
         &self,
         amount: AmountFen,
@@ -355,8 +357,7 @@ impl<S: Store> Cardholder<'_, S> {
         let p = self.pipeline();
         let issuer = Some(self.entry.card.issuer.clone());
         let record = p.record(self.req, self.kind, Some(&self.entry), issuer, code);
-        let mut decision = no_movement(record, atc);
-        decision.reversal = Some(ReversalRequest {
+        let reversal = ReversalRequest {
             reversal_id: ReversalId(uuid::Uuid::now_v7()),
             destination: self.entry.card.issuer.clone(),
             reason: ReversalReason::IssuerTimeout,
@@ -364,18 +365,27 @@ impl<S: Store> Cardholder<'_, S> {
             stan,
             transmission_at,
             first_attempt_at_us: crate::store::now_us(),
-        });
+        };
+        let spooled = SpooledReversal {
+            transaction: record,
+            atc,
+            reversal,
+        };
         p.metrics.reversals_queued.fetch_add(1, Ordering::Relaxed);
-        match p.commit(decision.clone()).await {
-            Err(ResponseCode::SystemMalfunction) => {
+        match p.commit(spooled.decision()).await {
+            // Stored; or the request's key is taken (its original, or this very decline from
+            // an attempt that failed in answer only), whose outcome stands.
+            Ok(_) | Err(ResponseCode::DuplicateTransmission) => {}
+            Err(refused) => {
+                let durable = p.spool.keep(spooled, &p.writer).await;
                 tracing::error!(
-                    "decline and its reversal not stored: kept until the store is back"
+                    refused = refused.as_str(),
+                    durable,
+                    "decline and its reversal not stored: spooled until the store takes them"
                 );
-                keep_submitting(p.writer.clone(), decision);
-                Outcome::answer(code)
             }
-            Ok(_) | Err(_) => Outcome::answer(code),
         }
+        Outcome::answer(code)
     }
 
     /// A decision failed after its bank leg of `amount` was approved: the bank's money must
@@ -414,32 +424,4 @@ impl<S: Store> Cardholder<'_, S> {
             }
         }
     }
-}
-
-/// Submits `decision` (a decline with the reversal of a leg the bank may have booked) again and
-/// again, backing off up to 5 s, until the store takes it: only a stored reversal gets the
-/// bank's money back, and the store is what was unavailable. Held in memory: a node stopped
-/// before the store returns loses it, and the bank's reconciliation (0500) shows the difference.
-fn keep_submitting(writer: WriterHandle, decision: Decision) {
-    tokio::spawn(async move {
-        let mut wait = std::time::Duration::from_millis(100);
-        loop {
-            tokio::time::sleep(wait).await;
-            match writer.submit(decision.clone()).await {
-                Ok(_) => {
-                    tracing::info!("decline and its reversal stored after the store came back");
-                    return;
-                }
-                // An attempt that failed in answer only had in fact committed.
-                Err(WriteError::Decision(DecisionError::Duplicate { .. })) => return,
-                Err(WriteError::Decision(DecisionError::Unavailable(_)))
-                | Err(WriteError::Overloaded) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "decline and its reversal refused by the store");
-                    return;
-                }
-            }
-            wait = (wait * 2).min(std::time::Duration::from_secs(5));
-        }
-    });
 }

@@ -12,6 +12,7 @@ use super::velocity::CardLimits;
 use hsm_sim::keys::{SsseExternalAuthKey, SsseInternalAuthKey};
 use schemas::domain::InstitutionId;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A designated hospital, by its code in field 62.2.
@@ -77,6 +78,11 @@ pub struct PipelineConfig {
     /// Past days whose per-card spend (`card_day_usage`) is kept before housekeeping purges
     /// it; today's is always kept (the daily limits read it).
     pub card_days_kept: u32,
+    /// The node's data directory, where the local reversal spool lives
+    /// (`crate::store::spool`): a decline whose reversal the store cannot take is fsynced
+    /// there before it is answered. `None` (only pipelines built by hand in tests): the spool
+    /// is in memory and lost with the process.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl PipelineConfig {
@@ -103,6 +109,7 @@ impl PipelineConfig {
             clock: crate::clock::Clock::system(),
             atc_gap_max: Some(ATC_GAP_MAX_DEFAULT),
             card_days_kept: CARD_DAYS_KEPT_DEFAULT,
+            data_dir: None,
         }
     }
 }

@@ -50,6 +50,7 @@ pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
 use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
+use crate::store::spool::ReversalSpool;
 use crate::store::writer::WriterHandle;
 use crate::store::{InstitutionKind, Store};
 use cards::CardDirectory;
@@ -110,6 +111,8 @@ pub struct Pipeline<S: Store> {
     pub(crate) cards: CardDirectory,
     pub(crate) velocity: Arc<Velocity>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Declines with a reversal that the store could not take, until it does.
+    pub(crate) spool: Arc<ReversalSpool>,
     recent: RecentKeys,
     /// Answers to remember for retransmissions (`replay.rs`).
     answers: replay::AnswerQueue,
@@ -117,7 +120,9 @@ pub struct Pipeline<S: Store> {
 }
 
 impl<S: Store> Pipeline<S> {
-    /// A pipeline over `store` (whose writer is `writer`), the HSM and the banks.
+    /// A pipeline over `store` (whose writer is `writer`), the HSM and the banks, with the
+    /// reversal spool of `cfg.data_dir` (whatever it holds from before is replayed into the
+    /// store from now on).
     pub async fn new(
         store: Arc<S>,
         writer: WriterHandle,
@@ -133,7 +138,12 @@ impl<S: Store> Pipeline<S> {
             .into_iter()
             .map(|i| (i.institution_id, i.kind))
             .collect();
+        let spool = ReversalSpool::open(cfg.data_dir.as_deref(), Arc::clone(&metrics))?;
+        if !spool.is_empty() {
+            spool.replay_in_background(writer.clone());
+        }
         let pipeline = Arc::new(Self {
+            spool,
             velocity: Velocity::new(cfg.limits),
             recent: RecentKeys::new(cfg.recent_keys_max),
             answers: replay::spawn_answer_writer(Arc::clone(&store)),
@@ -154,6 +164,11 @@ impl<S: Store> Pipeline<S> {
     /// The metrics this pipeline counts into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The local reversal spool (declines with a reversal the store has not taken yet).
+    pub fn reversal_spool(&self) -> &Arc<ReversalSpool> {
+        &self.spool
     }
 
     /// The store.

@@ -53,6 +53,9 @@ pub enum StoreError {
     /// A value does not fit its column (e.g. a count above `i64::MAX`).
     #[error("value out of range: {0}")]
     OutOfRange(&'static str),
+    /// The node's local reversal spool (`store::spool`) cannot be opened.
+    #[error(transparent)]
+    Spool(#[from] super::spool::SpoolError),
 }
 
 /// Why one decision was not committed. Every other decision of its batch is unaffected.

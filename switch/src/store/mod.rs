@@ -19,6 +19,7 @@ pub mod operator;
 mod pan_protector;
 pub mod plan;
 mod postgres;
+pub mod spool;
 mod sql;
 mod sqlite;
 pub mod writer;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use hsm_sim::Hsm;
 use schemas::domain::{Rrn, TerminalId};
 use schemas::iso8583;
 use switch::issuer::forwarder::{Forwarder, ForwarderConfig};
-use switch::issuer::{IssuerLinks, LinkState, LinksOptions};
+use switch::issuer::{IssuerConfig, IssuerLinks, LinkState, LinksOptions};
 use switch::metrics::Metrics;
 use switch::pipeline::{LinkContext, Pipeline, Reply};
 use switch::sim::banksim::BankSim;
@@ -34,6 +35,8 @@ pub struct Options {
     pub pipeline_hsm: Option<Arc<dyn Hsm>>,
     /// Cards per bank in the demo world.
     pub cards_per_bank: usize,
+    /// The node's data directory (its reversal spool); `None`: a fresh one, removed at the end.
+    pub data_dir: Option<PathBuf>,
     /// The pipeline's wall clock (the system's; `clock.rs` makes it jump).
     pub clock: switch::clock::Clock,
     /// Changes to the demo world's pipeline configuration (limits, windows).
@@ -46,6 +49,7 @@ impl Default for Options {
             bank_timeout: Duration::from_secs(2),
             pipeline_hsm: None,
             cards_per_bank: 2,
+            data_dir: None,
             clock: switch::clock::Clock::system(),
             configure: |_| {},
         }
@@ -64,6 +68,8 @@ pub struct Net<S: Store> {
     pub opening: HashMap<String, i64>,
     stop: watch::Sender<bool>,
     forwarder_task: tokio::task::JoinHandle<()>,
+    /// The data directory made for this network, if it was not given.
+    _data_dir: Option<tempfile::TempDir>,
     /// One kiosk and one card reader per card, kept across rounds (STANs and ATCs move on).
     lanes: Vec<Arc<tokio::sync::Mutex<Lane>>>,
 }
@@ -113,49 +119,22 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
     world.cfg.bank_timeout = o.bank_timeout;
     world.cfg.clock = o.clock;
     (o.configure)(&mut world.cfg);
-    let mut banks = Vec::new();
-    let mut configs = Vec::new();
-    for i in 0..world.banks.len() {
-        let (sim, mut config) = start_bank(&world, i, "127.0.0.1:0").await.expect("bank");
-        config.reconnect_backoff_max = Duration::from_millis(200);
-        config.network_timeout = Duration::from_millis(500);
-        banks.push(sim);
-        configs.push(config);
-    }
-    let links_hsm: Arc<dyn Hsm> = world.hsm.clone();
-    let links = Arc::new(
-        IssuerLinks::start(
-            configs,
-            links_hsm,
-            LinksOptions::new(world.cfg.switch_id.clone()),
-        )
-        .expect("links"),
-    );
-    for b in &world.banks {
-        wait_link(&links, &b.id, LinkState::SignedOn).await;
-    }
-    let (w, _task) = writer::spawn(Arc::clone(&store), writer::WriterConfig::default());
+    let (banks, configs) = start_banks(&world).await;
     let hsm = o.pipeline_hsm.unwrap_or_else(|| world.hsm.clone());
-    let pipeline = Pipeline::new(
-        Arc::clone(&store),
-        w,
-        hsm,
-        links.clone(),
-        world.keys.clone(),
-        world.cfg.clone(),
-        Arc::new(Metrics::default()),
-    )
-    .await
-    .expect("pipeline");
-    let forwarder = Arc::new(
-        Forwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
-            .expect("forwarder"),
-    );
-    let (stop, rx) = watch::channel(false);
-    let forwarder_task = {
-        let f = Arc::clone(&forwarder);
-        tokio::spawn(async move { f.run(rx).await })
+    let (data_dir, made) = match o.data_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let made = tempfile::tempdir().expect("data dir");
+            (made.path().to_owned(), Some(made))
+        }
     };
+    let SwitchSide {
+        links,
+        pipeline,
+        forwarder,
+        stop,
+        forwarder_task,
+    } = start_switch(&world, Arc::clone(&store), configs, hsm, &data_dir).await;
     let mut opening = HashMap::new();
     let mut lanes = Vec::new();
     let h = &world.hospitals[0];
@@ -187,7 +166,85 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
         opening,
         stop,
         forwarder_task,
+        _data_dir: made,
         lanes,
+    }
+}
+
+/// The world's bank hosts, and the switch's link configurations to them (quick reconnects).
+pub async fn start_banks(world: &DemoWorld) -> (Vec<BankSim>, Vec<IssuerConfig>) {
+    let mut banks = Vec::new();
+    let mut configs = Vec::new();
+    for i in 0..world.banks.len() {
+        let (sim, mut config) = start_bank(world, i, "127.0.0.1:0").await.expect("bank");
+        config.reconnect_backoff_max = Duration::from_millis(200);
+        config.network_timeout = Duration::from_millis(500);
+        banks.push(sim);
+        configs.push(config);
+    }
+    (banks, configs)
+}
+
+/// The switch's side of the network: its issuer links, writer, pipeline and forwarder.
+pub struct SwitchSide<S: Store> {
+    pub links: Arc<IssuerLinks>,
+    pub pipeline: Arc<Pipeline<S>>,
+    pub forwarder: Arc<Forwarder<S, IssuerLinks>>,
+    pub stop: watch::Sender<bool>,
+    pub forwarder_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the switch's side on `store` (seeded with `world`): links to the banks of `configs`
+/// (signed on before it returns), the writer, the pipeline (its reversal spool in `data_dir`,
+/// replayed from what it holds) and the forwarder, all on the current runtime.
+pub async fn start_switch<S: switch::cms::CmsStore>(
+    world: &DemoWorld,
+    store: Arc<S>,
+    configs: Vec<IssuerConfig>,
+    hsm: Arc<dyn Hsm>,
+    data_dir: &Path,
+) -> SwitchSide<S> {
+    let links_hsm: Arc<dyn Hsm> = world.hsm.clone();
+    let links = Arc::new(
+        IssuerLinks::start(
+            configs,
+            links_hsm,
+            LinksOptions::new(world.cfg.switch_id.clone()),
+        )
+        .expect("links"),
+    );
+    for b in &world.banks {
+        wait_link(&links, &b.id, LinkState::SignedOn).await;
+    }
+    let (w, _task) = writer::spawn(Arc::clone(&store), writer::WriterConfig::default());
+    let mut cfg = world.cfg.clone();
+    cfg.data_dir = Some(data_dir.to_owned());
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        w,
+        hsm,
+        links.clone(),
+        world.keys.clone(),
+        cfg,
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .expect("pipeline");
+    let forwarder = Arc::new(
+        Forwarder::new(Arc::clone(&store), Arc::clone(&links), forwarder_config())
+            .expect("forwarder"),
+    );
+    let (stop, rx) = watch::channel(false);
+    let forwarder_task = {
+        let f = Arc::clone(&forwarder);
+        tokio::spawn(async move { f.run(rx).await })
+    };
+    SwitchSide {
+        links,
+        pipeline,
+        forwarder,
+        stop,
+        forwarder_task,
     }
 }
 
@@ -313,9 +370,15 @@ impl<S: Store> Net<S> {
         }
     }
 
-    /// Waits (at most 60 s) until every queued reversal and advice has been acknowledged.
+    /// Waits (at most 60 s) until the node's reversal spool is empty (the store took every
+    /// decline and reversal it kept while the database was away) and every queued reversal and
+    /// advice has been acknowledged.
     pub async fn drain_store_and_forward(&self) {
         for _ in 0..3000 {
+            if !self.pipeline.reversal_spool().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             let later = now_us() + 3_600_000_000;
             let reversals = self.store.due_reversals(later, 10).await.expect("due");
             let advices = self.store.due_advices(later, 10).await.expect("due");
@@ -324,7 +387,10 @@ impl<S: Store> Net<S> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("queued reversals or advices were never acknowledged");
+        panic!(
+            "spooled reversals never stored ({} left), or queued reversals or advices never acknowledged",
+            self.pipeline.reversal_spool().len()
+        );
     }
 
     /// Reversals still queued.

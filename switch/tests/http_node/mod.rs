@@ -55,6 +55,8 @@ pub struct Node {
     pub settlement: clearing::ledger::Ledger,
     /// The same HTTP face without a settlement source (its `/clearing/...` routes answer 503).
     pub addr_without_clearing: std::net::SocketAddr,
+    /// The counters behind both servers' `/metrics` (and `/saf`'s spool count).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The bank of `testkit` (and of the sample settlement events).
@@ -327,11 +329,12 @@ async fn node_built(
         .expect("job");
     let (writer, writer_task) = writer::spawn(store.clone(), config);
     let operator = Arc::new(OperatorContext::for_tests());
+    let metrics = Arc::new(Metrics::default());
     let state = |clearing| {
         Arc::new(HttpState {
             store: store.clone(),
             writer: writer.clone(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::clone(&metrics),
             links: None,
             operator: Arc::clone(&operator),
             cms: Some(Arc::clone(&cms)),
@@ -377,6 +380,7 @@ async fn node_built(
         perso_file: file["file_id"].as_str().expect("file id").to_owned(),
         settlement,
         addr_without_clearing,
+        metrics,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::acquirer::AcquirerListener;
 use crate::node::{NodeError, NodeParts};
 use crate::operator::keys::SecretKey;
 use crate::operator::OperatorContext;
+use crate::pipeline::PipelineConfig;
 use crate::sim::world::DemoWorld;
 use crate::store::writer;
 use crate::store::{DataKeyPanProtector, SqliteConfig, SqliteStore, Store};
@@ -156,6 +157,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         let resume = opts.keep_data;
         if !resume {
             crate::store::PostgresStore::drop_schema(&url, &opts.postgres_schema).await?;
+            // The spool's declines belong to the dropped store.
+            let _ = std::fs::remove_file(opts.data_dir.join(crate::store::spool::SPOOL_FILE));
         }
         let store = Arc::new(
             crate::store::PostgresStore::connect(
@@ -186,6 +189,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         "clearing.db",
         "clearing.db-wal",
         "clearing.db-shm",
+        crate::store::spool::SPOOL_FILE,
     ] {
         if !resume {
             let _ = std::fs::remove_file(opts.data_dir.join(f));
@@ -325,7 +329,10 @@ async fn start_on<S: crate::cms::CmsStore>(
         store: Arc::clone(&store),
         hsm: switch_hsm(&world, opts.hsm),
         keys: world.keys.clone(),
-        pipeline: world.cfg.clone(),
+        pipeline: PipelineConfig {
+            data_dir: Some(opts.data_dir.clone()),
+            ..world.cfg.clone()
+        },
         writer,
         banks,
         sign_on_wait: SIGN_ON_WAIT,
