@@ -49,6 +49,7 @@ macro_rules! outbox_columns {
     };
 }
 
+mod api_keys;
 mod audit_log;
 mod cms;
 mod console;

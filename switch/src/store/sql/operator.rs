@@ -4,6 +4,7 @@
 //! write gate, as the rest of the control plane does; an operator action's audit entry is
 //! appended in the action's transaction ([`super::audit_log::append_in`]).
 
+use super::api_keys;
 use super::audit_log::append_in;
 use super::console;
 use super::control::with_legs;
@@ -114,41 +115,6 @@ const APPROVE_CHANGE: &str = "UPDATE operator_role_change SET state = 'approved'
      approved_by = $2, approved_at_us = $3 WHERE change_id = $1 AND state = 'proposed' \
      AND proposed_by <> $2 AND user_id <> $2";
 
-const INSERT_API_KEY: &str = "INSERT INTO operator_api_key (key_hash, key_id, institution_id, \
-     role_id, name, created_at_us, revoked_at_us, counter_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)";
-/// Columns read by [`api_key`].
-macro_rules! key_columns {
-    () => {
-        "key_hash, key_id, institution_id, role_id, name, created_at_us, revoked_at_us, \
-         last_used_at_us, counter_id"
-    };
-}
-const API_KEY: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM operator_api_key WHERE key_hash = $1"
-);
-const API_KEY_BY_ID: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM operator_api_key WHERE key_id = $1"
-);
-const API_KEYS_OF: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM operator_api_key WHERE institution_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3"
-);
-const API_KEYS_ALL: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM operator_api_key WHERE key_id > $1 ORDER BY key_id LIMIT $2"
-);
-const TOUCH_API_KEY: &str = "UPDATE operator_api_key SET last_used_at_us = $2 \
-     WHERE key_hash = $1 AND (last_used_at_us IS NULL OR last_used_at_us < $2)";
-const REVOKE_API_KEY: &str = "UPDATE operator_api_key SET revoked_at_us = $2 \
-     WHERE key_id = $1 AND revoked_at_us IS NULL";
-
 const IDEMPOTENT: &str = "SELECT request_hash, CAST(status AS BIGINT) AS status, body \
      FROM operator_idempotency WHERE principal = $1 AND idem_key = $2";
 const PUT_IDEMPOTENT: &str = "INSERT INTO operator_idempotency (principal, idem_key, \
@@ -194,7 +160,10 @@ fn uuid_col(row: &impl Columns, name: &str, column: &'static str) -> Result<Uuid
     parse(column, Uuid::parse_str(row.text(name)?))
 }
 
-fn institution(row: &impl Columns, column: &'static str) -> Result<InstitutionId, StoreError> {
+pub(super) fn institution(
+    row: &impl Columns,
+    column: &'static str,
+) -> Result<InstitutionId, StoreError> {
     parse(column, InstitutionId::parse(row.text("institution_id")?))
 }
 
@@ -262,20 +231,6 @@ pub(super) fn role_change(row: &impl Columns) -> Result<RoleChange, StoreError> 
         proposed_at_us: row.get("proposed_at_us")?,
         approved_by,
         approved_at_us: row.get("approved_at_us")?,
-    })
-}
-
-fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
-    Ok(ApiKeyRecord {
-        key_hash: hash32("operator_api_key.key_hash", row.get("key_hash")?)?,
-        key_id: row.get("key_id")?,
-        institution: institution(row, "operator_api_key.institution_id")?,
-        role_id: row.get("role_id")?,
-        name: row.get("name")?,
-        created_at_us: row.get("created_at_us")?,
-        revoked_at_us: row.get("revoked_at_us")?,
-        last_used_at_us: row.get("last_used_at_us")?,
-        counter_id: row.get("counter_id")?,
     })
 }
 
@@ -574,25 +529,11 @@ impl<B: Backend> OperatorStore for B {
         k: &ApiKeyRecord,
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
-        let params = [
-            k.key_hash.as_slice().into(),
-            k.key_id.as_str().into(),
-            k.institution.as_str().into(),
-            k.role_id.as_str().into(),
-            k.name.as_str().into(),
-            k.created_at_us.into(),
-            k.counter_id.as_deref().into(),
-        ];
-        let _gate = self.write_gate().await;
-        let mut tx = self.begin_write().await?;
-        tx.run().execute(INSERT_API_KEY, &params).await?;
-        commit_audited(self, tx, audit).await
+        api_keys::put_api_key(self, k, audit).await
     }
 
     async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let params = [key_id.into()];
-        let row = self.reader().fetch_optional(API_KEY_BY_ID, &params).await?;
-        row.as_ref().map(api_key).transpose()
+        api_keys::api_key_by_id(self, key_id).await
     }
 
     async fn revoke_api_key(
@@ -601,16 +542,7 @@ impl<B: Backend> OperatorStore for B {
         at_us: i64,
         audit: Option<&AuditEntry>,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let params = [key_id.into(), at_us.into()];
-        {
-            let _gate = self.write_gate().await;
-            let mut tx = self.begin_write().await?;
-            let revoked = tx.run().execute(REVOKE_API_KEY, &params).await? == 1;
-            commit_audited(self, tx, audit.filter(|_| revoked)).await?;
-        }
-        let params = [key_id.into()];
-        let row = self.writer().fetch_optional(API_KEY_BY_ID, &params).await?;
-        row.as_ref().map(api_key).transpose()
+        api_keys::revoke_api_key(self, key_id, at_us, audit).await
     }
 
     async fn api_keys_page(
@@ -619,31 +551,15 @@ impl<B: Backend> OperatorStore for B {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let after = after.unwrap_or("");
-        let rows = match institution {
-            Some(i) => {
-                let params = [i.as_str().into(), after.into(), page(limit).into()];
-                self.reader().fetch_all(API_KEYS_OF, &params).await?
-            }
-            None => {
-                let params = [after.into(), page(limit).into()];
-                self.reader().fetch_all(API_KEYS_ALL, &params).await?
-            }
-        };
-        rows.iter().map(api_key).collect()
+        api_keys::api_keys_page(self, institution, after, limit).await
     }
 
     async fn touch_api_key(&self, key_hash: &[u8; 32], at_us: i64) -> Result<(), StoreError> {
-        let params = [key_hash.as_slice().into(), at_us.into()];
-        let _gate = self.write_gate().await;
-        self.writer().execute(TOUCH_API_KEY, &params).await?;
-        Ok(())
+        api_keys::touch_api_key(self, key_hash, at_us).await
     }
 
     async fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let params = [key_hash.as_slice().into()];
-        let row = self.reader().fetch_optional(API_KEY, &params).await?;
-        row.as_ref().map(api_key).transpose()
+        api_keys::api_key(self, key_hash).await
     }
 
     async fn idempotent_answer(
