@@ -9,7 +9,7 @@
 
 use super::json;
 use super::json_body;
-use super::users::{change_json, visible_change, REASON_LEN_MAX_CHARS};
+use super::users::{change_json, second_administrator, visible_change, REASON_LEN_MAX_CHARS};
 use crate::http::HttpState;
 use crate::operator::audit::{self, action, Event};
 use crate::operator::idempotency::{self, Outcome};
@@ -108,28 +108,13 @@ pub async fn reject<S: Store>(
     .await
 }
 
-fn four_eyes() -> Problem {
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        "four-eyes",
-        "Four eyes",
-        "a role change is rejected by another administrator than the one who proposed it and \
-         the user it changes",
-    )
-}
-
 async fn reject_inner<S: Store>(
     st: &HttpState<S>,
     caller: &Caller,
     change: RoleChange,
     body: &[u8],
 ) -> Result<Outcome, Problem> {
-    let Some(rejecter) = caller.user_id() else {
-        return Err(four_eyes());
-    };
-    if rejecter == change.proposed_by || rejecter == change.user_id {
-        return Err(four_eyes());
-    }
+    let rejecter = second_administrator(caller, &change, "rejected")?;
     let req: Reject = json_body(body)?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > REASON_LEN_MAX_CHARS {

@@ -328,14 +328,25 @@ pub(super) async fn visible_change<S: Store>(
     }
 }
 
-fn four_eyes() -> Problem {
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        "four-eyes",
-        "Four eyes",
-        "a role change is approved by another administrator than the one who proposed it and \
-         the user it changes",
-    )
+/// The caller deciding `change` (`verb`: approved or rejected): a person who neither proposed
+/// it nor is the user it changes (four eyes), or the 403 problem.
+pub(super) fn second_administrator(
+    caller: &Caller,
+    change: &RoleChange,
+    verb: &str,
+) -> Result<Uuid, Problem> {
+    match caller.user_id() {
+        Some(id) if id != change.proposed_by && id != change.user_id => Ok(id),
+        _ => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "four-eyes",
+            "Four eyes",
+            format!(
+                "a role change is {verb} by another administrator than the one who proposed it \
+                 and the user it changes"
+            ),
+        )),
+    }
 }
 
 async fn approve_inner<S: Store>(
@@ -343,12 +354,7 @@ async fn approve_inner<S: Store>(
     caller: &Caller,
     change: RoleChange,
 ) -> Result<Outcome, Problem> {
-    let Some(approver) = caller.user_id() else {
-        return Err(four_eyes());
-    };
-    if approver == change.proposed_by || approver == change.user_id {
-        return Err(four_eyes());
-    }
+    let approver = second_administrator(caller, &change, "approved")?;
     // What the entry names is fixed at the proposal: the user, the roles, the proposer.
     let e = Event::by(
         caller,
