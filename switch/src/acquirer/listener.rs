@@ -216,41 +216,19 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
 ) {
     let (rd, wr) = tokio::io::split(stream);
     let mut frames = FramedRead::new(rd, cfg.codec());
-    let mut sink = FramedWrite::new(wr, cfg.codec());
+    let sink = FramedWrite::new(wr, cfg.codec());
     let bound = cfg.in_flight_per_connection_max.max(1);
-    let (tx, mut rx) = mpsc::channel::<Option<Frame>>(bound);
+    let (tx, rx) = mpsc::channel::<Option<Frame>>(bound);
     let in_flight = Arc::new(Semaphore::new(bound));
     let close = Arc::new(tokio::sync::Notify::new());
-    let write_timeout = cfg.write_timeout;
-    let writer_close = Arc::clone(&close);
-    // Answers ready together go out in one write: feed them all, flush once. A write that
-    // makes no progress for `write_timeout` ends the writer (its receiver dropped, the request
-    // tasks' sends fail at once) and closes the connection.
-    let writer = tokio::spawn(async move {
-        let mut ready = Vec::with_capacity(bound);
-        'write: while rx.recv_many(&mut ready, bound).await > 0 {
-            for item in ready.drain(..) {
-                let Some(frame) = item else { break 'write };
-                if !matches!(
-                    tokio::time::timeout(write_timeout, sink.feed(frame)).await,
-                    Ok(Ok(()))
-                ) {
-                    tracing::info!(%peer, "answers not written in time, closing connection");
-                    writer_close.notify_one();
-                    return;
-                }
-            }
-            if !matches!(
-                tokio::time::timeout(write_timeout, sink.flush()).await,
-                Ok(Ok(()))
-            ) {
-                tracing::info!(%peer, "answers not written in time, closing connection");
-                writer_close.notify_one();
-                return;
-            }
-        }
-        let _ = tokio::time::timeout(write_timeout, sink.close()).await;
-    });
+    let writer = tokio::spawn(write_answers(
+        sink,
+        rx,
+        bound,
+        cfg.write_timeout,
+        peer,
+        Arc::clone(&close),
+    ));
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(cfg.idle_timeout, frames.next()) => n,
@@ -312,6 +290,43 @@ async fn connection<S: Store, T: AsyncRead + AsyncWrite + Send + Unpin + 'static
     let _ = tx.send(None).await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// The connection's writer: answers ready together go out in one write (feed them all, flush
+/// once). A write that makes no progress for `write_timeout` ends the writer (its receiver
+/// dropped, the request tasks' sends fail at once) and asks the reader to close the connection.
+/// `None` in the queue is the reader's last word: close the sink and end.
+async fn write_answers<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
+    mut rx: mpsc::Receiver<Option<Frame>>,
+    bound: usize,
+    write_timeout: Duration,
+    peer: SocketAddr,
+    close: Arc<tokio::sync::Notify>,
+) {
+    let mut ready = Vec::with_capacity(bound);
+    'write: while rx.recv_many(&mut ready, bound).await > 0 {
+        for item in ready.drain(..) {
+            let Some(frame) = item else { break 'write };
+            if !matches!(
+                tokio::time::timeout(write_timeout, sink.feed(frame)).await,
+                Ok(Ok(()))
+            ) {
+                tracing::info!(%peer, "answers not written in time, closing connection");
+                close.notify_one();
+                return;
+            }
+        }
+        if !matches!(
+            tokio::time::timeout(write_timeout, sink.flush()).await,
+            Ok(Ok(()))
+        ) {
+            tracing::info!(%peer, "answers not written in time, closing connection");
+            close.notify_one();
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
 }
 
 /// The answer to a request refused because the node's [`InFlightCap`] is full: the request's
