@@ -6,9 +6,9 @@
 //! statement only; a hospital cashier has no settlement permission; a client certificate
 //! clearing does not trust gets no figures.
 
-mod http_node;
 #[path = "../../clearing/tests/common/camt053_schema.rs"]
 mod camt053_schema;
+mod http_node;
 
 use http_node::{request_with, Node, Reply, SAMPLE_BANK};
 use serde_json::{json, Value};

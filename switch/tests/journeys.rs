@@ -164,7 +164,10 @@ impl LedgerFollower {
             })
             .collect();
         if let Some(last) = rows.last() {
-            self.ledger.apply_batch("journeys", &deliveries).await.unwrap();
+            self.ledger
+                .apply_batch("journeys", &deliveries)
+                .await
+                .unwrap();
             self.applied = last.outbox_seq;
         }
         assert!(

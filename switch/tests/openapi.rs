@@ -5,9 +5,9 @@
 //! list, and a document that is not well-formed OpenAPI 3.1 (dangling `$ref`s, operations
 //! without an id or a 2xx answer, examples that contradict their schemas).
 
-mod http_node;
 #[path = "../../clearing/tests/common/camt053_schema.rs"]
 mod camt053_schema;
+mod http_node;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -232,11 +232,21 @@ impl ReconciliationTotals {
         let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let counts = TotalsLine::ALL.map(|l| {
             let (o, t) = (self.line(l), theirs.line(l));
-            (l.count_field(), l.count_name(), count(o.count), count(t.count))
+            (
+                l.count_field(),
+                l.count_name(),
+                count(o.count),
+                count(t.count),
+            )
         });
         let amounts = TotalsLine::ALL.map(|l| {
             let (o, t) = (self.line(l), theirs.line(l));
-            (l.amount_field(), l.amount_name(), o.amount.get(), t.amount.get())
+            (
+                l.amount_field(),
+                l.amount_name(),
+                o.amount.get(),
+                t.amount.get(),
+            )
         });
         counts
             .into_iter()

@@ -184,7 +184,10 @@ fn differences_come_in_field_order_with_their_iso_names_and_both_figures() {
         net: NetSettlement::new(-300).unwrap(),
     };
     let d = ours.differences(&theirs);
-    let fields: Vec<_> = d.iter().map(|d| (d.field, d.name, d.ours, d.theirs)).collect();
+    let fields: Vec<_> = d
+        .iter()
+        .map(|d| (d.field, d.name, d.ours, d.theirs))
+        .collect();
     assert_eq!(
         fields,
         [(76, "debits, number", 2, 0), (88, "debits, amount", 300, 0)],
@@ -210,7 +213,8 @@ fn differences_come_in_field_order_with_their_iso_names_and_both_figures() {
 #[test]
 fn a_net_that_overflows_field_97_differs_from_every_net() {
     let mut big = ReconciliationTotals::default();
-    big.add(TotalsLine::Credits, 1, fen(AMOUNT_FEN_MAX)).unwrap();
+    big.add(TotalsLine::Credits, 1, fen(AMOUNT_FEN_MAX))
+        .unwrap();
     let other = big;
     big.debit_reversals.amount = fen(AMOUNT_FEN_MAX);
     assert!(big.net().is_err());
