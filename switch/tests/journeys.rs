@@ -10,8 +10,9 @@
 //! same node, and to another node on the same store, which only the store's duplicate check
 //! stops), and it is completed like a 0100. Its first transmission meets a store that cannot
 //! record holds: answered `96`, not acknowledged, so the kiosk sends it again and the resend is
-//! decided afresh. Followed as it goes: the ledger, fed the outbox so far, shows each hold
-//! pending while it is pending and posted once completed. Then:
+//! decided afresh; its completion (0220, an advice too) likewise meets a store that cannot
+//! record the capture first. Followed as it goes: the ledger, fed the outbox so far, shows each
+//! hold pending while it is pending and posted once completed. Then:
 //! - the 0500 with the figures ssc87.md's rules give is in balance (purchases and completions
 //!   are debits, refunds credits, holds, their advices and their releases nothing);
 //! - the outbox, applied to a clearing ledger, leaves no hold pending: three posted, one voided;
@@ -199,9 +200,20 @@ fn holds(list: &[(&str, i64)]) -> Vec<(String, i64)> {
     list.iter().map(|(s, f)| ((*s).to_owned(), *f)).collect()
 }
 
-/// Makes the switch's store refuse (`on`) or accept again every hold of `fen`: a trigger on its
+/// What the switch's store is made to refuse: a hold placed, or a hold captured, of some fen.
+#[derive(Clone, Copy)]
+enum Refuse {
+    Hold(i64),
+    Capture(i64),
+}
+
+/// Makes the switch's store refuse (`on`) or accept again what `what` names: a trigger on its
 /// `hold` table, as a full disk or a broken connection would refuse the decision's transaction.
-async fn refuse_holds_of(outbox: &Outbox, fen: i64, on: bool) {
+async fn refuse(outbox: &Outbox, what: Refuse, on: bool) {
+    let (event, when) = match what {
+        Refuse::Hold(fen) => ("INSERT", format!("NEW.amount_fen = {fen}")),
+        Refuse::Capture(fen) => ("UPDATE", format!("NEW.captured_fen = {fen}")),
+    };
     match outbox {
         Outbox::Sqlite(path) => {
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
@@ -209,11 +221,11 @@ async fn refuse_holds_of(outbox: &Outbox, fen: i64, on: bool) {
                 .unwrap();
             let sql = if on {
                 format!(
-                    "CREATE TRIGGER refuse_hold BEFORE INSERT ON hold WHEN NEW.amount_fen = {fen} \
-                     BEGIN SELECT RAISE(ABORT, 'injected: hold refused'); END"
+                    "CREATE TRIGGER refused BEFORE {event} ON hold WHEN {when} \
+                     BEGIN SELECT RAISE(ABORT, 'injected: refused'); END"
                 )
             } else {
-                "DROP TRIGGER refuse_hold".to_owned()
+                "DROP TRIGGER refused".to_owned()
             };
             sqlx::query(&sql).execute(&pool).await.unwrap();
             pool.close().await;
@@ -223,18 +235,18 @@ async fn refuse_holds_of(outbox: &Outbox, fen: i64, on: bool) {
             let statements = if on {
                 vec![
                     format!(
-                        "CREATE FUNCTION {schema}.refuse_hold() RETURNS trigger LANGUAGE plpgsql \
-                         AS $$ BEGIN RAISE EXCEPTION 'injected: hold refused'; END $$"
+                        "CREATE FUNCTION {schema}.refused() RETURNS trigger LANGUAGE plpgsql \
+                         AS $$ BEGIN RAISE EXCEPTION 'injected: refused'; END $$"
                     ),
                     format!(
-                        "CREATE TRIGGER refuse_hold BEFORE INSERT ON {schema}.hold FOR EACH ROW \
-                         WHEN (NEW.amount_fen = {fen}) EXECUTE FUNCTION {schema}.refuse_hold()"
+                        "CREATE TRIGGER refused BEFORE {event} ON {schema}.hold FOR EACH ROW \
+                         WHEN ({when}) EXECUTE FUNCTION {schema}.refused()"
                     ),
                 ]
             } else {
                 vec![
-                    format!("DROP TRIGGER refuse_hold ON {schema}.hold"),
-                    format!("DROP FUNCTION {schema}.refuse_hold()"),
+                    format!("DROP TRIGGER refused ON {schema}.hold"),
+                    format!("DROP FUNCTION {schema}.refused()"),
                 ]
             };
             for sql in statements {
@@ -243,6 +255,15 @@ async fn refuse_holds_of(outbox: &Outbox, fen: i64, on: bool) {
             pool.close().await;
         }
     }
+}
+
+/// The answer's MTI and field 39.
+fn mti_and_code(answer: &[u8]) -> (String, String) {
+    let m = decode(answer);
+    (
+        m.mti().as_str().to_owned(),
+        m.get_str(39).unwrap().into_owned(),
+    )
 }
 
 /// The day, through the acquirer port; returns nothing, asserts each answer and balance.
@@ -344,7 +365,7 @@ async fn the_day<S: Store>(
     // transmission meets a store that cannot record its hold: not acknowledged (96), nothing
     // held, so the kiosk keeps it and sends it again.
     let advice = k.preauthorization_advice(&card, 3_500).unwrap();
-    refuse_holds_of(outbox, 3_500, true).await;
+    refuse(outbox, Refuse::Hold(3_500), true).await;
     let answer = exchange(conn, &advice).await;
     let answer = decode(&answer);
     assert_eq!(
@@ -356,7 +377,7 @@ async fn the_day<S: Store>(
         personal_account(&**store, &card).await,
         (balance0 - 7_000, 0)
     );
-    refuse_holds_of(outbox, 3_500, false).await;
+    refuse(outbox, Refuse::Hold(3_500), false).await;
     // Sent again once the store works: decided afresh, acknowledged 0130 00, held.
     let answer = exchange(conn, &advice).await;
     let answer = decode(&answer);
@@ -400,13 +421,31 @@ async fn the_day<S: Store>(
         "clearing has one pending hold of the advice"
     );
     let posted = clearing.posted_fen().await;
-    // Completed like a 0100: the 35.00 held is paid.
+    // Completed like a 0100. The completion is an advice too: while the store cannot record
+    // the capture it is not acknowledged (96) and nothing moves; sent again, the 35.00 held is
+    // paid, once.
     let done = k.completion_of(&advice, 3_500).unwrap();
-    assert_eq!(code(conn, &done).await, "00");
+    refuse(outbox, Refuse::Capture(3_500), true).await;
+    assert_eq!(
+        mti_and_code(&exchange(conn, &done).await),
+        ("0230".to_owned(), "96".to_owned()),
+        "a completion the switch could not record is not acknowledged"
+    );
     assert_eq!(
         personal_account(&**store, &card).await,
-        (balance0 - 10_500, 0)
+        (balance0 - 7_000, 3_500)
     );
+    refuse(outbox, Refuse::Capture(3_500), false).await;
+    for _ in 0..2 {
+        assert_eq!(
+            mti_and_code(&exchange(conn, &done).await),
+            ("0230".to_owned(), "00".to_owned())
+        );
+        assert_eq!(
+            personal_account(&**store, &card).await,
+            (balance0 - 10_500, 0)
+        );
+    }
     assert!(clearing.posted_fen().await > posted, "the completion posts");
 
     // The acquirer's day: credits 2 refunds (100.00); debits the purchase and three completions
