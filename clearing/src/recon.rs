@@ -12,14 +12,19 @@
 //! a reversal posting counts as a reversal of the opposite side. Counts are events, amounts fen.
 //! Totals add with checked arithmetic: a window whose totals overflow their fields is an error
 //! ([`ReconError::Totals`]), never a wrapped figure.
+//!
+//! The comparison itself is not here: the ledger's figures and the bank's are compared by
+//! [`ReconciliationFigures::differences`], the one comparison the switch's bank cut-over and
+//! acquirer reconciliation use too (schemas/iso8583/ssc87.md, "Bank cut-over"). What this module
+//! adds is the ledger's side: which postings of a window count on which line.
 
 use crate::error::ClearingError;
 use crate::ledger::Ledger;
 use crate::window::{self, PostingRecord};
 use schemas::domain::AmountFen;
 use schemas::iso8583::{
-    Message, NetSettlement, OwnedMessage, ReconciliationError, ReconciliationTotals,
-    SettlementCode, TotalsLine, NET_SETTLEMENT_NAME,
+    FigureDifference, Message, OwnedMessage, ReconciliationError, ReconciliationFigures,
+    ReconciliationTotals, SettlementCode, TotalsLine,
 };
 use std::collections::HashSet;
 
@@ -38,25 +43,6 @@ pub enum ReconError {
     /// Building the answer failed.
     #[error("building the 0510: {0}")]
     Codec(String),
-}
-
-/// What a bank's 0500 states: its totals (74-77, 86-89) and its net (97).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BankFigures {
-    /// Fields 74-77 and 86-89.
-    pub totals: ReconciliationTotals,
-    /// Field 97.
-    pub net: NetSettlement,
-}
-
-impl BankFigures {
-    /// Reads the figures of a 0500.
-    pub fn from_0500(msg: &Message<'_>) -> Result<BankFigures, ReconciliationError> {
-        Ok(BankFigures {
-            totals: ReconciliationTotals::from_message(msg)?,
-            net: NetSettlement::from_message(msg)?,
-        })
-    }
 }
 
 /// The line and side of one posting, from `institution`'s point of view.
@@ -94,19 +80,6 @@ pub fn ledger_totals(
     Ok(t)
 }
 
-/// One field that differs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
-    /// ISO 8583 field number.
-    pub field: u16,
-    /// What the field counts (its ISO 8583:1987 name).
-    pub name: &'static str,
-    /// The bank's figure.
-    pub bank: i64,
-    /// The ledger's figure.
-    pub ledger: i64,
-}
-
 /// The outcome of a reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconciliationReport {
@@ -114,57 +87,20 @@ pub struct ReconciliationReport {
     pub institution: String,
     /// The window compared.
     pub window_id: i64,
-    /// The bank's figures (None when its 0500 was malformed).
-    pub bank: Option<BankFigures>,
-    /// The ledger's totals.
-    pub ledger: ReconciliationTotals,
-    /// The ledger's net (field 97).
-    pub ledger_net: NetSettlement,
-    /// Fields that differ.
-    pub mismatches: Vec<Mismatch>,
+    /// The bank's figures as its 0500 states them (None when its 0500 was malformed).
+    pub bank: Option<ReconciliationFigures>,
+    /// The ledger's totals and their net.
+    pub ledger: ReconciliationFigures,
+    /// The figures that differ: `ours` the ledger's, `theirs` the bank's.
+    pub mismatches: Vec<FigureDifference>,
     /// Settlement code answered in field 66.
     pub settlement_code: SettlementCode,
 }
 
-/// Field-by-field comparison, in field order (74-77, 86-89, 97).
-pub fn compare(
-    bank: &BankFigures,
-    ledger: &ReconciliationTotals,
-    ledger_net: NetSettlement,
-) -> Vec<Mismatch> {
-    // Counts are at most n 10, so they always fit an i64.
-    let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let counts = TotalsLine::ALL.map(|l| {
-        let (b, o) = (bank.totals.line(l), ledger.line(l));
-        (l.count_field(), l.count_name(), c(b.count), c(o.count))
-    });
-    let amounts = TotalsLine::ALL.map(|l| {
-        let (b, o) = (bank.totals.line(l), ledger.line(l));
-        (
-            l.amount_field(),
-            l.amount_name(),
-            b.amount.get(),
-            o.amount.get(),
-        )
-    });
-    let net = (97, NET_SETTLEMENT_NAME, bank.net.fen(), ledger_net.fen());
-    counts
-        .into_iter()
-        .chain(amounts)
-        .chain([net])
-        .filter(|(_, _, b, l)| b != l)
-        .map(|(field, name, bank, ledger)| Mismatch {
-            field,
-            name,
-            bank,
-            ledger,
-        })
-        .collect()
-}
-
 /// Answers a bank's 0500 for `window_id`: a 0510 with field 39 and field 66 (1 in balance, 2 out
 /// of balance, 3 error: a malformed 0500, also answered with 39 = 30, format error), and the
-/// mismatch report. The switch calls this from its reconciliation handler.
+/// mismatch report. The switch's bank cut-over does not call this (it reconciles its own store's
+/// figures, with the same comparison; schemas/iso8583/ssc87.md, "Bank cut-over").
 pub async fn reconcile_0500<'s>(
     ledger: &Ledger,
     request: &Message<'s>,
@@ -181,11 +117,10 @@ pub async fn reconcile_0500<'s>(
         .map(|s| s.into_owned())
         .unwrap_or_default();
     let postings = window::window_postings(ledger, window_id, Some(&institution)).await?;
-    let ours = ledger_totals(&institution, &postings)?;
-    let ours_net = ours.net()?;
-    let (bank, mismatches, code, rc) = match BankFigures::from_0500(request) {
+    let ours = ReconciliationFigures::of(ledger_totals(&institution, &postings)?)?;
+    let (bank, mismatches, code, rc) = match ReconciliationFigures::from_message(request) {
         Ok(bank) if !institution.is_empty() => {
-            let m = compare(&bank, &ours, ours_net);
+            let m = ours.differences(&bank);
             let code = if m.is_empty() {
                 SettlementCode::InBalance
             } else {
@@ -210,7 +145,6 @@ pub async fn reconcile_0500<'s>(
             window_id,
             bank,
             ledger: ours,
-            ledger_net: ours_net,
             mismatches,
             settlement_code: code,
         },
@@ -268,24 +202,5 @@ mod tests {
                 field: 88
             }))
         ));
-    }
-
-    #[test]
-    fn mismatches_come_in_field_order_with_their_iso_names() {
-        let mut ledger = ReconciliationTotals::default();
-        ledger
-            .add(TotalsLine::Debits, 2, AmountFen::new(300).unwrap())
-            .unwrap();
-        let bank = BankFigures {
-            totals: ReconciliationTotals::default(),
-            net: NetSettlement::new(-300).unwrap(),
-        };
-        let m = compare(&bank, &ledger, ledger.net().unwrap());
-        let fields: Vec<_> = m.iter().map(|m| (m.field, m.name)).collect();
-        assert_eq!(
-            fields,
-            [(76, "debits, number"), (88, "debits, amount")],
-            "the nets agree"
-        );
     }
 }

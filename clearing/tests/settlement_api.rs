@@ -392,6 +392,12 @@ async fn the_centre_sees_every_position_a_bank_its_own_and_only_the_centre_close
     .await;
     assert_eq!(xml.status, 200);
     assert!(xml.content_type.starts_with("application/xml"), "{xml:?}");
+    assert!(
+        xml.body.contains(">01030000<"),
+        "the statement of 01030000: {}",
+        xml.body
+    );
+    common::assert_valid_camt053(&[&xml.body]);
     let bad = get(
         "/v1/windows/1/reports/01020000?format=pdf",
         operator(BANK, "bank"),

@@ -6,6 +6,8 @@
 //! statement only; a hospital cashier has no settlement permission; a client certificate
 //! clearing does not trust gets no figures.
 
+#[path = "../../clearing/tests/common/camt053_schema.rs"]
+mod camt053_schema;
 mod http_node;
 
 use http_node::{request_with, Node, Reply, SAMPLE_BANK};
@@ -303,6 +305,7 @@ async fn a_bank_sees_its_own_line_and_statement_others_nothing() {
         (xml.status, xml.content_type()),
         (200, "application/xml; charset=utf-8")
     );
+    camt053_schema::assert_valid_camt053(&[&xml.body]);
     let theirs = get(
         &n,
         &bank,

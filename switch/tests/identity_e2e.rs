@@ -8,6 +8,13 @@
 //! everything is in ONE #[test], and nextest runs this binary in the `pcsc` test group with
 //! card-apdu's `pcsc_stack` (`.config/nextest.toml`). The test FAILS when pcscd cannot start
 //! or another pcscd already runs; it never skips.
+//!
+//! The cards, one after another in the one reader (pcscd restarted for each): a genuine card of
+//! its cardholder (`00`, the card accepts the switch's cryptogram), the same card once reported
+//! lost (`41`), a card whose identification code nobody issued (`14`), and a card personalised
+//! with another city's keys, so its INTERNAL AUTHENTICATE answer is not what the HSM expects
+//! (`05`). Each decline: the kiosk exits 4 with the code and opens nothing; each session is in
+//! the audit log with its code.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -209,6 +216,34 @@ fn kiosk_identity(
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs the kiosk binary off the runtime's workers: (exit code, its JSON outcome).
+async fn session(
+    kiosk: &Path,
+    switch: std::net::SocketAddr,
+    tak_file: &Path,
+    stan: u32,
+    stack: &PcscStack,
+) -> (i32, serde_json::Value) {
+    let (kiosk, tak) = (kiosk.to_path_buf(), tak_file.to_path_buf());
+    let (code, out) =
+        tokio::task::spawn_blocking(move || kiosk_identity(&kiosk, switch, &tak, stan))
+            .await
+            .expect("kiosk task");
+    let outcome = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("{e}: kiosk:\n{out}\npcscd:\n{}", stack.logs()));
+    (code, outcome)
+}
+
+/// A decline: the kiosk exits 4 with `expected` and the card never authenticated the switch.
+fn assert_declined((code, outcome): (i32, serde_json::Value), expected: &str) {
+    assert_eq!(
+        (code, outcome["response_code"].as_str()),
+        (4, Some(expected)),
+        "{outcome}"
+    );
+    assert_eq!(outcome["backend_authenticated"], false, "{outcome}");
+}
+
 fn sm4_card(world: &DemoWorld) -> DemoCard {
     world
         .cards
@@ -267,15 +302,8 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
     let stack = PcscStack::start(dir.path(), world.virtual_card(&card).expect("card"));
 
     // A genuine card of its cardholder: the session opens, the card accepts the switch.
-    let (code, out) = {
-        let kiosk = kiosk.clone();
-        let tak = tak_file.clone();
-        tokio::task::spawn_blocking(move || kiosk_identity(&kiosk, switch_addr, &tak, 1))
-            .await
-            .expect("kiosk task")
-    };
-    assert_eq!(code, 0, "kiosk:\n{out}\npcscd:\n{}", stack.logs());
-    let outcome: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    let (code, outcome) = session(&kiosk, switch_addr, &tak_file, 1, &stack).await;
+    assert_eq!(code, 0, "{outcome}\npcscd:\n{}", stack.logs());
     assert_eq!(outcome["response_code"], "00");
     assert_eq!(outcome["backend_authenticated"], true);
     assert_eq!(
@@ -293,17 +321,41 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         .set_card_status(record.card_id, CardStatus::Lost, Some("reported lost"), 1)
         .await
         .expect("status");
-    let (code, out) = {
-        let kiosk = kiosk.clone();
-        let tak = tak_file.clone();
-        tokio::task::spawn_blocking(move || kiosk_identity(&kiosk, switch_addr, &tak, 2))
-            .await
-            .expect("kiosk task")
-    };
-    assert_eq!(code, 4, "kiosk:\n{out}");
-    let outcome: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
-    assert_eq!(outcome["response_code"], "41");
-    assert_eq!(outcome["backend_authenticated"], false);
+    assert_declined(
+        session(&kiosk, switch_addr, &tak_file, 2, &stack).await,
+        "41",
+    );
+    drop(stack);
+
+    // A card whose identification code (EF05, field 120) nobody issued: 14.
+    let mut unissued = sm4_card(&world);
+    unissued.card_identification_code = "410100D1560000059999999999999999".into();
+    let stack = PcscStack::start(dir.path(), world.virtual_card(&unissued).expect("card"));
+    assert_declined(
+        session(&kiosk, switch_addr, &tak_file, 3, &stack).await,
+        "14",
+    );
+    drop(stack);
+
+    // Another card of the switch's records, personalised with another city's keys (410300
+    // instead of the 410100 its identification code names): its answer to the session
+    // challenge is not the one the HSM computes with the card's dispersed key. 05.
+    let other = world
+        .cards
+        .iter()
+        .find(|c| c.algorithm == switch::store::IccAlgorithm::Sm4 && c.pan != card.pan)
+        .expect("a second SM4 card")
+        .clone();
+    let mut perso = world.perso_file(&other, 0).expect("perso file");
+    perso.ssse.city_code = "410300".into();
+    let forged = card_apdu::vcard::VirtualCard::new(
+        card_apdu::perso::CardProfile::from_perso(&perso).expect("profile"),
+    );
+    let stack = PcscStack::start(dir.path(), forged);
+    assert_declined(
+        session(&kiosk, switch_addr, &tak_file, 4, &stack).await,
+        "05",
+    );
     drop(stack);
 
     let audited: Vec<String> = store
@@ -314,7 +366,11 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         .filter(|r| r.entry.action == "identity.session")
         .map(|r| r.entry.detail)
         .collect();
-    assert_eq!(audited.len(), 2, "{audited:?}");
-    assert!(audited[0].contains("\"response_code\":\"00\""));
-    assert!(audited[1].contains("\"response_code\":\"41\""));
+    assert_eq!(audited.len(), 4, "{audited:?}");
+    for (detail, code) in audited.iter().zip(["00", "41", "14", "05"]) {
+        assert!(
+            detail.contains(&format!("\"response_code\":\"{code}\"")),
+            "{code}: {audited:?}"
+        );
+    }
 }

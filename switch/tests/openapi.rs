@@ -5,6 +5,8 @@
 //! list, and a document that is not well-formed OpenAPI 3.1 (dangling `$ref`s, operations
 //! without an id or a 2xx answer, examples that contradict their schemas).
 
+#[path = "../../clearing/tests/common/camt053_schema.rs"]
+mod camt053_schema;
 mod http_node;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1976,6 +1978,7 @@ async fn settlement_answers(c: &mut Contract, n: &http_node::Node) {
         (reports, own_csv.clone(), &cashier, 403),
         (reports, theirs.clone(), &bank, 404),
     ];
+    let mut statements = 0;
     for (path, url, auth, status) in gets {
         let headers: Vec<(&str, &str)> = match auth {
             "" => vec![("Authorization", reader.as_str())],
@@ -1984,7 +1987,12 @@ async fn settlement_answers(c: &mut Contract, n: &http_node::Node) {
         };
         let r = c.send(addr, "GET", path, &url, &headers, None).await;
         assert_eq!(r.status, status, "{url}: {r:?}");
+        if r.content_type().starts_with("application/xml") {
+            camt053_schema::assert_valid_camt053(&[&r.body]);
+            statements += 1;
+        }
     }
+    assert_eq!(statements, 1, "the camt.053 was fetched and validated");
     // What a bank sees of a window: its own line.
     let as_bank = [("Authorization", bank.as_str())];
     let w = Contract::json(

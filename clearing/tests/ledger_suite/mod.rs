@@ -392,8 +392,8 @@ pub async fn a_0500_is_answered_in_or_out_of_balance(ledger: &Ledger) {
     assert_eq!(
         (
             report.mismatches[0].field,
-            report.mismatches[0].bank,
-            report.mismatches[0].ledger
+            report.mismatches[0].theirs,
+            report.mismatches[0].ours
         ),
         (88, 21_000, 21_500)
     );

@@ -93,7 +93,8 @@ pub use message::{Message, Mti};
 pub use owned::OwnedMessage;
 pub use prefix::{Prefix, PrefixEncoding};
 pub use reconciliation::{
-    NetSettlement, ReconciliationError, ReconciliationTotals, SettlementCode, Tally, TotalsLine,
+    FigureDifference, NetSettlement, ReconciliationError, ReconciliationFigures,
+    ReconciliationTotals, SettlementCode, Tally, TotalsLine,
     AMOUNT_FEN_MAX as RECONCILIATION_AMOUNT_FEN_MAX, COUNT_MAX as RECONCILIATION_COUNT_MAX,
     NET_SETTLEMENT_NAME,
 };

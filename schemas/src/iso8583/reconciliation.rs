@@ -225,26 +225,59 @@ impl ReconciliationTotals {
         NetSettlement::new(net).ok_or(overflow)
     }
 
-    /// The fields whose figures differ between `self` and `other`, in field order: the counts
-    /// (74-77), the amounts (86-89), then 97 when the nets differ (a net that overflows differs
-    /// from every net). Empty: in balance. What a reconciliation records as its differing lines.
-    pub fn differing_fields(&self, other: &ReconciliationTotals) -> Vec<u16> {
-        let counts = TotalsLine::ALL
-            .into_iter()
-            .filter(|l| self.line(*l).count != other.line(*l).count)
-            .map(TotalsLine::count_field);
-        let amounts = TotalsLine::ALL
-            .into_iter()
-            .filter(|l| self.line(*l).amount != other.line(*l).amount)
-            .map(TotalsLine::amount_field);
-        let nets_differ = match (self.net(), other.net()) {
-            (Ok(a), Ok(b)) => a != b,
-            _ => true,
-        };
+    /// The counts (74-77), then the amounts (86-89), that differ between `self` (ours) and
+    /// `theirs`: the line-by-line half of [`ReconciliationFigures::differences`].
+    fn line_differences(&self, theirs: &ReconciliationTotals) -> Vec<FigureDifference> {
+        // Counts are at most n 10 (`COUNT_MAX`), so they fit an i64.
+        let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let counts = TotalsLine::ALL.map(|l| {
+            let (o, t) = (self.line(l), theirs.line(l));
+            (
+                l.count_field(),
+                l.count_name(),
+                count(o.count),
+                count(t.count),
+            )
+        });
+        let amounts = TotalsLine::ALL.map(|l| {
+            let (o, t) = (self.line(l), theirs.line(l));
+            (
+                l.amount_field(),
+                l.amount_name(),
+                o.amount.get(),
+                t.amount.get(),
+            )
+        });
         counts
+            .into_iter()
             .chain(amounts)
-            .chain(nets_differ.then_some(97))
+            .filter(|(_, _, ours, theirs)| ours != theirs)
+            .map(|(field, name, ours, theirs)| FigureDifference {
+                field,
+                name,
+                ours,
+                theirs,
+            })
             .collect()
+    }
+
+    /// The fields whose figures differ between `self` and `other`, in field order: the counts
+    /// (74-77), the amounts (86-89), then 97 when the nets the totals imply differ (a net that
+    /// overflows differs from every net). Empty: in balance. What a reconciliation records as
+    /// its differing lines; [`ReconciliationFigures::differences`] with the implied nets.
+    pub fn differing_fields(&self, other: &ReconciliationTotals) -> Vec<u16> {
+        match (
+            ReconciliationFigures::of(*self),
+            ReconciliationFigures::of(*other),
+        ) {
+            (Ok(ours), Ok(theirs)) => ours.differences(&theirs).iter().map(|d| d.field).collect(),
+            _ => self
+                .line_differences(other)
+                .iter()
+                .map(|d| d.field)
+                .chain([97])
+                .collect(),
+        }
     }
 
     /// Reads fields 74-77 and 86-89.
@@ -294,6 +327,67 @@ impl ReconciliationTotals {
         let net = self.net()?;
         self.write_lines(out)?;
         net.to_message(out)
+    }
+}
+
+/// One figure that two sides of a reconciliation state differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FigureDifference {
+    /// ISO 8583 field number (74-77, 86-89, 97).
+    pub field: u16,
+    /// What the field counts (its ISO 8583:1987 name).
+    pub name: &'static str,
+    /// Our figure: a count, an amount in fen, or the net in fen (positive: `C`).
+    pub ours: i64,
+    /// Theirs.
+    pub theirs: i64,
+}
+
+/// What one side of a reconciliation states: its totals (74-77, 86-89) and its net (97).
+///
+/// Why this exists: the switch reconciles with acquirers and banks, clearing reconciles a bank's
+/// 0500 with its ledger; each compares two sides' figures the same way, with
+/// [`ReconciliationFigures::differences`], the one comparison (schemas/iso8583/ssc87.md, "Bank
+/// cut-over").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconciliationFigures {
+    /// Fields 74-77 and 86-89.
+    pub totals: ReconciliationTotals,
+    /// Field 97.
+    pub net: NetSettlement,
+}
+
+impl ReconciliationFigures {
+    /// Totals with the net they imply; an error when it overflows field 97.
+    pub fn of(totals: ReconciliationTotals) -> Result<Self, ReconciliationError> {
+        Ok(ReconciliationFigures {
+            totals,
+            net: totals.net()?,
+        })
+    }
+
+    /// Reads 74-77, 86-89 and 97 as the sender states them: its 97 is read, not recomputed, so a
+    /// net that does not follow from its own totals shows as a difference.
+    pub fn from_message(msg: &Message<'_>) -> Result<Self, ReconciliationError> {
+        Ok(ReconciliationFigures {
+            totals: ReconciliationTotals::from_message(msg)?,
+            net: NetSettlement::from_message(msg)?,
+        })
+    }
+
+    /// The figures that differ between `self` (ours) and `theirs`, in field order: the counts
+    /// (74-77), the amounts (86-89), then the net (97). Empty: in balance.
+    pub fn differences(&self, theirs: &ReconciliationFigures) -> Vec<FigureDifference> {
+        let mut out = self.totals.line_differences(&theirs.totals);
+        if self.net != theirs.net {
+            out.push(FigureDifference {
+                field: 97,
+                name: NET_SETTLEMENT_NAME,
+                ours: self.net.fen(),
+                theirs: theirs.net.fen(),
+            });
+        }
+        out
     }
 }
 

@@ -307,6 +307,12 @@ impl<S: Store> Pipeline<S> {
         let mut outcome = match outcome.code {
             // Caught at commit (another node, or a key this node forgot): the original's answer.
             Some(ResponseCode::DuplicateTransmission) if !repeat => self.retransmission(&key).await,
+            // An advice not recorded is sent again until it is answered: that resend is decided,
+            // not answered 94 as a duplicate of nothing (the store still refuses a second commit).
+            Some(ResponseCode::SystemMalfunction) if replay::is_store_and_forward(&req) => {
+                self.recent.forget(&key);
+                outcome
+            }
             _ => {
                 self.remember_answer(key, &outcome);
                 outcome

@@ -73,6 +73,18 @@ impl RecentKeys {
         false
     }
 
+    /// Forgets `key`: the request it names was answered without a decision (96), and its
+    /// resend must be decided, not answered as a duplicate.
+    pub(crate) fn forget(&self, key: &DuplicateKey) {
+        let i = (self.pick.hash_one(key) % SHARDS as u64) as usize;
+        let Ok(mut shard) = self.shards[i].lock() else {
+            return;
+        };
+        if shard.set.remove(key) {
+            shard.order.retain(|k| k != key);
+        }
+    }
+
     /// Keys remembered now.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -126,6 +138,20 @@ mod tests {
         assert!(recent.len() <= SHARDS * 100);
         assert!(!recent.seen(&key(0)), "forgotten, so seen anew");
         assert!(recent.seen(&key(first * 101 - 1)), "the newest stays");
+    }
+
+    #[test]
+    fn a_forgotten_key_is_seen_anew_and_the_others_stay() {
+        let recent = RecentKeys::new(SHARDS * 100);
+        for n in 0..10 {
+            recent.seen(&key(n));
+        }
+        recent.forget(&key(3));
+        recent.forget(&key(99)); // never seen: nothing to forget
+        assert_eq!(recent.len(), 9);
+        assert!(!recent.seen(&key(3)), "decided again");
+        assert!(recent.seen(&key(3)), "and remembered again");
+        assert!((0..10).all(|n| recent.seen(&key(n))));
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub(crate) fn duplicate_key(req: &Request) -> DuplicateKey {
 
 /// True for advices and repeats (MTI function digit 2 or origin digit 1: xx2x, xxx1),
 /// which are resent until answered and so not held to the transmission window.
-fn is_store_and_forward(req: &Request) -> bool {
+pub(crate) fn is_store_and_forward(req: &Request) -> bool {
     let mti = req.mti.as_str().as_bytes();
     mti.get(2) == Some(&b'2') || mti.get(3) == Some(&b'1')
 }

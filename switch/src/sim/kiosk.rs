@@ -217,6 +217,26 @@ impl Kiosk {
         self.card_present(m, card, reader, amount_fen, DEMO_PIN, stan)
     }
 
+    /// The advice (0120) of a pre-authorization of `amount_fen` the kiosk stood in for (the
+    /// switch was unreachable): the card's PAN and expiry, no PIN and no cryptogram; the switch
+    /// places the hold it advises and always answers 0130 `00` (ssc87.md). Complete it with
+    /// [`Kiosk::completion_of`] like a 0100.
+    pub fn preauthorization_advice(
+        &mut self,
+        card: &DemoCard,
+        amount_fen: u64,
+    ) -> Result<Vec<u8>, DemoError> {
+        let mut m = self.base("0120", "000000", amount_fen)?;
+        let r = (|| -> Result<(), iso8583::Error> {
+            m.set_str(2, card.pan.expose_digits())?
+                .set_str(14, &card.expiry_yymm)?
+                .set_str(22, "051")?;
+            Ok(())
+        })();
+        r.map_err(|_| DemoError::Data("advice fields"))?;
+        self.seal(&mut m)
+    }
+
     /// The completion (0220) for `amount_fen` of the pre-authorization `preauthorization` (its
     /// encoded request): field 37 names the pre-authorization's RRN; no card, no PIN.
     pub fn completion_of(

@@ -411,6 +411,15 @@ impl DemoWorld {
     /// [`DemoWorld::virtual_card`] whose ATC continues after `atc` (a demo resumed on a store
     /// that already saw the card's cryptograms: the switch declines an ATC it has seen).
     pub fn virtual_card_after(&self, card: &DemoCard, atc: u16) -> Result<VirtualCard, DemoError> {
+        let profile = CardProfile::from_perso(&self.perso_file(card, atc)?)
+            .map_err(|e| DemoError::Card(e.to_string()))?;
+        Ok(VirtualCard::new(profile))
+    }
+
+    /// The personalisation file of `card`'s virtual card (ATC after `atc`): what
+    /// [`DemoWorld::virtual_card_after`] builds the card from, for a test that personalises a
+    /// card differently (another city's keys, a card identification code nobody issued).
+    pub fn perso_file(&self, card: &DemoCard, atc: u16) -> Result<PersoFile, DemoError> {
         let mut file =
             PersoFile::from_toml(CARD_TEMPLATE).map_err(|e| DemoError::Card(e.to_string()))?;
         file.pboc.atc = atc;
@@ -426,8 +435,7 @@ impl DemoWorld {
         if card.algorithm == IccAlgorithm::Tdes {
             file.pboc.imk_sm4 = None;
         }
-        let profile = CardProfile::from_perso(&file).map_err(|e| DemoError::Card(e.to_string()))?;
-        Ok(VirtualCard::new(profile))
+        Ok(file)
     }
 
     /// The PIN block (ISO 9564-1 format 0) a kiosk's PIN pad makes under the demo TPK.

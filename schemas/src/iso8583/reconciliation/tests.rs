@@ -172,3 +172,52 @@ fn differing_fields_name_each_line_that_differs_and_the_net() {
         .unwrap();
     assert_eq!(moved.differing_fields(&other), [74, 76, 86, 88, 97]);
 }
+
+#[test]
+fn differences_come_in_field_order_with_their_iso_names_and_both_figures() {
+    let mut ours = ReconciliationTotals::default();
+    ours.add(TotalsLine::Debits, 2, fen(300)).unwrap();
+    let ours = ReconciliationFigures::of(ours).unwrap();
+    // Their totals say nothing, but their 97 states our net: the nets agree.
+    let theirs = ReconciliationFigures {
+        totals: ReconciliationTotals::default(),
+        net: NetSettlement::new(-300).unwrap(),
+    };
+    let d = ours.differences(&theirs);
+    let fields: Vec<_> = d
+        .iter()
+        .map(|d| (d.field, d.name, d.ours, d.theirs))
+        .collect();
+    assert_eq!(
+        fields,
+        [(76, "debits, number", 2, 0), (88, "debits, amount", 300, 0)],
+        "the nets agree"
+    );
+    // A stated net that does not follow from the sender's own totals is a difference.
+    let theirs = ReconciliationFigures {
+        totals: ours.totals,
+        net: NetSettlement::new(300).unwrap(),
+    };
+    assert_eq!(
+        ours.differences(&theirs),
+        [FigureDifference {
+            field: 97,
+            name: NET_SETTLEMENT_NAME,
+            ours: -300,
+            theirs: 300
+        }]
+    );
+    assert!(ours.differences(&ours).is_empty());
+}
+
+#[test]
+fn a_net_that_overflows_field_97_differs_from_every_net() {
+    let mut big = ReconciliationTotals::default();
+    big.add(TotalsLine::Credits, 1, fen(AMOUNT_FEN_MAX))
+        .unwrap();
+    let other = big;
+    big.debit_reversals.amount = fen(AMOUNT_FEN_MAX);
+    assert!(big.net().is_err());
+    assert_eq!(big.differing_fields(&other), [89, 97]);
+    assert_eq!(big.differing_fields(&big), [97]);
+}

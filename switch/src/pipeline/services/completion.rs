@@ -3,14 +3,18 @@
 //!
 //! Parse: nothing beyond the request. Check: none on the card (an advice of what the acquirer
 //! already did; the pre-authorization checked the card). Decide: the pre-authorization and its
-//! hold. Commit: the capture. Respond: 00 always, as for every advice; a missing original is
-//! recorded as a decline.
+//! hold. Commit: the capture. Respond: 00 once decided, as for every advice (a missing
+//! original, or a hold no longer pending, is recorded as a decline, 25); 96 when the switch
+//! could not read the original or record the capture, so the acquirer sends the completion
+//! again (store-and-forward) and the resend is decided afresh (`Pipeline::authorize` forgets its
+//! duplicate key). Acknowledged without the capture, it would be lost: the hold expires, and
+//! the merchant is never paid.
 
 use crate::pipeline::decision::{fen, party, Movement, PlannedLeg};
 use crate::pipeline::request::Request;
 use crate::pipeline::response::Outcome;
 use crate::pipeline::Pipeline;
-use crate::store::{BalanceOp, HoldId, Store, TransactionKind};
+use crate::store::{BalanceOp, HoldId, HoldState, Store, TransactionKind};
 use schemas::domain::ResponseCode;
 use schemas::events::{EventType, LedgerAccount, LegKind};
 
@@ -29,8 +33,16 @@ impl<S: Store> Pipeline<S> {
         let hold_id = HoldId(original.record.transaction_id.0);
         let hold = match self.store.hold(hold_id).await {
             Ok(Some(h)) => h,
-            _ => return self.acknowledge_unknown(req, kind).await,
+            Ok(None) => return self.acknowledge_unknown(req, kind).await,
+            Err(e) => {
+                tracing::error!(error = %e, "hold of a completion not read");
+                return Outcome::answer(ResponseCode::SystemMalfunction);
+            }
         };
+        if hold.state != HoldState::Pending {
+            // Expired and released, or captured by an earlier completion: nothing to capture.
+            return self.acknowledge_unknown(req, kind).await;
+        }
         let amount = req.amount_fen.get().min(hold.amount_fen);
         let o = &original.record;
         let mut record = self.record(req, kind, None, None, ResponseCode::Approved);
@@ -57,12 +69,16 @@ impl<S: Store> Pipeline<S> {
         match self.commit(movement.decision(record)).await {
             Ok(_) => self.cards.adjust(hold.account_id, hold.amount_fen - amount),
             Err(ResponseCode::DuplicateTransmission) => {}
+            Err(ResponseCode::SystemMalfunction) => {
+                return Outcome::answer(ResponseCode::SystemMalfunction)
+            }
             Err(code) => tracing::warn!(code = %code, "completion not applied"),
         }
         Outcome::answer(ResponseCode::Approved)
     }
 
-    /// A completion of nothing known: recorded as a decline (25), acknowledged with 00.
+    /// A completion of nothing known, or of nothing left to capture: recorded as a decline
+    /// (25), acknowledged with 00.
     async fn acknowledge_unknown(&self, req: &Request, kind: TransactionKind) -> Outcome {
         let _ = self
             .decline(req, kind, None, ResponseCode::UnableToLocateRecord)

@@ -5,8 +5,11 @@
 //! lost or stolen card is declined without an APPLICATION BLOCK script here. Decide: the
 //! personal account must cover the hold (51). Commit: the hold, its expiry and the ATC.
 //! Respond: the switch's authorization code and the ARPC. An advice (0120) is acknowledged with
-//! 00 whatever became of it (ISO 8583 advices cannot be declined); the recorded decision says
-//! what happened.
+//! 00 once the switch has decided it, whatever it decided (ISO 8583 advices cannot be declined;
+//! the recorded decision says what happened), and is not acknowledged (96) when the switch could
+//! not record it: the acquirer keeps it and sends it again (store-and-forward, ISO 8583:1987
+//! message class 1, function 2), and the resend is decided afresh (`Pipeline::authorize`
+//! forgets its duplicate key).
 
 use crate::pipeline::cardholder::{Checks, PinRule};
 use crate::pipeline::decision::{fen, local_auth_code, party, Movement, PlannedLeg};
@@ -33,9 +36,10 @@ fn checks(tpk: &Tpk, advice: bool) -> Checks<'_> {
     }
 }
 
-/// What an advice is answered: always 00; a request gets `out`.
+/// What an advice is answered: 00, unless nothing could be recorded (96, so it comes again);
+/// a request gets `out`.
 fn advice_or(advice: bool, out: Outcome) -> Outcome {
-    if advice {
+    if advice && out.code != Some(ResponseCode::SystemMalfunction) {
         Outcome::answer(ResponseCode::Approved)
     } else {
         out

@@ -9,8 +9,9 @@
 //! store ([`crate::store::Store::acquirer_totals`]: approved decisions of that acquirer that
 //! day, purchases and bill payments as debits, refunds and benefit credits as credits, a
 //! reversal against the side of its original) and answers 0510 with 39 = `00`, 66 = `1` (in
-//! balance) or `2` (out of balance), and its own figures in 74-77, 86-89 and 97 (the net: `C`
-//! or `D` and 16 digits). The field layout is [`schemas::iso8583::ReconciliationTotals`], the one
+//! balance) or `2` (out of balance: [`ReconciliationTotals::differing_fields`], the comparison
+//! every reconciliation uses), and its own figures in 74-77, 86-89 and 97 (the net: `C` or `D`
+//! and 16 digits). The field layout is [`schemas::iso8583::ReconciliationTotals`], the one
 //! `banksim` and clearing's `reconcile_0500` use with banks (schemas/iso8583/ssc87.md,
 //! "Acquirer reconciliation").
 //!
@@ -109,10 +110,11 @@ impl<S: Store> Pipeline<S> {
                 return error(ResponseCode::SystemMalfunction, mac_key);
             }
         };
-        let code = if theirs == ours {
+        let differing = ours.differing_fields(&theirs);
+        let code = if differing.is_empty() {
             SettlementCode::InBalance
         } else {
-            tracing::warn!(acquirer = %acquirer, ?theirs, ?ours, "acquirer out of balance");
+            tracing::warn!(acquirer = %acquirer, ?differing, ?theirs, ?ours, "acquirer out of balance");
             SettlementCode::OutOfBalance
         };
         Outcome {

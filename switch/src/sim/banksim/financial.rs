@@ -199,7 +199,8 @@ pub(super) fn reconciliation<'a>(shared: &Shared, msg: &Message<'a>) -> Option<O
         .get(&day)
         .copied()
         .unwrap_or_default();
-    let in_balance = ReconciliationTotals::from_message(msg).is_ok_and(|theirs| theirs == ours);
+    let in_balance = ReconciliationTotals::from_message(msg)
+        .is_ok_and(|theirs| ours.differing_fields(&theirs).is_empty());
     let mut r = reply(msg, "00")?;
     ours.write_lines(&mut r).ok()?;
     r.remove(97);
