@@ -127,6 +127,7 @@ pub fn demo_cms(world: &DemoWorld) -> Result<crate::node::CmsParts, DemoError> {
         }],
         counter_tpk,
         counters: Vec::new(),
+        kiosks: Vec::new(),
     })
 }
 
