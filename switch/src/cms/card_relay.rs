@@ -132,8 +132,8 @@ pub enum CardRelayError {
     /// The HSM made no MAC.
     #[error("HSM: {0}")]
     Hsm(String),
-    /// The action did not finish in time.
-    #[error("the card relay did not finish within {0:?}")]
+    /// The kiosk did not answer in time, or the action did not finish in time.
+    #[error("the kiosk did not answer within {0:?}")]
     Timeout(Duration),
     /// The store failed.
     #[error("store: {0}")]
@@ -161,10 +161,27 @@ impl CardRelayError {
     }
 }
 
+/// A relay failure as the error it is: a kiosk that does not answer in time is a timeout
+/// (504), anything else a failed relay (502).
+fn relay_failed(e: ChannelError, waited: Duration) -> CardRelayError {
+    match e {
+        ChannelError::Timeout(_) => CardRelayError::Timeout(waited),
+        ChannelError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            CardRelayError::Timeout(waited)
+        }
+        other => CardRelayError::Relay(other.to_string()),
+    }
+}
+
 impl From<KioskError> for CardRelayError {
     fn from(e: KioskError) -> Self {
         match e {
-            KioskError::Channel(c) => CardRelayError::Relay(c.to_string()),
+            KioskError::Channel(c) => relay_failed(c, ANSWER_TIMEOUT),
             KioskError::Card { command, sw } => CardRelayError::CardRefused {
                 command,
                 sw: format!("{:04X} ({sw})", sw.to_u16()),
@@ -390,7 +407,7 @@ fn drive_card(
 ) -> Result<RelayDone, CardRelayError> {
     let mut ch =
         SecureRelayChannel::connect(kiosk.address.as_str(), &kiosk.terminal, key, limits, timeout)
-            .map_err(|e| CardRelayError::Relay(e.to_string()))?;
+            .map_err(|e| relay_failed(e, timeout))?;
     let mut card = SsseCard::open(&mut ch)?;
     if !card.card_id()?.eq_ignore_ascii_case(&backend.card.card_id) {
         return Err(CardRelayError::NotTheCard);

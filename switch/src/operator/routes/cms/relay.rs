@@ -147,7 +147,8 @@ fn relay_problem(e: CardRelayError) -> Problem {
         CardRelayError::NoRelayKey | CardRelayError::NoCardKey(_) => {
             ("card-relay-key-missing", "Key not configured")
         }
-        CardRelayError::Hsm(_) | CardRelayError::Store(_) => return Problem::unavailable(),
+        CardRelayError::Hsm(_) => ("hsm-unavailable", "HSM unavailable"),
+        CardRelayError::Store(_) => return Problem::unavailable(),
         CardRelayError::Timeout(_) => ("kiosk-relay-timeout", "Kiosk relay timed out"),
     };
     let status =
