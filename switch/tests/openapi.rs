@@ -1433,6 +1433,10 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
         .iter()
         .find(|r| r.card_id == card.card_id.0)
         .expect("the card's record");
+    assert!(
+        record.keys.ssse_line_protection.is_some(),
+        "the card's line-protection key, derived in the HSM, travels in the file"
+    );
     let vcard = switch::sim::bureau::load_record(&content.header, record).expect("card");
     http_node::serve_kiosk(n, vcard);
     let id = card.card_id.0;

@@ -147,6 +147,8 @@ pub struct CmsSection {
     pub ssse_external_auth: String,
     /// SSSE PIN-unblock province key.
     pub ssse_pin_unblock: String,
+    /// SSSE line-protection province key (the MAC of an EF06 UPDATE RECORD).
+    pub ssse_line_protection: String,
     /// The card bureau's ZMK (the personalisation file's transport keys travel under it).
     pub bureau_zmk: String,
     /// The TPK of the counters' PIN pads (initial PINs, PIN resets).

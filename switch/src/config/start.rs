@@ -234,6 +234,7 @@ pub async fn cms_parts(
                 internal_auth: token("cms.ssse_internal_auth", &c.ssse_internal_auth)?,
                 external_auth: token("cms.ssse_external_auth", &c.ssse_external_auth)?,
                 pin_unblock: token("cms.ssse_pin_unblock", &c.ssse_pin_unblock)?,
+                line_protection: token("cms.ssse_line_protection", &c.ssse_line_protection)?,
             },
             city_code: c.city_code.clone(),
             pvk: token("keys.pvk", &k.pvk)?,
