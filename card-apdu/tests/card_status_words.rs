@@ -312,7 +312,11 @@ fn ef06_update_under_line_protection_status_words() {
     };
     raw(&mut ch, "00A4020C02EF06");
     // Record 0A (sex) = "2": 0A 01 32.
-    assert_eq!(raw(&mut ch, "04DC0A00070A013200000000"), "6984", "no challenge");
+    assert_eq!(
+        raw(&mut ch, "04DC0A00070A013200000000"),
+        "6984",
+        "no challenge"
+    );
     let challenge = raw(&mut ch, "0084000008");
     let challenge = hex::decode(&challenge[..16]).expect("hex");
     let mac = issuer
@@ -321,7 +325,11 @@ fn ef06_update_under_line_protection_status_words() {
     let mut bad = mac;
     bad[0] ^= 0x01;
     let apdu = |m: [u8; 4]| format!("04DC0A00070A0132{}", hex::encode_upper(m));
-    assert_eq!(raw(&mut ch, &apdu(bad)), "6988", "a MAC that does not verify");
+    assert_eq!(
+        raw(&mut ch, &apdu(bad)),
+        "6988",
+        "a MAC that does not verify"
+    );
     assert_eq!(raw(&mut ch, "00B20A0000"), "0A01319000", "unchanged");
     assert_eq!(raw(&mut ch, &apdu(mac)), "6984", "the challenge was used");
     let challenge = raw(&mut ch, "0084000008");

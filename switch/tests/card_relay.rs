@@ -67,7 +67,10 @@ fn kiosk(card: VirtualCard, key: KioskMac) -> (SocketAddr, Sessions) {
 
 /// The kiosk's own session with its card (the cardholder at the kiosk): `f` on the SSSE
 /// application.
-fn at_the_kiosk<T>(addr: SocketAddr, f: impl FnOnce(&mut SsseCard<'_, SecureRelayChannel>) -> T) -> T {
+fn at_the_kiosk<T>(
+    addr: SocketAddr,
+    f: impl FnOnce(&mut SsseCard<'_, SecureRelayChannel>) -> T,
+) -> T {
     let mut ch = SecureRelayChannel::connect(
         addr,
         TERMINAL,
@@ -280,7 +283,10 @@ async fn the_switch_unblocks_the_ssse_pin_of_the_card_at_the_kiosk_through_the_h
     let done = post(r.api, &r.clerk, &path, &unblock_body("246810")).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.body["pin_unblocked"], true);
-    assert_eq!(done.body["pin_tries_left"], 3, "the try counter back at its maximum");
+    assert_eq!(
+        done.body["pin_tries_left"], 3,
+        "the try counter back at its maximum"
+    );
     sessions
         .recv_timeout(Duration::from_secs(5))
         .expect("a session")
@@ -302,7 +308,10 @@ async fn the_switch_unblocks_the_ssse_pin_of_the_card_at_the_kiosk_through_the_h
     assert_eq!(subject, &format!("card:{}", r.card_id));
     assert!(detail.contains("\"outcome\":\"done\""), "{detail}");
     assert!(detail.contains(TERMINAL) && detail.contains("PIN blocked at the kiosk"));
-    assert!(!detail.contains("246810"), "no PIN in the audit log: {detail}");
+    assert!(
+        !detail.contains("246810"),
+        "no PIN in the audit log: {detail}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +339,9 @@ async fn the_switch_rewrites_an_ef06_record_and_reads_it_back() {
     assert_eq!(refused.status, 400, "{}", refused.body);
     let audit = relay_audit(&r.store).await;
     assert_eq!(audit.len(), 2, "{audit:?}");
-    assert!(audit[0].2.contains("\"outcome\":\"done\"") && audit[0].2.contains("\"record\":\"0A\""));
+    assert!(
+        audit[0].2.contains("\"outcome\":\"done\"") && audit[0].2.contains("\"record\":\"0A\"")
+    );
     assert!(audit[1].2.contains("no kiosk"), "{:?}", audit[1]);
     let _ = r.world;
     let _ = r.card;
@@ -350,8 +361,8 @@ async fn a_card_whose_line_protection_key_differs_refuses_the_switchs_mac_with_6
     file.ssse.social_security_number = demo.citizen_id.clone();
     file.pboc.pan = demo.pan.expose_digits().to_owned();
     let mut profile = card_apdu::perso::CardProfile::from_perso(&file).expect("profile");
-    profile.ssse.k_line_protection = CardKey::from_hex("0F0E0D0C0B0A09080706050403020100")
-        .expect("key");
+    profile.ssse.k_line_protection =
+        CardKey::from_hex("0F0E0D0C0B0A09080706050403020100").expect("key");
     let (addr, _sessions) = kiosk(VirtualCard::new(profile), kiosk_key());
     let r = rig(addr).await;
     let path = format!("/cards/{}/records/ef06", r.card_id);
@@ -360,13 +371,15 @@ async fn a_card_whose_line_protection_key_differs_refuses_the_switchs_mac_with_6
     let refused = post(r.api, &r.clerk, &path, &body).await;
     assert_eq!(refused.status, 502, "{}", refused.body);
     assert_eq!(
-        refused.body["type"],
-        "/problems/card-refused",
+        refused.body["type"], "/problems/card-refused",
         "{}",
         refused.body
     );
     assert!(
-        refused.body["detail"].as_str().unwrap_or("").contains("6988"),
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("6988"),
         "{}",
         refused.body
     );
@@ -456,8 +469,7 @@ async fn another_card_in_the_reader_is_not_unblocked() {
     let refused = post(r.api, &r.clerk, &path, &unblock_body("246810")).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(
-        refused.body["type"],
-        "/problems/not-the-card",
+        refused.body["type"], "/problems/not-the-card",
         "{}",
         refused.body
     );

@@ -292,9 +292,19 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         probe.local_addr().expect("addr").port()
     };
     let mut agent = Command::new(&kiosk)
-        .args(["--reader", READER, "--relay-terminal", "JC000042", "--relay-key-file"])
+        .args([
+            "--reader",
+            READER,
+            "--relay-terminal",
+            "JC000042",
+            "--relay-key-file",
+        ])
         .arg(&tak_file)
-        .args(["serve-relay", "--listen", &format!("127.0.0.1:{relay_port}")])
+        .args([
+            "serve-relay",
+            "--listen",
+            &format!("127.0.0.1:{relay_port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -304,7 +314,10 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         let stderr = agent.stderr.take().expect("stderr");
         let mut lines = std::io::BufReader::new(stderr).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(first.contains("relaying the card"), "kiosk serve-relay: {first}");
+        assert!(
+            first.contains("relaying the card"),
+            "kiosk serve-relay: {first}"
+        );
         // Keep reading so the agent never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
     }
@@ -412,8 +425,14 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         .map(|r| format!("{} {}", r.entry.action, r.entry.detail))
         .collect();
     assert_eq!(relayed.len(), 3, "{relayed:?}");
-    assert!(relayed[0].starts_with("card.relay.pin_unblock") && relayed[0].contains("\"outcome\":\"done\""));
-    assert!(relayed[1].starts_with("card.relay.ef06_update") && relayed[1].contains("\"outcome\":\"done\""));
+    assert!(
+        relayed[0].starts_with("card.relay.pin_unblock")
+            && relayed[0].contains("\"outcome\":\"done\"")
+    );
+    assert!(
+        relayed[1].starts_with("card.relay.ef06_update")
+            && relayed[1].contains("\"outcome\":\"done\"")
+    );
     assert!(relayed[2].contains("reported lost"), "{relayed:?}");
 
     let audited: Vec<String> = store

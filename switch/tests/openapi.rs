@@ -1440,12 +1440,8 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
     let vcard = switch::sim::bureau::load_record(&content.header, record).expect("card");
     http_node::serve_kiosk(n, vcard);
     let id = card.card_id.0;
-    let unblock = |terminal: &str| {
-        json!({"terminal": terminal, "new_pin": "246810", "reason": "PIN blocked"})
-    };
-    let ef06 = |terminal: &str| {
-        json!({"terminal": terminal, "record": "0A", "value_hex": "32", "reason": "correction"})
-    };
+    let unblock = |terminal: &str| json!({"terminal": terminal, "new_pin": "246810", "reason": "PIN blocked"});
+    let ef06 = |terminal: &str| json!({"terminal": terminal, "record": "0A", "value_hex": "32", "reason": "correction"});
     let routes: [(&str, String, &dyn Fn(&str) -> Value); 2] = [
         (
             "/cards/{id}/ssse-pin-unblock",
@@ -1461,7 +1457,14 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
     // Not activated yet: 409, before any kiosk is dialled.
     for (path, url, body) in &routes {
         let r = c
-            .send(addr, "POST", path, url, &[("Authorization", &clerk)], Some(body(KIOSK)))
+            .send(
+                addr,
+                "POST",
+                path,
+                url,
+                &[("Authorization", &clerk)],
+                Some(body(KIOSK)),
+            )
             .await;
         assert_eq!(r.status, 409, "{url}: {r:?}");
     }
@@ -1476,13 +1479,38 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
         let missing = url.replacen(&format!("/cards/{id}/"), "/cards/999999/", 1);
         let cases: Vec<(String, Vec<(&str, &str)>, Value, u16)> = vec![
             (url.clone(), vec![], body(KIOSK), 401),
-            (url.clone(), vec![("Authorization", &reader)], body(KIOSK), 403),
+            (
+                url.clone(),
+                vec![("Authorization", &reader)],
+                body(KIOSK),
+                403,
+            ),
             (url.clone(), vec![("Authorization", &clerk)], json!({}), 400),
             (missing, vec![("Authorization", &clerk)], body(KIOSK), 404),
-            (url.clone(), vec![("Authorization", &clerk)], body(KIOSK_GONE), 502),
-            (url.clone(), vec![("Authorization", &clerk)], body(KIOSK_UNKEYED), 503),
-            (url.clone(), vec![("Authorization", &clerk)], body(KIOSK_SILENT), 504),
-            (url.clone(), vec![("Authorization", &clerk)], body(KIOSK), 200),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_GONE),
+                502,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_UNKEYED),
+                503,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_SILENT),
+                504,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK),
+                200,
+            ),
         ];
         for (u, headers, b, status) in cases {
             let r = c.send(addr, "POST", path, &u, &headers, Some(b)).await;

@@ -405,9 +405,14 @@ fn drive_card(
     mut backend: HsmSsse,
     action: RelayAction,
 ) -> Result<RelayDone, CardRelayError> {
-    let mut ch =
-        SecureRelayChannel::connect(kiosk.address.as_str(), &kiosk.terminal, key, limits, timeout)
-            .map_err(|e| relay_failed(e, timeout))?;
+    let mut ch = SecureRelayChannel::connect(
+        kiosk.address.as_str(),
+        &kiosk.terminal,
+        key,
+        limits,
+        timeout,
+    )
+    .map_err(|e| relay_failed(e, timeout))?;
     let mut card = SsseCard::open(&mut ch)?;
     if !card.card_id()?.eq_ignore_ascii_case(&backend.card.card_id) {
         return Err(CardRelayError::NotTheCard);
@@ -468,9 +473,7 @@ impl HsmSsse {
         .ok_or(CardRelayError::NoCardKey("PIN-unblock"))
     }
 
-    fn line_protection_key(
-        &self,
-    ) -> Result<hsm_sim::keys::SsseLineProtectionKey, CardRelayError> {
+    fn line_protection_key(&self) -> Result<hsm_sim::keys::SsseLineProtectionKey, CardRelayError> {
         match self.card.algorithm {
             CardAlgorithm::Tdes => self.keys.line_protection_tdes.clone(),
             CardAlgorithm::Sm4 => self.keys.line_protection_sm4.clone(),

@@ -432,7 +432,11 @@ fn card_relay(
             kiosk(KIOSK, &job_centre, address),
             kiosk(KIOSK_GONE, &job_centre, gone_addr.to_string()),
             kiosk(KIOSK_SILENT, &job_centre, silent_addr.to_string()),
-            kiosk(KIOSK_UNKEYED, &testkit::inst("9999999"), gone_addr.to_string()),
+            kiosk(
+                KIOSK_UNKEYED,
+                &testkit::inst("9999999"),
+                gone_addr.to_string(),
+            ),
         ],
     )
     .with_limits(

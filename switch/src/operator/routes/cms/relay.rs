@@ -61,7 +61,15 @@ pub async fn ssse_pin_unblock<S: CmsStore>(
         zeroize::Zeroize::zeroize(&mut b.new_pin);
         let pin = pin.map_err(|_| Problem::invalid("new_pin is 4 to 12 digits"))?;
         let reason = reason_of(b.reason.take(), true)?;
-        relay(&st, &caller, id, &b.terminal, reason, RelayAction::PinUnblock(pin)).await
+        relay(
+            &st,
+            &caller,
+            id,
+            &b.terminal,
+            reason,
+            RelayAction::PinUnblock(pin),
+        )
+        .await
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -151,7 +159,6 @@ fn relay_problem(e: CardRelayError) -> Problem {
         CardRelayError::Store(_) => return Problem::unavailable(),
         CardRelayError::Timeout(_) => ("kiosk-relay-timeout", "Kiosk relay timed out"),
     };
-    let status =
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Problem::new(status, kind, title, e.to_string())
 }
