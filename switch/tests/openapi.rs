@@ -1442,7 +1442,8 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
     let id = card.card_id.0;
     let unblock = |terminal: &str| json!({"terminal": terminal, "new_pin": "246810", "reason": "PIN blocked"});
     let ef06 = |terminal: &str| json!({"terminal": terminal, "record": "0A", "value_hex": "32", "reason": "correction"});
-    let routes: [(&str, String, &dyn Fn(&str) -> Value); 2] = [
+    type BodyFor<'a> = &'a dyn Fn(&str) -> Value;
+    let routes: [(&str, String, BodyFor<'_>); 2] = [
         (
             "/cards/{id}/ssse-pin-unblock",
             format!("/cards/{id}/ssse-pin-unblock"),
@@ -1477,7 +1478,7 @@ async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
     }
     for (path, url, body) in &routes {
         let missing = url.replacen(&format!("/cards/{id}/"), "/cards/999999/", 1);
-        let cases: Vec<(String, Vec<(&str, &str)>, Value, u16)> = vec![
+        let cases: Vec<Case> = vec![
             (url.clone(), vec![], body(KIOSK), 401),
             (
                 url.clone(),
