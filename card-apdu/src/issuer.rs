@@ -27,6 +27,7 @@ pub struct IssuerSim {
     province_internal: CardKey,
     province_external: CardKey,
     province_pin_unblock: CardKey,
+    province_line_protection: CardKey,
     imk_tdes: Option<ImkSet>,
     imk_sm4: Option<ImkSet>,
 }
@@ -80,6 +81,7 @@ impl IssuerSim {
             province_internal: p.internal_auth.key("internal_auth")?,
             province_external: p.external_auth.key("external_auth")?,
             province_pin_unblock: p.pin_unblock.key("pin_unblock")?,
+            province_line_protection: p.line_protection.key("line_protection")?,
             imk_tdes: set(&file.pboc.imk_tdes)?,
             imk_sm4: set(&file.pboc.imk_sm4)?,
         })
@@ -225,6 +227,19 @@ impl SsseBackend for IssuerSim {
     ) -> Result<[u8; 4], KioskError> {
         let k = self.ssse_key(&self.province_pin_unblock, card_id)?;
         cc::ssse_pin_unblock_mac(self.ssse_alg, &k, challenge, new_pin_bcd)
+            .map_err(|e| KioskError::Backend(e.to_string()))
+    }
+
+    fn update_record_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
+    ) -> Result<[u8; 4], KioskError> {
+        let k = self.ssse_key(&self.province_line_protection, card_id)?;
+        let [p1, p2] = p1p2;
+        cc::ssse_update_record_mac(self.ssse_alg, &k, challenge, p1, p2, record)
             .map_err(|e| KioskError::Backend(e.to_string()))
     }
 }

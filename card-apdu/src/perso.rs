@@ -14,7 +14,7 @@
 //! ethnicity = "01"  birthplace = "410102"  birth_date = "19900307"
 //! pin = "123456"  pin_tries_max = 3
 //! [ssse.province_keys]                    # province master keys; card keys = province → city → card
-//! internal_auth = "…32 hex…"  external_auth = "…"  pin_unblock = "…"
+//! internal_auth = "…32 hex…"  external_auth = "…"  pin_unblock = "…"  line_protection = "…"
 //! [pboc]                                  # PBOC 3.0 debit application
 //! pan = "6217…"  psn = "01"  expiry_date = "341231"  effective_date = "240301"
 //! cardholder_name = "ZHANG/SAN"  pin = "123456"  pin_tries_max = 3  atc = 0
@@ -143,6 +143,8 @@ pub struct SsseKeysPerso {
     pub internal_auth: Secret,
     pub external_auth: Secret,
     pub pin_unblock: Secret,
+    /// Line protection (线路保护): the MAC of an EF06 UPDATE RECORD with secure messaging.
+    pub line_protection: Secret,
 }
 
 /// PBOC section. `Debug` masks the PAN (first 6, last 4) and never shows keys or the PIN.
@@ -270,6 +272,9 @@ pub struct SsseProfile {
     pub k_internal_auth: CardKey,
     pub k_external_auth: CardKey,
     pub k_pin_unblock: CardKey,
+    /// The line-protection key: EF06 UPDATE RECORD with secure messaging
+    /// ([`hsm_sim::card_crypto::ssse_update_record_mac`]).
+    pub k_line_protection: CardKey,
 }
 
 /// One algorithm's ICC master keys (EMV Book 2 A1.4 / JR/T 0025.17).
@@ -438,6 +443,7 @@ fn ssse_profile(p: &SssePerso) -> Result<SsseProfile, PersoError> {
         k_internal_auth: derive(&p.province_keys.internal_auth, "internal_auth")?,
         k_external_auth: derive(&p.province_keys.external_auth, "external_auth")?,
         k_pin_unblock: derive(&p.province_keys.pin_unblock, "pin_unblock")?,
+        k_line_protection: derive(&p.province_keys.line_protection, "line_protection")?,
     })
 }
 

@@ -296,3 +296,52 @@ fn contact_pse_lists_the_debit_application() {
     );
     assert_eq!(raw(&mut ch, "00B2020C00"), "6A83");
 }
+
+/// EF06 UPDATE RECORD with secure messaging (`04 DC`): a fresh challenge for each, the MAC of
+/// `hsm_sim::card_crypto::ssse_update_record_mac` under the line-protection key, EF06 only.
+#[test]
+fn ef06_update_under_line_protection_status_words() {
+    use card_apdu::issuer::IssuerSim;
+    use card_apdu::kiosk::ssse::SsseBackend;
+    let (mut ch, mut issuer): (_, IssuerSim) = common::demo();
+    raw(&mut ch, SELECT_SSSE);
+    let cic = {
+        raw(&mut ch, "00A4020C02EF05");
+        let r = raw(&mut ch, "00B2010000");
+        r[4..36].to_owned()
+    };
+    raw(&mut ch, "00A4020C02EF06");
+    // Record 0A (sex) = "2": 0A 01 32.
+    assert_eq!(
+        raw(&mut ch, "04DC0A00070A013200000000"),
+        "6984",
+        "no challenge"
+    );
+    let challenge = raw(&mut ch, "0084000008");
+    let challenge = hex::decode(&challenge[..16]).expect("hex");
+    let mac = issuer
+        .update_record_mac(&cic, &challenge, [0x0A, 0x00], &[0x0A, 0x01, 0x32])
+        .expect("mac");
+    let mut bad = mac;
+    bad[0] ^= 0x01;
+    let apdu = |m: [u8; 4]| format!("04DC0A00070A0132{}", hex::encode_upper(m));
+    assert_eq!(
+        raw(&mut ch, &apdu(bad)),
+        "6988",
+        "a MAC that does not verify"
+    );
+    assert_eq!(raw(&mut ch, "00B20A0000"), "0A01319000", "unchanged");
+    assert_eq!(raw(&mut ch, &apdu(mac)), "6984", "the challenge was used");
+    let challenge = raw(&mut ch, "0084000008");
+    let challenge = hex::decode(&challenge[..16]).expect("hex");
+    let mac = issuer
+        .update_record_mac(&cic, &challenge, [0x0A, 0x00], &[0x0A, 0x01, 0x32])
+        .expect("mac");
+    assert_eq!(raw(&mut ch, &apdu(mac)), "9000");
+    assert_eq!(raw(&mut ch, "00B20A0000"), "0A01329000", "written");
+    assert_eq!(raw(&mut ch, &apdu(mac)), "6984", "no replay");
+    // EF05 (card data) is never written this way.
+    raw(&mut ch, "00A4020C02EF05");
+    raw(&mut ch, "0084000008");
+    assert_eq!(raw(&mut ch, "04DC01000701013200000000"), "6982");
+}

@@ -186,3 +186,87 @@ fn a_session_carries_at_most_its_command_limit() {
     assert!(e.to_string().contains("too many commands"), "{e}");
     assert!(session(&sessions).is_err());
 }
+
+/// EF06's record 0A, the cardholder's sex (GB/T 2261.1: `1` male, `2` female).
+const SEX: u8 = card_apdu::tags::ssse::SEX;
+
+#[test]
+fn the_back_end_rewrites_an_ef06_record_under_line_protection_over_the_relay() {
+    let (addr, sessions) = agent(RelayLimits::default());
+    let (_, mut issuer) = common::demo();
+    {
+        let mut ch = driver(addr, &KEY).expect("both ends authenticated");
+        let mut card = SsseCard::open(&mut ch).expect("select");
+        assert_eq!(card.read_ef06_record(SEX).expect("read"), b"1");
+        card.update_ef06_record(&mut issuer, SEX, b"2")
+            .expect("UPDATE RECORD with secure messaging");
+        assert_eq!(card.read_ef06_record(SEX).expect("read back"), b"2");
+    }
+    session(&sessions).expect("a clean session");
+}
+
+/// A back end holding another line-protection key: its MAC is wrong for the card.
+struct WrongLineKey(card_apdu::issuer::IssuerSim);
+
+impl card_apdu::kiosk::ssse::SsseBackend for WrongLineKey {
+    fn verify_internal_auth(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        response: &[u8],
+    ) -> Result<bool, card_apdu::kiosk::KioskError> {
+        self.0.verify_internal_auth(card_id, challenge, response)
+    }
+    fn external_auth_cryptogram(
+        &mut self,
+        card_id: &str,
+        card_challenge: &[u8],
+    ) -> Result<Vec<u8>, card_apdu::kiosk::KioskError> {
+        self.0.external_auth_cryptogram(card_id, card_challenge)
+    }
+    fn pin_unblock_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], card_apdu::kiosk::KioskError> {
+        self.0.pin_unblock_mac(card_id, challenge, new_pin_bcd)
+    }
+    fn update_record_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
+    ) -> Result<[u8; 4], card_apdu::kiosk::KioskError> {
+        let mut mac = self.0.update_record_mac(card_id, challenge, p1p2, record)?;
+        mac[3] ^= 0x01;
+        Ok(mac)
+    }
+}
+
+#[test]
+fn the_card_refuses_an_ef06_update_whose_mac_does_not_verify_with_6988() {
+    let (addr, sessions) = agent(RelayLimits::default());
+    let (_, issuer) = common::demo();
+    let mut wrong = WrongLineKey(issuer);
+    {
+        let mut ch = driver(addr, &KEY).expect("both ends authenticated");
+        let mut card = SsseCard::open(&mut ch).expect("select");
+        let refused = card
+            .update_ef06_record(&mut wrong, SEX, b"2")
+            .expect_err("a wrong MAC");
+        assert!(
+            matches!(
+                refused,
+                card_apdu::kiosk::KioskError::Card {
+                    sw: card_apdu::sw::StatusWord::SecureMessagingDataIncorrect,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(card.read_ef06_record(SEX).expect("read"), b"1", "unchanged");
+    }
+    session(&sessions).expect("the relay itself stayed sound");
+}

@@ -15,7 +15,8 @@ use crate::datakey::DataKey;
 use crate::error::HsmError;
 use crate::keys::{
     Cvk, DataKeyToken, ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zek, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SsseLineProtectionKey, SssePinUnblockKey, Tpk, Zek,
+    Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{EncryptedPinBlock, PinBlockFormat};
@@ -371,6 +372,19 @@ pub trait Hsm: Send + Sync {
         card: &SsseCardRef,
         challenge: &[u8],
         new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], HsmError>;
+
+    /// The 4-byte MAC of an SSSE UPDATE RECORD with secure messaging (`04 DC P1 P2`) carrying
+    /// `record` (SIMPLE-TLV), after the card's GET CHALLENGE answer `challenge`, under the
+    /// card's line-protection key dispersed from `key` (project command XR). See
+    /// [`crate::card_crypto::ssse_update_record_mac`].
+    async fn ssse_update_record_mac(
+        &self,
+        key: &SsseLineProtectionKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
     ) -> Result<[u8; 4], HsmError>;
 
     /// Generate a MAC (payShield M6).

@@ -170,6 +170,9 @@ async fn call_every_method(h: &dyn Hsm) -> Vec<Result<(), HsmError>> {
         h.ssse_pin_unblock_mac(&typed(), &card(), &[0; 8], &[0x12, 0x34])
             .await
             .map(drop),
+        h.ssse_update_record_mac(&typed(), &card(), &[0; 8], [0x08, 0x00], &[0x08, 1, 0])
+            .await
+            .map(drop),
         h.generate_mac(
             &tak,
             MacAlgorithm::Iso9797Alg3,

@@ -6,10 +6,10 @@ use hsm_sim::commands::execute;
 use hsm_sim::SoftHsm;
 use proptest::prelude::*;
 
-const COMMANDS: [&[u8; 2]; 38] = [
+const COMMANDS: [&[u8; 2]; 39] = [
     b"NC", b"B2", b"A0", b"A4", b"A6", b"A8", b"BU", b"CA", b"CC", b"JE", b"JG", b"DA", b"DC",
     b"EA", b"EC", b"BK", b"FW", b"DE", b"DG", b"CW", b"CY", b"KQ", b"M6", b"M8", b"XA", b"XC",
-    b"XE", b"XG", b"XI", b"XK", b"XM", b"XO", b"XQ", b"XS", b"XU", b"XW", b"ZZ", b"QQ",
+    b"XE", b"XG", b"XI", b"XK", b"XM", b"XO", b"XQ", b"XR", b"XS", b"XU", b"XW", b"ZZ", b"QQ",
 ];
 
 proptest! {

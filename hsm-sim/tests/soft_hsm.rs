@@ -491,6 +491,30 @@ async fn ssse_authentication_through_the_hsm_matches_the_card() {
                 .code(),
             HsmError::DataLength.code()
         );
+        // EF06 UPDATE RECORD MAC under the card's dispersed line-protection key.
+        let lp: SsseLineProtectionKey = tok(&h, scheme, province);
+        let record = [0x08, 0x03, 0xD5, 0xC5, 0x00];
+        let mac = h
+            .ssse_update_record_mac(&lp, &card, &challenge, [0x08, 0x00], &record)
+            .await
+            .expect("mac");
+        assert_eq!(
+            mac,
+            card_crypto::ssse_update_record_mac(alg, &card_key, &challenge, 0x08, 0, &record)
+                .expect("m")
+        );
+        assert_ne!(
+            mac,
+            h.ssse_update_record_mac(&lp, &other_card, &challenge, [0x08, 0x00], &record)
+                .await
+                .expect("mac")
+        );
+        // A key of another type is refused: the PIN-unblock key does not MAC record updates.
+        let wrong = SsseLineProtectionKey::from_token(pu.token().clone());
+        assert!(h
+            .ssse_update_record_mac(&wrong, &card, &challenge, [0x08, 0x00], &record)
+            .await
+            .is_err());
         let bad_city = SsseCardRef {
             city_code: "41A100".into(),
             ..card

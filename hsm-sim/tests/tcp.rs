@@ -386,6 +386,25 @@ async fn client_and_soft_hsm_agree_on_every_function() {
             .code(),
         HsmError::DataLength.code()
     );
+    let lp: SsseLineProtectionKey = tok(&soft, KeyScheme::G, IMK);
+    let record = [0x08, 0x03, 0xD5, 0xC5, 0x00];
+    let mac = remote
+        .ssse_update_record_mac(&lp, &card, &challenge, [0x08, 0x00], &record)
+        .await
+        .expect("XR");
+    assert_eq!(
+        mac,
+        card_crypto::ssse_update_record_mac(CardAlgorithm::Sm4, &ck, &challenge, 0x08, 0, &record)
+            .expect("m")
+    );
+    assert_eq!(
+        remote
+            .ssse_update_record_mac(&lp, &card, &challenge, [0x08, 0x00], &[])
+            .await
+            .unwrap_err()
+            .code(),
+        HsmError::DataLength.code()
+    );
 
     // MACs.
     let tak: Tak = tok(&soft, KeyScheme::U, "0123456789ABCDEF0123456789ABCDEF");

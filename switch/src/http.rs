@@ -243,6 +243,11 @@ pub fn router<S: CmsStore>(state: Arc<HttpState<S>>) -> Router {
         .route("/cards/{id}", get(cms::card::<S>))
         .route("/cards/{id}/replace", post(cms::replace::<S>))
         .route("/cards/{id}/pin-reset", post(cms::pin_reset::<S>))
+        .route(
+            "/cards/{id}/ssse-pin-unblock",
+            post(cms::ssse_pin_unblock::<S>),
+        )
+        .route("/cards/{id}/records/ef06", post(cms::ef06_record::<S>))
         .route("/cards/{id}/{operation}", post(cms::card_operation::<S>))
         .route("/clearing/windows", get(clearing::windows::<S>))
         .route("/clearing/windows/close", post(clearing::close_window::<S>))

@@ -288,7 +288,8 @@ mod demo {
         /// management: /application-batches, /import-jobs/{id}, /import-jobs/{id}/errors, /applications, /applications/{id},
         /// /applications/{id}/photo, /applications/{id}/issue, /perso-files, /perso-files/{id},
         /// /cards, /cards/{id}, /cards/{id}/{operation}, /cards/{id}/replace,
-        /// /cards/{id}/pin-reset; bank cut-over: /reconciliations, /reconciliations/{id}/resolve,
+        /// /cards/{id}/pin-reset, /cards/{id}/ssse-pin-unblock, /cards/{id}/records/ef06; bank
+        /// cut-over: /reconciliations, /reconciliations/{id}/resolve,
         /// /cutover; settlement: /clearing/windows, /clearing/windows/{id},
         /// /clearing/windows/close, /clearing/windows/{id}/reports/{institution},
         /// /clearing/positions).

@@ -2,7 +2,10 @@
 //! (card-apdu) reads a virtual card through Debian's pcscd and vsmartcard's vpcd driver, sends
 //! the 0100 to the switch's acquirer port, the switch checks the card through an `hsm-sim`
 //! server reached over TCP (host commands XG and XI, keys under the test LMK), and the kiosk
-//! gives the switch's cryptogram to the card.
+//! gives the switch's cryptogram to the card. Then the switch drives the same card itself over
+//! card relay v2 served by the `kiosk` binary (`serve-relay`, keyed with the job centre's TAK):
+//! an SSSE PIN unblock and an EF06 update, MACed by the network HSM (XU, XR) and read back
+//! through pcscd.
 //!
 //! Only one pcscd can run on a machine (fixed socket /run/pcscd/pcscd.comm, vpcd port 35963):
 //! everything is in ONE #[test], and nextest runs this binary in the `pcsc` test group with
@@ -311,6 +314,95 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         card.card_identification_code.as_str()
     );
 
+    // The switch drives the card itself: the kiosk binary serves it over card relay v2.
+    let relay_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut agent = Command::new(&kiosk)
+        .args([
+            "--reader",
+            READER,
+            "--relay-terminal",
+            "JC000042",
+            "--relay-key-file",
+        ])
+        .arg(&tak_file)
+        .args([
+            "serve-relay",
+            "--listen",
+            &format!("127.0.0.1:{relay_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiosk serve-relay");
+    {
+        use std::io::BufRead;
+        let stderr = agent.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(
+            first.contains("relaying the card"),
+            "kiosk serve-relay: {first}"
+        );
+        // Keep reading so the agent never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+    }
+    let card_id = store
+        .card_by_pan(&card.pan)
+        .await
+        .expect("card")
+        .expect("card")
+        .card_id;
+    let relay = switch::cms::card_relay::CardRelay::new(
+        network_hsm().await,
+        &world.keys,
+        vec![switch::cms::card_relay::RelayKiosk {
+            terminal: "JC000042".into(),
+            institution: job_centre.clone(),
+            address: format!("127.0.0.1:{relay_port}"),
+        }],
+    );
+    let clerk = switch::cms::Actor {
+        operator: "clerk-7".into(),
+        institution: job_centre.clone(),
+        source: "127.0.0.1".into(),
+        reason: "PIN forgotten".into(),
+    };
+    let new_pin = hsm_sim::card_crypto::ClearPin::new("246810").expect("pin");
+    let unblocked = relay
+        .run(
+            &*store,
+            &clerk,
+            card_id,
+            "JC000042",
+            switch::cms::card_relay::RelayAction::PinUnblock(new_pin),
+        )
+        .await;
+    assert_eq!(
+        unblocked.expect("the PIN unblocked through pcscd"),
+        switch::cms::card_relay::RelayDone::PinUnblocked { tries_left: 3 }
+    );
+    let updated = relay
+        .run(
+            &*store,
+            &clerk,
+            card_id,
+            "JC000042",
+            switch::cms::card_relay::RelayAction::UpdateEf06 {
+                record: 0x0A,
+                value: b"2".to_vec(),
+            },
+        )
+        .await;
+    assert_eq!(
+        updated.expect("EF06 record 0A rewritten through pcscd"),
+        switch::cms::card_relay::RelayDone::RecordUpdated { record: 0x0A }
+    );
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    let _ = agent.wait();
+
     // The same card once reported lost: declined 41, and the kiosk opens nothing.
     let record = store
         .card_by_pan(&card.pan)
@@ -357,6 +449,43 @@ async fn the_kiosk_binary_opens_an_identity_session_through_pcscd_the_switch_and
         "05",
     );
     drop(stack);
+    // Nor does the switch drive a lost card: refused before any kiosk is dialled.
+    let refused = relay
+        .run(
+            &*store,
+            &clerk,
+            card_id,
+            "JC000042",
+            switch::cms::card_relay::RelayAction::PinUnblock(
+                hsm_sim::card_crypto::ClearPin::new("135790").expect("pin"),
+            ),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(switch::cms::card_relay::CardRelayError::CardNotUsable(_))
+        ),
+        "{refused:?}"
+    );
+    let relayed: Vec<String> = store
+        .audit_page(0, 1_000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.entry.action.starts_with("card.relay."))
+        .map(|r| format!("{} {}", r.entry.action, r.entry.detail))
+        .collect();
+    assert_eq!(relayed.len(), 3, "{relayed:?}");
+    assert!(
+        relayed[0].starts_with("card.relay.pin_unblock")
+            && relayed[0].contains("\"outcome\":\"done\"")
+    );
+    assert!(
+        relayed[1].starts_with("card.relay.ef06_update")
+            && relayed[1].contains("\"outcome\":\"done\"")
+    );
+    assert!(relayed[2].contains("reported lost"), "{relayed:?}");
 
     let audited: Vec<String> = store
         .audit_page(0, 1_000)

@@ -701,6 +701,7 @@ async fn every_documented_answer_is_given_and_matches_the_document() {
 
     operator_answers(&mut c, &n).await;
     card_answers(&mut c, &n).await;
+    card_relay_answers(&mut c, &n).await;
     settlement_answers(&mut c, &n).await;
     api_key_answers(&mut c, &n).await;
     reconciliation_answers(&mut c, &n).await;
@@ -1394,6 +1395,133 @@ async fn card_answers(c: &mut Contract, n: &http_node::Node) {
 
 /// The operator API's answers, each once: sessions, users, role changes, roles, the audit log,
 /// and the 401 and 403 of the lookups.
+/// The card relay's answers (`/cards/{id}/ssse-pin-unblock`, `/cards/{id}/records/ef06`): a
+/// card issued for the node's kiosk, refused before activation (409) and driven after (200);
+/// the kiosks that fail (502 nobody listens, 503 no TAK, 504 silent); 400, 401, 403, 404.
+async fn card_relay_answers(c: &mut Contract, n: &http_node::Node) {
+    use http_node::{KIOSK, KIOSK_GONE, KIOSK_SILENT, KIOSK_UNKEYED};
+    use switch::cms::CardOperation;
+    use switch::sim::operator_kit::{self, SWITCH};
+    let addr = n.addr;
+    let clerk_key = operator_kit::api_key(&*n.store, SWITCH, "counter_clerk")
+        .await
+        .expect("clerk key");
+    let clerk = format!("Bearer {clerk_key}");
+    let reader = format!("Bearer {}", http_node::READER_KEY);
+    // The card in the kiosk: personalised for application 960, made by the bureau.
+    let app = http_node::application(&n.cms, 960, n.fx.bank.as_str()).await;
+    let pin = switch::sim::bureau::counter_pin(
+        &n.world,
+        switch::sim::world::DEMO_PIN,
+        hsm_sim::pin::PinBlockFormat::Iso1,
+        "",
+    )
+    .expect("pin");
+    let mut batch = n.cms.service.open_perso_batch().await.expect("batch");
+    let card = n
+        .cms
+        .service
+        .personalise(
+            &http_node::fixture_actor(),
+            &mut batch,
+            switch::cms::ApplicationId(app),
+            &pin,
+        )
+        .await
+        .expect("personalise");
+    let content = batch.content();
+    let record = content
+        .records
+        .iter()
+        .find(|r| r.card_id == card.card_id.0)
+        .expect("the card's record");
+    assert!(
+        record.keys.ssse_line_protection.is_some(),
+        "the card's line-protection key, derived in the HSM, travels in the file"
+    );
+    let vcard = switch::sim::bureau::load_record(&content.header, record).expect("card");
+    http_node::serve_kiosk(n, vcard);
+    let id = card.card_id.0;
+    let unblock = |terminal: &str| json!({"terminal": terminal, "new_pin": "246810", "reason": "PIN blocked"});
+    let ef06 = |terminal: &str| json!({"terminal": terminal, "record": "0A", "value_hex": "32", "reason": "correction"});
+    type BodyFor<'a> = &'a dyn Fn(&str) -> Value;
+    let routes: [(&str, String, BodyFor<'_>); 2] = [
+        (
+            "/cards/{id}/ssse-pin-unblock",
+            format!("/cards/{id}/ssse-pin-unblock"),
+            &unblock,
+        ),
+        (
+            "/cards/{id}/records/ef06",
+            format!("/cards/{id}/records/ef06"),
+            &ef06,
+        ),
+    ];
+    // Not activated yet: 409, before any kiosk is dialled.
+    for (path, url, body) in &routes {
+        let r = c
+            .send(
+                addr,
+                "POST",
+                path,
+                url,
+                &[("Authorization", &clerk)],
+                Some(body(KIOSK)),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{url}: {r:?}");
+    }
+    for op in [CardOperation::HandOver, CardOperation::Activate] {
+        n.cms
+            .service
+            .apply(&http_node::fixture_actor(), card.card_id, op, None)
+            .await
+            .expect("operation");
+    }
+    for (path, url, body) in &routes {
+        let missing = url.replacen(&format!("/cards/{id}/"), "/cards/999999/", 1);
+        let cases: Vec<Case> = vec![
+            (url.clone(), vec![], body(KIOSK), 401),
+            (
+                url.clone(),
+                vec![("Authorization", &reader)],
+                body(KIOSK),
+                403,
+            ),
+            (url.clone(), vec![("Authorization", &clerk)], json!({}), 400),
+            (missing, vec![("Authorization", &clerk)], body(KIOSK), 404),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_GONE),
+                502,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_UNKEYED),
+                503,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK_SILENT),
+                504,
+            ),
+            (
+                url.clone(),
+                vec![("Authorization", &clerk)],
+                body(KIOSK),
+                200,
+            ),
+        ];
+        for (u, headers, b, status) in cases {
+            let r = c.send(addr, "POST", path, &u, &headers, Some(b)).await;
+            assert_eq!(r.status, status, "{u}: {r:?}");
+        }
+    }
+}
+
 async fn operator_answers(c: &mut Contract, n: &http_node::Node) {
     use switch::operator::keys::SecretKey;
     use switch::sim::operator_kit::{self, totp_now, SWITCH};

@@ -9,6 +9,8 @@
 //! Frames as in v1 (`LEN(4) ‖ KIND(1) ‖ PAYLOAD`), `LEN` at most `1 + apdu_len_max + 8`. Both
 //! ends hold `K`, the kiosk institution's relay key (a key of the algorithm of its MACs:
 //! SM4 CBC-MAC, ISO 9797-1 algorithm 3 or AES-CMAC, as `crate::kiosk::identity::KioskMac`).
+//! The kiosk holds it in clear in its secure module ([`KioskMac`]); a back end may keep it in
+//! its HSM and MAC through it ([`RelayKey`]).
 //!
 //! | step | from | kind | payload |
 //! |---|---|---|---|
@@ -55,7 +57,8 @@ pub const VERSION: u8 = 2;
 /// Terminal id length in HELLO (ISO 8583 field 41).
 pub const TERMINAL_LEN: usize = 8;
 const NONCE_LEN: usize = 16;
-const MAC_LEN: usize = 8;
+/// Length of every relay MAC.
+pub const MAC_LEN: usize = 8;
 /// Largest handshake frame: KIND + HELLO's payload.
 const HANDSHAKE_FRAME_LEN_MAX: usize = 1 + 1 + TERMINAL_LEN + NONCE_LEN;
 /// Largest frame the driver reads during the handshake: room for an ERROR's reason.
@@ -101,19 +104,36 @@ fn relay_error(reason: &str) -> ChannelError {
     ChannelError::Relay(reason.to_owned())
 }
 
+/// The relay key `K`: whatever computes its 8-byte MACs (the leftmost 8 bytes of the MAC of
+/// the key's algorithm, as [`KioskMac::mac`]). Only the MAC leaves it, so a back end can keep
+/// `K` in its HSM.
+pub trait RelayKey {
+    /// The 8-byte MAC of `data` under `K`.
+    fn mac(&self, data: &[u8]) -> Result<[u8; MAC_LEN], ChannelError>;
+}
+
+impl RelayKey for KioskMac {
+    fn mac(&self, data: &[u8]) -> Result<[u8; MAC_LEN], ChannelError> {
+        KioskMac::mac(self, data).map_err(|_| relay_error("MAC computation failed"))
+    }
+}
+
 /// MAC_K(label ‖ parts…).
-fn mac_over(key: &KioskMac, label: &[u8], parts: &[&[u8]]) -> Result<[u8; MAC_LEN], ChannelError> {
+fn mac_over(
+    key: &dyn RelayKey,
+    label: &[u8],
+    parts: &[&[u8]],
+) -> Result<[u8; MAC_LEN], ChannelError> {
     let mut data = label.to_vec();
     for p in parts {
         data.extend_from_slice(p);
     }
     key.mac(&data)
-        .map_err(|_| relay_error("MAC computation failed"))
 }
 
 /// The keyed state of an authenticated session.
 struct Keyed<'k> {
-    key: &'k KioskMac,
+    key: &'k dyn RelayKey,
     nonce_a: [u8; NONCE_LEN],
     nonce_b: [u8; NONCE_LEN],
 }
@@ -382,7 +402,7 @@ pub fn serve_one_at_a_time<C: CardChannel + ?Sized>(
 /// The back end's side: a [`CardChannel`] to the card of one kiosk, authenticated both ways.
 pub struct SecureRelayChannel {
     stream: TcpStream,
-    key: KioskMac,
+    key: Box<dyn RelayKey + Send>,
     nonce_a: [u8; NONCE_LEN],
     nonce_b: [u8; NONCE_LEN],
     seq_out: u32,
@@ -396,7 +416,7 @@ impl SecureRelayChannel {
     pub fn connect(
         addr: impl ToSocketAddrs,
         terminal: &str,
-        key: KioskMac,
+        key: impl RelayKey + Send + 'static,
         limits: RelayLimits,
         timeout: Duration,
     ) -> Result<Self, ChannelError> {
@@ -447,7 +467,7 @@ impl SecureRelayChannel {
         }
         Ok(Self {
             stream,
-            key,
+            key: Box::new(key),
             nonce_a,
             nonce_b,
             seq_out: 0,
@@ -461,7 +481,7 @@ impl SecureRelayChannel {
             return Err(relay_error("command longer than apdu_len_max"));
         }
         let keyed = Keyed {
-            key: &self.key,
+            key: &*self.key,
             nonce_a: self.nonce_a,
             nonce_b: self.nonce_b,
         };

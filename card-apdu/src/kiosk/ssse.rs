@@ -13,8 +13,9 @@ use crate::sw::StatusWord;
 use crate::tags::ssse as id;
 use crate::vcard::SSSE_AID;
 
-/// The back end's side of SSSE card authentication and PIN unblock: an HSM-backed service in
-/// production, [`crate::issuer::IssuerSim`] in tests. Keys are found from the card
+/// The back end's side of SSSE card authentication, PIN unblock and EF06 updates: an
+/// HSM-backed service in production (the switch's card relay driver), [`crate::issuer::IssuerSim`]
+/// in tests. Keys are found from the card
 /// identification code (its first 6 characters are the issuing city's area code).
 pub trait SsseBackend {
     /// Checks the card's INTERNAL AUTHENTICATE answer to `challenge`.
@@ -37,6 +38,15 @@ pub trait SsseBackend {
         card_id: &str,
         challenge: &[u8],
         new_pin_bcd: &[u8],
+    ) -> Result<[u8; 4], KioskError>;
+    /// The MAC of an UPDATE RECORD with secure messaging (`04 DC P1 P2`) carrying `record`
+    /// (SIMPLE-TLV), see [`hsm_sim::card_crypto::ssse_update_record_mac`].
+    fn update_record_mac(
+        &mut self,
+        card_id: &str,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
     ) -> Result<[u8; 4], KioskError>;
 }
 
@@ -258,6 +268,48 @@ impl<'c, C: CardChannel + ?Sized> SsseCard<'c, C> {
             Command::new(0x84, 0x2C, 0x00, 0x00).with_data(data),
         )
         .map(|_| ())
+    }
+
+    /// Rewrites EF06 record `record_id` with `value` (the record's whole fixed-length value)
+    /// under line protection: SELECT EF06, GET CHALLENGE, the back end MACs the command,
+    /// `04 DC id 00 Lc ‖ id ‖ len ‖ value ‖ MAC`. A MAC the card refuses is
+    /// [`KioskError::Card`] with `6988`.
+    pub fn update_ef06_record(
+        &mut self,
+        backend: &mut dyn SsseBackend,
+        record_id: u8,
+        value: &[u8],
+    ) -> Result<(), KioskError> {
+        let card_id = self.card_id()?;
+        let len = u8::try_from(value.len())
+            .ok()
+            .filter(|_| value.len() + 2 <= hsm_sim::card_crypto::SSSE_UPDATE_RECORD_DATA_MAX)
+            .ok_or_else(|| KioskError::CardData("record value too long".into()))?;
+        self.select_ef(crate::vcard::ssse::FID_EF06)?;
+        let challenge = send_ok(
+            self.ch,
+            "GET CHALLENGE",
+            Command::new(0x00, 0x84, 0x00, 0x00).with_ne(8),
+        )?;
+        let mut record = vec![record_id, len];
+        record.extend_from_slice(value);
+        // P2 = 00: the record with identifier P1 in the current EF (ISO/IEC 7816-4 §11.3.3).
+        let p1p2 = [record_id, 0x00];
+        let mac = backend.update_record_mac(&card_id, &challenge, p1p2, &record)?;
+        record.extend_from_slice(&mac);
+        let [cla, ins] = hsm_sim::card_crypto::SSSE_UPDATE_RECORD_SM;
+        send_ok(
+            self.ch,
+            "UPDATE RECORD",
+            Command::new(cla, ins, p1p2[0], p1p2[1]).with_data(record),
+        )
+        .map(|_| ())
+    }
+
+    /// Reads EF06 record `record_id`'s value.
+    pub fn read_ef06_record(&mut self, record_id: u8) -> Result<Vec<u8>, KioskError> {
+        self.select_ef(crate::vcard::ssse::FID_EF06)?;
+        self.read(record_id)
     }
 
     /// Online card authentication: INTERNAL AUTHENTICATE on a fresh terminal challenge checked by

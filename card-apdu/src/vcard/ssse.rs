@@ -4,15 +4,24 @@
 //! application directories DF01–DF04, each with a record file EF15 readable after PIN
 //! verification and writable after EXTERNAL AUTHENTICATE in that DF.
 //!
-//! Commands: SELECT (FID), READ RECORD, UPDATE RECORD, VERIFY (`00 20 00 00`, BCD PIN), CHANGE
-//! PIN (`80 5E 01 00`, old ‖ FF ‖ new), PIN UNBLOCK (`84 2C 00 00`, new PIN ‖ MAC under the
-//! PIN-unblock key), GET CHALLENGE, INTERNAL AUTHENTICATE and EXTERNAL AUTHENTICATE with the
-//! per-card keys (3DES or SM4, hsm-sim's `card_crypto`).
+//! Commands: SELECT (FID), READ RECORD, UPDATE RECORD (`00 DC`, after EXTERNAL AUTHENTICATE in
+//! the DF), UPDATE RECORD with secure messaging (`04 DC`, EF06 only, record ‖ MAC under the
+//! line-protection key), VERIFY (`00 20 00 00`, BCD PIN), CHANGE PIN (`80 5E 01 00`, old ‖ FF ‖
+//! new), PIN UNBLOCK (`84 2C 00 00`, new PIN ‖ MAC under the PIN-unblock key), GET CHALLENGE,
+//! INTERNAL AUTHENTICATE and EXTERNAL AUTHENTICATE with the per-card keys (3DES or SM4,
+//! hsm-sim's `card_crypto`).
 //!
 //! PIN UNBLOCK MAC ("line protection", this project's convention):
 //! `card_crypto::mac(alg, K_pin_unblock, challenge ‖ 84 2C 00 00 Lc ‖ new PIN)`, leftmost 4 bytes,
 //! where `challenge` is the card's last GET CHALLENGE answer; defined once, for host and card, in
 //! [`hsm_sim::card_crypto::ssse_pin_unblock_mac`].
+//!
+//! EF06 UPDATE RECORD with secure messaging (the back end rewrites a cardholder record through
+//! the card relay): `04 DC P1 P2 Lc ‖ record ‖ MAC`, the record as SIMPLE-TLV (identifier ‖
+//! length ‖ value, the value of the record's fixed length), the MAC of
+//! [`hsm_sim::card_crypto::ssse_update_record_mac`] after the card's last GET CHALLENGE (used
+//! once, whatever the outcome). A MAC that does not verify is refused `6988` (ISO/IEC 7816-4
+//! §5.6, incorrect secure messaging data objects) and changes nothing; no challenge is `6984`.
 
 use hsm_sim::card_crypto::{self as cc, CardAlgorithm, CardKey, ClearPin};
 use rand::RngCore;
@@ -71,6 +80,7 @@ pub struct SsseApplet {
     k_internal: CardKey,
     k_external: CardKey,
     k_pin_unblock: CardKey,
+    k_line_protection: CardKey,
     session: Session,
 }
 
@@ -109,6 +119,7 @@ impl SsseApplet {
             k_internal: p.k_internal_auth,
             k_external: p.k_external_auth,
             k_pin_unblock: p.k_pin_unblock,
+            k_line_protection: p.k_line_protection,
             session: Session::default(),
         }
     }
@@ -144,6 +155,7 @@ impl SsseApplet {
             (0x00, 0xA4) => self.select_fid(cmd),
             (0x00, 0xB2) => self.read_record(cmd),
             (0x00, 0xDC) => self.update_record(cmd),
+            (0x04, 0xDC) => self.update_record_sm(cmd),
             (0x00, 0x20) => self.verify(cmd, case),
             (0x80, 0x5E) => self.change_pin(cmd),
             (0x84, 0x2C) => self.pin_unblock(cmd),
@@ -254,6 +266,53 @@ impl SsseApplet {
             let (id, value) = &mut records[i];
             // The data field is the whole record as SIMPLE-TLV: id, length, value.
             match cmd.data.as_slice() {
+                [rid, len, rest @ ..]
+                    if *rid == *id
+                        && usize::from(*len) == rest.len()
+                        && rest.len() == value.len() =>
+                {
+                    value.copy_from_slice(rest);
+                    Ok(())
+                }
+                [rid, ..] if *rid != *id => Err(StatusWord::IncorrectData),
+                _ => Err(StatusWord::WrongLength),
+            }
+        });
+        Response::status(result.err().unwrap_or(StatusWord::Success))
+    }
+
+    /// `04 DC P1 P2 Lc ‖ record ‖ MAC`: an EF06 record rewritten under line protection.
+    fn update_record_sm(&mut self, cmd: &Command) -> Response {
+        let Some(challenge) = self.session.challenge.take() else {
+            return Response::status(StatusWord::ReferenceDataNotUsable);
+        };
+        let result = self.file(cmd.p2).and_then(|ef| {
+            if ef != Ef::Ef06 {
+                return Err(StatusWord::SecurityStatusNotSatisfied);
+            }
+            let at = cmd
+                .data
+                .len()
+                .checked_sub(4)
+                .filter(|n| *n > 0)
+                .ok_or(StatusWord::WrongLength)?;
+            let (record, mac) = cmd.data.split_at(at);
+            let expected = cc::ssse_update_record_mac(
+                self.algorithm,
+                &self.k_line_protection,
+                &challenge,
+                cmd.p1,
+                cmd.p2,
+                record,
+            )
+            .map_err(|_| StatusWord::WrongLength)?;
+            if !ct_eq(&expected, mac) {
+                return Err(StatusWord::SecureMessagingDataIncorrect);
+            }
+            let records = self.records(ef);
+            let i = Self::locate(records, cmd.p1, cmd.p2 & 0x07)?;
+            let (id, value) = &mut records[i];
+            match record {
                 [rid, len, rest @ ..]
                     if *rid == *id
                         && usize::from(*len) == rest.len()

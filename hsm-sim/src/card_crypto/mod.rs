@@ -105,8 +105,9 @@ pub use derivation::{
 pub use ssse::{
     derive_ssse_card_key, derive_ssse_card_key_from_province, derive_ssse_city_key,
     ssse_card_factor, ssse_city_factor, ssse_external_auth_cryptogram, ssse_identity_challenge,
-    ssse_internal_auth_response, ssse_pin_unblock_mac, verify_ssse_external_auth,
-    verify_ssse_internal_auth, IdentitySessionRef,
+    ssse_internal_auth_response, ssse_pin_unblock_mac, ssse_update_record_mac,
+    verify_ssse_external_auth, verify_ssse_internal_auth, IdentitySessionRef,
+    SSSE_UPDATE_RECORD_DATA_MAX, SSSE_UPDATE_RECORD_SM,
 };
 
 /// Block cipher of a card application: double-length 3DES or SM4. Keys are 16 bytes for both.

@@ -1,5 +1,6 @@
 //! Social-security (SSSE) card keys and authentication: the province → city → card dispersal,
-//! INTERNAL/EXTERNAL AUTHENTICATE cryptograms and the PIN UNBLOCK MAC.
+//! INTERNAL/EXTERNAL AUTHENTICATE cryptograms, the PIN UNBLOCK MAC and the MAC of an EF06
+//! UPDATE RECORD with secure messaging.
 //!
 //! Why this exists apart: the SSSE application is specific to the social-security card (社会保障
 //! 卡); its key tree and commands are independent of the EMV/PBOC payment application.
@@ -164,6 +165,61 @@ pub fn ssse_pin_unblock_mac(
     msg.extend_from_slice(&[0x84, 0x2C, 0x00, 0x00, lc]);
     msg.extend_from_slice(new_pin_bcd);
     let m = mac(alg, k_pin_unblock, &msg);
+    msg.zeroize();
+    Ok([m[0], m[1], m[2], m[3]])
+}
+
+/// Instruction class and code of an SSSE UPDATE RECORD with secure messaging (ISO/IEC 7816-4
+/// §5.4.1: CLA `04`, secure messaging, command header not authenticated by the card's own
+/// rules but by the MAC below; INS `DC`, §11.3.5).
+pub const SSSE_UPDATE_RECORD_SM: [u8; 2] = [0x04, 0xDC];
+
+/// Largest record (SIMPLE-TLV: identifier ‖ length ‖ value) an SSSE UPDATE RECORD with secure
+/// messaging carries: a short APDU's 255 data bytes less the 4-byte MAC.
+pub const SSSE_UPDATE_RECORD_DATA_MAX: usize = 251;
+
+/// The 4-byte MAC of an SSSE UPDATE RECORD with secure messaging
+/// (`04 DC P1 P2 Lc ‖ record ‖ MAC`), computed by the back end and checked by the card, under
+/// the card's line-protection key (线路保护密钥, dispersed province → city → card like every
+/// SSSE key).
+///
+/// 社会保障(个人)卡规范 protects the updates of the cardholder's records (EF06) with a MAC
+/// under the line-protection key; this project fixes the exact message as it does for PIN
+/// UNBLOCK ([`ssse_pin_unblock_mac`]):
+/// `mac(alg, K_line_protection, challenge ‖ 04 DC P1 P2 Lc ‖ record)`, leftmost 4 bytes, where
+/// `challenge` is the card's last GET CHALLENGE answer (4, 8 or 16 bytes), `P1`/`P2` address the
+/// record (ISO/IEC 7816-4 §11.3.3: P2 b3–b1 = `000`, the record with identifier P1 in the
+/// current EF), `record` is the record as SIMPLE-TLV (1 to
+/// [`SSSE_UPDATE_RECORD_DATA_MAX`] bytes) and `Lc = len(record) + 4`.
+pub fn ssse_update_record_mac(
+    alg: CardAlgorithm,
+    k_line_protection: &CardKey,
+    challenge: &[u8],
+    p1: u8,
+    p2: u8,
+    record: &[u8],
+) -> Result<[u8; 4], CardCryptoError> {
+    if !matches!(challenge.len(), 4 | 8 | 16) {
+        return Err(CardCryptoError::InvalidLength {
+            what: "challenge",
+            got: challenge.len(),
+        });
+    }
+    let lc = match record.len() {
+        n @ 1..=SSSE_UPDATE_RECORD_DATA_MAX => n as u8 + 4,
+        got => {
+            return Err(CardCryptoError::InvalidLength {
+                what: "record",
+                got,
+            })
+        }
+    };
+    let [cla, ins] = SSSE_UPDATE_RECORD_SM;
+    let mut msg = Vec::with_capacity(challenge.len() + 5 + record.len());
+    msg.extend_from_slice(challenge);
+    msg.extend_from_slice(&[cla, ins, p1, p2, lc]);
+    msg.extend_from_slice(record);
+    let m = mac(alg, k_line_protection, &msg);
     msg.zeroize();
     Ok([m[0], m[1], m[2], m[3]])
 }

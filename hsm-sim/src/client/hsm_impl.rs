@@ -19,7 +19,8 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, TypedKey, Zek, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SsseLineProtectionKey, SssePinUnblockKey, Tpk,
+    TypedKey, Zek, Zmk, Zpk,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::pin::{account_number_12, EncryptedPinBlock, PinBlockFormat};
@@ -320,6 +321,35 @@ impl Hsm for HsmClient {
         zeroize::Zeroize::zeroize(&mut body);
         let mut mac = [0u8; 4];
         hex::decode_to_slice(out?, &mut mac).map_err(|_| HsmError::InvalidInput)?;
+        Ok(mac)
+    }
+
+    async fn ssse_update_record_mac(
+        &self,
+        key: &SsseLineProtectionKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
+    ) -> Result<[u8; 4], HsmError> {
+        if challenge.len() > 0xFF || record.len() > 0xFF {
+            return Err(HsmError::InvalidInput);
+        }
+        let body = format!(
+            "{}{}{}{}{:02X}{}{}{:02X}{}",
+            alg_char(card.algorithm),
+            key.token(),
+            card.city_code,
+            card.card_id,
+            challenge.len(),
+            hex::encode_upper(challenge),
+            hex::encode_upper(p1p2),
+            record.len(),
+            hex::encode_upper(record)
+        );
+        let out = self.text(b"XR", body).await?;
+        let mut mac = [0u8; 4];
+        hex::decode_to_slice(out, &mut mac).map_err(|_| HsmError::InvalidInput)?;
         Ok(mac)
     }
 

@@ -1,5 +1,5 @@
 //! Card and message commands: CVV (CW, CY), ARQC/ARPC (KQ, XA), issuer scripts (XC, XE), SSSE
-//! card authentication (XG, XI, XU) and MACs (M6, M8).
+//! card authentication (XG, XI, XU, XR) and MACs (M6, M8).
 
 use zeroize::Zeroize;
 
@@ -11,7 +11,7 @@ use crate::error::HsmError;
 use crate::hsm::{ArpcMethod, ArqcRequest, Hsm, PinBlockIn, ScriptContext, SsseCardRef};
 use crate::keys::{
     Cvk, ImkAc, ImkSmc, ImkSmi, KeyType, MacKey, SsseExternalAuthKey, SsseInternalAuthKey,
-    SssePinUnblockKey, Tak, TypedKey, Zak,
+    SsseLineProtectionKey, SssePinUnblockKey, Tak, TypedKey, Zak,
 };
 use crate::mac::{MacAlgorithm, MacPadding};
 use crate::soft::SoftHsm;
@@ -244,7 +244,16 @@ pub(super) async fn ssse(
     };
     let n = f.hex_number(2)?;
     let challenge = f.hex_bytes(n)?;
-    if &command == b"XU" {
+    if &command == b"XR" {
+        let p1p2 = f.hex_array::<2>()?;
+        let n = f.hex_number(2)?;
+        let record = f.hex_bytes(n)?;
+        let key = SsseLineProtectionKey::from_token(token);
+        let mac = hsm
+            .ssse_update_record_mac(&key, &card, &challenge, p1p2, &record)
+            .await?;
+        Ok(hex::encode_upper(mac).into_bytes())
+    } else if &command == b"XU" {
         let n = f.hex_number(2)?;
         let mut pin = f.hex_bytes(n)?;
         let key = SssePinUnblockKey::from_token(token);

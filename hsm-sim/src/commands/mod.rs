@@ -48,6 +48,7 @@
 //! | XG | SSSE internal auth verify | alg(1) key city(6) card-id(32) len(2h) challenge(hex) response(hex, one block) | — (01 = mismatch) |
 //! | XI | SSSE external auth | alg(1) key city(6) card-id(32) len(2h) challenge(hex) | cryptogram (hex) |
 //! | XU | SSSE PIN UNBLOCK MAC ([`crate::card_crypto::ssse_pin_unblock_mac`]) | alg(1) key city(6) card-id(32) len(2h) challenge(hex) PIN-len(2h) BCD PIN field(hex) | MAC(8h) |
+//! | XR | SSSE UPDATE RECORD MAC, secure messaging ([`crate::card_crypto::ssse_update_record_mac`]) | alg(1) key city(6) card-id(32) len(2h) challenge(hex) P1P2(4h) record-len(2h) record(hex) | MAC(8h) |
 //! | XQ | derive card key, export under ZMK (personalisation) | type(3) master token derivation(1: E/S) alg(1) [E: PAN-len(2) PAN PSN(2) \| S: city(6) card-id(32)] ZMK | key under ZMK (U/G + 32h) KCV(6) |
 //! | XT | derive card key, export under a transport ZEK (card bureau) | as XQ with a ZEK token instead of the ZMK | key under ZEK (U/G + 32h) KCV(6) |
 //! | XK | random bytes | length(3) | hex |
@@ -181,7 +182,7 @@ pub async fn execute(hsm: &SoftHsm, command: [u8; 2], body: &[u8]) -> Result<Vec
         b"XA" => card::xa(hsm, &mut f).await,
         b"XC" => card::xc(hsm, &mut f).await,
         b"XE" => card::xe(hsm, &mut f).await,
-        b"XG" | b"XI" | b"XU" => card::ssse(hsm, command, &mut f).await,
+        b"XG" | b"XI" | b"XU" | b"XR" => card::ssse(hsm, command, &mut f).await,
         b"XQ" => keys::xq(hsm, &mut f, false).await,
         b"XT" => keys::xq(hsm, &mut f, true).await,
         b"XK" => {

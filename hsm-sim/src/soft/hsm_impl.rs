@@ -15,7 +15,8 @@ use crate::hsm::{
 };
 use crate::keys::{
     Cvk, DataKeyToken, ImkSmc, ImkSmi, KeyScheme, KeyToken, KeyType, MacKey, PinKey, Pvk,
-    SsseExternalAuthKey, SsseInternalAuthKey, SssePinUnblockKey, Tpk, Zek, Zmk, Zpk,
+    SsseExternalAuthKey, SsseInternalAuthKey, SsseLineProtectionKey, SssePinUnblockKey, Tpk, Zek,
+    Zmk, Zpk,
 };
 use crate::mac::{compute_mac, MacAlgorithm, MacPadding};
 use crate::pin::{self, PinBlockFormat};
@@ -224,6 +225,27 @@ impl Hsm for SoftHsm {
             &k,
             challenge,
             new_pin_bcd,
+        )?)
+    }
+
+    async fn ssse_update_record_mac(
+        &self,
+        key: &SsseLineProtectionKey,
+        card: &SsseCardRef,
+        challenge: &[u8],
+        p1p2: [u8; 2],
+        record: &[u8],
+    ) -> Result<[u8; 4], HsmError> {
+        let m = self.unwrap_typed(key)?;
+        let k = self.ssse_card_key(&m, card)?;
+        let [p1, p2] = p1p2;
+        Ok(card_crypto::ssse_update_record_mac(
+            card.algorithm,
+            &k,
+            challenge,
+            p1,
+            p2,
+            record,
         )?)
     }
 

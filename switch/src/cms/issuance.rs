@@ -23,7 +23,7 @@ use hsm_sim::card_crypto::CardAlgorithm;
 use hsm_sim::hsm::{CardKeyDerivation, CardMasterKey, PinBlockIn, SsseCardRef};
 use hsm_sim::keys::{
     ImkAc, ImkSmc, ImkSmi, KeyScheme, KeyType, PinKey, Pvk, SsseExternalAuthKey,
-    SsseInternalAuthKey, SssePinUnblockKey, TypedKey, Zek, Zmk, Zpk,
+    SsseInternalAuthKey, SsseLineProtectionKey, SssePinUnblockKey, TypedKey, Zek, Zmk, Zpk,
 };
 use hsm_sim::pin::{EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::Hsm;
@@ -140,6 +140,8 @@ pub struct SsseMasterKeys {
     pub external_auth: SsseExternalAuthKey,
     /// PIN unblock.
     pub pin_unblock: SssePinUnblockKey,
+    /// Line protection (the MAC of an EF06 UPDATE RECORD with secure messaging).
+    pub line_protection: SsseLineProtectionKey,
 }
 
 /// What issuance needs: the HSM, the ranges, the master keys (LMK tokens), the PIN
@@ -597,6 +599,13 @@ impl<S: CmsStore> CardManagement<S> {
                 &ssse,
             )
             .await?,
+            ssse_line_protection: Some(
+                derive(
+                    CardMasterKey::SsseLineProtection(c.ssse.line_protection.clone()),
+                    &ssse,
+                )
+                .await?,
+            ),
         })
     }
 }

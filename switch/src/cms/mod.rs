@@ -11,10 +11,13 @@
 //! - [`import`]: batch import of CSV files with a job record;
 //! - [`issuance`], [`perso_file`]: PANs, keys in the HSM, the card bureau's file;
 //! - [`store`]: [`store::CmsStore`], implemented by both backends in `store::sql::cms`;
+//! - [`card_relay`]: an SSSE PIN unblock or an EF06 update sent to a card at a kiosk over the
+//!   authenticated card relay, MACed by the HSM;
 //! - [`cli`]: `switch applications import`.
 
 pub mod application;
 mod audit;
+pub mod card_relay;
 pub mod citizen_id;
 pub mod cli;
 pub mod error;

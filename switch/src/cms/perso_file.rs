@@ -22,7 +22,8 @@
 //!          "social_security_number":"11010519491231002X","name":"张三","sex":"2",
 //!          "ethnicity":"00","birthplace":"110105","birth_date":"19491231"},
 //!  "keys":{"mk_ac":{"under_zek":"G…","kcv":"…"},"mk_smi":{…},"mk_smc":{…},
-//!          "ssse_internal_auth":{…},"ssse_external_auth":{…},"ssse_pin_unblock":{…}},
+//!          "ssse_internal_auth":{…},"ssse_external_auth":{…},"ssse_pin_unblock":{…},
+//!          "ssse_line_protection":{…}},
 //!  "pin_block":"…16 hex…","pin_block_format":"05","pin_tries_max":3,
 //!  "photo_jpeg_hex":"FFD8…FFD9"}
 //! ```
@@ -90,6 +91,10 @@ pub struct PersoKeys {
     pub ssse_external_auth: EncryptedKey,
     /// SSSE PIN unblock.
     pub ssse_pin_unblock: EncryptedKey,
+    /// SSSE line protection (EF06 UPDATE RECORD MAC); absent in the files of a switch that
+    /// did not derive it yet (their cards take no EF06 update from the card relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssse_line_protection: Option<EncryptedKey>,
 }
 
 /// The SSSE application's data (EF05, EF06).

@@ -147,6 +147,8 @@ pub struct CmsSection {
     pub ssse_external_auth: String,
     /// SSSE PIN-unblock province key.
     pub ssse_pin_unblock: String,
+    /// SSSE line-protection province key (the MAC of an EF06 UPDATE RECORD).
+    pub ssse_line_protection: String,
     /// The card bureau's ZMK (the personalisation file's transport keys travel under it).
     pub bureau_zmk: String,
     /// The TPK of the counters' PIN pads (initial PINs, PIN resets).
@@ -162,6 +164,24 @@ pub struct CmsSection {
     /// The counter terminals, each with its PIN pad's own TPK (none: `counter_tpk` for all).
     #[serde(default, rename = "counter")]
     pub counters: Vec<CmsCounterSection>,
+    /// The job-centre kiosks the switch may drive a card at over the card relay.
+    #[serde(default, rename = "kiosk")]
+    pub kiosks: Vec<CmsKioskSection>,
+}
+
+/// `[[cms.kiosk]]`: a job-centre kiosk whose card the switch may drive over card relay v2
+/// (an SSSE PIN unblock, an EF06 update, `POST /cards/{id}/ssse-pin-unblock` and
+/// `/records/ef06`). The relay is keyed with the TAK of the kiosk's institution (`[[acquirer]]`
+/// `tak`), so none is configured here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmsKioskSection {
+    /// The kiosk's terminal id (8 characters, field 41).
+    pub terminal: String,
+    /// Its institution (a job centre).
+    pub institution: String,
+    /// Its relay agent's address, `host:port` (`kiosk serve-relay --listen`).
+    pub relay: String,
 }
 
 /// `[[cms.counter]]`: a counter terminal and its PIN pad's TPK; an API key issued with its
@@ -407,6 +427,14 @@ pub struct KeysSection {
     pub ssse_external_auth_tdes: Option<String>,
     /// SSSE province key for EXTERNAL AUTHENTICATE of SM4 cards.
     pub ssse_external_auth_sm4: Option<String>,
+    /// SSSE province key for the PIN UNBLOCK MAC of 3DES cards (the card relay).
+    pub ssse_pin_unblock_tdes: Option<String>,
+    /// SSSE province key for the PIN UNBLOCK MAC of SM4 cards.
+    pub ssse_pin_unblock_sm4: Option<String>,
+    /// SSSE province line-protection key (EF06 UPDATE RECORD MAC) of 3DES cards.
+    pub ssse_line_protection_tdes: Option<String>,
+    /// SSSE province line-protection key of SM4 cards.
+    pub ssse_line_protection_sm4: Option<String>,
 }
 
 fn default_check_length() -> u8 {

@@ -266,6 +266,19 @@ impl NodeConfig {
                     "ssse_external_auth_sm4",
                     &k.ssse_external_auth_sm4,
                 )?,
+                pin_unblock_tdes: optional_token(
+                    "ssse_pin_unblock_tdes",
+                    &k.ssse_pin_unblock_tdes,
+                )?,
+                pin_unblock_sm4: optional_token("ssse_pin_unblock_sm4", &k.ssse_pin_unblock_sm4)?,
+                line_protection_tdes: optional_token(
+                    "ssse_line_protection_tdes",
+                    &k.ssse_line_protection_tdes,
+                )?,
+                line_protection_sm4: optional_token(
+                    "ssse_line_protection_sm4",
+                    &k.ssse_line_protection_sm4,
+                )?,
             },
         })
     }

@@ -187,6 +187,20 @@ pub async fn cms_parts(
             tpk: token("cms.counter.tpk", &k.tpk)?,
         });
     }
+    let mut kiosks = Vec::with_capacity(c.kiosks.len());
+    for k in &c.kiosks {
+        if k.terminal.len() != 8 || !k.terminal.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(format!(
+                "[[cms.kiosk]] {}: terminal is 8 characters",
+                k.terminal
+            )));
+        }
+        kiosks.push(crate::cms::card_relay::RelayKiosk {
+            terminal: k.terminal.clone(),
+            institution: inst(&k.institution)?,
+            address: k.relay.clone(),
+        });
+    }
     let mut bureaus = Vec::with_capacity(c.bureaus.len());
     for b in &c.bureaus {
         if !region_ok(&b.region_prefix, &[2, 4, 6]) {
@@ -220,6 +234,7 @@ pub async fn cms_parts(
                 internal_auth: token("cms.ssse_internal_auth", &c.ssse_internal_auth)?,
                 external_auth: token("cms.ssse_external_auth", &c.ssse_external_auth)?,
                 pin_unblock: token("cms.ssse_pin_unblock", &c.ssse_pin_unblock)?,
+                line_protection: token("cms.ssse_line_protection", &c.ssse_line_protection)?,
             },
             city_code: c.city_code.clone(),
             pvk: token("keys.pvk", &k.pvk)?,
@@ -231,6 +246,7 @@ pub async fn cms_parts(
         bureaus,
         counter_tpk: token("cms.counter_tpk", &c.counter_tpk)?,
         counters,
+        kiosks,
     }))
 }
 

@@ -467,6 +467,40 @@ async fn the_example_cms_section_builds_the_issuance_config_from_lmk_tokens() {
     assert!(cms_parts(&cfg, &hsm).await.is_err());
 }
 
+#[tokio::test]
+async fn the_card_relay_kiosks_and_keys_come_from_the_configuration() {
+    let text = include_str!("../../../ops/switch.example.toml");
+    let cfg: NodeConfig = toml::from_str(text).unwrap();
+    let keys = cfg.keys().unwrap();
+    assert!(keys.ssse.pin_unblock_sm4.is_some() && keys.ssse.pin_unblock_tdes.is_some());
+    assert!(keys.ssse.line_protection_sm4.is_some() && keys.ssse.line_protection_tdes.is_some());
+    let hsm: Arc<dyn Hsm> = Arc::new(hsm_sim::SoftHsm::with_test_lmk());
+    let parts = cms_parts(&cfg, &hsm).await.unwrap().expect("[cms]");
+    assert!(parts.kiosks.is_empty(), "the example configures no kiosk");
+    let kiosk = |terminal: &str| {
+        text.replace(
+            "# [[cms.kiosk]]                       # a job-centre kiosk",
+            &format!(
+                "[[cms.kiosk]]\nterminal = \"{terminal}\"\ninstitution = \"4101005\"\n\
+                 relay = \"10.20.0.42:7000\"\n# a job-centre kiosk"
+            ),
+        )
+    };
+    let cfg: NodeConfig = toml::from_str(&kiosk("JC000042")).unwrap();
+    let parts = cms_parts(&cfg, &hsm).await.unwrap().expect("[cms]");
+    assert_eq!(parts.kiosks.len(), 1);
+    assert_eq!(parts.kiosks[0].terminal, "JC000042");
+    assert_eq!(parts.kiosks[0].institution.as_str(), "4101005");
+    assert_eq!(parts.kiosks[0].address, "10.20.0.42:7000");
+    let cfg: NodeConfig = toml::from_str(&kiosk("JC42")).unwrap();
+    let err = cms_parts(&cfg, &hsm)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("8 characters"), "{err}");
+}
+
 #[test]
 fn the_clearing_api_is_reached_over_https_with_a_client_certificate_only() {
     let example = include_str!("../../../ops/switch.example.toml");

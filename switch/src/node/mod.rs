@@ -85,6 +85,9 @@ pub struct CmsParts {
     pub counter_tpk: Tpk,
     /// The counters, each with its own TPK.
     pub counters: Vec<crate::operator::routes::cms::CounterTerminal>,
+    /// The job-centre kiosks the switch drives cards at over the card relay
+    /// (`[[cms.kiosk]]`; none: the card relay routes answer 503).
+    pub kiosks: Vec<crate::cms::card_relay::RelayKiosk>,
 }
 
 impl std::fmt::Debug for CmsParts {
@@ -160,6 +163,17 @@ impl<S: CmsStore> NodeParts<S> {
         )?);
         wait_for_sign_on(&links, self.sign_on_wait).await;
         let (writer, writer_task) = writer::spawn(Arc::clone(&self.store), self.writer);
+        // The card relay keys its sessions with the kiosks' TAKs and MACs the card commands
+        // with the SSSE keys: the pipeline's, as LMK tokens of the same HSM.
+        let card_relay = self.cms.as_ref().and_then(|c| {
+            (!c.kiosks.is_empty()).then(|| {
+                crate::cms::card_relay::CardRelay::new(
+                    Arc::clone(&self.hsm),
+                    &self.keys,
+                    c.kiosks.clone(),
+                )
+            })
+        });
         let pipeline = Pipeline::new(
             Arc::clone(&self.store),
             writer.clone(),
@@ -188,7 +202,12 @@ impl<S: CmsStore> NodeParts<S> {
             if let Some(photos) = c.photos {
                 service = service.with_photos(photos);
             }
-            Arc::new(CmsFace::new(service, c.bureaus, c.counter_tpk).with_counters(c.counters))
+            let mut face =
+                CmsFace::new(service, c.bureaus, c.counter_tpk).with_counters(c.counters);
+            if let Some(relay) = card_relay {
+                face = face.with_card_relay(relay);
+            }
+            Arc::new(face)
         });
         let cutover = match self.cutover {
             Some(config) => {

@@ -57,6 +57,9 @@ catalogue! {
     CloseCard = "cards.close",
     /// Reset a card's PIN at a counter.
     ResetPin = "cards.pin_reset",
+    /// Drive a card in a job-centre kiosk's reader over the card relay: SSSE PIN unblock,
+    /// EF06 record update.
+    DriveCardAtKiosk = "cards.kiosk_relay",
     /// Read the store-and-forward queue.
     ViewSaf = "saf.read",
     /// Read clearing positions, windows and reports.
@@ -137,6 +140,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             UnblockCard,
             CloseCard,
             ResetPin,
+            DriveCardAtKiosk,
         ],
     },
     BuiltinRole {
@@ -226,6 +230,7 @@ mod tests {
             UnblockCard,
             CloseCard,
             ResetPin,
+            DriveCardAtKiosk,
             CloseWindow,
             ResolveReconciliation,
             ManageUsers,

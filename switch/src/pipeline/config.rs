@@ -9,7 +9,9 @@
 use super::security::{AcquirerKeys, IssuerKeys};
 use super::split::{HospitalLevel, PolicyTable};
 use super::velocity::CardLimits;
-use hsm_sim::keys::{SsseExternalAuthKey, SsseInternalAuthKey};
+use hsm_sim::keys::{
+    SsseExternalAuthKey, SsseInternalAuthKey, SsseLineProtectionKey, SssePinUnblockKey,
+};
 use schemas::domain::InstitutionId;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -129,14 +131,16 @@ pub struct PipelineKeys {
     pub acquirers: HashMap<InstitutionId, AcquirerKeys>,
     /// Issuer keys for PIN offsets and ARQCs.
     pub issuer: IssuerKeys,
-    /// SSSE province keys for the identity session.
+    /// SSSE province keys for the identity session and the card relay.
     pub ssse: SsseKeys,
 }
 
 /// The SSSE application's province master keys (LMK tokens), one per algorithm: the HSM
 /// disperses each card's key from them (province → city → card, `hsm_sim::card_crypto`'s SSSE
-/// key tree) inside the HSM, so no card key is ever in clear in the switch. A key left `None`
-/// means identity sessions of cards of that algorithm are declined `12`.
+/// key tree) inside the HSM, so no card key is ever in clear in the switch. An authentication
+/// key left `None` means identity sessions of cards of that algorithm are declined `12`; a
+/// PIN-unblock or line-protection key left `None` means the card relay
+/// ([`crate::cms::card_relay`]) refuses that action for cards of that algorithm.
 #[derive(Debug, Clone, Default)]
 pub struct SsseKeys {
     /// INTERNAL AUTHENTICATE (the card proves itself), 3DES cards (scheme U).
@@ -147,4 +151,12 @@ pub struct SsseKeys {
     pub external_auth_tdes: Option<SsseExternalAuthKey>,
     /// EXTERNAL AUTHENTICATE, SM4 cards.
     pub external_auth_sm4: Option<SsseExternalAuthKey>,
+    /// PIN UNBLOCK MAC (card relay), 3DES cards.
+    pub pin_unblock_tdes: Option<SssePinUnblockKey>,
+    /// PIN UNBLOCK MAC, SM4 cards.
+    pub pin_unblock_sm4: Option<SssePinUnblockKey>,
+    /// Line protection: the MAC of an EF06 UPDATE RECORD (card relay), 3DES cards.
+    pub line_protection_tdes: Option<SsseLineProtectionKey>,
+    /// Line protection, SM4 cards.
+    pub line_protection_sm4: Option<SsseLineProtectionKey>,
 }

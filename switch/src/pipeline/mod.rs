@@ -26,7 +26,7 @@
 //! 5. only then the **response** (`response.rs`).
 
 mod bank_leg;
-mod cardholder;
+pub(crate) mod cardholder;
 pub mod cards;
 mod config;
 mod decision;

@@ -19,7 +19,7 @@ use hsm_sim::card_crypto::{CardAlgorithm, CardKey, ClearPin};
 use hsm_sim::crypto::WorkingCipher;
 use hsm_sim::keys::{
     ClearKey, ImkSmc, KeyScheme, KeyType, SsseExternalAuthKey, SsseInternalAuthKey,
-    SssePinUnblockKey, Tpk, TypedKey, Zmk,
+    SsseLineProtectionKey, SssePinUnblockKey, Tpk, TypedKey, Zmk,
 };
 use hsm_sim::pin::{decrypt_pin_block, encrypt_pin_block, EncryptedPinBlock, PinBlockFormat};
 use hsm_sim::SoftHsm;
@@ -36,6 +36,8 @@ pub mod clear_keys {
     pub const SSSE_EXTERNAL_AUTH: &str = "33333333333333334444444444444444";
     /// SSSE PIN-unblock province key.
     pub const SSSE_PIN_UNBLOCK: &str = "55555555555555556666666666666666";
+    /// SSSE line-protection province key.
+    pub const SSSE_LINE_PROTECTION: &str = "77777777777777778888888888888888";
 }
 
 /// The digit added to a demo bank's BIN for the CMS's range (the seeded demo cards use the
@@ -90,6 +92,11 @@ pub fn demo_issuance(world: &DemoWorld) -> Result<IssuanceConfig, DemoError> {
                 KeyScheme::G,
                 clear_keys::SSSE_PIN_UNBLOCK,
             )?),
+            line_protection: SsseLineProtectionKey::from_token(import(
+                KeyType::SsseLineProtection,
+                KeyScheme::G,
+                clear_keys::SSSE_LINE_PROTECTION,
+            )?),
         },
         city_code: "410100".into(),
         pvk: issuer.pvk.clone(),
@@ -127,6 +134,7 @@ pub fn demo_cms(world: &DemoWorld) -> Result<crate::node::CmsParts, DemoError> {
         }],
         counter_tpk,
         counters: Vec::new(),
+        kiosks: Vec::new(),
     })
 }
 
@@ -182,6 +190,15 @@ fn open_key(zek: &ClearKey, alg: CardAlgorithm, k: &EncryptedKey) -> Result<Card
     Ok(key)
 }
 
+/// A random card key that no one else holds.
+fn unknown_key() -> Result<CardKey, DemoError> {
+    let mut raw = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut raw);
+    let key = CardKey::from_hex(&hex::encode(raw)).map_err(|_| DemoError::Data("card key"));
+    zeroize::Zeroize::zeroize(&mut raw);
+    key
+}
+
 /// A transport key of the header, opened under the bureau's ZMK and checked.
 fn open_transport(zmk: &ClearKey, under: &str, kcv: &str) -> Result<ClearKey, DemoError> {
     let key = SoftHsm::open_key_under_clear_kek(zmk, under).map_err(data("transport key"))?;
@@ -234,6 +251,11 @@ pub fn load_record(header: &PersoHeader, record: &PersoRecord) -> Result<Virtual
     profile.ssse.k_internal_auth = open_key(&zek, alg, &k.ssse_internal_auth)?;
     profile.ssse.k_external_auth = open_key(&zek, alg, &k.ssse_external_auth)?;
     profile.ssse.k_pin_unblock = open_key(&zek, alg, &k.ssse_pin_unblock)?;
+    profile.ssse.k_line_protection = match &k.ssse_line_protection {
+        Some(key) => open_key(&zek, alg, key)?,
+        // A file without it: a key nobody holds, so the card refuses every EF06 update.
+        None => unknown_key()?,
+    };
     let keys = PbocKeys {
         mk_ac: open_key(&zek, alg, &k.mk_ac)?,
         mk_smi: open_key(&zek, alg, &k.mk_smi)?,

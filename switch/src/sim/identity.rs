@@ -1,6 +1,7 @@
 //! The demo's identity side: the cardholders on record for the demo cards (so a job-centre
 //! kiosk's identity session can check field 61 against the card management system) and the
-//! SSSE province keys the switch checks the cards' INTERNAL AUTHENTICATE with.
+//! SSSE province keys the switch checks the cards' INTERNAL AUTHENTICATE with (and MACs a PIN
+//! unblock or an EF06 update over the card relay with).
 //!
 //! Why apart from `world`: the identity session (issue 29) needs a person behind each card;
 //! the payment traffic does not, and `world` stays about money.
@@ -12,7 +13,10 @@ use crate::cms::region::RegionCode;
 use crate::cms::CmsStore;
 use crate::pipeline::SsseKeys;
 use crate::store::{CardId, InsuranceCategory};
-use hsm_sim::keys::{KeyScheme, KeyType, SsseExternalAuthKey, SsseInternalAuthKey, TypedKey};
+use hsm_sim::keys::{
+    KeyScheme, KeyType, SsseExternalAuthKey, SsseInternalAuthKey, SsseLineProtectionKey,
+    SssePinUnblockKey, TypedKey,
+};
 use hsm_sim::SoftHsm;
 use schemas::domain::InstitutionId;
 
@@ -66,6 +70,14 @@ pub(crate) fn ssse_keys(hsm: &SoftHsm) -> Result<SsseKeys, DemoError> {
         let token = hsm.import_clear_key(KeyType::SsseExternalAuth, scheme, hex)?;
         Ok(SsseExternalAuthKey::from_token(token))
     };
+    let pin_unblock = |scheme, hex: &str| -> Result<SssePinUnblockKey, DemoError> {
+        let token = hsm.import_clear_key(KeyType::SssePinUnblock, scheme, hex)?;
+        Ok(SssePinUnblockKey::from_token(token))
+    };
+    let line_protection = |scheme, hex: &str| -> Result<SsseLineProtectionKey, DemoError> {
+        let token = hsm.import_clear_key(KeyType::SsseLineProtection, scheme, hex)?;
+        Ok(SsseLineProtectionKey::from_token(token))
+    };
     Ok(SsseKeys {
         internal_auth_tdes: Some(internal(
             KeyScheme::U,
@@ -77,5 +89,18 @@ pub(crate) fn ssse_keys(hsm: &SoftHsm) -> Result<SsseKeys, DemoError> {
             &with_odd_parity(clear_keys::SSSE_EXTERNAL_AUTH),
         )?),
         external_auth_sm4: Some(external(KeyScheme::G, clear_keys::SSSE_EXTERNAL_AUTH)?),
+        pin_unblock_tdes: Some(pin_unblock(
+            KeyScheme::U,
+            &with_odd_parity(clear_keys::SSSE_PIN_UNBLOCK),
+        )?),
+        pin_unblock_sm4: Some(pin_unblock(KeyScheme::G, clear_keys::SSSE_PIN_UNBLOCK)?),
+        line_protection_tdes: Some(line_protection(
+            KeyScheme::U,
+            &with_odd_parity(clear_keys::SSSE_LINE_PROTECTION),
+        )?),
+        line_protection_sm4: Some(line_protection(
+            KeyScheme::G,
+            clear_keys::SSSE_LINE_PROTECTION,
+        )?),
     })
 }

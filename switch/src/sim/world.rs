@@ -67,6 +67,11 @@ pub mod clear_keys {
     pub const SSSE_INTERNAL_AUTH: &str = "11111111111111112222222222222222";
     /// SSSE province key for EXTERNAL AUTHENTICATE (as in demo-card.toml).
     pub const SSSE_EXTERNAL_AUTH: &str = "33333333333333334444444444444444";
+    /// SSSE province key for the PIN UNBLOCK MAC (as in demo-card.toml).
+    pub const SSSE_PIN_UNBLOCK: &str = "55555555555555556666666666666666";
+    /// SSSE province line-protection key, the MAC of an EF06 UPDATE RECORD (as in
+    /// demo-card.toml).
+    pub const SSSE_LINE_PROTECTION: &str = "77777777777777778888888888888888";
     /// What every acquirer's terminal authentication key is built from ([`acquirer_tak`]).
     pub const TAK_BASE: &str = "4D3C2B1A0F9E8D7C6B5A49382716F5E4";
 

@@ -57,6 +57,8 @@ pub struct Node {
     pub addr_without_clearing: std::net::SocketAddr,
     /// The counters behind both servers' `/metrics` (and `/saf`'s spool count).
     pub metrics: Arc<Metrics>,
+    /// Where [`KIOSK`]'s relay agent listens once [`serve_kiosk`] gives it a card.
+    pub kiosk: std::sync::Mutex<Option<std::net::TcpListener>>,
 }
 
 /// The bank of `testkit` (and of the sample settlement events).
@@ -296,14 +298,18 @@ async fn node_built(
     if let Some(p) = parts.photos {
         service = service.with_photos(p);
     }
-    let cms = Arc::new(CmsFace::new(
-        service,
-        vec![Bureau {
-            institution: testkit::inst(BUREAU),
-            region_prefix: BUREAU_REGION.into(),
-        }],
-        parts.counter_tpk,
-    ));
+    let kiosk = std::net::TcpListener::bind("127.0.0.1:0").expect("kiosk");
+    let cms = Arc::new(
+        CmsFace::new(
+            service,
+            vec![Bureau {
+                institution: testkit::inst(BUREAU),
+                region_prefix: BUREAU_REGION.into(),
+            }],
+            parts.counter_tpk,
+        )
+        .with_card_relay(card_relay(&world, &kiosk)),
+    );
     let issued = application(&cms, 900, fx.bank.as_str()).await;
     let applied = application(&cms, 901, fx.bank.as_str()).await;
     store
@@ -368,6 +374,7 @@ async fn node_built(
     assert_eq!(r.status, 201, "{r:?}");
     let file: serde_json::Value = serde_json::from_str(&r.body).expect("file");
     Node {
+        kiosk: std::sync::Mutex::new(Some(kiosk)),
         dir,
         store,
         addr,
@@ -382,6 +389,88 @@ async fn node_built(
         addr_without_clearing,
         metrics,
     }
+}
+
+/// The job centre's kiosk of the card relay routes, holding [`Node::cms_card`].
+pub const KIOSK: &str = "JC000042";
+/// A kiosk whose address nobody listens on (502).
+pub const KIOSK_GONE: &str = "JC000043";
+/// A kiosk that accepts the connection and never answers (504).
+pub const KIOSK_SILENT: &str = "JC000044";
+/// A kiosk of an institution without a TAK: the relay cannot be keyed (503).
+pub const KIOSK_UNKEYED: &str = "JC000045";
+
+/// The card relay of the node: [`KIOSK`] at `kiosk`, the failing kiosks, short bounds.
+fn card_relay(
+    world: &DemoWorld,
+    kiosk: &std::net::TcpListener,
+) -> switch::cms::card_relay::CardRelay {
+    use switch::cms::card_relay::{CardRelay, RelayKiosk};
+    let job_centre = testkit::inst(switch::sim::world::JOB_CENTRE_ID);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone_addr = gone.local_addr().expect("addr");
+    drop(gone);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        // Holds every connection open, answering nothing.
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let address = kiosk.local_addr().expect("addr").to_string();
+    let kiosk = |terminal: &str, institution: &schemas::domain::InstitutionId, address: String| {
+        RelayKiosk {
+            terminal: terminal.into(),
+            institution: institution.clone(),
+            address,
+        }
+    };
+    CardRelay::new(
+        Arc::clone(&world.hsm) as Arc<dyn hsm_sim::Hsm>,
+        &world.keys,
+        vec![
+            kiosk(KIOSK, &job_centre, address),
+            kiosk(KIOSK_GONE, &job_centre, gone_addr.to_string()),
+            kiosk(KIOSK_SILENT, &job_centre, silent_addr.to_string()),
+            kiosk(
+                KIOSK_UNKEYED,
+                &testkit::inst("9999999"),
+                gone_addr.to_string(),
+            ),
+        ],
+    )
+    .with_limits(
+        card_apdu::channel::secure_relay::RelayLimits::default(),
+        std::time::Duration::from_millis(500),
+    )
+}
+
+/// [`KIOSK`]'s relay agent, holding `card`, keyed with the job centre's TAK (once per node).
+pub fn serve_kiosk(n: &Node, card: card_apdu::vcard::VirtualCard) {
+    use card_apdu::channel::secure_relay::{serve_one_at_a_time, AgentConfig, RelayLimits};
+    use card_apdu::kiosk::identity::{KioskMac, KioskMacAlgorithm};
+    let listener = n
+        .kiosk
+        .lock()
+        .expect("kiosk")
+        .take()
+        .expect("the kiosk is served once");
+    let job_centre = testkit::inst(switch::sim::world::JOB_CENTRE_ID);
+    let key = KioskMac::new(
+        KioskMacAlgorithm::Sm4,
+        &switch::sim::world::clear_keys::acquirer_tak(&job_centre),
+    )
+    .expect("key");
+    std::thread::spawn(move || {
+        let mut ch = card_apdu::channel::memory::MemoryChannel::new(card);
+        let cfg = AgentConfig {
+            terminal: KIOSK.into(),
+            key,
+            limits: RelayLimits::default(),
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        serve_one_at_a_time(listener, &mut ch, &cfg, &stop, |_| {});
+    });
 }
 
 /// Serves the router of `state` on a loopback port; returns it.

@@ -23,7 +23,8 @@ pub fn describe(opts: &DemoOptions) -> Result<String, DemoRunError> {
          /session /session/password /me /users /users/{{id}}/roles /role-changes /role-changes/{{id}}/approve /role-changes/{{id}}/reject /roles /audit /api-keys /api-keys/{{id}}; \
          card management (demo-issuance, demo-clerk): /application-batches /import-jobs/{{id}} /import-jobs/{{id}}/errors \
          /applications /applications/{{id}} /applications/{{id}}/photo /applications/{{id}}/issue /perso-files \
-         /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset; \
+         /perso-files/{{id}} /cards /cards/{{id}} /cards/{{id}}/{{operation}} /cards/{{id}}/replace /cards/{{id}}/pin-reset \
+         /cards/{{id}}/ssse-pin-unblock /cards/{{id}}/records/ef06; \
          settlement (demo-clearing, demo-bank): /clearing/windows /clearing/windows/{{id}} /clearing/windows/close \
          /clearing/windows/{{id}}/reports/{{institution}} /clearing/positions; \
          bank cut-over (demo-clearing): /reconciliations /reconciliations/{{id}}/resolve /cutover\n\

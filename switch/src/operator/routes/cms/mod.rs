@@ -16,6 +16,7 @@
 //! | `POST /cards/{id}/{operation}` (If-Match, reason) | per operation, see [`operation`] |
 //! | `POST /cards/{id}/replace` (If-Match, reason, PIN block) | `cards.replace` |
 //! | `POST /cards/{id}/pin-reset` (If-Match, reason, PIN block) | `cards.pin_reset` |
+//! | `POST /cards/{id}/ssse-pin-unblock`, `POST /cards/{id}/records/ef06` (kiosk terminal, reason) | `cards.kiosk_relay`, see [`relay`] |
 //!
 //! A PIN arrives only as an ISO 9564-1 block under a counter's TPK (an LMK token of the node's
 //! configuration); the HSM turns it into an IBM 3624 offset, and nothing here sees it in clear.
@@ -88,6 +89,8 @@ pub struct CmsFace<S> {
     /// The counters, each with its own TPK (empty: [`CmsFace::counter_tpk`] for every one).
     pub counters: Vec<CounterTerminal>,
     batch: tokio::sync::Mutex<Option<PersoBatch>>,
+    /// The kiosks the switch drives cards at (None: the card relay routes answer 503).
+    card_relay: Option<crate::cms::card_relay::CardRelay>,
 }
 
 impl<S> std::fmt::Debug for CmsFace<S> {
@@ -107,6 +110,7 @@ impl<S> CmsFace<S> {
             counter_tpk,
             counters: Vec::new(),
             batch: tokio::sync::Mutex::new(None),
+            card_relay: None,
         }
     }
 }
@@ -115,6 +119,12 @@ impl<S> CmsFace<S> {
     /// With counters, each with its own TPK.
     pub fn with_counters(mut self, counters: Vec<CounterTerminal>) -> Self {
         self.counters = counters;
+        self
+    }
+
+    /// With the card relay to the job centres' kiosks.
+    pub fn with_card_relay(mut self, relay: crate::cms::card_relay::CardRelay) -> Self {
+        self.card_relay = Some(relay);
         self
     }
 
@@ -402,11 +412,13 @@ struct ReasonBody {
 mod applications;
 mod cards;
 mod perso;
+pub mod relay;
 pub use applications::{
     application, applications, import_batch, import_errors, import_job, issue, put_photo,
 };
 pub use cards::{card, card_operation, cards, operation, pin_reset, replace};
 pub use perso::{close_perso_file, perso_file, perso_files};
+pub use relay::{ef06_record, ssse_pin_unblock};
 
 /// A list's query: its filters (each at most once), `cursor` (an id) and `limit`.
 struct ListQuery {
