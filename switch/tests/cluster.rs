@@ -23,8 +23,8 @@ mod demo_process;
 #[path = "support/kill_kit.rs"]
 mod kill_kit;
 
-use demo_process::demo_command;
-use kill_kit::{check_store, kiosk_task, wait_listening, Cards};
+use demo_process::{demo_command, Processes};
+use kill_kit::{check_store, kiosk_task, pg_url, wait_approvals, wait_listening, Cards};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,11 +43,6 @@ const APPROVALS_BEFORE_KILL: usize = 300;
 const APPROVALS_AFTER_KILL: usize = 150;
 const PARTITIONS: &str = "4";
 
-fn pg_url() -> String {
-    std::env::var("SWITCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 fn brokers() -> String {
     std::env::var("CLEARING_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -61,57 +56,6 @@ fn clearing_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Children killed when the test ends, however it ends.
-#[derive(Default)]
-struct Processes(Vec<(&'static str, Child)>);
-
-impl Processes {
-    /// Starts a `switch demo` node and gives its acquirer's address (a port it bound itself).
-    fn spawn_node(&mut self, name: &'static str, cmd: &mut Command) -> SocketAddr {
-        let (child, addrs) = demo_process::spawn(cmd);
-        self.0.push((name, child));
-        addrs.acquirer
-    }
-
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        self.0.push((name, child));
-    }
-
-    /// SIGKILL, as a crash: no shutdown path runs.
-    fn kill(&mut self, name: &str) {
-        let i = self
-            .0
-            .iter()
-            .position(|(n, _)| *n == name)
-            .expect("a process of that name");
-        let (_, mut child) = self.0.remove(i);
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-    }
-
-    /// Whether every process still runs (none died on its own).
-    fn all_running(&mut self) -> Vec<&'static str> {
-        self.0
-            .iter_mut()
-            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
-            .collect()
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 struct Names {
@@ -162,19 +106,6 @@ fn consumer(url: &str, names: &Names) -> Command {
             PARTITIONS,
         ]);
     cmd
-}
-
-/// Waits until `approved` holds `n` more approvals than `from`, or panics after `limit`.
-async fn wait_approvals(approved: &Mutex<Vec<String>>, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while approved.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} approvals",
-            approved.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The ledger's view of what it applied: event ids, posted total, dead letters, positions' sum.

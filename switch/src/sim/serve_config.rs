@@ -421,7 +421,10 @@ mod tests {
             (&p.switch_id, &p.insurance_fund, &p.social_security_fund),
             (&w.switch_id, &w.insurance_fund, &w.social_security_fund)
         );
-        assert_eq!(p.social_security_fund_account, w.social_security_fund_account);
+        assert_eq!(
+            p.social_security_fund_account,
+            w.social_security_fund_account
+        );
         assert_eq!(p.hospitals.len(), w.hospitals.len());
         for (code, h) in &w.hospitals {
             assert_eq!(p.hospitals[code].institution, h.institution);

@@ -39,7 +39,8 @@ pub use model::{
 };
 pub use operator::OperatorStore;
 pub use pan_protector::{
-    DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector, TEST_DATA_KEY, TEST_HASH_KEY,
+    DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector, TEST_DATA_KEY,
+    TEST_HASH_KEY,
 };
 pub use postgres::{
     host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,

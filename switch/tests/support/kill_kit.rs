@@ -20,6 +20,12 @@ use switch::store::Store;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+/// The test PostgreSQL (`SWITCH_TEST_PG_URL`, default the local `test` database).
+pub fn pg_url() -> String {
+    std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).await.is_err() {
@@ -122,5 +128,18 @@ pub async fn check_store<S: Store>(store: &S, approved: &[String]) {
             .unwrap_or_else(|| panic!("approved RRN {rrn} lost"));
         let event = t.event_id.expect("approval has an event");
         assert!(outbox.contains(&event), "event of {rrn} in the outbox");
+    }
+}
+
+/// Waits until `approved` holds `n` approvals, or panics after `limit`.
+pub async fn wait_approvals(approved: &Mutex<Vec<String>>, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while approved.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} approvals",
+            approved.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
