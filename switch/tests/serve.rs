@@ -177,9 +177,17 @@ async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies
         links,
     );
 
+    // Banks slow to answer at first: the node opens its acquirer port only once they have
+    // signed on, so no purchase finds its bank's link still connecting (stood in or declined).
+    for b in &banks {
+        b.faults().set_response_delay(Duration::from_millis(300));
+    }
     let mut ps = Processes::default();
     let acquirer = ps.spawn_node("node", &mut serve(&config));
     assert_signed_on(&banks, 1);
+    for b in &banks {
+        b.faults().set_response_delay(Duration::ZERO);
+    }
     let world = Arc::new(world);
     let answers = purchases(acquirer, &world, 3).await;
     let codes = harness::codes(&answers);
@@ -193,6 +201,9 @@ async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies
         status.success(),
         "SIGTERM ends serve with exit 0: {status:?}"
     );
+    for b in &banks {
+        assert_eq!(b.stats().advice_messages, 0, "nothing stood in for");
+    }
 
     assert_verifies(&config);
     let store = SqliteStore::open(&SqliteConfig::new(&db), pan)
