@@ -1,14 +1,16 @@
 //! `switch serve`, the production entry point, run as a process on the demo world's
 //! configuration (`sim::serve_config`), as production runs it (issue 28).
 //!
-//! - One node on SQLite: its banks sign on and exchange keys, kiosks' bank purchases through
+//! - One node on SQLite: its banks (slow to answer) sign on and exchange keys before its
+//!   acquirer port opens, kiosks' bank purchases through
 //!   its acquirer port are approved and move the banks' balances by exactly the approved
 //!   amounts, SIGTERM stops it with exit 0, and `switch verify` passes on its file.
 //! - Two nodes on one PostgreSQL schema, each with its own acquirer listener and its own bank
-//!   links (one set of bank hosts per node: each node signs on and exchanges keys itself),
+//!   links to the same bank hosts (each bank sees each node sign on and exchange keys),
 //!   started at once; kiosks pay on both; one node is killed with SIGKILL mid-run and the other
-//!   keeps approving. Every approval a kiosk received, on either node, is in the store with its
-//!   outbox event, and `switch verify` passes.
+//!   keeps approving; the killed node is started again on its file and approves too. Every
+//!   approval a kiosk received, on either node, is in the store with its outbox event, and
+//!   `switch verify` passes.
 //!
 //! The second test needs PostgreSQL (127.0.0.1:5432, SWITCH_TEST_PG_URL).
 
@@ -231,6 +233,8 @@ const KIOSKS: usize = 6;
 const APPROVALS_BEFORE_KILL: usize = 60;
 /// Approvals the surviving node gives after the kill.
 const APPROVALS_AFTER_KILL: usize = 60;
+/// Approvals the killed node gives once restarted.
+const APPROVALS_AFTER_RESTART: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
@@ -254,21 +258,22 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
     world.seed(&store).await.unwrap();
     store.close().await;
 
-    // Each node its own folder, file and bank hosts; both on the one schema.
+    // One set of bank hosts, as in production; each node its own folder, file and links to
+    // them (its own sign-on and key exchange); both on the one schema.
+    let (banks, links) = harness::start_banks(&world).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut banks = Vec::new();
-    let mut configs = Vec::new();
-    for dir in &dirs {
-        let (sims, links) = harness::start_banks(&world).await;
-        configs.push(write_config(
-            dir.path(),
-            &world,
-            url.clone(),
-            Some(schema.clone()),
-            links,
-        ));
-        banks.push(sims);
-    }
+    let configs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|dir| {
+            write_config(
+                dir.path(),
+                &world,
+                url.clone(),
+                Some(schema.clone()),
+                links.clone(),
+            )
+        })
+        .collect();
     // Started at once: both open the store, provision it and sign on together.
     let mut ps = Processes::default();
     let (mut cmd_a, mut cmd_b) = (serve(&configs[0]), serve(&configs[1]));
@@ -280,9 +285,7 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
     ps.adopt("node a", a.0);
     ps.adopt("node b", b.0);
     let addrs = [a.1.acquirer, b.1.acquirer];
-    for sims in &banks {
-        assert_signed_on(sims, 1);
-    }
+    assert_signed_on(&banks, 2);
 
     let world = Arc::new(world);
     let cards: Cards = Arc::default();
@@ -310,6 +313,29 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
         Duration::from_secs(60),
     )
     .await;
+    // Node a again, on its file and folder (its spool), as an operator restarts it: its banks
+    // sign it on again and its new kiosks (new terminals, the killed kiosks' cards) are approved.
+    let addr_a = ps.spawn_node("node a", &mut serve(&configs[0]));
+    assert_signed_on(&banks, 3);
+    let after_restart = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tasks;
+    tasks.extend((0..KIOSKS).step_by(2).map(|k| {
+        tokio::spawn(kiosk_task(
+            k + KIOSKS,
+            KIOSKS,
+            addr_a,
+            Arc::clone(&world),
+            Arc::clone(&cards),
+            Arc::clone(&after_restart),
+            Arc::clone(&stop),
+        ))
+    }));
+    wait_approvals(
+        &after_restart,
+        APPROVALS_AFTER_RESTART,
+        Duration::from_secs(60),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -319,19 +345,23 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
         "died on their own: {:?}",
         ps.all_running()
     );
-    let status = ps.terminate("node b");
-    assert!(
-        status.success(),
-        "SIGTERM ends serve with exit 0: {status:?}"
-    );
-    let approved: Vec<String> = approved.lock().unwrap().clone();
+    for node in ["node a", "node b"] {
+        let status = ps.terminate(node);
+        assert!(
+            status.success(),
+            "SIGTERM ends {node} with exit 0: {status:?}"
+        );
+    }
+    let mut approved: Vec<String> = approved.lock().unwrap().clone();
+    let restarted = after_restart.lock().unwrap().len();
+    approved.extend(after_restart.lock().unwrap().iter().cloned());
 
     let store = PostgresStore::connect(&pg, pan).await.unwrap();
     check_store(&store, &approved).await;
     store.close().await;
     assert_verifies(&configs[0]);
     eprintln!(
-        "two serve nodes on PostgreSQL: {} approvals ({at_kill} before the kill), {} s",
+        "two serve nodes on PostgreSQL: {} approvals ({at_kill} before the kill, {restarted} by the restarted node), {} s",
         approved.len(),
         started.elapsed().as_secs()
     );
