@@ -24,7 +24,9 @@ mod demo_process;
 mod kill_kit;
 
 use demo_process::{demo_command, Processes};
-use kill_kit::{check_store, kiosk_task, pg_url, wait_approvals, wait_listening, Cards};
+use kill_kit::{
+    check_store, kiosk_task, pg_url, unique_tag, wait_approvals, wait_listening, Cards,
+};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,14 +144,7 @@ async fn ledger_state(pool: &sqlx::PgPool, schema: &str) -> (HashSet<uuid::Uuid>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is_killed() {
     let url = pg_url();
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let tag = unique_tag();
     let names = Names {
         schema: format!("cluster_{tag}"),
         ledger_schema: format!("cluster_ledger_{tag}"),

@@ -25,7 +25,7 @@ use card_apdu::channel::memory::MemoryChannel;
 use demo_process::Processes;
 use futures_util::{SinkExt, StreamExt};
 use harness::{field, Answered};
-use kill_kit::{check_store, kiosk_task, pg_url, wait_approvals, Cards};
+use kill_kit::{check_store, kiosk_task, pg_url, unique_tag, wait_approvals, Cards};
 use schemas::domain::TerminalId;
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use std::net::SocketAddr;
@@ -240,14 +240,7 @@ const APPROVALS_AFTER_RESTART: usize = 30;
 async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
     let started = Instant::now();
     let url = pg_url();
-    let schema = format!(
-        "serve_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let schema = format!("serve_{}", unique_tag());
     let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
     let pan = Arc::new(pan_protector(&world).await.unwrap());
     let mut pg = PostgresConfig::new(url.clone());
