@@ -6,8 +6,8 @@
 //! Why: `switch serve` is what production runs, and a configuration written by hand beside the
 //! world would be a second definition of every key and institution that drifts from the
 //! first. Every value here comes from the world (its LMK tokens, institutions, hospitals,
-//! policy, limits and stand-in) or from the caller (where the node listens, its store, and the
-//! links to the bank hosts it started). The keys are LMK tokens under the published test LMK,
+//! policy, limits, stand-in and card management system) or from the caller (where the node
+//! listens, its store, and the links to the bank hosts it started). The keys are LMK tokens under the published test LMK,
 //! so the node runs the software HSM with `insecure_test_lmk = true`: demo and tests only.
 //!
 //! The store the node opens must have been seeded with [`pan_protector`] (the PAN keys of the
@@ -168,6 +168,7 @@ pub fn serve_config(world: &DemoWorld, setup: &ServeSetup) -> Result<String, Ser
         ])),
     );
     file.insert("keys".into(), Value::Table(keys(world)));
+    file.insert("cms".into(), Value::Table(cms(world)?));
     file.insert(
         "http".into(),
         Value::Table(table([("listen", text(setup.http))])),
@@ -249,6 +250,59 @@ fn keys(world: &DemoWorld) -> Table {
         }
     }
     keys
+}
+
+/// `[cms]`: the demo's card management system (`sim::bureau::demo_cms`): the cards'
+/// algorithm and city, the issuance keys, the bureau's ZMK, the counters' TPK, the photo key,
+/// one card range per bank and the bureau.
+fn cms(world: &DemoWorld) -> Result<Table, ServeConfigError> {
+    let parts = super::bureau::demo_cms(world)?;
+    if !parts.counters.is_empty() {
+        return Err(unrenderable("counters with their own TPKs"));
+    }
+    let i = &parts.issuance;
+    let photo = world
+        .hsm
+        .import_clear_key(
+            KeyType::DataKey,
+            KeyScheme::B,
+            &hex::encode(super::bureau::DEMO_PHOTO_KEY),
+        )
+        .map_err(DemoError::from)?;
+    let mut cms = table([
+        ("algorithm", text(i.algorithm.as_sql())),
+        ("city_code", text(&i.city_code)),
+        ("validity_years", int(i.validity_years)),
+        ("imk_smc", token(&i.emv.smc)),
+        ("ssse_internal_auth", token(&i.ssse.internal_auth)),
+        ("ssse_external_auth", token(&i.ssse.external_auth)),
+        ("ssse_pin_unblock", token(&i.ssse.pin_unblock)),
+        ("bureau_zmk", token(&i.bureau_zmk)),
+        ("counter_tpk", token(&parts.counter_tpk)),
+        ("photo_key", text(photo)),
+    ]);
+    let mut ranges = Vec::with_capacity(i.ranges.len());
+    for r in &i.ranges {
+        let digits = i64::try_from(r.pan_len_digits).map_err(|_| unrenderable("a PAN length"))?;
+        ranges.push(table([
+            ("bank", text(&r.bank)),
+            ("bin", text(&r.bin)),
+            ("pan_len_digits", int(digits)),
+        ]));
+    }
+    cms.insert("range".into(), tables(ranges));
+    let bureaus = parts
+        .bureaus
+        .iter()
+        .map(|b| {
+            table([
+                ("institution", text(&b.institution)),
+                ("region_prefix", text(&b.region_prefix)),
+            ])
+        })
+        .collect();
+    cms.insert("bureau".into(), tables(bureaus));
+    Ok(cms)
 }
 
 /// `[[acquirer]]`: every acquirer of the world with its TPK, its TAK and the algorithm of
@@ -357,6 +411,7 @@ fn policies(world: &DemoWorld) -> Vec<Table> {
 mod tests {
     use super::*;
     use crate::config::NodeConfig;
+    use std::sync::Arc;
 
     fn setup(world: &DemoWorld) -> ServeSetup {
         let banks = (0..world.banks.len())
@@ -455,6 +510,26 @@ mod tests {
             assert_eq!(read.mac_algorithm, given.mac_algorithm);
             assert!(read.mac && read.key_exchange_on_sign_on);
         }
+
+        // The card management system reads back as the demo's.
+        let hsm: Arc<dyn hsm_sim::Hsm> = Arc::new(cfg.hsm.soft_hsm().unwrap());
+        let read = crate::config::cms_parts(&cfg, &hsm).await.unwrap().unwrap();
+        let demo = crate::sim::bureau::demo_cms(&world).unwrap();
+        let (r, d) = (&read.issuance, &demo.issuance);
+        assert_eq!(r.algorithm, d.algorithm);
+        assert_eq!(r.city_code, d.city_code);
+        assert_eq!(r.validity_years, d.validity_years);
+        assert_eq!(
+            format!("{:?}", (&r.emv, &r.ssse, &r.pvk, &r.bureau_zmk, &r.ranges)),
+            format!("{:?}", (&d.emv, &d.ssse, &d.pvk, &d.bureau_zmk, &d.ranges))
+        );
+        assert_eq!(r.decimalisation_table, d.decimalisation_table);
+        assert_eq!(read.counter_tpk.token(), demo.counter_tpk.token());
+        assert_eq!(read.bureaus, demo.bureaus);
+        let photo = read.photos.expect("a photo key");
+        let jpeg = crate::cms::photo::sample_jpeg(358, 441);
+        let sealed = demo.photos.expect("demo photos").seal(&jpeg).unwrap();
+        assert_eq!(photo.open(&sealed).unwrap(), jpeg);
 
         // The data keys open to the demo's test keys in the configured (soft) HSM.
         let hsm = cfg.hsm.soft_hsm().unwrap();
