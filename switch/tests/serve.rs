@@ -2,7 +2,7 @@
 //! configuration (`sim::serve_config`), as production runs it (issue 28).
 //!
 //! - One node on SQLite: its banks (slow to answer) sign on and exchange keys before its
-//!   acquirer port opens, kiosks' bank purchases through
+//!   acquirer port opens, `GET /ready` answers 200, kiosks' bank purchases through
 //!   its acquirer port are approved and move the banks' balances by exactly the approved
 //!   amounts, SIGTERM stops it with exit 0, and `switch verify` passes on its file.
 //! - Two nodes on one PostgreSQL schema, each with its own acquirer listener and its own bank
@@ -104,6 +104,18 @@ fn assert_signed_on(banks: &[BankSim], times: u64) {
     }
 }
 
+/// The node's HTTP face answers its readiness probe `200` (`GET /ready`).
+async fn assert_ready(http: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = TcpStream::connect(http).await.expect("http port");
+    sock.write_all(b"GET /ready HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "GET /ready: {answer}");
+}
+
 /// `rounds` bank purchases on every card of the world through the acquirer at `addr`, each
 /// card at its own kiosk on its own connection, the cards all at once.
 async fn purchases(addr: SocketAddr, world: &Arc<DemoWorld>, rounds: usize) -> Vec<Answered> {
@@ -185,8 +197,11 @@ async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies
         b.faults().set_response_delay(Duration::from_millis(300));
     }
     let mut ps = Processes::default();
-    let acquirer = ps.spawn_node("node", &mut serve(&config));
+    let (child, addrs) = demo_process::spawn(&mut serve(&config));
+    ps.adopt("node", child);
+    let acquirer = addrs.acquirer;
     assert_signed_on(&banks, 1);
+    assert_ready(addrs.http).await;
     for b in &banks {
         b.faults().set_response_delay(Duration::ZERO);
     }
