@@ -24,13 +24,10 @@ mod demo_process;
 mod kill_kit;
 
 use demo_process::{demo_command, Processes};
-use kill_kit::{
-    check_store, kiosk_task, pg_url, unique_tag, wait_approvals, wait_listening, Cards,
-};
+use kill_kit::{check_store, pg_url, unique_tag, wait_approvals, wait_listening, Kiosks};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch::sim::world::DemoWorld;
@@ -165,24 +162,11 @@ async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is
     ps.spawn("consumer 2", &mut consumer(&url, &names));
 
     // Kiosks on both nodes, each with cards of its own.
-    let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());
-    let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..KIOSKS)
-        .map(|k| {
-            let addr = if k % 2 == 0 { addr_a } else { addr_b };
-            tokio::spawn(kiosk_task(
-                k,
-                KIOSKS,
-                addr,
-                Arc::clone(&world),
-                Arc::clone(&cards),
-                Arc::clone(&approved),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let mut kiosks = Kiosks::new(Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap()), KIOSKS);
+    for k in 0..KIOSKS {
+        kiosks.start(k, if k % 2 == 0 { addr_a } else { addr_b }, &approved);
+    }
     wait_approvals(&approved, APPROVALS_BEFORE_KILL, Duration::from_secs(180)).await;
     assert!(
         ps.all_running().is_empty(),
@@ -216,10 +200,7 @@ async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is
         Duration::from_secs(120),
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    kiosks.stop().await;
     let approved: Vec<String> = approved.lock().unwrap().clone();
 
     // The store: every approval received, with its event; switch verify.

@@ -25,13 +25,12 @@ use card_apdu::channel::memory::MemoryChannel;
 use demo_process::Processes;
 use futures_util::{SinkExt, StreamExt};
 use harness::{field, Answered};
-use kill_kit::{check_store, kiosk_task, pg_url, unique_tag, wait_approvals, Cards};
+use kill_kit::{check_store, pg_url, unique_tag, wait_approvals, Kiosks};
 use schemas::domain::TerminalId;
 use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch::issuer::IssuerConfig;
@@ -295,23 +294,11 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
     let addrs = [a.1.acquirer, b.1.acquirer];
     assert_signed_on(&banks, 2);
 
-    let world = Arc::new(world);
-    let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..KIOSKS)
-        .map(|k| {
-            tokio::spawn(kiosk_task(
-                k,
-                KIOSKS,
-                addrs[k % 2],
-                Arc::clone(&world),
-                Arc::clone(&cards),
-                Arc::clone(&approved),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let mut kiosks = Kiosks::new(Arc::new(world), KIOSKS);
+    for k in 0..KIOSKS {
+        kiosks.start(k, addrs[k % 2], &approved);
+    }
     wait_approvals(&approved, APPROVALS_BEFORE_KILL, Duration::from_secs(60)).await;
     ps.kill("node a");
     let at_kill = approved.lock().unwrap().len();
@@ -326,28 +313,16 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
     let addr_a = ps.spawn_node("node a", &mut serve(&configs[0]));
     assert_signed_on(&banks, 3);
     let after_restart = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = tasks;
-    tasks.extend((0..KIOSKS).step_by(2).map(|k| {
-        tokio::spawn(kiosk_task(
-            k + KIOSKS,
-            KIOSKS,
-            addr_a,
-            Arc::clone(&world),
-            Arc::clone(&cards),
-            Arc::clone(&after_restart),
-            Arc::clone(&stop),
-        ))
-    }));
+    for k in (0..KIOSKS).step_by(2) {
+        kiosks.start(k + KIOSKS, addr_a, &after_restart);
+    }
     wait_approvals(
         &after_restart,
         APPROVALS_AFTER_RESTART,
         Duration::from_secs(60),
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    kiosks.stop().await;
     assert!(
         ps.all_running().is_empty(),
         "died on their own: {:?}",

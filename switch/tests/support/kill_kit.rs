@@ -118,6 +118,54 @@ pub async fn kiosk_task(
     }
 }
 
+/// Kiosks paying bills ([`kiosk_task`]) on the world's cards until stopped, sharing the cards in
+/// the cardholders' hands: a test starts them on the nodes it runs, stops them all at once,
+/// and may start others (new terminals) after a restart.
+pub struct Kiosks {
+    world: Arc<DemoWorld>,
+    cards: Cards,
+    kiosks: usize,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Kiosks {
+    /// No kiosk running yet; kiosk `k` of `kiosks` will use the cards `k`, `k + kiosks`, ….
+    pub fn new(world: Arc<DemoWorld>, kiosks: usize) -> Self {
+        Self {
+            world,
+            cards: Arc::default(),
+            kiosks,
+            stop: Arc::new(AtomicBool::new(false)),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts kiosk `k` on the acquirer at `addr`, its approvals recorded in `approved` (a
+    /// `k` past the kiosks' count is a new terminal, its own RRNs, on the cards of
+    /// `k % kiosks`).
+    pub fn start(&mut self, k: usize, addr: SocketAddr, approved: &Arc<Mutex<Vec<String>>>) {
+        self.tasks.push(tokio::spawn(kiosk_task(
+            k,
+            self.kiosks,
+            addr,
+            Arc::clone(&self.world),
+            Arc::clone(&self.cards),
+            Arc::clone(approved),
+            Arc::clone(&self.stop),
+        )));
+    }
+
+    /// Stops every kiosk and waits for them; kiosks started later run until the next stop.
+    pub async fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+}
+
 /// `switch verify` on the killed switch's store, and every approval in `approved` (RRNs the
 /// clients received `00` for) durable with its settlement event in the outbox.
 pub async fn check_store<S: Store>(store: &S, approved: &[String]) {
