@@ -23,13 +23,11 @@ mod demo_process;
 #[path = "support/kill_kit.rs"]
 mod kill_kit;
 
-use demo_process::demo_command;
-use kill_kit::{check_store, kiosk_task, wait_listening, Cards};
+use demo_process::{demo_command, Processes};
+use kill_kit::{check_store, pg_url, unique_tag, wait_approvals, wait_listening, Kiosks};
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch::sim::world::DemoWorld;
@@ -42,11 +40,6 @@ const APPROVALS_BEFORE_KILL: usize = 300;
 /// Approvals node B gives after the kills, before the load stops.
 const APPROVALS_AFTER_KILL: usize = 150;
 const PARTITIONS: &str = "4";
-
-fn pg_url() -> String {
-    std::env::var("SWITCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn brokers() -> String {
     std::env::var("CLEARING_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -61,57 +54,6 @@ fn clearing_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Children killed when the test ends, however it ends.
-#[derive(Default)]
-struct Processes(Vec<(&'static str, Child)>);
-
-impl Processes {
-    /// Starts a `switch demo` node and gives its acquirer's address (a port it bound itself).
-    fn spawn_node(&mut self, name: &'static str, cmd: &mut Command) -> SocketAddr {
-        let (child, addrs) = demo_process::spawn(cmd);
-        self.0.push((name, child));
-        addrs.acquirer
-    }
-
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        self.0.push((name, child));
-    }
-
-    /// SIGKILL, as a crash: no shutdown path runs.
-    fn kill(&mut self, name: &str) {
-        let i = self
-            .0
-            .iter()
-            .position(|(n, _)| *n == name)
-            .expect("a process of that name");
-        let (_, mut child) = self.0.remove(i);
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-    }
-
-    /// Whether every process still runs (none died on its own).
-    fn all_running(&mut self) -> Vec<&'static str> {
-        self.0
-            .iter_mut()
-            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
-            .collect()
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 struct Names {
@@ -164,19 +106,6 @@ fn consumer(url: &str, names: &Names) -> Command {
     cmd
 }
 
-/// Waits until `approved` holds `n` more approvals than `from`, or panics after `limit`.
-async fn wait_approvals(approved: &Mutex<Vec<String>>, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while approved.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} approvals",
-            approved.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The ledger's view of what it applied: event ids, posted total, dead letters, positions' sum.
 async fn ledger_state(pool: &sqlx::PgPool, schema: &str) -> (HashSet<uuid::Uuid>, i64, i64, i64) {
     let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
@@ -212,14 +141,7 @@ async fn ledger_state(pool: &sqlx::PgPool, schema: &str) -> (HashSet<uuid::Uuid>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is_killed() {
     let url = pg_url();
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let tag = unique_tag();
     let names = Names {
         schema: format!("cluster_{tag}"),
         ledger_schema: format!("cluster_ledger_{tag}"),
@@ -240,24 +162,11 @@ async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is
     ps.spawn("consumer 2", &mut consumer(&url, &names));
 
     // Kiosks on both nodes, each with cards of its own.
-    let world = Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap());
-    let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..KIOSKS)
-        .map(|k| {
-            let addr = if k % 2 == 0 { addr_a } else { addr_b };
-            tokio::spawn(kiosk_task(
-                k,
-                KIOSKS,
-                addr,
-                Arc::clone(&world),
-                Arc::clone(&cards),
-                Arc::clone(&approved),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let mut kiosks = Kiosks::new(Arc::new(DemoWorld::new(CARDS_PER_BANK).unwrap()), KIOSKS);
+    for k in 0..KIOSKS {
+        kiosks.start(k, if k % 2 == 0 { addr_a } else { addr_b }, &approved);
+    }
     wait_approvals(&approved, APPROVALS_BEFORE_KILL, Duration::from_secs(180)).await;
     assert!(
         ps.all_running().is_empty(),
@@ -291,10 +200,7 @@ async fn two_nodes_and_two_consumers_lose_and_double_nothing_when_one_of_each_is
         Duration::from_secs(120),
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    kiosks.stop().await;
     let approved: Vec<String> = approved.lock().unwrap().clone();
 
     // The store: every approval received, with its event; switch verify.

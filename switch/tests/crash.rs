@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch::sim::world::DemoWorld;
@@ -20,7 +19,7 @@ mod demo_process;
 #[path = "support/kill_kit.rs"]
 mod kill_kit;
 use demo_process::demo_command;
-use kill_kit::{check_store, kiosk_task, wait_listening, Cards};
+use kill_kit::{check_store, wait_listening, Kiosks};
 
 /// Where the killed switch keeps its store.
 #[derive(Clone)]
@@ -100,23 +99,14 @@ async fn kill_9_under_load(backend: Backend, load: Load) {
     let (mut child, addr) = start_switch(dir.path(), &backend, &load, false);
     wait_listening(addr).await;
 
-    let world = Arc::new(DemoWorld::new(load.cards_per_bank).unwrap());
-    let cards: Cards = Arc::default();
     let approved = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..load.kiosks)
-        .map(|k| {
-            tokio::spawn(kiosk_task(
-                k,
-                load.kiosks,
-                addr,
-                Arc::clone(&world),
-                Arc::clone(&cards),
-                Arc::clone(&approved),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let mut kiosks = Kiosks::new(
+        Arc::new(DemoWorld::new(load.cards_per_bank).unwrap()),
+        load.kiosks,
+    );
+    for k in 0..load.kiosks {
+        kiosks.start(k, addr, &approved);
+    }
     // Kill while requests are in flight.
     let deadline = Instant::now() + Duration::from_secs(120);
     while approved.lock().unwrap().len() < load.approvals_before_kill && Instant::now() < deadline {
@@ -124,10 +114,7 @@ async fn kill_9_under_load(backend: Backend, load: Load) {
     }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    kiosks.stop().await;
     let approved: Vec<String> = approved.lock().unwrap().clone();
     assert!(
         approved.len() >= load.approvals_before_kill,
@@ -140,23 +127,13 @@ async fn kill_9_under_load(backend: Backend, load: Load) {
     let (mut child, addr) = start_switch(dir.path(), &backend, &load, true);
     wait_listening(addr).await;
     let after = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
     // A new terminal (its own RRNs) on the cards of kiosk 1, which the kill stopped.
-    let t = tokio::spawn(kiosk_task(
-        load.kiosks + 1,
-        load.kiosks,
-        addr,
-        Arc::clone(&world),
-        Arc::clone(&cards),
-        Arc::clone(&after),
-        Arc::clone(&stop),
-    ));
+    kiosks.start(load.kiosks + 1, addr, &after);
     let deadline = Instant::now() + Duration::from_secs(30);
     while after.lock().unwrap().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = t.await;
+    kiosks.stop().await;
     assert!(
         !after.lock().unwrap().is_empty(),
         "restarted switch approves"

@@ -343,6 +343,29 @@ pub async fn verify(path: &Path) -> Result<(IntegrityReport, u64), ConfigError> 
     )))
 }
 
+/// The line `switch serve` prints once it serves: where it listens (the bound addresses, so a
+/// port 0 in the file is told) and how many banks signed on, e.g. `switch serve: acquirer
+/// tcp://127.0.0.1:8583  http://127.0.0.1:8080  6 of 6 banks signed on`.
+fn status_line<S: Store>(node: &crate::node::Node<S>, banks: usize) -> String {
+    let acquirers: Vec<String> = node
+        .acquirer_addrs
+        .iter()
+        .map(|a| format!("tcp://{a}"))
+        .collect();
+    let http = node
+        .http_addr
+        .map_or_else(|| "http:-".to_owned(), |a| format!("http://{a}"));
+    format!(
+        "switch serve: acquirer {}  {http}  {} of {banks} banks signed on",
+        if acquirers.is_empty() {
+            "-".to_owned()
+        } else {
+            acquirers.join(",")
+        },
+        node.banks_up()
+    )
+}
+
 async fn run_node<S: crate::cms::CmsStore>(
     cfg: NodeConfig,
     store: Arc<S>,
@@ -372,7 +395,7 @@ async fn run_node<S: crate::cms::CmsStore>(
         keys,
         pipeline: cfg.pipeline_config()?,
         banks: cfg.link_configs()?,
-        sign_on_wait: Duration::ZERO,
+        sign_on_wait: crate::node::SIGN_ON_WAIT,
         listeners,
         http: cfg.http.as_ref().map(|h| h.listen),
         http_tls,
@@ -383,8 +406,11 @@ async fn run_node<S: crate::cms::CmsStore>(
         store,
         hsm,
     };
+    // Before the status line: a SIGTERM once the node says it listens stops it in order.
     let stop = crate::node::signal::StopSignal::install();
+    let banks = parts.banks.len();
     let node = parts.start().await?;
+    println!("{}", status_line(&node, banks));
     stop.wait().await;
     node.stop().await;
     Ok(())

@@ -36,6 +36,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How long `switch serve` and `switch demo` wait for their banks' links to sign on before the
+/// acquirer listeners open: a request arriving while a link is still connecting would be
+/// stood in for or declined `91` only because the node had just started. A bank still down
+/// after it is left to its link's reconnects (the node opens anyway).
+pub const SIGN_ON_WAIT: Duration = Duration::from_secs(10);
+
 /// How often [`NodeParts::sign_on_wait`] looks at the links.
 const SIGN_ON_POLL: Duration = Duration::from_millis(50);
 

@@ -45,7 +45,7 @@ impl SecretKey {
 
     /// A fixed, publicly known key: tests and the demo only.
     pub fn for_tests() -> Self {
-        Self(DataKey::from_bytes([0x5e; 32]).unwrap_or_else(|_| unreachable!("32-byte key")))
+        Self(DataKey::from_bytes(TEST_SECRET_KEY).unwrap_or_else(|_| unreachable!("32-byte key")))
     }
 
     /// Seals `user_id`'s secret.
@@ -68,9 +68,14 @@ impl SecretKey {
     }
 }
 
+/// The secret key of [`SecretKey::for_tests`], publicly known: tests and the demo only.
+pub const TEST_SECRET_KEY: [u8; 32] = [0x5e; 32];
+/// The audit MAC key of [`audit_key_for_tests`], publicly known: tests and the demo only.
+pub const TEST_AUDIT_KEY: [u8; 32] = [0xa7; 32];
+
 /// A fixed audit MAC key: tests and the demo only.
 pub fn audit_key_for_tests() -> DataKey {
-    DataKey::from_bytes([0xa7; 32]).unwrap_or_else(|_| unreachable!("32-byte key"))
+    DataKey::from_bytes(TEST_AUDIT_KEY).unwrap_or_else(|_| unreachable!("32-byte key"))
 }
 
 #[cfg(test)]

@@ -101,6 +101,21 @@ impl PolicyTable {
         self.rows.insert((insurance, medical, level), policy);
     }
 
+    /// Every row: scheme, medical category (`None`: the default row), hospital level, policy
+    /// (a configuration's `[[policy]]` entries, `sim::serve_config`).
+    pub fn rows(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            InsuranceCategory,
+            Option<MedicalCategory>,
+            HospitalLevel,
+            &Policy,
+        ),
+    > + '_ {
+        self.rows.iter().map(|((i, m, l), p)| (*i, *m, *l, p))
+    }
+
     /// The row for a bill: the exact medical category first, then the default.
     pub fn lookup(
         &self,

@@ -111,7 +111,7 @@ pub fn demo_issuance(world: &DemoWorld) -> Result<IssuanceConfig, DemoError> {
 }
 
 /// The demo's photo data key (public, demo only; a node's comes from its HSM).
-const DEMO_PHOTO_KEY: [u8; 32] = [0x5A; 32];
+pub(crate) const DEMO_PHOTO_KEY: [u8; 32] = [0x5A; 32];
 
 /// The card management system of the demo node: [`demo_issuance`], the social-security fund as
 /// the bureau of the demo city (GB/T 2260 prefix `4101`, 郑州), the counters' TPK, and a photo

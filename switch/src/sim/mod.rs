@@ -9,6 +9,7 @@
 //! - [`bureau`]: the card bureau and issuance counter of the card management system;
 //! - [`demo`]: `switch demo`, the whole network on one machine;
 //! - [`settlement`]: clearing's settlement API in the demo's own process;
+//! - [`serve_config`]: the demo world's `switch serve` configuration file;
 //! - [`testkit`]: fixtures for the store's tests and benches.
 //!
 //! The tests and the load generator reuse them, so what they exercise is what the demo shows.
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod identity;
 pub mod kiosk;
 pub mod operator_kit;
+pub mod serve_config;
 pub mod settlement;
 pub mod testkit;
 pub mod world;

@@ -38,7 +38,10 @@ pub use model::{
     TransactionRecord, TxnLeg, BALANCE_OPS_PER_DECISION_MAX, LEGS_PER_DECISION_MAX,
 };
 pub use operator::OperatorStore;
-pub use pan_protector::{DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector};
+pub use pan_protector::{
+    DataKeyPanProtector, HsmPanProtector, PanProtectError, PanProtector, TEST_DATA_KEY,
+    TEST_HASH_KEY,
+};
 pub use postgres::{
     host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,
     PrimaryWatch,

@@ -43,6 +43,12 @@ pub trait PanProtector: Send + Sync + 'static {
     fn open_data(&self, sealed: &[u8], label: &'static [u8]) -> Result<Vec<u8>, PanProtectError>;
 }
 
+/// The lookup-hash key of [`DataKeyPanProtector::for_tests`], publicly known: tests and the
+/// demo only (the demo's `switch serve` configuration wraps it under the test LMK).
+pub const TEST_HASH_KEY: [u8; 32] = [0x11; 32];
+/// The data key of [`DataKeyPanProtector::for_tests`], publicly known: tests and the demo only.
+pub const TEST_DATA_KEY: [u8; 32] = [0x22; 32];
+
 /// PAN protection with an HMAC-SHA-256 hash key and an AES-256-GCM data key held in memory.
 pub struct DataKeyPanProtector {
     hash_key: hmac::Key,
@@ -69,7 +75,8 @@ impl DataKeyPanProtector {
 
     /// Fixed, publicly known keys: tests and the demo only.
     pub fn for_tests() -> Self {
-        Self::new(&[0x11; 32], &[0x22; 32]).unwrap_or_else(|_| unreachable!("32-byte AES key"))
+        Self::new(&TEST_HASH_KEY, &TEST_DATA_KEY)
+            .unwrap_or_else(|_| unreachable!("32-byte AES key"))
     }
 }
 

@@ -135,13 +135,10 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
         stop,
         forwarder_task,
     } = start_switch(&world, Arc::clone(&store), configs, hsm, &data_dir).await;
-    let mut opening = HashMap::new();
+    let opening = opening_balances(&world, &banks);
     let mut lanes = Vec::new();
     let h = &world.hospitals[0];
     for (i, card) in world.cards.iter().enumerate() {
-        let pan = card.pan.expose_digits().to_owned();
-        let balance = banks[card.bank].balance_fen(&pan).expect("bank account");
-        opening.insert(pan, balance);
         let kiosk = Kiosk::new(
             TerminalId::parse(&format!("FT{i:06}")).expect("terminal"),
             h.id.clone(),
@@ -169,6 +166,19 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
         _data_dir: made,
         lanes,
     }
+}
+
+/// Each card's balance at its bank now, by PAN (what [`assert_books_of`] counts from).
+pub fn opening_balances(world: &DemoWorld, banks: &[BankSim]) -> HashMap<String, i64> {
+    world
+        .cards
+        .iter()
+        .map(|card| {
+            let pan = card.pan.expose_digits().to_owned();
+            let balance = banks[card.bank].balance_fen(&pan).expect("bank account");
+            (pan, balance)
+        })
+        .collect()
 }
 
 /// The world's bank hosts, and the switch's link configurations to them (quick reconnects).
@@ -413,60 +423,16 @@ impl<S: Store> Net<S> {
             .len()
     }
 
-    /// The books after the fault: every approval is in the store, each bank holds exactly
-    /// the approved purchases, the store's invariants hold.
+    /// The books after the fault ([`assert_books_of`]).
     pub async fn assert_books(&self, answers: &[Answered]) {
-        let mut approved_fen: HashMap<&str, i64> = HashMap::new();
-        for a in answers {
-            let rrn = Rrn::parse(&a.rrn).expect("rrn");
-            let stored = self.store.transactions_by_rrn(&rrn).await.expect("store");
-            let Some(original) = stored
-                .iter()
-                .find(|t| t.record.original_transaction_id.is_none())
-            else {
-                // Refused before a decision (MAC or HSM failure at the door): nothing recorded,
-                // which only an approval may not be.
-                assert_ne!(a.code, "00", "approval {} is not in the store", a.rrn);
-                continue;
-            };
-            if a.code == UNANSWERED {
-                // Reversed by the kiosk: if it was approved, its reversal is approved too.
-                if original.record.is_approved() {
-                    assert!(
-                        stored
-                            .iter()
-                            .any(|t| t.record.original_transaction_id.is_some()
-                                && t.record.is_approved()),
-                        "unanswered approval {} was never reversed",
-                        a.rrn
-                    );
-                }
-                continue;
-            }
-            assert_eq!(
-                original.record.response_code.as_str(),
-                a.code,
-                "the store disagrees with the answer the kiosk got for {}",
-                a.rrn
-            );
-            if a.code == "00" {
-                *approved_fen.entry(&a.pan).or_default() += a.amount_fen as i64;
-            }
-        }
-        for card in &self.world.cards {
-            let pan = card.pan.expose_digits();
-            let opening = self.opening[pan];
-            let approved = approved_fen.get(pan).copied().unwrap_or(0);
-            assert_eq!(
-                self.banks[card.bank].balance_fen(pan),
-                Some(opening - approved),
-                "bank {} holds other money than the approved purchases for card {}",
-                card.bank,
-                card.pan
-            );
-        }
-        let report = self.store.verify_integrity().await.expect("verify");
-        assert!(report.is_consistent(), "{report}");
+        assert_books_of(
+            &*self.store,
+            &self.world,
+            &self.banks,
+            &self.opening,
+            answers,
+        )
+        .await;
     }
 
     /// Stops the forwarder and the banks.
@@ -531,4 +497,66 @@ impl SwitchProxy {
         self.target.store(i, std::sync::atomic::Ordering::SeqCst);
         let _ = self.cut.send(());
     }
+}
+
+/// The books after a fault: every approval is in the store, each bank holds exactly the
+/// approved purchases (its balances at `opening` less them), the store's invariants hold.
+pub async fn assert_books_of<S: Store>(
+    store: &S,
+    world: &DemoWorld,
+    banks: &[BankSim],
+    opening: &HashMap<String, i64>,
+    answers: &[Answered],
+) {
+    let mut approved_fen: HashMap<&str, i64> = HashMap::new();
+    for a in answers {
+        let rrn = Rrn::parse(&a.rrn).expect("rrn");
+        let stored = store.transactions_by_rrn(&rrn).await.expect("store");
+        let Some(original) = stored
+            .iter()
+            .find(|t| t.record.original_transaction_id.is_none())
+        else {
+            // Refused before a decision (MAC or HSM failure at the door): nothing recorded,
+            // which only an approval may not be.
+            assert_ne!(a.code, "00", "approval {} is not in the store", a.rrn);
+            continue;
+        };
+        if a.code == UNANSWERED {
+            // Reversed by the kiosk: if it was approved, its reversal is approved too.
+            if original.record.is_approved() {
+                assert!(
+                    stored
+                        .iter()
+                        .any(|t| t.record.original_transaction_id.is_some()
+                            && t.record.is_approved()),
+                    "unanswered approval {} was never reversed",
+                    a.rrn
+                );
+            }
+            continue;
+        }
+        assert_eq!(
+            original.record.response_code.as_str(),
+            a.code,
+            "the store disagrees with the answer the kiosk got for {}",
+            a.rrn
+        );
+        if a.code == "00" {
+            *approved_fen.entry(&a.pan).or_default() += a.amount_fen as i64;
+        }
+    }
+    for card in &world.cards {
+        let pan = card.pan.expose_digits();
+        let opening = opening[pan];
+        let approved = approved_fen.get(pan).copied().unwrap_or(0);
+        assert_eq!(
+            banks[card.bank].balance_fen(pan),
+            Some(opening - approved),
+            "bank {} holds other money than the approved purchases for card {}",
+            card.bank,
+            card.pan
+        );
+    }
+    let report = store.verify_integrity().await.expect("verify");
+    assert!(report.is_consistent(), "{report}");
 }

@@ -1,5 +1,5 @@
-//! A `switch demo` child process whose listeners are on ports it bound itself (`:0`), and the
-//! addresses it bound, read from its first status line.
+//! A `switch demo` or `switch serve` child process whose listeners are on ports it bound itself
+//! (`:0`), and the addresses it bound, read from its first status line.
 //!
 //! Why: a test that picks a free port and passes it to a child gives the port away for as long
 //! as the child takes to start, and a test running beside it may be handed the same port by
@@ -36,8 +36,9 @@ pub fn demo_command() -> Command {
     cmd
 }
 
-/// Starts `cmd` (from [`demo_command`]) and waits for its first status line; its standard
-/// output is read to the end by a thread of its own so the child never blocks on it.
+/// Starts `cmd` (from [`demo_command`], or a `switch serve` whose file listens on `:0`) and
+/// waits for its first status line; its standard output is read to the end by a thread of its
+/// own so the child never blocks on it.
 pub fn spawn(cmd: &mut Command) -> (Child, DemoAddrs) {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -63,17 +64,102 @@ pub fn spawn(cmd: &mut Command) -> (Child, DemoAddrs) {
             let status = child.try_wait();
             let _ = child.kill();
             panic!(
-                "switch demo printed no status line within {START_TIMEOUT_S} s (exit: {status:?})"
+                "the switch printed no status line within {START_TIMEOUT_S} s (exit: {status:?})"
             );
         }
     }
 }
 
-/// `switch demo: acquirer tcp://A  http://H  ...` (`sim::demo::run_on`).
+/// Children killed when the test ends, however it ends.
+#[derive(Default)]
+pub struct Processes(Vec<(&'static str, Child)>);
+
+impl Processes {
+    /// Starts a `switch demo` node and gives its acquirer's address (a port it bound itself).
+    pub fn spawn_node(&mut self, name: &'static str, cmd: &mut Command) -> SocketAddr {
+        let (child, addrs) = spawn(cmd);
+        self.0.push((name, child));
+        addrs.acquirer
+    }
+
+    /// Takes a child started elsewhere (by [`spawn`]) under `name`.
+    pub fn adopt(&mut self, name: &'static str, child: Child) {
+        self.0.push((name, child));
+    }
+
+    pub fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        self.0.push((name, child));
+    }
+
+    /// SIGKILL, as a crash: no shutdown path runs.
+    pub fn kill(&mut self, name: &str) {
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("a process of that name");
+        let (_, mut child) = self.0.remove(i);
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+
+    /// SIGTERM, as an operator stops a node, and its exit status (at most 60 s).
+    pub fn terminate(&mut self, name: &str) -> std::process::ExitStatus {
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("a process of that name");
+        let (_, mut child) = self.0.remove(i);
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "SIGTERM sent to {name}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{name} did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether every process still runs (none died on its own).
+    pub fn all_running(&mut self) -> Vec<&'static str> {
+        self.0
+            .iter_mut()
+            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
+            .collect()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `switch demo: acquirer tcp://A  http://H  ...` (`sim::demo::run_on`) or `switch serve:
+/// acquirer tcp://A[,tcp://B...]  http://H  ...` (`config::start`): the first acquirer.
 fn parse_status_line(line: &str) -> Option<DemoAddrs> {
-    let rest = line.strip_prefix("switch demo: acquirer tcp://")?;
+    let rest = line
+        .strip_prefix("switch demo: acquirer tcp://")
+        .or_else(|| line.strip_prefix("switch serve: acquirer tcp://"))?;
     let mut words = rest.split_whitespace();
-    let acquirer = words.next()?.parse().ok()?;
+    let acquirer = words.next()?.split(',').next()?.parse().ok()?;
     let http = words.next()?.strip_prefix("http://")?.parse().ok()?;
     Some(DemoAddrs { acquirer, http })
 }

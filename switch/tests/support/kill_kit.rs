@@ -20,6 +20,25 @@ use switch::store::Store;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+/// The test PostgreSQL (`SWITCH_TEST_PG_URL`, default the local `test` database).
+pub fn pg_url() -> String {
+    std::env::var("SWITCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A tag no other test run uses at the same time (this process and the clock's nanoseconds),
+/// for the names of a test's schemas, topics and groups.
+pub fn unique_tag() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).await.is_err() {
@@ -99,6 +118,54 @@ pub async fn kiosk_task(
     }
 }
 
+/// Kiosks paying bills ([`kiosk_task`]) on the world's cards until stopped, sharing the cards in
+/// the cardholders' hands: a test starts them on the nodes it runs, stops them all at once,
+/// and may start others (new terminals) after a restart.
+pub struct Kiosks {
+    world: Arc<DemoWorld>,
+    cards: Cards,
+    kiosks: usize,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Kiosks {
+    /// No kiosk running yet; kiosk `k` of `kiosks` will use the cards `k`, `k + kiosks`, ….
+    pub fn new(world: Arc<DemoWorld>, kiosks: usize) -> Self {
+        Self {
+            world,
+            cards: Arc::default(),
+            kiosks,
+            stop: Arc::new(AtomicBool::new(false)),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts kiosk `k` on the acquirer at `addr`, its approvals recorded in `approved` (a
+    /// `k` past the kiosks' count is a new terminal, its own RRNs, on the cards of
+    /// `k % kiosks`).
+    pub fn start(&mut self, k: usize, addr: SocketAddr, approved: &Arc<Mutex<Vec<String>>>) {
+        self.tasks.push(tokio::spawn(kiosk_task(
+            k,
+            self.kiosks,
+            addr,
+            Arc::clone(&self.world),
+            Arc::clone(&self.cards),
+            Arc::clone(approved),
+            Arc::clone(&self.stop),
+        )));
+    }
+
+    /// Stops every kiosk and waits for them; kiosks started later run until the next stop.
+    pub async fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+}
+
 /// `switch verify` on the killed switch's store, and every approval in `approved` (RRNs the
 /// clients received `00` for) durable with its settlement event in the outbox.
 pub async fn check_store<S: Store>(store: &S, approved: &[String]) {
@@ -122,5 +189,18 @@ pub async fn check_store<S: Store>(store: &S, approved: &[String]) {
             .unwrap_or_else(|| panic!("approved RRN {rrn} lost"));
         let event = t.event_id.expect("approval has an event");
         assert!(outbox.contains(&event), "event of {rrn} in the outbox");
+    }
+}
+
+/// Waits until `approved` holds `n` approvals, or panics after `limit`.
+pub async fn wait_approvals(approved: &Mutex<Vec<String>>, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while approved.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} approvals",
+            approved.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

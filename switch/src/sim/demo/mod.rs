@@ -31,9 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the demo waits for its banks' links to sign on before opening to kiosks.
-const SIGN_ON_WAIT: Duration = Duration::from_secs(10);
-
 /// Options of `switch demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -335,7 +332,7 @@ async fn start_on<S: crate::cms::CmsStore>(
         },
         writer,
         banks,
-        sign_on_wait: SIGN_ON_WAIT,
+        sign_on_wait: crate::node::SIGN_ON_WAIT,
         listeners: vec![listener],
         http: Some(opts.http),
         http_tls: None,

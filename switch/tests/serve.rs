@@ -1,0 +1,352 @@
+//! `switch serve`, the production entry point, run as a process on the demo world's
+//! configuration (`sim::serve_config`), as production runs it (issue 28).
+//!
+//! - One node on SQLite: its banks (slow to answer) sign on and exchange keys before its
+//!   acquirer port opens, `GET /ready` answers 200, kiosks' bank purchases through
+//!   its acquirer port are approved and move the banks' balances by exactly the approved
+//!   amounts, SIGTERM stops it with exit 0, and `switch verify` passes on its file.
+//! - Two nodes on one PostgreSQL schema, each with its own acquirer listener and its own bank
+//!   links to the same bank hosts (each bank sees each node sign on and exchange keys),
+//!   started at once; kiosks pay on both; one node is killed with SIGKILL mid-run and the other
+//!   keeps approving; the killed node is started again on its file and approves too. Every
+//!   approval a kiosk received, on either node, is in the store with its outbox event, and
+//!   `switch verify` passes.
+//!
+//! The second test needs PostgreSQL (127.0.0.1:5432, SWITCH_TEST_PG_URL).
+
+#[path = "support/demo_process.rs"]
+mod demo_process;
+#[path = "faults/harness.rs"]
+mod harness;
+#[path = "support/kill_kit.rs"]
+mod kill_kit;
+
+use card_apdu::channel::memory::MemoryChannel;
+use demo_process::Processes;
+use futures_util::{SinkExt, StreamExt};
+use harness::{field, Answered};
+use kill_kit::{check_store, pg_url, unique_tag, wait_approvals, Kiosks};
+use schemas::domain::TerminalId;
+use schemas::iso8583::framing::{Frame, FrameCodec, LengthHeader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switch::issuer::IssuerConfig;
+use switch::sim::banksim::BankSim;
+use switch::sim::kiosk::Kiosk;
+use switch::sim::serve_config::{pan_protector, serve_config, ServeSetup};
+use switch::sim::world::DemoWorld;
+use switch::store::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+const CARDS_PER_BANK: usize = 2;
+
+/// Writes the world's `switch serve` file for a node in `dir` (listeners on ports it binds
+/// itself, read back from its status line) and returns its path.
+fn write_config(
+    dir: &Path,
+    world: &DemoWorld,
+    database_url: String,
+    database_schema: Option<String>,
+    banks: Vec<IssuerConfig>,
+) -> PathBuf {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let setup = ServeSetup {
+        database_url,
+        database_schema,
+        data_dir: dir.join("node-data"),
+        listen: any_port,
+        http: any_port,
+        banks,
+    };
+    let path = dir.join("switch.toml");
+    std::fs::write(&path, serve_config(world, &setup).expect("config")).unwrap();
+    path
+}
+
+fn serve(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switch"));
+    cmd.arg("serve").arg("--config").arg(config);
+    cmd
+}
+
+/// `switch verify --config FILE` succeeds.
+fn assert_verifies(config: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switch"))
+        .arg("verify")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("switch verify runs");
+    assert!(
+        out.status.success(),
+        "switch verify: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every bank host saw the node sign on and exchange keys (`times` nodes: `times` each).
+fn assert_signed_on(banks: &[BankSim], times: u64) {
+    for b in banks {
+        let s = b.stats();
+        assert!(
+            s.sign_ons >= times && s.key_exchanges >= times,
+            "bank {} saw {} sign-ons and {} key exchanges",
+            b.institution(),
+            s.sign_ons,
+            s.key_exchanges
+        );
+    }
+}
+
+/// The node's HTTP face answers its readiness probe `200` (`GET /ready`).
+async fn assert_ready(http: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = TcpStream::connect(http).await.expect("http port");
+    sock.write_all(b"GET /ready HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "GET /ready: {answer}");
+}
+
+/// `rounds` bank purchases on every card of the world through the acquirer at `addr`, each
+/// card at its own kiosk on its own connection, the cards all at once.
+async fn purchases(addr: SocketAddr, world: &Arc<DemoWorld>, rounds: usize) -> Vec<Answered> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, card) in world.cards.iter().enumerate() {
+        let (world, card) = (Arc::clone(world), card.clone());
+        set.spawn(async move {
+            let h = &world.hospitals[0];
+            let mut kiosk = Kiosk::new(
+                TerminalId::parse(&format!("SV{i:06}")).unwrap(),
+                h.id.clone(),
+                Some(h.code.clone()),
+                &format!("{i:03}"),
+            );
+            let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
+            let sock = TcpStream::connect(addr).await.expect("acquirer port");
+            let mut conn = Framed::new(sock, FrameCodec::new(LengthHeader::Binary2));
+            let mut out = Vec::new();
+            for r in 0..rounds {
+                let amount_fen = 100 + 37 * r as u64;
+                let request = kiosk
+                    .bank_purchase(&card, &mut reader, amount_fen)
+                    .unwrap()
+                    .request;
+                conn.send(Frame {
+                    tpdu: None,
+                    message: request.clone().into(),
+                })
+                .await
+                .expect("request sent");
+                let answer = tokio::time::timeout(Duration::from_secs(30), conn.next())
+                    .await
+                    .expect("answered within 30 s")
+                    .expect("an answer")
+                    .expect("a frame");
+                out.push(Answered {
+                    bank: card.bank,
+                    pan: card.pan.expose_digits().to_owned(),
+                    rrn: field(&request, 37),
+                    amount_fen,
+                    code: field(&answer.message, 39),
+                });
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.expect("kiosk"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
+    let db = dir.path().join("switch.db");
+    let pan = Arc::new(pan_protector(&world).await.unwrap());
+    let store = SqliteStore::open(&SqliteConfig::new(&db), pan.clone())
+        .await
+        .unwrap();
+    world.seed(&store).await.unwrap();
+    store.close().await;
+    let (banks, links) = harness::start_banks(&world).await;
+    let opening = harness::opening_balances(&world, &banks);
+    let config = write_config(
+        dir.path(),
+        &world,
+        format!("sqlite://{}", db.display()),
+        None,
+        links,
+    );
+
+    // Banks slow to answer at first: the node opens its acquirer port only once they have
+    // signed on, so no purchase finds its bank's link still connecting (stood in or declined).
+    for b in &banks {
+        b.faults().set_response_delay(Duration::from_millis(300));
+    }
+    let mut ps = Processes::default();
+    let (child, addrs) = demo_process::spawn(&mut serve(&config));
+    ps.adopt("node", child);
+    let acquirer = addrs.acquirer;
+    assert_signed_on(&banks, 1);
+    assert_ready(addrs.http).await;
+    for b in &banks {
+        b.faults().set_response_delay(Duration::ZERO);
+    }
+    let world = Arc::new(world);
+    let answers = purchases(acquirer, &world, 3).await;
+    let codes = harness::codes(&answers);
+    assert_eq!(
+        codes.get("00"),
+        Some(&answers.len()),
+        "every purchase approved: {codes:?}"
+    );
+    let status = ps.terminate("node");
+    assert!(
+        status.success(),
+        "SIGTERM ends serve with exit 0: {status:?}"
+    );
+    for b in &banks {
+        assert_eq!(b.stats().advice_messages, 0, "nothing stood in for");
+    }
+
+    assert_verifies(&config);
+    let store = SqliteStore::open(&SqliteConfig::new(&db), pan)
+        .await
+        .unwrap();
+    harness::assert_books_of(&store, &world, &banks, &opening, &answers).await;
+    let moved: i64 = world
+        .cards
+        .iter()
+        .map(|c| {
+            opening[c.pan.expose_digits()]
+                - banks[c.bank].balance_fen(c.pan.expose_digits()).unwrap()
+        })
+        .sum();
+    assert!(moved > 0, "the banks' balances moved");
+    eprintln!(
+        "serve on SQLite: {} purchases approved, {} s",
+        answers.len(),
+        started.elapsed().as_secs()
+    );
+}
+
+const KIOSKS: usize = 6;
+/// Approvals received (both nodes) before the kill.
+const APPROVALS_BEFORE_KILL: usize = 60;
+/// Approvals the surviving node gives after the kill.
+const APPROVALS_AFTER_KILL: usize = 60;
+/// Approvals the killed node gives once restarted.
+const APPROVALS_AFTER_RESTART: usize = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
+    let started = Instant::now();
+    let url = pg_url();
+    let schema = format!("serve_{}", unique_tag());
+    let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
+    let pan = Arc::new(pan_protector(&world).await.unwrap());
+    let mut pg = PostgresConfig::new(url.clone());
+    pg.schema = Some(schema.clone());
+    let store = PostgresStore::connect(&pg, pan.clone())
+        .await
+        .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url} (ops/setup.sh): {e}"));
+    world.seed(&store).await.unwrap();
+    store.close().await;
+
+    // One set of bank hosts, as in production; each node its own folder, file and links to
+    // them (its own sign-on and key exchange); both on the one schema.
+    let (banks, links) = harness::start_banks(&world).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|dir| {
+            write_config(
+                dir.path(),
+                &world,
+                url.clone(),
+                Some(schema.clone()),
+                links.clone(),
+            )
+        })
+        .collect();
+    // Started at once: both open the store, provision it and sign on together.
+    let mut ps = Processes::default();
+    let (mut cmd_a, mut cmd_b) = (serve(&configs[0]), serve(&configs[1]));
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| demo_process::spawn(&mut cmd_a));
+        let b = s.spawn(|| demo_process::spawn(&mut cmd_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    ps.adopt("node a", a.0);
+    ps.adopt("node b", b.0);
+    let addrs = [a.1.acquirer, b.1.acquirer];
+    assert_signed_on(&banks, 2);
+
+    let approved = Arc::new(Mutex::new(Vec::new()));
+    let mut kiosks = Kiosks::new(Arc::new(world), KIOSKS);
+    for k in 0..KIOSKS {
+        kiosks.start(k, addrs[k % 2], &approved);
+    }
+    wait_approvals(&approved, APPROVALS_BEFORE_KILL, Duration::from_secs(60)).await;
+    ps.kill("node a");
+    let at_kill = approved.lock().unwrap().len();
+    wait_approvals(
+        &approved,
+        at_kill + APPROVALS_AFTER_KILL,
+        Duration::from_secs(60),
+    )
+    .await;
+    // Node a again, on its file and folder (its spool), as an operator restarts it: its banks
+    // sign it on again and its new kiosks (new terminals, the killed kiosks' cards) are approved.
+    let addr_a = ps.spawn_node("node a", &mut serve(&configs[0]));
+    assert_signed_on(&banks, 3);
+    let after_restart = Arc::new(Mutex::new(Vec::new()));
+    for k in (0..KIOSKS).step_by(2) {
+        kiosks.start(k + KIOSKS, addr_a, &after_restart);
+    }
+    wait_approvals(
+        &after_restart,
+        APPROVALS_AFTER_RESTART,
+        Duration::from_secs(60),
+    )
+    .await;
+    kiosks.stop().await;
+    assert!(
+        ps.all_running().is_empty(),
+        "died on their own: {:?}",
+        ps.all_running()
+    );
+    for node in ["node a", "node b"] {
+        let status = ps.terminate(node);
+        assert!(
+            status.success(),
+            "SIGTERM ends {node} with exit 0: {status:?}"
+        );
+    }
+    let mut approved: Vec<String> = approved.lock().unwrap().clone();
+    let restarted = after_restart.lock().unwrap().len();
+    approved.extend(after_restart.lock().unwrap().iter().cloned());
+
+    let store = PostgresStore::connect(&pg, pan).await.unwrap();
+    check_store(&store, &approved).await;
+    store.close().await;
+    assert_verifies(&configs[0]);
+    eprintln!(
+        "two serve nodes on PostgreSQL: {} approvals ({at_kill} before the kill, {restarted} by the restarted node), {} s",
+        approved.len(),
+        started.elapsed().as_secs()
+    );
+    PostgresStore::drop_schema(&url, &schema).await.unwrap();
+}
