@@ -3,6 +3,9 @@
 # drives it with `loadgen`, and reports what loadgen printed plus, per switch thread, context
 # switches and CPU microseconds per answered request (from /proc, so no profiler is needed), and
 # the bytes the switch wrote per answered request (/proc/PID/io wchar: WAL, checkpoints, sockets), in total and per thread.
+# With --postgres in DEMO ARGS it also reports the server's WAL bytes per answered request
+# (pg_stat_wal.wal_bytes, cluster-wide: run it with nothing else writing to that server) and the
+# CPU of the server's processes per answered request.
 #
 #   benches/scripts/run.sh "DEMO ARGS" "LOADGEN ARGS"
 #   benches/scripts/run.sh "--no-clearing" "--connections 16 --window 16 --duration 25 --prepare-max 200000"
@@ -34,10 +37,17 @@ snapshot() {
       "$(awk '/^wchar/{print $2}' "$t/io" 2>/dev/null || echo 0)"
   done | sort
 }
+pg_url=$(grep -o -- '--postgres [^ ]*' <<<"$DEMO_ARGS" | cut -d" " -f2 || true)
+pg_wal() { psql "$pg_url" -Atc "SELECT wal_bytes FROM pg_stat_wal"; }
+pg_cpu() { # utime + stime of every postgres process, in ticks
+  for p in $(pgrep -x postgres); do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s+=$1} END{print s+0}'
+}
+if [ -n "$pg_url" ]; then pg_wal > wal1.txt; pg_cpu > pgcpu1.txt; fi
 snapshot > before.txt; grep wchar /proc/$switch_pid/io > io1.txt; awk '{print $14+$15}' /proc/$switch_pid/stat > cpu1.txt
 # shellcheck disable=SC2086
 "$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | grep -v "^warning"
 snapshot > after.txt; grep wchar /proc/$switch_pid/io > io2.txt; awk '{print $14+$15}' /proc/$switch_pid/stat > cpu2.txt
+if [ -n "$pg_url" ]; then pg_wal > wal2.txt; pg_cpu > pgcpu2.txt; fi
 answered=$(grep -o 'responses [0-9]*' loadgen.out | awk '{print $2}')
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 echo "per answered request (switch threads, idle ones left out):"
@@ -49,4 +59,8 @@ join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" '
 # missing from the per-thread lines; the process's own counter includes them.
 echo "  switch process CPU: $(( ($(cat cpu2.txt) - $(cat cpu1.txt)) * tick_us / answered )) us per answered request (all threads)"
 echo "  written by the switch: $(( ($(cut -d" " -f2 io2.txt) - $(cut -d" " -f2 io1.txt)) / answered )) bytes per answered request"
+if [ -n "$pg_url" ]; then
+  echo "  PostgreSQL WAL: $(( ($(cat wal2.txt) - $(cat wal1.txt)) / answered )) bytes per answered request (pg_stat_wal)"
+  echo "  PostgreSQL server CPU: $(( ($(cat pgcpu2.txt) - $(cat pgcpu1.txt)) * tick_us / answered )) us per answered request (postgres processes)"
+fi
 if [ -n "${METRICS:-}" ]; then curl -s -H "Authorization: Bearer demo-api-key-0000000000000000000000000000000000000000000000000000" 127.0.0.1:8080/metrics | grep -E "$METRICS" || true; fi
