@@ -243,6 +243,22 @@ fn keys(world: &DemoWorld) -> Table {
             "ssse_external_auth_sm4",
             ssse.external_auth_sm4.as_ref().map(token),
         ),
+        (
+            "ssse_pin_unblock_tdes",
+            ssse.pin_unblock_tdes.as_ref().map(token),
+        ),
+        (
+            "ssse_pin_unblock_sm4",
+            ssse.pin_unblock_sm4.as_ref().map(token),
+        ),
+        (
+            "ssse_line_protection_tdes",
+            ssse.line_protection_tdes.as_ref().map(token),
+        ),
+        (
+            "ssse_line_protection_sm4",
+            ssse.line_protection_sm4.as_ref().map(token),
+        ),
     ];
     for (name, value) in optional {
         if let Some(v) = value {
@@ -259,6 +275,9 @@ fn cms(world: &DemoWorld) -> Result<Table, ServeConfigError> {
     let parts = super::bureau::demo_cms(world)?;
     if !parts.counters.is_empty() {
         return Err(unrenderable("counters with their own TPKs"));
+    }
+    if !parts.kiosks.is_empty() {
+        return Err(unrenderable("card-relay kiosks"));
     }
     let i = &parts.issuance;
     let photo = world
@@ -277,6 +296,7 @@ fn cms(world: &DemoWorld) -> Result<Table, ServeConfigError> {
         ("ssse_internal_auth", token(&i.ssse.internal_auth)),
         ("ssse_external_auth", token(&i.ssse.external_auth)),
         ("ssse_pin_unblock", token(&i.ssse.pin_unblock)),
+        ("ssse_line_protection", token(&i.ssse.line_protection)),
         ("bureau_zmk", token(&i.bureau_zmk)),
         ("counter_tpk", token(&parts.counter_tpk)),
         ("photo_key", text(photo)),
