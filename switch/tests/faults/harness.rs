@@ -24,7 +24,7 @@ use switch::sim::banksim::BankSim;
 use switch::sim::demo::start_bank;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld};
-use switch::store::{now_us, writer, Store};
+use switch::store::{now_us, writer, Store, TransactionKind};
 use tokio::sync::watch;
 
 /// How the network is built.
@@ -414,7 +414,9 @@ impl<S: Store> Net<S> {
     }
 
     /// The books after the fault: every approval is in the store, each bank holds exactly
-    /// the approved purchases, the store's invariants hold.
+    /// the approved purchases, the store's invariants hold. An approval the kiosk was not
+    /// told of (left unanswered, or answered a decline while its commit outcome was unknown)
+    /// must be reversed in the store, and its bank leg then counts for nothing.
     pub async fn assert_books(&self, answers: &[Answered]) {
         let mut approved_fen: HashMap<&str, i64> = HashMap::new();
         for a in answers {
@@ -441,6 +443,21 @@ impl<S: Store> Net<S> {
                         a.rrn
                     );
                 }
+                continue;
+            }
+            if a.code != "00" && original.record.is_approved() {
+                // Answered a decline while its approval's commit outcome was unknown (the
+                // connection died during COMMIT), and the approval had committed: the switch
+                // reversed it, as the kiosk reverses an approval left unanswered.
+                assert!(
+                    stored.iter().any(|t| t.record.kind == TransactionKind::Reversal
+                        && t.record.is_approved()
+                        && t.record.original_transaction_id
+                            == Some(original.record.transaction_id)),
+                    "approval {} answered {} was never reversed",
+                    a.rrn,
+                    a.code
+                );
                 continue;
             }
             assert_eq!(

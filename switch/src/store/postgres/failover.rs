@@ -31,6 +31,7 @@
 //! found as a duplicate and gets the stored answer.
 
 use super::super::model::{Committed, Decision};
+use super::batch::UnknownCommit;
 use super::super::{DecisionError, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -185,16 +186,118 @@ pub(super) async fn find_primary(
     Err(reasons.join("; "))
 }
 
-/// For each decision whose result is `Unavailable` (its commit's outcome unknown): waits for a
-/// writable primary (the pool refuses read-only hosts), then looks its transaction up and
-/// replaces the error with [`Committed`] when the commit did happen.
+/// What the database says of a transaction whose COMMIT lost its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Committed,
+    Aborted,
+    /// The server cannot tell by the id (too old, or an id from before a failover that this
+    /// primary never saw): look the decisions up instead.
+    Unknown,
+}
+
+/// Resolves the commits whose answer the connection took with it (every PostgreSQL store, one
+/// host or several): waits, at most [`RESOLVE_WAIT_MAX_MS`], for the database to answer, then
+/// asks it the transaction's status by id (`txid_status`, PostgreSQL manual 9.26: the way to
+/// learn "whether their transaction committed or aborted after the application and database
+/// server become disconnected while a COMMIT is in progress"). While the old session is still
+/// finishing its COMMIT the status is `in progress` and the question is asked again: a lookup
+/// of the rows alone could miss a commit not yet visible. Committed: each decision gets what
+/// the batch planned for it (an approval is then truly `00`, with its outbox position);
+/// aborted: `Unavailable` (certainly not durable, `96`). No answer in time: the results stay
+/// `OutcomeUnknown`, and the pipeline records the approval's compensation.
+pub(super) async fn resolve_commits(
+    pool: &PgPool,
+    batch: &[Decision],
+    results: &mut [Result<Committed, DecisionError>],
+    unknown: Vec<UnknownCommit>,
+) {
+    let deadline = Instant::now() + Duration::from_millis(RESOLVE_WAIT_MAX_MS);
+    for u in unknown {
+        let status = match u.xid {
+            // Nothing was written: nothing can have committed, and each decision's verdict
+            // (a refusal by the plan) stands.
+            None => Some(Status::Committed),
+            Some(xid) => xact_status(pool, xid, deadline).await,
+        };
+        match status {
+            Some(Status::Committed) => {
+                for (&i, planned) in u.positions.iter().zip(u.planned) {
+                    results[i] = planned;
+                }
+            }
+            Some(Status::Aborted) => {
+                for &i in &u.positions {
+                    results[i] = Err(DecisionError::Unavailable(
+                        "the connection died during COMMIT; the database rolled it back".into(),
+                    ));
+                }
+            }
+            Some(Status::Unknown) => {
+                let mut part: Vec<_> = u.positions.iter().map(|&i| results[i].clone()).collect();
+                let decisions: Vec<Decision> =
+                    u.positions.iter().map(|&i| batch[i].clone()).collect();
+                resolve_unknown_outcomes(pool, &decisions, &mut part).await;
+                for (&i, r) in u.positions.iter().zip(part) {
+                    results[i] = r;
+                }
+            }
+            None => {
+                let ids: Vec<uuid::Uuid> = u
+                    .positions
+                    .iter()
+                    .map(|&i| batch[i].transaction.transaction_id.0)
+                    .collect();
+                tracing::error!(transactions = ?ids, xid = ?u.xid, "commit outcome unknown: the database did not answer in time; answered 96 with compensations recorded");
+                continue;
+            }
+        }
+        tracing::warn!(
+            decisions = u.positions.len(),
+            committed = status == Some(Status::Committed),
+            "commit outcome resolved on the database after the connection died during COMMIT"
+        );
+    }
+}
+
+/// `txid_status(xid)`, asked until it is no longer `in progress` or `deadline` passes (`None`).
+async fn xact_status(pool: &PgPool, xid: i64, deadline: Instant) -> Option<Status> {
+    loop {
+        let asked = sqlx::query_scalar::<_, Option<String>>("SELECT txid_status($1)")
+            .bind(xid)
+            .fetch_one(pool);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, asked).await {
+            Ok(Ok(Some(s))) if s == "committed" => return Some(Status::Committed),
+            Ok(Ok(Some(s))) if s == "aborted" => return Some(Status::Aborted),
+            // Too old for the server to keep its status (NULL), or an id this server never
+            // assigned ("in the future": a standby promoted without it).
+            Ok(Ok(None)) | Ok(Err(sqlx::Error::Database(_))) => return Some(Status::Unknown),
+            // `in progress`: the old session is still committing; or no database yet.
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// For each decision whose result is `Unavailable` or `OutcomeUnknown`: waits for a writable
+/// primary (the pool refuses read-only hosts), then looks its transaction up and replaces the
+/// error with [`Committed`] when the commit did happen (one not found is `Unavailable`). Used
+/// when the transaction's status cannot be asked by its id (`Status::Unknown`).
 pub(super) async fn resolve_unknown_outcomes(
     pool: &PgPool,
     batch: &[Decision],
     results: &mut [Result<Committed, DecisionError>],
 ) {
     let unknown: Vec<usize> = (0..results.len())
-        .filter(|&i| matches!(results[i], Err(DecisionError::Unavailable(_))))
+        .filter(|&i| {
+            matches!(
+                results[i],
+                Err(DecisionError::Unavailable(_) | DecisionError::OutcomeUnknown(_))
+            )
+        })
         .collect();
     if unknown.is_empty() {
         return;
@@ -249,6 +352,10 @@ pub(super) async fn resolve_unknown_outcomes(
                 outbox_seq,
             });
             resolved += 1;
+        } else if matches!(results[i], Err(DecisionError::OutcomeUnknown(_))) {
+            results[i] = Err(DecisionError::Unavailable(
+                "not found on the database after its connection died: not committed".into(),
+            ));
         }
     }
     tracing::warn!(
