@@ -51,7 +51,11 @@ async fn a_commit_whose_answer_is_lost_is_learnt_from_the_database_and_answered_
     let proxy = CommitProxy::start(cluster.addr()).await;
     let net = harness::start(connect_via(&proxy).await, options()).await;
     let mut all = net.purchases(&[0], 1).await;
-    assert!(all.iter().all(|a| a.code == "00"), "healthy: {:?}", codes(&all));
+    assert!(
+        all.iter().all(|a| a.code == "00"),
+        "healthy: {:?}",
+        codes(&all)
+    );
 
     proxy.arm();
     let lost = net.purchases(&[0], 1).await;
@@ -73,7 +77,11 @@ async fn a_commit_whose_outcome_stays_unknown_is_answered_96_and_the_approval_re
     let proxy = CommitProxy::start(cluster.addr()).await;
     let net = harness::start(connect_via(&proxy).await, options()).await;
     let mut all = net.purchases(&[0], 1).await;
-    assert!(all.iter().all(|a| a.code == "00"), "healthy: {:?}", codes(&all));
+    assert!(
+        all.iter().all(|a| a.code == "00"),
+        "healthy: {:?}",
+        codes(&all)
+    );
 
     // The COMMIT is cut, then the database looks gone past the switch's wait for it.
     proxy.arm_with_blackout(Duration::from_secs(14));
@@ -99,9 +107,11 @@ async fn a_commit_whose_outcome_stays_unknown_is_answered_96_and_the_approval_re
         "the cut COMMIT committed the approval: {stored:?}"
     );
     assert!(
-        stored.iter().any(|t| t.record.kind == TransactionKind::Reversal
-            && t.record.is_approved()
-            && t.record.original_transaction_id == Some(approval.record.transaction_id)),
+        stored
+            .iter()
+            .any(|t| t.record.kind == TransactionKind::Reversal
+                && t.record.is_approved()
+                && t.record.original_transaction_id == Some(approval.record.transaction_id)),
         "the approval answered 96 is reversed: {stored:?}"
     );
     let pan = &lost[0].pan;

@@ -450,10 +450,12 @@ impl<S: Store> Net<S> {
                 // connection died during COMMIT), and the approval had committed: the switch
                 // reversed it, as the kiosk reverses an approval left unanswered.
                 assert!(
-                    stored.iter().any(|t| t.record.kind == TransactionKind::Reversal
-                        && t.record.is_approved()
-                        && t.record.original_transaction_id
-                            == Some(original.record.transaction_id)),
+                    stored
+                        .iter()
+                        .any(|t| t.record.kind == TransactionKind::Reversal
+                            && t.record.is_approved()
+                            && t.record.original_transaction_id
+                                == Some(original.record.transaction_id)),
                     "approval {} answered {} was never reversed",
                     a.rrn,
                     a.code

@@ -202,7 +202,9 @@ async fn relay(client: TcpStream, server: TcpStream, state: Arc<State>, cut_here
             client_read.read_exact(&mut body).await?;
             server_write.write_all(&len).await?;
             server_write.write_all(&body).await?;
-            let code = body.get(..4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            let code = body
+                .get(..4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
             // 80877103: SSLRequest, 80877104: GSSENCRequest; another packet follows.
             if !matches!(code, Some(80_877_103 | 80_877_104)) {
                 break;

@@ -286,7 +286,11 @@ pub(super) struct Outcome {
 
 /// Commits a batch as one transaction; if the database refuses it for something the planner
 /// could not see, each decision is retried alone so that only the offender fails.
-pub(super) async fn group_commit(store: &PostgresStore, batch: &[Decision], now_us: i64) -> Outcome {
+pub(super) async fn group_commit(
+    store: &PostgresStore,
+    batch: &[Decision],
+    now_us: i64,
+) -> Outcome {
     match try_batch(store, batch, now_us).await {
         Ok(results) => Outcome {
             batch: BatchOutcome {

@@ -31,8 +31,8 @@
 //! found as a duplicate and gets the stored answer.
 
 use super::super::model::{Committed, Decision};
-use super::batch::UnknownCommit;
 use super::super::{DecisionError, StoreError};
+use super::batch::UnknownCommit;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::str::FromStr;

@@ -30,11 +30,11 @@ mod record;
 #[cfg(test)]
 mod tests;
 
+pub use compensation::{Compensation, CompensationError, COMPENSATION_MTI};
 pub use file::{
     Loaded, SpoolError, SpoolFile, LINE_BYTES_MAX, LOCK_FILE, RECORDS_MAX, REFUSED_FILE,
     SPOOL_FILE, UNREADABLE_FILE,
 };
-pub use compensation::{Compensation, CompensationError, COMPENSATION_MTI};
 pub use record::{RecordError, SpooledReversal};
 
 use super::writer::{WriteError, WriterHandle};

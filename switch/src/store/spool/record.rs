@@ -284,7 +284,10 @@ fn compensation(c: WireCompensation) -> Result<Compensation, RecordError> {
             }
         })
         .collect::<Result<Vec<_>, RecordError>>()?;
-    if c.event.as_ref().is_some_and(|e| e.transaction_id != record.transaction_id.0) {
+    if c.event
+        .as_ref()
+        .is_some_and(|e| e.transaction_id != record.transaction_id.0)
+    {
         return Err(RecordError::Field("event"));
     }
     Ok(Compensation {

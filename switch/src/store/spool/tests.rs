@@ -5,8 +5,8 @@
 use super::file::{line_of, parse};
 use super::*;
 use crate::store::{
-    CardAtc, CardId, ReversalId, ReversalReason, ReversalRequest, TransactionId, TransactionKind,
-    TransactionRecord,
+    CardAtc, CardId, Decision, ReversalId, ReversalReason, ReversalRequest, TransactionId,
+    TransactionKind, TransactionRecord,
 };
 use schemas::domain::{
     AmountFen, InstitutionId, ResponseCode, Rrn, Stan, TerminalId, TransmissionDateTime,
@@ -150,7 +150,7 @@ fn garbage_never_panics_the_reader() {
         b"0123456789abcdef\n".to_vec(),
         record.as_bytes()[..17].to_vec(),
         format!("{record}{record}")
-            .replace("\"v\":1", "\"v\":2")
+            .replace("\"v\":2", "\"v\":3")
             .into_bytes(),
     ];
     for input in inputs {
@@ -347,7 +347,12 @@ async fn a_replayed_decline_whose_approval_committed_reverses_the_approval() {
     use crate::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let (store, fx, writer) = store_and_writer(dir.path()).await;
-    let opening = store.account(fx.personal).await.unwrap().unwrap().balance_fen;
+    let opening = store
+        .account(fx.personal)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance_fen;
     let approval = crate::sim::testkit::debit(&fx, fx.personal, 5, 250);
     writer.submit(approval.clone()).await.unwrap();
     let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
@@ -371,11 +376,18 @@ async fn a_replayed_decline_whose_approval_committed_reverses_the_approval() {
         Some(approval.transaction.transaction_id)
     );
     assert!(
-        !stored.iter().any(|t| t.record.response_code.as_str() == "96"),
+        !stored
+            .iter()
+            .any(|t| t.record.response_code.as_str() == "96"),
         "the decline's key is the approval's: it is not stored"
     );
     assert_eq!(
-        store.account(fx.personal).await.unwrap().unwrap().balance_fen,
+        store
+            .account(fx.personal)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_fen,
         opening
     );
     let due = store.due_reversals(i64::MAX, 10).await.unwrap();
@@ -390,7 +402,12 @@ async fn a_replayed_decline_whose_approval_committed_reverses_the_approval() {
     assert_eq!(again, Replayed::Stored);
     assert_eq!(store.due_reversals(i64::MAX, 10).await.unwrap().len(), 1);
     assert_eq!(
-        store.account(fx.personal).await.unwrap().unwrap().balance_fen,
+        store
+            .account(fx.personal)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_fen,
         opening
     );
 }
