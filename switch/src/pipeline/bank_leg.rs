@@ -8,7 +8,12 @@
 //! (approves, and queues a 0220 advice with the approval) or declines 91. And when a decision
 //! fails to commit after the bank approved, the bank's money is reversed: through the store's
 //! reversal queue, or, while the store is away, through the node's local reversal spool
-//! (`store::spool`), durable before the answer leaves.
+//! (`store::spool`), durable before the answer leaves. A commit whose outcome is unknown (the
+//! database connection died during COMMIT and did not come back in time) may have committed
+//! the approval: the decline then carries the approval's compensation
+//! ([`crate::store::spool::Compensation`]), committed instead of it when the store finds the
+//! request's key held by the approval; so does a stand-in approval (its 0220 advice then
+//! followed by a 0420) and one with no bank leg.
 
 use super::cardholder::Cardholder;
 use super::response::Outcome;

@@ -10,7 +10,8 @@
 //! `RESOLVE_WAIT_MAX_MS`), the kiosk gets `96` and the approval, once the store answers again,
 //! is reversed by the switch: an approved reversal of it is stored, its 0420 reaches the bank
 //! (which holds its opening balance again), `verify_integrity` finds nothing and the books
-//! balance (`harness::Net::assert_books`). Before this was handled, the kiosk got `96`, the
+//! balance (`harness::Net::assert_books`); a retransmission of the request is answered `96`, as
+//! the terminal was. Before this was handled, the kiosk got `96`, the
 //! store held `00` with its settlement event, and no 0420 was ever sent: the customer was told
 //! "declined" and charged.
 
@@ -120,6 +121,8 @@ async fn a_commit_whose_outcome_stays_unknown_is_answered_96_and_the_approval_re
         Some(net.opening[pan] - all[0].amount_fen as i64),
         "the bank holds its opening balance less the one purchase answered 00"
     );
+    // The terminal's retransmission gets the answer it got, not the reversed approval's.
+    assert_eq!(net.retransmit_last(0).await, ["96"]);
     net.assert_books(&all).await;
     net.stop().await;
 }

@@ -81,6 +81,8 @@ pub struct Lane {
     reader: MemoryChannel,
     /// Reversals owed for requests the switch left unanswered.
     reversals: Vec<Vec<u8>>,
+    /// The last request sent, for a retransmission.
+    last: Option<Vec<u8>>,
 }
 
 /// The code recorded for a request the switch closed the connection on.
@@ -154,6 +156,7 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
             kiosk,
             reader,
             reversals: Vec::new(),
+            last: None,
         })));
     }
     Net {
@@ -296,6 +299,7 @@ impl<S: Store> Net<S> {
             set.spawn(async move {
                 let mut out = Vec::new();
                 let mut lane_reversals = Vec::new();
+                let mut lane_last = None;
                 let mut lane = lane.lock().await;
                 for r in 0..rounds {
                     let amount_fen = 100 + 37 * (r as u64 % 20);
@@ -309,6 +313,7 @@ impl<S: Store> Net<S> {
                         .bank_purchase(card, reader, amount_fen)
                         .expect("request")
                         .request;
+                    lane_last = Some(request.clone());
                     let spec = iso8583::spec("ssc87").expect("spec");
                     let context = LinkContext::shared(spec);
                     let reply = tokio::time::timeout(
@@ -337,6 +342,9 @@ impl<S: Store> Net<S> {
                     });
                 }
                 lane.reversals.extend(lane_reversals);
+                if lane_last.is_some() {
+                    lane.last = lane_last;
+                }
                 out
             });
         }
@@ -345,6 +353,24 @@ impl<S: Store> Net<S> {
             all.extend(r.expect("lane"));
         }
         all
+    }
+
+    /// Sends again, unchanged, the last request of every card of `bank` (a terminal that lost
+    /// the answer): field 39 of each answer.
+    pub async fn retransmit_last(&self, bank: usize) -> Vec<String> {
+        let spec = iso8583::spec("ssc87").expect("spec");
+        let context = LinkContext::shared(spec);
+        let mut codes = Vec::new();
+        for lane in &self.lanes {
+            let lane = lane.lock().await;
+            let (true, Some(request)) = (lane.card.bank == bank, lane.last.clone()) else {
+                continue;
+            };
+            if let Reply::Send(a) = self.pipeline.process(&request, &context).await {
+                codes.push(field(&a, 39));
+            }
+        }
+        codes
     }
 
     /// Sends the reversals the kiosks owe for requests left unanswered, each until the switch

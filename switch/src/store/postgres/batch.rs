@@ -1,6 +1,12 @@
 //! PostgreSQL's group commit: the batch's rows are loaded and locked (`FOR UPDATE`, in id
 //! order, so concurrent switch nodes cannot deadlock), planned in memory ([`plan`]), then
 //! written as `UNNEST` of typed arrays ([`super::unnest`]), in one transaction per batch.
+//!
+//! A batch that fails is told apart by where: before its COMMIT was sent (or with the server's
+//! answer to it) it was rolled back, and its decisions are `Unavailable`; with no answer to
+//! the COMMIT (the connection died) its outcome is unknown, and it is handed back with its
+//! transaction id and what each decision gets if it did commit ([`UnknownCommit`]), for the
+//! store to ask the database (`super::failover::resolve_commits`).
 
 use super::json_rows::hex;
 use super::{card_risk, unnest, PostgresStore};

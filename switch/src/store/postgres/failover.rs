@@ -22,13 +22,17 @@
 //! approval a client received survives the promotion. The opposite case is possible: the
 //! primary dies after the standby has the commit but before it acknowledges it, so the client
 //! got `96` for a transaction the new primary holds: the unknown-outcome commit. The failover
-//! drill saw it (1 answer in 4 drills before this was handled). So a group commit that failed
-//! for want of the database is not answered at once: [`resolve_unknown_outcomes`] waits (at
-//! most [`RESOLVE_WAIT_MAX_MS`]) for a writable primary and looks its transactions up by their
-//! ids (UUIDs made before the commit): those found are answered as committed (an approval is
-//! then truly `00`), the others `96`. If no primary answers in time the outcome stays unknown;
-//! that is logged with the transaction ids, and the terminal's repeat of the same request is
-//! found as a duplicate and gets the stored answer.
+//! drill saw it (1 answer in 4 drills before this was handled). So a group commit whose
+//! connection died during COMMIT is not answered at once (one that failed before it was rolled
+//! back, and is): [`resolve_commits`], on every PostgreSQL store (one host too: the connection
+//! alone can die), waits (at most [`RESOLVE_WAIT_MAX_MS`]) for a writable primary and asks it
+//! the batch transaction's status by id (`txid_status`), falling back to looking the
+//! decisions' transactions up by their ids (UUIDs made before the commit) when the server
+//! cannot say ([`resolve_unknown_outcomes`]): committed ones are answered as committed (an
+//! approval is then truly `00`), the others `96`. If no primary answers in time the outcome
+//! stays unknown (`DecisionError::OutcomeUnknown`): that is logged with the transaction ids,
+//! the acquirer is answered `96`, and the pipeline records the approval's compensation with
+//! its decline (`store::spool::Compensation`), committed if the approval turns out committed.
 
 use super::super::model::{Committed, Decision};
 use super::super::{DecisionError, StoreError};

@@ -433,3 +433,61 @@ async fn a_replayed_decline_whose_approval_did_not_commit_is_stored_with_its_042
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].reason, ReversalReason::IssuerTimeout);
 }
+
+/// A stand-in approval (its 0220 advice queued with it) that committed although answered 96:
+/// its compensation's 0420, keyed by the advice's STAN and field 7, reaches the bank only after
+/// the advice is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensated_stand_in_sends_its_0420_after_its_0220() {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fx, writer) = store_and_writer(dir.path()).await;
+    let approval = crate::sim::testkit::stand_in(&fx, 8, 300);
+    writer.submit(approval.clone()).await.unwrap();
+    let advice = approval.advice.clone().unwrap();
+    let late = ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        destination: advice.destination.clone(),
+        reason: ReversalReason::LateApproval,
+        amount_fen: advice.amount_fen,
+        stan: advice.stan,
+        transmission_at: advice.transmission_at.clone(),
+        first_attempt_at_us: 1,
+    };
+    let mut decline = approval.transaction.clone();
+    decline.transaction_id = TransactionId(Uuid::now_v7());
+    decline.response_code = ResponseCode::SystemMalfunction;
+    let record = SpooledReversal {
+        transaction: decline,
+        atc: None,
+        reversal: None,
+        compensation: Compensation::of(&approval, Some(late), 2).unwrap(),
+    };
+    // Through the file too: a decline with no 0420 of its own.
+    let (read, _, _) = parse(line_of(&record).as_bytes());
+    assert_eq!(read, vec![record.clone()]);
+    let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
+    assert_eq!(
+        spool.store_or_keep(record, &writer).await.0,
+        Replayed::Stored
+    );
+
+    assert!(
+        store.due_reversals(i64::MAX, 10).await.unwrap().is_empty(),
+        "held back behind the pending advice"
+    );
+    let advices = store.due_advices(i64::MAX, 10).await.unwrap();
+    assert_eq!(advices.len(), 1);
+    store
+        .ack_advice(advices[0].advice_id, ResponseCode::Approved, 3)
+        .await
+        .unwrap();
+    let due = store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].stan, due[0].amount_fen),
+        (advice.stan, advice.amount_fen.get())
+    );
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+}
