@@ -275,8 +275,12 @@ async fn xact_status(pool: &PgPool, xid: i64, deadline: Instant) -> Option<Statu
             Ok(Ok(Some(s))) if s == "committed" => return Some(Status::Committed),
             Ok(Ok(Some(s))) if s == "aborted" => return Some(Status::Aborted),
             // Too old for the server to keep its status (NULL), or an id this server never
-            // assigned ("in the future": a standby promoted without it).
-            Ok(Ok(None)) | Ok(Err(sqlx::Error::Database(_))) => return Some(Status::Unknown),
+            // assigned ("transaction ID ... is in the future", SQLSTATE 22023: a standby
+            // promoted without it).
+            Ok(Ok(None)) => return Some(Status::Unknown),
+            Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("22023") => {
+                return Some(Status::Unknown)
+            }
             // `in progress`: the old session is still committing; or no database yet.
             Ok(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
@@ -515,6 +519,70 @@ mod tests {
             "found committed, with its outbox position"
         );
         assert_eq!(results[1], lost(), "not in the database: still 96");
+
+        store.close().await;
+        PostgresStore::drop_schema(&url, &schema).await.unwrap();
+    }
+
+    /// The id of a transaction that ran `txid_current()` and then `end` (COMMIT or ROLLBACK).
+    async fn xid_ended(pool: &PgPool, end: &str) -> i64 {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(end).execute(&mut *conn).await.unwrap();
+        xid
+    }
+
+    /// A COMMIT whose answer was lost is resolved by its transaction's status: committed, each
+    /// decision gets what was planned; aborted, `Unavailable`; an id the server never assigned
+    /// (a promoted standby without it), looked up by the decisions' ids instead.
+    /// Needs PostgreSQL at 127.0.0.1:5432 (or SWITCH_TEST_PG_URL), as the store suite does.
+    #[tokio::test]
+    async fn a_lost_commit_is_resolved_by_its_transaction_status() {
+        let url = std::env::var("SWITCH_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("xact_status_test_{}", std::process::id());
+        let mut config = PostgresConfig::new(url.clone());
+        config.schema = Some(schema.clone());
+        let store = PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+            .await
+            .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url}: {e}"));
+        let fx = testkit::seed(&store, 100_000, 500_000).await.unwrap();
+        let stored = testkit::debit(&fx, fx.personal, 1, 100);
+        let out = store.commit_decisions(vec![stored.clone()], 1).await;
+        let found = out.results[0].clone().unwrap();
+        let lost = || Err(DecisionError::OutcomeUnknown("connection reset".into()));
+        let planned = Committed {
+            transaction_id: stored.transaction.transaction_id,
+            outbox_seq: Some(4242),
+        };
+        let unknown = |xid| UnknownCommit {
+            positions: vec![0],
+            xid: Some(xid),
+            planned: vec![Ok(planned)],
+        };
+        let batch = vec![stored];
+
+        let committed = xid_ended(&store.write, "COMMIT").await;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(committed)]).await;
+        assert_eq!(results, vec![Ok(planned)], "committed: as planned");
+
+        let aborted = xid_ended(&store.write, "ROLLBACK").await;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(aborted)]).await;
+        assert!(
+            matches!(results[0], Err(DecisionError::Unavailable(_))),
+            "{results:?}"
+        );
+
+        let future = committed + 1_000_000;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(future)]).await;
+        assert_eq!(results, vec![Ok(found)], "never assigned here: looked up");
 
         store.close().await;
         PostgresStore::drop_schema(&url, &schema).await.unwrap();
