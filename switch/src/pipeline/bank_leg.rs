@@ -109,7 +109,9 @@ impl BankLeg<'_> {
 
 impl LegApproval {
     /// After the decision failed to commit: only a leg the bank approved must be reversed (a
-    /// stand-in leg never reached the bank, and its advice failed with the decision).
+    /// stand-in leg never reached the bank, and its advice failed with the decision; unless
+    /// the commit's outcome is unknown, when the approval is compensated, advice included:
+    /// [`Cardholder::undo_failed_approval`]).
     pub(crate) fn bank_saw_it(&self) -> bool {
         self.advice.is_none()
     }
