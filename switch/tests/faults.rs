@@ -8,6 +8,9 @@
 //! - `bank_links`: a bank's host stalls, answers late, answers garbage, drops off the network;
 //! - `hsm`: the switch's network HSM answers errors, answers too slowly, drops connections;
 //! - `database`: PostgreSQL stopped for 10 s under load (a private cluster) and restarted;
+//! - `commit_outcome`: the connection to PostgreSQL dies while a group commit's COMMIT is in
+//!   flight (a proxy loses the answer), the database back at once or only after the request's
+//!   time to learn the outcome has passed;
 //! - `broker`: the Kafka-protocol broker down for 60 s (a private tansu);
 //! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load;
 //! - `clock`: the switch's wall clock jumps forward and back (field 7's window, the key purge).
@@ -21,8 +24,14 @@ mod harness;
 #[path = "support/pg_server.rs"]
 mod pg_server;
 
+#[path = "support/pg_commit_proxy.rs"]
+mod pg_commit_proxy;
+
 #[path = "faults/database.rs"]
 mod database;
+
+#[path = "faults/commit_outcome.rs"]
+mod commit_outcome;
 
 #[path = "faults/bank_links.rs"]
 mod bank_links;

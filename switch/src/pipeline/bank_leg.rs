@@ -8,17 +8,22 @@
 //! (approves, and queues a 0220 advice with the approval) or declines 91. And when a decision
 //! fails to commit after the bank approved, the bank's money is reversed: through the store's
 //! reversal queue, or, while the store is away, through the node's local reversal spool
-//! (`store::spool`), durable before the answer leaves.
+//! (`store::spool`), durable before the answer leaves. A commit whose outcome is unknown (the
+//! database connection died during COMMIT and did not come back in time) may have committed
+//! the approval: the decline then carries the approval's compensation
+//! ([`crate::store::spool::Compensation`]), committed instead of it when the store finds the
+//! request's key held by the approval; so does a stand-in approval (its 0220 advice then
+//! followed by a 0420) and one with no bank leg.
 
 use super::cardholder::Cardholder;
 use super::response::Outcome;
 use super::{velocity, Pipeline};
 use crate::issuer::answer::{leg_answer, LegAnswer};
 use crate::issuer::gateway::GatewayError;
-use crate::store::spool::SpooledReversal;
+use crate::store::spool::{Compensation, Replayed, SpooledReversal};
 use crate::store::{
-    AdviceClass, AdviceId, AdviceRequest, CardAtc, ReversalId, ReversalReason, ReversalRequest,
-    StandInSpend, Store,
+    AdviceClass, AdviceId, AdviceRequest, CardAtc, Decision, ReversalId, ReversalReason,
+    ReversalRequest, StandInSpend, Store,
 };
 use chrono::Utc;
 use hsm_sim::keys::Tpk;
@@ -104,7 +109,9 @@ impl BankLeg<'_> {
 
 impl LegApproval {
     /// After the decision failed to commit: only a leg the bank approved must be reversed (a
-    /// stand-in leg never reached the bank, and its advice failed with the decision).
+    /// stand-in leg never reached the bank, and its advice failed with the decision; unless
+    /// the commit's outcome is unknown, when the approval is compensated, advice included:
+    /// [`Cardholder::undo_failed_approval`]).
     pub(crate) fn bank_saw_it(&self) -> bool {
         self.advice.is_none()
     }
@@ -342,44 +349,75 @@ impl<S: Store> Cardholder<'_, S> {
         Ok((advice, spend))
     }
 
-    /// A decline `code` (91 for an unanswered bank leg, or the code of a decision that failed
-    /// after its leg was approved), with the 0420 of the leg (its STAN and field 7, which the
-    /// bank keys it by) queued in the same commit. When the store cannot take the commit, the
-    /// decline and its reversal go to the node's reversal spool ([`crate::store::spool::ReversalSpool`]), fsynced
-    /// before this answers, and are replayed into the store until it takes them.
+    /// A decline `code` (91 for an unanswered bank leg), with the 0420 of the leg (its STAN and
+    /// field 7, which the bank keys it by) queued in the same commit. When the store cannot
+    /// take the commit, the decline and its reversal go to the node's reversal spool
+    /// ([`crate::store::spool::ReversalSpool`]), fsynced before this answers, and are replayed
+    /// into the store until it takes them.
     async fn decline_and_reverse(
         &self,
         amount: AmountFen,
-        (stan, transmission_at): (Stan, TransmissionDateTime),
+        sent: (Stan, TransmissionDateTime),
         atc: Option<CardAtc>,
+        code: ResponseCode,
+    ) -> Outcome {
+        let reversal = self.leg_reversal(amount, sent, ReversalReason::IssuerTimeout);
+        self.record_decline(Some(reversal), atc, None, code).await
+    }
+
+    /// The 0420 of a leg of `amount` the bank knows by `sent` (its STAN and field 7).
+    fn leg_reversal(
+        &self,
+        amount: AmountFen,
+        (stan, transmission_at): (Stan, TransmissionDateTime),
+        reason: ReversalReason,
+    ) -> ReversalRequest {
+        ReversalRequest {
+            reversal_id: ReversalId(uuid::Uuid::now_v7()),
+            destination: self.entry.card.issuer.clone(),
+            reason,
+            amount_fen: amount,
+            stan,
+            transmission_at,
+            first_attempt_at_us: crate::store::now_us(),
+        }
+    }
+
+    /// Records the decline `code` with `reversal` (its 0420, if the bank saw a leg) and the
+    /// `compensation` of the approval it follows, through the store or, while the store cannot
+    /// take it, the node's reversal spool. Answers `code`.
+    async fn record_decline(
+        &self,
+        reversal: Option<ReversalRequest>,
+        atc: Option<CardAtc>,
+        compensation: Option<Compensation>,
         code: ResponseCode,
     ) -> Outcome {
         let p = self.pipeline();
         let issuer = Some(self.entry.card.issuer.clone());
         let record = p.record(self.req, self.kind, Some(&self.entry), issuer, code);
-        let reversal = ReversalRequest {
-            reversal_id: ReversalId(uuid::Uuid::now_v7()),
-            destination: self.entry.card.issuer.clone(),
-            reason: ReversalReason::IssuerTimeout,
-            amount_fen: amount,
-            stan,
-            transmission_at,
-            first_attempt_at_us: crate::store::now_us(),
-        };
+        if reversal.is_some() {
+            p.metrics.reversals_queued.fetch_add(1, Ordering::Relaxed);
+        }
         let spooled = SpooledReversal {
             transaction: record,
             atc,
             reversal,
+            compensation,
         };
-        p.metrics.reversals_queued.fetch_add(1, Ordering::Relaxed);
-        match p.commit(spooled.decision()).await {
-            // Stored; or the request's key is taken (its original, or this very decline from
-            // an attempt that failed in answer only), whose outcome stands.
-            Ok(_) | Err(ResponseCode::DuplicateTransmission) => {}
-            Err(refused) => {
-                let durable = p.spool.keep(spooled, &p.writer).await;
+        // Stored (or its key is taken: its original, or this very decline from an attempt that
+        // failed in answer only, whose outcome stands; or the approval it follows, which did
+        // commit, and is reversed instead); otherwise kept in the spool until the store takes
+        // it.
+        match p.spool.store_or_keep(spooled, &p.writer).await {
+            (Replayed::Stored, _) => {
+                if let Some(a) = atc {
+                    p.cards.note_atc(a.card_id, a.atc);
+                }
+            }
+            (refused, durable) => {
                 tracing::error!(
-                    refused = refused.as_str(),
+                    refused = ?refused,
                     durable,
                     "decline and its reversal not stored: spooled until the store takes them"
                 );
@@ -388,13 +426,29 @@ impl<S: Store> Cardholder<'_, S> {
         Outcome::answer(code)
     }
 
-    /// A decision failed after its bank leg of `amount` was approved: the bank's money must
-    /// come back. Answers `code`.
-    pub(crate) async fn reverse_orphan_leg(
+    /// The decision `approval` failed to commit with `code` after the bank approved its leg of
+    /// `bank_leg` (a 0200 the bank booked), or after the switch approved it in stand-in (its
+    /// advice, a 0220, is in `approval`), or with no bank leg at all. Records the decline `code`
+    /// with the leg's 0420, and the approval's compensation: the connection may have died
+    /// during COMMIT with the approval committed after all (`DecisionError::OutcomeUnknown`),
+    /// and then the store finds the decline's key taken by the approval and commits the
+    /// compensation instead (its reversal, with the 0420 of the leg or of the advice).
+    /// Answers `code`.
+    pub(crate) async fn undo_failed_approval(
         &self,
-        amount: AmountFen,
+        approval: &Decision,
+        bank_leg: Option<AmountFen>,
         code: ResponseCode,
     ) -> Outcome {
+        if code == ResponseCode::DuplicateTransmission {
+            // The request's key is another decision's: that original stands.
+            if bank_leg.is_some() {
+                tracing::error!(
+                    "bank leg approved for a duplicate; the duplicate's original stands"
+                );
+            }
+            return Outcome::answer(code);
+        }
         // The leg as the bank knows it (its STAN and field 7): a reversal under another STAN
         // would match nothing at the bank and leave the money there.
         let sent = self
@@ -402,26 +456,52 @@ impl<S: Store> Cardholder<'_, S> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let leg = match sent {
-            Some((stan, t)) => Ok((stan, t)),
-            None => {
+        let leg = match (bank_leg, sent) {
+            (None, _) => None,
+            (Some(amount), Some(sent)) => Some((amount, sent)),
+            (Some(amount), None) => {
                 let (f7, _, _) = cst_now();
                 let stan = self.pipeline().banks.next_stan(&self.entry.card.issuer);
-                TransmissionDateTime::parse(&f7).map(|t| (stan, t))
+                match TransmissionDateTime::parse(&f7) {
+                    Ok(t) => Some((amount, (stan, t))),
+                    Err(_) => {
+                        tracing::error!("bank leg approved; no field 7 for its reversal");
+                        return Outcome::answer(code);
+                    }
+                }
             }
         };
-        match leg {
-            Ok((stan, t)) if code != ResponseCode::DuplicateTransmission => {
-                // Recorded with the code the acquirer gets, so a retransmission gets it too.
-                self.decline_and_reverse(amount, (stan, t), None, code)
-                    .await
+        let reversal = leg
+            .clone()
+            .map(|(amount, sent)| self.leg_reversal(amount, sent, ReversalReason::IssuerTimeout));
+        // What reaches the bank if the approval did commit: the leg's 0420 (the decline's is
+        // then not stored), or the 0420 of the stand-in advice committed with the approval.
+        let bank = match (&approval.advice, leg) {
+            (Some(advice), _) => Some(ReversalRequest {
+                reversal_id: ReversalId(uuid::Uuid::now_v7()),
+                destination: advice.destination.clone(),
+                reason: ReversalReason::LateApproval,
+                amount_fen: advice.amount_fen,
+                stan: advice.stan,
+                transmission_at: advice.transmission_at.clone(),
+                first_attempt_at_us: crate::store::now_us(),
+            }),
+            (None, Some((amount, sent))) => {
+                Some(self.leg_reversal(amount, sent, ReversalReason::LateApproval))
             }
-            _ => {
-                tracing::error!(
-                    "bank leg approved for a duplicate; the duplicate's original stands"
-                );
-                Outcome::answer(code)
+            (None, None) => None,
+        };
+        let compensation = match Compensation::of(approval, bank, crate::store::now_us()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "an approval that may have committed cannot be compensated");
+                None
             }
+        };
+        if reversal.is_none() && compensation.is_none() {
+            return Outcome::answer(code);
         }
+        self.record_decline(reversal, None, compensation, code)
+            .await
     }
 }

@@ -152,6 +152,17 @@ impl<'l> Movement<'l> {
     }
 }
 
+/// Why a decision was not committed, as the pipeline answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// What the acquirer is answered.
+    pub code: ResponseCode,
+    /// The connection died during COMMIT and the store could not learn in time whether it
+    /// committed: an approval must then be declined with its compensation recorded
+    /// ([`crate::store::spool::Compensation`]).
+    pub outcome_unknown: bool,
+}
+
 /// The decision of a transaction that moves no money (a decline, a balance inquiry).
 pub(crate) fn no_movement(record: TransactionRecord, atc: Option<CardAtc>) -> Decision {
     Decision {
@@ -198,6 +209,15 @@ impl<S: Store> Pipeline<S> {
 
     /// Commits a decision through the writer and waits until it is durable.
     pub(crate) async fn commit(&self, decision: Decision) -> Result<Committed, ResponseCode> {
+        self.commit_detailed(decision).await.map_err(|r| r.code)
+    }
+
+    /// [`Pipeline::commit`], telling a refusal apart from a commit whose outcome is unknown.
+    pub(crate) async fn commit_detailed(&self, decision: Decision) -> Result<Committed, Refusal> {
+        let refused = |code| Refusal {
+            code,
+            outcome_unknown: false,
+        };
         let atc = decision.atc;
         let submitted = Instant::now();
         let result = self.writer.submit(decision).await;
@@ -217,41 +237,50 @@ impl<S: Store> Pipeline<S> {
                 // Another node accepted this ATC or a later one first.
                 tracing::warn!(card = card_id.0, "ATC not above the card's last at commit");
                 self.cards.note_atc(card_id, atc_max);
-                Err(ResponseCode::SuspectedFraud)
+                Err(refused(ResponseCode::SuspectedFraud))
             }
             Err(WriteError::Decision(e @ DecisionError::DailyAmountExceeded(_))) => {
                 tracing::info!(error = %e, "daily limit reached at commit");
-                Err(ResponseCode::ExceedsAmountLimit)
+                Err(refused(ResponseCode::ExceedsAmountLimit))
             }
             Err(WriteError::Decision(e @ DecisionError::DailyCountExceeded(_))) => {
                 tracing::info!(error = %e, "daily count reached at commit");
-                Err(ResponseCode::ExceedsFrequencyLimit)
+                Err(refused(ResponseCode::ExceedsFrequencyLimit))
             }
             Err(WriteError::Decision(e @ DecisionError::StandInLimitExceeded(_))) => {
                 // Another node stood in for this card meanwhile, up to the day's limit.
                 tracing::info!(error = %e, "stand-in limit reached at commit");
-                Err(ResponseCode::IssuerUnavailable)
+                Err(refused(ResponseCode::IssuerUnavailable))
             }
             Err(WriteError::Decision(DecisionError::PinTriesExceeded(card))) => {
                 // Another node (or this one before a restart) counted the last wrong PIN.
                 self.cards
                     .set_status(card, crate::store::CardStatus::Blocked);
-                Err(ResponseCode::PinTriesExceeded)
+                Err(refused(ResponseCode::PinTriesExceeded))
             }
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => {
-                Err(ResponseCode::DuplicateTransmission)
+                Err(refused(ResponseCode::DuplicateTransmission))
             }
             Err(WriteError::Decision(DecisionError::RefundsExceedOriginal(_))) => {
                 // Another refund of the same original committed first (ISO 8583:1987 13).
-                Err(ResponseCode::InvalidAmount)
+                Err(refused(ResponseCode::InvalidAmount))
             }
             Err(WriteError::Decision(DecisionError::InsufficientFunds(a))) => {
                 self.cards.forget_balance(a);
-                Err(ResponseCode::InsufficientFunds)
+                Err(refused(ResponseCode::InsufficientFunds))
+            }
+            Err(WriteError::Decision(e @ DecisionError::OutcomeUnknown(_))) => {
+                // The connection died during COMMIT and the database did not answer in time:
+                // the caller records the decision's compensation with its decline.
+                tracing::error!(error = %e, "decision's commit outcome unknown; answered 96");
+                Err(Refusal {
+                    code: ResponseCode::SystemMalfunction,
+                    outcome_unknown: true,
+                })
             }
             Err(e) => {
                 tracing::error!(error = %e, "decision not committed");
-                Err(ResponseCode::SystemMalfunction)
+                Err(refused(ResponseCode::SystemMalfunction))
             }
         }
     }

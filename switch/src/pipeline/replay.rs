@@ -150,6 +150,11 @@ impl<S: Store> Pipeline<S> {
             let Some((code, answer)) = found else {
                 return Outcome::answer(ResponseCode::DuplicateTransmission);
             };
+            if code.is_approved() && self.compensated(key).await {
+                // Answered 96 while its commit outcome was unknown, and reversed by the switch
+                // since: the retransmission gets the answer the terminal got.
+                return Outcome::answer(ResponseCode::SystemMalfunction);
+            }
             if answer.is_none() && code.is_approved() && waited < ANSWER_WAITS_MAX {
                 waited += 1;
                 tokio::time::sleep(ANSWER_WAIT).await;
@@ -157,6 +162,30 @@ impl<S: Store> Pipeline<S> {
             }
             return Outcome::from_remembered(code, answer.as_deref());
         }
+    }
+
+    /// Whether the approval holding `key` was reversed by the switch's compensation (it was
+    /// answered `96` while its commit outcome was unknown: `store::spool::Compensation`, recorded
+    /// under the request's references as a 0420 of its own).
+    async fn compensated(&self, key: &DuplicateKey) -> bool {
+        let Ok(found) = self.store.transactions_by_rrn(&key.rrn).await else {
+            return false;
+        };
+        found.iter().any(|t| {
+            let r = &t.record;
+            r.kind == crate::store::TransactionKind::Reversal
+                && r.is_approved()
+                && r.mti == crate::store::spool::COMPENSATION_MTI
+                && r.acquirer == key.acquirer
+                && r.terminal_id == key.terminal_id
+                && r.stan == key.stan
+                && r.transmission_at == key.transmission_at
+                && r.original_transaction_id.is_some_and(|o| {
+                    found
+                        .iter()
+                        .any(|x| x.record.transaction_id == o && x.record.duplicate_key() == *key)
+                })
+        })
     }
 
     /// Remembers the fields of `outcome` besides 39 on the duplicate key of its request, off

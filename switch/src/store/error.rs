@@ -122,4 +122,10 @@ pub enum DecisionError {
     /// The batch could not be committed (database unavailable). The decision is not durable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The connection died while COMMIT was in flight and the database did not come back in
+    /// time to say whether it committed: the decision may be durable or not. The pipeline
+    /// answers `96` and records the compensation of an approval (`store::spool::Compensation`),
+    /// which the store applies only if the approval turns out to have committed.
+    #[error("commit outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }

@@ -31,14 +31,14 @@ use switch::store::{now_us, spool, DataKeyPanProtector, PostgresConfig, Postgres
 
 const LOADED: [usize; 3] = [0, 1, 2];
 
-struct Cluster {
+pub struct Cluster {
     data: PathBuf,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    fn create() -> Cluster {
+    pub fn create() -> Cluster {
         let dir = tempfile::tempdir().expect("dir");
         chown_to_server_user(dir.path());
         let data = dir.path().join("data");
@@ -75,8 +75,13 @@ impl Cluster {
         cluster
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     fn pg_ctl(&self, args: &[&str]) {

@@ -24,7 +24,7 @@ use switch::sim::banksim::BankSim;
 use switch::sim::demo::start_bank;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld};
-use switch::store::{now_us, writer, Store};
+use switch::store::{now_us, writer, Store, TransactionKind};
 use tokio::sync::watch;
 
 /// How the network is built.
@@ -81,6 +81,8 @@ pub struct Lane {
     reader: MemoryChannel,
     /// Reversals owed for requests the switch left unanswered.
     reversals: Vec<Vec<u8>>,
+    /// The last request sent, for a retransmission.
+    last: Option<Vec<u8>>,
 }
 
 /// The code recorded for a request the switch closed the connection on.
@@ -151,6 +153,7 @@ pub async fn start<S: switch::cms::CmsStore>(store: Arc<S>, o: Options) -> Net<S
             kiosk,
             reader,
             reversals: Vec::new(),
+            last: None,
         })));
     }
     Net {
@@ -306,6 +309,7 @@ impl<S: Store> Net<S> {
             set.spawn(async move {
                 let mut out = Vec::new();
                 let mut lane_reversals = Vec::new();
+                let mut lane_last = None;
                 let mut lane = lane.lock().await;
                 for r in 0..rounds {
                     let amount_fen = 100 + 37 * (r as u64 % 20);
@@ -319,6 +323,7 @@ impl<S: Store> Net<S> {
                         .bank_purchase(card, reader, amount_fen)
                         .expect("request")
                         .request;
+                    lane_last = Some(request.clone());
                     let spec = iso8583::spec("ssc87").expect("spec");
                     let context = LinkContext::shared(spec);
                     let reply = tokio::time::timeout(
@@ -347,6 +352,9 @@ impl<S: Store> Net<S> {
                     });
                 }
                 lane.reversals.extend(lane_reversals);
+                if lane_last.is_some() {
+                    lane.last = lane_last;
+                }
                 out
             });
         }
@@ -355,6 +363,24 @@ impl<S: Store> Net<S> {
             all.extend(r.expect("lane"));
         }
         all
+    }
+
+    /// Sends again, unchanged, the last request of every card of `bank` (a terminal that lost
+    /// the answer): field 39 of each answer.
+    pub async fn retransmit_last(&self, bank: usize) -> Vec<String> {
+        let spec = iso8583::spec("ssc87").expect("spec");
+        let context = LinkContext::shared(spec);
+        let mut codes = Vec::new();
+        for lane in &self.lanes {
+            let lane = lane.lock().await;
+            let (true, Some(request)) = (lane.card.bank == bank, lane.last.clone()) else {
+                continue;
+            };
+            if let Reply::Send(a) = self.pipeline.process(&request, &context).await {
+                codes.push(field(&a, 39));
+            }
+        }
+        codes
     }
 
     /// Sends the reversals the kiosks owe for requests left unanswered, each until the switch
@@ -500,7 +526,9 @@ impl SwitchProxy {
 }
 
 /// The books after a fault: every approval is in the store, each bank holds exactly the
-/// approved purchases (its balances at `opening` less them), the store's invariants hold.
+/// approved purchases (its balances at `opening` less them), the store's invariants hold. An
+/// approval the kiosk was not told of (left unanswered, or answered a decline while its commit
+/// outcome was unknown) must be reversed in the store, and its bank leg then counts for nothing.
 pub async fn assert_books_of<S: Store>(
     store: &S,
     world: &DemoWorld,
@@ -533,6 +561,23 @@ pub async fn assert_books_of<S: Store>(
                     a.rrn
                 );
             }
+            continue;
+        }
+        if a.code != "00" && original.record.is_approved() {
+            // Answered a decline while its approval's commit outcome was unknown (the
+            // connection died during COMMIT), and the approval had committed: the switch
+            // reversed it, as the kiosk reverses an approval left unanswered.
+            assert!(
+                stored
+                    .iter()
+                    .any(|t| t.record.kind == TransactionKind::Reversal
+                        && t.record.is_approved()
+                        && t.record.original_transaction_id
+                            == Some(original.record.transaction_id)),
+                "approval {} answered {} was never reversed",
+                a.rrn,
+                a.code
+            );
             continue;
         }
         assert_eq!(

@@ -61,7 +61,9 @@ impl<S: Store> Pipeline<S> {
             ..Movement::new(EventType::BenefitCredit, &legs)
         };
         let record = card.approval_record(Some(bank));
-        match self.commit(movement.decision(record)).await {
+        let decision = movement.decision(record);
+        let sent = decision.clone();
+        match self.commit(decision).await {
             Ok(_) => {
                 self.cards.adjust(fund_account, -amount);
                 Outcome {
@@ -70,7 +72,10 @@ impl<S: Store> Pipeline<S> {
                     ..Outcome::default()
                 }
             }
-            Err(code) => card.reverse_orphan_leg(req.amount_fen, code).await,
+            Err(code) => {
+                card.undo_failed_approval(&sent, Some(req.amount_fen), code)
+                    .await
+            }
         }
     }
 }

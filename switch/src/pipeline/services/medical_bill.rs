@@ -74,16 +74,23 @@ impl<S: Store> Pipeline<S> {
             false => LegApproval::default(),
         };
         let decision = bill_decision(&card, &shares.split, &approval);
-        match self.commit(decision).await {
+        let sent = decision.clone();
+        match self.commit_detailed(decision).await {
             Ok(_) => {
                 self.count_advice(&approval);
                 card.keep_reservation();
                 self.bill_paid(&card, &shares, approval).await
             }
-            Err(code) if shares.split.bank_fen > 0 && approval.bank_saw_it() => {
-                card.reverse_orphan_leg(bank_fen, code).await
+            // The bank booked its share: its 0420, and the compensation (fund and personal
+            // account debits credited back too) in case the approval committed after all.
+            Err(r) if shares.split.bank_fen > 0 && approval.bank_saw_it() => {
+                card.undo_failed_approval(&sent, Some(bank_fen), r.code)
+                    .await
             }
-            Err(code) => Outcome::answer(code),
+            // Stand-in, or no bank share: the fund's and the personal account's money (and the
+            // stand-in advice) come back if the approval committed.
+            Err(r) if r.outcome_unknown => card.undo_failed_approval(&sent, None, r.code).await,
+            Err(r) => Outcome::answer(r.code),
         }
     }
 

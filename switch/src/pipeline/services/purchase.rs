@@ -61,7 +61,8 @@ impl<S: Store> Pipeline<S> {
         decision.advice = approval.advice.clone();
         decision.atc = card.atc();
         decision.risk = card.risk_with(&approval);
-        match self.commit(decision).await {
+        let sent = decision.clone();
+        match self.commit_detailed(decision).await {
             Ok(_) => {
                 self.count_advice(&approval);
                 card.keep_reservation();
@@ -72,10 +73,16 @@ impl<S: Store> Pipeline<S> {
                     ..Outcome::default()
                 }
             }
-            Err(code) if approval.bank_saw_it() => {
-                card.reverse_orphan_leg(req.amount_fen, code).await
+            // The bank booked the leg: its 0420, and the approval's compensation in case the
+            // approval committed after all.
+            Err(r) if approval.bank_saw_it() => {
+                card.undo_failed_approval(&sent, Some(req.amount_fen), r.code)
+                    .await
             }
-            Err(code) => Outcome::answer(code),
+            // A stand-in approval whose commit outcome is unknown: if it committed, its advice
+            // (0220) is queued, and its compensation reverses it with a 0420 after the advice.
+            Err(r) if r.outcome_unknown => card.undo_failed_approval(&sent, None, r.code).await,
+            Err(r) => Outcome::answer(r.code),
         }
     }
 }

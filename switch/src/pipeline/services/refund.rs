@@ -62,13 +62,18 @@ impl<S: Store> Pipeline<S> {
             original_event_id: original.event_id,
             ..Movement::new(EventType::Refund, &legs)
         };
-        match self.commit(movement.decision(record)).await {
+        let decision = movement.decision(record);
+        let sent = decision.clone();
+        match self.commit(decision).await {
             Ok(_) => Outcome {
                 code: Some(ResponseCode::Approved),
                 auth_code,
                 ..Outcome::default()
             },
-            Err(code) => card.reverse_orphan_leg(req.amount_fen, code).await,
+            Err(code) => {
+                card.undo_failed_approval(&sent, Some(req.amount_fen), code)
+                    .await
+            }
         }
     }
 }

@@ -1,6 +1,12 @@
 //! PostgreSQL's group commit: the batch's rows are loaded and locked (`FOR UPDATE`, in id
 //! order, so concurrent switch nodes cannot deadlock), planned in memory ([`plan`]), then
 //! written as `UNNEST` of typed arrays ([`super::unnest`]), in one transaction per batch.
+//!
+//! A batch that fails is told apart by where: before its COMMIT was sent (or with the server's
+//! answer to it) it was rolled back, and its decisions are `Unavailable`; with no answer to
+//! the COMMIT (the connection died) its outcome is unknown, and it is handed back with its
+//! transaction id and what each decision gets if it did commit ([`UnknownCommit`]), for the
+//! store to ask the database (`super::failover::resolve_commits`).
 
 use super::json_rows::hex;
 use super::{card_risk, unnest, PostgresStore};
@@ -200,12 +206,40 @@ async fn load_card_atcs(
     Ok(())
 }
 
+/// Why a batch did not commit.
+enum Failed {
+    /// Before COMMIT was sent, or the database's own answer to it: rolled back for sure (a
+    /// transaction is committed only by a COMMIT the server completes).
+    RolledBack(sqlx::Error),
+    /// COMMIT was sent and no answer came back (the connection died, a timeout, an I/O error):
+    /// the server may have committed or not.
+    Unknown(sqlx::Error, UnknownCommit),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Failed::RolledBack(e)
+    }
+}
+
+/// A COMMIT whose answer was lost, to be resolved on the database
+/// ([`super::failover::resolve_commits`]).
+#[derive(Debug, Clone)]
+pub(super) struct UnknownCommit {
+    /// The decisions of the batch it covers (their positions in the group commit).
+    pub positions: Vec<usize>,
+    /// The database transaction (`txid_current()`); `None` when the batch wrote no row.
+    pub xid: Option<i64>,
+    /// What each of those decisions gets if the transaction did commit.
+    pub planned: Vec<Result<Committed, DecisionError>>,
+}
+
 /// One database transaction for the whole batch.
 async fn try_batch(
     store: &PostgresStore,
     decisions: &[Decision],
     now_us: i64,
-) -> Result<Vec<Result<Committed, DecisionError>>, sqlx::Error> {
+) -> Result<Vec<Result<Committed, DecisionError>>, Failed> {
     let (pre, keys) = plan::prepare(decisions);
     let mut tx = store.write.begin().await?;
     let loaded = load(&mut tx, &keys).await?;
@@ -225,48 +259,102 @@ async fn try_batch(
             .await?;
     }
     card_risk::write(&mut tx, &plan).await?;
-    let seqs = unnest::write_batch(&mut tx, decisions, &plan, now_us).await?;
-    tx.commit().await?;
-    Ok(plan::committed(plan, decisions, seqs))
+    let written = unnest::write_batch(&mut tx, decisions, &plan, now_us).await?;
+    let planned = plan::committed(plan, decisions, written.seqs);
+    match tx.commit().await {
+        Ok(()) => Ok(planned),
+        // The server answered the COMMIT (a deferred constraint, a serialization failure): it
+        // rolled back.
+        Err(e @ sqlx::Error::Database(_)) => Err(Failed::RolledBack(e)),
+        // No answer to the COMMIT: the server may have committed it or not. The PostgreSQL
+        // manual (9.26, System Information Functions) offers `pg_xact_status` (`txid_status`
+        // before 13) for exactly this: applications use it "to determine whether their
+        // transaction committed or aborted after the application and database server become
+        // disconnected while a COMMIT is in progress"; the transaction's id is read inside it
+        // (`txid_current()`), since the server reports none on its own.
+        Err(e) => Err(Failed::Unknown(
+            e,
+            UnknownCommit {
+                positions: (0..decisions.len()).collect(),
+                xid: written.xid,
+                planned,
+            },
+        )),
+    }
+}
+
+/// What a group commit gives back: each decision's result, and the commits whose outcome the
+/// connection took with it (their decisions' results are `OutcomeUnknown` until resolved).
+pub(super) struct Outcome {
+    pub batch: BatchOutcome,
+    pub unknown: Vec<UnknownCommit>,
 }
 
 /// Commits a batch as one transaction; if the database refuses it for something the planner
 /// could not see, each decision is retried alone so that only the offender fails.
-pub async fn group_commit(store: &PostgresStore, batch: &[Decision], now_us: i64) -> BatchOutcome {
+pub(super) async fn group_commit(
+    store: &PostgresStore,
+    batch: &[Decision],
+    now_us: i64,
+) -> Outcome {
     match try_batch(store, batch, now_us).await {
-        Ok(results) => BatchOutcome {
-            results,
-            db_transactions: 1,
-        },
-        // Not an answer from the database (connection, I/O, pool timeout): retrying
-        // each decision would only multiply the wait. Nothing was committed, or (the
-        // connection died during COMMIT) the outcome is unknown: with a list of hosts the
-        // store learns it on the new primary (`failover::resolve_unknown_outcomes`).
-        Err(e) if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) => {
-            let err = classify(&e);
-            BatchOutcome {
-                results: vec![Err(err); batch.len()],
+        Ok(results) => Outcome {
+            batch: BatchOutcome {
+                results,
                 db_transactions: 1,
+            },
+            unknown: Vec::new(),
+        },
+        // The connection died during COMMIT: every decision's outcome is unknown until the
+        // store asks the database (`PostgresStore::group_commit`).
+        Err(Failed::Unknown(e, unknown)) => Outcome {
+            batch: BatchOutcome {
+                results: vec![Err(DecisionError::OutcomeUnknown(e.to_string())); batch.len()],
+                db_transactions: 1,
+            },
+            unknown: vec![unknown],
+        },
+        // Not an answer from the database (connection, I/O, pool timeout) before COMMIT:
+        // nothing was committed, and retrying each decision would only multiply the wait.
+        Err(Failed::RolledBack(e))
+            if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) =>
+        {
+            let err = classify(&e);
+            Outcome {
+                batch: BatchOutcome {
+                    results: vec![Err(err); batch.len()],
+                    db_transactions: 1,
+                },
+                unknown: Vec::new(),
             }
         }
-        Err(e) => {
+        Err(Failed::RolledBack(e)) => {
             // Something the planner could not see (a foreign key, another node's
             // race) failed the batch: retry each decision alone so only the
             // offender fails.
             tracing::warn!(error = %e, batch = batch.len(), "group commit failed; retrying decisions one by one");
             let mut results = Vec::with_capacity(batch.len());
-            for d in batch.chunks(1) {
+            let mut unknown = Vec::new();
+            for (i, d) in batch.chunks(1).enumerate() {
                 results.push(match try_batch(store, d, now_us).await {
                     Ok(mut r) => r
                         .pop()
                         .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
-                    Err(e) => Err(classify(&e)),
+                    Err(Failed::RolledBack(e)) => Err(classify(&e)),
+                    Err(Failed::Unknown(e, mut u)) => {
+                        u.positions = vec![i];
+                        unknown.push(u);
+                        Err(DecisionError::OutcomeUnknown(e.to_string()))
+                    }
                 });
             }
             let db_transactions = 1 + u32::try_from(batch.len()).unwrap_or(u32::MAX);
-            BatchOutcome {
-                results,
-                db_transactions,
+            Outcome {
+                batch: BatchOutcome {
+                    results,
+                    db_transactions,
+                },
+                unknown,
             }
         }
     }

@@ -22,16 +22,21 @@
 //! approval a client received survives the promotion. The opposite case is possible: the
 //! primary dies after the standby has the commit but before it acknowledges it, so the client
 //! got `96` for a transaction the new primary holds: the unknown-outcome commit. The failover
-//! drill saw it (1 answer in 4 drills before this was handled). So a group commit that failed
-//! for want of the database is not answered at once: [`resolve_unknown_outcomes`] waits (at
-//! most [`RESOLVE_WAIT_MAX_MS`]) for a writable primary and looks its transactions up by their
-//! ids (UUIDs made before the commit): those found are answered as committed (an approval is
-//! then truly `00`), the others `96`. If no primary answers in time the outcome stays unknown;
-//! that is logged with the transaction ids, and the terminal's repeat of the same request is
-//! found as a duplicate and gets the stored answer.
+//! drill saw it (1 answer in 4 drills before this was handled). So a group commit whose
+//! connection died during COMMIT is not answered at once (one that failed before it was rolled
+//! back, and is): [`resolve_commits`], on every PostgreSQL store (one host too: the connection
+//! alone can die), waits (at most [`RESOLVE_WAIT_MAX_MS`]) for a writable primary and asks it
+//! the batch transaction's status by id (`txid_status`), falling back to looking the
+//! decisions' transactions up by their ids (UUIDs made before the commit) when the server
+//! cannot say ([`resolve_unknown_outcomes`]): committed ones are answered as committed (an
+//! approval is then truly `00`), the others `96`. If no primary answers in time the outcome
+//! stays unknown (`DecisionError::OutcomeUnknown`): that is logged with the transaction ids,
+//! the acquirer is answered `96`, and the pipeline records the approval's compensation with
+//! its decline (`store::spool::Compensation`), committed if the approval turns out committed.
 
 use super::super::model::{Committed, Decision};
 use super::super::{DecisionError, StoreError};
+use super::batch::UnknownCommit;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -185,16 +190,122 @@ pub(super) async fn find_primary(
     Err(reasons.join("; "))
 }
 
-/// For each decision whose result is `Unavailable` (its commit's outcome unknown): waits for a
-/// writable primary (the pool refuses read-only hosts), then looks its transaction up and
-/// replaces the error with [`Committed`] when the commit did happen.
+/// What the database says of a transaction whose COMMIT lost its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Committed,
+    Aborted,
+    /// The server cannot tell by the id (too old, or an id from before a failover that this
+    /// primary never saw): look the decisions up instead.
+    Unknown,
+}
+
+/// Resolves the commits whose answer the connection took with it (every PostgreSQL store, one
+/// host or several): waits, at most [`RESOLVE_WAIT_MAX_MS`], for the database to answer, then
+/// asks it the transaction's status by id (`txid_status`, PostgreSQL manual 9.26: the way to
+/// learn "whether their transaction committed or aborted after the application and database
+/// server become disconnected while a COMMIT is in progress"). While the old session is still
+/// finishing its COMMIT the status is `in progress` and the question is asked again: a lookup
+/// of the rows alone could miss a commit not yet visible. Committed: each decision gets what
+/// the batch planned for it (an approval is then truly `00`, with its outbox position);
+/// aborted: `Unavailable` (certainly not durable, `96`). No answer in time: the results stay
+/// `OutcomeUnknown`, and the pipeline records the approval's compensation.
+pub(super) async fn resolve_commits(
+    pool: &PgPool,
+    batch: &[Decision],
+    results: &mut [Result<Committed, DecisionError>],
+    unknown: Vec<UnknownCommit>,
+) {
+    let deadline = Instant::now() + Duration::from_millis(RESOLVE_WAIT_MAX_MS);
+    for u in unknown {
+        let status = match u.xid {
+            // Nothing was written: nothing can have committed, and each decision's verdict
+            // (a refusal by the plan) stands.
+            None => Some(Status::Committed),
+            Some(xid) => xact_status(pool, xid, deadline).await,
+        };
+        match status {
+            Some(Status::Committed) => {
+                for (&i, planned) in u.positions.iter().zip(u.planned) {
+                    results[i] = planned;
+                }
+            }
+            Some(Status::Aborted) => {
+                for &i in &u.positions {
+                    results[i] = Err(DecisionError::Unavailable(
+                        "the connection died during COMMIT; the database rolled it back".into(),
+                    ));
+                }
+            }
+            Some(Status::Unknown) => {
+                let mut part: Vec<_> = u.positions.iter().map(|&i| results[i].clone()).collect();
+                let decisions: Vec<Decision> =
+                    u.positions.iter().map(|&i| batch[i].clone()).collect();
+                resolve_unknown_outcomes(pool, &decisions, &mut part).await;
+                for (&i, r) in u.positions.iter().zip(part) {
+                    results[i] = r;
+                }
+            }
+            None => {
+                let ids: Vec<uuid::Uuid> = u
+                    .positions
+                    .iter()
+                    .map(|&i| batch[i].transaction.transaction_id.0)
+                    .collect();
+                tracing::error!(transactions = ?ids, xid = ?u.xid, "commit outcome unknown: the database did not answer in time; answered 96 with compensations recorded");
+                continue;
+            }
+        }
+        tracing::warn!(
+            decisions = u.positions.len(),
+            committed = status == Some(Status::Committed),
+            "commit outcome resolved on the database after the connection died during COMMIT"
+        );
+    }
+}
+
+/// `txid_status(xid)`, asked until it is no longer `in progress` or `deadline` passes (`None`).
+async fn xact_status(pool: &PgPool, xid: i64, deadline: Instant) -> Option<Status> {
+    loop {
+        let asked = sqlx::query_scalar::<_, Option<String>>("SELECT txid_status($1)")
+            .bind(xid)
+            .fetch_one(pool);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, asked).await {
+            Ok(Ok(Some(s))) if s == "committed" => return Some(Status::Committed),
+            Ok(Ok(Some(s))) if s == "aborted" => return Some(Status::Aborted),
+            // Too old for the server to keep its status (NULL), or an id this server never
+            // assigned ("transaction ID ... is in the future", SQLSTATE 22023: a standby
+            // promoted without it).
+            Ok(Ok(None)) => return Some(Status::Unknown),
+            Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("22023") => {
+                return Some(Status::Unknown)
+            }
+            // `in progress`: the old session is still committing; or no database yet.
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// For each decision whose result is `Unavailable` or `OutcomeUnknown`: waits for a writable
+/// primary (the pool refuses read-only hosts), then looks its transaction up and replaces the
+/// error with [`Committed`] when the commit did happen (one not found is `Unavailable`). Used
+/// when the transaction's status cannot be asked by its id (`Status::Unknown`).
 pub(super) async fn resolve_unknown_outcomes(
     pool: &PgPool,
     batch: &[Decision],
     results: &mut [Result<Committed, DecisionError>],
 ) {
     let unknown: Vec<usize> = (0..results.len())
-        .filter(|&i| matches!(results[i], Err(DecisionError::Unavailable(_))))
+        .filter(|&i| {
+            matches!(
+                results[i],
+                Err(DecisionError::Unavailable(_) | DecisionError::OutcomeUnknown(_))
+            )
+        })
         .collect();
     if unknown.is_empty() {
         return;
@@ -249,6 +360,10 @@ pub(super) async fn resolve_unknown_outcomes(
                 outbox_seq,
             });
             resolved += 1;
+        } else if matches!(results[i], Err(DecisionError::OutcomeUnknown(_))) {
+            results[i] = Err(DecisionError::Unavailable(
+                "not found on the database after its connection died: not committed".into(),
+            ));
         }
     }
     tracing::warn!(
@@ -404,6 +519,70 @@ mod tests {
             "found committed, with its outbox position"
         );
         assert_eq!(results[1], lost(), "not in the database: still 96");
+
+        store.close().await;
+        PostgresStore::drop_schema(&url, &schema).await.unwrap();
+    }
+
+    /// The id of a transaction that ran `txid_current()` and then `end` (COMMIT or ROLLBACK).
+    async fn xid_ended(pool: &PgPool, end: &str) -> i64 {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(end).execute(&mut *conn).await.unwrap();
+        xid
+    }
+
+    /// A COMMIT whose answer was lost is resolved by its transaction's status: committed, each
+    /// decision gets what was planned; aborted, `Unavailable`; an id the server never assigned
+    /// (a promoted standby without it), looked up by the decisions' ids instead.
+    /// Needs PostgreSQL at 127.0.0.1:5432 (or SWITCH_TEST_PG_URL), as the store suite does.
+    #[tokio::test]
+    async fn a_lost_commit_is_resolved_by_its_transaction_status() {
+        let url = std::env::var("SWITCH_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("xact_status_test_{}", std::process::id());
+        let mut config = PostgresConfig::new(url.clone());
+        config.schema = Some(schema.clone());
+        let store = PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
+            .await
+            .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {url}: {e}"));
+        let fx = testkit::seed(&store, 100_000, 500_000).await.unwrap();
+        let stored = testkit::debit(&fx, fx.personal, 1, 100);
+        let out = store.commit_decisions(vec![stored.clone()], 1).await;
+        let found = out.results[0].clone().unwrap();
+        let lost = || Err(DecisionError::OutcomeUnknown("connection reset".into()));
+        let planned = Committed {
+            transaction_id: stored.transaction.transaction_id,
+            outbox_seq: Some(4242),
+        };
+        let unknown = |xid| UnknownCommit {
+            positions: vec![0],
+            xid: Some(xid),
+            planned: vec![Ok(planned)],
+        };
+        let batch = vec![stored];
+
+        let committed = xid_ended(&store.write, "COMMIT").await;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(committed)]).await;
+        assert_eq!(results, vec![Ok(planned)], "committed: as planned");
+
+        let aborted = xid_ended(&store.write, "ROLLBACK").await;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(aborted)]).await;
+        assert!(
+            matches!(results[0], Err(DecisionError::Unavailable(_))),
+            "{results:?}"
+        );
+
+        let future = committed + 1_000_000;
+        let mut results = vec![lost()];
+        resolve_commits(&store.write, &batch, &mut results, vec![unknown(future)]).await;
+        assert_eq!(results, vec![Ok(found)], "never assigned here: looked up");
 
         store.close().await;
         PostgresStore::drop_schema(&url, &schema).await.unwrap();

@@ -248,18 +248,26 @@ impl Backend for PostgresStore {
     }
 
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
-        let mut outcome = batch::group_commit(self, &batch, now_us).await;
+        let batch::Outcome {
+            batch: mut outcome,
+            unknown,
+        } = batch::group_commit(self, &batch, now_us).await;
         if let Some((watch, _)) = &self.watch {
-            // A lost connection or a read-only host (25006): look for the primary now, then
-            // learn whether the commit happened after all.
-            if outcome
-                .results
-                .iter()
-                .any(|r| matches!(r, Err(super::DecisionError::Unavailable(_))))
-            {
+            // A lost connection or a read-only host (25006): look for the primary now.
+            if outcome.results.iter().any(|r| {
+                matches!(
+                    r,
+                    Err(super::DecisionError::Unavailable(_)
+                        | super::DecisionError::OutcomeUnknown(_))
+                )
+            }) {
                 watch.wake();
-                failover::resolve_unknown_outcomes(&self.read, &batch, &mut outcome.results).await;
             }
+        }
+        if !unknown.is_empty() {
+            // The connection died during COMMIT: learn from the database (this host, or the
+            // new primary) whether it committed before answering anyone.
+            failover::resolve_commits(&self.read, &batch, &mut outcome.results, unknown).await;
         }
         outcome
     }

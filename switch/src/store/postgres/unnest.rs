@@ -5,17 +5,23 @@
 use super::json_rows;
 use crate::store::model::{leg_kind_sql, Decision};
 use crate::store::plan::Plan;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 type Tx = Transaction<'static, Postgres>;
 
-const INSERT_TXNS: &str = "INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, \
+// The statement also answers the transaction's id (`txid_current()`, with its epoch): the
+// store asks the database for that transaction's status when the connection dies during COMMIT
+// (`super::failover::resolve_commits`). In a CTE, not a statement of its own: no round trip more
+// (a data-modifying WITH runs exactly once, whether or not the outer query reads it,
+// PostgreSQL manual 7.8.4).
+const INSERT_TXNS: &str = "WITH inserted AS (INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, \
     pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, \
     transmission_at, amount_fen, decision, response_code, original_transaction_id, event_id, \
     decided_at_us) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
     $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-    $12::text[], $13::bigint[], $14::text[], $15::text[], $16::uuid[], $17::uuid[], $18::bigint[])";
+    $12::text[], $13::bigint[], $14::text[], $15::text[], $16::uuid[], $17::uuid[], $18::bigint[])) \
+    SELECT txid_current()";
 const INSERT_LEGS: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
     account_id, amount_fen) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], \
     $4::text[], $5::bigint[], $6::bigint[])";
@@ -45,7 +51,8 @@ const UPDATE_HOLDS: &str = "UPDATE hold SET state = v.s, captured_fen = v.c, clo
 const INSERT_REVERSALS: &str = "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 const INSERT_ADVICES: &str = "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 
-async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<(), sqlx::Error> {
+/// Inserts the accepted decisions' rows; answers the database transaction's id.
+async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<i64, sqlx::Error> {
     let n = accepted.len();
     let mut id = Vec::with_capacity(n);
     let (mut kind, mut mti, mut pcode) = (
@@ -115,9 +122,9 @@ async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<(), sqlx::Er
         .bind(orig)
         .bind(event)
         .bind(decided)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)
 }
 
 async fn insert_legs_and_keys(
@@ -219,19 +226,26 @@ async fn write_balances(tx: &mut Tx, plan: &Plan, now_us: i64) -> Result<(), sql
     Ok(())
 }
 
+/// What a written batch will have once committed: each decision's outbox position, and the
+/// database transaction's id (`None` when no decision was accepted: nothing was written).
+pub struct Written {
+    pub seqs: Vec<Option<i64>>,
+    pub xid: Option<i64>,
+}
+
 /// Writes a planned batch; holds, reversals and advices (rare) go through the JSON statements.
 pub async fn write_batch(
     tx: &mut Tx,
     decisions: &[Decision],
     plan: &Plan,
     now_us: i64,
-) -> Result<Vec<Option<i64>>, sqlx::Error> {
+) -> Result<Written, sqlx::Error> {
     let mut seqs = vec![None; decisions.len()];
     let accepted: Vec<&Decision> = plan.accepted().map(|i| &decisions[i]).collect();
     if accepted.is_empty() {
-        return Ok(seqs);
+        return Ok(Written { seqs, xid: None });
     }
-    insert_txns(tx, &accepted).await?;
+    let xid = insert_txns(tx, &accepted).await?;
     insert_legs_and_keys(tx, &accepted, now_us).await?;
     write_holds(tx, plan).await?;
     write_balances(tx, plan, now_us).await?;
@@ -249,7 +263,10 @@ pub async fn write_batch(
     }
     // Last, so the sequence row is locked only from here to the commit.
     write_outbox(tx, decisions, plan, &mut seqs, now_us).await?;
-    Ok(seqs)
+    Ok(Written {
+        seqs,
+        xid: Some(xid),
+    })
 }
 
 /// Holds created by the batch (JSON rows, rare) and existing ones whose state changed.

@@ -11,7 +11,11 @@
 //! the 0420 like any other, and the file is compacted.
 //!
 //! Replays are idempotent: the decline's duplicate key is unique in the store, so a record
-//! whose first commit did land (an error in answer only) comes back `Duplicate` and is done. A
+//! whose first commit did land (an error in answer only) comes back `Duplicate` and is done,
+//! unless the key is held by the approval that the decline followed: that approval's commit
+//! outcome was unknown when the acquirer was answered `96`, and it did commit. Then the
+//! record's [`Compensation`] (the approval's reversal, with the 0420 for the bank) is committed
+//! in its place, itself idempotent under a duplicate key of its own. A
 //! record whose ATC another decision has since passed is stored without it (the card's counter
 //! already protects the cryptogram; the reversal matters). A record the store refuses for good
 //! is set aside in `reversals.spool.refused` with an error log, for the operator and the
@@ -20,11 +24,13 @@
 //! Without a data directory (library tests that build a pipeline by hand) the spool is held in
 //! memory only: the same replay, not durable.
 
+mod compensation;
 mod file;
 mod record;
 #[cfg(test)]
 mod tests;
 
+pub use compensation::{Compensation, CompensationError, COMPENSATION_MTI};
 pub use file::{
     Loaded, SpoolError, SpoolFile, LINE_BYTES_MAX, LOCK_FILE, RECORDS_MAX, REFUSED_FILE,
     SPOOL_FILE, UNREADABLE_FILE,
@@ -62,7 +68,8 @@ struct State {
 }
 
 /// What a replay did with one record.
-enum Replayed {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
     /// The store has it (now or before).
     Stored,
     /// The store refused it for good.
@@ -160,6 +167,21 @@ impl ReversalSpool {
         durable
     }
 
+    /// Submits `record` to the store through `writer` (the decline, or the compensation of the
+    /// approval it followed when that approval turns out committed); what the store does not
+    /// take is kept ([`ReversalSpool::keep`]). Answers what the first submission did, and
+    /// whether what was kept is durable.
+    pub async fn store_or_keep(
+        self: &Arc<Self>,
+        record: SpooledReversal,
+        writer: &WriterHandle,
+    ) -> (Replayed, bool) {
+        match replay_one(writer, &record).await {
+            Replayed::Stored => (Replayed::Stored, true),
+            other => (other, self.keep(record, writer).await),
+        }
+    }
+
     /// Starts the replay task unless one runs; it ends when the spool is empty or the writer
     /// has stopped.
     pub fn replay_in_background(self: &Arc<Self>, writer: WriterHandle) {
@@ -217,7 +239,7 @@ impl ReversalSpool {
 
     /// Drops the records `done` (stored or refused) and compacts the file; `refused` ones are
     /// set aside first.
-    fn forget(&self, done: &[crate::store::ReversalId], refused: &[SpooledReversal]) {
+    fn forget(&self, done: &[crate::store::TransactionId], refused: &[SpooledReversal]) {
         let mut st = self.lock();
         let State { file, pending } = &mut *st;
         if let Some(f) = file.as_ref() {
@@ -249,10 +271,24 @@ async fn replay_one(writer: &WriterHandle, record: &SpooledReversal) -> Replayed
         match writer.submit(decision.clone()).await {
             Ok(_) => {
                 tracing::info!(
-                    bank = %record.reversal.destination,
+                    bank = ?record.reversal.as_ref().map(|r| &r.destination),
                     "spooled decline and its reversal stored"
                 );
                 return Replayed::Stored;
+            }
+            // The request's key is held by the approval this decline followed: it committed
+            // although the acquirer was answered 96. Undo it.
+            Err(WriteError::Decision(DecisionError::Duplicate {
+                existing: Some(existing),
+            })) if record
+                .compensation
+                .as_ref()
+                .is_some_and(|c| c.approval_id == existing) =>
+            {
+                return match &record.compensation {
+                    Some(c) => compensate(writer, c).await,
+                    None => Replayed::Stored,
+                };
             }
             // Its first commit had landed after all: stored.
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => return Replayed::Stored,
@@ -261,19 +297,50 @@ async fn replay_one(writer: &WriterHandle, record: &SpooledReversal) -> Replayed
             {
                 decision.atc = None;
             }
-            Err(WriteError::Decision(DecisionError::Unavailable(_)))
+            Err(WriteError::Decision(
+                DecisionError::Unavailable(_) | DecisionError::OutcomeUnknown(_),
+            ))
             | Err(WriteError::Overloaded) => return Replayed::Later,
             Err(WriteError::Closed) => return Replayed::Stopped,
             Err(e) => {
                 tracing::error!(
                     error = %e,
-                    bank = %record.reversal.destination,
-                    amount_fen = record.reversal.amount_fen.get(),
-                    reversal = %record.reversal.reversal_id.0,
+                    bank = ?record.reversal.as_ref().map(|r| &r.destination),
+                    amount_fen = record.reversal.as_ref().map(|r| r.amount_fen.get()),
+                    reversal = ?record.reversal.as_ref().map(|r| r.reversal_id.0),
                     "spooled reversal refused by the store: set aside in {REFUSED_FILE}"
                 );
                 return Replayed::Refused;
             }
+        }
+    }
+}
+
+/// Commits the reversal of an approval found committed after its acquirer was answered 96.
+async fn compensate(writer: &WriterHandle, c: &Compensation) -> Replayed {
+    match writer.submit(c.reversal.clone()).await {
+        Ok(_) => {
+            tracing::warn!(
+                approval = %c.approval_id.0,
+                reversal = %c.reversal.transaction.transaction_id.0,
+                "an approval answered 96 (its commit outcome unknown) had committed: reversed"
+            );
+            Replayed::Stored
+        }
+        // Stored by an earlier attempt whose answer was lost.
+        Err(WriteError::Decision(DecisionError::Duplicate { .. })) => Replayed::Stored,
+        Err(WriteError::Decision(
+            DecisionError::Unavailable(_) | DecisionError::OutcomeUnknown(_),
+        ))
+        | Err(WriteError::Overloaded) => Replayed::Later,
+        Err(WriteError::Closed) => Replayed::Stopped,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                approval = %c.approval_id.0,
+                "the reversal of an approval answered 96 was refused by the store: set aside in {REFUSED_FILE}"
+            );
+            Replayed::Refused
         }
     }
 }

@@ -5,8 +5,8 @@
 use super::file::{line_of, parse};
 use super::*;
 use crate::store::{
-    CardAtc, CardId, ReversalId, ReversalReason, ReversalRequest, TransactionId, TransactionKind,
-    TransactionRecord,
+    CardAtc, CardId, Decision, ReversalId, ReversalReason, ReversalRequest, TransactionId,
+    TransactionKind, TransactionRecord,
 };
 use schemas::domain::{
     AmountFen, InstitutionId, ResponseCode, Rrn, Stan, TerminalId, TransmissionDateTime,
@@ -39,7 +39,7 @@ fn sample(stan: u32, amount_fen: i64) -> SpooledReversal {
             card_id: CardId(7),
             atc: 42,
         }),
-        reversal: ReversalRequest {
+        reversal: Some(ReversalRequest {
             reversal_id: ReversalId(Uuid::now_v7()),
             destination: bank,
             reason: ReversalReason::IssuerTimeout,
@@ -47,7 +47,8 @@ fn sample(stan: u32, amount_fen: i64) -> SpooledReversal {
             stan: Stan::new(stan + 1).unwrap(),
             transmission_at: at,
             first_attempt_at_us: 1_765_104_300_000_001,
-        },
+        }),
+        compensation: None,
     }
 }
 
@@ -149,7 +150,7 @@ fn garbage_never_panics_the_reader() {
         b"0123456789abcdef\n".to_vec(),
         record.as_bytes()[..17].to_vec(),
         format!("{record}{record}")
-            .replace("\"v\":1", "\"v\":2")
+            .replace("\"v\":2", "\"v\":3")
             .into_bytes(),
     ];
     for input in inputs {
@@ -238,4 +239,255 @@ async fn the_gauge_counts_what_waits_and_a_reopened_spool_counts_what_it_read() 
     spool.forget(&[first], &[]);
     assert_eq!(metrics.reversals_spooled.load(Ordering::Relaxed), 1);
     assert_eq!(spool_text(dir.path()).lines().count(), 1);
+}
+
+#[test]
+fn a_version_1_record_is_still_read() {
+    let r = sample(1, 100);
+    let v2 = r.to_json();
+    assert!(v2.starts_with("{\"v\":2,"), "{v2}");
+    let v1 = v2.replacen("{\"v\":2,", "{\"v\":1,", 1);
+    assert_eq!(SpooledReversal::from_json(&v1), Ok(r.clone()));
+    // Version 1 always carried its reversal.
+    let mut bare = r;
+    bare.reversal = None;
+    let v1 = bare.to_json().replacen("{\"v\":2,", "{\"v\":1,", 1);
+    assert_eq!(
+        SpooledReversal::from_json(&v1),
+        Err(RecordError::Field("reversal"))
+    );
+}
+
+/// A seeded SQLite store and its writer.
+async fn store_and_writer(
+    dir: &std::path::Path,
+) -> (
+    Arc<crate::store::SqliteStore>,
+    crate::sim::testkit::Fixture,
+    super::super::writer::WriterHandle,
+) {
+    use crate::store::{writer, DataKeyPanProtector, SqliteConfig, SqliteStore};
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteConfig::new(dir.join("switch.db")),
+            Arc::new(DataKeyPanProtector::for_tests()),
+        )
+        .await
+        .unwrap(),
+    );
+    let fx = crate::sim::testkit::seed(&*store, 10_000, 50_000)
+        .await
+        .unwrap();
+    let (w, _task) = writer::spawn(Arc::clone(&store), writer::config_for::<SqliteStore>());
+    (store, fx, w)
+}
+
+/// The decline `96` the pipeline records after `approval` failed to commit with its outcome
+/// unknown, with the 0420 of the bank leg (STAN 777) and the approval's compensation.
+fn decline_after(approval: &Decision) -> SpooledReversal {
+    let mut decline = approval.transaction.clone();
+    decline.transaction_id = TransactionId(Uuid::now_v7());
+    decline.response_code = ResponseCode::SystemMalfunction;
+    let leg = ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        destination: approval.transaction.issuer.clone().unwrap(),
+        reason: ReversalReason::IssuerTimeout,
+        amount_fen: approval.transaction.amount_fen,
+        stan: Stan::new(777).unwrap(),
+        transmission_at: TransmissionDateTime::parse("1207104500").unwrap(),
+        first_attempt_at_us: 1,
+    };
+    let late = ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        reason: ReversalReason::LateApproval,
+        ..leg.clone()
+    };
+    SpooledReversal {
+        transaction: decline,
+        atc: None,
+        reversal: Some(leg),
+        compensation: Compensation::of(approval, Some(late), 2).unwrap(),
+    }
+}
+
+#[test]
+fn a_compensation_reads_back_as_written() {
+    let fx = crate::sim::testkit::Fixture {
+        hospital: crate::sim::testkit::inst("4101001"),
+        fund: crate::sim::testkit::inst("0909"),
+        bank: crate::sim::testkit::inst("01020000"),
+        pan: schemas::domain::Pan::parse("6228480012345678").unwrap(),
+        card_id: CardId(7),
+        personal: crate::store::AccountId(11),
+        pooled: crate::store::AccountId(12),
+    };
+    let approval = crate::sim::testkit::debit(&fx, fx.personal, 5, 250);
+    let r = decline_after(&approval);
+    let c = r.compensation.as_ref().unwrap();
+    assert_eq!(c.approval_id, approval.transaction.transaction_id);
+    assert_eq!(
+        c.reversal.balance_ops,
+        vec![crate::store::BalanceOp::Credit {
+            account_id: fx.personal,
+            amount_fen: AmountFen::new(250).unwrap()
+        }]
+    );
+    let line = line_of(&r);
+    let (records, unreadable, tail) = parse(line.as_bytes());
+    assert!(unreadable.is_empty() && tail.is_empty());
+    assert_eq!(records, vec![r]);
+}
+
+/// The replay of a decline whose approval had committed after all (its connection died during
+/// COMMIT): the store answers the decline `Duplicate { existing: approval }`, so the approval is
+/// reversed (its account credited back, a reversal event, the 0420 queued under the leg's STAN)
+/// instead of the decline being taken as stored. Replayed again, nothing more happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_decline_whose_approval_committed_reverses_the_approval() {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fx, writer) = store_and_writer(dir.path()).await;
+    let opening = store
+        .account(fx.personal)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance_fen;
+    let approval = crate::sim::testkit::debit(&fx, fx.personal, 5, 250);
+    writer.submit(approval.clone()).await.unwrap();
+    let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
+
+    let record = decline_after(&approval);
+    let (done, _) = spool.store_or_keep(record.clone(), &writer).await;
+    assert_eq!(done, Replayed::Stored);
+    assert!(spool.is_empty());
+    let stored = store
+        .transactions_by_rrn(&approval.transaction.rrn)
+        .await
+        .unwrap();
+    let reversals: Vec<_> = stored
+        .iter()
+        .filter(|t| t.record.kind == TransactionKind::Reversal)
+        .collect();
+    assert_eq!(reversals.len(), 1, "{stored:?}");
+    assert!(reversals[0].record.is_approved());
+    assert_eq!(
+        reversals[0].record.original_transaction_id,
+        Some(approval.transaction.transaction_id)
+    );
+    assert!(
+        !stored
+            .iter()
+            .any(|t| t.record.response_code.as_str() == "96"),
+        "the decline's key is the approval's: it is not stored"
+    );
+    assert_eq!(
+        store
+            .account(fx.personal)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_fen,
+        opening
+    );
+    let due = store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].stan, Stan::new(777).unwrap());
+    assert_eq!(due[0].reason, ReversalReason::LateApproval);
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+
+    // Replayed again (a spool compacted after a crash): already done.
+    let (again, _) = spool.store_or_keep(record, &writer).await;
+    assert_eq!(again, Replayed::Stored);
+    assert_eq!(store.due_reversals(i64::MAX, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .account(fx.personal)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_fen,
+        opening
+    );
+}
+
+/// The approval did not commit: the decline is stored with its own 0420, nothing is reversed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_decline_whose_approval_did_not_commit_is_stored_with_its_0420() {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fx, writer) = store_and_writer(dir.path()).await;
+    let approval = crate::sim::testkit::debit(&fx, fx.personal, 6, 250);
+    let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
+    let record = decline_after(&approval);
+    let (done, _) = spool.store_or_keep(record.clone(), &writer).await;
+    assert_eq!(done, Replayed::Stored);
+    let stored = store
+        .transactions_by_rrn(&approval.transaction.rrn)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].record.response_code.as_str(), "96");
+    let due = store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].reason, ReversalReason::IssuerTimeout);
+}
+
+/// A stand-in approval (its 0220 advice queued with it) that committed although answered 96:
+/// its compensation's 0420, keyed by the advice's STAN and field 7, reaches the bank only after
+/// the advice is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensated_stand_in_sends_its_0420_after_its_0220() {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fx, writer) = store_and_writer(dir.path()).await;
+    let approval = crate::sim::testkit::stand_in(&fx, 8, 300);
+    writer.submit(approval.clone()).await.unwrap();
+    let advice = approval.advice.clone().unwrap();
+    let late = ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        destination: advice.destination.clone(),
+        reason: ReversalReason::LateApproval,
+        amount_fen: advice.amount_fen,
+        stan: advice.stan,
+        transmission_at: advice.transmission_at.clone(),
+        first_attempt_at_us: 1,
+    };
+    let mut decline = approval.transaction.clone();
+    decline.transaction_id = TransactionId(Uuid::now_v7());
+    decline.response_code = ResponseCode::SystemMalfunction;
+    let record = SpooledReversal {
+        transaction: decline,
+        atc: None,
+        reversal: None,
+        compensation: Compensation::of(&approval, Some(late), 2).unwrap(),
+    };
+    // Through the file too: a decline with no 0420 of its own.
+    let (read, _, _) = parse(line_of(&record).as_bytes());
+    assert_eq!(read, vec![record.clone()]);
+    let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
+    assert_eq!(
+        spool.store_or_keep(record, &writer).await.0,
+        Replayed::Stored
+    );
+
+    assert!(
+        store.due_reversals(i64::MAX, 10).await.unwrap().is_empty(),
+        "held back behind the pending advice"
+    );
+    let advices = store.due_advices(i64::MAX, 10).await.unwrap();
+    assert_eq!(advices.len(), 1);
+    store
+        .ack_advice(advices[0].advice_id, ResponseCode::Approved, 3)
+        .await
+        .unwrap();
+    let due = store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].stan, due[0].amount_fen),
+        (advice.stan, advice.amount_fen.get())
+    );
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
 }

@@ -246,6 +246,12 @@ fn try_batch(
     let plan = plan::plan(decisions, pre, loaded, now_us);
     let seqs = batch_write::write(&tx, decisions, &plan, now_us)?;
     let found = write_answers(&tx, answers)?;
+    // Unlike PostgreSQL's (`store::postgres::batch`), a failed COMMIT here has a known outcome:
+    // SQLite runs in this process, so there is no connection to lose between the COMMIT and its
+    // answer. An error from COMMIT (SQLITE_BUSY leaves the transaction open; SQLITE_FULL,
+    // SQLITE_IOERR or SQLITE_NOMEM may roll it back on their own, sqlite.org/lang_transaction.html,
+    // "Response To Errors Within A Transaction") means it did not commit, and rusqlite rolls
+    // back whatever is left open when the transaction is dropped: the batch is `Unavailable`.
     tx.commit()?;
     Ok((plan::committed(plan, decisions, seqs), found))
 }
