@@ -120,6 +120,11 @@ pub const SQLITE: &[Migration] = &[
         description: "stand_in_in_card_day",
         sql: include_str!("../migrations/sqlite/0020_stand_in_in_card_day.sql"),
     },
+    Migration {
+        version: 23,
+        description: "one_approved_reversal_per_original",
+        sql: include_str!("../migrations/sqlite/0023_one_approved_reversal_per_original.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -218,6 +223,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 20,
         description: "stand_in_in_card_day",
         sql: include_str!("../migrations/postgres/0020_stand_in_in_card_day.sql"),
+    },
+    Migration {
+        version: 23,
+        description: "one_approved_reversal_per_original",
+        sql: include_str!("../migrations/postgres/0023_one_approved_reversal_per_original.sql"),
     },
 ];
 

@@ -261,6 +261,14 @@ impl<S: Store> Pipeline<S> {
             Err(WriteError::Decision(DecisionError::Duplicate { .. })) => {
                 Err(refused(ResponseCode::DuplicateTransmission))
             }
+            Err(WriteError::Decision(e @ DecisionError::AlreadyReversed { .. })) => {
+                // Only an approved reversal is refused so: its original was reversed meanwhile
+                // (another 0400, its 0420 repeat, or the switch's compensation of an approval
+                // answered 96, on this node or another). Like a repeat, the reversal service
+                // answers it 00 with nothing moved.
+                tracing::info!(error = %e, "original reversed meanwhile: nothing more to undo");
+                Err(refused(ResponseCode::DuplicateTransmission))
+            }
             Err(WriteError::Decision(DecisionError::RefundsExceedOriginal(_))) => {
                 // Another refund of the same original committed first (ISO 8583:1987 13).
                 Err(refused(ResponseCode::InvalidAmount))

@@ -94,6 +94,16 @@ pub enum DecisionError {
     /// would give back more than the original's amount.
     #[error("refunds exceed original {0:?}")]
     RefundsExceedOriginal(TransactionId),
+    /// An approved reversal of an original that already has one (an earlier batch's, another
+    /// node's, or an earlier decision of this batch): a reversal gives the money back once.
+    #[error("original {original:?} already reversed by {reversal:?}")]
+    AlreadyReversed {
+        /// The original.
+        original: TransactionId,
+        /// Its approved reversal (None when the database's unique index caught a race the
+        /// planner did not see).
+        reversal: Option<TransactionId>,
+    },
     /// The approval would take its card over its daily amount (answered 61), counting what
     /// every node has committed today.
     #[error("daily amount limit of card {0:?} exceeded")]

@@ -17,6 +17,8 @@
 //! Refunds are capped the same way ([`refund_cap`]): the batch loads each refunded original
 //! with its refunds so far, and a refund that would take them above the original is left out.
 //! So is the card's risk state ([`risk`]): its wrong-PIN count and its approved spend per day.
+//! And an original is reversed at most once ([`reversed_once`]): the batch loads each reversed
+//! original's approved reversal, and a second one is left out.
 
 use super::error::DecisionError;
 use super::model::{
@@ -24,6 +26,7 @@ use super::model::{
     HoldState, MovementKind, TransactionId,
 };
 pub use refund_cap::RefundRoom;
+pub use reversed_once::refused_alone;
 use std::collections::{HashMap, HashSet};
 
 /// Rows a batch needs loaded before it can be planned.
@@ -41,9 +44,22 @@ pub struct BatchKeys {
     pub refunded_originals: Vec<TransactionId>,
     /// Card days the batch spends on, sorted.
     pub card_days: Vec<CardDay>,
+    /// Originals the batch's approved reversals give the money back for (see
+    /// [`reversed_once`]).
+    pub reversed_originals: Vec<TransactionId>,
 }
 
 impl BatchKeys {
+    /// The originals to lock on PostgreSQL (refunded or reversed), sorted and deduplicated:
+    /// one lock statement, in id order, so two batches cannot deadlock on them.
+    pub fn originals(&self) -> Vec<TransactionId> {
+        let mut ids = self.refunded_originals.clone();
+        ids.extend(&self.reversed_originals);
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Collects the keys of the valid decisions, sorted and deduplicated (sorted ids give a
     /// fixed lock order on PostgreSQL, so concurrent nodes cannot deadlock).
     pub fn of(decisions: &[&Decision]) -> Self {
@@ -55,6 +71,8 @@ impl BatchKeys {
             }
             keys.refunded_originals
                 .extend(refund_cap::refunded_original(d));
+            keys.reversed_originals
+                .extend(reversed_once::reversed_original(d));
             risk::keys_of(d, &mut keys);
             for op in &d.balance_ops {
                 match op {
@@ -77,6 +95,8 @@ impl BatchKeys {
         keys.refunded_originals.dedup();
         keys.card_days.sort();
         keys.card_days.dedup();
+        keys.reversed_originals.sort();
+        keys.reversed_originals.dedup();
         keys
     }
 }
@@ -128,6 +148,8 @@ pub struct Loaded {
     pub card_pin_tries: HashMap<CardId, u32>,
     /// Approved spend of the card days that have some.
     pub card_days: HashMap<CardDay, DayUsage>,
+    /// The approved reversal of each of the batch's reversed originals that has one.
+    pub reversals: HashMap<TransactionId, TransactionId>,
 }
 
 /// One journal row.
@@ -284,6 +306,7 @@ impl Planner {
         if self.txn_ids.contains(&txn_id) {
             return Err(DecisionError::Invalid("transaction id used twice".into()));
         }
+        self.check_not_reversed(d)?;
         self.undo.clear();
         let movements_before = self.movements.len();
         if let Some(atc) = d.atc {
@@ -315,6 +338,7 @@ impl Planner {
                 Undo::Day(day, _) => self.dirty_days.insert(day),
             };
         }
+        self.note_reversal(d);
         self.txn_ids.insert(txn_id);
         self.loaded.duplicate_keys.insert(key, txn_id);
         Ok(())
@@ -607,6 +631,7 @@ impl Planner {
 }
 
 mod refund_cap;
+mod reversed_once;
 mod risk;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,8 @@ mod approving_bank;
 use approving_bank::ApprovingBank;
 mod cutover;
 pub use cutover::*;
+mod reversal_once;
+pub use reversal_once::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1339,6 +1341,9 @@ macro_rules! store_suite {
             a_failing_decision_leaves_nothing_behind,
             duplicates_are_detected,
             refunds_of_one_original_never_add_up_to_more_than_it,
+            an_original_is_reversed_at_most_once,
+            two_reversals_in_flight_move_the_money_back_once,
+            the_integrity_check_reports_an_original_reversed_twice,
             a_card_atc_only_moves_up_and_survives_a_restart,
             the_reversal_queue_survives_a_restart,
             a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,

@@ -5,7 +5,9 @@
 //! released), queues a 0420 for the bank when the original had a bank leg, and publishes a
 //! `reversal` event whose legs mirror the original's. It is idempotent: a repeat (0421, or the
 //! same reversal again) finds the original already reversed and answers 00 without moving
-//! money twice. A reversal of something that does not exist is answered 25 (0400) or simply
+//! money twice — also when the two are decided at once (on one node or two): the group commit
+//! refuses the second approved reversal of an original (`store::plan::reversed_once`), and
+//! the loser is answered 00 as a repeat. A reversal of something that does not exist is answered 25 (0400) or simply
 //! acknowledged (0420: advices cannot be declined).
 //!
 //! Parse: the original's references (field 90). Check: none on the card (the original was
@@ -100,6 +102,8 @@ impl<S: Store> Pipeline<S> {
         drop(card_lock);
         match out {
             Ok(o) => o,
+            // A repeat, or the original reversed meanwhile by another reversal (the store keeps
+            // one approved reversal per original: `store::plan::reversed_once`): nothing moved.
             Err(ResponseCode::DuplicateTransmission) => Outcome::answer(ResponseCode::Approved),
             Err(code) => acknowledge(code),
         }

@@ -77,8 +77,19 @@ async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
     if !keys.cards.is_empty() {
         load_card_atcs(tx, &keys.cards, &mut loaded).await?;
     }
+    let originals = keys.originals();
+    if !originals.is_empty() {
+        let ids: Vec<uuid::Uuid> = originals.iter().map(|t| t.0).collect();
+        sqlx::query(LOCK_ORIGINALS)
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    }
     if !keys.refunded_originals.is_empty() {
         load_refund_rooms(tx, &keys.refunded_originals, &mut loaded).await?;
+    }
+    if !keys.reversed_originals.is_empty() {
+        load_reversals(tx, &keys.reversed_originals, &mut loaded).await?;
     }
     if !keys.card_days.is_empty() {
         card_risk::load_card_days(tx, &keys.card_days, &mut loaded).await?;
@@ -118,10 +129,15 @@ async fn load_duplicate_keys(
     Ok(())
 }
 
-// Locked last, in id order (every batch takes its locks in the same order): a second node's
-// refund of the same original waits here, then sums the refunds this one committed.
-const LOCK_REFUNDED_ORIGINALS: &str = "SELECT transaction_id FROM txn WHERE transaction_id = \
+// The refunded and reversed originals, locked last, in id order (every batch takes its locks
+// in the same order): a second node's refund of the same original waits here, then sums the
+// refunds this one committed; its reversal waits, then finds this one's.
+const LOCK_ORIGINALS: &str = "SELECT transaction_id FROM txn WHERE transaction_id = \
     ANY($1::uuid[]) ORDER BY transaction_id FOR UPDATE";
+// One probe of the partial unique index `txn_one_approved_reversal` per original.
+const APPROVED_REVERSALS: &str = "SELECT original_transaction_id, transaction_id FROM txn \
+    WHERE original_transaction_id = ANY($1::uuid[]) AND kind = 'reversal' \
+    AND response_code = '00'";
 // Refunds carry their original's RRN: one index probe per original.
 const REFUND_ROOMS: &str =
     "SELECT o.transaction_id, o.amount_fen, (SELECT COALESCE(SUM(r.amount_fen), 0)::bigint \
@@ -132,17 +148,13 @@ const REFUND_ROOMS: &str =
     FROM txn AS o WHERE o.transaction_id = ANY($1::uuid[])";
 
 /// Each refunded original's amount with its approved, unreversed refunds so far (the refund
-/// cap of `plan::refund_cap`), the originals locked first.
+/// cap of `plan::refund_cap`), the originals locked before.
 async fn load_refund_rooms(
     tx: &mut Tx,
     originals: &[TransactionId],
     loaded: &mut Loaded,
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<uuid::Uuid> = originals.iter().map(|t| t.0).collect();
-    sqlx::query(LOCK_REFUNDED_ORIGINALS)
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
     let rows = sqlx::query(REFUND_ROOMS)
         .bind(&ids)
         .fetch_all(&mut **tx)
@@ -154,6 +166,27 @@ async fn load_refund_rooms(
                 original_fen: row.try_get("amount_fen")?,
                 refunded_fen: row.try_get("refunded_fen")?,
             },
+        );
+    }
+    Ok(())
+}
+
+/// The approved reversal each reversed original already has (`plan::reversed_once`), the
+/// originals locked before: a reversal another node committed meanwhile is seen here.
+async fn load_reversals(
+    tx: &mut Tx,
+    originals: &[TransactionId],
+    loaded: &mut Loaded,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = originals.iter().map(|t| t.0).collect();
+    let rows = sqlx::query(APPROVED_REVERSALS)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &rows {
+        loaded.reversals.insert(
+            TransactionId(row.try_get("original_transaction_id")?),
+            TransactionId(row.try_get("transaction_id")?),
         );
     }
     Ok(())
@@ -319,7 +352,7 @@ pub(super) async fn group_commit(
         Err(Failed::RolledBack(e))
             if batch.len() == 1 || !matches!(e, sqlx::Error::Database(_)) =>
         {
-            let err = classify(&e);
+            let err = plan::refused_alone(classify(&e), batch);
             Outcome {
                 batch: BatchOutcome {
                     results: vec![Err(err); batch.len()],
@@ -340,7 +373,7 @@ pub(super) async fn group_commit(
                     Ok(mut r) => r
                         .pop()
                         .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
-                    Err(Failed::RolledBack(e)) => Err(classify(&e)),
+                    Err(Failed::RolledBack(e)) => Err(plan::refused_alone(classify(&e), d)),
                     Err(Failed::Unknown(e, mut u)) => {
                         u.positions = vec![i];
                         unknown.push(u);

@@ -15,7 +15,9 @@
 //! unless the key is held by the approval that the decline followed: that approval's commit
 //! outcome was unknown when the acquirer was answered `96`, and it did commit. Then the
 //! record's [`Compensation`] (the approval's reversal, with the 0420 for the bank) is committed
-//! in its place, itself idempotent under a duplicate key of its own. A
+//! in its place, itself idempotent under a duplicate key of its own; if the acquirer reversed the
+//! approval first (a kiosk that timed out sends its 0400), the store refuses the compensation as
+//! `AlreadyReversed` (one approved reversal per original) and the record is done. A
 //! record whose ATC another decision has since passed is stored without it (the card's counter
 //! already protects the cryptogram; the reversal matters). A record the store refuses for good
 //! is set aside in `reversals.spool.refused` with an error log, for the operator and the
@@ -329,6 +331,16 @@ async fn compensate(writer: &WriterHandle, c: &Compensation) -> Replayed {
         }
         // Stored by an earlier attempt whose answer was lost.
         Err(WriteError::Decision(DecisionError::Duplicate { .. })) => Replayed::Stored,
+        // The kiosk (or another reversal) reversed the approval first: the money is back once,
+        // nothing more to do.
+        Err(WriteError::Decision(DecisionError::AlreadyReversed { reversal, .. })) => {
+            tracing::warn!(
+                approval = %c.approval_id.0,
+                reversal = ?reversal.map(|r| r.0),
+                "an approval answered 96 had committed and was already reversed: nothing to compensate"
+            );
+            Replayed::Stored
+        }
         Err(WriteError::Decision(
             DecisionError::Unavailable(_) | DecisionError::OutcomeUnknown(_),
         ))

@@ -52,11 +52,14 @@ pub enum Invariant {
     /// A leg's institution, and a queued reversal's or advice's destination (and an advice's
     /// card) exist (the other foreign keys migration 0018 dropped).
     RoutingReferencesExist,
+    /// No original has two approved reversals (the money goes back once; what migration
+    /// 0023's unique index and the group commit's planner guard).
+    OriginalReversedOnce,
 }
 
 impl Invariant {
     /// Every invariant, in the order they are checked.
-    pub const ALL: [Invariant; 17] = [
+    pub const ALL: [Invariant; 18] = [
         Invariant::LegHasTransaction,
         Invariant::LegHasAccount,
         Invariant::LegsOnlyOnApprovals,
@@ -74,6 +77,7 @@ impl Invariant {
         Invariant::AdviceHasTransaction,
         Invariant::TransactionReferencesExist,
         Invariant::RoutingReferencesExist,
+        Invariant::OriginalReversedOnce,
     ];
 
     /// A short name for reports.
@@ -96,6 +100,7 @@ impl Invariant {
             Invariant::AdviceHasTransaction => "advice-has-transaction",
             Invariant::TransactionReferencesExist => "transaction-references-exist",
             Invariant::RoutingReferencesExist => "routing-references-exist",
+            Invariant::OriginalReversedOnce => "original-reversed-once",
         }
     }
 
@@ -225,6 +230,13 @@ impl Invariant {
                  WHERE i.institution_id = q.destination_institution_id) \
                  OR (q.card_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM card AS c \
                  WHERE c.card_id = q.card_id))) AS u"
+            }
+            Invariant::OriginalReversedOnce => {
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n, MIN('rrn ' || o.rrn) AS first \
+                 FROM (SELECT original_transaction_id FROM txn WHERE kind = 'reversal' \
+                 AND response_code = '00' AND original_transaction_id IS NOT NULL \
+                 GROUP BY original_transaction_id HAVING COUNT(*) > 1) AS r \
+                 LEFT JOIN txn AS o ON o.transaction_id = r.original_transaction_id"
             }
         }
     }

@@ -185,7 +185,7 @@ impl BatchWriter {
                 db_transactions: 1,
             },
             Err(e) if batch.len() == 1 || !is_constraint(&e) => BatchOutcome {
-                results: vec![Err(classify(&e)); batch.len()],
+                results: vec![Err(plan::refused_alone(classify(&e), batch)); batch.len()],
                 db_transactions: 1,
             },
             Err(e) => {
@@ -197,7 +197,7 @@ impl BatchWriter {
                             Ok((mut r, _)) => r
                                 .pop()
                                 .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
-                            Err(e) => Err(classify(&e)),
+                            Err(e) => Err(plan::refused_alone(classify(&e), one)),
                         },
                     )
                     .collect();

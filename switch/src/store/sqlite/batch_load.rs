@@ -9,7 +9,8 @@ use crate::store::plan::{AccountRow, BatchKeys, CardDay, HoldRow, Loaded, Refund
 use rusqlite::{params, OptionalExtension, Transaction};
 
 /// The rows the batch touches: holds first (they name more accounts), then accounts,
-/// duplicate keys, cards (ATC and wrong-PIN count), card days and the refunded originals.
+/// duplicate keys, cards (ATC and wrong-PIN count), card days, the refunded originals and the
+/// reversed originals' approved reversals.
 pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::Error> {
     let mut loaded = Loaded::default();
     let mut account_ids = keys.accounts.clone();
@@ -32,6 +33,9 @@ pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::
     }
     if !keys.refunded_originals.is_empty() {
         load_refund_rooms(tx, &keys.refunded_originals, &mut loaded)?;
+    }
+    if !keys.reversed_originals.is_empty() {
+        load_reversals(tx, &keys.reversed_originals, &mut loaded)?;
     }
     Ok(loaded)
 }
@@ -213,3 +217,26 @@ const REFUND_ROOM: &str = "SELECT o.amount_fen, (SELECT COALESCE(SUM(r.amount_fe
      AND r.kind = 'refund' AND r.response_code = '00' AND NOT EXISTS (SELECT 1 FROM txn AS v \
      WHERE v.rrn = r.rrn AND v.kind = 'reversal' AND v.response_code = '00' \
      AND v.original_transaction_id = r.transaction_id)) FROM txn AS o WHERE o.transaction_id = ?1";
+
+/// The approved reversal each reversed original already has (`plan::reversed_once`): one probe
+/// of the partial unique index `txn_one_approved_reversal` per original.
+fn load_reversals(
+    tx: &Transaction<'_>,
+    originals: &[TransactionId],
+    loaded: &mut Loaded,
+) -> Result<(), rusqlite::Error> {
+    let mut q = tx.prepare_cached(APPROVED_REVERSAL)?;
+    for id in originals {
+        let reversal = q
+            .query_row([uuid_blob(&id.0)], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?;
+        if let Some(reversal) = reversal {
+            let reversal = TransactionId(uuid_from("txn.transaction_id", &reversal)?);
+            loaded.reversals.insert(*id, reversal);
+        }
+    }
+    Ok(())
+}
+
+const APPROVED_REVERSAL: &str = "SELECT transaction_id FROM txn \
+     WHERE original_transaction_id = ?1 AND kind = 'reversal' AND response_code = '00'";
