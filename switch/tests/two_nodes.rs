@@ -3,7 +3,8 @@
 //! listener, over one schema. The shared state must hold across them: the same request sent to
 //! both is approved at most once (one approved transaction, one debit, and any second `00` is
 //! the first answer replayed), and wrong PINs tried on both count together, so the third wrong
-//! PIN blocks the card (`75`) whichever node it reaches.
+//! PIN blocks the card (`75`) whichever node it reaches. Two reversals of one approval sent
+//! to both nodes at once give the money back once (one approved reversal, one 0420).
 //!
 //! PostgreSQL: 127.0.0.1:5432, trust auth, database `test` (override with SWITCH_TEST_PG_URL);
 //! the test FAILS when it is unreachable (run ops/setup.sh).
@@ -14,11 +15,14 @@ use acquirer_node::*;
 
 use card_apdu::channel::memory::MemoryChannel;
 use schemas::domain::{Rrn, TerminalId};
+use schemas::events::LegKind;
 use schemas::iso8583::{self};
 use std::sync::Arc;
 use switch::sim::kiosk::Kiosk;
 use switch::sim::world::{DemoCard, DemoWorld, DEMO_PIN};
-use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store};
+use switch::store::{
+    AccountId, DataKeyPanProtector, PostgresConfig, PostgresStore, Store, TransactionKind,
+};
 
 fn pg_url() -> String {
     std::env::var("SWITCH_TEST_PG_URL")
@@ -150,6 +154,101 @@ async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_
     let after = field(&exchange(&mut b, &right).await, 39);
     assert_ne!(after, "00", "a card blocked on node A is refused on node B");
 
+    drop((a, b));
+    store_a.close().await;
+    store_b.close().await;
+    PostgresStore::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
+}
+
+/// A kiosk that timed out reverses (0400), and reverses again on another STAN; the two reach
+/// two nodes at once. Each node's reversal service reads "not yet reversed" before the other
+/// commits: the group commit keeps one approved reversal per original, so the money comes back
+/// once, one 0420 goes to the bank, and both acquirers are answered 00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_reverse_an_approval_once() {
+    let url = pg_url();
+    let schema = schema_name();
+    let store_a = open(&url, &schema).await;
+    let mut world = DemoWorld::new(2).unwrap();
+    world.seed(&*store_a).await.unwrap();
+    let store_b = open(&url, &schema).await;
+    let (addr_a, _stop_a) = start_node(&store_a, &world).await;
+    let (addr_b, _stop_b) = start_node(&store_b, &world).await;
+    let (mut a, mut b) = (connect(addr_a).await, connect(addr_b).await);
+    let h = &world.hospitals[0];
+    let mut kiosk = Kiosk::new(
+        TerminalId::parse("TN000002").unwrap(),
+        h.id.clone(),
+        Some(h.code.clone()),
+        "1",
+    );
+    let card = card_with_pin_offset(&world, 2);
+    let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
+    let mut bank_reversals = 0;
+    for n in 0..5u64 {
+        let bill = kiosk
+            .medical_bill(&card, &mut reader, 2_000 + n, &format!("RV-{n}"), DEMO_PIN)
+            .unwrap()
+            .request;
+        assert_eq!(field(&exchange(&mut a, &bill).await, 39), "00", "bill {n}");
+        let rrn = Rrn::parse(&field(&bill, 37)).unwrap();
+        let original = store_a
+            .transactions_by_rrn(&rrn)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.record.kind != TransactionKind::Reversal)
+            .unwrap();
+        // What each account gets back: the original's legs on the switch's accounts.
+        let mut back: Vec<(AccountId, i64)> = Vec::new();
+        for l in &original.legs {
+            if let (Some(acc), false) = (l.account_id, l.kind == LegKind::Bank) {
+                let before = store_a.account(acc).await.unwrap().unwrap().balance_fen;
+                back.push((acc, before + l.amount_fen.get()));
+            }
+        }
+        assert!(!back.is_empty(), "bill {n} moved the card's accounts");
+
+        let (first, _) = kiosk.reversal_of(&bill).unwrap();
+        let (second, _) = kiosk.reversal_of(&bill).unwrap();
+        let (answer_a, answer_b) =
+            tokio::join!(exchange(&mut a, &first), exchange(&mut b, &second));
+        let codes = (field(&answer_a, 39), field(&answer_b, 39));
+        assert_eq!(codes, ("00".into(), "00".into()), "bill {n}");
+        let reversals = store_b
+            .transactions_by_rrn(&rrn)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.record.kind == TransactionKind::Reversal && t.record.is_approved())
+            .count();
+        assert_eq!(reversals, 1, "bill {n}: one approved reversal");
+        for (acc, expected) in back {
+            assert_eq!(
+                store_b.account(acc).await.unwrap().unwrap().balance_fen,
+                expected,
+                "bill {n}: account {acc:?} credited back once"
+            );
+        }
+        // A 0420 for the bank only if the bank booked a leg (none here: the nodes have no
+        // bank link), and never two.
+        if original
+            .legs
+            .iter()
+            .any(|l| matches!(l.kind, LegKind::Bank | LegKind::SocialSecurityFund))
+        {
+            bank_reversals += 1;
+        }
+        assert_eq!(
+            store_a.due_reversals(i64::MAX, 100).await.unwrap().len(),
+            bank_reversals,
+            "bill {n}: at most one 0420 for the bank"
+        );
+    }
+    let report = store_b.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
     drop((a, b));
     store_a.close().await;
     store_b.close().await;
