@@ -491,3 +491,115 @@ async fn a_compensated_stand_in_sends_its_0420_after_its_0220() {
     let report = store.verify_integrity().await.unwrap();
     assert!(report.is_consistent(), "{report}");
 }
+
+/// The kiosk's own reversal (0400, STAN `stan`) of `approval`, as the reversal service decides
+/// it: the account credited back and a 0420 (STAN `bank_stan`) for the bank.
+fn kiosk_reversal(
+    fx: &crate::sim::testkit::Fixture,
+    approval: &Decision,
+    stan: u32,
+    bank_stan: u32,
+) -> Decision {
+    let amount = approval.transaction.amount_fen;
+    let mut r = crate::sim::testkit::decline(fx, stan, amount.get(), ResponseCode::Approved);
+    r.transaction.kind = TransactionKind::Reversal;
+    r.transaction.mti = "0400".into();
+    r.transaction.rrn = approval.transaction.rrn.clone();
+    r.transaction.original_transaction_id = Some(approval.transaction.transaction_id);
+    r.balance_ops = vec![crate::store::BalanceOp::Credit {
+        account_id: fx.personal,
+        amount_fen: amount,
+    }];
+    r.reversal = Some(ReversalRequest {
+        reversal_id: ReversalId(Uuid::now_v7()),
+        destination: fx.bank.clone(),
+        reason: ReversalReason::AcquirerRequest,
+        amount_fen: amount,
+        stan: Stan::new(bank_stan).unwrap(),
+        transmission_at: TransmissionDateTime::parse("1207104600").unwrap(),
+        first_attempt_at_us: 1,
+    });
+    r
+}
+
+/// An approval answered 96 (its commit outcome unknown) that had committed, and that the kiosk
+/// reversed itself (it timed out and sent a 0400): the compensation finds the approval reversed
+/// and is done, whether the kiosk's reversal committed first or in the same moment. The money
+/// comes back once, and one 0420 goes to the bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensation_of_an_approval_the_kiosk_reversed_gives_the_money_back_once() {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fx, writer) = store_and_writer(dir.path()).await;
+    let balance = || async {
+        let a = store.account(fx.personal).await.unwrap().unwrap();
+        a.balance_fen
+    };
+    let opening = balance().await;
+    let spool = ReversalSpool::open(None, Arc::new(Metrics::default())).unwrap();
+    let approved_reversals = |rrn: Rrn| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .transactions_by_rrn(&rrn)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|t| t.record.kind == TransactionKind::Reversal && t.record.is_approved())
+                .count()
+        }
+    };
+
+    // The kiosk's reversal first, the spool's replay after.
+    let approval = crate::sim::testkit::debit(&fx, fx.personal, 11, 250);
+    writer.submit(approval.clone()).await.unwrap();
+    writer
+        .submit(kiosk_reversal(&fx, &approval, 12, 881))
+        .await
+        .unwrap();
+    let (done, _) = spool.store_or_keep(decline_after(&approval), &writer).await;
+    assert_eq!(done, Replayed::Stored, "nothing left to compensate");
+    assert!(spool.is_empty());
+    assert_eq!(approved_reversals(approval.transaction.rrn.clone()).await, 1);
+    assert_eq!(balance().await, opening, "250 back once");
+    let due = store.due_reversals(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the kiosk's 0420 only: {due:?}");
+    assert_eq!(due[0].stan, Stan::new(881).unwrap());
+
+    // Both at once, several times: either wins, the money comes back once.
+    for n in 0..5u32 {
+        let approval = crate::sim::testkit::debit(&fx, fx.personal, 20 + n * 2, 250);
+        writer.submit(approval.clone()).await.unwrap();
+        let kiosk = kiosk_reversal(&fx, &approval, 21 + n * 2, 890 + n);
+        let (kiosk, (replayed, _)) = tokio::join!(
+            writer.submit(kiosk),
+            spool.store_or_keep(decline_after(&approval), &writer)
+        );
+        assert_eq!(replayed, Replayed::Stored, "round {n}");
+        // The kiosk's loses only to the compensation (answered 00 by the reversal service).
+        if let Err(e) = kiosk {
+            assert!(
+                matches!(
+                    e,
+                    crate::store::writer::WriteError::Decision(
+                        crate::store::DecisionError::AlreadyReversed { .. }
+                    )
+                ),
+                "round {n}: {e}"
+            );
+        }
+        assert_eq!(
+            approved_reversals(approval.transaction.rrn.clone()).await,
+            1,
+            "round {n}"
+        );
+        assert_eq!(balance().await, opening, "round {n}: 250 back once");
+        assert_eq!(
+            store.due_reversals(i64::MAX, 100).await.unwrap().len(),
+            2 + n as usize,
+            "round {n}: one 0420 per approval"
+        );
+    }
+    let report = store.verify_integrity().await.unwrap();
+    assert!(report.is_consistent(), "{report}");
+}
