@@ -153,3 +153,86 @@ fn keys_are_sorted_for_a_stable_lock_order() {
     assert_eq!(keys.accounts, vec![AccountId(3), AccountId(5)]);
     assert_eq!(keys.duplicate_keys.len(), 3);
 }
+
+/// An approved reversal of `original` on STAN `seq`, crediting the personal account.
+fn reversal_of(f: &Fixture, original: &Decision, seq: u32) -> Decision {
+    let amount = original.transaction.amount_fen;
+    let mut r = testkit::decline(f, seq, amount.get(), ResponseCode::Approved);
+    r.transaction.kind = crate::store::model::TransactionKind::Reversal;
+    r.transaction.original_transaction_id = Some(original.transaction.transaction_id);
+    r.balance_ops = vec![BalanceOp::Credit {
+        account_id: f.personal,
+        amount_fen: amount,
+    }];
+    r
+}
+
+#[test]
+fn a_second_approved_reversal_of_one_original_is_left_out_and_the_rest_commits() {
+    let f = fx();
+    let purchase = testkit::debit(&f, f.personal, 1, 40);
+    let original = purchase.transaction.transaction_id;
+    let first = reversal_of(&f, &purchase, 2);
+    let batch = [
+        first.clone(),
+        reversal_of(&f, &purchase, 3),
+        testkit::debit(&f, f.personal, 4, 10),
+    ];
+    let keys = BatchKeys::of(&batch.iter().collect::<Vec<_>>());
+    assert_eq!(keys.reversed_originals, vec![original]);
+    assert_eq!(keys.originals(), vec![original]);
+    let p = run(&batch, loaded(100));
+    assert_eq!(p.verdicts[0], Ok(()));
+    assert_eq!(
+        p.verdicts[1],
+        Err(DecisionError::AlreadyReversed {
+            original,
+            reversal: Some(first.transaction.transaction_id),
+        })
+    );
+    assert_eq!(p.verdicts[2], Ok(()));
+    assert_eq!(p.accounts[0].1.balance_fen, 130, "40 back once, 10 spent");
+    assert_eq!(p.movements.len(), 2);
+
+    // Against one already stored; a declined reversal is not refused.
+    let mut l = loaded(100);
+    l.reversals
+        .insert(original, first.transaction.transaction_id);
+    let mut declined = reversal_of(&f, &purchase, 5);
+    declined.transaction.response_code = ResponseCode::SystemMalfunction;
+    declined.balance_ops.clear();
+    let p = run(&[reversal_of(&f, &purchase, 6), declined], l);
+    assert!(matches!(
+        p.verdicts[0],
+        Err(DecisionError::AlreadyReversed { .. })
+    ));
+    assert_eq!(p.verdicts[1], Ok(()));
+    assert!(p.movements.is_empty());
+}
+
+#[test]
+fn the_databases_refusal_of_a_lone_second_reversal_is_already_reversed() {
+    let f = fx();
+    let purchase = testkit::debit(&f, f.personal, 1, 40);
+    let rev = [reversal_of(&f, &purchase, 2)];
+    let pg = DecisionError::Rejected(
+        "duplicate key value violates unique constraint \"txn_one_approved_reversal\"".into(),
+    );
+    let lite =
+        DecisionError::Rejected("UNIQUE constraint failed: txn.original_transaction_id".into());
+    for err in [pg.clone(), lite] {
+        assert_eq!(
+            refused_alone(err, &rev),
+            DecisionError::AlreadyReversed {
+                original: purchase.transaction.transaction_id,
+                reversal: None,
+            }
+        );
+    }
+    // Anything else, or the same refusal of a batch or of another kind, stays as it was.
+    let other = DecisionError::Rejected("CHECK constraint failed".into());
+    assert_eq!(refused_alone(other.clone(), &rev), other);
+    assert_eq!(refused_alone(pg.clone(), &[purchase.clone()]), pg);
+    let two = [rev[0].clone(), reversal_of(&f, &purchase, 3)];
+    assert_eq!(refused_alone(pg.clone(), &two), pg);
+}

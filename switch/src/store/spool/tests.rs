@@ -560,7 +560,10 @@ async fn a_compensation_of_an_approval_the_kiosk_reversed_gives_the_money_back_o
     let (done, _) = spool.store_or_keep(decline_after(&approval), &writer).await;
     assert_eq!(done, Replayed::Stored, "nothing left to compensate");
     assert!(spool.is_empty());
-    assert_eq!(approved_reversals(approval.transaction.rrn.clone()).await, 1);
+    assert_eq!(
+        approved_reversals(approval.transaction.rrn.clone()).await,
+        1
+    );
     assert_eq!(balance().await, opening, "250 back once");
     let due = store.due_reversals(i64::MAX, 10).await.unwrap();
     assert_eq!(due.len(), 1, "the kiosk's 0420 only: {due:?}");
