@@ -232,7 +232,10 @@ fn the_databases_refusal_of_a_lone_second_reversal_is_already_reversed() {
     // Anything else, or the same refusal of a batch or of another kind, stays as it was.
     let other = DecisionError::Rejected("CHECK constraint failed".into());
     assert_eq!(refused_alone(other.clone(), &rev), other);
-    assert_eq!(refused_alone(pg.clone(), &[purchase.clone()]), pg);
+    assert_eq!(
+        refused_alone(pg.clone(), std::slice::from_ref(&purchase)),
+        pg
+    );
     let two = [rev[0].clone(), reversal_of(&f, &purchase, 3)];
     assert_eq!(refused_alone(pg.clone(), &two), pg);
 }
