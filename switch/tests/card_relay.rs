@@ -6,6 +6,9 @@
 //! (`card_apdu::channel::secure_relay`) serving a virtual card; `identity_e2e` does the same
 //! through pcscd and the `kiosk` binary.
 
+#[path = "support/network_hsm.rs"]
+mod network_hsm;
+use network_hsm::network_hsm;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
@@ -81,27 +84,6 @@ fn at_the_kiosk<T>(
     .expect("the kiosk's own session");
     let mut card = SsseCard::open(&mut ch).expect("select SSSE");
     f(&mut card)
-}
-
-/// An `hsm-sim` server (published test LMK) on a free port, and a client of it.
-async fn network_hsm() -> Arc<dyn hsm_sim::Hsm> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = hsm_sim::server::Server::new(
-        Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
-        hsm_sim::server::ServerConfig::default(),
-        None,
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _stop = stop;
-        let _ = server.serve(listener, stopped).await;
-    });
-    let mut client = hsm_sim::ClientConfig::new(addr);
-    client.timeout_ms = 10_000;
-    Arc::new(hsm_sim::HsmClient::new(client))
 }
 
 /// A node's store and operator API with the CMS and the card relay to one kiosk at `kiosk`.

@@ -19,6 +19,9 @@
 //! (`05`). Each decline: the kiosk exits 4 with the code and opens nothing; each session is in
 //! the audit log with its code.
 
+#[path = "support/network_hsm.rs"]
+mod network_hsm;
+use network_hsm::network_hsm;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,27 +161,6 @@ fn kiosk_binary() -> PathBuf {
     }
     assert!(kiosk.exists(), "no kiosk binary at {}", kiosk.display());
     kiosk
-}
-
-/// An `hsm-sim` server (published test LMK) on a free port, and a client of it.
-async fn network_hsm() -> Arc<dyn hsm_sim::Hsm> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = hsm_sim::server::Server::new(
-        Arc::new(hsm_sim::SoftHsm::with_test_lmk()),
-        hsm_sim::server::ServerConfig::default(),
-        None,
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _stop = stop; // the server runs for the whole test
-        let _ = server.serve(listener, stopped).await;
-    });
-    let mut client = hsm_sim::ClientConfig::new(addr);
-    client.timeout_ms = 10_000;
-    Arc::new(hsm_sim::HsmClient::new(client))
 }
 
 /// Runs `kiosk --json identity ...` with a hard time limit: (exit code, stdout + stderr).

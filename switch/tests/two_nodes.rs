@@ -74,24 +74,73 @@ fn schema_name() -> String {
     )
 }
 
+/// Two nodes, each with its own store pool and acquirer listener, over one fresh schema that
+/// node A's store seeded with a small demo world.
+struct TwoNodes {
+    url: String,
+    schema: String,
+    world: DemoWorld,
+    store_a: Arc<PostgresStore>,
+    store_b: Arc<PostgresStore>,
+    addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    _stops: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Sender<bool>,
+    ),
+}
+
+impl TwoNodes {
+    async fn start() -> Self {
+        let url = pg_url();
+        let schema = schema_name();
+        let store_a = open(&url, &schema).await;
+        let mut world = DemoWorld::new(2).unwrap();
+        world.seed(&*store_a).await.unwrap();
+        let store_b = open(&url, &schema).await;
+        let (addr_a, stop_a) = start_node(&store_a, &world).await;
+        let (addr_b, stop_b) = start_node(&store_b, &world).await;
+        Self {
+            url,
+            schema,
+            world,
+            store_a,
+            store_b,
+            addrs: (addr_a, addr_b),
+            _stops: (stop_a, stop_b),
+        }
+    }
+
+    /// A connection to each node.
+    async fn connect(&self) -> (Conn, Conn) {
+        (connect(self.addrs.0).await, connect(self.addrs.1).await)
+    }
+
+    /// A kiosk of the first hospital.
+    fn kiosk(&self, terminal: &str) -> Kiosk {
+        let h = &self.world.hospitals[0];
+        Kiosk::new(
+            TerminalId::parse(terminal).unwrap(),
+            h.id.clone(),
+            Some(h.code.clone()),
+            "1",
+        )
+    }
+
+    async fn close(self) {
+        self.store_a.close().await;
+        self.store_b.close().await;
+        PostgresStore::drop_schema(&self.url, &self.schema)
+            .await
+            .expect("drop test schema");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_pin() {
-    let url = pg_url();
-    let schema = schema_name();
-    let store_a = open(&url, &schema).await;
-    let mut world = DemoWorld::new(2).unwrap();
-    world.seed(&*store_a).await.unwrap();
-    let store_b = open(&url, &schema).await;
-    let (addr_a, _stop_a) = start_node(&store_a, &world).await;
-    let (addr_b, _stop_b) = start_node(&store_b, &world).await;
-    let (mut a, mut b) = (connect(addr_a).await, connect(addr_b).await);
-    let h = &world.hospitals[0];
-    let mut kiosk = Kiosk::new(
-        TerminalId::parse("TN000001").unwrap(),
-        h.id.clone(),
-        Some(h.code.clone()),
-        "1",
-    );
+    let nodes = TwoNodes::start().await;
+    let (world, store_a, store_b) = (&nodes.world, &nodes.store_a, &nodes.store_b);
+    let (mut a, mut b) = nodes.connect().await;
+    let mut kiosk = nodes.kiosk("TN000001");
 
     // The same bill sent to both nodes at once, several times (different bills): each is
     // approved once.
@@ -155,11 +204,7 @@ async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_
     assert_ne!(after, "00", "a card blocked on node A is refused on node B");
 
     drop((a, b));
-    store_a.close().await;
-    store_b.close().await;
-    PostgresStore::drop_schema(&url, &schema)
-        .await
-        .expect("drop test schema");
+    nodes.close().await;
 }
 
 /// A kiosk that timed out reverses (0400), and reverses again on another STAN; the two reach
@@ -168,22 +213,10 @@ async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_
 /// once, one 0420 goes to the bank, and both acquirers are answered 00.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_reverse_an_approval_once() {
-    let url = pg_url();
-    let schema = schema_name();
-    let store_a = open(&url, &schema).await;
-    let mut world = DemoWorld::new(2).unwrap();
-    world.seed(&*store_a).await.unwrap();
-    let store_b = open(&url, &schema).await;
-    let (addr_a, _stop_a) = start_node(&store_a, &world).await;
-    let (addr_b, _stop_b) = start_node(&store_b, &world).await;
-    let (mut a, mut b) = (connect(addr_a).await, connect(addr_b).await);
-    let h = &world.hospitals[0];
-    let mut kiosk = Kiosk::new(
-        TerminalId::parse("TN000002").unwrap(),
-        h.id.clone(),
-        Some(h.code.clone()),
-        "1",
-    );
+    let nodes = TwoNodes::start().await;
+    let (world, store_a, store_b) = (&nodes.world, &nodes.store_a, &nodes.store_b);
+    let (mut a, mut b) = nodes.connect().await;
+    let mut kiosk = nodes.kiosk("TN000002");
     let card = card_with_pin_offset(&world, 2);
     let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
     let mut bank_reversals = 0;
@@ -250,9 +283,5 @@ async fn two_nodes_on_one_postgres_reverse_an_approval_once() {
     let report = store_b.verify_integrity().await.unwrap();
     assert!(report.is_consistent(), "{report}");
     drop((a, b));
-    store_a.close().await;
-    store_b.close().await;
-    PostgresStore::drop_schema(&url, &schema)
-        .await
-        .expect("drop test schema");
+    nodes.close().await;
 }
