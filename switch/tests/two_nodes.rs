@@ -144,7 +144,7 @@ async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_
 
     // The same bill sent to both nodes at once, several times (different bills): each is
     // approved once.
-    let card = card_with_pin_offset(&world, 0);
+    let card = card_with_pin_offset(world, 0);
     let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
     for n in 0..5u64 {
         let bill = kiosk
@@ -179,7 +179,7 @@ async fn two_nodes_on_one_postgres_approve_a_request_once_and_count_every_wrong_
 
     // Wrong PINs: one on A, one on B (55 each, counted in the store, not per node), the third
     // on A blocks the card (75); a right PIN on B is then refused too.
-    let card = card_with_pin_offset(&world, 1);
+    let card = card_with_pin_offset(world, 1);
     let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
     let wrong = |k: &mut Kiosk, r: &mut MemoryChannel, n: u64| {
         k.medical_bill(&card, r, 500 + n, &format!("PIN-{n}"), "999999")
@@ -217,7 +217,7 @@ async fn two_nodes_on_one_postgres_reverse_an_approval_once() {
     let (world, store_a, store_b) = (&nodes.world, &nodes.store_a, &nodes.store_b);
     let (mut a, mut b) = nodes.connect().await;
     let mut kiosk = nodes.kiosk("TN000002");
-    let card = card_with_pin_offset(&world, 2);
+    let card = card_with_pin_offset(world, 2);
     let mut reader = MemoryChannel::new(world.virtual_card(&card).unwrap());
     let mut bank_reversals = 0;
     for n in 0..5u64 {
