@@ -21,6 +21,11 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}/rele
 CPB=${CPB:-1000}
 DEMO_ARGS=${1:-}
 LOAD_ARGS=${2:---connections 16 --window 16 --duration 20 --prepare-max 150000}
+# Another switch on the demo's port would take this run's load and void its numbers.
+if (echo > /dev/tcp/127.0.0.1/8583) 2>/dev/null; then
+  echo "run.sh: 127.0.0.1:8583 is already in use (another run?); not measuring" >&2
+  exit 1
+fi
 scratch=$(mktemp -d ${SCRATCH_IN:+-p $SCRATCH_IN})
 trap 'kill -INT "${switch_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$scratch"' EXIT
 cd "$scratch"
@@ -57,7 +62,13 @@ join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" '
   END { printf "  %-28s ctx %.2f  cpu %4.0f us  wrote %6.0f B\n", "total", cs, us, ws }'
 # Threads started during the load (tokio's replacements for a worker in block_in_place) are
 # missing from the per-thread lines; the process's own counter includes them.
-echo "  switch process CPU: $(( ($(cat cpu2.txt) - $(cat cpu1.txt)) * tick_us / answered )) us per answered request (all threads)"
+process_us=$(( ($(cat cpu2.txt) - $(cat cpu1.txt)) * tick_us / answered ))
+# The demo's simulated banks run in the switch's process on a runtime of their own (threads
+# `bank-sim`): test equipment, counted apart from the switch (issue 27).
+banks_us=$(join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" \
+  '$1 ~ /^bank-sim/ { u += ($6 - $3) * t } END { printf "%d", u / n }')
+echo "  switch process CPU: $process_us us per answered request (all threads)"
+echo "    of which the simulated banks (bank-sim threads): $banks_us us; the switch alone: $((process_us - banks_us)) us"
 echo "  written by the switch: $(( ($(cut -d" " -f2 io2.txt) - $(cut -d" " -f2 io1.txt)) / answered )) bytes per answered request"
 if [ -n "$pg_url" ]; then
   echo "  PostgreSQL WAL: $(( ($(cat wal2.txt) - $(cat wal1.txt)) / answered )) bytes per answered request (pg_stat_wal)"

@@ -190,16 +190,36 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// Binds `listen` (resolved and bound by tokio, then handed over as a std listener so that
+/// it can be served on another runtime).
+async fn bind(listen: &str) -> Result<std::net::TcpListener, std::io::Error> {
+    TcpListener::bind(listen).await?.into_std()
+}
+
 /// A running simulated bank host.
 pub struct BankSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// The runtime its connections run on: the caller's, or one of its own (see
+    /// [`BankSim::start_on`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl BankSim {
-    /// Binds the port and starts serving.
+    /// Binds the port and starts serving on the caller's runtime.
     pub async fn start(config: BankSimConfig, hsm: Arc<dyn Hsm>) -> Result<BankSim, BankSimError> {
+        Self::start_on(config, hsm, tokio::runtime::Handle::current()).await
+    }
+
+    /// Binds the port and starts serving on `runtime`. The demo and the benchmarks give the
+    /// simulated banks a runtime of their own, with threads named `bank-sim`, so that the CPU
+    /// they take (they are test equipment) is told apart from the switch's (issue 27).
+    pub async fn start_on(
+        config: BankSimConfig,
+        hsm: Arc<dyn Hsm>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<BankSim, BankSimError> {
         let spec =
             iso8583::spec(&config.spec_name).map_err(|e| BankSimError::Config(e.to_string()))?;
         let mut accounts = HashMap::new();
@@ -213,7 +233,7 @@ impl BankSim {
                 },
             );
         }
-        let listener = TcpListener::bind(&config.listen).await?;
+        let listener = bind(&config.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keys: Mutex::new(ZoneKeys {
@@ -239,14 +259,23 @@ impl BankSim {
             shared,
             addr,
             running: tokio::sync::Mutex::new(None),
+            runtime,
         };
         *sim.running.lock().await = Some(sim.serve(listener));
         Ok(sim)
     }
 
-    fn serve(&self, listener: TcpListener) -> Running {
+    /// Serves `listener` on the sim's runtime: the socket is registered with that runtime's
+    /// reactor, so its connections never touch the caller's.
+    fn serve(&self, listener: std::net::TcpListener) -> Running {
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(Arc::clone(&self.shared), listener, rx));
+        let shared = Arc::clone(&self.shared);
+        let task = self.runtime.spawn(async move {
+            match TcpListener::from_std(listener) {
+                Ok(l) => accept_loop(shared, l, rx).await,
+                Err(e) => tracing::error!(error = %e, "bank simulator cannot listen"),
+            }
+        });
         Running { shutdown, task }
     }
 
@@ -277,7 +306,7 @@ impl BankSim {
     pub async fn restart(&self) -> Result<(), BankSimError> {
         let mut running = self.running.lock().await;
         if running.is_none() {
-            let listener = TcpListener::bind(self.addr).await?;
+            let listener = bind(&self.addr.to_string()).await?;
             *running = Some(self.serve(listener));
         }
         Ok(())

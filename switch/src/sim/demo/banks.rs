@@ -14,13 +14,49 @@ use std::time::Duration;
 /// How often the demo's links send an echo test when idle.
 const ECHO_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Worker threads of the simulated banks' own runtime: test equipment, kept to one thread so
+/// that it cannot crowd the switch's workers off a small machine.
+const BANK_THREADS: usize = 1;
+
+/// The simulated banks' own tokio runtime (threads named `bank-sim`). The demo's banks share
+/// the switch's process; on a runtime of their own, `benches/scripts/run.sh` can read their CPU
+/// per request apart from the switch's (issue 27: "report the switch's own CPU separately").
+pub(super) struct BankRuntime(Option<tokio::runtime::Runtime>);
+
+impl BankRuntime {
+    fn new() -> Result<BankRuntime, DemoRunError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(BANK_THREADS)
+            .thread_name("bank-sim")
+            .enable_all()
+            .build()
+            .map(|rt| BankRuntime(Some(rt)))
+            .map_err(|e| DemoRunError::Other(format!("bank simulators' runtime: {e}")))
+    }
+
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl Drop for BankRuntime {
+    /// A runtime cannot be dropped from inside another one's task (which is where the demo
+    /// ends); its threads are told to stop instead, without waiting for them.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Starts a bank host for every bank of the world, on consecutive ports from `port_base` (0:
-/// any free port), and returns them with the switch's links to them.
+/// any free port), on a runtime of their own, and returns them with the switch's links to them.
 pub(super) async fn start_all(
     world: &DemoWorld,
     port_base: u16,
-) -> Result<(Vec<BankSim>, Vec<IssuerConfig>), DemoRunError> {
+) -> Result<(BankRuntime, Vec<BankSim>, Vec<IssuerConfig>), DemoRunError> {
     let pki = DemoPki::new().map_err(|e| DemoRunError::Other(e.to_string()))?;
+    let runtime = BankRuntime::new()?;
     let mut sims = Vec::new();
     let mut links = Vec::new();
     for i in 0..world.banks.len() {
@@ -36,13 +72,14 @@ pub(super) async fn start_all(
             DEMO_MAC_ALGORITHM,
             DEMO_MAC_ALGORITHM,
             Some(&pki),
+            runtime.handle(),
         )
         .await?;
         link.echo_interval = ECHO_INTERVAL;
         links.push(link);
         sims.push(sim);
     }
-    Ok((sims, links))
+    Ok((runtime, sims, links))
 }
 
 /// Starts the simulated issuer host of the world's bank `i` on `listen` (its own HSM, same
@@ -66,11 +103,11 @@ pub async fn start_bank_with(
     bank_mac: LinkMacAlgorithm,
     link_mac: LinkMacAlgorithm,
 ) -> Result<(BankSim, IssuerConfig), DemoRunError> {
-    start_bank_on(world, i, listen, bank_mac, link_mac, None).await
+    start_bank_on(world, i, listen, bank_mac, link_mac, None, None).await
 }
 
 /// The bank host and the switch's link to it, over mutual TLS with `pki`'s certificates when
-/// given.
+/// given, on `runtime` when given (else the caller's).
 async fn start_bank_on(
     world: &DemoWorld,
     i: usize,
@@ -78,6 +115,7 @@ async fn start_bank_on(
     bank_mac: LinkMacAlgorithm,
     link_mac: LinkMacAlgorithm,
     pki: Option<&DemoPki>,
+    runtime: Option<tokio::runtime::Handle>,
 ) -> Result<(BankSim, IssuerConfig), DemoRunError> {
     let other = |e: &dyn std::fmt::Display| DemoRunError::Other(e.to_string());
     let bank = world.banks.get(i).ok_or_else(|| other(&"no such bank"))?;
@@ -108,7 +146,10 @@ async fn start_bank_on(
     if let Some(pki) = pki {
         cfg.tls = Some(pki.bank_host().map_err(|e| other(&e))?);
     }
-    let sim = BankSim::start(cfg, bank_hsm).await.map_err(|e| other(&e))?;
+    let runtime = runtime.unwrap_or_else(tokio::runtime::Handle::current);
+    let sim = BankSim::start_on(cfg, bank_hsm, runtime)
+        .await
+        .map_err(|e| other(&e))?;
     let (zmk, zpk) = world.bank_keys(i)?;
     let mut lc = IssuerConfig::new(bank.id.clone(), sim.addr().to_string(), zmk);
     lc.zpk = Some(zpk);

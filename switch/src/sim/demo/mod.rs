@@ -228,6 +228,8 @@ pub struct RunningDemo<S: crate::cms::CmsStore> {
     pub store: Arc<S>,
     clearing: Option<EmbeddedClearing>,
     bank_sims: Vec<crate::sim::banksim::BankSim>,
+    /// Dropped after the sims (fields drop in order): stops their runtime's threads.
+    _bank_runtime: banks::BankRuntime,
 }
 
 impl<S: crate::cms::CmsStore> RunningDemo<S> {
@@ -304,7 +306,7 @@ async fn start_on<S: crate::cms::CmsStore>(
     world: DemoWorld,
     with_clearing: bool,
 ) -> Result<RunningDemo<S>, DemoRunError> {
-    let (bank_sims, banks) = banks::start_all(&world, opts.bank_port_base).await?;
+    let (bank_runtime, bank_sims, banks) = banks::start_all(&world, opts.bank_port_base).await?;
     let mut writer = writer::config_for::<S>();
     if let Some(n) = opts.group_commits {
         writer.commits_in_flight_max = n.max(1);
@@ -349,6 +351,7 @@ async fn start_on<S: crate::cms::CmsStore>(
         store,
         clearing,
         bank_sims,
+        _bank_runtime: bank_runtime,
     })
 }
 
