@@ -18,21 +18,30 @@
 
 /// The search of `GET /transactions` (same parameters `$1`-`$10`, same filters, order and
 /// limit) for the card `$11`: its chain from `card.last_txn_id` along `prev_card_txn_id`, each
-/// step one probe of `txn`'s primary key. `UNION` (not `UNION ALL`) ends the walk on a corrupt
-/// chain that loops, and a step stays on the card's own transactions. SQLite's plan: `SEARCH
-/// card USING INTEGER PRIMARY KEY`, then `SEARCH t USING INDEX sqlite_autoindex_txn_1
-/// (transaction_id=?)` per step and per row read (`store_sqlite.rs` checks it).
+/// step one probe of `txn`'s primary key that reads the whole row, so the filters run over the
+/// walk and nothing joins back to `txn` (joined, SQLite preferred a range of
+/// `txn_by_decided_at` over the whole window against the walk: a scan of every transaction).
+/// `UNION` (not `UNION ALL`) ends the walk on a corrupt chain that loops, and a step stays on
+/// the card's own transactions. SQLite's plan: `SEARCH card USING INTEGER PRIMARY KEY`, then
+/// `SEARCH txn USING INDEX sqlite_autoindex_txn_1 (transaction_id=?)` for the head and for each
+/// step (`store_sqlite.rs` checks it). The step's column list is [`txn_columns!`] on `t`.
 pub const SEARCH_CARD_TRANSACTIONS: &str = concat!(
-    "WITH RECURSIVE chain (id) AS (SELECT last_txn_id FROM card WHERE card_id = $11 \
-     AND last_txn_id IS NOT NULL \
-     UNION SELECT t.prev_card_txn_id FROM chain JOIN txn AS t ON t.transaction_id = chain.id \
-     WHERE t.card_id = $11 AND t.prev_card_txn_id IS NOT NULL) \
+    "WITH RECURSIVE chain (",
+    txn_columns!(),
+    ", prev) AS (SELECT ",
+    txn_columns!(),
+    ", prev_card_txn_id FROM txn WHERE transaction_id = \
+     (SELECT last_txn_id FROM card WHERE card_id = $11) AND card_id = $11 \
+     UNION SELECT t.transaction_id, t.kind, t.mti, t.processing_code, t.card_id, t.pan_masked, \
+     t.acquirer_institution_id, t.issuer_institution_id, t.terminal_id, t.stan, t.rrn, \
+     t.transmission_at, t.amount_fen, t.response_code, t.original_transaction_id, t.event_id, \
+     t.decided_at_us, t.prev_card_txn_id FROM chain AS c JOIN txn AS t \
+     ON t.transaction_id = c.prev WHERE t.card_id = $11) \
      SELECT ",
     txn_columns!(),
-    " FROM chain JOIN txn ON txn.transaction_id = chain.id \
-     WHERE txn.card_id = $11 AND ($1 IS NULL OR acquirer_institution_id = $1 \
+    " FROM chain WHERE ($1 IS NULL OR acquirer_institution_id = $1 \
      OR issuer_institution_id = $1 \
-     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
+     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = chain.transaction_id \
      AND l.institution_id = $1)) \
      AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
      AND decided_at_us >= $4 AND decided_at_us < $5 \
