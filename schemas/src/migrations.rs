@@ -125,6 +125,11 @@ pub const SQLITE: &[Migration] = &[
         description: "one_approved_reversal_per_original",
         sql: include_str!("../migrations/sqlite/0023_one_approved_reversal_per_original.sql"),
     },
+    Migration {
+        version: 24,
+        description: "card_transaction_chain",
+        sql: include_str!("../migrations/sqlite/0024_card_transaction_chain.sql"),
+    },
 ];
 
 /// Migrations for PostgreSQL (13+), in order.
@@ -228,6 +233,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 23,
         description: "one_approved_reversal_per_original",
         sql: include_str!("../migrations/postgres/0023_one_approved_reversal_per_original.sql"),
+    },
+    Migration {
+        version: 24,
+        description: "card_transaction_chain",
+        sql: include_str!("../migrations/postgres/0024_card_transaction_chain.sql"),
     },
 ];
 

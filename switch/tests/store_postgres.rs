@@ -177,6 +177,72 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
     h.cleanup().await;
 }
 
+/// Two switch nodes, each with its own group-commit writer (two commits in flight each), decide
+/// for the same card at once: every commit locks the card row before it reads the head of the
+/// card's chain, so the chain stays one line through all their transactions (`switch verify`'s
+/// card-chain-whole), and the card's history has every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deciding_for_one_card_keep_one_chain_of_its_transactions() {
+    use switch::sim::testkit;
+    use switch::store::operator::{OperatorStore, TransactionSearch};
+    use switch::store::writer::{self, WriterConfig};
+    use switch::store::{Invariant, Store};
+    let h = Postgres::new().await;
+    let node_a = h.store();
+    let node_b = connect(&h.config).await;
+    let fx = testkit::seed(&*node_a, 1_000_000, 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for (base, node) in [(0u32, node_a.clone()), (10_000u32, node_b.clone())] {
+        let (w, _) = writer::spawn(
+            node,
+            WriterConfig {
+                queue_depth_max: 256,
+                batch_size_max: 8,
+                commits_in_flight_max: 2,
+                ..WriterConfig::default()
+            },
+        );
+        let fx = fx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut inner = Vec::new();
+            for i in 0..100 {
+                let w = w.clone();
+                // Mostly declines: they move no money, so only the card's lock orders them.
+                let d = match i % 4 {
+                    0..=2 => testkit::decline(
+                        &fx,
+                        base + i,
+                        1,
+                        schemas::domain::ResponseCode::InsufficientFunds,
+                    ),
+                    _ => testkit::debit(&fx, fx.personal, base + i, 1),
+                };
+                inner.push(tokio::spawn(async move { w.submit(d).await }));
+            }
+            for t in inner {
+                t.await.unwrap().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = node_b.verify_integrity().await.unwrap();
+    assert!(!report.breaks(Invariant::CardChainWhole), "{report}");
+    assert!(report.is_consistent(), "{report}");
+    let history = node_a
+        .search_transactions(&TransactionSearch {
+            card_id: Some(fx.card_id.0),
+            limit: 500,
+            ..TransactionSearch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 200);
+    node_b.close().await;
+    h.cleanup().await;
+}
+
 /// Nodes that start together on a fresh schema (two `switch serve` after a deployment) all
 /// open it: creating the schema is serialized (PostgreSQL's `CREATE SCHEMA IF NOT EXISTS` alone
 /// fails with a unique violation in all but one of concurrent callers).

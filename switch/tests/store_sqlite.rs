@@ -229,6 +229,67 @@ async fn acquirer_totals_read_only_their_window() {
     h.cleanup().await;
 }
 
+/// A card's history walks its chain (migration 0024): from the card's row, one probe of
+/// `txn`'s primary key per step and per row read, never a scan of `txn` (the index
+/// `txn_by_card` it replaced is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cards_history_is_read_along_its_chain_not_by_scanning() {
+    use sqlx::{ConnectOptions, Connection, Row};
+    let h = <Sqlite as Harness>::new().await;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(h.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect");
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        switch::store::SEARCH_CARD_TRANSACTIONS
+    ))
+    .bind(None::<String>)
+    .bind(None::<String>)
+    .bind(None::<String>)
+    .bind(i64::MIN)
+    .bind(i64::MAX)
+    .bind(None::<String>)
+    .bind(None::<String>)
+    .bind(i64::MAX)
+    .bind(vec![0xffu8; 16])
+    .bind(20_i64)
+    .bind(7_i64)
+    .fetch_all(&mut conn)
+    .await
+    .expect("plan")
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    let indexes: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index'")
+        .fetch_all(&mut conn)
+        .await
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get::<String, _>("name"))
+        .collect();
+    let _ = conn.close().await;
+    h.cleanup().await;
+    assert!(
+        plan.iter()
+            .any(|d| d.starts_with("SEARCH card USING INTEGER PRIMARY KEY")),
+        "{plan:?}"
+    );
+    let probes = plan
+        .iter()
+        .filter(|d| d.contains("USING INDEX sqlite_autoindex_txn_1 (transaction_id=?)"))
+        .count();
+    assert_eq!(probes, 2, "the head, then each step of the walk: {plan:?}");
+    assert!(
+        !plan
+            .iter()
+            .any(|d| d.contains("txn_by_decided_at") || d.starts_with("SCAN t")),
+        "{plan:?}"
+    );
+    assert!(!indexes.iter().any(|i| i == "txn_by_card"), "{indexes:?}");
+}
+
 /// The group commit has its own connection (rusqlite, on the writer's thread) beside sqlx's
 /// for the control plane; the two take turns through the store's lock instead of meeting in
 /// SQLite's busy handler. With no busy timeout at all, any overlap of a control-plane write

@@ -7,8 +7,8 @@
 //!
 //! A card's history is read by card, never by scanning: its life-cycle events are its audit
 //! entries (subject `card:<id>`, the `audit_log_by_subject` index of migration 0016, newest
-//! first), its transactions those of `GET /transactions?card_id=` (the `txn_by_card` index;
-//! the API's permission and scope: a caller sees the card's transactions its institution
+//! first), its transactions those of `GET /transactions?card_id=` (the card's chain of
+//! transactions from its newest, migration 0024; the API's permission and scope: a caller sees the card's transactions its institution
 //! took part in).
 
 use super::format::{cst_time, mask_pan};

@@ -46,6 +46,8 @@ pub use postgres::{
     host_urls as postgres_host_urls, HostListError, HostUrls, PostgresConfig, PostgresStore,
     PrimaryWatch,
 };
+/// A card's history (the chain walk), for checking its plan against a database.
+pub use sql::card_history::SEARCH_CARD_TRANSACTIONS;
 /// The bank cut-over's totals query, for checking its plan against a database.
 pub use sql::cutover::BANK_TOTALS;
 pub use sql::integrity::{IntegrityReport, Invariant, Violation};

@@ -223,7 +223,8 @@ pub struct TransactionSearch {
     pub response_code: Option<String>,
     /// The PAN's last four digits (the masked PAN ends with them).
     pub pan_last4: Option<String>,
-    /// Only the transactions of this card (read through `txn_by_card`).
+    /// Only the transactions of this card (read by walking its chain of transactions,
+    /// `sql::card_history`).
     pub card_id: Option<i64>,
     /// Keyset cursor: strictly older than this (decided_at_us, transaction id).
     pub before: Option<(i64, Uuid)>,

@@ -18,7 +18,9 @@
 //! with its refunds so far, and a refund that would take them above the original is left out.
 //! So is the card's risk state ([`risk`]): its wrong-PIN count and its approved spend per day.
 //! And an original is reversed at most once ([`reversed_once`]): the batch loads each reversed
-//! original's approved reversal, and a second one is left out.
+//! original's approved reversal, and a second one is left out. Each card's transactions are
+//! chained ([`card_chain`]): the batch loads the card's newest transaction, each accepted
+//! decision with a card links to it and becomes it.
 
 use super::error::DecisionError;
 use super::model::{
@@ -38,7 +40,8 @@ pub struct BatchKeys {
     pub accounts: Vec<AccountId>,
     /// Duplicate-detection keys of the batch.
     pub duplicate_keys: Vec<DuplicateKey>,
-    /// Cards whose ATC the batch consumes or whose wrong-PIN count it resets.
+    /// Cards whose ATC the batch consumes, whose wrong-PIN count it resets, or whose chain of
+    /// transactions it extends (every card a decision names).
     pub cards: Vec<CardId>,
     /// Originals the batch's approved refunds take room from (see [`refund_cap`]).
     pub refunded_originals: Vec<TransactionId>,
@@ -74,6 +77,7 @@ impl BatchKeys {
             keys.reversed_originals
                 .extend(reversed_once::reversed_original(d));
             risk::keys_of(d, &mut keys);
+            card_chain::keys_of(d, &mut keys);
             for op in &d.balance_ops {
                 match op {
                     BalanceOp::Debit { account_id, .. }
@@ -150,6 +154,9 @@ pub struct Loaded {
     pub card_days: HashMap<CardDay, DayUsage>,
     /// The approved reversal of each of the batch's reversed originals that has one.
     pub reversals: HashMap<TransactionId, TransactionId>,
+    /// The newest transaction (`card.last_txn_id`) of each loaded card that exists (`None`: it
+    /// has none yet).
+    pub card_heads: HashMap<CardId, Option<TransactionId>>,
 }
 
 /// One journal row.
@@ -191,6 +198,12 @@ pub struct Plan {
     pub pin_resets: Vec<CardId>,
     /// New spend of the card days the batch spent on, sorted.
     pub card_days: Vec<(CardDay, DayUsage)>,
+    /// Per decision (aligned with the batch): the same card's previous transaction, which an
+    /// accepted decision's row links to (`txn.prev_card_txn_id`); `None` for the others.
+    pub prev_card_txns: Vec<Option<TransactionId>>,
+    /// New newest transaction (`card.last_txn_id`) of the cards whose chain the batch
+    /// extended, sorted by card.
+    pub card_heads: Vec<(CardId, TransactionId)>,
 }
 
 impl Plan {
@@ -201,6 +214,45 @@ impl Plan {
             .enumerate()
             .filter_map(|(i, v)| v.is_ok().then_some(i))
     }
+
+    /// The card rows the batch writes, one per card, sorted: the new `atc_max` and the new
+    /// `last_txn_id`, each `None` where the batch leaves it (the merge of [`Plan::card_atcs`]
+    /// and [`Plan::card_heads`], so each card row is written once).
+    pub fn card_rows(&self) -> Vec<CardRow> {
+        let mut rows: std::collections::BTreeMap<CardId, CardRow> = self
+            .card_atcs
+            .iter()
+            .map(|&(card_id, atc)| {
+                let row = CardRow {
+                    card_id,
+                    atc_max: Some(atc),
+                    last_txn_id: None,
+                };
+                (card_id, row)
+            })
+            .collect();
+        for &(card_id, last) in &self.card_heads {
+            rows.entry(card_id)
+                .or_insert(CardRow {
+                    card_id,
+                    atc_max: None,
+                    last_txn_id: None,
+                })
+                .last_txn_id = Some(last);
+        }
+        rows.into_values().collect()
+    }
+}
+
+/// One card row a batch writes ([`Plan::card_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardRow {
+    /// The card.
+    pub card_id: CardId,
+    /// Its new highest verified ATC, if the batch moved it.
+    pub atc_max: Option<u16>,
+    /// Its new newest transaction, if the batch extended its chain.
+    pub last_txn_id: Option<TransactionId>,
 }
 
 enum Undo {
@@ -220,6 +272,7 @@ struct Planner {
     dirty_pin_tries: HashSet<CardId>,
     dirty_days: HashSet<CardDay>,
     dirty_holds: HashSet<HoldId>,
+    dirty_heads: HashSet<CardId>,
     txn_ids: HashSet<TransactionId>,
     undo: Vec<Undo>,
     movements: Vec<MovementRow>,
@@ -278,20 +331,23 @@ pub fn plan(
         dirty_pin_tries: HashSet::new(),
         dirty_days: HashSet::new(),
         dirty_holds: HashSet::new(),
+        dirty_heads: HashSet::new(),
         txn_ids: HashSet::new(),
         undo: Vec::new(),
         movements: Vec::new(),
         now_us,
     };
     let mut verdicts = Vec::with_capacity(decisions.len());
+    let mut prevs = Vec::with_capacity(decisions.len());
     for (d, pre) in decisions.iter().zip(pre) {
         let verdict = match pre {
             Some(err) => Err(err),
             None => p.apply(d),
         };
+        prevs.push(if verdict.is_ok() { p.chain(d) } else { None });
         verdicts.push(verdict);
     }
-    p.finish(verdicts)
+    p.finish(verdicts, prevs)
 }
 
 impl Planner {
@@ -590,7 +646,11 @@ impl Planner {
         Ok(())
     }
 
-    fn finish(mut self, verdicts: Vec<Result<(), DecisionError>>) -> Plan {
+    fn finish(
+        mut self,
+        verdicts: Vec<Result<(), DecisionError>>,
+        prev_card_txns: Vec<Option<TransactionId>>,
+    ) -> Plan {
         let mut accounts: Vec<(AccountId, AccountRow)> = self
             .dirty_accounts
             .iter()
@@ -617,6 +677,7 @@ impl Planner {
             .collect();
         card_atcs.sort();
         let (pin_resets, card_days) = self.finish_risk();
+        let card_heads = self.finish_chain();
         Plan {
             verdicts,
             accounts,
@@ -626,10 +687,13 @@ impl Planner {
             card_atcs,
             pin_resets,
             card_days,
+            prev_card_txns,
+            card_heads,
         }
     }
 }
 
+mod card_chain;
 mod refund_cap;
 mod reversed_once;
 mod risk;

@@ -20,6 +20,8 @@ mod cutover;
 pub use cutover::*;
 mod reversal_once;
 pub use reversal_once::*;
+mod card_chain;
+pub use card_chain::*;
 
 use schemas::domain::{AmountFen, Pan, ResponseCode};
 use schemas::events::sample::ids;
@@ -1344,6 +1346,10 @@ macro_rules! store_suite {
             an_original_is_reversed_at_most_once,
             two_reversals_in_flight_move_the_money_back_once,
             the_integrity_check_reports_an_original_reversed_twice,
+            a_cards_history_walks_its_chain_newest_first_page_by_page,
+            two_group_commits_in_flight_on_one_card_keep_one_chain,
+            the_integrity_check_reports_a_card_chain_that_is_not_whole,
+            the_migration_chains_the_transactions_stored_before_it,
             a_card_atc_only_moves_up_and_survives_a_restart,
             the_reversal_queue_survives_a_restart,
             a_stand_in_approval_queues_its_advice_in_the_same_commit_and_it_survives_a_restart,

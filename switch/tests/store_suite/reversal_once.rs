@@ -160,6 +160,13 @@ pub async fn the_integrity_check_reports_an_original_reversed_twice<H: Harness>(
         v.first,
         format!("rrn {}", purchase.transaction.rrn.as_str())
     );
+    // Undone behind the store's back too: the card's chain goes back to the row before it.
+    h.raw_execute(
+        "UPDATE card SET last_txn_id = (SELECT prev_card_txn_id FROM txn WHERE stan = '000092') \
+         WHERE last_txn_id = (SELECT transaction_id FROM txn WHERE stan = '000092')",
+    )
+    .await
+    .unwrap();
     h.raw_execute("DELETE FROM txn WHERE stan = '000092'")
         .await
         .unwrap();

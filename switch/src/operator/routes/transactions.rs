@@ -1,7 +1,7 @@
 //! `GET /transactions`: transaction search for operators and help desks, by RRN, terminal,
 //! decision time window, response code, the PAN's last four digits (the PAN itself is never
 //! a search key: it is stored only hashed and sealed) and the card's id (a card's history,
-//! read through the `txn_by_card` index). Newest first, a page at a time (the
+//! read by walking the card's chain of transactions, `store::sql::card_history`). Newest first, a page at a time (the
 //! cursor is the last item's decision time and id). Only the transactions the caller's
 //! institution took part in are found ([`crate::operator::Scope`]), filtered in the query.
 

@@ -239,3 +239,65 @@ fn the_databases_refusal_of_a_lone_second_reversal_is_already_reversed() {
     let two = [rev[0].clone(), reversal_of(&f, &purchase, 3)];
     assert_eq!(refused_alone(pg.clone(), &two), pg);
 }
+
+#[test]
+fn accepted_decisions_of_a_card_are_chained_in_order_and_the_card_keeps_the_newest() {
+    let f = fx();
+    let other = CardId(2);
+    let first = testkit::debit(&f, f.personal, 1, 60);
+    let overdraws = testkit::debit(&f, f.personal, 2, 50);
+    let declined = testkit::decline(&f, 3, 10, ResponseCode::InsufficientFunds);
+    let mut elsewhere = testkit::decline(&f, 4, 10, ResponseCode::InsufficientFunds);
+    elsewhere.transaction.card_id = Some(other);
+    let mut unknown_card = testkit::decline(&f, 5, 10, ResponseCode::InsufficientFunds);
+    unknown_card.transaction.card_id = Some(CardId(3));
+    let batch = [first, overdraws, declined, elsewhere, unknown_card];
+    let keys = BatchKeys::of(&batch.iter().collect::<Vec<_>>());
+    assert_eq!(
+        keys.cards,
+        vec![f.card_id, other, CardId(3)],
+        "every card named, once"
+    );
+
+    let stored = TransactionId(uuid::Uuid::now_v7());
+    let mut l = loaded(100);
+    l.card_heads.insert(f.card_id, Some(stored));
+    l.card_heads.insert(other, None);
+    let p = run(&batch, l);
+    let id = |i: usize| batch[i].transaction.transaction_id;
+    assert!(p.verdicts[1].is_err(), "the second debit overdraws");
+    assert_eq!(
+        p.prev_card_txns,
+        vec![Some(stored), None, Some(id(0)), None, None],
+        "the refused decision is no link; the card's declined one follows its approval"
+    );
+    let mut heads = vec![(f.card_id, id(2)), (other, id(3))];
+    heads.sort();
+    assert_eq!(
+        p.card_heads, heads,
+        "one head per card, the newest; none for an unknown card"
+    );
+}
+
+#[test]
+fn a_card_row_carries_its_atc_and_its_head_in_one_write() {
+    let t = |n: u128| TransactionId(uuid::Uuid::from_u128(n));
+    let p = Plan {
+        card_atcs: vec![(CardId(1), 7), (CardId(3), 9)],
+        card_heads: vec![(CardId(1), t(1)), (CardId(2), t(2))],
+        ..Plan::default()
+    };
+    let row = |c, atc_max, last_txn_id| CardRow {
+        card_id: CardId(c),
+        atc_max,
+        last_txn_id,
+    };
+    assert_eq!(
+        p.card_rows(),
+        vec![
+            row(1, Some(7), Some(t(1))),
+            row(2, None, Some(t(2))),
+            row(3, Some(9), None),
+        ]
+    );
+}

@@ -29,13 +29,19 @@ const LOAD_HOLDS: &str = "SELECT hold_id, account_id, transaction_id, amount_fen
 // sequential scan (the probe time grew with the table, 2 ms to 15 ms per 512 keys).
 const LOAD_DUPLICATE_KEYS: &str = "SELECT d.acquirer, d.terminal_id, d.stan, d.rrn, d.transmission_at, d.message_class, d.transaction_id FROM jsonb_array_elements($1::jsonb) AS j CROSS JOIN LATERAL (SELECT k.acquirer, k.terminal_id, k.stan, k.rrn, k.transmission_at, k.message_class, k.transaction_id FROM duplicate_key AS k WHERE k.terminal_id = j->>0 AND k.stan = j->>1 AND k.rrn = j->>2 AND k.transmission_at = j->>3 AND k.message_class = j->>4 AND k.acquirer = j->>5 LIMIT 1) AS d";
 // Locked after the accounts, in card order: every batch takes its locks in the same order.
-const LOAD_CARD_ATCS: &str = "SELECT card_id, atc_max, pin_tries_failed FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE";
+// Every card a decision names is locked, not only those whose ATC moves: the batch extends the
+// card's chain of transactions from the head it reads here (`plan::card_chain`), and a second
+// group commit (or node) on the card must wait and read the head this one writes, or the chain
+// would fork.
+const LOAD_CARDS: &str = "SELECT card_id, atc_max, pin_tries_failed, last_txn_id FROM card WHERE card_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY card_id FOR UPDATE";
 // Typed arrays, not a JSON array: the planner estimates a JSON function at 100 rows, and on a
 // table of a few thousand cards (the demo's 6,000) it hash-joined that against a sequential
 // scan of every card, once per group commit (pg_stat_user_tables: one seq scan of `card` per
 // batch). An array's UNNEST is estimated from the array, so each card is one primary-key probe.
-const UPDATE_CARD_ATCS: &str = "UPDATE card SET atc_max = v.atc FROM UNNEST($1::bigint[], \
-    $2::integer[]) AS v(id, atc) WHERE card.card_id = v.id";
+// One row version per card per batch: the ATC and the chain's head in one UPDATE.
+const UPDATE_CARDS: &str = "UPDATE card SET atc_max = COALESCE(v.atc, card.atc_max), \
+    last_txn_id = COALESCE(v.last, card.last_txn_id) FROM UNNEST($1::bigint[], \
+    $2::integer[], $3::uuid[]) AS v(id, atc, last) WHERE card.card_id = v.id";
 
 /// Loads and locks the rows a batch touches.
 async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
@@ -75,7 +81,7 @@ async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
         load_duplicate_keys(tx, &keys.duplicate_keys, &mut loaded).await?;
     }
     if !keys.cards.is_empty() {
-        load_card_atcs(tx, &keys.cards, &mut loaded).await?;
+        load_cards(tx, &keys.cards, &mut loaded).await?;
     }
     let originals = keys.originals();
     if !originals.is_empty() {
@@ -213,20 +219,18 @@ fn duplicate_key(row: &PgRow) -> Result<DuplicateKey, StoreError> {
     })
 }
 
-/// The highest verified ATC of each card that has one, and each card's wrong-PIN count,
-/// locked in card order.
-async fn load_card_atcs(
-    tx: &mut Tx,
-    cards: &[CardId],
-    loaded: &mut Loaded,
-) -> Result<(), sqlx::Error> {
+/// The highest verified ATC of each card that has one, each card's wrong-PIN count and its
+/// newest transaction (`plan::card_chain`), locked in card order.
+async fn load_cards(tx: &mut Tx, cards: &[CardId], loaded: &mut Loaded) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = cards.iter().map(|c| c.0).collect();
-    let rows = sqlx::query(LOAD_CARD_ATCS)
+    let rows = sqlx::query(LOAD_CARDS)
         .bind(serde_json::Value::from(ids).to_string())
         .fetch_all(&mut **tx)
         .await?;
     for row in &rows {
         let card = CardId(row.try_get("card_id")?);
+        let head: Option<uuid::Uuid> = row.try_get("last_txn_id")?;
+        loaded.card_heads.insert(card, head.map(TransactionId));
         if let Some(atc) = row.try_get::<Option<i32>, _>("atc_max")? {
             let atc = u16::try_from(atc)
                 .map_err(|_| sqlx::Error::Decode(Box::new(corrupt("card.atc_max"))))?;
@@ -277,17 +281,24 @@ async fn try_batch(
     let mut tx = store.write.begin().await?;
     let loaded = load(&mut tx, &keys).await?;
     let plan = plan::plan(decisions, pre, loaded, now_us);
-    if !plan.card_atcs.is_empty() {
+    let cards = plan.card_rows();
+    if !cards.is_empty() {
         // Before the batch's writes, which take the outbox sequence row last: that lock
         // is then held for as short a time as possible.
-        let (cards, atcs): (Vec<i64>, Vec<i32>) = plan
-            .card_atcs
-            .iter()
-            .map(|(card, atc)| (card.0, i32::from(*atc)))
-            .unzip();
-        sqlx::query(UPDATE_CARD_ATCS)
-            .bind(cards)
-            .bind(atcs)
+        sqlx::query(UPDATE_CARDS)
+            .bind(cards.iter().map(|c| c.card_id.0).collect::<Vec<i64>>())
+            .bind(
+                cards
+                    .iter()
+                    .map(|c| c.atc_max.map(i32::from))
+                    .collect::<Vec<Option<i32>>>(),
+            )
+            .bind(
+                cards
+                    .iter()
+                    .map(|c| c.last_txn_id.map(|t| t.0))
+                    .collect::<Vec<Option<uuid::Uuid>>>(),
+            )
             .execute(&mut *tx)
             .await?;
     }
@@ -422,6 +433,7 @@ mod tests {
         let rows = sqlx::query(&format!("EXPLAIN {statement}"))
             .bind(ids)
             .bind(vec![7i32; n])
+            .bind(vec![uuid::Uuid::nil(); n])
             .fetch_all(&store.write)
             .await
             .expect("explain");
@@ -433,7 +445,7 @@ mod tests {
 
     /// Needs PostgreSQL at 127.0.0.1:5432 (or SWITCH_TEST_PG_URL), as the store suite does.
     #[tokio::test]
-    async fn a_batch_updates_card_atcs_by_primary_key_not_by_scanning_every_card() {
+    async fn a_batch_updates_card_rows_by_primary_key_not_by_scanning_every_card() {
         let url = std::env::var("SWITCH_TEST_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("plan_test_{}", std::process::id());
@@ -464,7 +476,7 @@ mod tests {
             .execute(&store.write)
             .await
             .expect("analyze");
-        let plan = plan_of(&store, UPDATE_CARD_ATCS, vec![17, 4_242, 4_999]).await;
+        let plan = plan_of(&store, UPDATE_CARDS, vec![17, 4_242, 4_999]).await;
         store.close().await;
         PostgresStore::drop_schema(&url, &schema)
             .await

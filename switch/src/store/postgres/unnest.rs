@@ -15,13 +15,14 @@ type Tx = Transaction<'static, Postgres>;
 // (`super::failover::resolve_commits`). In a CTE, not a statement of its own: no round trip more
 // (a data-modifying WITH runs exactly once, whether or not the outer query reads it,
 // PostgreSQL manual 7.8.4).
-const INSERT_TXNS: &str = "WITH inserted AS (INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, \
+const INSERT_TXNS: &str =
+    "WITH inserted AS (INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, \
     pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, \
     transmission_at, amount_fen, decision, response_code, original_transaction_id, event_id, \
-    decided_at_us) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
-    $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-    $12::text[], $13::bigint[], $14::text[], $15::text[], $16::uuid[], $17::uuid[], $18::bigint[])) \
-    SELECT txid_current()";
+    decided_at_us, prev_card_txn_id) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], \
+    $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+    $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::uuid[], $17::uuid[], \
+    $18::bigint[], $19::uuid[])) SELECT txid_current()";
 const INSERT_LEGS: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
     account_id, amount_fen) SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], \
     $4::text[], $5::bigint[], $6::bigint[])";
@@ -51,8 +52,13 @@ const UPDATE_HOLDS: &str = "UPDATE hold SET state = v.s, captured_fen = v.c, clo
 const INSERT_REVERSALS: &str = "INSERT INTO reversal_queue (reversal_id, original_transaction_id, destination_institution_id, reason, amount_fen, stan, transmission_at, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, (r->>7)::bigint, (r->>8)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 const INSERT_ADVICES: &str = "INSERT INTO advice_queue (advice_id, transaction_id, card_id, destination_institution_id, mti_class, processing_code, amount_fen, stan, transmission_at, reason_code, auth_code, next_attempt_at_us, created_at_us, state) SELECT (r->>0)::uuid, (r->>1)::uuid, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, r->>8, r->>9, r->>10, (r->>11)::bigint, (r->>12)::bigint, 'pending' FROM jsonb_array_elements($1::jsonb) AS r";
 
-/// Inserts the accepted decisions' rows; answers the database transaction's id.
-async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<i64, sqlx::Error> {
+/// Inserts the accepted decisions' rows, each linked to its card's previous transaction
+/// (`prev`, aligned with `accepted`); answers the database transaction's id.
+async fn insert_txns(
+    tx: &mut Tx,
+    accepted: &[&Decision],
+    prev: Vec<Option<Uuid>>,
+) -> Result<i64, sqlx::Error> {
     let n = accepted.len();
     let mut id = Vec::with_capacity(n);
     let (mut kind, mut mti, mut pcode) = (
@@ -122,6 +128,7 @@ async fn insert_txns(tx: &mut Tx, accepted: &[&Decision]) -> Result<i64, sqlx::E
         .bind(orig)
         .bind(event)
         .bind(decided)
+        .bind(prev)
         .fetch_one(&mut **tx)
         .await?
         .try_get(0)
@@ -245,7 +252,11 @@ pub async fn write_batch(
     if accepted.is_empty() {
         return Ok(Written { seqs, xid: None });
     }
-    let xid = insert_txns(tx, &accepted).await?;
+    let prev = plan
+        .accepted()
+        .map(|i| plan.prev_card_txns.get(i).copied().flatten().map(|t| t.0))
+        .collect();
+    let xid = insert_txns(tx, &accepted, prev).await?;
     insert_legs_and_keys(tx, &accepted, now_us).await?;
     write_holds(tx, plan).await?;
     write_balances(tx, plan, now_us).await?;

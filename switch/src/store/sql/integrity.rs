@@ -55,11 +55,18 @@ pub enum Invariant {
     /// No original has two approved reversals (the money goes back once; what migration
     /// 0023's unique index and the group commit's planner guard).
     OriginalReversedOnce,
+    /// Each card's chain of transactions (migration 0024) is whole: walked from the card's
+    /// `last_txn_id` along `prev_card_txn_id`, it reaches every transaction of the card exactly
+    /// once. Broken by: a link to a missing transaction or another card's; two transactions
+    /// of a card linked to the same previous one (a fork); a head that is not the card's own
+    /// transaction or that a newer one links to; a transaction of the card the walk does not
+    /// reach (lost from the card's history, `sql::card_history`).
+    CardChainWhole,
 }
 
 impl Invariant {
     /// Every invariant, in the order they are checked.
-    pub const ALL: [Invariant; 18] = [
+    pub const ALL: [Invariant; 19] = [
         Invariant::LegHasTransaction,
         Invariant::LegHasAccount,
         Invariant::LegsOnlyOnApprovals,
@@ -78,6 +85,7 @@ impl Invariant {
         Invariant::TransactionReferencesExist,
         Invariant::RoutingReferencesExist,
         Invariant::OriginalReversedOnce,
+        Invariant::CardChainWhole,
     ];
 
     /// A short name for reports.
@@ -101,6 +109,7 @@ impl Invariant {
             Invariant::TransactionReferencesExist => "transaction-references-exist",
             Invariant::RoutingReferencesExist => "routing-references-exist",
             Invariant::OriginalReversedOnce => "original-reversed-once",
+            Invariant::CardChainWhole => "card-chain-whole",
         }
     }
 
@@ -238,9 +247,37 @@ impl Invariant {
                  GROUP BY original_transaction_id HAVING COUNT(*) > 1) AS r \
                  LEFT JOIN txn AS o ON o.transaction_id = r.original_transaction_id"
             }
+            Invariant::CardChainWhole => CARD_CHAIN_WHOLE,
         }
     }
 }
+
+/// [`Invariant::CardChainWhole`]: links that leave the card or dangle, forks, heads that are
+/// not the card's newest transaction, and transactions the walk from their card's head does not
+/// reach; one row per breaking link, previous transaction, card or transaction. The walk is
+/// `UNION`, so a chain that loops ends. Each check is a set query (`NOT IN` a subquery is one
+/// hashed set, not a probe per row): `txn` has no index on `prev_card_txn_id`.
+const CARD_CHAIN_WHOLE: &str = "WITH RECURSIVE reached (id, card_id) AS ( \
+     SELECT last_txn_id, card_id FROM card WHERE last_txn_id IS NOT NULL \
+     UNION SELECT t.prev_card_txn_id, t.card_id FROM reached AS r \
+     JOIN txn AS t ON t.transaction_id = r.id \
+     WHERE t.card_id = r.card_id AND t.prev_card_txn_id IS NOT NULL) \
+     SELECT CAST(SUM(n) AS BIGINT) AS n, MIN(first) AS first FROM ( \
+     SELECT COUNT(*) AS n, MIN('card ' || CAST(t.card_id AS TEXT) || ': a link leaves the card') \
+     AS first FROM txn AS t WHERE t.prev_card_txn_id IS NOT NULL AND NOT EXISTS \
+     (SELECT 1 FROM txn AS p WHERE p.transaction_id = t.prev_card_txn_id \
+     AND p.card_id = t.card_id) \
+     UNION ALL SELECT COUNT(*), MIN('card ' || CAST(f.card_id AS TEXT) || ': a fork') \
+     FROM (SELECT MIN(card_id) AS card_id FROM txn WHERE prev_card_txn_id IS NOT NULL \
+     GROUP BY prev_card_txn_id HAVING COUNT(*) > 1) AS f \
+     UNION ALL SELECT COUNT(*), MIN('card ' || CAST(c.card_id AS TEXT) || ': a wrong head') \
+     FROM card AS c WHERE c.last_txn_id IS NOT NULL AND (NOT EXISTS (SELECT 1 FROM txn AS h \
+     WHERE h.transaction_id = c.last_txn_id AND h.card_id = c.card_id) \
+     OR c.last_txn_id IN (SELECT prev_card_txn_id FROM txn \
+     WHERE prev_card_txn_id IS NOT NULL)) \
+     UNION ALL SELECT COUNT(*), MIN('card ' || CAST(t.card_id AS TEXT) || ': rrn ' || t.rrn \
+     || ' not on the chain') FROM txn AS t WHERE t.card_id IS NOT NULL \
+     AND t.transaction_id NOT IN (SELECT r.id FROM reached AS r)) AS u";
 
 /// An invariant that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

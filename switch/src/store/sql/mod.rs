@@ -51,6 +51,7 @@ macro_rules! outbox_columns {
 
 mod api_keys;
 mod audit_log;
+pub mod card_history;
 mod cms;
 mod console;
 mod control;

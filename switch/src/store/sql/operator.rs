@@ -6,6 +6,7 @@
 
 use super::api_keys;
 use super::audit_log::append_in;
+use super::card_history::SEARCH_CARD_TRANSACTIONS;
 use super::console;
 use super::control::with_legs;
 use super::driver::{Backend, Columns, Run, WriteTx};
@@ -127,23 +128,6 @@ const SEARCH_TRANSACTIONS: &str = concat!(
     "SELECT ",
     txn_columns!(),
     " FROM txn WHERE ($1 IS NULL OR acquirer_institution_id = $1 OR issuer_institution_id = $1 \
-     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
-     AND l.institution_id = $1)) \
-     AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
-     AND decided_at_us >= $4 AND decided_at_us < $5 \
-     AND ($6 IS NULL OR response_code = $6) AND ($7 IS NULL OR pan_masked LIKE $7) \
-     AND (decided_at_us < $8 OR (decided_at_us = $8 AND transaction_id < $9)) \
-     ORDER BY decided_at_us DESC, transaction_id DESC LIMIT $10"
-);
-
-/// [`SEARCH_TRANSACTIONS`] for one card: `card_id = $11` leads, so the card's transactions are
-/// read through `txn_by_card (card_id, decided_at_us)` (migration 0016), newest first; SQLite's
-/// plan: `SEARCH txn USING INDEX txn_by_card (card_id=? AND decided_at_us>? AND ...)`.
-const SEARCH_CARD_TRANSACTIONS: &str = concat!(
-    "SELECT ",
-    txn_columns!(),
-    " FROM txn WHERE card_id = $11 AND ($1 IS NULL OR acquirer_institution_id = $1 \
-     OR issuer_institution_id = $1 \
      OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = txn.transaction_id \
      AND l.institution_id = $1)) \
      AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \

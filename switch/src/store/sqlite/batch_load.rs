@@ -9,7 +9,7 @@ use crate::store::plan::{AccountRow, BatchKeys, CardDay, HoldRow, Loaded, Refund
 use rusqlite::{params, OptionalExtension, Transaction};
 
 /// The rows the batch touches: holds first (they name more accounts), then accounts,
-/// duplicate keys, cards (ATC and wrong-PIN count), card days, the refunded originals and the
+/// duplicate keys, cards (ATC, wrong-PIN count and newest transaction), card days, the refunded originals and the
 /// reversed originals' approved reversals.
 pub fn load(tx: &Transaction<'_>, keys: &BatchKeys) -> Result<Loaded, rusqlite::Error> {
     let mut loaded = Loaded::default();
@@ -135,19 +135,28 @@ fn load_duplicate_keys(
     Ok(())
 }
 
-/// The highest verified ATC of each card that has one, and each card's wrong-PIN count.
+/// The highest verified ATC of each card that has one, each card's wrong-PIN count, and its
+/// newest transaction (the head of its chain, `plan::card_chain`).
 fn load_cards(
     tx: &Transaction<'_>,
     cards: &[CardId],
     loaded: &mut Loaded,
 ) -> Result<(), rusqlite::Error> {
-    let mut q =
-        tx.prepare_cached("SELECT atc_max, pin_tries_failed FROM card WHERE card_id = ?1")?;
+    let mut q = tx.prepare_cached(
+        "SELECT atc_max, pin_tries_failed, last_txn_id FROM card WHERE card_id = ?1",
+    )?;
     for id in cards {
-        let row: Option<(Option<i64>, i64)> = q
-            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        let row: Option<(Option<i64>, i64, Option<Vec<u8>>)> = q
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((atc, tries)) = row else { continue };
+        let Some((atc, tries, head)) = row else {
+            continue;
+        };
+        let head = match head {
+            Some(blob) => Some(TransactionId(uuid_from("card.last_txn_id", &blob)?)),
+            None => None,
+        };
+        loaded.card_heads.insert(*id, head);
         if let Some(atc) = atc {
             let atc = u16::try_from(atc).map_err(|e| corrupt("card.atc_max", e))?;
             loaded.card_atcs.insert(*id, atc);

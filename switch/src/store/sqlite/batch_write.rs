@@ -1,19 +1,20 @@
 //! The last step of a SQLite group commit: the planned batch written row by row through cached
 //! statements (a row costs a function call into SQLite, not a round trip), in a fixed order:
-//! the accepted decisions' transactions, legs and duplicate keys; holds; balances and their
-//! journal; card ATCs and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
+//! the accepted decisions' transactions (each linked to its card's previous one), legs and
+//! duplicate keys; holds; balances and their journal; card rows (ATC and newest transaction,
+//! one write per card) and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
 //! taken inside the transaction so that sequences are gap-free and in commit order.
 
 use super::batch::uuid_blob;
-use crate::store::model::{leg_kind_sql, Decision};
+use crate::store::model::{leg_kind_sql, Decision, TransactionId};
 use crate::store::plan::Plan;
 use rusqlite::{params, CachedStatement, Transaction};
 
 const INSERT_TXN: &str = "INSERT INTO txn (transaction_id, kind, mti, processing_code, card_id, \
      pan_masked, acquirer_institution_id, issuer_institution_id, terminal_id, stan, rrn, \
      transmission_at, amount_fen, decision, response_code, original_transaction_id, event_id, \
-     decided_at_us) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     decided_at_us, prev_card_txn_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 const INSERT_LEG: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
      account_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const INSERT_DUPLICATE_KEY: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, \
@@ -34,10 +35,10 @@ pub fn write(
     if accepted.is_empty() {
         return Ok(seqs);
     }
-    insert_transactions(tx, decisions, &accepted, now_us)?;
+    insert_transactions(tx, decisions, plan, &accepted, now_us)?;
     write_holds(tx, plan)?;
     write_balances(tx, plan, now_us)?;
-    write_card_atcs(tx, plan)?;
+    write_cards(tx, plan)?;
     write_card_risk(tx, plan)?;
     write_queues(tx, decisions, &accepted, now_us)?;
     write_outbox(tx, decisions, &accepted, &mut seqs, now_us)?;
@@ -48,6 +49,7 @@ pub fn write(
 fn insert_transactions(
     tx: &Transaction<'_>,
     decisions: &[Decision],
+    plan: &Plan,
     accepted: &[usize],
     now_us: i64,
 ) -> Result<(), rusqlite::Error> {
@@ -56,7 +58,8 @@ fn insert_transactions(
     let mut key = tx.prepare_cached(INSERT_DUPLICATE_KEY)?;
     for &i in accepted {
         let d = &decisions[i];
-        insert_txn(&mut txn, d)?;
+        let prev = plan.prev_card_txns.get(i).copied().flatten();
+        insert_txn(&mut txn, d, prev)?;
         let id = uuid_blob(&d.transaction.transaction_id.0);
         for l in &d.legs {
             leg.execute(params![
@@ -83,8 +86,12 @@ fn insert_transactions(
     Ok(())
 }
 
-/// One `txn` row.
-fn insert_txn(txn: &mut CachedStatement<'_>, d: &Decision) -> Result<(), rusqlite::Error> {
+/// One `txn` row, linked to its card's previous transaction.
+fn insert_txn(
+    txn: &mut CachedStatement<'_>,
+    d: &Decision,
+    prev_card_txn: Option<TransactionId>,
+) -> Result<(), rusqlite::Error> {
     let t = &d.transaction;
     txn.execute(params![
         uuid_blob(&t.transaction_id.0),
@@ -109,6 +116,7 @@ fn insert_txn(txn: &mut CachedStatement<'_>, d: &Decision) -> Result<(), rusqlit
         t.original_transaction_id.as_ref().map(|o| uuid_blob(&o.0)),
         d.event.as_ref().map(|e| uuid_blob(&e.event_id)),
         t.decided_at_us,
+        prev_card_txn.as_ref().map(|p| uuid_blob(&p.0)),
     ])?;
     Ok(())
 }
@@ -140,11 +148,18 @@ fn write_balances(tx: &Transaction<'_>, plan: &Plan, now_us: i64) -> Result<(), 
     Ok(())
 }
 
-/// The cards' new highest verified ATCs.
-fn write_card_atcs(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Error> {
-    let mut atc = tx.prepare_cached("UPDATE card SET atc_max = ?2 WHERE card_id = ?1")?;
-    for (card, a) in &plan.card_atcs {
-        atc.execute(params![card.0, i64::from(*a)])?;
+/// The cards' new highest verified ATCs and newest transactions: one row write per card.
+fn write_cards(tx: &Transaction<'_>, plan: &Plan) -> Result<(), rusqlite::Error> {
+    let mut card = tx.prepare_cached(
+        "UPDATE card SET atc_max = COALESCE(?2, atc_max), \
+         last_txn_id = COALESCE(?3, last_txn_id) WHERE card_id = ?1",
+    )?;
+    for c in plan.card_rows() {
+        card.execute(params![
+            c.card_id.0,
+            c.atc_max.map(i64::from),
+            c.last_txn_id.as_ref().map(|t| uuid_blob(&t.0)),
+        ])?;
     }
     Ok(())
 }
