@@ -213,8 +213,9 @@ impl BatchWriter {
 /// Between two commits, when the checkpointer asks: a last passive checkpoint from this
 /// connection, so the log is fully copied when the next commit begins, which then writes from
 /// the start of the log again (see `Checkpointer`). It copies only what the checkpointer has
-/// not, but syncs the log and the database file: the writer's one stall, about 10 ms under
-/// load on the test VM, once per `wal_rewind_pages` of log. The request is cleared first, so a
+/// not (the checkpointer asks only once its last pass copied little, see
+/// `checkpoint::checkpoint_loop`), but syncs the log and the database file: the writer's one
+/// stall, once per `wal_rewind_pages` of log. The request is cleared first, so a
 /// long reader that keeps the log from being fully copied costs one catch-up per request of
 /// the checkpointer, not one per commit.
 fn catch_up_and_rewind(conn: &Connection, checkpoints: &Checkpointer) {
