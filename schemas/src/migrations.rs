@@ -243,6 +243,11 @@ pub const CLEARING_SQLITE: &[Migration] = &[
         description: "ledger_lean_journal",
         sql: include_str!("../migrations/clearing/sqlite/0003_ledger_lean_journal.sql"),
     },
+    Migration {
+        version: 4,
+        description: "ledger_packed_journal",
+        sql: include_str!("../migrations/clearing/sqlite/0004_ledger_packed_journal.sql"),
+    },
 ];
 
 /// Migrations of clearing's ledger database for PostgreSQL, in order.
@@ -256,6 +261,11 @@ pub const CLEARING_POSTGRES: &[Migration] = &[
         version: 3,
         description: "ledger_lean_journal",
         sql: include_str!("../migrations/clearing/postgres/0003_ledger_lean_journal.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "ledger_packed_journal",
+        sql: include_str!("../migrations/clearing/postgres/0004_ledger_packed_journal.sql"),
     },
 ];
 
