@@ -7,7 +7,7 @@
 //! seeks back to the stored offset and drops what it read ahead. The ledger re-checks offsets and
 //! event ids inside its transaction, so even a stale view here cannot double-post.
 
-use crate::bus::{BusError, BusSubscriber, Delivery};
+use crate::bus::{BusSubscriber, Delivery};
 use crate::error::Result;
 use crate::ledger::{ApplyReport, Ledger, BATCH_DELIVERIES_MAX};
 use std::collections::{HashMap, HashSet};
@@ -89,22 +89,17 @@ pub async fn run<S: BusSubscriber + ?Sized>(
     let batch_max = config.batch_size_max.clamp(1, BATCH_DELIVERIES_MAX);
     let wait = Duration::from_millis(config.poll_wait_ms.max(1));
     let mut positions = Positions::default();
-    // The batch polled while the previous one was applied (see below).
-    let mut polled: Option<std::result::Result<Vec<Delivery>, BusError>> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let batch = match polled.take() {
-            Some(b) => b,
-            None => tokio::select! {
-                b = subscriber.next_batch(batch_max, wait) => b,
-                _ = shutdown.changed() => return Ok(()),
-            },
+        let batch = tokio::select! {
+            b = subscriber.next_batch(batch_max, wait) => b,
+            _ = shutdown.changed() => return Ok(()),
         };
         let batch = match batch {
             Ok(b) => b,
-            Err(BusError::Closed) => return Ok(()),
+            Err(crate::bus::BusError::Closed) => return Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "bus poll failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -117,27 +112,11 @@ pub async fn run<S: BusSubscriber + ?Sized>(
         if batch.is_empty() {
             continue;
         }
-        let backlog = batch.len() >= batch_max;
         let batch = filter(ledger, subscriber, config, &mut positions, stats, batch).await?;
         if batch.is_empty() {
             continue;
         }
-        // With a backlog (a full batch), pipelined: the next batch is polled while this one is
-        // applied, so the bus's fetch and copy overlap the ledger's commit instead of
-        // alternating with it. The next batch is only filtered (stored offsets, seeks,
-        // rebalances) after this one committed, and offsets reach the broker only after the
-        // ledger holds them (idempotent consumer, no transactions). Without a backlog the next
-        // poll waits for this commit, and then takes everything that arrived meanwhile.
-        let report = if backlog {
-            let (report, next) = tokio::join!(
-                apply_with_retry(ledger, config, &batch),
-                subscriber.next_batch(batch_max, wait)
-            );
-            polled = Some(next);
-            report?
-        } else {
-            apply_with_retry(ledger, config, &batch).await?
-        };
+        let report = apply_with_retry(ledger, config, &batch).await?;
         stats.add(&report);
         let mut applied = Vec::new();
         for d in &batch {
