@@ -264,7 +264,10 @@ mod tests {
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("l.db"))
             .create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
         let before = &schemas::migrations::CLEARING_SQLITE[..2];
         assert_eq!(before.last().map(|m| m.version), Some(3));
         migrator(before).await.unwrap().run(&pool).await.unwrap();

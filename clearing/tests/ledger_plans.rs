@@ -84,7 +84,8 @@ async fn window_queries_use_a_window_index(h: Harness) {
         let p = plan(db, sql).await;
         // A full scan of the table or of any of its indexes reads every window.
         let scans = p.contains("Seq Scan on applied_event")
-            || p.lines().any(|l| l.trim().starts_with("SCAN applied_event"));
+            || p.lines()
+                .any(|l| l.trim().starts_with("SCAN applied_event"));
         assert!(
             !scans && p.contains("applied_event_window"),
             "{sql} does not read one window through its index:\n{p}"

@@ -14,17 +14,18 @@ async fn the_rebuilt_journal_keeps_its_guards() {
     let clearing::db::Db::Sqlite(pool) = h.ledger.db() else {
         panic!("a SQLite ledger");
     };
-    let event = |id: u8, reverses: Option<u8>, outcome: &'static str, legs: Option<&'static str>| {
-        sqlx::query(
-            "INSERT INTO applied_event (event_id, event_type, acquirer_id, amount_fen, \
+    let event =
+        |id: u8, reverses: Option<u8>, outcome: &'static str, legs: Option<&'static str>| {
+            sqlx::query(
+                "INSERT INTO applied_event (event_id, event_type, acquirer_id, amount_fen, \
              occurred_at_us, applied_at_us, window_id, outcome, reverses_event_id, legs) \
              VALUES ($1, 'reversal', '3100001', 100, 1, 1, 1, $3, $2, $4)",
-        )
-        .bind(vec![id; 16])
-        .bind(reverses.map(|r| vec![r; 16]))
-        .bind(outcome)
-        .bind(legs)
-    };
+            )
+            .bind(vec![id; 16])
+            .bind(reverses.map(|r| vec![r; 16]))
+            .bind(outcome)
+            .bind(legs)
+        };
     const LEG: Option<&str> = Some("1,3,0100001,4,3100001,3,100");
     for id in 1..=3 {
         event(id, None, "posted", LEG)
@@ -37,7 +38,10 @@ async fn the_rebuilt_journal_keeps_its_guards() {
         .await
         .expect("a first reversal");
     assert!(
-        event(5, Some(1), "posted", LEG).execute(pool).await.is_err(),
+        event(5, Some(1), "posted", LEG)
+            .execute(pool)
+            .await
+            .is_err(),
         "a second reversal of one original must be refused"
     );
     assert!(

@@ -10,10 +10,10 @@
 
 use super::ApiError;
 use crate::db::{now_us, Db};
+use crate::error::add_fen;
 use crate::ledger::{read, Ledger};
 use crate::report::{self, ReportFormat};
 use crate::window::{self, WindowSummary};
-use crate::error::add_fen;
 use crate::ClearingError;
 use schemas::settlement_api::{
     CloseWindow, Instruction, NetPosition, OpenPositions, StatementFormat, Viewer, WindowDetail,
@@ -113,17 +113,17 @@ async fn live_positions(ledger: &Ledger, window_id: i64) -> Result<Vec<NetPositi
     }
     let rows = sums.into_iter().map(|(i, (d, c))| (i, d, c));
     rows.map(|(institution_id, debits_fen, credits_fen)| {
-            Ok(NetPosition {
-                net_fen: credits_fen
-                    .checked_sub(debits_fen)
-                    .ok_or(ClearingError::Overflow("institution net"))?,
-                institution_id,
-                debits_fen,
-                credits_fen,
-                digest_sha256: None,
-            })
+        Ok(NetPosition {
+            net_fen: credits_fen
+                .checked_sub(debits_fen)
+                .ok_or(ClearingError::Overflow("institution net"))?,
+            institution_id,
+            debits_fen,
+            credits_fen,
+            digest_sha256: None,
         })
-        .collect()
+    })
+    .collect()
 }
 
 fn detail_of(w: WindowSummary, live: Option<Vec<NetPosition>>, viewer: &Viewer) -> WindowDetail {

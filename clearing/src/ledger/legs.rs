@@ -183,13 +183,26 @@ mod tests {
         let kinds: Vec<&str> = LEG_KINDS.iter().map(|k| leg_kind_str(*k)).collect();
         assert_eq!(
             kinds,
-            ["pooled_fund", "personal_account", "bank", "social_security_fund", "fee"]
+            [
+                "pooled_fund",
+                "personal_account",
+                "bank",
+                "social_security_fund",
+                "fee"
+            ]
         );
     }
 
     #[test]
     fn a_value_not_in_the_form_is_refused() {
-        for bad in ["", "1,3", "1,9,1,1,2,3,5", "1,3,1,0,2,3,5", "1,3,1,1,2,3,5,7", "x,3,1,1,2,3,5"] {
+        for bad in [
+            "",
+            "1,3",
+            "1,9,1,1,2,3,5",
+            "1,3,1,0,2,3,5",
+            "1,3,1,1,2,3,5,7",
+            "x,3,1,1,2,3,5",
+        ] {
             assert!(unpack(bad).is_err(), "{bad:?}");
         }
     }

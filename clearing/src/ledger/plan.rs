@@ -310,7 +310,10 @@ impl Plan {
     /// journal row.
     fn post(&mut self, leg: &Leg) {
         let amount_fen = leg.amount_fen.get();
-        let (d, c) = (leg.debit.institution.as_str(), leg.credit.institution.as_str());
+        let (d, c) = (
+            leg.debit.institution.as_str(),
+            leg.credit.institution.as_str(),
+        );
         self.account(d, account_str(leg.debit.account))
             .debits_posted_fen += amount_fen;
         self.account(c, account_str(leg.credit.account))
