@@ -322,6 +322,8 @@ mod tests {
         assert_eq!(tables(SQLITE), tables(POSTGRES));
         assert!(tables(SQLITE).contains(&"outbox".to_owned()));
         assert_eq!(tables(CLEARING_SQLITE), tables(CLEARING_POSTGRES));
-        assert!(tables(CLEARING_SQLITE).contains(&"posting".to_owned()));
+        assert!(tables(CLEARING_SQLITE).contains(&"applied_event".to_owned()));
+        // Clearing 0004 packed the postings into applied_event and dropped the table.
+        assert!(!tables(CLEARING_SQLITE).contains(&"posting".to_owned()));
     }
 }
