@@ -255,4 +255,86 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// A ledger from before migration 0004 (postings in `posting`, one row per leg, legs stored
+    /// out of leg_no order) reads back the same postings after it, legs in canonical order.
+    #[tokio::test]
+    async fn migration_0004_packs_the_postings_of_a_ledger_from_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("l.db"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        let before = &schemas::migrations::CLEARING_SQLITE[..2];
+        assert_eq!(before.last().map(|m| m.version), Some(3));
+        migrator(before).await.unwrap().run(&pool).await.unwrap();
+        let event = |id: u8, event_type: &str, outcome: &str| {
+            sqlx::query(
+                "INSERT INTO applied_event (event_id, event_type, acquirer_id, amount_fen, \
+                 occurred_at_us, applied_at_us, window_id, outcome) \
+                 VALUES ($1, $2, '3100001', 10000, 5, 7, 1, $3)",
+            )
+            .bind(vec![id; 16])
+            .bind(event_type.to_owned())
+            .bind(outcome.to_owned())
+        };
+        event(1, "medical_bill_split", "posted")
+            .execute(&pool)
+            .await
+            .unwrap();
+        event(2, "authorization_hold", "held")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let legs = [
+            (2, "personal_account", "3100900", "personal_accounts", 2_500),
+            (1, "pooled_fund", "3100900", "pooled_fund", 6_000),
+            (3, "bank", "01020000", "bank_settlement", 1_500),
+        ];
+        for (leg_no, kind, debit, account, amount) in legs {
+            sqlx::query(
+                "INSERT INTO posting (window_id, event_id, leg_no, event_type, leg_kind, \
+                 debit_institution, debit_account, credit_institution, credit_account, \
+                 amount_fen, hold_id, posted_at_us) VALUES (1, $1, $2, 'medical_bill_split', \
+                 $3, $4, $5, '3100001', 'merchant', $6, NULL, 7)",
+            )
+            .bind(vec![1u8; 16])
+            .bind(leg_no)
+            .bind(kind)
+            .bind(debit)
+            .bind(account)
+            .bind(amount)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        migrator(schemas::migrations::CLEARING_SQLITE)
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let ledger = crate::ledger::Ledger::new(Db::Sqlite(pool));
+        let postings = crate::window::window_postings(&ledger, 1, None)
+            .await
+            .unwrap();
+        let lines: Vec<String> = postings.iter().map(|p| p.canonical_line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "01010101-0101-0101-0101-010101010101|1|medical_bill_split|3100900|pooled_fund|3100001|merchant|6000\n",
+                "01010101-0101-0101-0101-010101010101|2|medical_bill_split|3100900|personal_accounts|3100001|merchant|2500\n",
+                "01010101-0101-0101-0101-010101010101|3|medical_bill_split|01020000|bank_settlement|3100001|merchant|1500\n",
+            ]
+        );
+        let kinds: Vec<&str> = postings.iter().map(|p| p.leg_kind.as_str()).collect();
+        assert_eq!(kinds, ["pooled_fund", "personal_account", "bank"]);
+        assert!(postings.iter().all(|p| p.posted_at_us == 7));
+        let counts = ledger.counts().await.unwrap();
+        assert_eq!((counts.postings, counts.events_applied), (3, 2));
+        assert_eq!(ledger.posted_total_fen().await.unwrap(), 10_000);
+    }
 }

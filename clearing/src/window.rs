@@ -259,28 +259,41 @@ pub fn net_settlement(nets: &BTreeMap<String, i64>) -> Vec<SettlementInstruction
     out
 }
 
-const POSTING_COLUMNS: &str = "event_id, leg_no, event_type, leg_kind, debit_institution, \
-     debit_account, credit_institution, credit_account, amount_fen, posted_at_us";
+/// A window's journal rows that posted, in canonical order: the events by id through the index
+/// `applied_event_window` (window_id, event_id), each row's legs packed in leg_no order
+/// (`ledger::legs`, clearing migration 0004).
+const WINDOW_JOURNAL: &str = "SELECT event_id, event_type, applied_at_us, legs FROM applied_event \
+     WHERE window_id = $1 AND legs IS NOT NULL ORDER BY event_id";
 
-fn posting_from_row<R: Row>(row: &R) -> std::result::Result<PostingRecord, sqlx::Error>
+/// The postings of one journal row, in leg_no order.
+fn postings_from_row<R: Row>(row: &R) -> Result<Vec<PostingRecord>>
 where
     for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
-    Ok(PostingRecord {
-        event_id: row.try_get(0)?,
-        leg_no: row.try_get(1)?,
-        event_type: row.try_get(2)?,
-        leg_kind: row.try_get(3)?,
-        debit_institution: row.try_get(4)?,
-        debit_account: row.try_get(5)?,
-        credit_institution: row.try_get(6)?,
-        credit_account: row.try_get(7)?,
-        amount_fen: row.try_get(8)?,
-        posted_at_us: row.try_get(9)?,
-    })
+    let event_id: Uuid = row.try_get(0)?;
+    let event_type: &str = row.try_get(1)?;
+    let posted_at_us: i64 = row.try_get(2)?;
+    let legs: &str = row.try_get(3)?;
+    let legs = crate::ledger::legs::unpack(legs)
+        .map_err(|e| ClearingError::Invariant(format!("event {event_id}: {e}")))?;
+    Ok(legs
+        .into_iter()
+        .map(|l| PostingRecord {
+            event_id,
+            leg_no: l.leg_no,
+            event_type: event_type.to_owned(),
+            leg_kind: l.leg_kind.to_owned(),
+            debit_institution: l.debit_institution.to_owned(),
+            debit_account: l.debit_account.to_owned(),
+            credit_institution: l.credit_institution.to_owned(),
+            credit_account: l.credit_account.to_owned(),
+            amount_fen: l.amount_fen,
+            posted_at_us,
+        })
+        .collect())
 }
 
 /// Accumulates a window's settlement while its postings stream by (sorted by event, leg).
@@ -350,13 +363,13 @@ macro_rules! close_in_tx {
         let window_id: i64 = sqlx::query_scalar($lock).fetch_one(&mut *$tx).await?;
         let mut acc = Accumulator::default();
         {
-            let sql = format!(
-                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 \
-                 ORDER BY event_id, leg_no"
-            );
-            let mut rows = sqlx::query(&sql).bind(window_id).fetch(&mut *$tx);
+            let mut rows = sqlx::query(WINDOW_JOURNAL)
+                .bind(window_id)
+                .fetch(&mut *$tx);
             while let Some(row) = rows.try_next().await? {
-                acc.add(&posting_from_row(&row)?)?;
+                for p in postings_from_row(&row)? {
+                    acc.add(&p)?;
+                }
             }
         }
         let (digest, count, total, nets) = acc.finish()?;
@@ -470,7 +483,8 @@ pub async fn close_window(ledger: &Ledger) -> Result<WindowSummary> {
 /// nothing once stamped.
 pub(crate) async fn start_first_window(db: &Db, now_us: i64) -> Result<()> {
     let head = "SELECT opened_at_us, closed_at_us FROM settlement_window WHERE window_id = 1";
-    let first_posting = "SELECT MIN(posted_at_us) FROM posting WHERE window_id = 1";
+    let first_posting =
+        "SELECT MIN(applied_at_us) FROM applied_event WHERE window_id = 1 AND legs IS NOT NULL";
     let stamp = "UPDATE settlement_window SET opened_at_us = $1 \
                  WHERE window_id = 1 AND opened_at_us = 0";
     let (opened, closed): (i64, Option<i64>) =
@@ -581,39 +595,21 @@ pub async fn window_postings(
     window_id: i64,
     institution: Option<&str>,
 ) -> Result<Vec<PostingRecord>> {
-    let rows: Vec<PostingRecord> = match institution {
-        None => {
-            let sql = format!(
-                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 ORDER BY event_id, leg_no"
+    Ok(read!(ledger.db(), |pool| {
+        let rows = sqlx::query(WINDOW_JOURNAL)
+            .bind(window_id)
+            .fetch_all(pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            out.extend(
+                postings_from_row(row)?
+                    .into_iter()
+                    .filter(|p| institution.is_none_or(|i| p.involves(i))),
             );
-            read!(ledger.db(), |pool| {
-                sqlx::query(&sql)
-                    .bind(window_id)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(posting_from_row)
-                    .collect::<std::result::Result<_, _>>()?
-            })
         }
-        Some(inst) => {
-            let sql = format!(
-                "SELECT {POSTING_COLUMNS} FROM posting WHERE window_id = $1 \
-                 AND (debit_institution = $2 OR credit_institution = $2) ORDER BY event_id, leg_no"
-            );
-            read!(ledger.db(), |pool| {
-                sqlx::query(&sql)
-                    .bind(window_id)
-                    .bind(inst)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(posting_from_row)
-                    .collect::<std::result::Result<_, _>>()?
-            })
-        }
-    };
-    Ok(rows)
+        out
+    }))
 }
 
 #[cfg(test)]

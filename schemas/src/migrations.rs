@@ -253,6 +253,11 @@ pub const CLEARING_SQLITE: &[Migration] = &[
         description: "ledger_lean_journal",
         sql: include_str!("../migrations/clearing/sqlite/0003_ledger_lean_journal.sql"),
     },
+    Migration {
+        version: 4,
+        description: "ledger_packed_journal",
+        sql: include_str!("../migrations/clearing/sqlite/0004_ledger_packed_journal.sql"),
+    },
 ];
 
 /// Migrations of clearing's ledger database for PostgreSQL, in order.
@@ -266,6 +271,11 @@ pub const CLEARING_POSTGRES: &[Migration] = &[
         version: 3,
         description: "ledger_lean_journal",
         sql: include_str!("../migrations/clearing/postgres/0003_ledger_lean_journal.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "ledger_packed_journal",
+        sql: include_str!("../migrations/clearing/postgres/0004_ledger_packed_journal.sql"),
     },
 ];
 
@@ -322,6 +332,8 @@ mod tests {
         assert_eq!(tables(SQLITE), tables(POSTGRES));
         assert!(tables(SQLITE).contains(&"outbox".to_owned()));
         assert_eq!(tables(CLEARING_SQLITE), tables(CLEARING_POSTGRES));
-        assert!(tables(CLEARING_SQLITE).contains(&"posting".to_owned()));
+        assert!(tables(CLEARING_SQLITE).contains(&"applied_event".to_owned()));
+        // Clearing 0004 packed the postings into applied_event and dropped the table.
+        assert!(!tables(CLEARING_SQLITE).contains(&"posting".to_owned()));
     }
 }

@@ -10,6 +10,7 @@
 
 use super::ApiError;
 use crate::db::{now_us, Db};
+use crate::error::add_fen;
 use crate::ledger::{read, Ledger};
 use crate::report::{self, ReportFormat};
 use crate::window::{self, WindowSummary};
@@ -102,32 +103,27 @@ pub async fn windows(
 /// Live positions of window `window_id` from its postings so far (an open window's), by
 /// institution, as [`window::close_window`] will compute them.
 async fn live_positions(ledger: &Ledger, window_id: i64) -> Result<Vec<NetPosition>, ApiError> {
-    let sql = "SELECT institution_id, CAST(SUM(debit_fen) AS BIGINT), \
-               CAST(SUM(credit_fen) AS BIGINT) FROM (\
-               SELECT debit_institution AS institution_id, amount_fen AS debit_fen, \
-               0 AS credit_fen FROM posting WHERE window_id = $1 \
-               UNION ALL SELECT credit_institution, 0, amount_fen FROM posting \
-               WHERE window_id = $1) AS legs GROUP BY institution_id ORDER BY institution_id";
-    let rows: Vec<(String, i64, i64)> = read!(ledger.db(), |pool| {
-        sqlx::query_as(sql)
-            .bind(window_id)
-            .fetch_all(pool)
-            .await
-            .map_err(ClearingError::from)?
-    });
-    rows.into_iter()
-        .map(|(institution_id, debits_fen, credits_fen)| {
-            Ok(NetPosition {
-                net_fen: credits_fen
-                    .checked_sub(debits_fen)
-                    .ok_or(ClearingError::Overflow("institution net"))?,
-                institution_id,
-                debits_fen,
-                credits_fen,
-                digest_sha256: None,
-            })
+    // Each posting counted once per side, as the closer counts them (window::Accumulator).
+    let mut sums: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for p in window::window_postings(ledger, window_id, None).await? {
+        let d = sums.entry(p.debit_institution).or_default();
+        d.0 = add_fen(d.0, p.amount_fen, "institution debits")?;
+        let c = sums.entry(p.credit_institution).or_default();
+        c.1 = add_fen(c.1, p.amount_fen, "institution credits")?;
+    }
+    let rows = sums.into_iter().map(|(i, (d, c))| (i, d, c));
+    rows.map(|(institution_id, debits_fen, credits_fen)| {
+        Ok(NetPosition {
+            net_fen: credits_fen
+                .checked_sub(debits_fen)
+                .ok_or(ClearingError::Overflow("institution net"))?,
+            institution_id,
+            debits_fen,
+            credits_fen,
+            digest_sha256: None,
         })
-        .collect()
+    })
+    .collect()
 }
 
 fn detail_of(w: WindowSummary, live: Option<Vec<NetPosition>>, viewer: &Viewer) -> WindowDetail {

@@ -14,6 +14,7 @@
 
 mod batch;
 mod bulk;
+pub(crate) mod legs;
 mod plan;
 
 pub use plan::{account_str, dry_run, ApplyReport, DryRun, HoldState, PoisonReason};
@@ -31,7 +32,7 @@ use uuid::Uuid;
 /// Most deliveries one `apply_batch` call takes (bounds bind-parameter counts and lock time).
 pub const BATCH_DELIVERIES_MAX: usize = 4_096;
 
-/// Rows per multi-row INSERT (12 columns x 400 rows stays well below SQLite's 32,766 binds).
+/// Rows per multi-row INSERT (10 columns x 400 rows stays well below SQLite's 32,766 binds).
 const ROWS_PER_STATEMENT: usize = 400;
 
 /// An institution's live net position.
@@ -407,12 +408,14 @@ impl Ledger {
             .collect()
     }
 
-    /// Counters over the whole ledger.
+    /// Counters over the whole ledger (postings: the legs packed in the journal, one `;`
+    /// between two legs).
     pub async fn counts(&self) -> Result<LedgerCounts> {
         let sql = "SELECT \
             (SELECT COUNT(*) FROM applied_event WHERE outcome <> 'dead_letter'), \
             (SELECT COUNT(*) FROM dead_letter), \
-            (SELECT COUNT(*) FROM posting), \
+            (SELECT CAST(COALESCE(SUM(length(legs) - length(replace(legs, ';', '')) + 1), 0) \
+             AS BIGINT) FROM applied_event WHERE legs IS NOT NULL), \
             (SELECT COUNT(*) FROM pending_hold WHERE state = 'pending')";
         let (events_applied, dead_letters, postings, holds_pending): (i64, i64, i64, i64) =
             read!(&self.db, |pool| {
@@ -426,9 +429,12 @@ impl Ledger {
         })
     }
 
-    /// Sum of all posted amounts (each leg once), fen.
+    /// Sum of all posted amounts (each leg once), fen: the amounts of the events that posted,
+    /// since an event posts all its legs at their amounts and validation made the legs sum to
+    /// the event's amount (`SettlementEvent::validate`).
     pub async fn posted_total_fen(&self) -> Result<i64> {
-        let sql = "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM posting";
+        let sql = "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM applied_event \
+                   WHERE legs IS NOT NULL";
         Ok(read!(&self.db, |pool| {
             sqlx::query_scalar(sql).fetch_one(pool).await?
         }))

@@ -6,6 +6,7 @@
 //! pending → posted / voided), aggregated balance and position deltas, dead letters and the next
 //! bus offsets. Everything here is pure, so the rules are unit-tested without a database.
 
+use super::legs;
 use schemas::events::{EventError, EventType, LedgerAccount, Leg, SettlementEvent};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
@@ -77,7 +78,7 @@ pub fn account_str(account: LedgerAccount) -> &'static str {
 }
 
 /// Column form of a leg kind.
-fn leg_kind_str(kind: schemas::events::LegKind) -> &'static str {
+pub(crate) fn leg_kind_str(kind: schemas::events::LegKind) -> &'static str {
     use schemas::events::LegKind as K;
     match kind {
         K::PooledFund => "pooled_fund",
@@ -205,16 +206,8 @@ pub(crate) struct AppliedRow {
     pub occurred_at_us: i64,
     pub outcome: &'static str,
     pub reverses_event_id: Option<Uuid>,
-}
-
-/// Row of `posting`.
-#[derive(Debug, Clone)]
-pub(crate) struct PostingRow {
-    pub event_id: Uuid,
-    pub event_type: &'static str,
-    pub leg_kind: &'static str,
-    pub leg: LegRow,
-    pub hold_id: Option<Uuid>,
+    /// The legs it posted, packed (`legs`); None when it posted nothing.
+    pub legs: Option<String>,
 }
 
 /// A new pending hold.
@@ -283,7 +276,8 @@ pub struct ApplyReport {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub applied: Vec<AppliedRow>,
-    pub postings: Vec<PostingRow>,
+    /// The legs the event being planned posted so far, packed; taken by its `AppliedRow`.
+    legs: String,
     pub holds_new: Vec<NewHold>,
     pub holds_resolved: Vec<ResolvedHold>,
     /// Keyed by (institution, account), sorted so concurrent writers lock rows in one order.
@@ -312,30 +306,27 @@ impl Plan {
             .or_default()
     }
 
-    fn post(&mut self, event: &SettlementEvent, leg: &Leg, amount_fen: i64, hold: Option<Uuid>) {
-        let mut row = LegRow::from_leg(leg);
-        row.amount_fen = amount_fen;
-        self.account(&row.debit_institution, row.debit_account)
+    /// Posts one leg (legs in leg_no order: see [`post_legs`]) and packs it into the event's
+    /// journal row.
+    fn post(&mut self, leg: &Leg) {
+        let amount_fen = leg.amount_fen.get();
+        let (d, c) = (
+            leg.debit.institution.as_str(),
+            leg.credit.institution.as_str(),
+        );
+        self.account(d, account_str(leg.debit.account))
             .debits_posted_fen += amount_fen;
-        self.account(&row.credit_institution, row.credit_account)
+        self.account(c, account_str(leg.credit.account))
             .credits_posted_fen += amount_fen;
         // Net position between institutions: the credited institution is owed by the debited.
-        let (d, c) = (&row.debit_institution, &row.credit_institution);
         if d != c {
-            let (key, sign) = if c < d {
-                ((c.clone(), d.clone()), 1)
-            } else {
-                ((d.clone(), c.clone()), -1)
-            };
-            *self.pairs.entry(key).or_default() += sign * amount_fen;
+            let (key, sign) = if c < d { ((c, d), 1) } else { ((d, c), -1) };
+            *self
+                .pairs
+                .entry((key.0.to_owned(), key.1.to_owned()))
+                .or_default() += sign * amount_fen;
         }
-        self.postings.push(PostingRow {
-            event_id: event.event_id,
-            event_type: event.event_type.as_str(),
-            leg_kind: leg_kind_str(leg.kind),
-            leg: row,
-            hold_id: hold,
-        });
+        legs::push_leg(&mut self.legs, leg, amount_fen);
         self.report.postings += 1;
     }
 
@@ -349,6 +340,10 @@ impl Plan {
     }
 
     fn record(&mut self, event: &SettlementEvent, outcome: &'static str) {
+        // A poison event posted nothing (its rules return before posting); cleared anyway so
+        // legs never outlive the event that posted them.
+        let legs = std::mem::take(&mut self.legs);
+        let legs = (outcome != "dead_letter" && !legs.is_empty()).then_some(legs);
         self.applied.push(AppliedRow {
             event_id: event.event_id,
             event_type: event.event_type.as_str(),
@@ -360,6 +355,7 @@ impl Plan {
                 && outcome != "dead_letter")
                 .then_some(event.references.original_event_id)
                 .flatten(),
+            legs,
         });
     }
 }
@@ -449,11 +445,11 @@ fn apply_event(
             if !known.originals.contains_key(&original) {
                 return Err(PoisonReason::OriginalUnknown(original));
             }
-            post_all(plan, event);
+            post_legs(plan, event);
             Ok("posted")
         }
         EventType::Purchase | EventType::MedicalBillSplit | EventType::BenefitCredit => {
-            post_all(plan, event);
+            post_legs(plan, event);
             Ok("posted")
         }
     }
@@ -517,9 +513,7 @@ fn complete(
     }
     let held_legs = hold.legs.clone();
     plan.pend(&held_legs, -1);
-    for leg in &event.legs {
-        plan.post(event, leg, leg.amount_fen.get(), Some(hold_id));
-    }
+    post_legs(plan, event);
     resolve(plan, known, hold_id, HoldState::Posted, event.event_id);
     Ok("hold_posted")
 }
@@ -560,13 +554,23 @@ fn reverse(
         return Ok(outcome);
     }
     known.reversed.insert(original);
-    post_all(plan, event);
+    post_legs(plan, event);
     Ok("posted")
 }
 
-fn post_all(plan: &mut Plan, event: &SettlementEvent) {
-    for leg in &event.legs {
-        plan.post(event, leg, leg.amount_fen.get(), None);
+/// Posts every leg of `event`, in leg_no order (the journal's canonical order within an event;
+/// validation made the numbers unique).
+fn post_legs(plan: &mut Plan, event: &SettlementEvent) {
+    if event.legs.is_sorted_by_key(|l| l.leg_no) {
+        for leg in &event.legs {
+            plan.post(leg);
+        }
+    } else {
+        let mut legs: Vec<&Leg> = event.legs.iter().collect();
+        legs.sort_unstable_by_key(|l| l.leg_no);
+        for leg in legs {
+            plan.post(leg);
+        }
     }
 }
 
