@@ -1,8 +1,12 @@
 //! The last step of a SQLite group commit: the planned batch written row by row through cached
 //! statements (a row costs a function call into SQLite, not a round trip), in a fixed order:
-//! the accepted decisions' transactions, legs and duplicate keys; holds; balances and their
+//! the accepted decisions' transactions and legs; holds; balances and their
 //! journal; card ATCs and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
 //! taken inside the transaction so that sequences are gap-free and in commit order.
+//!
+//! No duplicate keys: the `txn` row carries every column of its key, and the batch's keys join
+//! the memory tier once it committed, to be flushed to `duplicate_key` in bulk
+//! ([`super::key_tier`]).
 
 use super::batch::uuid_blob;
 use crate::store::model::{leg_kind_sql, Decision};
@@ -16,9 +20,6 @@ const INSERT_TXN: &str = "INSERT INTO txn (transaction_id, kind, mti, processing
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 const INSERT_LEG: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
      account_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const INSERT_DUPLICATE_KEY: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, \
-     transmission_at, message_class, transaction_id, created_at_us, acquirer) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Writes a planned batch: the accepted decisions' rows, the planned balances, holds and
 /// journal, ATCs, and the outbox with gap-free sequence numbers. Returns each decision's
@@ -34,7 +35,7 @@ pub fn write(
     if accepted.is_empty() {
         return Ok(seqs);
     }
-    insert_transactions(tx, decisions, &accepted, now_us)?;
+    insert_transactions(tx, decisions, &accepted)?;
     write_holds(tx, plan)?;
     write_balances(tx, plan, now_us)?;
     write_card_atcs(tx, plan)?;
@@ -44,16 +45,14 @@ pub fn write(
     Ok(seqs)
 }
 
-/// The transaction row, legs and duplicate-detection key of each accepted decision.
+/// The transaction row and legs of each accepted decision.
 fn insert_transactions(
     tx: &Transaction<'_>,
     decisions: &[Decision],
     accepted: &[usize],
-    now_us: i64,
 ) -> Result<(), rusqlite::Error> {
     let mut txn = tx.prepare_cached(INSERT_TXN)?;
     let mut leg = tx.prepare_cached(INSERT_LEG)?;
-    let mut key = tx.prepare_cached(INSERT_DUPLICATE_KEY)?;
     for &i in accepted {
         let d = &decisions[i];
         insert_txn(&mut txn, d)?;
@@ -68,17 +67,6 @@ fn insert_transactions(
                 l.amount_fen.get(),
             ])?;
         }
-        let k = d.transaction.duplicate_key();
-        key.execute(params![
-            k.terminal_id.as_str(),
-            k.stan.to_string(),
-            k.rrn.as_str(),
-            k.transmission_at.as_str(),
-            k.message_class,
-            id,
-            now_us,
-            k.acquirer.as_str(),
-        ])?;
     }
     Ok(())
 }
