@@ -441,9 +441,10 @@ async fn an_answer_is_recorded_and_found_for_a_key_in_the_tier() {
     h.cleanup().await;
 }
 
-/// A batch that fails adds no key and moves no watermark: its rowid is taken by the next
-/// commit, the flush writes the keys of the committed ones only, and after a restart the
-/// failed request is not a duplicate of anything.
+/// A batch whose COMMIT fails (here a deferred foreign key, checked only at COMMIT, after every
+/// row was written) adds no key and moves no watermark: its rowid is taken by the next commit,
+/// the flush writes the keys of the committed ones only, and after a restart the failed request
+/// is not a duplicate of anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_leaves_no_key_and_the_watermark_covers_only_committed_rows() {
     use switch::sim::testkit;
@@ -453,12 +454,15 @@ async fn a_failed_batch_leaves_no_key_and_the_watermark_covers_only_committed_ro
     let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
     let a = testkit::debit(&fx, fx.personal, 1, 1);
     let a_id = commit_one(&s, a.clone()).await.expect("a").transaction_id;
-    h.raw_execute(
-        "CREATE TRIGGER txn_down BEFORE INSERT ON txn WHEN NEW.stan = '000002' \
-         BEGIN SELECT RAISE(ABORT, 'txn down'); END",
-    )
-    .await
-    .expect("trigger");
+    for sql in [
+        "CREATE TABLE fk_parent (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE fk_child (parent INTEGER REFERENCES fk_parent (id) \
+         DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TRIGGER txn_down AFTER INSERT ON txn WHEN NEW.stan = '000002' \
+         BEGIN INSERT INTO fk_child VALUES (1); END",
+    ] {
+        h.raw_execute(sql).await.expect("fault");
+    }
     let b = testkit::debit(&fx, fx.personal, 2, 1);
     assert!(matches!(
         commit_one(&s, b.clone()).await,
