@@ -143,9 +143,10 @@ impl BatchWriter {
         }
     }
 
-    /// Writes the tier's keys to the table, about `keys_max` at a time, until it is empty.
+    /// Writes the tier's keys to the table, [`key_tier::FLUSH_KEYS_MAX`] at a time, until it is
+    /// empty.
     pub(super) fn flush_all_keys(&mut self) -> Result<(), rusqlite::Error> {
-        while self.tier.len() > 0 {
+        while !self.tier.is_empty() {
             self.flush_keys(key_tier::FLUSH_KEYS_MAX)?;
         }
         Ok(())

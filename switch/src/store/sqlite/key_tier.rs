@@ -184,6 +184,11 @@ impl KeyTier {
         self.lock().keys
     }
 
+    /// True when every key is in the table.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// True when a flush is due: [`FLUSH_KEYS_MAX`] keys, or the oldest older than
     /// [`FLUSH_AGE_MAX`].
     pub fn flush_due(&self, now: Instant) -> bool {
@@ -299,4 +304,119 @@ fn unflushed_from(r: &rusqlite::Row<'_>) -> Result<Unflushed, rusqlite::Error> {
         transaction_id: TransactionId(uuid_from("txn.transaction_id", &r.get::<_, Vec<u8>>(7)?)?),
         created_at_us: r.get(8)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(terminal: &str, stan: u32) -> DuplicateKey {
+        DuplicateKey {
+            acquirer: InstitutionId::parse("10000001").expect("acquirer"),
+            terminal_id: TerminalId::parse(terminal).expect("terminal"),
+            stan: Stan::new(stan).expect("stan"),
+            rrn: Rrn::parse(&format!("{stan:012}")).expect("rrn"),
+            transmission_at: TransmissionDateTime::parse("1207142000").expect("field 7"),
+            message_class: "02".into(),
+        }
+    }
+
+    fn unflushed(terminal: &str, stan: u32) -> Unflushed {
+        Unflushed {
+            key: key(terminal, stan),
+            transaction_id: TransactionId(uuid::Uuid::from_u128(u128::from(stan))),
+            created_at_us: 1,
+        }
+    }
+
+    /// The two tables a flush writes, as migrations 0019 and 0025 make them.
+    fn database() -> Connection {
+        let conn = Connection::open_in_memory().expect("memory db");
+        conn.execute_batch(
+            "CREATE TABLE duplicate_key (terminal_id TEXT NOT NULL, stan TEXT NOT NULL, \
+             rrn TEXT NOT NULL, transmission_at TEXT NOT NULL, message_class TEXT NOT NULL, \
+             transaction_id BLOB NOT NULL, created_at_us INTEGER NOT NULL, \
+             acquirer TEXT NOT NULL, PRIMARY KEY (terminal_id, stan, rrn, transmission_at, \
+             message_class, acquirer)) STRICT, WITHOUT ROWID; \
+             CREATE TABLE duplicate_key_watermark (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             txn_rowid INTEGER NOT NULL) STRICT; \
+             INSERT INTO duplicate_key_watermark VALUES (1, 0);",
+        )
+        .expect("schema");
+        conn
+    }
+
+    fn watermark(conn: &Connection) -> i64 {
+        conn.query_row(WATERMARK, [], |r| r.get(0)).expect("watermark")
+    }
+
+    #[test]
+    fn a_flush_takes_whole_commits_oldest_first_and_sets_the_watermark_to_the_last_one() {
+        let mut conn = database();
+        let tier = KeyTier::default();
+        tier.admit(3, vec![unflushed("KIOSK002", 1), unflushed("KIOSK001", 2), unflushed("KIOSK002", 3)]);
+        tier.admit(5, vec![unflushed("KIOSK001", 4), unflushed("KIOSK003", 5)]);
+        assert_eq!(tier.len(), 5);
+        assert_eq!(tier.flush(&mut conn, 4).expect("flush"), 3, "the second would pass 4");
+        assert_eq!(watermark(&conn), 3);
+        assert_eq!(tier.len(), 2);
+        assert_eq!(tier.get(&key("KIOSK002", 1)), None, "in the table now");
+        assert_eq!(tier.get(&key("KIOSK003", 5)), Some(unflushed("KIOSK003", 5).transaction_id));
+        let mut order = conn
+            .prepare("SELECT terminal_id || '/' || stan FROM duplicate_key")
+            .expect("prepare");
+        let rows: Vec<String> = order
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(rows, ["KIOSK001/000002", "KIOSK002/000001", "KIOSK002/000003"]);
+        assert_eq!(tier.flush(&mut conn, 1).expect("flush"), 2, "at least one commit");
+        assert_eq!(watermark(&conn), 5);
+        assert!(tier.is_empty());
+        assert_eq!(tier.flush(&mut conn, 1).expect("flush"), 0, "nothing left");
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_every_key_in_the_tier_and_the_watermark_where_it_was() {
+        let mut conn = database();
+        let tier = KeyTier::default();
+        tier.admit(2, vec![unflushed("KIOSK001", 1), unflushed("KIOSK001", 2)]);
+        conn.execute_batch(
+            "CREATE TRIGGER key_down BEFORE INSERT ON duplicate_key WHEN NEW.stan = '000002' \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .expect("trigger");
+        assert!(tier.flush(&mut conn, FLUSH_KEYS_MAX).is_err());
+        assert_eq!(tier.len(), 2);
+        assert_eq!(tier.get(&key("KIOSK001", 1)), Some(unflushed("KIOSK001", 1).transaction_id));
+        assert_eq!(watermark(&conn), 0);
+        let keys: i64 = conn
+            .query_row("SELECT count(*) FROM duplicate_key", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(keys, 0, "rolled back");
+    }
+
+    #[test]
+    fn a_flush_is_due_by_count_or_by_the_oldest_keys_age() {
+        let tier = KeyTier::default();
+        let now = Instant::now();
+        assert!(!tier.flush_due(now), "empty");
+        tier.admit(1, vec![unflushed("KIOSK001", 1)]);
+        assert!(!tier.flush_due(Instant::now()));
+        assert!(tier.flush_due(Instant::now() + FLUSH_AGE_MAX));
+        let many = (2..=FLUSH_KEYS_MAX as u32 + 1).map(|n| unflushed("KIOSK001", n)).collect();
+        tier.admit(2, many);
+        assert!(tier.flush_due(Instant::now()));
+    }
+
+    #[test]
+    fn keys_the_tier_holds_are_taken_out_of_the_lookup_for_the_table() {
+        let tier = KeyTier::default();
+        tier.admit(1, vec![unflushed("KIOSK001", 1)]);
+        let mut keys = vec![key("KIOSK001", 1), key("KIOSK001", 2)];
+        let known = tier.take_known(&mut keys);
+        assert_eq!(known, vec![(key("KIOSK001", 1), unflushed("KIOSK001", 1).transaction_id)]);
+        assert_eq!(keys, vec![key("KIOSK001", 2)]);
+    }
 }
