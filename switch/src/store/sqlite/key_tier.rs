@@ -362,10 +362,9 @@ mod tests {
         assert_eq!(tier.len(), 2);
         assert_eq!(tier.get(&key("KIOSK002", 1)), None, "in the table now");
         assert_eq!(tier.get(&key("KIOSK003", 5)), Some(unflushed("KIOSK003", 5).transaction_id));
-        let mut order = conn
+        let rows: Vec<String> = conn
             .prepare("SELECT terminal_id || '/' || stan FROM duplicate_key")
-            .expect("prepare");
-        let rows: Vec<String> = order
+            .expect("prepare")
             .query_map([], |r| r.get(0))
             .expect("query")
             .collect::<Result<_, _>>()
