@@ -325,7 +325,10 @@ async fn a_retransmission_after_a_restart_is_found_while_its_key_is_only_in_txn(
     let fx = testkit::seed(&*h.store(), 100, 0).await.expect("seed");
     let first = testkit::debit(&fx, fx.personal, 42, 10);
     let key = first.transaction.duplicate_key();
-    let id = commit_one(&h.store(), first).await.expect("commit").transaction_id;
+    let id = commit_one(&h.store(), first)
+        .await
+        .expect("commit")
+        .transaction_id;
     h.reopen().await;
     assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0, "the key is only in txn");
     let s = h.store();
@@ -335,7 +338,11 @@ async fn a_retransmission_after_a_restart_is_found_while_its_key_is_only_in_txn(
         commit_one(&s, again).await,
         Err(DecisionError::Duplicate { existing: Some(id) })
     );
-    let account = s.account(fx.personal).await.expect("read").expect("account");
+    let account = s
+        .account(fx.personal)
+        .await
+        .expect("read")
+        .expect("account");
     assert_eq!(account.balance_fen, 90, "charged once");
     h.cleanup().await;
 }
@@ -350,7 +357,10 @@ async fn a_flushed_key_is_in_the_table_below_the_watermark_and_found_after_a_res
     let s = h.store();
     let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
     let batch = testkit::debits(&fx, fx.personal, 1, 3, 1);
-    let keys: Vec<_> = batch.iter().map(|d| d.transaction.duplicate_key()).collect();
+    let keys: Vec<_> = batch
+        .iter()
+        .map(|d| d.transaction.duplicate_key())
+        .collect();
     let out = s.commit_decisions(batch, switch::store::now_us()).await;
     let ids: Vec<_> = out
         .results
@@ -362,10 +372,7 @@ async fn a_flushed_key_is_in_the_table_below_the_watermark_and_found_after_a_res
     tokio::time::sleep(std::time::Duration::from_millis(300)).await; // FLUSH_AGE_MAX is 250 ms
     s.between_group_commits().await;
     assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 3);
-    assert_eq!(
-        scalar(&h, WATERMARK).await,
-        scalar(&h, TXN_ROWID_MAX).await
-    );
+    assert_eq!(scalar(&h, WATERMARK).await, scalar(&h, TXN_ROWID_MAX).await);
     drop(s);
     h.reopen().await;
     let s = h.store();
@@ -395,7 +402,10 @@ async fn a_key_in_the_tier_refuses_its_duplicates_in_the_same_batch_and_in_later
     let out = s
         .commit_decisions(vec![first, second], switch::store::now_us())
         .await;
-    let id = out.results[0].clone().expect("first committed").transaction_id;
+    let id = out.results[0]
+        .clone()
+        .expect("first committed")
+        .transaction_id;
     assert_eq!(
         out.results[1],
         Err(DecisionError::Duplicate { existing: Some(id) })
@@ -407,7 +417,11 @@ async fn a_key_in_the_tier_refuses_its_duplicates_in_the_same_batch_and_in_later
         );
     }
     assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0, "found in memory");
-    let account = s.account(fx.personal).await.expect("read").expect("account");
+    let account = s
+        .account(fx.personal)
+        .await
+        .expect("read")
+        .expect("account");
     assert_eq!(account.balance_fen, 90, "charged once");
     h.cleanup().await;
 }
@@ -423,7 +437,9 @@ async fn an_answer_is_recorded_and_found_for_a_key_in_the_tier() {
     let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
     let d = testkit::debit(&fx, fx.personal, 5, 10);
     let key = d.transaction.duplicate_key();
-    let unknown = testkit::debit(&fx, fx.personal, 6, 10).transaction.duplicate_key();
+    let unknown = testkit::debit(&fx, fx.personal, 6, 10)
+        .transaction
+        .duplicate_key();
     let id = commit_one(&s, d).await.expect("commit").transaction_id;
     assert_eq!(s.find_answer(&key).await.expect("find"), Some((id, None)));
     let answers = [
@@ -435,7 +451,10 @@ async fn an_answer_is_recorded_and_found_for_a_key_in_the_tier() {
     let expected = Some((id, Some("{\"38\":\"A1\"}".to_owned())));
     assert_eq!(s.find_answer(&key).await.expect("find"), expected);
     assert_eq!(s.find_answer(&unknown).await.expect("find"), None);
-    assert_eq!(s.purge_duplicate_keys(0).await.expect("flush, purge none"), 0);
+    assert_eq!(
+        s.purge_duplicate_keys(0).await.expect("flush, purge none"),
+        0
+    );
     assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 1);
     assert_eq!(s.find_answer(&key).await.expect("find"), expected);
     h.cleanup().await;
@@ -483,10 +502,15 @@ async fn a_failed_batch_leaves_no_key_and_the_watermark_covers_only_committed_ro
     let s = h.store();
     let c_key = c.transaction.duplicate_key();
     assert_eq!(s.find_duplicate(&c_key).await.expect("find"), Some(c_id));
-    let b_id = commit_one(&s, b).await.expect("b never committed").transaction_id;
+    let b_id = commit_one(&s, b)
+        .await
+        .expect("b never committed")
+        .transaction_id;
     assert_eq!(
         commit_one(&s, testkit::debit(&fx, fx.personal, 2, 1)).await,
-        Err(DecisionError::Duplicate { existing: Some(b_id) })
+        Err(DecisionError::Duplicate {
+            existing: Some(b_id)
+        })
     );
     h.cleanup().await;
 }

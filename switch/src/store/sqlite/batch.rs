@@ -239,14 +239,14 @@ impl BatchWriter {
                 tracing::warn!(error = %e, batch = batch.len(), "group commit failed; retrying decisions one by one");
                 let results = batch
                     .chunks(1)
-                    .map(
-                        |one| match try_batch(conn, &self.checkpoints, &self.tier, one, &[], now_us) {
+                    .map(|one| {
+                        match try_batch(conn, &self.checkpoints, &self.tier, one, &[], now_us) {
                             Ok((mut r, _)) => r
                                 .pop()
                                 .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
                             Err(e) => Err(plan::refused_alone(classify(&e), one)),
-                        },
-                    )
+                        }
+                    })
                     .collect();
                 BatchOutcome {
                     results,

@@ -347,21 +347,36 @@ mod tests {
     }
 
     fn watermark(conn: &Connection) -> i64 {
-        conn.query_row(WATERMARK, [], |r| r.get(0)).expect("watermark")
+        conn.query_row(WATERMARK, [], |r| r.get(0))
+            .expect("watermark")
     }
 
     #[test]
     fn a_flush_takes_whole_commits_oldest_first_and_sets_the_watermark_to_the_last_one() {
         let mut conn = database();
         let tier = KeyTier::default();
-        tier.admit(3, vec![unflushed("KIOSK002", 1), unflushed("KIOSK001", 2), unflushed("KIOSK002", 3)]);
+        tier.admit(
+            3,
+            vec![
+                unflushed("KIOSK002", 1),
+                unflushed("KIOSK001", 2),
+                unflushed("KIOSK002", 3),
+            ],
+        );
         tier.admit(5, vec![unflushed("KIOSK001", 4), unflushed("KIOSK003", 5)]);
         assert_eq!(tier.len(), 5);
-        assert_eq!(tier.flush(&mut conn, 4).expect("flush"), 3, "the second would pass 4");
+        assert_eq!(
+            tier.flush(&mut conn, 4).expect("flush"),
+            3,
+            "the second would pass 4"
+        );
         assert_eq!(watermark(&conn), 3);
         assert_eq!(tier.len(), 2);
         assert_eq!(tier.get(&key("KIOSK002", 1)), None, "in the table now");
-        assert_eq!(tier.get(&key("KIOSK003", 5)), Some(unflushed("KIOSK003", 5).transaction_id));
+        assert_eq!(
+            tier.get(&key("KIOSK003", 5)),
+            Some(unflushed("KIOSK003", 5).transaction_id)
+        );
         let rows: Vec<String> = conn
             .prepare("SELECT terminal_id || '/' || stan FROM duplicate_key")
             .expect("prepare")
@@ -369,8 +384,15 @@ mod tests {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        assert_eq!(rows, ["KIOSK001/000002", "KIOSK002/000001", "KIOSK002/000003"]);
-        assert_eq!(tier.flush(&mut conn, 1).expect("flush"), 2, "at least one commit");
+        assert_eq!(
+            rows,
+            ["KIOSK001/000002", "KIOSK002/000001", "KIOSK002/000003"]
+        );
+        assert_eq!(
+            tier.flush(&mut conn, 1).expect("flush"),
+            2,
+            "at least one commit"
+        );
         assert_eq!(watermark(&conn), 5);
         assert!(tier.is_empty());
         assert_eq!(tier.flush(&mut conn, 1).expect("flush"), 0, "nothing left");
@@ -388,7 +410,10 @@ mod tests {
         .expect("trigger");
         assert!(tier.flush(&mut conn, FLUSH_KEYS_MAX).is_err());
         assert_eq!(tier.len(), 2);
-        assert_eq!(tier.get(&key("KIOSK001", 1)), Some(unflushed("KIOSK001", 1).transaction_id));
+        assert_eq!(
+            tier.get(&key("KIOSK001", 1)),
+            Some(unflushed("KIOSK001", 1).transaction_id)
+        );
         assert_eq!(watermark(&conn), 0);
         let keys: i64 = conn
             .query_row("SELECT count(*) FROM duplicate_key", [], |r| r.get(0))
@@ -404,7 +429,9 @@ mod tests {
         tier.admit(1, vec![unflushed("KIOSK001", 1)]);
         assert!(!tier.flush_due(Instant::now()));
         assert!(tier.flush_due(Instant::now() + FLUSH_AGE_MAX));
-        let many = (2..=FLUSH_KEYS_MAX as u32 + 1).map(|n| unflushed("KIOSK001", n)).collect();
+        let many = (2..=FLUSH_KEYS_MAX as u32 + 1)
+            .map(|n| unflushed("KIOSK001", n))
+            .collect();
         tier.admit(2, many);
         assert!(tier.flush_due(Instant::now()));
     }
@@ -415,7 +442,10 @@ mod tests {
         tier.admit(1, vec![unflushed("KIOSK001", 1)]);
         let mut keys = vec![key("KIOSK001", 1), key("KIOSK001", 2)];
         let known = tier.take_known(&mut keys);
-        assert_eq!(known, vec![(key("KIOSK001", 1), unflushed("KIOSK001", 1).transaction_id)]);
+        assert_eq!(
+            known,
+            vec![(key("KIOSK001", 1), unflushed("KIOSK001", 1).transaction_id)]
+        );
         assert_eq!(keys, vec![key("KIOSK001", 2)]);
     }
 }
