@@ -337,3 +337,241 @@ async fn control_plane_writes_take_turns_with_group_commits() {
     );
     s.close().await;
 }
+
+// ---- the duplicate keys' memory tier (store/sqlite/key_tier.rs) ----
+//
+// A group commit writes no `duplicate_key` row: its keys stay in the store's memory, with the
+// `txn` rows as their durable record, until the writer flushes them to the table in bulk (every
+// 250 ms or 2,000 keys, between batches) with the highest flushed `txn` rowid as a watermark.
+
+/// One integer from the database file, read on a connection of its own.
+async fn scalar(h: &Sqlite, sql: &str) -> i64 {
+    use sqlx::{ConnectOptions, Connection, Row};
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(h.dir.path().join("switch.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .expect("connect");
+    let n: i64 = sqlx::query(sql)
+        .fetch_one(&mut c)
+        .await
+        .expect("query")
+        .get(0);
+    c.close().await.expect("close");
+    n
+}
+
+const KEYS_IN_TABLE: &str = "SELECT count(*) FROM duplicate_key";
+const WATERMARK: &str = "SELECT txn_rowid FROM duplicate_key_watermark";
+const TXN_ROWID_MAX: &str = "SELECT max(rowid) FROM txn";
+
+async fn commit_one(
+    s: &SqliteStore,
+    d: switch::store::Decision,
+) -> Result<switch::store::Committed, switch::store::DecisionError> {
+    use switch::store::Store;
+    let mut out = s.commit_decisions(vec![d], switch::store::now_us()).await;
+    out.results.remove(0)
+}
+
+/// A store closed without a flush (`close` does not flush, as a kill -9 would not) is
+/// reopened: the key, only in its `txn` row, is back in the tier and a retransmission is
+/// refused with the original's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmission_after_a_restart_is_found_while_its_key_is_only_in_txn() {
+    use switch::sim::testkit;
+    use switch::store::{DecisionError, Store};
+    let mut h = Sqlite::new().await;
+    let fx = testkit::seed(&*h.store(), 100, 0).await.expect("seed");
+    let first = testkit::debit(&fx, fx.personal, 42, 10);
+    let key = first.transaction.duplicate_key();
+    let id = commit_one(&h.store(), first)
+        .await
+        .expect("commit")
+        .transaction_id;
+    h.reopen().await;
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0, "the key is only in txn");
+    let s = h.store();
+    assert_eq!(s.find_duplicate(&key).await.expect("find"), Some(id));
+    let again = testkit::debit(&fx, fx.personal, 42, 10);
+    assert_eq!(
+        commit_one(&s, again).await,
+        Err(DecisionError::Duplicate { existing: Some(id) })
+    );
+    let account = s
+        .account(fx.personal)
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(account.balance_fen, 90, "charged once");
+    h.cleanup().await;
+}
+
+/// Between batches, once the oldest key waited 250 ms, the writer flushes: the keys are in the
+/// table, the watermark is the last `txn` row, and after a restart they are still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_key_is_in_the_table_below_the_watermark_and_found_after_a_restart() {
+    use switch::sim::testkit;
+    use switch::store::{DecisionError, Store};
+    let mut h = Sqlite::new().await;
+    let s = h.store();
+    let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
+    let batch = testkit::debits(&fx, fx.personal, 1, 3, 1);
+    let keys: Vec<_> = batch
+        .iter()
+        .map(|d| d.transaction.duplicate_key())
+        .collect();
+    let out = s.commit_decisions(batch, switch::store::now_us()).await;
+    let ids: Vec<_> = out
+        .results
+        .into_iter()
+        .map(|r| r.expect("committed").transaction_id)
+        .collect();
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0);
+    assert!(scalar(&h, WATERMARK).await < scalar(&h, TXN_ROWID_MAX).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // FLUSH_AGE_MAX is 250 ms
+    s.between_group_commits().await;
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 3);
+    assert_eq!(scalar(&h, WATERMARK).await, scalar(&h, TXN_ROWID_MAX).await);
+    drop(s);
+    h.reopen().await;
+    let s = h.store();
+    for (k, id) in keys.iter().zip(&ids) {
+        assert_eq!(s.find_duplicate(k).await.expect("find"), Some(*id));
+    }
+    assert_eq!(
+        commit_one(&s, testkit::debit(&fx, fx.personal, 2, 1)).await,
+        Err(DecisionError::Duplicate {
+            existing: Some(ids[1])
+        })
+    );
+    h.cleanup().await;
+}
+
+/// While the key is in memory only: the second of two identical keys in one batch, and a
+/// retransmission in a later batch, are duplicates of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_the_tier_refuses_its_duplicates_in_the_same_batch_and_in_later_ones() {
+    use switch::sim::testkit;
+    use switch::store::{DecisionError, Store};
+    let h = Sqlite::new().await;
+    let s = h.store();
+    let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
+    let first = testkit::debit(&fx, fx.personal, 7, 10);
+    let second = testkit::debit(&fx, fx.personal, 7, 10);
+    let out = s
+        .commit_decisions(vec![first, second], switch::store::now_us())
+        .await;
+    let id = out.results[0]
+        .clone()
+        .expect("first committed")
+        .transaction_id;
+    assert_eq!(
+        out.results[1],
+        Err(DecisionError::Duplicate { existing: Some(id) })
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            commit_one(&s, testkit::debit(&fx, fx.personal, 7, 10)).await,
+            Err(DecisionError::Duplicate { existing: Some(id) })
+        );
+    }
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0, "found in memory");
+    let account = s
+        .account(fx.personal)
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(account.balance_fen, 90, "charged once");
+    h.cleanup().await;
+}
+
+/// The answer of a decision whose key is in memory only is recorded and read back by its
+/// transaction id; after the flush, through the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_recorded_and_found_for_a_key_in_the_tier() {
+    use switch::sim::testkit;
+    use switch::store::Store;
+    let h = Sqlite::new().await;
+    let s = h.store();
+    let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
+    let d = testkit::debit(&fx, fx.personal, 5, 10);
+    let key = d.transaction.duplicate_key();
+    let unknown = testkit::debit(&fx, fx.personal, 6, 10)
+        .transaction
+        .duplicate_key();
+    let id = commit_one(&s, d).await.expect("commit").transaction_id;
+    assert_eq!(s.find_answer(&key).await.expect("find"), Some((id, None)));
+    let answers = [
+        (key.clone(), "{\"38\":\"A1\"}".to_owned()),
+        (unknown.clone(), "{}".to_owned()),
+    ];
+    assert_eq!(s.record_answers(&answers).await.expect("record"), 1);
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0, "the key is in memory");
+    let expected = Some((id, Some("{\"38\":\"A1\"}".to_owned())));
+    assert_eq!(s.find_answer(&key).await.expect("find"), expected);
+    assert_eq!(s.find_answer(&unknown).await.expect("find"), None);
+    assert_eq!(
+        s.purge_duplicate_keys(0).await.expect("flush, purge none"),
+        0
+    );
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 1);
+    assert_eq!(s.find_answer(&key).await.expect("find"), expected);
+    h.cleanup().await;
+}
+
+/// A batch whose COMMIT fails (here a deferred foreign key, checked only at COMMIT, after every
+/// row was written) adds no key and moves no watermark: its rowid is taken by the next commit,
+/// the flush writes the keys of the committed ones only, and after a restart the failed request
+/// is not a duplicate of anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_leaves_no_key_and_the_watermark_covers_only_committed_rows() {
+    use switch::sim::testkit;
+    use switch::store::{DecisionError, Store};
+    let mut h = Sqlite::new().await;
+    let s = h.store();
+    let fx = testkit::seed(&*s, 100, 0).await.expect("seed");
+    let a = testkit::debit(&fx, fx.personal, 1, 1);
+    let a_id = commit_one(&s, a.clone()).await.expect("a").transaction_id;
+    for sql in [
+        "CREATE TABLE fk_parent (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE fk_child (parent INTEGER REFERENCES fk_parent (id) \
+         DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TRIGGER txn_down AFTER INSERT ON txn WHEN NEW.stan = '000002' \
+         BEGIN INSERT INTO fk_child VALUES (1); END",
+    ] {
+        h.raw_execute(sql).await.expect("fault");
+    }
+    let b = testkit::debit(&fx, fx.personal, 2, 1);
+    assert!(matches!(
+        commit_one(&s, b.clone()).await,
+        Err(DecisionError::Rejected(_))
+    ));
+    let b_key = b.transaction.duplicate_key();
+    assert_eq!(s.find_duplicate(&b_key).await.expect("find"), None);
+    let a_key = a.transaction.duplicate_key();
+    assert_eq!(s.find_duplicate(&a_key).await.expect("find"), Some(a_id));
+    h.raw_execute("DROP TRIGGER txn_down").await.expect("drop");
+    let c = testkit::debit(&fx, fx.personal, 3, 1);
+    let c_id = commit_one(&s, c.clone()).await.expect("c").transaction_id;
+    assert_eq!(s.purge_duplicate_keys(0).await.expect("flush"), 0);
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 2, "a and c");
+    assert_eq!(scalar(&h, WATERMARK).await, scalar(&h, TXN_ROWID_MAX).await);
+    drop(s);
+    h.reopen().await;
+    let s = h.store();
+    let c_key = c.transaction.duplicate_key();
+    assert_eq!(s.find_duplicate(&c_key).await.expect("find"), Some(c_id));
+    let b_id = commit_one(&s, b)
+        .await
+        .expect("b never committed")
+        .transaction_id;
+    assert_eq!(
+        commit_one(&s, testkit::debit(&fx, fx.personal, 2, 1)).await,
+        Err(DecisionError::Duplicate {
+            existing: Some(b_id)
+        })
+    );
+    h.cleanup().await;
+}

@@ -209,6 +209,12 @@ pub trait Store: OperatorStore + CutoverStore + Send + Sync + 'static {
         &self,
         id: TransactionId,
     ) -> impl Future<Output = Result<Option<StoredTransaction>, StoreError>> + Send;
+    /// Work of the store's own on the writer, between two group commits: after the last one's
+    /// callers have their results, before the writer takes the next batch (SQLite: the flush of
+    /// the duplicate keys kept in memory). Nothing by default.
+    fn between_group_commits(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Deletes duplicate-detection keys older than the retransmission window.
     fn purge_duplicate_keys(
         &self,

@@ -87,6 +87,11 @@ pub trait DecisionSink: Send + Sync + 'static {
         batch: Vec<Decision>,
         now_us: i64,
     ) -> impl Future<Output = BatchOutcome> + Send;
+    /// Runs after a batch's callers have their results, before the next batch is taken (see
+    /// [`Store::between_group_commits`]). Nothing by default.
+    fn between_batches(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 impl<S: Store> DecisionSink for S {
@@ -96,6 +101,10 @@ impl<S: Store> DecisionSink for S {
         now_us: i64,
     ) -> impl Future<Output = BatchOutcome> + Send {
         self.commit_decisions(batch, now_us)
+    }
+
+    fn between_batches(&self) -> impl Future<Output = ()> + Send {
+        self.between_group_commits()
     }
 }
 
@@ -267,6 +276,7 @@ async fn commit_batch<S: DecisionSink>(sink: Arc<S>, jobs: Vec<Job>, counters: A
         // A caller that gave up waiting is not an error: its decision is committed anyway.
         let _ = reply.send(result);
     }
+    sink.between_batches().await;
 }
 
 impl WriterHandle {

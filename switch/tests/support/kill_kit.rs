@@ -1,7 +1,7 @@
 //! What the kill tests share (crash.rs: one switch killed and restarted; cluster.rs: two nodes
 //! and two clearing consumers, one of each killed): waiting for a switch to listen,
 //! kiosks that pay bills until stopped and record every approval they receive, and the check
-//! that each received approval is durable with its settlement event.
+//! that each received approval is durable with its settlement event and its duplicate key.
 
 #![allow(dead_code)]
 
@@ -189,6 +189,14 @@ pub async fn check_store<S: Store>(store: &S, approved: &[String]) {
             .unwrap_or_else(|| panic!("approved RRN {rrn} lost"));
         let event = t.event_id.expect("approval has an event");
         assert!(outbox.contains(&event), "event of {rrn} in the outbox");
+        // Its retransmission would be recognised: on SQLite the keys of the last commits
+        // before a kill are only in their txn rows, and the store rebuilt them at open.
+        let key = t.record.duplicate_key();
+        assert_eq!(
+            store.find_duplicate(&key).await.unwrap(),
+            Some(t.record.transaction_id),
+            "duplicate key of {rrn}"
+        );
     }
 }
 

@@ -112,6 +112,10 @@ const RECORD_ANSWER: &str = "INSERT INTO txn_answer (transaction_id, answer) \
      SELECT transaction_id, $7 FROM duplicate_key WHERE terminal_id = $1 \
      AND stan = $2 AND rrn = $3 AND transmission_at = $4 AND message_class = $5 \
      AND acquirer = $6 ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
+/// For a key the backend keeps outside the table (`Backend::unflushed_duplicate`).
+const RECORD_ANSWER_BY_ID: &str = "INSERT INTO txn_answer (transaction_id, answer) \
+     VALUES ($1, $2) ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
+const ANSWER_BY_ID: &str = "SELECT answer FROM txn_answer WHERE transaction_id = $1";
 const FIND_ANSWER: &str = "SELECT d.transaction_id, a.answer FROM duplicate_key AS d \
      LEFT JOIN txn_answer AS a ON a.transaction_id = d.transaction_id \
      WHERE d.terminal_id = $1 AND d.stan = $2 AND d.rrn = $3 AND d.transmission_at = $4 \
@@ -383,6 +387,9 @@ impl<B: Backend> Store for B {
     }
 
     async fn find_duplicate(&self, k: &DuplicateKey) -> Result<Option<TransactionId>, StoreError> {
+        if let Some(id) = self.unflushed_duplicate(k) {
+            return Ok(Some(id));
+        }
         let stan = k.stan.to_string();
         let params = [
             k.terminal_id.as_str().into(),
@@ -400,6 +407,10 @@ impl<B: Backend> Store for B {
             Some(row) => Ok(Some(TransactionId(row.first()?))),
             None => Ok(None),
         }
+    }
+
+    fn between_group_commits(&self) -> impl std::future::Future<Output = ()> + Send {
+        Backend::between_group_commits(self)
     }
 
     async fn commit_decisions(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
@@ -442,7 +453,8 @@ impl<B: Backend> Store for B {
     }
 
     async fn purge_duplicate_keys(&self, older_than_us: i64) -> Result<u64, StoreError> {
-        let _gate = self.write_gate().await;
+        let mut gate = self.write_gate().await;
+        self.flush_duplicate_keys(&mut gate)?;
         let params = [older_than_us.into()];
         let purged = self.writer().execute(PURGE_DUPLICATE_KEYS, &params).await?;
         let ms = u128::try_from(older_than_us.max(0) / 1_000).unwrap_or(0);
@@ -462,6 +474,11 @@ impl<B: Backend> Store for B {
         let mut tx = self.begin_write().await?;
         let mut found = 0;
         for (k, answer) in answers {
+            if let Some(id) = self.unflushed_duplicate(k) {
+                let params = [id.0.into(), answer.into()];
+                found += tx.run().execute(RECORD_ANSWER_BY_ID, &params).await?;
+                continue;
+            }
             let stan = k.stan.to_string();
             let params = [
                 k.terminal_id.as_str().into(),
@@ -482,6 +499,13 @@ impl<B: Backend> Store for B {
         &self,
         k: &DuplicateKey,
     ) -> Result<Option<(TransactionId, Option<String>)>, StoreError> {
+        if let Some(id) = self.unflushed_duplicate(k) {
+            let row = self
+                .reader()
+                .fetch_optional(ANSWER_BY_ID, &[id.0.into()])
+                .await?;
+            return Ok(Some((id, row.map(|r| r.first::<String>()).transpose()?)));
+        }
         let stan = k.stan.to_string();
         let params = [
             k.terminal_id.as_str().into(),

@@ -195,6 +195,27 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Option<Result<u64, crate::store::StoreError>>> + Send {
         async { None }
     }
+    /// The transaction holding a duplicate key that the backend keeps outside the
+    /// `duplicate_key` table, looked up before the table (SQLite: the keys committed since the
+    /// last flush, `sqlite::key_tier`). The default keeps every key in the table.
+    fn unflushed_duplicate(
+        &self,
+        _k: &crate::store::DuplicateKey,
+    ) -> Option<crate::store::model::TransactionId> {
+        None
+    }
+    /// Writes the duplicate keys kept outside the table to it, under the write gate, so that
+    /// `Store::purge_duplicate_keys` sees every key. The default keeps none outside.
+    fn flush_duplicate_keys(
+        &self,
+        _gate: &mut Self::Gate<'_>,
+    ) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+    /// See [`crate::store::Store::between_group_commits`]; the default does nothing.
+    fn between_group_commits(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// `sql` with `params` bound in order.

@@ -16,7 +16,9 @@
 //! handler against a writer that is rarely idle under load.
 //!
 //! A batch: [`super::batch_load`] reads the rows it touches, [`plan`] decides in memory,
-//! [`super::batch_write`] writes the accepted decisions, all in one transaction.
+//! [`super::batch_write`] writes the accepted decisions, all in one transaction. Its duplicate
+//! keys are not written: once it committed they join [`KeyTier`], which the writer flushes to
+//! the `duplicate_key` table between batches (see [`super::key_tier`]).
 //!
 //! The answers remembered for retransmissions (`Store::record_answers`) ride the same
 //! transactions: they are staged here and written by the next group commit, or by a
@@ -25,6 +27,7 @@
 //! hand-off, 23 µs of CPU and 1.3 KB written, and rewrote the duplicate keys' pages again).
 
 use super::checkpoint::Checkpointer;
+use super::key_tier::{self, KeyTier, Unflushed};
 use super::{batch_load, batch_write, SqliteConfig, SqliteSync};
 use crate::store::model::{BatchOutcome, Committed, Decision, DuplicateKey};
 use crate::store::plan;
@@ -46,6 +49,8 @@ pub struct BatchWriter {
     checkpoints: Arc<Checkpointer>,
     /// Answers waiting for the next commit on this connection.
     staged: Vec<StagedAnswers>,
+    /// The duplicate keys committed since the last flush (shared with the store's readers).
+    tier: Arc<KeyTier>,
 }
 
 /// One `record_answers` call's answers, and where to tell it how many keys were found.
@@ -62,6 +67,9 @@ const RECORD_ANSWER: &str = "INSERT INTO txn_answer (transaction_id, answer) \
      SELECT transaction_id, ?7 FROM duplicate_key WHERE terminal_id = ?1 AND stan = ?2 \
      AND rrn = ?3 AND transmission_at = ?4 AND message_class = ?5 AND acquirer = ?6 \
      ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
+/// The same, for a key in the tier: its transaction id is known.
+const RECORD_ANSWER_BY_ID: &str = "INSERT INTO txn_answer (transaction_id, answer) \
+     VALUES (?1, ?2) ON CONFLICT (transaction_id) DO UPDATE SET answer = excluded.answer";
 
 impl std::fmt::Debug for BatchWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,11 +119,44 @@ impl BatchWriter {
             "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let tier = Arc::new(KeyTier::rebuild(&conn)?);
         Ok(Self {
             conn: Some(conn),
             checkpoints,
             staged: Vec::new(),
+            tier,
         })
+    }
+
+    /// The duplicate keys not yet in the table, for the store's readers.
+    pub(super) fn tier(&self) -> Arc<KeyTier> {
+        Arc::clone(&self.tier)
+    }
+
+    /// Flushes the tier's oldest keys when [`KeyTier::flush_due`] says so; a failure is
+    /// logged and the keys stay for the next try (they are safe in `txn` meanwhile).
+    pub(super) fn flush_keys_if_due(&mut self) {
+        if self.tier.flush_due(std::time::Instant::now()) {
+            if let Err(e) = self.flush_keys(key_tier::FLUSH_KEYS_MAX) {
+                tracing::warn!(error = %e, "duplicate key flush failed");
+            }
+        }
+    }
+
+    /// Writes the tier's keys to the table, [`key_tier::FLUSH_KEYS_MAX`] at a time, until it is
+    /// empty.
+    pub(super) fn flush_all_keys(&mut self) -> Result<(), rusqlite::Error> {
+        while !self.tier.is_empty() {
+            self.flush_keys(key_tier::FLUSH_KEYS_MAX)?;
+        }
+        Ok(())
+    }
+
+    fn flush_keys(&mut self, keys_max: usize) -> Result<usize, rusqlite::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(0); // closed: the keys are rebuilt from txn at the next open
+        };
+        self.tier.flush(conn, keys_max)
     }
 
     /// Stages answers for the next commit on this connection (a group commit, or
@@ -135,10 +176,11 @@ impl BatchWriter {
         let Some(conn) = self.conn.as_mut() else {
             return; // dropping the senders tells the callers the store is closed
         };
+        let tier = &self.tier;
         let written = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .and_then(|tx| {
-                let found = write_answers(&tx, &staged)?;
+                let found = write_answers(&tx, tier, &staged)?;
                 tx.commit()?;
                 Ok(found)
             });
@@ -166,8 +208,13 @@ impl BatchWriter {
                 db_transactions: 1,
             };
         };
+        if self.tier.len() >= key_tier::TIER_KEYS_MAX {
+            if let Err(e) = self.tier.flush(conn, key_tier::FLUSH_KEYS_MAX) {
+                tracing::warn!(error = %e, "duplicate key flush failed");
+            }
+        }
         let staged = std::mem::take(&mut self.staged);
-        let first = try_batch(conn, &self.checkpoints, batch, &staged, now_us);
+        let first = try_batch(conn, &self.checkpoints, &self.tier, batch, &staged, now_us);
         let first = match first {
             Ok((results, found)) => {
                 resolve(staged, Ok(found));
@@ -192,14 +239,14 @@ impl BatchWriter {
                 tracing::warn!(error = %e, batch = batch.len(), "group commit failed; retrying decisions one by one");
                 let results = batch
                     .chunks(1)
-                    .map(
-                        |one| match try_batch(conn, &self.checkpoints, one, &[], now_us) {
+                    .map(|one| {
+                        match try_batch(conn, &self.checkpoints, &self.tier, one, &[], now_us) {
                             Ok((mut r, _)) => r
                                 .pop()
                                 .unwrap_or(Err(DecisionError::Unavailable("empty result".into()))),
                             Err(e) => Err(plan::refused_alone(classify(&e), one)),
-                        },
-                    )
+                        }
+                    })
                     .collect();
                 BatchOutcome {
                     results,
@@ -232,6 +279,7 @@ type Batched = (Vec<Result<Committed, DecisionError>>, Vec<u64>);
 fn try_batch(
     conn: &mut Connection,
     checkpoints: &Checkpointer,
+    tier: &KeyTier,
     decisions: &[Decision],
     answers: &[StagedAnswers],
     now_us: i64,
@@ -239,14 +287,18 @@ fn try_batch(
     if checkpoints.rewind_due.load(Ordering::Relaxed) {
         catch_up_and_rewind(conn, checkpoints);
     }
-    let (pre, keys) = plan::prepare(decisions);
+    let (pre, mut keys) = plan::prepare(decisions);
+    // The duplicate check: the tier first, then the table for the keys it does not hold.
+    let in_tier = tier.take_known(&mut keys.duplicate_keys);
     // IMMEDIATE: the write lock from the start, so the transaction never fails half-way
     // on a lock upgrade. Dropped without commit, it rolls back.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let loaded = batch_load::load(&tx, &keys)?;
+    let mut loaded = batch_load::load(&tx, &keys)?;
+    loaded.duplicate_keys.extend(in_tier);
     let plan = plan::plan(decisions, pre, loaded, now_us);
     let seqs = batch_write::write(&tx, decisions, &plan, now_us)?;
-    let found = write_answers(&tx, answers)?;
+    let unflushed = unflushed_keys(&tx, decisions, &plan, now_us)?;
+    let found = write_answers(&tx, tier, answers)?;
     // Unlike PostgreSQL's (`store::postgres::batch`), a failed COMMIT here has a known outcome:
     // SQLite runs in this process, so there is no connection to lose between the COMMIT and its
     // answer. An error from COMMIT (SQLITE_BUSY leaves the transaction open; SQLITE_FULL,
@@ -254,22 +306,57 @@ fn try_batch(
     // "Response To Errors Within A Transaction") means it did not commit, and rusqlite rolls
     // back whatever is left open when the transaction is dropped: the batch is `Unavailable`.
     tx.commit()?;
+    if let Some((txn_rowid_max, keys)) = unflushed {
+        tier.admit(txn_rowid_max, keys);
+    }
     Ok((plan::committed(plan, decisions, seqs), found))
 }
 
-/// The staged answers on their duplicate keys; per call, the keys found.
+/// The accepted decisions' duplicate keys, for the tier once the batch commits, and the
+/// highest `txn` rowid so far (the batch's last row); `None` when nothing was accepted.
+fn unflushed_keys(
+    tx: &rusqlite::Transaction<'_>,
+    decisions: &[Decision],
+    plan: &plan::Plan,
+    now_us: i64,
+) -> Result<Option<(i64, Vec<Unflushed>)>, rusqlite::Error> {
+    let keys: Vec<Unflushed> = plan
+        .accepted()
+        .map(|i| Unflushed {
+            key: decisions[i].transaction.duplicate_key(),
+            transaction_id: decisions[i].transaction.transaction_id,
+            created_at_us: now_us,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let txn_rowid_max: i64 = tx
+        .prepare_cached(key_tier::TXN_ROWID_MAX)?
+        .query_row([], |r| r.get(0))?;
+    Ok(Some((txn_rowid_max, keys)))
+}
+
+/// The staged answers on their duplicate keys (in the tier, else in the table); per call, the
+/// keys found.
 fn write_answers(
     tx: &rusqlite::Transaction<'_>,
+    tier: &KeyTier,
     staged: &[StagedAnswers],
 ) -> Result<Vec<u64>, rusqlite::Error> {
     if staged.is_empty() {
         return Ok(Vec::new());
     }
     let mut q = tx.prepare_cached(RECORD_ANSWER)?;
+    let mut by_id = tx.prepare_cached(RECORD_ANSWER_BY_ID)?;
     staged
         .iter()
         .map(|s| {
             s.answers.iter().try_fold(0u64, |found, (k, answer)| {
+                if let Some(id) = tier.get(k) {
+                    let n = by_id.execute(rusqlite::params![uuid_blob(&id.0), answer])?;
+                    return Ok(found + n as u64);
+                }
                 let n = q.execute(rusqlite::params![
                     k.terminal_id.as_str(),
                     k.stan.to_string(),

@@ -103,7 +103,9 @@ fn load_accounts(
     Ok(())
 }
 
-/// The transactions already holding one of the batch's duplicate-detection keys.
+/// The transactions already holding one of the batch's duplicate-detection keys in the table
+/// (the group commit passes only the keys its memory tier does not hold, see
+/// [`super::key_tier`]).
 fn load_duplicate_keys(
     tx: &Transaction<'_>,
     keys: &[DuplicateKey],

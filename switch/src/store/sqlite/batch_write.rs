@@ -1,9 +1,13 @@
 //! The last step of a SQLite group commit: the planned batch written row by row through cached
 //! statements (a row costs a function call into SQLite, not a round trip), in a fixed order:
-//! the accepted decisions' transactions (each linked to its card's previous one), legs and
-//! duplicate keys; holds; balances and their journal; card rows (ATC and newest transaction,
-//! one write per card) and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
+//! the accepted decisions' transactions (each linked to its card's previous one) and legs;
+//! holds; balances and their journal; card rows (ATC and newest transaction, one write per
+//! card) and risk state; the store-and-forward queues; and last the outbox, whose sequence row is
 //! taken inside the transaction so that sequences are gap-free and in commit order.
+//!
+//! No duplicate keys: the `txn` row carries every column of its key, and the batch's keys join
+//! the memory tier once it committed, to be flushed to `duplicate_key` in bulk
+//! ([`super::key_tier`]).
 
 use super::batch::uuid_blob;
 use crate::store::model::{leg_kind_sql, Decision, TransactionId};
@@ -17,9 +21,6 @@ const INSERT_TXN: &str = "INSERT INTO txn (transaction_id, kind, mti, processing
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 const INSERT_LEG: &str = "INSERT INTO txn_leg (transaction_id, leg_no, kind, institution_id, \
      account_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const INSERT_DUPLICATE_KEY: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, \
-     transmission_at, message_class, transaction_id, created_at_us, acquirer) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Writes a planned batch: the accepted decisions' rows, the planned balances, holds and
 /// journal, ATCs, and the outbox with gap-free sequence numbers. Returns each decision's
@@ -35,7 +36,7 @@ pub fn write(
     if accepted.is_empty() {
         return Ok(seqs);
     }
-    insert_transactions(tx, decisions, plan, &accepted, now_us)?;
+    insert_transactions(tx, decisions, plan, &accepted)?;
     write_holds(tx, plan)?;
     write_balances(tx, plan, now_us)?;
     write_cards(tx, plan)?;
@@ -45,17 +46,15 @@ pub fn write(
     Ok(seqs)
 }
 
-/// The transaction row, legs and duplicate-detection key of each accepted decision.
+/// The transaction row and legs of each accepted decision.
 fn insert_transactions(
     tx: &Transaction<'_>,
     decisions: &[Decision],
     plan: &Plan,
     accepted: &[usize],
-    now_us: i64,
 ) -> Result<(), rusqlite::Error> {
     let mut txn = tx.prepare_cached(INSERT_TXN)?;
     let mut leg = tx.prepare_cached(INSERT_LEG)?;
-    let mut key = tx.prepare_cached(INSERT_DUPLICATE_KEY)?;
     for &i in accepted {
         let d = &decisions[i];
         let prev = plan.prev_card_txns.get(i).copied().flatten();
@@ -71,17 +70,6 @@ fn insert_transactions(
                 l.amount_fen.get(),
             ])?;
         }
-        let k = d.transaction.duplicate_key();
-        key.execute(params![
-            k.terminal_id.as_str(),
-            k.stan.to_string(),
-            k.rrn.as_str(),
-            k.transmission_at.as_str(),
-            k.message_class,
-            id,
-            now_us,
-            k.acquirer.as_str(),
-        ])?;
     }
     Ok(())
 }

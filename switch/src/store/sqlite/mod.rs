@@ -5,7 +5,8 @@
 //! taking turns in-process keeps `SQLITE_BUSY` to other processes (the clearing relay).
 //!
 //! Here: opening the store and its [`Backend`] (the control plane is shared, `super::sql`).
-//! The group commit is [`batch`] (with [`batch_load`] and [`batch_write`]); the WAL
+//! The group commit is [`batch`] (with [`batch_load`] and [`batch_write`]); the duplicate keys
+//! committed since the last flush to their table are held in memory by [`key_tier`]; the WAL
 //! checkpoints off the commit path are [`checkpoint`]; the control plane's writes, which close
 //! a connection a failed write leaves behind, are [`control_writes`].
 
@@ -15,8 +16,9 @@ mod batch_load;
 mod batch_write;
 mod checkpoint;
 mod control_writes;
+mod key_tier;
 
-use super::model::{BatchOutcome, Decision, DuplicateKey};
+use super::model::{BatchOutcome, Decision, DuplicateKey, TransactionId};
 use super::pan_protector::PanProtector;
 use super::sql::driver::{Backend, Run};
 use super::sql::Dialect;
@@ -24,6 +26,7 @@ use super::StoreError;
 use batch::BatchWriter;
 use checkpoint::Checkpointer;
 use control_writes::{SqliteWriteTx, SqliteWrites};
+use key_tier::KeyTier;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -99,6 +102,8 @@ pub struct SqliteStore {
     /// The group commit's connection; its lock is also the turn of the control-plane writes
     /// on `write` (tokio's mutex is fair: a control-plane write waits for one batch at most).
     batch: tokio::sync::Mutex<BatchWriter>,
+    /// The duplicate keys not yet in `duplicate_key` (the batch writer adds and flushes them).
+    tier: Arc<KeyTier>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -153,6 +158,7 @@ impl SqliteStore {
             .await?;
         let checkpoints = Arc::new(Checkpointer::new(config.wal_rewind_pages));
         let batch = BatchWriter::open(config, checkpoints.clone())?;
+        let tier = batch.tier();
         let conn = base.connect().await?;
         tokio::spawn(checkpoint::checkpoint_loop(
             conn,
@@ -165,6 +171,7 @@ impl SqliteStore {
             pan,
             audit_key: Default::default(),
             batch: tokio::sync::Mutex::new(batch),
+            tier,
         })
     }
 
@@ -220,18 +227,27 @@ impl Backend for SqliteStore {
         SqliteWriteTx::begin(&self.write).await
     }
 
-    /// One group commit on the calling thread (the writer's own, see
-    /// [`crate::store::writer::WriterConfig::dedicated_thread`]). Called from a worker of a
-    /// multi-threaded runtime instead, it tells tokio the worker is blocked.
+    /// One group commit on the calling thread (see [`blocking`]).
     async fn group_commit(&self, batch: Vec<Decision>, now_us: i64) -> BatchOutcome {
         let mut writer = self.batch.lock().await;
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(|| writer.commit(&batch, now_us))
-        } else {
-            writer.commit(&batch, now_us)
+        blocking(|| writer.commit(&batch, now_us))
+    }
+
+    fn unflushed_duplicate(&self, k: &DuplicateKey) -> Option<TransactionId> {
+        self.tier.get(k)
+    }
+
+    /// Flushes the memory tier of duplicate keys when it is due (see [`key_tier`]): after the
+    /// last batch's callers have their results, before the writer takes the next batch.
+    async fn between_group_commits(&self) {
+        if self.tier.flush_due(std::time::Instant::now()) {
+            let mut writer = self.batch.lock().await;
+            blocking(|| writer.flush_keys_if_due());
         }
+    }
+
+    fn flush_duplicate_keys(&self, gate: &mut Self::Gate<'_>) -> Result<(), StoreError> {
+        Ok(blocking(|| gate.flush_all_keys())?)
     }
 
     /// On the group commit's connection: staged for the next group commit, or after
@@ -246,15 +262,22 @@ impl Backend for SqliteStore {
         }
         {
             let mut writer = self.batch.lock().await;
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if multi_thread {
-                tokio::task::block_in_place(|| writer.flush_answers());
-            } else {
-                writer.flush_answers();
-            }
+            blocking(|| writer.flush_answers());
         }
         Some(answers_written(written.await))
+    }
+}
+
+/// Runs SQLite work on the calling thread: the writer's own (see
+/// [`crate::store::writer::WriterConfig::dedicated_thread`]), or, on a worker of a
+/// multi-threaded runtime, telling tokio the worker is blocked.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
