@@ -133,10 +133,12 @@ impl BatchWriter {
         Arc::clone(&self.tier)
     }
 
-    /// Flushes the tier's oldest keys when [`KeyTier::flush_due`] says so; a failure is
-    /// logged and the keys stay for the next try (they are safe in `txn` meanwhile).
+    /// Flushes the tier's oldest keys in a transaction of their own when
+    /// [`KeyTier::flush_overdue`] says no group commit came to carry them (a due flush rides
+    /// the next group commit: `try_batch`); a failure is logged and the keys stay for the
+    /// next try (they are safe in `txn` meanwhile).
     pub(super) fn flush_keys_if_due(&mut self) {
-        if self.tier.flush_due(std::time::Instant::now()) {
+        if self.tier.flush_overdue(std::time::Instant::now()) {
             if let Err(e) = self.flush_keys(key_tier::FLUSH_KEYS_MAX) {
                 tracing::warn!(error = %e, "duplicate key flush failed");
             }
@@ -299,6 +301,13 @@ fn try_batch(
     let seqs = batch_write::write(&tx, decisions, &plan, now_us)?;
     let unflushed = unflushed_keys(&tx, decisions, &plan, now_us)?;
     let found = write_answers(&tx, tier, answers)?;
+    // A due flush of the tier's oldest keys rides this transaction: one sync for both, where
+    // a flush of its own cost the next batch a commit's wait (issue 27, the open loop's p99).
+    let (flushed_commits, _) = if tier.flush_due(std::time::Instant::now()) {
+        tier.write_oldest(&tx, key_tier::FLUSH_KEYS_MAX)?
+    } else {
+        (0, 0)
+    };
     // Unlike PostgreSQL's (`store::postgres::batch`), a failed COMMIT here has a known outcome:
     // SQLite runs in this process, so there is no connection to lose between the COMMIT and its
     // answer. An error from COMMIT (SQLITE_BUSY leaves the transaction open; SQLITE_FULL,
@@ -306,6 +315,7 @@ fn try_batch(
     // "Response To Errors Within A Transaction") means it did not commit, and rusqlite rolls
     // back whatever is left open when the transaction is dropped: the batch is `Unavailable`.
     tx.commit()?;
+    tier.forget_oldest(flushed_commits);
     if let Some((txn_rowid_max, keys)) = unflushed {
         tier.admit(txn_rowid_max, keys);
     }

@@ -10,9 +10,11 @@
 //! ~60-byte row. Yet every column of the key is already in the decision's `txn` row, written in
 //! the same commit at the right edge of a rowid B-tree ([`crate::store::model::TransactionRecord::duplicate_key`]).
 //! So a commit writes no key: the keys it committed enter this tier, and every
-//! [`FLUSH_AGE_MAX`] or [`FLUSH_KEYS_MAX`] keys the writer inserts the tier's oldest commits into
-//! the table in one transaction, sorted by the table's key, so one terminal's keys of many
-//! commits share its leaf. A leaf is then written once per flush instead of once per commit.
+//! [`FLUSH_AGE_MAX`] or [`FLUSH_KEYS_MAX`] keys the tier's oldest commits are inserted into the
+//! table, sorted by its key, inside the next group commit's transaction (no sync of their own;
+//! a transaction of its own only when traffic stopped, [`KeyTier::flush_overdue`]). Migration
+//! 0025 orders the table by field 7 first, so a flush of the last quarter second's keys lands
+//! at the right edge of the tree: a leaf is written once per flush, not once per commit.
 //!
 //! Measured (benches/scripts/run.sh, `--no-clearing`, CPB=300, 16 connections, release builds
 //! in alternation on the busy 2-core VM, `benches/scripts/wal_pages.py` on a copy of the WAL
@@ -21,9 +23,10 @@
 //! after; closed loop 16 x 16 (batches of ~250, already ~16 keys per terminal per commit),
 //! 11.1-11.9 KB before and 10.2-11.4 KB after (the writer's log 7.2-7.6 KB and 6.9-7.2 KB),
 //! `duplicate_key` 16-17 % of the frames before and 0-3 % after (the log generations copied
-//! held one flush or none). What a flush still writes is mostly the rebalancing of the leaves in the
-//! middle of the tree, where each terminal's newest keys go (~110-160 pages for ~1,000 keys):
-//! a key that starts with time would make a flush an append at the right edge.
+//! held one flush or none). With the table keyed by terminal first, a flush of its own still
+//! wrote ~110-160 pages for ~1,000 keys (the leaves in the middle of the tree, where each
+//! terminal's newest keys go) and synced once more: hence field 7 first and the flush carried
+//! by the group commit (benches/README.md has the runs after both).
 //!
 //! The truth is this tier plus the table, because the SQLite node is its database's only
 //! writer: the group commit's duplicate check ([`super::batch`]), `Store::find_duplicate`,
@@ -212,35 +215,58 @@ impl KeyTier {
                 .is_some_and(|c| now.saturating_duration_since(c.at) >= FLUSH_AGE_MAX)
     }
 
+    /// True when a flush is overdue: the oldest key older than twice [`FLUSH_AGE_MAX`], so no
+    /// group commit has come to carry the flush (traffic stopped), and the writer flushes in a
+    /// transaction of its own.
+    pub fn flush_overdue(&self, now: Instant) -> bool {
+        self.lock()
+            .commits
+            .front()
+            .is_some_and(|c| now.saturating_duration_since(c.at) >= 2 * FLUSH_AGE_MAX)
+    }
+
     /// Writes the oldest commits' keys (whole commits, at least one, up to about `keys_max`
     /// keys) to the table, sorted by its primary key, with the new watermark, in one
-    /// transaction; they leave the tier once it committed. Returns the keys written.
+    /// transaction of its own; they leave the tier once it committed. Returns the keys written.
     pub fn flush(&self, conn: &mut Connection, keys_max: usize) -> Result<usize, rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (commits, keys) = self.write_oldest(&tx, keys_max)?;
+        tx.commit()?;
+        self.forget_oldest(commits);
+        Ok(keys)
+    }
+
+    /// Inserts the oldest commits' keys (whole commits, at least one, up to about `keys_max`
+    /// keys), sorted by the table's primary key, and the new watermark, inside `tx`: a flush
+    /// of its own ([`KeyTier::flush`]) or a group commit's transaction, which then carries the
+    /// flush without a sync of its own. Returns how many commits and keys it wrote; the caller
+    /// forgets those commits ([`KeyTier::forget_oldest`]) once `tx` committed, and only then.
+    pub fn write_oldest(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        keys_max: usize,
+    ) -> Result<(usize, usize), rusqlite::Error> {
         let (mut rows, commits, watermark) = self.oldest(keys_max);
         let Some(watermark) = watermark else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         rows.sort_by_cached_key(|u| primary_key(&u.key));
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut inserted = 0;
-        {
-            let mut q = tx.prepare_cached(INSERT_KEY)?;
-            for u in &rows {
-                let k = &u.key;
-                inserted += q.execute(params![
-                    k.terminal_id.as_str(),
-                    k.stan.to_string(),
-                    k.rrn.as_str(),
-                    k.transmission_at.as_str(),
-                    k.message_class,
-                    uuid_blob(&u.transaction_id.0),
-                    u.created_at_us,
-                    k.acquirer.as_str(),
-                ])?;
-            }
-            tx.prepare_cached(SET_WATERMARK)?.execute([watermark])?;
+        let mut q = tx.prepare_cached(INSERT_KEY)?;
+        for u in &rows {
+            let k = &u.key;
+            inserted += q.execute(params![
+                k.terminal_id.as_str(),
+                k.stan.to_string(),
+                k.rrn.as_str(),
+                k.transmission_at.as_str(),
+                k.message_class,
+                uuid_blob(&u.transaction_id.0),
+                u.created_at_us,
+                k.acquirer.as_str(),
+            ])?;
         }
-        tx.commit()?;
+        tx.prepare_cached(SET_WATERMARK)?.execute([watermark])?;
         if inserted < rows.len() {
             // The group commit refuses a key the tier or the table holds, so only a key written
             // outside it (by hand) can be here already; the table's row is kept.
@@ -250,8 +276,7 @@ impl KeyTier {
                 "duplicate keys already in the table at flush"
             );
         }
-        self.forget_oldest(commits);
-        Ok(rows.len())
+        Ok((commits, rows.len()))
     }
 
     /// Copies of the oldest commits' keys (whole commits, at least one, up to about
@@ -273,7 +298,7 @@ impl KeyTier {
     }
 
     /// Drops the `n` oldest commits, written to the table.
-    fn forget_oldest(&self, n: usize) {
+    pub fn forget_oldest(&self, n: usize) {
         let mut inner = self.lock();
         let n = n.min(inner.commits.len());
         let gone: Vec<Commit> = inner.commits.drain(..n).collect();
@@ -286,14 +311,14 @@ impl KeyTier {
     }
 }
 
-/// `duplicate_key`'s primary key, as SQLite orders it (text compared byte by byte; a STAN is
-/// six digits).
+/// `duplicate_key`'s primary key (migration 0025: field 7 first), as SQLite orders it (text
+/// compared byte by byte; a STAN is six digits).
 fn primary_key(k: &DuplicateKey) -> (String, String, String, String, String, String) {
     (
+        k.transmission_at.as_str().to_owned(),
         k.terminal_id.as_str().to_owned(),
         k.stan.to_string(),
         k.rrn.as_str().to_owned(),
-        k.transmission_at.as_str().to_owned(),
         k.message_class.clone(),
         k.acquirer.as_str().to_owned(),
     )
@@ -348,7 +373,7 @@ mod tests {
             "CREATE TABLE duplicate_key (terminal_id TEXT NOT NULL, stan TEXT NOT NULL, \
              rrn TEXT NOT NULL, transmission_at TEXT NOT NULL, message_class TEXT NOT NULL, \
              transaction_id BLOB NOT NULL, created_at_us INTEGER NOT NULL, \
-             acquirer TEXT NOT NULL, PRIMARY KEY (terminal_id, stan, rrn, transmission_at, \
+             acquirer TEXT NOT NULL, PRIMARY KEY (transmission_at, terminal_id, stan, rrn, \
              message_class, acquirer)) STRICT, WITHOUT ROWID; \
              CREATE TABLE duplicate_key_watermark (id INTEGER PRIMARY KEY CHECK (id = 1), \
              txn_rowid INTEGER NOT NULL) STRICT; \
