@@ -53,8 +53,8 @@ const CATCH_UP_PASSES_MAX: u32 = 8;
 /// catch-up (`batch::catch_up_and_rewind`), the one moment commits wait for a checkpoint, then
 /// copies what one short pass left, not what accumulated since the last sleep (or, after
 /// [`CATCH_UP_PASSES_MAX`] passes that never got there, what the last one left). Asking at once
-/// (as before) left the writer tens of milliseconds of copying and syncing under load, every
-/// 32 MiB of log: at 5,000 requests/s the open loop's p99 was that stall (issue 27).
+/// (as before) left the writer to copy and sync everything committed since the last pass began,
+/// every 32 MiB of log (issue 27, the open loop's tail; benches/README.md has the runs).
 pub async fn checkpoint_loop(
     mut conn: sqlx::SqliteConnection,
     state: std::sync::Weak<Checkpointer>,
