@@ -114,8 +114,10 @@ async fn ledger_state(pool: &sqlx::PgPool, schema: &str) -> (HashSet<uuid::Uuid>
     .fetch_all(pool)
     .await
     .unwrap_or_default();
+    // Clearing migration 0004 packs each event's postings into its applied_event row; an event
+    // that posted carries its legs, which sum to its amount (`Ledger::posted_total_fen`).
     let (posted,): (Option<i64>,) = sqlx::query_as(&format!(
-        "SELECT SUM(amount_fen)::BIGINT FROM {schema}.posting"
+        "SELECT SUM(amount_fen)::BIGINT FROM {schema}.applied_event WHERE legs IS NOT NULL"
     ))
     .fetch_one(pool)
     .await

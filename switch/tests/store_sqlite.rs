@@ -408,8 +408,9 @@ async fn a_retransmission_after_a_restart_is_found_while_its_key_is_only_in_txn(
     h.cleanup().await;
 }
 
-/// Between batches, once the oldest key waited 250 ms, the writer flushes: the keys are in the
-/// table, the watermark is the last `txn` row, and after a restart they are still found.
+/// Once the oldest key waited 250 ms the next group commit carries the flush; with no batch to
+/// carry it, the writer flushes on its own after 500 ms. The keys are then in the table, the
+/// watermark is the last `txn` row, and after a restart they are still found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_key_is_in_the_table_below_the_watermark_and_found_after_a_restart() {
     use switch::sim::testkit;
@@ -430,9 +431,31 @@ async fn a_flushed_key_is_in_the_table_below_the_watermark_and_found_after_a_res
         .collect();
     assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 0);
     assert!(scalar(&h, WATERMARK).await < scalar(&h, TXN_ROWID_MAX).await);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // FLUSH_AGE_MAX is 250 ms
+    // Due (FLUSH_AGE_MAX is 250 ms): not yet overdue, so the writer's pause between commits
+    // leaves it to the next group commit, which carries it in its own transaction.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     s.between_group_commits().await;
-    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 3);
+    assert_eq!(
+        scalar(&h, KEYS_IN_TABLE).await,
+        0,
+        "no flush of its own yet"
+    );
+    commit_one(&s, testkit::debit(&fx, fx.personal, 10, 1))
+        .await
+        .expect("the carrier commits");
+    assert_eq!(
+        scalar(&h, KEYS_IN_TABLE).await,
+        3,
+        "flushed with the next batch"
+    );
+    assert!(
+        scalar(&h, WATERMARK).await < scalar(&h, TXN_ROWID_MAX).await,
+        "the carrier's own key waits in the tier"
+    );
+    // Overdue (twice FLUSH_AGE_MAX, no batch came): the writer flushes on its own.
+    tokio::time::sleep(std::time::Duration::from_millis(550)).await;
+    s.between_group_commits().await;
+    assert_eq!(scalar(&h, KEYS_IN_TABLE).await, 4);
     assert_eq!(scalar(&h, WATERMARK).await, scalar(&h, TXN_ROWID_MAX).await);
     drop(s);
     h.reopen().await;
