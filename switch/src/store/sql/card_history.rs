@@ -39,13 +39,6 @@ pub const SEARCH_CARD_TRANSACTIONS: &str = concat!(
      ON t.transaction_id = c.prev WHERE t.card_id = $11) \
      SELECT ",
     txn_columns!(),
-    " FROM chain WHERE ($1 IS NULL OR acquirer_institution_id = $1 \
-     OR issuer_institution_id = $1 \
-     OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = chain.transaction_id \
-     AND l.institution_id = $1)) \
-     AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
-     AND decided_at_us >= $4 AND decided_at_us < $5 \
-     AND ($6 IS NULL OR response_code = $6) AND ($7 IS NULL OR pan_masked LIKE $7) \
-     AND (decided_at_us < $8 OR (decided_at_us = $8 AND transaction_id < $9)) \
-     ORDER BY decided_at_us DESC, transaction_id DESC LIMIT $10"
+    " FROM chain",
+    txn_search_filters!("chain")
 );

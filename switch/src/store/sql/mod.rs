@@ -41,6 +41,26 @@ macro_rules! txn_columns {
     };
 }
 
+/// The filters, order and limit of `GET /transactions` (`$1`-`$10`: institution, RRN,
+/// terminal, the window, response code, masked PAN, the keyset cursor, the page size) over the
+/// rows named `$rows` (`txn`, or a card's chain in [`card_history`]). Every filter is
+/// `$n IS NULL OR ...`, so one statement serves every combination.
+macro_rules! txn_search_filters {
+    ($rows:literal) => {
+        concat!(
+            " WHERE ($1 IS NULL OR acquirer_institution_id = $1 OR issuer_institution_id = $1 \
+             OR EXISTS (SELECT 1 FROM txn_leg AS l WHERE l.transaction_id = ",
+            $rows,
+            ".transaction_id AND l.institution_id = $1)) \
+             AND ($2 IS NULL OR rrn = $2) AND ($3 IS NULL OR terminal_id = $3) \
+             AND decided_at_us >= $4 AND decided_at_us < $5 \
+             AND ($6 IS NULL OR response_code = $6) AND ($7 IS NULL OR pan_masked LIKE $7) \
+             AND (decided_at_us < $8 OR (decided_at_us = $8 AND transaction_id < $9)) \
+             ORDER BY decided_at_us DESC, transaction_id DESC LIMIT $10"
+        )
+    };
+}
+
 /// Columns read by [`rows::outbox`].
 macro_rules! outbox_columns {
     () => {
