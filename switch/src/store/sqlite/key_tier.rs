@@ -67,17 +67,16 @@ use std::time::{Duration, Instant};
 pub const FLUSH_AGE_MAX: Duration = Duration::from_millis(250);
 
 /// A flush is due once the tier holds this many keys, and takes about this many (whole
-/// commits, oldest first, at least one). It bounds the flush's transaction, which the next
-/// group commit waits for: 2,000 sorted inserts into a copy of a loaded database took 8-11 ms
-/// (python's sqlite3, its overhead included) and their `FULL` commit 6-9 ms on the busy 2-core
-/// VM, about one commit's worth. It is [`FLUSH_AGE_MAX`]'s worth of keys at 8,000
-/// decisions/s, past which flushes come by count.
+/// commits, oldest first, at least one). It bounds the work a flush adds to the group commit
+/// that carries it: 2,000 sorted inserts into a copy of a loaded database took 8-11 ms
+/// (python's sqlite3, its overhead included) on the busy 2-core VM, the most one batch should
+/// take on. It is [`FLUSH_AGE_MAX`]'s worth of keys at 8,000 decisions/s, past which flushes
+/// come by count.
 pub const FLUSH_KEYS_MAX: usize = 2_000;
 
 /// The most keys the tier holds before a group commit flushes on its own, ahead of its batch.
-/// The writer's flushes between batches keep the tier far below it; it bounds the memory when
-/// nothing calls them (a caller of `Store::commit_decisions` without the writer, or flushes
-/// that keep failing).
+/// The flushes carried by group commits keep the tier far below it; it bounds the memory when
+/// flushes keep failing.
 pub const TIER_KEYS_MAX: usize = 4 * FLUSH_KEYS_MAX;
 
 const INSERT_KEY: &str = "INSERT INTO duplicate_key (terminal_id, stan, rrn, transmission_at, \
