@@ -50,7 +50,7 @@ pg_cpu() { # utime + stime of every postgres process, in ticks
 if [ -n "$pg_url" ]; then pg_wal > wal1.txt; pg_cpu > pgcpu1.txt; fi
 snapshot > before.txt; grep wchar /proc/$switch_pid/io > io1.txt; awk '{print $14+$15}' /proc/$switch_pid/stat > cpu1.txt
 # shellcheck disable=SC2086
-"$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | grep -v "^warning"
+/usr/bin/time -f "%U %S" -o loadgen.cpu "$BIN/loadgen" --cards-per-bank "$CPB" $LOAD_ARGS 2>&1 | tee loadgen.out | grep -v "^warning"
 snapshot > after.txt; grep wchar /proc/$switch_pid/io > io2.txt; awk '{print $14+$15}' /proc/$switch_pid/stat > cpu2.txt
 if [ -n "$pg_url" ]; then pg_wal > wal2.txt; pg_cpu > pgcpu2.txt; fi
 answered=$(grep -o 'responses [0-9]*' loadgen.out | awk '{print $2}')
@@ -70,6 +70,9 @@ banks_us=$(join before.txt after.txt | awk -v n="$answered" -v t="$tick_us" \
 echo "  switch process CPU: $process_us us per answered request (all threads)"
 echo "    of which the simulated banks (bank-sim threads): $banks_us us; the switch alone: $((process_us - banks_us)) us"
 echo "  written by the switch: $(( ($(cut -d" " -f2 io2.txt) - $(cut -d" " -f2 io1.txt)) / answered )) bytes per answered request"
+# loadgen is test equipment on the same cores: its CPU (preparation included) is what the
+# switch and its banks did not get.
+echo "  loadgen CPU (whole run, preparing included): $(awk -v n="$answered" '{ printf "%d", ($1 + $2) * 1000000 / n }' loadgen.cpu) us per answered request"
 if [ -n "$pg_url" ]; then
   echo "  PostgreSQL WAL: $(( ($(cat wal2.txt) - $(cat wal1.txt)) / answered )) bytes per answered request (pg_stat_wal)"
   echo "  PostgreSQL server CPU: $(( ($(cat pgcpu2.txt) - $(cat pgcpu1.txt)) * tick_us / answered )) us per answered request (postgres processes)"
