@@ -265,6 +265,11 @@ pub const CLEARING_SQLITE: &[Migration] = &[
         description: "ledger_packed_journal",
         sql: include_str!("../migrations/clearing/sqlite/0004_ledger_packed_journal.sql"),
     },
+    Migration {
+        version: 6,
+        description: "posting_view",
+        sql: include_str!("../migrations/clearing/sqlite/0006_posting_view.sql"),
+    },
 ];
 
 /// Migrations of clearing's ledger database for PostgreSQL, in order.
@@ -283,6 +288,11 @@ pub const CLEARING_POSTGRES: &[Migration] = &[
         version: 4,
         description: "ledger_packed_journal",
         sql: include_str!("../migrations/clearing/postgres/0004_ledger_packed_journal.sql"),
+    },
+    Migration {
+        version: 6,
+        description: "posting_view",
+        sql: include_str!("../migrations/clearing/postgres/0006_posting_view.sql"),
     },
 ];
 

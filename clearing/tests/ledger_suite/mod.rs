@@ -616,6 +616,46 @@ pub async fn csv_and_medical_totals_recompute_from_the_ledger_postings(ledger: &
     assert_eq!(detail_ids.len(), events.len());
 }
 
+/// The `posting` view (clearing migration 0006) shows an auditor with SQL access every leg the
+/// ledger's own reader unpacks from the packed journal: the same rows in the same order, with
+/// the same names and amounts.
+pub async fn the_posting_view_shows_every_leg_as_the_ledger_reads_it(ledger: &Ledger) {
+    use clearing::db::Db;
+    use clearing::window::{self, PostingRecord};
+    real_traffic(ledger).await;
+    let open = window::current_window(ledger).await.unwrap();
+    let ours = window::window_postings(ledger, open, None).await.unwrap();
+    assert!(ours.len() >= 8, "real traffic posts legs: {}", ours.len());
+    const VIEW: &str = "SELECT event_id, leg_no, event_type, leg_kind, debit_institution, \
+        debit_account, credit_institution, credit_account, amount_fen, posted_at_us \
+        FROM posting WHERE window_id = $1 ORDER BY event_id, leg_no";
+    macro_rules! read_view {
+        ($pool:expr) => {{
+            use sqlx::Row;
+            let rows = sqlx::query(VIEW).bind(open).fetch_all($pool).await.unwrap();
+            rows.iter()
+                .map(|r| PostingRecord {
+                    event_id: r.get(0),
+                    leg_no: r.get(1),
+                    event_type: r.get(2),
+                    leg_kind: r.get(3),
+                    debit_institution: r.get(4),
+                    debit_account: r.get(5),
+                    credit_institution: r.get(6),
+                    credit_account: r.get(7),
+                    amount_fen: r.get(8),
+                    posted_at_us: r.get(9),
+                })
+                .collect::<Vec<_>>()
+        }};
+    }
+    let view = match ledger.db() {
+        Db::Sqlite(pool) => read_view!(pool),
+        Db::Postgres(pool) => read_view!(pool),
+    };
+    assert_eq!(view, ours);
+}
+
 async fn balance(ledger: &Ledger, inst: &str, kind: &str) -> clearing::ledger::AccountBalance {
     ledger
         .account_balances()
@@ -650,7 +690,8 @@ macro_rules! ledger_suite {
             a_window_with_real_traffic_validates_against_the_camt053_schema,
             a_report_of_an_open_window_is_refused,
             the_first_window_starts_at_the_ledger_start_not_1970,
-            csv_and_medical_totals_recompute_from_the_ledger_postings
+            csv_and_medical_totals_recompute_from_the_ledger_postings,
+            the_posting_view_shows_every_leg_as_the_ledger_reads_it
         );
     };
     (@tests $open:path; $($name:ident),* $(,)?) => {
