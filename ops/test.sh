@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 ops/setup.sh
 ops/kafka.sh start
 
+# A test build takes ~10 GB (Cargo.toml keeps debug info small for that reason); a CI run once
+# failed linking with the disk full, so say up front how much room there is.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+echo "== disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where the build goes ($target_dir)"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
