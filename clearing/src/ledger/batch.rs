@@ -109,10 +109,13 @@ macro_rules! batch_steps {
                 // id above the highest recorded one cannot be recorded, so only the others are
                 // probed (in a live stream, almost none: issue 27, where probing every id of a
                 // batch was a sixth of SQLite's work).
-                let highest: Option<Uuid> =
-                    sqlx::query_scalar("SELECT max(event_id) FROM applied_event")
-                        .fetch_one(&mut **tx)
-                        .await?;
+                // (ORDER BY ... LIMIT 1, not max(): PostgreSQL has no max(uuid). Either
+                // backend reads it from the end of the primary key.)
+                let highest: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT event_id FROM applied_event ORDER BY event_id DESC LIMIT 1",
+                )
+                .fetch_optional(&mut **tx)
+                .await?;
                 let probe: Vec<Uuid> = match highest {
                     None => Vec::new(),
                     Some(h) => refs.event_ids.iter().copied().filter(|id| *id <= h).collect(),
