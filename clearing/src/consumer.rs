@@ -134,6 +134,11 @@ pub async fn run<S: BusSubscriber + ?Sized>(
             }
         };
         if subscriber.take_rebalanced() {
+            // The next filter re-reads stored offsets: the batch in hand is written first, or
+            // they would lag it and the filter would seek back over it.
+            if let Some(pending) = ready.take() {
+                commit(ledger, subscriber, config, stats, &pending).await?;
+            }
             positions = Positions::default();
         }
         let batch = if batch.is_empty() {

@@ -5,7 +5,6 @@
 //! of thousands of parameters to bind and plan).
 
 use super::plan::Plan;
-use super::ROWS_PER_STATEMENT;
 use schemas::events::EventType;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Postgres, Sqlite, Transaction};
@@ -74,10 +73,33 @@ fn sqlite_journal_sql(rows: usize) -> String {
     sql
 }
 
-/// The statement of a full chunk, built once.
-fn sqlite_journal_sql_full() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| sqlite_journal_sql(ROWS_PER_STATEMENT))
+/// Most journal rows per SQLite statement (8,194 bound values, below SQLite's 32,766).
+const SQLITE_JOURNAL_ROWS_MAX: usize = 1_024;
+
+/// The statements of every power-of-two row count up to [`SQLITE_JOURNAL_ROWS_MAX`], built
+/// once. A batch is written as a sum of these sizes ([`sqlite_chunk_rows`]), so whatever the
+/// batch size a connection prepares at most eleven journal statements and keeps them in its
+/// statement cache; with fixed chunks and a tail of any size, batches of varying size (Kafka
+/// polls) prepared a new statement for almost every tail.
+fn sqlite_journal_sql_of(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=SQLITE_JOURNAL_ROWS_MAX.trailing_zeros())
+            .map(|p| sqlite_journal_sql(1 << p))
+            .collect()
+    });
+    all.get(rows.trailing_zeros() as usize)
+        .map_or("", String::as_str)
+}
+
+/// The size of the next chunk of `remaining` rows: the largest power of two not above it,
+/// at most [`SQLITE_JOURNAL_ROWS_MAX`].
+fn sqlite_chunk_rows(remaining: usize) -> usize {
+    if remaining >= SQLITE_JOURNAL_ROWS_MAX {
+        SQLITE_JOURNAL_ROWS_MAX
+    } else {
+        1 << remaining.ilog2()
+    }
 }
 
 /// The code of a value in `names` (position + 1), as [`sqlite_journal_sql`] decodes it.
@@ -95,7 +117,10 @@ impl JournalWriter for Transaction<'_, Sqlite> {
         window_id: i64,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        for chunk in plan.applied.chunks(ROWS_PER_STATEMENT) {
+        let mut rest = plan.applied.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(sqlite_chunk_rows(rest.len()));
+            rest = tail;
             let mut args = SqliteArguments::default();
             args.reserve(2 + chunk.len() * SQLITE_VALUES_PER_ROW, 0);
             let encode = |e: sqlx::error::BoxDynError| sqlx::Error::Encode(e);
@@ -116,14 +141,9 @@ impl JournalWriter for Transaction<'_, Sqlite> {
             }
             args.add(now).map_err(encode)?;
             args.add(window_id).map_err(encode)?;
-            let built;
-            let sql = if chunk.len() == ROWS_PER_STATEMENT {
-                sqlite_journal_sql_full()
-            } else {
-                built = sqlite_journal_sql(chunk.len());
-                built.as_str()
-            };
-            sqlx::query_with(sql, args).execute(&mut **self).await?;
+            sqlx::query_with(sqlite_journal_sql_of(chunk.len()), args)
+                .execute(&mut **self)
+                .await?;
         }
         Ok(())
     }
@@ -159,5 +179,42 @@ impl JournalWriter for Transaction<'_, Postgres> {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_cut_into_powers_of_two_that_add_up_to_it() {
+        for n in [1, 2, 3, 400, 1_000, 1_023, 1_024, 1_025, 2_000, 4_096] {
+            let (mut rest, mut sizes) = (n, Vec::new());
+            while rest > 0 {
+                let rows = sqlite_chunk_rows(rest);
+                assert!(
+                    rows.is_power_of_two() && rows <= SQLITE_JOURNAL_ROWS_MAX,
+                    "{n}: {rows}"
+                );
+                sizes.push(rows);
+                rest -= rows;
+            }
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            for rows in sizes {
+                let sql = sqlite_journal_sql_of(rows);
+                assert_eq!(
+                    sql.matches('?').count(),
+                    rows * SQLITE_VALUES_PER_ROW + 2,
+                    "{rows}"
+                );
+                assert!(sql.ends_with(&format!(
+                    "?{}, ?{}, CASE o WHEN 1 THEN 'posted' WHEN 2 THEN 'held' WHEN 3 THEN \
+                     'hold_posted' WHEN 4 THEN 'hold_voided' WHEN 5 THEN 'dead_letter' END, r, l \
+                     FROM v",
+                    rows * SQLITE_VALUES_PER_ROW + 1,
+                    rows * SQLITE_VALUES_PER_ROW + 2
+                )));
+            }
+        }
     }
 }
