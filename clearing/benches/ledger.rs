@@ -3,6 +3,9 @@
 //! - `ledger_apply/sqlite_batch_2000`: decode + validate + plan + one SQLite transaction per
 //!   2,000 deliveries (the in-process apply path; target ≥ 200,000 events/s).
 //! - `ledger_apply/postgres_batch_2000`: the same on PostgreSQL (127.0.0.1:5432, db `test`).
+//! - `ledger_apply/{sqlite,postgres}_pipelined_2000`: the same batches as the consumer applies
+//!   them: each batch decoded on a blocking thread ([`Ledger::decode`]) while the previous one
+//!   is written ([`Ledger::apply_decoded`]).
 //! - `kafka/consume_apply`: 50,000 events already published to the broker at 127.0.0.1:9092
 //!   (4 partitions), consumed by one group member and applied to a SQLite ledger (target ≥
 //!   50,000 events/s). Its `cpu:` line also gives the rate after each run's first batch (the
@@ -138,6 +141,7 @@ fn bench_apply(
     rt: &tokio::runtime::Runtime,
     name: &str,
     config: LedgerDbConfig,
+    pipelined: bool,
 ) {
     let ledger = rt.block_on(async {
         Ledger::new(
@@ -162,8 +166,21 @@ fn bench_apply(
             async move {
                 let cpu = cpu_seconds("self").unwrap_or(0.0);
                 let start = Instant::now();
-                for batch in &batches {
-                    ledger.apply_batch("bench", batch).await.expect("apply");
+                if pipelined {
+                    let mut batches = batches.into_iter();
+                    let decode = |b: Option<Vec<Delivery>>| {
+                        tokio::task::spawn_blocking(move || b.map(Ledger::decode))
+                    };
+                    let mut next = decode(batches.next());
+                    while let Some(decoded) = next.await.expect("decoder") {
+                        let decoded = decoded.expect("decode");
+                        next = decode(batches.next());
+                        ledger.apply_decoded(name, &decoded).await.expect("apply");
+                    }
+                } else {
+                    for batch in &batches {
+                        ledger.apply_batch(name, batch).await.expect("apply");
+                    }
                 }
                 let wall = start.elapsed();
                 let mut t = tally.borrow_mut();
@@ -224,19 +241,33 @@ fn ledger_apply(c: &mut Criterion) {
         &rt,
         "sqlite_batch_2000",
         LedgerDbConfig::sqlite(dir.path().join("l.db")),
+        false,
     );
-    let schema = format!("clearing_bench_{}", std::process::id());
-    let url = "postgres://postgres@127.0.0.1:5432/test".to_owned();
     bench_apply(
         c,
         &rt,
-        "postgres_batch_2000",
-        LedgerDbConfig::Postgres {
-            url: url.clone(),
-            schema: Some(schema.clone()),
-            connections_max: 4,
-        },
+        "sqlite_pipelined_2000",
+        LedgerDbConfig::sqlite(dir.path().join("p.db")),
+        true,
     );
+    let schema = format!("clearing_bench_{}", std::process::id());
+    let url = "postgres://postgres@127.0.0.1:5432/test".to_owned();
+    for (name, pipelined) in [
+        ("postgres_batch_2000", false),
+        ("postgres_pipelined_2000", true),
+    ] {
+        bench_apply(
+            c,
+            &rt,
+            name,
+            LedgerDbConfig::Postgres {
+                url: url.clone(),
+                schema: Some(schema.clone()),
+                connections_max: 4,
+            },
+            pipelined,
+        );
+    }
     rt.block_on(Db::drop_pg_schema(&url, &schema))
         .expect("drop bench schema");
 }

@@ -40,6 +40,11 @@ pub const REPLICATION_DEFAULT: i32 = 3;
 /// Most messages the producer keeps queued (librdkafka `queue.buffering.max.messages`).
 pub const PRODUCER_QUEUE_MESSAGES_MAX: usize = 100_000;
 
+/// The consumer's `fetch.wait.max.ms`: the longest a broker may hold a fetch with nothing (or
+/// less than `fetch.min.bytes`) to return, so also the added delay of a fetch that a broker
+/// holds although data waits (see [`KafkaBus::subscribe`]).
+pub const FETCH_WAIT_MAX_MS: u32 = 10;
+
 /// Kafka connection settings.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -170,6 +175,12 @@ impl KafkaBus {
             // Also the rebalance timeout: a member that died holding partitions delays the
             // group's next assignment by at most this much.
             .set("max.poll.interval.ms", "20000")
+            // How long a broker may hold a fetch before answering (librdkafka's default is
+            // 500 ms). tansu held fetches that long even with data waiting, so the consumer
+            // waited for deliveries between batches: 27,000 events/s with the default, 81,000
+            // with 5 ms (issue 27, benches/README.md "Clearing"). An idle consumer now sends
+            // a fetch per FETCH_WAIT_MAX_MS instead of one per 500 ms.
+            .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
             .create_with_context(context)?;
         consumer.subscribe(topics)?;
         Ok(KafkaSubscriber {

@@ -8,7 +8,9 @@
 
 use super::legs;
 use schemas::events::{EventError, EventType, LedgerAccount, Leg, SettlementEvent};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use uuid::Uuid;
 
 /// Why an event went to the dead-letter table instead of the ledger.
@@ -102,7 +104,13 @@ pub(crate) type Parsed = Result<SettlementEvent, Box<(Option<SettlementEvent>, P
 
 /// Decodes and validates one payload.
 pub(crate) fn parse(payload: &[u8]) -> Parsed {
-    match serde_json::from_slice::<SettlementEvent>(payload) {
+    // UTF-8 checked once over the payload, so serde_json does not check each string again
+    // (issue 27); a payload that is not UTF-8 gets serde_json's own error, as before.
+    let decoded = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str::<SettlementEvent>(text),
+        Err(_) => serde_json::from_slice::<SettlementEvent>(payload),
+    };
+    match decoded {
         Ok(event) => match event.validate() {
             Ok(()) => Ok(event),
             Err(EventError::UnsupportedVersion(v)) => {
@@ -196,18 +204,19 @@ pub(crate) struct KnownHold {
     pub legs: Vec<LegRow>,
 }
 
-/// Row of `applied_event`.
+/// Row of `applied_event` (borrowing from its decoded event).
 #[derive(Debug, Clone)]
-pub(crate) struct AppliedRow {
+pub(crate) struct AppliedRow<'a> {
     pub event_id: Uuid,
     pub event_type: &'static str,
-    pub acquirer_id: String,
+    pub acquirer_id: &'a str,
     pub amount_fen: i64,
     pub occurred_at_us: i64,
     pub outcome: &'static str,
     pub reverses_event_id: Option<Uuid>,
-    /// The legs it posted, packed (`legs`); None when it posted nothing.
-    pub legs: Option<String>,
+    /// Where the legs it posted are packed in [`Plan::legs_packed`] (`legs`); None when it
+    /// posted nothing. One buffer per batch rather than a String per event (issue 27).
+    pub legs: Option<Range<usize>>,
 }
 
 /// A new pending hold.
@@ -272,21 +281,25 @@ pub struct ApplyReport {
     pub postings: u64,
 }
 
-/// Everything one batch writes, in one transaction.
+/// Everything one batch writes, in one transaction. Borrows from the batch's decoded events
+/// (`'a`), so planning an event allocates nothing in the common case (issue 27: allocation was
+/// a large part of the CPU an event cost).
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
-    pub applied: Vec<AppliedRow>,
-    /// The legs the event being planned posted so far, packed; taken by its `AppliedRow`.
-    legs: String,
+pub(crate) struct Plan<'a> {
+    pub applied: Vec<AppliedRow<'a>>,
+    /// The packed legs of every event of the batch, back to back (see [`AppliedRow::legs`]).
+    legs_packed: String,
+    /// Where the legs of the event being planned start in `legs_packed`.
+    legs_start: usize,
     pub holds_new: Vec<NewHold>,
     pub holds_resolved: Vec<ResolvedHold>,
     /// Keyed by (institution, account), sorted so concurrent writers lock rows in one order.
-    pub accounts: BTreeMap<(String, &'static str), AccountDelta>,
+    pub accounts: BTreeMap<(Cow<'a, str>, &'static str), AccountDelta>,
     /// Keyed by (institution_a, institution_b) with a < b: change of what b owes a.
-    pub pairs: BTreeMap<(String, String), i64>,
+    pub pairs: BTreeMap<(&'a str, &'a str), i64>,
     pub dead: Vec<DeadRow>,
     /// (topic, partition) -> next offset to consume.
-    pub offsets: BTreeMap<(String, i32), i64>,
+    pub offsets: BTreeMap<(&'a str, i32), i64>,
     pub report: ApplyReport,
 }
 
@@ -296,58 +309,66 @@ pub(crate) struct Input<'a> {
     pub partition: i32,
     pub offset: i64,
     pub payload: &'a [u8],
-    pub parsed: Parsed,
+    pub parsed: &'a Parsed,
 }
 
-impl Plan {
-    fn account(&mut self, institution: &str, account: &'static str) -> &mut AccountDelta {
-        self.accounts
-            .entry((institution.to_owned(), account))
-            .or_default()
+impl<'a> Plan<'a> {
+    /// The packed legs of a journal row.
+    pub(crate) fn legs(&self, row: &AppliedRow<'_>) -> Option<&str> {
+        row.legs.clone().and_then(|r| self.legs_packed.get(r))
+    }
+
+    fn account(&mut self, institution: Cow<'a, str>, account: &'static str) -> &mut AccountDelta {
+        self.accounts.entry((institution, account)).or_default()
     }
 
     /// Posts one leg (legs in leg_no order: see [`post_legs`]) and packs it into the event's
     /// journal row.
-    fn post(&mut self, leg: &Leg) {
+    fn post(&mut self, leg: &'a Leg) {
         let amount_fen = leg.amount_fen.get();
         let (d, c) = (
             leg.debit.institution.as_str(),
             leg.credit.institution.as_str(),
         );
-        self.account(d, account_str(leg.debit.account))
+        self.account(Cow::Borrowed(d), account_str(leg.debit.account))
             .debits_posted_fen += amount_fen;
-        self.account(c, account_str(leg.credit.account))
+        self.account(Cow::Borrowed(c), account_str(leg.credit.account))
             .credits_posted_fen += amount_fen;
         // Net position between institutions: the credited institution is owed by the debited.
         if d != c {
             let (key, sign) = if c < d { ((c, d), 1) } else { ((d, c), -1) };
-            *self
-                .pairs
-                .entry((key.0.to_owned(), key.1.to_owned()))
-                .or_default() += sign * amount_fen;
+            *self.pairs.entry(key).or_default() += sign * amount_fen;
         }
-        legs::push_leg(&mut self.legs, leg, amount_fen);
+        legs::push_leg(&mut self.legs_packed, self.legs_start, leg, amount_fen);
         self.report.postings += 1;
     }
 
+    /// Moves the pending sums of held legs (rows read back from the database, so their
+    /// institution ids are copied: holds are the rare case).
     fn pend(&mut self, legs: &[LegRow], sign: i64) {
         for l in legs {
-            self.account(&l.debit_institution, l.debit_account)
+            self.account(Cow::Owned(l.debit_institution.clone()), l.debit_account)
                 .debits_pending_fen += sign * l.amount_fen;
-            self.account(&l.credit_institution, l.credit_account)
+            self.account(Cow::Owned(l.credit_institution.clone()), l.credit_account)
                 .credits_pending_fen += sign * l.amount_fen;
         }
     }
 
-    fn record(&mut self, event: &SettlementEvent, outcome: &'static str) {
-        // A poison event posted nothing (its rules return before posting); cleared anyway so
+    fn record(&mut self, event: &'a SettlementEvent, outcome: &'static str) {
+        // A poison event posted nothing (its rules return before posting); dropped anyway so
         // legs never outlive the event that posted them.
-        let legs = std::mem::take(&mut self.legs);
-        let legs = (outcome != "dead_letter" && !legs.is_empty()).then_some(legs);
+        let legs = self.legs_start..self.legs_packed.len();
+        let legs = if outcome != "dead_letter" && !legs.is_empty() {
+            self.legs_start = legs.end;
+            Some(legs)
+        } else {
+            self.legs_packed.truncate(self.legs_start);
+            None
+        };
         self.applied.push(AppliedRow {
             event_id: event.event_id,
             event_type: event.event_type.as_str(),
-            acquirer_id: event.institutions.acquirer.as_str().to_owned(),
+            acquirer_id: event.institutions.acquirer.as_str(),
             amount_fen: event.amount_fen.get(),
             occurred_at_us: event.occurred_at.timestamp_micros(),
             outcome,
@@ -363,20 +384,22 @@ impl Plan {
 /// Plans a batch. `stored_offsets` are the ledger's next offsets per (topic, partition);
 /// deliveries below them were consumed before and are skipped. `known` is updated as the batch
 /// goes, so an event may refer to one earlier in the same batch.
-pub(crate) fn plan(
-    inputs: Vec<Input<'_>>,
+pub(crate) fn plan<'a>(
+    inputs: impl IntoIterator<Item = Input<'a>>,
     stored_offsets: &HashMap<(String, i32), i64>,
     known: &mut Known,
-) -> Plan {
+) -> Plan<'a> {
     let mut plan = Plan::default();
     for input in inputs {
-        let key = (input.topic.to_owned(), input.partition);
-        let next = plan
-            .offsets
-            .get(&key)
-            .or_else(|| stored_offsets.get(&key))
-            .copied()
-            .unwrap_or(0);
+        let key = (input.topic, input.partition);
+        let next = match plan.offsets.get(&key) {
+            Some(next) => *next,
+            // First delivery of this partition in the batch: the only owned-key lookup.
+            None => stored_offsets
+                .get(&(input.topic.to_owned(), input.partition))
+                .copied()
+                .unwrap_or(0),
+        };
         if input.offset < next {
             plan.report.already_consumed += 1;
             continue;
@@ -396,8 +419,8 @@ pub(crate) fn plan(
         let event = match input.parsed {
             Ok(event) => event,
             Err(poisoned) => {
-                let (event, reason) = *poisoned;
-                match &event {
+                let (event, reason) = (&poisoned.0, poisoned.1.clone());
+                match event {
                     Some(e) if known.recorded.insert(e.event_id) => {
                         plan.record(e, "dead_letter");
                         poison(&mut plan, Some(e), reason);
@@ -412,15 +435,15 @@ pub(crate) fn plan(
             plan.report.duplicates += 1;
             continue;
         }
-        match apply_event(&mut plan, known, &event) {
+        match apply_event(&mut plan, known, event) {
             Ok(outcome) => {
-                plan.record(&event, outcome);
+                plan.record(event, outcome);
                 known.originals.insert(event.event_id, event.event_type);
                 plan.report.applied += 1;
             }
             Err(reason) => {
-                plan.record(&event, "dead_letter");
-                poison(&mut plan, Some(&event), reason);
+                plan.record(event, "dead_letter");
+                poison(&mut plan, Some(event), reason);
             }
         }
     }
@@ -429,10 +452,10 @@ pub(crate) fn plan(
 
 /// The ledger rules per event type. Returns the outcome, or why the event is poison (in which
 /// case nothing was added to the plan).
-fn apply_event(
-    plan: &mut Plan,
+fn apply_event<'a>(
+    plan: &mut Plan<'a>,
     known: &mut Known,
-    event: &SettlementEvent,
+    event: &'a SettlementEvent,
 ) -> Result<&'static str, PoisonReason> {
     let refs = &event.references;
     match event.event_type {
@@ -456,10 +479,10 @@ fn apply_event(
 }
 
 /// A pre-authorization: its legs are reserved (pending), nothing moves yet.
-fn hold(
-    plan: &mut Plan,
+fn hold<'a>(
+    plan: &mut Plan<'a>,
     known: &mut Known,
-    event: &SettlementEvent,
+    event: &'a SettlementEvent,
 ) -> Result<&'static str, PoisonReason> {
     let hold_id = require_hold(event.references.hold_id)?;
     if known.holds.contains_key(&hold_id) {
@@ -487,10 +510,10 @@ fn hold(
 /// A completion: every leg must be a leg of the pending hold, at most its amount. What was
 /// captured is posted; the rest of the reservation is released (TigerBeetle's
 /// post_pending_transfer with an amount below the pending amount).
-fn complete(
-    plan: &mut Plan,
+fn complete<'a>(
+    plan: &mut Plan<'a>,
     known: &mut Known,
-    event: &SettlementEvent,
+    event: &'a SettlementEvent,
 ) -> Result<&'static str, PoisonReason> {
     let hold_id = require_hold(event.references.hold_id)?;
     let hold = pending_hold(known, hold_id)?;
@@ -520,10 +543,10 @@ fn complete(
 
 /// Releases the whole reservation of the event's pending hold (a hold release, or the
 /// reversal of a pre-authorization).
-fn void_hold(
-    plan: &mut Plan,
+fn void_hold<'a>(
+    plan: &mut Plan<'a>,
     known: &mut Known,
-    event: &SettlementEvent,
+    event: &'a SettlementEvent,
 ) -> Result<&'static str, PoisonReason> {
     let hold_id = require_hold(event.references.hold_id)?;
     let held_legs = pending_hold(known, hold_id)?.legs.clone();
@@ -534,10 +557,10 @@ fn void_hold(
 
 /// A reversal: of a known original, once. Reversing a pre-authorization voids its hold
 /// (nothing had moved); any other reversal posts its legs.
-fn reverse(
-    plan: &mut Plan,
+fn reverse<'a>(
+    plan: &mut Plan<'a>,
     known: &mut Known,
-    event: &SettlementEvent,
+    event: &'a SettlementEvent,
 ) -> Result<&'static str, PoisonReason> {
     let refs = &event.references;
     let original = require_original(refs.original_event_id)?;
@@ -560,13 +583,13 @@ fn reverse(
 
 /// Posts every leg of `event`, in leg_no order (the journal's canonical order within an event;
 /// validation made the numbers unique).
-fn post_legs(plan: &mut Plan, event: &SettlementEvent) {
+fn post_legs<'a>(plan: &mut Plan<'a>, event: &'a SettlementEvent) {
     if event.legs.is_sorted_by_key(|l| l.leg_no) {
         for leg in &event.legs {
             plan.post(leg);
         }
     } else {
-        let mut legs: Vec<&Leg> = event.legs.iter().collect();
+        let mut legs: Vec<&'a Leg> = event.legs.iter().collect();
         legs.sort_unstable_by_key(|l| l.leg_no);
         for leg in legs {
             plan.post(leg);
@@ -597,7 +620,7 @@ fn pending_hold(known: &Known, hold_id: Uuid) -> Result<&KnownHold, PoisonReason
     Ok(hold)
 }
 
-fn resolve(plan: &mut Plan, known: &mut Known, hold_id: Uuid, state: HoldState, by: Uuid) {
+fn resolve(plan: &mut Plan<'_>, known: &mut Known, hold_id: Uuid, state: HoldState, by: Uuid) {
     if let Some(h) = known.holds.get_mut(&hold_id) {
         h.state = state;
     }
@@ -632,17 +655,18 @@ pub struct DryRun {
 
 /// Plans `payloads` against an empty ledger (see [`DryRun`]).
 pub fn dry_run(payloads: &[&[u8]]) -> DryRun {
+    let parsed: Vec<Parsed> = payloads.iter().map(|p| parse(p)).collect();
     let inputs = payloads
         .iter()
+        .zip(&parsed)
         .enumerate()
-        .map(|(i, payload)| Input {
+        .map(|(i, (payload, parsed))| Input {
             topic: "settlement-events",
             partition: 0,
             offset: i64::try_from(i).unwrap_or(i64::MAX),
             payload,
-            parsed: parse(payload),
-        })
-        .collect();
+            parsed,
+        });
     let plan = plan(inputs, &HashMap::new(), &mut Known::default());
     let mut run = DryRun {
         report: plan.report,

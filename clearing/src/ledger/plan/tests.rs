@@ -24,26 +24,27 @@ fn an_invalid_event_keeps_its_id_for_the_dead_letter_row() {
 fn pair_deltas_mirror_institution_deltas() {
     let e = sample::event(EventType::MedicalBillSplit, ids::HOSPITAL, 1);
     let payload = serde_json::to_vec(&e).unwrap();
+    let parsed = parse(&payload);
     let input = Input {
         topic: "t",
         partition: 0,
         offset: 0,
         payload: &payload,
-        parsed: parse(&payload),
+        parsed: &parsed,
     };
     let plan = plan(vec![input], &HashMap::new(), &mut Known::default());
     let mut by_inst: HashMap<String, i64> = HashMap::new();
     for ((inst, _), d) in &plan.accounts {
-        *by_inst.entry(inst.clone()).or_default() += d.credits_posted_fen - d.debits_posted_fen;
+        *by_inst.entry(inst.to_string()).or_default() += d.credits_posted_fen - d.debits_posted_fen;
     }
     for (inst, net) in &by_inst {
         let from_pairs: i64 = plan
             .pairs
             .iter()
             .map(|((a, b), v)| {
-                if a == inst {
+                if *a == inst.as_str() {
                     *v
-                } else if b == inst {
+                } else if *b == inst.as_str() {
                     -v
                 } else {
                     0
