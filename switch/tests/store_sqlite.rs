@@ -195,30 +195,42 @@ async fn a_new_database_takes_the_configured_page_size_and_an_old_one_keeps_its_
     assert_eq!(page_size(fresh).await, 8192);
 }
 
+/// A connection of its own to the harness's database file (query plans, the catalog).
+async fn connect_file(h: &Sqlite) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(h.dir.path().join("switch.db"))
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// One text column of every row `query` returns.
+async fn text_column<'q>(
+    conn: &mut sqlx::SqliteConnection,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    column: &str,
+) -> Vec<String> {
+    use sqlx::Row;
+    query
+        .fetch_all(conn)
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get::<String, _>(column))
+        .collect()
+}
+
 /// A 0500 reads the window it reconciles, not the whole history: SQLite plans the acquirer
 /// totals as a range search of `txn_by_decided_at` (migration 0006), never a scan of `txn`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquirer_totals_read_only_their_window() {
-    use sqlx::{ConnectOptions, Connection, Row};
+    use sqlx::Connection;
     let h = <Sqlite as Harness>::new().await;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(h.dir.path().join("switch.db"))
-        .connect()
-        .await
-        .expect("connect");
-    let plan: Vec<String> = sqlx::query(&format!(
-        "EXPLAIN QUERY PLAN {}",
-        switch::store::ACQUIRER_TOTALS
-    ))
-    .bind("1001")
-    .bind(0_i64)
-    .bind(1_i64)
-    .fetch_all(&mut conn)
-    .await
-    .expect("plan")
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
+    let mut conn = connect_file(&h).await;
+    let explain = format!("EXPLAIN QUERY PLAN {}", switch::store::ACQUIRER_TOTALS);
+    let query = sqlx::query(&explain).bind("1001").bind(0_i64).bind(1_i64);
+    let plan = text_column(&mut conn, query, "detail").await;
     assert!(
         plan.iter()
             .any(|d| d.starts_with("SEARCH t USING INDEX txn_by_decided_at")),
@@ -234,41 +246,32 @@ async fn acquirer_totals_read_only_their_window() {
 /// `txn_by_card` it replaced is gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cards_history_is_read_along_its_chain_not_by_scanning() {
-    use sqlx::{ConnectOptions, Connection, Row};
+    use sqlx::Connection;
     let h = <Sqlite as Harness>::new().await;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(h.dir.path().join("switch.db"))
-        .connect()
-        .await
-        .expect("connect");
-    let plan: Vec<String> = sqlx::query(&format!(
+    let mut conn = connect_file(&h).await;
+    let explain = format!(
         "EXPLAIN QUERY PLAN {}",
         switch::store::SEARCH_CARD_TRANSACTIONS
-    ))
-    .bind(None::<String>)
-    .bind(None::<String>)
-    .bind(None::<String>)
-    .bind(i64::MIN)
-    .bind(i64::MAX)
-    .bind(None::<String>)
-    .bind(None::<String>)
-    .bind(i64::MAX)
-    .bind(vec![0xffu8; 16])
-    .bind(20_i64)
-    .bind(7_i64)
-    .fetch_all(&mut conn)
-    .await
-    .expect("plan")
-    .iter()
-    .map(|r| r.get::<String, _>("detail"))
-    .collect();
-    let indexes: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index'")
-        .fetch_all(&mut conn)
-        .await
-        .expect("indexes")
-        .iter()
-        .map(|r| r.get::<String, _>("name"))
-        .collect();
+    );
+    let query = sqlx::query(&explain)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(i64::MIN)
+        .bind(i64::MAX)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(i64::MAX)
+        .bind(vec![0xffu8; 16])
+        .bind(20_i64)
+        .bind(7_i64);
+    let plan = text_column(&mut conn, query, "detail").await;
+    let indexes = text_column(
+        &mut conn,
+        sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index'"),
+        "name",
+    )
+    .await;
     let _ = conn.close().await;
     h.cleanup().await;
     assert!(
