@@ -105,34 +105,25 @@ impl Harness for Postgres {
 
 store_suite!(Postgres);
 
-/// Two switch nodes commit to one database while a relay polls with a cursor: because outbox
-/// sequences are taken under a row lock held to commit, every poll sees a contiguous run after
-/// its cursor, and no row that commits late is ever skipped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
-    use switch::sim::testkit;
-    use switch::store::writer::{self, WriterConfig};
-    use switch::store::{now_us, Store};
-    let h = Postgres::new().await;
-    let node_a = h.store();
-    let node_b = connect(&h.config).await;
-    let fx = testkit::seed(&*node_a, 1_000_000, 0).await.unwrap();
+/// Two switch nodes deciding at once: each node gets a group-commit writer with `config` and
+/// submits `per_node` decisions made by `decide(fixture, stan, i)` (node A's STANs from 0,
+/// node B's from 10,000), all in flight together. The task ends when every one committed.
+fn decide_on_two_nodes(
+    nodes: [Arc<PostgresStore>; 2],
+    fx: &switch::sim::testkit::Fixture,
+    config: switch::store::writer::WriterConfig,
+    per_node: u32,
+    decide: fn(&switch::sim::testkit::Fixture, u32, u32) -> switch::store::Decision,
+) -> tokio::task::JoinHandle<()> {
     let mut tasks = Vec::new();
-    for (base, node) in [(0u32, node_a.clone()), (10_000u32, node_b.clone())] {
-        let (w, _) = writer::spawn(
-            node,
-            WriterConfig {
-                queue_depth_max: 256,
-                batch_size_max: 16,
-                ..WriterConfig::default()
-            },
-        );
+    for (base, node) in [0u32, 10_000].into_iter().zip(nodes) {
+        let (w, _) = switch::store::writer::spawn(node, config);
         let fx = fx.clone();
         tasks.push(tokio::spawn(async move {
             let mut inner = Vec::new();
-            for i in 0..150 {
+            for i in 0..per_node {
                 let w = w.clone();
-                let d = testkit::debit(&fx, fx.personal, base + i, 1);
+                let d = decide(&fx, base + i, i);
                 inner.push(tokio::spawn(async move { w.submit(d).await }));
             }
             for t in inner {
@@ -140,6 +131,36 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
             }
         }));
     }
+    tokio::spawn(async move {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+}
+
+/// Two switch nodes commit to one database while a relay polls with a cursor: because outbox
+/// sequences are taken under a row lock held to commit, every poll sees a contiguous run after
+/// its cursor, and no row that commits late is ever skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
+    use switch::sim::testkit;
+    use switch::store::writer::WriterConfig;
+    use switch::store::{now_us, Store};
+    let h = Postgres::new().await;
+    let node_a = h.store();
+    let node_b = connect(&h.config).await;
+    let fx = testkit::seed(&*node_a, 1_000_000, 0).await.unwrap();
+    let deciding = decide_on_two_nodes(
+        [node_a.clone(), node_b.clone()],
+        &fx,
+        WriterConfig {
+            queue_depth_max: 256,
+            batch_size_max: 16,
+            ..WriterConfig::default()
+        },
+        150,
+        |fx, stan, _| testkit::debit(fx, fx.personal, stan, 1),
+    );
     let relay = node_a.clone();
     let poller = tokio::spawn(async move {
         let mut cursor = 0i64;
@@ -160,9 +181,7 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
         }
         polls
     });
-    for t in tasks {
-        t.await.unwrap();
-    }
+    deciding.await.unwrap();
     let polls = poller.await.unwrap();
     assert!(polls > 1);
     assert_eq!(node_b.outbox_after(0, 1_000).await.unwrap().len(), 300);
@@ -185,48 +204,35 @@ async fn a_cursor_relay_never_skips_rows_committed_late_by_another_node() {
 async fn two_nodes_deciding_for_one_card_keep_one_chain_of_its_transactions() {
     use switch::sim::testkit;
     use switch::store::operator::{OperatorStore, TransactionSearch};
-    use switch::store::writer::{self, WriterConfig};
+    use switch::store::writer::WriterConfig;
     use switch::store::{Invariant, Store};
     let h = Postgres::new().await;
     let node_a = h.store();
     let node_b = connect(&h.config).await;
     let fx = testkit::seed(&*node_a, 1_000_000, 0).await.unwrap();
-    let mut tasks = Vec::new();
-    for (base, node) in [(0u32, node_a.clone()), (10_000u32, node_b.clone())] {
-        let (w, _) = writer::spawn(
-            node,
-            WriterConfig {
-                queue_depth_max: 256,
-                batch_size_max: 8,
-                commits_in_flight_max: 2,
-                ..WriterConfig::default()
-            },
-        );
-        let fx = fx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut inner = Vec::new();
-            for i in 0..100 {
-                let w = w.clone();
-                // Mostly declines: they move no money, so only the card's lock orders them.
-                let d = match i % 4 {
-                    0..=2 => testkit::decline(
-                        &fx,
-                        base + i,
-                        1,
-                        schemas::domain::ResponseCode::InsufficientFunds,
-                    ),
-                    _ => testkit::debit(&fx, fx.personal, base + i, 1),
-                };
-                inner.push(tokio::spawn(async move { w.submit(d).await }));
-            }
-            for t in inner {
-                t.await.unwrap().unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    decide_on_two_nodes(
+        [node_a.clone(), node_b.clone()],
+        &fx,
+        WriterConfig {
+            queue_depth_max: 256,
+            batch_size_max: 8,
+            commits_in_flight_max: 2,
+            ..WriterConfig::default()
+        },
+        100,
+        // Mostly declines: they move no money, so only the card's lock orders them.
+        |fx, stan, i| match i % 4 {
+            0..=2 => testkit::decline(
+                fx,
+                stan,
+                1,
+                schemas::domain::ResponseCode::InsufficientFunds,
+            ),
+            _ => testkit::debit(fx, fx.personal, stan, 1),
+        },
+    )
+    .await
+    .unwrap();
     let report = node_b.verify_integrity().await.unwrap();
     assert!(!report.breaks(Invariant::CardChainWhole), "{report}");
     assert!(report.is_consistent(), "{report}");
