@@ -129,6 +129,9 @@ pub struct Metrics {
     /// Declines with a reversal waiting in the node's local spool for the store to take them
     /// (`store::spool`): above zero while the database is away or just back.
     pub reversals_spooled: AtomicU64,
+    /// Bank legs found sent but undecided at start (the node had stopped between a 0200 and
+    /// its decision), each declined and reversed unless the store holds its decision.
+    pub bank_legs_recovered: AtomicU64,
 }
 
 impl Metrics {
@@ -210,6 +213,11 @@ impl Metrics {
                 "switch_holds_released_total",
                 "Authorization holds released at expiry.",
                 &self.holds_released,
+            ),
+            (
+                "switch_bank_legs_recovered_total",
+                "Bank legs found sent but undecided at start, reversed unless their decision was stored.",
+                &self.bank_legs_recovered,
             ),
         ];
         for (name, help, v) in counters {

@@ -11,6 +11,8 @@
 //!   keeps approving; the killed node is started again on its file and approves too. Every
 //!   approval a kiosk received, on either node, is in the store with its outbox event, and
 //!   `switch verify` passes.
+//! - One node on SQLite killed while its banks have booked legs it has not decided on: once
+//!   restarted, it reverses each from its bank-leg journal (the banks' balances come back).
 //!
 //! The second test needs PostgreSQL (127.0.0.1:5432, SWITCH_TEST_PG_URL).
 
@@ -349,4 +351,179 @@ async fn two_serve_nodes_on_one_postgres_lose_no_approval_when_one_is_killed() {
         started.elapsed().as_secs()
     );
     PostgresStore::drop_schema(&url, &schema).await.unwrap();
+}
+
+/// Sends one bank purchase per card, each at its own kiosk on its own connection, and gives
+/// back what was sent and the connections (never read: the node dies before it answers).
+async fn purchases_left_waiting(
+    addr: SocketAddr,
+    world: &DemoWorld,
+) -> (Vec<Answered>, Vec<Framed<TcpStream, FrameCodec>>) {
+    let (mut sent, mut conns) = (Vec::new(), Vec::new());
+    for (i, card) in world.cards.iter().enumerate() {
+        let h = &world.hospitals[0];
+        let mut kiosk = Kiosk::new(
+            TerminalId::parse(&format!("SK{i:06}")).unwrap(),
+            h.id.clone(),
+            Some(h.code.clone()),
+            &format!("{i:03}"),
+        );
+        let mut reader = MemoryChannel::new(world.virtual_card(card).unwrap());
+        let amount_fen = 1_000 + 11 * i as u64;
+        let request = kiosk
+            .bank_purchase(card, &mut reader, amount_fen)
+            .unwrap()
+            .request;
+        let sock = TcpStream::connect(addr).await.expect("acquirer port");
+        let mut conn = Framed::new(sock, FrameCodec::new(LengthHeader::Binary2));
+        conn.send(Frame {
+            tpdu: None,
+            message: request.clone().into(),
+        })
+        .await
+        .expect("request sent");
+        sent.push(Answered {
+            bank: card.bank,
+            pan: card.pan.expose_digits().to_owned(),
+            rrn: field(&request, 37),
+            amount_fen,
+            code: String::new(),
+        });
+        conns.push(conn);
+    }
+    (sent, conns)
+}
+
+/// Waits (at most `limit`) until every card's bank balance satisfies `ok(balance, opening)`.
+async fn wait_balances(
+    world: &DemoWorld,
+    banks: &[BankSim],
+    opening: &std::collections::HashMap<String, i64>,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(i64, i64) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let off: Vec<(String, Option<i64>, i64)> = world
+            .cards
+            .iter()
+            .map(|c| {
+                let pan = c.pan.expose_digits();
+                (pan.to_owned(), banks[c.bank].balance_fen(pan), opening[pan])
+            })
+            .filter(|(_, now, open)| !now.is_some_and(|n| ok(n, *open)))
+            .collect();
+        if off.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: cards not there after {limit:?} (balance, opening): {:?}",
+            off.iter().map(|(_, n, o)| (n, o)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The window a bank leg opens: the bank booked the 0200, the node dies (SIGKILL) before its
+/// decision is stored. Restarted on its folder, the node finds each leg in its bank-leg
+/// journal with no decision in the store, declines it `96` and sends the leg's 0420: every
+/// bank balance comes back to its opening, the store holds the declines, and `switch verify`
+/// passes. (Before the journal, the banks kept the money and the store knew nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_legs_in_flight_when_a_node_is_killed_are_reversed_once_it_restarts() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
+    let db = dir.path().join("switch.db");
+    let pan = Arc::new(pan_protector(&world).await.unwrap());
+    let store = SqliteStore::open(&SqliteConfig::new(&db), pan.clone())
+        .await
+        .unwrap();
+    world.seed(&store).await.unwrap();
+    store.close().await;
+    let (banks, links) = harness::start_banks(&world).await;
+    let opening = harness::opening_balances(&world, &banks);
+    let config = write_config(
+        dir.path(),
+        &world,
+        format!("sqlite://{}", db.display()),
+        None,
+        links,
+    );
+    let mut ps = Processes::default();
+    let (child, addrs) = demo_process::spawn(&mut serve(&config));
+    ps.adopt("node", child);
+    assert_signed_on(&banks, 1);
+    assert_ready(addrs.http).await;
+
+    // The banks book each leg at once and answer 30 s later: every leg is booked and
+    // undecided when the node dies.
+    for b in &banks {
+        b.faults().set_response_delay(Duration::from_secs(30));
+    }
+    let (sent, conns) = purchases_left_waiting(addrs.acquirer, &world).await;
+    wait_balances(
+        &world,
+        &banks,
+        &opening,
+        "booked",
+        Duration::from_secs(20),
+        |now, open| now < open,
+    )
+    .await;
+    ps.kill("node");
+    drop(conns);
+    for b in &banks {
+        b.faults().set_response_delay(Duration::ZERO);
+    }
+
+    let (child, _) = demo_process::spawn(&mut serve(&config));
+    ps.adopt("node", child);
+    wait_balances(
+        &world,
+        &banks,
+        &opening,
+        "reversed after the restart",
+        Duration::from_secs(30),
+        |now, open| now == open,
+    )
+    .await;
+    let status = ps.terminate("node");
+    assert!(
+        status.success(),
+        "SIGTERM ends serve with exit 0: {status:?}"
+    );
+    assert_verifies(&config);
+
+    use switch::store::Store;
+    let store = SqliteStore::open(&SqliteConfig::new(&db), pan)
+        .await
+        .unwrap();
+    for s in &sent {
+        let rrn = schemas::domain::Rrn::parse(&s.rrn).unwrap();
+        let stored = store.transactions_by_rrn(&rrn).await.unwrap();
+        let original = stored
+            .iter()
+            .find(|t| t.record.original_transaction_id.is_none())
+            .unwrap_or_else(|| panic!("no decision stored for {}", s.rrn));
+        assert_eq!(
+            original.record.response_code.as_str(),
+            "96",
+            "the leg's intent, declined at the restart"
+        );
+    }
+    for b in &banks {
+        assert!(
+            b.stats().reversals_applied > 0,
+            "bank {} reversed",
+            b.institution()
+        );
+    }
+    eprintln!(
+        "{} bank legs in flight at a SIGKILL reversed after the restart, {} s",
+        sent.len(),
+        started.elapsed().as_secs()
+    );
 }

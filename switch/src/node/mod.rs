@@ -303,6 +303,8 @@ impl<S: Store> Node<S> {
     pub async fn stop(self) {
         self.begin_shutdown();
         self.links.shutdown().await;
+        // No leg leaves now: what the journal still holds open is what a restart reverses.
+        self.pipeline.stop_leg_journal();
     }
 
     /// The number of banks whose link is signed on.

@@ -117,6 +117,15 @@ impl LegApproval {
     }
 }
 
+/// Whether a leg's intent is journaled before it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// A money leg: the bank may book it, so a restart must be able to reverse it.
+    Intent,
+    /// A leg that moves no money.
+    Nothing,
+}
+
 /// What a leg's 0200 carries besides the leg itself.
 struct LegFields<'a> {
     /// Field 2.
@@ -160,7 +169,7 @@ impl<S: Store> Cardholder<'_, S> {
     /// bank's authorization code, or the stand-in code and the advice the caller must commit
     /// with its decision.
     pub(crate) async fn money_leg(&self, leg: BankLeg<'_>) -> Result<LegApproval, Outcome> {
-        match self.ask_bank(&leg).await {
+        match self.ask_bank_with(&leg, Journal::Intent).await {
             Ok(BankAnswer::Approved { auth_code, .. }) => Ok(LegApproval {
                 auth_code,
                 advice: None,
@@ -188,8 +197,19 @@ impl<S: Store> Cardholder<'_, S> {
         }
     }
 
-    /// Sends `leg` to the card's bank, or stands in for it (see [`IfBankDown`]).
+    /// Sends `leg`, which moves no money (a balance inquiry), to the card's bank, or stands in
+    /// for it (see [`IfBankDown`]).
     pub(crate) async fn ask_bank(&self, leg: &BankLeg<'_>) -> Result<BankAnswer, ResponseCode> {
+        self.ask_bank_with(leg, Journal::Nothing).await
+    }
+
+    /// Sends `leg` to the card's bank (journaling its intent first when it moves money), or
+    /// stands in for it (see [`IfBankDown`]).
+    async fn ask_bank_with(
+        &self,
+        leg: &BankLeg<'_>,
+        journal: Journal,
+    ) -> Result<BankAnswer, ResponseCode> {
         let p = self.pipeline();
         let bank = &self.entry.card.issuer;
         let pan = self.req.pan.as_ref().ok_or(ResponseCode::FormatError)?;
@@ -229,6 +249,10 @@ impl<S: Store> Cardholder<'_, S> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((stan, transmission_at.clone()));
+        if journal == Journal::Intent {
+            self.journal_intent(leg.amount, (stan, transmission_at.clone()))
+                .await?;
+        }
         let sent = std::time::Instant::now();
         let answer = p.banks.send(bank, message, p.cfg.bank_timeout).await;
         p.metrics
@@ -252,6 +276,48 @@ impl<S: Store> Cardholder<'_, S> {
             Err(e) => {
                 tracing::warn!(bank = %bank, error = %e, "bank leg not sent");
                 Err(ResponseCode::IssuerUnavailable)
+            }
+        }
+    }
+
+    /// Journals the intent of a money leg about to leave as `sent` (its STAN and field 7):
+    /// the decline `96` with the leg's 0420 that a restart stores if this request's decision
+    /// never is (`store::spool::journal`). Fsynced before this returns; retired when the
+    /// request is done. Without a data directory (library tests) there is no journal.
+    async fn journal_intent(
+        &self,
+        amount: AmountFen,
+        sent: (Stan, TransmissionDateTime),
+    ) -> Result<(), ResponseCode> {
+        let p = self.pipeline();
+        let Some(legs) = &p.legs else {
+            return Ok(());
+        };
+        let bank = self.entry.card.issuer.clone();
+        let intent = SpooledReversal {
+            transaction: p.record(
+                self.req,
+                self.kind,
+                Some(&self.entry),
+                Some(bank.clone()),
+                ResponseCode::SystemMalfunction,
+            ),
+            atc: self.atc(),
+            // From the switch's side the leg's answer never came (it died waiting).
+            reversal: Some(self.leg_reversal(amount, sent, ReversalReason::IssuerTimeout)),
+            compensation: None,
+        };
+        match legs.open(&intent).await {
+            Ok(open) => {
+                self.leg_intents
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(open);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(bank = %bank, error = %e, "bank leg not sent: its intent is not durable");
+                Err(ResponseCode::SystemMalfunction)
             }
         }
     }

@@ -50,7 +50,7 @@ pub use replay::TRANSMISSION_WINDOW_DEFAULT;
 
 use crate::issuer::gateway::BankGateway;
 use crate::metrics::Metrics;
-use crate::store::spool::ReversalSpool;
+use crate::store::spool::{LegJournal, ReversalSpool};
 use crate::store::writer::WriterHandle;
 use crate::store::{InstitutionKind, Store};
 use cards::CardDirectory;
@@ -113,6 +113,8 @@ pub struct Pipeline<S: Store> {
     pub(crate) metrics: Arc<Metrics>,
     /// Declines with a reversal that the store could not take, until it does.
     pub(crate) spool: Arc<ReversalSpool>,
+    /// Bank legs sent and not yet decided on (`None` without a data directory).
+    pub(crate) legs: Option<Arc<LegJournal>>,
     recent: RecentKeys,
     /// Answers to remember for retransmissions (`replay.rs`).
     answers: replay::AnswerQueue,
@@ -122,7 +124,8 @@ pub struct Pipeline<S: Store> {
 impl<S: Store> Pipeline<S> {
     /// A pipeline over `store` (whose writer is `writer`), the HSM and the banks, with the
     /// reversal spool of `cfg.data_dir` (whatever it holds from before is replayed into the
-    /// store from now on).
+    /// store from now on) and its bank-leg journal (the legs a previous run left undecided
+    /// join the spool, to be reversed unless their decision is in the store).
     pub async fn new(
         store: Arc<S>,
         writer: WriterHandle,
@@ -139,11 +142,37 @@ impl<S: Store> Pipeline<S> {
             .map(|i| (i.institution_id, i.kind))
             .collect();
         let spool = ReversalSpool::open(cfg.data_dir.as_deref(), Arc::clone(&metrics))?;
+        let legs = match cfg.data_dir.as_deref() {
+            Some(dir) => {
+                let recovered = LegJournal::recover(dir)?;
+                if recovered.unreadable > 0 {
+                    tracing::warn!(
+                        lines = recovered.unreadable,
+                        "bank-leg journal: unreadable lines left out (a torn last append)"
+                    );
+                }
+                if !recovered.open.is_empty() {
+                    tracing::warn!(
+                        legs = recovered.open.len(),
+                        "bank legs sent before a stop and never decided: reversing those the \
+                         store has no decision for"
+                    );
+                    metrics.bank_legs_recovered.fetch_add(
+                        recovered.open.len() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    spool.adopt(recovered.open)?;
+                }
+                Some(LegJournal::start(dir)?)
+            }
+            None => None,
+        };
         if !spool.is_empty() {
             spool.replay_in_background(writer.clone());
         }
         let pipeline = Arc::new(Self {
             spool,
+            legs,
             velocity: Velocity::new(cfg.limits),
             recent: RecentKeys::new(cfg.recent_keys_max),
             answers: replay::spawn_answer_writer(Arc::clone(&store)),
@@ -164,6 +193,14 @@ impl<S: Store> Pipeline<S> {
     /// The metrics this pipeline counts into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Stops the bank-leg journal (at node stop, once the links are down): it then holds only
+    /// the intents still open, and a money leg asked for later is declined unsent.
+    pub fn stop_leg_journal(&self) {
+        if let Some(legs) = &self.legs {
+            legs.stop();
+        }
     }
 
     /// The local reversal spool (declines with a reversal the store has not taken yet).

@@ -40,6 +40,7 @@ use super::response::Outcome;
 use super::security::VerifiedArqc;
 use super::velocity::{self, Reservation};
 use super::Pipeline;
+use crate::store::spool::LegIntent;
 use crate::store::{CardAtc, CardRisk, DailySpend, Store, TransactionKind, TransactionRecord};
 use arqc::card_atc;
 use hsm_sim::keys::Tpk;
@@ -110,6 +111,9 @@ pub(crate) struct Cardholder<'a, S: Store> {
     /// STAN and field 7 of the bank leg last sent for this request: what the bank keys the
     /// leg by, so a reversal of it after a failed commit names it (ISO 8583 field 90).
     pub(crate) leg_sent: std::sync::Mutex<Option<(Stan, TransmissionDateTime)>>,
+    /// The journaled intents of the money legs sent for this request, retired when the
+    /// request is done with them (its decision is in the store or the spool by then).
+    pub(crate) leg_intents: std::sync::Mutex<Vec<LegIntent>>,
     _lock: Option<MutexGuard<'a, ()>>,
 }
 
@@ -163,6 +167,7 @@ impl<S: Store> Pipeline<S> {
             reservation: None,
             spend: None,
             leg_sent: std::sync::Mutex::new(None),
+            leg_intents: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         };
         match self.verify_cardholder(&mut card, checks).await {

@@ -96,21 +96,24 @@ pub fn line_of(record: &SpooledReversal) -> String {
     format!("{} {json}\n", checksum(json.as_bytes()))
 }
 
-fn checksum(bytes: &[u8]) -> String {
+pub(super) fn checksum(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     hex::encode(&digest.as_ref()[..CHECKSUM_HEX / 2])
 }
 
-/// One line (without its newline) as a record, if it reads.
-fn parse_line(line: &[u8]) -> Option<SpooledReversal> {
+/// The text of one line (without its newline) whose checksum matches.
+pub(super) fn parse_checked_line(line: &[u8]) -> Option<&[u8]> {
     if line.len() > LINE_BYTES_MAX || line.len() < CHECKSUM_HEX + 2 {
         return None;
     }
     let (sum, rest) = line.split_at(CHECKSUM_HEX);
-    let json = rest.strip_prefix(b" ")?;
-    if checksum(json).as_bytes() != sum {
-        return None;
-    }
+    let text = rest.strip_prefix(b" ")?;
+    (checksum(text).as_bytes() == sum).then_some(text)
+}
+
+/// One line (without its newline) as a record, if it reads.
+fn parse_line(line: &[u8]) -> Option<SpooledReversal> {
+    let json = parse_checked_line(line)?;
     SpooledReversal::from_json(std::str::from_utf8(json).ok()?).ok()
 }
 
@@ -265,6 +268,6 @@ impl SpoolFile {
 
 /// Makes a rename or a new file in `dir` durable (POSIX: the directory entry is the
 /// directory's data).
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }

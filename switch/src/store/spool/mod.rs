@@ -28,6 +28,9 @@
 
 mod compensation;
 mod file;
+mod journal;
+#[cfg(test)]
+mod journal_tests;
 mod record;
 #[cfg(test)]
 mod tests;
@@ -36,6 +39,9 @@ pub use compensation::{Compensation, CompensationError, COMPENSATION_MTI};
 pub use file::{
     Loaded, SpoolError, SpoolFile, LINE_BYTES_MAX, LOCK_FILE, RECORDS_MAX, REFUSED_FILE,
     SPOOL_FILE, UNREADABLE_FILE,
+};
+pub use journal::{
+    read_open, JournalError, LegIntent, LegJournal, Recovered, JOURNAL_FILE, JOURNAL_REWRITE_BYTES,
 };
 pub use record::{RecordError, SpooledReversal};
 
@@ -167,6 +173,23 @@ impl ReversalSpool {
             .reversals_spooled
             .store(st.pending.len() as u64, Ordering::Relaxed);
         durable
+    }
+
+    /// Takes the bank-leg intents a previous run left open ([`LegJournal::recover`]): each
+    /// appended and fsynced, to be replayed like any spooled decline (see `journal`). Call
+    /// before [`LegJournal::start`] empties the journal.
+    pub fn adopt(&self, intents: Vec<SpooledReversal>) -> Result<(), SpoolError> {
+        let mut st = self.lock();
+        for record in intents {
+            if let Some(f) = st.file.as_mut() {
+                f.append(&record)?;
+            }
+            st.pending.push(record);
+        }
+        self.metrics
+            .reversals_spooled
+            .store(st.pending.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Submits `record` to the store through `writer` (the decline, or the compensation of the

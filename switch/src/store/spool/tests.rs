@@ -13,7 +13,7 @@ use schemas::domain::{
 };
 use uuid::Uuid;
 
-fn sample(stan: u32, amount_fen: i64) -> SpooledReversal {
+pub(super) fn sample(stan: u32, amount_fen: i64) -> SpooledReversal {
     let at = TransmissionDateTime::parse("1207104500").unwrap();
     let bank = InstitutionId::parse("01020000").unwrap();
     SpooledReversal {
