@@ -402,8 +402,10 @@ impl<'a> Plan<'a> {
 }
 
 /// Plans a batch. `stored_offsets` are the ledger's next offsets per (topic, partition);
-/// deliveries below them were consumed before and are skipped. `known` is updated as the batch
-/// goes, so an event may refer to one earlier in the same batch.
+/// deliveries below them were consumed before and are skipped, and a delivery above the next
+/// offset (stored, or following the batch's previous delivery) leaves an offset gap in the
+/// plan. `known` is updated as the batch goes, so an event may refer to one earlier in the same
+/// batch.
 pub(crate) fn plan<'a>(
     inputs: impl IntoIterator<Item = Input<'a>>,
     stored_offsets: &HashMap<(String, i32), i64>,
