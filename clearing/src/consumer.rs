@@ -5,7 +5,10 @@
 //! delivery of a partition after start or a rebalance is compared with it: an older offset is
 //! skipped (already applied), a newer one means the broker would skip events, so the consumer
 //! seeks back to the stored offset and drops what it read ahead. The ledger re-checks offsets and
-//! event ids inside its transaction, so even a stale view here cannot double-post.
+//! event ids inside its transaction, so even a stale view here cannot double-post. When the
+//! broker cannot go back (or cannot seek at all), the consumer takes what exists and the ledger
+//! records the jump as an `offset_gap` dead letter in the batch's transaction (`ledger::gap`):
+//! counted here, never silent.
 //!
 //! Pipeline (issue 27): while the ledger writes one batch, the next one is polled, filtered
 //! and decoded on a blocking thread ([`Ledger::decode`]), so decoding (a quarter of an event's
@@ -62,6 +65,10 @@ pub struct ConsumerStats {
     pub last_next_offset: AtomicU64,
     /// Seeks back to a stored offset.
     pub seeks: AtomicU64,
+    /// Jumps over offsets the bus never delivered (each an `offset_gap` dead letter).
+    pub offset_gaps: AtomicU64,
+    /// Offsets those jumps skipped: events lost on the bus.
+    pub offsets_missing: AtomicU64,
 }
 
 impl ConsumerStats {
@@ -72,6 +79,9 @@ impl ConsumerStats {
             .fetch_add(r.already_consumed, Ordering::Relaxed);
         self.dead_lettered
             .fetch_add(r.dead_lettered, Ordering::Relaxed);
+        self.offset_gaps.fetch_add(r.offset_gaps, Ordering::Relaxed);
+        self.offsets_missing
+            .fetch_add(r.offsets_missing, Ordering::Relaxed);
     }
 }
 
@@ -252,10 +262,12 @@ async fn filter<S: BusSubscriber + ?Sized>(
                 continue;
             }
             Some(e) if d.offset > e => {
-                // Already sought once and still ahead: the broker no longer has those offsets
-                // (retention); take what exists.
+                // Already sought once and still ahead (or the bus cannot seek): the broker no
+                // longer has those offsets (retention) or did not honour the seek. Take what
+                // exists; the ledger records the gap with this batch and logs it as an error
+                // once committed.
                 tracing::warn!(topic = %d.topic, partition = d.partition, expected = e,
-                    got = d.offset, "offset gap after seek");
+                    got = d.offset, "bus still ahead of the ledger; taking what exists");
             }
             _ => {}
         }

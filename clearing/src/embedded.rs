@@ -86,6 +86,11 @@ pub struct EmbeddedStats {
     pub dead_lettered: u64,
     /// Duplicates dropped since start.
     pub duplicates: u64,
+    /// Jumps over outbox sequences the bus never delivered, since start (offset-gap dead
+    /// letters; zero unless events were lost).
+    pub offset_gaps: u64,
+    /// Sequences those jumps skipped.
+    pub offsets_missing: u64,
     /// Events published by the relay since start.
     pub events_relayed: u64,
     /// Highest outbox sequence written by the switch.
@@ -200,6 +205,8 @@ impl EmbeddedClearing {
             events_applied: s.events_applied.load(Ordering::Relaxed),
             dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
+            offset_gaps: s.offset_gaps.load(Ordering::Relaxed),
+            offsets_missing: s.offsets_missing.load(Ordering::Relaxed),
             events_relayed: self.relay_stats.published.load(Ordering::Relaxed),
             outbox_head_seq: head,
             applied_seq: applied,

@@ -239,10 +239,12 @@ async fn run(cli: Cli) -> Result<(), ClearingError> {
             tracing::info!(%topic, "consuming");
             consumer::run(&ledger, &mut subscriber, &config, &stats, shutdown).await?;
             println!(
-                "applied={} duplicates={} dead_lettered={}",
+                "applied={} duplicates={} dead_lettered={} offset_gaps={} offsets_missing={}",
                 stats.events_applied.load(Ordering::Relaxed),
                 stats.duplicates.load(Ordering::Relaxed),
-                stats.dead_lettered.load(Ordering::Relaxed)
+                stats.dead_lettered.load(Ordering::Relaxed),
+                stats.offset_gaps.load(Ordering::Relaxed),
+                stats.offsets_missing.load(Ordering::Relaxed)
             );
         }
         Command::Relay {

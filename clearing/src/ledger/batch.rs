@@ -1,11 +1,12 @@
 //! The SQL steps of one [`Ledger::apply_batch`](super::Ledger::apply_batch) inside its
 //! transaction: read what the batch refers to (stored offsets, recorded events, originals,
 //! holds), then write what the plan decided (holds, account sums, pair positions, dead letters,
-//! offsets). The journal itself (events and postings) is `bulk`'s.
+//! offsets, offset gaps). The journal itself (events and postings) is `bulk`'s.
 //!
 //! Both backends run the same statements; the macro below instantiates the steps for SQLite's
 //! and PostgreSQL's transaction types (sqlx's executor bounds cannot be named once generically).
 
+use super::gap::OFFSET_GAP_CODE;
 use super::plan::{AccountDelta, HoldState, Known, KnownHold, LegRow, Plan};
 use super::ROWS_PER_STATEMENT;
 use super::{account_from_str, event_type_from_str, push_list, text_column, References};
@@ -65,6 +66,14 @@ pub(crate) trait BatchSteps {
 
     /// The group's next offsets (never moved backwards).
     async fn write_offsets(
+        &mut self,
+        consumer_group: &str,
+        plan: &Plan<'_>,
+        now: i64,
+    ) -> Result<()>;
+
+    /// The offsets the bus jumped over, as `offset_gap` dead letters (see `gap`).
+    async fn write_offset_gaps(
         &mut self,
         consumer_group: &str,
         plan: &Plan<'_>,
@@ -362,6 +371,33 @@ macro_rules! batch_steps {
                          THEN excluded.next_offset ELSE consumer_offset.next_offset END, \
                          updated_at_us = excluded.updated_at_us",
                     );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            async fn write_offset_gaps(
+                &mut self,
+                consumer_group: &str,
+                plan: &Plan<'_>,
+                now: i64,
+            ) -> Result<()> {
+                let tx = self;
+                for chunk in plan.gaps.chunks(ROWS_PER_STATEMENT) {
+                    // event_id left NULL: no event was delivered at these offsets.
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO dead_letter (topic, partition_no, bus_offset, reason_code, \
+                         reason, payload, received_at_us) ",
+                    );
+                    qb.push_values(chunk, |mut b, g| {
+                        b.push_bind(g.topic)
+                            .push_bind(i64::from(g.partition))
+                            .push_bind(g.missing.start)
+                            .push_bind(OFFSET_GAP_CODE)
+                            .push_bind(text_column(&g.reason()))
+                            .push_bind(text_column(&g.payload(consumer_group)))
+                            .push_bind(now);
+                    });
                     qb.build().execute(&mut **tx).await?;
                 }
                 Ok(())

@@ -14,9 +14,11 @@
 
 mod batch;
 mod bulk;
+mod gap;
 pub(crate) mod legs;
 mod plan;
 
+pub use gap::{GapRecord, OFFSET_GAP_CODE};
 pub use plan::{account_str, dry_run, ApplyReport, DryRun, HoldState, PoisonReason};
 
 use crate::bus::Delivery;
@@ -134,12 +136,23 @@ pub struct DeadLetter {
     pub offset: i64,
     /// The event id, when the payload decoded far enough.
     pub event_id: Option<Uuid>,
-    /// Stable reason code ([`PoisonReason::code`]).
+    /// Stable reason code ([`PoisonReason::code`], or [`OFFSET_GAP_CODE`]).
     pub reason_code: String,
     /// Human-readable reason.
     pub reason: String,
-    /// The payload as received (lossy UTF-8).
+    /// The payload as received (lossy UTF-8); for an offset gap, its [`GapRecord`] in JSON.
     pub payload: String,
+}
+
+impl DeadLetter {
+    /// The missing offsets, when this row records an offset gap rather than a delivery
+    /// (`offset` is then the first of them).
+    pub fn offset_gap(&self) -> Option<GapRecord> {
+        if self.reason_code != OFFSET_GAP_CODE {
+            return None;
+        }
+        serde_json::from_str(&self.payload).ok()
+    }
 }
 
 /// Counters over the whole ledger.
@@ -147,8 +160,10 @@ pub struct DeadLetter {
 pub struct LedgerCounts {
     /// Events recorded with an effect (not dead-lettered).
     pub events_applied: i64,
-    /// Dead-letter rows.
+    /// Dead-lettered deliveries (offset gaps not included).
     pub dead_letters: i64,
+    /// Offset gaps recorded: jumps over offsets the bus never delivered.
+    pub offset_gaps: i64,
     /// Postings.
     pub postings: i64,
     /// Holds still pending.
@@ -264,7 +279,7 @@ impl Ledger {
     }
 
     /// Applies a batch of deliveries in one transaction: postings, holds, positions, dead
-    /// letters and the consumer group's offsets commit together or not at all.
+    /// letters, offset gaps and the consumer group's offsets commit together or not at all.
     pub async fn apply_batch(
         &self,
         consumer_group: &str,
@@ -333,7 +348,7 @@ impl Ledger {
             p.into_iter().map(|(t, n)| (t.to_owned(), n)).collect()
         };
         let now = now_us();
-        let report = write_tx!(&self.db, |tx, window_id| {
+        let (report, gaps) = write_tx!(&self.db, |tx, window_id| {
             let stored = tx.stored_offsets(consumer_group, &partitions).await?;
             let mut known = tx.known(refs).await?;
             let inputs = deliveries.iter().zip(parsed).map(|(d, parsed)| Input {
@@ -350,8 +365,16 @@ impl Ledger {
             tx.write_pairs(&plan).await?;
             tx.write_dead_letters(&plan, now).await?;
             tx.write_offsets(consumer_group, &plan, now).await?;
-            plan.report
+            tx.write_offset_gaps(consumer_group, &plan, now).await?;
+            (plan.report, plan.gaps)
         });
+        // After the commit, so a rolled-back attempt (retried) does not report a gap twice.
+        for gap in &gaps {
+            tracing::error!(topic = gap.topic, partition = gap.partition,
+                first_missing = gap.missing.start, last_missing = gap.missing.end - 1,
+                missing = gap.count(), consumer_group,
+                "offsets never delivered: events lost on the bus, recorded as an offset_gap dead letter");
+        }
         Ok(report)
     }
 
@@ -480,17 +503,24 @@ impl Ledger {
     pub async fn counts(&self) -> Result<LedgerCounts> {
         let sql = "SELECT \
             (SELECT COUNT(*) FROM applied_event WHERE outcome <> 'dead_letter'), \
-            (SELECT COUNT(*) FROM dead_letter), \
+            (SELECT COUNT(*) FROM dead_letter WHERE reason_code <> $1), \
+            (SELECT COUNT(*) FROM dead_letter WHERE reason_code = $2), \
             (SELECT CAST(COALESCE(SUM(length(legs) - length(replace(legs, ';', '')) + 1), 0) \
              AS BIGINT) FROM applied_event WHERE legs IS NOT NULL), \
             (SELECT COUNT(*) FROM pending_hold WHERE state = 'pending')";
-        let (events_applied, dead_letters, postings, holds_pending): (i64, i64, i64, i64) =
+        type CountsRow = (i64, i64, i64, i64, i64);
+        let (events_applied, dead_letters, offset_gaps, postings, holds_pending): CountsRow =
             read!(&self.db, |pool| {
-                sqlx::query_as(sql).fetch_one(pool).await?
+                sqlx::query_as(sql)
+                    .bind(OFFSET_GAP_CODE)
+                    .bind(OFFSET_GAP_CODE)
+                    .fetch_one(pool)
+                    .await?
             });
         Ok(LedgerCounts {
             events_applied,
             dead_letters,
+            offset_gaps,
             postings,
             holds_pending,
         })

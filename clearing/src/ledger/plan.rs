@@ -3,9 +3,11 @@
 //! The apply path is split in three so the expensive part runs once per batch, not per event:
 //! decode and validate every payload ([`parse`]), look up in one query per table what the batch
 //! refers to ([`Known`]), then [`plan`] the rows to write: postings, two-phase holds (TigerBeetle's
-//! pending → posted / voided), aggregated balance and position deltas, dead letters and the next
-//! bus offsets. Everything here is pure, so the rules are unit-tested without a database.
+//! pending → posted / voided), aggregated balance and position deltas, dead letters, offset gaps
+//! (`gap`) and the next bus offsets. Everything here is pure, so the rules are unit-tested
+//! without a database.
 
+use super::gap::OffsetGap;
 use super::legs;
 use schemas::events::{EventError, EventType, LedgerAccount, Leg, SettlementEvent};
 use std::borrow::Cow;
@@ -279,6 +281,10 @@ pub struct ApplyReport {
     pub dead_lettered: u64,
     /// Postings written.
     pub postings: u64,
+    /// Jumps past a partition's next offset, each recorded as an `offset_gap` dead letter.
+    pub offset_gaps: u64,
+    /// Offsets those jumps skipped (events the bus never delivered).
+    pub offsets_missing: u64,
 }
 
 /// Everything one batch writes, in one transaction. Borrows from the batch's decoded events
@@ -298,6 +304,8 @@ pub(crate) struct Plan<'a> {
     /// Keyed by (institution_a, institution_b) with a < b: change of what b owes a.
     pub pairs: BTreeMap<(&'a str, &'a str), i64>,
     pub dead: Vec<DeadRow>,
+    /// Offsets the bus jumped over, per partition, in delivery order.
+    pub gaps: Vec<OffsetGap<'a>>,
     /// (topic, partition) -> next offset to consume.
     pub offsets: BTreeMap<(&'a str, i32), i64>,
     pub report: ApplyReport,
@@ -354,6 +362,18 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Notes that the bus delivered `delivered` where the partition's next offset was `next`.
+    fn gap(&mut self, topic: &'a str, partition: i32, next: i64, delivered: i64) {
+        let gap = OffsetGap {
+            topic,
+            partition,
+            missing: next..delivered,
+        };
+        self.report.offset_gaps += 1;
+        self.report.offsets_missing += gap.count();
+        self.gaps.push(gap);
+    }
+
     fn record(&mut self, event: &'a SettlementEvent, outcome: &'static str) {
         // A poison event posted nothing (its rules return before posting); dropped anyway so
         // legs never outlive the event that posted them.
@@ -382,8 +402,10 @@ impl<'a> Plan<'a> {
 }
 
 /// Plans a batch. `stored_offsets` are the ledger's next offsets per (topic, partition);
-/// deliveries below them were consumed before and are skipped. `known` is updated as the batch
-/// goes, so an event may refer to one earlier in the same batch.
+/// deliveries below them were consumed before and are skipped, and a delivery above the next
+/// offset (stored, or following the batch's previous delivery) leaves an offset gap in the
+/// plan. `known` is updated as the batch goes, so an event may refer to one earlier in the same
+/// batch.
 pub(crate) fn plan<'a>(
     inputs: impl IntoIterator<Item = Input<'a>>,
     stored_offsets: &HashMap<(String, i32), i64>,
@@ -393,16 +415,23 @@ pub(crate) fn plan<'a>(
     for input in inputs {
         let key = (input.topic, input.partition);
         let next = match plan.offsets.get(&key) {
-            Some(next) => *next,
+            Some(next) => Some(*next),
             // First delivery of this partition in the batch: the only owned-key lookup.
             None => stored_offsets
                 .get(&(input.topic.to_owned(), input.partition))
-                .copied()
-                .unwrap_or(0),
+                .copied(),
         };
-        if input.offset < next {
-            plan.report.already_consumed += 1;
-            continue;
+        match next {
+            Some(next) if input.offset < next => {
+                plan.report.already_consumed += 1;
+                continue;
+            }
+            // The bus skipped offsets: the events there will never be applied (see `gap`).
+            Some(next) if input.offset > next => {
+                plan.gap(input.topic, input.partition, next, input.offset)
+            }
+            // The next offset, or a partition never consumed: no offset to have jumped past.
+            _ => {}
         }
         plan.offsets.insert(key, input.offset + 1);
         let poison = |plan: &mut Plan, event: Option<&SettlementEvent>, reason: PoisonReason| {

@@ -144,6 +144,67 @@ pub async fn poison_goes_to_the_dead_letter_table_and_the_stream_goes_on(ledger:
     assert_eq!((r.dead_lettered, r.duplicates), (0, 1));
 }
 
+/// A batch whose first delivery is past the stored offset (the bus lost 2..5) is applied, and the
+/// missing range is recorded once, in its transaction, as an `offset_gap` dead letter; replaying
+/// the batch (decoded ahead, as the consumer does) records nothing again.
+pub async fn a_jump_past_the_stored_offset_is_recorded_once_as_an_offset_gap(ledger: &Ledger) {
+    apply(
+        ledger,
+        &[delivery(0, &purchase(1)), delivery(1, &purchase(2))],
+    )
+    .await;
+    let jumped = vec![
+        delivery(5, &purchase(6)),
+        delivery(6, &purchase(7)),
+        // A second hole in the same batch.
+        delivery(9, &purchase(10)),
+    ];
+    let batch = Ledger::decode(jumped.clone()).unwrap();
+    let r = ledger.apply_decoded("g", &batch).await.unwrap();
+    assert_eq!(
+        (r.applied, r.dead_lettered, r.offset_gaps, r.offsets_missing),
+        (3, 0, 2, 5)
+    );
+    assert_eq!(ledger.stored_offset("g", TOPIC, 0).await.unwrap(), Some(10));
+    let gaps: Vec<_> = ledger
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            assert_eq!((d.reason_code.as_str(), d.event_id), ("offset_gap", None));
+            let record = d.offset_gap().expect("gap record");
+            assert_eq!(record.first_missing_offset, d.offset);
+            (
+                record.missing(),
+                record.missing_offsets,
+                record.delivered_offset,
+            )
+        })
+        .collect();
+    assert_eq!(gaps, [(2..5, 3, 5), (7..9, 2, 9)]);
+    let counts = ledger.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.events_applied,
+            counts.dead_letters,
+            counts.offset_gaps
+        ),
+        (5, 0, 2)
+    );
+
+    for _ in 0..2 {
+        let r = ledger.apply_decoded("g", &batch).await.unwrap();
+        assert_eq!((r.already_consumed, r.offset_gaps), (3, 0));
+        let r = apply(ledger, &jumped).await;
+        assert_eq!((r.already_consumed, r.offset_gaps), (3, 0));
+    }
+    assert_eq!(ledger.counts().await.unwrap().offset_gaps, 2);
+    // A group that never consumed this partition has no stored offset to have jumped past.
+    let r = ledger.apply_batch("fresh", &jumped[2..]).await.unwrap();
+    assert_eq!((r.duplicates, r.offset_gaps), (1, 0));
+}
+
 pub async fn a_reversal_undoes_its_original_once(ledger: &Ledger) {
     let p = purchase(1);
     let rev = reversal(&p, 2);
@@ -678,6 +739,7 @@ macro_rules! ledger_suite {
             a_released_hold_cannot_be_completed,
             a_completion_beyond_the_hold_is_dead_lettered,
             poison_goes_to_the_dead_letter_table_and_the_stream_goes_on,
+            a_jump_past_the_stored_offset_is_recorded_once_as_an_offset_gap,
             a_reversal_undoes_its_original_once,
             reversing_a_preauthorization_voids_its_hold,
             a_refund_needs_a_known_original,

@@ -78,7 +78,9 @@ fn status_line<S: Store>(
     )
 }
 
-/// The clearing's part of the line: events applied, lag, the insurance fund's net position.
+/// The clearing's part of the line: events applied, lag, the insurance fund's net position, and
+/// events lost on the bus when there are any (the lag does not show those: the ledger's offset
+/// moved past them with the gap recorded).
 async fn clearing_figures(clearing: Option<&EmbeddedClearing>) -> String {
     let Some(clearing) = clearing else {
         return "clearing: off".to_owned();
@@ -86,8 +88,16 @@ async fn clearing_figures(clearing: Option<&EmbeddedClearing>) -> String {
     match (clearing.stats().await, clearing.positions().await) {
         (Ok(st), Ok(pos)) => {
             let fund = pos.net_fen(INSURANCE_FUND_ID);
+            let lost = if st.offset_gaps > 0 {
+                format!(
+                    ", OFFSET GAPS {} ({} events never delivered)",
+                    st.offset_gaps, st.offsets_missing
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "clearing: {} events applied, lag {}, fund net {:.2} CNY, sum {}",
+                "clearing: {} events applied, lag {}, fund net {:.2} CNY, sum {}{lost}",
                 st.events_applied,
                 st.lag_events,
                 rust_decimal::Decimal::new(fund, 2),
