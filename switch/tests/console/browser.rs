@@ -215,6 +215,18 @@ pub async fn text(c: &Client, css: &str) -> String {
 
 /// Waits (at most [`WAIT`]) until the text of `css` satisfies `ok`; returns it.
 pub async fn wait_text(c: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    wait_text_saying(c, css, what, None, ok).await
+}
+
+/// [`wait_text`], whose failure also shows the text of `around` (the panel holding `css`, so
+/// a timeout says what the page showed instead: a note, a problem, nothing).
+pub async fn wait_text_saying(
+    c: &Client,
+    css: &str,
+    what: &str,
+    around: Option<&str>,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let t = match c.find(Locator::Css(css)).await {
@@ -224,10 +236,16 @@ pub async fn wait_text(c: &Client, css: &str, what: &str, ok: impl Fn(&str) -> b
         if ok(&t) {
             return t;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{css} never became {what}; last: {t:?}"
-        );
+        if Instant::now() >= deadline {
+            let shown = match around {
+                Some(a) => match c.find(Locator::Css(a)).await {
+                    Ok(e) => e.text().await.unwrap_or_default(),
+                    Err(e) => format!("({a} not found: {e})"),
+                },
+                None => String::new(),
+            };
+            panic!("{css} never became {what}; last: {t:?}; around it: {shown:?}");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

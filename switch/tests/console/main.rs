@@ -25,7 +25,10 @@ mod fixtures;
 #[path = "../support/ports.rs"]
 mod ports;
 
-use browser::{browser, chromedriver, click, fill, log_in, log_out, shot, source, text, wait_text};
+use browser::{
+    browser, chromedriver, click, fill, log_in, log_out, shot, source, text, wait_text,
+    wait_text_saying,
+};
 use fantoccini::Locator;
 use fixtures::{citizen, cms_card, connect, counter_pin_block, hospital_kiosk, insured_card, pay};
 use std::time::Duration;
@@ -923,11 +926,17 @@ async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
     let paid = pay(&mut conn, &mut kiosk, &card, &mut chip, 12_300, "MZ-G1").await;
     assert_eq!(paid.code, "00");
     let hospital = world.hospitals[0].id.as_str().to_owned();
-    let moved = wait_text(&c, "#positions", "the bill's positions", |t| {
-        let (rows, _) = nets_of(t);
-        let net = |of: &[(String, i64)]| of.iter().find(|r| r.0 == hospital).map(|r| r.1);
-        net(&rows).unwrap_or(0) > net(&before).unwrap_or(0)
-    })
+    let moved = wait_text_saying(
+        &c,
+        "#positions",
+        "the bill's positions",
+        Some("#live"),
+        |t| {
+            let (rows, _) = nets_of(t);
+            let net = |of: &[(String, i64)]| of.iter().find(|r| r.0 == hospital).map(|r| r.1);
+            net(&rows).unwrap_or(0) > net(&before).unwrap_or(0)
+        },
+    )
     .await;
     let (after, sum) = nets_of(&moved);
     assert!(after.len() >= 2, "payer and payee: {moved}");
