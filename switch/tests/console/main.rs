@@ -896,6 +896,21 @@ fn nets_of(table: &str) -> (Vec<(String, i64)>, Option<i64>) {
     (rows, sum)
 }
 
+/// Waits until the demo's next settlement cut-over is further away than the longest wait of
+/// a check ([`browser::WAIT`]) and a margin.
+async fn clear_of_a_cutover() {
+    let margin = browser::WAIT + Duration::from_secs(30);
+    let now = chrono::Utc::now();
+    let next = switch::sim::demo::DEMO_WINDOWS
+        .next_cutover_after(now)
+        .expect("the demo cuts windows over");
+    let left = (next - now).to_std().unwrap_or_default();
+    if left < margin {
+        eprintln!("waiting {left:?} for the settlement cut-over to pass");
+        tokio::time::sleep(left + Duration::from_secs(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
     let driver = chromedriver();
@@ -906,6 +921,10 @@ async fn the_dashboards_net_positions_move_with_a_payment_and_sum_to_zero() {
     log_in(&c, &d.base, world, "demo-clearing").await;
     click(&c, "nav.side a[href='/console/dashboard']").await;
     wait_text(&c, "#live-state", "live", |t| t == "实时更新中").await;
+    // The panel shows the open window's positions: a cut-over between the look before and the
+    // look after the bill would compare two windows (or find the new one empty). Look well
+    // clear of one.
+    clear_of_a_cutover().await;
     // The open window may have no positions yet (then the table is not there).
     let before = match c.find(Locator::Css("#positions")).await {
         Ok(t) => nets_of(&t.text().await.unwrap_or_default()).0,

@@ -154,8 +154,13 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         let resume = opts.keep_data;
         if !resume {
             crate::store::PostgresStore::drop_schema(&url, &opts.postgres_schema).await?;
-            // The spool's declines belong to the dropped store.
-            let _ = std::fs::remove_file(opts.data_dir.join(crate::store::spool::SPOOL_FILE));
+            // The spool's declines and the journal's bank legs belong to the dropped store.
+            for f in [
+                crate::store::spool::SPOOL_FILE,
+                crate::store::spool::JOURNAL_FILE,
+            ] {
+                let _ = std::fs::remove_file(opts.data_dir.join(f));
+            }
         }
         let store = Arc::new(
             crate::store::PostgresStore::connect(
@@ -187,6 +192,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoRunError> {
         "clearing.db-wal",
         "clearing.db-shm",
         crate::store::spool::SPOOL_FILE,
+        crate::store::spool::JOURNAL_FILE,
     ] {
         if !resume {
             let _ = std::fs::remove_file(opts.data_dir.join(f));
@@ -403,13 +409,17 @@ fn switch_hsm(world: &DemoWorld, addr: Option<SocketAddr>) -> Arc<dyn hsm_sim::H
     }
 }
 
+/// The demo's settlement windows: every 15 minutes, aligned to multiples of 15 minutes since
+/// the Unix epoch.
+pub const DEMO_WINDOWS: WindowSchedule = WindowSchedule::EveryMinutes(15);
+
 /// The in-process clearing, relaying from the demo's SQLite outbox into its own ledger under
 /// `data_dir`, with a settlement window every 15 minutes.
 async fn start_clearing(data_dir: &Path) -> Result<EmbeddedClearing, DemoRunError> {
     EmbeddedClearing::start(EmbeddedConfig::new(
         data_dir.join("switch.db"),
         data_dir.join("clearing.db"),
-        WindowSchedule::EveryMinutes(15),
+        DEMO_WINDOWS,
     ))
     .await
     .map_err(|e| DemoRunError::Other(format!("clearing: {e}")))
