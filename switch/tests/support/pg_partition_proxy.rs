@@ -286,7 +286,8 @@ impl Watcher {
             let body: Vec<u8> = self.buf[5..1 + n].to_vec();
             self.buf.drain(..1 + n);
             let mut parts = body.split(|&b| b == 0);
-            let mut next = || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let mut next =
+                || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
             let (first, second) = (next(), next());
             match kind {
                 b'Q' if first.contains(TXN_INSERT) => records = true,

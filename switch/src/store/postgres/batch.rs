@@ -221,7 +221,11 @@ fn duplicate_key(row: &PgRow) -> Result<DuplicateKey, StoreError> {
 
 /// The highest verified ATC of each card that has one, each card's wrong-PIN count and its
 /// newest transaction (`plan::card_chain`), locked in card order.
-async fn load_cards(tx: &mut Tx<'_>, cards: &[CardId], loaded: &mut Loaded) -> Result<(), sqlx::Error> {
+async fn load_cards(
+    tx: &mut Tx<'_>,
+    cards: &[CardId],
+    loaded: &mut Loaded,
+) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = cards.iter().map(|c| c.0).collect();
     let rows = sqlx::query(LOAD_CARDS)
         .bind(serde_json::Value::from(ids).to_string())
