@@ -11,6 +11,8 @@
 //! - `commit_outcome`: the connection to PostgreSQL dies while a group commit's COMMIT is in
 //!   flight (a proxy loses the answer), the database back at once or only after the request's
 //!   time to learn the outcome has passed;
+//! - `partition`: the network between the switch and PostgreSQL partitioned (packets dropped,
+//!   no RST, sockets open) in the middle of a group commit for 20 s, then healed;
 //! - `broker`: the Kafka-protocol broker down for 60 s (a private tansu);
 //! - `sqlite`: the SQLite store's disk full (a small tmpfs filled) for 10 s under load;
 //! - `clock`: the switch's wall clock jumps forward and back (field 7's window, the key purge).
@@ -27,11 +29,17 @@ mod pg_server;
 #[path = "support/pg_commit_proxy.rs"]
 mod pg_commit_proxy;
 
+#[path = "support/pg_partition_proxy.rs"]
+mod pg_partition_proxy;
+
 #[path = "faults/database.rs"]
 mod database;
 
 #[path = "faults/commit_outcome.rs"]
 mod commit_outcome;
+
+#[path = "faults/partition.rs"]
+mod partition;
 
 #[path = "faults/bank_links.rs"]
 mod bank_links;

@@ -299,9 +299,10 @@ impl<S: Store> Net<S> {
     /// test fails.
     pub async fn purchases(&self, banks: &[usize], rounds: usize) -> Vec<Answered> {
         let mut set = tokio::task::JoinSet::new();
-        for lane in &self.lanes {
-            let bank = lane.lock().await.card.bank;
-            if !banks.contains(&bank) {
+        // The lanes are the world's cards, in order: a lane is picked without locking it, so
+        // purchases on other banks' cards under way do not hold this call up.
+        for (lane, card) in self.lanes.iter().zip(&self.world.cards) {
+            if !banks.contains(&card.bank) {
                 continue;
             }
             let lane = Arc::clone(lane);

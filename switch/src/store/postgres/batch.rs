@@ -9,7 +9,7 @@
 //! store to ask the database (`super::failover::resolve_commits`).
 
 use super::json_rows::hex;
-use super::{card_risk, unnest, PostgresStore};
+use super::{card_risk, session, unnest, PostgresStore};
 use crate::store::model::TransactionId;
 use crate::store::model::{AccountId, BatchOutcome, CardId, Committed, Decision, DuplicateKey};
 use crate::store::plan::{self, AccountRow, BatchKeys, Loaded, RefundRoom};
@@ -19,7 +19,7 @@ use schemas::domain::{InstitutionId, Rrn, Stan, TerminalId, TransmissionDateTime
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
-type Tx = sqlx::Transaction<'static, Postgres>;
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
 // `= ANY(ARRAY(...))` is an index scan over the ids whatever the table statistics say.
 const LOAD_ACCOUNTS: &str = "SELECT account_id, balance_fen, held_fen FROM account WHERE account_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb))) ORDER BY account_id FOR UPDATE";
@@ -44,7 +44,7 @@ const UPDATE_CARDS: &str = "UPDATE card SET atc_max = COALESCE(v.atc, card.atc_m
     $2::integer[], $3::uuid[]) AS v(id, atc, last) WHERE card.card_id = v.id";
 
 /// Loads and locks the rows a batch touches.
-async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
+async fn load(tx: &mut Tx<'_>, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
     let mut loaded = Loaded::default();
     let mut account_ids = keys.accounts.clone();
     if !keys.holds.is_empty() {
@@ -105,7 +105,7 @@ async fn load(tx: &mut Tx, keys: &BatchKeys) -> Result<Loaded, sqlx::Error> {
 
 /// The transactions already holding one of the batch's duplicate-detection keys.
 async fn load_duplicate_keys(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     keys: &[DuplicateKey],
     loaded: &mut Loaded,
 ) -> Result<(), sqlx::Error> {
@@ -156,7 +156,7 @@ const REFUND_ROOMS: &str =
 /// Each refunded original's amount with its approved, unreversed refunds so far (the refund
 /// cap of `plan::refund_cap`), the originals locked before.
 async fn load_refund_rooms(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     originals: &[TransactionId],
     loaded: &mut Loaded,
 ) -> Result<(), sqlx::Error> {
@@ -180,7 +180,7 @@ async fn load_refund_rooms(
 /// The approved reversal each reversed original already has (`plan::reversed_once`), the
 /// originals locked before: a reversal another node committed meanwhile is seen here.
 async fn load_reversals(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     originals: &[TransactionId],
     loaded: &mut Loaded,
 ) -> Result<(), sqlx::Error> {
@@ -221,7 +221,11 @@ fn duplicate_key(row: &PgRow) -> Result<DuplicateKey, StoreError> {
 
 /// The highest verified ATC of each card that has one, each card's wrong-PIN count and its
 /// newest transaction (`plan::card_chain`), locked in card order.
-async fn load_cards(tx: &mut Tx, cards: &[CardId], loaded: &mut Loaded) -> Result<(), sqlx::Error> {
+async fn load_cards(
+    tx: &mut Tx<'_>,
+    cards: &[CardId],
+    loaded: &mut Loaded,
+) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = cards.iter().map(|c| c.0).collect();
     let rows = sqlx::query(LOAD_CARDS)
         .bind(serde_json::Value::from(ids).to_string())
@@ -271,56 +275,96 @@ pub(super) struct UnknownCommit {
     pub planned: Vec<Result<Committed, DecisionError>>,
 }
 
-/// One database transaction for the whole batch.
+/// One database transaction for the whole batch, on a connection of its own that is closed,
+/// not pooled, when the batch lost it (an I/O error, or no answer in time: it may be dead, or
+/// still carrying what was sent).
 async fn try_batch(
     store: &PostgresStore,
     decisions: &[Decision],
     now_us: i64,
 ) -> Result<Vec<Result<Committed, DecisionError>>, Failed> {
-    let (pre, keys) = plan::prepare(decisions);
-    let mut tx = store.write.begin().await?;
-    let loaded = load(&mut tx, &keys).await?;
-    let plan = plan::plan(decisions, pre, loaded, now_us);
-    let cards = plan.card_rows();
-    if !cards.is_empty() {
-        // Before the batch's writes, which take the outbox sequence row last: that lock
-        // is then held for as short a time as possible.
-        sqlx::query(UPDATE_CARDS)
-            .bind(cards.iter().map(|c| c.card_id.0).collect::<Vec<i64>>())
-            .bind(
-                cards
-                    .iter()
-                    .map(|c| c.atc_max.map(i32::from))
-                    .collect::<Vec<Option<i32>>>(),
-            )
-            .bind(
-                cards
-                    .iter()
-                    .map(|c| c.last_txn_id.map(|t| t.0))
-                    .collect::<Vec<Option<uuid::Uuid>>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
+    let mut conn = store.write.acquire().await?;
+    let result = batch_on(&mut conn, decisions, now_us).await;
+    if let Err(Failed::RolledBack(e) | Failed::Unknown(e, _)) = &result {
+        if !session::reusable_after(e) {
+            conn.close_on_drop();
+        }
     }
-    card_risk::write(&mut tx, &plan).await?;
-    let written = unnest::write_batch(&mut tx, decisions, &plan, now_us).await?;
-    let planned = plan::committed(plan, decisions, written.seqs);
-    match tx.commit().await {
+    result
+}
+
+/// The batch's transaction on `conn`: its work before COMMIT bounded by
+/// [`session::GROUP_COMMIT_WORK_MAX_MS`], the wait for COMMIT's answer by
+/// [`session::COMMIT_ANSWER_MAX_MS`] (a partition drops packets without a word: without these
+/// the batch, and every request behind it, waits until the kernel gives up on the connection).
+async fn batch_on(
+    conn: &mut sqlx::PgConnection,
+    decisions: &[Decision],
+    now_us: i64,
+) -> Result<Vec<Result<Committed, DecisionError>>, Failed> {
+    use sqlx::Connection as _;
+    let (pre, keys) = plan::prepare(decisions);
+    let work = async {
+        let mut tx = conn.begin().await?;
+        let loaded = load(&mut tx, &keys).await?;
+        let plan = plan::plan(decisions, pre, loaded, now_us);
+        let cards = plan.card_rows();
+        if !cards.is_empty() {
+            // Before the batch's writes, which take the outbox sequence row last: that lock
+            // is then held for as short a time as possible.
+            sqlx::query(UPDATE_CARDS)
+                .bind(cards.iter().map(|c| c.card_id.0).collect::<Vec<i64>>())
+                .bind(
+                    cards
+                        .iter()
+                        .map(|c| c.atc_max.map(i32::from))
+                        .collect::<Vec<Option<i32>>>(),
+                )
+                .bind(
+                    cards
+                        .iter()
+                        .map(|c| c.last_txn_id.map(|t| t.0))
+                        .collect::<Vec<Option<uuid::Uuid>>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+        }
+        card_risk::write(&mut tx, &plan).await?;
+        let written = unnest::write_batch(&mut tx, decisions, &plan, now_us).await?;
+        let planned = plan::committed(plan, decisions, written.seqs);
+        Ok((tx, planned, written.xid))
+    };
+    // Given up before COMMIT was sent: the server cannot commit it (it rolls back when the
+    // session ends, `session::IDLE_IN_TRANSACTION_MAX_MS` at the latest).
+    let (tx, planned, xid) = session::within(
+        session::GROUP_COMMIT_WORK_MAX_MS,
+        "group commit before COMMIT",
+        work,
+    )
+    .await?;
+    match session::within(
+        session::COMMIT_ANSWER_MAX_MS,
+        "the answer to COMMIT",
+        tx.commit(),
+    )
+    .await
+    {
         Ok(()) => Ok(planned),
         // The server answered the COMMIT (a deferred constraint, a serialization failure): it
         // rolled back.
         Err(e @ sqlx::Error::Database(_)) => Err(Failed::RolledBack(e)),
-        // No answer to the COMMIT: the server may have committed it or not. The PostgreSQL
-        // manual (9.26, System Information Functions) offers `pg_xact_status` (`txid_status`
-        // before 13) for exactly this: applications use it "to determine whether their
-        // transaction committed or aborted after the application and database server become
-        // disconnected while a COMMIT is in progress"; the transaction's id is read inside it
-        // (`txid_current()`), since the server reports none on its own.
+        // No answer to the COMMIT (the connection died, or none came in time): the server may
+        // have committed it or not. The PostgreSQL manual (9.26, System Information Functions)
+        // offers `pg_xact_status` (`txid_status` before 13) for exactly this: applications use
+        // it "to determine whether their transaction committed or aborted after the
+        // application and database server become disconnected while a COMMIT is in
+        // progress"; the transaction's id is read inside it (`txid_current()`), since the
+        // server reports none on its own.
         Err(e) => Err(Failed::Unknown(
             e,
             UnknownCommit {
                 positions: (0..decisions.len()).collect(),
-                xid: written.xid,
+                xid,
                 planned,
             },
         )),

@@ -12,7 +12,7 @@ use crate::store::plan::{CardDay, Loaded, Plan};
 use crate::store::sql::rows::corrupt;
 use sqlx::{Postgres, Row};
 
-type Tx = sqlx::Transaction<'static, Postgres>;
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
 const ENSURE_CARD_DAYS: &str = "INSERT INTO card_day_usage (card_id, day_start_us, \
     approved_count, amount_fen, stand_in_fen) SELECT id, day, 0, 0, 0 FROM UNNEST($1::bigint[], $2::bigint[]) \
@@ -29,7 +29,7 @@ const RESET_PIN_TRIES: &str = "UPDATE card SET pin_tries_failed = 0 \
 
 /// The spend of `days` (sorted), each row created at zero if missing and locked.
 pub(super) async fn load_card_days(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     days: &[CardDay],
     loaded: &mut Loaded,
 ) -> Result<(), sqlx::Error> {
@@ -64,7 +64,7 @@ pub(super) async fn load_card_days(
 }
 
 /// The planned wrong-PIN resets and card-day spend.
-pub(super) async fn write(tx: &mut Tx, plan: &Plan) -> Result<(), sqlx::Error> {
+pub(super) async fn write(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     if !plan.pin_resets.is_empty() {
         let ids: Vec<i64> = plan.pin_resets.iter().map(|c| c.0).collect();
         sqlx::query(RESET_PIN_TRIES)

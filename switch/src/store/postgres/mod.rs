@@ -10,6 +10,7 @@ mod batch;
 mod card_risk;
 mod failover;
 mod json_rows;
+pub mod session;
 mod unnest;
 
 use super::model::{BatchOutcome, Decision};
@@ -99,9 +100,10 @@ impl PostgresStore {
         let hosts = host_urls(&config.url)?;
         // Every commit waits for its WAL flush (and a synchronous standby's, where configured)
         // whatever the server's default says: an approval is durable before it is answered.
+        // And the server ends a session whose client vanished ([`session`]).
         let mut candidates: Vec<PgConnectOptions> = failover::candidates(&hosts)?
             .into_iter()
-            .map(|o| o.options([("synchronous_commit", "on")]))
+            .map(|o| session::with_session_limits(o.options([("synchronous_commit", "on")])))
             .collect();
         if let Some(schema) = &config.schema {
             if !valid_schema(schema) {

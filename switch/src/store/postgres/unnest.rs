@@ -8,7 +8,7 @@ use crate::store::plan::Plan;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-type Tx = Transaction<'static, Postgres>;
+type Tx<'c> = Transaction<'c, Postgres>;
 
 // The statement also answers the transaction's id (`txid_current()`, with its epoch): the
 // store asks the database for that transaction's status when the connection dies during COMMIT
@@ -55,7 +55,7 @@ const INSERT_ADVICES: &str = "INSERT INTO advice_queue (advice_id, transaction_i
 /// Inserts the accepted decisions' rows, each linked to its card's previous transaction
 /// (`prev`, aligned with `accepted`); answers the database transaction's id.
 async fn insert_txns(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     accepted: &[&Decision],
     prev: Vec<Option<Uuid>>,
 ) -> Result<i64, sqlx::Error> {
@@ -135,7 +135,7 @@ async fn insert_txns(
 }
 
 async fn insert_legs_and_keys(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     accepted: &[&Decision],
     now_us: i64,
 ) -> Result<(), sqlx::Error> {
@@ -197,7 +197,7 @@ async fn insert_legs_and_keys(
     Ok(())
 }
 
-async fn write_balances(tx: &mut Tx, plan: &Plan, now_us: i64) -> Result<(), sqlx::Error> {
+async fn write_balances(tx: &mut Tx<'_>, plan: &Plan, now_us: i64) -> Result<(), sqlx::Error> {
     if !plan.accounts.is_empty() {
         sqlx::query(UPDATE_ACCOUNTS)
             .bind(plan.accounts.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
@@ -242,7 +242,7 @@ pub struct Written {
 
 /// Writes a planned batch; holds, reversals and advices (rare) go through the JSON statements.
 pub async fn write_batch(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     decisions: &[Decision],
     plan: &Plan,
     now_us: i64,
@@ -281,7 +281,7 @@ pub async fn write_batch(
 }
 
 /// Holds created by the batch (JSON rows, rare) and existing ones whose state changed.
-async fn write_holds(tx: &mut Tx, plan: &Plan) -> Result<(), sqlx::Error> {
+async fn write_holds(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     if !plan.new_holds.is_empty() {
         sqlx::query(INSERT_HOLDS)
             .bind(json_rows::new_hold_rows(plan))
@@ -304,7 +304,7 @@ async fn write_holds(tx: &mut Tx, plan: &Plan) -> Result<(), sqlx::Error> {
 /// The accepted decisions' settlement events, numbered from the sequence row (locked from here
 /// to the commit): gap-free, in commit order. Records each decision's position in `seqs`.
 async fn write_outbox(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     decisions: &[Decision],
     plan: &Plan,
     seqs: &mut [Option<i64>],
