@@ -170,9 +170,18 @@ async fn purchases(addr: SocketAddr, world: &Arc<DemoWorld>, rounds: usize) -> V
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies() {
-    let started = Instant::now();
+/// A SQLite node's world, seeded store, banks and `serve` file, not started.
+struct SqliteNode {
+    dir: tempfile::TempDir,
+    world: DemoWorld,
+    db: PathBuf,
+    pan: Arc<switch::store::HsmPanProtector>,
+    banks: Vec<BankSim>,
+    opening: std::collections::HashMap<String, i64>,
+    config: PathBuf,
+}
+
+async fn sqlite_node() -> SqliteNode {
     let dir = tempfile::tempdir().unwrap();
     let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
     let db = dir.path().join("switch.db");
@@ -191,6 +200,29 @@ async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies
         None,
         links,
     );
+    SqliteNode {
+        dir,
+        world,
+        db,
+        pan,
+        banks,
+        opening,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies() {
+    let started = Instant::now();
+    let SqliteNode {
+        dir: _dir,
+        world,
+        db,
+        pan,
+        banks,
+        opening,
+        config,
+    } = sqlite_node().await;
 
     // Banks slow to answer at first: the node opens its acquirer port only once they have
     // signed on, so no purchase finds its bank's link still connecting (stood in or declined).
@@ -434,24 +466,15 @@ async fn wait_balances(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bank_legs_in_flight_when_a_node_is_killed_are_reversed_once_it_restarts() {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let mut world = DemoWorld::new(CARDS_PER_BANK).unwrap();
-    let db = dir.path().join("switch.db");
-    let pan = Arc::new(pan_protector(&world).await.unwrap());
-    let store = SqliteStore::open(&SqliteConfig::new(&db), pan.clone())
-        .await
-        .unwrap();
-    world.seed(&store).await.unwrap();
-    store.close().await;
-    let (banks, links) = harness::start_banks(&world).await;
-    let opening = harness::opening_balances(&world, &banks);
-    let config = write_config(
-        dir.path(),
-        &world,
-        format!("sqlite://{}", db.display()),
-        None,
-        links,
-    );
+    let SqliteNode {
+        dir: _dir,
+        world,
+        db,
+        pan,
+        banks,
+        opening,
+        config,
+    } = sqlite_node().await;
     let mut ps = Processes::default();
     let (child, addrs) = demo_process::spawn(&mut serve(&config));
     ps.adopt("node", child);

@@ -232,15 +232,8 @@ impl SpoolFile {
             self.records = 0;
             return Ok(());
         }
-        let new_path = self.dir.join(COMPACT_FILE);
         let text: String = records.iter().map(line_of).collect();
-        let mut new = File::create(&new_path).map_err(io(&new_path))?;
-        new.write_all(text.as_bytes())
-            .and_then(|()| new.sync_all())
-            .map_err(io(&new_path))?;
-        drop(new);
-        std::fs::rename(&new_path, &path).map_err(io(&path))?;
-        sync_dir(&self.dir)?;
+        replace_durably(&self.dir, SPOOL_FILE, COMPACT_FILE, text.as_bytes())?;
         self.file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -264,6 +257,24 @@ impl SpoolFile {
             .map_err(io(&path))?;
         sync_dir(&self.dir)
     }
+}
+
+/// Replaces the file `name` in `dir` with `bytes`: written to `scratch`, fsynced, renamed over
+/// `name`, the directory fsynced. A crash leaves one whole file or the other.
+pub(super) fn replace_durably(
+    dir: &Path,
+    name: &str,
+    scratch: &str,
+    bytes: &[u8],
+) -> Result<(), SpoolError> {
+    let (path, new_path) = (dir.join(name), dir.join(scratch));
+    let mut new = File::create(&new_path).map_err(io(&new_path))?;
+    new.write_all(bytes)
+        .and_then(|()| new.sync_all())
+        .map_err(io(&new_path))?;
+    drop(new);
+    std::fs::rename(&new_path, &path).map_err(io(&path))?;
+    sync_dir(dir)
 }
 
 /// Makes a rename or a new file in `dir` durable (POSIX: the directory entry is the

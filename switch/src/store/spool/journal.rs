@@ -26,7 +26,7 @@
 //! Lines are the spool's (`<checksum> <text>`, see `file`): an intent's text is its record's
 //! JSON, a retirement's is `retired <transaction id>`.
 
-use super::file::{checksum, parse_checked_line, sync_dir, SpoolError};
+use super::file::{checksum, parse_checked_line, replace_durably, sync_dir, SpoolError};
 use super::record::SpooledReversal;
 use crate::store::TransactionId;
 use std::collections::{BTreeMap, HashMap};
@@ -322,15 +322,8 @@ impl Writer {
     fn rewrite(&mut self) {
         let text: String = self.open.values().map(String::as_str).collect();
         let path = self.dir.join(JOURNAL_FILE);
-        let new_path = self.dir.join(JOURNAL_NEW_FILE);
         let rewritten = (|| -> Result<File, SpoolError> {
-            let mut new = File::create(&new_path).map_err(io(&new_path))?;
-            new.write_all(text.as_bytes())
-                .and_then(|()| new.sync_all())
-                .map_err(io(&new_path))?;
-            drop(new);
-            std::fs::rename(&new_path, &path).map_err(io(&path))?;
-            sync_dir(&self.dir)?;
+            replace_durably(&self.dir, JOURNAL_FILE, JOURNAL_NEW_FILE, text.as_bytes())?;
             OpenOptions::new()
                 .append(true)
                 .open(&path)
