@@ -18,25 +18,8 @@
 use super::database::Cluster;
 use super::harness::{self, codes, Options};
 use super::pg_commit_proxy::CommitProxy;
-use std::sync::Arc;
 use std::time::Duration;
-use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore, Store, TransactionKind};
-
-/// A store on `proxy`'s cluster, schema `faults`, in plain text so the proxy can read it.
-async fn connect_via(proxy: &CommitProxy) -> Arc<PostgresStore> {
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-        proxy.addr.port()
-    );
-    let mut config = PostgresConfig::new(url);
-    config.schema = Some("faults".into());
-    config.connections_max = 4;
-    Arc::new(
-        PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
-            .await
-            .expect("store behind the proxy"),
-    )
-}
+use switch::store::{Store, TransactionKind};
 
 fn options() -> Options {
     Options {
@@ -50,7 +33,11 @@ fn options() -> Options {
 async fn a_commit_whose_answer_is_lost_is_learnt_from_the_database_and_answered_00() {
     let cluster = Cluster::create();
     let proxy = CommitProxy::start(cluster.addr()).await;
-    let net = harness::start(connect_via(&proxy).await, options()).await;
+    let net = harness::start(
+        harness::store_through_proxy(proxy.addr.port()).await,
+        options(),
+    )
+    .await;
     let mut all = net.purchases(&[0], 1).await;
     assert!(
         all.iter().all(|a| a.code == "00"),
@@ -76,7 +63,11 @@ async fn a_commit_whose_answer_is_lost_is_learnt_from_the_database_and_answered_
 async fn a_commit_whose_outcome_stays_unknown_is_answered_96_and_the_approval_reversed() {
     let cluster = Cluster::create();
     let proxy = CommitProxy::start(cluster.addr()).await;
-    let net = harness::start(connect_via(&proxy).await, options()).await;
+    let net = harness::start(
+        harness::store_through_proxy(proxy.addr.port()).await,
+        options(),
+    )
+    .await;
     let mut all = net.purchases(&[0], 1).await;
     assert!(
         all.iter().all(|a| a.code == "00"),

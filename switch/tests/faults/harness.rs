@@ -606,3 +606,18 @@ pub async fn assert_books_of<S: Store>(
     let report = store.verify_integrity().await.expect("verify");
     assert!(report.is_consistent(), "{report}");
 }
+
+/// A store on a private cluster reached through a test proxy listening on `port` (schema
+/// `faults`, 4 connections), in plain text so the proxy can read the protocol.
+pub async fn store_through_proxy(port: u16) -> Arc<switch::store::PostgresStore> {
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
+    let mut config = switch::store::PostgresConfig::new(url);
+    config.schema = Some("faults".into());
+    config.connections_max = 4;
+    let pan = Arc::new(switch::store::DataKeyPanProtector::for_tests());
+    Arc::new(
+        switch::store::PostgresStore::connect(&config, pan)
+            .await
+            .expect("store behind the proxy"),
+    )
+}

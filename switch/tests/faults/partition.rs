@@ -26,7 +26,6 @@ use super::pg_partition_proxy::PartitionProxy;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switch::store::{DataKeyPanProtector, PostgresConfig, PostgresStore};
 
 const LOADED: [usize; 3] = [0, 1, 2];
 
@@ -44,29 +43,13 @@ struct Stamped {
     at: Instant,
 }
 
-/// A store on `proxy`'s cluster, schema `faults`, in plain text so the proxy can read it.
-async fn connect_via(proxy: &PartitionProxy) -> Arc<PostgresStore> {
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-        proxy.addr.port()
-    );
-    let mut config = PostgresConfig::new(url);
-    config.schema = Some("faults".into());
-    config.connections_max = 4;
-    Arc::new(
-        PostgresStore::connect(&config, Arc::new(DataKeyPanProtector::for_tests()))
-            .await
-            .expect("store behind the proxy"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_from_postgres_is_answered_in_time_and_the_switch_approves_once_it_heals() {
     let cluster = Cluster::create();
     let proxy = PartitionProxy::start(cluster.addr()).await;
     let net = Arc::new(
         harness::start(
-            connect_via(&proxy).await,
+            harness::store_through_proxy(proxy.addr.port()).await,
             Options {
                 cards_per_bank: 1,
                 bank_timeout: Duration::from_secs(5),
