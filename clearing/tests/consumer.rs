@@ -12,6 +12,22 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// Up to `max` deliveries of `log` from `position` on, moving it past them; `Closed` at the end
+/// (the fake buses' way of ending a run).
+fn next_from(
+    log: &[Delivery],
+    position: &mut usize,
+    max: usize,
+) -> Result<Vec<Delivery>, BusError> {
+    if *position >= log.len() {
+        return Err(BusError::Closed);
+    }
+    let end = (*position + max).min(log.len());
+    let out = log[*position..end].to_vec();
+    *position = end;
+    Ok(out)
+}
+
 /// Replays a log like a broker would: from a read position, which `seek` moves.
 struct ScriptedBus {
     log: Vec<Delivery>,
@@ -32,13 +48,7 @@ impl BusSubscriber for ScriptedBus {
                 self.position = b;
                 return Ok(self.log[a..b].to_vec());
             }
-            if self.position >= self.log.len() {
-                return Err(BusError::Closed);
-            }
-            let end = (self.position + max).min(self.log.len());
-            let out = self.log[self.position..end].to_vec();
-            self.position = end;
-            Ok(out)
+            next_from(&self.log, &mut self.position, max)
         })
     }
 
@@ -108,15 +118,7 @@ impl BusSubscriber for RetainedLog {
         max: usize,
         _wait: Duration,
     ) -> BoxFuture<'_, Result<Vec<Delivery>, BusError>> {
-        Box::pin(async move {
-            if self.position >= self.log.len() {
-                return Err(BusError::Closed);
-            }
-            let end = (self.position + max).min(self.log.len());
-            let out = self.log[self.position..end].to_vec();
-            self.position = end;
-            Ok(out)
-        })
+        Box::pin(async move { next_from(&self.log, &mut self.position, max) })
     }
 
     fn seek(&mut self, _topic: &str, _partition: i32, offset: i64) -> Result<bool, BusError> {

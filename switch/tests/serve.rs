@@ -170,16 +170,17 @@ async fn purchases(addr: SocketAddr, world: &Arc<DemoWorld>, rounds: usize) -> V
     all
 }
 
-/// A SQLite node's world, seeded store, banks and `serve` file, not started.
-struct SqliteNode {
-    dir: tempfile::TempDir,
-    world: DemoWorld,
-    db: PathBuf,
-    pan: Arc<switch::store::HsmPanProtector>,
-    banks: Vec<BankSim>,
-    opening: std::collections::HashMap<String, i64>,
-    config: PathBuf,
-}
+/// A SQLite node's folder, world, database file, PAN protector, banks with their opening
+/// balances, and `serve` file: seeded, not started.
+type SqliteNode = (
+    tempfile::TempDir,
+    DemoWorld,
+    PathBuf,
+    Arc<switch::store::HsmPanProtector>,
+    Vec<BankSim>,
+    std::collections::HashMap<String, i64>,
+    PathBuf,
+);
 
 async fn sqlite_node() -> SqliteNode {
     let dir = tempfile::tempdir().unwrap();
@@ -200,29 +201,13 @@ async fn sqlite_node() -> SqliteNode {
         None,
         links,
     );
-    SqliteNode {
-        dir,
-        world,
-        db,
-        pan,
-        banks,
-        opening,
-        config,
-    }
+    (dir, world, db, pan, banks, opening, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_serve_node_on_sqlite_approves_stops_on_sigterm_and_its_store_verifies() {
     let started = Instant::now();
-    let SqliteNode {
-        dir: _dir,
-        world,
-        db,
-        pan,
-        banks,
-        opening,
-        config,
-    } = sqlite_node().await;
+    let (_dir, world, db, pan, banks, opening, config) = sqlite_node().await;
 
     // Banks slow to answer at first: the node opens its acquirer port only once they have
     // signed on, so no purchase finds its bank's link still connecting (stood in or declined).
@@ -466,15 +451,7 @@ async fn wait_balances(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bank_legs_in_flight_when_a_node_is_killed_are_reversed_once_it_restarts() {
     let started = Instant::now();
-    let SqliteNode {
-        dir: _dir,
-        world,
-        db,
-        pan,
-        banks,
-        opening,
-        config,
-    } = sqlite_node().await;
+    let (_dir, world, db, pan, banks, opening, config) = sqlite_node().await;
     let mut ps = Processes::default();
     let (child, addrs) = demo_process::spawn(&mut serve(&config));
     ps.adopt("node", child);
